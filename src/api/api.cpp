@@ -1,0 +1,420 @@
+// SQL-callable functions: argument checks, privilege checks, and calls into the engine. Nothing more.
+#include <string>
+#include <vector>
+
+#include "core/definition.hpp"
+#include "engine/engine.hpp"
+#include "pg/boundary.hpp"
+#include "worker/shared.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pw_create_pipeline);
+PG_FUNCTION_INFO_V1(pw_drop_pipeline);
+PG_FUNCTION_INFO_V1(pw_grant_pipeline);
+PG_FUNCTION_INFO_V1(pw_revoke_pipeline);
+PG_FUNCTION_INFO_V1(pw_create_run);
+PG_FUNCTION_INFO_V1(pw_wait_run);
+PG_FUNCTION_INFO_V1(pw_claim_run);
+PG_FUNCTION_INFO_V1(pw_execute_run);
+PG_FUNCTION_INFO_V1(pw_cancel_run);
+PG_FUNCTION_INFO_V1(pw_retry_run);
+PG_FUNCTION_INFO_V1(pw_recover_runs);
+PG_FUNCTION_INFO_V1(pw_workers);
+PG_FUNCTION_INFO_V1(pw_has_role);
+PG_FUNCTION_INFO_V1(pw_is_admin);
+}
+
+using namespace pw;
+
+namespace {
+
+constexpr int kMaxPipelineName = 200;
+
+SPIPlanPtr plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
+    plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_pending, plan_cancel_running,
+    plan_retry, plan_run_info;
+
+void spi_connect() {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+}
+
+Datum col(int row, int colno, bool *isnull) {
+    return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, colno, isnull);
+}
+
+bool is_admin(Oid role) {
+    Oid admin = get_role_oid("pipeline_worker_admin", true);
+    return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
+}
+
+const char *role_name(Oid role) {
+    char *n = GetUserNameFromId(role, true);
+    return n ? n : "(dropped role)";
+}
+
+// Owner of pipeline `name`; ERROR if it does not exist.
+Oid pipeline_owner(const char *name) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    engine::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1,
+                         types, v, nullptr, true);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name),
+                        errhint("Create it with pipeline_worker.create_pipeline().")));
+    bool isnull;
+    return DatumGetObjectId(col(0, 1, &isnull));
+}
+
+void require_manager(const char *pipeline, Oid owner, const char *action) {
+    Oid me = GetUserId();
+    if (!has_privs_of_role(me, owner) && !is_admin(me))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to %s pipeline \"%s\"", action, pipeline),
+                        errdetail("Only its owner (\"%s\") or members of pipeline_worker_admin may.", role_name(owner))));
+}
+
+// May the current role submit runs to this pipeline?
+bool may_submit(const char *pipeline, Oid owner) {
+    Oid me = GetUserId();
+    if (has_privs_of_role(me, owner) || is_admin(me)) return true;
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(pipeline)};
+    engine::run_as_owner(&plan_grantees, "SELECT grantee::oid FROM pipeline_worker.pipeline_grants WHERE pipeline = $1",
+                         1, types, v, nullptr, true);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        if (has_privs_of_role(me, DatumGetObjectId(col(i, 1, &isnull)))) return true;
+    }
+    return false;
+}
+
+char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what) {
+    if (PG_ARGISNULL(argno)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be null", what)));
+    char *name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+    if (name[0] == '\0') ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
+    if (strlen(name) > kMaxPipelineName)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s is longer than %d bytes", what, kMaxPipelineName)));
+    return name;
+}
+
+char *jsonb_text(Jsonb *j) { return JsonbToCString(nullptr, &j->root, VARSIZE(j)); }
+
+// Resolves a function step's name with the caller's search_path; returns the schema-qualified name.
+char *resolve_function(const char *step, const char *fn) {
+    Oid argtypes[1] = {JSONBOID};
+    List *names = stringToQualifiedNameList(fn);
+    Oid oid = LookupFuncName(names, 1, argtypes, true);
+    if (!OidIsValid(oid))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                        errmsg("invalid pipeline definition: step \"%s\": function %s(jsonb) does not exist", step, fn),
+                        errhint("A function step needs a function with the signature (jsonb) RETURNS jsonb.")));
+    if (get_func_prokind(oid) != PROKIND_FUNCTION)
+        ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                        errmsg("invalid pipeline definition: step \"%s\": %s is not a plain function", step, fn),
+                        errhint("Procedures, aggregates and window functions cannot be steps.")));
+    if (get_func_rettype(oid) != JSONBOID || get_func_retset(oid))
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("invalid pipeline definition: step \"%s\": function %s must return jsonb", step, fn),
+                        errdetail("It returns %s%s.", get_func_retset(oid) ? "SETOF " : "",
+                                  format_type_be(get_func_rettype(oid))),
+                        errhint("A function step needs a function with the signature (jsonb) RETURNS jsonb.")));
+    if (pg_proc_aclcheck(oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("invalid pipeline definition: step \"%s\": permission denied for function %s", step, fn),
+                        errhint("The role defining the pipeline needs EXECUTE on its step functions.")));
+    return quote_qualified_identifier(get_namespace_name(get_func_namespace(oid)), get_func_name(oid));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- pipelines
+
+extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    if (PG_ARGISNULL(1)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("steps must not be null")));
+    char *steps = jsonb_text(PG_GETARG_JSONB_P(1));
+    char *options = PG_ARGISNULL(2) ? pstrdup("{}") : jsonb_text(PG_GETARG_JSONB_P(2));
+
+    engine::Pipeline *p = engine::parse_pipeline(name, steps, options);  // ERROR on an invalid definition
+    Oid http_role = get_role_oid("pipeline_worker_http", true);
+    char **resolved = static_cast<char **>(palloc0(sizeof(char *) * p->nsteps));
+    for (int i = 0; i < p->nsteps; i++) {
+        if (p->steps[i].is_http) {
+            if (!superuser() && !(OidIsValid(http_role) && has_privs_of_role(GetUserId(), http_role)))
+                ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                                errmsg("permission denied to define HTTP step \"%s\"", p->steps[i].name),
+                                errhint("Only members of pipeline_worker_http may define HTTP steps.")));
+            continue;
+        }
+        resolved[i] = resolve_function(p->steps[i].name, p->steps[i].function);
+    }
+    char *normalized = nullptr;
+    pg::CppError err = pg::cpp_call([&] {
+        core::Definition def = core::parse_definition(steps, options);
+        std::vector<std::string> names;
+        for (int i = 0; i < p->nsteps; i++) names.emplace_back(resolved[i] ? resolved[i] : "");
+        normalized = pg::pstrdup_nothrow(core::normalized_steps(def, names));
+        if (normalized == nullptr) throw std::bad_alloc();
+    });
+    pg::raise_if_failed(err, "invalid pipeline definition");
+
+    spi_connect();
+    Oid types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+    Datum v[4] = {CStringGetTextDatum(name), CStringGetTextDatum(normalized), CStringGetTextDatum(options),
+                  ObjectIdGetDatum(GetUserId())};
+    engine::run_as_owner(&plan_insert_pipeline,
+                         "INSERT INTO pipeline_worker.pipelines (name, steps, options, owner)"
+                         " VALUES ($1, $2::jsonb, $3::jsonb, $4::regrole) ON CONFLICT (name) DO NOTHING",
+                         4, types, v, nullptr, false);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("pipeline \"%s\" already exists", name),
+                        errhint("Drop it first with pipeline_worker.drop_pipeline(), or choose another name.")));
+    SPI_finish();
+    PG_RETURN_VOID();
+}
+
+extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    spi_connect();
+    Oid owner = pipeline_owner(name);
+    require_manager(name, owner, "drop");
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    // Lock the pipeline first, then count its unfinished runs: a concurrent drop waits for us.
+    engine::run_as_owner(&plan_active_runs,
+                         "SELECT (SELECT count(*) FROM pipeline_worker.runs r"
+                         "         WHERE r.pipeline = p.name AND r.status IN ('pending', 'running'))"
+                         " FROM pipeline_worker.pipelines p WHERE p.name = $1 FOR UPDATE OF p",
+                         1, types, v, nullptr, false);
+    bool isnull;
+    int64 active = SPI_processed ? DatumGetInt64(col(0, 1, &isnull)) : 0;
+    if (active > 0)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+                        errmsg("pipeline \"%s\" has %lld pending or running run(s)", name, (long long)active),
+                        errhint("Wait for them to finish, or cancel them with pipeline_worker.cancel_run().")));
+    engine::run_as_owner(&plan_delete_pipeline, "DELETE FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
+                         nullptr, false);
+    SPI_finish();
+    PG_RETURN_VOID();
+}
+
+static void change_grant(FunctionCallInfo fcinfo, bool grant) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    Oid role = PG_GETARG_OID(1);
+    spi_connect();
+    Oid owner = pipeline_owner(name);
+    require_manager(name, owner, grant ? "grant" : "revoke");
+    Oid types[2] = {TEXTOID, OIDOID};
+    Datum v[2] = {CStringGetTextDatum(name), ObjectIdGetDatum(role)};
+    if (grant)
+        engine::run_as_owner(&plan_insert_grant,
+                             "INSERT INTO pipeline_worker.pipeline_grants (pipeline, grantee) VALUES ($1, $2::regrole)"
+                             " ON CONFLICT DO NOTHING",
+                             2, types, v, nullptr, false);
+    else
+        engine::run_as_owner(&plan_delete_grant,
+                             "DELETE FROM pipeline_worker.pipeline_grants WHERE pipeline = $1 AND grantee = $2::regrole",
+                             2, types, v, nullptr, false);
+    SPI_finish();
+}
+
+extern "C" Datum pw_grant_pipeline(PG_FUNCTION_ARGS) {
+    change_grant(fcinfo, true);
+    PG_RETURN_VOID();
+}
+
+extern "C" Datum pw_revoke_pipeline(PG_FUNCTION_ARGS) {
+    change_grant(fcinfo, false);
+    PG_RETURN_VOID();
+}
+
+// ---------------------------------------------------------------------------------------------- runs
+
+extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    Datum input = PG_ARGISNULL(1) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(1);
+    Datum metadata = PG_ARGISNULL(2) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(2);
+    Oid me = GetUserId();
+    spi_connect();
+    Oid owner = pipeline_owner(name);
+    if (!may_submit(name, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to submit runs to pipeline \"%s\"", name),
+                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", name,
+                                role_name(me))));
+    Oid types[4] = {TEXTOID, JSONBOID, JSONBOID, OIDOID};
+    Datum v[4] = {CStringGetTextDatum(name), input, metadata, ObjectIdGetDatum(me)};
+    engine::run_as_owner(&plan_insert_run,
+                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by)"
+                         " VALUES ($1, $2, $3, $4::regrole) RETURNING id",
+                         4, types, v, nullptr, false);
+    bool isnull;
+    int64 id = DatumGetInt64(col(0, 1, &isnull));
+    SPI_finish();
+    engine::xact_runs_created++;  // wakes an idle worker when this transaction commits
+    PG_RETURN_INT64(id);
+}
+
+static bool finished(const char *status) {
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0;
+}
+
+// Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.
+static char *run_status(int64 run_id) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    engine::run_as_caller(&plan_run_status, "SELECT status FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
+                          nullptr, false);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("run %lld does not exist", (long long)run_id)));
+    bool isnull;
+    char *s = TextDatumGetCString(col(0, 1, &isnull));
+    SPI_freetuptable(SPI_tuptable);
+    return s;
+}
+
+extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    Interval *span = PG_GETARG_INTERVAL_P(1);
+    int64 usecs = span->time + span->day * USECS_PER_DAY + int64(span->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    if (usecs < 0) usecs = 0;
+    TimestampTz deadline = GetCurrentTimestamp() + usecs;
+    shared::State *st = shared::state();
+    MemoryContext caller_ctx = CurrentMemoryContext;
+
+    spi_connect();
+    char *status = nullptr;
+    for (;;) {
+        if (st != nullptr) ConditionVariablePrepareToSleep(&st->run_done_cv);
+        MemoryContext old = MemoryContextSwitchTo(caller_ctx);
+        if (status) pfree(status);
+        MemoryContextSwitchTo(old);
+        char *s = run_status(run_id);
+        old = MemoryContextSwitchTo(caller_ctx);
+        status = pstrdup(s);
+        MemoryContextSwitchTo(old);
+        TimestampTz now = GetCurrentTimestamp();
+        if (finished(status) || now >= deadline) break;
+        long remaining_ms = static_cast<long>((deadline - now + 999) / 1000);
+        // Woken when any run finishes; the cap only guards against a missed broadcast.
+        long sleep_ms = remaining_ms < 1000 ? remaining_ms : 1000;
+        if (st != nullptr) {
+            ConditionVariableTimedSleep(&st->run_done_cv, sleep_ms, PG_WAIT_EXTENSION);
+        } else {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms < 10 ? sleep_ms : 10,
+                            PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+        }
+        CHECK_FOR_INTERRUPTS();
+    }
+    if (st != nullptr) ConditionVariableCancelSleep();
+    SPI_finish();
+    PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
+    int64 id;
+    spi_connect();
+    // Administrators (the only ones granted this function by default) claim any run; others only their own.
+    Oid only = is_admin(GetUserId()) ? InvalidOid : GetUserId();
+    int n = engine::claim_runs(1, only, &id);
+    SPI_finish();
+    if (n == 0) PG_RETURN_NULL();
+    PG_RETURN_INT64(id);
+}
+
+extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    const char *status = engine::execute_run(run_id, nullptr, nullptr);
+    PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    spi_connect();
+    char *status = run_status(run_id);  // visibility = permission: submitter, pipeline owner, admin
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    bool result = false;
+    if (strcmp(status, "pending") == 0) {
+        engine::run_as_owner(&plan_cancel_pending,
+                             "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
+                             " finished_at = pg_catalog.clock_timestamp() WHERE id = $1 AND status = 'pending'",
+                             1, types, v, nullptr, false);
+        result = SPI_processed == 1;
+        if (!result) status = run_status(run_id);  // claimed meanwhile
+    }
+    if (!result && strcmp(status, "running") == 0) {
+        engine::request_cancel(run_id);
+        // Interrupt the claimer's current step (like pg_cancel_backend), then take the run over.
+        engine::run_as_owner(&plan_run_info,
+                             "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $1 AND status = 'running'",
+                             1, types, v, nullptr, false);
+        bool isnull = true;
+        int pid = SPI_processed ? DatumGetInt32(col(0, 1, &isnull)) : 0;
+        if (!isnull && pid != MyProcPid && BackendPidGetProc(pid) != nullptr) kill(pid, SIGINT);
+        engine::run_as_owner(&plan_cancel_running,
+                             "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
+                             " finished_at = pg_catalog.clock_timestamp() WHERE id = $1 AND status = 'running'",
+                             1, types, v, nullptr, false);
+        result = SPI_processed == 1 || strcmp(run_status(run_id), "cancelled") == 0;
+    }
+    SPI_finish();
+    if (result) engine::xact_runs_finished = true;
+    PG_RETURN_BOOL(result);
+}
+
+extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    spi_connect();
+    (void)run_status(run_id);
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    engine::run_as_owner(&plan_retry,
+                         "UPDATE pipeline_worker.runs SET status = 'pending', result = NULL, error = NULL,"
+                         " finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"
+                         " WHERE id = $1 AND status IN ('failed', 'cancelled')",
+                         1, types, v, nullptr, false);
+    bool result = SPI_processed == 1;
+    SPI_finish();
+    if (result) {
+        engine::clear_cancel(run_id);
+        engine::xact_runs_created++;
+    }
+    PG_RETURN_BOOL(result);
+}
+
+extern "C" Datum pw_recover_runs(PG_FUNCTION_ARGS) {
+    PG_RETURN_INT64(engine::recover_runs());
+}
+
+extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    InitMaterializedSRF(fcinfo, 0);
+    shared::State *st = shared::state();
+    if (st == nullptr) return (Datum)0;
+    for (int i = 0; i < st->nslots; i++) {
+        shared::Slot *s = &st->slots[i];
+        int pid = s->pid;
+        if (pid == 0) continue;
+        Datum values[5];
+        bool nulls[5] = {false, false, false, false, false};
+        uint64 run = pg_atomic_read_u64(&s->run_id);
+        values[0] = Int32GetDatum(i);
+        values[1] = Int32GetDatum(pid);
+        values[2] = CStringGetTextDatum(run != 0 ? "running" : (pg_atomic_read_u32(&s->idle) ? "idle" : "busy"));
+        values[3] = Int64GetDatum(static_cast<int64>(run));
+        nulls[3] = run == 0;
+        values[4] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->runs_done)));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum)0;
+}
+
+extern "C" Datum pw_has_role(PG_FUNCTION_ARGS) {
+    PG_RETURN_BOOL(has_privs_of_role(GetUserId(), PG_GETARG_OID(0)));
+}
+
+extern "C" Datum pw_is_admin(PG_FUNCTION_ARGS) {
+    PG_RETURN_BOOL(is_admin(GetUserId()));
+}

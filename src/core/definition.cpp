@@ -1,0 +1,197 @@
+#include "definition.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+namespace pw::core {
+
+namespace {
+
+constexpr size_t kMaxSteps = 1000;
+constexpr size_t kMaxNameLength = 200;
+constexpr int64_t kMaxAttempts = 1000;
+constexpr int64_t kMaxDelayMs = 24LL * 3600 * 1000;
+constexpr int64_t kMaxTimeoutMs = 2147483647;
+
+const char *const kStepKeys = "name, function, http, max_attempts, retry_delay_ms, timeout_ms, description";
+const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
+const char *const kOptionKeys = "max_attempts, retry_delay_ms, timeout_ms, description";
+
+std::string where(size_t index, const std::string &name) {
+    std::string s = "step " + std::to_string(index + 1);
+    if (!name.empty()) s += " (" + json::quote(name) + ")";
+    return s;
+}
+
+int int_in_range(const json::Value &v, const std::string &what, int64_t lo, int64_t hi) {
+    int64_t n = 0;
+    if (!v.as_int64(n))
+        throw DefinitionError(what + " must be an integer, not " +
+                              (v.is_number() ? std::string("\"") + v.as_string() + "\"" : std::string(v.type_name())));
+    if (n < lo || n > hi)
+        throw DefinitionError(what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                              ", not " + std::to_string(n));
+    return static_cast<int>(n);
+}
+
+bool is_token_char(char c) {
+    // RFC 9110 tchar
+    return std::isalnum(static_cast<unsigned char>(c)) || std::string("!#$%&'*+-.^_`|~").find(c) != std::string::npos;
+}
+
+HttpSpec parse_http(const json::Value &v, const std::string &at) {
+    if (!v.is_object()) throw DefinitionError(at + ": \"http\" must be an object");
+    HttpSpec h;
+    bool have_url = false;
+    for (const auto &[key, val] : v.as_object()) {
+        if (key == "url") {
+            if (!val.is_string()) throw DefinitionError(at + ": http \"url\" must be a string");
+            const std::string &u = val.as_string();
+            std::string lower = u;
+            std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+            size_t skip = 0;
+            if (lower.rfind("http://", 0) == 0) skip = 7;
+            else if (lower.rfind("https://", 0) == 0) skip = 8;
+            else throw DefinitionError(at + ": http \"url\" must start with http:// or https://, got " + json::quote(u));
+            size_t host_end = u.find_first_of("/?#", skip);
+            std::string authority = u.substr(skip, host_end == std::string::npos ? std::string::npos : host_end - skip);
+            if (authority.empty() || authority[0] == ':' || authority[0] == '@')
+                throw DefinitionError(at + ": http \"url\" has no host: " + json::quote(u));
+            for (char c : u)
+                if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+                    throw DefinitionError(at + ": http \"url\" contains white space or control characters");
+            h.url = u;
+            have_url = true;
+        } else if (key == "method") {
+            if (!val.is_string()) throw DefinitionError(at + ": http \"method\" must be a string");
+            std::string m = val.as_string();
+            std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::toupper(c); });
+            if (m != "GET" && m != "POST" && m != "PUT" && m != "PATCH" && m != "DELETE")
+                throw DefinitionError(at + ": unsupported http \"method\" " + json::quote(val.as_string()),
+                                      "Use one of GET, POST, PUT, PATCH, DELETE.");
+            h.method = m;
+        } else if (key == "headers") {
+            if (!val.is_object()) throw DefinitionError(at + ": http \"headers\" must be an object of strings");
+            for (const auto &[hname, hval] : val.as_object()) {
+                if (hname.empty() || !std::all_of(hname.begin(), hname.end(), is_token_char))
+                    throw DefinitionError(at + ": invalid http header name " + json::quote(hname));
+                if (!hval.is_string())
+                    throw DefinitionError(at + ": http header " + json::quote(hname) + " must have a string value");
+                for (char c : hval.as_string())
+                    if (c == '\r' || c == '\n' || c == '\0')
+                        throw DefinitionError(at + ": http header " + json::quote(hname) +
+                                              " contains a line break");
+                h.headers.emplace_back(hname, hval.as_string());
+            }
+        } else if (key == "timeout_ms") {
+            h.timeout_ms = int_in_range(val, at + ": http \"timeout_ms\"", 1, kMaxTimeoutMs);
+        } else if (key == "follow_redirects") {
+            if (!val.is_bool()) throw DefinitionError(at + ": http \"follow_redirects\" must be true or false");
+            h.follow_redirects = val.as_bool();
+        } else if (key == "secret_headers") {
+            if (!val.is_array()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
+            for (const auto &s : val.as_array())
+                if (!s.is_string()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
+        } else {
+            throw DefinitionError(at + ": unknown http key " + json::quote(key),
+                                  std::string("Allowed http keys: ") + kHttpKeys + ".");
+        }
+    }
+    if (!have_url) throw DefinitionError(at + ": http step needs a \"url\"");
+    return h;
+}
+
+StepSpec parse_step(const json::Value &v, size_t index) {
+    if (!v.is_object())
+        throw DefinitionError(where(index, "") + " must be a JSON object, not " + v.type_name());
+    StepSpec s;
+    const json::Value *name = v.find("name");
+    if (name == nullptr) throw DefinitionError(where(index, "") + " has no \"name\"");
+    if (!name->is_string() || name->as_string().empty())
+        throw DefinitionError(where(index, "") + ": \"name\" must be a non-empty string");
+    if (name->as_string().size() > kMaxNameLength)
+        throw DefinitionError(where(index, "") + ": \"name\" is longer than " + std::to_string(kMaxNameLength) +
+                              " characters");
+    s.name = name->as_string();
+    const std::string at = where(index, s.name);
+
+    std::set<std::string> seen;
+    bool have_function = false;
+    for (const auto &[key, val] : v.as_object()) {
+        if (!seen.insert(key).second) throw DefinitionError(at + ": key " + json::quote(key) + " appears twice");
+        if (key == "name" || key == "description") {
+            continue;
+        } else if (key == "function") {
+            if (!val.is_string() || val.as_string().empty())
+                throw DefinitionError(at + ": \"function\" must be a non-empty string naming a function");
+            s.function = val.as_string();
+            have_function = true;
+        } else if (key == "http") {
+            s.http = parse_http(val, at);
+            s.is_http = true;
+        } else if (key == "max_attempts") {
+            s.max_attempts = int_in_range(val, at + ": \"max_attempts\"", 1, kMaxAttempts);
+        } else if (key == "retry_delay_ms") {
+            s.retry_delay_ms = int_in_range(val, at + ": \"retry_delay_ms\"", 0, kMaxDelayMs);
+        } else if (key == "timeout_ms") {
+            s.timeout_ms = int_in_range(val, at + ": \"timeout_ms\"", 1, kMaxTimeoutMs);
+        } else {
+            throw DefinitionError(at + ": unknown key " + json::quote(key),
+                                  std::string("Allowed step keys: ") + kStepKeys + ".");
+        }
+    }
+    if (have_function && s.is_http)
+        throw DefinitionError(at + " has both \"function\" and \"http\"", "A step is either a function step or an http step.");
+    if (!have_function && !s.is_http)
+        throw DefinitionError(at + " has neither \"function\" nor \"http\"",
+                              "Add \"function\": \"schema.fn\" or \"http\": {\"url\": ...}.");
+    return s;
+}
+
+Options parse_options(const json::Value &v) {
+    Options o;
+    if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
+    for (const auto &[key, val] : v.as_object()) {
+        if (key == "description") continue;
+        if (key == "max_attempts") o.max_attempts = int_in_range(val, "option \"max_attempts\"", 1, kMaxAttempts);
+        else if (key == "retry_delay_ms") o.retry_delay_ms = int_in_range(val, "option \"retry_delay_ms\"", 0, kMaxDelayMs);
+        else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 1, kMaxTimeoutMs);
+        else
+            throw DefinitionError("unknown option " + json::quote(key), std::string("Allowed options: ") + kOptionKeys + ".");
+    }
+    return o;
+}
+
+}  // namespace
+
+Definition parse_definition(const std::string &steps_text, const std::string &options_text) {
+    Definition def;
+    def.steps_json = json::parse(steps_text);
+    def.options = parse_options(json::parse(options_text));
+    const json::Value &steps = def.steps_json;
+    if (!steps.is_array())
+        throw DefinitionError(std::string("steps must be a JSON array of step objects, not ") + steps.type_name(),
+                              "Example: [{\"name\": \"fetch\", \"function\": \"public.fetch\"}]");
+    if (steps.as_array().empty()) throw DefinitionError("steps must not be empty", "A pipeline needs at least one step.");
+    if (steps.as_array().size() > kMaxSteps)
+        throw DefinitionError("a pipeline has at most " + std::to_string(kMaxSteps) + " steps");
+    std::set<std::string> names;
+    for (size_t i = 0; i < steps.as_array().size(); ++i) {
+        StepSpec s = parse_step(steps.as_array()[i], i);
+        if (!names.insert(s.name).second)
+            throw DefinitionError("duplicate step name " + json::quote(s.name), "Step names must be unique within a pipeline.");
+        def.steps.push_back(std::move(s));
+    }
+    return def;
+}
+
+std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved) {
+    json::Value steps = def.steps_json;
+    auto &items = steps.as_array();
+    for (size_t i = 0; i < items.size() && i < resolved.size(); ++i)
+        if (!def.steps[i].is_http) items[i].set("function", json::Value::string(resolved[i]));
+    return json::serialize(steps);
+}
+
+}  // namespace pw::core

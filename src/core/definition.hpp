@@ -1,0 +1,61 @@
+// Pipeline definitions: validation and normalisation of the `steps` and `options` JSON.
+// Pure C++ (no Postgres headers); function names are resolved by the caller (src/api).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "error.hpp"
+#include "json.hpp"
+
+namespace pw::core {
+
+struct DefinitionError : InputError {
+    using InputError::InputError;
+};
+
+struct HttpSpec {
+    std::string url;
+    std::string method = "POST";
+    std::vector<std::pair<std::string, std::string>> headers;
+    int timeout_ms = 10000;
+    bool follow_redirects = false;
+};
+
+struct StepSpec {
+    std::string name;
+    std::string function;   // as written (empty for HTTP steps)
+    bool is_http = false;
+    HttpSpec http;
+    int max_attempts = 0;    // 0: not set on the step
+    int retry_delay_ms = -1; // -1: not set on the step
+    int timeout_ms = 0;      // 0: not set on the step
+};
+
+struct Options {
+    int max_attempts = 1;
+    int retry_delay_ms = 1000;
+    int timeout_ms = 0;  // 0: no timeout
+};
+
+struct Definition {
+    std::vector<StepSpec> steps;
+    Options options;
+    json::Value steps_json;  // the parsed steps array (for normalisation)
+
+    // Effective per-step settings: the step's own, else the pipeline options'.
+    int max_attempts(size_t i) const { return steps[i].max_attempts ? steps[i].max_attempts : options.max_attempts; }
+    int retry_delay_ms(size_t i) const {
+        return steps[i].retry_delay_ms >= 0 ? steps[i].retry_delay_ms : options.retry_delay_ms;
+    }
+    int timeout_ms(size_t i) const { return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms; }
+};
+
+// Validates a definition given as JSON text. Throws DefinitionError (or json::ParseError).
+Definition parse_definition(const std::string &steps_json, const std::string &options_json);
+
+// The steps array with each function step's "function" replaced by resolved[i] (ignored for HTTP steps).
+std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved);
+
+}  // namespace pw::core

@@ -1,0 +1,75 @@
+// Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
+#include "engine/engine.hpp"
+#include "worker/shared.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+PGDLLEXPORT void _PG_init(void);
+}
+
+namespace pw {
+namespace guc {
+int workers = 4;
+char *database = nullptr;
+int claim_batch = 8;
+int commit_interval_ms = 10;
+int recovery_interval_ms = 1000;
+}  // namespace guc
+
+namespace worker {
+void register_launcher();
+}
+
+namespace {
+
+// After a commit that created runs, wake that many idle workers; after one that finished runs, wake waiters.
+void xact_callback(XactEvent event, void *) {
+    switch (event) {
+        case XACT_EVENT_COMMIT:
+        case XACT_EVENT_PARALLEL_COMMIT:
+            if (engine::xact_runs_created > 0) shared::wake_workers(engine::xact_runs_created);
+            if (engine::xact_runs_finished) shared::broadcast_run_done();
+            engine::xact_runs_created = 0;
+            engine::xact_runs_finished = false;
+            break;
+        case XACT_EVENT_ABORT:
+        case XACT_EVENT_PARALLEL_ABORT:
+            engine::xact_runs_created = 0;
+            engine::xact_runs_finished = false;
+            break;
+        default:
+            break;
+    }
+}
+
+void define_gucs() {
+    DefineCustomIntVariable("pipeline_worker.workers", "Number of background workers executing pipeline runs.",
+                            "0 disables the workers. Needs max_worker_processes > workers + 1 (the launcher).",
+                            &guc::workers, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pipeline_worker.database", "Database whose runs the background workers execute.",
+                               nullptr, &guc::database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
+                            "Larger batches amortise claiming; claimed runs wait for their worker.",
+                            &guc::claim_batch, 8, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.commit_interval_ms",
+                            "How long a worker may keep consecutive steps of a run in one transaction.",
+                            "0 commits after every step.", &guc::commit_interval_ms, 10, 0, 60000, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.recovery_interval_ms",
+                            "How often an idle worker checks for runs whose claiming backend has exited.",
+                            nullptr, &guc::recovery_interval_ms, 1000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+                            nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("pipeline_worker");
+}
+
+}  // namespace
+}  // namespace pw
+
+void _PG_init(void) {
+    pw::define_gucs();
+    RegisterXactCallback(pw::xact_callback, nullptr);
+    if (process_shared_preload_libraries_in_progress) {
+        pw::shared::install_hooks();
+        pw::worker::register_launcher();
+    }
+}

@@ -1,0 +1,71 @@
+#include "worker/shared.hpp"
+
+namespace pw::shared {
+
+namespace {
+
+State *g_state = nullptr;
+shmem_request_hook_type prev_request_hook = nullptr;
+shmem_startup_hook_type prev_startup_hook = nullptr;
+
+int slot_count() { return max_worker_processes > 0 ? max_worker_processes : 1; }
+
+Size state_size() { return add_size(offsetof(State, slots), mul_size(sizeof(Slot), slot_count())); }
+
+void request_hook() {
+    if (prev_request_hook) prev_request_hook();
+    RequestAddinShmemSpace(MAXALIGN(state_size()));
+}
+
+void startup_hook() {
+    if (prev_startup_hook) prev_startup_hook();
+    bool found = false;
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    g_state = static_cast<State *>(ShmemInitStruct("pipeline_worker", state_size(), &found));
+    if (!found) {
+        memset(g_state, 0, state_size());
+        g_state->nslots = slot_count();
+        pg_atomic_init_u32(&g_state->recovery_needed, 1);  // sweep once after every (re)start
+        pg_atomic_init_u32(&g_state->cancel_next, 0);
+        for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
+        ConditionVariableInit(&g_state->run_done_cv);
+        for (int i = 0; i < g_state->nslots; i++) {
+            pg_atomic_init_u32(&g_state->slots[i].idle, 0);
+            pg_atomic_init_u64(&g_state->slots[i].run_id, 0);
+            pg_atomic_init_u64(&g_state->slots[i].runs_done, 0);
+        }
+    }
+    LWLockRelease(AddinShmemInitLock);
+}
+
+}  // namespace
+
+State *state() { return g_state; }
+
+void install_hooks() {
+    prev_request_hook = shmem_request_hook;
+    shmem_request_hook = request_hook;
+    prev_startup_hook = shmem_startup_hook;
+    shmem_startup_hook = startup_hook;
+}
+
+void wake_workers(int n) {
+    if (g_state == nullptr || n <= 0) return;
+    for (int i = 0; i < g_state->nslots && n > 0; i++) {
+        Slot *s = &g_state->slots[i];
+        if (s->pid != 0 && s->latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
+            // claim the wake-up so that concurrent committers wake different workers
+            uint32 expected = 1;
+            if (pg_atomic_compare_exchange_u32(&s->idle, &expected, 0)) {
+                SetLatch(s->latch);
+                n--;
+            }
+        }
+    }
+}
+
+void broadcast_run_done() {
+    if (g_state != nullptr) ConditionVariableBroadcast(&g_state->run_done_cv);
+}
+
+}  // namespace pw::shared

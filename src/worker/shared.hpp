@@ -1,0 +1,46 @@
+// Shared memory of the extension (present only with shared_preload_libraries) and the GUCs.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw {
+
+namespace guc {
+extern int workers;            // pipeline_worker.workers
+extern char *database;         // pipeline_worker.database
+extern int claim_batch;        // pipeline_worker.claim_batch
+extern int commit_interval_ms; // pipeline_worker.commit_interval_ms
+extern int recovery_interval_ms;  // pipeline_worker.recovery_interval_ms
+}  // namespace guc
+
+namespace shared {
+
+constexpr int kCancelRing = 64;
+
+struct Slot {
+    pg_atomic_uint32 idle;     // 1 while waiting for work
+    pg_atomic_uint64 run_id;   // run being executed, 0 if none
+    pg_atomic_uint64 runs_done;
+    int pid;                   // 0 when the slot is free
+    Latch *latch;
+};
+
+struct State {
+    int nslots;
+    Latch *launcher_latch;
+    pg_atomic_uint32 recovery_needed;  // set when a worker died: the next idle worker sweeps at once
+    pg_atomic_uint32 cancel_next;
+    pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled run ids
+    ConditionVariable run_done_cv;          // broadcast when a transaction that finished runs commits
+    Slot slots[FLEXIBLE_ARRAY_MEMBER];
+};
+
+State *state();  // nullptr when the library was not preloaded
+void install_hooks();
+
+// Set the latches of up to n idle workers (n <= 0: none). Safe without shared memory.
+void wake_workers(int n);
+void broadcast_run_done();
+
+}  // namespace shared
+}  // namespace pw

@@ -1,0 +1,368 @@
+// Background workers. One launcher (connected to no database) waits for pipeline_worker.database to exist
+// and keeps pipeline_worker.workers dynamic workers running; each worker claims runs and executes them.
+#include "engine/engine.hpp"
+#include "worker/shared.hpp"
+
+extern "C" {
+PGDLLEXPORT void pw_launcher_main(Datum arg);
+PGDLLEXPORT void pw_worker_main(Datum arg);
+}
+
+namespace pw::worker {
+
+namespace {
+
+constexpr long kExtensionPollMs = 1000;    // while waiting for CREATE EXTENSION
+constexpr long kIdleTimeoutMs = 1000;      // idle safety net: recovery sweep, retries that became due
+constexpr long kRestartBackoffMs = 1000;   // launcher: minimum time between two starts of one slot
+constexpr int kMaxBatch = 64;
+
+shared::Slot *my_slot = nullptr;
+
+void slot_release(int, Datum) {
+    if (my_slot != nullptr) {
+        pg_atomic_write_u32(&my_slot->idle, 0);
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        my_slot->latch = nullptr;
+        my_slot->pid = 0;
+        my_slot = nullptr;
+    }
+}
+
+bool extension_ready() {
+    bool ready;
+    StartTransactionCommand();
+    ready = OidIsValid(get_extension_oid("pipeline_worker", true));
+    CommitTransactionCommand();
+    return ready;
+}
+
+// Worker commit policy between two steps of one run: keep consecutive fast steps in one transaction,
+// commit when it has been open for commit_interval_ms, so that progress is visible and xmin moves.
+struct TxnClock {
+    TimestampTz started;
+};
+
+void begin_txn(TxnClock *clock) {
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    clock->started = GetCurrentTimestamp();
+}
+
+void commit_txn() {
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+}
+
+void between_steps(void *arg) {
+    TxnClock *clock = static_cast<TxnClock *>(arg);
+    if (TimestampDifferenceExceeds(clock->started, GetCurrentTimestamp(), guc::commit_interval_ms)) {
+        commit_txn();
+        begin_txn(clock);
+    }
+}
+
+void maybe_recover(TimestampTz *last_sweep) {
+    shared::State *st = shared::state();
+    bool asked = st != nullptr && pg_atomic_exchange_u32(&st->recovery_needed, 0) != 0;
+    if (!asked && !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)) return;
+    *last_sweep = GetCurrentTimestamp();
+    pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    int64 n = engine::recover_runs();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
+}
+
+// Claims a batch and executes it. Returns the number of runs claimed.
+int serve_once(MemoryContext iter_ctx) {
+    int64 ids[kMaxBatch];
+    int batch = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
+    TxnClock clock;
+
+    pgstat_report_activity(STATE_RUNNING, "claiming runs");
+    begin_txn(&clock);
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    int n = engine::claim_runs(batch, InvalidOid, ids);
+    SPI_finish();
+    commit_txn();
+    if (n == 0) return 0;
+    // A full batch suggests more work: let another idle worker help.
+    if (n == batch) shared::wake_workers(1);
+
+    for (int i = 0; i < n; i++) {
+        int64 run_id = ids[i];
+        pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(run_id));
+        MemoryContext old = MemoryContextSwitchTo(iter_ctx);
+        volatile bool failed = false;
+        PG_TRY();
+        {
+            begin_txn(&clock);
+            MemoryContextSwitchTo(iter_ctx);
+            engine::execute_run(run_id, between_steps, &clock);
+            commit_txn();
+        }
+        PG_CATCH();
+        {
+            // Not a step error (those are recorded by the engine): bookkeeping failed. Report, roll back,
+            // and record the failure on the run in a fresh transaction so that it does not stay claimed.
+            MemoryContextSwitchTo(iter_ctx);
+            ErrorData *edata = CopyErrorData();
+            EmitErrorReport();
+            FlushErrorState();
+            AbortCurrentTransaction();
+            failed = true;
+            PG_TRY();
+            {
+                begin_txn(&clock);
+                engine::fail_run(run_id, psprintf("internal error: %s", edata->message));
+                commit_txn();
+            }
+            PG_CATCH();
+            {
+                EmitErrorReport();
+                FlushErrorState();
+                AbortCurrentTransaction();
+            }
+            PG_END_TRY();
+        }
+        PG_END_TRY();
+        MemoryContextSwitchTo(old);
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+        if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
+        MemoryContextReset(iter_ctx);
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+void worker_main(Datum arg) {
+    int slot_no = DatumGetInt32(arg);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    pqsignal(SIGINT, StatementCancelHandler);  // cancel_run interrupts the current step
+    BackgroundWorkerUnblockSignals();
+
+    shared::State *st = shared::state();
+    if (st == nullptr || slot_no < 0 || slot_no >= st->nslots) elog(FATAL, "pipeline_worker: invalid worker slot");
+    my_slot = &st->slots[slot_no];
+    my_slot->pid = MyProcPid;
+    my_slot->latch = MyLatch;
+    before_shmem_exit(slot_release, 0);
+
+    Oid dboid = static_cast<Oid>(MyBgworkerEntry->bgw_extra[0] | (MyBgworkerEntry->bgw_extra[1] << 8) |
+                                 (MyBgworkerEntry->bgw_extra[2] << 16) | (static_cast<uint32>(static_cast<unsigned char>(MyBgworkerEntry->bgw_extra[3])) << 24));
+    BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+    pgstat_report_appname("pipeline_worker");
+
+    MemoryContext iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
+    TimestampTz last_sweep = 0;
+
+    // Wait quietly for CREATE EXTENSION.
+    while (!extension_ready()) {
+        pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    }
+    ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", slot_no)));
+
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        // Reset the latch and announce idleness before looking for work: a wake-up that arrives after the
+        // look finds the latch set, so none is lost.
+        ResetLatch(MyLatch);
+        pg_atomic_write_u32(&my_slot->idle, 1);
+        pg_memory_barrier();
+
+        int claimed = 0;
+        PG_TRY();
+        {
+            if (!extension_ready()) {
+                // dropped while we served: go back to waiting
+                pg_atomic_write_u32(&my_slot->idle, 0);
+                pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
+                claimed = -1;
+            } else {
+                maybe_recover(&last_sweep);
+                claimed = serve_once(iter_ctx);
+            }
+        }
+        PG_CATCH();
+        {
+            // Errors outside a run (claim, recovery): report, clean up, back off briefly, go on.
+            EmitErrorReport();
+            FlushErrorState();
+            AbortCurrentTransaction();
+            MemoryContextReset(iter_ctx);
+            pg_usleep(100000L);
+            claimed = -1;
+        }
+        PG_END_TRY();
+
+        if (claimed != 0) {
+            pg_atomic_write_u32(&my_slot->idle, 0);
+            continue;
+        }
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kIdleTimeoutMs, PG_WAIT_EXTENSION);
+        pg_atomic_write_u32(&my_slot->idle, 0);
+    }
+}
+
+// ------------------------------------------------------------------ launcher
+
+namespace {
+
+struct LauncherSlot {
+    BackgroundWorkerHandle *handle;
+    TimestampTz last_start;
+};
+
+void encode_dboid(BackgroundWorker *w, Oid dboid) {
+    w->bgw_extra[0] = static_cast<char>(dboid & 0xff);
+    w->bgw_extra[1] = static_cast<char>((dboid >> 8) & 0xff);
+    w->bgw_extra[2] = static_cast<char>((dboid >> 16) & 0xff);
+    w->bgw_extra[3] = static_cast<char>((dboid >> 24) & 0xff);
+}
+
+// Like autovacuum's launcher: with no database selected only a heap scan of the shared pg_database works.
+Oid find_database(const char *name) {
+    Oid result = InvalidOid;
+    StartTransactionCommand();
+    Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+    HeapTuple tup;
+    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+        Form_pg_database db = (Form_pg_database)GETSTRUCT(tup);
+        if (strcmp(NameStr(db->datname), name) == 0) {
+            result = db->oid;
+            break;
+        }
+    }
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+    CommitTransactionCommand();
+    return result;
+}
+
+bool start_worker(int slot, Oid dboid, BackgroundWorkerHandle **handle) {
+    BackgroundWorker w;
+    memset(&w, 0, sizeof(w));
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = BGW_NEVER_RESTART;  // the launcher restarts workers itself
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "pipeline_worker");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "pw_worker_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pipeline_worker %d", slot);
+    snprintf(w.bgw_type, BGW_MAXLEN, "pipeline_worker");
+    w.bgw_main_arg = Int32GetDatum(slot);
+    w.bgw_notify_pid = MyProcPid;
+    encode_dboid(&w, dboid);
+    return RegisterDynamicBackgroundWorker(&w, handle);
+}
+
+}  // namespace
+
+void launcher_main(Datum) {
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);  // shared catalogs only
+    pgstat_report_appname("pipeline_worker launcher");
+
+    shared::State *st = shared::state();
+    if (st == nullptr) elog(FATAL, "pipeline_worker: shared memory not initialised");
+    st->launcher_latch = MyLatch;
+    int nslots = st->nslots;
+    LauncherSlot *slots = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots));
+    bool warned_missing_db = false, warned_no_slot = false;
+    Oid dboid = InvalidOid;
+
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        int wanted = guc::workers < 0 ? 0 : (guc::workers > nslots ? nslots : guc::workers);
+
+        if (!OidIsValid(dboid) && wanted > 0) {
+            dboid = find_database(guc::database);
+            if (!OidIsValid(dboid) && !warned_missing_db) {
+                ereport(LOG, (errmsg("pipeline_worker: database \"%s\" does not exist yet; workers start when it does",
+                                     guc::database)));
+                warned_missing_db = true;
+            }
+        }
+        long timeout = 1000;
+        for (int i = 0; i < nslots; i++) {
+            pid_t pid;
+            bool alive = slots[i].handle != nullptr &&
+                         GetBackgroundWorkerPid(slots[i].handle, &pid) != BGWH_STOPPED;
+            if (slots[i].handle != nullptr && !alive) {
+                // A worker exited: its claimed runs are orphans; have the next idle worker sweep at once.
+                pfree(slots[i].handle);
+                slots[i].handle = nullptr;
+                pg_atomic_write_u32(&st->recovery_needed, 1);
+                shared::wake_workers(1);
+            }
+            if (i >= wanted && alive) {
+                TerminateBackgroundWorker(slots[i].handle);
+            } else if (i < wanted && !alive && OidIsValid(dboid)) {
+                TimestampTz now = GetCurrentTimestamp();
+                if (slots[i].last_start != 0 && !TimestampDifferenceExceeds(slots[i].last_start, now, kRestartBackoffMs)) {
+                    timeout = 100;
+                    continue;
+                }
+                slots[i].last_start = now;
+                if (!start_worker(i, dboid, &slots[i].handle)) {
+                    slots[i].handle = nullptr;
+                    if (!warned_no_slot)
+                        ereport(WARNING, (errmsg("pipeline_worker: could not start worker %d: no free background worker slot", i),
+                                          errhint("Raise max_worker_processes (it must exceed pipeline_worker.workers plus other workers).")));
+                    warned_no_slot = true;
+                    timeout = 5000;
+                }
+            }
+        }
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
+void register_launcher() {
+    BackgroundWorker w;
+    memset(&w, 0, sizeof(w));
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = 1;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "pipeline_worker");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "pw_launcher_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pipeline_worker launcher");
+    snprintf(w.bgw_type, BGW_MAXLEN, "pipeline_worker launcher");
+    RegisterBackgroundWorker(&w);
+}
+
+}  // namespace pw::worker
+
+void pw_launcher_main(Datum arg) { pw::worker::launcher_main(arg); }
+void pw_worker_main(Datum arg) { pw::worker::worker_main(arg); }
