@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+
+#include "core/definition.hpp"
+
+using pw::core::Definition;
+using pw::core::DefinitionError;
+using pw::core::normalized_steps;
+using pw::core::parse_definition;
+
+namespace {
+std::string error_of(const std::string &steps, const std::string &options = "{}") {
+    try {
+        parse_definition(steps, options);
+    } catch (const DefinitionError &e) {
+        return e.what();
+    } catch (const std::exception &e) {
+        return std::string("other: ") + e.what();
+    }
+    return "no error";
+}
+}  // namespace
+
+TEST(Definition, ValidFunctionAndHttpSteps) {
+    Definition d = parse_definition(
+        R"([{"name": "a", "function": "public.f"},
+            {"name": "b", "http": {"url": "https://example.com/x", "method": "put", "headers": {"X-A": "1"},
+                                   "timeout_ms": 500}, "max_attempts": 3}])",
+        R"({"max_attempts": 2, "timeout_ms": 1000})");
+    ASSERT_EQ(d.steps.size(), 2u);
+    EXPECT_EQ(d.steps[0].function, "public.f");
+    EXPECT_FALSE(d.steps[0].is_http);
+    EXPECT_TRUE(d.steps[1].is_http);
+    EXPECT_EQ(d.steps[1].http.method, "PUT");
+    EXPECT_EQ(d.steps[1].http.timeout_ms, 500);
+    EXPECT_EQ(d.steps[1].http.headers.size(), 1u);
+    EXPECT_EQ(d.max_attempts(0), 2);  // from options
+    EXPECT_EQ(d.max_attempts(1), 3);  // own
+    EXPECT_EQ(d.timeout_ms(0), 1000);
+    EXPECT_EQ(d.retry_delay_ms(0), 1000);  // default
+}
+
+TEST(Definition, RejectsInvalidShapes) {
+    EXPECT_NE(error_of(R"({"name": "a"})").find("must be a JSON array"), std::string::npos);
+    EXPECT_NE(error_of("[]").find("must not be empty"), std::string::npos);
+    EXPECT_NE(error_of(R"([1])").find("must be a JSON object"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"function": "f"}])").find("has no \"name\""), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "", "function": "f"}])").find("non-empty string"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": 3, "function": "f"}])").find("non-empty string"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f"}, {"name": "a", "function": "g"}])").find("duplicate step name"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "bogus": 1}])").find("unknown key \"bogus\""),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "http": {"url": "http://x"}}])").find("both"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a"}])").find("neither"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": ""}])").find("non-empty string"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "max_attempts": 0}])").find("between 1 and"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "timeout_ms": 1.5}])").find("must be an integer"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f"}])", R"({"nope": 1})").find("unknown option"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f"}])", "[]").find("options must be a JSON object"),
+              std::string::npos);
+}
+
+TEST(Definition, RejectsInvalidHttp) {
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {}}])").find("needs a \"url\""), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "ftp://x"}}])").find("http:// or https://"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://"}}])").find("no host"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://a b"}}])").find("white space"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "method": "TRACE"}}])").find("unsupported"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": 1}}}])").find("string value"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A B": "1"}}}])")
+                  .find("invalid http header name"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": "1\r\nB: 2"}}}])")
+                  .find("line break"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "x": 1}}])").find("unknown http key"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": "http://x"}])").find("must be an object"), std::string::npos);
+}
+
+TEST(Definition, MalformedJsonIsAParseError) {
+    EXPECT_THROW(parse_definition("[{", "{}"), pw::json::ParseError);
+}
+
+TEST(Definition, NormalisesFunctionNames) {
+    Definition d = parse_definition(R"([{"name": "a", "function": "f"}, {"name": "b", "http": {"url": "http://x"}}])", "{}");
+    EXPECT_EQ(normalized_steps(d, {"public.f", ""}),
+              R"([{"name": "a", "function": "public.f"}, {"name": "b", "http": {"url": "http://x"}}])");
+}
