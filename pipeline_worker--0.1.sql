@@ -175,3 +175,9 @@ REVOKE ALL ON FUNCTION pipeline_worker.claim_run(), pipeline_worker.execute_run(
                        pipeline_worker.recover_runs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline_worker.claim_run(), pipeline_worker.execute_run(bigint),
                           pipeline_worker.recover_runs() TO pipeline_worker_admin;
+
+-- Workers waiting for this extension start serving as soon as CREATE EXTENSION commits.
+CREATE FUNCTION pipeline_worker.wake_workers() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_wake_workers';
+REVOKE ALL ON FUNCTION pipeline_worker.wake_workers() FROM PUBLIC;
+SELECT pipeline_worker.wake_workers();

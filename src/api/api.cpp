@@ -22,6 +22,7 @@ PG_FUNCTION_INFO_V1(pw_recover_runs);
 PG_FUNCTION_INFO_V1(pw_workers);
 PG_FUNCTION_INFO_V1(pw_has_role);
 PG_FUNCTION_INFO_V1(pw_is_admin);
+PG_FUNCTION_INFO_V1(pw_wake_workers);
 }
 
 using namespace pw;
@@ -417,4 +418,10 @@ extern "C" Datum pw_has_role(PG_FUNCTION_ARGS) {
 
 extern "C" Datum pw_is_admin(PG_FUNCTION_ARGS) {
     PG_RETURN_BOOL(is_admin(GetUserId()));
+}
+
+// Wakes every idle worker when the calling transaction commits.
+extern "C" Datum pw_wake_workers(PG_FUNCTION_ARGS) {
+    engine::xact_runs_created = INT_MAX / 2;
+    PG_RETURN_VOID();
 }

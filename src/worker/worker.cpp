@@ -168,7 +168,11 @@ void worker_main(Datum arg) {
     TimestampTz last_sweep = 0;
 
     // Wait quietly for CREATE EXTENSION.
-    while (!extension_ready()) {
+    for (;;) {
+        ResetLatch(MyLatch);
+        pg_atomic_write_u32(&my_slot->idle, 1);
+        pg_memory_barrier();
+        if (extension_ready()) break;
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
@@ -197,7 +201,6 @@ void worker_main(Datum arg) {
         {
             if (!extension_ready()) {
                 // dropped while we served: go back to waiting
-                pg_atomic_write_u32(&my_slot->idle, 0);
                 pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
                 (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
                 claimed = -1;
