@@ -16,6 +16,8 @@ SHLIB_LINK = -lstdc++
 
 # No LLVM bitcode for the C++ sources (Debian's server is built --with-llvm; JIT inlining is not needed).
 override with_llvm = no
+# Rebuild objects when headers change (shared-memory layouts live in headers).
+override autodepend = yes
 
 # Tests: test/run-tests.sh (the server must run as an unprivileged user; see README).
 PGXS := $(shell $(PG_CONFIG) --pgxs)

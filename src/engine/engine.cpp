@@ -10,6 +10,8 @@
 namespace pw::engine {
 
 int xact_runs_created = 0;
+volatile sig_atomic_t in_step_call = 0;
+volatile sig_atomic_t step_self_terminated = 0;
 bool xact_runs_finished = false;
 
 namespace {
@@ -217,7 +219,9 @@ Jsonb *call_function_step(Step *step, Oid submitter, Jsonb *context) {
         step_timed_out = 0;
         enable_timeout_after(static_cast<TimeoutId>(timeout_id), step->timeout_ms);
     }
+    in_step_call = 1;
     Datum result = FunctionCallInvoke(fcinfo);
+    in_step_call = 0;
     if (step->timeout_ms > 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
 
     AtEOXact_GUC(false, nest);
@@ -267,6 +271,9 @@ void retry_later(int64 run_id, int delay_ms) {
                            2, types);
     Datum v[2] = {Int64GetDatum(run_id), Int32GetDatum(delay_ms)};
     exec_as_owner(p, v, nullptr, false, 0);
+    // Tell idle workers when the retry is due (they sleep until the earliest one).
+    shared::note_retry_due(GetCurrentTimestamp() + int64(delay_ms) * 1000);
+    xact_runs_created++;
 }
 
 const char *format_error(ErrorData *e) {
@@ -514,6 +521,7 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
         }
         PG_CATCH();
         {
+            in_step_call = 0;
             if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
             MemoryContextSwitchTo(run_ctx);
             edata = CopyErrorData();
@@ -542,17 +550,23 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
         // --- the attempt failed
         bool cancelled = cancel_requested(run_id);
         const char *msg;
+        bool fatal = false;  // no retry: the step itself is broken
         if (cancelled) msg = "cancelled";
+        else if (step_self_terminated) {
+            msg = "the step tried to terminate its own worker (pg_terminate_backend(pg_backend_pid()))";
+            fatal = true;
+        }
         else if (step_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
             msg = psprintf("step timed out after %d ms", step->timeout_ms);
         else msg = format_error(edata);
         step_timed_out = 0;
+        step_self_terminated = 0;
         insert_step_row(run_id, pos, attempt, step->name, "failed", nullptr, msg, step_started);
         r->last_attempt[pos] = attempt;
         if (cancelled) {
             finish_run(run_id, "cancelled", nullptr, "cancelled");
             final_status = "cancelled";
-        } else if (attempt < step->max_attempts && edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) {
+        } else if (attempt < step->max_attempts && !fatal && edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) {
             retry_later(run_id, core::retry_delay_ms(step->retry_delay_ms, attempt, static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state))));
             final_status = "pending";
         } else {

@@ -62,6 +62,11 @@ void request_cancel(int64 run_id);
 bool cancel_requested(int64 run_id);
 void clear_cancel(int64 run_id);
 
+// Set by the engine while a step function runs; the worker's SIGTERM handler turns a step's
+// pg_terminate_backend(pg_backend_pid()) into an error of that step instead of a crash loop.
+extern volatile sig_atomic_t in_step_call;
+extern volatile sig_atomic_t step_self_terminated;
+
 // Counters for the commit callback: runs created / finished in this transaction.
 extern int xact_runs_created;
 extern bool xact_runs_finished;

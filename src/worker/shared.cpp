@@ -27,6 +27,7 @@ void startup_hook() {
         g_state->nslots = slot_count();
         pg_atomic_init_u32(&g_state->recovery_needed, 1);  // sweep once after every (re)start
         pg_atomic_init_u32(&g_state->cancel_next, 0);
+        pg_atomic_init_u64(&g_state->next_retry_due, 0);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         ConditionVariableInit(&g_state->run_done_cv);
         for (int i = 0; i < g_state->nslots; i++) {
@@ -66,6 +67,28 @@ void wake_workers(int n) {
 
 void broadcast_run_done() {
     if (g_state != nullptr) ConditionVariableBroadcast(&g_state->run_done_cv);
+}
+
+void note_retry_due(TimestampTz due) {
+    if (g_state == nullptr) return;
+    uint64 cur = pg_atomic_read_u64(&g_state->next_retry_due);
+    while (cur == 0 || static_cast<TimestampTz>(cur) > due) {
+        if (pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &cur, static_cast<uint64>(due))) break;
+    }
+}
+
+long idle_timeout_ms(long max_ms) {
+    if (g_state == nullptr) return max_ms;
+    uint64 due = pg_atomic_read_u64(&g_state->next_retry_due);
+    if (due == 0) return max_ms;
+    TimestampTz now = GetCurrentTimestamp();
+    if (static_cast<TimestampTz>(due) <= now) {
+        // due now: clear it (the caller looks for work next); a later retry re-announces itself
+        pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &due, 0);
+        return 0;
+    }
+    long ms = static_cast<long>((static_cast<TimestampTz>(due) - now + 999) / 1000);
+    return ms < max_ms ? ms : max_ms;
 }
 
 }  // namespace pw::shared

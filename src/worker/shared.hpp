@@ -29,6 +29,7 @@ struct State {
     int nslots;
     Latch *launcher_latch;
     pg_atomic_uint32 recovery_needed;  // set when a worker died: the next idle worker sweeps at once
+    pg_atomic_uint64 next_retry_due;   // earliest not_before of a scheduled retry (TimestampTz), 0: none
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled run ids
     ConditionVariable run_done_cv;          // broadcast when a transaction that finished runs commits
@@ -41,6 +42,9 @@ void install_hooks();
 // Set the latches of up to n idle workers (n <= 0: none). Safe without shared memory.
 void wake_workers(int n);
 void broadcast_run_done();
+void note_retry_due(TimestampTz due);
+// Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.
+long idle_timeout_ms(long max_ms);
 
 }  // namespace shared
 }  // namespace pw

@@ -19,6 +19,30 @@ constexpr int kMaxBatch = 64;
 
 shared::Slot *my_slot = nullptr;
 
+// SIGTERM: a step that terminates its own backend (the sender is this process) gets an error instead;
+// any other sender (pg_terminate_backend from elsewhere, server shutdown) ends the worker as usual.
+void worker_sigterm(int signo, siginfo_t *info, void *) {
+    if (engine::in_step_call && info != nullptr && info->si_pid == MyProcPid) {
+        int save_errno = errno;
+        engine::step_self_terminated = 1;
+        QueryCancelPending = true;
+        InterruptPending = true;
+        SetLatch(MyLatch);
+        errno = save_errno;
+        return;
+    }
+    die(signo);
+}
+
+void install_sigterm() {
+    struct sigaction act;
+    memset(&act, 0, sizeof(act));
+    act.sa_sigaction = worker_sigterm;
+    act.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGTERM, &act, nullptr);
+}
+
 void slot_release(int, Datum) {
     if (my_slot != nullptr) {
         pg_atomic_write_u32(&my_slot->idle, 0);
@@ -148,7 +172,7 @@ int serve_once(MemoryContext iter_ctx) {
 void worker_main(Datum arg) {
     int slot_no = DatumGetInt32(arg);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
+    install_sigterm();
     pqsignal(SIGINT, StatementCancelHandler);  // cancel_run interrupts the current step
     BackgroundWorkerUnblockSignals();
 
@@ -225,8 +249,10 @@ void worker_main(Datum arg) {
             pg_atomic_write_u32(&my_slot->idle, 0);
             continue;
         }
+        long timeout = shared::idle_timeout_ms(kIdleTimeoutMs);
+        if (timeout == 0) continue;  // a retry is due
         pgstat_report_activity(STATE_IDLE, nullptr);
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kIdleTimeoutMs, PG_WAIT_EXTENSION);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
         pg_atomic_write_u32(&my_slot->idle, 0);
     }
 }
