@@ -1,0 +1,127 @@
+#!/bin/bash
+# Fault injection (durability): while 2,000 three-step runs are executing, kill workers in three ways
+#   A. SIGKILL of workers (the postmaster reinitialises: every backend dies, crash recovery runs)
+#   B. pg_terminate_backend of workers
+#   C. pg_ctl stop -m immediate, then start
+# and prove afterwards, for each phase: every run finished and succeeded, every step's side effect happened
+# exactly once, results are exact, exactly one succeeded run_steps row per (run, position), no run stuck.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+RUNS=${PW_FAULT_RUNS:-2000}
+
+PW_WORKERS=6 pw_cluster_start faults "restart_after_crash = on" "pipeline_worker.recovery_interval_ms = 500"
+pw_psql <<'SQL' || pw_die "setup failed"
+CREATE EXTENSION pipeline_worker;
+-- side effects without a unique key: a duplicate execution would show up as a count of 2
+CREATE TABLE fx (run_id bigint NOT NULL, step int NOT NULL, at timestamptz DEFAULT clock_timestamp());
+CREATE INDEX ON fx (run_id, step);
+CREATE FUNCTION fstep(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE k int := (ctx->>'position')::int;
+BEGIN
+    INSERT INTO fx (run_id, step) VALUES ((ctx->>'run_id')::bigint, k);
+    PERFORM pg_sleep(0.003);   -- long enough that kills land inside steps
+    RETURN jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + k);
+END $$;
+SELECT pipeline_worker.create_pipeline('faulty', '[{"name": "s1", "function": "fstep"},
+    {"name": "s2", "function": "fstep"}, {"name": "s3", "function": "fstep"}]');
+SQL
+
+# psql that survives the server being down for a moment (crash recovery, restart)
+psql_retry() {
+    local i out
+    for i in $(seq 1 100); do
+        if out=$(pw_psql "$@" 2>/dev/null); then echo "$out"; return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
+    psql_retry -c "SELECT count(pipeline_worker.create_run('faulty', jsonb_build_object('value', $1 * 100000 + g, 'phase', $1)))
+                   FROM generate_series(1, $RUNS) g" >/dev/null
+}
+
+verify() {  # $1 = phase tag, $2 = description
+    local phase=$1 what=$2
+    local start; start=$(pw_now)
+    while :; do
+        left=$(psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')")
+        [ "$left" = 0 ] && break
+        pw_lt "$(pw_elapsed "$start")" 120 || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
+        sleep 0.3
+    done
+    pw_check_sql "$what: all $RUNS runs succeeded" "$RUNS" \
+        "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status = 'succeeded'"
+    pw_check_sql "$what: results exact (input + 6)" "0" \
+        "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase'
+           AND (result->>'value')::bigint IS DISTINCT FROM (input->>'value')::bigint + 6"
+    pw_check_sql "$what: every step's side effect exactly once" "$((RUNS * 3)) 0" \
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE n <> 1) FROM (
+           SELECT f.run_id, f.step, count(*) n FROM fx f JOIN pipeline_worker.runs r ON r.id = f.run_id
+            WHERE r.input->>'phase' = '$phase' GROUP BY 1, 2) s"
+    pw_check_sql "$what: one succeeded step row per (run, position), outputs exact" "$((RUNS * 3)) 0" \
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE (s.output->>'value')::bigint
+                 <> (r.input->>'value')::bigint + (s.position * (s.position + 1)) / 2)
+           FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+          WHERE r.input->>'phase' = '$phase' AND s.status = 'succeeded'"
+    pw_check_sql "$what: no failed step attempts" "0" \
+        "SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+          WHERE r.input->>'phase' = '$phase' AND s.status <> 'succeeded'"
+}
+
+in_progress() {  # how many of this phase's runs are done
+    psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$1' AND status = 'succeeded'"
+}
+
+# ---------------------------------------------------------------- A: SIGKILL
+submit 1
+kills=0
+for i in $(seq 1 6); do
+    sleep 0.4
+    pid=$(psql_retry -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'active' ORDER BY random() LIMIT 1")
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
+done
+done_at_kill=$(in_progress 1)
+pw_info "A: $kills SIGKILLs; $done_at_kill/$RUNS runs done at the last kill"
+[ "$kills" -ge 3 ] && pw_ok "A: killed workers with SIGKILL $kills times mid-load" || pw_fail "A: could not kill workers ($kills)"
+verify 1 "A (SIGKILL)"
+pw_check "A: crash recovery happened" "yes" "$(grep -q 'terminated by signal 9' "$PW_LOG" && echo yes || echo no)"
+
+# ---------------------------------------------------------------- B: pg_terminate_backend
+submit 2
+terms=0
+for i in $(seq 1 10); do
+    sleep 0.25
+    t=$(psql_retry -c "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity
+                         WHERE backend_type = 'pipeline_worker' AND state = 'active' ORDER BY random() LIMIT 1) s")
+    terms=$((terms + ${t:-0}))
+done
+pw_info "B: $terms workers terminated; $(in_progress 2)/$RUNS runs done at the last one"
+[ "$terms" -ge 5 ] && pw_ok "B: terminated workers $terms times mid-load" || pw_fail "B: could not terminate workers ($terms)"
+verify 2 "B (pg_terminate_backend)"
+pw_check_sql "B: workers are back" "6" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
+
+# ---------------------------------------------------------------- C: immediate stop + start
+submit 3
+for i in 1 2; do
+    sleep 0.6
+    pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" stop -m immediate -w >/dev/null 2>&1
+    pw_info "C: immediate stop $i; restarting"
+    pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "C: restart failed"
+done
+pw_info "C: $(in_progress 3)/$RUNS runs done after the restarts"
+verify 3 "C (pg_ctl stop -m immediate)"
+
+# ---------------------------------------------------------------- a claim by a session that disconnects
+psql_retry -c "ALTER SYSTEM SET pipeline_worker.workers = 0" -c "SELECT pg_reload_conf()" >/dev/null
+pw_wait_workers 0 15 >/dev/null || pw_fail "workers did not stop after pipeline_worker.workers = 0"
+orphan=$(psql_retry -c "SELECT pipeline_worker.create_run('faulty', '{\"value\": 7, \"phase\": 7}')")
+claimed=$(psql_retry -c "SELECT pipeline_worker.claim_run()")   # session ends right after claiming
+pw_check "session claim: claimed the new run" "$orphan" "$claimed"
+pw_check_sql "session claim: the run is running with a dead claimer" "running" "SELECT status FROM pipeline_worker.runs WHERE id = $orphan"
+psql_retry -c "ALTER SYSTEM SET pipeline_worker.workers = 2" -c "SELECT pg_reload_conf()" >/dev/null
+pw_check_sql "session claim: recovered and completed by a worker" "succeeded" "SELECT pipeline_worker.wait_run($orphan, '15 s')"
+pw_check_sql "session claim: result exact" "13" "SELECT result->>'value' FROM pipeline_worker.runs WHERE id = $orphan"
+grep -q "recovered .* run(s) whose worker had exited" "$PW_LOG" && pw_ok "log: 'recovered N run(s)' lines present" \
+    || pw_fail "log: no recovery line"
+pw_finish
