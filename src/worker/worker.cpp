@@ -100,10 +100,27 @@ void maybe_recover(TimestampTz *last_sweep) {
     if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
 }
 
+// Claimed runs wait for their worker, so batches only pay off for fast runs: the batch is sized so that it
+// takes about commit_interval_ms, from a moving average of this worker's run durations (slow runs: 1).
+double avg_run_ms = -1;  // unknown until the first run
+
+int batch_size() {
+    int max = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
+    if (avg_run_ms < 0) return 1;
+    double budget = guc::commit_interval_ms > 0 ? guc::commit_interval_ms : 1;
+    int n = avg_run_ms <= 0.001 ? max : static_cast<int>(budget / avg_run_ms);
+    return n < 1 ? 1 : (n > max ? max : n);
+}
+
+void note_run_time(TimestampTz start) {
+    double ms = static_cast<double>(GetCurrentTimestamp() - start) / 1000.0;
+    avg_run_ms = avg_run_ms < 0 ? ms : 0.8 * avg_run_ms + 0.2 * ms;
+}
+
 // Claims a batch and executes it. Returns the number of runs claimed.
 int serve_once(MemoryContext iter_ctx) {
     int64 ids[kMaxBatch];
-    int batch = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
+    int batch = batch_size();
     TxnClock clock;
 
     pgstat_report_activity(STATE_RUNNING, "claiming runs");
@@ -121,6 +138,7 @@ int serve_once(MemoryContext iter_ctx) {
         pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(run_id));
         MemoryContext old = MemoryContextSwitchTo(iter_ctx);
         volatile bool failed = false;
+        TimestampTz run_start = GetCurrentTimestamp();
         PG_TRY();
         {
             begin_txn(&clock);
@@ -156,6 +174,7 @@ int serve_once(MemoryContext iter_ctx) {
         MemoryContextSwitchTo(old);
         pg_atomic_write_u64(&my_slot->run_id, 0);
         pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+        note_run_time(run_start);
         if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
         MemoryContextReset(iter_ctx);
         CHECK_FOR_INTERRUPTS();

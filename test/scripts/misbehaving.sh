@@ -1,0 +1,121 @@
+#!/bin/bash
+# Misbehaving steps and run control through the background workers: COMMIT inside a step, a function dropped or
+# re-created with another signature after definition, deadlocks between runs, multi-MB inputs/outputs, timeouts,
+# cancelling a running run, retry_run resuming at the failed step. The workers must survive all of it.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+PW_WORKERS=3 pw_cluster_start misbehaving
+pw_psql <<'SQL' || pw_die "setup failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE fx (run_id bigint, step text);
+CREATE TABLE flags (name text PRIMARY KEY, on_ boolean);
+INSERT INTO flags VALUES ('fail_b', true);
+CREATE TABLE acct (id int PRIMARY KEY, n int);
+INSERT INTO acct VALUES (1, 0), (2, 0);
+CREATE FUNCTION committer(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN COMMIT; RETURN '1'; END $$;
+CREATE FUNCTION doomed(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '1'::jsonb $$;
+CREATE FUNCTION retyped(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '1'::jsonb $$;
+-- locks acct rows in the order given by the input, with a pause between: two such runs deadlock
+CREATE FUNCTION locker(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE acct SET n = n + 1 WHERE id = (ctx->'input'->>'first')::int;
+    PERFORM pg_sleep(0.3);
+    UPDATE acct SET n = n + 1 WHERE id = (ctx->'input'->>'second')::int;
+    RETURN jsonb_build_object('attempt', ctx->'attempt');
+END $$;
+CREATE FUNCTION big(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('echo', ctx->'prev'->'blob', 'more', repeat('y', 3000000)) $$;
+CREATE FUNCTION sleeper(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fx VALUES ((ctx->>'run_id')::bigint, ctx->>'step');
+    PERFORM pg_sleep((ctx->'input'->>'sleep')::float);
+    RETURN '{}';
+END $$;
+CREATE FUNCTION rec(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fx VALUES ((ctx->>'run_id')::bigint, ctx->>'step');
+    IF ctx->>'step' = 'b' AND (SELECT on_ FROM flags WHERE name = 'fail_b') THEN
+        RAISE EXCEPTION 'b is not ready';
+    END IF;
+    RETURN jsonb_build_object('step', ctx->'step');
+END $$;
+SELECT pipeline_worker.create_pipeline('commit', '[{"name": "c", "function": "committer"}]');
+SELECT pipeline_worker.create_pipeline('doomed', '[{"name": "d", "function": "doomed"}]');
+SELECT pipeline_worker.create_pipeline('retyped', '[{"name": "r", "function": "retyped"}]');
+SELECT pipeline_worker.create_pipeline('locks', '[{"name": "l", "function": "locker", "max_attempts": 3, "retry_delay_ms": 10}]');
+SELECT pipeline_worker.create_pipeline('big', '[{"name": "b", "function": "big"}]');
+SELECT pipeline_worker.create_pipeline('slow', '[{"name": "s1", "function": "sleeper"}, {"name": "s2", "function": "sleeper"}]');
+SELECT pipeline_worker.create_pipeline('timeout', '[{"name": "t", "function": "sleeper", "timeout_ms": 200}]');
+SELECT pipeline_worker.create_pipeline('resume', '[{"name": "a", "function": "rec"}, {"name": "b", "function": "rec"}, {"name": "c", "function": "rec"}]');
+DROP FUNCTION doomed(jsonb);
+DROP FUNCTION retyped(jsonb);
+CREATE FUNCTION retyped(ctx jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;
+SQL
+pids_before=$(pw_worker_pids)
+
+wait_status() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-20} s')"; }
+run() { pw_psql -c "SELECT pipeline_worker.create_run('$1', '${2:-{\}}')"; }
+
+r=$(run commit)
+pw_check "COMMIT in a step: run failed" "failed" "$(wait_status "$r")"
+pw_check_sql "COMMIT in a step: clear error" "t" "SELECT error LIKE '%invalid transaction termination%' FROM pipeline_worker.runs WHERE id = $r"
+
+r=$(run doomed)
+pw_check "dropped function: run failed" "failed" "$(wait_status "$r")"
+pw_check_sql "dropped function: clear error" "step \"d\" failed: function public.doomed(jsonb) does not exist" \
+    "SELECT error FROM pipeline_worker.runs WHERE id = $r"
+
+r=$(run retyped)
+pw_check "re-created with another signature: run failed" "failed" "$(wait_status "$r")"
+pw_check_sql "re-created with another signature: clear error" "t" \
+    "SELECT error LIKE '%no longer has the signature (jsonb) RETURNS jsonb%' FROM pipeline_worker.runs WHERE id = $r"
+
+r1=$(run locks '{"first": 1, "second": 2}')
+r2=$(run locks '{"first": 2, "second": 1}')
+pw_check "deadlock: both runs succeed (the victim's attempt is retried)" "succeeded succeeded" "$(wait_status "$r1") $(wait_status "$r2")"
+pw_check_sql "deadlock: the victim's failed attempt says so" "1" \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN ($r1, $r2) AND status = 'failed' AND error LIKE 'deadlock detected%'"
+pw_check_sql "deadlock: effects of the victim's failed attempt rolled back" "2 2" "SELECT string_agg(n::text, ' ' ORDER BY id) FROM acct"
+
+r=$(pw_psql -c "SELECT pipeline_worker.create_run('big', jsonb_build_object('blob', repeat('x', 5000000)))")
+pw_check "5 MB input, 8 MB output: succeeded" "succeeded" "$(wait_status "$r" 60)"
+pw_check_sql "5 MB input, 8 MB output: intact" "5000000 3000000" \
+    "SELECT length(result->>'echo') || ' ' || length(result->>'more') FROM pipeline_worker.runs WHERE id = $r"
+
+r=$(run timeout '{"sleep": 5}')
+pw_check "timeout: run failed" "failed" "$(wait_status "$r")"
+pw_check_sql "timeout: error names it" "step \"t\" failed: step timed out after 200 ms" "SELECT error FROM pipeline_worker.runs WHERE id = $r"
+pw_check_sql "timeout: took well under the step's sleep" "t" "SELECT finished_at - started_at < interval '3 s' FROM pipeline_worker.runs WHERE id = $r"
+
+r=$(run slow '{"sleep": 10}')
+for i in $(seq 1 50); do
+    [ "$(pw_psql -c "SELECT status FROM pipeline_worker.runs WHERE id = $r")" = running ] && break
+    sleep 0.1
+done
+sleep 0.3
+start=$(pw_now)
+pw_check_sql "cancel running run: cancel_run returns true" "t" "SELECT pipeline_worker.cancel_run($r)"
+pw_check "cancel running run: cancelled" "cancelled" "$(wait_status "$r" 5)"
+pw_lt "$(pw_elapsed "$start")" 3 && pw_ok "cancel running run: prompt" || pw_fail "cancel running run: took $(pw_elapsed "$start") s"
+sleep 0.5
+pw_check_sql "cancel running run: the interrupted step was rolled back, the second never started" "0" \
+    "SELECT count(*) FROM fx WHERE run_id = $r"
+pw_check_sql "cancel running run: the interrupted attempt is recorded" "s1:failed:cancelled" \
+    "SELECT string_agg(name || ':' || status || ':' || error, ',') FROM pipeline_worker.run_steps WHERE run_id = $r"
+pw_check_sql "cancel running run: no step row for the second step" "0" \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND position = 2"
+pw_check_sql "cancel finished run: false" "f" "SELECT pipeline_worker.cancel_run($r)"
+
+r=$(run resume)
+pw_check "retry_run: run failed at step b" "failed" "$(wait_status "$r")"
+pw_psql -c "UPDATE flags SET on_ = false"
+pw_check_sql "retry_run: accepted" "t" "SELECT pipeline_worker.retry_run($r)"
+pw_check "retry_run: succeeded" "succeeded" "$(wait_status "$r")"
+pw_check_sql "retry_run: a not re-run; b's failed attempt rolled back; c once" "a b c" \
+    "SELECT string_agg(step, ' ' ORDER BY step) FROM fx WHERE run_id = $r"
+pw_check_sql "retry_run: attempts recorded" "a:1:succeeded b:1:failed b:2:succeeded c:1:succeeded" \
+    "SELECT string_agg(name || ':' || attempt || ':' || status, ' ' ORDER BY position, attempt) FROM pipeline_worker.run_steps WHERE run_id = $r"
+pw_check_sql "retry_run: a succeeded run is not retried" "f" "SELECT pipeline_worker.retry_run($r)"
+
+pw_check "workers survived everything (same pids)" "$pids_before" "$(pw_worker_pids)"
+pw_finish
