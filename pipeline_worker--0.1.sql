@@ -47,6 +47,7 @@ CREATE TABLE pipeline_worker.runs (
     -- lifetime, so a recycled pid is never mistaken for the claimer
     worker_started_at timestamptz,
     submitted_by      regrole     NOT NULL,
+    claims            int         NOT NULL DEFAULT 0,   -- times claimed (1 for a run that ran straight through)
     not_before        timestamptz            -- retry back-off: not claimable before this time
 ) WITH (fillfactor = 80);
 
@@ -54,7 +55,6 @@ CREATE TABLE pipeline_worker.runs (
 CREATE INDEX runs_pending_idx ON pipeline_worker.runs (id) WHERE status = 'pending';
 -- runs that are claimed: what the recovery sweep checks for a live claimer
 CREATE INDEX runs_running_idx ON pipeline_worker.runs (worker_pid) WHERE status = 'running';
-CREATE INDEX runs_pipeline_idx ON pipeline_worker.runs (pipeline);
 
 CREATE TABLE pipeline_worker.run_steps (
     run_id      bigint      NOT NULL,
@@ -168,7 +168,7 @@ CREATE FUNCTION pipeline_worker.recover_runs()
 
 -- Workers' view of themselves (shared memory): empty unless preloaded.
 CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state text, OUT run_id bigint,
-                                        OUT runs_done bigint)
+                                        OUT runs_done bigint, OUT batches bigint)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_workers';
 
 REVOKE ALL ON FUNCTION pipeline_worker.claim_run(), pipeline_worker.execute_run(bigint),

@@ -11,7 +11,7 @@ namespace pw {
 namespace guc {
 int workers = 4;
 char *database = nullptr;
-int claim_batch = 8;
+int claim_batch = 32;
 int commit_interval_ms = 10;
 int recovery_interval_ms = 1000;
 }  // namespace guc
@@ -29,13 +29,17 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_PARALLEL_COMMIT:
             if (engine::xact_runs_created > 0) shared::wake_workers(engine::xact_runs_created);
             if (engine::xact_runs_finished) shared::broadcast_run_done();
+            if (engine::xact_pipelines_changed) shared::bump_pipelines_generation();
             engine::xact_runs_created = 0;
             engine::xact_runs_finished = false;
+            engine::xact_pipelines_changed = false;
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
+            engine::reset_writes();
             engine::xact_runs_created = 0;
             engine::xact_runs_finished = false;
+            engine::xact_pipelines_changed = false;
             break;
         default:
             break;
@@ -50,7 +54,7 @@ void define_gucs() {
                                nullptr, &guc::database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
                             "Larger batches amortise claiming; claimed runs wait for their worker.",
-                            &guc::claim_batch, 8, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+                            &guc::claim_batch, 32, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.commit_interval_ms",
                             "How long a worker may keep consecutive steps of a run in one transaction.",
                             "0 commits after every step.", &guc::commit_interval_ms, 10, 0, 60000, PGC_SIGHUP,

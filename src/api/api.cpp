@@ -32,7 +32,7 @@ namespace {
 constexpr int kMaxPipelineName = 200;
 
 SPIPlanPtr plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
-    plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_pending, plan_cancel_running,
+    plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_lock, plan_cancel_running,
     plan_retry, plan_run_info;
 
 void spi_connect() {
@@ -171,6 +171,7 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
         ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("pipeline \"%s\" already exists", name),
                         errhint("Drop it first with pipeline_worker.drop_pipeline(), or choose another name.")));
     SPI_finish();
+    engine::xact_pipelines_changed = true;
     PG_RETURN_VOID();
 }
 
@@ -196,6 +197,7 @@ extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     engine::run_as_owner(&plan_delete_pipeline, "DELETE FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
                          nullptr, false);
     SPI_finish();
+    engine::xact_pipelines_changed = true;
     PG_RETURN_VOID();
 }
 
@@ -314,52 +316,93 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
-    int64 id;
+    engine::ClaimedRun run;
+    MemoryContext caller = CurrentMemoryContext;
     spi_connect();
     // Administrators (the only ones granted this function by default) claim any run; others only their own.
     Oid only = is_admin(GetUserId()) ? InvalidOid : GetUserId();
-    int n = engine::claim_runs(1, only, &id);
+    int n = engine::claim_runs(1, only, &run, caller, true);
     SPI_finish();
     if (n == 0) PG_RETURN_NULL();
-    PG_RETURN_INT64(id);
+    PG_RETURN_INT64(run.id);
 }
 
 extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
-    const char *status = engine::execute_run(run_id, nullptr, nullptr);
+    const char *status = engine::execute_run(run_id);
     PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+// The backend executing run_id: a worker (shared-memory slots) or, for claim_run()/execute_run() in a session,
+// the claimer recorded on the row. 0 if none is known.
+static int executor_pid(int64 run_id, int row_pid) {
+    shared::State *st = shared::state();
+    if (st != nullptr)
+        for (int i = 0; i < st->nslots; i++)
+            if (st->slots[i].pid != 0 && pg_atomic_read_u64(&st->slots[i].run_id) == static_cast<uint64>(run_id))
+                return st->slots[i].pid;
+    return row_pid;
 }
 
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
     spi_connect();
     char *status = run_status(run_id);  // visibility = permission: submitter, pipeline owner, admin
+    if (finished(status)) {
+        SPI_finish();
+        PG_RETURN_BOOL(false);
+    }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
+    // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
+    //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
+    engine::request_cancel(run_id);
+    engine::run_as_owner(&plan_run_info, "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
+                         nullptr, false);
+    bool isnull = true;
+    int row_pid = SPI_processed ? DatumGetInt32(col(0, 1, &isnull)) : 0;
+    int pid = executor_pid(run_id, isnull ? 0 : row_pid);
+    if (pid != 0 && pid != MyProcPid && BackendPidGetProc(pid) != nullptr) kill(pid, SIGINT);
+
+    // 2. If no transaction holds the run, cancel it here; otherwise its executor records the cancellation
+    //    when its transaction ends: wait for that (the executor is interrupted, so this is short).
     bool result = false;
-    if (strcmp(status, "pending") == 0) {
-        engine::run_as_owner(&plan_cancel_pending,
-                             "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
-                             " finished_at = pg_catalog.clock_timestamp() WHERE id = $1 AND status = 'pending'",
-                             1, types, v, nullptr, false);
-        result = SPI_processed == 1;
-        if (!result) status = run_status(run_id);  // claimed meanwhile
+    TimestampTz deadline = GetCurrentTimestamp() + 30 * USECS_PER_SEC;
+    shared::State *st = shared::state();
+    for (;;) {
+        if (st != nullptr) ConditionVariablePrepareToSleep(&st->run_done_cv);
+        engine::run_as_owner(&plan_cancel_lock,
+                             "SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", 1, types, v,
+                             nullptr, false);
+        if (SPI_processed == 1) {
+            char *now_status = TextDatumGetCString(col(0, 1, &isnull));
+            if (!finished(now_status)) {
+                engine::run_as_owner(&plan_cancel_running,
+                                     "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
+                                     " finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
+                                     1, types, v, nullptr, false);
+                result = true;
+            } else {
+                result = strcmp(now_status, "cancelled") == 0;
+            }
+            break;
+        }
+        char *now_status = run_status(run_id);
+        if (finished(now_status)) {
+            result = strcmp(now_status, "cancelled") == 0;
+            break;
+        }
+        if (GetCurrentTimestamp() >= deadline)
+            ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                            errmsg("run %lld did not stop within 30 seconds", (long long)run_id),
+                            errhint("Its cancellation is still requested; check pipeline_worker.runs later.")));
+        if (st != nullptr)
+            ConditionVariableTimedSleep(&st->run_done_cv, 50, PG_WAIT_EXTENSION);
+        else
+            pg_usleep(10000L);
+        CHECK_FOR_INTERRUPTS();
     }
-    if (!result && strcmp(status, "running") == 0) {
-        engine::request_cancel(run_id);
-        // Interrupt the claimer's current step (like pg_cancel_backend), then take the run over.
-        engine::run_as_owner(&plan_run_info,
-                             "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $1 AND status = 'running'",
-                             1, types, v, nullptr, false);
-        bool isnull = true;
-        int pid = SPI_processed ? DatumGetInt32(col(0, 1, &isnull)) : 0;
-        if (!isnull && pid != MyProcPid && BackendPidGetProc(pid) != nullptr) kill(pid, SIGINT);
-        engine::run_as_owner(&plan_cancel_running,
-                             "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
-                             " finished_at = pg_catalog.clock_timestamp() WHERE id = $1 AND status = 'running'",
-                             1, types, v, nullptr, false);
-        result = SPI_processed == 1 || strcmp(run_status(run_id), "cancelled") == 0;
-    }
+    if (st != nullptr) ConditionVariableCancelSleep();
     SPI_finish();
     if (result) engine::xact_runs_finished = true;
     PG_RETURN_BOOL(result);
@@ -398,8 +441,8 @@ extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
         shared::Slot *s = &st->slots[i];
         int pid = s->pid;
         if (pid == 0) continue;
-        Datum values[5];
-        bool nulls[5] = {false, false, false, false, false};
+        Datum values[6];
+        bool nulls[6] = {false, false, false, false, false, false};
         uint64 run = pg_atomic_read_u64(&s->run_id);
         values[0] = Int32GetDatum(i);
         values[1] = Int32GetDatum(pid);
@@ -407,6 +450,7 @@ extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
         values[3] = Int64GetDatum(static_cast<int64>(run));
         nulls[3] = run == 0;
         values[4] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->runs_done)));
+        values[5] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->batches)));
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum)0;

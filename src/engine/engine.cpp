@@ -10,6 +10,8 @@
 namespace pw::engine {
 
 int xact_runs_created = 0;
+bool xact_pipelines_changed = false;
+int subxacts_in_xact = 0;
 volatile sig_atomic_t in_step_call = 0;
 volatile sig_atomic_t step_self_terminated = 0;
 bool xact_runs_finished = false;
@@ -20,7 +22,8 @@ namespace {
 
 SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
     if (*cache == nullptr) {
-        SPIPlanPtr p = SPI_prepare(sql, nargs, types);
+        // Generic plans: our statements are simple and run constantly; re-planning per call costs more.
+        SPIPlanPtr p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
         if (p == nullptr) elog(ERROR, "pipeline_worker: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
         SPI_keepplan(p);
         *cache = p;
@@ -28,8 +31,8 @@ SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
     return *cache;
 }
 
-SPIPlanPtr plan_load_pipeline, plan_load_run, plan_load_steps, plan_insert_step, plan_finish, plan_claim,
-    plan_claim_mine, plan_recover, plan_retry_later, plan_fail;
+SPIPlanPtr plan_load_pipeline, plan_load_run, plan_load_steps, plan_claim, plan_claim_mine, plan_recover, plan_fail,
+    plan_release, plan_persist_claim;
 
 // Bookkeeping statements run as the tables' owner, whatever role the caller (or the step) is.
 struct OwnerScope {
@@ -61,7 +64,7 @@ Datum col(int row, int colno, bool *isnull) {
 
 struct CacheEntry {
     char key[256];
-    TransactionId xmin;
+    uint64 generation;  // shared pipelines generation when loaded
     Pipeline *pipeline;
 };
 
@@ -230,50 +233,183 @@ Jsonb *call_function_step(Step *step, Oid submitter, Jsonb *context) {
     return DatumGetJsonbPCopy(result);
 }
 
-void insert_step_row(int64 run_id, int pos, int attempt, const char *name, const char *status, Jsonb *output,
-                     const char *error, TimestampTz started) {
-    Oid types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID};
-    SPIPlanPtr p = prepare(&plan_insert_step,
+// ------------------------------------------------------------------ deferred writes
+// Step rows and run results are buffered and written with one INSERT and one UPDATE just before the
+// transaction commits (flush_writes). They still commit atomically with the step effects: every step's
+// subtransaction is released into the same top-level transaction.
+
+struct StepRow {
+    int64 run_id;
+    int pos, attempt;
+    char *name;
+    const char *status;
+    Jsonb *output;
+    char *error;
+    TimestampTz started, finished;
+};
+
+struct RunRow {
+    int64 id;
+    int claims;
+    TimestampTz claimed_at;
+    const char *status;  // succeeded, failed, cancelled, or pending (retry after delay_ms)
+    Jsonb *result;
+    char *error;
+    TimestampTz at;
+    int delay_ms;
+};
+
+MemoryContext write_ctx = nullptr;
+List *pending_steps = NIL;
+List *pending_runs = NIL;
+
+MemoryContext writes_context() {
+    if (write_ctx == nullptr)
+        write_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker writes", ALLOCSET_DEFAULT_SIZES);
+    return write_ctx;
+}
+
+void buffer_step(int64 run_id, int pos, int attempt, const char *name, const char *status, Jsonb *output,
+                 const char *error, TimestampTz started) {
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    StepRow *row = static_cast<StepRow *>(palloc(sizeof(StepRow)));
+    row->run_id = run_id;
+    row->pos = pos + 1;
+    row->attempt = attempt;
+    row->name = pstrdup(name);
+    row->status = status;
+    row->output = output ? DatumGetJsonbPCopy(JsonbPGetDatum(output)) : nullptr;
+    row->error = error ? pstrdup(error) : nullptr;
+    row->started = started;
+    row->finished = GetCurrentTimestamp();
+    pending_steps = lappend(pending_steps, row);
+    MemoryContextSwitchTo(old);
+}
+
+void buffer_run(const ClaimedRun *run, const char *status, Jsonb *result, const char *error, int delay_ms = 0) {
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    RunRow *row = static_cast<RunRow *>(palloc(sizeof(RunRow)));
+    row->id = run->id;
+    row->claims = run->claims;
+    row->claimed_at = run->claimed_at;
+    row->status = status;
+    row->result = result ? DatumGetJsonbPCopy(JsonbPGetDatum(result)) : nullptr;
+    row->error = error ? pstrdup(error) : nullptr;
+    row->at = GetCurrentTimestamp();
+    row->delay_ms = delay_ms;
+    pending_runs = lappend(pending_runs, row);
+    MemoryContextSwitchTo(old);
+    if (strcmp(status, "pending") == 0) {
+        // Tell idle workers when the retry is due (they sleep until the earliest one).
+        shared::note_retry_due(row->at + int64(delay_ms) * 1000);
+        xact_runs_created++;
+    } else {
+        xact_runs_finished = true;
+    }
+}
+
+Datum make_array(Datum *values, bool *nulls, int n, Oid type) {
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+    int dims[1] = {n};
+    int lbs[1] = {1};
+    return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval, typalign));
+}
+
+SPIPlanPtr plan_flush_steps, plan_flush_runs;
+
+void flush_steps() {
+    int n = list_length(pending_steps);
+    if (n == 0) return;
+    Datum *cols[9];
+    bool *nulls[9];
+    for (int c = 0; c < 9; c++) {
+        cols[c] = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+        nulls[c] = static_cast<bool *>(palloc0(sizeof(bool) * n));
+    }
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_steps) {
+        StepRow *r = static_cast<StepRow *>(lfirst(lc));
+        cols[0][i] = Int64GetDatum(r->run_id);
+        cols[1][i] = Int32GetDatum(r->pos);
+        cols[2][i] = Int32GetDatum(r->attempt);
+        cols[3][i] = CStringGetTextDatum(r->name);
+        cols[4][i] = CStringGetTextDatum(r->status);
+        cols[5][i] = r->output ? JsonbPGetDatum(r->output) : 0;
+        nulls[5][i] = r->output == nullptr;
+        cols[6][i] = r->error ? CStringGetTextDatum(r->error) : 0;
+        nulls[6][i] = r->error == nullptr;
+        cols[7][i] = TimestampTzGetDatum(r->started);
+        cols[8][i] = TimestampTzGetDatum(r->finished);
+        i++;
+    }
+    Oid elem[9] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+    Oid types[9] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+                    TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+    Datum v[9];
+    for (int c = 0; c < 9; c++) v[c] = make_array(cols[c], nulls[c], n, elem[c]);
+    SPIPlanPtr p = prepare(&plan_flush_steps,
                            "INSERT INTO pipeline_worker.run_steps"
                            " (run_id, position, attempt, name, status, output, error, started_at, finished_at)"
-                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_catalog.clock_timestamp())",
-                           8, types);
-    Datum v[8] = {Int64GetDatum(run_id), Int32GetDatum(pos + 1), Int32GetDatum(attempt),
-                  CStringGetTextDatum(name), CStringGetTextDatum(status), output ? JsonbPGetDatum(output) : 0,
-                  error ? CStringGetTextDatum(error) : 0, TimestampTzGetDatum(started)};
-    char nulls[8] = {' ', ' ', ' ', ' ', ' ', output ? ' ' : 'n', error ? ' ' : 'n', ' '};
-    exec_as_owner(p, v, nulls, false, 0);
-}
-
-// Final state of a claimed run. Only a run still 'running' changes (a concurrent cancel wins).
-bool finish_run(int64 run_id, const char *status, Jsonb *result, const char *error) {
-    Oid types[4] = {INT8OID, TEXTOID, JSONBOID, TEXTOID};
-    SPIPlanPtr p = prepare(&plan_finish,
-                           "UPDATE pipeline_worker.runs SET status = $2, result = $3, error = $4,"
-                           " finished_at = pg_catalog.clock_timestamp()"
-                           " WHERE id = $1 AND status = 'running'",
-                           4, types);
-    Datum v[4] = {Int64GetDatum(run_id), CStringGetTextDatum(status), result ? JsonbPGetDatum(result) : 0,
-                  error ? CStringGetTextDatum(error) : 0};
-    char nulls[4] = {' ', ' ', result ? ' ' : 'n', error ? ' ' : 'n'};
-    exec_as_owner(p, v, nulls, false, 0);
-    xact_runs_finished = true;
-    return SPI_processed == 1;
-}
-
-void retry_later(int64 run_id, int delay_ms) {
-    Oid types[2] = {INT8OID, INT4OID};
-    SPIPlanPtr p = prepare(&plan_retry_later,
-                           "UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL,"
-                           " worker_started_at = NULL,"
-                           " not_before = pg_catalog.clock_timestamp() + $2 * interval '1 millisecond'"
-                           " WHERE id = $1 AND status = 'running'",
-                           2, types);
-    Datum v[2] = {Int64GetDatum(run_id), Int32GetDatum(delay_ms)};
+                           " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+                           "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+                           "   pg_catalog.unnest($8), pg_catalog.unnest($9))",
+                           9, types);
     exec_as_owner(p, v, nullptr, false, 0);
-    // Tell idle workers when the retry is due (they sleep until the earliest one).
-    shared::note_retry_due(GetCurrentTimestamp() + int64(delay_ms) * 1000);
-    xact_runs_created++;
+}
+
+void flush_runs() {
+    int n = list_length(pending_runs);
+    if (n == 0) return;
+    Datum *cols[8];
+    bool *nulls[8];
+    for (int c = 0; c < 8; c++) {
+        cols[c] = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+        nulls[c] = static_cast<bool *>(palloc0(sizeof(bool) * n));
+    }
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_runs) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        cols[0][i] = Int64GetDatum(r->id);
+        cols[1][i] = CStringGetTextDatum(r->status);
+        cols[2][i] = r->result ? JsonbPGetDatum(r->result) : 0;
+        nulls[2][i] = r->result == nullptr;
+        cols[3][i] = r->error ? CStringGetTextDatum(r->error) : 0;
+        nulls[3][i] = r->error == nullptr;
+        cols[4][i] = TimestampTzGetDatum(r->at);
+        cols[5][i] = Int32GetDatum(r->delay_ms);
+        cols[6][i] = Int32GetDatum(r->claims);
+        cols[7][i] = TimestampTzGetDatum(r->claimed_at);
+        i++;
+    }
+    Oid elem[8] = {INT8OID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID};
+    Oid types[10] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
+                     INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[10];
+    for (int c = 0; c < 8; c++) v[c] = make_array(cols[c], nulls[c], n, elem[c]);
+    v[8] = Int32GetDatum(MyProcPid);
+    v[9] = TimestampTzGetDatum(MyStartTimestamp);
+    // One write per run: its claim (if it was not recorded yet) and its outcome. Only a run that is still
+    // ours changes: a concurrent cancel_run wins.
+    SPIPlanPtr p = prepare(&plan_flush_runs,
+                           "UPDATE pipeline_worker.runs r SET status = u.status, result = u.result, error = u.error,"
+                           " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"
+                           " finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE u.at END,"
+                           " not_before = CASE WHEN u.status = 'pending'"
+                           "   THEN u.at + u.delay * interval '1 millisecond' END,"
+                           " worker_pid = CASE WHEN u.status = 'pending' THEN NULL ELSE $9 END,"
+                           " worker_started_at = CASE WHEN u.status = 'pending' THEN NULL ELSE $10 END"
+                           " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+                           "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+                           "   pg_catalog.unnest($8)) AS u(id, status, result, error, at, delay, claims, claimed_at)"
+                           " WHERE r.id = u.id AND (r.status = 'pending' AND r.worker_pid IS NULL"
+                           "   OR r.status = 'running' AND r.worker_pid = $9 AND r.worker_started_at = $10)",
+                           10, types);
+    exec_as_owner(p, v, nullptr, false, 0);
 }
 
 const char *format_error(ErrorData *e) {
@@ -340,85 +476,126 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
 
 Pipeline *load_pipeline(const char *name) {
     pipeline_cache_init();
-    Oid types[1] = {TEXTOID};
-    SPIPlanPtr plan = prepare(&plan_load_pipeline,
-                              "SELECT steps::text, options::text, owner::oid, xmin::text::bigint"
-                              " FROM pipeline_worker.pipelines WHERE name = $1",
-                              1, types);
-    Datum v[1] = {CStringGetTextDatum(name)};
-    exec_as_owner(plan, v, nullptr, true, 1);
-    if (SPI_processed == 0) return nullptr;
-    bool isnull;
-    TransactionId xmin = static_cast<TransactionId>(DatumGetInt64(col(0, 4, &isnull)));
-    Oid owner = DatumGetObjectId(col(0, 3, &isnull));
     char key[256];
     strlcpy(key, name, sizeof(key));
     bool found;
-    CacheEntry *e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
-    if (found && e->xmin == xmin && e->pipeline != nullptr && strcmp(e->pipeline->name, name) == 0) return e->pipeline;
-    if (!found) e->pipeline = nullptr;
+    CacheEntry *e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_FIND, &found));
+    // Pipelines are immutable; a committed create/drop bumps the shared generation. Read it before the
+    // table so that a change committed meanwhile makes the next lookup reload.
+    shared::State *st = shared::state();
+    uint64 generation = st != nullptr ? pg_atomic_read_u64(&st->pipelines_generation) : 0;
+    if (found && st != nullptr && e->generation == generation && strcmp(e->pipeline->name, name) == 0)
+        return e->pipeline;
+
+    Oid types[1] = {TEXTOID};
+    SPIPlanPtr plan = prepare(&plan_load_pipeline,
+                              "SELECT steps::text, options::text, owner::oid FROM pipeline_worker.pipelines"
+                              " WHERE name = $1",
+                              1, types);
+    Datum v[1] = {CStringGetTextDatum(name)};
+    exec_as_owner(plan, v, nullptr, true, 1);
+    if (SPI_processed == 0) {
+        if (found) hash_search(pipeline_cache, key, HASH_REMOVE, nullptr);
+        return nullptr;
+    }
+    bool isnull;
+    Oid owner = DatumGetObjectId(col(0, 3, &isnull));
     char *steps = TextDatumGetCString(col(0, 1, &isnull));
     char *options = TextDatumGetCString(col(0, 2, &isnull));
     MemoryContext old = MemoryContextSwitchTo(cache_ctx);
-    Pipeline *p = parse_pipeline(name, steps, options);  // old versions stay in cache_ctx: pipelines are rarely redefined
+    Pipeline *p = parse_pipeline(name, steps, options);  // replaced versions stay in cache_ctx (rare)
     p->owner = owner;
     MemoryContextSwitchTo(old);
-    e->xmin = xmin;
+    e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
+    e->generation = generation;
     e->pipeline = p;
     return p;
 }
 
-int claim_runs(int max, Oid submitter, int64 *ids) {
-    // The CTE locks the oldest claimable rows, skipping rows another session is claiming right now.
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running) {
+    // The oldest claimable rows, skipping rows another session is claiming right now.
     Oid types[4] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID};
     SPIPlanPtr plan;
     Datum v[4] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
                   ObjectIdGetDatum(submitter)};
-    if (OidIsValid(submitter)) {
+    if (mark_running) {
         plan = prepare(&plan_claim_mine,
                        "WITH c AS (SELECT id FROM pipeline_worker.runs"
-                       "  WHERE status = 'pending' AND submitted_by = $4::regrole"
+                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole)"
                        "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
                        " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
-                       "  started_at = pg_catalog.clock_timestamp(), not_before = NULL"
-                       " FROM c WHERE r.id = c.id RETURNING r.id",
+                       "  started_at = pg_catalog.clock_timestamp(), not_before = NULL, claims = r.claims + 1"
+                       " FROM c WHERE r.id = c.id"
+                       " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims",
                        4, types);
     } else {
         plan = prepare(&plan_claim,
-                       "WITH c AS (SELECT id FROM pipeline_worker.runs"
-                       "  WHERE status = 'pending'"
-                       "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
-                       "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
-                       " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
-                       "  started_at = pg_catalog.clock_timestamp(), not_before = NULL"
-                       " FROM c WHERE r.id = c.id RETURNING r.id",
-                       3, types);
+                       "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1"
+                       " FROM pipeline_worker.runs"
+                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole)"
+                       "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
+                       " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                       4, types);
     }
     exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
+    TimestampTz now = GetCurrentTimestamp();
+    MemoryContext old = MemoryContextSwitchTo(dest);
     for (int i = 0; i < n; i++) {
         bool isnull;
-        ids[i] = DatumGetInt64(col(i, 1, &isnull));
+        out[i].id = DatumGetInt64(col(i, 1, &isnull));
+        out[i].pipeline = TextDatumGetCString(col(i, 2, &isnull));
+        out[i].submitter = DatumGetObjectId(col(i, 3, &isnull));
+        out[i].input = DatumGetJsonbPCopy(col(i, 4, &isnull));
+        out[i].metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
+        out[i].claims = DatumGetInt32(col(i, 6, &isnull));
+        out[i].claimed_at = now;
     }
+    MemoryContextSwitchTo(old);
     // ascending: FIFO within the batch
     for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && ids[j - 1] > ids[j]; j--) std::swap(ids[j - 1], ids[j]);
+        for (int j = i; j > 0 && out[j - 1].id > out[j].id; j--) std::swap(out[j - 1], out[j]);
     return n;
 }
 
-const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
-    MemoryContext run_ctx = CurrentMemoryContext;
-    ResourceOwner run_owner = CurrentResourceOwner;
-    if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
-
+void persist_claim(const ClaimedRun *run) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    Oid types[5] = {INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+    Datum v[5] = {Int64GetDatum(run->id), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
+                  TimestampTzGetDatum(run->claimed_at), Int32GetDatum(run->claims)};
+    SPIPlanPtr p = prepare(&plan_persist_claim,
+                           "UPDATE pipeline_worker.runs SET status = 'running', worker_pid = $2, worker_started_at = $3,"
+                           " started_at = $4, claims = $5, not_before = NULL"
+                           " WHERE id = $1 AND status IN ('pending', 'running')",
+                           5, types);
+    exec_as_owner(p, v, nullptr, false, 0);
+    SPI_finish();
+}
 
-    // --- load the run and check that this backend claimed it
+void flush_writes() {
+    if (pending_steps == NIL && pending_runs == NIL) return;
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    flush_steps();
+    flush_runs();
+    SPI_finish();
+    reset_writes();
+}
+
+void reset_writes() {
+    pending_steps = NIL;
+    pending_runs = NIL;
+    if (write_ctx != nullptr) MemoryContextReset(write_ctx);
+}
+
+const char *execute_run(int64 run_id) {
+    reset_writes();  // leftovers of a call that failed inside a caller's savepoint
+    MemoryContext caller = CurrentMemoryContext;
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     Oid t1[1] = {INT8OID};
     SPIPlanPtr plan = prepare(&plan_load_run,
                               "SELECT pipeline, submitted_by::oid, input, metadata, status, worker_pid,"
-                              " worker_started_at FROM pipeline_worker.runs WHERE id = $1",
+                              " worker_started_at, claims FROM pipeline_worker.runs WHERE id = $1",
                               1, t1);
     Datum v1[1] = {Int64GetDatum(run_id)};
     exec_as_owner(plan, v1, nullptr, false, 1);
@@ -434,49 +611,71 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
                         errdetail("Its status is \"%s\"%s.", status,
                                   pid_null ? "" : psprintf(" and it was claimed by the backend with PID %d", pid)),
                         errhint("Claim it first with pipeline_worker.claim_run().")));
-
-    MemoryContext old = MemoryContextSwitchTo(run_ctx);
-    RunState *r = static_cast<RunState *>(palloc0(sizeof(RunState)));
-    r->id = run_id;
-    r->pipeline_name = TextDatumGetCString(col(0, 1, &isnull));
-    r->submitter = DatumGetObjectId(col(0, 2, &isnull));
-    r->input = DatumGetJsonbPCopy(col(0, 3, &isnull));
-    r->metadata = DatumGetJsonbPCopy(col(0, 4, &isnull));
+    ClaimedRun run;
+    MemoryContext old = MemoryContextSwitchTo(caller);  // out of SPI memory before SPI_finish
+    run.id = run_id;
+    run.pipeline = TextDatumGetCString(col(0, 1, &isnull));
+    run.submitter = DatumGetObjectId(col(0, 2, &isnull));
+    run.input = DatumGetJsonbPCopy(col(0, 3, &isnull));
+    run.metadata = DatumGetJsonbPCopy(col(0, 4, &isnull));
+    run.claims = DatumGetInt32(col(0, 8, &isnull));
+    run.claimed_at = GetCurrentTimestamp();
     MemoryContextSwitchTo(old);
+    SPI_finish();
+    const char *result = execute_claimed(&run, nullptr, nullptr);
+    flush_writes();
+    return result;
+}
+
+const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_steps, void *arg) {
+    MemoryContext run_ctx = CurrentMemoryContext;
+    ResourceOwner run_owner = CurrentResourceOwner;
+    int64 run_id = claimed->id;
+    if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+
+    RunState *r = static_cast<RunState *>(MemoryContextAllocZero(run_ctx, sizeof(RunState)));
+    r->id = run_id;
+    r->pipeline_name = claimed->pipeline;
+    r->submitter = claimed->submitter;
+    r->input = claimed->input;
+    r->metadata = claimed->metadata;
 
     Pipeline *p = load_pipeline(r->pipeline_name);
     if (p == nullptr) {
-        finish_run(run_id, "failed", nullptr, psprintf("pipeline \"%s\" no longer exists", r->pipeline_name));
+        buffer_run(claimed, "failed", nullptr, psprintf("pipeline \"%s\" no longer exists", r->pipeline_name));
         SPI_finish();
         return "failed";
     }
     r->pipeline = p;
-    old = MemoryContextSwitchTo(run_ctx);
-    r->outputs = static_cast<Jsonb **>(palloc0(sizeof(Jsonb *) * p->nsteps));
-    r->last_attempt = static_cast<int *>(palloc0(sizeof(int) * p->nsteps));
-    MemoryContextSwitchTo(old);
-
-    // --- resume after the last committed step (runs recovered after a crash, retried runs)
-    Oid t2[1] = {INT8OID};
-    plan = prepare(&plan_load_steps,
-                   "SELECT position, attempt, status, output FROM pipeline_worker.run_steps"
-                   " WHERE run_id = $1 ORDER BY position, attempt",
-                   1, t2);
-    exec_as_owner(plan, v1, nullptr, false, 0);
+    r->outputs = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
+    r->last_attempt = static_cast<int *>(MemoryContextAllocZero(run_ctx, sizeof(int) * p->nsteps));
     r->next = 0;
-    for (uint64 i = 0; i < SPI_processed; i++) {
-        int pos = DatumGetInt32(col(i, 1, &isnull)) - 1;
-        int attempt = DatumGetInt32(col(i, 2, &isnull));
-        char *st = TextDatumGetCString(col(i, 3, &isnull));
-        if (pos < 0 || pos >= p->nsteps) continue;
-        if (attempt > r->last_attempt[pos]) r->last_attempt[pos] = attempt;
-        if (strcmp(st, "succeeded") == 0) {
-            bool onull;
-            Datum o = col(i, 4, &onull);
-            old = MemoryContextSwitchTo(run_ctx);
-            r->outputs[pos] = onull ? json_null() : DatumGetJsonbPCopy(o);
-            MemoryContextSwitchTo(old);
-            if (pos + 1 > r->next) r->next = pos + 1;
+
+    // --- resume after the last committed step: only runs claimed before (crash, retry) have history
+    if (claimed->claims != 1) {
+        Oid t2[1] = {INT8OID};
+        Datum v1[1] = {Int64GetDatum(run_id)};
+        SPIPlanPtr plan = prepare(&plan_load_steps,
+                                  "SELECT position, attempt, status, output FROM pipeline_worker.run_steps"
+                                  " WHERE run_id = $1 ORDER BY position, attempt",
+                                  1, t2);
+        exec_as_owner(plan, v1, nullptr, false, 0);
+        for (uint64 i = 0; i < SPI_processed; i++) {
+            bool isnull;
+            int pos = DatumGetInt32(col(i, 1, &isnull)) - 1;
+            int attempt = DatumGetInt32(col(i, 2, &isnull));
+            char *st = TextDatumGetCString(col(i, 3, &isnull));
+            if (pos < 0 || pos >= p->nsteps) continue;
+            if (attempt > r->last_attempt[pos]) r->last_attempt[pos] = attempt;
+            if (strcmp(st, "succeeded") == 0) {
+                bool onull;
+                Datum o = col(i, 4, &onull);
+                MemoryContext old = MemoryContextSwitchTo(run_ctx);
+                r->outputs[pos] = onull ? json_null() : DatumGetJsonbPCopy(o);
+                MemoryContextSwitchTo(old);
+                if (pos + 1 > r->next) r->next = pos + 1;
+            }
         }
     }
 
@@ -486,17 +685,18 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
         Step *step = &p->steps[pos];
         int attempt = r->last_attempt[pos] + 1;
         TimestampTz step_started = GetCurrentTimestamp();
-        if (MyBackendType == B_BG_WORKER) pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
+        if (MyBackendType == B_BG_WORKER)
+            pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
 
         if (cancel_requested(run_id)) {
-            finish_run(run_id, "cancelled", nullptr, "cancelled");
+            buffer_run(claimed, "cancelled", nullptr, "cancelled");
             final_status = "cancelled";
             break;
         }
 
         Jsonb *volatile output = nullptr;
         ErrorData *volatile edata = nullptr;
-        old = MemoryContextSwitchTo(run_ctx);
+        MemoryContext old = MemoryContextSwitchTo(run_ctx);
         Jsonb *context = build_context(r, pos, attempt);
         MemoryContextSwitchTo(old);
 
@@ -512,9 +712,10 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
             MemoryContext o2 = MemoryContextSwitchTo(run_ctx);
             output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
             MemoryContextSwitchTo(o2);
-            insert_step_row(run_id, pos, attempt, step->name, "succeeded", output, nullptr, step_started);
             if (cancel_requested(run_id))
                 ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
+            // only subtransactions with an XID occupy the subxid cache (64 per backend)
+            if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) subxacts_in_xact++;
             ReleaseCurrentSubTransaction();
             MemoryContextSwitchTo(before);
             CurrentResourceOwner = run_owner;
@@ -526,16 +727,17 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
             MemoryContextSwitchTo(run_ctx);
             edata = CopyErrorData();
             FlushErrorState();
+            subxacts_in_xact++;
             RollbackAndReleaseCurrentSubTransaction();
             MemoryContextSwitchTo(before);
             CurrentResourceOwner = run_owner;
-            // A cancel of the statement that is not ours (timeout, cancel_run) is still an error of the step;
-            // a server shutdown is not: re-raise it so that the run is recovered, not failed.
+            // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
             if (ProcDiePending) ReThrowError(edata);
         }
         PG_END_TRY();
 
         if (edata == nullptr) {
+            buffer_step(run_id, pos, attempt, step->name, "succeeded", output, nullptr, step_started);
             r->outputs[pos] = output;
             r->last_attempt[pos] = attempt;
             r->next = pos + 1;
@@ -561,24 +763,44 @@ const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg) {
         else msg = format_error(edata);
         step_timed_out = 0;
         step_self_terminated = 0;
-        insert_step_row(run_id, pos, attempt, step->name, "failed", nullptr, msg, step_started);
+        buffer_step(run_id, pos, attempt, step->name, "failed", nullptr, msg, step_started);
         r->last_attempt[pos] = attempt;
         if (cancelled) {
-            finish_run(run_id, "cancelled", nullptr, "cancelled");
+            buffer_run(claimed, "cancelled", nullptr, "cancelled");
             final_status = "cancelled";
         } else if (attempt < step->max_attempts && !fatal && edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) {
-            retry_later(run_id, core::retry_delay_ms(step->retry_delay_ms, attempt, static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state))));
+            buffer_run(claimed, "pending", nullptr, nullptr,
+                       core::retry_delay_ms(step->retry_delay_ms, attempt,
+                                            static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state))));
             final_status = "pending";
         } else {
-            finish_run(run_id, "failed", nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
+            buffer_run(claimed, "failed", nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
             final_status = "failed";
         }
     }
     if (final_status == nullptr) {
-        final_status = finish_run(run_id, "succeeded", r->outputs[p->nsteps - 1], nullptr) ? "succeeded" : "cancelled";
+        buffer_run(claimed, "succeeded", r->outputs[p->nsteps - 1], nullptr);
+        final_status = "succeeded";
     }
     SPI_finish();
     return final_status;
+}
+
+void release_runs(const int64 *ids, int n) {
+    if (n <= 0) return;
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    Datum *vals = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    for (int i = 0; i < n; i++) vals[i] = Int64GetDatum(ids[i]);
+    Datum v[2] = {make_array(vals, nullptr, n, INT8OID), TimestampTzGetDatum(MyStartTimestamp)};
+    Oid types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+    SPIPlanPtr p = prepare(&plan_release,
+                           "UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
+                           " WHERE id = ANY ($1) AND status = 'running' AND worker_pid = pg_catalog.pg_backend_pid()"
+                           " AND worker_started_at = $2",
+                           2, types);
+    exec_as_owner(p, v, nullptr, false, 0);
+    SPI_finish();
+    xact_runs_created += n;
 }
 
 void fail_run(int64 run_id, const char *message) {
@@ -587,7 +809,8 @@ void fail_run(int64 run_id, const char *message) {
     SPIPlanPtr p = prepare(&plan_fail,
                            "UPDATE pipeline_worker.runs SET status = 'failed', error = $2,"
                            " finished_at = pg_catalog.clock_timestamp()"
-                           " WHERE id = $1 AND status = 'running' AND worker_pid = pg_catalog.pg_backend_pid()",
+                           " WHERE id = $1 AND (status = 'running' AND worker_pid = pg_catalog.pg_backend_pid()"
+                           "   OR status = 'pending' AND worker_pid IS NULL)",
                            2, types);
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     exec_as_owner(p, v, nullptr, false, 0);

@@ -40,16 +40,44 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
 // Pipeline `name` from the table (cached per backend while unchanged); NULL if it does not exist.
 Pipeline *load_pipeline(const char *name);
 
-// Claims up to max pending runs (FIFO, SKIP LOCKED) for this backend; submitter == InvalidOid claims any.
-// Writes the ids (ascending) into ids and returns how many.
-int claim_runs(int max, Oid submitter, int64 *ids);
+// A claimed run, as returned by claim_runs.
+struct ClaimedRun {
+    int64 id;
+    char *pipeline;
+    Oid submitter;
+    Jsonb *input;
+    Jsonb *metadata;
+    int claims;  // how often it was claimed, this claim included (> 1: it has history to resume from)
+    TimestampTz claimed_at;
+};
 
-// Executes a run this backend claimed; returns the status it ends in ("succeeded", "failed", "cancelled",
-// or "pending" when a retry is scheduled). Each step runs in a subtransaction as the run's submitter.
-// between_steps (may be NULL) is called after each successful step with SPI disconnected; it may commit
-// and start a new transaction (the worker's commit policy). ERROR if this backend did not claim the run.
+// Claims up to max pending runs (FIFO, SKIP LOCKED) for this backend; submitter == InvalidOid claims any.
+// Fills out[] (ascending ids, data copied into dest) and returns how many.
+// mark_running: record the claim on the rows at once (claim_run()). Otherwise (the workers) the rows are only
+// locked: a run that finishes in this transaction is written once, with its claim; one that is still
+// unfinished when the transaction commits must be recorded with persist_claim() before that commit.
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running);
+void persist_claim(const ClaimedRun *run);
+
+// Executes a run this backend claimed, each step in a subtransaction as the run's submitter. Returns the
+// status it ends in ("succeeded", "failed", "cancelled", or "pending" when a retry is scheduled).
+// Step rows and the run's result are buffered: flush_writes() writes them, and must run before the
+// transaction commits. between_steps (may be NULL) is called after each successful step with SPI
+// disconnected; it may flush, commit and start a new transaction (the worker's commit policy).
 typedef void (*BetweenSteps)(void *arg);
-const char *execute_run(int64 run_id, BetweenSteps between_steps, void *arg);
+const char *execute_claimed(const ClaimedRun *run, BetweenSteps between_steps, void *arg);
+
+// SQL path: checks that this backend claimed run_id, executes it and flushes. ERROR if not claimed here.
+const char *execute_run(int64 run_id);
+
+void flush_writes();
+void reset_writes();  // drop buffered writes (after an abort)
+
+// Back to pending: runs of this backend's batch that an error left claimed but unfinished.
+void release_runs(const int64 *ids, int n);
+
+// Subtransactions started in the current transaction (the worker commits before there are 64).
+extern int subxacts_in_xact;
 
 // Marks a claimed run failed with an internal error (used by the worker when bookkeeping itself failed).
 void fail_run(int64 run_id, const char *message);
@@ -70,5 +98,6 @@ extern volatile sig_atomic_t step_self_terminated;
 // Counters for the commit callback: runs created / finished in this transaction.
 extern int xact_runs_created;
 extern bool xact_runs_finished;
+extern bool xact_pipelines_changed;  // create/drop_pipeline: invalidate every backend's cache at commit
 
 }  // namespace pw::engine

@@ -28,12 +28,14 @@ void startup_hook() {
         pg_atomic_init_u32(&g_state->recovery_needed, 1);  // sweep once after every (re)start
         pg_atomic_init_u32(&g_state->cancel_next, 0);
         pg_atomic_init_u64(&g_state->next_retry_due, 0);
+        pg_atomic_init_u64(&g_state->pipelines_generation, 1);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         ConditionVariableInit(&g_state->run_done_cv);
         for (int i = 0; i < g_state->nslots; i++) {
             pg_atomic_init_u32(&g_state->slots[i].idle, 0);
             pg_atomic_init_u64(&g_state->slots[i].run_id, 0);
             pg_atomic_init_u64(&g_state->slots[i].runs_done, 0);
+            pg_atomic_init_u64(&g_state->slots[i].batches, 0);
         }
     }
     LWLockRelease(AddinShmemInitLock);
@@ -63,6 +65,10 @@ void wake_workers(int n) {
             }
         }
     }
+}
+
+void bump_pipelines_generation() {
+    if (g_state != nullptr) pg_atomic_fetch_add_u64(&g_state->pipelines_generation, 1);
 }
 
 void broadcast_run_done() {

@@ -21,6 +21,7 @@ struct Slot {
     pg_atomic_uint32 idle;     // 1 while waiting for work
     pg_atomic_uint64 run_id;   // run being executed, 0 if none
     pg_atomic_uint64 runs_done;
+    pg_atomic_uint64 batches;  // claims that returned runs
     int pid;                   // 0 when the slot is free
     Latch *latch;
 };
@@ -29,6 +30,7 @@ struct State {
     int nslots;
     Latch *launcher_latch;
     pg_atomic_uint32 recovery_needed;  // set when a worker died: the next idle worker sweeps at once
+    pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
     pg_atomic_uint64 next_retry_due;   // earliest not_before of a scheduled retry (TimestampTz), 0: none
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled run ids
@@ -42,6 +44,7 @@ void install_hooks();
 // Set the latches of up to n idle workers (n <= 0: none). Safe without shared memory.
 void wake_workers(int n);
 void broadcast_run_done();
+void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
 // Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.
 long idle_timeout_ms(long max_ms);

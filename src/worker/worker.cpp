@@ -61,8 +61,11 @@ bool extension_ready() {
     return ready;
 }
 
-// Worker commit policy between two steps of one run: keep consecutive fast steps in one transaction,
-// commit when it has been open for commit_interval_ms, so that progress is visible and xmin moves.
+// Worker commit policy: consecutive fast steps -- and several runs -- share a transaction; it commits once it
+// has been open commit_interval_ms or holds kMaxSubxacts step subtransactions (well under the 64 that fit
+// the subtransaction cache), so that progress stays visible and xmin moves.
+constexpr int kMaxSubxacts = 48;
+
 struct TxnClock {
     TimestampTz started;
 };
@@ -71,18 +74,36 @@ void begin_txn(TxnClock *clock) {
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     clock->started = GetCurrentTimestamp();
+    engine::subxacts_in_xact = 0;
 }
 
 void commit_txn() {
+    engine::flush_writes();
     PopActiveSnapshot();
     CommitTransactionCommand();
 }
 
+bool txn_is_due(const TxnClock *clock) {
+    return engine::subxacts_in_xact >= kMaxSubxacts ||
+           TimestampDifferenceExceeds(clock->started, GetCurrentTimestamp(), guc::commit_interval_ms);
+}
+
+// The batch being executed. Its runs are only row-locked by the claim; a commit in the middle of a run records
+// that run's claim first (so that recovery sees it) and ends the batch: the unstarted runs, unlocked by the
+// commit, go back to the pool.
+struct Batch {
+    TxnClock clock;
+    const engine::ClaimedRun *current;
+    bool ended;
+};
+
 void between_steps(void *arg) {
-    TxnClock *clock = static_cast<TxnClock *>(arg);
-    if (TimestampDifferenceExceeds(clock->started, GetCurrentTimestamp(), guc::commit_interval_ms)) {
+    Batch *b = static_cast<Batch *>(arg);
+    if (txn_is_due(&b->clock)) {
+        engine::persist_claim(b->current);
         commit_txn();
-        begin_txn(clock);
+        begin_txn(&b->clock);
+        b->ended = true;
     }
 }
 
@@ -117,49 +138,71 @@ void note_run_time(TimestampTz start) {
     avg_run_ms = avg_run_ms < 0 ? ms : 0.8 * avg_run_ms + 0.2 * ms;
 }
 
-// Claims a batch and executes it. Returns the number of runs claimed.
+int safe_mode = 0;  // after an unexpected error: claim and commit one run at a time for a while
+
+// Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
+// the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
+// Returns the number of runs claimed.
 int serve_once(MemoryContext iter_ctx) {
-    int64 ids[kMaxBatch];
-    int batch = batch_size();
-    TxnClock clock;
+    engine::ClaimedRun runs[kMaxBatch];
+    int batch = safe_mode > 0 ? 1 : batch_size();
+    Batch b;
+    b.current = nullptr;
+    b.ended = false;
 
     pgstat_report_activity(STATE_RUNNING, "claiming runs");
-    begin_txn(&clock);
+    begin_txn(&b.clock);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
-    int n = engine::claim_runs(batch, InvalidOid, ids);
+    int n = engine::claim_runs(batch, InvalidOid, runs, iter_ctx, false);
     SPI_finish();
-    commit_txn();
-    if (n == 0) return 0;
+    if (n == 0) {
+        commit_txn();
+        return 0;
+    }
+    pg_atomic_write_u32(&my_slot->idle, 0);  // busy: wake-ups must go to workers that are really idle
+    pg_atomic_fetch_add_u64(&my_slot->batches, 1);
+    if (safe_mode > 0) safe_mode--;
     // A full batch suggests more work: let another idle worker help.
     if (n == batch) shared::wake_workers(1);
 
-    for (int i = 0; i < n; i++) {
-        int64 run_id = ids[i];
-        pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(run_id));
-        MemoryContext old = MemoryContextSwitchTo(iter_ctx);
-        volatile bool failed = false;
+    int done = 0;
+    for (int i = 0; i < n && !b.ended; i++) {
+        pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
         TimestampTz run_start = GetCurrentTimestamp();
+        volatile bool failed = false;
+        b.current = &runs[i];
         PG_TRY();
         {
-            begin_txn(&clock);
             MemoryContextSwitchTo(iter_ctx);
-            engine::execute_run(run_id, between_steps, &clock);
-            commit_txn();
+            engine::execute_claimed(&runs[i], between_steps, &b);
+            note_run_time(run_start);  // execution only: commit waits must not shrink the batches
+            if (i == n - 1 || b.ended || safe_mode > 0 || txn_is_due(&b.clock)) {
+                commit_txn();  // unstarted runs of the batch are released by this commit
+                b.ended = true;
+            }
         }
         PG_CATCH();
         {
-            // Not a step error (those are recorded by the engine): bookkeeping failed. Report, roll back,
-            // and record the failure on the run in a fresh transaction so that it does not stay claimed.
+            // Not a step error (those are recorded by the engine): bookkeeping failed. Everything since the last
+            // commit is rolled back. Put this batch's claimed runs back, mark the culprit failed so that it
+            // cannot fail the same way forever, and go on one run per transaction for a while.
             MemoryContextSwitchTo(iter_ctx);
             ErrorData *edata = CopyErrorData();
             EmitErrorReport();
             FlushErrorState();
             AbortCurrentTransaction();
+            engine::reset_writes();
             failed = true;
+            safe_mode = kMaxBatch;
             PG_TRY();
             {
-                begin_txn(&clock);
-                engine::fail_run(run_id, psprintf("internal error: %s", edata->message));
+                int64 ids[kMaxBatch];
+                int m = 0;
+                for (int j = 0; j < n; j++)
+                    if (j != i) ids[m++] = runs[j].id;
+                begin_txn(&b.clock);
+                engine::release_runs(ids, m);
+                engine::fail_run(runs[i].id, psprintf("internal error: %s", edata->message));
                 commit_txn();
             }
             PG_CATCH();
@@ -167,23 +210,26 @@ int serve_once(MemoryContext iter_ctx) {
                 EmitErrorReport();
                 FlushErrorState();
                 AbortCurrentTransaction();
+                engine::reset_writes();
             }
             PG_END_TRY();
         }
         PG_END_TRY();
-        MemoryContextSwitchTo(old);
+        done++;
         pg_atomic_write_u64(&my_slot->run_id, 0);
         pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
-        note_run_time(run_start);
-        if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
-        MemoryContextReset(iter_ctx);
-        CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
+        if (failed) {
+            pg_usleep(10000L);  // a failing database must not become a hot loop
+            break;
         }
+        CHECK_FOR_INTERRUPTS();
     }
-    return n;
+    MemoryContextReset(iter_ctx);
+    if (ConfigReloadPending) {
+        ConfigReloadPending = false;
+        ProcessConfigFile(PGC_SIGHUP);
+    }
+    return done;
 }
 
 }  // namespace
