@@ -11,8 +11,8 @@ namespace pw {
 namespace guc {
 int workers = 4;
 char *database = nullptr;
-int claim_batch = 32;
-int commit_interval_ms = 10;
+int claim_batch = 64;
+int commit_interval_ms = 20;
 int recovery_interval_ms = 1000;
 }  // namespace guc
 
@@ -54,10 +54,10 @@ void define_gucs() {
                                nullptr, &guc::database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
                             "Larger batches amortise claiming; claimed runs wait for their worker.",
-                            &guc::claim_batch, 32, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+                            &guc::claim_batch, 64, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.commit_interval_ms",
                             "How long a worker may keep consecutive steps of a run in one transaction.",
-                            "0 commits after every step.", &guc::commit_interval_ms, 10, 0, 60000, PGC_SIGHUP,
+                            "0 commits after every step.", &guc::commit_interval_ms, 20, 0, 60000, PGC_SIGHUP,
                             GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.recovery_interval_ms",
                             "How often an idle worker checks for runs whose claiming backend has exited.",

@@ -512,31 +512,31 @@ Pipeline *load_pipeline(const char *name) {
     return p;
 }
 
-int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running) {
-    // The oldest claimable rows, skipping rows another session is claiming right now.
-    Oid types[4] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID};
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id) {
+    // The oldest claimable rows (from min_id on), skipping rows another session is claiming right now.
+    Oid types[5] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID, INT8OID};
     SPIPlanPtr plan;
-    Datum v[4] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
-                  ObjectIdGetDatum(submitter)};
+    Datum v[5] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
+                  ObjectIdGetDatum(submitter), Int64GetDatum(min_id)};
     if (mark_running) {
         plan = prepare(&plan_claim_mine,
                        "WITH c AS (SELECT id FROM pipeline_worker.runs"
-                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole)"
+                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5"
                        "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
                        " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
                        "  started_at = pg_catalog.clock_timestamp(), not_before = NULL, claims = r.claims + 1"
                        " FROM c WHERE r.id = c.id"
                        " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims",
-                       4, types);
+                       5, types);
     } else {
         plan = prepare(&plan_claim,
                        "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1"
                        " FROM pipeline_worker.runs"
-                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole)"
+                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5"
                        "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                       4, types);
+                       5, types);
     }
     exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);

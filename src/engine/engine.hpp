@@ -56,7 +56,8 @@ struct ClaimedRun {
 // mark_running: record the claim on the rows at once (claim_run()). Otherwise (the workers) the rows are only
 // locked: a run that finishes in this transaction is written once, with its claim; one that is still
 // unfinished when the transaction commits must be recorded with persist_claim() before that commit.
-int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running);
+// min_id: only runs with id >= min_id (0: from the head of the queue; see the workers' claim hint).
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id = 0);
 void persist_claim(const ClaimedRun *run);
 
 // Executes a run this backend claimed, each step in a subtransaction as the run's submitter. Returns the

@@ -28,6 +28,7 @@ void startup_hook() {
         pg_atomic_init_u32(&g_state->recovery_needed, 1);  // sweep once after every (re)start
         pg_atomic_init_u32(&g_state->cancel_next, 0);
         pg_atomic_init_u64(&g_state->next_retry_due, 0);
+        pg_atomic_init_u64(&g_state->claim_hint, 0);
         pg_atomic_init_u64(&g_state->pipelines_generation, 1);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         ConditionVariableInit(&g_state->run_done_cv);

@@ -31,6 +31,7 @@ struct State {
     Latch *launcher_latch;
     pg_atomic_uint32 recovery_needed;  // set when a worker died: the next idle worker sweeps at once
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
+    pg_atomic_uint64 claim_hint;  // just past the highest run id claimed: where hinted claims start scanning
     pg_atomic_uint64 next_retry_due;   // earliest not_before of a scheduled retry (TimestampTz), 0: none
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled run ids

@@ -1,5 +1,7 @@
 // Background workers. One launcher (connected to no database) waits for pipeline_worker.database to exist
 // and keeps pipeline_worker.workers dynamic workers running; each worker claims runs and executes them.
+#include <utility>
+
 #include "engine/engine.hpp"
 #include "worker/shared.hpp"
 
@@ -140,6 +142,37 @@ void note_run_time(TimestampTz start) {
 
 int safe_mode = 0;  // after an unexpected error: claim and commit one run at a time for a while
 
+// Claiming from the head of the queue makes every worker lock-probe the runs the others hold, and step over
+// index entries of finished runs. Workers share a hint -- just past the highest id claimed -- and scan from
+// there; a claim from the head (min_id 0) comes when the hinted one finds too little, and every
+// kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order.
+constexpr int kFullClaimEvery = 16;
+int claims_since_full = 0;
+
+pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext ctx) {
+    shared::State *st = shared::state();
+    int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
+    int n = 0;
+    if (hint > 0 && claims_since_full < kFullClaimEvery) {
+        n = engine::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
+        claims_since_full++;
+    }
+    if (n < batch) {
+        int more = engine::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0);
+        n += more;
+        claims_since_full = 0;
+    }
+    int64 top = 0;
+    for (int i = 0; i < n; i++) top = runs[i].id > top ? runs[i].id : top;
+    uint64 cur = pg_atomic_read_u64(&st->claim_hint);
+    while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
+    }
+    // keep the batch in FIFO order
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && runs[j - 1].id > runs[j].id; j--) std::swap(runs[j - 1], runs[j]);
+    return n;
+}
+
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
 // Returns the number of runs claimed.
@@ -153,7 +186,7 @@ int serve_once(MemoryContext iter_ctx) {
     pgstat_report_activity(STATE_RUNNING, "claiming runs");
     begin_txn(&b.clock);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
-    int n = engine::claim_runs(batch, InvalidOid, runs, iter_ctx, false);
+    int n = claim_batch(batch, runs, iter_ctx);
     SPI_finish();
     if (n == 0) {
         commit_txn();
