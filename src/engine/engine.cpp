@@ -512,31 +512,34 @@ Pipeline *load_pipeline(const char *name) {
     return p;
 }
 
-int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id) {
-    // The oldest claimable rows (from min_id on), skipping rows another session is claiming right now.
-    Oid types[5] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID, INT8OID};
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
+               int64 below_id) {
+    // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
+    // (SKIP LOCKED does not skip rows this transaction locked itself: callers claiming twice in one
+    // transaction must use disjoint ranges.)
+    Oid types[6] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID, INT8OID, INT8OID};
     SPIPlanPtr plan;
-    Datum v[5] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
-                  ObjectIdGetDatum(submitter), Int64GetDatum(min_id)};
+    Datum v[6] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
+                  ObjectIdGetDatum(submitter), Int64GetDatum(min_id), Int64GetDatum(below_id)};
     if (mark_running) {
         plan = prepare(&plan_claim_mine,
                        "WITH c AS (SELECT id FROM pipeline_worker.runs"
-                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5"
+                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
                        " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
                        "  started_at = pg_catalog.clock_timestamp(), not_before = NULL, claims = r.claims + 1"
                        " FROM c WHERE r.id = c.id"
                        " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims",
-                       5, types);
+                       6, types);
     } else {
         plan = prepare(&plan_claim,
                        "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1"
                        " FROM pipeline_worker.runs"
-                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5"
+                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                       5, types);
+                       6, types);
     }
     exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
@@ -551,6 +554,7 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
         out[i].metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
         out[i].claims = DatumGetInt32(col(i, 6, &isnull));
         out[i].claimed_at = now;
+        out[i].persisted = mark_running;
     }
     MemoryContextSwitchTo(old);
     // ascending: FIFO within the batch
@@ -559,7 +563,9 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
     return n;
 }
 
-void persist_claim(const ClaimedRun *run) {
+void persist_claim(ClaimedRun *run) {
+    if (run->persisted) return;
+    run->persisted = true;
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     Oid types[5] = {INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
     Datum v[5] = {Int64GetDatum(run->id), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
@@ -620,6 +626,7 @@ const char *execute_run(int64 run_id) {
     run.metadata = DatumGetJsonbPCopy(col(0, 4, &isnull));
     run.claims = DatumGetInt32(col(0, 8, &isnull));
     run.claimed_at = GetCurrentTimestamp();
+    run.persisted = true;
     MemoryContextSwitchTo(old);
     SPI_finish();
     const char *result = execute_claimed(&run, nullptr, nullptr);

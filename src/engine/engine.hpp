@@ -49,6 +49,7 @@ struct ClaimedRun {
     Jsonb *metadata;
     int claims;  // how often it was claimed, this claim included (> 1: it has history to resume from)
     TimestampTz claimed_at;
+    bool persisted;  // the claim is recorded on the row (status running, worker_pid, ...)
 };
 
 // Claims up to max pending runs (FIFO, SKIP LOCKED) for this backend; submitter == InvalidOid claims any.
@@ -56,9 +57,11 @@ struct ClaimedRun {
 // mark_running: record the claim on the rows at once (claim_run()). Otherwise (the workers) the rows are only
 // locked: a run that finishes in this transaction is written once, with its claim; one that is still
 // unfinished when the transaction commits must be recorded with persist_claim() before that commit.
-// min_id: only runs with id >= min_id (0: from the head of the queue; see the workers' claim hint).
-int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id = 0);
-void persist_claim(const ClaimedRun *run);
+// Only runs with min_id <= id < below_id (the workers' claim hint; see worker.cpp). SKIP LOCKED does not skip
+// rows this transaction already locked: two claims in one transaction must use disjoint ranges.
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id = 0,
+               int64 below_id = PG_INT64_MAX);
+void persist_claim(ClaimedRun *run);
 
 // Executes a run this backend claimed, each step in a subtransaction as the run's submitter. Returns the
 // status it ends in ("succeeded", "failed", "cancelled", or "pending" when a retry is scheduled).

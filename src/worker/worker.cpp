@@ -95,7 +95,7 @@ bool txn_is_due(const TxnClock *clock) {
 // commit, go back to the pool.
 struct Batch {
     TxnClock clock;
-    const engine::ClaimedRun *current;
+    engine::ClaimedRun *current;
     bool ended;
 };
 
@@ -147,19 +147,21 @@ int safe_mode = 0;  // after an unexpected error: claim and commit one run at a 
 // there; a claim from the head (min_id 0) comes when the hinted one finds too little, and every
 // kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order.
 constexpr int kFullClaimEvery = 16;
+constexpr int kEagerClaimMax = 4;
 int claims_since_full = 0;
 
 pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext ctx) {
     shared::State *st = shared::state();
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
+    bool hinted = hint > 0 && claims_since_full < kFullClaimEvery;
     int n = 0;
-    if (hint > 0 && claims_since_full < kFullClaimEvery) {
+    if (hinted) {
         n = engine::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
         claims_since_full++;
     }
     if (n < batch) {
-        int more = engine::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0);
-        n += more;
+        // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
+        n += engine::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
         claims_since_full = 0;
     }
     int64 top = 0;
@@ -197,6 +199,16 @@ int serve_once(MemoryContext iter_ctx) {
     if (safe_mode > 0) safe_mode--;
     // A full batch suggests more work: let another idle worker help.
     if (n == batch) shared::wake_workers(1);
+    // A small batch means a short queue or slow runs: show the claims (status running) at once. The commit
+    // is asynchronous: a claim lost in a crash only means the run is pending again, and the next
+    // synchronous commit flushes it anyway.
+    if (n <= kEagerClaimMax) {
+        for (int i = 0; i < n; i++) engine::persist_claim(&runs[i]);
+        (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                false);
+        commit_txn();
+        begin_txn(&b.clock);
+    }
 
     int done = 0;
     for (int i = 0; i < n && !b.ended; i++) {

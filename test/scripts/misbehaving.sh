@@ -92,7 +92,10 @@ for i in $(seq 1 50); do
     [ "$(pw_psql -c "SELECT status FROM pipeline_worker.runs WHERE id = $r")" = running ] && break
     sleep 0.1
 done
-sleep 0.3
+pw_check_sql "a run executing a slow step shows as running, claimed by a worker" "running true" \
+    "SELECT status || ' ' || (worker_pid IN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'))
+       FROM pipeline_worker.runs WHERE id = $r"
+sleep 0.1
 start=$(pw_now)
 pw_check_sql "cancel running run: cancel_run returns true" "t" "SELECT pipeline_worker.cancel_run($r)"
 pw_check "cancel running run: cancelled" "cancelled" "$(wait_status "$r" 5)"
