@@ -1,0 +1,247 @@
+-- In-session execution: claim_run() + execute_run() with no background workers
+-- (pipeline_worker.workers = 0), so nothing but this session executes runs.
+-- Ids, pids and timestamps are never printed: \gset keeps ids in psql variables, and
+-- try_exec() masks digits in execute_run()'s error messages.
+
+SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
+
+CREATE TABLE public.exec_log (run_id bigint NOT NULL, step text NOT NULL, ctx jsonb NOT NULL);
+CREATE TABLE public.exec_fx (run_id bigint NOT NULL, step text NOT NULL, attempt int NOT NULL,
+                             PRIMARY KEY (run_id, step, attempt));
+
+-- records the step context (exec_log) and the step's execution (exec_fx)
+CREATE FUNCTION public.ex_record(ctx jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.exec_log VALUES ((ctx->>'run_id')::bigint, ctx->>'step', ctx);
+    INSERT INTO public.exec_fx VALUES ((ctx->>'run_id')::bigint, ctx->>'step', (ctx->>'attempt')::int);
+$$;
+CREATE FUNCTION public.ex_a(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.ex_record(ctx);
+    RETURN jsonb_build_object('a', (ctx->'prev'->>'x')::int + 1);
+END $$;
+CREATE FUNCTION public.ex_b(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.ex_record(ctx);
+    RETURN jsonb_build_object('b', (ctx->'prev'->>'a')::int * 10, 'a_seen', ctx->'results'->'first'->'a');
+END $$;
+CREATE FUNCTION public.ex_c(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.ex_record(ctx);
+    RETURN jsonb_build_object('c', (ctx->'prev'->>'b')::int + (ctx->'results'->'first'->>'a')::int
+                                   + (ctx->'input'->>'x')::int,
+                              'tenant', ctx->'metadata'->'tenant');
+END $$;
+CREATE FUNCTION public.try_exec(run bigint) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN pipeline_worker.execute_run(run);
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'ERROR: ' || regexp_replace(SQLERRM, '[0-9]+', 'N', 'g');
+END $$;
+
+-- ---------------------------------------------------------------- 3-step data flow
+SELECT pipeline_worker.create_pipeline('flow',
+    '[{"name": "first", "function": "public.ex_a"},
+      {"name": "second", "function": "ex_b"},
+      {"name": "third", "function": "public.ex_c"}]');
+SELECT pipeline_worker.create_run('flow', '{"x": 1}', '{"tenant": "acme", "trace": [1, 2]}') AS flow_id \gset
+SELECT status, result, error, started_at IS NULL AS not_started, finished_at IS NULL AS not_finished,
+       worker_pid IS NULL AS unclaimed, submitted_by
+  FROM pipeline_worker.runs WHERE id = :flow_id;
+SELECT pipeline_worker.claim_run() = :flow_id AS claimed_flow;
+SELECT status, worker_pid = pg_backend_pid() AS claimed_by_me, started_at IS NOT NULL AS started
+  FROM pipeline_worker.runs WHERE id = :flow_id;
+SELECT pipeline_worker.execute_run(:flow_id);
+SELECT status, result, error, input, metadata, worker_pid = pg_backend_pid() AS executed_by_me,
+       started_at <= finished_at AS timed
+  FROM pipeline_worker.runs WHERE id = :flow_id;
+SELECT position, name, status, output, error, attempt, started_at <= finished_at AS timed
+  FROM pipeline_worker.run_steps WHERE run_id = :flow_id ORDER BY position, attempt;
+-- the context of every step: run_id, pipeline, step, position, attempt, input, metadata, prev, results
+SELECT step, (ctx->>'run_id')::bigint = :flow_id AS run_id_ok, ctx - 'run_id' AS ctx
+  FROM public.exec_log WHERE run_id = :flow_id ORDER BY (ctx->>'position')::int;
+SELECT step, attempt FROM public.exec_fx WHERE run_id = :flow_id ORDER BY step;
+-- a finished run cannot be executed again
+SELECT public.try_exec(:flow_id);
+SELECT status FROM pipeline_worker.runs WHERE id = :flow_id;
+
+-- ---------------------------------------------------------------- step 2 of 3 fails
+CREATE TABLE public.exec_fix (ok boolean);
+CREATE FUNCTION public.ex_boom(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.ex_record(ctx);     -- rolled back with the failing step
+    IF NOT EXISTS (SELECT 1 FROM public.exec_fix) THEN
+        RAISE EXCEPTION 'boom at x=%', ctx->'input'->>'x';
+    END IF;
+    RETURN jsonb_build_object('fixed', true, 'prev', ctx->'prev');
+END $$;
+SELECT pipeline_worker.create_pipeline('breaks',
+    '[{"name": "ok", "function": "public.ex_a"},
+      {"name": "boom", "function": "public.ex_boom"},
+      {"name": "never", "function": "public.ex_c"}]');
+SELECT pipeline_worker.create_run('breaks', '{"x": 5}', '{"tenant": "t5"}') AS breaks_id \gset
+SELECT pipeline_worker.claim_run() = :breaks_id AS claimed_breaks;
+SELECT pipeline_worker.execute_run(:breaks_id);
+SELECT status, error, finished_at IS NOT NULL AS finished FROM pipeline_worker.runs WHERE id = :breaks_id;
+-- step 1 succeeded, step 2 failed with the error, step 3 has no row
+SELECT position, name, status, output, error, attempt, finished_at IS NOT NULL AS finished
+  FROM pipeline_worker.run_steps WHERE run_id = :breaks_id ORDER BY position, attempt;
+-- step 1's effects stay, step 2's were rolled back, step 3 never ran
+SELECT step FROM public.exec_fx WHERE run_id = :breaks_id ORDER BY step;
+SELECT step FROM public.exec_log WHERE run_id = :breaks_id ORDER BY step;
+
+-- retry_run() after the cause is fixed: the run resumes and succeeds
+SELECT pipeline_worker.retry_run(:flow_id) AS retry_succeeded_run;
+INSERT INTO public.exec_fix VALUES (true);
+SELECT pipeline_worker.retry_run(:breaks_id) AS retry_failed_run;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :breaks_id;
+SELECT pipeline_worker.claim_run() = :breaks_id AS claimed_again;
+SELECT pipeline_worker.execute_run(:breaks_id);
+SELECT status, result, error FROM pipeline_worker.runs WHERE id = :breaks_id;
+SELECT position, name, status, attempt FROM pipeline_worker.run_steps WHERE run_id = :breaks_id
+ ORDER BY position, attempt;
+SELECT step, attempt FROM public.exec_fx WHERE run_id = :breaks_id ORDER BY step, attempt;
+DELETE FROM public.exec_fix;
+
+-- ---------------------------------------------------------------- SQL NULL output
+CREATE FUNCTION public.ex_null(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
+CREATE FUNCTION public.ex_after_null(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('prev', ctx->'prev', 'prev_type', jsonb_typeof(ctx->'prev'),
+                              'results', ctx->'results')
+$$;
+SELECT pipeline_worker.create_pipeline('nulls',
+    '[{"name": "nothing", "function": "public.ex_null"},
+      {"name": "after", "function": "public.ex_after_null"},
+      {"name": "last", "function": "public.ex_null"}]');
+SELECT pipeline_worker.create_run('nulls') AS nulls_id \gset
+SELECT pipeline_worker.claim_run() = :nulls_id AS claimed_nulls;
+SELECT pipeline_worker.execute_run(:nulls_id);
+SELECT position, name, status, output, output IS NULL AS sql_null, jsonb_typeof(output) AS json_type
+  FROM pipeline_worker.run_steps WHERE run_id = :nulls_id ORDER BY position;
+SELECT status, result, result IS NULL AS sql_null, jsonb_typeof(result) AS json_type
+  FROM pipeline_worker.runs WHERE id = :nulls_id;
+
+-- ---------------------------------------------------------------- metadata
+-- visible in every step's context (above: "tenant" in the flow run's contexts and result) and
+-- unchanged on the runs
+SELECT count(*) AS contexts, count(*) FILTER (WHERE l.ctx->'metadata' = r.metadata) AS with_run_metadata
+  FROM public.exec_log l JOIN pipeline_worker.runs r ON r.id = l.run_id;
+SELECT pipeline, metadata FROM pipeline_worker.runs WHERE id IN (:flow_id, :breaks_id, :nulls_id) ORDER BY id;
+
+-- ---------------------------------------------------------------- execute_run refuses unclaimed runs
+SELECT pipeline_worker.create_run('flow', '{"x": 2}') AS unclaimed_id \gset
+SELECT public.try_exec(:unclaimed_id);
+SELECT status, worker_pid IS NULL AS unclaimed FROM pipeline_worker.runs WHERE id = :unclaimed_id;
+SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :unclaimed_id;
+SELECT public.try_exec(-1);
+-- claimed, it runs
+SELECT pipeline_worker.claim_run() = :unclaimed_id AS claimed;
+SELECT pipeline_worker.execute_run(:unclaimed_id);
+SELECT result FROM pipeline_worker.runs WHERE id = :unclaimed_id;
+
+-- ---------------------------------------------------------------- FIFO
+SELECT count(pipeline_worker.create_run('flow', jsonb_build_object('x', 100 + i))) FROM generate_series(1, 3) i;
+SELECT pipeline_worker.claim_run() AS c1 \gset
+SELECT pipeline_worker.claim_run() AS c2 \gset
+SELECT pipeline_worker.claim_run() AS c3 \gset
+SELECT pipeline_worker.claim_run() AS nothing_left;
+SELECT (SELECT input->>'x' FROM pipeline_worker.runs WHERE id = :c1) AS first_claim,
+       (SELECT input->>'x' FROM pipeline_worker.runs WHERE id = :c2) AS second_claim,
+       (SELECT input->>'x' FROM pipeline_worker.runs WHERE id = :c3) AS third_claim,
+       :c1 < :c2 AND :c2 < :c3 AS ascending_ids;
+-- one backend may hold several claims; execute them in reverse order
+SELECT pipeline_worker.execute_run(:c3), pipeline_worker.execute_run(:c2), pipeline_worker.execute_run(:c1);
+SELECT input->>'x' AS x, status, result->'c' AS c FROM pipeline_worker.runs WHERE id IN (:c1, :c2, :c3) ORDER BY id;
+
+-- ---------------------------------------------------------------- retries (max_attempts)
+-- fails on attempts 1 and 2, succeeds on 3; retry_delay_ms 0: claimable again at once
+CREATE FUNCTION public.ex_flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.ex_record(ctx);
+    IF (ctx->>'attempt')::int < (ctx->'input'->>'succeed_at')::int THEN
+        RAISE EXCEPTION 'flaky: attempt %', ctx->>'attempt';
+    END IF;
+    RETURN jsonb_build_object('attempt', ctx->'attempt', 'prev', ctx->'prev');
+END $$;
+SELECT pipeline_worker.create_pipeline('flaky',
+    '[{"name": "one", "function": "public.ex_a"},
+      {"name": "flaky", "function": "public.ex_flaky", "max_attempts": 3, "retry_delay_ms": 0}]');
+SELECT pipeline_worker.create_run('flaky', '{"x": 1, "succeed_at": 3}') AS flaky_id \gset
+SELECT pipeline_worker.claim_run() = :flaky_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky_id);
+SELECT status, worker_pid IS NULL AS unclaimed, error FROM pipeline_worker.runs WHERE id = :flaky_id;
+SELECT pipeline_worker.claim_run() = :flaky_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky_id);
+SELECT pipeline_worker.claim_run() = :flaky_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky_id);
+SELECT status, result, error FROM pipeline_worker.runs WHERE id = :flaky_id;
+SELECT position, name, status, attempt, output, error FROM pipeline_worker.run_steps
+ WHERE run_id = :flaky_id ORDER BY position, attempt;
+-- step 1 ran once; only the successful attempt of step 2 left effects
+SELECT step, attempt FROM public.exec_fx WHERE run_id = :flaky_id ORDER BY step, attempt;
+-- out of attempts: fails for good after 3
+SELECT pipeline_worker.create_run('flaky', '{"x": 1, "succeed_at": 9}') AS flaky2_id \gset
+SELECT pipeline_worker.claim_run() = :flaky2_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky2_id);
+SELECT pipeline_worker.claim_run() = :flaky2_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky2_id);
+SELECT pipeline_worker.claim_run() = :flaky2_id AS claimed;
+SELECT pipeline_worker.execute_run(:flaky2_id);
+SELECT pipeline_worker.claim_run() AS nothing_left;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :flaky2_id;
+SELECT position, status, attempt, error FROM pipeline_worker.run_steps WHERE run_id = :flaky2_id
+ ORDER BY position, attempt;
+
+-- ---------------------------------------------------------------- step timeout
+CREATE FUNCTION public.ex_sleep(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('slept', pg_sleep(2) IS NOT NULL)
+$$;
+SELECT pipeline_worker.create_pipeline('slow', '[{"name": "nap", "function": "public.ex_sleep", "timeout_ms": 200}]');
+SELECT pipeline_worker.create_run('slow') AS slow_id \gset
+SELECT pipeline_worker.claim_run() = :slow_id AS claimed;
+SELECT pipeline_worker.execute_run(:slow_id);
+SELECT status, error, finished_at - started_at < interval '1.5 seconds' AS stopped_early
+  FROM pipeline_worker.runs WHERE id = :slow_id;
+SELECT position, status, error FROM pipeline_worker.run_steps WHERE run_id = :slow_id;
+-- the session is usable afterwards (no statement timeout left behind)
+SELECT pg_sleep(0.3) IS NOT NULL AS still_usable;
+
+-- ---------------------------------------------------------------- execution is part of the caller's transaction
+SELECT pipeline_worker.create_run('flow', '{"x": 3}') AS xact_id \gset
+BEGIN;
+SELECT pipeline_worker.claim_run() = :xact_id AS claimed;
+SELECT pipeline_worker.execute_run(:xact_id);
+SELECT status FROM pipeline_worker.runs WHERE id = :xact_id;
+ROLLBACK;
+-- rolled back: claim, step rows, step effects and result are gone; the run is pending again
+SELECT status, result, worker_pid IS NULL AS unclaimed FROM pipeline_worker.runs WHERE id = :xact_id;
+SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :xact_id;
+SELECT count(*) AS effects FROM public.exec_fx WHERE run_id = :xact_id;
+BEGIN;
+SELECT pipeline_worker.claim_run() = :xact_id AS claimed;
+SELECT pipeline_worker.execute_run(:xact_id);
+COMMIT;
+SELECT status, result FROM pipeline_worker.runs WHERE id = :xact_id;
+SELECT step, attempt FROM public.exec_fx WHERE run_id = :xact_id ORDER BY step;
+
+-- ---------------------------------------------------------------- wait_run
+SELECT pipeline_worker.create_run('flow', '{"x": 9}') AS wait_id \gset
+SELECT pipeline_worker.wait_run(:wait_id, '200 milliseconds') AS pending_run;
+SELECT pipeline_worker.wait_run(:flow_id, '1 second') AS succeeded_run;
+SELECT pipeline_worker.wait_run(:breaks_id, '1 second') AS retried_run;
+SELECT pipeline_worker.wait_run(:flaky2_id) AS failed_run;
+
+-- ---------------------------------------------------------------- cancel_run
+SELECT pipeline_worker.cancel_run(:wait_id) AS cancel_pending;
+SELECT status, finished_at IS NOT NULL AS finished FROM pipeline_worker.runs WHERE id = :wait_id;
+SELECT pipeline_worker.wait_run(:wait_id, '1 second') AS cancelled_run;
+SELECT pipeline_worker.cancel_run(:wait_id) AS cancel_again;
+SELECT pipeline_worker.claim_run() AS nothing_to_claim;
+SELECT public.try_exec(:wait_id);
+SELECT pipeline_worker.cancel_run(:flow_id) AS cancel_succeeded;
+SELECT pipeline_worker.cancel_run(:flaky2_id) AS cancel_failed;
+SELECT status FROM pipeline_worker.runs WHERE id IN (:flow_id, :flaky2_id, :wait_id) ORDER BY id;
+SELECT pipeline_worker.cancel_run(-1) AS cancel_missing;
+
+-- nothing left unfinished for the next file
+SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
+SELECT pipeline_worker.recover_runs() AS recovered;

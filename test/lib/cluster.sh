@@ -1,0 +1,236 @@
+# shellcheck shell=bash
+# Helpers for pipeline_worker script tests.  Source this file from a test script:
+#
+#   source "$(dirname "$0")/../lib/cluster.sh"
+#   trap pw_cleanup EXIT
+#   PW_WORKERS=4 pw_cluster_start mytest "log_min_messages = debug1"
+#   pw_psql -c "CREATE EXTENSION pipeline_worker"
+#   [ "$(pw_psql -c 'SELECT 1')" = 1 ] && pw_ok "select works" || pw_fail "select broken"
+#   pw_finish
+#
+# Every server process runs as the OS user postgres (PostgreSQL refuses root); psql runs as the
+# calling user and connects over the cluster's private unix socket with trust authentication.
+#
+# Environment knobs:
+#   PW_BINDIR       PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   PW_WORKERS      pipeline_worker.workers for pw_cluster_start (default 4)
+#   PW_PRELOAD      shared_preload_libraries (default pipeline_worker)
+#   PW_KEEP=1       keep /tmp/pw-NAME after the script (it is always kept when a check failed)
+#   PW_OS_USER      OS user running the server (default postgres)
+#   PW_EXTRA_CONF   more postgresql.conf lines for every cluster (newline separated), appended last
+
+PW_BINDIR=${PW_BINDIR:-/usr/lib/postgresql/15/bin}
+PW_OS_USER=${PW_OS_USER:-postgres}
+PW_PASSED=0
+PW_FAILED=0
+PW_FINISHED=0
+PW_CLUSTER_DIR=
+PW_DATA=
+PW_LOG=
+
+# ------------------------------------------------------------------ reporting
+
+pw_ok()   { PW_PASSED=$((PW_PASSED + 1)); printf 'ok     %s\n' "$*"; }
+pw_fail() { PW_FAILED=$((PW_FAILED + 1)); printf 'FAIL   %s\n' "$*"; }
+pw_info() { printf 'info   %s\n' "$*"; }
+
+# pw_check DESCRIPTION EXPECTED ACTUAL : ok when equal, otherwise a failure showing both.
+pw_check() {
+    local desc=$1 expected=$2 actual=$3
+    if [ "$expected" = "$actual" ]; then
+        pw_ok "$desc"
+    else
+        pw_fail "$desc (expected '$expected', got '$actual')"
+    fi
+}
+
+# pw_check_sql DESCRIPTION EXPECTED SQL : runs SQL (one value) and compares.
+pw_check_sql() {
+    local desc=$1 expected=$2 sql=$3 actual
+    actual=$(pw_psql -c "$sql" 2>&1)
+    pw_check "$desc" "$expected" "$actual"
+}
+
+# pw_die MSG : a failure that makes going on pointless (no cluster, ...). Exits through pw_cleanup.
+pw_die() {
+    pw_fail "$*"
+    exit 1
+}
+
+# pw_finish : print the summary line and exit with the right status.
+pw_finish() {
+    PW_FINISHED=1
+    echo "$PW_PASSED passed, $PW_FAILED failed"
+    if [ "$PW_FAILED" -gt 0 ]; then exit 1; fi
+    exit 0
+}
+
+# ------------------------------------------------------------------ helpers
+
+pw_as_pg() { (cd /tmp && runuser -u "$PW_OS_USER" -- "$@"); }
+
+pw_psql() { "$PW_BINDIR/psql" -X -v ON_ERROR_STOP=1 -Atq "$@"; }
+
+# a port nobody listens on (the socket lives in our own directory, so this is mostly hygiene)
+pw_free_port() {
+    local port tries=0
+    while [ $tries -lt 200 ]; do
+        port=$((20000 + RANDOM % 30000))
+        tries=$((tries + 1))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
+           && ! ls /tmp/pw-*/.s.PGSQL."$port" >/dev/null 2>&1 \
+           && ! ls /tmp/.s.PGSQL."$port" >/dev/null 2>&1 \
+           && ! ls /var/run/postgresql/.s.PGSQL."$port" >/dev/null 2>&1; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# pw_now : seconds since the epoch with fractions
+pw_now() { date +%s.%N; }
+# pw_elapsed START : seconds since START (from pw_now), 3 decimals
+pw_elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f", e - s }'; }
+# pw_lt A B : true when number A < number B
+pw_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# ------------------------------------------------------------------ cluster
+
+# pw_cluster_start NAME [extra postgresql.conf lines...]
+pw_cluster_start() {
+    local name=$1; shift
+    local dir=/tmp/pw-$name port line
+    PW_CLUSTER_NAME=$name
+    if [ -d "$dir" ]; then
+        # leftover of an earlier run: stop it if it still runs, then start afresh
+        if [ -f "$dir/data/postmaster.pid" ]; then
+            pw_as_pg "$PW_BINDIR/pg_ctl" -D "$dir/data" stop -m immediate -w >/dev/null 2>&1
+        fi
+        rm -rf "$dir"
+    fi
+    mkdir -p "$dir"
+    chown "$PW_OS_USER": "$dir"
+    chmod 755 "$dir"
+    PW_CLUSTER_DIR=$dir
+    PW_DATA=$dir/data
+    PW_LOG=$dir/server.log
+
+    if ! pw_as_pg "$PW_BINDIR/initdb" -D "$PW_DATA" -U postgres --auth=trust --no-locale -E UTF8 \
+            >"$dir/initdb.log" 2>&1; then
+        cat "$dir/initdb.log" >&2
+        pw_die "initdb failed for $name"
+    fi
+
+    port=$(pw_free_port) || pw_die "no free port"
+    {
+        echo "# --- pipeline_worker test settings"
+        echo "listen_addresses = ''"
+        echo "port = $port"
+        echo "unix_socket_directories = '$dir'"
+        echo "shared_preload_libraries = '${PW_PRELOAD-pipeline_worker}'"
+        echo "max_worker_processes = 40"
+        echo "max_connections = 100"
+        echo "pipeline_worker.workers = ${PW_WORKERS:-4}"
+        echo "log_line_prefix = '%m [%p] %b '"
+        echo "shared_buffers = 32MB"
+        for line in "$@"; do echo "$line"; done
+        [ -n "${PW_EXTRA_CONF:-}" ] && printf '%s\n' "$PW_EXTRA_CONF"
+    } >>"$PW_DATA/postgresql.conf"
+
+    if ! pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >"$dir/pg_ctl.log" 2>&1; then
+        cat "$dir/pg_ctl.log" >&2
+        tail -n 30 "$PW_LOG" >&2
+        pw_die "cluster $name did not start"
+    fi
+    export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+    export PGAPPNAME=pw-test
+    pw_info "cluster $name up: PGHOST=$PGHOST PGPORT=$PGPORT workers=${PW_WORKERS:-4}"
+}
+
+# pw_cluster_stop [MODE] : stop the current cluster (fast by default); returns pg_ctl's status
+pw_cluster_stop() {
+    local mode=${1:-fast}
+    [ -n "$PW_DATA" ] && [ -f "$PW_DATA/postmaster.pid" ] || return 0
+    pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" stop -m "$mode" -w -t 60 >/dev/null 2>&1
+}
+
+# pw_cluster_restart [extra postgresql.conf lines...] : append lines, restart (same data)
+pw_cluster_restart() {
+    local line
+    for line in "$@"; do echo "$line" >>"$PW_DATA/postgresql.conf"; done
+    pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 restart -m fast >/dev/null 2>&1
+}
+
+# pw_cleanup : trap handler (trap pw_cleanup EXIT). Stops the cluster, removes its directory unless
+# something failed or PW_KEEP=1, prints the summary line if the script did not.
+pw_cleanup() {
+    local rc=$?
+    if [ -n "$PW_DATA" ] && [ -f "$PW_DATA/postmaster.pid" ]; then
+        pw_cluster_stop fast || pw_cluster_stop immediate
+    fi
+    # background jobs of the script (psql clients)
+    local j
+    for j in $(jobs -p); do kill "$j" 2>/dev/null; done
+    if [ -n "$PW_CLUSTER_DIR" ] && [ -d "$PW_CLUSTER_DIR" ]; then
+        if [ "$PW_FAILED" -gt 0 ] || [ "$rc" -ne 0 ] || [ "${PW_KEEP:-0}" = 1 ]; then
+            echo "info   kept $PW_CLUSTER_DIR (server log: $PW_LOG)"
+            if [ "$PW_FAILED" -gt 0 ] && [ -f "$PW_LOG" ]; then
+                echo "info   last lines of the server log:"
+                tail -n 15 "$PW_LOG" | sed 's/^/       | /'
+            fi
+        else
+            rm -rf "$PW_CLUSTER_DIR"
+        fi
+    fi
+    if [ "$PW_FINISHED" != 1 ]; then
+        [ "$rc" -ne 0 ] && [ "$PW_FAILED" -eq 0 ] && PW_FAILED=1
+        echo "$PW_PASSED passed, $PW_FAILED failed"
+        [ "$PW_FAILED" -gt 0 ] && exit 1
+    fi
+    exit "$rc"
+}
+
+# ------------------------------------------------------------------ pipeline_worker specifics
+
+# pw_wait_all_finished TIMEOUT_S : poll until no run is pending or running. Returns 1 (and records a
+# failure) when runs are still unfinished after TIMEOUT_S seconds.
+pw_wait_all_finished() {
+    local timeout=${1:-30} start left
+    start=$(pw_now)
+    while :; do
+        left=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending','running')" 2>&1)
+        [ "$left" = 0 ] && return 0
+        if ! pw_lt "$(pw_elapsed "$start")" "$timeout"; then
+            pw_fail "runs still unfinished after ${timeout}s: $left ($(pw_psql -c "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM pipeline_worker.runs GROUP BY 1 ORDER BY 1) s" 2>&1))"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# pw_worker_pids : pids of the pipeline_worker backends, sorted, space separated
+pw_worker_pids() {
+    pw_psql -c "SELECT coalesce(string_agg(pid::text, ' ' ORDER BY pid), '') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
+}
+
+# pw_wait_workers N TIMEOUT_S : wait until exactly N pipeline_worker backends show
+pw_wait_workers() {
+    local n=$1 timeout=${2:-15} start got
+    start=$(pw_now)
+    while :; do
+        got=$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" 2>/dev/null)
+        [ "$got" = "$n" ] && return 0
+        pw_lt "$(pw_elapsed "$start")" "$timeout" || { echo "$got"; return 1; }
+        sleep 0.2
+    done
+}
+
+# pw_log_problems [FROM_BYTE] : ERROR/FATAL/PANIC lines and worker crash/exit reports in the server log
+pw_log_problems() {
+    local from=${1:-0}
+    tail -c +"$((from + 1))" "$PW_LOG" 2>/dev/null \
+        | grep -E 'ERROR:|FATAL:|PANIC:|terminated by signal|exited with exit code|server process .* was terminated' || true
+}
+
+pw_log_size() { stat -c %s "$PW_LOG" 2>/dev/null || echo 0; }

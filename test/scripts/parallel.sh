@@ -1,0 +1,83 @@
+#!/bin/bash
+# Parallel execution: slow runs overlap in different workers; interleaved runs keep their own data.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=4 pw_cluster_start parallel
+pw_wait_workers 4 20 >/dev/null || pw_fail "4 workers did not show up"
+pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+
+# ---------------------------------------------------------------- two slow runs in parallel
+# slow_pair LABEL TAG: submit two 2-second runs in one transaction; they must run at the same time
+# in two different workers
+slow_pair() {
+    local label=$1 tag=$2 ids a b t start
+    start=$(pw_now)
+    ids=$(pw_psql <<SQL
+BEGIN;
+SELECT pipeline_worker.create_run('p1', '{"n": 1, "sleep": 2, "tag": "$tag-a"}');
+SELECT pipeline_worker.create_run('p1', '{"n": 2, "sleep": 2, "tag": "$tag-b"}');
+COMMIT;
+SQL
+)
+    a=$(echo "$ids" | sed -n 1p); b=$(echo "$ids" | sed -n 2p)
+    pw_check "$label: wait_run(a)" succeeded "$(pw_psql -c "SELECT pipeline_worker.wait_run($a, '20 seconds')")"
+    pw_check "$label: wait_run(b)" succeeded "$(pw_psql -c "SELECT pipeline_worker.wait_run($b, '20 seconds')")"
+    t=$(pw_elapsed "$start")
+    if pw_lt "$t" 3.8; then pw_ok "$label: two 2-second runs done in $t s (parallel)"
+    else pw_fail "$label: two 2-second runs took $t s (serial?)"; fi
+    pw_check_sql "$label: executed by different worker backends" t \
+        "SELECT a.worker_pid <> b.worker_pid FROM pipeline_worker.runs a, pipeline_worker.runs b WHERE a.id = $a AND b.id = $b"
+    pw_check_sql "$label: started_at/finished_at intervals overlap" t \
+        "SELECT a.started_at < b.finished_at AND b.started_at < a.finished_at
+           FROM pipeline_worker.runs a, pipeline_worker.runs b WHERE a.id = $a AND b.id = $b"
+    pw_check_sql "$label: step rows overlap too" t \
+        "SELECT a.started_at < b.finished_at AND b.started_at < a.finished_at
+           FROM pipeline_worker.run_steps a, pipeline_worker.run_steps b WHERE a.run_id = $a AND b.run_id = $b"
+    pw_check_sql "$label: both worker_pids are pipeline_worker backends" 2 \
+        "SELECT count(*) FROM pipeline_worker.runs r JOIN pg_stat_activity a ON a.pid = r.worker_pid
+          WHERE r.id IN ($a, $b) AND a.backend_type = 'pipeline_worker'"
+    pw_check_sql "$label: results" "{\"n\": 1, \"acc\": 1, \"tag\": \"$tag-a\", \"step\": \"s1\", \"prev_step\": null}|{\"n\": 2, \"acc\": 2, \"tag\": \"$tag-b\", \"step\": \"s1\", \"prev_step\": null}" \
+        "SELECT string_agg(result::text, '|' ORDER BY id) FROM pipeline_worker.runs WHERE id IN ($a, $b)"
+}
+slow_pair "fresh workers" slow
+# the workers have just executed many fast runs (they may batch claims now): slow runs still
+# must not queue up behind each other in one worker
+pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i, 'tag', 'warm'))) FROM generate_series(1, 200) i" >/dev/null
+pw_wait_all_finished 20
+pw_check_sql "200 fast warm-up runs succeeded" 200 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'tag' = 'warm' AND status = 'succeeded'"
+slow_pair "after a burst of fast runs" warmed
+
+# ---------------------------------------------------------------- 3 interleaved 3-step runs
+pw_psql <<'SQL' >/dev/null
+BEGIN;
+SELECT pipeline_worker.create_run('p3', '{"n": 10, "sleep": 0.3, "tag": "A"}', '{"who": "A"}');
+SELECT pipeline_worker.create_run('p3', '{"n": 20, "sleep": 0.3, "tag": "B"}', '{"who": "B"}');
+SELECT pipeline_worker.create_run('p3', '{"n": 30, "sleep": 0.3, "tag": "C"}', '{"who": "C"}');
+COMMIT;
+SQL
+pw_wait_all_finished 20
+pw_psql -c "CREATE VIEW tr AS SELECT * FROM pipeline_worker.runs WHERE input->>'tag' IN ('A', 'B', 'C')"
+pw_check_sql "3 interleaved runs succeeded" 3 "SELECT count(*) FROM tr WHERE status = 'succeeded'"
+pw_check_sql "each result is exactly its own" 3 \
+    "SELECT count(*) FROM tr r WHERE r.result = jsonb_build_object('n', r.input->'n', 'acc', 6 * (r.input->>'n')::int,
+                                                               'tag', r.input->'tag', 'step', 's3', 'prev_step', 's2')"
+pw_check_sql "every step output carries its run's tag and acc chain" 9 \
+    "SELECT count(*) FROM pipeline_worker.run_steps s JOIN tr r ON r.id = s.run_id
+      WHERE s.status = 'succeeded' AND s.output->'tag' = r.input->'tag'
+        AND (s.output->>'acc')::int = (r.input->>'n')::int * s.position * (s.position + 1) / 2"
+pw_check_sql "every step context belongs to its run (run_id, input, metadata, pipeline, pid)" 9 \
+    "SELECT count(*) FROM fx JOIN tr r ON r.id = fx.run_id
+      WHERE (fx.ctx->>'run_id')::bigint = r.id AND fx.ctx->'input' = r.input
+        AND fx.ctx->'metadata' = r.metadata AND fx.ctx->>'pipeline' = 'p3' AND fx.pid = r.worker_pid"
+pw_check_sql "results seen by step s3 are its own run's" 3 \
+    "SELECT count(*) FROM fx JOIN tr r ON r.id = fx.run_id
+      WHERE fx.step = 's3' AND fx.ctx->'results'->'s1'->'tag' = r.input->'tag'
+        AND fx.ctx->'results'->'s2'->'tag' = r.input->'tag' AND fx.ctx->'prev' = fx.ctx->'results'->'s2'"
+pw_check_sql "runs overlapped in time (interleaved)" t \
+    "SELECT bool_or(a.started_at < b.finished_at AND b.started_at < a.finished_at) FROM tr a JOIN tr b ON b.id > a.id"
+n=$(pw_psql -c "SELECT count(DISTINCT worker_pid) FROM tr")
+if [ "$n" -ge 2 ]; then pw_ok "interleaved runs spread over $n workers"; else pw_fail "interleaved runs used $n worker(s)"; fi
+pw_finish

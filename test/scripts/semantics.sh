@@ -1,0 +1,208 @@
+#!/bin/bash
+# Run semantics inside the background workers: steps run as the submitting role (and cannot change
+# role), cancel_run() of a running run, retry_run(), step retries with back-off, step timeouts.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=3 pw_cluster_start semantics
+pw_wait_workers 3 20 >/dev/null || pw_fail "3 workers did not show up"
+pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pids=$(pw_worker_pids)
+
+pw_psql >/dev/null <<'SQL'
+GRANT SELECT, INSERT ON public.fx TO PUBLIC;
+CREATE ROLE regress_alice LOGIN;
+CREATE ROLE regress_bob LOGIN;
+CREATE FUNCTION public.whoami(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.fx (run_id, step, ctx) VALUES ((ctx->>'run_id')::bigint, ctx->>'step', ctx);
+    RETURN jsonb_build_object('current_user', current_user);
+END $$;
+CREATE FUNCTION public.read_authid(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT to_jsonb((SELECT count(*) FROM pg_catalog.pg_authid))
+$$;
+CREATE FUNCTION public.reset_role(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'RESET ROLE';
+    RETURN to_jsonb(current_user::text);
+END $$;
+CREATE FUNCTION public.session_auth(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'SET SESSION AUTHORIZATION postgres';
+    RETURN to_jsonb(current_user::text);
+END $$;
+SQL
+
+# ---------------------------------------------------------------- steps run as the submitter
+alice() { PGUSER=regress_alice pw_psql "$@"; }
+bob() { PGUSER=regress_bob pw_psql "$@"; }
+alice -c "SELECT pipeline_worker.create_pipeline('alice_who', '[{\"name\": \"who\", \"function\": \"public.whoami\"}, {\"name\": \"authid\", \"function\": \"public.read_authid\"}]')" >/dev/null
+alice -c "SELECT pipeline_worker.create_pipeline('alice_esc1', '[{\"name\": \"reset\", \"function\": \"public.reset_role\"}]')" >/dev/null
+alice -c "SELECT pipeline_worker.create_pipeline('alice_esc2', '[{\"name\": \"sessauth\", \"function\": \"public.session_auth\"}]')" >/dev/null
+alice -c "SELECT pipeline_worker.grant_pipeline('alice_who', 'regress_bob')" >/dev/null
+a=$(alice -c "SELECT pipeline_worker.create_run('alice_who')")
+b=$(bob -c "SELECT pipeline_worker.create_run('alice_who')")
+p=$(pw_psql -c "SELECT pipeline_worker.create_run('alice_who')")
+e1=$(alice -c "SELECT pipeline_worker.create_run('alice_esc1')")
+e2=$(alice -c "SELECT pipeline_worker.create_run('alice_esc2')")
+pw_wait_all_finished 20
+pw_check_sql "alice's run: step 1 ran as regress_alice, step 2 denied pg_authid" \
+    'failed|{"current_user": "regress_alice"}|regress_alice|t' \
+    "SELECT r.status, s.output, fx.usr, r.error LIKE '%authid%permission denied for table pg_authid%'
+       FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.position = 1
+       JOIN fx ON fx.run_id = r.id WHERE r.id = $a"
+pw_check_sql "bob's run on alice's pipeline ran as regress_bob" \
+    'failed|{"current_user": "regress_bob"}|regress_bob' \
+    "SELECT r.status, s.output, fx.usr FROM pipeline_worker.runs r
+       JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.position = 1
+       JOIN fx ON fx.run_id = r.id WHERE r.id = $b"
+pw_check_sql "the superuser's run ran as postgres and could read pg_authid" \
+    'succeeded|postgres' \
+    "SELECT r.status, fx.usr FROM pipeline_worker.runs r JOIN fx ON fx.run_id = r.id WHERE r.id = $p"
+pw_check_sql "a step cannot RESET ROLE in a worker" 'failed|t' \
+    "SELECT status, error LIKE '%cannot set parameter \"role\"%' FROM pipeline_worker.runs WHERE id = $e1"
+pw_check_sql "a step cannot SET SESSION AUTHORIZATION in a worker" 'failed|t' \
+    "SELECT status, error LIKE '%cannot set parameter \"session_authorization\"%' FROM pipeline_worker.runs WHERE id = $e2"
+pw_check "same workers after the role tests" "$pids" "$(pw_worker_pids)"
+
+# ---------------------------------------------------------------- cancel_run of a running run
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 1, \"sleep\": 30}')")
+start=$(pw_now)
+while [ -z "$(pw_psql -c "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")" ] \
+      && pw_lt "$(pw_elapsed "$start")" 10; do sleep 0.1; done
+start=$(pw_now)
+pw_check_sql "cancel_run of a running run returns true" t "SELECT pipeline_worker.cancel_run($id)"
+st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '10 seconds')")
+t=$(pw_elapsed "$start")
+pw_check "the running run is cancelled" cancelled "$st"
+if pw_lt "$t" 3; then pw_ok "cancelled $t s after cancel_run (step was sleeping 30 s)"; else pw_fail "cancel took $t s"; fi
+pw_check_sql "the cancelled step's effects were rolled back, later steps never ran" 0 \
+    "SELECT count(*) FROM fx WHERE run_id = $id"
+sleep 1
+pw_check_sql "the run stays cancelled" cancelled "SELECT status FROM pipeline_worker.runs WHERE id = $id"
+pw_check "same workers after cancelling a running run" "$pids" "$(pw_worker_pids)"
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 2}')")
+pw_check_sql "the workers still execute runs" succeeded "SELECT pipeline_worker.wait_run($id, '10 seconds')"
+
+# cancels at random moments of 3-step runs: every run ends cancelled or succeeded, never stuck,
+# each executed step left exactly one side effect, no worker dies
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('p3', jsonb_build_object('n', i, 'sleep', 0.15, 'tag', 'cx'))::text, ' ')
+                    FROM generate_series(1, 12) i")
+said_true=
+said_false=
+for i in $ids; do
+    sleep 0.$((RANDOM % 3))
+    if [ "$(pw_psql -c "SELECT pipeline_worker.cancel_run($i)")" = t ]; then said_true="$said_true,$i"
+    else said_false="$said_false,$i"; fi
+done
+pw_wait_all_finished 30
+pw_check_sql "runs for which cancel_run() returned true ended cancelled" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id = ANY ('{0$said_true}'::bigint[]) AND status <> 'cancelled'"
+pw_check_sql "runs for which cancel_run() returned false ended succeeded" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id = ANY ('{0$said_false}'::bigint[]) AND status <> 'succeeded'"
+pw_check_sql "12 randomly cancelled runs all ended cancelled or succeeded" 12 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'tag' = 'cx' AND status IN ('cancelled', 'succeeded')"
+pw_check_sql "succeeded ones have their exact result and 3 effects" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs r WHERE input->>'tag' = 'cx' AND status = 'succeeded'
+        AND (result <> jsonb_build_object('n', input->'n', 'acc', 6 * (input->>'n')::int, 'tag', 'cx', 'step', 's3', 'prev_step', 's2')
+             OR (SELECT count(*) FROM fx WHERE fx.run_id = r.id) <> 3)"
+pw_check_sql "cancelled ones: effects only of steps recorded as succeeded" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs r WHERE input->>'tag' = 'cx' AND status = 'cancelled'
+        AND (SELECT count(*) FROM fx WHERE fx.run_id = r.id)
+            <> (SELECT count(*) FROM pipeline_worker.run_steps s WHERE s.run_id = r.id AND s.status = 'succeeded')"
+pw_info "random cancels: $(pw_psql -c "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM pipeline_worker.runs WHERE input->>'tag' = 'cx' GROUP BY 1 ORDER BY 1) s")"
+pw_check "same workers after random cancels" "$pids" "$(pw_worker_pids)"
+
+# cancelling one run must not disturb another: A and B are submitted together, B is cancelled
+# while A's step is executing (if one worker claimed both, B waits behind A in that worker).
+# Fast runs first, so that workers that size their claim batches by recent run times batch now.
+pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i))) FROM generate_series(1, 100) i" >/dev/null
+pw_wait_all_finished 20
+start=$(pw_now)
+ids=$(pw_psql <<'SQL'
+BEGIN;
+SELECT pipeline_worker.create_run('p1', '{"n": 1, "sleep": 2, "tag": "keep"}');
+SELECT pipeline_worker.create_run('p1', '{"n": 2, "sleep": 2, "tag": "drop"}');
+COMMIT;
+SQL
+)
+a=$(echo "$ids" | sed -n 1p); b=$(echo "$ids" | sed -n 2p)
+sleep 0.5
+pw_check_sql "cancel_run(B)" t "SELECT pipeline_worker.cancel_run($b)"
+t=$(pw_elapsed "$start")
+if pw_lt "$t" 1.5; then pw_ok "cancel_run(B) returned at once ($t s after submitting)"
+else pw_fail "cancel_run(B) returned $t s after submitting (blocked behind A's step?)"; fi
+pw_check_sql "B is cancelled" cancelled "SELECT pipeline_worker.wait_run($b, '10 seconds')"
+pw_check_sql "A, submitted with B, is not disturbed by B's cancel" "succeeded|" \
+    "SELECT pipeline_worker.wait_run($a, '10 seconds'), (SELECT error FROM pipeline_worker.runs WHERE id = $a)"
+
+# ---------------------------------------------------------------- retry_run of a failed run
+pw_psql >/dev/null <<'SQL'
+CREATE TABLE public.fix (ok boolean);
+CREATE FUNCTION public.needs_fix(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.fx (run_id, step, ctx) VALUES ((ctx->>'run_id')::bigint, ctx->>'step', ctx);
+    IF NOT EXISTS (SELECT 1 FROM public.fix) THEN RAISE EXCEPTION 'not fixed yet'; END IF;
+    RETURN jsonb_build_object('acc', (ctx->'prev'->>'acc')::int, 'fixed', true);
+END $$;
+SELECT pipeline_worker.create_pipeline('fixable', '[{"name": "s1", "function": "t_step"},
+                                                    {"name": "s2", "function": "needs_fix"},
+                                                    {"name": "s3", "function": "t_step"}]');
+SQL
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('fixable', '{\"n\": 4}')")
+pw_check_sql "fixable run fails first" failed "SELECT pipeline_worker.wait_run($id, '10 seconds')"
+pw_psql -c "INSERT INTO public.fix VALUES (true)"
+pw_check_sql "retry_run of the failed run" t "SELECT pipeline_worker.retry_run($id)"
+pw_check_sql "the retried run succeeds in a worker" succeeded "SELECT pipeline_worker.wait_run($id, '10 seconds')"
+pw_check_sql "retried run resumed at the failed step: each step's effects exactly once" "s1 s2 s3" \
+    "SELECT string_agg(step, ' ' ORDER BY step) FROM fx WHERE run_id = $id"
+pw_check_sql "retried run result" '{"n": 4, "acc": 16, "tag": null, "step": "s3", "prev_step": null}' \
+    "SELECT result FROM pipeline_worker.runs WHERE id = $id"
+
+# ---------------------------------------------------------------- step retries with back-off
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.fx (run_id, step, ctx) VALUES ((ctx->>'run_id')::bigint, ctx->>'step' || '#' || (ctx->>'attempt'), ctx);
+    IF (ctx->>'attempt')::int < 3 THEN RAISE EXCEPTION 'flaky attempt %', ctx->>'attempt'; END IF;
+    RETURN jsonb_build_object('attempt', ctx->'attempt');
+END $$;
+SELECT pipeline_worker.create_pipeline('flaky', '[{"name": "f", "function": "flaky", "max_attempts": 3, "retry_delay_ms": 300}]');
+SQL
+start=$(pw_now)
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('flaky')")
+st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '15 seconds')")
+t=$(pw_elapsed "$start")
+pw_check "flaky step succeeds on attempt 3" succeeded "$st"
+pw_check_sql "3 attempts recorded (failed, failed, succeeded)" "1:failed 2:failed 3:succeeded" \
+    "SELECT string_agg(attempt || ':' || status, ' ' ORDER BY attempt) FROM pipeline_worker.run_steps WHERE run_id = $id"
+pw_check_sql "only the successful attempt left effects" "f#3" "SELECT string_agg(step, ' ') FROM fx WHERE run_id = $id"
+pw_check_sql "back-off respected: >= 0.2 s before attempt 2, >= 0.4 s before attempt 3" t \
+    "SELECT bool_and(s2.started_at - s1.finished_at >= interval '0.2 s' * (s1.attempt))
+       FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2
+         ON s2.run_id = s1.run_id AND s2.position = s1.position AND s2.attempt = s1.attempt + 1
+      WHERE s1.run_id = $id"
+pw_check_sql "retries are not delayed much beyond the back-off (< 1.5 s extra each)" t \
+    "SELECT bool_and(s2.started_at - s1.finished_at < interval '0.375 s' * 2 ^ (s1.attempt - 1) + interval '1.5 s')
+       FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2
+         ON s2.run_id = s1.run_id AND s2.position = s1.position AND s2.attempt = s1.attempt + 1
+      WHERE s1.run_id = $id"
+pw_info "flaky run took $t s"
+
+# ---------------------------------------------------------------- step timeout in a worker
+pw_psql -c "SELECT pipeline_worker.create_pipeline('slow', '[{\"name\": \"nap\", \"function\": \"t_step\", \"timeout_ms\": 300}]')" >/dev/null
+start=$(pw_now)
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('slow', '{\"n\": 1, \"sleep\": 20}')")
+st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '15 seconds')")
+t=$(pw_elapsed "$start")
+pw_check "a step over its timeout_ms fails" failed "$st"
+if pw_lt "$t" 3; then pw_ok "timed out after $t s (timeout_ms 300)"; else pw_fail "timeout took $t s"; fi
+pw_check_sql "error says the step timed out" t \
+    "SELECT error LIKE '%nap%timed out%' FROM pipeline_worker.runs WHERE id = $id"
+pw_check_sql "timed-out step left no effects" 0 "SELECT count(*) FROM fx WHERE run_id = $id"
+pw_check "same workers after timeouts" "$pids" "$(pw_worker_pids)"
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 3, \"sleep\": 0.5}')")
+pw_check_sql "no timeout left behind in the worker: a 0.5 s step of another pipeline succeeds" succeeded \
+    "SELECT pipeline_worker.wait_run($id, '10 seconds')"
+pw_finish

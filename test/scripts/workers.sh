@@ -1,0 +1,133 @@
+#!/bin/bash
+# Background workers: they start before CREATE EXTENSION and wait quietly, serve runs once the
+# extension exists (no restart), survive failing steps, and exit promptly on SIGTERM.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=4 pw_cluster_start workers
+
+# ---------------------------------------------------------------- before CREATE EXTENSION
+if got=$(pw_wait_workers 4 20); then
+    pw_ok "4 backends with backend_type 'pipeline_worker' in pg_stat_activity"
+else
+    pw_fail "expected 4 'pipeline_worker' backends, got $got"
+fi
+pw_check_sql "exactly one 'pipeline_worker launcher'" 1 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker launcher'"
+pw_check_sql "workers are attached to database postgres" 4 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND datname = 'postgres'"
+pids_before=$(pw_worker_pids)
+log_lines_start=$(wc -l <"$PW_LOG")
+sleep 3
+pids_idle=$(pw_worker_pids)
+pw_check "worker pids stable while the extension does not exist (no exit/restart loop)" "$pids_before" "$pids_idle"
+problems=$(pw_log_problems)
+if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log before CREATE EXTENSION"
+else pw_fail "log problems before CREATE EXTENSION: $(echo "$problems" | head -3)"; fi
+idle_lines=$(( $(wc -l <"$PW_LOG") - log_lines_start ))
+if [ "$idle_lines" -le 5 ]; then pw_ok "workers wait quietly ($idle_lines log lines in 3 s)"
+else pw_fail "log spam while waiting for the extension: $idle_lines lines in 3 s"; fi
+
+# ---------------------------------------------------------------- CREATE EXTENSION, first runs
+pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+start=$(pw_now)
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 7, \"tag\": \"first\"}')")
+st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '15 seconds')")
+pw_check "first run after CREATE EXTENSION succeeds (no restart needed)" succeeded "$st"
+pw_info "first run done $(pw_elapsed "$start") s after create_run"
+pw_check_sql "first run result" '{"n": 7, "acc": 42, "tag": "first", "step": "s3", "prev_step": "s2"}' \
+    "SELECT result FROM pipeline_worker.runs WHERE id = $id"
+pw_check_sql "first run executed by one of the pre-existing workers" 1 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id = $id AND worker_pid = ANY ('{${pids_before// /,}}'::int[])"
+pw_check_sql "steps executed once each, in the worker named by worker_pid" "3" \
+    "SELECT count(*) FROM fx JOIN pipeline_worker.runs r ON r.id = fx.run_id WHERE fx.run_id = $id AND fx.pid = r.worker_pid"
+pw_check "worker pids unchanged after CREATE EXTENSION" "$pids_before" "$(pw_worker_pids)"
+problems=$(pw_log_problems)
+if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log after CREATE EXTENSION and a run"
+else pw_fail "log problems: $(echo "$problems" | head -3)"; fi
+
+# ---------------------------------------------------------------- failing steps do not kill workers
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.t_div0(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT to_jsonb(1 / 0) $$;
+SELECT pipeline_worker.create_pipeline('div0', '[{"name": "a", "function": "t_step"}, {"name": "z", "function": "t_div0"}]');
+SQL
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_run('p3', jsonb_build_object('n', i, 'fail_at', 's2')) FROM generate_series(1, 8) i;
+SELECT pipeline_worker.create_run('div0', jsonb_build_object('n', i)) FROM generate_series(1, 4) i;
+SQL
+pw_wait_all_finished 30
+pw_check_sql "12 failing runs are failed" 12 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'failed'"
+pw_check_sql "their errors name the failing step" 12 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'failed' AND (error LIKE '%s2%planned failure%' OR error LIKE '%z%division by zero%')"
+pw_check "same worker pids after failing steps" "$pids_before" "$(pw_worker_pids)"
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 1}')")
+pw_check_sql "a run after the failures succeeds" succeeded "SELECT pipeline_worker.wait_run($id, '15 seconds')"
+pw_check "still the same worker pids" "$pids_before" "$(pw_worker_pids)"
+
+# ---------------------------------------------------------------- SIGTERM
+# a) idle worker
+victim=${pids_before%% *}
+pw_check_sql "pg_terminate_backend on an idle worker" t "SELECT pg_terminate_backend($victim)"
+start=$(pw_now)
+while kill -0 "$victim" 2>/dev/null && pw_lt "$(pw_elapsed "$start")" 5; do sleep 0.1; done
+if kill -0 "$victim" 2>/dev/null; then pw_fail "idle worker $victim still alive 5 s after SIGTERM"
+else pw_ok "idle worker exited $(pw_elapsed "$start") s after SIGTERM"; fi
+sleep 2
+pw_info "workers after terminating one: $(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'") (launcher may or may not replace it)"
+
+# b) worker busy in a long step; the run is recovered and completed afterwards
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 5, \"sleep\": 60}')")
+start=$(pw_now)
+busy=
+while [ -z "$busy" ] && pw_lt "$(pw_elapsed "$start")" 10; do
+    busy=$(pw_psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")
+    [ -z "$busy" ] && sleep 0.1
+done
+if [ -z "$busy" ]; then
+    pw_fail "no worker picked up the sleeping run within 10 s"
+else
+    pw_ok "a worker is executing the sleeping step"
+    # the next execution of that run must not sleep again (set before the kill: workers may
+    # recover the run by themselves right away)
+    pw_psql -c "INSERT INTO fx_nosleep VALUES (1)"
+    pw_psql -c "SELECT pg_terminate_backend($busy)" >/dev/null
+    start=$(pw_now)
+    while kill -0 "$busy" 2>/dev/null && pw_lt "$(pw_elapsed "$start")" 5; do sleep 0.1; done
+    if kill -0 "$busy" 2>/dev/null; then pw_fail "busy worker $busy still alive 5 s after SIGTERM"
+    else pw_ok "busy worker (in pg_sleep) exited $(pw_elapsed "$start") s after SIGTERM"; fi
+    recovered=$(pw_psql -c "SELECT pipeline_worker.recover_runs()")
+    pw_info "recover_runs() returned $recovered"
+    st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 seconds')")
+    pw_check "run of the killed worker is recovered and completed" succeeded "$st"
+    pw_check_sql "killed attempt left no side effects: each step of that run once" 3 \
+        "SELECT count(*) FROM fx WHERE run_id = $id"
+    pw_check_sql "recovered run result" '{"n": 5, "acc": 30, "tag": null, "step": "s3", "prev_step": "s2"}' \
+        "SELECT result FROM pipeline_worker.runs WHERE id = $id"
+fi
+
+# c) pg_ctl stop -m fast while a worker sleeps in a step
+pw_psql -c "DELETE FROM fx_nosleep"
+pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 1, \"sleep\": 120}')" >/dev/null
+start=$(pw_now)
+busy=
+while [ -z "$busy" ] && pw_lt "$(pw_elapsed "$start")" 10; do
+    busy=$(pw_psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")
+    [ -z "$busy" ] && sleep 0.1
+done
+[ -n "$busy" ] || pw_fail "no worker picked up the sleeping run before shutdown"
+all_pids=$(pw_psql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type IN ('pipeline_worker', 'pipeline_worker launcher')")
+start=$(pw_now)
+if pw_cluster_stop fast; then
+    t=$(pw_elapsed "$start")
+    if pw_lt "$t" 10; then pw_ok "pg_ctl stop -m fast with a busy worker took $t s"
+    else pw_fail "pg_ctl stop -m fast took $t s"; fi
+else
+    pw_fail "pg_ctl stop -m fast failed or timed out"
+    pw_cluster_stop immediate
+fi
+alive=
+for p in $all_pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+pw_check "no worker or launcher process left after shutdown" "" "$alive"
+pw_finish
