@@ -50,8 +50,10 @@ void define_gucs() {
     DefineCustomIntVariable("pipeline_worker.workers", "Number of background workers executing pipeline runs.",
                             "0 disables the workers. Needs max_worker_processes > workers + 1 (the launcher).",
                             &guc::workers, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    // Reloadable (the launcher moves the workers), and never a restart-only setting: those cannot be defined
+    // when the library is loaded after start-up (CREATE EXTENSION without shared_preload_libraries).
     DefineCustomStringVariable("pipeline_worker.database", "Database whose runs the background workers execute.",
-                               nullptr, &guc::database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+                               nullptr, &guc::database, "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
                             "Larger batches amortise claiming; claimed runs wait for their worker.",
                             &guc::claim_batch, 64, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

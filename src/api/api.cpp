@@ -33,7 +33,7 @@ constexpr int kMaxPipelineName = 200;
 
 SPIPlanPtr plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
     plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_lock, plan_cancel_running,
-    plan_retry, plan_run_info;
+    plan_retry;
 
 void spi_connect() {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
@@ -53,12 +53,23 @@ const char *role_name(Oid role) {
     return n ? n : "(dropped role)";
 }
 
-// Owner of pipeline `name`; ERROR if it does not exist.
+// create_run holds this lock in share mode and drop_pipeline in exclusive mode until their transactions end,
+// so a run is never created for a pipeline being dropped. A heavyweight lock on an advisory tag (no row lock:
+// concurrent create_runs would otherwise pile up MultiXacts on the pipeline's row).
+static void lock_pipeline(const char *name, LOCKMODE mode) {
+    LOCKTAG tag;
+    uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(strlen(name)));
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x50574B52 /* "PWKR" */, h, 3);
+    (void)LockAcquire(&tag, mode, false, false);
+}
+
+// Owner of pipeline `name`; ERROR if it does not exist. Reads with a fresh snapshot (not read-only): callers
+// may have just waited for the pipeline lock, and must see what the transaction they waited for did.
 Oid pipeline_owner(const char *name) {
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};
     engine::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1,
-                         types, v, nullptr, true);
+                         types, v, nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name),
                         errhint("Create it with pipeline_worker.create_pipeline().")));
@@ -177,6 +188,7 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
 
 extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
+    lock_pipeline(name, ExclusiveLock);  // waits for transactions creating runs of it
     spi_connect();
     Oid owner = pipeline_owner(name);
     require_manager(name, owner, "drop");
@@ -238,6 +250,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
     Datum input = PG_ARGISNULL(1) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(1);
     Datum metadata = PG_ARGISNULL(2) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(2);
     Oid me = GetUserId();
+    lock_pipeline(name, ShareLock);  // a concurrent drop_pipeline waits for this transaction, and we for it
     spi_connect();
     Oid owner = pipeline_owner(name);
     if (!may_submit(name, owner))
@@ -333,15 +346,16 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
-// The backend executing run_id: a worker (shared-memory slots) or, for claim_run()/execute_run() in a session,
-// the claimer recorded on the row. 0 if none is known.
-static int executor_pid(int64 run_id, int row_pid) {
+// The worker executing run_id (shared-memory slots), 0 if none. Sessions that claimed a run themselves are
+// never signalled: that would let any submitter cancel another role's statements; they see the request at
+// the next step boundary.
+static int executor_pid(int64 run_id) {
     shared::State *st = shared::state();
     if (st != nullptr)
         for (int i = 0; i < st->nslots; i++)
             if (st->slots[i].pid != 0 && pg_atomic_read_u64(&st->slots[i].run_id) == static_cast<uint64>(run_id))
                 return st->slots[i].pid;
-    return row_pid;
+    return 0;
 }
 
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
@@ -357,12 +371,9 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     engine::request_cancel(run_id);
-    engine::run_as_owner(&plan_run_info, "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
-                         nullptr, false);
+    int pid = executor_pid(run_id);
+    if (pid != 0 && pid != MyProcPid) kill(pid, SIGINT);  // the worker checks that it is still this run
     bool isnull = true;
-    int row_pid = SPI_processed ? DatumGetInt32(col(0, 1, &isnull)) : 0;
-    int pid = executor_pid(run_id, isnull ? 0 : row_pid);
-    if (pid != 0 && pid != MyProcPid && BackendPidGetProc(pid) != nullptr) kill(pid, SIGINT);
 
     // 2. If no transaction holds the run, cancel it here; otherwise its executor records the cancellation
     //    when its transaction ends: wait for that (the executor is interrupted, so this is short).

@@ -36,6 +36,21 @@ void worker_sigterm(int signo, siginfo_t *info, void *) {
     die(signo);
 }
 
+// SIGINT comes from cancel_run: honour it only while a step of a run that was asked to stop is executing,
+// so that a late or stray signal never cancels another run's step.
+void worker_sigint(SIGNAL_ARGS) {
+    int save_errno = errno;
+    if (engine::in_step_call && my_slot != nullptr) {
+        uint64 run = pg_atomic_read_u64(&my_slot->run_id);
+        if (run != 0 && engine::cancel_requested(static_cast<int64>(run))) {
+            QueryCancelPending = true;
+            InterruptPending = true;
+            SetLatch(MyLatch);
+        }
+    }
+    errno = save_errno;
+}
+
 void install_sigterm() {
     struct sigaction act;
     memset(&act, 0, sizeof(act));
@@ -90,13 +105,14 @@ bool txn_is_due(const TxnClock *clock) {
            TimestampDifferenceExceeds(clock->started, GetCurrentTimestamp(), guc::commit_interval_ms);
 }
 
-// The batch being executed. Its runs are only row-locked by the claim; a commit in the middle of a run records
-// that run's claim first (so that recovery sees it) and ends the batch: the unstarted runs, unlocked by the
-// commit, go back to the pool.
+// The batch being executed. A run claimed lazily is only row-locked until its transaction commits: a commit in
+// the middle of a run records that run's claim first (so that recovery sees it), and the batch's other lazily
+// claimed runs not yet started are then skipped -- the commit released them to the pool. Runs whose claim is
+// recorded (persisted) stay this worker's and are executed.
 struct Batch {
     TxnClock clock;
     engine::ClaimedRun *current;
-    bool ended;
+    bool locks_released;
 };
 
 void between_steps(void *arg) {
@@ -105,7 +121,7 @@ void between_steps(void *arg) {
         engine::persist_claim(b->current);
         commit_txn();
         begin_txn(&b->clock);
-        b->ended = true;
+        b->locks_released = true;
     }
 }
 
@@ -183,7 +199,7 @@ int serve_once(MemoryContext iter_ctx) {
     int batch = safe_mode > 0 ? 1 : batch_size();
     Batch b;
     b.current = nullptr;
-    b.ended = false;
+    b.locks_released = false;
 
     pgstat_report_activity(STATE_RUNNING, "claiming runs");
     begin_txn(&b.clock);
@@ -211,19 +227,21 @@ int serve_once(MemoryContext iter_ctx) {
     }
 
     int done = 0;
-    for (int i = 0; i < n && !b.ended; i++) {
+    volatile bool failed = false;
+    for (int i = 0; i < n && !failed; i++) {
+        if (b.locks_released && !runs[i].persisted) continue;  // back in the pool since the last commit
         pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
         TimestampTz run_start = GetCurrentTimestamp();
-        volatile bool failed = false;
         b.current = &runs[i];
         PG_TRY();
         {
             MemoryContextSwitchTo(iter_ctx);
             engine::execute_claimed(&runs[i], between_steps, &b);
             note_run_time(run_start);  // execution only: commit waits must not shrink the batches
-            if (i == n - 1 || b.ended || safe_mode > 0 || txn_is_due(&b.clock)) {
-                commit_txn();  // unstarted runs of the batch are released by this commit
-                b.ended = true;
+            if (safe_mode > 0 || txn_is_due(&b.clock)) {
+                commit_txn();  // releases the lazily claimed runs not started yet
+                begin_txn(&b.clock);
+                b.locks_released = true;
             }
         }
         PG_CATCH();
@@ -263,12 +281,10 @@ int serve_once(MemoryContext iter_ctx) {
         done++;
         pg_atomic_write_u64(&my_slot->run_id, 0);
         pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
-        if (failed) {
-            pg_usleep(10000L);  // a failing database must not become a hot loop
-            break;
-        }
+        if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
         CHECK_FOR_INTERRUPTS();
     }
+    if (!failed) commit_txn();  // (an empty transaction commits without a WAL flush)
     MemoryContextReset(iter_ctx);
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
@@ -283,7 +299,7 @@ void worker_main(Datum arg) {
     int slot_no = DatumGetInt32(arg);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     install_sigterm();
-    pqsignal(SIGINT, StatementCancelHandler);  // cancel_run interrupts the current step
+    pqsignal(SIGINT, worker_sigint);  // cancel_run interrupts the current step of the cancelled run
     BackgroundWorkerUnblockSignals();
 
     shared::State *st = shared::state();
@@ -293,8 +309,8 @@ void worker_main(Datum arg) {
     my_slot->latch = MyLatch;
     before_shmem_exit(slot_release, 0);
 
-    Oid dboid = static_cast<Oid>(MyBgworkerEntry->bgw_extra[0] | (MyBgworkerEntry->bgw_extra[1] << 8) |
-                                 (MyBgworkerEntry->bgw_extra[2] << 16) | (static_cast<uint32>(static_cast<unsigned char>(MyBgworkerEntry->bgw_extra[3])) << 24));
+    Oid dboid;
+    memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
 
@@ -376,12 +392,7 @@ struct LauncherSlot {
     TimestampTz last_start;
 };
 
-void encode_dboid(BackgroundWorker *w, Oid dboid) {
-    w->bgw_extra[0] = static_cast<char>(dboid & 0xff);
-    w->bgw_extra[1] = static_cast<char>((dboid >> 8) & 0xff);
-    w->bgw_extra[2] = static_cast<char>((dboid >> 16) & 0xff);
-    w->bgw_extra[3] = static_cast<char>((dboid >> 24) & 0xff);
-}
+void encode_dboid(BackgroundWorker *w, Oid dboid) { memcpy(w->bgw_extra, &dboid, sizeof(dboid)); }
 
 // Like autovacuum's launcher: with no database selected only a heap scan of the shared pg_database works.
 Oid find_database(const char *name) {
@@ -435,6 +446,7 @@ void launcher_main(Datum) {
     LauncherSlot *slots = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots));
     bool warned_missing_db = false, warned_no_slot = false;
     Oid dboid = InvalidOid;
+    char served[NAMEDATALEN] = "";
 
     for (;;) {
         CHECK_FOR_INTERRUPTS();
@@ -443,6 +455,14 @@ void launcher_main(Datum) {
             ProcessConfigFile(PGC_SIGHUP);
         }
         int wanted = guc::workers < 0 ? 0 : (guc::workers > nslots ? nslots : guc::workers);
+        if (strcmp(served, guc::database) != 0) {
+            // pipeline_worker.database changed (or first pass): stop the workers, serve the new database
+            for (int i = 0; i < nslots; i++)
+                if (slots[i].handle != nullptr) TerminateBackgroundWorker(slots[i].handle);
+            strlcpy(served, guc::database, sizeof(served));
+            dboid = InvalidOid;
+            warned_missing_db = false;
+        }
 
         if (!OidIsValid(dboid) && wanted > 0) {
             dboid = find_database(guc::database);
@@ -466,7 +486,7 @@ void launcher_main(Datum) {
             }
             if (i >= wanted && alive) {
                 TerminateBackgroundWorker(slots[i].handle);
-            } else if (i < wanted && !alive && OidIsValid(dboid)) {
+            } else if (i < wanted && !alive && slots[i].handle == nullptr && OidIsValid(dboid)) {
                 TimestampTz now = GetCurrentTimestamp();
                 if (slots[i].last_start != 0 && !TimestampDifferenceExceeds(slots[i].last_start, now, kRestartBackoffMs)) {
                     timeout = 100;

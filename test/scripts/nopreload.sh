@@ -23,7 +23,8 @@ pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null 2>&1
 got=$(pw_psql 2>&1 <<'SQL'
 SELECT pipeline_worker.create_run('p3', '{"n": 3}') AS id \gset
 SELECT pipeline_worker.claim_run() = :id AS claimed \gset
-SELECT pipeline_worker.execute_run(:id), (SELECT result FROM pipeline_worker.runs WHERE id = :id);
+SELECT pipeline_worker.execute_run(:id) AS status \gset
+SELECT :'status', (SELECT result FROM pipeline_worker.runs WHERE id = :id);
 SQL
 )
 pw_check "in-session claim and execute work" 'succeeded|{"n": 3, "acc": 18, "tag": null, "step": "s3", "prev_step": "s2"}' "$got"
