@@ -375,45 +375,24 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     if (pid != 0 && pid != MyProcPid) kill(pid, SIGINT);  // the worker checks that it is still this run
     bool isnull = true;
 
-    // 2. If no transaction holds the run, cancel it here; otherwise its executor records the cancellation
-    //    when its transaction ends: wait for that (the executor is interrupted, so this is short).
+    // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
+    //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
+    //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
+    engine::run_as_owner(&plan_cancel_lock, "SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE", 1,
+                         types, v, nullptr, false);
     bool result = false;
-    TimestampTz deadline = GetCurrentTimestamp() + 30 * USECS_PER_SEC;
-    shared::State *st = shared::state();
-    for (;;) {
-        if (st != nullptr) ConditionVariablePrepareToSleep(&st->run_done_cv);
-        engine::run_as_owner(&plan_cancel_lock,
-                             "SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", 1, types, v,
-                             nullptr, false);
-        if (SPI_processed == 1) {
-            char *now_status = TextDatumGetCString(col(0, 1, &isnull));
-            if (!finished(now_status)) {
-                engine::run_as_owner(&plan_cancel_running,
-                                     "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
-                                     " finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
-                                     1, types, v, nullptr, false);
-                result = true;
-            } else {
-                result = strcmp(now_status, "cancelled") == 0;
-            }
-            break;
-        }
-        char *now_status = run_status(run_id);
-        if (finished(now_status)) {
+    if (SPI_processed == 1) {
+        char *now_status = TextDatumGetCString(col(0, 1, &isnull));
+        if (!finished(now_status)) {
+            engine::run_as_owner(&plan_cancel_running,
+                                 "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
+                                 " finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
+                                 1, types, v, nullptr, false);
+            result = true;
+        } else {
             result = strcmp(now_status, "cancelled") == 0;
-            break;
         }
-        if (GetCurrentTimestamp() >= deadline)
-            ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-                            errmsg("run %lld did not stop within 30 seconds", (long long)run_id),
-                            errhint("Its cancellation is still requested; check pipeline_worker.runs later.")));
-        if (st != nullptr)
-            ConditionVariableTimedSleep(&st->run_done_cv, 50, PG_WAIT_EXTENSION);
-        else
-            pg_usleep(10000L);
-        CHECK_FOR_INTERRUPTS();
     }
-    if (st != nullptr) ConditionVariableCancelSleep();
     SPI_finish();
     if (result) engine::xact_runs_finished = true;
     PG_RETURN_BOOL(result);
