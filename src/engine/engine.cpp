@@ -648,6 +648,13 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
     r->input = claimed->input;
     r->metadata = claimed->metadata;
 
+    // Never run anything under an identity that no longer exists.
+    if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(r->submitter))) {
+        buffer_run(claimed, "failed", nullptr,
+                   psprintf("the role that submitted this run (OID %u) no longer exists", r->submitter));
+        SPI_finish();
+        return "failed";
+    }
     Pipeline *p = load_pipeline(r->pipeline_name);
     if (p == nullptr) {
         buffer_run(claimed, "failed", nullptr, psprintf("pipeline \"%s\" no longer exists", r->pipeline_name));

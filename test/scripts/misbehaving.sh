@@ -120,5 +120,24 @@ pw_check_sql "retry_run: attempts recorded" "a:1:succeeded b:1:failed b:2:succee
     "SELECT string_agg(name || ':' || attempt || ':' || status, ' ' ORDER BY position, attempt) FROM pipeline_worker.run_steps WHERE run_id = $r"
 pw_check_sql "retry_run: a succeeded run is not retried" "f" "SELECT pipeline_worker.retry_run($r)"
 
+# the submitting role is dropped before the run executes: it fails, it never runs under another identity
+pw_psql -c "CREATE ROLE gone_role" -c "GRANT USAGE ON SCHEMA public TO gone_role" \
+        -c "SELECT pipeline_worker.grant_pipeline('doomed', 'gone_role')" >/dev/null
+pw_psql -c "CREATE FUNCTION public.doomed(ctx jsonb) RETURNS jsonb LANGUAGE sql AS \$\$ SELECT '1'::jsonb \$\$" >/dev/null
+r=$(pw_psql <<'SQL'
+BEGIN;
+SET ROLE gone_role;
+SELECT pipeline_worker.create_run('doomed');
+RESET ROLE;
+REVOKE USAGE ON SCHEMA public FROM gone_role;
+DROP ROLE gone_role;
+COMMIT;
+SQL
+)
+pw_check "dropped submitter: run failed" "failed" "$(wait_status "$r")"
+pw_check_sql "dropped submitter: clear error, no step ran" "true 0" \
+    "SELECT (error LIKE 'the role that submitted this run (OID %) no longer exists') || ' ' ||
+            (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r"
+
 pw_check "workers survived everything (same pids)" "$pids_before" "$(pw_worker_pids)"
 pw_finish
