@@ -334,6 +334,7 @@ void worker_main(Datum arg) {
     }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", slot_no)));
 
+    volatile bool recheck_extension = false;
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
@@ -349,12 +350,14 @@ void worker_main(Datum arg) {
         int claimed = 0;
         PG_TRY();
         {
-            if (!extension_ready()) {
+            // Only after sleeping or an error: a busy worker does not pay a transaction per batch for this.
+            if (recheck_extension && !extension_ready()) {
                 // dropped while we served: go back to waiting
                 pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
                 (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
                 claimed = -1;
             } else {
+                recheck_extension = false;
                 maybe_recover(&last_sweep);
                 claimed = serve_once(iter_ctx);
             }
@@ -368,6 +371,7 @@ void worker_main(Datum arg) {
             MemoryContextReset(iter_ctx);
             pg_usleep(100000L);
             claimed = -1;
+            recheck_extension = true;
         }
         PG_END_TRY();
 
@@ -378,7 +382,8 @@ void worker_main(Datum arg) {
         long timeout = shared::idle_timeout_ms(kIdleTimeoutMs);
         if (timeout == 0) continue;  // a retry is due
         pgstat_report_activity(STATE_IDLE, nullptr);
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        if (rc & WL_TIMEOUT) recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION
         pg_atomic_write_u32(&my_slot->idle, 0);
     }
 }
