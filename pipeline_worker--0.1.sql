@@ -18,6 +18,8 @@ $roles$;
 
 CREATE TABLE pipeline_worker.pipelines (
     name        text        PRIMARY KEY CHECK (name <> ''),
+    -- a dropped and re-created pipeline of the same name is a different pipeline: runs record this id
+    id          bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
     steps       jsonb       NOT NULL,   -- normalised: function names schema-qualified
     options     jsonb       NOT NULL DEFAULT '{}',
     owner       regrole     NOT NULL,
@@ -33,6 +35,8 @@ CREATE TABLE pipeline_worker.pipeline_grants (
 CREATE TABLE pipeline_worker.runs (
     id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     pipeline          text        NOT NULL,
+    pipeline_id       bigint      NOT NULL,   -- pipelines.id when submitted
+    pipeline_owner    regrole     NOT NULL,   -- its owner when submitted (who may see the run)
     status            text        NOT NULL DEFAULT 'pending'
                       CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
     input             jsonb       NOT NULL DEFAULT '{}',
@@ -95,13 +99,15 @@ CREATE FUNCTION pipeline_worker.has_role(role oid) RETURNS boolean
 CREATE FUNCTION pipeline_worker.is_admin() RETURNS boolean
     LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_is_admin';
 
-CREATE FUNCTION pipeline_worker.may_see_run(submitted_by regrole, pipeline text) RETURNS boolean
+-- Runs are visible to their submitter, to the owner of their pipeline (as recorded when submitted: a later
+-- pipeline of the same name does not inherit them) and to admins.
+CREATE FUNCTION pipeline_worker.may_see_run(submitted_by regrole, pipeline_owner regrole) RETURNS boolean
     LANGUAGE sql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
     AS $$
         SELECT pipeline_worker.has_role($1::oid)
             OR pipeline_worker.is_admin()
-            OR COALESCE(pipeline_worker.has_role(pipeline_worker.pipeline_owner($2)::oid), false)
+            OR pipeline_worker.has_role($2::oid)
     $$;
 
 ALTER TABLE pipeline_worker.pipelines ENABLE ROW LEVEL SECURITY;
@@ -119,7 +125,7 @@ CREATE POLICY grants_visible ON pipeline_worker.pipeline_grants FOR SELECT
            OR pipeline_worker.is_admin()
            OR COALESCE(pipeline_worker.has_role(pipeline_worker.pipeline_owner(pipeline)::oid), false));
 CREATE POLICY runs_visible ON pipeline_worker.runs FOR SELECT
-    USING (pipeline_worker.may_see_run(submitted_by, pipeline));
+    USING (pipeline_worker.may_see_run(submitted_by, pipeline_owner));
 CREATE POLICY run_steps_visible ON pipeline_worker.run_steps FOR SELECT
     USING (EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = run_id));
 

@@ -33,7 +33,7 @@ constexpr int kMaxPipelineName = 200;
 
 SPIPlanPtr plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
     plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_lock, plan_cancel_running,
-    plan_retry;
+    plan_retry, plan_retry_check;
 
 void spi_connect() {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
@@ -65,15 +65,16 @@ static void lock_pipeline(const char *name, LOCKMODE mode) {
 
 // Owner of pipeline `name`; ERROR if it does not exist. Reads with a fresh snapshot (not read-only): callers
 // may have just waited for the pipeline lock, and must see what the transaction they waited for did.
-Oid pipeline_owner(const char *name) {
+Oid pipeline_owner(const char *name, int64 *id = nullptr) {
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};
-    engine::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1,
-                         types, v, nullptr, false);
+    engine::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1",
+                         1, types, v, nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name),
                         errhint("Create it with pipeline_worker.create_pipeline().")));
     bool isnull;
+    if (id != nullptr) *id = DatumGetInt64(col(0, 2, &isnull));
     return DatumGetObjectId(col(0, 1, &isnull));
 }
 
@@ -252,18 +253,20 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
     Oid me = GetUserId();
     lock_pipeline(name, ShareLock);  // a concurrent drop_pipeline waits for this transaction, and we for it
     spi_connect();
-    Oid owner = pipeline_owner(name);
+    int64 pipeline_id;
+    Oid owner = pipeline_owner(name, &pipeline_id);
     if (!may_submit(name, owner))
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to submit runs to pipeline \"%s\"", name),
                         errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", name,
                                 role_name(me))));
-    Oid types[4] = {TEXTOID, JSONBOID, JSONBOID, OIDOID};
-    Datum v[4] = {CStringGetTextDatum(name), input, metadata, ObjectIdGetDatum(me)};
+    Oid types[6] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID};
+    Datum v[6] = {CStringGetTextDatum(name), input, metadata, ObjectIdGetDatum(me), Int64GetDatum(pipeline_id),
+                  ObjectIdGetDatum(owner)};
     engine::run_as_owner(&plan_insert_run,
-                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by)"
-                         " VALUES ($1, $2, $3, $4::regrole) RETURNING id",
-                         4, types, v, nullptr, false);
+                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                         " pipeline_owner) VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole) RETURNING id",
+                         6, types, v, nullptr, false);
     bool isnull;
     int64 id = DatumGetInt64(col(0, 1, &isnull));
     SPI_finish();
@@ -404,6 +407,18 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
     (void)run_status(run_id);
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
+    // A run belongs to the pipeline it was submitted to: if that was dropped (even if the name exists again),
+    // the run cannot be retried.
+    engine::run_as_owner(&plan_retry_check,
+                         "SELECT r.pipeline, EXISTS (SELECT 1 FROM pipeline_worker.pipelines p"
+                         "  WHERE p.name = r.pipeline AND p.id = r.pipeline_id)"
+                         " FROM pipeline_worker.runs r WHERE r.id = $1",
+                         1, types, v, nullptr, false);
+    bool isnull;
+    if (SPI_processed == 1 && !DatumGetBool(col(0, 2, &isnull)))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("run %lld cannot be retried: its pipeline \"%s\" was dropped", (long long)run_id,
+                               TextDatumGetCString(col(0, 1, &isnull)))));
     engine::run_as_owner(&plan_retry,
                          "UPDATE pipeline_worker.runs SET status = 'pending', result = NULL, error = NULL,"
                          " finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"

@@ -20,10 +20,28 @@ namespace {
 
 // ------------------------------------------------------------------ SPI plans (prepared once, kept)
 
+// Our statements are point lookups, index-ordered claims and joins of a few dozen rows against primary
+// keys. Their plans are generic and kept, so they must not depend on the table statistics of the moment they
+// were made (an empty table makes a seq scan + sort look cheapest, and the plan would stay): they are planned
+// with sequential scans, sorts, hash and merge joins disabled, which leaves the index-driven shapes.
+// Also: they run with search_path = pg_catalog, pg_temp, so that no operator or function of the caller's
+// schemas can be picked up by them (they run as the tables' owner).
+void plan_shape_enter(int *nest) {
+    *nest = NewGUCNestLevel();
+    (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+                            0, false);
+    for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin"})
+        (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
 SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
     if (*cache == nullptr) {
         // Generic plans: our statements are simple and run constantly; re-planning per call costs more.
+        // Parsed under the same settings as they run with (operators are resolved here).
+        int nest;
+        plan_shape_enter(&nest);
         SPIPlanPtr p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+        AtEOXact_GUC(true, nest);
         if (p == nullptr) elog(ERROR, "pipeline_worker: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
         SPI_keepplan(p);
         *cache = p;
@@ -49,8 +67,11 @@ void owner_leave(const OwnerScope *s) { SetUserIdAndSecContext(s->saved_user, s-
 
 int exec_as_owner(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
     OwnerScope scope;
+    int nest;
     owner_enter(&scope);
+    plan_shape_enter(&nest);
     int rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+    AtEOXact_GUC(true, nest);
     owner_leave(&scope);
     if (rc < 0) elog(ERROR, "pipeline_worker: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     return rc;
@@ -428,7 +449,11 @@ int run_as_owner(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datu
 
 int run_as_caller(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
                   bool read_only) {
-    int rc = SPI_execute_plan(prepare(cache, sql, nargs, types), values, nulls, read_only, 0);
+    int nest;
+    SPIPlanPtr plan = prepare(cache, sql, nargs, types);
+    plan_shape_enter(&nest);
+    int rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+    AtEOXact_GUC(true, nest);
     if (rc < 0) elog(ERROR, "pipeline_worker: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     return rc;
 }
@@ -489,7 +514,7 @@ Pipeline *load_pipeline(const char *name) {
 
     Oid types[1] = {TEXTOID};
     SPIPlanPtr plan = prepare(&plan_load_pipeline,
-                              "SELECT steps::text, options::text, owner::oid FROM pipeline_worker.pipelines"
+                              "SELECT steps::text, options::text, owner::oid, id FROM pipeline_worker.pipelines"
                               " WHERE name = $1",
                               1, types);
     Datum v[1] = {CStringGetTextDatum(name)};
@@ -505,6 +530,7 @@ Pipeline *load_pipeline(const char *name) {
     MemoryContext old = MemoryContextSwitchTo(cache_ctx);
     Pipeline *p = parse_pipeline(name, steps, options);  // replaced versions stay in cache_ctx (rare)
     p->owner = owner;
+    p->id = DatumGetInt64(col(0, 4, &isnull));
     MemoryContextSwitchTo(old);
     e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
     e->generation = generation;
@@ -524,19 +550,19 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
     if (mark_running) {
         plan = prepare(&plan_claim_mine,
                        "WITH c AS (SELECT id FROM pipeline_worker.runs"
-                       "  WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
+                       "  WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
                        " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
                        "  started_at = pg_catalog.clock_timestamp(), not_before = NULL, claims = r.claims + 1"
                        " FROM c WHERE r.id = c.id"
-                       " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims",
+                       " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims, r.pipeline_id",
                        6, types);
     } else {
         plan = prepare(&plan_claim,
-                       "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1"
+                       "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1, pipeline_id"
                        " FROM pipeline_worker.runs"
-                       " WHERE status = 'pending' AND ($4 = 0 OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
+                       " WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
                        6, types);
@@ -553,6 +579,7 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
         out[i].input = DatumGetJsonbPCopy(col(i, 4, &isnull));
         out[i].metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
         out[i].claims = DatumGetInt32(col(i, 6, &isnull));
+        out[i].pipeline_id = DatumGetInt64(col(i, 7, &isnull));
         out[i].claimed_at = now;
         out[i].persisted = mark_running;
     }
@@ -601,7 +628,7 @@ const char *execute_run(int64 run_id) {
     Oid t1[1] = {INT8OID};
     SPIPlanPtr plan = prepare(&plan_load_run,
                               "SELECT pipeline, submitted_by::oid, input, metadata, status, worker_pid,"
-                              " worker_started_at, claims FROM pipeline_worker.runs WHERE id = $1",
+                              " worker_started_at, claims, pipeline_id FROM pipeline_worker.runs WHERE id = $1",
                               1, t1);
     Datum v1[1] = {Int64GetDatum(run_id)};
     exec_as_owner(plan, v1, nullptr, false, 1);
@@ -625,6 +652,7 @@ const char *execute_run(int64 run_id) {
     run.input = DatumGetJsonbPCopy(col(0, 3, &isnull));
     run.metadata = DatumGetJsonbPCopy(col(0, 4, &isnull));
     run.claims = DatumGetInt32(col(0, 8, &isnull));
+    run.pipeline_id = DatumGetInt64(col(0, 9, &isnull));
     run.claimed_at = GetCurrentTimestamp();
     run.persisted = true;
     MemoryContextSwitchTo(old);
@@ -656,8 +684,10 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
         return "failed";
     }
     Pipeline *p = load_pipeline(r->pipeline_name);
-    if (p == nullptr) {
-        buffer_run(claimed, "failed", nullptr, psprintf("pipeline \"%s\" no longer exists", r->pipeline_name));
+    if (p == nullptr || p->id != claimed->pipeline_id) {
+        // dropped, or dropped and re-created by someone else: never run another pipeline's steps for it
+        buffer_run(claimed, "failed", nullptr,
+                   psprintf("pipeline \"%s\" was dropped after this run was submitted", r->pipeline_name));
         SPI_finish();
         return "failed";
     }

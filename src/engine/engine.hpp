@@ -18,6 +18,7 @@ struct Step {
 
 struct Pipeline {
     char *name;
+    int64 id;
     Oid owner;
     int nsteps;
     Step *steps;
@@ -44,6 +45,7 @@ Pipeline *load_pipeline(const char *name);
 struct ClaimedRun {
     int64 id;
     char *pipeline;
+    int64 pipeline_id;
     Oid submitter;
     Jsonb *input;
     Jsonb *metadata;

@@ -76,6 +76,14 @@ void broadcast_run_done() {
     if (g_state != nullptr) ConditionVariableBroadcast(&g_state->run_done_cv);
 }
 
+int idle_workers() {
+    if (g_state == nullptr) return 0;
+    int n = 0;
+    for (int i = 0; i < g_state->nslots; i++)
+        if (g_state->slots[i].pid != 0 && pg_atomic_read_u32(&g_state->slots[i].idle) == 1) n++;
+    return n;
+}
+
 void note_retry_due(TimestampTz due) {
     if (g_state == nullptr) return;
     uint64 cur = pg_atomic_read_u64(&g_state->next_retry_due);

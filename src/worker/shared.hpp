@@ -47,6 +47,7 @@ void wake_workers(int n);
 void broadcast_run_done();
 void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
+int idle_workers();
 // Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.
 long idle_timeout_ms(long max_ms);
 

@@ -98,6 +98,9 @@ void commit_txn() {
     engine::flush_writes();
     PopActiveSnapshot();
     CommitTransactionCommand();
+    // Background workers must report their statistics themselves (rate-limited inside): without it
+    // autovacuum never sees the dead tuples the workers leave in the run tables.
+    pgstat_report_stat(false);
 }
 
 bool txn_is_due(const TxnClock *clock) {
@@ -215,15 +218,27 @@ int serve_once(MemoryContext iter_ctx) {
     if (safe_mode > 0) safe_mode--;
     // A full batch suggests more work: let another idle worker help.
     if (n == batch) shared::wake_workers(1);
+    // The claim drained the queue: parallelism beats batching now. Keep a fair share and leave the rest to
+    // the idle workers (released by the commit below, and woken only after it).
+    int released = 0;
+    if (n < batch && n > 1) {
+        int idle = shared::idle_workers();
+        int share = (n + idle) / (idle + 1);
+        if (share < n) {
+            released = n - share;
+            n = share;
+        }
+    }
     // A small batch means a short queue or slow runs: show the claims (status running) at once. The commit
     // is asynchronous: a claim lost in a crash only means the run is pending again, and the next
     // synchronous commit flushes it anyway.
-    if (n <= kEagerClaimMax) {
+    if (n <= kEagerClaimMax || released > 0) {
         for (int i = 0; i < n; i++) engine::persist_claim(&runs[i]);
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();
         begin_txn(&b.clock);
+        if (released > 0) shared::wake_workers(released);
     }
 
     int done = 0;
@@ -232,6 +247,7 @@ int serve_once(MemoryContext iter_ctx) {
         if (b.locks_released && !runs[i].persisted) continue;  // back in the pool since the last commit
         pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
         TimestampTz run_start = GetCurrentTimestamp();
+        if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
         b.current = &runs[i];
         PG_TRY();
         {
@@ -381,6 +397,7 @@ void worker_main(Datum arg) {
         }
         long timeout = shared::idle_timeout_ms(kIdleTimeoutMs);
         if (timeout == 0) continue;  // a retry is due
+        pgstat_report_stat(true);  // going idle: flush what is pending
         pgstat_report_activity(STATE_IDLE, nullptr);
         int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
         if (rc & WL_TIMEOUT) recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION

@@ -1,0 +1,665 @@
+#!/bin/bash
+# Security and multi-tenancy through the background workers.
+#
+# Roles: tenant_a and tenant_b (each with its own schema, an RLS-protected table and a step function),
+# pipe_owner (owns the pipeline "shared" and grants it to both tenants), attacker, pw_admin (member of
+# pipeline_worker_admin). All LOGIN NOSUPERUSER; every psql below connects as the role it tests.
+#
+# Covered: steps run as the submitter under the submitter's RLS; 1,000 runs of one pipeline alternating
+# between the two tenants leak nothing; grants/revokes; EXECUTE re-checked at run time; what each role can
+# see; no direct writes or DDL on the extension's tables; HTTP steps need pipeline_worker_http; escalation
+# attempts from inside a step; GUCs set by a step do not leak to the next step/run of the same worker;
+# search_path attacks (objects in public -- writable by the attacker, as before PostgreSQL 15 -- and in the
+# attacker's own schema first in its search_path); a temporary type created by a step (pg_temp is searched
+# first for type names) must not reach later runs of the same worker; pipeline-name reuse.
+#
+# The attacker's objects record every call in attacker.trap (world-writable), with current_user,
+# session_user and backend type: any row written as another role means attacker code ran with that
+# role's privileges.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=4 pw_cluster_start security
+PWNED=/tmp/pw-security-pwned
+rm -f "$PWNED"
+
+# q ROLE SQL : the output of SQL run as ROLE (or the error text)
+q() { pw_psql -U "$1" -c "$2" 2>&1; }
+# sqlstate ROLE SQL... : OK, or the SQLSTATE of the first error (SQL may hold several statements)
+sqlstate() {
+    local out
+    if out=$(printf '\\set VERBOSITY sqlstate\n%s\n;\n' "$2" | pw_psql -U "$1" 2>&1); then
+        echo OK
+    else
+        out=$(echo "$out" | grep -oE 'ERROR: +[0-9A-Z]{5}' | head -n1 | awk '{print $2}')
+        echo "${out:-?}"
+    fi
+}
+# check_state DESC ROLE EXPECTED_SQLSTATE SQL
+check_state() { pw_check "$1" "$3" "$(sqlstate "$2" "$4")"; }
+# submit ROLE PIPELINE [INPUT] : run id (or the error text)
+submit() { q "$1" "SELECT pipeline_worker.create_run('$2', '${3:-{\}}')"; }
+# wait_as ROLE ID : final status as ROLE sees it
+wait_as() { q "$1" "SELECT pipeline_worker.wait_run($2, '30 s')"; }
+# run_info ID : status | error (as superuser)
+run_info() { pw_psql -c "SELECT status || ' | ' || coalesce(error, '') FROM pipeline_worker.runs WHERE id = $1" 2>&1; }
+set_workers() {
+    pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = $1" -c "SELECT pg_reload_conf()" >/dev/null
+    local got
+    got=$(pw_wait_workers "$1" 20) || pw_fail "pipeline_worker.workers = $1: $got workers after 20 s"
+}
+
+# ====================================================================== setup
+pw_psql >/dev/null <<'SQL' || pw_die "superuser setup failed"
+CREATE EXTENSION pipeline_worker;
+CREATE ROLE tenant_a LOGIN NOSUPERUSER;
+CREATE ROLE tenant_b LOGIN NOSUPERUSER;
+CREATE ROLE attacker LOGIN NOSUPERUSER;
+CREATE ROLE pipe_owner LOGIN NOSUPERUSER;
+CREATE ROLE pw_admin LOGIN NOSUPERUSER IN ROLE pipeline_worker_admin;
+-- a database where untrusted roles may create objects in public (the default before PostgreSQL 15)
+GRANT CREATE ON SCHEMA public TO attacker;
+CREATE SCHEMA tenant_a AUTHORIZATION tenant_a;
+CREATE SCHEMA tenant_b AUTHORIZATION tenant_b;
+CREATE SCHEMA attacker AUTHORIZATION attacker;
+CREATE SCHEMA shared AUTHORIZATION pipe_owner;
+-- one table shared by everybody, each role sees only its own rows
+CREATE TABLE public.shared_docs (id serial PRIMARY KEY, owner name NOT NULL DEFAULT current_user, body text NOT NULL);
+ALTER TABLE public.shared_docs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.shared_docs FORCE ROW LEVEL SECURITY;
+CREATE POLICY own_docs ON public.shared_docs USING (owner = current_user) WITH CHECK (owner = current_user);
+GRANT SELECT, INSERT ON public.shared_docs TO PUBLIC;
+GRANT USAGE ON SEQUENCE public.shared_docs_id_seq TO PUBLIC;
+INSERT INTO public.shared_docs (owner, body)
+    SELECT 'tenant_a', 'a-doc-' || i FROM generate_series(1, 5) i
+    UNION ALL SELECT 'tenant_b', 'b-doc-' || i FROM generate_series(1, 7) i
+    UNION ALL SELECT 'postgres', 'root-doc-' || i FROM generate_series(1, 3) i;
+CREATE TABLE public.guard_log (run_id bigint, who name DEFAULT current_user);
+GRANT SELECT, INSERT ON public.guard_log TO PUBLIC;
+SQL
+
+# each tenant: its own table (FORCE RLS: even the other tenant, who may SELECT/INSERT, sees only its own
+# rows), its own step function (EXECUTE only for the tenant), its own pipeline
+tenant_setup() {
+    sed "s/@T@/$1/g; s/@N@/$2/g" <<'SQL' | pw_psql -U "$1" >/dev/null || pw_die "setup of $1 failed"
+GRANT USAGE ON SCHEMA @T@ TO PUBLIC;
+CREATE TABLE @T@.items (id serial PRIMARY KEY, who name NOT NULL DEFAULT current_user, note text);
+ALTER TABLE @T@.items ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @T@.items FORCE ROW LEVEL SECURITY;
+CREATE POLICY own_items ON @T@.items USING (who = current_user) WITH CHECK (who = current_user);
+GRANT SELECT, INSERT ON @T@.items TO PUBLIC;
+GRANT USAGE ON SEQUENCE @T@.items_id_seq TO PUBLIC;
+INSERT INTO @T@.items (note) SELECT '@T@ item ' || i FROM generate_series(1, @N@) i;
+CREATE FUNCTION @T@.step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO @T@.items (note) VALUES ('run ' || (ctx->>'run_id'));
+    IF ctx->'input' ? 'boom' THEN RAISE EXCEPTION 'boom requested'; END IF;
+    RETURN pg_catalog.jsonb_build_object(
+        'user', current_user::text,
+        'items', (SELECT count(*) FROM @T@.items),
+        'foreign_items', (SELECT count(*) FROM @T@.items WHERE who <> current_user),
+        'docs', (SELECT coalesce(jsonb_agg(body ORDER BY body), '[]') FROM public.shared_docs),
+        'doc_owners', (SELECT coalesce(jsonb_agg(DISTINCT owner::text), '[]') FROM public.shared_docs));
+END $fn$;
+REVOKE EXECUTE ON FUNCTION @T@.step(jsonb) FROM PUBLIC;
+SELECT pipeline_worker.create_pipeline('@T@_pipe', '[{"name": "step", "function": "@T@.step"}]');
+SQL
+}
+tenant_setup tenant_a 3
+tenant_setup tenant_b 4
+
+# the pipeline owner: two steps, the first reads the shared table (unqualified: resolved through the
+# worker's search_path), the second reports the GUCs it sees
+pw_psql -U pipe_owner >/dev/null <<'SQL' || pw_die "setup of pipe_owner failed"
+GRANT USAGE ON SCHEMA shared TO PUBLIC;
+CREATE FUNCTION shared.read_docs(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN pg_catalog.jsonb_build_object(
+        'user', current_user::text,
+        'n', (SELECT count(*) FROM shared_docs),
+        'owners', (SELECT coalesce(jsonb_agg(DISTINCT owner::text), '[]') FROM shared_docs),
+        'docs', (SELECT coalesce(jsonb_agg(body ORDER BY body), '[]') FROM shared_docs));
+END $fn$;
+CREATE FUNCTION shared.report(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN pg_catalog.jsonb_build_object(
+        'user', current_user::text,
+        'read', ctx->'prev',
+        'i', ctx->'input'->'i',
+        'search_path', current_setting('search_path'),
+        'work_mem', current_setting('work_mem'),
+        'app_tenant', coalesce(current_setting('app.tenant', true), ''),
+        'app_local', coalesce(current_setting('app.local', true), ''),
+        'lower', lower('ABC'::text));
+END $fn$;
+CREATE FUNCTION shared.guarded(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO public.guard_log (run_id) VALUES ((ctx->>'run_id')::bigint);
+    RETURN '{"guarded": true}';
+END $fn$;
+REVOKE EXECUTE ON FUNCTION shared.read_docs(jsonb), shared.report(jsonb), shared.guarded(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shared.read_docs(jsonb), shared.report(jsonb) TO tenant_a, tenant_b;
+GRANT EXECUTE ON FUNCTION shared.guarded(jsonb) TO tenant_a;
+SELECT pipeline_worker.create_pipeline('shared', '[{"name": "read", "function": "shared.read_docs"},
+                                                   {"name": "report", "function": "shared.report"}]');
+SELECT pipeline_worker.grant_pipeline('shared', 'tenant_a');
+SELECT pipeline_worker.grant_pipeline('shared', 'tenant_b');
+SQL
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_guarded', '[{\"name\": \"g\", \"function\": \"shared.guarded\"}]')" >/dev/null
+
+# the attacker: a trap table, canaries in its own schema (only reachable with that schema before
+# pg_catalog), better-matching operators/functions in public for what the extension's own SQL compares
+# (oid = integer, regrole = regrole, integer * interval), its step functions and pipelines
+pw_psql -U attacker >/dev/null <<'SQL' || pw_die "setup of attacker failed"
+GRANT USAGE ON SCHEMA attacker TO PUBLIC;
+CREATE TABLE attacker.trap (at timestamptz DEFAULT clock_timestamp(), tag text, cu name DEFAULT current_user,
+                            su name DEFAULT session_user, bt text, detail text);
+GRANT SELECT, INSERT ON attacker.trap TO PUBLIC;
+CREATE FUNCTION attacker.note(t text) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO attacker.trap (tag, bt, detail) VALUES (t,
+        (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
+          WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
+        pg_catalog.current_setting('app.phase', true));
+END $fn$;
+
+-- shadows in the attacker's schema
+CREATE TABLE attacker.shared_docs (id int, owner name, body text);
+INSERT INTO attacker.shared_docs VALUES (1, 'attacker', 'FAKE-DOC');
+GRANT SELECT ON attacker.shared_docs TO PUBLIC;
+CREATE FUNCTION attacker.lower(t text) RETURNS text LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('attacker.lower(text)'); RETURN 'pwned'; END $fn$;
+CREATE FUNCTION attacker.eq_text(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('attacker.=(text,text)'); RETURN a OPERATOR(pg_catalog.=) b; END $fn$;
+CREATE OPERATOR attacker.= (LEFTARG = text, RIGHTARG = text, FUNCTION = attacker.eq_text);
+CREATE FUNCTION attacker.eq_int8(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('attacker.=(bigint,bigint)'); RETURN a OPERATOR(pg_catalog.=) b; END $fn$;
+CREATE OPERATOR attacker.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = attacker.eq_int8);
+
+-- shadows in public (they return the right answers: a stealthy attack)
+CREATE FUNCTION public.eq_oid_int4(a oid, b integer) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('public.=(oid,integer)'); RETURN a OPERATOR(pg_catalog.=) b::oid; END $fn$;
+CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.eq_oid_int4);
+CREATE FUNCTION public.eq_regrole(a regrole, b regrole) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('public.=(regrole,regrole)'); RETURN a::oid OPERATOR(pg_catalog.=) b::oid; END $fn$;
+CREATE OPERATOR public.= (LEFTARG = regrole, RIGHTARG = regrole, FUNCTION = public.eq_regrole);
+CREATE FUNCTION public.mul_int4_interval(a integer, b interval) RETURNS interval LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('public.*(integer,interval)'); RETURN a::float8 OPERATOR(pg_catalog.*) b; END $fn$;
+CREATE OPERATOR public.* (LEFTARG = integer, RIGHTARG = interval, FUNCTION = public.mul_int4_interval);
+CREATE FUNCTION public.jsonb_build_object(k text, v text) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('public.jsonb_build_object(text,text)'); RETURN pg_catalog.jsonb_build_object(k, v); END $fn$;
+CREATE FUNCTION public.lower(t text) RETURNS text LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('public.lower(text)'); RETURN 'pwned'; END $fn$;
+
+-- step functions
+CREATE FUNCTION attacker.esc(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE ctx->'input'->>'sql';
+    PERFORM attacker.note('escalation statement succeeded: ' || (ctx->'input'->>'sql'));
+    RETURN pg_catalog.jsonb_build_object('user', current_user::text, 'session_user', session_user::text);
+END $fn$;
+CREATE FUNCTION attacker.peek(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN pg_catalog.jsonb_build_object(
+        'user', current_user::text,
+        'runs_of_others', (SELECT count(*) FROM pipeline_worker.runs WHERE submitted_by::text <> current_user::text),
+        'steps_of_others', (SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (
+             SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id AND r.submitted_by::text = current_user::text)),
+        'pipelines_of_others', (SELECT count(*) FROM pipeline_worker.pipelines WHERE owner::text <> current_user::text),
+        'items_a', (SELECT count(*) FROM tenant_a.items),
+        'items_b', (SELECT count(*) FROM tenant_b.items),
+        'docs', (SELECT count(*) FROM public.shared_docs));
+END $fn$;
+CREATE FUNCTION attacker.set_gucs(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE res jsonb;
+BEGIN
+    SET search_path = attacker, pg_catalog;
+    SET work_mem = '1234kB';
+    PERFORM pg_catalog.set_config('app.tenant', 'attacker', false);
+    PERFORM pg_catalog.set_config('app.local', 'attacker-local', true);
+    res := pg_catalog.jsonb_build_object('search_path', pg_catalog.current_setting('search_path'),
+             'work_mem', pg_catalog.current_setting('work_mem'), 'lower', lower('ABC'::text));
+    IF (ctx->'input'->>'fail')::boolean THEN RAISE EXCEPTION 'failing after setting GUCs'; END IF;
+    RETURN res;
+END $fn$;
+CREATE FUNCTION attacker.report(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN pg_catalog.jsonb_build_object(
+        'user', current_user::text,
+        'search_path', current_setting('search_path'),
+        'work_mem', current_setting('work_mem'),
+        'app_tenant', coalesce(current_setting('app.tenant', true), ''),
+        'app_local', coalesce(current_setting('app.local', true), ''),
+        'lower', lower('ABC'::text));
+END $fn$;
+CREATE FUNCTION attacker.sleepy(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM pg_catalog.pg_sleep(1); RETURN '{}'; END $fn$;
+CREATE FUNCTION attacker.evil(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM attacker.note('evil step ran, input ' || (ctx->'input')::text);
+    RETURN pg_catalog.jsonb_build_object('user', current_user::text,
+        'stolen', (SELECT pg_catalog.jsonb_agg(note) FROM tenant_a.items));
+END $fn$;
+CREATE FUNCTION attacker.flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF (ctx->>'attempt')::int < 2 THEN RAISE EXCEPTION 'first attempt fails'; END IF;
+    RETURN '{}';
+END $fn$;
+-- a temporary type outlives the step in the worker's session, and pg_temp is searched first for type names
+CREATE FUNCTION attacker.spy_text(v text) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('pg_temp.text domain check'); RETURN true; END $fn$;
+CREATE FUNCTION attacker.temp_trick(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE 'CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (attacker.spy_text(VALUE))';
+    RETURN '{}';
+END $fn$;
+CREATE FUNCTION attacker.trg() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN PERFORM attacker.note('trigger'); RETURN NEW; END $fn$;
+SELECT pipeline_worker.create_pipeline('att_esc', '[{"name": "esc", "function": "attacker.esc"}]');
+SELECT pipeline_worker.create_pipeline('att_retry', '[{"name": "f", "function": "attacker.flaky", "max_attempts": 2, "retry_delay_ms": 0}]');
+SELECT pipeline_worker.create_pipeline('att_temp', '[{"name": "tmp", "function": "attacker.temp_trick"}]');
+SELECT pipeline_worker.create_pipeline('att_peek', '[{"name": "peek", "function": "attacker.peek"}]');
+SELECT pipeline_worker.create_pipeline('att_guc', '[{"name": "set", "function": "attacker.set_gucs"},
+                                                    {"name": "report", "function": "attacker.report"}]');
+SQL
+
+# the workers prepared their SQL when CREATE EXTENSION committed: restart them so that everything they
+# prepare from now on sees the attacker's objects
+set_workers 0
+set_workers 4
+pw_info "setup done; attacker objects in place; workers restarted"
+
+# ====================================================================== steps run as the submitter, under its RLS
+ra=$(submit tenant_a tenant_a_pipe)
+rb=$(submit tenant_b tenant_b_pipe)
+pw_check "tenant_a's run succeeded" succeeded "$(wait_as tenant_a "$ra")"
+pw_check "tenant_b's run succeeded" succeeded "$(wait_as tenant_b "$rb")"
+pw_check_sql "tenant_a's step: current_user = tenant_a, only its 5 docs, its RLS on its own table" \
+    'tenant_a|["a-doc-1", "a-doc-2", "a-doc-3", "a-doc-4", "a-doc-5"]|["tenant_a"]|4|0' \
+    "SELECT concat_ws('|', result->>'user', result->>'docs', result->>'doc_owners', result->>'items', result->>'foreign_items')
+       FROM pipeline_worker.runs WHERE id = $ra"
+pw_check_sql "tenant_b's step: current_user = tenant_b, only its 7 docs, its RLS on its own table" \
+    'tenant_b|7|["tenant_b"]|5|0' \
+    "SELECT concat_ws('|', result->>'user', jsonb_array_length(result->'docs'), result->>'doc_owners', result->>'items', result->>'foreign_items')
+       FROM pipeline_worker.runs WHERE id = $rb"
+pw_check_sql "the runs record their submitters" "tenant_a tenant_b" \
+    "SELECT string_agg(submitted_by::text, ' ' ORDER BY id) FROM pipeline_worker.runs WHERE id IN ($ra, $rb)"
+
+# tenant_b and tenant_a's pipeline: not granted, then granted without EXECUTE on the step, then with it
+check_state "tenant_b cannot submit to tenant_a's pipeline before a grant (42501)" tenant_b 42501 \
+    "SELECT pipeline_worker.create_run('tenant_a_pipe')"
+q tenant_a "SELECT pipeline_worker.grant_pipeline('tenant_a_pipe', 'tenant_b')" >/dev/null
+rx=$(submit tenant_b tenant_a_pipe)
+pw_check "granted pipeline, no EXECUTE on its step function: the run fails" failed "$(wait_as tenant_b "$rx")"
+info=$(run_info "$rx")
+if echo "$info" | grep -Eiq 'may not execute|permission denied'; then pw_ok "... with a permission error"
+else pw_fail "granted pipeline without EXECUTE: expected a permission error, got '$info'"; fi
+q tenant_a "GRANT EXECUTE ON FUNCTION tenant_a.step(jsonb) TO tenant_b" >/dev/null
+rx2=$(submit tenant_b tenant_a_pipe)
+pw_check "with EXECUTE granted: tenant_b's run of tenant_a's pipeline succeeds" succeeded "$(wait_as tenant_b "$rx2")"
+pw_check_sql "... it ran as tenant_b: tenant_b's docs, only tenant_b's row of tenant_a.items" 'tenant_b|7|["tenant_b"]|1|0' \
+    "SELECT concat_ws('|', result->>'user', jsonb_array_length(result->'docs'), result->>'doc_owners', result->>'items', result->>'foreign_items')
+       FROM pipeline_worker.runs WHERE id = $rx2"
+pw_check "tenant_a's own table still shows tenant_a only its own 4 rows" 4 "$(q tenant_a "SELECT count(*) FROM tenant_a.items")"
+pw_check "tenant_a (the pipeline's owner) sees tenant_b's runs of its pipeline" 2 \
+    "$(q tenant_a "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($rx, $rx2)")"
+q tenant_a "SELECT pipeline_worker.revoke_pipeline('tenant_a_pipe', 'tenant_b')" >/dev/null
+q tenant_a "REVOKE EXECUTE ON FUNCTION tenant_a.step(jsonb) FROM tenant_b" >/dev/null
+check_state "tenant_b cannot define a pipeline on tenant_a's function without EXECUTE (42501)" tenant_b 42501 \
+    "SELECT pipeline_worker.create_pipeline('b_steals', '[{\"name\": \"s\", \"function\": \"tenant_a.step\"}]')"
+
+rg=$(submit tenant_a a_guarded)
+pw_check "a_guarded (step function of pipe_owner, EXECUTE granted to tenant_a) succeeds" succeeded "$(wait_as tenant_a "$rg")"
+pw_check_sql "... its effect was written as tenant_a" "tenant_a" "SELECT string_agg(who::text, ',') FROM guard_log WHERE run_id = $rg"
+
+# ====================================================================== escalation from inside a step
+pids_before=$(pw_worker_pids)
+ESC_SQL=(
+    "SET ROLE postgres"
+    "RESET ROLE"
+    "SET SESSION AUTHORIZATION postgres"
+    "SELECT pg_catalog.set_config('role', 'none', false)"
+    "SELECT pg_catalog.set_config('session_authorization', 'postgres', false)"
+    "ALTER SYSTEM SET work_mem = '64MB'"
+    "COPY (SELECT 1) TO PROGRAM 'touch $PWNED'"
+    "CREATE TEMP TABLE shared_docs (id int, owner name, body text)"
+    "LISTEN pw_channel"
+    "SELECT pg_catalog.pg_terminate_backend(pid) FROM pipeline_worker.workers() WHERE pid <> pg_catalog.pg_backend_pid()"
+    "SELECT pg_catalog.pg_read_file('/etc/passwd')"
+    "ALTER ROLE attacker SUPERUSER"
+    "GRANT pipeline_worker_admin TO attacker"
+    "UPDATE pipeline_worker.runs SET status = 'succeeded'"
+    "SELECT pipeline_worker.claim_run()"
+)
+ESC_PAT=(
+    'within security-(restricted operation|definer function)|permission denied to set role'
+    'within security-(restricted operation|definer function)'
+    'within security-(restricted operation|definer function)|permission denied'
+    'within security-(restricted operation|definer function)'
+    'within security-(restricted operation|definer function)|permission denied'
+    'permission denied|superuser|cannot be executed from a function|cannot run inside a transaction block'
+    'pg_execute_server_program|permission denied|superuser'
+    'security-restricted'
+    'security-restricted'
+    'superuser|permission denied'
+    'permission denied'
+    'permission denied|superuser'
+    'permission denied|admin option'
+    'permission denied'
+    'permission denied'
+)
+esc_ids=()
+for s in "${ESC_SQL[@]}"; do
+    esc_ids+=("$(echo "SELECT pipeline_worker.create_run('att_esc', pg_catalog.jsonb_build_object('sql', :'s'))" \
+                  | pw_psql -U attacker -v s="$s" 2>&1)")
+done
+rp=$(submit attacker att_peek)
+rr=$(submit attacker att_retry)
+for i in "${!ESC_SQL[@]}"; do
+    id=${esc_ids[$i]}
+    st=$(wait_as attacker "$id")
+    info=$(run_info "$id")
+    if [ "$st" = failed ] && echo "$info" | grep -Eiq -- "${ESC_PAT[$i]}"; then
+        pw_ok "step cannot: ${ESC_SQL[$i]}"
+    else
+        pw_fail "step cannot: ${ESC_SQL[$i]} (expected a failed run with /${ESC_PAT[$i]}/, got '$st': '$info')"
+    fi
+done
+pw_check "attacker's peek step succeeded" succeeded "$(wait_as attacker "$rp")"
+pw_check "attacker's retried step succeeded on its second attempt" "succeeded" "$(wait_as attacker "$rr")"
+pw_check_sql "a step of the attacker sees only its own runs/steps/pipelines and no tenant rows" \
+    "attacker|0|0|0|0|0|0" \
+    "SELECT concat_ws('|', result->>'user', result->>'runs_of_others', result->>'steps_of_others', result->>'pipelines_of_others',
+            result->>'items_a', result->>'items_b', result->>'docs')
+       FROM pipeline_worker.runs WHERE id = $rp"
+pw_check "COPY TO PROGRAM did not run" "absent" "$([ -e "$PWNED" ] && echo present || echo absent)"
+pw_check_sql "attacker is still no superuser and no member of pipeline_worker_admin" "false false" \
+    "SELECT rolsuper || ' ' || pg_has_role('attacker', 'pipeline_worker_admin', 'MEMBER') FROM pg_roles WHERE rolname = 'attacker'"
+pw_check "the workers survived the escalation attempts (same pids)" "$pids_before" "$(pw_worker_pids)"
+
+# ====================================================================== HTTP steps
+HTTP_STEP='[{"name": "hook", "http": {"url": "http://127.0.0.1:9/hook", "method": "POST"}}]'
+check_state "attacker cannot define an HTTP step (42501)" attacker 42501 \
+    "SELECT pipeline_worker.create_pipeline('att_http', '$HTTP_STEP')"
+check_state "attacker cannot define a mixed function + HTTP pipeline (42501)" attacker 42501 \
+    "SELECT pipeline_worker.create_pipeline('att_http2', '[{\"name\": \"a\", \"function\": \"attacker.peek\"}, {\"name\": \"hook\", \"http\": {\"url\": \"https://example.com/x\"}}]')"
+pw_check_sql "nothing was stored" 0 "SELECT count(*) FROM pipeline_worker.pipelines WHERE name IN ('att_http', 'att_http2')"
+check_state "attacker cannot grant itself pipeline_worker_http (42501)" attacker 42501 "GRANT pipeline_worker_http TO attacker"
+pw_psql -c "GRANT pipeline_worker_http TO tenant_a"
+check_state "a member of pipeline_worker_http may define an HTTP step" tenant_a OK \
+    "SELECT pipeline_worker.create_pipeline('a_http', '$HTTP_STEP')"
+rh=$(submit tenant_a a_http)
+pw_check "... its run fails (HTTP execution not implemented)" failed "$(wait_as tenant_a "$rh")"
+info=$(run_info "$rh")
+if echo "$info" | grep -q 'HTTP steps are not supported'; then pw_ok "... with the documented error"
+else pw_fail "HTTP run error: got '$info'"; fi
+check_state "attacker cannot submit to the HTTP pipeline (42501)" attacker 42501 "SELECT pipeline_worker.create_run('a_http')"
+
+# ====================================================================== no direct writes, no DDL on the extension's objects
+checksum_sql="SELECT md5(coalesce((SELECT string_agg(x::text, '|' ORDER BY x::text) FROM pipeline_worker.runs x), '')
+                      || coalesce((SELECT string_agg(x::text, '|' ORDER BY x::text) FROM pipeline_worker.run_steps x), '')
+                      || coalesce((SELECT string_agg(x::text, '|' ORDER BY x::text) FROM pipeline_worker.pipelines x), '')
+                      || coalesce((SELECT string_agg(x::text, '|' ORDER BY x::text) FROM pipeline_worker.pipeline_grants x), ''))
+                 || ' ' || (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pipeline_worker')
+                 || ' ' || (SELECT count(*) FROM pg_rules WHERE schemaname = 'pipeline_worker')
+                 || ' ' || (SELECT count(*) FROM pg_policies WHERE schemaname = 'pipeline_worker')
+                 || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pipeline_worker')
+                 || ' ' || (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pipeline_worker')"
+pw_wait_all_finished 20 >/dev/null
+before=$(pw_psql -c "$checksum_sql")
+own_run=$rp
+FORBIDDEN=(
+    "INSERT INTO pipeline_worker.runs (pipeline, submitted_by, status) VALUES ('shared', 'tenant_a', 'succeeded')"
+    "UPDATE pipeline_worker.runs SET status = 'succeeded', result = '{\"forged\": true}'"
+    "UPDATE pipeline_worker.runs SET submitted_by = 'tenant_a' WHERE id = $own_run"
+    "DELETE FROM pipeline_worker.runs"
+    "TRUNCATE pipeline_worker.runs"
+    "SELECT id FROM pipeline_worker.runs FOR UPDATE"
+    "BEGIN; LOCK TABLE pipeline_worker.runs IN ACCESS EXCLUSIVE MODE; COMMIT"
+    "INSERT INTO pipeline_worker.run_steps (run_id, position, name, status, started_at) VALUES ($ra, 9, 'forged', 'succeeded', now())"
+    "UPDATE pipeline_worker.run_steps SET output = '\"forged\"'"
+    "DELETE FROM pipeline_worker.run_steps"
+    "INSERT INTO pipeline_worker.pipelines (name, steps, owner) VALUES ('forged', '[]', 'attacker')"
+    "UPDATE pipeline_worker.pipelines SET owner = 'attacker'"
+    "DELETE FROM pipeline_worker.pipelines"
+    "INSERT INTO pipeline_worker.pipeline_grants VALUES ('shared', 'attacker')"
+    "UPDATE pipeline_worker.pipeline_grants SET grantee = 'attacker'"
+    "DELETE FROM pipeline_worker.pipeline_grants"
+    "CREATE TRIGGER t BEFORE INSERT OR UPDATE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION attacker.trg()"
+    "CREATE TRIGGER t AFTER INSERT ON pipeline_worker.run_steps FOR EACH ROW EXECUTE FUNCTION attacker.trg()"
+    "CREATE RULE r AS ON UPDATE TO pipeline_worker.runs DO ALSO INSERT INTO attacker.trap (tag) VALUES ('rule')"
+    "CREATE RULE r AS ON INSERT TO pipeline_worker.pipeline_grants DO INSTEAD NOTHING"
+    "CREATE POLICY p ON pipeline_worker.runs FOR SELECT USING (true)"
+    "ALTER TABLE pipeline_worker.runs DISABLE ROW LEVEL SECURITY"
+    "CREATE INDEX ON pipeline_worker.runs (id)"
+    "CREATE TABLE pipeline_worker.evil (i int)"
+    "CREATE FUNCTION pipeline_worker.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+    "CREATE OR REPLACE FUNCTION pipeline_worker.pipeline_owner(pipeline text) RETURNS regrole LANGUAGE sql AS 'SELECT ''attacker''::regrole'"
+    "CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION attacker.trg()"
+    "SELECT pipeline_worker.claim_run()"
+    "SELECT pipeline_worker.execute_run($ra)"
+    "SELECT pipeline_worker.recover_runs()"
+    "SELECT pipeline_worker.wake_workers()"
+    "GRANT pipeline_worker_admin TO attacker"
+    "SELECT pipeline_worker.grant_pipeline('shared', 'attacker')"
+    "SELECT pipeline_worker.revoke_pipeline('shared', 'tenant_a')"
+    "SELECT pipeline_worker.drop_pipeline('shared')"
+    "SELECT pipeline_worker.create_run('shared')"
+    "SELECT pipeline_worker.create_run('tenant_a_pipe')"
+)
+for s in "${FORBIDDEN[@]}"; do
+    check_state "attacker refused (42501): $s" attacker 42501 "$s"
+done
+pw_check "the extension's tables, triggers, rules, policies and objects are unchanged" "$before" "$(pw_psql -c "$checksum_sql")"
+
+# ====================================================================== attacker's schema first in its own search_path
+# Extension functions called from such a session must not resolve anything through it: the attacker's
+# operators record the phase (app.phase) and the role they ran as.
+pw_psql -U attacker >/dev/null 2>&1 <<'SQL'
+SET search_path = attacker, pg_catalog;
+SELECT set_config('app.phase', 'create_pipeline', false);
+SELECT pipeline_worker.create_pipeline('att_sp', '[{"name": "zz", "function": "attacker.sleepy"}]');
+SELECT set_config('app.phase', 'grant_pipeline', false);
+SELECT pipeline_worker.grant_pipeline('att_sp', 'tenant_a');
+SELECT set_config('app.phase', 'revoke_pipeline', false);
+SELECT pipeline_worker.revoke_pipeline('att_sp', 'tenant_a');
+SELECT set_config('app.phase', 'create_run', false);
+SELECT pipeline_worker.create_run('att_sp') AS r \gset
+SELECT set_config('app.phase', 'cancel_run', false);
+SELECT pipeline_worker.cancel_run(:r);
+SELECT set_config('app.phase', 'wait_run', false);
+SELECT pipeline_worker.wait_run(:r, '10 s');
+SELECT set_config('app.phase', 'retry_run', false);
+SELECT pipeline_worker.retry_run(:r);
+SELECT set_config('app.phase', 'cancel_run', false);
+SELECT pipeline_worker.cancel_run(:r);
+SELECT set_config('app.phase', 'drop_pipeline', false);
+SELECT pipeline_worker.wait_run(:r, '10 s');
+SELECT pipeline_worker.drop_pipeline('att_sp');
+SQL
+pw_check_sql "attacker session (search_path attacker, pg_catalog) exercised the extension functions" 0 \
+    "SELECT count(*) FROM pipeline_worker.pipelines WHERE name = 'att_sp'"
+pw_check_sql "extension functions never ran the attacker's operators with elevated privileges" "0 " \
+    "SELECT count(*) || ' ' || coalesce(string_agg(DISTINCT tag || ' as ' || cu || ' in ' || coalesce(detail, '?'), '; '), '')
+       FROM attacker.trap WHERE su::text = 'attacker' AND cu::text <> 'attacker'"
+
+# ====================================================================== one worker: GUC leaks, EXECUTE revoked after submission
+set_workers 0
+t1=$(submit attacker att_temp)
+g1=$(submit attacker att_guc)
+p1=$(submit tenant_a shared '{"i": -1}')
+g2=$(submit attacker att_guc '{"fail": true}')
+p2=$(submit tenant_b shared '{"i": -2}')
+rv=$(submit tenant_a a_guarded)
+# while they are pending: the attacker can neither see, wait for nor cancel them
+pw_check "attacker: wait_run on tenant_a's run says it does not exist" "ERROR:  run $p1 does not exist" \
+    "$(q attacker "SELECT pipeline_worker.wait_run($p1, '1 s')")"
+check_state "attacker cannot cancel tenant_b's pending run" attacker 42704 "SELECT pipeline_worker.cancel_run($p2)"
+q pipe_owner "REVOKE EXECUTE ON FUNCTION shared.guarded(jsonb) FROM tenant_a" >/dev/null
+pw_check_sql "six runs pending, no worker" "6" \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($t1, $g1, $p1, $g2, $p2, $rv) AND status = 'pending'"
+set_workers 1
+for id in $t1 $g1 $p1 $g2 $p2 $rv; do pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 s')" >/dev/null; done
+pw_check_sql "one worker executed all six, in order" "1 succeeded succeeded failed succeeded failed" \
+    "SELECT count(DISTINCT worker_pid) || ' ' || string_agg(status, ' ' ORDER BY id) FROM pipeline_worker.runs
+      WHERE id IN ($t1, $g1, $p1, $g2, $p2, $rv) AND id <> $t1"
+pw_check_sql "... the same worker as the attacker's temp-type step ($(run_info "$t1"))" 1 \
+    "SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($t1, $g1, $p1, $g2, $p2, $rv)"
+pw_check_sql "a temporary type created by the attacker's step never reaches later tenant runs in the same worker" "0 " \
+    "SELECT count(*) || ' ' || coalesce(string_agg(DISTINCT cu::text, ','), '') FROM attacker.trap
+      WHERE tag = 'pg_temp.text domain check' AND cu::text <> 'attacker'"
+pw_check_sql "the attacker's step did change its GUCs (and its own canary fired)" \
+    'attacker, pg_catalog|1234kB|pwned' \
+    "SELECT concat_ws('|', output->>'search_path', output->>'work_mem', output->>'lower')
+       FROM pipeline_worker.run_steps WHERE run_id = $g1 AND position = 1"
+expect_defaults='"$user", public|4MB|||abc'
+pw_check_sql "GUCs of a step do not leak into the next step of the run" "$expect_defaults" \
+    "SELECT concat_ws('|', result->>'search_path', result->>'work_mem', result->>'app_tenant', result->>'app_local', result->>'lower')
+       FROM pipeline_worker.runs WHERE id = $g1"
+pw_check_sql "... nor into the next run (tenant_a's, same worker)" "tenant_a|$expect_defaults|5|[\"tenant_a\"]" \
+    "SELECT concat_ws('|', result->>'user', result->>'search_path', result->>'work_mem', result->>'app_tenant', result->>'app_local',
+            result->>'lower', result->'read'->>'n', result->'read'->>'owners')
+       FROM pipeline_worker.runs WHERE id = $p1"
+pw_check_sql "a failed step's GUCs do not leak either (tenant_b's next run)" "tenant_b|$expect_defaults|7|[\"tenant_b\"]" \
+    "SELECT concat_ws('|', result->>'user', result->>'search_path', result->>'work_mem', result->>'app_tenant', result->>'app_local',
+            result->>'lower', result->'read'->>'n', result->'read'->>'owners')
+       FROM pipeline_worker.runs WHERE id = $p2"
+info=$(run_info "$rv")
+if echo "$info" | grep -Eiq '^failed \| .*(may not execute|permission denied)'; then
+    pw_ok "EXECUTE revoked after submission: the run fails with a permission error"
+else pw_fail "EXECUTE revoked after submission: expected a permission error, got '$info'"; fi
+pw_check_sql "... and the step function never ran" 0 "SELECT count(*) FROM guard_log WHERE run_id = $rv"
+
+# ====================================================================== 1,000 runs of one pipeline, alternating tenants
+set_workers 0
+set_workers 4
+pw_psql -U attacker -c "DO \$d\$ BEGIN
+    FOR i IN 1..100 LOOP
+        PERFORM pipeline_worker.create_run('att_guc', pg_catalog.jsonb_build_object('fail', i % 2 = 0, 'bulk', true));
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.02);
+    END LOOP; END \$d\$" >/dev/null 2>&1 &
+attacker_job=$!
+start=$(pw_now)
+pw_psql >/dev/null <<'SQL' || pw_fail "submitting the 1,000 runs failed"
+DO $d$
+BEGIN
+    FOR i IN 1..1000 LOOP
+        IF i % 2 = 1 THEN SET ROLE tenant_a; ELSE SET ROLE tenant_b; END IF;
+        PERFORM pipeline_worker.create_run('shared', pg_catalog.jsonb_build_object('i', i));
+        RESET ROLE;
+        IF i % 10 = 0 THEN COMMIT; PERFORM pg_catalog.pg_sleep(0.02); END IF;
+    END LOOP;
+END $d$;
+SQL
+wait "$attacker_job"
+pw_wait_all_finished 45
+pw_info "1,000 alternating runs + 100 attacker GUC runs finished in $(pw_elapsed "$start") s"
+res=$(pw_psql <<'SQL'
+WITH s AS (
+    SELECT r.*, r.submitted_by::text AS sb,
+           CASE WHEN (r.input->>'i')::int % 2 = 1 THEN 'tenant_a' ELSE 'tenant_b' END AS expected_sb
+      FROM pipeline_worker.runs r
+     WHERE r.pipeline = 'shared' AND (r.input->>'i')::int BETWEEN 1 AND 1000)
+SELECT concat_ws(' ',
+    count(*),
+    count(*) FILTER (WHERE status = 'succeeded'),
+    count(*) FILTER (WHERE sb <> expected_sb),
+    count(*) FILTER (WHERE result->>'user' IS DISTINCT FROM sb OR result->'read'->>'user' IS DISTINCT FROM sb),
+    count(*) FILTER (WHERE result->'read'->'owners' IS DISTINCT FROM jsonb_build_array(sb)
+                        OR result->'read'->'docs' IS DISTINCT FROM
+                           (SELECT jsonb_agg(d.body ORDER BY d.body) FROM public.shared_docs d WHERE d.owner::text = sb)),
+    count(*) FILTER (WHERE result->>'search_path' IS DISTINCT FROM '"$user", public' OR result->>'work_mem' IS DISTINCT FROM '4MB'
+                        OR result->>'app_tenant' <> '' OR result->>'app_local' <> '' OR result->>'lower' IS DISTINCT FROM 'abc'),
+    count(*) FILTER (WHERE result->>'i' IS DISTINCT FROM input->>'i'))
+  FROM s;
+SQL
+)
+pw_check "1,000 runs: total, succeeded, wrong submitter, wrong current_user, foreign/missing rows, leaked GUCs, crossed inputs" \
+    "1000 1000 0 0 0 0 0" "$res"
+pw_check_sql "1,000 runs: every step row ran as the run's submitter" "2000 0" \
+    "SELECT count(*) || ' ' || count(*) FILTER (WHERE s.output->>'user' IS DISTINCT FROM r.submitted_by::text)
+       FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+      WHERE r.pipeline = 'shared' AND (r.input->>'i')::int BETWEEN 1 AND 1000"
+pw_check_sql "100 attacker GUC runs: 50 succeeded, 50 failed, none leaked into their own second step" "50 50 0" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count(*) FILTER (WHERE status = 'failed') || ' ' ||
+            count(*) FILTER (WHERE status = 'succeeded' AND (result->>'work_mem' <> '4MB' OR result->>'lower' <> 'abc'))
+       FROM pipeline_worker.runs WHERE pipeline = 'att_guc' AND input ? 'bulk'"
+overlap=$(pw_psql -c "SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE pipeline = 'att_guc' AND input ? 'bulk'
+                        AND worker_pid IN (SELECT worker_pid FROM pipeline_worker.runs WHERE pipeline = 'shared')")
+if [ "${overlap:-0}" -ge 1 ] 2>/dev/null; then pw_ok "attacker GUC runs and tenant runs shared $overlap worker(s)"
+else pw_fail "attacker GUC runs and tenant runs shared no worker ($overlap): the leak check proves little"; fi
+pw_check "tenant_a sees its 501 runs of 'shared', tenant_b its 501" "501 501" \
+    "$(q tenant_a "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'shared'") $(q tenant_b "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'shared'")"
+
+# ====================================================================== visibility, per role
+visible_expected() {
+    pw_psql -c "WITH v AS (SELECT id FROM pipeline_worker.runs
+                            WHERE submitted_by::text = '$1'
+                               OR pipeline IN (SELECT name FROM pipeline_worker.pipelines WHERE owner::text = '$1'))
+                SELECT (SELECT count(*) || '/' || coalesce(sum(id), 0) FROM v) || ' steps '
+                    || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN (SELECT id FROM v))"
+}
+visible_got() {
+    q "$1" "SELECT (SELECT count(*) || '/' || coalesce(sum(id), 0) FROM pipeline_worker.runs) || ' steps '
+                || (SELECT count(*) FROM pipeline_worker.run_steps)"
+}
+for role in tenant_a tenant_b pipe_owner attacker; do
+    pw_check "$role sees exactly the runs (and steps) it submitted or of its pipelines" "$(visible_expected $role)" "$(visible_got $role)"
+done
+pw_check "pw_admin (pipeline_worker_admin) sees every run and step" \
+    "$(pw_psql -c "SELECT (SELECT count(*) || '/' || coalesce(sum(id), 0) FROM pipeline_worker.runs) || ' steps ' || (SELECT count(*) FROM pipeline_worker.run_steps)")" \
+    "$(visible_got pw_admin)"
+pw_check "attacker reads no other role's runs, outputs, errors, pipelines or grants" "0 0 0 0 0" \
+    "$(q attacker "SELECT concat_ws(' ',
+        (SELECT count(*) FROM pipeline_worker.runs WHERE submitted_by::text <> 'attacker'),
+        (SELECT count(*) FROM pipeline_worker.runs WHERE result::text LIKE '%doc-%' OR input::text LIKE '%\"i\"%' OR error LIKE '%guarded%'),
+        (SELECT count(*) FROM pipeline_worker.run_steps WHERE output::text LIKE '%doc-%' OR error LIKE '%may not execute%'),
+        (SELECT count(*) FROM pipeline_worker.pipelines WHERE owner::text <> 'attacker'),
+        (SELECT count(*) FROM pipeline_worker.pipeline_grants))")"
+check_state "attacker cannot retry tenant_a's failed run" attacker 42704 "SELECT pipeline_worker.retry_run($rv)"
+pw_check_sql "... it stays failed" failed "SELECT status FROM pipeline_worker.runs WHERE id = $rv"
+check_state "pw_admin may manage any pipeline (grant)" pw_admin OK "SELECT pipeline_worker.grant_pipeline('tenant_b_pipe', 'pipe_owner')"
+check_state "pw_admin may manage any pipeline (revoke)" pw_admin OK "SELECT pipeline_worker.revoke_pipeline('tenant_b_pipe', 'pipe_owner')"
+
+# ====================================================================== revoke_pipeline
+q pipe_owner "SELECT pipeline_worker.revoke_pipeline('shared', 'tenant_b')" >/dev/null
+check_state "after revoke_pipeline, tenant_b cannot submit to 'shared' (42501)" tenant_b 42501 "SELECT pipeline_worker.create_run('shared')"
+rs=$(submit tenant_a shared '{"i": 0}')
+pw_check "tenant_a still can" succeeded "$(wait_as tenant_a "$rs")"
+pw_check "tenant_b still sees the runs it submitted" 501 "$(q tenant_b "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'shared'")"
+
+# ====================================================================== pipeline-name reuse
+# tenant_a's failed run of a pipeline it then drops; the attacker creates a pipeline with the same name.
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_tmp', '[{\"name\": \"step\", \"function\": \"tenant_a.step\"}]')" >/dev/null
+rt=$(submit tenant_a a_tmp '{"boom": true, "secret": "a-secret-42"}')
+pw_check "tenant_a's run of a_tmp failed" failed "$(wait_as tenant_a "$rt")"
+q tenant_a "SELECT pipeline_worker.drop_pipeline('a_tmp')" >/dev/null
+check_state "attacker may create a pipeline named like tenant_a's dropped one" attacker OK \
+    "SELECT pipeline_worker.create_pipeline('a_tmp', '[{\"name\": \"step\", \"function\": \"attacker.evil\"}]')"
+pw_check "... but does not see tenant_a's old runs of that name (input, errors)" "0" \
+    "$(q attacker "SELECT count(*) FROM pipeline_worker.runs WHERE submitted_by::text <> 'attacker' OR input::text LIKE '%a-secret%'")"
+check_state "... and cannot retry tenant_a's old run under its own definition" attacker 42704 "SELECT pipeline_worker.retry_run($rt)"
+pw_wait_all_finished 20 >/dev/null
+pw_check_sql "tenant_a's old run was not re-executed" "failed 1" \
+    "SELECT status || ' ' || claims FROM pipeline_worker.runs WHERE id = $rt"
+
+# ====================================================================== the trap
+pw_check_sql "worker bookkeeping never called the attacker's operators/functions (they would run as superuser)" "0 " \
+    "SELECT count(*) || ' ' || coalesce(string_agg(DISTINCT tag || ' as ' || cu, '; '), '')
+       FROM attacker.trap WHERE bt = 'pipeline_worker' AND cu::text NOT IN ('attacker', 'tenant_a', 'tenant_b')"
+pw_check_sql "extension functions called by other roles (default search_path) never ran attacker code" "0 " \
+    "SELECT count(*) || ' ' || coalesce(string_agg(DISTINCT tag || ' as ' || cu || ' in a session of ' || su, '; '), '')
+       FROM attacker.trap WHERE bt = 'client backend' AND su::text <> 'attacker'"
+pw_check_sql "no tenant step ever ran attacker code through shadowed names or a leaked search_path" "0 " \
+    "SELECT count(*) || ' ' || coalesce(string_agg(DISTINCT tag || ' as ' || cu, '; '), '')
+       FROM attacker.trap WHERE cu::text IN ('tenant_a', 'tenant_b')
+        AND tag NOT LIKE 'evil step ran%' AND tag <> 'pg_temp.text domain check'"
+pw_check_sql "no escalation statement ever succeeded inside a step" 0 \
+    "SELECT count(*) FROM attacker.trap WHERE tag LIKE 'escalation statement succeeded%'"
+pw_info "trap rows by tag/role/backend: $(pw_psql -c "SELECT string_agg(x, '; ') FROM (SELECT tag || ' as ' || cu || ' (' || coalesce(bt, '?') || ') x' || count(*) AS x FROM attacker.trap GROUP BY tag, cu, bt ORDER BY 1) s")"
+crashes=$(grep -E 'terminated by signal|server process .* was terminated|PANIC' "$PW_LOG" || true)
+pw_check "no crash in the server log" "" "$crashes"
+pw_finish
