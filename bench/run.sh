@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Benchmark of the pipeline_worker extension on workload W1 (shared/peers/README.md), next to the
+# peers (plain Node pg worker pool, graphile-worker, an in-server PL/pgSQL floor), all on one
+# throwaway PostgreSQL 15 cluster that this script starts and removes. See bench/README.md.
+#
+# usage: bench/run.sh [options]
+#   --mode drain|latency   drain (default): N pre-inserted runs, time until all succeeded
+#                          latency: one open-loop submitter at --rate runs/s for --duration s
+#   --sweep                drain at --sweep-workers (1,2,4,10) for us and the peers, one latency run
+#                          each at --workers, charts in bench/out/{throughput,latency}.png
+#   --soak [N]             pipeline_worker only: drain N runs (default 200000) in batches of
+#                          --soak-batch (10000) with the workers running; worker RSS, table sizes,
+#                          dead tuples at start and end
+#   --runs N (10000)  --workers W (10)  --reps R (1)
+#   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
+#   --peers all|none|p1,p2   (all) node-pg, graphile-3step, graphile-noop, graphile-noop-batched,
+#                            plpgsql-floor, graphile-3step-batched
+#   --pw-configs LIST        (default,strict) pipeline_worker settings to measure, or none
+#   --step-lang plpgsql|sql  (plpgsql) language of the W1 step functions
+#   --quiet-wait S (60) --quiet-pct P (15)  wait up to S s before each timed run for <= P % CPU busy
+#   --timeout S (900)        bound of every timed phase; --max-seconds S (7200) bound of everything
+#   --stall-timeout S (120)  the extension's runs fail as stalled after S s without progress
+#   --sweep-workers LIST (1,2,4,10)  --soak-batch N (10000)  --out DIR (bench/out)
+#   --keep                   keep the cluster directory (/tmp/pwbench.*) afterwards
+# Result lines go to stdout (and bench/out/results-*.txt); progress and diagnostics to stderr.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PGBIN=${PWBENCH_PGBIN:-/usr/lib/postgresql/15/bin}
+OSUSER=${PWBENCH_OSUSER:-postgres}
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+MODE=drain KEEP=0 MAXS=7200 SOAK_N=200000
+ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --sweep) MODE=sweep ;;
+    --soak)
+      MODE=soak
+      if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then SOAK_N=$2; shift; fi ;;
+    --keep) KEEP=1 ;;
+    --max-seconds) [ $# -gt 1 ] || die "missing value for $1"; MAXS=$2; shift ;;
+    --mode)
+      [ $# -gt 1 ] || die "missing value for $1"
+      case "$2" in drain|latency) MODE=$2 ;; *) die "--mode must be drain or latency" ;; esac
+      shift ;;
+    --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
+    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out)
+      [ $# -gt 1 ] || die "missing value for $1"
+      ARGS+=("$1" "$2"); shift ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+[[ "$MAXS" =~ ^[1-9][0-9]*$ ]] || die "--max-seconds must be a positive integer"
+[[ "$SOAK_N" =~ ^[1-9][0-9]*$ ]] || die "--soak N must be a positive integer"
+
+for t in initdb pg_ctl postgres psql pg_waldump; do [ -x "$PGBIN/$t" ] || die "$PGBIN/$t not found (PWBENCH_PGBIN)"; done
+command -v node >/dev/null || die "node not found"
+command -v npm >/dev/null || die "npm not found"
+if [ "$MODE" = sweep ] && ! command -v gnuplot >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing gnuplot-nox (charts)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >&2 ||
+      echo "run.sh: could not install gnuplot-nox; charts will be missing (data files are written)" >&2
+  else
+    echo "run.sh: gnuplot not found (apt-get install gnuplot-nox); charts will be missing" >&2
+  fi
+fi
+if [ ! -d "$HERE/node_modules" ]; then
+  echo "run.sh: installing node packages (npm ci)" >&2
+  (cd "$HERE" && npm ci --no-audit --no-fund >&2)
+fi
+
+# ------------------------------------------------------------------ throwaway cluster
+if [ "$(id -u)" = 0 ]; then
+  id "$OSUSER" >/dev/null 2>&1 || die "OS user $OSUSER does not exist (PostgreSQL refuses to run as root)"
+  as_pg() { (cd /tmp && runuser -u "$OSUSER" -- "$@"); }
+  AS_PG=1
+else
+  as_pg() { "$@"; }
+  AS_PG=0
+fi
+DIR=$(mktemp -d /tmp/pwbench.XXXXXX)
+chmod 755 "$DIR"
+[ "$AS_PG" = 1 ] && chown "$OSUSER": "$DIR"
+DATA=$DIR/data
+LOG=$DIR/server.log
+STARTED=0
+cleanup() {
+  local rc=$?
+  if [ "$STARTED" = 1 ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+      as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+  fi
+  if [ "$KEEP" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; }; then
+    echo "run.sh: kept $DIR (server log: $LOG)" >&2
+  else
+    rm -rf "$DIR"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 >"$DIR/initdb.log" 2>&1 ||
+  { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
+PORT=$((20000 + RANDOM % 30000))
+# Stock settings except: unix socket only (in our own directory), the extension preloaded, room
+# for its background workers, and its workers off until the benchmark starts them.
+cat >>"$DATA/postgresql.conf" <<EOF
+# --- bench/run.sh
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$DIR'
+shared_preload_libraries = 'pipeline_worker'
+max_worker_processes = 40
+pipeline_worker.workers = 0
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null ||
+  { tail -n 20 "$LOG" >&2; die "cluster did not start"; }
+STARTED=1
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres PGAPPNAME=pwbench
+echo "run.sh: cluster up in $DIR (port $PORT, socket only); mode $MODE" >&2
+
+EXTRA=()
+[ "$MODE" = soak ] && EXTRA+=(--soak-runs "$SOAK_N")
+timeout --kill-after=30 "$MAXS" node "$HERE/js/main.mjs" --mode "$MODE" "${ARGS[@]}" "${EXTRA[@]}" \
+  --pgdata "$DATA" --pglog "$LOG" --pgbin "$PGBIN" --as-pg "$AS_PG" --max-seconds "$MAXS"

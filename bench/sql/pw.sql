@@ -1,0 +1,124 @@
+-- pipeline_worker side of the benchmark: the W1 pipeline and the post-run checks.
+-- Run once per cluster by bench/js/main.mjs (idempotent). Everything of ours lives in schema
+-- pwbench; the extension's own tables are only read here (and truncated between timed runs).
+CREATE EXTENSION IF NOT EXISTS pipeline_worker;
+CREATE EXTENSION IF NOT EXISTS pgstattuple;   -- exact dead-tuple counts for --soak
+
+DROP SCHEMA IF EXISTS pwbench CASCADE;
+CREATE SCHEMA pwbench;
+
+-- W1 step k: {"value": prev.value + k}. The extension hands every step a context object;
+-- for step 1 ctx.prev is the run's input. Two implementations: PL/pgSQL (default) and SQL.
+CREATE FUNCTION pwbench.bench_step1(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 1); END $$;
+CREATE FUNCTION pwbench.bench_step2(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 2); END $$;
+CREATE FUNCTION pwbench.bench_step3(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 3); END $$;
+
+CREATE FUNCTION pwbench.bench_sql_step1(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+$$ SELECT jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 1) $$;
+CREATE FUNCTION pwbench.bench_sql_step2(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+$$ SELECT jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 2) $$;
+CREATE FUNCTION pwbench.bench_sql_step3(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+$$ SELECT jsonb_build_object('value', (ctx->'prev'->>'value')::bigint + 3) $$;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pipeline_worker.pipelines WHERE name = 'w1') THEN
+        PERFORM pipeline_worker.drop_pipeline('w1');
+    END IF;
+    IF EXISTS (SELECT 1 FROM pipeline_worker.pipelines WHERE name = 'w1_sql') THEN
+        PERFORM pipeline_worker.drop_pipeline('w1_sql');
+    END IF;
+END $$;
+SELECT pipeline_worker.create_pipeline('w1', '[
+    {"name": "s1", "function": "pwbench.bench_step1"},
+    {"name": "s2", "function": "pwbench.bench_step2"},
+    {"name": "s3", "function": "pwbench.bench_step3"}]');
+SELECT pipeline_worker.create_pipeline('w1_sql', '[
+    {"name": "s1", "function": "pwbench.bench_sql_step1"},
+    {"name": "s2", "function": "pwbench.bench_sql_step2"},
+    {"name": "s3", "function": "pwbench.bench_sql_step3"}]');
+
+-- Runs claimed other than exactly once, when the extension keeps a per-run claim counter
+-- (pipeline_worker.runs.claims; older builds have none: NULL).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pipeline_worker.runs'::regclass
+                                            AND attname = 'claims' AND NOT attisdropped) THEN
+        EXECUTE $f$CREATE FUNCTION pwbench.claims_not_one() RETURNS bigint LANGUAGE sql AS
+                   'SELECT count(*) FROM pipeline_worker.runs WHERE claims <> 1'$f$;
+    ELSE
+        EXECUTE $f$CREATE FUNCTION pwbench.claims_not_one() RETURNS bigint LANGUAGE sql AS
+                   'SELECT NULL::bigint'$f$;
+    END IF;
+END $$;
+
+-- Post-run check of pipeline_worker.runs / run_steps after a W1 run of n runs.
+-- Returns 'ok' or '; '-separated problems. "Claimed once" is checked as runs.claims = 1 where that
+-- column exists, and always as exactly one run_steps row per (run, position), attempt 1, succeeded.
+CREATE FUNCTION pwbench.verify(n bigint) RETURNS text LANGUAGE sql AS $$
+  WITH r AS (SELECT * FROM pipeline_worker.runs),
+  st AS (
+    SELECT run_id,
+           count(*)                                              AS cnt,
+           array_agg(position ORDER BY position, attempt)        AS positions,
+           bool_and(attempt = 1)                                 AS first_attempt,
+           bool_and(status = 'succeeded')                        AS all_ok,
+           array_agg((output->>'value')::bigint ORDER BY position) AS vals,
+           array_agg(started_at ORDER BY position)               AS t0,
+           array_agg(finished_at ORDER BY position)              AS t1
+      FROM pipeline_worker.run_steps GROUP BY run_id),
+  bad AS (
+    SELECT format('runs=%s expected %s', (SELECT count(*) FROM r), n) AS p
+     WHERE (SELECT count(*) FROM r) <> n
+    UNION ALL
+    SELECT format('%s runs not succeeded (%s)', count(*), string_agg(DISTINCT status, ','))
+      FROM r WHERE status <> 'succeeded' HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs claimed other than exactly once (runs.claims <> 1)', pwbench.claims_not_one())
+     WHERE coalesce(pwbench.claims_not_one(), 0) > 0
+    UNION ALL
+    SELECT format('%s runs with an error text', count(*)) FROM r WHERE error IS NOT NULL HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs without worker_pid', count(*)) FROM r WHERE worker_pid IS NULL HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs with missing/misordered created/started/finished', count(*))
+      FROM r WHERE started_at IS NULL OR finished_at IS NULL
+                OR NOT (created_at <= started_at AND started_at <= finished_at) HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs whose result is not input+6', count(*))
+      FROM r WHERE (result->>'value')::bigint IS DISTINCT FROM (input->>'value')::bigint + 6
+     HAVING count(*) > 0
+    UNION ALL
+    SELECT format('run_steps=%s expected %s', (SELECT count(*) FROM pipeline_worker.run_steps), 3 * n)
+     WHERE (SELECT count(*) FROM pipeline_worker.run_steps) <> 3 * n
+    UNION ALL
+    SELECT format('%s runs without exactly one succeeded attempt-1 row for each of positions 1,2,3', count(*))
+      FROM r LEFT JOIN st ON st.run_id = r.id
+     WHERE st.positions IS DISTINCT FROM ARRAY[1,2,3] OR NOT st.first_attempt OR NOT st.all_ok
+     HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s run_steps groups for unknown runs', count(*))
+      FROM st WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.id = st.run_id) HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs whose step outputs are not input+1/+3/+6', count(*))
+      FROM r JOIN st ON st.run_id = r.id
+     WHERE st.vals IS DISTINCT FROM ARRAY[(r.input->>'value')::bigint + 1,
+                                          (r.input->>'value')::bigint + 3,
+                                          (r.input->>'value')::bigint + 6]
+     HAVING count(*) > 0
+    UNION ALL
+    -- step k ran inside the run's [started_at, finished_at], after step k-1 finished
+    SELECT format('%s runs whose step times are outside the run or not increasing by position', count(*))
+      FROM r JOIN st ON st.run_id = r.id
+     WHERE st.cnt = 3 AND NOT (
+             r.started_at <= st.t0[1] AND st.t0[1] <= st.t1[1]
+         AND st.t1[1] <= st.t0[2] AND st.t0[2] <= st.t1[2]
+         AND st.t1[2] <= st.t0[3] AND st.t0[3] <= st.t1[3]
+         AND st.t1[1] < st.t1[2] AND st.t1[2] < st.t1[3]
+         AND st.t1[3] <= r.finished_at)
+     HAVING count(*) > 0)
+  SELECT coalesce(string_agg(p, '; '), 'ok') FROM bad;
+$$;
