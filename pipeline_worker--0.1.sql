@@ -26,6 +26,18 @@ CREATE TABLE pipeline_worker.pipelines (
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
+-- Values of HTTP headers listed in a step's "secret_headers": kept out of pipelines.steps (which shows
+-- "********" instead). No role is granted anything on this table, and RLS has no policy for it.
+CREATE TABLE pipeline_worker.pipeline_secrets (
+    pipeline_id bigint NOT NULL REFERENCES pipeline_worker.pipelines (id) ON DELETE CASCADE,
+    step        text   NOT NULL,
+    header      text   NOT NULL,
+    value       text   NOT NULL,
+    PRIMARY KEY (pipeline_id, step, header)
+);
+ALTER TABLE pipeline_worker.pipeline_secrets ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON pipeline_worker.pipeline_secrets FROM PUBLIC;
+
 CREATE TABLE pipeline_worker.pipeline_grants (
     pipeline    text    NOT NULL REFERENCES pipeline_worker.pipelines (name) ON DELETE CASCADE,
     grantee     regrole NOT NULL,
@@ -80,6 +92,7 @@ ALTER TABLE pipeline_worker.run_steps SET (autovacuum_vacuum_scale_factor = 0.05
 
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.pipelines', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.pipeline_grants', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.pipeline_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.run_steps', '');
 

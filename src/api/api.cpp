@@ -31,7 +31,7 @@ namespace {
 
 constexpr int kMaxPipelineName = 200;
 
-SPIPlanPtr plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
+SPIPlanPtr plan_insert_secret, plan_insert_pipeline, plan_pipeline_owner, plan_grantees, plan_active_runs, plan_delete_pipeline,
     plan_insert_grant, plan_delete_grant, plan_insert_run, plan_run_status, plan_cancel_lock, plan_cancel_running,
     plan_retry, plan_retry_check;
 
@@ -162,12 +162,24 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
         resolved[i] = resolve_function(p->steps[i].name, p->steps[i].function);
     }
     char *normalized = nullptr;
+    int nsecrets = 0;
+    char **secret_fields = nullptr;  // step, header, value per secret
     pg::CppError err = pg::cpp_call([&] {
         core::Definition def = core::parse_definition(steps, options);
         std::vector<std::string> names;
         for (int i = 0; i < p->nsteps; i++) names.emplace_back(resolved[i] ? resolved[i] : "");
-        normalized = pg::pstrdup_nothrow(core::normalized_steps(def, names));
+        std::vector<core::Secret> secrets;
+        normalized = pg::pstrdup_nothrow(core::normalized_steps(def, names, &secrets));
         if (normalized == nullptr) throw std::bad_alloc();
+        secret_fields = static_cast<char **>(
+            MemoryContextAllocExtended(CurrentMemoryContext, sizeof(char *) * 3 * (secrets.size() + 1), MCXT_ALLOC_NO_OOM));
+        if (secret_fields == nullptr) throw std::bad_alloc();
+        for (const core::Secret &sec : secrets) {
+            const std::string *fields[3] = {&sec.step, &sec.header, &sec.value};
+            for (int f = 0; f < 3; f++)
+                if ((secret_fields[nsecrets * 3 + f] = pg::pstrdup_nothrow(*fields[f])) == nullptr) throw std::bad_alloc();
+            nsecrets++;
+        }
     });
     pg::raise_if_failed(err, "invalid pipeline definition");
 
@@ -177,11 +189,22 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
                   ObjectIdGetDatum(GetUserId())};
     engine::run_as_owner(&plan_insert_pipeline,
                          "INSERT INTO pipeline_worker.pipelines (name, steps, options, owner)"
-                         " VALUES ($1, $2::jsonb, $3::jsonb, $4::regrole) ON CONFLICT (name) DO NOTHING",
+                         " VALUES ($1, $2::jsonb, $3::jsonb, $4::regrole) ON CONFLICT (name) DO NOTHING RETURNING id",
                          4, types, v, nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("pipeline \"%s\" already exists", name),
                         errhint("Drop it first with pipeline_worker.drop_pipeline(), or choose another name.")));
+    bool isnull;
+    int64 pipeline_id = DatumGetInt64(col(0, 1, &isnull));
+    for (int i = 0; i < nsecrets; i++) {
+        Oid st[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+        Datum sv[4] = {Int64GetDatum(pipeline_id), CStringGetTextDatum(secret_fields[i * 3]),
+                       CStringGetTextDatum(secret_fields[i * 3 + 1]), CStringGetTextDatum(secret_fields[i * 3 + 2])};
+        engine::run_as_owner(&plan_insert_secret,
+                             "INSERT INTO pipeline_worker.pipeline_secrets (pipeline_id, step, header, value)"
+                             " VALUES ($1, $2, $3, $4)",
+                             4, st, sv, nullptr, false);
+    }
     SPI_finish();
     engine::xact_pipelines_changed = true;
     PG_RETURN_VOID();

@@ -35,6 +35,14 @@ int int_in_range(const json::Value &v, const std::string &what, int64_t lo, int6
     return static_cast<int>(n);
 }
 
+bool iequals(const std::string &a, const std::string &b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++)
+        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+            return false;
+    return true;
+}
+
 bool is_token_char(char c) {
     // RFC 9110 tchar
     return std::isalnum(static_cast<unsigned char>(c)) || std::string("!#$%&'*+-.^_`|~").find(c) != std::string::npos;
@@ -91,14 +99,23 @@ HttpSpec parse_http(const json::Value &v, const std::string &at) {
             h.follow_redirects = val.as_bool();
         } else if (key == "secret_headers") {
             if (!val.is_array()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
-            for (const auto &s : val.as_array())
+            for (const auto &s : val.as_array()) {
                 if (!s.is_string()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
+                h.secret_headers.push_back(s.as_string());
+            }
         } else {
             throw DefinitionError(at + ": unknown http key " + json::quote(key),
                                   std::string("Allowed http keys: ") + kHttpKeys + ".");
         }
     }
     if (!have_url) throw DefinitionError(at + ": http step needs a \"url\"");
+    for (const auto &name : h.secret_headers) {
+        bool found = false;
+        for (const auto &hv : h.headers) found = found || iequals(hv.first, name);
+        if (!found)
+            throw DefinitionError(at + ": secret header " + json::quote(name) + " is not in \"headers\"",
+                                  "List in \"secret_headers\" the names of headers whose values must stay hidden.");
+    }
     return h;
 }
 
@@ -186,11 +203,30 @@ Definition parse_definition(const std::string &steps_text, const std::string &op
     return def;
 }
 
-std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved) {
+std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved,
+                             std::vector<Secret> *secrets) {
     json::Value steps = def.steps_json;
     auto &items = steps.as_array();
-    for (size_t i = 0; i < items.size() && i < resolved.size(); ++i)
-        if (!def.steps[i].is_http) items[i].set("function", json::Value::string(resolved[i]));
+    for (size_t i = 0; i < items.size(); ++i) {
+        const StepSpec &spec = def.steps[i];
+        if (!spec.is_http) {
+            if (i < resolved.size()) items[i].set("function", json::Value::string(resolved[i]));
+            continue;
+        }
+        json::Value http = *items[i].find("http");
+        const json::Value *headers = http.find("headers");
+        if (headers == nullptr || spec.http.secret_headers.empty()) continue;
+        json::Value masked = *headers;
+        for (auto &[name, value] : masked.as_object()) {
+            bool secret = false;
+            for (const auto &s : spec.http.secret_headers) secret = secret || iequals(s, name);
+            if (!secret) continue;
+            if (secrets != nullptr) secrets->push_back(Secret{spec.name, name, value.as_string()});
+            value = json::Value::string(kSecretMask);
+        }
+        http.set("headers", masked);
+        items[i].set("http", http);
+    }
     return json::serialize(steps);
 }
 

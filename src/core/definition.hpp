@@ -16,6 +16,7 @@ struct DefinitionError : InputError {
 };
 
 struct HttpSpec {
+    std::vector<std::string> secret_headers;  // names (as given) whose values are secret
     std::string url;
     std::string method = "POST";
     std::vector<std::pair<std::string, std::string>> headers;
@@ -55,7 +56,18 @@ struct Definition {
 // Validates a definition given as JSON text. Throws DefinitionError (or json::ParseError).
 Definition parse_definition(const std::string &steps_json, const std::string &options_json);
 
-// The steps array with each function step's "function" replaced by resolved[i] (ignored for HTTP steps).
-std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved);
+// A secret header value, moved out of the visible definition.
+struct Secret {
+    std::string step;
+    std::string header;
+    std::string value;
+};
+
+constexpr const char *kSecretMask = "********";
+
+// The steps array with each function step's "function" replaced by resolved[i] (ignored for HTTP steps) and
+// every secret header value replaced by kSecretMask; the secrets are appended to *secrets.
+std::string normalized_steps(const Definition &def, const std::vector<std::string> &resolved,
+                             std::vector<Secret> *secrets = nullptr);
 
 }  // namespace pw::core

@@ -395,6 +395,20 @@ info=$(run_info "$rh")
 if echo "$info" | grep -q 'HTTP steps are not supported'; then pw_ok "... with the documented error"
 else pw_fail "HTTP run error: got '$info'"; fi
 check_state "attacker cannot submit to the HTTP pipeline (42501)" attacker 42501 "SELECT pipeline_worker.create_run('a_http')"
+# secret header values: hidden in every view, kept only where no role can read them
+SECRET_STEP='[{"name": "call", "http": {"url": "https://example.com/x", "headers": {"Authorization": "Bearer tok-5ecr3t", "X-Plain": "visible"}, "secret_headers": ["Authorization"]}}]'
+check_state "a secret header is accepted" tenant_a OK "SELECT pipeline_worker.create_pipeline('a_secret', '$SECRET_STEP')"
+pw_check "secret header value not shown in pipelines.steps (owner's view)" "f t t" \
+    "$(q tenant_a "SELECT (steps::text LIKE '%tok-5ecr3t%') || ' ' || (steps::text LIKE '%********%') || ' ' || (steps::text LIKE '%visible%') FROM pipeline_worker.pipelines WHERE name = 'a_secret'" | sed 's/true/t/g; s/false/f/g')"
+check_state "the owner cannot read pipeline_secrets (42501)" tenant_a 42501 "SELECT * FROM pipeline_worker.pipeline_secrets"
+check_state "the attacker cannot read pipeline_secrets (42501)" attacker 42501 "SELECT * FROM pipeline_worker.pipeline_secrets"
+pw_check_sql "the value is kept for execution (extension owner only)" "Authorization|Bearer tok-5ecr3t" \
+    "SELECT header || '|' || value FROM pipeline_worker.pipeline_secrets s JOIN pipeline_worker.pipelines p ON p.id = s.pipeline_id WHERE p.name = 'a_secret'"
+rs=$(submit tenant_a a_secret)
+wait_as tenant_a "$rs" >/dev/null
+pw_check_sql "secret not in any run, step row or error" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs r LEFT JOIN pipeline_worker.run_steps s ON s.run_id = r.id
+      WHERE r::text LIKE '%tok-5ecr3t%' OR s::text LIKE '%tok-5ecr3t%'"
 
 # ====================================================================== no direct writes, no DDL on the extension's objects
 checksum_sql="SELECT md5(coalesce((SELECT string_agg(x::text, '|' ORDER BY x::text) FROM pipeline_worker.runs x), '')
@@ -660,6 +674,7 @@ pw_check_sql "no tenant step ever ran attacker code through shadowed names or a 
 pw_check_sql "no escalation statement ever succeeded inside a step" 0 \
     "SELECT count(*) FROM attacker.trap WHERE tag LIKE 'escalation statement succeeded%'"
 pw_info "trap rows by tag/role/backend: $(pw_psql -c "SELECT string_agg(x, '; ') FROM (SELECT tag || ' as ' || cu || ' (' || coalesce(bt, '?') || ') x' || count(*) AS x FROM attacker.trap GROUP BY tag, cu, bt ORDER BY 1) s")"
+pw_check "secret header value never in the server log" 0 "$(grep -c 'tok-5ecr3t' "$PW_LOG")"
 crashes=$(grep -E 'terminated by signal|server process .* was terminated|PANIC' "$PW_LOG" || true)
 pw_check "no crash in the server log" "" "$crashes"
 pw_finish

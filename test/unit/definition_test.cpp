@@ -93,3 +93,25 @@ TEST(Definition, NormalisesFunctionNames) {
     EXPECT_EQ(normalized_steps(d, {"public.f", ""}),
               R"([{"name": "a", "function": "public.f"}, {"name": "b", "http": {"url": "http://x"}}])");
 }
+
+TEST(Definition, SecretHeadersAreMaskedAndExtracted) {
+    Definition d = parse_definition(
+        R"([{"name": "h", "http": {"url": "https://x", "headers": {"Authorization": "Bearer s3cr3t", "X-Plain": "v"},
+                                   "secret_headers": ["authorization"]}}])",
+        "{}");
+    std::vector<pw::core::Secret> secrets;
+    std::string out = normalized_steps(d, {""}, &secrets);
+    EXPECT_EQ(out.find("s3cr3t"), std::string::npos);
+    EXPECT_NE(out.find("\"Authorization\": \"********\""), std::string::npos);
+    EXPECT_NE(out.find("\"X-Plain\": \"v\""), std::string::npos);
+    ASSERT_EQ(secrets.size(), 1u);
+    EXPECT_EQ(secrets[0].step, "h");
+    EXPECT_EQ(secrets[0].header, "Authorization");
+    EXPECT_EQ(secrets[0].value, "Bearer s3cr3t");
+}
+
+TEST(Definition, SecretHeaderMustBeAHeader) {
+    EXPECT_NE(error_of(R"([{"name": "h", "http": {"url": "http://x", "secret_headers": ["Authorization"]}}])")
+                  .find("is not in \"headers\""),
+              std::string::npos);
+}
