@@ -15,7 +15,8 @@ namespace pw::worker {
 namespace {
 
 constexpr long kExtensionPollMs = 1000;    // while waiting for CREATE EXTENSION
-constexpr long kIdleTimeoutMs = 1000;      // idle safety net: recovery sweep, retries that became due
+constexpr long kIdleTimeoutMs = 1000;      // worker 0's idle safety net: periodic recovery sweep
+constexpr long kIdleTimeoutOtherMs = 10000;  // other workers sleep until woken (work, a due retry, a dead worker)
 constexpr long kRestartBackoffMs = 1000;   // launcher: minimum time between two starts of one slot
 constexpr int kMaxBatch = 64;
 
@@ -128,10 +129,14 @@ void between_steps(void *arg) {
     }
 }
 
-void maybe_recover(TimestampTz *last_sweep) {
+// Sweeps when asked (the launcher saw a worker exit; start-up) and, on worker 0 only, every
+// recovery_interval_ms as a safety net: one sweeper is enough, and the others stay out of the latency path.
+void maybe_recover(TimestampTz *last_sweep, bool periodic) {
     shared::State *st = shared::state();
     bool asked = st != nullptr && pg_atomic_exchange_u32(&st->recovery_needed, 0) != 0;
-    if (!asked && !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)) return;
+    if (!asked && (!periodic ||
+                   !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)))
+        return;
     *last_sweep = GetCurrentTimestamp();
     pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
     StartTransactionCommand();
@@ -374,7 +379,7 @@ void worker_main(Datum arg) {
                 claimed = -1;
             } else {
                 recheck_extension = false;
-                maybe_recover(&last_sweep);
+                maybe_recover(&last_sweep, slot_no == 0);
                 claimed = serve_once(iter_ctx);
             }
         }
@@ -395,7 +400,7 @@ void worker_main(Datum arg) {
             pg_atomic_write_u32(&my_slot->idle, 0);
             continue;
         }
-        long timeout = shared::idle_timeout_ms(kIdleTimeoutMs);
+        long timeout = shared::idle_timeout_ms(slot_no == 0 ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
         if (timeout == 0) continue;  // a retry is due
         pgstat_report_stat(true);  // going idle: flush what is pending
         pgstat_report_activity(STATE_IDLE, nullptr);
