@@ -183,6 +183,7 @@ pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext c
         n = engine::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
         claims_since_full++;
     }
+    int from_hint = n;
     if (n < batch) {
         // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
         n += engine::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
@@ -191,7 +192,15 @@ pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext c
     int64 top = 0;
     for (int i = 0; i < n; i++) top = runs[i].id > top ? runs[i].id : top;
     uint64 cur = pg_atomic_read_u64(&st->claim_hint);
-    while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
+    if (hinted && from_hint == 0 && n > 0) {
+        // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
+        // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
+        // claim would pay a useless hinted query first.
+        uint64 seen = static_cast<uint64>(hint);  // only if no other worker moved it meanwhile
+        (void)pg_atomic_compare_exchange_u64(&st->claim_hint, &seen, static_cast<uint64>(top + 1));
+    } else {
+        while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
+        }
     }
     // keep the batch in FIFO order
     for (int i = 1; i < n; i++)

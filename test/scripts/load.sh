@@ -124,4 +124,13 @@ pw_check_common "alternating" alt 120 240
 pw_check "worker pids unchanged after all that" "$pids" "$(pw_worker_pids)"
 pw_check_sql "nothing left pending or running" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE status NOT IN ('succeeded', 'failed')"
+# The workers (still running) report their table statistics, so autovacuum sees what they write and update.
+stats=""
+for i in $(seq 1 50); do
+    stats=$(pw_psql -c "SELECT (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.run_steps'::regclass) > 0
+                           AND (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.runs'::regclass) > 0")
+    [ "$stats" = t ] && break
+    sleep 0.1
+done
+pw_check "running workers' writes show in pg_stat_user_tables" t "$stats"
 pw_finish
