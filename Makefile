@@ -12,7 +12,7 @@ PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
 # Postgres headers as system headers: our -Werror applies to our code, not to theirs.
 PG_CPPFLAGS = -Isrc -isystem $(PG_INCLUDEDIR_SERVER)
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -fno-omit-frame-pointer
-SHLIB_LINK = -lstdc++
+SHLIB_LINK = -lcurl -lstdc++
 
 # No LLVM bitcode for the C++ sources (Debian's server is built --with-llvm; JIT inlining is not needed).
 override with_llvm = no

@@ -11,6 +11,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The HTTP tests' endpoint (test/http/server.js) runs on Node: any node on PATH will do, else Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     # Debian's postgresql package would create and start a "main" cluster; we only need the binaries.

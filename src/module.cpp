@@ -1,5 +1,7 @@
 // Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
+#include "core/allowlist.hpp"
 #include "engine/engine.hpp"
+#include "pg/boundary.hpp"
 #include "worker/shared.hpp"
 
 extern "C" {
@@ -14,6 +16,9 @@ char *database = nullptr;
 int claim_batch = 64;
 int commit_interval_ms = 20;
 int recovery_interval_ms = 1000;
+char *http_allowed_hosts = nullptr;
+int http_max_response_bytes = 1024 * 1024;
+int http_max_in_flight = 1000;
 }  // namespace guc
 
 namespace worker {
@@ -46,6 +51,16 @@ void xact_callback(XactEvent event, void *) {
     }
 }
 
+bool check_allowed_hosts(char **newval, void **, GucSource) {
+    pg::CppError err = pg::cpp_call([&] { (void)core::Allowlist::parse(*newval != nullptr ? *newval : ""); });
+    if (err.failed) {
+        GUC_check_errdetail("%s", err.message);
+        if (err.hint[0] != '\0') GUC_check_errhint("%s", err.hint);
+        return false;
+    }
+    return true;
+}
+
 void define_gucs() {
     DefineCustomIntVariable("pipeline_worker.workers", "Number of background workers executing pipeline runs.",
                             "0 disables the workers. Needs max_worker_processes > workers + 1 (the launcher).",
@@ -65,6 +80,19 @@ void define_gucs() {
                             "How often an idle worker checks for runs whose claiming backend has exited.",
                             nullptr, &guc::recovery_interval_ms, 1000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
                             nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pipeline_worker.http_allowed_hosts",
+                               "Hosts HTTP steps may call: host names, *.domain wildcards, *, IP addresses, CIDR ranges.",
+                               "Comma separated. Empty (the default) allows no host. Checked against the URL's host "
+                               "name and the address actually connected to, on every redirect.",
+                               &guc::http_allowed_hosts, "", PGC_SIGHUP, 0, check_allowed_hosts, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.http_max_response_bytes",
+                            "Largest HTTP response body a step accepts; a larger one fails the attempt.", nullptr,
+                            &guc::http_max_response_bytes, 1024 * 1024, 1024, MaxAllocSize / 2, PGC_SIGHUP,
+                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.http_max_in_flight",
+                            "HTTP requests one worker keeps in flight at most.",
+                            "Bounded further by the server's open file limit (logged when it binds).",
+                            &guc::http_max_in_flight, 1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("pipeline_worker");
 }
 

@@ -4,6 +4,8 @@
 
 #include "core/backoff.hpp"
 #include "core/definition.hpp"
+#include "core/json.hpp"
+#include "engine/http.hpp"
 #include "pg/boundary.hpp"
 #include "worker/shared.hpp"
 
@@ -49,7 +51,7 @@ SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
     return *cache;
 }
 
-SPIPlanPtr plan_load_pipeline, plan_load_run, plan_load_steps, plan_claim, plan_claim_mine, plan_recover, plan_fail,
+SPIPlanPtr plan_lock_http, plan_load_pipeline, plan_load_run, plan_load_steps, plan_claim, plan_claim_mine, plan_recover, plan_fail,
     plan_release, plan_persist_claim;
 
 // Bookkeeping statements run as the tables' owner, whatever role the caller (or the step) is.
@@ -267,6 +269,7 @@ struct StepRow {
     Jsonb *output;
     char *error;
     TimestampTz started, finished;
+    bool upsert;  // HTTP steps: the attempt's row may exist already (status running)
 };
 
 struct RunRow {
@@ -280,7 +283,14 @@ struct RunRow {
     int delay_ms;
 };
 
+struct ClaimRow {
+    int64 id;
+    int claims;
+    TimestampTz claimed_at;
+};
+
 MemoryContext write_ctx = nullptr;
+List *pending_claims = NIL;
 List *pending_steps = NIL;
 List *pending_runs = NIL;
 
@@ -291,7 +301,7 @@ MemoryContext writes_context() {
 }
 
 void buffer_step(int64 run_id, int pos, int attempt, const char *name, const char *status, Jsonb *output,
-                 const char *error, TimestampTz started) {
+                 const char *error, TimestampTz started, bool upsert = false) {
     MemoryContext old = MemoryContextSwitchTo(writes_context());
     StepRow *row = static_cast<StepRow *>(palloc(sizeof(StepRow)));
     row->run_id = run_id;
@@ -303,6 +313,7 @@ void buffer_step(int64 run_id, int pos, int attempt, const char *name, const cha
     row->error = error ? pstrdup(error) : nullptr;
     row->started = started;
     row->finished = GetCurrentTimestamp();
+    row->upsert = upsert;
     pending_steps = lappend(pending_steps, row);
     MemoryContextSwitchTo(old);
 }
@@ -339,10 +350,25 @@ Datum make_array(Datum *values, bool *nulls, int n, Oid type) {
     return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval, typalign));
 }
 
-SPIPlanPtr plan_flush_steps, plan_flush_runs;
+SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_runs;
+
+void flush_steps_kind(bool upsert);
 
 void flush_steps() {
-    int n = list_length(pending_steps);
+    bool any_upsert = false, any_plain = false;
+    ListCell *lc;
+    foreach (lc, pending_steps) {
+        if (static_cast<StepRow *>(lfirst(lc))->upsert) any_upsert = true;
+        else any_plain = true;
+    }
+    if (any_plain) flush_steps_kind(false);
+    if (any_upsert) flush_steps_kind(true);
+}
+
+void flush_steps_kind(bool upsert) {
+    int n = 0;
+    ListCell *lc;
+    foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->upsert == upsert;
     if (n == 0) return;
     Datum *cols[9];
     bool *nulls[9];
@@ -351,9 +377,9 @@ void flush_steps() {
         nulls[c] = static_cast<bool *>(palloc0(sizeof(bool) * n));
     }
     int i = 0;
-    ListCell *lc;
     foreach (lc, pending_steps) {
         StepRow *r = static_cast<StepRow *>(lfirst(lc));
+        if (r->upsert != upsert) continue;
         cols[0][i] = Int64GetDatum(r->run_id);
         cols[1][i] = Int32GetDatum(r->pos);
         cols[2][i] = Int32GetDatum(r->attempt);
@@ -365,6 +391,7 @@ void flush_steps() {
         nulls[6][i] = r->error == nullptr;
         cols[7][i] = TimestampTzGetDatum(r->started);
         cols[8][i] = TimestampTzGetDatum(r->finished);
+        nulls[8][i] = strcmp(r->status, "running") == 0;
         i++;
     }
     Oid elem[9] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
@@ -372,13 +399,20 @@ void flush_steps() {
                     TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
     Datum v[9];
     for (int c = 0; c < 9; c++) v[c] = make_array(cols[c], nulls[c], n, elem[c]);
-    SPIPlanPtr p = prepare(&plan_flush_steps,
-                           "INSERT INTO pipeline_worker.run_steps"
-                           " (run_id, position, attempt, name, status, output, error, started_at, finished_at)"
-                           " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-                           "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
-                           "   pg_catalog.unnest($8), pg_catalog.unnest($9))",
-                           9, types);
+#define PW_STEP_ROWS                                                                                   \
+    "INSERT INTO pipeline_worker.run_steps"                                                             \
+    " (run_id, position, attempt, name, status, output, error, started_at, finished_at)"                \
+    " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"    \
+    "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"    \
+    "   pg_catalog.unnest($8), pg_catalog.unnest($9))"
+    SPIPlanPtr p = upsert ? prepare(&plan_flush_steps_upsert,
+                                    PW_STEP_ROWS
+                                    " ON CONFLICT (run_id, position, attempt) DO UPDATE SET status = excluded.status,"
+                                    " output = excluded.output, error = excluded.error,"
+                                    " started_at = excluded.started_at, finished_at = excluded.finished_at",
+                                    9, types)
+                          : prepare(&plan_flush_steps, PW_STEP_ROWS, 9, types);
+#undef PW_STEP_ROWS
     exec_as_owner(p, v, nullptr, false, 0);
 }
 
@@ -490,6 +524,32 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
             steps[i].max_attempts = def.max_attempts(i);
             steps[i].retry_delay_ms = def.retry_delay_ms(i);
             steps[i].timeout_ms = s.is_http ? s.http.timeout_ms : def.timeout_ms(i);
+            if (s.is_http) {
+                size_t nh = s.http.headers.size();
+                steps[i].url = pg::pstrdup_nothrow(s.http.url);
+                steps[i].method = pg::pstrdup_nothrow(s.http.method);
+                steps[i].follow_redirects = s.http.follow_redirects;
+                steps[i].nheaders = static_cast<int>(nh);
+                auto alloc = [](size_t bytes) {
+                    void *m = MemoryContextAllocExtended(CurrentMemoryContext, bytes ? bytes : 1,
+                                                         MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+                    if (m == nullptr) throw std::bad_alloc();
+                    return m;
+                };
+                steps[i].header_names = static_cast<char **>(alloc(sizeof(char *) * nh));
+                steps[i].header_values = static_cast<char **>(alloc(sizeof(char *) * nh));
+                steps[i].header_secret = static_cast<bool *>(alloc(sizeof(bool) * nh));
+                if (steps[i].url == nullptr || steps[i].method == nullptr) throw std::bad_alloc();
+                for (size_t h = 0; h < nh; h++) {
+                    const auto &kv = s.http.headers[h];
+                    steps[i].header_names[h] = pg::pstrdup_nothrow(kv.first);
+                    steps[i].header_values[h] = pg::pstrdup_nothrow(kv.second);
+                    if (steps[i].header_names[h] == nullptr || steps[i].header_values[h] == nullptr)
+                        throw std::bad_alloc();
+                    for (const auto &sec : s.http.secret_headers)
+                        if (strcasecmp(sec.c_str(), kv.first.c_str()) == 0) steps[i].header_secret[h] = true;
+                }
+            }
         }
         nsteps = static_cast<int>(def.steps.size());
     });
@@ -498,6 +558,38 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     p->steps = steps;
     return p;
 }
+
+namespace {
+
+SPIPlanPtr plan_load_secrets;
+
+// Secret header values are kept out of pipelines.steps (masked there); the workers read them here.
+void load_secrets(Pipeline *p) {
+    bool any = false;
+    for (int i = 0; i < p->nsteps; i++)
+        for (int h = 0; h < p->steps[i].nheaders; h++) any = any || p->steps[i].header_secret[h];
+    if (!any) return;
+    Oid types[1] = {INT8OID};
+    SPIPlanPtr plan = prepare(&plan_load_secrets,
+                              "SELECT step, header, value FROM pipeline_worker.pipeline_secrets WHERE pipeline_id = $1",
+                              1, types);
+    Datum v[1] = {Int64GetDatum(p->id)};
+    exec_as_owner(plan, v, nullptr, true, 0);
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        char *step = TextDatumGetCString(col(r, 1, &isnull));
+        char *header = TextDatumGetCString(col(r, 2, &isnull));
+        for (int i = 0; i < p->nsteps; i++) {
+            Step *s = &p->steps[i];
+            if (strcmp(s->name, step) != 0) continue;
+            for (int h = 0; h < s->nheaders; h++)
+                if (s->header_secret[h] && pg_strcasecmp(s->header_names[h], header) == 0)
+                    s->header_values[h] = MemoryContextStrdup(cache_ctx, TextDatumGetCString(col(r, 3, &isnull)));
+        }
+    }
+}
+
+}  // namespace
 
 Pipeline *load_pipeline(const char *name) {
     pipeline_cache_init();
@@ -532,6 +624,7 @@ Pipeline *load_pipeline(const char *name) {
     p->owner = owner;
     p->id = DatumGetInt64(col(0, 4, &isnull));
     MemoryContextSwitchTo(old);
+    load_secrets(p);
     e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
     e->generation = generation;
     e->pipeline = p;
@@ -593,22 +686,53 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
 void persist_claim(ClaimedRun *run) {
     if (run->persisted) return;
     run->persisted = true;
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
-    Oid types[5] = {INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
-    Datum v[5] = {Int64GetDatum(run->id), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
-                  TimestampTzGetDatum(run->claimed_at), Int32GetDatum(run->claims)};
-    SPIPlanPtr p = prepare(&plan_persist_claim,
-                           "UPDATE pipeline_worker.runs SET status = 'running', worker_pid = $2, worker_started_at = $3,"
-                           " started_at = $4, claims = $5, not_before = NULL"
-                           " WHERE id = $1 AND status IN ('pending', 'running')",
-                           5, types);
-    exec_as_owner(p, v, nullptr, false, 0);
-    SPI_finish();
+    // Deferred: flush_writes() records every claim of the transaction with one statement, first.
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    ClaimRow *row = static_cast<ClaimRow *>(palloc(sizeof(ClaimRow)));
+    row->id = run->id;
+    row->claims = run->claims;
+    row->claimed_at = run->claimed_at;
+    pending_claims = lappend(pending_claims, row);
+    MemoryContextSwitchTo(old);
 }
 
+namespace {
+
+void flush_claims() {
+    int n = list_length(pending_claims);
+    if (n == 0) return;
+    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *claims = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *at = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_claims) {
+        ClaimRow *r = static_cast<ClaimRow *>(lfirst(lc));
+        ids[i] = Int64GetDatum(r->id);
+        claims[i] = Int32GetDatum(r->claims);
+        at[i] = TimestampTzGetDatum(r->claimed_at);
+        i++;
+    }
+    Oid types[5] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[5] = {make_array(ids, nullptr, n, INT8OID), make_array(claims, nullptr, n, INT4OID),
+                  make_array(at, nullptr, n, TIMESTAMPTZOID), Int32GetDatum(MyProcPid),
+                  TimestampTzGetDatum(MyStartTimestamp)};
+    SPIPlanPtr p = prepare(&plan_persist_claim,
+                           "UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $4, worker_started_at = $5,"
+                           " started_at = c.at, claims = c.claims, not_before = NULL"
+                           " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
+                           "   AS c(id, claims, at)"
+                           " WHERE r.id = c.id AND r.status IN ('pending', 'running')",
+                           5, types);
+    exec_as_owner(p, v, nullptr, false, 0);
+}
+
+}  // namespace
+
 void flush_writes() {
-    if (pending_steps == NIL && pending_runs == NIL) return;
+    if (pending_steps == NIL && pending_runs == NIL && pending_claims == NIL) return;
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    flush_claims();
     flush_steps();
     flush_runs();
     SPI_finish();
@@ -616,6 +740,7 @@ void flush_writes() {
 }
 
 void reset_writes() {
+    pending_claims = NIL;
     pending_steps = NIL;
     pending_runs = NIL;
     if (write_ctx != nullptr) MemoryContextReset(write_ctx);
@@ -662,9 +787,108 @@ const char *execute_run(int64 run_id) {
     return result;
 }
 
-const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_steps, void *arg) {
+namespace {
+
+// Copies the run and the outputs so far into a new context: the call outlives the transaction.
+HttpCall *make_http_call(const ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
+                         Jsonb *context, MemoryContext parent) {
+    MemoryContext ctx = AllocSetContextCreate(parent, "pipeline_worker http call", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(ctx);
+    HttpCall *c = static_cast<HttpCall *>(palloc0(sizeof(HttpCall)));
+    c->ctx = ctx;
+    c->run = *claimed;
+    c->run.pipeline = pstrdup(claimed->pipeline);
+    c->run.input = claimed->input ? DatumGetJsonbPCopy(JsonbPGetDatum(claimed->input)) : nullptr;
+    c->run.metadata = claimed->metadata ? DatumGetJsonbPCopy(JsonbPGetDatum(claimed->metadata)) : nullptr;
+    c->run.persisted = true;  // the worker records the claim before the request leaves
+    c->pos = pos;
+    c->step_name = pstrdup(r->pipeline->steps[pos].name);
+    c->attempt = attempt;
+    c->started = started;
+    c->outputs = static_cast<Jsonb **>(palloc0(sizeof(Jsonb *) * (pos + 1)));
+    for (int i = 0; i < pos; i++)
+        c->outputs[i] = r->outputs[i] ? DatumGetJsonbPCopy(JsonbPGetDatum(r->outputs[i])) : nullptr;
+    Step *step = &r->pipeline->steps[pos];
+    c->url = pstrdup(step->url);
+    c->method = pstrdup(step->method);
+    c->timeout_ms = step->timeout_ms > 0 ? step->timeout_ms : 10000;
+    c->follow_redirects = step->follow_redirects;
+    c->headers = static_cast<char **>(palloc0(sizeof(char *) * (step->nheaders + 2)));
+    c->headers[c->nheaders++] = psprintf("Pipeline-Run-Id: %lld", (long long)claimed->id);
+    c->headers[c->nheaders++] = psprintf("Idempotency-Key: %lld:%d:%d", (long long)claimed->id, pos + 1, attempt);
+    for (int h = 0; h < step->nheaders; h++) {
+        if (pg_strcasecmp(step->header_names[h], "Pipeline-Run-Id") == 0 ||
+            pg_strcasecmp(step->header_names[h], "Idempotency-Key") == 0)
+            continue;  // ours: endpoints rely on them
+        c->headers[c->nheaders++] = psprintf("%s: %s", step->header_names[h], step->header_values[h]);
+    }
+    if (strcmp(c->method, "GET") != 0 && strcmp(c->method, "DELETE") != 0) {
+        c->body = JsonbToCString(nullptr, &context->root, VARSIZE(context));
+        c->body_len = static_cast<int>(strlen(c->body));
+    }
+    MemoryContextSwitchTo(old);
+    return c;
+}
+
+// A 2xx body as the step output: JSON when it is JSON, otherwise a JSON string; empty: JSON null.
+// NULL with *error set when it is neither JSON nor text in the database encoding.
+Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
+    if (len == 0) return json_null();
+    bool is_json = false;
+    (void)pg::cpp_call([&] {
+        (void)json::parse(std::string(body, len));
+        is_json = true;
+    });
+    if (is_json && memchr(body, '\0', len) == nullptr) {
+        // jsonb_in may still refuse it (\u0000, numbers out of range): then it is text.
+        MemoryContext before = CurrentMemoryContext;
+        ResourceOwner owner = CurrentResourceOwner;
+        Jsonb *volatile out = nullptr;
+        BeginInternalSubTransaction(nullptr);
+        MemoryContextSwitchTo(before);
+        PG_TRY();
+        {
+            out = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(body, len))));
+            ReleaseCurrentSubTransaction();
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(before);
+            FlushErrorState();
+            RollbackAndReleaseCurrentSubTransaction();
+        }
+        PG_END_TRY();
+        MemoryContextSwitchTo(before);
+        CurrentResourceOwner = owner;
+        if (out != nullptr) return out;
+    }
+    if (memchr(body, '\0', len) != nullptr || !pg_verifymbstr(body, static_cast<int>(len), true)) {
+        *error = "the response body is not valid JSON or text in the database encoding";
+        return nullptr;
+    }
+    JsonbValue v;
+    v.type = jbvString;
+    v.val.string.val = const_cast<char *>(body);
+    v.val.string.len = static_cast<int>(len);
+    return JsonbValueToJsonb(&v);
+}
+
+bool may_call_http(Oid owner) {
+    Oid http_role = get_role_oid("pipeline_worker_http", true);
+    return superuser_arg(owner) || (OidIsValid(http_role) && has_privs_of_role(owner, http_role));
+}
+
+}  // namespace
+
+void free_http_call(HttpCall *call) {
+    if (call != nullptr) MemoryContextDelete(call->ctx);
+}
+
+const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps between_steps, void *arg, HttpIO *io) {
     MemoryContext run_ctx = CurrentMemoryContext;
     ResourceOwner run_owner = CurrentResourceOwner;
+    HttpCall *resume = io != nullptr ? io->resume : nullptr;
+    const ClaimedRun *const claimed = resume != nullptr ? &resume->run : claimed_arg;
     int64 run_id = claimed->id;
     if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
@@ -694,10 +918,16 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
     r->pipeline = p;
     r->outputs = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
     r->last_attempt = static_cast<int *>(MemoryContextAllocZero(run_ctx, sizeof(int) * p->nsteps));
+    bool *interrupted = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
     r->next = 0;
 
-    // --- resume after the last committed step: only runs claimed before (crash, retry) have history
-    if (claimed->claims != 1) {
+    if (resume != nullptr) {
+        // continuing a parked run: its earlier outputs came with it
+        for (int i = 0; i < resume->pos && i < p->nsteps; i++) r->outputs[i] = resume->outputs[i];
+        r->next = resume->pos;
+        r->last_attempt[resume->pos] = resume->attempt - 1;
+    } else if (claimed->claims != 1) {
+        // --- resume after the last committed step: only runs claimed before (crash, retry) have history
         Oid t2[1] = {INT8OID};
         Datum v1[1] = {Int64GetDatum(run_id)};
         SPIPlanPtr plan = prepare(&plan_load_steps,
@@ -711,7 +941,11 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
             int attempt = DatumGetInt32(col(i, 2, &isnull));
             char *st = TextDatumGetCString(col(i, 3, &isnull));
             if (pos < 0 || pos >= p->nsteps) continue;
-            if (attempt > r->last_attempt[pos]) r->last_attempt[pos] = attempt;
+            if (attempt > r->last_attempt[pos]) {
+                r->last_attempt[pos] = attempt;
+                // an HTTP request interrupted by a crash: re-issued as the same attempt (same idempotency key)
+                interrupted[pos] = strcmp(st, "running") == 0;
+            }
             if (strcmp(st, "succeeded") == 0) {
                 bool onull;
                 Datum o = col(i, 4, &onull);
@@ -721,6 +955,8 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
                 if (pos + 1 > r->next) r->next = pos + 1;
             }
         }
+        for (int i = 0; i < p->nsteps; i++)
+            if (interrupted[i]) r->last_attempt[i]--;
     }
 
     const char *final_status = nullptr;
@@ -728,11 +964,14 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
         int pos = r->next;
         Step *step = &p->steps[pos];
         int attempt = r->last_attempt[pos] + 1;
-        TimestampTz step_started = GetCurrentTimestamp();
+        bool answered = resume != nullptr && pos == resume->pos && attempt == resume->attempt;
+        TimestampTz step_started = answered ? resume->started : GetCurrentTimestamp();
         if (MyBackendType == B_BG_WORKER)
             pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
 
         if (cancel_requested(run_id)) {
+            if (answered || interrupted[pos])
+                buffer_step(run_id, pos, attempt, step->name, "failed", nullptr, "cancelled", step_started, true);
             buffer_run(claimed, "cancelled", nullptr, "cancelled");
             final_status = "cancelled";
             break;
@@ -740,48 +979,95 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
 
         Jsonb *volatile output = nullptr;
         ErrorData *volatile edata = nullptr;
-        MemoryContext old = MemoryContextSwitchTo(run_ctx);
-        Jsonb *context = build_context(r, pos, attempt);
-        MemoryContextSwitchTo(old);
+        const char *http_error = nullptr;  // HTTP steps fail with a message, not an ErrorData
+        volatile bool http_retryable = false;
+        volatile long retry_after_ms = 0;
 
-        MemoryContext before = CurrentMemoryContext;
-        BeginInternalSubTransaction(nullptr);
-        MemoryContextSwitchTo(before);
-        PG_TRY();
-        {
-            if (step->is_http)
-                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                                errmsg("HTTP steps are not supported by this version of pipeline_worker")));
-            Jsonb *out = call_function_step(step, r->submitter, context);
-            MemoryContext o2 = MemoryContextSwitchTo(run_ctx);
-            output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
-            MemoryContextSwitchTo(o2);
-            if (cancel_requested(run_id))
-                ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
-            // only subtransactions with an XID occupy the subxid cache (64 per backend)
-            if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) subxacts_in_xact++;
-            ReleaseCurrentSubTransaction();
-            MemoryContextSwitchTo(before);
-            CurrentResourceOwner = run_owner;
-        }
-        PG_CATCH();
-        {
-            in_step_call = 0;
-            if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
-            MemoryContextSwitchTo(run_ctx);
-            edata = CopyErrorData();
-            FlushErrorState();
-            subxacts_in_xact++;
-            RollbackAndReleaseCurrentSubTransaction();
-            MemoryContextSwitchTo(before);
-            CurrentResourceOwner = run_owner;
-            // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
-            if (ProcDiePending) ReThrowError(edata);
-        }
-        PG_END_TRY();
+        if (step->is_http) {
+            if (!answered) {
+                if (!may_call_http(p->owner)) {
+                    http_error = psprintf("the owner of pipeline \"%s\" (role \"%s\") is no longer a member of "
+                                          "pipeline_worker_http", p->name,
+                                          GetUserNameFromId(p->owner, true) ? GetUserNameFromId(p->owner, true)
+                                                                            : "(dropped role)");
+                } else {
+                    MemoryContext old = MemoryContextSwitchTo(run_ctx);
+                    Jsonb *context = build_context(r, pos, attempt);
+                    MemoryContextSwitchTo(old);
+                    HttpCall *call = make_http_call(claimed, r, pos, attempt, step_started, context,
+                                                    io != nullptr && io->park_parent != nullptr ? io->park_parent
+                                                                                                 : run_ctx);
+                    if (io != nullptr && io->park_parent != nullptr) {
+                        // The worker commits this row (and the claim) before the request leaves.
+                        buffer_step(run_id, pos, attempt, step->name, "running", nullptr, nullptr, step_started, true);
+                        io->parked = call;
+                        final_status = "http";
+                        break;
+                    }
+                    SPI_finish();
+                    httpq::call_sync(call);  // SQL path: inside the caller's transaction
+                    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+                    resume = call;
+                    answered = true;
+                }
+            }
+            if (answered) {
+                if (resume->cancelled) {
+                    http_error = "cancelled";
+                } else if (resume->ok) {
+                    const char *conv_error = nullptr;
+                    MemoryContext old = MemoryContextSwitchTo(run_ctx);
+                    output = body_to_jsonb(resume->resp, resume->resp_len, &conv_error);
+                    MemoryContextSwitchTo(old);
+                    if (output == nullptr) http_error = conv_error;
+                } else {
+                    http_error = resume->error ? resume->error : "request failed";
+                    http_retryable = resume->retryable;
+                    retry_after_ms = resume->retry_after_ms;
+                }
+                resume = nullptr;  // answers one attempt only
+            }
+        } else {
+            MemoryContext old = MemoryContextSwitchTo(run_ctx);
+            Jsonb *context = build_context(r, pos, attempt);
+            MemoryContextSwitchTo(old);
 
-        if (edata == nullptr) {
-            buffer_step(run_id, pos, attempt, step->name, "succeeded", output, nullptr, step_started);
+            MemoryContext before = CurrentMemoryContext;
+            BeginInternalSubTransaction(nullptr);
+            MemoryContextSwitchTo(before);
+            PG_TRY();
+            {
+                Jsonb *out = call_function_step(step, r->submitter, context);
+                MemoryContext o2 = MemoryContextSwitchTo(run_ctx);
+                output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
+                MemoryContextSwitchTo(o2);
+                if (cancel_requested(run_id))
+                    ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
+                // only subtransactions with an XID occupy the subxid cache (64 per backend)
+                if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) subxacts_in_xact++;
+                ReleaseCurrentSubTransaction();
+                MemoryContextSwitchTo(before);
+                CurrentResourceOwner = run_owner;
+            }
+            PG_CATCH();
+            {
+                in_step_call = 0;
+                if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
+                MemoryContextSwitchTo(run_ctx);
+                edata = CopyErrorData();
+                FlushErrorState();
+                subxacts_in_xact++;
+                RollbackAndReleaseCurrentSubTransaction();
+                MemoryContextSwitchTo(before);
+                CurrentResourceOwner = run_owner;
+                // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
+                if (ProcDiePending) ReThrowError(edata);
+            }
+            PG_END_TRY();
+        }
+
+        if (edata == nullptr && http_error == nullptr) {
+            buffer_step(run_id, pos, attempt, step->name, "succeeded", output, nullptr, step_started, step->is_http);
             r->outputs[pos] = output;
             r->last_attempt[pos] = attempt;
             r->next = pos + 1;
@@ -794,28 +1080,37 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
         }
 
         // --- the attempt failed
-        bool cancelled = cancel_requested(run_id);
+        bool cancelled = cancel_requested(run_id) || (http_error != nullptr && strcmp(http_error, "cancelled") == 0);
         const char *msg;
-        bool fatal = false;  // no retry: the step itself is broken
-        if (cancelled) msg = "cancelled";
-        else if (step_self_terminated) {
+        bool retry_ok;
+        if (cancelled) {
+            msg = "cancelled";
+            retry_ok = false;
+        } else if (http_error != nullptr) {
+            msg = http_error;
+            retry_ok = http_retryable;
+        } else if (step_self_terminated) {
             msg = "the step tried to terminate its own worker (pg_terminate_backend(pg_backend_pid()))";
-            fatal = true;
+            retry_ok = false;
+        } else {
+            if (step_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+                msg = psprintf("step timed out after %d ms", step->timeout_ms);
+            else
+                msg = format_error(edata);
+            retry_ok = edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED;
         }
-        else if (step_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-            msg = psprintf("step timed out after %d ms", step->timeout_ms);
-        else msg = format_error(edata);
         step_timed_out = 0;
         step_self_terminated = 0;
-        buffer_step(run_id, pos, attempt, step->name, "failed", nullptr, msg, step_started);
+        buffer_step(run_id, pos, attempt, step->name, "failed", nullptr, msg, step_started, step->is_http);
         r->last_attempt[pos] = attempt;
         if (cancelled) {
             buffer_run(claimed, "cancelled", nullptr, "cancelled");
             final_status = "cancelled";
-        } else if (attempt < step->max_attempts && !fatal && edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) {
-            buffer_run(claimed, "pending", nullptr, nullptr,
-                       core::retry_delay_ms(step->retry_delay_ms, attempt,
-                                            static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state))));
+        } else if (attempt < step->max_attempts && retry_ok) {
+            int delay = core::retry_delay_ms(step->retry_delay_ms, attempt,
+                                             static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state)));
+            if (retry_after_ms > delay) delay = static_cast<int>(retry_after_ms);
+            buffer_run(claimed, "pending", nullptr, nullptr, delay);
             final_status = "pending";
         } else {
             buffer_run(claimed, "failed", nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
@@ -828,6 +1123,35 @@ const char *execute_claimed(const ClaimedRun *claimed, BetweenSteps between_step
     }
     SPI_finish();
     return final_status;
+}
+
+void lock_http_runs(HttpCall **calls, int n, const char **status) {
+    for (int i = 0; i < n; i++) status[i] = nullptr;
+    if (n == 0) return;
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    for (int i = 0; i < n; i++) ids[i] = Int64GetDatum(calls[i]->run.id);
+    Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[3] = {make_array(ids, nullptr, n, INT8OID), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+    SPIPlanPtr p = prepare(&plan_lock_http,
+                           "SELECT id, CASE WHEN status = 'running' AND (worker_pid <> $2 OR worker_started_at <> $3)"
+                           " THEN 'taken' ELSE status END FROM pipeline_worker.runs"
+                           " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+                           3, types);
+    exec_as_owner(p, v, nullptr, false, 0);
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        bool isnull;
+        int64 id = DatumGetInt64(col(row, 1, &isnull));
+        char *st = TextDatumGetCString(col(row, 2, &isnull));
+        for (int i = 0; i < n; i++)
+            if (calls[i]->run.id == id) status[i] = MemoryContextStrdup(CurTransactionContext, st);
+    }
+    SPI_finish();
+}
+
+void record_cancelled_call(HttpCall *call) {
+    buffer_step(call->run.id, call->pos, call->attempt, call->step_name, "failed", nullptr, "cancelled", call->started,
+                true);
 }
 
 void release_runs(const int64 *ids, int n) {

@@ -14,6 +14,14 @@ struct Step {
     int max_attempts;
     int retry_delay_ms;
     int timeout_ms;  // 0: none
+    // HTTP steps
+    char *url;
+    const char *method;
+    int nheaders;
+    char **header_names;
+    char **header_values;  // secret values are filled in from pipeline_secrets by load_pipeline
+    bool *header_secret;
+    bool follow_redirects;
 };
 
 struct Pipeline {
@@ -65,13 +73,63 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
                int64 below_id = PG_INT64_MAX);
 void persist_claim(ClaimedRun *run);
 
+// A run waiting for the answer of an HTTP step. The worker sends the request only after the commit that
+// recorded the step's start, with no transaction open, and continues the run with the answer in a new one.
+// Everything lives in ctx (deleted with free_http_call).
+struct HttpCall {
+    MemoryContext ctx;
+    ClaimedRun run;  // deep copy
+    int pos;         // 0-based position of the HTTP step
+    char *step_name;
+    int attempt;
+    TimestampTz started;
+    Jsonb **outputs;  // outputs of the steps before pos
+    // the request
+    char *url;
+    const char *method;
+    int nheaders;
+    char **headers;  // "Name: value", Pipeline-Run-Id and Idempotency-Key included
+    char *body;      // NULL for GET/DELETE
+    int body_len;
+    int timeout_ms;
+    bool follow_redirects;
+    // the answer
+    bool answered;
+    bool ok;         // 2xx: resp is the step output
+    bool cancelled;  // cancel_run while in flight
+    long status;
+    char *resp;
+    size_t resp_len;
+    char *error;
+    bool retryable;
+    long retry_after_ms;
+};
+
+void free_http_call(HttpCall *call);
+
+// How execute_claimed treats HTTP steps. Without it (SQL path: execute_run in a session) they are performed
+// synchronously, inside the caller's transaction.
+struct HttpIO {
+    HttpCall *resume = nullptr;              // in: continue this parked run with its answer
+    MemoryContext park_parent = nullptr;     // in: parent of a parked call's context
+    HttpCall *parked = nullptr;              // out: the run stopped at an HTTP step (status "http")
+};
+
+// Of the runs of these answered calls, which are still claimed by this backend? Locks those rows (FOR UPDATE)
+// and returns, per call, its run's status, or NULL if it does not exist.
+void lock_http_runs(HttpCall **calls, int n, const char **status);
+
+// A call whose run was cancelled while its request was in flight: record the attempt as failed.
+void record_cancelled_call(HttpCall *call);
+
 // Executes a run this backend claimed, each step in a subtransaction as the run's submitter. Returns the
-// status it ends in ("succeeded", "failed", "cancelled", or "pending" when a retry is scheduled).
+// status it ends in ("succeeded", "failed", "cancelled", "pending" when a retry is scheduled, or "http"
+// when it stopped at an HTTP step: io->parked).
 // Step rows and the run's result are buffered: flush_writes() writes them, and must run before the
 // transaction commits. between_steps (may be NULL) is called after each successful step with SPI
 // disconnected; it may flush, commit and start a new transaction (the worker's commit policy).
 typedef void (*BetweenSteps)(void *arg);
-const char *execute_claimed(const ClaimedRun *run, BetweenSteps between_steps, void *arg);
+const char *execute_claimed(const ClaimedRun *run, BetweenSteps between_steps, void *arg, HttpIO *io = nullptr);
 
 // SQL path: checks that this backend claimed run_id, executes it and flushes. ERROR if not claimed here.
 const char *execute_run(int64 run_id);

@@ -11,6 +11,9 @@ extern char *database;         // pipeline_worker.database
 extern int claim_batch;        // pipeline_worker.claim_batch
 extern int commit_interval_ms; // pipeline_worker.commit_interval_ms
 extern int recovery_interval_ms;  // pipeline_worker.recovery_interval_ms
+extern char *http_allowed_hosts;    // pipeline_worker.http_allowed_hosts
+extern int http_max_response_bytes; // pipeline_worker.http_max_response_bytes
+extern int http_max_in_flight;      // pipeline_worker.http_max_in_flight (per worker)
 }  // namespace guc
 
 namespace shared {

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "engine/engine.hpp"
+#include "engine/http.hpp"
 #include "worker/shared.hpp"
 
 extern "C" {
@@ -46,9 +47,9 @@ void worker_sigint(SIGNAL_ARGS) {
         if (run != 0 && engine::cancel_requested(static_cast<int64>(run))) {
             QueryCancelPending = true;
             InterruptPending = true;
-            SetLatch(MyLatch);
         }
     }
+    SetLatch(MyLatch);  // HTTP requests in flight are checked for cancel requests when the loop wakes
     errno = save_errno;
 }
 
@@ -99,6 +100,8 @@ void commit_txn() {
     engine::flush_writes();
     PopActiveSnapshot();
     CommitTransactionCommand();
+    // The start of the HTTP steps parked in this transaction is durable now: their requests may leave.
+    httpq::send_queued();
     // Background workers must report their statistics themselves (rate-limited inside): without it
     // autovacuum never sees the dead tuples the workers leave in the run tables.
     pgstat_report_stat(false);
@@ -214,6 +217,10 @@ pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext c
 int serve_once(MemoryContext iter_ctx) {
     engine::ClaimedRun runs[kMaxBatch];
     int batch = safe_mode > 0 ? 1 : batch_size();
+    // Every claimed run may stop at an HTTP step: claim no more than there is room for in flight.
+    int room = httpq::capacity() - httpq::pending();
+    if (room <= 0) return 0;
+    if (batch > room) batch = room;
     Batch b;
     b.current = nullptr;
     b.locks_released = false;
@@ -266,7 +273,14 @@ int serve_once(MemoryContext iter_ctx) {
         PG_TRY();
         {
             MemoryContextSwitchTo(iter_ctx);
-            engine::execute_claimed(&runs[i], between_steps, &b);
+            engine::HttpIO io;
+            io.park_parent = TopMemoryContext;
+            engine::execute_claimed(&runs[i], between_steps, &b, &io);
+            if (io.parked != nullptr) {
+                // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
+                engine::persist_claim(&runs[i]);
+                httpq::queue(io.parked);
+            }
             note_run_time(run_start);  // execution only: commit waits must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
                 commit_txn();  // releases the lazily claimed runs not started yet
@@ -285,6 +299,7 @@ int serve_once(MemoryContext iter_ctx) {
             FlushErrorState();
             AbortCurrentTransaction();
             engine::reset_writes();
+            httpq::discard_queued();
             failed = true;
             safe_mode = kMaxBatch;
             PG_TRY();
@@ -292,7 +307,7 @@ int serve_once(MemoryContext iter_ctx) {
                 int64 ids[kMaxBatch];
                 int m = 0;
                 for (int j = 0; j < n; j++)
-                    if (j != i) ids[m++] = runs[j].id;
+                    if (j != i && !httpq::in_flight(runs[j].id)) ids[m++] = runs[j].id;
                 begin_txn(&b.clock);
                 engine::release_runs(ids, m);
                 engine::fail_run(runs[i].id, psprintf("internal error: %s", edata->message));
@@ -304,6 +319,7 @@ int serve_once(MemoryContext iter_ctx) {
                 FlushErrorState();
                 AbortCurrentTransaction();
                 engine::reset_writes();
+                httpq::discard_queued();
             }
             PG_END_TRY();
         }
@@ -321,6 +337,86 @@ int serve_once(MemoryContext iter_ctx) {
         ProcessConfigFile(PGC_SIGHUP);
     }
     return done;
+}
+
+// Records the answers of HTTP steps and continues their runs (following steps may park again), in one
+// transaction per batch. Returns the number of answers handled.
+constexpr int kMaxAnswers = 256;
+
+int serve_answers(MemoryContext iter_ctx) {
+    MemoryContextSwitchTo(iter_ctx);
+    int n = 0;
+    engine::HttpCall **calls = httpq::take_answered(&n, kMaxAnswers);
+    if (n == 0) return 0;
+    pg_atomic_write_u32(&my_slot->idle, 0);
+    pgstat_report_activity(STATE_RUNNING, "recording HTTP answers");
+    Batch b;
+    b.current = nullptr;
+    b.locks_released = false;
+    volatile int current = -1;
+    PG_TRY();
+    {
+        begin_txn(&b.clock);
+        const char **status = static_cast<const char **>(palloc(sizeof(char *) * n));
+        // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins.
+        engine::lock_http_runs(calls, n, status);
+        for (int i = 0; i < n; i++) {
+            current = i;
+            if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
+                // cancelled meanwhile (or no longer this worker's): record what happened to the attempt
+                if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0) engine::record_cancelled_call(calls[i]);
+                continue;
+            }
+            pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));
+            b.current = &calls[i]->run;
+            engine::HttpIO io;
+            io.resume = calls[i];
+            io.park_parent = TopMemoryContext;
+            engine::execute_claimed(nullptr, between_steps, &b, &io);
+            if (io.parked != nullptr) httpq::queue(io.parked);
+            else pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+            pg_atomic_write_u64(&my_slot->run_id, 0);
+        }
+        current = -1;
+        commit_txn();
+    }
+    PG_CATCH();
+    {
+        // Bookkeeping failed: the answers of this batch are lost with the transaction. Their runs go back to the
+        // queue (the interrupted attempt is re-issued with the same idempotency key); the culprit fails.
+        MemoryContextSwitchTo(iter_ctx);
+        ErrorData *edata = CopyErrorData();
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+        engine::reset_writes();
+        httpq::discard_queued();
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        PG_TRY();
+        {
+            int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+            int m = 0;
+            for (int j = 0; j < n; j++)
+                if (j != current) ids[m++] = calls[j]->run.id;
+            begin_txn(&b.clock);
+            engine::release_runs(ids, m);
+            if (current >= 0) engine::fail_run(calls[current]->run.id, psprintf("internal error: %s", edata->message));
+            commit_txn();
+        }
+        PG_CATCH();
+        {
+            EmitErrorReport();
+            FlushErrorState();
+            AbortCurrentTransaction();
+            engine::reset_writes();
+        }
+        PG_END_TRY();
+        pg_usleep(10000L);
+    }
+    PG_END_TRY();
+    for (int i = 0; i < n; i++) engine::free_http_call(calls[i]);
+    MemoryContextReset(iter_ctx);
+    return n;
 }
 
 }  // namespace
@@ -347,6 +443,13 @@ void worker_main(Datum arg) {
     MemoryContext iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
     TimestampTz last_sweep = 0;
 
+    // One wait set for the worker's whole life: its latch, postmaster death, and the HTTP client's epoll set.
+    httpq::configure();
+    WaitEventSet *waits = CreateWaitEventSet(TopMemoryContext, 3);
+    AddWaitEventToSet(waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+    AddWaitEventToSet(waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+    AddWaitEventToSet(waits, WL_SOCKET_READABLE, httpq::fd(), nullptr, nullptr);
+
     // Wait quietly for CREATE EXTENSION.
     for (;;) {
         ResetLatch(MyLatch);
@@ -370,16 +473,19 @@ void worker_main(Datum arg) {
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
+            httpq::configure();
         }
         // Reset the latch and announce idleness before looking for work: a wake-up that arrives after the
-        // look finds the latch set, so none is lost.
+        // look finds the latch set, so none is lost. (A worker whose HTTP requests fill its room is not idle.)
         ResetLatch(MyLatch);
-        pg_atomic_write_u32(&my_slot->idle, 1);
+        pg_atomic_write_u32(&my_slot->idle, httpq::pending() < httpq::capacity() ? 1 : 0);
         pg_memory_barrier();
 
-        int claimed = 0;
+        volatile int claimed = 0;
         PG_TRY();
         {
+            httpq::drive();
+            httpq::check_cancels();
             // Only after sleeping or an error: a busy worker does not pay a transaction per batch for this.
             if (recheck_extension && !extension_ready()) {
                 // dropped while we served: go back to waiting
@@ -389,7 +495,8 @@ void worker_main(Datum arg) {
             } else {
                 recheck_extension = false;
                 maybe_recover(&last_sweep, slot_no == 0);
-                claimed = serve_once(iter_ctx);
+                if (httpq::has_answered()) claimed += serve_answers(iter_ctx);
+                claimed += serve_once(iter_ctx);
             }
         }
         PG_CATCH();
@@ -398,6 +505,7 @@ void worker_main(Datum arg) {
             EmitErrorReport();
             FlushErrorState();
             AbortCurrentTransaction();
+            httpq::discard_queued();
             MemoryContextReset(iter_ctx);
             pg_usleep(100000L);
             claimed = -1;
@@ -410,11 +518,19 @@ void worker_main(Datum arg) {
             continue;
         }
         long timeout = shared::idle_timeout_ms(slot_no == 0 ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
-        if (timeout == 0) continue;  // a retry is due
+        int in_flight = httpq::pending();
+        if (in_flight > 0 && httpq::pending() >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
+        long http_timeout = httpq::timeout_ms();
+        if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+        if (timeout == 0 || httpq::has_answered()) continue;  // a retry or an HTTP timer is due
         pgstat_report_stat(true);  // going idle: flush what is pending
-        pgstat_report_activity(STATE_IDLE, nullptr);
-        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
-        if (rc & WL_TIMEOUT) recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION
+        if (in_flight > 0)
+            pgstat_report_activity(STATE_IDLE, psprintf("waiting for %d HTTP request(s)", in_flight));
+        else
+            pgstat_report_activity(STATE_IDLE, nullptr);
+        WaitEvent ev;
+        int nev = WaitEventSetWait(waits, timeout, &ev, 1, PG_WAIT_EXTENSION);
+        if (nev == 0 && in_flight == 0) recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION
         pg_atomic_write_u32(&my_slot->idle, 0);
     }
 }

@@ -1,0 +1,298 @@
+#include "engine/http.hpp"
+
+#include <sys/resource.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "http/client.hpp"
+#include "pg/boundary.hpp"
+#include "worker/shared.hpp"
+
+namespace pw::httpq {
+
+namespace {
+
+using CallMap = std::unordered_map<uint64_t, engine::HttpCall *>;
+
+http::Client *client = nullptr;
+CallMap *flying = nullptr;    // sent, waiting for the answer
+List *queued = NIL;           // parked in the current transaction: sent after its commit
+List *answered = NIL;         // answered, waiting to be recorded
+int fd_cap = -1;              // in-flight requests the open-file limit allows
+long fd_limit = 0;
+bool warned_fd = false;
+uint32 cancels_seen = 0;
+
+constexpr int kFdsPerRequest = 2;  // the connection, and a resolver socket pair while a name is resolved
+constexpr int kFdReserve = 64;     // the epoll set, log files, libraries, ...
+
+void compute_fd_cap() {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        fd_cap = 64;
+        return;
+    }
+    // Servers started from a shell often get a soft limit of 1,024 and a much higher hard one: use it.
+    if (rl.rlim_cur != RLIM_INFINITY && (rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max)) {
+        struct rlimit raised = rl;
+        raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    }
+    long limit = rl.rlim_cur == RLIM_INFINITY ? 1048576 : static_cast<long>(rl.rlim_cur);
+    fd_limit = limit;
+    // Postgres itself may keep up to max_safe_fds files open in this process.
+    long avail = (limit - max_safe_fds - kFdReserve) / kFdsPerRequest;
+    fd_cap = avail < 8 ? 8 : (avail > INT_MAX ? INT_MAX : static_cast<int>(avail));
+}
+
+void ensure_client() {
+    if (client != nullptr) return;
+    http::Client *c = nullptr;
+    CallMap *m = nullptr;
+    pg::CppError err = pg::cpp_call([&] {
+        m = new CallMap();
+        c = new http::Client();
+    });
+    if (err.failed) {
+        delete m;
+        pg::raise_if_failed(err, "could not set up the HTTP client");
+    }
+    client = c;
+    flying = m;
+    compute_fd_cap();
+}
+
+void push_answered(engine::HttpCall *call) {
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    answered = lappend(answered, call);
+    MemoryContextSwitchTo(old);
+}
+
+char *copy_nothrow(MemoryContext ctx, const std::string &s) {
+    char *p = static_cast<char *>(MemoryContextAllocExtended(ctx, s.size() + 1, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+    if (p != nullptr) {
+        memcpy(p, s.data(), s.size());
+        p[s.size()] = '\0';
+    }
+    return p;
+}
+
+}  // namespace
+
+void configure() {
+    ensure_client();
+    size_t max_bytes = static_cast<size_t>(guc::http_max_response_bytes);
+    const char *hosts = guc::http_allowed_hosts != nullptr ? guc::http_allowed_hosts : "";
+    pg::CppError err = pg::cpp_call([&] { client->configure(hosts, max_bytes); });
+    if (err.failed)  // the GUC's check hook validates the list: this is not expected
+        ereport(WARNING, (errmsg("pipeline_worker: %s", err.message)));
+}
+
+int capacity() {
+    if (client == nullptr) configure();
+    int want = guc::http_max_in_flight;
+    if (want > fd_cap) {
+        if (!warned_fd)
+            ereport(LOG, (errmsg("pipeline_worker: the open file limit (%ld) holds this worker to %d HTTP requests in "
+                                 "flight instead of pipeline_worker.http_max_in_flight = %d",
+                                 fd_limit, fd_cap, want),
+                          errhint("Raise the server's open file limit (ulimit -n, LimitNOFILE) to allow more; runs "
+                                  "wait in the queue meanwhile, none fails because of it.")));
+        warned_fd = true;
+        return fd_cap;
+    }
+    return want;
+}
+
+int pending() {
+    return list_length(queued) + list_length(answered) + (flying != nullptr ? static_cast<int>(flying->size()) : 0);
+}
+
+bool in_flight(int64 run_id) {
+    if (flying != nullptr && flying->count(static_cast<uint64_t>(run_id)) != 0) return true;
+    ListCell *lc;
+    foreach (lc, queued)
+        if (static_cast<engine::HttpCall *>(lfirst(lc))->run.id == run_id) return true;
+    return false;
+}
+
+void queue(engine::HttpCall *call) {
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    queued = lappend(queued, call);
+    MemoryContextSwitchTo(old);
+}
+
+void send_queued() {
+    if (queued == NIL) return;
+    ensure_client();
+    ListCell *lc;
+    foreach (lc, queued) {
+        engine::HttpCall *call = static_cast<engine::HttpCall *>(lfirst(lc));
+        if (engine::cancel_requested(call->run.id)) {  // cancelled before it left
+            call->answered = true;
+            call->cancelled = true;
+            push_answered(call);
+            continue;
+        }
+        pg::CppError err = pg::cpp_call([&] {
+            http::Request req;
+            req.tag = static_cast<uint64_t>(call->run.id);
+            req.url = call->url;
+            req.method = call->method;
+            for (int i = 0; i < call->nheaders; i++) req.headers.emplace_back(call->headers[i]);
+            if (call->body != nullptr) req.body.assign(call->body, call->body_len);
+            req.timeout_ms = call->timeout_ms;
+            req.follow_redirects = call->follow_redirects;
+            flying->emplace(req.tag, call);
+            try {
+                client->start(std::move(req));
+            } catch (...) {
+                flying->erase(static_cast<uint64_t>(call->run.id));
+                throw;
+            }
+        });
+        if (err.failed) {
+            call->answered = true;
+            call->error = psprintf("could not start the request: %s", err.message);
+            call->retryable = true;
+            push_answered(call);
+        }
+    }
+    list_free(queued);
+    queued = NIL;
+}
+
+void discard_queued() {
+    ListCell *lc;
+    foreach (lc, queued) engine::free_http_call(static_cast<engine::HttpCall *>(lfirst(lc)));
+    list_free(queued);
+    queued = NIL;
+}
+
+int fd() {
+    ensure_client();
+    return client->fd();
+}
+
+long timeout_ms() { return client != nullptr ? client->timeout_ms() : -1; }
+
+void drive() {
+    if (client == nullptr || flying->empty()) return;
+    std::vector<engine::HttpCall *> *done = nullptr;
+    pg::CppError err = pg::cpp_call([&] {
+        client->drive();
+        if (!client->has_results()) return;
+        std::vector<http::Result> results = client->take_results();
+        done = new std::vector<engine::HttpCall *>();
+        done->reserve(results.size());
+        for (auto &r : results) {
+            auto it = flying->find(r.tag);
+            if (it == flying->end()) continue;
+            engine::HttpCall *call = it->second;
+            flying->erase(it);
+            call->answered = true;
+            call->ok = r.ok;
+            call->status = r.status;
+            call->retryable = r.retryable;
+            call->retry_after_ms = r.retry_after_ms;
+            if (r.ok) {
+                call->resp = copy_nothrow(call->ctx, r.body);
+                call->resp_len = r.body.size();
+                if (call->resp == nullptr) {
+                    call->ok = false;
+                    call->resp_len = 0;
+                    call->error = copy_nothrow(call->ctx, "out of memory storing the response");
+                    call->retryable = true;
+                }
+            } else {
+                call->error = copy_nothrow(call->ctx, r.error);
+            }
+            done->push_back(call);
+        }
+    });
+    if (done != nullptr) {
+        for (engine::HttpCall *call : *done) push_answered(call);
+        delete done;
+    }
+    pg::raise_if_failed(err, "HTTP client failed");
+}
+
+void check_cancels() {
+    shared::State *st = shared::state();
+    if (st == nullptr || flying == nullptr || flying->empty()) return;
+    uint32 now = pg_atomic_read_u32(&st->cancel_next);
+    if (now == cancels_seen) return;
+    cancels_seen = now;
+    std::vector<engine::HttpCall *> *hit = nullptr;
+    pg::CppError err = pg::cpp_call([&] {
+        hit = new std::vector<engine::HttpCall *>();
+        for (auto it = flying->begin(); it != flying->end();) {
+            if (engine::cancel_requested(static_cast<int64>(it->first))) {
+                client->cancel(it->first);
+                hit->push_back(it->second);
+                it = flying->erase(it);
+            } else {
+                ++it;
+            }
+        }
+    });
+    if (hit != nullptr) {
+        for (engine::HttpCall *call : *hit) {
+            call->answered = true;
+            call->cancelled = true;
+            push_answered(call);
+        }
+        delete hit;
+    }
+    pg::raise_if_failed(err, "HTTP client failed");
+}
+
+bool has_answered() { return answered != NIL; }
+
+engine::HttpCall **take_answered(int *n, int max) {
+    int total = list_length(answered);
+    int k = total < max ? total : max;
+    engine::HttpCall **out = static_cast<engine::HttpCall **>(palloc(sizeof(engine::HttpCall *) * (k > 0 ? k : 1)));
+    for (int i = 0; i < k; i++) out[i] = static_cast<engine::HttpCall *>(list_nth(answered, i));
+    if (k == total) {
+        list_free(answered);
+        answered = NIL;
+    } else {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        answered = list_copy_tail(answered, k);
+        MemoryContextSwitchTo(old);
+    }
+    *n = k;
+    return out;
+}
+
+void call_sync(engine::HttpCall *call) {
+    configure();
+    queue(call);
+    send_queued();  // answered at once if it could not start
+    uint64_t tag = static_cast<uint64_t>(call->run.id);
+    PG_TRY();
+    {
+        while (!call->answered) {
+            drive();
+            if (call->answered) break;
+            long t = timeout_ms();
+            (void)WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                                    client->fd(), t < 0 ? 1000 : t, PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        }
+    }
+    PG_CATCH();
+    {
+        (void)pg::cpp_call([&] { client->cancel(tag); });
+        flying->erase(tag);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    // this call is the caller's: take it out of the answered list
+    answered = list_delete_ptr(answered, call);
+}
+
+}  // namespace pw::httpq

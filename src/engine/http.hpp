@@ -1,0 +1,35 @@
+// The process's HTTP requests, Postgres side: owns the libcurl client (src/http), keeps the calls in flight
+// and turns answers into HttpCall fields. Postgres-style code; the client is reached through pg::cpp_call.
+#pragma once
+
+#include "engine/engine.hpp"
+
+namespace pw::httpq {
+
+// (Re)reads pipeline_worker.http_* (start-up, SIGHUP). Creates the client on first use.
+void configure();
+// Requests this process may have in flight: http_max_in_flight, bounded by the open-file limit.
+int capacity();
+// Queued (to be sent after the commit that records their start) plus in flight.
+int pending();
+bool in_flight(int64 run_id);
+
+// Worker: queue a parked call; send_queued() after the commit, discard_queued() if it rolled back.
+void queue(engine::HttpCall *call);
+void send_queued();
+void discard_queued();
+
+// Waiting: fd() is readable when sockets are ready; drive() at the latest after timeout_ms() (-1: none).
+int fd();
+long timeout_ms();
+void drive();
+// Calls whose run got a cancel request: abort them; they come back from take_answered() as cancelled.
+void check_cancels();
+bool has_answered();
+// Answered calls (palloc'd array in the current context); *n set to their number.
+engine::HttpCall **take_answered(int *n, int max);
+
+// SQL path: performs the call now and waits for it (interruptible).
+void call_sync(engine::HttpCall *call);
+
+}  // namespace pw::httpq

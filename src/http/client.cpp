@@ -1,0 +1,440 @@
+#include "http/client.hpp"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace pw::http {
+
+namespace {
+
+constexpr int kMaxRedirects = 10;
+constexpr size_t kErrorBodyPrefix = 200;
+
+CURLM *M(void *p) { return static_cast<CURLM *>(p); }
+
+}  // namespace
+
+struct Transfer {
+    Client *client = nullptr;
+    CURL *easy = nullptr;
+    Request req;
+    std::string host;     // of the current URL (changes on redirects)
+    std::string method;   // current method (a 303 turns it into GET)
+    curl_slist *headers = nullptr;
+    std::string body;     // response
+    size_t max_bytes = 0;
+    bool too_large = false;
+    std::string denied;   // set by the egress check
+    int hops = 0;
+    bool fresh = false;
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    const core::Allowlist *allowlist = nullptr;
+
+    ~Transfer() {
+        if (headers != nullptr) curl_slist_free_all(headers);
+    }
+};
+
+namespace {
+
+std::string host_of(const std::string &url) {
+    std::string host;
+    CURLU *u = curl_url();
+    if (u == nullptr) return host;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+        char *h = nullptr;
+        if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h != nullptr) {
+            host = h;
+            curl_free(h);
+        }
+    }
+    curl_url_cleanup(u);
+    return host;
+}
+
+std::string denial(const std::string &host, const std::string &address, bool list_empty) {
+    std::string m = "host \"" + host + "\"";
+    if (!address.empty() && address != host) m += " (address " + address + ")";
+    m += " is not allowed by pipeline_worker.http_allowed_hosts";
+    if (list_empty) m += " (the setting is empty: no host is allowed)";
+    return m;
+}
+
+size_t write_cb(char *data, size_t size, size_t n, void *userp) {
+    Transfer *t = static_cast<Transfer *>(userp);
+    size_t len = size * n;
+    if (t->body.size() + len > t->max_bytes) {
+        t->too_large = true;
+        return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+    }
+    try {
+        t->body.append(data, len);
+    } catch (...) {
+        return 0;
+    }
+    return len;
+}
+
+// The egress check, when libcurl is about to connect: the URL's host name or the address itself must be allowed.
+curl_socket_t open_cb(void *clientp, curlsocktype purpose, curl_sockaddr *addr) {
+    Transfer *t = static_cast<Transfer *>(clientp);
+    if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+    const uint8_t *bytes = nullptr;
+    int len = 0;
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (addr->family == AF_INET) {
+        auto *sin = reinterpret_cast<sockaddr_in *>(&addr->addr);
+        bytes = reinterpret_cast<const uint8_t *>(&sin->sin_addr);
+        len = 4;
+        inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+    } else if (addr->family == AF_INET6) {
+        auto *sin6 = reinterpret_cast<sockaddr_in6 *>(&addr->addr);
+        bytes = reinterpret_cast<const uint8_t *>(&sin6->sin6_addr);
+        len = 16;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+    }
+    try {
+        if (bytes == nullptr || !(t->allowlist->allows_name(t->host) || t->allowlist->allows_address(bytes, len))) {
+            t->denied = denial(t->host, text, t->allowlist->empty());
+            return CURL_SOCKET_BAD;
+        }
+    } catch (...) {
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+int socket_cb(CURL *, curl_socket_t s, int what, void *userp, void *) {
+    return static_cast<Client *>(userp)->on_socket(s, what);
+}
+
+int timer_cb(CURLM *, long ms, void *userp) {
+    static_cast<Client *>(userp)->on_timer(ms);
+    return 0;
+}
+
+bool has_body(const std::string &method) { return method == "POST" || method == "PUT" || method == "PATCH"; }
+
+}  // namespace
+
+Client::Client() {
+    static bool global_done = false;
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw std::runtime_error("curl_global_init failed");
+        global_done = true;
+    }
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) throw std::runtime_error(std::string("epoll_create1 failed: ") + strerror(errno));
+    reset_multi();
+}
+
+Client::~Client() {
+    for (auto &kv : transfers_) {
+        curl_multi_remove_handle(M(multi_), kv.second->easy);
+        curl_easy_cleanup(kv.second->easy);
+    }
+    transfers_.clear();
+    for (void *e : idle_handles_) curl_easy_cleanup(static_cast<CURL *>(e));
+    if (multi_ != nullptr) curl_multi_cleanup(M(multi_));
+    if (epfd_ >= 0) close(epfd_);
+}
+
+void Client::reset_multi() {
+    if (multi_ != nullptr) curl_multi_cleanup(M(multi_));  // closes the cached connections
+    multi_ = curl_multi_init();
+    if (multi_ == nullptr) throw std::runtime_error("curl_multi_init failed");
+    curl_multi_setopt(M(multi_), CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(M(multi_), CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(M(multi_), CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(M(multi_), CURLMOPT_TIMERDATA, this);
+    timer_armed_ = false;
+    fresh_connections_ = false;
+}
+
+void Client::configure(const std::string &allowlist_text, size_t max_response_bytes) {
+    max_bytes_ = max_response_bytes;
+    if (allowlist_text == allowlist_text_) return;
+    allowlist_ = core::Allowlist::parse(allowlist_text);
+    allowlist_text_ = allowlist_text;
+    if (transfers_.empty()) reset_multi();
+    else fresh_connections_ = true;
+}
+
+int Client::on_socket(int sock, int what) {
+    epoll_event ev{};
+    ev.data.fd = sock;
+    if (what == CURL_POLL_REMOVE) {
+        (void)epoll_ctl(epfd_, EPOLL_CTL_DEL, sock, &ev);  // may already be gone with the socket
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? uint32_t(EPOLLIN) : 0u) | (what & CURL_POLL_OUT ? uint32_t(EPOLLOUT) : 0u);
+    if (epoll_ctl(epfd_, EPOLL_CTL_MOD, sock, &ev) != 0 && errno == ENOENT)
+        (void)epoll_ctl(epfd_, EPOLL_CTL_ADD, sock, &ev);
+    return 0;
+}
+
+void Client::on_timer(long ms) {
+    if (ms < 0) {
+        timer_armed_ = false;
+        return;
+    }
+    timer_armed_ = true;
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+}
+
+long Client::timeout_ms() const {
+    if (!results_.empty()) return 0;
+    if (!timer_armed_) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    return left.count() < 0 ? 0 : static_cast<long>(left.count()) + 1;
+}
+
+void Client::setup(Transfer &t) {
+    CURL *e = t.easy;
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, t.req.url.c_str());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");  // never a proxy from the server's environment
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t.req.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_bytes));
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "pipeline_worker/0.1");
+    if (t.fresh) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+
+    if (t.headers != nullptr) curl_slist_free_all(t.headers);
+    t.headers = nullptr;
+    bool body = has_body(t.method);
+    auto add = [&t](const char *h) {
+        curl_slist *n = curl_slist_append(t.headers, h);
+        if (n == nullptr) throw std::bad_alloc();
+        t.headers = n;
+    };
+    add("Expect:");  // no 100-continue round trip for large bodies
+    if (body) add("Content-Type: application/json");
+    for (const auto &h : t.req.headers) add(h.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+
+    if (t.method == "GET") {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (body) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.req.body.size()));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.req.body.data());
+        if (t.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t.method.c_str());
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t.method.c_str());
+    }
+    t.body.clear();
+    t.too_large = false;
+    t.denied.clear();
+    t.errbuf[0] = '\0';
+    t.host = host_of(t.req.url);
+}
+
+void Client::start(Request req) {
+    auto t = std::make_unique<Transfer>();
+    t->client = this;
+    t->req = std::move(req);
+    t->method = t->req.method;
+    t->max_bytes = max_bytes_;
+    t->allowlist = &allowlist_;
+    t->fresh = fresh_connections_;
+    uint64_t tag = t->req.tag;
+    if (transfers_.count(tag) != 0) throw std::logic_error("a request with this tag is already in flight");
+
+    // Denied before any connection when the host is an address (or nothing is allowed at all).
+    std::string host = host_of(t->req.url);
+    uint8_t addr[16];
+    bool literal = core::Allowlist::parse_ip(host, addr) != 0;
+    if (allowlist_.empty() || (literal && !allowlist_.allows_literal(host))) {
+        Result r;
+        r.tag = tag;
+        r.error = denial(host, "", allowlist_.empty());
+        results_.push_back(std::move(r));
+        return;
+    }
+
+    if (!idle_handles_.empty()) {
+        t->easy = static_cast<CURL *>(idle_handles_.back());
+        idle_handles_.pop_back();
+    } else {
+        t->easy = curl_easy_init();
+        if (t->easy == nullptr) throw std::bad_alloc();
+    }
+    Transfer &ref = *t;
+    transfers_.emplace(tag, std::move(t));
+    try {
+        setup(ref);
+        if (curl_multi_add_handle(M(multi_), ref.easy) != CURLM_OK) throw std::runtime_error("curl_multi_add_handle failed");
+    } catch (...) {
+        curl_easy_cleanup(ref.easy);
+        transfers_.erase(tag);
+        throw;
+    }
+}
+
+bool Client::cancel(uint64_t tag) {
+    auto it = transfers_.find(tag);
+    if (it == transfers_.end()) return false;
+    curl_multi_remove_handle(M(multi_), it->second->easy);
+    curl_easy_cleanup(it->second->easy);  // not reused: it may be mid-request
+    transfers_.erase(it);
+    return true;
+}
+
+void Client::complete(Transfer &t, Result r) {
+    uint64_t tag = t.req.tag;
+    r.tag = tag;
+    curl_multi_remove_handle(M(multi_), t.easy);
+    idle_handles_.push_back(t.easy);
+    results_.push_back(std::move(r));
+    transfers_.erase(tag);  // destroys t
+}
+
+void Client::finish(Transfer &t, int code_) {
+    CURLcode code = static_cast<CURLcode>(code_);
+    Result r;
+    long status = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+    r.status = status;
+    std::string detail = t.errbuf[0] ? t.errbuf : curl_easy_strerror(code);
+
+    if (!t.denied.empty()) {
+        r.error = t.denied;
+    } else if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
+        r.error = "response body exceeds pipeline_worker.http_max_response_bytes (" + std::to_string(t.max_bytes) +
+                  " bytes)";
+    } else if (code == CURLE_OK) {
+        if (status >= 200 && status < 300) {
+            r.ok = true;
+            r.body = std::move(t.body);
+        } else if (status >= 300 && status < 400) {
+            char *loc = nullptr;
+            curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &loc);
+            if (loc != nullptr && t.req.follow_redirects) {
+                if (t.hops >= kMaxRedirects) {
+                    r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
+                } else {
+                    // Follow: the next hop goes through the egress check again when it connects.
+                    t.hops++;
+                    t.req.url = loc;
+                    if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
+                    curl_multi_remove_handle(M(multi_), t.easy);
+                    setup(t);
+                    if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK)
+                        throw std::runtime_error("curl_multi_add_handle failed");
+                    return;
+                }
+            } else if (loc != nullptr) {
+                r.error = "HTTP " + std::to_string(status) + ": redirect to " + loc +
+                          " not followed (the step does not set \"follow_redirects\": true)";
+            } else {
+                r.error = "HTTP " + std::to_string(status) + ": " + t.body.substr(0, kErrorBodyPrefix);
+            }
+        } else {
+            r.error = "HTTP " + std::to_string(status) + ": " + t.body.substr(0, kErrorBodyPrefix);
+            r.retryable = status >= 500 || status == 429;
+            if (status == 429 || status == 503) {
+                curl_off_t after = 0;
+                if (curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
+                    r.retry_after_ms = static_cast<long>(after > 3600 ? 3600 : after) * 1000;
+            }
+        }
+    } else {
+        switch (code) {
+            case CURLE_OPERATION_TIMEDOUT:
+                r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+                r.retryable = true;
+                break;
+            case CURLE_COULDNT_RESOLVE_HOST:
+                r.error = "could not resolve host \"" + t.host + "\": " + detail;
+                r.retryable = true;
+                break;
+            case CURLE_COULDNT_CONNECT:
+                r.error = "connection failed: " + detail;
+                r.retryable = true;
+                break;
+            case CURLE_GOT_NOTHING:
+            case CURLE_RECV_ERROR:
+            case CURLE_SEND_ERROR:
+            case CURLE_PARTIAL_FILE:
+            case CURLE_HTTP2:
+            case CURLE_HTTP2_STREAM:
+            case CURLE_WEIRD_SERVER_REPLY:
+                r.error = "connection error: " + detail;
+                r.retryable = true;
+                break;
+            case CURLE_SSL_CONNECT_ERROR:
+            case CURLE_PEER_FAILED_VERIFICATION:
+            case CURLE_SSL_CERTPROBLEM:
+            case CURLE_SSL_CIPHER:
+            case CURLE_SSL_CACERT_BADFILE:
+            case CURLE_SSL_ISSUER_ERROR:
+            case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            case CURLE_SSL_INVALIDCERTSTATUS:
+            case CURLE_SSL_CRL_BADFILE:
+            case CURLE_USE_SSL_FAILED:
+                r.error = "TLS error: " + detail;
+                break;
+            default:
+                r.error = "request failed: " + detail;
+                break;
+        }
+    }
+    complete(t, std::move(r));
+}
+
+void Client::drive() {
+    epoll_event events[256];
+    int running = 0;
+    for (int round = 0; round < 64; round++) {
+        int n = epoll_wait(epfd_, events, 256, 0);
+        if (n <= 0) break;
+        for (int i = 0; i < n; i++) {
+            int flags = 0;
+            if (events[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+            if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+            if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(M(multi_), events[i].data.fd, flags, &running);
+        }
+        if (n < 256) break;
+    }
+    if (timer_armed_ && std::chrono::steady_clock::now() >= deadline_) {
+        timer_armed_ = false;
+        curl_multi_socket_action(M(multi_), CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    int left = 0;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(M(multi_), &left)) != nullptr) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Transfer *t = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+        CURLcode code = msg->data.result;
+        if (t != nullptr) finish(*t, code);
+    }
+    if (fresh_connections_ && transfers_.empty()) reset_multi();
+}
+
+std::vector<Result> Client::take_results() {
+    std::vector<Result> out;
+    out.swap(results_);
+    return out;
+}
+
+}  // namespace pw::http
