@@ -1128,6 +1128,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
 void lock_http_runs(HttpCall **calls, int n, const char **status) {
     for (int i = 0; i < n; i++) status[i] = nullptr;
     if (n == 0) return;
+    MemoryContext caller = CurrentMemoryContext;
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
     for (int i = 0; i < n; i++) ids[i] = Int64GetDatum(calls[i]->run.id);
@@ -1142,9 +1143,9 @@ void lock_http_runs(HttpCall **calls, int n, const char **status) {
     for (uint64 row = 0; row < SPI_processed; row++) {
         bool isnull;
         int64 id = DatumGetInt64(col(row, 1, &isnull));
-        char *st = TextDatumGetCString(col(row, 2, &isnull));
+        char *st = MemoryContextStrdup(caller, TextDatumGetCString(col(row, 2, &isnull)));
         for (int i = 0; i < n; i++)
-            if (calls[i]->run.id == id) status[i] = MemoryContextStrdup(CurTransactionContext, st);
+            if (calls[i]->run.id == id) status[i] = st;
     }
     SPI_finish();
 }

@@ -357,6 +357,8 @@ int serve_answers(MemoryContext iter_ctx) {
     PG_TRY();
     {
         begin_txn(&b.clock);
+        // iter_ctx, not the transaction's context: a commit between the steps of one run must not free this
+        MemoryContextSwitchTo(iter_ctx);
         const char **status = static_cast<const char **>(palloc(sizeof(char *) * n));
         // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins.
         engine::lock_http_runs(calls, n, status);
@@ -372,6 +374,7 @@ int serve_answers(MemoryContext iter_ctx) {
             engine::HttpIO io;
             io.resume = calls[i];
             io.park_parent = TopMemoryContext;
+            MemoryContextSwitchTo(iter_ctx);
             engine::execute_claimed(nullptr, between_steps, &b, &io);
             if (io.parked != nullptr) httpq::queue(io.parked);
             else pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
