@@ -398,7 +398,15 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     engine::request_cancel(run_id);
     int pid = executor_pid(run_id);
-    if (pid != 0 && pid != MyProcPid) kill(pid, SIGINT);  // the worker checks that it is still this run
+    if (pid != 0 && pid != MyProcPid) {
+        kill(pid, SIGINT);  // the worker checks that it is still this run
+    } else if (shared::State *st = shared::state()) {
+        // Not being executed by a worker right now; it may be waiting for an HTTP answer in one. Wake the
+        // workers: a worker's SIGINT handler only interrupts a step of a run that has a cancel request, and
+        // sets its latch so that it checks its requests in flight at once.
+        for (int i = 0; i < st->nslots; i++)
+            if (st->slots[i].pid != 0 && st->slots[i].pid != MyProcPid) kill(st->slots[i].pid, SIGINT);
+    }
     bool isnull = true;
 
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds

@@ -1,0 +1,543 @@
+#!/bin/bash
+# HTTP steps end to end, against the Node test server test/http/server.js (listening on 127.0.0.1, 127.0.0.2 and
+# 127.0.0.3, same port): request bodies and headers (context, Pipeline-Run-Id, Idempotency-Key, user headers),
+# methods, response bodies (JSON, text, empty, invalid JSON, binary), HTTP errors and retries (one request and one
+# Idempotency-Key per attempt), timeouts, refused and dropped connections, the response size limit, the egress
+# allow-list (names, IPs, CIDRs, empty list, redirect hops), redirects, 200 requests in flight on 2 workers with no
+# transaction open, cancel and SIGTERM during a request (re-issued with the same Idempotency-Key), function and HTTP
+# steps mixed, bad definitions, and 1,000 runs with no lost or duplicated request.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+SERVER_JS="$HERE/../http/server.js"
+SRV_PID=
+SRV_DIR=$(mktemp -d /tmp/pw-http-server.XXXXXX)
+
+http_cleanup() {
+    local rc=$?
+    if [ -n "$SRV_PID" ]; then
+        kill "$SRV_PID" 2>/dev/null
+        wait "$SRV_PID" 2>/dev/null
+    fi
+    if [ "$PW_FAILED" -gt 0 ] && [ -s "$SRV_DIR/stderr" ]; then
+        echo "info   test server stderr:"
+        tail -n 10 "$SRV_DIR/stderr" | sed 's/^/       | /'
+    fi
+    rm -rf "$SRV_DIR"
+    (exit "$rc")
+    pw_cleanup
+}
+trap http_cleanup EXIT
+
+# ---------------------------------------------------------------- the test server
+node "$SERVER_JS" --host 127.0.0.1,127.0.0.2,127.0.0.3 >"$SRV_DIR/stdout" 2>"$SRV_DIR/stderr" &
+SRV_PID=$!
+PORT=
+for _ in $(seq 1 100); do   # up to 10 s
+    PORT=$(awk '$1 == "PORT" { print $2; exit }' "$SRV_DIR/stdout" 2>/dev/null)
+    [ -n "$PORT" ] && break
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$PORT" ] || pw_die "test server did not start: $(tail -n 3 "$SRV_DIR/stderr" 2>/dev/null)"
+B=http://127.0.0.1:$PORT
+CLOSED_PORT=$(pw_free_port) || pw_die "no free port for the connection-refused test"
+pw_info "test server: $B (pid $SRV_PID); closed port $CLOSED_PORT"
+
+# srv PATH [METHOD] : body of a request to the test server (bounded)
+if command -v curl >/dev/null 2>&1; then
+    srv() { curl -s --max-time 5 -X "${2:-GET}" "$B$1"; }
+else
+    srv() {
+        node -e 'fetch(process.argv[1], {method: process.argv[2], signal: AbortSignal.timeout(5000)})
+                   .then(r => r.text()).then(t => process.stdout.write(t), () => process.exit(1))' "$B$1" "${2:-GET}"
+    }
+fi
+srv_reset() { [ "$(srv /reset POST)" = '{"reset":true}' ] || pw_fail "test server: /reset failed"; }
+# srv_stat NAME : a top-level number of /stats (requests, keys, duplicates, no_key, in_flight, ...)
+srv_stat() { srv /stats | sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
+# srv_path_count PATH : requests counted for PATH (0 when none)
+srv_path_count() {
+    local n
+    n=$(srv /stats | sed -n "s|.*\"by_path\":{[^}]*\"$1\":\([0-9][0-9]*\).*|\1|p")
+    echo "${n:-0}"
+}
+# srv_keys_of RUN : "key=count ..." of the Idempotency-Keys of run RUN the server saw, sorted
+srv_keys_of() {
+    pw_psql -c "SELECT coalesce(string_agg(key || '=' || value, ' ' ORDER BY key), '')
+                  FROM jsonb_each_text('$(srv /keys)'::jsonb) WHERE key LIKE '$1:%'"
+}
+# ge A B : A is a number >= B (false for anything else)
+ge() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ]; }
+# urlenc STRING : percent-encodes what matters in a query value
+urlenc() { printf '%s' "$1" | sed -e 's/%/%25/g' -e 's/:/%3A/g' -e 's|/|%2F|g' -e 's/?/%3F/g' -e 's/&/%26/g' -e 's/=/%3D/g'; }
+
+# ---------------------------------------------------------------- the cluster
+PW_WORKERS=2 pw_cluster_start http "pipeline_worker.http_allowed_hosts = '127.0.0.1, localhost'" \
+    "pipeline_worker.recovery_interval_ms = 500"
+pw_wait_workers 2 20 >/dev/null || pw_die "the 2 workers did not show up"
+export PGOPTIONS="-c statement_timeout=30s"   # no statement of this script may hang (wait_run waits <= 15 s)
+pw_psql <<'SQL' >/dev/null || pw_die "setup failed"
+CREATE EXTENSION pipeline_worker;
+CREATE FUNCTION f_first(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN jsonb_build_object('a', ctx->'input'->'x', 'from', 'first');
+END $$;
+CREATE FUNCTION f_last(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN jsonb_build_object('http_method', ctx->'prev'->'method', 'http_saw_prev', ctx->'prev'->'body'->'prev',
+                              'results_call_path', ctx->'results'->'call'->'path');
+END $$;
+SQL
+
+# definitions: @B@ is the server's base URL, @P@ its port, @C@ a closed port, @TO_OK@ / @TO_DENIED@ url-encoded
+# redirect targets (/ok on 127.0.0.1, /ok on 127.0.0.3)
+TO_OK=$(urlenc "$B/ok")
+TO_DENIED=$(urlenc "http://127.0.0.3:$PORT/ok")
+mkpipe() {  # NAME STEPS_JSON
+    local steps=$2
+    steps=${steps//@B@/$B}
+    steps=${steps//@P@/$PORT}
+    steps=${steps//@C@/$CLOSED_PORT}
+    steps=${steps//@TO_OK@/$TO_OK}
+    steps=${steps//@TO_DENIED@/$TO_DENIED}
+    pw_psql -c "SELECT pipeline_worker.create_pipeline('$1', '$steps')" >/dev/null 2>"$SRV_DIR/mkpipe.err" \
+        || pw_die "create_pipeline $1 failed: $(cat "$SRV_DIR/mkpipe.err")"
+}
+R3='"max_attempts": 3, "retry_delay_ms": 50'
+R2='"max_attempts": 2, "retry_delay_ms": 50'
+mkpipe echo_post  '[{"name": "call", "http": {"url": "@B@/echo?q=1", "headers": {"X-Test": "hello"}}}]'
+mkpipe methods    '[{"name": "get", "http": {"url": "@B@/echo", "method": "GET"}},
+                    {"name": "delete", "http": {"url": "@B@/echo", "method": "DELETE"}},
+                    {"name": "put", "http": {"url": "@B@/echo", "method": "PUT"}},
+                    {"name": "patch", "http": {"url": "@B@/echo", "method": "PATCH"}}]'
+mkpipe text       '[{"name": "call", "http": {"url": "@B@/text"}}]'
+mkpipe empty      '[{"name": "call", "http": {"url": "@B@/empty"}}]'
+mkpipe badjson    '[{"name": "call", "http": {"url": "@B@/badjson"}}]'
+mkpipe binary     '[{"name": "call", "http": {"url": "@B@/binary"}}]'
+mkpipe s404       '[{"name": "call", "http": {"url": "@B@/status/404"}, '"$R3"'}]'
+mkpipe s500       '[{"name": "call", "http": {"url": "@B@/status/500"}, '"$R3"'}]'
+mkpipe flaky      '[{"name": "call", "http": {"url": "@B@/flaky?fail=2"}, '"$R3"'}]'
+mkpipe flaky429   '[{"name": "call", "http": {"url": "@B@/flaky?fail=1&status=429"}, '"$R2"'}]'
+mkpipe tmo        '[{"name": "call", "http": {"url": "@B@/delay?ms=3000", "timeout_ms": 300}, '"$R2"'}]'
+mkpipe refused    '[{"name": "call", "http": {"url": "http://127.0.0.1:@C@/ok"}, '"$R2"'}]'
+mkpipe closer     '[{"name": "call", "http": {"url": "@B@/close"}, '"$R3"'}]'
+mkpipe huge       '[{"name": "call", "http": {"url": "@B@/huge?bytes=2000000"}}]'
+mkpipe ip2        '[{"name": "call", "http": {"url": "http://127.0.0.2:@P@/ok"}}]'
+mkpipe byname     '[{"name": "call", "http": {"url": "http://localhost:@P@/ok"}}]'
+mkpipe okp        '[{"name": "call", "http": {"url": "@B@/ok"}}]'
+mkpipe redir      '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@"}, '"$R3"'}]'
+mkpipe redir_follow '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@", "follow_redirects": true}}]'
+mkpipe redir_denied '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_DENIED@", "follow_redirects": true}}]'
+mkpipe slow1s     '[{"name": "call", "http": {"url": "@B@/delay?ms=1000"}}]'
+mkpipe slow30s    '[{"name": "call", "http": {"url": "@B@/delay?ms=30000", "timeout_ms": 60000}}]'
+mkpipe term       '[{"name": "call", "http": {"url": "@B@/delay?ms=2000"}}]'
+mkpipe mixed      '[{"name": "first", "function": "f_first"}, {"name": "call", "http": {"url": "@B@/echo"}},
+                    {"name": "last", "function": "f_last"}]'
+
+run() { pw_psql -c "SELECT pipeline_worker.create_run('$1', '${2:-{\}}', '${3:-{\}}')"; }
+wait_status() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-15} s')"; }
+attempts_of() {  # "attempt:status ..." of run $1's step rows
+    pw_psql -c "SELECT coalesce(string_agg(position || '.' || attempt || ':' || status, ' ' ORDER BY position, attempt), '')
+                  FROM pipeline_worker.run_steps WHERE run_id = $1"
+}
+# check_failed DESC RUN ATTEMPTS FRAGMENT... : the run failed with ATTEMPTS step rows ("1.1:failed ..."), runs.error
+# is 'step "call" failed: ' + the last attempt's error, and contains every FRAGMENT
+check_failed() {
+    local desc=$1 r=$2 attempts=$3 st err stepok frag missing=
+    shift 3
+    st=$(wait_status "$r")
+    pw_check "$desc: run failed" failed "$st"
+    pw_check "$desc: step attempts" "$attempts" "$(attempts_of "$r")"
+    err=$(pw_psql -c "SELECT error FROM pipeline_worker.runs WHERE id = $r")
+    stepok=$(pw_psql -c "SELECT r.error = 'step \"' || s.name || '\" failed: ' || s.error
+                           FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id
+                          WHERE r.id = $r ORDER BY s.position DESC, s.attempt DESC LIMIT 1")
+    [ "$stepok" = t ] || missing="runs.error is not 'step \"<name>\" failed: <last attempt's error>'"
+    for frag in "$@"; do
+        [[ "$err" == *"$frag"* ]] || missing="$missing [no '$frag']"
+    done
+    if [ -z "$missing" ]; then pw_ok "$desc: error says so"; else pw_fail "$desc: error '$err': $missing"; fi
+}
+# jsonb_is DESC RUN JSON : runs.result = JSON (shows the actual result when not)
+jsonb_is() {
+    pw_check_sql "$1" ok "SELECT CASE WHEN result = '$3'::jsonb THEN 'ok' ELSE coalesce(result::text, 'SQL NULL') END
+                            FROM pipeline_worker.runs WHERE id = $2"
+}
+
+# ---------------------------------------------------------------- bad definitions, privilege
+bad_def() {  # DESC STEPS_JSON FRAGMENT
+    local out
+    if out=$(pw_psql -c "SELECT pipeline_worker.create_pipeline('bad_def', '$2')" 2>&1); then
+        pw_fail "$1: accepted"
+    elif [[ "$out" == *"$3"* ]]; then
+        pw_ok "$1: rejected by create_pipeline"
+    else
+        pw_fail "$1: rejected, but the error lacks '$3': $out"
+    fi
+}
+bad_def "method FETCH" "[{\"name\": \"x\", \"http\": {\"url\": \"$B/ok\", \"method\": \"FETCH\"}}]" 'method'
+bad_def "url ftp://x" '[{"name": "x", "http": {"url": "ftp://x"}}]' 'http:// or https://'
+bad_def "headers not an object" "[{\"name\": \"x\", \"http\": {\"url\": \"$B/ok\", \"headers\": [\"X-A: 1\"]}}]" '"headers"'
+bad_def "header value not a string" "[{\"name\": \"x\", \"http\": {\"url\": \"$B/ok\", \"headers\": {\"X-A\": 1}}}]" 'X-A'
+pw_check_sql "bad definitions stored nothing" 0 "SELECT count(*) FROM pipeline_worker.pipelines WHERE name = 'bad_def'"
+out=$(pw_psql 2>&1 <<SQL
+CREATE ROLE no_http;
+GRANT USAGE ON SCHEMA pipeline_worker TO no_http;
+SET ROLE no_http;
+SELECT pipeline_worker.create_pipeline('no_http_p', '[{"name": "x", "http": {"url": "$B/ok"}}]');
+SQL
+)
+if [[ "$out" == *"permission denied"* ]]; then pw_ok "HTTP step needs membership in pipeline_worker_http"
+else pw_fail "HTTP step by a role outside pipeline_worker_http: $out"; fi
+
+# ---------------------------------------------------------------- POST /echo: body = context, headers
+srv_reset
+r=$(run echo_post '{"n": 42}' '{"m": 1}')
+pw_check "POST /echo: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "POST /echo: output is the parsed JSON (default method POST, query seen)" "object POST /echo 1" \
+    "SELECT concat_ws(' ', jsonb_typeof(result), result->>'method', result->>'path', result->'query'->>'q')
+       FROM pipeline_worker.runs WHERE id = $r"
+pw_check_sql "POST /echo: one step row, attempt 1, output = run result" "1 1 succeeded t t" \
+    "SELECT concat_ws(' ', count(*), min(s.attempt), min(s.status), bool_and(s.output = r.result),
+                      bool_and(s.finished_at IS NOT NULL))
+       FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id WHERE r.id = $r"
+pw_check_sql "POST /echo: request body has exactly the context keys" \
+    "attempt,input,metadata,pipeline,position,prev,results,run_id,step" \
+    "SELECT string_agg(k, ',' ORDER BY k) FROM pipeline_worker.runs, jsonb_object_keys(result->'body') k WHERE id = $r"
+pw_check_sql "POST /echo: context values (run_id, pipeline, step, position, attempt, input, metadata, prev, results)" \
+    "$r|echo_post|call|1|1|{\"n\": 42}|{\"m\": 1}|{\"n\": 42}|{}" \
+    "SELECT concat_ws('|', b->>'run_id', b->>'pipeline', b->>'step', b->>'position', b->>'attempt', b->'input',
+                      b->'metadata', b->'prev', b->'results')
+       FROM (SELECT result->'body' b FROM pipeline_worker.runs WHERE id = $r) s"
+pw_check_sql "POST /echo: Pipeline-Run-Id, Idempotency-Key, user header, Content-Type" \
+    "$r|$r:1:1|hello|application/json" \
+    "SELECT concat_ws('|', h->>'pipeline-run-id', h->>'idempotency-key', h->>'x-test', h->>'content-type')
+       FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
+pw_check "POST /echo: the server got exactly one request, with the key" "$r:1:1=1" "$(srv_keys_of "$r")"
+
+# ---------------------------------------------------------------- methods
+r=$(run methods '{"k": "v"}')
+pw_check "GET/DELETE/PUT/PATCH: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "GET/DELETE send no body, PUT/PATCH send the context; method and key right" \
+    "1:GET:null:$r:1:1 2:DELETE:null:$r:2:1 3:PUT:object:$r:3:1 4:PATCH:object:$r:4:1" \
+    "SELECT string_agg(concat_ws(':', position, output->>'method', jsonb_typeof(output->'body'),
+                                 output->'headers'->>'idempotency-key'), ' ' ORDER BY position)
+       FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'succeeded'"
+pw_check_sql "PUT/PATCH: Content-Type application/json, body position and prev (the previous step's output)" \
+    "3:application/json:3:DELETE 4:application/json:4:PUT" \
+    "SELECT string_agg(concat_ws(':', position, output->'headers'->>'content-type', output->'body'->>'position',
+                                 output->'body'->'prev'->>'method'), ' ' ORDER BY position)
+       FROM pipeline_worker.run_steps WHERE run_id = $r AND position IN (3, 4)"
+pw_check_sql "GET/DELETE: Pipeline-Run-Id sent" "$r $r" \
+    "SELECT string_agg(output->'headers'->>'pipeline-run-id', ' ' ORDER BY position)
+       FROM pipeline_worker.run_steps WHERE run_id = $r AND position IN (1, 2)"
+
+# ---------------------------------------------------------------- response bodies
+r=$(run text)
+pw_check "/text: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "/text: output is the JSON string \"hello, world\"" "$r" '"hello, world"'
+r=$(run empty)
+pw_check "/empty: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "/empty: output is JSON null" "$r" 'null'
+pw_check_sql "/empty: step output is JSON null too" "null" \
+    "SELECT jsonb_typeof(output) FROM pipeline_worker.run_steps WHERE run_id = $r"
+r=$(run badjson)
+pw_check "/badjson: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "/badjson: stored as a JSON string" "$r" '"{\"unterminated\": "'
+r=$(run binary)
+check_failed "/binary" "$r" "1.1:failed" "not valid JSON or text"
+
+# ---------------------------------------------------------------- HTTP errors, retries
+r=$(run s404)
+check_failed "/status/404 (max_attempts 3)" "$r" "1.1:failed" "HTTP 404" "status 404 body"
+pw_check_sql "/status/404: 'HTTP 404: <body>'" t \
+    "SELECT error LIKE '%HTTP 404: status 404 body%' FROM pipeline_worker.runs WHERE id = $r"
+
+srv_reset
+r=$(run s500)
+check_failed "/status/500 (max_attempts 3)" "$r" "1.1:failed 1.2:failed 1.3:failed" "HTTP 500" "status 500 body"
+pw_check "/status/500: exactly 3 requests reached the server" 3 "$(srv_stat requests)"
+pw_check "/status/500: one new Idempotency-Key per attempt" "$r:1:1=1 $r:1:2=1 $r:1:3=1" "$(srv_keys_of "$r")"
+pw_check_sql "/status/500: every attempt's error says HTTP 500" 3 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND error LIKE '%HTTP 500: status 500 body%'"
+
+r=$(run flaky)
+pw_check "/flaky?fail=2 (max_attempts 3): succeeded" succeeded "$(wait_status "$r")"
+pw_check "/flaky: succeeded on attempt 3" "1.1:failed 1.2:failed 1.3:succeeded" "$(attempts_of "$r")"
+pw_check_sql "/flaky: failed attempts say 'HTTP 500: flaky failure k of 2'" 2 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r
+        AND error LIKE '%HTTP 500: flaky failure ' || attempt || ' of 2%'"
+pw_check_sql "/flaky: the output is the third request's echo (attempt 3 in body and key)" "3 $r:1:3" \
+    "SELECT (result->'body'->>'attempt') || ' ' || (result->'headers'->>'idempotency-key')
+       FROM pipeline_worker.runs WHERE id = $r"
+
+r=$(run flaky429)
+pw_check "429 is retried: succeeded" succeeded "$(wait_status "$r")"
+pw_check "429 is retried: attempts" "1.1:failed 1.2:succeeded" "$(attempts_of "$r")"
+pw_check_sql "429 is retried: first attempt says HTTP 429" t \
+    "SELECT error LIKE '%HTTP 429%' FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1"
+
+# ---------------------------------------------------------------- timeouts, connection failures
+start=$(pw_now)
+r=$(run tmo)
+check_failed "/delay?ms=3000 with timeout_ms 300 (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" \
+    "timed out after 300 ms"
+t=$(pw_elapsed "$start")
+pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout: two 300 ms attempts took ${t} s"
+
+r=$(run refused)
+check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed"
+
+srv_reset
+r=$(run closer)
+check_failed "/close (max_attempts 3: retried)" "$r" "1.1:failed 1.2:failed 1.3:failed" "connection error"
+n=$(srv_path_count /close)
+ge "$n" 3 && pw_ok "/close: the server saw the requests ($n)" || pw_fail "/close: the server saw $n requests"
+keys=$(srv_keys_of "$r")
+[[ "$keys" == "$r:1:1="*" $r:1:2="*" $r:1:3="* ]] && pw_ok "/close: one Idempotency-Key per attempt" \
+    || pw_fail "/close: keys seen: '$keys'"
+
+# ---------------------------------------------------------------- response size limit
+r=$(run huge)
+check_failed "/huge 2,000,000 bytes with the default limit" "$r" "1.1:failed" \
+    "exceeds pipeline_worker.http_max_response_bytes"
+
+# set_guc NAME VALUE : ALTER SYSTEM + reload; waits until new sessions see it, then gives the workers a moment
+set_guc() {
+    if ! pw_psql -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null 2>"$SRV_DIR/guc.err"; then
+        pw_fail "ALTER SYSTEM SET $1 = '$2': $(cat "$SRV_DIR/guc.err")"
+        return 1
+    fi
+    for _ in $(seq 1 50); do
+        # (compared without blanks: a check hook may normalise a list)
+        if [ "$(pw_psql -c "SELECT replace(setting, ' ', '') FROM pg_settings WHERE name = '$1'")" = "${2// /}" ]; then
+            sleep 0.3
+            return 0
+        fi
+        sleep 0.1
+    done
+    pw_fail "$1 is not '$2' 5 s after pg_reload_conf()"
+    return 1
+}
+set_guc pipeline_worker.http_max_response_bytes 4194304
+r=$(run huge)
+pw_check "/huge 2,000,000 bytes after raising the limit (reload): succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "/huge: output is the 2,000,000-character string" "string 2000000 t" \
+    "SELECT concat_ws(' ', jsonb_typeof(result), length(result #>> '{}'), (result #>> '{}') ~ '^x+\$')
+       FROM pipeline_worker.runs WHERE id = $r"
+
+# ---------------------------------------------------------------- egress allow-list
+srv_reset
+r=$(run ip2)
+check_failed "127.0.0.2 (loopback, not listed)" "$r" "1.1:failed" "is not allowed by pipeline_worker.http_allowed_hosts"
+pw_check "127.0.0.2: the server received nothing" 0 "$(srv_stat requests)"
+r=$(run byname)
+pw_check "http://localhost:<port> with 'localhost' listed: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "http://localhost: output" "$r" '{"ok": true}'
+
+set_guc pipeline_worker.http_allowed_hosts ''
+srv_reset
+r=$(run okp)
+check_failed "empty allow-list: 127.0.0.1 denied" "$r" "1.1:failed" "is not allowed"
+r=$(run byname)
+check_failed "empty allow-list: localhost denied" "$r" "1.1:failed" "is not allowed"
+pw_check "empty allow-list: the server received nothing" 0 "$(srv_stat requests)"
+
+set_guc pipeline_worker.http_allowed_hosts '127.0.0.0/8'
+r=$(run ip2)
+pw_check "CIDR 127.0.0.0/8 allows 127.0.0.2: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "CIDR: output" "$r" '{"ok": true}'
+
+# ---------------------------------------------------------------- redirects
+set_guc pipeline_worker.http_allowed_hosts '127.0.0.1'
+srv_reset
+r=$(run redir)
+check_failed "302 without follow_redirects (max_attempts 3: not retried)" "$r" "1.1:failed" "HTTP 302" "follow_redirects"
+pw_check "302 without follow_redirects: the target was not requested" "1 0" \
+    "$(srv_path_count /redirect) $(srv_path_count /ok)"
+r=$(run redir_follow)
+pw_check "302 with follow_redirects: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "302 with follow_redirects: /ok's output" "$r" '{"ok": true}'
+srv_reset
+r=$(run redir_denied)
+check_failed "redirect to a denied host (127.0.0.3)" "$r" "1.1:failed" "is not allowed"
+pw_check "redirect to a denied host: the target was not requested" "1 0" \
+    "$(srv_path_count /redirect) $(srv_path_count /ok)"
+set_guc pipeline_worker.http_allowed_hosts '127.0.0.1, localhost'
+
+# ---------------------------------------------------------------- mixed function -> http -> function
+r=$(run mixed '{"x": 5}')
+pw_check "function -> http -> function: succeeded" succeeded "$(wait_status "$r")"
+jsonb_is "function -> http -> function: outputs passed along (prev and results)" "$r" \
+    '{"http_method": "POST", "http_saw_prev": {"a": 5, "from": "first"}, "results_call_path": "/echo"}'
+pw_check_sql "function -> http -> function: the HTTP request's key has position 2" "$r:2:1" \
+    "SELECT output->'headers'->>'idempotency-key' FROM pipeline_worker.run_steps WHERE run_id = $r AND position = 2"
+
+# ---------------------------------------------------------------- 200 requests in flight on 2 workers
+WORKER_FILTER="(backend_type = 'pipeline_worker' OR application_name = 'pipeline_worker')"
+srv_reset
+start=$(pw_now)
+pw_psql -c "SELECT count(pipeline_worker.create_run('slow1s')) FROM generate_series(1, 200)" >/dev/null
+inf=0
+for _ in $(seq 1 40); do   # up to ~4 s
+    inf=$(srv_stat in_flight)
+    ge "$inf" 100 && break
+    sleep 0.1
+done
+pw_info "concurrency: $inf requests in flight at the server $(pw_elapsed "$start") s after submitting"
+# Samples count only while the server has answered none of the 200 requests and nothing moved at the server
+# during the sample (same requests / in_flight before and after): then the workers have nothing to do but wait
+# for the responses, and must hold no transaction, xid or snapshot while doing so.
+srv_pair() { srv /stats | sed -n 's/.*"requests":\([0-9][0-9]*\),.*"in_flight":\([0-9][0-9]*\),.*/\1 \2/p'; }
+samples=0
+bad=
+workers_seen=
+running_seen=
+for _ in $(seq 1 15); do
+    s1=$(srv_pair)
+    line=$(pw_psql -c "SELECT (SELECT count(*) FROM pg_stat_activity WHERE $WORKER_FILTER) || ' ' ||
+                              (SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+                                WHERE r.pipeline = 'slow1s' AND r.status = 'running'
+                                  AND s.status = 'running' AND s.finished_at IS NULL) || ' ' ||
+                              (SELECT coalesce(string_agg(pid || ':xid=' || coalesce(backend_xid::text, '-') || ':xmin=' ||
+                                                          coalesce(backend_xmin::text, '-') || ':' || coalesce(state, '-'), ','), '-')
+                                 FROM pg_stat_activity WHERE $WORKER_FILTER
+                                  AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL OR state LIKE 'idle in transaction%'))")
+    s2=$(srv_pair)
+    if [ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "${s1% *}" = "${s1#* }" ] && ge "${s1#* }" 100; then
+        read -r w running offenders <<<"$line"
+        samples=$((samples + 1))
+        workers_seen="$workers_seen $w"
+        running_seen="$running_seen $running"
+        [ "$offenders" != - ] && bad="$bad $offenders"
+        [ "$samples" -ge 5 ] && break
+    fi
+    sleep 0.03
+done
+if [ "$samples" -gt 0 ]; then
+    pw_info "in flight: $samples samples; workers:$workers_seen; running step rows:$running_seen"
+    [[ "$workers_seen" =~ ^( 2)+$ ]] && pw_ok "in flight: both workers seen in every sample" \
+        || pw_fail "in flight: workers seen:$workers_seen"
+    [ -z "$bad" ] && pw_ok "in flight: no worker holds a transaction, xid or snapshot ($samples samples)" \
+        || pw_fail "in flight: workers in a transaction:$bad"
+    ok=1
+    for n in $running_seen; do ge "$n" 100 || ok=; done
+    [ -n "$ok" ] && pw_ok "in flight: runs 'running' with a 'running' step row (>= 100 in every sample)" \
+        || pw_fail "in flight: running step rows of running runs per sample:$running_seen"
+else
+    pw_fail "in flight: never saw >= 100 requests in flight with none answered yet (last: $(srv_pair))"
+fi
+if pw_wait_all_finished 10; then
+    t=$(pw_elapsed "$start")
+    pw_lt "$t" 6 && pw_ok "200 runs of /delay?ms=1000 on 2 workers done in $t s" \
+        || pw_fail "200 runs of /delay?ms=1000 on 2 workers took $t s"
+fi
+pw_check_sql "200 delayed runs: all succeeded, one attempt each" "200 200" \
+    "SELECT count(*) FILTER (WHERE r.status = 'succeeded') || ' ' ||
+            count(*) FILTER (WHERE (SELECT string_agg(attempt || ':' || status, ' ') FROM pipeline_worker.run_steps s
+                                     WHERE s.run_id = r.id) = '1:succeeded')
+       FROM pipeline_worker.runs r WHERE r.pipeline = 'slow1s'"
+pw_check_sql "200 delayed runs: created-to-finished span < 6 s" t \
+    "SELECT max(finished_at) - min(created_at) < interval '6 s' FROM pipeline_worker.runs WHERE pipeline = 'slow1s'"
+mif=$(srv_stat max_in_flight)
+ge "$mif" 100 && pw_ok "server saw $mif requests in flight at once (>= 100)" \
+    || pw_fail "server saw only ${mif:-?} requests in flight at once (expected >= 100)"
+pw_check "200 delayed runs: 200 requests, no duplicate key" "200 0" "$(srv_stat requests) $(srv_stat duplicates)"
+
+# ---------------------------------------------------------------- cancel during a request
+srv_reset
+r=$(run slow30s)
+ok=
+for _ in $(seq 1 50); do   # up to 5 s
+    if [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'")" = 1 ] \
+       && [ "$(srv_stat in_flight)" = 1 ]; then ok=1; break; fi
+    sleep 0.1
+done
+[ -n "$ok" ] && pw_ok "cancel: the request is in flight, its step row running" \
+    || pw_fail "cancel: the request never showed as in flight (steps: $(attempts_of "$r"))"
+start=$(pw_now)
+c=$(PGOPTIONS="-c statement_timeout=5s" pw_psql -c "SELECT pipeline_worker.cancel_run($r)" 2>&1)
+t=$(pw_elapsed "$start")
+pw_check "cancel: cancel_run returned true" t "$c"
+pw_lt "$t" 2 && pw_ok "cancel: cancel_run took $t s" || pw_fail "cancel: cancel_run took $t s"
+pw_check "cancel: the run is cancelled" cancelled "$(wait_status "$r" 5)"
+# the worker records the interrupted attempt by itself, possibly a moment after cancel_run returned
+for _ in $(seq 1 50); do   # up to 5 s
+    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'")" = 0 ] && break
+    sleep 0.1
+done
+pw_info "cancel: step row settled $(pw_elapsed "$start") s after cancel_run; server in_flight $(srv_stat in_flight) (0 = the request was aborted)"
+pw_check "cancel: the interrupted attempt is recorded failed and finished" "1.1:failed" \
+    "$(pw_psql -c "SELECT string_agg(position || '.' || attempt || ':' || status, ' ') FROM pipeline_worker.run_steps
+                    WHERE run_id = $r AND finished_at IS NOT NULL")"
+
+# ---------------------------------------------------------------- SIGTERM during requests
+srv_reset
+pw_psql -c "SELECT count(pipeline_worker.create_run('term')) FROM generate_series(1, 20)" >/dev/null
+ok=
+for _ in $(seq 1 50); do   # up to 5 s
+    if [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+                          WHERE r.pipeline = 'term' AND s.status = 'running'")" = 20 ] \
+       && ge "$(srv_stat in_flight)" 20; then ok=1; break; fi
+    sleep 0.1
+done
+[ -n "$ok" ] && pw_ok "SIGTERM: 20 requests in flight, step rows running" \
+    || pw_fail "SIGTERM: the 20 requests never were all in flight (server: $(srv_stat in_flight))"
+old_pids=$(pw_psql -c "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity WHERE $WORKER_FILTER")
+start=$(pw_now)
+pw_check_sql "SIGTERM: pg_terminate_backend on both workers" 2 \
+    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE $WORKER_FILTER"
+gone=
+for _ in $(seq 1 50); do   # up to 5 s
+    [ "$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE pid IN (${old_pids:-0})")" = 0 ] && { gone=1; break; }
+    sleep 0.05
+done
+t=$(pw_elapsed "$start")
+[ -n "$gone" ] && pw_lt "$t" 2 && pw_ok "SIGTERM: workers exited promptly during their requests ($t s)" \
+    || pw_fail "SIGTERM: workers $old_pids still there after $t s"
+pw_wait_workers 2 10 >/dev/null && pw_ok "SIGTERM: the launcher restarted the workers" \
+    || pw_fail "SIGTERM: workers not back"
+deadline_ok=
+for _ in $(seq 1 100); do   # up to 20 s after the termination
+    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'term' AND status IN ('pending', 'running')")" = 0 ] \
+        && { deadline_ok=1; break; }
+    pw_lt "$(pw_elapsed "$start")" 20 || break
+    sleep 0.2
+done
+[ -n "$deadline_ok" ] && pw_ok "SIGTERM: all 20 runs finished $(pw_elapsed "$start") s after the termination" \
+    || pw_fail "SIGTERM: runs unfinished 20 s after the termination"
+pw_check_sql "SIGTERM: all 20 succeeded with exactly one step row, attempt 1 succeeded" "20 20" \
+    "SELECT count(*) FILTER (WHERE r.status = 'succeeded') || ' ' ||
+            count(*) FILTER (WHERE (SELECT string_agg(position || '.' || attempt || ':' || status, ' ')
+                                      FROM pipeline_worker.run_steps s WHERE s.run_id = r.id) = '1.1:succeeded')
+       FROM pipeline_worker.runs r WHERE r.pipeline = 'term'"
+KEYS_JSON=$(srv /keys)
+pw_check_sql "SIGTERM: every run's key <run>:1:1 reached the server, no <run>:1:2" "20 0" \
+    "WITH k AS (SELECT key, value::int AS n FROM jsonb_each_text('$KEYS_JSON'::jsonb))
+     SELECT count(*) FILTER (WHERE (SELECT n FROM k WHERE key = r.id || ':1:1') >= 1) || ' ' ||
+            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM k WHERE key = r.id || ':1:2'))
+       FROM pipeline_worker.runs r WHERE r.pipeline = 'term'"
+pw_check_sql "SIGTERM: the interrupted requests were re-issued with the same key (<run>:1:1 seen twice)" 20 \
+    "WITH k AS (SELECT key, value::int AS n FROM jsonb_each_text('$KEYS_JSON'::jsonb))
+     SELECT count(*) FROM pipeline_worker.runs r WHERE (SELECT n FROM k WHERE key = r.id || ':1:1') >= 2
+        AND r.pipeline = 'term'"
+
+# ---------------------------------------------------------------- 1,000 runs: none lost, none duplicated
+srv_reset
+base_id=$(pw_psql -c "SELECT coalesce(max(id), 0) FROM pipeline_worker.runs")
+start=$(pw_now)
+pw_psql -c "SELECT count(pipeline_worker.create_run('okp')) FROM generate_series(1, 1000)" >/dev/null
+if pw_wait_all_finished 25; then
+    pw_info "1,000 /ok runs done in $(pw_elapsed "$start") s"
+fi
+pw_check_sql "1,000 /ok runs: all succeeded with output {\"ok\": true}" 1000 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id > $base_id AND pipeline = 'okp' AND status = 'succeeded'
+        AND result = '{\"ok\": true}'"
+pw_check "1,000 /ok runs: the server counted exactly 1,000 requests, 1,000 keys, 0 duplicates, 0 without key" \
+    "1000 1000 0 0" "$(srv_stat requests) $(srv_stat keys) $(srv_stat duplicates) $(srv_stat no_key)"
+
+# ---------------------------------------------------------------- the workers never crashed
+crashes=$(grep -c 'terminated by signal' "$PW_LOG")
+pw_check "no worker crashed (no 'terminated by signal' in the log)" 0 "$crashes"
+kill -0 "$SRV_PID" 2>/dev/null && pw_ok "test server still up" || pw_fail "test server died"
+pw_finish
