@@ -175,6 +175,7 @@ int safe_mode = 0;  // after an unexpected error: claim and commit one run at a 
 // kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order.
 constexpr int kFullClaimEvery = 16;
 constexpr int kEagerClaimMax = 4;
+constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 int claims_since_full = 0;
 
 pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext ctx) {
@@ -252,8 +253,10 @@ int serve_once(MemoryContext iter_ctx) {
     }
     // A small batch means a short queue or slow runs: show the claims (status running) at once. The commit
     // is asynchronous: a claim lost in a crash only means the run is pending again, and the next
-    // synchronous commit flushes it anyway.
-    if (n <= kEagerClaimMax || released > 0) {
+    // synchronous commit flushes it anyway. Not when this worker's runs are known to be fast: they finish
+    // before anyone could look, and the extra transaction would only add latency.
+    bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
+    if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
         for (int i = 0; i < n; i++) engine::persist_claim(&runs[i]);
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
