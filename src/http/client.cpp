@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kMaxRedirects = 10;
 constexpr size_t kErrorBodyPrefix = 200;
+constexpr long kConnectionCache = 2048;
 
 CURLM *M(void *p) { return static_cast<CURLM *>(p); }
 
@@ -155,6 +156,9 @@ void Client::reset_multi() {
     curl_multi_setopt(M(multi_), CURLMOPT_SOCKETDATA, this);
     curl_multi_setopt(M(multi_), CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(M(multi_), CURLMOPT_TIMERDATA, this);
+    // Keep idle connections for reuse (libcurl's default cache follows the number of transfers in progress,
+    // so a pause between bursts would close them all and every burst would connect again).
+    curl_multi_setopt(M(multi_), CURLMOPT_MAXCONNECTS, kConnectionCache);
     timer_armed_ = false;
     fresh_connections_ = false;
 }
