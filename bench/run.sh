@@ -11,6 +11,15 @@
 #   --soak [N]             pipeline_worker only: drain N runs (default 200000) in batches of
 #                          --soak-batch (10000) with the workers running; worker RSS, table sizes,
 #                          dead tuples at start and end
+#   --http                 pipeline_worker only, one-step HTTP pipelines against the Node endpoint
+#                          test/http/server.js (started on 127.0.0.1): 1. the endpoint alone (its own
+#                          keep-alive capacity, js/http-load.mjs), 2. drain of --http-runs /ok runs
+#                          (steps/s, median of --reps), 3. 10,000 runs to /delay?ms=100, 4. 10,000 runs to
+#                          /delay?ms=2000 with http_max_in_flight 2500 (10k in flight), 5. latency at
+#                          --rate runs/s for --duration s; every figure checked against the endpoint's
+#                          counts (no lost, no duplicated request). Defaults here: --workers 4 --reps 3
+#                          --rate 100 --duration 20 --quiet-wait 20; ulimit -n raised to the hard limit
+#   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
 #   --peers all|none|p1,p2   (all) node-pg, graphile-3step, graphile-noop, graphile-noop-batched,
@@ -37,6 +46,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --sweep) MODE=sweep ;;
+    --http) MODE=http ;;
     --soak)
       MODE=soak
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then SOAK_N=$2; shift; fi ;;
@@ -47,7 +57,7 @@ while [ $# -gt 0 ]; do
       case "$2" in drain|latency) MODE=$2 ;; *) die "--mode must be drain or latency" ;; esac
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
-    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out)
+    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -56,6 +66,8 @@ while [ $# -gt 0 ]; do
 done
 [[ "$MAXS" =~ ^[1-9][0-9]*$ ]] || die "--max-seconds must be a positive integer"
 [[ "$SOAK_N" =~ ^[1-9][0-9]*$ ]] || die "--soak N must be a positive integer"
+# --http: its own defaults (the options given override them: main.mjs takes the last value)
+[ "$MODE" = http ] && ARGS=(--workers 4 --reps 3 --rate 100 --duration 20 --quiet-wait 20 ${ARGS[@]+"${ARGS[@]}"})
 
 for t in initdb pg_ctl postgres psql pg_waldump; do [ -x "$PGBIN/$t" ] || die "$PGBIN/$t not found (PWBENCH_PGBIN)"; done
 command -v node >/dev/null || die "node not found"
@@ -119,7 +131,15 @@ shared_preload_libraries = 'pipeline_worker'
 max_worker_processes = 40
 pipeline_worker.workers = 0
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null ||
+PGCTL=("$PGBIN/pg_ctl")
+if [ "$MODE" = http ]; then
+  # 10,000 connections in flight: the endpoint (started by main.mjs) and the server need the open file
+  # limit raised as far as the hard limit allows; runuser resets the soft limit, so raise it again there.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "run.sh: could not raise ulimit -n to $(ulimit -Hn)" >&2
+  PGCTL=(sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"' "$PGBIN/pg_ctl")
+  echo "run.sh: --http: open file limit $(ulimit -Sn)/$(ulimit -Hn) (soft/hard)" >&2
+fi
+as_pg "${PGCTL[@]}" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null ||
   { tail -n 20 "$LOG" >&2; die "cluster did not start"; }
 STARTED=1
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres PGAPPNAME=pwbench

@@ -122,3 +122,45 @@ CREATE FUNCTION pwbench.verify(n bigint) RETURNS text LANGUAGE sql AS $$
      HAVING count(*) > 0)
   SELECT coalesce(string_agg(p, '; '), 'ok') FROM bad;
 $$;
+
+-- Post-run check of an HTTP benchmark run (bench/run.sh --http): n runs of a one-step HTTP
+-- pipeline, every run succeeded with the endpoint's JSON answer `expect` as result, claimed once
+-- (where runs.claims exists), and exactly one run_steps row per run: position 1, attempt 1,
+-- succeeded, inside the run's [started_at, finished_at]. (That the endpoint saw each request once
+-- is checked by bench/js/main.mjs against the endpoint's statistics.)
+CREATE FUNCTION pwbench.verify_http(n bigint, expect jsonb) RETURNS text LANGUAGE sql AS $$
+  WITH r AS (SELECT * FROM pipeline_worker.runs),
+  s AS (SELECT * FROM pipeline_worker.run_steps),
+  bad AS (
+    SELECT format('runs=%s expected %s', (SELECT count(*) FROM r), n) AS p
+     WHERE (SELECT count(*) FROM r) <> n
+    UNION ALL
+    SELECT format('%s runs not succeeded (%s; first error: %s)', count(*), string_agg(DISTINCT status, ','),
+                  left(min(error), 120))
+      FROM r WHERE status <> 'succeeded' HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs claimed other than exactly once (runs.claims <> 1)', pwbench.claims_not_one())
+     WHERE coalesce(pwbench.claims_not_one(), 0) > 0
+    UNION ALL
+    SELECT format('%s runs with an error text', count(*)) FROM r WHERE error IS NOT NULL HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs with missing/misordered created/started/finished', count(*))
+      FROM r WHERE started_at IS NULL OR finished_at IS NULL
+                OR NOT (created_at <= started_at AND started_at <= finished_at) HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs whose result is not %s', count(*), expect)
+      FROM r WHERE result IS DISTINCT FROM expect HAVING count(*) > 0
+    UNION ALL
+    SELECT format('run_steps=%s expected %s', (SELECT count(*) FROM s), n)
+     WHERE (SELECT count(*) FROM s) <> n
+    UNION ALL
+    SELECT format('%s runs without exactly one succeeded position-1 attempt-1 step row inside the run', count(*))
+      FROM r
+     WHERE (SELECT count(*) FROM s WHERE s.run_id = r.id) <> 1
+        OR NOT EXISTS (SELECT 1 FROM s WHERE s.run_id = r.id AND s.position = 1 AND s.attempt = 1
+                          AND s.status = 'succeeded' AND s.finished_at IS NOT NULL
+                          AND r.started_at <= s.started_at AND s.started_at <= s.finished_at
+                          AND s.finished_at <= r.finished_at)
+     HAVING count(*) > 0)
+  SELECT coalesce(string_agg(p, '; '), 'ok') FROM bad;
+$$;
