@@ -291,6 +291,19 @@ async function latencies(table) {
   return { p50: pc[2], p90: pc[4], p99: pc[6], max: Number(r.max), curve: pc };
 }
 
+// The issue's measure: from the submitter's commit (the moment its autocommitted create_run returned, wall clock
+// of this machine) to the run's finished_at. created_at is stamped before the submitter's own commit flush.
+async function commitLatencies(table, commits) {
+  if (!commits?.length) return null;
+  const rows = await q(`SELECT id, extract(epoch FROM finished_at) * 1000 AS f FROM ${table}
+                         WHERE finished_at IS NOT NULL AND id = ANY($1::bigint[])`, [commits.map((c) => c[0])]);
+  const fin = new Map(rows.map((r) => [Number(r.id), Number(r.f)]));
+  const ms = commits.filter((c) => fin.has(c[0])).map((c) => fin.get(c[0]) - c[1]).sort((a, b) => a - b);
+  if (!ms.length) return null;
+  const at = (p) => ms[Math.min(ms.length - 1, Math.floor(p * (ms.length - 1)))];
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: ms.at(-1) };
+}
+
 // ------------------------------------------------------------------ pipeline_worker runs
 
 async function pwDrain(cfg, n, w) {
@@ -361,11 +374,14 @@ async function pwLatency(cfg, w) {
     if (v !== 'ok') verified = `FAIL(${v.replace(/\s+/g, '_')})`;
   }
   const lat = await latencies('pipeline_worker.runs');
+  const clat = await commitLatencies('pipeline_worker.runs', sub.commits);
   const x = await between(m0, m1, sub.submitted);
   const rec = { runner: 'pipeline_worker', config: cfg, mode: 'latency', workers: w, runs: sub.submitted, lat, verified };
   results.push(rec);
   emit(`runner=pipeline_worker config=${cfg} mode=latency workers=${w} rate=${o.rate} duration_s=${o.duration} ` +
-    `runs=${sub.submitted} ${latencyCols(lat)} submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} ` +
+    `runs=${sub.submitted} ${latencyCols(lat)} (finished_at-created_at) ` +
+    (clat ? `from_commit: p50_ms=${fmt(clat.p50, 2)} p90_ms=${fmt(clat.p90, 2)} p99_ms=${fmt(clat.p99, 2)} max_ms=${fmt(clat.max, 2)} ` : '') +
+    `submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} ` +
     `commits_per_run=${fmt(x.commits_per_run, 2)} cpu_ms_per_run=${fmt(x.cpu_ms_per_run, 3)} ${desc} so=${BUILD.so} ` +
     `verified=${verified} log_errors=${x.log_errors} host_busy_pct=${busyBefore}/${busyAfter}`);
   return rec;
@@ -955,10 +971,13 @@ async function httpLatency(w) {
   problems.push(...await endpointProblems(sub.submitted, st));
   const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
   const lat = await latencies('pipeline_worker.runs');
+  const clat = await commitLatencies('pipeline_worker.runs', sub.commits);
   const x = await between(m0, m1, Math.max(1, sub.submitted));
   results.push({ runner: 'http', config: 'latency', mode: 'http', verified });
   emit(`http latency: path=/ok rate=${o.rate} duration_s=${o.duration} runs=${sub.submitted} workers=${w} ` +
-    `${latencyCols(lat)} (finished_at-created_at) submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} requests=${st.requests} ` +
+    `${latencyCols(lat)} (finished_at-created_at) ` +
+    (clat ? `from_commit: p50_ms=${fmt(clat.p50, 2)} p90_ms=${fmt(clat.p90, 2)} p99_ms=${fmt(clat.p99, 2)} max_ms=${fmt(clat.max, 2)} ` : '') +
+    `submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} requests=${st.requests} ` +
     `duplicates=${st.duplicates} commits_per_run=${fmt(x.commits_per_run, 2)} ` +
     `cpu_ms_per_run=${fmt(x.cpu_ms_per_run, 3)} so=${BUILD.so} verified=${verified} log_errors=${x.log_errors} ` +
     `host_busy_pct=${busyBefore}/${busyAfter}`);

@@ -390,9 +390,10 @@ pw_psql -c "GRANT pipeline_worker_http TO tenant_a"
 check_state "a member of pipeline_worker_http may define an HTTP step" tenant_a OK \
     "SELECT pipeline_worker.create_pipeline('a_http', '$HTTP_STEP')"
 rh=$(submit tenant_a a_http)
-pw_check "... its run fails (HTTP execution not implemented)" failed "$(wait_as tenant_a "$rh")"
+pw_check "... its run fails: egress is closed by default" failed "$(wait_as tenant_a "$rh")"
 info=$(run_info "$rh")
-if echo "$info" | grep -q 'HTTP steps are not supported'; then pw_ok "... with the documented error"
+if echo "$info" | grep -q 'is not allowed by pipeline_worker.http_allowed_hosts (the setting is empty'; then
+    pw_ok "... with the allowlist error (nothing is sent while http_allowed_hosts is empty)"
 else pw_fail "HTTP run error: got '$info'"; fi
 check_state "attacker cannot submit to the HTTP pipeline (42501)" attacker 42501 "SELECT pipeline_worker.create_run('a_http')"
 # secret header values: hidden in every view, kept only where no role can read them
