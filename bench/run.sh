@@ -131,6 +131,8 @@ shared_preload_libraries = 'pipeline_worker'
 max_worker_processes = 40
 pipeline_worker.workers = 0
 EOF
+# Latency from the submitter's commit to the run's finishing commit is measured with commit timestamps.
+case "$MODE" in latency|sweep|http) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
 PGCTL=("$PGBIN/pg_ctl")
 if [ "$MODE" = http ]; then
   # 10,000 connections in flight: the endpoint (started by main.mjs) and the server need the open file

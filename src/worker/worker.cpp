@@ -188,7 +188,10 @@ pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext c
         claims_since_full++;
     }
     int from_hint = n;
-    if (n < batch) {
+    // From the head only when the hinted claim found nothing, or every kFullClaimEvery claims: a claim that
+    // found work past the hint does not also pay a scan of the head (which steps over the index entries of
+    // runs finished since the last vacuum -- the cost that dominated the wake-up at low rates).
+    if (n == 0 || !hinted) {
         // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
         n += engine::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
         claims_since_full = 0;
