@@ -18,6 +18,7 @@
 #   PW_KEEP=1       keep /tmp/pw-NAME after the script (it is always kept when a check failed)
 #   PW_OS_USER      OS user running the server (default postgres)
 #   PW_EXTRA_CONF   more postgresql.conf lines for every cluster (newline separated), appended last
+#   PW_PGCTL_WRAP   command prefix for pg_ctl start (e.g. "prlimit --nofile=256:256 --")
 
 PW_BINDIR=${PW_BINDIR:-/usr/lib/postgresql/15/bin}
 PW_OS_USER=${PW_OS_USER:-postgres}
@@ -138,7 +139,8 @@ pw_cluster_start() {
         [ -n "${PW_EXTRA_CONF:-}" ] && printf '%s\n' "$PW_EXTRA_CONF"
     } >>"$PW_DATA/postgresql.conf"
 
-    if ! pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >"$dir/pg_ctl.log" 2>&1; then
+    # shellcheck disable=SC2086  # PW_PGCTL_WRAP is a command prefix, split on purpose
+    if ! pw_as_pg ${PW_PGCTL_WRAP:-} "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >"$dir/pg_ctl.log" 2>&1; then
         cat "$dir/pg_ctl.log" >&2
         tail -n 30 "$PW_LOG" >&2
         pw_die "cluster $name did not start"
