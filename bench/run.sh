@@ -11,15 +11,16 @@
 #   --soak [N]             pipeline_worker only: drain N runs (default 200000) in batches of
 #                          --soak-batch (10000) with the workers running; worker RSS, table sizes,
 #                          dead tuples at start and end
-#   --http                 pipeline_worker only, one-step HTTP pipelines against the Node endpoint
-#                          test/http/server.js (started on 127.0.0.1): 1. the endpoint alone (its own
+#   --http                 pipeline_worker only, one-step HTTP pipelines against a local endpoint
+#                          (--http-endpoint cpp: bench/endpoint/endpoint.cpp, built here with g++, default;
+#                          node: test/http/server.js), on 127.0.0.1: 1. the endpoint alone (its own
 #                          keep-alive capacity, js/http-load.mjs), 2. drain of --http-runs /ok runs
 #                          (steps/s, median of --reps), 3. 10,000 runs to /delay?ms=100, 4. 10,000 runs to
 #                          /delay?ms=2000 with http_max_in_flight 2500 (10k in flight), 5. latency at
 #                          --rate runs/s for --duration s; every figure checked against the endpoint's
 #                          counts (no lost, no duplicated request). Defaults here: --workers 4 --reps 3
 #                          --rate 100 --duration 20 --quiet-wait 20; ulimit -n raised to the hard limit
-#   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)
+#   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
 #   --peers all|none|p1,p2   (all) node-pg, graphile-3step, graphile-noop, graphile-noop-batched,
@@ -57,7 +58,7 @@ while [ $# -gt 0 ]; do
       case "$2" in drain|latency) MODE=$2 ;; *) die "--mode must be drain or latency" ;; esac
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
-    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures)
+    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -140,6 +141,10 @@ if [ "$MODE" = http ]; then
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "run.sh: could not raise ulimit -n to $(ulimit -Hn)" >&2
   PGCTL=(sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"' "$PGBIN/pg_ctl")
   echo "run.sh: --http: open file limit $(ulimit -Sn)/$(ulimit -Hn) (soft/hard)" >&2
+  # the C++ endpoint (main.mjs runs it unless --http-endpoint node)
+  g++ -O2 -std=c++17 -Wall -Wextra -Werror -o "$DIR/pw_endpoint" "$HERE/endpoint/endpoint.cpp" ||
+    die "could not build bench/endpoint/endpoint.cpp"
+  export PWBENCH_ENDPOINT_BIN=$DIR/pw_endpoint
 fi
 as_pg "${PGCTL[@]}" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null ||
   { tail -n 20 "$LOG" >&2; die "cluster did not start"; }

@@ -26,6 +26,7 @@ const o = parseArgs(process.argv.slice(2), {
   'quiet-wait': '60', 'quiet-pct': '15', timeout: '900', 'soak-runs': '200000', 'soak-batch': '10000',
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
   'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,drain,delay,inflight,latency',
+  'http-endpoint': 'cpp',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
@@ -692,9 +693,13 @@ const NCPU = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => 
 let endpoint = null;   // { child, pid, port, base }
 
 async function startEndpoint() {
-  const js = path.join(path.dirname(BENCH), 'test', 'http', 'server.js');
-  if (!fs.existsSync(js)) throw new Error(`${js} not found`);
-  const child = spawn(process.execPath, [js, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // cpp (default): bench/endpoint/endpoint.cpp, built by run.sh -- a few µs of CPU per request, so that on 2 cores
+  // the endpoint does not eat the CPU the database needs; node: the test suite's endpoint test/http/server.js.
+  const cpp = o['http-endpoint'] !== 'node';
+  const js = cpp ? process.env.PWBENCH_ENDPOINT_BIN : path.join(path.dirname(BENCH), 'test', 'http', 'server.js');
+  if (!js || !fs.existsSync(js)) throw new Error(`endpoint ${js} not found`);
+  const child = cpp ? spawn(js, ['--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [js, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr.on('data', (d) => process.stderr.write(`[endpoint] ${d}`));
   const port = await new Promise((resolve, reject) => {
     let buf = '';
@@ -707,7 +712,7 @@ async function startEndpoint() {
     child.on('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`the endpoint exited (${code ?? sig})`)); });
   });
   endpoint = { child, pid: child.pid, port, base: `http://127.0.0.1:${port}` };
-  log(`endpoint: node ${path.relative(path.dirname(BENCH), js)} pid ${child.pid} on ${endpoint.base}, ` +
+  log(`endpoint: ${cpp ? 'C++ bench/endpoint' : 'node test/http/server.js'} pid ${child.pid} on ${endpoint.base}, ` +
     `open files ${fdLimit(child.pid)}`);
 }
 
@@ -870,7 +875,7 @@ async function httpEndpointAlone() {
   const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
   const machineS = (m1.cpu[0] - m0.cpu[0]) / CLK_TCK;   // includes the warm-up
   results.push({ runner: 'http', config: 'endpoint', mode: 'http', verified });
-  emit(`http endpoint alone: requests=${n} warmup=${res.warmup ?? 'nan'} method=POST path=/ok keepalive=yes sockets=${conc} ` +
+  emit(`http endpoint alone: endpoint=${o["http-endpoint"] === "node" ? "node" : "cpp"} requests=${n} warmup=${res.warmup ?? 'nan'} method=POST path=/ok keepalive=yes sockets=${conc} ` +
     `seconds=${fmt(res.seconds, 3)} req_per_s=${fmt(res.req_per_s)} endpoint_cpu_s=${fmt(cpuE, 2)} ` +
     `endpoint_req_per_cpu_s=${fmt(total / cpuE)} loadgen_cpu_s=${fmt(res.client_cpu_s, 2)} ` +
     `machine_busy_cpu_s=${fmt(machineS, 2)} max_connections=${st.max_connections} ` +
