@@ -121,6 +121,7 @@ mkpipe flaky429   '[{"name": "call", "http": {"url": "@B@/flaky?fail=1&status=42
 mkpipe tmo        '[{"name": "call", "http": {"url": "@B@/delay?ms=3000", "timeout_ms": 300}, '"$R2"'}]'
 mkpipe refused    '[{"name": "call", "http": {"url": "http://127.0.0.1:@C@/ok"}, '"$R2"'}]'
 mkpipe closer     '[{"name": "call", "http": {"url": "@B@/close"}, '"$R3"'}]'
+mkpipe tls        '[{"name": "call", "http": {"url": "https://127.0.0.1:@P@/ok"}, '"$R3"'}]'
 mkpipe huge       '[{"name": "call", "http": {"url": "@B@/huge?bytes=2000000"}}]'
 mkpipe ip2        '[{"name": "call", "http": {"url": "http://127.0.0.2:@P@/ok"}}]'
 mkpipe byname     '[{"name": "call", "http": {"url": "http://localhost:@P@/ok"}}]'
@@ -287,6 +288,10 @@ pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout:
 
 r=$(run refused)
 check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed"
+
+# https to a plain-HTTP port: the TLS handshake fails; not retried (a configuration problem, not a transient one)
+r=$(run tls)
+check_failed "https to a plain-HTTP server (TLS failure, max_attempts 3: not retried)" "$r" "1.1:failed" "TLS error"
 
 srv_reset
 r=$(run closer)
