@@ -814,12 +814,14 @@ HttpCall *make_http_call(const ClaimedRun *claimed, const RunState *r, int pos, 
     c->timeout_ms = step->timeout_ms > 0 ? step->timeout_ms : 10000;
     c->follow_redirects = step->follow_redirects;
     c->headers = static_cast<char **>(palloc0(sizeof(char *) * (step->nheaders + 2)));
+    c->header_secret = static_cast<bool *>(palloc0(sizeof(bool) * (step->nheaders + 2)));
     c->headers[c->nheaders++] = psprintf("Pipeline-Run-Id: %lld", (long long)claimed->id);
     c->headers[c->nheaders++] = psprintf("Idempotency-Key: %lld:%d:%d", (long long)claimed->id, pos + 1, attempt);
     for (int h = 0; h < step->nheaders; h++) {
         if (pg_strcasecmp(step->header_names[h], "Pipeline-Run-Id") == 0 ||
             pg_strcasecmp(step->header_names[h], "Idempotency-Key") == 0)
             continue;  // ours: endpoints rely on them
+        c->header_secret[c->nheaders] = step->header_secret[h];
         c->headers[c->nheaders++] = psprintf("%s: %s", step->header_names[h], step->header_values[h]);
     }
     if (strcmp(c->method, "GET") != 0 && strcmp(c->method, "DELETE") != 0) {
@@ -871,6 +873,15 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
     v.val.string.val = const_cast<char *>(body);
     v.val.string.len = static_cast<int>(len);
     return JsonbValueToJsonb(&v);
+}
+
+// Error texts quote the response body and URLs: keep them valid in the database encoding.
+const char *valid_text(char *s) {
+    int len = static_cast<int>(strlen(s));
+    if (pg_verifymbstr(s, len, true)) return s;
+    for (int i = 0; i < len; i++)
+        if (static_cast<unsigned char>(s[i]) >= 0x80) s[i] = '?';
+    return s;
 }
 
 bool may_call_http(Oid owner) {
@@ -1021,7 +1032,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
                     MemoryContextSwitchTo(old);
                     if (output == nullptr) http_error = conv_error;
                 } else {
-                    http_error = resume->error ? resume->error : "request failed";
+                    http_error = resume->error ? valid_text(resume->error) : "request failed";
                     http_retryable = resume->retryable;
                     retry_after_ms = resume->retry_after_ms;
                 }

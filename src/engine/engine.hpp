@@ -89,6 +89,7 @@ struct HttpCall {
     const char *method;
     int nheaders;
     char **headers;  // "Name: value", Pipeline-Run-Id and Idempotency-Key included
+    bool *header_secret;  // per header: a secret_headers value (not sent to another host after a redirect)
     char *body;      // NULL for GET/DELETE
     int body_len;
     int timeout_ms;

@@ -140,11 +140,15 @@ void send_queued() {
             req.tag = static_cast<uint64_t>(call->run.id);
             req.url = call->url;
             req.method = call->method;
-            for (int i = 0; i < call->nheaders; i++) req.headers.emplace_back(call->headers[i]);
+            for (int i = 0; i < call->nheaders; i++) {
+                req.headers.emplace_back(call->headers[i]);
+                req.sensitive.push_back(call->header_secret[i]);
+            }
             if (call->body != nullptr) req.body.assign(call->body, call->body_len);
             req.timeout_ms = call->timeout_ms;
             req.follow_redirects = call->follow_redirects;
-            flying->emplace(req.tag, call);
+            if (!flying->emplace(req.tag, call).second)
+                throw std::logic_error("a request of this run is already in flight in this worker");
             try {
                 client->start(std::move(req));
             } catch (...) {
@@ -154,7 +158,9 @@ void send_queued() {
         });
         if (err.failed) {
             call->answered = true;
+            MemoryContext old = MemoryContextSwitchTo(call->ctx);
             call->error = psprintf("could not start the request: %s", err.message);
+            MemoryContextSwitchTo(old);
             call->retryable = true;
             push_answered(call);
         }
@@ -218,12 +224,16 @@ void drive() {
     pg::raise_if_failed(err, "HTTP client failed");
 }
 
+volatile sig_atomic_t cancel_signalled = 0;
+
 void check_cancels() {
     shared::State *st = shared::state();
     if (st == nullptr || flying == nullptr || flying->empty()) return;
+    // cancel_run bumps the counter before it writes the run id, and signals after: scan on either.
     uint32 now = pg_atomic_read_u32(&st->cancel_next);
-    if (now == cancels_seen) return;
+    if (now == cancels_seen && !cancel_signalled) return;
     cancels_seen = now;
+    cancel_signalled = 0;
     std::vector<engine::HttpCall *> *hit = nullptr;
     pg::CppError err = pg::cpp_call([&] {
         hit = new std::vector<engine::HttpCall *>();
@@ -260,8 +270,10 @@ engine::HttpCall **take_answered(int *n, int max) {
         answered = NIL;
     } else {
         MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        answered = list_copy_tail(answered, k);
+        List *rest = list_copy_tail(answered, k);
         MemoryContextSwitchTo(old);
+        list_free(answered);
+        answered = rest;
     }
     *n = k;
     return out;

@@ -25,6 +25,7 @@ long timeout_ms();
 void drive();
 // Calls whose run got a cancel request: abort them; they come back from take_answered() as cancelled.
 void check_cancels();
+extern volatile sig_atomic_t cancel_signalled;  // set by the worker's SIGINT handler
 bool has_answered();
 // Answered calls (palloc'd array in the current context); *n set to their number.
 engine::HttpCall **take_answered(int *n, int max);

@@ -36,6 +36,8 @@ struct Transfer {
     std::string denied;   // set by the egress check
     int hops = 0;
     bool fresh = false;
+    std::chrono::steady_clock::time_point started;  // timeout_ms bounds all hops together
+    long timeout_ms = 0;                            // of the current hop
     char errbuf[CURL_ERROR_SIZE] = {0};
     const core::Allowlist *allowlist = nullptr;
 
@@ -210,7 +212,7 @@ void Client::setup(Transfer &t) {
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");  // never a proxy from the server's environment
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t.req.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t.timeout_ms > 0 ? t.timeout_ms : 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
@@ -259,6 +261,8 @@ void Client::start(Request req) {
     t->max_bytes = max_bytes_;
     t->allowlist = &allowlist_;
     t->fresh = fresh_connections_;
+    t->started = std::chrono::steady_clock::now();
+    t->timeout_ms = t->req.timeout_ms;
     uint64_t tag = t->req.tag;
     if (transfers_.count(tag) != 0) throw std::logic_error("a request with this tag is already in flight");
 
@@ -319,7 +323,7 @@ void Client::finish(Transfer &t, int code_) {
     r.status = status;
     std::string detail = t.errbuf[0] ? t.errbuf : curl_easy_strerror(code);
 
-    if (!t.denied.empty()) {
+    if (code != CURLE_OK && !t.denied.empty()) {
         r.error = t.denied;
     } else if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response body exceeds pipeline_worker.http_max_response_bytes (" + std::to_string(t.max_bytes) +
@@ -335,14 +339,49 @@ void Client::finish(Transfer &t, int code_) {
                 if (t.hops >= kMaxRedirects) {
                     r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
                 } else {
-                    // Follow: the next hop goes through the egress check again when it connects.
-                    t.hops++;
-                    t.req.url = loc;
-                    if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
-                    curl_multi_remove_handle(M(multi_), t.easy);
-                    setup(t);
-                    if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK)
-                        throw std::runtime_error("curl_multi_add_handle failed");
+                    long left = t.req.timeout_ms -
+                                static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      std::chrono::steady_clock::now() - t.started)
+                                                      .count());
+                    if (left <= 0) {
+                        r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+                        r.retryable = true;
+                        complete(t, std::move(r));
+                        return;
+                    }
+                    // Follow: the next hop goes through the egress check again when it connects. Credentials
+                    // (secret headers, Authorization, Cookie) are not sent to another host.
+                    std::string next = loc;
+                    std::string old_host = t.host;
+                    try {
+                        t.hops++;
+                        t.req.url = next;
+                        t.timeout_ms = left;
+                        if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
+                        if (host_of(next) != old_host) {
+                            std::vector<std::string> kept;
+                            for (size_t i = 0; i < t.req.headers.size(); i++) {
+                                const std::string &h = t.req.headers[i];
+                                std::string lower = h.substr(0, h.find(':'));
+                                for (auto &ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+                                bool secret = i < t.req.sensitive.size() && t.req.sensitive[i];
+                                if (!secret && lower != "authorization" && lower != "cookie" &&
+                                    lower != "proxy-authorization")
+                                    kept.push_back(h);
+                            }
+                            t.req.headers.swap(kept);
+                            t.req.sensitive.assign(t.req.headers.size(), false);
+                        }
+                        curl_multi_remove_handle(M(multi_), t.easy);
+                        setup(t);
+                        if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK)
+                            throw std::runtime_error("curl_multi_add_handle failed");
+                    } catch (const std::exception &e) {
+                        // never leave the transfer outside the multi handle: it would never finish
+                        Result fail;
+                        fail.error = std::string("could not follow the redirect: ") + e.what();
+                        complete(t, std::move(fail));
+                    }
                     return;
                 }
             } else if (loc != nullptr) {

@@ -23,6 +23,7 @@ struct Request {
     std::string url;
     std::string method = "POST";       // POST, GET, PUT, PATCH, DELETE
     std::vector<std::string> headers;  // "Name: value"
+    std::vector<bool> sensitive;       // per header: not sent to another host after a redirect
     std::string body;                  // sent for POST, PUT, PATCH (as application/json)
     long timeout_ms = 10000;
     bool follow_redirects = false;

@@ -49,6 +49,7 @@ void worker_sigint(SIGNAL_ARGS) {
             InterruptPending = true;
         }
     }
+    httpq::cancel_signalled = 1;
     SetLatch(MyLatch);  // HTTP requests in flight are checked for cancel requests when the loop wakes
     errno = save_errno;
 }
@@ -124,6 +125,7 @@ struct Batch {
 
 void between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
+    httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
     if (txn_is_due(&b->clock)) {
         engine::persist_claim(b->current);
         commit_txn();
@@ -333,6 +335,7 @@ int serve_once(MemoryContext iter_ctx) {
         done++;
         pg_atomic_write_u64(&my_slot->run_id, 0);
         pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+        if (!failed) httpq::drive();
         if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
         CHECK_FOR_INTERRUPTS();
     }
@@ -341,6 +344,7 @@ int serve_once(MemoryContext iter_ctx) {
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
         ProcessConfigFile(PGC_SIGHUP);
+        httpq::configure();  // a changed allowlist applies to the next request
     }
     return done;
 }
@@ -406,7 +410,7 @@ int serve_answers(MemoryContext iter_ctx) {
             int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
             int m = 0;
             for (int j = 0; j < n; j++)
-                if (j != current) ids[m++] = calls[j]->run.id;
+                if (j != current && !httpq::in_flight(calls[j]->run.id)) ids[m++] = calls[j]->run.id;
             begin_txn(&b.clock);
             engine::release_runs(ids, m);
             if (current >= 0) engine::fail_run(calls[current]->run.id, psprintf("internal error: %s", edata->message));
@@ -472,6 +476,7 @@ void worker_main(Datum arg) {
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
+            httpq::configure();
         }
     }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", slot_no)));
@@ -534,7 +539,11 @@ void worker_main(Datum arg) {
         if (timeout == 0 || httpq::has_answered()) continue;  // a retry or an HTTP timer is due
         pgstat_report_stat(true);  // going idle: flush what is pending
         if (in_flight > 0)
-            pgstat_report_activity(STATE_IDLE, psprintf("waiting for %d HTTP request(s)", in_flight));
+        {
+            char activity[64];
+            snprintf(activity, sizeof(activity), "waiting for %d HTTP request(s)", in_flight);
+            pgstat_report_activity(STATE_IDLE, activity);
+        }
         else
             pgstat_report_activity(STATE_IDLE, nullptr);
         WaitEvent ev;

@@ -93,6 +93,8 @@ SQL
 # redirect targets (/ok on 127.0.0.1, /ok on 127.0.0.3)
 TO_OK=$(urlenc "$B/ok")
 TO_DENIED=$(urlenc "http://127.0.0.3:$PORT/ok")
+TO_ECHO=$(urlenc "$B/echo")
+TO_ECHO_OTHER=$(urlenc "http://localhost:$PORT/echo")
 mkpipe() {  # NAME STEPS_JSON
     local steps=$2
     steps=${steps//@B@/$B}
@@ -100,6 +102,8 @@ mkpipe() {  # NAME STEPS_JSON
     steps=${steps//@C@/$CLOSED_PORT}
     steps=${steps//@TO_OK@/$TO_OK}
     steps=${steps//@TO_DENIED@/$TO_DENIED}
+    steps=${steps//@TO_ECHO@/$TO_ECHO}
+    steps=${steps//@TO_ECHO_OTHER@/$TO_ECHO_OTHER}
     pw_psql -c "SELECT pipeline_worker.create_pipeline('$1', '$steps')" >/dev/null 2>"$SRV_DIR/mkpipe.err" \
         || pw_die "create_pipeline $1 failed: $(cat "$SRV_DIR/mkpipe.err")"
 }
@@ -129,6 +133,9 @@ mkpipe okp        '[{"name": "call", "http": {"url": "@B@/ok"}}]'
 mkpipe redir      '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@"}, '"$R3"'}]'
 mkpipe redir_follow '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@", "follow_redirects": true}}]'
 mkpipe redir_denied '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_DENIED@", "follow_redirects": true}}]'
+# the same host, and another host (localhost) that is allowed: credentials go to the first only
+mkpipe redir_cred_same  '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_ECHO@", "follow_redirects": true, "headers": {"X-Secret": "s3", "Authorization": "Bearer t", "X-Plain": "p"}, "secret_headers": ["X-Secret"]}}]'
+mkpipe redir_cred_other '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_ECHO_OTHER@", "follow_redirects": true, "headers": {"X-Secret": "s3", "Authorization": "Bearer t", "X-Plain": "p"}, "secret_headers": ["X-Secret"]}}]'
 mkpipe slow1s     '[{"name": "call", "http": {"url": "@B@/delay?ms=1000"}}]'
 mkpipe slow30s    '[{"name": "call", "http": {"url": "@B@/delay?ms=30000", "timeout_ms": 60000}}]'
 mkpipe term       '[{"name": "call", "http": {"url": "@B@/delay?ms=2000"}}]'
@@ -369,6 +376,14 @@ check_failed "redirect to a denied host (127.0.0.3)" "$r" "1.1:failed" "is not a
 pw_check "redirect to a denied host: the target was not requested" "1 0" \
     "$(srv_path_count /redirect) $(srv_path_count /ok)"
 set_guc pipeline_worker.http_allowed_hosts '127.0.0.1, localhost'
+r=$(run redir_cred_same)
+pw_check "redirect on the same host: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "redirect on the same host: all headers follow" "s3|Bearer t|p" \
+    "SELECT concat_ws('|', result->'headers'->>'x-secret', result->'headers'->>'authorization', result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
+r=$(run redir_cred_other)
+pw_check "redirect to another host: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "redirect to another host: secret header and Authorization are not sent there, others are" "||p" \
+    "SELECT concat_ws('|', coalesce(result->'headers'->>'x-secret', ''), coalesce(result->'headers'->>'authorization', ''), result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
 
 # ---------------------------------------------------------------- mixed function -> http -> function
 r=$(run mixed '{"x": 5}')
