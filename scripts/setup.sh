@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libcurl4-openssl-dev libipc-run-perl
-          g++ make cmake libgtest-dev)
+          g++ make cmake libgtest-dev curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 // Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
 #include "core/allowlist.hpp"
 #include "engine/engine.hpp"
+#include "engine/http.hpp"
 #include "pg/boundary.hpp"
 #include "worker/shared.hpp"
 
@@ -42,6 +43,7 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
             engine::reset_writes();
+            httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
             engine::xact_runs_created = 0;
             engine::xact_runs_finished = false;
             engine::xact_pipelines_changed = false;

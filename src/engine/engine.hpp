@@ -98,7 +98,6 @@ struct HttpCall {
     bool answered;
     bool ok;         // 2xx: resp is the step output
     bool cancelled;  // cancel_run while in flight
-    long status;
     char *resp;
     size_t resp_len;
     char *error;

@@ -24,7 +24,6 @@ CURLM *M(void *p) { return static_cast<CURLM *>(p); }
 }  // namespace
 
 struct Transfer {
-    Client *client = nullptr;
     CURL *easy = nullptr;
     Request req;
     std::string host;     // of the current URL (changes on redirects)
@@ -255,7 +254,6 @@ void Client::setup(Transfer &t) {
 
 void Client::start(Request req) {
     auto t = std::make_unique<Transfer>();
-    t->client = this;
     t->req = std::move(req);
     t->method = t->req.method;
     t->max_bytes = max_bytes_;

@@ -217,6 +217,36 @@ pg_noinline int claim_batch(int batch, engine::ClaimedRun *runs, MemoryContext c
     return n;
 }
 
+// Bookkeeping failed (not a step: the engine records those) and everything since the last commit is rolled back.
+// Called in PG_CATCH. Puts the batch's runs back in the queue -- except those whose HTTP request is in flight again
+// -- and marks the culprit (0: none) failed, so that it cannot fail the same way forever.
+void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 culprit) {
+    MemoryContextSwitchTo(iter_ctx);
+    ErrorData *edata = CopyErrorData();
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();  // the abort callback drops the buffered writes and the unsent requests
+    PG_TRY();
+    {
+        int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
+        TxnClock clock;
+        begin_txn(&clock);
+        engine::release_runs(back, m);
+        if (culprit != 0) engine::fail_run(culprit, psprintf("internal error: %s", edata->message));
+        commit_txn();
+    }
+    PG_CATCH();
+    {
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+}
+
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
 // Returns the number of runs claimed.
@@ -298,38 +328,11 @@ int serve_once(MemoryContext iter_ctx) {
         }
         PG_CATCH();
         {
-            // Not a step error (those are recorded by the engine): bookkeeping failed. Everything since the last
-            // commit is rolled back. Put this batch's claimed runs back, mark the culprit failed so that it
-            // cannot fail the same way forever, and go on one run per transaction for a while.
-            MemoryContextSwitchTo(iter_ctx);
-            ErrorData *edata = CopyErrorData();
-            EmitErrorReport();
-            FlushErrorState();
-            AbortCurrentTransaction();
-            engine::reset_writes();
-            httpq::discard_queued();
+            int64 ids[kMaxBatch];
+            for (int j = 0; j < n; j++) ids[j] = runs[j].id;
+            recover_batch(iter_ctx, ids, n, runs[i].id);
             failed = true;
             safe_mode = kMaxBatch;
-            PG_TRY();
-            {
-                int64 ids[kMaxBatch];
-                int m = 0;
-                for (int j = 0; j < n; j++)
-                    if (j != i && !httpq::in_flight(runs[j].id)) ids[m++] = runs[j].id;
-                begin_txn(&b.clock);
-                engine::release_runs(ids, m);
-                engine::fail_run(runs[i].id, psprintf("internal error: %s", edata->message));
-                commit_txn();
-            }
-            PG_CATCH();
-            {
-                EmitErrorReport();
-                FlushErrorState();
-                AbortCurrentTransaction();
-                engine::reset_writes();
-                httpq::discard_queued();
-            }
-            PG_END_TRY();
         }
         PG_END_TRY();
         done++;
@@ -395,35 +398,12 @@ int serve_answers(MemoryContext iter_ctx) {
     }
     PG_CATCH();
     {
-        // Bookkeeping failed: the answers of this batch are lost with the transaction. Their runs go back to the
-        // queue (the interrupted attempt is re-issued with the same idempotency key); the culprit fails.
-        MemoryContextSwitchTo(iter_ctx);
-        ErrorData *edata = CopyErrorData();
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-        engine::reset_writes();
-        httpq::discard_queued();
+        // The answers of this batch are lost with the transaction: their runs go back to the queue (the
+        // interrupted attempt is re-issued with the same idempotency key).
         pg_atomic_write_u64(&my_slot->run_id, 0);
-        PG_TRY();
-        {
-            int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
-            int m = 0;
-            for (int j = 0; j < n; j++)
-                if (j != current && !httpq::in_flight(calls[j]->run.id)) ids[m++] = calls[j]->run.id;
-            begin_txn(&b.clock);
-            engine::release_runs(ids, m);
-            if (current >= 0) engine::fail_run(calls[current]->run.id, psprintf("internal error: %s", edata->message));
-            commit_txn();
-        }
-        PG_CATCH();
-        {
-            EmitErrorReport();
-            FlushErrorState();
-            AbortCurrentTransaction();
-            engine::reset_writes();
-        }
-        PG_END_TRY();
+        int64 *ids = static_cast<int64 *>(MemoryContextAlloc(iter_ctx, sizeof(int64) * n));
+        for (int j = 0; j < n; j++) ids[j] = calls[j]->run.id;
+        recover_batch(iter_ctx, ids, n, current >= 0 ? calls[current]->run.id : 0);
         pg_usleep(10000L);
     }
     PG_END_TRY();
@@ -519,7 +499,6 @@ void worker_main(Datum arg) {
             EmitErrorReport();
             FlushErrorState();
             AbortCurrentTransaction();
-            httpq::discard_queued();
             MemoryContextReset(iter_ctx);
             pg_usleep(100000L);
             claimed = -1;

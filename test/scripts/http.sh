@@ -122,6 +122,7 @@ mkpipe s404       '[{"name": "call", "http": {"url": "@B@/status/404"}, '"$R3"'}
 mkpipe s500       '[{"name": "call", "http": {"url": "@B@/status/500"}, '"$R3"'}]'
 mkpipe flaky      '[{"name": "call", "http": {"url": "@B@/flaky?fail=2"}, '"$R3"'}]'
 mkpipe flaky429   '[{"name": "call", "http": {"url": "@B@/flaky?fail=1&status=429"}, '"$R2"'}]'
+mkpipe after429   '[{"name": "call", "http": {"url": "@B@/status/429?retry_after=1"}, "max_attempts": 2, "retry_delay_ms": 10}]'
 mkpipe tmo        '[{"name": "call", "http": {"url": "@B@/delay?ms=3000", "timeout_ms": 300}, '"$R2"'}]'
 mkpipe refused    '[{"name": "call", "http": {"url": "http://127.0.0.1:@C@/ok"}, '"$R2"'}]'
 mkpipe closer     '[{"name": "call", "http": {"url": "@B@/close"}, '"$R3"'}]'
@@ -284,6 +285,13 @@ pw_check "429 is retried: succeeded" succeeded "$(wait_status "$r")"
 pw_check "429 is retried: attempts" "1.1:failed 1.2:succeeded" "$(attempts_of "$r")"
 pw_check_sql "429 is retried: first attempt says HTTP 429" t \
     "SELECT error LIKE '%HTTP 429%' FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1"
+# Retry-After: 1 s outweighs the step's 10 ms back-off
+r=$(run after429)
+check_failed "429 with Retry-After: 1 (max_attempts 2)" "$r" "1.1:failed 1.2:failed" "HTTP 429"
+pw_check_sql "429 with Retry-After: 1: the second attempt waited about a second" t \
+    "SELECT s2.started_at - s1.finished_at >= interval '900 milliseconds'
+       FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2 ON s2.run_id = s1.run_id
+      WHERE s1.run_id = $r AND s1.attempt = 1 AND s2.attempt = 2"
 
 # ---------------------------------------------------------------- timeouts, connection failures
 start=$(pw_now)
