@@ -418,6 +418,7 @@ pw_info "concurrency: $inf requests in flight at the server $(pw_elapsed "$start
 # for the responses, and must hold no transaction, xid or snapshot while doing so.
 srv_pair() { srv /stats | sed -n 's/.*"requests":\([0-9][0-9]*\),.*"in_flight":\([0-9][0-9]*\),.*/\1 \2/p'; }
 samples=0
+warm=
 bad=
 workers_seen=
 running_seen=
@@ -430,9 +431,14 @@ for _ in $(seq 1 15); do
                               (SELECT coalesce(string_agg(pid || ':xid=' || coalesce(backend_xid::text, '-') || ':xmin=' ||
                                                           coalesce(backend_xmin::text, '-') || ':' || coalesce(state, '-'), ','), '-')
                                  FROM pg_stat_activity WHERE $WORKER_FILTER
-                                  AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL OR state LIKE 'idle in transaction%'))")
+                                  AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL OR state LIKE 'idle in transaction%')
+                                  -- a short claim poll may coincide with a sample; one held across the wait is old
+                                  AND clock_timestamp() - xact_start > interval '150 ms')")
     s2=$(srv_pair)
     if [ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "${s1% *}" = "${s1#* }" ] && ge "${s1#* }" 100; then
+        # let the requests be in flight a while first, so a transaction held across the wait is older
+        # than the age filter above
+        if [ -z "$warm" ]; then warm=1; sleep 0.2; continue; fi
         read -r w running offenders <<<"$line"
         samples=$((samples + 1))
         workers_seen="$workers_seen $w"
