@@ -20,6 +20,10 @@
 #                          --rate runs/s for --duration s; every figure checked against the endpoint's
 #                          counts (no lost, no duplicated request). Defaults here: --workers 4 --reps 3
 #                          --rate 100 --duration 20 --quiet-wait 20; ulimit -n raised to the hard limit
+#   --scale                pipeline_worker only: drains of --scale-backlogs (10000,100000,1000000) pre-inserted
+#                          runs, then 10000 more on top of the last one's finished runs (history); runs/s as
+#                          % of the first, and the claim statement's cost at the start and halfway
+#   --scale-backlogs LIST  (10000,100000,1000000)
 #   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     --sweep) MODE=sweep ;;
     --http) MODE=http ;;
+    --scale) MODE=scale ;;
     --soak)
       MODE=soak
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then SOAK_N=$2; shift; fi ;;
@@ -58,7 +63,8 @@ while [ $# -gt 0 ]; do
       case "$2" in drain|latency) MODE=$2 ;; *) die "--mode must be drain or latency" ;; esac
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
-    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint)
+    --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
+    --scale-backlogs)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -134,6 +140,11 @@ pipeline_worker.workers = 0
 EOF
 # Latency from the submitter's commit to the run's finishing commit is measured with commit timestamps.
 case "$MODE" in latency|sweep|http) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
+# --scale reads the workers' own claim statements from pg_stat_statements (nested statements included).
+if [ "$MODE" = scale ]; then
+  printf "%s\n" "shared_preload_libraries = 'pipeline_worker,pg_stat_statements'" \
+    "pg_stat_statements.track = all" >>"$DATA/postgresql.conf"
+fi
 PGCTL=("$PGBIN/pg_ctl")
 if [ "$MODE" = http ]; then
   # 10,000 connections in flight: the endpoint (started by main.mjs) and the server need the open file

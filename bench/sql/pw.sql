@@ -164,3 +164,32 @@ CREATE FUNCTION pwbench.verify_http(n bigint, expect jsonb) RETURNS text LANGUAG
      HAVING count(*) > 0)
   SELECT coalesce(string_agg(p, '; '), 'ok') FROM bad;
 $$;
+
+-- Claim cost probe (bench/run.sh --scale): the worker's claim statement -- the oldest pending runs at or past
+-- min_id, up to `batch`, FOR UPDATE SKIP LOCKED -- executed k times, each in its own subtransaction that is
+-- rolled back (so every probe takes its row locks afresh and none stays locked); returns the median
+-- microseconds of the statement alone. k stays under 64 (the subtransaction cache).
+CREATE FUNCTION pwbench.claim_probe(k int, min_id bigint, batch int DEFAULT 32) RETURNS numeric
+LANGUAGE plpgsql AS $$
+DECLARE
+  t timestamptz;
+  d float8[] := '{}';
+  n int;
+BEGIN
+  FOR i IN 1..least(k, 60) LOOP
+    BEGIN
+      t := clock_timestamp();
+      SELECT count(*) INTO n FROM (
+        SELECT id, pipeline, submitted_by, input, metadata, claims + 1, pipeline_id
+          FROM pipeline_worker.runs
+         WHERE status = 'pending' AND id >= min_id
+           AND (not_before IS NULL OR not_before <= clock_timestamp())
+         ORDER BY id LIMIT batch FOR UPDATE SKIP LOCKED) c;
+      d := d || (extract(epoch FROM clock_timestamp() - t) * 1e6)::float8;
+      RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'pwbench probe rollback';
+    EXCEPTION WHEN raise_exception THEN
+      NULL;
+    END;
+  END LOOP;
+  RETURN (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY x)::numeric, 1) FROM unnest(d) x);
+END $$;
