@@ -26,24 +26,82 @@ namespace {
 // keys. Their plans are generic and kept, so they must not depend on the table statistics of the moment they
 // were made (an empty table makes a seq scan + sort look cheapest, and the plan would stay): they are planned
 // with sequential scans, sorts, hash and merge joins disabled, which leaves the index-driven shapes.
-// Also: they run with search_path = pg_catalog, pg_temp, so that no operator or function of the caller's
-// schemas can be picked up by them (they run as the tables' owner).
+// Also: they are parsed and run with pg_catalog alone as search path, so that no operator or function of the
+// caller's schemas can be picked up by them (they run as the tables' owner). That path is pushed as an override
+// (namespace.c), not set through the search_path GUC: a GUC change per statement re-parses the setting and
+// recomputes the path twice, and the plan cache compares the path at every execution anyway. The planner
+// settings are GUCs, applied only when the statement is about to be planned.
+OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
+
 void plan_shape_enter(int *nest) {
     *nest = NewGUCNestLevel();
-    (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
-                            0, false);
     for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin"})
         (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+// Whether executing the plan reuses its generic plan as is (no parse analysis, no planning).
+bool plan_ready(SPIPlanPtr plan, int *generation) {
+    bool ready = true;
+    *generation = 0;
+    ListCell *lc;
+    foreach (lc, plan->plancache_list) {
+        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
+        *generation += src->generation;
+        if (!src->is_valid || src->gplan == nullptr || !src->gplan->is_valid) ready = false;
+    }
+    return ready;
+}
+
+// Executes a kept plan under the search path and planner settings above.
+int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
+    // Invalidations are read at transaction start and when a relation is first locked: read them now, so that
+    // a plan invalidated since is seen as such here and re-planned under the settings.
+    AcceptInvalidationMessages();
+    int generation;
+    bool shape = !plan_ready(plan, &generation);
+    int nest = 0;
+    if (shape) plan_shape_enter(&nest);
+    PushOverrideSearchPath(&catalog_only_path);
+    int rc;
+    PG_TRY();
+    {
+        rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+    }
+    PG_FINALLY();
+    {
+        PopOverrideSearchPath();
+    }
+    PG_END_TRY();
+    if (shape) {
+        AtEOXact_GUC(true, nest);
+    } else {
+        int after;
+        (void)plan_ready(plan, &after);
+        if (after != generation) {
+            // Invalidated between the check and its execution (a message read while locking): it was re-planned
+            // without the settings. Mark it for re-planning, as an invalidation callback would.
+            ListCell *lc;
+            foreach (lc, plan->plancache_list) static_cast<CachedPlanSource *>(lfirst(lc))->is_valid = false;
+        }
+    }
+    return rc;
 }
 
 SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
     if (*cache == nullptr) {
         // Generic plans: our statements are simple and run constantly; re-planning per call costs more.
-        // Parsed under the same settings as they run with (operators are resolved here).
-        int nest;
-        plan_shape_enter(&nest);
-        SPIPlanPtr p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
-        AtEOXact_GUC(true, nest);
+        // Parsed under the search path they run with (operators and functions are resolved here).
+        PushOverrideSearchPath(&catalog_only_path);
+        SPIPlanPtr volatile p = nullptr;
+        PG_TRY();
+        {
+            p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+        }
+        PG_FINALLY();
+        {
+            PopOverrideSearchPath();
+        }
+        PG_END_TRY();
         if (p == nullptr) elog(ERROR, "pipeline_worker: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
         SPI_keepplan(p);
         *cache = p;
@@ -69,11 +127,8 @@ void owner_leave(const OwnerScope *s) { SetUserIdAndSecContext(s->saved_user, s-
 
 int exec_as_owner(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
     OwnerScope scope;
-    int nest;
     owner_enter(&scope);
-    plan_shape_enter(&nest);
-    int rc = SPI_execute_plan(plan, values, nulls, read_only, count);
-    AtEOXact_GUC(true, nest);
+    int rc = exec_shaped(plan, values, nulls, read_only, count);
     owner_leave(&scope);
     if (rc < 0) elog(ERROR, "pipeline_worker: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     return rc;
@@ -483,16 +538,18 @@ int run_as_owner(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datu
 
 int run_as_caller(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
                   bool read_only) {
-    int nest;
     SPIPlanPtr plan = prepare(cache, sql, nargs, types);
-    plan_shape_enter(&nest);
-    int rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-    AtEOXact_GUC(true, nest);
+    int rc = exec_shaped(plan, values, nulls, read_only, 0);
     if (rc < 0) elog(ERROR, "pipeline_worker: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     return rc;
 }
 
 Oid tables_owner() {
+    // Looked up once per transaction (several bookkeeping statements run in each; the owner only changes with
+    // ALTER ... OWNER, which a later transaction sees).
+    static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+    static Oid cached_owner = InvalidOid;
+    if (MyProc != nullptr && MyProc->lxid == cached_lxid && OidIsValid(cached_owner)) return cached_owner;
     Oid nsp = get_namespace_oid("pipeline_worker", false);
     Oid rel = get_relname_relid("runs", nsp);
     if (!OidIsValid(rel)) elog(ERROR, "pipeline_worker.runs does not exist");
@@ -500,6 +557,10 @@ Oid tables_owner() {
     if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", rel);
     Oid owner = ((Form_pg_class)GETSTRUCT(tup))->relowner;
     ReleaseSysCache(tup);
+    if (MyProc != nullptr) {
+        cached_lxid = MyProc->lxid;
+        cached_owner = owner;
+    }
     return owner;
 }
 
