@@ -39,17 +39,37 @@ void plan_shape_enter(int *nest) {
         (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
-// Whether executing the plan reuses its generic plan as is (no parse analysis, no planning).
+// Whether executing the plan reuses its generic plan as is: the conditions under which GetCachedPlan would
+// re-analyse or re-plan (plancache.c: RevalidateCachedQuery, CheckCachedPlan), read through the plan sources.
+// `generation` sums the sources' plan generations, to see afterwards whether a plan was built anyway.
 bool plan_ready(SPIPlanPtr plan, int *generation) {
     bool ready = true;
     *generation = 0;
     ListCell *lc;
-    foreach (lc, plan->plancache_list) {
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
         CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
         *generation += src->generation;
-        if (!src->is_valid || src->gplan == nullptr || !src->gplan->is_valid) ready = false;
+        CachedPlan *g = src->gplan;
+        if (!CachedPlanIsValid(src) || g == nullptr || !g->is_valid ||
+            (src->dependsOnRLS && (src->rewriteRoleId != GetUserId() || src->rewriteRowSecurity != row_security)) ||
+            (g->dependsOnRole && g->planRoleId != GetUserId()) ||
+            (TransactionIdIsValid(g->saved_xmin) && !TransactionIdEquals(g->saved_xmin, TransactionXmin)))
+            ready = false;
     }
     return ready;
+}
+
+// A plan built without the planner settings (see exec_shaped) is dropped, so that the next execution builds it
+// again with them; as an invalidation does, but keeping the analysed query.
+void drop_unshaped_plan(SPIPlanPtr plan, int generation_before) {
+    int after;
+    (void)plan_ready(plan, &after);
+    if (after == generation_before) return;
+    ListCell *lc;
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
+        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
+        if (src->gplan != nullptr) src->gplan->is_valid = false;
+    }
 }
 
 // Executes a kept plan under the search path and planner settings above.
@@ -70,20 +90,12 @@ int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_onl
     PG_FINALLY();
     {
         PopOverrideSearchPath();
+        // Re-planned anyway, the plan having been invalidated between the check and its execution (a message
+        // read while locking): also when the statement failed, the plan stays cached.
+        if (!shape) drop_unshaped_plan(plan, generation);
     }
     PG_END_TRY();
-    if (shape) {
-        AtEOXact_GUC(true, nest);
-    } else {
-        int after;
-        (void)plan_ready(plan, &after);
-        if (after != generation) {
-            // Invalidated between the check and its execution (a message read while locking): it was re-planned
-            // without the settings. Mark it for re-planning, as an invalidation callback would.
-            ListCell *lc;
-            foreach (lc, plan->plancache_list) static_cast<CachedPlanSource *>(lfirst(lc))->is_valid = false;
-        }
-    }
+    if (shape) AtEOXact_GUC(true, nest);
     return rc;
 }
 
@@ -544,12 +556,29 @@ int run_as_caller(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Dat
     return rc;
 }
 
+// The tables' owner, cached until pg_class or pg_namespace changes (an ALTER ... OWNER, DROP/CREATE EXTENSION;
+// also within the transaction that makes the change, and undone with it).
+namespace {
+
+Oid cached_tables_owner = InvalidOid;
+uint64 owner_invalidations = 0;
+
+void forget_tables_owner(Datum, int, uint32) {
+    cached_tables_owner = InvalidOid;
+    owner_invalidations++;
+}
+
+}  // namespace
+
 Oid tables_owner() {
-    // Looked up once per transaction (several bookkeeping statements run in each; the owner only changes with
-    // ALTER ... OWNER, which a later transaction sees).
-    static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
-    static Oid cached_owner = InvalidOid;
-    if (MyProc != nullptr && MyProc->lxid == cached_lxid && OidIsValid(cached_owner)) return cached_owner;
+    static bool callbacks = false;
+    if (!callbacks) {
+        CacheRegisterSyscacheCallback(RELOID, forget_tables_owner, 0);
+        CacheRegisterSyscacheCallback(NAMESPACEOID, forget_tables_owner, 0);
+        callbacks = true;
+    }
+    if (OidIsValid(cached_tables_owner)) return cached_tables_owner;
+    uint64 seen = owner_invalidations;  // an invalidation read during the lookups makes its result stale
     Oid nsp = get_namespace_oid("pipeline_worker", false);
     Oid rel = get_relname_relid("runs", nsp);
     if (!OidIsValid(rel)) elog(ERROR, "pipeline_worker.runs does not exist");
@@ -557,10 +586,7 @@ Oid tables_owner() {
     if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", rel);
     Oid owner = ((Form_pg_class)GETSTRUCT(tup))->relowner;
     ReleaseSysCache(tup);
-    if (MyProc != nullptr) {
-        cached_lxid = MyProc->lxid;
-        cached_owner = owner;
-    }
+    if (owner_invalidations == seen) cached_tables_owner = owner;
     return owner;
 }
 
