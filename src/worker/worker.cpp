@@ -377,6 +377,14 @@ int serve_answers(MemoryContext iter_ctx) {
         engine::lock_http_runs(calls, n, status);
         for (int i = 0; i < n; i++) {
             current = i;
+            if (b.locks_released) {
+                // A commit between the steps of an earlier run released the row locks taken above: look again
+                // (and lock again), so that a cancel_run -- or a cancel_run + retry_run and a claim by another
+                // worker -- that came in meanwhile wins over continuing the run here.
+                MemoryContextSwitchTo(iter_ctx);
+                engine::lock_http_runs(calls + i, n - i, status + i);
+                b.locks_released = false;
+            }
             if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
                 // cancelled meanwhile (or no longer this worker's): record what happened to the attempt
                 if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0) engine::record_cancelled_call(calls[i]);
