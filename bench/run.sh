@@ -22,7 +22,8 @@
 #                          --rate 100 --duration 20 --quiet-wait 20; ulimit -n raised to the hard limit
 #   --scale                pipeline_worker only: drains of --scale-backlogs (10000,100000,1000000) pre-inserted
 #                          runs, then 10000 more on top of the last one's finished runs (history); runs/s as
-#                          % of the first, and the claim statement's cost at the start and halfway
+#                          % of the first; claim cost from pg_stat_statements (workers' own claims during
+#                          each drain) and from a probe of one 32-run claim with the workers stopped
 #   --scale-backlogs LIST  (10000,100000,1000000)
 #   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
