@@ -315,6 +315,24 @@ async function commitLatencies(table, commits) {
 
 // ------------------------------------------------------------------ pipeline_worker runs
 
+// The timed part of every extension drain: the clock starts (m0, and the server clock t0srv) just before
+// `workers = W` + reload, then the runs left are polled until none. `error` is the poll's failure, if any.
+async function timedWorkers(w) {
+  const m0 = await mark();
+  const t0srv = await val('SELECT clock_timestamp()::text');
+  await q(`ALTER SYSTEM SET pipeline_worker.workers = ${w}`);
+  await reload();
+  let error = null;
+  try {
+    await waitZero(PW_LEFT, TIMEOUT, 20, pwDiagnose);
+  } catch (e) {
+    error = e.message;
+  }
+  return { m0, t0srv, error, pollSeconds: (now() - m0.t) / 1000 };
+}
+
+const failText = (msg) => `FAIL(${msg.replace(/\s+/g, '_')})`;
+
 async function pwDrain(cfg, n, w) {
   await setWorkers(0);
   await applyConfig(cfg);
@@ -323,17 +341,8 @@ async function pwDrain(cfg, n, w) {
   await insertRuns(1, n);
   const busyBefore = await settle();
   log(`pipeline_worker/${cfg} (${desc}) drain: ${n} runs, ${w} workers`);
-  const m0 = await mark();
-  const t0srv = await val('SELECT clock_timestamp()::text');
-  await q(`ALTER SYSTEM SET pipeline_worker.workers = ${w}`);
-  await reload();
-  let verified = 'ok';
-  try {
-    await waitZero(PW_LEFT, TIMEOUT, 20, pwDiagnose);
-  } catch (e) {
-    verified = `FAIL(${e.message.replace(/\s+/g, '_')})`;
-  }
-  const pollSeconds = (now() - m0.t) / 1000;   // clock start (m0) to the poll that saw 0 left
+  const { m0, t0srv, error, pollSeconds } = await timedWorkers(w);
+  let verified = error ? failText(error) : 'ok';
   const m1 = await mark();
   const busyAfter = await hostBusyPct();
   const t = (await q(`SELECT extract(epoch FROM max(finished_at) - $1::timestamptz) AS secs,
@@ -343,7 +352,7 @@ async function pwDrain(cfg, n, w) {
   await setWorkers(0);
   if (verified === 'ok') {
     const v = await check('pwbench.verify', n);
-    if (v !== 'ok') verified = `FAIL(${v.replace(/\s+/g, '_')})`;
+    if (v !== 'ok') verified = failText(v);
   }
   const x = await between(m0, m1, n);
   const seconds = Number(t.secs);
@@ -374,14 +383,14 @@ async function pwLatency(cfg, w) {
   try {
     await waitZero(PW_LEFT, TIMEOUT, 20, pwDiagnose);
   } catch (e) {
-    verified = `FAIL(${e.message.replace(/\s+/g, '_')})`;
+    verified = failText(e.message);
   }
   const m1 = await mark();
   const busyAfter = await hostBusyPct();
   await setWorkers(0);
   if (verified === 'ok') {
     const v = await check('pwbench.verify', sub.submitted);
-    if (v !== 'ok') verified = `FAIL(${v.replace(/\s+/g, '_')})`;
+    if (v !== 'ok') verified = failText(v);
   }
   const lat = await latencies('pipeline_worker.runs');
   const clat = await commitLatencies('pipeline_worker.runs', sub.commits);
@@ -441,7 +450,7 @@ async function peerDrain(peer, n, w) {
     const v = await check('w1_peer.verify', n);
     if (v !== 'ok') problems.push(v);
   }
-  const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
+  const verified = problems.length ? failText(problems.join(';')) : 'ok';
   const x = await between(m0, m1, n);
   const seconds = res.seconds ?? NaN;
   const rec = { runner: peer, config: '', mode: 'drain', workers: w, runs: n, seconds, rps: n / seconds, verified, w1: !!p.w1, ...x };
@@ -485,7 +494,7 @@ async function peerLatency(peer, w) {
   if (r.result?.nerrors) problems.push(`${r.result.nerrors}_errors:${r.result.errors?.[0]}`);
   const v = await check('w1_peer.verify', sub.submitted);
   if (v !== 'ok') problems.push(v);
-  const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
+  const verified = problems.length ? failText(problems.join(';')) : 'ok';
   const lat = await latencies('w1_peer.runs');
   const x = await between(m0, m1, Math.max(1, sub.submitted));
   const rec = { runner: peer, config: '', mode: 'latency', workers: w, runs: sub.submitted, lat, verified };
@@ -657,7 +666,7 @@ async function soak() {
   const st2 = Object.fromEntries((await q(statsSql)).map((r) => [r.relname, r]));
   if (verified === 'ok') {
     const v = await check('pwbench.verify', total);
-    if (v !== 'ok') verified = `FAIL(${v.replace(/\s+/g, '_')})`;
+    if (v !== 'ok') verified = failText(v);
   }
   const x = await between(m0, m1, total);
   const g = (s, t, k) => s[t]?.[k] ?? 'nan';
@@ -682,9 +691,9 @@ async function soak() {
 // Drain throughput and claim cost against the size of the backlog, then with the last backlog's runs left in
 // the tables as finished history. See ../README.md.
 
-// Median microseconds of the worker's claim statement (32 runs), from the head of the queue or from `minId`.
-async function claimUs(minId = 0) {
-  return Number(await val('SELECT pwbench.claim_probe(40, $1)', [minId]));
+// Median microseconds of the worker's claim statement taking 32 runs from the head of the queue.
+async function claimUs() {
+  return Number(await val('SELECT pwbench.claim_probe(40, 0)'));
 }
 
 async function scaleDrain(cfg, n, w, fresh, baseRps = null) {
@@ -700,20 +709,12 @@ async function scaleDrain(cfg, n, w, fresh, baseRps = null) {
   for (let from = first; from < first + n; from += 200000) await insertRuns(from, Math.min(first + n - 1, from + 199999));
   const insertS = (now() - ti) / 1000;
   const busyBefore = await settle();
-  const claimStart = await claimUs(0);
+  const claimStart = await claimUs();
   log(`scale: ${n} runs (history ${history} finished runs), ${w} workers; inserted in ${fmt(insertS, 1)} s; ` +
     `probe: a claim of 32 from the head ${claimStart} us`);
   await q('SELECT pg_stat_statements_reset()');
-  const m0 = await mark();
-  const t0srv = await val('SELECT clock_timestamp()::text');
-  await q(`ALTER SYSTEM SET pipeline_worker.workers = ${w}`);
-  await reload();
-  let verified = 'ok';
-  try {
-    await waitZero(PW_LEFT, TIMEOUT, 20, pwDiagnose);
-  } catch (e) {
-    verified = `FAIL(${e.message.replace(/\s+/g, '_')})`;
-  }
+  const { m0, t0srv, error } = await timedWorkers(w);
+  let verified = error ? failText(error) : 'ok';
   const m1 = await mark();
   // the workers' claim statements during the drain (hinted and from the head: one statement text)
   const cl = (await q(`SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(rows), 0) AS rows,
@@ -727,7 +728,7 @@ async function scaleDrain(cfg, n, w, fresh, baseRps = null) {
   await setWorkers(0);
   if (verified === 'ok') {
     const v = await check('pwbench.verify', history + n);
-    if (v !== 'ok') verified = `FAIL(${v.replace(/\s+/g, '_')})`;
+    if (v !== 'ok') verified = failText(v);
   }
   const x = await between(m0, m1, n);
   const seconds = Number(t.secs);
@@ -755,7 +756,6 @@ async function scaleMode() {
   await q('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   log(`scale: ${cfg} (${await configDesc()}), backlogs ${backlogs.join(', ')} (the first ${REPS} times), then ` +
     `${backlogs[0]} runs ${REPS} times on top of the last backlog's finished runs`);
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const baseRates = [];
   for (let r = 0; r < REPS; r++) baseRates.push(await scaleDrain(cfg, backlogs[0], W, true));
   const base = median(baseRates);
@@ -967,7 +967,7 @@ async function httpEndpointAlone() {
   const total = n + (res.warmup ?? 0);
   if (st.requests !== total) problems.push(`endpoint_requests=${st.requests}_expected_${total}`);
   if (st.duplicates !== 0) problems.push(`endpoint_duplicates=${st.duplicates}`);
-  const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
+  const verified = problems.length ? failText(problems.join(';')) : 'ok';
   const machineS = (m1.cpu[0] - m0.cpu[0]) / CLK_TCK;   // includes the warm-up
   results.push({ runner: 'http', config: 'endpoint', mode: 'http', verified });
   emit(`http endpoint alone: endpoint=${o["http-endpoint"] === "node" ? "node" : "cpp"} requests=${n} warmup=${res.warmup ?? 'nan'} method=POST path=/ok keepalive=yes sockets=${conc} ` +
@@ -994,17 +994,8 @@ async function httpDrain(what, pipeline, n, w, expect, maxInFlight = null) {
   await srv('/reset', 'POST');
   log(`${what}: ${n} runs of ${pipeline}, ${w} workers, http_max_in_flight=${mif}`);
   const c0 = cpuMark();
-  const m0 = await mark();
-  const t0srv = await val('SELECT clock_timestamp()::text');
-  await q(`ALTER SYSTEM SET pipeline_worker.workers = ${w}`);
-  await reload();
-  const problems = [];
-  try {
-    await waitZero(PW_LEFT, TIMEOUT, 20, pwDiagnose);
-  } catch (e) {
-    problems.push(e.message);
-  }
-  const pollSeconds = (now() - m0.t) / 1000;
+  const { m0, t0srv, error, pollSeconds } = await timedWorkers(w);
+  const problems = error ? [error] : [];
   const m1 = await mark();
   const c1 = cpuMark();
   const cpu = cpuSplit(m0, m1, c0, c1, await workerPids());
@@ -1021,7 +1012,7 @@ async function httpDrain(what, pipeline, n, w, expect, maxInFlight = null) {
   const v = await checkHttp(n, expect);
   if (v !== 'ok') problems.push(v);
   problems.push(...await endpointProblems(n, st));
-  const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
+  const verified = problems.length ? failText(problems.join(';')) : 'ok';
   const x = await between(m0, m1, n);
   const fdCapped = logLines(m0, m1, /holds this worker to \d+ HTTP requests/);
   for (const l of fdCapped.slice(0, 2)) log(`server log: ${l}`);
@@ -1077,7 +1068,7 @@ async function httpLatency(w) {
   const v = await checkHttp(sub.submitted, { ok: true });
   if (v !== 'ok') problems.push(v);
   problems.push(...await endpointProblems(sub.submitted, st));
-  const verified = problems.length ? `FAIL(${problems.join(';').replace(/\s+/g, '_')})` : 'ok';
+  const verified = problems.length ? failText(problems.join(';')) : 'ok';
   const lat = await latencies('pipeline_worker.runs');
   const clat = await commitLatencies('pipeline_worker.runs', sub.commits);
   const x = await between(m0, m1, Math.max(1, sub.submitted));
