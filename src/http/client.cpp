@@ -35,8 +35,8 @@ struct Transfer {
     std::string denied;   // set by the egress check
     int hops = 0;
     bool fresh = false;
-    std::chrono::steady_clock::time_point started;  // timeout_ms bounds all hops together
-    long timeout_ms = 0;                            // of the current hop
+    std::chrono::steady_clock::time_point started;
+    std::chrono::steady_clock::time_point deadline;  // started + timeout_ms: all hops together
     char errbuf[CURL_ERROR_SIZE] = {0};
     const core::Allowlist *allowlist = nullptr;
 
@@ -197,8 +197,18 @@ void Client::on_timer(long ms) {
 
 long Client::timeout_ms() const {
     if (!results_.empty()) return 0;
-    if (!timer_armed_) return -1;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    bool any = false;
+    std::chrono::steady_clock::time_point due;
+    if (timer_armed_) {
+        due = deadline_;
+        any = true;
+    }
+    if (!deadlines_.empty() && (!any || deadlines_.begin()->first < due)) {
+        due = deadlines_.begin()->first;
+        any = true;
+    }
+    if (!any) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - std::chrono::steady_clock::now());
     return left.count() < 0 ? 0 : static_cast<long>(left.count()) + 1;
 }
 
@@ -211,7 +221,7 @@ void Client::setup(Transfer &t) {
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");  // never a proxy from the server's environment
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t.timeout_ms > 0 ? t.timeout_ms : 1L);
+    // no CURLOPT_TIMEOUT_MS: the deadline is enforced by expire(), after the sockets were read
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
@@ -260,7 +270,7 @@ void Client::start(Request req) {
     t->allowlist = &allowlist_;
     t->fresh = fresh_connections_;
     t->started = std::chrono::steady_clock::now();
-    t->timeout_ms = t->req.timeout_ms;
+    t->deadline = t->started + std::chrono::milliseconds(t->req.timeout_ms > 0 ? t->req.timeout_ms : 1);
     uint64_t tag = t->req.tag;
     if (transfers_.count(tag) != 0) throw std::logic_error("a request with this tag is already in flight");
 
@@ -287,8 +297,10 @@ void Client::start(Request req) {
     transfers_.emplace(tag, std::move(t));
     try {
         setup(ref);
+        deadlines_.emplace(ref.deadline, tag);
         if (curl_multi_add_handle(M(multi_), ref.easy) != CURLM_OK) throw std::runtime_error("curl_multi_add_handle failed");
     } catch (...) {
+        deadlines_.erase({ref.deadline, tag});
         curl_easy_cleanup(ref.easy);
         transfers_.erase(tag);
         throw;
@@ -300,6 +312,7 @@ bool Client::cancel(uint64_t tag) {
     if (it == transfers_.end()) return false;
     curl_multi_remove_handle(M(multi_), it->second->easy);
     curl_easy_cleanup(it->second->easy);  // not reused: it may be mid-request
+    deadlines_.erase({it->second->deadline, tag});
     transfers_.erase(it);
     return true;
 }
@@ -309,6 +322,7 @@ void Client::complete(Transfer &t, Result r) {
     r.tag = tag;
     curl_multi_remove_handle(M(multi_), t.easy);
     idle_handles_.push_back(t.easy);
+    deadlines_.erase({t.deadline, tag});
     results_.push_back(std::move(r));
     transfers_.erase(tag);  // destroys t
 }
@@ -337,11 +351,7 @@ void Client::finish(Transfer &t, int code_) {
                 if (t.hops >= kMaxRedirects) {
                     r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
                 } else {
-                    long left = t.req.timeout_ms -
-                                static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      std::chrono::steady_clock::now() - t.started)
-                                                      .count());
-                    if (left <= 0) {
+                    if (std::chrono::steady_clock::now() >= t.deadline) {
                         r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
                         r.retryable = true;
                         complete(t, std::move(r));
@@ -354,7 +364,6 @@ void Client::finish(Transfer &t, int code_) {
                     try {
                         t.hops++;
                         t.req.url = next;
-                        t.timeout_ms = left;
                         if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
                         if (host_of(next) != old_host) {
                             std::vector<std::string> kept;
@@ -469,7 +478,27 @@ void Client::drive() {
         CURLcode code = msg->data.result;
         if (t != nullptr) finish(*t, code);
     }
+    expire();
     if (fresh_connections_ && transfers_.empty()) reset_multi();
+}
+
+// Requests past their deadline that are still unanswered once everything readable was read: timed out.
+void Client::expire() {
+    auto now = std::chrono::steady_clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        auto it = transfers_.find(deadlines_.begin()->second);
+        deadlines_.erase(deadlines_.begin());
+        if (it == transfers_.end()) continue;  // cannot happen: every way out of transfers_ erases the deadline
+        Transfer &t = *it->second;
+        Result r;
+        r.tag = t.req.tag;
+        r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+        r.retryable = true;
+        curl_multi_remove_handle(M(multi_), t.easy);
+        curl_easy_cleanup(t.easy);  // not reused: it was mid-request
+        results_.push_back(std::move(r));
+        transfers_.erase(it);
+    }
 }
 
 std::vector<Result> Client::take_results() {

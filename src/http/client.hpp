@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -54,7 +55,9 @@ public:
 
     void start(Request req);
     bool cancel(uint64_t tag);  // aborts the request; it produces no result
-    void drive();               // never blocks: handles ready sockets, expired timers, finished requests
+    // Never blocks: handles ready sockets, expired timers, finished requests. A request is timed out only after
+    // its sockets were read: an answer that arrived before the deadline is not lost because drive() came late.
+    void drive();
     std::vector<Result> take_results();
 
     int fd() const { return epfd_; }
@@ -70,7 +73,12 @@ private:
     void* multi_ = nullptr;
     int epfd_ = -1;
     bool timer_armed_ = false;
-    std::chrono::steady_clock::time_point deadline_;
+    std::chrono::steady_clock::time_point deadline_;  // libcurl's timer
+    // Each request's own deadline (started + timeout_ms, all redirect hops together) and tag, earliest first.
+    // libcurl's own timeout is not used: it would also fail an answer that arrived in time but was read late
+    // (the worker was busy in a function step).
+    using Deadline = std::pair<std::chrono::steady_clock::time_point, uint64_t>;
+    std::set<Deadline> deadlines_;
     core::Allowlist allowlist_;
     std::string allowlist_text_;
     size_t max_bytes_ = 1 << 20;
@@ -82,6 +90,7 @@ private:
     void setup(Transfer &t);
     void finish(Transfer &t, int code);
     void complete(Transfer &t, Result r);
+    void expire();
     void reset_multi();
 };
 

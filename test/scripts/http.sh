@@ -82,6 +82,11 @@ CREATE FUNCTION f_first(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     RETURN jsonb_build_object('a', ctx->'input'->'x', 'from', 'first');
 END $$;
+CREATE FUNCTION f_nap(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(3);
+    RETURN '{"napped": true}';
+END $$;
 CREATE FUNCTION f_last(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     RETURN jsonb_build_object('http_method', ctx->'prev'->'method', 'http_saw_prev', ctx->'prev'->'body'->'prev',
@@ -140,6 +145,8 @@ mkpipe redir_cred_other '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_
 mkpipe slow1s     '[{"name": "call", "http": {"url": "@B@/delay?ms=1000"}}]'
 mkpipe slow30s    '[{"name": "call", "http": {"url": "@B@/delay?ms=30000", "timeout_ms": 60000}}]'
 mkpipe term       '[{"name": "call", "http": {"url": "@B@/delay?ms=2000"}}]'
+mkpipe lateread   '[{"name": "call", "http": {"url": "@B@/delay?ms=1000", "timeout_ms": 1500}, '"$R2"'}]'
+mkpipe sleeper    '[{"name": "nap", "function": "f_nap"}]'
 mkpipe mixed      '[{"name": "first", "function": "f_first"}, {"name": "call", "http": {"url": "@B@/echo"}},
                     {"name": "last", "function": "f_last"}]'
 
@@ -400,6 +407,31 @@ jsonb_is "function -> http -> function: outputs passed along (prev and results)"
     '{"http_method": "POST", "http_saw_prev": {"a": 5, "from": "first"}, "results_call_path": "/echo"}'
 pw_check_sql "function -> http -> function: the HTTP request's key has position 2" "$r:2:1" \
     "SELECT output->'headers'->>'idempotency-key' FROM pipeline_worker.run_steps WHERE run_id = $r AND position = 2"
+
+# ---------------------------------------------------------------- an answer read late is not a timeout
+# One worker: a request (answered after 1 s, timeout 1.5 s) is in flight when the worker takes a run whose function
+# step lasts 3 s. The answer arrives during that step and the worker reads it only afterwards, past the timeout: it
+# arrived in time, so the step succeeds on its first attempt and the endpoint is not called again.
+set_guc pipeline_worker.workers 1
+pw_wait_workers 1 10 >/dev/null || pw_fail "late answer: the workers did not come down to 1"
+srv_reset
+r=$(run lateread)
+ok=
+for _ in $(seq 1 50); do   # up to 5 s
+    [ "$(srv_stat in_flight)" = 1 ] && { ok=1; break; }
+    sleep 0.05
+done
+[ -n "$ok" ] || pw_fail "late answer: the request never showed as in flight"
+r2=$(run sleeper)
+pw_check "late answer: the 3 s function step succeeded" succeeded "$(wait_status "$r2")"
+pw_check "late answer: the HTTP step succeeded" succeeded "$(wait_status "$r")"
+pw_check "late answer: one attempt, one request" "1.1:succeeded 1" "$(attempts_of "$r") $(srv_stat requests)"
+pw_check_sql "late answer: it was read after the long step (the scenario happened)" t \
+    "SELECT h.finished_at >= f.finished_at AND f.started_at < h.started_at + interval '1 second'
+       FROM pipeline_worker.run_steps h, pipeline_worker.run_steps f
+      WHERE h.run_id = $r AND h.attempt = 1 AND f.run_id = $r2"
+set_guc pipeline_worker.workers 2
+pw_wait_workers 2 10 >/dev/null || pw_fail "late answer: the workers did not come back to 2"
 
 # ---------------------------------------------------------------- 200 requests in flight on 2 workers
 WORKER_FILTER="(backend_type = 'pipeline_worker' OR application_name = 'pipeline_worker')"
