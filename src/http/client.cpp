@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -123,6 +124,17 @@ int timer_cb(CURLM *, long ms, void *userp) {
     return 0;
 }
 
+std::string timed_out(long ms) {
+    return "request timed out after " + std::to_string(ms) + " ms (the step's timeout_ms)";
+}
+
+// libcurl's message for a failed connect says "Couldn't connect to server"; the system's reason says why.
+std::string with_os_reason(CURL *e, const std::string &detail) {
+    long os_errno = 0;
+    if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK || os_errno == 0) return detail;
+    return detail + " (" + strerror(static_cast<int>(os_errno)) + ")";
+}
+
 bool has_body(const std::string &method) { return method == "POST" || method == "PUT" || method == "PATCH"; }
 
 }  // namespace
@@ -240,7 +252,10 @@ void Client::setup(Transfer &t) {
         t.headers = n;
     };
     add("Expect:");  // no 100-continue round trip for large bodies
-    if (body) add("Content-Type: application/json");
+    bool own_type = false;  // a step may send its own Content-Type (e.g. application/vnd.api+json) instead
+    for (const auto &h : t.req.headers)
+        if (h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0) own_type = true;
+    if (body && !own_type) add("Content-Type: application/json");
     for (const auto &h : t.req.headers) add(h.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
 
@@ -352,7 +367,7 @@ void Client::finish(Transfer &t, int code_) {
                     r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
                 } else {
                     if (std::chrono::steady_clock::now() >= t.deadline) {
-                        r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+                        r.error = timed_out(t.req.timeout_ms);
                         r.retryable = true;
                         complete(t, std::move(r));
                         return;
@@ -409,7 +424,7 @@ void Client::finish(Transfer &t, int code_) {
     } else {
         switch (code) {
             case CURLE_OPERATION_TIMEDOUT:
-                r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+                r.error = timed_out(t.req.timeout_ms);
                 r.retryable = true;
                 break;
             case CURLE_COULDNT_RESOLVE_HOST:
@@ -417,7 +432,7 @@ void Client::finish(Transfer &t, int code_) {
                 r.retryable = true;
                 break;
             case CURLE_COULDNT_CONNECT:
-                r.error = "connection failed: " + detail;
+                r.error = "connection failed: " + with_os_reason(t.easy, detail);
                 r.retryable = true;
                 break;
             case CURLE_GOT_NOTHING:
@@ -427,7 +442,7 @@ void Client::finish(Transfer &t, int code_) {
             case CURLE_HTTP2:
             case CURLE_HTTP2_STREAM:
             case CURLE_WEIRD_SERVER_REPLY:
-                r.error = "connection error: " + detail;
+                r.error = "connection error: " + with_os_reason(t.easy, detail);
                 r.retryable = true;
                 break;
             case CURLE_SSL_CONNECT_ERROR:
@@ -492,7 +507,7 @@ void Client::expire() {
         Transfer &t = *it->second;
         Result r;
         r.tag = t.req.tag;
-        r.error = "request timed out after " + std::to_string(t.req.timeout_ms) + " ms";
+        r.error = timed_out(t.req.timeout_ms);
         r.retryable = true;
         curl_multi_remove_handle(M(multi_), t.easy);
         curl_easy_cleanup(t.easy);  // not reused: it was mid-request

@@ -115,6 +115,7 @@ mkpipe() {  # NAME STEPS_JSON
 R3='"max_attempts": 3, "retry_delay_ms": 50'
 R2='"max_attempts": 2, "retry_delay_ms": 50'
 mkpipe echo_post  '[{"name": "call", "http": {"url": "@B@/echo?q=1", "headers": {"X-Test": "hello"}}}]'
+mkpipe echo_own   '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"Content-Type": "application/vnd.api+json", "Idempotency-Key": "mine", "pipeline-run-id": "0"}}}]'
 mkpipe methods    '[{"name": "get", "http": {"url": "@B@/echo", "method": "GET"}},
                     {"name": "delete", "http": {"url": "@B@/echo", "method": "DELETE"}},
                     {"name": "put", "http": {"url": "@B@/echo", "method": "PUT"}},
@@ -230,6 +231,12 @@ pw_check_sql "POST /echo: Pipeline-Run-Id, Idempotency-Key, user header, Content
     "SELECT concat_ws('|', h->>'pipeline-run-id', h->>'idempotency-key', h->>'x-test', h->>'content-type')
        FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 pw_check "POST /echo: the server got exactly one request, with the key" "$r:1:1=1" "$(srv_keys_of "$r")"
+r=$(run echo_own)
+pw_check "own Content-Type: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "own Content-Type is sent instead of ours; own Idempotency-Key / Pipeline-Run-Id are not" \
+    "application/vnd.api+json|$r:1:1|$r" \
+    "SELECT concat_ws('|', h->>'content-type', h->>'idempotency-key', h->>'pipeline-run-id')
+       FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 
 # ---------------------------------------------------------------- methods
 r=$(run methods '{"k": "v"}')
@@ -304,12 +311,13 @@ pw_check_sql "429 with Retry-After: 1: the second attempt waited about a second"
 start=$(pw_now)
 r=$(run tmo)
 check_failed "/delay?ms=3000 with timeout_ms 300 (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" \
-    "timed out after 300 ms"
+    "timed out after 300 ms (the step's timeout_ms)"
 t=$(pw_elapsed "$start")
 pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout: two 300 ms attempts took ${t} s"
 
 r=$(run refused)
-check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed"
+check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed" \
+    "(Connection refused)"
 
 # https to a plain-HTTP port: the TLS handshake fails; not retried (a configuration problem, not a transient one)
 r=$(run tls)

@@ -146,7 +146,7 @@ TEST(HttpClient, NoAnswerTimesOutAtTheDeadline) {
     long took = ms_since(start);
     EXPECT_FALSE(r.ok);
     EXPECT_TRUE(r.retryable);
-    EXPECT_EQ("request timed out after 200 ms", r.error);
+    EXPECT_EQ("request timed out after 200 ms (the step's timeout_ms)", r.error);
     EXPECT_GE(took, 200);
     EXPECT_LT(took, 2000);
     EXPECT_EQ(0u, c.in_flight());
