@@ -189,9 +189,12 @@ void drive() {
     pg::CppError err = pg::cpp_call([&] {
         client->drive();
         if (!client->has_results()) return;
-        std::vector<http::Result> results = client->take_results();
+        // Everything that may throw comes before the results are taken: from then on nothing allocates
+        // (take_results is a swap, push_back has its room, copies that fail say so in the call), so no answer
+        // can be lost between the client and the answered list.
         done = new std::vector<engine::HttpCall *>();
-        done->reserve(results.size());
+        done->reserve(client->result_count());
+        std::vector<http::Result> results = client->take_results();
         for (auto &r : results) {
             auto it = flying->find(r.tag);
             if (it == flying->end()) continue;

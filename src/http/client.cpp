@@ -132,7 +132,14 @@ std::string timed_out(long ms) {
 std::string with_os_reason(CURL *e, const std::string &detail) {
     long os_errno = 0;
     if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK || os_errno == 0) return detail;
-    return detail + " (" + strerror(static_cast<int>(os_errno)) + ")";
+    std::string reason = strerror(static_cast<int>(os_errno));
+    return detail.find(reason) == std::string::npos ? detail + " (" + reason + ")" : detail;
+}
+
+bool reset_by_peer(CURL *e) {
+    long os_errno = 0;
+    return curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+           (os_errno == ECONNRESET || os_errno == EPIPE || os_errno == ECONNABORTED);
 }
 
 bool has_body(const std::string &method) { return method == "POST" || method == "PUT" || method == "PATCH"; }
@@ -446,6 +453,13 @@ void Client::finish(Transfer &t, int code_) {
                 r.retryable = true;
                 break;
             case CURLE_SSL_CONNECT_ERROR:
+                if (reset_by_peer(t.easy)) {  // the connection dropped during the handshake: transient
+                    r.error = "connection error: " + with_os_reason(t.easy, detail);
+                    r.retryable = true;
+                    break;
+                }
+                r.error = "TLS error: " + detail;
+                break;
             case CURLE_PEER_FAILED_VERIFICATION:
             case CURLE_SSL_CERTPROBLEM:
             case CURLE_SSL_CIPHER:

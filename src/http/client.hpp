@@ -58,12 +58,13 @@ public:
     // Never blocks: handles ready sockets, expired timers, finished requests. A request is timed out only after
     // its sockets were read: an answer that arrived before the deadline is not lost because drive() came late.
     void drive();
-    std::vector<Result> take_results();
+    std::vector<Result> take_results();  // never throws (a swap)
 
     int fd() const { return epfd_; }
     long timeout_ms() const;    // until drive() is due anyway; -1: nothing pending
     size_t in_flight() const { return transfers_.size(); }
     bool has_results() const { return !results_.empty(); }
+    size_t result_count() const { return results_.size(); }
 
     // libcurl callbacks (public for the C trampolines)
     int on_socket(int sock, int what);

@@ -18,8 +18,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Accepts one connection, reads one request, waits answer_after_ms (or never answers when it is negative),
-// writes a small JSON answer and keeps the connection until the test ends.
+// Accepts one connection, reads one request, waits answer_after_ms (never answers when it is kSilent; resets the
+// connection as soon as anything arrives -- a TLS ClientHello too -- when it is kReset), writes a small JSON
+// answer and keeps the connection until the test ends.
+constexpr int kSilent = -1;
+constexpr int kReset = -2;
 class OneShotServer {
 public:
     explicit OneShotServer(int answer_after_ms) {
@@ -41,7 +44,9 @@ public:
         if (conn_fd_ >= 0) close(conn_fd_);
         close(listen_fd_);
     }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+    std::string url(const char *scheme = "http") const {
+        return std::string(scheme) + "://127.0.0.1:" + std::to_string(port_) + "/";
+    }
     bool answered() const { return answered_; }
 
 private:
@@ -65,8 +70,15 @@ private:
             ssize_t n = read(conn_fd_, buf, sizeof(buf));
             if (n <= 0) return;
             req.append(buf, static_cast<size_t>(n));
+            if (answer_after_ms == kReset) {
+                linger l{1, 0};  // close with RST
+                setsockopt(conn_fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+                close(conn_fd_);
+                conn_fd_ = -1;
+                return;
+            }
         }
-        if (answer_after_ms < 0) return;  // never answers
+        if (answer_after_ms == kSilent) return;
         std::this_thread::sleep_for(std::chrono::milliseconds(answer_after_ms));
         std::string body = "{\"ok\": true}";
         std::string resp = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -134,7 +146,7 @@ TEST(HttpClient, AnswerReadLateIsNotATimeout) {
 
 // No answer: the request times out at its deadline, retryable, and timeout_ms() woke the caller for it.
 TEST(HttpClient, NoAnswerTimesOutAtTheDeadline) {
-    OneShotServer srv(-1);
+    OneShotServer srv(kSilent);
     pw::http::Client c;
     c.configure("127.0.0.1", 1 << 20);
     auto start = Clock::now();
@@ -154,7 +166,7 @@ TEST(HttpClient, NoAnswerTimesOutAtTheDeadline) {
 
 // A cancelled request produces no result and leaves no deadline behind.
 TEST(HttpClient, CancelLeavesNothing) {
-    OneShotServer srv(-1);
+    OneShotServer srv(kSilent);
     pw::http::Client c;
     c.configure("127.0.0.1", 1 << 20);
     c.start(get(srv.url(), 200));
@@ -164,4 +176,33 @@ TEST(HttpClient, CancelLeavesNothing) {
     c.drive();
     EXPECT_FALSE(c.has_results());
     EXPECT_EQ(0u, c.in_flight());
+}
+
+// The connection is reset during the TLS handshake: a connection error (retried), not a TLS error (not retried).
+TEST(HttpClient, ResetDuringTlsHandshakeIsAConnectionError) {
+    OneShotServer srv(kReset);
+    pw::http::Client c;
+    c.configure("127.0.0.1", 1 << 20);
+    c.start(get(srv.url("https"), 2000));
+    pw::http::Result r = wait_result(c);
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.retryable) << r.error;
+    EXPECT_NE(std::string::npos, r.error.find("reset")) << r.error;
+}
+
+// A refused connection says so.
+TEST(HttpClient, RefusedConnectionSaysSo) {
+    int port;
+    {
+        OneShotServer srv(kSilent);  // a port that was free a moment ago
+        port = std::stoi(srv.url().substr(17));
+    }
+    pw::http::Client c;
+    c.configure("127.0.0.1", 1 << 20);
+    c.start(get("http://127.0.0.1:" + std::to_string(port) + "/", 2000));
+    pw::http::Result r = wait_result(c);
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.retryable);
+    EXPECT_EQ(0u, r.error.find("connection failed: ")) << r.error;
+    EXPECT_NE(std::string::npos, r.error.find("Connection refused")) << r.error;
 }
