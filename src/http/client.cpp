@@ -35,6 +35,8 @@ struct Transfer {
     bool too_large = false;
     std::string denied;   // set by the egress check
     int hops = 0;
+    int sends = 0;          // requests libcurl was about to send in this hop (see prereq_cb)
+    bool resend_stopped = false;
     bool fresh = false;
     std::chrono::steady_clock::time_point started;
     std::chrono::steady_clock::time_point deadline;  // started + timeout_ms: all hops together
@@ -113,6 +115,19 @@ curl_socket_t open_cb(void *clientp, curlsocktype purpose, curl_sockaddr *addr) 
         return CURL_SOCKET_BAD;
     }
     return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+// Called just before a request goes out. libcurl sends a request again on a new connection when a reused one
+// died before any answer -- up to 5 times -- but the endpoint may well have received it already: each attempt
+// must reach the endpoint once (one Idempotency-Key, one request), so a second send within a hop is stopped and
+// the attempt fails as a connection error (retried as a new attempt, with its own key, when attempts remain).
+int prereq_cb(void *clientp, char *, char *, int, int) {
+    Transfer *t = static_cast<Transfer *>(clientp);
+    if (++t->sends > 1) {
+        t->resend_stopped = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
 }
 
 int socket_cb(CURL *, curl_socket_t s, int what, void *userp, void *) {
@@ -247,6 +262,8 @@ void Client::setup(Transfer &t) {
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_bytes));
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, &t);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "pipeline_worker/0.1");
     if (t.fresh) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 
@@ -278,6 +295,8 @@ void Client::setup(Transfer &t) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t.method.c_str());
     }
     t.body.clear();
+    t.sends = 0;
+    t.resend_stopped = false;
     t.too_large = false;
     t.denied.clear();
     t.errbuf[0] = '\0';
@@ -359,6 +378,10 @@ void Client::finish(Transfer &t, int code_) {
 
     if (code != CURLE_OK && !t.denied.empty()) {
         r.error = t.denied;
+    } else if (code != CURLE_OK && t.resend_stopped) {
+        r.error = "connection error: the connection closed without an answer (not sent again in this attempt: the "
+                  "endpoint may have received it)";
+        r.retryable = true;
     } else if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response body exceeds pipeline_worker.http_max_response_bytes (" + std::to_string(t.max_bytes) +
                   " bytes)";
