@@ -53,6 +53,11 @@ SELECT pipeline_worker.create_pipeline('bad_http_string', '[{"name": "a", "http"
 SELECT pipeline_worker.create_pipeline('bad_http_no_url', '[{"name": "a", "http": {"method": "POST"}}]');
 SELECT pipeline_worker.create_pipeline('bad_http_scheme', '[{"name": "a", "http": {"url": "ftp://localhost/x"}}]');
 SELECT pipeline_worker.create_pipeline('bad_http_key', '[{"name": "a", "http": {"url": "http://localhost/x", "bogus": 1}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_port', '[{"name": "a", "http": {"url": "http://localhost:99999/x"}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_userinfo', '[{"name": "a", "http": {"url": "https://me:pw@localhost/x"}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_framing', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": {"Content-Length": "5"}}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_method', '[{"name": "a", "http": {"url": "http://localhost/x", "method": "HEAD"}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_headers', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": ["X: 1"]}}]');
 
 -- ---------------------------------------------------------------- invalid: step options and pipeline options
 SELECT pipeline_worker.create_pipeline('bad_attempts_zero', '[{"name": "a", "function": "public.def_ok", "max_attempts": 0}]');

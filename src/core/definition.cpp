@@ -1,5 +1,7 @@
 #include "definition.hpp"
 
+#include <curl/curl.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -28,7 +30,7 @@ int int_in_range(const json::Value &v, const std::string &what, int64_t lo, int6
     int64_t n = 0;
     if (!v.as_int64(n))
         throw DefinitionError(what + " must be an integer, not " +
-                              (v.is_number() ? std::string("\"") + v.as_string() + "\"" : std::string(v.type_name())));
+                              (v.is_number() ? v.as_string() : "a JSON " + std::string(v.type_name())));
     if (n < lo || n > hi)
         throw DefinitionError(what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
                               ", not " + std::to_string(n));
@@ -43,12 +45,42 @@ bool iequals(const std::string &a, const std::string &b) {
     return true;
 }
 
+// The URL as libcurl will read it (port range, IPv6 literals, ...); credentials in it are refused: they would be
+// stored in the definition in clear, where secret headers are not.
+void check_url_with_curl(const std::string &u, const std::string &at) {
+    CURLU *h = curl_url();
+    if (h == nullptr) throw std::bad_alloc();
+    CURLUcode rc = curl_url_set(h, CURLUPART_URL, u.c_str(), 0);
+    std::string bad = rc == CURLUE_OK ? std::string() : curl_url_strerror(rc);
+    char *user = nullptr;
+    bool has_user = rc == CURLUE_OK && curl_url_get(h, CURLUPART_USER, &user, 0) == CURLUE_OK && user != nullptr;
+    if (user != nullptr) curl_free(user);
+    curl_url_cleanup(h);
+    if (!bad.empty()) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": " + bad);
+    if (has_user)
+        throw DefinitionError(at + ": http \"url\" must not contain credentials (user:password@)",
+                              "Send them in a header listed in \"secret_headers\", e.g. \"Authorization\": \"Basic ...\".");
+}
+
 bool is_token_char(char c) {
     // RFC 9110 tchar
     return std::isalnum(static_cast<unsigned char>(c)) || std::string("!#$%&'*+-.^_`|~").find(c) != std::string::npos;
 }
 
-HttpSpec parse_http(const json::Value &v, const std::string &at) {
+}  // namespace
+
+bool is_client_managed_header(const std::string &name) {
+    static const char *const kManaged[] = {"content-length", "transfer-encoding", "connection",   "keep-alive",
+                                           "upgrade",        "te",                "trailer",      "expect",
+                                           "proxy-connection"};
+    for (const char *m : kManaged)
+        if (iequals(name, m)) return true;
+    return false;
+}
+
+namespace {
+
+HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
     if (!v.is_object()) throw DefinitionError(at + ": \"http\" must be an object");
     HttpSpec h;
     bool have_url = false;
@@ -69,6 +101,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at) {
             for (char c : u)
                 if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
                     throw DefinitionError(at + ": http \"url\" contains white space or control characters");
+            if (!stored) check_url_with_curl(u, at);
             h.url = u;
             have_url = true;
         } else if (key == "method") {
@@ -84,6 +117,10 @@ HttpSpec parse_http(const json::Value &v, const std::string &at) {
             for (const auto &[hname, hval] : val.as_object()) {
                 if (hname.empty() || !std::all_of(hname.begin(), hname.end(), is_token_char))
                     throw DefinitionError(at + ": invalid http header name " + json::quote(hname));
+                if (!stored && is_client_managed_header(hname))
+                    throw DefinitionError(at + ": http header " + json::quote(hname) + " cannot be set by a step",
+                                          "Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, "
+                                          "Trailer, Expect and Proxy-Connection are set by the HTTP client.");
                 if (!hval.is_string())
                     throw DefinitionError(at + ": http header " + json::quote(hname) + " must have a string value");
                 for (char c : hval.as_string())
@@ -119,7 +156,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at) {
     return h;
 }
 
-StepSpec parse_step(const json::Value &v, size_t index) {
+StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     if (!v.is_object())
         throw DefinitionError(where(index, "") + " must be a JSON object, not " + v.type_name());
     StepSpec s;
@@ -145,7 +182,7 @@ StepSpec parse_step(const json::Value &v, size_t index) {
             s.function = val.as_string();
             have_function = true;
         } else if (key == "http") {
-            s.http = parse_http(val, at);
+            s.http = parse_http(val, at, stored);
             s.is_http = true;
         } else if (key == "max_attempts") {
             s.max_attempts = int_in_range(val, at + ": \"max_attempts\"", 1, kMaxAttempts);
@@ -182,7 +219,7 @@ Options parse_options(const json::Value &v) {
 
 }  // namespace
 
-Definition parse_definition(const std::string &steps_text, const std::string &options_text) {
+Definition parse_definition(const std::string &steps_text, const std::string &options_text, bool stored) {
     Definition def;
     def.steps_json = json::parse(steps_text);
     def.options = parse_options(json::parse(options_text));
@@ -195,7 +232,7 @@ Definition parse_definition(const std::string &steps_text, const std::string &op
         throw DefinitionError("a pipeline has at most " + std::to_string(kMaxSteps) + " steps");
     std::set<std::string> names;
     for (size_t i = 0; i < steps.as_array().size(); ++i) {
-        StepSpec s = parse_step(steps.as_array()[i], i);
+        StepSpec s = parse_step(steps.as_array()[i], i, stored);
         if (!names.insert(s.name).second)
             throw DefinitionError("duplicate step name " + json::quote(s.name), "Step names must be unique within a pipeline.");
         def.steps.push_back(std::move(s));

@@ -20,9 +20,14 @@ struct HttpSpec {
     std::string url;
     std::string method = "POST";
     std::vector<std::pair<std::string, std::string>> headers;
-    int timeout_ms = 10000;
+    int timeout_ms = 0;  // 0: not set (see Definition::http_timeout_ms)
     bool follow_redirects = false;
 };
+
+constexpr int kDefaultHttpTimeoutMs = 10000;
+
+// Headers that frame the message or manage the connection: the HTTP client sets them, a step may not.
+bool is_client_managed_header(const std::string &name);
 
 struct StepSpec {
     std::string name;
@@ -51,10 +56,19 @@ struct Definition {
         return steps[i].retry_delay_ms >= 0 ? steps[i].retry_delay_ms : options.retry_delay_ms;
     }
     int timeout_ms(size_t i) const { return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms; }
+    // An HTTP step's request timeout: the smaller of "http": {"timeout_ms"} and the step's (or pipeline's)
+    // timeout_ms when both are set, whichever is set otherwise, else 10,000 ms.
+    int http_timeout_ms(size_t i) const {
+        int own = steps[i].http.timeout_ms, step = timeout_ms(i);
+        if (own > 0 && step > 0) return own < step ? own : step;
+        return own > 0 ? own : step > 0 ? step : kDefaultHttpTimeoutMs;
+    }
 };
 
-// Validates a definition given as JSON text. Throws DefinitionError (or json::ParseError).
-Definition parse_definition(const std::string &steps_json, const std::string &options_json);
+// Validates a definition given as JSON text. Throws DefinitionError (or json::ParseError). `stored`: a definition
+// read back from the catalog, accepted by an earlier version -- checks added since (credentials in URLs, headers
+// the client manages) are not applied, so that its runs keep working (the client drops such headers anyway).
+Definition parse_definition(const std::string &steps_json, const std::string &options_json, bool stored = false);
 
 // A secret header value, moved out of the visible definition.
 struct Secret {

@@ -597,7 +597,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     int nsteps = 0;
     Step *steps = nullptr;
     pg::CppError err = pg::cpp_call([&] {
-        core::Definition def = core::parse_definition(steps_json, options_json);
+        core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
         steps = static_cast<Step *>(MemoryContextAllocExtended(CurrentMemoryContext, sizeof(Step) * def.steps.size(),
                                                                MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO));
         if (steps == nullptr) throw std::bad_alloc();
@@ -610,7 +610,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
             steps[i].fn_oid = InvalidOid;
             steps[i].max_attempts = def.max_attempts(i);
             steps[i].retry_delay_ms = def.retry_delay_ms(i);
-            steps[i].timeout_ms = s.is_http ? s.http.timeout_ms : def.timeout_ms(i);
+            steps[i].timeout_ms = s.is_http ? def.http_timeout_ms(i) : def.timeout_ms(i);
             if (s.is_http) {
                 size_t nh = s.http.headers.size();
                 steps[i].url = pg::pstrdup_nothrow(s.http.url);

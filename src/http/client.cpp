@@ -1,5 +1,7 @@
 #include "http/client.hpp"
 
+#include "core/definition.hpp"
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -280,7 +282,14 @@ void Client::setup(Transfer &t) {
     for (const auto &h : t.req.headers)
         if (h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0) own_type = true;
     if (body && !own_type) add("Content-Type: application/json");
-    for (const auto &h : t.req.headers) add(h.c_str());
+    for (const auto &h : t.req.headers) {
+        size_t colon = h.find(':');
+        std::string name = h.substr(0, colon);
+        if (core::is_client_managed_header(name)) continue;  // refused by create_pipeline; older definitions
+        size_t v = colon == std::string::npos ? h.size() : h.find_first_not_of(' ', colon + 1);
+        if (v == std::string::npos || v >= h.size()) add((name + ";").c_str());  // "Name:" would remove the header
+        else add(h.c_str());
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
 
     if (t.method == "GET") {

@@ -115,6 +115,8 @@ mkpipe() {  # NAME STEPS_JSON
 R3='"max_attempts": 3, "retry_delay_ms": 50'
 R2='"max_attempts": 2, "retry_delay_ms": 50'
 mkpipe echo_post  '[{"name": "call", "http": {"url": "@B@/echo?q=1", "headers": {"X-Test": "hello"}}}]'
+mkpipe echo_empty '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"X-Empty": ""}}}]'
+mkpipe tmo_step   '[{"name": "call", "http": {"url": "@B@/delay?ms=3000"}, "timeout_ms": 300}]'
 mkpipe echo_own   '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"Content-Type": "application/vnd.api+json", "Idempotency-Key": "mine", "pipeline-run-id": "0"}}}]'
 mkpipe methods    '[{"name": "get", "http": {"url": "@B@/echo", "method": "GET"}},
                     {"name": "delete", "http": {"url": "@B@/echo", "method": "DELETE"}},
@@ -232,6 +234,10 @@ pw_check_sql "POST /echo: Pipeline-Run-Id, Idempotency-Key, user header, Content
     "SELECT concat_ws('|', h->>'pipeline-run-id', h->>'idempotency-key', h->>'x-test', h->>'content-type')
        FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 pw_check "POST /echo: the server got exactly one request, with the key" "$r:1:1=1" "$(srv_keys_of "$r")"
+r=$(run echo_empty)
+pw_check "empty header value: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "empty header value: the header is sent, empty" "t" \
+    "SELECT result->'headers' ? 'x-empty' AND result->'headers'->>'x-empty' = '' FROM pipeline_worker.runs WHERE id = $r"
 r=$(run echo_own)
 pw_check "own Content-Type: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "own Content-Type is sent instead of ours; own Idempotency-Key / Pipeline-Run-Id are not" \
@@ -316,6 +322,9 @@ check_failed "/delay?ms=3000 with timeout_ms 300 (max_attempts 2: retried)" "$r"
 t=$(pw_elapsed "$start")
 pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout: two 300 ms attempts took ${t} s"
 
+r=$(run tmo_step)
+check_failed "step-level timeout_ms 300 bounds an HTTP step (no http timeout_ms)" "$r" "1.1:failed" \
+    "timed out after 300 ms"
 r=$(run refused)
 check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed" \
     "(Connection refused)"

@@ -32,6 +32,7 @@ TEST(Definition, ValidFunctionAndHttpSteps) {
     EXPECT_TRUE(d.steps[1].is_http);
     EXPECT_EQ(d.steps[1].http.method, "PUT");
     EXPECT_EQ(d.steps[1].http.timeout_ms, 500);
+    EXPECT_EQ(d.http_timeout_ms(1), 500);  // smaller than the pipeline's 1000
     EXPECT_EQ(d.steps[1].http.headers.size(), 1u);
     EXPECT_EQ(d.max_attempts(0), 2);  // from options
     EXPECT_EQ(d.max_attempts(1), 3);  // own
@@ -114,4 +115,32 @@ TEST(Definition, SecretHeaderMustBeAHeader) {
     EXPECT_NE(error_of(R"([{"name": "h", "http": {"url": "http://x", "secret_headers": ["Authorization"]}}])")
                   .find("is not in \"headers\""),
               std::string::npos);
+}
+
+TEST(Definition, HttpTimeoutCombinesWithStepAndPipelineTimeouts) {
+    auto one = [](const char *step, const char *options) {
+        return parse_definition(std::string("[") + step + "]", options).http_timeout_ms(0);
+    };
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", "{}"), 10000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 500})", "{}"), 500);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 60000})", "{}"), 60000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", R"({"timeout_ms": 700})"), 700);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 300}, "timeout_ms": 900})", "{}"), 300);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 3000}, "timeout_ms": 900})", "{}"), 900);
+}
+
+TEST(Definition, HttpUrlsAndHeadersTheClientWouldMisuse) {
+    auto http = [](const std::string &inner) { return error_of(R"([{"name": "a", "http": {)" + inner + "}}]"); };
+    EXPECT_NE(http(R"("url": "http://h:99999/")").find("invalid http \"url\""), std::string::npos);
+    EXPECT_NE(http(R"("url": "http://u:p@h/")").find("must not contain credentials"), std::string::npos);
+    EXPECT_NE(http(R"("url": "http://h/", "headers": {"Content-Length": "5"})").find("cannot be set by a step"),
+              std::string::npos);
+    EXPECT_NE(http(R"("url": "http://h/", "headers": {"transfer-encoding": "chunked"})").find("cannot be set"),
+              std::string::npos);
+    EXPECT_EQ(http(R"("url": "http://h:8080/p?q=1#f", "headers": {"Host": "v.example", "X-Empty": ""})"), "no error");
+    EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "max_attempts": "3"}])").find("not a JSON string"),
+              std::string::npos);
+    // read back from the catalog (defined by an earlier version): still accepted
+    EXPECT_NO_THROW(parse_definition(R"([{"name": "a", "http": {"url": "http://u:p@h/", "headers": {"Connection": "x"}}}])",
+                                     "{}", /*stored=*/true));
 }
