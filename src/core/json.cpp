@@ -61,8 +61,8 @@ private:
     size_t pos_ = 0;
     int max_depth_;
 
-    [[noreturn]] void fail(const std::string &msg) {
-        throw ParseError(msg + " at offset " + std::to_string(pos_), pos_);
+    [[noreturn]] void fail(const std::string &msg, bool limits = false) {
+        throw ParseError(msg + " at offset " + std::to_string(pos_), pos_, limits);
     }
     void ws() {
         while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
@@ -78,7 +78,7 @@ private:
     }
 
     Value value(int depth) {
-        if (depth > max_depth_) fail("JSON nested too deeply");
+        if (depth > max_depth_) fail("JSON nested too deeply", true);
         if (pos_ >= s_.size()) fail("unexpected end of input");
         char c = s_[pos_];
         switch (c) {
@@ -212,14 +212,14 @@ private:
                 case 'u': {
                     unsigned cp = hex4();
                     if (cp >= 0xD800 && cp <= 0xDBFF) {
-                        if (!(eat('\\') && eat('u'))) fail("unpaired surrogate in \\u escape");
+                        if (!(eat('\\') && eat('u'))) fail("unpaired surrogate in \\u escape", true);
                         unsigned lo = hex4();
-                        if (lo < 0xDC00 || lo > 0xDFFF) fail("invalid surrogate pair in \\u escape");
+                        if (lo < 0xDC00 || lo > 0xDFFF) fail("invalid surrogate pair in \\u escape", true);
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                        fail("unpaired surrogate in \\u escape");
+                        fail("unpaired surrogate in \\u escape", true);
                     }
-                    if (cp == 0) fail("\\u0000 is not allowed");
+                    if (cp == 0) fail("\\u0000 is not allowed", true);
                     utf8(out, cp);
                     break;
                 }

@@ -14,7 +14,11 @@ namespace pw::json {
 
 struct ParseError : std::runtime_error {
     size_t offset;
-    ParseError(const std::string &what, size_t at) : std::runtime_error(what), offset(at) {}
+    // The text is JSON by its grammar, refused only by this parser's (and jsonb's) limits: nesting depth,
+    // \u0000, unpaired surrogates.
+    bool beyond_limits = false;
+    ParseError(const std::string &what, size_t at, bool limits = false)
+        : std::runtime_error(what), offset(at), beyond_limits(limits) {}
 };
 
 class Value {

@@ -920,19 +920,26 @@ HttpCall *make_http_call(const ClaimedRun *claimed, const RunState *r, int pos, 
 }
 
 // A 2xx body as the step output: JSON when it is JSON, otherwise a JSON string; empty: JSON null.
-// NULL with *error set when it is neither JSON nor text in the database encoding.
+// NULL with *error set when it is neither JSON nor text in the database encoding, or JSON that jsonb cannot hold
+// (\u0000, a number out of range, nesting deeper than the stack allows): never silently a string.
 Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
     if (len == 0) return json_null();
+    // The C++ parser tells JSON from text without a subtransaction; what it refuses only for its limits (depth
+    // 256, \u0000, surrogates) goes to jsonb_in too.
     bool is_json = false;
     (void)pg::cpp_call([&] {
-        (void)json::parse(std::string(body, len));
-        is_json = true;
+        try {
+            (void)json::parse(std::string(body, len));
+            is_json = true;
+        } catch (const json::ParseError &e) {
+            is_json = e.beyond_limits;  // JSON by its grammar: jsonb_in decides (and says why it refuses)
+        }
     });
     if (is_json && memchr(body, '\0', len) == nullptr) {
-        // jsonb_in may still refuse it (\u0000, numbers out of range): then it is text.
         MemoryContext before = CurrentMemoryContext;
         ResourceOwner owner = CurrentResourceOwner;
         Jsonb *volatile out = nullptr;
+        char *volatile refusal = nullptr;
         BeginInternalSubTransaction(nullptr);
         MemoryContextSwitchTo(before);
         PG_TRY();
@@ -943,13 +950,18 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
         PG_CATCH();
         {
             MemoryContextSwitchTo(before);
+            ErrorData *ed = CopyErrorData();
             FlushErrorState();
             RollbackAndReleaseCurrentSubTransaction();
+            refusal = psprintf("the response body looks like JSON but jsonb cannot store it: %s", ed->message);
+            FreeErrorData(ed);
         }
         PG_END_TRY();
         MemoryContextSwitchTo(before);
         CurrentResourceOwner = owner;
         if (out != nullptr) return out;
+        *error = refusal;
+        return nullptr;
     }
     if (memchr(body, '\0', len) != nullptr || !pg_verifymbstr(body, static_cast<int>(len), true)) {
         *error = "the response body is not valid JSON or text in the database encoding";

@@ -153,6 +153,13 @@ std::string with_os_reason(CURL *e, const std::string &detail) {
     return detail.find(reason) == std::string::npos ? detail + " (" + reason + ")" : detail;
 }
 
+// The first part of a body for an error text, not cutting a UTF-8 character in two.
+std::string error_prefix(const std::string &body) {
+    size_t n = body.size() < kErrorBodyPrefix ? body.size() : kErrorBodyPrefix;
+    while (n > 0 && n < body.size() && (static_cast<unsigned char>(body[n]) & 0xC0) == 0x80) n--;
+    return body.substr(0, n);
+}
+
 bool reset_by_peer(CURL *e) {
     long os_errno = 0;
     return curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
@@ -449,10 +456,10 @@ void Client::finish(Transfer &t, int code_) {
                 r.error = "HTTP " + std::to_string(status) + ": redirect to " + loc +
                           " not followed (the step does not set \"follow_redirects\": true)";
             } else {
-                r.error = "HTTP " + std::to_string(status) + ": " + t.body.substr(0, kErrorBodyPrefix);
+                r.error = "HTTP " + std::to_string(status) + ": " + error_prefix(t.body);
             }
         } else {
-            r.error = "HTTP " + std::to_string(status) + ": " + t.body.substr(0, kErrorBodyPrefix);
+            r.error = "HTTP " + std::to_string(status) + ": " + error_prefix(t.body);
             r.retryable = status >= 500 || status == 429;
             if (status == 429 || status == 503) {
                 curl_off_t after = 0;

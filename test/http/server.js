@@ -25,6 +25,9 @@
 //   /empty                200, empty body (Content-Length: 0)
 //   /binary               200 application/octet-stream ff fe 00 01 (not UTF-8)
 //   /badjson              200 application/json '{"unterminated": ' (not JSON)
+//   /deep?n=N             200 application/json: N nested arrays ([[...]])
+//   /nuljson              200 application/json {"a": "\u0000"} (JSON that jsonb cannot store)
+//   /utf8error            500 text/plain "a" + 300 x "é" (2 bytes each: a 200-byte cut splits a character)
 //   /redirect?to=URL[&code=C]  status C (default 302), Location: URL, empty body
 //   anything else         404 text/plain "not found"
 // Statistics (requests to these three are not counted anywhere):
@@ -297,6 +300,20 @@ function respondBodied(req, res, path, query, body) {
 function respondSimple(req, res, path, query) {
     if (res.destroyed) return;
     switch (path) {
+    case '/deep': {
+        const n = intParam(query, 'n', 1);
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('['.repeat(n) + ']'.repeat(n));
+        return;
+    }
+    case '/nuljson':
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('{"a": "\\u0000"}');
+        return;
+    case '/utf8error':
+        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end('a' + '\u00e9'.repeat(300));
+        return;
     case '/text':
         res.writeHead(200, TEXT_HEADERS);
         res.end(TEXT_BODY);

@@ -126,6 +126,9 @@ mkpipe text       '[{"name": "call", "http": {"url": "@B@/text"}}]'
 mkpipe empty      '[{"name": "call", "http": {"url": "@B@/empty"}}]'
 mkpipe badjson    '[{"name": "call", "http": {"url": "@B@/badjson"}}]'
 mkpipe binary     '[{"name": "call", "http": {"url": "@B@/binary"}}]'
+mkpipe deep300    '[{"name": "call", "http": {"url": "@B@/deep?n=300"}}]'
+mkpipe nuljson    '[{"name": "call", "http": {"url": "@B@/nuljson"}}]'
+mkpipe utf8error  '[{"name": "call", "http": {"url": "@B@/utf8error"}}]'
 mkpipe s404       '[{"name": "call", "http": {"url": "@B@/status/404"}, '"$R3"'}]'
 mkpipe s500       '[{"name": "call", "http": {"url": "@B@/status/500"}, '"$R3"'}]'
 mkpipe flaky      '[{"name": "call", "http": {"url": "@B@/flaky?fail=2"}, '"$R3"'}]'
@@ -276,6 +279,17 @@ pw_check "/badjson: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "/badjson: stored as a JSON string" "$r" '"{\"unterminated\": "'
 r=$(run binary)
 check_failed "/binary" "$r" "1.1:failed" "not valid JSON or text"
+r=$(run deep300)
+pw_check "/deep?n=300 (deeper than the pre-check's 256): succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "/deep?n=300: stored as JSON arrays, not as a string" "array" \
+    "SELECT jsonb_typeof(result) FROM pipeline_worker.runs WHERE id = $r"
+r=$(run nuljson)
+check_failed "/nuljson (JSON with \\u0000)" "$r" "1.1:failed" "jsonb cannot store it: unsupported Unicode escape sequence"
+r=$(run utf8error)
+check_failed "/utf8error (HTTP 500, a 200-byte cut inside a character)" "$r" "1.1:failed" "HTTP 500: aéé"
+pw_check_sql "/utf8error: the error keeps its text (no '?')" "false 199" \
+    "SELECT (error LIKE '%?%') || ' ' || octet_length(substr(error, strpos(error, 'HTTP 500: ') + 10))
+       FROM pipeline_worker.run_steps WHERE run_id = $r"
 
 # ---------------------------------------------------------------- HTTP errors, retries
 r=$(run s404)

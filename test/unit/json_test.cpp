@@ -66,3 +66,20 @@ TEST(Json, Set) {
     v.set("b", Value::number(int64_t{2}));
     EXPECT_EQ(serialize(v), R"({"a": "x", "b": 2})");
 }
+
+TEST(Json, TellsLimitsFromGrammar) {
+    auto limits = [](const std::string &text) {
+        try {
+            pw::json::parse(text);
+        } catch (const pw::json::ParseError &e) {
+            return e.beyond_limits ? 1 : 0;
+        }
+        return -1;
+    };
+    EXPECT_EQ(limits(std::string(300, '[') + std::string(300, ']')), 1);
+    EXPECT_EQ(limits(R"({"a": "\u0000"})"), 1);
+    EXPECT_EQ(limits(R"(["\udc00"])"), 1);
+    EXPECT_EQ(limits(R"({"a": )"), 0);
+    EXPECT_EQ(limits("hello"), 0);
+    EXPECT_EQ(limits(R"({"a": 1})"), -1);
+}
