@@ -89,6 +89,9 @@ Allowlist Allowlist::parse(const std::string &text) {
             list.suffixes_.push_back("." + rest);
             continue;
         }
+        if (e.find("://") != std::string::npos)
+            throw AllowlistError("invalid entry \"" + e + "\" in pipeline_worker.http_allowed_hosts",
+                                 "Entries are host names, not URLs: write example.com, not http://example.com.");
         std::string addr = e;
         int prefix = -1;
         size_t slash = e.find('/');
@@ -103,7 +106,9 @@ Allowlist Allowlist::parse(const std::string &text) {
         Net net{};
         net.len = parse_ip(addr, net.addr);
         if (net.len == 0) {
-            if (prefix >= 0 || !valid_name(e))
+            // all digits and dots is an IPv4 address that did not parse (256.1.1.1), not a host name
+            bool dotted = e.find_first_not_of("0123456789.") == std::string::npos;
+            if (prefix >= 0 || dotted || !valid_name(e))
                 throw AllowlistError("invalid entry \"" + e + "\" in pipeline_worker.http_allowed_hosts",
                                      "Entries are host names, *.domain wildcards, *, IP addresses or CIDR ranges, "
                                      "separated by commas.");

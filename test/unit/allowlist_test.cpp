@@ -87,3 +87,18 @@ TEST(Allowlist, RejectsMalformedEntries) {
     EXPECT_THROW(Allowlist::parse("http://example.com"), AllowlistError);
     EXPECT_THROW(Allowlist::parse("host/8"), AllowlistError);
 }
+
+TEST(Allowlist, RefusesUrlsAndBadAddresses) {
+    auto hint_of = [](const std::string &text) {
+        try {
+            pw::core::Allowlist::parse(text);
+        } catch (const pw::core::AllowlistError &e) {
+            return std::string(e.what()) + " | " + e.hint;
+        }
+        return std::string("accepted");
+    };
+    EXPECT_NE(hint_of("http://example.com").find("not URLs"), std::string::npos);
+    EXPECT_NE(hint_of("256.1.1.1").find("invalid entry"), std::string::npos);
+    EXPECT_NE(hint_of("10.0.0.0/33").find("at most 32"), std::string::npos);
+    EXPECT_EQ(hint_of("example.com, 10.0.0.0/8, *.x.org, 127.0.0.1"), "accepted");
+}
