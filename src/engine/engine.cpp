@@ -953,6 +953,7 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
             ErrorData *ed = CopyErrorData();
             FlushErrorState();
             RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(before);  // the message lives with the answer, not in a transaction context
             refusal = psprintf("the response body looks like JSON but jsonb cannot store it: %s", ed->message);
             FreeErrorData(ed);
         }
