@@ -56,11 +56,10 @@ struct Definition {
         return steps[i].retry_delay_ms >= 0 ? steps[i].retry_delay_ms : options.retry_delay_ms;
     }
     int timeout_ms(size_t i) const { return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms; }
-    // An HTTP step's request timeout: the smaller of "http": {"timeout_ms"} and the step's (or pipeline's)
-    // timeout_ms when both are set, whichever is set otherwise, else 10,000 ms.
+    // An HTTP step's request timeout: the most specific one set -- "http": {"timeout_ms"}, the step's timeout_ms,
+    // the pipeline options' timeout_ms -- else 10,000 ms.
     int http_timeout_ms(size_t i) const {
         int own = steps[i].http.timeout_ms, step = timeout_ms(i);
-        if (own > 0 && step > 0) return own < step ? own : step;
         return own > 0 ? own : step > 0 ? step : kDefaultHttpTimeoutMs;
     }
 };

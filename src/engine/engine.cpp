@@ -921,13 +921,14 @@ HttpCall *make_http_call(const ClaimedRun *claimed, const RunState *r, int pos, 
 
 // A 2xx body as the step output: JSON when it is JSON, otherwise a JSON string; empty: JSON null.
 // NULL with *error set when it is neither JSON nor text in the database encoding, or JSON that jsonb cannot hold
-// (\u0000, a number out of range, nesting deeper than the stack allows): never silently a string.
-Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
+// (\u0000, a number out of range, nesting deeper than the stack allows): never silently a string. *retryable is
+// set when jsonb_in failed for another reason than the data (out of memory, ...).
+Jsonb *body_to_jsonb(const char *body, size_t len, const char **error, bool *retryable) {
     if (len == 0) return json_null();
     // The C++ parser tells JSON from text without a subtransaction; what it refuses only for its limits (depth
     // 256, \u0000, surrogates) goes to jsonb_in too.
     bool is_json = false;
-    (void)pg::cpp_call([&] {
+    pg::CppError perr = pg::cpp_call([&] {
         try {
             (void)json::parse(std::string(body, len));
             is_json = true;
@@ -935,11 +936,17 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
             is_json = e.beyond_limits;  // JSON by its grammar: jsonb_in decides (and says why it refuses)
         }
     });
+    if (perr.failed) {  // not a verdict on the body (out of memory): try again later rather than store a string
+        *error = psprintf("could not examine the response: %s", perr.message);
+        *retryable = true;
+        return nullptr;
+    }
     if (is_json && memchr(body, '\0', len) == nullptr) {
         MemoryContext before = CurrentMemoryContext;
         ResourceOwner owner = CurrentResourceOwner;
         Jsonb *volatile out = nullptr;
         char *volatile refusal = nullptr;
+        volatile bool transient = false;
         BeginInternalSubTransaction(nullptr);
         MemoryContextSwitchTo(before);
         PG_TRY();
@@ -954,7 +961,13 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
             FlushErrorState();
             RollbackAndReleaseCurrentSubTransaction();
             MemoryContextSwitchTo(before);  // the message lives with the answer, not in a transaction context
-            refusal = psprintf("the response body looks like JSON but jsonb cannot store it: %s", ed->message);
+            int category = ERRCODE_TO_CATEGORY(ed->sqlerrcode);
+            if (category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED) {
+                refusal = psprintf("the response body looks like JSON but jsonb cannot store it: %s", ed->message);
+            } else {
+                refusal = psprintf("could not store the response as jsonb: %s", ed->message);
+                transient = true;
+            }
             FreeErrorData(ed);
         }
         PG_END_TRY();
@@ -962,6 +975,7 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error) {
         CurrentResourceOwner = owner;
         if (out != nullptr) return out;
         *error = refusal;
+        *retryable = transient;
         return nullptr;
     }
     if (memchr(body, '\0', len) != nullptr || !pg_verifymbstr(body, static_cast<int>(len), true)) {
@@ -1127,10 +1141,14 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
                     http_error = "cancelled";
                 } else if (resume->ok) {
                     const char *conv_error = nullptr;
+                    bool conv_retryable = false;
                     MemoryContext old = MemoryContextSwitchTo(run_ctx);
-                    output = body_to_jsonb(resume->resp, resume->resp_len, &conv_error);
+                    output = body_to_jsonb(resume->resp, resume->resp_len, &conv_error, &conv_retryable);
                     MemoryContextSwitchTo(old);
-                    if (output == nullptr) http_error = conv_error;
+                    if (output == nullptr) {
+                        http_error = conv_error;
+                        http_retryable = conv_retryable;
+                    }
                 } else {
                     http_error = resume->error ? valid_text(resume->error) : "request failed";
                     http_retryable = resume->retryable;

@@ -39,6 +39,7 @@ struct Transfer {
     int hops = 0;
     int sends = 0;          // requests libcurl was about to send in this hop (see prereq_cb)
     bool resend_stopped = false;
+    bool late = false;      // not sent: the deadline had passed when the connection was ready
     bool fresh = false;
     std::chrono::steady_clock::time_point started;
     std::chrono::steady_clock::time_point deadline;  // started + timeout_ms: all hops together
@@ -119,12 +120,18 @@ curl_socket_t open_cb(void *clientp, curlsocktype purpose, curl_sockaddr *addr) 
     return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
-// Called just before a request goes out. libcurl sends a request again on a new connection when a reused one
+// Called just before a request goes out. With HTTP/1.1 (see setup()) libcurl sends a request again on a new connection when a reused one
 // died before any answer -- up to 5 times -- but the endpoint may well have received it already: each attempt
 // must reach the endpoint once (one Idempotency-Key, one request), so a second send within a hop is stopped and
 // the attempt fails as a connection error (retried as a new attempt, with its own key, when attempts remain).
 int prereq_cb(void *clientp, char *, char *, int, int) {
     Transfer *t = static_cast<Transfer *>(clientp);
+    // libcurl does not know the deadline (see expire()): a connection that became ready only after it -- the
+    // worker was busy -- must not send a request that expire() would then abandon and the next attempt repeat.
+    if (std::chrono::steady_clock::now() >= t->deadline) {
+        t->late = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
     if (++t->sends > 1) {
         t->resend_stopped = true;
         return CURL_PREREQFUNC_ABORT;
@@ -271,6 +278,9 @@ void Client::setup(Transfer &t) {
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_bytes));
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+    // HTTP/1.1 only: with HTTP/2 libcurl also re-sends after REFUSED_STREAM / GOAWAY / HTTP_1_1_REQUIRED, which
+    // prereq_cb cannot tell from the unsafe re-send; on HTTP/1.1 "one send per attempt" is exact.
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, &t);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "pipeline_worker/0.1");
@@ -313,6 +323,7 @@ void Client::setup(Transfer &t) {
     t.body.clear();
     t.sends = 0;
     t.resend_stopped = false;
+    t.late = false;
     t.too_large = false;
     t.denied.clear();
     t.errbuf[0] = '\0';
@@ -377,10 +388,14 @@ bool Client::cancel(uint64_t tag) {
 void Client::complete(Transfer &t, Result r) {
     uint64_t tag = t.req.tag;
     r.tag = tag;
+    results_.push_back(std::move(r));  // first: if it throws, the transfer is untouched (and expires in time)
     curl_multi_remove_handle(M(multi_), t.easy);
-    idle_handles_.push_back(t.easy);
     deadlines_.erase({t.deadline, tag});
-    results_.push_back(std::move(r));
+    try {
+        idle_handles_.push_back(t.easy);
+    } catch (...) {
+        curl_easy_cleanup(t.easy);
+    }
     transfers_.erase(tag);  // destroys t
 }
 
@@ -394,6 +409,9 @@ void Client::finish(Transfer &t, int code_) {
 
     if (code != CURLE_OK && !t.denied.empty()) {
         r.error = t.denied;
+    } else if (code != CURLE_OK && t.late) {
+        r.error = timed_out(t.req.timeout_ms);
+        r.retryable = true;
     } else if (code != CURLE_OK && t.resend_stopped) {
         r.error = "connection error: the connection closed without an answer (not sent again in this attempt: the "
                   "endpoint may have received it)";
@@ -555,16 +573,19 @@ void Client::expire() {
     auto now = std::chrono::steady_clock::now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         auto it = transfers_.find(deadlines_.begin()->second);
-        deadlines_.erase(deadlines_.begin());
-        if (it == transfers_.end()) continue;  // cannot happen: every way out of transfers_ erases the deadline
+        if (it == transfers_.end()) {  // cannot happen: every way out of transfers_ erases the deadline
+            deadlines_.erase(deadlines_.begin());
+            continue;
+        }
         Transfer &t = *it->second;
         Result r;
         r.tag = t.req.tag;
         r.error = timed_out(t.req.timeout_ms);
         r.retryable = true;
+        results_.push_back(std::move(r));  // first: if it throws, nothing has changed yet
+        deadlines_.erase(deadlines_.begin());
         curl_multi_remove_handle(M(multi_), t.easy);
         curl_easy_cleanup(t.easy);  // not reused: it was mid-request
-        results_.push_back(std::move(r));
         transfers_.erase(it);
     }
 }

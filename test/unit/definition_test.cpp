@@ -32,7 +32,7 @@ TEST(Definition, ValidFunctionAndHttpSteps) {
     EXPECT_TRUE(d.steps[1].is_http);
     EXPECT_EQ(d.steps[1].http.method, "PUT");
     EXPECT_EQ(d.steps[1].http.timeout_ms, 500);
-    EXPECT_EQ(d.http_timeout_ms(1), 500);  // smaller than the pipeline's 1000
+    EXPECT_EQ(d.http_timeout_ms(1), 500);  // its own, not the pipeline's 1000
     EXPECT_EQ(d.steps[1].http.headers.size(), 1u);
     EXPECT_EQ(d.max_attempts(0), 2);  // from options
     EXPECT_EQ(d.max_attempts(1), 3);  // own
@@ -126,7 +126,8 @@ TEST(Definition, HttpTimeoutCombinesWithStepAndPipelineTimeouts) {
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 60000})", "{}"), 60000);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", R"({"timeout_ms": 700})"), 700);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 300}, "timeout_ms": 900})", "{}"), 300);
-    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 3000}, "timeout_ms": 900})", "{}"), 900);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 3000}, "timeout_ms": 900})", "{}"), 3000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 900})", R"({"timeout_ms": 700})"), 900);
 }
 
 TEST(Definition, HttpUrlsAndHeadersTheClientWouldMisuse) {

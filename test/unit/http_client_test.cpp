@@ -48,10 +48,11 @@ public:
         return std::string(scheme) + "://127.0.0.1:" + std::to_string(port_) + "/";
     }
     bool answered() const { return answered_; }
+    bool got_request() const { return got_request_; }
 
 private:
     int listen_fd_ = -1, conn_fd_ = -1, port_ = 0;
-    std::atomic<bool> stop_{false}, answered_{false};
+    std::atomic<bool> stop_{false}, answered_{false}, got_request_{false};
     std::thread thread_;
 
     bool wait_readable(int fd) {
@@ -70,6 +71,7 @@ private:
             ssize_t n = read(conn_fd_, buf, sizeof(buf));
             if (n <= 0) return;
             req.append(buf, static_cast<size_t>(n));
+            got_request_ = true;
             if (answer_after_ms == kReset) {
                 linger l{1, 0};  // close with RST
                 setsockopt(conn_fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -205,4 +207,25 @@ TEST(HttpClient, RefusedConnectionSaysSo) {
     EXPECT_TRUE(r.retryable);
     EXPECT_EQ(0u, r.error.find("connection failed: ")) << r.error;
     EXPECT_NE(std::string::npos, r.error.find("Connection refused")) << r.error;
+}
+
+// The caller was busy past the deadline before the request could leave: it is not sent late (the endpoint would
+// get it and then the next attempt as well), it times out.
+TEST(HttpClient, NotSentAfterTheDeadline) {
+    OneShotServer srv(0);
+    pw::http::Client c;
+    c.configure("127.0.0.1, localhost", 1 << 20);
+    std::string url = srv.url();
+    url.replace(url.find("127.0.0.1"), 9, "localhost");
+    c.start(get(url, 300));
+    c.drive();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (srv.got_request()) GTEST_SKIP() << "the request left within the first drive(): nothing to test here";
+    std::this_thread::sleep_for(std::chrono::milliseconds(550));
+    pw::http::Result r = wait_result(c);
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.retryable);
+    EXPECT_EQ(0u, r.error.find("request timed out after 300 ms")) << r.error;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_FALSE(srv.got_request());
 }
