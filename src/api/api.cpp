@@ -86,9 +86,9 @@ void require_manager(const char *pipeline, Oid owner, const char *action) {
                         errdetail("Only its owner (\"%s\") or members of pipeline_worker_admin may.", role_name(owner))));
 }
 
-// May the current role submit runs to this pipeline?
-bool may_submit(const char *pipeline, Oid owner) {
-    Oid me = GetUserId();
+// May this role (default: the current one) submit runs to this pipeline?
+bool may_submit(const char *pipeline, Oid owner, Oid me = InvalidOid) {
+    if (!OidIsValid(me)) me = GetUserId();
     if (has_privs_of_role(me, owner) || is_admin(me)) return true;
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(pipeline)};
@@ -442,7 +442,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
     // the run cannot be retried.
     engine::run_as_owner(&plan_retry_check,
                          "SELECT r.pipeline, EXISTS (SELECT 1 FROM pipeline_worker.pipelines p"
-                         "  WHERE p.name = r.pipeline AND p.id = r.pipeline_id)"
+                         "  WHERE p.name = r.pipeline AND p.id = r.pipeline_id), r.submitted_by::oid"
                          " FROM pipeline_worker.runs r WHERE r.id = $1",
                          1, types, v, nullptr, false);
     bool isnull;
@@ -450,6 +450,19 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("run %lld cannot be retried: its pipeline \"%s\" was dropped", (long long)run_id,
                                TextDatumGetCString(col(0, 1, &isnull)))));
+    if (SPI_processed == 1) {
+        // A retry is a new submission in the submitter's name (its steps run as the submitter): the submitter
+        // must still be allowed to submit -- a revoked grant is not side-stepped by retrying an old run.
+        char *pipeline = TextDatumGetCString(col(0, 1, &isnull));
+        Oid submitter = DatumGetObjectId(col(0, 3, &isnull));
+        int64 pipeline_id;
+        Oid owner = pipeline_owner(pipeline, &pipeline_id);
+        if (!may_submit(pipeline, owner, submitter))
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("run %lld cannot be retried: its submitter \"%s\" may no longer submit runs to "
+                                   "pipeline \"%s\"", (long long)run_id, role_name(submitter), pipeline),
+                            errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
+    }
     engine::run_as_owner(&plan_retry,
                          "UPDATE pipeline_worker.runs SET status = 'pending', result = NULL, error = NULL,"
                          " finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"

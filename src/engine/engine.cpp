@@ -1193,6 +1193,12 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
                 if (ProcDiePending) ReThrowError(edata);
             }
             PG_END_TRY();
+            // A session-level advisory lock (pg_advisory_lock) a step leaves behind in a worker would outlive the
+            // run: it would block other sessions, and whoever runs next here -- possibly another role -- would
+            // re-enter it. Released after every step. (Other session state is refused inside the step's
+            // security-restricted operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's
+            // execute_run keeps its locks: that session is its caller's.
+            if (IsBackgroundWorker) LockReleaseSession(USER_LOCKMETHOD);
         }
 
         if (edata == nullptr && http_error == nullptr) {

@@ -47,6 +47,13 @@ SELECT pipeline_worker.create_pipeline('big', '[{"name": "b", "function": "big"}
 SELECT pipeline_worker.create_pipeline('slow', '[{"name": "s1", "function": "sleeper"}, {"name": "s2", "function": "sleeper"}]');
 SELECT pipeline_worker.create_pipeline('timeout', '[{"name": "t", "function": "sleeper", "timeout_ms": 200}]');
 SELECT pipeline_worker.create_pipeline('resume', '[{"name": "a", "function": "rec"}, {"name": "b", "function": "rec"}, {"name": "c", "function": "rec"}]');
+-- session-level state: an advisory lock that would outlive the step
+CREATE FUNCTION leaver(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock(4242);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('leaver', '[{"name": "l", "function": "leaver"}]');
 DROP FUNCTION doomed(jsonb);
 DROP FUNCTION retyped(jsonb);
 CREATE FUNCTION retyped(ctx jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;
@@ -138,6 +145,12 @@ pw_check "dropped submitter: run failed" "failed" "$(wait_status "$r")"
 pw_check_sql "dropped submitter: clear error, no step ran" "true 0" \
     "SELECT (error LIKE 'the role that submitted this run (OID %) no longer exists') || ' ' ||
             (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r"
+
+# a step's session-level advisory lock does not outlive it in the worker (the next run there may be another role's)
+r=$(run leaver)
+pw_check "advisory lock in a step: run succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "advisory lock in a step: released after the step (no worker holds it, another session gets it)" "0 true" \
+    "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242) || ' ' || pg_try_advisory_lock(4242)"
 
 pw_check "workers survived everything (same pids)" "$pids_before" "$(pw_worker_pids)"
 pw_finish

@@ -305,6 +305,11 @@ pw_check "tenant_a's own table still shows tenant_a only its own 4 rows" 4 "$(q 
 pw_check "tenant_a (the pipeline's owner) sees tenant_b's runs of its pipeline" 2 \
     "$(q tenant_a "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($rx, $rx2)")"
 q tenant_a "SELECT pipeline_worker.revoke_pipeline('tenant_a_pipe', 'tenant_b')" >/dev/null
+check_state "after revoke_pipeline, tenant_b cannot retry its old failed run instead (42501)" tenant_b 42501 \
+    "SELECT pipeline_worker.retry_run($rx)"
+check_state "... nor can the owner retry it in tenant_b's name (42501)" tenant_a 42501 \
+    "SELECT pipeline_worker.retry_run($rx)"
+pw_check "... the run stays failed" failed "$(q tenant_a "SELECT status FROM pipeline_worker.runs WHERE id = $rx")"
 q tenant_a "REVOKE EXECUTE ON FUNCTION tenant_a.step(jsonb) FROM tenant_b" >/dev/null
 check_state "tenant_b cannot define a pipeline on tenant_a's function without EXECUTE (42501)" tenant_b 42501 \
     "SELECT pipeline_worker.create_pipeline('b_steals', '[{\"name\": \"s\", \"function\": \"tenant_a.step\"}]')"
