@@ -17,6 +17,7 @@ int subxacts_in_xact = 0;
 volatile sig_atomic_t in_step_call = 0;
 volatile sig_atomic_t step_self_terminated = 0;
 bool xact_runs_finished = false;
+volatile CrashMarker *crash_marker = nullptr;
 
 namespace {
 
@@ -122,7 +123,7 @@ SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
 }
 
 SPIPlanPtr plan_lock_http, plan_load_pipeline, plan_load_run, plan_load_steps, plan_claim, plan_claim_mine, plan_recover, plan_fail,
-    plan_release, plan_persist_claim;
+    plan_fail_crashed, plan_unfinished, plan_release, plan_persist_claim;
 
 // Bookkeeping statements run as the tables' owner, whatever role the caller (or the step) is.
 struct OwnerScope {
@@ -1164,6 +1165,12 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             MemoryContext before = CurrentMemoryContext;
             BeginInternalSubTransaction(nullptr);
             MemoryContextSwitchTo(before);
+            if (crash_marker != nullptr) {
+                crash_marker->position = pos + 1;
+                crash_marker->attempt = attempt;
+                pg_compiler_barrier();
+                crash_marker->run_id = run_id;
+            }
             PG_TRY();
             {
                 Jsonb *out = call_function_step(step, r->submitter, context);
@@ -1199,6 +1206,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             // security-restricted operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's
             // execute_run keeps its locks: that session is its caller's.
             if (IsBackgroundWorker) LockReleaseSession(USER_LOCKMETHOD);
+            if (crash_marker != nullptr) crash_marker->run_id = 0;
         }
 
         if (edata == nullptr && http_error == nullptr) {
@@ -1320,6 +1328,53 @@ void fail_run(int64 run_id, const char *message) {
     exec_as_owner(p, v, nullptr, false, 0);
     xact_runs_finished = true;
     SPI_finish();
+}
+
+bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    char *step_error = psprintf("the worker process executing this step ended abnormally %d times (a crash, or a "
+                                "kill such as the out-of-memory killer's); not retried",
+                                crashes);
+    Oid types[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
+    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(position), Int32GetDatum(attempt),
+                  CStringGetTextDatum(step_error)};
+    // Only a run nobody executes: pending, or running for a claimer that is gone (as recover_runs decides).
+    SPIPlanPtr p = prepare(&plan_fail_crashed,
+                           "WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r WHERE r.id = $1"
+                           "   AND (r.status = 'pending' OR r.status = 'running' AND NOT EXISTS ("
+                           "     SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
+                           "     WHERE a.backend_start = r.worker_started_at)) FOR UPDATE),"
+                           " n AS (SELECT r.id, COALESCE((SELECT p.steps -> ($2 - 1) ->> 'name'"
+                           "   FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id), 'step ' || $2) AS name FROM r),"
+                           " s AS (INSERT INTO pipeline_worker.run_steps"
+                           "   (run_id, position, attempt, name, status, error, started_at, finished_at)"
+                           "   SELECT n.id, $2, $3, n.name, 'failed', $4, pg_catalog.clock_timestamp(),"
+                           "          pg_catalog.clock_timestamp() FROM n"
+                           "   ON CONFLICT (run_id, position, attempt) DO UPDATE SET status = 'failed',"
+                           "   error = excluded.error, finished_at = excluded.finished_at)"
+                           " UPDATE pipeline_worker.runs u SET status = 'failed', worker_pid = NULL,"
+                           "  worker_started_at = NULL, not_before = NULL, finished_at = pg_catalog.clock_timestamp(),"
+                           "  error = pg_catalog.format('step \"%s\" failed: %s', n.name, $4)"
+                           " FROM n WHERE u.id = n.id",
+                           4, types);
+    exec_as_owner(p, v, nullptr, false, 0);
+    bool failed = SPI_processed == 1;
+    SPI_finish();
+    if (failed) xact_runs_finished = true;
+    return failed;
+}
+
+bool run_unfinished(int64 run_id) {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    SPIPlanPtr p = prepare(&plan_unfinished,
+                           "SELECT 1 FROM pipeline_worker.runs WHERE id = $1 AND status IN ('pending', 'running')",
+                           1, types);
+    exec_as_owner(p, v, nullptr, true, 1);
+    bool unfinished = SPI_processed == 1;
+    SPI_finish();
+    return unfinished;
 }
 
 int64 recover_runs() {

@@ -42,6 +42,24 @@ int run_as_caller(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Dat
 // Owner of the extension's tables: bookkeeping writes run as this role.
 Oid tables_owner();
 
+// What a worker is executing, in a file mapping that outlives the process (worker/crashes.cpp): set around each
+// function step in a worker, NULL in sessions. run_id is written last when set and cleared first.
+struct CrashMarker {
+    uint64 magic;
+    Oid database;
+    int32 position;  // 1-based
+    int32 attempt;
+    int32 pad;
+    int64 run_id;    // 0: not inside a step
+};
+extern volatile CrashMarker *crash_marker;
+
+// A run whose step made its worker end abnormally `crashes` times fails (step row and run), unless somebody
+// executes it right now. Returns true if it was failed. SPI not connected; a transaction is open.
+bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes);
+// True if the run exists and is pending or running.
+bool run_unfinished(int64 run_id);
+
 // Parses and validates a definition (pure C++ via the boundary); ERROR on invalid input.
 // Function names are left as written. Result allocated in CurrentMemoryContext.
 Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json);

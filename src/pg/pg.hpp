@@ -28,6 +28,7 @@ extern "C" {
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/condition_variable.h"
+#include "common/file_perm.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "common/hashfn.h"

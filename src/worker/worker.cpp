@@ -4,6 +4,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/http.hpp"
+#include "worker/crashes.hpp"
 #include "worker/shared.hpp"
 
 extern "C" {
@@ -440,6 +441,7 @@ void worker_main(Datum arg) {
     memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
+    crashes::attach(slot_no);
 
     MemoryContext iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
     TimestampTz last_sweep = 0;
@@ -470,6 +472,7 @@ void worker_main(Datum arg) {
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", slot_no)));
 
     volatile bool recheck_extension = false;
+    volatile bool settled = false;  // runs that crashed their workers are dealt with before the first claim
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
@@ -496,6 +499,11 @@ void worker_main(Datum arg) {
                 claimed = -1;
             } else {
                 recheck_extension = false;
+                if (!settled) {
+                    pgstat_report_activity(STATE_RUNNING, "checking runs that ended their workers abnormally");
+                    crashes::settle();
+                    settled = true;
+                }
                 maybe_recover(&last_sweep, slot_no == 0);
                 if (httpq::has_answered()) claimed += serve_answers(iter_ctx);
                 claimed += serve_once(iter_ctx);
@@ -599,6 +607,7 @@ void launcher_main(Datum) {
     shared::State *st = shared::state();
     if (st == nullptr) elog(FATAL, "pipeline_worker: shared memory not initialised");
     st->launcher_latch = MyLatch;
+    crashes::collect(st);  // before any worker starts (see crashes.hpp)
     int nslots = st->nslots;
     LauncherSlot *slots = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots));
     bool warned_missing_db = false, warned_no_slot = false;

@@ -1,0 +1,25 @@
+// Runs that crash their worker. A step that kills its server process (a segfault in a C function, the
+// out-of-memory killer) makes PostgreSQL restart every process; the run, never finished, would be claimed again
+// and crash the server again, forever. Each worker therefore keeps, in a small file mapping under the data
+// directory (pipeline_worker/slot_N), the run/step/attempt it is executing: stores to the mapping survive the
+// process. After a restart the launcher -- before it starts any worker -- counts the runs named there
+// (pipeline_worker/crashes_DB_RUN), and the workers, before their first claim, fail a run that ended its worker
+// abnormally kMaxCrashes times. A worker's own clean exit (SIGTERM, FATAL) clears its marker: only crashes count.
+#pragma once
+
+#include "pg/pg.hpp"
+#include "worker/shared.hpp"
+
+namespace pw::worker::crashes {
+
+constexpr int kMaxCrashes = 3;
+
+// Launcher, at its start: count the markers of slots with no live worker, and clear them.
+void collect(shared::State *st);
+// Worker, at its start: map its marker (engine::crash_marker) and clear it at exit.
+void attach(int slot_no);
+// Worker, before its first claim (in no transaction): fail the runs that reached kMaxCrashes, forget the counts of
+// runs that are finished. ERROR on failure (call again later).
+void settle();
+
+}  // namespace pw::worker::crashes

@@ -1,0 +1,102 @@
+#!/bin/bash
+# A run whose step kills its own server process (SIGKILL, as a segfault or the out-of-memory killer would) makes
+# PostgreSQL restart every process. Without a guard the run is claimed again after each restart and the server
+# never stays up. With it: the run fails after its worker ended abnormally 3 times (its step row says why), the
+# server then stays up, the other runs submitted with it all succeed, and a worker killed once from outside does
+# not make its run fail.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+PW_WORKERS=2 pw_cluster_start crashloop "restart_after_crash = on"
+pw_psql <<'SQL' >/dev/null || pw_die "setup failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE done (run_id bigint);
+CREATE FUNCTION crashme(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    -- the shell started by COPY ... TO PROGRAM is a child of this backend: $PPID is the worker
+    COPY (SELECT 1) TO PROGRAM 'kill -9 $PPID';
+    PERFORM pg_sleep(5);  -- not reached
+    RETURN '{}';
+END $$;
+CREATE FUNCTION fine(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO done VALUES ((ctx->>'run_id')::bigint);
+    RETURN '{"fine": true}';
+END $$;
+-- killed from outside once (the marker file says so), then fine
+CREATE TABLE once (killed boolean);
+INSERT INTO once VALUES (false);
+CREATE FUNCTION killed_once(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT (SELECT killed FROM once) THEN
+        PERFORM pg_sleep(30);
+    END IF;
+    RETURN '{"survived": true}';
+END $$;
+SELECT pipeline_worker.create_pipeline('crash', '[{"name": "ok", "function": "fine"}, {"name": "boom", "function": "crashme"}]');
+SELECT pipeline_worker.create_pipeline('fine', '[{"name": "f", "function": "fine"}]');
+SELECT pipeline_worker.create_pipeline('once', '[{"name": "w", "function": "killed_once"}]');
+SQL
+
+# q SQL : psql that tolerates the restarts (retries for up to 60 s while the server is in recovery)
+q() {
+    local out i
+    for i in $(seq 1 300); do
+        if out=$(pw_psql -c "$1" 2>/dev/null); then echo "$out"; return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+start=$(pw_now)
+crash_run=$(q "SELECT pipeline_worker.create_run('crash')")
+q "SELECT count(pipeline_worker.create_run('fine')) FROM generate_series(1, 20)" >/dev/null
+settled=
+for _ in $(seq 1 300); do   # up to ~60 s
+    st=$(q "SELECT status FROM pipeline_worker.runs WHERE id = $crash_run")
+    [ "$st" = failed ] && { settled=1; break; }
+    sleep 0.2
+done
+t=$(pw_elapsed "$start")
+[ -n "$settled" ] && pw_ok "the crashing run failed after $t s" || pw_fail "the crashing run is '$st' after $t s"
+restarts=$(grep -c 'terminated by signal 9' "$PW_LOG")
+pw_check "exactly 3 crash restarts (the run's worker ended abnormally 3 times)" 3 "$restarts"
+pw_check "the launcher counted them" 3 "$(grep -c 'ended abnormally in step 2 (attempt 1) of run' "$PW_LOG")"
+pw_check_sql "run error names the step and the cause" t \
+    "SELECT error LIKE 'step \"boom\" failed: the worker process executing this step ended abnormally 3 times%'
+       FROM pipeline_worker.runs WHERE id = $crash_run"
+# (step 1's row shared the crashed transaction: it was lost with it, like its effects)
+pw_check_sql "step rows: 2.1 failed and finished" "2.1:failed:true" \
+    "SELECT string_agg(position || '.' || attempt || ':' || status ||
+                       CASE WHEN status = 'failed' THEN ':' || (finished_at IS NOT NULL) ELSE '' END, ' '
+                       ORDER BY position, attempt)
+       FROM pipeline_worker.run_steps WHERE run_id = $crash_run"
+pw_check_sql "wait_run sees it failed" failed "SELECT pipeline_worker.wait_run($crash_run, '1 s')"
+pw_wait_all_finished 30 || pw_fail "the other runs did not finish"
+pw_check_sql "the 20 other runs all succeeded, each step once" "20 20" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
+            (SELECT count(DISTINCT run_id) FROM done WHERE run_id <> $crash_run)
+       FROM pipeline_worker.runs WHERE pipeline = 'fine'"
+pw_check "the crash counter was removed (nothing left to settle)" "" \
+    "$(pw_as_pg ls "$PW_DATA/pipeline_worker" | grep '^crashes_' || true)"
+sleep 2
+pw_check "no further restart once the run failed" 3 "$(grep -c 'terminated by signal 9' "$PW_LOG")"
+pw_wait_workers 2 20 >/dev/null && pw_ok "both workers serve" || pw_fail "workers not back"
+
+# killed once from outside while in its step: counted once, executed again, succeeds
+r=$(q "SELECT pipeline_worker.create_run('once')")
+pid=
+for _ in $(seq 1 100); do
+    pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE '%run $r %'" | head -1)
+    [ -n "$pid" ] && break
+    sleep 0.1
+done
+[ -n "$pid" ] && pw_ok "the 'once' run is executing in worker $pid" || pw_fail "the 'once' run never showed in a worker"
+q "UPDATE once SET killed = true" >/dev/null
+kill -9 "$pid" 2>/dev/null
+pw_check "killed once from outside: the run succeeded after the restart" succeeded \
+    "$(q "SELECT pipeline_worker.wait_run($r, '30 s')")"
+pw_check "killed once: counted as abnormal end 1 of 3" 1 "$(grep -c "of run $r; abnormal end 1 of 3" "$PW_LOG")"
+# (PostgreSQL 15 itself does not finish a fast shutdown requested during crash recovery: let the restart end)
+q "SELECT 1" >/dev/null
+pw_wait_workers 2 20 >/dev/null || pw_fail "workers not back after the kill"
+pw_finish
