@@ -80,6 +80,7 @@ SELECT pipeline_worker.create_pipeline('bad_no_args', '[{"name": "a", "function"
 SELECT pipeline_worker.create_pipeline('bad_json', '[{"name": "a", "function": "public.def_json"}]');
 SELECT pipeline_worker.create_pipeline('bad_setof', '[{"name": "a", "function": "public.def_setof"}]');
 SELECT pipeline_worker.create_pipeline('bad_procedure', '[{"name": "a", "function": "public.def_proc"}]');
+SELECT pipeline_worker.create_pipeline('bad_with_args', '[{"name": "a", "function": "public.def_ok(jsonb)"}]');
 -- the second step is the bad one: the first, valid step must not be stored either
 SELECT pipeline_worker.create_pipeline('bad_second_step',
     '[{"name": "a", "function": "public.def_ok"}, {"name": "b", "function": "public.no_such_function"}]');

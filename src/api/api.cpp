@@ -116,11 +116,25 @@ char *jsonb_text(Jsonb *j) { return JsonbToCString(nullptr, &j->root, VARSIZE(j)
 char *resolve_function(const char *step, const char *fn) {
     Oid argtypes[1] = {JSONBOID};
     List *names = stringToQualifiedNameList(fn);
+    if (strchr(fn, '(') != nullptr)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pipeline definition: step \"%s\": \"function\" must be a function name, not %s",
+                               step, fn),
+                        errhint("Write the name without its argument list, e.g. \"public.my_step\": a step function "
+                                "always takes (jsonb).")));
     Oid oid = LookupFuncName(names, 1, argtypes, true);
-    if (!OidIsValid(oid))
+    if (!OidIsValid(oid)) {
+        // the same name with other arguments (or a procedure): say what exists
+        FuncCandidateList other = FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
                         errmsg("invalid pipeline definition: step \"%s\": function %s(jsonb) does not exist", step, fn),
+                        other != nullptr ? errdetail("There is %s %s.",
+                                                     get_func_prokind(other->oid) == PROKIND_PROCEDURE ? "a procedure"
+                                                                                                       : "a function",
+                                                     format_procedure(other->oid))
+                                         : 0,
                         errhint("A function step needs a function with the signature (jsonb) RETURNS jsonb.")));
+    }
     if (get_func_prokind(oid) != PROKIND_FUNCTION)
         ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
                         errmsg("invalid pipeline definition: step \"%s\": %s is not a plain function", step, fn),
