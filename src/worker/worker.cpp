@@ -540,7 +540,7 @@ void worker_main(Datum arg) {
             pgstat_report_activity(STATE_IDLE, activity);
         }
         else
-            pgstat_report_activity(STATE_IDLE, nullptr);
+            pgstat_report_activity(STATE_IDLE, "waiting for runs");
         WaitEvent ev;
         int nev = WaitEventSetWait(waits, timeout, &ev, 1, PG_WAIT_EXTENSION);
         if (nev == 0 && in_flight == 0) recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION
