@@ -115,13 +115,13 @@ char *jsonb_text(Jsonb *j) { return JsonbToCString(nullptr, &j->root, VARSIZE(j)
 // Resolves a function step's name with the caller's search_path; returns the schema-qualified name.
 char *resolve_function(const char *step, const char *fn) {
     Oid argtypes[1] = {JSONBOID};
-    List *names = stringToQualifiedNameList(fn);
     if (strchr(fn, '(') != nullptr)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pipeline definition: step \"%s\": \"function\" must be a function name, not %s",
                                step, fn),
                         errhint("Write the name without its argument list, e.g. \"public.my_step\": a step function "
                                 "always takes (jsonb).")));
+    List *names = stringToQualifiedNameList(fn);
     Oid oid = LookupFuncName(names, 1, argtypes, true);
     if (!OidIsValid(oid)) {
         // the same name with other arguments (or a procedure): say what exists

@@ -18,6 +18,7 @@ volatile sig_atomic_t in_step_call = 0;
 volatile sig_atomic_t step_self_terminated = 0;
 bool xact_runs_finished = false;
 volatile CrashMarker *crash_marker = nullptr;
+bool in_pw_worker = false;
 
 namespace {
 
@@ -1187,6 +1188,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             }
             PG_CATCH();
             {
+                if (crash_marker != nullptr) crash_marker->run_id = 0;  // whatever happens next is not the step's
                 in_step_call = 0;
                 if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
                 MemoryContextSwitchTo(run_ctx);
@@ -1204,8 +1206,9 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             // run: it would block other sessions, and whoever runs next here -- possibly another role -- would
             // re-enter it. Released after every step. (Other session state is refused inside the step's
             // security-restricted operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's
-            // execute_run keeps its locks: that session is its caller's.
-            if (IsBackgroundWorker) LockReleaseSession(USER_LOCKMETHOD);
+            // execute_run keeps its locks (that session is its caller's), and so does another extension's
+            // background worker calling execute_run.
+            if (in_pw_worker) LockReleaseSession(USER_LOCKMETHOD);
             if (crash_marker != nullptr) crash_marker->run_id = 0;
         }
 
@@ -1343,7 +1346,7 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
                            "WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r WHERE r.id = $1"
                            "   AND (r.status = 'pending' OR r.status = 'running' AND NOT EXISTS ("
                            "     SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
-                           "     WHERE a.backend_start = r.worker_started_at)) FOR UPDATE),"
+                           "     WHERE a.backend_start = r.worker_started_at)) FOR UPDATE SKIP LOCKED),"
                            " n AS (SELECT r.id, COALESCE((SELECT p.steps -> ($2 - 1) ->> 'name'"
                            "   FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id), 'step ' || $2) AS name FROM r),"
                            " s AS (INSERT INTO pipeline_worker.run_steps"

@@ -53,6 +53,8 @@ struct CrashMarker {
     int64 run_id;    // 0: not inside a step
 };
 extern volatile CrashMarker *crash_marker;
+// True in this extension's workers (not in sessions, nor in other extensions' background workers).
+extern bool in_pw_worker;
 
 // A run whose step made its worker end abnormally `crashes` times fails (step row and run), unless somebody
 // executes it right now. Returns true if it was failed. SPI not connected; a transaction is open.

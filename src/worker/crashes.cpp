@@ -66,6 +66,12 @@ void clear_at_exit(int, Datum) {
     if (mapped != nullptr) mapped->run_id = 0;  // a clean exit (SIGTERM, FATAL): not a crash
 }
 
+// Like PostgreSQL's SignalHandlerForCrashExit, after clearing the marker (a plain store: async-signal-safe).
+void quit_handler(SIGNAL_ARGS) {
+    if (mapped != nullptr) mapped->run_id = 0;
+    _exit(2);
+}
+
 }  // namespace
 
 void collect(shared::State *st) {
@@ -116,50 +122,51 @@ void attach(int slot_no) {
     mapped->database = MyDatabaseId;
     engine::crash_marker = mapped;
     before_shmem_exit(clear_at_exit, 0);
+    pqsignal(SIGQUIT, quit_handler);
 }
 
 void settle() {
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "crashes_%u_", MyDatabaseId);
     size_t plen = strlen(prefix);
+    List *forget = NIL;  // count files to remove once the transaction committed
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     DIR *dir = AllocateDir(kDir);  // freed by the abort if anything below fails
-    if (dir == nullptr) {          // no directory (attach warned)
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-        return;
-    }
-    struct dirent *de;
-    while ((de = ReadDir(dir, kDir)) != nullptr) {
-        if (strncmp(de->d_name, prefix, plen) != 0) continue;
-        char *end = nullptr;
-        long long run = strtoll(de->d_name + plen, &end, 10);
-        if (end == nullptr || *end != '\0' || run <= 0) continue;
-        char path[MAXPGPATH];
-        snprintf(path, sizeof(path), "%s/%s", kDir, de->d_name);
-        int fd = open(path, O_RDONLY | PG_BINARY, 0);
-        if (fd < 0) continue;  // another worker settled it
-        CountRecord rec{};
-        bool ok = pread(fd, &rec, sizeof(rec), 0) == static_cast<ssize_t>(sizeof(rec)) && rec.magic == kCountMagic;
-        close(fd);
-        bool forget;
-        if (ok && rec.count >= kMaxCrashes) {
-            if (engine::fail_crashed_run(run, rec.position, rec.attempt, rec.count))
+    if (dir != nullptr) {
+        struct dirent *de;
+        while ((de = ReadDir(dir, kDir)) != nullptr) {
+            if (strncmp(de->d_name, prefix, plen) != 0) continue;
+            char *end = nullptr;
+            long long run = strtoll(de->d_name + plen, &end, 10);
+            if (end == nullptr || *end != '\0' || run <= 0) continue;
+            char *path = psprintf("%s/%s", kDir, de->d_name);
+            int fd = open(path, O_RDONLY | PG_BINARY, 0);
+            if (fd < 0) continue;  // another worker settled it
+            CountRecord rec{};
+            bool ok = pread(fd, &rec, sizeof(rec), 0) == static_cast<ssize_t>(sizeof(rec)) && rec.magic == kCountMagic;
+            close(fd);
+            bool done;
+            if (ok && rec.count >= kMaxCrashes && engine::fail_crashed_run(run, rec.position, rec.attempt, rec.count)) {
                 ereport(WARNING, (errmsg("pipeline_worker: run %lld failed: its worker ended abnormally %d times in step %d",
                                          run, rec.count, rec.position)));
-            forget = true;
-        } else {
-            forget = !ok || !engine::run_unfinished(run);
+                done = true;
+            } else {
+                // kept while the run may still run: a run locked or executed elsewhere right now is failed later
+                done = !ok || !engine::run_unfinished(run);
+            }
+            if (done) forget = lappend(forget, path);
         }
-        // Removed after the commit below would be safer against a failure in between; a failed run is not
-        // claimed again either way, and an unfinished run only loses its count.
-        if (forget && unlink(path) != 0 && errno != ENOENT)
-            ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not remove \"%s\": %m", path)));
+        FreeDir(dir);
     }
-    FreeDir(dir);
     PopActiveSnapshot();
     CommitTransactionCommand();
+    ListCell *lc;
+    foreach (lc, forget) {
+        const char *path = static_cast<const char *>(lfirst(lc));
+        if (unlink(path) != 0 && errno != ENOENT)
+            ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not remove \"%s\": %m", path)));
+    }
 }
 
 }  // namespace pw::worker::crashes

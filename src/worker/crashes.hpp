@@ -16,10 +16,13 @@ constexpr int kMaxCrashes = 3;
 
 // Launcher, at its start: count the markers of slots with no live worker, and clear them.
 void collect(shared::State *st);
-// Worker, at its start: map its marker (engine::crash_marker) and clear it at exit.
+// Worker, at its start: map its marker (engine::crash_marker) and clear it at every exit but its own crash --
+// including SIGQUIT, which the postmaster sends to all the others when one process crashed (and on an immediate
+// stop): they were not the cause.
 void attach(int slot_no);
-// Worker, before its first claim (in no transaction): fail the runs that reached kMaxCrashes, forget the counts of
-// runs that are finished. ERROR on failure (call again later).
+// Worker, before its first claim (in no transaction): fail the runs that reached kMaxCrashes (unless somebody holds
+// or executes them: they are failed at a later start), forget the counts of runs that are finished. ERROR on
+// failure (call again later).
 void settle();
 
 }  // namespace pw::worker::crashes

@@ -441,6 +441,7 @@ void worker_main(Datum arg) {
     memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
+    engine::in_pw_worker = true;
     crashes::attach(slot_no);
 
     MemoryContext iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
@@ -609,6 +610,12 @@ void launcher_main(Datum) {
     st->launcher_latch = MyLatch;
     crashes::collect(st);  // before any worker starts (see crashes.hpp)
     int nslots = st->nslots;
+    // Workers of a previous launcher (it exited alone): this launcher has no handles for them. They are asked to
+    // stop, and their slots are started again once they are gone -- never two workers on one slot.
+    for (int i = 0; i < nslots; i++) {
+        int pid = st->slots[i].pid;
+        if (pid != 0 && pid != MyProcPid) (void)kill(pid, SIGTERM);
+    }
     LauncherSlot *slots = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots));
     bool warned_missing_db = false, warned_no_slot = false;
     Oid dboid = InvalidOid;
@@ -653,6 +660,11 @@ void launcher_main(Datum) {
             if (i >= wanted && alive) {
                 TerminateBackgroundWorker(slots[i].handle);
             } else if (i < wanted && !alive && slots[i].handle == nullptr && OidIsValid(dboid)) {
+                int old_pid = st->slots[i].pid;  // a previous launcher's worker, stopping (see above)
+                if (old_pid != 0 && kill(old_pid, 0) == 0) {
+                    timeout = 100;
+                    continue;
+                }
                 TimestampTz now = GetCurrentTimestamp();
                 if (slots[i].last_start != 0 && !TimestampDifferenceExceeds(slots[i].last_start, now, kRestartBackoffMs)) {
                     timeout = 100;

@@ -3,7 +3,7 @@
 # PostgreSQL restart every process. Without a guard the run is claimed again after each restart and the server
 # never stays up. With it: the run fails after its worker ended abnormally 3 times (its step row says why), the
 # server then stays up, the other runs submitted with it all succeed, and a worker killed once from outside does
-# not make its run fail.
+# not make its run fail, nor does a run whose step was running in another worker when the server restarted.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 PW_WORKERS=2 pw_cluster_start crashloop "restart_after_crash = on"
@@ -22,6 +22,11 @@ BEGIN
     INSERT INTO done VALUES ((ctx->>'run_id')::bigint);
     RETURN '{"fine": true}';
 END $$;
+CREATE FUNCTION nap(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(3);
+    RETURN '{"napped": true}';
+END $$;
 -- killed from outside once (the marker file says so), then fine
 CREATE TABLE once (killed boolean);
 INSERT INTO once VALUES (false);
@@ -35,6 +40,7 @@ END $$;
 SELECT pipeline_worker.create_pipeline('crash', '[{"name": "ok", "function": "fine"}, {"name": "boom", "function": "crashme"}]');
 SELECT pipeline_worker.create_pipeline('fine', '[{"name": "f", "function": "fine"}]');
 SELECT pipeline_worker.create_pipeline('once', '[{"name": "w", "function": "killed_once"}]');
+SELECT pipeline_worker.create_pipeline('nap', '[{"name": "n", "function": "nap"}]');
 SQL
 
 # q SQL : psql that tolerates the restarts (retries for up to 60 s while the server is in recovery)
@@ -47,6 +53,13 @@ q() {
     return 1
 }
 
+# a long step of another run is executing in the other worker when the first crash happens: that worker is
+# stopped by the postmaster (SIGQUIT), its run recovered -- not counted
+nap_run=$(q "SELECT pipeline_worker.create_run('nap')")
+for _ in $(seq 1 100); do
+    [ -n "$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $nap_run %'")" ] && break
+    sleep 0.05
+done
 start=$(pw_now)
 crash_run=$(q "SELECT pipeline_worker.create_run('crash')")
 q "SELECT count(pipeline_worker.create_run('fine')) FROM generate_series(1, 20)" >/dev/null
@@ -76,6 +89,9 @@ pw_check_sql "the 20 other runs all succeeded, each step once" "20 20" \
     "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
             (SELECT count(DISTINCT run_id) FROM done WHERE run_id <> $crash_run)
        FROM pipeline_worker.runs WHERE pipeline = 'fine'"
+pw_check "the run whose long step was interrupted by the restarts was not counted" 0 \
+    "$(grep -c "of run $nap_run;" "$PW_LOG")"
+pw_check "... and it succeeded" succeeded "$(q "SELECT pipeline_worker.wait_run($nap_run, '20 s')")"
 pw_check "the crash counter was removed (nothing left to settle)" "" \
     "$(pw_as_pg ls "$PW_DATA/pipeline_worker" | grep '^crashes_' || true)"
 sleep 2
@@ -99,4 +115,12 @@ pw_check "killed once: counted as abnormal end 1 of 3" 1 "$(grep -c "of run $r; 
 # (PostgreSQL 15 itself does not finish a fast shutdown requested during crash recovery: let the restart end)
 q "SELECT 1" >/dev/null
 pw_wait_workers 2 20 >/dev/null || pw_fail "workers not back after the kill"
+
+# the launcher alone is terminated: the new launcher does not start a second worker on a slot whose worker lives
+pw_psql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker launcher'" >/dev/null
+sleep 3
+pw_check "after the launcher restarted alone: still exactly 2 workers" 2 \
+    "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
+r=$(q "SELECT pipeline_worker.create_run('fine')")
+pw_check "... and they serve" succeeded "$(q "SELECT pipeline_worker.wait_run($r, '10 s')")"
 pw_finish
