@@ -386,9 +386,7 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
-// The worker executing run_id (shared-memory slots), 0 if none. Sessions that claimed a run themselves are
-// never signalled: that would let any submitter cancel another role's statements; they see the request at
-// the next step boundary.
+// The worker executing run_id (shared-memory slots), 0 if none.
 static int executor_pid(int64 run_id) {
     shared::State *st = shared::state();
     if (st != nullptr)
@@ -412,8 +410,14 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     engine::request_cancel(run_id);
     int pid = executor_pid(run_id);
+    shared::SessionExec *session = pid == 0 ? shared::session_executing(run_id) : nullptr;
     if (pid != 0 && pid != MyProcPid) {
         kill(pid, SIGINT);  // the worker checks that it is still this run
+    } else if (session != nullptr && session->pid != MyProcPid) {
+        // A session's execute_run: its SIGINT handler honours a signal marked as ours only while a step of a
+        // cancelled run executes (a late one does not cancel the session's next statement).
+        pg_atomic_write_u32(&session->signal_pending, 1);
+        kill(session->pid, SIGINT);
     } else if (shared::State *st = shared::state()) {
         // Not being executed by a worker right now; it may be waiting for an HTTP answer in one. Wake the
         // workers: a worker's SIGINT handler only interrupts a step of a run that has a cancel request, and

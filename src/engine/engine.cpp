@@ -1007,6 +1007,43 @@ bool may_call_http(Oid owner) {
 
 }  // namespace
 
+namespace {
+
+shared::SessionExec *volatile my_session_entry = nullptr;
+
+// SIGINT in a session that executes runs: cancel_run's signal (signal_pending) interrupts only a step of a run
+// that was asked to stop -- a late one, after the step or the run ended, is dropped instead of cancelling the
+// session's next statement. Any other SIGINT (pg_cancel_backend, statement_timeout's own path, ^C) is
+// PostgreSQL's usual statement cancel.
+void session_sigint(SIGNAL_ARGS) {
+    int save_errno = errno;
+    shared::SessionExec *e = my_session_entry;
+    if (e != nullptr && pg_atomic_exchange_u32(&e->signal_pending, 0) != 0) {
+        uint64 run = pg_atomic_read_u64(&e->run_id);
+        if (!(in_step_call && run != 0 && cancel_requested(static_cast<int64>(run)))) {
+            errno = save_errno;
+            return;
+        }
+    }
+    errno = save_errno;
+    StatementCancelHandler(postgres_signal_arg);
+}
+
+}  // namespace
+
+shared::SessionExec *session_step_begin(int64 run_id) {
+    shared::SessionExec *e = shared::my_session();
+    if (e == nullptr) return nullptr;
+    if (my_session_entry == nullptr) {
+        e->pid = MyProcPid;
+        pg_atomic_write_u32(&e->signal_pending, 0);
+        my_session_entry = e;
+        pqsignal(SIGINT, session_sigint);  // for the rest of this backend's life (see session_sigint)
+    }
+    pg_atomic_write_u64(&e->run_id, static_cast<uint64>(run_id));
+    return e;
+}
+
 void free_http_call(HttpCall *call) {
     if (call != nullptr) MemoryContextDelete(call->ctx);
 }
@@ -1166,6 +1203,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             MemoryContext before = CurrentMemoryContext;
             BeginInternalSubTransaction(nullptr);
             MemoryContextSwitchTo(before);
+            shared::SessionExec *volatile session = in_pw_worker ? nullptr : session_step_begin(run_id);
             if (crash_marker != nullptr) {
                 crash_marker->position = pos + 1;
                 crash_marker->attempt = attempt;
@@ -1189,6 +1227,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             PG_CATCH();
             {
                 if (crash_marker != nullptr) crash_marker->run_id = 0;  // whatever happens next is not the step's
+                if (session != nullptr) pg_atomic_write_u64(&session->run_id, 0);
                 in_step_call = 0;
                 if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
                 MemoryContextSwitchTo(run_ctx);
@@ -1210,6 +1249,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
             // background worker calling execute_run.
             if (in_pw_worker) LockReleaseSession(USER_LOCKMETHOD);
             if (crash_marker != nullptr) crash_marker->run_id = 0;
+            if (session != nullptr) pg_atomic_write_u64(&session->run_id, 0);
         }
 
         if (edata == nullptr && http_error == nullptr) {

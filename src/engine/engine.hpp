@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "worker/shared.hpp"
 
 namespace pw::engine {
 
@@ -55,6 +56,9 @@ struct CrashMarker {
 extern volatile CrashMarker *crash_marker;
 // True in this extension's workers (not in sessions, nor in other extensions' background workers).
 extern bool in_pw_worker;
+// A session (not a worker) is about to execute a step of run_id: registers it for cancel_run (and installs the
+// session's guarded SIGINT handler once). Returns the entry to clear after the step, nullptr if unavailable.
+shared::SessionExec *session_step_begin(int64 run_id);
 
 // A run whose step made its worker end abnormally `crashes` times fails (step row and run), unless somebody
 // executes it right now. Returns true if it was failed. SPI not connected; a transaction is open.

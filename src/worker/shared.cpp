@@ -5,6 +5,7 @@ namespace pw::shared {
 namespace {
 
 State *g_state = nullptr;
+SessionExec *g_sessions = nullptr;  // MaxBackends entries
 shmem_request_hook_type prev_request_hook = nullptr;
 shmem_startup_hook_type prev_startup_hook = nullptr;
 
@@ -12,9 +13,12 @@ int slot_count() { return max_worker_processes > 0 ? max_worker_processes : 1; }
 
 Size state_size() { return add_size(offsetof(State, slots), mul_size(sizeof(Slot), slot_count())); }
 
+Size sessions_size() { return mul_size(sizeof(SessionExec), MaxBackends); }
+
 void request_hook() {
     if (prev_request_hook) prev_request_hook();
     RequestAddinShmemSpace(MAXALIGN(state_size()));
+    RequestAddinShmemSpace(MAXALIGN(sessions_size()));
 }
 
 void startup_hook() {
@@ -39,12 +43,32 @@ void startup_hook() {
             pg_atomic_init_u64(&g_state->slots[i].batches, 0);
         }
     }
+    g_sessions = static_cast<SessionExec *>(ShmemInitStruct("pipeline_worker sessions", sessions_size(), &found));
+    if (!found) {
+        for (int i = 0; i < MaxBackends; i++) {
+            pg_atomic_init_u64(&g_sessions[i].run_id, 0);
+            pg_atomic_init_u32(&g_sessions[i].signal_pending, 0);
+            g_sessions[i].pid = 0;
+        }
+    }
     LWLockRelease(AddinShmemInitLock);
 }
 
 }  // namespace
 
 State *state() { return g_state; }
+
+SessionExec *my_session() {
+    if (g_sessions == nullptr || IsBackgroundWorker || MyProc == nullptr || MyProc->pgprocno >= MaxBackends) return nullptr;
+    return &g_sessions[MyProc->pgprocno];
+}
+
+SessionExec *session_executing(int64 run_id) {
+    if (g_sessions == nullptr) return nullptr;
+    for (int i = 0; i < MaxBackends; i++)
+        if (pg_atomic_read_u64(&g_sessions[i].run_id) == static_cast<uint64>(run_id)) return &g_sessions[i];
+    return nullptr;
+}
 
 void install_hooks() {
     prev_request_hook = shmem_request_hook;

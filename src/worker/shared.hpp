@@ -42,7 +42,20 @@ struct State {
     Slot slots[FLEXIBLE_ARRAY_MEMBER];
 };
 
+// A session (ordinary backend) executing a run with execute_run: one entry per backend (PGPROC number), so that
+// cancel_run can find and interrupt it. signal_pending tells that backend's SIGINT handler that the signal came
+// from cancel_run: honoured only while a step of a cancelled run executes, never as a stray cancel.
+struct SessionExec {
+    pg_atomic_uint64 run_id;  // run whose step is executing now, 0 if none
+    pg_atomic_uint32 signal_pending;
+    int pid;
+};
+
 State *state();  // nullptr when the library was not preloaded
+// This backend's entry (nullptr without shared memory, in background workers, or beyond MaxBackends).
+SessionExec *my_session();
+// The entry of the session executing a step of run_id now, nullptr if none.
+SessionExec *session_executing(int64 run_id);
 void install_hooks();
 
 // Set the latches of up to n idle workers (n <= 0: none). Safe without shared memory.
