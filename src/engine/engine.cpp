@@ -1029,6 +1029,15 @@ void session_sigint(SIGNAL_ARGS) {
     StatementCancelHandler(postgres_signal_arg);
 }
 
+// A backend that ends inside a step (FATAL does not unwind to the step's PG_CATCH) must not leave its entry
+// naming the run: cancel_run would signal whatever process gets that pid next.
+void session_exit(int, Datum) {
+    shared::SessionExec *e = my_session_entry;
+    if (e == nullptr) return;
+    pg_atomic_write_u64(&e->run_id, 0);
+    e->pid = 0;
+}
+
 }  // namespace
 
 shared::SessionExec *session_step_begin(int64 run_id) {
@@ -1038,6 +1047,7 @@ shared::SessionExec *session_step_begin(int64 run_id) {
         e->pid = MyProcPid;
         pg_atomic_write_u32(&e->signal_pending, 0);
         my_session_entry = e;
+        before_shmem_exit(session_exit, 0);
         pqsignal(SIGINT, session_sigint);  // for the rest of this backend's life (see session_sigint)
     }
     pg_atomic_write_u64(&e->run_id, static_cast<uint64>(run_id));

@@ -65,8 +65,13 @@ SessionExec *my_session() {
 
 SessionExec *session_executing(int64 run_id) {
     if (g_sessions == nullptr) return nullptr;
-    for (int i = 0; i < MaxBackends; i++)
-        if (pg_atomic_read_u64(&g_sessions[i].run_id) == static_cast<uint64>(run_id)) return &g_sessions[i];
+    for (int i = 0; i < MaxBackends; i++) {
+        SessionExec *e = &g_sessions[i];
+        if (pg_atomic_read_u64(&e->run_id) != static_cast<uint64>(run_id)) continue;
+        // only the live backend that owns this entry (never a recycled pid)
+        PGPROC *proc = e->pid != 0 ? BackendPidGetProc(e->pid) : nullptr;
+        return proc != nullptr && proc->pgprocno == i ? e : nullptr;
+    }
     return nullptr;
 }
 
