@@ -857,7 +857,10 @@ const char *execute_run(int64 run_id) {
                         errmsg("run %lld was not claimed by this session", (long long)run_id),
                         errdetail("Its status is \"%s\"%s.", status,
                                   pid_null ? "" : psprintf(" and it was claimed by the backend with PID %d", pid)),
-                        errhint("Claim it first with pipeline_worker.claim_run().")));
+                        strcmp(status, "pending") == 0 || strcmp(status, "running") == 0
+                            ? errhint("Claim it first with pipeline_worker.claim_run().")
+                            : errhint("It has finished; pipeline_worker.retry_run() puts a failed or cancelled run back "
+                                      "in the queue.")));
     ClaimedRun run;
     MemoryContext old = MemoryContextSwitchTo(caller);  // out of SPI memory before SPI_finish
     run.id = run_id;

@@ -494,7 +494,9 @@ void worker_main(Datum arg) {
             httpq::check_cancels();
             // Only after sleeping or an error: a busy worker does not pay a transaction per batch for this.
             if (recheck_extension && !extension_ready()) {
-                // dropped while we served: go back to waiting
+                // dropped while we served: go back to waiting (and settle crash counts again once it is back:
+                // run ids start over)
+                settled = false;
                 pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
                 (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
                 claimed = -1;
