@@ -137,6 +137,17 @@ SELECT public.try_exec(-1);
 SELECT pipeline_worker.claim_run() = :unclaimed_id AS claimed;
 SELECT pipeline_worker.execute_run(:unclaimed_id);
 SELECT result FROM pipeline_worker.runs WHERE id = :unclaimed_id;
+-- finished: executing it again is refused, with a hint at retry_run (not at claim_run)
+CREATE FUNCTION public.exec_hint(run bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE h text;
+BEGIN
+    PERFORM pipeline_worker.execute_run(run);
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN h;
+END $$;
+SELECT public.exec_hint(:unclaimed_id);
 
 -- ---------------------------------------------------------------- FIFO
 SELECT count(pipeline_worker.create_run('flow', jsonb_build_object('x', 100 + i))) FROM generate_series(1, 3) i;

@@ -1,6 +1,7 @@
 #include "definition.hpp"
 
 #include <curl/curl.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cctype>
@@ -69,12 +70,12 @@ bool is_token_char(char c) {
 
 }  // namespace
 
-bool is_client_managed_header(const std::string &name) {
+bool is_client_managed_header(const char *name) noexcept {
     static const char *const kManaged[] = {"content-length", "transfer-encoding", "connection",   "keep-alive",
                                            "upgrade",        "te",                "trailer",      "expect",
                                            "proxy-connection"};
     for (const char *m : kManaged)
-        if (iequals(name, m)) return true;
+        if (strcasecmp(name, m) == 0) return true;
     return false;
 }
 
@@ -117,7 +118,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
             for (const auto &[hname, hval] : val.as_object()) {
                 if (hname.empty() || !std::all_of(hname.begin(), hname.end(), is_token_char))
                     throw DefinitionError(at + ": invalid http header name " + json::quote(hname));
-                if (!stored && is_client_managed_header(hname))
+                if (!stored && is_client_managed_header(hname.c_str()))
                     throw DefinitionError(at + ": http header " + json::quote(hname) + " cannot be set by a step",
                                           "Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, "
                                           "Trailer, Expect and Proxy-Connection are set by the HTTP client.");

@@ -27,7 +27,7 @@ struct HttpSpec {
 constexpr int kDefaultHttpTimeoutMs = 10000;
 
 // Headers that frame the message or manage the connection: the HTTP client sets them, a step may not.
-bool is_client_managed_header(const std::string &name);
+bool is_client_managed_header(const char *name) noexcept;
 
 struct StepSpec {
     std::string name;

@@ -910,11 +910,13 @@ HttpCall *make_http_call(const ClaimedRun *claimed, const RunState *r, int pos, 
     c->headers[c->nheaders++] = psprintf("Pipeline-Run-Id: %lld", (long long)claimed->id);
     c->headers[c->nheaders++] = psprintf("Idempotency-Key: %lld:%d:%d", (long long)claimed->id, pos + 1, attempt);
     for (int h = 0; h < step->nheaders; h++) {
-        if (pg_strcasecmp(step->header_names[h], "Pipeline-Run-Id") == 0 ||
-            pg_strcasecmp(step->header_names[h], "Idempotency-Key") == 0)
+        const char *name = step->header_names[h], *value = step->header_values[h];
+        if (pg_strcasecmp(name, "Pipeline-Run-Id") == 0 || pg_strcasecmp(name, "Idempotency-Key") == 0)
             continue;  // ours: endpoints rely on them
+        if (core::is_client_managed_header(name)) continue;  // create_pipeline refuses them; older definitions
         c->header_secret[c->nheaders] = step->header_secret[h];
-        c->headers[c->nheaders++] = psprintf("%s: %s", step->header_names[h], step->header_values[h]);
+        // libcurl reads "Name:" as "remove this header"; "Name;" sends it empty
+        c->headers[c->nheaders++] = value[0] == '\0' ? psprintf("%s;", name) : psprintf("%s: %s", name, value);
     }
     if (strcmp(c->method, "GET") != 0 && strcmp(c->method, "DELETE") != 0) {
         c->body = JsonbToCString(nullptr, &context->root, VARSIZE(context));

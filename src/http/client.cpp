@@ -1,7 +1,5 @@
 #include "http/client.hpp"
 
-#include "core/definition.hpp"
-
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -152,11 +150,16 @@ std::string timed_out(long ms) {
     return "request timed out after " + std::to_string(ms) + " ms (the step's timeout_ms)";
 }
 
+long os_errno(CURL *e) {
+    long n = 0;
+    return curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &n) == CURLE_OK ? n : 0;
+}
+
 // libcurl's message for a failed connect says "Couldn't connect to server"; the system's reason says why.
 std::string with_os_reason(CURL *e, const std::string &detail) {
-    long os_errno = 0;
-    if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK || os_errno == 0) return detail;
-    std::string reason = strerror(static_cast<int>(os_errno));
+    long n = os_errno(e);
+    if (n == 0) return detail;
+    std::string reason = strerror(static_cast<int>(n));
     return detail.find(reason) == std::string::npos ? detail + " (" + reason + ")" : detail;
 }
 
@@ -168,9 +171,8 @@ std::string error_prefix(const std::string &body) {
 }
 
 bool reset_by_peer(CURL *e) {
-    long os_errno = 0;
-    return curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
-           (os_errno == ECONNRESET || os_errno == EPIPE || os_errno == ECONNABORTED);
+    long n = os_errno(e);
+    return n == ECONNRESET || n == EPIPE || n == ECONNABORTED;
 }
 
 bool has_body(const std::string &method) { return method == "POST" || method == "PUT" || method == "PATCH"; }
@@ -297,16 +299,10 @@ void Client::setup(Transfer &t) {
     add("Expect:");  // no 100-continue round trip for large bodies
     bool own_type = false;  // a step may send its own Content-Type (e.g. application/vnd.api+json) instead
     for (const auto &h : t.req.headers)
-        if (h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0) own_type = true;
+        if (h.size() >= 13 && strncasecmp(h.c_str(), "content-type", 12) == 0 && (h[12] == ':' || h[12] == ';'))
+            own_type = true;
     if (body && !own_type) add("Content-Type: application/json");
-    for (const auto &h : t.req.headers) {
-        size_t colon = h.find(':');
-        std::string name = h.substr(0, colon);
-        if (core::is_client_managed_header(name)) continue;  // refused by create_pipeline; older definitions
-        size_t v = colon == std::string::npos ? h.size() : h.find_first_not_of(' ', colon + 1);
-        if (v == std::string::npos || v >= h.size()) add((name + ";").c_str());  // "Name:" would remove the header
-        else add(h.c_str());
-    }
+    for (const auto &h : t.req.headers) add(h.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
 
     if (t.method == "GET") {

@@ -129,7 +129,10 @@ void settle() {
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "crashes_%u_", MyDatabaseId);
     size_t plen = strlen(prefix);
-    List *forget = NIL;  // count files to remove once the transaction committed
+    // Count files to remove once the transaction committed: kept in the caller's context, not the transaction's
+    // (which the commit frees).
+    MemoryContext caller = CurrentMemoryContext;
+    List *forget = NIL;
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     DIR *dir = AllocateDir(kDir);  // freed by the abort if anything below fails
@@ -140,7 +143,8 @@ void settle() {
             char *end = nullptr;
             long long run = strtoll(de->d_name + plen, &end, 10);
             if (end == nullptr || *end != '\0' || run <= 0) continue;
-            char *path = psprintf("%s/%s", kDir, de->d_name);
+            char path[MAXPGPATH];
+            snprintf(path, sizeof(path), "%s/%s", kDir, de->d_name);
             int fd = open(path, O_RDONLY | PG_BINARY, 0);
             if (fd < 0) continue;  // another worker settled it
             CountRecord rec{};
@@ -155,7 +159,11 @@ void settle() {
                 // kept while the run may still run: a run locked or executed elsewhere right now is failed later
                 done = !ok || !engine::run_unfinished(run);
             }
-            if (done) forget = lappend(forget, path);
+            if (done) {
+                MemoryContext old = MemoryContextSwitchTo(caller);
+                forget = lappend(forget, pstrdup(path));
+                MemoryContextSwitchTo(old);
+            }
         }
         FreeDir(dir);
     }
@@ -167,6 +175,7 @@ void settle() {
         if (unlink(path) != 0 && errno != ENOENT)
             ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not remove \"%s\": %m", path)));
     }
+    list_free_deep(forget);
 }
 
 }  // namespace pw::worker::crashes

@@ -237,6 +237,18 @@ pw_check_sql "POST /echo: Pipeline-Run-Id, Idempotency-Key, user header, Content
     "SELECT concat_ws('|', h->>'pipeline-run-id', h->>'idempotency-key', h->>'x-test', h->>'content-type')
        FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 pw_check "POST /echo: the server got exactly one request, with the key" "$r:1:1=1" "$(srv_keys_of "$r")"
+# a definition stored before create_pipeline refused client-managed headers: they are not sent (a Content-Length
+# of 5 would cut the body and corrupt the kept-alive connection), the other headers are
+mkpipe echo_legacy '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"X-Kept": "k"}}}]'
+pw_psql -c "UPDATE pipeline_worker.pipelines SET steps = jsonb_set(steps, '{0,http,headers}',
+              '{\"Content-Length\": \"5\", \"Connection\": \"close\", \"X-Kept\": \"k\"}')
+             WHERE name = 'echo_legacy'" >/dev/null || pw_fail "could not store the legacy definition"
+r=$(run echo_legacy)
+pw_check "legacy definition with Content-Length/Connection headers: succeeded" succeeded "$(wait_status "$r")"
+pw_check_sql "... those headers were not sent, the whole body and X-Kept were" "$r|k|t" \
+    "SELECT concat_ws('|', result->'body'->>'run_id', result->'headers'->>'x-kept',
+                      (result->'headers'->>'content-length')::int > 5 AND result->'headers'->>'connection' IS DISTINCT FROM 'close')
+       FROM pipeline_worker.runs WHERE id = $r"
 r=$(run echo_empty)
 pw_check "empty header value: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "empty header value: the header is sent, empty" "t" \

@@ -43,6 +43,14 @@ pw_check_sql "first run executed by one of the pre-existing workers" 1 \
 pw_check_sql "steps executed once each, in the worker named by worker_pid" "3" \
     "SELECT count(*) FROM fx JOIN pipeline_worker.runs r ON r.id = fx.run_id WHERE fx.run_id = $id AND fx.pid = r.worker_pid"
 pw_check "worker pids unchanged after CREATE EXTENSION" "$pids_before" "$(pw_worker_pids)"
+idle_text=
+for _ in $(seq 1 30); do   # up to 3 s
+    idle_text=$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                              AND state = 'idle' AND query = 'waiting for runs'")
+    [ "$idle_text" = 4 ] && break
+    sleep 0.1
+done
+pw_check "idle workers show 'waiting for runs' in pg_stat_activity" 4 "$idle_text"
 problems=$(pw_log_problems)
 if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log after CREATE EXTENSION and a run"
 else pw_fail "log problems: $(echo "$problems" | head -3)"; fi
