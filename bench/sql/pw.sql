@@ -55,6 +55,27 @@ BEGIN
     END IF;
 END $$;
 
+-- Checks every benchmark's runs must pass (n runs in the table, all succeeded once, no error text, timestamps in
+-- order); one problem text per row. Used by verify() and verify_http().
+CREATE FUNCTION pwbench.run_problems(n bigint) RETURNS SETOF text LANGUAGE sql AS $$
+  WITH r AS (SELECT * FROM pipeline_worker.runs)
+    SELECT format('runs=%s expected %s', (SELECT count(*) FROM r), n)
+     WHERE (SELECT count(*) FROM r) <> n
+    UNION ALL
+    SELECT format('%s runs not succeeded (%s; first error: %s)', count(*), string_agg(DISTINCT status, ','),
+                  left(min(error), 120))
+      FROM r WHERE status <> 'succeeded' HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs claimed other than exactly once (runs.claims <> 1)', pwbench.claims_not_one())
+     WHERE coalesce(pwbench.claims_not_one(), 0) > 0
+    UNION ALL
+    SELECT format('%s runs with an error text', count(*)) FROM r WHERE error IS NOT NULL HAVING count(*) > 0
+    UNION ALL
+    SELECT format('%s runs with missing/misordered created/started/finished', count(*))
+      FROM r WHERE started_at IS NULL OR finished_at IS NULL
+                OR NOT (created_at <= started_at AND started_at <= finished_at) HAVING count(*) > 0;
+$$;
+
 -- Post-run check of pipeline_worker.runs / run_steps after a W1 run of n runs.
 -- Returns 'ok' or '; '-separated problems. "Claimed once" is checked as runs.claims = 1 where that
 -- column exists, and always as exactly one run_steps row per (run, position), attempt 1, succeeded.
@@ -71,22 +92,9 @@ CREATE FUNCTION pwbench.verify(n bigint) RETURNS text LANGUAGE sql AS $$
            array_agg(finished_at ORDER BY position)              AS t1
       FROM pipeline_worker.run_steps GROUP BY run_id),
   bad AS (
-    SELECT format('runs=%s expected %s', (SELECT count(*) FROM r), n) AS p
-     WHERE (SELECT count(*) FROM r) <> n
-    UNION ALL
-    SELECT format('%s runs not succeeded (%s)', count(*), string_agg(DISTINCT status, ','))
-      FROM r WHERE status <> 'succeeded' HAVING count(*) > 0
-    UNION ALL
-    SELECT format('%s runs claimed other than exactly once (runs.claims <> 1)', pwbench.claims_not_one())
-     WHERE coalesce(pwbench.claims_not_one(), 0) > 0
-    UNION ALL
-    SELECT format('%s runs with an error text', count(*)) FROM r WHERE error IS NOT NULL HAVING count(*) > 0
+    SELECT p FROM pwbench.run_problems(n) AS p
     UNION ALL
     SELECT format('%s runs without worker_pid', count(*)) FROM r WHERE worker_pid IS NULL HAVING count(*) > 0
-    UNION ALL
-    SELECT format('%s runs with missing/misordered created/started/finished', count(*))
-      FROM r WHERE started_at IS NULL OR finished_at IS NULL
-                OR NOT (created_at <= started_at AND started_at <= finished_at) HAVING count(*) > 0
     UNION ALL
     SELECT format('%s runs whose result is not input+6', count(*))
       FROM r WHERE (result->>'value')::bigint IS DISTINCT FROM (input->>'value')::bigint + 6
@@ -132,21 +140,7 @@ CREATE FUNCTION pwbench.verify_http(n bigint, expect jsonb) RETURNS text LANGUAG
   WITH r AS (SELECT * FROM pipeline_worker.runs),
   s AS (SELECT * FROM pipeline_worker.run_steps),
   bad AS (
-    SELECT format('runs=%s expected %s', (SELECT count(*) FROM r), n) AS p
-     WHERE (SELECT count(*) FROM r) <> n
-    UNION ALL
-    SELECT format('%s runs not succeeded (%s; first error: %s)', count(*), string_agg(DISTINCT status, ','),
-                  left(min(error), 120))
-      FROM r WHERE status <> 'succeeded' HAVING count(*) > 0
-    UNION ALL
-    SELECT format('%s runs claimed other than exactly once (runs.claims <> 1)', pwbench.claims_not_one())
-     WHERE coalesce(pwbench.claims_not_one(), 0) > 0
-    UNION ALL
-    SELECT format('%s runs with an error text', count(*)) FROM r WHERE error IS NOT NULL HAVING count(*) > 0
-    UNION ALL
-    SELECT format('%s runs with missing/misordered created/started/finished', count(*))
-      FROM r WHERE started_at IS NULL OR finished_at IS NULL
-                OR NOT (created_at <= started_at AND started_at <= finished_at) HAVING count(*) > 0
+    SELECT p FROM pwbench.run_problems(n) AS p
     UNION ALL
     SELECT format('%s runs whose result is not %s', count(*), expect)
       FROM r WHERE result IS DISTINCT FROM expect HAVING count(*) > 0
