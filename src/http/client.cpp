@@ -39,8 +39,7 @@ struct Transfer {
     bool resend_stopped = false;
     bool late = false;      // not sent: the deadline had passed when the connection was ready
     bool fresh = false;
-    std::chrono::steady_clock::time_point started;
-    std::chrono::steady_clock::time_point deadline;  // started + timeout_ms: all hops together
+    std::chrono::steady_clock::time_point deadline;  // start + timeout_ms: all hops together
     char errbuf[CURL_ERROR_SIZE] = {0};
     const core::Allowlist *allowlist = nullptr;
 
@@ -333,8 +332,8 @@ void Client::start(Request req) {
     t->max_bytes = max_bytes_;
     t->allowlist = &allowlist_;
     t->fresh = fresh_connections_;
-    t->started = std::chrono::steady_clock::now();
-    t->deadline = t->started + std::chrono::milliseconds(t->req.timeout_ms > 0 ? t->req.timeout_ms : 1);
+    long ms = t->req.timeout_ms > 0 ? t->req.timeout_ms : 1;
+    t->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     uint64_t tag = t->req.tag;
     if (transfers_.count(tag) != 0) throw std::logic_error("a request with this tag is already in flight");
 
