@@ -3,6 +3,7 @@
 #include "engine/engine.hpp"
 #include "engine/http.hpp"
 #include "pg/boundary.hpp"
+#include "pg/kept_plans.hpp"
 #include "worker/shared.hpp"
 
 extern "C" {
@@ -104,6 +105,7 @@ void define_gucs() {
 void _PG_init(void) {
     pw::define_gucs();
     RegisterXactCallback(pw::xact_callback, nullptr);
+    pw::pg::install_plan_hooks();
     if (process_shared_preload_libraries_in_progress) {
         pw::shared::install_hooks();
         pw::worker::register_launcher();

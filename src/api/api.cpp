@@ -319,7 +319,7 @@ static bool finished(const char *status) {
 static char *run_status(int64 run_id) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
-    engine::run_as_caller(&plan_run_status, "SELECT status FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
+    engine::run_as_caller(&plan_run_status, "/* pw_indexes: runs_pkey */ SELECT status FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
                           nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("run %lld does not exist", (long long)run_id)));
@@ -430,14 +430,14 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
-    engine::run_as_owner(&plan_cancel_lock, "SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE", 1,
+    engine::run_as_owner(&plan_cancel_lock, "/* pw_indexes: runs_pkey */ SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE", 1,
                          types, v, nullptr, false);
     bool result = false;
     if (SPI_processed == 1) {
         char *now_status = TextDatumGetCString(col(0, 1, &isnull));
         if (!finished(now_status)) {
             engine::run_as_owner(&plan_cancel_running,
-                                 "UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
+                                 "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled', error = 'cancelled',"
                                  " finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
                                  1, types, v, nullptr, false);
             result = true;
@@ -459,7 +459,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
     // A run belongs to the pipeline it was submitted to: if that was dropped (even if the name exists again),
     // the run cannot be retried.
     engine::run_as_owner(&plan_retry_check,
-                         "SELECT r.pipeline, EXISTS (SELECT 1 FROM pipeline_worker.pipelines p"
+                         "/* pw_indexes: runs_pkey */ SELECT r.pipeline, EXISTS (SELECT 1 FROM pipeline_worker.pipelines p"
                          "  WHERE p.name = r.pipeline AND p.id = r.pipeline_id), r.submitted_by::oid"
                          " FROM pipeline_worker.runs r WHERE r.id = $1",
                          1, types, v, nullptr, false);
@@ -482,7 +482,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
                             errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
     }
     engine::run_as_owner(&plan_retry,
-                         "UPDATE pipeline_worker.runs SET status = 'pending', result = NULL, error = NULL,"
+                         "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', result = NULL, error = NULL,"
                          " finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"
                          " WHERE id = $1 AND status IN ('failed', 'cancelled')",
                          1, types, v, nullptr, false);

@@ -7,6 +7,7 @@
 #include "core/json.hpp"
 #include "engine/http.hpp"
 #include "pg/boundary.hpp"
+#include "pg/kept_plans.hpp"
 #include "worker/shared.hpp"
 
 namespace pw::engine {
@@ -22,106 +23,8 @@ bool in_pw_worker = false;
 
 namespace {
 
-// ------------------------------------------------------------------ SPI plans (prepared once, kept)
-
-// Our statements are point lookups, index-ordered claims and joins of a few dozen rows against primary
-// keys. Their plans are generic and kept, so they must not depend on the table statistics of the moment they
-// were made (an empty table makes a seq scan + sort look cheapest, and the plan would stay): they are planned
-// with sequential scans, sorts, hash and merge joins disabled, which leaves the index-driven shapes.
-// Also: they are parsed and run with pg_catalog alone as search path, so that no operator or function of the
-// caller's schemas can be picked up by them (they run as the tables' owner). That path is pushed as an override
-// (namespace.c), not set through the search_path GUC: a GUC change per statement re-parses the setting and
-// recomputes the path twice, and the plan cache compares the path at every execution anyway. The planner
-// settings are GUCs, applied only when the statement is about to be planned.
-OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
-
-void plan_shape_enter(int *nest) {
-    *nest = NewGUCNestLevel();
-    for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin"})
-        (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-}
-
-// Whether executing the plan reuses its generic plan as is: the conditions under which GetCachedPlan would
-// re-analyse or re-plan (plancache.c: RevalidateCachedQuery, CheckCachedPlan), read through the plan sources.
-// `generation` sums the sources' plan generations, to see afterwards whether a plan was built anyway.
-bool plan_ready(SPIPlanPtr plan, int *generation) {
-    bool ready = true;
-    *generation = 0;
-    ListCell *lc;
-    foreach (lc, SPI_plan_get_plan_sources(plan)) {
-        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
-        *generation += src->generation;
-        CachedPlan *g = src->gplan;
-        if (!CachedPlanIsValid(src) || g == nullptr || !g->is_valid ||
-            (src->dependsOnRLS && (src->rewriteRoleId != GetUserId() || src->rewriteRowSecurity != row_security)) ||
-            (g->dependsOnRole && g->planRoleId != GetUserId()) ||
-            (TransactionIdIsValid(g->saved_xmin) && !TransactionIdEquals(g->saved_xmin, TransactionXmin)))
-            ready = false;
-    }
-    return ready;
-}
-
-// A plan built without the planner settings (see exec_shaped) is dropped, so that the next execution builds it
-// again with them; as an invalidation does, but keeping the analysed query.
-void drop_unshaped_plan(SPIPlanPtr plan, int generation_before) {
-    int after;
-    (void)plan_ready(plan, &after);
-    if (after == generation_before) return;
-    ListCell *lc;
-    foreach (lc, SPI_plan_get_plan_sources(plan)) {
-        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
-        if (src->gplan != nullptr) src->gplan->is_valid = false;
-    }
-}
-
-// Executes a kept plan under the search path and planner settings above.
-int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
-    // Invalidations are read at transaction start and when a relation is first locked: read them now, so that
-    // a plan invalidated since is seen as such here and re-planned under the settings.
-    AcceptInvalidationMessages();
-    int generation;
-    bool shape = !plan_ready(plan, &generation);
-    int nest = 0;
-    if (shape) plan_shape_enter(&nest);
-    PushOverrideSearchPath(&catalog_only_path);
-    int rc;
-    PG_TRY();
-    {
-        rc = SPI_execute_plan(plan, values, nulls, read_only, count);
-    }
-    PG_FINALLY();
-    {
-        PopOverrideSearchPath();
-        // Re-planned anyway, the plan having been invalidated between the check and its execution (a message
-        // read while locking): also when the statement failed, the plan stays cached.
-        if (!shape) drop_unshaped_plan(plan, generation);
-    }
-    PG_END_TRY();
-    if (shape) AtEOXact_GUC(true, nest);
-    return rc;
-}
-
-SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
-    if (*cache == nullptr) {
-        // Generic plans: our statements are simple and run constantly; re-planning per call costs more.
-        // Parsed under the search path they run with (operators and functions are resolved here).
-        PushOverrideSearchPath(&catalog_only_path);
-        SPIPlanPtr volatile p = nullptr;
-        PG_TRY();
-        {
-            p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
-        }
-        PG_FINALLY();
-        {
-            PopOverrideSearchPath();
-        }
-        PG_END_TRY();
-        if (p == nullptr) elog(ERROR, "pipeline_worker: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
-        SPI_keepplan(p);
-        *cache = p;
-    }
-    return *cache;
-}
+using pg::exec_shaped;
+using pg::prepare;
 
 SPIPlanPtr plan_lock_http, plan_load_pipeline, plan_load_run, plan_load_steps, plan_claim, plan_claim_mine, plan_recover, plan_fail,
     plan_fail_crashed, plan_unfinished, plan_release, plan_persist_claim;
@@ -520,7 +423,7 @@ void flush_runs() {
     // One write per run: its claim (if it was not recorded yet) and its outcome. Only a run that is still
     // ours changes: a concurrent cancel_run wins.
     SPIPlanPtr p = prepare(&plan_flush_runs,
-                           "UPDATE pipeline_worker.runs r SET status = u.status, result = u.result, error = u.error,"
+                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = u.status, result = u.result, error = u.error,"
                            " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"
                            " finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE u.at END,"
                            " not_before = CASE WHEN u.status = 'pending'"
@@ -530,8 +433,8 @@ void flush_runs() {
                            " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
                            "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
                            "   pg_catalog.unnest($8)) AS u(id, status, result, error, at, delay, claims, claimed_at)"
-                           " WHERE r.id = u.id AND (r.status = 'pending' AND r.worker_pid IS NULL"
-                           "   OR r.status = 'running' AND r.worker_pid = $9 AND r.worker_started_at = $10)",
+                           " WHERE r.id = ANY (ARRAY[u.id]) AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"
+                           "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END",
                            10, types);
     exec_as_owner(p, v, nullptr, false, 0);
 }
@@ -731,7 +634,7 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
                   ObjectIdGetDatum(submitter), Int64GetDatum(min_id), Int64GetDatum(below_id)};
     if (mark_running) {
         plan = prepare(&plan_claim_mine,
-                       "WITH c AS (SELECT id FROM pipeline_worker.runs"
+                       "/* pw_indexes: runs.runs_pending_idx r.runs_pkey */ WITH c AS (SELECT id FROM pipeline_worker.runs"
                        "  WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
                        "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
@@ -742,7 +645,7 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
                        6, types);
     } else {
         plan = prepare(&plan_claim,
-                       "SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1, pipeline_id"
+                       "/* pw_indexes: runs_pending_idx */ SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1, pipeline_id"
                        " FROM pipeline_worker.runs"
                        " WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
                        "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
@@ -807,11 +710,12 @@ void flush_claims() {
                   make_array(at, nullptr, n, TIMESTAMPTZOID), Int32GetDatum(MyProcPid),
                   TimestampTzGetDatum(MyStartTimestamp)};
     SPIPlanPtr p = prepare(&plan_persist_claim,
-                           "UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $4, worker_started_at = $5,"
+                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $4, worker_started_at = $5,"
                            " started_at = c.at, claims = c.claims, not_before = NULL"
                            " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
                            "   AS c(id, claims, at)"
-                           " WHERE r.id = c.id AND r.status IN ('pending', 'running')",
+                           " WHERE r.id = ANY (ARRAY[c.id])"
+                           "   AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN true ELSE false END",
                            5, types);
     exec_as_owner(p, v, nullptr, false, 0);
 }
@@ -841,7 +745,7 @@ const char *execute_run(int64 run_id) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     Oid t1[1] = {INT8OID};
     SPIPlanPtr plan = prepare(&plan_load_run,
-                              "SELECT pipeline, submitted_by::oid, input, metadata, status, worker_pid,"
+                              "/* pw_indexes: runs_pkey */ SELECT pipeline, submitted_by::oid, input, metadata, status, worker_pid,"
                               " worker_started_at, claims, pipeline_id FROM pipeline_worker.runs WHERE id = $1",
                               1, t1);
     Datum v1[1] = {Int64GetDatum(run_id)};
@@ -1110,7 +1014,7 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
         Oid t2[1] = {INT8OID};
         Datum v1[1] = {Int64GetDatum(run_id)};
         SPIPlanPtr plan = prepare(&plan_load_steps,
-                                  "SELECT position, attempt, status, output FROM pipeline_worker.run_steps"
+                                  "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output FROM pipeline_worker.run_steps"
                                   " WHERE run_id = $1 ORDER BY position, attempt",
                                   1, t2);
         exec_as_owner(plan, v1, nullptr, false, 0);
@@ -1336,9 +1240,9 @@ void lock_http_runs(HttpCall **calls, int n, const char **status) {
     Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
     Datum v[3] = {make_array(ids, nullptr, n, INT8OID), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
     SPIPlanPtr p = prepare(&plan_lock_http,
-                           "SELECT id, CASE WHEN status = 'running' AND (worker_pid <> $2 OR worker_started_at <> $3)"
+                           "/* pw_indexes: runs_pkey */ SELECT id, CASE WHEN status = 'running' AND (worker_pid <> $2 OR worker_started_at <> $3)"
                            " THEN 'taken' ELSE status END FROM pipeline_worker.runs"
-                           " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+                           " WHERE id = ANY ($1) FOR UPDATE",  // a primary-key scan: locks in id order
                            3, types);
     exec_as_owner(p, v, nullptr, false, 0);
     for (uint64 row = 0; row < SPI_processed; row++) {
@@ -1364,9 +1268,9 @@ void release_runs(const int64 *ids, int n) {
     Datum v[2] = {make_array(vals, nullptr, n, INT8OID), TimestampTzGetDatum(MyStartTimestamp)};
     Oid types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
     SPIPlanPtr p = prepare(&plan_release,
-                           "UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
-                           " WHERE id = ANY ($1) AND status = 'running' AND worker_pid = pg_catalog.pg_backend_pid()"
-                           " AND worker_started_at = $2",
+                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
+                           " WHERE id = ANY ($1) AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
+                           "   AND worker_started_at = $2 ELSE false END",
                            2, types);
     exec_as_owner(p, v, nullptr, false, 0);
     SPI_finish();
@@ -1377,10 +1281,10 @@ void fail_run(int64 run_id, const char *message) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     Oid types[2] = {INT8OID, TEXTOID};
     SPIPlanPtr p = prepare(&plan_fail,
-                           "UPDATE pipeline_worker.runs SET status = 'failed', error = $2,"
+                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'failed', error = $2,"
                            " finished_at = pg_catalog.clock_timestamp()"
-                           " WHERE id = $1 AND (status = 'running' AND worker_pid = pg_catalog.pg_backend_pid()"
-                           "   OR status = 'pending' AND worker_pid IS NULL)",
+                           " WHERE id = $1 AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
+                           "   WHEN 'pending' THEN worker_pid IS NULL ELSE false END",
                            2, types);
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     exec_as_owner(p, v, nullptr, false, 0);
@@ -1398,10 +1302,10 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
                   CStringGetTextDatum(step_error)};
     // Only a run nobody executes: pending, or running for a claimer that is gone (as recover_runs decides).
     SPIPlanPtr p = prepare(&plan_fail_crashed,
-                           "WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r WHERE r.id = $1"
-                           "   AND (r.status = 'pending' OR r.status = 'running' AND NOT EXISTS ("
+                           "/* pw_indexes: runs_pkey pipelines_id_key */ WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r WHERE r.id = $1"
+                           "   AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN NOT EXISTS ("
                            "     SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
-                           "     WHERE a.backend_start = r.worker_started_at)) FOR UPDATE SKIP LOCKED),"
+                           "     WHERE a.backend_start = r.worker_started_at) ELSE false END FOR UPDATE SKIP LOCKED),"
                            " n AS (SELECT r.id, COALESCE((SELECT p.steps -> ($2 - 1) ->> 'name'"
                            "   FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id), 'step ' || $2) AS name FROM r),"
                            " s AS (INSERT INTO pipeline_worker.run_steps"
@@ -1427,7 +1331,7 @@ bool run_unfinished(int64 run_id) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     SPIPlanPtr p = prepare(&plan_unfinished,
-                           "SELECT 1 FROM pipeline_worker.runs WHERE id = $1 AND status IN ('pending', 'running')",
+                           "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1 AND status IN ('pending', 'running')",
                            1, types);
     exec_as_owner(p, v, nullptr, true, 1);
     bool unfinished = SPI_processed == 1;
@@ -1439,7 +1343,7 @@ int64 recover_runs() {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pipeline_worker: SPI_connect failed");
     // A claim belongs to the backend (pid, start time); if no such backend exists, the claimer is gone.
     SPIPlanPtr p = prepare(&plan_recover,
-                           "UPDATE pipeline_worker.runs r SET status = 'pending', worker_pid = NULL,"
+                           "/* pw_indexes: runs_running_idx */ UPDATE pipeline_worker.runs r SET status = 'pending', worker_pid = NULL,"
                            " worker_started_at = NULL"
                            " WHERE r.status = 'running' AND NOT EXISTS ("
                            "   SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"

@@ -1,0 +1,188 @@
+#include "pg/kept_plans.hpp"
+
+#include <initializer_list>
+
+extern "C" {
+#include "optimizer/plancat.h"
+#include "parser/parsetree.h"
+}
+
+namespace pw::pg {
+
+namespace {
+
+// Our statements are point lookups, index-ordered claims and joins of a few dozen rows against primary keys.
+// Their plans are generic and kept, so they must not depend on the table statistics of the moment they were
+// made: autovacuum analyzes the run tables after every 2% of churn, in any state (empty, all pending, all
+// finished, a million finished and ten pending), and the plan made then stays until the next ANALYZE, while
+// the table moves on. Three rules leave the planner one shape per statement (test/scripts/plans_stats.sh):
+// - statements are planned with sequential scans, sorts, hash and merge joins, bitmap scans, memoize and
+//   materialize disabled, which leaves index-driven shapes;
+// - a statement names the indexes it must use (/* pw_indexes: ... */): statistics saying "all pending" made
+//   the claim walk the primary key through a million finished runs instead of the pending-runs index, both
+//   being ordered by id;
+// - rows found by id never carry a status test the planner could match to a partial index: such tests are
+//   written as a CASE, and the ids of a batch are joined with `r.id = ANY (ARRAY[u.id])`, a clause that
+//   drives one index probe per id but, not being merge-joinable, never a full index scan in id order.
+//   Statistics saying "nothing pending" had made the run-outcome UPDATE scan the whole backlog through the
+//   partial indexes for every batch (150 ms per call).
+// Also: statements are parsed and run with pg_catalog alone as search path, so that no operator or function of
+// the caller's schemas can be picked up by them (they run as the tables' owner). That path is pushed as an
+// override (namespace.c), not set through the search_path GUC: a GUC change per statement re-parses the
+// setting and recomputes the path twice, and the plan cache compares the path at every execution anyway. The
+// planner settings are GUCs, applied only when the statement is about to be planned.
+OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
+
+constexpr const char *kIndexesTag = "pw_indexes:";
+
+// While one of our statements is being planned: its index list (the text after kIndexesTag), else NULL.
+const char *planning_indexes = nullptr;
+get_relation_info_hook_type prev_relation_info_hook = nullptr;
+
+// Whether the index list (space-separated words up to "*/") names index `name` for the table occurrence called
+// `alias` in the statement: as "name", or as "alias.name".
+bool names_index(const char *list, const char *alias, const char *name) {
+    size_t len = strlen(name), alias_len = strlen(alias);
+    for (const char *p = list; *p != '\0' && !(p[0] == '*' && p[1] == '/');) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *word = p;
+        while (*p != '\0' && *p != ' ' && *p != ',' && !(p[0] == '*' && p[1] == '/')) p++;
+        const char *dot = static_cast<const char *>(memchr(word, '.', p - word));
+        if (dot != nullptr) {
+            if (static_cast<size_t>(dot - word) != alias_len || strncmp(word, alias, alias_len) != 0) continue;
+            word = dot + 1;
+        }
+        if (static_cast<size_t>(p - word) == len && strncmp(word, name, len) == 0) return true;
+    }
+    return false;
+}
+
+void restrict_indexes(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel) {
+    if (prev_relation_info_hook != nullptr) prev_relation_info_hook(root, relid, inhparent, rel);
+    if (planning_indexes == nullptr || rel->indexlist == NIL) return;
+    Oid nsp = get_rel_namespace(relid);
+    char *nspname = OidIsValid(nsp) ? get_namespace_name(nsp) : nullptr;
+    if (nspname == nullptr || strcmp(nspname, "pipeline_worker") != 0) return;
+    const char *alias = planner_rt_fetch(rel->relid, root)->eref->aliasname;
+    List *kept = NIL;
+    ListCell *lc;
+    foreach (lc, rel->indexlist) {
+        IndexOptInfo *index = static_cast<IndexOptInfo *>(lfirst(lc));
+        char *name = get_rel_name(index->indexoid);
+        if (name != nullptr && names_index(planning_indexes, alias, name)) kept = lappend(kept, index);
+    }
+    if (kept != NIL) rel->indexlist = kept;  // also drops indexes a user added to our tables
+}
+
+// The statement's index list, or NULL.
+const char *indexes_of(SPIPlanPtr plan) {
+    ListCell *lc;
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
+        const char *sql = static_cast<CachedPlanSource *>(lfirst(lc))->query_string;
+        const char *tag = sql != nullptr ? strstr(sql, kIndexesTag) : nullptr;
+        if (tag != nullptr) return tag + strlen(kIndexesTag);
+    }
+    return nullptr;
+}
+
+void plan_shape_enter(SPIPlanPtr plan, int *nest) {
+    *nest = NewGUCNestLevel();
+    for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin", "enable_bitmapscan",
+                            "enable_memoize", "enable_material"})
+        (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    planning_indexes = indexes_of(plan);
+}
+
+// Whether executing the plan reuses its generic plan as is: the conditions under which GetCachedPlan would
+// re-analyse or re-plan (plancache.c: RevalidateCachedQuery, CheckCachedPlan), read through the plan sources.
+// `generation` sums the sources' plan generations, to see afterwards whether a plan was built anyway.
+bool plan_ready(SPIPlanPtr plan, int *generation) {
+    bool ready = true;
+    *generation = 0;
+    ListCell *lc;
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
+        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
+        *generation += src->generation;
+        CachedPlan *g = src->gplan;
+        if (!CachedPlanIsValid(src) || g == nullptr || !g->is_valid ||
+            (src->dependsOnRLS && (src->rewriteRoleId != GetUserId() || src->rewriteRowSecurity != row_security)) ||
+            (g->dependsOnRole && g->planRoleId != GetUserId()) ||
+            (TransactionIdIsValid(g->saved_xmin) && !TransactionIdEquals(g->saved_xmin, TransactionXmin)))
+            ready = false;
+    }
+    return ready;
+}
+
+// A plan built without the planner settings (see exec_shaped) is dropped, so that the next execution builds it
+// again with them; as an invalidation does, but keeping the analysed query.
+void drop_unshaped_plan(SPIPlanPtr plan, int generation_before) {
+    int after;
+    (void)plan_ready(plan, &after);
+    if (after == generation_before) return;
+    ListCell *lc;
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
+        CachedPlanSource *src = static_cast<CachedPlanSource *>(lfirst(lc));
+        if (src->gplan != nullptr) src->gplan->is_valid = false;
+    }
+}
+
+}  // namespace
+
+void install_plan_hooks() {
+    static bool installed = false;
+    if (installed) return;
+    installed = true;
+    prev_relation_info_hook = get_relation_info_hook;
+    get_relation_info_hook = restrict_indexes;
+}
+
+int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
+    // Invalidations are read at transaction start and when a relation is first locked: read them now, so that
+    // a plan invalidated since is seen as such here and re-planned under the settings.
+    AcceptInvalidationMessages();
+    int generation;
+    bool shape = !plan_ready(plan, &generation);
+    int nest = 0;
+    if (shape) plan_shape_enter(plan, &nest);
+    PushOverrideSearchPath(&catalog_only_path);
+    int rc;
+    PG_TRY();
+    {
+        rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+    }
+    PG_FINALLY();
+    {
+        planning_indexes = nullptr;
+        PopOverrideSearchPath();
+        // Re-planned anyway, the plan having been invalidated between the check and its execution (a message
+        // read while locking): also when the statement failed, the plan stays cached.
+        if (!shape) drop_unshaped_plan(plan, generation);
+    }
+    PG_END_TRY();
+    if (shape) AtEOXact_GUC(true, nest);
+    return rc;
+}
+
+SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types) {
+    if (*cache == nullptr) {
+        // Generic plans: our statements are simple and run constantly; re-planning per call costs more.
+        // Parsed under the search path they run with (operators and functions are resolved here).
+        PushOverrideSearchPath(&catalog_only_path);
+        SPIPlanPtr volatile p = nullptr;
+        PG_TRY();
+        {
+            p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+        }
+        PG_FINALLY();
+        {
+            PopOverrideSearchPath();
+        }
+        PG_END_TRY();
+        if (p == nullptr) elog(ERROR, "pipeline_worker: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
+        SPI_keepplan(p);
+        *cache = p;
+    }
+    return *cache;
+}
+
+}  // namespace pw::pg

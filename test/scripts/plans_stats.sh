@@ -1,0 +1,208 @@
+#!/bin/bash
+# The workers' own statements keep one plan shape whatever the run tables' statistics say, and a drain after
+# ANALYZE is not slower than half the drain before it.
+#
+# The tables are analyzed in four states -- empty, all runs finished, all runs pending, a million finished runs
+# and ten pending -- and after each, runs are executed with auto_explain logging every statement of the
+# workers (nested ones included). Each bookkeeping statement must show exactly one plan shape (node types,
+# relations, indexes) over all states. Found by a user: after ANALYZE of tables whose runs were all finished,
+# the run-outcome UPDATE drove a join from a bitmap scan of the pending/running partial indexes (estimated
+# empty, really the whole backlog): 150 ms per call, drains 20x slower.
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+HISTORY=${PW_PLANS_HISTORY:-1000000}   # finished runs of the "history" state
+DRAIN=${PW_PLANS_DRAIN:-20000}         # runs per timed drain
+
+PW_WORKERS=4 pw_cluster_start plans_stats \
+    "shared_preload_libraries = 'pipeline_worker,auto_explain'" \
+    "auto_explain.log_min_duration = -1" "auto_explain.log_nested_statements = on" \
+    "autovacuum = off" "shared_buffers = 256MB" "max_wal_size = 4GB" "checkpoint_timeout = 30min"
+pw_wait_workers 4 20 >/dev/null || pw_die "4 workers did not show up"
+pw_psql -c "CREATE EXTENSION pipeline_worker" >/dev/null || pw_die "CREATE EXTENSION failed"
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE FUNCTION ps_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql
+    AS $$ BEGIN RETURN jsonb_build_object('n', coalesce((ctx->'prev'->>'n')::int, 0) + 1); END $$;
+-- longer than commit_interval_ms: the other runs of the batch have their claims recorded (persist_claim)
+CREATE FUNCTION ps_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM pg_sleep(0.03); RETURN ctx->'prev'; END $$;
+-- fails its first attempt: a retry is scheduled (the run goes back to pending with a delay)
+CREATE FUNCTION ps_flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF (ctx->>'attempt')::int < 2 THEN RAISE EXCEPTION 'first attempt fails'; END IF;
+    RETURN ctx->'prev';
+END $$;
+SELECT pipeline_worker.create_pipeline('ps', '[{"name": "a", "function": "ps_step"}, {"name": "b", "function": "ps_step"},
+                                               {"name": "c", "function": "ps_step"}]');
+SELECT pipeline_worker.create_pipeline('ps_mixed', '[{"name": "a", "function": "ps_step"},
+    {"name": "slow", "function": "ps_slow"}, {"name": "flaky", "function": "ps_flaky", "max_attempts": 2, "retry_delay_ms": 10}]');
+SQL
+
+set_workers() {  # N : run exactly N workers
+    pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = $1" -c "SELECT pg_reload_conf()" >/dev/null
+    pw_wait_workers "$1" 20 >/dev/null || pw_fail "workers did not become $1"
+}
+
+explain_on() {
+    pw_psql -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5   # every worker has read the setting (a reload wakes idle workers)
+}
+explain_off() {
+    pw_psql -c "ALTER SYSTEM RESET auto_explain.log_min_duration" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+}
+
+submit() {  # PIPELINE N
+    pw_psql -c "SELECT count(pipeline_worker.create_run('$1', jsonb_build_object('n', g))) FROM generate_series(1, $2) g" \
+        >/dev/null || pw_fail "create_run of $2 runs failed"
+}
+
+# drain N : submits N runs with the workers running, prints runs/s once all finished
+drain() {
+    local start
+    submit ps "$1"
+    start=$(pw_now)
+    wait_done 300 || return 1
+    awk -v n="$1" -v t="$(pw_elapsed "$start")" 'BEGIN { printf "%.0f", n / t }'
+}
+
+# wait_done TIMEOUT_S : no run pending or running. Counted through the partial indexes: the count of
+# pw_wait_all_finished is planned from the statistics of the moment, and scans a million rows (in parallel,
+# taking the workers' CPU) when they say "all pending".
+wait_done() {
+    local start left
+    start=$(pw_now)
+    while :; do
+        left=$(pw_psql -c "SET enable_seqscan = off" -c "SET enable_bitmapscan = off" \
+            -c "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending')
+                     + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running')")
+        [ "$left" = 0 ] && return 0
+        pw_lt "$(pw_elapsed "$start")" "$1" || { pw_fail "$left runs unfinished after $1 s"; return 1; }
+        sleep 0.05
+    done
+}
+
+analyze() { pw_psql -c "ANALYZE pipeline_worker.runs, pipeline_worker.run_steps" >/dev/null; }
+
+# capture STATE FROM_BYTE : the plans auto_explain logged since FROM_BYTE, one line per bookkeeping statement
+# execution: STATE <tab> query start <tab> query length <tab> shape (plan nodes and conditions joined by ' / ').
+SHAPES=$PW_CLUSTER_DIR/shapes.tsv
+capture() {
+    tail -c +"$(($2 + 1))" "$PW_LOG" | awk -v state="$1" '
+        function emit() {
+            if (query ~ /pipeline_worker\./ && shape != "") {
+                printf "%s\t%s\t%s\t%s\n", state, substr(query, 1, 110), length(query), shape
+            }
+            query = ""; shape = ""; inplan = 0
+        }
+        / pipeline_worker LOG:  duration: .* plan:/ { emit(); inplan = 1; next }
+        /^[0-9][0-9][0-9][0-9]-/ { emit(); next }
+        inplan && /^\tQuery Text: / { sub(/^\tQuery Text: /, ""); query = $0; next }
+        inplan && /^\t/ {
+            line = $0
+            # node lines and their conditions (Index Cond, Filter, ...), without estimates
+            sub(/^\t */, "", line); sub(/^-> */, "", line); sub(/ *\(cost=.*$/, "", line)
+            shape = shape (shape == "" ? "" : " / ") line
+            next
+        }
+        END { emit() }' >>"$SHAPES"
+}
+
+# execute_in STATE : runs of both pipelines executed right after the tables were analyzed in STATE
+execute_in() {
+    local from
+    from=$(pw_log_size)
+    explain_on
+    submit ps 200
+    submit ps_mixed 40
+    wait_done 120
+    explain_off
+    capture "$1" "$from"
+    pw_info "$1: $(awk -F'\t' -v s="$1" '$1 == s' "$SHAPES" | wc -l) statement executions captured"
+}
+
+# ------------------------------------------------------------------ empty
+analyze
+execute_in empty
+
+# ------------------------------------------------------------------ all finished
+before=$(drain "$DRAIN")
+analyze
+execute_in finished
+after=$(drain "$DRAIN")
+pw_info "all finished: drain before ANALYZE $before runs/s, after $after runs/s"
+pw_lt "$((before / 2))" "$after" && pw_ok "all finished: drain after ANALYZE >= half the drain before" \
+    || pw_fail "all finished: drain after ANALYZE $after runs/s < half of $before runs/s"
+
+# ------------------------------------------------------------------ all pending
+before=$(drain "$DRAIN")
+set_workers 0
+pw_psql -c "DELETE FROM pipeline_worker.runs" -c "DELETE FROM pipeline_worker.run_steps" >/dev/null
+pw_psql -c "VACUUM pipeline_worker.runs, pipeline_worker.run_steps" >/dev/null
+submit ps "$DRAIN"
+analyze
+explain_on
+from=$(pw_log_size)
+set_workers 4
+start=$(pw_now)
+wait_done 300
+after=$(awk -v n="$DRAIN" -v t="$(pw_elapsed "$start")" 'BEGIN { printf "%.0f", n / t }')
+explain_off
+capture pending "$from"
+execute_in pending
+pw_info "all pending: drain before ANALYZE $before runs/s, of the analyzed backlog $after runs/s"
+pw_lt "$((before / 2))" "$after" && pw_ok "all pending: drain after ANALYZE >= half the drain before" \
+    || pw_fail "all pending: drain after ANALYZE $after runs/s < half of $before runs/s"
+
+# ------------------------------------------------------------------ a million finished, ten pending
+set_workers 0
+pw_psql >/dev/null <<SQL || pw_fail "history rows not inserted"
+INSERT INTO pipeline_worker.runs (pipeline, pipeline_id, pipeline_owner, status, input, result, created_at, started_at,
+                                  finished_at, submitted_by, claims)
+SELECT 'ps', p.id, p.owner, 'succeeded', jsonb_build_object('h', g), '{"n": 3}', now(), now(), now(), p.owner, 1
+  FROM pipeline_worker.pipelines p, generate_series(1, $HISTORY) g WHERE p.name = 'ps';
+INSERT INTO pipeline_worker.run_steps (run_id, position, attempt, name, status, output, started_at, finished_at)
+SELECT id, 1, 1, 'a', 'succeeded', '{"n": 1}', now(), now() FROM pipeline_worker.runs WHERE input ? 'h';
+CHECKPOINT;
+SQL
+set_workers 4
+before=$(drain "$DRAIN")   # the history is there; statistics still of the state before
+set_workers 0
+submit ps 10
+analyze
+pw_info "history: $(pw_psql -c "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM pipeline_worker.runs GROUP BY 1 ORDER BY 1) s")"
+explain_on
+from=$(pw_log_size)
+set_workers 4
+wait_done 120
+explain_off
+capture history "$from"
+execute_in history
+after=$(drain "$DRAIN")
+pw_info "history: drain before ANALYZE $before runs/s, after $after runs/s"
+pw_lt "$((before / 2))" "$after" && pw_ok "history: drain after ANALYZE >= half the drain before" \
+    || pw_fail "history: drain after ANALYZE $after runs/s < half of $before runs/s"
+
+# ------------------------------------------------------------------ one shape per statement
+statements=$(cut -f2,3 "$SHAPES" | sort -u | wc -l)
+pw_info "$statements bookkeeping statements captured"
+[ "$statements" -ge 4 ] && pw_ok "the workers' bookkeeping statements were captured ($statements)" \
+    || pw_fail "only $statements bookkeeping statements captured"
+for want in "SELECT id, pipeline, submitted_by" "INSERT INTO pipeline_worker.run_steps" \
+            "UPDATE pipeline_worker.runs r SET status = u.status" "UPDATE pipeline_worker.runs r SET status = 'running'"; do
+    grep -qF "$want" "$SHAPES" && pw_ok "captured: $want" || pw_fail "not captured: $want"
+done
+while IFS=$'\t' read -r stmt len; do
+    shapes=$(awk -F'\t' -v q="$stmt" -v l="$len" '$2 == q && $3 == l { print $4 }' "$SHAPES" | sort -u)
+    n=$(printf '%s\n' "$shapes" | wc -l)
+    if [ "$n" -eq 1 ]; then
+        pw_ok "one plan in every state: $stmt... ($shapes)"
+    else
+        pw_fail "$n plans for: $stmt..."
+        awk -F'\t' -v q="$stmt" -v l="$len" '$2 == q && $3 == l { print "       " $1 ": " $4 }' "$SHAPES" | sort -u
+    fi
+done < <(cut -f2,3 "$SHAPES" | sort -u)
+seq=$(grep -cE 'Seq Scan on (runs|run_steps)' "$SHAPES")
+pw_check "no sequential scan of the run tables in any state" 0 "$seq"
+pw_finish
