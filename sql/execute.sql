@@ -240,6 +240,20 @@ SELECT pipeline_worker.wait_run(:wait_id, '200 milliseconds') AS pending_run;
 SELECT pipeline_worker.wait_run(:flow_id, '1 second') AS succeeded_run;
 SELECT pipeline_worker.wait_run(:breaks_id, '1 second') AS retried_run;
 SELECT pipeline_worker.wait_run(:flaky2_id) AS failed_run;
+-- a run the calling transaction created: an error at once (no worker can see it before the commit) instead of
+-- sleeping until the timeout
+SELECT pipeline_worker.wait_run(pipeline_worker.create_run('flow'), '1 minute');
+BEGIN;
+SELECT pipeline_worker.create_run('flow', '{"x": 10}') AS tx_id \gset
+SAVEPOINT s;
+SELECT pipeline_worker.wait_run(:tx_id, '1 minute');
+ROLLBACK TO s;
+SELECT pipeline_worker.retry_run(:flaky2_id) AS retried_in_tx;
+SELECT pipeline_worker.wait_run(:flaky2_id, '1 minute');
+ROLLBACK;
+DO $$ BEGIN PERFORM pipeline_worker.wait_run(pipeline_worker.create_run('flow'), '1 minute');
+EXCEPTION WHEN object_not_in_prerequisite_state THEN RAISE NOTICE 'wait_run refused: SQLSTATE %', SQLSTATE; END $$;
+SELECT pipeline_worker.wait_run(:flaky2_id, '1 second') AS still_failed_after_rollback;
 
 -- ---------------------------------------------------------------- cancel_run
 SELECT pipeline_worker.cancel_run(:wait_id) AS cancel_pending;

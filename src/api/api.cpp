@@ -316,15 +316,18 @@ static bool finished(const char *status) {
 }
 
 // Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.
-static char *run_status(int64 run_id) {
+// *written_here (optional): whether this transaction wrote the run's current row (created, claimed, retried it).
+static char *run_status(int64 run_id, bool *written_here = nullptr) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
-    engine::run_as_caller(&plan_run_status, "/* pw_indexes: runs_pkey */ SELECT status FROM pipeline_worker.runs WHERE id = $1", 1, types, v,
-                          nullptr, false);
+    engine::run_as_caller(&plan_run_status,
+                          "/* pw_indexes: runs_pkey */ SELECT status, xmin FROM pipeline_worker.runs WHERE id = $1", 1,
+                          types, v, nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("run %lld does not exist", (long long)run_id)));
     bool isnull;
     char *s = TextDatumGetCString(col(0, 1, &isnull));
+    if (written_here != nullptr) *written_here = TransactionIdIsCurrentTransactionId(DatumGetTransactionId(col(0, 2, &isnull)));
     SPI_freetuptable(SPI_tuptable);
     return s;
 }
@@ -345,7 +348,17 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
         MemoryContext old = MemoryContextSwitchTo(caller_ctx);
         if (status) pfree(status);
         MemoryContextSwitchTo(old);
-        char *s = run_status(run_id);
+        bool written_here = false;
+        char *s = run_status(run_id, &written_here);
+        // No worker can see (or finish) a run this transaction created, claimed or retried before it commits:
+        // waiting would only sleep until the timeout.
+        if (written_here && !finished(s))
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("run %lld was created or changed by this transaction, which has not committed",
+                                   (long long)run_id),
+                            errdetail("No worker can execute the run before this transaction commits."),
+                            errhint("Commit first, or call wait_run in a later statement outside the creating "
+                                    "transaction.")));
         old = MemoryContextSwitchTo(caller_ctx);
         status = pstrdup(s);
         MemoryContextSwitchTo(old);
