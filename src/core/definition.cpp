@@ -17,7 +17,8 @@ constexpr int64_t kMaxAttempts = 1000;
 constexpr int64_t kMaxDelayMs = 24LL * 3600 * 1000;
 constexpr int64_t kMaxTimeoutMs = 2147483647;
 
-const char *const kStepKeys = "name, function, http, max_attempts, retry_delay_ms, timeout_ms, description";
+const char *const kStepKeys =
+    "name, function, http, max_attempts, retry_delay_ms, timeout_ms, secret_headers, description";
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
 const char *const kOptionKeys = "max_attempts, retry_delay_ms, timeout_ms, description";
 
@@ -81,6 +82,16 @@ bool is_client_managed_header(const char *name) noexcept {
 
 namespace {
 
+std::vector<std::string> header_names(const json::Value &val, const std::string &what) {
+    if (!val.is_array()) throw DefinitionError(what + " must be an array of header names");
+    std::vector<std::string> names;
+    for (const auto &n : val.as_array()) {
+        if (!n.is_string()) throw DefinitionError(what + " must be an array of header names");
+        names.push_back(n.as_string());
+    }
+    return names;
+}
+
 HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
     if (!v.is_object()) throw DefinitionError(at + ": \"http\" must be an object");
     HttpSpec h;
@@ -136,17 +147,19 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
             if (!val.is_bool()) throw DefinitionError(at + ": http \"follow_redirects\" must be true or false");
             h.follow_redirects = val.as_bool();
         } else if (key == "secret_headers") {
-            if (!val.is_array()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
-            for (const auto &s : val.as_array()) {
-                if (!s.is_string()) throw DefinitionError(at + ": http \"secret_headers\" must be an array of header names");
-                h.secret_headers.push_back(s.as_string());
-            }
+            h.secret_headers = header_names(val, at + ": http \"secret_headers\"");
+            h.has_secret_list = true;
         } else {
             throw DefinitionError(at + ": unknown http key " + json::quote(key),
                                   std::string("Allowed http keys: ") + kHttpKeys + ".");
         }
     }
     if (!have_url) throw DefinitionError(at + ": http step needs a \"url\"");
+    return h;
+}
+
+// Every secret header must be one of the step's headers.
+void check_secret_headers(const HttpSpec &h, const std::string &at) {
     for (const auto &name : h.secret_headers) {
         bool found = false;
         for (const auto &hv : h.headers) found = found || iequals(hv.first, name);
@@ -154,7 +167,16 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
             throw DefinitionError(at + ": secret header " + json::quote(name) + " is not in \"headers\"",
                                   "List in \"secret_headers\" the names of headers whose values must stay hidden.");
     }
-    return h;
+}
+
+// Whether two lists name the same headers (case-insensitively, in any order).
+bool same_headers(const std::vector<std::string> &a, const std::vector<std::string> &b) {
+    auto covered = [](const std::vector<std::string> &x, const std::vector<std::string> &y) {
+        return std::all_of(x.begin(), x.end(), [&](const std::string &n) {
+            return std::any_of(y.begin(), y.end(), [&](const std::string &m) { return iequals(n, m); });
+        });
+    };
+    return covered(a, b) && covered(b, a);
 }
 
 StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
@@ -173,6 +195,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
 
     std::set<std::string> seen;
     bool have_function = false;
+    const json::Value *step_secrets = nullptr;  // "secret_headers" at the step level (same as inside "http")
     for (const auto &[key, val] : v.as_object()) {
         if (!seen.insert(key).second) throw DefinitionError(at + ": key " + json::quote(key) + " appears twice");
         if (key == "name" || key == "description") {
@@ -191,6 +214,8 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
             s.retry_delay_ms = int_in_range(val, at + ": \"retry_delay_ms\"", 0, kMaxDelayMs);
         } else if (key == "timeout_ms") {
             s.timeout_ms = int_in_range(val, at + ": \"timeout_ms\"", 1, kMaxTimeoutMs);
+        } else if (key == "secret_headers") {
+            step_secrets = &val;
         } else {
             throw DefinitionError(at + ": unknown key " + json::quote(key),
                                   std::string("Allowed step keys: ") + kStepKeys + ".");
@@ -201,6 +226,17 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     if (!have_function && !s.is_http)
         throw DefinitionError(at + " has neither \"function\" nor \"http\"",
                               "Add \"function\": \"schema.fn\" or \"http\": {\"url\": ...}.");
+    if (step_secrets != nullptr) {
+        if (!s.is_http)
+            throw DefinitionError(at + ": \"secret_headers\" applies to http steps only",
+                                  "Secret headers hide values of the step's \"http\" \"headers\".");
+        std::vector<std::string> names = header_names(*step_secrets, at + ": \"secret_headers\"");
+        if (s.http.has_secret_list && !same_headers(names, s.http.secret_headers))
+            throw DefinitionError(at + ": \"secret_headers\" of the step and of its \"http\" disagree",
+                                  "Give the list once, at the step or inside \"http\".");
+        s.http.secret_headers = names;
+    }
+    if (s.is_http) check_secret_headers(s.http, at);
     return s;
 }
 

@@ -16,7 +16,9 @@ struct DefinitionError : InputError {
 };
 
 struct HttpSpec {
-    std::vector<std::string> secret_headers;  // names (as given) whose values are secret
+    std::vector<std::string> secret_headers;  // names (as given) whose values are secret; the step's
+                                              // "secret_headers" key, or the same key inside "http"
+    bool has_secret_list = false;             // "secret_headers" given inside "http"
     std::string url;
     std::string method = "POST";
     std::vector<std::pair<std::string, std::string>> headers;

@@ -117,6 +117,42 @@ TEST(Definition, SecretHeaderMustBeAHeader) {
               std::string::npos);
 }
 
+TEST(Definition, SecretHeadersAtTheStepLevel) {
+    // As the security issue specified it: {"name": ..., "secret_headers": [...], "http": {...}}
+    Definition d = parse_definition(
+        R"([{"name": "h", "secret_headers": ["authorization"],
+             "http": {"url": "https://x", "headers": {"Authorization": "Bearer s3cr3t", "X-Plain": "v"}}}])",
+        "{}");
+    std::vector<pw::core::Secret> secrets;
+    std::string out = normalized_steps(d, {""}, &secrets);
+    EXPECT_EQ(out.find("s3cr3t"), std::string::npos);
+    ASSERT_EQ(secrets.size(), 1u);
+    EXPECT_EQ(secrets[0].header, "Authorization");
+    // stored and read back (the stored text keeps the key at the step level)
+    Definition again = parse_definition(out, "{}", /*stored=*/true);
+    ASSERT_EQ(again.steps[0].http.secret_headers.size(), 1u);
+    // both places: the same list (any case, any order) is accepted, a different one refused
+    EXPECT_NO_THROW(parse_definition(
+        R"([{"name": "h", "secret_headers": ["Authorization", "x-key"],
+             "http": {"url": "https://x", "headers": {"Authorization": "a", "X-Key": "k"},
+                      "secret_headers": ["X-KEY", "authorization"]}}])",
+        "{}"));
+    EXPECT_NE(error_of(R"([{"name": "h", "secret_headers": ["Authorization"],
+                            "http": {"url": "https://x", "headers": {"Authorization": "a", "X-Key": "k"},
+                                     "secret_headers": ["X-Key"]}}])")
+                  .find("disagree"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "h", "secret_headers": ["Authorization"], "http": {"url": "https://x"}}])")
+                  .find("is not in \"headers\""),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "f", "function": "public.f", "secret_headers": ["Authorization"]}])")
+                  .find("http steps only"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "h", "secret_headers": "Authorization", "http": {"url": "https://x"}}])")
+                  .find("must be an array"),
+              std::string::npos);
+}
+
 TEST(Definition, HttpTimeoutCombinesWithStepAndPipelineTimeouts) {
     auto one = [](const char *step, const char *options) {
         return parse_definition(std::string("[") + step + "]", options).http_timeout_ms(0);
