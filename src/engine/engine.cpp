@@ -1049,8 +1049,13 @@ const char *execute_claimed(const ClaimedRun *volatile claimed_arg, BetweenSteps
         int attempt = r->last_attempt[pos] + 1;
         bool answered = resume != nullptr && pos == resume->pos && attempt == resume->attempt;
         TimestampTz step_started = answered ? resume->started : GetCurrentTimestamp();
-        if (MyBackendType == B_BG_WORKER)
+        if (MyBackendType == B_BG_WORKER) {
+            // In a worker a step is the statement: statement_timestamp() inside it, and query_start in
+            // pg_stat_activity, are the step's start (now() stays the start of the transaction, shared by the
+            // runs of a batch: at most commit_interval_ms old).
+            SetCurrentStatementStartTimestamp();
             pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
+        }
 
         if (cancel_requested(run_id)) {
             if (answered || interrupted[pos])

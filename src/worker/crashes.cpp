@@ -133,6 +133,7 @@ void settle() {
     // (which the commit frees).
     MemoryContext caller = CurrentMemoryContext;
     List *forget = NIL;
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     DIR *dir = AllocateDir(kDir);  // freed by the abort if anything below fails

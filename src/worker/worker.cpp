@@ -76,6 +76,7 @@ void slot_release(int, Datum) {
 
 bool extension_ready() {
     bool ready;
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     ready = OidIsValid(get_extension_oid("pipeline_worker", true));
     CommitTransactionCommand();
@@ -92,6 +93,7 @@ struct TxnClock {
 };
 
 void begin_txn(TxnClock *clock) {
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     clock->started = GetCurrentTimestamp();
@@ -145,6 +147,7 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic) {
         return;
     *last_sweep = GetCurrentTimestamp();
     pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
     int64 n = engine::recover_runs();
@@ -565,6 +568,7 @@ void encode_dboid(BackgroundWorker *w, Oid dboid) { memcpy(w->bgw_extra, &dboid,
 // Like autovacuum's launcher: with no database selected only a heap scan of the shared pg_database works.
 Oid find_database(const char *name) {
     Oid result = InvalidOid;
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     Relation rel = table_open(DatabaseRelationId, AccessShareLock);
     TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);

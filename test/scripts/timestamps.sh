@@ -1,0 +1,56 @@
+#!/bin/bash
+# Time inside steps executed by the workers: now() is the start of the worker's current transaction (several
+# runs may share it: at most commit_interval_ms old), statement_timestamp() the step's own start, and
+# pg_stat_activity shows the workers' real transaction and statement starts. Found by a user: now() in a step
+# returned the worker's start time (the same value for runs a minute apart).
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=2 pw_cluster_start timestamps "pipeline_worker.commit_interval_ms = 20"
+pw_wait_workers 2 20 >/dev/null || pw_die "2 workers did not show up"
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE ts (run_id bigint, step int, tx timestamptz, stmt timestamptz, clock timestamptz);
+GRANT INSERT ON ts TO PUBLIC;
+CREATE FUNCTION ts_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ts VALUES ((ctx->>'run_id')::bigint, (ctx->>'position')::int, now(), statement_timestamp(),
+                           clock_timestamp());
+    PERFORM pg_sleep(0.05);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('ts', '[{"name": "a", "function": "ts_step"}, {"name": "b", "function": "ts_step"}]');
+SQL
+
+for i in 1 2 3; do
+    pw_psql -c "SELECT pipeline_worker.create_run('ts')" >/dev/null
+    pw_wait_all_finished 20
+    sleep 1.2
+done
+pw_check_sql "3 runs succeeded" 3 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+pw_check_sql "6 steps recorded their times" 6 "SELECT count(*) FROM ts"
+pw_check_sql "runs submitted seconds apart see distinct now()" 3 \
+    "SELECT count(DISTINCT date_trunc('second', tx)) FROM ts"
+pw_check_sql "now() in every step is at most commit_interval_ms + 50 ms before clock_timestamp()" 0 \
+    "SELECT count(*) FROM ts WHERE clock - tx > interval '70 ms' OR clock < tx"
+pw_check_sql "statement_timestamp() is the step's own start (after now(), the second step's after the first's end)" 0 \
+    "SELECT count(*) FROM ts a WHERE a.stmt < a.tx OR a.clock - a.stmt > interval '20 ms'
+        OR EXISTS (SELECT 1 FROM ts b WHERE b.run_id = a.run_id AND b.step = a.step + 1
+                                      AND b.stmt < a.clock + interval '50 ms')"
+pw_check_sql "now() is not the worker's start time" 0 \
+    "SELECT count(*) FROM ts, pg_stat_activity a WHERE a.backend_type = 'pipeline_worker' AND ts.tx = a.backend_start"
+
+# pg_stat_activity of a worker inside a long step: its transaction and statement started with that step's run
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION slow_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN '{}'; END $$;
+SELECT pipeline_worker.create_pipeline('slow2', '[{"name": "s", "function": "slow_step"}]');
+SQL
+sleep 2   # the workers' previous activity is old now
+pw_psql -c "SELECT pipeline_worker.create_run('slow2')" >/dev/null
+sleep 0.7
+pw_check_sql "a worker in a step shows xact_start and query_start of that step (< 1.5 s old)" 1 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE '%step 1 (s)%'
+        AND now() - xact_start < interval '1.5 s' AND now() - query_start < interval '1.5 s'"
+pw_wait_all_finished 20
+pw_finish
