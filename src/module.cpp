@@ -104,6 +104,8 @@ void define_gucs() {
 
 void _PG_init(void) {
     pw::define_gucs();
+    // pg_upgrade starts the server to restore the schema: no workers, no hooks, nothing but the settings.
+    if (IsBinaryUpgrade) return;
     RegisterXactCallback(pw::xact_callback, nullptr);
     pw::pg::install_plan_hooks();
     if (process_shared_preload_libraries_in_progress) {

@@ -89,4 +89,18 @@ pw_check "a run in appdb is executed" succeeded \
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 7}')")
 pw_check_sql "a run in database postgres is not served" pending \
     "SELECT pipeline_worker.wait_run($id, '1 second')"
+
+# ---------------------------------------------------------------- binary upgrade mode
+# pg_upgrade starts the server with -b: the library must register its settings and do nothing else.
+pw_cluster_stop fast || pw_die "stop before the binary-upgrade start failed"
+pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -o "-b" -w -t 60 start >/dev/null 2>&1 \
+    || pw_die "start in binary-upgrade mode failed"
+sleep 2   # a launcher would have started its workers by now
+pw_check_sql "binary-upgrade mode: no launcher, no workers" 0 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pipeline_worker%'"
+pw_check_sql "binary-upgrade mode: the settings exist" 3 "SHOW pipeline_worker.workers"
+pw_cluster_stop fast || pw_die "stop after the binary-upgrade start failed"
+pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "restart failed"
+pw_wait_workers 3 20 >/dev/null && pw_ok "after a normal start the workers are back" \
+    || pw_fail "workers did not come back after the binary-upgrade start"
 pw_finish
