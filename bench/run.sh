@@ -25,6 +25,12 @@
 #                          % of the first; claim cost from pg_stat_statements (workers' own claims during
 #                          each drain) and from a probe of one 32-run claim with the workers stopped
 #   --scale-backlogs LIST  (10000,100000,1000000)
+#   --steady [SECONDS]     pipeline_worker only: a fresh-table drain of --runs, then SECONDS (default 1200) of
+#                          continuous W1 load, submitter and workers running together (backlog kept between
+#                          --steady-backlog and twice that, default 5000), autovacuum at its defaults; one line
+#                          per 10 s window: runs/s and % of the fresh drain, completion latency p50/p99, table and
+#                          index sizes, dead tuples, autovacuum/autoanalyze counts; a summary line (target: every
+#                          window >= 80 % of the fresh drain)
 #   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -54,6 +60,9 @@ while [ $# -gt 0 ]; do
     --sweep) MODE=sweep ;;
     --http) MODE=http ;;
     --scale) MODE=scale ;;
+    --steady)
+      MODE=steady STEADY_S=1200
+      if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then STEADY_S=$2; shift; fi ;;
     --soak)
       MODE=soak
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then SOAK_N=$2; shift; fi ;;
@@ -65,7 +74,7 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs)
+    --scale-backlogs|--steady-backlog)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -166,5 +175,6 @@ echo "run.sh: cluster up in $DIR (port $PORT, socket only); mode $MODE" >&2
 
 EXTRA=()
 [ "$MODE" = soak ] && EXTRA+=(--soak-runs "$SOAK_N")
+[ "$MODE" = steady ] && EXTRA+=(--steady-seconds "$STEADY_S")
 timeout --kill-after=30 "$MAXS" node "$HERE/js/main.mjs" --mode "$MODE" "${ARGS[@]}" "${EXTRA[@]}" \
   --pgdata "$DATA" --pglog "$LOG" --pgbin "$PGBIN" --as-pg "$AS_PG" --max-seconds "$MAXS"

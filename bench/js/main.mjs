@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import {
   connect, cpuJiffies, fmt, hostBusyPct, now, parseArgs, procMem, sleep,
 } from './common.mjs';
+import { steadyMode } from './steady.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BENCH = path.dirname(HERE);
@@ -26,7 +27,7 @@ const o = parseArgs(process.argv.slice(2), {
   'quiet-wait': '60', 'quiet-pct': '15', timeout: '900', 'soak-runs': '200000', 'soak-batch': '10000',
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
   'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,drain,delay,inflight,latency',
-  'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000',
+  'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
@@ -1183,6 +1184,9 @@ try {
     await scaleMode();
   } else if (o.mode === 'http') {
     await httpMode();
+  } else if (o.mode === 'steady') {
+    await steadyMode({ q, val, log, emit, o, W, N, PIPELINE, results, pwConfigs, BUILD, pwDrain, setWorkers,
+      applyConfig, waitZero, PW_LEFT, pwDiagnose, failText, check });
   } else {
     throw new Error(`unknown --mode ${o.mode}`);
   }

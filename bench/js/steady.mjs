@@ -1,0 +1,119 @@
+// --steady: a continuous W1 load with the submitter and the workers running together and autovacuum at its
+// defaults, for --steady-seconds (default 20 minutes). Production tables are never fresh: they hold finished runs,
+// get analyzed by autovacuum every 2% of churn, and carry dead tuples. One line per 10 s window (runs/s,
+// completion latency, table and index sizes, dead tuples, autovacuum/autoanalyze counts), each window's rate
+// against a fresh-table drain measured first in the same run. See ../README.md.
+import { connect, fmt, now, sleep } from './common.mjs';
+
+const WINDOW_S = 10;
+
+// h: the orchestrator's helpers (main.mjs).
+export async function steadyMode(h) {
+  const { q, val, log, emit, o, W, PIPELINE, results } = h;
+  const seconds = Number(o['steady-seconds']);
+  const backlog = Number(o['steady-backlog']);
+  if (!Number.isInteger(seconds) || seconds < WINDOW_S) throw new Error(`--steady-seconds must be >= ${WINDOW_S}`);
+  if (!Number.isInteger(backlog) || backlog < 100) throw new Error('--steady-backlog must be >= 100');
+  const cfg = h.pwConfigs[0] ?? 'default';
+
+  // 1. The reference: a drain of fresh (truncated) tables.
+  const fresh = await h.pwDrain(cfg, h.N, W);
+  log(`steady: fresh-table drain ${fmt(fresh.rps)} runs/s (${h.N} runs); now ${seconds} s of continuous load ` +
+    `(backlog kept at ${backlog}-${2 * backlog} runs), one line per ${WINDOW_S} s`);
+
+  // 2. Continuous load on tables that keep every finished run (no retention yet).
+  await h.setWorkers(0);
+  await h.applyConfig(cfg);
+  await q('TRUNCATE pipeline_worker.run_steps, pipeline_worker.runs RESTART IDENTITY');
+  await h.setWorkers(W);
+  const sub = await connect('pwbench-steady-submit');
+  const sampler = await connect('pwbench-steady-sample');
+  const sv = async (sql, params) => Object.values((await sampler.query(sql, params)).rows[0] ?? {})[0];
+  let submitted = 0;
+  let stop = false;
+  // Keeps between `backlog` and 2 x `backlog` runs unfinished: the workers are never idle, and the queue does
+  // not grow without bound. The count comes from the partial indexes (cheap whatever the statistics).
+  const submitter = (async () => {
+    while (!stop) {
+      const left = Number((await sub.query(`SET enable_seqscan = off;
+        SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending')
+             + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running') AS n`))[1].rows[0].n);
+      if (left < backlog) {
+        const n = 2 * backlog - left;
+        await sub.query(`SELECT count(pipeline_worker.create_run($1, jsonb_build_object('value', g)))
+                           FROM generate_series($2::int, $3::int) AS g`, [PIPELINE, submitted + 1, submitted + n]);
+        submitted += n;
+      } else {
+        await sleep(20);
+      }
+    }
+  })();
+
+  // The lowest unfinished id: every run below it has finished (runs are claimed in id order).
+  const lowUnfinished = async () => Number(await sv(`SELECT coalesce(least(
+      (SELECT min(id) FROM pipeline_worker.runs WHERE status = 'pending'),
+      (SELECT min(id) FROM pipeline_worker.runs WHERE status = 'running')),
+      (SELECT coalesce(max(id), 0) + 1 FROM pipeline_worker.runs))`));
+  await sampler.query('SET enable_seqscan = off');
+  const windows = [];
+  const t0 = now();
+  let lo = await lowUnfinished();
+  let tPrev = now();
+  for (let k = 1; (now() - t0) / 1000 < seconds; k++) {
+    await sleep(Math.max(0, t0 + k * WINDOW_S * 1000 - now()));
+    const hi = await lowUnfinished();
+    const t = now();
+    const rps = (hi - lo) / ((t - tPrev) / 1000);
+    const lat = (await sampler.query(`SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS pc
+        FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM pipeline_worker.runs
+               WHERE id >= $1 AND id < $2 AND finished_at IS NOT NULL) s`, [lo, hi])).rows[0].pc ?? [NaN, NaN];
+    const st = Object.fromEntries((await sampler.query(`SELECT relname, pg_relation_size(relid) AS heap,
+          pg_indexes_size(relid) AS idx, n_dead_tup, autovacuum_count, autoanalyze_count
+        FROM pg_stat_user_tables WHERE schemaname = 'pipeline_worker' AND relname IN ('runs', 'run_steps')`))
+      .rows.map((r) => [r.relname, r]));
+    const mb = (x) => fmt(Number(x) / 1048576, 1);
+    const w = { k, rps, p50: Number(lat[0]), p99: Number(lat[1]) };
+    windows.push(w);
+    emit(`runner=pipeline_worker config=${cfg} mode=steady window=${k} t_s=${fmt((t - t0) / 1000, 0)} ` +
+      `runs_per_s=${fmt(rps)} pct_of_fresh=${fmt((100 * rps) / fresh.rps)} ` +
+      `pct_of_window1=${fmt((100 * rps) / windows[0].rps)} latency_p50_ms=${fmt(w.p50)} ` +
+      `latency_p99_ms=${fmt(w.p99)} finished_total=${hi - 1} ` +
+      `runs_mb=${mb(st.runs?.heap)} runs_idx_mb=${mb(st.runs?.idx)} run_steps_mb=${mb(st.run_steps?.heap)} ` +
+      `run_steps_idx_mb=${mb(st.run_steps?.idx)} runs_dead=${st.runs?.n_dead_tup} run_steps_dead=${st.run_steps?.n_dead_tup} ` +
+      `runs_autovacuum=${st.runs?.autovacuum_count} runs_autoanalyze=${st.runs?.autoanalyze_count} ` +
+      `run_steps_autovacuum=${st.run_steps?.autovacuum_count} run_steps_autoanalyze=${st.run_steps?.autoanalyze_count}`);
+    lo = hi;
+    tPrev = t;
+  }
+  stop = true;
+  await submitter;
+  await sub.end();
+  let verified = 'ok';
+  try {
+    await h.waitZero(h.PW_LEFT, Number(o.timeout), 50, h.pwDiagnose);
+  } catch (e) {
+    verified = h.failText(e.message);
+  }
+  await sampler.end();
+  await h.setWorkers(0);
+  if (verified === 'ok') {
+    const v = await h.check('pwbench.verify', submitted);
+    if (v !== 'ok') verified = h.failText(v);
+  }
+  const rates = windows.map((w) => w.rps).sort((a, b) => a - b);
+  const minPct = (100 * rates[0]) / fresh.rps;
+  const medPct = (100 * rates[Math.floor(rates.length / 2)]) / fresh.rps;
+  const below = windows.filter((w) => w.rps < 0.8 * fresh.rps).length;
+  // The drain runs no submitter; the windows share the 2 cores with one (create_run costs CPU too). The first
+  // window -- the same load on empty tables -- is the like-for-like reference of how the tables' age costs.
+  const first = windows[0].rps;
+  const belowFirst = windows.filter((w) => w.rps < 0.8 * first).length;
+  emit(`runner=pipeline_worker config=${cfg} mode=steady_summary seconds=${seconds} windows=${windows.length} ` +
+    `runs=${submitted} fresh_runs_per_s=${fmt(fresh.rps)} min_window_pct=${fmt(minPct)} median_window_pct=${fmt(medPct)} ` +
+    `windows_below_80pct=${below} target=${below === 0 ? 'met' : 'MISSED'} window1_runs_per_s=${fmt(first)} ` +
+    `min_window_pct_of_window1=${fmt((100 * rates[0]) / first)} windows_below_80pct_of_window1=${belowFirst} ` +
+    `workers=${W} so=${h.BUILD.so} verified=${verified}`);
+  results.push({ runner: 'pipeline_worker', mode: 'steady', verified });
+  log(`steady: ${submitted} runs; windows at ${fmt(minPct)}-${fmt((100 * rates.at(-1)) / fresh.rps)} % of the fresh ` +
+    `drain (median ${fmt(medPct)} %), ${below} below 80 %`);
+}
