@@ -1,10 +1,11 @@
 // Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
-#include "core/allowlist.hpp"
-#include "engine/engine.hpp"
-#include "engine/http.hpp"
-#include "pg/boundary.hpp"
+#include "exec/http_queue.hpp"
 #include "pg/kept_plans.hpp"
-#include "worker/shared.hpp"
+#include "shmem/commit_notes.hpp"
+#include "shmem/gucs.hpp"
+#include "shmem/shared.hpp"
+#include "store/writes.hpp"
+#include "worker/launcher.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -12,98 +13,32 @@ PGDLLEXPORT void _PG_init(void);
 }
 
 namespace pw {
-namespace guc {
-int workers = 4;
-char *database = nullptr;
-int claim_batch = 64;
-int commit_interval_ms = 20;
-int recovery_interval_ms = 1000;
-char *http_allowed_hosts = nullptr;
-int http_max_response_bytes = 1024 * 1024;
-int http_max_in_flight = 1000;
-}  // namespace guc
-
-namespace worker {
-void register_launcher();
-}
-
 namespace {
 
-// After a commit that created runs, wake that many idle workers; after one that finished runs, wake waiters.
+// Transaction end: what the transaction noted is published at commit; buffered writes and requests that were
+// never sent are dropped at abort.
 void xact_callback(XactEvent event, void *) {
     switch (event) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
-            if (engine::xact_runs_created > 0) shared::wake_workers(engine::xact_runs_created);
-            if (engine::xact_runs_finished) shared::broadcast_run_done();
-            if (engine::xact_pipelines_changed) shared::bump_pipelines_generation();
-            engine::xact_runs_created = 0;
-            engine::xact_runs_finished = false;
-            engine::xact_pipelines_changed = false;
+            notes::publish();
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
-            engine::reset_writes();
+            store::reset_writes();
             httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
-            engine::xact_runs_created = 0;
-            engine::xact_runs_finished = false;
-            engine::xact_pipelines_changed = false;
+            notes::forget();
             break;
         default:
             break;
     }
 }
 
-bool check_allowed_hosts(char **newval, void **, GucSource) {
-    pg::CppError err = pg::cpp_call([&] { (void)core::Allowlist::parse(*newval != nullptr ? *newval : ""); });
-    if (err.failed) {
-        GUC_check_errdetail("%s", err.message);
-        if (err.hint[0] != '\0') GUC_check_errhint("%s", err.hint);
-        return false;
-    }
-    return true;
-}
-
-void define_gucs() {
-    DefineCustomIntVariable("pipeline_worker.workers", "Number of background workers executing pipeline runs.",
-                            "0 disables the workers. Needs max_worker_processes > workers + 1 (the launcher).",
-                            &guc::workers, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    // Reloadable (the launcher moves the workers), and never a restart-only setting: those cannot be defined
-    // when the library is loaded after start-up (CREATE EXTENSION without shared_preload_libraries).
-    DefineCustomStringVariable("pipeline_worker.database", "Database whose runs the background workers execute.",
-                               nullptr, &guc::database, "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
-                            "Larger batches amortise claiming; claimed runs wait for their worker.",
-                            &guc::claim_batch, 64, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pipeline_worker.commit_interval_ms",
-                            "How long a worker may keep consecutive steps of a run in one transaction.",
-                            "0 commits after every step.", &guc::commit_interval_ms, 20, 0, 60000, PGC_SIGHUP,
-                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pipeline_worker.recovery_interval_ms",
-                            "How often an idle worker checks for runs whose claiming backend has exited.",
-                            nullptr, &guc::recovery_interval_ms, 1000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
-                            nullptr, nullptr, nullptr);
-    DefineCustomStringVariable("pipeline_worker.http_allowed_hosts",
-                               "Hosts HTTP steps may call: host names, *.domain wildcards, *, IP addresses, CIDR ranges.",
-                               "Comma separated. Empty (the default) allows no host. Checked against the URL's host "
-                               "name and the address actually connected to, on every redirect.",
-                               &guc::http_allowed_hosts, "", PGC_SIGHUP, 0, check_allowed_hosts, nullptr, nullptr);
-    DefineCustomIntVariable("pipeline_worker.http_max_response_bytes",
-                            "Largest HTTP response body a step accepts; a larger one fails the attempt.", nullptr,
-                            &guc::http_max_response_bytes, 1024 * 1024, 1024, MaxAllocSize / 2, PGC_SIGHUP,
-                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pipeline_worker.http_max_in_flight",
-                            "HTTP requests one worker keeps in flight at most.",
-                            "Bounded further by the server's open file limit (logged when it binds).",
-                            &guc::http_max_in_flight, 1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    MarkGUCPrefixReserved("pipeline_worker");
-}
-
 }  // namespace
 }  // namespace pw
 
 void _PG_init(void) {
-    pw::define_gucs();
+    pw::guc::define();
     // pg_upgrade starts the server to restore the schema: no workers, no hooks, nothing but the settings.
     if (IsBinaryUpgrade) return;
     RegisterXactCallback(pw::xact_callback, nullptr);

@@ -394,6 +394,120 @@ void Client::complete(Transfer &t, Result r) {
     transfers_.erase(tag);  // destroys t
 }
 
+namespace {
+
+// The failure of a transfer that got no complete HTTP answer: its message and whether it may be retried.
+void transport_error(Transfer &t, CURLcode code, const std::string &detail, Result &r) {
+    switch (code) {
+        case CURLE_OPERATION_TIMEDOUT:
+            r.error = timed_out(t.req.timeout_ms);
+            r.retryable = true;
+            break;
+        case CURLE_COULDNT_RESOLVE_HOST:
+            r.error = "could not resolve host \"" + t.host + "\": " + detail;
+            r.retryable = true;
+            break;
+        case CURLE_COULDNT_CONNECT:
+            r.error = "connection failed: " + with_os_reason(t.easy, detail);
+            r.retryable = true;
+            break;
+        case CURLE_GOT_NOTHING:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_WEIRD_SERVER_REPLY:
+            r.error = "connection error: " + with_os_reason(t.easy, detail);
+            r.retryable = true;
+            break;
+        case CURLE_SSL_CONNECT_ERROR:
+            if (reset_by_peer(t.easy)) {  // the connection dropped during the handshake: transient
+                r.error = "connection error: " + with_os_reason(t.easy, detail);
+                r.retryable = true;
+                break;
+            }
+            r.error = "TLS error: " + detail;
+            break;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_USE_SSL_FAILED:
+            r.error = "TLS error: " + detail;
+            break;
+        default:
+            r.error = "request failed: " + detail;
+            break;
+    }
+}
+
+// A non-2xx, non-redirect answer: its message, whether it may be retried, and the endpoint's Retry-After.
+void status_error(Transfer &t, long status, Result &r) {
+    r.error = "HTTP " + std::to_string(status) + ": " + error_prefix(t.body);
+    r.retryable = status >= 500 || status == 429;
+    if (status == 429 || status == 503) {
+        curl_off_t after = 0;
+        if (curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
+            r.retry_after_ms = static_cast<long>(after > 3600 ? 3600 : after) * 1000;
+    }
+}
+
+// The headers kept for a redirect to another host: no secret headers, Authorization, Cookie.
+void drop_credentials(Request &req) {
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < req.headers.size(); i++) {
+        const std::string &h = req.headers[i];
+        std::string lower = h.substr(0, h.find(':'));
+        for (auto &ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+        bool secret = i < req.sensitive.size() && req.sensitive[i];
+        if (!secret && lower != "authorization" && lower != "cookie" && lower != "proxy-authorization")
+            kept.push_back(h);
+    }
+    req.headers.swap(kept);
+    req.sensitive.assign(req.headers.size(), false);
+}
+
+}  // namespace
+
+// A 3xx answer with a Location the step follows: the next hop goes through the egress check again when it
+// connects. Completes the transfer when it cannot be followed.
+void Client::follow(Transfer &t, long status, const char *loc) {
+    if (t.hops >= kMaxRedirects) {
+        Result r;
+        r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
+        complete(t, std::move(r));
+        return;
+    }
+    if (std::chrono::steady_clock::now() >= t.deadline) {
+        Result r;
+        r.error = timed_out(t.req.timeout_ms);
+        r.retryable = true;
+        complete(t, std::move(r));
+        return;
+    }
+    std::string next = loc;
+    std::string old_host = t.host;
+    try {
+        t.hops++;
+        t.req.url = next;
+        if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
+        if (host_of(next) != old_host) drop_credentials(t.req);
+        curl_multi_remove_handle(M(multi_), t.easy);
+        setup(t);
+        if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK) throw std::runtime_error("curl_multi_add_handle failed");
+    } catch (const std::exception &e) {
+        // never leave the transfer outside the multi handle: it would never finish
+        Result fail;
+        fail.error = std::string("could not follow the redirect: ") + e.what();
+        complete(t, std::move(fail));
+    }
+}
+
 void Client::finish(Transfer &t, int code_) {
     CURLcode code = static_cast<CURLcode>(code_);
     Result r;
@@ -414,119 +528,25 @@ void Client::finish(Transfer &t, int code_) {
     } else if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response body exceeds pipeline_worker.http_max_response_bytes (" + std::to_string(t.max_bytes) +
                   " bytes)";
-    } else if (code == CURLE_OK) {
-        if (status >= 200 && status < 300) {
-            r.ok = true;
-            r.body = std::move(t.body);
-        } else if (status >= 300 && status < 400) {
-            char *loc = nullptr;
-            curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &loc);
-            if (loc != nullptr && t.req.follow_redirects) {
-                if (t.hops >= kMaxRedirects) {
-                    r.error = "too many redirects (more than " + std::to_string(kMaxRedirects) + ")";
-                } else {
-                    if (std::chrono::steady_clock::now() >= t.deadline) {
-                        r.error = timed_out(t.req.timeout_ms);
-                        r.retryable = true;
-                        complete(t, std::move(r));
-                        return;
-                    }
-                    // Follow: the next hop goes through the egress check again when it connects. Credentials
-                    // (secret headers, Authorization, Cookie) are not sent to another host.
-                    std::string next = loc;
-                    std::string old_host = t.host;
-                    try {
-                        t.hops++;
-                        t.req.url = next;
-                        if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
-                        if (host_of(next) != old_host) {
-                            std::vector<std::string> kept;
-                            for (size_t i = 0; i < t.req.headers.size(); i++) {
-                                const std::string &h = t.req.headers[i];
-                                std::string lower = h.substr(0, h.find(':'));
-                                for (auto &ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-                                bool secret = i < t.req.sensitive.size() && t.req.sensitive[i];
-                                if (!secret && lower != "authorization" && lower != "cookie" &&
-                                    lower != "proxy-authorization")
-                                    kept.push_back(h);
-                            }
-                            t.req.headers.swap(kept);
-                            t.req.sensitive.assign(t.req.headers.size(), false);
-                        }
-                        curl_multi_remove_handle(M(multi_), t.easy);
-                        setup(t);
-                        if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK)
-                            throw std::runtime_error("curl_multi_add_handle failed");
-                    } catch (const std::exception &e) {
-                        // never leave the transfer outside the multi handle: it would never finish
-                        Result fail;
-                        fail.error = std::string("could not follow the redirect: ") + e.what();
-                        complete(t, std::move(fail));
-                    }
-                    return;
-                }
-            } else if (loc != nullptr) {
-                r.error = "HTTP " + std::to_string(status) + ": redirect to " + loc +
-                          " not followed (the step does not set \"follow_redirects\": true)";
-            } else {
-                r.error = "HTTP " + std::to_string(status) + ": " + error_prefix(t.body);
-            }
-        } else {
+    } else if (code != CURLE_OK) {
+        transport_error(t, code, detail, r);
+    } else if (status >= 200 && status < 300) {
+        r.ok = true;
+        r.body = std::move(t.body);
+    } else if (status >= 300 && status < 400) {
+        char *loc = nullptr;
+        curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &loc);
+        if (loc != nullptr && t.req.follow_redirects) {
+            follow(t, status, loc);
+            return;
+        }
+        if (loc != nullptr)
+            r.error = "HTTP " + std::to_string(status) + ": redirect to " + loc +
+                      " not followed (the step does not set \"follow_redirects\": true)";
+        else
             r.error = "HTTP " + std::to_string(status) + ": " + error_prefix(t.body);
-            r.retryable = status >= 500 || status == 429;
-            if (status == 429 || status == 503) {
-                curl_off_t after = 0;
-                if (curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
-                    r.retry_after_ms = static_cast<long>(after > 3600 ? 3600 : after) * 1000;
-            }
-        }
     } else {
-        switch (code) {
-            case CURLE_OPERATION_TIMEDOUT:
-                r.error = timed_out(t.req.timeout_ms);
-                r.retryable = true;
-                break;
-            case CURLE_COULDNT_RESOLVE_HOST:
-                r.error = "could not resolve host \"" + t.host + "\": " + detail;
-                r.retryable = true;
-                break;
-            case CURLE_COULDNT_CONNECT:
-                r.error = "connection failed: " + with_os_reason(t.easy, detail);
-                r.retryable = true;
-                break;
-            case CURLE_GOT_NOTHING:
-            case CURLE_RECV_ERROR:
-            case CURLE_SEND_ERROR:
-            case CURLE_PARTIAL_FILE:
-            case CURLE_HTTP2:
-            case CURLE_HTTP2_STREAM:
-            case CURLE_WEIRD_SERVER_REPLY:
-                r.error = "connection error: " + with_os_reason(t.easy, detail);
-                r.retryable = true;
-                break;
-            case CURLE_SSL_CONNECT_ERROR:
-                if (reset_by_peer(t.easy)) {  // the connection dropped during the handshake: transient
-                    r.error = "connection error: " + with_os_reason(t.easy, detail);
-                    r.retryable = true;
-                    break;
-                }
-                r.error = "TLS error: " + detail;
-                break;
-            case CURLE_PEER_FAILED_VERIFICATION:
-            case CURLE_SSL_CERTPROBLEM:
-            case CURLE_SSL_CIPHER:
-            case CURLE_SSL_CACERT_BADFILE:
-            case CURLE_SSL_ISSUER_ERROR:
-            case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-            case CURLE_SSL_INVALIDCERTSTATUS:
-            case CURLE_SSL_CRL_BADFILE:
-            case CURLE_USE_SSL_FAILED:
-                r.error = "TLS error: " + detail;
-                break;
-            default:
-                r.error = "request failed: " + detail;
-                break;
-        }
+        status_error(t, status, r);
     }
     complete(t, std::move(r));
 }

@@ -90,6 +90,7 @@ private:
 
     void setup(Transfer &t);
     void finish(Transfer &t, int code);
+    void follow(Transfer &t, long status, const char *loc);
     void complete(Transfer &t, Result r);
     void expire();
     void reset_multi();

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "engine/engine.hpp"
+#include "store/run_rows.hpp"
 
 namespace pw::worker::crashes {
 
@@ -40,7 +40,7 @@ void count_path(char *buf, size_t len, Oid db, int64 run) {
 }
 
 // One more abnormal end of run m.run_id; returns the count.
-int bump(const engine::CrashMarker &m) {
+int bump(const CrashMarker &m) {
     char path[MAXPGPATH];
     count_path(path, sizeof(path), m.database, m.run_id);
     int fd = open(path, O_RDWR | O_CREAT | PG_BINARY, pg_file_create_mode);
@@ -60,7 +60,7 @@ int bump(const engine::CrashMarker &m) {
     return rec.count;
 }
 
-volatile engine::CrashMarker *mapped = nullptr;
+volatile CrashMarker *mapped = nullptr;  // NULL: no marker (set-up failed, or not a worker)
 
 void clear_at_exit(int, Datum) {
     if (mapped != nullptr) mapped->run_id = 0;  // a clean exit (SIGTERM, FATAL): not a crash
@@ -82,7 +82,7 @@ void collect(shared::State *st) {
         slot_path(path, sizeof(path), i);
         int fd = open(path, O_RDWR | PG_BINARY, 0);
         if (fd < 0) continue;
-        engine::CrashMarker m{};
+        CrashMarker m{};
         if (pread(fd, &m, sizeof(m), 0) == static_cast<ssize_t>(sizeof(m)) && m.magic == kMarkerMagic && m.run_id != 0) {
             int n = bump(m);
             ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally in step %d (attempt %d) of run %lld; "
@@ -104,25 +104,36 @@ void attach(int slot_no) {
     int fd = open(path, O_RDWR | O_CREAT | PG_BINARY, pg_file_create_mode);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 ||
-        (sb.st_size < static_cast<off_t>(sizeof(engine::CrashMarker)) && ftruncate(fd, sizeof(engine::CrashMarker)) != 0)) {
+        (sb.st_size < static_cast<off_t>(sizeof(CrashMarker)) && ftruncate(fd, sizeof(CrashMarker)) != 0)) {
         ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not set up \"%s\": %m", path),
                           errdetail("Runs whose steps crash this worker will not be detected.")));
         if (fd >= 0) close(fd);
         return;
     }
-    void *p = mmap(nullptr, sizeof(engine::CrashMarker), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(nullptr, sizeof(CrashMarker), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         ereport(WARNING, (errmsg("pipeline_worker: could not map \"%s\": %m", path)));
         return;
     }
-    mapped = static_cast<volatile engine::CrashMarker *>(p);
+    mapped = static_cast<volatile CrashMarker *>(p);
     mapped->run_id = 0;
     mapped->magic = kMarkerMagic;
     mapped->database = MyDatabaseId;
-    engine::crash_marker = mapped;
     before_shmem_exit(clear_at_exit, 0);
     pqsignal(SIGQUIT, quit_handler);
+}
+
+void mark(int64 run_id, int position, int attempt) {
+    if (mapped == nullptr) return;
+    mapped->position = position;
+    mapped->attempt = attempt;
+    pg_compiler_barrier();
+    mapped->run_id = run_id;  // last: a crash before this store names no run
+}
+
+void unmark() {
+    if (mapped != nullptr) mapped->run_id = 0;
 }
 
 void settle() {
@@ -152,13 +163,13 @@ void settle() {
             bool ok = pread(fd, &rec, sizeof(rec), 0) == static_cast<ssize_t>(sizeof(rec)) && rec.magic == kCountMagic;
             close(fd);
             bool done;
-            if (ok && rec.count >= kMaxCrashes && engine::fail_crashed_run(run, rec.position, rec.attempt, rec.count)) {
+            if (ok && rec.count >= kMaxCrashes && store::fail_crashed_run(run, rec.position, rec.attempt, rec.count)) {
                 ereport(WARNING, (errmsg("pipeline_worker: run %lld failed: its worker ended abnormally %d times in step %d",
                                          run, rec.count, rec.position)));
                 done = true;
             } else {
                 // kept while the run may still run: a run locked or executed elsewhere right now is failed later
-                done = !ok || !engine::run_unfinished(run);
+                done = !ok || !store::run_unfinished(run);
             }
             if (done) {
                 MemoryContext old = MemoryContextSwitchTo(caller);

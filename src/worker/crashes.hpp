@@ -8,15 +8,26 @@
 #pragma once
 
 #include "pg/pg.hpp"
-#include "worker/shared.hpp"
+#include "shmem/shared.hpp"
 
 namespace pw::worker::crashes {
 
 constexpr int kMaxCrashes = 3;
 
+// What a worker is executing, in a file mapping that outlives the process: run_id is written last when set and
+// cleared first.
+struct CrashMarker {
+    uint64 magic;
+    Oid database;
+    int32 position;  // 1-based
+    int32 attempt;
+    int32 pad;
+    int64 run_id;    // 0: not inside a step
+};
+
 // Launcher, at its start: count the markers of slots with no live worker, and clear them.
 void collect(shared::State *st);
-// Worker, at its start: map its marker (engine::crash_marker) and clear it at every exit but its own crash --
+// Worker, at its start: map its marker and clear it at every exit but its own crash --
 // including SIGQUIT, which the postmaster sends to all the others when one process crashed (and on an immediate
 // stop): they were not the cause.
 void attach(int slot_no);
@@ -24,5 +35,8 @@ void attach(int slot_no);
 // or executes them: they are failed at a later start), forget the counts of runs that are finished. ERROR on
 // failure (call again later).
 void settle();
+// Worker, around each step function call (the executor's hooks): the step being executed / none.
+void mark(int64 run_id, int position, int attempt);
+void unmark();
 
 }  // namespace pw::worker::crashes

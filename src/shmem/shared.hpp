@@ -1,20 +1,11 @@
-// Shared memory of the extension (present only with shared_preload_libraries) and the GUCs.
+// Shared memory of the extension (present only with shared_preload_libraries).
 #pragma once
 
 #include "pg/pg.hpp"
 
+
 namespace pw {
 
-namespace guc {
-extern int workers;            // pipeline_worker.workers
-extern char *database;         // pipeline_worker.database
-extern int claim_batch;        // pipeline_worker.claim_batch
-extern int commit_interval_ms; // pipeline_worker.commit_interval_ms
-extern int recovery_interval_ms;  // pipeline_worker.recovery_interval_ms
-extern char *http_allowed_hosts;    // pipeline_worker.http_allowed_hosts
-extern int http_max_response_bytes; // pipeline_worker.http_max_response_bytes
-extern int http_max_in_flight;      // pipeline_worker.http_max_in_flight (per worker)
-}  // namespace guc
 
 namespace shared {
 

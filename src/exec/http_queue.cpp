@@ -1,4 +1,4 @@
-#include "engine/http.hpp"
+#include "exec/http_queue.hpp"
 
 #include <sys/resource.h>
 
@@ -7,13 +7,15 @@
 
 #include "http/client.hpp"
 #include "pg/boundary.hpp"
-#include "worker/shared.hpp"
+#include "shmem/cancels.hpp"
+#include "shmem/gucs.hpp"
+#include "shmem/shared.hpp"
 
 namespace pw::httpq {
 
 namespace {
 
-using CallMap = std::unordered_map<uint64_t, engine::HttpCall *>;
+using CallMap = std::unordered_map<uint64_t, exec::HttpCall *>;
 
 http::Client *client = nullptr;
 CallMap *flying = nullptr;    // sent, waiting for the answer
@@ -63,19 +65,10 @@ void ensure_client() {
     compute_fd_cap();
 }
 
-void push_answered(engine::HttpCall *call) {
+void push_answered(exec::HttpCall *call) {
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
     answered = lappend(answered, call);
     MemoryContextSwitchTo(old);
-}
-
-char *copy_nothrow(MemoryContext ctx, const std::string &s) {
-    char *p = static_cast<char *>(MemoryContextAllocExtended(ctx, s.size() + 1, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
-    if (p != nullptr) {
-        memcpy(p, s.data(), s.size());
-        p[s.size()] = '\0';
-    }
-    return p;
 }
 
 }  // namespace
@@ -113,11 +106,11 @@ bool in_flight(int64 run_id) {
     if (flying != nullptr && flying->count(static_cast<uint64_t>(run_id)) != 0) return true;
     ListCell *lc;
     foreach (lc, queued)
-        if (static_cast<engine::HttpCall *>(lfirst(lc))->run.id == run_id) return true;
+        if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) return true;
     return false;
 }
 
-void queue(engine::HttpCall *call) {
+void queue(exec::HttpCall *call) {
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
     queued = lappend(queued, call);
     MemoryContextSwitchTo(old);
@@ -128,8 +121,8 @@ void send_queued() {
     ensure_client();
     ListCell *lc;
     foreach (lc, queued) {
-        engine::HttpCall *call = static_cast<engine::HttpCall *>(lfirst(lc));
-        if (engine::cancel_requested(call->run.id)) {  // cancelled before it left
+        exec::HttpCall *call = static_cast<exec::HttpCall *>(lfirst(lc));
+        if (shared::cancel_requested(call->run.id)) {  // cancelled before it left
             call->answered = true;
             call->cancelled = true;
             push_answered(call);
@@ -171,7 +164,7 @@ void send_queued() {
 
 void discard_queued() {
     ListCell *lc;
-    foreach (lc, queued) engine::free_http_call(static_cast<engine::HttpCall *>(lfirst(lc)));
+    foreach (lc, queued) exec::free_http_call(static_cast<exec::HttpCall *>(lfirst(lc)));
     list_free(queued);
     queued = NIL;
 }
@@ -185,42 +178,42 @@ long timeout_ms() { return client != nullptr ? client->timeout_ms() : -1; }
 
 void drive() {
     if (client == nullptr || flying->empty()) return;
-    std::vector<engine::HttpCall *> *done = nullptr;
+    std::vector<exec::HttpCall *> *done = nullptr;
     pg::CppError err = pg::cpp_call([&] {
         client->drive();
         if (!client->has_results()) return;
         // Everything that may throw comes before the results are taken: from then on nothing allocates
         // (take_results is a swap, push_back has its room, copies that fail say so in the call), so no answer
         // can be lost between the client and the answered list.
-        done = new std::vector<engine::HttpCall *>();
+        done = new std::vector<exec::HttpCall *>();
         done->reserve(client->result_count());
         std::vector<http::Result> results = client->take_results();
         for (auto &r : results) {
             auto it = flying->find(r.tag);
             if (it == flying->end()) continue;
-            engine::HttpCall *call = it->second;
+            exec::HttpCall *call = it->second;
             flying->erase(it);
             call->answered = true;
             call->ok = r.ok;
             call->retryable = r.retryable;
             call->retry_after_ms = r.retry_after_ms;
             if (r.ok) {
-                call->resp = copy_nothrow(call->ctx, r.body);
+                call->resp = pg::copy_or_null(call->ctx, r.body);
                 call->resp_len = r.body.size();
                 if (call->resp == nullptr) {
                     call->ok = false;
                     call->resp_len = 0;
-                    call->error = copy_nothrow(call->ctx, "out of memory storing the response");
+                    call->error = pg::copy_or_null(call->ctx, "out of memory storing the response");
                     call->retryable = true;
                 }
             } else {
-                call->error = copy_nothrow(call->ctx, r.error);
+                call->error = pg::copy_or_null(call->ctx, r.error);
             }
             done->push_back(call);
         }
     });
     if (done != nullptr) {
-        for (engine::HttpCall *call : *done) push_answered(call);
+        for (exec::HttpCall *call : *done) push_answered(call);
         delete done;
     }
     pg::raise_if_failed(err, "HTTP client failed");
@@ -236,11 +229,11 @@ void check_cancels() {
     if (now == cancels_seen && !cancel_signalled) return;
     cancels_seen = now;
     cancel_signalled = 0;
-    std::vector<engine::HttpCall *> *hit = nullptr;
+    std::vector<exec::HttpCall *> *hit = nullptr;
     pg::CppError err = pg::cpp_call([&] {
-        hit = new std::vector<engine::HttpCall *>();
+        hit = new std::vector<exec::HttpCall *>();
         for (auto it = flying->begin(); it != flying->end();) {
-            if (engine::cancel_requested(static_cast<int64>(it->first))) {
+            if (shared::cancel_requested(static_cast<int64>(it->first))) {
                 client->cancel(it->first);
                 hit->push_back(it->second);
                 it = flying->erase(it);
@@ -250,7 +243,7 @@ void check_cancels() {
         }
     });
     if (hit != nullptr) {
-        for (engine::HttpCall *call : *hit) {
+        for (exec::HttpCall *call : *hit) {
             call->answered = true;
             call->cancelled = true;
             push_answered(call);
@@ -262,11 +255,11 @@ void check_cancels() {
 
 bool has_answered() { return answered != NIL; }
 
-engine::HttpCall **take_answered(int *n, int max) {
+exec::HttpCall **take_answered(int *n, int max) {
     int total = list_length(answered);
     int k = total < max ? total : max;
-    engine::HttpCall **out = static_cast<engine::HttpCall **>(palloc(sizeof(engine::HttpCall *) * (k > 0 ? k : 1)));
-    for (int i = 0; i < k; i++) out[i] = static_cast<engine::HttpCall *>(list_nth(answered, i));
+    exec::HttpCall **out = static_cast<exec::HttpCall **>(palloc(sizeof(exec::HttpCall *) * (k > 0 ? k : 1)));
+    for (int i = 0; i < k; i++) out[i] = static_cast<exec::HttpCall *>(list_nth(answered, i));
     if (k == total) {
         list_free(answered);
         answered = NIL;
@@ -281,7 +274,7 @@ engine::HttpCall **take_answered(int *n, int max) {
     return out;
 }
 
-void call_sync(engine::HttpCall *call) {
+void call_sync(exec::HttpCall *call) {
     configure();
     queue(call);
     send_queued();  // answered at once if it could not start

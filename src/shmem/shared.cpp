@@ -1,4 +1,4 @@
-#include "worker/shared.hpp"
+#include "shmem/shared.hpp"
 
 namespace pw::shared {
 

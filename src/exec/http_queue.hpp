@@ -2,7 +2,7 @@
 // and turns answers into HttpCall fields. Postgres-style code; the client is reached through pg::cpp_call.
 #pragma once
 
-#include "engine/engine.hpp"
+#include "exec/http_call.hpp"
 
 namespace pw::httpq {
 
@@ -15,7 +15,7 @@ int pending();
 bool in_flight(int64 run_id);
 
 // Worker: queue a parked call; send_queued() after the commit, discard_queued() if it rolled back.
-void queue(engine::HttpCall *call);
+void queue(exec::HttpCall *call);
 void send_queued();
 void discard_queued();
 
@@ -28,9 +28,9 @@ void check_cancels();
 extern volatile sig_atomic_t cancel_signalled;  // set by the worker's SIGINT handler
 bool has_answered();
 // Answered calls (palloc'd array in the current context); *n set to their number.
-engine::HttpCall **take_answered(int *n, int max);
+exec::HttpCall **take_answered(int *n, int max);
 
 // SQL path: performs the call now and waits for it (interruptible).
-void call_sync(engine::HttpCall *call);
+void call_sync(exec::HttpCall *call);
 
 }  // namespace pw::httpq

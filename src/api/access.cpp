@@ -1,0 +1,93 @@
+#include "api/access.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+
+namespace pw::api {
+
+using pg::col;
+
+namespace {
+
+constexpr int kMaxPipelineName = 200;
+
+SPIPlanPtr plan_pipeline_owner, plan_grantees, plan_run_status;
+
+}  // namespace
+
+// create_run holds this lock in share mode and drop_pipeline in exclusive mode until their transactions end,
+// so a run is never created for a pipeline being dropped. A heavyweight lock on an advisory tag (no row lock:
+// concurrent create_runs would otherwise pile up MultiXacts on the pipeline's row).
+void lock_pipeline(const char *name, LOCKMODE mode) {
+    LOCKTAG tag;
+    uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(strlen(name)));
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x50574B52 /* "PWKR" */, h, 3);
+    (void)LockAcquire(&tag, mode, false, false);
+}
+
+// Owner of pipeline `name`; ERROR if it does not exist. Reads with a fresh snapshot (not read-only): callers
+// may have just waited for the pipeline lock, and must see what the transaction they waited for did.
+Oid pipeline_owner(const char *name, int64 *id) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1",
+                     1, types, v, nullptr, false);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name),
+                        errhint("Create it with pipeline_worker.create_pipeline().")));
+    bool isnull;
+    if (id != nullptr) *id = DatumGetInt64(col(0, 2, &isnull));
+    return DatumGetObjectId(col(0, 1, &isnull));
+}
+
+void require_manager(const char *pipeline, Oid owner, const char *action) {
+    Oid me = GetUserId();
+    if (!has_privs_of_role(me, owner) && !pg::is_admin(me))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to %s pipeline \"%s\"", action, pipeline),
+                        errdetail("Only its owner (\"%s\") or members of pipeline_worker_admin may.", pg::role_name(owner))));
+}
+
+// May this role (default: the current one) submit runs to this pipeline?
+bool may_submit(const char *pipeline, Oid owner, Oid me) {
+    if (!OidIsValid(me)) me = GetUserId();
+    if (has_privs_of_role(me, owner) || pg::is_admin(me)) return true;
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(pipeline)};
+    pg::run_as_owner(&plan_grantees, "SELECT grantee::oid FROM pipeline_worker.pipeline_grants WHERE pipeline = $1",
+                     1, types, v, nullptr, true);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        if (has_privs_of_role(me, DatumGetObjectId(col(i, 1, &isnull)))) return true;
+    }
+    return false;
+}
+
+char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what) {
+    if (PG_ARGISNULL(argno)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be null", what)));
+    char *name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+    if (name[0] == '\0') ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
+    if (strlen(name) > kMaxPipelineName)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s is longer than %d bytes", what, kMaxPipelineName)));
+    return name;
+}
+
+// Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.
+// *written_here (optional): whether this transaction wrote the run's current row (created, claimed, retried it).
+char *run_status(int64 run_id, bool *written_here) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    pg::run_as_caller(&plan_run_status,
+                      "/* pw_indexes: runs_pkey */ SELECT status, xmin FROM pipeline_worker.runs WHERE id = $1", 1,
+                      types, v, nullptr, false);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("run %lld does not exist", (long long)run_id)));
+    bool isnull;
+    char *s = TextDatumGetCString(col(0, 1, &isnull));
+    if (written_here != nullptr)
+        *written_here = TransactionIdIsCurrentTransactionId(DatumGetTransactionId(col(0, 2, &isnull)));
+    SPI_freetuptable(SPI_tuptable);
+    return s;
+}
+}  // namespace pw::api

@@ -1,0 +1,24 @@
+// What the SQL functions check before they act: argument names, the pipeline lock, who owns a pipeline, who may
+// manage it or submit runs to it, which runs a caller may see.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::api {
+
+// Argument argno as a pipeline name: not null, not empty, at most 200 bytes. ERROR otherwise.
+char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what);
+// create_run holds the pipeline's lock in share mode and drop_pipeline in exclusive mode until their transactions
+// end, so a run is never created for a pipeline being dropped.
+void lock_pipeline(const char *name, LOCKMODE mode);
+// Owner (and id) of pipeline `name`; ERROR if it does not exist. SPI connected.
+Oid pipeline_owner(const char *name, int64 *id = nullptr);
+// ERROR unless the current role is the pipeline's owner (or a member) or an admin.
+void require_manager(const char *pipeline, Oid owner, const char *action);
+// May this role (default: the current one) submit runs to this pipeline? SPI connected.
+bool may_submit(const char *pipeline, Oid owner, Oid me = InvalidOid);
+// Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.
+// *written_here (optional): whether this transaction wrote the run's current row (created, claimed, retried it).
+char *run_status(int64 run_id, bool *written_here = nullptr);
+
+}  // namespace pw::api

@@ -1,0 +1,263 @@
+// SQL functions on runs: create_run, wait_run, claim_run, execute_run, cancel_run, retry_run, recover_runs,
+// workers(), and the helpers the row-level security policies call.
+#include "api/access.hpp"
+#include "core/status.hpp"
+#include "exec/session.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "shmem/cancels.hpp"
+#include "shmem/commit_notes.hpp"
+#include "shmem/shared.hpp"
+#include "store/claims.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pw_create_run);
+PG_FUNCTION_INFO_V1(pw_wait_run);
+PG_FUNCTION_INFO_V1(pw_claim_run);
+PG_FUNCTION_INFO_V1(pw_execute_run);
+PG_FUNCTION_INFO_V1(pw_cancel_run);
+PG_FUNCTION_INFO_V1(pw_retry_run);
+PG_FUNCTION_INFO_V1(pw_recover_runs);
+PG_FUNCTION_INFO_V1(pw_workers);
+PG_FUNCTION_INFO_V1(pw_has_role);
+PG_FUNCTION_INFO_V1(pw_is_admin);
+PG_FUNCTION_INFO_V1(pw_wake_workers);
+}
+
+using namespace pw;
+using namespace pw::api;
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_insert_run, plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_check;
+
+bool finished(const char *status) {
+    core::RunStatus s;
+    return core::run_status_from_text(status, &s) && core::is_finished(s);
+}
+
+}  // namespace
+
+extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    Datum input = PG_ARGISNULL(1) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(1);
+    Datum metadata = PG_ARGISNULL(2) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(2);
+    Oid me = GetUserId();
+    lock_pipeline(name, ShareLock);  // a concurrent drop_pipeline waits for this transaction, and we for it
+    pg::spi_connect();
+    int64 pipeline_id;
+    Oid owner = pipeline_owner(name, &pipeline_id);
+    if (!may_submit(name, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to submit runs to pipeline \"%s\"", name),
+                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", name,
+                                pg::role_name(me))));
+    Oid types[6] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID};
+    Datum v[6] = {CStringGetTextDatum(name), input, metadata, ObjectIdGetDatum(me), Int64GetDatum(pipeline_id),
+                  ObjectIdGetDatum(owner)};
+    pg::run_as_owner(&plan_insert_run,
+                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                     " pipeline_owner) VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole) RETURNING id",
+                     6, types, v, nullptr, false);
+    bool isnull;
+    int64 id = DatumGetInt64(col(0, 1, &isnull));
+    SPI_finish();
+    notes::runs_created();  // wakes an idle worker when this transaction commits
+    PG_RETURN_INT64(id);
+}
+extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    Interval *span = PG_GETARG_INTERVAL_P(1);
+    int64 usecs = span->time + span->day * USECS_PER_DAY + int64(span->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    if (usecs < 0) usecs = 0;
+    TimestampTz deadline = GetCurrentTimestamp() + usecs;
+    shared::State *st = shared::state();
+    MemoryContext caller_ctx = CurrentMemoryContext;
+
+    pg::spi_connect();
+    char *status = nullptr;
+    for (;;) {
+        if (st != nullptr) ConditionVariablePrepareToSleep(&st->run_done_cv);
+        MemoryContext old = MemoryContextSwitchTo(caller_ctx);
+        if (status) pfree(status);
+        MemoryContextSwitchTo(old);
+        bool written_here = false;
+        char *s = run_status(run_id, &written_here);
+        // No worker can see (or finish) a run this transaction created, claimed or retried before it commits:
+        // waiting would only sleep until the timeout.
+        if (written_here && !finished(s))
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("run %lld was created or changed by this transaction, which has not committed",
+                                   (long long)run_id),
+                            errdetail("No worker can execute the run before this transaction commits."),
+                            errhint("Commit first, or call wait_run in a later statement outside the creating "
+                                    "transaction.")));
+        old = MemoryContextSwitchTo(caller_ctx);
+        status = pstrdup(s);
+        MemoryContextSwitchTo(old);
+        TimestampTz now = GetCurrentTimestamp();
+        if (finished(status) || now >= deadline) break;
+        long remaining_ms = static_cast<long>((deadline - now + 999) / 1000);
+        // Woken when any run finishes; the cap only guards against a missed broadcast.
+        long sleep_ms = remaining_ms < 1000 ? remaining_ms : 1000;
+        if (st != nullptr) {
+            ConditionVariableTimedSleep(&st->run_done_cv, sleep_ms, PG_WAIT_EXTENSION);
+        } else {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms < 10 ? sleep_ms : 10,
+                            PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+        }
+        CHECK_FOR_INTERRUPTS();
+    }
+    if (st != nullptr) ConditionVariableCancelSleep();
+    SPI_finish();
+    PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
+    store::ClaimedRun run;
+    MemoryContext caller = CurrentMemoryContext;
+    pg::spi_connect();
+    // Administrators (the only ones granted this function by default) claim any run; others only their own.
+    Oid only = pg::is_admin(GetUserId()) ? InvalidOid : GetUserId();
+    int n = store::claim_runs(1, only, &run, caller, true);
+    SPI_finish();
+    if (n == 0) PG_RETURN_NULL();
+    PG_RETURN_INT64(run.id);
+}
+
+extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    const char *status = exec::execute_run(run_id);
+    PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    pg::spi_connect();
+    char *status = run_status(run_id);  // visibility = permission: submitter, pipeline owner, admin
+    if (finished(status)) {
+        SPI_finish();
+        PG_RETURN_BOOL(false);
+    }
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
+    //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
+    shared::request_cancel(run_id);
+    shared::interrupt_executor(run_id);
+    bool isnull = true;
+
+    // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
+    //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
+    //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
+    pg::run_as_owner(&plan_cancel_lock,
+                     "/* pw_indexes: runs_pkey */ SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE",
+                     1, types, v, nullptr, false);
+    bool result = false;
+    if (SPI_processed == 1) {
+        char *now_status = TextDatumGetCString(col(0, 1, &isnull));
+        if (!finished(now_status)) {
+            pg::run_as_owner(&plan_cancel_running,
+                             "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                             " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
+                             1, types, v, nullptr, false);
+            result = true;
+        } else {
+            result = strcmp(now_status, "cancelled") == 0;
+        }
+    }
+    SPI_finish();
+    if (result) notes::runs_finished();
+    PG_RETURN_BOOL(result);
+}
+
+extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
+    int64 run_id = PG_GETARG_INT64(0);
+    pg::spi_connect();
+    (void)run_status(run_id);
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    // A run belongs to the pipeline it was submitted to: if that was dropped (even if the name exists again),
+    // the run cannot be retried.
+    pg::run_as_owner(&plan_retry_check,
+                     "/* pw_indexes: runs_pkey */ SELECT r.pipeline, EXISTS (SELECT 1 FROM pipeline_worker.pipelines p"
+                     "  WHERE p.name = r.pipeline AND p.id = r.pipeline_id), r.submitted_by::oid"
+                     " FROM pipeline_worker.runs r WHERE r.id = $1",
+                     1, types, v, nullptr, false);
+    bool isnull;
+    if (SPI_processed == 1 && !DatumGetBool(col(0, 2, &isnull)))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("run %lld cannot be retried: its pipeline \"%s\" was dropped", (long long)run_id,
+                               TextDatumGetCString(col(0, 1, &isnull)))));
+    if (SPI_processed == 1) {
+        // A retry is a new submission in the submitter's name (its steps run as the submitter): the submitter
+        // must still be allowed to submit -- a revoked grant is not side-stepped by retrying an old run.
+        char *pipeline = TextDatumGetCString(col(0, 1, &isnull));
+        Oid submitter = DatumGetObjectId(col(0, 3, &isnull));
+        int64 pipeline_id;
+        Oid owner = pipeline_owner(pipeline, &pipeline_id);
+        if (!may_submit(pipeline, owner, submitter))
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("run %lld cannot be retried: its submitter \"%s\" may no longer submit runs to "
+                                   "pipeline \"%s\"", (long long)run_id, pg::role_name(submitter), pipeline),
+                            errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
+    }
+    pg::run_as_owner(&plan_retry,
+                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', result = NULL,"
+                     " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"
+                     " WHERE id = $1 AND status IN ('failed', 'cancelled')",
+                     1, types, v, nullptr, false);
+    bool result = SPI_processed == 1;
+    SPI_finish();
+    if (result) {
+        shared::clear_cancel(run_id);
+        notes::runs_created();
+    }
+    PG_RETURN_BOOL(result);
+}
+
+extern "C" Datum pw_recover_runs(PG_FUNCTION_ARGS) {
+    PG_RETURN_INT64(store::recover_runs());
+}
+
+extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    InitMaterializedSRF(fcinfo, 0);
+    shared::State *st = shared::state();
+    if (st == nullptr) return (Datum)0;
+    for (int i = 0; i < st->nslots; i++) {
+        shared::Slot *s = &st->slots[i];
+        int pid = s->pid;
+        if (pid == 0) continue;
+        Datum values[6];
+        bool nulls[6] = {false, false, false, false, false, false};
+        uint64 run = pg_atomic_read_u64(&s->run_id);
+        values[0] = Int32GetDatum(i);
+        values[1] = Int32GetDatum(pid);
+        values[2] = CStringGetTextDatum(run != 0 ? "running" : (pg_atomic_read_u32(&s->idle) ? "idle" : "busy"));
+        values[3] = Int64GetDatum(static_cast<int64>(run));
+        nulls[3] = run == 0;
+        values[4] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->runs_done)));
+        values[5] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->batches)));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum)0;
+}
+
+extern "C" Datum pw_has_role(PG_FUNCTION_ARGS) {
+    PG_RETURN_BOOL(has_privs_of_role(GetUserId(), PG_GETARG_OID(0)));
+}
+
+extern "C" Datum pw_is_admin(PG_FUNCTION_ARGS) {
+    PG_RETURN_BOOL(pg::is_admin(GetUserId()));
+}
+
+// Wakes every idle worker when the calling transaction commits.
+extern "C" Datum pw_wake_workers(PG_FUNCTION_ARGS) {
+    notes::wake_all_workers();
+    PG_RETURN_VOID();
+}
+

@@ -1,0 +1,168 @@
+#include "exec/function_step.hpp"
+
+#include "exec/hooks.hpp"
+#include "exec/session.hpp"
+#include "pg/roles.hpp"
+#include "shmem/cancels.hpp"
+
+namespace pw::exec {
+
+namespace {
+
+const StepHooks *g_hooks = nullptr;
+volatile sig_atomic_t in_step_call = 0;
+int subxacts = 0;  // subtransactions started in the current transaction
+
+void note_subxact() { subxacts++; }
+
+// ------------------------------------------------------------------ step timeout
+
+int timeout_id = -1;
+volatile sig_atomic_t step_timed_out = 0;
+
+void step_timeout_handler() {
+    step_timed_out = 1;
+    QueryCancelPending = true;
+    InterruptPending = true;
+    SetLatch(MyLatch);
+}
+
+// ------------------------------------------------------------------ calling the function
+
+// Resolves (or re-resolves) the step's function. ERROR with a clear message if it is gone or changed.
+Oid resolve_step_function(store::Step *step) {
+    if (!OidIsValid(step->fn_oid) || !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(step->fn_oid))) {
+        Oid argtypes[1] = {JSONBOID};
+        List *names = stringToQualifiedNameList(step->function);
+        step->fn_oid = LookupFuncName(names, 1, argtypes, true);
+        if (!OidIsValid(step->fn_oid))
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                            errmsg("function %s(jsonb) does not exist", step->function),
+                            errhint("It was dropped or renamed after the pipeline was defined.")));
+    }
+    if (pg::step_signature(step->fn_oid) != pg::StepSignature::Ok)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("function %s no longer has the signature (jsonb) RETURNS jsonb", step->function)));
+    return step->fn_oid;
+}
+
+// Calls the step function as `submitter` in a security-restricted context; GUC changes are undone.
+Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
+    Oid fn = resolve_step_function(step);
+    if (pg_proc_aclcheck(fn, submitter, ACL_EXECUTE) != ACLCHECK_OK)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("role \"%s\" may not execute function %s", pg::role_name(submitter), step->function)));
+
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    SetUserIdAndSecContext(submitter, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    int nest = NewGUCNestLevel();
+
+    FmgrInfo flinfo;
+    fmgr_info(fn, &flinfo);
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = JsonbPGetDatum(context);
+    fcinfo->args[0].isnull = false;
+    if (step->timeout_ms > 0) {
+        step_timed_out = 0;
+        enable_timeout_after(static_cast<TimeoutId>(timeout_id), step->timeout_ms);
+    }
+    in_step_call = 1;
+    Datum result = FunctionCallInvoke(fcinfo);
+    in_step_call = 0;
+    if (step->timeout_ms > 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
+
+    AtEOXact_GUC(false, nest);
+    SetUserIdAndSecContext(save_user, save_sec);
+    if (fcinfo->isnull) return nullptr;
+    return DatumGetJsonbPCopy(result);
+}
+
+const char *format_error(ErrorData *e) {
+    if (e->detail != nullptr) return psprintf("%s (%s)", e->message, e->detail);
+    return e->message ? e->message : "unknown error";
+}
+
+}  // namespace
+
+void set_hooks(const StepHooks *hooks) { g_hooks = hooks; }
+const StepHooks *hooks() { return g_hooks; }
+bool in_step() { return in_step_call != 0; }
+int subxacts_in_xact() { return subxacts; }
+void reset_subxacts() { subxacts = 0; }
+
+Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext run_ctx, ResourceOwner run_owner,
+                         ErrorData **edata_out) {
+    if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
+    step_timed_out = 0;
+    store::Step *step = &r->pipeline->steps[pos];
+    MemoryContext old = MemoryContextSwitchTo(run_ctx);
+    Jsonb *context = build_context(r, pos, attempt);
+    MemoryContextSwitchTo(old);
+
+    Jsonb *volatile output = nullptr;
+    ErrorData *volatile edata = nullptr;
+    MemoryContext before = CurrentMemoryContext;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(before);
+    shared::SessionExec *volatile session = in_worker() ? nullptr : session_step_begin(r->id);
+    if (g_hooks != nullptr) g_hooks->step_begin(r->id, pos + 1, attempt);
+    PG_TRY();
+    {
+        Jsonb *out = call_function_step(step, r->submitter, context);
+        MemoryContext o2 = MemoryContextSwitchTo(run_ctx);
+        output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
+        MemoryContextSwitchTo(o2);
+        if (shared::cancel_requested(r->id)) ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
+        // only subtransactions with an XID occupy the subxid cache (64 per backend)
+        if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) note_subxact();
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(before);
+        CurrentResourceOwner = run_owner;
+    }
+    PG_CATCH();
+    {
+        if (g_hooks != nullptr) g_hooks->step_end();  // whatever happens next is not the step's
+        session_step_end(session);
+        in_step_call = 0;
+        if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
+        MemoryContextSwitchTo(run_ctx);
+        edata = CopyErrorData();
+        FlushErrorState();
+        note_subxact();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(before);
+        CurrentResourceOwner = run_owner;
+        // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
+        if (ProcDiePending) ReThrowError(edata);
+    }
+    PG_END_TRY();
+    // A session-level advisory lock (pg_advisory_lock) a step leaves behind in a worker would outlive the run:
+    // it would block other sessions, and whoever runs next here -- possibly another role -- would re-enter it.
+    // Released after every step. (Other session state is refused inside the step's security-restricted
+    // operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's execute_run keeps its locks (that
+    // session is its caller's), and so does another extension's background worker calling execute_run.
+    if (in_worker()) LockReleaseSession(USER_LOCKMETHOD);
+    if (g_hooks != nullptr) g_hooks->step_end();
+    session_step_end(session);
+    *edata_out = edata;
+    return edata == nullptr ? output : nullptr;
+}
+
+const char *function_step_error(const store::Step *step, ErrorData *edata, bool *retryable) {
+    const char *reason = g_hooks != nullptr ? g_hooks->take_failure_reason() : nullptr;
+    bool timed_out = step_timed_out;
+    step_timed_out = 0;
+    if (reason != nullptr) {
+        *retryable = false;
+        return reason;
+    }
+    *retryable = edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED;
+    if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+        return psprintf("step timed out after %d ms", step->timeout_ms);
+    return format_error(edata);
+}
+
+}  // namespace pw::exec

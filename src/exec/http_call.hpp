@@ -1,0 +1,52 @@
+// A run waiting for the answer of an HTTP step. A worker sends the request only after the commit that recorded
+// the step's start, with no transaction open, and continues the run with the answer in a new one. Everything
+// lives in ctx (deleted with free_http_call).
+#pragma once
+
+#include "pg/pg.hpp"
+#include "store/claims.hpp"
+
+namespace pw::exec {
+
+struct HttpCall {
+    MemoryContext ctx;
+    store::ClaimedRun run;  // deep copy
+    int pos;                // 0-based position of the HTTP step
+    char *step_name;
+    int attempt;
+    TimestampTz started;
+    Jsonb **outputs;  // outputs of the steps before pos
+    // the request
+    char *url;
+    const char *method;
+    int nheaders;
+    char **headers;        // "Name: value", Pipeline-Run-Id and Idempotency-Key included
+    bool *header_secret;   // per header: a secret_headers value (not sent to another host after a redirect)
+    char *body;            // NULL for GET/DELETE
+    int body_len;
+    int timeout_ms;
+    bool follow_redirects;
+    // the answer
+    bool answered;
+    bool ok;         // 2xx: resp is the step output
+    bool cancelled;  // cancel_run while in flight
+    char *resp;
+    size_t resp_len;
+    char *error;
+    bool retryable;
+    long retry_after_ms;
+};
+
+// How execute_claimed treats HTTP steps. Without it (SQL path: execute_run in a session) they are performed
+// synchronously, inside the caller's transaction.
+struct HttpIO {
+    HttpCall *resume = nullptr;           // in: continue this parked run with its answer
+    MemoryContext park_parent = nullptr;  // in: parent of a parked call's context
+    HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step
+};
+
+inline void free_http_call(HttpCall *call) {
+    if (call != nullptr) MemoryContextDelete(call->ctx);
+}
+
+}  // namespace pw::exec

@@ -1,0 +1,17 @@
+// Cancellation requests: run ids in a ring in shared memory, read by whoever executes the run (a worker between
+// and inside steps, a session's SIGINT handler). A no-op without shared memory (library not preloaded).
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::shared {
+
+void request_cancel(int64 run_id);
+bool cancel_requested(int64 run_id);
+void clear_cancel(int64 run_id);
+// Interrupts whoever executes run_id now: the worker running it (SIGINT), a session executing one of its steps
+// (a marked SIGINT), or -- the run may be waiting for an HTTP answer in a worker -- every worker, whose SIGINT
+// handlers interrupt only a step of a run with a cancel request and check their requests in flight.
+void interrupt_executor(int64 run_id);
+
+}  // namespace pw::shared

@@ -1,0 +1,67 @@
+// Definitions of the pipeline_worker.* settings.
+#include "shmem/gucs.hpp"
+
+#include "core/allowlist.hpp"
+#include "pg/boundary.hpp"
+
+namespace pw::guc {
+
+int workers = 4;
+char *database = nullptr;
+int claim_batch = 64;
+int commit_interval_ms = 20;
+int recovery_interval_ms = 1000;
+char *http_allowed_hosts = nullptr;
+int http_max_response_bytes = 1024 * 1024;
+int http_max_in_flight = 1000;
+
+namespace {
+
+bool check_allowed_hosts(char **newval, void **, GucSource) {
+    pg::CppError err = pg::cpp_call([&] { (void)core::Allowlist::parse(*newval != nullptr ? *newval : ""); });
+    if (err.failed) {
+        GUC_check_errdetail("%s", err.message);
+        if (err.hint[0] != '\0') GUC_check_errhint("%s", err.hint);
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+void define() {
+    DefineCustomIntVariable("pipeline_worker.workers", "Number of background workers executing pipeline runs.",
+                            "0 disables the workers. Needs max_worker_processes > workers + 1 (the launcher).",
+                            &guc::workers, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    // Reloadable (the launcher moves the workers), and never a restart-only setting: those cannot be defined
+    // when the library is loaded after start-up (CREATE EXTENSION without shared_preload_libraries).
+    DefineCustomStringVariable("pipeline_worker.database", "Database whose runs the background workers execute.",
+                               nullptr, &guc::database, "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
+                            "Larger batches amortise claiming; claimed runs wait for their worker.",
+                            &guc::claim_batch, 64, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.commit_interval_ms",
+                            "How long a worker may keep consecutive steps of a run in one transaction.",
+                            "0 commits after every step.", &guc::commit_interval_ms, 20, 0, 60000, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.recovery_interval_ms",
+                            "How often an idle worker checks for runs whose claiming backend has exited.",
+                            nullptr, &guc::recovery_interval_ms, 1000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+                            nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pipeline_worker.http_allowed_hosts",
+                               "Hosts HTTP steps may call: host names, *.domain wildcards, *, IP addresses, CIDR ranges.",
+                               "Comma separated. Empty (the default) allows no host. Checked against the URL's host "
+                               "name and the address actually connected to, on every redirect.",
+                               &guc::http_allowed_hosts, "", PGC_SIGHUP, 0, check_allowed_hosts, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.http_max_response_bytes",
+                            "Largest HTTP response body a step accepts; a larger one fails the attempt.", nullptr,
+                            &guc::http_max_response_bytes, 1024 * 1024, 1024, MaxAllocSize / 2, PGC_SIGHUP,
+                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.http_max_in_flight",
+                            "HTTP requests one worker keeps in flight at most.",
+                            "Bounded further by the server's open file limit (logged when it binds).",
+                            &guc::http_max_in_flight, 1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("pipeline_worker");
+}
+
+}  // namespace pw::guc

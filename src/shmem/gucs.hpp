@@ -1,0 +1,18 @@
+// The extension's settings (pipeline_worker.*), defined by the module at load time and read everywhere.
+#pragma once
+
+namespace pw::guc {
+
+extern int workers;                  // pipeline_worker.workers
+extern char *database;               // pipeline_worker.database
+extern int claim_batch;              // pipeline_worker.claim_batch
+extern int commit_interval_ms;       // pipeline_worker.commit_interval_ms
+extern int recovery_interval_ms;     // pipeline_worker.recovery_interval_ms
+extern char *http_allowed_hosts;     // pipeline_worker.http_allowed_hosts
+extern int http_max_response_bytes;  // pipeline_worker.http_max_response_bytes
+extern int http_max_in_flight;       // pipeline_worker.http_max_in_flight (per worker)
+
+// DefineCustom*Variable for all of them (from _PG_init).
+void define();
+
+}  // namespace pw::guc

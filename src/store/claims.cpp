@@ -1,0 +1,103 @@
+#include "store/claims.hpp"
+
+#include <utility>
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover;
+
+}  // namespace
+
+int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
+               int64 below_id) {
+    // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
+    // (SKIP LOCKED does not skip rows this transaction locked itself: callers claiming twice in one
+    // transaction must use disjoint ranges.)
+    Oid types[6] = {INT4OID, TIMESTAMPTZOID, INT4OID, OIDOID, INT8OID, INT8OID};
+    SPIPlanPtr plan;
+    Datum v[6] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp), Int32GetDatum(max),
+                  ObjectIdGetDatum(submitter), Int64GetDatum(min_id), Int64GetDatum(below_id)};
+    if (mark_running) {
+        plan = pg::prepare(&plan_claim_mine,
+                       "/* pw_indexes: runs.runs_pending_idx r.runs_pkey */ WITH c AS (SELECT id FROM pipeline_worker.runs"
+                       "  WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
+                       "    AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
+                       "  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+                       " UPDATE pipeline_worker.runs r SET status = 'running', worker_pid = $1, worker_started_at = $2,"
+                       "  started_at = pg_catalog.clock_timestamp(), not_before = NULL, claims = r.claims + 1"
+                       " FROM c WHERE r.id = c.id"
+                       " RETURNING r.id, r.pipeline, r.submitted_by::oid, r.input, r.metadata, r.claims, r.pipeline_id",
+                       6, types);
+    } else {
+        plan = pg::prepare(&plan_claim,
+                       "/* pw_indexes: runs_pending_idx */ SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1, pipeline_id"
+                       " FROM pipeline_worker.runs"
+                       " WHERE status = 'pending' AND ($4 = 0::oid OR submitted_by = $4::regrole) AND id >= $5 AND id < $6"
+                       "   AND (not_before IS NULL OR not_before <= pg_catalog.clock_timestamp())"
+                       " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                       6, types);
+    }
+    pg::exec_as_owner(plan, v, nullptr, false, 0);
+    int n = static_cast<int>(SPI_processed);
+    TimestampTz now = GetCurrentTimestamp();
+    MemoryContext old = MemoryContextSwitchTo(dest);
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        out[i].id = DatumGetInt64(col(i, 1, &isnull));
+        out[i].pipeline = TextDatumGetCString(col(i, 2, &isnull));
+        out[i].submitter = DatumGetObjectId(col(i, 3, &isnull));
+        out[i].input = DatumGetJsonbPCopy(col(i, 4, &isnull));
+        out[i].metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
+        out[i].claims = DatumGetInt32(col(i, 6, &isnull));
+        out[i].pipeline_id = DatumGetInt64(col(i, 7, &isnull));
+        out[i].claimed_at = now;
+        out[i].persisted = mark_running;
+    }
+    MemoryContextSwitchTo(old);
+    // ascending: FIFO within the batch
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && out[j - 1].id > out[j].id; j--) std::swap(out[j - 1], out[j]);
+    return n;
+}
+
+void release_runs(const int64 *ids, int n) {
+    if (n <= 0) return;
+    pg::spi_connect();
+    Datum v[2] = {pg::int8_array(ids, n), TimestampTzGetDatum(MyStartTimestamp)};
+    Oid types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+    SPIPlanPtr p = pg::prepare(&plan_release,
+                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
+                           " WHERE id = ANY ($1) AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
+                           "   AND worker_started_at = $2 ELSE false END",
+                           2, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    SPI_finish();
+    notes::runs_created(n);
+}
+
+int64 recover_runs() {
+    pg::spi_connect();
+    // A claim belongs to the backend (pid, start time); if no such backend exists, the claimer is gone.
+    SPIPlanPtr p = pg::prepare(&plan_recover,
+                           "/* pw_indexes: runs_running_idx */ UPDATE pipeline_worker.runs r SET status = 'pending', worker_pid = NULL,"
+                           " worker_started_at = NULL"
+                           " WHERE r.status = 'running' AND NOT EXISTS ("
+                           "   SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
+                           "   WHERE a.backend_start = r.worker_started_at)",
+                           0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    int64 n = static_cast<int64>(SPI_processed);
+    SPI_finish();
+    notes::runs_created(static_cast<int>(n));  // wake workers for them at commit
+    return n;
+}
+
+}  // namespace pw::store

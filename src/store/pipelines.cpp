@@ -1,0 +1,154 @@
+#include "store/pipelines.hpp"
+
+#include "core/definition.hpp"
+#include "pg/boundary.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/shared.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+struct CacheEntry {
+    char key[256];
+    uint64 generation;  // shared pipelines generation when loaded
+    Pipeline *pipeline;
+};
+
+HTAB *pipeline_cache = nullptr;
+MemoryContext cache_ctx = nullptr;
+
+void pipeline_cache_init() {
+    if (pipeline_cache != nullptr) return;
+    cache_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker cache", ALLOCSET_DEFAULT_SIZES);
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.keysize = sizeof(((CacheEntry *)nullptr)->key);
+    ctl.entrysize = sizeof(CacheEntry);
+    ctl.hcxt = cache_ctx;
+    pipeline_cache = hash_create("pipeline_worker pipelines", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+}  // namespace
+
+Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json) {
+    Pipeline *p = static_cast<Pipeline *>(palloc0(sizeof(Pipeline)));
+    p->name = pstrdup(name);
+    // Parsed in pure C++; copied into palloc memory through pg_guard before the C++ objects die.
+    int nsteps = 0;
+    Step *steps = nullptr;
+    pg::CppError err = pg::cpp_call([&] {
+        core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
+        steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * def.steps.size()));
+        for (size_t i = 0; i < def.steps.size(); i++) {
+            const core::StepSpec &s = def.steps[i];
+            steps[i].name = pg::pstrdup_guarded(s.name);
+            steps[i].function = s.is_http ? nullptr : pg::pstrdup_guarded(s.function);
+            steps[i].is_http = s.is_http;
+            steps[i].fn_oid = InvalidOid;
+            steps[i].max_attempts = def.max_attempts(i);
+            steps[i].retry_delay_ms = def.retry_delay_ms(i);
+            steps[i].timeout_ms = s.is_http ? def.http_timeout_ms(i) : def.timeout_ms(i);
+            if (s.is_http) {
+                size_t nh = s.http.headers.size();
+                steps[i].url = pg::pstrdup_guarded(s.http.url);
+                steps[i].method = pg::pstrdup_guarded(s.http.method);
+                steps[i].follow_redirects = s.http.follow_redirects;
+                steps[i].nheaders = static_cast<int>(nh);
+                auto alloc = [](size_t bytes) { return pg::palloc0_guarded(bytes); };
+                steps[i].header_names = static_cast<char **>(alloc(sizeof(char *) * nh));
+                steps[i].header_values = static_cast<char **>(alloc(sizeof(char *) * nh));
+                steps[i].header_secret = static_cast<bool *>(alloc(sizeof(bool) * nh));
+                for (size_t h = 0; h < nh; h++) {
+                    const auto &kv = s.http.headers[h];
+                    steps[i].header_names[h] = pg::pstrdup_guarded(kv.first);
+                    steps[i].header_values[h] = pg::pstrdup_guarded(kv.second);
+                    for (const auto &sec : s.http.secret_headers)
+                        if (strcasecmp(sec.c_str(), kv.first.c_str()) == 0) steps[i].header_secret[h] = true;
+                }
+            }
+        }
+        nsteps = static_cast<int>(def.steps.size());
+    });
+    pg::raise_if_failed(err, "invalid pipeline definition");
+    p->nsteps = nsteps;
+    p->steps = steps;
+    return p;
+}
+
+namespace {
+
+SPIPlanPtr plan_load_secrets, plan_load_pipeline;
+
+// Secret header values are kept out of pipelines.steps (masked there); the workers read them here.
+void load_secrets(Pipeline *p) {
+    bool any = false;
+    for (int i = 0; i < p->nsteps; i++)
+        for (int h = 0; h < p->steps[i].nheaders; h++) any = any || p->steps[i].header_secret[h];
+    if (!any) return;
+    Oid types[1] = {INT8OID};
+    SPIPlanPtr plan = pg::prepare(&plan_load_secrets,
+                              "SELECT step, header, value FROM pipeline_worker.pipeline_secrets WHERE pipeline_id = $1",
+                              1, types);
+    Datum v[1] = {Int64GetDatum(p->id)};
+    pg::exec_as_owner(plan, v, nullptr, true, 0);
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        char *step = TextDatumGetCString(col(r, 1, &isnull));
+        char *header = TextDatumGetCString(col(r, 2, &isnull));
+        for (int i = 0; i < p->nsteps; i++) {
+            Step *s = &p->steps[i];
+            if (strcmp(s->name, step) != 0) continue;
+            for (int h = 0; h < s->nheaders; h++)
+                if (s->header_secret[h] && pg_strcasecmp(s->header_names[h], header) == 0)
+                    s->header_values[h] = MemoryContextStrdup(cache_ctx, TextDatumGetCString(col(r, 3, &isnull)));
+        }
+    }
+}
+
+}  // namespace
+
+Pipeline *load_pipeline(const char *name) {
+    pipeline_cache_init();
+    char key[256];
+    strlcpy(key, name, sizeof(key));
+    bool found;
+    CacheEntry *e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_FIND, &found));
+    // Pipelines are immutable; a committed create/drop bumps the shared generation. Read it before the
+    // table so that a change committed meanwhile makes the next lookup reload.
+    shared::State *st = shared::state();
+    uint64 generation = st != nullptr ? pg_atomic_read_u64(&st->pipelines_generation) : 0;
+    if (found && st != nullptr && e->generation == generation && strcmp(e->pipeline->name, name) == 0)
+        return e->pipeline;
+
+    Oid types[1] = {TEXTOID};
+    SPIPlanPtr plan = pg::prepare(&plan_load_pipeline,
+                              "SELECT steps::text, options::text, owner::oid, id FROM pipeline_worker.pipelines"
+                              " WHERE name = $1",
+                              1, types);
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::exec_as_owner(plan, v, nullptr, true, 1);
+    if (SPI_processed == 0) {
+        if (found) hash_search(pipeline_cache, key, HASH_REMOVE, nullptr);
+        return nullptr;
+    }
+    bool isnull;
+    Oid owner = DatumGetObjectId(col(0, 3, &isnull));
+    char *steps = TextDatumGetCString(col(0, 1, &isnull));
+    char *options = TextDatumGetCString(col(0, 2, &isnull));
+    MemoryContext old = MemoryContextSwitchTo(cache_ctx);
+    Pipeline *p = parse_pipeline(name, steps, options);  // replaced versions stay in cache_ctx (rare)
+    p->owner = owner;
+    p->id = DatumGetInt64(col(0, 4, &isnull));
+    MemoryContextSwitchTo(old);
+    load_secrets(p);
+    e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
+    e->generation = generation;
+    e->pipeline = p;
+    return p;
+}
+
+}  // namespace pw::store

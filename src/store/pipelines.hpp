@@ -1,0 +1,42 @@
+// Pipelines as the executor uses them: parsed from their stored definition (pure C++ through the boundary),
+// cached per backend while unchanged (a shared generation counter tells), secret header values filled in.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::store {
+
+struct Step {
+    char *name;
+    char *function;  // schema-qualified name, NULL for HTTP steps
+    Oid fn_oid;      // resolved lazily, re-resolved when the function was dropped and re-created
+    bool is_http;
+    int max_attempts;
+    int retry_delay_ms;
+    int timeout_ms;  // 0: none
+    // HTTP steps
+    char *url;
+    const char *method;
+    int nheaders;
+    char **header_names;
+    char **header_values;  // secret values are filled in from pipeline_secrets by load_pipeline
+    bool *header_secret;
+    bool follow_redirects;
+};
+
+struct Pipeline {
+    char *name;
+    int64 id;
+    Oid owner;
+    int nsteps;
+    Step *steps;
+};
+
+// Parses and validates a definition; ERROR on invalid input. Function names are left as written. Allocated in
+// CurrentMemoryContext.
+Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json);
+
+// Pipeline `name` from the table (cached per backend while unchanged); NULL if it does not exist. SPI connected.
+Pipeline *load_pipeline(const char *name);
+
+}  // namespace pw::store

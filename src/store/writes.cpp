@@ -1,0 +1,254 @@
+#include "store/writes.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+#include "shmem/shared.hpp"
+
+namespace pw::store {
+
+namespace {
+
+struct StepRow {
+    int64 run_id;
+    int pos, attempt;
+    char *name;
+    core::StepStatus status;
+    Jsonb *output;
+    char *error;
+    TimestampTz started, finished;
+    bool upsert;
+};
+
+struct RunRow {
+    int64 id;
+    int claims;
+    TimestampTz claimed_at;
+    core::RunStatus status;
+    Jsonb *result;
+    char *error;
+    TimestampTz at;
+    int delay_ms;
+};
+
+struct ClaimRow {
+    int64 id;
+    int claims;
+    TimestampTz claimed_at;
+};
+
+MemoryContext write_ctx = nullptr;
+List *pending_claims = NIL;
+List *pending_steps = NIL;
+List *pending_runs = NIL;
+SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_runs, plan_persist_claim;
+
+MemoryContext writes_context() {
+    if (write_ctx == nullptr)
+        write_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker writes", ALLOCSET_DEFAULT_SIZES);
+    return write_ctx;
+}
+
+Jsonb *copy_jsonb(Jsonb *j) { return j ? DatumGetJsonbPCopy(JsonbPGetDatum(j)) : nullptr; }
+
+// One claim per run not recorded yet, first (the outcome's UPDATE below expects it recorded).
+void flush_claims() {
+    int n = list_length(pending_claims);
+    if (n == 0) return;
+    static const Oid elem[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+    pg::ArrayColumns *a = pg::array_columns(n, 3, elem);
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_claims) {
+        ClaimRow *r = static_cast<ClaimRow *>(lfirst(lc));
+        pg::set_cell(a, i, 0, Int64GetDatum(r->id));
+        pg::set_cell(a, i, 1, Int32GetDatum(r->claims));
+        pg::set_cell(a, i, 2, TimestampTzGetDatum(r->claimed_at));
+        i++;
+    }
+    Oid types[5] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[5];
+    pg::column_arrays(a, v);
+    v[3] = Int32GetDatum(MyProcPid);
+    v[4] = TimestampTzGetDatum(MyStartTimestamp);
+    SPIPlanPtr p = pg::prepare(&plan_persist_claim,
+                               "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'running',"
+                               " worker_pid = $4, worker_started_at = $5, started_at = c.at, claims = c.claims,"
+                               " not_before = NULL"
+                               " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
+                               "   AS c(id, claims, at)"
+                               " WHERE r.id = ANY (ARRAY[c.id])"
+                               "   AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN true ELSE false END",
+                               5, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
+void flush_steps_kind(bool upsert) {
+    int n = 0;
+    ListCell *lc;
+    foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->upsert == upsert;
+    if (n == 0) return;
+    static const Oid elem[9] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID,
+                                TIMESTAMPTZOID};
+    pg::ArrayColumns *a = pg::array_columns(n, 9, elem);
+    int i = 0;
+    foreach (lc, pending_steps) {
+        StepRow *r = static_cast<StepRow *>(lfirst(lc));
+        if (r->upsert != upsert) continue;
+        pg::set_cell(a, i, 0, Int64GetDatum(r->run_id));
+        pg::set_cell(a, i, 1, Int32GetDatum(r->pos));
+        pg::set_cell(a, i, 2, Int32GetDatum(r->attempt));
+        pg::set_cell(a, i, 3, CStringGetTextDatum(r->name));
+        pg::set_cell(a, i, 4, CStringGetTextDatum(core::to_text(r->status)));
+        if (r->output) pg::set_cell(a, i, 5, JsonbPGetDatum(r->output));
+        else pg::set_null(a, i, 5);
+        if (r->error) pg::set_cell(a, i, 6, CStringGetTextDatum(r->error));
+        else pg::set_null(a, i, 6);
+        pg::set_cell(a, i, 7, TimestampTzGetDatum(r->started));
+        if (r->status == core::StepStatus::Running) pg::set_null(a, i, 8);
+        else pg::set_cell(a, i, 8, TimestampTzGetDatum(r->finished));
+        i++;
+    }
+    Oid types[9] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+                    TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+    Datum v[9];
+    pg::column_arrays(a, v);
+#define PW_STEP_ROWS                                                                                   \
+    "INSERT INTO pipeline_worker.run_steps"                                                             \
+    " (run_id, position, attempt, name, status, output, error, started_at, finished_at)"                \
+    " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"    \
+    "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"    \
+    "   pg_catalog.unnest($8), pg_catalog.unnest($9))"
+    SPIPlanPtr p = upsert ? pg::prepare(&plan_flush_steps_upsert,
+                                        PW_STEP_ROWS
+                                        " ON CONFLICT (run_id, position, attempt) DO UPDATE SET status = excluded.status,"
+                                        " output = excluded.output, error = excluded.error,"
+                                        " started_at = excluded.started_at, finished_at = excluded.finished_at",
+                                        9, types)
+                          : pg::prepare(&plan_flush_steps, PW_STEP_ROWS, 9, types);
+#undef PW_STEP_ROWS
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
+// One write per run: its claim (if it was not recorded yet) and its outcome. Only a run that is still ours
+// changes: a concurrent cancel_run wins.
+void flush_runs() {
+    int n = list_length(pending_runs);
+    if (n == 0) return;
+    static const Oid elem[8] = {INT8OID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID};
+    pg::ArrayColumns *a = pg::array_columns(n, 8, elem);
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_runs) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        pg::set_cell(a, i, 0, Int64GetDatum(r->id));
+        pg::set_cell(a, i, 1, CStringGetTextDatum(core::to_text(r->status)));
+        if (r->result) pg::set_cell(a, i, 2, JsonbPGetDatum(r->result));
+        else pg::set_null(a, i, 2);
+        if (r->error) pg::set_cell(a, i, 3, CStringGetTextDatum(r->error));
+        else pg::set_null(a, i, 3);
+        pg::set_cell(a, i, 4, TimestampTzGetDatum(r->at));
+        pg::set_cell(a, i, 5, Int32GetDatum(r->delay_ms));
+        pg::set_cell(a, i, 6, Int32GetDatum(r->claims));
+        pg::set_cell(a, i, 7, TimestampTzGetDatum(r->claimed_at));
+        i++;
+    }
+    Oid types[10] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
+                     INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[10];
+    pg::column_arrays(a, v);
+    v[8] = Int32GetDatum(MyProcPid);
+    v[9] = TimestampTzGetDatum(MyStartTimestamp);
+    SPIPlanPtr p = pg::prepare(&plan_flush_runs,
+                               "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = u.status,"
+                               " result = u.result, error = u.error,"
+                               " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"
+                               " finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE u.at END,"
+                               " not_before = CASE WHEN u.status = 'pending'"
+                               "   THEN u.at + u.delay * interval '1 millisecond' END,"
+                               " worker_pid = CASE WHEN u.status = 'pending' THEN NULL ELSE $9 END,"
+                               " worker_started_at = CASE WHEN u.status = 'pending' THEN NULL ELSE $10 END"
+                               " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+                               "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+                               "   pg_catalog.unnest($7), pg_catalog.unnest($8))"
+                               "   AS u(id, status, result, error, at, delay, claims, claimed_at)"
+                               " WHERE r.id = ANY (ARRAY[u.id]) AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"
+                               "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END",
+                               10, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
+}  // namespace
+
+void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
+                 const char *error, TimestampTz started, bool upsert) {
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    StepRow *row = static_cast<StepRow *>(palloc(sizeof(StepRow)));
+    row->run_id = run_id;
+    row->pos = pos + 1;
+    row->attempt = attempt;
+    row->name = pstrdup(name);
+    row->status = status;
+    row->output = copy_jsonb(output);
+    row->error = error ? pstrdup(error) : nullptr;
+    row->started = started;
+    row->finished = GetCurrentTimestamp();
+    row->upsert = upsert;
+    pending_steps = lappend(pending_steps, row);
+    MemoryContextSwitchTo(old);
+}
+
+void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, const char *error, int delay_ms) {
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    RunRow *row = static_cast<RunRow *>(palloc(sizeof(RunRow)));
+    row->id = run->id;
+    row->claims = run->claims;
+    row->claimed_at = run->claimed_at;
+    row->status = status;
+    row->result = copy_jsonb(result);
+    row->error = error ? pstrdup(error) : nullptr;
+    row->at = GetCurrentTimestamp();
+    row->delay_ms = delay_ms;
+    pending_runs = lappend(pending_runs, row);
+    MemoryContextSwitchTo(old);
+    if (status == core::RunStatus::Pending) {
+        // Tell idle workers when the retry is due (they sleep until the earliest one).
+        shared::note_retry_due(row->at + int64(delay_ms) * 1000);
+        notes::runs_created();
+    } else {
+        notes::runs_finished();
+    }
+}
+
+void persist_claim(ClaimedRun *run) {
+    if (run->persisted) return;
+    run->persisted = true;
+    // Deferred: flush_writes() records every claim of the transaction with one statement, first.
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    ClaimRow *row = static_cast<ClaimRow *>(palloc(sizeof(ClaimRow)));
+    row->id = run->id;
+    row->claims = run->claims;
+    row->claimed_at = run->claimed_at;
+    pending_claims = lappend(pending_claims, row);
+    MemoryContextSwitchTo(old);
+}
+
+void flush_writes() {
+    if (pending_steps == NIL && pending_runs == NIL && pending_claims == NIL) return;
+    pg::spi_connect();
+    flush_claims();
+    flush_steps_kind(false);
+    flush_steps_kind(true);
+    flush_runs();
+    SPI_finish();
+    reset_writes();
+}
+
+void reset_writes() {
+    pending_claims = NIL;
+    pending_steps = NIL;
+    pending_runs = NIL;
+    if (write_ctx != nullptr) MemoryContextReset(write_ctx);
+}
+
+}  // namespace pw::store

@@ -1,0 +1,404 @@
+#include "worker/serve.hpp"
+
+#include <utility>
+
+#include "exec/executor.hpp"
+#include "exec/function_step.hpp"
+#include "exec/http_step.hpp"
+#include "exec/http_queue.hpp"
+#include "pg/spi.hpp"
+#include "shmem/gucs.hpp"
+#include "store/claims.hpp"
+#include "store/run_rows.hpp"
+#include "store/writes.hpp"
+#include "worker/interrupts.hpp"
+
+namespace pw::worker {
+
+shared::Slot *my_slot = nullptr;
+
+namespace {
+
+constexpr int kMaxBatch = 64;
+
+}  // namespace
+
+bool extension_ready() {
+    bool ready;
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
+    StartTransactionCommand();
+    ready = OidIsValid(get_extension_oid("pipeline_worker", true));
+    CommitTransactionCommand();
+    return ready;
+}
+
+namespace {
+
+// Worker commit policy: consecutive fast steps -- and several runs -- share a transaction; it commits once it
+// has been open commit_interval_ms or holds kMaxSubxacts step subtransactions (well under the 64 that fit
+// the subtransaction cache), so that progress stays visible and xmin moves.
+constexpr int kMaxSubxacts = 48;
+
+struct TxnClock {
+    TimestampTz started;
+};
+
+void begin_txn(TxnClock *clock) {
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    clock->started = GetCurrentTimestamp();
+    exec::reset_subxacts();
+}
+
+void commit_txn() {
+    store::flush_writes();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    // The start of the HTTP steps parked in this transaction is durable now: their requests may leave.
+    httpq::send_queued();
+    // Background workers must report their statistics themselves (rate-limited inside): without it
+    // autovacuum never sees the dead tuples the workers leave in the run tables.
+    pgstat_report_stat(false);
+}
+
+bool txn_is_due(const TxnClock *clock) {
+    return exec::subxacts_in_xact() >= kMaxSubxacts ||
+           TimestampDifferenceExceeds(clock->started, GetCurrentTimestamp(), guc::commit_interval_ms);
+}
+
+// The batch being executed. A run claimed lazily is only row-locked until its transaction commits: a commit in
+// the middle of a run records that run's claim first (so that recovery sees it), and the batch's other lazily
+// claimed runs not yet started are then skipped -- the commit released them to the pool. Runs whose claim is
+// recorded (persisted) stay this worker's and are executed.
+struct Batch {
+    TxnClock clock;
+    store::ClaimedRun *current;
+    bool locks_released;
+};
+
+void between_steps(void *arg) {
+    Batch *b = static_cast<Batch *>(arg);
+    httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
+    if (txn_is_due(&b->clock)) {
+        store::persist_claim(b->current);
+        commit_txn();
+        begin_txn(&b->clock);
+        b->locks_released = true;
+    }
+}
+
+// Sweeps when asked (the launcher saw a worker exit; start-up) and, on worker 0 only, every
+// recovery_interval_ms as a safety net: one sweeper is enough, and the others stay out of the latency path.
+}  // namespace
+
+void maybe_recover(TimestampTz *last_sweep, bool periodic) {
+    shared::State *st = shared::state();
+    bool asked = st != nullptr && pg_atomic_exchange_u32(&st->recovery_needed, 0) != 0;
+    if (!asked && (!periodic ||
+                   !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)))
+        return;
+    *last_sweep = GetCurrentTimestamp();
+    pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
+    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    int64 n = store::recover_runs();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
+}
+
+namespace {
+
+// Claimed runs wait for their worker, so batches only pay off for fast runs: the batch is sized so that it
+// takes about commit_interval_ms, from a moving average of this worker's run durations (slow runs: 1).
+double avg_run_ms = -1;  // unknown until the first run
+
+int batch_size() {
+    int max = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
+    if (avg_run_ms < 0) return 1;
+    double budget = guc::commit_interval_ms > 0 ? guc::commit_interval_ms : 1;
+    int n = avg_run_ms <= 0.001 ? max : static_cast<int>(budget / avg_run_ms);
+    return n < 1 ? 1 : (n > max ? max : n);
+}
+
+void note_run_time(TimestampTz start) {
+    double ms = static_cast<double>(GetCurrentTimestamp() - start) / 1000.0;
+    avg_run_ms = avg_run_ms < 0 ? ms : 0.8 * avg_run_ms + 0.2 * ms;
+}
+
+int safe_mode = 0;  // after an unexpected error: claim and commit one run at a time for a while
+
+// Claiming from the head of the queue makes every worker lock-probe the runs the others hold, and step over
+// index entries of finished runs. Workers share a hint -- just past the highest id claimed -- and scan from
+// there; a claim from the head (min_id 0) comes when the hinted one finds too little, and every
+// kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order.
+constexpr int kFullClaimEvery = 16;
+constexpr int kEagerClaimMax = 4;
+constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
+int claims_since_full = 0;
+
+pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx) {
+    shared::State *st = shared::state();
+    int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
+    bool hinted = hint > 0 && claims_since_full < kFullClaimEvery;
+    int n = 0;
+    if (hinted) {
+        n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
+        claims_since_full++;
+    }
+    int from_hint = n;
+    // From the head only when the hinted claim found nothing, or every kFullClaimEvery claims: a claim that
+    // found work past the hint does not also pay a scan of the head (which steps over the index entries of
+    // runs finished since the last vacuum -- the cost that dominated the wake-up at low rates).
+    if (n == 0 || !hinted) {
+        // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
+        n += store::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
+        claims_since_full = 0;
+    }
+    int64 top = 0;
+    for (int i = 0; i < n; i++) top = runs[i].id > top ? runs[i].id : top;
+    uint64 cur = pg_atomic_read_u64(&st->claim_hint);
+    if (hinted && from_hint == 0 && n > 0) {
+        // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
+        // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
+        // claim would pay a useless hinted query first.
+        uint64 seen = static_cast<uint64>(hint);  // only if no other worker moved it meanwhile
+        (void)pg_atomic_compare_exchange_u64(&st->claim_hint, &seen, static_cast<uint64>(top + 1));
+    } else {
+        while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
+        }
+    }
+    // keep the batch in FIFO order
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && runs[j - 1].id > runs[j].id; j--) std::swap(runs[j - 1], runs[j]);
+    return n;
+}
+
+// Bookkeeping failed (not a step: the engine records those) and everything since the last commit is rolled back.
+// Called in PG_CATCH. Puts the batch's runs back in the queue -- except those whose HTTP request is in flight again
+// -- and marks the culprit (0: none) failed, so that it cannot fail the same way forever.
+void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 culprit) {
+    MemoryContextSwitchTo(iter_ctx);
+    ErrorData *edata = CopyErrorData();
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();  // the abort callback drops the buffered writes and the unsent requests
+    PG_TRY();
+    {
+        int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
+        TxnClock clock;
+        begin_txn(&clock);
+        store::release_runs(back, m);
+        if (culprit != 0) store::fail_run(culprit, psprintf("internal error: %s", edata->message));
+        commit_txn();
+    }
+    PG_CATCH();
+    {
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+}
+
+
+// A full batch wakes another idle worker; a batch that drained the queue keeps only its fair share (the rest
+// is released to the idle workers). A small batch of runs not known to be fast is shown as running at once.
+// Returns how many runs this worker keeps.
+int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
+    // A full batch suggests more work: let another idle worker help.
+    if (n == batch) shared::wake_workers(1);
+    // The claim drained the queue: parallelism beats batching now. Keep a fair share and leave the rest to
+    // the idle workers (released by the commit below, and woken only after it).
+    int released = 0;
+    if (n < batch && n > 1) {
+        int idle = shared::idle_workers();
+        int share = (n + idle) / (idle + 1);
+        if (share < n) {
+            released = n - share;
+            n = share;
+        }
+    }
+    // A small batch means a short queue or slow runs: show the claims (status running) at once. The commit
+    // is asynchronous: a claim lost in a crash only means the run is pending again, and the next
+    // synchronous commit flushes it anyway. Not when this worker's runs are known to be fast: they finish
+    // before anyone could look, and the extra transaction would only add latency.
+    bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
+    if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
+        for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
+        (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                false);
+        commit_txn();
+        begin_txn(&b->clock);
+        if (released > 0) shared::wake_workers(released);
+    }
+
+    return n;
+}
+
+// Executes the batch's runs, committing as the commit policy says. A failure of the bookkeeping puts the
+// batch back in the queue (recover_batch). Returns the number of runs handled.
+int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch *b_arg) {
+    Batch &b = *b_arg;
+    volatile int done = 0;
+    volatile bool failed = false;
+    for (volatile int i = 0; i < n && !failed; i++) {
+        if (b.locks_released && !runs[i].persisted) continue;  // back in the pool since the last commit
+        pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
+        TimestampTz run_start = GetCurrentTimestamp();
+        if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
+        b.current = &runs[i];
+        PG_TRY();
+        {
+            MemoryContextSwitchTo(iter_ctx);
+            exec::HttpIO io;
+            io.park_parent = TopMemoryContext;
+            exec::execute_claimed(&runs[i], between_steps, &b, &io);
+            if (io.parked != nullptr) {
+                // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
+                store::persist_claim(&runs[i]);
+                httpq::queue(io.parked);
+            }
+            note_run_time(run_start);  // execution only: commit waits must not shrink the batches
+            if (safe_mode > 0 || txn_is_due(&b.clock)) {
+                commit_txn();  // releases the lazily claimed runs not started yet
+                begin_txn(&b.clock);
+                b.locks_released = true;
+            }
+        }
+        PG_CATCH();
+        {
+            int64 ids[kMaxBatch];
+            for (int j = 0; j < n; j++) ids[j] = runs[j].id;
+            recover_batch(iter_ctx, ids, n, runs[i].id);
+            failed = true;
+            safe_mode = kMaxBatch;
+        }
+        PG_END_TRY();
+        done++;
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+        if (!failed) httpq::drive();
+        if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
+        CHECK_FOR_INTERRUPTS();
+    }
+    if (!failed) commit_txn();  // (an empty transaction commits without a WAL flush)
+    return done;
+}
+
+}  // namespace
+
+// Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
+// the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
+// Returns the number of runs claimed.
+int serve_once(MemoryContext iter_ctx) {
+    store::ClaimedRun runs[kMaxBatch];
+    int batch = safe_mode > 0 ? 1 : batch_size();
+    // Every claimed run may stop at an HTTP step: claim no more than there is room for in flight.
+    int room = httpq::capacity() - httpq::pending();
+    if (room <= 0) return 0;
+    if (batch > room) batch = room;
+    Batch b;
+    b.current = nullptr;
+    b.locks_released = false;
+
+    pgstat_report_activity(STATE_RUNNING, "claiming runs");
+    begin_txn(&b.clock);
+    pg::spi_connect();
+    int n = claim_batch(batch, runs, iter_ctx);
+    SPI_finish();
+    if (n == 0) {
+        commit_txn();
+        return 0;
+    }
+    pg_atomic_write_u32(&my_slot->idle, 0);  // busy: wake-ups must go to workers that are really idle
+    pg_atomic_fetch_add_u64(&my_slot->batches, 1);
+    if (safe_mode > 0) safe_mode--;
+    n = share_batch(runs, n, batch, &b);
+    int done = execute_batch(runs, n, iter_ctx, &b);
+    MemoryContextReset(iter_ctx);
+    absorb_interrupts(httpq::configure);  // a changed allowlist applies to the next request
+    return done;
+}
+
+namespace {
+
+// Records the answers of HTTP steps and continues their runs (following steps may park again), in one
+// transaction per batch. Returns the number of answers handled.
+constexpr int kMaxAnswers = 256;
+
+}  // namespace
+
+int serve_answers(MemoryContext iter_ctx) {
+    MemoryContextSwitchTo(iter_ctx);
+    int n = 0;
+    exec::HttpCall **calls = httpq::take_answered(&n, kMaxAnswers);
+    if (n == 0) return 0;
+    pg_atomic_write_u32(&my_slot->idle, 0);
+    pgstat_report_activity(STATE_RUNNING, "recording HTTP answers");
+    Batch b;
+    b.current = nullptr;
+    b.locks_released = false;
+    volatile int current = -1;
+    PG_TRY();
+    {
+        begin_txn(&b.clock);
+        // iter_ctx, not the transaction's context: a commit between the steps of one run must not free this
+        MemoryContextSwitchTo(iter_ctx);
+        const char **status = static_cast<const char **>(palloc(sizeof(char *) * n));
+        int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+        for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
+        // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins.
+        store::lock_runs(ids, n, status);
+        for (int i = 0; i < n; i++) {
+            current = i;
+            if (b.locks_released) {
+                // A commit between the steps of an earlier run released the row locks taken above: look again
+                // (and lock again), so that a cancel_run -- or a cancel_run + retry_run and a claim by another
+                // worker -- that came in meanwhile wins over continuing the run here.
+                MemoryContextSwitchTo(iter_ctx);
+                store::lock_runs(ids + i, n - i, status + i);
+                b.locks_released = false;
+            }
+            if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
+                // cancelled meanwhile (or no longer this worker's): record what happened to the attempt
+                if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0) exec::record_cancelled_call(calls[i]);
+                continue;
+            }
+            pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));
+            b.current = &calls[i]->run;
+            exec::HttpIO io;
+            io.resume = calls[i];
+            io.park_parent = TopMemoryContext;
+            MemoryContextSwitchTo(iter_ctx);
+            exec::execute_claimed(nullptr, between_steps, &b, &io);
+            if (io.parked != nullptr) httpq::queue(io.parked);
+            else pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+            pg_atomic_write_u64(&my_slot->run_id, 0);
+        }
+        current = -1;
+        commit_txn();
+    }
+    PG_CATCH();
+    {
+        // The answers of this batch are lost with the transaction: their runs go back to the queue (the
+        // interrupted attempt is re-issued with the same idempotency key).
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        int64 *ids = static_cast<int64 *>(MemoryContextAlloc(iter_ctx, sizeof(int64) * n));
+        for (int j = 0; j < n; j++) ids[j] = calls[j]->run.id;
+        recover_batch(iter_ctx, ids, n, current >= 0 ? calls[current]->run.id : 0);
+        pg_usleep(10000L);
+    }
+    PG_END_TRY();
+    for (int i = 0; i < n; i++) exec::free_http_call(calls[i]);
+    MemoryContextReset(iter_ctx);
+    return n;
+}
+
+
+}  // namespace pw::worker

@@ -1,0 +1,23 @@
+// A worker's work, one iteration at a time: claim a batch and execute it under the commit policy, record the
+// answers of HTTP steps and continue their runs, sweep for runs whose claimer is gone. Each call opens and
+// commits its own transactions and leaves none open.
+#pragma once
+
+#include "pg/pg.hpp"
+#include "shmem/shared.hpp"
+
+namespace pw::worker {
+
+// This worker's slot in shared memory (set by worker_main before serving).
+extern shared::Slot *my_slot;
+
+// Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
+bool extension_ready();
+// Claims a batch and executes it. Returns the number of runs claimed.
+int serve_once(MemoryContext iter_ctx);
+// Records answered HTTP calls and continues their runs. Returns the number of answers handled.
+int serve_answers(MemoryContext iter_ctx);
+// Puts runs of exited claimers back to pending when asked, and (periodic) every recovery_interval_ms.
+void maybe_recover(TimestampTz *last_sweep, bool periodic);
+
+}  // namespace pw::worker

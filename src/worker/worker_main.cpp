@@ -1,0 +1,226 @@
+// A worker process: its signals and the flags they set, the hooks it hands the executor (crash marker, a step
+// that terminates its own worker), and its loop -- wait for the extension, then claim and execute runs, record
+// HTTP answers, sleep on the latch (and the HTTP client's sockets) when there is nothing to do.
+#include "exec/hooks.hpp"
+#include "exec/http_queue.hpp"
+#include "shmem/cancels.hpp"
+#include "shmem/shared.hpp"
+#include "worker/crashes.hpp"
+#include "worker/interrupts.hpp"
+#include "worker/serve.hpp"
+
+extern "C" {
+PGDLLEXPORT void pw_worker_main(Datum arg);
+}
+
+namespace pw::worker {
+
+namespace {
+
+constexpr long kExtensionPollMs = 1000;      // while waiting for CREATE EXTENSION
+constexpr long kIdleTimeoutMs = 1000;        // worker 0's idle safety net: periodic recovery sweep
+constexpr long kIdleTimeoutOtherMs = 10000;  // other workers sleep until woken (work, a due retry, a dead worker)
+
+// Set by the SIGTERM handler when a step terminated its own backend; read by the executor through the hooks.
+volatile sig_atomic_t step_self_terminated = 0;
+
+// SIGTERM: a step that terminates its own backend (the sender is this process) gets an error instead;
+// any other sender (pg_terminate_backend from elsewhere, server shutdown) ends the worker as usual.
+void worker_sigterm(int signo, siginfo_t *info, void *) {
+    if (exec::in_step() && info != nullptr && info->si_pid == MyProcPid) {
+        int save_errno = errno;
+        step_self_terminated = 1;
+        QueryCancelPending = true;
+        InterruptPending = true;
+        SetLatch(MyLatch);
+        errno = save_errno;
+        return;
+    }
+    die(signo);
+}
+
+// SIGINT comes from cancel_run: honour it only while a step of a run that was asked to stop is executing,
+// so that a late or stray signal never cancels another run's step.
+void worker_sigint(SIGNAL_ARGS) {
+    int save_errno = errno;
+    if (exec::in_step() && my_slot != nullptr) {
+        uint64 run = pg_atomic_read_u64(&my_slot->run_id);
+        if (run != 0 && shared::cancel_requested(static_cast<int64>(run))) {
+            QueryCancelPending = true;
+            InterruptPending = true;
+        }
+    }
+    httpq::cancel_signalled = 1;
+    SetLatch(MyLatch);  // HTTP requests in flight are checked for cancel requests when the loop wakes
+    errno = save_errno;
+}
+
+void install_signals() {
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    struct sigaction act;
+    memset(&act, 0, sizeof(act));
+    act.sa_sigaction = worker_sigterm;
+    act.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGTERM, &act, nullptr);
+    pqsignal(SIGINT, worker_sigint);  // cancel_run interrupts the current step of the cancelled run
+    BackgroundWorkerUnblockSignals();
+}
+
+// ------------------------------------------------------------------ the executor's hooks
+
+const char *take_failure_reason() {
+    if (!step_self_terminated) return nullptr;
+    step_self_terminated = 0;
+    return "the step tried to terminate its own worker (pg_terminate_backend(pg_backend_pid()))";
+}
+
+const exec::StepHooks worker_hooks = {crashes::mark, crashes::unmark, take_failure_reason};
+
+void slot_release(int, Datum) {
+    if (my_slot != nullptr) {
+        pg_atomic_write_u32(&my_slot->idle, 0);
+        pg_atomic_write_u64(&my_slot->run_id, 0);
+        my_slot->latch = nullptr;
+        my_slot->pid = 0;
+        my_slot = nullptr;
+    }
+}
+
+void take_slot(int slot_no) {
+    shared::State *st = shared::state();
+    if (st == nullptr || slot_no < 0 || slot_no >= st->nslots) elog(FATAL, "pipeline_worker: invalid worker slot");
+    my_slot = &st->slots[slot_no];
+    my_slot->pid = MyProcPid;
+    my_slot->latch = MyLatch;
+    before_shmem_exit(slot_release, 0);
+}
+
+void set_idle(bool idle) {
+    pg_atomic_write_u32(&my_slot->idle, idle ? 1 : 0);
+    pg_memory_barrier();
+}
+
+// ------------------------------------------------------------------ the loop
+
+// Until CREATE EXTENSION pipeline_worker has been run in the database (quietly, polling).
+void wait_for_extension() {
+    for (;;) {
+        ResetLatch(MyLatch);
+        set_idle(true);
+        if (extension_ready()) return;
+        pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
+        wait_latch(kExtensionPollMs, httpq::configure);
+    }
+}
+
+struct LoopState {
+    int slot_no;
+    MemoryContext iter_ctx;
+    TimestampTz last_sweep = 0;
+    bool recheck_extension = false;
+    bool settled = false;  // runs that crashed their workers are dealt with before the first claim
+};
+
+// One round of work. Returns how many runs and answers it handled, -1 after an error or while the extension is
+// missing. Errors outside a run (claim, recovery) are reported and cleaned up here.
+int work_once(LoopState *ls) {
+    volatile int handled = 0;
+    PG_TRY();
+    {
+        httpq::drive();
+        httpq::check_cancels();
+        // Only after sleeping or an error: a busy worker does not pay a transaction per batch for this.
+        if (ls->recheck_extension && !extension_ready()) {
+            // dropped while we served: go back to waiting (and settle crash counts again once it is back: run ids
+            // start over)
+            ls->settled = false;
+            pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
+            handled = -1;
+        } else {
+            ls->recheck_extension = false;
+            if (!ls->settled) {
+                pgstat_report_activity(STATE_RUNNING, "checking runs that ended their workers abnormally");
+                crashes::settle();
+                ls->settled = true;
+            }
+            maybe_recover(&ls->last_sweep, ls->slot_no == 0);
+            if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
+            handled += serve_once(ls->iter_ctx);
+        }
+    }
+    PG_CATCH();
+    {
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+        MemoryContextReset(ls->iter_ctx);
+        pg_usleep(100000L);
+        handled = -1;
+        ls->recheck_extension = true;
+    }
+    PG_END_TRY();
+    return handled;
+}
+
+// Nothing to do: sleep until woken (work, a due retry, an HTTP socket or timer), with no transaction open.
+void sleep_idle(LoopState *ls, WaitEventSet *waits) {
+    long timeout = shared::idle_timeout_ms(ls->slot_no == 0 ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
+    int in_flight = httpq::pending();
+    if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
+    long http_timeout = httpq::timeout_ms();
+    if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+    if (timeout == 0 || httpq::has_answered()) return;  // a retry or an HTTP timer is due
+    pgstat_report_stat(true);  // going idle: flush what is pending
+    if (in_flight > 0) {
+        char activity[64];
+        snprintf(activity, sizeof(activity), "waiting for %d HTTP request(s)", in_flight);
+        pgstat_report_activity(STATE_IDLE, activity);
+    } else {
+        pgstat_report_activity(STATE_IDLE, "waiting for runs");
+    }
+    WaitEvent ev;
+    int nev = WaitEventSetWait(waits, timeout, &ev, 1, PG_WAIT_EXTENSION);
+    if (nev == 0 && in_flight == 0) ls->recheck_extension = true;  // quiet: cheap moment to notice DROP EXTENSION
+}
+
+}  // namespace
+
+void worker_main(Datum arg) {
+    LoopState ls;
+    ls.slot_no = DatumGetInt32(arg);
+    install_signals();
+    take_slot(ls.slot_no);
+    Oid dboid;
+    memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+    BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+    pgstat_report_appname("pipeline_worker");
+    exec::set_hooks(&worker_hooks);
+    crashes::attach(ls.slot_no);
+    ls.iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
+
+    // One wait set for the worker's whole life: its latch, postmaster death, and the HTTP client's epoll set.
+    httpq::configure();
+    WaitEventSet *waits = CreateWaitEventSet(TopMemoryContext, 3);
+    AddWaitEventToSet(waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+    AddWaitEventToSet(waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+    AddWaitEventToSet(waits, WL_SOCKET_READABLE, httpq::fd(), nullptr, nullptr);
+
+    wait_for_extension();
+    ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", ls.slot_no)));
+    for (;;) {
+        absorb_interrupts(httpq::configure);
+        // Reset the latch and announce idleness before looking for work: a wake-up that arrives after the look
+        // finds the latch set, so none is lost. (A worker whose HTTP requests fill its room is not idle.)
+        ResetLatch(MyLatch);
+        set_idle(httpq::pending() < httpq::capacity());
+        int handled = work_once(&ls);
+        if (handled == 0) sleep_idle(&ls, waits);
+        set_idle(false);
+    }
+}
+
+}  // namespace pw::worker
+
+void pw_worker_main(Datum arg) { pw::worker::worker_main(arg); }
