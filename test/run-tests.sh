@@ -72,34 +72,34 @@ count_results() {
     FAILED=$((FAILED + bad))
 }
 
-run_regress() {
-    local out=/tmp/pw-regress-out tests=() f rc ok bad
-    for f in "$ROOT"/sql/*.sql; do tests+=("$(basename "$f" .sql)"); done
-    rm -rf "$out" /tmp/pw-regress-tmp; mkdir -p "$out"; chown "$OS_USER": "$out"
-    echo "=== regress: ${tests[*]}"
-    as_pg "$PG_REGRESS" --bindir="$PGBIN" --temp-instance=/tmp/pw-regress-tmp \
-        --temp-config=test/regress.conf --inputdir=. --outputdir="$out" \
-        --dbname=contrib_regression "${tests[@]}" 2>&1 | tee "$out/pg_regress.log"
+# run_temp_instance NAME PROGRAM TESTS_VAR ARGS... : PROGRAM (pg_regress or pg_isolation_regress) on the tests
+# named in the array TESTS_VAR, in its own temp instance with test/regress.conf; output in /tmp/pw-NAME-out
+run_temp_instance() {
+    local name=$1 prog=$2 out=/tmp/pw-$1-out rc ok bad
+    local -n tests_=$3
+    shift 3
+    rm -rf "$out" "/tmp/pw-$name-tmp"; mkdir -p "$out"; chown "$OS_USER": "$out"
+    echo "=== $name: ${tests_[*]}"
+    as_pg "$prog" --bindir="$PGBIN" --temp-instance="/tmp/pw-$name-tmp" \
+        --temp-config=test/regress.conf "$@" --outputdir="$out" \
+        "${tests_[@]}" 2>&1 | tee "$out/$(basename "$prog").log"
     rc=${PIPESTATUS[0]}
-    count_results "$out/pg_regress.log"
+    count_results "$out/$(basename "$prog").log"
     if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then FAILED=$((FAILED + 1)); bad=1; fi
     [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ] && echo "    diffs: $out/regression.diffs"
-    SUMMARY+=("regress:   $ok passed, $bad failed (exit $rc)")
+    SUMMARY+=("$(printf '%-10s %s passed, %s failed (exit %s)' "$name:" "$ok" "$bad" "$rc")")
+}
+
+run_regress() {
+    local tests=() f
+    for f in "$ROOT"/sql/*.sql; do tests+=("$(basename "$f" .sql)"); done
+    run_temp_instance regress "$PG_REGRESS" tests --inputdir=. --dbname=contrib_regression
 }
 
 run_isolation() {
-    local out=/tmp/pw-isolation-out specs=() f rc ok bad
+    local specs=() f
     for f in "$ROOT"/test/isolation/specs/*.spec; do specs+=("$(basename "$f" .spec)"); done
-    rm -rf "$out" /tmp/pw-isolation-tmp; mkdir -p "$out"; chown "$OS_USER": "$out"
-    echo "=== isolation: ${specs[*]}"
-    as_pg "$PG_ISOLATION_REGRESS" --bindir="$PGBIN" --temp-instance=/tmp/pw-isolation-tmp \
-        --temp-config=test/regress.conf --inputdir=test/isolation --outputdir="$out" \
-        "${specs[@]}" 2>&1 | tee "$out/pg_isolation_regress.log"
-    rc=${PIPESTATUS[0]}
-    count_results "$out/pg_isolation_regress.log"
-    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then FAILED=$((FAILED + 1)); bad=1; fi
-    [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ] && echo "    diffs: $out/regression.diffs"
-    SUMMARY+=("isolation: $ok passed, $bad failed (exit $rc)")
+    run_temp_instance isolation "$PG_ISOLATION_REGRESS" specs --inputdir=test/isolation
 }
 
 run_scripts() {

@@ -7,6 +7,10 @@
 #   pw_psql -c "CREATE EXTENSION pipeline_worker"
 #   [ "$(pw_psql -c 'SELECT 1')" = 1 ] && pw_ok "select works" || pw_fail "select broken"
 #   pw_finish
+# or, with 4 workers waited for (up to 20 s) and test/lib/fixtures.sql loaded:
+#   pw_cluster_up mytest 4 20 "log_min_messages = debug1"
+#   pw_load_fixtures
+# HTTP steps against the test endpoint: test/lib/http.sh.
 #
 # Every server process runs as the OS user postgres (PostgreSQL refuses root); psql runs as the
 # calling user and connects over the cluster's private unix socket with trust authentication.
@@ -21,6 +25,7 @@
 #   PW_PGCTL_WRAP   command prefix for pg_ctl start (e.g. "prlimit --nofile=256:256 --")
 
 PW_BINDIR=${PW_BINDIR:-/usr/lib/postgresql/15/bin}
+PW_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PW_OS_USER=${PW_OS_USER:-postgres}
 PW_PASSED=0
 PW_FAILED=0
@@ -93,8 +98,62 @@ pw_free_port() {
 pw_now() { date +%s.%N; }
 # pw_elapsed START : seconds since START (from pw_now), 3 decimals
 pw_elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f", e - s }'; }
+# pw_left START TOTAL_S : seconds left (3 decimals, 0 when none) until TOTAL_S seconds after START (from pw_now)
+pw_left() { awk -v s="$1" -v n="$2" -v e="$(date +%s.%N)" 'BEGIN { r = s + n - e; printf "%.3f", (r > 0 ? r : 0) }'; }
 # pw_lt A B : true when number A < number B
 pw_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+# pw_int_array "1 2 3" : the SQL literal '{1,2,3}'::int[] (e.g. of pw_worker_pids)
+pw_int_array() { echo "'{${1// /,}}'::int[]"; }
+
+# ------------------------------------------------------------------ waiting
+
+# pw_wait_until TIMEOUT_S INTERVAL_S CMD... : run CMD (in this shell) every INTERVAL_S seconds until it succeeds;
+# false when it still fails after TIMEOUT_S seconds
+pw_wait_until() {
+    local _pw_timeout=$1 _pw_interval=$2 _pw_start   # (names CMD does not use: it sees these locals)
+    shift 2
+    _pw_start=$(pw_now)
+    until "$@"; do
+        pw_lt "$(pw_elapsed "$_pw_start")" "$_pw_timeout" || return 1
+        sleep "$_pw_interval"
+    done
+}
+
+# pw_wait_sql EXPECTED TIMEOUT_S SQL [INTERVAL_S] : poll SQL (every INTERVAL_S, default 0.1 s) until it returns
+# EXPECTED; prints its last output (or error), false after TIMEOUT_S seconds
+pw_wait_sql() {
+    local rc=0
+    pw_wait_until "$2" "${4:-0.1}" _pw_sql_is "$1" "$3" || rc=1
+    echo "$PW_GOT"
+    return $rc
+}
+_pw_sql_is() { PW_GOT=$(pw_psql -c "$2" 2>&1); [ "$PW_GOT" = "$1" ]; }
+
+# pw_wait_row TIMEOUT_S SQL [INTERVAL_S] : poll SQL (every INTERVAL_S, default 0.1 s) until it returns something;
+# prints that, false (no output) after TIMEOUT_S seconds. Errors count as nothing.
+pw_wait_row() {
+    local rc=0
+    pw_wait_until "$1" "${3:-0.1}" _pw_sql_rows "$2" || rc=1
+    echo "$PW_GOT"
+    return $rc
+}
+_pw_sql_rows() { PW_GOT=$(pw_psql -c "$1" 2>/dev/null); [ -n "$PW_GOT" ]; }
+
+# pw_wait_exit PID TIMEOUT_S : wait until process PID is gone; false when it still runs after TIMEOUT_S seconds
+pw_wait_exit() { pw_wait_until "$2" 0.1 _pw_gone "$1"; }
+_pw_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# pw_retry TIMEOUT_S CMD... : CMD until it succeeds, every 0.2 s (psql while the server restarts or recovers);
+# prints the output of the attempt that succeeded, false when none did within about TIMEOUT_S seconds
+pw_retry() {
+    local _pw_tries=$(($1 * 5)) _pw_i _pw_out
+    shift
+    for ((_pw_i = 0; _pw_i < _pw_tries; _pw_i++)); do
+        if _pw_out=$("$@" 2>/dev/null); then echo "$_pw_out"; return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
 
 # ------------------------------------------------------------------ cluster
 
@@ -150,6 +209,15 @@ pw_cluster_start() {
     pw_info "cluster $name up: PGHOST=$PGHOST PGPORT=$PGPORT workers=${PW_WORKERS:-4}"
 }
 
+# pw_cluster_up NAME WORKERS WAIT_S [extra postgresql.conf lines...] : pw_cluster_start with WORKERS workers, then
+# wait for them: a failure (and false) when they do not all show up within WAIT_S seconds
+pw_cluster_up() {
+    local name=$1 n=$2 wait=$3
+    shift 3
+    PW_WORKERS=$n pw_cluster_start "$name" "$@"
+    pw_wait_workers "$n" "$wait" >/dev/null || { pw_fail "$n workers did not show up"; return 1; }
+}
+
 # pw_cluster_stop [MODE] : stop the current cluster (fast by default); returns pg_ctl's status
 pw_cluster_stop() {
     local mode=${1:-fast}
@@ -163,6 +231,23 @@ pw_cluster_restart() {
     for line in "$@"; do echo "$line" >>"$PW_DATA/postgresql.conf"; done
     pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 restart -m fast >/dev/null 2>&1
 }
+
+# pw_set_conf NAME VALUE : ALTER SYSTEM SET + pg_reload_conf(), then wait (up to 5 s) until new sessions see VALUE
+# (as pg_settings.setting shows it, blanks ignored). False, saying why on stderr, when either fails.
+pw_set_conf() {
+    local err
+    if ! err=$(pw_psql -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" 2>&1 >/dev/null); then
+        echo "ALTER SYSTEM SET $1 = '$2': $err" >&2
+        return 1
+    fi
+    # (compared without blanks: a check hook may normalise a list)
+    pw_wait_sql "${2// /}" 5 "SELECT replace(setting, ' ', '') FROM pg_settings WHERE name = '$1'" >/dev/null && return 0
+    echo "$1 is not '$2' 5 s after pg_reload_conf()" >&2
+    return 1
+}
+
+# pw_reset_conf NAME : ALTER SYSTEM RESET + pg_reload_conf()
+pw_reset_conf() { pw_psql -c "ALTER SYSTEM RESET $1" -c "SELECT pg_reload_conf()" >/dev/null; }
 
 # pw_cleanup : trap handler (trap pw_cleanup EXIT). Stops the cluster, removes its directory unless
 # something failed or PW_KEEP=1, prints the summary line if the script did not.
@@ -195,20 +280,32 @@ pw_cleanup() {
 
 # ------------------------------------------------------------------ pipeline_worker specifics
 
+# pw_load_fixtures [FAILURE_MSG] : test/lib/fixtures.sql into $PGDATABASE; the script ends when that fails
+pw_load_fixtures() { pw_psql -f "$PW_LIB_DIR/fixtures.sql" >/dev/null || pw_die "${1:-fixtures failed}"; }
+
+# pw_run PIPELINE [INPUT [METADATA]] : create_run (JSON arguments default to {}); prints the run id
+pw_run() { pw_psql -c "SELECT pipeline_worker.create_run('$1', '${2:-{\}}', '${3:-{\}}')"; }
+# pw_create_runs PIPELINE INPUT... : one create_run per INPUT, all in one transaction; prints the run ids, one a line
+pw_create_runs() {
+    local pipeline=$1 input
+    shift
+    {
+        echo "BEGIN;"
+        for input in "$@"; do echo "SELECT pipeline_worker.create_run('$pipeline', '$input');"; done
+        echo "COMMIT;"
+    } | pw_psql
+}
+# pw_wait_run RUN [TIMEOUT_S] : wait_run (default 20 s); prints the status it returned
+pw_wait_run() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-20} s')"; }
+
 # pw_wait_all_finished TIMEOUT_S : poll until no run is pending or running. Returns 1 (and records a
 # failure) when runs are still unfinished after TIMEOUT_S seconds.
 pw_wait_all_finished() {
-    local timeout=${1:-30} start left
-    start=$(pw_now)
-    while :; do
-        left=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending','running')" 2>&1)
-        [ "$left" = 0 ] && return 0
-        if ! pw_lt "$(pw_elapsed "$start")" "$timeout"; then
-            pw_fail "runs still unfinished after ${timeout}s: $left ($(pw_psql -c "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM pipeline_worker.runs GROUP BY 1 ORDER BY 1) s" 2>&1))"
-            return 1
-        fi
-        sleep 0.2
-    done
+    local timeout=${1:-30} left
+    left=$(pw_wait_sql 0 "$timeout" "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending','running')" 0.2) \
+        && return 0
+    pw_fail "runs still unfinished after ${timeout}s: $left ($(pw_psql -c "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM pipeline_worker.runs GROUP BY 1 ORDER BY 1) s" 2>&1))"
+    return 1
 }
 
 # pw_worker_pids : pids of the pipeline_worker backends, sorted, space separated
@@ -216,16 +313,21 @@ pw_worker_pids() {
     pw_psql -c "SELECT coalesce(string_agg(pid::text, ' ' ORDER BY pid), '') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
 }
 
-# pw_wait_workers N TIMEOUT_S : wait until exactly N pipeline_worker backends show
+# pw_wait_workers N TIMEOUT_S : wait until exactly N pipeline_worker backends show (prints the count seen last
+# when they do not)
 pw_wait_workers() {
-    local n=$1 timeout=${2:-15} start got
-    start=$(pw_now)
-    while :; do
-        got=$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" 2>/dev/null)
-        [ "$got" = "$n" ] && return 0
-        pw_lt "$(pw_elapsed "$start")" "$timeout" || { echo "$got"; return 1; }
-        sleep 0.2
-    done
+    local got
+    got=$(pw_wait_sql "$1" "${2:-15}" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" 0.2) \
+        && return 0
+    echo "$got"
+    return 1
+}
+
+# pw_wait_sleeping_worker TIMEOUT_S : pid of a pipeline_worker backend sleeping in a step (pg_sleep); false (no
+# output) when none does within TIMEOUT_S seconds
+pw_wait_sleeping_worker() {
+    pw_wait_row "$1" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'
+                       ORDER BY pid LIMIT 1"
 }
 
 # pw_log_problems [FROM_BYTE] : ERROR/FATAL/PANIC lines and worker crash/exit reports in the server log

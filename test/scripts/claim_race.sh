@@ -2,12 +2,11 @@
 # 20 sessions race for 10 pending runs (no background workers): exactly 10 claims succeed, all
 # distinct, nobody blocks on another session's claim; recover_runs() then frees the claims of the
 # sessions that are gone, and only those.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
 PW_WORKERS=0 pw_cluster_start claimrace
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_load_fixtures
 pw_check_sql "no pipeline_worker backends with workers = 0" 0 \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
 pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i))) FROM generate_series(1, 10) i" >/dev/null
@@ -57,8 +56,7 @@ SELECT 'live', pipeline_worker.claim_run(), pg_backend_pid();
 SELECT pg_sleep(8);
 SQL
 live_job=$!
-start=$(pw_now)
-while ! grep -q '^live|' "$out/live.out" 2>/dev/null && pw_lt "$(pw_elapsed "$start")" 5; do sleep 0.1; done
+pw_wait_until 5 0.1 grep -q '^live|' "$out/live.out" 2>/dev/null
 live=$(grep '^live|' "$out/live.out")
 live_id=$(echo "$live" | cut -d'|' -f2)
 [ -n "$live_id" ] || pw_fail "live session could not claim the new run: $live"

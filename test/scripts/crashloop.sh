@@ -44,31 +44,18 @@ SELECT pipeline_worker.create_pipeline('nap', '[{"name": "n", "function": "nap"}
 SQL
 
 # q SQL : psql that tolerates the restarts (retries for up to 60 s while the server is in recovery)
-q() {
-    local out i
-    for i in $(seq 1 300); do
-        if out=$(pw_psql -c "$1" 2>/dev/null); then echo "$out"; return 0; fi
-        sleep 0.2
-    done
-    return 1
-}
+q() { pw_retry 60 pw_psql -c "$1"; }
 
 # a long step of another run is executing in the other worker when the first crash happens: that worker is
 # stopped by the postmaster (SIGQUIT), its run recovered -- not counted
 nap_run=$(q "SELECT pipeline_worker.create_run('nap')")
-for _ in $(seq 1 100); do
-    [ -n "$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $nap_run %'")" ] && break
-    sleep 0.05
-done
+pw_wait_row 5 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $nap_run %'" 0.05 \
+    >/dev/null
 start=$(pw_now)
 crash_run=$(q "SELECT pipeline_worker.create_run('crash')")
 q "SELECT count(pipeline_worker.create_run('fine')) FROM generate_series(1, 20)" >/dev/null
 settled=
-for _ in $(seq 1 300); do   # up to ~60 s
-    st=$(q "SELECT status FROM pipeline_worker.runs WHERE id = $crash_run")
-    [ "$st" = failed ] && { settled=1; break; }
-    sleep 0.2
-done
+st=$(pw_wait_sql failed 60 "SELECT status FROM pipeline_worker.runs WHERE id = $crash_run" 0.2) && settled=1
 t=$(pw_elapsed "$start")
 [ -n "$settled" ] && pw_ok "the crashing run failed after $t s" || pw_fail "the crashing run is '$st' after $t s"
 restarts=$(grep -c 'terminated by signal 9' "$PW_LOG")
@@ -100,12 +87,8 @@ pw_wait_workers 2 20 >/dev/null && pw_ok "both workers serve" || pw_fail "worker
 
 # killed once from outside while in its step: counted once, executed again, succeeds
 r=$(q "SELECT pipeline_worker.create_run('once')")
-pid=
-for _ in $(seq 1 100); do
-    pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE '%run $r %'" | head -1)
-    [ -n "$pid" ] && break
-    sleep 0.1
-done
+pid=$(pw_wait_row 10 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE '%run $r %'
+                      LIMIT 1")
 [ -n "$pid" ] && pw_ok "the 'once' run is executing in worker $pid" || pw_fail "the 'once' run never showed in a worker"
 q "UPDATE once SET killed = true" >/dev/null
 kill -9 "$pid" 2>/dev/null

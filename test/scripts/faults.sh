@@ -26,15 +26,8 @@ SELECT pipeline_worker.create_pipeline('faulty', '[{"name": "s1", "function": "f
     {"name": "s2", "function": "fstep"}, {"name": "s3", "function": "fstep"}]');
 SQL
 
-# psql that survives the server being down for a moment (crash recovery, restart)
-psql_retry() {
-    local i out
-    for i in $(seq 1 100); do
-        if out=$(pw_psql "$@" 2>/dev/null); then echo "$out"; return 0; fi
-        sleep 0.2
-    done
-    return 1
-}
+# psql that survives the server being down for a moment (crash recovery, restart): retries for up to 20 s
+psql_retry() { pw_retry 20 pw_psql "$@"; }
 
 submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
     psql_retry -c "SELECT count(pipeline_worker.create_run('faulty', jsonb_build_object('value', $1 * 100000 + g, 'phase', $1)))
@@ -42,14 +35,9 @@ submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
 }
 
 verify() {  # $1 = phase tag, $2 = description
-    local phase=$1 what=$2
-    local start; start=$(pw_now)
-    while :; do
-        left=$(psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')")
-        [ "$left" = 0 ] && break
-        pw_lt "$(pw_elapsed "$start")" 120 || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
-        sleep 0.3
-    done
+    local phase=$1 what=$2 left
+    left=$(pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')" 0.3) \
+        || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
     pw_check_sql "$what: all $RUNS runs succeeded" "$RUNS" \
         "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status = 'succeeded'"
     pw_check_sql "$what: results exact (input + 6)" "0" \
@@ -113,13 +101,13 @@ pw_info "C: $(in_progress 3)/$RUNS runs done after the restarts"
 verify 3 "C (pg_ctl stop -m immediate)"
 
 # ---------------------------------------------------------------- a claim by a session that disconnects
-psql_retry -c "ALTER SYSTEM SET pipeline_worker.workers = 0" -c "SELECT pg_reload_conf()" >/dev/null
+pw_retry 20 pw_set_conf pipeline_worker.workers 0 >/dev/null
 pw_wait_workers 0 15 >/dev/null || pw_fail "workers did not stop after pipeline_worker.workers = 0"
 orphan=$(psql_retry -c "SELECT pipeline_worker.create_run('faulty', '{\"value\": 7, \"phase\": 7}')")
 claimed=$(psql_retry -c "SELECT pipeline_worker.claim_run()")   # session ends right after claiming
 pw_check "session claim: claimed the new run" "$orphan" "$claimed"
 pw_check_sql "session claim: the run is running with a dead claimer" "running" "SELECT status FROM pipeline_worker.runs WHERE id = $orphan"
-psql_retry -c "ALTER SYSTEM SET pipeline_worker.workers = 2" -c "SELECT pg_reload_conf()" >/dev/null
+pw_retry 20 pw_set_conf pipeline_worker.workers 2 >/dev/null
 pw_check_sql "session claim: recovered and completed by a worker" "succeeded" "SELECT pipeline_worker.wait_run($orphan, '15 s')"
 pw_check_sql "session claim: result exact" "13" "SELECT result->>'value' FROM pipeline_worker.runs WHERE id = $orphan"
 grep -q "recovered .* run(s) whose worker had exited" "$PW_LOG" && pw_ok "log: 'recovered N run(s)' lines present" \

@@ -6,55 +6,15 @@
 # allow-list (names, IPs, CIDRs, empty list, redirect hops), redirects, 200 requests in flight on 2 workers with no
 # transaction open, cancel and SIGTERM during a request (re-issued with the same Idempotency-Key), function and HTTP
 # steps mixed, bad definitions, and 1,000 runs with no lost or duplicated request.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
-SERVER_JS="$HERE/../http/server.js"
-SRV_PID=
-SRV_DIR=$(mktemp -d /tmp/pw-http-server.XXXXXX)
-
-http_cleanup() {
-    local rc=$?
-    if [ -n "$SRV_PID" ]; then
-        kill "$SRV_PID" 2>/dev/null
-        wait "$SRV_PID" 2>/dev/null
-    fi
-    if [ "$PW_FAILED" -gt 0 ] && [ -s "$SRV_DIR/stderr" ]; then
-        echo "info   test server stderr:"
-        tail -n 10 "$SRV_DIR/stderr" | sed 's/^/       | /'
-    fi
-    rm -rf "$SRV_DIR"
-    (exit "$rc")
-    pw_cleanup
-}
-trap http_cleanup EXIT
+source "$(dirname "$0")/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/http.sh"
+trap pw_http_cleanup EXIT
 
 # ---------------------------------------------------------------- the test server
-node "$SERVER_JS" --host 127.0.0.1,127.0.0.2,127.0.0.3 >"$SRV_DIR/stdout" 2>"$SRV_DIR/stderr" &
-SRV_PID=$!
-PORT=
-for _ in $(seq 1 100); do   # up to 10 s
-    PORT=$(awk '$1 == "PORT" { print $2; exit }' "$SRV_DIR/stdout" 2>/dev/null)
-    [ -n "$PORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$PORT" ] || pw_die "test server did not start: $(tail -n 3 "$SRV_DIR/stderr" 2>/dev/null)"
-B=http://127.0.0.1:$PORT
+pw_http_start --host 127.0.0.1,127.0.0.2,127.0.0.3
 CLOSED_PORT=$(pw_free_port) || pw_die "no free port for the connection-refused test"
 pw_info "test server: $B (pid $SRV_PID); closed port $CLOSED_PORT"
 
-# srv PATH [METHOD] : body of a request to the test server (bounded)
-if command -v curl >/dev/null 2>&1; then
-    srv() { curl -s --max-time 5 -X "${2:-GET}" "$B$1"; }
-else
-    srv() {
-        node -e 'fetch(process.argv[1], {method: process.argv[2], signal: AbortSignal.timeout(5000)})
-                   .then(r => r.text()).then(t => process.stdout.write(t), () => process.exit(1))' "$B$1" "${2:-GET}"
-    }
-fi
-srv_reset() { [ "$(srv /reset POST)" = '{"reset":true}' ] || pw_fail "test server: /reset failed"; }
-# srv_stat NAME : a top-level number of /stats (requests, keys, duplicates, no_key, in_flight, ...)
-srv_stat() { srv /stats | sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
 # srv_path_count PATH : requests counted for PATH (0 when none)
 srv_path_count() {
     local n
@@ -72,9 +32,8 @@ ge() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ]; }
 urlenc() { printf '%s' "$1" | sed -e 's/%/%25/g' -e 's/:/%3A/g' -e 's|/|%2F|g' -e 's/?/%3F/g' -e 's/&/%26/g' -e 's/=/%3D/g'; }
 
 # ---------------------------------------------------------------- the cluster
-PW_WORKERS=2 pw_cluster_start http "pipeline_worker.http_allowed_hosts = '127.0.0.1, localhost'" \
-    "pipeline_worker.recovery_interval_ms = 500"
-pw_wait_workers 2 20 >/dev/null || pw_die "the 2 workers did not show up"
+pw_cluster_up http 2 20 "pipeline_worker.http_allowed_hosts = '127.0.0.1, localhost'" \
+    "pipeline_worker.recovery_interval_ms = 500" || exit 1
 export PGOPTIONS="-c statement_timeout=30s"   # no statement of this script may hang (wait_run waits <= 15 s)
 pw_psql <<'SQL' >/dev/null || pw_die "setup failed"
 CREATE EXTENSION pipeline_worker;
@@ -160,8 +119,7 @@ mkpipe sleeper    '[{"name": "nap", "function": "f_nap"}]'
 mkpipe mixed      '[{"name": "first", "function": "f_first"}, {"name": "call", "http": {"url": "@B@/echo"}},
                     {"name": "last", "function": "f_last"}]'
 
-run() { pw_psql -c "SELECT pipeline_worker.create_run('$1', '${2:-{\}}', '${3:-{\}}')"; }
-wait_status() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-15} s')"; }
+wait_status() { pw_wait_run "$1" "${2:-15}"; }
 attempts_of() {  # "attempt:status ..." of run $1's step rows
     pw_psql -c "SELECT coalesce(string_agg(position || '.' || attempt || ':' || status, ' ' ORDER BY position, attempt), '')
                   FROM pipeline_worker.run_steps WHERE run_id = $1"
@@ -218,7 +176,7 @@ else pw_fail "HTTP step by a role outside pipeline_worker_http: $out"; fi
 
 # ---------------------------------------------------------------- POST /echo: body = context, headers
 srv_reset
-r=$(run echo_post '{"n": 42}' '{"m": 1}')
+r=$(pw_run echo_post '{"n": 42}' '{"m": 1}')
 pw_check "POST /echo: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "POST /echo: output is the parsed JSON (default method POST, query seen)" "object POST /echo 1" \
     "SELECT concat_ws(' ', jsonb_typeof(result), result->>'method', result->>'path', result->'query'->>'q')
@@ -246,17 +204,17 @@ mkpipe echo_legacy '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"X
 pw_psql -c "UPDATE pipeline_worker.pipelines SET steps = jsonb_set(steps, '{0,http,headers}',
               '{\"Content-Length\": \"5\", \"Connection\": \"close\", \"X-Kept\": \"k\"}')
              WHERE name = 'echo_legacy'" >/dev/null || pw_fail "could not store the legacy definition"
-r=$(run echo_legacy)
+r=$(pw_run echo_legacy)
 pw_check "legacy definition with Content-Length/Connection headers: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "... those headers were not sent, the whole body and X-Kept were" "$r|k|t" \
     "SELECT concat_ws('|', result->'body'->>'run_id', result->'headers'->>'x-kept',
                       (result->'headers'->>'content-length')::int > 5 AND result->'headers'->>'connection' IS DISTINCT FROM 'close')
        FROM pipeline_worker.runs WHERE id = $r"
-r=$(run echo_empty)
+r=$(pw_run echo_empty)
 pw_check "empty header value: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "empty header value: the header is sent, empty" "t" \
     "SELECT result->'headers' ? 'x-empty' AND result->'headers'->>'x-empty' = '' FROM pipeline_worker.runs WHERE id = $r"
-r=$(run echo_own)
+r=$(pw_run echo_own)
 pw_check "own Content-Type: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "own Content-Type is sent instead of ours; own Idempotency-Key / Pipeline-Run-Id are not" \
     "application/vnd.api+json|$r:1:1|$r" \
@@ -264,7 +222,7 @@ pw_check_sql "own Content-Type is sent instead of ours; own Idempotency-Key / Pi
        FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 
 # ---------------------------------------------------------------- methods
-r=$(run methods '{"k": "v"}')
+r=$(pw_run methods '{"k": "v"}')
 pw_check "GET/DELETE/PUT/PATCH: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "GET/DELETE send no body, PUT/PATCH send the context; method and key right" \
     "1:GET:null:$r:1:1 2:DELETE:null:$r:2:1 3:PUT:object:$r:3:1 4:PATCH:object:$r:4:1" \
@@ -281,46 +239,46 @@ pw_check_sql "GET/DELETE: Pipeline-Run-Id sent" "$r $r" \
        FROM pipeline_worker.run_steps WHERE run_id = $r AND position IN (1, 2)"
 
 # ---------------------------------------------------------------- response bodies
-r=$(run text)
+r=$(pw_run text)
 pw_check "/text: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "/text: output is the JSON string \"hello, world\"" "$r" '"hello, world"'
-r=$(run empty)
+r=$(pw_run empty)
 pw_check "/empty: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "/empty: output is JSON null" "$r" 'null'
 pw_check_sql "/empty: step output is JSON null too" "null" \
     "SELECT jsonb_typeof(output) FROM pipeline_worker.run_steps WHERE run_id = $r"
-r=$(run badjson)
+r=$(pw_run badjson)
 pw_check "/badjson: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "/badjson: stored as a JSON string" "$r" '"{\"unterminated\": "'
-r=$(run binary)
+r=$(pw_run binary)
 check_failed "/binary" "$r" "1.1:failed" "not valid JSON or text"
-r=$(run deep300)
+r=$(pw_run deep300)
 pw_check "/deep?n=300 (deeper than the pre-check's 256): succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "/deep?n=300: stored as JSON arrays, not as a string" "array" \
     "SELECT jsonb_typeof(result) FROM pipeline_worker.runs WHERE id = $r"
-r=$(run nuljson)
+r=$(pw_run nuljson)
 check_failed "/nuljson (JSON with \\u0000)" "$r" "1.1:failed" "jsonb cannot store it: unsupported Unicode escape sequence"
-r=$(run utf8error)
+r=$(pw_run utf8error)
 check_failed "/utf8error (HTTP 500, a 200-byte cut inside a character)" "$r" "1.1:failed" "HTTP 500: aéé"
 pw_check_sql "/utf8error: the error keeps its text (no '?')" "false 199" \
     "SELECT (error LIKE '%?%') || ' ' || octet_length(substr(error, strpos(error, 'HTTP 500: ') + 10))
        FROM pipeline_worker.run_steps WHERE run_id = $r"
 
 # ---------------------------------------------------------------- HTTP errors, retries
-r=$(run s404)
+r=$(pw_run s404)
 check_failed "/status/404 (max_attempts 3)" "$r" "1.1:failed" "HTTP 404" "status 404 body"
 pw_check_sql "/status/404: 'HTTP 404: <body>'" t \
     "SELECT error LIKE '%HTTP 404: status 404 body%' FROM pipeline_worker.runs WHERE id = $r"
 
 srv_reset
-r=$(run s500)
+r=$(pw_run s500)
 check_failed "/status/500 (max_attempts 3)" "$r" "1.1:failed 1.2:failed 1.3:failed" "HTTP 500" "status 500 body"
 pw_check "/status/500: exactly 3 requests reached the server" 3 "$(srv_stat requests)"
 pw_check "/status/500: one new Idempotency-Key per attempt" "$r:1:1=1 $r:1:2=1 $r:1:3=1" "$(srv_keys_of "$r")"
 pw_check_sql "/status/500: every attempt's error says HTTP 500" 3 \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND error LIKE '%HTTP 500: status 500 body%'"
 
-r=$(run flaky)
+r=$(pw_run flaky)
 pw_check "/flaky?fail=2 (max_attempts 3): succeeded" succeeded "$(wait_status "$r")"
 pw_check "/flaky: succeeded on attempt 3" "1.1:failed 1.2:failed 1.3:succeeded" "$(attempts_of "$r")"
 pw_check_sql "/flaky: failed attempts say 'HTTP 500: flaky failure k of 2'" 2 \
@@ -330,13 +288,13 @@ pw_check_sql "/flaky: the output is the third request's echo (attempt 3 in body 
     "SELECT (result->'body'->>'attempt') || ' ' || (result->'headers'->>'idempotency-key')
        FROM pipeline_worker.runs WHERE id = $r"
 
-r=$(run flaky429)
+r=$(pw_run flaky429)
 pw_check "429 is retried: succeeded" succeeded "$(wait_status "$r")"
 pw_check "429 is retried: attempts" "1.1:failed 1.2:succeeded" "$(attempts_of "$r")"
 pw_check_sql "429 is retried: first attempt says HTTP 429" t \
     "SELECT error LIKE '%HTTP 429%' FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1"
 # Retry-After: 1 s outweighs the step's 10 ms back-off
-r=$(run after429)
+r=$(pw_run after429)
 check_failed "429 with Retry-After: 1 (max_attempts 2)" "$r" "1.1:failed 1.2:failed" "HTTP 429"
 pw_check_sql "429 with Retry-After: 1: the second attempt waited about a second" t \
     "SELECT s2.started_at - s1.finished_at >= interval '900 milliseconds'
@@ -345,25 +303,25 @@ pw_check_sql "429 with Retry-After: 1: the second attempt waited about a second"
 
 # ---------------------------------------------------------------- timeouts, connection failures
 start=$(pw_now)
-r=$(run tmo)
+r=$(pw_run tmo)
 check_failed "/delay?ms=3000 with timeout_ms 300 (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" \
     "timed out after 300 ms (the step's timeout_ms)"
 t=$(pw_elapsed "$start")
 pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout: two 300 ms attempts took ${t} s"
 
-r=$(run tmo_step)
+r=$(pw_run tmo_step)
 check_failed "step-level timeout_ms 300 bounds an HTTP step (no http timeout_ms)" "$r" "1.1:failed" \
     "timed out after 300 ms"
-r=$(run refused)
+r=$(pw_run refused)
 check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed" \
     "(Connection refused)"
 
 # https to a plain-HTTP port: the TLS handshake fails; not retried (a configuration problem, not a transient one)
-r=$(run tls)
+r=$(pw_run tls)
 check_failed "https to a plain-HTTP server (TLS failure, max_attempts 3: not retried)" "$r" "1.1:failed" "TLS error"
 
 srv_reset
-r=$(run closer)
+r=$(pw_run closer)
 check_failed "/close (max_attempts 3: retried)" "$r" "1.1:failed 1.2:failed 1.3:failed" "connection error"
 pw_check "/close: exactly one request per attempt, one Idempotency-Key each" "3 $r:1:1=1 $r:1:2=1 $r:1:3=1" \
     "$(srv_path_count /close) $(srv_keys_of "$r")"
@@ -382,29 +340,18 @@ pw_check "/close on reused connections: the server saw 20 requests, no duplicate
     "$(srv_path_count /close) $(srv_stat duplicates)"
 
 # ---------------------------------------------------------------- response size limit
-r=$(run huge)
+r=$(pw_run huge)
 check_failed "/huge 2,000,000 bytes with the default limit" "$r" "1.1:failed" \
     "exceeds pipeline_worker.http_max_response_bytes"
 
 # set_guc NAME VALUE : ALTER SYSTEM + reload; waits until new sessions see it, then gives the workers a moment
 set_guc() {
-    if ! pw_psql -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null 2>"$SRV_DIR/guc.err"; then
-        pw_fail "ALTER SYSTEM SET $1 = '$2': $(cat "$SRV_DIR/guc.err")"
-        return 1
-    fi
-    for _ in $(seq 1 50); do
-        # (compared without blanks: a check hook may normalise a list)
-        if [ "$(pw_psql -c "SELECT replace(setting, ' ', '') FROM pg_settings WHERE name = '$1'")" = "${2// /}" ]; then
-            sleep 0.3
-            return 0
-        fi
-        sleep 0.1
-    done
-    pw_fail "$1 is not '$2' 5 s after pg_reload_conf()"
-    return 1
+    local err
+    err=$(pw_set_conf "$1" "$2" 2>&1) || { pw_fail "$err"; return 1; }
+    sleep 0.3
 }
 set_guc pipeline_worker.http_max_response_bytes 4194304
-r=$(run huge)
+r=$(pw_run huge)
 pw_check "/huge 2,000,000 bytes after raising the limit (reload): succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "/huge: output is the 2,000,000-character string" "string 2000000 t" \
     "SELECT concat_ws(' ', jsonb_typeof(result), length(result #>> '{}'), (result #>> '{}') ~ '^x+\$')
@@ -412,63 +359,63 @@ pw_check_sql "/huge: output is the 2,000,000-character string" "string 2000000 t
 
 # ---------------------------------------------------------------- egress allow-list
 srv_reset
-r=$(run ip2)
+r=$(pw_run ip2)
 check_failed "127.0.0.2 (loopback, not listed)" "$r" "1.1:failed" "is not allowed by pipeline_worker.http_allowed_hosts"
 pw_check "127.0.0.2: the server received nothing" 0 "$(srv_stat requests)"
-r=$(run byname)
+r=$(pw_run byname)
 pw_check "http://localhost:<port> with 'localhost' listed: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "http://localhost: output" "$r" '{"ok": true}'
 
 set_guc pipeline_worker.http_allowed_hosts ''
 srv_reset
-r=$(run okp)
+r=$(pw_run okp)
 check_failed "empty allow-list: 127.0.0.1 denied" "$r" "1.1:failed" "is not allowed"
-r=$(run byname)
+r=$(pw_run byname)
 check_failed "empty allow-list: localhost denied" "$r" "1.1:failed" "is not allowed"
 pw_check "empty allow-list: the server received nothing" 0 "$(srv_stat requests)"
 
 set_guc pipeline_worker.http_allowed_hosts '127.0.0.0/8'
-r=$(run ip2)
+r=$(pw_run ip2)
 pw_check "CIDR 127.0.0.0/8 allows 127.0.0.2: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "CIDR: output" "$r" '{"ok": true}'
 
 # ---------------------------------------------------------------- redirects
 set_guc pipeline_worker.http_allowed_hosts '127.0.0.1'
 srv_reset
-r=$(run redir)
+r=$(pw_run redir)
 check_failed "302 without follow_redirects (max_attempts 3: not retried)" "$r" "1.1:failed" "HTTP 302" "follow_redirects"
 pw_check "302 without follow_redirects: the target was not requested" "1 0" \
     "$(srv_path_count /redirect) $(srv_path_count /ok)"
-r=$(run redir_follow)
+r=$(pw_run redir_follow)
 pw_check "302 with follow_redirects: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "302 with follow_redirects: /ok's output" "$r" '{"ok": true}'
 srv_reset
-r=$(run redir_denied)
+r=$(pw_run redir_denied)
 check_failed "redirect to a denied host (127.0.0.3)" "$r" "1.1:failed" "is not allowed"
 pw_check "redirect to a denied host: the target was not requested" "1 0" \
     "$(srv_path_count /redirect) $(srv_path_count /ok)"
 set_guc pipeline_worker.http_allowed_hosts '127.0.0.1, localhost'
-r=$(run redir_cred_same)
+r=$(pw_run redir_cred_same)
 pw_check "redirect on the same host: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "redirect on the same host: all headers follow" "s3|Bearer t|p" \
     "SELECT concat_ws('|', result->'headers'->>'x-secret', result->'headers'->>'authorization', result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
-r=$(run step_secret_same)
+r=$(pw_run step_secret_same)
 pw_check "step-level secret_headers: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "step-level secret_headers: the secret value is sent" "s3|p" \
     "SELECT concat_ws('|', result->'headers'->>'x-secret', result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
 pw_check_sql "step-level secret_headers: masked in the stored definition" "********" \
     "SELECT steps->0->'http'->'headers'->>'X-Secret' FROM pipeline_worker.pipelines WHERE name = 'step_secret_same'"
-r=$(run step_secret)
+r=$(pw_run step_secret)
 pw_check "step-level secret_headers, redirect to another host: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "step-level secret_headers, redirect to another host: the secret is not sent there" "|p" \
     "SELECT concat_ws('|', coalesce(result->'headers'->>'x-secret', ''), result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
-r=$(run redir_cred_other)
+r=$(pw_run redir_cred_other)
 pw_check "redirect to another host: succeeded" succeeded "$(wait_status "$r")"
 pw_check_sql "redirect to another host: secret header and Authorization are not sent there, others are" "||p" \
     "SELECT concat_ws('|', coalesce(result->'headers'->>'x-secret', ''), coalesce(result->'headers'->>'authorization', ''), result->'headers'->>'x-plain') FROM pipeline_worker.runs WHERE id = $r"
 
 # ---------------------------------------------------------------- mixed function -> http -> function
-r=$(run mixed '{"x": 5}')
+r=$(pw_run mixed '{"x": 5}')
 pw_check "function -> http -> function: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "function -> http -> function: outputs passed along (prev and results)" "$r" \
     '{"http_method": "POST", "http_saw_prev": {"a": 5, "from": "first"}, "results_call_path": "/echo"}'
@@ -482,14 +429,10 @@ pw_check_sql "function -> http -> function: the HTTP request's key has position 
 set_guc pipeline_worker.workers 1
 pw_wait_workers 1 10 >/dev/null || pw_fail "late answer: the workers did not come down to 1"
 srv_reset
-r=$(run lateread)
-ok=
-for _ in $(seq 1 50); do   # up to 5 s
-    [ "$(srv_stat in_flight)" = 1 ] && { ok=1; break; }
-    sleep 0.05
-done
-[ -n "$ok" ] || pw_fail "late answer: the request never showed as in flight"
-r2=$(run sleeper)
+r=$(pw_run lateread)
+in_flight_is() { [ "$(srv_stat in_flight)" = "$1" ]; }
+pw_wait_until 2.5 0.05 in_flight_is 1 || pw_fail "late answer: the request never showed as in flight"
+r2=$(pw_run sleeper)
 pw_check "late answer: the 3 s function step succeeded" succeeded "$(wait_status "$r2")"
 pw_check "late answer: the HTTP step succeeded" succeeded "$(wait_status "$r")"
 pw_check "late answer: one attempt, one request" "1.1:succeeded 1" "$(attempts_of "$r") $(srv_stat requests)"
@@ -506,11 +449,8 @@ srv_reset
 start=$(pw_now)
 pw_psql -c "SELECT count(pipeline_worker.create_run('slow1s')) FROM generate_series(1, 200)" >/dev/null
 inf=0
-for _ in $(seq 1 40); do   # up to ~4 s
-    inf=$(srv_stat in_flight)
-    ge "$inf" 100 && break
-    sleep 0.1
-done
+in_flight_ge() { inf=$(srv_stat in_flight); ge "$inf" "$1"; }
+pw_wait_until 4 0.1 in_flight_ge 100
 pw_info "concurrency: $inf requests in flight at the server $(pw_elapsed "$start") s after submitting"
 # Samples count only while the server has answered none of the 200 requests and nothing moved at the server
 # during the sample (same requests / in_flight before and after): then the workers have nothing to do but wait
@@ -579,14 +519,12 @@ pw_check "200 delayed runs: 200 requests, no duplicate key" "200 0" "$(srv_stat 
 
 # ---------------------------------------------------------------- cancel during a request
 srv_reset
-r=$(run slow30s)
-ok=
-for _ in $(seq 1 50); do   # up to 5 s
-    if [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'")" = 1 ] \
-       && [ "$(srv_stat in_flight)" = 1 ]; then ok=1; break; fi
-    sleep 0.1
-done
-[ -n "$ok" ] && pw_ok "cancel: the request is in flight, its step row running" \
+r=$(pw_run slow30s)
+cancel_in_flight() {
+    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'")" = 1 ] \
+        && in_flight_is 1
+}
+pw_wait_until 5 0.1 cancel_in_flight && pw_ok "cancel: the request is in flight, its step row running" \
     || pw_fail "cancel: the request never showed as in flight (steps: $(attempts_of "$r"))"
 start=$(pw_now)
 c=$(PGOPTIONS="-c statement_timeout=5s" pw_psql -c "SELECT pipeline_worker.cancel_run($r)" 2>&1)
@@ -595,10 +533,7 @@ pw_check "cancel: cancel_run returned true" t "$c"
 pw_lt "$t" 2 && pw_ok "cancel: cancel_run took $t s" || pw_fail "cancel: cancel_run took $t s"
 pw_check "cancel: the run is cancelled" cancelled "$(wait_status "$r" 5)"
 # the worker records the interrupted attempt by itself, possibly a moment after cancel_run returned
-for _ in $(seq 1 50); do   # up to 5 s
-    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'")" = 0 ] && break
-    sleep 0.1
-done
+pw_wait_sql 0 5 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'" >/dev/null
 pw_info "cancel: step row settled $(pw_elapsed "$start") s after cancel_run; server in_flight $(srv_stat in_flight) (0 = the request was aborted)"
 pw_check "cancel: the interrupted attempt is recorded failed and finished" "1.1:failed" \
     "$(pw_psql -c "SELECT string_agg(position || '.' || attempt || ':' || status, ' ') FROM pipeline_worker.run_steps
@@ -607,36 +542,28 @@ pw_check "cancel: the interrupted attempt is recorded failed and finished" "1.1:
 # ---------------------------------------------------------------- SIGTERM during requests
 srv_reset
 pw_psql -c "SELECT count(pipeline_worker.create_run('term')) FROM generate_series(1, 20)" >/dev/null
-ok=
-for _ in $(seq 1 50); do   # up to 5 s
-    if [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
-                          WHERE r.pipeline = 'term' AND s.status = 'running'")" = 20 ] \
-       && ge "$(srv_stat in_flight)" 20; then ok=1; break; fi
-    sleep 0.1
-done
-[ -n "$ok" ] && pw_ok "SIGTERM: 20 requests in flight, step rows running" \
+term_in_flight() {
+    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
+                      WHERE r.pipeline = 'term' AND s.status = 'running'")" = 20 ] && in_flight_ge 20
+}
+pw_wait_until 5 0.1 term_in_flight && pw_ok "SIGTERM: 20 requests in flight, step rows running" \
     || pw_fail "SIGTERM: the 20 requests never were all in flight (server: $(srv_stat in_flight))"
 old_pids=$(pw_psql -c "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity WHERE $WORKER_FILTER")
 start=$(pw_now)
 pw_check_sql "SIGTERM: pg_terminate_backend on both workers" 2 \
     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE $WORKER_FILTER"
 gone=
-for _ in $(seq 1 50); do   # up to 5 s
-    [ "$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE pid IN (${old_pids:-0})")" = 0 ] && { gone=1; break; }
-    sleep 0.05
-done
+pw_wait_sql 0 2.5 "SELECT count(*) FROM pg_stat_activity WHERE pid IN (${old_pids:-0})" 0.05 >/dev/null && gone=1
 t=$(pw_elapsed "$start")
 [ -n "$gone" ] && pw_lt "$t" 2 && pw_ok "SIGTERM: workers exited promptly during their requests ($t s)" \
     || pw_fail "SIGTERM: workers $old_pids still there after $t s"
 pw_wait_workers 2 10 >/dev/null && pw_ok "SIGTERM: the launcher restarted the workers" \
     || pw_fail "SIGTERM: workers not back"
 deadline_ok=
-for _ in $(seq 1 100); do   # up to 20 s after the termination
-    [ "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'term' AND status IN ('pending', 'running')")" = 0 ] \
-        && { deadline_ok=1; break; }
-    pw_lt "$(pw_elapsed "$start")" 20 || break
-    sleep 0.2
-done
+# (up to 20 s after the termination)
+pw_wait_sql 0 "$(pw_left "$start" 20)" \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'term' AND status IN ('pending', 'running')" 0.2 \
+    >/dev/null && deadline_ok=1
 [ -n "$deadline_ok" ] && pw_ok "SIGTERM: all 20 runs finished $(pw_elapsed "$start") s after the termination" \
     || pw_fail "SIGTERM: runs unfinished 20 s after the termination"
 pw_check_sql "SIGTERM: all 20 succeeded with exactly one step row, attempt 1 succeeded" "20 20" \

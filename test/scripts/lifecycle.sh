@@ -1,13 +1,11 @@
 #!/bin/bash
 # Lifecycle: DROP/CREATE EXTENSION under running workers, changing pipeline_worker.workers with a
 # reload, runs surviving a shutdown in the middle of a step, pipeline_worker.database.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=2 pw_cluster_start lifecycle
-pw_wait_workers 2 20 >/dev/null || pw_fail "2 workers did not show up"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_cluster_up lifecycle 2 20
+pw_load_fixtures
 pids=$(pw_worker_pids)
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 1}')")
 pw_check_sql "a first run succeeds" succeeded "SELECT pipeline_worker.wait_run($id, '10 seconds')"
@@ -21,7 +19,7 @@ problems=$(pw_log_problems "$log0")
 if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log for 3 s after DROP EXTENSION"
 else pw_fail "log after DROP EXTENSION: $(echo "$problems" | head -3)"; fi
 pw_check "workers stay (same pids) after DROP EXTENSION" "$pids" "$(pw_worker_pids)"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed again"
+pw_load_fixtures "fixtures failed again"
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 2}')")
 pw_check_sql "served again after CREATE EXTENSION" succeeded "SELECT pipeline_worker.wait_run($id, '10 seconds')"
 problems=$(pw_log_problems "$log0")
@@ -29,14 +27,14 @@ if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log after r
 else pw_fail "log after re-creating the extension: $(echo "$problems" | head -3)"; fi
 
 # ---------------------------------------------------------------- pipeline_worker.workers on reload
-pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = 0" -c "SELECT pg_reload_conf()" >/dev/null
+pw_set_conf pipeline_worker.workers 0
 if got=$(pw_wait_workers 0 10); then pw_ok "workers = 0 after reload: no workers"
 else pw_fail "workers = 0 after reload: still $got workers"; fi
 pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i, 'tag', 'reload'))) FROM generate_series(1, 5) i" >/dev/null
 sleep 1
 pw_check_sql "runs stay pending without workers" 5 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'tag' = 'reload' AND status = 'pending'"
-pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = 3" -c "SELECT pg_reload_conf()" >/dev/null
+pw_set_conf pipeline_worker.workers 3
 if got=$(pw_wait_workers 3 10); then pw_ok "workers = 3 after reload: 3 workers"
 else pw_fail "workers = 3 after reload: $got workers"; fi
 pw_wait_all_finished 15 && pw_ok "the pending runs are executed by the new workers"
@@ -57,9 +55,7 @@ SELECT pipeline_worker.create_pipeline('interrupted', '[{"name": "s1", "function
                                                         {"name": "s3", "function": "t_step"}]');
 SQL
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('interrupted', '{\"n\": 5}')")
-start=$(pw_now)
-while [ -z "$(pw_psql -c "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")" ] \
-      && pw_lt "$(pw_elapsed "$start")" 10; do sleep 0.1; done
+pw_wait_sleeping_worker 10 >/dev/null
 sleep 0.3
 pw_psql -c "INSERT INTO fx_nosleep VALUES (1)"
 start=$(pw_now)
@@ -78,7 +74,7 @@ pw_check_sql "one succeeded step row per position" "1 2 3" \
 
 # ---------------------------------------------------------------- pipeline_worker.database
 pw_psql -c "CREATE DATABASE appdb" >/dev/null
-PGDATABASE=appdb pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures in appdb failed"
+PGDATABASE=appdb pw_load_fixtures "fixtures in appdb failed"
 pw_cluster_restart "pipeline_worker.database = 'appdb'" || pw_die "restart with pipeline_worker.database failed"
 pw_wait_workers 3 20 >/dev/null || pw_fail "workers did not come back"
 pw_check_sql "workers attach to pipeline_worker.database" "appdb" \

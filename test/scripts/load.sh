@@ -2,15 +2,13 @@
 # Load on 10 workers: 100 plain runs, 50 runs with exact data checks, 120 runs alternating
 # success/failure. Every run finishes, every step runs exactly once, results are exact and every
 # run was executed by a pipeline_worker backend.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=10 pw_cluster_start load
-pw_wait_workers 10 20 >/dev/null || pw_fail "10 workers did not show up"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_cluster_up load 10 20
+pw_load_fixtures
 pids=$(pw_worker_pids)
-PIDS="'{${pids// /,}}'::int[]"
+PIDS=$(pw_int_array "$pids")
 
 # pw_check_batch NAME TAG NRUNS NSTEPS : generic checks for the runs whose input.tag = TAG
 pw_check_common() {
@@ -125,12 +123,7 @@ pw_check "worker pids unchanged after all that" "$pids" "$(pw_worker_pids)"
 pw_check_sql "nothing left pending or running" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE status NOT IN ('succeeded', 'failed')"
 # The workers (still running) report their table statistics, so autovacuum sees what they write and update.
-stats=""
-for i in $(seq 1 50); do
-    stats=$(pw_psql -c "SELECT (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.run_steps'::regclass) > 0
+stats=$(pw_wait_sql t 5 "SELECT (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.run_steps'::regclass) > 0
                            AND (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.runs'::regclass) > 0")
-    [ "$stats" = t ] && break
-    sleep 0.1
-done
 pw_check "running workers' writes show in pg_stat_user_tables" t "$stats"
 pw_finish

@@ -1,14 +1,11 @@
 #!/bin/bash
 # 200 heavier runs (a few KB of JSON per run, some CPU work per step) on 15 workers.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=15 pw_cluster_start heavy
-pw_wait_workers 15 30 >/dev/null || pw_fail "15 workers did not show up"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_cluster_up heavy 15 30
+pw_load_fixtures
 pids=$(pw_worker_pids)
-PIDS="'{${pids// /,}}'::int[]"
 
 pw_psql >/dev/null <<'SQL'
 -- step 1: sum the array, hash the blob, return the array reversed (big output), burn a little CPU
@@ -93,7 +90,7 @@ pw_check_sql "input and metadata unchanged and seen by the steps" 600 \
       WHERE r.pipeline = 'heavy' AND fx.ctx->'input' = r.input AND fx.ctx->'metadata' = r.metadata
         AND r.metadata->>'pad' = repeat('m', 500)"
 pw_check_sql "every run's worker_pid is a pipeline_worker backend" 200 \
-    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'heavy' AND worker_pid = ANY ($PIDS)"
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'heavy' AND worker_pid = ANY ($(pw_int_array "$pids"))"
 pw_info "heavy runs used $(pw_psql -c "SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE pipeline = 'heavy'") distinct workers"
 pw_check "worker pids unchanged" "$pids" "$(pw_worker_pids)"
 problems=$(pw_log_problems)

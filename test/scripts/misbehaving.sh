@@ -60,52 +60,46 @@ CREATE FUNCTION retyped(ctx jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$
 SQL
 pids_before=$(pw_worker_pids)
 
-wait_status() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-20} s')"; }
-run() { pw_psql -c "SELECT pipeline_worker.create_run('$1', '${2:-{\}}')"; }
-
-r=$(run commit)
-pw_check "COMMIT in a step: run failed" "failed" "$(wait_status "$r")"
+r=$(pw_run commit)
+pw_check "COMMIT in a step: run failed" "failed" "$(pw_wait_run "$r")"
 pw_check_sql "COMMIT in a step: clear error" "t" "SELECT error LIKE '%invalid transaction termination%' FROM pipeline_worker.runs WHERE id = $r"
 
-r=$(run doomed)
-pw_check "dropped function: run failed" "failed" "$(wait_status "$r")"
+r=$(pw_run doomed)
+pw_check "dropped function: run failed" "failed" "$(pw_wait_run "$r")"
 pw_check_sql "dropped function: clear error" "step \"d\" failed: function public.doomed(jsonb) does not exist" \
     "SELECT error FROM pipeline_worker.runs WHERE id = $r"
 
-r=$(run retyped)
-pw_check "re-created with another signature: run failed" "failed" "$(wait_status "$r")"
+r=$(pw_run retyped)
+pw_check "re-created with another signature: run failed" "failed" "$(pw_wait_run "$r")"
 pw_check_sql "re-created with another signature: clear error" "t" \
     "SELECT error LIKE '%no longer has the signature (jsonb) RETURNS jsonb%' FROM pipeline_worker.runs WHERE id = $r"
 
-r1=$(run locks '{"first": 1, "second": 2}')
-r2=$(run locks '{"first": 2, "second": 1}')
-pw_check "deadlock: both runs succeed (the victim's attempt is retried)" "succeeded succeeded" "$(wait_status "$r1") $(wait_status "$r2")"
+r1=$(pw_run locks '{"first": 1, "second": 2}')
+r2=$(pw_run locks '{"first": 2, "second": 1}')
+pw_check "deadlock: both runs succeed (the victim's attempt is retried)" "succeeded succeeded" "$(pw_wait_run "$r1") $(pw_wait_run "$r2")"
 pw_check_sql "deadlock: the victim's failed attempt says so" "1" \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN ($r1, $r2) AND status = 'failed' AND error LIKE 'deadlock detected%'"
 pw_check_sql "deadlock: effects of the victim's failed attempt rolled back" "2 2" "SELECT string_agg(n::text, ' ' ORDER BY id) FROM acct"
 
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('big', jsonb_build_object('blob', repeat('x', 5000000)))")
-pw_check "5 MB input, 8 MB output: succeeded" "succeeded" "$(wait_status "$r" 60)"
+pw_check "5 MB input, 8 MB output: succeeded" "succeeded" "$(pw_wait_run "$r" 60)"
 pw_check_sql "5 MB input, 8 MB output: intact" "5000000 3000000" \
     "SELECT length(result->>'echo') || ' ' || length(result->>'more') FROM pipeline_worker.runs WHERE id = $r"
 
-r=$(run timeout '{"sleep": 5}')
-pw_check "timeout: run failed" "failed" "$(wait_status "$r")"
+r=$(pw_run timeout '{"sleep": 5}')
+pw_check "timeout: run failed" "failed" "$(pw_wait_run "$r")"
 pw_check_sql "timeout: error names it" "step \"t\" failed: step timed out after 200 ms" "SELECT error FROM pipeline_worker.runs WHERE id = $r"
 pw_check_sql "timeout: took well under the step's sleep" "t" "SELECT finished_at - started_at < interval '3 s' FROM pipeline_worker.runs WHERE id = $r"
 
-r=$(run slow '{"sleep": 10}')
-for i in $(seq 1 50); do
-    [ "$(pw_psql -c "SELECT status FROM pipeline_worker.runs WHERE id = $r")" = running ] && break
-    sleep 0.1
-done
+r=$(pw_run slow '{"sleep": 10}')
+pw_wait_sql running 5 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
 pw_check_sql "a run executing a slow step shows as running, claimed by a worker" "running true" \
     "SELECT status || ' ' || (worker_pid IN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'))
        FROM pipeline_worker.runs WHERE id = $r"
 sleep 0.1
 start=$(pw_now)
 pw_check_sql "cancel running run: cancel_run returns true" "t" "SELECT pipeline_worker.cancel_run($r)"
-pw_check "cancel running run: cancelled" "cancelled" "$(wait_status "$r" 5)"
+pw_check "cancel running run: cancelled" "cancelled" "$(pw_wait_run "$r" 5)"
 pw_lt "$(pw_elapsed "$start")" 3 && pw_ok "cancel running run: prompt" || pw_fail "cancel running run: took $(pw_elapsed "$start") s"
 sleep 0.5
 pw_check_sql "cancel running run: the interrupted step was rolled back, the second never started" "0" \
@@ -116,11 +110,11 @@ pw_check_sql "cancel running run: no step row for the second step" "0" \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND position = 2"
 pw_check_sql "cancel finished run: false" "f" "SELECT pipeline_worker.cancel_run($r)"
 
-r=$(run resume)
-pw_check "retry_run: run failed at step b" "failed" "$(wait_status "$r")"
+r=$(pw_run resume)
+pw_check "retry_run: run failed at step b" "failed" "$(pw_wait_run "$r")"
 pw_psql -c "UPDATE flags SET on_ = false"
 pw_check_sql "retry_run: accepted" "t" "SELECT pipeline_worker.retry_run($r)"
-pw_check "retry_run: succeeded" "succeeded" "$(wait_status "$r")"
+pw_check "retry_run: succeeded" "succeeded" "$(pw_wait_run "$r")"
 pw_check_sql "retry_run: a not re-run; b's failed attempt rolled back; c once" "a b c" \
     "SELECT string_agg(step, ' ' ORDER BY step) FROM fx WHERE run_id = $r"
 pw_check_sql "retry_run: attempts recorded" "a:1:succeeded b:1:failed b:2:succeeded c:1:succeeded" \
@@ -141,14 +135,14 @@ DROP ROLE gone_role;
 COMMIT;
 SQL
 )
-pw_check "dropped submitter: run failed" "failed" "$(wait_status "$r")"
+pw_check "dropped submitter: run failed" "failed" "$(pw_wait_run "$r")"
 pw_check_sql "dropped submitter: clear error, no step ran" "true 0" \
     "SELECT (error LIKE 'the role that submitted this run (OID %) no longer exists') || ' ' ||
             (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r"
 
 # a step's session-level advisory lock does not outlive it in the worker (the next run there may be another role's)
-r=$(run leaver)
-pw_check "advisory lock in a step: run succeeded" succeeded "$(wait_status "$r")"
+r=$(pw_run leaver)
+pw_check "advisory lock in a step: run succeeded" succeeded "$(pw_wait_run "$r")"
 pw_check_sql "advisory lock in a step: released after the step (no worker holds it, another session gets it)" "0 true" \
     "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242) || ' ' || pg_try_advisory_lock(4242)"
 

@@ -2,8 +2,7 @@
 # Without shared_preload_libraries the extension still works in-session (no background workers:
 # pipeline_worker.workers() is "empty unless preloaded"); loading the library must not kill the
 # session.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
 PW_PRELOAD= PW_WORKERS=0 pw_cluster_start nopreload
@@ -19,7 +18,7 @@ esac
 pw_check_sql "the extension is installed" 1 "SELECT count(*) FROM pg_extension WHERE extname = 'pipeline_worker'"
 [ "$(pw_psql -c "SELECT count(*) FROM pg_extension WHERE extname = 'pipeline_worker'")" = 1 ] || pw_finish
 pw_check_sql "workers() is empty" 0 "SELECT count(*) FROM pipeline_worker.workers()"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null 2>&1
+pw_psql -f "$PW_LIB_DIR/fixtures.sql" >/dev/null 2>&1
 got=$(pw_psql 2>&1 <<'SQL'
 SELECT pipeline_worker.create_run('p3', '{"n": 3}') AS id \gset
 SELECT pipeline_worker.claim_run() = :id AS claimed \gset

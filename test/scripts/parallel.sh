@@ -1,12 +1,10 @@
 #!/bin/bash
 # Parallel execution: slow runs overlap in different workers; interleaved runs keep their own data.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=4 pw_cluster_start parallel
-pw_wait_workers 4 20 >/dev/null || pw_fail "4 workers did not show up"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_cluster_up parallel 4 20
+pw_load_fixtures
 
 # ---------------------------------------------------------------- two slow runs in parallel
 # slow_pair LABEL TAG: submit two 2-second runs in one transaction; they must run at the same time
@@ -14,16 +12,10 @@ pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
 slow_pair() {
     local label=$1 tag=$2 ids a b t start
     start=$(pw_now)
-    ids=$(pw_psql <<SQL
-BEGIN;
-SELECT pipeline_worker.create_run('p1', '{"n": 1, "sleep": 2, "tag": "$tag-a"}');
-SELECT pipeline_worker.create_run('p1', '{"n": 2, "sleep": 2, "tag": "$tag-b"}');
-COMMIT;
-SQL
-)
+    ids=$(pw_create_runs p1 "{\"n\": 1, \"sleep\": 2, \"tag\": \"$tag-a\"}" "{\"n\": 2, \"sleep\": 2, \"tag\": \"$tag-b\"}")
     a=$(echo "$ids" | sed -n 1p); b=$(echo "$ids" | sed -n 2p)
-    pw_check "$label: wait_run(a)" succeeded "$(pw_psql -c "SELECT pipeline_worker.wait_run($a, '20 seconds')")"
-    pw_check "$label: wait_run(b)" succeeded "$(pw_psql -c "SELECT pipeline_worker.wait_run($b, '20 seconds')")"
+    pw_check "$label: wait_run(a)" succeeded "$(pw_wait_run "$a" 20)"
+    pw_check "$label: wait_run(b)" succeeded "$(pw_wait_run "$b" 20)"
     t=$(pw_elapsed "$start")
     if pw_lt "$t" 3.8; then pw_ok "$label: two 2-second runs done in $t s (parallel)"
     else pw_fail "$label: two 2-second runs took $t s (serial?)"; fi

@@ -8,18 +8,16 @@
 # relations, indexes) over all states. Found by a user: after ANALYZE of tables whose runs were all finished,
 # the run-outcome UPDATE drove a join from a bitmap scan of the pending/running partial indexes (estimated
 # empty, really the whole backlog): 150 ms per call, drains 20x slower.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
 HISTORY=${PW_PLANS_HISTORY:-1000000}   # finished runs of the "history" state
 DRAIN=${PW_PLANS_DRAIN:-20000}         # runs per timed drain
 
-PW_WORKERS=4 pw_cluster_start plans_stats \
+pw_cluster_up plans_stats 4 20 \
     "shared_preload_libraries = 'pipeline_worker,auto_explain'" \
     "auto_explain.log_min_duration = -1" "auto_explain.log_nested_statements = on" \
-    "autovacuum = off" "shared_buffers = 256MB" "max_wal_size = 4GB" "checkpoint_timeout = 30min"
-pw_wait_workers 4 20 >/dev/null || pw_die "4 workers did not show up"
+    "autovacuum = off" "shared_buffers = 256MB" "max_wal_size = 4GB" "checkpoint_timeout = 30min" || exit 1
 pw_psql -c "CREATE EXTENSION pipeline_worker" >/dev/null || pw_die "CREATE EXTENSION failed"
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
 CREATE FUNCTION ps_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql
@@ -40,16 +38,16 @@ SELECT pipeline_worker.create_pipeline('ps_mixed', '[{"name": "a", "function": "
 SQL
 
 set_workers() {  # N : run exactly N workers
-    pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = $1" -c "SELECT pg_reload_conf()" >/dev/null
+    pw_set_conf pipeline_worker.workers "$1"
     pw_wait_workers "$1" 20 >/dev/null || pw_fail "workers did not become $1"
 }
 
 explain_on() {
-    pw_psql -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "SELECT pg_reload_conf()" >/dev/null
+    pw_set_conf auto_explain.log_min_duration 0
     sleep 0.5   # every worker has read the setting (a reload wakes idle workers)
 }
 explain_off() {
-    pw_psql -c "ALTER SYSTEM RESET auto_explain.log_min_duration" -c "SELECT pg_reload_conf()" >/dev/null
+    pw_reset_conf auto_explain.log_min_duration
     sleep 0.5
 }
 
@@ -71,16 +69,12 @@ drain() {
 # pw_wait_all_finished is planned from the statistics of the moment, and scans a million rows (in parallel,
 # taking the workers' CPU) when they say "all pending".
 wait_done() {
-    local start left
-    start=$(pw_now)
-    while :; do
-        left=$(pw_psql -c "SET enable_seqscan = off" -c "SET enable_bitmapscan = off" \
-            -c "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending')
-                     + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running')")
-        [ "$left" = 0 ] && return 0
-        pw_lt "$(pw_elapsed "$start")" "$1" || { pw_fail "$left runs unfinished after $1 s"; return 1; }
-        sleep 0.05
-    done
+    local left
+    left=$(PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off" pw_wait_sql 0 "$1" \
+        "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending')
+              + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running')" 0.05) && return 0
+    pw_fail "$left runs unfinished after $1 s"
+    return 1
 }
 
 analyze() { pw_psql -c "ANALYZE pipeline_worker.runs, pipeline_worker.run_steps" >/dev/null; }

@@ -16,8 +16,7 @@
 # The attacker's objects record every call in attacker.trap (world-writable), with current_user,
 # session_user and backend type: any row written as another role means attacker code ran with that
 # role's privileges.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
 PW_WORKERS=4 pw_cluster_start security
@@ -45,7 +44,7 @@ wait_as() { q "$1" "SELECT pipeline_worker.wait_run($2, '30 s')"; }
 # run_info ID : status | error (as superuser)
 run_info() { pw_psql -c "SELECT status || ' | ' || coalesce(error, '') FROM pipeline_worker.runs WHERE id = $1" 2>&1; }
 set_workers() {
-    pw_psql -c "ALTER SYSTEM SET pipeline_worker.workers = $1" -c "SELECT pg_reload_conf()" >/dev/null
+    pw_set_conf pipeline_worker.workers "$1"
     local got
     got=$(pw_wait_workers "$1" 20) || pw_fail "pipeline_worker.workers = $1: $got workers after 20 s"
 }

@@ -1,13 +1,11 @@
 #!/bin/bash
 # Run semantics inside the background workers: steps run as the submitting role (and cannot change
 # role), cancel_run() of a running run, retry_run(), step retries with back-off, step timeouts.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=3 pw_cluster_start semantics
-pw_wait_workers 3 20 >/dev/null || pw_fail "3 workers did not show up"
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_cluster_up semantics 3 20
+pw_load_fixtures
 pids=$(pw_worker_pids)
 
 pw_psql >/dev/null <<'SQL'
@@ -68,9 +66,7 @@ pw_check "same workers after the role tests" "$pids" "$(pw_worker_pids)"
 
 # ---------------------------------------------------------------- cancel_run of a running run
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 1, \"sleep\": 30}')")
-start=$(pw_now)
-while [ -z "$(pw_psql -c "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")" ] \
-      && pw_lt "$(pw_elapsed "$start")" 10; do sleep 0.1; done
+pw_wait_sleeping_worker 10 >/dev/null
 start=$(pw_now)
 pw_check_sql "cancel_run of a running run returns true" t "SELECT pipeline_worker.cancel_run($id)"
 st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '10 seconds')")
@@ -120,13 +116,7 @@ pw_check "same workers after random cancels" "$pids" "$(pw_worker_pids)"
 pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i))) FROM generate_series(1, 100) i" >/dev/null
 pw_wait_all_finished 20
 start=$(pw_now)
-ids=$(pw_psql <<'SQL'
-BEGIN;
-SELECT pipeline_worker.create_run('p1', '{"n": 1, "sleep": 2, "tag": "keep"}');
-SELECT pipeline_worker.create_run('p1', '{"n": 2, "sleep": 2, "tag": "drop"}');
-COMMIT;
-SQL
-)
+ids=$(pw_create_runs p1 '{"n": 1, "sleep": 2, "tag": "keep"}' '{"n": 2, "sleep": 2, "tag": "drop"}')
 a=$(echo "$ids" | sed -n 1p); b=$(echo "$ids" | sed -n 2p)
 sleep 0.5
 pw_check_sql "cancel_run(B)" t "SELECT pipeline_worker.cancel_run($b)"

@@ -24,13 +24,9 @@ r=$(pw_psql -c "SELECT pipeline_worker.create_run('slow')")
 # the executing session: claims (committed), then executes in its own statement
 (pw_psql -c "SELECT pipeline_worker.claim_run()" -c "SELECT pipeline_worker.execute_run($r)" >"$OUT" 2>&1) &
 bg=$!
-ok=
-for _ in $(seq 1 100); do
-    [ "$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pipeline_worker.execute_run($r)%'
-                       AND wait_event = 'PgSleep'")" = 1 ] && { ok=1; break; }
-    sleep 0.05
-done
-[ -n "$ok" ] && pw_ok "the session is inside the 30 s step" || pw_fail "the session never reached the step"
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pipeline_worker.execute_run($r)%'
+                   AND wait_event = 'PgSleep'" 0.05 >/dev/null \
+    && pw_ok "the session is inside the 30 s step" || pw_fail "the session never reached the step"
 start=$(pw_now)
 pw_check_sql "cancel_run returns true" t "SELECT pipeline_worker.cancel_run($r)"
 wait "$bg"
@@ -49,12 +45,7 @@ q=$(pw_psql -c "SELECT pipeline_worker.create_run('quick')")
 (pw_psql -c "SELECT pipeline_worker.claim_run()" -c "SELECT pipeline_worker.execute_run($q)" \
          -c "SELECT pg_sleep(20)" >"$OUT" 2>&1) &
 bg=$!
-pid=
-for _ in $(seq 1 100); do
-    pid=$(pw_psql -c "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'")
-    [ -n "$pid" ] && break
-    sleep 0.05
-done
+pid=$(pw_wait_row 5 "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'" 0.05)
 start=$(pw_now)
 pw_check_sql "pg_cancel_backend on that session" t "SELECT pg_cancel_backend($pid)"
 wait "$bg"

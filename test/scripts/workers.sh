@@ -1,8 +1,7 @@
 #!/bin/bash
 # Background workers: they start before CREATE EXTENSION and wait quietly, serve runs once the
 # extension exists (no restart), survive failing steps, and exit promptly on SIGTERM.
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
 PW_WORKERS=4 pw_cluster_start workers
@@ -30,7 +29,7 @@ if [ "$idle_lines" -le 5 ]; then pw_ok "workers wait quietly ($idle_lines log li
 else pw_fail "log spam while waiting for the extension: $idle_lines lines in 3 s"; fi
 
 # ---------------------------------------------------------------- CREATE EXTENSION, first runs
-pw_psql -f "$HERE/../lib/fixtures.sql" >/dev/null || pw_die "fixtures failed"
+pw_load_fixtures
 start=$(pw_now)
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 7, \"tag\": \"first\"}')")
 st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '15 seconds')")
@@ -39,18 +38,13 @@ pw_info "first run done $(pw_elapsed "$start") s after create_run"
 pw_check_sql "first run result" '{"n": 7, "acc": 42, "tag": "first", "step": "s3", "prev_step": "s2"}' \
     "SELECT result FROM pipeline_worker.runs WHERE id = $id"
 pw_check_sql "first run executed by one of the pre-existing workers" 1 \
-    "SELECT count(*) FROM pipeline_worker.runs WHERE id = $id AND worker_pid = ANY ('{${pids_before// /,}}'::int[])"
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id = $id AND worker_pid = ANY ($(pw_int_array "$pids_before"))"
 pw_check_sql "steps executed once each, in the worker named by worker_pid" "3" \
     "SELECT count(*) FROM fx JOIN pipeline_worker.runs r ON r.id = fx.run_id WHERE fx.run_id = $id AND fx.pid = r.worker_pid"
 pw_check "worker pids unchanged after CREATE EXTENSION" "$pids_before" "$(pw_worker_pids)"
-idle_text=
-for _ in $(seq 1 30); do   # up to 3 s
-    idle_text=$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
-                              AND state = 'idle' AND query = 'waiting for runs'")
-    [ "$idle_text" = 4 ] && break
-    sleep 0.1
-done
-pw_check "idle workers show 'waiting for runs' in pg_stat_activity" 4 "$idle_text"
+pw_check "idle workers show 'waiting for runs' in pg_stat_activity" 4 \
+    "$(pw_wait_sql 4 3 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                          AND state = 'idle' AND query = 'waiting for runs'")"
 problems=$(pw_log_problems)
 if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log after CREATE EXTENSION and a run"
 else pw_fail "log problems: $(echo "$problems" | head -3)"; fi
@@ -79,21 +73,14 @@ pw_check "still the same worker pids" "$pids_before" "$(pw_worker_pids)"
 victim=${pids_before%% *}
 pw_check_sql "pg_terminate_backend on an idle worker" t "SELECT pg_terminate_backend($victim)"
 start=$(pw_now)
-while kill -0 "$victim" 2>/dev/null && pw_lt "$(pw_elapsed "$start")" 5; do sleep 0.1; done
-if kill -0 "$victim" 2>/dev/null; then pw_fail "idle worker $victim still alive 5 s after SIGTERM"
-else pw_ok "idle worker exited $(pw_elapsed "$start") s after SIGTERM"; fi
+if pw_wait_exit "$victim" 5; then pw_ok "idle worker exited $(pw_elapsed "$start") s after SIGTERM"
+else pw_fail "idle worker $victim still alive 5 s after SIGTERM"; fi
 sleep 2
 pw_info "workers after terminating one: $(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'") (launcher may or may not replace it)"
 
 # b) worker busy in a long step; the run is recovered and completed afterwards
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 5, \"sleep\": 60}')")
-start=$(pw_now)
-busy=
-while [ -z "$busy" ] && pw_lt "$(pw_elapsed "$start")" 10; do
-    busy=$(pw_psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")
-    [ -z "$busy" ] && sleep 0.1
-done
-if [ -z "$busy" ]; then
+if ! busy=$(pw_wait_sleeping_worker 10); then
     pw_fail "no worker picked up the sleeping run within 10 s"
 else
     pw_ok "a worker is executing the sleeping step"
@@ -102,9 +89,8 @@ else
     pw_psql -c "INSERT INTO fx_nosleep VALUES (1)"
     pw_psql -c "SELECT pg_terminate_backend($busy)" >/dev/null
     start=$(pw_now)
-    while kill -0 "$busy" 2>/dev/null && pw_lt "$(pw_elapsed "$start")" 5; do sleep 0.1; done
-    if kill -0 "$busy" 2>/dev/null; then pw_fail "busy worker $busy still alive 5 s after SIGTERM"
-    else pw_ok "busy worker (in pg_sleep) exited $(pw_elapsed "$start") s after SIGTERM"; fi
+    if pw_wait_exit "$busy" 5; then pw_ok "busy worker (in pg_sleep) exited $(pw_elapsed "$start") s after SIGTERM"
+    else pw_fail "busy worker $busy still alive 5 s after SIGTERM"; fi
     recovered=$(pw_psql -c "SELECT pipeline_worker.recover_runs()")
     pw_info "recover_runs() returned $recovered"
     st=$(pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 seconds')")
@@ -118,13 +104,7 @@ fi
 # c) pg_ctl stop -m fast while a worker sleeps in a step
 pw_psql -c "DELETE FROM fx_nosleep"
 pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 1, \"sleep\": 120}')" >/dev/null
-start=$(pw_now)
-busy=
-while [ -z "$busy" ] && pw_lt "$(pw_elapsed "$start")" 10; do
-    busy=$(pw_psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'")
-    [ -z "$busy" ] && sleep 0.1
-done
-[ -n "$busy" ] || pw_fail "no worker picked up the sleeping run before shutdown"
+pw_wait_sleeping_worker 10 >/dev/null || pw_fail "no worker picked up the sleeping run before shutdown"
 all_pids=$(pw_psql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type IN ('pipeline_worker', 'pipeline_worker launcher')")
 start=$(pw_now)
 if pw_cluster_stop fast; then
