@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the pipeline_worker extension on workload W1 (shared/peers/README.md), next to the
+# Benchmark of the pipeline_worker extension on workload W1 (bench/README.md), next to the
 # peers (plain Node pg worker pool, graphile-worker, an in-server PL/pgSQL floor), all on one
 # throwaway PostgreSQL 15 cluster that this script starts and removes. See bench/README.md.
 #

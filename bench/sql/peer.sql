@@ -1,6 +1,6 @@
 -- W1 for the peers (client-side worker pool, graphile-worker, in-server PL/pgSQL floor).
 -- Schema w1_peer, dropped and recreated before every timed peer run. Layout follows W1 as
--- defined in shared/peers/README.md: runs with a pending partial index and a claim counter,
+-- defined in bench/README.md (W1): runs with a pending partial index and a claim counter,
 -- step_results with a primary key on (run_id, step) so that a step executed twice fails loudly.
 DROP SCHEMA IF EXISTS w1_peer CASCADE;
 CREATE SCHEMA w1_peer;
