@@ -14,7 +14,9 @@
 #   --http                 pipeline_worker only, one-step HTTP pipelines against a local endpoint
 #                          (--http-endpoint cpp: bench/endpoint/endpoint.cpp, built here with g++, default;
 #                          node: test/http/server.js), on 127.0.0.1: 1. the endpoint alone (its own
-#                          keep-alive capacity, js/http-load.mjs), 2. drain of --http-runs /ok runs
+#                          keep-alive capacity, js/http-load.mjs), live: with the workers already running,
+#                          min(--http-runs, 10000) /ok runs committed at once, 3 drains in a row (as users run it),
+#                          2. drain of --http-runs /ok runs
 #                          (steps/s, median of --reps), 3. 10,000 runs to /delay?ms=100, 4. 10,000 runs to
 #                          /delay?ms=2000 with http_max_in_flight 2500 (10k in flight), 5. latency at
 #                          --rate runs/s for --duration s; every figure checked against the endpoint's
@@ -31,7 +33,7 @@
 #                          per 10 s window: runs/s and % of the fresh drain, completion latency p50/p99, table and
 #                          index sizes, dead tuples, autovacuum/autoanalyze counts; a summary line (target: every
 #                          window >= 80 % of the fresh drain)
-#   --http-runs N (20000)  --http-figures LIST (endpoint,drain,delay,inflight,latency)  --http-endpoint cpp|node
+#   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
 #   --peers all|none|p1,p2   (all) node-pg, graphile-3step, graphile-noop, graphile-noop-batched,

@@ -11,6 +11,7 @@ import {
   connect, cpuJiffies, fmt, hostBusyPct, now, parseArgs, procMem, sleep,
 } from './common.mjs';
 import { steadyMode } from './steady.mjs';
+import { httpLive } from './http_live.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BENCH = path.dirname(HERE);
@@ -26,7 +27,7 @@ const o = parseArgs(process.argv.slice(2), {
   'step-lang': 'plpgsql', rate: '100', duration: '30', 'poll-ms': '50', reps: '1',
   'quiet-wait': '60', 'quiet-pct': '15', timeout: '900', 'soak-runs': '200000', 'soak-batch': '10000',
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
-  'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,drain,delay,inflight,latency',
+  'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,live,drain,delay,inflight,latency',
   'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
 });
 const N = Number(o.runs);
@@ -776,7 +777,7 @@ async function scaleMode() {
 // pipeline_worker only: one-step HTTP pipelines against the Node endpoint test/http/server.js
 // (started here, on 127.0.0.1, a random port). See ../README.md, "HTTP (--http)".
 
-const HTTP_FIGURES = ['endpoint', 'drain', 'delay', 'inflight', 'latency'];
+const HTTP_FIGURES = ['endpoint', 'live', 'drain', 'delay', 'inflight', 'latency'];
 const httpFigures = o['http-figures'].split(',');
 for (const f of httpFigures) if (!HTTP_FIGURES.includes(f)) usage(`unknown --http-figures entry ${f} (${HTTP_FIGURES.join(', ')})`);
 const HTTP_TARGET_STEPS_PER_S = 5000;   // figure 2
@@ -1086,7 +1087,12 @@ async function httpLatency(w) {
 async function httpMode() {
   await httpSetup();
   const n = Number(o['http-runs']);
-  if (httpFigures.includes('endpoint')) await httpEndpointAlone();
+  const capacity = httpFigures.includes('endpoint') ? await httpEndpointAlone() : null;
+  // First: on run tables as young as a new installation's (the case users met first).
+  if (httpFigures.includes('live')) {
+    await httpLive({ q, val, log, emit, srv, reps: Math.max(REPS, 3), o, results, BUILD, setWorkers, reload,
+      waitZero, PW_LEFT, pwDiagnose, failText, checkHttp, endpointProblems }, Math.min(n, 10000), W, capacity);
+  }
   if (httpFigures.includes('drain')) {
     const reps = [];
     for (let rep = 1; rep <= REPS; rep++) {
