@@ -6,7 +6,7 @@ PW_PG_SOURCES = src/module.cpp \
                 src/pg/boundary.cpp src/pg/kept_plans.cpp src/pg/spi.cpp src/pg/roles.cpp \
                 src/shmem/shared.cpp src/shmem/gucs.cpp src/shmem/cancels.cpp src/shmem/commit_notes.cpp \
                 src/store/pipelines.cpp src/store/claims.cpp src/store/writes.cpp src/store/run_rows.cpp \
-                src/exec/context.cpp src/exec/function_step.cpp src/exec/http_step.cpp src/exec/http_queue.cpp \
+                src/exec/context.cpp src/exec/sql_steps.cpp src/exec/function_step.cpp src/exec/http_step.cpp src/exec/http_queue.cpp \
                 src/exec/executor.cpp src/exec/session.cpp \
                 src/worker/interrupts.cpp src/worker/crashes.cpp src/worker/serve.cpp src/worker/worker_main.cpp \
                 src/worker/launcher.cpp \

@@ -2,6 +2,7 @@
 
 #include "exec/hooks.hpp"
 #include "exec/session.hpp"
+#include "exec/sql_steps.hpp"
 #include "pg/roles.hpp"
 #include "shmem/cancels.hpp"
 
@@ -59,24 +60,29 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
     SetUserIdAndSecContext(submitter, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
     int nest = NewGUCNestLevel();
 
-    FmgrInfo flinfo;
-    fmgr_info(fn, &flinfo);
-    LOCAL_FCINFO(fcinfo, 1);
-    InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
-    fcinfo->args[0].value = JsonbPGetDatum(context);
-    fcinfo->args[0].isnull = false;
     if (step->timeout_ms > 0) {
         step_timed_out = 0;
         enable_timeout_after(static_cast<TimeoutId>(timeout_id), step->timeout_ms);
     }
     in_step_call = 1;
-    Datum result = FunctionCallInvoke(fcinfo);
+    Datum result;
+    bool isnull;
+    if (!call_sql_step(fn, JsonbPGetDatum(context), &result, &isnull)) {
+        FmgrInfo flinfo;
+        fmgr_info(fn, &flinfo);
+        LOCAL_FCINFO(fcinfo, 1);
+        InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
+        fcinfo->args[0].value = JsonbPGetDatum(context);
+        fcinfo->args[0].isnull = false;
+        result = FunctionCallInvoke(fcinfo);
+        isnull = fcinfo->isnull;
+    }
     in_step_call = 0;
     if (step->timeout_ms > 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
 
     AtEOXact_GUC(false, nest);
     SetUserIdAndSecContext(save_user, save_sec);
-    if (fcinfo->isnull) return nullptr;
+    if (isnull) return nullptr;
     return DatumGetJsonbPCopy(result);
 }
 

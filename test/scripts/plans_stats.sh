@@ -199,4 +199,29 @@ while IFS=$'\t' read -r stmt len; do
 done < <(cut -f2,3 "$SHAPES" | sort -u)
 seq=$(grep -cE 'Seq Scan on (runs|run_steps)' "$SHAPES")
 pw_check "no sequential scan of the run tables in any state" 0 "$seq"
+# ------------------------------------------------------------------ SQL-language steps
+# A simple SQL-language step is called through a kept plan of SELECT fn($1) into which its body is inlined
+# (planned once, not in every step's subtransaction): the workers' plan of that statement computes the body's
+# expression and calls no ps_sql.
+pw_psql >/dev/null <<'SQL' || pw_fail "SQL step fixtures failed"
+CREATE FUNCTION public.ps_sql(ctx jsonb) RETURNS jsonb LANGUAGE sql
+    AS $$ SELECT jsonb_build_object('n', coalesce((ctx->'prev'->>'n')::int, 0) + 1) $$;
+SELECT pipeline_worker.create_pipeline('ps_sql', '[{"name": "a", "function": "public.ps_sql"},
+                                                   {"name": "b", "function": "public.ps_sql"}]');
+ALTER SYSTEM SET auto_explain.log_verbose = on;
+SQL
+from=$(pw_log_size)
+explain_on
+submit ps_sql 20
+wait_done 60
+explain_off
+pw_check_sql "SQL-language steps: 20 runs succeeded with the right result" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ps_sql' AND status = 'succeeded'
+        AND (result->>'n')::int = (input->>'n')::int + 2"
+plan=$(tail -c +"$((from + 1))" "$PW_LOG" | grep -A4 'Query Text: SELECT public.ps_sql(\$1)' | head -5)
+if printf '%s\n' "$plan" | grep -q 'Output: jsonb_build_object' && ! printf '%s\n' "$plan" | grep -q 'Output: public.ps_sql'; then
+    pw_ok "SQL-language steps: the workers run the kept plan with the function's body inlined"
+else
+    pw_fail "SQL-language steps: no inlined kept plan in the log: $(printf '%s' "$plan" | tr '\n\t' '  ' | cut -c1-300)"
+fi
 pw_finish
