@@ -43,24 +43,20 @@ void push_jsonb(JsonbParseState **st, Jsonb *j) {
 }  // namespace
 
 Jsonb *build_context(const RunState *r, int pos, int attempt) {
+    // Keys pushed in jsonb's own order (shorter first, then bytewise): the object's final sort finds them sorted
+    // and does not shuffle them (it was ~3 % of a W1 drain's CPU). The stored order is the same either way.
     JsonbParseState *st = nullptr;
     pushJsonbValue(&st, WJB_BEGIN_OBJECT, nullptr);
-    push_key(&st, "run_id");
-    push_int(&st, r->id);
-    push_key(&st, "pipeline");
-    push_string(&st, r->pipeline_name);
-    push_key(&st, "step");
-    push_string(&st, r->pipeline->steps[pos].name);
-    push_key(&st, "position");
-    push_int(&st, pos + 1);
-    push_key(&st, "attempt");
-    push_int(&st, attempt);
-    push_key(&st, "input");
-    push_jsonb(&st, r->input);
-    push_key(&st, "metadata");
-    push_jsonb(&st, r->metadata);
     push_key(&st, "prev");
     push_jsonb(&st, pos == 0 ? r->input : r->outputs[pos - 1]);
+    push_key(&st, "step");
+    push_string(&st, r->pipeline->steps[pos].name);
+    push_key(&st, "input");
+    push_jsonb(&st, r->input);
+    push_key(&st, "run_id");
+    push_int(&st, r->id);
+    push_key(&st, "attempt");
+    push_int(&st, attempt);
     push_key(&st, "results");
     pushJsonbValue(&st, WJB_BEGIN_OBJECT, nullptr);
     for (int i = 0; i < pos; i++) {
@@ -68,6 +64,12 @@ Jsonb *build_context(const RunState *r, int pos, int attempt) {
         push_jsonb(&st, r->outputs[i]);
     }
     pushJsonbValue(&st, WJB_END_OBJECT, nullptr);
+    push_key(&st, "metadata");
+    push_jsonb(&st, r->metadata);
+    push_key(&st, "pipeline");
+    push_string(&st, r->pipeline_name);
+    push_key(&st, "position");
+    push_int(&st, pos + 1);
     JsonbValue *res = pushJsonbValue(&st, WJB_END_OBJECT, nullptr);
     return JsonbValueToJsonb(res);
 }
