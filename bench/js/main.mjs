@@ -12,6 +12,7 @@ import {
 } from './common.mjs';
 import { steadyMode } from './steady.mjs';
 import { httpLive } from './http_live.mjs';
+import { floorCols, startFloor } from './floor.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BENCH = path.dirname(HERE);
@@ -379,6 +380,8 @@ async function pwLatency(cfg, w) {
   log(`pipeline_worker/${cfg} (${desc}) latency: ${o.rate} runs/s for ${o.duration} s, ${w} workers`);
   const m0 = await mark();
   let verified = 'ok';
+  // the floor, side by side: a bare INSERT's commit latency at the same rate, during the same seconds
+  const floorDone = startFloor({ pgbin: o.pgbin, rate: o.rate, seconds: o.duration, q, log });
   const sub = await childResult('submit.mjs', ['--rate', o.rate, '--duration', o.duration, '--timeout', TIMEOUT,
     '--sql', `SELECT pipeline_worker.create_run('${PIPELINE}', jsonb_build_object('value', $1::int)),`
              + ' pg_catalog.xid(pg_catalog.pg_current_xact_id())::text']);
@@ -396,13 +399,14 @@ async function pwLatency(cfg, w) {
   }
   const lat = await latencies('pipeline_worker.runs');
   const clat = await commitLatencies('pipeline_worker.runs', sub.commits);
+  const floor = await floorDone;
   const x = await between(m0, m1, sub.submitted);
   const rec = { runner: 'pipeline_worker', config: cfg, mode: 'latency', workers: w, runs: sub.submitted, lat, verified };
   results.push(rec);
   emit(`runner=pipeline_worker config=${cfg} mode=latency workers=${w} rate=${o.rate} duration_s=${o.duration} ` +
     `runs=${sub.submitted} ${latencyCols(lat)} (finished_at-created_at) ` +
     (clat ? `commit_to_commit: p50_ms=${fmt(clat.p50, 2)} p90_ms=${fmt(clat.p90, 2)} p99_ms=${fmt(clat.p99, 2)} max_ms=${fmt(clat.max, 2)} ` : '') +
-    `submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} ` +
+    `${floorCols(clat, floor, fmt)} submit_lag_p99_ms=${fmt(sub.p99_lag_ms)} ` +
     `commits_per_run=${fmt(x.commits_per_run, 2)} cpu_ms_per_run=${fmt(x.cpu_ms_per_run, 3)} ${desc} so=${BUILD.so} ` +
     `verified=${verified} log_errors=${x.log_errors} host_busy_pct=${busyBefore}/${busyAfter}`);
   return rec;
