@@ -3,6 +3,7 @@
 #include <initializer_list>
 
 extern "C" {
+#include "optimizer/planner.h"
 #include "optimizer/plancat.h"
 #include "parser/parsetree.h"
 }
@@ -35,9 +36,32 @@ OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
 
 constexpr const char *kIndexesTag = "pw_indexes:";
 
-// While one of our statements is being planned: its index list (the text after kIndexesTag), else NULL.
+// The index list (the text after kIndexesTag) of our statement about to be planned (set by exec_shaped around its
+// execution), and the one in force while the planner runs: the planner call that comes next is our statement's, and
+// it takes the list; any planning nested in it or later in the execution (a function body, a user's trigger on our
+// tables) plans as usual.
+const char *statement_indexes = nullptr;
+const char *statement_text = nullptr;  // its query string: the planner call that passes it is our statement's
 const char *planning_indexes = nullptr;
 get_relation_info_hook_type prev_relation_info_hook = nullptr;
+planner_hook_type prev_planner_hook = nullptr;
+
+PlannedStmt *plan_with_indexes(Query *parse, const char *query_string, int options, ParamListInfo params) {
+    const char *outer = planning_indexes;
+    planning_indexes = statement_indexes != nullptr && query_string == statement_text ? statement_indexes : nullptr;
+    PlannedStmt *result;
+    PG_TRY();
+    {
+        result = prev_planner_hook != nullptr ? prev_planner_hook(parse, query_string, options, params)
+                                              : standard_planner(parse, query_string, options, params);
+    }
+    PG_FINALLY();
+    {
+        planning_indexes = outer;
+    }
+    PG_END_TRY();
+    return result;
+}
 
 // Whether the index list (space-separated words up to "*/") names index `name` for the table occurrence called
 // `alias` in the statement: as "name", or as "alias.name".
@@ -74,13 +98,16 @@ void restrict_indexes(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *
     if (kept != NIL) rel->indexlist = kept;  // also drops indexes a user added to our tables
 }
 
-// The statement's index list, or NULL.
-const char *indexes_of(SPIPlanPtr plan) {
+// The statement's index list, or NULL; *text: the query string the planner will be given for it.
+const char *indexes_of(SPIPlanPtr plan, const char **text) {
     ListCell *lc;
     foreach (lc, SPI_plan_get_plan_sources(plan)) {
         const char *sql = static_cast<CachedPlanSource *>(lfirst(lc))->query_string;
         const char *tag = sql != nullptr ? strstr(sql, kIndexesTag) : nullptr;
-        if (tag != nullptr) return tag + strlen(kIndexesTag);
+        if (tag != nullptr) {
+            *text = sql;
+            return tag + strlen(kIndexesTag);
+        }
     }
     return nullptr;
 }
@@ -90,7 +117,7 @@ void plan_shape_enter(SPIPlanPtr plan, int *nest) {
     for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin", "enable_bitmapscan",
                             "enable_memoize", "enable_material"})
         (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    planning_indexes = indexes_of(plan);
+    statement_indexes = indexes_of(plan, &statement_text);
 }
 
 // Whether executing the plan reuses its generic plan as is: the conditions under which GetCachedPlan would
@@ -134,6 +161,8 @@ void install_plan_hooks() {
     installed = true;
     prev_relation_info_hook = get_relation_info_hook;
     get_relation_info_hook = restrict_indexes;
+    prev_planner_hook = planner_hook;
+    planner_hook = plan_with_indexes;
 }
 
 int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count) {
@@ -152,7 +181,7 @@ int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_onl
     }
     PG_FINALLY();
     {
-        planning_indexes = nullptr;
+        statement_indexes = nullptr;
         PopOverrideSearchPath();
         // Re-planned anyway, the plan having been invalidated between the check and its execution (a message
         // read while locking): also when the statement failed, the plan stays cached.
