@@ -1,7 +1,7 @@
 # The one list of extension sources, shared by the PGXS Makefile and CMakeLists.txt. Basenames must be unique:
 # PGXS names dependency files by basename. Layers, from the bottom (see docs/ARCHITECTURE.md):
 #   core (pure C++) <- http (pure C++ client) ; pg (Postgres helpers) <- shmem <- store <- exec <- worker, api
-PW_CORE_SOURCES = src/core/json.cpp src/core/definition.cpp src/core/allowlist.cpp src/http/client.cpp
+PW_CORE_SOURCES = src/core/json.cpp src/core/definition.cpp src/core/allowlist.cpp src/http/outcome.cpp src/http/client.cpp
 PW_PG_SOURCES = src/module.cpp \
                 src/pg/boundary.cpp src/pg/kept_plans.cpp src/pg/spi.cpp src/pg/roles.cpp \
                 src/shmem/shared.cpp src/shmem/gucs.cpp src/shmem/cancels.cpp src/shmem/commit_notes.cpp \
