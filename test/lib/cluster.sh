@@ -334,7 +334,7 @@ pw_wait_sleeping_worker() {
 pw_log_problems() {
     local from=${1:-0}
     tail -c +"$((from + 1))" "$PW_LOG" 2>/dev/null \
-        | grep -E 'ERROR:|FATAL:|PANIC:|terminated by signal|exited with exit code|server process .* was terminated' || true
+        | grep -E 'ERROR:|FATAL:|PANIC:|terminated by signal|exited with exit code|server process .* was terminated|context writer disagrees' || true
 }
 
 pw_log_size() { stat -c %s "$PW_LOG" 2>/dev/null || echo 0; }

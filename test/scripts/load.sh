@@ -126,4 +126,7 @@ pw_check_sql "nothing left pending or running" 0 \
 stats=$(pw_wait_sql t 5 "SELECT (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.run_steps'::regclass) > 0
                            AND (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'pipeline_worker.runs'::regclass) > 0")
 pw_check "running workers' writes show in pg_stat_user_tables" t "$stats"
+# The step contexts are written in jsonb's layout directly; the first ones of every worker are compared with what
+# jsonb's own functions build (inputs, metadata, outputs of every shape used above).
+pw_check "the step context writer agreed with jsonb's in every worker" 0 "$(grep -c 'context writer disagrees' "$PW_LOG")"
 pw_finish
