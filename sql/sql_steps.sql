@@ -72,6 +72,24 @@ SELECT status, error FROM public.sq_exec();
 SELECT pipeline_worker.create_run('sq_div', '{"d": 4}') AS div4 \gset
 SELECT * FROM public.sq_exec();
 
+-- a SQL step with several statements that writes: not inlined; its first call goes through the kept plan, the
+-- next ones directly: one effect per step either way
+CREATE TABLE public.sq_effects (run_id bigint, step text);
+CREATE FUNCTION public.sq_write(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    INSERT INTO public.sq_effects VALUES ((ctx->>'run_id')::bigint, ctx->>'step');
+    SELECT jsonb_build_object('written', (SELECT count(*) FROM public.sq_effects WHERE run_id = (ctx->>'run_id')::bigint));
+$$;
+SELECT pipeline_worker.create_pipeline('sq_write', '[{"name": "w1", "function": "public.sq_write"},
+    {"name": "w2", "function": "public.sq_write"}, {"name": "w3", "function": "public.sq_write"}]');
+SELECT pipeline_worker.create_run('sq_write') AS w_a \gset
+SELECT * FROM public.sq_exec();
+SELECT pipeline_worker.create_run('sq_write') AS w_b \gset
+SELECT * FROM public.sq_exec();
+SELECT run_id = :w_a AS first_run, step, count(*) FROM public.sq_effects GROUP BY 1, 2 ORDER BY 1 DESC, 2;
+SELECT pipeline_worker.drop_pipeline('sq_write');
+DROP FUNCTION public.sq_write(jsonb);
+DROP TABLE public.sq_effects;
+
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
 SELECT pipeline_worker.drop_pipeline('sq');
 SELECT pipeline_worker.drop_pipeline('sq_div');
