@@ -3,6 +3,10 @@
 #include "exec/hooks.hpp"
 #include "exec/session.hpp"
 #include "exec/sql_steps.hpp"
+
+extern "C" {
+#include "catalog/pg_language.h"
+}
 #include "pg/roles.hpp"
 #include "shmem/cancels.hpp"
 
@@ -30,9 +34,11 @@ void step_timeout_handler() {
 
 // ------------------------------------------------------------------ calling the function
 
-// Resolves (or re-resolves) the step's function. ERROR with a clear message if it is gone or changed.
-Oid resolve_step_function(store::Step *step) {
-    if (!OidIsValid(step->fn_oid) || !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(step->fn_oid))) {
+// Resolves (or re-resolves) the step's function and checks its signature, with one catalog lookup in the common
+// case; *sql: it is written in SQL (see sql_steps.hpp). ERROR with a clear message if it is gone or changed.
+Oid resolve_step_function(store::Step *step, bool *sql) {
+    HeapTuple tup = OidIsValid(step->fn_oid) ? SearchSysCache1(PROCOID, ObjectIdGetDatum(step->fn_oid)) : nullptr;
+    if (!HeapTupleIsValid(tup)) {
         Oid argtypes[1] = {JSONBOID};
         List *names = stringToQualifiedNameList(step->function);
         step->fn_oid = LookupFuncName(names, 1, argtypes, true);
@@ -40,8 +46,14 @@ Oid resolve_step_function(store::Step *step) {
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
                             errmsg("function %s(jsonb) does not exist", step->function),
                             errhint("It was dropped or renamed after the pipeline was defined.")));
+        tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(step->fn_oid));
+        if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", step->fn_oid);
     }
-    if (pg::step_signature(step->fn_oid) != pg::StepSignature::Ok)
+    Form_pg_proc proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup));
+    bool ok = pg::step_signature(proc) == pg::StepSignature::Ok;
+    *sql = proc->prolang == SQLlanguageId;
+    ReleaseSysCache(tup);
+    if (!ok)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                         errmsg("function %s no longer has the signature (jsonb) RETURNS jsonb", step->function)));
     return step->fn_oid;
@@ -49,7 +61,8 @@ Oid resolve_step_function(store::Step *step) {
 
 // Calls the step function as `submitter` in a security-restricted context; GUC changes are undone.
 Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
-    Oid fn = resolve_step_function(step);
+    bool sql;
+    Oid fn = resolve_step_function(step, &sql);
     if (pg_proc_aclcheck(fn, submitter, ACL_EXECUTE) != ACLCHECK_OK)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("role \"%s\" may not execute function %s", pg::role_name(submitter), step->function)));
@@ -67,7 +80,7 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
     in_step_call = 1;
     Datum result;
     bool isnull;
-    if (!call_sql_step(fn, JsonbPGetDatum(context), &result, &isnull)) {
+    if (!sql || !call_sql_step(fn, JsonbPGetDatum(context), &result, &isnull)) {
         FmgrInfo flinfo;
         fmgr_info(fn, &flinfo);
         LOCAL_FCINFO(fcinfo, 1);

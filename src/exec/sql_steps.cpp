@@ -1,7 +1,6 @@
 #include "exec/sql_steps.hpp"
 
 extern "C" {
-#include "catalog/pg_language.h"
 #include "nodes/plannodes.h"
 }
 
@@ -48,18 +47,9 @@ void inspect(SqlStep *e) {
     if (te != nullptr && IsA(te->expr, FuncExpr) && castNode(FuncExpr, te->expr)->funcid == e->fn) e->direct = true;
 }
 
-bool is_sql_function(Oid fn) {
-    HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-    if (!HeapTupleIsValid(tup)) return false;
-    bool sql = ((Form_pg_proc)GETSTRUCT(tup))->prolang == SQLlanguageId;
-    ReleaseSysCache(tup);
-    return sql;
-}
-
 }  // namespace
 
 bool call_sql_step(Oid fn, Datum arg, Datum *result, bool *isnull) {
-    if (!is_sql_function(fn)) return false;
     SqlStep *e = entry(fn);
     if (e->direct) return false;
     MemoryContext caller = CurrentMemoryContext;

@@ -8,8 +8,8 @@
 
 namespace pw::exec {
 
-// Calls fn with arg if it is a SQL-language function still called through its kept plan; returns false (and does
-// nothing) otherwise: the caller calls it directly. The caller has checked EXECUTE and set the identity; errors
+// Calls fn -- a SQL-language function -- with arg through its kept plan, unless it was found not to be inlined:
+// then returns false (and does nothing), and the caller calls it directly. The caller has checked EXECUTE and set the identity; errors
 // propagate as from a direct call. *result is copied into CurrentMemoryContext.
 bool call_sql_step(Oid fn, Datum arg, Datum *result, bool *isnull);
 

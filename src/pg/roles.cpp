@@ -17,11 +17,19 @@ const char *role_name(Oid role) {
     return n ? n : "(dropped role)";
 }
 
-StepSignature step_signature(Oid fn) {
-    if (get_func_prokind(fn) != PROKIND_FUNCTION) return StepSignature::NotAFunction;
-    if (get_func_rettype(fn) != JSONBOID || get_func_retset(fn)) return StepSignature::WrongResult;
-    if (get_func_nargs(fn) != 1) return StepSignature::WrongArguments;
+StepSignature step_signature(const FormData_pg_proc *proc) {
+    if (proc->prokind != PROKIND_FUNCTION) return StepSignature::NotAFunction;
+    if (proc->prorettype != JSONBOID || proc->proretset) return StepSignature::WrongResult;
+    if (proc->pronargs != 1) return StepSignature::WrongArguments;
     return StepSignature::Ok;
+}
+
+StepSignature step_signature(Oid fn) {
+    HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+    if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", fn);
+    StepSignature sig = step_signature(reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup)));
+    ReleaseSysCache(tup);
+    return sig;
 }
 
 }  // namespace pw::pg

@@ -17,5 +17,6 @@ const char *role_name(Oid role);
 // What a step function must be: a plain function (jsonb) RETURNS jsonb, not a set.
 enum class StepSignature { Ok, NotAFunction, WrongResult, WrongArguments };
 StepSignature step_signature(Oid fn);
+StepSignature step_signature(const FormData_pg_proc *proc);  // from a pg_proc tuple in hand
 
 }  // namespace pw::pg

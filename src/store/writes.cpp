@@ -95,10 +95,14 @@ void flush_claims() {
 constexpr const char *kStepColumns[9] = {"run_id", "position", "attempt", "name", "status",
                                          "output", "error", "started_at", "finished_at"};
 
-Datum step_rows_array(bool upsert, int n) {
-    Oid rel = get_relname_relid("run_steps", get_namespace_oid("pipeline_worker", false));
-    Oid rowtype = get_rel_type_id(rel);
+// run_steps' row type (looked up at every flush: the extension may have been dropped and created again since).
+Oid step_rowtype() {
+    Oid rowtype = get_rel_type_id(get_relname_relid("run_steps", get_namespace_oid("pipeline_worker", false)));
     if (!OidIsValid(rowtype)) elog(ERROR, "pipeline_worker.run_steps does not exist");
+    return rowtype;
+}
+
+Datum step_rows_array(Oid rowtype, bool upsert, int n) {
     TupleDesc desc = lookup_rowtype_tupdesc(rowtype, -1);
     int natts = desc->natts;
     int att[9];
@@ -143,17 +147,17 @@ void flush_steps_kind(bool upsert) {
     ListCell *lc;
     foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->upsert == upsert;
     if (n == 0) return;
-    Datum v[1] = {step_rows_array(upsert, n)};
-    Oid types[1] = {get_array_type(get_rel_type_id(get_relname_relid("run_steps",
-                                                                     get_namespace_oid("pipeline_worker", false))))};
+    Oid rowtype = step_rowtype();
+    Datum v[1] = {step_rows_array(rowtype, upsert, n)};
+    Oid types[1] = {get_array_type(rowtype)};
     // The statements take the table's own row type: prepared again when that is another type (the extension was
     // dropped and created again while this process lived).
     static Oid prepared_for = InvalidOid;
-    if (types[0] != prepared_for) {
+    if (rowtype != prepared_for) {
         if (plan_flush_steps != nullptr) SPI_freeplan(plan_flush_steps);
         if (plan_flush_steps_upsert != nullptr) SPI_freeplan(plan_flush_steps_upsert);
         plan_flush_steps = plan_flush_steps_upsert = nullptr;
-        prepared_for = types[0];
+        prepared_for = rowtype;
     }
 #define PW_STEP_ROWS                                                                                      \
     "INSERT INTO pipeline_worker.run_steps"                                                                \
