@@ -3,6 +3,7 @@
 #include "pg/kept_plans.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
+#include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/writes.hpp"
 #include "worker/launcher.hpp"
@@ -21,6 +22,7 @@ void xact_callback(XactEvent event, void *) {
     switch (event) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
+            lanes::at_commit();
             notes::publish();
             break;
         case XACT_EVENT_ABORT:
@@ -28,6 +30,7 @@ void xact_callback(XactEvent event, void *) {
             store::reset_writes();
             httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
             notes::forget();
+            lanes::at_abort();
             break;
         default:
             break;

@@ -1,4 +1,4 @@
-// SQL functions on runs: create_run, wait_run, claim_run, execute_run, cancel_run, retry_run, recover_runs,
+// SQL functions on runs: wait_run, claim_run, execute_run, cancel_run, retry_run, recover_runs,
 // workers(), and the helpers the row-level security policies call.
 #include "api/access.hpp"
 #include "core/status.hpp"
@@ -10,9 +10,9 @@
 #include "shmem/commit_notes.hpp"
 #include "shmem/shared.hpp"
 #include "store/claims.hpp"
+#include "store/queue.hpp"
 
 extern "C" {
-PG_FUNCTION_INFO_V1(pw_create_run);
 PG_FUNCTION_INFO_V1(pw_wait_run);
 PG_FUNCTION_INFO_V1(pw_claim_run);
 PG_FUNCTION_INFO_V1(pw_execute_run);
@@ -31,7 +31,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_insert_run, plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_check;
+SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_check;
 
 bool finished(const char *status) {
     core::RunStatus s;
@@ -40,33 +40,6 @@ bool finished(const char *status) {
 
 }  // namespace
 
-extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
-    char *name = checked_name(fcinfo, 0, "pipeline name");
-    Datum input = PG_ARGISNULL(1) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(1);
-    Datum metadata = PG_ARGISNULL(2) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(2);
-    Oid me = GetUserId();
-    lock_pipeline(name, ShareLock);  // a concurrent drop_pipeline waits for this transaction, and we for it
-    pg::spi_connect();
-    int64 pipeline_id;
-    Oid owner = pipeline_owner(name, &pipeline_id);
-    if (!may_submit(name, owner))
-        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                        errmsg("permission denied to submit runs to pipeline \"%s\"", name),
-                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", name,
-                                pg::role_name(me))));
-    Oid types[6] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID};
-    Datum v[6] = {CStringGetTextDatum(name), input, metadata, ObjectIdGetDatum(me), Int64GetDatum(pipeline_id),
-                  ObjectIdGetDatum(owner)};
-    pg::run_as_owner(&plan_insert_run,
-                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
-                     " pipeline_owner) VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole) RETURNING id",
-                     6, types, v, nullptr, false);
-    bool isnull;
-    int64 id = DatumGetInt64(col(0, 1, &isnull));
-    SPI_finish();
-    notes::runs_created();  // wakes an idle worker when this transaction commits
-    PG_RETURN_INT64(id);
-}
 extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
     Interval *span = PG_GETARG_INTERVAL_P(1);
@@ -119,10 +92,19 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
     store::ClaimedRun run;
     MemoryContext caller = CurrentMemoryContext;
+    if (store::schema_version() >= 2) {
+        // Without the workers' timer (none may run): runs due by now join the queue first.
+        store::promote_due_runs();
+        store::unpark_runs();
+    }
     pg::spi_connect();
     // Administrators (the only ones granted this function by default) claim any run; others only their own.
     Oid only = pg::is_admin(GetUserId()) ? InvalidOid : GetUserId();
+    (void)store::take_parked_count();
     int n = store::claim_runs(1, only, &run, caller, true);
+    // The candidate was parked (its pipeline or key is at a limit): the next one in the queue may start.
+    for (int tries = 0; n == 0 && tries < 100 && store::take_parked_count() > 0; tries++)
+        n = store::claim_runs(1, only, &run, caller, true);
     SPI_finish();
     if (n == 0) PG_RETURN_NULL();
     PG_RETURN_INT64(run.id);

@@ -20,7 +20,11 @@ constexpr int64_t kMaxTimeoutMs = 2147483647;
 const char *const kStepKeys =
     "name, function, http, max_attempts, retry_delay_ms, timeout_ms, secret_headers, description";
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
-const char *const kOptionKeys = "max_attempts, retry_delay_ms, timeout_ms, description";
+const char *const kOptionKeys =
+    "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
+    "description";
+constexpr int64_t kMaxLimit = 1000000;
+constexpr int64_t kMaxRateWindowMs = 7LL * 24 * 3600 * 1000;
 
 std::string where(size_t index, const std::string &name) {
     std::string s = "step " + std::to_string(index + 1);
@@ -240,6 +244,19 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     return s;
 }
 
+RateLimit parse_rate_limit(const json::Value &v, const std::string &what) {
+    const char *hint = "Example: {\"runs\": 10, \"per_ms\": 1000} (at most 10 runs begin in any 1000 ms).";
+    if (!v.is_object()) throw DefinitionError(what + " must be a JSON object, not " + v.type_name(), hint);
+    RateLimit r;
+    for (const auto &[key, val] : v.as_object()) {
+        if (key == "runs") r.runs = int_in_range(val, what + " \"runs\"", 1, kMaxLimit);
+        else if (key == "per_ms") r.per_ms = int_in_range(val, what + " \"per_ms\"", 1, kMaxRateWindowMs);
+        else throw DefinitionError(what + ": unknown key " + json::quote(key), hint);
+    }
+    if (r.runs == 0 || r.per_ms == 0) throw DefinitionError(what + " needs both \"runs\" and \"per_ms\"", hint);
+    return r;
+}
+
 Options parse_options(const json::Value &v) {
     Options o;
     if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
@@ -248,6 +265,11 @@ Options parse_options(const json::Value &v) {
         if (key == "max_attempts") o.max_attempts = int_in_range(val, "option \"max_attempts\"", 1, kMaxAttempts);
         else if (key == "retry_delay_ms") o.retry_delay_ms = int_in_range(val, "option \"retry_delay_ms\"", 0, kMaxDelayMs);
         else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 1, kMaxTimeoutMs);
+        else if (key == "concurrency") o.concurrency = int_in_range(val, "option \"concurrency\"", 1, kMaxLimit);
+        else if (key == "concurrency_per_key")
+            o.concurrency_per_key = int_in_range(val, "option \"concurrency_per_key\"", 1, kMaxLimit);
+        else if (key == "rate_limit") o.rate_limit = parse_rate_limit(val, "option \"rate_limit\"");
+        else if (key == "rate_limit_per_key") o.rate_limit_per_key = parse_rate_limit(val, "option \"rate_limit_per_key\"");
         else
             throw DefinitionError("unknown option " + json::quote(key), std::string("Allowed options: ") + kOptionKeys + ".");
     }

@@ -41,10 +41,20 @@ struct StepSpec {
     int timeout_ms = 0;      // 0: not set on the step
 };
 
+// "rate_limit": {"runs": N, "per_ms": P}: at most N runs begin executing in any window of P ms.
+struct RateLimit {
+    int runs = 0;  // 0: none
+    int per_ms = 0;
+};
+
 struct Options {
     int max_attempts = 1;
     int retry_delay_ms = 1000;
     int timeout_ms = 0;  // 0: no timeout
+    int concurrency = 0;          // 0: no limit
+    int concurrency_per_key = 0;  // 0: no limit
+    RateLimit rate_limit;
+    RateLimit rate_limit_per_key;
 };
 
 struct Definition {

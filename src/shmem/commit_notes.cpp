@@ -11,11 +11,24 @@ namespace {
 int created = 0;
 bool finished = false;
 bool pipelines = false;
+bool reordered = false;
+TimestampTz due = 0;
+int top_priority = INT_MIN;
 
 }  // namespace
 
 void runs_created(int n) {
     if (n > 0 && created < INT_MAX / 2) created += n;
+}
+
+void queue_reordered() { reordered = true; }
+
+void due_at(TimestampTz at) {
+    if (due == 0 || at < due) due = at;
+}
+
+void run_queued_with_priority(int priority) {
+    if (priority > top_priority) top_priority = priority;
 }
 
 void wake_all_workers() { created = INT_MAX / 2; }
@@ -25,6 +38,9 @@ void runs_finished() { finished = true; }
 void pipelines_changed() { pipelines = true; }
 
 void publish() {
+    if (due != 0) shared::note_retry_due(due);
+    if (reordered) shared::reset_claim_hint();
+    else if (top_priority > 0) shared::lower_claim_hint(top_priority);
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();
@@ -35,6 +51,9 @@ void forget() {
     created = 0;
     finished = false;
     pipelines = false;
+    reordered = false;
+    due = 0;
+    top_priority = INT_MIN;
 }
 
 }  // namespace pw::notes

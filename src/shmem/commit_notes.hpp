@@ -4,9 +4,17 @@
 // transaction callback).
 #pragma once
 
+#include "pg/pg.hpp"
+
 namespace pw::notes {
 
 void runs_created(int n = 1);
+// A run (or schedule) becomes due at this moment: the workers' timer is set for it at commit.
+void due_at(TimestampTz at);
+// Runs entered the queue behind the workers' claim hint (promoted, put back): their next claim starts at the head.
+void queue_reordered();
+// A run of this priority was queued: a claim hint past its place in the queue moves back to it.
+void run_queued_with_priority(int priority);
 void wake_all_workers();  // e.g. runs made claimable outside the extension's functions
 void runs_finished();
 void pipelines_changed();

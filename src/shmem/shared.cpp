@@ -1,5 +1,7 @@
 #include "shmem/shared.hpp"
 
+#include "shmem/lanes.hpp"
+
 namespace pw::shared {
 
 namespace {
@@ -19,6 +21,7 @@ void request_hook() {
     if (prev_request_hook) prev_request_hook();
     RequestAddinShmemSpace(MAXALIGN(state_size()));
     RequestAddinShmemSpace(MAXALIGN(sessions_size()));
+    lanes::shmem_request();
 }
 
 void startup_hook() {
@@ -51,6 +54,7 @@ void startup_hook() {
             g_sessions[i].pid = 0;
         }
     }
+    lanes::shmem_startup();
     LWLockRelease(AddinShmemInitLock);
 }
 
@@ -121,16 +125,32 @@ void note_retry_due(TimestampTz due) {
     }
 }
 
+bool take_due() {
+    if (g_state == nullptr) return false;
+    uint64 due = pg_atomic_read_u64(&g_state->next_retry_due);
+    if (due == 0 || static_cast<TimestampTz>(due) > GetCurrentTimestamp()) return false;
+    return pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &due, 0);
+}
+
+void lower_claim_hint(int priority) {
+    if (g_state == nullptr) return;
+    // (32767 - priority) << 47: the first key of that priority level (store::queue_key)
+    uint64 key = static_cast<uint64>(32767 - priority) << 47;
+    uint64 cur = pg_atomic_read_u64(&g_state->claim_hint);
+    while (cur > key && !pg_atomic_compare_exchange_u64(&g_state->claim_hint, &cur, key)) {
+    }
+}
+
+void reset_claim_hint() {
+    if (g_state != nullptr) pg_atomic_write_u64(&g_state->claim_hint, 0);
+}
+
 long idle_timeout_ms(long max_ms) {
     if (g_state == nullptr) return max_ms;
     uint64 due = pg_atomic_read_u64(&g_state->next_retry_due);
     if (due == 0) return max_ms;
     TimestampTz now = GetCurrentTimestamp();
-    if (static_cast<TimestampTz>(due) <= now) {
-        // due now: clear it (the caller looks for work next); a later retry re-announces itself
-        pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &due, 0);
-        return 0;
-    }
+    if (static_cast<TimestampTz>(due) <= now) return 0;  // due now: the caller looks for work (take_due)
     long ms = static_cast<long>((static_cast<TimestampTz>(due) - now + 999) / 1000);
     return ms < max_ms ? ms : max_ms;
 }

@@ -54,6 +54,12 @@ void wake_workers(int n);
 void broadcast_run_done();
 void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
+// The timer is due (a delayed run, a schedule, a rate window): true for the one caller that takes it.
+bool take_due();
+// Moves the claim hint back to the start of priority level `priority` if it is past it (0 with priority 0:
+// to the head of the queue). Keys as store::queue_key.
+void lower_claim_hint(int priority);
+void reset_claim_hint();  // the next claim starts at the head of the queue
 int idle_workers();
 // Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.
 long idle_timeout_ms(long max_ms);

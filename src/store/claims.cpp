@@ -5,6 +5,8 @@
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/lanes.hpp"
+#include "store/queue.hpp"
 
 namespace pw::store {
 
@@ -18,6 +20,7 @@ SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover;
 
 int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
                int64 below_id) {
+    if (schema_version() >= 2) return claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
     // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
     // (SKIP LOCKED does not skip rows this transaction locked itself: callers claiming twice in one
     // transaction must use disjoint ranges.)
@@ -58,6 +61,7 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
         out[i].metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
         out[i].claims = DatumGetInt32(col(i, 6, &isnull));
         out[i].pipeline_id = DatumGetInt64(col(i, 7, &isnull));
+        out[i].priority = 0;
         out[i].claimed_at = now;
         out[i].persisted = mark_running;
     }
@@ -80,7 +84,9 @@ void release_runs(const int64 *ids, int n) {
                            2, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     SPI_finish();
+    for (int i = 0; i < n; i++) lanes::release_at_commit(ids[i]);
     notes::runs_created(n);
+    notes::queue_reordered();
 }
 
 int64 recover_runs() {
@@ -97,6 +103,7 @@ int64 recover_runs() {
     int64 n = static_cast<int64>(SPI_processed);
     SPI_finish();
     notes::runs_created(static_cast<int>(n));  // wake workers for them at commit
+    if (n > 0) notes::queue_reordered();
     return n;
 }
 

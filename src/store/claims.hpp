@@ -10,6 +10,7 @@ struct ClaimedRun {
     int64 id;
     char *pipeline;
     int64 pipeline_id;
+    int priority;
     Oid submitter;
     Jsonb *input;
     Jsonb *metadata;
@@ -18,12 +19,13 @@ struct ClaimedRun {
     bool persisted;  // the claim is recorded on the row (status running, worker_pid, ...)
 };
 
-// Claims up to max pending runs (FIFO, SKIP LOCKED) for this backend; submitter == InvalidOid claims any.
+// Claims up to max pending runs (0.2: by priority, then FIFO; 0.1: FIFO; SKIP LOCKED) for this backend; submitter == InvalidOid claims any.
 // Fills out[] (ascending ids, data copied into dest) and returns how many. SPI connected.
 // mark_running: record the claim on the rows at once (claim_run()). Otherwise (the workers) the rows are only
 // locked: a run that finishes in this transaction is written once, with its claim; one that is still
 // unfinished when the transaction commits must be recorded with persist_claim() (store/writes.hpp) first.
-// Only runs with min_id <= id < below_id (the workers' claim hint; see worker/serve.cpp). SKIP LOCKED does not
+// Only runs with min_id <= id < below_id (the workers' claim hint; see worker/serve.cpp) -- with the 0.2 schema,
+// these are queue keys (store/queue.hpp), not ids. SKIP LOCKED does not
 // skip rows this transaction already locked: two claims in one transaction must use disjoint ranges.
 int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id = 0,
                int64 below_id = PG_INT64_MAX);

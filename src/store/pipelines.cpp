@@ -40,6 +40,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     // Parsed in pure C++; copied into palloc memory through pg_guard before the C++ objects die.
     int nsteps = 0;
     Step *steps = nullptr;
+    lanes::Limits limits, per_key;
     pg::CppError err = pg::cpp_call([&] {
         core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
         steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * def.steps.size()));
@@ -72,10 +73,19 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
             }
         }
         nsteps = static_cast<int>(def.steps.size());
+        const core::Options &o = def.options;
+        limits.concurrency = o.concurrency;
+        limits.rate_runs = o.rate_limit.runs;
+        limits.rate_ms = o.rate_limit.per_ms;
+        per_key.concurrency = o.concurrency_per_key;
+        per_key.rate_runs = o.rate_limit_per_key.runs;
+        per_key.rate_ms = o.rate_limit_per_key.per_ms;
     });
     pg::raise_if_failed(err, "invalid pipeline definition");
     p->nsteps = nsteps;
     p->steps = steps;
+    p->limits = limits;
+    p->limits_per_key = per_key;
     return p;
 }
 

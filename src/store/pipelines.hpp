@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "shmem/lanes.hpp"
 
 namespace pw::store {
 
@@ -30,6 +31,8 @@ struct Pipeline {
     Oid owner;
     int nsteps;
     Step *steps;
+    lanes::Limits limits;          // "concurrency", "rate_limit"
+    lanes::Limits limits_per_key;  // "concurrency_per_key", "rate_limit_per_key"
 };
 
 // Parses and validates a definition; ERROR on invalid input. Function names are left as written. Allocated in

@@ -1,5 +1,7 @@
 #include "store/run_rows.hpp"
 
+#include "shmem/lanes.hpp"
+
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
@@ -105,6 +107,7 @@ void fail_run(int64 run_id, const char *message) {
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     pg::exec_as_owner(p, v, nullptr, false, 0);
     notes::runs_finished();
+    lanes::release_at_commit(run_id);
     SPI_finish();
 }
 

@@ -1,5 +1,7 @@
 #include "store/writes.hpp"
 
+#include "shmem/lanes.hpp"
+
 #include "pg/kept_plans.hpp"
 
 extern "C" {
@@ -209,7 +211,7 @@ void flush_runs() {
                                " result = u.result, error = u.error,"
                                " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"
                                " finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE u.at END,"
-                               " not_before = CASE WHEN u.status = 'pending'"
+                               " not_before = CASE WHEN u.status = 'pending' AND u.delay > 0"
                                "   THEN u.at + u.delay * interval '1 millisecond' END,"
                                " worker_pid = CASE WHEN u.status = 'pending' THEN NULL ELSE $9 END,"
                                " worker_started_at = CASE WHEN u.status = 'pending' THEN NULL ELSE $10 END"
@@ -256,10 +258,12 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     row->delay_ms = delay_ms;
     pending_runs = lappend(pending_runs, row);
     MemoryContextSwitchTo(old);
+    lanes::release_at_commit(run->id);  // (pending again: a run waiting for its retry holds no slot)
     if (status == core::RunStatus::Pending) {
         // Tell idle workers when the retry is due (they sleep until the earliest one).
-        shared::note_retry_due(row->at + int64(delay_ms) * 1000);
+        if (delay_ms > 0) notes::due_at(row->at + int64(delay_ms) * 1000);  // set the timer at commit
         notes::runs_created();
+        notes::queue_reordered();
     } else {
         notes::runs_finished();
     }
@@ -268,6 +272,7 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
 void persist_claim(ClaimedRun *run) {
     if (run->persisted) return;
     run->persisted = true;
+    lanes::persisted(run->id);
     // Deferred: flush_writes() records every claim of the transaction with one statement, first.
     MemoryContext old = MemoryContextSwitchTo(writes_context());
     ClaimRow *row = static_cast<ClaimRow *>(palloc(sizeof(ClaimRow)));

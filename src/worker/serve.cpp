@@ -9,6 +9,8 @@
 #include "pg/spi.hpp"
 #include "shmem/gucs.hpp"
 #include "store/claims.hpp"
+#include "store/queue.hpp"
+#include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
 #include "worker/interrupts.hpp"
@@ -139,7 +141,13 @@ constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 int claims_since_full = 0;
 
+// A run's place in the queue: its id under the 0.1 schema, its queue key (priority, id) under 0.2.
+int64 queue_position(const store::ClaimedRun &r, int version) {
+    return version >= 2 ? store::queue_key(r.priority, r.id) : r.id;
+}
+
 pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx) {
+    int version = store::schema_version();
     shared::State *st = shared::state();
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
     bool hinted = hint > 0 && claims_since_full < kFullClaimEvery;
@@ -158,7 +166,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         claims_since_full = 0;
     }
     int64 top = 0;
-    for (int i = 0; i < n; i++) top = runs[i].id > top ? runs[i].id : top;
+    for (int i = 0; i < n; i++) top = queue_position(runs[i], version) > top ? queue_position(runs[i], version) : top;
     uint64 cur = pg_atomic_read_u64(&st->claim_hint);
     if (hinted && from_hint == 0 && n > 0) {
         // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
@@ -170,9 +178,10 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
         }
     }
-    // keep the batch in FIFO order
+    // keep the batch in queue order
     for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && runs[j - 1].id > runs[j].id; j--) std::swap(runs[j - 1], runs[j]);
+        for (int j = i; j > 0 && queue_position(runs[j - 1], version) > queue_position(runs[j], version); j--)
+            std::swap(runs[j - 1], runs[j]);
     return n;
 }
 
@@ -293,6 +302,26 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
 
 }  // namespace
 
+// The timer (0.2 schema): runs whose not_before has come join the queue, parked runs whose lane has room again go
+// back, due schedules fire; then it is set for the next of these moments. One worker does it at a time (the one
+// that took the due moment); a run due now is claimed in the same round.
+void run_timer() {
+    pgstat_report_activity(STATE_RUNNING, "moving due runs into the queue");
+    TxnClock clock;
+    begin_txn(&clock);
+    if (store::schema_version() >= 2) {
+        store::promote_due_runs();
+        store::unpark_runs();
+        pg::spi_connect();
+        TimestampTz next = store::next_due_run();
+        SPI_finish();
+        TimestampTz rate = lanes::next_rate_opening();
+        if (rate != 0 && (next == 0 || rate < next)) next = rate;
+        if (next != 0) shared::note_retry_due(next);
+    }
+    commit_txn();
+}
+
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
 // Returns the number of runs claimed.
@@ -303,6 +332,7 @@ int serve_once(MemoryContext iter_ctx) {
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
     if (batch > room) batch = room;
+    if (shared::take_due() | lanes::unpark_wanted()) run_timer();
     Batch b;
     b.current = nullptr;
     b.locks_released = false;
@@ -310,11 +340,12 @@ int serve_once(MemoryContext iter_ctx) {
     pgstat_report_activity(STATE_RUNNING, "claiming runs");
     begin_txn(&b.clock);
     pg::spi_connect();
+    (void)store::take_parked_count();
     int n = claim_batch(batch, runs, iter_ctx);
     SPI_finish();
     if (n == 0) {
         commit_txn();
-        return 0;
+        return store::take_parked_count() > 0 ? 1 : 0;  // runs were parked: look again behind them
     }
     pg_atomic_write_u32(&my_slot->idle, 0);  // busy: wake-ups must go to workers that are really idle
     pg_atomic_fetch_add_u64(&my_slot->batches, 1);

@@ -1,0 +1,98 @@
+-- pipeline_worker 0.1 -> 0.2: flow control (priorities, delayed runs, idempotency and concurrency keys,
+-- concurrency and rate limits, pause, bulk submission, cron schedules).
+-- Every reference below is schema-qualified; nothing depends on the installer's search_path.
+\echo Use "ALTER EXTENSION pipeline_worker UPDATE TO '0.2'" to load this file. \quit
+
+-- ---------------------------------------------------------------- runs
+
+-- New columns have constant defaults or none: no table rewrite.
+ALTER TABLE pipeline_worker.runs
+    ADD COLUMN priority        int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -32768 AND 32767),
+    ADD COLUMN run_at          timestamptz,   -- as submitted: not claimed before (not_before holds it while due)
+    ADD COLUMN idempotency_key text CHECK (idempotency_key <> '' AND octet_length(idempotency_key) <= 1000),
+    ADD COLUMN concurrency_key text,
+    -- set while a pending run waits outside the queue: 1 its pipeline is at a limit, 2 its concurrency key
+    -- is, 3 its pipeline is paused. The workers put it back (parked = NULL) when there is room again.
+    ADD COLUMN parked          smallint CHECK (parked BETWEEN 1 AND 3);
+
+-- The queue: pending runs that may start now, highest priority first, then FIFO. Runs that must wait (run_at
+-- or a retry back-off in not_before; a limit or a pause in parked) are outside it, so a backlog of them costs
+-- the claim nothing.
+CREATE INDEX runs_ready_idx ON pipeline_worker.runs ((- priority), id)
+    WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL;
+-- The timer's list: pending runs due at not_before (run_at, retry back-off).
+CREATE INDEX runs_due_idx ON pipeline_worker.runs (not_before)
+    WHERE status = 'pending' AND not_before IS NOT NULL;
+-- Runs parked by a pipeline-wide limit or a pause, and by a per-key limit, in the order they go back.
+CREATE INDEX runs_parked_idx ON pipeline_worker.runs (pipeline_id, parked, (- priority), id)
+    WHERE status = 'pending' AND parked IS NOT NULL;
+CREATE INDEX runs_parked_key_idx ON pipeline_worker.runs
+    (pipeline_id, pg_catalog.hashtextextended(concurrency_key, 0), (- priority), id)
+    WHERE status = 'pending' AND parked = 2;
+-- Idempotency keys: unique per pipeline and submitting role for as long as the run exists.
+CREATE UNIQUE INDEX runs_idempotency_idx ON pipeline_worker.runs (pipeline, submitted_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The 0.1 queue (FIFO only) is replaced by runs_ready_idx.
+DROP INDEX pipeline_worker.runs_pending_idx;
+
+-- ---------------------------------------------------------------- pipelines
+
+ALTER TABLE pipeline_worker.pipelines ADD COLUMN paused boolean NOT NULL DEFAULT false;
+
+-- ---------------------------------------------------------------- schedules
+
+CREATE TABLE pipeline_worker.schedules (
+    name        text        PRIMARY KEY CHECK (name <> ''),
+    pipeline    text        NOT NULL,
+    cron        text        NOT NULL,
+    input       jsonb       NOT NULL DEFAULT '{}',
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    options     jsonb       NOT NULL DEFAULT '{}',
+    owner       regrole     NOT NULL,
+    active      boolean     NOT NULL DEFAULT true,
+    next_run_at timestamptz,            -- the next slot (NULL: inactive, or no future slot)
+    last_slot   timestamptz,            -- the latest slot handled (a run created, or skipped)
+    last_run_id bigint,
+    skipped     bigint      NOT NULL DEFAULT 0,   -- slots without a run ("overlap": "skip")
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX schedules_due_idx ON pipeline_worker.schedules (next_run_at) WHERE active;
+ALTER TABLE pipeline_worker.schedules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY schedules_visible ON pipeline_worker.schedules FOR SELECT
+    USING (pipeline_worker.has_role(owner::oid) OR pipeline_worker.is_admin());
+GRANT SELECT ON pipeline_worker.schedules TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.schedules', '');
+
+-- ---------------------------------------------------------------- functions
+
+-- create_run gains priority, run_at and the keys; positional calls of 0.1 keep working.
+DROP FUNCTION pipeline_worker.create_run(text, jsonb, jsonb);
+CREATE FUNCTION pipeline_worker.create_run(pipeline text, input jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}',
+                                           priority int DEFAULT 0, run_at timestamptz DEFAULT NULL,
+                                           idempotency_key text DEFAULT NULL, concurrency_key text DEFAULT NULL)
+    RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_create_run';
+
+CREATE FUNCTION pipeline_worker.create_runs(pipeline text, inputs jsonb, metadata jsonb DEFAULT '{}',
+                                            priority int DEFAULT 0, run_at timestamptz DEFAULT NULL,
+                                            idempotency_keys text[] DEFAULT NULL,
+                                            concurrency_keys text[] DEFAULT NULL)
+    RETURNS SETOF bigint LANGUAGE c VOLATILE ROWS 1000 AS 'MODULE_PATHNAME', 'pw_create_runs';
+
+CREATE FUNCTION pipeline_worker.alter_pipeline(name text, options jsonb)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_alter_pipeline';
+
+CREATE FUNCTION pipeline_worker.pause_pipeline(name text)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_pause_pipeline';
+
+CREATE FUNCTION pipeline_worker.resume_pipeline(name text)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_resume_pipeline';
+
+CREATE FUNCTION pipeline_worker.schedule(name text, pipeline text, cron text, input jsonb DEFAULT '{}',
+                                         metadata jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_schedule';
+
+CREATE FUNCTION pipeline_worker.unschedule(name text)
+    RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_unschedule';
+
+-- Workers serving this database switch to the 0.2 statements when this update commits.
+SELECT pipeline_worker.wake_workers();

@@ -1,0 +1,146 @@
+// SQL functions that steer a pipeline's flow: alter_pipeline (options such as limits), pause_pipeline,
+// resume_pipeline.
+#include "api/access.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+#include "store/pipelines.hpp"
+#include "store/queue.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pw_alter_pipeline);
+PG_FUNCTION_INFO_V1(pw_pause_pipeline);
+PG_FUNCTION_INFO_V1(pw_resume_pipeline);
+}
+
+using namespace pw;
+using namespace pw::api;
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_visible, plan_merge, plan_set_options, plan_unpark_limits, plan_pause, plan_park_paused,
+    plan_resume, plan_unpark_paused;
+
+// The pipeline as a manager sees it: ERROR 42501 unless the caller owns it (or is an admin). A pipeline the caller
+// may not see answers exactly as a missing one, so that nobody learns another tenant's pipeline names.
+int64 managed_pipeline(const char *name, const char *action) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_visible, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1", 1, types,
+                     v, nullptr, false);
+    bool isnull;
+    Oid owner = SPI_processed ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
+    int64 id = SPI_processed ? DatumGetInt64(col(0, 2, &isnull)) : 0;
+    Oid me = GetUserId();
+    if (pg::is_admin(me)) {
+        if (SPI_processed == 0)
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name)));
+        return id;
+    }
+    if (SPI_processed == 0 || !has_privs_of_role(me, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to %s pipeline \"%s\"", action, name),
+                        errdetail("Only its owner or members of pipeline_worker_admin may, if it exists.")));
+    return id;
+}
+
+void require_v2() {
+    if (store::schema_version() < 2)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
+                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+}
+
+// Runs parked by a limit go back to the queue (the limits changed); the claim parks them again if need be.
+void unpark_limited(int64 pipeline_id) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(pipeline_id)};
+    pg::run_as_owner(&plan_unpark_limits,
+                     "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
+                     " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked IN (1, 2)",
+                     1, types, v, nullptr, false);
+    if (SPI_processed > 0) {
+        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
+        notes::queue_reordered();
+    }
+}
+
+}  // namespace
+
+extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    if (PG_ARGISNULL(1))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("options must not be null"),
+                        errhint("Pass the options to change, e.g. '{\"concurrency\": 5}'; a null value removes one.")));
+    Jsonb *given = PG_GETARG_JSONB_P(1);
+    if (!JB_ROOT_IS_OBJECT(given))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("options must be a JSON object"),
+                        errhint("Pass the options to change, e.g. '{\"concurrency\": 5}'; a null value removes one.")));
+    lock_pipeline(name, ExclusiveLock);
+    pg::spi_connect();
+    require_v2();
+    int64 id = managed_pipeline(name, "alter");
+    // merged: the stored options, then the given keys; a null value removes the key
+    Oid types[2] = {TEXTOID, JSONBOID};
+    Datum v[2] = {CStringGetTextDatum(name), JsonbPGetDatum(given)};
+    pg::run_as_owner(&plan_merge,
+                     "SELECT p.steps::text, COALESCE((SELECT pg_catalog.jsonb_object_agg(key, value)"
+                     "   FROM pg_catalog.jsonb_each(p.options || $2) WHERE value <> 'null'::jsonb), '{}')::text"
+                     " FROM pipeline_worker.pipelines p WHERE p.name = $1",
+                     2, types, v, nullptr, false);
+    bool isnull;
+    char *steps = TextDatumGetCString(col(0, 1, &isnull));
+    char *merged = TextDatumGetCString(col(0, 2, &isnull));
+    (void)store::parse_pipeline(name, steps, merged);  // ERROR 22023 with a hint on invalid options
+    Datum sv[2] = {v[0], CStringGetTextDatum(merged)};
+    Oid st[2] = {TEXTOID, TEXTOID};
+    pg::run_as_owner(&plan_set_options, "UPDATE pipeline_worker.pipelines SET options = $2::jsonb WHERE name = $1",
+                     2, st, sv, nullptr, false);
+    unpark_limited(id);
+    SPI_finish();
+    notes::pipelines_changed();
+    PG_RETURN_VOID();
+}
+
+// Pausing parks the pipeline's pending runs (runs.parked = 3) and marks it paused, so that create_run parks new
+// ones; running runs finish. The pipeline lock orders it with create_run.
+extern "C" Datum pw_pause_pipeline(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    lock_pipeline(name, ExclusiveLock);
+    pg::spi_connect();
+    require_v2();
+    int64 id = managed_pipeline(name, "pause");
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(id)};
+    pg::run_as_owner(&plan_pause, "UPDATE pipeline_worker.pipelines SET paused = true WHERE id = $1", 1, types, v,
+                     nullptr, false);
+    pg::run_as_owner(&plan_park_paused,
+                     "UPDATE pipeline_worker.runs SET parked = 3 WHERE pipeline_id = $1 AND status = 'pending'"
+                     " AND parked IS DISTINCT FROM 3",
+                     1, types, v, nullptr, false);
+    SPI_finish();
+    PG_RETURN_VOID();
+}
+
+extern "C" Datum pw_resume_pipeline(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "pipeline name");
+    lock_pipeline(name, ExclusiveLock);
+    pg::spi_connect();
+    require_v2();
+    int64 id = managed_pipeline(name, "resume");
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(id)};
+    pg::run_as_owner(&plan_resume, "UPDATE pipeline_worker.pipelines SET paused = false WHERE id = $1", 1, types, v,
+                     nullptr, false);
+    pg::run_as_owner(&plan_unpark_paused,
+                     "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
+                     " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked = 3",
+                     1, types, v, nullptr, false);
+    if (SPI_processed > 0) {
+        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
+        notes::queue_reordered();
+    }
+    SPI_finish();
+    PG_RETURN_VOID();
+}

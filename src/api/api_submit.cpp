@@ -1,0 +1,311 @@
+// Submitting runs: create_run (0.1's three arguments, 0.2's priority, run_at and keys) and create_runs.
+#include "api/access.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+#include "store/queue.hpp"
+
+extern "C" {
+#include "utils/timestamp.h"
+PG_FUNCTION_INFO_V1(pw_create_run);
+PG_FUNCTION_INFO_V1(pw_create_runs);
+}
+
+using namespace pw;
+using namespace pw::api;
+using pg::col;
+
+namespace {
+
+constexpr int kMaxKeyBytes = 1000;
+
+SPIPlanPtr plan_insert_run_v1, plan_target, plan_insert_run, plan_existing_run, plan_insert_runs, plan_existing_runs;
+
+Datum empty_object() { return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")); }
+
+// What create_run(s) checked about its arguments.
+struct Submission {
+    char *pipeline;
+    int64 pipeline_id;
+    Oid owner;
+    bool paused;
+    Datum metadata;
+    int priority;
+    bool has_run_at;
+    TimestampTz run_at;
+};
+
+int checked_priority(FunctionCallInfo fcinfo, int argno) {
+    if (PG_NARGS() <= argno || PG_ARGISNULL(argno)) return 0;
+    int32 p = PG_GETARG_INT32(argno);
+    if (p < -32768 || p > 32767)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("priority %d is out of range", p),
+                        errhint("A priority is between -32768 and 32767; higher runs first, the default is 0.")));
+    return p;
+}
+
+void check_key(const char *key, const char *what) {
+    size_t len = strlen(key);
+    if (len == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what),
+                        errhint("Pass NULL for no key.")));
+    if (len > kMaxKeyBytes)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s is %zu bytes long, more than %d", what, len, kMaxKeyBytes),
+                        errhint("Use a shorter key, for example a hash of the request.")));
+}
+
+// Locks the pipeline against a concurrent drop (and pause), checks the caller may submit to it.
+void prepare_submission(Submission *s) {
+    lock_pipeline(s->pipeline, ShareLock);
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(s->pipeline)};
+    pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1", 1,
+                     types, v, nullptr, false);
+    if (SPI_processed == 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", s->pipeline),
+                        errhint("Create it with pipeline_worker.create_pipeline().")));
+    bool isnull;
+    s->owner = DatumGetObjectId(col(0, 1, &isnull));
+    s->pipeline_id = DatumGetInt64(col(0, 2, &isnull));
+    s->paused = DatumGetBool(col(0, 3, &isnull));
+    if (!may_submit(s->pipeline, s->owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to submit runs to pipeline \"%s\"", s->pipeline),
+                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", s->pipeline,
+                                pg::role_name(GetUserId()))));
+}
+
+// At commit: wake workers, set the timer for a future run_at, move the claim hint for a high priority.
+void note_submitted(const Submission &s, int n) {
+    if (s.has_run_at && s.run_at > GetCurrentTimestamp()) {
+        notes::due_at(s.run_at);
+    } else {
+        notes::runs_created(n);
+        notes::run_queued_with_priority(s.priority);
+    }
+}
+
+void raise_key_conflict(const char *key, int64 existing) {
+    ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
+                    errmsg("idempotency key \"%s\" is already used with another input", key),
+                    errdetail("Run %lld was submitted with this key and a different input.", (long long)existing),
+                    errhint("Reuse a key only to submit the same request again; use a new key for a new request.")));
+}
+
+// 0.1's create_run, for a database whose extension has not been updated yet.
+int64 create_run_v1(const Submission &s, Datum input) {
+    Oid types[6] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID};
+    Datum v[6] = {CStringGetTextDatum(s.pipeline), input, s.metadata, ObjectIdGetDatum(GetUserId()),
+                  Int64GetDatum(s.pipeline_id), ObjectIdGetDatum(s.owner)};
+    pg::run_as_owner(&plan_insert_run_v1,
+                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                     " pipeline_owner) VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole) RETURNING id",
+                     6, types, v, nullptr, false);
+    bool isnull;
+    return DatumGetInt64(col(0, 1, &isnull));
+}
+
+}  // namespace
+
+extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
+    Submission s;
+    s.pipeline = checked_name(fcinfo, 0, "pipeline name");
+    Datum input = PG_ARGISNULL(1) ? empty_object() : PG_GETARG_DATUM(1);
+    s.metadata = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_DATUM(2);
+    s.priority = checked_priority(fcinfo, 3);
+    s.has_run_at = PG_NARGS() > 4 && !PG_ARGISNULL(4);
+    s.run_at = s.has_run_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
+    if (s.has_run_at && TIMESTAMP_NOT_FINITE(s.run_at))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("run_at must be a finite time"),
+                        errhint("Pass NULL to start the run as soon as possible.")));
+    char *key = PG_NARGS() > 5 && !PG_ARGISNULL(5) ? text_to_cstring(PG_GETARG_TEXT_PP(5)) : nullptr;
+    char *ckey = PG_NARGS() > 6 && !PG_ARGISNULL(6) ? text_to_cstring(PG_GETARG_TEXT_PP(6)) : nullptr;
+    if (key != nullptr) check_key(key, "idempotency_key");
+    if (ckey != nullptr && ckey[0] == '\0')
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("concurrency_key must not be empty"),
+                        errhint("Pass NULL for no key.")));
+    pg::spi_connect();
+    prepare_submission(&s);
+    int64 id;
+    if (store::schema_version() < 2) {
+        id = create_run_v1(s, input);
+    } else {
+        Oid types[11] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID, INT4OID, TIMESTAMPTZOID, TEXTOID,
+                         TEXTOID, BOOLOID};
+        Datum v[11] = {CStringGetTextDatum(s.pipeline), input, s.metadata, ObjectIdGetDatum(GetUserId()),
+                       Int64GetDatum(s.pipeline_id), ObjectIdGetDatum(s.owner), Int32GetDatum(s.priority),
+                       TimestampTzGetDatum(s.run_at), key ? CStringGetTextDatum(key) : 0,
+                       ckey ? CStringGetTextDatum(ckey) : 0, BoolGetDatum(s.paused)};
+        char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', s.has_run_at ? ' ' : 'n', key ? ' ' : 'n',
+                          ckey ? ' ' : 'n', ' '};
+        for (;;) {
+            // A concurrent insert of the same key makes this one wait for it: if it commits, nothing is inserted
+            // here and its run is returned below; if it rolls back, this insert goes ahead.
+            pg::run_as_owner(&plan_insert_run,
+                             "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                             " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
+                             " VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole, $7, $8,"
+                             "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, $9, $10, CASE WHEN $11 THEN 3 END)"
+                             " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                             " DO NOTHING RETURNING id",
+                             11, types, v, nulls, false);
+            bool isnull;
+            if (SPI_processed == 1) {
+                id = DatumGetInt64(col(0, 1, &isnull));
+                note_submitted(s, 1);
+                break;
+            }
+            Oid et[4] = {TEXTOID, OIDOID, TEXTOID, JSONBOID};
+            Datum ev[4] = {v[0], v[3], v[8], input};
+            pg::run_as_owner(&plan_existing_run,
+                             "SELECT id, input = $4 FROM pipeline_worker.runs"
+                             " WHERE pipeline = $1 AND submitted_by = $2::regrole AND idempotency_key = $3",
+                             4, et, ev, nullptr, false);
+            if (SPI_processed == 0) continue;  // deleted in between (retention): insert again
+            id = DatumGetInt64(col(0, 1, &isnull));
+            if (!DatumGetBool(col(0, 2, &isnull))) raise_key_conflict(key, id);
+            break;
+        }
+    }
+    SPI_finish();
+    if (store::schema_version() < 2) notes::runs_created();
+    PG_RETURN_INT64(id);
+}
+
+namespace {
+
+// A key array argument: NULL, or as many elements as inputs (NULL elements allowed), each a valid key.
+Datum checked_keys(FunctionCallInfo fcinfo, int argno, int n, const char *what, bool idempotency) {
+    if (PG_ARGISNULL(argno)) return (Datum)0;
+    ArrayType *a = PG_GETARG_ARRAYTYPE_P(argno);
+    int len = ARR_NDIM(a) == 0 ? 0 : ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+    if (ARR_NDIM(a) > 1 || len != n)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s has %d element(s) but inputs has %d", what, len, n),
+                        errhint("Give one key per input (NULL for none), in the same order, or NULL for no keys.")));
+    Datum *elems;
+    bool *nulls;
+    int count;
+    deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &count);
+    for (int i = 0; i < count; i++) {
+        if (nulls[i]) continue;
+        char *k = TextDatumGetCString(elems[i]);
+        if (idempotency) check_key(k, psprintf("%s[%d]", what, i + 1));
+        else if (k[0] == '\0')
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s[%d] must not be empty", what, i + 1),
+                            errhint("Use NULL for no key.")));
+    }
+    return PointerGetDatum(a);
+}
+
+}  // namespace
+
+extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
+    Submission s;
+    s.pipeline = checked_name(fcinfo, 0, "pipeline name");
+    if (PG_ARGISNULL(1))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("inputs must not be null"),
+                        errhint("Pass a JSON array with one input per run, e.g. '[{\"n\": 1}, {\"n\": 2}]'.")));
+    Jsonb *inputs = PG_GETARG_JSONB_P(1);
+    if (!JB_ROOT_IS_ARRAY(inputs) || JB_ROOT_IS_SCALAR(inputs))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("inputs must be a JSON array"),
+                        errhint("Pass a JSON array with one input per run, e.g. '[{\"n\": 1}, {\"n\": 2}]'.")));
+    int n = static_cast<int>(JB_ROOT_COUNT(inputs));
+    s.metadata = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_DATUM(2);
+    s.priority = checked_priority(fcinfo, 3);
+    s.has_run_at = !PG_ARGISNULL(4);
+    s.run_at = s.has_run_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
+    if (s.has_run_at && TIMESTAMP_NOT_FINITE(s.run_at))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("run_at must be a finite time"),
+                        errhint("Pass NULL to start the runs as soon as possible.")));
+    Datum keys = checked_keys(fcinfo, 5, n, "idempotency_keys", true);
+    Datum ckeys = checked_keys(fcinfo, 6, n, "concurrency_keys", false);
+
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);  // SETOF bigint: a one-column row
+    MemoryContext caller = CurrentMemoryContext;
+    pg::spi_connect();
+    prepare_submission(&s);
+    if (store::schema_version() < 2)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
+                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+    int64 *ids = static_cast<int64 *>(MemoryContextAllocZero(caller, sizeof(int64) * (n > 0 ? n : 1)));
+    // One INSERT for all: elements and keys zipped by position. A key already used (before, or earlier in this
+    // call) inserts nothing; RETURNING gives the inserted rows in element order (ids are drawn in that order).
+    Oid types[11] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID,
+                     TEXTARRAYOID, BOOLOID};
+    Datum v[11] = {CStringGetTextDatum(s.pipeline), JsonbPGetDatum(inputs), s.metadata, ObjectIdGetDatum(GetUserId()),
+                   Int64GetDatum(s.pipeline_id), ObjectIdGetDatum(s.owner), Int32GetDatum(s.priority),
+                   TimestampTzGetDatum(s.run_at), keys, ckeys, BoolGetDatum(s.paused)};
+    char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', s.has_run_at ? ' ' : 'n', keys ? ' ' : 'n',
+                      ckeys ? ' ' : 'n', ' '};
+    pg::run_as_owner(&plan_insert_runs,
+                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                     " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
+                     " SELECT $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
+                     "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, e.key, e.ckey, CASE WHEN $11 THEN 3 END"
+                     " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
+                     "   pg_catalog.unnest($10)) AS e(input, key, ckey)"
+                     " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                     " DO NOTHING RETURNING id, idempotency_key",
+                     11, types, v, nulls, false);
+    uint64 inserted = SPI_processed;
+    SPITupleTable *rows = SPI_tuptable;
+    // Walk the elements in order beside the inserted rows: an element with no key, or whose key is the next
+    // inserted one (first use), got that row; the others name an existing run, looked up below.
+    Datum *kelems = nullptr;
+    bool *knulls = nullptr;
+    int kcount = 0;
+    if (keys) deconstruct_array(DatumGetArrayTypeP(keys), TEXTOID, -1, false, TYPALIGN_INT, &kelems, &knulls, &kcount);
+    int64 *missing = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+    int nmissing = 0;
+    uint64 j = 0;
+    for (int i = 0; i < n; i++) {
+        bool has_key = keys && !knulls[i];
+        bool isnull;
+        SPI_tuptable = rows;
+        if (j < inserted) {
+            Datum rk = col(j, 2, &isnull);
+            bool match = has_key ? !isnull && DatumGetBool(DirectFunctionCall2(texteq, rk, kelems[i])) : isnull;
+            if (match) {
+                ids[i] = DatumGetInt64(col(j, 1, &isnull));
+                j++;
+                continue;
+            }
+        }
+        if (!has_key) elog(ERROR, "pipeline_worker: create_runs lost track of element %d", i + 1);
+        missing[nmissing++] = i + 1;  // 1-based ordinality
+    }
+    if (nmissing > 0) {
+        Oid mt[5] = {TEXTOID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
+        Datum mv[5] = {v[0], v[3], v[1], keys, pg::int8_array(missing, nmissing)};
+        pg::run_as_owner(&plan_existing_runs,
+                         "SELECT e.ord, r.id, r.input = e.input, e.key FROM ROWS FROM (pg_catalog.jsonb_array_elements($3),"
+                         "   pg_catalog.unnest($4)) WITH ORDINALITY AS e(input, key, ord)"
+                         " JOIN pipeline_worker.runs r ON r.pipeline = $1 AND r.submitted_by = $2::regrole"
+                         "   AND r.idempotency_key = e.key"
+                         " WHERE e.ord = ANY ($5)",
+                         5, mt, mv, nullptr, false);
+        if (SPI_processed != static_cast<uint64>(nmissing))
+            ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                            errmsg("a run holding one of the idempotency keys was deleted meanwhile"),
+                            errhint("Call create_runs again.")));
+        for (uint64 r = 0; r < SPI_processed; r++) {
+            bool isnull;
+            int64 ord = DatumGetInt64(col(r, 1, &isnull));
+            int64 id = DatumGetInt64(col(r, 2, &isnull));
+            if (!DatumGetBool(col(r, 3, &isnull))) raise_key_conflict(TextDatumGetCString(col(r, 4, &isnull)), id);
+            ids[ord - 1] = id;
+        }
+    }
+    SPI_finish();
+    if (inserted > 0) note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted));
+    for (int i = 0; i < n; i++) {
+        Datum d = Int64GetDatum(ids[i]);
+        bool isnull = false;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &d, &isnull);
+    }
+    return (Datum)0;
+}

@@ -1,0 +1,379 @@
+#include "shmem/lanes.hpp"
+
+#include "shmem/shared.hpp"
+
+namespace pw::lanes {
+
+namespace {
+
+constexpr int kMaxLanes = 8192;
+// A rate window is kept as kBuckets counters of width ceil(per_ms / (kBuckets - 1)): a bucket that overlaps the
+// window at all counts in full, so the limit is never exceeded (a start may wait up to one bucket width longer).
+constexpr int kBuckets = 32;
+
+struct Tag {
+    Oid db;
+    int32 per_key;
+    int64 pipeline_id;
+    uint64 key_hash;
+};
+
+struct Lane {
+    Tag tag;  // hash key: first
+    int running;
+    Limits limits;      // as of the last admission
+    int64 width_us;     // rate bucket width (0: no rate limit seen)
+    uint64 parked_seq;  // bumped when runs were parked here (after their commit)
+    uint64 cleared_seq; // parked_seq when an unpark found none left
+    int64 bucket[kBuckets];
+    int32 count[kBuckets];
+};
+
+struct Header {
+    LWLock *lock;
+    pg_atomic_uint32 unpark_wanted;
+};
+
+Header *g_header = nullptr;
+HTAB *g_lanes = nullptr;
+
+// This backend's slots, by run.
+struct Holding {
+    int64 run_id;
+    Tag lanes[2];
+    int nlanes;
+    bool durable;          // the claim is committed: the slot survives commits
+    bool durable_pending;  // persisted in the current transaction
+    bool release_pending;  // the run stops executing here at commit
+};
+constexpr int kMaxHoldings = 1024;
+Holding holdings[kMaxHoldings];
+int nholdings = 0;
+bool exit_hook_set = false;
+
+struct ParkNote {
+    Tag tag;
+};
+constexpr int kMaxParkNotes = 256;
+ParkNote park_notes[kMaxParkNotes];
+int npark_notes = 0;
+
+Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
+    Tag t;
+    memset(&t, 0, sizeof(t));
+    t.db = MyDatabaseId;
+    t.per_key = per_key ? 1 : 0;
+    t.pipeline_id = pipeline_id;
+    t.key_hash = per_key ? key_hash : 0;
+    return t;
+}
+
+int64 bucket_width(const Limits &l) {
+    return l.rate_runs > 0 ? (int64(l.rate_ms) * 1000 + kBuckets - 2) / (kBuckets - 1) : 0;
+}
+
+// Starts counted in the window ending now.
+int rate_count(const Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return 0;
+    int64 cur = now / lane->width_us, lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
+    int n = 0;
+    for (int i = 0; i < kBuckets; i++)
+        if (lane->bucket[i] >= lo && lane->bucket[i] <= cur) n += lane->count[i];
+    return n;
+}
+
+// When the window will have room for one more start (now if it has).
+TimestampTz rate_opening(const Lane *lane, TimestampTz now) {
+    int n = rate_count(lane, now);
+    if (lane->width_us == 0 || n < lane->limits.rate_runs) return now;
+    int64 lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
+    // oldest buckets leave the window first
+    for (int64 b = lo;; b++) {
+        for (int i = 0; i < kBuckets; i++)
+            if (lane->bucket[i] == b) n -= lane->count[i];
+        if (n < lane->limits.rate_runs) return (b + 1) * lane->width_us + int64(lane->limits.rate_ms) * 1000;
+        if (b > now / lane->width_us) return now;  // (cannot happen: every counted bucket has passed)
+    }
+}
+
+int room(const Lane *lane, TimestampTz now) {
+    int r = INT_MAX;
+    if (lane->limits.concurrency > 0) r = lane->limits.concurrency - lane->running;
+    if (lane->limits.rate_runs > 0) {
+        int rr = lane->limits.rate_runs - rate_count(lane, now);
+        r = rr < r ? rr : r;
+    }
+    return r < 0 ? 0 : r;
+}
+
+void count_start(Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return;
+    int64 b = now / lane->width_us;
+    int i = static_cast<int>(b % kBuckets);
+    if (lane->bucket[i] != b) {
+        lane->bucket[i] = b;
+        lane->count[i] = 0;
+    }
+    lane->count[i]++;
+}
+
+Lane *find_or_enter(const Tag &tag, const Limits &limits) {
+    bool found;
+    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
+    if (lane == nullptr) return nullptr;
+    if (!found) {
+        memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
+        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
+    }
+    int64 width = bucket_width(limits);
+    if (width != lane->width_us) {  // rate limit set or changed: start a new window
+        lane->width_us = width;
+        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
+    }
+    lane->limits = limits;
+    return lane;
+}
+
+bool has_parked(const Lane *lane) { return lane->parked_seq != lane->cleared_seq; }
+
+// Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
+void maybe_forget(Lane *lane, TimestampTz now) {
+    if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
+        hash_search(g_lanes, &lane->tag, HASH_REMOVE, nullptr);
+}
+
+void release_holding(Holding *h) {
+    if (g_header == nullptr) return;
+    TimestampTz now = GetCurrentTimestamp();
+    bool wake = false;
+    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+    for (int i = 0; i < h->nlanes; i++) {
+        Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
+        if (lane == nullptr) continue;
+        if (lane->running > 0) lane->running--;
+        if (has_parked(lane)) wake = true;
+        else maybe_forget(lane, now);
+    }
+    LWLockRelease(g_header->lock);
+    if (wake) {
+        pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+        shared::wake_workers(1);
+    }
+}
+
+void remove_holding(int i) {
+    holdings[i] = holdings[--nholdings];
+}
+
+Holding *find_holding(int64 run_id) {
+    for (int i = 0; i < nholdings; i++)
+        if (holdings[i].run_id == run_id) return &holdings[i];
+    return nullptr;
+}
+
+void release_all(int, Datum) {
+    for (int i = 0; i < nholdings; i++) release_holding(&holdings[i]);
+    nholdings = 0;
+}
+
+}  // namespace
+
+int admit(const Request &req) {
+    bool key_limited = req.has_key && req.per_key.any();
+    if (!req.pipeline.any() && !key_limited) return 0;
+    if (g_header == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("pipeline_worker limits need the library in shared_preload_libraries"),
+                        errhint("Add pipeline_worker to shared_preload_libraries and restart the server.")));
+    if (nholdings >= kMaxHoldings) return req.pipeline.any() ? kParkedPipeline : kParkedKey;
+    if (!exit_hook_set) {
+        before_shmem_exit(release_all, 0);
+        exit_hook_set = true;
+    }
+    Holding h;
+    memset(&h, 0, sizeof(h));
+    h.run_id = req.run_id;
+    if (req.pipeline.any()) h.lanes[h.nlanes++] = make_tag(req.pipeline_id, false, 0);
+    if (key_limited) h.lanes[h.nlanes++] = make_tag(req.pipeline_id, true, req.key_hash);
+    const Limits *limits[2] = {req.pipeline.any() ? &req.pipeline : &req.per_key, &req.per_key};
+    TimestampTz now = GetCurrentTimestamp();
+    int blocked = 0;
+    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+    Lane *lanes[2] = {nullptr, nullptr};
+    for (int i = 0; i < h.nlanes && blocked == 0; i++) {
+        lanes[i] = find_or_enter(h.lanes[i], *limits[i]);
+        int kind = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
+        if (lanes[i] == nullptr || room(lanes[i], now) <= 0) blocked = kind;
+    }
+    if (blocked == 0) {
+        for (int i = 0; i < h.nlanes; i++) {
+            lanes[i]->running++;
+            count_start(lanes[i], now);
+        }
+    }
+    LWLockRelease(g_header->lock);
+    if (blocked != 0) return blocked;
+    h.durable_pending = req.persisted;
+    holdings[nholdings++] = h;
+    return 0;
+}
+
+bool holds(int64 run_id) { return find_holding(run_id) != nullptr; }
+
+void persisted(int64 run_id) {
+    Holding *h = find_holding(run_id);
+    if (h != nullptr) h->durable_pending = true;
+}
+
+void release_at_commit(int64 run_id) {
+    Holding *h = find_holding(run_id);
+    if (h != nullptr) h->release_pending = true;
+}
+
+void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {
+    if (kind != kParkedPipeline && kind != kParkedKey) return;
+    Tag t = make_tag(pipeline_id, kind == kParkedKey, key_hash);
+    for (int i = 0; i < npark_notes; i++)
+        if (memcmp(&park_notes[i].tag, &t, sizeof(t)) == 0) return;
+    if (npark_notes < kMaxParkNotes) park_notes[npark_notes++].tag = t;
+}
+
+void at_commit() {
+    for (int i = 0; i < nholdings;) {
+        Holding *h = &holdings[i];
+        h->durable = h->durable || h->durable_pending;
+        h->durable_pending = false;
+        if (!h->durable || h->release_pending) {
+            release_holding(h);
+            remove_holding(i);
+        } else {
+            i++;
+        }
+    }
+    if (npark_notes > 0 && g_header != nullptr) {
+        // After the parked rows are committed: an unpark that starts from here on finds them.
+        bool wake = false;
+        TimestampTz now = GetCurrentTimestamp();
+        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+        for (int i = 0; i < npark_notes; i++) {
+            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &park_notes[i].tag, HASH_FIND, nullptr));
+            if (lane == nullptr) {
+                bool found;
+                lane = static_cast<Lane *>(hash_search(g_lanes, &park_notes[i].tag, HASH_ENTER_NULL, &found));
+                if (lane == nullptr) continue;
+                if (!found) {
+                    memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
+                    for (int b = 0; b < kBuckets; b++) lane->bucket[b] = -1;
+                }
+            }
+            lane->parked_seq++;
+            // room already (a slot freed before this commit): nobody else will notice
+            if (room(lane, now) > 0) wake = true;
+            // a full rate window: the timer puts them back when it moves on
+            else if (lane->limits.rate_runs > 0) shared::note_retry_due(rate_opening(lane, now));
+        }
+        LWLockRelease(g_header->lock);
+        if (wake) {
+            pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+            shared::wake_workers(1);
+        }
+    }
+    npark_notes = 0;
+}
+
+void at_abort() {
+    for (int i = 0; i < nholdings;) {
+        Holding *h = &holdings[i];
+        h->durable_pending = false;
+        h->release_pending = false;
+        if (!h->durable) {
+            release_holding(h);
+            remove_holding(i);
+        } else {
+            i++;
+        }
+    }
+    npark_notes = 0;
+}
+
+bool unpark_wanted() { return g_header != nullptr && pg_atomic_read_u32(&g_header->unpark_wanted) != 0; }
+
+int lanes_to_unpark(Unpark *out, int max) {
+    if (g_header == nullptr) return 0;
+    pg_atomic_write_u32(&g_header->unpark_wanted, 0);
+    TimestampTz now = GetCurrentTimestamp();
+    int n = 0;
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+        if (lane->tag.db != MyDatabaseId || !has_parked(lane)) continue;
+        int r = room(lane, now);
+        if (r <= 0) continue;
+        if (n == max) {
+            pg_atomic_write_u32(&g_header->unpark_wanted, 1);  // the rest next time
+            hash_seq_term(&seq);
+            break;
+        }
+        out[n].pipeline_id = lane->tag.pipeline_id;
+        out[n].kind = lane->tag.per_key ? kParkedKey : kParkedPipeline;
+        out[n].key_hash = lane->tag.key_hash;
+        out[n].room = r > 1000 ? 1000 : r;
+        out[n].seq = lane->parked_seq;
+        n++;
+    }
+    LWLockRelease(g_header->lock);
+    return n;
+}
+
+void unpark_done(const Unpark &u, int found) {
+    if (g_header == nullptr) return;
+    Tag t = make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash);
+    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &t, HASH_FIND, nullptr));
+    if (lane != nullptr && found < u.room && lane->parked_seq == u.seq) {
+        lane->cleared_seq = u.seq;
+        maybe_forget(lane, GetCurrentTimestamp());
+    }
+    LWLockRelease(g_header->lock);
+}
+
+TimestampTz next_rate_opening() {
+    if (g_header == nullptr) return 0;
+    TimestampTz now = GetCurrentTimestamp(), best = 0;
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+        if (lane->tag.db != MyDatabaseId || !has_parked(lane) || lane->limits.rate_runs == 0) continue;
+        if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
+        TimestampTz at = rate_opening(lane, now);
+        if (best == 0 || at < best) best = at;
+    }
+    LWLockRelease(g_header->lock);
+    return best;
+}
+
+void shmem_request() {
+    RequestAddinShmemSpace(MAXALIGN(sizeof(Header)));
+    RequestAddinShmemSpace(hash_estimate_size(kMaxLanes, sizeof(Lane)));
+    RequestNamedLWLockTranche("pipeline_worker lanes", 1);
+}
+
+void shmem_startup() {
+    bool found;
+    g_header = static_cast<Header *>(ShmemInitStruct("pipeline_worker lanes header", sizeof(Header), &found));
+    if (!found) {
+        g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
+        pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
+    }
+    HASHCTL info;
+    memset(&info, 0, sizeof(info));
+    info.keysize = sizeof(Tag);
+    info.entrysize = sizeof(Lane);
+    g_lanes = ShmemInitHash("pipeline_worker lanes", kMaxLanes, kMaxLanes, &info, HASH_ELEM | HASH_BLOBS);
+}
+
+}  // namespace pw::lanes

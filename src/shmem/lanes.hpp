@@ -1,0 +1,76 @@
+// Concurrency and rate limits (pipeline options "concurrency", "concurrency_per_key", "rate_limit",
+// "rate_limit_per_key"), counted in shared memory per lane: a pipeline, or a pipeline's concurrency key.
+//
+// A run holds its lanes' slots from its claim until it stops executing here (finished, waiting for a retry,
+// released) -- released when the transaction recording that commits, so a slot is never counted free while the
+// run still shows as running. A backend's slots die with it: its exit releases them, and a crash (SIGKILL,
+// immediate stop) reinitialises shared memory. That is what makes the limits exact: liveness is the server's.
+//
+// A run that finds its lane full is parked (runs.parked) rather than left in the queue, so that a limited
+// backlog never sits in front of other work; the lane remembers that it has parked runs, and when it has room
+// again (a slot released, a rate window moving on) the workers put them back (store::unpark_runs).
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::lanes {
+
+struct Limits {
+    int concurrency = 0;  // 0: none
+    int rate_runs = 0;    // 0: none
+    int rate_ms = 0;
+    bool any() const { return concurrency > 0 || rate_runs > 0; }
+};
+
+// Which lane a blocked run waits on: the value of runs.parked.
+constexpr int kParkedPipeline = 1;
+constexpr int kParkedKey = 2;
+constexpr int kParkedPaused = 3;
+
+struct Request {
+    int64 run_id;
+    int64 pipeline_id;
+    Limits pipeline;
+    bool has_key;   // the run has a concurrency key (per-key limits apply only then)
+    uint64 key_hash;  // hashtextextended(concurrency_key, 0)
+    Limits per_key;
+    bool persisted;  // the claim is written on the row already (claim_run)
+};
+
+// Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
+// no room (0: admitted). No limit: admitted without touching shared memory.
+int admit(const Request &req);
+// Whether this backend holds slots for the run.
+bool holds(int64 run_id);
+// The claim is written on the row in this transaction (it survives the commit as status running).
+void persisted(int64 run_id);
+// The run stops executing here when this transaction commits (finished, pending again).
+void release_at_commit(int64 run_id);
+
+// Runs were parked on this lane in this transaction; at commit the lane learns it.
+void note_parked(int64 pipeline_id, int kind, uint64 key_hash);
+
+// Lanes with parked runs and room for some, to be put back by the workers.
+struct Unpark {
+    int64 pipeline_id;
+    int kind;
+    uint64 key_hash;
+    int room;
+    uint64 seq;  // parked generation seen; unpark_done clears only this one
+};
+// Fills up to max lanes that may take parked runs back; returns how many.
+int lanes_to_unpark(Unpark *out, int max);
+// found < room: the lane has no parked runs left (unless parked again since seq).
+void unpark_done(const Unpark &u, int found);
+// The earliest moment a rate-limited lane with parked runs gets room (0: none).
+TimestampTz next_rate_opening();
+// Something may be unparkable now (a slot freed, parked runs noted). Rate windows moving on are the timer's.
+bool unpark_wanted();
+
+// Transaction end and backend exit (module.cpp, shared.cpp).
+void at_commit();
+void at_abort();
+void shmem_request();
+void shmem_startup();
+
+}  // namespace pw::lanes

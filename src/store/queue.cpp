@@ -1,0 +1,230 @@
+#include "store/queue.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+#include "shmem/lanes.hpp"
+#include "shmem/shared.hpp"
+#include "store/pipelines.hpp"
+
+extern "C" {
+#include "utils/lsyscache.h"
+}
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_claim, plan_mark, plan_park, plan_promote, plan_next_due, plan_unpark_pipeline, plan_unpark_key;
+
+void split_key(int64 key, Datum *neg_priority, Datum *id) {
+    *neg_priority = Int32GetDatum(-key_priority(key));
+    *id = Int64GetDatum(key & ((int64(1) << kIdBits) - 1));
+}
+
+struct LaneSeen {
+    int64 pipeline_id;
+    bool per_key;
+    uint64 key_hash;
+};
+
+bool seen_lane(const LaneSeen *seen, int n, const LaneSeen &l) {
+    for (int i = 0; i < n; i++)
+        if (seen[i].pipeline_id == l.pipeline_id && seen[i].per_key == l.per_key && seen[i].key_hash == l.key_hash)
+            return true;
+    return false;
+}
+
+void park(const int64 *ids, const int16 *kinds, int n) {
+    Datum kd[64];
+    for (int i = 0; i < n; i++) kd[i] = Int16GetDatum(kinds[i]);
+    Oid types[2] = {INT8ARRAYOID, INT2ARRAYOID};
+    Datum v[2] = {pg::int8_array(ids, n), pg::make_array(kd, nullptr, n, INT2OID)};
+    SPIPlanPtr p = pg::prepare(&plan_park,
+                               "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET parked = u.kind"
+                               " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(id, kind)"
+                               " WHERE r.id = ANY (ARRAY[u.id])",
+                               2, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
+int last_parked = 0;
+
+}  // namespace
+
+int take_parked_count() {
+    int n = last_parked;
+    last_parked = 0;
+    return n;
+}
+
+int schema_version() {
+    Oid ns = get_namespace_oid("pipeline_worker", true);
+    Oid runs = OidIsValid(ns) ? get_relname_relid("runs", ns) : InvalidOid;
+    return OidIsValid(runs) && get_attnum(runs, "parked") != InvalidAttrNumber ? 2 : 1;
+}
+
+int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
+                 int64 below_key) {
+    if (max > 64) max = 64;
+    Oid types[6] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID};
+    Datum v[6];
+    v[0] = Int32GetDatum(max);
+    v[1] = ObjectIdGetDatum(submitter);
+    split_key(min_key, &v[2], &v[3]);
+    split_key(below_key, &v[4], &v[5]);
+    SPIPlanPtr plan = pg::prepare(
+        &plan_claim,
+        "/* pw_indexes: runs_ready_idx */ SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1,"
+        " pipeline_id, priority, concurrency_key IS NOT NULL,"
+        " pg_catalog.hashtextextended(concurrency_key, 0)"
+        " FROM pipeline_worker.runs"
+        " WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"
+        "   AND ($2 = 0::oid OR submitted_by = $2::regrole)"
+        "   AND ROW(- priority, id) >= ROW($3, $4) AND ROW(- priority, id) < ROW($5, $6)"
+        " ORDER BY - priority, id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        6, types);
+    pg::exec_as_owner(plan, v, nullptr, false, 0);
+    int n = static_cast<int>(SPI_processed);
+    SPITupleTable *rows = SPI_tuptable;
+    TimestampTz now = GetCurrentTimestamp();
+    int kept = 0, nparked = 0;
+    int64 parked_ids[64];
+    int16 parked_kinds[64];
+    LaneSeen seen[128];
+    int nseen = 0;
+    for (int i = 0; i < n; i++) {
+        bool isnull, key_null;
+        SPI_tuptable = rows;
+        int64 id = DatumGetInt64(col(i, 1, &isnull));
+        char *pipeline = TextDatumGetCString(col(i, 2, &isnull));
+        int64 pipeline_id = DatumGetInt64(col(i, 7, &isnull));
+        bool has_key = DatumGetBool(col(i, 9, &isnull));
+        Datum hash = col(i, 10, &key_null);
+        uint64 key_hash = key_null ? 0 : static_cast<uint64>(DatumGetInt64(hash));
+        Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
+        SPI_tuptable = rows;
+        if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
+            LaneSeen lp = {pipeline_id, false, 0}, lk = {pipeline_id, true, key_hash};
+            bool key_limited = has_key && p->limits_per_key.any();
+            // One run per lane and claim: the others stay queued for other workers (no worker hoards slots).
+            if ((p->limits.any() && seen_lane(seen, nseen, lp)) || (key_limited && seen_lane(seen, nseen, lk))) continue;
+            lanes::Request req = {id, pipeline_id, p->limits, has_key, key_hash, p->limits_per_key, mark_running};
+            int blocked = lanes::admit(req);
+            if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
+            if (key_limited && nseen < 128) seen[nseen++] = lk;
+            if (blocked != 0) {
+                parked_ids[nparked] = id;
+                parked_kinds[nparked++] = static_cast<int16>(blocked);
+                lanes::note_parked(pipeline_id, blocked, key_hash);
+                continue;
+            }
+        }
+        MemoryContext old = MemoryContextSwitchTo(dest);
+        ClaimedRun &r = out[kept++];
+        r.id = id;
+        r.pipeline = pstrdup(pipeline);
+        r.submitter = DatumGetObjectId(col(i, 3, &isnull));
+        r.input = DatumGetJsonbPCopy(col(i, 4, &isnull));
+        r.metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
+        r.claims = DatumGetInt32(col(i, 6, &isnull));
+        r.pipeline_id = pipeline_id;
+        r.priority = DatumGetInt32(col(i, 8, &isnull));
+        r.claimed_at = now;
+        r.persisted = mark_running;
+        MemoryContextSwitchTo(old);
+    }
+    if (nparked > 0) park(parked_ids, parked_kinds, nparked);
+    last_parked += nparked;
+    if (mark_running && kept > 0) {
+        int64 ids[64];
+        for (int i = 0; i < kept; i++) ids[i] = out[i].id;
+        Oid mt[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
+        Datum mv[3] = {pg::int8_array(ids, kept), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+        SPIPlanPtr p = pg::prepare(&plan_mark,
+                                   "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'running',"
+                                   " worker_pid = $2, worker_started_at = $3, started_at = pg_catalog.clock_timestamp(),"
+                                   " claims = r.claims + 1 WHERE r.id = ANY ($1)",
+                                   3, mt);
+        pg::exec_as_owner(p, mv, nullptr, false, 0);
+    }
+    return kept;
+}
+
+int64 promote_due_runs() {
+    pg::spi_connect();
+    SPIPlanPtr p = pg::prepare(&plan_promote,
+                               "/* pw_indexes: runs_due_idx r.runs_pkey */ UPDATE pipeline_worker.runs r"
+                               " SET not_before = NULL FROM (SELECT id FROM pipeline_worker.runs"
+                               "   WHERE status = 'pending' AND not_before <= pg_catalog.clock_timestamp()"
+                               "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"
+                               " WHERE r.id = ANY (ARRAY[d.id])",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    int64 n = static_cast<int64>(SPI_processed);
+    SPI_finish();
+    if (n > 0) {
+        notes::runs_created(static_cast<int>(n > 1000 ? 1000 : n));
+        notes::queue_reordered();
+    }
+    return n;
+}
+
+TimestampTz next_due_run() {
+    SPIPlanPtr p = pg::prepare(&plan_next_due,
+                               "/* pw_indexes: runs_due_idx */ SELECT not_before FROM pipeline_worker.runs"
+                               " WHERE status = 'pending' AND not_before IS NOT NULL ORDER BY not_before LIMIT 1",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
+    bool isnull = true;
+    Datum d = SPI_processed > 0 ? col(0, 1, &isnull) : 0;
+    return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+int64 unpark_runs() {
+    lanes::Unpark lanes_out[32];
+    int n = lanes::lanes_to_unpark(lanes_out, 32);
+    if (n == 0) return 0;
+    int64 total = 0;
+    pg::spi_connect();
+    for (int i = 0; i < n; i++) {
+        const lanes::Unpark &u = lanes_out[i];
+        if (u.kind == lanes::kParkedKey) {
+            Oid types[3] = {INT8OID, INT8OID, INT4OID};
+            Datum v[3] = {Int64GetDatum(u.pipeline_id), Int64GetDatum(static_cast<int64>(u.key_hash)),
+                          Int32GetDatum(u.room)};
+            SPIPlanPtr p = pg::prepare(
+                &plan_unpark_key,
+                "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
+                " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
+                "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])",
+                3, types);
+            pg::exec_as_owner(p, v, nullptr, false, 0);
+        } else {
+            Oid types[3] = {INT8OID, INT2OID, INT4OID};
+            Datum v[3] = {Int64GetDatum(u.pipeline_id), Int16GetDatum(static_cast<int16>(u.kind)), Int32GetDatum(u.room)};
+            SPIPlanPtr p = pg::prepare(
+                &plan_unpark_pipeline,
+                "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
+                " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
+                "   AND pipeline_id = $1 AND parked = $2"
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])",
+                3, types);
+            pg::exec_as_owner(p, v, nullptr, false, 0);
+        }
+        int found = static_cast<int>(SPI_processed);
+        total += found;
+        lanes::unpark_done(u, found);
+    }
+    SPI_finish();
+    if (total > 0) {
+        notes::runs_created(static_cast<int>(total));
+        notes::queue_reordered();
+    }
+    return total;
+}
+
+}  // namespace pw::store

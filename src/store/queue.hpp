@@ -1,0 +1,37 @@
+// The 0.2 queue: priorities, delayed runs (run_at, retry back-off) brought in by the timer, and runs parked by a
+// limit or a pause. A database still at 0.1 (the library updated, ALTER EXTENSION ... UPDATE not run yet) keeps
+// the 0.1 statements of claims.cpp; schema_version() tells which apply.
+#pragma once
+
+#include "pg/pg.hpp"
+#include "store/claims.hpp"
+
+namespace pw::store {
+
+// 1: the 0.1 schema; 2: 0.2 or later. Catalog cache lookups only (cheap, transactional). Needs a transaction.
+int schema_version();
+
+// A run's place in the queue as one ordered number: (32767 - priority) << 47 | id, so that "higher priority first,
+// then lower id" is ascending order (the workers' claim hint is such a key).
+constexpr int kIdBits = 47;
+inline int64 queue_key(int priority, int64 id) {
+    return (static_cast<int64>(32767 - priority) << kIdBits) | (id & ((int64(1) << kIdBits) - 1));
+}
+inline int key_priority(int64 key) { return 32767 - static_cast<int>(key >> kIdBits); }
+
+// claim_runs for the 0.2 schema (same contract), in queue order. Runs whose pipeline or key is at a limit are
+// parked instead of claimed; a lane admits at most one run per claim (the others stay queued for other workers).
+int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
+                 int64 below_key);
+
+// How many runs claim_queued parked since the last call (the queue behind them may hold claimable runs).
+int take_parked_count();
+
+// Moves runs whose not_before has come into the queue; returns how many. SPI not connected.
+int64 promote_due_runs();
+// The earliest not_before of a waiting run (0: none). SPI connected.
+TimestampTz next_due_run();
+// Puts parked runs back in the queue for lanes that have room again; returns how many. SPI not connected.
+int64 unpark_runs();
+
+}  // namespace pw::store
