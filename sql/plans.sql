@@ -33,9 +33,9 @@ SELECT pipeline_worker.execute_run(pipeline_worker.claim_run()) AS first,
 COMMIT;
 SELECT pg_stat_force_next_flush();
 SELECT pg_stat_clear_snapshot();
--- (the counters move: the pending-runs index was scanned by the claims)
+-- (the counters move: the queue index was scanned by the claims)
 SELECT indexrelname, idx_scan > 0 AS scanned FROM pg_stat_user_indexes
- WHERE schemaname = 'pipeline_worker' AND indexrelname IN ('plans_user_idx', 'runs_pending_idx') ORDER BY 1;
+ WHERE schemaname = 'pipeline_worker' AND indexrelname IN ('plans_user_idx', 'runs_ready_idx') ORDER BY 1;
 DROP INDEX pipeline_worker.plans_user_idx;
 SELECT pipeline_worker.drop_pipeline('plans');
 DROP FUNCTION plans_step(jsonb);

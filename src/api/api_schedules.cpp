@@ -1,10 +1,127 @@
-// SQL functions on schedules: schedule, unschedule.
+// SQL functions on cron schedules: schedule (create or replace), unschedule.
 #include "api/access.hpp"
+#include "core/schedule_options.hpp"
+#include "pg/boundary.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+#include "store/queue.hpp"
+#include "store/schedules.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pw_schedule);
 PG_FUNCTION_INFO_V1(pw_unschedule);
 }
 
-extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) { elog(ERROR, "not yet"); }
-extern "C" Datum pw_unschedule(PG_FUNCTION_ARGS) { elog(ERROR, "not yet"); }
+using namespace pw;
+using namespace pw::api;
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_pipeline, plan_existing, plan_upsert, plan_owner, plan_delete;
+
+Datum jsonb_arg(FunctionCallInfo fcinfo, int argno) {
+    return PG_ARGISNULL(argno) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(argno);
+}
+
+// The time zone named in the options (validated, "UTC" when absent).
+char *checked_options(Jsonb *options) {
+    char *text = JsonbToCString(nullptr, &options->root, VARSIZE(options));
+    char *tz = nullptr;
+    pg::CppError err = pg::cpp_call([&] { tz = pg::pstrdup_guarded(core::parse_schedule_options(text).timezone); });
+    pg::raise_if_failed(err, "invalid schedule options");
+    return tz;
+}
+
+// ERROR 42501 unless the caller may submit runs to the pipeline; a pipeline the caller may not see answers the same
+// way as a missing one (admins: "does not exist").
+void require_submitter(const char *pipeline) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(pipeline)};
+    pg::run_as_owner(&plan_pipeline, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
+                     nullptr, false);
+    bool isnull;
+    bool found = SPI_processed == 1;
+    Oid owner = found ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
+    if (!found && pg::is_admin(GetUserId()))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", pipeline)));
+    if (!found || !may_submit(pipeline, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to schedule runs of pipeline \"%s\"", pipeline),
+                        errdetail("Only a role that may submit runs to the pipeline may schedule it, if it exists.")));
+}
+
+}  // namespace
+
+extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "schedule name");
+    char *pipeline = checked_name(fcinfo, 1, "pipeline name");
+    if (PG_ARGISNULL(2))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("cron must not be null"),
+                        errhint("Five fields such as '*/5 * * * *', a macro such as '@daily', or 'N seconds'.")));
+    char *cron = text_to_cstring(PG_GETARG_TEXT_PP(2));
+    Datum input = jsonb_arg(fcinfo, 3), metadata = jsonb_arg(fcinfo, 4), options = jsonb_arg(fcinfo, 5);
+    if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(metadata)))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("metadata must be a JSON object"),
+                        errhint("Each run gets it with \"schedule\" and \"scheduled_for\" added.")));
+    char *tz = checked_options(DatumGetJsonbP(options));
+    TimestampTz next = store::next_schedule_slot(cron, tz, GetCurrentTimestamp());  // ERROR 22023 when invalid
+    pg::spi_connect();
+    if (store::schema_version() < 2)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
+                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+    require_submitter(pipeline);
+    // Replacing: only its owner (or an admin); it keeps its owner, and its history (last slot, last run, skipped).
+    Oid types[1] = {TEXTOID};
+    Datum nv[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_existing, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1,
+                     types, nv, nullptr, false);
+    bool isnull;
+    Oid me = GetUserId();
+    if (SPI_processed == 1) {
+        Oid owner = DatumGetObjectId(col(0, 1, &isnull));
+        if (!has_privs_of_role(me, owner) && !pg::is_admin(me))
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("permission denied to replace schedule \"%s\"", name),
+                            errdetail("Only its owner or members of pipeline_worker_admin may."),
+                            errhint("Choose another schedule name.")));
+    }
+    Oid ut[8] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, OIDOID, TIMESTAMPTZOID};
+    Datum uv[8] = {nv[0], CStringGetTextDatum(pipeline), CStringGetTextDatum(cron), input, metadata, options,
+                   ObjectIdGetDatum(me), TimestampTzGetDatum(next)};
+    char nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', next == 0 ? 'n' : ' '};
+    pg::run_as_owner(&plan_upsert,
+                     "INSERT INTO pipeline_worker.schedules (name, pipeline, cron, input, metadata, options, owner,"
+                     " next_run_at) VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8)"
+                     " ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, cron = excluded.cron,"
+                     "  input = excluded.input, metadata = excluded.metadata, options = excluded.options,"
+                     "  active = true, next_run_at = excluded.next_run_at",
+                     8, ut, uv, nulls, false);
+    SPI_finish();
+    if (next != 0) notes::due_at(next);
+    PG_RETURN_VOID();
+}
+
+extern "C" Datum pw_unschedule(PG_FUNCTION_ARGS) {
+    char *name = checked_name(fcinfo, 0, "schedule name");
+    pg::spi_connect();
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_owner, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1,
+                     types, v, nullptr, false);
+    bool isnull, removed = false;
+    Oid me = GetUserId();
+    // one the caller may not see answers as a missing one: false
+    if (SPI_processed == 1) {
+        Oid owner = DatumGetObjectId(col(0, 1, &isnull));
+        if (has_privs_of_role(me, owner) || pg::is_admin(me)) {
+            pg::run_as_owner(&plan_delete, "DELETE FROM pipeline_worker.schedules WHERE name = $1", 1, types, v,
+                             nullptr, false);
+            removed = SPI_processed == 1;
+        }
+    }
+    SPI_finish();
+    PG_RETURN_BOOL(removed);
+}

@@ -7,6 +7,7 @@
 #include "store/queue.hpp"
 
 extern "C" {
+#include "catalog/pg_collation.h"
 #include "utils/timestamp.h"
 PG_FUNCTION_INFO_V1(pw_create_run);
 PG_FUNCTION_INFO_V1(pw_create_runs);
@@ -268,7 +269,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         SPI_tuptable = rows;
         if (j < inserted) {
             Datum rk = col(j, 2, &isnull);
-            bool match = has_key ? !isnull && DatumGetBool(DirectFunctionCall2(texteq, rk, kelems[i])) : isnull;
+            bool match = has_key ? !isnull && DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, rk, kelems[i])) : isnull;
             if (match) {
                 ids[i] = DatumGetInt64(col(j, 1, &isnull));
                 j++;

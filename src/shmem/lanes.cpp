@@ -13,7 +13,9 @@ constexpr int kBuckets = 32;
 
 struct Tag {
     Oid db;
+    Oid instance;  // pipeline_worker.runs' oid: a re-created extension (ids start over) shares no lane
     int32 per_key;
+    int32 pad;
     int64 pipeline_id;
     uint64 key_hash;
 };
@@ -35,6 +37,7 @@ struct Header {
 };
 
 Header *g_header = nullptr;
+Oid current_instance = InvalidOid;
 HTAB *g_lanes = nullptr;
 
 // This backend's slots, by run.
@@ -62,6 +65,7 @@ Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
     Tag t;
     memset(&t, 0, sizeof(t));
     t.db = MyDatabaseId;
+    t.instance = current_instance;
     t.per_key = per_key ? 1 : 0;
     t.pipeline_id = pipeline_id;
     t.key_hash = per_key ? key_hash : 0;
@@ -178,6 +182,8 @@ void release_all(int, Datum) {
 
 }  // namespace
 
+void set_instance(Oid runs_table) { current_instance = runs_table; }
+
 int admit(const Request &req) {
     bool key_limited = req.has_key && req.per_key.any();
     if (!req.pipeline.any() && !key_limited) return 0;
@@ -228,6 +234,21 @@ void persisted(int64 run_id) {
 void release_at_commit(int64 run_id) {
     Holding *h = find_holding(run_id);
     if (h != nullptr) h->release_pending = true;
+}
+
+int held_runs(int64 *out, int max) {
+    int n = 0;
+    for (int i = 0; i < nholdings && n < max; i++) out[n++] = holdings[i].run_id;
+    return n;
+}
+
+void release_now(int64 run_id) {
+    for (int i = 0; i < nholdings; i++)
+        if (holdings[i].run_id == run_id) {
+            release_holding(&holdings[i]);
+            remove_holding(i);
+            return;
+        }
 }
 
 void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {
@@ -308,7 +329,7 @@ int lanes_to_unpark(Unpark *out, int max) {
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || !has_parked(lane)) continue;
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || !has_parked(lane)) continue;
         int r = room(lane, now);
         if (r <= 0) continue;
         if (n == max) {
@@ -347,7 +368,9 @@ TimestampTz next_rate_opening() {
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || !has_parked(lane) || lane->limits.rate_runs == 0) continue;
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || !has_parked(lane) ||
+            lane->limits.rate_runs == 0)
+            continue;
         if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
         TimestampTz at = rate_opening(lane, now);
         if (best == 0 || at < best) best = at;

@@ -37,6 +37,10 @@ struct Request {
     bool persisted;  // the claim is written on the row already (claim_run)
 };
 
+// The extension's instance in this database (pipeline_worker.runs' oid), set whenever the schema is looked up:
+// lanes of a dropped and re-created extension are distinct.
+void set_instance(Oid runs_table);
+
 // Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
 // no room (0: admitted). No limit: admitted without touching shared memory.
 int admit(const Request &req);
@@ -46,6 +50,11 @@ bool holds(int64 run_id);
 void persisted(int64 run_id);
 // The run stops executing here when this transaction commits (finished, pending again).
 void release_at_commit(int64 run_id);
+
+// The runs this backend holds slots for (up to max); returns how many.
+int held_runs(int64 *out, int max);
+// Gives a run's slots back now (the run is not this backend's any more: cancelled, deleted).
+void release_now(int64 run_id);
 
 // Runs were parked on this lane in this transaction; at commit the lane learns it.
 void note_parked(int64 pipeline_id, int kind, uint64 key_hash);

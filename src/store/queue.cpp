@@ -60,9 +60,33 @@ int take_parked_count() {
     return n;
 }
 
+void release_stale_slots() {
+    int64 held[64];
+    int n = lanes::held_runs(held, 64);
+    if (n == 0) return;
+    static SPIPlanPtr plan_mine = nullptr;
+    Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[3] = {pg::int8_array(held, n), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+    SPIPlanPtr p = pg::prepare(&plan_mine,
+                               "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                               " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
+                               " ELSE false END",
+                               3, types);
+    pg::exec_as_owner(p, v, nullptr, true, 0);
+    for (int i = 0; i < n; i++) {
+        bool mine = false;
+        for (uint64 r = 0; r < SPI_processed && !mine; r++) {
+            bool isnull;
+            mine = DatumGetInt64(col(r, 1, &isnull)) == held[i];
+        }
+        if (!mine) lanes::release_now(held[i]);
+    }
+}
+
 int schema_version() {
     Oid ns = get_namespace_oid("pipeline_worker", true);
     Oid runs = OidIsValid(ns) ? get_relname_relid("runs", ns) : InvalidOid;
+    lanes::set_instance(runs);
     return OidIsValid(runs) && get_attnum(runs, "parked") != InvalidAttrNumber ? 2 : 1;
 }
 

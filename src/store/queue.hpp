@@ -24,6 +24,10 @@ inline int key_priority(int64 key) { return 32767 - static_cast<int>(key >> kIdB
 int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
                  int64 below_key);
 
+// A session's slots (claim_run) for runs that are no longer running under it -- cancelled, retried, deleted with
+// the extension -- are given back. SPI connected.
+void release_stale_slots();
+
 // How many runs claim_queued parked since the last call (the queue behind them may hold claimable runs).
 int take_parked_count();
 

@@ -10,6 +10,7 @@
 #include "shmem/gucs.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
+#include "store/schedules.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
@@ -312,9 +313,12 @@ void run_timer() {
     if (store::schema_version() >= 2) {
         store::promote_due_runs();
         store::unpark_runs();
+        store::fire_due_schedules();
         pg::spi_connect();
         TimestampTz next = store::next_due_run();
+        TimestampTz sched = store::next_schedule_due();
         SPI_finish();
+        if (sched != 0 && (next == 0 || sched < next)) next = sched;
         TimestampTz rate = lanes::next_rate_opening();
         if (rate != 0 && (next == 0 || rate < next)) next = rate;
         if (next != 0) shared::note_retry_due(next);

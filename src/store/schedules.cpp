@@ -1,0 +1,299 @@
+#include "store/schedules.hpp"
+
+#include "core/cron.hpp"
+#include "core/schedule_options.hpp"
+#include "pg/boundary.hpp"
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+
+extern "C" {
+#include "pgtime.h"
+#include "utils/timestamp.h"
+}
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+constexpr int64 kUnixEpochOffset = (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+constexpr int kMaxSlotsPerPass = 1000;  // per schedule and timer pass; the rest in the next pass (due at once)
+
+SPIPlanPtr plan_due, plan_target, plan_grants, plan_insert, plan_existing, plan_update, plan_deactivate, plan_next;
+
+int64 unix_seconds(TimestampTz t) {
+    int64 s = t / USECS_PER_SEC;
+    if (t < 0 && t % USECS_PER_SEC != 0) s--;  // floor
+    return s + kUnixEpochOffset;
+}
+
+TimestampTz timestamp_of(int64 unix) { return (unix - kUnixEpochOffset) * USECS_PER_SEC; }
+
+pg_tz *zone_or_error(const char *timezone) {
+    pg_tz *tz = pg_tzset(timezone);
+    if (tz == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("unknown time zone \"%s\"", timezone),
+                        errhint("Use an IANA time zone name such as \"Europe/Paris\" (see pg_timezone_names).")));
+    return tz;
+}
+
+// The slots after `after` up to and including `until`, at most max of them, into out[] (palloc'd by the caller:
+// no C++ object outlives the cpp_call); *next: the first slot after those (kNoSlot: none). Returns the count.
+int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *out, int max, int64 *next,
+                  pg::CppError *err) {
+    int n = 0;
+    *next = core::cron::kNoSlot;
+    *err = pg::cpp_call([&] {
+        core::cron::Spec spec = core::cron::parse(cron);
+        core::cron::OffsetFn offset = [tz](int64_t t) {
+            pg_time_t pt = static_cast<pg_time_t>(t);
+            struct pg_tm *tm = pg_localtime(&pt, tz);  // (pure computation: never ereports)
+            return tm != nullptr ? static_cast<int>(tm->tm_gmtoff) : 0;
+        };
+        int64 s = core::cron::next_slot(spec, after, offset);
+        while (s != core::cron::kNoSlot && s <= until && n < max) {
+            out[n++] = s;
+            s = core::cron::next_slot(spec, s, offset);
+        }
+        *next = s;
+    });
+    return n;
+}
+
+}  // namespace
+
+TimestampTz next_schedule_slot(const char *cron, const char *timezone, TimestampTz after) {
+    pg_tz *tz = zone_or_error(timezone);
+    pg::CppError err;
+    int64 next;
+    (void)slots_between(cron, tz, unix_seconds(after), INT64_MIN, nullptr, 0, &next, &err);
+    if (err.failed)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        strncmp(err.message, "invalid ", 8) == 0
+                            ? errmsg("%s", err.message)
+                            : errmsg("invalid cron schedule \"%s\": %s", cron, err.message),
+                        errhint("Five fields (minute hour day-of-month month day-of-week) such as '*/5 * * * *', a "
+                                "macro such as '@daily', or 'N seconds' with N from 1 to 59.")));
+    return next == core::cron::kNoSlot ? 0 : timestamp_of(next);
+}
+
+namespace {
+
+// A schedule's options as plain palloc'd data (no C++ object may live across SPI calls).
+struct SlotOptions {
+    char *timezone;
+    core::CatchUp catch_up;
+    int catch_up_max;
+    core::Overlap overlap;
+    int priority;
+    char *concurrency_key;  // NULL: none
+};
+
+SlotOptions read_options(const char *json, pg::CppError *err) {
+    SlotOptions out = {nullptr, core::CatchUp::None, 100, core::Overlap::Allow, 0, nullptr};
+    *err = pg::cpp_call([&] {
+        core::ScheduleOptions o = core::parse_schedule_options(json);
+        out.timezone = pg::pstrdup_guarded(o.timezone);
+        out.catch_up = o.catch_up;
+        out.catch_up_max = o.catch_up_max;
+        out.overlap = o.overlap;
+        out.priority = o.priority;
+        out.concurrency_key = o.concurrency_key.empty() ? nullptr : pg::pstrdup_guarded(o.concurrency_key);
+    });
+    return out;
+}
+
+struct DueSchedule {
+    char *name;
+    char *pipeline;
+    char *cron;
+    Datum input;
+    Datum metadata;
+    char *options;
+    Oid owner;
+    TimestampTz next_run_at;
+    int64 last_run_id;  // 0: none
+    bool last_unfinished;
+};
+
+// May the schedule's owner still submit to its pipeline? Fills the pipeline's id, owner and pause state.
+bool owner_may_submit(const DueSchedule &s, int64 *pipeline_id, Oid *pipeline_owner, bool *paused) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(s.pipeline)};
+    pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1", 1,
+                     types, v, nullptr, false);
+    if (SPI_processed == 0) return false;
+    bool isnull;
+    *pipeline_owner = DatumGetObjectId(col(0, 1, &isnull));
+    *pipeline_id = DatumGetInt64(col(0, 2, &isnull));
+    *paused = DatumGetBool(col(0, 3, &isnull));
+    if (has_privs_of_role(s.owner, *pipeline_owner)) return true;
+    // an admin, or a grantee
+    Oid admin = get_role_oid("pipeline_worker_admin", true);
+    if (superuser_arg(s.owner) || (OidIsValid(admin) && has_privs_of_role(s.owner, admin))) return true;
+    pg::run_as_owner(&plan_grants, "SELECT grantee::oid FROM pipeline_worker.pipeline_grants WHERE pipeline = $1", 1,
+                     types, v, nullptr, true);
+    for (uint64 i = 0; i < SPI_processed; i++)
+        if (has_privs_of_role(s.owner, DatumGetObjectId(col(i, 1, &isnull)))) return true;
+    return false;
+}
+
+// The run of one slot, submitted as the schedule's owner; its idempotency key makes a second attempt at the same
+// slot return the first run. Returns its id.
+int64 create_slot_run(const DueSchedule &s, const SlotOptions &o, TimestampTz slot, int64 pipeline_id,
+                      Oid pipeline_owner, bool paused) {
+    Oid types[11] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID, INT4OID, TIMESTAMPTZOID, TEXTOID, BOOLOID,
+                     TEXTOID};
+    Datum v[11] = {CStringGetTextDatum(s.pipeline), s.input, s.metadata, ObjectIdGetDatum(s.owner),
+                   Int64GetDatum(pipeline_id), ObjectIdGetDatum(pipeline_owner), Int32GetDatum(o.priority),
+                   TimestampTzGetDatum(slot),
+                   o.concurrency_key == nullptr ? (Datum)0 : CStringGetTextDatum(o.concurrency_key),
+                   BoolGetDatum(paused), CStringGetTextDatum(s.name)};
+    char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', o.concurrency_key == nullptr ? 'n' : ' ', ' ', ' '};
+    pg::run_as_owner(&plan_insert,
+                     "WITH k AS (SELECT pg_catalog.to_char($8 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS slot)"
+                     " INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                     "  pipeline_owner, priority, idempotency_key, concurrency_key, parked)"
+                     " SELECT $1, $2, $3 || pg_catalog.jsonb_build_object('schedule', $11::text, 'scheduled_for', k.slot),"
+                     "  $4::regrole, $5, $6::regrole, $7, 'schedule:' || $11 || ':' || k.slot, $9, CASE WHEN $10 THEN 3 END"
+                     " FROM k"
+                     " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                     " DO NOTHING RETURNING id",
+                     11, types, v, nulls, false);
+    bool isnull;
+    if (SPI_processed == 1) return DatumGetInt64(col(0, 1, &isnull));
+    Oid et[4] = {TEXTOID, OIDOID, TEXTOID, TIMESTAMPTZOID};
+    Datum ev[4] = {v[0], v[3], CStringGetTextDatum(s.name), v[7]};
+    pg::run_as_owner(&plan_existing,
+                     "SELECT id FROM pipeline_worker.runs WHERE pipeline = $1 AND submitted_by = $2::regrole"
+                     " AND idempotency_key = 'schedule:' || $3 || ':'"
+                     "   || pg_catalog.to_char($4 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                     4, et, ev, nullptr, false);
+    return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
+}
+
+}  // namespace
+
+int64 fire_due_schedules() {
+    pg::spi_connect();
+    MemoryContext ctx = CurrentMemoryContext;  // SPI's procedure context: freed at SPI_finish
+    SPIPlanPtr p = pg::prepare(&plan_due,
+                               "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
+                               " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
+                               " COALESCE((SELECT r.status IN ('pending', 'running') FROM pipeline_worker.runs r"
+                               "   WHERE r.id = s.last_run_id), false)"
+                               " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= pg_catalog.clock_timestamp()"
+                               " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    int n = static_cast<int>(SPI_processed);
+    DueSchedule *due = static_cast<DueSchedule *>(palloc0(sizeof(DueSchedule) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        DueSchedule &s = due[i];
+        s.name = TextDatumGetCString(col(i, 1, &isnull));
+        s.pipeline = TextDatumGetCString(col(i, 2, &isnull));
+        s.cron = TextDatumGetCString(col(i, 3, &isnull));
+        s.input = PointerGetDatum(DatumGetJsonbPCopy(col(i, 4, &isnull)));
+        s.metadata = PointerGetDatum(DatumGetJsonbPCopy(col(i, 5, &isnull)));
+        s.options = TextDatumGetCString(col(i, 6, &isnull));
+        s.owner = DatumGetObjectId(col(i, 7, &isnull));
+        s.next_run_at = DatumGetTimestampTz(col(i, 8, &isnull));
+        Datum last = col(i, 9, &isnull);
+        s.last_run_id = isnull ? 0 : DatumGetInt64(last);
+        s.last_unfinished = DatumGetBool(col(i, 10, &isnull));
+    }
+    (void)ctx;
+    int64 created = 0;
+    TimestampTz now = GetCurrentTimestamp();
+    int64 now_s = unix_seconds(now), started_s = unix_seconds(PgStartTime);
+    for (int i = 0; i < n; i++) {
+        DueSchedule &s = due[i];
+        pg::CppError err;
+        SlotOptions o = read_options(s.options, &err);
+        pg_tz *tz = err.failed ? nullptr : pg_tzset(o.timezone);
+        int64 *slots = static_cast<int64 *>(palloc(sizeof(int64) * kMaxSlotsPerPass));
+        int64 next = core::cron::kNoSlot;
+        int nslots = 0;
+        if (tz != nullptr)  // next_run_at is the first unhandled slot: start just before it
+            nslots = slots_between(s.cron, tz, unix_seconds(s.next_run_at) - 1, now_s, slots, kMaxSlotsPerPass, &next,
+                                   &err);
+        // Which slots get a run: those since the server started; of the ones missed while it was down, per "catch_up".
+        int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
+        int nfire = 0, nmissed = 0;
+        for (int k = 0; k < nslots; k++) nmissed += slots[k] < started_s;
+        int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
+        for (int k = 0; k < nslots; k++)
+            if (slots[k] >= started_s || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
+        int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
+        if (err.failed || tz == nullptr) {
+            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
+                                 tz == nullptr && !err.failed ? "unknown time zone" : err.message)));
+            Oid t[1] = {TEXTOID};
+            Datum v[1] = {CStringGetTextDatum(s.name)};
+            pg::run_as_owner(&plan_deactivate,
+                             "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1",
+                             1, t, v, nullptr, false);
+            continue;
+        }
+        int64 pipeline_id = 0;
+        Oid pipeline_owner = InvalidOid;
+        bool paused = false;
+        int64 skipped = 0, last_run = s.last_run_id;
+        bool unfinished = s.last_unfinished, allowed = true;
+        for (int k = 0; k < nfire && allowed; k++) {
+            if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused)) {
+                allowed = false;
+                break;
+            }
+            if (o.overlap == core::Overlap::Skip && unfinished) {
+                skipped++;
+                continue;
+            }
+            int64 id = create_slot_run(s, o, timestamp_of(fire[k]), pipeline_id, pipeline_owner, paused);
+            if (id != 0) {
+                last_run = id;
+                unfinished = true;
+                created++;
+            }
+        }
+        if (!allowed) {
+            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: its owner may no longer submit runs "
+                                 "to pipeline \"%s\"", s.name, s.pipeline),
+                          errhint("Grant it again and call pipeline_worker.schedule() to reactivate it.")));
+            Oid t[1] = {TEXTOID};
+            Datum v[1] = {CStringGetTextDatum(s.name)};
+            pg::run_as_owner(&plan_deactivate,
+                             "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1",
+                             1, t, v, nullptr, false);
+            continue;
+        }
+        Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+        Datum v[5] = {CStringGetTextDatum(s.name), TimestampTzGetDatum(next == core::cron::kNoSlot ? 0 : timestamp_of(next)),
+                      TimestampTzGetDatum(last_slot ? timestamp_of(last_slot) : 0), Int64GetDatum(last_run),
+                      Int64GetDatum(skipped)};
+        char nulls[5] = {' ', next == core::cron::kNoSlot ? 'n' : ' ', last_slot ? ' ' : 'n', last_run ? ' ' : 'n', ' '};
+        pg::run_as_owner(&plan_update,
+                         "UPDATE pipeline_worker.schedules SET next_run_at = $2, last_slot = COALESCE($3, last_slot),"
+                         " last_run_id = $4, skipped = skipped + $5 WHERE name = $1",
+                         5, t, v, nulls, false);
+    }
+    SPI_finish();
+    if (created > 0) notes::runs_created(static_cast<int>(created > 1000 ? 1000 : created));
+    return created;
+}
+
+TimestampTz next_schedule_due() {
+    SPIPlanPtr p = pg::prepare(&plan_next,
+                               "/* pw_indexes: schedules_due_idx */ SELECT next_run_at FROM pipeline_worker.schedules"
+                               " WHERE active AND next_run_at IS NOT NULL ORDER BY next_run_at LIMIT 1",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
+    bool isnull = true;
+    Datum d = SPI_processed > 0 ? col(0, 1, &isnull) : 0;
+    return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+}  // namespace pw::store

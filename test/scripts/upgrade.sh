@@ -1,0 +1,112 @@
+#!/bin/bash
+# Upgrading from 0.1: the 0.2 library serves a database still at 0.1 exactly as 0.1 did (its functions, its
+# workers); ALTER EXTENSION ... UPDATE with pending, running and finished runs loses nothing, runs no step twice,
+# and needs no restart; the updated database and a fresh 0.2 install have the same objects; the committed full
+# install script is what scripts/full-install-sql.sh writes.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+# the committed pipeline_worker--0.2.sql is generated from 0.1 + the update script
+tmp=$(mktemp -d)
+cp -r "$ROOT/pipeline_worker--0.1.sql" "$ROOT/pipeline_worker--0.1--0.2.sql" "$ROOT/scripts" "$tmp/"
+(cd "$tmp" && ./scripts/full-install-sql.sh)
+if cmp -s "$tmp/pipeline_worker--0.2.sql" "$ROOT/pipeline_worker--0.2.sql"; then
+    pw_ok "pipeline_worker--0.2.sql is scripts/full-install-sql.sh's output"
+else
+    pw_fail "pipeline_worker--0.2.sql differs from scripts/full-install-sql.sh's output (run the script)"
+fi
+rm -rf "$tmp"
+
+pw_cluster_up upgrade 3 20 "pipeline_worker.commit_interval_ms = 20" || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "0.1 fixtures failed"
+CREATE EXTENSION pipeline_worker VERSION '0.1';
+CREATE TABLE effects (run_id bigint, step text, PRIMARY KEY (run_id, step));
+CREATE FUNCTION up_fast(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO effects VALUES ((ctx->>'run_id')::bigint, ctx->>'step'); RETURN ctx->'input'; END $$;
+CREATE FUNCTION up_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO effects VALUES ((ctx->>'run_id')::bigint, ctx->>'step'); PERFORM pg_sleep(1.5); RETURN '{}'; END $$;
+SELECT pipeline_worker.create_pipeline('fast', '[{"name": "a", "function": "up_fast"}, {"name": "b", "function": "up_fast"}]');
+SELECT pipeline_worker.create_pipeline('slow', '[{"name": "a", "function": "up_slow"}, {"name": "b", "function": "up_fast"}]',
+                                       '{"max_attempts": 2, "retry_delay_ms": 100}');
+SQL
+pw_check_sql "installed at 0.1" "0.1" "SELECT extversion FROM pg_extension WHERE extname = 'pipeline_worker'"
+pw_check_sql "0.1 has no create_runs" 0 \
+    "SELECT count(*) FROM pg_proc WHERE proname = 'create_runs' AND pronamespace = 'pipeline_worker'::regnamespace"
+
+# 0.1 behaviour under the 0.2 library: its create_run, its workers
+for i in $(seq 1 20); do pw_run fast "{\"i\": $i}" >/dev/null; done
+pw_wait_all_finished 30
+pw_check_sql "0.1 database: 20 runs succeeded through the workers" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+pw_check_sql "0.1 database: each step once" 40 "SELECT count(*) FROM effects"
+out=$(pw_psql -c "SELECT pipeline_worker.create_run('fast', '{}', '{}', 5)" 2>&1)
+case "$out" in *"does not exist"*) pw_ok "0.1 database: create_run has 0.1's signature";;
+               *) pw_fail "0.1 database: a 0.2 call worked or failed oddly: $out";; esac
+id=$(pw_run fast '{"session": true}')
+pw_check_sql "0.1 database: wait_run" succeeded "SELECT pipeline_worker.wait_run($id, '20 s')"
+
+# runs in every state at the moment of the update: running (slow steps), pending (more than the workers take),
+# finished
+pw_psql -c "SELECT pipeline_worker.create_run('slow', jsonb_build_object('i', i)) FROM generate_series(1, 6) i" >/dev/null
+pw_psql -c "SELECT pipeline_worker.create_run('fast', jsonb_build_object('j', i)) FROM generate_series(1, 200) i" >/dev/null
+pw_wait_sql t 10 "SELECT count(*) >= 3 FROM pipeline_worker.runs WHERE status = 'running'" >/dev/null \
+    || pw_fail "no runs running before the update"
+before=$(pw_psql -c "SELECT count(*) FILTER (WHERE status = 'running') || ' running, '
+                            || count(*) FILTER (WHERE status = 'pending') || ' pending' FROM pipeline_worker.runs")
+pw_info "at the update: $before"
+pw_psql -c "ALTER EXTENSION pipeline_worker UPDATE" || pw_fail "ALTER EXTENSION UPDATE failed"
+pw_check_sql "updated to 0.2" "0.2" "SELECT extversion FROM pg_extension WHERE extname = 'pipeline_worker'"
+pw_wait_all_finished 60
+pw_check_sql "every run of 0.1 finished, succeeded" "0|227" \
+    "SELECT count(*) FILTER (WHERE status <> 'succeeded') || '|' || count(*) FROM pipeline_worker.runs"
+pw_check_sql "no step effect repeated or lost (slow: 2 steps x 6, fast: 2 x 221)" 454 "SELECT count(*) FROM effects"
+pw_check_sql "old runs got the new columns' defaults" "0|0" \
+    "SELECT count(*) FILTER (WHERE priority <> 0) || '|' || count(*) FILTER (WHERE parked IS NOT NULL)
+       FROM pipeline_worker.runs"
+
+# 0.2 works on the updated database, through the same workers (no restart)
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_runs('fast', (SELECT jsonb_agg(jsonb_build_object('k', i)) FROM generate_series(1, 50) i));
+SELECT pipeline_worker.create_run('fast', '{"later": 1}', run_at => clock_timestamp() + interval '500 ms');
+SELECT pipeline_worker.create_run('fast', '{"key": 1}', idempotency_key => 'once');
+SELECT pipeline_worker.create_run('fast', '{"key": 1}', idempotency_key => 'once');
+SQL
+pw_wait_all_finished 30
+pw_check_sql "0.2 runs on the updated database succeeded" 52 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND id > 227"
+pw_check_sql "run_at honoured after the update" t \
+    "SELECT started_at >= run_at FROM pipeline_worker.runs WHERE input ? 'later'"
+pw_check_sql "0.2 pause on the updated database" "" "SELECT pipeline_worker.pause_pipeline('fast')"
+
+# the updated database and a fresh 0.2 install define the same objects
+describe() {
+    pw_psql -d "$1" <<'SQL'
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' '
+       || COALESCE(column_default, '') FROM information_schema.columns WHERE table_schema = 'pipeline_worker'
+UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'pipeline_worker'
+UNION ALL SELECT 'function ' || p.oid::regprocedure || ' ' || pg_get_function_result(p.oid) || ' '
+       || pg_get_function_arguments(p.oid) || ' ' || p.provolatile || p.prosecdef || COALESCE(array_to_string(p.proacl, ','), '')
+       FROM pg_proc p WHERE p.pronamespace = 'pipeline_worker'::regnamespace
+UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+       WHERE connamespace = 'pipeline_worker'::regnamespace
+UNION ALL SELECT 'policy ' || tablename || ' ' || policyname || ' ' || qual FROM pg_policies
+       WHERE schemaname = 'pipeline_worker'
+UNION ALL SELECT 'table ' || c.oid::regclass || ' ' || c.relrowsecurity || ' ' || COALESCE(array_to_string(c.relacl, ','), '')
+       || ' ' || COALESCE(array_to_string(c.reloptions, ','), '') FROM pg_class c
+       WHERE c.relnamespace = 'pipeline_worker'::regnamespace AND c.relkind = 'r'
+UNION ALL SELECT 'dumped ' || unnest(extconfig)::regclass FROM pg_extension WHERE extname = 'pipeline_worker'
+ORDER BY 1
+SQL
+}
+pw_psql -c "CREATE DATABASE fresh" >/dev/null
+pw_psql -d fresh -c "CREATE EXTENSION pipeline_worker" >/dev/null
+diff <(describe postgres) <(describe fresh) > "$PW_CLUSTER_DIR/catalog.diff"
+if [ -s "$PW_CLUSTER_DIR/catalog.diff" ]; then
+    pw_fail "updated and fresh 0.2 differ: $(head -5 "$PW_CLUSTER_DIR/catalog.diff")"
+else
+    pw_ok "updated and fresh 0.2 define the same columns, indexes, functions, constraints, policies and grants"
+fi
+pw_check_sql "describe() sees the 0.2 objects" t \
+    "SELECT count(*) > 0 FROM pg_proc WHERE proname = 'create_runs'"
+pw_finish
