@@ -21,7 +21,7 @@ namespace {
 
 constexpr int kMaxKeyBytes = 1000;
 
-SPIPlanPtr plan_insert_run_v1, plan_target, plan_insert_run, plan_existing_run, plan_insert_runs, plan_existing_runs;
+SPIPlanPtr plan_insert_run_v1, plan_target, plan_target_v1, plan_insert_run, plan_existing_run, plan_insert_runs, plan_existing_runs;
 
 Datum empty_object() { return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")); }
 
@@ -62,8 +62,12 @@ void prepare_submission(Submission *s) {
     lock_pipeline(s->pipeline, ShareLock);
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(s->pipeline)};
-    pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1", 1,
-                     types, v, nullptr, false);
+    if (store::schema_version() >= 2)
+        pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1",
+                         1, types, v, nullptr, false);
+    else  // 0.1: no pause
+        pg::run_as_owner(&plan_target_v1, "SELECT owner::oid, id, false FROM pipeline_worker.pipelines WHERE name = $1",
+                         1, types, v, nullptr, false);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", s->pipeline),
                         errhint("Create it with pipeline_worker.create_pipeline().")));

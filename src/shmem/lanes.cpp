@@ -34,6 +34,7 @@ struct Lane {
 struct Header {
     LWLock *lock;
     pg_atomic_uint32 unpark_wanted;
+    pg_atomic_uint32 fresh;  // 1 after (re)initialisation, until a worker put the parked runs back
 };
 
 Header *g_header = nullptr;
@@ -317,6 +318,11 @@ void at_abort() {
     npark_notes = 0;
 }
 
+bool take_fresh_start() {
+    if (g_header == nullptr || pg_atomic_read_u32(&g_header->fresh) == 0) return false;
+    return pg_atomic_exchange_u32(&g_header->fresh, 0) == 1;
+}
+
 bool unpark_wanted() { return g_header != nullptr && pg_atomic_read_u32(&g_header->unpark_wanted) != 0; }
 
 int lanes_to_unpark(Unpark *out, int max) {
@@ -391,6 +397,7 @@ void shmem_startup() {
     if (!found) {
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
         pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
+        pg_atomic_init_u32(&g_header->fresh, 1);
     }
     HASHCTL info;
     memset(&info, 0, sizeof(info));

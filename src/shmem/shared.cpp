@@ -121,7 +121,11 @@ void note_retry_due(TimestampTz due) {
     if (g_state == nullptr) return;
     uint64 cur = pg_atomic_read_u64(&g_state->next_retry_due);
     while (cur == 0 || static_cast<TimestampTz>(cur) > due) {
-        if (pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &cur, static_cast<uint64>(due))) break;
+        if (pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &cur, static_cast<uint64>(due))) {
+            // earlier than what the idle workers sleep for: one of them wakes and sleeps until this one
+            wake_workers(1);
+            break;
+        }
     }
 }
 

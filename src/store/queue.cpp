@@ -54,6 +54,22 @@ int last_parked = 0;
 
 }  // namespace
 
+// After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
+// parked again if its lane is still full.
+void unpark_all_limited() {
+    static SPIPlanPtr plan_all = nullptr;
+    pg::spi_connect();
+    SPIPlanPtr p = pg::prepare(&plan_all,
+                               "UPDATE pipeline_worker.runs SET parked = NULL WHERE status = 'pending' AND parked IN (1, 2)",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    if (SPI_processed > 0) {
+        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
+        notes::queue_reordered();
+    }
+    SPI_finish();
+}
+
 int take_parked_count() {
     int n = last_parked;
     last_parked = 0;
@@ -207,7 +223,10 @@ TimestampTz next_due_run() {
     return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
+// (No SKIP LOCKED when putting runs back: a row skipped because another worker is putting it back would make this
+// one conclude that the lane has nothing parked left, and forget the rest. It waits for that worker instead.)
 int64 unpark_runs() {
+    if (lanes::take_fresh_start()) unpark_all_limited();
     lanes::Unpark lanes_out[32];
     int n = lanes::lanes_to_unpark(lanes_out, 32);
     if (n == 0) return 0;
@@ -224,7 +243,7 @@ int64 unpark_runs() {
                 "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
                 "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])",
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])",
                 3, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         } else {
@@ -235,7 +254,7 @@ int64 unpark_runs() {
                 "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
                 "   AND pipeline_id = $1 AND parked = $2"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])",
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])",
                 3, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         }
