@@ -208,7 +208,7 @@ int64 fire_due_schedules() {
     (void)ctx;
     int64 created = 0;
     TimestampTz now = GetCurrentTimestamp();
-    int64 now_s = unix_seconds(now), started_s = unix_seconds(PgStartTime);
+    int64 now_s = unix_seconds(now);
     for (int i = 0; i < n; i++) {
         DueSchedule &s = due[i];
         pg::CppError err;
@@ -223,10 +223,10 @@ int64 fire_due_schedules() {
         // Which slots get a run: those since the server started; of the ones missed while it was down, per "catch_up".
         int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
         int nfire = 0, nmissed = 0;
-        for (int k = 0; k < nslots; k++) nmissed += slots[k] < started_s;
+        for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < PgStartTime;
         int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
         for (int k = 0; k < nslots; k++)
-            if (slots[k] >= started_s || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
+            if (timestamp_of(slots[k]) >= PgStartTime || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
         int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
         if (err.failed || tz == nullptr) {
             ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
