@@ -5,6 +5,9 @@
 #   C. pg_ctl stop -m immediate, then start
 # and prove afterwards, for each phase: every run finished and succeeded, every step's side effect happened
 # exactly once, results are exact, exactly one succeeded run_steps row per (run, position), no run stuck.
+# The runs use the 0.2 flow control: half of them go to a pipeline with concurrency limits (pipeline-wide and per
+# key, so runs are parked and put back while the faults land), all have priorities and idempotency keys, every
+# seventh waits for a run_at a moment ahead (the timer brings it in).
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 RUNS=${PW_FAULT_RUNS:-2000}
@@ -24,13 +27,20 @@ BEGIN
 END $$;
 SELECT pipeline_worker.create_pipeline('faulty', '[{"name": "s1", "function": "fstep"},
     {"name": "s2", "function": "fstep"}, {"name": "s3", "function": "fstep"}]');
+SELECT pipeline_worker.create_pipeline('faulty_lim', '[{"name": "s1", "function": "fstep"},
+    {"name": "s2", "function": "fstep"}, {"name": "s3", "function": "fstep"}]',
+    '{"concurrency": 4, "concurrency_per_key": 2}');
 SQL
 
 # psql that survives the server being down for a moment (crash recovery, restart): retries for up to 20 s
 psql_retry() { pw_retry 20 pw_psql "$@"; }
 
 submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
-    psql_retry -c "SELECT count(pipeline_worker.create_run('faulty', jsonb_build_object('value', $1 * 100000 + g, 'phase', $1)))
+    # (a retry after the server went away creates nothing twice: the idempotency keys)
+    psql_retry -c "SELECT count(pipeline_worker.create_run(CASE WHEN g % 2 = 0 THEN 'faulty' ELSE 'faulty_lim' END,
+                     jsonb_build_object('value', $1 * 100000 + g, 'phase', $1), priority => g % 10,
+                     run_at => CASE WHEN g % 7 = 0 THEN clock_timestamp() + (g % 10) * interval '100 ms' END,
+                     idempotency_key => 'p$1-' || g, concurrency_key => 'k' || (g % 5)))
                    FROM generate_series(1, $RUNS) g" >/dev/null
 }
 
@@ -38,7 +48,7 @@ verify() {  # $1 = phase tag, $2 = description
     local phase=$1 what=$2 left
     left=$(pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')" 0.3) \
         || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
-    pw_check_sql "$what: all $RUNS runs succeeded" "$RUNS" \
+    pw_check_sql "$what: all $RUNS runs succeeded, none left parked or due" "$RUNS" \
         "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status = 'succeeded'"
     pw_check_sql "$what: results exact (input + 6)" "0" \
         "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase'
