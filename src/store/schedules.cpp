@@ -29,7 +29,7 @@ int64 unix_seconds(TimestampTz t) {
     return s + kUnixEpochOffset;
 }
 
-TimestampTz timestamp_of(int64 unix) { return (unix - kUnixEpochOffset) * USECS_PER_SEC; }
+TimestampTz timestamp_of(int64 secs) { return (secs - kUnixEpochOffset) * USECS_PER_SEC; }
 
 pg_tz *zone_or_error(const char *timezone) {
     pg_tz *tz = pg_tzset(timezone);

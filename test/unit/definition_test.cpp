@@ -181,3 +181,36 @@ TEST(Definition, HttpUrlsAndHeadersTheClientWouldMisuse) {
     EXPECT_NO_THROW(parse_definition(R"([{"name": "a", "http": {"url": "http://u:p@h/", "headers": {"Connection": "x"}}}])",
                                      "{}", /*stored=*/true));
 }
+
+TEST(Definition, LimitOptions) {
+    const char *step = R"([{"name": "a", "function": "f"}])";
+    Definition d = parse_definition(step, R"({"concurrency": 5, "concurrency_per_key": 1,
+        "rate_limit": {"runs": 10, "per_ms": 1000}, "rate_limit_per_key": {"per_ms": 60000, "runs": 2}})");
+    EXPECT_EQ(d.options.concurrency, 5);
+    EXPECT_EQ(d.options.concurrency_per_key, 1);
+    EXPECT_EQ(d.options.rate_limit.runs, 10);
+    EXPECT_EQ(d.options.rate_limit.per_ms, 1000);
+    EXPECT_EQ(d.options.rate_limit_per_key.runs, 2);
+    EXPECT_EQ(d.options.rate_limit_per_key.per_ms, 60000);
+    Definition none = parse_definition(step, "{}");
+    EXPECT_EQ(none.options.concurrency, 0);
+    EXPECT_EQ(none.options.rate_limit.runs, 0);
+    auto err = [&](const char *options) {
+        try {
+            parse_definition(step, options);
+            return std::string("no error");
+        } catch (const DefinitionError &e) {
+            return std::string(e.what()) + " | " + e.hint;
+        }
+    };
+    EXPECT_NE(err(R"({"concurrency": 0})").find("between 1 and"), std::string::npos);
+    EXPECT_NE(err(R"({"concurrency_per_key": -3})").find("between 1 and"), std::string::npos);
+    EXPECT_NE(err(R"({"concurrency": 1.5})").find("must be an integer"), std::string::npos);
+    EXPECT_NE(err(R"({"rate_limit": 5})").find("must be a JSON object"), std::string::npos);
+    EXPECT_NE(err(R"({"rate_limit": {"runs": 5}})").find("needs both"), std::string::npos);
+    EXPECT_NE(err(R"({"rate_limit": {"per_ms": 5}})").find("needs both"), std::string::npos);
+    EXPECT_NE(err(R"({"rate_limit": {"runs": 0, "per_ms": 5}})").find("between 1 and"), std::string::npos);
+    EXPECT_NE(err(R"({"rate_limit_per_key": {"runs": 1, "per_ms": 10, "burst": 3}})").find("unknown key \"burst\""),
+              std::string::npos);
+    EXPECT_NE(err(R"({"concurency": 3})").find("Allowed options"), std::string::npos);
+}
