@@ -33,6 +33,11 @@
 #                          per 10 s window: runs/s and % of the fresh drain, completion latency p50/p99, table and
 #                          index sizes, dead tuples, autovacuum/autoanalyze counts; a summary line (target: every
 #                          window >= 80 % of the fresh drain)
+#   --flow                 the 0.2 flow-control figures in one run (bench/js/flow.mjs): W1 drain and graphile's
+#                          tuned no-op rate, W1 with priorities over 10 levels, W1 with 100 concurrency keys
+#                          (concurrency_per_key 1), 10,000 runs with --flow-future (1000000) future-dated runs in the
+#                          table, run_at lateness (1,000 runs), create_runs vs create_run (100,000), 100 '1 seconds'
+#                          schedules for 20 s (lateness, duplicates, missed slots)
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -62,6 +67,8 @@ while [ $# -gt 0 ]; do
     --sweep) MODE=sweep ;;
     --http) MODE=http ;;
     --scale) MODE=scale ;;
+    --flow)
+      MODE=flow ;;
     --steady)
       MODE=steady STEADY_S=1200
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then STEADY_S=$2; shift; fi ;;
@@ -76,7 +83,7 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs|--steady-backlog)
+    --scale-backlogs|--steady-backlog|--flow-future)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;

@@ -11,6 +11,7 @@ import {
   connect, cpuJiffies, fmt, hostBusyPct, now, parseArgs, procMem, sleep,
 } from './common.mjs';
 import { steadyMode } from './steady.mjs';
+import { flowMode } from './flow.mjs';
 import { httpLive } from './http_live.mjs';
 import { floorCols, startFloor } from './floor.mjs';
 
@@ -30,6 +31,7 @@ const o = parseArgs(process.argv.slice(2), {
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
   'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,live,drain,delay,inflight,latency',
   'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
+  'flow-future': '1000000',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
@@ -1194,6 +1196,9 @@ try {
     await scaleMode();
   } else if (o.mode === 'http') {
     await httpMode();
+  } else if (o.mode === 'flow') {
+    await flowMode({ q, val, log, emit, o, W, N, PIPELINE, results, peers, setWorkers, applyConfig, waitZero, PW_LEFT,
+      pwDiagnose, failText, check, peerDrain });
   } else if (o.mode === 'steady') {
     await steadyMode({ q, val, log, emit, o, W, N, PIPELINE, results, pwConfigs, BUILD, pwDrain, setWorkers,
       applyConfig, waitZero, PW_LEFT, pwDiagnose, failText, check });
