@@ -27,6 +27,7 @@ struct Lane {
     int64 width_us;     // rate bucket width (0: no rate limit seen)
     uint64 parked_seq;  // bumped when runs were parked here (after their commit)
     uint64 cleared_seq; // parked_seq when an unpark found none left
+    int64 filter_hash;  // key lanes: Request::filter_hash
     int64 bucket[kBuckets];
     int32 count[kBuckets];
 };
@@ -212,6 +213,8 @@ int admit(const Request &req) {
         int kind = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
         if (lanes[i] == nullptr || room(lanes[i], now) <= 0) blocked = kind;
     }
+    for (int i = 0; i < h.nlanes; i++)
+        if (lanes[i] != nullptr && h.lanes[i].per_key) lanes[i]->filter_hash = req.filter_hash;
     if (blocked == 0) {
         for (int i = 0; i < h.nlanes; i++) {
             lanes[i]->running++;
@@ -250,6 +253,26 @@ void release_now(int64 run_id) {
             remove_holding(i);
             return;
         }
+}
+
+bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max) {
+    *npipelines = *nkeys = 0;
+    if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
+    TimestampTz now = GetCurrentTimestamp();
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
+        if (lane->tag.per_key) {
+            if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
+        } else if (*npipelines < max) {
+            pipelines[(*npipelines)++] = lane->tag.pipeline_id;
+        }
+    }
+    LWLockRelease(g_header->lock);
+    return *npipelines + *nkeys > 0;
 }
 
 void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {

@@ -35,7 +35,12 @@ struct Request {
     uint64 key_hash;  // hashtextextended(concurrency_key, 0)
     Limits per_key;
     bool persisted;  // the claim is written on the row already (claim_run)
+    int64 filter_hash;  // hashtextextended(concurrency_key, pipeline_id): how the claim's filter names the key lane
 };
+
+// The lanes that are full now, as the claim's filter takes them: pipelines (pipeline-wide limits) and key lanes
+// (filter hashes). Returns false when there are none (no limits in use: the common case costs one read).
+bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max);
 
 // The extension's instance in this database (pipeline_worker.runs' oid), set whenever the schema is looked up:
 // lanes of a dropped and re-created extension are distinct.

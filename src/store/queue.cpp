@@ -51,6 +51,7 @@ void park(const int64 *ids, const int16 *kinds, int n) {
 }
 
 int last_parked = 0;
+int limited_claimed = 0;
 
 }  // namespace
 
@@ -69,6 +70,8 @@ void unpark_all_limited() {
     }
     SPI_finish();
 }
+
+int limited_in_last_claim() { return limited_claimed; }
 
 int take_parked_count() {
     int n = last_parked;
@@ -109,23 +112,33 @@ int schema_version() {
 int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
                  int64 below_key) {
     if (max > 64) max = 64;
-    Oid types[6] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID};
-    Datum v[6];
+    // Lanes full right now are filtered out (their runs stay queued, unlocked, for when they have room): a claim
+    // does not lock and park runs it cannot start. Races with other claimers still park a few.
+    constexpr int kMaxFiltered = 256;
+    int64 full_pipelines[kMaxFiltered], full_keys[kMaxFiltered];
+    int nfp = 0, nfk = 0;
+    (void)lanes::full_lanes(full_pipelines, &nfp, full_keys, &nfk, kMaxFiltered);
+    Oid types[8] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
+    Datum v[8];
     v[0] = Int32GetDatum(max);
     v[1] = ObjectIdGetDatum(submitter);
     split_key(min_key, &v[2], &v[3]);
     split_key(below_key, &v[4], &v[5]);
+    v[6] = pg::int8_array(full_pipelines, nfp);
+    v[7] = pg::int8_array(full_keys, nfk);
     SPIPlanPtr plan = pg::prepare(
         &plan_claim,
         "/* pw_indexes: runs_ready_idx */ SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1,"
         " pipeline_id, priority, concurrency_key IS NOT NULL,"
-        " pg_catalog.hashtextextended(concurrency_key, 0)"
+        " pg_catalog.hashtextextended(concurrency_key, 0), pg_catalog.hashtextextended(concurrency_key, pipeline_id)"
         " FROM pipeline_worker.runs"
         " WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"
         "   AND ($2 = 0::oid OR submitted_by = $2::regrole)"
         "   AND ROW(- priority, id) >= ROW($3, $4) AND ROW(- priority, id) < ROW($5, $6)"
+        "   AND NOT pipeline_id = ANY ($7)"
+        "   AND NOT COALESCE(pg_catalog.hashtextextended(concurrency_key, pipeline_id), 0) = ANY ($8)"
         " ORDER BY - priority, id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        6, types);
+        8, types);
     pg::exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
     SPITupleTable *rows = SPI_tuptable;
@@ -134,7 +147,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     int64 parked_ids[64];
     int16 parked_kinds[64];
     LaneSeen seen[128];
-    int nseen = 0;
+    int nseen = 0, admitted_limited = 0;
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
         SPI_tuptable = rows;
@@ -144,6 +157,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         bool has_key = DatumGetBool(col(i, 9, &isnull));
         Datum hash = col(i, 10, &key_null);
         uint64 key_hash = key_null ? 0 : static_cast<uint64>(DatumGetInt64(hash));
+        Datum fhash = col(i, 11, &key_null);
+        int64 filter_hash = key_null ? 0 : DatumGetInt64(fhash);
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
         SPI_tuptable = rows;
         if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
@@ -151,10 +166,12 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             bool key_limited = has_key && p->limits_per_key.any();
             // One run per lane and claim: the others stay queued for other workers (no worker hoards slots).
             if ((p->limits.any() && seen_lane(seen, nseen, lp)) || (key_limited && seen_lane(seen, nseen, lk))) continue;
-            lanes::Request req = {id, pipeline_id, p->limits, has_key, key_hash, p->limits_per_key, mark_running};
+            lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,
+                                  key_hash,     p->limits_per_key, mark_running, filter_hash};
             int blocked = lanes::admit(req);
             if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
             if (key_limited && nseen < 128) seen[nseen++] = lk;
+            if (blocked == 0) admitted_limited++;
             if (blocked != 0) {
                 parked_ids[nparked] = id;
                 parked_kinds[nparked++] = static_cast<int16>(blocked);
@@ -177,6 +194,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         MemoryContextSwitchTo(old);
     }
     if (nparked > 0) park(parked_ids, parked_kinds, nparked);
+    limited_claimed = admitted_limited;
     last_parked += nparked;
     if (mark_running && kept > 0) {
         int64 ids[64];

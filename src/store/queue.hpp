@@ -28,6 +28,10 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
 // the extension -- are given back. SPI connected.
 void release_stale_slots();
 
+// How many runs with limits the last claim_queued took (the workers keep their batches small then: a batch holds
+// its runs' slots until it commits).
+int limited_in_last_claim();
+
 // How many runs claim_queued parked since the last call (the queue behind them may hold claimable runs).
 int take_parked_count();
 

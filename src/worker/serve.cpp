@@ -23,6 +23,7 @@ shared::Slot *my_slot = nullptr;
 namespace {
 
 constexpr int kMaxBatch = 64;
+constexpr int kLimitedBatch = 8;
 
 }  // namespace
 
@@ -313,7 +314,11 @@ void run_timer() {
     if (store::schema_version() >= 2) {
         store::promote_due_runs();
         store::unpark_runs();
-        store::fire_due_schedules();
+        // Promoting and putting back are redone after a crash (the rows are still due, still parked): no need
+        // to wait for the WAL flush -- unless runs of schedules were created, which must not be lost.
+        if (store::fire_due_schedules() == 0)
+            (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                    false);
         pg::spi_connect();
         TimestampTz next = store::next_due_run();
         TimestampTz sched = store::next_schedule_due();
@@ -332,6 +337,9 @@ void run_timer() {
 int serve_once(MemoryContext iter_ctx) {
     store::ClaimedRun runs[kMaxBatch];
     int batch = safe_mode > 0 ? 1 : batch_size();
+    // Runs with concurrency limits hold their slots until the batch commits: small batches spread the slots over
+    // the workers (one worker's long batch would hold every key it touched).
+    if (store::limited_in_last_claim() > 0 && batch > kLimitedBatch) batch = kLimitedBatch;
     // Every claimed run may stop at an HTTP step: claim no more than there is room for in flight.
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
