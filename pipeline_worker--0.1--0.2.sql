@@ -44,6 +44,7 @@ ALTER TABLE pipeline_worker.pipelines ADD COLUMN paused boolean NOT NULL DEFAULT
 CREATE TABLE pipeline_worker.schedules (
     name        text        PRIMARY KEY CHECK (name <> ''),
     pipeline    text        NOT NULL,
+    pipeline_id bigint      NOT NULL,   -- pipelines.id when scheduled: a later pipeline of the same name is not it
     cron        text        NOT NULL,
     input       jsonb       NOT NULL DEFAULT '{}',
     metadata    jsonb       NOT NULL DEFAULT '{}',

@@ -102,7 +102,7 @@ SELECT pipeline_worker.create_run('fc_lim', '{"n": 2}', concurrency_key => 'A') 
 SELECT pipeline_worker.create_run('fc_lim', '{"n": 3}', concurrency_key => 'B') AS b1 \gset
 SELECT pipeline_worker.create_run('fc_lim', '{"n": 4}') AS nokey \gset
 SELECT pipeline_worker.claim_run() = :a1 AS claimed_a1;
--- A is at its limit: a2 is parked, b1 is next
+-- A is at its limit: a2 waits (filtered out by the claims while A is full), b1 is next
 SELECT pipeline_worker.claim_run() = :b1 AS claimed_b1_past_a2;
 SELECT pipeline_worker.claim_run() = :nokey AS claimed_run_without_key;
 SELECT pipeline_worker.claim_run() IS NULL AS a2_waits;

@@ -5,6 +5,7 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
 #include "store/queue.hpp"
 
@@ -100,6 +101,7 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
     unpark_limited(id);
     SPI_finish();
     notes::pipelines_changed();
+    lanes::note_limits_changed(id);
     PG_RETURN_VOID();
 }
 

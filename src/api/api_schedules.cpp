@@ -37,20 +37,22 @@ char *checked_options(Jsonb *options) {
 
 // ERROR 42501 unless the caller may submit runs to the pipeline; a pipeline the caller may not see answers the same
 // way as a missing one (admins: "does not exist").
-void require_submitter(const char *pipeline) {
+int64 require_submitter(const char *pipeline) {
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(pipeline)};
-    pg::run_as_owner(&plan_pipeline, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
-                     nullptr, false);
+    pg::run_as_owner(&plan_pipeline, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1", 1, types,
+                     v, nullptr, false);
     bool isnull;
     bool found = SPI_processed == 1;
     Oid owner = found ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
+    int64 id = found ? DatumGetInt64(col(0, 2, &isnull)) : 0;
     if (!found && pg::is_admin(GetUserId()))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", pipeline)));
     if (!found || !may_submit(pipeline, owner))
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to schedule runs of pipeline \"%s\"", pipeline),
                         errdetail("Only a role that may submit runs to the pipeline may schedule it, if it exists.")));
+    return id;
 }
 
 }  // namespace
@@ -72,7 +74,7 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
     if (store::schema_version() < 2)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
                         errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
-    require_submitter(pipeline);
+    int64 pipeline_id = require_submitter(pipeline);
     // Replacing: only its owner (or an admin); it keeps its owner, and its history (last slot, last run, skipped).
     Oid types[1] = {TEXTOID};
     Datum nv[1] = {CStringGetTextDatum(name)};
@@ -88,17 +90,18 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
                             errdetail("Only its owner or members of pipeline_worker_admin may."),
                             errhint("Choose another schedule name.")));
     }
-    Oid ut[8] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, OIDOID, TIMESTAMPTZOID};
-    Datum uv[8] = {nv[0], CStringGetTextDatum(pipeline), CStringGetTextDatum(cron), input, metadata, options,
-                   ObjectIdGetDatum(me), TimestampTzGetDatum(next)};
-    char nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', next == 0 ? 'n' : ' '};
+    Oid ut[9] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, OIDOID, TIMESTAMPTZOID, INT8OID};
+    Datum uv[9] = {nv[0], CStringGetTextDatum(pipeline), CStringGetTextDatum(cron), input, metadata, options,
+                   ObjectIdGetDatum(me), TimestampTzGetDatum(next), Int64GetDatum(pipeline_id)};
+    char nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', next == 0 ? 'n' : ' ', ' '};
     pg::run_as_owner(&plan_upsert,
                      "INSERT INTO pipeline_worker.schedules (name, pipeline, cron, input, metadata, options, owner,"
-                     " next_run_at) VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8)"
+                     " next_run_at, pipeline_id) VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $9)"
                      " ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, cron = excluded.cron,"
+                     "  pipeline_id = excluded.pipeline_id,"
                      "  input = excluded.input, metadata = excluded.metadata, options = excluded.options,"
                      "  active = true, next_run_at = excluded.next_run_at",
-                     8, ut, uv, nulls, false);
+                     9, ut, uv, nulls, false);
     SPI_finish();
     if (next != 0) notes::due_at(next);
     PG_RETURN_VOID();

@@ -1,5 +1,7 @@
 #include "exec/session.hpp"
 
+#include "shmem/lanes.hpp"
+
 #include "exec/executor.hpp"
 #include "pg/spi.hpp"
 #include "exec/hooks.hpp"
@@ -79,6 +81,13 @@ const char *execute_run(int64 run_id) {
                             : errhint("It has finished; pipeline_worker.retry_run() puts a failed or cancelled run back "
                                       "in the queue.")));
     SPI_finish();
+    int wait_ms;
+    if (!lanes::begin(run_id, &wait_ms)) {
+        // its pipeline's rate window filled up since the claim: back to the queue, due when it has room
+        store::buffer_run(&rec.run, core::RunStatus::Pending, nullptr, nullptr, wait_ms);
+        store::flush_writes();
+        return "pending";
+    }
     Outcome outcome = execute_claimed(&rec.run, nullptr, nullptr);
     store::flush_writes();
     return outcome_text(outcome);

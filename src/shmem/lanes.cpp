@@ -50,6 +50,7 @@ struct Holding {
     bool durable;          // the claim is committed: the slot survives commits
     bool durable_pending;  // persisted in the current transaction
     bool release_pending;  // the run stops executing here at commit
+    bool rate_pending;     // a lane has a rate limit: begin() counts the start
 };
 constexpr int kMaxHoldings = 1024;
 Holding holdings[kMaxHoldings];
@@ -62,6 +63,8 @@ struct ParkNote {
 constexpr int kMaxParkNotes = 256;
 ParkNote park_notes[kMaxParkNotes];
 int npark_notes = 0;
+int64 changed_pipelines[16];
+int nchanged = 0;  // (more than 16 in one transaction: every lane of the database forgets)
 
 Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
     Tag t;
@@ -151,20 +154,21 @@ void maybe_forget(Lane *lane, TimestampTz now) {
 void release_holding(Holding *h) {
     if (g_header == nullptr) return;
     TimestampTz now = GetCurrentTimestamp();
-    bool wake = false;
+    bool parked = false;
     LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
     for (int i = 0; i < h->nlanes; i++) {
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
         if (lane == nullptr) continue;
         if (lane->running > 0) lane->running--;
-        if (has_parked(lane)) wake = true;
+        if (has_parked(lane)) parked = true;
         else maybe_forget(lane, now);
     }
     LWLockRelease(g_header->lock);
-    if (wake) {
-        pg_atomic_write_u32(&g_header->unpark_wanted, 1);
-        shared::wake_workers(1);
-    }
+    if (parked) pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+    // Runs of this lane may also be queued unparked (claims filter full lanes out): an idle worker looks, from the
+    // head of the queue (they may be behind the claim hint).
+    shared::reset_claim_hint();
+    shared::wake_workers(1);
 }
 
 void remove_holding(int i) {
@@ -217,18 +221,42 @@ int admit(const Request &req) {
         if (lanes[i] != nullptr && h.lanes[i].per_key) lanes[i]->filter_hash = req.filter_hash;
     if (blocked == 0) {
         for (int i = 0; i < h.nlanes; i++) {
-            lanes[i]->running++;
-            count_start(lanes[i], now);
+            lanes[i]->running++;  // (a rate window counts the run when it really begins: begin())
         }
     }
     LWLockRelease(g_header->lock);
     if (blocked != 0) return blocked;
     h.durable_pending = req.persisted;
+    h.rate_pending = limits[0]->rate_runs > 0 || (h.nlanes > 1 && limits[1]->rate_runs > 0);
     holdings[nholdings++] = h;
     return 0;
 }
 
 bool holds(int64 run_id) { return find_holding(run_id) != nullptr; }
+
+bool begin(int64 run_id, int *wait_ms) {
+    Holding *h = find_holding(run_id);
+    *wait_ms = 0;
+    if (h == nullptr || !h->rate_pending || g_header == nullptr) return true;
+    TimestampTz now = GetCurrentTimestamp(), open = now;
+    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+    Lane *lanes[2] = {nullptr, nullptr};
+    for (int i = 0; i < h->nlanes; i++) {
+        lanes[i] = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
+        if (lanes[i] == nullptr || lanes[i]->limits.rate_runs == 0) continue;
+        TimestampTz at = rate_opening(lanes[i], now);
+        if (at > open) open = at;
+    }
+    bool ok = open <= now;
+    if (ok) {
+        for (int i = 0; i < h->nlanes; i++)
+            if (lanes[i] != nullptr) count_start(lanes[i], now);
+        h->rate_pending = false;
+    }
+    LWLockRelease(g_header->lock);
+    if (!ok) *wait_ms = static_cast<int>((open - now + 999) / 1000);
+    return ok;
+}
 
 void persisted(int64 run_id) {
     Holding *h = find_holding(run_id);
@@ -273,6 +301,11 @@ bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int 
     }
     LWLockRelease(g_header->lock);
     return *npipelines + *nkeys > 0;
+}
+
+void note_limits_changed(int64 pipeline_id) {
+    if (nchanged < 16) changed_pipelines[nchanged] = pipeline_id;
+    nchanged++;
 }
 
 void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {
@@ -324,6 +357,22 @@ void at_commit() {
         }
     }
     npark_notes = 0;
+    if (nchanged > 0 && g_header != nullptr) {
+        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+        HASH_SEQ_STATUS seq;
+        hash_seq_init(&seq, g_lanes);
+        Lane *lane;
+        while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+            bool hit = lane->tag.db == MyDatabaseId && nchanged > 16;
+            for (int i = 0; i < nchanged && i < 16 && !hit; i++)
+                hit = lane->tag.db == MyDatabaseId && lane->tag.pipeline_id == changed_pipelines[i];
+            if (hit) lane->limits = Limits();
+        }
+        LWLockRelease(g_header->lock);
+        shared::reset_claim_hint();
+        shared::wake_workers(1);
+    }
+    nchanged = 0;
 }
 
 void at_abort() {
@@ -339,6 +388,7 @@ void at_abort() {
         }
     }
     npark_notes = 0;
+    nchanged = 0;
 }
 
 bool take_fresh_start() {

@@ -49,6 +49,9 @@ void set_instance(Oid runs_table);
 // Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
 // no room (0: admitted). No limit: admitted without touching shared memory.
 int admit(const Request &req);
+// The run begins executing now: its rate windows count it. False (and *wait_ms until a window has room) when a
+// window filled up since the claim: the caller puts the run back, due then.
+bool begin(int64 run_id, int *wait_ms);
 // Whether this backend holds slots for the run.
 bool holds(int64 run_id);
 // The claim is written on the row in this transaction (it survives the commit as status running).
@@ -60,6 +63,10 @@ void release_at_commit(int64 run_id);
 int held_runs(int64 *out, int max);
 // Gives a run's slots back now (the run is not this backend's any more: cancelled, deleted).
 void release_now(int64 run_id);
+
+// The pipeline's limits changed in this transaction: at commit its lanes forget the limits they knew (the next
+// admission brings the new ones), so that the claims' filter does not hold back runs a raised limit admits.
+void note_limits_changed(int64 pipeline_id);
 
 // Runs were parked on this lane in this transaction; at commit the lane learns it.
 void note_parked(int64 pipeline_id, int kind, uint64 key_hash);

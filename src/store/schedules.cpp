@@ -113,6 +113,7 @@ struct DueSchedule {
     Datum metadata;
     char *options;
     Oid owner;
+    int64 pipeline_id;  // the pipeline it was scheduled on (a re-created pipeline of the same name is another one)
     TimestampTz next_run_at;
     int64 last_run_id;  // 0: none
     bool last_unfinished;
@@ -128,6 +129,7 @@ bool owner_may_submit(const DueSchedule &s, int64 *pipeline_id, Oid *pipeline_ow
     bool isnull;
     *pipeline_owner = DatumGetObjectId(col(0, 1, &isnull));
     *pipeline_id = DatumGetInt64(col(0, 2, &isnull));
+    if (*pipeline_id != s.pipeline_id) return false;  // dropped; the name now belongs to another pipeline
     *paused = DatumGetBool(col(0, 3, &isnull));
     if (has_privs_of_role(s.owner, *pipeline_owner)) return true;
     // an admin, or a grantee
@@ -183,7 +185,7 @@ int64 fire_due_schedules() {
                                "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
                                " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
                                " COALESCE((SELECT r.status IN ('pending', 'running') FROM pipeline_worker.runs r"
-                               "   WHERE r.id = s.last_run_id), false)"
+                               "   WHERE r.id = s.last_run_id), false), s.pipeline_id"
                                " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= pg_catalog.clock_timestamp()"
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
                                0, nullptr);
@@ -204,6 +206,7 @@ int64 fire_due_schedules() {
         Datum last = col(i, 9, &isnull);
         s.last_run_id = isnull ? 0 : DatumGetInt64(last);
         s.last_unfinished = DatumGetBool(col(i, 10, &isnull));
+        s.pipeline_id = DatumGetInt64(col(i, 11, &isnull));
     }
     (void)ctx;
     int64 created = 0;
@@ -260,8 +263,8 @@ int64 fire_due_schedules() {
             }
         }
         if (!allowed) {
-            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: its owner may no longer submit runs "
-                                 "to pipeline \"%s\"", s.name, s.pipeline),
+            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: pipeline \"%s\" was dropped, or its "
+                                 "owner may no longer submit runs to it", s.name, s.pipeline),
                           errhint("Grant it again and call pipeline_worker.schedule() to reactivate it.")));
             Oid t[1] = {TEXTOID};
             Datum v[1] = {CStringGetTextDatum(s.name)};

@@ -264,6 +264,14 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         TimestampTz run_start = GetCurrentTimestamp();
         if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
         b.current = &runs[i];
+        int wait_ms;
+        if (!lanes::begin(runs[i].id, &wait_ms)) {
+            // its rate window filled up since the claim: back to the queue, due when the window has room
+            MemoryContextSwitchTo(iter_ctx);
+            store::buffer_run(&runs[i], core::RunStatus::Pending, nullptr, nullptr, wait_ms);
+            pg_atomic_write_u64(&my_slot->run_id, 0);
+            continue;
+        }
         PG_TRY();
         {
             MemoryContextSwitchTo(iter_ctx);
