@@ -58,6 +58,30 @@ MemoryContext writes_context() {
 
 Jsonb *copy_jsonb(Jsonb *j) { return j ? DatumGetJsonbPCopy(JsonbPGetDatum(j)) : nullptr; }
 
+SPIPlanPtr plan_taken_over;
+
+// Some of the batch's runs did not match "still this worker's": cancelled (that wins), or -- if one is pending, or
+// running under another backend -- taken over: recovered by a sweep that judged this worker gone, then claimed
+// again. Its steps' effects in this transaction must not commit (the other worker runs them): ERROR 40001, the
+// transaction rolls back, and the worker puts its batch back (worker/serve.cpp).
+void require_still_ours(Datum ids) {
+    Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[3] = {ids, Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+    SPIPlanPtr p = pg::prepare(&plan_taken_over,
+                               "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                               " AND CASE status WHEN 'pending' THEN worker_pid IS NOT NULL"
+                               "   WHEN 'running' THEN worker_pid IS DISTINCT FROM $2"
+                               "     OR worker_started_at IS DISTINCT FROM $3 ELSE false END",
+                               3, types);
+    pg::exec_as_owner(p, v, nullptr, true, 1);
+    if (SPI_processed == 0) return;
+    bool isnull;
+    int64 id = DatumGetInt64(pg::col(0, 1, &isnull));
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("run %lld was taken over by another backend while this one executed it", (long long)id),
+                    errdetail("A recovery sweep judged this backend gone; its work on the run is rolled back.")));
+}
+
 // One claim per run not recorded yet, first (the outcome's UPDATE below expects it recorded).
 void flush_claims() {
     int n = list_length(pending_claims);
@@ -85,9 +109,11 @@ void flush_claims() {
                                " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
                                "   AS c(id, claims, at)"
                                " WHERE r.id = ANY (ARRAY[c.id])"
-                               "   AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN true ELSE false END",
+                               "   AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"
+                               "     WHEN 'running' THEN r.worker_pid = $4 AND r.worker_started_at = $5 ELSE false END",
                                5, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    if (SPI_processed < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
 
 // The buffered step rows of one kind as one array of run_steps' own row type, read back with unnest(): one
@@ -223,6 +249,7 @@ void flush_runs() {
                                "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END",
                                10, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    if (SPI_processed < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
 
 }  // namespace

@@ -190,12 +190,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
 // Bookkeeping failed (not a step: the engine records those) and everything since the last commit is rolled back.
 // Called in PG_CATCH. Puts the batch's runs back in the queue -- except those whose HTTP request is in flight again
 // -- and marks the culprit (0: none) failed, so that it cannot fail the same way forever.
-void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 culprit) {
-    MemoryContextSwitchTo(iter_ctx);
-    ErrorData *edata = CopyErrorData();
-    EmitErrorReport();
-    FlushErrorState();
-    AbortCurrentTransaction();  // the abort callback drops the buffered writes and the unsent requests
+void put_back(const int64 *ids, int n, int64 culprit, const char *message) {
     PG_TRY();
     {
         int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
@@ -205,7 +200,7 @@ void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 culpri
         TxnClock clock;
         begin_txn(&clock);
         store::release_runs(back, m);
-        if (culprit != 0) store::fail_run(culprit, psprintf("internal error: %s", edata->message));
+        if (culprit != 0) store::fail_run(culprit, psprintf("internal error: %s", message));
         commit_txn();
     }
     PG_CATCH();
@@ -215,6 +210,16 @@ void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 culpri
         AbortCurrentTransaction();
     }
     PG_END_TRY();
+}
+
+void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 suspect) {
+    MemoryContextSwitchTo(iter_ctx);
+    ErrorData *edata = CopyErrorData();
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();  // the abort callback drops the buffered writes and the unsent requests
+    // A run taken over by another worker (store/writes.cpp) is not the current run's fault: nothing is failed.
+    put_back(ids, n, edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ? 0 : suspect, edata->message);
 }
 
 

@@ -69,13 +69,16 @@ pid=$(pw_wait_sleeping_worker 15)
 pw_as_pg kill -9 "$pid" 2>/dev/null || kill -9 "$pid"
 t0=$(pw_now)
 pw_wait_workers 10 30 >/dev/null || pw_fail "workers did not come back after the crash"
-# the killed first run and the third share the slot: one of them holds it, the third finishes eventually
-pw_psql -c "UPDATE pipeline_worker.runs SET input = input || '{\"sleep\": 0}' WHERE input->>'k' = 'first' AND status = 'pending'" >/dev/null 2>&1
-if pw_wait_sql 1 30 "SELECT count(*) FROM steplog WHERE k = 'third'" 0.1 >/dev/null; then
-    pw_ok "after SIGKILL (crash restart) the slot is free again: the next run started ($(pw_elapsed "$t0")s)"
+# After the crash restart the slot is free: the recovered first run (or the third) starts at once.
+if [ -n "$(pw_wait_sleeping_worker 10)" ]; then
+    pw_ok "after SIGKILL (crash restart) the slot is free again: a run of the limited pipeline started ($(pw_elapsed "$t0")s after the kill)"
 else
-    pw_fail "no run of the limited pipeline ran after the SIGKILL"
+    pw_fail "no run of the limited pipeline started within 10 s of the SIGKILL"
 fi
+# the first run is executing again (30 s): cancelling it frees the slot for the third at once
+pw_psql -c "SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE input->>'k' = 'first'" >/dev/null
+pw_wait_sql 1 10 "SELECT count(*) FROM steplog WHERE k = 'third'" 0.05 >/dev/null \
+    && pw_ok "cancel_run of the slot holder: the next run started" || pw_fail "the third run did not start after the cancel"
 pw_psql -c "SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE pipeline = 'one' AND status IN ('pending', 'running')" >/dev/null
 
 # ------------------------------------------------------------------ no head-of-line blocking
