@@ -244,14 +244,28 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     return s;
 }
 
+// A concurrency limit: a positive integer; the error says what the option means.
+int limit_option(const json::Value &v, const std::string &what) {
+    try {
+        return int_in_range(v, what, 1, kMaxLimit);
+    } catch (const DefinitionError &e) {
+        throw DefinitionError(e.what(), "A concurrency limit is the most runs executing at once (1 to " +
+                                            std::to_string(kMaxLimit) + "); remove the option for no limit.");
+    }
+}
+
 RateLimit parse_rate_limit(const json::Value &v, const std::string &what) {
     const char *hint = "Example: {\"runs\": 10, \"per_ms\": 1000} (at most 10 runs begin in any 1000 ms).";
     if (!v.is_object()) throw DefinitionError(what + " must be a JSON object, not " + v.type_name(), hint);
     RateLimit r;
     for (const auto &[key, val] : v.as_object()) {
-        if (key == "runs") r.runs = int_in_range(val, what + " \"runs\"", 1, kMaxLimit);
-        else if (key == "per_ms") r.per_ms = int_in_range(val, what + " \"per_ms\"", 1, kMaxRateWindowMs);
-        else throw DefinitionError(what + ": unknown key " + json::quote(key), hint);
+        try {
+            if (key == "runs") r.runs = int_in_range(val, what + " \"runs\"", 1, kMaxLimit);
+            else if (key == "per_ms") r.per_ms = int_in_range(val, what + " \"per_ms\"", 1, kMaxRateWindowMs);
+            else throw DefinitionError(what + ": unknown key " + json::quote(key), hint);
+        } catch (const DefinitionError &e) {
+            throw DefinitionError(e.what(), hint);
+        }
     }
     if (r.runs == 0 || r.per_ms == 0) throw DefinitionError(what + " needs both \"runs\" and \"per_ms\"", hint);
     return r;
@@ -265,9 +279,8 @@ Options parse_options(const json::Value &v) {
         if (key == "max_attempts") o.max_attempts = int_in_range(val, "option \"max_attempts\"", 1, kMaxAttempts);
         else if (key == "retry_delay_ms") o.retry_delay_ms = int_in_range(val, "option \"retry_delay_ms\"", 0, kMaxDelayMs);
         else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 1, kMaxTimeoutMs);
-        else if (key == "concurrency") o.concurrency = int_in_range(val, "option \"concurrency\"", 1, kMaxLimit);
-        else if (key == "concurrency_per_key")
-            o.concurrency_per_key = int_in_range(val, "option \"concurrency_per_key\"", 1, kMaxLimit);
+        else if (key == "concurrency") o.concurrency = limit_option(val, "option \"concurrency\"");
+        else if (key == "concurrency_per_key") o.concurrency_per_key = limit_option(val, "option \"concurrency_per_key\"");
         else if (key == "rate_limit") o.rate_limit = parse_rate_limit(val, "option \"rate_limit\"");
         else if (key == "rate_limit_per_key") o.rate_limit_per_key = parse_rate_limit(val, "option \"rate_limit_per_key\"");
         else

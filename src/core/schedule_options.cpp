@@ -10,7 +10,9 @@ const char *const kKeys = "timezone, catch_up, catch_up_max, overlap, priority, 
 
 std::string text_option(const json::Value &v, const std::string &key) {
     if (!v.is_string() || v.as_string().empty())
-        throw InputError("schedule option \"" + key + "\" must be a non-empty JSON string");
+        throw InputError("schedule option \"" + key + "\" must be a non-empty JSON string",
+                         key == "timezone" ? "An IANA time zone name such as \"Europe/Paris\"."
+                                           : "The concurrency key of the runs the schedule creates.");
     return v.as_string();
 }
 
@@ -18,7 +20,9 @@ int int_option(const json::Value &v, const std::string &key, int64_t lo, int64_t
     int64_t n = 0;
     if (!v.as_int64(n) || n < lo || n > hi)
         throw InputError("schedule option \"" + key + "\" must be an integer between " + std::to_string(lo) + " and " +
-                         std::to_string(hi));
+                             std::to_string(hi),
+                         key == "priority" ? "The priority of the runs the schedule creates (higher runs first)."
+                                           : "How many missed slots \"catch_up\": \"all\" runs at most.");
     return static_cast<int>(n);
 }
 

@@ -114,8 +114,10 @@ const char *indexes_of(SPIPlanPtr plan, const char **text) {
 
 void plan_shape_enter(SPIPlanPtr plan, int *nest) {
     *nest = NewGUCNestLevel();
+    // (jit too: a disabled node left in a plan costs 1e10, far above jit_above_cost, and a kept plan would then be
+    // compiled at every execution -- tens of milliseconds each time)
     for (const char *opt : {"enable_seqscan", "enable_sort", "enable_hashjoin", "enable_mergejoin", "enable_bitmapscan",
-                            "enable_memoize", "enable_material"})
+                            "enable_memoize", "enable_material", "jit"})
         (void)set_config_option(opt, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     statement_indexes = indexes_of(plan, &statement_text);
 }

@@ -344,6 +344,24 @@ void run_timer() {
     commit_txn();
 }
 
+// A timer that fails (a schedule it cannot fire, say) must not stop the claims: report it, try again in a second.
+void run_timer_guarded() {
+    MemoryContext ctx = CurrentMemoryContext;
+    PG_TRY();
+    {
+        run_timer();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+        shared::note_retry_due(GetCurrentTimestamp() + USECS_PER_SEC);
+    }
+    PG_END_TRY();
+}
+
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
 // Returns the number of runs claimed.
@@ -357,7 +375,7 @@ int serve_once(MemoryContext iter_ctx) {
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
     if (batch > room) batch = room;
-    if (shared::take_due() | lanes::unpark_wanted()) run_timer();
+    if (shared::take_due() | lanes::unpark_wanted()) run_timer_guarded();
     Batch b;
     b.current = nullptr;
     b.locks_released = false;

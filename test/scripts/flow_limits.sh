@@ -141,5 +141,22 @@ lat=$(pw_psql -c "SELECT round(1000 * extract(epoch FROM max(started_at - run_at
 pw_info "run_at lateness: max ${lat} ms over 40 runs (the benchmark measures p99)"
 pw_check_sql "run_at: every run started within 1 s of its run_at" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'late' AND started_at > run_at + interval '1 s'"
+# ------------------------------------------------------------------ priority order with one worker
+pw_retry 20 pw_set_conf pipeline_worker.workers 1 >/dev/null
+pw_wait_workers 1 20 >/dev/null || pw_fail "workers did not go down to 1"
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('prio', '[{"name": "s", "function": "fl_step"}]');
+SELECT pipeline_worker.pause_pipeline('prio');
+SELECT pipeline_worker.create_run('prio', jsonb_build_object('k', g::text), priority => (g * 7) % 5 - 2)
+  FROM generate_series(1, 60) g;
+SELECT pipeline_worker.resume_pipeline('prio');
+SQL
+pw_wait_all_finished 20
+pw_check_sql "one worker executes by priority (higher first), then FIFO" 0 \
+    "SELECT count(*) FROM (SELECT r.priority, r.id, lag(r.priority) OVER w AS p_prio, lag(r.id) OVER w AS p_id
+       FROM steplog l JOIN pipeline_worker.runs r ON r.id = l.run_id WHERE l.pipeline = 'prio'
+       WINDOW w AS (ORDER BY l.s)) x
+      WHERE p_prio IS NOT NULL AND (priority > p_prio OR (priority = p_prio AND id < p_id))"
+pw_check_sql "all 5 priority levels ran" 5 "SELECT count(DISTINCT priority) FROM pipeline_worker.runs WHERE pipeline = 'prio'"
 pw_check_sql "no effect repeated anywhere" 0 "SELECT count(*) FROM (SELECT run_id FROM steplog GROUP BY 1 HAVING count(*) > 1) d"
 pw_finish
