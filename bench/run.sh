@@ -37,7 +37,8 @@
 #                          tuned no-op rate, W1 with priorities over 10 levels, W1 with 100 concurrency keys
 #                          (concurrency_per_key 1), 10,000 runs with --flow-future (1000000) future-dated runs in the
 #                          table, run_at lateness (1,000 runs), create_runs vs create_run (100,000), 100 '1 seconds'
-#                          schedules for 20 s (lateness, duplicates, missed slots)
+#                          schedules for 20 s (lateness, duplicates, missed slots); --flow-figures LIST (all) picks
+#                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -83,7 +84,7 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs|--steady-backlog|--flow-future)
+    --scale-backlogs|--steady-backlog|--flow-future|--flow-figures)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;

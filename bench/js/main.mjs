@@ -31,7 +31,7 @@ const o = parseArgs(process.argv.slice(2), {
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
   'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,live,drain,delay,inflight,latency',
   'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
-  'flow-future': '1000000',
+  'flow-future': '1000000', 'flow-figures': 'all',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
