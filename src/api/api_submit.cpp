@@ -21,7 +21,7 @@ namespace {
 
 constexpr int kMaxKeyBytes = 1000;
 
-SPIPlanPtr plan_insert_run_v1, plan_target, plan_target_v1, plan_insert_run, plan_existing_run, plan_insert_runs, plan_existing_runs;
+SPIPlanPtr plan_insert_run_v1, plan_target, plan_target_v1, plan_insert_run, plan_existing_run, plan_insert_runs, plan_insert_runs_nokey, plan_existing_runs;
 
 Datum empty_object() { return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")); }
 
@@ -246,16 +246,29 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
                    TimestampTzGetDatum(s.run_at), keys, ckeys, BoolGetDatum(s.paused)};
     char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', s.has_run_at ? ' ' : 'n', keys ? ' ' : 'n',
                       ckeys ? ' ' : 'n', ' '};
-    pg::run_as_owner(&plan_insert_runs,
-                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
-                     " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
-                     " SELECT $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
-                     "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, e.key, e.ckey, CASE WHEN $11 THEN 3 END"
-                     " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
-                     "   pg_catalog.unnest($10)) AS e(input, key, ckey)"
-                     " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
-                     " DO NOTHING RETURNING id, idempotency_key",
-                     11, types, v, nulls, false);
+    // Without keys, a plain INSERT: ON CONFLICT's speculative insertion costs a third of the time per row.
+    if (keys)
+        pg::run_as_owner(&plan_insert_runs,
+                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                         " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
+                         " SELECT $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
+                         "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, e.key, e.ckey,"
+                         "  CASE WHEN $11 THEN 3 END"
+                         " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
+                         "   pg_catalog.unnest($10)) AS e(input, key, ckey)"
+                         " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                         " DO NOTHING RETURNING id, idempotency_key",
+                         11, types, v, nulls, false);
+    else
+        pg::run_as_owner(&plan_insert_runs_nokey,
+                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                         " pipeline_owner, priority, run_at, not_before, concurrency_key, parked)"
+                         " SELECT $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
+                         "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, e.ckey, CASE WHEN $11 THEN 3 END"
+                         " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($10))"
+                         "   AS e(input, ckey)"
+                         " RETURNING id, NULL::text",
+                         11, types, v, nulls, false);
     uint64 inserted = SPI_processed;
     SPITupleTable *rows = SPI_tuptable;
     // Walk the elements in order beside the inserted rows: an element with no key, or whose key is the next

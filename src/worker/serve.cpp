@@ -23,7 +23,7 @@ shared::Slot *my_slot = nullptr;
 namespace {
 
 constexpr int kMaxBatch = 64;
-constexpr int kLimitedBatch = 8;
+constexpr int kLimitedBatch = 16;
 
 }  // namespace
 
