@@ -32,6 +32,9 @@ CREATE INDEX runs_parked_key_idx ON pipeline_worker.runs
 -- Idempotency keys: unique per pipeline and submitting role for as long as the run exists.
 CREATE UNIQUE INDEX runs_idempotency_idx ON pipeline_worker.runs (pipeline, submitted_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- Finished runs by age: what retention deletes (pipeline_worker.retention, the "retention" option, purge_runs).
+CREATE INDEX runs_finished_idx ON pipeline_worker.runs (finished_at)
+    WHERE status IN ('succeeded', 'failed', 'cancelled');
 -- The 0.1 queue (FIFO only) is replaced by runs_ready_idx.
 DROP INDEX pipeline_worker.runs_pending_idx;
 
@@ -64,6 +67,11 @@ CREATE POLICY schedules_visible ON pipeline_worker.schedules FOR SELECT
 GRANT SELECT ON pipeline_worker.schedules TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.schedules', '');
 
+-- A dump and restore keeps the ids: new pipelines and runs must not reuse restored ones (0.1 did not dump the
+-- identity sequences: after a restore, create_pipeline failed on "pipelines_id_key").
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.pipelines_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.runs_id_seq', '');
+
 -- ---------------------------------------------------------------- functions
 
 -- create_run gains priority, run_at and the keys; positional calls of 0.1 keep working.
@@ -87,6 +95,9 @@ CREATE FUNCTION pipeline_worker.pause_pipeline(name text)
 
 CREATE FUNCTION pipeline_worker.resume_pipeline(name text)
     RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_resume_pipeline';
+
+CREATE FUNCTION pipeline_worker.purge_runs(older_than interval, pipeline text DEFAULT NULL)
+    RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_purge_runs';
 
 CREATE FUNCTION pipeline_worker.schedule(name text, pipeline text, cron text, input jsonb DEFAULT '{}',
                                          metadata jsonb DEFAULT '{}', options jsonb DEFAULT '{}')

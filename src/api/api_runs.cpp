@@ -101,6 +101,7 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
     // Administrators (the only ones granted this function by default) claim any run; others only their own.
     Oid only = pg::is_admin(GetUserId()) ? InvalidOid : GetUserId();
     (void)store::take_parked_count();
+    shared::register_claimer();  // (recovery tells this session alive by it)
     if (store::schema_version() >= 2) store::release_stale_slots();
     int n = store::claim_runs(1, only, &run, caller, true);
     // The candidate was parked (its pipeline or key is at a limit): the next one in the queue may start.

@@ -22,7 +22,7 @@ const char *const kStepKeys =
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
 const char *const kOptionKeys =
     "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
-    "description";
+    "retention, description";
 constexpr int64_t kMaxLimit = 1000000;
 constexpr int64_t kMaxRateWindowMs = 7LL * 24 * 3600 * 1000;
 
@@ -276,6 +276,13 @@ Options parse_options(const json::Value &v) {
     if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
     for (const auto &[key, val] : v.as_object()) {
         if (key == "description") continue;
+        if (key == "retention") {
+            if (!val.is_string() || val.as_string().empty())
+                throw DefinitionError("option \"retention\" must be an interval as a JSON string",
+                                      "Example: \"retention\": \"30 days\" (finished runs older than that are deleted).");
+            o.retention = val.as_string();
+            continue;
+        }
         if (key == "max_attempts") o.max_attempts = int_in_range(val, "option \"max_attempts\"", 1, kMaxAttempts);
         else if (key == "retry_delay_ms") o.retry_delay_ms = int_in_range(val, "option \"retry_delay_ms\"", 0, kMaxDelayMs);
         else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 1, kMaxTimeoutMs);

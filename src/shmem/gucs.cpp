@@ -14,6 +14,9 @@ int recovery_interval_ms = 1000;
 char *http_allowed_hosts = nullptr;
 int http_max_response_bytes = 1024 * 1024;
 int http_max_in_flight = 1000;
+bool enabled = true;
+char *retention = nullptr;
+long long retention_us = 7 * USECS_PER_DAY;
 
 namespace {
 
@@ -25,6 +28,46 @@ bool check_allowed_hosts(char **newval, void **, GucSource) {
         return false;
     }
     return true;
+}
+
+// "-1": keep forever; else an interval. Parsed with Postgres' interval input, whose errors are caught here: a
+// check hook must not raise.
+bool parse_retention(const char *text, long long *usecs) {
+    if (text == nullptr || strcmp(text, "-1") == 0) {
+        *usecs = -1;
+        return true;
+    }
+    MemoryContext ctx = CurrentMemoryContext;
+    bool ok = true;
+    PG_TRY();
+    {
+        Interval *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(text),
+                                                             ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+        *usecs = iv->time + iv->day * USECS_PER_DAY + int64(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        FlushErrorState();
+        ok = false;
+    }
+    PG_END_TRY();
+    return ok && *usecs > 0;
+}
+
+bool check_retention(char **newval, void **extra, GucSource) {
+    long long us;
+    if (!parse_retention(*newval, &us)) {
+        GUC_check_errdetail("pipeline_worker.retention must be a positive interval such as '7 days', or -1 (keep "
+                            "finished runs forever).");
+        return false;
+    }
+    return true;
+}
+
+void assign_retention(const char *newval, void *) {
+    long long us;
+    if (parse_retention(newval, &us)) retention_us = us;
 }
 
 }  // namespace
@@ -61,6 +104,15 @@ void define() {
                             "HTTP requests one worker keeps in flight at most.",
                             "Bounded further by the server's open file limit (logged when it binds).",
                             &guc::http_max_in_flight, 1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("pipeline_worker.enabled", "Whether the workers claim runs and the timer fires.",
+                             "off: the workers claim nothing, no delayed run is moved in and no schedule fires "
+                             "(runs already executing finish), e.g. while a dump is restored; on: they resume.",
+                             &guc::enabled, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pipeline_worker.retention",
+                               "How long finished runs are kept (a pipeline's \"retention\" option overrides it).",
+                               "An interval such as '7 days'; -1 keeps them forever. Older succeeded, failed and "
+                               "cancelled runs are deleted in the background, with their steps.",
+                               &guc::retention, "7 days", PGC_SIGHUP, 0, check_retention, assign_retention, nullptr);
     MarkGUCPrefixReserved("pipeline_worker");
 }
 

@@ -11,6 +11,9 @@ extern int recovery_interval_ms;     // pipeline_worker.recovery_interval_ms
 extern char *http_allowed_hosts;     // pipeline_worker.http_allowed_hosts
 extern int http_max_response_bytes;  // pipeline_worker.http_max_response_bytes
 extern int http_max_in_flight;       // pipeline_worker.http_max_in_flight (per worker)
+extern bool enabled;                 // pipeline_worker.enabled
+extern char *retention;              // pipeline_worker.retention (text)
+extern long long retention_us;       // ... in microseconds, -1: forever
 
 // DefineCustom*Variable for all of them (from _PG_init).
 void define();

@@ -8,6 +8,13 @@ namespace {
 
 State *g_state = nullptr;
 SessionExec *g_sessions = nullptr;  // MaxBackends entries
+
+struct Claimer {
+    pg_atomic_uint32 pid;
+    pg_atomic_uint64 started;  // TimestampTz
+};
+Claimer *g_claimers = nullptr;  // MaxBackends entries, by pgprocno
+bool registered = false;
 shmem_request_hook_type prev_request_hook = nullptr;
 shmem_startup_hook_type prev_startup_hook = nullptr;
 
@@ -17,10 +24,13 @@ Size state_size() { return add_size(offsetof(State, slots), mul_size(sizeof(Slot
 
 Size sessions_size() { return mul_size(sizeof(SessionExec), MaxBackends); }
 
+Size claimers_size() { return mul_size(sizeof(Claimer), MaxBackends); }
+
 void request_hook() {
     if (prev_request_hook) prev_request_hook();
     RequestAddinShmemSpace(MAXALIGN(state_size()));
     RequestAddinShmemSpace(MAXALIGN(sessions_size()));
+    RequestAddinShmemSpace(MAXALIGN(claimers_size()));
     lanes::shmem_request();
 }
 
@@ -54,6 +64,13 @@ void startup_hook() {
             g_sessions[i].pid = 0;
         }
     }
+    g_claimers = static_cast<Claimer *>(ShmemInitStruct("pipeline_worker claimers", claimers_size(), &found));
+    if (!found) {
+        for (int i = 0; i < MaxBackends; i++) {
+            pg_atomic_init_u32(&g_claimers[i].pid, 0);
+            pg_atomic_init_u64(&g_claimers[i].started, 0);
+        }
+    }
     lanes::shmem_startup();
     LWLockRelease(AddinShmemInitLock);
 }
@@ -77,6 +94,26 @@ SessionExec *session_executing(int64 run_id) {
         return proc != nullptr && proc->pgprocno == i ? e : nullptr;
     }
     return nullptr;
+}
+
+void register_claimer() {
+    if (registered || g_claimers == nullptr || MyProc == nullptr || MyProc->pgprocno >= MaxBackends) return;
+    Claimer *c = &g_claimers[MyProc->pgprocno];
+    pg_atomic_write_u64(&c->started, static_cast<uint64>(MyStartTimestamp));
+    pg_write_barrier();
+    pg_atomic_write_u32(&c->pid, static_cast<uint32>(MyProcPid));
+    registered = true;
+}
+
+bool claimer_alive(int pid, TimestampTz started) {
+    if (pid <= 0) return false;
+    PGPROC *proc = BackendPidGetProc(pid);
+    if (proc == nullptr) return false;
+    if (g_claimers == nullptr || proc->pgprocno >= MaxBackends) return true;  // alive; its start cannot be told
+    Claimer *c = &g_claimers[proc->pgprocno];
+    if (static_cast<int>(pg_atomic_read_u32(&c->pid)) != pid) return false;  // that pid is another, newer backend
+    pg_read_barrier();
+    return static_cast<TimestampTz>(pg_atomic_read_u64(&c->started)) == started;
 }
 
 void install_hooks() {

@@ -43,6 +43,12 @@ struct SessionExec {
 };
 
 State *state();  // nullptr when the library was not preloaded
+// This backend may claim runs: record (pid, start time) in its PGPROC's entry, for claimer_alive().
+void register_claimer();
+// Whether the backend that claimed a run as (pid, started) is alive: read from the process array and the claimers'
+// registry in shared memory, never from a statistics snapshot (a snapshot taken moments earlier once let a
+// recovery sweep put a live worker's claim back). Without shared memory: pg_stat's view.
+bool claimer_alive(int pid, TimestampTz started);
 // This backend's entry (nullptr without shared memory, in background workers, or beyond MaxBackends).
 SessionExec *my_session();
 // The entry of the session executing a step of run_id now, nullptr if none.

@@ -6,6 +6,7 @@
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/lanes.hpp"
+#include "shmem/shared.hpp"
 #include "store/queue.hpp"
 
 namespace pw::store {
@@ -14,7 +15,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover;
+SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_claimers;
 
 }  // namespace
 
@@ -91,20 +92,43 @@ void release_runs(const int64 *ids, int n) {
 
 int64 recover_runs() {
     pg::spi_connect();
-    // A claim belongs to the backend (pid, start time); if no such backend exists, the claimer is gone.
-    SPIPlanPtr p = pg::prepare(&plan_recover,
-                           "/* pw_indexes: runs_running_idx */ UPDATE pipeline_worker.runs r SET status = 'pending', worker_pid = NULL,"
-                           " worker_started_at = NULL"
-                           " WHERE r.status = 'running' AND NOT EXISTS ("
-                           "   SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
-                           "   WHERE a.backend_start = r.worker_started_at)",
-                           0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
-    int64 n = static_cast<int64>(SPI_processed);
+    // A claim belongs to the backend (pid, start time); if no such backend exists, the claimer is gone. Who is alive
+    // is read from the process array (shared::claimer_alive), then only the claims of those found gone are reset.
+    SPIPlanPtr p = pg::prepare(&plan_claimers,
+                               "/* pw_indexes: runs_running_idx */ SELECT DISTINCT worker_pid, worker_started_at"
+                               " FROM pipeline_worker.runs WHERE status = 'running'",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, true, 0);
+    int n = static_cast<int>(SPI_processed);
+    Datum *pids = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    Datum *starts = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    int gone = 0;
+    for (int i = 0; i < n; i++) {
+        bool pid_null, start_null;
+        Datum pid = col(i, 1, &pid_null), start = col(i, 2, &start_null);
+        if (pid_null || start_null) continue;  // (claims always set both)
+        if (shared::claimer_alive(DatumGetInt32(pid), DatumGetTimestampTz(start))) continue;
+        pids[gone] = pid;
+        starts[gone] = start;
+        gone++;
+    }
+    int64 recovered = 0;
+    if (gone > 0) {
+        Oid types[2] = {INT4ARRAYOID, TIMESTAMPTZARRAYOID};
+        Datum v[2] = {pg::make_array(pids, nullptr, gone, INT4OID), pg::make_array(starts, nullptr, gone, TIMESTAMPTZOID)};
+        p = pg::prepare(&plan_recover,
+                        "/* pw_indexes: runs_running_idx */ UPDATE pipeline_worker.runs r SET status = 'pending',"
+                        " worker_pid = NULL, worker_started_at = NULL"
+                        " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(pid, started)"
+                        " WHERE r.status = 'running' AND r.worker_pid = d.pid AND r.worker_started_at = d.started",
+                        2, types);
+        pg::exec_as_owner(p, v, nullptr, false, 0);
+        recovered = static_cast<int64>(SPI_processed);
+    }
     SPI_finish();
-    notes::runs_created(static_cast<int>(n));  // wake workers for them at commit
-    if (n > 0) notes::queue_reordered();
-    return n;
+    notes::runs_created(static_cast<int>(recovered));  // wake workers for them at commit
+    if (recovered > 0) notes::queue_reordered();
+    return recovered;
 }
 
 }  // namespace pw::store

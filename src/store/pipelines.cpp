@@ -34,6 +34,27 @@ void pipeline_cache_init() {
 
 }  // namespace
 
+int64 interval_usecs(const char *text, const char *what) {
+    MemoryContext ctx = CurrentMemoryContext;
+    Interval *iv = nullptr;
+    PG_TRY();
+    {
+        iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid),
+                                                   Int32GetDatum(-1)));
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        FlushErrorState();
+        iv = nullptr;
+    }
+    PG_END_TRY();
+    if (iv == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: invalid interval \"%s\"", what, text),
+                        errhint("Write an interval such as '7 days' or '12 hours'.")));
+    return iv->time + iv->day * USECS_PER_DAY + int64(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+}
+
 Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json) {
     Pipeline *p = static_cast<Pipeline *>(palloc0(sizeof(Pipeline)));
     p->name = pstrdup(name);
@@ -41,6 +62,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     int nsteps = 0;
     Step *steps = nullptr;
     lanes::Limits limits, per_key;
+    char *retention = nullptr;
     pg::CppError err = pg::cpp_call([&] {
         core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
         steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * def.steps.size()));
@@ -80,12 +102,17 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
         per_key.concurrency = o.concurrency_per_key;
         per_key.rate_runs = o.rate_limit_per_key.runs;
         per_key.rate_ms = o.rate_limit_per_key.per_ms;
+        if (!o.retention.empty()) retention = pg::pstrdup_guarded(o.retention);
     });
     pg::raise_if_failed(err, "invalid pipeline definition");
     p->nsteps = nsteps;
     p->steps = steps;
     p->limits = limits;
     p->limits_per_key = per_key;
+    if (retention != nullptr && interval_usecs(retention, "option \"retention\"") <= 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pipeline definition: option \"retention\" must be a positive interval"),
+                        errhint("Example: \"retention\": \"30 days\" (finished runs older than that are deleted).")));
     return p;
 }
 

@@ -35,6 +35,9 @@ struct Pipeline {
     lanes::Limits limits_per_key;  // "concurrency_per_key", "rate_limit_per_key"
 };
 
+// An interval's length in microseconds (months as 30 days); ERROR 22023 naming `what` when text is no interval.
+int64 interval_usecs(const char *text, const char *what);
+
 // Parses and validates a definition; ERROR on invalid input. Function names are left as written. Allocated in
 // CurrentMemoryContext.
 Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json);

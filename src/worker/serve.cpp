@@ -11,6 +11,7 @@
 #include "store/claims.hpp"
 #include "store/queue.hpp"
 #include "store/schedules.hpp"
+#include "store/retention.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
@@ -111,6 +112,43 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic) {
     PopActiveSnapshot();
     CommitTransactionCommand();
     if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
+}
+
+// Retention (worker 0, at most once a second): finished runs past their retention are deleted, 10,000 per
+// transaction, until none is left.
+void expire_rounds();
+
+void maybe_expire(TimestampTz *last, bool mine) {
+    if (!mine || !guc::enabled || !TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), 1000)) return;
+    *last = GetCurrentTimestamp();
+    // A failure here (reported) must not keep this worker from claiming runs.
+    MemoryContext ctx = CurrentMemoryContext;
+    PG_TRY();
+    {
+        expire_rounds();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+}
+
+void expire_rounds() {
+    for (int round = 0; round < 100; round++) {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        int64 n = store::schema_version() >= 2 ? store::delete_expired_runs(10000) : 0;
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        if (n < 10000) break;
+        pgstat_report_activity(STATE_RUNNING, "deleting finished runs past their retention");
+        CHECK_FOR_INTERRUPTS();
+    }
 }
 
 namespace {
@@ -372,6 +410,7 @@ int serve_once(MemoryContext iter_ctx) {
     // the workers (one worker's long batch would hold every key it touched).
     if (store::limited_in_last_claim() > 0 && batch > kLimitedBatch) batch = kLimitedBatch;
     // Every claimed run may stop at an HTTP step: claim no more than there is room for in flight.
+    if (!guc::enabled) return 0;  // off: nothing is claimed, the timer does not fire (HTTP answers still land)
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
     if (batch > room) batch = room;

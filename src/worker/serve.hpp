@@ -19,5 +19,7 @@ int serve_once(MemoryContext iter_ctx);
 int serve_answers(MemoryContext iter_ctx);
 // Puts runs of exited claimers back to pending when asked, and (periodic) every recovery_interval_ms.
 void maybe_recover(TimestampTz *last_sweep, bool periodic);
+// Deletes finished runs past their retention (mine: this worker does it, worker 0), at most once a second.
+void maybe_expire(TimestampTz *last, bool mine);
 
 }  // namespace pw::worker

@@ -96,6 +96,7 @@ void take_slot(int slot_no) {
     my_slot->pid = MyProcPid;
     my_slot->latch = MyLatch;
     before_shmem_exit(slot_release, 0);
+    shared::register_claimer();
 }
 
 void set_idle(bool idle) {
@@ -120,6 +121,7 @@ struct LoopState {
     int slot_no;
     MemoryContext iter_ctx;
     TimestampTz last_sweep = 0;
+    TimestampTz last_expire = 0;
     bool recheck_extension = false;
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
 };
@@ -148,6 +150,7 @@ int work_once(LoopState *ls) {
                 ls->settled = true;
             }
             maybe_recover(&ls->last_sweep, ls->slot_no == 0);
+            maybe_expire(&ls->last_expire, ls->slot_no == 0);
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
         }

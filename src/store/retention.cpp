@@ -1,0 +1,80 @@
+#include "store/retention.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "shmem/gucs.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_shortest, plan_expire, plan_purge;
+
+}  // namespace
+
+int64 delete_expired_runs(int max) {
+    pg::spi_connect();
+    // The shortest retention in force bounds the scan of runs_finished_idx; each run is then held to its own.
+    SPIPlanPtr p = pg::prepare(&plan_shortest,
+                               "SELECT min(EXTRACT(epoch FROM (options->>'retention')::interval))::float8"
+                               " FROM pipeline_worker.pipelines WHERE options ? 'retention'",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
+    bool isnull;
+    Datum d = col(0, 1, &isnull);
+    int64 shortest = isnull ? -1 : static_cast<int64>(DatumGetFloat8(d) * USECS_PER_SEC);
+    int64 global = guc::retention_us;
+    if (global > 0 && (shortest < 0 || global < shortest)) shortest = global;
+    if (shortest < 0) {
+        SPI_finish();
+        return 0;  // nothing expires
+    }
+    Oid types[3] = {INT8OID, INT8OID, INT4OID};
+    Datum v[3] = {Int64GetDatum(global), Int64GetDatum(shortest), Int32GetDatum(max)};
+    char nulls[3] = {global > 0 ? ' ' : 'n', ' ', ' '};
+    p = pg::prepare(&plan_expire,
+                    "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey pipelines_id_key */"
+                    " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
+                    "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
+                    "     AND r.finished_at < pg_catalog.clock_timestamp() - $2 * interval '1 microsecond'"
+                    "     AND r.finished_at < pg_catalog.clock_timestamp() - COALESCE((SELECT"
+                    "       (p.options->>'retention')::interval FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id),"
+                    "       $1 * interval '1 microsecond')"
+                    "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
+                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = d.id)"
+                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = d.id",
+                    3, types);
+    pg::exec_as_owner(p, v, nulls, false, 0);
+    int64 n = static_cast<int64>(SPI_processed);
+    SPI_finish();
+    return n;
+}
+
+int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, int max) {
+    pg::spi_connect();
+    Oid types[5] = {INT8OID, TEXTOID, BOOLOID, OIDOID, INT4OID};
+    Datum v[5] = {Int64GetDatum(older_than_us), pipeline ? CStringGetTextDatum(pipeline) : (Datum)0, BoolGetDatum(all),
+                  ObjectIdGetDatum(GetUserId()), Int32GetDatum(max)};
+    char nulls[5] = {' ', pipeline ? ' ' : 'n', ' ', ' ', ' '};
+    SPIPlanPtr p = pg::prepare(
+        &plan_purge,
+        "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey */"
+        " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
+        "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
+        "     AND r.finished_at < pg_catalog.clock_timestamp() - $1 * interval '1 microsecond'"
+        "     AND ($2 IS NULL OR r.pipeline = $2)"
+        "     AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.pipeline_owner::oid)"
+        "       THEN pg_catalog.pg_has_role($4, r.pipeline_owner::oid, 'USAGE') ELSE false END)"
+        "   ORDER BY r.finished_at LIMIT $5 FOR UPDATE OF r SKIP LOCKED),"
+        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = d.id)"
+        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = d.id",
+        5, types);
+    pg::exec_as_owner(p, v, nulls, false, 0);
+    int64 n = static_cast<int64>(SPI_processed);
+    SPI_finish();
+    return n;
+}
+
+}  // namespace pw::store

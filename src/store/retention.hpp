@@ -1,0 +1,16 @@
+// Retention: finished runs (succeeded, failed, cancelled) older than their pipeline's "retention" option, else
+// pipeline_worker.retention, are deleted with their step rows -- by worker 0 in the background, in batches.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::store {
+
+// Deletes up to max expired runs (oldest first) in the current transaction; returns how many. SPI not connected.
+int64 delete_expired_runs(int max);
+
+// purge_runs: up to max finished runs older than older_than_us, of `pipeline` (NULL: any), whose pipeline owner the
+// caller has the privileges of (all: admins). Returns how many. SPI not connected.
+int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, int max);
+
+}  // namespace pw::store

@@ -1,0 +1,78 @@
+#!/bin/bash
+# Retention: finished runs older than their pipeline's "retention" option (else pipeline_worker.retention) are
+# deleted in the background with their step rows, and their idempotency keys are free again; unfinished runs are
+# never deleted; -1 keeps everything; purge_runs deletes now, for the runs its caller may purge.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+pw_cluster_up retention 2 20 "pipeline_worker.retention = '1 hour'" || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE FUNCTION rt_step(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT ctx->'input' $$;
+SELECT pipeline_worker.create_pipeline('short', '[{"name": "a", "function": "rt_step"}]', '{"retention": "2 seconds"}');
+SELECT pipeline_worker.create_pipeline('long', '[{"name": "a", "function": "rt_step"}]');
+SELECT pipeline_worker.create_pipeline('held', '[{"name": "a", "function": "rt_step"}]', '{"retention": "1 second"}');
+SELECT pipeline_worker.pause_pipeline('held');
+SELECT pipeline_worker.create_run('short', jsonb_build_object('n', g), idempotency_key => 'key' || g) FROM generate_series(1, 30) g;
+SELECT pipeline_worker.create_run('long', jsonb_build_object('n', g)) FROM generate_series(1, 30) g;
+SELECT pipeline_worker.create_run('held', '{}');
+SQL
+sleep 1
+pw_check_sql "runs finished" 60 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+first=$(pw_psql -c "SELECT id FROM pipeline_worker.runs WHERE idempotency_key = 'key1'")
+if pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'short'" 0.2 >/dev/null; then
+    pw_ok "runs past their pipeline's retention (2 s) were deleted within 15 s"
+else
+    pw_fail "runs of 'short' still there after 15 s"
+fi
+pw_check_sql "their step rows went with them" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
+pw_check_sql "runs within the global retention (1 hour) stay" 30 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'long'"
+pw_check_sql "an unfinished run is never deleted, however old" 1 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'held'"
+pw_check_sql "a deleted run's idempotency key is free again" t \
+    "SELECT pipeline_worker.create_run('short', '{\"again\": 1}', idempotency_key => 'key1') <> $first"
+
+# the global setting; -1 keeps everything; invalid values are refused
+out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.retention = 'nonsense'" 2>&1)
+case "$out" in *"positive interval"*) pw_ok "pipeline_worker.retention refuses an invalid value";;
+               *) pw_fail "invalid retention: $out";; esac
+pw_set_conf pipeline_worker.retention -1 >/dev/null || pw_fail "could not set retention -1"
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('short', '{\"retention\": null}')" >/dev/null
+pw_psql -c "SELECT pipeline_worker.create_run('short', jsonb_build_object('k', g)) FROM generate_series(1, 5) g" >/dev/null
+sleep 4
+pw_check_sql "retention -1 (and no option): finished runs are kept" 6 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'short'"
+pw_set_conf pipeline_worker.retention '1 second' >/dev/null || pw_fail "could not set retention 1 second"
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.2 >/dev/null \
+    && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted" || pw_fail "finished runs left after the global retention"
+pw_check_sql "the paused pipeline's pending run is still there" 1 "SELECT count(*) FROM pipeline_worker.runs"
+pw_set_conf pipeline_worker.retention -1 >/dev/null
+
+# purge_runs
+pw_psql >/dev/null <<'SQL'
+CREATE ROLE rt_tenant LOGIN;
+CREATE ROLE rt_other LOGIN;
+GRANT EXECUTE ON FUNCTION rt_step(jsonb) TO rt_tenant;
+SET ROLE rt_tenant;
+SELECT pipeline_worker.create_pipeline('tenant_p', '[{"name": "a", "function": "public.rt_step"}]');
+SELECT pipeline_worker.create_run('tenant_p', jsonb_build_object('n', g)) FROM generate_series(1, 20) g;
+RESET ROLE;
+SELECT pipeline_worker.create_run('long', jsonb_build_object('n', g)) FROM generate_series(1, 10) g;
+SQL
+pw_wait_sql 0 20 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded' AND pipeline <> 'held'" >/dev/null \
+    || pw_fail "the runs to purge did not finish"
+q() { pw_psql -U "$1" -c "$2" 2>&1; }
+out=$(q rt_other "SELECT pipeline_worker.purge_runs('0', 'tenant_p')")
+out2=$(q rt_other "SELECT pipeline_worker.purge_runs('0', 'no_such_pipeline')")
+case "$out" in *"permission denied to purge runs of pipeline \"tenant_p\""*) pw_ok "another role may not purge the tenant's runs";;
+               *) pw_fail "purge by another role: $out";; esac
+pw_check "a missing pipeline answers the same" "${out//tenant_p/X}" "${out2//no_such_pipeline/X}"
+pw_check "another role purging everything it may deletes none of the others' runs" 0 "$(q rt_other "SELECT pipeline_worker.purge_runs('0')")"
+pw_check "the owner purges its pipeline's finished runs" 20 "$(q rt_tenant "SELECT pipeline_worker.purge_runs('0', 'tenant_p')")"
+pw_check_sql "only those" "0|10" "SELECT count(*) FILTER (WHERE pipeline = 'tenant_p') || '|' || count(*) FILTER (WHERE pipeline = 'long') FROM pipeline_worker.runs"
+pw_check "an admin purges older than an hour: none of these" 0 "$(q postgres "SELECT pipeline_worker.purge_runs('1 hour')")"
+pw_check "an admin purges everything finished" 10 "$(q postgres "SELECT pipeline_worker.purge_runs('0')")"
+out=$(q postgres "SELECT pipeline_worker.purge_runs('-1 day')")
+case "$out" in *"must not be negative"*) pw_ok "purge_runs refuses a negative interval";; *) pw_fail "negative: $out";; esac
+out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"soon\"}')")
+case "$out" in *"22023"*|*"invalid interval"*) pw_ok "an invalid retention option is refused";; *) pw_fail "retention option: $out";; esac
+pw_finish
