@@ -291,6 +291,8 @@ SELECT pipeline_worker.schedule('att_sched', 'att_pipe', '1 seconds', '{"from": 
 SELECT pipeline_worker.schedule('att_sched', 'att_pipe', '1 seconds', '{"from": "cron"}', '{"m": 2}', '{"priority": 2, "concurrency_key": "sk"}');
 SELECT pipeline_worker.schedule('att_tmp', 'att_pipe', '@daily');
 SELECT pipeline_worker.unschedule('att_tmp'), pipeline_worker.unschedule('att_nothing'), pipeline_worker.unschedule('tenant_a_sched');
+SELECT set_config('app.phase', 'purge_runs', false);
+SELECT pipeline_worker.purge_runs('1 hour', 'att_pipe'), pipeline_worker.purge_runs('1 hour');
 SQL
 )
 pw_check "attacker session: only the 4 expected errors (2 key conflicts, 2 permission denied)" "4 2 2" \
