@@ -43,8 +43,8 @@ int64 delete_expired_runs(int max) {
                     "       (p.options->>'retention')::interval FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id),"
                     "       $1 * interval '1 microsecond')"
                     "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
-                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = d.id)"
-                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = d.id",
+                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id]))"
+                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
                     3, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
@@ -68,8 +68,8 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
         "     AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.pipeline_owner::oid)"
         "       THEN pg_catalog.pg_has_role($4, r.pipeline_owner::oid, 'USAGE') ELSE false END)"
         "   ORDER BY r.finished_at LIMIT $5 FOR UPDATE OF r SKIP LOCKED),"
-        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = d.id)"
-        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = d.id",
+        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id]))"
+        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
         5, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
