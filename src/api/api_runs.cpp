@@ -11,6 +11,7 @@
 #include "shmem/shared.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
+#include "store/pipelines.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pw_wait_run);
@@ -151,9 +152,11 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         if (!finished(now_status)) {
             pg::run_as_owner(&plan_cancel_running,
                              "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
-                             " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1",
+                             " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1"
+                             " RETURNING pipeline",
                              1, types, v, nullptr, false);
             result = true;
+            if (SPI_processed == 1) store::notify_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, "cancelled");
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }

@@ -22,7 +22,7 @@ const char *const kStepKeys =
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
 const char *const kOptionKeys =
     "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
-    "retention, description";
+    "retention, notify, description";
 constexpr int64_t kMaxLimit = 1000000;
 constexpr int64_t kMaxRateWindowMs = 7LL * 24 * 3600 * 1000;
 
@@ -276,6 +276,13 @@ Options parse_options(const json::Value &v) {
     if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
     for (const auto &[key, val] : v.as_object()) {
         if (key == "description") continue;
+        if (key == "notify") {
+            if (!val.is_bool())
+                throw DefinitionError("option \"notify\" must be true or false",
+                                      "\"notify\": true sends NOTIFY pipeline_worker when each run finishes.");
+            o.notify = val.as_bool();
+            continue;
+        }
         if (key == "retention") {
             if (!val.is_string() || val.as_string().empty())
                 throw DefinitionError("option \"retention\" must be an interval as a JSON string",

@@ -55,6 +55,7 @@ struct Options {
     int concurrency_per_key = 0;  // 0: no limit
     RateLimit rate_limit;
     RateLimit rate_limit_per_key;
+    bool notify = false;    // "notify": NOTIFY pipeline_worker when a run finishes
     std::string retention;  // "retention": an interval (checked by the caller, with Postgres' interval input); empty: none
 };
 

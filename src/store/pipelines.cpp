@@ -6,6 +6,11 @@
 #include "pg/spi.hpp"
 #include "shmem/shared.hpp"
 
+extern "C" {
+#include "commands/async.h"
+#include "utils/json.h"
+}
+
 namespace pw::store {
 
 using pg::col;
@@ -63,6 +68,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     Step *steps = nullptr;
     lanes::Limits limits, per_key;
     char *retention = nullptr;
+    bool notify = false;
     pg::CppError err = pg::cpp_call([&] {
         core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
         steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * def.steps.size()));
@@ -103,12 +109,14 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
         per_key.rate_runs = o.rate_limit_per_key.runs;
         per_key.rate_ms = o.rate_limit_per_key.per_ms;
         if (!o.retention.empty()) retention = pg::pstrdup_guarded(o.retention);
+        notify = o.notify;
     });
     pg::raise_if_failed(err, "invalid pipeline definition");
     p->nsteps = nsteps;
     p->steps = steps;
     p->limits = limits;
     p->limits_per_key = per_key;
+    p->notify = notify;
     if (retention != nullptr && interval_usecs(retention, "option \"retention\"") <= 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pipeline definition: option \"retention\" must be a positive interval"),
@@ -186,6 +194,20 @@ Pipeline *load_pipeline(const char *name) {
     e->generation = generation;
     e->pipeline = p;
     return p;
+}
+
+void notify_finished(const char *pipeline, int64 run_id, const char *status) {
+    Pipeline *p = pipeline != nullptr ? load_pipeline(pipeline) : nullptr;
+    if (p == nullptr || !p->notify) return;
+    // ids and status only: NOTIFY reaches every listener, whatever it may see (row-level security does not apply)
+    StringInfoData payload;
+    initStringInfo(&payload);
+    appendStringInfo(&payload, "{\"run_id\": %lld, \"pipeline\": ", static_cast<long long>(run_id));
+    escape_json(&payload, pipeline);
+    appendStringInfoString(&payload, ", \"status\": ");
+    escape_json(&payload, status);
+    appendStringInfoChar(&payload, '}');
+    Async_Notify("pipeline_worker", payload.data);
 }
 
 }  // namespace pw::store

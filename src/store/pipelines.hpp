@@ -33,7 +33,13 @@ struct Pipeline {
     Step *steps;
     lanes::Limits limits;          // "concurrency", "rate_limit"
     lanes::Limits limits_per_key;  // "concurrency_per_key", "rate_limit_per_key"
+    bool notify;                   // "notify"
 };
+
+// A run of `pipeline` finished (in this transaction) with `status`: if the pipeline has "notify": true, queue
+// NOTIFY pipeline_worker, '{"run_id": ..., "pipeline": ..., "status": ...}' -- sent when the transaction commits,
+// never if it rolls back. SPI connected.
+void notify_finished(const char *pipeline, int64 run_id, const char *status);
 
 // An interval's length in microseconds (months as 30 days); ERROR 22023 naming `what` when text is no interval.
 int64 interval_usecs(const char *text, const char *what);

@@ -1,6 +1,7 @@
 #include "store/run_rows.hpp"
 
 #include "shmem/lanes.hpp"
+#include "store/pipelines.hpp"
 
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
@@ -102,10 +103,12 @@ void fail_run(int64 run_id, const char *message) {
                            "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'failed', error = $2,"
                            " finished_at = pg_catalog.clock_timestamp()"
                            " WHERE id = $1 AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
-                           "   WHEN 'pending' THEN worker_pid IS NULL ELSE false END",
+                           "   WHEN 'pending' THEN worker_pid IS NULL ELSE false END RETURNING pipeline",
                            2, types);
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    bool isnull;
+    if (SPI_processed == 1) notify_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, "failed");
     notes::runs_finished();
     lanes::release_at_commit(run_id);
     SPI_finish();
@@ -136,10 +139,12 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
                            " UPDATE pipeline_worker.runs u SET status = 'failed', worker_pid = NULL,"
                            "  worker_started_at = NULL, not_before = NULL, finished_at = pg_catalog.clock_timestamp(),"
                            "  error = pg_catalog.format('step \"%s\" failed: %s', n.name, $4)"
-                           " FROM n WHERE u.id = n.id",
+                           " FROM n WHERE u.id = n.id RETURNING u.pipeline",
                            4, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     bool failed = SPI_processed == 1;
+    bool isnull;
+    if (failed) notify_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, "failed");
     SPI_finish();
     if (failed) notes::runs_finished();
     return failed;

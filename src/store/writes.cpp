@@ -1,6 +1,7 @@
 #include "store/writes.hpp"
 
 #include "shmem/lanes.hpp"
+#include "store/pipelines.hpp"
 
 #include "pg/kept_plans.hpp"
 
@@ -29,6 +30,7 @@ struct StepRow {
 
 struct RunRow {
     int64 id;
+    char *pipeline;
     int claims;
     TimestampTz claimed_at;
     core::RunStatus status;
@@ -246,10 +248,25 @@ void flush_runs() {
                                "   pg_catalog.unnest($7), pg_catalog.unnest($8))"
                                "   AS u(id, status, result, error, at, delay, claims, claimed_at)"
                                " WHERE r.id = ANY (ARRAY[u.id]) AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"
-                               "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END",
+                               "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END"
+                               " RETURNING r.id",
                                10, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
-    if (SPI_processed < static_cast<uint64>(n)) require_still_ours(v[0]);
+    uint64 updated = SPI_processed;
+    SPITupleTable *rows = SPI_tuptable;
+    // "notify": one NOTIFY per run this statement finished (not for one a cancel_run finished first: it notified)
+    foreach (lc, pending_runs) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        if (r->status == core::RunStatus::Pending) continue;
+        bool mine = false;
+        for (uint64 k = 0; k < updated && !mine; k++) {
+            bool isnull;
+            mine = DatumGetInt64(SPI_getbinval(rows->vals[k], rows->tupdesc, 1, &isnull)) == r->id;
+        }
+        if (mine) notify_finished(r->pipeline, r->id, core::to_text(r->status));
+    }
+    SPI_tuptable = rows;
+    if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
 
 }  // namespace
@@ -276,6 +293,7 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     MemoryContext old = MemoryContextSwitchTo(writes_context());
     RunRow *row = static_cast<RunRow *>(palloc(sizeof(RunRow)));
     row->id = run->id;
+    row->pipeline = run->pipeline != nullptr ? pstrdup(run->pipeline) : nullptr;
     row->claims = run->claims;
     row->claimed_at = run->claimed_at;
     row->status = status;
