@@ -22,7 +22,7 @@ using pg::col;
 namespace {
 
 SPIPlanPtr plan_visible, plan_merge, plan_set_options, plan_unpark_limits, plan_pause, plan_park_paused,
-    plan_resume, plan_unpark_paused;
+    plan_unpark_paused;
 
 // The pipeline as a manager sees it: ERROR 42501 unless the caller owns it (or is an admin). A pipeline the caller
 // may not see answers exactly as a missing one, so that nobody learns another tenant's pipeline names.
@@ -106,43 +106,41 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
 }
 
 // Pausing parks the pipeline's pending runs (runs.parked = 3) and marks it paused, so that create_run parks new
-// ones; running runs finish. The pipeline lock orders it with create_run.
-extern "C" Datum pw_pause_pipeline(PG_FUNCTION_ARGS) {
+// ones; running runs finish. Resuming puts them back in the queue. The pipeline lock orders both with create_run.
+static void set_paused(FunctionCallInfo fcinfo, bool pause) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
     lock_pipeline(name, ExclusiveLock);
     pg::spi_connect();
     require_v2();
-    int64 id = managed_pipeline(name, "pause");
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(id)};
-    pg::run_as_owner(&plan_pause, "UPDATE pipeline_worker.pipelines SET paused = true WHERE id = $1", 1, types, v,
+    int64 id = managed_pipeline(name, pause ? "pause" : "resume");
+    Oid types[2] = {INT8OID, BOOLOID};
+    Datum v[2] = {Int64GetDatum(id), BoolGetDatum(pause)};
+    pg::run_as_owner(&plan_pause, "UPDATE pipeline_worker.pipelines SET paused = $2 WHERE id = $1", 2, types, v,
                      nullptr, false);
-    pg::run_as_owner(&plan_park_paused,
-                     "UPDATE pipeline_worker.runs SET parked = 3 WHERE pipeline_id = $1 AND status = 'pending'"
-                     " AND parked IS DISTINCT FROM 3",
-                     1, types, v, nullptr, false);
+    if (pause) {
+        pg::run_as_owner(&plan_park_paused,
+                         "UPDATE pipeline_worker.runs SET parked = 3 WHERE pipeline_id = $1 AND status = 'pending'"
+                         " AND parked IS DISTINCT FROM 3",
+                         1, types, v, nullptr, false);
+    } else {
+        pg::run_as_owner(&plan_unpark_paused,
+                         "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
+                         " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked = 3",
+                         1, types, v, nullptr, false);
+        if (SPI_processed > 0) {
+            notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
+            notes::queue_reordered();
+        }
+    }
     SPI_finish();
+}
+
+extern "C" Datum pw_pause_pipeline(PG_FUNCTION_ARGS) {
+    set_paused(fcinfo, true);
     PG_RETURN_VOID();
 }
 
 extern "C" Datum pw_resume_pipeline(PG_FUNCTION_ARGS) {
-    char *name = checked_name(fcinfo, 0, "pipeline name");
-    lock_pipeline(name, ExclusiveLock);
-    pg::spi_connect();
-    require_v2();
-    int64 id = managed_pipeline(name, "resume");
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(id)};
-    pg::run_as_owner(&plan_resume, "UPDATE pipeline_worker.pipelines SET paused = false WHERE id = $1", 1, types, v,
-                     nullptr, false);
-    pg::run_as_owner(&plan_unpark_paused,
-                     "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
-                     " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked = 3",
-                     1, types, v, nullptr, false);
-    if (SPI_processed > 0) {
-        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
-        notes::queue_reordered();
-    }
-    SPI_finish();
+    set_paused(fcinfo, false);
     PG_RETURN_VOID();
 }

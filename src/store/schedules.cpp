@@ -81,6 +81,15 @@ TimestampTz next_schedule_slot(const char *cron, const char *timezone, Timestamp
 
 namespace {
 
+// A schedule that cannot fire any more (reason logged by the caller): inactive, no next slot.
+void deactivate(const char *name) {
+    Oid t[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_deactivate,
+                     "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1", 1, t,
+                     v, nullptr, false);
+}
+
 // A schedule's options as plain palloc'd data (no C++ object may live across SPI calls).
 struct SlotOptions {
     char *timezone;
@@ -234,11 +243,7 @@ int64 fire_due_schedules() {
         if (err.failed || tz == nullptr) {
             ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
                                  tz == nullptr && !err.failed ? "unknown time zone" : err.message)));
-            Oid t[1] = {TEXTOID};
-            Datum v[1] = {CStringGetTextDatum(s.name)};
-            pg::run_as_owner(&plan_deactivate,
-                             "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1",
-                             1, t, v, nullptr, false);
+            deactivate(s.name);
             continue;
         }
         int64 pipeline_id = 0;
@@ -266,11 +271,7 @@ int64 fire_due_schedules() {
             ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: pipeline \"%s\" was dropped, or its "
                                  "owner may no longer submit runs to it", s.name, s.pipeline),
                           errhint("Grant it again and call pipeline_worker.schedule() to reactivate it.")));
-            Oid t[1] = {TEXTOID};
-            Datum v[1] = {CStringGetTextDatum(s.name)};
-            pg::run_as_owner(&plan_deactivate,
-                             "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1",
-                             1, t, v, nullptr, false);
+            deactivate(s.name);
             continue;
         }
         Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
