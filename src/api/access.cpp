@@ -3,6 +3,7 @@
 #include "pg/kept_plans.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
+#include "store/queue.hpp"
 
 namespace pw::api {
 
@@ -12,7 +13,7 @@ namespace {
 
 constexpr int kMaxPipelineName = 200;
 
-SPIPlanPtr plan_pipeline_owner, plan_grantees, plan_run_status;
+SPIPlanPtr plan_pipeline_owner, plan_grantees, plan_run_status, plan_managed;
 
 }  // namespace
 
@@ -47,6 +48,33 @@ void require_manager(const char *pipeline, Oid owner, const char *action) {
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to %s pipeline \"%s\"", action, pipeline),
                         errdetail("Only its owner (\"%s\") or members of pipeline_worker_admin may.", pg::role_name(owner))));
+}
+
+void require_schema_02() {
+    if (store::schema_version() < 2)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
+                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+}
+
+int64 managed_pipeline(const char *name, const char *action) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(name)};
+    pg::run_as_owner(&plan_managed, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1", 1, types,
+                     v, nullptr, false);
+    bool isnull;
+    bool found = SPI_processed == 1;
+    Oid owner = found ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
+    int64 id = found ? DatumGetInt64(col(0, 2, &isnull)) : 0;
+    Oid me = GetUserId();
+    if (pg::is_admin(me)) {
+        if (!found) ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name)));
+        return id;
+    }
+    if (!found || !has_privs_of_role(me, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to %s pipeline \"%s\"", action, name),
+                        errdetail("Only its owner or members of pipeline_worker_admin may, if it exists.")));
+    return id;
 }
 
 // May this role (default: the current one) submit runs to this pipeline?

@@ -15,6 +15,12 @@ void lock_pipeline(const char *name, LOCKMODE mode);
 Oid pipeline_owner(const char *name, int64 *id = nullptr);
 // ERROR unless the current role is the pipeline's owner (or a member) or an admin.
 void require_manager(const char *pipeline, Oid owner, const char *action);
+// ERROR 0A000 (with the hint to update) while the database is still at 0.1. SPI connected or not.
+void require_schema_02();
+// The id of pipeline `name`, which the caller must own (or be an admin): ERROR 42501 otherwise, and the same answer
+// for a pipeline that does not exist (admins: 42704), so that nobody learns another tenant's pipeline names.
+// `action` completes "permission denied to ... pipeline". SPI connected.
+int64 managed_pipeline(const char *name, const char *action);
 // May this role (default: the current one) submit runs to this pipeline? SPI connected.
 bool may_submit(const char *pipeline, Oid owner, Oid me = InvalidOid);
 // Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.

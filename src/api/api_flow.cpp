@@ -21,37 +21,8 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_visible, plan_merge, plan_set_options, plan_unpark_limits, plan_pause, plan_park_paused,
+SPIPlanPtr plan_merge, plan_set_options, plan_unpark_limits, plan_pause, plan_park_paused,
     plan_unpark_paused;
-
-// The pipeline as a manager sees it: ERROR 42501 unless the caller owns it (or is an admin). A pipeline the caller
-// may not see answers exactly as a missing one, so that nobody learns another tenant's pipeline names.
-int64 managed_pipeline(const char *name, const char *action) {
-    Oid types[1] = {TEXTOID};
-    Datum v[1] = {CStringGetTextDatum(name)};
-    pg::run_as_owner(&plan_visible, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1", 1, types,
-                     v, nullptr, false);
-    bool isnull;
-    Oid owner = SPI_processed ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
-    int64 id = SPI_processed ? DatumGetInt64(col(0, 2, &isnull)) : 0;
-    Oid me = GetUserId();
-    if (pg::is_admin(me)) {
-        if (SPI_processed == 0)
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name)));
-        return id;
-    }
-    if (SPI_processed == 0 || !has_privs_of_role(me, owner))
-        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                        errmsg("permission denied to %s pipeline \"%s\"", action, name),
-                        errdetail("Only its owner or members of pipeline_worker_admin may, if it exists.")));
-    return id;
-}
-
-void require_v2() {
-    if (store::schema_version() < 2)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
-                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
-}
 
 // Runs parked by a limit go back to the queue (the limits changed); the claim parks them again if need be.
 void unpark_limited(int64 pipeline_id) {
@@ -61,10 +32,7 @@ void unpark_limited(int64 pipeline_id) {
                      "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
                      " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked IN (1, 2)",
                      1, types, v, nullptr, false);
-    if (SPI_processed > 0) {
-        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
-        notes::queue_reordered();
-    }
+    notes::runs_queued(SPI_processed);
 }
 
 }  // namespace
@@ -80,7 +48,7 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
                         errhint("Pass the options to change, e.g. '{\"concurrency\": 5}'; a null value removes one.")));
     lock_pipeline(name, ExclusiveLock);
     pg::spi_connect();
-    require_v2();
+    require_schema_02();
     int64 id = managed_pipeline(name, "alter");
     // merged: the stored options, then the given keys; a null value removes the key
     Oid types[2] = {TEXTOID, JSONBOID};
@@ -111,7 +79,7 @@ static void set_paused(FunctionCallInfo fcinfo, bool pause) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
     lock_pipeline(name, ExclusiveLock);
     pg::spi_connect();
-    require_v2();
+    require_schema_02();
     int64 id = managed_pipeline(name, pause ? "pause" : "resume");
     Oid types[2] = {INT8OID, BOOLOID};
     Datum v[2] = {Int64GetDatum(id), BoolGetDatum(pause)};
@@ -127,10 +95,7 @@ static void set_paused(FunctionCallInfo fcinfo, bool pause) {
                          "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
                          " WHERE status = 'pending' AND parked IS NOT NULL AND pipeline_id = $1 AND parked = 3",
                          1, types, v, nullptr, false);
-        if (SPI_processed > 0) {
-            notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
-            notes::queue_reordered();
-        }
+        notes::runs_queued(SPI_processed);
     }
     SPI_finish();
 }

@@ -93,7 +93,9 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
     store::ClaimedRun run;
     MemoryContext caller = CurrentMemoryContext;
+    shared::register_claimer();  // (recovery tells this session alive by it)
     if (store::schema_version() >= 2) {
+        store::release_stale_slots();
         // Without the workers' timer (none may run): runs due by now join the queue first.
         store::promote_due_runs();
         store::unpark_runs();
@@ -102,8 +104,6 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
     // Administrators (the only ones granted this function by default) claim any run; others only their own.
     Oid only = pg::is_admin(GetUserId()) ? InvalidOid : GetUserId();
     (void)store::take_parked_count();
-    shared::register_claimer();  // (recovery tells this session alive by it)
-    if (store::schema_version() >= 2) store::release_stale_slots();
     int n = store::claim_runs(1, only, &run, caller, true);
     // The candidate was parked (its pipeline or key is at a limit): the next one in the queue may start.
     for (int tries = 0; n == 0 && tries < 100 && store::take_parked_count() > 0; tries++)
@@ -115,11 +115,7 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
 
 extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
-    if (store::schema_version() >= 2) {
-        pg::spi_connect();
-        store::release_stale_slots();
-        SPI_finish();
-    }
+    store::release_stale_slots();
     const char *status = exec::execute_run(run_id);
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }

@@ -71,9 +71,7 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
     char *tz = checked_options(DatumGetJsonbP(options));
     TimestampTz next = store::next_schedule_slot(cron, tz, GetCurrentTimestamp());  // ERROR 22023 when invalid
     pg::spi_connect();
-    if (store::schema_version() < 2)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
-                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+    require_schema_02();
     int64 pipeline_id = require_submitter(pipeline);
     // Replacing: only its owner (or an admin); it keeps its owner, and its history (last slot, last run, skipped).
     Oid types[1] = {TEXTOID};

@@ -35,6 +35,7 @@ struct Submission {
     int priority;
     bool has_run_at;
     TimestampTz run_at;
+    int schema;  // store::schema_version()
 };
 
 int checked_priority(FunctionCallInfo fcinfo, int argno) {
@@ -62,7 +63,8 @@ void prepare_submission(Submission *s) {
     lock_pipeline(s->pipeline, ShareLock);
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(s->pipeline)};
-    if (store::schema_version() >= 2)
+    s->schema = store::schema_version();
+    if (s->schema >= 2)
         pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1",
                          1, types, v, nullptr, false);
     else  // 0.1: no pause
@@ -134,7 +136,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     prepare_submission(&s);
     int64 id;
-    if (store::schema_version() < 2) {
+    if (s.schema < 2) {
         id = create_run_v1(s, input);
     } else {
         Oid types[11] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID, INT4OID, TIMESTAMPTZOID, TEXTOID,
@@ -175,7 +177,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
         }
     }
     SPI_finish();
-    if (store::schema_version() < 2) notes::runs_created();
+    if (s.schema < 2) notes::runs_created();
     PG_RETURN_INT64(id);
 }
 
@@ -233,9 +235,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
     MemoryContext caller = CurrentMemoryContext;
     pg::spi_connect();
     prepare_submission(&s);
-    if (store::schema_version() < 2)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("pipeline_worker is installed at version 0.1"),
-                        errhint("Run ALTER EXTENSION pipeline_worker UPDATE.")));
+    if (s.schema < 2) require_schema_02();
     int64 *ids = static_cast<int64 *>(MemoryContextAllocZero(caller, sizeof(int64) * (n > 0 ? n : 1)));
     // One INSERT for all: elements and keys zipped by position. A key already used (before, or earlier in this
     // call) inserts nothing; RETURNING gives the inserted rows in element order (ids are drawn in that order).

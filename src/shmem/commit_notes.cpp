@@ -23,6 +23,12 @@ void runs_created(int n) {
 
 void queue_reordered() { reordered = true; }
 
+void runs_queued(uint64 n) {
+    if (n == 0) return;
+    runs_created(static_cast<int>(n > 1000 ? 1000 : n));
+    reordered = true;
+}
+
 void due_at(TimestampTz at) {
     if (due == 0 || at < due) due = at;
 }

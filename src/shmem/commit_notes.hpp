@@ -11,6 +11,9 @@ namespace pw::notes {
 void runs_created(int n = 1);
 // A run (or schedule) becomes due at this moment: the workers' timer is set for it at commit.
 void due_at(TimestampTz at);
+// n runs entered the queue where the claim hint may have passed (promoted, put back, recovered): wakes up to 1,000
+// workers' worth and makes the next claims start at the head. n may be 0.
+void runs_queued(uint64 n);
 // Runs entered the queue behind the workers' claim hint (promoted, put back): their next claim starts at the head.
 void queue_reordered();
 // A run of this priority was queued: a claim hint past its place in the queue moves back to it.

@@ -126,14 +126,20 @@ void count_start(Lane *lane, TimestampTz now) {
     lane->count[i]++;
 }
 
-Lane *find_or_enter(const Tag &tag, const Limits &limits) {
+// The lane, entered empty if new; nullptr when the table is full.
+Lane *enter(const Tag &tag) {
     bool found;
     Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
-    if (lane == nullptr) return nullptr;
-    if (!found) {
+    if (lane != nullptr && !found) {
         memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
     }
+    return lane;
+}
+
+Lane *find_or_enter(const Tag &tag, const Limits &limits) {
+    Lane *lane = enter(tag);
+    if (lane == nullptr) return nullptr;
     int64 width = bucket_width(limits);
     if (width != lane->width_us) {  // rate limit set or changed: start a new window
         lane->width_us = width;
@@ -231,8 +237,6 @@ int admit(const Request &req) {
     holdings[nholdings++] = h;
     return 0;
 }
-
-bool holds(int64 run_id) { return find_holding(run_id) != nullptr; }
 
 bool begin(int64 run_id, int *wait_ms) {
     Holding *h = find_holding(run_id);
@@ -334,16 +338,8 @@ void at_commit() {
         TimestampTz now = GetCurrentTimestamp();
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         for (int i = 0; i < npark_notes; i++) {
-            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &park_notes[i].tag, HASH_FIND, nullptr));
-            if (lane == nullptr) {
-                bool found;
-                lane = static_cast<Lane *>(hash_search(g_lanes, &park_notes[i].tag, HASH_ENTER_NULL, &found));
-                if (lane == nullptr) continue;
-                if (!found) {
-                    memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
-                    for (int b = 0; b < kBuckets; b++) lane->bucket[b] = -1;
-                }
-            }
+            Lane *lane = enter(park_notes[i].tag);
+            if (lane == nullptr) continue;
             lane->parked_seq++;
             // room already (a slot freed before this commit): nobody else will notice
             if (room(lane, now) > 0) wake = true;

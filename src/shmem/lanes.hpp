@@ -52,8 +52,6 @@ int admit(const Request &req);
 // The run begins executing now: its rate windows count it. False (and *wait_ms until a window has room) when a
 // window filled up since the claim: the caller puts the run back, due then.
 bool begin(int64 run_id, int *wait_ms);
-// Whether this backend holds slots for the run.
-bool holds(int64 run_id);
 // The claim is written on the row in this transaction (it survives the commit as status running).
 void persisted(int64 run_id);
 // The run stops executing here when this transaction commits (finished, pending again).

@@ -126,8 +126,7 @@ int64 recover_runs() {
         recovered = static_cast<int64>(SPI_processed);
     }
     SPI_finish();
-    notes::runs_created(static_cast<int>(recovered));  // wake workers for them at commit
-    if (recovered > 0) notes::queue_reordered();
+    notes::runs_queued(static_cast<uint64>(recovered));  // wake workers for them at commit
     return recovered;
 }
 

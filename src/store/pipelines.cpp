@@ -196,9 +196,13 @@ Pipeline *load_pipeline(const char *name) {
     return p;
 }
 
-void notify_finished(const char *pipeline, int64 run_id, const char *status) {
+bool notifies(const char *pipeline) {
     Pipeline *p = pipeline != nullptr ? load_pipeline(pipeline) : nullptr;
-    if (p == nullptr || !p->notify) return;
+    return p != nullptr && p->notify;
+}
+
+void notify_finished(const char *pipeline, int64 run_id, const char *status) {
+    if (!notifies(pipeline)) return;
     // ids and status only: NOTIFY reaches every listener, whatever it may see (row-level security does not apply)
     StringInfoData payload;
     initStringInfo(&payload);

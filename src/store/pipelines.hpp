@@ -40,6 +40,8 @@ struct Pipeline {
 // NOTIFY pipeline_worker, '{"run_id": ..., "pipeline": ..., "status": ...}' -- sent when the transaction commits,
 // never if it rolls back. SPI connected.
 void notify_finished(const char *pipeline, int64 run_id, const char *status);
+// Whether the pipeline has "notify": true (its cached definition). SPI connected.
+bool notifies(const char *pipeline);
 
 // An interval's length in microseconds (months as 30 days); ERROR 22023 naming `what` when text is no interval.
 int64 interval_usecs(const char *text, const char *what);

@@ -64,10 +64,7 @@ void unpark_all_limited() {
                                "UPDATE pipeline_worker.runs SET parked = NULL WHERE status = 'pending' AND parked IN (1, 2)",
                                0, nullptr);
     pg::exec_as_owner(p, nullptr, nullptr, false, 0);
-    if (SPI_processed > 0) {
-        notes::runs_created(static_cast<int>(SPI_processed > 1000 ? 1000 : SPI_processed));
-        notes::queue_reordered();
-    }
+    notes::runs_queued(SPI_processed);
     SPI_finish();
 }
 
@@ -82,7 +79,8 @@ int take_parked_count() {
 void release_stale_slots() {
     int64 held[64];
     int n = lanes::held_runs(held, 64);
-    if (n == 0) return;
+    if (n == 0) return;  // (the common case: no catalog lookup, no statement)
+    pg::spi_connect();
     static SPIPlanPtr plan_mine = nullptr;
     Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
     Datum v[3] = {pg::int8_array(held, n), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
@@ -100,6 +98,7 @@ void release_stale_slots() {
         }
         if (!mine) lanes::release_now(held[i]);
     }
+    SPI_finish();
 }
 
 int schema_version() {
@@ -223,10 +222,7 @@ int64 promote_due_runs() {
     pg::exec_as_owner(p, nullptr, nullptr, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
     SPI_finish();
-    if (n > 0) {
-        notes::runs_created(static_cast<int>(n > 1000 ? 1000 : n));
-        notes::queue_reordered();
-    }
+    notes::runs_queued(n);
     return n;
 }
 
@@ -281,10 +277,7 @@ int64 unpark_runs() {
         lanes::unpark_done(u, found);
     }
     SPI_finish();
-    if (total > 0) {
-        notes::runs_created(static_cast<int>(total));
-        notes::queue_reordered();
-    }
+    notes::runs_queued(static_cast<uint64>(total));
     return total;
 }
 

@@ -25,7 +25,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
                  int64 below_key);
 
 // A session's slots (claim_run) for runs that are no longer running under it -- cancelled, retried, deleted with
-// the extension -- are given back. SPI connected.
+// the extension -- are given back. SPI not connected. (Holding nothing -- no limits used -- it does nothing.)
 void release_stale_slots();
 
 // How many runs with limits the last claim_queued took (the workers keep their batches small then: a batch holds

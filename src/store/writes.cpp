@@ -257,7 +257,7 @@ void flush_runs() {
     // "notify": one NOTIFY per run this statement finished (not for one a cancel_run finished first: it notified)
     foreach (lc, pending_runs) {
         RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Pending) continue;
+        if (r->status == core::RunStatus::Pending || !notifies(r->pipeline)) continue;
         bool mine = false;
         for (uint64 k = 0; k < updated && !mine; k++) {
             bool isnull;
