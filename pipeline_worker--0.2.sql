@@ -310,5 +310,11 @@ CREATE FUNCTION pipeline_worker.schedule(name text, pipeline text, cron text, in
 CREATE FUNCTION pipeline_worker.unschedule(name text)
     RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_unschedule';
 
+-- workers() shows every worker of the server with its database (pipeline_worker.databases).
+DROP FUNCTION pipeline_worker.workers();
+CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state text, OUT run_id bigint,
+                                        OUT runs_done bigint, OUT batches bigint, OUT database name)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_workers';
+
 -- Workers serving this database switch to the 0.2 statements when this update commits.
 SELECT pipeline_worker.wake_workers();

@@ -6,6 +6,7 @@
 #include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/writes.hpp"
+#include "worker/db_guard.hpp"
 #include "worker/launcher.hpp"
 
 extern "C" {
@@ -48,6 +49,7 @@ void _PG_init(void) {
     pw::pg::install_plan_hooks();
     if (process_shared_preload_libraries_in_progress) {
         pw::shared::install_hooks();
+        pw::worker::install_db_guard();
         pw::worker::register_launcher();
     }
 }

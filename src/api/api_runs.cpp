@@ -216,12 +216,13 @@ extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
     InitMaterializedSRF(fcinfo, 0);
     shared::State *st = shared::state();
     if (st == nullptr) return (Datum)0;
+    bool with_database = rsinfo->setDesc->natts >= 7;  // 0.2 added the column; 0.1's declaration has 6
     for (int i = 0; i < st->nslots; i++) {
         shared::Slot *s = &st->slots[i];
         int pid = s->pid;
         if (pid == 0) continue;
-        Datum values[6];
-        bool nulls[6] = {false, false, false, false, false, false};
+        Datum values[7];
+        bool nulls[7] = {false, false, false, false, false, false, false};
         uint64 run = pg_atomic_read_u64(&s->run_id);
         values[0] = Int32GetDatum(i);
         values[1] = Int32GetDatum(pid);
@@ -230,6 +231,11 @@ extern "C" Datum pw_workers(PG_FUNCTION_ARGS) {
         nulls[3] = run == 0;
         values[4] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->runs_done)));
         values[5] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&s->batches)));
+        if (with_database) {
+            char *name = get_database_name(pg_atomic_read_u32(&s->dboid));
+            nulls[6] = name == nullptr;
+            values[6] = name != nullptr ? DirectFunctionCall1(namein, CStringGetDatum(name)) : (Datum)0;
+        }
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum)0;

@@ -12,6 +12,7 @@ int created = 0;
 bool finished = false;
 bool pipelines = false;
 bool reordered = false;
+bool extension = false;
 TimestampTz due = 0;
 int top_priority = INT_MIN;
 
@@ -37,7 +38,10 @@ void run_queued_with_priority(int priority) {
     if (priority > top_priority) top_priority = priority;
 }
 
-void wake_all_workers() { created = INT_MAX / 2; }
+void wake_all_workers() {
+    created = INT_MAX / 2;
+    extension = true;
+}
 
 void runs_finished() { finished = true; }
 
@@ -50,6 +54,7 @@ void publish() {
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();
+    if (extension) shared::note_extension_present();
     forget();
 }
 
@@ -58,6 +63,7 @@ void forget() {
     finished = false;
     pipelines = false;
     reordered = false;
+    extension = false;
     due = 0;
     top_priority = INT_MIN;
 }

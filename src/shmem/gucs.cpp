@@ -8,6 +8,8 @@ namespace pw::guc {
 
 int workers = 4;
 char *database = nullptr;
+char *databases = nullptr;
+int max_workers_per_database = -1;
 int claim_batch = 64;
 int commit_interval_ms = 20;
 int recovery_interval_ms = 1000;
@@ -25,6 +27,36 @@ bool check_allowed_hosts(char **newval, void **, GucSource) {
     if (err.failed) {
         GUC_check_errdetail("%s", err.message);
         if (err.hint[0] != '\0') GUC_check_errhint("%s", err.hint);
+        return false;
+    }
+    return true;
+}
+
+// "" (pipeline_worker.database alone), "*" (every database with the extension) or a comma list of names.
+bool check_databases(char **newval, void **, GucSource) {
+    if (*newval == nullptr || (*newval)[0] == '\0' || strcmp(*newval, "*") == 0) return true;
+    char *copy = pstrdup(*newval);
+    List *names = NIL;
+    bool ok = SplitGUCList(copy, ',', &names);
+    if (ok) {
+        ListCell *lc;
+        foreach (lc, names) {
+            const char *name = static_cast<const char *>(lfirst(lc));
+            if (name[0] == '\0' || strcmp(name, "*") == 0 || strlen(name) >= NAMEDATALEN) ok = false;
+        }
+    }
+    list_free(names);
+    pfree(copy);
+    if (!ok) {
+        GUC_check_errdetail("pipeline_worker.databases must be *, or a comma-separated list of database names.");
+        return false;
+    }
+    return true;
+}
+
+bool check_max_per_database(int *newval, void **, GucSource) {
+    if (*newval == 0) {
+        GUC_check_errdetail("pipeline_worker.max_workers_per_database must be -1 (no cap) or at least 1.");
         return false;
     }
     return true;
@@ -80,6 +112,17 @@ void define() {
     // when the library is loaded after start-up (CREATE EXTENSION without shared_preload_libraries).
     DefineCustomStringVariable("pipeline_worker.database", "Database whose runs the background workers execute.",
                                nullptr, &guc::database, "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pipeline_worker.databases",
+                               "Databases whose runs the background workers execute: a comma-separated list, or * for "
+                               "every database with the extension installed.",
+                               "Empty (the default): pipeline_worker.database alone. pipeline_worker.workers is the "
+                               "total for the server; the workers go to the databases that have work.",
+                               &guc::databases, "", PGC_SIGHUP, 0, check_databases, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.max_workers_per_database",
+                            "Most background workers one database gets.",
+                            "-1 (the default): no cap beyond pipeline_worker.workers.",
+                            &guc::max_workers_per_database, -1, -1, 1024, PGC_SIGHUP, 0, check_max_per_database,
+                            nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.claim_batch", "Runs a worker claims at once.",
                             "Larger batches amortise claiming; claimed runs wait for their worker.",
                             &guc::claim_batch, 64, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

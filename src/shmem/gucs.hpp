@@ -5,6 +5,8 @@ namespace pw::guc {
 
 extern int workers;                  // pipeline_worker.workers
 extern char *database;               // pipeline_worker.database
+extern char *databases;              // pipeline_worker.databases ("": pipeline_worker.database alone)
+extern int max_workers_per_database; // pipeline_worker.max_workers_per_database (-1: no cap)
 extern int claim_batch;              // pipeline_worker.claim_batch
 extern int commit_interval_ms;       // pipeline_worker.commit_interval_ms
 extern int recovery_interval_ms;     // pipeline_worker.recovery_interval_ms

@@ -42,18 +42,29 @@ void startup_hook() {
     if (!found) {
         memset(g_state, 0, state_size());
         g_state->nslots = slot_count();
-        pg_atomic_init_u32(&g_state->recovery_needed, 1);  // sweep once after every (re)start
         pg_atomic_init_u32(&g_state->cancel_next, 0);
-        pg_atomic_init_u64(&g_state->next_retry_due, 0);
-        pg_atomic_init_u64(&g_state->claim_hint, 0);
         pg_atomic_init_u64(&g_state->pipelines_generation, 1);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         ConditionVariableInit(&g_state->run_done_cv);
+        for (int i = 0; i < kMaxDatabases; i++) {
+            DbState *d = &g_state->dbs[i];
+            pg_atomic_init_u32(&d->dboid, 0);
+            pg_atomic_init_u32(&d->extension, kExtUnknown);
+            pg_atomic_init_u32(&d->wanted, 0);
+            pg_atomic_init_u32(&d->recovery_needed, 0);
+            pg_atomic_init_u64(&d->claim_hint, 0);
+            pg_atomic_init_u64(&d->next_retry_due, 0);
+            pg_atomic_init_u64(&d->last_claim, 0);
+            pg_atomic_init_u64(&d->evict_until, 0);
+            pg_atomic_init_u64(&d->probed_at, 0);
+        }
         for (int i = 0; i < g_state->nslots; i++) {
             pg_atomic_init_u32(&g_state->slots[i].idle, 0);
             pg_atomic_init_u64(&g_state->slots[i].run_id, 0);
             pg_atomic_init_u64(&g_state->slots[i].runs_done, 0);
             pg_atomic_init_u64(&g_state->slots[i].batches, 0);
+            pg_atomic_init_u32(&g_state->slots[i].dboid, 0);
+            pg_atomic_init_u32(&g_state->slots[i].retire, 0);
         }
     }
     g_sessions = static_cast<SessionExec *>(ShmemInitStruct("pipeline_worker sessions", sessions_size(), &found));
@@ -78,6 +89,68 @@ void startup_hook() {
 }  // namespace
 
 State *state() { return g_state; }
+
+namespace {
+int my_db_index = -1;  // where this backend found its database last (checked on every use)
+}  // namespace
+
+DbState *db(Oid dboid) {
+    if (g_state == nullptr) return nullptr;
+    if (!OidIsValid(dboid)) dboid = MyDatabaseId;
+    if (!OidIsValid(dboid)) return nullptr;
+    bool mine = dboid == MyDatabaseId;
+    if (mine && my_db_index >= 0 && pg_atomic_read_u32(&g_state->dbs[my_db_index].dboid) == dboid)
+        return &g_state->dbs[my_db_index];
+    for (int i = 0; i < kMaxDatabases; i++)
+        if (pg_atomic_read_u32(&g_state->dbs[i].dboid) == dboid) {
+            if (mine) my_db_index = i;
+            return &g_state->dbs[i];
+        }
+    return nullptr;
+}
+
+DbState *attach_db(Oid dboid) {
+    if (DbState *d = db(dboid)) return d;
+    if (g_state == nullptr) return nullptr;
+    for (int i = 0; i < kMaxDatabases; i++) {
+        DbState *d = &g_state->dbs[i];
+        if (pg_atomic_read_u32(&d->dboid) != 0) continue;
+        pg_atomic_write_u32(&d->extension, kExtUnknown);
+        pg_atomic_write_u32(&d->wanted, 0);
+        pg_atomic_write_u32(&d->recovery_needed, 1);  // its first worker sweeps (runs of a previous life)
+        pg_atomic_write_u64(&d->claim_hint, 0);
+        pg_atomic_write_u64(&d->next_retry_due, 1);  // ... and runs the timer (delayed runs, schedules)
+        pg_atomic_write_u64(&d->last_claim, 0);
+        pg_atomic_write_u64(&d->evict_until, 0);
+        pg_atomic_write_u64(&d->probed_at, 0);
+        pg_write_barrier();
+        pg_atomic_write_u32(&d->dboid, dboid);
+        return d;
+    }
+    return nullptr;
+}
+
+void detach_db(DbState *d) {
+    if (d != nullptr) pg_atomic_write_u32(&d->dboid, 0);
+}
+
+int workers_in(Oid dboid) {
+    if (g_state == nullptr) return 0;
+    int n = 0;
+    for (int i = 0; i < g_state->nslots; i++) n += pg_atomic_read_u32(&g_state->slots[i].dboid) == dboid;
+    return n;
+}
+
+void wake_launcher() {
+    if (g_state != nullptr && g_state->launcher_latch != nullptr) SetLatch(g_state->launcher_latch);
+}
+
+void note_extension_present() {
+    DbState *d = db();
+    if (d == nullptr) return;
+    pg_atomic_write_u32(&d->extension, kExtPresent);
+    wake_launcher();
+}
 
 SessionExec *my_session() {
     if (g_sessions == nullptr || IsBackgroundWorker || MyProc == nullptr || MyProc->pgprocno >= MaxBackends) return nullptr;
@@ -123,10 +196,15 @@ void install_hooks() {
     shmem_startup_hook = startup_hook;
 }
 
-void wake_workers(int n) {
+void wake_workers(int n) { wake_workers_in(MyDatabaseId, n); }
+
+void wake_workers_in(Oid dboid, int n) {
     if (g_state == nullptr || n <= 0) return;
+    bool any = false;
     for (int i = 0; i < g_state->nslots && n > 0; i++) {
         Slot *s = &g_state->slots[i];
+        if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
+        any = true;
         if (s->pid != 0 && s->latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
             // claim the wake-up so that concurrent committers wake different workers
             uint32 expected = 1;
@@ -135,6 +213,11 @@ void wake_workers(int n) {
                 n--;
             }
         }
+    }
+    if (!any) {
+        // nobody serves the database now: the launcher sends a worker (if the database is served at all)
+        DbState *d = db(dboid);
+        if (d != nullptr && pg_atomic_exchange_u32(&d->wanted, 1) == 0) wake_launcher();
     }
 }
 
@@ -150,15 +233,26 @@ int idle_workers() {
     if (g_state == nullptr) return 0;
     int n = 0;
     for (int i = 0; i < g_state->nslots; i++)
-        if (g_state->slots[i].pid != 0 && pg_atomic_read_u32(&g_state->slots[i].idle) == 1) n++;
+        if (g_state->slots[i].pid != 0 && pg_atomic_read_u32(&g_state->slots[i].dboid) == MyDatabaseId &&
+            pg_atomic_read_u32(&g_state->slots[i].idle) == 1)
+            n++;
     return n;
 }
 
+bool leads_database(int slot_no) {
+    if (g_state == nullptr || slot_no < 0 || slot_no >= g_state->nslots) return false;
+    uint32 mine = pg_atomic_read_u32(&g_state->slots[slot_no].dboid);
+    for (int i = 0; i < slot_no; i++)
+        if (pg_atomic_read_u32(&g_state->slots[i].dboid) == mine && g_state->slots[i].pid != 0) return false;
+    return true;
+}
+
 void note_retry_due(TimestampTz due) {
-    if (g_state == nullptr) return;
-    uint64 cur = pg_atomic_read_u64(&g_state->next_retry_due);
+    DbState *d = db();
+    if (d == nullptr) return;
+    uint64 cur = pg_atomic_read_u64(&d->next_retry_due);
     while (cur == 0 || static_cast<TimestampTz>(cur) > due) {
-        if (pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &cur, static_cast<uint64>(due))) {
+        if (pg_atomic_compare_exchange_u64(&d->next_retry_due, &cur, static_cast<uint64>(due))) {
             // earlier than what the idle workers sleep for: one of them wakes and sleeps until this one
             wake_workers(1);
             break;
@@ -167,28 +261,31 @@ void note_retry_due(TimestampTz due) {
 }
 
 bool take_due() {
-    if (g_state == nullptr) return false;
-    uint64 due = pg_atomic_read_u64(&g_state->next_retry_due);
+    DbState *d = db();
+    if (d == nullptr) return false;
+    uint64 due = pg_atomic_read_u64(&d->next_retry_due);
     if (due == 0 || static_cast<TimestampTz>(due) > GetCurrentTimestamp()) return false;
-    return pg_atomic_compare_exchange_u64(&g_state->next_retry_due, &due, 0);
+    return pg_atomic_compare_exchange_u64(&d->next_retry_due, &due, 0);
 }
 
 void lower_claim_hint(int priority) {
-    if (g_state == nullptr) return;
+    DbState *d = db();
+    if (d == nullptr) return;
     // (32767 - priority) << 47: the first key of that priority level (store::queue_key)
     uint64 key = static_cast<uint64>(32767 - priority) << 47;
-    uint64 cur = pg_atomic_read_u64(&g_state->claim_hint);
-    while (cur > key && !pg_atomic_compare_exchange_u64(&g_state->claim_hint, &cur, key)) {
+    uint64 cur = pg_atomic_read_u64(&d->claim_hint);
+    while (cur > key && !pg_atomic_compare_exchange_u64(&d->claim_hint, &cur, key)) {
     }
 }
 
 void reset_claim_hint() {
-    if (g_state != nullptr) pg_atomic_write_u64(&g_state->claim_hint, 0);
+    if (DbState *d = db()) pg_atomic_write_u64(&d->claim_hint, 0);
 }
 
 long idle_timeout_ms(long max_ms) {
-    if (g_state == nullptr) return max_ms;
-    uint64 due = pg_atomic_read_u64(&g_state->next_retry_due);
+    DbState *d = db();
+    if (d == nullptr) return max_ms;
+    uint64 due = pg_atomic_read_u64(&d->next_retry_due);
     if (due == 0) return max_ms;
     TimestampTz now = GetCurrentTimestamp();
     if (static_cast<TimestampTz>(due) <= now) return 0;  // due now: the caller looks for work (take_due)

@@ -10,26 +10,43 @@ namespace pw {
 namespace shared {
 
 constexpr int kCancelRing = 64;
+constexpr int kMaxDatabases = 64;  // databases served at once (pipeline_worker.databases)
 
 struct Slot {
     pg_atomic_uint32 idle;     // 1 while waiting for work
     pg_atomic_uint64 run_id;   // run being executed, 0 if none
     pg_atomic_uint64 runs_done;
     pg_atomic_uint64 batches;  // claims that returned runs
+    pg_atomic_uint32 dboid;    // database of the worker started on this slot (set by the launcher before it
+                               // starts, cleared once it has exited): 0 when no worker is there or coming
+    pg_atomic_uint32 retire;   // the launcher wants the slot elsewhere: finish the batch, then exit
     int pid;                   // 0 when the slot is free
     Latch *latch;
+};
+
+// What the extension knows of one served database. Entries are taken and given back by the launcher only;
+// everyone else finds theirs by database oid (nullptr: the database is not served).
+enum : uint32 { kExtUnknown = 0, kExtPresent = 1, kExtAbsent = 2 };
+struct DbState {
+    pg_atomic_uint32 dboid;            // 0: a free entry
+    pg_atomic_uint32 extension;        // kExt*: whether CREATE EXTENSION pipeline_worker was run there
+    pg_atomic_uint32 wanted;           // work was committed while no worker served the database
+    pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once
+    pg_atomic_uint64 claim_hint;       // just past the highest queue key claimed: where hinted claims start
+    pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
+    pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
+    pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
+    pg_atomic_uint64 probed_at;        // when the extension was last found absent
 };
 
 struct State {
     int nslots;
     Latch *launcher_latch;
-    pg_atomic_uint32 recovery_needed;  // set when a worker died: the next idle worker sweeps at once
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
-    pg_atomic_uint64 claim_hint;  // just past the highest run id claimed: where hinted claims start scanning
-    pg_atomic_uint64 next_retry_due;   // earliest not_before of a scheduled retry (TimestampTz), 0: none
     pg_atomic_uint32 cancel_next;
-    pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled run ids
+    pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled runs (cancel_key: database and run id)
     ConditionVariable run_done_cv;          // broadcast when a transaction that finished runs commits
+    DbState dbs[kMaxDatabases];
     Slot slots[FLEXIBLE_ARRAY_MEMBER];
 };
 
@@ -43,6 +60,15 @@ struct SessionExec {
 };
 
 State *state();  // nullptr when the library was not preloaded
+// The entry of database db (this backend's by default); nullptr when it is not served or without shared memory.
+DbState *db(Oid dboid = InvalidOid);
+// Launcher only: the entry of dboid, taken if needed (nullptr when all are taken); giving one back.
+DbState *attach_db(Oid dboid);
+void detach_db(DbState *d);
+// Slots whose worker is in database dboid (started or starting).
+int workers_in(Oid dboid);
+// The extension was created (or updated) in this database: serve it now (called at commit).
+void note_extension_present();
 // This backend may claim runs: record (pid, start time) in its PGPROC's entry, for claimer_alive().
 void register_claimer();
 // Whether the backend that claimed a run as (pid, started) is alive: read from the process array and the claimers'
@@ -55,8 +81,11 @@ SessionExec *my_session();
 SessionExec *session_executing(int64 run_id);
 void install_hooks();
 
-// Set the latches of up to n idle workers (n <= 0: none). Safe without shared memory.
+// Set the latches of up to n idle workers of this database (n <= 0: none); with no worker there, tell the
+// launcher that the database wants one. Safe without shared memory.
 void wake_workers(int n);
+void wake_workers_in(Oid dboid, int n);
+void wake_launcher();
 void broadcast_run_done();
 void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
@@ -66,7 +95,9 @@ bool take_due();
 // to the head of the queue). Keys as store::queue_key.
 void lower_claim_hint(int priority);
 void reset_claim_hint();  // the next claim starts at the head of the queue
-int idle_workers();
+int idle_workers();  // of this database
+// Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).
+bool leads_database(int slot_no);
 // Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.
 long idle_timeout_ms(long max_ms);
 

@@ -1,6 +1,13 @@
-// The launcher: connected to no database, it waits for pipeline_worker.database to exist and keeps
-// pipeline_worker.workers dynamic workers running -- restarting the ones that exit, stopping extra ones, moving
-// them when the database setting changes.
+// The launcher: connected to no database, it keeps pipeline_worker.workers dynamic workers where the work is --
+// one database (pipeline_worker.database) or several (pipeline_worker.databases) -- restarting the ones that exit,
+// asking extra ones to leave, moving them when the settings or the work change. Where they should be is decided
+// by core/placement.cpp; this file finds the databases, tells what each is doing, and starts and retires workers.
+#include <algorithm>
+#include <new>
+#include <vector>
+
+#include "core/placement.hpp"
+#include "pg/boundary.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/shared.hpp"
 #include "worker/crashes.hpp"
@@ -16,36 +23,88 @@ namespace pw::worker {
 namespace {
 
 constexpr long kRestartBackoffMs = 1000;  // minimum time between two starts of one slot
+constexpr long kBusyMs = 2000;            // a database that claimed runs this recently is busy
+constexpr long kTenureMs = 5000;          // with more busy databases than workers: how long one keeps its worker
+constexpr long kReprobeMs = 30000;        // a listed database without the extension is looked at again after this
 
 struct LauncherSlot {
     BackgroundWorkerHandle *handle;
     TimestampTz last_start;
 };
 
-void encode_dboid(BackgroundWorker *w, Oid dboid) { memcpy(w->bgw_extra, &dboid, sizeof(dboid)); }
+// The launcher's own notes on a database entry (same index as State::dbs).
+struct DbNotes {
+    TimestampTz busy_until;    // work was committed there, or a claim found runs
+    TimestampTz served_since;  // when it got its first worker (0: it has none)
+    TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
+    bool warned_missing;
+};
 
-// Like autovacuum's launcher: with no database selected only a heap scan of the shared pg_database works.
-Oid find_database(const char *name) {
-    Oid result = InvalidOid;
-    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
+struct Database {
+    Oid oid;
+    bool waits;  // its workers wait there for CREATE EXTENSION (pipeline_worker.database) instead of leaving
+};
+
+// The databases to serve now, from pg_database (heap scan of the shared catalog: the launcher has no database).
+// Under pipeline_worker.databases a listed name that does not exist is logged once per change of the setting.
+int find_databases(Database *out, int max, bool *warned_missing) {
+    const char *list = guc::databases != nullptr ? guc::databases : "";
+    bool legacy = list[0] == '\0';
+    bool all = strcmp(list, "*") == 0;
+    List *names = NIL;
+    if (!legacy && !all) {
+        char *copy = pstrdup(list);
+        if (!SplitGUCList(copy, ',', &names)) names = NIL;  // the check hook refused such a value already
+    }
+    bool *seen = static_cast<bool *>(palloc0(sizeof(bool) * (list_length(names) + 1)));
+    int n = 0;
+    SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     Relation rel = table_open(DatabaseRelationId, AccessShareLock);
     TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
     HeapTuple tup;
-    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr && n < max) {
         Form_pg_database db = (Form_pg_database)GETSTRUCT(tup);
-        if (strcmp(NameStr(db->datname), name) == 0) {
-            result = db->oid;
-            break;
+        const char *name = NameStr(db->datname);
+        bool take = false;
+        if (legacy) {
+            take = strcmp(name, guc::database) == 0;
+        } else if (all) {
+            take = db->datallowconn && !db->datistemplate;
+        } else {
+            int i = 0;
+            ListCell *lc;
+            foreach (lc, names) {
+                if (strcmp(name, static_cast<const char *>(lfirst(lc))) == 0) {
+                    take = true;
+                    seen[i] = true;
+                }
+                i++;
+            }
         }
+        if (take) out[n++] = Database{db->oid, legacy};
     }
     table_endscan(scan);
     table_close(rel, AccessShareLock);
     CommitTransactionCommand();
-    return result;
+    if (!*warned_missing) {
+        if (legacy && n == 0)
+            ereport(LOG, (errmsg("pipeline_worker: database \"%s\" does not exist yet; workers start when it does",
+                                 guc::database)));
+        int i = 0;
+        ListCell *lc;
+        foreach (lc, names) {
+            if (!seen[i++])
+                ereport(LOG, (errmsg("pipeline_worker: database \"%s\" listed in pipeline_worker.databases does not "
+                                     "exist; it is served once it does",
+                                     static_cast<const char *>(lfirst(lc)))));
+        }
+        *warned_missing = true;
+    }
+    return n;
 }
 
-bool start_worker(int slot, Oid dboid, BackgroundWorkerHandle **handle) {
+bool start_worker(int slot, const Database &db, BackgroundWorkerHandle **handle) {
     BackgroundWorker w;
     memset(&w, 0, sizeof(w));
     w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -57,9 +116,225 @@ bool start_worker(int slot, Oid dboid, BackgroundWorkerHandle **handle) {
     snprintf(w.bgw_type, BGW_MAXLEN, "pipeline_worker");
     w.bgw_main_arg = Int32GetDatum(slot);
     w.bgw_notify_pid = MyProcPid;
-    encode_dboid(&w, dboid);
+    memcpy(w.bgw_extra, &db.oid, sizeof(db.oid));
+    w.bgw_extra[sizeof(db.oid)] = db.waits ? 0 : 1;  // 1: leave when the extension is not there
     return RegisterDynamicBackgroundWorker(&w, handle);
 }
+
+TimestampTz ts(const pg_atomic_uint64 *v) { return static_cast<TimestampTz>(pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(v))); }
+
+bool after(TimestampTz now, TimestampTz t, long ms) { return t != 0 && !TimestampDifferenceExceeds(t, now, ms); }
+
+class Launcher {
+  public:
+    explicit Launcher(shared::State *st) : st_(st), nslots_(st->nslots) {
+        slots_ = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots_));
+        iter_ = AllocSetContextCreate(TopMemoryContext, "pipeline_worker launcher", ALLOCSET_DEFAULT_SIZES);
+    }
+
+    void run() {
+        for (;;) {
+            absorb_interrupts(nullptr);
+            if (strcmp(list_seen_, guc::databases) != 0 || strcmp(db_seen_, guc::database) != 0) {
+                strlcpy(list_seen_, guc::databases, sizeof(list_seen_));
+                strlcpy(db_seen_, guc::database, sizeof(db_seen_));
+                warned_missing_ = false;
+            }
+            MemoryContext old = MemoryContextSwitchTo(iter_);
+            timeout_ = 1000;
+            reap();
+            place();
+            MemoryContextSwitchTo(old);
+            MemoryContextReset(iter_);
+            wait_latch(timeout_, nullptr);
+        }
+    }
+
+  private:
+    // Workers that exited: their slot is free. One that was not asked to leave may have left runs claimed: its
+    // database sweeps at once.
+    void reap() {
+        TimestampTz now = GetCurrentTimestamp();
+        for (int i = 0; i < nslots_; i++) {
+            shared::Slot *s = &st_->slots[i];
+            if (slots_[i].handle == nullptr) {
+                if (s->pid == 0) pg_atomic_write_u32(&s->dboid, 0);  // a previous launcher's worker, gone
+                continue;
+            }
+            pid_t pid;
+            if (GetBackgroundWorkerPid(slots_[i].handle, &pid) != BGWH_STOPPED) continue;
+            pfree(slots_[i].handle);
+            slots_[i].handle = nullptr;
+            Oid dboid = pg_atomic_read_u32(&s->dboid);
+            bool asked = pg_atomic_read_u32(&s->retire) != 0;
+            pg_atomic_write_u32(&s->retire, 0);
+            pg_atomic_write_u32(&s->dboid, 0);
+            shared::DbState *d = shared::db(dboid);
+            if (d == nullptr || asked) continue;
+            if (pg_atomic_read_u32(&d->extension) != shared::kExtAbsent) {
+                pg_atomic_write_u32(&d->recovery_needed, 1);
+                shared::wake_workers_in(dboid, 1);
+            }
+            // an exit right after the start (a crash loop, a database that refuses connections): not at once again
+            if (after(now, slots_[i].last_start, kRestartBackoffMs)) notes_[d - st_->dbs].hold_until = now + kRestartBackoffMs * 1000;
+        }
+    }
+
+    int workers_here(Oid dboid, bool count_leaving) const {
+        int n = 0;
+        for (int i = 0; i < nslots_; i++)
+            if (slots_[i].handle != nullptr && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
+                (count_leaving || pg_atomic_read_u32(&st_->slots[i].retire) == 0))
+                n++;
+        return n;
+    }
+
+    // Which databases to serve, what each is doing, where the workers should be; then start and retire workers.
+    void place() {
+        TimestampTz now = GetCurrentTimestamp();
+        Database *found = static_cast<Database *>(palloc(sizeof(Database) * shared::kMaxDatabases));
+        int nfound = find_databases(found, shared::kMaxDatabases, &warned_missing_);
+        if (nfound == shared::kMaxDatabases && !warned_full_) {
+            ereport(WARNING, (errmsg("pipeline_worker: serving at most %d databases", shared::kMaxDatabases)));
+            warned_full_ = true;
+        }
+        // entries: one per database served; entries of databases no longer served are given back once empty
+        bool wanted[shared::kMaxDatabases] = {};
+        bool waits[shared::kMaxDatabases] = {};
+        for (int i = 0; i < nfound; i++) {
+            shared::DbState *d = shared::attach_db(found[i].oid);
+            if (d == nullptr) continue;
+            wanted[d - st_->dbs] = true;
+            waits[d - st_->dbs] = found[i].waits;
+        }
+        int ndb = 0;
+        int index[shared::kMaxDatabases];
+        core::placement::Database input[shared::kMaxDatabases];
+        for (int k = 0; k < shared::kMaxDatabases; k++) {
+            shared::DbState *d = &st_->dbs[k];
+            Oid dboid = pg_atomic_read_u32(&d->dboid);
+            if (dboid == 0) continue;
+            DbNotes &n = notes_[k];
+            int current = workers_here(dboid, false);
+            if (current == 0) n.served_since = 0;
+            else if (n.served_since == 0) n.served_since = now;
+            bool evicting = ts(&d->evict_until) > now;
+            uint32 ext = pg_atomic_read_u32(&d->extension);
+            if (ext == shared::kExtAbsent && waits[k]) ext = shared::kExtUnknown;  // pipeline_worker.database: wait there
+            if (ext == shared::kExtAbsent && !after(now, ts(&d->probed_at), kReprobeMs)) {
+                pg_atomic_write_u32(&d->extension, shared::kExtUnknown);  // look again, now and then
+                ext = shared::kExtUnknown;
+            }
+            bool serve = wanted[k] && !evicting && ext != shared::kExtAbsent;
+            if (!serve) {
+                if (workers_here(dboid, true) == 0 && !wanted[k]) {
+                    shared::detach_db(d);
+                    n = DbNotes{};
+                    continue;
+                }
+                retire(dboid, current);  // everything there leaves
+                continue;
+            }
+            if (pg_atomic_exchange_u32(&d->wanted, 0) != 0) n.busy_until = now + kBusyMs * 1000;
+            TimestampTz due = ts(&d->next_retry_due);
+            bool active = ext == shared::kExtUnknown || n.busy_until > now || after(now, ts(&d->last_claim), kBusyMs) ||
+                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
+            if (current == 0 && due > now) {  // nobody there to keep the timer: the launcher does
+                long ms = static_cast<long>((due - now) / 1000) + 1;
+                if (ms < timeout_) timeout_ = ms;
+            }
+            int rank = 0;
+            if (current == 0) rank = 1;
+            else if (!after(now, n.served_since, kTenureMs)) rank = 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC);
+            index[ndb] = k;
+            input[ndb++] = core::placement::Database{active, current, rank};
+        }
+        int total = guc::workers < 0 ? 0 : (guc::workers > nslots_ ? nslots_ : guc::workers);
+        int target[shared::kMaxDatabases];
+        pg::CppError err = pg::cpp_call([&] {
+            std::vector<int> t = core::placement::targets(std::vector<core::placement::Database>(input, input + ndb),
+                                                          total, guc::max_workers_per_database);
+            std::copy(t.begin(), t.end(), target);
+        });
+        pg::raise_if_failed(err, "placing the workers failed");
+        // first make room (retire), then fill it (start)
+        for (int j = 0; j < ndb; j++) {
+            Oid dboid = pg_atomic_read_u32(&st_->dbs[index[j]].dboid);
+            if (input[j].current > target[j]) retire(dboid, input[j].current - target[j]);
+        }
+        int occupied = 0;
+        for (int i = 0; i < nslots_; i++) occupied += slots_[i].handle != nullptr;
+        for (int j = 0; j < ndb && occupied < total; j++) {
+            int k = index[j];
+            if (notes_[k].hold_until > now) {
+                timeout_ = 100;
+                continue;
+            }
+            Database db{static_cast<Oid>(pg_atomic_read_u32(&st_->dbs[k].dboid)), waits[k]};
+            for (int need = target[j] - input[j].current; need > 0 && occupied < total; need--) {
+                if (!start_one(db, now)) break;
+                occupied++;
+            }
+        }
+    }
+
+    // Asks n workers of the database to leave, idle ones first.
+    void retire(Oid dboid, int n) {
+        for (int pass = 0; pass < 2 && n > 0; pass++)
+            for (int i = 0; i < nslots_ && n > 0; i++) {
+                shared::Slot *s = &st_->slots[i];
+                if (slots_[i].handle == nullptr || pg_atomic_read_u32(&s->dboid) != dboid ||
+                    pg_atomic_read_u32(&s->retire) != 0)
+                    continue;
+                if (pass == 0 && pg_atomic_read_u32(&s->idle) == 0) continue;
+                pg_atomic_write_u32(&s->retire, 1);
+                if (s->latch != nullptr) SetLatch(s->latch);
+                n--;
+            }
+    }
+
+    // Starts a worker for db in the lowest free slot that may start now. False when none may.
+    bool start_one(const Database &db, TimestampTz now) {
+        for (int i = 0; i < nslots_; i++) {
+            if (slots_[i].handle != nullptr) continue;
+            int old_pid = st_->slots[i].pid;  // a previous launcher's worker, stopping (see launcher_main)
+            if (old_pid != 0 && kill(old_pid, 0) == 0) {
+                timeout_ = 100;
+                continue;
+            }
+            if (after(now, slots_[i].last_start, kRestartBackoffMs)) {
+                timeout_ = 100;
+                continue;
+            }
+            slots_[i].last_start = now;
+            pg_atomic_write_u32(&st_->slots[i].retire, 0);
+            pg_atomic_write_u32(&st_->slots[i].dboid, db.oid);
+            if (start_worker(i, db, &slots_[i].handle)) {
+                warned_no_slot_ = false;
+                return true;
+            }
+            slots_[i].handle = nullptr;
+            pg_atomic_write_u32(&st_->slots[i].dboid, 0);
+            if (!warned_no_slot_)
+                ereport(WARNING, (errmsg("pipeline_worker: could not start worker %d: no free background worker slot", i),
+                                  errhint("Raise max_worker_processes (it must exceed pipeline_worker.workers plus other workers).")));
+            warned_no_slot_ = true;
+            timeout_ = 5000;
+            return false;
+        }
+        return false;
+    }
+
+    shared::State *st_;
+    int nslots_;
+    LauncherSlot *slots_;
+    MemoryContext iter_;
+    DbNotes notes_[shared::kMaxDatabases] = {};
+    long timeout_ = 1000;
+    bool warned_missing_ = false, warned_no_slot_ = false, warned_full_ = false;
+    char list_seen_[1024] = "";
+    char db_seen_[NAMEDATALEN] = "";
+};
 
 }  // namespace
 
@@ -74,76 +349,15 @@ void launcher_main(Datum) {
     if (st == nullptr) elog(FATAL, "pipeline_worker: shared memory not initialised");
     st->launcher_latch = MyLatch;
     crashes::collect(st);  // before any worker starts (see crashes.hpp)
-    int nslots = st->nslots;
     // Workers of a previous launcher (it exited alone): this launcher has no handles for them. They are asked to
     // stop, and their slots are started again once they are gone -- never two workers on one slot.
-    for (int i = 0; i < nslots; i++) {
+    for (int i = 0; i < st->nslots; i++) {
         int pid = st->slots[i].pid;
         if (pid != 0 && pid != MyProcPid) (void)kill(pid, SIGTERM);
     }
-    LauncherSlot *slots = static_cast<LauncherSlot *>(MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * nslots));
-    bool warned_missing_db = false, warned_no_slot = false;
-    Oid dboid = InvalidOid;
-    char served[NAMEDATALEN] = "";
-
-    for (;;) {
-        absorb_interrupts(nullptr);
-        int wanted = guc::workers < 0 ? 0 : (guc::workers > nslots ? nslots : guc::workers);
-        if (strcmp(served, guc::database) != 0) {
-            // pipeline_worker.database changed (or first pass): stop the workers, serve the new database
-            for (int i = 0; i < nslots; i++)
-                if (slots[i].handle != nullptr) TerminateBackgroundWorker(slots[i].handle);
-            strlcpy(served, guc::database, sizeof(served));
-            dboid = InvalidOid;
-            warned_missing_db = false;
-        }
-
-        if (!OidIsValid(dboid) && wanted > 0) {
-            dboid = find_database(guc::database);
-            if (!OidIsValid(dboid) && !warned_missing_db) {
-                ereport(LOG, (errmsg("pipeline_worker: database \"%s\" does not exist yet; workers start when it does",
-                                     guc::database)));
-                warned_missing_db = true;
-            }
-        }
-        long timeout = 1000;
-        for (int i = 0; i < nslots; i++) {
-            pid_t pid;
-            bool alive = slots[i].handle != nullptr &&
-                         GetBackgroundWorkerPid(slots[i].handle, &pid) != BGWH_STOPPED;
-            if (slots[i].handle != nullptr && !alive) {
-                // A worker exited: its claimed runs are orphans; have the next idle worker sweep at once.
-                pfree(slots[i].handle);
-                slots[i].handle = nullptr;
-                pg_atomic_write_u32(&st->recovery_needed, 1);
-                shared::wake_workers(1);
-            }
-            if (i >= wanted && alive) {
-                TerminateBackgroundWorker(slots[i].handle);
-            } else if (i < wanted && !alive && slots[i].handle == nullptr && OidIsValid(dboid)) {
-                int old_pid = st->slots[i].pid;  // a previous launcher's worker, stopping (see above)
-                if (old_pid != 0 && kill(old_pid, 0) == 0) {
-                    timeout = 100;
-                    continue;
-                }
-                TimestampTz now = GetCurrentTimestamp();
-                if (slots[i].last_start != 0 && !TimestampDifferenceExceeds(slots[i].last_start, now, kRestartBackoffMs)) {
-                    timeout = 100;
-                    continue;
-                }
-                slots[i].last_start = now;
-                if (!start_worker(i, dboid, &slots[i].handle)) {
-                    slots[i].handle = nullptr;
-                    if (!warned_no_slot)
-                        ereport(WARNING, (errmsg("pipeline_worker: could not start worker %d: no free background worker slot", i),
-                                          errhint("Raise max_worker_processes (it must exceed pipeline_worker.workers plus other workers).")));
-                    warned_no_slot = true;
-                    timeout = 5000;
-                }
-            }
-        }
-        wait_latch(timeout, nullptr);
-    }
+    // Not a C++ object on the stack: ereport(FATAL) leaves through proc_exit, and the loop never returns.
+    Launcher *launcher = new (MemoryContextAlloc(TopMemoryContext, sizeof(Launcher))) Launcher(st);
+    launcher->run();
 }
 
 void register_launcher() {

@@ -20,6 +20,7 @@
 namespace pw::worker {
 
 shared::Slot *my_slot = nullptr;
+bool claims_stopped = false;
 
 namespace {
 
@@ -98,8 +99,8 @@ void between_steps(void *arg) {
 }  // namespace
 
 void maybe_recover(TimestampTz *last_sweep, bool periodic) {
-    shared::State *st = shared::state();
-    bool asked = st != nullptr && pg_atomic_exchange_u32(&st->recovery_needed, 0) != 0;
+    shared::DbState *d = shared::db();
+    bool asked = d != nullptr && pg_atomic_exchange_u32(&d->recovery_needed, 0) != 0;
     if (!asked && (!periodic ||
                    !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)))
         return;
@@ -188,7 +189,7 @@ int64 queue_position(const store::ClaimedRun &r, int version) {
 
 pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx) {
     int version = store::schema_version();
-    shared::State *st = shared::state();
+    shared::DbState *st = shared::db();  // a worker's database is always served
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
     bool hinted = hint > 0 && claims_since_full < kFullClaimEvery;
     int n = 0;
@@ -205,6 +206,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         n += store::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
         claims_since_full = 0;
     }
+    if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
     int64 top = 0;
     for (int i = 0; i < n; i++) top = queue_position(runs[i], version) > top ? queue_position(runs[i], version) : top;
     uint64 cur = pg_atomic_read_u64(&st->claim_hint);
@@ -410,7 +412,7 @@ int serve_once(MemoryContext iter_ctx) {
     // the workers (one worker's long batch would hold every key it touched).
     if (store::limited_in_last_claim() > 0 && batch > kLimitedBatch) batch = kLimitedBatch;
     // Every claimed run may stop at an HTTP step: claim no more than there is room for in flight.
-    if (!guc::enabled) return 0;  // off: nothing is claimed, the timer does not fire (HTTP answers still land)
+    if (!guc::enabled || claims_stopped) return 0;  // off: nothing is claimed, the timer does not fire (HTTP answers still land)
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
     if (batch > room) batch = room;

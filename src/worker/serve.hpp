@@ -11,6 +11,9 @@ namespace pw::worker {
 // This worker's slot in shared memory (set by worker_main before serving).
 extern shared::Slot *my_slot;
 
+// Set when the worker is leaving: serve_once claims nothing more (answers of HTTP calls in flight still land).
+extern bool claims_stopped;
+
 // Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
 bool extension_ready();
 // Claims a batch and executes it. Returns the number of runs claimed.

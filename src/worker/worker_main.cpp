@@ -89,10 +89,11 @@ void slot_release(int, Datum) {
     }
 }
 
-void take_slot(int slot_no) {
+void take_slot(int slot_no, Oid dboid) {
     shared::State *st = shared::state();
     if (st == nullptr || slot_no < 0 || slot_no >= st->nslots) elog(FATAL, "pipeline_worker: invalid worker slot");
     my_slot = &st->slots[slot_no];
+    pg_atomic_write_u32(&my_slot->dboid, dboid);
     my_slot->pid = MyProcPid;
     my_slot->latch = MyLatch;
     before_shmem_exit(slot_release, 0);
@@ -106,12 +107,36 @@ void set_idle(bool idle) {
 
 // ------------------------------------------------------------------ the loop
 
+// A worker sent to a database listed in pipeline_worker.databases that turns out to have no extension (or lost
+// it) leaves: the launcher sends one again when CREATE EXTENSION commits there. (Under pipeline_worker.database
+// the workers wait in the database, as they always did.)
+bool leave_without_extension = false;
+
+void leave_database(const char *why) {
+    if (shared::DbState *d = shared::db()) {
+        pg_atomic_write_u64(&d->probed_at, static_cast<uint64>(GetCurrentTimestamp()));
+        pg_atomic_write_u32(&d->extension, shared::kExtAbsent);
+        shared::wake_launcher();
+    }
+    ereport(DEBUG1, (errmsg("pipeline_worker: worker leaves database %u: %s", MyDatabaseId, why)));
+    proc_exit(0);
+}
+
+// The launcher wants this slot elsewhere (another database needs it, the database is no longer served, or is
+// being dropped): claim nothing more, finish what is in flight, leave.
+bool retiring() { return pg_atomic_read_u32(&my_slot->retire) != 0; }
+
 // Until CREATE EXTENSION pipeline_worker has been run in the database (quietly, polling).
 void wait_for_extension() {
     for (;;) {
         ResetLatch(MyLatch);
         set_idle(true);
-        if (extension_ready()) return;
+        if (retiring()) proc_exit(0);
+        if (extension_ready()) {
+            if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->extension, shared::kExtPresent);
+            return;
+        }
+        if (leave_without_extension) leave_database("no CREATE EXTENSION pipeline_worker there");
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
         wait_latch(kExtensionPollMs, httpq::configure);
     }
@@ -126,6 +151,32 @@ struct LoopState {
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
 };
 
+// An error outside a run, in PG_CATCH: reported -- unless DROP EXTENSION committed under the worker (its tables
+// or functions vanished mid-claim), which is no error: the worker just goes back to waiting.
+void report_unless_dropped(MemoryContext ctx) {
+    MemoryContextSwitchTo(ctx);
+    ErrorData *edata = CopyErrorData();
+    FlushErrorState();
+    AbortCurrentTransaction();
+    bool vanished = edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE || edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+                    edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT || edata->sqlerrcode == ERRCODE_INTERNAL_ERROR;
+    PG_TRY();
+    {
+        if (vanished && !extension_ready()) {
+            ereport(DEBUG1, (errmsg("pipeline_worker: extension dropped while claiming: %s", edata->message)));
+        } else {
+            ThrowErrorData(edata);  // an ERROR: caught below, reported as it was raised
+        }
+    }
+    PG_CATCH();
+    {
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+}
+
 // One round of work. Returns how many runs and answers it handled, -1 after an error or while the extension is
 // missing. Errors outside a run (claim, recovery) are reported and cleaned up here.
 int work_once(LoopState *ls) {
@@ -138,6 +189,7 @@ int work_once(LoopState *ls) {
         if (ls->recheck_extension && !extension_ready()) {
             // dropped while we served: go back to waiting (and settle crash counts again once it is back: run ids
             // start over)
+            if (leave_without_extension) leave_database("DROP EXTENSION pipeline_worker");
             ls->settled = false;
             pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
             (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
@@ -149,17 +201,16 @@ int work_once(LoopState *ls) {
                 crashes::settle();
                 ls->settled = true;
             }
-            maybe_recover(&ls->last_sweep, ls->slot_no == 0);
-            maybe_expire(&ls->last_expire, ls->slot_no == 0);
+            bool lead = shared::leads_database(ls->slot_no);  // the periodic chores: one worker per database
+            maybe_recover(&ls->last_sweep, lead);
+            maybe_expire(&ls->last_expire, lead);
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
         }
     }
     PG_CATCH();
     {
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        report_unless_dropped(ls->iter_ctx);
         MemoryContextReset(ls->iter_ctx);
         pg_usleep(100000L);
         handled = -1;
@@ -171,7 +222,7 @@ int work_once(LoopState *ls) {
 
 // Nothing to do: sleep until woken (work, a due retry, an HTTP socket or timer), with no transaction open.
 void sleep_idle(LoopState *ls, WaitEventSet *waits) {
-    long timeout = shared::idle_timeout_ms(ls->slot_no == 0 ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
+    long timeout = shared::idle_timeout_ms(shared::leads_database(ls->slot_no) ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
     int in_flight = httpq::pending();
     if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
     long http_timeout = httpq::timeout_ms();
@@ -206,9 +257,14 @@ void worker_main(Datum arg) {
     LoopState ls;
     ls.slot_no = DatumGetInt32(arg);
     install_signals();
-    take_slot(ls.slot_no);
     Oid dboid;
     memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+    leave_without_extension = MyBgworkerEntry->bgw_extra[sizeof(dboid)] != 0;
+    take_slot(ls.slot_no, dboid);
+    // DROP / RENAME / TEMPLATE of this database started after the launcher sent us: do not get in its way
+    if (shared::DbState *d = shared::db(dboid);
+        d != nullptr && static_cast<TimestampTz>(pg_atomic_read_u64(&d->evict_until)) > GetCurrentTimestamp())
+        proc_exit(0);
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
     exec::set_hooks(&worker_hooks);
@@ -229,6 +285,10 @@ void worker_main(Datum arg) {
         // Reset the latch and announce idleness before looking for work: a wake-up that arrives after the look
         // finds the latch set, so none is lost. (A worker whose HTTP requests fill its room is not idle.)
         ResetLatch(MyLatch);
+        if (retiring()) {
+            claims_stopped = true;
+            if (httpq::pending() == 0) proc_exit(0);  // nothing in flight: the slot is free for the launcher
+        }
         set_idle(httpq::pending() < httpq::capacity());
         int handled = work_once(&ls);
         if (handled == 0) sleep_idle(&ls, waits);

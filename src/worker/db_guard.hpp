@@ -1,0 +1,10 @@
+// DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE need a database
+// nobody is connected to. When it is one the workers serve, they leave it first (a run one was executing is
+// recovered and finishes later, as after a worker termination) and stay out until the command is over.
+#pragma once
+
+namespace pw::worker {
+
+void install_db_guard();  // a ProcessUtility hook (from _PG_init, with shared memory)
+
+}  // namespace pw::worker

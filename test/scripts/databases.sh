@@ -1,0 +1,146 @@
+#!/bin/bash
+# One installation serving several databases (pipeline_worker.databases): each listed database with the extension
+# is served, a run never executes in another database, CREATE EXTENSION in a listed database is served within
+# 1 s and DROP EXTENSION releases its workers, a backlog in one database does not starve another,
+# max_workers_per_database caps one, '*' serves every database with the extension, and DROP DATABASE,
+# ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of a served database succeed without FORCE while a
+# run executes there (the run is recovered and finishes later, its effect once).
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=6 pw_cluster_start databases "pipeline_worker.databases = 'db_a, db_b, db_c'" \
+    "pipeline_worker.recovery_interval_ms = 200"
+
+# dbq DB SQL : one value from database DB
+dbq() { pw_psql -d "$1" -c "$2"; }
+fixtures() {
+    pw_psql -d "$1" >/dev/null <<'SQL'
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE effects (run_id bigint, db text, at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION where_am_i(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, db) VALUES ((ctx->>'run_id')::bigint, current_database());
+    IF ctx->'input' ? 'sleep' THEN PERFORM pg_sleep((ctx->'input'->>'sleep')::float8); END IF;
+    RETURN jsonb_build_object('db', current_database());
+END $$;
+SELECT pipeline_worker.create_pipeline('p', '[{"name": "a", "function": "where_am_i"}]');
+SQL
+}
+# workers_in DB : workers serving DB now (workers()' database column)
+workers_in() { pw_psql -c "SELECT count(*) FROM pipeline_worker.workers() WHERE database = '$1'"; }
+
+for db in db_a db_b db_c db_x; do pw_psql -c "CREATE DATABASE $db" >/dev/null || pw_die "CREATE DATABASE $db"; done
+pw_psql -c "CREATE EXTENSION pipeline_worker" >/dev/null  # in postgres (not listed): for workers()
+fixtures db_a || pw_die "fixtures db_a"
+fixtures db_b || pw_die "fixtures db_b"
+fixtures db_x || pw_die "fixtures db_x"
+
+# ---------------------------------------------------------------- each listed database is served, by its own runs
+a=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
+b=$(dbq db_b "SELECT pipeline_worker.create_run('p', '{}')")
+x=$(dbq db_x "SELECT pipeline_worker.create_run('p', '{}')")
+pw_check "db_a's run succeeds" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($a, '10 s')")"
+pw_check "db_b's run succeeds" succeeded "$(dbq db_b "SELECT pipeline_worker.wait_run($b, '10 s')")"
+pw_check "it ran in db_a" '{"db": "db_a"}' "$(dbq db_a "SELECT result FROM pipeline_worker.runs WHERE id = $a")"
+pw_check "it ran in db_b" '{"db": "db_b"}' "$(dbq db_b "SELECT result FROM pipeline_worker.runs WHERE id = $b")"
+sleep 1
+pw_check "db_x is not listed: its run stays pending" pending "$(dbq db_x "SELECT status FROM pipeline_worker.runs WHERE id = $x")"
+pw_check "no worker in db_c (no extension) nor db_x (not listed) nor postgres" "0 0 0" \
+    "$(workers_in db_c) $(workers_in db_x) $(workers_in postgres)"
+
+# ---------------------------------------------------------------- CREATE EXTENSION in a listed database: within 1 s
+start=$(pw_now)
+fixtures db_c || pw_die "fixtures db_c"
+c=$(dbq db_c "SELECT pipeline_worker.create_run('p', '{}')")
+got=$(dbq db_c "SELECT pipeline_worker.wait_run($c, '5 s')")
+took=$(pw_elapsed "$start")
+pw_info "CREATE EXTENSION in db_c, then a run: finished $took s after the CREATE EXTENSION began"
+pw_check "db_c is served after CREATE EXTENSION, without a restart" succeeded "$got"
+pw_lt "$took" 1.5 && pw_ok "served within 1 s of CREATE EXTENSION ($took s, fixtures included)" \
+    || pw_fail "db_c served only after $took s"
+
+# ---------------------------------------------------------------- a backlog in one database starves no other
+dbq db_a "SELECT count(*) FROM pipeline_worker.create_runs('p', (SELECT jsonb_agg(jsonb_build_object('sleep', 0.01))
+                                                               FROM generate_series(1, 3000)))" >/dev/null
+sleep 1
+start=$(pw_now)
+ids=$(dbq db_b "SELECT string_agg(pipeline_worker.create_run('p', '{}')::text, ',') FROM generate_series(1, 20)")
+PGDATABASE=db_b pw_wait_sql 20 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
+got=$(dbq db_b "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'")
+took=$(pw_elapsed "$start")
+left=$(dbq db_a "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'")
+pw_check "db_b's 20 runs finish while db_a has a backlog" 20 "$got"
+pw_info "db_b's runs done in $took s; db_a still had $left runs left; workers: db_a $(workers_in db_a), db_b $(workers_in db_b), db_c $(workers_in db_c)"
+pw_lt 0 "$left" && pw_ok "db_a's backlog was still there (it did not have to drain first)" \
+    || pw_fail "db_a's backlog drained before db_b was served: the test proves nothing"
+pw_check "every effect in db_a happened in db_a" 0 "$(dbq db_a "SELECT count(*) FROM effects WHERE db <> 'db_a'")"
+
+# ---------------------------------------------------------------- max_workers_per_database
+pw_set_conf pipeline_worker.max_workers_per_database 2 || pw_fail "setting max_workers_per_database"
+if got=$(pw_wait_sql 2 10 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_a'"); then
+    pw_ok "max_workers_per_database = 2: db_a has 2 workers"
+else pw_fail "max_workers_per_database = 2: db_a has $got workers"; fi
+sleep 1
+pw_check "... and keeps no more" 2 "$(workers_in db_a)"
+pw_reset_conf pipeline_worker.max_workers_per_database
+if got=$(pw_wait_sql 4 10 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_a'"); then
+    pw_ok "without the cap, the busy db_a has 4 workers, db_b and db_c one each"
+else pw_fail "without the cap: db_a has $got workers ($(workers_in db_b) in db_b, $(workers_in db_c) in db_c)"; fi
+PGDATABASE=db_a pw_wait_sql 0 60 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" 0.5 >/dev/null
+pw_check "db_a's backlog drains" 0 "$(dbq db_a "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'")"
+
+# ---------------------------------------------------------------- DROP EXTENSION releases the database
+dbq db_c "DROP EXTENSION pipeline_worker CASCADE" >/dev/null
+if got=$(pw_wait_sql 0 5 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_c'"); then
+    pw_ok "DROP EXTENSION in db_c: its workers leave"
+else pw_fail "DROP EXTENSION in db_c: $got workers stay"; fi
+
+# ---------------------------------------------------------------- DROP / RENAME / TEMPLATE while a run executes
+# in_step DB ID : wait until run ID of DB is executing its (sleeping) step
+in_step() {
+    pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.workers() w JOIN pg_stat_activity a USING (pid)
+                       WHERE w.database = '$1' AND w.run_id = $2 AND a.wait_event = 'PgSleep'" 0.05 >/dev/null
+}
+slow=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
+in_step db_a "$slow" || pw_fail "the slow run of db_a did not start"
+start=$(pw_now)
+out=$(pw_psql -c "CREATE DATABASE db_copy TEMPLATE db_a" 2>&1)
+pw_check "CREATE DATABASE ... TEMPLATE db_a while db_a's run executes" "" "$out"
+pw_info "CREATE DATABASE ... TEMPLATE took $(pw_elapsed "$start") s"
+pw_check "the interrupted run is recovered and succeeds" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($slow, '20 s')")"
+pw_check "its step committed once (the interrupted attempt rolled back)" 1 \
+    "$(dbq db_a "SELECT count(*) FROM effects WHERE run_id = $slow")"
+n=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
+pw_check "db_a is served again after the copy" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($n, '10 s')")"
+
+slow=$(dbq db_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
+in_step db_b "$slow" || pw_fail "the slow run of db_b did not start"
+out=$(pw_psql -c "ALTER DATABASE db_b RENAME TO db_b2" 2>&1)
+pw_check "ALTER DATABASE db_b RENAME while its run executes" "" "$out"
+sleep 1
+pw_check "db_b2 is not listed: not served" 0 "$(workers_in db_b2)"
+out=$(pw_psql -c "ALTER DATABASE db_b2 RENAME TO db_b" 2>&1)
+pw_check "renamed back (while not served)" "" "$out"
+pw_check "db_b served again: the interrupted run succeeds" succeeded \
+    "$(dbq db_b "SELECT pipeline_worker.wait_run($slow, '20 s')")"
+pw_check "its step committed once" 1 "$(dbq db_b "SELECT count(*) FROM effects WHERE run_id = $slow")"
+
+slow=$(dbq db_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 5}')")
+in_step db_b "$slow" || pw_fail "the slow run of db_b did not start"
+start=$(pw_now)
+out=$(pw_psql -c "DROP DATABASE db_b" 2>&1)
+pw_check "DROP DATABASE db_b while its run executes, without FORCE" "" "$out"
+pw_info "DROP DATABASE took $(pw_elapsed "$start") s"
+n=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
+pw_check "db_a is still served" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($n, '10 s')")"
+
+# ---------------------------------------------------------------- '*': every database with the extension
+pw_set_conf pipeline_worker.databases '*' || pw_fail "setting databases = *"
+pw_check "'*': db_x's waiting run is executed" succeeded "$(dbq db_x "SELECT pipeline_worker.wait_run($x, '10 s')")"
+n=$(dbq db_copy "SELECT pipeline_worker.create_run('p', '{}')")
+pw_check "'*': the copy db_copy is served too" succeeded "$(dbq db_copy "SELECT pipeline_worker.wait_run($n, '10 s')")"
+pw_check "'*': db_c (extension dropped) has no worker" 0 "$(workers_in db_c)"
+out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.databases = 'a,,b'" 2>&1)
+case "$out" in *"invalid value"*) pw_ok "an empty name in the list is refused";; *) pw_fail "databases = 'a,,b': $out";; esac
+pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
+pw_finish
