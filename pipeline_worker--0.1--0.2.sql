@@ -112,5 +112,64 @@ CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state tex
                                         OUT runs_done bigint, OUT batches bigint, OUT database name)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_workers';
 
+-- ---------------------------------------------------------------- statistics and metrics
+
+-- Unfinished runs by pipeline: what pipeline_stats and metrics() count (finished runs cost them nothing).
+CREATE INDEX runs_unfinished_idx ON pipeline_worker.runs (pipeline_id, status) INCLUDE (run_at, created_at)
+    WHERE status IN ('pending', 'running', 'waiting');
+
+-- One row per pipeline the caller may see; its runs as the caller may see them (row-level security applies:
+-- security_invoker). Unfinished runs come from runs_unfinished_idx, those finished in the last hour from
+-- runs_finished_idx.
+CREATE VIEW pipeline_worker.pipeline_stats WITH (security_invoker = true) AS
+SELECT p.name AS pipeline,
+       COALESCE(u.pending, 0) AS pending,
+       COALESCE(u.scheduled, 0) AS scheduled,
+       COALESCE(u.running, 0) AS running,
+       COALESCE(u.waiting, 0) AS waiting,
+       COALESCE(f.succeeded_1h, 0) AS succeeded_1h,
+       COALESCE(f.failed_1h, 0) AS failed_1h,
+       COALESCE(f.cancelled_1h, 0) AS cancelled_1h,
+       pg_catalog.now() - u.oldest_pending AS oldest_pending_age,
+       f.p50_duration_1h,
+       f.p95_duration_1h,
+       p.paused
+  FROM pipeline_worker.pipelines p
+  LEFT JOIN (SELECT r.pipeline_id,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'pending'
+                                                  AND NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS pending,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'running') AS running,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'waiting') AS waiting,
+                    pg_catalog.min(r.created_at) FILTER (WHERE r.status = 'pending'
+                                                  AND NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS oldest_pending
+               FROM pipeline_worker.runs r
+              WHERE r.status IN ('pending', 'running', 'waiting')
+              GROUP BY r.pipeline_id) u ON u.pipeline_id = p.id
+  LEFT JOIN (SELECT r.pipeline_id,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded_1h,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'failed') AS failed_1h,
+                    pg_catalog.count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled_1h,
+                    pg_catalog.percentile_disc(0.5) WITHIN GROUP (ORDER BY r.finished_at - r.started_at)
+                        AS p50_duration_1h,
+                    pg_catalog.percentile_disc(0.95) WITHIN GROUP (ORDER BY r.finished_at - r.started_at)
+                        AS p95_duration_1h
+               FROM pipeline_worker.runs r
+              WHERE r.status IN ('succeeded', 'failed', 'cancelled')
+                AND r.finished_at > pg_catalog.now() - interval '1 hour'
+              GROUP BY r.pipeline_id) f ON f.pipeline_id = p.id;
+GRANT SELECT ON pipeline_worker.pipeline_stats TO PUBLIC;
+
+-- Prometheus: counters from shared memory (every database served), gauges of unfinished runs, workers.
+CREATE FUNCTION pipeline_worker.metric_samples(OUT metric text, OUT database text, OUT pipeline text,
+                                               OUT status text, OUT kind text, OUT outcome text, OUT le text,
+                                               OUT value double precision)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_metric_samples';
+CREATE FUNCTION pipeline_worker.metrics() RETURNS text
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_metrics';
+REVOKE ALL ON FUNCTION pipeline_worker.metric_samples(), pipeline_worker.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline_worker.metric_samples(), pipeline_worker.metrics()
+    TO pg_monitor, pipeline_worker_admin;
+
 -- Workers serving this database switch to the 0.2 statements when this update commits.
 SELECT pipeline_worker.wake_workers();

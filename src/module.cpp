@@ -4,6 +4,7 @@
 #include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/lanes.hpp"
+#include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
 #include "store/writes.hpp"
 #include "worker/db_guard.hpp"
@@ -25,6 +26,7 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_PARALLEL_COMMIT:
             lanes::at_commit();
             notes::publish();
+            metrics::at_commit();
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
@@ -32,6 +34,7 @@ void xact_callback(XactEvent event, void *) {
             httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
             notes::forget();
             lanes::at_abort();
+            metrics::at_abort();
             break;
         default:
             break;

@@ -152,7 +152,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                              " RETURNING pipeline",
                              1, types, v, nullptr, false);
             result = true;
-            if (SPI_processed == 1) store::notify_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, "cancelled");
+            if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }

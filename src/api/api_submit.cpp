@@ -4,6 +4,7 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/metrics.hpp"
 #include "store/queue.hpp"
 
 extern "C" {
@@ -162,6 +163,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
             if (SPI_processed == 1) {
                 id = DatumGetInt64(col(0, 1, &isnull));
                 note_submitted(s, 1);
+                metrics::runs_created(s.pipeline);
                 break;
             }
             Oid et[4] = {TEXTOID, OIDOID, TEXTOID, JSONBOID};
@@ -177,7 +179,10 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
         }
     }
     SPI_finish();
-    if (s.schema < 2) notes::runs_created();
+    if (s.schema < 2) {
+        notes::runs_created();
+        metrics::runs_created(s.pipeline);
+    }
     PG_RETURN_INT64(id);
 }
 
@@ -319,7 +324,10 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         }
     }
     SPI_finish();
-    if (inserted > 0) note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted));
+    if (inserted > 0) {
+        note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted));
+        metrics::runs_created(s.pipeline, static_cast<int>(inserted));
+    }
     for (int i = 0; i < n; i++) {
         Datum d = Int64GetDatum(ids[i]);
         bool isnull = false;

@@ -6,6 +6,7 @@
 #include "exec/http_step.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
+#include "shmem/metrics.hpp"
 #include "store/pipelines.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
@@ -89,6 +90,7 @@ void report_step(int64 run_id, int pos, const store::Step *step) {
 void record_success(RunState *r, int pos, int attempt, TimestampTz started, Jsonb *output) {
     const store::Step *step = &r->pipeline->steps[pos];
     store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Succeeded, output, nullptr, started, step->is_http);
+    metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, true);
     r->outputs[pos] = output;
     r->last_attempt[pos] = attempt;
     r->next = pos + 1;
@@ -112,6 +114,7 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
     bool cancelled = shared::cancel_requested(r->id) || (res.error != nullptr && strcmp(res.error, "cancelled") == 0);
     if (cancelled) msg = "cancelled";
     store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, msg, started, step->is_http);
+    metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, false);
     r->last_attempt[pos] = attempt;
     if (cancelled) {
         store::buffer_run(claimed, RunStatus::Cancelled, nullptr, "cancelled");
@@ -125,9 +128,11 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
 // The run was cancelled before its next attempt (an HTTP attempt whose row says running is closed as failed).
 Outcome record_cancelled(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                          bool open_attempt) {
-    if (open_attempt)
+    if (open_attempt) {
         store::buffer_step(r->id, pos, attempt, r->pipeline->steps[pos].name, StepStatus::Failed, nullptr,
                            "cancelled", started, true);
+        metrics::step_done(r->pipeline->name, metrics::kHttp, false);
+    }
     store::buffer_run(claimed, RunStatus::Cancelled, nullptr, "cancelled");
     return Outcome::Cancelled;
 }

@@ -29,6 +29,7 @@ struct HttpCall {
     // the answer
     bool answered;
     bool ok;         // 2xx: resp is the step output
+    long status;     // the HTTP status, 0 without an answer
     bool cancelled;  // cancel_run while in flight
     char *resp;
     size_t resp_len;

@@ -195,6 +195,7 @@ void drive() {
             flying->erase(it);
             call->answered = true;
             call->ok = r.ok;
+            call->status = r.status;
             call->retryable = r.retryable;
             call->retry_after_ms = r.retry_after_ms;
             if (r.ok) {

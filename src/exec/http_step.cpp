@@ -6,6 +6,7 @@
 #include "pg/boundary.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
+#include "shmem/metrics.hpp"
 #include "store/writes.hpp"
 
 namespace pw::exec {
@@ -136,8 +137,19 @@ const char *valid_text(char *s) {
     return s;
 }
 
+// What became of a request, for metrics().
+metrics::HttpOutcome outcome_of(const HttpCall *answer) {
+    if (answer->cancelled) return metrics::kHttpCancelled;
+    if (answer->ok) return metrics::kHttpSuccess;
+    if (answer->status >= 400 && answer->status < 500) return metrics::kHttpClientError;
+    if (answer->status > 0) return metrics::kHttpServerError;
+    if (answer->error != nullptr && strncmp(answer->error, "request timed out", 17) == 0) return metrics::kHttpTimeout;
+    return metrics::kHttpNetworkError;
+}
+
 // The answer of an attempt as its result.
 StepResult answer_result(HttpCall *answer, MemoryContext run_ctx) {
+    metrics::http_done(answer->run.pipeline != nullptr ? answer->run.pipeline : "", outcome_of(answer));
     StepResult res;
     if (answer->cancelled) {
         res.error = "cancelled";

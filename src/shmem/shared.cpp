@@ -1,6 +1,7 @@
 #include "shmem/shared.hpp"
 
 #include "shmem/lanes.hpp"
+#include "shmem/metrics.hpp"
 
 namespace pw::shared {
 
@@ -32,6 +33,7 @@ void request_hook() {
     RequestAddinShmemSpace(MAXALIGN(sessions_size()));
     RequestAddinShmemSpace(MAXALIGN(claimers_size()));
     lanes::shmem_request();
+    metrics::shmem_request();
 }
 
 void startup_hook() {
@@ -83,6 +85,7 @@ void startup_hook() {
         }
     }
     lanes::shmem_startup();
+    metrics::shmem_startup();
     LWLockRelease(AddinShmemInitLock);
 }
 

@@ -4,6 +4,7 @@
 #include "pg/boundary.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
+#include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
 
 extern "C" {
@@ -201,7 +202,12 @@ bool notifies(const char *pipeline) {
     return p != nullptr && p->notify;
 }
 
-void notify_finished(const char *pipeline, int64 run_id, const char *status) {
+void note_finished(const char *pipeline, int64 run_id, core::RunStatus status, int64 duration_us) {
+    metrics::run_finished(pipeline,
+                          status == core::RunStatus::Succeeded ? metrics::kSucceeded
+                          : status == core::RunStatus::Failed  ? metrics::kFailed
+                                                               : metrics::kCancelled,
+                          duration_us);
     if (!notifies(pipeline)) return;
     // ids and status only: NOTIFY reaches every listener, whatever it may see (row-level security does not apply)
     StringInfoData payload;
@@ -209,7 +215,7 @@ void notify_finished(const char *pipeline, int64 run_id, const char *status) {
     appendStringInfo(&payload, "{\"run_id\": %lld, \"pipeline\": ", static_cast<long long>(run_id));
     escape_json(&payload, pipeline);
     appendStringInfoString(&payload, ", \"status\": ");
-    escape_json(&payload, status);
+    escape_json(&payload, core::to_text(status));
     appendStringInfoChar(&payload, '}');
     Async_Notify("pipeline_worker", payload.data);
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "core/status.hpp"
 #include "shmem/lanes.hpp"
 
 namespace pw::store {
@@ -36,10 +37,11 @@ struct Pipeline {
     bool notify;                   // "notify"
 };
 
-// A run of `pipeline` finished (in this transaction) with `status`: if the pipeline has "notify": true, queue
-// NOTIFY pipeline_worker, '{"run_id": ..., "pipeline": ..., "status": ...}' -- sent when the transaction commits,
-// never if it rolls back. SPI connected.
-void notify_finished(const char *pipeline, int64 run_id, const char *status);
+// A run of `pipeline` finished (in this transaction) with `status` (succeeded, failed, cancelled), after
+// duration_us of its last claim (< 0: not known). Counted for metrics() at commit; and if the pipeline has
+// "notify": true, NOTIFY pipeline_worker, '{"run_id": ..., "pipeline": ..., "status": ...}' is queued -- sent when
+// the transaction commits, never if it rolls back. SPI connected.
+void note_finished(const char *pipeline, int64 run_id, core::RunStatus status, int64 duration_us);
 // Whether the pipeline has "notify": true (its cached definition). SPI connected.
 bool notifies(const char *pipeline);
 

@@ -108,7 +108,7 @@ void fail_run(int64 run_id, const char *message) {
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     pg::exec_as_owner(p, v, nullptr, false, 0);
     bool isnull;
-    if (SPI_processed == 1) notify_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, "failed");
+    if (SPI_processed == 1) note_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, core::RunStatus::Failed, -1);
     notes::runs_finished();
     lanes::release_at_commit(run_id);
     SPI_finish();
@@ -144,7 +144,7 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
     pg::exec_as_owner(p, v, nullptr, false, 0);
     bool failed = SPI_processed == 1;
     bool isnull;
-    if (failed) notify_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, "failed");
+    if (failed) note_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, core::RunStatus::Failed, -1);
     SPI_finish();
     if (failed) notes::runs_finished();
     return failed;

@@ -6,6 +6,7 @@
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/metrics.hpp"
 
 extern "C" {
 #include "pgtime.h"
@@ -265,6 +266,7 @@ int64 fire_due_schedules() {
                 last_run = id;
                 unfinished = true;
                 created++;
+                metrics::runs_created(s.pipeline);
             }
         }
         if (!allowed) {

@@ -254,16 +254,18 @@ void flush_runs() {
     pg::exec_as_owner(p, v, nullptr, false, 0);
     uint64 updated = SPI_processed;
     SPITupleTable *rows = SPI_tuptable;
-    // "notify": one NOTIFY per run this statement finished (not for one a cancel_run finished first: it notified)
+    // Counted (metrics) and "notify": once per run this statement finished -- not one a cancel_run finished first
+    // (it counted and notified)
     foreach (lc, pending_runs) {
         RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Pending || !notifies(r->pipeline)) continue;
-        bool mine = false;
+        if (r->status == core::RunStatus::Pending) continue;
+        bool mine = updated == static_cast<uint64>(n);
         for (uint64 k = 0; k < updated && !mine; k++) {
             bool isnull;
             mine = DatumGetInt64(SPI_getbinval(rows->vals[k], rows->tupdesc, 1, &isnull)) == r->id;
         }
-        if (mine) notify_finished(r->pipeline, r->id, core::to_text(r->status));
+        if (!mine) continue;
+        note_finished(r->pipeline != nullptr ? r->pipeline : "", r->id, r->status, r->at - r->claimed_at);
     }
     SPI_tuptable = rows;
     if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);

@@ -12,6 +12,8 @@
 #include "store/queue.hpp"
 #include "store/schedules.hpp"
 #include "store/retention.hpp"
+#include "store/stats.hpp"
+#include "shmem/metrics.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
@@ -113,6 +115,25 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic) {
     PopActiveSnapshot();
     CommitTransactionCommand();
     if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
+}
+
+// metrics()' gauges (the database's lead worker): counted every 5 s, or less often when counting is expensive
+// (at most 2 % of the time), so that a scrape finds them without counting a large backlog itself.
+void maybe_count(TimestampTz *last, bool mine) {
+    if (!mine) return;
+    TimestampTz at;
+    int64 cost_us;
+    metrics::gauges_age(MyDatabaseId, &at, &cost_us);
+    long interval_ms = cost_us / 20 > 5000 ? static_cast<long>(cost_us / 20) : 5000;
+    if (!TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), interval_ms)) return;
+    *last = GetCurrentTimestamp();
+    pgstat_report_activity(STATE_RUNNING, "counting unfinished runs (metrics)");
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    store::refresh_gauges();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
 }
 
 // Retention (worker 0, at most once a second): finished runs past their retention are deleted, 10,000 per

@@ -147,6 +147,7 @@ struct LoopState {
     MemoryContext iter_ctx;
     TimestampTz last_sweep = 0;
     TimestampTz last_expire = 0;
+    TimestampTz last_count = 0;
     bool recheck_extension = false;
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
 };
@@ -204,6 +205,7 @@ int work_once(LoopState *ls) {
             bool lead = shared::leads_database(ls->slot_no);  // the periodic chores: one worker per database
             maybe_recover(&ls->last_sweep, lead);
             maybe_expire(&ls->last_expire, lead);
+            maybe_count(&ls->last_count, lead);
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
         }
