@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libcurl4-openssl-dev libipc-run-perl
-          g++ make cmake libgtest-dev curl)
+          g++ make cmake libgtest-dev curl prometheus-postgres-exporter)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/pipeline_worker.conf >/dev/null
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The exporter's package enables and starts its service (port 9187 on every interface, no DSN set): the tests run
+    # the binary by hand (test/scripts/exporter.sh), so leave the service stopped and disabled when we installed it.
+    if [[ " ${missing[*]} " == *" prometheus-postgres-exporter "* ]] && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+    fi
 fi
 export PATH=/usr/lib/postgresql/15/bin:$PATH
 
