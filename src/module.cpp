@@ -27,6 +27,7 @@ void xact_callback(XactEvent event, void *) {
             lanes::at_commit();
             notes::publish();
             metrics::at_commit();
+            worker::release_held_databases();
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
@@ -35,6 +36,7 @@ void xact_callback(XactEvent event, void *) {
             notes::forget();
             lanes::at_abort();
             metrics::at_abort();
+            worker::release_held_databases();
             break;
         default:
             break;

@@ -18,8 +18,17 @@ constexpr long kEvictHoldSecs = 600;     // upper bound, should this backend die
 
 ProcessUtility_hook_type prev_hook = nullptr;
 
-// The database the command needs alone, or nullptr.
-const char *needed_alone(Node *stmt) {
+struct Held {
+    shared::DbState *d;
+    Oid dboid;
+};
+constexpr int kMaxHeld = 8;
+Held held[kMaxHeld];
+int held_count = 0;
+
+// The database the command needs alone, or nullptr. *copy: it is copied (CREATE DATABASE ... TEMPLATE).
+const char *needed_alone(Node *stmt, bool *copy) {
+    *copy = nodeTag(stmt) == T_CreatedbStmt;
     switch (nodeTag(stmt)) {
         case T_DropdbStmt:
             return castNode(DropdbStmt, stmt)->dbname;
@@ -91,11 +100,26 @@ void release(shared::DbState *d, Oid dboid) {
     shared::wake_launcher();
 }
 
+// Whether the command will be allowed (checked again by PostgreSQL): a role that may not drop, rename or copy the
+// database must not be able to make the workers leave it.
+bool may(Oid dboid, bool copy) {
+    if (pg_database_ownercheck(dboid, GetUserId())) return !copy || have_createdb_privilege();
+    if (!copy || !have_createdb_privilege()) return false;
+    HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+    if (!HeapTupleIsValid(tup)) return false;
+    bool is_template = ((Form_pg_database)GETSTRUCT(tup))->datistemplate;
+    ReleaseSysCache(tup);
+    return is_template;
+}
+
 void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, ProcessUtilityContext context,
                 ParamListInfo params, QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc) {
-    const char *name = needed_alone(pstmt->utilityStmt);
+    bool copy;
+    const char *name = needed_alone(pstmt->utilityStmt, &copy);
+    // DROP, CREATE and ALTER ... SET TABLESPACE refuse to run in a transaction block: nothing to make room for
+    if (name != nullptr && nodeTag(pstmt->utilityStmt) != T_RenameStmt && IsTransactionBlock()) name = nullptr;
     Oid dboid = name != nullptr ? get_database_oid(name, true) : InvalidOid;
-    shared::DbState *d = OidIsValid(dboid) ? shared::db(dboid) : nullptr;
+    shared::DbState *d = OidIsValid(dboid) && may(dboid, copy) ? shared::db(dboid) : nullptr;
     if (d != nullptr) evict(d, dboid, name);
     PG_TRY();
     {
@@ -104,14 +128,22 @@ void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, 
         else
             standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
     }
-    PG_FINALLY();
+    PG_CATCH();
     {
         if (d != nullptr) release(d, dboid);
+        PG_RE_THROW();
     }
     PG_END_TRY();
+    // The workers stay out until the transaction ends: a rename is seen by the launcher only once it commits.
+    if (d != nullptr && held_count < kMaxHeld) held[held_count++] = Held{d, dboid};
 }
 
 }  // namespace
+
+void release_held_databases() {
+    for (int i = 0; i < held_count; i++) release(held[i].d, held[i].dboid);
+    held_count = 0;
+}
 
 void install_db_guard() {
     prev_hook = ProcessUtility_hook;

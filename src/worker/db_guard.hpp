@@ -6,5 +6,6 @@
 namespace pw::worker {
 
 void install_db_guard();  // a ProcessUtility hook (from _PG_init, with shared memory)
+void release_held_databases();  // at the end of the transaction (commit or abort): the workers may go back
 
 }  // namespace pw::worker

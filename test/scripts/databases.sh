@@ -103,6 +103,20 @@ in_step() {
 }
 slow=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
 in_step db_a "$slow" || pw_fail "the slow run of db_a did not start"
+# a role that may not drop or copy db_a cannot make the workers leave it; nor can a command that will fail anyway
+pids=$(pw_psql -c "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pipeline_worker.workers() WHERE database = 'db_a'")
+pw_psql -c "CREATE ROLE db_mallory LOGIN CREATEDB" >/dev/null
+out=$(pw_psql -U db_mallory -c "DROP DATABASE db_a" 2>&1)
+case "$out" in *"must be owner"*) pw_ok "DROP DATABASE by a non-owner is refused";; *) pw_fail "DROP by db_mallory: $out";; esac
+out=$(pw_psql -U db_mallory -c "CREATE DATABASE db_stolen TEMPLATE db_a" 2>&1)
+case "$out" in *"permission denied"*) pw_ok "CREATE DATABASE ... TEMPLATE db_a by a non-owner is refused";;
+    *) pw_fail "TEMPLATE by db_mallory: $out";; esac
+out=$(pw_psql -c "BEGIN" -c "DROP DATABASE db_a" 2>&1)
+case "$out" in *"cannot run inside a transaction block"*) pw_ok "DROP DATABASE in a transaction block is refused";;
+    *) pw_fail "DROP in a block: $out";; esac
+pw_check "... and none of them disturbed db_a's workers (same processes)" "$pids" \
+    "$(pw_psql -c "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pipeline_worker.workers() WHERE database = 'db_a'")"
+pw_check "... nor its executing run" 1 "$(pw_psql -c "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_a' AND run_id = $slow")"
 start=$(pw_now)
 out=$(pw_psql -c "CREATE DATABASE db_copy TEMPLATE db_a" 2>&1)
 pw_check "CREATE DATABASE ... TEMPLATE db_a while db_a's run executes" "" "$out"
@@ -133,6 +147,11 @@ pw_check "DROP DATABASE db_b while its run executes, without FORCE" "" "$out"
 pw_info "DROP DATABASE took $(pw_elapsed "$start") s"
 n=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
 pw_check "db_a is still served" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($n, '10 s')")"
+
+# ---------------------------------------------------------------- metrics() covers every database served
+m=$(dbq db_a "SELECT pipeline_worker.metrics()")
+pw_check "metrics() in db_a counts db_a's and db_c's runs (shared memory)" "yes yes" \
+    "$(grep -q '^pipeline_worker_runs_created_total{database="db_a",pipeline="p"} [1-9]' <<<"$m" && echo yes) $(grep -q '^pipeline_worker_runs_created_total{database="db_c",pipeline="p"} 1$' <<<"$m" && echo yes)"
 
 # ---------------------------------------------------------------- '*': every database with the extension
 pw_set_conf pipeline_worker.databases '*' || pw_fail "setting databases = *"
