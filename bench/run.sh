@@ -39,6 +39,13 @@
 #                          table, run_at lateness (1,000 runs), create_runs vs create_run (100,000), 100 '1 seconds'
 #                          schedules for 20 s (lateness, duplicates, missed slots); --flow-figures LIST (all) picks
 #                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
+#   --steady-retention I   with --steady: pipeline_worker.retention during the load (e.g. '1 minute'): sizes flat
+#   --ops                  the 0.2 operations figures in one run (bench/js/ops.mjs): three databases with equal
+#                          backlogs of --ops-db-runs (20000) and 6 workers; W1 drain (max(--runs, 50000)) while
+#                          retention '1 minute' deletes --ops-retention-history (300000) expired runs, against
+#                          retention off; pipeline_stats and metrics() with --ops-history (1000000) runs finished
+#                          over an hour ago, within the hour, and pending; purge_runs of those runs while W1 drains;
+#                          --ops-figures LIST (all) picks some of: databases,retention,stats,purge
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -70,6 +77,8 @@ while [ $# -gt 0 ]; do
     --scale) MODE=scale ;;
     --flow)
       MODE=flow ;;
+    --ops)
+      MODE=ops ;;
     --steady)
       MODE=steady STEADY_S=1200
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then STEADY_S=$2; shift; fi ;;
@@ -84,7 +93,8 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs|--steady-backlog|--flow-future|--flow-figures)
+    --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
+    --ops-retention-history|--steady-retention)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;

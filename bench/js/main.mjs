@@ -12,6 +12,7 @@ import {
 } from './common.mjs';
 import { steadyMode } from './steady.mjs';
 import { flowMode } from './flow.mjs';
+import { opsMode } from './ops.mjs';
 import { httpLive } from './http_live.mjs';
 import { floorCols, startFloor } from './floor.mjs';
 
@@ -31,7 +32,8 @@ const o = parseArgs(process.argv.slice(2), {
   'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
   'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,live,drain,delay,inflight,latency',
   'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
-  'flow-future': '1000000', 'flow-figures': 'all',
+  'flow-future': '1000000', 'flow-figures': 'all', 'ops-figures': 'all', 'ops-history': '1000000',
+  'ops-db-runs': '20000', 'ops-retention-history': '300000', 'steady-retention': '',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
@@ -102,6 +104,10 @@ async function check(fn, n) {
 
 async function runSqlFile(name) {
   await ctl.query(fs.readFileSync(path.join(BENCH, 'sql', name), 'utf8'));
+}
+
+async function runSqlFileOn(client, name) {
+  await client.query(fs.readFileSync(path.join(BENCH, 'sql', name), 'utf8'));
 }
 
 async function workerCount() {
@@ -1199,6 +1205,9 @@ try {
   } else if (o.mode === 'flow') {
     await flowMode({ q, val, log, emit, o, W, N, PIPELINE, results, peers, setWorkers, applyConfig, waitZero, PW_LEFT,
       pwDiagnose, failText, check, peerDrain });
+  } else if (o.mode === 'ops') {
+    await opsMode({ q, val, log, emit, o, W, N, PIPELINE, results, setWorkers, waitZero, PW_LEFT, pwDiagnose, failText,
+      runSqlFileOn });
   } else if (o.mode === 'steady') {
     await steadyMode({ q, val, log, emit, o, W, N, PIPELINE, results, pwConfigs, BUILD, pwDrain, setWorkers,
       applyConfig, waitZero, PW_LEFT, pwDiagnose, failText, check });

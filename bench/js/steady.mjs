@@ -21,9 +21,15 @@ export async function steadyMode(h) {
   log(`steady: fresh-table drain ${fmt(fresh.rps)} runs/s (${h.N} runs); now ${seconds} s of continuous load ` +
     `(backlog kept at ${backlog}-${2 * backlog} runs), one line per ${WINDOW_S} s`);
 
-  // 2. Continuous load on tables that keep every finished run (no retention yet).
+  // 2. Continuous load; finished runs kept (the default: 7 days) or deleted after --steady-retention.
   await h.setWorkers(0);
   await h.applyConfig(cfg);
+  const retention = o['steady-retention'];
+  if (retention) {
+    await q(`ALTER SYSTEM SET pipeline_worker.retention = '${retention.replace(/'/g, "''")}'`);
+    await q('SELECT pg_reload_conf()');
+    log(`steady: pipeline_worker.retention = '${retention}'`);
+  }
   await q('TRUNCATE pipeline_worker.run_steps, pipeline_worker.runs RESTART IDENTITY');
   await h.setWorkers(W);
   const sub = await connect('pwbench-steady-submit');
@@ -72,7 +78,8 @@ export async function steadyMode(h) {
         FROM pg_stat_user_tables WHERE schemaname = 'pipeline_worker' AND relname IN ('runs', 'run_steps')`))
       .rows.map((r) => [r.relname, r]));
     const mb = (x) => fmt(Number(x) / 1048576, 1);
-    const w = { k, rps, p50: Number(lat[0]), p99: Number(lat[1]) };
+    const w = { k, rps, p50: Number(lat[0]), p99: Number(lat[1]),
+      runsMb: fmt((Number(st.runs?.heap) + Number(st.runs?.idx) + Number(st.run_steps?.heap) + Number(st.run_steps?.idx)) / 1048576, 1) };
     windows.push(w);
     emit(`runner=pipeline_worker config=${cfg} mode=steady window=${k} t_s=${fmt((t - t0) / 1000, 0)} ` +
       `runs_per_s=${fmt(rps)} pct_of_fresh=${fmt((100 * rps) / fresh.rps)} ` +
@@ -96,8 +103,14 @@ export async function steadyMode(h) {
   }
   await sampler.end();
   await h.setWorkers(0);
+  if (retention) {
+    await q('ALTER SYSTEM RESET pipeline_worker.retention');
+    await q('SELECT pg_reload_conf()');
+  }
   if (verified === 'ok') {
-    const v = await h.check('pwbench.verify', submitted);
+    // with retention, the runs left are checked (the others were deleted once finished and expired)
+    const left = retention ? Number(await val('SELECT count(*) FROM pipeline_worker.runs')) : submitted;
+    const v = await h.check('pwbench.verify', left);
     if (v !== 'ok') verified = h.failText(v);
   }
   const rates = windows.map((w) => w.rps).sort((a, b) => a - b);
@@ -112,7 +125,8 @@ export async function steadyMode(h) {
     `runs=${submitted} fresh_runs_per_s=${fmt(fresh.rps)} min_window_pct=${fmt(minPct)} median_window_pct=${fmt(medPct)} ` +
     `windows_below_80pct=${below} target=${below === 0 ? 'met' : 'MISSED'} window1_runs_per_s=${fmt(first)} ` +
     `min_window_pct_of_window1=${fmt((100 * rates[0]) / first)} windows_below_80pct_of_window1=${belowFirst} ` +
-    `workers=${W} so=${h.BUILD.so} verified=${verified}`);
+    `workers=${W} retention=${retention || 'default'} runs_mb_first=${windows[0].runsMb} ` +
+    `runs_mb_last=${windows.at(-1).runsMb} so=${h.BUILD.so} verified=${verified}`);
   results.push({ runner: 'pipeline_worker', mode: 'steady', verified });
   log(`steady: ${submitted} runs; windows at ${fmt(minPct)}-${fmt((100 * rates.at(-1)) / fresh.rps)} % of the fresh ` +
     `drain (median ${fmt(medPct)} %), ${below} below 80 %`);
