@@ -7,13 +7,18 @@
 # exactly once, results are exact, exactly one succeeded run_steps row per (run, position), no run stuck.
 # The runs use the 0.2 flow control: half of them go to a pipeline with concurrency limits (pipeline-wide and per
 # key, so runs are parked and put back while the faults land), all have priorities and idempotency keys, every
-# seventh waits for a run_at a moment ahead (the timer brings it in).
+# seventh waits for a run_at a moment ahead (the timer brings it in). Two databases are served
+# (pipeline_worker.databases), each with its own runs: the workers move between them while the faults land.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 RUNS=${PW_FAULT_RUNS:-2000}
 
-PW_WORKERS=6 pw_cluster_start faults "restart_after_crash = on" "pipeline_worker.recovery_interval_ms = 500"
-pw_psql <<'SQL' || pw_die "setup failed"
+PW_WORKERS=6 pw_cluster_start faults "restart_after_crash = on" "pipeline_worker.recovery_interval_ms = 500" \
+    "pipeline_worker.databases = 'postgres, faults_b'"
+DBS="postgres faults_b"
+pw_psql -c "CREATE DATABASE faults_b" >/dev/null || pw_die "CREATE DATABASE faults_b"
+for db in $DBS; do
+pw_psql -d "$db" >/dev/null <<'SQL' || pw_die "setup failed"
 CREATE EXTENSION pipeline_worker;
 -- side effects without a unique key: a duplicate execution would show up as a count of 2
 CREATE TABLE fx (run_id bigint NOT NULL, step int NOT NULL, at timestamptz DEFAULT clock_timestamp());
@@ -31,12 +36,17 @@ SELECT pipeline_worker.create_pipeline('faulty_lim', '[{"name": "s1", "function"
     {"name": "s2", "function": "fstep"}, {"name": "s3", "function": "fstep"}]',
     '{"concurrency": 4, "concurrency_per_key": 2}');
 SQL
+done
 
 # psql that survives the server being down for a moment (crash recovery, restart): retries for up to 20 s
 psql_retry() { pw_retry 20 pw_psql "$@"; }
 
-submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
+submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i, in each database
     # (a retry after the server went away creates nothing twice: the idempotency keys)
+    local db
+    for db in $DBS; do PGDATABASE=$db submit_in "$1"; done
+}
+submit_in() {
     psql_retry -c "SELECT count(pipeline_worker.create_run(CASE WHEN g % 2 = 0 THEN 'faulty' ELSE 'faulty_lim' END,
                      jsonb_build_object('value', $1 * 100000 + g, 'phase', $1), priority => g % 10,
                      run_at => CASE WHEN g % 7 = 0 THEN clock_timestamp() + (g % 10) * interval '100 ms' END,
@@ -44,7 +54,11 @@ submit() {  # $1 = phase tag: RUNS runs with input value = phase*100000 + i
                    FROM generate_series(1, $RUNS) g" >/dev/null
 }
 
-verify() {  # $1 = phase tag, $2 = description
+verify() {  # $1 = phase tag, $2 = description: in each database
+    local db
+    for db in $DBS; do PGDATABASE=$db verify_in "$1" "$2 [$db]"; done
+}
+verify_in() {
     local phase=$1 what=$2 left
     left=$(pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')" 0.3) \
         || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
@@ -67,8 +81,9 @@ verify() {  # $1 = phase tag, $2 = description
           WHERE r.input->>'phase' = '$phase' AND s.status <> 'succeeded'"
 }
 
-in_progress() {  # how many of this phase's runs are done
-    psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$1' AND status = 'succeeded'"
+in_progress() {  # how many of this phase's runs are done (both databases)
+    echo $(( $(PGDATABASE=postgres psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$1' AND status = 'succeeded'") \
+           + $(PGDATABASE=faults_b psql_retry -c "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$1' AND status = 'succeeded'") ))
 }
 
 # ---------------------------------------------------------------- A: SIGKILL
@@ -80,7 +95,7 @@ for i in $(seq 1 6); do
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
 done
 done_at_kill=$(in_progress 1)
-pw_info "A: $kills SIGKILLs; $done_at_kill/$RUNS runs done at the last kill"
+pw_info "A: $kills SIGKILLs; $done_at_kill/$((2 * RUNS)) runs done at the last kill"
 [ "$kills" -ge 3 ] && pw_ok "A: killed workers with SIGKILL $kills times mid-load" || pw_fail "A: could not kill workers ($kills)"
 verify 1 "A (SIGKILL)"
 pw_check "A: crash recovery happened" "yes" "$(grep -q 'terminated by signal 9' "$PW_LOG" && echo yes || echo no)"
@@ -94,7 +109,7 @@ for i in $(seq 1 10); do
                          WHERE backend_type = 'pipeline_worker' AND state = 'active' ORDER BY random() LIMIT 1) s")
     terms=$((terms + ${t:-0}))
 done
-pw_info "B: $terms workers terminated; $(in_progress 2)/$RUNS runs done at the last one"
+pw_info "B: $terms workers terminated; $(in_progress 2)/$((2 * RUNS)) runs done at the last one"
 [ "$terms" -ge 5 ] && pw_ok "B: terminated workers $terms times mid-load" || pw_fail "B: could not terminate workers ($terms)"
 verify 2 "B (pg_terminate_backend)"
 pw_check_sql "B: workers are back" "6" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
@@ -107,7 +122,7 @@ for i in 1 2; do
     pw_info "C: immediate stop $i; restarting"
     pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "C: restart failed"
 done
-pw_info "C: $(in_progress 3)/$RUNS runs done after the restarts"
+pw_info "C: $(in_progress 3)/$((2 * RUNS)) runs done after the restarts"
 verify 3 "C (pg_ctl stop -m immediate)"
 
 # ---------------------------------------------------------------- a claim by a session that disconnects
