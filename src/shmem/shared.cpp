@@ -207,7 +207,7 @@ void wake_workers_in(Oid dboid, int n) {
     for (int i = 0; i < g_state->nslots && n > 0; i++) {
         Slot *s = &g_state->slots[i];
         if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
-        any = true;
+        if (pg_atomic_read_u32(&s->retire) == 0) any = true;  // (a leaving worker claims nothing more)
         if (s->pid != 0 && s->latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
             // claim the wake-up so that concurrent committers wake different workers
             uint32 expected = 1;

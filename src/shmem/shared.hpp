@@ -30,7 +30,8 @@ enum : uint32 { kExtUnknown = 0, kExtPresent = 1, kExtAbsent = 2 };
 struct DbState {
     pg_atomic_uint32 dboid;            // 0: a free entry
     pg_atomic_uint32 extension;        // kExt*: whether CREATE EXTENSION pipeline_worker was run there
-    pg_atomic_uint32 wanted;           // work was committed while no worker served the database
+    pg_atomic_uint32 wanted;           // work may wait with no worker to see it (committed while none served the
+                                       // database, or left by a worker that was moved): cleared by the next claim
     pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once
     pg_atomic_uint64 claim_hint;       // just past the highest queue key claimed: where hinted claims start
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none

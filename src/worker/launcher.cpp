@@ -235,7 +235,7 @@ class Launcher {
                 retire(dboid, current);  // everything there leaves
                 continue;
             }
-            if (pg_atomic_exchange_u32(&d->wanted, 0) != 0) n.busy_until = now + kBusyMs * 1000;
+            if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
             TimestampTz due = ts(&d->next_retry_due);
             bool active = ext == shared::kExtUnknown || n.busy_until > now || after(now, ts(&d->last_claim), kBusyMs) ||
                           pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);

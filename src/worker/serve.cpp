@@ -228,6 +228,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         claims_since_full = 0;
     }
     if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
+    if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
     int64 top = 0;
     for (int i = 0; i < n; i++) top = queue_position(runs[i], version) > top ? queue_position(runs[i], version) : top;
     uint64 cur = pg_atomic_read_u64(&st->claim_hint);

@@ -150,6 +150,7 @@ struct LoopState {
     TimestampTz last_count = 0;
     bool recheck_extension = false;
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
+    bool busy = false;     // the last round handled work
 };
 
 // An error outside a run, in PG_CATCH: reported -- unless DROP EXTENSION committed under the worker (its tables
@@ -289,10 +290,16 @@ void worker_main(Datum arg) {
         ResetLatch(MyLatch);
         if (retiring()) {
             claims_stopped = true;
-            if (httpq::pending() == 0) proc_exit(0);  // nothing in flight: the slot is free for the launcher
+            if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
+                // busy until now: work may be left that no other worker of this database sees
+                shared::DbState *d = shared::db();
+                if (d != nullptr && ls.busy && shared::workers_in(MyDatabaseId) <= 1) pg_atomic_write_u32(&d->wanted, 1);
+                proc_exit(0);
+            }
         }
         set_idle(httpq::pending() < httpq::capacity());
         int handled = work_once(&ls);
+        ls.busy = handled > 0;
         if (handled == 0) sleep_idle(&ls, waits);
         set_idle(false);
     }

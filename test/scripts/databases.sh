@@ -159,6 +159,22 @@ pw_check "'*': db_x's waiting run is executed" succeeded "$(dbq db_x "SELECT pip
 n=$(dbq db_copy "SELECT pipeline_worker.create_run('p', '{}')")
 pw_check "'*': the copy db_copy is served too" succeeded "$(dbq db_copy "SELECT pipeline_worker.wait_run($n, '10 s')")"
 pw_check "'*': db_c (extension dropped) has no worker" 0 "$(workers_in db_c)"
+# ---------------------------------------------------------------- fewer workers than busy databases: turns
+pw_set_conf pipeline_worker.workers 1 || pw_fail "setting workers = 1"
+pw_wait_workers 1 10 >/dev/null || pw_fail "workers = 1: not 1 worker"
+for db in db_a db_x db_copy; do
+    dbq $db "SELECT count(*) FROM pipeline_worker.create_runs('p', (SELECT jsonb_agg(jsonb_build_object('sleep', 0.01, 'turn', 1))
+                                                           FROM generate_series(1, 150)))" >/dev/null
+done
+start=$(pw_now)
+for db in db_a db_x db_copy; do
+    PGDATABASE=$db pw_wait_sql 0 40 "SELECT count(*) FROM pipeline_worker.runs WHERE input ? 'turn' AND status <> 'succeeded'" 0.5 >/dev/null \
+        || pw_fail "one worker, three busy databases: $db not drained"
+done
+pw_info "one worker, three databases with 150 runs of 10 ms each: all drained after $(pw_elapsed "$start") s"
+pw_ok "one worker takes turns: none of three busy databases is starved"
+pw_reset_conf pipeline_worker.workers
+
 out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.databases = 'a,,b'" 2>&1)
 case "$out" in *"invalid value"*) pw_ok "an empty name in the list is refused";; *) pw_fail "databases = 'a,,b': $out";; esac
 pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
