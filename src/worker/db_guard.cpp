@@ -4,6 +4,7 @@
 
 extern "C" {
 #include "commands/defrem.h"
+#include "commands/tablespace.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 }
@@ -26,35 +27,81 @@ constexpr int kMaxHeld = 8;
 Held held[kMaxHeld];
 int held_count = 0;
 
-// The database the command needs alone, or nullptr. *copy: it is copied (CREATE DATABASE ... TEMPLATE).
-const char *needed_alone(Node *stmt, bool *copy) {
-    *copy = nodeTag(stmt) == T_CreatedbStmt;
+// A command that needs a database alone, as far as deciding whether it may succeed goes.
+struct Needs {
+    const char *name = nullptr;        // the database it needs alone; nullptr: none
+    const char *new_name = nullptr;    // RENAME TO / CREATE DATABASE: a name that must be free
+    const char *tablespace = nullptr;  // SET TABLESPACE: one the caller must be allowed to create in
+    bool copy = false;                 // CREATE DATABASE ... TEMPLATE
+    bool in_block_ok = false;          // RENAME may run in a transaction block; the others refuse to
+};
+
+Needs needed_alone(Node *stmt) {
+    Needs n;
     switch (nodeTag(stmt)) {
         case T_DropdbStmt:
-            return castNode(DropdbStmt, stmt)->dbname;
+            n.name = castNode(DropdbStmt, stmt)->dbname;
+            break;
         case T_RenameStmt: {
             RenameStmt *r = castNode(RenameStmt, stmt);
-            return r->renameType == OBJECT_DATABASE ? r->subname : nullptr;
+            if (r->renameType != OBJECT_DATABASE) break;
+            n.name = r->subname;
+            n.new_name = r->newname;
+            n.in_block_ok = true;
+            break;
         }
         case T_CreatedbStmt: {
+            CreatedbStmt *c = castNode(CreatedbStmt, stmt);
+            n.name = "template1";
+            n.new_name = c->dbname;
+            n.copy = true;
             ListCell *lc;
-            foreach (lc, castNode(CreatedbStmt, stmt)->options) {
+            foreach (lc, c->options) {
                 DefElem *d = lfirst_node(DefElem, lc);
-                if (strcmp(d->defname, "template") == 0 && d->arg != nullptr) return defGetString(d);
+                if (strcmp(d->defname, "template") == 0 && d->arg != nullptr) n.name = defGetString(d);
             }
-            return "template1";
+            break;
         }
         case T_AlterDatabaseStmt: {
             ListCell *lc;
             foreach (lc, castNode(AlterDatabaseStmt, stmt)->options) {
                 DefElem *d = lfirst_node(DefElem, lc);
-                if (strcmp(d->defname, "tablespace") == 0) return castNode(AlterDatabaseStmt, stmt)->dbname;
+                if (strcmp(d->defname, "tablespace") == 0 && d->arg != nullptr) {
+                    n.name = castNode(AlterDatabaseStmt, stmt)->dbname;
+                    n.tablespace = defGetString(d);
+                }
             }
-            return nullptr;
+            break;
         }
         default:
-            return nullptr;
+            break;
     }
+    return n;
+}
+
+// Whether the command will pass PostgreSQL's own checks on privileges and names (it checks them again): a role
+// that may not drop, rename, move or copy the database must not be able to make the workers leave it -- not even
+// its owner with a command that is refused.
+bool may(const Needs &n, Oid dboid) {
+    if (IsTransactionBlock() && !n.in_block_ok) return false;
+    if (n.new_name != nullptr && OidIsValid(get_database_oid(n.new_name, true))) return false;
+    bool owner = pg_database_ownercheck(dboid, GetUserId());
+    if (n.copy) {
+        if (!have_createdb_privilege()) return false;
+        if (owner) return true;
+        HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+        if (!HeapTupleIsValid(tup)) return false;
+        bool is_template = ((Form_pg_database)GETSTRUCT(tup))->datistemplate;
+        ReleaseSysCache(tup);
+        return is_template;
+    }
+    if (!owner) return false;
+    if (n.new_name != nullptr) return have_createdb_privilege();  // RENAME needs CREATEDB too
+    if (n.tablespace != nullptr) {
+        Oid ts = get_tablespace_oid(n.tablespace, true);
+        return OidIsValid(ts) && pg_tablespace_aclcheck(ts, GetUserId(), ACL_CREATE) == ACLCHECK_OK;
+    }
+    return true;  // DROP DATABASE: its owner
 }
 
 // pids of live workers in the database (the slot's worker may still be starting: pid 0 then, slot taken)
@@ -100,26 +147,13 @@ void release(shared::DbState *d, Oid dboid) {
     shared::wake_launcher();
 }
 
-// Whether the command will be allowed (checked again by PostgreSQL): a role that may not drop, rename or copy the
-// database must not be able to make the workers leave it.
-bool may(Oid dboid, bool copy) {
-    if (pg_database_ownercheck(dboid, GetUserId())) return !copy || have_createdb_privilege();
-    if (!copy || !have_createdb_privilege()) return false;
-    HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
-    if (!HeapTupleIsValid(tup)) return false;
-    bool is_template = ((Form_pg_database)GETSTRUCT(tup))->datistemplate;
-    ReleaseSysCache(tup);
-    return is_template;
-}
-
 void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, ProcessUtilityContext context,
                 ParamListInfo params, QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc) {
-    bool copy;
-    const char *name = needed_alone(pstmt->utilityStmt, &copy);
-    // DROP, CREATE and ALTER ... SET TABLESPACE refuse to run in a transaction block: nothing to make room for
-    if (name != nullptr && nodeTag(pstmt->utilityStmt) != T_RenameStmt && IsTransactionBlock()) name = nullptr;
+    Needs needs = needed_alone(pstmt->utilityStmt);
+    const char *name = needs.name;
     Oid dboid = name != nullptr ? get_database_oid(name, true) : InvalidOid;
-    shared::DbState *d = OidIsValid(dboid) && may(dboid, copy) ? shared::db(dboid) : nullptr;
+    shared::DbState *d = OidIsValid(dboid) ? shared::db(dboid) : nullptr;
+    if (d != nullptr && !may(needs, dboid)) d = nullptr;
     if (d != nullptr) evict(d, dboid, name);
     PG_TRY();
     {
