@@ -114,50 +114,73 @@ CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state tex
 
 -- ---------------------------------------------------------------- statistics and metrics
 
--- Unfinished runs by pipeline: what pipeline_stats and metrics() count (finished runs cost them nothing).
-CREATE INDEX runs_unfinished_idx ON pipeline_worker.runs (pipeline_id, status) INCLUDE (run_at, created_at)
-    WHERE status IN ('pending', 'running', 'waiting');
+-- What pipeline_stats and metrics() count, per pipeline, by index-only range scans (their cost follows the runs
+-- counted, not the table): unfinished runs (no unique column: btree deduplication keeps it small), the oldest pending
+-- ones, and finished ones by status and time. submitted_by and pipeline_owner are there for row-level security.
+CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, run_at, submitted_by, pipeline_owner)
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
+CREATE INDEX runs_stats_oldest_idx ON pipeline_worker.runs (pipeline_id, created_at)
+    INCLUDE (run_at, submitted_by, pipeline_owner) WHERE status = 'pending';
+CREATE INDEX runs_stats_finished_idx ON pipeline_worker.runs (pipeline_id, status, finished_at)
+    INCLUDE (started_at, submitted_by, pipeline_owner) WHERE status IN ('succeeded', 'failed', 'cancelled');
+-- index-only scans need the visibility map: vacuum after bulk submissions too
+ALTER TABLE pipeline_worker.runs SET (autovacuum_vacuum_insert_scale_factor = 0.02);
 
--- One row per pipeline the caller may see; its runs as the caller may see them (row-level security applies:
--- security_invoker). Unfinished runs come from runs_unfinished_idx, those finished in the last hour from
--- runs_finished_idx.
+-- The same visibility as may_see_run(), written inline: a SQL function with SET search_path cannot be inlined and
+-- cost ~2.5 us per row (2.5 s for a million runs) for every role but superusers.
+ALTER POLICY runs_visible ON pipeline_worker.runs
+    USING ((SELECT pipeline_worker.is_admin()) OR pipeline_worker.has_role(submitted_by::oid)
+           OR pipeline_worker.has_role(pipeline_owner::oid));
+
+-- One row per pipeline the caller may see, counting the runs the caller may see (security_invoker: row-level
+-- security applies). Each count is its own index range scan. The duration percentiles are those of the latest
+-- 1,000 runs finished in the last hour (exact up to 1,000; a bounded sample of a busier hour).
 CREATE VIEW pipeline_worker.pipeline_stats WITH (security_invoker = true) AS
 SELECT p.name AS pipeline,
-       COALESCE(u.pending, 0) AS pending,
-       COALESCE(u.scheduled, 0) AS scheduled,
-       COALESCE(u.running, 0) AS running,
-       COALESCE(u.waiting, 0) AS waiting,
-       COALESCE(f.succeeded_1h, 0) AS succeeded_1h,
-       COALESCE(f.failed_1h, 0) AS failed_1h,
-       COALESCE(f.cancelled_1h, 0) AS cancelled_1h,
-       pg_catalog.now() - u.oldest_pending AS oldest_pending_age,
-       f.p50_duration_1h,
-       f.p95_duration_1h,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)
+     + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) AS pending,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'running') AS running,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'waiting') AS waiting,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'succeeded'
+           AND r.finished_at > pg_catalog.now() - interval '1 hour') AS succeeded_1h,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'failed'
+           AND r.finished_at > pg_catalog.now() - interval '1 hour') AS failed_1h,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'cancelled'
+           AND r.finished_at > pg_catalog.now() - interval '1 hour') AS cancelled_1h,
+       pg_catalog.now() - (SELECT r.created_at FROM pipeline_worker.runs r
+                            WHERE r.pipeline_id = p.id AND r.status = 'pending'
+                              AND NOT COALESCE(r.run_at > pg_catalog.now(), false)
+                            ORDER BY r.created_at LIMIT 1) AS oldest_pending_age,
+       d.pct[1] AS p50_duration_1h,
+       d.pct[2] AS p95_duration_1h,
        p.paused
   FROM pipeline_worker.pipelines p
-  LEFT JOIN (SELECT r.pipeline_id,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'pending'
-                                                  AND NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS pending,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'running') AS running,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'waiting') AS waiting,
-                    pg_catalog.min(r.created_at) FILTER (WHERE r.status = 'pending'
-                                                  AND NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS oldest_pending
-               FROM pipeline_worker.runs r
-              WHERE r.status IN ('pending', 'running', 'waiting')
-              GROUP BY r.pipeline_id) u ON u.pipeline_id = p.id
-  LEFT JOIN (SELECT r.pipeline_id,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded_1h,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'failed') AS failed_1h,
-                    pg_catalog.count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled_1h,
-                    pg_catalog.percentile_disc(0.5) WITHIN GROUP (ORDER BY r.finished_at - r.started_at)
-                        AS p50_duration_1h,
-                    pg_catalog.percentile_disc(0.95) WITHIN GROUP (ORDER BY r.finished_at - r.started_at)
-                        AS p95_duration_1h
-               FROM pipeline_worker.runs r
-              WHERE r.status IN ('succeeded', 'failed', 'cancelled')
-                AND r.finished_at > pg_catalog.now() - interval '1 hour'
-              GROUP BY r.pipeline_id) f ON f.pipeline_id = p.id;
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY s.duration) AS pct
+         FROM ((SELECT r.finished_at, r.finished_at - r.started_at AS duration FROM pipeline_worker.runs r
+                 WHERE r.pipeline_id = p.id AND r.status = 'succeeded'
+                   AND r.finished_at > pg_catalog.now() - interval '1 hour'
+                 ORDER BY r.finished_at DESC LIMIT 1000)
+               UNION ALL
+               (SELECT r.finished_at, r.finished_at - r.started_at FROM pipeline_worker.runs r
+                 WHERE r.pipeline_id = p.id AND r.status = 'failed'
+                   AND r.finished_at > pg_catalog.now() - interval '1 hour'
+                 ORDER BY r.finished_at DESC LIMIT 1000)
+               UNION ALL
+               (SELECT r.finished_at, r.finished_at - r.started_at FROM pipeline_worker.runs r
+                 WHERE r.pipeline_id = p.id AND r.status = 'cancelled'
+                   AND r.finished_at > pg_catalog.now() - interval '1 hour'
+                 ORDER BY r.finished_at DESC LIMIT 1000)
+               ORDER BY 1 DESC LIMIT 1000) s) d;
 GRANT SELECT ON pipeline_worker.pipeline_stats TO PUBLIC;
 
 -- Prometheus: counters from shared memory (every database served), gauges of unfinished runs, workers.

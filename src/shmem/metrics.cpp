@@ -45,6 +45,7 @@ struct GaugeDb {
     uint64 epoch;
     TimestampTz at;
     int64 cost_us;
+    int64 unfinished;
 };
 
 struct Header {
@@ -121,7 +122,7 @@ GaugeDb *gauge_db(Oid dboid, bool create) {
     }
     if (!create) return nullptr;
     if (free_slot == nullptr) free_slot = &g_header->dbs[dboid % shared::kMaxDatabases];  // full: reuse one
-    *free_slot = GaugeDb{dboid, 0, 0, 0};
+    *free_slot = GaugeDb{dboid, 0, 0, 0, 0};
     return free_slot;
 }
 
@@ -190,18 +191,22 @@ void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, in
         d->epoch = epoch;
         d->at = at;
         d->cost_us = cost_us;
+        d->unfinished = 0;
+        for (int i = 0; i < n; i++) d->unfinished += g[i].pending + g[i].scheduled + g[i].running + g[i].waiting;
     }
     LWLockRelease(g_header->lock);
 }
 
-void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us) {
+void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished) {
     *at = 0;
     *cost_us = 0;
+    if (unfinished != nullptr) *unfinished = 0;
     if (g_header == nullptr) return;
     LWLockAcquire(g_header->lock, LW_SHARED);
     if (GaugeDb *d = gauge_db(dboid, false)) {
         *at = d->at;
         *cost_us = d->cost_us;
+        if (unfinished != nullptr) *unfinished = d->unfinished;
     }
     LWLockRelease(g_header->lock);
 }

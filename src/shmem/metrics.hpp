@@ -33,10 +33,11 @@ struct Gauges {
 };
 
 // Publishes one database's gauges as counted at `at` (pipelines not listed count as zero), unless a later count
-// was published meanwhile. cost_us: what counting took (the next counter decides from it whether to count again).
+// was published meanwhile. cost_us: what counting took (the lead worker counts less often when it is expensive).
 void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us);
 // When they were last published for dboid and what counting cost (0, 0: never).
-void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us);
+// unfinished: how many runs that count found (pending, scheduled, running, waiting).
+void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished = nullptr);
 
 // A copy of one entry, for reading.
 struct Snapshot {

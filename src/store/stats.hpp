@@ -9,8 +9,8 @@ namespace pw::store {
 
 // Counts now and publishes. Inside a transaction with a snapshot; SPI not connected.
 void refresh_gauges();
-// Whether a caller should count now rather than use the published gauges: counting is cheap (the last count
-// took < 2 ms) or the published ones are older than max_age_ms.
+// Whether a caller should count now rather than use the published gauges: counting is cheap (the last count found
+// at most 10,000 unfinished runs) or the published ones are older than max_age_ms.
 bool gauges_stale(long max_age_ms);
 
 }  // namespace pw::store
