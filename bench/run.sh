@@ -41,9 +41,9 @@
 #                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
 #   --steady-retention I   with --steady: pipeline_worker.retention during the load (e.g. '1 minute'): sizes flat
 #   --ops                  the 0.2 operations figures in one run (bench/js/ops.mjs): three databases with equal
-#                          backlogs of --ops-db-runs (20000) and 6 workers; W1 drain (max(--runs, 50000)) while
-#                          retention '1 minute' deletes --ops-retention-history (300000) expired runs, against
-#                          retention off; pipeline_stats and metrics() with --ops-history (1000000) runs finished
+#                          backlogs of --ops-db-runs (20000) and 6 workers; W1 drain (max(--runs, 200000)) with
+#                          retention '1 second' deleting runs as they expire (plus --ops-retention-history (0)
+#                          runs expired before), against retention off; pipeline_stats and metrics() with --ops-history (1000000) runs finished
 #                          over an hour ago, within the hour, and pending; purge_runs of those runs while W1 drains;
 #                          --ops-figures LIST (all) picks some of: databases,retention,stats,purge
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node

@@ -24,7 +24,7 @@ namespace {
 
 constexpr long kRestartBackoffMs = 1000;  // minimum time between two starts of one slot
 constexpr long kBusyMs = 2000;            // a database that claimed runs this recently is busy
-constexpr long kTenureMs = 5000;          // with more busy databases than workers: how long one keeps its worker
+constexpr long kTenureMs = 1000;          // with more busy databases than workers: how long one keeps its worker
 constexpr long kReprobeMs = 30000;        // a listed database without the extension is looked at again after this
 
 struct LauncherSlot {
