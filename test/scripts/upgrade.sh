@@ -111,4 +111,11 @@ else
     pw_ok "updated and fresh 0.2 define the same columns, indexes, functions, constraints, policies and grants"
 fi
 pw_check "the description covers the 0.2 objects" 1 "$(grep -c 'create_runs' "$PW_CLUSTER_DIR/fresh.txt")"
+# the updated database's 0.1 runs in the 0.2 views and metrics
+pw_check_sql "pipeline_stats counts the runs made under 0.1 and after" t \
+    "SELECT sum(succeeded_1h) = (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'
+                                   AND finished_at > now() - interval '1 hour') AND sum(succeeded_1h) > 0
+       FROM pipeline_worker.pipeline_stats"
+pw_check_sql "metrics() works in the updated database (workers gauge of the database)" t \
+    "SELECT pipeline_worker.metrics() LIKE '%pipeline_worker_workers{database=\"postgres\",state=\"idle\"}%'"
 pw_finish
