@@ -123,8 +123,14 @@ CREATE INDEX runs_stats_oldest_idx ON pipeline_worker.runs (pipeline_id, created
     INCLUDE (run_at, submitted_by, pipeline_owner) WHERE status = 'pending';
 CREATE INDEX runs_stats_finished_idx ON pipeline_worker.runs (pipeline_id, status, finished_at)
     INCLUDE (started_at, submitted_by, pipeline_owner) WHERE status IN ('succeeded', 'failed', 'cancelled');
--- index-only scans need the visibility map: vacuum after bulk submissions too
-ALTER TABLE pipeline_worker.runs SET (autovacuum_vacuum_insert_scale_factor = 0.02);
+-- Index-only scans need the visibility map: vacuum after bulk submissions too. And with retention, every run is
+-- inserted, updated and deleted (and its steps inserted and deleted) within minutes: autovacuum at its default cost
+-- limits fell behind by millions of dead rows in a steady W1 load with retention '1 minute' and the tables grew
+-- without end (bench --steady --steady-retention); unthrottled on these two tables it keeps them flat.
+ALTER TABLE pipeline_worker.runs SET (autovacuum_vacuum_insert_scale_factor = 0.02,
+                                      autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE pipeline_worker.run_steps SET (autovacuum_vacuum_insert_scale_factor = 0.05,
+                                           autovacuum_vacuum_cost_delay = 0);
 
 -- The same visibility as may_see_run(), written inline: a SQL function with SET search_path cannot be inlined and
 -- cost ~2.5 us per row (2.5 s for a million runs) for every role but superusers.
