@@ -68,6 +68,7 @@ const char *db_name(Oid dboid) {
 
 // Every sample, grouped by family (kFamilies' order), then database and pipeline.
 Collector collect() {
+    metrics::note_scrape();  // the lead workers keep the gauges counted while scrapes come
     // this database's gauges: counted now when cheap or old (the count is published for the others to read)
     if (shared::state() != nullptr && store::gauges_stale(kGaugeMaxAgeMs)) store::refresh_gauges();
     metrics::Snapshot *snaps;

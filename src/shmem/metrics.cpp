@@ -50,6 +50,7 @@ struct GaugeDb {
 
 struct Header {
     LWLock *lock;
+    pg_atomic_uint64 last_scrape;  // TimestampTz of the latest metrics() / metric_samples(), 0: none
     bool warned_full;
     GaugeDb dbs[shared::kMaxDatabases];
 };
@@ -197,6 +198,16 @@ void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, in
     LWLockRelease(g_header->lock);
 }
 
+void note_scrape() {
+    if (g_header != nullptr) pg_atomic_write_u64(&g_header->last_scrape, static_cast<uint64>(GetCurrentTimestamp()));
+}
+
+bool scraped_within(long ms) {
+    if (g_header == nullptr) return false;
+    TimestampTz at = static_cast<TimestampTz>(pg_atomic_read_u64(&g_header->last_scrape));
+    return at != 0 && !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), ms);
+}
+
 void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished) {
     *at = 0;
     *cost_us = 0;
@@ -261,6 +272,7 @@ void shmem_startup() {
     if (!found) {
         memset(g_header, 0, sizeof(Header));
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker metrics"))->lock;
+        pg_atomic_init_u64(&g_header->last_scrape, 0);
     }
     HASHCTL info;
     memset(&info, 0, sizeof(info));

@@ -39,6 +39,11 @@ void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, in
 // unfinished: how many runs that count found (pending, scheduled, running, waiting).
 void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished = nullptr);
 
+// metrics() / metric_samples() were called (by any database); whether that happened within the last ms
+// milliseconds. The lead workers count the gauges only while someone reads them.
+void note_scrape();
+bool scraped_within(long ms);
+
 // A copy of one entry, for reading.
 struct Snapshot {
     Oid dboid;

@@ -144,6 +144,20 @@ int workers_in(Oid dboid) {
     return n;
 }
 
+void signal_workers_in(Oid dboid, bool terminate) {
+    if (g_state == nullptr) return;
+    for (int i = 0; i < g_state->nslots; i++) {
+        Slot *s = &g_state->slots[i];
+        if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
+        if (terminate) {
+            if (s->pid != 0) (void)kill(s->pid, SIGTERM);
+        } else {
+            pg_atomic_write_u32(&s->retire, 1);
+            if (s->latch != nullptr) SetLatch(s->latch);
+        }
+    }
+}
+
 void wake_launcher() {
     if (g_state != nullptr && g_state->launcher_latch != nullptr) SetLatch(g_state->launcher_latch);
 }

@@ -1,5 +1,5 @@
 // Retention: finished runs (succeeded, failed, cancelled) older than their pipeline's "retention" option, else
-// pipeline_worker.retention, are deleted with their step rows -- by worker 0 in the background, in batches.
+// pipeline_worker.retention, are deleted with their step rows -- by each database's lead worker in the background, in batches.
 #pragma once
 
 #include "pg/pg.hpp"

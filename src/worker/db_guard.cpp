@@ -104,34 +104,17 @@ bool may(const Needs &n, Oid dboid) {
     return true;  // DROP DATABASE: its owner
 }
 
-// pids of live workers in the database (the slot's worker may still be starting: pid 0 then, slot taken)
-int workers_there(shared::State *st, Oid dboid, bool terminate) {
-    int n = 0;
-    for (int i = 0; i < st->nslots; i++) {
-        shared::Slot *s = &st->slots[i];
-        if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
-        n++;
-        if (terminate && s->pid != 0) (void)kill(s->pid, SIGTERM);
-    }
-    return n;
-}
-
 // Marks the database as being left and waits until the workers are out of it.
 void evict(shared::DbState *d, Oid dboid, const char *name) {
-    shared::State *st = shared::state();
     TimestampTz now = GetCurrentTimestamp();
     pg_atomic_write_u64(&d->evict_until, static_cast<uint64>(now + kEvictHoldSecs * USECS_PER_SEC));
-    for (int i = 0; i < st->nslots; i++) {
-        shared::Slot *s = &st->slots[i];
-        if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
-        pg_atomic_write_u32(&s->retire, 1);
-        if (s->latch != nullptr) SetLatch(s->latch);
-    }
+    shared::signal_workers_in(dboid, false);
     shared::wake_launcher();
     bool terminated = false;
-    for (long waited = 0; workers_there(st, dboid, false) > 0 && waited < kGraceMs + kLeaveMs; waited += 10) {
+    // (a slot counts until the launcher has seen its worker exit: one still starting is counted too)
+    for (long waited = 0; shared::workers_in(dboid) > 0 && waited < kGraceMs + kLeaveMs; waited += 10) {
         if (!terminated && waited >= kGraceMs) {
-            (void)workers_there(st, dboid, true);
+            shared::signal_workers_in(dboid, true);
             terminated = true;
             ereport(LOG, (errmsg("pipeline_worker: terminating the workers of database \"%s\" for %s", name,
                                  "a command that needs it alone"),

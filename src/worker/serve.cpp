@@ -96,7 +96,7 @@ void between_steps(void *arg) {
     }
 }
 
-// Sweeps when asked (the launcher saw a worker exit; start-up) and, on worker 0 only, every
+// Sweeps when asked (the launcher saw a worker exit; start-up) and, on the database's lead worker only, every
 // recovery_interval_ms as a safety net: one sweeper is enough, and the others stay out of the latency path.
 }  // namespace
 
@@ -118,9 +118,12 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic) {
 }
 
 // metrics()' gauges (the database's lead worker): counted every 5 s, or less often when counting is expensive
-// (at most 2 % of the time), so that a scrape finds them without counting a large backlog itself.
+// (at most 2 % of the time), so that a scrape finds them without counting a large backlog itself -- only while
+// metrics are read (a scrape in the last 10 minutes): a server nobody scrapes pays nothing.
+constexpr long kScrapedWithinMs = 10 * 60 * 1000;
+
 void maybe_count(TimestampTz *last, bool mine) {
-    if (!mine) return;
+    if (!mine || !metrics::scraped_within(kScrapedWithinMs)) return;
     TimestampTz at;
     int64 cost_us;
     metrics::gauges_age(MyDatabaseId, &at, &cost_us);
@@ -136,7 +139,7 @@ void maybe_count(TimestampTz *last, bool mine) {
     CommitTransactionCommand();
 }
 
-// Retention (worker 0, at most once a second): finished runs past their retention are deleted, 10,000 per
+// Retention (the database's lead worker, at most once a second): finished runs past their retention are deleted, 10,000 per
 // transaction, until none is left.
 void expire_rounds();
 

@@ -22,9 +22,10 @@ int serve_once(MemoryContext iter_ctx);
 int serve_answers(MemoryContext iter_ctx);
 // Puts runs of exited claimers back to pending when asked, and (periodic) every recovery_interval_ms.
 void maybe_recover(TimestampTz *last_sweep, bool periodic);
-// Counts the unfinished runs for metrics() (mine: this worker does it, the database's lead), every 5 s or less often.
+// Counts the unfinished runs for metrics() (mine: this worker does it, the database's lead), every 5 s or less
+// often, while metrics are being read.
 void maybe_count(TimestampTz *last, bool mine);
-// Deletes finished runs past their retention (mine: this worker does it, worker 0), at most once a second.
+// Deletes finished runs past their retention (mine: this worker does it, the database's lead), at most once a second.
 void maybe_expire(TimestampTz *last, bool mine);
 
 }  // namespace pw::worker

@@ -20,7 +20,7 @@ namespace pw::worker {
 namespace {
 
 constexpr long kExtensionPollMs = 1000;      // while waiting for CREATE EXTENSION
-constexpr long kIdleTimeoutMs = 1000;        // worker 0's idle safety net: periodic recovery sweep
+constexpr long kIdleTimeoutMs = 1000;        // the lead worker's idle safety net: periodic sweep
 constexpr long kIdleTimeoutOtherMs = 10000;  // other workers sleep until woken (work, a due retry, a dead worker)
 
 // Set by the SIGTERM handler when a step terminated its own backend; read by the executor through the hooks.
