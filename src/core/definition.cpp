@@ -7,6 +7,8 @@
 #include <cctype>
 #include <set>
 
+#include "graph.hpp"
+
 namespace pw::core {
 
 namespace {
@@ -18,7 +20,14 @@ constexpr int64_t kMaxDelayMs = 24LL * 3600 * 1000;
 constexpr int64_t kMaxTimeoutMs = 2147483647;
 
 const char *const kStepKeys =
-    "name, function, http, max_attempts, retry_delay_ms, timeout_ms, secret_headers, description";
+    "name, function, http, pipeline, sleep, wait_for, depends_on, if, map, max_parallel, max_attempts, retry_delay_ms, "
+    "timeout_ms, secret_headers, description";
+const char *const kMapHint =
+    "\"map\": true runs the step once per element of its prev (a JSON array), with \"item\" and \"index\" in its "
+    "context; \"max_parallel\" bounds how many of those tasks run at once.";
+const char *const kKindHint =
+    "A step has exactly one of \"function\": \"schema.fn\", \"http\": {\"url\": ...}, \"pipeline\": \"name\", "
+    "\"sleep\": \"5 minutes\" or \"wait_for\": \"event\".";
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
 const char *const kOptionKeys =
     "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
@@ -199,6 +208,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
 
     std::set<std::string> seen;
     bool have_function = false;
+    int kinds = 0;
     const json::Value *step_secrets = nullptr;  // "secret_headers" at the step level (same as inside "http")
     for (const auto &[key, val] : v.as_object()) {
         if (!seen.insert(key).second) throw DefinitionError(at + ": key " + json::quote(key) + " appears twice");
@@ -209,9 +219,56 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
                 throw DefinitionError(at + ": \"function\" must be a non-empty string naming a function");
             s.function = val.as_string();
             have_function = true;
+            kinds++;
         } else if (key == "http") {
             s.http = parse_http(val, at, stored);
             s.is_http = true;
+            s.kind = StepKind::Http;
+            kinds++;
+        } else if (key == "sleep") {
+            if (!val.is_string() || val.as_string().empty())
+                throw DefinitionError(at + ": \"sleep\" must be an interval as a JSON string",
+                                      "Example: \"sleep\": \"5 minutes\".");
+            s.sleep = val.as_string();
+            s.kind = StepKind::Sleep;
+            kinds++;
+        } else if (key == "wait_for") {
+            if (!val.is_string() || val.as_string().empty() || val.as_string().size() > kMaxNameLength)
+                throw DefinitionError(at + ": \"wait_for\" must be an event name (a non-empty string of at most " +
+                                          std::to_string(kMaxNameLength) + " characters)",
+                                      "Example: \"wait_for\": \"payment_received\", \"timeout_ms\": 86400000.");
+            s.wait_for = val.as_string();
+            s.kind = StepKind::WaitFor;
+            kinds++;
+        } else if (key == "depends_on") {
+            if (!val.is_array())
+                throw DefinitionError(at + ": \"depends_on\" must be an array of step names",
+                                      "Example: \"depends_on\": [\"a\", \"b\"]; [] makes the step a root.");
+            for (const auto &d : val.as_array()) {
+                if (!d.is_string() || d.as_string().empty())
+                    throw DefinitionError(at + ": \"depends_on\" must be an array of step names",
+                                          "Example: \"depends_on\": [\"a\", \"b\"]; [] makes the step a root.");
+                s.depends_on.push_back(d.as_string());
+            }
+            s.has_depends_on = true;
+        } else if (key == "if") {
+            if (!val.is_object())
+                throw DefinitionError(at + ": \"if\" must be a JSON object, not " + val.type_name(),
+                                      "The step runs only if its context contains that object (context @> if), "
+                                      "e.g. {\"prev\": {\"paid\": true}}.");
+            s.if_json = json::serialize(val);
+        } else if (key == "map") {
+            if (!val.is_bool()) throw DefinitionError(at + ": \"map\" must be true or false", kMapHint);
+            s.map = val.as_bool();
+        } else if (key == "max_parallel") {
+            s.max_parallel = int_in_range(val, at + ": \"max_parallel\"", 1, kMaxLimit);
+        } else if (key == "pipeline") {
+            if (!val.is_string() || val.as_string().empty())
+                throw DefinitionError(at + ": \"pipeline\" must name a pipeline (a non-empty string)",
+                                      "A \"pipeline\" step starts a child run of that pipeline with prev as its input.");
+            s.child = val.as_string();
+            s.kind = StepKind::Pipeline;
+            kinds++;
         } else if (key == "max_attempts") {
             s.max_attempts = int_in_range(val, at + ": \"max_attempts\"", 1, kMaxAttempts);
         } else if (key == "retry_delay_ms") {
@@ -227,7 +284,10 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     }
     if (have_function && s.is_http)
         throw DefinitionError(at + " has both \"function\" and \"http\"", "A step is either a function step or an http step.");
-    if (!have_function && !s.is_http)
+    if (kinds > 1)
+        throw DefinitionError(at + " has more than one of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
+                              kKindHint);
+    if (kinds == 0)
         throw DefinitionError(at + " has neither \"function\" nor \"http\"",
                               "Add \"function\": \"schema.fn\" or \"http\": {\"url\": ...}.");
     if (step_secrets != nullptr) {
@@ -241,6 +301,14 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         s.http.secret_headers = names;
     }
     if (s.is_http) check_secret_headers(s.http, at);
+    if (s.map && s.kind == StepKind::Pipeline)
+        throw DefinitionError(at + ": \"map\" over a \"pipeline\" step is not supported by this version of "
+                                   "pipeline_worker",
+                              "Map a function or http step, or start one child run whose steps map.");
+    if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http)
+        throw DefinitionError(at + ": \"map\" applies to function and http steps", kMapHint);
+    if (s.max_parallel != 0 && !s.map)
+        throw DefinitionError(at + ": \"max_parallel\" applies to map steps only", kMapHint);
     return s;
 }
 
@@ -323,6 +391,9 @@ Definition parse_definition(const std::string &steps_text, const std::string &op
             throw DefinitionError("duplicate step name " + json::quote(s.name), "Step names must be unique within a pipeline.");
         def.steps.push_back(std::move(s));
     }
+    StepGraph g = resolve_graph(def.steps);
+    def.deps = std::move(g.deps);
+    def.order = std::move(g.order);
     return def;
 }
 
@@ -332,6 +403,7 @@ std::string normalized_steps(const Definition &def, const std::vector<std::strin
     auto &items = steps.as_array();
     for (size_t i = 0; i < items.size(); ++i) {
         const StepSpec &spec = def.steps[i];
+        if (spec.kind != StepKind::Function && spec.kind != StepKind::Http) continue;
         if (!spec.is_http) {
             if (i < resolved.size()) items[i].set("function", json::Value::string(resolved[i]));
             continue;

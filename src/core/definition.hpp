@@ -31,10 +31,23 @@ constexpr int kDefaultHttpTimeoutMs = 10000;
 // Headers that frame the message or manage the connection: the HTTP client sets them, a step may not.
 bool is_client_managed_header(const char *name) noexcept;
 
+// What a step does (0.2 adds child pipelines and the waiting kinds).
+enum class StepKind { Function, Http, Sleep, WaitFor, Pipeline };
+
 struct StepSpec {
     std::string name;
     std::string function;   // as written (empty for HTTP steps)
     bool is_http = false;
+    StepKind kind = StepKind::Function;
+    // "depends_on": names; absent (has_depends_on false): the step before it in the array, none for the first
+    std::vector<std::string> depends_on;
+    bool has_depends_on = false;
+    std::string if_json;    // "if": a JSON object, serialised; empty: none
+    std::string sleep;      // "sleep": an interval (checked by the caller, with Postgres' interval input)
+    std::string wait_for;   // "wait_for": the event's name (its "timeout_ms": timeout_ms; 0 waits for ever)
+    std::string child;      // "pipeline": the child runs' pipeline
+    bool map = false;       // "map": once per element of prev (a task each)
+    int max_parallel = 0;   // "max_parallel" (map steps; 0: not set)
     HttpSpec http;
     int max_attempts = 0;    // 0: not set on the step
     int retry_delay_ms = -1; // -1: not set on the step
@@ -62,6 +75,8 @@ struct Options {
 struct Definition {
     std::vector<StepSpec> steps;
     Options options;
+    std::vector<std::vector<int>> deps;  // per step: indexes of the steps it depends on (core/graph.hpp)
+    std::vector<int> order;              // a topological order: each step after its dependencies, array order first
     json::Value steps_json;  // the parsed steps array (for normalisation)
 
     // Effective per-step settings: the step's own, else the pipeline options'.
@@ -69,7 +84,10 @@ struct Definition {
     int retry_delay_ms(size_t i) const {
         return steps[i].retry_delay_ms >= 0 ? steps[i].retry_delay_ms : options.retry_delay_ms;
     }
-    int timeout_ms(size_t i) const { return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms; }
+    int timeout_ms(size_t i) const {
+        if (steps[i].kind == StepKind::WaitFor) return steps[i].timeout_ms;  // the event's timeout: the step's own only
+        return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms;
+    }
     // An HTTP step's request timeout: the most specific one set -- "http": {"timeout_ms"}, the step's timeout_ms,
     // the pipeline options' timeout_ms -- else 10,000 ms.
     int http_timeout_ms(size_t i) const {

@@ -6,8 +6,10 @@
 
 namespace pw::core {
 
-enum class RunStatus { Pending, Running, Succeeded, Failed, Cancelled };
-enum class StepStatus { Running, Succeeded, Failed };
+// Waiting: sleeping or waiting for an event (0.2), holding no worker.
+enum class RunStatus { Pending, Running, Succeeded, Failed, Cancelled, Waiting };
+// Waiting: a sleep or event wait not over yet; Skipped: its "if" was not met (0.2).
+enum class StepStatus { Running, Succeeded, Failed, Waiting, Skipped };
 
 constexpr const char *to_text(RunStatus s) noexcept {
     switch (s) {
@@ -16,6 +18,7 @@ constexpr const char *to_text(RunStatus s) noexcept {
         case RunStatus::Succeeded: return "succeeded";
         case RunStatus::Failed: return "failed";
         case RunStatus::Cancelled: return "cancelled";
+        case RunStatus::Waiting: return "waiting";
     }
     return "unknown";
 }
@@ -25,6 +28,8 @@ constexpr const char *to_text(StepStatus s) noexcept {
         case StepStatus::Running: return "running";
         case StepStatus::Succeeded: return "succeeded";
         case StepStatus::Failed: return "failed";
+        case StepStatus::Waiting: return "waiting";
+        case StepStatus::Skipped: return "skipped";
     }
     return "unknown";
 }
@@ -32,7 +37,7 @@ constexpr const char *to_text(StepStatus s) noexcept {
 // false for a text that is no run status
 inline bool run_status_from_text(const char *text, RunStatus *out) noexcept {
     for (RunStatus s : {RunStatus::Pending, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed,
-                        RunStatus::Cancelled})
+                        RunStatus::Cancelled, RunStatus::Waiting})
         if (std::strcmp(text, to_text(s)) == 0) {
             *out = s;
             return true;
