@@ -224,9 +224,10 @@ ALTER TABLE pipeline_worker.runs
 -- the claim nothing.
 CREATE INDEX runs_ready_idx ON pipeline_worker.runs ((- priority), id)
     WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL;
--- The timer's list: pending runs due at not_before (run_at, retry back-off).
+-- The timer's list: runs due at not_before (run_at, retry back-off, the end of a sleep or of an event wait).
+-- Waiting runs (durable sleeps, event timeouts) share it: one timer for run_at, back-offs and wake-ups.
 CREATE INDEX runs_due_idx ON pipeline_worker.runs (not_before)
-    WHERE status = 'pending' AND not_before IS NOT NULL;
+    WHERE status IN ('pending', 'waiting') AND not_before IS NOT NULL;
 -- Runs parked by a pipeline-wide limit or a pause, and by a per-key limit, in the order they go back.
 CREATE INDEX runs_parked_idx ON pipeline_worker.runs (pipeline_id, parked, (- priority), id)
     WHERE status = 'pending' AND parked IS NOT NULL;
@@ -415,6 +416,61 @@ CREATE FUNCTION pipeline_worker.metrics() RETURNS text
 REVOKE ALL ON FUNCTION pipeline_worker.metric_samples(), pipeline_worker.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline_worker.metric_samples(), pipeline_worker.metrics()
     TO pg_monitor, pipeline_worker_admin;
+
+-- ---------------------------------------------------------------- workflows
+
+-- A run is 'waiting' while nothing of it executes and it sleeps or waits for an event: no worker, no transaction,
+-- no concurrency slot. not_before is when it wakes (the sleep's end, the event's timeout; NULL: only an event
+-- wakes it); waiting_for the event its waiting step expects.
+ALTER TABLE pipeline_worker.runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE pipeline_worker.runs ADD CONSTRAINT runs_status_check
+    CHECK (status IN ('pending', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'));
+ALTER TABLE pipeline_worker.runs
+    ADD COLUMN parent_run_id bigint,   -- the run whose "pipeline" step started this one
+    ADD COLUMN waiting_for   text;
+CREATE INDEX runs_parent_idx ON pipeline_worker.runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+-- A skipped step ("if" not met) and a step sleeping or waiting for an event have rows too; a map task has its
+-- element index in task (NULL for ordinary steps).
+ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT run_steps_status_check;
+ALTER TABLE pipeline_worker.run_steps ADD CONSTRAINT run_steps_status_check
+    CHECK (status IN ('running', 'waiting', 'succeeded', 'failed', 'skipped'));
+ALTER TABLE pipeline_worker.run_steps ADD COLUMN task int CHECK (task >= 0);
+-- One row per attempt of a step or of a map task: the key gains task (NULL, one value, for ordinary steps). It keeps
+-- its name, which the workers' statements use.
+ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT run_steps_pkey;
+CREATE UNIQUE INDEX run_steps_pkey ON pipeline_worker.run_steps (run_id, position, task, attempt) NULLS NOT DISTINCT;
+-- (logical replication of the table, if anyone publishes it, needs an identity without the primary key)
+ALTER TABLE pipeline_worker.run_steps REPLICA IDENTITY FULL;
+
+-- The mailbox of send_event(): kept until the run is deleted; consumed_at is set when a "wait_for" step takes it
+-- (each event once, oldest first).
+CREATE TABLE pipeline_worker.events (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id      bigint      NOT NULL,
+    event       text        NOT NULL CHECK (event <> '' AND octet_length(event) <= 200),
+    payload     jsonb       NOT NULL DEFAULT '{}',
+    sent_by     regrole     NOT NULL,
+    sent_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    consumed_at timestamptz,
+    position    int          -- the step that consumed it
+);
+CREATE INDEX events_unconsumed_idx ON pipeline_worker.events (run_id, event, id) WHERE consumed_at IS NULL;
+CREATE INDEX events_run_idx ON pipeline_worker.events (run_id);
+ALTER TABLE pipeline_worker.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY events_visible ON pipeline_worker.events FOR SELECT
+    USING (EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = run_id));
+GRANT SELECT ON pipeline_worker.events TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.events', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.events_id_seq', '');
+
+-- Events to a run: its submitter, its pipeline's owner and admins; anyone else gets 42501, whether or not the run
+-- exists. false (nothing stored) for a finished run.
+CREATE FUNCTION pipeline_worker.send_event(run_id bigint, event text, payload jsonb DEFAULT '{}')
+    RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_send_event';
+-- The caller's own run of that pipeline, by its idempotency key.
+CREATE FUNCTION pipeline_worker.send_event(pipeline text, idempotency_key text, event text, payload jsonb DEFAULT '{}')
+    RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_send_event_by_key';
 
 -- Workers serving this database switch to the 0.2 statements when this update commits.
 SELECT pipeline_worker.wake_workers();

@@ -1,5 +1,7 @@
 #include "api/access.hpp"
 
+#include "store/children.hpp"
+
 #include "pg/kept_plans.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
@@ -13,7 +15,7 @@ namespace {
 
 constexpr int kMaxPipelineName = 200;
 
-SPIPlanPtr plan_pipeline_owner, plan_grantees, plan_run_status, plan_managed;
+SPIPlanPtr plan_pipeline_owner, plan_run_status, plan_managed;
 
 }  // namespace
 
@@ -79,17 +81,7 @@ int64 managed_pipeline(const char *name, const char *action) {
 
 // May this role (default: the current one) submit runs to this pipeline?
 bool may_submit(const char *pipeline, Oid owner, Oid me) {
-    if (!OidIsValid(me)) me = GetUserId();
-    if (has_privs_of_role(me, owner) || pg::is_admin(me)) return true;
-    Oid types[1] = {TEXTOID};
-    Datum v[1] = {CStringGetTextDatum(pipeline)};
-    pg::run_as_owner(&plan_grantees, "SELECT grantee::oid FROM pipeline_worker.pipeline_grants WHERE pipeline = $1",
-                     1, types, v, nullptr, true);
-    for (uint64 i = 0; i < SPI_processed; i++) {
-        bool isnull;
-        if (has_privs_of_role(me, DatumGetObjectId(col(i, 1, &isnull)))) return true;
-    }
-    return false;
+    return store::may_submit(pipeline, owner, OidIsValid(me) ? me : GetUserId());
 }
 
 char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what) {

@@ -70,6 +70,21 @@ char *resolve_function(const char *step, const char *fn) {
     return quote_qualified_identifier(get_namespace_name(get_func_namespace(oid)), get_func_name(oid));
 }
 
+// A "pipeline" step: its pipeline must exist (or be the one being defined: recursion) and the defining role must be
+// allowed to submit to it (checked again, for the run's submitter, when a child run starts).
+void check_child(const char *defining, const char *step, const char *child) {
+    if (strcmp(child, defining) == 0) return;
+    pg::spi_connect();
+    Oid owner = pipeline_owner(child);  // ERROR 42704 if it does not exist
+    bool allowed = may_submit(child, owner);
+    SPI_finish();
+    if (!allowed)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("invalid pipeline definition: step \"%s\": permission denied to submit runs to pipeline \"%s\"",
+                               step, child),
+                        errhint("Its owner can grant it with pipeline_worker.grant_pipeline().")));
+}
+
 }  // namespace
 
 extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
@@ -88,6 +103,11 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
                                 errhint("Only members of pipeline_worker_http may define HTTP steps.")));
             continue;
         }
+        if (p->steps[i].kind == core::StepKind::Pipeline) {
+            check_child(name, p->steps[i].name, p->steps[i].child);
+            continue;
+        }
+        if (p->steps[i].kind != core::StepKind::Function) continue;
         resolved[i] = resolve_function(p->steps[i].name, p->steps[i].function);
     }
     char *normalized = nullptr;
@@ -146,7 +166,7 @@ extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     // Lock the pipeline first, then count its unfinished runs: a concurrent drop waits for us.
     pg::run_as_owner(&plan_active_runs,
                      "SELECT (SELECT count(*) FROM pipeline_worker.runs r"
-                     "         WHERE r.pipeline = p.name AND r.status IN ('pending', 'running'))"
+                     "         WHERE r.pipeline = p.name AND r.status IN ('pending', 'running', 'waiting'))"
                      " FROM pipeline_worker.pipelines p WHERE p.name = $1 FOR UPDATE OF p",
                      1, types, v, nullptr, false);
     bool isnull;

@@ -7,6 +7,7 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
+#include "store/children.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/shared.hpp"
 #include "store/claims.hpp"
@@ -120,6 +121,42 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
+namespace {
+
+// The unfinished descendants of a cancelled run: each asked to stop (as cancel_run does), then cancelled together.
+void cancel_descendants(int64 run_id) {
+    int n;
+    int64 *ids = store::unfinished_descendants(run_id, &n);
+    if (n == 0) return;
+    for (int i = 0; i < n; i++) {
+        shared::request_cancel(ids[i]);
+        shared::interrupt_executor(ids[i]);
+    }
+    static SPIPlanPtr plan_cancel_children = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {pg::int8_array(ids, n)};
+    pg::run_as_owner(&plan_cancel_children,
+                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                     " error = 'cancelled: its parent run was cancelled', finished_at = pg_catalog.clock_timestamp(),"
+                     " not_before = NULL WHERE id = ANY ($1)"
+                     " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
+                     "   ELSE true END RETURNING id, pipeline",
+                     1, types, v, nullptr, false);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        store::note_finished(TextDatumGetCString(col(i, 2, &isnull)), DatumGetInt64(col(i, 1, &isnull)),
+                             core::RunStatus::Cancelled, -1);
+    }
+    static SPIPlanPtr plan_close_waits = nullptr;
+    pg::run_as_owner(&plan_close_waits,
+                     "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
+                     " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
+                     " WHERE run_id = ANY ($1) AND status = 'waiting'",
+                     1, types, v, nullptr, false);
+}
+
+}  // namespace
+
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
     pg::spi_connect();
@@ -153,10 +190,20 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                              1, types, v, nullptr, false);
             result = true;
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
+            // a sleep or event wait it was in ends with it
+            static SPIPlanPtr plan_cancel_wait = nullptr;
+            if (strcmp(now_status, "running") != 0)
+                pg::run_as_owner(&plan_cancel_wait,
+                                 "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
+                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
+                                 " WHERE run_id = $1 AND status = 'waiting'",
+                                 1, types, v, nullptr, false);
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }
     }
+    // its unfinished child runs (and theirs) are cancelled with it
+    if (result && store::schema_version() >= 2) cancel_descendants(run_id);
     SPI_finish();
     if (result) notes::runs_finished();
     PG_RETURN_BOOL(result);

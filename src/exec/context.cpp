@@ -40,15 +40,34 @@ void push_jsonb(JsonbParseState **st, Jsonb *j) {
     pushJsonbValue(st, WJB_VALUE, &v);
 }
 
+// {name: output} of the given positions (in jsonb's key order once serialised).
+Jsonb *outputs_object(const RunState *r, const int *positions, int n) {
+    JsonbParseState *st = nullptr;
+    pushJsonbValue(&st, WJB_BEGIN_OBJECT, nullptr);
+    for (int i = 0; i < n; i++) {
+        push_key(&st, r->pipeline->steps[positions[i]].name);
+        push_jsonb(&st, r->outputs[positions[i]]);
+    }
+    return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, nullptr));
+}
+
 // The generic way: pushJsonbValue unpacks every nested container and JsonbValueToJsonb serialises it all again.
-Jsonb *build_context_generic(const RunState *r, int pos, int attempt) {
+Jsonb *build_context_generic(const RunState *r, int pos, int attempt, Jsonb *prev) {
     // Keys pushed in jsonb's own order (shorter first, then bytewise): the object's final sort finds them sorted.
     JsonbParseState *st = nullptr;
     pushJsonbValue(&st, WJB_BEGIN_OBJECT, nullptr);
+    if (r->task >= 0) {
+        push_key(&st, "item");
+        push_jsonb(&st, r->item);
+    }
     push_key(&st, "prev");
-    push_jsonb(&st, pos == 0 ? r->input : r->outputs[pos - 1]);
+    push_jsonb(&st, prev);
     push_key(&st, "step");
     push_string(&st, r->pipeline->steps[pos].name);
+    if (r->task >= 0) {
+        push_key(&st, "index");
+        push_int(&st, r->task);
+    }
     push_key(&st, "input");
     push_jsonb(&st, r->input);
     push_key(&st, "run_id");
@@ -57,7 +76,8 @@ Jsonb *build_context_generic(const RunState *r, int pos, int attempt) {
     push_int(&st, attempt);
     push_key(&st, "results");
     pushJsonbValue(&st, WJB_BEGIN_OBJECT, nullptr);
-    for (int i = 0; i < pos; i++) {
+    for (int i = 0; i < r->pipeline->nsteps; i++) {
+        if (!r->done[i]) continue;
         push_key(&st, r->pipeline->steps[i].name);
         push_jsonb(&st, r->outputs[i]);
     }
@@ -172,39 +192,43 @@ JEntry put_object(StringInfo b, const RunState *r, int pos, const Member *m, int
     return JENTRY_ISCONTAINER | static_cast<JEntry>(b->len - base);
 }
 
-// "results": the outputs of the steps before pos, keyed by step name (unique within a pipeline).
+// "results": the outputs of the finished steps, keyed by step name (unique within a pipeline).
 JEntry put_results(StringInfo b, const RunState *r, int pos) {
-    Member *m = static_cast<Member *>(palloc(sizeof(Member) * (pos > 0 ? pos : 1)));
-    for (int i = 0; i < pos; i++) {
+    int nsteps = r->pipeline->nsteps, n = 0;
+    Member *m = static_cast<Member *>(palloc(sizeof(Member) * nsteps));
+    for (int i = 0; i < nsteps; i++) {
+        if (!r->done[i]) continue;
         const char *name = r->pipeline->steps[i].name;
         Member mi = {name, static_cast<int>(strlen(name)), Member::Stored, nullptr, 0, r->outputs[i]};
-        int j = i;
+        int j = n++;
         for (; j > 0 && key_before(mi.key, mi.keylen, m[j - 1].key, m[j - 1].keylen); j--) m[j] = m[j - 1];
         m[j] = mi;
     }
-    JEntry e = put_object(b, r, pos, m, pos);
+    JEntry e = put_object(b, r, pos, m, n);
     pfree(m);
     return e;
 }
 
-Jsonb *build_context_direct(const RunState *r, int pos, int attempt) {
+Jsonb *build_context_direct(const RunState *r, int pos, int attempt, Jsonb *prev) {
     const char *step = r->pipeline->steps[pos].name;
-    // in jsonb key order
-    const Member m[] = {
-        {"prev", 4, Member::Stored, nullptr, 0, pos == 0 ? r->input : r->outputs[pos - 1]},
-        {"step", 4, Member::String, step, 0, nullptr},
-        {"input", 5, Member::Stored, nullptr, 0, r->input},
-        {"run_id", 6, Member::Number, nullptr, r->id, nullptr},
-        {"attempt", 7, Member::Number, nullptr, attempt, nullptr},
-        {"results", 7, Member::Results, nullptr, 0, nullptr},
-        {"metadata", 8, Member::Stored, nullptr, 0, r->metadata},
-        {"pipeline", 8, Member::String, r->pipeline_name, 0, nullptr},
-        {"position", 8, Member::Number, nullptr, pos + 1, nullptr},
-    };
+    // in jsonb key order (a map task's "item" and "index" where they sort)
+    Member m[11];
+    int n = 0;
+    if (r->task >= 0) m[n++] = {"item", 4, Member::Stored, nullptr, 0, r->item};
+    m[n++] = {"prev", 4, Member::Stored, nullptr, 0, prev};
+    m[n++] = {"step", 4, Member::String, step, 0, nullptr};
+    if (r->task >= 0) m[n++] = {"index", 5, Member::Number, nullptr, r->task, nullptr};
+    m[n++] = {"input", 5, Member::Stored, nullptr, 0, r->input};
+    m[n++] = {"run_id", 6, Member::Number, nullptr, r->id, nullptr};
+    m[n++] = {"attempt", 7, Member::Number, nullptr, attempt, nullptr};
+    m[n++] = {"results", 7, Member::Results, nullptr, 0, nullptr};
+    m[n++] = {"metadata", 8, Member::Stored, nullptr, 0, r->metadata};
+    m[n++] = {"pipeline", 8, Member::String, r->pipeline_name, 0, nullptr};
+    m[n++] = {"position", 8, Member::Number, nullptr, pos + 1, nullptr};
     StringInfoData b;
     initStringInfo(&b);
     appendBinaryStringInfo(&b, kZeros, VARHDRSZ);
-    (void)put_object(&b, r, pos, m, static_cast<int>(sizeof(m) / sizeof(m[0])));
+    (void)put_object(&b, r, pos, m, n);
     SET_VARSIZE(b.data, b.len);
     return reinterpret_cast<Jsonb *>(b.data);
 }
@@ -216,12 +240,26 @@ bool direct_ok = true;
 
 }  // namespace
 
+Jsonb *step_prev(const RunState *r, int pos) {
+    const store::Step &s = r->pipeline->steps[pos];
+    if (s.ndeps == 0) return r->input;
+    if (s.ndeps == 1) return r->outputs[s.deps[0]];
+    return outputs_object(r, s.deps, s.ndeps);
+}
+
+Jsonb *run_result(const RunState *r) {
+    const store::Pipeline *p = r->pipeline;
+    if (p->nsinks == 1) return r->outputs[p->sinks[0]];
+    return outputs_object(r, p->sinks, p->nsinks);
+}
+
 Jsonb *build_context(const RunState *r, int pos, int attempt) {
-    if (!direct_ok) return build_context_generic(r, pos, attempt);
-    Jsonb *fast = build_context_direct(r, pos, attempt);
+    Jsonb *prev = step_prev(r, pos);
+    if (!direct_ok) return build_context_generic(r, pos, attempt, prev);
+    Jsonb *fast = build_context_direct(r, pos, attempt, prev);
     if (checks_left > 0) {
         checks_left--;
-        Jsonb *generic = build_context_generic(r, pos, attempt);
+        Jsonb *generic = build_context_generic(r, pos, attempt, prev);
         if (VARSIZE(fast) != VARSIZE(generic) || memcmp(fast, generic, VARSIZE(fast)) != 0) {
             ereport(WARNING, (errmsg("pipeline_worker: the step context writer disagrees with jsonb's; using "
                                      "jsonb's from now on in this process")));
@@ -230,6 +268,23 @@ Jsonb *build_context(const RunState *r, int pos, int attempt) {
         }
     }
     return fast;
+}
+
+Jsonb *json_array(Jsonb *const *items, int n) {
+    JsonbParseState *st = nullptr;
+    pushJsonbValue(&st, WJB_BEGIN_ARRAY, nullptr);
+    for (int i = 0; i < n; i++) {
+        JsonbValue v;
+        if (items[i] == nullptr) {
+            v.type = jbvNull;
+        } else {
+            v.type = jbvBinary;
+            v.val.binary.data = &items[i]->root;
+            v.val.binary.len = VARSIZE(items[i]) - VARHDRSZ;
+        }
+        pushJsonbValue(&st, WJB_ELEM, &v);
+    }
+    return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, nullptr));
 }
 
 Jsonb *json_null() { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))); }

@@ -4,6 +4,7 @@
 
 #include "pg/pg.hpp"
 #include "store/pipelines.hpp"
+#include "store/run_rows.hpp"
 
 namespace pw::exec {
 
@@ -14,10 +15,18 @@ struct RunState {
     Jsonb *input;
     Jsonb *metadata;
     store::Pipeline *pipeline;
-    Jsonb **outputs;    // per position (0-based); valid for positions < next
+    Jsonb **outputs;    // per position (0-based); valid where done
+    bool *done;         // per position: succeeded or skipped
     int *last_attempt;  // per position: highest attempt recorded
     bool *interrupted;  // per position: an HTTP attempt whose row is still running (re-sent as the same attempt)
-    int next;           // 0-based position of the next step to run
+    TimestampTz *waiting_since;  // per position: a sleep, event wait or child run under way since then (row: waiting)
+    Jsonb **waiting_note;        // per position: that row's output ({"child_run_id": ...} for a child run)
+    // A map step's task being executed: its index (-1: none) and element; its context gains "item" and "index".
+    int task;
+    Jsonb *item;
+    // The run's step history when it was read (runs claimed before): a map step finds its tasks' rows here.
+    store::StepRecord *history;
+    int nhistory;
 };
 
 // How one attempt of a step ended.
@@ -28,10 +37,17 @@ struct StepResult {
     bool retryable = false;        // (HTTP)
     long retry_after_ms = 0;       // (HTTP) Retry-After
     bool parked = false;           // an HTTP request will be sent after the commit (worker)
-    bool succeeded() const { return edata == nullptr && error == nullptr && !parked; }
+    bool waiting = false;          // a sleep or event wait goes on: the run waits (its outcome is buffered)
+    bool succeeded() const { return edata == nullptr && error == nullptr && !parked && !waiting; }
 };
 
 Jsonb *build_context(const RunState *r, int pos, int attempt);
+// The step's "prev": the run's input for a root, its dependency's output, or {name: output} of its dependencies.
+Jsonb *step_prev(const RunState *r, int pos);
+// The run's result: the output of the one step nothing depends on, or {name: output} of several.
+Jsonb *run_result(const RunState *r);
 Jsonb *json_null();
+// A JSON array of the given values (NULL: JSON null).
+Jsonb *json_array(Jsonb *const *items, int n);
 
 }  // namespace pw::exec

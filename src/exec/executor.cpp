@@ -4,8 +4,10 @@
 #include "exec/context.hpp"
 #include "exec/function_step.hpp"
 #include "exec/http_step.hpp"
+#include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
+#include "shmem/gucs.hpp"
 #include "shmem/metrics.hpp"
 #include "store/pipelines.hpp"
 #include "store/run_rows.hpp"
@@ -44,38 +46,53 @@ RunState *begin_run(const store::ClaimedRun *claimed, MemoryContext run_ctx) {
     r->outputs = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
     r->last_attempt = static_cast<int *>(MemoryContextAllocZero(run_ctx, sizeof(int) * p->nsteps));
     r->interrupted = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
-    r->next = 0;
+    r->done = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
+    r->waiting_since = static_cast<TimestampTz *>(MemoryContextAllocZero(run_ctx, sizeof(TimestampTz) * p->nsteps));
+    r->waiting_note = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
+    r->task = -1;
     return r;
 }
 
-// Where the run continues: a parked run at its HTTP step (its earlier outputs came with it); a run claimed
-// before (crash, retry) after its last committed step; a new run at its first.
+// Where the run continues: a parked run at its HTTP step (the outputs so far came with it); a run claimed
+// before (crash, retry, a wait over) with the steps its history shows finished; a new run at its first step.
 void resume_run(RunState *r, const store::ClaimedRun *claimed, const HttpCall *answer, MemoryContext run_ctx) {
     int nsteps = r->pipeline->nsteps;
     if (answer != nullptr) {
-        for (int i = 0; i < answer->pos && i < nsteps; i++) r->outputs[i] = answer->outputs[i];
-        r->next = answer->pos;
-        r->last_attempt[answer->pos] = answer->attempt - 1;
-        return;
+        for (int i = 0; i < answer->nsteps && i < nsteps; i++) {
+            r->done[i] = answer->done[i];
+            r->outputs[i] = answer->outputs[i];
+        }
+        if (answer->task < 0) {
+            r->last_attempt[answer->pos] = answer->attempt - 1;
+            return;
+        }
+        // an answer to a map task: the step's other tasks are in the history (committed before the request left)
+    } else if (claimed->claims == 1) {
+        return;  // only runs claimed before have history
     }
-    if (claimed->claims == 1) return;  // only runs claimed before have history
     store::StepRecord *rows;
     int n = store::read_step_history(r->id, &rows, run_ctx);
+    r->history = rows;
+    r->nhistory = n;
     for (int i = 0; i < n; i++) {
         int pos = rows[i].pos;
-        if (pos < 0 || pos >= nsteps) continue;
+        if (pos < 0 || pos >= nsteps || rows[i].task >= 0) continue;  // (map tasks: see run_map_step)
         if (rows[i].attempt > r->last_attempt[pos]) {
             r->last_attempt[pos] = rows[i].attempt;
             // an HTTP request interrupted by a crash: re-issued as the same attempt (same idempotency key)
             r->interrupted[pos] = strcmp(rows[i].status, "running") == 0;
+            // a sleep or event wait under way: looked at again as the same attempt, from when it began
+            r->waiting_since[pos] = strcmp(rows[i].status, "waiting") == 0 ? rows[i].started : 0;
+            r->waiting_note[pos] = r->waiting_since[pos] != 0 ? rows[i].output : nullptr;
         }
-        if (strcmp(rows[i].status, "succeeded") == 0) {
-            r->outputs[pos] = rows[i].output != nullptr ? rows[i].output : json_null();
-            if (pos + 1 > r->next) r->next = pos + 1;
+        bool skipped = strcmp(rows[i].status, "skipped") == 0;
+        if (skipped || strcmp(rows[i].status, "succeeded") == 0) {
+            r->done[pos] = true;
+            r->outputs[pos] = rows[i].output != nullptr ? rows[i].output : skipped ? nullptr : json_null();
         }
     }
     for (int i = 0; i < nsteps; i++)
-        if (r->interrupted[i]) r->last_attempt[i]--;
+        if (r->interrupted[i] || r->waiting_since[i] != 0) r->last_attempt[i]--;
 }
 
 // In a worker a step is the statement: statement_timestamp() inside it, and query_start in pg_stat_activity,
@@ -87,13 +104,41 @@ void report_step(int64 run_id, int pos, const store::Step *step) {
     pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
 }
 
+// Whether an attempt's row may exist before it ends: an HTTP request's (running), a wait's (waiting).
+bool may_have_row(const store::Step *step) { return step->kind != core::StepKind::Function; }
+
+// Steps counted in metrics: function and HTTP steps.
+void count_step(const RunState *r, const store::Step *step, bool ok) {
+    if (step->kind == core::StepKind::Function || step->kind == core::StepKind::Http)
+        metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, ok);
+}
+
+// A step's (or, r->task set, a map task's) attempt succeeded.
 void record_success(RunState *r, int pos, int attempt, TimestampTz started, Jsonb *output) {
     const store::Step *step = &r->pipeline->steps[pos];
-    store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Succeeded, output, nullptr, started, step->is_http);
-    metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, true);
+    store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Succeeded, output, nullptr, started,
+                       may_have_row(step) || r->task >= 0, r->task);
+    if (!step->map || r->task >= 0) count_step(r, step, true);  // (a map step: its tasks are counted)
+    if (r->task >= 0) return;
     r->outputs[pos] = output;
     r->last_attempt[pos] = attempt;
-    r->next = pos + 1;
+    r->done[pos] = true;
+}
+
+// "if": evaluated when the step becomes ready, against the context it would get.
+bool condition_met(const RunState *r, int pos, int attempt) {
+    Jsonb *cond = r->pipeline->steps[pos].if_cond;
+    if (cond == nullptr) return true;
+    Jsonb *ctx = build_context(r, pos, attempt);
+    return DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(ctx), JsonbPGetDatum(cond)));
+}
+
+void record_skipped(RunState *r, int pos, int attempt, TimestampTz started) {
+    store::buffer_step(r->id, pos, attempt, r->pipeline->steps[pos].name, StepStatus::Skipped, nullptr, nullptr,
+                       started, false);
+    r->outputs[pos] = nullptr;
+    r->last_attempt[pos] = attempt;
+    r->done[pos] = true;
 }
 
 // A failed attempt is retried after a back-off (at least the endpoint's Retry-After).
@@ -113,14 +158,21 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
     const char *msg = res.edata != nullptr ? function_step_error(step, res.edata, &retryable) : res.error;
     bool cancelled = shared::cancel_requested(r->id) || (res.error != nullptr && strcmp(res.error, "cancelled") == 0);
     if (cancelled) msg = "cancelled";
-    store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, msg, started, step->is_http);
-    metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, false);
-    r->last_attempt[pos] = attempt;
+    store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, msg, started,
+                       may_have_row(step) || r->task >= 0, r->task);
+    count_step(r, step, false);
+    if (r->task < 0) r->last_attempt[pos] = attempt;
     if (cancelled) {
         store::buffer_run(claimed, RunStatus::Cancelled, nullptr, "cancelled");
         return Outcome::Cancelled;
     }
     if (attempt < step->max_attempts && retryable) return schedule_retry(claimed, step, attempt, res.retry_after_ms);
+    if (r->task >= 0) {
+        // a task with no attempts left fails its step (the step's own row says so too)
+        msg = psprintf("task %d: %s", r->task, msg);
+        store::buffer_step(r->id, pos, r->last_attempt[pos] + 1, step->name, StepStatus::Failed, nullptr, msg, started);
+        r->last_attempt[pos]++;
+    }
     store::buffer_run(claimed, RunStatus::Failed, nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
     return Outcome::Failed;
 }
@@ -130,11 +182,90 @@ Outcome record_cancelled(const store::ClaimedRun *claimed, RunState *r, int pos,
                          bool open_attempt) {
     if (open_attempt) {
         store::buffer_step(r->id, pos, attempt, r->pipeline->steps[pos].name, StepStatus::Failed, nullptr,
-                           "cancelled", started, true);
+                           "cancelled", started, true, r->task);
         metrics::step_done(r->pipeline->name, metrics::kHttp, false);
     }
     store::buffer_run(claimed, RunStatus::Cancelled, nullptr, "cancelled");
     return Outcome::Cancelled;
+}
+
+// What a map step got instead of an array (NULL: an array).
+const char *not_an_array(Jsonb *prev) {
+    if (prev == nullptr) return "null";
+    if (JB_ROOT_IS_SCALAR(prev)) {
+        JsonbValue v;
+        if (JsonbExtractScalar(&prev->root, &v)) return JsonbTypeName(&v);
+        return "a scalar";
+    }
+    return JB_ROOT_IS_OBJECT(prev) ? "object" : nullptr;
+}
+
+// A map step: its tasks one after another in this worker, each with its own attempts (rows with task = index), then
+// the step's own row with their outputs in element order. false: the run stopped there (*out says how).
+bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
+                  HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
+                  BetweenSteps between_steps, void *arg, Outcome *out) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    Jsonb *prev = step_prev(r, pos);
+    const char *got = not_an_array(prev);
+    int n = got == nullptr ? static_cast<int>(JB_ROOT_COUNT(prev)) : 0;
+    StepResult bad;
+    if (got != nullptr)
+        bad.error = psprintf("a map step needs a JSON array as prev, got %s", got);
+    else if (n > guc::max_map_tasks)
+        bad.error = psprintf("a map step takes at most %d elements (pipeline_worker.max_map_tasks), got %d",
+                             guc::max_map_tasks, n);
+    if (bad.error != nullptr) {
+        *out = record_failure(claimed, r, pos, attempt, started, bad);  // (not retryable)
+        return false;
+    }
+    auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
+    Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
+    int *last = static_cast<int *>(alloc(sizeof(int) * n));
+    bool *done = static_cast<bool *>(alloc(sizeof(bool) * n));
+    bool *interrupted = static_cast<bool *>(alloc(sizeof(bool) * n));
+    for (int h = 0; h < r->nhistory; h++) {
+        const store::StepRecord &row = r->history[h];
+        if (row.pos != pos || row.task < 0 || row.task >= n) continue;
+        if (row.attempt > last[row.task]) {
+            last[row.task] = row.attempt;
+            interrupted[row.task] = strcmp(row.status, "running") == 0;
+        }
+        if (strcmp(row.status, "succeeded") == 0) {
+            done[row.task] = true;
+            outs[row.task] = row.output != nullptr ? row.output : json_null();
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        int a = last[i] + (interrupted[i] ? 0 : 1);
+        HttpCall *answered = answer != nullptr && answer->task == i && answer->attempt == a ? answer : nullptr;
+        TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
+        r->task = i;
+        MemoryContext old = MemoryContextSwitchTo(run_ctx);
+        r->item = JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i));
+        MemoryContextSwitchTo(old);
+        StepResult res;
+        if (shared::cancel_requested(r->id)) {
+            *out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
+        } else {
+            if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
+            else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
+            if (res.parked) *out = Outcome::Parked;
+            else if (!res.succeeded()) *out = record_failure(claimed, r, pos, a, t_started, res);
+            else record_success(r, pos, a, t_started, res.output);
+        }
+        r->task = -1;
+        if (shared::cancel_requested(r->id) || res.parked || !res.succeeded()) return false;
+        outs[i] = res.output;
+        if (between_steps != nullptr) {
+            SPI_finish();
+            between_steps(arg);
+            pg::spi_connect();
+        }
+    }
+    record_success(r, pos, attempt, started, json_array(outs, n));
+    return true;
 }
 
 }  // namespace
@@ -146,6 +277,7 @@ const char *outcome_text(Outcome o) {
         case Outcome::Cancelled: return core::to_text(RunStatus::Cancelled);
         case Outcome::RetryScheduled: return core::to_text(RunStatus::Pending);
         case Outcome::Parked: return "http";
+        case Outcome::Waiting: return core::to_text(RunStatus::Waiting);
     }
     return "unknown";
 }
@@ -162,28 +294,56 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
         return Outcome::Failed;
     }
     resume_run(r, claimed, answer, run_ctx);
-    int nsteps = r->pipeline->nsteps;
-    while (r->next < nsteps) {
-        int pos = r->next;
-        const store::Step *step = &r->pipeline->steps[pos];
+    const store::Pipeline *p = r->pipeline;
+    int nsteps = p->nsteps;
+    // In a topological order, one step at a time: every step found not done has its dependencies done.
+    for (int k = 0; k < nsteps; k++) {
+        int pos = p->order[k];
+        if (r->done[pos]) continue;
+        const store::Step *step = &p->steps[pos];
         int attempt = r->last_attempt[pos] + 1;
-        HttpCall *answered = answer != nullptr && pos == answer->pos && attempt == answer->attempt ? answer : nullptr;
+        HttpCall *for_step = answer != nullptr && pos == answer->pos ? answer : nullptr;
         answer = nullptr;  // answers one attempt only
-        TimestampTz started = answered != nullptr ? answered->started : GetCurrentTimestamp();
+        HttpCall *answered = for_step != nullptr && for_step->task < 0 && attempt == for_step->attempt ? for_step : nullptr;
+        TimestampTz started = answered != nullptr ? answered->started
+                              : r->waiting_since[pos] != 0 ? r->waiting_since[pos]
+                                                           : GetCurrentTimestamp();
         report_step(r->id, pos, step);
         if (shared::cancel_requested(r->id)) {
             SPI_finish();
             return record_cancelled(claimed, r, pos, attempt, started, answered != nullptr || r->interrupted[pos]);
         }
-        StepResult res;
-        if (step->is_http) {
-            res = run_http_step(claimed, r, pos, attempt, started, answered, io, run_ctx);
-        } else {
-            res.output = run_function_step(r, pos, attempt, run_ctx, run_owner, &res.edata);
+        bool under_way = for_step != nullptr || r->interrupted[pos] || r->waiting_since[pos] != 0;
+        if (!under_way && !condition_met(r, pos, attempt)) {
+            record_skipped(r, pos, attempt, started);
+            continue;
         }
-        if (res.parked) {
+        if (step->map) {
+            Outcome o;
+            if (!run_map_step(claimed, r, pos, attempt, started, for_step, io, run_ctx, run_owner, between_steps, arg,
+                              &o)) {
+                SPI_finish();
+                return o;
+            }
+            continue;
+        }
+        StepResult res;
+        switch (step->kind) {
+            case core::StepKind::Http:
+                res = run_http_step(claimed, r, pos, attempt, started, answered, io, run_ctx);
+                break;
+            case core::StepKind::Sleep:
+            case core::StepKind::WaitFor:
+            case core::StepKind::Pipeline:
+                res = run_wait_step(claimed, r, pos, attempt, started, run_ctx);
+                break;
+            case core::StepKind::Function:
+                res.output = run_function_step(r, pos, attempt, run_ctx, run_owner, &res.edata);
+                break;
+        }
+        if (res.parked || res.waiting) {
             SPI_finish();
-            return Outcome::Parked;
+            return res.parked ? Outcome::Parked : Outcome::Waiting;
         }
         if (!res.succeeded()) {
             Outcome o = record_failure(claimed, r, pos, attempt, started, res);
@@ -191,13 +351,13 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             return o;
         }
         record_success(r, pos, attempt, started, res.output);
-        if (between_steps != nullptr && r->next < nsteps) {
+        if (between_steps != nullptr && k + 1 < nsteps) {
             SPI_finish();
             between_steps(arg);
             pg::spi_connect();
         }
     }
-    store::buffer_run(claimed, RunStatus::Succeeded, r->outputs[nsteps - 1], nullptr);
+    store::buffer_run(claimed, RunStatus::Succeeded, run_result(r), nullptr);
     SPI_finish();
     return Outcome::Succeeded;
 }

@@ -14,8 +14,9 @@ enum class Outcome {
     Cancelled,
     RetryScheduled,  // a step failed with attempts left: the run is pending again
     Parked,          // stopped at an HTTP step (io->parked)
+    Waiting,         // a sleep or an event wait: the run is waiting
 };
-// "succeeded", "failed", "cancelled", "pending" (retry scheduled), "http" (parked).
+// "succeeded", "failed", "cancelled", "pending" (retry scheduled), "http" (parked), "waiting".
 const char *outcome_text(Outcome o);
 
 // Called after each successful step but the last, with SPI disconnected; may flush, commit and start a new

@@ -12,10 +12,13 @@ struct HttpCall {
     MemoryContext ctx;
     store::ClaimedRun run;  // deep copy
     int pos;                // 0-based position of the HTTP step
+    int task;               // its map task's index (-1: not a map step)
     char *step_name;
     int attempt;
     TimestampTz started;
-    Jsonb **outputs;  // outputs of the steps before pos
+    int nsteps;
+    Jsonb **outputs;  // per position: outputs of the finished steps
+    bool *done;       // per position: finished (succeeded or skipped)
     // the request
     char *url;
     const char *method;

@@ -26,12 +26,18 @@ HttpCall *make_http_call(const store::ClaimedRun *claimed, const RunState *r, in
     c->run.metadata = claimed->metadata ? DatumGetJsonbPCopy(JsonbPGetDatum(claimed->metadata)) : nullptr;
     c->run.persisted = true;  // the worker records the claim before the request leaves
     c->pos = pos;
+    c->task = r->task;
     c->step_name = pstrdup(r->pipeline->steps[pos].name);
     c->attempt = attempt;
     c->started = started;
-    c->outputs = static_cast<Jsonb **>(palloc0(sizeof(Jsonb *) * (pos + 1)));
-    for (int i = 0; i < pos; i++)
-        c->outputs[i] = r->outputs[i] ? DatumGetJsonbPCopy(JsonbPGetDatum(r->outputs[i])) : nullptr;
+    int nsteps = r->pipeline->nsteps;
+    c->nsteps = nsteps;
+    c->outputs = static_cast<Jsonb **>(palloc0(sizeof(Jsonb *) * nsteps));
+    c->done = static_cast<bool *>(palloc0(sizeof(bool) * nsteps));
+    for (int i = 0; i < nsteps; i++) {
+        c->done[i] = r->done[i];
+        if (r->done[i] && r->outputs[i] != nullptr) c->outputs[i] = DatumGetJsonbPCopy(JsonbPGetDatum(r->outputs[i]));
+    }
     store::Step *step = &r->pipeline->steps[pos];
     c->url = pstrdup(step->url);
     c->method = pstrdup(step->method);
@@ -40,7 +46,9 @@ HttpCall *make_http_call(const store::ClaimedRun *claimed, const RunState *r, in
     c->headers = static_cast<char **>(palloc0(sizeof(char *) * (step->nheaders + 2)));
     c->header_secret = static_cast<bool *>(palloc0(sizeof(bool) * (step->nheaders + 2)));
     c->headers[c->nheaders++] = psprintf("Pipeline-Run-Id: %lld", (long long)claimed->id);
-    c->headers[c->nheaders++] = psprintf("Idempotency-Key: %lld:%d:%d", (long long)claimed->id, pos + 1, attempt);
+    c->headers[c->nheaders++] =
+        r->task >= 0 ? psprintf("Idempotency-Key: %lld:%d.%d:%d", (long long)claimed->id, pos + 1, r->task, attempt)
+                     : psprintf("Idempotency-Key: %lld:%d:%d", (long long)claimed->id, pos + 1, attempt);
     for (int h = 0; h < step->nheaders; h++) {
         const char *name = step->header_names[h], *value = step->header_values[h];
         if (pg_strcasecmp(name, "Pipeline-Run-Id") == 0 || pg_strcasecmp(name, "Idempotency-Key") == 0)
@@ -191,7 +199,7 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
         if (park) {
             // The worker commits this row (and the claim) before the request leaves.
             store::buffer_step(r->id, pos, attempt, p->steps[pos].name, core::StepStatus::Running, nullptr, nullptr,
-                               started, true);
+                               started, true, r->task);
             io->parked = call;
             StepResult res;
             res.parked = true;
@@ -207,7 +215,7 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
 
 void record_cancelled_call(HttpCall *call) {
     store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
-                       "cancelled", call->started, true);
+                       "cancelled", call->started, true, call->task);
 }
 
 }  // namespace pw::exec

@@ -16,6 +16,8 @@ int recovery_interval_ms = 1000;
 char *http_allowed_hosts = nullptr;
 int http_max_response_bytes = 1024 * 1024;
 int http_max_in_flight = 1000;
+int max_map_tasks = 10000;
+int max_child_depth = 32;
 bool enabled = true;
 char *retention = nullptr;
 long long retention_us = 7 * USECS_PER_DAY;
@@ -147,6 +149,12 @@ void define() {
                             "HTTP requests one worker keeps in flight at most.",
                             "Bounded further by the server's open file limit (logged when it binds).",
                             &guc::http_max_in_flight, 1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.max_map_tasks",
+                            "Most elements a map step accepts; a longer array fails the step.", nullptr,
+                            &guc::max_map_tasks, 10000, 0, 10000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pipeline_worker.max_child_depth",
+                            "Deepest nesting of child runs (\"pipeline\" steps); a deeper child fails its step.", nullptr,
+                            &guc::max_child_depth, 32, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("pipeline_worker.enabled", "Whether the workers claim runs and the timer fires.",
                              "off: the workers claim nothing, no delayed run is moved in and no schedule fires "
                              "(runs already executing finish), e.g. while a dump is restored; on: they resume.",

@@ -13,6 +13,8 @@ extern int recovery_interval_ms;     // pipeline_worker.recovery_interval_ms
 extern char *http_allowed_hosts;     // pipeline_worker.http_allowed_hosts
 extern int http_max_response_bytes;  // pipeline_worker.http_max_response_bytes
 extern int http_max_in_flight;       // pipeline_worker.http_max_in_flight (per worker)
+extern int max_map_tasks;            // pipeline_worker.max_map_tasks
+extern int max_child_depth;          // pipeline_worker.max_child_depth
 extern bool enabled;                 // pipeline_worker.enabled
 extern char *retention;              // pipeline_worker.retention (text)
 extern long long retention_us;       // ... in microseconds, -1: forever

@@ -1,6 +1,7 @@
 #include "store/pipelines.hpp"
 
 #include "core/definition.hpp"
+#include "core/graph.hpp"
 #include "pg/boundary.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
@@ -70,14 +71,44 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     lanes::Limits limits, per_key;
     char *retention = nullptr;
     bool notify = false;
+    char **if_json = nullptr, **sleep = nullptr;
+    int *order = nullptr, *sinks = nullptr, nsinks = 0;
+    bool linear = true;
     pg::CppError err = pg::cpp_call([&] {
         core::Definition def = core::parse_definition(steps_json, options_json, /*stored=*/true);
-        steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * def.steps.size()));
-        for (size_t i = 0; i < def.steps.size(); i++) {
+        size_t n = def.steps.size();
+        steps = static_cast<Step *>(pg::palloc0_guarded(sizeof(Step) * n));
+        if_json = static_cast<char **>(pg::palloc0_guarded(sizeof(char *) * n));
+        sleep = static_cast<char **>(pg::palloc0_guarded(sizeof(char *) * n));
+        order = static_cast<int *>(pg::palloc0_guarded(sizeof(int) * n));
+        for (size_t i = 0; i < n; i++) order[i] = def.order[i];
+        {
+            core::StepGraph g{def.deps, def.order};
+            std::vector<int> sk = core::sink_steps(g);
+            sinks = static_cast<int *>(pg::palloc0_guarded(sizeof(int) * sk.size()));
+            for (size_t k = 0; k < sk.size(); k++) sinks[k] = sk[k];
+            nsinks = static_cast<int>(sk.size());
+        }
+        for (size_t i = 0; i < n; i++) {
             const core::StepSpec &s = def.steps[i];
             steps[i].name = pg::pstrdup_guarded(s.name);
-            steps[i].function = s.is_http ? nullptr : pg::pstrdup_guarded(s.function);
+            steps[i].kind = s.kind;
+            steps[i].function = s.kind == core::StepKind::Function ? pg::pstrdup_guarded(s.function) : nullptr;
             steps[i].is_http = s.is_http;
+            steps[i].ndeps = static_cast<int>(def.deps[i].size());
+            steps[i].deps = static_cast<int *>(pg::palloc0_guarded(sizeof(int) * (def.deps[i].size() + 1)));
+            for (size_t d = 0; d < def.deps[i].size(); d++) steps[i].deps[d] = def.deps[i][d];
+            if (!(def.deps[i].size() == (i == 0 ? 0 : 1) && (i == 0 || def.deps[i][0] == static_cast<int>(i - 1))))
+                linear = false;
+            if (!s.if_json.empty()) {
+                if_json[i] = pg::pstrdup_guarded(s.if_json);
+                linear = false;
+            }
+            if (s.kind == core::StepKind::Sleep) sleep[i] = pg::pstrdup_guarded(s.sleep);
+            if (s.kind == core::StepKind::WaitFor) steps[i].event = pg::pstrdup_guarded(s.wait_for);
+            steps[i].map = s.map;
+            if (s.kind == core::StepKind::Pipeline) steps[i].child = pg::pstrdup_guarded(s.child);
+            steps[i].max_parallel = s.max_parallel;
             steps[i].fn_oid = InvalidOid;
             steps[i].max_attempts = def.max_attempts(i);
             steps[i].retry_delay_ms = def.retry_delay_ms(i);
@@ -115,6 +146,21 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     pg::raise_if_failed(err, "invalid pipeline definition");
     p->nsteps = nsteps;
     p->steps = steps;
+    p->order = order;
+    p->sinks = sinks;
+    p->nsinks = nsinks;
+    p->linear = linear;
+    for (int i = 0; i < nsteps; i++) {
+        if (if_json[i] != nullptr)
+            steps[i].if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json[i])));
+        if (sleep[i] == nullptr) continue;
+        char *what = psprintf("step \"%s\": \"sleep\"", steps[i].name);
+        steps[i].sleep_us = interval_usecs(sleep[i], what);
+        if (steps[i].sleep_us < 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("invalid pipeline definition: %s must not be negative", what),
+                            errhint("Example: \"sleep\": \"5 minutes\".")));
+    }
     p->limits = limits;
     p->limits_per_key = per_key;
     p->notify = notify;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "core/definition.hpp"
 #include "core/status.hpp"
 #include "shmem/lanes.hpp"
 
@@ -10,9 +11,18 @@ namespace pw::store {
 
 struct Step {
     char *name;
-    char *function;  // schema-qualified name, NULL for HTTP steps
+    char *function;  // schema-qualified name, NULL for other steps than function steps
     Oid fn_oid;      // resolved lazily, re-resolved when the function was dropped and re-created
     bool is_http;
+    core::StepKind kind;
+    int ndeps;
+    int *deps;       // positions (0-based) of the steps it depends on
+    Jsonb *if_cond;  // "if" (NULL: none)
+    int64 sleep_us;  // "sleep"
+    char *event;     // "wait_for" (its timeout: timeout_ms, 0 for none)
+    char *child;     // "pipeline": the pipeline of its child runs
+    bool map;        // "map": a task per element of prev
+    int max_parallel;
     int max_attempts;
     int retry_delay_ms;
     int timeout_ms;  // 0: none
@@ -32,6 +42,10 @@ struct Pipeline {
     Oid owner;
     int nsteps;
     Step *steps;
+    int *order;   // the positions in a topological order (0..nsteps-1 for a linear pipeline)
+    int nsinks;
+    int *sinks;   // the steps nothing depends on: the run's result is theirs
+    bool linear;  // every step depends on the one before it (0.1's shape)
     lanes::Limits limits;          // "concurrency", "rate_limit"
     lanes::Limits limits_per_key;  // "concurrency_per_key", "rate_limit_per_key"
     bool notify;                   // "notify"

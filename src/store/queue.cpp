@@ -214,8 +214,9 @@ int64 promote_due_runs() {
     pg::spi_connect();
     SPIPlanPtr p = pg::prepare(&plan_promote,
                                "/* pw_indexes: runs_due_idx r.runs_pkey */ UPDATE pipeline_worker.runs r"
-                               " SET not_before = NULL FROM (SELECT id FROM pipeline_worker.runs"
-                               "   WHERE status = 'pending' AND not_before <= pg_catalog.clock_timestamp()"
+                               " SET status = 'pending', not_before = NULL, waiting_for = NULL"
+                               " FROM (SELECT id FROM pipeline_worker.runs"
+                               "   WHERE status IN ('pending', 'waiting') AND not_before <= pg_catalog.clock_timestamp()"
                                "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"
                                " WHERE r.id = ANY (ARRAY[d.id])",
                                0, nullptr);
@@ -229,7 +230,8 @@ int64 promote_due_runs() {
 TimestampTz next_due_run() {
     SPIPlanPtr p = pg::prepare(&plan_next_due,
                                "/* pw_indexes: runs_due_idx */ SELECT not_before FROM pipeline_worker.runs"
-                               " WHERE status = 'pending' AND not_before IS NOT NULL ORDER BY not_before LIMIT 1",
+                               " WHERE status IN ('pending', 'waiting') AND not_before IS NOT NULL"
+                               " ORDER BY not_before LIMIT 1",
                                0, nullptr);
     pg::exec_as_owner(p, nullptr, nullptr, true, 1);
     bool isnull = true;

@@ -4,6 +4,13 @@
 #include "pg/spi.hpp"
 #include "shmem/gucs.hpp"
 
+// A run whose parent (the run that started it from a "pipeline" step) is unfinished is kept. (The status test is a
+// CASE: see pg/kept_plans.cpp.)
+#define PW_PARENT_FINISHED                                                                                  \
+    "     AND NOT EXISTS (SELECT 1 FROM pipeline_worker.runs pr WHERE pr.id = r.parent_run_id"               \
+    "       AND CASE pr.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false" \
+    "       ELSE true END)"
+
 namespace pw::store {
 
 using pg::col;
@@ -35,15 +42,17 @@ int64 delete_expired_runs(int max) {
     Datum v[3] = {Int64GetDatum(global), Int64GetDatum(shortest), Int32GetDatum(max)};
     char nulls[3] = {global > 0 ? ' ' : 'n', ' ', ' '};
     p = pg::prepare(&plan_expire,
-                    "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey pipelines_id_key */"
+                    "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
                     " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
                     "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
                     "     AND r.finished_at < pg_catalog.clock_timestamp() - $2 * interval '1 microsecond'"
                     "     AND r.finished_at < pg_catalog.clock_timestamp() - COALESCE((SELECT"
                     "       (p.options->>'retention')::interval FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id),"
                     "       $1 * interval '1 microsecond')"
+                    PW_PARENT_FINISHED
                     "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
-                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id]))"
+                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
+                    " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
                     " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
                     3, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
@@ -60,15 +69,17 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
     char nulls[5] = {' ', pipeline ? ' ' : 'n', ' ', ' ', ' '};
     SPIPlanPtr p = pg::prepare(
         &plan_purge,
-        "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey */"
+        "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey events_run_idx */"
         " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
         "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
         "     AND r.finished_at < pg_catalog.clock_timestamp() - $1 * interval '1 microsecond'"
         "     AND ($2 IS NULL OR r.pipeline = $2)"
         "     AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.pipeline_owner::oid)"
         "       THEN pg_catalog.pg_has_role($4, r.pipeline_owner::oid, 'USAGE') ELSE false END)"
+        PW_PARENT_FINISHED
         "   ORDER BY r.finished_at LIMIT $5 FOR UPDATE OF r SKIP LOCKED),"
-        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id]))"
+        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
+        " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
         " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
         5, types);
     pg::exec_as_owner(p, v, nulls, false, 0);

@@ -2,6 +2,7 @@
 
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
+#include "store/queue.hpp"
 
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
@@ -51,10 +52,18 @@ bool read_run(int64 run_id, RunRecord *out, MemoryContext dest) {
 int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
-    SPIPlanPtr plan = pg::prepare(&plan_read_steps,
-                                  "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output"
-                                  " FROM pipeline_worker.run_steps WHERE run_id = $1 ORDER BY position, attempt",
-                                  1, types);
+    // (0.1's schema has no task: no step has tasks there)
+    static SPIPlanPtr plan_read_steps_v1 = nullptr;
+    SPIPlanPtr plan =
+        schema_version() >= 2
+            ? pg::prepare(&plan_read_steps,
+                          "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output, started_at, task"
+                          " FROM pipeline_worker.run_steps WHERE run_id = $1 ORDER BY position, task, attempt",
+                          1, types)
+            : pg::prepare(&plan_read_steps_v1,
+                          "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output, started_at,"
+                          " NULL::int FROM pipeline_worker.run_steps WHERE run_id = $1 ORDER BY position, attempt",
+                          1, types);
     pg::exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
     MemoryContext old = MemoryContextSwitchTo(dest);
@@ -66,6 +75,9 @@ int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest) {
         rows[i].status = TextDatumGetCString(col(i, 3, &isnull));
         Datum o = col(i, 4, &isnull);
         rows[i].output = isnull ? nullptr : DatumGetJsonbPCopy(o);
+        rows[i].started = DatumGetTimestampTz(col(i, 5, &isnull));
+        Datum task = col(i, 6, &isnull);
+        rows[i].task = isnull ? -1 : DatumGetInt32(task);
     }
     MemoryContextSwitchTo(old);
     *out = rows;
@@ -123,24 +135,29 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
     Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(position), Int32GetDatum(attempt),
                   CStringGetTextDatum(step_error)};
     // Only a run nobody executes: pending, or running for a claimer that is gone (as recover_runs decides).
-    SPIPlanPtr p = pg::prepare(&plan_fail_crashed,
-                           "/* pw_indexes: runs_pkey pipelines_id_key */ WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r WHERE r.id = $1"
-                           "   AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN NOT EXISTS ("
-                           "     SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"
-                           "     WHERE a.backend_start = r.worker_started_at) ELSE false END FOR UPDATE SKIP LOCKED),"
-                           " n AS (SELECT r.id, COALESCE((SELECT p.steps -> ($2 - 1) ->> 'name'"
-                           "   FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id), 'step ' || $2) AS name FROM r),"
-                           " s AS (INSERT INTO pipeline_worker.run_steps"
-                           "   (run_id, position, attempt, name, status, error, started_at, finished_at)"
-                           "   SELECT n.id, $2, $3, n.name, 'failed', $4, pg_catalog.clock_timestamp(),"
-                           "          pg_catalog.clock_timestamp() FROM n"
-                           "   ON CONFLICT (run_id, position, attempt) DO UPDATE SET status = 'failed',"
-                           "   error = excluded.error, finished_at = excluded.finished_at)"
-                           " UPDATE pipeline_worker.runs u SET status = 'failed', worker_pid = NULL,"
-                           "  worker_started_at = NULL, not_before = NULL, finished_at = pg_catalog.clock_timestamp(),"
-                           "  error = pg_catalog.format('step \"%s\" failed: %s', n.name, $4)"
-                           " FROM n WHERE u.id = n.id RETURNING u.pipeline",
-                           4, types);
+    // (the key of run_steps has task under 0.2's schema)
+#define PW_FAIL_CRASHED(key)                                                                                          \
+    "/* pw_indexes: runs_pkey pipelines_id_key */ WITH r AS (SELECT r.id, r.pipeline_id FROM pipeline_worker.runs r" \
+    "   WHERE r.id = $1 AND CASE r.status WHEN 'pending' THEN true WHEN 'running' THEN NOT EXISTS ("                \
+    "     SELECT 1 FROM pg_catalog.pg_stat_get_activity(r.worker_pid) a"                                             \
+    "     WHERE a.backend_start = r.worker_started_at) ELSE false END FOR UPDATE SKIP LOCKED),"                        \
+    " n AS (SELECT r.id, COALESCE((SELECT p.steps -> ($2 - 1) ->> 'name'"                                           \
+    "   FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id), 'step ' || $2) AS name FROM r),"              \
+    " s AS (INSERT INTO pipeline_worker.run_steps"                                                                  \
+    "   (run_id, position, attempt, name, status, error, started_at, finished_at)"                                  \
+    "   SELECT n.id, $2, $3, n.name, 'failed', $4, pg_catalog.clock_timestamp(),"                                    \
+    "          pg_catalog.clock_timestamp() FROM n"                                                                 \
+    "   ON CONFLICT (" key ") DO UPDATE SET status = 'failed',"                                                     \
+    "   error = excluded.error, finished_at = excluded.finished_at)"                                                \
+    " UPDATE pipeline_worker.runs u SET status = 'failed', worker_pid = NULL,"                                      \
+    "  worker_started_at = NULL, not_before = NULL, finished_at = pg_catalog.clock_timestamp(),"                    \
+    "  error = pg_catalog.format('step \"%s\" failed: %s', n.name, $4)"                                              \
+    " FROM n WHERE u.id = n.id RETURNING u.pipeline"
+    static SPIPlanPtr plan_fail_crashed_v1 = nullptr;
+    SPIPlanPtr p = schema_version() >= 2
+                       ? pg::prepare(&plan_fail_crashed, PW_FAIL_CRASHED("run_id, position, task, attempt"), 4, types)
+                       : pg::prepare(&plan_fail_crashed_v1, PW_FAIL_CRASHED("run_id, position, attempt"), 4, types);
+#undef PW_FAIL_CRASHED
     pg::exec_as_owner(p, v, nullptr, false, 0);
     bool failed = SPI_processed == 1;
     bool isnull;

@@ -24,6 +24,8 @@ struct StepRecord {
     int attempt;
     char *status;
     Jsonb *output;  // NULL when the column is NULL
+    TimestampTz started;
+    int task;  // a map task's index; -1 for the step's own row
 };
 // Returns how many (*out palloc'd in dest).
 int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest);

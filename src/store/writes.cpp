@@ -2,6 +2,8 @@
 
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
+#include "store/children.hpp"
+#include "store/queue.hpp"
 
 #include "pg/kept_plans.hpp"
 
@@ -26,6 +28,7 @@ struct StepRow {
     char *error;
     TimestampTz started, finished;
     bool upsert;
+    int task;  // a map task's index, -1 for a step
 };
 
 struct RunRow {
@@ -37,7 +40,8 @@ struct RunRow {
     Jsonb *result;
     char *error;
     TimestampTz at;
-    int delay_ms;
+    TimestampTz wake_at;  // not_before: a retry's back-off, a waiting run's wake-up (0: none)
+    char *waiting_for;
 };
 
 struct ClaimRow {
@@ -122,8 +126,9 @@ void flush_claims() {
 // function scan instead of nine (ROWS FROM (unnest($1), ..., unnest($9)) kept a tuplestore per column; this form
 // inserts a 150-row batch in two thirds of the time). Columns are filled by name; a column this code does not know
 // (a later schema) is left out of the INSERT, so it gets its default.
-constexpr const char *kStepColumns[9] = {"run_id", "position", "attempt", "name", "status",
-                                         "output", "error", "started_at", "finished_at"};
+constexpr const char *kStepColumns[10] = {"run_id", "position", "attempt", "name", "status",
+                                          "output", "error", "started_at", "finished_at", "task"};
+constexpr int kTaskColumn = 9;  // (0.2; absent under 0.1, where no step has tasks)
 
 // run_steps' row type (looked up at every flush: the extension may have been dropped and created again since).
 Oid step_rowtype() {
@@ -135,14 +140,14 @@ Oid step_rowtype() {
 Datum step_rows_array(Oid rowtype, bool upsert, int n) {
     TupleDesc desc = lookup_rowtype_tupdesc(rowtype, -1);
     int natts = desc->natts;
-    int att[9];
-    for (int c = 0; c < 9; c++) {
+    int att[10];
+    for (int c = 0; c < 10; c++) {
         att[c] = -1;
         for (int i = 0; i < natts; i++) {
             Form_pg_attribute fa = TupleDescAttr(desc, i);
             if (!fa->attisdropped && strcmp(NameStr(fa->attname), kStepColumns[c]) == 0) att[c] = i;
         }
-        if (att[c] < 0) elog(ERROR, "pipeline_worker.run_steps has no column %s", kStepColumns[c]);
+        if (att[c] < 0 && c != kTaskColumn) elog(ERROR, "pipeline_worker.run_steps has no column %s", kStepColumns[c]);
     }
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
@@ -165,7 +170,12 @@ Datum step_rows_array(Oid rowtype, bool upsert, int n) {
         if (r->output) set(5, JsonbPGetDatum(r->output));
         if (r->error) set(6, CStringGetTextDatum(r->error));
         set(7, TimestampTzGetDatum(r->started));
-        if (r->status != core::StepStatus::Running) set(8, TimestampTzGetDatum(r->finished));
+        if (r->status != core::StepStatus::Running && r->status != core::StepStatus::Waiting)
+            set(8, TimestampTzGetDatum(r->finished));
+        if (r->task >= 0) {
+            if (att[kTaskColumn] < 0) elog(ERROR, "pipeline_worker.run_steps has no column task");
+            set(kTaskColumn, Int32GetDatum(r->task));
+        }
         rows[k++] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     }
     ReleaseTupleDesc(desc);
@@ -182,26 +192,42 @@ void flush_steps_kind(bool upsert) {
     Oid types[1] = {get_array_type(rowtype)};
     // The statements take the table's own row type: prepared again when that is another type (the extension was
     // dropped and created again while this process lived).
-    static Oid prepared_for = InvalidOid;
+    static Oid prepared_for = InvalidOid, prepared_for_v1 = InvalidOid;
     if (rowtype != prepared_for) {
         if (plan_flush_steps != nullptr) SPI_freeplan(plan_flush_steps);
         if (plan_flush_steps_upsert != nullptr) SPI_freeplan(plan_flush_steps_upsert);
         plan_flush_steps = plan_flush_steps_upsert = nullptr;
         prepared_for = rowtype;
     }
-#define PW_STEP_ROWS                                                                                      \
+    // Under 0.1's schema (before ALTER EXTENSION UPDATE) run_steps has no task and its key is (run_id, position,
+    // attempt); under 0.2 the key has task.
+#define PW_STEP_ROWS(task_col, task_val)                                                                      \
     "INSERT INTO pipeline_worker.run_steps"                                                                \
-    " (run_id, position, attempt, name, status, output, error, started_at, finished_at)"                   \
+    " (run_id, position, attempt, name, status, output, error, started_at, finished_at" task_col ")"       \
     " SELECT r.run_id, r.position, r.attempt, r.name, r.status, r.output, r.error, r.started_at,"          \
-    "   r.finished_at FROM pg_catalog.unnest($1) AS r"
-    SPIPlanPtr p = upsert ? pg::prepare(&plan_flush_steps_upsert,
-                                        PW_STEP_ROWS
-                                        " ON CONFLICT (run_id, position, attempt) DO UPDATE SET status = excluded.status,"
-                                        " output = excluded.output, error = excluded.error,"
-                                        " started_at = excluded.started_at, finished_at = excluded.finished_at",
-                                        1, types)
-                          : pg::prepare(&plan_flush_steps, PW_STEP_ROWS, 1, types);
+    "   r.finished_at" task_val " FROM pg_catalog.unnest($1) AS r"
+#define PW_UPSERT(key)                                                                                        \
+    " ON CONFLICT (" key ") DO UPDATE SET status = excluded.status,"                                        \
+    " output = excluded.output, error = excluded.error,"                                                    \
+    " started_at = excluded.started_at, finished_at = excluded.finished_at"
+    static SPIPlanPtr plan_flush_steps_v1 = nullptr, plan_flush_steps_upsert_v1 = nullptr;
+    if (prepared_for_v1 != prepared_for) {
+        if (plan_flush_steps_v1 != nullptr) SPI_freeplan(plan_flush_steps_v1);
+        if (plan_flush_steps_upsert_v1 != nullptr) SPI_freeplan(plan_flush_steps_upsert_v1);
+        plan_flush_steps_v1 = plan_flush_steps_upsert_v1 = nullptr;
+        prepared_for_v1 = prepared_for;
+    }
+    SPIPlanPtr p;
+    if (schema_version() >= 2)
+        p = upsert ? pg::prepare(&plan_flush_steps_upsert,
+                                 PW_STEP_ROWS(", task", ", r.task") PW_UPSERT("run_id, position, task, attempt"), 1, types)
+                   : pg::prepare(&plan_flush_steps, PW_STEP_ROWS(", task", ", r.task"), 1, types);
+    else
+        p = upsert ? pg::prepare(&plan_flush_steps_upsert_v1, PW_STEP_ROWS("", "") PW_UPSERT("run_id, position, attempt"),
+                                 1, types)
+                   : pg::prepare(&plan_flush_steps_v1, PW_STEP_ROWS("", ""), 1, types);
 #undef PW_STEP_ROWS
+#undef PW_UPSERT
     pg::exec_as_owner(p, v, nullptr, false, 0);
 }
 
@@ -210,8 +236,9 @@ void flush_steps_kind(bool upsert) {
 void flush_runs() {
     int n = list_length(pending_runs);
     if (n == 0) return;
-    static const Oid elem[8] = {INT8OID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID};
-    pg::ArrayColumns *a = pg::array_columns(n, 8, elem);
+    static const Oid elem[9] = {INT8OID, TEXTOID,        JSONBOID,       TEXTOID, TIMESTAMPTZOID,
+                                TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+    pg::ArrayColumns *a = pg::array_columns(n, 9, elem);
     int i = 0;
     ListCell *lc;
     foreach (lc, pending_runs) {
@@ -223,34 +250,42 @@ void flush_runs() {
         if (r->error) pg::set_cell(a, i, 3, CStringGetTextDatum(r->error));
         else pg::set_null(a, i, 3);
         pg::set_cell(a, i, 4, TimestampTzGetDatum(r->at));
-        pg::set_cell(a, i, 5, Int32GetDatum(r->delay_ms));
+        if (r->wake_at != 0) pg::set_cell(a, i, 5, TimestampTzGetDatum(r->wake_at));
+        else pg::set_null(a, i, 5);
         pg::set_cell(a, i, 6, Int32GetDatum(r->claims));
         pg::set_cell(a, i, 7, TimestampTzGetDatum(r->claimed_at));
+        if (r->waiting_for) pg::set_cell(a, i, 8, CStringGetTextDatum(r->waiting_for));
+        else pg::set_null(a, i, 8);
         i++;
     }
-    Oid types[10] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
-                     INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID, TIMESTAMPTZOID};
-    Datum v[10];
+    Oid types[11] = {INT8ARRAYOID, TEXTARRAYOID,        JSONBARRAYOID, TEXTARRAYOID,   TIMESTAMPTZARRAYOID,
+                     TIMESTAMPTZARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID};
+    Datum v[11];
     pg::column_arrays(a, v);
-    v[8] = Int32GetDatum(MyProcPid);
-    v[9] = TimestampTzGetDatum(MyStartTimestamp);
-    SPIPlanPtr p = pg::prepare(&plan_flush_runs,
-                               "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = u.status,"
-                               " result = u.result, error = u.error,"
-                               " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"
-                               " finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE u.at END,"
-                               " not_before = CASE WHEN u.status = 'pending' AND u.delay > 0"
-                               "   THEN u.at + u.delay * interval '1 millisecond' END,"
-                               " worker_pid = CASE WHEN u.status = 'pending' THEN NULL ELSE $9 END,"
-                               " worker_started_at = CASE WHEN u.status = 'pending' THEN NULL ELSE $10 END"
-                               " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-                               "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
-                               "   pg_catalog.unnest($7), pg_catalog.unnest($8))"
-                               "   AS u(id, status, result, error, at, delay, claims, claimed_at)"
-                               " WHERE r.id = ANY (ARRAY[u.id]) AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"
-                               "   WHEN 'running' THEN r.worker_pid = $9 AND r.worker_started_at = $10 ELSE false END"
-                               " RETURNING r.id",
-                               10, types);
+    v[9] = Int32GetDatum(MyProcPid);
+    v[10] = TimestampTzGetDatum(MyStartTimestamp);
+    // (0.1's schema, before ALTER EXTENSION UPDATE: no waiting_for; no run waits there)
+#define PW_RUN_OUTCOMES(waiting_for)                                                                          \
+    "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = u.status,"                         \
+    " result = u.result, error = u.error,"                                                                     \
+    " claims = u.claims, started_at = COALESCE(r.started_at, u.claimed_at),"                                   \
+    " finished_at = CASE WHEN u.status IN ('pending', 'waiting') THEN NULL ELSE u.at END,"                     \
+    " not_before = u.wake," waiting_for                                                                        \
+    " worker_pid = CASE WHEN u.status IN ('pending', 'waiting') THEN NULL ELSE $10 END,"                       \
+    " worker_started_at = CASE WHEN u.status IN ('pending', 'waiting') THEN NULL ELSE $11 END"                 \
+    " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"                    \
+    "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"                                  \
+    "   pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9))"                                  \
+    "   AS u(id, status, result, error, at, wake, claims, claimed_at, waiting_for)"                            \
+    " WHERE r.id = ANY (ARRAY[u.id]) AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"               \
+    "   WHEN 'running' THEN r.worker_pid = $10 AND r.worker_started_at = $11 ELSE false END"                   \
+    " RETURNING r.id, "
+    static SPIPlanPtr plan_flush_runs_v1 = nullptr;
+    SPIPlanPtr p = schema_version() >= 2
+                       ? pg::prepare(&plan_flush_runs, PW_RUN_OUTCOMES(" waiting_for = u.waiting_for,") "r.parent_run_id",
+                                     11, types)
+                       : pg::prepare(&plan_flush_runs_v1, PW_RUN_OUTCOMES("") "NULL::bigint", 11, types);
+#undef PW_RUN_OUTCOMES
     pg::exec_as_owner(p, v, nullptr, false, 0);
     uint64 updated = SPI_processed;
     SPITupleTable *rows = SPI_tuptable;
@@ -258,7 +293,7 @@ void flush_runs() {
     // (it counted and notified)
     foreach (lc, pending_runs) {
         RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Pending) continue;
+        if (r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting) continue;
         bool mine = updated == static_cast<uint64>(n);
         for (uint64 k = 0; k < updated && !mine; k++) {
             bool isnull;
@@ -267,6 +302,23 @@ void flush_runs() {
         if (!mine) continue;
         note_finished(r->pipeline != nullptr ? r->pipeline : "", r->id, r->status, r->at - r->claimed_at);
     }
+    // Runs started by a "pipeline" step: their parents look at them again.
+    int64 *parents = nullptr;
+    int nparents = 0;
+    for (uint64 k = 0; k < updated; k++) {
+        bool isnull, pnull;
+        Datum parent = SPI_getbinval(rows->vals[k], rows->tupdesc, 2, &pnull);
+        if (pnull) continue;
+        int64 id = DatumGetInt64(SPI_getbinval(rows->vals[k], rows->tupdesc, 1, &isnull));
+        foreach (lc, pending_runs) {
+            RunRow *r = static_cast<RunRow *>(lfirst(lc));
+            if (r->id != id || r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting) continue;
+            if (parents == nullptr) parents = static_cast<int64 *>(palloc(sizeof(int64) * updated));
+            parents[nparents++] = DatumGetInt64(parent);
+            break;
+        }
+    }
+    if (nparents > 0) wake_parents(parents, nparents);
     SPI_tuptable = rows;
     if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
@@ -274,7 +326,7 @@ void flush_runs() {
 }  // namespace
 
 void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
-                 const char *error, TimestampTz started, bool upsert) {
+                 const char *error, TimestampTz started, bool upsert, int task) {
     MemoryContext old = MemoryContextSwitchTo(writes_context());
     StepRow *row = static_cast<StepRow *>(palloc(sizeof(StepRow)));
     row->run_id = run_id;
@@ -287,6 +339,7 @@ void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::Ste
     row->started = started;
     row->finished = GetCurrentTimestamp();
     row->upsert = upsert;
+    row->task = task;
     pending_steps = lappend(pending_steps, row);
     MemoryContextSwitchTo(old);
 }
@@ -302,7 +355,8 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     row->result = copy_jsonb(result);
     row->error = error ? pstrdup(error) : nullptr;
     row->at = GetCurrentTimestamp();
-    row->delay_ms = delay_ms;
+    row->wake_at = status == core::RunStatus::Pending && delay_ms > 0 ? row->at + int64(delay_ms) * 1000 : 0;
+    row->waiting_for = nullptr;
     pending_runs = lappend(pending_runs, row);
     MemoryContextSwitchTo(old);
     lanes::release_at_commit(run->id);  // (pending again: a run waiting for its retry holds no slot)
@@ -314,6 +368,23 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     } else {
         notes::runs_finished();
     }
+}
+
+void buffer_wait(const ClaimedRun *run, TimestampTz wake_at, const char *event) {
+    MemoryContext old = MemoryContextSwitchTo(writes_context());
+    RunRow *row = static_cast<RunRow *>(palloc0(sizeof(RunRow)));
+    row->id = run->id;
+    row->pipeline = run->pipeline != nullptr ? pstrdup(run->pipeline) : nullptr;
+    row->claims = run->claims;
+    row->claimed_at = run->claimed_at;
+    row->status = core::RunStatus::Waiting;
+    row->at = GetCurrentTimestamp();
+    row->wake_at = wake_at;
+    row->waiting_for = event != nullptr ? pstrdup(event) : nullptr;
+    pending_runs = lappend(pending_runs, row);
+    MemoryContextSwitchTo(old);
+    lanes::release_at_commit(run->id);  // a waiting run holds no slot
+    if (wake_at != 0) notes::due_at(wake_at);
 }
 
 void persist_claim(ClaimedRun *run) {

@@ -1,0 +1,118 @@
+#include "exec/wait_step.hpp"
+
+#include "shmem/gucs.hpp"
+#include "store/children.hpp"
+#include "store/events.hpp"
+#include "store/writes.hpp"
+
+namespace pw::exec {
+
+namespace {
+
+// The step waits (on): its row says so from the first look (kept on later ones), the run waits until wake_at (0:
+// until an event comes).
+StepResult wait(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
+                TimestampTz wake_at, const char *event, Jsonb *note = nullptr) {
+    if (r->waiting_since[pos] == 0)
+        store::buffer_step(r->id, pos, attempt, r->pipeline->steps[pos].name, core::StepStatus::Waiting, note,
+                           nullptr, started, true);
+    store::buffer_wait(claimed, wake_at, event);
+    StepResult res;
+    res.waiting = true;
+    return res;
+}
+
+// A child run is looked at again when it finishes (its parent is woken then) and, as a safety net, every minute.
+constexpr int64 kChildRecheckUs = 60 * USECS_PER_SEC;
+
+Jsonb *child_note(int64 child_id) {
+    return DatumGetJsonbP(DirectFunctionCall1(
+        jsonb_in, CStringGetDatum(psprintf("{\"child_run_id\": %lld}", static_cast<long long>(child_id)))));
+}
+
+// The child run's id recorded in the waiting row (0: none).
+int64 child_of(const RunState *r, int pos) {
+    Jsonb *note = r->waiting_note[pos];
+    if (note == nullptr || !JB_ROOT_IS_OBJECT(note)) return 0;
+    JsonbValue *v = getKeyJsonValueFromContainer(&note->root, "child_run_id", 12, nullptr);
+    if (v == nullptr || v->type != jbvNumeric) return 0;
+    return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+// A "pipeline" step: its first look starts the child run (as the run's submitter); later looks read it.
+StepResult child_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
+                      MemoryContext run_ctx) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    StepResult res;
+    TimestampTz recheck = GetCurrentTimestamp() + kChildRecheckUs;
+    int64 child = r->waiting_since[pos] != 0 ? child_of(r, pos) : 0;
+    if (child == 0) {
+        if (store::run_depth(r->id) + 1 > guc::max_child_depth) {
+            res.error = psprintf("child runs nest deeper than pipeline_worker.max_child_depth (%d)", guc::max_child_depth);
+            return res;
+        }
+        const char *why = nullptr;
+        const store::ChildPipeline *cp = store::child_pipeline(step->child, r->submitter, &why);
+        if (cp == nullptr) {
+            res.error = why;
+            return res;
+        }
+        Jsonb *input = step_prev(r, pos);
+        if (input == nullptr) input = json_null();
+        child = store::create_child_run(step->child, cp, r->submitter, input, r->metadata, r->id, step->name);
+        return wait(claimed, r, pos, attempt, started, recheck, nullptr, child_note(child));
+    }
+    Jsonb *result = nullptr;
+    char *error = nullptr;
+    const char *status = store::read_child(child, &result, &error, run_ctx);
+    if (status == nullptr) {
+        res.error = psprintf("child run %lld no longer exists", static_cast<long long>(child));
+        res.retryable = true;
+    } else if (strcmp(status, "succeeded") == 0) {
+        MemoryContext old = MemoryContextSwitchTo(run_ctx);
+        res.output = result != nullptr ? result : json_null();
+        MemoryContextSwitchTo(old);
+    } else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+        res.error = psprintf("child run %lld (pipeline \"%s\") %s: %s", static_cast<long long>(child), step->child,
+                             status, error != nullptr ? error : status);
+        res.retryable = true;
+    } else {
+        return wait(claimed, r, pos, attempt, started, recheck, nullptr);
+    }
+    return res;
+}
+
+}  // namespace
+
+StepResult run_wait_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt,
+                         TimestampTz started, MemoryContext run_ctx) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    if (step->kind == core::StepKind::Pipeline) return child_step(claimed, r, pos, attempt, started, run_ctx);
+    TimestampTz now = GetCurrentTimestamp();
+    StepResult res;
+    if (step->kind == core::StepKind::Sleep) {
+        TimestampTz due = started + step->sleep_us;
+        if (now >= due) {
+            Jsonb *prev = step_prev(r, pos);
+            MemoryContext old = MemoryContextSwitchTo(run_ctx);
+            res.output = prev != nullptr ? DatumGetJsonbPCopy(JsonbPGetDatum(prev)) : json_null();
+            MemoryContextSwitchTo(old);
+            return res;
+        }
+        return wait(claimed, r, pos, attempt, started, due, nullptr);
+    }
+    Jsonb *payload = store::take_event(r->id, step->event, pos, run_ctx);
+    if (payload != nullptr) {
+        res.output = payload;
+        return res;
+    }
+    TimestampTz deadline = step->timeout_ms > 0 ? started + int64(step->timeout_ms) * 1000 : 0;
+    if (deadline != 0 && now >= deadline) {
+        res.error = psprintf("no event \"%s\" arrived within %d ms", step->event, step->timeout_ms);
+        res.retryable = true;
+        return res;
+    }
+    return wait(claimed, r, pos, attempt, started, deadline, step->event);
+}
+
+}  // namespace pw::exec

@@ -1,0 +1,140 @@
+#include "store/children.hpp"
+
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_grantees, plan_child_pipeline, plan_depth, plan_insert, plan_read, plan_wake, plan_descendants;
+
+}  // namespace
+
+bool may_submit(const char *pipeline, Oid owner, Oid role) {
+    if (has_privs_of_role(role, owner) || pg::is_admin(role)) return true;
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(pipeline)};
+    pg::run_as_owner(&plan_grantees, "SELECT grantee::oid FROM pipeline_worker.pipeline_grants WHERE pipeline = $1",
+                     1, types, v, nullptr, true);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        if (has_privs_of_role(role, DatumGetObjectId(col(i, 1, &isnull)))) return true;
+    }
+    return false;
+}
+
+const ChildPipeline *child_pipeline(const char *pipeline, Oid submitter, const char **why) {
+    Oid types[1] = {TEXTOID};
+    Datum v[1] = {CStringGetTextDatum(pipeline)};
+    pg::run_as_owner(&plan_child_pipeline,
+                     "SELECT id, owner::oid, paused FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
+                     nullptr, true);
+    if (SPI_processed == 0) {
+        *why = psprintf("pipeline \"%s\" does not exist", pipeline);
+        return nullptr;
+    }
+    bool isnull;
+    ChildPipeline *p = static_cast<ChildPipeline *>(palloc(sizeof(ChildPipeline)));
+    p->id = DatumGetInt64(col(0, 1, &isnull));
+    p->owner = DatumGetObjectId(col(0, 2, &isnull));
+    p->paused = DatumGetBool(col(0, 3, &isnull));
+    if (!may_submit(pipeline, p->owner, submitter)) {
+        *why = psprintf("role \"%s\" may not submit runs to pipeline \"%s\"", pg::role_name(submitter), pipeline);
+        return nullptr;
+    }
+    return p;
+}
+
+int run_depth(int64 run_id) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    pg::run_as_owner(&plan_depth,
+                     "WITH RECURSIVE a(id, parent, depth) AS ("
+                     "   SELECT id, parent_run_id, 0 FROM pipeline_worker.runs WHERE id = $1"
+                     " UNION ALL"
+                     "   SELECT r.id, r.parent_run_id, a.depth + 1 FROM a JOIN pipeline_worker.runs r ON r.id = a.parent"
+                     "   WHERE a.depth < 10000)"
+                     " SELECT max(depth) FROM a",
+                     1, types, v, nullptr, true);
+    bool isnull;
+    Datum d = SPI_processed > 0 ? col(0, 1, &isnull) : 0;
+    return SPI_processed > 0 && !isnull ? DatumGetInt32(d) : 0;
+}
+
+int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitter, Jsonb *input, Jsonb *metadata,
+                       int64 parent_id, const char *parent_step) {
+    Oid types[8] = {TEXTOID, JSONBOID, JSONBOID, OIDOID, INT8OID, OIDOID, INT8OID, TEXTOID};
+    Datum v[8] = {CStringGetTextDatum(pipeline), JsonbPGetDatum(input), JsonbPGetDatum(metadata),
+                  ObjectIdGetDatum(submitter), Int64GetDatum(p->id), ObjectIdGetDatum(p->owner),
+                  Int64GetDatum(parent_id), CStringGetTextDatum(parent_step)};
+    pg::run_as_owner(&plan_insert,
+                     "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                     "  pipeline_owner, parent_run_id, parked)"
+                     " SELECT $1, $2, $3 || pg_catalog.jsonb_build_object('parent_run_id', $7, 'parent_step', $8),"
+                     "  $4::regrole, $5, $6::regrole, $7, CASE WHEN p.paused THEN 3 END"
+                     " FROM pipeline_worker.pipelines p WHERE p.id = $5 RETURNING id",
+                     8, types, v, nullptr, false);
+    if (SPI_processed != 1)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" was dropped meanwhile", pipeline)));
+    bool isnull;
+    int64 id = DatumGetInt64(col(0, 1, &isnull));
+    notes::runs_created();
+    return id;
+}
+
+const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(child_id)};
+    pg::run_as_owner(&plan_read,
+                     "/* pw_indexes: runs_pkey */ SELECT status, result, error FROM pipeline_worker.runs WHERE id = $1",
+                     1, types, v, nullptr, true);
+    if (SPI_processed == 0) return nullptr;
+    bool isnull;
+    MemoryContext old = MemoryContextSwitchTo(dest);
+    char *status = TextDatumGetCString(col(0, 1, &isnull));
+    Datum r = col(0, 2, &isnull);
+    *result = isnull ? nullptr : DatumGetJsonbPCopy(r);
+    Datum e = col(0, 3, &isnull);
+    *error = isnull ? nullptr : TextDatumGetCString(e);
+    MemoryContextSwitchTo(old);
+    return status;
+}
+
+void wake_parents(const int64 *parent_ids, int n) {
+    if (n == 0) return;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {pg::int8_array(parent_ids, n)};
+    pg::run_as_owner(&plan_wake,
+                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
+                     " not_before = NULL, waiting_for = NULL"
+                     " WHERE id = ANY ($1) AND CASE status WHEN 'waiting' THEN true ELSE false END",
+                     1, types, v, nullptr, false);
+    if (SPI_processed > 0) notes::runs_queued(SPI_processed);
+}
+
+int64 *unfinished_descendants(int64 run_id, int *n) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    pg::run_as_owner(&plan_descendants,
+                     "/* pw_indexes: runs_parent_idx runs_pkey */ WITH RECURSIVE d(id, depth) AS ("
+                     "   SELECT id, 1 FROM pipeline_worker.runs WHERE parent_run_id = $1"
+                     " UNION ALL"
+                     "   SELECT r.id, d.depth + 1 FROM d JOIN pipeline_worker.runs r ON r.parent_run_id = d.id"
+                     "   WHERE d.depth < 10000)"
+                     " SELECT d.id FROM d JOIN pipeline_worker.runs r ON r.id = d.id"
+                     " WHERE r.status NOT IN ('succeeded', 'failed', 'cancelled') ORDER BY d.depth, d.id",
+                     1, types, v, nullptr, true);
+    *n = static_cast<int>(SPI_processed);
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (*n + 1)));
+    for (int i = 0; i < *n; i++) {
+        bool isnull;
+        ids[i] = DatumGetInt64(col(i, 1, &isnull));
+    }
+    return ids;
+}
+
+}  // namespace pw::store

@@ -1,0 +1,39 @@
+// Child runs of "pipeline" steps: who may start them, creating one, reading it back, waking its parent, and the
+// descendants a cancel_run of the parent cancels.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::store {
+
+// May `role` submit runs to `pipeline` (owned by `owner`): its owner's privileges, an admin, or a grantee. SPI
+// connected.
+bool may_submit(const char *pipeline, Oid owner, Oid role);
+
+struct ChildPipeline {
+    int64 id;
+    Oid owner;
+    bool paused;
+};
+// The pipeline a child run goes to, if `submitter` may submit to it; else NULL with *why set. SPI connected.
+const ChildPipeline *child_pipeline(const char *pipeline, Oid submitter, const char **why);
+
+// How many ancestors the run has (0 for a run nobody started from a "pipeline" step). SPI connected.
+int run_depth(int64 run_id);
+
+// A new pending child run of parent_id, as `submitter`; metadata is the parent's plus parent_run_id and
+// parent_step. Wakes workers at commit. SPI connected.
+int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitter, Jsonb *input, Jsonb *metadata,
+                       int64 parent_id, const char *parent_step);
+
+// The child's status (NULL if it no longer exists), result and error, copied into dest. SPI connected.
+const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest);
+
+// These runs, parents of runs that just finished, become pending if they wait: they look at their child again. SPI
+// connected.
+void wake_parents(const int64 *parent_ids, int n);
+
+// Unfinished descendants of run_id (children, their children, ...), deepest last; *n set. SPI connected.
+int64 *unfinished_descendants(int64 run_id, int *n);
+
+}  // namespace pw::store
