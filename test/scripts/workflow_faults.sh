@@ -1,0 +1,84 @@
+#!/bin/bash
+# Workflows under faults: while 300 runs go through a diamond of function steps, a sleep, an event wait, a child run and
+# a map step of 10 tasks -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
+# pg_terminate_backend, and the server is stopped with -m immediate. Afterwards every run has succeeded; every function
+# step's and map task's effect happened exactly once; each run has exactly one child; every event was consumed exactly once, by the right step; every
+# sleep lasted its full length.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+RUNS=300
+pw_cluster_up wffaults 4 20 || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE effects (run_id bigint, step text);
+CREATE FUNCTION wff_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects VALUES ((ctx->>'run_id')::bigint, (ctx->>'step') || COALESCE(ctx->>'index', ''));
+    PERFORM pg_sleep(0.002);   -- long enough that kills land inside steps
+    RETURN jsonb_build_object('step', ctx->'step', 'prev', ctx->'prev');
+END $$;
+CREATE FUNCTION wff_list(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_agg(g) FROM generate_series(1, 10) g $$;
+SELECT pipeline_worker.create_pipeline('wff_kid', '[{"name": "k", "function": "wff_step"}]');
+SELECT pipeline_worker.create_pipeline('wff', '[
+  {"name": "a", "function": "wff_step"},
+  {"name": "b", "function": "wff_step", "depends_on": ["a"]},
+  {"name": "c", "function": "wff_step", "depends_on": ["a"]},
+  {"name": "nap", "sleep": "1 second", "depends_on": ["b", "c"]},
+  {"name": "ev", "wait_for": "go"},
+  {"name": "kid", "pipeline": "wff_kid"},
+  {"name": "d", "function": "wff_step"},
+  {"name": "list", "function": "wff_list"},
+  {"name": "sq", "function": "wff_step", "map": true}]');
+SQL
+psql_retry() { pw_retry 20 pw_psql "$@"; }
+
+# half the runs get their event before they reach the wait (mailbox), half while they wait
+psql_retry -c "SELECT count(pipeline_worker.create_run('wff', jsonb_build_object('i', g), idempotency_key => 'k' || g))
+               FROM generate_series(1, $RUNS) g" >/dev/null || pw_die "submit failed"
+psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', jsonb_build_object('i', g)))
+               FROM generate_series(1, $RUNS, 2) g" >/dev/null || pw_die "early events failed"
+
+kills=0
+for i in 1 2 3; do
+    sleep 0.3
+    pid=$(psql_retry -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'active' LIMIT 1")
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
+done
+terms=$(psql_retry -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")
+pw_info "$kills SIGKILLs, $terms terminated"
+# the other half's events while the runs sleep or wait, with an immediate stop in the middle
+psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', jsonb_build_object('i', g)))
+               FROM generate_series(2, $RUNS, 2) g WHERE g < $RUNS / 2" >/dev/null
+pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" stop -m immediate -w >/dev/null 2>&1
+pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "restart failed"
+psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', jsonb_build_object('i', g)))
+               FROM generate_series(2, $RUNS, 2) g WHERE g >= $RUNS / 2" >/dev/null
+[ "$kills" -ge 1 ] && pw_ok "killed workers mid-load ($kills SIGKILLs), terminated $terms, stopped -m immediate" \
+    || pw_fail "could not kill workers"
+
+pw_wait_sql "$((RUNS * 2))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
+pw_check_sql "every run succeeded (and its child)" "$((RUNS * 2))" "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+pw_check_sql "exactly one child run per run" "$RUNS 1 1" \
+    "SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(c.id) AS n FROM pipeline_worker.runs p
+       LEFT JOIN pipeline_worker.runs c ON c.parent_run_id = p.id WHERE p.pipeline = 'wff' GROUP BY p.id) x"
+pw_check_sql "every function step's and map task's effect exactly once (a, b, c, the child's k, d, 10 tasks per run)" "$((RUNS * 15)) 0" \
+    "SELECT count(*) || ' ' || (SELECT count(*) FROM (SELECT run_id, step FROM effects GROUP BY 1, 2 HAVING count(*) > 1) x)
+     FROM effects"
+pw_check_sql "every event consumed exactly once, by step ev, its payload the run's" "$RUNS $RUNS 0" \
+    "SELECT count(*) || ' ' || count(*) FILTER (WHERE e.position = 5 AND e.consumed_at IS NOT NULL) || ' ' ||
+            count(*) FILTER (WHERE s.output IS DISTINCT FROM e.payload)
+     FROM pipeline_worker.events e JOIN pipeline_worker.runs r ON r.id = e.run_id
+     JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'ev' AND s.status = 'succeeded'"
+pw_check_sql "d got the event's payload as prev" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'd'
+     WHERE s.output->'prev'->'prev' IS DISTINCT FROM jsonb_build_object('i', (r.input->>'i')::int)"
+pw_check_sql "every map step's output holds its 10 tasks in order" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'wff' AND jsonb_array_length(result) <> 10 OR pipeline = 'wff' AND result->9->'prev' IS DISTINCT FROM (SELECT jsonb_agg(g) FROM generate_series(1, 10) g)"
+pw_check_sql "every sleep lasted at least its second, and succeeded once" "$RUNS 0" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
+            count(*) FILTER (WHERE status = 'succeeded' AND finished_at - started_at < interval '1 second')
+     FROM pipeline_worker.run_steps WHERE name = 'nap'"
+pw_check_sql "no step row left waiting or running" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE status IN ('waiting', 'running')"
+pw_finish

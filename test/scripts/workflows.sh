@@ -1,0 +1,390 @@
+#!/bin/bash
+# Workflows (0.2): steps with several dependencies (DAGs) and their context, "if" conditions and skipped steps,
+# map steps (a task per element: own rows, attempts, retries; HTTP tasks with their idempotency keys), durable sleeps
+# and event waits ("wait_for" + send_event) with the run 'waiting' in between, holding no worker.
+source "$(dirname "$0")/../lib/cluster.sh"
+source "$(dirname "$0")/../lib/http.sh"
+trap pw_http_cleanup EXIT
+
+pw_http_start
+pw_cluster_up workflows 2 20 "pipeline_worker.http_allowed_hosts = '127.0.0.1'" || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE effects (run_id bigint, step text, at timestamptz DEFAULT clock_timestamp());
+GRANT INSERT ON effects TO PUBLIC;
+-- records its effect and returns what it saw
+CREATE FUNCTION wf_echo(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, step) VALUES ((ctx->>'run_id')::bigint, ctx->>'step');
+    RETURN jsonb_build_object('step', ctx->'step', 'prev', ctx->'prev', 'results', ctx->'results');
+END $$;
+CREATE FUNCTION wf_num(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, step) VALUES ((ctx->>'run_id')::bigint, ctx->>'step');
+    RETURN to_jsonb(length(ctx->>'step'));
+END $$;
+CREATE FUNCTION wf_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'wf_fail always fails'; END $$;
+CREATE ROLE wf_user LOGIN;
+CREATE ROLE wf_other LOGIN;
+GRANT EXECUTE ON FUNCTION wf_echo(jsonb), wf_num(jsonb) TO wf_user;
+SELECT pipeline_worker.create_pipeline('diamond', '[
+  {"name": "a", "function": "wf_num"},
+  {"name": "b", "function": "wf_num", "depends_on": ["a"]},
+  {"name": "cc", "function": "wf_num", "depends_on": ["a"]},
+  {"name": "d", "function": "wf_echo", "depends_on": ["b", "cc"]}]');
+SELECT pipeline_worker.create_pipeline('two_sinks', '[
+  {"name": "x", "function": "wf_num", "depends_on": []},
+  {"name": "yy", "function": "wf_num", "depends_on": []}]');
+-- written out of order: "first" runs first all the same
+SELECT pipeline_worker.create_pipeline('backwards', '[
+  {"name": "second", "function": "wf_echo", "depends_on": ["first"]},
+  {"name": "first", "function": "wf_num", "depends_on": []}]');
+SELECT pipeline_worker.create_pipeline('cond', '[
+  {"name": "a", "function": "wf_num"},
+  {"name": "paid_only", "function": "wf_num", "if": {"input": {"paid": true}}},
+  {"name": "after", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('failing', '[
+  {"name": "a", "function": "wf_num", "depends_on": []},
+  {"name": "boom", "function": "wf_fail", "depends_on": ["a"]},
+  {"name": "never", "function": "wf_num", "depends_on": ["boom"]}]');
+SELECT pipeline_worker.create_pipeline('nap', '[
+  {"name": "a", "function": "wf_num"},
+  {"name": "zz", "sleep": "2 seconds"},
+  {"name": "after", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('pay', '[
+  {"name": "a", "function": "wf_num"},
+  {"name": "paid", "wait_for": "payment"},
+  {"name": "after", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('twice', '[
+  {"name": "w1", "wait_for": "tick"},
+  {"name": "w2", "wait_for": "tick"},
+  {"name": "done", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('deadline', '[
+  {"name": "w", "wait_for": "never_sent", "timeout_ms": 500, "max_attempts": 2, "retry_delay_ms": 0}]');
+-- W2: split -> square (map) -> sum
+CREATE FUNCTION wf_split(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+  $$ SELECT COALESCE(jsonb_agg(g), '[]') FROM generate_series(1, (ctx->'input'->>'n')::int) g $$;
+CREATE TABLE squares (run_id bigint, idx int, v bigint);
+CREATE FUNCTION wf_square(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO squares VALUES ((ctx->>'run_id')::bigint, (ctx->>'index')::int, (ctx->>'item')::bigint ^ 2);
+    RETURN to_jsonb((ctx->>'item')::bigint * (ctx->>'item')::bigint);
+END $$;
+CREATE FUNCTION wf_sum(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+  $$ SELECT to_jsonb(sum(v::bigint)) FROM jsonb_array_elements_text(ctx->'prev') v $$;
+SELECT pipeline_worker.create_pipeline('w2', '[
+  {"name": "split", "function": "wf_split"},
+  {"name": "square", "function": "wf_square", "map": true, "max_parallel": 10},
+  {"name": "sum", "function": "wf_sum"}]');
+-- a task fails its first attempt (odd elements), and one element always fails
+CREATE TABLE tries (run_id bigint, idx int);
+CREATE FUNCTION wf_flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF ctx->'item' = '"never"' THEN RAISE EXCEPTION 'element % never works', ctx->>'index'; END IF;
+    IF (ctx->>'attempt')::int = 1 AND (ctx->>'index')::int % 2 = 1 THEN
+        RAISE EXCEPTION 'first attempt of task % fails', ctx->>'index';
+    END IF;
+    INSERT INTO tries VALUES ((ctx->>'run_id')::bigint, (ctx->>'index')::int);
+    RETURN jsonb_build_object('i', ctx->'index', 'item', ctx->'item', 'attempt', ctx->'attempt');
+END $$;
+SELECT pipeline_worker.create_pipeline('flaky_map', '[
+  {"name": "m", "function": "wf_flaky", "map": true, "max_attempts": 2, "retry_delay_ms": 0, "depends_on": []}]');
+-- child pipelines
+SELECT pipeline_worker.create_pipeline('kid', '[{"name": "k1", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('parent', '[
+  {"name": "p1", "function": "wf_num"},
+  {"name": "child", "pipeline": "kid"},
+  {"name": "p2", "function": "wf_echo"}]');
+SELECT pipeline_worker.create_pipeline('kid_fails', '[{"name": "k", "function": "wf_fail"}]');
+SELECT pipeline_worker.create_pipeline('parent_retries', '[
+  {"name": "child", "pipeline": "kid_fails", "max_attempts": 2, "retry_delay_ms": 0}]');
+SELECT pipeline_worker.create_pipeline('kid_waits', '[{"name": "w", "wait_for": "never"}]');
+SELECT pipeline_worker.create_pipeline('parent_of_waiter', '[{"name": "child", "pipeline": "kid_waits"}]');
+CREATE FUNCTION wf_down(ctx jsonb) RETURNS jsonb LANGUAGE sql AS
+  $$ SELECT jsonb_build_object('n', (ctx->'input'->>'n')::int - 1, 'more', (ctx->'input'->>'n')::int > 1) $$;
+SELECT pipeline_worker.create_pipeline('rec', '[
+  {"name": "down", "function": "wf_down"},
+  {"name": "again", "pipeline": "rec", "if": {"prev": {"more": true}}}]');
+SELECT pipeline_worker.create_pipeline('tenant', '[
+  {"name": "w", "wait_for": "go"}, {"name": "e", "function": "wf_echo"}]');
+SELECT pipeline_worker.grant_pipeline('tenant', 'wf_user');
+SQL
+
+q() { pw_psql -c "$1"; }
+wait_done() {  # RUN_ID [TIMEOUT]
+    pw_wait_sql done "${2:-20}" "SELECT CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN 'done' END
+                                  FROM pipeline_worker.runs WHERE id = $1" >/dev/null
+}
+definition_error() {  # LABEL EXPECTED_TEXT STEPS_JSON
+    local out
+    out=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('bad', '$3')" 2>&1)
+    if [[ "$out" == *"22023"* && "$out" == *"$2"* && "$out" == *HINT* ]]; then pw_ok "$1 refused (22023 with a hint)"
+    else pw_fail "$1: $out"; fi
+}
+
+# ---------------------------------------------------------------- definitions
+definition_error "unknown dependency" 'depends on unknown step "nope"' \
+    '[{"name": "a", "function": "wf_num", "depends_on": ["nope"]}]'
+definition_error "self-dependency" 'step "a" depends on itself' \
+    '[{"name": "a", "function": "wf_num", "depends_on": ["a"]}]'
+definition_error "a cycle" 'form a cycle: "c" -> "b" -> "c"' \
+    '[{"name": "a", "function": "wf_num"}, {"name": "b", "function": "wf_num", "depends_on": ["a", "c"]}, {"name": "c", "function": "wf_num", "depends_on": ["b"]}]'
+definition_error "depends_on not an array" '"depends_on" must be an array' \
+    '[{"name": "a", "function": "wf_num", "depends_on": "b"}]'
+definition_error "a dependency listed twice" 'twice' \
+    '[{"name": "a", "function": "wf_num"}, {"name": "b", "function": "wf_num", "depends_on": ["a", "a"]}]'
+definition_error "\"if\" not an object" '"if" must be a JSON object' \
+    '[{"name": "a", "function": "wf_num", "if": true}]'
+definition_error "a step with two kinds" 'more than one of' \
+    '[{"name": "a", "function": "wf_num", "sleep": "1 second"}]'
+definition_error "an invalid sleep" 'invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
+definition_error "a negative sleep" 'must not be negative' '[{"name": "a", "sleep": "-5 minutes"}]'
+definition_error "an empty event name" '"wait_for" must be an event name' '[{"name": "a", "wait_for": ""}]'
+definition_error "map on a sleep" '"map" applies to function and http steps' '[{"name": "a", "sleep": "1 second", "map": true}]'
+definition_error "max_parallel without map" '"max_parallel" applies to map steps only' \
+    '[{"name": "a", "function": "wf_num", "max_parallel": 3}]'
+definition_error "map over a child pipeline (not in this version)" 'not supported' \
+    '[{"name": "a", "pipeline": "diamond", "map": true}]'
+
+# ---------------------------------------------------------------- DAGs
+r=$(q "SELECT pipeline_worker.create_run('diamond', '{\"k\": 1}')")
+wait_done "$r"
+pw_check "diamond: succeeded" succeeded "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "diamond: d's prev is {name: output} of its two dependencies" '{"b": 1, "cc": 2}' \
+    "$(q "SELECT result->'prev' FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "diamond: d's results hold every finished step" '{"a": 1, "b": 1, "cc": 2}' \
+    "$(q "SELECT result->'results' FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "diamond: a before b and cc, d last; each once" "a b cc d" \
+    "$(q "SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r")"
+pw_check "diamond: step rows at their array positions" "1:a 2:b 3:cc 4:d" \
+    "$(q "SELECT string_agg(position || ':' || name, ' ' ORDER BY position) FROM pipeline_worker.run_steps WHERE run_id = $r")"
+
+r=$(q "SELECT pipeline_worker.create_run('two_sinks', '{}')")
+wait_done "$r"
+pw_check "two steps nothing depends on: the result is {name: output} of both" '{"x": 1, "yy": 2}' \
+    "$(q "SELECT result FROM pipeline_worker.runs WHERE id = $r")"
+r=$(q "SELECT pipeline_worker.create_run('backwards', '{\"in\": true}')")
+wait_done "$r"
+pw_check "a dependency written later in the array runs first; a root's prev is the input" 'first second|{"first": 5}|5' \
+    "$(q "SELECT (SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r) || '|' || (result->'results')::text || '|' || (result->'prev')::text FROM pipeline_worker.runs WHERE id = $r")"
+
+# ---------------------------------------------------------------- map
+r=$(q "SELECT pipeline_worker.create_run('w2', '{\"n\": 100}')")
+r0=$(q "SELECT pipeline_worker.create_run('w2', '{\"n\": 0}')")
+wait_done "$r"; wait_done "$r0"
+pw_check "W2: sum of the squares = n(n+1)(2n+1)/6" "succeeded 338350" "$(q "SELECT status || ' ' || result FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "W2: every task's effect exactly once" "100 100 0" \
+    "$(q "SELECT count(*) || ' ' || count(DISTINCT idx) || ' ' || count(*) FILTER (WHERE v <> (idx + 1) ^ 2) FROM squares WHERE run_id = $r")"
+pw_check "W2: one row per task (task = index), the step's own row holds the outputs in element order" \
+    "100|0|99|true" \
+    "$(q "SELECT count(*) FILTER (WHERE task IS NOT NULL) || '|' || min(task) || '|' || max(task) || '|' ||
+                 ((SELECT output FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'square' AND task IS NULL)
+                  = (SELECT jsonb_agg(g * g ORDER BY g) FROM generate_series(1, 100) g))
+          FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'square'")"
+pw_check "an empty array maps to [] at once" "succeeded|[]|0" \
+    "$(q "SELECT r.status || '|' || s.output::text || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r0 AND task IS NOT NULL)
+          FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'square' WHERE r.id = $r0")"
+
+r=$(q "SELECT pipeline_worker.create_run('flaky_map', '[\"a\", \"b\", \"c\", {\"d\": 1}]')")
+wait_done "$r"
+pw_check "map: each task has its own attempts (odd ones retried); outputs in element order with item and index" \
+    'succeeded|[{"i": 0, "item": "a", "attempt": 1}, {"i": 1, "item": "b", "attempt": 2}, {"i": 2, "item": "c", "attempt": 1}, {"i": 3, "item": {"d": 1}, "attempt": 2}]|6|4' \
+    "$(q "SELECT status || '|' || result::text || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NOT NULL) || '|' || (SELECT count(*) FROM tries WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
+r=$(q "SELECT pipeline_worker.create_run('flaky_map', '[\"a\", \"never\", \"c\"]')")
+wait_done "$r"
+pw_check "map: a task failing with no attempts left fails the step and the run, naming the task" "failed|true|failed" \
+    "$(q "SELECT status || '|' || (error LIKE 'step \"m\" failed: task 1: %element 1 never works%') || '|' || (SELECT status FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NULL) FROM pipeline_worker.runs WHERE id = $r")"
+r=$(q "SELECT pipeline_worker.create_run('flaky_map', '{\"not\": \"an array\"}')")
+wait_done "$r"
+pw_check "map over something else than an array fails the step saying what it got" "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%needs a JSON array as prev, got object%') FROM pipeline_worker.runs WHERE id = $r")"
+pw_set_conf pipeline_worker.max_map_tasks 3 || pw_fail "set max_map_tasks"
+r=$(q "SELECT pipeline_worker.create_run('w2', '{\"n\": 4}')")
+wait_done "$r"
+pw_check "more elements than pipeline_worker.max_map_tasks fail the step clearly" "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%at most 3 elements (pipeline_worker.max_map_tasks), got 4%') FROM pipeline_worker.runs WHERE id = $r")"
+pw_reset_conf pipeline_worker.max_map_tasks >/dev/null
+
+q "SELECT pipeline_worker.create_pipeline('http_map', '[
+  {\"name\": \"list\", \"function\": \"wf_split\"},
+  {\"name\": \"call\", \"map\": true, \"http\": {\"url\": \"$B/echo\"}}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('http_map', '{\"n\": 3}')")
+wait_done "$r"
+pw_check "HTTP map: one request per element, Idempotency-Key <run>:<position>.<index>:<attempt>, item and index sent" \
+    "succeeded|$r:2.0:1 $r:2.1:1 $r:2.2:1|1 2 3|0 1 2" \
+    "$(q "SELECT status || '|' || (SELECT string_agg(e->'headers'->>'idempotency-key', ' ' ORDER BY o) FROM jsonb_array_elements(result) WITH ORDINALITY x(e, o))
+                 || '|' || (SELECT string_agg(e->'body'->>'item', ' ' ORDER BY o) FROM jsonb_array_elements(result) WITH ORDINALITY x(e, o))
+                 || '|' || (SELECT string_agg(e->'body'->>'index', ' ' ORDER BY o) FROM jsonb_array_elements(result) WITH ORDINALITY x(e, o))
+          FROM pipeline_worker.runs WHERE id = $r")"
+
+# ---------------------------------------------------------------- child pipelines
+r=$(q "SELECT pipeline_worker.create_run('parent', '{\"x\": 1}', '{\"trace\": \"t-1\"}')")
+wait_done "$r"
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+pw_check "child pipeline: one child run, parent_run_id set, metadata = the parent's plus parent_run_id and parent_step" \
+    "succeeded|{\"trace\": \"t-1\", \"parent_step\": \"child\", \"parent_run_id\": $r}" \
+    "$(q "SELECT status || '|' || metadata::text FROM pipeline_worker.runs WHERE id = $c")"
+pw_check "the child's input is the step's prev; the step's output is the child's result" "2|t" \
+    "$(q "SELECT (c.input)::text || '|' || (s.output = c.result) FROM pipeline_worker.runs c, pipeline_worker.run_steps s
+          WHERE c.id = $c AND s.run_id = $r AND s.name = 'child' AND s.status = 'succeeded'")"
+pw_check "the parent goes on with it" "succeeded|true" \
+    "$(q "SELECT status || '|' || ((result->'prev') = (SELECT result FROM pipeline_worker.runs WHERE id = $c)) FROM pipeline_worker.runs WHERE id = $r")"
+
+r=$(q "SELECT pipeline_worker.create_run('parent_retries', '{}')")
+wait_done "$r"
+pw_check "a failed child fails the attempt; the retry starts a new child (one per attempt); the error names the child" \
+    "failed|2|2|true" \
+    "$(q "SELECT status || '|' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'failed') || '|' || (error LIKE 'step \"child\" failed: child run % (pipeline \"kid_fails\") failed: %') FROM pipeline_worker.runs WHERE id = $r")"
+
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+pw_check "a parent waiting for its child is waiting; so is the child (waiting for an event)" "waiting waiting" \
+    "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
+pw_check "cancel_run of the parent cancels its unfinished child" "t|cancelled cancelled" \
+    "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
+
+r=$(q "SELECT pipeline_worker.create_run('rec', '{\"n\": 4}')")
+wait_done "$r" 30
+pw_check "a pipeline may name itself: 4 levels, the innermost skips its child step" "succeeded|4|skipped" \
+    "$(q "WITH RECURSIVE t(id) AS (SELECT $r::bigint UNION ALL SELECT r.id FROM pipeline_worker.runs r JOIN t ON r.parent_run_id = t.id)
+          SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || '|' || count(*) || '|' ||
+                 (SELECT s.status FROM pipeline_worker.run_steps s WHERE s.run_id = max(t.id) AND s.name = 'again') FROM t")"
+pw_set_conf pipeline_worker.max_child_depth 2 || pw_fail "set max_child_depth"
+r=$(q "SELECT pipeline_worker.create_run('rec', '{\"n\": 6}')")
+wait_done "$r" 30
+pw_check "nesting deeper than pipeline_worker.max_child_depth fails the step (and so the ancestors)" "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%max_child_depth (2)%') FROM pipeline_worker.runs WHERE id = $r")"
+pw_reset_conf pipeline_worker.max_child_depth
+
+out=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"c\", \"pipeline\": \"no_such\"}]')" 2>&1)
+[[ "$out" == *42704* && "$out" == *no_such* ]] && pw_ok "a child step naming an unknown pipeline is refused (42704)" \
+    || pw_fail "unknown child pipeline: $out"
+out=$(pw_psql -U wf_user -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('bad_u', '[{\"name\": \"c\", \"pipeline\": \"kid\"}]')" 2>&1)
+[[ "$out" == *42501* ]] && pw_ok "defining a child step without the right to submit to that pipeline is 42501" \
+    || pw_fail "child step without the right: $out"
+# the right is checked again when the child starts: granted at definition, revoked before the run
+q "SELECT pipeline_worker.grant_pipeline('kid', 'wf_user')" >/dev/null
+pw_psql -U wf_user -c "SELECT pipeline_worker.create_pipeline('u_parent', '[{\"name\": \"c\", \"pipeline\": \"kid\"}]')" >/dev/null \
+    || pw_fail "wf_user could not define a child step after the grant"
+q "SELECT pipeline_worker.revoke_pipeline('kid', 'wf_user')" >/dev/null
+r=$(pw_psql -U wf_user -c "SELECT pipeline_worker.create_run('u_parent', '{}')")
+wait_done "$r"
+pw_check "at run time the submitter's right is checked again: revoked, the step fails and no child exists" "failed|true|0" \
+    "$(q "SELECT status || '|' || (error LIKE '%may not submit runs to pipeline \"kid\"%') || '|' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
+
+# ---------------------------------------------------------------- if
+r1=$(q "SELECT pipeline_worker.create_run('cond', '{\"paid\": true}')")
+r2=$(q "SELECT pipeline_worker.create_run('cond', '{\"paid\": false}')")
+wait_done "$r1"; wait_done "$r2"
+pw_check "if met: the step runs" "succeeded a paid_only after" \
+    "$(q "SELECT status || ' ' || (SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r1) FROM pipeline_worker.runs WHERE id = $r1")"
+pw_check "if not met: skipped (row 'skipped', output null), its dependent proceeds with prev null" \
+    "succeeded|skipped||null|a after" \
+    "$(q "SELECT r.status || '|' || s.status || '|' || coalesce(s.output::text, '') || '|' || (r.result->'prev')::text || '|' || (SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r2)
+          FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'paid_only' WHERE r.id = $r2")"
+
+# ---------------------------------------------------------------- failure
+r=$(q "SELECT pipeline_worker.create_run('failing', '{}')")
+wait_done "$r"
+pw_check "a step failing with no attempts left fails the run, names the step; nothing after it starts" \
+    "failed|true|a" \
+    "$(q "SELECT status || '|' || (error LIKE 'step \"boom\" failed: %wf_fail always fails%')::text || '|' || (SELECT string_agg(step, ' ') FROM effects WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
+
+# ---------------------------------------------------------------- sleep
+busy() { q "SELECT count(*) FROM pipeline_worker.workers() WHERE state NOT IN ('idle', 'starting')"; }
+r=$(q "SELECT pipeline_worker.create_run('nap', '{}')")
+t0=$(pw_now)
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "sleep: the run is waiting, its step row says waiting, no worker busy" "waiting|waiting|0" \
+    "$(q "SELECT r.status || '|' || s.status || '|' FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'zz' WHERE r.id = $r")$(busy)"
+pw_check "sleep: pipeline_stats counts it waiting" 1 "$(q "SELECT waiting FROM pipeline_worker.pipeline_stats WHERE pipeline = 'nap'")"
+pw_check "sleep: wait_run keeps waiting (returns the status at its timeout)" waiting \
+    "$(q "SELECT pipeline_worker.wait_run($r, interval '300 milliseconds')")"
+wait_done "$r"
+el=$(pw_elapsed "$t0")
+pw_lt 1.5 "$el" && pw_ok "sleep: the run resumed after its sleep ($el s after submission)" || pw_fail "sleep ended after $el s"
+pw_check "sleep: output = prev; step row succeeded; each function step once" "succeeded|1|succeeded|a after" \
+    "$(q "SELECT r.status || '|' || s.output::text || '|' || s.status || '|' || (SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r)
+          FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'zz' WHERE r.id = $r")"
+pw_check "sleep: the step took its time (finished_at - started_at >= 2 s)" t \
+    "$(q "SELECT finished_at - started_at >= interval '2 seconds' FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'zz'")"
+
+# ---------------------------------------------------------------- wait_for + send_event
+r=$(q "SELECT pipeline_worker.create_run('pay', '{}')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "wait_for: the run waits for its event (status waiting, waiting_for payment)" "waiting|payment" \
+    "$(q "SELECT status || '|' || waiting_for FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "send_event of another event: stored, the run still waits" "t|waiting" \
+    "$(q "SELECT pipeline_worker.send_event($r, 'other', '{}')")|$(sleep 0.3; q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "send_event(run_id, event, payload) returns true" t "$(q "SELECT pipeline_worker.send_event($r, 'payment', '{\"amount\": 42}')")"
+wait_done "$r"
+pw_check "the waiting step's output is the payload, the next step gets it as prev" 'succeeded|{"amount": 42}|{"amount": 42}' \
+    "$(q "SELECT r.status || '|' || s.output::text || '|' || (r.result->'prev')::text FROM pipeline_worker.runs r JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 'paid' WHERE r.id = $r")"
+pw_check "the event is marked consumed by that step; the other one is not" "other||payment|2" \
+    "$(q "SELECT string_agg(event || '|' || coalesce(position::text, ''), '|' ORDER BY id) FROM pipeline_worker.events WHERE run_id = $r")"
+pw_check "send_event to a finished run returns false and stores nothing" "f|2" \
+    "$(q "SELECT pipeline_worker.send_event($r, 'payment', '{}')")|$(q "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+
+# events sent before the run reaches the step wait in the mailbox, consumed once each, oldest first
+r=$(pw_psql <<'SQL'
+BEGIN;
+SELECT pipeline_worker.create_run('twice', '{}') AS id \gset
+SELECT pipeline_worker.send_event(:id, 'tick', '{"n": 1}');
+SELECT pipeline_worker.send_event(:id, 'tick', '{"n": 2}');
+SELECT pipeline_worker.send_event(:id, 'tick', '{"n": 3}');
+COMMIT;
+SELECT :id;
+SQL
+)
+r=$(tail -1 <<<"$r")
+wait_done "$r"
+pw_check "mailbox: events sent before the steps are consumed one each, oldest first; the third stays" \
+    'succeeded|{"w1": {"n": 1}, "w2": {"n": 2}}|1' \
+    "$(q "SELECT status || '|' || ((result->'results') - 'done'::text)::text || '|' || (SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r AND consumed_at IS NULL) FROM pipeline_worker.runs WHERE id = $r")"
+
+# timeouts fail the attempt (retried per max_attempts)
+r=$(q "SELECT pipeline_worker.create_run('deadline', '{}')")
+wait_done "$r" 20
+pw_check "an event wait times out: the attempt fails naming the event and the timeout; retried, then the run fails" \
+    "failed|2|true" \
+    "$(q "SELECT status || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'failed') || '|' || (error LIKE '%no event \"never_sent\" arrived within 500 ms%') FROM pipeline_worker.runs WHERE id = $r")"
+
+# cancel_run of a waiting run: at once
+r=$(q "SELECT pipeline_worker.create_run('pay', '{}')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "cancel_run of a waiting run cancels it at once; its waiting step ends" "t|cancelled|failed:cancelled" \
+    "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT status || '|' || (SELECT status || ':' || error FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'paid') FROM pipeline_worker.runs WHERE id = $r")"
+
+# who may send: the submitter, the pipeline's owner, admins; anyone else 42501, whether or not the run exists
+r=$(pw_psql -U wf_user -c "SELECT pipeline_worker.create_run('tenant', '{}', idempotency_key => 'order-7')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+e1=$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event($r, 'go')" 2>&1)
+e2=$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event(987654321, 'go')" 2>&1)
+if [[ "$e1" == *42501* && "$e2" == *42501* && "${e1//$r/N}" == "${e2//987654321/N}" ]]; then
+    pw_ok "another role: 42501 for an existing and a missing run alike"
+else pw_fail "another role: '$e1' vs '$e2'"; fi
+pw_check "... and nothing was stored" 0 "$(q "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+e3=$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event('tenant', 'order-7', 'go')" 2>&1)
+[[ "$e3" == *42704* ]] && pw_ok "by idempotency key, another role does not reach wf_user's run (42704: none of its own)" \
+    || pw_fail "by key as another role: $e3"
+pw_check "the submitter sends by idempotency key: the run resumes" "t" \
+    "$(pw_psql -U wf_user -c "SELECT pipeline_worker.send_event('tenant', 'order-7', 'go', '{\"by\": \"key\"}')")"
+wait_done "$r"
+pw_check "... with that payload" '{"by": "key"}' "$(q "SELECT result->'prev' FROM pipeline_worker.runs WHERE id = $r")"
+# attacker: the mailbox is read through the run's visibility and written only through send_event
+pw_check "wf_other sees no event of wf_user's run; wf_user sees its own" "0 1" \
+    "$(pw_psql -U wf_other -c "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r") $(pw_psql -U wf_user -c "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+for stmt in "INSERT INTO pipeline_worker.events (run_id, event, sent_by) VALUES ($r, 'go', 'wf_other')" \
+            "UPDATE pipeline_worker.events SET consumed_at = NULL" "DELETE FROM pipeline_worker.events" \
+            "UPDATE pipeline_worker.runs SET status = 'pending' WHERE id = $r"; do
+    out=$(pw_psql -U wf_user -v VERBOSITY=verbose -c "$stmt" 2>&1)
+    [[ "$out" == *42501* ]] && pw_ok "direct writes refused even to the run's submitter: ${stmt%% *} ${stmt#* }" \
+        || pw_fail "direct write '$stmt': $out"
+done
+pw_check "a hostile search_path does not change send_event: it refuses another role's run the same way" 42501 \
+    "$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SET search_path = public, pg_catalog" -c "SELECT pipeline_worker.send_event($r, 'go')" 2>&1 | grep -o 42501 | head -1)"
+out=$(pw_psql -c "SELECT pipeline_worker.send_event($r, NULL)" 2>&1)
+[[ "$out" == *"event must not be null"* ]] && pw_ok "a null event is refused" || pw_fail "null event: $out"
+
+pw_finish
