@@ -46,6 +46,12 @@
 #                          runs expired before), against retention off; pipeline_stats and metrics() with --ops-history (1000000) runs finished
 #                          over an hour ago, within the hour, and pending; purge_runs of those runs while W1 drains;
 #                          --ops-figures LIST (all) picks some of: databases,retention,stats,purge
+#   --workflows            the 0.2 workflow figures in one run (bench/js/workflows.mjs): W1 and a diamond DAG
+#                          (a -> b, c -> d) drain of --runs; W2 fan-out/fan-in (--w2-runs (1000) runs of
+#                          {"n": --w2-n (100)}: split -> square (map) -> sum) against a plain Node pg pool doing the
+#                          same; --sleep-runs (100000) runs sleeping at once (workers busy and server CPU while
+#                          asleep, then all due in the same second); send_event -> waiting step succeeded over
+#                          --event-samples (500) events; --workflow-figures LIST (all): diamond,w2,sleep,events
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -79,6 +85,8 @@ while [ $# -gt 0 ]; do
       MODE=flow ;;
     --ops)
       MODE=ops ;;
+    --workflows)
+      MODE=workflows ;;
     --steady)
       MODE=steady STEADY_S=1200
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then STEADY_S=$2; shift; fi ;;
@@ -94,7 +102,7 @@ while [ $# -gt 0 ]; do
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
     --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
-    --ops-retention-history|--steady-retention)
+    --ops-retention-history|--steady-retention|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -169,7 +177,7 @@ max_worker_processes = 40
 pipeline_worker.workers = 0
 EOF
 # Latency from the submitter's commit to the run's finishing commit is measured with commit timestamps.
-case "$MODE" in latency|sweep|http) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
+case "$MODE" in latency|sweep|http|workflows) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
 # --scale reads the workers' own claim statements from pg_stat_statements (nested statements included).
 if [ "$MODE" = scale ]; then
   printf "%s\n" "shared_preload_libraries = 'pipeline_worker,pg_stat_statements'" \

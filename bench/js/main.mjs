@@ -13,6 +13,7 @@ import {
 import { steadyMode } from './steady.mjs';
 import { flowMode } from './flow.mjs';
 import { opsMode } from './ops.mjs';
+import { workflowsMode } from './workflows.mjs';
 import { httpLive } from './http_live.mjs';
 import { floorCols, startFloor } from './floor.mjs';
 
@@ -1208,6 +1209,9 @@ try {
   } else if (o.mode === 'ops') {
     await opsMode({ q, val, log, emit, o, W, N, PIPELINE, results, setWorkers, waitZero, PW_LEFT, pwDiagnose, failText,
       runSqlFileOn });
+  } else if (o.mode === 'workflows') {
+    await workflowsMode({ q, val, log, emit, o, W, N, PIPELINE, results, setWorkers, waitZero, PW_LEFT, pwDiagnose,
+      failText, runSqlFileOn, ctl });
   } else if (o.mode === 'steady') {
     await steadyMode({ q, val, log, emit, o, W, N, PIPELINE, results, pwConfigs, BUILD, pwDrain, setWorkers,
       applyConfig, waitZero, PW_LEFT, pwDiagnose, failText, check });
