@@ -2,7 +2,8 @@
 # Upgrading from 0.1: the 0.2 library serves a database still at 0.1 exactly as 0.1 did (its functions, its
 # workers); ALTER EXTENSION ... UPDATE with pending, running and finished runs loses nothing, runs no step twice,
 # and needs no restart; the updated database and a fresh 0.2 install have the same objects; the committed full
-# install script is what scripts/full-install-sql.sh writes.
+# install script is what scripts/full-install-sql.sh writes; workflows (map, events, a child run of a 0.1 pipeline)
+# work on the updated database.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -78,6 +79,24 @@ pw_check_sql "0.2 runs on the updated database succeeded" 52 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND id > 227"
 pw_check_sql "run_at honoured after the update" t \
     "SELECT started_at >= run_at FROM pipeline_worker.runs WHERE input ? 'later'"
+# workflows on the updated database: a DAG with a map step, an event wait and a child run of a 0.1 pipeline
+pw_psql >/dev/null <<'SQL' || pw_fail "workflow fixtures on the updated database failed"
+CREATE FUNCTION up_list(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '[1, 2, 3]'::jsonb $$;
+CREATE FUNCTION up_double(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT to_jsonb((ctx->>'item')::int * 2) $$;
+SELECT pipeline_worker.create_pipeline('wf_after', '[
+  {"name": "list", "function": "up_list"},
+  {"name": "double", "function": "up_double", "map": true},
+  {"name": "go", "wait_for": "go", "depends_on": []},
+  {"name": "kid", "pipeline": "fast", "depends_on": ["double", "go"]}]');
+SQL
+wf=$(pw_psql -c "SELECT pipeline_worker.create_run('wf_after', '{}')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $wf" >/dev/null
+pw_psql -c "SELECT pipeline_worker.send_event($wf, 'go', '{\"ok\": true}')" >/dev/null
+pw_wait_sql succeeded 20 "SELECT status FROM pipeline_worker.runs WHERE id = $wf" >/dev/null
+pw_check_sql "workflows on the updated database: map, event, child run of a 0.1 pipeline" \
+    'succeeded|{"go": {"ok": true}, "double": [2, 4, 6]}|3' \
+    "SELECT status || '|' || result::text || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $wf AND task IS NOT NULL)
+       FROM pipeline_worker.runs WHERE id = $wf"
 pw_check_sql "0.2 pause on the updated database" "" "SELECT pipeline_worker.pause_pipeline('fast')"
 
 # the updated database and a fresh 0.2 install define the same objects

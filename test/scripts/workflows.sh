@@ -225,7 +225,7 @@ c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
 pw_check "child pipeline: one child run, parent_run_id set, metadata = the parent's plus parent_run_id and parent_step" \
     "succeeded|{\"trace\": \"t-1\", \"parent_step\": \"child\", \"parent_run_id\": $r}" \
     "$(q "SELECT status || '|' || metadata::text FROM pipeline_worker.runs WHERE id = $c")"
-pw_check "the child's input is the step's prev; the step's output is the child's result" "2|t" \
+pw_check "the child's input is the step's prev; the step's output is the child's result" "2|true" \
     "$(q "SELECT (c.input)::text || '|' || (s.output = c.result) FROM pipeline_worker.runs c, pipeline_worker.run_steps s
           WHERE c.id = $c AND s.run_id = $r AND s.name = 'child' AND s.status = 'succeeded'")"
 pw_check "the parent goes on with it" "succeeded|true" \
@@ -384,6 +384,18 @@ for stmt in "INSERT INTO pipeline_worker.events (run_id, event, sent_by) VALUES 
 done
 pw_check "a hostile search_path does not change send_event: it refuses another role's run the same way" 42501 \
     "$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SET search_path = public, pg_catalog" -c "SELECT pipeline_worker.send_event($r, 'go')" 2>&1 | grep -o 42501 | head -1)"
+# a child run runs as the parent's submitter, never as the pipelines' owner
+q "CREATE FUNCTION wf_who(ctx jsonb) RETURNS jsonb LANGUAGE sql AS \$\$ SELECT to_jsonb(current_user::text) \$\$" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('kid_who', '[{\"name\": \"who\", \"function\": \"wf_who\"}]')" >/dev/null
+q "SELECT pipeline_worker.grant_pipeline('kid_who', 'wf_user')" >/dev/null
+pw_psql -U wf_user -c "SELECT pipeline_worker.create_pipeline('u_who', '[{\"name\": \"c\", \"pipeline\": \"kid_who\"}]')" >/dev/null \
+    || pw_fail "wf_user could not define u_who"
+r=$(pw_psql -U wf_user -c "SELECT pipeline_worker.create_run('u_who', '{}')")
+wait_done "$r"
+pw_check "a child run is submitted by, and its steps run as, the parent's submitter" 'wf_user|"wf_user"|"wf_user"' \
+    "$(q "SELECT c.submitted_by::text || '|' || c.result::text || '|' || p.result::text FROM pipeline_worker.runs p JOIN pipeline_worker.runs c ON c.parent_run_id = p.id WHERE p.id = $r")"
+pw_check "wf_other sees neither the parent nor the child" 0 \
+    "$(pw_psql -U wf_other -c "SELECT count(*) FROM pipeline_worker.runs WHERE id = $r OR parent_run_id = $r")"
 out=$(pw_psql -c "SELECT pipeline_worker.send_event($r, NULL)" 2>&1)
 [[ "$out" == *"event must not be null"* ]] && pw_ok "a null event is refused" || pw_fail "null event: $out"
 
