@@ -107,10 +107,17 @@ void report_step(int64 run_id, int pos, const store::Step *step) {
 // Whether an attempt's row may exist before it ends: an HTTP request's (running), a wait's (waiting).
 bool may_have_row(const store::Step *step) { return step->kind != core::StepKind::Function; }
 
-// Steps counted in metrics: function and HTTP steps.
+// A finished attempt, counted in metrics() by its step's kind.
 void count_step(const RunState *r, const store::Step *step, bool ok) {
-    if (step->kind == core::StepKind::Function || step->kind == core::StepKind::Http)
-        metrics::step_done(r->pipeline->name, step->is_http ? metrics::kHttp : metrics::kFunction, ok);
+    metrics::StepKind kind = metrics::kFunction;
+    switch (step->kind) {
+        case core::StepKind::Function: kind = metrics::kFunction; break;
+        case core::StepKind::Http: kind = metrics::kHttp; break;
+        case core::StepKind::Pipeline: kind = metrics::kPipeline; break;
+        case core::StepKind::Sleep: kind = metrics::kSleep; break;
+        case core::StepKind::WaitFor: kind = metrics::kWaitFor; break;
+    }
+    metrics::step_done(r->pipeline->name, kind, ok);
 }
 
 // A step's (or, r->task set, a map task's) attempt succeeded.

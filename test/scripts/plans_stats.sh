@@ -33,6 +33,11 @@ BEGIN
 END $$;
 SELECT pipeline_worker.create_pipeline('ps', '[{"name": "a", "function": "ps_step"}, {"name": "b", "function": "ps_step"},
                                                {"name": "c", "function": "ps_step"}]');
+-- workflows (0.2): a map step, a child run, a sleep and an event wait that times out (the statements of each)
+CREATE FUNCTION ps_list(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '[1, 2, 3]'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('ps_wf', '[{"name": "l", "function": "ps_list"},
+    {"name": "m", "function": "ps_step", "map": true}, {"name": "k", "pipeline": "ps"},
+    {"name": "z", "sleep": "10 milliseconds"}, {"name": "w", "wait_for": "go", "timeout_ms": 30}]');
 SELECT pipeline_worker.create_pipeline('ps_mixed', '[{"name": "a", "function": "ps_step"},
     {"name": "slow", "function": "ps_slow"}, {"name": "flaky", "function": "ps_flaky", "max_attempts": 2, "retry_delay_ms": 10}]');
 SQL
@@ -103,14 +108,17 @@ capture() {
         END { emit() }' >>"$SHAPES"
 }
 
-# execute_in STATE : runs of both pipelines executed right after the tables were analyzed in STATE
+# execute_in STATE : runs of the pipelines executed right after the tables were analyzed in STATE
 execute_in() {
     local from
     from=$(pw_log_size)
     explain_on
     submit ps 200
     submit ps_mixed 40
+    submit ps_wf 20
     wait_done 120
+    pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('waiting', 'pending', 'running')" \
+        >/dev/null || pw_fail "workflow runs still unfinished"
     explain_off
     capture "$1" "$from"
     pw_info "$1: $(awk -F'\t' -v s="$1" '$1 == s' "$SHAPES" | wc -l) statement executions captured"

@@ -372,6 +372,11 @@ pw_check "the submitter sends by idempotency key: the run resumes" "t" \
     "$(pw_psql -U wf_user -c "SELECT pipeline_worker.send_event('tenant', 'order-7', 'go', '{\"by\": \"key\"}')")"
 wait_done "$r"
 pw_check "... with that payload" '{"by": "key"}' "$(q "SELECT result->'prev' FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "metrics count the new kinds of steps (sleep in nap, wait_for in pay, pipeline in parent)" "1 1 1" \
+    "$(q "SELECT (SELECT value > 0 FROM pipeline_worker.metric_samples() WHERE metric = 'pipeline_worker_steps_total' AND pipeline = 'nap' AND kind = 'sleep' AND status = 'succeeded')::int || ' ' ||
+                 (SELECT value > 0 FROM pipeline_worker.metric_samples() WHERE metric = 'pipeline_worker_steps_total' AND pipeline = 'pay' AND kind = 'wait_for' AND status = 'succeeded')::int || ' ' ||
+                 (SELECT value > 0 FROM pipeline_worker.metric_samples() WHERE metric = 'pipeline_worker_steps_total' AND pipeline = 'parent' AND kind = 'pipeline' AND status = 'succeeded')::int")"
+
 # attacker: the mailbox is read through the run's visibility and written only through send_event
 pw_check "wf_other sees no event of wf_user's run; wf_user sees its own" "0 1" \
     "$(pw_psql -U wf_other -c "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r") $(pw_psql -U wf_user -c "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
