@@ -3,6 +3,7 @@
 #include "core/backoff.hpp"
 #include "exec/context.hpp"
 #include "exec/function_step.hpp"
+#include "exec/http_queue.hpp"
 #include "exec/http_step.hpp"
 #include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
@@ -158,8 +159,10 @@ Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step
 }
 
 // A failed attempt: its message, whether it is a cancellation, and what follows (retry, failure).
+// defer_retry: a map task with others in flight -- a failure with attempts left is recorded and returns
+// RetryScheduled without touching the run (the task is issued again once an answer resumes the run).
 Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
-                       const StepResult &res) {
+                       const StepResult &res, bool defer_retry = false) {
     const store::Step *step = &r->pipeline->steps[pos];
     bool retryable = res.retryable;
     const char *msg = res.edata != nullptr ? function_step_error(step, res.edata, &retryable) : res.error;
@@ -173,7 +176,10 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
         store::buffer_run(claimed, RunStatus::Cancelled, nullptr, "cancelled");
         return Outcome::Cancelled;
     }
-    if (attempt < step->max_attempts && retryable) return schedule_retry(claimed, step, attempt, res.retry_after_ms);
+    if (attempt < step->max_attempts && retryable) {
+        if (defer_retry) return Outcome::RetryScheduled;
+        return schedule_retry(claimed, step, attempt, res.retry_after_ms);
+    }
     if (r->task >= 0) {
         // a task with no attempts left fails its step (the step's own row says so too)
         msg = psprintf("task %d: %s", r->task, msg);
@@ -243,10 +249,43 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
             outs[row.task] = row.output != nullptr ? row.output : json_null();
         }
     }
+    // HTTP tasks in a worker: their requests are in flight together (at most max_parallel), each answer resumes the
+    // run (several answers of one batch together), the tasks whose request is out are left alone.
+    bool together = step->is_http && io != nullptr && io->park_parent != nullptr;
+    bool *out_now = static_cast<bool *>(alloc(sizeof(bool) * n));
+    int nflying = together ? httpq::tasks_in_flight(r->id, pos, out_now, n) : 0;
+    int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    int parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
+    int deferred_attempt = 0;  // a task failed with attempts left while others were out: its attempt
+    long deferred_retry_after = 0;
+    // the answers this resume brought: answer and io->more (used[k]: recorded by the loop below)
+    int nanswers = (answer != nullptr ? 1 : 0) + (io != nullptr ? io->nmore : 0);
+    bool *used = static_cast<bool *>(alloc(sizeof(bool) * (nanswers + 1)));
+    auto nth_answer = [&](int k) { return answer != nullptr ? (k == 0 ? answer : io->more[k - 1]) : io->more[k]; };
+    auto answer_for = [&](int i, int a) -> HttpCall * {
+        for (int k = 0; k < nanswers; k++) {
+            HttpCall *c = nth_answer(k);
+            if (c->pos == pos && c->task == i && c->attempt == a) {
+                used[k] = true;
+                return c;
+            }
+        }
+        return nullptr;
+    };
+    // The run stops here (cancelled, failed): the other answers it brought are recorded as such.
+    auto close_answers = [&](const char *why) {
+        for (int k = 0; k < nanswers; k++)
+            if (!used[k]) record_cancelled_call(nth_answer(k), why);
+    };
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
         int a = last[i] + (interrupted[i] ? 0 : 1);
-        HttpCall *answered = answer != nullptr && answer->task == i && answer->attempt == a ? answer : nullptr;
+        HttpCall *answered = answer_for(i, a);
+        if (answered == nullptr && together) {
+            if (out_now[i]) continue;  // its request is out: its answer will resume the run
+            // room for one more request (one at least, so that the run always has an answer to come)
+            if (nflying > 0 && (nflying >= limit || httpq::capacity() - httpq::pending() - parked_now <= 0)) continue;
+        }
         TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
         r->task = i;
         MemoryContext old = MemoryContextSwitchTo(run_ctx);
@@ -255,22 +294,55 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         StepResult res;
         if (shared::cancel_requested(r->id)) {
             *out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
-        } else {
-            if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
-            else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
-            if (res.parked) *out = Outcome::Parked;
-            else if (!res.succeeded()) *out = record_failure(claimed, r, pos, a, t_started, res);
-            else record_success(r, pos, a, t_started, res.output);
+            r->task = -1;
+            close_answers("cancelled");
+            return false;
         }
+        if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
+        else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
+        if (res.parked) {
+            r->task = -1;
+            if (!together) {
+                *out = Outcome::Parked;
+                return false;
+            }
+            nflying++;
+            parked_now++;
+            continue;
+        }
+        if (!res.succeeded()) {
+            // (answers in hand for later tasks count as requests out: they are recorded below)
+            bool others = nflying > 0;
+            for (int k = 0; k < nanswers && !others; k++) others = !used[k];
+            Outcome o = record_failure(claimed, r, pos, a, t_started, res, together && others);
+            r->task = -1;
+            if (o == Outcome::RetryScheduled && together && others) {  // issued again later
+                deferred_attempt = a;
+                deferred_retry_after = res.retry_after_ms;
+                continue;
+            }
+            *out = o;
+            close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
+            return false;
+        }
+        record_success(r, pos, a, t_started, res.output);
         r->task = -1;
-        if (shared::cancel_requested(r->id) || res.parked || !res.succeeded()) return false;
         outs[i] = res.output;
-        if (between_steps != nullptr) {
+        done[i] = true;
+        if (between_steps != nullptr && !together) {
             SPI_finish();
             between_steps(arg);
             pg::spi_connect();
         }
     }
+    for (int i = 0; i < n; i++)
+        if (!done[i]) {
+            // together: requests are out, their answers resume the run; or nothing is out any more but a task
+            // waits for its retry: the run does, after the back-off
+            *out = nflying > 0 ? Outcome::Parked
+                               : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
+            return false;
+        }
     record_success(r, pos, attempt, started, json_array(outs, n));
     return true;
 }

@@ -10,6 +10,7 @@ namespace pw::exec {
 
 struct HttpCall {
     MemoryContext ctx;
+    uint64 tag;             // this process's key of the request in flight (several may be of one run: map tasks)
     store::ClaimedRun run;  // deep copy
     int pos;                // 0-based position of the HTTP step
     int task;               // its map task's index (-1: not a map step)
@@ -45,9 +46,23 @@ struct HttpCall {
 // synchronously, inside the caller's transaction.
 struct HttpIO {
     HttpCall *resume = nullptr;           // in: continue this parked run with its answer
+    HttpCall **more = nullptr;            // in: further answers for the same run (map tasks), nmore of them
+    int nmore = 0;
     MemoryContext park_parent = nullptr;  // in: parent of a parked call's context
-    HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step
+    HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step (the first call parked)
+    List *parked_more = NIL;              // out: further calls parked (map tasks in flight together)
 };
+
+// Hands a parked call to io (the first one, or one more).
+inline void add_parked(HttpIO *io, HttpCall *call) {
+    if (io->parked == nullptr) {
+        io->parked = call;
+        return;
+    }
+    MemoryContext old = MemoryContextSwitchTo(io->park_parent);
+    io->parked_more = lappend(io->parked_more, call);
+    MemoryContextSwitchTo(old);
+}
 
 inline void free_http_call(HttpCall *call) {
     if (call != nullptr) MemoryContextDelete(call->ctx);

@@ -25,6 +25,7 @@ int fd_cap = -1;              // in-flight requests the open-file limit allows
 long fd_limit = 0;
 bool warned_fd = false;
 uint32 cancels_seen = 0;
+uint64 next_tag = 1;
 
 constexpr int kFdsPerRequest = 2;  // the connection, and a resolver socket pair while a name is resolved
 constexpr int kFdReserve = 64;     // the epoll set, log files, libraries, ...
@@ -103,14 +104,33 @@ int pending() {
 }
 
 bool in_flight(int64 run_id) {
-    if (flying != nullptr && flying->count(static_cast<uint64_t>(run_id)) != 0) return true;
+    if (flying != nullptr)
+        for (const auto &kv : *flying)
+            if (kv.second->run.id == run_id) return true;
     ListCell *lc;
     foreach (lc, queued)
         if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) return true;
     return false;
 }
 
+int tasks_in_flight(int64 run_id, int pos, bool *flags, int n) {
+    int count = 0;
+    auto mark = [&](const exec::HttpCall *c) {
+        if (c->run.id == run_id && c->pos == pos && c->task >= 0 && c->task < n && !flags[c->task]) {
+            flags[c->task] = true;
+            count++;
+        }
+    };
+    if (flying != nullptr)
+        for (const auto &kv : *flying) mark(kv.second);
+    ListCell *lc;
+    foreach (lc, queued) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
+    foreach (lc, answered) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
+    return count;
+}
+
 void queue(exec::HttpCall *call) {
+    call->tag = next_tag++;
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
     queued = lappend(queued, call);
     MemoryContextSwitchTo(old);
@@ -130,7 +150,7 @@ void send_queued() {
         }
         pg::CppError err = pg::cpp_call([&] {
             http::Request req;
-            req.tag = static_cast<uint64_t>(call->run.id);
+            req.tag = call->tag;
             req.url = call->url;
             req.method = call->method;
             for (int i = 0; i < call->nheaders; i++) {
@@ -141,11 +161,11 @@ void send_queued() {
             req.timeout_ms = call->timeout_ms;
             req.follow_redirects = call->follow_redirects;
             if (!flying->emplace(req.tag, call).second)
-                throw std::logic_error("a request of this run is already in flight in this worker");
+                throw std::logic_error("a request with this tag is already in flight in this worker");
             try {
                 client->start(std::move(req));
             } catch (...) {
-                flying->erase(static_cast<uint64_t>(call->run.id));
+                flying->erase(call->tag);
                 throw;
             }
         });
@@ -234,7 +254,7 @@ void check_cancels() {
     pg::CppError err = pg::cpp_call([&] {
         hit = new std::vector<exec::HttpCall *>();
         for (auto it = flying->begin(); it != flying->end();) {
-            if (shared::cancel_requested(static_cast<int64>(it->first))) {
+            if (shared::cancel_requested(it->second->run.id)) {
                 client->cancel(it->first);
                 hit->push_back(it->second);
                 it = flying->erase(it);
@@ -279,7 +299,7 @@ void call_sync(exec::HttpCall *call) {
     configure();
     queue(call);
     send_queued();  // answered at once if it could not start
-    uint64_t tag = static_cast<uint64_t>(call->run.id);
+    uint64_t tag = call->tag;
     PG_TRY();
     {
         while (!call->answered) {

@@ -13,6 +13,9 @@ int capacity();
 // Queued (to be sent after the commit that records their start) plus in flight.
 int pending();
 bool in_flight(int64 run_id);
+// Marks flags[task] for the tasks of map step pos (0-based) of run_id whose request this process holds (queued, in
+// flight, or answered and not recorded yet), for tasks < n. Returns how many.
+int tasks_in_flight(int64 run_id, int pos, bool *flags, int n);
 
 // Worker: queue a parked call; send_queued() after the commit, discard_queued() if it rolled back.
 void queue(exec::HttpCall *call);

@@ -200,7 +200,7 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
             // The worker commits this row (and the claim) before the request leaves.
             store::buffer_step(r->id, pos, attempt, p->steps[pos].name, core::StepStatus::Running, nullptr, nullptr,
                                started, true, r->task);
-            io->parked = call;
+            add_parked(io, call);
             StepResult res;
             res.parked = true;
             return res;
@@ -213,9 +213,9 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
     return answer_result(answer, run_ctx);
 }
 
-void record_cancelled_call(HttpCall *call) {
+void record_cancelled_call(HttpCall *call, const char *why) {
     store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
-                       "cancelled", call->started, true, call->task);
+                       why, call->started, true, call->task);
 }
 
 }  // namespace pw::exec

@@ -15,6 +15,6 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
                          TimestampTz started, HttpCall *answer, HttpIO *io, MemoryContext run_ctx);
 
 // A call whose run was cancelled while its request was in flight: record the attempt as failed.
-void record_cancelled_call(HttpCall *call);
+void record_cancelled_call(HttpCall *call, const char *why = "cancelled");
 
 }  // namespace pw::exec

@@ -26,6 +26,8 @@ bool claims_stopped = false;
 
 namespace {
 
+void queue_parked(exec::HttpIO *io);
+
 constexpr int kMaxBatch = 64;
 constexpr int kLimitedBatch = 16;
 
@@ -351,7 +353,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             if (io.parked != nullptr) {
                 // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
                 store::persist_claim(&runs[i]);
-                httpq::queue(io.parked);
+                queue_parked(&io);
             }
             note_run_time(run_start);  // execution only: commit waits must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
@@ -468,6 +470,15 @@ int serve_once(MemoryContext iter_ctx) {
 
 namespace {
 
+// Every call a run parked (several for the tasks of an HTTP map step).
+void queue_parked(exec::HttpIO *io) {
+    httpq::queue(io->parked);
+    ListCell *lc;
+    foreach (lc, io->parked_more) httpq::queue(static_cast<exec::HttpCall *>(lfirst(lc)));
+    list_free(io->parked_more);
+    io->parked_more = NIL;
+}
+
 // Records the answers of HTTP steps and continues their runs (following steps may park again), in one
 // transaction per batch. Returns the number of answers handled.
 constexpr int kMaxAnswers = 256;
@@ -479,6 +490,9 @@ int serve_answers(MemoryContext iter_ctx) {
     int n = 0;
     exec::HttpCall **calls = httpq::take_answered(&n, kMaxAnswers);
     if (n == 0) return 0;
+    // the answers of one run next to each other (several map tasks of a run may answer in one batch)
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && calls[j - 1]->run.id > calls[j]->run.id; j--) std::swap(calls[j - 1], calls[j]);
     pg_atomic_write_u32(&my_slot->idle, 0);
     pgstat_report_activity(STATE_RUNNING, "recording HTTP answers");
     Batch b;
@@ -497,6 +511,10 @@ int serve_answers(MemoryContext iter_ctx) {
         store::lock_runs(ids, n, status);
         for (int i = 0; i < n; i++) {
             current = i;
+            // answers of one run (map tasks) are handed over together: the first of them resumes the run
+            if (i > 0 && calls[i]->run.id == calls[i - 1]->run.id) continue;
+            int same = 1;
+            while (i + same < n && calls[i + same]->run.id == calls[i]->run.id) same++;
             if (b.locks_released) {
                 // A commit between the steps of an earlier run released the row locks taken above: look again
                 // (and lock again), so that a cancel_run -- or a cancel_run + retry_run and a claim by another
@@ -506,19 +524,25 @@ int serve_answers(MemoryContext iter_ctx) {
                 b.locks_released = false;
             }
             if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
-                // cancelled meanwhile (or no longer this worker's): record what happened to the attempt
-                if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0) exec::record_cancelled_call(calls[i]);
+                // cancelled meanwhile (or no longer this worker's), or finished by another task of it that failed:
+                // record what happened to the attempts
+                if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0)
+                    for (int k = 0; k < same; k++) exec::record_cancelled_call(calls[i + k]);
+                else if (status[i] != nullptr && strcmp(status[i], "failed") == 0)
+                    for (int k = 0; k < same; k++) exec::record_cancelled_call(calls[i + k], "its run failed meanwhile");
                 continue;
             }
             pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));
             b.current = &calls[i]->run;
             exec::HttpIO io;
             io.resume = calls[i];
+            io.more = calls + i + 1;
+            io.nmore = same - 1;
             io.park_parent = TopMemoryContext;
             MemoryContextSwitchTo(iter_ctx);
-            exec::execute_claimed(nullptr, between_steps, &b, &io);
-            if (io.parked != nullptr) httpq::queue(io.parked);
-            else pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+            exec::Outcome o = exec::execute_claimed(nullptr, between_steps, &b, &io);
+            if (io.parked != nullptr) queue_parked(&io);
+            else if (o != exec::Outcome::Parked) pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
             pg_atomic_write_u64(&my_slot->run_id, 0);
         }
         current = -1;

@@ -1,14 +1,17 @@
 #!/bin/bash
 # Workflows under faults: while 300 runs go through a diamond of function steps, a sleep, an event wait, a child run and
-# a map step of 10 tasks -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
+# a map step of 10 tasks, and 60 runs fan out 10 HTTP requests each (in flight together) -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
 # pg_terminate_backend, and the server is stopped with -m immediate. Afterwards every run has succeeded; every function
 # step's and map task's effect happened exactly once; each run has exactly one child; every event was consumed exactly once, by the right step; every
 # sleep lasted its full length.
 source "$(dirname "$0")/../lib/cluster.sh"
-trap pw_cleanup EXIT
+source "$(dirname "$0")/../lib/http.sh"
+trap pw_http_cleanup EXIT
 
 RUNS=300
-pw_cluster_up wffaults 4 20 || exit 1
+HTTP_RUNS=60
+pw_http_start
+pw_cluster_up wffaults 4 20 "pipeline_worker.http_allowed_hosts = '127.0.0.1'" || exit 1
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
 CREATE EXTENSION pipeline_worker;
 CREATE TABLE effects (run_id bigint, step text);
@@ -32,6 +35,11 @@ SELECT pipeline_worker.create_pipeline('wff', '[
   {"name": "sq", "function": "wff_step", "map": true}]');
 SQL
 psql_retry() { pw_retry 20 pw_psql "$@"; }
+# HTTP map tasks in flight together when the kills come
+pw_psql -c "SELECT pipeline_worker.create_pipeline('wff_http', '[{\"name\": \"list\", \"function\": \"wff_list\"},
+    {\"name\": \"call\", \"map\": true, \"http\": {\"url\": \"$B/delay?ms=300\"}}]')" >/dev/null \
+    || pw_die "wff_http fixture failed"
+psql_retry -c "SELECT count(pipeline_worker.create_run('wff_http', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
 
 # half the runs get their event before they reach the wait (mailbox), half while they wait
 psql_retry -c "SELECT count(pipeline_worker.create_run('wff', jsonb_build_object('i', g), idempotency_key => 'k' || g))
@@ -57,8 +65,16 @@ psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', js
 [ "$kills" -ge 1 ] && pw_ok "killed workers mid-load ($kills SIGKILLs), terminated $terms, stopped -m immediate" \
     || pw_fail "could not kill workers"
 
-pw_wait_sql "$((RUNS * 2))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
-pw_check_sql "every run succeeded (and its child)" "$((RUNS * 2))" "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+pw_wait_sql "$((RUNS * 2 + HTTP_RUNS))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
+pw_check_sql "every run succeeded (and its child)" "$((RUNS * 2))" \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline <> 'wff_http'"
+pw_check_sql "every HTTP fan-out run succeeded with its 10 answers in order" "$HTTP_RUNS 0" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count(*) FILTER (WHERE jsonb_array_length(result) <> 10
+            OR result->9->>'delayed' IS DISTINCT FROM '300') FROM pipeline_worker.runs WHERE pipeline = 'wff_http'"
+st=$(srv /stats)
+pw_check "every HTTP task reached the endpoint under its own idempotency key (repeats after a kill reuse it)" \
+    "$((HTTP_RUNS * 10))" "$(srv_stat keys "$st")"
+pw_info "HTTP task requests: $(srv_stat requests "$st") for $((HTTP_RUNS * 10)) tasks"
 pw_check_sql "exactly one child run per run" "$RUNS 1 1" \
     "SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(c.id) AS n FROM pipeline_worker.runs p
        LEFT JOIN pipeline_worker.runs c ON c.parent_run_id = p.id WHERE p.pipeline = 'wff' GROUP BY p.id) x"

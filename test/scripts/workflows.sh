@@ -273,6 +273,44 @@ wait_done "$r"
 pw_check "at run time the submitter's right is checked again: revoked, the step fails and no child exists" "failed|true|0" \
     "$(q "SELECT status || '|' || (error LIKE '%may not submit runs to pipeline \"kid\"%') || '|' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
 
+# HTTP tasks of one run are in flight together (at most max_parallel)
+hm() {  # NAME URL_PATH EXTRA_STEP_KEYS : an HTTP map pipeline over [1..n]
+    q "SELECT pipeline_worker.create_pipeline('$1', '[{\"name\": \"list\", \"function\": \"wf_split\"},
+       {\"name\": \"call\", \"map\": true, \"http\": {\"url\": \"$B$2\"}$3}]')" >/dev/null
+}
+hm fan_all "/delay?ms=300" ""
+hm fan_three "/delay?ms=200" ", \"max_parallel\": 3"
+hm fan_flaky "/flaky?fail=2" ", \"max_attempts\": 2, \"retry_delay_ms\": 0"
+hm fan_slow "/delay?ms=5000" ""
+hm fan_bad "/flaky?fail=1&status=400" ""
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('fan_all', '{\"n\": 8}')")
+wait_done "$r"
+st=$(srv /stats)
+pw_check "HTTP map: the 8 requests of one run were in flight together, each task once" "succeeded 8 8 8 8" \
+    "$(q "SELECT status || ' ' || jsonb_array_length(result) FROM pipeline_worker.runs WHERE id = $r") $(srv_stat max_in_flight "$st") $(srv_stat requests "$st") $(srv_stat keys "$st")"
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('fan_three', '{\"n\": 7}')")
+wait_done "$r"
+st=$(srv /stats)
+pw_check "HTTP map with max_parallel 3: never more than 3 in flight" "succeeded 3 7" \
+    "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r") $(srv_stat max_in_flight "$st") $(srv_stat requests "$st")"
+r=$(q "SELECT pipeline_worker.create_run('fan_flaky', '{\"n\": 5}')")
+wait_done "$r"
+pw_check "HTTP map: failed tasks (500) retried while the others are in flight; outputs in order" "succeeded|5|2|1 2 3 4 5" \
+    "$(q "SELECT status || '|' || jsonb_array_length(result) || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NOT NULL AND status = 'failed') || '|' || (SELECT string_agg(e->'body'->>'item', ' ' ORDER BY o) FROM jsonb_array_elements(result) WITH ORDINALITY x(e, o)) FROM pipeline_worker.runs WHERE id = $r")"
+r=$(q "SELECT pipeline_worker.create_run('fan_slow', '{\"n\": 4}')")
+pw_wait_sql 4 10 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NOT NULL AND status = 'running'" >/dev/null
+pw_check "cancel_run while 4 HTTP tasks are in flight: cancelled, every task row closed as cancelled" "t|cancelled" \
+    "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
+pw_wait_sql "0 4" 10 "SELECT count(*) FILTER (WHERE status = 'running') || ' ' || count(*) FILTER (WHERE status = 'failed' AND error = 'cancelled') FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NOT NULL" >/dev/null \
+    && pw_ok "... none left running" || pw_fail "... task rows after the cancel: $(q "SELECT string_agg(task || ':' || status || ':' || coalesce(error, ''), ' ') FROM pipeline_worker.run_steps WHERE run_id = $r AND task IS NOT NULL")"
+r=$(q "SELECT pipeline_worker.create_run('fan_bad', '{\"n\": 4}')")
+wait_done "$r"
+pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'" >/dev/null
+pw_check "an HTTP task failing for good (400) fails the run; no task row is left running" "failed|0" \
+    "$(q "SELECT status || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running') FROM pipeline_worker.runs WHERE id = $r")"
+
 # ---------------------------------------------------------------- if
 r1=$(q "SELECT pipeline_worker.create_run('cond', '{\"paid\": true}')")
 r2=$(q "SELECT pipeline_worker.create_run('cond', '{\"paid\": false}')")
