@@ -63,11 +63,12 @@ void resume_run(RunState *r, const store::ClaimedRun *claimed, const HttpCall *a
             r->done[i] = answer->done[i];
             r->outputs[i] = answer->outputs[i];
         }
-        if (answer->task < 0) {
+        if (answer->task < 0 && r->pipeline->linear) {
             r->last_attempt[answer->pos] = answer->attempt - 1;
             return;
         }
-        // an answer to a map task: the step's other tasks are in the history (committed before the request left)
+        // an answer to a map task (the step's other tasks are in the history, committed before the request left),
+        // or to a step of a graph whose other branches went on meanwhile: the history says where the run is
     } else if (claimed->claims == 1) {
         return;  // only runs claimed before have history
     }
@@ -258,24 +259,18 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
     int parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
     int deferred_attempt = 0;  // a task failed with attempts left while others were out: its attempt
     long deferred_retry_after = 0;
-    // the answers this resume brought: answer and io->more (used[k]: recorded by the loop below)
-    int nanswers = (answer != nullptr ? 1 : 0) + (io != nullptr ? io->nmore : 0);
-    bool *used = static_cast<bool *>(alloc(sizeof(bool) * (nanswers + 1)));
-    auto nth_answer = [&](int k) { return answer != nullptr ? (k == 0 ? answer : io->more[k - 1]) : io->more[k]; };
+    // the answers this resume brought for this step's tasks
+    (void)answer;
+    int nanswers = answer_count(io);
     auto answer_for = [&](int i, int a) -> HttpCall * {
         for (int k = 0; k < nanswers; k++) {
-            HttpCall *c = nth_answer(k);
-            if (c->pos == pos && c->task == i && c->attempt == a) {
-                used[k] = true;
+            HttpCall *c = answer_at(io, k);
+            if (!c->consumed && c->pos == pos && c->task == i && c->attempt == a) {
+                c->consumed = true;
                 return c;
             }
         }
         return nullptr;
-    };
-    // The run stops here (cancelled, failed): the other answers it brought are recorded as such.
-    auto close_answers = [&](const char *why) {
-        for (int k = 0; k < nanswers; k++)
-            if (!used[k]) record_cancelled_call(nth_answer(k), why);
     };
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
@@ -295,7 +290,6 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         if (shared::cancel_requested(r->id)) {
             *out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
             r->task = -1;
-            close_answers("cancelled");
             return false;
         }
         if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
@@ -313,7 +307,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         if (!res.succeeded()) {
             // (answers in hand for later tasks count as requests out: they are recorded below)
             bool others = nflying > 0;
-            for (int k = 0; k < nanswers && !others; k++) others = !used[k];
+            for (int k = 0; k < nanswers && !others; k++) others = !answer_at(io, k)->consumed;
             Outcome o = record_failure(claimed, r, pos, a, t_started, res, together && others);
             r->task = -1;
             if (o == Outcome::RetryScheduled && together && others) {  // issued again later
@@ -322,7 +316,6 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
                 continue;
             }
             *out = o;
-            close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
             return false;
         }
         record_success(r, pos, a, t_started, res.output);
@@ -375,32 +368,78 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     resume_run(r, claimed, answer, run_ctx);
     const store::Pipeline *p = r->pipeline;
     int nsteps = p->nsteps;
-    // In a topological order, one step at a time: every step found not done has its dependencies done.
+    // In a topological order. One step at a time, except that in a worker the HTTP requests of independent branches
+    // are out together: a step whose request is out, or that depends on one not done, is passed over, and the run
+    // stays parked while any is out (its answers resume it). Sleeps, event waits and child runs begin once none is.
+    bool together = io != nullptr && io->park_parent != nullptr && !p->linear;
+    bool *out_now = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
+    bool *deferred = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
+    int nout = together ? httpq::steps_in_flight(r->id, out_now, nsteps) : 0;
+    int deferred_pos = -1, deferred_attempt = 0;
+    long deferred_retry_after = 0;
+    // the answers this resume brought (several when branches' or map tasks' requests answered together)
+    int nanswers = answer_count(io);
+    auto answer_for = [&](int pos, int attempt) -> HttpCall * {
+        for (int k = 0; k < nanswers; k++) {
+            HttpCall *c = answer_at(io, k);
+            if (!c->consumed && c->pos == pos && c->task < 0 && c->attempt == attempt) {
+                c->consumed = true;
+                return c;
+            }
+        }
+        return nullptr;
+    };
+    auto has_answer_for = [&](int pos) {
+        for (int k = 0; k < nanswers; k++)
+            if (!answer_at(io, k)->consumed && answer_at(io, k)->pos == pos) return true;
+        return false;
+    };
+    // The run stops here: the answers it brought and did not record are recorded as such.
+    auto close_answers = [&](const char *why) {
+        for (int k = 0; k < nanswers; k++)
+            if (!answer_at(io, k)->consumed) record_cancelled_call(answer_at(io, k), why);
+    };
     for (int k = 0; k < nsteps; k++) {
         int pos = p->order[k];
         if (r->done[pos]) continue;
         const store::Step *step = &p->steps[pos];
+        if (together) {
+            if (out_now[pos] || deferred[pos]) continue;
+            bool ready = true;
+            for (int d = 0; d < step->ndeps && ready; d++) ready = r->done[step->deps[d]];
+            if (!ready) continue;
+        }
         int attempt = r->last_attempt[pos] + 1;
-        HttpCall *for_step = answer != nullptr && pos == answer->pos ? answer : nullptr;
-        answer = nullptr;  // answers one attempt only
-        HttpCall *answered = for_step != nullptr && for_step->task < 0 && attempt == for_step->attempt ? for_step : nullptr;
+        bool step_answered = has_answer_for(pos);
+        HttpCall *answered = step->map ? nullptr : answer_for(pos, attempt);
         TimestampTz started = answered != nullptr ? answered->started
                               : r->waiting_since[pos] != 0 ? r->waiting_since[pos]
                                                            : GetCurrentTimestamp();
         report_step(r->id, pos, step);
         if (shared::cancel_requested(r->id)) {
+            Outcome o = record_cancelled(claimed, r, pos, attempt, started, answered != nullptr || r->interrupted[pos]);
+            close_answers("cancelled");
             SPI_finish();
-            return record_cancelled(claimed, r, pos, attempt, started, answered != nullptr || r->interrupted[pos]);
+            return o;
         }
-        bool under_way = for_step != nullptr || r->interrupted[pos] || r->waiting_since[pos] != 0;
+        bool under_way = step_answered || r->interrupted[pos] || r->waiting_since[pos] != 0;
         if (!under_way && !condition_met(r, pos, attempt)) {
             record_skipped(r, pos, attempt, started);
             continue;
         }
+        bool waits = step->kind == core::StepKind::Sleep || step->kind == core::StepKind::WaitFor ||
+                     step->kind == core::StepKind::Pipeline;
+        if (together && nout > 0 && waits) continue;  // begins once no request of the run is out
         if (step->map) {
             Outcome o;
-            if (!run_map_step(claimed, r, pos, attempt, started, for_step, io, run_ctx, run_owner, between_steps, arg,
+            if (!run_map_step(claimed, r, pos, attempt, started, nullptr, io, run_ctx, run_owner, between_steps, arg,
                               &o)) {
+                if (together && o == Outcome::Parked) {  // its tasks' requests are out: other branches go on
+                    out_now[pos] = true;
+                    nout++;
+                    continue;
+                }
+                if (o != Outcome::Parked) close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
                 SPI_finish();
                 return o;
             }
@@ -420,12 +459,27 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
                 res.output = run_function_step(r, pos, attempt, run_ctx, run_owner, &res.edata);
                 break;
         }
+        if (res.parked && together) {
+            out_now[pos] = true;
+            nout++;
+            continue;
+        }
         if (res.parked || res.waiting) {
             SPI_finish();
             return res.parked ? Outcome::Parked : Outcome::Waiting;
         }
         if (!res.succeeded()) {
-            Outcome o = record_failure(claimed, r, pos, attempt, started, res);
+            bool others = nout > 0;
+            for (int a = 0; a < nanswers && !others; a++) others = !answer_at(io, a)->consumed;
+            Outcome o = record_failure(claimed, r, pos, attempt, started, res, together && others);
+            if (o == Outcome::RetryScheduled && together && others) {  // tried again once an answer resumes the run
+                deferred[pos] = true;
+                deferred_pos = pos;
+                deferred_attempt = attempt;
+                deferred_retry_after = res.retry_after_ms;
+                continue;
+            }
+            close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
             SPI_finish();
             return o;
         }
@@ -436,6 +490,15 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             pg::spi_connect();
         }
     }
+    for (int i = 0; i < nsteps; i++)
+        if (!r->done[i]) {
+            // requests are out (their answers resume the run), or a step waits for its retry: the run does
+            Outcome o = nout > 0 ? Outcome::Parked
+                                 : schedule_retry(claimed, &p->steps[deferred_pos >= 0 ? deferred_pos : i],
+                                                  deferred_attempt, deferred_retry_after);
+            SPI_finish();
+            return o;
+        }
     store::buffer_run(claimed, RunStatus::Succeeded, run_result(r), nullptr);
     SPI_finish();
     return Outcome::Succeeded;

@@ -32,6 +32,7 @@ struct HttpCall {
     bool follow_redirects;
     // the answer
     bool answered;
+    bool consumed;   // recorded by the executor (a resume may bring several answers of one run)
     bool ok;         // 2xx: resp is the step output
     long status;     // the HTTP status, 0 without an answer
     bool cancelled;  // cancel_run while in flight
@@ -52,6 +53,14 @@ struct HttpIO {
     HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step (the first call parked)
     List *parked_more = NIL;              // out: further calls parked (map tasks in flight together)
 };
+
+// The answers a resume brought: io->resume, then io->more.
+inline int answer_count(const HttpIO *io) {
+    return io == nullptr ? 0 : (io->resume != nullptr ? 1 : 0) + io->nmore;
+}
+inline HttpCall *answer_at(const HttpIO *io, int k) {
+    return io->resume != nullptr ? (k == 0 ? io->resume : io->more[k - 1]) : io->more[k];
+}
 
 // Hands a parked call to io (the first one, or one more).
 inline void add_parked(HttpIO *io, HttpCall *call) {

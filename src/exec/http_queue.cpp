@@ -129,6 +129,22 @@ int tasks_in_flight(int64 run_id, int pos, bool *flags, int n) {
     return count;
 }
 
+int steps_in_flight(int64 run_id, bool *flags, int n) {
+    int count = 0;
+    auto mark = [&](const exec::HttpCall *c) {
+        if (c->run.id == run_id && c->task < 0 && c->pos >= 0 && c->pos < n && !flags[c->pos]) {
+            flags[c->pos] = true;
+            count++;
+        }
+    };
+    if (flying != nullptr)
+        for (const auto &kv : *flying) mark(kv.second);
+    ListCell *lc;
+    foreach (lc, queued) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
+    foreach (lc, answered) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
+    return count;
+}
+
 void queue(exec::HttpCall *call) {
     call->tag = next_tag++;
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
