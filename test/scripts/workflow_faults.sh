@@ -1,6 +1,7 @@
 #!/bin/bash
 # Workflows under faults: while 300 runs go through a diamond of function steps, a sleep, an event wait, a child run and
-# a map step of 10 tasks, and 60 runs fan out 10 HTTP requests each (in flight together) -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
+# a map step of 10 tasks, 60 runs fan out 10 HTTP requests each (in flight together) and 60 runs have two HTTP
+# branches out together while a function branch runs -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
 # pg_terminate_backend, and the server is stopped with -m immediate. Afterwards every run has succeeded; every function
 # step's and map task's effect happened exactly once; each run has exactly one child; every event was consumed exactly once, by the right step; every
 # sleep lasted its full length.
@@ -39,7 +40,14 @@ psql_retry() { pw_retry 20 pw_psql "$@"; }
 pw_psql -c "SELECT pipeline_worker.create_pipeline('wff_http', '[{\"name\": \"list\", \"function\": \"wff_list\"},
     {\"name\": \"call\", \"map\": true, \"http\": {\"url\": \"$B/delay?ms=300\"}}]')" >/dev/null \
     || pw_die "wff_http fixture failed"
+pw_psql -c "SELECT pipeline_worker.create_pipeline('wff_branch', '[
+    {\"name\": \"h1\", \"http\": {\"url\": \"$B/delay?ms=300\"}, \"depends_on\": []},
+    {\"name\": \"h2\", \"http\": {\"url\": \"$B/delay?ms=300\"}, \"depends_on\": []},
+    {\"name\": \"f\", \"function\": \"wff_step\", \"depends_on\": []},
+    {\"name\": \"j\", \"function\": \"wff_step\", \"depends_on\": [\"h1\", \"h2\", \"f\"]}]')" >/dev/null \
+    || pw_die "wff_branch fixture failed"
 psql_retry -c "SELECT count(pipeline_worker.create_run('wff_http', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
+psql_retry -c "SELECT count(pipeline_worker.create_run('wff_branch', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
 
 # half the runs get their event before they reach the wait (mailbox), half while they wait
 psql_retry -c "SELECT count(pipeline_worker.create_run('wff', jsonb_build_object('i', g), idempotency_key => 'k' || g))
@@ -65,20 +73,26 @@ psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', js
 [ "$kills" -ge 1 ] && pw_ok "killed workers mid-load ($kills SIGKILLs), terminated $terms, stopped -m immediate" \
     || pw_fail "could not kill workers"
 
-pw_wait_sql "$((RUNS * 2 + HTTP_RUNS))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
+pw_wait_sql "$((RUNS * 2 + HTTP_RUNS * 2))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
 pw_check_sql "every run succeeded (and its child)" "$((RUNS * 2))" \
-    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline <> 'wff_http'"
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline NOT IN ('wff_http', 'wff_branch')"
+pw_check_sql "every run with two HTTP branches and a function branch succeeded; f and j once each" "$HTTP_RUNS $((HTTP_RUNS * 2)) 0" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
+            (SELECT count(*) FROM effects e JOIN pipeline_worker.runs b ON b.id = e.run_id WHERE b.pipeline = 'wff_branch') || ' ' ||
+            count(*) FILTER (WHERE result->'prev'->'h1'->>'delayed' IS DISTINCT FROM '300'
+                               OR result->'prev'->'h2'->>'delayed' IS DISTINCT FROM '300')
+       FROM pipeline_worker.runs WHERE pipeline = 'wff_branch'"
 pw_check_sql "every HTTP fan-out run succeeded with its 10 answers in order" "$HTTP_RUNS 0" \
     "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count(*) FILTER (WHERE jsonb_array_length(result) <> 10
             OR result->9->>'delayed' IS DISTINCT FROM '300') FROM pipeline_worker.runs WHERE pipeline = 'wff_http'"
 st=$(srv /stats)
-pw_check "every HTTP task reached the endpoint under its own idempotency key (repeats after a kill reuse it)" \
-    "$((HTTP_RUNS * 10))" "$(srv_stat keys "$st")"
-pw_info "HTTP task requests: $(srv_stat requests "$st") for $((HTTP_RUNS * 10)) tasks"
+pw_check "every HTTP task and step reached the endpoint under its own idempotency key (repeats after a kill reuse it)" \
+    "$((HTTP_RUNS * 12))" "$(srv_stat keys "$st")"
+pw_info "HTTP requests: $(srv_stat requests "$st") for $((HTTP_RUNS * 12)) tasks and steps"
 pw_check_sql "exactly one child run per run" "$RUNS 1 1" \
     "SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(c.id) AS n FROM pipeline_worker.runs p
        LEFT JOIN pipeline_worker.runs c ON c.parent_run_id = p.id WHERE p.pipeline = 'wff' GROUP BY p.id) x"
-pw_check_sql "every function step's and map task's effect exactly once (a, b, c, the child's k, d, 10 tasks per run)" "$((RUNS * 15)) 0" \
+pw_check_sql "every function step's and map task's effect exactly once (a, b, c, the child's k, d, 10 tasks per run)" "$((RUNS * 15 + HTTP_RUNS * 2)) 0" \
     "SELECT count(*) || ' ' || (SELECT count(*) FROM (SELECT run_id, step FROM effects GROUP BY 1, 2 HAVING count(*) > 1) x)
      FROM effects"
 pw_check_sql "every event consumed exactly once, by step ev, its payload the run's" "$RUNS $RUNS 0" \
