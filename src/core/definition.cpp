@@ -301,12 +301,8 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         s.http.secret_headers = names;
     }
     if (s.is_http) check_secret_headers(s.http, at);
-    if (s.map && s.kind == StepKind::Pipeline)
-        throw DefinitionError(at + ": \"map\" over a \"pipeline\" step is not supported by this version of "
-                                   "pipeline_worker",
-                              "Map a function or http step, or start one child run whose steps map.");
-    if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http)
-        throw DefinitionError(at + ": \"map\" applies to function and http steps", kMapHint);
+    if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http && s.kind != StepKind::Pipeline)
+        throw DefinitionError(at + ": \"map\" applies to function, http and pipeline steps", kMapHint);
     if (s.max_parallel != 0 && !s.map)
         throw DefinitionError(at + ": \"max_parallel\" applies to map steps only", kMapHint);
     return s;

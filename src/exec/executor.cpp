@@ -10,6 +10,7 @@
 #include "shmem/cancels.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/metrics.hpp"
+#include "store/children.hpp"
 #include "store/pipelines.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
@@ -214,6 +215,86 @@ const char *not_an_array(Jsonb *prev) {
     return JB_ROOT_IS_OBJECT(prev) ? "object" : nullptr;
 }
 
+// A map step over a child pipeline: a child run per element (at most max_parallel unfinished at once), each task's
+// row waiting with its child's id; the run waits while any is unfinished (a child's finish wakes it), each task's
+// attempts are its children. false: the run stopped or waits (*out says how).
+bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started, Jsonb *prev,
+                   int n, MemoryContext run_ctx, Outcome *out) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
+    Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
+    int *last = static_cast<int *>(alloc(sizeof(int) * n));
+    bool *done = static_cast<bool *>(alloc(sizeof(bool) * n));
+    int64 *child = static_cast<int64 *>(alloc(sizeof(int64) * n));  // the latest attempt's child, while it waits
+    TimestampTz *since = static_cast<TimestampTz *>(alloc(sizeof(TimestampTz) * n));
+    for (int h = 0; h < r->nhistory; h++) {
+        const store::StepRecord &row = r->history[h];
+        if (row.pos != pos || row.task < 0 || row.task >= n) continue;
+        if (row.attempt > last[row.task]) {
+            last[row.task] = row.attempt;
+            bool waiting = strcmp(row.status, "waiting") == 0;
+            child[row.task] = waiting ? note_child(row.output) : 0;
+            since[row.task] = waiting ? row.started : 0;
+        }
+        if (strcmp(row.status, "succeeded") == 0) {
+            done[row.task] = true;
+            outs[row.task] = row.output != nullptr ? row.output : json_null();
+        }
+    }
+    int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    int unfinished = 0, depth = -1;
+    for (int i = 0; i < n; i++) {
+        if (done[i] || child[i] == 0) continue;
+        StepResult res;
+        if (!look_at_child(child[i], step, run_ctx, &res)) {
+            unfinished++;
+            continue;
+        }
+        r->task = i;
+        if (res.succeeded()) {
+            record_success(r, pos, last[i], since[i], res.output);
+            outs[i] = res.output;
+            done[i] = true;
+        } else {
+            Outcome o = record_failure(claimed, r, pos, last[i], since[i], res, true);
+            if (o != Outcome::RetryScheduled) {  // no attempts left (or cancelled): the step fails
+                r->task = -1;
+                *out = o;
+                return false;
+            }
+        }
+        child[i] = 0;
+        r->task = -1;
+    }
+    for (int i = 0; i < n && unfinished < limit; i++) {
+        if (done[i] || child[i] != 0) continue;
+        if (shared::cancel_requested(r->id)) {
+            *out = record_cancelled(claimed, r, pos, last[i] + 1, GetCurrentTimestamp(), false);
+            return false;
+        }
+        if (depth < 0) depth = store::run_depth(r->id);
+        StepResult res;
+        int64 c = start_child(r, pos, JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i)), &res.error, depth);
+        r->task = i;
+        if (c == 0) {  // not allowed, or too deep: the step fails
+            *out = record_failure(claimed, r, pos, last[i] + 1, GetCurrentTimestamp(), res);
+            r->task = -1;
+            return false;
+        }
+        store::buffer_step(r->id, pos, last[i] + 1, step->name, StepStatus::Waiting, child_note(c), nullptr,
+                           GetCurrentTimestamp(), true, i);
+        r->task = -1;
+        unfinished++;
+    }
+    if (unfinished > 0) {
+        store::buffer_wait(claimed, GetCurrentTimestamp() + kChildRecheckUs, nullptr);
+        *out = Outcome::Waiting;
+        return false;
+    }
+    record_success(r, pos, attempt, started, json_array(outs, n));
+    return true;
+}
+
 // A map step: its tasks one after another in this worker, each with its own attempts (rows with task = index), then
 // the step's own row with their outputs in element order. false: the run stopped there (*out says how).
 bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
@@ -233,6 +314,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         *out = record_failure(claimed, r, pos, attempt, started, bad);  // (not retryable)
         return false;
     }
+    if (step->kind == core::StepKind::Pipeline) return run_child_map(claimed, r, pos, attempt, started, prev, n, run_ctx, out);
     auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
     Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
     int *last = static_cast<int *>(alloc(sizeof(int) * n));

@@ -22,22 +22,6 @@ StepResult wait(const store::ClaimedRun *claimed, const RunState *r, int pos, in
     return res;
 }
 
-// A child run is looked at again when it finishes (its parent is woken then) and, as a safety net, every minute.
-constexpr int64 kChildRecheckUs = 60 * USECS_PER_SEC;
-
-Jsonb *child_note(int64 child_id) {
-    return DatumGetJsonbP(DirectFunctionCall1(
-        jsonb_in, CStringGetDatum(psprintf("{\"child_run_id\": %lld}", static_cast<long long>(child_id)))));
-}
-
-// The child run's id recorded in the waiting row (0: none).
-int64 child_of(const RunState *r, int pos) {
-    Jsonb *note = r->waiting_note[pos];
-    if (note == nullptr || !JB_ROOT_IS_OBJECT(note)) return 0;
-    JsonbValue *v = getKeyJsonValueFromContainer(&note->root, "child_run_id", 12, nullptr);
-    if (v == nullptr || v->type != jbvNumeric) return 0;
-    return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
-}
 
 // A "pipeline" step: its first look starts the child run (as the run's submitter); later looks read it.
 StepResult child_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
@@ -45,44 +29,64 @@ StepResult child_step(const store::ClaimedRun *claimed, const RunState *r, int p
     const store::Step *step = &r->pipeline->steps[pos];
     StepResult res;
     TimestampTz recheck = GetCurrentTimestamp() + kChildRecheckUs;
-    int64 child = r->waiting_since[pos] != 0 ? child_of(r, pos) : 0;
+    int64 child = r->waiting_since[pos] != 0 ? note_child(r->waiting_note[pos]) : 0;
     if (child == 0) {
-        if (store::run_depth(r->id) + 1 > guc::max_child_depth) {
-            res.error = psprintf("child runs nest deeper than pipeline_worker.max_child_depth (%d)", guc::max_child_depth);
-            return res;
-        }
-        const char *why = nullptr;
-        const store::ChildPipeline *cp = store::child_pipeline(step->child, r->submitter, &why);
-        if (cp == nullptr) {
-            res.error = why;
-            return res;
-        }
         Jsonb *input = step_prev(r, pos);
-        if (input == nullptr) input = json_null();
-        child = store::create_child_run(step->child, cp, r->submitter, input, r->metadata, r->id, step->name);
+        child = start_child(r, pos, input, &res.error);
+        if (child == 0) return res;
         return wait(claimed, r, pos, attempt, started, recheck, nullptr, child_note(child));
     }
-    Jsonb *result = nullptr;
-    char *error = nullptr;
-    const char *status = store::read_child(child, &result, &error, run_ctx);
-    if (status == nullptr) {
-        res.error = psprintf("child run %lld no longer exists", static_cast<long long>(child));
-        res.retryable = true;
-    } else if (strcmp(status, "succeeded") == 0) {
-        MemoryContext old = MemoryContextSwitchTo(run_ctx);
-        res.output = result != nullptr ? result : json_null();
-        MemoryContextSwitchTo(old);
-    } else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
-        res.error = psprintf("child run %lld (pipeline \"%s\") %s: %s", static_cast<long long>(child), step->child,
-                             status, error != nullptr ? error : status);
-        res.retryable = true;
-    } else {
-        return wait(claimed, r, pos, attempt, started, recheck, nullptr);
-    }
+    if (!look_at_child(child, step, run_ctx, &res)) return wait(claimed, r, pos, attempt, started, recheck, nullptr);
     return res;
 }
 
 }  // namespace
+
+Jsonb *child_note(int64 child_id) {
+    return DatumGetJsonbP(DirectFunctionCall1(
+        jsonb_in, CStringGetDatum(psprintf("{\"child_run_id\": %lld}", static_cast<long long>(child_id)))));
+}
+
+int64 note_child(Jsonb *note) {
+    if (note == nullptr || !JB_ROOT_IS_OBJECT(note)) return 0;
+    JsonbValue *v = getKeyJsonValueFromContainer(&note->root, "child_run_id", 12, nullptr);
+    if (v == nullptr || v->type != jbvNumeric) return 0;
+    return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+int64 start_child(const RunState *r, int pos, Jsonb *input, const char **error, int depth) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    if (depth < 0) depth = store::run_depth(r->id);
+    if (depth + 1 > guc::max_child_depth) {
+        *error = psprintf("child runs nest deeper than pipeline_worker.max_child_depth (%d)", guc::max_child_depth);
+        return 0;
+    }
+    const store::ChildPipeline *cp = store::child_pipeline(step->child, r->submitter, error);
+    if (cp == nullptr) return 0;
+    if (input == nullptr) input = json_null();
+    return store::create_child_run(step->child, cp, r->submitter, input, r->metadata, r->id, step->name);
+}
+
+bool look_at_child(int64 child, const store::Step *step, MemoryContext run_ctx, StepResult *res) {
+    Jsonb *result = nullptr;
+    char *error = nullptr;
+    const char *status = store::read_child(child, &result, &error, run_ctx);
+    if (status == nullptr) {
+        res->error = psprintf("child run %lld no longer exists", static_cast<long long>(child));
+        res->retryable = true;
+    } else if (strcmp(status, "succeeded") == 0) {
+        MemoryContext old = MemoryContextSwitchTo(run_ctx);
+        res->output = result != nullptr ? result : json_null();
+        MemoryContextSwitchTo(old);
+    } else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+        res->error = psprintf("child run %lld (pipeline \"%s\") %s: %s", static_cast<long long>(child), step->child,
+                              status, error != nullptr ? error : status);
+        res->retryable = true;
+    } else {
+        return false;
+    }
+    return true;
+}
 
 StepResult run_wait_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt,
                          TimestampTz started, MemoryContext run_ctx) {

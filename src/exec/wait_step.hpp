@@ -14,4 +14,16 @@ namespace pw::exec {
 StepResult run_wait_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt,
                          TimestampTz started, MemoryContext run_ctx);
 
+// Child runs ("pipeline" steps, and map tasks over a pipeline). A child run is looked at when it finishes (its parent
+// is woken then) and, as a safety net, at least every minute (kChildRecheckUs).
+constexpr int64 kChildRecheckUs = 60 * USECS_PER_SEC;
+// The note a waiting row keeps, {"child_run_id": N}, and back (0: none).
+Jsonb *child_note(int64 child_id);
+int64 note_child(Jsonb *note);
+// Starts a child run of step pos with `input`, as the run's submitter, after checking the nesting depth (the run's,
+// when known, else -1) and the submitter's right: its id, or 0 with *error set.
+int64 start_child(const RunState *r, int pos, Jsonb *input, const char **error, int depth = -1);
+// false while the child is unfinished; else *res says how it ended (output, or a retryable error).
+bool look_at_child(int64 child, const store::Step *step, MemoryContext run_ctx, StepResult *res);
+
 }  // namespace pw::exec

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Workflows under faults: while 300 runs go through a diamond of function steps, a sleep, an event wait, a child run and
 # a map step of 10 tasks, 60 runs fan out 10 HTTP requests each (in flight together) and 60 runs have two HTTP
-# branches out together while a function branch runs -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
+# branches out together while a function branch runs, and 60 runs map over a child pipeline (10 children each) -- events sent before and while the runs wait -- workers are killed with SIGKILL, terminated with
 # pg_terminate_backend, and the server is stopped with -m immediate. Afterwards every run has succeeded; every function
 # step's and map task's effect happened exactly once; each run has exactly one child; every event was consumed exactly once, by the right step; every
 # sleep lasted its full length.
@@ -47,6 +47,11 @@ pw_psql -c "SELECT pipeline_worker.create_pipeline('wff_branch', '[
     {\"name\": \"j\", \"function\": \"wff_step\", \"depends_on\": [\"h1\", \"h2\", \"f\"]}]')" >/dev/null \
     || pw_die "wff_branch fixture failed"
 psql_retry -c "SELECT count(pipeline_worker.create_run('wff_http', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
+# map over a child pipeline: 10 children per run, at most 4 unfinished at once
+pw_psql -c "SELECT pipeline_worker.create_pipeline('wff_kids', '[{\"name\": \"list\", \"function\": \"wff_list\"},
+    {\"name\": \"kids\", \"pipeline\": \"wff_kid\", \"map\": true, \"max_parallel\": 4}]')" >/dev/null \
+    || pw_die "wff_kids fixture failed"
+psql_retry -c "SELECT count(pipeline_worker.create_run('wff_kids', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
 psql_retry -c "SELECT count(pipeline_worker.create_run('wff_branch', '{}')) FROM generate_series(1, $HTTP_RUNS)" >/dev/null
 
 # half the runs get their event before they reach the wait (mailbox), half while they wait
@@ -73,9 +78,18 @@ psql_retry -c "SELECT count(pipeline_worker.send_event('wff', 'k' || g, 'go', js
 [ "$kills" -ge 1 ] && pw_ok "killed workers mid-load ($kills SIGKILLs), terminated $terms, stopped -m immediate" \
     || pw_fail "could not kill workers"
 
-pw_wait_sql "$((RUNS * 2 + HTTP_RUNS * 2))" 90 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
+pw_wait_sql "$((RUNS * 2 + HTTP_RUNS * 13))" 120 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
 pw_check_sql "every run succeeded (and its child)" "$((RUNS * 2))" \
-    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline NOT IN ('wff_http', 'wff_branch')"
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline NOT IN ('wff_http', 'wff_branch', 'wff_kids')
+       AND (parent_run_id IS NULL OR parent_run_id IN (SELECT id FROM pipeline_worker.runs WHERE pipeline = 'wff'))"
+pw_check_sql "map over a child pipeline: every run succeeded with exactly 10 children, each child's effect once" "$HTTP_RUNS 10 10 0" \
+    "SELECT count(*) FILTER (WHERE p.status = 'succeeded') || ' ' || min(k.n) || ' ' || max(k.n) || ' ' ||
+            (SELECT count(*) FROM (SELECT e.run_id FROM effects e JOIN pipeline_worker.runs c ON c.id = e.run_id
+               JOIN pipeline_worker.runs pp ON pp.id = c.parent_run_id WHERE pp.pipeline = 'wff_kids'
+               GROUP BY e.run_id HAVING count(*) <> 1) x)
+       FROM pipeline_worker.runs p
+       JOIN LATERAL (SELECT count(*) AS n FROM pipeline_worker.runs c WHERE c.parent_run_id = p.id) k ON true
+      WHERE p.pipeline = 'wff_kids'"
 pw_check_sql "every run with two HTTP branches and a function branch succeeded; f and j once each" "$HTTP_RUNS $((HTTP_RUNS * 2)) 0" \
     "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
             (SELECT count(*) FROM effects e JOIN pipeline_worker.runs b ON b.id = e.run_id WHERE b.pipeline = 'wff_branch') || ' ' ||
@@ -92,7 +106,7 @@ pw_info "HTTP requests: $(srv_stat requests "$st") for $((HTTP_RUNS * 12)) tasks
 pw_check_sql "exactly one child run per run" "$RUNS 1 1" \
     "SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(c.id) AS n FROM pipeline_worker.runs p
        LEFT JOIN pipeline_worker.runs c ON c.parent_run_id = p.id WHERE p.pipeline = 'wff' GROUP BY p.id) x"
-pw_check_sql "every function step's and map task's effect exactly once (a, b, c, the child's k, d, 10 tasks per run)" "$((RUNS * 15 + HTTP_RUNS * 2)) 0" \
+pw_check_sql "every function step's and map task's effect exactly once (a, b, c, the child's k, d, 10 tasks per run)" "$((RUNS * 15 + HTTP_RUNS * 12)) 0" \
     "SELECT count(*) || ' ' || (SELECT count(*) FROM (SELECT run_id, step FROM effects GROUP BY 1, 2 HAVING count(*) > 1) x)
      FROM effects"
 pw_check_sql "every event consumed exactly once, by step ev, its payload the run's" "$RUNS $RUNS 0" \

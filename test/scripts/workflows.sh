@@ -141,11 +141,11 @@ definition_error "a step with two kinds" 'more than one of' \
 definition_error "an invalid sleep" 'invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
 definition_error "a negative sleep" 'must not be negative' '[{"name": "a", "sleep": "-5 minutes"}]'
 definition_error "an empty event name" '"wait_for" must be an event name' '[{"name": "a", "wait_for": ""}]'
-definition_error "map on a sleep" '"map" applies to function and http steps' '[{"name": "a", "sleep": "1 second", "map": true}]'
+definition_error "map on a sleep" '"map" applies to function, http and pipeline steps' '[{"name": "a", "sleep": "1 second", "map": true}]'
 definition_error "max_parallel without map" '"max_parallel" applies to map steps only' \
     '[{"name": "a", "function": "wf_num", "max_parallel": 3}]'
-definition_error "map over a child pipeline (not in this version)" 'not supported' \
-    '[{"name": "a", "pipeline": "diamond", "map": true}]'
+definition_error "map on an event wait" '"map" applies to function, http and pipeline steps' \
+    '[{"name": "a", "wait_for": "x", "map": true}]'
 
 # ---------------------------------------------------------------- DAGs
 r=$(q "SELECT pipeline_worker.create_run('diamond', '{\"k\": 1}')")
@@ -230,6 +230,21 @@ pw_check "the child's input is the step's prev; the step's output is the child's
           WHERE c.id = $c AND s.run_id = $r AND s.name = 'child' AND s.status = 'succeeded'")"
 pw_check "the parent goes on with it" "succeeded|true" \
     "$(q "SELECT status || '|' || ((result->'prev') = (SELECT result FROM pipeline_worker.runs WHERE id = $c)) FROM pipeline_worker.runs WHERE id = $r")"
+
+# map over a child pipeline: a child run per element, at most max_parallel unfinished at once
+q "CREATE FUNCTION wf_sq1(ctx jsonb) RETURNS jsonb LANGUAGE sql AS \$\$ SELECT to_jsonb((ctx->>'input')::int * (ctx->>'input')::int) \$\$" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('sq_kid', '[{\"name\": \"sq\", \"function\": \"wf_sq1\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('w2_kids', '[{\"name\": \"split\", \"function\": \"wf_split\"},
+    {\"name\": \"sq\", \"pipeline\": \"sq_kid\", \"map\": true, \"max_parallel\": 3}, {\"name\": \"sum\", \"function\": \"wf_sum\"}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('w2_kids', '{\"n\": 10}')")
+wait_done "$r" 30
+pw_check "map over a child pipeline: one child per element (input = item), results in order, the sum right" \
+    "succeeded 385|10|1 2 3 4 5 6 7 8 9 10|10" \
+    "$(q "SELECT status || ' ' || result FROM pipeline_worker.runs WHERE id = $r")|$(q "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r")|$(q "SELECT string_agg(input::text, ' ' ORDER BY input::int) FROM pipeline_worker.runs WHERE parent_run_id = $r")|$(q "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'sq' AND task IS NOT NULL AND status = 'succeeded'")"
+pw_check "... never more than max_parallel (3) children unfinished at once" t \
+    "$(q "SELECT max(n) <= 3 FROM (SELECT (SELECT count(*) FROM pipeline_worker.runs d WHERE d.parent_run_id = $r
+                                            AND d.created_at <= c.created_at AND d.finished_at > c.created_at) AS n
+                                  FROM pipeline_worker.runs c WHERE c.parent_run_id = $r) x")"
 
 r=$(q "SELECT pipeline_worker.create_run('parent_retries', '{}')")
 wait_done "$r"
