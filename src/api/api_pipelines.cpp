@@ -10,6 +10,7 @@
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
 #include "store/pipelines.hpp"
+#include "store/queue.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pw_create_pipeline);
@@ -70,6 +71,19 @@ char *resolve_function(const char *step, const char *fn) {
     return quote_qualified_identifier(get_namespace_name(get_func_namespace(oid)), get_func_name(oid));
 }
 
+// Workflow steps need 0.2's tables (waiting status, task rows, events, parent runs): a database still at 0.1 gets
+// a clear error instead of runs that fail.
+void refuse_workflows_before_02(const store::Pipeline *p) {
+    bool workflow = !p->linear;
+    for (int i = 0; i < p->nsteps && !workflow; i++)
+        workflow = p->steps[i].map || (p->steps[i].kind != core::StepKind::Function && p->steps[i].kind != core::StepKind::Http);
+    if (!workflow || store::schema_version() >= 2) return;
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("invalid pipeline definition: depends_on, if, map, pipeline, sleep and wait_for steps need "
+                           "pipeline_worker 0.2"),
+                    errhint("Run ALTER EXTENSION pipeline_worker UPDATE first.")));
+}
+
 // A "pipeline" step: its pipeline must exist (or be the one being defined: recursion) and the defining role must be
 // allowed to submit to it (checked again, for the run's submitter, when a child run starts).
 void check_child(const char *defining, const char *step, const char *child) {
@@ -94,6 +108,7 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
     char *options = PG_ARGISNULL(2) ? pstrdup("{}") : jsonb_text(PG_GETARG_JSONB_P(2));
 
     store::Pipeline *p = store::parse_pipeline(name, steps, options);  // ERROR on an invalid definition
+    refuse_workflows_before_02(p);
     char **resolved = static_cast<char **>(palloc0(sizeof(char *) * p->nsteps));
     for (int i = 0; i < p->nsteps; i++) {
         if (p->steps[i].is_http) {

@@ -192,8 +192,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
             // a sleep or event wait it was in ends with it
             static SPIPlanPtr plan_cancel_wait = nullptr;
-            if (strcmp(now_status, "running") != 0)
-                pg::run_as_owner(&plan_cancel_wait,
+            pg::run_as_owner(&plan_cancel_wait,
                                  "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
                                  " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
                                  " WHERE run_id = $1 AND status = 'waiting'",

@@ -204,6 +204,17 @@ Outcome record_cancelled(const store::ClaimedRun *claimed, RunState *r, int pos,
     return Outcome::Cancelled;
 }
 
+// How much of the run is out besides what the caller is deciding about: requests this process holds for it, calls
+// parked in this execution (not queued yet), answers this resume brought and nobody recorded yet. While any is, the
+// run stays parked (an answer will resume it): it must not wait, nor go back to the queue for a retry.
+int work_out(const RunState *r, const HttpIO *io) {
+    int n = httpq::calls_of_run(r->id);
+    if (io == nullptr) return n;
+    n += (io->parked != nullptr ? 1 : 0) + list_length(io->parked_more);
+    for (int k = 0; k < answer_count(io); k++) n += !answer_at(io, k)->consumed;
+    return n;
+}
+
 // What a map step got instead of an array (NULL: an array).
 const char *not_an_array(Jsonb *prev) {
     if (prev == nullptr) return "null";
@@ -243,6 +254,7 @@ bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int a
     }
     int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
     int unfinished = 0, depth = -1;
+    store::lock_parent(r->id);  // (children read after it: none finishes unseen)
     for (int i = 0; i < n; i++) {
         if (done[i] || child[i] == 0) continue;
         StepResult res;
@@ -291,7 +303,10 @@ bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int a
         *out = Outcome::Waiting;
         return false;
     }
-    record_success(r, pos, attempt, started, json_array(outs, n));
+    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
+    Jsonb *array = json_array(outs, n);
+    MemoryContextSwitchTo(old_ctx);
+    record_success(r, pos, attempt, started, array);
     return true;
 }
 
@@ -388,8 +403,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         }
         if (!res.succeeded()) {
             // (answers in hand for later tasks count as requests out: they are recorded below)
-            bool others = nflying > 0;
-            for (int k = 0; k < nanswers && !others; k++) others = !answer_at(io, k)->consumed;
+            bool others = nflying > 0 || work_out(r, io) > 0;
             Outcome o = record_failure(claimed, r, pos, a, t_started, res, together && others);
             r->task = -1;
             if (o == Outcome::RetryScheduled && together && others) {  // issued again later
@@ -414,11 +428,14 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         if (!done[i]) {
             // together: requests are out, their answers resume the run; or nothing is out any more but a task
             // waits for its retry: the run does, after the back-off
-            *out = nflying > 0 ? Outcome::Parked
-                               : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
+            *out = nflying > 0 || work_out(r, io) > 0 ? Outcome::Parked
+                                                      : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
             return false;
         }
-    record_success(r, pos, attempt, started, json_array(outs, n));
+    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
+    Jsonb *array = json_array(outs, n);
+    MemoryContextSwitchTo(old_ctx);
+    record_success(r, pos, attempt, started, array);
     return true;
 }
 
@@ -511,7 +528,7 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
         }
         bool waits = step->kind == core::StepKind::Sleep || step->kind == core::StepKind::WaitFor ||
                      step->kind == core::StepKind::Pipeline;
-        if (together && nout > 0 && waits) continue;  // begins once no request of the run is out
+        if (together && work_out(r, io) > 0 && waits) continue;  // begins once nothing of the run is out
         if (step->map) {
             Outcome o;
             if (!run_map_step(claimed, r, pos, attempt, started, nullptr, io, run_ctx, run_owner, between_steps, arg,
@@ -551,8 +568,7 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             return res.parked ? Outcome::Parked : Outcome::Waiting;
         }
         if (!res.succeeded()) {
-            bool others = nout > 0;
-            for (int a = 0; a < nanswers && !others; a++) others = !answer_at(io, a)->consumed;
+            bool others = work_out(r, io) > 0;
             Outcome o = record_failure(claimed, r, pos, attempt, started, res, together && others);
             if (o == Outcome::RetryScheduled && together && others) {  // tried again once an answer resumes the run
                 deferred[pos] = true;
@@ -575,7 +591,7 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     for (int i = 0; i < nsteps; i++)
         if (!r->done[i]) {
             // requests are out (their answers resume the run), or a step waits for its retry: the run does
-            Outcome o = nout > 0 ? Outcome::Parked
+            Outcome o = work_out(r, io) > 0 ? Outcome::Parked
                                  : schedule_retry(claimed, &p->steps[deferred_pos >= 0 ? deferred_pos : i],
                                                   deferred_attempt, deferred_retry_after);
             SPI_finish();

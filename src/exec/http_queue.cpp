@@ -129,6 +129,16 @@ int tasks_in_flight(int64 run_id, int pos, bool *flags, int n) {
     return count;
 }
 
+int calls_of_run(int64 run_id) {
+    int count = 0;
+    if (flying != nullptr)
+        for (const auto &kv : *flying) count += kv.second->run.id == run_id;
+    ListCell *lc;
+    foreach (lc, queued) count += static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id;
+    foreach (lc, answered) count += static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id;
+    return count;
+}
+
 int steps_in_flight(int64 run_id, bool *flags, int n) {
     int count = 0;
     auto mark = [&](const exec::HttpCall *c) {

@@ -16,6 +16,8 @@ bool in_flight(int64 run_id);
 // Marks flags[task] for the tasks of map step pos (0-based) of run_id whose request this process holds (queued, in
 // flight, or answered and not recorded yet), for tasks < n. Returns how many.
 int tasks_in_flight(int64 run_id, int pos, bool *flags, int n);
+// Requests of run_id this process holds (queued, in flight, answered and not recorded).
+int calls_of_run(int64 run_id);
 // The same for the steps (not map tasks) of run_id: flags[pos] for positions < n.
 int steps_in_flight(int64 run_id, bool *flags, int n);
 

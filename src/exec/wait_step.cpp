@@ -36,6 +36,7 @@ StepResult child_step(const store::ClaimedRun *claimed, const RunState *r, int p
         if (child == 0) return res;
         return wait(claimed, r, pos, attempt, started, recheck, nullptr, child_note(child));
     }
+    store::lock_parent(r->id);
     if (!look_at_child(child, step, run_ctx, &res)) return wait(claimed, r, pos, attempt, started, recheck, nullptr);
     return res;
 }

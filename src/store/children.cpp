@@ -86,12 +86,22 @@ int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitt
     return id;
 }
 
+void lock_parent(int64 run_id) {
+    static SPIPlanPtr plan_lock_parent = nullptr;
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    pg::run_as_owner(&plan_lock_parent,
+                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE", 1,
+                     types, v, nullptr, false);
+}
+
 const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(child_id)};
+    // (not read-only: a statement of its own snapshot, taken after lock_parent)
     pg::run_as_owner(&plan_read,
                      "/* pw_indexes: runs_pkey */ SELECT status, result, error FROM pipeline_worker.runs WHERE id = $1",
-                     1, types, v, nullptr, true);
+                     1, types, v, nullptr, false);
     if (SPI_processed == 0) return nullptr;
     bool isnull;
     MemoryContext old = MemoryContextSwitchTo(dest);

@@ -26,7 +26,11 @@ int run_depth(int64 run_id);
 int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitter, Jsonb *input, Jsonb *metadata,
                        int64 parent_id, const char *parent_step);
 
-// The child's status (NULL if it no longer exists), result and error, copied into dest. SPI connected.
+// Locks the parent's row before it looks at its children: a child finishing meanwhile either committed before (the
+// look sees it) or waits for this transaction, and then finds the parent waiting and wakes it. SPI connected.
+void lock_parent(int64 run_id);
+// The child's status (NULL if it no longer exists), result and error, copied into dest, seen by a new snapshot.
+// SPI connected.
 const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest);
 
 // These runs, parents of runs that just finished, become pending if they wait: they look at their child again. SPI

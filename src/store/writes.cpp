@@ -54,6 +54,7 @@ MemoryContext write_ctx = nullptr;
 List *pending_claims = NIL;
 List *pending_steps = NIL;
 List *pending_runs = NIL;
+List *pending_closes = NIL;  // RunRow of runs that end failed or cancelled: their open step rows are closed
 SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_runs, plan_persist_claim;
 
 MemoryContext writes_context() {
@@ -358,6 +359,7 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     row->wake_at = status == core::RunStatus::Pending && delay_ms > 0 ? row->at + int64(delay_ms) * 1000 : 0;
     row->waiting_for = nullptr;
     pending_runs = lappend(pending_runs, row);
+    if (status == core::RunStatus::Failed || status == core::RunStatus::Cancelled) pending_closes = lappend(pending_closes, row);
     MemoryContextSwitchTo(old);
     lanes::release_at_commit(run->id);  // (pending again: a run waiting for its retry holds no slot)
     if (status == core::RunStatus::Pending) {
@@ -401,6 +403,35 @@ void persist_claim(ClaimedRun *run) {
     MemoryContextSwitchTo(old);
 }
 
+// A run that ended failed or cancelled leaves no step row open: HTTP requests of other branches or tasks that were
+// out, waits and child maps' waiting tasks are closed with it (rows written by this flush included).
+static void flush_closes() {
+    int n = list_length(pending_closes);
+    if (n == 0) return;
+    static const Oid elem[2] = {INT8OID, TEXTOID};
+    pg::ArrayColumns *a = pg::array_columns(n, 2, elem);
+    int i = 0;
+    ListCell *lc;
+    foreach (lc, pending_closes) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        pg::set_cell(a, i, 0, Int64GetDatum(r->id));
+        pg::set_cell(a, i, 1, CStringGetTextDatum(r->status == core::RunStatus::Cancelled ? "cancelled"
+                                                                                          : "its run failed meanwhile"));
+        i++;
+    }
+    Oid types[2] = {INT8ARRAYOID, TEXTARRAYOID};
+    Datum v[2];
+    pg::column_arrays(a, v);
+    static SPIPlanPtr plan_close = nullptr;
+    SPIPlanPtr p = pg::prepare(&plan_close,
+                               "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps s SET status = 'failed',"
+                               " error = c.why, finished_at = pg_catalog.clock_timestamp()"
+                               " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS c(id, why)"
+                               " WHERE s.run_id = ANY (ARRAY[c.id]) AND s.status IN ('running', 'waiting')",
+                               2, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
 void flush_writes() {
     if (pending_steps == NIL && pending_runs == NIL && pending_claims == NIL) return;
     pg::spi_connect();
@@ -408,6 +439,7 @@ void flush_writes() {
     flush_steps_kind(false);
     flush_steps_kind(true);
     flush_runs();
+    flush_closes();
     SPI_finish();
     reset_writes();
 }
@@ -416,6 +448,7 @@ void reset_writes() {
     pending_claims = NIL;
     pending_steps = NIL;
     pending_runs = NIL;
+    pending_closes = NIL;
     if (write_ctx != nullptr) MemoryContextReset(write_ctx);
 }
 

@@ -27,6 +27,7 @@ bool claims_stopped = false;
 namespace {
 
 void queue_parked(exec::HttpIO *io);
+void drop_parked(exec::HttpIO *io);
 
 constexpr int kMaxBatch = 64;
 constexpr int kLimitedBatch = 16;
@@ -286,7 +287,11 @@ void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 suspec
     FlushErrorState();
     AbortCurrentTransaction();  // the abort callback drops the buffered writes and the unsent requests
     // A run taken over by another worker (store/writes.cpp) is not the current run's fault: nothing is failed.
-    put_back(ids, n, edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ? 0 : suspect, edata->message);
+    // Nor is a deadlock (a finished child waking its parent while another worker holds that parent, and the
+    // other way round): the runs go back and are executed again.
+    bool no_culprit = edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+                      edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+    put_back(ids, n, no_culprit ? 0 : suspect, edata->message);
 }
 
 
@@ -349,11 +354,13 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             MemoryContextSwitchTo(iter_ctx);
             exec::HttpIO io;
             io.park_parent = TopMemoryContext;
-            exec::execute_claimed(&runs[i], between_steps, &b, &io);
-            if (io.parked != nullptr) {
+            exec::Outcome outcome = exec::execute_claimed(&runs[i], between_steps, &b, &io);
+            if (io.parked != nullptr && outcome == exec::Outcome::Parked) {
                 // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
                 store::persist_claim(&runs[i]);
                 queue_parked(&io);
+            } else {
+                drop_parked(&io);  // the run ended meanwhile: those requests do not leave (their rows are closed)
             }
             note_run_time(run_start);  // execution only: commit waits must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
@@ -471,7 +478,17 @@ int serve_once(MemoryContext iter_ctx) {
 namespace {
 
 // Every call a run parked (several for the tasks of an HTTP map step).
+void drop_parked(exec::HttpIO *io) {
+    exec::free_http_call(io->parked);
+    ListCell *lc;
+    foreach (lc, io->parked_more) exec::free_http_call(static_cast<exec::HttpCall *>(lfirst(lc)));
+    list_free(io->parked_more);
+    io->parked = nullptr;
+    io->parked_more = NIL;
+}
+
 void queue_parked(exec::HttpIO *io) {
+    if (io->parked == nullptr) return;  // (parked with requests out already, none new)
     httpq::queue(io->parked);
     ListCell *lc;
     foreach (lc, io->parked_more) httpq::queue(static_cast<exec::HttpCall *>(lfirst(lc)));
@@ -541,8 +558,12 @@ int serve_answers(MemoryContext iter_ctx) {
             io.park_parent = TopMemoryContext;
             MemoryContextSwitchTo(iter_ctx);
             exec::Outcome o = exec::execute_claimed(nullptr, between_steps, &b, &io);
-            if (io.parked != nullptr) queue_parked(&io);
-            else if (o != exec::Outcome::Parked) pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+            if (o == exec::Outcome::Parked) {
+                queue_parked(&io);
+            } else {
+                drop_parked(&io);
+                pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
+            }
             pg_atomic_write_u64(&my_slot->run_id, 0);
         }
         current = -1;

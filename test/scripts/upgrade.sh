@@ -32,6 +32,9 @@ SELECT pipeline_worker.create_pipeline('slow', '[{"name": "a", "function": "up_s
                                        '{"max_attempts": 2, "retry_delay_ms": 100}');
 SQL
 pw_check_sql "installed at 0.1" "0.1" "SELECT extversion FROM pg_extension WHERE extname = 'pipeline_worker'"
+out=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('wf01', '[{\"name\": \"a\", \"function\": \"up_fast\"}, {\"name\": \"s\", \"sleep\": \"1 second\"}]')" 2>&1)
+[[ "$out" == *0A000* && "$out" == *"ALTER EXTENSION pipeline_worker UPDATE"* ]] \
+    && pw_ok "0.1 database: workflow steps are refused with a hint to update (0A000)" || pw_fail "workflow steps at 0.1: $out"
 pw_check_sql "0.1 has no create_runs" 0 \
     "SELECT count(*) FROM pg_proc WHERE proname = 'create_runs' AND pronamespace = 'pipeline_worker'::regnamespace"
 

@@ -246,6 +246,18 @@ pw_check "... never more than max_parallel (3) children unfinished at once" t \
                                             AND d.created_at <= c.created_at AND d.finished_at > c.created_at) AS n
                                   FROM pipeline_worker.runs c WHERE c.parent_run_id = $r) x")"
 
+# a child map whose child fails for good fails the step; the other tasks' waiting rows are closed with the run
+q "CREATE FUNCTION wf_fail_on_2(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+   BEGIN IF ctx->>'input' = '2' THEN RAISE EXCEPTION 'two'; END IF; RETURN ctx->'input'; END \$\$" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('kid_mixed', '[{\"name\": \"f\", \"function\": \"wf_fail_on_2\"},
+    {\"name\": \"w\", \"wait_for\": \"never\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('kids_fail', '[{\"name\": \"l\", \"function\": \"wf_split\"},
+    {\"name\": \"k\", \"pipeline\": \"kid_mixed\", \"map\": true}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('kids_fail', '{\"n\": 3}')")
+pw_wait_sql failed 20 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "a failed child run fails its parent; no step or task row of the parent is left waiting or running" "failed|0" \
+    "$(q "SELECT status || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status IN ('running', 'waiting')) FROM pipeline_worker.runs WHERE id = $r")"
+
 r=$(q "SELECT pipeline_worker.create_run('parent_retries', '{}')")
 wait_done "$r"
 pw_check "a failed child fails the attempt; the retry starts a new child (one per attempt); the error names the child" \
@@ -340,6 +352,31 @@ st=$(srv /stats)
 pw_check "DAG: two independent HTTP steps in flight together; the function branch and its sleep went on; the join got all" \
     'succeeded 2 2|{"f": 1, "h1": {"delayed": 400}, "h2": {"delayed": 400}, "nap": 1}' \
     "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r") $(srv_stat max_in_flight "$st") $(srv_stat requests "$st")|$(q "SELECT result->'results' FROM pipeline_worker.runs WHERE id = $r")"
+
+# a branch's wait does not begin while another branch's requests are out: no answer is lost or sent twice
+q "SELECT pipeline_worker.create_pipeline('mixed_out', '[
+    {\"name\": \"f\", \"http\": {\"url\": \"$B/delay?ms=50\"}, \"depends_on\": []},
+    {\"name\": \"w\", \"sleep\": \"10 milliseconds\", \"depends_on\": [\"f\"]},
+    {\"name\": \"l\", \"function\": \"wf_split\", \"depends_on\": []},
+    {\"name\": \"m\", \"map\": true, \"http\": {\"url\": \"$B/delay?ms=700\"}, \"depends_on\": [\"l\"]}]')" >/dev/null
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('mixed_out', '{\"n\": 4}')")
+wait_done "$r"
+st=$(srv /stats)
+pw_check "a sleep waits until the other branch's 4 requests are back: all succeed, 5 requests, none twice, no row open" \
+    "succeeded 5 5 0" \
+    "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r") $(srv_stat requests "$st") $(srv_stat keys "$st") $(q "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status IN ('running', 'waiting')")"
+# a map's output survives the commits between the following steps (commit_interval_ms = 0: a commit after each)
+pw_set_conf pipeline_worker.commit_interval_ms 0 || pw_fail "set commit_interval_ms"
+q "SELECT pipeline_worker.create_pipeline('map_then', '[{\"name\": \"l\", \"function\": \"wf_split\"},
+    {\"name\": \"sq\", \"function\": \"wf_square\", \"map\": true}, {\"name\": \"a\", \"function\": \"wf_num\"},
+    {\"name\": \"b\", \"function\": \"wf_echo\"}, {\"name\": \"c\", \"function\": \"wf_num\", \"depends_on\": [\"sq\"]}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('map_then', '{\"n\": 5}')")
+wait_done "$r"
+pw_check "with a commit after every step, later steps and the run's result still see the map's output" \
+    'succeeded|[1, 4, 9, 16, 25]|[1, 4, 9, 16, 25]' \
+    "$(q "SELECT status || '|' || (result->'b'->'results'->'sq')::text || '|' || (SELECT output::text FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'sq' AND task IS NULL) FROM pipeline_worker.runs WHERE id = $r")"
+pw_reset_conf pipeline_worker.commit_interval_ms
 
 # ---------------------------------------------------------------- if
 r1=$(q "SELECT pipeline_worker.create_run('cond', '{\"paid\": true}')")
