@@ -165,7 +165,17 @@ export async function opsMode(h) {
       await h.setWorkers(0);
       await q("UPDATE pipeline_worker.runs SET finished_at = now() - interval '30 minutes' - (id % 1000) * interval '1 ms'");
       await q('VACUUM ANALYZE pipeline_worker.runs');
+      // (the finish times were moved by hand: the roll-ups start over, as after a restore, and the lead worker
+      // seals the hour's minutes again, as it does in production)
+      await q("UPDATE pipeline_worker.finished_sealed SET upto = '-infinity'");
+      await q('DELETE FROM pipeline_worker.finished_minutes');
+      await h.setWorkers(W);
+      for (const t = now(); (await val("SELECT upto >= date_trunc('minute', now()) FROM pipeline_worker.finished_sealed")) !== true;) {
+        if (now() - t > 60000) throw new Error('the roll-ups were not sealed within 60 s');
+        await sleep(200);
+      }
       await statsFigures('finished_within_1h');
+      await h.setWorkers(0);
       await q("UPDATE pipeline_worker.runs SET finished_at = now() - interval '2 hours'");
       await q('VACUUM ANALYZE pipeline_worker.runs');
     }

@@ -12,6 +12,7 @@
 #include "shmem/shared.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
+#include "store/stats.hpp"
 #include "store/pipelines.hpp"
 
 extern "C" {
@@ -240,11 +241,18 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
                             errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
     }
     pg::run_as_owner(&plan_retry,
-                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', result = NULL,"
+                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending', result = NULL,"
                      " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"
-                     " WHERE id = $1 AND status IN ('failed', 'cancelled')",
+                     " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"
+                     " WHERE r.id = $1 AND r.status IN ('failed', 'cancelled') RETURNING o.finished_at",
                      1, types, v, nullptr, false);
     bool result = SPI_processed == 1;
+    if (result && store::schema_version() >= 2) {
+        // reopened: pipeline_stats' roll-up of its minute counts it no more
+        bool isnull;
+        Datum was = col(0, 1, &isnull);
+        if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - 62 * USECS_PER_MINUTE) store::unseal_from(was);
+    }
     SPI_finish();
     if (result) {
         shared::clear_cancel(run_id);

@@ -1,5 +1,7 @@
 #include "store/retention.hpp"
 
+#include "store/stats.hpp"
+
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
 #include "shmem/gucs.hpp"
@@ -12,6 +14,23 @@
     "       ELSE true END)"
 
 namespace pw::store {
+
+namespace {
+
+// Runs finished within the last hour that the statement just deleted (RETURNING finished_at): pipeline_stats'
+// roll-ups of their minutes are counted again.
+void unseal_deleted() {
+    TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE, first = 0;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        Datum d = pg::col(i, 1, &isnull);
+        TimestampTz t = isnull ? 0 : DatumGetTimestampTz(d);
+        if (t >= window && (first == 0 || t < first)) first = t;
+    }
+    if (first != 0) unseal_from(TimestampTzGetDatum(first));
+}
+
+}  // namespace
 
 using pg::col;
 
@@ -53,10 +72,11 @@ int64 delete_expired_runs(int max) {
                     "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
                     " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
                     " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
-                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
+                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.finished_at",
                     3, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
+    unseal_deleted();
     SPI_finish();
     return n;
 }
@@ -80,10 +100,11 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
         "   ORDER BY r.finished_at LIMIT $5 FOR UPDATE OF r SKIP LOCKED),"
         " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
         " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
-        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id])",
+        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.finished_at",
         5, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
+    unseal_deleted();
     SPI_finish();
     return n;
 }

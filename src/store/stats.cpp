@@ -2,6 +2,11 @@
 
 #include "pg/spi.hpp"
 #include "shmem/metrics.hpp"
+#include "store/queue.hpp"
+
+extern "C" {
+#include "utils/backend_status.h"
+}
 
 namespace pw::store {
 
@@ -57,6 +62,92 @@ bool gauges_stale(long max_age_ms) {
     int64 cost, unfinished;
     metrics::gauges_age(MyDatabaseId, &at, &cost, &unfinished);
     return at == 0 || unfinished <= kCheapRuns || TimestampDifferenceExceeds(at, GetCurrentTimestamp(), max_age_ms);
+}
+
+namespace {
+
+// The earliest start of an open transaction of another backend (autovacuum's aside: it finishes no run), now at
+// the latest: every run that can still become finished will have finished_at at or after it.
+TimestampTz open_transactions_horizon() {
+    TimestampTz horizon = GetCurrentTimestamp();
+    pgstat_clear_snapshot();
+    int nb = pgstat_fetch_stat_numbackends();
+    for (int i = 1; i <= nb; i++) {
+        LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+        if (l == nullptr) continue;
+        const PgBackendStatus *b = &l->backendStatus;
+        if (b->st_procpid <= 0 || b->st_procpid == MyProcPid || b->st_backendType == B_AUTOVAC_WORKER) continue;
+        if (b->st_xact_start_timestamp != 0 && b->st_xact_start_timestamp < horizon) horizon = b->st_xact_start_timestamp;
+    }
+    pgstat_clear_snapshot();
+    return horizon;
+}
+
+}  // namespace
+
+int seal_finished_minutes() {
+    TimestampTz horizon = open_transactions_horizon();
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    if (schema_version() < 2) {  // (0.1: no roll-ups)
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        return 0;
+    }
+    pg::spi_connect();
+    static SPIPlanPtr plan_prepared = nullptr, plan_lock = nullptr, plan_count = nullptr, plan_trim = nullptr;
+    // a prepared transaction's start is not known: nothing is sealed while one exists
+    pg::run_as_owner(&plan_prepared, "SELECT 1 FROM pg_catalog.pg_prepared_xacts LIMIT 1", 0, nullptr, nullptr,
+                     nullptr, true);
+    int sealed = 0;
+    if (SPI_processed == 0) {
+        Oid types[1] = {TIMESTAMPTZOID};
+        Datum v[1] = {TimestampTzGetDatum(horizon)};
+        // from: the first minute not sealed (within the last 61 minutes); to: the horizon's minute
+        pg::run_as_owner(&plan_lock,
+                         "SELECT GREATEST(f.upto, pg_catalog.date_trunc('minute', pg_catalog.now() - interval '61 minutes')),"
+                         " pg_catalog.date_trunc('minute', $1) FROM pipeline_worker.finished_sealed f FOR UPDATE",
+                         1, types, v, nullptr, false);
+        bool isnull, tnull;
+        Datum from = SPI_processed == 1 ? pg::col(0, 1, &isnull) : 0;
+        Datum to = SPI_processed == 1 ? pg::col(0, 2, &tnull) : 0;
+        if (SPI_processed == 1 && DatumGetTimestampTz(to) > DatumGetTimestampTz(from)) {
+            Oid ct[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+            Datum cv[2] = {from, to};
+            // (a statement of its own, after the lock: its snapshot sees every unsealing committed before)
+            pg::run_as_owner(&plan_count,
+                             "/* pw_indexes: runs_finished_idx */ WITH c AS (INSERT INTO pipeline_worker.finished_minutes"
+                             "   (pipeline_id, minute, status, submitted_by, pipeline_owner, n)"
+                             " SELECT r.pipeline_id, pg_catalog.date_trunc('minute', r.finished_at), r.status,"
+                             "   r.submitted_by, r.pipeline_owner, pg_catalog.count(*) FROM pipeline_worker.runs r"
+                             " WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
+                             "   AND r.finished_at >= $1 AND r.finished_at < $2"
+                             " GROUP BY 1, 2, 3, 4, 5 RETURNING 1)"
+                             " UPDATE pipeline_worker.finished_sealed SET upto = $2",
+                             2, ct, cv, nullptr, false);
+            sealed = static_cast<int>((DatumGetTimestampTz(to) - DatumGetTimestampTz(from)) / USECS_PER_MINUTE);
+            pg::run_as_owner(&plan_trim,
+                             "DELETE FROM pipeline_worker.finished_minutes"
+                             " WHERE minute < pg_catalog.now() - interval '62 minutes'",
+                             0, nullptr, nullptr, nullptr, false);
+        }
+    }
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    return sealed;
+}
+
+void unseal_from(Datum finished_at) {
+    static SPIPlanPtr plan_unseal = nullptr;
+    Oid types[1] = {TIMESTAMPTZOID};
+    Datum v[1] = {finished_at};
+    pg::run_as_owner(&plan_unseal,
+                     "WITH u AS (UPDATE pipeline_worker.finished_sealed SET upto = pg_catalog.date_trunc('minute', $1)"
+                     "   WHERE upto > $1 RETURNING 1)"
+                     " DELETE FROM pipeline_worker.finished_minutes WHERE minute >= pg_catalog.date_trunc('minute', $1)",
+                     1, types, v, nullptr, false);
 }
 
 }  // namespace pw::store

@@ -154,6 +154,7 @@ void maybe_expire(TimestampTz *last, bool mine) {
     PG_TRY();
     {
         expire_rounds();
+        (void)store::seal_finished_minutes();
     }
     PG_CATCH();
     {
