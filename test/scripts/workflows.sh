@@ -509,4 +509,21 @@ pw_check "wf_other sees neither the parent nor the child" 0 \
 out=$(pw_psql -c "SELECT pipeline_worker.send_event($r, NULL)" 2>&1)
 [[ "$out" == *"event must not be null"* ]] && pw_ok "a null event is refused" || pw_fail "null event: $out"
 
+# ---------------------------------------------------------------- retention and workflows
+# a finished child is kept while its parent is unfinished; events go with their run
+q "SELECT pipeline_worker.create_pipeline('keep_kid', '[{\"name\": \"c\", \"pipeline\": \"kid\"},
+    {\"name\": \"w\", \"wait_for\": \"done\"}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('keep_kid', '{}')")
+pw_wait_sql "waiting succeeded" 15 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+q "SELECT pipeline_worker.send_event($r, 'other', '{}')" >/dev/null
+pw_set_conf pipeline_worker.retention '1 second' || pw_fail "set retention"
+sleep 3
+pw_check "retention keeps a finished child run while its parent waits" "1" \
+    "$(q "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND status = 'succeeded'")"
+q "SELECT pipeline_worker.send_event($r, 'done', '{}')" >/dev/null
+pw_wait_sql 0 20 "SELECT count(*) FROM pipeline_worker.runs WHERE id = $r OR parent_run_id = $r" >/dev/null \
+    && pw_ok "once the parent finished, retention deletes both" || pw_fail "parent and child still there"
+pw_check "... and the parent's events with it" 0 "$(q "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+pw_reset_conf pipeline_worker.retention
+
 pw_finish
