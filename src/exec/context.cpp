@@ -270,6 +270,14 @@ Jsonb *build_context(const RunState *r, int pos, int attempt) {
     return fast;
 }
 
+void note_wait(RunState *r, TimestampTz wake_at, const char *event) {
+    r->waits = true;
+    if (wake_at != 0 && (r->wait_until == 0 || wake_at < r->wait_until)) r->wait_until = wake_at;
+    if (event == nullptr) return;
+    if (r->wait_event == nullptr) r->wait_event = event;
+    else if (strcmp(r->wait_event, event) != 0) r->wait_event = "*";
+}
+
 Jsonb *json_array(Jsonb *const *items, int n) {
     JsonbParseState *st = nullptr;
     pushJsonbValue(&st, WJB_BEGIN_ARRAY, nullptr);

@@ -24,6 +24,10 @@ struct RunState {
     // A map step's task being executed: its index (-1: none) and element; its context gains "item" and "index".
     int task;
     Jsonb *item;
+    // Steps waiting in this execution (several branches may): the run waits until the earliest wake-up, or an event.
+    bool waits;
+    TimestampTz wait_until;  // earliest wake-up (0: none, only an event)
+    const char *wait_event;  // the event waited for; "*" when several steps wait for different ones
     // The run's step history when it was read (runs claimed before): a map step finds its tasks' rows here.
     store::StepRecord *history;
     int nhistory;
@@ -37,11 +41,13 @@ struct StepResult {
     bool retryable = false;        // (HTTP)
     long retry_after_ms = 0;       // (HTTP) Retry-After
     bool parked = false;           // an HTTP request will be sent after the commit (worker)
-    bool waiting = false;          // a sleep or event wait goes on: the run waits (its outcome is buffered)
+    bool waiting = false;          // a sleep, event wait or child run goes on (noted in RunState::waits)
     bool succeeded() const { return edata == nullptr && error == nullptr && !parked && !waiting; }
 };
 
 Jsonb *build_context(const RunState *r, int pos, int attempt);
+// A step waits until wake_at (0: none) or `event` (NULL: none): noted for the run's outcome.
+void note_wait(RunState *r, TimestampTz wake_at, const char *event);
 // The step's "prev": the run's input for a root, its dependency's output, or {name: output} of its dependencies.
 Jsonb *step_prev(const RunState *r, int pos);
 // The run's result: the output of the one step nothing depends on, or {name: output} of several.

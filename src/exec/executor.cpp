@@ -299,7 +299,7 @@ bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int a
         unfinished++;
     }
     if (unfinished > 0) {
-        store::buffer_wait(claimed, GetCurrentTimestamp() + kChildRecheckUs, nullptr);
+        note_wait(r, GetCurrentTimestamp() + kChildRecheckUs, nullptr);
         *out = Outcome::Waiting;
         return false;
     }
@@ -471,6 +471,10 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     // are out together: a step whose request is out, or that depends on one not done, is passed over, and the run
     // stays parked while any is out (its answers resume it). Sleeps, event waits and child runs begin once none is.
     bool together = io != nullptr && io->park_parent != nullptr && !p->linear;
+    // A graph's branches go on past a step that waits (sleep, event, child runs); the run waits at the end of the
+    // walk, until the earliest of its steps' wake-ups or an event.
+    bool graph = !p->linear;
+    bool *waiting_now = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
     bool *out_now = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
     bool *deferred = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
     int nout = together ? httpq::steps_in_flight(r->id, out_now, nsteps) : 0;
@@ -502,8 +506,8 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
         int pos = p->order[k];
         if (r->done[pos]) continue;
         const store::Step *step = &p->steps[pos];
-        if (together) {
-            if (out_now[pos] || deferred[pos]) continue;
+        if (graph) {
+            if (out_now[pos] || deferred[pos] || waiting_now[pos]) continue;
             bool ready = true;
             for (int d = 0; d < step->ndeps && ready; d++) ready = r->done[step->deps[d]];
             if (!ready) continue;
@@ -538,7 +542,13 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
                     nout++;
                     continue;
                 }
-                if (o != Outcome::Parked) close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
+                if (graph && o == Outcome::Waiting) {  // its children run: other branches go on
+                    waiting_now[pos] = true;
+                    continue;
+                }
+                if (o == Outcome::Waiting) store::buffer_wait(claimed, r->wait_until, r->wait_event);
+                if (o == Outcome::Failed || o == Outcome::Cancelled)
+                    close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
                 SPI_finish();
                 return o;
             }
@@ -563,6 +573,11 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             nout++;
             continue;
         }
+        if (res.waiting && graph) {
+            waiting_now[pos] = true;
+            continue;
+        }
+        if (res.waiting) store::buffer_wait(claimed, r->wait_until, r->wait_event);
         if (res.parked || res.waiting) {
             SPI_finish();
             return res.parked ? Outcome::Parked : Outcome::Waiting;
@@ -591,6 +606,11 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     for (int i = 0; i < nsteps; i++)
         if (!r->done[i]) {
             // requests are out (their answers resume the run), or a step waits for its retry: the run does
+            if (work_out(r, io) == 0 && r->waits) {  // steps wait (and nothing is out): so does the run
+                store::buffer_wait(claimed, r->wait_until, r->wait_event);
+                SPI_finish();
+                return Outcome::Waiting;
+            }
             Outcome o = work_out(r, io) > 0 ? Outcome::Parked
                                  : schedule_retry(claimed, &p->steps[deferred_pos >= 0 ? deferred_pos : i],
                                                   deferred_attempt, deferred_retry_after);

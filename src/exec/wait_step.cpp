@@ -11,12 +11,13 @@ namespace {
 
 // The step waits (on): its row says so from the first look (kept on later ones), the run waits until wake_at (0:
 // until an event comes).
-StepResult wait(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
+StepResult wait(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                 TimestampTz wake_at, const char *event, Jsonb *note = nullptr) {
+    (void)claimed;
     if (r->waiting_since[pos] == 0)
         store::buffer_step(r->id, pos, attempt, r->pipeline->steps[pos].name, core::StepStatus::Waiting, note,
                            nullptr, started, true);
-    store::buffer_wait(claimed, wake_at, event);
+    note_wait(r, wake_at, event);  // (the executor buffers the run's waiting state once the walk is over)
     StepResult res;
     res.waiting = true;
     return res;
@@ -24,7 +25,7 @@ StepResult wait(const store::ClaimedRun *claimed, const RunState *r, int pos, in
 
 
 // A "pipeline" step: its first look starts the child run (as the run's submitter); later looks read it.
-StepResult child_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt, TimestampTz started,
+StepResult child_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                       MemoryContext run_ctx) {
     const store::Step *step = &r->pipeline->steps[pos];
     StepResult res;
@@ -89,7 +90,7 @@ bool look_at_child(int64 child, const store::Step *step, MemoryContext run_ctx, 
     return true;
 }
 
-StepResult run_wait_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt,
+StepResult run_wait_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt,
                          TimestampTz started, MemoryContext run_ctx) {
     const store::Step *step = &r->pipeline->steps[pos];
     if (step->kind == core::StepKind::Pipeline) return child_step(claimed, r, pos, attempt, started, run_ctx);

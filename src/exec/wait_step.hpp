@@ -11,7 +11,7 @@ namespace pw::exec {
 // One look at the step: succeeded (output: prev for a sleep, the event's payload, the child's result), failed (an
 // event wait timed out, the child failed: error, retryable), or waiting (the step's row and the run's waiting state are buffered). The output lives
 // in run_ctx.
-StepResult run_wait_step(const store::ClaimedRun *claimed, const RunState *r, int pos, int attempt,
+StepResult run_wait_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt,
                          TimestampTz started, MemoryContext run_ctx);
 
 // Child runs ("pipeline" steps, and map tasks over a pipeline). A child run is looked at when it finishes (its parent

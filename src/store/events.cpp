@@ -52,7 +52,10 @@ SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sende
     bool isnull, wf_null;
     char *status = TextDatumGetCString(col(0, 1, &isnull));
     Datum wf = col(0, 2, &wf_null);
-    bool wakes = strcmp(status, "waiting") == 0 && !wf_null && strcmp(TextDatumGetCString(wf), event) == 0;
+    // ("*": several steps of the run wait for different events)
+    const char *waiting_for = wf_null ? nullptr : TextDatumGetCString(wf);
+    bool wakes = strcmp(status, "waiting") == 0 && waiting_for != nullptr &&
+                 (strcmp(waiting_for, event) == 0 || strcmp(waiting_for, "*") == 0);
     if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
         return SendResult::Finished;
     Oid t4[4] = {INT8OID, TEXTOID, JSONBOID, OIDOID};

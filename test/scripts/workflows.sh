@@ -509,6 +509,29 @@ pw_check "wf_other sees neither the parent nor the child" 0 \
 out=$(pw_psql -c "SELECT pipeline_worker.send_event($r, NULL)" 2>&1)
 [[ "$out" == *"event must not be null"* ]] && pw_ok "a null event is refused" || pw_fail "null event: $out"
 
+# ---------------------------------------------------------------- waiting branches
+# a branch waiting for an event does not hold the others back; two events awaited at once, either wakes the run
+q "SELECT pipeline_worker.create_pipeline('wait_branches', '[
+    {\"name\": \"pay\", \"wait_for\": \"paid\", \"depends_on\": []},
+    {\"name\": \"ship\", \"wait_for\": \"shipped\", \"depends_on\": []},
+    {\"name\": \"mail\", \"function\": \"wf_num\", \"depends_on\": []},
+    {\"name\": \"pause\", \"sleep\": \"200 milliseconds\", \"depends_on\": [\"mail\"]},
+    {\"name\": \"after_mail\", \"function\": \"wf_num\", \"depends_on\": [\"pause\"]},
+    {\"name\": \"done\", \"function\": \"wf_echo\", \"depends_on\": [\"pay\", \"ship\", \"after_mail\"]}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('wait_branches', '{}')")
+pw_wait_sql "waiting mail after_mail" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || coalesce((SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r), '')" >/dev/null
+pw_check "while two branches wait for events, the third (a step, a sleep, a step) went through; the run waits for either event" \
+    "waiting|*|mail after_mail" \
+    "$(q "SELECT status || '|' || waiting_for || '|' || (SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
+q "SELECT pipeline_worker.send_event($r, 'shipped', '{\"box\": 1}')" >/dev/null
+pw_wait_sql "waiting paid" 10 "SELECT status || ' ' || coalesce(waiting_for, '') FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "one event resumed it; it waits for the other now" "waiting paid" \
+    "$(q "SELECT status || ' ' || waiting_for FROM pipeline_worker.runs WHERE id = $r")"
+q "SELECT pipeline_worker.send_event($r, 'paid', '{\"eur\": 5}')" >/dev/null
+wait_done "$r"
+pw_check "the second event finished it; the join got both payloads" 'succeeded|{"box": 1}|{"eur": 5}' \
+    "$(q "SELECT status || '|' || (result->'prev'->'ship')::text || '|' || (result->'prev'->'pay')::text FROM pipeline_worker.runs WHERE id = $r")"
+
 # ---------------------------------------------------------------- retention and workflows
 # a finished child is kept while its parent is unfinished; events go with their run
 q "SELECT pipeline_worker.create_pipeline('keep_kid', '[{\"name\": \"c\", \"pipeline\": \"kid\"},
