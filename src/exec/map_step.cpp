@@ -1,0 +1,246 @@
+#include "exec/map_step.hpp"
+
+#include "exec/function_step.hpp"
+#include "exec/http_queue.hpp"
+#include "exec/http_step.hpp"
+#include "exec/records.hpp"
+#include "exec/wait_step.hpp"
+#include "pg/spi.hpp"
+#include "shmem/cancels.hpp"
+#include "shmem/gucs.hpp"
+#include "store/children.hpp"
+#include "store/writes.hpp"
+
+namespace pw::exec {
+
+using core::StepStatus;
+
+namespace {
+
+// What a map step got instead of an array (NULL: an array).
+const char *not_an_array(Jsonb *prev) {
+    if (prev == nullptr) return "null";
+    if (JB_ROOT_IS_SCALAR(prev)) {
+        JsonbValue v;
+        if (JsonbExtractScalar(&prev->root, &v)) return JsonbTypeName(&v);
+        return "a scalar";
+    }
+    return JB_ROOT_IS_OBJECT(prev) ? "object" : nullptr;
+}
+
+// A map step over a child pipeline: a child run per element (at most max_parallel unfinished at once), each task's
+// row waiting with its child's id; the run waits while any is unfinished (a child's finish wakes it), each task's
+// attempts are its children. false: the run stopped or waits (*out says how).
+bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started, Jsonb *prev,
+                   int n, MemoryContext run_ctx, Outcome *out) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
+    Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
+    int *last = static_cast<int *>(alloc(sizeof(int) * n));
+    bool *done = static_cast<bool *>(alloc(sizeof(bool) * n));
+    int64 *child = static_cast<int64 *>(alloc(sizeof(int64) * n));  // the latest attempt's child, while it waits
+    TimestampTz *since = static_cast<TimestampTz *>(alloc(sizeof(TimestampTz) * n));
+    for (int h = 0; h < r->nhistory; h++) {
+        const store::StepRecord &row = r->history[h];
+        if (row.pos != pos || row.task < 0 || row.task >= n) continue;
+        if (row.attempt > last[row.task]) {
+            last[row.task] = row.attempt;
+            bool waiting = strcmp(row.status, "waiting") == 0;
+            child[row.task] = waiting ? note_child(row.output) : 0;
+            since[row.task] = waiting ? row.started : 0;
+        }
+        if (strcmp(row.status, "succeeded") == 0) {
+            done[row.task] = true;
+            outs[row.task] = row.output != nullptr ? row.output : json_null();
+        }
+    }
+    int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    int unfinished = 0, depth = -1;
+    store::lock_parent(r->id);  // (children read after it: none finishes unseen)
+    for (int i = 0; i < n; i++) {
+        if (done[i] || child[i] == 0) continue;
+        StepResult res;
+        if (!look_at_child(child[i], step, run_ctx, &res)) {
+            unfinished++;
+            continue;
+        }
+        r->task = i;
+        if (res.succeeded()) {
+            record_success(r, pos, last[i], since[i], res.output);
+            outs[i] = res.output;
+            done[i] = true;
+        } else {
+            Outcome o = record_failure(claimed, r, pos, last[i], since[i], res, true);
+            if (o != Outcome::RetryScheduled) {  // no attempts left (or cancelled): the step fails
+                r->task = -1;
+                *out = o;
+                return false;
+            }
+        }
+        child[i] = 0;
+        r->task = -1;
+    }
+    for (int i = 0; i < n && unfinished < limit; i++) {
+        if (done[i] || child[i] != 0) continue;
+        if (shared::cancel_requested(r->id)) {
+            *out = record_cancelled(claimed, r, pos, last[i] + 1, GetCurrentTimestamp(), false);
+            return false;
+        }
+        if (depth < 0) depth = store::run_depth(r->id);
+        StepResult res;
+        int64 c = start_child(r, pos, JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i)), &res.error, depth);
+        r->task = i;
+        if (c == 0) {  // not allowed, or too deep: the step fails
+            *out = record_failure(claimed, r, pos, last[i] + 1, GetCurrentTimestamp(), res);
+            r->task = -1;
+            return false;
+        }
+        store::buffer_step(r->id, pos, last[i] + 1, step->name, StepStatus::Waiting, child_note(c), nullptr,
+                           GetCurrentTimestamp(), true, i);
+        r->task = -1;
+        unfinished++;
+    }
+    if (unfinished > 0) {
+        note_wait(r, GetCurrentTimestamp() + kChildRecheckUs, nullptr);
+        *out = Outcome::Waiting;
+        return false;
+    }
+    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
+    Jsonb *array = json_array(outs, n);
+    MemoryContextSwitchTo(old_ctx);
+    record_success(r, pos, attempt, started, array);
+    return true;
+}
+
+}  // namespace
+
+// A map step: its tasks one after another in this worker, each with its own attempts (rows with task = index), then
+// the step's own row with their outputs in element order. false: the run stopped there (*out says how).
+bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
+                  HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
+                  BetweenSteps between_steps, void *arg, Outcome *out) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    Jsonb *prev = step_prev(r, pos);
+    const char *got = not_an_array(prev);
+    int n = got == nullptr ? static_cast<int>(JB_ROOT_COUNT(prev)) : 0;
+    StepResult bad;
+    if (got != nullptr)
+        bad.error = psprintf("a map step needs a JSON array as prev, got %s", got);
+    else if (n > guc::max_map_tasks)
+        bad.error = psprintf("a map step takes at most %d elements (pipeline_worker.max_map_tasks), got %d",
+                             guc::max_map_tasks, n);
+    if (bad.error != nullptr) {
+        *out = record_failure(claimed, r, pos, attempt, started, bad);  // (not retryable)
+        return false;
+    }
+    if (step->kind == core::StepKind::Pipeline) return run_child_map(claimed, r, pos, attempt, started, prev, n, run_ctx, out);
+    auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
+    Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
+    int *last = static_cast<int *>(alloc(sizeof(int) * n));
+    bool *done = static_cast<bool *>(alloc(sizeof(bool) * n));
+    bool *interrupted = static_cast<bool *>(alloc(sizeof(bool) * n));
+    for (int h = 0; h < r->nhistory; h++) {
+        const store::StepRecord &row = r->history[h];
+        if (row.pos != pos || row.task < 0 || row.task >= n) continue;
+        if (row.attempt > last[row.task]) {
+            last[row.task] = row.attempt;
+            interrupted[row.task] = strcmp(row.status, "running") == 0;
+        }
+        if (strcmp(row.status, "succeeded") == 0) {
+            done[row.task] = true;
+            outs[row.task] = row.output != nullptr ? row.output : json_null();
+        }
+    }
+    // HTTP tasks in a worker: their requests are in flight together (at most max_parallel), each answer resumes the
+    // run (several answers of one batch together), the tasks whose request is out are left alone.
+    bool together = step->is_http && io != nullptr && io->park_parent != nullptr;
+    bool *out_now = static_cast<bool *>(alloc(sizeof(bool) * n));
+    int nflying = together ? httpq::tasks_in_flight(r->id, pos, out_now, n) : 0;
+    int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    int parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
+    int deferred_attempt = 0;  // a task failed with attempts left while others were out: its attempt
+    long deferred_retry_after = 0;
+    // the answers this resume brought for this step's tasks
+    (void)answer;
+    int nanswers = answer_count(io);
+    auto answer_for = [&](int i, int a) -> HttpCall * {
+        for (int k = 0; k < nanswers; k++) {
+            HttpCall *c = answer_at(io, k);
+            if (!c->consumed && c->pos == pos && c->task == i && c->attempt == a) {
+                c->consumed = true;
+                return c;
+            }
+        }
+        return nullptr;
+    };
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        int a = last[i] + (interrupted[i] ? 0 : 1);
+        HttpCall *answered = answer_for(i, a);
+        if (answered == nullptr && together) {
+            if (out_now[i]) continue;  // its request is out: its answer will resume the run
+            // room for one more request (one at least, so that the run always has an answer to come)
+            if (nflying > 0 && (nflying >= limit || httpq::capacity() - httpq::pending() - parked_now <= 0)) continue;
+        }
+        TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
+        r->task = i;
+        MemoryContext old = MemoryContextSwitchTo(run_ctx);
+        r->item = JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i));
+        MemoryContextSwitchTo(old);
+        StepResult res;
+        if (shared::cancel_requested(r->id)) {
+            *out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
+            r->task = -1;
+            return false;
+        }
+        if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
+        else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
+        if (res.parked) {
+            r->task = -1;
+            if (!together) {
+                *out = Outcome::Parked;
+                return false;
+            }
+            nflying++;
+            parked_now++;
+            continue;
+        }
+        if (!res.succeeded()) {
+            // (answers in hand for later tasks count as requests out: they are recorded below)
+            bool others = nflying > 0 || work_out(r, io) > 0;
+            Outcome o = record_failure(claimed, r, pos, a, t_started, res, together && others);
+            r->task = -1;
+            if (o == Outcome::RetryScheduled && together && others) {  // issued again later
+                deferred_attempt = a;
+                deferred_retry_after = res.retry_after_ms;
+                continue;
+            }
+            *out = o;
+            return false;
+        }
+        record_success(r, pos, a, t_started, res.output);
+        r->task = -1;
+        outs[i] = res.output;
+        done[i] = true;
+        if (between_steps != nullptr && !together) {
+            SPI_finish();
+            between_steps(arg);
+            pg::spi_connect();
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (!done[i]) {
+            // together: requests are out, their answers resume the run; or nothing is out any more but a task
+            // waits for its retry: the run does, after the back-off
+            *out = nflying > 0 || work_out(r, io) > 0 ? Outcome::Parked
+                                                      : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
+            return false;
+        }
+    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
+    Jsonb *array = json_array(outs, n);
+    MemoryContextSwitchTo(old_ctx);
+    record_success(r, pos, attempt, started, array);
+    return true;
+}
+
+}  // namespace pw::exec

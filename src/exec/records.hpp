@@ -1,0 +1,33 @@
+// What an attempt came to, recorded for the commit: its step row (a map task's with its index), the run's outcome
+// (succeeded, a retry, failed, cancelled), the metrics; and how much of a run is still out.
+#pragma once
+
+#include "exec/context.hpp"
+#include "exec/executor.hpp"
+#include "exec/http_call.hpp"
+
+namespace pw::exec {
+
+// Whether an attempt's row may exist before it ends: an HTTP request's (running), a wait's (waiting).
+bool may_have_row(const store::Step *step);
+// A finished attempt, counted in metrics() by its step's kind.
+void count_step(const RunState *r, const store::Step *step, bool ok);
+// A step's (or, r->task set, a map task's) attempt succeeded.
+void record_success(RunState *r, int pos, int attempt, TimestampTz started, Jsonb *output);
+// The step's "if" was not met.
+void record_skipped(RunState *r, int pos, int attempt, TimestampTz started);
+// The run goes back to the queue for the step's next attempt, after its back-off (at least Retry-After).
+Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step, int attempt, long retry_after_ms);
+// A failed attempt: its message, whether it is a cancellation, and what follows (retry, failure). defer_retry: a
+// failure with attempts left is recorded and returns RetryScheduled without touching the run (other work of the run
+// is out: the step is tried again once an answer resumes it).
+Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
+                       const StepResult &res, bool defer_retry = false);
+// The run was cancelled before its next attempt (an HTTP attempt whose row says running is closed as failed).
+Outcome record_cancelled(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
+                         bool open_attempt);
+// How much of the run is out: requests this process holds for it, calls parked in this execution, answers this
+// resume brought and nobody recorded yet. While any is, the run stays parked: it must not wait, nor be retried.
+int work_out(const RunState *r, const HttpIO *io);
+
+}  // namespace pw::exec
