@@ -181,10 +181,11 @@ CREATE TRIGGER runs_truncated AFTER TRUNCATE ON pipeline_worker.runs
 CREATE FUNCTION pipeline_worker.run_inserted_finished() RETURNS trigger LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF (SELECT f.upto FROM pipeline_worker.finished_sealed f LIMIT 1) > NEW.finished_at THEN
-        UPDATE pipeline_worker.finished_sealed SET upto = date_trunc('minute', NEW.finished_at);
-        DELETE FROM pipeline_worker.finished_minutes WHERE minute >= date_trunc('minute', NEW.finished_at);
-    END IF;
+    -- the sealer's lock first: the statements after it see what a sealer holding it committed
+    PERFORM 1 FROM pipeline_worker.finished_sealed FOR UPDATE;
+    UPDATE pipeline_worker.finished_sealed SET upto = LEAST(upto, date_trunc('minute', NEW.finished_at))
+     WHERE upto > date_trunc('minute', NEW.finished_at);
+    DELETE FROM pipeline_worker.finished_minutes WHERE minute >= date_trunc('minute', NEW.finished_at);
     RETURN NULL;
 END $$;
 CREATE TRIGGER run_inserted_finished AFTER INSERT ON pipeline_worker.runs FOR EACH ROW

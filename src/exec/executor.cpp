@@ -210,7 +210,8 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
         }
         bool waits = step->kind == core::StepKind::Sleep || step->kind == core::StepKind::WaitFor ||
                      step->kind == core::StepKind::Pipeline;
-        if (together && work_out(r, io) > 0 && waits) continue;  // begins once nothing of the run is out
+        // a wait begins once nothing of the run is out (one under way is looked at: its wake-up must be noted)
+        if (together && work_out(r, io) > 0 && waits && r->waiting_since[pos] == 0) continue;
         if (step->map) {
             Outcome o;
             if (!run_map_step(claimed, r, pos, attempt, started, nullptr, io, run_ctx, run_owner, between_steps, arg,
@@ -275,7 +276,9 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             return o;
         }
         record_success(r, pos, attempt, started, res.output);
-        if (between_steps != nullptr && k + 1 < nsteps) {
+        // (no commit once a step waits: its event is looked for under the run's row lock, held until the run is
+        // recorded waiting -- a send_event in between would find the run running and not wake it)
+        if (between_steps != nullptr && k + 1 < nsteps && !r->waits) {
             SPI_finish();
             between_steps(arg);
             pg::spi_connect();

@@ -222,7 +222,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         r->task = -1;
         outs[i] = res.output;
         done[i] = true;
-        if (between_steps != nullptr && !together) {
+        if (between_steps != nullptr && !together && !r->waits) {
             SPI_finish();
             between_steps(arg);
             pg::spi_connect();

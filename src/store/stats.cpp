@@ -140,12 +140,16 @@ int seal_finished_minutes() {
 }
 
 void unseal_from(Datum finished_at) {
-    static SPIPlanPtr plan_unseal = nullptr;
+    static SPIPlanPtr plan_lock_sealed = nullptr, plan_unseal = nullptr;
+    // The sealer's lock first, in a statement of its own: the next statement's snapshot then sees whatever a sealer
+    // that held it committed, and no sealer counts meanwhile.
+    pg::run_as_owner(&plan_lock_sealed, "SELECT 1 FROM pipeline_worker.finished_sealed FOR UPDATE", 0, nullptr,
+                     nullptr, nullptr, false);
     Oid types[1] = {TIMESTAMPTZOID};
     Datum v[1] = {finished_at};
     pg::run_as_owner(&plan_unseal,
-                     "WITH u AS (UPDATE pipeline_worker.finished_sealed SET upto = pg_catalog.date_trunc('minute', $1)"
-                     "   WHERE upto > $1 RETURNING 1)"
+                     "WITH u AS (UPDATE pipeline_worker.finished_sealed"
+                     "   SET upto = LEAST(upto, pg_catalog.date_trunc('minute', $1)) RETURNING 1)"
                      " DELETE FROM pipeline_worker.finished_minutes WHERE minute >= pg_catalog.date_trunc('minute', $1)",
                      1, types, v, nullptr, false);
 }
