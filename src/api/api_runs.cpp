@@ -124,6 +124,18 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
 
 namespace {
 
+// The waiting step rows (sleeps, event waits, children) of cancelled runs end with them.
+void close_waits(Datum run_ids) {
+    static SPIPlanPtr plan_close_waits = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {run_ids};
+    pg::run_as_owner(&plan_close_waits,
+                     "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
+                     " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
+                     " WHERE run_id = ANY ($1) AND status = 'waiting'",
+                     1, types, v, nullptr, false);
+}
+
 // The unfinished descendants of a cancelled run: each asked to stop (as cancel_run does), then cancelled together.
 void cancel_descendants(int64 run_id) {
     int n;
@@ -148,12 +160,7 @@ void cancel_descendants(int64 run_id) {
         store::note_finished(TextDatumGetCString(col(i, 2, &isnull)), DatumGetInt64(col(i, 1, &isnull)),
                              core::RunStatus::Cancelled, -1);
     }
-    static SPIPlanPtr plan_close_waits = nullptr;
-    pg::run_as_owner(&plan_close_waits,
-                     "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
-                     " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
-                     " WHERE run_id = ANY ($1) AND status = 'waiting'",
-                     1, types, v, nullptr, false);
+    close_waits(v[0]);
 }
 
 }  // namespace
@@ -191,13 +198,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                              1, types, v, nullptr, false);
             result = true;
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
-            // a sleep or event wait it was in ends with it
-            static SPIPlanPtr plan_cancel_wait = nullptr;
-            pg::run_as_owner(&plan_cancel_wait,
-                                 "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
-                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
-                                 " WHERE run_id = $1 AND status = 'waiting'",
-                                 1, types, v, nullptr, false);
+            close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }

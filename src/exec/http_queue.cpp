@@ -103,56 +103,57 @@ int pending() {
     return list_length(queued) + list_length(answered) + (flying != nullptr ? static_cast<int>(flying->size()) : 0);
 }
 
-bool in_flight(int64 run_id) {
+namespace {
+
+// f(call) for each call of run_id this process holds: in flight, queued, and (with_answered) answered and not
+// recorded yet.
+template <typename F>
+void each_call_of(int64 run_id, bool with_answered, F f) {
     if (flying != nullptr)
         for (const auto &kv : *flying)
-            if (kv.second->run.id == run_id) return true;
+            if (kv.second->run.id == run_id) f(kv.second);
     ListCell *lc;
     foreach (lc, queued)
-        if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) return true;
-    return false;
+        if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) f(static_cast<exec::HttpCall *>(lfirst(lc)));
+    if (!with_answered) return;
+    foreach (lc, answered)
+        if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) f(static_cast<exec::HttpCall *>(lfirst(lc)));
+}
+
+// Marks flags[index] for the calls of run_id whose index (their task, or their position) is chosen by `which`.
+template <typename Which>
+int mark_calls(int64 run_id, bool *flags, int n, Which which) {
+    int count = 0;
+    each_call_of(run_id, true, [&](const exec::HttpCall *c) {
+        int i = which(c);
+        if (i >= 0 && i < n && !flags[i]) {
+            flags[i] = true;
+            count++;
+        }
+    });
+    return count;
+}
+
+}  // namespace
+
+bool in_flight(int64 run_id) {
+    bool any = false;
+    each_call_of(run_id, false, [&](const exec::HttpCall *) { any = true; });
+    return any;
 }
 
 int tasks_in_flight(int64 run_id, int pos, bool *flags, int n) {
-    int count = 0;
-    auto mark = [&](const exec::HttpCall *c) {
-        if (c->run.id == run_id && c->pos == pos && c->task >= 0 && c->task < n && !flags[c->task]) {
-            flags[c->task] = true;
-            count++;
-        }
-    };
-    if (flying != nullptr)
-        for (const auto &kv : *flying) mark(kv.second);
-    ListCell *lc;
-    foreach (lc, queued) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
-    foreach (lc, answered) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
-    return count;
+    return mark_calls(run_id, flags, n, [&](const exec::HttpCall *c) { return c->pos == pos ? c->task : -1; });
 }
 
 int calls_of_run(int64 run_id) {
     int count = 0;
-    if (flying != nullptr)
-        for (const auto &kv : *flying) count += kv.second->run.id == run_id;
-    ListCell *lc;
-    foreach (lc, queued) count += static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id;
-    foreach (lc, answered) count += static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id;
+    each_call_of(run_id, true, [&](const exec::HttpCall *) { count++; });
     return count;
 }
 
 int steps_in_flight(int64 run_id, bool *flags, int n) {
-    int count = 0;
-    auto mark = [&](const exec::HttpCall *c) {
-        if (c->run.id == run_id && c->task < 0 && c->pos >= 0 && c->pos < n && !flags[c->pos]) {
-            flags[c->pos] = true;
-            count++;
-        }
-    };
-    if (flying != nullptr)
-        for (const auto &kv : *flying) mark(kv.second);
-    ListCell *lc;
-    foreach (lc, queued) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
-    foreach (lc, answered) mark(static_cast<exec::HttpCall *>(lfirst(lc)));
-    return count;
+    return mark_calls(run_id, flags, n, [](const exec::HttpCall *c) { return c->task < 0 ? c->pos : -1; });
 }
 
 void queue(exec::HttpCall *call) {

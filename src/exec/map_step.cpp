@@ -17,6 +17,16 @@ using core::StepStatus;
 
 namespace {
 
+// Every task done: the step's own row gets the array of their outputs (built in run_ctx: r->outputs outlive SPI's
+// procedure context).
+bool finish_map(RunState *r, int pos, int attempt, TimestampTz started, Jsonb **outs, int n, MemoryContext run_ctx) {
+    MemoryContext old = MemoryContextSwitchTo(run_ctx);
+    Jsonb *array = json_array(outs, n);
+    MemoryContextSwitchTo(old);
+    record_success(r, pos, attempt, started, array);
+    return true;
+}
+
 // What a map step got instead of an array (NULL: an array).
 const char *not_an_array(Jsonb *prev) {
     if (prev == nullptr) return "null";
@@ -105,11 +115,7 @@ bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int a
         *out = Outcome::Waiting;
         return false;
     }
-    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
-    Jsonb *array = json_array(outs, n);
-    MemoryContextSwitchTo(old_ctx);
-    record_success(r, pos, attempt, started, array);
-    return true;
+    return finish_map(r, pos, attempt, started, outs, n, run_ctx);
 }
 
 }  // namespace
@@ -236,11 +242,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
                                                       : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
             return false;
         }
-    MemoryContext old_ctx = MemoryContextSwitchTo(run_ctx);  // (r->outputs outlive SPI's procedure context)
-    Jsonb *array = json_array(outs, n);
-    MemoryContextSwitchTo(old_ctx);
-    record_success(r, pos, attempt, started, array);
-    return true;
+    return finish_map(r, pos, attempt, started, outs, n, run_ctx);
 }
 
 }  // namespace pw::exec
