@@ -124,6 +124,9 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     Jsonb *volatile output = nullptr;
     ErrorData *volatile edata = nullptr;
     MemoryContext before = CurrentMemoryContext;
+    // (the owner to return to is the current one: a commit between steps replaced the one the run started under)
+    ResourceOwner owner_before = CurrentResourceOwner;
+    (void)run_owner;
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(before);
     shared::SessionExec *volatile session = in_worker() ? nullptr : session_step_begin(r->id);
@@ -139,7 +142,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) note_subxact();
         ReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(before);
-        CurrentResourceOwner = run_owner;
+        CurrentResourceOwner = owner_before;
     }
     PG_CATCH();
     {
@@ -153,7 +156,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         note_subxact();
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(before);
-        CurrentResourceOwner = run_owner;
+        CurrentResourceOwner = owner_before;
         // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
         if (ProcDiePending) ReThrowError(edata);
     }
