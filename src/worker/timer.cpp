@@ -1,0 +1,60 @@
+#include "worker/timer.hpp"
+
+#include "pg/spi.hpp"
+#include "shmem/lanes.hpp"
+#include "shmem/shared.hpp"
+#include "store/queue.hpp"
+#include "store/schedules.hpp"
+#include "worker/serve.hpp"
+
+namespace pw::worker {
+
+namespace {
+
+// The timer (0.2 schema): runs whose not_before has come join the queue, parked runs whose lane has room again go
+// back, due schedules fire; then it is set for the next of these moments. One worker does it at a time (the one
+// that took the due moment); a run due now is claimed in the same round.
+void run_timer() {
+    pgstat_report_activity(STATE_RUNNING, "moving due runs into the queue");
+    begin_work_txn();
+    if (store::schema_version() >= 2) {
+        store::promote_due_runs();
+        store::unpark_runs();
+        // Promoting and putting back are redone after a crash (the rows are still due, still parked): no need
+        // to wait for the WAL flush -- unless runs of schedules were created, which must not be lost.
+        if (store::fire_due_schedules() == 0)
+            (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                    false);
+        pg::spi_connect();
+        TimestampTz next = store::next_due_run();
+        TimestampTz sched = store::next_schedule_due();
+        SPI_finish();
+        if (sched != 0 && (next == 0 || sched < next)) next = sched;
+        TimestampTz rate = lanes::next_rate_opening();
+        if (rate != 0 && (next == 0 || rate < next)) next = rate;
+        if (next != 0) shared::note_retry_due(next);
+    }
+    commit_work_txn();
+}
+
+}  // namespace
+
+// A timer that fails (a schedule it cannot fire, say) must not stop the claims: report it, try again in a second.
+void run_timer_guarded() {
+    MemoryContext ctx = CurrentMemoryContext;
+    PG_TRY();
+    {
+        run_timer();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+        shared::note_retry_due(GetCurrentTimestamp() + USECS_PER_SEC);
+    }
+    PG_END_TRY();
+}
+
+}  // namespace pw::worker

@@ -1,0 +1,10 @@
+// The timer's round, done by the worker that took the due moment (shared::take_due): due runs join the queue, parked
+// runs whose lane has room go back, due schedules fire, and the timer is set for the next of these moments.
+#pragma once
+
+namespace pw::worker {
+
+// One round in a transaction of its own; a failure is reported and the round tried again in a second.
+void run_timer_guarded();
+
+}  // namespace pw::worker
