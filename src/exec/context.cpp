@@ -297,4 +297,22 @@ Jsonb *json_array(Jsonb *const *items, int n) {
 
 Jsonb *json_null() { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))); }
 
+RunState *new_run_state(const store::ClaimedRun *claimed, store::Pipeline *p, MemoryContext run_ctx) {
+    RunState *r = static_cast<RunState *>(MemoryContextAllocZero(run_ctx, sizeof(RunState)));
+    r->id = claimed->id;
+    r->pipeline_name = claimed->pipeline;
+    r->submitter = claimed->submitter;
+    r->input = claimed->input;
+    r->metadata = claimed->metadata;
+    r->pipeline = p;
+    r->outputs = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
+    r->last_attempt = static_cast<int *>(MemoryContextAllocZero(run_ctx, sizeof(int) * p->nsteps));
+    r->interrupted = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
+    r->done = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
+    r->waiting_since = static_cast<TimestampTz *>(MemoryContextAllocZero(run_ctx, sizeof(TimestampTz) * p->nsteps));
+    r->waiting_note = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
+    r->task = -1;
+    return r;
+}
+
 }  // namespace pw::exec

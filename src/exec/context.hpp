@@ -45,6 +45,9 @@ struct StepResult {
     bool succeeded() const { return edata == nullptr && error == nullptr && !parked && !waiting; }
 };
 
+// A run's state before its first step (nothing done yet), in run_ctx.
+RunState *new_run_state(const store::ClaimedRun *claimed, store::Pipeline *p, MemoryContext run_ctx);
+
 Jsonb *build_context(const RunState *r, int pos, int attempt);
 // A step waits until wake_at (0: none) or `event` (NULL: none): noted for the run's outcome.
 void note_wait(RunState *r, TimestampTz wake_at, const char *event);

@@ -40,21 +40,7 @@ RunState *begin_run(const store::ClaimedRun *claimed, MemoryContext run_ctx) {
                           psprintf("pipeline \"%s\" was dropped after this run was submitted", claimed->pipeline));
         return nullptr;
     }
-    RunState *r = static_cast<RunState *>(MemoryContextAllocZero(run_ctx, sizeof(RunState)));
-    r->id = claimed->id;
-    r->pipeline_name = claimed->pipeline;
-    r->submitter = claimed->submitter;
-    r->input = claimed->input;
-    r->metadata = claimed->metadata;
-    r->pipeline = p;
-    r->outputs = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
-    r->last_attempt = static_cast<int *>(MemoryContextAllocZero(run_ctx, sizeof(int) * p->nsteps));
-    r->interrupted = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
-    r->done = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * p->nsteps));
-    r->waiting_since = static_cast<TimestampTz *>(MemoryContextAllocZero(run_ctx, sizeof(TimestampTz) * p->nsteps));
-    r->waiting_note = static_cast<Jsonb **>(MemoryContextAllocZero(run_ctx, sizeof(Jsonb *) * p->nsteps));
-    r->task = -1;
-    return r;
+    return new_run_state(claimed, p, run_ctx);
 }
 
 // Where the run continues: a parked run at its HTTP step (the outputs so far came with it); a run claimed
@@ -79,6 +65,7 @@ void resume_run(RunState *r, const store::ClaimedRun *claimed, const HttpCall *a
     int n = store::read_step_history(r->id, &rows, run_ctx);
     r->history = rows;
     r->nhistory = n;
+    MemoryContext old = MemoryContextSwitchTo(run_ctx);  // (json_null() below: not in SPI's context)
     for (int i = 0; i < n; i++) {
         int pos = rows[i].pos;
         if (pos < 0 || pos >= nsteps || rows[i].task >= 0) continue;  // (map tasks: see run_map_step)
@@ -96,6 +83,7 @@ void resume_run(RunState *r, const store::ClaimedRun *claimed, const HttpCall *a
             r->outputs[pos] = rows[i].output != nullptr ? rows[i].output : skipped ? nullptr : json_null();
         }
     }
+    MemoryContextSwitchTo(old);
     for (int i = 0; i < nsteps; i++)
         if (r->interrupted[i] || r->waiting_since[i] != 0) r->last_attempt[i]--;
 }

@@ -45,6 +45,11 @@ struct HttpCall {
 
 // How execute_claimed treats HTTP steps. Without it (SQL path: execute_run in a session) they are performed
 // synchronously, inside the caller's transaction.
+// A worker's pause (exec/shared_tasks.cpp): commits what the executor buffered (SPI disconnected), waits with no
+// transaction open until ready(ready_arg) -- looking again at every latch wake-up and at least every 100 ms --, then
+// begins a new transaction. arg: the executor's BetweenSteps argument.
+typedef void (*Pause)(void *arg, bool (*ready)(void *), void *ready_arg);
+
 struct HttpIO {
     HttpCall *resume = nullptr;           // in: continue this parked run with its answer
     HttpCall **more = nullptr;            // in: further answers for the same run (map tasks), nmore of them
@@ -52,6 +57,7 @@ struct HttpIO {
     MemoryContext park_parent = nullptr;  // in: parent of a parked call's context
     HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step (the first call parked)
     List *parked_more = NIL;              // out: further calls parked (map tasks in flight together)
+    Pause pause = nullptr;                // in: a worker's pause (nullptr: the executor never waits for others)
 };
 
 // The answers a resume brought: io->resume, then io->more.

@@ -4,11 +4,13 @@
 #include "exec/http_queue.hpp"
 #include "exec/http_step.hpp"
 #include "exec/records.hpp"
+#include "exec/shared_tasks.hpp"
 #include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/gucs.hpp"
 #include "store/children.hpp"
+#include "store/task_rows.hpp"
 #include "store/writes.hpp"
 
 namespace pw::exec {
@@ -118,10 +120,137 @@ bool run_child_map(const store::ClaimedRun *claimed, RunState *r, int pos, int a
     return finish_map(r, pos, attempt, started, outs, n, run_ctx);
 }
 
+// The tasks of a function or HTTP map step in this execution: what the history says of each, and one task's attempt.
+struct TaskMap {
+    const store::ClaimedRun *claimed;
+    RunState *r;
+    int pos, n;
+    const store::Step *step;
+    Jsonb *prev;
+    Jsonb **outs;
+    int *last;
+    bool *done, *interrupted, *failed;  // failed: the latest attempt failed
+    bool *later;                        // failed in this execution with attempts left: tried again after the back-off
+    bool *out_now;
+    bool together;  // HTTP tasks in a worker: requests in flight together
+    bool sharing;   // tasks shared with other workers: a failure with attempts left is retried after the rest
+    int nflying, limit, parked_now;
+    int deferred_attempt;  // a task failed with attempts left while others were out: its attempt
+    long deferred_retry_after;
+    HttpIO *io;
+    MemoryContext run_ctx;
+    ResourceOwner run_owner;
+    BetweenSteps between_steps;
+    void *arg;
+    Outcome out;
+
+    HttpCall *answer_for(int i, int a) {
+        for (int k = 0; k < answer_count(io); k++) {
+            HttpCall *c = answer_at(io, k);
+            if (!c->consumed && c->pos == pos && c->task == i && c->attempt == a) {
+                c->consumed = true;
+                return c;
+            }
+        }
+        return nullptr;
+    }
+
+    TaskEnd run(int i);
+};
+
+TaskEnd TaskMap::run(int i) {
+    if (done[i]) return TaskEnd::Done;
+    int a = last[i] + (interrupted[i] ? 0 : 1);
+    HttpCall *answered = answer_for(i, a);
+    if (answered == nullptr && together) {
+        if (out_now[i]) return TaskEnd::Out;  // its request is out: its answer will resume the run
+        // room for one more request (one at least, so that the run always has an answer to come)
+        if (nflying > 0 && (nflying >= limit || httpq::capacity() - httpq::pending() - parked_now <= 0))
+            return TaskEnd::Out;
+    }
+    TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
+    r->task = i;
+    MemoryContext old = MemoryContextSwitchTo(run_ctx);
+    r->item = JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i));
+    MemoryContextSwitchTo(old);
+    StepResult res;
+    if (shared::cancel_requested(r->id)) {
+        out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
+        r->task = -1;
+        return TaskEnd::Stop;
+    }
+    if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
+    else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
+    if (res.parked) {
+        r->task = -1;
+        if (!together) {
+            out = Outcome::Parked;
+            return TaskEnd::Stop;
+        }
+        nflying++;
+        parked_now++;
+        return TaskEnd::Out;
+    }
+    if (!res.succeeded()) {
+        // (answers in hand for later tasks count as requests out: they are recorded below)
+        bool others = sharing || nflying > 0 || work_out(r, io) > 0;
+        Outcome o = record_failure(claimed, r, pos, a, t_started, res, (together || sharing) && others);
+        r->task = -1;
+        if (o == Outcome::RetryScheduled && (together || sharing) && others) {  // issued again later
+            deferred_attempt = a;
+            deferred_retry_after = res.retry_after_ms;
+            last[i] = a;
+            failed[i] = later[i] = true;
+            return TaskEnd::Deferred;
+        }
+        out = o;
+        return TaskEnd::Stop;
+    }
+    record_success(r, pos, a, t_started, res.output);
+    r->task = -1;
+    outs[i] = res.output;
+    done[i] = true;
+    if (between_steps != nullptr && !together && !r->waits) {
+        SPI_finish();
+        between_steps(arg);
+        pg::spi_connect();
+    }
+    return TaskEnd::Done;
+}
+
+// The rows of tasks [lo, n) after they were shared: what the helpers did. false: one failed with no attempts left
+// (the step fails, *out says so).
+bool read_back(TaskMap *m, int lo, int final_failure) {
+    store::TaskRecord *rows;
+    int nrows = store::read_task_rows(m->r->id, m->pos, lo, m->n, &rows, m->run_ctx);
+    for (int k = 0; k < nrows; k++) {
+        const store::TaskRecord &row = rows[k];
+        int i = row.task;
+        if (row.attempt < m->last[i] || (row.attempt == m->last[i] && (m->done[i] || m->failed[i]))) continue;
+        m->last[i] = row.attempt;
+        m->interrupted[i] = false;
+        m->done[i] = strcmp(row.status, "succeeded") == 0;
+        m->failed[i] = !m->done[i];
+        if (m->done[i]) m->outs[i] = row.output != nullptr ? row.output : json_null();
+        bool final = m->failed[i] && (i == final_failure || row.attempt >= m->step->max_attempts);
+        if (final && !shared::cancel_requested(m->r->id)) {
+            m->out = fail_map_step(m->claimed, m->r, m->pos, i, row.error, row.started);
+            return false;
+        }
+        if (m->failed[i]) {  // (every row here is of this execution: the tasks were never tried before it)
+            m->later[i] = true;
+            m->deferred_attempt = row.attempt;
+            m->deferred_retry_after = 0;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
-// A map step: its tasks one after another in this worker, each with its own attempts (rows with task = index), then
-// the step's own row with their outputs in element order. false: the run stopped there (*out says how).
+// A map step: its tasks one after another in this worker -- or, function tasks with idle workers around, shared
+// with them (exec/shared_tasks.hpp) --, each with its own attempts (rows with task = index), then the step's own
+// row with their outputs in element order. false: the run stopped there (*out says how).
 bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                   HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
                   BetweenSteps between_steps, void *arg, Outcome *out) {
@@ -140,109 +269,92 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         return false;
     }
     if (step->kind == core::StepKind::Pipeline) return run_child_map(claimed, r, pos, attempt, started, prev, n, run_ctx, out);
+    (void)answer;
     auto alloc = [&](size_t bytes) { return MemoryContextAllocZero(run_ctx, bytes > 0 ? bytes : 1); };
-    Jsonb **outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
-    int *last = static_cast<int *>(alloc(sizeof(int) * n));
-    bool *done = static_cast<bool *>(alloc(sizeof(bool) * n));
-    bool *interrupted = static_cast<bool *>(alloc(sizeof(bool) * n));
+    TaskMap m;
+    m.claimed = claimed;
+    m.r = r;
+    m.pos = pos;
+    m.n = n;
+    m.step = step;
+    m.prev = prev;
+    m.outs = static_cast<Jsonb **>(alloc(sizeof(Jsonb *) * n));
+    m.last = static_cast<int *>(alloc(sizeof(int) * n));
+    m.done = static_cast<bool *>(alloc(sizeof(bool) * n));
+    m.interrupted = static_cast<bool *>(alloc(sizeof(bool) * n));
+    m.failed = static_cast<bool *>(alloc(sizeof(bool) * n));
+    m.later = static_cast<bool *>(alloc(sizeof(bool) * n));
+    m.out_now = static_cast<bool *>(alloc(sizeof(bool) * n));
+    m.io = io;
+    m.run_ctx = run_ctx;
+    m.run_owner = run_owner;
+    m.between_steps = between_steps;
+    m.arg = arg;
+    m.sharing = false;
+    m.deferred_attempt = 0;
+    m.deferred_retry_after = 0;
+    m.parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
+    m.out = Outcome::Failed;
+    int tried = -1;  // the highest task with a row: the tasks after it were never tried (they may be shared)
     for (int h = 0; h < r->nhistory; h++) {
         const store::StepRecord &row = r->history[h];
         if (row.pos != pos || row.task < 0 || row.task >= n) continue;
-        if (row.attempt > last[row.task]) {
-            last[row.task] = row.attempt;
-            interrupted[row.task] = strcmp(row.status, "running") == 0;
+        tried = row.task > tried ? row.task : tried;
+        if (row.attempt > m.last[row.task]) {
+            m.last[row.task] = row.attempt;
+            m.interrupted[row.task] = strcmp(row.status, "running") == 0;
+            m.failed[row.task] = strcmp(row.status, "failed") == 0;
         }
         if (strcmp(row.status, "succeeded") == 0) {
-            done[row.task] = true;
-            outs[row.task] = row.output != nullptr ? row.output : json_null();
+            m.done[row.task] = true;
+            m.failed[row.task] = false;
+            m.outs[row.task] = row.output != nullptr ? row.output : json_null();
         }
     }
     // HTTP tasks in a worker: their requests are in flight together (at most max_parallel), each answer resumes the
     // run (several answers of one batch together), the tasks whose request is out are left alone.
-    bool together = step->is_http && io != nullptr && io->park_parent != nullptr;
-    bool *out_now = static_cast<bool *>(alloc(sizeof(bool) * n));
-    int nflying = together ? httpq::tasks_in_flight(r->id, pos, out_now, n) : 0;
-    int limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
-    int parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
-    int deferred_attempt = 0;  // a task failed with attempts left while others were out: its attempt
-    long deferred_retry_after = 0;
-    // the answers this resume brought for this step's tasks
-    (void)answer;
-    int nanswers = answer_count(io);
-    auto answer_for = [&](int i, int a) -> HttpCall * {
-        for (int k = 0; k < nanswers; k++) {
-            HttpCall *c = answer_at(io, k);
-            if (!c->consumed && c->pos == pos && c->task == i && c->attempt == a) {
-                c->consumed = true;
-                return c;
-            }
-        }
-        return nullptr;
-    };
+    m.together = step->is_http && io != nullptr && io->park_parent != nullptr;
+    m.nflying = m.together ? httpq::tasks_in_flight(r->id, pos, m.out_now, n) : 0;
+    m.limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    bool may_share = !m.together;
     for (int i = 0; i < n; i++) {
-        if (done[i]) continue;
-        int a = last[i] + (interrupted[i] ? 0 : 1);
-        HttpCall *answered = answer_for(i, a);
-        if (answered == nullptr && together) {
-            if (out_now[i]) continue;  // its request is out: its answer will resume the run
-            // room for one more request (one at least, so that the run always has an answer to come)
-            if (nflying > 0 && (nflying >= limit || httpq::capacity() - httpq::pending() - parked_now <= 0)) continue;
-        }
-        TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
-        r->task = i;
-        MemoryContext old = MemoryContextSwitchTo(run_ctx);
-        r->item = JsonbValueToJsonb(getIthJsonbValueFromContainer(&prev->root, i));
-        MemoryContextSwitchTo(old);
-        StepResult res;
-        if (shared::cancel_requested(r->id)) {
-            *out = record_cancelled(claimed, r, pos, a, t_started, answered != nullptr || interrupted[i]);
-            r->task = -1;
-            return false;
-        }
-        if (step->is_http) res = run_http_step(claimed, r, pos, a, t_started, answered, io, run_ctx);
-        else res.output = run_function_step(r, pos, a, run_ctx, run_owner, &res.edata);
-        if (res.parked) {
-            r->task = -1;
-            if (!together) {
-                *out = Outcome::Parked;
+        if (may_share && i > tried && worth_sharing(step, io, i, n)) {
+            may_share = false;  // (once: what is left after it runs here)
+            m.sharing = true;
+            Shared sh = share_tasks(r, pos, i, n, claimed->claims, io, arg,
+                                    [](void *map, int task) { return static_cast<TaskMap *>(map)->run(task); }, &m);
+            if (sh.stopped) {
+                *out = m.out;
                 return false;
             }
-            nflying++;
-            parked_now++;
-            continue;
-        }
-        if (!res.succeeded()) {
-            // (answers in hand for later tasks count as requests out: they are recorded below)
-            bool others = nflying > 0 || work_out(r, io) > 0;
-            Outcome o = record_failure(claimed, r, pos, a, t_started, res, together && others);
-            r->task = -1;
-            if (o == Outcome::RetryScheduled && together && others) {  // issued again later
-                deferred_attempt = a;
-                deferred_retry_after = res.retry_after_ms;
-                continue;
+            if (sh.shared) {
+                if (shared::cancel_requested(r->id)) {
+                    *out = record_cancelled(claimed, r, pos, m.last[i] + 1, GetCurrentTimestamp(), false);
+                    return false;
+                }
+                if (!read_back(&m, i, sh.final_failure)) {
+                    *out = m.out;
+                    return false;
+                }
             }
-            *out = o;
-            return false;
         }
-        record_success(r, pos, a, t_started, res.output);
-        r->task = -1;
-        outs[i] = res.output;
-        done[i] = true;
-        if (between_steps != nullptr && !together && !r->waits) {
-            SPI_finish();
-            between_steps(arg);
-            pg::spi_connect();
+        if (m.later[i]) continue;  // failed in this execution: tried again after the back-off
+        TaskEnd e = m.run(i);
+        if (e == TaskEnd::Stop) {
+            *out = m.out;
+            return false;
         }
     }
     for (int i = 0; i < n; i++)
-        if (!done[i]) {
+        if (!m.done[i]) {
             // together: requests are out, their answers resume the run; or nothing is out any more but a task
             // waits for its retry: the run does, after the back-off
-            *out = nflying > 0 || work_out(r, io) > 0 ? Outcome::Parked
-                                                      : schedule_retry(claimed, step, deferred_attempt, deferred_retry_after);
+            *out = m.nflying > 0 || work_out(r, io) > 0
+                       ? Outcome::Parked
+                       : schedule_retry(claimed, step, m.deferred_attempt, m.deferred_retry_after);
             return false;
         }
-    return finish_map(r, pos, attempt, started, outs, n, run_ctx);
+    return finish_map(r, pos, attempt, started, m.outs, n, run_ctx);
 }
 
 }  // namespace pw::exec

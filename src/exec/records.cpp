@@ -79,12 +79,17 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
         if (defer_retry) return Outcome::RetryScheduled;
         return schedule_retry(claimed, step, attempt, res.retry_after_ms);
     }
-    if (r->task >= 0) {
-        // a task with no attempts left fails its step (the step's own row says so too)
-        msg = psprintf("task %d: %s", r->task, msg);
-        store::buffer_step(r->id, pos, r->last_attempt[pos] + 1, step->name, StepStatus::Failed, nullptr, msg, started);
-        r->last_attempt[pos]++;
-    }
+    if (r->task >= 0) return fail_map_step(claimed, r, pos, r->task, msg, started);
+    store::buffer_run(claimed, RunStatus::Failed, nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
+    return Outcome::Failed;
+}
+
+Outcome fail_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int task, const char *msg,
+                      TimestampTz started) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    msg = psprintf("task %d: %s", task, msg != nullptr ? msg : "failed");
+    store::buffer_step(r->id, pos, r->last_attempt[pos] + 1, step->name, StepStatus::Failed, nullptr, msg, started);
+    r->last_attempt[pos]++;
     store::buffer_run(claimed, RunStatus::Failed, nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
     return Outcome::Failed;
 }

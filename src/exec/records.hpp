@@ -23,6 +23,9 @@ Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step
 // is out: the step is tried again once an answer resumes it).
 Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                        const StepResult &res, bool defer_retry = false);
+// A map task failed with no attempts left (its row is written): the step's own row and the run fail, naming it.
+Outcome fail_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int task, const char *msg,
+                      TimestampTz started);
 // The run was cancelled before its next attempt (an HTTP attempt whose row says running is closed as failed).
 Outcome record_cancelled(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                          bool open_attempt);

@@ -1,6 +1,7 @@
 #include "shmem/shared.hpp"
 
 #include "shmem/lanes.hpp"
+#include "shmem/task_board.hpp"
 #include "shmem/metrics.hpp"
 
 namespace pw::shared {
@@ -33,6 +34,7 @@ void request_hook() {
     RequestAddinShmemSpace(MAXALIGN(sessions_size()));
     RequestAddinShmemSpace(MAXALIGN(claimers_size()));
     lanes::shmem_request();
+    board::shmem_request();
     metrics::shmem_request();
 }
 
@@ -85,6 +87,7 @@ void startup_hook() {
         }
     }
     lanes::shmem_startup();
+    board::shmem_startup();
     metrics::shmem_startup();
     LWLockRelease(AddinShmemInitLock);
 }

@@ -18,6 +18,7 @@
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
 #include "worker/interrupts.hpp"
+#include "worker/timer.hpp"
 
 namespace pw::worker {
 
@@ -88,6 +89,22 @@ struct Batch {
     bool locks_released;
 };
 
+// A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
+// did so far is committed, the worker waits with no transaction open, and goes on in a new one.
+void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
+    Batch *b = static_cast<Batch *>(arg);
+    if (b->current != nullptr) store::persist_claim(b->current);
+    commit_txn();
+    b->locks_released = true;
+    for (;;) {
+        ResetLatch(MyLatch);
+        if (ready(ready_arg)) break;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+        CHECK_FOR_INTERRUPTS();
+    }
+    begin_txn(&b->clock);
+}
+
 void between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
@@ -99,9 +116,17 @@ void between_steps(void *arg) {
     }
 }
 
+}  // namespace
+
+void begin_work_txn() {
+    TxnClock clock;
+    begin_txn(&clock);
+}
+
+void commit_work_txn() { commit_txn(); }
+
 // Sweeps when asked (the launcher saw a worker exit; start-up) and, on the database's lead worker only, every
 // recovery_interval_ms as a safety net: one sweeper is enough, and the others stay out of the latency path.
-}  // namespace
 
 void maybe_recover(TimestampTz *last_sweep, bool periodic) {
     shared::DbState *d = shared::db();
@@ -355,6 +380,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             MemoryContextSwitchTo(iter_ctx);
             exec::HttpIO io;
             io.park_parent = TopMemoryContext;
+            io.pause = pause_txn;
             exec::Outcome outcome = exec::execute_claimed(&runs[i], between_steps, &b, &io);
             if (io.parked != nullptr && outcome == exec::Outcome::Parked) {
                 // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
@@ -391,51 +417,6 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
 }
 
 }  // namespace
-
-// The timer (0.2 schema): runs whose not_before has come join the queue, parked runs whose lane has room again go
-// back, due schedules fire; then it is set for the next of these moments. One worker does it at a time (the one
-// that took the due moment); a run due now is claimed in the same round.
-void run_timer() {
-    pgstat_report_activity(STATE_RUNNING, "moving due runs into the queue");
-    TxnClock clock;
-    begin_txn(&clock);
-    if (store::schema_version() >= 2) {
-        store::promote_due_runs();
-        store::unpark_runs();
-        // Promoting and putting back are redone after a crash (the rows are still due, still parked): no need
-        // to wait for the WAL flush -- unless runs of schedules were created, which must not be lost.
-        if (store::fire_due_schedules() == 0)
-            (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
-                                    false);
-        pg::spi_connect();
-        TimestampTz next = store::next_due_run();
-        TimestampTz sched = store::next_schedule_due();
-        SPI_finish();
-        if (sched != 0 && (next == 0 || sched < next)) next = sched;
-        TimestampTz rate = lanes::next_rate_opening();
-        if (rate != 0 && (next == 0 || rate < next)) next = rate;
-        if (next != 0) shared::note_retry_due(next);
-    }
-    commit_txn();
-}
-
-// A timer that fails (a schedule it cannot fire, say) must not stop the claims: report it, try again in a second.
-void run_timer_guarded() {
-    MemoryContext ctx = CurrentMemoryContext;
-    PG_TRY();
-    {
-        run_timer();
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-        shared::note_retry_due(GetCurrentTimestamp() + USECS_PER_SEC);
-    }
-    PG_END_TRY();
-}
 
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
@@ -557,6 +538,7 @@ int serve_answers(MemoryContext iter_ctx) {
             io.more = calls + i + 1;
             io.nmore = same - 1;
             io.park_parent = TopMemoryContext;
+            io.pause = pause_txn;
             MemoryContextSwitchTo(iter_ctx);
             exec::Outcome o = exec::execute_claimed(nullptr, between_steps, &b, &io);
             if (o == exec::Outcome::Parked) {

@@ -16,6 +16,10 @@ extern bool claims_stopped;
 
 // Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
 bool extension_ready();
+// A transaction of the worker's own (now() and pg_stat_activity: its start; an active snapshot), and its commit
+// (buffered writes flushed, requests parked in it sent, statistics reported).
+void begin_work_txn();
+void commit_work_txn();
 // Claims a batch and executes it. Returns the number of runs claimed.
 int serve_once(MemoryContext iter_ctx);
 // Records answered HTTP calls and continues their runs. Returns the number of answers handled.

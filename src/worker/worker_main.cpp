@@ -10,6 +10,7 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/serve.hpp"
+#include "worker/helping.hpp"
 
 extern "C" {
 PGDLLEXPORT void pw_worker_main(Datum arg);
@@ -209,6 +210,7 @@ int work_once(LoopState *ls) {
             maybe_count(&ls->last_count, lead);
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
+            if (handled == 0) handled += help_with_tasks(ls->iter_ctx);  // another worker's map tasks
         }
     }
     PG_CATCH();

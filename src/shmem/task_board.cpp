@@ -1,0 +1,218 @@
+#include "shmem/task_board.hpp"
+
+#include "shmem/shared.hpp"
+
+extern "C" {
+#include "storage/spin.h"
+}
+
+namespace pw::board {
+
+namespace {
+
+constexpr int kMaxChunk = 32;
+
+struct Helper {
+    int pid;  // 0: a free place
+    TimestampTz started;
+};
+
+struct Entry {
+    uint64 generation;  // odd while in use
+    Oid dboid;
+    int64 run_id;
+    int pos, next, hi, claims, max_helpers, final_failure;
+    bool open;
+    int owner_pid;
+    TimestampTz owner_started;
+    Latch *owner_latch;
+    Helper helpers[kHelpers];
+};
+
+struct Board {
+    slock_t mutex;
+    pg_atomic_uint32 open;  // entries open (a hint for idle workers)
+    uint64 generations;
+    Entry e[kEntries];
+};
+
+Board *g_board = nullptr;
+
+bool in_use(const Entry &e, uint64 generation) { return e.generation == generation && (generation & 1) != 0; }
+
+int helpers_of(const Entry &e) {
+    int n = 0;
+    for (const Helper &h : e.helpers) n += h.pid != 0;
+    return n;
+}
+
+void close_locked(Entry &e) {
+    if (!e.open) return;
+    e.open = false;
+    pg_atomic_fetch_sub_u32(&g_board->open, 1);
+}
+
+}  // namespace
+
+void shmem_request() { RequestAddinShmemSpace(MAXALIGN(sizeof(Board))); }
+
+void shmem_startup() {
+    bool found;
+    g_board = static_cast<Board *>(ShmemInitStruct("pipeline_worker task board", sizeof(Board), &found));
+    if (!found) {
+        memset(g_board, 0, sizeof(Board));
+        SpinLockInit(&g_board->mutex);
+        pg_atomic_init_u32(&g_board->open, 0);
+    }
+}
+
+int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, uint64 *generation) {
+    if (g_board == nullptr || hi - lo < 2 || max_helpers < 1) return -1;
+    int slot = -1;
+    SpinLockAcquire(&g_board->mutex);
+    for (int i = 0; i < kEntries && slot < 0; i++) {
+        if ((g_board->e[i].generation & 1) != 0) continue;
+        slot = i;
+        Entry &e = g_board->e[i];
+        g_board->generations += 2;
+        e.generation = g_board->generations + 1;  // (odd: in use)
+        e.dboid = MyDatabaseId;
+        e.run_id = run_id;
+        e.pos = pos;
+        e.next = lo;
+        e.hi = hi;
+        e.claims = claims;
+        e.max_helpers = max_helpers > kHelpers ? kHelpers : max_helpers;
+        e.final_failure = -1;
+        e.open = true;
+        e.owner_pid = MyProcPid;
+        e.owner_started = MyStartTimestamp;
+        e.owner_latch = MyLatch;
+        for (Helper &h : e.helpers) h.pid = 0;
+        *generation = e.generation;
+        pg_atomic_fetch_add_u32(&g_board->open, 1);
+    }
+    SpinLockRelease(&g_board->mutex);
+    return slot;
+}
+
+bool take(int slot, uint64 generation, int *from, int *to) {
+    bool got = false;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation) && e.open && e.next < e.hi) {
+        // small chunks while tasks are few (slow tasks spread over every helper), larger ones for long maps
+        int left = e.hi - e.next;
+        int chunk = left / (2 * (1 + e.max_helpers));
+        chunk = chunk < 1 ? 1 : (chunk > kMaxChunk ? kMaxChunk : chunk);
+        *from = e.next;
+        *to = e.next + chunk;
+        e.next = *to;
+        got = true;
+        if (e.next >= e.hi) close_locked(e);
+    }
+    SpinLockRelease(&g_board->mutex);
+    return got;
+}
+
+void close(int slot, uint64 generation) {
+    SpinLockAcquire(&g_board->mutex);
+    if (in_use(g_board->e[slot], generation)) close_locked(g_board->e[slot]);
+    SpinLockRelease(&g_board->mutex);
+}
+
+bool helpers_done(int slot, uint64 generation) {
+    Helper seen[kHelpers];
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    bool mine = in_use(e, generation);
+    if (mine) memcpy(seen, e.helpers, sizeof(seen));
+    SpinLockRelease(&g_board->mutex);
+    if (!mine) return true;
+    // (liveness is read outside the spinlock: it takes the process array's lock)
+    bool done = true;
+    for (int k = 0; k < kHelpers; k++) {
+        if (seen[k].pid == 0) continue;
+        if (shared::claimer_alive(seen[k].pid, seen[k].started)) {
+            done = false;
+            continue;
+        }
+        SpinLockAcquire(&g_board->mutex);  // gone without leaving: its place is free
+        if (in_use(e, generation) && e.helpers[k].pid == seen[k].pid) e.helpers[k].pid = 0;
+        SpinLockRelease(&g_board->mutex);
+    }
+    return done;
+}
+
+void retire(int slot, uint64 generation) {
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation)) {
+        close_locked(e);
+        e.generation++;  // (even: free)
+    }
+    SpinLockRelease(&g_board->mutex);
+}
+
+void note_final_failure(int slot, uint64 generation, int task) {
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation)) {
+        if (e.final_failure < 0 || task < e.final_failure) e.final_failure = task;
+        close_locked(e);
+    }
+    SpinLockRelease(&g_board->mutex);
+}
+
+int final_failure(int slot, uint64 generation) {
+    SpinLockAcquire(&g_board->mutex);
+    int task = in_use(g_board->e[slot], generation) ? g_board->e[slot].final_failure : -1;
+    SpinLockRelease(&g_board->mutex);
+    return task;
+}
+
+bool any_open() { return g_board != nullptr && pg_atomic_read_u32(&g_board->open) > 0; }
+
+bool join(Ticket *t) {
+    if (!any_open()) return false;
+    bool joined = false;
+    SpinLockAcquire(&g_board->mutex);
+    for (int i = 0; i < kEntries && !joined; i++) {
+        Entry &e = g_board->e[i];
+        if ((e.generation & 1) == 0 || !e.open || e.dboid != MyDatabaseId || e.next >= e.hi ||
+            e.owner_pid == MyProcPid || helpers_of(e) >= e.max_helpers)
+            continue;
+        for (int k = 0; k < kHelpers && !joined; k++) {
+            if (e.helpers[k].pid != 0) continue;
+            e.helpers[k].pid = MyProcPid;
+            e.helpers[k].started = MyStartTimestamp;
+            t->slot = i;
+            t->generation = e.generation;
+            t->helper = k;
+            t->run_id = e.run_id;
+            t->pos = e.pos;
+            t->owner_pid = e.owner_pid;
+            t->owner_started = e.owner_started;
+            t->claims = e.claims;
+            joined = true;
+        }
+    }
+    SpinLockRelease(&g_board->mutex);
+    return joined;
+}
+
+void leave(Ticket *t) {
+    if (t->slot < 0) return;
+    Latch *owner = nullptr;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[t->slot];
+    if (in_use(e, t->generation) && e.helpers[t->helper].pid == MyProcPid) {
+        e.helpers[t->helper].pid = 0;
+        owner = e.owner_latch;
+    }
+    SpinLockRelease(&g_board->mutex);
+    if (owner != nullptr) SetLatch(owner);
+    t->slot = -1;
+}
+
+}  // namespace pw::board

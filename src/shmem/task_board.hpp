@@ -1,0 +1,55 @@
+// The task board: a worker executing a function map step puts the step's untried tasks up here, and idle workers of
+// the same database take chunks of them, so that a map's tasks run in parallel across workers (exec/shared_tasks.cpp
+// says what each side does with them; docs/ARCHITECTURE.md "Map tasks across workers").
+//
+// Only task indexes, owners and helpers live here -- no data: a helper reads the run from its tables. The board is
+// lost in a crash restart with everything else in shared memory, which is fine: it only ever holds work whose
+// rows are not committed, and a resumed run finds the rest in its history.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::board {
+
+constexpr int kEntries = 64;  // maps shared at once (more: the owner runs its tasks alone)
+constexpr int kHelpers = 16;  // helpers per map at once
+
+// What a helper holds: an entry (by slot and generation, so that a reused slot is never mistaken for it) and the
+// run and step it serves, with the owner's claim (its pid, start and the run's claim count) for the guard.
+struct Ticket {
+    int slot = -1;
+    uint64 generation = 0;
+    int helper = -1;
+    int64 run_id = 0;
+    int pos = 0;  // 0-based
+    int owner_pid = 0;
+    TimestampTz owner_started = 0;
+    int claims = 0;
+};
+
+void shmem_request();
+void shmem_startup();
+
+// Owner: puts tasks [lo, hi) of step pos up for at most max_helpers helpers. -1: no room (or no shared memory).
+int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, uint64 *generation);
+// Owner or helper: the next chunk of untaken tasks [*from, *to); false when none is left (or the entry is closed).
+bool take(int slot, uint64 generation, int *from, int *to);
+// No more chunks are handed out (a task failed for good, the run is cancelled, or the owner is done taking).
+void close(int slot, uint64 generation);
+// Whether every helper has left -- or is gone (its process exited: what it had not committed was rolled back).
+bool helpers_done(int slot, uint64 generation);
+// The owner is done with the entry: the slot is free again.
+void retire(int slot, uint64 generation);
+// A helper's task failed with no attempt left (its row says why): recorded for the owner; closes the entry.
+void note_final_failure(int slot, uint64 generation, int task);
+// The task whose final failure a helper noted (-1: none).
+int final_failure(int slot, uint64 generation);
+
+// Helper: joins an open entry of this database with tasks left and room for a helper. false: none.
+bool join(Ticket *t);
+// Helper: leaves its entry and wakes the owner.
+void leave(Ticket *t);
+// Whether any entry is open (cheap: read before looking for one).
+bool any_open();
+
+}  // namespace pw::board

@@ -1,0 +1,82 @@
+#include "store/task_rows.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+SPIPlanPtr plan_lock_claimed, plan_step_rows, plan_task_rows;
+
+}  // namespace
+
+bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims) {
+    Oid types[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, INT4OID};
+    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(pid), TimestampTzGetDatum(started), Int32GetDatum(claims)};
+    SPIPlanPtr p = pg::prepare(&plan_lock_claimed,
+                               "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
+                               " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
+                               "   AND claims = $4 ELSE false END FOR SHARE",
+                               4, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    return SPI_processed == 1;
+}
+
+int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest) {
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(run_id)};
+    SPIPlanPtr p = pg::prepare(&plan_step_rows,
+                               "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output"
+                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND task IS NULL"
+                               " ORDER BY position, task, attempt",
+                               1, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    int n = static_cast<int>(SPI_processed);
+    MemoryContext old = MemoryContextSwitchTo(dest);
+    StepRecord *rows = static_cast<StepRecord *>(palloc0(sizeof(StepRecord) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        rows[i].pos = DatumGetInt32(col(i, 1, &isnull)) - 1;
+        rows[i].attempt = DatumGetInt32(col(i, 2, &isnull));
+        rows[i].status = TextDatumGetCString(col(i, 3, &isnull));
+        Datum o = col(i, 4, &isnull);
+        rows[i].output = isnull ? nullptr : DatumGetJsonbPCopy(o);
+        rows[i].task = -1;
+    }
+    MemoryContextSwitchTo(old);
+    *out = rows;
+    return n;
+}
+
+int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, MemoryContext dest) {
+    Oid types[4] = {INT8OID, INT4OID, INT4OID, INT4OID};
+    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(pos + 1), Int32GetDatum(lo), Int32GetDatum(hi)};
+    SPIPlanPtr p = pg::prepare(&plan_task_rows,
+                               "/* pw_indexes: run_steps_pkey */ SELECT task, attempt, status, output, error, started_at"
+                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND position = $2"
+                               " AND task >= $3 AND task < $4 ORDER BY task, attempt",
+                               4, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    int n = static_cast<int>(SPI_processed);
+    MemoryContext old = MemoryContextSwitchTo(dest);
+    TaskRecord *rows = static_cast<TaskRecord *>(palloc0(sizeof(TaskRecord) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        rows[i].task = DatumGetInt32(col(i, 1, &isnull));
+        rows[i].attempt = DatumGetInt32(col(i, 2, &isnull));
+        rows[i].status = TextDatumGetCString(col(i, 3, &isnull));
+        Datum o = col(i, 4, &isnull);
+        rows[i].output = isnull ? nullptr : DatumGetJsonbPCopy(o);
+        Datum e = col(i, 5, &isnull);
+        rows[i].error = isnull ? nullptr : TextDatumGetCString(e);
+        rows[i].started = DatumGetTimestampTz(col(i, 6, &isnull));
+    }
+    MemoryContextSwitchTo(old);
+    *out = rows;
+    return n;
+}
+
+}  // namespace pw::store

@@ -1,0 +1,29 @@
+// The rows a map step's tasks shared across workers need (exec/shared_tasks.cpp): a helper's guard that the run is
+// still executed by the worker that shared it, the step rows a helper builds the tasks' context from, and the
+// tasks' rows the owner reads back. SPI connected.
+#pragma once
+
+#include "pg/pg.hpp"
+#include "store/run_rows.hpp"
+
+namespace pw::store {
+
+// Locks the run FOR SHARE if it is still running under the claim (pid, start, claim count) that shared its tasks.
+// Held until commit: a recovery sweep, a release or an outcome of the run waits for this transaction, so that
+// whoever executes the run next sees the tasks it committed. false: the claim is over (roll back).
+bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims);
+
+// The run's step rows without map tasks' rows (ordered as read_step_history).
+int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest);
+
+// The rows of tasks [lo, hi) of step pos (0-based), ordered by task and attempt; error set on failed rows.
+struct TaskRecord {
+    int task, attempt;
+    char *status;
+    Jsonb *output;
+    char *error;
+    TimestampTz started;
+};
+int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, MemoryContext dest);
+
+}  // namespace pw::store

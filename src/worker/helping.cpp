@@ -1,0 +1,56 @@
+#include "worker/helping.hpp"
+
+#include "exec/shared_tasks.hpp"
+#include "pg/spi.hpp"
+#include "shmem/gucs.hpp"
+#include "shmem/task_board.hpp"
+#include "worker/serve.hpp"
+
+namespace pw::worker {
+
+int help_with_tasks(MemoryContext iter_ctx) {
+    if (!board::any_open() || !guc::enabled || claims_stopped) return 0;
+    board::Ticket t;
+    if (!board::join(&t)) return 0;
+    pg_atomic_write_u32(&my_slot->idle, 0);  // (wake-ups go to workers that are really idle)
+    pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(t.run_id));
+    volatile int ran = 0;
+    MemoryContextSwitchTo(iter_ctx);
+    PG_TRY();
+    {
+        exec::Helping *h = nullptr;
+        int from, to;
+        while (board::take(t.slot, t.generation, &from, &to)) {
+            begin_work_txn();
+            pg::spi_connect();
+            MemoryContextSwitchTo(iter_ctx);
+            if (h == nullptr) h = exec::start_helping(t, iter_ctx);
+            int k = h != nullptr ? exec::help_with(h, t, from, to, iter_ctx) : -1;
+            SPI_finish();
+            if (k < 0) {
+                // the run is no longer executed by the worker that shared it (or cannot be helped): what this chunk
+                // did is rolled back, and the tasks are left to whoever executes the run
+                AbortCurrentTransaction();
+                break;
+            }
+            commit_work_txn();
+            ran += k;
+            CHECK_FOR_INTERRUPTS();
+        }
+    }
+    PG_CATCH();
+    {
+        // (the chunk rolls back; the owner executes the tasks that have no row once every helper has left)
+        MemoryContextSwitchTo(iter_ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+    board::leave(&t);
+    pg_atomic_write_u64(&my_slot->run_id, 0);
+    MemoryContextReset(iter_ctx);
+    return ran > 0 ? ran : 1;
+}
+
+}  // namespace pw::worker

@@ -1,0 +1,167 @@
+#!/bin/bash
+# Map tasks in parallel across workers (exec/shared_tasks.hpp): a function map step's tasks run on several workers at
+# once when workers are idle -- each task's effects once, its row committed with them; max_parallel caps how many
+# run at once; a task failing for good on a helper fails the step (naming the task), one with attempts left is
+# retried; cancel_run stops the rest. Faults: a helper terminated, the owner terminated, a SIGKILL (crash restart)
+# in the middle of shared maps -- every task's effects exactly once, every run finished right.
+source "$(dirname "$0")/../lib/cluster.sh"
+
+pw_cluster_up map_parallel 4 20 || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE effects (run_id bigint, idx int, attempt int, pid int, at timestamptz DEFAULT clock_timestamp());
+GRANT INSERT ON effects TO PUBLIC;
+CREATE FUNCTION mp_split(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(g) FROM generate_series(1, (ctx->'input'->>'n')::int) g $$;
+-- a task: records its effect (who executed it), sleeps input.ms, returns item * item
+CREATE FUNCTION mp_square(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, idx, attempt, pid)
+    VALUES ((ctx->>'run_id')::bigint, (ctx->>'index')::int, (ctx->>'attempt')::int, pg_backend_pid());
+    PERFORM pg_sleep(coalesce((ctx->'input'->>'ms')::int, 0) / 1000.0);
+    IF (ctx->>'index')::int = coalesce((ctx->'input'->>'fail_index')::int, -1)
+       AND (ctx->>'attempt')::int <= coalesce((ctx->'input'->>'fail_attempts')::int, 1000) THEN
+        RAISE EXCEPTION 'task % refuses', ctx->>'index';
+    END IF;
+    RETURN to_jsonb((ctx->>'item')::int * (ctx->>'item')::int);
+END $$;
+CREATE FUNCTION mp_sum(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT to_jsonb(sum(v::int)) FROM jsonb_array_elements_text(ctx->'prev') v $$;
+SELECT pipeline_worker.create_pipeline('mp', '[
+  {"name": "split", "function": "mp_split"},
+  {"name": "square", "function": "mp_square", "map": true, "max_attempts": 3, "retry_delay_ms": 10},
+  {"name": "sum", "function": "mp_sum"}]');
+SELECT pipeline_worker.create_pipeline('mp_two', '[
+  {"name": "split", "function": "mp_split"},
+  {"name": "square", "function": "mp_square", "map": true, "max_parallel": 2},
+  {"name": "sum", "function": "mp_sum"}]');
+SELECT pipeline_worker.create_pipeline('mp_once', '[
+  {"name": "split", "function": "mp_split"},
+  {"name": "square", "function": "mp_square", "map": true},
+  {"name": "sum", "function": "mp_sum"}]');
+SQL
+
+# sum of squares 1..n
+sq() { echo $(( $1 * ($1 + 1) * (2 * $1 + 1) / 6 )); }
+# the most tasks of RUN executing at the same moment, from their effects' start and their rows' end
+overlap_sql() {
+    echo "SELECT max(c) FROM (SELECT (SELECT count(*) FROM pipeline_worker.run_steps t
+            WHERE t.run_id = s.run_id AND t.position = 2 AND t.task IS NOT NULL
+              AND t.started_at <= s.started_at AND t.finished_at > s.started_at) c
+          FROM pipeline_worker.run_steps s WHERE s.run_id = $1 AND s.position = 2 AND s.task IS NOT NULL) x"
+}
+
+pw_wait_workers 4 20 >/dev/null || pw_die "4 workers did not start"
+pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+
+# ---------------------------------------------------------------- several workers execute one map
+run=$(pw_run mp '{"n": 12, "ms": 300}')
+pw_check "a 12-task map of 0.3 s tasks succeeds with the sum of squares" "succeeded $(sq 12)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "its tasks ran on more than one worker" t \
+    "SELECT count(DISTINCT pid) > 1 FROM effects WHERE run_id = $run"
+pw_check_sql "tasks ran at the same moment (overlapping rows)" t "SELECT ($(overlap_sql "$run")) > 1"
+pw_check_sql "every task's effect once, one succeeded row per task, output in element order" "12 12 0 true" \
+    "SELECT (SELECT count(DISTINCT idx) FROM effects WHERE run_id = $run) || ' ' ||
+            (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND task IS NOT NULL AND status = 'succeeded') || ' ' ||
+            (SELECT count(*) - count(DISTINCT idx) FROM effects WHERE run_id = $run) || ' ' ||
+            ((SELECT output FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 2 AND task IS NULL)
+              = (SELECT jsonb_agg(g * g ORDER BY g) FROM generate_series(1, 12) g))"
+
+# ---------------------------------------------------------------- max_parallel caps the workers at once
+pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+run=$(pw_run mp_two '{"n": 8, "ms": 300}')
+pw_check "max_parallel 2: succeeds" "succeeded $(sq 8)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "max_parallel 2: never more than 2 tasks at once, and 2 at some moment" 2 "$(overlap_sql "$run")"
+
+idle4() { pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null; }
+# exactly once: every task's effect once, each with its succeeded row (effects of rolled-back chunks are gone with them)
+once_sql() {
+    echo "SELECT (SELECT count(*) FROM effects WHERE run_id = $1) || ' ' ||
+                 (SELECT count(*) - count(DISTINCT (idx, attempt)) FROM effects WHERE run_id = $1) || ' ' ||
+                 (SELECT count(*) FROM effects e WHERE run_id = $1 AND NOT EXISTS (
+                    SELECT 1 FROM pipeline_worker.run_steps s WHERE s.run_id = e.run_id AND s.position = 2
+                      AND s.task = e.idx AND s.attempt = e.attempt))"
+}
+
+# ---------------------------------------------------------------- retries and failures of shared tasks
+idle4
+run=$(pw_run mp '{"n": 10, "ms": 100, "fail_index": 7, "fail_attempts": 1}')
+pw_check "a shared task failing once is retried: the run succeeds" "succeeded $(sq 10)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "task 7: attempt 1 failed, attempt 2 succeeded; the others one attempt each" "failed,succeeded 9" \
+    "SELECT (SELECT string_agg(status, ',' ORDER BY attempt) FROM pipeline_worker.run_steps WHERE run_id = $run AND task = 7)
+            || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND task <> 7 AND attempt = 1 AND status = 'succeeded')"
+idle4
+run=$(pw_run mp_once '{"n": 10, "ms": 100, "fail_index": 6}')
+pw_check "a shared task failing with no attempts left fails the run" failed "$(pw_wait_run "$run" 60)"
+pw_check_sql "the run's error names the step and the task" t \
+    "SELECT error LIKE 'step \"square\" failed: task 6: %refuses%' FROM pipeline_worker.runs WHERE id = $run"
+pw_check_sql "the step's own row failed; sum never ran" "failed 0" \
+    "SELECT (SELECT status FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 2 AND task IS NULL) || ' ' ||
+            (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 3)"
+
+# ---------------------------------------------------------------- cancel_run while tasks are shared
+idle4
+run=$(pw_run mp '{"n": 12, "ms": 700}')
+pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %'" >/dev/null
+pw_psql -c "SELECT pipeline_worker.cancel_run($run)" >/dev/null
+pw_check "cancel_run: the run ends cancelled" cancelled "$(pw_wait_run "$run" 30)"
+pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+pw_check_sql "cancel_run: no task left running, every effect has its row, fewer than 12 tasks ran" "0 0 0 true" \
+    "SELECT (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND status IN ('running', 'waiting')) || ' ' ||
+            (SELECT split_part(($(once_sql "$run")), ' ', 2)) || ' ' || (SELECT split_part(($(once_sql "$run")), ' ', 3)) || ' ' ||
+            ((SELECT count(*) FROM effects WHERE run_id = $run) < 12)"
+
+# ---------------------------------------------------------------- faults
+# F1: a helper terminated in the middle of its chunk: its chunk rolls back, the owner executes those tasks
+idle4
+run=$(pw_run mp '{"n": 12, "ms": 600}')
+helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %' LIMIT 1")
+[ -n "$helper" ] && pw_psql -c "SELECT pg_terminate_backend($helper)" >/dev/null
+pw_check "F1 helper terminated: the run succeeds" "succeeded $(sq 12)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "F1: every task's effect exactly once, each with its row" "12 0 0" "$(once_sql "$run")"
+
+# F2: the owner terminated while helpers execute its tasks: their chunks commit only while its claim holds; the
+# run is recovered and resumed from the tasks' committed rows
+pw_wait_workers 4 30 >/dev/null; idle4
+run=$(pw_run mp '{"n": 12, "ms": 600}')
+owner=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                        AND (query = 'run $run step 2 (square)' OR query LIKE 'run $run: waiting%') LIMIT 1")
+pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %'" >/dev/null
+[ -n "$owner" ] && pw_psql -c "SELECT pg_terminate_backend($owner)" >/dev/null
+pw_check "F2 owner terminated: the run succeeds" "succeeded $(sq 12)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "F2: every task's effect exactly once, each with its row" "12 0 0" "$(once_sql "$run")"
+pw_check_sql "F2: the run was claimed again" t "SELECT claims > 1 FROM pipeline_worker.runs WHERE id = $run"
+
+# F3: SIGKILL of a helper (crash restart of the whole server) with several shared maps under way
+pw_wait_workers 4 30 >/dev/null; idle4
+runs=$(pw_create_runs mp '{"n": 30, "ms": 50}' '{"n": 30, "ms": 50}' '{"n": 30, "ms": 50}')
+helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 2 (square) task %' LIMIT 1")
+[ -n "$helper" ] && kill -9 "$helper"
+sleep 1
+pw_wait_workers 4 30 >/dev/null
+for r in $runs; do
+    pw_check "F3 SIGKILL: run $r succeeds" "succeeded $(sq 30)" \
+        "$(pw_wait_run "$r" 90) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $r")"
+    pw_check_sql "F3: run $r: every task's effect exactly once, each with its row" "30 0 0" "$(once_sql "$r")"
+done
+
+# ---------------------------------------------------------------- many maps at once (W2's shape), each task once
+pw_wait_workers 4 30 >/dev/null; idle4
+inputs=(); for i in $(seq 1 20); do inputs+=('{"n": 50}'); done
+runs=$(pw_create_runs mp "${inputs[@]}")
+pw_wait_all_finished 120
+pw_check_sql "20 maps of 50 tasks: all succeeded with the sum of squares" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($(echo $runs | tr ' ' ',')) AND status = 'succeeded' AND result = '$(sq 50)'"
+pw_check_sql "20 maps of 50 tasks: 1,000 effects, none twice" "1000 0" \
+    "SELECT count(*) || ' ' || (count(*) - count(DISTINCT (run_id, idx))) FROM effects WHERE run_id IN ($(echo $runs | tr ' ' ','))"
+pw_check_sql "no step row left running or waiting anywhere" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE status IN ('running', 'waiting')"
+problems=$(pw_log_problems | grep -v "terminat\|signal 9\|F[123]\|was terminated by signal 9\|exited with exit code 1\|crash of another" | grep -v "^$" | head -5)
+pw_check "no unexpected error in the server log" "" "$problems"
+
+pw_finish
