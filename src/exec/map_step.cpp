@@ -19,6 +19,8 @@ using core::StepStatus;
 
 namespace {
 
+constexpr int64 kShareAfterUs = 5000;
+
 // Every task done: the step's own row gets the array of their outputs (built in run_ctx: r->outputs outlive SPI's
 // procedure context).
 bool finish_map(RunState *r, int pos, int attempt, TimestampTz started, Jsonb **outs, int n, MemoryContext run_ctx) {
@@ -316,9 +318,15 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
     m.together = step->is_http && io != nullptr && io->park_parent != nullptr;
     m.nflying = m.together ? httpq::tasks_in_flight(r->id, pos, m.out_now, n) : 0;
     m.limit = step->max_parallel > 0 ? step->max_parallel : INT_MAX;
+    // Sharing costs a commit, a wake-up and the helpers' transactions (about a millisecond): worth it only when the
+    // tasks left would take longer than kShareAfterUs here, judged from the tasks this execution ran so far.
     bool may_share = !m.together;
+    TimestampTz loop_start = GetCurrentTimestamp();
+    int ran_here = 0;
     for (int i = 0; i < n; i++) {
-        if (may_share && i > tried && worth_sharing(step, io, i, n)) {
+        if (may_share && i > tried && ran_here > 0 &&
+            (GetCurrentTimestamp() - loop_start) / ran_here * (n - i) >= kShareAfterUs &&
+            worth_sharing(step, io, i, n)) {
             may_share = false;  // (once: what is left after it runs here)
             m.sharing = true;
             Shared sh = share_tasks(r, pos, i, n, claimed->claims, io, arg,
@@ -339,6 +347,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
             }
         }
         if (m.later[i]) continue;  // failed in this execution: tried again after the back-off
+        ran_here += !m.done[i];
         TaskEnd e = m.run(i);
         if (e == TaskEnd::Stop) {
             *out = m.out;
