@@ -136,33 +136,6 @@ void close_waits(Datum run_ids) {
                      1, types, v, nullptr, false);
 }
 
-// The unfinished descendants of a cancelled run: each asked to stop (as cancel_run does), then cancelled together.
-void cancel_descendants(int64 run_id) {
-    int n;
-    int64 *ids = store::unfinished_descendants(run_id, &n);
-    if (n == 0) return;
-    for (int i = 0; i < n; i++) {
-        shared::request_cancel(ids[i]);
-        shared::interrupt_executor(ids[i]);
-    }
-    static SPIPlanPtr plan_cancel_children = nullptr;
-    Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {pg::int8_array(ids, n)};
-    pg::run_as_owner(&plan_cancel_children,
-                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
-                     " error = 'cancelled: its parent run was cancelled', finished_at = pg_catalog.clock_timestamp(),"
-                     " not_before = NULL WHERE id = ANY ($1)"
-                     " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
-                     "   ELSE true END RETURNING id, pipeline",
-                     1, types, v, nullptr, false);
-    for (uint64 i = 0; i < SPI_processed; i++) {
-        bool isnull;
-        store::note_finished(TextDatumGetCString(col(i, 2, &isnull)), DatumGetInt64(col(i, 1, &isnull)),
-                             core::RunStatus::Cancelled, -1);
-    }
-    close_waits(v[0]);
-}
-
 }  // namespace
 
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
@@ -204,7 +177,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         }
     }
     // its unfinished child runs (and theirs) are cancelled with it
-    if (result && store::schema_version() >= 2) cancel_descendants(run_id);
+    if (result && store::schema_version() >= 2) store::cancel_descendants(run_id, "cancelled: its parent run was cancelled");
     SPI_finish();
     if (result) notes::runs_finished();
     PG_RETURN_BOOL(result);

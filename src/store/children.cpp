@@ -2,7 +2,9 @@
 
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
+#include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
+#include "store/pipelines.hpp"
 
 namespace pw::store {
 
@@ -137,7 +139,7 @@ int64 *unfinished_descendants(int64 run_id, int *n) {
                      "   WHERE d.depth < 10000)"
                      " SELECT d.id FROM d JOIN pipeline_worker.runs r ON r.id = d.id"
                      " WHERE r.status NOT IN ('succeeded', 'failed', 'cancelled') ORDER BY d.depth, d.id",
-                     1, types, v, nullptr, true);
+                     1, types, v, nullptr, false);  // (not read-only: children started earlier in this transaction too)
     *n = static_cast<int>(SPI_processed);
     int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (*n + 1)));
     for (int i = 0; i < *n; i++) {
@@ -145,6 +147,38 @@ int64 *unfinished_descendants(int64 run_id, int *n) {
         ids[i] = DatumGetInt64(col(i, 1, &isnull));
     }
     return ids;
+}
+
+void cancel_descendants(int64 run_id, const char *why) {
+    int n;
+    int64 *ids = unfinished_descendants(run_id, &n);
+    if (n == 0) return;
+    for (int i = 0; i < n; i++) {
+        shared::request_cancel(ids[i]);
+        shared::interrupt_executor(ids[i]);
+    }
+    static SPIPlanPtr plan_cancel_children = nullptr, plan_close_child_waits = nullptr;
+    Oid types[2] = {INT8ARRAYOID, TEXTOID};
+    Datum v[2] = {pg::int8_array(ids, n), CStringGetTextDatum(why)};
+    pg::run_as_owner(&plan_cancel_children,
+                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                     " error = $2, finished_at = pg_catalog.clock_timestamp(),"
+                     " not_before = NULL WHERE id = ANY ($1)"
+                     " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
+                     "   ELSE true END RETURNING id, pipeline",
+                     2, types, v, nullptr, false);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        note_finished(TextDatumGetCString(col(i, 2, &isnull)), DatumGetInt64(col(i, 1, &isnull)),
+                      core::RunStatus::Cancelled, -1);
+    }
+    if (SPI_processed > 0) notes::runs_finished();
+    // a sleep or event wait they were in ends with them
+    pg::run_as_owner(&plan_close_child_waits,
+                     "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
+                     " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
+                     " WHERE run_id = ANY ($1) AND status = 'waiting'",
+                     1, types, v, nullptr, false);
 }
 
 }  // namespace pw::store

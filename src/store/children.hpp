@@ -40,4 +40,9 @@ void wake_parents(const int64 *parent_ids, int n);
 // Unfinished descendants of run_id (children, their children, ...), deepest last; *n set. SPI connected.
 int64 *unfinished_descendants(int64 run_id, int *n);
 
+// Cancels the unfinished descendants of run_id (each asked to stop, as cancel_run does; error = why), closing the
+// waits they were in. cancel_run of a run, and a run that failed (a graph's other branch may have a child under way:
+// nobody would take its result). SPI connected.
+void cancel_descendants(int64 run_id, const char *why);
+
 }  // namespace pw::store

@@ -430,6 +430,12 @@ static void flush_closes() {
                                " WHERE s.run_id = ANY (ARRAY[c.id]) AND s.status IN ('running', 'waiting')",
                                2, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    // A failed run's children still under way (another branch of its graph): nobody takes their results now.
+    if (schema_version() < 2) return;
+    foreach (lc, pending_closes) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        if (r->status == core::RunStatus::Failed) cancel_descendants(r->id, "cancelled: its parent run failed");
+    }
 }
 
 void flush_writes() {

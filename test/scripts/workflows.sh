@@ -25,6 +25,8 @@ BEGIN
 END $$;
 CREATE FUNCTION wf_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'wf_fail always fails'; END $$;
+CREATE FUNCTION wf_slow_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.5); RAISE EXCEPTION 'wf_slow_fail fails late'; END $$;
 CREATE ROLE wf_user LOGIN;
 CREATE ROLE wf_other LOGIN;
 GRANT EXECUTE ON FUNCTION wf_echo(jsonb), wf_num(jsonb) TO wf_user;
@@ -299,6 +301,17 @@ r=$(pw_psql -U wf_user -c "SELECT pipeline_worker.create_run('u_parent', '{}')")
 wait_done "$r"
 pw_check "at run time the submitter's right is checked again: revoked, the step fails and no child exists" "failed|true|0" \
     "$(q "SELECT status || '|' || (error LIKE '%may not submit runs to pipeline \"kid\"%') || '|' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) FROM pipeline_worker.runs WHERE id = $r")"
+
+# A graph run failing in one branch cancels the child run another branch has under way (nobody takes its result)
+q "SELECT pipeline_worker.create_pipeline('branch_fails', '[{\"name\": \"waits\", \"pipeline\": \"kid_waits\", \"depends_on\": []},
+   {\"name\": \"slow_fail\", \"function\": \"wf_slow_fail\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('branch_fails', '{}')")
+wait_done "$r"
+pw_check "a branch fails: the run fails naming it, its other branch's child is cancelled, no row left waiting" \
+    "failed|true|cancelled|cancelled: its parent run failed|0" \
+    "$(q "SELECT r.status || '|' || (r.error LIKE 'step \"slow_fail\" failed%') || '|' || c.status || '|' || c.error || '|' ||
+              (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN (r.id, c.id) AND status = 'waiting')
+          FROM pipeline_worker.runs r JOIN pipeline_worker.runs c ON c.parent_run_id = r.id WHERE r.id = $r")"
 
 # HTTP tasks of one run are in flight together (at most max_parallel)
 hm() {  # NAME URL_PATH EXTRA_STEP_KEYS : an HTTP map pipeline over [1..n]
