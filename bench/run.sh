@@ -48,10 +48,14 @@
 #                          --ops-figures LIST (all) picks some of: databases,retention,stats,purge
 #   --workflows            the 0.2 workflow figures in one run (bench/js/workflows.mjs): W1 and a diamond DAG
 #                          (a -> b, c -> d) drain of --runs; W2 fan-out/fan-in (--w2-runs (1000) runs of
-#                          {"n": --w2-n (100)}: split -> square (map) -> sum) against a plain Node pg pool doing the
-#                          same; --sleep-runs (100000) runs sleeping at once (workers busy and server CPU while
-#                          asleep, then all due in the same second); send_event -> waiting step succeeded over
-#                          --event-samples (500) events; --workflow-figures LIST (all): diamond,w2,sleep,events
+#                          {"n": --w2-n (100)}: split -> square (map) -> sum) against the peers of --w2-peers LIST
+#                          (node,dbos,pgflow; none): a plain Node pg pool doing the same at --w2-runs, DBOS Transact
+#                          (child workflows on a queue, --dbos-poll-ms (10) queue and getResult polling) and pgflow (a map
+#                          step, --pgflow-workers (2) worker loops sharing --workers tasks in flight), these two in
+#                          databases of their own at --w2-peer-runs (200) runs, plus ratio lines; --sleep-runs (100000)
+#                          runs sleeping at once (workers busy and server CPU while asleep, then all due in the same
+#                          second); send_event -> waiting step succeeded over --event-samples (500) events;
+#                          --workflow-figures LIST (all): diamond,w2,sleep,events
 #   --http-runs N (20000)  --http-figures LIST (endpoint,live,drain,delay,inflight,latency)  --http-endpoint cpp|node
 #   --runs N (10000)  --workers W (10)  --reps R (1)
 #   --rate R (100)  --duration S (30)  --poll-ms MS (50: node-pg idle poll in latency mode)
@@ -102,7 +106,8 @@ while [ $# -gt 0 ]; do
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
     --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
-    --ops-retention-history|--steady-retention|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures)
+    --ops-retention-history|--steady-retention|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
+    --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -126,7 +131,11 @@ if [ "$MODE" = sweep ] && ! command -v gnuplot >/dev/null; then
     echo "run.sh: gnuplot not found (apt-get install gnuplot-nox); charts will be missing" >&2
   fi
 fi
-if [ ! -d "$HERE/node_modules" ]; then
+# npm ci (from package-lock.json) when bench/node_modules is missing or lacks a dependency at its pinned version
+if ! node -e 'const [pkg, nm] = process.argv.slice(1);
+    for (const [k, v] of Object.entries(require(pkg).dependencies)) {
+      if (require(`${nm}/${k}/package.json`).version !== v) process.exit(1);
+    }' "$HERE/package.json" "$HERE/node_modules" 2>/dev/null; then
   echo "run.sh: installing node packages (npm ci)" >&2
   (cd "$HERE" && npm ci --no-audit --no-fund >&2)
 fi

@@ -1,14 +1,17 @@
 // --workflows: the workflow figures of release 0.2 in one run on one cluster (bench/README.md):
 //   1. W1 drain (the reference) and a diamond DAG (a -> b, c -> d) drain of --runs runs;
-//   2. W2 fan-out/fan-in: --w2-runs runs with input {"n": --w2-n}, split -> square (map) -> sum, tasks/s, against a
-//      plain Node pg pool doing the same (one transaction per task) on the same cluster;
+//   2. W2 fan-out/fan-in: --w2-runs runs with input {"n": --w2-n}, split -> square (map) -> sum, tasks/s, against the
+//      peers of --w2-peers (node,dbos,pgflow) on the same cluster: a plain Node pg pool doing the same (one transaction
+//      per task, --w2-runs runs, schema pwflow), DBOS Transact (child workflows on a queue) and pgflow (a map step),
+//      each of these two in a database of its own at --w2-peer-runs (200) runs; pipeline_worker's tasks/s over each;
 //   3. --sleep-runs runs sleeping at once: workers busy and server CPU while asleep; then all of them due in the
 //      same second: how fast they finish;
 //   4. send_event commit -> waiting step succeeded: p50/p99 over --event-samples events.
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { fmt, now, sleep } from './common.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -26,6 +29,106 @@ function serverCpuSeconds(pgdata) {
     } catch { /* gone */ }
   }
   return ticks / 100;
+}
+
+// Runs `script` (a peer driver) with PGDATABASE = db; resolves with the {type: 'result'} message it sends, if any. Its
+// stdout goes to our stderr (DBOS logs there), so that stdout keeps the result lines only.
+function runPeer(script, args, db) {
+  return new Promise((resolve, reject) => {
+    const p = fork(path.join(HERE, script), args, {
+      env: { ...process.env, PGDATABASE: db }, stdio: ['ignore', 2, 2, 'ipc'],
+    });
+    let result = null;
+    p.on('message', (m) => { if (m?.type === 'result') result = m; });
+    p.on('error', reject);
+    p.on('exit', (code, sig) => (code === 0 ? resolve(result) : reject(new Error(`${script}_exited_${code ?? sig}`))));
+  });
+}
+
+// W2 on a workflow engine (DBOS or pgflow) in a database of its own, created here: the application tables
+// (sql/w2-peers.sql) with `runs` pending runs of {"n": n}, the engine's schemas, its untimed setup (the runs enqueued or
+// started through the engine), then the timed drain by the driver, then the checks. Returns {secs, verified, desc}.
+async function w2EnginePeer(h, peer, runs, n) {
+  const { q, o, W, log } = h;
+  const db = `pw_${peer}`;
+  const pollMs = Number(o['dbos-poll-ms'] ?? 10);
+  const loops = Number(o['pgflow-workers'] ?? 2);
+  const batch = Math.ceil(W / loops);
+  const desc = peer === 'dbos'
+    ? `parent_concurrency=${W} square_concurrency=${W} poll_ms=${pollMs}`
+    : `worker_loops=${loops} batch=${batch} in_flight<=${loops * batch}`;
+  await h.setWorkers(0);
+  await q(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await q(`CREATE DATABASE ${db}`);
+  const c = new pg.Client({ database: db, application_name: 'pwbench-w2-peer' });
+  await c.connect();
+  try {
+    await h.runSqlFileOn(c, 'w2-peers.sql');
+    await c.query('INSERT INTO w2app.runs (n) SELECT $1 FROM generate_series(1, $2::int)', [n, runs]);
+    const common = ['--runs', String(runs), '--n', String(n), '--timeout', String(o.timeout)];
+    let args;
+    if (peer === 'dbos') {
+      args = [...common, '--workers', String(W), '--concurrency', String(W), '--poll-ms', String(pollMs)];
+      log(`w2 dbos: setup (migrate, queues, ${runs} workflows enqueued)`);
+      await runPeer('peer-dbos-w2.mjs', [...args, '--phase', 'setup'], db);
+    } else {
+      // pgmq 1.5.1 as plain SQL (no extension), the realtime stand-in, pgflow's migrations as @pgflow/core ships them
+      // except their CREATE EXTENSION pgmq (pgmq's schema is already there)
+      await h.runSqlFileOn(c, 'pgflow-realtime-stub.sql');
+      await h.runSqlFileOn(c, 'vendor/pgmq-1.5.1.sql');
+      const dir = path.join(HERE, '..', 'node_modules', '@pgflow', 'core', 'dist', 'supabase', 'migrations');
+      const files = fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+      let dropped = 0;
+      for (const f of files) {
+        const sql = fs.readFileSync(path.join(dir, f), 'utf8')
+          .replace(/^CREATE EXTENSION IF NOT EXISTS "pgmq" WITH SCHEMA "pgmq";$/m, () => { dropped++; return ''; });
+        await c.query(sql);
+      }
+      if (dropped !== 1) throw new Error(`pgflow migrations: ${dropped} CREATE EXTENSION pgmq lines found, expected 1`);
+      log(`w2 pgflow: ${files.length} migrations applied; setup (flow, ${runs} flow runs started)`);
+      args = [...common, '--loops', String(loops), '--batch', String(batch)];
+      await runPeer('peer-pgflow-w2.mjs', [...args, '--phase', 'setup'], db);
+    }
+    await c.query('VACUUM ANALYZE');
+    await q('CHECKPOINT');
+    log(`w2 ${peer}: timed drain of ${runs} runs`);
+    let r;
+    try {
+      r = await runPeer(peer === 'dbos' ? 'peer-dbos-w2.mjs' : 'peer-pgflow-w2.mjs', [...args, '--phase', 'run'], db);
+      if (!r) throw new Error('no_result');
+    } catch (e) {
+      return { secs: NaN, verified: h.failText(e.message), desc };
+    }
+    const problems = [];
+    if (r.errors.length) problems.push(`errors:${r.errors.join('|')}`);
+    if (r.squares !== runs * n) problems.push(`${r.squares}_square_executions`);
+    if (r.runs !== runs) problems.push(`${r.runs}_runs_finished`);
+    const v = (await c.query('SELECT w2app.verify($1, $2) AS v', [runs, n])).rows[0].v;
+    if (v !== 'ok') problems.push(v);
+    if (peer === 'dbos') {
+      // N parents and N·n children, each SUCCESS, none recovered (run more than once)
+      const e = (await c.query(`SELECT count(*) AS all, count(*) FILTER (WHERE status = 'SUCCESS') AS ok,
+                                       count(*) FILTER (WHERE recovery_attempts > 1) AS again
+                                  FROM dbos.workflow_status`)).rows[0];
+      const want = runs * (n + 1);
+      if (Number(e.all) !== want || Number(e.ok) !== want || Number(e.again) !== 0) {
+        problems.push(`dbos_workflows_${e.ok}_of_${e.all}_success_${e.again}_recovered_expected_${want}`);
+      }
+    } else {
+      // N·(n+2) tasks completed at their first attempt, N flow runs completed
+      const e = (await c.query(`SELECT (SELECT count(*) FROM pgflow.step_tasks) AS all,
+                                       (SELECT count(*) FROM pgflow.step_tasks
+                                         WHERE status = 'completed' AND attempts_count = 1) AS ok,
+                                       (SELECT count(*) FROM pgflow.runs WHERE status = 'completed') AS runs`)).rows[0];
+      const want = runs * (n + 2);
+      if (Number(e.all) !== want || Number(e.ok) !== want || Number(e.runs) !== runs) {
+        problems.push(`pgflow_tasks_${e.ok}_of_${e.all}_first_attempt_${e.runs}_runs_completed_expected_${want}`);
+      }
+    }
+    return { secs: r.seconds, verified: problems.length ? h.failText(problems.join(';')) : 'ok', desc };
+  } finally {
+    await c.end();
+  }
 }
 
 export async function workflowsMode(h) {
@@ -85,10 +188,15 @@ export async function workflowsMode(h) {
       `target=>=60% ${d.rps >= 0.6 * w1.rps ? 'met' : 'MISSED'} verified=${verified}`);
   }
 
-  // 2. W2, ours and the Node pool's
+  // 2. W2: ours, then the peers (--w2-peers): the Node pool at the same count, DBOS and pgflow at --w2-peer-runs
   if (want('w2')) {
     const runs = Number(o['w2-runs'] ?? 1000), n = Number(o['w2-n'] ?? 100);
     const tasks = runs * n, expect = (n * (n + 1) * (2 * n + 1)) / 6;
+    const w2peers = (o['w2-peers'] ?? 'node,dbos,pgflow').split(',').filter((x) => x && x !== 'none');
+    for (const p of w2peers) if (!['node', 'dbos', 'pgflow'].includes(p)) throw new Error(`unknown --w2-peers entry ${p}`);
+    for (const k of ['w2-peer-runs', 'dbos-poll-ms', 'pgflow-workers']) {
+      if (o[k] != null && !(Number.isInteger(Number(o[k])) && Number(o[k]) >= 1)) throw new Error(`--${k} must be a positive integer`);
+    }
     await fresh();
     const ours = await drain('w2', await queue('w2', runs, `jsonb_build_object('n', ${n})`), runs);
     const chk = (await q(`SELECT (SELECT count(*) FROM pwflow.squares) AS squares,
@@ -98,29 +206,58 @@ export async function workflowsMode(h) {
     if (verified === 'ok' && (Number(chk.squares) !== tasks || Number(chk.wrong) !== 0))
       verified = h.failText(`squares_${chk.squares}_wrong_${chk.wrong}`);
     const tps = tasks / ours.secs;
-    // the Node pool
-    await h.setWorkers(0);
-    await q('TRUNCATE pwflow.peer_runs, pwflow.peer_tasks, pwflow.peer_squares RESTART IDENTITY');
-    await q('INSERT INTO pwflow.peer_runs (n) SELECT $1 FROM generate_series(1, $2::int)', [n, runs]);
-    await q(`INSERT INTO pwflow.peer_tasks (run_id, kind, prio) SELECT id, 'split', 2 FROM pwflow.peer_runs ORDER BY id`);
-    await q('VACUUM ANALYZE pwflow.peer_runs');
-    await q('CHECKPOINT');
-    const t = now();
-    await new Promise((resolve, reject) => {
-      const p = spawn(process.execPath, [path.join(HERE, 'peer-node-w2.mjs'), String(W)], { stdio: 'inherit' });
-      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`peer-node-w2 exited ${code}`))));
-    });
-    const psecs = (now() - t) / 1000;
-    const pchk = (await q(`SELECT (SELECT count(*) FROM pwflow.peer_squares) AS squares,
-                                  (SELECT count(*) FROM pwflow.peer_runs WHERE status <> 'succeeded'
-                                      OR (result->>'value')::bigint <> $1) AS wrong`, [expect]))[0];
-    const pverified = Number(pchk.squares) === tasks && Number(pchk.wrong) === 0 ? 'ok' : h.failText('node_w2');
-    results.push({ runner: 'node-pool-w2', config: 'w2', mode: 'workflows', workers: W, runs, rps: runs / psecs,
-      verified: pverified });
-    const ptps = tasks / psecs;
-    emit(`workflows figure=w2 runs=${runs} n=${n} tasks=${tasks} workers=${W} tasks_per_s=${fmt(tps)} ` +
-      `node_pool_tasks_per_s=${fmt(ptps)} ratio=${fmt(tps / ptps, 1)}x target=>=20000_and_>=20x ` +
-      `${tps >= 20000 && tps >= 20 * ptps ? 'met' : 'MISSED'} verified=${verified}/${pverified}`);
+    const ratios = [];
+    if (w2peers.includes('node')) {
+      await h.setWorkers(0);
+      await q('TRUNCATE pwflow.peer_runs, pwflow.peer_tasks, pwflow.peer_squares RESTART IDENTITY');
+      await q('INSERT INTO pwflow.peer_runs (n) SELECT $1 FROM generate_series(1, $2::int)', [n, runs]);
+      await q(`INSERT INTO pwflow.peer_tasks (run_id, kind, prio) SELECT id, 'split', 2 FROM pwflow.peer_runs ORDER BY id`);
+      await q('VACUUM ANALYZE pwflow.peer_runs');
+      await q('CHECKPOINT');
+      const t = now();
+      await new Promise((resolve, reject) => {
+        const p = spawn(process.execPath, [path.join(HERE, 'peer-node-w2.mjs'), String(W)], { stdio: 'inherit' });
+        p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`peer-node-w2 exited ${code}`))));
+      });
+      const psecs = (now() - t) / 1000;
+      const pchk = (await q(`SELECT (SELECT count(*) FROM pwflow.peer_squares) AS squares,
+                                    (SELECT count(*) FROM pwflow.peer_runs WHERE status <> 'succeeded'
+                                        OR (result->>'value')::bigint <> $1) AS wrong`, [expect]))[0];
+      const pverified = Number(pchk.squares) === tasks && Number(pchk.wrong) === 0 ? 'ok' : h.failText('node_w2');
+      results.push({ runner: 'node-pool-w2', config: 'w2', mode: 'workflows', workers: W, runs, rps: runs / psecs,
+        verified: pverified });
+      const ptps = tasks / psecs;
+      ratios.push({ peer: 'node_pool', ratio: tps / ptps, runs });
+      emit(`workflows figure=w2 runs=${runs} n=${n} tasks=${tasks} workers=${W} tasks_per_s=${fmt(tps)} ` +
+        `node_pool_tasks_per_s=${fmt(ptps)} ratio=${fmt(tps / ptps, 1)}x target=>=20000_and_>=20x ` +
+        `${tps >= 20000 && tps >= 20 * ptps ? 'met' : 'MISSED'} verified=${verified}/${pverified}`);
+    } else {
+      emit(`workflows figure=w2 runs=${runs} n=${n} tasks=${tasks} workers=${W} tasks_per_s=${fmt(tps)} ` +
+        `target=>=20000 ${tps >= 20000 ? 'met' : 'MISSED'} verified=${verified}`);
+    }
+    // the workflow engines, each in its own database, at --w2-peer-runs runs (they are 100-1000x slower)
+    const peerRuns = Number(o['w2-peer-runs'] ?? 200);
+    for (const p of w2peers.filter((x) => x !== 'node')) {
+      let r;
+      try {
+        r = await w2EnginePeer(h, p, peerRuns, n);
+      } catch (e) {   // setup failed: a FAIL line, and the other figures still run
+        log(`w2 ${p}: ${e.stack}`);
+        r = { secs: NaN, verified: h.failText(`setup:${e.message}`), desc: '' };
+      }
+      const ptps = (peerRuns * n) / r.secs;
+      ratios.push({ peer: p, ratio: tps / ptps, runs: peerRuns });
+      results.push({ runner: `${p}-w2`, config: 'w2', mode: 'workflows', workers: W, runs: peerRuns, rps: peerRuns / r.secs,
+        verified: r.verified });
+      emit(`workflows figure=w2_${p} runs=${peerRuns} n=${n} tasks=${peerRuns * n} ${r.desc ? `${r.desc} ` : ''}seconds=${fmt(r.secs, 1)} ` +
+        `tasks_per_s=${fmt(ptps)} pipeline_worker_tasks_per_s=${fmt(tps)} (at runs=${runs}) ratio=${fmt(tps / ptps, 1)}x ` +
+        `verified=${r.verified}`);
+    }
+    if (ratios.length) {
+      emit(`workflows figure=w2_ratios pipeline_worker_tasks_per_s=${fmt(tps)} runs=${runs} ` +
+        `${ratios.map((x) => `ratio_${x.peer}=${fmt(x.ratio, 1)}x`).join(' ')} ` +
+        `peer_runs=${ratios.map((x) => `${x.peer}:${x.runs}`).join(',')}`);
+    }
   }
 
   // 3. sleeping runs
