@@ -7,6 +7,7 @@
 #include "exec/http_step.hpp"
 #include "exec/map_step.hpp"
 #include "exec/records.hpp"
+#include "exec/shared_tasks.hpp"
 #include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
@@ -15,6 +16,7 @@
 #include "store/children.hpp"
 #include "store/pipelines.hpp"
 #include "store/run_rows.hpp"
+#include "store/task_rows.hpp"
 #include "store/writes.hpp"
 
 namespace pw::exec {
@@ -104,6 +106,79 @@ bool condition_met(const RunState *r, int pos, int attempt) {
     Jsonb *ctx = build_context(r, pos, attempt);
     return DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(ctx), JsonbPGetDatum(cond)));
 }
+
+// Ready independent function steps of a graph, shared with idle workers (exec/shared_tasks.hpp): unit u is step
+// pos[u]'s attempt[u]. The owner's units run here like any function step.
+struct StepUnits {
+    const store::ClaimedRun *claimed;
+    RunState *r;
+    int n;
+    int pos[board::kUnits], attempt[board::kUnits];
+    MemoryContext run_ctx;
+    ResourceOwner run_owner;
+    bool *deferred;
+    int deferred_pos, deferred_attempt;
+    long deferred_retry_after;
+    Outcome out;
+
+    void defer(int p, int a, long retry_after) {
+        deferred[p] = true;
+        deferred_pos = p;
+        deferred_attempt = a;
+        deferred_retry_after = retry_after;
+    }
+
+    TaskEnd run(int u) {
+        int p = pos[u], a = attempt[u];
+        const store::Step *step = &r->pipeline->steps[p];
+        if (shared::cancel_requested(r->id)) {
+            out = record_cancelled(claimed, r, p, a, GetCurrentTimestamp(), false);
+            return TaskEnd::Stop;
+        }
+        report_step(r->id, p, step);
+        TimestampTz started = GetCurrentTimestamp();
+        StepResult res;
+        res.output = run_function_step(r, p, a, run_ctx, run_owner, &res.edata);
+        note_step_time(r->pipeline->id, p, GetCurrentTimestamp() - started);
+        if (res.succeeded()) {
+            record_success(r, p, a, started, res.output);
+            return TaskEnd::Done;
+        }
+        Outcome o = record_failure(claimed, r, p, a, started, res, true);
+        if (o == Outcome::RetryScheduled) {  // tried again after the back-off, once the walk is over
+            defer(p, a, res.retry_after_ms);
+            return TaskEnd::Deferred;
+        }
+        out = o;
+        return TaskEnd::Stop;
+    }
+
+    // What the helpers did: their rows read back. false: a step failed for good (the run fails, out says so).
+    bool read_back(int final_failure) {
+        store::TaskRecord *rows;
+        int nrows = store::read_step_attempts(r->id, pos, n, &rows, run_ctx);
+        for (int u = 0; u < n; u++) {
+            int p = pos[u];
+            if (r->done[p] || deferred[p]) continue;  // (ran here)
+            for (int k = 0; k < nrows; k++) {
+                if (rows[k].task != p || rows[k].attempt != attempt[u]) continue;
+                if (strcmp(rows[k].status, "succeeded") == 0) {
+                    r->outputs[p] = rows[k].output != nullptr ? rows[k].output : json_null();
+                    r->last_attempt[p] = attempt[u];
+                    r->done[p] = true;
+                } else if (u == final_failure || attempt[u] >= r->pipeline->steps[p].max_attempts) {
+                    out = fail_at_step(claimed, r, p, attempt[u], rows[k].error);
+                    return false;
+                } else {
+                    r->last_attempt[p] = attempt[u];
+                    defer(p, attempt[u], 0);
+                }
+            }
+            // (no row: its helper died with it uncommitted; the walk runs it here)
+        }
+        return true;
+    }
+};
 
 }  // namespace
 
@@ -221,6 +296,54 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             }
             continue;
         }
+        // Other function steps are ready too: with idle workers, they run at once on several
+        if (graph && step->kind == core::StepKind::Function && !r->waits && io != nullptr && work_out(r, io) == 0) {
+            StepUnits su;
+            su.n = 0;
+            su.pos[su.n] = pos;
+            su.attempt[su.n++] = attempt;
+            for (int k2 = k + 1; k2 < nsteps && su.n < board::kUnits; k2++) {
+                int q = p->order[k2];
+                const store::Step *sq = &p->steps[q];
+                if (r->done[q] || out_now[q] || deferred[q] || waiting_now[q] || sq->kind != core::StepKind::Function ||
+                    sq->map)
+                    continue;
+                bool ready = true;
+                for (int d = 0; d < sq->ndeps && ready; d++) ready = r->done[sq->deps[d]];
+                if (!ready || has_answer_for(q) || !condition_met(r, q, r->last_attempt[q] + 1)) continue;
+                su.pos[su.n] = q;
+                su.attempt[su.n++] = r->last_attempt[q] + 1;
+            }
+            if (su.n >= 2 && worth_sharing_steps(r, su.pos, su.n, io)) {
+                su.claimed = claimed;
+                su.r = r;
+                su.run_ctx = run_ctx;
+                su.run_owner = run_owner;
+                su.deferred = deferred;
+                su.deferred_pos = -1;
+                su.out = Outcome::Failed;
+                Shared sh = share_steps(r, su.pos, su.attempt, su.n, claimed->claims, io, arg,
+                                        [](void *x, int u) { return static_cast<StepUnits *>(x)->run(u); }, &su);
+                if (sh.shared) {
+                    if (!sh.stopped && shared::cancel_requested(r->id)) {
+                        su.out = record_cancelled(claimed, r, pos, attempt, GetCurrentTimestamp(), false);
+                        sh.stopped = true;
+                    }
+                    if (sh.stopped || !su.read_back(sh.final_failure)) {
+                        close_answers(su.out == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
+                        SPI_finish();
+                        return su.out;
+                    }
+                    if (su.deferred_pos >= 0) {
+                        deferred_pos = su.deferred_pos;
+                        deferred_attempt = su.deferred_attempt;
+                        deferred_retry_after = su.deferred_retry_after;
+                    }
+                    if (r->done[pos] || deferred[pos]) continue;
+                    // (its helper died before committing it: it runs here)
+                }
+            }
+        }
         StepResult res;
         switch (step->kind) {
             case core::StepKind::Http:
@@ -231,9 +354,12 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             case core::StepKind::Pipeline:
                 res = run_wait_step(claimed, r, pos, attempt, started, run_ctx);
                 break;
-            case core::StepKind::Function:
+            case core::StepKind::Function: {
+                TimestampTz t0 = graph ? GetCurrentTimestamp() : 0;
                 res.output = run_function_step(r, pos, attempt, run_ctx, run_owner, &res.edata);
+                if (graph) note_step_time(p->id, pos, GetCurrentTimestamp() - t0);
                 break;
+            }
         }
         if (res.parked && together) {
             out_now[pos] = true;

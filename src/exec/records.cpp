@@ -84,6 +84,14 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
     return Outcome::Failed;
 }
 
+Outcome fail_at_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, const char *msg) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    r->last_attempt[pos] = attempt;
+    store::buffer_run(claimed, RunStatus::Failed, nullptr,
+                      psprintf("step \"%s\" failed: %s", step->name, msg != nullptr ? msg : "failed"));
+    return Outcome::Failed;
+}
+
 Outcome fail_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int task, const char *msg,
                       TimestampTz started) {
     const store::Step *step = &r->pipeline->steps[pos];

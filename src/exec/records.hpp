@@ -23,6 +23,8 @@ Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step
 // is out: the step is tried again once an answer resumes it).
 Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                        const StepResult &res, bool defer_retry = false);
+// A step's attempt failed with no attempts left and its row is written (another worker ran it): the run fails.
+Outcome fail_at_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, const char *msg);
 // A map task failed with no attempts left (its row is written): the step's own row and the run fail, naming it.
 Outcome fail_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int task, const char *msg,
                       TimestampTz started);

@@ -33,21 +33,12 @@ bool worth_sharing(const store::Step *step, const HttpIO *io, int lo, int hi) {
            io->pause != nullptr && hi - lo >= 2 && shared::idle_workers() > 0;
 }
 
-Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io, void *arg, RunTask run_task,
-                   void *map) {
+namespace {
+
+// Runs chunks of the entry with run_task until none is left, then waits (no transaction open) for the helpers.
+Shared run_shared(RunState *r, const Waiting &w0, int helpers, HttpIO *io, void *arg, RunTask run_task, void *map) {
+    Waiting w = w0;
     Shared s;
-    const store::Step *step = &r->pipeline->steps[pos];
-    int helpers = shared::idle_workers();
-    if (step->max_parallel > 0 && helpers > step->max_parallel - 1) helpers = step->max_parallel - 1;
-    if (helpers > hi - lo - 1) helpers = hi - lo - 1;
-    if (helpers < 1) return s;
-    // Helpers read the run as committed: its claim, and the outputs the map step's context is built from.
-    SPI_finish();
-    io->pause(arg, at_once, nullptr);
-    pg::spi_connect();
-    Waiting w;
-    w.slot = board::publish(r->id, pos, lo, hi, claims, helpers, &w.generation);
-    if (w.slot < 0) return s;  // the board is full: this map runs alone
     s.shared = true;
     shared::wake_workers(helpers);
     int from, to;
@@ -62,13 +53,101 @@ Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io,
     // Every task is taken: what the helpers took is done (committed) or rolled back once they have left.
     board::close(w.slot, w.generation);
     SPI_finish();
-    pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its map tasks",
+    pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
                                                    static_cast<long long>(r->id)));
     io->pause(arg, helpers_gone, &w);
     pg::spi_connect();
     s.final_failure = board::final_failure(w.slot, w.generation);
     board::retire(w.slot, w.generation);
     return s;
+}
+
+// Helpers read the run as committed: its claim, and the outputs the shared steps' context is built from.
+void commit_first(HttpIO *io, void *arg) {
+    SPI_finish();
+    io->pause(arg, at_once, nullptr);
+    pg::spi_connect();
+}
+
+// Durations of function steps seen by this process (pipeline id, position -> moving average), to tell whether
+// sharing independent steps pays.
+struct StepTime {
+    int64 pipeline_id;
+    int pos;
+    int64 us;  // -1: a free place
+};
+constexpr int kStepTimes = 256;
+StepTime step_times[kStepTimes];
+bool step_times_ready = false;
+
+StepTime *step_time(int64 pipeline_id, int pos, bool add) {
+    if (!step_times_ready) {
+        for (StepTime &t : step_times) t.us = -1;
+        step_times_ready = true;
+    }
+    uint32 h = static_cast<uint32>((pipeline_id * 31 + pos) * 2654435761u) % kStepTimes;
+    for (int probe = 0; probe < 8; probe++) {
+        StepTime &t = step_times[(h + probe) % kStepTimes];
+        if (t.us >= 0 && t.pipeline_id == pipeline_id && t.pos == pos) return &t;
+        if (t.us < 0) {
+            if (!add) return nullptr;
+            t.pipeline_id = pipeline_id;
+            t.pos = pos;
+            return &t;
+        }
+    }
+    if (!add) return nullptr;
+    StepTime &t = step_times[h];  // (full around here: the newest wins)
+    t.pipeline_id = pipeline_id;
+    t.pos = pos;
+    t.us = -1;
+    return &t;
+}
+
+}  // namespace
+
+Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io, void *arg, RunTask run_task,
+                   void *map) {
+    const store::Step *step = &r->pipeline->steps[pos];
+    int helpers = shared::idle_workers();
+    if (step->max_parallel > 0 && helpers > step->max_parallel - 1) helpers = step->max_parallel - 1;
+    if (helpers > hi - lo - 1) helpers = hi - lo - 1;
+    if (helpers < 1) return Shared();
+    commit_first(io, arg);
+    Waiting w;
+    w.slot = board::publish(r->id, pos, lo, hi, claims, helpers, &w.generation);
+    if (w.slot < 0) return Shared();  // the board is full: this map runs alone
+    return run_shared(r, w, helpers, io, arg, run_task, map);
+}
+
+void note_step_time(int64 pipeline_id, int pos, int64 us) {
+    StepTime *t = step_time(pipeline_id, pos, true);
+    t->us = t->us < 0 ? us : (t->us * 3 + us) / 4;
+}
+
+bool worth_sharing_steps(const RunState *r, const int *positions, int k, const HttpIO *io) {
+    if (k < 2 || io == nullptr || io->pause == nullptr || shared::idle_workers() == 0) return false;
+    // worth it unless they are known to be fast: all but the longest would take this worker over kShareStepsUs
+    int64 total = 0, longest = 0;
+    for (int u = 0; u < k; u++) {
+        StepTime *t = step_time(r->pipeline->id, positions[u], false);
+        if (t == nullptr || t->us < 0) return true;  // never seen here: share (it learns how long they take)
+        total += t->us;
+        longest = t->us > longest ? t->us : longest;
+    }
+    return total - longest >= kShareStepsUs;
+}
+
+Shared share_steps(RunState *r, const int *positions, const int *attempts, int k, int claims, HttpIO *io, void *arg,
+                   RunTask run_unit, void *units) {
+    int helpers = shared::idle_workers();
+    if (helpers > k - 1) helpers = k - 1;
+    if (helpers < 1) return Shared();
+    commit_first(io, arg);
+    Waiting w;
+    w.slot = board::publish_steps(r->id, positions, attempts, k, claims, helpers, &w.generation);
+    if (w.slot < 0) return Shared();
+    return run_shared(r, w, helpers, io, arg, run_unit, units);
 }
 
 struct Helping {
@@ -84,9 +163,16 @@ Helping *start_helping(const board::Ticket &t, MemoryContext ctx) {
         rec.worker_started_at != t.owner_started || rec.run.claims != t.claims)
         return nullptr;
     store::Pipeline *p = store::load_pipeline(rec.run.pipeline);
-    if (p == nullptr || p->id != rec.run.pipeline_id || t.pos < 0 || t.pos >= p->nsteps) return nullptr;
-    const store::Step *step = &p->steps[t.pos];
-    if (step->kind != core::StepKind::Function || !step->map) return nullptr;
+    if (p == nullptr || p->id != rec.run.pipeline_id || t.pos < -1 || t.pos >= p->nsteps) return nullptr;
+    if (t.pos >= 0) {
+        const store::Step *step = &p->steps[t.pos];
+        if (step->kind != core::StepKind::Function || !step->map) return nullptr;
+    }
+    for (int u = 0; u < t.units; u++) {
+        int pos = t.unit_pos[u];
+        if (pos < 0 || pos >= p->nsteps || p->steps[pos].kind != core::StepKind::Function || p->steps[pos].map)
+            return nullptr;
+    }
     RunState *r = new_run_state(&rec.run, p, ctx);
     store::StepRecord *rows;
     int nrows = store::read_step_rows(t.run_id, &rows, ctx);
@@ -103,14 +189,61 @@ Helping *start_helping(const board::Ticket &t, MemoryContext ctx) {
     }
     Helping *h = static_cast<Helping *>(palloc0(sizeof(Helping)));
     h->r = r;
-    h->prev = step_prev(r, t.pos);
+    h->prev = t.pos >= 0 ? step_prev(r, t.pos) : nullptr;
     MemoryContextSwitchTo(old);
+    if (t.pos < 0) return h;  // (independent steps: no elements)
     bool array = h->prev != nullptr && JB_ROOT_IS_ARRAY(h->prev) && !JB_ROOT_IS_SCALAR(h->prev);
     h->n = array ? static_cast<int>(JB_ROOT_COUNT(h->prev)) : 0;
     return array ? h : nullptr;
 }
 
+namespace {
+
+// Units [from, to) of shared independent steps: each step's attempt, as the owner would run it.
+int help_with_steps(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
+    RunState *r = h->r;
+    int ran = 0;
+    for (int u = from; u < to && u < t.units; u++) {
+        if (shared::cancel_requested(r->id)) {
+            board::close(t.slot, t.generation);
+            break;
+        }
+        int pos = t.unit_pos[u], attempt = t.unit_attempt[u];
+        const store::Step *step = &r->pipeline->steps[pos];
+        SetCurrentStatementStartTimestamp();
+        pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s), helping", static_cast<long long>(r->id),
+                                                       pos + 1, step->name));
+        TimestampTz started = GetCurrentTimestamp();
+        ErrorData *edata = nullptr;
+        Jsonb *out = run_function_step(r, pos, attempt, ctx, CurrentResourceOwner, &edata);
+        note_step_time(r->pipeline->id, pos, GetCurrentTimestamp() - started);
+        ran++;
+        if (edata == nullptr) {
+            record_success(r, pos, attempt, started, out);
+            continue;
+        }
+        bool retryable;
+        const char *msg = function_step_error(step, edata, &retryable);
+        bool cancelled = shared::cancel_requested(r->id);
+        store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, cancelled ? "cancelled" : msg,
+                           started, false, -1);
+        count_step(r, step, false);
+        if (cancelled) {
+            board::close(t.slot, t.generation);
+            break;
+        }
+        if (!retryable || attempt >= step->max_attempts) {  // the run fails: no more steps are handed out
+            board::note_final_failure(t.slot, t.generation, u);
+            break;
+        }
+    }
+    return store::lock_if_claimed(t.run_id, t.owner_pid, t.owner_started, t.claims) ? ran : -1;
+}
+
+}  // namespace
+
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
+    if (t.pos < 0) return help_with_steps(h, t, from, to, ctx);
     RunState *r = h->r;
     const store::Step *step = &r->pipeline->steps[t.pos];
     int ran = 0;

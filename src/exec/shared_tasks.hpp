@@ -40,13 +40,24 @@ struct Shared {
 Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io, void *arg, RunTask run_task,
                    void *map);
 
+// Independent function steps of a graph (exec/executor.cpp): the same board, each step a unit (its position and
+// attempt). Whether the ready steps are worth sharing: a worker that can pause, an idle worker, and steps not known
+// to be fast (all but the longest would take this worker over kShareStepsUs, by the durations this process saw).
+constexpr int64 kShareStepsUs = 5000;
+bool worth_sharing_steps(const RunState *r, const int *positions, int k, const HttpIO *io);
+// Shares k steps (run_unit(units, u) runs unit u here); as share_tasks.
+Shared share_steps(RunState *r, const int *positions, const int *attempts, int k, int claims, HttpIO *io, void *arg,
+                   RunTask run_unit, void *units);
+// A function step's attempt took `us` here (what worth_sharing_steps judges by).
+void note_step_time(int64 pipeline_id, int pos, int64 us);
+
 // ---------------------------------------------------------------- a helper (worker/helping.cpp)
 
 struct Helping;  // what a helper knows of the run it helps: its state, the map's elements
 // The run the ticket names, read as far as its tasks need (SPI connected, transaction open). nullptr: it cannot be
 // helped (gone, claimed by someone else since, its pipeline changed).
 Helping *start_helping(const board::Ticket &t, MemoryContext ctx);
-// Executes tasks [from, to) (attempt 1 each), their rows buffered; stops early at a cancel or at a task failing for
+// Executes tasks [from, to) (attempt 1 each) -- or, for shared steps, units [from, to) --, their rows buffered; stops early at a cancel or at a task failing for
 // good (noted on the board). Returns how many ran; -1: the claim that shared them is over -- roll back.
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx);
 

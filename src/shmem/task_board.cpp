@@ -22,6 +22,8 @@ struct Entry {
     Oid dboid;
     int64 run_id;
     int pos, next, hi, claims, max_helpers, final_failure;
+    int units;
+    int16 unit_pos[kUnits], unit_attempt[kUnits];
     bool open;
     int owner_pid;
     TimestampTz owner_started;
@@ -37,6 +39,9 @@ struct Board {
 };
 
 Board *g_board = nullptr;
+
+int publish_steps_or_tasks(int64 run_id, int pos, int lo, int hi, const int *positions, const int *attempts,
+                           int claims, int max_helpers, uint64 *generation);
 
 bool in_use(const Entry &e, uint64 generation) { return e.generation == generation && (generation & 1) != 0; }
 
@@ -67,6 +72,19 @@ void shmem_startup() {
 }
 
 int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, uint64 *generation) {
+    return publish_steps_or_tasks(run_id, pos, lo, hi, nullptr, nullptr, claims, max_helpers, generation);
+}
+
+int publish_steps(int64 run_id, const int *positions, const int *attempts, int k, int claims, int max_helpers,
+                  uint64 *generation) {
+    if (k > kUnits) return -1;
+    return publish_steps_or_tasks(run_id, -1, 0, k, positions, attempts, claims, max_helpers, generation);
+}
+
+namespace {
+
+int publish_steps_or_tasks(int64 run_id, int pos, int lo, int hi, const int *positions, const int *attempts,
+                           int claims, int max_helpers, uint64 *generation) {
     if (g_board == nullptr || hi - lo < 2 || max_helpers < 1) return -1;
     int slot = -1;
     SpinLockAcquire(&g_board->mutex);
@@ -84,6 +102,11 @@ int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, 
         e.claims = claims;
         e.max_helpers = max_helpers > kHelpers ? kHelpers : max_helpers;
         e.final_failure = -1;
+        e.units = positions != nullptr ? hi : 0;
+        for (int u = 0; u < e.units; u++) {
+            e.unit_pos[u] = static_cast<int16>(positions[u]);
+            e.unit_attempt[u] = static_cast<int16>(attempts[u]);
+        }
         e.open = true;
         e.owner_pid = MyProcPid;
         e.owner_started = MyStartTimestamp;
@@ -95,6 +118,8 @@ int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, 
     SpinLockRelease(&g_board->mutex);
     return slot;
 }
+
+}  // namespace
 
 bool take(int slot, uint64 generation, int *from, int *to) {
     bool got = false;
@@ -194,6 +219,11 @@ bool join(Ticket *t) {
             t->owner_pid = e.owner_pid;
             t->owner_started = e.owner_started;
             t->claims = e.claims;
+            t->units = e.units;
+            for (int u = 0; u < e.units; u++) {
+                t->unit_pos[u] = e.unit_pos[u];
+                t->unit_attempt[u] = e.unit_attempt[u];
+            }
             joined = true;
         }
     }

@@ -13,6 +13,7 @@ namespace pw::board {
 
 constexpr int kEntries = 64;  // maps shared at once (more: the owner runs its tasks alone)
 constexpr int kHelpers = 16;  // helpers per map at once
+constexpr int kUnits = 16;    // independent steps shared at once (a graph's ready function steps)
 
 // What a helper holds: an entry (by slot and generation, so that a reused slot is never mistaken for it) and the
 // run and step it serves, with the owner's claim (its pid, start and the run's claim count) for the guard.
@@ -21,7 +22,10 @@ struct Ticket {
     uint64 generation = 0;
     int helper = -1;
     int64 run_id = 0;
-    int pos = 0;  // 0-based
+    int pos = 0;  // 0-based; -1: the entry shares independent steps, not a map's tasks
+    int units = 0;                // (steps) how many, and each one's position and attempt
+    int unit_pos[kUnits] = {};
+    int unit_attempt[kUnits] = {};
     int owner_pid = 0;
     TimestampTz owner_started = 0;
     int claims = 0;
@@ -32,6 +36,10 @@ void shmem_startup();
 
 // Owner: puts tasks [lo, hi) of step pos up for at most max_helpers helpers. -1: no room (or no shared memory).
 int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, uint64 *generation);
+// Owner: puts independent function steps up (k of them, at most kUnits: positions and attempts; their indexes are
+// 0..k-1 in take()) for at most max_helpers helpers. -1: no room.
+int publish_steps(int64 run_id, const int *positions, const int *attempts, int k, int claims, int max_helpers,
+                  uint64 *generation);
 // Owner or helper: the next chunk of untaken tasks [*from, *to); false when none is left (or the entry is closed).
 bool take(int slot, uint64 generation, int *from, int *to);
 // No more chunks are handed out (a task failed for good, the run is cancelled, or the owner is done taking).

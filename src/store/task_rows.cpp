@@ -9,7 +9,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_lock_claimed, plan_step_rows, plan_task_rows;
+SPIPlanPtr plan_lock_claimed, plan_step_rows, plan_task_rows, plan_step_attempts;
 
 }  // namespace
 
@@ -51,21 +51,15 @@ int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest) {
     return n;
 }
 
-int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, MemoryContext dest) {
-    Oid types[4] = {INT8OID, INT4OID, INT4OID, INT4OID};
-    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(pos + 1), Int32GetDatum(lo), Int32GetDatum(hi)};
-    SPIPlanPtr p = pg::prepare(&plan_task_rows,
-                               "/* pw_indexes: run_steps_pkey */ SELECT task, attempt, status, output, error, started_at"
-                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND position = $2"
-                               " AND task >= $3 AND task < $4 ORDER BY task, attempt",
-                               4, types);
-    pg::exec_as_owner(p, v, nullptr, false, 0);
+namespace {
+
+int read_task_records(TaskRecord **out, MemoryContext dest, bool by_position) {
     int n = static_cast<int>(SPI_processed);
     MemoryContext old = MemoryContextSwitchTo(dest);
     TaskRecord *rows = static_cast<TaskRecord *>(palloc0(sizeof(TaskRecord) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {
         bool isnull;
-        rows[i].task = DatumGetInt32(col(i, 1, &isnull));
+        rows[i].task = DatumGetInt32(col(i, 1, &isnull)) - (by_position ? 1 : 0);
         rows[i].attempt = DatumGetInt32(col(i, 2, &isnull));
         rows[i].status = TextDatumGetCString(col(i, 3, &isnull));
         Datum o = col(i, 4, &isnull);
@@ -77,6 +71,34 @@ int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, Memo
     MemoryContextSwitchTo(old);
     *out = rows;
     return n;
+}
+
+}  // namespace
+
+int read_step_attempts(int64 run_id, const int *positions, int k, TaskRecord **out, MemoryContext dest) {
+    Datum *pos = static_cast<Datum *>(palloc(sizeof(Datum) * (k > 0 ? k : 1)));
+    for (int i = 0; i < k; i++) pos[i] = Int32GetDatum(positions[i] + 1);
+    Oid types[2] = {INT8OID, INT4ARRAYOID};
+    Datum v[2] = {Int64GetDatum(run_id), pg::make_array(pos, nullptr, k, INT4OID)};
+    SPIPlanPtr p = pg::prepare(&plan_step_attempts,
+                               "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output, error, started_at"
+                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND position = ANY ($2) AND task IS NULL"
+                               " ORDER BY position, attempt",
+                               2, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    return read_task_records(out, dest, true);
+}
+
+int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, MemoryContext dest) {
+    Oid types[4] = {INT8OID, INT4OID, INT4OID, INT4OID};
+    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(pos + 1), Int32GetDatum(lo), Int32GetDatum(hi)};
+    SPIPlanPtr p = pg::prepare(&plan_task_rows,
+                               "/* pw_indexes: run_steps_pkey */ SELECT task, attempt, status, output, error, started_at"
+                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND position = $2"
+                               " AND task >= $3 AND task < $4 ORDER BY task, attempt",
+                               4, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    return read_task_records(out, dest, false);
 }
 
 }  // namespace pw::store

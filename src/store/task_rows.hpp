@@ -25,5 +25,7 @@ struct TaskRecord {
     TimestampTz started;
 };
 int read_task_rows(int64 run_id, int pos, int lo, int hi, TaskRecord **out, MemoryContext dest);
+// The step rows (task NULL) of these positions (0-based); task is set to the row's position (0-based).
+int read_step_attempts(int64 run_id, const int *positions, int k, TaskRecord **out, MemoryContext dest);
 
 }  // namespace pw::store

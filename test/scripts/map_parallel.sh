@@ -25,6 +25,17 @@ BEGIN
     END IF;
     RETURN to_jsonb((ctx->>'item')::int * (ctx->>'item')::int);
 END $$;
+-- an independent step: records its effect (idx = its position), sleeps input.ms, fails where input.fail_pos says
+CREATE FUNCTION mp_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, idx, attempt, pid)
+    VALUES ((ctx->>'run_id')::bigint, (ctx->>'position')::int, (ctx->>'attempt')::int, pg_backend_pid());
+    PERFORM pg_sleep(coalesce((ctx->'input'->>'ms')::int, 0) / 1000.0);
+    IF (ctx->>'position')::int = coalesce((ctx->'input'->>'fail_pos')::int, -1) THEN
+        RAISE EXCEPTION 'step % refuses', ctx->>'step';
+    END IF;
+    RETURN to_jsonb((ctx->>'position')::int);
+END $$;
 CREATE FUNCTION mp_sum(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
     SELECT to_jsonb(sum(v::int)) FROM jsonb_array_elements_text(ctx->'prev') v $$;
 SELECT pipeline_worker.create_pipeline('mp', '[
@@ -39,6 +50,14 @@ SELECT pipeline_worker.create_pipeline('mp_once', '[
   {"name": "split", "function": "mp_split"},
   {"name": "square", "function": "mp_square", "map": true},
   {"name": "sum", "function": "mp_sum"}]');
+-- a root, four independent slow steps, a join
+SELECT pipeline_worker.create_pipeline('fan_steps', '[
+  {"name": "root", "function": "mp_slow", "depends_on": []},
+  {"name": "b", "function": "mp_slow", "depends_on": ["root"]},
+  {"name": "c", "function": "mp_slow", "depends_on": ["root"]},
+  {"name": "d", "function": "mp_slow", "depends_on": ["root"]},
+  {"name": "e", "function": "mp_slow", "depends_on": ["root"]},
+  {"name": "join", "function": "mp_slow", "depends_on": ["b", "c", "d", "e"]}]');
 SQL
 
 # sum of squares 1..n
@@ -119,7 +138,8 @@ pw_check_sql "cancel_run: no task left running, every effect has its row, fewer 
 idle4
 run=$(pw_run mp '{"n": 12, "ms": 600}')
 helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %' LIMIT 1")
-[ -n "$helper" ] && pw_psql -c "SELECT pg_terminate_backend($helper)" >/dev/null
+pw_check "F1: a worker helping with the run's tasks was terminated" t \
+    "$([ -n "$helper" ] && pw_psql -c "SELECT pg_terminate_backend($helper)")"
 pw_check "F1 helper terminated: the run succeeds" "succeeded $(sq 12)" \
     "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
 pw_check_sql "F1: every task's effect exactly once, each with its row" "12 0 0" "$(once_sql "$run")"
@@ -131,7 +151,8 @@ run=$(pw_run mp '{"n": 12, "ms": 600}')
 owner=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
                         AND (query = 'run $run step 2 (square)' OR query LIKE 'run $run: waiting%') LIMIT 1")
 pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %'" >/dev/null
-[ -n "$owner" ] && pw_psql -c "SELECT pg_terminate_backend($owner)" >/dev/null
+pw_check "F2: the run's own worker was terminated while helpers worked" t \
+    "$([ -n "$owner" ] && pw_psql -c "SELECT pg_terminate_backend($owner)")"
 pw_check "F2 owner terminated: the run succeeds" "succeeded $(sq 12)" \
     "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
 pw_check_sql "F2: every task's effect exactly once, each with its row" "12 0 0" "$(once_sql "$run")"
@@ -141,6 +162,7 @@ pw_check_sql "F2: the run was claimed again" t "SELECT claims > 1 FROM pipeline_
 pw_wait_workers 4 30 >/dev/null; idle4
 runs=$(pw_create_runs mp '{"n": 30, "ms": 50}' '{"n": 30, "ms": 50}' '{"n": 30, "ms": 50}')
 helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 2 (square) task %' LIMIT 1")
+pw_check "F3: a helping worker was found (and is killed)" t "$([ -n "$helper" ] && echo t)"
 [ -n "$helper" ] && kill -9 "$helper"
 sleep 1
 pw_wait_workers 4 30 >/dev/null
@@ -149,6 +171,38 @@ for r in $runs; do
         "$(pw_wait_run "$r" 90) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $r")"
     pw_check_sql "F3: run $r: every task's effect exactly once, each with its row" "30 0 0" "$(once_sql "$r")"
 done
+
+# ---------------------------------------------------------------- independent function steps on several workers
+idle4
+run=$(pw_run fan_steps '{"ms": 400}')
+pw_check "four independent 0.4 s steps: the run succeeds, join last" "succeeded 6" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "they ran on more than one worker, at the same moment" "true true" \
+    "SELECT (SELECT count(DISTINCT pid) > 1 FROM effects WHERE run_id = $run AND idx BETWEEN 2 AND 5) || ' ' ||
+            (SELECT max(c) > 1 FROM (SELECT (SELECT count(*) FROM pipeline_worker.run_steps t WHERE t.run_id = s.run_id
+               AND t.position BETWEEN 2 AND 5 AND t.started_at <= s.started_at AND t.finished_at > s.started_at) c
+             FROM pipeline_worker.run_steps s WHERE s.run_id = $run AND s.position BETWEEN 2 AND 5) x)"
+pw_check_sql "every step's effect once, one succeeded row each" "6 0 6" \
+    "SELECT count(*) || ' ' || (count(*) - count(DISTINCT idx)) || ' ' ||
+            (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND status = 'succeeded')
+     FROM effects WHERE run_id = $run"
+idle4
+run=$(pw_run fan_steps '{"ms": 300, "fail_pos": 4}')
+pw_check "an independent step failing for good on another worker fails the run, naming it" "failed true 0" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT (error LIKE 'step \"d\" failed: %refuses%') || ' ' ||
+        (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 6) FROM pipeline_worker.runs WHERE id = $run")"
+idle4
+run=$(pw_run fan_steps '{"ms": 800}')
+helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step % helping' LIMIT 1")
+pw_check "F4: a worker helping with the run's steps was terminated" t \
+    "$([ -n "$helper" ] && pw_psql -c "SELECT pg_terminate_backend($helper)")"
+pw_check "F4 a helper of independent steps terminated: the run succeeds" "succeeded 6" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "F4: every step's effect exactly once, each with its row" "6 0 0" \
+    "SELECT count(*) || ' ' || (count(*) - count(DISTINCT idx)) || ' ' || count(*) FILTER (WHERE NOT EXISTS (
+        SELECT 1 FROM pipeline_worker.run_steps s WHERE s.run_id = e.run_id AND s.position = e.idx AND s.attempt = e.attempt
+          AND s.task IS NULL AND s.status = 'succeeded')) FROM effects e WHERE run_id = $run"
+pw_wait_workers 4 30 >/dev/null
 
 # ---------------------------------------------------------------- many maps at once (W2's shape), each task once
 pw_wait_workers 4 30 >/dev/null; idle4
