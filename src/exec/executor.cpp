@@ -163,7 +163,9 @@ struct StepUnits {
             for (int k = 0; k < nrows; k++) {
                 if (rows[k].task != p || rows[k].attempt != attempt[u]) continue;
                 if (strcmp(rows[k].status, "succeeded") == 0) {
+                    MemoryContext old = MemoryContextSwitchTo(run_ctx);  // (not SPI's context)
                     r->outputs[p] = rows[k].output != nullptr ? rows[k].output : json_null();
+                    MemoryContextSwitchTo(old);
                     r->last_attempt[p] = attempt[u];
                     r->done[p] = true;
                 } else if (u == final_failure || attempt[u] >= r->pipeline->steps[p].max_attempts) {

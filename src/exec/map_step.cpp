@@ -233,7 +233,11 @@ bool read_back(TaskMap *m, int lo, int final_failure) {
         m->interrupted[i] = false;
         m->done[i] = strcmp(row.status, "succeeded") == 0;
         m->failed[i] = !m->done[i];
-        if (m->done[i]) m->outs[i] = row.output != nullptr ? row.output : json_null();
+        if (m->done[i]) {
+            MemoryContext old = MemoryContextSwitchTo(m->run_ctx);  // (not SPI's context)
+            m->outs[i] = row.output != nullptr ? row.output : json_null();
+            MemoryContextSwitchTo(old);
+        }
         bool final = m->failed[i] && (i == final_failure || row.attempt >= m->step->max_attempts);
         if (final && !shared::cancel_requested(m->r->id)) {
             m->out = fail_map_step(m->claimed, m->r, m->pos, i, row.error, row.started);
@@ -326,15 +330,16 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
     for (int i = 0; i < n; i++) {
         if (may_share && i > tried && ran_here > 0 &&
             (GetCurrentTimestamp() - loop_start) / ran_here * (n - i) >= kShareAfterUs &&
-            worth_sharing(step, io, i, n)) {
+            worth_sharing(r, step, io, i, n)) {
             may_share = false;  // (once: what is left after it runs here)
-            m.sharing = true;
+            m.sharing = true;   // (a failure with attempts left while others may be out: retried after them)
             Shared sh = share_tasks(r, pos, i, n, claimed->claims, io, arg,
                                     [](void *map, int task) { return static_cast<TaskMap *>(map)->run(task); }, &m);
             if (sh.stopped) {
                 *out = m.out;
                 return false;
             }
+            m.sharing = sh.shared;
             if (sh.shared) {
                 if (shared::cancel_requested(r->id)) {
                     *out = record_cancelled(claimed, r, pos, m.last[i] + 1, GetCurrentTimestamp(), false);

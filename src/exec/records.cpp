@@ -32,7 +32,7 @@ void count_step(const RunState *r, const store::Step *step, bool ok) {
 void record_success(RunState *r, int pos, int attempt, TimestampTz started, Jsonb *output) {
     const store::Step *step = &r->pipeline->steps[pos];
     store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Succeeded, output, nullptr, started,
-                       may_have_row(step) || r->task >= 0, r->task);
+                       may_have_row(step), r->task);
     if (!step->map || r->task >= 0) count_step(r, step, true);  // (a map step: its tasks are counted)
     if (r->task >= 0) return;
     r->outputs[pos] = output;
@@ -68,7 +68,7 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
     bool cancelled = shared::cancel_requested(r->id) || (res.error != nullptr && strcmp(res.error, "cancelled") == 0);
     if (cancelled) msg = "cancelled";
     store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, msg, started,
-                       may_have_row(step) || r->task >= 0, r->task);
+                       may_have_row(step), r->task);
     count_step(r, step, false);
     if (r->task < 0) r->last_attempt[pos] = attempt;
     if (cancelled) {

@@ -28,37 +28,52 @@ bool at_once(void *) { return true; }
 
 }  // namespace
 
-bool worth_sharing(const store::Step *step, const HttpIO *io, int lo, int hi) {
-    return step->kind == core::StepKind::Function && step->map && step->max_parallel != 1 && io != nullptr &&
-           io->pause != nullptr && hi - lo >= 2 && shared::idle_workers() > 0;
+bool worth_sharing(const RunState *r, const store::Step *step, const HttpIO *io, int lo, int hi) {
+    // (never once a step waits: its event or child is looked for under the run's row lock, held until the run is
+    // recorded waiting -- the commit before sharing would let a send_event in between go unheard)
+    return step->kind == core::StepKind::Function && step->map && step->max_parallel != 1 && !r->waits &&
+           io != nullptr && io->pause != nullptr && hi - lo >= 2 && shared::idle_workers() > 0;
 }
 
 namespace {
 
-// Runs chunks of the entry with run_task until none is left, then waits (no transaction open) for the helpers.
-Shared run_shared(RunState *r, const Waiting &w0, int helpers, HttpIO *io, void *arg, RunTask run_task, void *map) {
-    Waiting w = w0;
+// Runs chunks of the entry with run_task until none is left, then waits (no transaction open) for the helpers. An
+// error on the way retires the entry (its helpers' chunks roll back by their guard) and goes on up.
+Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO *io, void *arg, RunTask run_task,
+                  void *map) {
     Shared s;
     s.shared = true;
     shared::wake_workers(helpers);
-    int from, to;
-    while (board::take(w.slot, w.generation, &from, &to)) {
-        for (int i = from; i < to; i++) {
-            if (run_task(map, i) != TaskEnd::Stop) continue;
-            board::retire(w.slot, w.generation);  // (a helper's chunk still under way rolls back by its guard)
-            s.stopped = true;
-            return s;
+    volatile bool stopped = false;
+    PG_TRY();
+    {
+        int from, to;
+        while (!stopped && board::take(w.slot, w.generation, &from, &to)) {
+            for (int i = from; i < to && !stopped; i++) stopped = run_task(map, i) == TaskEnd::Stop;
+        }
+        if (!stopped) {
+            // Every task is taken: what the helpers took is done (committed) or rolled back once they have left.
+            board::close(w.slot, w.generation);
+            SPI_finish();
+            pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
+                                                           static_cast<long long>(r->id)));
+            Waiting copy = w;
+            io->pause(arg, helpers_gone, &copy);
+            pg::spi_connect();
+            s.final_failure = board::final_failure(w.slot, w.generation);
         }
     }
-    // Every task is taken: what the helpers took is done (committed) or rolled back once they have left.
-    board::close(w.slot, w.generation);
-    SPI_finish();
-    pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
-                                                   static_cast<long long>(r->id)));
-    io->pause(arg, helpers_gone, &w);
-    pg::spi_connect();
-    s.final_failure = board::final_failure(w.slot, w.generation);
-    board::retire(w.slot, w.generation);
+    PG_CATCH();
+    {
+        board::retire(w.slot, w.generation);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    board::retire(w.slot, w.generation);  // (when stopped: a helper's chunk still under way rolls back by its guard)
+    s.stopped = stopped;
+    // The run may have been cancelled, recovered or retried meanwhile (the cancel flag is checked by the caller):
+    // nothing more is done for a claim that is over.
+    if (!stopped) store::require_claimed(r->id, claims);
     return s;
 }
 
@@ -117,7 +132,7 @@ Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io,
     Waiting w;
     w.slot = board::publish(r->id, pos, lo, hi, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();  // the board is full: this map runs alone
-    return run_shared(r, w, helpers, io, arg, run_task, map);
+    return run_shared(r, w, helpers, claims, io, arg, run_task, map);
 }
 
 void note_step_time(int64 pipeline_id, int pos, int64 us) {
@@ -147,7 +162,7 @@ Shared share_steps(RunState *r, const int *positions, const int *attempts, int k
     Waiting w;
     w.slot = board::publish_steps(r->id, positions, attempts, k, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();
-    return run_shared(r, w, helpers, io, arg, run_unit, units);
+    return run_shared(r, w, helpers, claims, io, arg, run_unit, units);
 }
 
 struct Helping {
@@ -203,6 +218,7 @@ namespace {
 int help_with_steps(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
     RunState *r = h->r;
     int ran = 0;
+    if (!store::lock_if_claimed(t.run_id, t.owner_pid, t.owner_started, t.claims, false)) return -1;
     for (int u = from; u < to && u < t.units; u++) {
         if (shared::cancel_requested(r->id)) {
             board::close(t.slot, t.generation);
@@ -244,6 +260,8 @@ int help_with_steps(Helping *h, const board::Ticket &t, int from, int to, Memory
 
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
     if (t.pos < 0) return help_with_steps(h, t, from, to, ctx);
+    // (the claim that shared them still holds: a leaked or outdated entry runs nothing)
+    if (!store::lock_if_claimed(t.run_id, t.owner_pid, t.owner_started, t.claims, false)) return -1;
     RunState *r = h->r;
     const store::Step *step = &r->pipeline->steps[t.pos];
     int ran = 0;
@@ -271,7 +289,7 @@ int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContex
         const char *msg = function_step_error(step, edata, &retryable);
         bool cancelled = shared::cancel_requested(r->id);
         store::buffer_step(r->id, t.pos, 1, step->name, StepStatus::Failed, nullptr, cancelled ? "cancelled" : msg,
-                           started, true, i);
+                           started, false, i);
         count_step(r, step, false);
         if (cancelled) {
             board::close(t.slot, t.generation);

@@ -39,33 +39,36 @@ bool cancel_requested(int64 run_id) {
 
 namespace {
 
-// The worker executing run_id (shared-memory slots), 0 if none.
-int executor_pid(int64 run_id) {
+// Signals the workers executing run_id (shared-memory slots: its own worker, and those helping with its map tasks
+// or steps); false if none is.
+bool signal_executors(int64 run_id) {
     State *st = state();
+    bool found = false;
     if (st != nullptr)
         for (int i = 0; i < st->nslots; i++)
             if (st->slots[i].pid != 0 && same_db(st->slots[i]) &&
-                pg_atomic_read_u64(&st->slots[i].run_id) == static_cast<uint64>(run_id))
-                return st->slots[i].pid;
-    return 0;
+                pg_atomic_read_u64(&st->slots[i].run_id) == static_cast<uint64>(run_id)) {
+                found = true;
+                if (st->slots[i].pid != MyProcPid) kill(st->slots[i].pid, SIGINT);  // each checks it is still this run
+            }
+    return found;
 }
 
 }  // namespace
 
 void interrupt_executor(int64 run_id) {
-    int pid = executor_pid(run_id);
-    SessionExec *session = pid == 0 ? session_executing(run_id) : nullptr;
-    if (pid != 0 && pid != MyProcPid) {
-        kill(pid, SIGINT);  // the worker checks that it is still this run
-    } else if (session != nullptr && session->pid != MyProcPid) {
+    if (signal_executors(run_id)) return;
+    SessionExec *session = session_executing(run_id);
+    if (session != nullptr && session->pid != MyProcPid) {
         // A session's execute_run: its SIGINT handler honours a signal marked as ours only while a step of a
         // cancelled run executes (a late one does not cancel the session's next statement).
         pg_atomic_write_u32(&session->signal_pending, 1);
         kill(session->pid, SIGINT);
-    } else if (State *st = state()) {
-        for (int i = 0; i < st->nslots; i++)
-            if (st->slots[i].pid != 0 && st->slots[i].pid != MyProcPid && same_db(st->slots[i]))
-                kill(st->slots[i].pid, SIGINT);
+    } else if (session == nullptr) {
+        if (State *st = state())
+            for (int i = 0; i < st->nslots; i++)
+                if (st->slots[i].pid != 0 && st->slots[i].pid != MyProcPid && same_db(st->slots[i]))
+                    kill(st->slots[i].pid, SIGINT);
     }
 }
 

@@ -3,6 +3,7 @@
 #include "shmem/shared.hpp"
 
 extern "C" {
+#include "storage/ipc.h"
 #include "storage/spin.h"
 }
 
@@ -57,6 +58,37 @@ void close_locked(Entry &e) {
     pg_atomic_fetch_sub_u32(&g_board->open, 1);
 }
 
+// A process leaving (FATAL, pg_terminate_backend, a retired worker) gives back what it holds on the board: the
+// entries it owns are retired (their helpers' chunks roll back by their guard), its helper places are freed.
+void at_exit(int, Datum) {
+    if (g_board == nullptr) return;
+    Latch *wake[kEntries];
+    int nwake = 0;
+    SpinLockAcquire(&g_board->mutex);
+    for (Entry &e : g_board->e) {
+        if ((e.generation & 1) == 0) continue;
+        if (e.owner_pid == MyProcPid) {
+            close_locked(e);
+            e.generation++;
+            continue;
+        }
+        for (Helper &h : e.helpers)
+            if (h.pid == MyProcPid) {
+                h.pid = 0;
+                if (nwake < kEntries) wake[nwake++] = e.owner_latch;
+            }
+    }
+    SpinLockRelease(&g_board->mutex);
+    for (int i = 0; i < nwake; i++) SetLatch(wake[i]);
+}
+
+void register_exit() {
+    static bool registered = false;
+    if (registered) return;
+    before_shmem_exit(at_exit, 0);
+    registered = true;
+}
+
 }  // namespace
 
 void shmem_request() { RequestAddinShmemSpace(MAXALIGN(sizeof(Board))); }
@@ -86,6 +118,7 @@ namespace {
 int publish_steps_or_tasks(int64 run_id, int pos, int lo, int hi, const int *positions, const int *attempts,
                            int claims, int max_helpers, uint64 *generation) {
     if (g_board == nullptr || hi - lo < 2 || max_helpers < 1) return -1;
+    register_exit();
     int slot = -1;
     SpinLockAcquire(&g_board->mutex);
     for (int i = 0; i < kEntries && slot < 0; i++) {
@@ -200,6 +233,7 @@ bool any_open() { return g_board != nullptr && pg_atomic_read_u32(&g_board->open
 
 bool join(Ticket *t) {
     if (!any_open()) return false;
+    register_exit();
     bool joined = false;
     SpinLockAcquire(&g_board->mutex);
     for (int i = 0; i < kEntries && !joined; i++) {

@@ -9,20 +9,30 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_lock_claimed, plan_step_rows, plan_task_rows, plan_step_attempts;
+SPIPlanPtr plan_lock_claimed, plan_still_claimed, plan_step_rows, plan_task_rows, plan_step_attempts;
 
 }  // namespace
 
-bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims) {
+bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, bool lock) {
     Oid types[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, INT4OID};
     Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(pid), TimestampTzGetDatum(started), Int32GetDatum(claims)};
-    SPIPlanPtr p = pg::prepare(&plan_lock_claimed,
-                               "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
-                               " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
-                               "   AND claims = $4 ELSE false END FOR SHARE",
-                               4, types);
+#define PW_CLAIMED(lock_clause)                                                                                   \
+    "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"                                \
+    " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"                             \
+    "   AND claims = $4 ELSE false END" lock_clause
+    SPIPlanPtr p = lock ? pg::prepare(&plan_lock_claimed, PW_CLAIMED(" FOR SHARE"), 4, types)
+                        : pg::prepare(&plan_still_claimed, PW_CLAIMED(""), 4, types);
+#undef PW_CLAIMED
     pg::exec_as_owner(p, v, nullptr, false, 0);
     return SPI_processed == 1;
+}
+
+void require_claimed(int64 run_id, int claims) {
+    if (lock_if_claimed(run_id, MyProcPid, MyStartTimestamp, claims, false)) return;
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("run %lld is no longer this backend's: it was cancelled, recovered or retried while other "
+                           "workers executed its steps", (long long)run_id),
+                    errdetail("Its execution here stops; whoever holds the run now goes on from its committed rows.")));
 }
 
 int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest) {

@@ -8,10 +8,12 @@
 
 namespace pw::store {
 
-// Locks the run FOR SHARE if it is still running under the claim (pid, start, claim count) that shared its tasks.
-// Held until commit: a recovery sweep, a release or an outcome of the run waits for this transaction, so that
-// whoever executes the run next sees the tasks it committed. false: the claim is over (roll back).
-bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims);
+// Whether the run is still running under the claim (pid, start, claim count) that shared its tasks; lock: locked FOR
+// SHARE if so, held until commit -- a recovery sweep, a release or an outcome of the run waits for this transaction,
+// so that whoever executes the run next sees the tasks it committed. false: the claim is over (roll back).
+bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, bool lock = true);
+// The owner, back from waiting for its helpers: ERROR 40001 unless the run is still this backend's claim.
+void require_claimed(int64 run_id, int claims);
 
 // The run's step rows without map tasks' rows (ordered as read_step_history).
 int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest);

@@ -1,5 +1,6 @@
 #include "worker/helping.hpp"
 
+#include "exec/http_queue.hpp"
 #include "exec/shared_tasks.hpp"
 #include "pg/spi.hpp"
 #include "shmem/gucs.hpp"
@@ -8,24 +9,37 @@
 
 namespace pw::worker {
 
+namespace {
+
+// A helper goes back to its own loop now and then (new runs, the timer, the lead worker's chores, being retired) and
+// joins again if there is still nothing else to do.
+constexpr long kHelpAtMostMs = 1000;
+
+}  // namespace
+
 int help_with_tasks(MemoryContext iter_ctx) {
-    if (!board::any_open() || !guc::enabled || claims_stopped) return 0;
+    // (a worker with HTTP requests of its own out keeps driving them instead)
+    if (!board::any_open() || !guc::enabled || claims_stopped || httpq::pending() > 0) return 0;
     board::Ticket t;
     if (!board::join(&t)) return 0;
     pg_atomic_write_u32(&my_slot->idle, 0);  // (wake-ups go to workers that are really idle)
     pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(t.run_id));
     volatile int ran = 0;
+    MemoryContext chunk_ctx = AllocSetContextCreate(iter_ctx, "pipeline_worker helping", ALLOCSET_DEFAULT_SIZES);
     MemoryContextSwitchTo(iter_ctx);
+    TimestampTz start = GetCurrentTimestamp();
     PG_TRY();
     {
         exec::Helping *h = nullptr;
         int from, to;
-        while (board::take(t.slot, t.generation, &from, &to)) {
+        while (pg_atomic_read_u32(&my_slot->retire) == 0 && !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kHelpAtMostMs) &&
+               board::take(t.slot, t.generation, &from, &to)) {
             begin_work_txn();
             pg::spi_connect();
             MemoryContextSwitchTo(iter_ctx);
-            if (h == nullptr) h = exec::start_helping(t, iter_ctx);
-            int k = h != nullptr ? exec::help_with(h, t, from, to, iter_ctx) : -1;
+            if (h == nullptr) h = exec::start_helping(t, iter_ctx);  // (what it read lives as long as the helping)
+            MemoryContextReset(chunk_ctx);
+            int k = h != nullptr ? exec::help_with(h, t, from, to, chunk_ctx) : -1;
             SPI_finish();
             if (k < 0) {
                 // the run is no longer executed by the worker that shared it (or cannot be helped): what this chunk

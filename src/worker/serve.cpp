@@ -91,17 +91,28 @@ struct Batch {
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
 // did so far is committed, the worker waits with no transaction open, and goes on in a new one.
+// The HTTP requests of the worker's other runs go on meanwhile (driven, their timers and cancels seen; their answers
+// are recorded after the batch).
+int64 paused_us = 0;  // time spent in pauses (not counted as the runs' execution time)
+
 void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
     Batch *b = static_cast<Batch *>(arg);
     if (b->current != nullptr) store::persist_claim(b->current);
     commit_txn();
     b->locks_released = true;
+    TimestampTz start = GetCurrentTimestamp();
     for (;;) {
         ResetLatch(MyLatch);
+        httpq::drive();
+        httpq::check_cancels();
         if (ready(ready_arg)) break;
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+        long timeout = 100, http_timeout = httpq::timeout_ms();
+        if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+        (void)WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                                httpq::fd(), timeout, PG_WAIT_EXTENSION);
         CHECK_FOR_INTERRUPTS();
     }
+    paused_us += GetCurrentTimestamp() - start;
     begin_txn(&b->clock);
 }
 
@@ -365,6 +376,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         if (b.locks_released && !runs[i].persisted) continue;  // back in the pool since the last commit
         pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
         TimestampTz run_start = GetCurrentTimestamp();
+        int64 paused_before = paused_us;
         if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
         b.current = &runs[i];
         int wait_ms;
@@ -389,7 +401,8 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             } else {
                 drop_parked(&io);  // the run ended meanwhile: those requests do not leave (their rows are closed)
             }
-            note_run_time(run_start);  // execution only: commit waits must not shrink the batches
+            note_run_time(run_start + (paused_us - paused_before));  // execution only: commit waits and pauses
+                                                                      // must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
                 commit_txn();  // releases the lazily claimed runs not started yet
                 begin_txn(&b.clock);

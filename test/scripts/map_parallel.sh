@@ -36,6 +36,8 @@ BEGIN
     END IF;
     RETURN to_jsonb((ctx->>'position')::int);
 END $$;
+CREATE FUNCTION mp_sum_of(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT to_jsonb(sum(v::int)) FROM jsonb_array_elements_text(ctx->'prev'->'square') v $$;
 CREATE FUNCTION mp_sum(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
     SELECT to_jsonb(sum(v::int)) FROM jsonb_array_elements_text(ctx->'prev') v $$;
 SELECT pipeline_worker.create_pipeline('mp', '[
@@ -50,6 +52,12 @@ SELECT pipeline_worker.create_pipeline('mp_once', '[
   {"name": "split", "function": "mp_split"},
   {"name": "square", "function": "mp_square", "map": true},
   {"name": "sum", "function": "mp_sum"}]');
+-- a map next to a branch that waits for an event
+SELECT pipeline_worker.create_pipeline('ev_map', '[
+  {"name": "split", "function": "mp_split"},
+  {"name": "approve", "wait_for": "go", "depends_on": ["split"]},
+  {"name": "square", "function": "mp_square", "map": true, "depends_on": ["split"]},
+  {"name": "sum", "function": "mp_sum_of", "depends_on": ["square", "approve"]}]');
 -- a root, four independent slow steps, a join
 SELECT pipeline_worker.create_pipeline('fan_steps', '[
   {"name": "root", "function": "mp_slow", "depends_on": []},
@@ -132,6 +140,24 @@ pw_check_sql "cancel_run: no task left running, every effect has its row, fewer 
     "SELECT (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND status IN ('running', 'waiting')) || ' ' ||
             (SELECT split_part(($(once_sql "$run")), ' ', 2)) || ' ' || (SELECT split_part(($(once_sql "$run")), ' ', 3)) || ' ' ||
             ((SELECT count(*) FROM effects WHERE run_id = $run) < 12)"
+
+# ---------------------------------------------------------------- a map next to a branch waiting for an event
+# (no commit -- so no sharing -- once a branch waits: an event sent meanwhile must wake the run)
+idle4
+run=$(pw_run ev_map '{"n": 6, "ms": 300}')
+pw_wait_row 20 "SELECT 1 FROM effects WHERE run_id = $run" >/dev/null
+pw_psql -c "SELECT pipeline_worker.send_event($run, 'go', '{}')" >/dev/null
+pw_check "an event sent while the map runs next to its wait wakes the run" "succeeded $(sq 6) 6" \
+    "$(pw_wait_run "$run" 30) $(pw_psql -c "SELECT result::text || ' ' || (SELECT count(*) FROM effects WHERE run_id = $run) FROM pipeline_worker.runs WHERE id = $run")"
+
+# ---------------------------------------------------------------- cancel_run + retry_run while tasks are shared
+idle4
+run=$(pw_run mp '{"n": 10, "ms": 500}')
+pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %'" >/dev/null
+pw_psql -c "SELECT pipeline_worker.cancel_run($run)" -c "SELECT pipeline_worker.retry_run($run)" >/dev/null
+pw_check "cancelled and retried while shared: the run succeeds" "succeeded $(sq 10)" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "... every task's effect exactly once, each with its row" "10 0 0" "$(once_sql "$run")"
 
 # ---------------------------------------------------------------- faults
 # F1: a helper terminated in the middle of its chunk: its chunk rolls back, the owner executes those tasks
