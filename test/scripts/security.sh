@@ -8,7 +8,7 @@
 # Covered: steps run as the submitter under the submitter's RLS; 1,000 runs of one pipeline alternating
 # between the two tenants leak nothing; grants/revokes; EXECUTE re-checked at run time; what each role can
 # see; no direct writes or DDL on the extension's tables; HTTP steps need pipeline_worker_http; escalation
-# attempts from inside a step; GUCs set by a step do not leak to the next step/run of the same worker;
+# attempts from inside a step; map tasks and independent steps shared with other workers; GUCs set by a step do not leak to the next step/run of the same worker;
 # search_path attacks (objects in public -- writable by the attacker, as before PostgreSQL 15 -- and in the
 # attacker's own schema first in its search_path); a temporary type created by a step (pg_temp is searched
 # first for type names) must not reach later runs of the same worker; pipeline-name reuse.
@@ -664,6 +664,44 @@ check_state "... and cannot retry tenant_a's old run under its own definition" a
 pw_wait_all_finished 20 >/dev/null
 pw_check_sql "tenant_a's old run was not re-executed" "failed 1" \
     "SELECT status || ' ' || claims FROM pipeline_worker.runs WHERE id = $rt"
+
+# ====================================================================== work shared across workers
+# A map's tasks and a graph's independent steps run on idle workers other than the run's own (exec/shared_tasks.cpp):
+# there too every task runs as the submitter, under its RLS, with nothing of another tenant visible.
+pw_psql -U tenant_a >/dev/null <<'SQL' || pw_fail "tenant_a's shared-work pipelines could not be defined"
+CREATE FUNCTION tenant_a.list(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $fn$ SELECT '[1,2,3,4,5,6,7,8]'::jsonb $fn$;
+CREATE FUNCTION tenant_a.slow_item(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_sleep(0.1);
+    INSERT INTO tenant_a.items (note) VALUES ('shared ' || (ctx->>'run_id'));
+    RETURN pg_catalog.jsonb_build_object('user', current_user::text, 'pid', pg_backend_pid(),
+        'foreign_items', (SELECT count(*) FROM tenant_b.items) + (SELECT count(*) FROM tenant_a.items WHERE who <> current_user),
+        'doc_owners', (SELECT coalesce(jsonb_agg(DISTINCT owner::text), '[]') FROM public.shared_docs));
+END $fn$;
+REVOKE EXECUTE ON FUNCTION tenant_a.list(jsonb), tenant_a.slow_item(jsonb) FROM PUBLIC;
+SELECT pipeline_worker.create_pipeline('a_map', '[{"name": "list", "function": "tenant_a.list"},
+  {"name": "each", "function": "tenant_a.slow_item", "map": true}]');
+SELECT pipeline_worker.create_pipeline('a_fan', '[{"name": "r", "function": "tenant_a.list"},
+  {"name": "x", "function": "tenant_a.slow_item", "depends_on": ["r"]},
+  {"name": "y", "function": "tenant_a.slow_item", "depends_on": ["r"]},
+  {"name": "z", "function": "tenant_a.slow_item", "depends_on": ["r"]}]');
+SQL
+pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+rm_=$(submit tenant_a a_map)
+pw_check "tenant_a's map run succeeded" succeeded "$(wait_as tenant_a "$rm_")"
+pw_check_sql "its 8 tasks ran as tenant_a on several workers, saw none of tenant_b's rows or other owners' docs" \
+    "8 tenant_a true 0 [\"tenant_a\"]" \
+    "SELECT count(*) || ' ' || string_agg(DISTINCT e->>'user', ',') || ' ' || (count(DISTINCT e->>'pid') > 1) || ' ' ||
+            sum((e->>'foreign_items')::int) || ' ' || string_agg(DISTINCT e->>'doc_owners', ',')
+       FROM pipeline_worker.runs, jsonb_array_elements(result) e WHERE id = $rm_"
+pw_wait_sql 4 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+rf=$(submit tenant_a a_fan)
+pw_check "tenant_a's graph run succeeded" succeeded "$(wait_as tenant_a "$rf")"
+pw_check_sql "its independent steps ran as tenant_a, saw nothing of tenant_b" "tenant_a 0" \
+    "SELECT string_agg(DISTINCT v->>'user', ',') || ' ' || sum((v->>'foreign_items')::int)
+       FROM pipeline_worker.runs, jsonb_each(result) AS x(k, v) WHERE id = $rf"
+pw_check "tenant_b sees none of tenant_a's shared work" 0 \
+    "$(q tenant_b "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN ($rm_, $rf)")"
 
 # ====================================================================== the trap
 pw_check_sql "worker bookkeeping never called the attacker's operators/functions (they would run as superuser)" "0 " \
