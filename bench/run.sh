@@ -40,6 +40,7 @@
 #                          schedules for 20 s (lateness, duplicates, missed slots); --flow-figures LIST (all) picks
 #                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
 #   --steady-retention I   with --steady: pipeline_worker.retention during the load (e.g. '1 minute'): sizes flat
+#   --steady-submit M      with --steady: create_runs (default: one bulk call per batch) or create_run (one call a run)
 #   --ops                  the 0.2 operations figures in one run (bench/js/ops.mjs): three databases with equal
 #                          backlogs of --ops-db-runs (20000) and 6 workers; W1 drain (max(--runs, 200000)) with
 #                          retention '1 second' deleting runs as they expire (plus --ops-retention-history (0)
@@ -106,7 +107,7 @@ while [ $# -gt 0 ]; do
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
     --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
-    --ops-retention-history|--steady-retention|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
+    --ops-retention-history|--steady-retention|--steady-submit|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
     --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;

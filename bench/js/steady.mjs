@@ -37,6 +37,11 @@ export async function steadyMode(h) {
   const sv = async (sql, params) => Object.values((await sampler.query(sql, params)).rows[0] ?? {})[0];
   let submitted = 0;
   let stop = false;
+  // How the load is submitted: create_runs (one call per batch, the bulk API; default) or create_run per run (each
+  // run as its own function call: ~4x the submitter's server CPU per run, taken from the workers' 2 cores).
+  const submitMode = o['steady-submit'] ?? 'create_runs';
+  if (!['create_runs', 'create_run'].includes(submitMode)) throw new Error('--steady-submit must be create_runs or create_run');
+  const batchSubmit = submitMode === 'create_runs';
   // Keeps between `backlog` and 2 x `backlog` runs unfinished: the workers are never idle, and the queue does
   // not grow without bound. The count comes from the partial indexes (cheap whatever the statistics).
   const submitter = (async () => {
@@ -46,8 +51,13 @@ export async function steadyMode(h) {
              + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running') AS n`))[1].rows[0].n);
       if (left < backlog) {
         const n = 2 * backlog - left;
-        await sub.query(`SELECT count(pipeline_worker.create_run($1, jsonb_build_object('value', g)))
-                           FROM generate_series($2::int, $3::int) AS g`, [PIPELINE, submitted + 1, submitted + n]);
+        if (batchSubmit) {
+          await sub.query(`SELECT count(*) FROM pipeline_worker.create_runs($1, (SELECT jsonb_agg(jsonb_build_object('value', g))
+                             FROM generate_series($2::int, $3::int) AS g))`, [PIPELINE, submitted + 1, submitted + n]);
+        } else {
+          await sub.query(`SELECT count(pipeline_worker.create_run($1, jsonb_build_object('value', g)))
+                             FROM generate_series($2::int, $3::int) AS g`, [PIPELINE, submitted + 1, submitted + n]);
+        }
         submitted += n;
       } else {
         await sleep(20);
@@ -125,7 +135,7 @@ export async function steadyMode(h) {
     `runs=${submitted} fresh_runs_per_s=${fmt(fresh.rps)} min_window_pct=${fmt(minPct)} median_window_pct=${fmt(medPct)} ` +
     `windows_below_80pct=${below} target=${below === 0 ? 'met' : 'MISSED'} window1_runs_per_s=${fmt(first)} ` +
     `min_window_pct_of_window1=${fmt((100 * rates[0]) / first)} windows_below_80pct_of_window1=${belowFirst} ` +
-    `workers=${W} retention=${retention || 'default'} runs_mb_first=${windows[0].runsMb} ` +
+    `workers=${W} retention=${retention || 'default'} submit=${submitMode} runs_mb_first=${windows[0].runsMb} ` +
     `runs_mb_last=${windows.at(-1).runsMb} so=${h.BUILD.so} verified=${verified}`);
   results.push({ runner: 'pipeline_worker', mode: 'steady', verified });
   log(`steady: ${submitted} runs; windows at ${fmt(minPct)}-${fmt((100 * rates.at(-1)) / fresh.rps)} % of the fresh ` +
