@@ -13,6 +13,7 @@
 #include "shmem/cancels.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/metrics.hpp"
+#include "shmem/shared.hpp"
 #include "store/children.hpp"
 #include "store/pipelines.hpp"
 #include "store/run_rows.hpp"
@@ -121,11 +122,16 @@ struct StepUnits {
     long deferred_retry_after;
     Outcome out;
 
+    // Step p's attempt a is tried again after the back-off: the run's retry waits for the longest of those deferred.
     void defer(int p, int a, long retry_after) {
         deferred[p] = true;
+        long delay = core::retry_delay_ms(r->pipeline->steps[p].retry_delay_ms, a,
+                                          static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state)));
+        if (retry_after > delay) delay = retry_after;
+        if (deferred_pos >= 0 && delay <= deferred_retry_after) return;
         deferred_pos = p;
         deferred_attempt = a;
-        deferred_retry_after = retry_after;
+        deferred_retry_after = delay;
     }
 
     TaskEnd run(int u) {
@@ -299,7 +305,9 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             continue;
         }
         // Other function steps are ready too: with idle workers, they run at once on several
-        if (graph && step->kind == core::StepKind::Function && !r->waits && io != nullptr && work_out(r, io) == 0) {
+        // (idle workers first: under full load nothing more is looked at)
+        if (graph && step->kind == core::StepKind::Function && !r->waits && io != nullptr && io->pause != nullptr &&
+            shared::idle_workers() > 0 && work_out(r, io) == 0) {
             StepUnits su;
             su.n = 0;
             su.pos[su.n] = pos;
@@ -336,7 +344,7 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
                         SPI_finish();
                         return su.out;
                     }
-                    if (su.deferred_pos >= 0) {
+                    if (su.deferred_pos >= 0 && (deferred_pos < 0 || su.deferred_retry_after > deferred_retry_after)) {
                         deferred_pos = su.deferred_pos;
                         deferred_attempt = su.deferred_attempt;
                         deferred_retry_after = su.deferred_retry_after;
@@ -403,7 +411,8 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     for (int i = 0; i < nsteps; i++)
         if (!r->done[i]) {
             // requests are out (their answers resume the run), or a step waits for its retry: the run does
-            if (work_out(r, io) == 0 && r->waits) {  // steps wait (and nothing is out): so does the run
+            // steps wait (and nothing is out, and no step waits for its retry -- that one goes first): so does the run
+            if (work_out(r, io) == 0 && r->waits && deferred_pos < 0) {
                 store::buffer_wait(claimed, r->wait_until, r->wait_event);
                 SPI_finish();
                 return Outcome::Waiting;

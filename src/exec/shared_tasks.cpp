@@ -54,6 +54,12 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
         if (!stopped) {
             // Every task is taken: what the helpers took is done (committed) or rolled back once they have left.
             board::close(w.slot, w.generation);
+            // What this worker ran commits with the pause: only while the run is still its claim (locked until that
+            // commit) -- a cancel_run + retry_run meanwhile, and another worker's claim, must not see it twice. A
+            // cancel alone lets it commit (steps already executing finish and are recorded; the caller records it).
+            if (!store::lock_if_claimed(r->id, MyProcPid, MyStartTimestamp, claims, true) &&
+                !shared::cancel_requested(r->id))
+                store::require_claimed(r->id, claims);
             SPI_finish();
             pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
                                                            static_cast<long long>(r->id)));
@@ -71,9 +77,9 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
     PG_END_TRY();
     board::retire(w.slot, w.generation);  // (when stopped: a helper's chunk still under way rolls back by its guard)
     s.stopped = stopped;
-    // The run may have been cancelled, recovered or retried meanwhile (the cancel flag is checked by the caller):
-    // nothing more is done for a claim that is over.
-    if (!stopped) store::require_claimed(r->id, claims);
+    // The run may have been cancelled (the caller records it), recovered or retried meanwhile: nothing more is done
+    // for a claim that is over.
+    if (!stopped && !shared::cancel_requested(r->id)) store::require_claimed(r->id, claims);
     return s;
 }
 
@@ -100,7 +106,9 @@ StepTime *step_time(int64 pipeline_id, int pos, bool add) {
         for (StepTime &t : step_times) t.us = -1;
         step_times_ready = true;
     }
-    uint32 h = static_cast<uint32>((pipeline_id * 31 + pos) * 2654435761u) % kStepTimes;
+    uint64 k = (static_cast<uint64>(pipeline_id) << 16) ^ static_cast<uint64>(pos);
+    k *= UINT64CONST(0x9E3779B97F4A7C15);
+    uint32 h = static_cast<uint32>(k >> 40) % kStepTimes;
     for (int probe = 0; probe < 8; probe++) {
         StepTime &t = step_times[(h + probe) % kStepTimes];
         if (t.us >= 0 && t.pipeline_id == pipeline_id && t.pos == pos) return &t;
@@ -235,7 +243,10 @@ int help_with_steps(Helping *h, const board::Ticket &t, int from, int to, Memory
         note_step_time(r->pipeline->id, pos, GetCurrentTimestamp() - started);
         ran++;
         if (edata == nullptr) {
-            record_success(r, pos, attempt, started, out);
+            // (its row only: this helper's RunState stays as read -- the output lives in this chunk's context, and
+            // a chunk that rolls back must not leave a step looking done)
+            store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Succeeded, out, nullptr, started, false, -1);
+            count_step(r, step, true);
             continue;
         }
         bool retryable;

@@ -1,5 +1,7 @@
 #include "shmem/commit_notes.hpp"
 
+#include "shmem/cancels.hpp"
+
 #include <climits>
 
 #include "shmem/shared.hpp"
@@ -15,6 +17,9 @@ bool reordered = false;
 bool extension = false;
 TimestampTz due = 0;
 int top_priority = INT_MIN;
+constexpr int kCancels = 64;  // (the cancel ring holds 64: more would only push each other out)
+int64 cancels[kCancels];
+int ncancels = 0;
 
 }  // namespace
 
@@ -47,7 +52,15 @@ void runs_finished() { finished = true; }
 
 void pipelines_changed() { pipelines = true; }
 
+void cancel_at_commit(int64 run_id) {
+    if (ncancels < kCancels) cancels[ncancels++] = run_id;
+}
+
 void publish() {
+    for (int i = 0; i < ncancels; i++) {
+        shared::request_cancel(cancels[i]);
+        shared::interrupt_executor(cancels[i]);
+    }
     if (due != 0) shared::note_retry_due(due);
     if (reordered) shared::reset_claim_hint();
     else if (top_priority > 0) shared::lower_claim_hint(top_priority);
@@ -66,6 +79,7 @@ void forget() {
     extension = false;
     due = 0;
     top_priority = INT_MIN;
+    ncancels = 0;
 }
 
 }  // namespace pw::notes

@@ -20,6 +20,9 @@ void queue_reordered();
 void run_queued_with_priority(int priority);
 void wake_all_workers();  // e.g. runs made claimable outside the extension's functions
 void runs_finished();
+// The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most 64 a
+// transaction: the cancel ring holds no more).
+void cancel_at_commit(int64 run_id);
 void pipelines_changed();
 
 void publish();  // at commit

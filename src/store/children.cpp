@@ -149,13 +149,28 @@ int64 *unfinished_descendants(int64 run_id, int *n) {
     return ids;
 }
 
-void cancel_descendants(int64 run_id, const char *why) {
+void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     int n;
     int64 *ids = unfinished_descendants(run_id, &n);
     if (n == 0) return;
-    for (int i = 0; i < n; i++) {
-        shared::request_cancel(ids[i]);
-        shared::interrupt_executor(ids[i]);
+    // Those executing now are asked to stop (pending and waiting ones have no executor: the UPDATE is enough, and
+    // the cancel ring -- 64 entries -- is kept for the ones that need it).
+    static SPIPlanPtr plan_running_children = nullptr;
+    Oid rtypes[1] = {INT8ARRAYOID};
+    Datum rv[1] = {pg::int8_array(ids, n)};
+    pg::run_as_owner(&plan_running_children,
+                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                     " AND CASE status WHEN 'running' THEN true ELSE false END",
+                     1, rtypes, rv, nullptr, false);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        int64 id = DatumGetInt64(col(i, 1, &isnull));
+        if (signal_at_commit) {
+            notes::cancel_at_commit(id);
+        } else {
+            shared::request_cancel(id);
+            shared::interrupt_executor(id);
+        }
     }
     static SPIPlanPtr plan_cancel_children = nullptr, plan_close_child_waits = nullptr;
     Oid types[2] = {INT8ARRAYOID, TEXTOID};

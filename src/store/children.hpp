@@ -42,7 +42,8 @@ int64 *unfinished_descendants(int64 run_id, int *n);
 
 // Cancels the unfinished descendants of run_id (each asked to stop, as cancel_run does; error = why), closing the
 // waits they were in. cancel_run of a run, and a run that failed (a graph's other branch may have a child under way:
-// nobody would take its result). SPI connected.
-void cancel_descendants(int64 run_id, const char *why);
+// nobody would take its result). signal_at_commit: their executors are told when this transaction commits (a worker's
+// flush, whose transaction may still roll back), else at once (cancel_run). SPI connected.
+void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false);
 
 }  // namespace pw::store

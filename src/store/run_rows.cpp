@@ -3,6 +3,7 @@
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
 #include "store/queue.hpp"
+#include "store/children.hpp"
 
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
@@ -120,9 +121,12 @@ void fail_run(int64 run_id, const char *message) {
     Datum v[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
     pg::exec_as_owner(p, v, nullptr, false, 0);
     bool isnull;
-    if (SPI_processed == 1) note_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, core::RunStatus::Failed, -1);
+    bool failed = SPI_processed == 1;
+    if (failed) note_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, core::RunStatus::Failed, -1);
     notes::runs_finished();
     lanes::release_at_commit(run_id);
+    // (as any failed run: child runs of its other branches are cancelled)
+    if (failed && schema_version() >= 2) cancel_descendants(run_id, "cancelled: its parent run failed", true);
     SPI_finish();
 }
 
@@ -162,6 +166,7 @@ bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
     bool failed = SPI_processed == 1;
     bool isnull;
     if (failed) note_finished(TextDatumGetCString(pg::col(0, 1, &isnull)), run_id, core::RunStatus::Failed, -1);
+    if (failed && schema_version() >= 2) cancel_descendants(run_id, "cancelled: its parent run failed", true);
     SPI_finish();
     if (failed) notes::runs_finished();
     return failed;

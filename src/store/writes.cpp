@@ -434,7 +434,7 @@ static void flush_closes() {
     if (schema_version() < 2) return;
     foreach (lc, pending_closes) {
         RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Failed) cancel_descendants(r->id, "cancelled: its parent run failed");
+        if (r->status == core::RunStatus::Failed) cancel_descendants(r->id, "cancelled: its parent run failed", true);
     }
 }
 

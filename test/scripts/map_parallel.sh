@@ -36,6 +36,13 @@ BEGIN
     END IF;
     RETURN to_jsonb((ctx->>'position')::int);
 END $$;
+-- fails its first attempt
+CREATE FUNCTION mp_fail_once(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.2);
+    IF (ctx->>'attempt')::int = 1 THEN RAISE EXCEPTION 'first attempt fails'; END IF;
+    RETURN '"ok"';
+END $$;
 CREATE FUNCTION mp_sum_of(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
     SELECT to_jsonb(sum(v::int)) FROM jsonb_array_elements_text(ctx->'prev'->'square') v $$;
 CREATE FUNCTION mp_sum(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
@@ -58,6 +65,11 @@ SELECT pipeline_worker.create_pipeline('ev_map', '[
   {"name": "approve", "wait_for": "go", "depends_on": ["split"]},
   {"name": "square", "function": "mp_square", "map": true, "depends_on": ["split"]},
   {"name": "sum", "function": "mp_sum_of", "depends_on": ["square", "approve"]}]');
+-- a retried branch next to one that waits for an event
+SELECT pipeline_worker.create_pipeline('retry_and_wait', '[
+  {"name": "flaky", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 0},
+  {"name": "other", "function": "mp_slow", "depends_on": []},
+  {"name": "approval", "wait_for": "approved", "depends_on": []}]');
 -- a root, four independent slow steps, a join
 SELECT pipeline_worker.create_pipeline('fan_steps', '[
   {"name": "root", "function": "mp_slow", "depends_on": []},
@@ -158,6 +170,14 @@ pw_psql -c "SELECT pipeline_worker.cancel_run($run)" -c "SELECT pipeline_worker.
 pw_check "cancelled and retried while shared: the run succeeds" "succeeded $(sq 10)" \
     "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
 pw_check_sql "... every task's effect exactly once, each with its row" "10 0 0" "$(once_sql "$run")"
+
+idle4
+run=$(pw_run retry_and_wait '{"ms": 200}')
+pw_check "a shared step failing with attempts left is retried before the run waits for its event" "succeeded 2 waiting" \
+    "$(pw_wait_sql "succeeded 2 waiting" 20 "SELECT s.status || ' ' || s.attempt || ' ' || r.status FROM pipeline_worker.run_steps s
+        JOIN pipeline_worker.runs r ON r.id = s.run_id WHERE s.run_id = $run AND s.name = 'flaky' ORDER BY s.attempt DESC LIMIT 1")"
+pw_psql -c "SELECT pipeline_worker.send_event($run, 'approved', '{}')" >/dev/null
+pw_check "... and the event then ends it" succeeded "$(pw_wait_run "$run" 20)"
 
 # ---------------------------------------------------------------- faults
 # F1: a helper terminated in the middle of its chunk: its chunk rolls back, the owner executes those tasks
