@@ -22,6 +22,10 @@ namespace {
 // never sent are dropped at abort.
 void xact_callback(XactEvent event, void *) {
     switch (event) {
+        case XACT_EVENT_PRE_COMMIT:
+        case XACT_EVENT_PARALLEL_PRE_COMMIT:
+            notes::pre_commit();
+            break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
             lanes::at_commit();

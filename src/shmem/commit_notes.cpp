@@ -20,6 +20,7 @@ int top_priority = INT_MIN;
 constexpr int kCancels = 64;  // (the cancel ring holds 64: more would only push each other out)
 int64 cancels[kCancels];
 int ncancels = 0;
+bool reorder_begun = false;  // shared::begin_reorder() at pre-commit, ended once the hint is moved
 
 }  // namespace
 
@@ -56,6 +57,13 @@ void cancel_at_commit(int64 run_id) {
     if (ncancels < kCancels) cancels[ncancels++] = run_id;
 }
 
+void pre_commit() {
+    if ((reordered || top_priority > 0) && !reorder_begun) {  // (publish moves the hint)
+        shared::begin_reorder();
+        reorder_begun = true;
+    }
+}
+
 void publish() {
     for (int i = 0; i < ncancels; i++) {
         shared::request_cancel(cancels[i]);
@@ -80,6 +88,8 @@ void forget() {
     due = 0;
     top_priority = INT_MIN;
     ncancels = 0;
+    if (reorder_begun) shared::end_reorder();
+    reorder_begun = false;
 }
 
 }  // namespace pw::notes

@@ -25,7 +25,8 @@ void runs_finished();
 void cancel_at_commit(int64 run_id);
 void pipelines_changed();
 
-void publish();  // at commit
+void pre_commit();  // before the commit (its runs are not visible yet)
+void publish();     // at commit
 void forget();   // at abort
 
 }  // namespace pw::notes

@@ -129,6 +129,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
+        pg_atomic_write_u32(&d->reorders, 0);
         pg_write_barrier();
         pg_atomic_write_u32(&d->dboid, dboid);
         return d;
@@ -296,6 +297,23 @@ void lower_claim_hint(int priority) {
     uint64 cur = pg_atomic_read_u64(&d->claim_hint);
     while (cur > key && !pg_atomic_compare_exchange_u64(&d->claim_hint, &cur, key)) {
     }
+}
+
+void begin_reorder() {
+    if (DbState *d = db()) pg_atomic_fetch_add_u32(&d->reorders, 1);
+}
+
+void end_reorder() {
+    DbState *d = db();
+    if (d == nullptr) return;
+    uint32 cur = pg_atomic_read_u32(&d->reorders);
+    while (cur > 0 && !pg_atomic_compare_exchange_u32(&d->reorders, &cur, cur - 1)) {
+    }
+}
+
+bool reordering() {
+    DbState *d = db();
+    return d != nullptr && pg_atomic_read_u32(&d->reorders) != 0;
 }
 
 void reset_claim_hint() {

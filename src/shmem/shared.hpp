@@ -38,6 +38,8 @@ struct DbState {
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
+    pg_atomic_uint32 reorders;         // transactions committing runs that may sit below the claim hint: between
+                                       // their runs becoming visible and their hint reset, claims ignore the hint
 };
 
 struct State {
@@ -98,6 +100,11 @@ bool take_due();
 // to the head of the queue). Keys as store::queue_key.
 void lower_claim_hint(int priority);
 void reset_claim_hint();  // the next claim starts at the head of the queue
+// Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
+// the hint is moved (the commit callback runs after they are), claims start at the head.
+void begin_reorder();
+void end_reorder();
+bool reordering();
 int idle_workers();  // of this database
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).
 bool leads_database(int slot_no);

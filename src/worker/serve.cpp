@@ -255,7 +255,8 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     int version = store::schema_version();
     shared::DbState *st = shared::db();  // a worker's database is always served
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
-    bool hinted = hint > 0 && claims_since_full < kFullClaimEvery;
+    // (not while a transaction that queued runs below the hint is committing: they may be visible already)
+    bool hinted = hint > 0 && claims_since_full < kFullClaimEvery && !shared::reordering();
     int n = 0;
     if (hinted) {
         n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
