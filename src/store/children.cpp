@@ -153,28 +153,41 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     int n;
     int64 *ids = unfinished_descendants(run_id, &n);
     if (n == 0) return;
-    // Those executing now are asked to stop (pending and waiting ones have no executor: the UPDATE is enough, and
-    // the cancel ring -- 64 entries -- is kept for the ones that need it).
-    static SPIPlanPtr plan_running_children = nullptr;
-    Oid rtypes[1] = {INT8ARRAYOID};
-    Datum rv[1] = {pg::int8_array(ids, n)};
-    pg::run_as_owner(&plan_running_children,
-                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                     " AND CASE status WHEN 'running' THEN true ELSE false END",
-                     1, rtypes, rv, nullptr, false);
-    for (uint64 i = 0; i < SPI_processed; i++) {
+    // Only the rows nobody holds are changed here. A child a worker is executing (its lazy claim, its outcome being
+    // written) or waking its parent with is left to that worker, told below: waiting for it could take as long as
+    // its step, and it may be waiting for this transaction's lock on the parent (a deadlock).
+    static SPIPlanPtr plan_lock_children = nullptr;
+    Oid ltypes[1] = {INT8ARRAYOID};
+    Datum lv[1] = {pg::int8_array(ids, n)};
+    pg::run_as_owner(&plan_lock_children,
+                     "/* pw_indexes: runs_pkey */ SELECT id, status FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                     " FOR UPDATE SKIP LOCKED",
+                     1, ltypes, lv, nullptr, false);
+    int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int nlocked = 0;
+    bool *tell = static_cast<bool *>(palloc0(sizeof(bool) * n));
+    for (int i = 0; i < n; i++) tell[i] = true;  // (held by someone else: its executor is told)
+    for (uint64 k = 0; k < SPI_processed; k++) {
         bool isnull;
-        int64 id = DatumGetInt64(col(i, 1, &isnull));
+        int64 id = DatumGetInt64(col(k, 1, &isnull));
+        bool running = strcmp(TextDatumGetCString(col(k, 2, &isnull)), "running") == 0;
+        locked[nlocked++] = id;
+        for (int i = 0; i < n; i++)
+            if (ids[i] == id) tell[i] = running;  // (pending and waiting ones have no executor to tell)
+    }
+    for (int i = 0; i < n; i++) {
+        if (!tell[i]) continue;
         if (signal_at_commit) {
-            notes::cancel_at_commit(id);
+            notes::cancel_at_commit(ids[i]);
         } else {
-            shared::request_cancel(id);
-            shared::interrupt_executor(id);
+            shared::request_cancel(ids[i]);
+            shared::interrupt_executor(ids[i]);
         }
     }
+    if (nlocked == 0) return;
     static SPIPlanPtr plan_cancel_children = nullptr, plan_close_child_waits = nullptr;
     Oid types[2] = {INT8ARRAYOID, TEXTOID};
-    Datum v[2] = {pg::int8_array(ids, n), CStringGetTextDatum(why)};
+    Datum v[2] = {pg::int8_array(locked, nlocked), CStringGetTextDatum(why)};
     pg::run_as_owner(&plan_cancel_children,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                      " error = $2, finished_at = pg_catalog.clock_timestamp(),"

@@ -25,6 +25,8 @@ BEGIN
 END $$;
 CREATE FUNCTION wf_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'wf_fail always fails'; END $$;
+CREATE FUNCTION wf_sleep(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep((ctx->'input'->>'sleep')::float); RETURN '"slept"'; END $$;
 CREATE FUNCTION wf_slow_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_sleep(0.5); RAISE EXCEPTION 'wf_slow_fail fails late'; END $$;
 CREATE ROLE wf_user LOGIN;
@@ -312,6 +314,24 @@ pw_check "a branch fails: the run fails naming it, its other branch's child is c
     "$(q "SELECT r.status || '|' || (r.error LIKE 'step \"slow_fail\" failed%') || '|' || c.status || '|' || c.error || '|' ||
               (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id IN (r.id, c.id) AND status = 'waiting')
           FROM pipeline_worker.runs r JOIN pipeline_worker.runs c ON c.parent_run_id = r.id WHERE r.id = $r")"
+
+# cancel_run of a parent waiting for a child that is executing a step: no deadlock with the worker that finishes the
+# child and wakes the parent, no wait for the child's step -- the child's worker is told and records the cancel
+q "SELECT pipeline_worker.create_pipeline('slow_kid', '[{\"name\": \"s\", \"function\": \"wf_sleep\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('waits_for_slow', '[{\"name\": \"c\", \"pipeline\": \"slow_kid\"}, {\"name\": \"after\", \"function\": \"wf_num\"}]')" >/dev/null
+bad=""
+for i in 1 2 3 4 5; do
+    r=$(q "SELECT pipeline_worker.create_run('waits_for_slow', '{\"sleep\": 1.5}')")
+    pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (s)'" >/dev/null
+    out=$(q "SELECT pipeline_worker.cancel_run($r)" 2>&1)
+    wait_done "$r"
+    c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+    wait_done "$c"
+    got="$out $(q "SELECT status FROM pipeline_worker.runs WHERE id = $r") $(q "SELECT status FROM pipeline_worker.runs WHERE id = $c")"
+    [ "$got" = "t cancelled cancelled" ] || bad="$bad [$i: $got]"
+done
+pw_check "cancel_run of a parent whose child is executing a step, 5 times: t, both cancelled, no error" "" "$bad"
+pw_check "no deadlock in the server log" 0 "$(grep -c 'deadlock detected' "$PW_LOG")"
 
 # HTTP tasks of one run are in flight together (at most max_parallel)
 hm() {  # NAME URL_PATH EXTRA_STEP_KEYS : an HTTP map pipeline over [1..n]
