@@ -248,8 +248,11 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
     };
     // The run stops here: the answers it brought and did not record are recorded as such.
     auto close_answers = [&](const char *why) {
-        for (int k = 0; k < nanswers; k++)
-            if (!answer_at(io, k)->consumed) record_cancelled_call(answer_at(io, k), why);
+        for (int k = 0; k < nanswers; k++) {
+            if (answer_at(io, k)->consumed) continue;
+            if (strcmp(why, "cancelled") == 0) record_cancelled_call(answer_at(io, k), why);
+            else record_late_answer(answer_at(io, k));  // (the run failed: what was executing is recorded as it ended)
+        }
     };
     for (int k = 0; k < nsteps; k++) {
         int pos = p->order[k];

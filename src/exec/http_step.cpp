@@ -213,6 +213,16 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
     return answer_result(answer, run_ctx);
 }
 
+void record_late_answer(HttpCall *call) {
+    StepResult res = answer_result(call, CurrentMemoryContext);
+    if (res.succeeded())
+        store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Succeeded,
+                           res.output, nullptr, call->started, true, call->task);
+    else
+        store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
+                           res.error != nullptr ? res.error : "failed", call->started, true, call->task);
+}
+
 void record_cancelled_call(HttpCall *call, const char *why) {
     store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
                        why, call->started, true, call->task);

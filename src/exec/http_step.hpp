@@ -16,5 +16,8 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
 
 // A call whose run was cancelled while its request was in flight: record the attempt as failed.
 void record_cancelled_call(HttpCall *call, const char *why = "cancelled");
+// The answer of a request whose run failed meanwhile (another branch failed): the attempt is recorded as it ended --
+// steps already executing finish and are recorded -- and the run is left as it is.
+void record_late_answer(HttpCall *call);
 
 }  // namespace pw::exec

@@ -542,7 +542,7 @@ int serve_answers(MemoryContext iter_ctx) {
                 if (status[i] != nullptr && strcmp(status[i], "cancelled") == 0)
                     for (int k = 0; k < same; k++) exec::record_cancelled_call(calls[i + k]);
                 else if (status[i] != nullptr && strcmp(status[i], "failed") == 0)
-                    for (int k = 0; k < same; k++) exec::record_cancelled_call(calls[i + k], "its run failed meanwhile");
+                    for (int k = 0; k < same; k++) exec::record_late_answer(calls[i + k]);
                 continue;
             }
             pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));

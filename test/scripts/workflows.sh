@@ -343,6 +343,19 @@ hm fan_three "/delay?ms=200" ", \"max_parallel\": 3"
 hm fan_flaky "/flaky?fail=2" ", \"max_attempts\": 2, \"retry_delay_ms\": 0"
 hm fan_slow "/delay?ms=5000" ""
 hm fan_bad "/flaky?fail=1&status=400" ""
+# A branch fails while another branch's request is out: that request finishes and is recorded as it ended
+q "SELECT pipeline_worker.create_pipeline('http_branch_fails', '[{\"name\": \"slow\", \"http\": {\"url\": \"$B/delay?ms=800\"}, \"depends_on\": []},
+   {\"name\": \"bad\", \"http\": {\"url\": \"$B/flaky?fail=1&status=400\"}, \"depends_on\": []},
+   {\"name\": \"after\", \"function\": \"wf_num\", \"depends_on\": [\"slow\"]}]')" >/dev/null
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('http_branch_fails', '{}')")
+wait_done "$r"
+pw_check "a failing HTTP branch fails the run, naming it" "failed true" \
+    "$(q "SELECT status || ' ' || (error LIKE 'step \"bad\" failed%') FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "... the other branch's request in flight is recorded as it ended (succeeded, its answer), 'after' never ran" "succeeded true 0" \
+    "$(pw_wait_sql "succeeded true 0" 10 "SELECT s.status || ' ' || (s.output IS NOT NULL) || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'after')
+        FROM pipeline_worker.run_steps s WHERE s.run_id = $r AND s.name = 'slow'")"
+
 srv_reset
 r=$(q "SELECT pipeline_worker.create_run('fan_all', '{\"n\": 8}')")
 wait_done "$r"
