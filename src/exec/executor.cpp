@@ -357,6 +357,13 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
                 }
             }
         }
+        // Requests of other branches parked in this execution leave before a function step runs, not after it.
+        if (together && step->kind == core::StepKind::Function && io->parked != nullptr && io->send_parked != nullptr &&
+            !r->waits) {
+            SPI_finish();
+            io->send_parked(arg, io);
+            pg::spi_connect();
+        }
         StepResult res;
         switch (step->kind) {
             case core::StepKind::Http:

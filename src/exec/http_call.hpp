@@ -50,6 +50,12 @@ struct HttpCall {
 // begins a new transaction. arg: the executor's BetweenSteps argument.
 typedef void (*Pause)(void *arg, bool (*ready)(void *), void *ready_arg);
 
+struct HttpIO;
+// A worker's "send what is parked now": the claim and the parked calls' rows are committed and their requests leave
+// (SPI disconnected), then a new transaction begins. Used before a function step runs next to requests parked in this
+// execution, so that they are in flight while it runs.
+typedef void (*SendParked)(void *arg, HttpIO *io);
+
 struct HttpIO {
     HttpCall *resume = nullptr;           // in: continue this parked run with its answer
     HttpCall **more = nullptr;            // in: further answers for the same run (map tasks), nmore of them
@@ -58,6 +64,7 @@ struct HttpIO {
     HttpCall *parked = nullptr;           // out: the run stopped at an HTTP step (the first call parked)
     List *parked_more = NIL;              // out: further calls parked (map tasks in flight together)
     Pause pause = nullptr;                // in: a worker's pause (nullptr: the executor never waits for others)
+    SendParked send_parked = nullptr;     // in: a worker's early send (nullptr: requests leave when the run stops)
 };
 
 // The answers a resume brought: io->resume, then io->more.

@@ -116,6 +116,28 @@ void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
     begin_txn(&b->clock);
 }
 
+void queue_parked(exec::HttpIO *io);
+
+// Requests parked by a run that goes on with a function step of another branch: they leave now (their rows and the
+// claim committed first), in flight while the step runs.
+void send_parked_now(void *arg, exec::HttpIO *io) {
+    Batch *b = static_cast<Batch *>(arg);
+    if (b->current != nullptr) store::persist_claim(b->current);
+    queue_parked(io);
+    io->parked = nullptr;
+    commit_txn();  // (hands what is queued to the client)
+    b->locks_released = true;
+    // The client connects and writes when driven: a few short rounds put the requests on the wire before the step
+    // keeps this process busy (a local connect and write take well under a millisecond).
+    for (int round = 0; round < 3; round++) {
+        httpq::drive();
+        (void)WaitLatchOrSocket(nullptr, WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, httpq::fd(), 1,
+                                PG_WAIT_EXTENSION);
+    }
+    httpq::drive();
+    begin_txn(&b->clock);
+}
+
 void between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
@@ -394,6 +416,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             exec::HttpIO io;
             io.park_parent = TopMemoryContext;
             io.pause = pause_txn;
+            io.send_parked = send_parked_now;
             exec::Outcome outcome = exec::execute_claimed(&runs[i], between_steps, &b, &io);
             if (io.parked != nullptr && outcome == exec::Outcome::Parked) {
                 // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
@@ -553,6 +576,7 @@ int serve_answers(MemoryContext iter_ctx) {
             io.nmore = same - 1;
             io.park_parent = TopMemoryContext;
             io.pause = pause_txn;
+            io.send_parked = send_parked_now;
             MemoryContextSwitchTo(iter_ctx);
             exec::Outcome o = exec::execute_claimed(nullptr, between_steps, &b, &io);
             if (o == exec::Outcome::Parked) {

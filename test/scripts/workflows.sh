@@ -343,6 +343,17 @@ hm fan_three "/delay?ms=200" ", \"max_parallel\": 3"
 hm fan_flaky "/flaky?fail=2" ", \"max_attempts\": 2, \"retry_delay_ms\": 0"
 hm fan_slow "/delay?ms=5000" ""
 hm fan_bad "/flaky?fail=1&status=400" ""
+# An HTTP branch and a function branch ready together: the request is in flight while the function step runs
+q "SELECT pipeline_worker.create_pipeline('http_and_fn', '[{\"name\": \"h\", \"http\": {\"url\": \"$B/delay?ms=300\"}, \"depends_on\": []},
+   {\"name\": \"s\", \"function\": \"wf_sleep\", \"depends_on\": []},
+   {\"name\": \"j\", \"function\": \"wf_num\", \"depends_on\": [\"h\", \"s\"]}]')" >/dev/null
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('http_and_fn', '{\"sleep\": 1.5}')")
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query = 'run $r step 2 (s)'" >/dev/null
+pw_check "the HTTP branch's request reached the endpoint while the function branch ran" 1 "$(srv_stat requests)"
+wait_done "$r"
+pw_check "... and the run succeeded with both" succeeded "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
+
 # A branch fails while another branch's request is out: that request finishes and is recorded as it ended
 q "SELECT pipeline_worker.create_pipeline('http_branch_fails', '[{\"name\": \"slow\", \"http\": {\"url\": \"$B/delay?ms=800\"}, \"depends_on\": []},
    {\"name\": \"bad\", \"http\": {\"url\": \"$B/flaky?fail=1&status=400\"}, \"depends_on\": []},
