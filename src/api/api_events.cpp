@@ -23,7 +23,8 @@ char *checked_event(FunctionCallInfo fcinfo, int argno) {
     char *e = text_to_cstring(PG_GETARG_TEXT_PP(argno));
     if (e[0] == '\0' || strlen(e) > kMaxEventName)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("an event name must have 1 to %d characters", kMaxEventName)));
+                        errmsg("an event name must have 1 to %d characters", kMaxEventName),
+                        errhint("Use the name a \"wait_for\" step of the run waits for.")));
     return e;
 }
 
@@ -47,7 +48,8 @@ bool send(int64 run_id, const char *event, Jsonb *payload) {
 
 extern "C" Datum pw_send_event(PG_FUNCTION_ARGS) {
     if (PG_ARGISNULL(0))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("run_id must not be null")));
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("run_id must not be null"),
+                        errhint("Pass the id create_run() returned.")));
     int64 run_id = PG_GETARG_INT64(0);
     char *event = checked_event(fcinfo, 1);
     Jsonb *payload = checked_payload(fcinfo, 2);
@@ -61,7 +63,8 @@ extern "C" Datum pw_send_event(PG_FUNCTION_ARGS) {
 extern "C" Datum pw_send_event_by_key(PG_FUNCTION_ARGS) {
     char *pipeline = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("idempotency_key must not be null")));
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("idempotency_key must not be null"),
+                        errhint("Pass the idempotency key the run was created with.")));
     char *key = text_to_cstring(PG_GETARG_TEXT_PP(1));
     char *event = checked_event(fcinfo, 2);
     Jsonb *payload = checked_payload(fcinfo, 3);

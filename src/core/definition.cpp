@@ -288,8 +288,11 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         throw DefinitionError(at + " has more than one of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
                               kKindHint);
     if (kinds == 0)
-        throw DefinitionError(at + " has neither \"function\" nor \"http\"",
-                              "Add \"function\": \"schema.fn\" or \"http\": {\"url\": ...}.");
+        throw DefinitionError(at + " has none of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
+                              kKindHint);
+    if (s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
+        throw DefinitionError(at + ": \"timeout_ms\" applies to function, http and wait_for steps",
+                              "A sleep lasts its interval; a child pipeline's steps have timeouts of their own.");
     if (step_secrets != nullptr) {
         if (!s.is_http)
             throw DefinitionError(at + ": \"secret_headers\" applies to http steps only",

@@ -58,11 +58,18 @@ StepGraph resolve_graph(const std::vector<StepSpec> &steps) {
             continue;
         }
         std::set<int> seen;
+        std::string unknown;  // every unknown name, not only the first
+        int nunknown = 0;
+        for (const std::string &d : s.depends_on)
+            if (index.find(d) == index.end()) {
+                unknown += (nunknown++ > 0 ? ", " : "") + json::quote(d);
+            }
+        if (nunknown > 0)
+            throw DefinitionError("step " + json::quote(s.name) + " depends on unknown step" + (nunknown > 1 ? "s " : " ") +
+                                      unknown,
+                                  kDependsHint);
         for (const std::string &d : s.depends_on) {
             auto it = index.find(d);
-            if (it == index.end())
-                throw DefinitionError("step " + json::quote(s.name) + " depends on unknown step " + json::quote(d),
-                                      kDependsHint);
             if (it->second == static_cast<int>(i))
                 throw DefinitionError("step " + json::quote(s.name) + " depends on itself", kDependsHint);
             if (!seen.insert(it->second).second)

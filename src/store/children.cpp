@@ -76,7 +76,8 @@ int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitt
     pg::run_as_owner(&plan_insert,
                      "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
                      "  pipeline_owner, parent_run_id, parked)"
-                     " SELECT $1, $2, $3 || pg_catalog.jsonb_build_object('parent_run_id', $7, 'parent_step', $8),"
+                     " SELECT $1, $2, CASE WHEN pg_catalog.jsonb_typeof($3) = 'object' THEN $3 ELSE '{}' END"
+                     "   || pg_catalog.jsonb_build_object('parent_run_id', $7, 'parent_step', $8),"
                      "  $4::regrole, $5, $6::regrole, $7, CASE WHEN p.paused THEN 3 END"
                      " FROM pipeline_worker.pipelines p WHERE p.id = $5 RETURNING id",
                      8, types, v, nullptr, false);

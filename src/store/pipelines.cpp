@@ -156,9 +156,11 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
         if (sleep[i] == nullptr) continue;
         char *what = psprintf("step \"%s\": \"sleep\"", steps[i].name);
         steps[i].sleep_us = interval_usecs(sleep[i], what);
-        if (steps[i].sleep_us < 0)
+        // (an interval too long for microseconds wraps around: refused with the negative ones)
+        constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
+        if (steps[i].sleep_us < 0 || steps[i].sleep_us > kMaxSleepUs)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("invalid pipeline definition: %s must not be negative", what),
+                            errmsg("invalid pipeline definition: %s must be an interval from 0 to 1000 years", what),
                             errhint("Example: \"sleep\": \"5 minutes\".")));
     }
     p->limits = limits;

@@ -143,7 +143,13 @@ definition_error "\"if\" not an object" '"if" must be a JSON object' \
 definition_error "a step with two kinds" 'more than one of' \
     '[{"name": "a", "function": "wf_num", "sleep": "1 second"}]'
 definition_error "an invalid sleep" 'invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
-definition_error "a negative sleep" 'must not be negative' '[{"name": "a", "sleep": "-5 minutes"}]'
+definition_error "a negative sleep" 'must be an interval from 0 to 1000 years' '[{"name": "a", "sleep": "-5 minutes"}]'
+definition_error "a sleep too long to represent" 'must be an interval from 0 to 1000 years' '[{"name": "a", "sleep": "400000 years"}]'
+definition_error "several unknown dependencies, all named" 'depends on unknown steps "nope", "zz"' \
+    '[{"name": "a", "function": "wf_num", "depends_on": ["nope", "zz"]}]'
+definition_error "timeout_ms on a sleep" '"timeout_ms" applies to function, http and wait_for steps' \
+    '[{"name": "a", "sleep": "1 second", "timeout_ms": 100}]'
+definition_error "a step of no kind" 'has none of "function", "http", "pipeline", "sleep", "wait_for"' '[{"name": "a"}]'
 definition_error "an empty event name" '"wait_for" must be an event name' '[{"name": "a", "wait_for": ""}]'
 definition_error "map on a sleep" '"map" applies to function, http and pipeline steps' '[{"name": "a", "sleep": "1 second", "map": true}]'
 definition_error "max_parallel without map" '"max_parallel" applies to map steps only' \

@@ -53,7 +53,7 @@ TEST(Definition, RejectsInvalidShapes) {
               std::string::npos);
     EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "http": {"url": "http://x"}}])").find("both"),
               std::string::npos);
-    EXPECT_NE(error_of(R"([{"name": "a"}])").find("neither"), std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a"}])").find("has none of"), std::string::npos);
     EXPECT_NE(error_of(R"([{"name": "a", "function": ""}])").find("non-empty string"), std::string::npos);
     EXPECT_NE(error_of(R"([{"name": "a", "function": "f", "max_attempts": 0}])").find("between 1 and"),
               std::string::npos);
