@@ -26,6 +26,11 @@ struct RunState {
     Jsonb *item;
     // Steps waiting in this execution (several branches may): the run waits until the earliest wake-up, or an event.
     bool waits;
+    // Child runs started in this transaction (they become claimable at its commit), and whether the run committed
+    // after a step noted its wait: the run then goes back to the queue rather than waiting (a wake-up -- an event, a
+    // child's finish -- may have come while it was still running, and would be lost), and looks again.
+    bool started_children;
+    bool committed_after_wait;
     TimestampTz wait_until;  // earliest wake-up (0: none, only an event)
     const char *wait_event;  // the event waited for; "*" when several steps wait for different ones
     // The run's step history when it was read (runs claimed before): a map step finds its tasks' rows here.

@@ -357,9 +357,12 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
                 }
             }
         }
-        // Requests of other branches parked in this execution leave before a function step runs, not after it.
-        if (together && step->kind == core::StepKind::Function && io->parked != nullptr && io->send_parked != nullptr &&
-            !r->waits) {
+        // Requests of other branches parked in this execution leave -- and child runs started in it become claimable --
+        // before a function step runs, not after it.
+        if (together && step->kind == core::StepKind::Function && io->send_parked != nullptr &&
+            (io->parked != nullptr || r->started_children)) {
+            if (r->waits) r->committed_after_wait = true;
+            r->started_children = false;
             SPI_finish();
             io->send_parked(arg, io);
             pg::spi_connect();
@@ -423,6 +426,11 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
             // requests are out (their answers resume the run), or a step waits for its retry: the run does
             // steps wait (and nothing is out, and no step waits for its retry -- that one goes first): so does the run
             if (work_out(r, io) == 0 && r->waits && deferred_pos < 0) {
+                if (r->committed_after_wait) {  // back to the queue at once: the next look waits, under the lock
+                    store::buffer_run(claimed, RunStatus::Pending, nullptr, nullptr);
+                    SPI_finish();
+                    return Outcome::RetryScheduled;
+                }
                 store::buffer_wait(claimed, r->wait_until, r->wait_event);
                 SPI_finish();
                 return Outcome::Waiting;

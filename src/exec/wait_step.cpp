@@ -56,7 +56,7 @@ int64 note_child(Jsonb *note) {
     return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
 }
 
-int64 start_child(const RunState *r, int pos, Jsonb *input, const char **error, int depth) {
+int64 start_child(RunState *r, int pos, Jsonb *input, const char **error, int depth) {
     const store::Step *step = &r->pipeline->steps[pos];
     if (depth < 0) depth = store::run_depth(r->id);
     if (depth + 1 > guc::max_child_depth) {
@@ -66,6 +66,7 @@ int64 start_child(const RunState *r, int pos, Jsonb *input, const char **error, 
     const store::ChildPipeline *cp = store::child_pipeline(step->child, r->submitter, error);
     if (cp == nullptr) return 0;
     if (input == nullptr) input = json_null();
+    r->started_children = true;  // (claimable once this transaction commits)
     return store::create_child_run(step->child, cp, r->submitter, input, r->metadata, r->id, step->name);
 }
 

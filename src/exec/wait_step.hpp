@@ -22,7 +22,7 @@ Jsonb *child_note(int64 child_id);
 int64 note_child(Jsonb *note);
 // Starts a child run of step pos with `input`, as the run's submitter, after checking the nesting depth (the run's,
 // when known, else -1) and the submitter's right: its id, or 0 with *error set.
-int64 start_child(const RunState *r, int pos, Jsonb *input, const char **error, int depth = -1);
+int64 start_child(RunState *r, int pos, Jsonb *input, const char **error, int depth = -1);
 // false while the child is unfinished; else *res says how it ended (output, or a retryable error).
 bool look_at_child(int64 child, const store::Step *step, MemoryContext run_ctx, StepResult *res);
 

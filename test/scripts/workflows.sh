@@ -360,6 +360,18 @@ pw_check "the HTTP branch's request reached the endpoint while the function bran
 wait_done "$r"
 pw_check "... and the run succeeded with both" succeeded "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
 
+# A child-pipeline branch and a function branch ready together: the child runs while the function step runs
+q "SELECT pipeline_worker.create_pipeline('child_and_fn', '[{\"name\": \"c\", \"pipeline\": \"slow_kid\", \"depends_on\": []},
+   {\"name\": \"s\", \"function\": \"wf_sleep\", \"depends_on\": []},
+   {\"name\": \"j\", \"function\": \"wf_num\", \"depends_on\": [\"c\", \"s\"]}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('child_and_fn', '{\"sleep\": 1}')")
+wait_done "$r" 30
+pw_check "a child branch and a function branch overlap: the child started before the function step ended; the run succeeded" \
+    "succeeded true" \
+    "$(q "SELECT r.status || ' ' || (c.started_at < s.finished_at) FROM pipeline_worker.runs r
+          JOIN pipeline_worker.runs c ON c.parent_run_id = r.id
+          JOIN pipeline_worker.run_steps s ON s.run_id = r.id AND s.name = 's' WHERE r.id = $r")"
+
 # A branch fails while another branch's request is out: that request finishes and is recorded as it ended
 q "SELECT pipeline_worker.create_pipeline('http_branch_fails', '[{\"name\": \"slow\", \"http\": {\"url\": \"$B/delay?ms=800\"}, \"depends_on\": []},
    {\"name\": \"bad\", \"http\": {\"url\": \"$B/flaky?fail=1&status=400\"}, \"depends_on\": []},
