@@ -290,7 +290,8 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     if (kinds == 0)
         throw DefinitionError(at + " has none of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
                               kKindHint);
-    if (s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
+    // (new definitions only: one stored before this check still loads, its timeout ignored as it was)
+    if (!stored && s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
         throw DefinitionError(at + ": \"timeout_ms\" applies to function, http and wait_for steps",
                               "A sleep lasts its interval; a child pipeline's steps have timeouts of their own.");
     if (step_secrets != nullptr) {

@@ -195,10 +195,12 @@ TaskEnd TaskMap::run(int i) {
     }
     if (!res.succeeded()) {
         // (answers in hand for later tasks count as requests out: they are recorded below)
+        // (with anything of the run out -- its tasks' requests, another branch's request sent early, tasks shared --
+        // the run cannot go back to the queue now: the task is tried again once the rest is in)
         bool others = sharing || nflying > 0 || work_out(r, io) > 0;
-        Outcome o = record_failure(claimed, r, pos, a, t_started, res, (together || sharing) && others);
+        Outcome o = record_failure(claimed, r, pos, a, t_started, res, others);
         r->task = -1;
-        if (o == Outcome::RetryScheduled && (together || sharing) && others) {  // issued again later
+        if (o == Outcome::RetryScheduled && others) {  // issued again later
             deferred_attempt = a;
             deferred_retry_after = res.retry_after_ms;
             last[i] = a;

@@ -56,8 +56,8 @@ bool signal_executors(int64 run_id) {
 
 }  // namespace
 
-void interrupt_executor(int64 run_id) {
-    if (signal_executors(run_id)) return;
+void interrupt_executor(int64 run_id, bool broadcast) {
+    if (signal_executors(run_id) || !broadcast) return;
     SessionExec *session = session_executing(run_id);
     if (session != nullptr && session->pid != MyProcPid) {
         // A session's execute_run: its SIGINT handler honours a signal marked as ours only while a step of a

@@ -12,6 +12,8 @@ void clear_cancel(int64 run_id);
 // Interrupts whoever executes run_id now: the worker running it (SIGINT), a session executing one of its steps
 // (a marked SIGINT), or -- the run may be waiting for an HTTP answer in a worker -- every worker, whose SIGINT
 // handlers interrupt only a step of a run with a cancel request and check their requests in flight.
-void interrupt_executor(int64 run_id);
+// broadcast: with no worker or session found executing it, every worker of the database is signalled (each checks
+// whether it is executing the run); false: nothing is done then (the run has no executor to interrupt).
+void interrupt_executor(int64 run_id, bool broadcast = true);
 
 }  // namespace pw::shared

@@ -19,6 +19,7 @@ TimestampTz due = 0;
 int top_priority = INT_MIN;
 constexpr int kCancels = 64;  // (the cancel ring holds 64: more would only push each other out)
 int64 cancels[kCancels];
+bool cancels_broadcast[kCancels];
 int ncancels = 0;
 bool reorder_begun = false;  // shared::begin_reorder() at pre-commit, ended once the hint is moved
 
@@ -53,8 +54,10 @@ void runs_finished() { finished = true; }
 
 void pipelines_changed() { pipelines = true; }
 
-void cancel_at_commit(int64 run_id) {
-    if (ncancels < kCancels) cancels[ncancels++] = run_id;
+void cancel_at_commit(int64 run_id, bool broadcast) {
+    if (ncancels >= kCancels) return;
+    cancels_broadcast[ncancels] = broadcast;
+    cancels[ncancels++] = run_id;
 }
 
 void pre_commit() {
@@ -67,7 +70,7 @@ void pre_commit() {
 void publish() {
     for (int i = 0; i < ncancels; i++) {
         shared::request_cancel(cancels[i]);
-        shared::interrupt_executor(cancels[i]);
+        shared::interrupt_executor(cancels[i], cancels_broadcast[i]);
     }
     if (due != 0) shared::note_retry_due(due);
     if (reordered) shared::reset_claim_hint();

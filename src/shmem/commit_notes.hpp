@@ -22,7 +22,7 @@ void wake_all_workers();  // e.g. runs made claimable outside the extension's fu
 void runs_finished();
 // The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most 64 a
 // transaction: the cancel ring holds no more).
-void cancel_at_commit(int64 run_id);
+void cancel_at_commit(int64 run_id, bool broadcast = true);  // (broadcast: see shared::interrupt_executor)
 void pipelines_changed();
 
 void pre_commit();  // before the commit (its runs are not visible yet)

@@ -150,45 +150,81 @@ int64 *unfinished_descendants(int64 run_id, int *n) {
     return ids;
 }
 
+namespace {
+
+// broadcast: a running child may have a request in flight in some worker (which no slot shows): every worker is
+// signalled if none executes it; a held child is signalled only if a worker executes it now.
+void tell_executor(int64 id, bool at_commit, bool broadcast) {
+    if (at_commit) {
+        notes::cancel_at_commit(id, broadcast);
+    } else {
+        shared::request_cancel(id);
+        shared::interrupt_executor(id, broadcast);
+    }
+}
+
+}  // namespace
+
 void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     int n;
     int64 *ids = unfinished_descendants(run_id, &n);
     if (n == 0) return;
-    // Only the rows nobody holds are changed here. A child a worker is executing (its lazy claim, its outcome being
-    // written) or waking its parent with is left to that worker, told below: waiting for it could take as long as
-    // its step, and it may be waiting for this transaction's lock on the parent (a deadlock).
-    static SPIPlanPtr plan_lock_children = nullptr;
+    // Rows nobody holds are changed here. A child a worker holds -- executing it under a lazy claim, writing its
+    // outcome, waking its parent -- is left to that worker and told: waiting for its row could take as long as its
+    // step, and that worker may be waiting for this transaction's lock on the parent (a deadlock). A waiting child
+    // held by someone else (send_event, a wake-up, the timer) has no executor to tell: its row is waited for.
+    static SPIPlanPtr plan_lock_children = nullptr, plan_waiting_children = nullptr;
     Oid ltypes[1] = {INT8ARRAYOID};
     Datum lv[1] = {pg::int8_array(ids, n)};
     pg::run_as_owner(&plan_lock_children,
                      "/* pw_indexes: runs_pkey */ SELECT id, status FROM pipeline_worker.runs WHERE id = ANY ($1)"
                      " FOR UPDATE SKIP LOCKED",
                      1, ltypes, lv, nullptr, false);
-    int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * n));
-    int nlocked = 0;
-    bool *tell = static_cast<bool *>(palloc0(sizeof(bool) * n));
-    for (int i = 0; i < n; i++) tell[i] = true;  // (held by someone else: its executor is told)
+    int64 *cancel = static_cast<int64 *>(palloc(sizeof(int64) * n));   // rows the UPDATE below changes
+    int64 *close = static_cast<int64 *>(palloc(sizeof(int64) * n));    // whose waiting rows are closed here
+    bool *held = static_cast<bool *>(palloc(sizeof(bool) * n));
+    int ncancel = 0, nclose = 0;
+    for (int i = 0; i < n; i++) held[i] = true;
     for (uint64 k = 0; k < SPI_processed; k++) {
         bool isnull;
         int64 id = DatumGetInt64(col(k, 1, &isnull));
         bool running = strcmp(TextDatumGetCString(col(k, 2, &isnull)), "running") == 0;
-        locked[nlocked++] = id;
         for (int i = 0; i < n; i++)
-            if (ids[i] == id) tell[i] = running;  // (pending and waiting ones have no executor to tell)
+            if (ids[i] == id) held[i] = false;
+        cancel[ncancel++] = id;
+        // a running child's executor closes its own rows when it records the cancel (closing them here could
+        // deadlock with its flush, which locks its step rows before its run)
+        if (running) tell_executor(id, signal_at_commit, true);
+        else close[nclose++] = id;
     }
-    for (int i = 0; i < n; i++) {
-        if (!tell[i]) continue;
-        if (signal_at_commit) {
-            notes::cancel_at_commit(ids[i]);
-        } else {
-            shared::request_cancel(ids[i]);
-            shared::interrupt_executor(ids[i]);
+    int nheld = 0;
+    for (int i = 0; i < n; i++)
+        if (held[i]) ids[nheld++] = ids[i];
+    if (nheld > 0) {
+        Datum hv[1] = {pg::int8_array(ids, nheld)};
+        pg::run_as_owner(&plan_waiting_children,
+                         "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                         " AND CASE status WHEN 'waiting' THEN true ELSE false END",
+                         1, ltypes, hv, nullptr, false);
+        uint64 nwaiting = SPI_processed;
+        for (int i = 0; i < nheld; i++) {
+            bool waiting = false;
+            for (uint64 k = 0; k < nwaiting && !waiting; k++) {
+                bool isnull;
+                waiting = DatumGetInt64(col(k, 1, &isnull)) == ids[i];
+            }
+            if (waiting) {
+                cancel[ncancel++] = ids[i];
+                close[nclose++] = ids[i];
+            } else {
+                tell_executor(ids[i], signal_at_commit, false);
+            }
         }
     }
-    if (nlocked == 0) return;
+    if (ncancel == 0) return;
     static SPIPlanPtr plan_cancel_children = nullptr, plan_close_child_waits = nullptr;
     Oid types[2] = {INT8ARRAYOID, TEXTOID};
-    Datum v[2] = {pg::int8_array(locked, nlocked), CStringGetTextDatum(why)};
+    Datum v[2] = {pg::int8_array(cancel, ncancel), CStringGetTextDatum(why)};
     pg::run_as_owner(&plan_cancel_children,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                      " error = $2, finished_at = pg_catalog.clock_timestamp(),"
@@ -202,12 +238,14 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
                       core::RunStatus::Cancelled, -1);
     }
     if (SPI_processed > 0) notes::runs_finished();
+    if (nclose == 0) return;
     // a sleep or event wait they were in ends with them
+    Datum cv[1] = {pg::int8_array(close, nclose)};
     pg::run_as_owner(&plan_close_child_waits,
                      "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
                      " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
                      " WHERE run_id = ANY ($1) AND status = 'waiting'",
-                     1, types, v, nullptr, false);
+                     1, types, cv, nullptr, false);
 }
 
 }  // namespace pw::store

@@ -1,5 +1,9 @@
 #include "store/pipelines.hpp"
 
+extern "C" {
+#include "common/int.h"
+}
+
 #include "core/definition.hpp"
 #include "core/graph.hpp"
 #include "pg/boundary.hpp"
@@ -59,7 +63,14 @@ int64 interval_usecs(const char *text, const char *what) {
     if (iv == nullptr)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: invalid interval \"%s\"", what, text),
                         errhint("Write an interval such as '7 days' or '12 hours'.")));
-    return iv->time + iv->day * USECS_PER_DAY + int64(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    // (overflow-checked: an interval too long for microseconds is refused, never wrapped round into a short one)
+    int64 days_us, months_us, sum;
+    if (pg_mul_s64_overflow(int64(iv->day), USECS_PER_DAY, &days_us) ||
+        pg_mul_s64_overflow(int64(iv->month) * DAYS_PER_MONTH, USECS_PER_DAY, &months_us) ||
+        pg_add_s64_overflow(iv->time, days_us, &sum) || pg_add_s64_overflow(sum, months_us, &sum))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: interval \"%s\" is too long", what, text),
+                        errhint("Write an interval such as '7 days' or '12 hours'.")));
+    return sum;
 }
 
 Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json) {

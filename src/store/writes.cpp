@@ -434,7 +434,11 @@ static void flush_closes() {
     if (schema_version() < 2) return;
     foreach (lc, pending_closes) {
         RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Failed) cancel_descendants(r->id, "cancelled: its parent run failed", true);
+        // (cancelled: cancel_run cascaded already, but children this worker started in the same transaction were
+        // not visible to it)
+        cancel_descendants(r->id, r->status == core::RunStatus::Failed ? "cancelled: its parent run failed"
+                                                                       : "cancelled: its parent run was cancelled",
+                           true);
     }
 }
 

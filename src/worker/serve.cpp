@@ -418,8 +418,9 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             io.pause = pause_txn;
             io.send_parked = send_parked_now;
             exec::Outcome outcome = exec::execute_claimed(&runs[i], between_steps, &b, &io);
-            if (io.parked != nullptr && outcome == exec::Outcome::Parked) {
-                // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves.
+            if (outcome == exec::Outcome::Parked) {
+                // Stopped at an HTTP step: the claim and the step's start are committed before the request leaves
+                // (also when its requests left already, sent early: the run stays this worker's until they answer).
                 store::persist_claim(&runs[i]);
                 queue_parked(&io);
             } else {
