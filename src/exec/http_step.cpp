@@ -215,6 +215,7 @@ StepResult run_http_step(const store::ClaimedRun *claimed, const RunState *r, in
 
 void record_late_answer(HttpCall *call) {
     StepResult res = answer_result(call, CurrentMemoryContext);
+    metrics::step_done(call->run.pipeline != nullptr ? call->run.pipeline : "", metrics::kHttp, res.succeeded());
     if (res.succeeded())
         store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Succeeded,
                            res.output, nullptr, call->started, true, call->task);
