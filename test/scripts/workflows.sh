@@ -165,8 +165,12 @@ pw_check "diamond: d's prev is {name: output} of its two dependencies" '{"b": 1,
     "$(q "SELECT result->'prev' FROM pipeline_worker.runs WHERE id = $r")"
 pw_check "diamond: d's results hold every finished step" '{"a": 1, "b": 1, "cc": 2}' \
     "$(q "SELECT result->'results' FROM pipeline_worker.runs WHERE id = $r")"
+# (b and cc are independent: with idle workers they may run at once, on two workers, in either order)
 pw_check "diamond: a before b and cc, d last; each once" "a b cc d" \
-    "$(q "SELECT string_agg(step, ' ' ORDER BY at) FROM effects WHERE run_id = $r")"
+    "$(q "SELECT string_agg(step, ' ' ORDER BY CASE step WHEN 'a' THEN 0 WHEN 'd' THEN 2 ELSE 1 END, step) || CASE WHEN
+              (SELECT at FROM effects WHERE run_id = $r AND step = 'a') < ALL (SELECT at FROM effects WHERE run_id = $r AND step IN ('b', 'cc'))
+          AND (SELECT at FROM effects WHERE run_id = $r AND step = 'd') > ALL (SELECT at FROM effects WHERE run_id = $r AND step IN ('b', 'cc'))
+          THEN '' ELSE ' (out of order)' END FROM effects WHERE run_id = $r")"
 pw_check "diamond: step rows at their array positions" "1:a 2:b 3:cc 4:d" \
     "$(q "SELECT string_agg(position || ':' || name, ' ' ORDER BY position) FROM pipeline_worker.run_steps WHERE run_id = $r")"
 
