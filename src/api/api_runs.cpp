@@ -122,21 +122,6 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
-namespace {
-
-// The waiting step rows (sleeps, event waits, children) of cancelled runs end with them.
-void close_waits(Datum run_ids) {
-    static SPIPlanPtr plan_close_waits = nullptr;
-    Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {run_ids};
-    pg::run_as_owner(&plan_close_waits,
-                     "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
-                     " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
-                     " WHERE run_id = ANY ($1) AND status = 'waiting'",
-                     1, types, v, nullptr, false);
-}
-
-}  // namespace
 
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
@@ -171,7 +156,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                              1, types, v, nullptr, false);
             result = true;
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
-            close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
+            store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }

@@ -198,7 +198,7 @@ Helping *start_helping(const board::Ticket &t, MemoryContext ctx) {
     }
     RunState *r = new_run_state(&rec.run, p, ctx);
     store::StepRecord *rows;
-    int nrows = store::read_step_rows(t.run_id, &rows, ctx);
+    int nrows = store::read_step_history(t.run_id, &rows, ctx, true);
     // (in ctx, explicitly: after an SPI statement the current context is SPI's, freed at SPI_finish)
     MemoryContext old = MemoryContextSwitchTo(ctx);
     for (int i = 0; i < nrows; i++) {

@@ -222,7 +222,7 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
         }
     }
     if (ncancel == 0) return;
-    static SPIPlanPtr plan_cancel_children = nullptr, plan_close_child_waits = nullptr;
+    static SPIPlanPtr plan_cancel_children = nullptr;
     Oid types[2] = {INT8ARRAYOID, TEXTOID};
     Datum v[2] = {pg::int8_array(cancel, ncancel), CStringGetTextDatum(why)};
     pg::run_as_owner(&plan_cancel_children,
@@ -239,13 +239,18 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     }
     if (SPI_processed > 0) notes::runs_finished();
     if (nclose == 0) return;
-    // a sleep or event wait they were in ends with them
-    Datum cv[1] = {pg::int8_array(close, nclose)};
-    pg::run_as_owner(&plan_close_child_waits,
+    close_waits(pg::int8_array(close, nclose));  // a sleep or event wait they were in ends with them
+}
+
+void close_waits(Datum run_ids) {
+    static SPIPlanPtr plan_close_waits = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {run_ids};
+    pg::run_as_owner(&plan_close_waits,
                      "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps SET status = 'failed',"
                      " error = 'cancelled', finished_at = pg_catalog.clock_timestamp()"
                      " WHERE run_id = ANY ($1) AND status = 'waiting'",
-                     1, types, cv, nullptr, false);
+                     1, types, v, nullptr, false);
 }
 
 }  // namespace pw::store

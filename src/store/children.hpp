@@ -45,5 +45,7 @@ int64 *unfinished_descendants(int64 run_id, int *n);
 // nobody would take its result). signal_at_commit: their executors are told when this transaction commits (a worker's
 // flush, whose transaction may still roll back), else at once (cancel_run). SPI connected.
 void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false);
+// The waiting step rows (sleeps, event waits, children) of these cancelled runs (int8[]) end with them. SPI connected.
+void close_waits(Datum run_ids);
 
 }  // namespace pw::store

@@ -50,13 +50,19 @@ bool read_run(int64 run_id, RunRecord *out, MemoryContext dest) {
     return true;
 }
 
-int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest) {
+int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool steps_only) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     // (0.1's schema has no task: no step has tasks there)
-    static SPIPlanPtr plan_read_steps_v1 = nullptr;
+    static SPIPlanPtr plan_read_steps_v1 = nullptr, plan_read_steps_only = nullptr;
     SPIPlanPtr plan =
-        schema_version() >= 2
+        steps_only && schema_version() >= 2
+            ? pg::prepare(&plan_read_steps_only,
+                          "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output, started_at, task"
+                          " FROM pipeline_worker.run_steps WHERE run_id = $1 AND task IS NULL"
+                          " ORDER BY position, task, attempt",
+                          1, types)
+        : schema_version() >= 2
             ? pg::prepare(&plan_read_steps,
                           "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output, started_at, task"
                           " FROM pipeline_worker.run_steps WHERE run_id = $1 ORDER BY position, task, attempt",

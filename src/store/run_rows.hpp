@@ -27,8 +27,8 @@ struct StepRecord {
     TimestampTz started;
     int task;  // a map task's index; -1 for the step's own row
 };
-// Returns how many (*out palloc'd in dest).
-int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest);
+// Returns how many (*out palloc'd in dest). steps_only: without map tasks' rows.
+int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool steps_only = false);
 
 // Locks the runs (FOR UPDATE, in id order) and returns, per id, its status -- "taken" when another backend
 // claimed it since -- or NULL when it does not exist (strings in the caller's context). SPI not connected.

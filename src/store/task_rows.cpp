@@ -9,7 +9,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_lock_claimed, plan_still_claimed, plan_step_rows, plan_task_rows, plan_step_attempts;
+SPIPlanPtr plan_lock_claimed, plan_still_claimed, plan_task_rows, plan_step_attempts;
 
 }  // namespace
 
@@ -33,32 +33,6 @@ void require_claimed(int64 run_id, int claims) {
                     errmsg("run %lld is no longer this backend's: it was cancelled, recovered or retried while other "
                            "workers executed its steps", (long long)run_id),
                     errdetail("Its execution here stops; whoever holds the run now goes on from its committed rows.")));
-}
-
-int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest) {
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(run_id)};
-    SPIPlanPtr p = pg::prepare(&plan_step_rows,
-                               "/* pw_indexes: run_steps_pkey */ SELECT position, attempt, status, output"
-                               " FROM pipeline_worker.run_steps WHERE run_id = $1 AND task IS NULL"
-                               " ORDER BY position, task, attempt",
-                               1, types);
-    pg::exec_as_owner(p, v, nullptr, false, 0);
-    int n = static_cast<int>(SPI_processed);
-    MemoryContext old = MemoryContextSwitchTo(dest);
-    StepRecord *rows = static_cast<StepRecord *>(palloc0(sizeof(StepRecord) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++) {
-        bool isnull;
-        rows[i].pos = DatumGetInt32(col(i, 1, &isnull)) - 1;
-        rows[i].attempt = DatumGetInt32(col(i, 2, &isnull));
-        rows[i].status = TextDatumGetCString(col(i, 3, &isnull));
-        Datum o = col(i, 4, &isnull);
-        rows[i].output = isnull ? nullptr : DatumGetJsonbPCopy(o);
-        rows[i].task = -1;
-    }
-    MemoryContextSwitchTo(old);
-    *out = rows;
-    return n;
 }
 
 namespace {

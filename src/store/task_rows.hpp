@@ -15,8 +15,6 @@ bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, boo
 // The owner, back from waiting for its helpers: ERROR 40001 unless the run is still this backend's claim.
 void require_claimed(int64 run_id, int claims);
 
-// The run's step rows without map tasks' rows (ordered as read_step_history).
-int read_step_rows(int64 run_id, StepRecord **out, MemoryContext dest);
 
 // The rows of tasks [lo, hi) of step pos (0-based), ordered by task and attempt; error set on failed rows.
 struct TaskRecord {
