@@ -212,15 +212,19 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
 
 int64 promote_due_runs() {
     pg::spi_connect();
+    // The time as a parameter, not clock_timestamp() (volatile: a filter): "not_before <= $1" bounds the scan of
+    // runs_due_idx to the due runs, instead of reading every future-dated run each time a few are due.
+    Oid types[1] = {TIMESTAMPTZOID};
+    Datum v[1] = {TimestampTzGetDatum(GetCurrentTimestamp())};
     SPIPlanPtr p = pg::prepare(&plan_promote,
                                "/* pw_indexes: runs_due_idx r.runs_pkey */ UPDATE pipeline_worker.runs r"
                                " SET status = 'pending', not_before = NULL, waiting_for = NULL"
                                " FROM (SELECT id FROM pipeline_worker.runs"
-                               "   WHERE status IN ('pending', 'waiting') AND not_before <= pg_catalog.clock_timestamp()"
+                               "   WHERE status IN ('pending', 'waiting') AND not_before <= $1"
                                "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"
                                " WHERE r.id = ANY (ARRAY[d.id])",
-                               0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+                               1, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
     SPI_finish();
     notes::runs_queued(n);

@@ -191,15 +191,18 @@ int64 create_slot_run(const DueSchedule &s, const SlotOptions &o, TimestampTz sl
 int64 fire_due_schedules() {
     pg::spi_connect();
     MemoryContext ctx = CurrentMemoryContext;  // SPI's procedure context: freed at SPI_finish
+    // The time as a parameter (clock_timestamp() is volatile: a filter reading every schedule, not a bound)
+    Oid now_type[1] = {TIMESTAMPTZOID};
+    Datum due_by[1] = {TimestampTzGetDatum(GetCurrentTimestamp())};
     SPIPlanPtr p = pg::prepare(&plan_due,
                                "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
                                " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
                                " COALESCE((SELECT r.status IN ('pending', 'running') FROM pipeline_worker.runs r"
                                "   WHERE r.id = s.last_run_id), false), s.pipeline_id"
-                               " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= pg_catalog.clock_timestamp()"
+                               " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= $1"
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
-                               0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+                               1, now_type);
+    pg::exec_as_owner(p, due_by, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
     DueSchedule *due = static_cast<DueSchedule *>(palloc0(sizeof(DueSchedule) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {

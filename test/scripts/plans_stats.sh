@@ -207,6 +207,29 @@ while IFS=$'\t' read -r stmt len; do
 done < <(cut -f2,3 "$SHAPES" | sort -u)
 seq=$(grep -cE 'Seq Scan on (runs|run_steps)' "$SHAPES")
 pw_check "no sequential scan of the run tables in any state" 0 "$seq"
+# Time bounds are index conditions, not filters: retention's scan of runs_finished_idx (run by the lead worker every
+# second) and the timer's scan of runs_due_idx stop at the bound. Written with clock_timestamp() (volatile) they were
+# filters, and with a million finished runs the idle lead worker read the whole index every second.
+# bounded INDEX COLUMN OPERATOR : every captured scan of INDEX has an Index Cond on COLUMN OPERATOR
+bounded() {
+    local scans bad
+    scans=$(awk -F'\t' -v i="Index Scan using $1 " 'index($4, i) { print $4 }' "$SHAPES" | sort -u)
+    if [ -z "$scans" ]; then
+        pw_fail "no captured statement scans $1"
+        return
+    fi
+    bad=$(printf '%s\n' "$scans" | awk -v i="Index Scan using $1 " -v c="Index Cond: ($2 $3 " '{
+        n = split($0, part, " / ")
+        for (k = 1; k < n; k++) if (index(part[k], i) && index(part[k + 1], c) != 1) { print; break }
+    }')
+    if [ -z "$bad" ]; then
+        pw_ok "$1: every scan is bounded by its Index Cond on $2 $3 ($(printf '%s\n' "$scans" | wc -l) shapes)"
+    else
+        pw_fail "$1: a scan without an Index Cond on $2 $3: $(printf '%s' "$bad" | head -1 | cut -c1-300)"
+    fi
+}
+bounded runs_finished_idx finished_at '<'
+bounded runs_due_idx not_before '<='
 # ------------------------------------------------------------------ SQL-language steps
 # A simple SQL-language step is called through a kept plan of SELECT fn($1) into which its body is inlined
 # (planned once, not in every step's subtransaction): the workers' plan of that statement computes the body's
