@@ -69,6 +69,8 @@
 #   --stall-timeout S (120)  the extension's runs fail as stalled after S s without progress
 #   --sweep-workers LIST (1,2,4,10)  --soak-batch N (10000)  --out DIR (bench/out)
 #   --keep                   keep the cluster directory (/tmp/pwbench.*) afterwards
+#   --pg-setting 'NAME = VALUE'  a server setting added to the stock ones (repeatable; named in the results header),
+#                            e.g. --pg-setting 'max_wal_size = 8GB' --pg-setting 'wal_compression = lz4'
 # Result lines go to stdout (and bench/out/results-*.txt); progress and diagnostics to stderr.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -80,6 +82,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 MODE=drain KEEP=0 MAXS=7200 SOAK_N=200000
 ARGS=()
+PG_SETTINGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -99,6 +102,10 @@ while [ $# -gt 0 ]; do
       MODE=soak
       if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then SOAK_N=$2; shift; fi ;;
     --keep) KEEP=1 ;;
+    --pg-setting)
+      [ $# -gt 1 ] || die "missing value for $1"
+      [[ "$2" =~ ^[a-z_.]+\ *=\ *[^$'\n']+$ ]] || die "--pg-setting wants 'name = value', got: $2"
+      PG_SETTINGS+=("$2"); shift ;;
     --max-seconds) [ $# -gt 1 ] || die "missing value for $1"; MAXS=$2; shift ;;
     --mode)
       [ $# -gt 1 ] || die "missing value for $1"
@@ -186,6 +193,11 @@ shared_preload_libraries = 'pipeline_worker'
 max_worker_processes = 40
 pipeline_worker.workers = 0
 EOF
+# --pg-setting: the user's own settings, after the stock ones (the last one of a name wins)
+for s in ${PG_SETTINGS[@]+"${PG_SETTINGS[@]}"}; do
+  echo "$s" >>"$DATA/postgresql.conf"
+  ARGS+=(--pg-setting "$s")
+done
 # Latency from the submitter's commit to the run's finishing commit is measured with commit timestamps.
 case "$MODE" in latency|sweep|http|workflows) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
 # --scale reads the workers' own claim statements from pg_stat_statements (nested statements included).

@@ -35,6 +35,7 @@ const o = parseArgs(process.argv.slice(2), {
   'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
   'flow-future': '1000000', 'flow-figures': 'all', 'ops-figures': 'all', 'ops-history': '1000000',
   'ops-db-runs': '20000', 'ops-retention-history': '0', 'steady-retention': '', 'steady-submit': 'create_runs',
+  'pg-setting': '',   // (run.sh --pg-setting: already in postgresql.conf; here for the results header only)
 });
 const N = Number(o.runs);
 const W = Number(o.workers);

@@ -65,42 +65,60 @@ export async function steadyMode(h) {
     }
   })();
 
-  // The lowest unfinished id: every run below it has finished (runs are claimed in id order).
-  const lowUnfinished = async () => Number(await sv(`SELECT coalesce(least(
-      (SELECT min(id) FROM pipeline_worker.runs WHERE status = 'pending'),
-      (SELECT min(id) FROM pipeline_worker.runs WHERE status = 'running')),
-      (SELECT coalesce(max(id), 0) + 1 FROM pipeline_worker.runs))`));
+  // A window's runs are those whose finished_at falls in it, counted through runs_finished_idx (an index range
+  // of the window's own runs) one second after the window ended (a batch commits its finished_at up to
+  // commit_interval_ms later). Until 2026-12-02 17:00 windows were cut by the lowest unfinished id, whose
+  // min(id) WHERE status = 'pending' the planner answered by walking the primary key through every finished
+  // run: with 20 million runs in the table that query took up to a minute and a core, stealing CPU from the
+  // workers and merging windows (several lines with the same t_s and a rate near 0).
+  const LAG_MS = 1000;
+  const windowStats = async (from, to) => (await sampler.query(`SELECT count(*)::float8 AS n,
+        percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS pc
+      FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM pipeline_worker.runs
+             WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= $1 AND finished_at < $2) s`,
+    [from, to])).rows[0];
+  const serverNow = async () => new Date(Number(await sv('SELECT extract(epoch FROM clock_timestamp()) * 1000')));
   await sampler.query('SET enable_seqscan = off');
   const windows = [];
   const t0 = now();
-  let lo = await lowUnfinished();
-  let tPrev = now();
+  let edgePrev = await serverNow();
+  let finishedTotal = 0;
+  // WAL written and checkpoints (cumulative): a window's WAL per run and its full-page images show what a checkpoint
+  // costs the load (every page first changed after one is written whole); a fresh drain never meets one.
+  const walNow = async () => (await sampler.query(`SELECT w.wal_bytes::float8 AS bytes, w.wal_fpi::float8 AS fpi,
+      b.checkpoints_timed + b.checkpoints_req AS ckpt FROM pg_stat_wal w, pg_stat_bgwriter b`)).rows[0];
+  let walPrev = await walNow();
   for (let k = 1; (now() - t0) / 1000 < seconds; k++) {
     await sleep(Math.max(0, t0 + k * WINDOW_S * 1000 - now()));
-    const hi = await lowUnfinished();
+    const edge = await serverNow();
     const t = now();
-    const rps = (hi - lo) / ((t - tPrev) / 1000);
-    const lat = (await sampler.query(`SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS pc
-        FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM pipeline_worker.runs
-               WHERE id >= $1 AND id < $2 AND finished_at IS NOT NULL) s`, [lo, hi])).rows[0].pc ?? [NaN, NaN];
+    const wal = await walNow();
+    await sleep(LAG_MS);
+    const ws = await windowStats(edgePrev, edge);
+    const rps = Number(ws.n) / ((edge - edgePrev) / 1000);
+    finishedTotal += Number(ws.n);
+    const lat = ws.pc ?? [NaN, NaN];
     const st = Object.fromEntries((await sampler.query(`SELECT relname, pg_relation_size(relid) AS heap,
           pg_indexes_size(relid) AS idx, n_dead_tup, autovacuum_count, autoanalyze_count
         FROM pg_stat_user_tables WHERE schemaname = 'pipeline_worker' AND relname IN ('runs', 'run_steps')`))
       .rows.map((r) => [r.relname, r]));
     const mb = (x) => fmt(Number(x) / 1048576, 1);
+    const ran = Math.max(1, Number(ws.n));
     const w = { k, rps, p50: Number(lat[0]), p99: Number(lat[1]),
       runsMb: fmt((Number(st.runs?.heap) + Number(st.runs?.idx) + Number(st.run_steps?.heap) + Number(st.run_steps?.idx)) / 1048576, 1) };
     windows.push(w);
     emit(`runner=pipeline_worker config=${cfg} mode=steady window=${k} t_s=${fmt((t - t0) / 1000, 0)} ` +
       `runs_per_s=${fmt(rps)} pct_of_fresh=${fmt((100 * rps) / fresh.rps)} ` +
       `pct_of_window1=${fmt((100 * rps) / windows[0].rps)} latency_p50_ms=${fmt(w.p50)} ` +
-      `latency_p99_ms=${fmt(w.p99)} finished_total=${hi - 1} ` +
+      `latency_p99_ms=${fmt(w.p99)} finished_total=${finishedTotal} ` +
       `runs_mb=${mb(st.runs?.heap)} runs_idx_mb=${mb(st.runs?.idx)} run_steps_mb=${mb(st.run_steps?.heap)} ` +
       `run_steps_idx_mb=${mb(st.run_steps?.idx)} runs_dead=${st.runs?.n_dead_tup} run_steps_dead=${st.run_steps?.n_dead_tup} ` +
       `runs_autovacuum=${st.runs?.autovacuum_count} runs_autoanalyze=${st.runs?.autoanalyze_count} ` +
-      `run_steps_autovacuum=${st.run_steps?.autovacuum_count} run_steps_autoanalyze=${st.run_steps?.autoanalyze_count}`);
-    lo = hi;
-    tPrev = t;
+      `run_steps_autovacuum=${st.run_steps?.autovacuum_count} run_steps_autoanalyze=${st.run_steps?.autoanalyze_count} ` +
+      `wal_kb_per_run=${fmt((wal.bytes - walPrev.bytes) / 1024 / ran, 2)} fpi_per_run=${fmt((wal.fpi - walPrev.fpi) / ran, 3)} ` +
+      `checkpoints=${Number(wal.ckpt) - Number(walPrev.ckpt)}`);
+    walPrev = wal;
+    edgePrev = edge;
   }
   stop = true;
   await submitter;
