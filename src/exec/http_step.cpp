@@ -217,16 +217,16 @@ void record_late_answer(HttpCall *call) {
     StepResult res = answer_result(call, CurrentMemoryContext);
     metrics::step_done(call->run.pipeline != nullptr ? call->run.pipeline : "", metrics::kHttp, res.succeeded());
     if (res.succeeded())
-        store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Succeeded,
-                           res.output, nullptr, call->started, true, call->task);
+        store::buffer_late_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Succeeded,
+                                res.output, nullptr, call->started, call->task);
     else
-        store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
-                           res.error != nullptr ? res.error : "failed", call->started, true, call->task);
+        store::buffer_late_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed,
+                                nullptr, res.error != nullptr ? res.error : "failed", call->started, call->task);
 }
 
 void record_cancelled_call(HttpCall *call, const char *why) {
-    store::buffer_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
-                       why, call->started, true, call->task);
+    store::buffer_late_step(call->run.id, call->pos, call->attempt, call->step_name, core::StepStatus::Failed, nullptr,
+                            why, call->started, call->task);
 }
 
 }  // namespace pw::exec

@@ -27,9 +27,13 @@ struct StepRow {
     Jsonb *output;
     char *error;
     TimestampTz started, finished;
-    bool upsert;
+    int kind;  // kInsert, kUpsert, kLate
     int task;  // a map task's index, -1 for a step
 };
+
+// How a buffered step row is written: inserted; upserted over the attempt's row (HTTP steps, waits); upserted only
+// over the row of the same issuance (buffer_late_step).
+constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
 
 struct RunRow {
     int64 id;
@@ -55,7 +59,7 @@ List *pending_claims = NIL;
 List *pending_steps = NIL;
 List *pending_runs = NIL;
 List *pending_closes = NIL;  // RunRow of runs that end failed or cancelled: their open step rows are closed
-SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_runs, plan_persist_claim;
+SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_steps_late, plan_flush_runs, plan_persist_claim;
 
 MemoryContext writes_context() {
     if (write_ctx == nullptr)
@@ -138,7 +142,7 @@ Oid step_rowtype() {
     return rowtype;
 }
 
-Datum step_rows_array(Oid rowtype, bool upsert, int n) {
+Datum step_rows_array(Oid rowtype, int kind, int n) {
     TupleDesc desc = lookup_rowtype_tupdesc(rowtype, -1);
     int natts = desc->natts;
     int att[10];
@@ -157,7 +161,7 @@ Datum step_rows_array(Oid rowtype, bool upsert, int n) {
     ListCell *lc;
     foreach (lc, pending_steps) {
         StepRow *r = static_cast<StepRow *>(lfirst(lc));
-        if (r->upsert != upsert) continue;
+        if (r->kind != kind) continue;
         for (int i = 0; i < natts; i++) nulls[i] = true;
         auto set = [&](int c, Datum d) {
             values[att[c]] = d;
@@ -183,21 +187,22 @@ Datum step_rows_array(Oid rowtype, bool upsert, int n) {
     return PointerGetDatum(construct_array(rows, k, rowtype, -1, false, TYPALIGN_DOUBLE));
 }
 
-void flush_steps_kind(bool upsert) {
+void flush_steps_kind(int kind) {
     int n = 0;
     ListCell *lc;
-    foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->upsert == upsert;
+    foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->kind == kind;
     if (n == 0) return;
     Oid rowtype = step_rowtype();
-    Datum v[1] = {step_rows_array(rowtype, upsert, n)};
+    Datum v[1] = {step_rows_array(rowtype, kind, n)};
     Oid types[1] = {get_array_type(rowtype)};
     // The statements take the table's own row type: prepared again when that is another type (the extension was
     // dropped and created again while this process lived).
     static Oid prepared_for = InvalidOid, prepared_for_v1 = InvalidOid;
     if (rowtype != prepared_for) {
-        if (plan_flush_steps != nullptr) SPI_freeplan(plan_flush_steps);
-        if (plan_flush_steps_upsert != nullptr) SPI_freeplan(plan_flush_steps_upsert);
-        plan_flush_steps = plan_flush_steps_upsert = nullptr;
+        for (SPIPlanPtr *pp : {&plan_flush_steps, &plan_flush_steps_upsert, &plan_flush_steps_late}) {
+            if (*pp != nullptr) SPI_freeplan(*pp);
+            *pp = nullptr;
+        }
         prepared_for = rowtype;
     }
     // Under 0.1's schema (before ALTER EXTENSION UPDATE) run_steps has no task and its key is (run_id, position,
@@ -211,24 +216,41 @@ void flush_steps_kind(bool upsert) {
     " ON CONFLICT (" key ") DO UPDATE SET status = excluded.status,"                                        \
     " output = excluded.output, error = excluded.error,"                                                    \
     " started_at = excluded.started_at, finished_at = excluded.finished_at"
-    static SPIPlanPtr plan_flush_steps_v1 = nullptr, plan_flush_steps_upsert_v1 = nullptr;
+#define PW_SAME_ISSUANCE " WHERE run_steps.started_at = excluded.started_at"
+    static SPIPlanPtr plan_flush_steps_v1 = nullptr, plan_flush_steps_upsert_v1 = nullptr,
+                      plan_flush_steps_late_v1 = nullptr;
     if (prepared_for_v1 != prepared_for) {
-        if (plan_flush_steps_v1 != nullptr) SPI_freeplan(plan_flush_steps_v1);
-        if (plan_flush_steps_upsert_v1 != nullptr) SPI_freeplan(plan_flush_steps_upsert_v1);
-        plan_flush_steps_v1 = plan_flush_steps_upsert_v1 = nullptr;
+        for (SPIPlanPtr *pp : {&plan_flush_steps_v1, &plan_flush_steps_upsert_v1, &plan_flush_steps_late_v1}) {
+            if (*pp != nullptr) SPI_freeplan(*pp);
+            *pp = nullptr;
+        }
         prepared_for_v1 = prepared_for;
     }
     SPIPlanPtr p;
-    if (schema_version() >= 2)
-        p = upsert ? pg::prepare(&plan_flush_steps_upsert,
-                                 PW_STEP_ROWS(", task", ", r.task") PW_UPSERT("run_id, position, task, attempt"), 1, types)
-                   : pg::prepare(&plan_flush_steps, PW_STEP_ROWS(", task", ", r.task"), 1, types);
-    else
-        p = upsert ? pg::prepare(&plan_flush_steps_upsert_v1, PW_STEP_ROWS("", "") PW_UPSERT("run_id, position, attempt"),
-                                 1, types)
-                   : pg::prepare(&plan_flush_steps_v1, PW_STEP_ROWS("", ""), 1, types);
+    if (schema_version() >= 2) {
+        if (kind == kUpsert)
+            p = pg::prepare(&plan_flush_steps_upsert,
+                            PW_STEP_ROWS(", task", ", r.task") PW_UPSERT("run_id, position, task, attempt"), 1, types);
+        else if (kind == kLate)
+            p = pg::prepare(&plan_flush_steps_late,
+                            PW_STEP_ROWS(", task", ", r.task") PW_UPSERT("run_id, position, task, attempt")
+                                PW_SAME_ISSUANCE,
+                            1, types);
+        else
+            p = pg::prepare(&plan_flush_steps, PW_STEP_ROWS(", task", ", r.task"), 1, types);
+    } else {
+        if (kind == kUpsert)
+            p = pg::prepare(&plan_flush_steps_upsert_v1, PW_STEP_ROWS("", "") PW_UPSERT("run_id, position, attempt"),
+                            1, types);
+        else if (kind == kLate)
+            p = pg::prepare(&plan_flush_steps_late_v1,
+                            PW_STEP_ROWS("", "") PW_UPSERT("run_id, position, attempt") PW_SAME_ISSUANCE, 1, types);
+        else
+            p = pg::prepare(&plan_flush_steps_v1, PW_STEP_ROWS("", ""), 1, types);
+    }
 #undef PW_STEP_ROWS
 #undef PW_UPSERT
+#undef PW_SAME_ISSUANCE
     pg::exec_as_owner(p, v, nullptr, false, 0);
 }
 
@@ -326,8 +348,10 @@ void flush_runs() {
 
 }  // namespace
 
-void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
-                 const char *error, TimestampTz started, bool upsert, int task) {
+namespace {
+
+void buffer_step_row(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
+                     const char *error, TimestampTz started, int kind, int task) {
     MemoryContext old = MemoryContextSwitchTo(writes_context());
     StepRow *row = static_cast<StepRow *>(palloc(sizeof(StepRow)));
     row->run_id = run_id;
@@ -339,10 +363,22 @@ void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::Ste
     row->error = error ? pstrdup(error) : nullptr;
     row->started = started;
     row->finished = GetCurrentTimestamp();
-    row->upsert = upsert;
+    row->kind = kind;
     row->task = task;
     pending_steps = lappend(pending_steps, row);
     MemoryContextSwitchTo(old);
+}
+
+}  // namespace
+
+void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
+                 const char *error, TimestampTz started, bool upsert, int task) {
+    buffer_step_row(run_id, pos, attempt, name, status, output, error, started, upsert ? kUpsert : kInsert, task);
+}
+
+void buffer_late_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
+                      const char *error, TimestampTz started, int task) {
+    buffer_step_row(run_id, pos, attempt, name, status, output, error, started, kLate, task);
 }
 
 void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, const char *error, int delay_ms) {
@@ -446,8 +482,9 @@ void flush_writes() {
     if (pending_steps == NIL && pending_runs == NIL && pending_claims == NIL) return;
     pg::spi_connect();
     flush_claims();
-    flush_steps_kind(false);
-    flush_steps_kind(true);
+    flush_steps_kind(kInsert);
+    flush_steps_kind(kUpsert);
+    flush_steps_kind(kLate);
     flush_runs();
     flush_closes();
     SPI_finish();

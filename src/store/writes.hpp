@@ -13,6 +13,11 @@ namespace pw::store {
 // upsert: the attempt's row may exist already (HTTP steps, waits). task: a map task's index (-1: the step itself).
 void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
                  const char *error, TimestampTz started, bool upsert = false, int task = -1);
+// The same for an attempt whose run moved on while it was out (an HTTP answer, or its cancellation, recorded after
+// the run failed or was cancelled): its row is written only if absent or still the row of this issuance (same
+// started_at). After a retry_run and a new claim the same attempt may have been issued again; that newer row wins.
+void buffer_late_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
+                      const char *error, TimestampTz started, int task = -1);
 // The run's outcome: succeeded, failed or cancelled, or pending again for a retry after delay_ms.
 void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, const char *error, int delay_ms = 0);
 // The run waits (a sleep or an event wait): no worker, no slot, until wake_at (0: none) or, if event is not NULL,

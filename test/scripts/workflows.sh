@@ -401,6 +401,27 @@ pw_check "... the other branch's request in flight is recorded as it ended (succ
     "$(pw_wait_sql "succeeded true 0" 10 "SELECT s.status || ' ' || (s.output IS NOT NULL) || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'after')
         FROM pipeline_worker.run_steps s WHERE s.run_id = $r AND s.name = 'slow'")"
 
+# A late answer writes its step row only over the row of its own issuance: after a retry_run and a new claim the same
+# attempt can be issued again, and that newer row must win over the old request's answer. The newer issuance is
+# simulated by moving the row's started_at while the old request is out; a run left alone is the control.
+q "SELECT pipeline_worker.create_pipeline('http_branch_fails_slow', '[{\"name\": \"slow\", \"http\": {\"url\": \"$B/delay?ms=2500\"}, \"depends_on\": []},
+   {\"name\": \"bad\", \"http\": {\"url\": \"$B/flaky?fail=2&status=400\"}, \"depends_on\": []}]')" >/dev/null
+srv_reset
+r=$(q "SELECT pipeline_worker.create_run('http_branch_fails_slow', '{}')")
+r2=$(q "SELECT pipeline_worker.create_run('http_branch_fails_slow', '{}')")
+wait_done "$r"
+q "UPDATE pipeline_worker.run_steps SET started_at = started_at + interval '1 hour', status = 'running', output = NULL,
+       error = NULL, finished_at = NULL WHERE run_id = $r AND name = 'slow'" >/dev/null
+wait_done "$r2"
+pw_check "late answers: the control run's request in flight is recorded as it ended" "succeeded" \
+    "$(pw_wait_sql succeeded 15 "SELECT status FROM pipeline_worker.run_steps WHERE run_id = $r2 AND name = 'slow'")"
+sleep 1
+pw_check "late answers: the answer of an older issuance does not overwrite the newer row of the same attempt" \
+    "running true true" \
+    "$(q "SELECT status || ' ' || (started_at > now() + interval '30 minutes') || ' ' || (output IS NULL)
+          FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow'")"
+q "DELETE FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow'" >/dev/null
+
 srv_reset
 r=$(q "SELECT pipeline_worker.create_run('fan_all', '{\"n\": 8}')")
 wait_done "$r"
