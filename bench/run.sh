@@ -193,11 +193,6 @@ shared_preload_libraries = 'pipeline_worker'
 max_worker_processes = 40
 pipeline_worker.workers = 0
 EOF
-# --pg-setting: the user's own settings, after the stock ones (the last one of a name wins)
-for s in ${PG_SETTINGS[@]+"${PG_SETTINGS[@]}"}; do
-  echo "$s" >>"$DATA/postgresql.conf"
-  ARGS+=(--pg-setting "$s")
-done
 # Latency from the submitter's commit to the run's finishing commit is measured with commit timestamps.
 case "$MODE" in latency|sweep|http|workflows) echo "track_commit_timestamp = on" >>"$DATA/postgresql.conf" ;; esac
 # --scale reads the workers' own claim statements from pg_stat_statements (nested statements included).
@@ -205,6 +200,11 @@ if [ "$MODE" = scale ]; then
   printf "%s\n" "shared_preload_libraries = 'pipeline_worker,pg_stat_statements'" \
     "pg_stat_statements.track = all" >>"$DATA/postgresql.conf"
 fi
+# --pg-setting: the user's own settings, after all of the above (the last one of a name wins)
+for s in ${PG_SETTINGS[@]+"${PG_SETTINGS[@]}"}; do
+  echo "$s" >>"$DATA/postgresql.conf"
+  ARGS+=(--pg-setting "$s")
+done
 PGCTL=("$PGBIN/pg_ctl")
 if [ "$MODE" = http ]; then
   # 10,000 connections in flight: the endpoint (started by main.mjs) and the server need the open file

@@ -23,10 +23,16 @@ export async function httpLive(h, n, w, capacity) {
     // second on this VM, and no worker can see a run before the commit anyway (timed from before the INSERT until
     // 2026-12-02 16:00; those figures were low by that third of a second).
     await q('BEGIN');
-    await q(`SELECT count(pipeline_worker.create_run('http_ok', jsonb_build_object('i', g)))
-               FROM generate_series(1, $1::int) AS g`, [n]);
-    const t0srv = await val('SELECT clock_timestamp()::text');
-    await q('COMMIT');
+    let t0srv;
+    try {
+      await q(`SELECT count(pipeline_worker.create_run('http_ok', jsonb_build_object('i', g)))
+                 FROM generate_series(1, $1::int) AS g`, [n]);
+      t0srv = await val('SELECT clock_timestamp()::text');
+      await q('COMMIT');
+    } catch (e) {
+      await q('ROLLBACK').catch(() => {});  // the control connection must not stay in an aborted transaction
+      throw e;
+    }
     let error = null;
     try {
       await h.waitZero(h.PW_LEFT, Number(h.o.timeout), 20, h.pwDiagnose);

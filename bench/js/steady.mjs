@@ -71,12 +71,13 @@ export async function steadyMode(h) {
   })();
 
   // A window's runs are those whose finished_at falls in it, counted through runs_finished_idx (an index range
-  // of the window's own runs) one second after the window ended (a batch commits its finished_at up to
-  // commit_interval_ms later). Until 2026-12-02 17:00 windows were cut by the lowest unfinished id, whose
+  // of the window's own runs) three seconds after the window ended (a batch commits its finished_at
+  // commit_interval_ms later, or later still across an fsync stall; a run committed after the count is missed, so
+  // --steady-retention must be well above 13 s). Until 2026-12-02 17:00 windows were cut by the lowest unfinished id, whose
   // min(id) WHERE status = 'pending' the planner answered by walking the primary key through every finished
   // run: with 20 million runs in the table that query took up to a minute and a core, stealing CPU from the
   // workers and merging windows (several lines with the same t_s and a rate near 0).
-  const LAG_MS = 1000;
+  const LAG_MS = 3000;
   const windowStats = async (from, to) => (await sampler.query(`SELECT count(*)::float8 AS n,
         percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS pc
       FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM pipeline_worker.runs
@@ -90,8 +91,12 @@ export async function steadyMode(h) {
   let finishedTotal = 0;
   // WAL written and checkpoints (cumulative): a window's WAL per run and its full-page images show what a checkpoint
   // costs the load (every page first changed after one is written whole); a fresh drain never meets one.
+  // (PostgreSQL 17 moved the checkpoint counts to pg_stat_checkpointer)
+  const ckptSql = Number(await sv('SHOW server_version_num')) >= 170000
+    ? '(SELECT num_timed + num_requested FROM pg_stat_checkpointer)'
+    : '(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)';
   const walNow = async () => (await sampler.query(`SELECT w.wal_bytes::float8 AS bytes, w.wal_fpi::float8 AS fpi,
-      b.checkpoints_timed + b.checkpoints_req AS ckpt FROM pg_stat_wal w, pg_stat_bgwriter b`)).rows[0];
+      ${ckptSql} AS ckpt FROM pg_stat_wal w`)).rows[0];
   let walPrev = await walNow();
   for (let k = 1; (now() - t0) / 1000 < seconds; k++) {
     await sleep(Math.max(0, t0 + k * WINDOW_S * 1000 - now()));

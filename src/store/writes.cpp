@@ -378,6 +378,18 @@ void buffer_step(int64 run_id, int pos, int attempt, const char *name, core::Ste
 
 void buffer_late_step(int64 run_id, int pos, int attempt, const char *name, core::StepStatus status, Jsonb *output,
                       const char *error, TimestampTz started, int task) {
+    // Two issuances of one attempt answered in the same batch (a cancel, retry_run and a new claim by this worker
+    // while the old request was out): one INSERT ... ON CONFLICT must not carry the key twice ("cannot affect row a
+    // second time"), and the newer issuance wins anyway -- the older answer is dropped here.
+    ListCell *lc;
+    foreach (lc, pending_steps) {
+        StepRow *r = static_cast<StepRow *>(lfirst(lc));
+        if (r->kind != kLate || r->run_id != run_id || r->pos != pos + 1 || r->attempt != attempt || r->task != task)
+            continue;
+        if (r->started >= started) return;
+        pending_steps = foreach_delete_current(pending_steps, lc);
+        break;
+    }
     buffer_step_row(run_id, pos, attempt, name, status, output, error, started, kLate, task);
 }
 
