@@ -24,7 +24,10 @@ extern "C" Datum pw_purge_runs(PG_FUNCTION_ARGS) {
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("older_than must not be null"),
                         errhint("Pass an interval: finished runs older than that are deleted, e.g. '30 days'.")));
     Interval *iv = PG_GETARG_INTERVAL_P(0);
-    int64 us = iv->time + iv->day * USECS_PER_DAY + int64(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    // (in 128 bits: '178000000 years' is 5.5e21 microseconds; past the int64 range it means "older than any run")
+    __int128 us128 = static_cast<__int128>(iv->time) + static_cast<__int128>(iv->day) * USECS_PER_DAY +
+                     static_cast<__int128>(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    int64 us = us128 > PG_INT64_MAX ? PG_INT64_MAX : us128 < PG_INT64_MIN ? PG_INT64_MIN : static_cast<int64>(us128);
     if (us < 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("older_than must not be negative"),
                         errhint("'0' deletes every finished run the caller may purge.")));

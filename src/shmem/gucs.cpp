@@ -77,7 +77,10 @@ bool parse_retention(const char *text, long long *usecs) {
     {
         Interval *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(text),
                                                              ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-        *usecs = iv->time + iv->day * USECS_PER_DAY + int64(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+        // (in 128 bits: past the int64 range of microseconds is "keep everything", not a wrapped value)
+        __int128 total = static_cast<__int128>(iv->time) + static_cast<__int128>(iv->day) * USECS_PER_DAY +
+                         static_cast<__int128>(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+        *usecs = total > PG_INT64_MAX ? PG_INT64_MAX : total < PG_INT64_MIN ? PG_INT64_MIN : static_cast<long long>(total);
     }
     PG_CATCH();
     {

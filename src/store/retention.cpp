@@ -61,24 +61,32 @@ int64 delete_expired_runs(int max) {
     pg::exec_as_owner(p, nullptr, nullptr, true, 1);
     bool isnull;
     Datum d = col(0, 1, &isnull);
-    int64 shortest = isnull ? -1 : static_cast<int64>(DatumGetFloat8(d) * USECS_PER_SEC);
+    double shortest_us = isnull ? -1 : DatumGetFloat8(d) * USECS_PER_SEC;
+    // (a retention past the int64 range of microseconds keeps everything, like one just inside it)
+    int64 shortest = shortest_us >= 9.2e18 ? PG_INT64_MAX : static_cast<int64>(shortest_us);
     int64 global = guc::retention_us;
     if (global > 0 && (shortest < 0 || global < shortest)) shortest = global;
     if (shortest < 0) {
         SPI_finish();
         return 0;  // nothing expires
     }
-    Oid types[3] = {INT8OID, TIMESTAMPTZOID, INT4OID};
-    Datum v[3] = {Int64GetDatum(global), finished_before(shortest), Int32GetDatum(max)};
+    // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -
+    // retention" raised "timestamp out of range" for a retention reaching before 4713 BC ('10000 years', meant as
+    // "keep"), every second; and the global one is passed as an interval built here, not as microseconds times
+    // interval '1 microsecond' (out of range past ~292,000 years).
+    Interval *global_iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
+    global_iv->time = global;
+    Oid types[3] = {INTERVALOID, TIMESTAMPTZOID, INT4OID};
+    Datum v[3] = {IntervalPGetDatum(global_iv), finished_before(shortest), Int32GetDatum(max)};
     char nulls[3] = {global > 0 ? ' ' : 'n', ' ', ' '};
     p = pg::prepare(&plan_expire,
                     "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
                     " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
                     "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
                     "     AND r.finished_at < $2"
-                    "     AND r.finished_at < pg_catalog.clock_timestamp() - COALESCE((SELECT"
+                    "     AND pg_catalog.clock_timestamp() - r.finished_at > COALESCE((SELECT"
                     "       (p.options->>'retention')::interval FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id),"
-                    "       $1 * interval '1 microsecond')"
+                    "       $1)"
                     PW_PARENT_FINISHED
                     "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
                     " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"

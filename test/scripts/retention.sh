@@ -41,9 +41,24 @@ pw_psql -c "SELECT pipeline_worker.alter_pipeline('short', '{\"retention\": null
 pw_psql -c "SELECT pipeline_worker.create_run('short', jsonb_build_object('k', g)) FROM generate_series(1, 5) g" >/dev/null
 sleep 4
 pw_check_sql "retention -1 (and no option): finished runs are kept" 6 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'short'"
+# 2^64 microseconds (about 584,542 years): computed in int64 it wrapped to 0, "delete everything now" (and the GUC
+# was refused as not positive); past the int64 range it means older than any run
+HUGE='213503982 days 08:01:49.551616'
+pw_set_conf pipeline_worker.retention "$HUGE" >/dev/null || pw_fail "could not set retention '$HUGE'"
+sleep 3
+pw_check_sql "retention of 2^64 microseconds (past the int64 range): finished runs are kept" 6 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'short'"
+# a retention reaching before 4713 BC ("keep", written as years) is an age, not a date: it must neither fail the
+# statement (which would keep every pipeline's runs) nor delete
+pw_psql -c "SELECT pipeline_worker.create_pipeline('ancient', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"10000 years\"}')" \
+    -c "SELECT pipeline_worker.create_run('ancient', '{}')" >/dev/null
 pw_set_conf pipeline_worker.retention '1 second' >/dev/null || pw_fail "could not set retention 1 second"
-pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.2 >/dev/null \
-    && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted" || pw_fail "finished runs left after the global retention"
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline <> 'ancient'" 0.2 >/dev/null \
+    && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted (a pipeline keeping 10000 years beside)" \
+    || pw_fail "finished runs left after the global retention"
+pw_check_sql "the run of the pipeline whose retention is 10000 years is kept" 1 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ancient' AND status = 'succeeded'"
+pw_psql -c "SELECT pipeline_worker.purge_runs('0', 'ancient')" >/dev/null
 pw_check_sql "the paused pipeline's pending run is still there" 1 "SELECT count(*) FROM pipeline_worker.runs"
 pw_set_conf pipeline_worker.retention -1 >/dev/null
 
@@ -69,6 +84,8 @@ pw_check "a missing pipeline answers the same" "${out//tenant_p/X}" "${out2//no_
 pw_check "another role purging everything it may deletes none of the others' runs" 0 "$(q rt_other "SELECT pipeline_worker.purge_runs('0')")"
 pw_check "the owner purges its pipeline's finished runs" 20 "$(q rt_tenant "SELECT pipeline_worker.purge_runs('0', 'tenant_p')")"
 pw_check_sql "only those" "0|10" "SELECT count(*) FILTER (WHERE pipeline = 'tenant_p') || '|' || count(*) FILTER (WHERE pipeline = 'long') FROM pipeline_worker.runs"
+pw_check "an admin purges older than 2^64 microseconds: none (the interval does not wrap to 0)" 0 \
+    "$(q postgres "SELECT pipeline_worker.purge_runs('$HUGE')")"
 pw_check "an admin purges older than an hour: none of these" 0 "$(q postgres "SELECT pipeline_worker.purge_runs('1 hour')")"
 pw_check "an admin purges everything finished" 10 "$(q postgres "SELECT pipeline_worker.purge_runs('0')")"
 out=$(q postgres "SELECT pipeline_worker.purge_runs('-1 day')")
