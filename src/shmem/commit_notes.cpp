@@ -17,6 +17,7 @@ bool reordered = false;
 bool extension = false;
 TimestampTz due = 0;
 int top_priority = INT_MIN;
+uint64 back_at = UINT64_MAX;  // the lowest queue position of the runs this transaction's commit puts back unstarted
 constexpr int kCancels = 64;  // (the cancel ring holds 64: more would only push each other out)
 int64 cancels[kCancels];
 bool cancels_broadcast[kCancels];
@@ -45,6 +46,10 @@ void run_queued_with_priority(int priority) {
     if (priority > top_priority) top_priority = priority;
 }
 
+void run_back_at(uint64 position) {
+    if (position < back_at) back_at = position;
+}
+
 void wake_all_workers() {
     created = INT_MAX / 2;
     extension = true;
@@ -61,7 +66,7 @@ void cancel_at_commit(int64 run_id, bool broadcast) {
 }
 
 void pre_commit() {
-    if ((reordered || top_priority > 0) && !reorder_begun) {  // (publish moves the hint)
+    if ((reordered || top_priority > 0 || back_at != UINT64_MAX) && !reorder_begun) {  // (publish moves the hint)
         shared::begin_reorder();
         reorder_begun = true;
     }
@@ -75,6 +80,7 @@ void publish() {
     if (due != 0) shared::note_retry_due(due);
     if (reordered) shared::reset_claim_hint();
     else if (top_priority > 0) shared::lower_claim_hint(top_priority);
+    if (!reordered && back_at != UINT64_MAX) shared::lower_claim_hint_to(back_at);
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();
@@ -90,6 +96,7 @@ void forget() {
     extension = false;
     due = 0;
     top_priority = INT_MIN;
+    back_at = UINT64_MAX;
     ncancels = 0;
     if (reorder_begun) shared::end_reorder();
     reorder_begun = false;

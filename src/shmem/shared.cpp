@@ -290,12 +290,15 @@ bool take_due() {
 }
 
 void lower_claim_hint(int priority) {
+    // (32767 - priority) << 47: the first key of that priority level (store::queue_key)
+    lower_claim_hint_to(static_cast<uint64>(32767 - priority) << 47);
+}
+
+void lower_claim_hint_to(uint64 position) {
     DbState *d = db();
     if (d == nullptr) return;
-    // (32767 - priority) << 47: the first key of that priority level (store::queue_key)
-    uint64 key = static_cast<uint64>(32767 - priority) << 47;
     uint64 cur = pg_atomic_read_u64(&d->claim_hint);
-    while (cur > key && !pg_atomic_compare_exchange_u64(&d->claim_hint, &cur, key)) {
+    while (cur > position && !pg_atomic_compare_exchange_u64(&d->claim_hint, &cur, position)) {
     }
 }
 

@@ -99,6 +99,7 @@ bool take_due();
 // Moves the claim hint back to the start of priority level `priority` if it is past it (0 with priority 0:
 // to the head of the queue). Keys as store::queue_key.
 void lower_claim_hint(int priority);
+void lower_claim_hint_to(uint64 position);  // to this queue position (a key, or an id under the 0.1 schema)
 void reset_claim_hint();  // the next claim starts at the head of the queue
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start at the head.

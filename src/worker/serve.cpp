@@ -7,12 +7,10 @@
 #include "exec/http_step.hpp"
 #include "exec/http_queue.hpp"
 #include "pg/spi.hpp"
+#include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
-#include "store/schedules.hpp"
-#include "store/retention.hpp"
-#include "store/stats.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
@@ -87,7 +85,28 @@ struct Batch {
     TxnClock clock;
     store::ClaimedRun *current;
     bool locks_released;
+    store::ClaimedRun *runs = nullptr;  // the claimed batch, in queue order (none when recording HTTP answers)
+    int n = 0;
+    int next = 0;                       // the first run not started yet
+    int version = 2;                    // store::schema_version() at the claim
 };
+
+// A run's place in the queue: its id under the 0.1 schema, its queue key (priority, id) under 0.2.
+int64 queue_position(const store::ClaimedRun &r, int version) {
+    return version >= 2 ? store::queue_key(r.priority, r.id) : r.id;
+}
+
+// Called before a commit that releases the batch's unstarted, lazily claimed runs: the claim moved the shared hint
+// past the whole batch, so it comes back to the first of them at commit -- else the next claims would take the runs
+// queued after them first (one worker, priority order: a batch cut by the subtransaction limit ran its tail late).
+void note_unstarted(const Batch *b) {
+    if (b->locks_released) return;  // (released by an earlier commit, noted then)
+    for (int j = b->next; j < b->n; j++)
+        if (!b->runs[j].persisted) {
+            notes::run_back_at(static_cast<uint64>(queue_position(b->runs[j], b->version)));
+            return;  // (the first in queue order)
+        }
+}
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
 // did so far is committed, the worker waits with no transaction open, and goes on in a new one.
@@ -98,6 +117,7 @@ int64 paused_us = 0;  // time spent in pauses (not counted as the runs' executio
 void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
     Batch *b = static_cast<Batch *>(arg);
     if (b->current != nullptr) store::persist_claim(b->current);
+    note_unstarted(b);
     commit_txn();
     b->locks_released = true;
     TimestampTz start = GetCurrentTimestamp();
@@ -125,6 +145,7 @@ void send_parked_now(void *arg, exec::HttpIO *io) {
     if (b->current != nullptr) store::persist_claim(b->current);
     queue_parked(io);
     io->parked = nullptr;
+    note_unstarted(b);
     commit_txn();  // (hands what is queued to the client)
     b->locks_released = true;
     // The client connects and writes when driven: a few short rounds put the requests on the wire before the step
@@ -143,6 +164,7 @@ void between_steps(void *arg) {
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
     if (txn_is_due(&b->clock)) {
         store::persist_claim(b->current);
+        note_unstarted(b);
         commit_txn();
         begin_txn(&b->clock);
         b->locks_released = true;
@@ -157,86 +179,6 @@ void begin_work_txn() {
 }
 
 void commit_work_txn() { commit_txn(); }
-
-// Sweeps when asked (the launcher saw a worker exit; start-up) and, on the database's lead worker only, every
-// recovery_interval_ms as a safety net: one sweeper is enough, and the others stay out of the latency path.
-
-void maybe_recover(TimestampTz *last_sweep, bool periodic) {
-    shared::DbState *d = shared::db();
-    bool asked = d != nullptr && pg_atomic_exchange_u32(&d->recovery_needed, 0) != 0;
-    if (!asked && (!periodic ||
-                   !TimestampDifferenceExceeds(*last_sweep, GetCurrentTimestamp(), guc::recovery_interval_ms)))
-        return;
-    *last_sweep = GetCurrentTimestamp();
-    pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
-    SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
-    StartTransactionCommand();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    int64 n = store::recover_runs();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    if (n > 0) ereport(LOG, (errmsg("pipeline_worker: recovered %lld run(s) whose worker had exited", (long long)n)));
-}
-
-// metrics()' gauges (the database's lead worker): counted every 5 s, or less often when counting is expensive
-// (at most 2 % of the time), so that a scrape finds them without counting a large backlog itself -- only while
-// metrics are read (a scrape in the last 10 minutes): a server nobody scrapes pays nothing.
-constexpr long kScrapedWithinMs = 10 * 60 * 1000;
-
-void maybe_count(TimestampTz *last, bool mine) {
-    if (!mine || !metrics::scraped_within(kScrapedWithinMs)) return;
-    TimestampTz at;
-    int64 cost_us;
-    metrics::gauges_age(MyDatabaseId, &at, &cost_us);
-    long interval_ms = cost_us / 20 > 5000 ? static_cast<long>(cost_us / 20) : 5000;
-    if (!TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), interval_ms)) return;
-    *last = GetCurrentTimestamp();
-    pgstat_report_activity(STATE_RUNNING, "counting unfinished runs (metrics)");
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    store::refresh_gauges();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-}
-
-// Retention (the database's lead worker, at most once a second): finished runs past their retention are deleted, 10,000 per
-// transaction, until none is left.
-void expire_rounds();
-
-void maybe_expire(TimestampTz *last, bool mine) {
-    if (!mine || !guc::enabled || !TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), 1000)) return;
-    *last = GetCurrentTimestamp();
-    // A failure here (reported) must not keep this worker from claiming runs.
-    MemoryContext ctx = CurrentMemoryContext;
-    PG_TRY();
-    {
-        expire_rounds();
-        (void)store::seal_finished_minutes();
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-    }
-    PG_END_TRY();
-}
-
-void expire_rounds() {
-    for (int round = 0; round < 100; round++) {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        int64 n = store::schema_version() >= 2 ? store::delete_expired_runs(10000) : 0;
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-        if (n < 10000) break;
-        pgstat_report_activity(STATE_RUNNING, "deleting finished runs past their retention");
-        CHECK_FOR_INTERRUPTS();
-    }
-}
 
 namespace {
 
@@ -268,13 +210,9 @@ constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 int claims_since_full = 0;
 
-// A run's place in the queue: its id under the 0.1 schema, its queue key (priority, id) under 0.2.
-int64 queue_position(const store::ClaimedRun &r, int version) {
-    return version >= 2 ? store::queue_key(r.priority, r.id) : r.id;
-}
-
-pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx) {
+pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx, int *version_out) {
     int version = store::schema_version();
+    *version_out = version;
     shared::DbState *st = shared::db();  // a worker's database is always served
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
     // (not while a transaction that queued runs below the hint is committing: they may be visible already)
@@ -379,6 +317,7 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
     if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
+        if (released > 0) notes::run_back_at(static_cast<uint64>(queue_position(runs[n], b->version)));
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();
@@ -398,6 +337,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
     for (volatile int i = 0; i < n && !failed; i++) {
         if (b.locks_released && !runs[i].persisted) continue;  // back in the pool since the last commit
         pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(runs[i].id));
+        b.next = i + 1;
         TimestampTz run_start = GetCurrentTimestamp();
         int64 paused_before = paused_us;
         if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
@@ -429,6 +369,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             note_run_time(run_start + (paused_us - paused_before));  // execution only: commit waits and pauses
                                                                       // must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
+                note_unstarted(&b);
                 commit_txn();  // releases the lazily claimed runs not started yet
                 begin_txn(&b.clock);
                 b.locks_released = true;
@@ -479,7 +420,7 @@ int serve_once(MemoryContext iter_ctx) {
     begin_txn(&b.clock);
     pg::spi_connect();
     (void)store::take_parked_count();
-    int n = claim_batch(batch, runs, iter_ctx);
+    int n = claim_batch(batch, runs, iter_ctx, &b.version);
     SPI_finish();
     if (n == 0) {
         commit_txn();
@@ -489,6 +430,8 @@ int serve_once(MemoryContext iter_ctx) {
     pg_atomic_fetch_add_u64(&my_slot->batches, 1);
     if (safe_mode > 0) safe_mode--;
     n = share_batch(runs, n, batch, &b);
+    b.runs = runs;
+    b.n = n;
     int done = execute_batch(runs, n, iter_ctx, &b);
     MemoryContextReset(iter_ctx);
     absorb_interrupts(httpq::configure);  // a changed allowlist applies to the next request

@@ -1,5 +1,5 @@
 // A worker's work, one iteration at a time: claim a batch and execute it under the commit policy, record the
-// answers of HTTP steps and continue their runs, sweep for runs whose claimer is gone. Each call opens and
+// answers of HTTP steps and continue their runs (the upkeep between claims: upkeep.hpp). Each call opens and
 // commits its own transactions and leaves none open.
 #pragma once
 
@@ -24,12 +24,5 @@ void commit_work_txn();
 int serve_once(MemoryContext iter_ctx);
 // Records answered HTTP calls and continues their runs. Returns the number of answers handled.
 int serve_answers(MemoryContext iter_ctx);
-// Puts runs of exited claimers back to pending when asked, and (periodic) every recovery_interval_ms.
-void maybe_recover(TimestampTz *last_sweep, bool periodic);
-// Counts the unfinished runs for metrics() (mine: this worker does it, the database's lead), every 5 s or less
-// often, while metrics are being read.
-void maybe_count(TimestampTz *last, bool mine);
-// Deletes finished runs past their retention (mine: this worker does it, the database's lead), at most once a second.
-void maybe_expire(TimestampTz *last, bool mine);
 
 }  // namespace pw::worker

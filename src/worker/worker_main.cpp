@@ -10,6 +10,7 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/serve.hpp"
+#include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
 
 extern "C" {

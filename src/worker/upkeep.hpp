@@ -1,0 +1,17 @@
+// The database's upkeep, between claims: sweeps for runs whose claimer is gone, the metrics gauges, retention.
+// Each call opens and commits its own transactions and leaves none open.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::worker {
+
+// Puts runs of exited claimers back to pending when asked, and (periodic) every recovery_interval_ms.
+void maybe_recover(TimestampTz *last_sweep, bool periodic);
+// Counts the unfinished runs for metrics() (mine: this worker does it, the database's lead), every 5 s or less
+// often, while metrics are being read.
+void maybe_count(TimestampTz *last, bool mine);
+// Deletes finished runs past their retention (mine: this worker does it, the database's lead), at most once a second.
+void maybe_expire(TimestampTz *last, bool mine);
+
+}  // namespace pw::worker
