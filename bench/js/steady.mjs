@@ -70,8 +70,8 @@ export async function steadyMode(h) {
     }
   })();
 
-  // A window's runs are those whose finished_at falls in it, counted through runs_finished_idx (an index range
-  // of the window's own runs) three seconds after the window ended (a batch commits its finished_at
+  // A window's runs are those whose finished_at falls in it, counted through runs_stats_finished_idx (an index
+  // range of the window's own runs per pipeline and status) three seconds after the window ended (a batch commits its finished_at
   // commit_interval_ms later, or later still across an fsync stall; a run committed after the count is missed, so
   // --steady-retention must be well above 13 s). Until 2026-12-02 17:00 windows were cut by the lowest unfinished id, whose
   // min(id) WHERE status = 'pending' the planner answered by walking the primary key through every finished
@@ -80,8 +80,11 @@ export async function steadyMode(h) {
   const LAG_MS = 3000;
   const windowStats = async (from, to) => (await sampler.query(`SELECT count(*)::float8 AS n,
         percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS pc
-      FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM pipeline_worker.runs
-             WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= $1 AND finished_at < $2) s`,
+      FROM (SELECT extract(epoch FROM r.finished_at - r.created_at) * 1000 AS ms
+              FROM pipeline_worker.pipelines p, (VALUES ('succeeded'), ('failed'), ('cancelled')) st(status),
+                   LATERAL (SELECT * FROM pipeline_worker.runs r WHERE r.pipeline_id = p.id
+                             AND r.status IN ('succeeded', 'failed', 'cancelled') AND r.status = st.status
+                             AND r.finished_at >= $1 AND r.finished_at < $2) r) s`,
     [from, to])).rows[0];
   const serverNow = async () => new Date(Number(await sv('SELECT extract(epoch FROM clock_timestamp()) * 1000')));
   await sampler.query('SET enable_seqscan = off');

@@ -36,9 +36,9 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_shortest, plan_expire, plan_purge;
+SPIPlanPtr plan_any_retention, plan_expire, plan_purge;
 
-// now - us as a parameter: "finished_at < $n" bounds the scan of runs_finished_idx. (Written as
+// now - us as a parameter: "finished_at < $n" bounds the scan of runs_stats_finished_idx. (Written as
 // "finished_at < clock_timestamp() - ..." it was a filter -- clock_timestamp() is volatile -- and the scan read every
 // finished run younger than the bound, each second, to find none: 7 % of a CPU for the idle lead worker with
 // 300,000 finished runs in the table, a core's worth with millions.) -infinity when the interval reaches past the
@@ -53,46 +53,51 @@ Datum finished_before(int64 us) {
 
 int64 delete_expired_runs(int max) {
     pg::spi_connect();
-    // The shortest retention in force bounds the scan of runs_finished_idx; each run is then held to its own.
-    SPIPlanPtr p = pg::prepare(&plan_shortest,
-                               "SELECT min(EXTRACT(epoch FROM (options->>'retention')::interval))::float8"
-                               " FROM pipeline_worker.pipelines WHERE options ? 'retention'",
+    // Nothing to do when no retention is in force (no pipeline option, the global one off).
+    SPIPlanPtr p = pg::prepare(&plan_any_retention,
+                               "SELECT EXISTS (SELECT 1 FROM pipeline_worker.pipelines WHERE options ? 'retention')",
                                0, nullptr);
     pg::exec_as_owner(p, nullptr, nullptr, true, 1);
     bool isnull;
-    Datum d = col(0, 1, &isnull);
-    double shortest_us = isnull ? -1 : DatumGetFloat8(d) * USECS_PER_SEC;
-    // (a retention past the int64 range of microseconds keeps everything, like one just inside it)
-    int64 shortest = shortest_us >= 9.2e18 ? PG_INT64_MAX : static_cast<int64>(shortest_us);
+    bool any_option = DatumGetBool(col(0, 1, &isnull));
     int64 global = guc::retention_us;
-    if (global > 0 && (shortest < 0 || global < shortest)) shortest = global;
-    if (shortest < 0) {
+    if (!any_option && global <= 0) {
         SPI_finish();
         return 0;  // nothing expires
     }
     // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -
     // retention" raised "timestamp out of range" for a retention reaching before 4713 BC ('10000 years', meant as
     // "keep"), every second; and the global one is passed as an interval built here, not as microseconds times
-    // interval '1 microsecond' (out of range past ~292,000 years).
+    // interval '1 microsecond' (out of range past ~292,000 years). Each (pipeline, status) range is scanned up to its
+    // pipeline's own bound (k.bound: an outer column, so an index condition): a pipeline keeping its runs for a week
+    // is not read each second because another one keeps them for a minute. Past 6,000 years the bound is -infinity
+    // (no run finished that long ago; clock_timestamp() - interval stays in range).
     Interval *global_iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
     global_iv->time = global;
-    Oid types[3] = {INTERVALOID, TIMESTAMPTZOID, INT4OID};
-    Datum v[3] = {IntervalPGetDatum(global_iv), finished_before(shortest), Int32GetDatum(max)};
-    char nulls[3] = {global > 0 ? ' ' : 'n', ' ', ' '};
+    Oid types[2] = {INTERVALOID, INT4OID};
+    Datum v[2] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
+    char nulls[2] = {global > 0 ? ' ' : 'n', ' '};
     p = pg::prepare(&plan_expire,
-                    "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
-                    " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
-                    "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
-                    "     AND r.finished_at < $2"
-                    "     AND pg_catalog.clock_timestamp() - r.finished_at > COALESCE((SELECT"
-                    "       (p.options->>'retention')::interval FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id),"
-                    "       $1)"
-                    PW_PARENT_FINISHED
-                    "   ORDER BY r.finished_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED),"
-                    " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
-                    " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
-                    " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.finished_at",
-                    3, types);
+                    plan_expire != nullptr ? "" : psprintf(
+                    "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx"
+                    " pr.runs_pkey rd.runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
+                    PW_FINISHED_PIPELINES
+                    " k AS (SELECT ids.id, x.keep,"
+                    "     CASE WHEN x.keep > interval '6000 years' THEN '-infinity'::timestamptz"
+                    "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"
+                    "   FROM ids, LATERAL (SELECT COALESCE((SELECT (p.options->>'retention')::interval"
+                    "     FROM pipeline_worker.pipelines p WHERE p.id = ids.id), $1) AS keep OFFSET 0) x"
+                    "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"
+                    " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"
+                    " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"
+                    " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"
+                    " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id]) RETURNING rd.finished_at",
+                    each_finished_status("SELECT r.id FROM pipeline_worker.runs r"
+                                         " WHERE r.pipeline_id = k.id AND r.status = '@status@' AND r.finished_at < k.bound"
+                                         " AND pg_catalog.clock_timestamp() - r.finished_at > k.keep"
+                                         PW_PARENT_FINISHED
+                                         " LIMIT $2 FOR UPDATE OF r SKIP LOCKED")),
+                    2, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
     unseal_deleted();
@@ -108,18 +113,22 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
     char nulls[5] = {' ', pipeline ? ' ' : 'n', ' ', ' ', ' '};
     SPIPlanPtr p = pg::prepare(
         &plan_purge,
-        "/* pw_indexes: runs_finished_idx runs_pkey run_steps_pkey events_run_idx */"
-        " WITH d AS (SELECT r.id FROM pipeline_worker.runs r"
-        "   WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
-        "     AND r.finished_at < $1"
-        "     AND ($2 IS NULL OR r.pipeline = $2)"
-        "     AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.pipeline_owner::oid)"
-        "       THEN pg_catalog.pg_has_role($4, r.pipeline_owner::oid, 'USAGE') ELSE false END)"
-        PW_PARENT_FINISHED
-        "   ORDER BY r.finished_at LIMIT $5 FOR UPDATE OF r SKIP LOCKED),"
-        " s AS (DELETE FROM pipeline_worker.run_steps st USING d WHERE st.run_id = ANY (ARRAY[d.id])),"
-        " e AS (DELETE FROM pipeline_worker.events ev USING d WHERE ev.run_id = ANY (ARRAY[d.id]))"
-        " DELETE FROM pipeline_worker.runs r USING d WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.finished_at",
+        plan_purge != nullptr ? "" : psprintf(
+        "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx pr.runs_pkey"
+        " rd.runs_pkey run_steps_pkey events_run_idx */"
+        PW_FINISHED_PIPELINES
+        " d AS (SELECT e.id FROM ids, LATERAL (%s) e WHERE ids.id IS NOT NULL LIMIT $5),"
+        " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"
+        " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"
+        " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id]) RETURNING rd.finished_at",
+        each_finished_status("SELECT r.id FROM pipeline_worker.runs r"
+                             " WHERE r.pipeline_id = ids.id AND r.status = '@status@' AND r.finished_at < $1"
+                             " AND ($2 IS NULL OR r.pipeline = $2)"
+                             " AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o"
+                             "   WHERE o.oid = r.pipeline_owner::oid)"
+                             "   THEN pg_catalog.pg_has_role($4, r.pipeline_owner::oid, 'USAGE') ELSE false END)"
+                             PW_PARENT_FINISHED
+                             " LIMIT $5 FOR UPDATE OF r SKIP LOCKED")),
         5, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);

@@ -10,6 +10,25 @@ extern "C" {
 
 namespace pw::store {
 
+char *each_finished_status(const char *branch) {
+    static const char *const kStatuses[3] = {"cancelled", "failed", "succeeded"};
+    StringInfoData b;
+    initStringInfo(&b);
+    for (int i = 0; i < 3; i++) {
+        appendStringInfoString(&b, i == 0 ? "SELECT * FROM (" : " UNION ALL SELECT * FROM (");
+        for (const char *p = branch; *p != '\0';) {
+            if (strncmp(p, "@status@", 8) == 0) {
+                appendStringInfoString(&b, kStatuses[i]);
+                p += 8;
+            } else {
+                appendStringInfoChar(&b, *p++);
+            }
+        }
+        appendStringInfo(&b, ") f%d", i);
+    }
+    return b.data;
+}
+
 namespace {
 
 SPIPlanPtr plan_gauges = nullptr;
@@ -117,14 +136,21 @@ int seal_finished_minutes() {
             Datum cv[2] = {from, to};
             // (a statement of its own, after the lock: its snapshot sees every unsealing committed before)
             pg::run_as_owner(&plan_count,
-                             "/* pw_indexes: runs_finished_idx */ WITH c AS (INSERT INTO pipeline_worker.finished_minutes"
+                             plan_count != nullptr ? "" : psprintf(
+                             "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx"
+                             " r.runs_stats_finished_idx */"
+                             PW_FINISHED_PIPELINES
+                             " c AS (INSERT INTO pipeline_worker.finished_minutes"
                              "   (pipeline_id, minute, status, submitted_by, pipeline_owner, n)"
-                             " SELECT r.pipeline_id, pg_catalog.date_trunc('minute', r.finished_at), r.status,"
-                             "   r.submitted_by, r.pipeline_owner, pg_catalog.count(*) FROM pipeline_worker.runs r"
-                             " WHERE r.status IN ('succeeded', 'failed', 'cancelled')"
-                             "   AND r.finished_at >= $1 AND r.finished_at < $2"
+                             " SELECT m.pipeline_id, pg_catalog.date_trunc('minute', m.finished_at), m.status,"
+                             "   m.submitted_by, m.pipeline_owner, pg_catalog.count(*) FROM ids, LATERAL (%s) m"
+                             " WHERE ids.id IS NOT NULL"
                              " GROUP BY 1, 2, 3, 4, 5 RETURNING 1)"
                              " UPDATE pipeline_worker.finished_sealed SET upto = $2",
+                             each_finished_status("SELECT r.pipeline_id, r.finished_at, r.status, r.submitted_by,"
+                                                  " r.pipeline_owner FROM pipeline_worker.runs r"
+                                                  " WHERE r.pipeline_id = ids.id AND r.status = '@status@'"
+                                                  " AND r.finished_at >= $1 AND r.finished_at < $2")),
                              2, ct, cv, nullptr, false);
             sealed = static_cast<int>((DatumGetTimestampTz(to) - DatumGetTimestampTz(from)) / USECS_PER_MINUTE);
             pg::run_as_owner(&plan_trim,

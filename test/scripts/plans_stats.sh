@@ -207,8 +207,8 @@ while IFS=$'\t' read -r stmt len; do
 done < <(cut -f2,3 "$SHAPES" | sort -u)
 seq=$(grep -cE 'Seq Scan on (runs|run_steps)' "$SHAPES")
 pw_check "no sequential scan of the run tables in any state" 0 "$seq"
-# Time bounds are index conditions, not filters: retention's scan of runs_finished_idx (run by the lead worker every
-# second) and the timer's scan of runs_due_idx stop at the bound. Written with clock_timestamp() (volatile) they were
+# Time bounds are index conditions, not filters: retention's scans of runs_stats_finished_idx (run by the lead worker
+# every second; each pipeline and status up to its own bound) and the timer's scan of runs_due_idx stop at the bound. Written with clock_timestamp() (volatile) they were
 # filters, and with a million finished runs the idle lead worker read the whole index every second.
 # bounded INDEX COLUMN OPERATOR : every captured plain Index Scan of INDEX has an Index Cond with COLUMN OPERATOR
 # (alone or with a lower bound: the minute roll-ups scan [from, to))
@@ -232,7 +232,7 @@ bounded() {
         pw_fail "$1: a scan without an Index Cond on $2 $3: $(printf '%s' "$bad" | head -1 | cut -c1-300)"
     fi
 }
-bounded runs_finished_idx finished_at '<'
+bounded runs_stats_finished_idx finished_at '<'
 bounded runs_due_idx not_before '<='
 # ------------------------------------------------------------------ SQL-language steps
 # A simple SQL-language step is called through a kept plan of SELECT fn($1) into which its body is inlined

@@ -52,10 +52,23 @@ pw_check_sql "retention of 2^64 microseconds (past the int64 range): finished ru
 # statement (which would keep every pipeline's runs) nor delete
 pw_psql -c "SELECT pipeline_worker.create_pipeline('ancient', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"10000 years\"}')" \
     -c "SELECT pipeline_worker.create_run('ancient', '{}')" >/dev/null
+# finished runs of every status, of a pipeline dropped since (retention finds pipelines through the runs' index)
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('gone', '[{"name": "a", "function": "rt_step"}]');
+SELECT pipeline_worker.create_run('gone', jsonb_build_object('n', g)) FROM generate_series(1, 3) g;
+SQL
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'gone' AND status = 'succeeded'" 0.2 >/dev/null
+pw_psql >/dev/null <<'SQL'
+UPDATE pipeline_worker.runs SET status = CASE (input->>'n')::int WHEN 1 THEN 'failed' WHEN 2 THEN 'cancelled' ELSE status END
+ WHERE pipeline = 'gone';
+SELECT pipeline_worker.drop_pipeline('gone');
+SQL
+pw_check_sql "a dropped pipeline's runs (succeeded, failed, cancelled) are there before" 3 \
+    "SELECT count(DISTINCT status) FROM pipeline_worker.runs WHERE pipeline = 'gone'"
 pw_set_conf pipeline_worker.retention '1 second' >/dev/null || pw_fail "could not set retention 1 second"
-pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded' AND pipeline <> 'ancient'" 0.2 >/dev/null \
-    && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted (a pipeline keeping 10000 years beside)" \
-    || pw_fail "finished runs left after the global retention"
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline <> 'ancient'" 0.2 >/dev/null \
+    && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted, a dropped pipeline's of every status too (a pipeline keeping 10000 years beside)" \
+    || pw_fail "finished runs left after the global retention: $(pw_psql -c "SELECT string_agg(pipeline || ':' || status, ' ') FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline <> 'ancient'")"
 pw_check_sql "the run of the pipeline whose retention is 10000 years is kept" 1 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ancient' AND status = 'succeeded'"
 pw_psql -c "SELECT pipeline_worker.purge_runs('0', 'ancient')" >/dev/null
