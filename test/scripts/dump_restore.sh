@@ -4,7 +4,8 @@
 # failed on "pipelines_id_key"), and nothing executes while the restore runs (pipeline_worker.enabled = off, the
 # documented procedure); turned on, the restored pending runs execute.
 source "$(dirname "$0")/../lib/cluster.sh"
-trap 'pw_cleanup; [ -n "${B_DATA:-}" ] && pw_as_pg "$PW_BINDIR/pg_ctl" -D "$B_DATA" stop -m immediate >/dev/null 2>&1; true' EXIT
+# (the second server first: pw_cleanup exits; $? given back to it through a subshell)
+trap 'dr_rc=$?; [ -n "${B_DATA:-}" ] && pw_as_pg "$PW_BINDIR/pg_ctl" -D "$B_DATA" stop -m immediate >/dev/null 2>&1; (exit $dr_rc); pw_cleanup' EXIT
 
 pw_cluster_up dumpsrc 2 20 "pipeline_worker.http_allowed_hosts = '127.0.0.1'" || exit 1
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"

@@ -5,6 +5,7 @@
 # retried; cancel_run stops the rest. Faults: a helper terminated, the owner terminated, a SIGKILL (crash restart)
 # in the middle of shared maps -- every task's effects exactly once, every run finished right.
 source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
 
 pw_cluster_up map_parallel 4 20 || exit 1
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
