@@ -55,6 +55,26 @@ CREATE OR REPLACE FUNCTION public.sq_add(ctx jsonb) RETURNS jsonb LANGUAGE plpgs
     $$ BEGIN RETURN jsonb_build_object('n', coalesce((ctx->'prev'->>'n')::int, 0) + 1000, 'as_submitter', 'plpgsql'); END $$;
 SELECT pipeline_worker.create_run('sq', '{"order": 1}') AS sq4 \gset
 SELECT * FROM public.sq_exec();
+-- a PL/pgSQL step function's FmgrInfo is kept from call to call: a new body, SECURITY DEFINER and a new owner
+-- still apply from the next step on
+CREATE OR REPLACE FUNCTION public.sq_add(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS
+    $$ BEGIN RETURN jsonb_build_object('n', coalesce((ctx->'prev'->>'n')::int, 0) + 2000,
+                                       'as_definer', current_user = 'regress_sql_definer'); END $$;
+SELECT pipeline_worker.create_run('sq', '{"order": 1}') AS sq4b \gset
+SELECT status FROM public.sq_exec();
+SELECT output FROM pipeline_worker.run_steps WHERE run_id = :sq4b AND position = 2;
+CREATE ROLE regress_sql_definer;
+ALTER FUNCTION public.sq_add(jsonb) OWNER TO regress_sql_definer;
+ALTER FUNCTION public.sq_add(jsonb) SECURITY DEFINER;
+SELECT pipeline_worker.create_run('sq', '{"order": 1}') AS sq4c \gset
+SELECT status FROM public.sq_exec();
+SELECT output FROM pipeline_worker.run_steps WHERE run_id = :sq4c AND position = 2;
+ALTER FUNCTION public.sq_add(jsonb) SECURITY INVOKER;
+SELECT pipeline_worker.create_run('sq', '{"order": 1}') AS sq4d \gset
+SELECT status FROM public.sq_exec();
+SELECT output FROM pipeline_worker.run_steps WHERE run_id = :sq4d AND position = 2;
+ALTER FUNCTION public.sq_add(jsonb) OWNER TO CURRENT_USER;
+DROP ROLE regress_sql_definer;
 
 -- privileges are checked for the submitter at every step, inlined or not
 CREATE OR REPLACE FUNCTION public.sq_add(ctx jsonb) RETURNS jsonb LANGUAGE sql AS

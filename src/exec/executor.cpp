@@ -97,7 +97,26 @@ void resume_run(RunState *r, const store::ClaimedRun *claimed, const HttpCall *a
 void report_step(int64 run_id, int pos, const store::Step *step) {
     if (MyBackendType != B_BG_WORKER) return;
     SetCurrentStatementStartTimestamp();
-    pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
+    // "run R step N (name)", without psprintf's format parsing (~0.8 % of a W1 drain, once per step)
+    char buf[160];
+    size_t name_len = strlen(step->name);
+    if (name_len > sizeof(buf) - 48) {
+        pgstat_report_activity(STATE_RUNNING, psprintf("run %lld step %d (%s)", (long long)run_id, pos + 1, step->name));
+        return;
+    }
+    char *p = buf;
+    memcpy(p, "run ", 4);
+    p += 4;
+    p += pg_lltoa(run_id, p);
+    memcpy(p, " step ", 6);
+    p += 6;
+    p += pg_ltoa(pos + 1, p);
+    memcpy(p, " (", 2);
+    p += 2;
+    memcpy(p, step->name, name_len);
+    p += name_len;
+    memcpy(p, ")", 2);  // with the terminating NUL
+    pgstat_report_activity(STATE_RUNNING, buf);
 }
 
 // "if": evaluated when the step becomes ready, against the context it would get.

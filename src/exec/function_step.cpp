@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "catalog/pg_language.h"
+#include "commands/proclang.h"
 }
 #include "pg/roles.hpp"
 #include "shmem/cancels.hpp"
@@ -32,11 +33,58 @@ void step_timeout_handler() {
     SetLatch(MyLatch);
 }
 
+// ------------------------------------------------------------------ kept FmgrInfos of PL/pgSQL step functions
+
+// PL/pgSQL keeps its compiled function in flinfo->fn_extra; with a fresh FmgrInfo per call it looked the function up
+// in its hash table every time, hashing a key of ~400 bytes (~2 % of a W1 drain). The FmgrInfos of the PL/pgSQL step
+// functions called last are kept, in a context of their own. Safe because PL/pgSQL checks the function's pg_proc row
+// at every call, and any change to pg_proc (an invalidation: the only way it could free the compiled function)
+// empties the cache before its next use -- not in the callback, where a call using an entry may be on the stack.
+// Only PL/pgSQL: another language's handler may keep in fn_extra what it expects to live as long as one query.
+constexpr int kKeptFns = 16;
+struct KeptFn {
+    Oid fn;
+    FmgrInfo flinfo;
+};
+KeptFn kept_fns[kKeptFns];
+int nkept_fns = 0;
+MemoryContext kept_fns_cxt = nullptr;
+bool kept_fns_stale = false;
+Oid plpgsql_oid = InvalidOid;
+
+void proc_changed(Datum, int, uint32) { kept_fns_stale = true; }
+
+bool is_plpgsql(Oid language) {
+    if (!OidIsValid(plpgsql_oid)) plpgsql_oid = get_language_oid("plpgsql", true);
+    return OidIsValid(plpgsql_oid) && language == plpgsql_oid;
+}
+
+// The kept FmgrInfo of fn (made now if need be); nullptr when nested in another step call (an entry may be in use).
+FmgrInfo *kept_flinfo(Oid fn) {
+    if (in_step_call) return nullptr;
+    if (kept_fns_cxt == nullptr) {
+        kept_fns_cxt = AllocSetContextCreate(TopMemoryContext, "pipeline_worker step functions", ALLOCSET_SMALL_SIZES);
+        CacheRegisterSyscacheCallback(PROCOID, proc_changed, 0);
+    }
+    if (kept_fns_stale || nkept_fns == kKeptFns) {
+        MemoryContextReset(kept_fns_cxt);
+        nkept_fns = 0;
+        kept_fns_stale = false;
+    }
+    for (int i = 0; i < nkept_fns; i++)
+        if (kept_fns[i].fn == fn) return &kept_fns[i].flinfo;
+    KeptFn &k = kept_fns[nkept_fns];
+    fmgr_info_cxt(fn, &k.flinfo, kept_fns_cxt);
+    k.fn = fn;
+    nkept_fns++;
+    return &k.flinfo;
+}
+
 // ------------------------------------------------------------------ calling the function
 
 // Resolves (or re-resolves) the step's function and checks its signature, with one catalog lookup in the common
 // case; *sql: it is written in SQL (see sql_steps.hpp). ERROR with a clear message if it is gone or changed.
-Oid resolve_step_function(store::Step *step, bool *sql) {
+Oid resolve_step_function(store::Step *step, bool *sql, bool *plpgsql) {
     HeapTuple tup = OidIsValid(step->fn_oid) ? SearchSysCache1(PROCOID, ObjectIdGetDatum(step->fn_oid)) : nullptr;
     if (!HeapTupleIsValid(tup)) {
         Oid argtypes[1] = {JSONBOID};
@@ -52,6 +100,7 @@ Oid resolve_step_function(store::Step *step, bool *sql) {
     Form_pg_proc proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup));
     bool ok = pg::step_signature(proc) == pg::StepSignature::Ok;
     *sql = proc->prolang == SQLlanguageId;
+    *plpgsql = !*sql && is_plpgsql(proc->prolang);
     ReleaseSysCache(tup);
     if (!ok)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -61,8 +110,8 @@ Oid resolve_step_function(store::Step *step, bool *sql) {
 
 // Calls the step function as `submitter` in a security-restricted context; GUC changes are undone.
 Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
-    bool sql;
-    Oid fn = resolve_step_function(step, &sql);
+    bool sql, plpgsql;
+    Oid fn = resolve_step_function(step, &sql, &plpgsql);
     if (pg_proc_aclcheck(fn, submitter, ACL_EXECUTE) != ACLCHECK_OK)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("role \"%s\" may not execute function %s", pg::role_name(submitter), step->function)));
@@ -77,14 +126,15 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
         step_timed_out = 0;
         enable_timeout_after(static_cast<TimeoutId>(timeout_id), step->timeout_ms);
     }
+    FmgrInfo *kept = plpgsql ? kept_flinfo(fn) : nullptr;
     in_step_call = 1;
     Datum result;
     bool isnull;
     if (!sql || !call_sql_step(fn, JsonbPGetDatum(context), &result, &isnull)) {
         FmgrInfo flinfo;
-        fmgr_info(fn, &flinfo);
+        if (kept == nullptr) fmgr_info(fn, &flinfo);
         LOCAL_FCINFO(fcinfo, 1);
-        InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
+        InitFunctionCallInfoData(*fcinfo, kept != nullptr ? kept : &flinfo, 1, InvalidOid, nullptr, nullptr);
         fcinfo->args[0].value = JsonbPGetDatum(context);
         fcinfo->args[0].isnull = false;
         result = FunctionCallInvoke(fcinfo);
