@@ -21,7 +21,7 @@ namespace {
 //   materialize disabled, which leaves index-driven shapes;
 // - a statement names the indexes it must use (/* pw_indexes: ... */): statistics saying "all pending" made
 //   the claim walk the primary key through a million finished runs instead of the pending-runs index, both
-//   being ordered by id;
+//   being ordered by id; "none" names no index (a TID scan);
 // - rows found by id never carry a status test the planner could match to a partial index: such tests are
 //   written as a CASE, and the ids of a batch are joined with `r.id = ANY (ARRAY[u.id])`, a clause that
 //   drives one index probe per id but, not being merge-joinable, never a full index scan in id order.
@@ -96,6 +96,7 @@ void restrict_indexes(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *
         if (name != nullptr && names_index(planning_indexes, alias, name)) kept = lappend(kept, index);
     }
     if (kept != NIL) rel->indexlist = kept;  // also drops indexes a user added to our tables
+    else if (names_index(planning_indexes, alias, "none")) rel->indexlist = NIL;  // "none": rows found by ctid
 }
 
 // The statement's index list, or NULL; *text: the query string the planner will be given for it.

@@ -17,6 +17,9 @@ struct ClaimedRun {
     int claims;  // how often it was claimed, this claim included (> 1: it has history to resume from)
     TimestampTz claimed_at;
     bool persisted;  // the claim is recorded on the row (status running, worker_pid, ...)
+    // The row version the claim locked (0.2 workers' claims; invalid otherwise): the outcome's UPDATE finds the row
+    // by it, without a probe of runs_pkey -- checking the id, and by id after all if this transaction changed the row.
+    ItemPointerData tid = {};
 };
 
 // Claims up to max pending runs (0.2: by priority, then FIFO; 0.1: FIFO; SKIP LOCKED) for this backend; submitter == InvalidOid claims any.

@@ -195,4 +195,29 @@ pw_check "same workers after timeouts" "$pids" "$(pw_worker_pids)"
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 3, \"sleep\": 0.5}')")
 pw_check_sql "no timeout left behind in the worker: a 0.5 s step of another pipeline succeeds" succeeded \
     "SELECT pipeline_worker.wait_run($id, '10 seconds')"
+
+# ---------------------------------------------------------------- a step that changes its own run's row
+# The outcome is written to the row version the claim locked (found by ctid), else by id: a step of a superuser's
+# run that updates its run's row (a new version, in the worker's own transaction) must not leave the run pending
+# (claimed again later: its steps would run twice). 200 runs, batched.
+pw_psql >/dev/null <<'SQL'
+CREATE TABLE public.touch_log (run_id bigint);
+CREATE FUNCTION public.touch_own_row(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.touch_log VALUES ((ctx->>'run_id')::bigint);
+    IF ((ctx->>'run_id')::bigint % 2 = 0) THEN
+        UPDATE pipeline_worker.runs SET metadata = metadata || '{"touched": true}' WHERE id = (ctx->>'run_id')::bigint;
+    END IF;
+    RETURN '{"ok": true}';
+END $$;
+SELECT pipeline_worker.create_pipeline('touch', '[{"name": "t", "function": "public.touch_own_row"}]');
+SELECT count(*) FROM pipeline_worker.create_runs('touch', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 200)));
+SQL
+pw_wait_sql 200 20 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'touch' AND status = 'succeeded'" 0.2 >/dev/null
+pw_check_sql "runs whose step updated their own row finished (succeeded, with their result)" "200|100" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded' AND result = '{\"ok\": true}') || '|'
+            || count(*) FILTER (WHERE metadata ? 'touched') FROM pipeline_worker.runs WHERE pipeline = 'touch'"
+sleep 1
+pw_check_sql "... each step once" "200|0" \
+    "SELECT count(DISTINCT run_id) || '|' || (count(*) - count(DISTINCT run_id)) FROM public.touch_log"
 pw_finish
