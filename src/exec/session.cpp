@@ -24,7 +24,7 @@ void session_sigint(SIGNAL_ARGS) {
     shared::SessionExec *e = my_session_entry;
     if (e != nullptr && pg_atomic_exchange_u32(&e->signal_pending, 0) != 0) {
         uint64 run = pg_atomic_read_u64(&e->run_id);
-        if (!(in_step() && run != 0 && shared::cancel_requested(static_cast<int64>(run)))) {
+        if (!(in_step() && run != 0 && shared::cancel_requested(static_cast<int64>(run), true))) {
             errno = save_errno;
             return;
         }

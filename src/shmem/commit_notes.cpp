@@ -18,10 +18,10 @@ bool extension = false;
 TimestampTz due = 0;
 int top_priority = INT_MIN;
 uint64 back_at = UINT64_MAX;  // the lowest queue position of the runs this transaction's commit puts back unstarted
-constexpr int kCancels = 64;  // (the cancel ring holds 64: more would only push each other out)
-int64 cancels[kCancels];
-bool cancels_broadcast[kCancels];
-int ncancels = 0;
+// runs whose executors are told at commit (grown as needed, in TopMemoryContext; kept for the next transaction)
+int64 *cancels = nullptr;
+bool *cancels_broadcast = nullptr;
+int ncancels = 0, cancels_cap = 0;
 bool reorder_begun = false;  // shared::begin_reorder() at pre-commit, ended once the hint is moved
 
 }  // namespace
@@ -60,7 +60,16 @@ void runs_finished() { finished = true; }
 void pipelines_changed() { pipelines = true; }
 
 void cancel_at_commit(int64 run_id, bool broadcast) {
-    if (ncancels >= kCancels) return;
+    if (ncancels >= shared::kCancelRing) return;  // (more would only push each other out of the ring)
+    if (ncancels == cancels_cap) {
+        int cap = cancels_cap == 0 ? 64 : cancels_cap * 2;
+        cancels = static_cast<int64 *>(cancels == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(int64) * cap)
+                                                          : repalloc(cancels, sizeof(int64) * cap));
+        cancels_broadcast = static_cast<bool *>(cancels_broadcast == nullptr
+                                                     ? MemoryContextAlloc(TopMemoryContext, sizeof(bool) * cap)
+                                                     : repalloc(cancels_broadcast, sizeof(bool) * cap));
+        cancels_cap = cap;
+    }
     cancels_broadcast[ncancels] = broadcast;
     cancels[ncancels++] = run_id;
 }

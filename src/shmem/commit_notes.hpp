@@ -23,8 +23,8 @@ void run_queued_with_priority(int priority);
 void run_back_at(uint64 position);
 void wake_all_workers();  // e.g. runs made claimable outside the extension's functions
 void runs_finished();
-// The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most 64 a
-// transaction: the cancel ring holds no more).
+// The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most
+// shared::kCancelRing a transaction: the cancel ring holds no more).
 void cancel_at_commit(int64 run_id, bool broadcast = true);  // (broadcast: see shared::interrupt_executor)
 void pipelines_changed();
 

@@ -49,6 +49,8 @@ void startup_hook() {
         pg_atomic_init_u32(&g_state->cancel_next, 0);
         pg_atomic_init_u64(&g_state->pipelines_generation, 1);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
+        for (int i = 0; i < kCancelFilter; i++) pg_atomic_init_u32(&g_state->cancel_counts[i], 0);
+        pg_atomic_init_u32(&g_state->cancel_epoch, 0);
         ConditionVariableInit(&g_state->run_done_cv);
         for (int i = 0; i < kMaxDatabases; i++) {
             DbState *d = &g_state->dbs[i];

@@ -9,7 +9,10 @@ namespace pw {
 
 namespace shared {
 
-constexpr int kCancelRing = 64;
+// Recent cancel requests (4,096: every run the workers can hold at once, with room), and counters of how many ring
+// entries hash to each of kCancelFilter buckets: a zero answers "not cancelled" with one read (shmem/cancels.cpp).
+constexpr int kCancelRing = 4096;
+constexpr int kCancelFilter = 65536;
 constexpr int kMaxDatabases = 64;  // databases served at once (pipeline_worker.databases)
 
 struct Slot {
@@ -48,6 +51,8 @@ struct State {
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled runs (cancel_key: database and run id)
+    pg_atomic_uint32 cancel_epoch;  // bumped after every change of the ring (a backend's last answer is valid until then)
+    pg_atomic_uint32 cancel_counts[kCancelFilter];
     ConditionVariable run_done_cv;          // broadcast when a transaction that finished runs commits
     DbState dbs[kMaxDatabases];
     Slot slots[FLEXIBLE_ARRAY_MEMBER];

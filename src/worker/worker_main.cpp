@@ -49,7 +49,7 @@ void worker_sigint(SIGNAL_ARGS) {
     int save_errno = errno;
     if (exec::in_step() && my_slot != nullptr) {
         uint64 run = pg_atomic_read_u64(&my_slot->run_id);
-        if (run != 0 && shared::cancel_requested(static_cast<int64>(run))) {
+        if (run != 0 && shared::cancel_requested(static_cast<int64>(run), true)) {
             QueryCancelPending = true;
             InterruptPending = true;
         }

@@ -54,5 +54,40 @@ pw_lt "$t" 3 && pw_ok "its statement was cancelled after $t s" || pw_fail "its s
 grep -q 'canceling statement due to user request' "$OUT" && pw_ok "... with PostgreSQL's usual message" \
     || pw_fail "no cancel message: $(cat "$OUT")"
 pw_check_sql "the quick run it executed succeeded" succeeded "SELECT status FROM pipeline_worker.runs WHERE id = $q"
-rm -f "$OUT"
+
+# A cancel request waits in shared memory for whoever holds the run, also when many come after it: with a ring of
+# the 64 latest requests, a parent cancelling hundreds of held children pushed the first ones' requests out, and
+# those children ran to their end. Here: a session holds a claimed run in an open transaction; cancel_run of it
+# waits for its row; 300 other runs are cancelled meanwhile; then the session executes the run.
+h=$(pw_psql -c "SELECT pipeline_worker.create_run('quick', '{\"held\": true}')")
+(pw_psql >"$OUT" 2>&1 <<SQL
+BEGIN;
+SELECT pipeline_worker.claim_run();
+DO \$\$ BEGIN
+    WHILE (SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'quick' AND metadata ? 'flood'
+             AND status = 'cancelled') < 300 LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END \$\$;
+SELECT pipeline_worker.execute_run($h);
+COMMIT;
+SQL
+) &
+bg=$!
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'DO %flood%' AND state = 'active'" 0.05 >/dev/null \
+    || pw_fail "the session did not claim the run"
+(pw_psql -c "SELECT pipeline_worker.cancel_run($h)" >"$OUT.cancel" 2>&1) &
+bgc=$!
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pipeline_worker.cancel_run($h)%' AND wait_event_type = 'Lock'" \
+    0.05 >/dev/null || pw_fail "cancel_run did not wait for the held run"
+pw_psql -c "SELECT count(pipeline_worker.cancel_run(id)) FROM pipeline_worker.create_runs('quick',
+              (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 300)), metadata => '{\"flood\": true}') id" >/dev/null
+wait "$bg"
+wait "$bgc"
+pw_check "the held run's execution saw its cancel request after 300 others" cancelled "$(grep -x 'cancelled\|succeeded' "$OUT" | tail -1)"
+pw_check_sql "... it is cancelled, its step never ran" "cancelled 0" \
+    "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $h AND status = 'succeeded')
+       FROM pipeline_worker.runs WHERE id = $h"
+pw_check "... and cancel_run returned true" t "$(tail -1 "$OUT.cancel")"
+rm -f "$OUT" "$OUT.cancel"
 pw_finish
