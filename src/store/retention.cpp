@@ -1,5 +1,7 @@
 #include "store/retention.hpp"
 
+#include <algorithm>
+
 #include "store/stats.hpp"
 
 #include "pg/kept_plans.hpp"
@@ -16,6 +18,32 @@
 namespace pw::store {
 
 namespace {
+
+// The runs finished within the last hour that retention just deleted (RETURNING finished_at, pipeline_id, status,
+// submitted_by, pipeline_owner) are taken off pipeline_stats' roll-ups.
+void discount_expired() {
+    TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE;
+    static const Oid elem[5] = {INT8OID, TIMESTAMPTZOID, TEXTOID, OIDOID, OIDOID};
+    pg::ArrayColumns *a = pg::array_columns(static_cast<int>(SPI_processed), 5, elem);
+    int n = 0;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool null[5];
+        Datum d[5];
+        for (int c = 0; c < 5; c++) d[c] = pg::col(i, c + 1, &null[c]);
+        if (null[0] || null[1] || null[2] || null[3] || null[4] || DatumGetTimestampTz(d[0]) < window) continue;
+        pg::set_cell(a, n, 0, d[1]);
+        pg::set_cell(a, n, 1, d[0]);
+        pg::set_cell(a, n, 2, d[2]);
+        pg::set_cell(a, n, 3, d[3]);
+        pg::set_cell(a, n, 4, d[4]);
+        n++;
+    }
+    if (n == 0) return;
+    a->nrows = n;
+    Datum v[5];
+    pg::column_arrays(a, v);
+    discount_deleted(v);
+}
 
 // Runs finished within the last hour that the statement just deleted (RETURNING finished_at): pipeline_stats'
 // roll-ups of their minutes are counted again.
@@ -51,6 +79,65 @@ Datum finished_before(int64 us) {
 
 }  // namespace
 
+namespace {
+
+// Where the expired runs of each (pipeline, status) start. Retention deletes the oldest runs of a range, so the range
+// begins with the index entries of the runs it deleted before, dead until VACUUM removes them (minutes, on a big
+// table): scanned from its start, every round walked millions of them through cold pages (a steady load with
+// retention '1 minute' spent a quarter of both CPUs there). Fast rounds start each range at its cursor, the newest
+// finished_at deleted from it; a full round from the start every kFullEveryUs picks up what a cursor passed by (a
+// run locked at the time, a run whose transaction committed after newer ones were deleted, the runs of a pipeline
+// dropped since the last full round), so no run outlives its retention by more than that. Kept by the lead worker
+// in TopMemoryContext; forget_expire_cursors() after a failed round (a rolled-back delete moved them).
+struct ExpireCursor {
+    int64 pipeline;
+    TimestampTz lo[3];  // cancelled, failed, succeeded (each_finished_status' order); DT_NOBEGIN: from the start
+};
+constexpr int64 kFullEveryUs = 10 * USECS_PER_SEC;
+ExpireCursor *cursors = nullptr;
+int n_cursors = 0, cap_cursors = 0;
+TimestampTz last_full = 0;
+SPIPlanPtr plan_expire_from;
+
+int status_slot(const char *status) {
+    return strcmp(status, "cancelled") == 0 ? 0 : strcmp(status, "failed") == 0 ? 1 : 2;
+}
+
+ExpireCursor *cursor_of(int64 pipeline) {
+    for (int i = 0; i < n_cursors; i++)
+        if (cursors[i].pipeline == pipeline) return &cursors[i];
+    if (n_cursors == cap_cursors) {
+        int cap = cap_cursors == 0 ? 16 : cap_cursors * 2;
+        cursors = static_cast<ExpireCursor *>(
+            cursors == nullptr ? MemoryContextAlloc(TopMemoryContext, cap * sizeof(ExpireCursor))
+                               : repalloc(cursors, cap * sizeof(ExpireCursor)));
+        cap_cursors = cap;
+    }
+    ExpireCursor *c = &cursors[n_cursors++];
+    c->pipeline = pipeline;
+    for (TimestampTz &t : c->lo) t = DT_NOBEGIN;
+    return c;
+}
+
+// After a delete (RETURNING finished_at, pipeline_id, status): each range's cursor moves to the newest run deleted
+// from it. (Ranges with nothing deleted keep theirs: only ranges that retention deletes from grow dead prefixes.)
+void advance_cursors() {
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool n1, n2, n3;
+        Datum at = pg::col(i, 1, &n1), pipeline = pg::col(i, 2, &n2), status = pg::col(i, 3, &n3);
+        if (n1 || n2 || n3) continue;
+        TimestampTz &lo = cursor_of(DatumGetInt64(pipeline))->lo[status_slot(TextDatumGetCString(status))];
+        lo = std::max(lo, DatumGetTimestampTz(at));
+    }
+}
+
+}  // namespace
+
+void forget_expire_cursors() {
+    n_cursors = 0;
+    last_full = 0;
+}
+
 int64 delete_expired_runs(int max) {
     pg::spi_connect();
     // Nothing to do when no retention is in force (no pipeline option, the global one off).
@@ -74,33 +161,69 @@ int64 delete_expired_runs(int max) {
     // (no run finished that long ago; clock_timestamp() - interval stays in range).
     Interval *global_iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
     global_iv->time = global;
-    Oid types[2] = {INTERVALOID, INT4OID};
-    Datum v[2] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
-    char nulls[2] = {global > 0 ? ' ' : 'n', ' '};
-    p = pg::prepare(&plan_expire,
-                    plan_expire != nullptr ? "" : psprintf(
-                    "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx"
-                    " pr.runs_pkey rd.runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
-                    PW_FINISHED_PIPELINES
-                    " k AS (SELECT ids.id, x.keep,"
-                    "     CASE WHEN x.keep > interval '6000 years' THEN '-infinity'::timestamptz"
-                    "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"
-                    "   FROM ids, LATERAL (SELECT COALESCE((SELECT (p.options->>'retention')::interval"
-                    "     FROM pipeline_worker.pipelines p WHERE p.id = ids.id), $1) AS keep OFFSET 0) x"
-                    "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"
-                    " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"
-                    " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"
-                    " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"
-                    " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id]) RETURNING rd.finished_at",
-                    each_finished_status("SELECT r.id FROM pipeline_worker.runs r"
-                                         " WHERE r.pipeline_id = k.id AND r.status = '@status@' AND r.finished_at < k.bound"
-                                         " AND pg_catalog.clock_timestamp() - r.finished_at > k.keep"
-                                         PW_PARENT_FINISHED
-                                         " LIMIT $2 FOR UPDATE OF r SKIP LOCKED")),
-                    2, types);
-    pg::exec_as_owner(p, v, nulls, false, 0);
+#define PW_EXPIRE_K                                                                                                 \
+    " k AS (SELECT ids.*, x.keep,"                                                                                  \
+    "     CASE WHEN x.keep > interval '6000 years' THEN '-infinity'::timestamptz"                                     \
+    "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"                                               \
+    "   FROM ids, LATERAL (SELECT COALESCE((SELECT (p.options->>'retention')::interval"                               \
+    "     FROM pipeline_worker.pipelines p WHERE p.id = ids.id), $1) AS keep OFFSET 0) x"                             \
+    "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"                                                           \
+    " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"                                                            \
+    " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"                  \
+    " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"                       \
+    " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id])"                                   \
+    " RETURNING rd.finished_at, rd.pipeline_id, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid"
+#define PW_EXPIRE_BRANCH(LOWER)                                                                                     \
+    "SELECT r.id FROM pipeline_worker.runs r"                                                                       \
+    " WHERE r.pipeline_id = k.id AND r.status = '@status@'" LOWER " AND r.finished_at < k.bound"                   \
+    " AND pg_catalog.clock_timestamp() - r.finished_at > k.keep" PW_PARENT_FINISHED " LIMIT $2 FOR UPDATE OF r SKIP LOCKED"
+    TimestampTz now = GetCurrentTimestamp();
+    if (last_full == 0 || now - last_full >= kFullEveryUs) {
+        // Full round: every pipeline with finished runs (dropped ones too), each range from its start.
+        Oid types[2] = {INTERVALOID, INT4OID};
+        Datum v[2] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
+        char nulls[2] = {global > 0 ? ' ' : 'n', ' '};
+        p = pg::prepare(&plan_expire,
+                        plan_expire != nullptr ? "" : psprintf(
+                        "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx"
+                        " pr.runs_pkey rd.runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
+                        PW_FINISHED_PIPELINES PW_EXPIRE_K,
+                        each_finished_status(PW_EXPIRE_BRANCH(""))),
+                        2, types);
+        pg::exec_as_owner(p, v, nulls, false, 0);
+        last_full = now;
+    } else {
+        // Fast round: the pipelines with cursors and those of the pipelines table, each range from its cursor.
+        static const Oid elem[4] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+        pg::ArrayColumns *a = pg::array_columns(n_cursors, 4, elem);
+        for (int i = 0; i < n_cursors; i++) {
+            pg::set_cell(a, i, 0, Int64GetDatum(cursors[i].pipeline));
+            for (int s = 0; s < 3; s++) pg::set_cell(a, i, s + 1, TimestampTzGetDatum(cursors[i].lo[s]));
+        }
+        Oid types[6] = {INTERVALOID, INT4OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+                        TIMESTAMPTZARRAYOID};
+        Datum v[6] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
+        pg::column_arrays(a, v + 2);
+        char nulls[6] = {global > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
+        p = pg::prepare(&plan_expire_from,
+                        plan_expire_from != nullptr ? "" : psprintf(
+                        "/* pw_indexes: r.runs_stats_finished_idx pr.runs_pkey rd.runs_pkey run_steps_pkey"
+                        " pipelines_id_key events_run_idx */"
+                        " WITH ids(id, lo_cancelled, lo_failed, lo_succeeded) AS ("
+                        "   SELECT * FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+                        "     pg_catalog.unnest($6)) c"
+                        "   UNION ALL SELECT q.id, '-infinity', '-infinity', '-infinity' FROM pipeline_worker.pipelines q"
+                        "     WHERE NOT q.id = ANY ($3)),"
+                        PW_EXPIRE_K,
+                        each_finished_status(PW_EXPIRE_BRANCH(" AND r.finished_at >= k.lo_@status@"))),
+                        6, types);
+        pg::exec_as_owner(p, v, nulls, false, 0);
+    }
+#undef PW_EXPIRE_K
+#undef PW_EXPIRE_BRANCH
     int64 n = static_cast<int64>(SPI_processed);
-    unseal_deleted();
+    advance_cursors();
+    discount_expired();
     SPI_finish();
     return n;
 }

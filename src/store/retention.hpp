@@ -8,6 +8,8 @@ namespace pw::store {
 
 // Deletes up to max expired runs (oldest first) in the current transaction; returns how many. SPI not connected.
 int64 delete_expired_runs(int max);
+// After a round that failed: the next one starts every range from its beginning (see retention.cpp).
+void forget_expire_cursors();
 
 // purge_runs: up to max finished runs older than older_than_us, of `pipeline` (NULL: any), whose pipeline owner the
 // caller has the privileges of (all: admins). Returns how many. SPI not connected.

@@ -87,6 +87,7 @@ void maybe_expire(TimestampTz *last, bool mine) {
         EmitErrorReport();
         FlushErrorState();
         AbortCurrentTransaction();
+        store::forget_expire_cursors();  // a rolled-back delete may have moved them
     }
     PG_END_TRY();
 }

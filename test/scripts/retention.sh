@@ -105,4 +105,27 @@ out=$(q postgres "SELECT pipeline_worker.purge_runs('-1 day')")
 case "$out" in *"must not be negative"*) pw_ok "purge_runs refuses a negative interval";; *) pw_fail "negative: $out";; esac
 out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"soon\"}')")
 case "$out" in *"22023"*|*"invalid interval"*) pw_ok "an invalid retention option is refused";; *) pw_fail "retention option: $out";; esac
+
+# Each second retention starts each (pipeline, status) range at the newest run it deleted from it (the entries before
+# are dead); a full round from the start every 10 s finds a run that appeared below that point later (a transaction
+# that committed late, a restore, a run skipped while locked).
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('cursor_p', '[{"name": "a", "function": "rt_step"}]', '{"retention": "1 second"}');
+SELECT pipeline_worker.create_run('cursor_p', jsonb_build_object('n', g)) FROM generate_series(1, 20) g;
+SQL
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'cursor_p'" 0.2 >/dev/null \
+    || pw_fail "the runs of cursor_p were not deleted"
+sleep 1.5  # (a fast round or two after the deletions)
+pw_psql >/dev/null <<'SQL'
+INSERT INTO pipeline_worker.runs (pipeline, pipeline_id, pipeline_owner, submitted_by, status, input, created_at,
+                                  started_at, finished_at, claims)
+SELECT p.name, p.id, p.owner, p.owner, 'succeeded', '{"straggler": true}', now() - interval '2 hours',
+       now() - interval '2 hours', now() - interval '1 hour', 1
+  FROM pipeline_worker.pipelines p WHERE p.name = 'cursor_p';
+SQL
+if pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'cursor_p'" 0.2 >/dev/null; then
+    pw_ok "a run that finished before the newest one retention deleted, appearing after it, is deleted too"
+else
+    pw_fail "the straggler of cursor_p is still there after 25 s"
+fi
 pw_finish
