@@ -33,6 +33,7 @@ namespace {
 
 SPIPlanPtr plan_gauges = nullptr;
 constexpr int64 kCheapRuns = 10000;  // counting this many unfinished runs takes ~1-2 ms (index-only scans)
+constexpr int64 kCheapCountUs = 5000;  // ... when their indexes are not full of dead entries: the last count's time
 
 }  // namespace
 
@@ -80,7 +81,11 @@ bool gauges_stale(long max_age_ms) {
     TimestampTz at;
     int64 cost, unfinished;
     metrics::gauges_age(MyDatabaseId, &at, &cost, &unfinished);
-    return at == 0 || unfinished <= kCheapRuns || TimestampDifferenceExceeds(at, GetCurrentTimestamp(), max_age_ms);
+    // Few unfinished runs are not always cheap to count: under a steady load the partial indexes hold the entries of
+    // millions of runs finished since the last VACUUM, which every count walks (tens of milliseconds). A scrape counts
+    // again only when the last count was cheap in time too; else it reads what the lead worker published.
+    return at == 0 || (unfinished <= kCheapRuns && cost <= kCheapCountUs) ||
+           TimestampDifferenceExceeds(at, GetCurrentTimestamp(), max_age_ms);
 }
 
 namespace {
@@ -165,12 +170,50 @@ int seal_finished_minutes() {
     return sealed;
 }
 
-void unseal_from(Datum finished_at) {
-    static SPIPlanPtr plan_lock_sealed = nullptr, plan_unseal = nullptr;
-    // The sealer's lock first, in a statement of its own: the next statement's snapshot then sees whatever a sealer
-    // that held it committed, and no sealer counts meanwhile.
+namespace {
+
+SPIPlanPtr plan_lock_sealed = nullptr;
+
+// The sealer's lock first, in a statement of its own: the next statement's snapshot then sees whatever a sealer
+// that held it committed, and no sealer counts meanwhile.
+void lock_sealed() {
     pg::run_as_owner(&plan_lock_sealed, "SELECT 1 FROM pipeline_worker.finished_sealed FOR UPDATE", 0, nullptr,
                      nullptr, nullptr, false);
+}
+
+}  // namespace
+
+// Retention deletes the runs of a minute or so ago, each second. Unsealing their minutes made the lead worker count
+// a minute's worth of runs again each second: with retention '1 minute' under a steady load, a sixth of both CPUs.
+void discount_deleted(Datum *columns) {
+    static SPIPlanPtr plan_discount = nullptr;
+    lock_sealed();
+    Oid types[5] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, OIDARRAYOID, OIDARRAYOID};
+    pg::run_as_owner(&plan_discount,
+                     "/* pw_indexes: finished_minutes_idx */"
+                     " WITH d AS (SELECT x.pipeline_id, pg_catalog.date_trunc('minute', x.at) AS minute, x.status,"
+                     "     x.submitted_by, x.pipeline_owner, pg_catalog.count(*) AS n"
+                     "   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+                     "     pg_catalog.unnest($4), pg_catalog.unnest($5)) x(pipeline_id, at, status, submitted_by,"
+                     "     pipeline_owner), pipeline_worker.finished_sealed s"
+                     "   WHERE x.at < s.upto GROUP BY 1, 2, 3, 4, 5),"
+                     " u AS (UPDATE pipeline_worker.finished_minutes f SET n = f.n - d.n FROM d"
+                     "   WHERE f.pipeline_id = d.pipeline_id AND f.status = d.status AND f.minute = d.minute"
+                     "     AND f.submitted_by::oid = d.submitted_by AND f.pipeline_owner::oid = d.pipeline_owner"
+                     "   RETURNING d.minute)"
+                     " SELECT (SELECT pg_catalog.count(*) FROM d) = (SELECT pg_catalog.count(*) FROM u),"
+                     "   (SELECT pg_catalog.min(d.minute) FROM d)",
+                     5, types, columns, nullptr, false);
+    bool same_null, first_null;
+    bool same = DatumGetBool(pg::col(0, 1, &same_null));
+    Datum first = pg::col(0, 2, &first_null);
+    // (a sealed minute without the roll-up of a deleted run, or with two: not what sealing leaves; count it again)
+    if (!same_null && !same && !first_null) unseal_from(first);
+}
+
+void unseal_from(Datum finished_at) {
+    static SPIPlanPtr plan_unseal = nullptr;
+    lock_sealed();
     Oid types[1] = {TIMESTAMPTZOID};
     Datum v[1] = {finished_at};
     pg::run_as_owner(&plan_unseal,

@@ -41,5 +41,9 @@ int seal_finished_minutes();
 // A run finished at `finished_at` (SQL) is deleted or reopened: its minute and later ones are counted again. SPI
 // connected; the caller's transaction.
 void unseal_from(Datum finished_at);
+// Runs deleted by retention, as five arrays (pipeline_id bigint, finished_at timestamptz, status text, submitted_by
+// oid, pipeline_owner oid): the roll-ups of sealed minutes are decreased by them (a minute none of whose roll-ups
+// matches is counted again instead). SPI connected; the caller's transaction, after the DELETE.
+void discount_deleted(Datum *columns);
 
 }  // namespace pw::store
