@@ -19,23 +19,22 @@ namespace pw::store {
 
 namespace {
 
-// The runs finished within the last hour that retention just deleted (RETURNING finished_at, pipeline_id, status,
-// submitted_by, pipeline_owner) are taken off pipeline_stats' roll-ups.
+// The runs finished within the last hour that retention just deleted (RETURNING pipeline_id, finished_at, status,
+// submitted_by, pipeline_owner: discount_deleted()'s arrays, in its order) are taken off pipeline_stats' roll-ups.
 void discount_expired() {
     TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE;
     static const Oid elem[5] = {INT8OID, TIMESTAMPTZOID, TEXTOID, OIDOID, OIDOID};
     pg::ArrayColumns *a = pg::array_columns(static_cast<int>(SPI_processed), 5, elem);
     int n = 0;
     for (uint64 i = 0; i < SPI_processed; i++) {
-        bool null[5];
+        bool null[5], any_null = false;
         Datum d[5];
-        for (int c = 0; c < 5; c++) d[c] = pg::col(i, c + 1, &null[c]);
-        if (null[0] || null[1] || null[2] || null[3] || null[4] || DatumGetTimestampTz(d[0]) < window) continue;
-        pg::set_cell(a, n, 0, d[1]);
-        pg::set_cell(a, n, 1, d[0]);
-        pg::set_cell(a, n, 2, d[2]);
-        pg::set_cell(a, n, 3, d[3]);
-        pg::set_cell(a, n, 4, d[4]);
+        for (int c = 0; c < 5; c++) {
+            d[c] = pg::col(i, c + 1, &null[c]);
+            any_null = any_null || null[c];
+        }
+        if (any_null || DatumGetTimestampTz(d[1]) < window) continue;
+        for (int c = 0; c < 5; c++) pg::set_cell(a, n, c, d[c]);
         n++;
     }
     if (n == 0) return;
@@ -119,12 +118,13 @@ ExpireCursor *cursor_of(int64 pipeline) {
     return c;
 }
 
-// After a delete (RETURNING finished_at, pipeline_id, status): each range's cursor moves to the newest run deleted
-// from it. (Ranges with nothing deleted keep theirs: only ranges that retention deletes from grow dead prefixes.)
+// After a delete (RETURNING pipeline_id, finished_at, status, ...): each range's cursor moves to the newest run
+// deleted from it. (Ranges with nothing deleted keep theirs: only ranges that retention deletes from grow dead
+// prefixes.)
 void advance_cursors() {
     for (uint64 i = 0; i < SPI_processed; i++) {
         bool n1, n2, n3;
-        Datum at = pg::col(i, 1, &n1), pipeline = pg::col(i, 2, &n2), status = pg::col(i, 3, &n3);
+        Datum pipeline = pg::col(i, 1, &n1), at = pg::col(i, 2, &n2), status = pg::col(i, 3, &n3);
         if (n1 || n2 || n3) continue;
         TimestampTz &lo = cursor_of(DatumGetInt64(pipeline))->lo[status_slot(TextDatumGetCString(status))];
         lo = std::max(lo, DatumGetTimestampTz(at));
@@ -172,7 +172,7 @@ int64 delete_expired_runs(int max) {
     " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"                  \
     " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"                       \
     " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id])"                                   \
-    " RETURNING rd.finished_at, rd.pipeline_id, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid"
+    " RETURNING rd.pipeline_id, rd.finished_at, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid"
 #define PW_EXPIRE_BRANCH(LOWER)                                                                                     \
     "SELECT r.id FROM pipeline_worker.runs r"                                                                       \
     " WHERE r.pipeline_id = k.id AND r.status = '@status@'" LOWER " AND r.finished_at < k.bound"                   \
