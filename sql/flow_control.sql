@@ -120,6 +120,27 @@ SELECT pipeline_worker.claim_run() IS NULL AS pipeline_at_its_limit;
 SELECT pipeline_worker.alter_pipeline('fc_lim', '{"concurrency": 2}');
 SELECT pipeline_worker.claim_run() = :c2 AS raised_limit_admits_c2;
 SELECT pipeline_worker.execute_run(id) FROM pipeline_worker.runs WHERE id IN (:c1, :c2) ORDER BY id;
+-- a put-back that is rolled back leaves the run parked, and the lane still knows it is there: the next claim
+-- puts it back again (a lane that forgot at the unpark, before its commit, left such a run parked for ever)
+SELECT pipeline_worker.create_pipeline('fc_rb', '[{"name": "only", "function": "public.fc_step"}]',
+                                       '{"concurrency": 2}');
+SELECT pipeline_worker.create_run('fc_rb', '{}') AS rb1 \gset
+SELECT pipeline_worker.create_run('fc_rb', '{}') AS rb2 \gset
+SELECT pipeline_worker.create_run('fc_rb', '{}') AS rb3 \gset
+-- two claims in one statement: the second sees the first's slot as taken (it once freed it as stale)
+SELECT pipeline_worker.claim_run() = :rb1 AS claimed_rb1, pipeline_worker.claim_run() = :rb2 AS claimed_rb2;
+SELECT pipeline_worker.claim_run() IS NULL AS limit_of_2_holds;
+-- the lanes forget the limits at an alter (until the next admission): rb3 passes the claim's filter and is parked
+SELECT pipeline_worker.alter_pipeline('fc_rb', '{"concurrency": 2}');
+SELECT pipeline_worker.claim_run() IS NULL AS rb3_not_claimed;
+SELECT parked FROM pipeline_worker.runs WHERE id = :rb3;
+SELECT pipeline_worker.execute_run(id) FROM pipeline_worker.runs WHERE id IN (:rb1, :rb2) ORDER BY id;
+BEGIN;
+SELECT pipeline_worker.claim_run() = :rb3 AS rb3_put_back_and_claimed;
+ROLLBACK;
+SELECT parked FROM pipeline_worker.runs WHERE id = :rb3;
+SELECT pipeline_worker.claim_run() = :rb3 AS rb3_claimed_after_the_rollback;
+SELECT pipeline_worker.execute_run(:rb3);
 -- invalid options change nothing
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"concurrency": 0}')$$);
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"concurrency_per_key": -1}')$$);
@@ -195,4 +216,4 @@ SELECT pipeline_worker.unschedule('fc_every_minute'), pipeline_worker.unschedule
 SELECT pipeline_worker.unschedule('tenant_daily'), pipeline_worker.unschedule('fc_tz');
 SELECT count(*) AS unfinished FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
 -- leave no pipeline behind for the files that follow
-SELECT pipeline_worker.drop_pipeline('fc'), pipeline_worker.drop_pipeline('fc_lim');
+SELECT pipeline_worker.drop_pipeline('fc'), pipeline_worker.drop_pipeline('fc_lim'), pipeline_worker.drop_pipeline('fc_rb');

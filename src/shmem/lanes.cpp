@@ -66,6 +66,19 @@ int npark_notes = 0;
 int64 changed_pipelines[16];
 int nchanged = 0;  // (more than 16 in one transaction: every lane of the database forgets)
 
+// What this transaction's unparks concluded, applied only at its commit: a lane forgets its parked runs only
+// once the rows put back are committed. (Cleared before, a rolled-back unpark -- a session's claim_run() in a
+// transaction it rolls back, a timer that failed later -- left runs parked that no lane remembered: stuck.)
+struct PendingClear {
+    Tag tag;
+    uint64 seq;
+};
+constexpr int kMaxPendingClears = 64;
+PendingClear pending_clears[kMaxPendingClears];
+int npending_clears = 0;
+bool unparked_in_txn = false;  // this transaction took unpark_wanted: an abort gives it back
+bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
+
 Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
     Tag t;
     memset(&t, 0, sizeof(t));
@@ -353,6 +366,20 @@ void at_commit() {
         }
     }
     npark_notes = 0;
+    if (npending_clears > 0 && g_header != nullptr) {
+        TimestampTz now = GetCurrentTimestamp();
+        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+        for (int i = 0; i < npending_clears; i++) {
+            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &pending_clears[i].tag, HASH_FIND, nullptr));
+            if (lane != nullptr && lane->parked_seq == pending_clears[i].seq) {  // (not parked again since)
+                lane->cleared_seq = pending_clears[i].seq;
+                maybe_forget(lane, now);
+            }
+        }
+        LWLockRelease(g_header->lock);
+    }
+    npending_clears = 0;
+    unparked_in_txn = fresh_in_txn = false;
     if (nchanged > 0 && g_header != nullptr) {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         HASH_SEQ_STATUS seq;
@@ -385,18 +412,27 @@ void at_abort() {
     }
     npark_notes = 0;
     nchanged = 0;
+    // The rows this transaction put back are parked again: look at them again (all of them after a fresh start).
+    npending_clears = 0;
+    if (g_header != nullptr && fresh_in_txn) pg_atomic_write_u32(&g_header->fresh, 1);
+    if (g_header != nullptr && (unparked_in_txn || fresh_in_txn)) pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+    unparked_in_txn = fresh_in_txn = false;
 }
 
 bool take_fresh_start() {
     if (g_header == nullptr || pg_atomic_read_u32(&g_header->fresh) == 0) return false;
-    return pg_atomic_exchange_u32(&g_header->fresh, 0) == 1;
+    bool took = pg_atomic_exchange_u32(&g_header->fresh, 0) == 1;
+    fresh_in_txn = fresh_in_txn || took;
+    return took;
 }
 
 bool unpark_wanted() { return g_header != nullptr && pg_atomic_read_u32(&g_header->unpark_wanted) != 0; }
 
 int lanes_to_unpark(Unpark *out, int max) {
     if (g_header == nullptr) return 0;
-    pg_atomic_write_u32(&g_header->unpark_wanted, 0);
+    // (in a subtransaction, which may be rolled back alone, the wish stays for another look)
+    if (GetCurrentTransactionNestLevel() <= 1) pg_atomic_write_u32(&g_header->unpark_wanted, 0);
+    unparked_in_txn = true;
     TimestampTz now = GetCurrentTimestamp();
     int n = 0;
     LWLockAcquire(g_header->lock, LW_SHARED);
@@ -424,15 +460,11 @@ int lanes_to_unpark(Unpark *out, int max) {
 }
 
 void unpark_done(const Unpark &u, int found) {
-    if (g_header == nullptr) return;
-    Tag t = make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash);
-    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &t, HASH_FIND, nullptr));
-    if (lane != nullptr && found < u.room && lane->parked_seq == u.seq) {
-        lane->cleared_seq = u.seq;
-        maybe_forget(lane, GetCurrentTimestamp());
-    }
-    LWLockRelease(g_header->lock);
+    if (g_header == nullptr || found >= u.room) return;
+    // In a subtransaction the put-back may still be rolled back alone: the lane goes on remembering (at worst a
+    // later unpark finds nothing). Too many to remember: the same.
+    if (GetCurrentTransactionNestLevel() > 1 || npending_clears == kMaxPendingClears) return;
+    pending_clears[npending_clears++] = PendingClear{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq};
 }
 
 TimestampTz next_rate_opening() {

@@ -79,7 +79,8 @@ struct Unpark {
 };
 // Fills up to max lanes that may take parked runs back; returns how many.
 int lanes_to_unpark(Unpark *out, int max);
-// found < room: the lane has no parked runs left (unless parked again since seq).
+// found < room: the lane has no parked runs left (unless parked again since seq) -- once this transaction
+// commits. An abort wants the unpark again (and gives back a fresh start it took).
 void unpark_done(const Unpark &u, int found);
 // The earliest moment a rate-limited lane with parked runs gets room (0: none).
 TimestampTz next_rate_opening();

@@ -89,7 +89,9 @@ void release_stale_slots() {
                                " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
                                " ELSE false END",
                                3, types);
-    pg::exec_as_owner(p, v, nullptr, true, 0);
+    // Not read-only: that would read with the calling statement's snapshot, which does not see a claim made
+    // earlier in the same statement (two claim_run() in one SELECT): its slot was taken for stale and freed.
+    pg::exec_as_owner(p, v, nullptr, false, 0);
     for (int i = 0; i < n; i++) {
         bool mine = false;
         for (uint64 r = 0; r < SPI_processed && !mine; r++) {
