@@ -61,7 +61,7 @@ verify() {  # $1 = phase tag, $2 = description: in each database
 verify_in() {
     local phase=$1 what=$2 left
     left=$(pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status IN ('pending', 'running')" 0.3) \
-        || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; return; }
+        || { pw_fail "$what: $left runs unfinished after 120 s (stuck)"; stuck_report "$phase"; return; }
     pw_check_sql "$what: all $RUNS runs succeeded, none left parked or due" "$RUNS" \
         "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'phase' = '$phase' AND status = 'succeeded'"
     pw_check_sql "$what: results exact (input + 6)" "0" \
@@ -79,6 +79,17 @@ verify_in() {
     pw_check_sql "$what: no failed step attempts" "0" \
         "SELECT count(*) FROM pipeline_worker.run_steps s JOIN pipeline_worker.runs r ON r.id = s.run_id
           WHERE r.input->>'phase' = '$phase' AND s.status <> 'succeeded'"
+}
+
+stuck_report() {  # what the stuck runs look like (for a failure seen only in CI)
+    pw_psql -c "SELECT id, pipeline, status, priority, parked, not_before, worker_pid, claims, concurrency_key,
+                       (SELECT count(*) FROM pg_locks l WHERE l.locktype = 'transactionid') AS xid_locks
+                  FROM pipeline_worker.runs WHERE input->>'phase' = '$1' AND status IN ('pending', 'running')
+                 ORDER BY id LIMIT 20" | sed 's/^/info   stuck: /'
+    pw_psql -c "SELECT pid, backend_type, state, wait_event, left(query, 60) FROM pg_stat_activity
+                 WHERE backend_type LIKE 'pipeline_worker%'" | sed 's/^/info   backend: /'
+    pw_psql -c "SELECT pipeline, status, count(*) FROM pipeline_worker.runs WHERE status IN ('pending', 'running')
+                 GROUP BY 1, 2" | sed 's/^/info   open runs: /'
 }
 
 in_progress() {  # how many of this phase's runs are done (both databases)
