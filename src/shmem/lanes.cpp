@@ -76,7 +76,7 @@ struct PendingClear {
 constexpr int kMaxPendingClears = 64;
 PendingClear pending_clears[kMaxPendingClears];
 int npending_clears = 0;
-bool unparked_in_txn = false;  // this transaction took unpark_wanted: an abort gives it back
+bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
 Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
@@ -432,7 +432,6 @@ int lanes_to_unpark(Unpark *out, int max) {
     if (g_header == nullptr) return 0;
     // (in a subtransaction, which may be rolled back alone, the wish stays for another look)
     if (GetCurrentTransactionNestLevel() <= 1) pg_atomic_write_u32(&g_header->unpark_wanted, 0);
-    unparked_in_txn = true;
     TimestampTz now = GetCurrentTimestamp();
     int n = 0;
     LWLockAcquire(g_header->lock, LW_SHARED);
@@ -456,6 +455,7 @@ int lanes_to_unpark(Unpark *out, int max) {
         n++;
     }
     LWLockRelease(g_header->lock);
+    unparked_in_txn = unparked_in_txn || n > 0;  // (nothing to put back: nothing to look at again after an abort)
     return n;
 }
 

@@ -39,12 +39,20 @@ void run_timer() {
 
 }  // namespace
 
-// A timer that fails (a schedule it cannot fire, say) must not stop the claims: report it, try again in a second.
+namespace {
+TimestampTz failed_until = 0;  // after a failed round: no other before this (see timer_may_run)
+}  // namespace
+
+bool timer_may_run() { return failed_until == 0 || GetCurrentTimestamp() >= failed_until; }
+
+// A timer that fails (a schedule it cannot fire, say) must not stop the claims: report it, try again in a second --
+// not at the next claim, which a wish to put parked runs back (an abort asks for it again) would otherwise bring.
 void run_timer_guarded() {
     MemoryContext ctx = CurrentMemoryContext;
     PG_TRY();
     {
         run_timer();
+        failed_until = 0;
     }
     PG_CATCH();
     {
@@ -52,7 +60,8 @@ void run_timer_guarded() {
         EmitErrorReport();
         FlushErrorState();
         AbortCurrentTransaction();
-        shared::note_retry_due(GetCurrentTimestamp() + USECS_PER_SEC);
+        failed_until = GetCurrentTimestamp() + USECS_PER_SEC;
+        shared::note_retry_due(failed_until);
     }
     PG_END_TRY();
 }

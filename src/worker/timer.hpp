@@ -6,5 +6,7 @@ namespace pw::worker {
 
 // One round in a transaction of its own; a failure is reported and the round tried again in a second.
 void run_timer_guarded();
+// False for a second after a round failed (ask before shared::take_due(), which takes the due moment).
+bool timer_may_run();
 
 }  // namespace pw::worker

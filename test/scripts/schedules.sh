@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cron schedules through the workers' timer: one run per slot, on time; catch_up after the server was down
 # (none, latest, all); overlap skip; SIGKILLs while schedules fire (no slot twice, none missed); a schedule whose
-# owner lost the right to submit becomes inactive.
+# owner lost the right to submit becomes inactive; a schedule that cannot fire fails timer rounds about once a second
+# per worker, not at every claim, and the claims go on.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -135,4 +136,35 @@ pw_check_sql "after the revoke the schedule is inactive" "false|" \
     "SELECT active || '|' || COALESCE(next_run_at::text, '') FROM pipeline_worker.schedules WHERE name = 'tenant_every1'"
 grep -q 'schedule "tenant_every1" deactivated' "$PW_LOG" && pw_ok "the deactivation is logged with its reason" \
     || pw_fail "no log line for the deactivation"
+
+# ------------------------------------------------------------------ a timer round that keeps failing
+# A schedule whose runs cannot be inserted fails every timer round. After a restart the first round also puts every
+# parked run back, and a failed round asks for that again: still, the rounds are tried again about once a second
+# (per worker), not at every claim of a busy worker -- and the claims go on.
+pw_psql >/dev/null <<'SQL' || pw_fail "failing schedule fixture"
+SELECT pipeline_worker.unschedule(name) FROM pipeline_worker.schedules;
+CREATE FUNCTION sc_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.metadata->>'schedule' = 'boom' THEN RAISE EXCEPTION 'sc_boom: this schedule cannot fire'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sc_boom BEFORE INSERT ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION sc_boom();
+SELECT pipeline_worker.schedule('boom', 'sc', '1 seconds', options => '{"catch_up": "latest"}');
+SQL
+pw_cluster_stop fast
+sleep 1.5  # a slot passes while the server is down: the first round after the start fires it, and fails
+log_from=$(( $(wc -l <"$PW_LOG") + 1 ))
+t0=$(pw_now)
+pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "restart failed"
+pw_wait_workers 3 20 >/dev/null
+pw_psql -c "SELECT count(pipeline_worker.create_run('sc', '{}')) FROM generate_series(1, 100000)" >/dev/null
+pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending', 'running') AND metadata->>'schedule' IS NULL" 0.5 \
+    >/dev/null && pw_ok "a failing timer does not stop the claims (100,000 runs finished)" \
+    || pw_fail "runs left unfinished while the timer failed"
+secs=$(pw_elapsed "$t0")
+booms=$(tail -n +"$log_from" "$PW_LOG" | grep -c 'ERROR:  sc_boom: this schedule cannot fire')
+limit=$(echo "4 * ($secs + 1)" | bc | cut -d. -f1)
+pw_info "failed timer rounds: $booms in ${secs} s"
+[ "$booms" -ge 1 ] && [ "$booms" -le "$limit" ] && pw_ok "a failing timer round is tried again about once a second per worker ($booms in ${secs} s)" \
+    || pw_fail "failed timer rounds: $booms in ${secs} s (at most $limit expected)"
 pw_finish
