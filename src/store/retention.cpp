@@ -19,9 +19,10 @@ namespace pw::store {
 
 namespace {
 
-// The runs finished within the last hour that retention just deleted (RETURNING pipeline_id, finished_at, status,
-// submitted_by, pipeline_owner: discount_deleted()'s arrays, in its order) are taken off pipeline_stats' roll-ups.
-void discount_expired() {
+// The runs finished within the last hour that retention or purge_runs just deleted (RETURNING pipeline_id,
+// finished_at, status, submitted_by, pipeline_owner: discount_deleted()'s arrays, in its order) are taken off
+// pipeline_stats' roll-ups.
+void discount_returned() {
     TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE;
     static const Oid elem[5] = {INT8OID, TIMESTAMPTZOID, TEXTOID, OIDOID, OIDOID};
     pg::ArrayColumns *a = pg::array_columns(static_cast<int>(SPI_processed), 5, elem);
@@ -42,19 +43,6 @@ void discount_expired() {
     Datum v[5];
     pg::column_arrays(a, v);
     discount_deleted(v);
-}
-
-// Runs finished within the last hour that the statement just deleted (RETURNING finished_at): pipeline_stats'
-// roll-ups of their minutes are counted again.
-void unseal_deleted() {
-    TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE, first = 0;
-    for (uint64 i = 0; i < SPI_processed; i++) {
-        bool isnull;
-        Datum d = pg::col(i, 1, &isnull);
-        TimestampTz t = isnull ? 0 : DatumGetTimestampTz(d);
-        if (t >= window && (first == 0 || t < first)) first = t;
-    }
-    if (first != 0) unseal_from(TimestampTzGetDatum(first));
 }
 
 }  // namespace
@@ -223,7 +211,7 @@ int64 delete_expired_runs(int max) {
 #undef PW_EXPIRE_BRANCH
     int64 n = static_cast<int64>(SPI_processed);
     advance_cursors();
-    discount_expired();
+    discount_returned();
     SPI_finish();
     return n;
 }
@@ -243,7 +231,8 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
         " d AS (SELECT e.id FROM ids, LATERAL (%s) e WHERE ids.id IS NOT NULL LIMIT $5),"
         " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"
         " ev AS (DELETE FROM pipeline_worker.events v USING d WHERE v.run_id = ANY (ARRAY[d.id]))"
-        " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id]) RETURNING rd.finished_at",
+        " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.id = ANY (ARRAY[d.id])"
+        " RETURNING rd.pipeline_id, rd.finished_at, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid",
         each_finished_status("SELECT r.id FROM pipeline_worker.runs r"
                              " WHERE r.pipeline_id = ids.id AND r.status = '@status@' AND r.finished_at < $1"
                              " AND ($2 IS NULL OR r.pipeline = $2)"
@@ -255,7 +244,7 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
         5, types);
     pg::exec_as_owner(p, v, nulls, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
-    unseal_deleted();
+    discount_returned();
     SPI_finish();
     return n;
 }
