@@ -116,9 +116,17 @@ SELECT pipeline_worker.grant_pipeline('tenant', 'wf_user');
 SQL
 
 q() { pw_psql -c "$1"; }
-wait_done() {  # RUN_ID [TIMEOUT]
+wait_done() {  # RUN_ID [TIMEOUT]; on a timeout, says what the run, its children and the workers are doing
     pw_wait_sql done "${2:-20}" "SELECT CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN 'done' END
-                                  FROM pipeline_worker.runs WHERE id = $1" >/dev/null
+                                  FROM pipeline_worker.runs WHERE id = $1" >/dev/null && return 0
+    pw_info "run $1 unfinished after ${2:-20} s:"
+    pw_psql -c "SELECT id, parent_run_id, status, parked, not_before, waiting_for, worker_pid, claims
+                  FROM pipeline_worker.runs WHERE id = $1 OR parent_run_id = $1 ORDER BY id" | sed 's/^/info     run: /'
+    pw_psql -c "SELECT position, task, attempt, name, status FROM pipeline_worker.run_steps
+                 WHERE run_id = $1 AND status <> 'succeeded' ORDER BY position, task" | sed 's/^/info     step: /'
+    pw_psql -c "SELECT pid, state, wait_event, left(query, 60) FROM pg_stat_activity
+                 WHERE backend_type = 'pipeline_worker'" | sed 's/^/info     worker: /'
+    return 1
 }
 definition_error() {  # LABEL EXPECTED_TEXT STEPS_JSON
     local out
