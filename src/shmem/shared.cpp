@@ -63,8 +63,6 @@ void startup_hook() {
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
-            pg_atomic_init_u32(&d->reorders, 0);
-            pg_atomic_init_u64(&d->head_claim_at, 0);
         }
         for (int i = 0; i < g_state->nslots; i++) {
             pg_atomic_init_u32(&g_state->slots[i].idle, 0);
@@ -134,7 +132,6 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
         pg_atomic_write_u32(&d->reorders, 0);
-        pg_atomic_write_u64(&d->head_claim_at, 0);
         pg_write_barrier();
         pg_atomic_write_u32(&d->dboid, dboid);
         return d;

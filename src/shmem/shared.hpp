@@ -43,7 +43,6 @@ struct DbState {
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
     pg_atomic_uint32 reorders;         // transactions committing runs that may sit below the claim hint: between
                                        // their runs becoming visible and their hint reset, claims ignore the hint
-    pg_atomic_uint64 head_claim_at;    // when a worker last claimed from the head of the queue (TimestampTz)
 };
 
 struct State {

@@ -204,24 +204,11 @@ int safe_mode = 0;  // after an unexpected error: claim and commit one run at a 
 // Claiming from the head of the queue makes every worker lock-probe the runs the others hold, and step over
 // index entries of finished runs. Workers share a hint -- just past the highest id claimed -- and scan from
 // there; a claim from the head (min_id 0) comes when the hinted one finds too little, and every
-// kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order --
-// but, in a database, at most one in kHeadClaimEveryMs: under a steady load the head holds the entries of the
-// millions of runs finished since the last VACUUM, and ten workers each walking them every 16th claim (~35 walks a
-// second) took a sixth of both CPUs. (Runs put back behind the hint move it back themselves: this is the net.)
+// kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order.
 constexpr int kFullClaimEvery = 16;
-constexpr long kHeadClaimEveryMs = 250;
 constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 int claims_since_full = 0;
-
-// Whether this worker's claim goes to the head now: none of the database's did for kHeadClaimEveryMs (the first
-// worker to ask takes the turn).
-bool head_claim_due(shared::DbState *st) {
-    TimestampTz now = GetCurrentTimestamp();
-    uint64 last = pg_atomic_read_u64(&st->head_claim_at);
-    if (!TimestampDifferenceExceeds(static_cast<TimestampTz>(last), now, kHeadClaimEveryMs)) return false;
-    return pg_atomic_compare_exchange_u64(&st->head_claim_at, &last, static_cast<uint64>(now));
-}
 
 pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx, int *version_out) {
     int version = store::schema_version();
@@ -229,7 +216,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     shared::DbState *st = shared::db();  // a worker's database is always served
     int64 hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
     // (not while a transaction that queued runs below the hint is committing: they may be visible already)
-    bool hinted = hint > 0 && !shared::reordering() && (claims_since_full < kFullClaimEvery || !head_claim_due(st));
+    bool hinted = hint > 0 && claims_since_full < kFullClaimEvery && !shared::reordering();
     int n = 0;
     if (hinted) {
         n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
