@@ -199,7 +199,7 @@ void load_secrets(Pipeline *p) {
                               "SELECT step, header, value FROM pipeline_worker.pipeline_secrets WHERE pipeline_id = $1",
                               1, types);
     Datum v[1] = {Int64GetDatum(p->id)};
-    pg::exec_as_owner(plan, v, nullptr, true, 0);
+    pg::exec_as_owner(plan, v, nullptr, false, 0);  // (as committed now: see load_pipeline)
     for (uint64 r = 0; r < SPI_processed; r++) {
         bool isnull;
         char *step = TextDatumGetCString(col(r, 1, &isnull));
@@ -235,7 +235,10 @@ Pipeline *load_pipeline(const char *name) {
                               " WHERE name = $1",
                               1, types);
     Datum v[1] = {CStringGetTextDatum(name)};
-    pg::exec_as_owner(plan, v, nullptr, true, 1);
+    // Not read-only: a worker's batch transaction may have begun before the change that sent us here committed,
+    // and a read-only statement reads with that first snapshot -- the old definition, cached under the new
+    // generation for every later run (test/scripts/fresh_definitions.sh).
+    pg::exec_as_owner(plan, v, nullptr, false, 1);
     if (SPI_processed == 0) {
         if (found) hash_search(pipeline_cache, key, HASH_REMOVE, nullptr);
         return nullptr;

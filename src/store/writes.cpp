@@ -85,7 +85,7 @@ void require_still_ours(Datum ids) {
                                "   WHEN 'running' THEN worker_pid IS DISTINCT FROM $2"
                                "     OR worker_started_at IS DISTINCT FROM $3 ELSE false END",
                                3, types);
-    pg::exec_as_owner(p, v, nullptr, true, 1);
+    pg::exec_as_owner(p, v, nullptr, false, 1);  // (a takeover committed since the batch began is seen)
     if (SPI_processed == 0) return;
     bool isnull;
     int64 id = DatumGetInt64(pg::col(0, 1, &isnull));
