@@ -3,9 +3,63 @@
 // get analyzed by autovacuum every 2% of churn, and carry dead tuples. One line per 10 s window (runs/s,
 // completion latency, table and index sizes, dead tuples, autovacuum/autoanalyze counts), each window's rate
 // against a fresh-table drain measured first in the same run. See ../README.md.
-import { connect, fmt, now, sleep } from './common.mjs';
+import fs from 'node:fs';
+import { connect, cpuJiffies, fmt, now, sleep } from './common.mjs';
 
 const WINDOW_S = 10;
+const CLK_TCK = 100; // USER_HZ on Linux
+
+// Where the machine's CPU goes, by kind of process: the cluster's processes (the postmaster's children) are read
+// from /proc every second, so that a process that exits (an autovacuum worker at the end of its pass) loses at most
+// its last second. Kinds: the extension's workers, autovacuum (launcher and workers), client backends (the
+// submitter and this benchmark's sampler), the rest of the cluster (walwriter, checkpointer, ...); the machine's
+// total busy time comes from /proc/stat, and what is left of it is the orchestrator and everything else.
+class CpuByKind {
+  constructor(postmaster) {
+    this.postmaster = postmaster;
+    this.last = new Map(); // pid -> { kind, s }
+    this.sum = { workers: 0, autovacuum: 0, backends: 0, pgOther: 0 };
+    this.sample(); // (what the processes used before: not counted)
+    this.sum = { workers: 0, autovacuum: 0, backends: 0, pgOther: 0 };
+    this.busy0 = cpuJiffies()[0];
+  }
+
+  static kindOf(cmdline) {
+    if (cmdline.includes('pipeline_worker')) return 'workers';
+    if (cmdline.includes('autovacuum')) return 'autovacuum';
+    if (cmdline.includes('[local]') || /\(\d+\)/.test(cmdline)) return 'backends'; // (user db [local] or host(port))
+    return 'pgOther';
+  }
+
+  sample() {
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        if (Number(f[1]) !== this.postmaster) continue;
+        const s = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+        let p = this.last.get(d);
+        if (p === undefined) {
+          const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+          p = { kind: CpuByKind.kindOf(cmd), s: 0 };
+          this.last.set(d, p);
+        }
+        if (s > p.s) { this.sum[p.kind] += s - p.s; p.s = s; }
+      } catch { /* gone meanwhile */ }
+    }
+  }
+
+  // CPU seconds by kind since the last take, and the machine's busy seconds
+  take() {
+    this.sample();
+    const busy = cpuJiffies()[0];
+    const r = { ...this.sum, machine: (busy - this.busy0) / CLK_TCK };
+    this.sum = { workers: 0, autovacuum: 0, backends: 0, pgOther: 0 };
+    this.busy0 = busy;
+    return r;
+  }
+}
 
 // h: the orchestrator's helpers (main.mjs).
 export async function steadyMode(h) {
@@ -40,6 +94,8 @@ export async function steadyMode(h) {
   const sub = await connect('pwbench-steady-submit');
   const sampler = await connect('pwbench-steady-sample');
   const sv = async (sql, params) => Object.values((await sampler.query(sql, params)).rows[0] ?? {})[0];
+  const myPid = Number(await sv('SELECT pg_backend_pid()'));
+  const postmaster = Number(fs.readFileSync(`/proc/${myPid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
   let submitted = 0;
   let stop = false;
   // How the load is submitted: create_runs (one call per batch, the bulk API; default) or create_run per run (each
@@ -109,11 +165,18 @@ export async function steadyMode(h) {
   const walNow = async () => (await sampler.query(`SELECT w.wal_bytes::float8 AS bytes, w.wal_fpi::float8 AS fpi,
       ${ckptSql} AS ckpt FROM pg_stat_wal w`)).rows[0];
   let walPrev = await walNow();
+  const cpu = new CpuByKind(postmaster);
+  const cpuTicker = setInterval(() => cpu.sample(), 1000);
+  const ncpu = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+  let cpuAt = now();
   for (let k = 1; (now() - t0) / 1000 < seconds; k++) {
     await sleep(Math.max(0, t0 + k * WINDOW_S * 1000 - now()));
     const edge = await serverNow();
     const t = now();
     const wal = await walNow();
+    const c = cpu.take();
+    const wallS = (t - cpuAt) / 1000;
+    cpuAt = t;
     await sleep(LAG_MS);
     const ws = await windowStats(edgePrev, edge);
     const rps = Number(ws.n) / ((edge - edgePrev) / 1000);
@@ -137,10 +200,15 @@ export async function steadyMode(h) {
       `runs_autovacuum=${st.runs?.autovacuum_count} runs_autoanalyze=${st.runs?.autoanalyze_count} ` +
       `run_steps_autovacuum=${st.run_steps?.autovacuum_count} run_steps_autoanalyze=${st.run_steps?.autoanalyze_count} ` +
       `wal_kb_per_run=${fmt((wal.bytes - walPrev.bytes) / 1024 / ran, 2)} fpi_per_run=${fmt((wal.fpi - walPrev.fpi) / ran, 3)} ` +
-      `checkpoints=${Number(wal.ckpt) - Number(walPrev.ckpt)}`);
+      `checkpoints=${Number(wal.ckpt) - Number(walPrev.ckpt)} ` +
+      `cpu_s_pw_workers=${fmt(c.workers, 2)} cpu_s_autovacuum=${fmt(c.autovacuum, 2)} ` +
+      `cpu_s_backends=${fmt(c.backends, 2)} cpu_s_pg_other=${fmt(c.pgOther, 2)} ` +
+      `cpu_s_rest=${fmt(c.machine - c.workers - c.autovacuum - c.backends - c.pgOther, 2)} ` +
+      `cpu_s_capacity=${fmt(ncpu * wallS, 2)} worker_cpu_us_per_run=${fmt((1e6 * c.workers) / ran, 1)}`);
     walPrev = wal;
     edgePrev = edge;
   }
+  clearInterval(cpuTicker);
   stop = true;
   await submitter;
   await sub.end();
