@@ -183,7 +183,7 @@ export async function steadyMode(h) {
     finishedTotal += Number(ws.n);
     const lat = ws.pc ?? [NaN, NaN];
     const st = Object.fromEntries((await sampler.query(`SELECT relname, pg_relation_size(relid) AS heap,
-          pg_indexes_size(relid) AS idx, n_dead_tup, autovacuum_count, autoanalyze_count
+          pg_indexes_size(relid) AS idx, n_dead_tup, autovacuum_count, autoanalyze_count, vacuum_count
         FROM pg_stat_user_tables WHERE schemaname = 'pipeline_worker' AND relname IN ('runs', 'run_steps')`))
       .rows.map((r) => [r.relname, r]));
     const mb = (x) => fmt(Number(x) / 1048576, 1);
@@ -198,6 +198,7 @@ export async function steadyMode(h) {
       `runs_mb=${mb(st.runs?.heap)} runs_idx_mb=${mb(st.runs?.idx)} run_steps_mb=${mb(st.run_steps?.heap)} ` +
       `run_steps_idx_mb=${mb(st.run_steps?.idx)} runs_dead=${st.runs?.n_dead_tup} run_steps_dead=${st.run_steps?.n_dead_tup} ` +
       `runs_autovacuum=${st.runs?.autovacuum_count} runs_autoanalyze=${st.runs?.autoanalyze_count} ` +
+      `runs_vacuum=${st.runs?.vacuum_count} run_steps_vacuum=${st.run_steps?.vacuum_count} ` +
       `run_steps_autovacuum=${st.run_steps?.autovacuum_count} run_steps_autoanalyze=${st.run_steps?.autoanalyze_count} ` +
       `wal_kb_per_run=${fmt((wal.bytes - walPrev.bytes) / 1024 / ran, 2)} fpi_per_run=${fmt((wal.fpi - walPrev.fpi) / ran, 3)} ` +
       `checkpoints=${Number(wal.ckpt) - Number(walPrev.ckpt)} ` +

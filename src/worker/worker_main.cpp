@@ -148,6 +148,7 @@ struct LoopState {
     int slot_no;
     MemoryContext iter_ctx;
     TimestampTz last_sweep = 0;
+    TimestampTz last_vacuum = 0;
     TimestampTz last_expire = 0;
     TimestampTz last_count = 0;
     bool recheck_extension = false;
@@ -208,6 +209,7 @@ int work_once(LoopState *ls) {
             bool lead = shared::leads_database(ls->slot_no);  // the periodic chores: one worker per database
             maybe_recover(&ls->last_sweep, lead);
             maybe_expire(&ls->last_expire, lead);
+            maybe_vacuum(&ls->last_vacuum, lead);
             maybe_count(&ls->last_count, lead);
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);

@@ -326,9 +326,11 @@ pw_check "no hostile function or operator ran inside pipeline_stats" "0 " "$(tra
 # ====================================================================== 3. GUCs of 0.2
 conf_now() { pw_psql -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings
                           WHERE name IN ('pipeline_worker.databases', 'pipeline_worker.max_workers_per_database',
-                                         'pipeline_worker.retention', 'pipeline_worker.enabled')"; }
+                                         'pipeline_worker.retention', 'pipeline_worker.enabled',
+                                         'pipeline_worker.vacuum_interval_ms')"; }
 conf_before=$(conf_now)
-for g in "databases:'attacker_db'" "max_workers_per_database:'1'" "retention:'1 second'" "enabled:'off'"; do
+for g in "databases:'attacker_db'" "max_workers_per_database:'1'" "retention:'1 second'" "enabled:'off'" \
+         "vacuum_interval_ms:'1'"; do
     n=pipeline_worker.${g%%:*} v=${g#*:}
     for role in attacker creator mon; do
         check_err "$role: SET $n (reload-only)" $role "55P02: parameter \"$n\" cannot be changed now" "SET $n = $v"
@@ -355,6 +357,7 @@ check_err "superuser: max_workers_per_database = 0 is refused" postgres \
     "ALTER SYSTEM SET pipeline_worker.max_workers_per_database = 0"
 check_err "superuser: max_workers_per_database = -2 is refused" postgres 22023 "ALTER SYSTEM SET pipeline_worker.max_workers_per_database = -2"
 check_err "superuser: enabled = 'maybe' is refused" postgres 22023 "ALTER SYSTEM SET pipeline_worker.enabled = 'maybe'"
+check_err "superuser: vacuum_interval_ms = -1 is refused" postgres 22023 "ALTER SYSTEM SET pipeline_worker.vacuum_interval_ms = -1"
 check_err "even a superuser cannot SET databases in a session" postgres 55P02 "SET pipeline_worker.databases = 'x'"
 pw_psql -c "SELECT pg_reload_conf()" >/dev/null; sleep 0.2
 pw_check "settings unchanged, nothing written to postgresql.auto.conf" "$conf_before 0" \
