@@ -115,13 +115,16 @@ namespace {
 constexpr int64 kVacuumMinDead = 10000;
 constexpr double kVacuumDeadFraction = 0.02;
 
-bool worth_vacuuming() {
+// Which of the two tables have enough dead rows: bit 0 runs, bit 1 run_steps. Each is vacuumed only when it needs it:
+// a pass over run_steps (the larger) does not hold back the next one over runs, whose dead queue entries the claims walk.
+int tables_worth_vacuuming() {
     Oid ns = get_namespace_oid("pipeline_worker", true);
-    if (!OidIsValid(ns)) return false;
+    if (!OidIsValid(ns)) return 0;
     pgstat_clear_snapshot();  // (counts as of now, not as of an earlier read in this process)
     static const char *const kTables[] = {"runs", "run_steps"};
-    for (const char *name : kTables) {
-        Oid rel = get_relname_relid(name, ns);
+    int which = 0;
+    for (int i = 0; i < 2; i++) {
+        Oid rel = get_relname_relid(kTables[i], ns);
         PgStat_StatTabEntry *t = OidIsValid(rel) ? pgstat_fetch_stat_tabentry(rel) : nullptr;
         if (t == nullptr) continue;
 #if PG_VERSION_NUM >= 160000
@@ -130,22 +133,25 @@ bool worth_vacuuming() {
         int64 dead = t->n_dead_tuples, live = t->n_live_tuples;
 #endif
         if (dead >= kVacuumMinDead && static_cast<double>(dead) >= kVacuumDeadFraction * static_cast<double>(live))
-            return true;
+            which |= 1 << i;
     }
-    return false;
+    return which;
 }
 
-void vacuum_run_tables(MemoryContext portal) {
+void vacuum_run_tables(MemoryContext portal, int which) {
     // VACUUM's own memory lives under PortalContext (as in autovacuum): an error leaves nothing behind once portal
     // is reset. The statement is parsed there too: VACUUM commits the transaction it was called in.
     MemoryContext saved_portal = PortalContext;
     PortalContext = portal;
     MemoryContext old = MemoryContextSwitchTo(portal);
-    List *raw = raw_parser("VACUUM (SKIP_LOCKED, PARALLEL 0) pipeline_worker.runs, pipeline_worker.run_steps",
-                           RAW_PARSE_DEFAULT);
+    const char *tables = which == 1   ? "pipeline_worker.runs"
+                         : which == 2 ? "pipeline_worker.run_steps"
+                                      : "pipeline_worker.runs, pipeline_worker.run_steps";
+    List *raw = raw_parser(psprintf("VACUUM (SKIP_LOCKED, PARALLEL 0) %s", tables), RAW_PARSE_DEFAULT);
     VacuumStmt *stmt = castNode(VacuumStmt, linitial_node(RawStmt, raw)->stmt);
     ParseState *ps = make_parsestate(nullptr);
     MemoryContextSwitchTo(old);
+    pgstat_report_activity(STATE_RUNNING, psprintf("VACUUM %s", tables));
     // Called in a transaction (not a block): VACUUM commits it, runs a transaction per table, and leaves a new one
     // open, committed here.
     ExecVacuum(ps, stmt, true);
@@ -169,12 +175,9 @@ void maybe_vacuum(TimestampTz *last, bool mine) {
     {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
-        if (!worth_vacuuming()) {
-            CommitTransactionCommand();
-        } else {
-            pgstat_report_activity(STATE_RUNNING, "VACUUM pipeline_worker.runs, pipeline_worker.run_steps");
-            vacuum_run_tables(portal);
-        }
+        int which = tables_worth_vacuuming();
+        if (which == 0) CommitTransactionCommand();
+        else vacuum_run_tables(portal, which);
     }
     PG_CATCH();
     {
