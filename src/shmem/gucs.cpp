@@ -13,7 +13,7 @@ int max_workers_per_database = -1;
 int claim_batch = 64;
 int commit_interval_ms = 20;
 int recovery_interval_ms = 1000;
-int vacuum_interval_ms = 10000;
+int vacuum_interval_ms = 0;
 char *http_allowed_hosts = nullptr;
 int http_max_response_bytes = 1024 * 1024;
 int http_max_in_flight = 1000;
@@ -142,9 +142,9 @@ void define() {
                             nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pipeline_worker.vacuum_interval_ms",
                             "How often the lead worker may VACUUM the run tables (runs, run_steps) itself.",
-                            "When they have at least 10,000 dead rows and 2 % of their rows dead; 0 leaves them to "
-                            "autovacuum alone (which visits a database once per autovacuum_naptime).",
-                            &guc::vacuum_interval_ms, 10000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            "Each table when it has at least 10,000 dead rows and 2 % of its rows dead; 0 (the default) "
+                            "leaves them to autovacuum alone (which visits a database once per autovacuum_naptime).",
+                            &guc::vacuum_interval_ms, 0, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
                             nullptr);
     DefineCustomStringVariable("pipeline_worker.http_allowed_hosts",
                                "Hosts HTTP steps may call: host names, *.domain wildcards, *, IP addresses, CIDR ranges.",

@@ -10,7 +10,7 @@ extern int max_workers_per_database; // pipeline_worker.max_workers_per_database
 extern int claim_batch;              // pipeline_worker.claim_batch
 extern int commit_interval_ms;       // pipeline_worker.commit_interval_ms
 extern int recovery_interval_ms;     // pipeline_worker.recovery_interval_ms
-extern int vacuum_interval_ms;       // pipeline_worker.vacuum_interval_ms (0: off)
+extern int vacuum_interval_ms;       // pipeline_worker.vacuum_interval_ms (0, the default: off)
 extern char *http_allowed_hosts;     // pipeline_worker.http_allowed_hosts
 extern int http_max_response_bytes;  // pipeline_worker.http_max_response_bytes
 extern int http_max_in_flight;       // pipeline_worker.http_max_in_flight (per worker)

@@ -107,9 +107,11 @@ void maybe_expire(TimestampTz *last, bool mine) {
 // default), so between its passes the dead rows of a steady load pile up to millions, and claims from the head of
 // the queue, retention and the writes pay for walking them (bench --steady: the workers' CPU per run went from 33 to
 // 61-83 us before a pass ended; with autovacuum_naptime = 10s the windows before the first deletion held 90-98 % of a
-// fresh drain instead of 60-87 %). So the lead worker vacuums the two tables itself, at most once per
-// vacuum_interval_ms, when one of them has enough dead rows -- a plain VACUUM (SKIP_LOCKED: never waits for
-// autovacuum or a user's VACUUM, which skip it in turn), with no transaction of ours open: VACUUM runs its own.
+// fresh drain instead of 60-87 %). So the lead worker can vacuum the two tables itself, at most once per
+// vacuum_interval_ms (0, the default, is off), each when it has enough dead rows -- a plain VACUUM (SKIP_LOCKED:
+// never waits for autovacuum or a user's VACUUM, which skip it in turn), with no transaction of ours open: VACUUM runs
+// its own. Off by default: over 10 minutes of sustained load its passes (one table at a time, in this one process)
+// fell behind autovacuum's and the tables grew (README, Keeping the tables small).
 namespace {
 
 constexpr int64 kVacuumMinDead = 10000;
