@@ -104,6 +104,31 @@ export function cpuJiffies() {
   return [total - f[3] - f[4], total];
 }
 
+export const CLK_TCK = 100; // USER_HZ on Linux
+export const NCPU = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+
+// A process's parent pid and CPU seconds (user + system) so far, or null when it is gone.
+export function procStat(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), cpuS: (Number(f[11]) + Number(f[12])) / CLK_TCK };
+  } catch {
+    return null;
+  }
+}
+
+// CPU seconds of a postmaster and each of its children (a cluster's processes), by pid (a string).
+export function clusterCpu(postmaster) {
+  const m = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = procStat(d);
+    if (st && (Number(d) === postmaster || st.ppid === postmaster)) m.set(d, st.cpuS);
+  }
+  return m;
+}
+
 // % of the machine's CPUs busy over the next `ms` milliseconds.
 export async function hostBusyPct(ms = 1000) {
   const [b0, t0] = cpuJiffies();

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  connect, cpuJiffies, fmt, hostBusyPct, now, parseArgs, procMem, sleep,
+  CLK_TCK, clusterCpu, connect, cpuJiffies, fmt, hostBusyPct, NCPU, now, parseArgs, procMem, procStat, sleep,
 } from './common.mjs';
 import { steadyMode } from './steady.mjs';
 import { flowMode } from './flow.mjs';
@@ -226,7 +226,6 @@ async function mark() {
   };
 }
 
-const CLK_TCK = 100; // USER_HZ on Linux
 
 // Commits, WAL volume, whole-machine CPU and server log problems between two marks.
 async function between(m0, m1, n) {
@@ -577,7 +576,7 @@ function charts(workersList) {
   let dat = `workers ${labels.map((l) => (PEERS[l] && !PEERS[l].w1 ? `${l}(noop)` : l)).join(' ')}\n`;
   for (const w of workersList) dat += `${w} ${labels.map((l) => fmt(rps(l, w))).join(' ')}\n`;
   writeOut('throughput.dat', dat);
-  const host = `${fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length} CPUs`;
+  const host = `${NCPU} CPUs`;
   gnuplot(`set terminal pngcairo size 1000,640 noenhanced font ',10'
 set output 'throughput.png'
 set title "W1 drain throughput, ${N} runs per point (${host}, PostgreSQL 15, synchronous_commit=on)"
@@ -799,7 +798,6 @@ const HTTP_DELAY_RUNS = 10000;          // figure 3: runs against /delay?ms=100 
 const HTTP_DELAY_TARGET_S = 3;          // ... all finished within this
 const HTTP_INFLIGHT_RUNS = 10000;       // figure 4: runs against /delay?ms=2000 ...
 const HTTP_INFLIGHT_PER_WORKER = 2500;  // ... with this pipeline_worker.http_max_in_flight
-const NCPU = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
 
 let endpoint = null;   // { child, pid, port, base }
 
@@ -842,30 +840,9 @@ function fdLimit(pid) {
 }
 
 // CPU seconds (user + system) a process has used, or 0 when it is gone
-function procCpuS(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return 0;
-  }
-}
+const procCpuS = (pid) => procStat(pid)?.cpuS ?? 0;
 
-// CPU seconds of the postmaster and each of its children (the cluster's processes), by pid
 let POSTMASTER = 0;
-function clusterCpu() {
-  const m = new Map();
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      if (Number(d) === POSTMASTER || Number(f[1]) === POSTMASTER) m.set(d, (Number(f[11]) + Number(f[12])) / CLK_TCK);
-    } catch { /* gone */ }
-  }
-  return m;
-}
 
 // TCP connections opened on this machine (all processes): ActiveOpens of /proc/net/snmp
 function tcpActiveOpens() {
@@ -876,7 +853,7 @@ function tcpActiveOpens() {
 
 // CPU and connection counters at one instant, for the split of a timed phase (cpuSplit)
 function cpuMark() {
-  return { endpoint: procCpuS(endpoint.pid), bench: process.cpuUsage(), cluster: clusterCpu(), opens: tcpActiveOpens() };
+  return { endpoint: procCpuS(endpoint.pid), bench: process.cpuUsage(), cluster: clusterCpu(POSTMASTER), opens: tcpActiveOpens() };
 }
 
 // Where the machine's busy CPU time between two marks (and cpuMarks) went: the endpoint, the

@@ -4,10 +4,9 @@
 // completion latency, table and index sizes, dead tuples, autovacuum/autoanalyze counts), each window's rate
 // against a fresh-table drain measured first in the same run. See ../README.md.
 import fs from 'node:fs';
-import { connect, cpuJiffies, fmt, now, sleep } from './common.mjs';
+import { CLK_TCK, clusterCpu, connect, cpuJiffies, fmt, NCPU, now, sleep } from './common.mjs';
 
 const WINDOW_S = 10;
-const CLK_TCK = 100; // USER_HZ on Linux
 
 // Where the machine's CPU goes, by kind of process: the cluster's processes (the postmaster's children) are read
 // from /proc every second, so that a process that exits (an autovacuum worker at the end of its pass) loses at most
@@ -32,21 +31,16 @@ class CpuByKind {
   }
 
   sample() {
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        if (Number(f[1]) !== this.postmaster) continue;
-        const s = (Number(f[11]) + Number(f[12])) / CLK_TCK;
-        let p = this.last.get(d);
-        if (p === undefined) {
-          const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
-          p = { kind: CpuByKind.kindOf(cmd), s: 0 };
-          this.last.set(d, p);
-        }
-        if (s > p.s) { this.sum[p.kind] += s - p.s; p.s = s; }
-      } catch { /* gone meanwhile */ }
+    for (const [pid, s] of clusterCpu(this.postmaster)) {
+      if (Number(pid) === this.postmaster) continue;
+      let p = this.last.get(pid);
+      if (p === undefined) {
+        let cmd = '';
+        try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { /* gone */ }
+        p = { kind: CpuByKind.kindOf(cmd), s: 0 };
+        this.last.set(pid, p);
+      }
+      if (s > p.s) { this.sum[p.kind] += s - p.s; p.s = s; }
     }
   }
 
@@ -167,7 +161,6 @@ export async function steadyMode(h) {
   let walPrev = await walNow();
   const cpu = new CpuByKind(postmaster);
   const cpuTicker = setInterval(() => cpu.sample(), 1000);
-  const ncpu = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
   let cpuAt = now();
   for (let k = 1; (now() - t0) / 1000 < seconds; k++) {
     await sleep(Math.max(0, t0 + k * WINDOW_S * 1000 - now()));
@@ -205,7 +198,7 @@ export async function steadyMode(h) {
       `cpu_s_pw_workers=${fmt(c.workers, 2)} cpu_s_autovacuum=${fmt(c.autovacuum, 2)} ` +
       `cpu_s_backends=${fmt(c.backends, 2)} cpu_s_pg_other=${fmt(c.pgOther, 2)} ` +
       `cpu_s_rest=${fmt(c.machine - c.workers - c.autovacuum - c.backends - c.pgOther, 2)} ` +
-      `cpu_s_capacity=${fmt(ncpu * wallS, 2)} worker_cpu_us_per_run=${fmt((1e6 * c.workers) / ran, 1)}`);
+      `cpu_s_capacity=${fmt(NCPU * wallS, 2)} worker_cpu_us_per_run=${fmt((1e6 * c.workers) / ran, 1)}`);
     walPrev = wal;
     edgePrev = edge;
   }

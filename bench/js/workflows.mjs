@@ -12,23 +12,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { fmt, now, sleep } from './common.mjs';
+import { clusterCpu, fmt, now, sleep } from './common.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 // server CPU seconds (user + system) of the postgres processes, from /proc
 function serverCpuSeconds(pgdata) {
   const pid = Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  let ticks = 0;
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(d) === pid || Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* gone */ }
-  }
-  return ticks / 100;
+  let s = 0;
+  for (const cpu of clusterCpu(pid).values()) s += cpu;
+  return s;
 }
 
 // Runs `script` (a peer driver) with PGDATABASE = db; resolves with the {type: 'result'} message it sends, if any. Its

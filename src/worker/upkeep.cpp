@@ -140,11 +140,9 @@ int tables_worth_vacuuming() {
     return which;
 }
 
+// Called with PortalContext = portal (VACUUM's own memory lives under it, as in autovacuum: an error leaves nothing
+// behind once portal is reset). The statement is parsed there too: VACUUM commits the transaction it was called in.
 void vacuum_run_tables(MemoryContext portal, int which) {
-    // VACUUM's own memory lives under PortalContext (as in autovacuum): an error leaves nothing behind once portal
-    // is reset. The statement is parsed there too: VACUUM commits the transaction it was called in.
-    MemoryContext saved_portal = PortalContext;
-    PortalContext = portal;
     MemoryContext old = MemoryContextSwitchTo(portal);
     const char *tables = which == 1   ? "pipeline_worker.runs"
                          : which == 2 ? "pipeline_worker.run_steps"
@@ -158,7 +156,6 @@ void vacuum_run_tables(MemoryContext portal, int which) {
     // open, committed here.
     ExecVacuum(ps, stmt, true);
     CommitTransactionCommand();
-    PortalContext = saved_portal;
 }
 
 }  // namespace
@@ -173,6 +170,7 @@ void maybe_vacuum(TimestampTz *last, bool mine) {
         portal = AllocSetContextCreate(TopMemoryContext, "pipeline_worker vacuum", ALLOCSET_DEFAULT_SIZES);
     MemoryContext ctx = CurrentMemoryContext;
     MemoryContext saved_portal = PortalContext;
+    PortalContext = portal;
     PG_TRY();
     {
         SetCurrentStatementStartTimestamp();
@@ -183,13 +181,13 @@ void maybe_vacuum(TimestampTz *last, bool mine) {
     }
     PG_CATCH();
     {
-        PortalContext = saved_portal;
         MemoryContextSwitchTo(ctx);
         EmitErrorReport();
         FlushErrorState();
         AbortCurrentTransaction();
     }
     PG_END_TRY();
+    PortalContext = saved_portal;
     MemoryContextSwitchTo(ctx);  // (the caller's, not whatever the last commit left current)
     MemoryContextReset(portal);
 }

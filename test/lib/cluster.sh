@@ -337,4 +337,10 @@ pw_log_problems() {
         | grep -E 'ERROR:|FATAL:|PANIC:|terminated by signal|exited with exit code|server process .* was terminated|context writer disagrees' || true
 }
 
+# pw_log_problems_beyond_kills [FROM_BYTE] : pw_log_problems without what a test's own SIGKILLs and
+# pg_terminate_backend calls leave (terminations, the crash restart)
+pw_log_problems_beyond_kills() {
+    pw_log_problems "${1:-0}" | grep -vE "terminat|signal 9|exited with exit code 1|crash of another|database system is (starting up|shutting down|in recovery mode)|immediate shutdown" || true
+}
+
 pw_log_size() { stat -c %s "$PW_LOG" 2>/dev/null || echo 0; }

@@ -279,7 +279,7 @@ pw_check_sql "20 maps of 50 tasks: 1,000 effects, none twice" "1000 0" \
     "SELECT count(*) || ' ' || (count(*) - count(DISTINCT (run_id, idx))) FROM effects WHERE run_id IN ($(echo $runs | tr ' ' ','))"
 pw_check_sql "no step row left running or waiting anywhere" 0 \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE status IN ('running', 'waiting')"
-problems=$(pw_log_problems | grep -vE "terminat|signal 9|exited with exit code 1|crash of another|database system is (starting up|shutting down|in recovery mode)|immediate shutdown" | head -5)
+problems=$(pw_log_problems_beyond_kills | head -5)
 pw_check "no unexpected error in the server log" "" "$problems"
 
 pw_finish

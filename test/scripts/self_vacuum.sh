@@ -92,6 +92,6 @@ submit 20000 300001
 settled || pw_fail "runs not finished and deleted with vacuum_interval_ms = 0"
 sleep 2
 pw_check "with vacuum_interval_ms = 0 the run tables are left to autovacuum (no VACUUM of runs)" "$before" "$(vacuums)"
-problems=$(pw_log_problems "$log0" | grep -v -E 'terminating background worker|terminated by signal 9|terminating connection|server process .* was terminated|exited with exit code 1|all server processes terminated|terminating any other active server processes|due to administrator command' || true)
+problems=$(pw_log_problems_beyond_kills "$log0")
 pw_check "no other error in the server log" "" "$problems"
 pw_finish
