@@ -76,7 +76,11 @@ void cancel_at_commit(int64 run_id, bool broadcast) {
 
 void pre_commit() {
     if ((reordered || top_priority > 0 || back_at != UINT64_MAX) && !reorder_begun) {  // (publish moves the hint)
-        shared::begin_reorder();
+        // where publish() will move the hint to: the head (reordered: the positions are not known), the start of the
+        // highest priority queued, or the lowest position put back
+        uint64 from = back_at;
+        if (top_priority > 0 && shared::priority_start(top_priority) < from) from = shared::priority_start(top_priority);
+        shared::begin_reorder(reordered ? 0 : from);
         reorder_begun = true;
     }
 }

@@ -63,6 +63,9 @@ void startup_hook() {
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
+            pg_atomic_init_u32(&d->reorders, 0);
+            SpinLockInit(&d->reorder_lock);
+            d->reorder_from = UINT64_MAX;
         }
         for (int i = 0; i < g_state->nslots; i++) {
             pg_atomic_init_u32(&g_state->slots[i].idle, 0);
@@ -131,7 +134,10 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
+        SpinLockAcquire(&d->reorder_lock);
         pg_atomic_write_u32(&d->reorders, 0);
+        d->reorder_from = UINT64_MAX;
+        SpinLockRelease(&d->reorder_lock);
         pg_write_barrier();
         pg_atomic_write_u32(&d->dboid, dboid);
         return d;
@@ -291,10 +297,12 @@ bool take_due() {
     return pg_atomic_compare_exchange_u64(&d->next_retry_due, &due, 0);
 }
 
-void lower_claim_hint(int priority) {
+uint64 priority_start(int priority) {
     // (32767 - priority) << 47: the first key of that priority level (store::queue_key)
-    lower_claim_hint_to(static_cast<uint64>(32767 - priority) << 47);
+    return static_cast<uint64>(32767 - priority) << 47;
 }
+
+void lower_claim_hint(int priority) { lower_claim_hint_to(priority_start(priority)); }
 
 void lower_claim_hint_to(uint64 position) {
     DbState *d = db();
@@ -304,21 +312,32 @@ void lower_claim_hint_to(uint64 position) {
     }
 }
 
-void begin_reorder() {
-    if (DbState *d = db()) pg_atomic_fetch_add_u32(&d->reorders, 1);
+void begin_reorder(uint64 from) {
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->reorder_lock);
+    pg_atomic_write_u32(&d->reorders, pg_atomic_read_u32(&d->reorders) + 1);
+    if (from < d->reorder_from) d->reorder_from = from;
+    SpinLockRelease(&d->reorder_lock);
 }
 
 void end_reorder() {
     DbState *d = db();
     if (d == nullptr) return;
-    uint32 cur = pg_atomic_read_u32(&d->reorders);
-    while (cur > 0 && !pg_atomic_compare_exchange_u32(&d->reorders, &cur, cur - 1)) {
-    }
+    SpinLockAcquire(&d->reorder_lock);
+    uint32 n = pg_atomic_read_u32(&d->reorders);
+    if (n > 0) pg_atomic_write_u32(&d->reorders, n - 1);
+    if (n <= 1) d->reorder_from = UINT64_MAX;  // (the last one: the next window starts afresh)
+    SpinLockRelease(&d->reorder_lock);
 }
 
-bool reordering() {
+uint64 reorder_floor() {
     DbState *d = db();
-    return d != nullptr && pg_atomic_read_u32(&d->reorders) != 0;
+    if (d == nullptr || pg_atomic_read_u32(&d->reorders) == 0) return UINT64_MAX;
+    SpinLockAcquire(&d->reorder_lock);
+    uint64 from = pg_atomic_read_u32(&d->reorders) == 0 ? UINT64_MAX : d->reorder_from;
+    SpinLockRelease(&d->reorder_lock);
+    return from;
 }
 
 void reset_claim_hint() {

@@ -42,7 +42,9 @@ struct DbState {
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
     pg_atomic_uint32 reorders;         // transactions committing runs that may sit below the claim hint: between
-                                       // their runs becoming visible and their hint reset, claims ignore the hint
+                                       // their runs becoming visible and their hint reset, claims start lower
+    slock_t reorder_lock;              // protects reorder_from, and reorders' changes
+    uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
 };
 
 struct State {
@@ -104,13 +106,16 @@ bool take_due();
 // Moves the claim hint back to the start of priority level `priority` if it is past it (0 with priority 0:
 // to the head of the queue). Keys as store::queue_key.
 void lower_claim_hint(int priority);
+uint64 priority_start(int priority);  // the first queue key of that priority level
 void lower_claim_hint_to(uint64 position);  // to this queue position (a key, or an id under the 0.1 schema)
 void reset_claim_hint();  // the next claim starts at the head of the queue
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
-// the hint is moved (the commit callback runs after they are), claims start at the head.
-void begin_reorder();
+// the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
+// position the transaction puts runs at (0: not known -- at the head).
+void begin_reorder(uint64 from);
 void end_reorder();
-bool reordering();
+// While such transactions commit: the lowest of their positions; UINT64_MAX when none does.
+uint64 reorder_floor();
 int idle_workers();  // of this database
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).
 bool leads_database(int slot_no);
