@@ -39,6 +39,9 @@
 #                          table, run_at lateness (1,000 runs), create_runs vs create_run (100,000), 100 '1 seconds'
 #                          schedules for 20 s (lateness, duplicates, missed slots); --flow-figures LIST (all) picks
 #                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
+#   --hold-snapshot 1      drain mode: during every timed drain (ours and the peers'), another session keeps a
+#                          REPEATABLE READ snapshot open (as a long report, pg_dump or a client idle in a
+#                          transaction does), so no dead row or index entry of the drain can be cleaned up
 #   --steady-retention I   with --steady: pipeline_worker.retention during the load (e.g. '1 minute'): sizes flat
 #   --steady-submit M      with --steady: create_runs (default: one bulk call per batch) or create_run (one call a run)
 #   --ops                  the 0.2 operations figures in one run (bench/js/ops.mjs): three databases with equal
@@ -115,7 +118,7 @@ while [ $# -gt 0 ]; do
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
     --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
     --ops-retention-history|--steady-retention|--steady-submit|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
-    --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers)
+    --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers|--hold-snapshot)
       [ $# -gt 1 ] || die "missing value for $1"
       ARGS+=("$1" "$2"); shift ;;
     *) die "unknown option $1 (see --help)" ;;

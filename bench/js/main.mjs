@@ -36,6 +36,7 @@ const o = parseArgs(process.argv.slice(2), {
   'flow-future': '1000000', 'flow-figures': 'all', 'ops-figures': 'all', 'ops-history': '1000000',
   'ops-db-runs': '20000', 'ops-retention-history': '0', 'steady-retention': '', 'steady-submit': 'create_runs',
   'pg-setting': '',   // (run.sh --pg-setting: already in postgresql.conf; here for the results header only)
+  'hold-snapshot': '0',
 });
 const N = Number(o.runs);
 const W = Number(o.workers);
@@ -325,6 +326,22 @@ async function commitLatencies(table, commits) {
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: ms.at(-1) };
 }
 
+// --hold-snapshot 1: another session keeps a snapshot (its xmin) for the whole of each timed drain, as a long report,
+// pg_dump or a client idle in a transaction does. It touches no table (no lock: the setups' TRUNCATE goes on).
+// Returns the function that ends it (and says whether it was held throughout).
+async function holdSnapshot() {
+  if (o['hold-snapshot'] !== '1') return async () => '';
+  const c = await connect('pwbench-held-snapshot');
+  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  return async () => {
+    const held = (await q('SELECT backend_xmin IS NOT NULL AS held FROM pg_stat_activity WHERE pid = $1', [pid]))[0];
+    await c.query('ROLLBACK');
+    await c.end();
+    return held?.held ? ' snapshot_held=yes' : ' snapshot_held=LOST';
+  };
+}
+
 // ------------------------------------------------------------------ pipeline_worker runs
 
 // The timed part of every extension drain: the clock starts (m0, and the server clock t0srv) just before
@@ -353,7 +370,9 @@ async function pwDrain(cfg, n, w) {
   await insertRuns(1, n);
   const busyBefore = await settle();
   log(`pipeline_worker/${cfg} (${desc}) drain: ${n} runs, ${w} workers`);
+  const release = await holdSnapshot();
   const { m0, t0srv, error, pollSeconds } = await timedWorkers(w);
+  const held = await release();
   let verified = error ? failText(error) : 'ok';
   const m1 = await mark();
   const busyAfter = await hostBusyPct();
@@ -375,7 +394,7 @@ async function pwDrain(cfg, n, w) {
     `runs_per_s=${fmt(rec.rps)} poll_seconds=${fmt(pollSeconds, 3)} first_claim_ms=${fmt(Number(t.first_ms))} ` +
     `workers_used=${t.used} commits_per_run=${fmt(x.commits_per_run, 2)} wal_kb_per_run=${fmt(x.wal_kb_per_run, 2)} ` +
     `cpu_ms_per_run=${fmt(x.cpu_ms_per_run, 3)} ${desc} steps=${o['step-lang']} so=${BUILD.so} verified=${verified} ` +
-    `log_errors=${x.log_errors} host_busy_pct=${busyBefore}/${busyAfter}`);
+    `log_errors=${x.log_errors} host_busy_pct=${busyBefore}/${busyAfter}${held}`);
   return rec;
 }
 
@@ -451,10 +470,12 @@ async function peerDrain(peer, n, w) {
   await resetPeer(peer, 'drain', n, w);
   const busyBefore = await settle();
   log(`${peer} drain: ${n} ${p.w1 ? 'runs' : 'no-op jobs'}, ${w} workers`);
+  const release = await holdSnapshot();
   const m0 = await mark();
   const [script, args] = peerChild(peer, 'drain', n, w);
   const r = await runChild(script, args).done;
   const m1 = await mark();
+  const held = await release();
   const busyAfter = await hostBusyPct();
   const problems = [];
   if (r.code !== 0 || !r.result) problems.push(`driver_exit_${r.code ?? r.sig}`);
@@ -474,7 +495,7 @@ async function peerDrain(peer, n, w) {
     `commits_per_run=${fmt(x.commits_per_run, 2)} wal_kb_per_run=${fmt(x.wal_kb_per_run, 2)} ` +
     `cpu_ms_per_run=${fmt(x.cpu_ms_per_run, 3)} client_cpu_s=${fmt(res.client_cpu_s, 2)}` +
     `${p.w1 ? '' : ' note=noop_jobs_not_W1'} verified=${verified} log_errors=${x.log_errors} ` +
-    `host_busy_pct=${busyBefore}/${busyAfter}`);
+    `host_busy_pct=${busyBefore}/${busyAfter}${held}`);
   return rec;
 }
 
