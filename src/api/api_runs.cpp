@@ -34,7 +34,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_check;
+SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_v2, plan_retry_check;
 
 bool finished(const char *status) {
     core::RunStatus s;
@@ -199,13 +199,24 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
                                    "pipeline \"%s\"", (long long)run_id, pg::role_name(submitter), pipeline),
                             errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
     }
-    pg::run_as_owner(&plan_retry,
-                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending', result = NULL,"
-                     " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"
-                     " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"
-                     " WHERE r.id = $1 AND r.status IN ('failed', 'cancelled') RETURNING o.finished_at",
-                     1, types, v, nullptr, false);
+#define PW_RETRY(returning)                                                                                       \
+    "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending', result = NULL,"             \
+    " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"            \
+    " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"                                         \
+    " WHERE r.id = $1 AND r.status IN ('failed', 'cancelled') RETURNING o.finished_at" returning
+    bool v2 = store::schema_version() >= 2;
+    if (v2)
+        pg::run_as_owner(&plan_retry_v2, PW_RETRY(", r.priority"), 1, types, v, nullptr, false);
+    else
+        pg::run_as_owner(&plan_retry, PW_RETRY(""), 1, types, v, nullptr, false);
+#undef PW_RETRY
     bool result = SPI_processed == 1;
+    // Its place in the queue is behind the claim hint (its id is old): the commit moves the hint back to it, so that
+    // it keeps its turn at once rather than at a worker's next walk from the head of the queue.
+    if (result) {
+        bool pnull;
+        notes::run_back_at(static_cast<uint64>(v2 ? store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id) : run_id));
+    }
     if (result && store::schema_version() >= 2) {
         // reopened: pipeline_stats' roll-up of its minute counts it no more
         bool isnull;

@@ -21,6 +21,8 @@ pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('q3',
               (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, $N) g))" >/dev/null \
     || pw_die "create_runs failed"
 pw_psql -c "VACUUM ANALYZE pipeline_worker.runs" >/dev/null
+# One run cancelled now, retried once the drain is under way: its place in the queue is far behind the claim hint.
+pw_psql -c "SELECT pipeline_worker.cancel_run(1)" >/dev/null || pw_die "cancel_run failed"
 
 # The snapshot: taken before the first claim, kept until the end.
 holdfile=$(mktemp)
@@ -35,12 +37,20 @@ pw_psql -c "SELECT pg_stat_reset()" >/dev/null
 
 t0=$(pw_now)
 pw_set_conf pipeline_worker.enabled on
+pw_wait_sql t 60 "SELECT count(*) >= 20000 FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.05 >/dev/null \
+    || pw_fail "the drain did not start"
+pw_check_sql "retry_run of the cancelled run, with the drain under way" "t" "SELECT pipeline_worker.retry_run(1)"
 left=$(pw_wait_sql 0 180 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending', 'running')" 0.3)
 pw_check "with a snapshot held, all $N runs finish" "0" "$left"
 pw_info "$N runs with a snapshot held: $(pw_elapsed "$t0") s"
 pw_check_sql "the snapshot was held throughout (it still holds back the horizon)" "1" \
     "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%''held''%' AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
 pw_check_sql "every run succeeded" "$N" "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
+# It keeps its turn: the retry's commit moves the claim hint back to it (not left to a worker's next walk from the
+# head of the queue, which the snapshot makes rare).
+pw_check_sql "the retried run finished while at least a quarter of the runs were still to finish" "t" \
+    "SELECT count(*) >= $N / 4 FROM pipeline_worker.runs
+      WHERE finished_at > (SELECT finished_at FROM pipeline_worker.runs WHERE id = 1)"
 
 # The workers' counters reach pg_stat a moment after their last commit: read until they stop moving.
 reads() { pw_psql -c "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'runs_ready_idx'"; }
