@@ -217,7 +217,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         bool pnull;
         notes::run_back_at(static_cast<uint64>(v2 ? store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id) : run_id));
     }
-    if (result && store::schema_version() >= 2) {
+    if (result && v2) {
         // reopened: pipeline_stats' roll-up of its minute counts it no more
         bool isnull;
         Datum was = col(0, 1, &isnull);

@@ -74,13 +74,24 @@ void cancel_at_commit(int64 run_id, bool broadcast) {
     cancels[ncancels++] = run_id;
 }
 
+namespace {
+
+bool moves_hint() { return reordered || top_priority > 0 || back_at != UINT64_MAX; }
+
+// Where this transaction's commit moves the claim hint back to: the head (reordered: the positions are not known),
+// the start of the highest priority queued, or the lowest position put back -- whichever is lowest.
+uint64 hint_target() {
+    if (reordered) return 0;
+    uint64 to = back_at;
+    if (top_priority > 0 && shared::priority_start(top_priority) < to) to = shared::priority_start(top_priority);
+    return to;
+}
+
+}  // namespace
+
 void pre_commit() {
-    if ((reordered || top_priority > 0 || back_at != UINT64_MAX) && !reorder_begun) {  // (publish moves the hint)
-        // where publish() will move the hint to: the head (reordered: the positions are not known), the start of the
-        // highest priority queued, or the lowest position put back
-        uint64 from = back_at;
-        if (top_priority > 0 && shared::priority_start(top_priority) < from) from = shared::priority_start(top_priority);
-        shared::begin_reorder(reordered ? 0 : from);
+    if (moves_hint() && !reorder_begun) {  // (publish moves the hint; claims start no higher until then)
+        shared::begin_reorder(hint_target());
         reorder_begun = true;
     }
 }
@@ -91,9 +102,7 @@ void publish() {
         shared::interrupt_executor(cancels[i], cancels_broadcast[i]);
     }
     if (due != 0) shared::note_retry_due(due);
-    if (reordered) shared::reset_claim_hint();
-    else if (top_priority > 0) shared::lower_claim_hint(top_priority);
-    if (!reordered && back_at != UINT64_MAX) shared::lower_claim_hint_to(back_at);
+    if (moves_hint()) shared::lower_claim_hint_to(hint_target());
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();

@@ -302,8 +302,6 @@ uint64 priority_start(int priority) {
     return static_cast<uint64>(32767 - priority) << 47;
 }
 
-void lower_claim_hint(int priority) { lower_claim_hint_to(priority_start(priority)); }
-
 void lower_claim_hint_to(uint64 position) {
     DbState *d = db();
     if (d == nullptr) return;

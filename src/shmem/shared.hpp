@@ -103,11 +103,10 @@ void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
 // The timer is due (a delayed run, a schedule, a rate window): true for the one caller that takes it.
 bool take_due();
-// Moves the claim hint back to the start of priority level `priority` if it is past it (0 with priority 0:
-// to the head of the queue). Keys as store::queue_key.
-void lower_claim_hint(int priority);
-uint64 priority_start(int priority);  // the first queue key of that priority level
-void lower_claim_hint_to(uint64 position);  // to this queue position (a key, or an id under the 0.1 schema)
+// The first queue key of priority level `priority` (keys as store::queue_key).
+uint64 priority_start(int priority);
+// Moves the claim hint back to this queue position (a key, or an id under the 0.1 schema) if it is past it.
+void lower_claim_hint_to(uint64 position);
 void reset_claim_hint();  // the next claim starts at the head of the queue
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
