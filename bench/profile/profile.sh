@@ -15,6 +15,7 @@ MODE=${1:-}
 shift || true
 case "$MODE" in w1 | http) ;; *) echo "usage: $0 w1|http [postgresql.conf lines...]" >&2; exit 2 ;; esac
 command -v perf >/dev/null || { echo "$0: perf is not installed (apt-get install linux-perf)" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "$0: python3 is not installed (apt-get install python3)" >&2; exit 2; }
 OUT=${PW_PROFILE_OUT:-$(mktemp -d /tmp/pw-profile.XXXXXX)}
 mkdir -p "$OUT"
 HZ=1999

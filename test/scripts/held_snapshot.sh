@@ -64,7 +64,7 @@ done
 per_run=$((cur / N))
 pw_info "runs_ready_idx: $cur index entries read for $N runs ($per_run per run)"
 # Without the bounds (before 2026-12-03): 551 entries per run here, growing with the runs claimed since the snapshot
-# (1,200 per run over 300,000 runs). With them: 39-55 (the claimed entry, the entries other workers hold, and the
+# (1,200 per run over 300,000 runs). With them: 25-55 (the claimed entry, the entries other workers hold, and the
 # periodic walks from the head, kept to a fiftieth of each worker's time, plus one per worker when the queue runs dry).
 if [ "$per_run" -lt 150 ]; then
     pw_ok "claims read $per_run queue index entries per run (under 150) with a snapshot held"
