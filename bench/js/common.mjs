@@ -1,4 +1,4 @@
-// Helpers shared by the orchestrator (main.mjs) and the child drivers (peer-*.mjs, submit.mjs).
+// Helpers shared by the orchestrator (main.mjs and its modules) and the child drivers (peer-*.mjs, submit.mjs).
 // Connections: libpq-style environment (PGHOST = the throwaway cluster's socket directory, PGPORT,
 // PGUSER, PGDATABASE) set by run.sh; `pg` reads it, and connString() builds the same as a URI.
 import fs from 'node:fs';
@@ -137,6 +137,26 @@ export async function hostBusyPct(ms = 1000) {
   return Math.round((100 * (b1 - b0)) / Math.max(1, t1 - t0));
 }
 
+// CPU seconds (user + system) a process has used, or 0 when it is gone
+export const procCpuS = (pid) => procStat(pid)?.cpuS ?? 0;
+
+// "soft/hard" open file limit of a process
+export function fdLimit(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').match(/^Max open files\s+(\S+)\s+(\S+)/m);
+    return m ? `${m[1]}/${m[2]}` : '?';
+  } catch {
+    return '?';
+  }
+}
+
+// TCP connections opened on this machine (all processes): ActiveOpens of /proc/net/snmp
+export function tcpActiveOpens() {
+  const l = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((x) => x.startsWith('Tcp:'));
+  const k = l[0].split(/\s+/);
+  return Number(l[1].split(/\s+/)[k.indexOf('ActiveOpens')]);
+}
+
 // VmRSS and RssAnon (kB) of a process, or null if it is gone.
 export function procMem(pid) {
   try {
@@ -149,3 +169,8 @@ export function procMem(pid) {
 }
 
 export const fmt = (x, d = 1) => (x == null || Number.isNaN(x) ? 'nan' : Number(x).toFixed(d));
+// Median of a list of numbers (NaN for an empty list).
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
+};

@@ -8,7 +8,7 @@ import { fmt } from './common.mjs';
 export const HTTP_LIVE_TARGET_CPP = 10000;
 export const HTTP_LIVE_TARGET_NODE_PCT = 80;
 
-// h: the orchestrator's helpers (main.mjs); capacity: the endpoint's own req/s (figure "endpoint"), or null.
+// h: the orchestrator's helpers (from http.mjs); capacity: the endpoint's own req/s (figure "endpoint"), or null.
 export async function httpLive(h, n, w, capacity) {
   const { q, val, log, emit, srv, reps } = h;
   await h.setWorkers(0);
