@@ -38,6 +38,12 @@ void runs_queued(uint64 n) {
     reordered = true;
 }
 
+void runs_queued_at(uint64 n, uint64 from) {
+    if (n == 0) return;
+    runs_created(static_cast<int>(n > 1000 ? 1000 : n));
+    run_back_at(from);
+}
+
 void due_at(TimestampTz at) {
     if (due == 0 || at < due) due = at;
 }

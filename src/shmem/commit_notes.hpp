@@ -14,6 +14,9 @@ void due_at(TimestampTz at);
 // n runs entered the queue where the claim hint may have passed (promoted, put back, recovered): wakes up to 1,000
 // workers' worth and makes the next claims start at the head. n may be 0.
 void runs_queued(uint64 n);
+// n runs entered the queue as runs_queued says, from queue position `from` on (the lowest of them): the claim hint
+// moves back to there, not to the head.
+void runs_queued_at(uint64 n, uint64 from);
 // Runs entered the queue behind the workers' claim hint (promoted, put back): their next claim starts at the head.
 void queue_reordered();
 // A run of this priority was queued: a claim hint past its place in the queue moves back to it.

@@ -28,6 +28,10 @@ struct Lane {
     uint64 parked_seq;  // bumped when runs were parked here (after their commit)
     uint64 cleared_seq; // parked_seq when an unpark found none left
     int64 filter_hash;  // key lanes: Request::filter_hash
+    // The lowest queue position from which a claim passed over this lane's queued runs (full: filtered out; one
+    // run per lane and claim: the others left queued) since the lane last gave a slot back. Those runs are behind
+    // the claim hint; the next release moves the hint back to here (UINT64_MAX: none passed over).
+    pg_atomic_uint64 skip_floor;
     int64 bucket[kBuckets];
     int32 count[kBuckets];
 };
@@ -145,6 +149,7 @@ Lane *enter(const Tag &tag) {
     Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
     if (lane != nullptr && !found) {
         memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
+        pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
     }
     return lane;
@@ -164,6 +169,13 @@ Lane *find_or_enter(const Tag &tag, const Limits &limits) {
 
 bool has_parked(const Lane *lane) { return lane->parked_seq != lane->cleared_seq; }
 
+// (Under the lock, shared or exclusive: the floor itself is atomic.)
+void lower_skip_floor(Lane *lane, uint64 from) {
+    uint64 cur = pg_atomic_read_u64(&lane->skip_floor);
+    while (cur > from && !pg_atomic_compare_exchange_u64(&lane->skip_floor, &cur, from)) {
+    }
+}
+
 // Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
 void maybe_forget(Lane *lane, TimestampTz now) {
     if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
@@ -174,19 +186,24 @@ void release_holding(Holding *h) {
     if (g_header == nullptr) return;
     TimestampTz now = GetCurrentTimestamp();
     bool parked = false;
+    uint64 floor = UINT64_MAX;
     LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
     for (int i = 0; i < h->nlanes; i++) {
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
         if (lane == nullptr) continue;
         if (lane->running > 0) lane->running--;
+        uint64 f = pg_atomic_exchange_u64(&lane->skip_floor, UINT64_MAX);
+        if (f < floor) floor = f;
         if (has_parked(lane)) parked = true;
         else maybe_forget(lane, now);
     }
     LWLockRelease(g_header->lock);
     if (parked) pg_atomic_write_u32(&g_header->unpark_wanted, 1);
-    // Runs of this lane may also be queued unparked (claims filter full lanes out): an idle worker looks, from the
-    // head of the queue (they may be behind the claim hint).
-    shared::reset_claim_hint();
+    // Runs of this lane that claims passed over are still queued, behind the claim hint: claims start no higher than
+    // the first of them. (Not at the head: with a snapshot held open, a walk from the head reads the index entry of
+    // every run claimed since, and a limited pipeline releases a slot per run -- test/scripts/held_snapshot.sh.)
+    // Parked runs come back through store::unpark_runs, which says where it puts them.
+    if (floor != UINT64_MAX) shared::lower_claim_hint_to(floor);
     shared::wake_workers(1);
 }
 
@@ -300,7 +317,7 @@ void release_now(int64 run_id) {
         }
 }
 
-bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max) {
+bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max) {
     *npipelines = *nkeys = 0;
     if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
     TimestampTz now = GetCurrentTimestamp();
@@ -310,6 +327,7 @@ bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int 
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
         if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
+        lower_skip_floor(lane, from);  // (before the claim runs: a slot given back after this sends claims here)
         if (lane->tag.per_key) {
             if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
         } else if (*npipelines < max) {
@@ -318,6 +336,18 @@ bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int 
     }
     LWLockRelease(g_header->lock);
     return *npipelines + *nkeys > 0;
+}
+
+void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from) {
+    if (g_header == nullptr || (!pipeline_lane && !key_lane)) return;
+    Tag tags[2];
+    int n = 0;
+    if (pipeline_lane) tags[n++] = make_tag(pipeline_id, false, 0);
+    if (key_lane) tags[n++] = make_tag(pipeline_id, true, key_hash);
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    for (int i = 0; i < n; i++)
+        if (Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tags[i], HASH_FIND, nullptr))) lower_skip_floor(lane, from);
+    LWLockRelease(g_header->lock);
 }
 
 void note_limits_changed(int64 pipeline_id) {

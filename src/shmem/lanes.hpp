@@ -40,7 +40,12 @@ struct Request {
 
 // The lanes that are full now, as the claim's filter takes them: pipelines (pipeline-wide limits) and key lanes
 // (filter hashes). Returns false when there are none (no limits in use: the common case costs one read).
-bool full_lanes(int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max);
+// from: the queue position the claim starts at. The runs it filters out stay queued behind the claim hint; the
+// lane's next release moves the hint back to the lowest such position.
+bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max);
+// A claim starting at queue position from left runs of these lanes queued (one run per lane and claim): the lanes'
+// next release moves the claim hint back to from, as for full_lanes.
+void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from);
 
 // The extension's instance in this database (pipeline_worker.runs' oid), set whenever the schema is looked up:
 // lanes of a dropped and re-created extension are distinct.

@@ -5,6 +5,7 @@
 #include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
 #include "store/pipelines.hpp"
+#include "store/queue.hpp"
 
 namespace pw::store {
 
@@ -124,9 +125,10 @@ void wake_parents(const int64 *parent_ids, int n) {
     pg::run_as_owner(&plan_wake,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
                      " not_before = NULL, waiting_for = NULL"
-                     " WHERE id = ANY ($1) AND CASE status WHEN 'waiting' THEN true ELSE false END",
+                     " WHERE id = ANY ($1) AND CASE status WHEN 'waiting' THEN true ELSE false END"
+                     " RETURNING priority, id",
                      1, types, v, nullptr, false);
-    if (SPI_processed > 0) notes::runs_queued(SPI_processed);
+    note_requeued();
 }
 
 int64 *unfinished_descendants(int64 run_id, int *n) {

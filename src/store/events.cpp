@@ -2,6 +2,7 @@
 
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
+#include "store/queue.hpp"
 
 namespace pw::store {
 
@@ -66,9 +67,10 @@ SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sende
     if (wakes) {
         pg::run_as_owner(&plan_wake,
                          "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
-                         " not_before = NULL, waiting_for = NULL WHERE id = $1 AND status = 'waiting'",
+                         " not_before = NULL, waiting_for = NULL WHERE id = $1 AND status = 'waiting'"
+                         " RETURNING priority, id",
                          1, t1, v1, nullptr, false);
-        notes::runs_queued(SPI_processed);
+        note_requeued();
     }
     return SendResult::Stored;
 }

@@ -55,6 +55,20 @@ int limited_claimed = 0;
 
 }  // namespace
 
+void note_requeued() {
+    uint64 n = SPI_processed;
+    int64 from = PG_INT64_MAX;
+    for (uint64 i = 0; i < n; i++) {
+        bool pnull, inull;
+        int priority = DatumGetInt32(col(i, 1, &pnull));
+        int64 id = DatumGetInt64(col(i, 2, &inull));
+        int64 k = queue_key(pnull ? 0 : priority, id);
+        if (!inull && k < from) from = k;
+    }
+    if (from == PG_INT64_MAX) notes::runs_queued(n);
+    else notes::runs_queued_at(n, static_cast<uint64>(from));
+}
+
 // After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
 // parked again if its lane is still full.
 void unpark_all_limited() {
@@ -118,7 +132,12 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     constexpr int kMaxFiltered = 256;
     int64 full_pipelines[kMaxFiltered], full_keys[kMaxFiltered];
     int nfp = 0, nfk = 0;
-    (void)lanes::full_lanes(full_pipelines, &nfp, full_keys, &nfk, kMaxFiltered);
+    // (Not in a worker's claim from the head: the lanes' next release would move the claim hint back to min_key, the
+    // head, and the next claims would walk from there and filter again -- with a snapshot held open, each such walk
+    // reads the index entry of every run claimed since. That claim parks the runs of full lanes instead, and
+    // store::unpark_runs says where it puts them back. A session's claim_run filters: it is one run, seldom.)
+    if (min_key > 0 || mark_running)
+        (void)lanes::full_lanes(static_cast<uint64>(min_key), full_pipelines, &nfp, full_keys, &nfk, kMaxFiltered);
     Oid types[8] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
     Datum v[8];
     v[0] = Int32GetDatum(max);
@@ -149,6 +168,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     int16 parked_kinds[64];
     LaneSeen seen[128];
     int nseen = 0, admitted_limited = 0;
+    bool fnull;
+    int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &fnull)), DatumGetInt64(col(0, 1, &fnull))) : 0;
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
         SPI_tuptable = rows;
@@ -166,7 +187,12 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             LaneSeen lp = {pipeline_id, false, 0}, lk = {pipeline_id, true, key_hash};
             bool key_limited = has_key && p->limits_per_key.any();
             // One run per lane and claim: the others stay queued for other workers (no worker hoards slots).
-            if ((p->limits.any() && seen_lane(seen, nseen, lp)) || (key_limited && seen_lane(seen, nseen, lk))) continue;
+            if ((p->limits.any() && seen_lane(seen, nseen, lp)) || (key_limited && seen_lane(seen, nseen, lk))) {
+                // Left queued, past this claim's first run (queue order): the lane's next release -- at the latest
+                // that of its run this claim admitted -- moves the claim hint back to there.
+                lanes::passed_over(pipeline_id, p->limits.any(), key_limited, key_hash, static_cast<uint64>(first_key));
+                continue;
+            }
             lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,
                                   key_hash,     p->limits_per_key, mark_running, filter_hash};
             int blocked = lanes::admit(req);
@@ -225,12 +251,12 @@ int64 promote_due_runs() {
                                " FROM (SELECT id FROM pipeline_worker.runs"
                                "   WHERE status IN ('pending', 'waiting') AND not_before <= $1"
                                "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"
-                               " WHERE r.id = ANY (ARRAY[d.id])",
+                               " WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.priority, r.id",
                                1, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
+    note_requeued();
     SPI_finish();
-    notes::runs_queued(n);
     return n;
 }
 
@@ -266,7 +292,8 @@ int64 unpark_runs() {
                 "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
                 "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])",
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
+                " RETURNING r.priority, r.id",
                 3, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         } else {
@@ -277,16 +304,17 @@ int64 unpark_runs() {
                 "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
                 "   AND pipeline_id = $1 AND parked = $2"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])",
+                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
+                " RETURNING r.priority, r.id",
                 3, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         }
         int found = static_cast<int>(SPI_processed);
         total += found;
+        note_requeued();
         lanes::unpark_done(u, found);
     }
     SPI_finish();
-    notes::runs_queued(static_cast<uint64>(total));
     return total;
 }
 

@@ -19,6 +19,10 @@ inline int64 queue_key(int priority, int64 id) {
 }
 inline int key_priority(int64 key) { return 32767 - static_cast<int>(key >> kIdBits); }
 
+// The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
+// commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.
+void note_requeued();
+
 // claim_runs for the 0.2 schema (same contract), in queue order. Runs whose pipeline or key is at a limit are
 // parked instead of claimed; a lane admits at most one run per claim (the others stay queued for other workers).
 int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
