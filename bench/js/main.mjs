@@ -71,7 +71,7 @@ try {
     await httpMode();
   } else if (o.mode === 'flow') {
     await flowMode({ q, val, log, emit, o, W, N, PIPELINE, results, peers, setWorkers, applyConfig, waitZero, PW_LEFT,
-      pwDiagnose, failText, check, peerDrain });
+      pwDiagnose, failText, check, peerDrain, holdSnapshot: h.holdSnapshot });
   } else if (o.mode === 'ops') {
     await opsMode({ q, val, log, emit, o, W, N, PIPELINE, results, setWorkers, waitZero, PW_LEFT, pwDiagnose, failText,
       runSqlFileOn });
