@@ -40,6 +40,7 @@ struct Header {
     LWLock *lock;
     pg_atomic_uint32 unpark_wanted;
     pg_atomic_uint32 fresh;  // 1 after (re)initialisation, until a worker put the parked runs back
+    pg_atomic_uint64 floor_releases;  // releases that moved the claim hint back to a lane's skip floor
 };
 
 Header *g_header = nullptr;
@@ -80,6 +81,17 @@ struct PendingClear {
 constexpr int kMaxPendingClears = 64;
 PendingClear pending_clears[kMaxPendingClears];
 int npending_clears = 0;
+// Runs this transaction's claims passed over (one run per lane and claim), still locked by it: their lanes' floors
+// are set when it ends (lanes::at_commit / at_abort), before its own slots are given back. Set at once, a release by
+// another backend could take the floor while the rows are locked, claims from there would skip them, and the hint
+// would move past them with no floor left to bring it back.
+struct PassedOver {
+    Tag tag;
+    uint64 from;
+};
+constexpr int kMaxPassedOver = 128;
+PassedOver passed[kMaxPassedOver];
+int npassed = 0;
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
@@ -176,6 +188,21 @@ void lower_skip_floor(Lane *lane, uint64 from) {
     }
 }
 
+void apply_passed_over() {
+    if (npassed == 0) return;
+    if (g_header != nullptr) {
+        uint64 lowest = UINT64_MAX;  // (the table was full: noted on passed[0])
+        for (int i = 0; i < npassed; i++) lowest = passed[i].from < lowest ? passed[i].from : lowest;
+        LWLockAcquire(g_header->lock, LW_SHARED);
+        for (int i = 0; i < npassed; i++) {
+            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &passed[i].tag, HASH_FIND, nullptr));
+            if (lane != nullptr) lower_skip_floor(lane, npassed == kMaxPassedOver ? lowest : passed[i].from);
+        }
+        LWLockRelease(g_header->lock);
+    }
+    npassed = 0;
+}
+
 // Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
 void maybe_forget(Lane *lane, TimestampTz now) {
     if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
@@ -203,7 +230,12 @@ void release_holding(Holding *h) {
     // the first of them. (Not at the head: with a snapshot held open, a walk from the head reads the index entry of
     // every run claimed since, and a limited pipeline releases a slot per run -- test/scripts/held_snapshot.sh.)
     // Parked runs come back through store::unpark_runs, which says where it puts them.
-    if (floor != UINT64_MAX) shared::lower_claim_hint_to(floor);
+    if (floor != UINT64_MAX) {
+        // (counted first: a claim that filtered the lane before this and moves the hint up after it sees the count
+        // change and moves the hint back to where it started -- serve.cpp claim_batch)
+        pg_atomic_fetch_add_u64(&g_header->floor_releases, 1);
+        shared::lower_claim_hint_to(floor);
+    }
     shared::wake_workers(1);
 }
 
@@ -327,7 +359,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
         if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
-        lower_skip_floor(lane, from);  // (before the claim runs: a slot given back after this sends claims here)
+        lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see floor_releases)
         if (lane->tag.per_key) {
             if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
         } else if (*npipelines < max) {
@@ -339,16 +371,27 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
 }
 
 void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from) {
-    if (g_header == nullptr || (!pipeline_lane && !key_lane)) return;
+    if (g_header == nullptr) return;
     Tag tags[2];
     int n = 0;
     if (pipeline_lane) tags[n++] = make_tag(pipeline_id, false, 0);
     if (key_lane) tags[n++] = make_tag(pipeline_id, true, key_hash);
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    for (int i = 0; i < n; i++)
-        if (Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tags[i], HASH_FIND, nullptr))) lower_skip_floor(lane, from);
-    LWLockRelease(g_header->lock);
+    for (int i = 0; i < n; i++) {
+        int j = 0;
+        while (j < npassed && memcmp(&passed[j].tag, &tags[i], sizeof(Tag)) != 0) j++;
+        if (j == npassed) {
+            if (npassed == kMaxPassedOver) {  // (full: the lowest position noted stands for the rest)
+                passed[0].from = passed[0].from < from ? passed[0].from : from;
+                continue;
+            }
+            passed[npassed++] = {tags[i], from};
+        } else if (from < passed[j].from) {
+            passed[j].from = from;
+        }
+    }
 }
+
+uint64 floor_releases() { return g_header == nullptr ? 0 : pg_atomic_read_u64(&g_header->floor_releases); }
 
 void note_limits_changed(int64 pipeline_id) {
     if (nchanged < 16) changed_pipelines[nchanged] = pipeline_id;
@@ -364,6 +407,7 @@ void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {
 }
 
 void at_commit() {
+    apply_passed_over();
     for (int i = 0; i < nholdings;) {
         Holding *h = &holdings[i];
         h->durable = h->durable || h->durable_pending;
@@ -429,6 +473,7 @@ void at_commit() {
 }
 
 void at_abort() {
+    apply_passed_over();
     for (int i = 0; i < nholdings;) {
         Holding *h = &holdings[i];
         h->durable_pending = false;
@@ -529,6 +574,7 @@ void shmem_startup() {
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
         pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
         pg_atomic_init_u32(&g_header->fresh, 1);
+        pg_atomic_init_u64(&g_header->floor_releases, 0);
     }
     HASHCTL info;
     memset(&info, 0, sizeof(info));

@@ -128,7 +128,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
                  int64 below_key) {
     if (max > 64) max = 64;
     // Lanes full right now are filtered out (their runs stay queued, unlocked, for when they have room): a claim
-    // does not lock and park runs it cannot start. Races with other claimers still park a few.
+    // past the head does not lock and park runs it cannot start. Races with other claimers still park a few.
     constexpr int kMaxFiltered = 256;
     int64 full_pipelines[kMaxFiltered], full_keys[kMaxFiltered];
     int nfp = 0, nfk = 0;
@@ -137,7 +137,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // reads the index entry of every run claimed since. That claim parks the runs of full lanes instead, and
     // store::unpark_runs says where it puts them back. A session's claim_run filters: it is one run, seldom.)
     if (min_key > 0 || mark_running)
-        (void)lanes::full_lanes(static_cast<uint64>(min_key), full_pipelines, &nfp, full_keys, &nfk, kMaxFiltered);
+        (void)lanes::full_lanes(mark_running ? UINT64_MAX : static_cast<uint64>(min_key), full_pipelines, &nfp,
+                                full_keys, &nfk, kMaxFiltered);  // (claim_run moves no hint: it sets no floor)
     Oid types[8] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
     Datum v[8];
     v[0] = Int32GetDatum(max);
@@ -168,8 +169,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     int16 parked_kinds[64];
     LaneSeen seen[128];
     int nseen = 0, admitted_limited = 0;
-    bool fnull;
-    int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &fnull)), DatumGetInt64(col(0, 1, &fnull))) : 0;
+    bool pnull, inull;
+    int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &pnull)), DatumGetInt64(col(0, 1, &inull))) : 0;
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
         SPI_tuptable = rows;

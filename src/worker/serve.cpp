@@ -236,6 +236,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     uint64 reorder_from = shared::reorder_floor();
     if (reorder_from < static_cast<uint64>(hint)) hint = static_cast<int64>(reorder_from);
     bool hinted = hint > 0 && !periodic_head_claim_due();
+    uint64 floor_releases = lanes::floor_releases();
     int n = 0;
     if (hinted) {
         n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
@@ -268,6 +269,10 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
         }
     }
+    // A lane release during this claim may have taken the skip floor this claim set (lanes::full_lanes) and moved the
+    // hint back to it before the move up above: the runs this claim filtered out would be left behind the hint with
+    // no floor to bring it back. Claims start here again instead.
+    if (hinted && lanes::floor_releases() != floor_releases) shared::lower_claim_hint_to(static_cast<uint64>(hint));
     // keep the batch in queue order
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && queue_position(runs[j - 1], version) > queue_position(runs[j], version); j--)

@@ -102,7 +102,7 @@ for _ in $(seq 1 40); do
 done
 per_run=$((cur / K))
 pw_info "keyed runs: $cur runs_ready_idx entries read for $K runs ($per_run per run)"
-# The previous build read 129,654 per run here and had not finished the runs after 180 s; this one: 117-556 (each walk from
+# The previous build read 129,654 per run here and had not finished the runs after 180 s; this one: 117-735 (each walk from
 # the head, periodic or when nothing past the hint can start, reads the 200,000 dead entries of the first drain).
 if [ "$per_run" -lt 2000 ]; then
     pw_ok "claims of the keyed runs read $per_run queue index entries per run (under 2000) with a snapshot held"
