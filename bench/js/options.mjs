@@ -14,8 +14,8 @@ export function usage(msg) {
 
 // pipeline_worker configurations (GUCs applied with ALTER SYSTEM + reload before each timed run)
 export const PW_CONFIGS = {
-  // the extension's defaults: claim up to 8 runs per claim transaction, keep consecutive steps
-  // of a run in one transaction for up to 10 ms (so W1's steps usually share one commit)
+  // the extension's defaults (pipeline_worker.claim_batch 64, commit_interval_ms 20: a worker claims up to 64 runs
+  // at once and commits their steps and outcomes together, at most every 20 ms; the result line shows both)
   default: { 'pipeline_worker.claim_batch': null, 'pipeline_worker.commit_interval_ms': null },
   // closest to W1's five commits per run: claim one run per transaction, commit after every step
   // (the last step and the run's finish still share one commit: 4 commits per run)
