@@ -92,6 +92,7 @@ struct PassedOver {
 constexpr int kMaxPassedOver = 128;
 PassedOver passed[kMaxPassedOver];
 int npassed = 0;
+uint64 passed_overflow = UINT64_MAX;  // (more lanes than that: the lowest position of the rest, for the hint itself)
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
@@ -191,15 +192,16 @@ void lower_skip_floor(Lane *lane, uint64 from) {
 void apply_passed_over() {
     if (npassed == 0) return;
     if (g_header != nullptr) {
-        uint64 lowest = UINT64_MAX;  // (the table was full: noted on passed[0])
-        for (int i = 0; i < npassed; i++) lowest = passed[i].from < lowest ? passed[i].from : lowest;
         LWLockAcquire(g_header->lock, LW_SHARED);
         for (int i = 0; i < npassed; i++) {
             Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &passed[i].tag, HASH_FIND, nullptr));
-            if (lane != nullptr) lower_skip_floor(lane, npassed == kMaxPassedOver ? lowest : passed[i].from);
+            if (lane != nullptr) lower_skip_floor(lane, passed[i].from);
         }
         LWLockRelease(g_header->lock);
     }
+    // Lanes beyond the list have no floor: their runs, unlocked now, bring the claim hint back themselves.
+    if (passed_overflow != UINT64_MAX) shared::lower_claim_hint_to(passed_overflow);
+    passed_overflow = UINT64_MAX;
     npassed = 0;
 }
 
@@ -380,8 +382,8 @@ void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 ke
         int j = 0;
         while (j < npassed && memcmp(&passed[j].tag, &tags[i], sizeof(Tag)) != 0) j++;
         if (j == npassed) {
-            if (npassed == kMaxPassedOver) {  // (full: the lowest position noted stands for the rest)
-                passed[0].from = passed[0].from < from ? passed[0].from : from;
+            if (npassed == kMaxPassedOver) {
+                passed_overflow = passed_overflow < from ? passed_overflow : from;
                 continue;
             }
             passed[npassed++] = {tags[i], from};

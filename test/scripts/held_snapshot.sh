@@ -52,17 +52,20 @@ pw_check_sql "the retried run finished while at least a quarter of the runs were
     "SELECT count(*) >= $N / 4 FROM pipeline_worker.runs
       WHERE finished_at > (SELECT finished_at FROM pipeline_worker.runs WHERE id = 1)"
 
-# The workers' counters reach pg_stat a moment after their last commit: read until they stop moving.
-reads() { pw_psql -c "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'runs_ready_idx'"; }
-prev=-1
-for _ in $(seq 1 40); do
-    cur=$(reads)
-    [ "$cur" = "$prev" ] && break
-    prev=$cur
-    sleep 0.5
-done
-per_run=$((cur / N))
-pw_info "runs_ready_idx: $cur index entries read for $N runs ($per_run per run)"
+# runs_ready_idx entries read per run since the last pg_stat_reset (the workers' counters reach pg_stat a moment
+# after their last commit: read until they stop moving). Sets per_run; $1 runs, $2 what they were.
+entries_per_run() {
+    local prev=-1 cur
+    for _ in $(seq 1 40); do
+        cur=$(pw_psql -c "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'runs_ready_idx'")
+        [ "$cur" = "$prev" ] && break
+        prev=$cur
+        sleep 0.5
+    done
+    per_run=$((cur / $1))
+    pw_info "$2: $cur runs_ready_idx entries read for $1 runs ($per_run per run)"
+}
+entries_per_run "$N" "plain runs"
 # Without the bounds (before 2026-12-03): 551 entries per run here, growing with the runs claimed since the snapshot
 # (1,200 per run over 300,000 runs). With them: 25-55 (the claimed entry, the entries other workers hold, and the
 # periodic walks from the head, kept to a fiftieth of each worker's time, plus one per worker when the queue runs dry).
@@ -93,15 +96,7 @@ left=$(pw_wait_sql 0 180 "SELECT count(*) FROM pipeline_worker.runs WHERE status
 pw_check "with a snapshot held, all $K runs of 100 keys at one run per key finish" "0" "$left"
 pw_check_sql "every keyed run succeeded" "$K" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'keyed' AND status = 'succeeded'"
-prev=-1
-for _ in $(seq 1 40); do
-    cur=$(reads)
-    [ "$cur" = "$prev" ] && break
-    prev=$cur
-    sleep 0.5
-done
-per_run=$((cur / K))
-pw_info "keyed runs: $cur runs_ready_idx entries read for $K runs ($per_run per run)"
+entries_per_run "$K" "keyed runs"
 # The previous build read 129,654 per run here and had not finished the runs after 180 s; this one: 117-735 (each walk from
 # the head, periodic or when nothing past the hint can start, reads the 200,000 dead entries of the first drain).
 if [ "$per_run" -lt 2000 ]; then
