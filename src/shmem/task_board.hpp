@@ -1,6 +1,6 @@
 // The task board: a worker executing a function map step puts the step's untried tasks up here, and idle workers of
 // the same database take chunks of them, so that a map's tasks run in parallel across workers (exec/shared_tasks.cpp
-// says what each side does with them; docs/ARCHITECTURE.md "Map tasks across workers").
+// says what each side does with them; docs/ARCHITECTURE-workflows.md "Map tasks across workers").
 //
 // Only task indexes, owners and helpers live here -- no data: a helper reads the run from its tables. The board is
 // lost in a crash restart with everything else in shared memory, which is fine: it only ever holds work whose
