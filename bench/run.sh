@@ -35,10 +35,11 @@
 #                          window >= 80 % of the fresh drain)
 #   --flow                 the 0.2 flow-control figures in one run (bench/js/flow.mjs): W1 drain and graphile's
 #                          tuned no-op rate, W1 with priorities over 10 levels, W1 with 100 concurrency keys
-#                          (concurrency_per_key 1), 10,000 runs with --flow-future (1000000) future-dated runs in the
-#                          table, run_at lateness (1,000 runs), create_runs vs create_run (100,000), 100 '1 seconds'
-#                          schedules for 20 s (lateness, duplicates, missed slots); --flow-figures LIST (all) picks
-#                          some of: priorities,keys,future,run_at,create_runs,schedules (the plain drain always runs)
+#                          (concurrency_per_key 1), --flow-limited (50000) runs at "concurrency": 4, 10,000 runs with
+#                          --flow-future (1000000) future-dated runs in the table, run_at lateness (1,000 runs),
+#                          create_runs vs create_run (100,000), 100 '1 seconds' schedules for 20 s (lateness,
+#                          duplicates, missed slots); --flow-figures LIST (all) picks some of:
+#                          priorities,keys,limit,future,run_at,create_runs,schedules (the plain drain always runs)
 #   --hold-snapshot 1      drain mode: during every timed drain (ours and the peers'), another session keeps a
 #                          REPEATABLE READ snapshot open (as a long report, pg_dump or a client idle in a
 #                          transaction does), so no dead row or index entry of the drain can be cleaned up
@@ -116,7 +117,7 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs|--steady-backlog|--flow-future|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
+    --scale-backlogs|--steady-backlog|--flow-future|--flow-limited|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
     --ops-retention-history|--steady-retention|--steady-submit|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
     --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers|--hold-snapshot)
       [ $# -gt 1 ] || die "missing value for $1"

@@ -1,6 +1,6 @@
 // --flow: the flow-control figures of release 0.2, side by side in one run on one cluster (bench/README.md):
 // plain W1 drain and graphile-worker's tuned no-op rate (the reference pair), W1 with priorities over 10 levels,
-// W1 with 100 concurrency keys at "concurrency_per_key": 1, a 10,000-run drain with 1,000,000 future-dated runs in
+// W1 with 100 concurrency keys at "concurrency_per_key": 1, W1 at "concurrency": 4 with a backlog, a 10,000-run drain with 1,000,000 future-dated runs in
 // the table, run_at start lateness, create_runs against create_run, and 100 '1 seconds' schedules.
 import { fmt, sleep } from './common.mjs';
 
@@ -75,6 +75,18 @@ export async function flowMode(h) {
   await q(`SELECT pipeline_worker.alter_pipeline($1, '{"concurrency_per_key": null}')`, [PIPELINE]);
   emit(`flow figure=w1_100_keys_per_key_1 runs_per_s=${fmt(keys.rps)} of_plain=${pct(keys.rps, plain.rps)} ` +
     `target=>=50% verified=${keys.verified}${keys.held}`);
+  }
+
+  // 3b. A pipeline-wide limit with a backlog: --flow-limited runs (default 50,000) at "concurrency": 4. Four runs at
+  // a time, each slot freed by a commit: bound by commits, not by CPU -- until 2026-12-03 every claim walked the
+  // whole filtered backlog (50,000 runs took 58 s, both cores busy).
+  if (want('limit')) {
+  const nl = Number(h.o['flow-limited'] ?? 50000);
+  await q(`SELECT pipeline_worker.alter_pipeline($1, '{"concurrency": 4}')`, [PIPELINE]);
+  const lim = await drain('limit4', nl, () => insertW1('', nl));
+  await q(`SELECT pipeline_worker.alter_pipeline($1, '{"concurrency": null}')`, [PIPELINE]);
+  emit(`flow figure=w1_pipeline_concurrency_4 runs=${nl} runs_per_s=${fmt(lim.rps)} seconds=${fmt(lim.secs, 1)} ` +
+    `verified=${lim.verified}${lim.held}`);
   }
 
   // 4. 10,000 runs to drain with 1,000,000 future-dated runs in the table.

@@ -1,51 +1,14 @@
 #include "shmem/lanes.hpp"
 
+#include "shmem/lane_table.hpp"
+
 #include "shmem/shared.hpp"
 
 namespace pw::lanes {
 
+using namespace table;
+
 namespace {
-
-constexpr int kMaxLanes = 8192;
-// A rate window is kept as kBuckets counters of width ceil(per_ms / (kBuckets - 1)): a bucket that overlaps the
-// window at all counts in full, so the limit is never exceeded (a start may wait up to one bucket width longer).
-constexpr int kBuckets = 32;
-
-struct Tag {
-    Oid db;
-    Oid instance;  // pipeline_worker.runs' oid: a re-created extension (ids start over) shares no lane
-    int32 per_key;
-    int32 pad;
-    int64 pipeline_id;
-    uint64 key_hash;
-};
-
-struct Lane {
-    Tag tag;  // hash key: first
-    int running;
-    Limits limits;      // as of the last admission
-    int64 width_us;     // rate bucket width (0: no rate limit seen)
-    uint64 parked_seq;  // bumped when runs were parked here (after their commit)
-    uint64 cleared_seq; // parked_seq when an unpark found none left
-    int64 filter_hash;  // key lanes: Request::filter_hash
-    // The lowest queue position from which a claim passed over this lane's queued runs (full: filtered out; one
-    // run per lane and claim: the others left queued) since the lane last gave a slot back. Those runs are behind
-    // the claim hint; the next release moves the hint back to here (UINT64_MAX: none passed over).
-    pg_atomic_uint64 skip_floor;
-    int64 bucket[kBuckets];
-    int32 count[kBuckets];
-};
-
-struct Header {
-    LWLock *lock;
-    pg_atomic_uint32 unpark_wanted;
-    pg_atomic_uint32 fresh;  // 1 after (re)initialisation, until a worker put the parked runs back
-    pg_atomic_uint64 floor_releases;  // releases that moved the claim hint back to a lane's skip floor
-};
-
-Header *g_header = nullptr;
-Oid current_instance = InvalidOid;
-HTAB *g_lanes = nullptr;
 
 // This backend's slots, by run.
 struct Holding {
@@ -64,6 +27,7 @@ bool exit_hook_set = false;
 
 struct ParkNote {
     Tag tag;
+    uint64 from;  // the lowest queue position this transaction parked a run of the lane at
 };
 constexpr int kMaxParkNotes = 256;
 ParkNote park_notes[kMaxParkNotes];
@@ -77,6 +41,8 @@ int nchanged = 0;  // (more than 16 in one transaction: every lane of the databa
 struct PendingClear {
     Tag tag;
     uint64 seq;
+    bool clear;      // found fewer than it had room for: none left
+    uint64 advance;  // the position after the last run put back: the lane's next unpark starts there
 };
 constexpr int kMaxPendingClears = 64;
 PendingClear pending_clears[kMaxPendingClears];
@@ -96,99 +62,6 @@ uint64 passed_overflow = UINT64_MAX;  // (more lanes than that: the lowest posit
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
-Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
-    Tag t;
-    memset(&t, 0, sizeof(t));
-    t.db = MyDatabaseId;
-    t.instance = current_instance;
-    t.per_key = per_key ? 1 : 0;
-    t.pipeline_id = pipeline_id;
-    t.key_hash = per_key ? key_hash : 0;
-    return t;
-}
-
-int64 bucket_width(const Limits &l) {
-    return l.rate_runs > 0 ? (int64(l.rate_ms) * 1000 + kBuckets - 2) / (kBuckets - 1) : 0;
-}
-
-// Starts counted in the window ending now.
-int rate_count(const Lane *lane, TimestampTz now) {
-    if (lane->width_us == 0) return 0;
-    int64 cur = now / lane->width_us, lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
-    int n = 0;
-    for (int i = 0; i < kBuckets; i++)
-        if (lane->bucket[i] >= lo && lane->bucket[i] <= cur) n += lane->count[i];
-    return n;
-}
-
-// When the window will have room for one more start (now if it has).
-TimestampTz rate_opening(const Lane *lane, TimestampTz now) {
-    int n = rate_count(lane, now);
-    if (lane->width_us == 0 || n < lane->limits.rate_runs) return now;
-    int64 lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
-    // oldest buckets leave the window first
-    for (int64 b = lo;; b++) {
-        for (int i = 0; i < kBuckets; i++)
-            if (lane->bucket[i] == b) n -= lane->count[i];
-        if (n < lane->limits.rate_runs) return (b + 1) * lane->width_us + int64(lane->limits.rate_ms) * 1000;
-        if (b > now / lane->width_us) return now;  // (cannot happen: every counted bucket has passed)
-    }
-}
-
-int room(const Lane *lane, TimestampTz now) {
-    int r = INT_MAX;
-    if (lane->limits.concurrency > 0) r = lane->limits.concurrency - lane->running;
-    if (lane->limits.rate_runs > 0) {
-        int rr = lane->limits.rate_runs - rate_count(lane, now);
-        r = rr < r ? rr : r;
-    }
-    return r < 0 ? 0 : r;
-}
-
-void count_start(Lane *lane, TimestampTz now) {
-    if (lane->width_us == 0) return;
-    int64 b = now / lane->width_us;
-    int i = static_cast<int>(b % kBuckets);
-    if (lane->bucket[i] != b) {
-        lane->bucket[i] = b;
-        lane->count[i] = 0;
-    }
-    lane->count[i]++;
-}
-
-// The lane, entered empty if new; nullptr when the table is full.
-Lane *enter(const Tag &tag) {
-    bool found;
-    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
-    if (lane != nullptr && !found) {
-        memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
-        pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
-        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
-    }
-    return lane;
-}
-
-Lane *find_or_enter(const Tag &tag, const Limits &limits) {
-    Lane *lane = enter(tag);
-    if (lane == nullptr) return nullptr;
-    int64 width = bucket_width(limits);
-    if (width != lane->width_us) {  // rate limit set or changed: start a new window
-        lane->width_us = width;
-        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
-    }
-    lane->limits = limits;
-    return lane;
-}
-
-bool has_parked(const Lane *lane) { return lane->parked_seq != lane->cleared_seq; }
-
-// (Under the lock, shared or exclusive: the floor itself is atomic.)
-void lower_skip_floor(Lane *lane, uint64 from) {
-    uint64 cur = pg_atomic_read_u64(&lane->skip_floor);
-    while (cur > from && !pg_atomic_compare_exchange_u64(&lane->skip_floor, &cur, from)) {
-    }
-}
-
 void apply_passed_over() {
     if (npassed == 0) return;
     if (g_header != nullptr) {
@@ -203,12 +76,6 @@ void apply_passed_over() {
     if (passed_overflow != UINT64_MAX) shared::lower_claim_hint_to(passed_overflow);
     passed_overflow = UINT64_MAX;
     npassed = 0;
-}
-
-// Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
-void maybe_forget(Lane *lane, TimestampTz now) {
-    if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
-        hash_search(g_lanes, &lane->tag, HASH_REMOVE, nullptr);
 }
 
 void release_holding(Holding *h) {
@@ -351,7 +218,7 @@ void release_now(int64 run_id) {
         }
 }
 
-bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max) {
+bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines) {
     *npipelines = *nkeys = 0;
     if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
     TimestampTz now = GetCurrentTimestamp();
@@ -361,6 +228,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
         if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
+        if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
         lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see floor_releases)
         if (lane->tag.per_key) {
             if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
@@ -393,6 +261,17 @@ void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 ke
     }
 }
 
+void park_backlogs(const int64 *pipelines, int n) {
+    if (g_header == nullptr || n == 0) return;
+    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+    for (int i = 0; i < n; i++) {
+        Tag t = make_tag(pipelines[i], false, 0);
+        Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &t, HASH_FIND, nullptr));
+        if (lane != nullptr) lane->park_backlog = true;
+    }
+    LWLockRelease(g_header->lock);
+}
+
 uint64 floor_releases() { return g_header == nullptr ? 0 : pg_atomic_read_u64(&g_header->floor_releases); }
 
 void note_limits_changed(int64 pipeline_id) {
@@ -400,16 +279,20 @@ void note_limits_changed(int64 pipeline_id) {
     nchanged++;
 }
 
-void note_parked(int64 pipeline_id, int kind, uint64 key_hash) {
+void note_parked(int64 pipeline_id, int kind, uint64 key_hash, uint64 position) {
     if (kind != kParkedPipeline && kind != kParkedKey) return;
     Tag t = make_tag(pipeline_id, kind == kParkedKey, key_hash);
-    for (int i = 0; i < npark_notes; i++)
-        if (memcmp(&park_notes[i].tag, &t, sizeof(t)) == 0) return;
-    if (npark_notes < kMaxParkNotes) park_notes[npark_notes++].tag = t;
+    for (int i = 0; i < npark_notes; i++) {
+        if (memcmp(&park_notes[i].tag, &t, sizeof(t)) != 0) continue;
+        if (position < park_notes[i].from) park_notes[i].from = position;
+        return;
+    }
+    if (npark_notes < kMaxParkNotes) park_notes[npark_notes++] = ParkNote{t, position};
 }
 
 void at_commit() {
     apply_passed_over();
+
     for (int i = 0; i < nholdings;) {
         Holding *h = &holdings[i];
         h->durable = h->durable || h->durable_pending;
@@ -430,6 +313,9 @@ void at_commit() {
             Lane *lane = enter(park_notes[i].tag);
             if (lane == nullptr) continue;
             lane->parked_seq++;
+            // (lowered only now, with the rows visible: an unpark that ran meanwhile and moved the start past them
+            // either sees parked_seq changed at its commit and moves nothing, or committed before and is undone here)
+            if (park_notes[i].from < lane->unpark_from) lane->unpark_from = park_notes[i].from;
             // room already (a slot freed before this commit): nobody else will notice
             if (room(lane, now) > 0) wake = true;
             // a full rate window: the timer puts them back when it moves on
@@ -447,8 +333,11 @@ void at_commit() {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         for (int i = 0; i < npending_clears; i++) {
             Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &pending_clears[i].tag, HASH_FIND, nullptr));
-            if (lane != nullptr && lane->parked_seq == pending_clears[i].seq) {  // (not parked again since)
+            if (lane == nullptr || lane->parked_seq != pending_clears[i].seq) continue;  // (parked again since)
+            if (pending_clears[i].advance > lane->unpark_from) lane->unpark_from = pending_clears[i].advance;
+            if (pending_clears[i].clear) {
                 lane->cleared_seq = pending_clears[i].seq;
+                lane->park_backlog = false;  // (its backlog is gone: filtering it is cheap again)
                 maybe_forget(lane, now);
             }
         }
@@ -529,6 +418,7 @@ int lanes_to_unpark(Unpark *out, int max) {
         out[n].key_hash = lane->tag.key_hash;
         out[n].room = r > 1000 ? 1000 : r;
         out[n].seq = lane->parked_seq;
+        out[n].from = lane->unpark_from;
         n++;
     }
     LWLockRelease(g_header->lock);
@@ -536,12 +426,13 @@ int lanes_to_unpark(Unpark *out, int max) {
     return n;
 }
 
-void unpark_done(const Unpark &u, int found) {
-    if (g_header == nullptr || found >= u.room) return;
+void unpark_done(const Unpark &u, int found, uint64 next_from) {
+    if (g_header == nullptr || (found >= u.room && next_from <= u.from)) return;
     // In a subtransaction the put-back may still be rolled back alone: the lane goes on remembering (at worst a
-    // later unpark finds nothing). Too many to remember: the same.
+    // later unpark finds nothing, or starts lower than it needs). Too many to remember: the same.
     if (GetCurrentTransactionNestLevel() > 1 || npending_clears == kMaxPendingClears) return;
-    pending_clears[npending_clears++] = PendingClear{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq};
+    pending_clears[npending_clears++] =
+        PendingClear{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq, found < u.room, next_from};
 }
 
 TimestampTz next_rate_opening() {
@@ -561,28 +452,6 @@ TimestampTz next_rate_opening() {
     }
     LWLockRelease(g_header->lock);
     return best;
-}
-
-void shmem_request() {
-    RequestAddinShmemSpace(MAXALIGN(sizeof(Header)));
-    RequestAddinShmemSpace(hash_estimate_size(kMaxLanes, sizeof(Lane)));
-    RequestNamedLWLockTranche("pipeline_worker lanes", 1);
-}
-
-void shmem_startup() {
-    bool found;
-    g_header = static_cast<Header *>(ShmemInitStruct("pipeline_worker lanes header", sizeof(Header), &found));
-    if (!found) {
-        g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
-        pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
-        pg_atomic_init_u32(&g_header->fresh, 1);
-        pg_atomic_init_u64(&g_header->floor_releases, 0);
-    }
-    HASHCTL info;
-    memset(&info, 0, sizeof(info));
-    info.keysize = sizeof(Tag);
-    info.entrysize = sizeof(Lane);
-    g_lanes = ShmemInitHash("pipeline_worker lanes", kMaxLanes, kMaxLanes, &info, HASH_ELEM | HASH_BLOBS);
 }
 
 }  // namespace pw::lanes

@@ -42,7 +42,13 @@ struct Request {
 // (filter hashes). Returns false when there are none (no limits in use: the common case costs one read).
 // from: the queue position the claim starts at. The runs it filters out stay queued behind the claim hint; the
 // lane's next release moves the hint back to the lowest such position.
-bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max);
+// all_pipelines false: not the pipeline lanes whose backlog claims park (park_backlogs): their runs are for the claim
+// to lock and park.
+bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines);
+// These full pipeline lanes made a claim that filtered them slow: their queued runs are too many to step over at
+// every claim. Until their parked runs are all back, claims do not filter them but lock and park them (a commit
+// per slot to put runs back, instead of a walk over the backlog per claim).
+void park_backlogs(const int64 *pipelines, int n);
 // A claim starting at queue position from left runs of these lanes queued (one run per lane and claim), locked by
 // this transaction: once it ends, the lanes' next release moves the claim hint back to from, as for full_lanes.
 void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from);
@@ -75,8 +81,9 @@ void release_now(int64 run_id);
 // admission brings the new ones), so that the claims' filter does not hold back runs a raised limit admits.
 void note_limits_changed(int64 pipeline_id);
 
-// Runs were parked on this lane in this transaction; at commit the lane learns it.
-void note_parked(int64 pipeline_id, int kind, uint64 key_hash);
+// Runs were parked on this lane in this transaction, the first at queue position `position`; at commit the lane
+// learns it (and that its unparks must start no higher than there).
+void note_parked(int64 pipeline_id, int kind, uint64 key_hash, uint64 position);
 
 // Lanes with parked runs and room for some, to be put back by the workers.
 struct Unpark {
@@ -85,12 +92,15 @@ struct Unpark {
     uint64 key_hash;
     int room;
     uint64 seq;  // parked generation seen; unpark_done clears only this one
+    uint64 from; // no parked run of the lane lies below this queue position: the unpark starts here
 };
 // Fills up to max lanes that may take parked runs back; returns how many.
 int lanes_to_unpark(Unpark *out, int max);
 // found < room: the lane has no parked runs left (unless parked again since seq) -- once this transaction
-// commits. An abort wants the unpark again (and gives back a fresh start it took).
-void unpark_done(const Unpark &u, int found);
+// commits. An abort wants the unpark again (and gives back a fresh start it took). next_from: the queue position
+// after the last run put back; at commit, unless runs were parked since seq, the lane's next unpark starts there
+// (the runs put back leave dead entries in the parked index, which an unpark from the start would step over).
+void unpark_done(const Unpark &u, int found, uint64 next_from);
 // The earliest moment a rate-limited lane with parked runs gets room (0: none).
 TimestampTz next_rate_opening();
 // True once after shared memory was (re)initialised: runs parked before know no lane now.

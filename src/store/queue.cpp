@@ -28,13 +28,15 @@ struct LaneSeen {
     int64 pipeline_id;
     bool per_key;
     uint64 key_hash;
+    int blocked;  // the lane was full at this claim: the parked kind of its runs (0: it admitted one)
+    int parked;   // runs of the claim parked for it
 };
 
-bool seen_lane(const LaneSeen *seen, int n, const LaneSeen &l) {
+LaneSeen *seen_lane(LaneSeen *seen, int n, const LaneSeen &l) {
     for (int i = 0; i < n; i++)
         if (seen[i].pipeline_id == l.pipeline_id && seen[i].per_key == l.per_key && seen[i].key_hash == l.key_hash)
-            return true;
-    return false;
+            return &seen[i];
+    return nullptr;
 }
 
 void park(const int64 *ids, const int16 *kinds, int n) {
@@ -48,6 +50,39 @@ void park(const int64 *ids, const int16 *kinds, int n) {
                                " WHERE r.id = ANY (ARRAY[u.id])",
                                2, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
+}
+
+// How far past a claim park_lane_behind looks (queue positions of the same priority): a bounded walk, so that a
+// lane with few runs left in a long queue of other work costs a claim little.
+constexpr int64 kParkBehindSpan = 20000;
+// A claim that filtered full pipeline lanes and took longer than this (µs) has them parked from then on.
+constexpr int64 kParkBacklogUs = 2000;
+SPIPlanPtr plan_park_behind_pipeline, plan_park_behind_key;
+
+// Parks the queued runs of a full lane that follow queue position `after`, up to kParkBehindSpan positions further
+// (SKIP LOCKED: a run another claim holds is that claim's). Returns how many.
+int park_lane_behind(int64 pipeline_id, int kind, uint64 key_hash, int64 after) {
+    int64 mask = (int64(1) << kIdBits) - 1;
+    int64 id = after & mask;
+    int64 upto = id + kParkBehindSpan < mask ? id + kParkBehindSpan : mask;
+    Oid types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
+    Datum v[5] = {Int64GetDatum(pipeline_id), Int32GetDatum(-key_priority(after)), Int64GetDatum(id),
+                  Int64GetDatum(upto), Int64GetDatum(static_cast<int64>(key_hash))};
+    bool per_key = kind == lanes::kParkedKey;
+    // (The index walked is runs_ready_idx, from the claim's last run to the end of the span, same priority.)
+#define PW_PARK_BEHIND(kind_value, key_cond)                                                                  \
+    "/* pw_indexes: runs_ready_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = " kind_value   \
+    " FROM (SELECT id FROM pipeline_worker.runs"                                                                \
+    "   WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"                                     \
+    "   AND - priority = $2 AND id > $3 AND id <= $4 AND pipeline_id = $1" key_cond                              \
+    "   ORDER BY - priority, id FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])"
+    SPIPlanPtr p = per_key ? pg::prepare(&plan_park_behind_key,
+                                         PW_PARK_BEHIND("2", " AND pg_catalog.hashtextextended(concurrency_key, 0) = $5"),
+                                         5, types)
+                           : pg::prepare(&plan_park_behind_pipeline, PW_PARK_BEHIND("1", " AND $5 = $5"), 5, types);
+#undef PW_PARK_BEHIND
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    return static_cast<int>(SPI_processed);
 }
 
 int last_parked = 0;
@@ -136,9 +171,13 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // head, and the next claims would walk from there and filter again -- with a snapshot held open, each such walk
     // reads the index entry of every run claimed since. That claim parks the runs of full lanes instead, and
     // store::unpark_runs says where it puts them back. A session's claim_run filters: it is one run, seldom.)
+    // A full pipeline lane with a long backlog is not filtered but locked and parked (below): filtered, its backlog
+    // was walked by every claim (50,000 runs at "concurrency" 4 took 58-76 s, both cores busy). A short one is cheaper
+    // to filter: parked, every run would wait for a commit that puts it back. A filtering claim that took longer
+    // than kParkBacklogUs tells the two apart (lanes::park_backlogs).
     if (min_key > 0 || mark_running)
         (void)lanes::full_lanes(mark_running ? UINT64_MAX : static_cast<uint64>(min_key), full_pipelines, &nfp,
-                                full_keys, &nfk, kMaxFiltered);  // (claim_run moves no hint: it sets no floor)
+                                full_keys, &nfk, kMaxFiltered, mark_running);  // (claim_run moves no hint: no floor)
     Oid types[8] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
     Datum v[8];
     v[0] = Int32GetDatum(max);
@@ -160,7 +199,9 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         "   AND NOT COALESCE(pg_catalog.hashtextextended(concurrency_key, pipeline_id), 0) = ANY ($8)"
         " ORDER BY - priority, id LIMIT $1 FOR UPDATE SKIP LOCKED",
         8, types);
+    TimestampTz started = nfp > 0 && !mark_running ? GetCurrentTimestamp() : 0;
     pg::exec_as_owner(plan, v, nullptr, false, 0);
+    if (started != 0 && GetCurrentTimestamp() - started > kParkBacklogUs) lanes::park_backlogs(full_pipelines, nfp);
     int n = static_cast<int>(SPI_processed);
     SPITupleTable *rows = SPI_tuptable;
     TimestampTz now = GetCurrentTimestamp();
@@ -168,6 +209,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     int64 parked_ids[64];
     int16 parked_kinds[64];
     LaneSeen seen[128];
+    LaneSeen *tail = nullptr;  // the lane the claim's last run was parked for
     int nseen = 0, admitted_limited = 0;
     bool pnull, inull;
     int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &pnull)), DatumGetInt64(col(0, 1, &inull))) : 0;
@@ -185,10 +227,22 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
         SPI_tuptable = rows;
         if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
-            LaneSeen lp = {pipeline_id, false, 0}, lk = {pipeline_id, true, key_hash};
+            LaneSeen lp = {pipeline_id, false, 0, 0, 0}, lk = {pipeline_id, true, key_hash, 0, 0};
             bool key_limited = has_key && p->limits_per_key.any();
+            LaneSeen *sp = p->limits.any() ? seen_lane(seen, nseen, lp) : nullptr;
+            LaneSeen *sk = key_limited ? seen_lane(seen, nseen, lk) : nullptr;
+            // A pipeline lane found full in this claim: its later runs here are parked with the first one (its
+            // backlog goes out of the queue a batch at a time, not a run per claim). Key lanes are filtered instead
+            // (see above): their later runs here stay queued, as passed over.
+            if (sp != nullptr && sp->blocked != 0) {
+                sp->parked++;
+                parked_ids[nparked] = id;
+                parked_kinds[nparked++] = static_cast<int16>(sp->blocked);
+                if (i == n - 1) tail = sp;
+                continue;
+            }
             // One run per lane and claim: the others stay queued for other workers (no worker hoards slots).
-            if ((p->limits.any() && seen_lane(seen, nseen, lp)) || (key_limited && seen_lane(seen, nseen, lk))) {
+            if (sp != nullptr || sk != nullptr) {
                 // Left queued, past this claim's first run (queue order): the lane's next release -- at the latest
                 // that of its run this claim admitted -- moves the claim hint back to there.
                 lanes::passed_over(pipeline_id, p->limits.any(), key_limited, key_hash, static_cast<uint64>(first_key));
@@ -197,13 +251,16 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,
                                   key_hash,     p->limits_per_key, mark_running, filter_hash};
             int blocked = lanes::admit(req);
+            if (blocked == lanes::kParkedPipeline) lp.blocked = blocked, lp.parked = 1;
             if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
             if (key_limited && nseen < 128) seen[nseen++] = lk;
+            if (blocked == lanes::kParkedPipeline && i == n - 1) tail = seen_lane(seen, nseen, lp);
             if (blocked == 0) admitted_limited++;
             if (blocked != 0) {
                 parked_ids[nparked] = id;
                 parked_kinds[nparked++] = static_cast<int16>(blocked);
-                lanes::note_parked(pipeline_id, blocked, key_hash);
+                lanes::note_parked(pipeline_id, blocked, key_hash,
+                                   static_cast<uint64>(queue_key(DatumGetInt32(col(i, 8, &isnull)), id)));
                 continue;
             }
         }
@@ -223,6 +280,15 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         MemoryContextSwitchTo(old);
     }
     if (nparked > 0) park(parked_ids, parked_kinds, nparked);
+    // The claim ended inside a full lane's backlog -- at least half of its runs were that lane's -- and the runs of
+    // that lane queued right behind it are parked now too, in one statement, not a batch per claim. (Not for lanes
+    // that are a few runs among many others, such as one key of hundreds: that walk would find few runs to park.)
+    if (n == max && tail != nullptr && tail->blocked != 0 && 2 * tail->parked >= n) {
+        bool lnull, tnull;
+        SPI_tuptable = rows;
+        int64 last = queue_key(DatumGetInt32(col(n - 1, 8, &lnull)), DatumGetInt64(col(n - 1, 1, &tnull)));
+        last_parked += park_lane_behind(tail->pipeline_id, tail->blocked, tail->key_hash, last);
+    }
     limited_claimed = admitted_limited;
     last_parked += nparked;
     if (mark_running && kept > 0) {
@@ -284,36 +350,47 @@ int64 unpark_runs() {
     pg::spi_connect();
     for (int i = 0; i < n; i++) {
         const lanes::Unpark &u = lanes_out[i];
+        // From the lane's unpark start: the runs put back before leave dead entries at the front of the parked index.
+        Datum from_priority, from_id;
+        split_key(static_cast<int64>(u.from), &from_priority, &from_id);
         if (u.kind == lanes::kParkedKey) {
-            Oid types[3] = {INT8OID, INT8OID, INT4OID};
-            Datum v[3] = {Int64GetDatum(u.pipeline_id), Int64GetDatum(static_cast<int64>(u.key_hash)),
-                          Int32GetDatum(u.room)};
+            Oid types[5] = {INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
+            Datum v[5] = {Int64GetDatum(u.pipeline_id), Int64GetDatum(static_cast<int64>(u.key_hash)),
+                          Int32GetDatum(u.room), from_priority, from_id};
             SPIPlanPtr p = pg::prepare(
                 &plan_unpark_key,
                 "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
                 "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
+                "   AND ROW(- priority, id) >= ROW($4, $5)"
                 "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
                 " RETURNING r.priority, r.id",
-                3, types);
+                5, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         } else {
-            Oid types[3] = {INT8OID, INT2OID, INT4OID};
-            Datum v[3] = {Int64GetDatum(u.pipeline_id), Int16GetDatum(static_cast<int16>(u.kind)), Int32GetDatum(u.room)};
+            Oid types[5] = {INT8OID, INT2OID, INT4OID, INT4OID, INT8OID};
+            Datum v[5] = {Int64GetDatum(u.pipeline_id), Int16GetDatum(static_cast<int16>(u.kind)), Int32GetDatum(u.room),
+                          from_priority, from_id};
             SPIPlanPtr p = pg::prepare(
                 &plan_unpark_pipeline,
                 "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
-                "   AND pipeline_id = $1 AND parked = $2"
+                "   AND pipeline_id = $1 AND parked = $2 AND ROW(- priority, id) >= ROW($4, $5)"
                 "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
                 " RETURNING r.priority, r.id",
-                3, types);
+                5, types);
             pg::exec_as_owner(p, v, nullptr, false, 0);
         }
         int found = static_cast<int>(SPI_processed);
         total += found;
+        uint64 next_from = u.from;
+        for (int k = 0; k < found; k++) {
+            bool pnull, inull;
+            int64 key = queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull)));
+            if (static_cast<uint64>(key) + 1 > next_from) next_from = static_cast<uint64>(key) + 1;
+        }
         note_requeued();
-        lanes::unpark_done(u, found);
+        lanes::unpark_done(u, found, next_from);
     }
     SPI_finish();
     return total;

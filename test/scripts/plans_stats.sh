@@ -38,6 +38,8 @@ CREATE FUNCTION ps_list(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '[1, 
 SELECT pipeline_worker.create_pipeline('ps_wf', '[{"name": "l", "function": "ps_list"},
     {"name": "m", "function": "ps_step", "map": true}, {"name": "k", "pipeline": "ps"},
     {"name": "z", "sleep": "10 milliseconds"}, {"name": "w", "wait_for": "go", "timeout_ms": 30}]');
+-- a pipeline-wide limit: its runs are parked and put back (the statements of each)
+SELECT pipeline_worker.create_pipeline('ps_lim', '[{"name": "a", "function": "ps_step"}]', '{"concurrency": 1}');
 SELECT pipeline_worker.create_pipeline('ps_mixed', '[{"name": "a", "function": "ps_step"},
     {"name": "slow", "function": "ps_slow"}, {"name": "flaky", "function": "ps_flaky", "max_attempts": 2, "retry_delay_ms": 10}]');
 SQL
@@ -116,6 +118,7 @@ execute_in() {
     submit ps 200
     submit ps_mixed 40
     submit ps_wf 20
+    submit ps_lim 30
     wait_done 120
     pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('waiting', 'pending', 'running')" \
         >/dev/null || pw_fail "workflow runs still unfinished"

@@ -1,0 +1,140 @@
+#include "shmem/lane_table.hpp"
+
+extern "C" {
+#include "storage/shmem.h"
+}
+
+namespace pw::lanes::table {
+
+Header *g_header = nullptr;
+Oid current_instance = InvalidOid;
+HTAB *g_lanes = nullptr;
+
+Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash) {
+    Tag t;
+    memset(&t, 0, sizeof(t));
+    t.db = MyDatabaseId;
+    t.instance = current_instance;
+    t.per_key = per_key ? 1 : 0;
+    t.pipeline_id = pipeline_id;
+    t.key_hash = per_key ? key_hash : 0;
+    return t;
+}
+
+int64 bucket_width(const Limits &l) {
+    return l.rate_runs > 0 ? (int64(l.rate_ms) * 1000 + kBuckets - 2) / (kBuckets - 1) : 0;
+}
+
+// Starts counted in the window ending now.
+int rate_count(const Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return 0;
+    int64 cur = now / lane->width_us, lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
+    int n = 0;
+    for (int i = 0; i < kBuckets; i++)
+        if (lane->bucket[i] >= lo && lane->bucket[i] <= cur) n += lane->count[i];
+    return n;
+}
+
+// When the window will have room for one more start (now if it has).
+TimestampTz rate_opening(const Lane *lane, TimestampTz now) {
+    int n = rate_count(lane, now);
+    if (lane->width_us == 0 || n < lane->limits.rate_runs) return now;
+    int64 lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
+    // oldest buckets leave the window first
+    for (int64 b = lo;; b++) {
+        for (int i = 0; i < kBuckets; i++)
+            if (lane->bucket[i] == b) n -= lane->count[i];
+        if (n < lane->limits.rate_runs) return (b + 1) * lane->width_us + int64(lane->limits.rate_ms) * 1000;
+        if (b > now / lane->width_us) return now;  // (cannot happen: every counted bucket has passed)
+    }
+}
+
+int room(const Lane *lane, TimestampTz now) {
+    int r = INT_MAX;
+    if (lane->limits.concurrency > 0) r = lane->limits.concurrency - lane->running;
+    if (lane->limits.rate_runs > 0) {
+        int rr = lane->limits.rate_runs - rate_count(lane, now);
+        r = rr < r ? rr : r;
+    }
+    return r < 0 ? 0 : r;
+}
+
+void count_start(Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return;
+    int64 b = now / lane->width_us;
+    int i = static_cast<int>(b % kBuckets);
+    if (lane->bucket[i] != b) {
+        lane->bucket[i] = b;
+        lane->count[i] = 0;
+    }
+    lane->count[i]++;
+}
+
+// The lane, entered empty if new; nullptr when the table is full.
+Lane *enter(const Tag &tag) {
+    bool found;
+    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
+    if (lane != nullptr && !found) {
+        memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
+        pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
+        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
+    }
+    return lane;
+}
+
+Lane *find_or_enter(const Tag &tag, const Limits &limits) {
+    Lane *lane = enter(tag);
+    if (lane == nullptr) return nullptr;
+    int64 width = bucket_width(limits);
+    if (width != lane->width_us) {  // rate limit set or changed: start a new window
+        lane->width_us = width;
+        for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
+    }
+    lane->limits = limits;
+    return lane;
+}
+
+bool has_parked(const Lane *lane) { return lane->parked_seq != lane->cleared_seq; }
+
+// (Under the lock, shared or exclusive: the floor itself is atomic.)
+void lower_skip_floor(Lane *lane, uint64 from) {
+    uint64 cur = pg_atomic_read_u64(&lane->skip_floor);
+    while (cur > from && !pg_atomic_compare_exchange_u64(&lane->skip_floor, &cur, from)) {
+    }
+}
+
+// Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
+void maybe_forget(Lane *lane, TimestampTz now) {
+    if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
+        hash_search(g_lanes, &lane->tag, HASH_REMOVE, nullptr);
+}
+
+}  // namespace pw::lanes::table
+
+namespace pw::lanes {
+
+using namespace table;
+
+void shmem_request() {
+    RequestAddinShmemSpace(MAXALIGN(sizeof(Header)));
+    RequestAddinShmemSpace(hash_estimate_size(kMaxLanes, sizeof(Lane)));
+    RequestNamedLWLockTranche("pipeline_worker lanes", 1);
+}
+
+void shmem_startup() {
+    bool found;
+    g_header = static_cast<Header *>(ShmemInitStruct("pipeline_worker lanes header", sizeof(Header), &found));
+    if (!found) {
+        g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
+        pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
+        pg_atomic_init_u32(&g_header->fresh, 1);
+        pg_atomic_init_u64(&g_header->floor_releases, 0);
+    }
+    HASHCTL info;
+    memset(&info, 0, sizeof(info));
+    info.keysize = sizeof(Tag);
+    info.entrysize = sizeof(Lane);
+    g_lanes = ShmemInitHash("pipeline_worker lanes", kMaxLanes, kMaxLanes, &info, HASH_ELEM | HASH_BLOBS);
+}
+
+}  // namespace pw::lanes

@@ -1,0 +1,88 @@
+// The lanes' shared table (shmem/lanes.cpp's state in shared memory): one entry per lane -- a pipeline, or a
+// pipeline's concurrency key -- with its slots, its rate window, what it has parked and where claims and unparks
+// start. Every field is read and written under Header::lock (skip_floor, atomic, under the shared lock too).
+// Internal to shmem/lanes*.cpp; the rest of the extension goes through shmem/lanes.hpp.
+#pragma once
+
+#include "shmem/lanes.hpp"
+
+extern "C" {
+#include "storage/lwlock.h"
+#include "utils/hsearch.h"
+}
+
+namespace pw::lanes::table {
+
+constexpr int kMaxLanes = 8192;
+// A rate window is kept as kBuckets counters of width ceil(per_ms / (kBuckets - 1)): a bucket that overlaps the
+// window at all counts in full, so the limit is never exceeded (a start may wait up to one bucket width longer).
+constexpr int kBuckets = 32;
+
+struct Tag {
+    Oid db;
+    Oid instance;  // pipeline_worker.runs' oid: a re-created extension (ids start over) shares no lane
+    int32 per_key;
+    int32 pad;
+    int64 pipeline_id;
+    uint64 key_hash;
+};
+
+struct Lane {
+    Tag tag;  // hash key: first
+    int running;
+    Limits limits;      // as of the last admission
+    int64 width_us;     // rate bucket width (0: no rate limit seen)
+    uint64 parked_seq;  // bumped when runs were parked here (after their commit)
+    uint64 cleared_seq; // parked_seq when an unpark found none left
+    uint64 unpark_from; // no parked run of this lane lies below this queue position (unparks start here)
+    bool park_backlog;  // pipeline lanes: its queued backlog is too long to filter -- claims park it instead
+    int64 filter_hash;  // key lanes: Request::filter_hash
+    // The lowest queue position from which a claim passed over this lane's queued runs (full: filtered out; one
+    // run per lane and claim: the others left queued) since the lane last gave a slot back. Those runs are behind
+    // the claim hint; the next release moves the hint back to here (UINT64_MAX: none passed over).
+    pg_atomic_uint64 skip_floor;
+    int64 bucket[kBuckets];
+    int32 count[kBuckets];
+};
+
+struct Header {
+    LWLock *lock;
+    pg_atomic_uint32 unpark_wanted;
+    pg_atomic_uint32 fresh;  // 1 after (re)initialisation, until a worker put the parked runs back
+    pg_atomic_uint64 floor_releases;  // releases that moved the claim hint back to a lane's skip floor
+};
+
+// The shared table (set up by lanes::shmem_startup; nullptr without shared_preload_libraries) and the extension's
+// instance in this backend's database (lanes::set_instance).
+extern Header *g_header;
+extern Oid current_instance;
+extern HTAB *g_lanes;
+
+// The lane's hash key in this backend's database and instance.
+Tag make_tag(int64 pipeline_id, bool per_key, uint64 key_hash);
+
+// The width of a rate bucket for these limits (0: no rate limit).
+int64 bucket_width(const Limits &l);
+// Starts counted in the window ending now.
+int rate_count(const Lane *lane, TimestampTz now);
+
+// When the window will have room for one more start (now if it has).
+TimestampTz rate_opening(const Lane *lane, TimestampTz now);
+// How many more runs the lane admits now (concurrency and rate window).
+int room(const Lane *lane, TimestampTz now);
+// A run begins now: its rate window counts it.
+void count_start(Lane *lane, TimestampTz now);
+
+// The lane, entered empty if new; nullptr when the table is full.
+Lane *enter(const Tag &tag);
+// The same, with the limits of the admission at hand (a changed rate limit starts a new window).
+Lane *find_or_enter(const Tag &tag, const Limits &limits);
+// The lane has parked runs not known to be all back.
+bool has_parked(const Lane *lane);
+
+// (Under the lock, shared or exclusive: the floor itself is atomic.)
+void lower_skip_floor(Lane *lane, uint64 from);
+// Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
+void maybe_forget(Lane *lane, TimestampTz now);
+
+}  // namespace pw::lanes::table
