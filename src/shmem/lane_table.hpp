@@ -48,7 +48,6 @@ struct Lane {
 struct Header {
     LWLock *lock;
     pg_atomic_uint32 unpark_wanted;
-    pg_atomic_uint32 fresh;  // 1 after (re)initialisation, until a worker put the parked runs back
     pg_atomic_uint64 floor_releases;  // releases that moved the claim hint back to a lane's skip floor
 };
 

@@ -103,7 +103,8 @@ int lanes_to_unpark(Unpark *out, int max);
 void unpark_done(const Unpark &u, int found, uint64 next_from);
 // The earliest moment a rate-limited lane with parked runs gets room (0: none).
 TimestampTz next_rate_opening();
-// True once after shared memory was (re)initialised: runs parked before know no lane now.
+// True once per database after shared memory was (re)initialised, or the database's entry in it was (a worker
+// then puts back every run parked by a limit): runs parked before know no lane now.
 bool take_fresh_start();
 // Something may be unparkable now (a slot freed, parked runs noted). Rate windows moving on are the timer's.
 bool unpark_wanted();

@@ -45,6 +45,8 @@ struct DbState {
                                        // their runs becoming visible and their hint reset, claims start lower
     slock_t reorder_lock;              // protects reorder_from, and reorders' changes
     uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
+    pg_atomic_uint32 fresh_lanes;      // 1 from the entry's start until a worker put back the runs parked by a limit
+                                       // in an earlier life of shared memory (lanes::take_fresh_start)
 };
 
 struct State {
