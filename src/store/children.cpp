@@ -122,6 +122,16 @@ void wake_parents(const int64 *parent_ids, int n) {
     if (n == 0) return;
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(parent_ids, n)};
+    // The parents' rows locked first, waiting or not: a parent that looks at its children next (lock_parent, then
+    // a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock, a parent that was
+    // not waiting yet when this statement ran, and read its children before this commit was visible, went waiting
+    // and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll, 60 s later).
+    // A parent held by another worker is waited for, as the UPDATE below did already for a waiting one.
+    static SPIPlanPtr plan_wake_lock = nullptr;
+    pg::run_as_owner(&plan_wake_lock,
+                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                     " ORDER BY id FOR NO KEY UPDATE",
+                     1, types, v, nullptr, false);
     pg::run_as_owner(&plan_wake,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
                      " not_before = NULL, waiting_for = NULL"
