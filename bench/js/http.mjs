@@ -10,7 +10,7 @@ import {
   CLK_TCK, clusterCpu, fdLimit, fmt, hostBusyPct, median, NCPU, procCpuS, sleep, tcpActiveOpens,
 } from './common.mjs';
 import { httpLive } from './http_live.mjs';
-import { latencyCols } from './measure.mjs';
+import { latencyCols, logLines } from './measure.mjs';
 
 const BENCH = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
@@ -133,16 +133,6 @@ export function createHttp(h) {
     return p;
   }
 
-  // Lines of the server log between two marks that match re.
-  function logLines(m0, m1, re) {
-    if (!o.pglog || !fs.existsSync(o.pglog)) return [];
-    const fd = fs.openSync(o.pglog, 'r');
-    const buf = Buffer.alloc(Math.min(Math.max(0, m1.logSize - m0.logSize), 16 * 1024 * 1024));
-    fs.readSync(fd, buf, 0, buf.length, m0.logSize);
-    fs.closeSync(fd);
-    return buf.toString('utf8').split('\n').filter((l) => re.test(l));
-  }
-
   // Figure 1: the endpoint alone, driven by js/http-load.mjs (keep-alive, 64 sockets).
   async function httpEndpointAlone() {
     const n = 20000;
@@ -216,7 +206,7 @@ export function createHttp(h) {
     problems.push(...await endpointProblems(n, st));
     const verified = problems.length ? failText(problems.join(';')) : 'ok';
     const x = await between(m0, m1, n);
-    const fdCapped = logLines(m0, m1, /holds this worker to \d+ HTTP requests/);
+    const fdCapped = logLines(o.pglog, m0, m1, /holds this worker to \d+ HTTP requests/);
     for (const l of fdCapped.slice(0, 2)) log(`server log: ${l}`);
     const seconds = Number(t.secs);
     const rec = { runner: 'http', config: what, mode: 'http', seconds, sps: n / seconds, verified, stats: st,

@@ -8,6 +8,16 @@ import path from 'node:path';
 import { CLK_TCK, connect, cpuJiffies, fmt, hostBusyPct, now } from './common.mjs';
 import { PW_LEFT } from './cluster.mjs';
 
+// The lines of the server log (pglog) written between two marks (their logSize) that match re; at most 16 MB read.
+export function logLines(pglog, m0, m1, re) {
+  if (!pglog || !fs.existsSync(pglog)) return [];
+  const fd = fs.openSync(pglog, 'r');
+  const buf = Buffer.alloc(Math.min(Math.max(0, m1.logSize - m0.logSize), 16 * 1024 * 1024));
+  fs.readSync(fd, buf, 0, buf.length, m0.logSize);
+  fs.closeSync(fd);
+  return buf.toString('utf8').split('\n').filter((l) => re.test(l));
+}
+
 // A latency run's percentiles as result-line columns.
 export function latencyCols(p) {
   return `p50_ms=${fmt(p.p50)} p90_ms=${fmt(p.p90)} p99_ms=${fmt(p.p99)} max_ms=${fmt(p.max)}`;
@@ -58,17 +68,8 @@ export function measures(h) {
         log(`pg_waldump failed (commit count unavailable): ${String(e.stderr || e.message).split('\n')[0]}`);
       }
     }
-    let problems = [];
-    if (o.pglog && fs.existsSync(o.pglog)) {
-      const fd = fs.openSync(o.pglog, 'r');
-      const len = Math.max(0, m1.logSize - m0.logSize);
-      const buf = Buffer.alloc(Math.min(len, 16 * 1024 * 1024));
-      fs.readSync(fd, buf, 0, buf.length, m0.logSize);
-      fs.closeSync(fd);
-      problems = buf.toString('utf8').split('\n')
-        .filter((l) => /(ERROR|FATAL|PANIC):|terminated by signal|exited with exit code/.test(l));
-      for (const l of problems.slice(0, 5)) log(`server log: ${l}`);
-    }
+    const problems = logLines(o.pglog, m0, m1, /(ERROR|FATAL|PANIC):|terminated by signal|exited with exit code/);
+    for (const l of problems.slice(0, 5)) log(`server log: ${l}`);
     const busyJ = m1.cpu[0] - m0.cpu[0];
     return {
       commits_per_run: commits / n,

@@ -21,7 +21,7 @@ import { assertLocal, now, parseArgs, send, sleep, watchdog } from './common.mjs
 const o = parseArgs(process.argv.slice(2), {
   phase: 'run', runs: '200', n: '100', workers: '10', concurrency: '10', 'poll-ms': '10', timeout: '900',
 });
-const RUNS = Number(o.runs), N = Number(o.n), W = Number(o.workers), C = Number(o.concurrency);
+const RUNS = Number(o.runs), W = Number(o.workers), C = Number(o.concurrency);
 const POLL = Number(o['poll-ms']);
 const APP = 'pwbench_w2';
 const VERSION = 'pwbench-w2-1';      // fixed, so that the setup's enqueued workflows match the running executor
