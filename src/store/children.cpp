@@ -13,7 +13,8 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_grantees, plan_child_pipeline, plan_depth, plan_insert, plan_read, plan_wake, plan_descendants;
+SPIPlanPtr plan_grantees, plan_child_pipeline, plan_depth, plan_insert, plan_read, plan_wake_lock, plan_wake,
+    plan_descendants;
 
 }  // namespace
 
@@ -126,8 +127,8 @@ void wake_parents(const int64 *parent_ids, int n) {
     // a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock, a parent that was
     // not waiting yet when this statement ran, and read its children before this commit was visible, went waiting
     // and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll, 60 s later).
-    // A parent held by another worker is waited for, as the UPDATE below did already for a waiting one.
-    static SPIPlanPtr plan_wake_lock = nullptr;
+    // A parent held by another worker is waited for, as the UPDATE below did already for a waiting one. (Two
+    // statements: the UPDATE's snapshot is taken after the wait, and sees a parent that went waiting meanwhile.)
     pg::run_as_owner(&plan_wake_lock,
                      "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = ANY ($1)"
                      " ORDER BY id FOR NO KEY UPDATE",

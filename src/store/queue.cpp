@@ -28,8 +28,8 @@ struct LaneSeen {
     int64 pipeline_id;
     bool per_key;
     uint64 key_hash;
-    int blocked;  // the lane was full at this claim: the parked kind of its runs (0: it admitted one)
-    int parked;   // runs of the claim parked for it
+    bool full;   // a pipeline lane found full at this claim: its later runs here are parked too
+    int parked;  // runs of the claim parked for it
 };
 
 LaneSeen *seen_lane(LaneSeen *seen, int n, const LaneSeen &l) {
@@ -57,30 +57,25 @@ void park(const int64 *ids, const int16 *kinds, int n) {
 constexpr int64 kParkBehindSpan = 20000;
 // A claim that filtered full pipeline lanes and took longer than this (µs) has them parked from then on.
 constexpr int64 kParkBacklogUs = 2000;
-SPIPlanPtr plan_park_behind_pipeline, plan_park_behind_key;
+SPIPlanPtr plan_park_behind;
 
-// Parks the queued runs of a full lane that follow queue position `after`, up to kParkBehindSpan positions further
-// (SKIP LOCKED: a run another claim holds is that claim's). Returns how many.
-int park_lane_behind(int64 pipeline_id, int kind, uint64 key_hash, int64 after) {
+// Parks the queued runs of a full pipeline lane that follow queue position `after`, up to kParkBehindSpan positions
+// further at the same priority (the walk of runs_ready_idx is bounded; SKIP LOCKED: a run another claim holds is that
+// claim's). Returns how many.
+int park_lane_behind(int64 pipeline_id, int64 after) {
     int64 mask = (int64(1) << kIdBits) - 1;
     int64 id = after & mask;
     int64 upto = id + kParkBehindSpan < mask ? id + kParkBehindSpan : mask;
-    Oid types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
-    Datum v[5] = {Int64GetDatum(pipeline_id), Int32GetDatum(-key_priority(after)), Int64GetDatum(id),
-                  Int64GetDatum(upto), Int64GetDatum(static_cast<int64>(key_hash))};
-    bool per_key = kind == lanes::kParkedKey;
-    // (The index walked is runs_ready_idx, from the claim's last run to the end of the span, same priority.)
-#define PW_PARK_BEHIND(kind_value, key_cond)                                                                  \
-    "/* pw_indexes: runs_ready_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = " kind_value   \
-    " FROM (SELECT id FROM pipeline_worker.runs"                                                                \
-    "   WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"                                     \
-    "   AND - priority = $2 AND id > $3 AND id <= $4 AND pipeline_id = $1" key_cond                              \
-    "   ORDER BY - priority, id FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])"
-    SPIPlanPtr p = per_key ? pg::prepare(&plan_park_behind_key,
-                                         PW_PARK_BEHIND("2", " AND pg_catalog.hashtextextended(concurrency_key, 0) = $5"),
-                                         5, types)
-                           : pg::prepare(&plan_park_behind_pipeline, PW_PARK_BEHIND("1", " AND $5 = $5"), 5, types);
-#undef PW_PARK_BEHIND
+    Oid types[4] = {INT8OID, INT4OID, INT8OID, INT8OID};
+    Datum v[4] = {Int64GetDatum(pipeline_id), Int32GetDatum(-key_priority(after)), Int64GetDatum(id),
+                  Int64GetDatum(upto)};
+    SPIPlanPtr p = pg::prepare(&plan_park_behind,
+                               "/* pw_indexes: runs_ready_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = 1"
+                               " FROM (SELECT id FROM pipeline_worker.runs"
+                               "   WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"
+                               "   AND - priority = $2 AND id > $3 AND id <= $4 AND pipeline_id = $1"
+                               "   ORDER BY - priority, id FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])",
+                               4, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     return static_cast<int>(SPI_processed);
 }
@@ -201,10 +196,10 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         8, types);
     TimestampTz started = nfp > 0 && !mark_running ? GetCurrentTimestamp() : 0;
     pg::exec_as_owner(plan, v, nullptr, false, 0);
-    if (started != 0 && GetCurrentTimestamp() - started > kParkBacklogUs) lanes::park_backlogs(full_pipelines, nfp);
     int n = static_cast<int>(SPI_processed);
     SPITupleTable *rows = SPI_tuptable;
     TimestampTz now = GetCurrentTimestamp();
+    if (started != 0 && now - started > kParkBacklogUs) lanes::park_backlogs(full_pipelines, nfp);
     int kept = 0, nparked = 0;
     int64 parked_ids[64];
     int16 parked_kinds[64];
@@ -227,17 +222,17 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
         SPI_tuptable = rows;
         if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
-            LaneSeen lp = {pipeline_id, false, 0, 0, 0}, lk = {pipeline_id, true, key_hash, 0, 0};
+            LaneSeen lp = {pipeline_id, false, 0, false, 0}, lk = {pipeline_id, true, key_hash, false, 0};
             bool key_limited = has_key && p->limits_per_key.any();
             LaneSeen *sp = p->limits.any() ? seen_lane(seen, nseen, lp) : nullptr;
             LaneSeen *sk = key_limited ? seen_lane(seen, nseen, lk) : nullptr;
             // A pipeline lane found full in this claim: its later runs here are parked with the first one (its
             // backlog goes out of the queue a batch at a time, not a run per claim). Key lanes are filtered instead
             // (see above): their later runs here stay queued, as passed over.
-            if (sp != nullptr && sp->blocked != 0) {
+            if (sp != nullptr && sp->full) {
                 sp->parked++;
                 parked_ids[nparked] = id;
-                parked_kinds[nparked++] = static_cast<int16>(sp->blocked);
+                parked_kinds[nparked++] = static_cast<int16>(lanes::kParkedPipeline);
                 if (i == n - 1) tail = sp;
                 continue;
             }
@@ -251,7 +246,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,
                                   key_hash,     p->limits_per_key, mark_running, filter_hash};
             int blocked = lanes::admit(req);
-            if (blocked == lanes::kParkedPipeline) lp.blocked = blocked, lp.parked = 1;
+            if (blocked == lanes::kParkedPipeline) lp.full = true, lp.parked = 1;
             if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
             if (key_limited && nseen < 128) seen[nseen++] = lk;
             if (blocked == lanes::kParkedPipeline && i == n - 1) tail = seen_lane(seen, nseen, lp);
@@ -283,11 +278,11 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // The claim ended inside a full lane's backlog -- at least half of its runs were that lane's -- and the runs of
     // that lane queued right behind it are parked now too, in one statement, not a batch per claim. (Not for lanes
     // that are a few runs among many others, such as one key of hundreds: that walk would find few runs to park.)
-    if (n == max && tail != nullptr && tail->blocked != 0 && 2 * tail->parked >= n) {
+    if (n == max && tail != nullptr && 2 * tail->parked >= n) {
         bool lnull, tnull;
         SPI_tuptable = rows;
         int64 last = queue_key(DatumGetInt32(col(n - 1, 8, &lnull)), DatumGetInt64(col(n - 1, 1, &tnull)));
-        last_parked += park_lane_behind(tail->pipeline_id, tail->blocked, tail->key_hash, last);
+        last_parked += park_lane_behind(tail->pipeline_id, last);
     }
     limited_claimed = admitted_limited;
     last_parked += nparked;
