@@ -15,6 +15,7 @@
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
 #include "store/writes.hpp"
+#include "worker/claiming.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/timer.hpp"
 
@@ -90,11 +91,6 @@ struct Batch {
     int next = 0;                       // the first run not started yet
     int version = 2;                    // store::schema_version() at the claim
 };
-
-// A run's place in the queue: its id under the 0.1 schema, its queue key (priority, id) under 0.2.
-int64 queue_position(const store::ClaimedRun &r, int version) {
-    return version >= 2 ? store::queue_key(r.priority, r.id) : r.id;
-}
 
 // Called before a commit that releases the batch's unstarted, lazily claimed runs: the claim moved the shared hint
 // past the whole batch, so it comes back to the first of them at commit -- else the next claims would take the runs
@@ -201,84 +197,8 @@ void note_run_time(TimestampTz start) {
 
 int safe_mode = 0;  // after an unexpected error: claim and commit one run at a time for a while
 
-// Claiming from the head of the queue makes every worker lock-probe the runs the others hold, and step over
-// index entries of finished runs. Workers share a hint -- just past the highest id claimed -- and scan from
-// there; a claim from the head (min_id 0) comes when the hinted one finds too little, and every
-// kFullClaimEvery claims, so that runs behind the hint (released, retried, recovered) are served in order --
-// but a worker's periodic head claims take at most 1/kHeadClaimCostShare of its time (2 %): such a claim walks the
-// queue's entries of every run claimed since the oldest snapshot in the database (they cannot be marked dead
-// before), and one session that keeps a snapshot -- a report, pg_dump, a client idle in a transaction, a
-// standby's feedback -- made each walk longer: a 300,000-run drain took 19 s instead of 5, reading 365 million
-// index entries (test/scripts/held_snapshot.sh). The claim that finds nothing past the hint still goes to the head
-// at once, so no run waits for a walk when the workers run out of work.
-constexpr int kFullClaimEvery = 16;
-constexpr int kHeadClaimCostShare = 50;
-int claims_since_full = 0;
-int64 last_head_us = 0;          // how long this worker's last head claim took
-TimestampTz last_head_end = 0;   // and when it ended
-
-bool periodic_head_claim_due() {
-    if (claims_since_full < kFullClaimEvery) return false;
-    return GetCurrentTimestamp() - last_head_end >= kHeadClaimCostShare * last_head_us;
-}
-
 constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
-
-pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ctx, int *version_out) {
-    int version = store::schema_version();
-    *version_out = version;
-    shared::DbState *st = shared::db();  // a worker's database is always served
-    int64 shared_hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
-    int64 hint = shared_hint;
-    // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
-    // no higher than where it puts them (at the head when that is not known).
-    uint64 reorder_from = shared::reorder_floor();
-    if (reorder_from < static_cast<uint64>(hint)) hint = static_cast<int64>(reorder_from);
-    bool hinted = hint > 0 && !periodic_head_claim_due();
-    uint64 floor_releases = lanes::floor_releases();
-    int n = 0;
-    if (hinted) {
-        n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
-        claims_since_full++;
-    }
-    int from_hint = n;
-    // From the head only when the hinted claim found nothing, or every kFullClaimEvery claims: a claim that
-    // found work past the hint does not also pay a scan of the head (which steps over the index entries of
-    // runs finished since the last vacuum -- the cost that dominated the wake-up at low rates).
-    if (n == 0 || !hinted) {
-        // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
-        TimestampTz head_start = GetCurrentTimestamp();
-        n += store::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
-        claims_since_full = 0;
-        last_head_end = GetCurrentTimestamp();
-        last_head_us = last_head_end - head_start;
-    }
-    if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
-    if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
-    int64 top = 0;
-    for (int i = 0; i < n; i++) top = queue_position(runs[i], version) > top ? queue_position(runs[i], version) : top;
-    uint64 cur = pg_atomic_read_u64(&st->claim_hint);
-    if (hinted && from_hint == 0 && n > 0) {
-        // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
-        // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
-        // claim would pay a useless hinted query first.
-        uint64 seen = static_cast<uint64>(shared_hint);  // only if no other worker moved it meanwhile
-        (void)pg_atomic_compare_exchange_u64(&st->claim_hint, &seen, static_cast<uint64>(top + 1));
-    } else {
-        while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
-        }
-    }
-    // A lane release during this claim may have taken the skip floor this claim set (lanes::full_lanes) and moved the
-    // hint back to it before the move up above: the runs this claim filtered out would be left behind the hint with
-    // no floor to bring it back. Claims start here again instead.
-    if (hinted && lanes::floor_releases() != floor_releases) shared::lower_claim_hint_to(static_cast<uint64>(hint));
-    // keep the batch in queue order
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && queue_position(runs[j - 1], version) > queue_position(runs[j], version); j--)
-            std::swap(runs[j - 1], runs[j]);
-    return n;
-}
 
 // Bookkeeping failed (not a step: the engine records those) and everything since the last commit is rolled back.
 // Called in PG_CATCH. Puts the batch's runs back in the queue -- except those whose HTTP request is in flight again
