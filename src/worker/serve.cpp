@@ -338,7 +338,24 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
         CHECK_FOR_INTERRUPTS();
     }
-    if (!failed) commit_txn();  // (an empty transaction commits without a WAL flush)
+    if (!failed) {
+        // The last commit flushes the batch's buffered writes: an error there (a deadlock, a run taken over) is a
+        // failed batch like any other -- its runs whose claims an earlier commit recorded would otherwise stay
+        // "running" under this live worker, which recovery never takes back. (A batch of one names its culprit.)
+        PG_TRY();
+        {
+            commit_txn();  // (an empty transaction commits without a WAL flush)
+        }
+        PG_CATCH();
+        {
+            int64 ids[kMaxBatch];
+            for (int j = 0; j < n; j++) ids[j] = runs[j].id;
+            recover_batch(iter_ctx, ids, n, n == 1 ? runs[0].id : 0);
+            safe_mode = kMaxBatch;
+            pg_usleep(10000L);
+        }
+        PG_END_TRY();
+    }
     return done;
 }
 

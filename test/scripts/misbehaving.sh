@@ -146,5 +146,27 @@ pw_check "advisory lock in a step: run succeeded" succeeded "$(pw_wait_run "$r")
 pw_check_sql "advisory lock in a step: released after the step (no worker holds it, another session gets it)" "0 true" \
     "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242) || ' ' || pg_try_advisory_lock(4242)"
 
+# The bookkeeping fails as the batch commits (a trigger rejects the run's outcome): the run is failed with that error,
+# not left "running" under its live worker (which recovery never takes back) nor put back and retried forever
+pw_psql >/dev/null <<'SQL' || pw_die "trigger setup failed"
+SELECT pipeline_worker.create_pipeline('quick', '[{"name": "a", "function": "rec"}]');
+CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'succeeded' AND NEW.input->>'refuse' = 'yes' THEN RAISE EXCEPTION 'outcome refused'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_outcome BEFORE UPDATE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION refuse_outcome();
+SQL
+r=$(pw_run quick '{"refuse": "yes"}')
+r2=$(pw_run quick '{"refuse": "no"}')
+pw_check "outcome refused at commit: the run failed, the other succeeded" "failed succeeded" \
+    "$(pw_wait_run "$r" 20) $(pw_wait_run "$r2" 20)"
+pw_check_sql "outcome refused at commit: the error says why; the step's effect rolled back" "true 0" \
+    "SELECT (error LIKE 'internal error: outcome refused%') || ' ' || (SELECT count(*) FROM fx WHERE run_id = $r)
+       FROM pipeline_worker.runs WHERE id = $r"
+pw_psql -c "DROP TRIGGER refuse_outcome ON pipeline_worker.runs" >/dev/null
+pw_check_sql "outcome refused at commit: no run left running" "0" \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running'"
+
 pw_check "workers survived everything (same pids)" "$pids_before" "$(pw_worker_pids)"
 pw_finish
