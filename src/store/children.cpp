@@ -119,20 +119,35 @@ const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryConte
     return status;
 }
 
-void wake_parents(const int64 *parent_ids, int n) {
-    if (n == 0) return;
+namespace {
+
+// Parents a worker's transaction found held by another transaction, woken after its commit (wake_held_parents).
+bool defer_held = false;
+int64 *held_parents = nullptr;
+int nheld_parents = 0, held_parents_cap = 0;
+
+void defer_parent(int64 id) {
+    for (int i = 0; i < nheld_parents; i++)
+        if (held_parents[i] == id) return;
+    if (nheld_parents == held_parents_cap) {
+        held_parents_cap = held_parents_cap > 0 ? held_parents_cap * 2 : 16;
+        held_parents = static_cast<int64 *>(
+            held_parents == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(int64) * held_parents_cap)
+                                    : repalloc(held_parents, sizeof(int64) * held_parents_cap));
+    }
+    held_parents[nheld_parents++] = id;
+}
+
+// Locks the rows (waiting for whoever holds them), then the waiting ones among them become pending. Two statements:
+// the UPDATE's snapshot is taken after the wait, and sees a parent that went waiting meanwhile.
+void lock_and_wake(Datum ids, bool lock = true) {
     Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {pg::int8_array(parent_ids, n)};
-    // The parents' rows locked first, waiting or not: a parent that looks at its children next (lock_parent, then
-    // a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock, a parent that was
-    // not waiting yet when this statement ran, and read its children before this commit was visible, went waiting
-    // and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll, 60 s later).
-    // A parent held by another worker is waited for, as the UPDATE below did already for a waiting one. (Two
-    // statements: the UPDATE's snapshot is taken after the wait, and sees a parent that went waiting meanwhile.)
-    pg::run_as_owner(&plan_wake_lock,
-                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                     " ORDER BY id FOR NO KEY UPDATE",
-                     1, types, v, nullptr, false);
+    Datum v[1] = {ids};
+    if (lock)
+        pg::run_as_owner(&plan_wake_lock,
+                         "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                         " ORDER BY id FOR NO KEY UPDATE",
+                         1, types, v, nullptr, false);
     pg::run_as_owner(&plan_wake,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
                      " not_before = NULL, waiting_for = NULL"
@@ -141,6 +156,55 @@ void wake_parents(const int64 *parent_ids, int n) {
                      1, types, v, nullptr, false);
     note_requeued();
 }
+
+}  // namespace
+
+void defer_held_parents() { defer_held = true; }
+
+void wake_parents(const int64 *parent_ids, int n) {
+    if (n == 0) return;
+    // The parents' rows are locked before the wake-up, waiting or not: a parent that looks at its children next
+    // (lock_parent, then a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock,
+    // a parent that was not waiting yet when the UPDATE ran, and read its children before this commit was visible,
+    // went waiting and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll).
+    if (!defer_held) {  // a session (execute_run): its own transaction waits for a parent held elsewhere
+        lock_and_wake(pg::int8_array(parent_ids, n));
+        return;
+    }
+    // A worker waits for no parent inside its batch's transaction: that transaction holds its batch's runs, and two
+    // workers each finishing a child of a parent the other holds deadlocked (workflow_faults.sh: a map over a child
+    // pipeline, 4 workers). Parents held elsewhere are woken after the commit, in a transaction of their own that
+    // holds nothing while it waits (wake_held_parent).
+    static SPIPlanPtr plan_wake_try = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {pg::int8_array(parent_ids, n)};
+    pg::run_as_owner(&plan_wake_try,
+                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                     " FOR NO KEY UPDATE SKIP LOCKED",
+                     1, types, v, nullptr, false);
+    int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * (SPI_processed + 1)));
+    int nlocked = static_cast<int>(SPI_processed);
+    for (int k = 0; k < nlocked; k++) {
+        bool isnull;
+        locked[k] = DatumGetInt64(col(k, 1, &isnull));
+    }
+    for (int i = 0; i < n; i++) {
+        bool got = false;
+        for (int k = 0; k < nlocked && !got; k++) got = locked[k] == parent_ids[i];
+        if (!got) defer_parent(parent_ids[i]);  // (a parent deleted meanwhile too: its wake-up finds nothing)
+    }
+    if (nlocked > 0) lock_and_wake(pg::int8_array(locked, nlocked), false);  // (locked just now)
+}
+
+int take_held_parents(int64 *out, int max) {
+    int k = 0;
+    while (k < max && nheld_parents > 0) out[k++] = held_parents[--nheld_parents];
+    return k;
+}
+
+void forget_held_parents() { nheld_parents = 0; }
+
+void wake_held_parent(int64 id) { lock_and_wake(pg::int8_array(&id, 1)); }
 
 int64 *unfinished_descendants(int64 run_id, int *n) {
     Oid types[1] = {INT8OID};

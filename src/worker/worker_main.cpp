@@ -7,6 +7,7 @@
 #include "exec/http_queue.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/shared.hpp"
+#include "store/children.hpp"
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/serve.hpp"
@@ -276,6 +277,7 @@ void worker_main(Datum arg) {
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
     exec::set_hooks(&worker_hooks);
+    store::defer_held_parents();  // (a batch's transaction waits for no parent row: serve.cpp wakes them after it)
     crashes::attach(ls.slot_no);
     ls.iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
 

@@ -168,6 +168,41 @@ pw_check "a parent waiting for its child is waiting; so is the child (waiting fo
 pw_check "cancel_run of the parent cancels its unfinished child" "t|cancelled cancelled" \
     "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
 
+# A child finishes while another transaction holds its waiting parent's row: the worker commits the child at once
+# and wakes the parent once that transaction ends (a batch waits for no parent row: two workers each finishing a
+# child of a parent the other held deadlocked -- test/scripts/workflow_faults.sh)
+pw_psql >/dev/null <<'SQL' || pw_fail "gated child fixtures"
+CREATE TABLE wf_gate (open boolean);
+INSERT INTO wf_gate VALUES (false);
+CREATE FUNCTION wf_gated(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NOT (SELECT open FROM wf_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
+    RETURN '"through"';
+END $$;
+SELECT pipeline_worker.create_pipeline('kid_gated', '[{"name": "g", "function": "wf_gated"}]');
+SELECT pipeline_worker.create_pipeline('parent_gated', '[{"name": "child", "pipeline": "kid_gated"}]');
+SQL
+r=$(q "SELECT pipeline_worker.create_run('parent_gated', '{}')")
+pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r)
+                             FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
+    | pw_psql >/dev/null &
+holder=$!
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+q "UPDATE wf_gate SET open = true" >/dev/null
+pw_wait_sql succeeded 2 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_check "a child finishing while its parent's row is held elsewhere is committed at once; the parent still waits" \
+    "succeeded waiting" "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' || status
+                                FROM pipeline_worker.runs WHERE id = $r")"
+pw_check "... and a worker waits for that row in a transaction of its own (waking a parent run)" 1 \
+    "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query = 'waking a parent run'
+            AND wait_event_type = 'Lock'")"
+wait "$holder"
+wait_done "$r" 5
+pw_check "... which it wakes once the holder commits (not at its once-a-minute look)" 'succeeded|"through"' \
+    "$(q "SELECT status || '|' || result FROM pipeline_worker.runs WHERE id = $r")"
+
 r=$(q "SELECT pipeline_worker.create_run('rec', '{\"n\": 4}')")
 wait_done "$r" 30
 pw_check "a pipeline may name itself: 4 levels, the innermost skips its child step" "succeeded|4|skipped" \
