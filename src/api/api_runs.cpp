@@ -199,16 +199,22 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
                                    "pipeline \"%s\"", (long long)run_id, pg::role_name(submitter), pipeline),
                             errhint("The pipeline's owner can allow it again with pipeline_worker.grant_pipeline().")));
     }
-#define PW_RETRY(returning)                                                                                       \
+    // (0.2: a run cancelled while parked by a limit is queued again unparked -- left parked, no lane knows of it and
+    // nothing would put it back; the claim parks it again if its lane is full. Paused pipeline: parked as create_run.)
+#define PW_RETRY(parked, returning)                                                                               \
     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending', result = NULL,"             \
-    " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL"            \
+    " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL" parked     \
     " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"                                         \
     " WHERE r.id = $1 AND r.status IN ('failed', 'cancelled') RETURNING o.finished_at" returning
     bool v2 = store::schema_version() >= 2;
     if (v2)
-        pg::run_as_owner(&plan_retry_v2, PW_RETRY(", r.priority"), 1, types, v, nullptr, false);
+        pg::run_as_owner(&plan_retry_v2,
+                         PW_RETRY(", parked = (SELECT CASE WHEN p.paused THEN 3 END FROM pipeline_worker.pipelines p"
+                                  "   WHERE p.id = r.pipeline_id)",
+                                  ", r.priority"),
+                         1, types, v, nullptr, false);
     else
-        pg::run_as_owner(&plan_retry, PW_RETRY(""), 1, types, v, nullptr, false);
+        pg::run_as_owner(&plan_retry, PW_RETRY("", ""), 1, types, v, nullptr, false);
 #undef PW_RETRY
     bool result = SPI_processed == 1;
     // Its place in the queue is behind the claim hint (its id is old): the commit moves the hint back to it, so that

@@ -134,6 +134,23 @@ pw_check_sql "paused: nothing started" "0|30" \
 pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
 pw_wait_all_finished 20
 pw_check_sql "resumed: all 30 ran" 30 "SELECT count(*) FROM steplog WHERE pipeline = 'pz'"
+# A run cancelled while parked (here by the pause), retried after the resume: it runs (a retry queues it unparked --
+# it kept its park, and nothing would put it back). Retried while the pipeline is paused: it waits for the resume.
+pw_psql -c "SELECT pipeline_worker.pause_pipeline('pz')" >/dev/null
+c1=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c1\"}')")
+c2=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c2\"}')")
+pw_check_sql "paused: two runs parked, cancelled" "3 3|true true" \
+    "SELECT string_agg(parked::text, ' ') || '|' || string_agg(pipeline_worker.cancel_run(id)::text, ' ')
+       FROM pipeline_worker.runs WHERE id IN ($c1, $c2)"
+pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
+pw_check_sql "a run cancelled while parked: retried after the resume" t "SELECT pipeline_worker.retry_run($c1)"
+pw_check "... it runs" succeeded "$(pw_wait_run "$c1" 10)"
+pw_psql -c "SELECT pipeline_worker.pause_pipeline('pz')" -c "SELECT pipeline_worker.retry_run($c2)" >/dev/null
+sleep 0.5
+pw_check_sql "a run retried while its pipeline is paused waits (parked by the pause)" "pending 3 0" \
+    "SELECT status || ' ' || parked || ' ' || (SELECT count(*) FROM steplog WHERE run_id = $c2) FROM pipeline_worker.runs WHERE id = $c2"
+pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
+pw_check "... and runs once the pipeline is resumed" succeeded "$(pw_wait_run "$c2" 10)"
 
 # ------------------------------------------------------------------ run_at lateness
 pw_psql -c "SELECT pipeline_worker.create_pipeline('late', '[{\"name\": \"s\", \"function\": \"fl_step\"}]')" >/dev/null
