@@ -78,16 +78,16 @@ void commit_txn() {
 }
 
 // Parents of runs the last commit finished that another transaction held then (store::wake_parents): each in a
-// transaction of its own, which waits for that one and holds nothing else meanwhile. One that fails is reported
-// and left to its parent's periodic look (kChildRecheckUs).
+// transaction of its own, which waits for that one and holds nothing else meanwhile (its snapshot, taken while the
+// holder is open, holds no older horizon back than the holder does). One that fails is reported and left to its
+// parent's periodic look (kChildRecheckUs). (Committed here, not by commit_txn: nothing is buffered.)
 void wake_held_parent(int64 id) {
     MemoryContext ctx = CurrentMemoryContext;
     PG_TRY();
     {
         pgstat_report_activity(STATE_RUNNING, "waking a parent run");
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
+        TxnClock clock;
+        begin_txn(&clock);
         pg::spi_connect();
         store::wake_held_parent(id);
         SPI_finish();
@@ -278,6 +278,14 @@ void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 suspec
 }
 
 
+// recover_batch for a claimed batch; the worker then claims and commits one run at a time for a while.
+void recover_claimed(const store::ClaimedRun *runs, int n, MemoryContext iter_ctx, int64 suspect) {
+    int64 ids[kMaxBatch];
+    for (int j = 0; j < n; j++) ids[j] = runs[j].id;
+    recover_batch(iter_ctx, ids, n, suspect);
+    safe_mode = kMaxBatch;
+}
+
 // A full batch wakes another idle worker; a batch that drained the queue keeps only its fair share (the rest
 // is released to the idle workers). A small batch of runs not known to be fast is shown as running at once.
 // Returns how many runs this worker keeps.
@@ -362,11 +370,8 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         }
         PG_CATCH();
         {
-            int64 ids[kMaxBatch];
-            for (int j = 0; j < n; j++) ids[j] = runs[j].id;
-            recover_batch(iter_ctx, ids, n, runs[i].id);
+            recover_claimed(runs, n, iter_ctx, runs[i].id);
             failed = true;
-            safe_mode = kMaxBatch;
         }
         PG_END_TRY();
         done++;
@@ -386,11 +391,8 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         }
         PG_CATCH();
         {
-            int64 ids[kMaxBatch];
-            for (int j = 0; j < n; j++) ids[j] = runs[j].id;
-            recover_batch(iter_ctx, ids, n, n == 1 ? runs[0].id : 0);
-            safe_mode = kMaxBatch;
-            pg_usleep(10000L);
+            recover_claimed(runs, n, iter_ctx, n == 1 ? runs[0].id : 0);
+            pg_usleep(10000L);  // (as after a failure mid-way)
         }
         PG_END_TRY();
     }

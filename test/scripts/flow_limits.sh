@@ -2,7 +2,7 @@
 # Flow control through the workers: concurrency limits never exceeded (per key and per pipeline, 10 workers), a
 # slot freed by pg_terminate_backend and by SIGKILL, no head-of-line blocking behind a limited key, rate windows,
 # a full lane's backlog parked at once and put back in order, priority order with one worker, run_at lateness,
-# pause/resume.
+# pause/resume, and retry_run of a run cancelled while parked or retried while paused.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -135,13 +135,14 @@ pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
 pw_wait_all_finished 20
 pw_check_sql "resumed: all 30 ran" 30 "SELECT count(*) FROM steplog WHERE pipeline = 'pz'"
 # A run cancelled while parked (here by the pause), retried after the resume: it runs (a retry queues it unparked --
-# it kept its park, and nothing would put it back). Retried while the pipeline is paused: it waits for the resume.
-pw_psql -c "SELECT pipeline_worker.pause_pipeline('pz')" >/dev/null
+# it kept its park, and nothing would put it back). A run cancelled unparked (due in an hour), retried while the
+# pipeline is paused: it waits for the resume (a retry used to queue it at once).
+c2=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c2\"}', run_at => now() + interval '1 hour')")
+pw_psql -c "SELECT pipeline_worker.cancel_run($c2)" -c "SELECT pipeline_worker.pause_pipeline('pz')" >/dev/null
 c1=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c1\"}')")
-c2=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c2\"}')")
-pw_check_sql "paused: two runs parked, cancelled" "3 3|true true" \
-    "SELECT string_agg(parked::text, ' ') || '|' || string_agg(pipeline_worker.cancel_run(id)::text, ' ')
-       FROM pipeline_worker.runs WHERE id IN ($c1, $c2)"
+pw_check_sql "paused: a run parked, cancelled (and one cancelled unparked before the pause)" "3 true|cancelled" \
+    "SELECT parked || ' ' || pipeline_worker.cancel_run($c1) || '|' || (SELECT status || COALESCE(parked::text, '')
+       FROM pipeline_worker.runs WHERE id = $c2) FROM pipeline_worker.runs WHERE id = $c1"
 pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
 pw_check_sql "a run cancelled while parked: retried after the resume" t "SELECT pipeline_worker.retry_run($c1)"
 pw_check "... it runs" succeeded "$(pw_wait_run "$c1" 10)"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Misbehaving steps and run control through the background workers: COMMIT inside a step, a function dropped or
 # re-created with another signature after definition, deadlocks between runs, multi-MB inputs/outputs, timeouts,
-# cancelling a running run, retry_run resuming at the failed step. The workers must survive all of it.
+# cancelling a running run, retry_run resuming at the failed step, a run's outcome refused as its batch commits. The
+# workers must survive all of it.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 PW_WORKERS=3 pw_cluster_start misbehaving

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Workflows (0.2): steps with several dependencies (DAGs) and their context, "if" conditions and skipped steps,
 # map steps (a task per element: own rows, attempts, retries; HTTP tasks with their idempotency keys), durable sleeps
-# and event waits ("wait_for" + send_event) with the run 'waiting' in between, holding no worker.
+# and event waits ("wait_for" + send_event) with the run 'waiting' in between, holding no worker; child pipelines
+# (a child finishing while its parent's row is held elsewhere wakes it after).
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/../lib/http.sh"
 trap pw_http_cleanup EXIT
