@@ -121,7 +121,7 @@ const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryConte
 
 namespace {
 
-// Parents a worker's transaction found held by another transaction, woken after its commit (wake_held_parents).
+// Parents a worker's transaction found held by another transaction, woken after its commit (worker/parent_wakes.cpp).
 bool defer_held = false;
 int64 *held_parents = nullptr;
 int nheld_parents = 0, held_parents_cap = 0;
@@ -174,7 +174,7 @@ void wake_parents(const int64 *parent_ids, int n) {
     // A worker waits for no parent inside its batch's transaction: that transaction holds its batch's runs, and two
     // workers each finishing a child of a parent the other holds deadlocked (workflow_faults.sh: a map over a child
     // pipeline, 4 workers). Parents held elsewhere are woken after the commit, in a transaction of their own that
-    // holds nothing while it waits (wake_held_parent).
+    // waits for nothing either (try_wake_held_parent; worker/parent_wakes.cpp tries again until the row is free).
     static SPIPlanPtr plan_wake_try = nullptr;
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(parent_ids, n)};
@@ -204,7 +204,23 @@ int take_held_parents(int64 *out, int max) {
 
 void forget_held_parents() { nheld_parents = 0; }
 
-void wake_held_parent(int64 id) { lock_and_wake(pg::int8_array(&id, 1)); }
+bool try_wake_held_parent(int64 id) {
+    static SPIPlanPtr plan_try_one = nullptr, plan_exists = nullptr;
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(id)};
+    pg::run_as_owner(&plan_try_one,
+                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
+                     " FOR NO KEY UPDATE SKIP LOCKED",
+                     1, types, v, nullptr, false);
+    if (SPI_processed > 0) {
+        lock_and_wake(pg::int8_array(&id, 1), false);  // (locked just now)
+        return true;
+    }
+    // Skipped, or gone (deleted by retention or purge_runs meanwhile: nothing to wake)
+    pg::run_as_owner(&plan_exists, "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1", 1,
+                     types, v, nullptr, true);
+    return SPI_processed == 0;
+}
 
 int64 *unfinished_descendants(int64 run_id, int *n) {
     Oid types[1] = {INT8OID};

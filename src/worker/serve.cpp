@@ -18,6 +18,7 @@
 #include "store/writes.hpp"
 #include "worker/claiming.hpp"
 #include "worker/interrupts.hpp"
+#include "worker/parent_wakes.hpp"
 #include "worker/timer.hpp"
 
 namespace pw::worker {
@@ -63,52 +64,16 @@ void begin_txn(TxnClock *clock) {
     exec::reset_subxacts();
 }
 
-void wake_held_parents();
-
 void commit_txn() {
     store::flush_writes();
     PopActiveSnapshot();
     CommitTransactionCommand();
     // The start of the HTTP steps parked in this transaction is durable now: their requests may leave.
     httpq::send_queued();
-    wake_held_parents();
+    wake_held_parents();  // parents whose rows this commit found held elsewhere
     // Background workers must report their statistics themselves (rate-limited inside): without it
     // autovacuum never sees the dead tuples the workers leave in the run tables.
     pgstat_report_stat(false);
-}
-
-// Parents of runs the last commit finished that another transaction held then (store::wake_parents): each in a
-// transaction of its own, which waits for that one and holds nothing else meanwhile (its snapshot, taken while the
-// holder is open, holds no older horizon back than the holder does). One that fails is reported and left to its
-// parent's periodic look (kChildRecheckUs). (Committed here, not by commit_txn: nothing is buffered.)
-void wake_held_parent(int64 id) {
-    MemoryContext ctx = CurrentMemoryContext;
-    PG_TRY();
-    {
-        pgstat_report_activity(STATE_RUNNING, "waking a parent run");
-        TxnClock clock;
-        begin_txn(&clock);
-        pg::spi_connect();
-        store::wake_held_parent(id);
-        SPI_finish();
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-    }
-    PG_END_TRY();
-}
-
-void wake_held_parents() {
-    int64 ids[16];
-    int n;
-    while ((n = store::take_held_parents(ids, 16)) > 0)
-        for (int i = 0; i < n; i++) wake_held_parent(ids[i]);
 }
 
 bool txn_is_due(const TxnClock *clock) {

@@ -10,6 +10,7 @@
 #include "store/children.hpp"
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
+#include "worker/parent_wakes.hpp"
 #include "worker/serve.hpp"
 #include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
@@ -212,6 +213,7 @@ int work_once(LoopState *ls) {
             maybe_expire(&ls->last_expire, lead);
             maybe_vacuum(&ls->last_vacuum, lead);
             maybe_count(&ls->last_count, lead);
+            wake_held_parents();  // parents a commit found held elsewhere, when their retry is due
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
             if (handled == 0) handled += help_with_tasks(ls->iter_ctx);  // another worker's map tasks
@@ -236,6 +238,8 @@ void sleep_idle(LoopState *ls, WaitEventSet *waits) {
     if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
     long http_timeout = httpq::timeout_ms();
     if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+    long parents_timeout = held_parents_timeout_ms();
+    if (parents_timeout >= 0 && parents_timeout < timeout) timeout = parents_timeout;
     if (timeout == 0 || httpq::has_answered()) return;  // a retry or an HTTP timer is due
     pgstat_report_stat(true);  // going idle: flush what is pending
     if (in_flight > 0) {
@@ -277,7 +281,7 @@ void worker_main(Datum arg) {
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
     exec::set_hooks(&worker_hooks);
-    store::defer_held_parents();  // (a batch's transaction waits for no parent row: serve.cpp wakes them after it)
+    store::defer_held_parents();  // (a batch's transaction waits for no parent row: parent_wakes.cpp wakes them after)
     crashes::attach(ls.slot_no);
     ls.iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
 

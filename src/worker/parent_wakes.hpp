@@ -1,0 +1,16 @@
+// Parents of child runs a worker's commit finished, whose rows another transaction held at the time
+// (store::wake_parents skips them: a batch's transaction waits for no parent row). They are woken after the commit
+// without waiting for the holder; those still held are tried again, with back-off, until their rows are free.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::worker {
+
+// After a commit, and between iterations: tries the parents the last commit deferred, and the ones still held
+// whose retry is due. Each in a transaction of its own; leaves none open.
+void wake_held_parents();
+// Milliseconds until a held parent's retry is due (0: due now; -1: none waiting).
+long held_parents_timeout_ms();
+
+}  // namespace pw::worker
