@@ -221,7 +221,7 @@ void release_now(int64 run_id) {
 bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines) {
     *npipelines = *nkeys = 0;
     if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
-    TimestampTz now = GetCurrentTimestamp();
+    TimestampTz now = GetCurrentTimestamp(), opening = 0;
     LWLockAcquire(g_header->lock, LW_SHARED);
     HASH_SEQ_STATUS seq;
     hash_seq_init(&seq, g_lanes);
@@ -230,6 +230,12 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
         if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
         if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
         lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see floor_releases)
+        // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
+        // workers for a full concurrency limit): until 2026-12-04 such runs waited for an idle worker's 1 s look.
+        if (lane->limits.rate_runs > 0) {
+            TimestampTz at = rate_opening(lane, now);
+            if (at > now && (opening == 0 || at < opening)) opening = at;
+        }
         if (lane->tag.per_key) {
             if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
         } else if (*npipelines < max) {
@@ -237,6 +243,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
         }
     }
     LWLockRelease(g_header->lock);
+    if (opening != 0) shared::note_retry_due(opening);  // a worker wakes then, and claims them
     return *npipelines + *nkeys > 0;
 }
 

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Rate limits with short windows, on a fresh cluster with one worker: the runs a full window holds back stay queued
+# (the claims filter their lane out), and the worker wakes when the window moves on -- not at its once-a-second look.
+# Until 2026-12-04, 8 runs at 1 per 150 ms took 7 s (pipeline-wide and per key alike). (Long windows, limits with 10
+# workers: flow_limits.sh.)
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+pw_cluster_up rate_windows 1 20 || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE startlog (pipeline text, run_id bigint, s timestamptz);
+CREATE FUNCTION rw_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO startlog VALUES (ctx->>'pipeline', (ctx->>'run_id')::bigint, clock_timestamp());
+    RETURN '1';
+END $$;
+SELECT pipeline_worker.create_pipeline('rate_short', '[{"name": "s", "function": "rw_step"}]',
+                                       '{"rate_limit": {"runs": 1, "per_ms": 150}}');
+SELECT pipeline_worker.create_pipeline('rate_key', '[{"name": "s", "function": "rw_step"}]',
+                                       '{"rate_limit_per_key": {"runs": 1, "per_ms": 150}}');
+SQL
+
+for p in rate_short rate_key; do
+    keys=NULL
+    [ $p = rate_key ] && keys="array_fill('A'::text, ARRAY[8])"
+    pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('$p', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 8)),
+                                                                 concurrency_keys => $keys)" >/dev/null
+    pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" >/dev/null ||
+        pw_fail "$p: runs left unfinished after 30 s"
+    pw_check_sql "$p: every run began once, one per 150 ms window" "8|8|0" \
+        "SELECT count(*) || '|' || count(DISTINCT run_id) || '|' ||
+                (SELECT count(*) FROM startlog a WHERE a.pipeline = '$p' AND (SELECT count(*) FROM startlog b
+                   WHERE b.pipeline = '$p' AND b.s >= a.s AND b.s < a.s + interval '150 ms') > 1)
+           FROM startlog WHERE pipeline = '$p'"
+    pw_check_sql "$p: each next run began as the window moved on (8 runs in under 3 s, not one a second)" t \
+        "SELECT max(s) - min(s) < interval '3 s' FROM startlog WHERE pipeline = '$p'"
+done
+pw_finish
