@@ -133,6 +133,9 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
+    // 0. A child run's parent waits for it to end: lock the parent's row first (a parent failing locks its children
+    //    after its own row: the same order), and wake it below -- otherwise it would notice at its once-a-minute look.
+    int64 parent = store::lock_parent_of(run_id);
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     shared::request_cancel(run_id);
@@ -157,6 +160,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             result = true;
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
             store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
+            if (parent != 0) store::wake_parents(&parent, 1);     // it looks at its child again: cancelled
         } else {
             result = strcmp(now_status, "cancelled") == 0;
         }

@@ -222,6 +222,24 @@ bool try_wake_held_parent(int64 id) {
     return SPI_processed == 0;
 }
 
+int64 lock_parent_of(int64 child_id) {
+    if (schema_version() < 2) return 0;
+    static SPIPlanPtr plan_parent_of = nullptr, plan_lock_for_wake = nullptr;
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(child_id)};
+    pg::run_as_owner(&plan_parent_of,
+                     "/* pw_indexes: runs_pkey */ SELECT parent_run_id FROM pipeline_worker.runs WHERE id = $1", 1,
+                     types, v, nullptr, true);
+    bool isnull = true;
+    int64 parent = SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
+    if (isnull) return 0;
+    v[0] = Int64GetDatum(parent);
+    pg::run_as_owner(&plan_lock_for_wake,
+                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1 FOR NO KEY UPDATE", 1,
+                     types, v, nullptr, false);
+    return parent;
+}
+
 int64 *unfinished_descendants(int64 run_id, int *n) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};

@@ -44,6 +44,11 @@ void forget_held_parents();
 // holds the row (try again later), true otherwise (woken, not waiting, or gone). SPI connected.
 bool try_wake_held_parent(int64 id);
 
+// The parent of child run_id (0: none, or the 0.1 schema), its row locked as a child's wake-up locks it. cancel_run
+// takes it before the child's row (the order a parent's own failure takes them in: it locks its children), and
+// wakes it once the child is cancelled. SPI connected.
+int64 lock_parent_of(int64 child_id);
+
 // Unfinished descendants of run_id (children, their children, ...), deepest last; *n set. SPI connected.
 int64 *unfinished_descendants(int64 run_id, int *n);
 

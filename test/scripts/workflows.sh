@@ -2,7 +2,7 @@
 # Workflows (0.2): steps with several dependencies (DAGs) and their context, "if" conditions and skipped steps,
 # map steps (a task per element: own rows, attempts, retries; HTTP tasks with their idempotency keys), durable sleeps
 # and event waits ("wait_for" + send_event) with the run 'waiting' in between, holding no worker; child pipelines
-# (a child finishing while its parent's row is held elsewhere wakes it after).
+# (a child finishing while its parent's row is held elsewhere wakes it after; a child cancelled wakes it at once).
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/../lib/http.sh"
 trap pw_http_cleanup EXIT
@@ -168,6 +168,19 @@ pw_check "a parent waiting for its child is waiting; so is the child (waiting fo
     "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
 pw_check "cancel_run of the parent cancels its unfinished child" "t|cancelled cancelled" \
     "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
+# cancel_run of the child: its waiting parent looks at it at once (until 2026-12-04: at its once-a-minute look)
+q "SELECT pipeline_worker.create_pipeline('parent_of_waiter2', '[{\"name\": \"child\", \"pipeline\": \"kid_waits\",
+     \"max_attempts\": 2, \"retry_delay_ms\": 0}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter2', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+q "SELECT pipeline_worker.cancel_run($c)" >/dev/null
+pw_wait_sql 2 10 "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_check "cancel_run of a child wakes its waiting parent: the attempt fails naming the child, the retry starts another" \
+    "failed|true|2|waiting" \
+    "$(q "SELECT (SELECT status || '|' || (error LIKE 'child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1) || '|' ||
+              (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || '|' || (SELECT status FROM pipeline_worker.runs WHERE id = $r)")"
+q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
 
 # A child finishes while another transaction holds its waiting parent's row: the worker commits the child at once
 # and wakes the parent once that transaction ends, trying its row again without waiting on it (a batch waits for no
