@@ -66,6 +66,16 @@ const char *db_name(Oid dboid) {
     return name != nullptr ? name : psprintf("%u", dboid);
 }
 
+// Whether dboid's published gauges still describe runs that exist: this database's (counted just now if stale), or
+// one the workers serve with the extension there. A database dropped, or no longer served or without the extension
+// (DROP EXTENSION), keeps its counters but not its last count of unfinished runs -- until 2026-12-04 those stayed,
+// with an oldest-pending age growing for good.
+bool gauges_current(Oid dboid) {
+    if (dboid == MyDatabaseId) return true;
+    shared::DbState *d = shared::state() != nullptr ? shared::db(dboid) : nullptr;
+    return d != nullptr && pg_atomic_read_u32(&d->extension) != shared::kExtAbsent;
+}
+
 // Every sample, grouped by family (kFamilies' order), then database and pipeline.
 Collector collect() {
     metrics::note_scrape();  // the lead workers keep the gauges counted while scrapes come
@@ -75,6 +85,7 @@ Collector collect() {
     int ns = metrics::snapshot(&snaps);
     const char **dbnames = static_cast<const char **>(palloc(sizeof(char *) * (ns > 0 ? ns : 1)));
     for (int i = 0; i < ns; i++) dbnames[i] = i > 0 && snaps[i].dboid == snaps[i - 1].dboid ? dbnames[i - 1] : db_name(snaps[i].dboid);
+    for (int i = 0; i < ns; i++) snaps[i].has_gauges = snaps[i].has_gauges && gauges_current(snaps[i].dboid);
     TimestampTz now = GetCurrentTimestamp();
     Collector c;
     for (int i = 0; i < ns; i++) c.add(kFamilies[0].name, dbnames[i], snaps[i].pipeline, snaps[i].created);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # One installation serving several databases (pipeline_worker.databases): each listed database with the extension
 # is served, a run never executes in another database, CREATE EXTENSION in a listed database is served within
-# 1 s and DROP EXTENSION releases its workers, a backlog in one database does not starve another,
-# max_workers_per_database caps one, '*' serves every database with the extension, and DROP DATABASE,
+# 1 s and DROP EXTENSION releases its workers (metrics() keeps its counters, not its gauges), a backlog in one
+# database does not starve another, max_workers_per_database caps one, '*' serves every database with the extension, and DROP DATABASE,
 # ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of a served database succeed without FORCE while a
 # run executes there (the run is recovered and finishes later, its effect once); after a restart, the runs parked by
 # a limit are put back in every database.
@@ -91,6 +91,18 @@ PGDATABASE=db_a pw_wait_sql 0 60 "SELECT count(*) FROM pipeline_worker.runs WHER
 pw_check "db_a's backlog drains" 0 "$(dbq db_a "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'")"
 
 # ---------------------------------------------------------------- DROP EXTENSION releases the database
+# (first: a paused run pending in db_c and in db_b, counted by a scrape there -- the gauges that must go with them)
+for db in db_c db_b; do
+    pw_psql -d $db >/dev/null <<'SQL' || pw_fail "gauged fixtures in $db"
+SELECT pipeline_worker.create_pipeline('gauged', '[{"name": "a", "function": "where_am_i"}]');
+SELECT pipeline_worker.pause_pipeline('gauged');
+SELECT pipeline_worker.create_run('gauged', '{}');
+SELECT length(pipeline_worker.metrics());
+SQL
+done
+m=$(dbq db_a "SELECT pipeline_worker.metrics()")
+pw_check "metrics() in db_a shows the pending runs counted in db_c and db_b" "yes yes" \
+    "$(grep -q '^pipeline_worker_runs{database="db_c",pipeline="gauged",status="pending"} 1$' <<<"$m" && echo yes) $(grep -q '^pipeline_worker_runs{database="db_b",pipeline="gauged",status="pending"} 1$' <<<"$m" && echo yes)"
 dbq db_c "DROP EXTENSION pipeline_worker CASCADE" >/dev/null
 if got=$(pw_wait_sql 0 5 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_c'"); then
     pw_ok "DROP EXTENSION in db_c: its workers leave"
@@ -153,6 +165,10 @@ pw_check "db_a is still served" succeeded "$(dbq db_a "SELECT pipeline_worker.wa
 m=$(dbq db_a "SELECT pipeline_worker.metrics()")
 pw_check "metrics() in db_a counts db_a's and db_c's runs (shared memory)" "yes yes" \
     "$(grep -q '^pipeline_worker_runs_created_total{database="db_a",pipeline="p"} [1-9]' <<<"$m" && echo yes) $(grep -q '^pipeline_worker_runs_created_total{database="db_c",pipeline="p"} 1$' <<<"$m" && echo yes)"
+# the counters of a database whose extension was dropped stay; its last count of unfinished runs does not (until
+# 2026-12-04 it stayed, an oldest-pending age growing for good), nor that of a database dropped since
+pw_check "... but no gauge of db_c (extension dropped) or of db_b (database dropped)" "0 0" \
+    "$(grep -c '^pipeline_worker_\(runs\|oldest_pending_seconds\){database="db_c"' <<<"$m") $(grep -c '^pipeline_worker_\(runs\|oldest_pending_seconds\){database="[0-9]*",pipeline="gauged"' <<<"$m")"
 
 # ---------------------------------------------------------------- '*': every database with the extension
 pw_set_conf pipeline_worker.databases '*' || pw_fail "setting databases = *"
