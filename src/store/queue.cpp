@@ -147,6 +147,20 @@ void release_stale_slots() {
     SPI_finish();
 }
 
+bool any_queued() {
+    static SPIPlanPtr plan_any_v2 = nullptr, plan_any_v1 = nullptr;
+    if (schema_version() >= 2)
+        pg::run_as_owner(&plan_any_v2,
+                         "/* pw_indexes: runs_ready_idx */ SELECT 1 FROM pipeline_worker.runs"
+                         " WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL LIMIT 1",
+                         0, nullptr, nullptr, nullptr, true);
+    else
+        pg::run_as_owner(&plan_any_v1,
+                         "/* pw_indexes: runs_pending_idx */ SELECT 1 FROM pipeline_worker.runs WHERE status = 'pending' LIMIT 1",
+                         0, nullptr, nullptr, nullptr, true);
+    return SPI_processed > 0;
+}
+
 int schema_version() {
     Oid ns = get_namespace_oid("pipeline_worker", true);
     Oid runs = OidIsValid(ns) ? get_relname_relid("runs", ns) : InvalidOid;

@@ -36,6 +36,10 @@ void release_stale_slots();
 // its runs' slots until it commits).
 int limited_in_last_claim();
 
+// Whether a run is in the queue now (pending, not delayed, not parked): a worker leaving its database tells the
+// launcher it has work only then. SPI connected.
+bool any_queued();
+
 // How many runs claim_queued parked since the last call (the queue behind them may hold claimable runs).
 int take_parked_count();
 

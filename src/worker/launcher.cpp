@@ -23,19 +23,24 @@ namespace pw::worker {
 namespace {
 
 constexpr long kRestartBackoffMs = 1000;  // minimum time between two starts of one slot
-constexpr long kBusyMs = 2000;            // a database that claimed runs this recently is busy
+constexpr long kBusyMs = 300;             // a database that claimed runs this recently is busy (or executes one now)
 constexpr long kTenureMs = 1000;          // with more busy databases than workers: how long one keeps its worker
+constexpr long kVisitMs = 4000;           // with fewer workers than databases: an idle one without a worker gets one
+                                          // after this, for its upkeep (recovery sweep, retention) -- then keeps it
+                                          // until another needs it
 constexpr long kReprobeMs = 30000;        // a listed database without the extension is looked at again after this
 
 struct LauncherSlot {
     BackgroundWorkerHandle *handle;
     TimestampTz last_start;
+    bool asked_out;  // its last worker left because the launcher asked it to (moved): it may start again at once
 };
 
 // The launcher's own notes on a database entry (same index as State::dbs).
 struct DbNotes {
     TimestampTz busy_until;    // work was committed there, or a claim found runs
     TimestampTz served_since;  // when it got its first worker (0: it has none)
+    TimestampTz unserved_since;  // when it lost its last worker (0: it has one, or never had one yet)
     TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
     bool warned_missing;
 };
@@ -167,6 +172,7 @@ class Launcher {
             slots_[i].handle = nullptr;
             Oid dboid = pg_atomic_read_u32(&s->dboid);
             bool asked = pg_atomic_read_u32(&s->retire) != 0;
+            slots_[i].asked_out = asked;
             pg_atomic_write_u32(&s->retire, 0);
             pg_atomic_write_u32(&s->dboid, 0);
             shared::DbState *d = shared::db(dboid);
@@ -178,6 +184,15 @@ class Launcher {
             // an exit right after the start (a crash loop, a database that refuses connections): not at once again
             if (after(now, slots_[i].last_start, kRestartBackoffMs)) notes_[d - st_->dbs].hold_until = now + kRestartBackoffMs * 1000;
         }
+    }
+
+    // Whether a worker of the database is executing a run right now.
+    bool executing_in(Oid dboid) const {
+        for (int i = 0; i < nslots_; i++)
+            if (slots_[i].handle != nullptr && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
+                pg_atomic_read_u64(&st_->slots[i].run_id) != 0)
+                return true;
+        return false;
     }
 
     int workers_here(Oid dboid, bool count_leaving) const {
@@ -216,8 +231,13 @@ class Launcher {
             if (dboid == 0) continue;
             DbNotes &n = notes_[k];
             int current = workers_here(dboid, false);
-            if (current == 0) n.served_since = 0;
-            else if (n.served_since == 0) n.served_since = now;
+            if (current == 0) {
+                if (n.served_since != 0 || n.unserved_since == 0) n.unserved_since = now;
+                n.served_since = 0;
+            } else {
+                if (n.served_since == 0) n.served_since = now;
+                n.unserved_since = 0;
+            }
             bool evicting = ts(&d->evict_until) > now;
             uint32 ext = pg_atomic_read_u32(&d->extension);
             if (ext == shared::kExtAbsent && waits[k]) ext = shared::kExtUnknown;  // pipeline_worker.database: wait there
@@ -237,15 +257,31 @@ class Launcher {
             }
             if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
             TimestampTz due = ts(&d->next_retry_due);
-            bool active = ext == shared::kExtUnknown || n.busy_until > now || after(now, ts(&d->last_claim), kBusyMs) ||
-                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
+            // (Busy: its workers claimed in the last kBusyMs or execute a run now; one without workers is busy when
+            // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-04 a claim kept
+            // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
+            // took turns for 2 s.)
+            bool active = ext == shared::kExtUnknown || n.busy_until > now ||
+                          (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) || pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
+            // Idle without a worker for a while: a visit (its first worker sweeps and expires at once). Until
+            // 2026-12-04 idle databases took turns every second instead -- a worker restarted every second on an
+            // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
+            if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs)) active = true;
+            else if (current > 0 && after(now, n.served_since, kTenureMs)) active = true;  // (a visit: stays a moment)
+            else if (current == 0 && n.unserved_since != 0) {
+                long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
+                if (ms < timeout_) timeout_ = ms;
+            }
             if (current == 0 && due > now) {  // nobody there to keep the timer: the launcher does
                 long ms = static_cast<long>((due - now) / 1000) + 1;
                 if (ms < timeout_) timeout_ = ms;
             }
+            // Busy databases take turns (more of them than workers): one served longer than kTenureMs yields to one
+            // without a worker. Idle ones keep the workers they have (fewer moves).
             int rank = 0;
             if (current == 0) rank = 1;
-            else if (!after(now, n.served_since, kTenureMs)) rank = 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC);
+            else if (active && !after(now, n.served_since, kTenureMs))
+                rank = 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC);
             index[ndb] = k;
             input[ndb++] = core::placement::Database{active, current, rank};
         }
@@ -302,7 +338,7 @@ class Launcher {
                 timeout_ = 100;
                 continue;
             }
-            if (after(now, slots_[i].last_start, kRestartBackoffMs)) {
+            if (!slots_[i].asked_out && after(now, slots_[i].last_start, kRestartBackoffMs)) {  // (a crash loop)
                 timeout_ = 100;
                 continue;
             }

@@ -45,6 +45,33 @@ bool extension_ready() {
     return ready;
 }
 
+bool runs_queued() {
+    MemoryContext ctx = CurrentMemoryContext;
+    volatile bool queued = false;
+    PG_TRY();
+    {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (OidIsValid(get_extension_oid("pipeline_worker", true))) {
+            pg::spi_connect();
+            queued = store::any_queued();
+            SPI_finish();
+        }
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+    }
+    PG_END_TRY();
+    return queued;
+}
+
 namespace {
 
 // Worker commit policy: consecutive fast steps -- and several runs -- share a transaction; it commits once it

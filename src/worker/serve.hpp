@@ -16,6 +16,8 @@ extern bool claims_stopped;
 
 // Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
 bool extension_ready();
+// Whether runs are queued in this database now (a short transaction; false when that fails, reported).
+bool runs_queued();
 // A transaction of the worker's own (now() and pg_stat_activity: its start; an active snapshot), and its commit
 // (buffered writes flushed, requests parked in it sent, statistics reported).
 void begin_work_txn();

@@ -155,7 +155,6 @@ struct LoopState {
     TimestampTz last_count = 0;
     bool recheck_extension = false;
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
-    bool busy = false;     // the last round handled work
 };
 
 // An error outside a run, in PG_CATCH: reported -- unless DROP EXTENSION committed under the worker (its tables
@@ -302,15 +301,17 @@ void worker_main(Datum arg) {
         if (retiring()) {
             claims_stopped = true;
             if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
-                // busy until now: work may be left that no other worker of this database sees
+                // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
+                // wake-up may have come to this worker just before it was asked to leave (until 2026-12-04 it told
+                // the launcher only if its last round had handled work, and such a run waited for the next visit).
                 shared::DbState *d = shared::db();
-                if (d != nullptr && ls.busy && shared::workers_in(MyDatabaseId) <= 1) pg_atomic_write_u32(&d->wanted, 1);
+                if (d != nullptr && shared::workers_in(MyDatabaseId) <= 1 && runs_queued())
+                    pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
                 proc_exit(0);
             }
         }
         set_idle(httpq::pending() < httpq::capacity());
         int handled = work_once(&ls);
-        ls.busy = handled > 0;
         if (handled == 0) sleep_idle(&ls, waits);
         set_idle(false);
     }
