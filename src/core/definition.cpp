@@ -43,12 +43,15 @@ std::string where(size_t index, const std::string &name) {
 
 int int_in_range(const json::Value &v, const std::string &what, int64_t lo, int64_t hi) {
     int64_t n = 0;
+    std::string hint = "Give a whole JSON number from " + std::to_string(lo) + " to " + std::to_string(hi) + ".";
     if (!v.as_int64(n))
         throw DefinitionError(what + " must be an integer, not " +
-                              (v.is_number() ? v.as_string() : "a JSON " + std::string(v.type_name())));
+                                  (v.is_number() ? v.as_string() : "a JSON " + std::string(v.type_name())),
+                              hint);
     if (n < lo || n > hi)
         throw DefinitionError(what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                              ", not " + std::to_string(n));
+                                  ", not " + std::to_string(n),
+                              hint);
     return static_cast<int>(n);
 }
 
