@@ -235,7 +235,7 @@ CREATE INDEX runs_parked_key_idx ON pipeline_worker.runs
     (pipeline_id, pg_catalog.hashtextextended(concurrency_key, 0), (- priority), id)
     WHERE status = 'pending' AND parked = 2;
 -- Idempotency keys: unique per pipeline and submitting role for as long as the run exists.
-CREATE UNIQUE INDEX runs_idempotency_idx ON pipeline_worker.runs (pipeline, submitted_by, idempotency_key)
+CREATE UNIQUE INDEX runs_idempotency_idx ON pipeline_worker.runs (pipeline_id, submitted_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- Finished runs are found by pipeline, status and age through runs_stats_finished_idx (below): retention, purge_runs
 -- and the minute roll-ups read each (pipeline, status) range up to their time bound. No index on finished_at alone:

@@ -47,6 +47,21 @@ SELECT pipeline_worker.create_run('fc', '{"order": 7}', idempotency_key => 'orde
 SELECT count(*) AS tenant_sees FROM pipeline_worker.runs WHERE idempotency_key = 'order-7';
 RESET ROLE;
 SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE pipeline = 'fc' AND status = 'pending';
+-- a pipeline dropped and created again under its name is another pipeline: the keys of the dropped one's runs
+-- match nothing (until 2026-12-04 they returned the old run, and the new request was lost)
+SELECT pipeline_worker.create_pipeline('fc_again', '[{"name": "only", "function": "public.fc_step"}]');
+SELECT pipeline_worker.create_run('fc_again', '{"order": 9}', idempotency_key => 'order-9') AS old_run \gset
+SELECT pipeline_worker.create_runs('fc_again', '[{"order": 10}]', idempotency_keys => ARRAY['order-10']) AS old_bulk \gset
+SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE pipeline = 'fc_again';
+SELECT pipeline_worker.drop_pipeline('fc_again');
+SELECT pipeline_worker.create_pipeline('fc_again', '[{"name": "only", "function": "public.fc_step"}]');
+SELECT pipeline_worker.create_run('fc_again', '{"order": 9}', idempotency_key => 'order-9') AS new_run \gset
+SELECT :new_run <> :old_run AS new_pipeline_new_run;
+SELECT pipeline_worker.create_run('fc_again', '{"order": 9}', idempotency_key => 'order-9') = :new_run AS then_its_own_key;
+SELECT id <> :old_bulk AS new_pipeline_new_bulk_run
+  FROM pipeline_worker.create_runs('fc_again', '[{"order": 10}]', idempotency_keys => ARRAY['order-10']) id;
+SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE pipeline = 'fc_again' AND status = 'pending';
+SELECT pipeline_worker.drop_pipeline('fc_again');
 
 -- ---------------------------------------------------------------- priority: claim order
 SELECT pipeline_worker.create_run('fc', '{"p": "low"}', priority => -5) AS low \gset

@@ -156,7 +156,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
                              " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
                              " VALUES ($1, $2, $3, $4::regrole, $5, $6::regrole, $7, $8,"
                              "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, $9, $10, CASE WHEN $11 THEN 3 END)"
-                             " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                             " ON CONFLICT (pipeline_id, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
                              " DO NOTHING RETURNING id",
                              11, types, v, nulls, false);
             bool isnull;
@@ -166,11 +166,11 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
                 metrics::runs_created(s.pipeline);
                 break;
             }
-            Oid et[4] = {TEXTOID, OIDOID, TEXTOID, JSONBOID};
-            Datum ev[4] = {v[0], v[3], v[8], input};
+            Oid et[4] = {INT8OID, OIDOID, TEXTOID, JSONBOID};
+            Datum ev[4] = {v[4], v[3], v[8], input};
             pg::run_as_owner(&plan_existing_run,
                              "SELECT id, input = $4 FROM pipeline_worker.runs"
-                             " WHERE pipeline = $1 AND submitted_by = $2::regrole AND idempotency_key = $3",
+                             " WHERE pipeline_id = $1 AND submitted_by = $2::regrole AND idempotency_key = $3",
                              4, et, ev, nullptr, false);
             if (SPI_processed == 0) continue;  // deleted in between (retention): insert again
             id = DatumGetInt64(col(0, 1, &isnull));
@@ -261,7 +261,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
                          "  CASE WHEN $11 THEN 3 END"
                          " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
                          "   pg_catalog.unnest($10)) AS e(input, key, ckey)"
-                         " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                         " ON CONFLICT (pipeline_id, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
                          " DO NOTHING RETURNING id, idempotency_key",
                          11, types, v, nulls, false);
     else
@@ -302,12 +302,12 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         missing[nmissing++] = i + 1;  // 1-based ordinality
     }
     if (nmissing > 0) {
-        Oid mt[5] = {TEXTOID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
-        Datum mv[5] = {v[0], v[3], v[1], keys, pg::int8_array(missing, nmissing)};
+        Oid mt[5] = {INT8OID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
+        Datum mv[5] = {v[4], v[3], v[1], keys, pg::int8_array(missing, nmissing)};
         pg::run_as_owner(&plan_existing_runs,
                          "SELECT e.ord, r.id, r.input = e.input, e.key FROM ROWS FROM (pg_catalog.jsonb_array_elements($3),"
                          "   pg_catalog.unnest($4)) WITH ORDINALITY AS e(input, key, ord)"
-                         " JOIN pipeline_worker.runs r ON r.pipeline = $1 AND r.submitted_by = $2::regrole"
+                         " JOIN pipeline_worker.runs r ON r.pipeline_id = $1 AND r.submitted_by = $2::regrole"
                          "   AND r.idempotency_key = e.key"
                          " WHERE e.ord = ANY ($5)",
                          5, mt, mv, nullptr, false);

@@ -79,8 +79,9 @@ int64 run_by_key(const char *pipeline, const char *key, Oid submitter) {
     Oid types[3] = {TEXTOID, TEXTOID, OIDOID};
     Datum v[3] = {CStringGetTextDatum(pipeline), CStringGetTextDatum(key), ObjectIdGetDatum(submitter)};
     pg::run_as_owner(&plan_by_key,
-                     "/* pw_indexes: runs_idempotency_idx */ SELECT id FROM pipeline_worker.runs"
-                     " WHERE pipeline = $1 AND submitted_by = $3::regrole AND idempotency_key = $2",
+                     "/* pw_indexes: r.runs_idempotency_idx */ SELECT r.id FROM pipeline_worker.pipelines p"
+                     " JOIN pipeline_worker.runs r ON r.pipeline_id = p.id"
+                     " WHERE p.name = $1 AND r.submitted_by = $3::regrole AND r.idempotency_key = $2",
                      3, types, v, nullptr, true);
     if (SPI_processed == 0) return 0;
     bool isnull;

@@ -171,15 +171,15 @@ int64 create_slot_run(const DueSchedule &s, const SlotOptions &o, TimestampTz sl
                      " SELECT $1, $2, $3 || pg_catalog.jsonb_build_object('schedule', $11::text, 'scheduled_for', k.slot),"
                      "  $4::regrole, $5, $6::regrole, $7, 'schedule:' || $11 || ':' || k.slot, $9, CASE WHEN $10 THEN 3 END"
                      " FROM k"
-                     " ON CONFLICT (pipeline, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                     " ON CONFLICT (pipeline_id, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
                      " DO NOTHING RETURNING id",
                      11, types, v, nulls, false);
     bool isnull;
     if (SPI_processed == 1) return DatumGetInt64(col(0, 1, &isnull));
-    Oid et[4] = {TEXTOID, OIDOID, TEXTOID, TIMESTAMPTZOID};
-    Datum ev[4] = {v[0], v[3], CStringGetTextDatum(s.name), v[7]};
+    Oid et[4] = {INT8OID, OIDOID, TEXTOID, TIMESTAMPTZOID};
+    Datum ev[4] = {v[4], v[3], CStringGetTextDatum(s.name), v[7]};
     pg::run_as_owner(&plan_existing,
-                     "SELECT id FROM pipeline_worker.runs WHERE pipeline = $1 AND submitted_by = $2::regrole"
+                     "SELECT id FROM pipeline_worker.runs WHERE pipeline_id = $1 AND submitted_by = $2::regrole"
                      " AND idempotency_key = 'schedule:' || $3 || ':'"
                      "   || pg_catalog.to_char($4 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
                      4, et, ev, nullptr, false);
