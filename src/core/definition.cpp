@@ -355,9 +355,15 @@ Options parse_options(const json::Value &v) {
             continue;
         }
         if (key == "retention") {
+            int64_t n = 0;
+            if (val.is_number() && val.as_int64(n) && n == -1) {  // as the setting: -1 keeps them forever
+                o.retention = "-1";
+                continue;
+            }
             if (!val.is_string() || val.as_string().empty())
-                throw DefinitionError("option \"retention\" must be an interval as a JSON string",
-                                      "Example: \"retention\": \"30 days\" (finished runs older than that are deleted).");
+                throw DefinitionError("option \"retention\" must be an interval as a JSON string, or -1",
+                                      "Example: \"retention\": \"30 days\" (finished runs older than that are deleted); "
+                                      "-1 keeps them forever.");
             o.retention = val.as_string();
             continue;
         }

@@ -177,10 +177,11 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     p->limits = limits;
     p->limits_per_key = per_key;
     p->notify = notify;
-    if (retention != nullptr && interval_usecs(retention, "option \"retention\"") <= 0)
+    if (retention != nullptr && strcmp(retention, "-1") != 0 && interval_usecs(retention, "option \"retention\"") <= 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid pipeline definition: option \"retention\" must be a positive interval"),
-                        errhint("Example: \"retention\": \"30 days\" (finished runs older than that are deleted).")));
+                        errmsg("invalid pipeline definition: option \"retention\" must be a positive interval, or -1"),
+                        errhint("Example: \"retention\": \"30 days\" (finished runs older than that are deleted); "
+                                "-1 keeps them forever.")));
     return p;
 }
 

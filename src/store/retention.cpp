@@ -153,8 +153,9 @@ int64 delete_expired_runs(int max) {
     " k AS (SELECT ids.*, x.keep,"                                                                                  \
     "     CASE WHEN x.keep > interval '6000 years' THEN '-infinity'::timestamptz"                                     \
     "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"                                               \
-    "   FROM ids, LATERAL (SELECT COALESCE((SELECT (p.options->>'retention')::interval"                               \
-    "     FROM pipeline_worker.pipelines p WHERE p.id = ids.id), $1) AS keep OFFSET 0) x"                             \
+    "   FROM ids, LATERAL (SELECT CASE WHEN o.r IS NULL THEN $1 WHEN o.r = '-1' THEN NULL ELSE o.r::interval END"    \
+    "     AS keep FROM (SELECT (SELECT p.options->>'retention' FROM pipeline_worker.pipelines p"                      \
+    "       WHERE p.id = ids.id) AS r) o OFFSET 0) x"                                                                 \
     "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"                                                           \
     " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"                                                            \
     " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"                  \

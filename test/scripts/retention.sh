@@ -1,7 +1,7 @@
 #!/bin/bash
 # Retention: finished runs older than their pipeline's "retention" option (else pipeline_worker.retention) are
 # deleted in the background with their step rows, and their idempotency keys are free again; unfinished runs are
-# never deleted; -1 keeps everything; purge_runs deletes now, for the runs its caller may purge.
+# never deleted; -1 keeps everything (the setting, or a pipeline's option); purge_runs deletes now, for the runs its caller may purge.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -52,6 +52,11 @@ pw_check_sql "retention of 2^64 microseconds (past the int64 range): finished ru
 # statement (which would keep every pipeline's runs) nor delete
 pw_psql -c "SELECT pipeline_worker.create_pipeline('ancient', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"10000 years\"}')" \
     -c "SELECT pipeline_worker.create_run('ancient', '{}')" >/dev/null
+# a pipeline's "retention": -1 (or "-1") keeps its runs forever, as the setting's -1 does, whatever the setting
+pw_psql -c "SELECT pipeline_worker.create_pipeline('forever_n', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": -1}')" \
+    -c "SELECT pipeline_worker.create_pipeline('forever_s', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"-1\"}')" \
+    -c "SELECT pipeline_worker.create_run('forever_n', '{}'), pipeline_worker.create_run('forever_s', '{}')" >/dev/null \
+    || pw_fail "pipelines with retention -1 refused"
 # finished runs of every status, of a pipeline dropped since (retention finds pipelines through the runs' index)
 pw_psql >/dev/null <<'SQL'
 SELECT pipeline_worker.create_pipeline('gone', '[{"name": "a", "function": "rt_step"}]');
@@ -66,12 +71,15 @@ SQL
 pw_check_sql "a dropped pipeline's runs (succeeded, failed, cancelled) are there before" 3 \
     "SELECT count(DISTINCT status) FROM pipeline_worker.runs WHERE pipeline = 'gone'"
 pw_set_conf pipeline_worker.retention '1 second' >/dev/null || pw_fail "could not set retention 1 second"
-pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline <> 'ancient'" 0.2 >/dev/null \
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline NOT IN ('ancient', 'forever_n', 'forever_s')" 0.2 >/dev/null \
     && pw_ok "pipeline_worker.retention = 1 second: every finished run deleted, a dropped pipeline's of every status too (a pipeline keeping 10000 years beside)" \
-    || pw_fail "finished runs left after the global retention: $(pw_psql -c "SELECT string_agg(pipeline || ':' || status, ' ') FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline <> 'ancient'")"
+    || pw_fail "finished runs left after the global retention: $(pw_psql -c "SELECT string_agg(pipeline || ':' || status, ' ') FROM pipeline_worker.runs WHERE status IN ('succeeded', 'failed', 'cancelled') AND pipeline NOT IN ('ancient', 'forever_n', 'forever_s')")"
 pw_check_sql "the run of the pipeline whose retention is 10000 years is kept" 1 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ancient' AND status = 'succeeded'"
-pw_psql -c "SELECT pipeline_worker.purge_runs('0', 'ancient')" >/dev/null
+sleep 2  # (past a full round of retention too)
+pw_check_sql "the runs of the pipelines whose retention is -1 (number or string) are kept" 2 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline IN ('forever_n', 'forever_s') AND status = 'succeeded'"
+pw_psql -c "SELECT pipeline_worker.purge_runs('0', p) FROM unnest(ARRAY['ancient', 'forever_n', 'forever_s']) p" >/dev/null
 pw_check_sql "the paused pipeline's pending run is still there" 1 "SELECT count(*) FROM pipeline_worker.runs"
 pw_set_conf pipeline_worker.retention -1 >/dev/null
 
@@ -105,6 +113,8 @@ out=$(q postgres "SELECT pipeline_worker.purge_runs('-1 day')")
 case "$out" in *"must not be negative"*) pw_ok "purge_runs refuses a negative interval";; *) pw_fail "negative: $out";; esac
 out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"soon\"}')")
 case "$out" in *"22023"*|*"invalid interval"*) pw_ok "an invalid retention option is refused";; *) pw_fail "retention option: $out";; esac
+out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad2', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": -2}')")
+case "$out" in *"22023"*|*"must be an interval as a JSON string, or -1"*) pw_ok "a retention option of -2 is refused (-1 alone keeps forever)";; *) pw_fail "retention option -2: $out";; esac
 
 # Each second retention starts each (pipeline, status) range at the newest run it deleted from it (the entries before
 # are dead); a full round from the start every 10 s finds a run that appeared below that point later (a transaction
