@@ -48,7 +48,7 @@ SELECT count(*) AS tenant_sees FROM pipeline_worker.runs WHERE idempotency_key =
 RESET ROLE;
 SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE pipeline = 'fc' AND status = 'pending';
 -- a pipeline dropped and created again under its name is another pipeline: the keys of the dropped one's runs
--- match nothing (until 2026-12-04 they returned the old run, and the new request was lost)
+-- match nothing (until 2026-12-03 they returned the old run, and the new request was lost)
 SELECT pipeline_worker.create_pipeline('fc_again', '[{"name": "only", "function": "public.fc_step"}]');
 SELECT pipeline_worker.create_run('fc_again', '{"order": 9}', idempotency_key => 'order-9') AS old_run \gset
 SELECT pipeline_worker.create_runs('fc_again', '[{"order": 10}]', idempotency_keys => ARRAY['order-10']) AS old_bulk \gset

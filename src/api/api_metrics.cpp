@@ -68,7 +68,7 @@ const char *db_name(Oid dboid) {
 
 // Whether dboid's published gauges still describe runs that exist: this database's (counted just now if stale), or
 // one the workers serve with the extension there. A database dropped, or no longer served or without the extension
-// (DROP EXTENSION), keeps its counters but not its last count of unfinished runs -- until 2026-12-04 those stayed,
+// (DROP EXTENSION), keeps its counters but not its last count of unfinished runs -- until 2026-12-03 those stayed,
 // with an oldest-pending age growing for good.
 bool gauges_current(Oid dboid) {
     if (dboid == MyDatabaseId) return true;

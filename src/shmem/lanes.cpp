@@ -231,7 +231,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
         if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
         lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see floor_releases)
         // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
-        // workers for a full concurrency limit): until 2026-12-04 such runs waited for an idle worker's 1 s look.
+        // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
         if (lane->limits.rate_runs > 0) {
             TimestampTz at = rate_opening(lane, now);
             if (at > now && (opening == 0 || at < opening)) opening = at;

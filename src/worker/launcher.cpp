@@ -258,13 +258,13 @@ class Launcher {
             if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
             TimestampTz due = ts(&d->next_retry_due);
             // (Busy: its workers claimed in the last kBusyMs or execute a run now; one without workers is busy when
-            // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-04 a claim kept
+            // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-03 a claim kept
             // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
             // took turns for 2 s.)
             bool active = ext == shared::kExtUnknown || n.busy_until > now ||
                           (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) || pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
             // Idle without a worker for a while: a visit (its first worker sweeps and expires at once). Until
-            // 2026-12-04 idle databases took turns every second instead -- a worker restarted every second on an
+            // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
             // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
             if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs)) active = true;
             else if (current > 0 && after(now, n.served_since, kTenureMs)) active = true;  // (a visit: stays a moment)

@@ -302,7 +302,7 @@ void worker_main(Datum arg) {
             claims_stopped = true;
             if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
-                // wake-up may have come to this worker just before it was asked to leave (until 2026-12-04 it told
+                // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).
                 shared::DbState *d = shared::db();
                 if (d != nullptr && shared::workers_in(MyDatabaseId) <= 1 && runs_queued())

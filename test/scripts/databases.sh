@@ -167,7 +167,7 @@ m=$(dbq db_a "SELECT pipeline_worker.metrics()")
 pw_check "metrics() in db_a counts db_a's and db_c's runs (shared memory)" "yes yes" \
     "$(grep -q '^pipeline_worker_runs_created_total{database="db_a",pipeline="p"} [1-9]' <<<"$m" && echo yes) $(grep -q '^pipeline_worker_runs_created_total{database="db_c",pipeline="p"} 1$' <<<"$m" && echo yes)"
 # the counters of a database whose extension was dropped stay; its last count of unfinished runs does not (until
-# 2026-12-04 it stayed, an oldest-pending age growing for good), nor that of a database dropped since
+# 2026-12-03 it stayed, an oldest-pending age growing for good), nor that of a database dropped since
 pw_check "... but no gauge of db_c (extension dropped) or of db_b (database dropped)" "0 0" \
     "$(grep -c '^pipeline_worker_\(runs\|oldest_pending_seconds\){database="db_c"' <<<"$m") $(grep -c '^pipeline_worker_\(runs\|oldest_pending_seconds\){database="[0-9]*",pipeline="gauged"' <<<"$m")"
 
@@ -192,7 +192,7 @@ done
 pw_info "one worker, three databases with 150 runs of 10 ms each: all drained after $(pw_elapsed "$start") s"
 pw_ok "one worker takes turns: none of three busy databases is starved"
 # Two workers, three idle databases, one run committed in each at once: each starts within 1 s (the issue's bound;
-# checked at 1.8 s here). Until 2026-12-04 the third took 1-4 s: a run whose wake-up went to a worker just asked to
+# checked at 1.8 s here). Until 2026-12-03 the third took 1-4 s: a run whose wake-up went to a worker just asked to
 # leave waited for the database's next turn, and a database that had just claimed stayed busy for 2 s.
 pw_set_conf pipeline_worker.workers 2 || pw_fail "setting workers = 2"
 pw_wait_workers 2 10 >/dev/null || pw_fail "workers = 2: not 2 workers"

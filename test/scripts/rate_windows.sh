@@ -1,7 +1,7 @@
 #!/bin/bash
 # Rate limits with short windows, on a fresh cluster with one worker: the runs a full window holds back stay queued
 # (the claims filter their lane out), and the worker wakes when the window moves on -- not at its once-a-second look.
-# Until 2026-12-04, 8 runs at 1 per 150 ms took 7 s (pipeline-wide and per key alike). (Long windows, limits with 10
+# Until 2026-12-03, 8 runs at 1 per 150 ms took 7 s (pipeline-wide and per key alike). (Long windows, limits with 10
 # workers: flow_limits.sh.)
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT

@@ -168,7 +168,7 @@ pw_check "a parent waiting for its child is waiting; so is the child (waiting fo
     "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
 pw_check "cancel_run of the parent cancels its unfinished child" "t|cancelled cancelled" \
     "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
-# cancel_run of the child: its waiting parent looks at it at once (until 2026-12-04: at its once-a-minute look)
+# cancel_run of the child: its waiting parent looks at it at once (until 2026-12-03: at its once-a-minute look)
 q "SELECT pipeline_worker.create_pipeline('parent_of_waiter2', '[{\"name\": \"child\", \"pipeline\": \"kid_waits\",
      \"max_attempts\": 2, \"retry_delay_ms\": 0}]')" >/dev/null
 r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter2', '{}')")
