@@ -55,10 +55,7 @@ int help_with_tasks(MemoryContext iter_ctx) {
     PG_CATCH();
     {
         // (the chunk rolls back; the owner executes the tasks that have no row once every helper has left)
-        MemoryContextSwitchTo(iter_ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(iter_ctx);
     }
     PG_END_TRY();
     board::leave(&t);

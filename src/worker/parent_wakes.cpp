@@ -47,10 +47,7 @@ bool try_wake(int64 id) {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
         done = true;
     }
     PG_END_TRY();

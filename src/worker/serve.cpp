@@ -63,10 +63,7 @@ bool runs_queued() {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
     }
     PG_END_TRY();
     return queued;
@@ -205,6 +202,13 @@ void begin_work_txn() {
 }
 
 void commit_work_txn() { commit_txn(); }
+
+void abort_work_txn(MemoryContext ctx) {
+    MemoryContextSwitchTo(ctx);
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();
+}
 
 namespace {
 

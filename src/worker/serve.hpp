@@ -22,6 +22,9 @@ bool runs_queued();
 // (buffered writes flushed, requests parked in it sent, statistics reported).
 void begin_work_txn();
 void commit_work_txn();
+// In the PG_CATCH of a transaction of the worker's own (any of them): back to memory context ctx, the error
+// reported and cleared, the transaction rolled back. The worker goes on.
+void abort_work_txn(MemoryContext ctx);
 // Claims a batch and executes it. Returns the number of runs claimed.
 int serve_once(MemoryContext iter_ctx);
 // Records answered HTTP calls and continues their runs. Returns the number of answers handled.

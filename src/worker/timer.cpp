@@ -56,10 +56,7 @@ void run_timer_guarded() {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
         failed_until = GetCurrentTimestamp() + USECS_PER_SEC;
         shared::note_retry_due(failed_until);
     }

@@ -7,6 +7,7 @@
 #include "shmem/gucs.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
+#include "worker/serve.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -93,10 +94,7 @@ void maybe_expire(TimestampTz *last, bool mine) {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
         store::forget_expire_cursors();  // a rolled-back delete may have moved them
     }
     PG_END_TRY();
@@ -181,10 +179,7 @@ void maybe_vacuum(TimestampTz *last, bool mine) {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
     }
     PG_END_TRY();
     PortalContext = saved_portal;
