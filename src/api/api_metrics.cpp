@@ -73,7 +73,7 @@ const char *db_name(Oid dboid) {
 bool gauges_current(Oid dboid) {
     if (dboid == MyDatabaseId) return true;
     shared::DbState *d = shared::state() != nullptr ? shared::db(dboid) : nullptr;
-    return d != nullptr && pg_atomic_read_u32(&d->extension) != shared::kExtAbsent;
+    return d != nullptr && pg_atomic_read_u32(&d->extension) == shared::kExtPresent;  // (not while re-probed)
 }
 
 // Every sample, grouped by family (kFamilies' order), then database and pipeline.

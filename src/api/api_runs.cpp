@@ -133,14 +133,16 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
-    // 0. A child run's parent waits for it to end: lock the parent's row first (a parent failing locks its children
-    //    after its own row: the same order), and wake it below -- otherwise it would notice at its once-a-minute look.
-    int64 parent = store::lock_parent_of(run_id);
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     shared::request_cancel(run_id);
     shared::interrupt_executor(run_id);
     bool isnull = true;
+    // A child run's parent waits for it to end: lock the parent's row before the child's (a parent failing locks
+    // its children after its own row: the same order), and wake it below -- otherwise it would notice at its
+    // once-a-minute look. (A session's execute_run of that child, finishing meanwhile, takes them the other way
+    // round: one of the two transactions then gets a deadlock error. Workers never wait for a parent's row.)
+    int64 parent = store::lock_parent_of(run_id);
 
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's

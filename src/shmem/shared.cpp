@@ -158,6 +158,14 @@ int workers_in(Oid dboid) {
     return n;
 }
 
+int staying_workers_in(Oid dboid) {
+    if (g_state == nullptr) return 0;
+    int n = 0;
+    for (int i = 0; i < g_state->nslots; i++)
+        n += pg_atomic_read_u32(&g_state->slots[i].dboid) == dboid && pg_atomic_read_u32(&g_state->slots[i].retire) == 0;
+    return n;
+}
+
 void signal_workers_in(Oid dboid, bool terminate) {
     if (g_state == nullptr) return;
     for (int i = 0; i < g_state->nslots; i++) {

@@ -79,6 +79,8 @@ DbState *attach_db(Oid dboid);
 void detach_db(DbState *d);
 // Slots whose worker is in database dboid (started or starting).
 int workers_in(Oid dboid);
+// Workers serving dboid that were not asked to leave.
+int staying_workers_in(Oid dboid);
 // Every worker of database dboid: asked to leave at its next batch boundary (retire), or terminated (SIGTERM).
 void signal_workers_in(Oid dboid, bool terminate);
 // The extension was created (or updated) in this database: serve it now (called at commit).

@@ -23,11 +23,12 @@ namespace pw::worker {
 namespace {
 
 constexpr long kRestartBackoffMs = 1000;  // minimum time between two starts of one slot
-constexpr long kBusyMs = 300;             // a database that claimed runs this recently is busy (or executes one now)
+constexpr long kBusyMs = 150;             // a database that claimed runs this recently is busy (or executes one now)
 constexpr long kTenureMs = 1000;          // with more busy databases than workers: how long one keeps its worker
 constexpr long kVisitMs = 4000;           // with fewer workers than databases: an idle one without a worker gets one
                                           // after this, for its upkeep (recovery sweep, retention) -- then keeps it
-                                          // until another needs it
+                                          // until another needs it -- if a worker is free of busy databases
+constexpr long kStarveMs = 16000;         // ... and after this, also from a busy one (its turn, as a busy database)
 constexpr long kReprobeMs = 30000;        // a listed database without the extension is looked at again after this
 
 struct LauncherSlot {
@@ -262,13 +263,15 @@ class Launcher {
             // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
             // took turns for 2 s.)
             bool active = ext == shared::kExtUnknown || n.busy_until > now ||
-                          (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) || pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
-            // Idle without a worker for a while: a visit (its first worker sweeps and expires at once). Until
+                          (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
+                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
+            // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
+            // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
             // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
             // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
-            if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs)) active = true;
-            else if (current > 0 && after(now, n.served_since, kTenureMs)) active = true;  // (a visit: stays a moment)
-            else if (current == 0 && n.unserved_since != 0) {
+            bool visit_due = current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
+            if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) active = true;
+            if (current == 0 && n.unserved_since != 0 && !visit_due) {
                 long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
                 if (ms < timeout_) timeout_ = ms;
             }
@@ -277,11 +280,12 @@ class Launcher {
                 if (ms < timeout_) timeout_ = ms;
             }
             // Busy databases take turns (more of them than workers): one served longer than kTenureMs yields to one
-            // without a worker. Idle ones keep the workers they have (fewer moves).
+            // without a worker. Idle ones (dealt after every busy one has its worker) keep the workers they have,
+            // except that one due for a visit goes before one served longer than kTenureMs.
+            bool tenured = current > 0 && !after(now, n.served_since, kTenureMs);
             int rank = 0;
-            if (current == 0) rank = 1;
-            else if (active && !after(now, n.served_since, kTenureMs))
-                rank = 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC);
+            if (active) rank = current == 0 ? 1 : tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : 0;
+            else rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
             index[ndb] = k;
             input[ndb++] = core::placement::Database{active, current, rank};
         }
@@ -293,6 +297,10 @@ class Launcher {
             std::copy(t.begin(), t.end(), target);
         });
         pg::raise_if_failed(err, "placing the workers failed");
+        // A busy database left without a worker gets one as soon as another stops being busy (its claims age past
+        // kBusyMs, its run ends): look again soon rather than at the next second.
+        for (int j = 0; j < ndb; j++)
+            if (input[j].active && target[j] == 0 && timeout_ > 100) timeout_ = 100;
         // first make room (retire), then fill it (start)
         for (int j = 0; j < ndb; j++) {
             Oid dboid = pg_atomic_read_u32(&st_->dbs[index[j]].dboid);

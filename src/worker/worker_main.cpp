@@ -305,7 +305,8 @@ void worker_main(Datum arg) {
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).
                 shared::DbState *d = shared::db();
-                if (d != nullptr && shared::workers_in(MyDatabaseId) <= 1 && runs_queued())
+                // (several leaving at once each look: workers_in would count the others, leaving too)
+                if (d != nullptr && shared::staying_workers_in(MyDatabaseId) == 0 && runs_queued())
                     pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
                 proc_exit(0);
             }
