@@ -6,7 +6,6 @@
 #include "shmem/lanes.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
-#include "store/children.hpp"
 #include "store/writes.hpp"
 #include "worker/db_guard.hpp"
 #include "worker/launcher.hpp"
@@ -37,7 +36,6 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
             store::reset_writes();
-            store::forget_held_parents();
             httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
             notes::forget();
             lanes::at_abort();

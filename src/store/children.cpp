@@ -121,21 +121,24 @@ const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryConte
 
 namespace {
 
-// Parents a worker's transaction found held by another transaction, woken after its commit (worker/parent_wakes.cpp).
-bool defer_held = false;
-int64 *held_parents = nullptr;
-int nheld_parents = 0, held_parents_cap = 0;
+// In a worker: where a parent another transaction holds goes, to be woken after the commit (worker/parent_wakes.cpp).
+void (*defer_parent)(int64 id) = nullptr;
 
-void defer_parent(int64 id) {
-    for (int i = 0; i < nheld_parents; i++)
-        if (held_parents[i] == id) return;
-    if (nheld_parents == held_parents_cap) {
-        held_parents_cap = held_parents_cap > 0 ? held_parents_cap * 2 : 16;
-        held_parents = static_cast<int64 *>(
-            held_parents == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(int64) * held_parents_cap)
-                                    : repalloc(held_parents, sizeof(int64) * held_parents_cap));
+// Locks those of the rows no other transaction holds, waiting for none; their ids into *locked (n at most).
+int lock_free_rows(const int64 *ids, int n, int64 *locked) {
+    static SPIPlanPtr plan_lock_free = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {pg::int8_array(ids, n)};
+    pg::run_as_owner(&plan_lock_free,
+                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                     " FOR NO KEY UPDATE SKIP LOCKED",
+                     1, types, v, nullptr, false);
+    int nlocked = static_cast<int>(SPI_processed);
+    for (int k = 0; k < nlocked; k++) {
+        bool isnull;
+        locked[k] = DatumGetInt64(col(k, 1, &isnull));
     }
-    held_parents[nheld_parents++] = id;
+    return nlocked;
 }
 
 // Locks the rows (waiting for whoever holds them), then the waiting ones among them become pending. Two statements:
@@ -159,7 +162,7 @@ void lock_and_wake(Datum ids, bool lock = true) {
 
 }  // namespace
 
-void defer_held_parents() { defer_held = true; }
+void defer_held_parents(void (*defer)(int64 id)) { defer_parent = defer; }
 
 void wake_parents(const int64 *parent_ids, int n) {
     if (n == 0) return;
@@ -167,7 +170,7 @@ void wake_parents(const int64 *parent_ids, int n) {
     // (lock_parent, then a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock,
     // a parent that was not waiting yet when the UPDATE ran, and read its children before this commit was visible,
     // went waiting and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll).
-    if (!defer_held) {  // a session (execute_run): its own transaction waits for a parent held elsewhere
+    if (defer_parent == nullptr) {  // a session (execute_run): its own transaction waits for a parent held elsewhere
         lock_and_wake(pg::int8_array(parent_ids, n));
         return;
     }
@@ -175,19 +178,10 @@ void wake_parents(const int64 *parent_ids, int n) {
     // workers each finishing a child of a parent the other holds deadlocked (workflow_faults.sh: a map over a child
     // pipeline, 4 workers). Parents held elsewhere are woken after the commit, in a transaction of their own that
     // waits for nothing either (try_wake_held_parent; worker/parent_wakes.cpp tries again until the row is free).
-    static SPIPlanPtr plan_wake_try = nullptr;
-    Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {pg::int8_array(parent_ids, n)};
-    pg::run_as_owner(&plan_wake_try,
-                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                     " FOR NO KEY UPDATE SKIP LOCKED",
-                     1, types, v, nullptr, false);
-    int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * (SPI_processed + 1)));
-    int nlocked = static_cast<int>(SPI_processed);
-    for (int k = 0; k < nlocked; k++) {
-        bool isnull;
-        locked[k] = DatumGetInt64(col(k, 1, &isnull));
-    }
+    // (Should this transaction roll back, they are woken all the same: a parent that looks at a child still
+    // unfinished goes back to waiting.)
+    int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int nlocked = lock_free_rows(parent_ids, n, locked);
     for (int i = 0; i < n; i++) {
         bool got = false;
         for (int k = 0; k < nlocked && !got; k++) got = locked[k] == parent_ids[i];
@@ -196,27 +190,16 @@ void wake_parents(const int64 *parent_ids, int n) {
     if (nlocked > 0) lock_and_wake(pg::int8_array(locked, nlocked), false);  // (locked just now)
 }
 
-int take_held_parents(int64 *out, int max) {
-    int k = 0;
-    while (k < max && nheld_parents > 0) out[k++] = held_parents[--nheld_parents];
-    return k;
-}
-
-void forget_held_parents() { nheld_parents = 0; }
-
 bool try_wake_held_parent(int64 id) {
-    static SPIPlanPtr plan_try_one = nullptr, plan_exists = nullptr;
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(id)};
-    pg::run_as_owner(&plan_try_one,
-                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
-                     " FOR NO KEY UPDATE SKIP LOCKED",
-                     1, types, v, nullptr, false);
-    if (SPI_processed > 0) {
+    static SPIPlanPtr plan_exists = nullptr;
+    int64 locked;
+    if (lock_free_rows(&id, 1, &locked) == 1) {
         lock_and_wake(pg::int8_array(&id, 1), false);  // (locked just now)
         return true;
     }
     // Skipped, or gone (deleted by retention or purge_runs meanwhile: nothing to wake)
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(id)};
     pg::run_as_owner(&plan_exists, "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1", 1,
                      types, v, nullptr, true);
     return SPI_processed == 0;
@@ -224,20 +207,15 @@ bool try_wake_held_parent(int64 id) {
 
 int64 lock_parent_of(int64 child_id) {
     if (schema_version() < 2) return 0;
-    static SPIPlanPtr plan_parent_of = nullptr, plan_lock_for_wake = nullptr;
+    static SPIPlanPtr plan_lock_parent_of = nullptr;
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(child_id)};
-    pg::run_as_owner(&plan_parent_of,
-                     "/* pw_indexes: runs_pkey */ SELECT parent_run_id FROM pipeline_worker.runs WHERE id = $1", 1,
-                     types, v, nullptr, true);
-    bool isnull = true;
-    int64 parent = SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
-    if (isnull) return 0;
-    v[0] = Int64GetDatum(parent);
-    pg::run_as_owner(&plan_lock_for_wake,
-                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1 FOR NO KEY UPDATE", 1,
-                     types, v, nullptr, false);
-    return parent;
+    pg::run_as_owner(&plan_lock_parent_of,
+                     "/* pw_indexes: runs_pkey */ SELECT p.id FROM pipeline_worker.runs c"
+                     " JOIN pipeline_worker.runs p ON p.id = c.parent_run_id WHERE c.id = $1 FOR NO KEY UPDATE OF p",
+                     1, types, v, nullptr, false);
+    bool isnull;
+    return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
 }
 
 int64 *unfinished_descendants(int64 run_id, int *n) {

@@ -34,12 +34,10 @@ void lock_parent(int64 run_id);
 const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest);
 
 // These runs, parents of runs that just finished, become pending if they wait: they look at their child again. SPI
-// connected. In a worker (defer_held_parents), a parent another transaction holds is not waited for: it is kept for
-// try_wake_held_parent after the commit (take_held_parents; an abort forgets them).
+// connected. In a worker (defer_held_parents), a parent another transaction holds is not waited for: it is handed
+// to `defer`, for try_wake_held_parent after the commit.
 void wake_parents(const int64 *parent_ids, int n);
-void defer_held_parents();
-int take_held_parents(int64 *out, int max);
-void forget_held_parents();
+void defer_held_parents(void (*defer)(int64 id));
 // Wakes the parent if it waits, once its row is free, without waiting for it: false when another transaction still
 // holds the row (try again later), true otherwise (woken, not waiting, or gone). SPI connected.
 bool try_wake_held_parent(int64 id);

@@ -7,7 +7,9 @@
 
 namespace pw::worker {
 
-// After a commit, and between iterations: tries the parents the last commit deferred, and the ones still held
+// The hook store::wake_parents hands such a parent to (worker_main installs it), in the batch's transaction.
+void defer_parent_wake(int64 id);
+// After a commit, and between iterations: tries the parents deferred since the last call, and the ones still held
 // whose retry is due. Each in a transaction of its own; leaves none open.
 void wake_held_parents();
 // Milliseconds until a held parent's retry is due (0: due now; -1: none waiting).

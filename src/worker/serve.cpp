@@ -50,9 +50,7 @@ bool runs_queued() {
     volatile bool queued = false;
     PG_TRY();
     {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
+        begin_work_txn();
         if (OidIsValid(get_extension_oid("pipeline_worker", true))) {
             pg::spi_connect();
             queued = store::any_queued();

@@ -280,7 +280,7 @@ void worker_main(Datum arg) {
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pipeline_worker");
     exec::set_hooks(&worker_hooks);
-    store::defer_held_parents();  // (a batch's transaction waits for no parent row: parent_wakes.cpp wakes them after)
+    store::defer_held_parents(defer_parent_wake);  // (a batch's transaction waits for no parent row)
     crashes::attach(ls.slot_no);
     ls.iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
 
