@@ -63,6 +63,7 @@ void startup_hook() {
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
+            pg_atomic_init_u64(&d->expiry_due, 0);
             pg_atomic_init_u32(&d->reorders, 0);
             pg_atomic_init_u32(&d->fresh_lanes, 1);
             SpinLockInit(&d->reorder_lock);
@@ -136,6 +137,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
+        pg_atomic_write_u64(&d->expiry_due, 0);
         SpinLockAcquire(&d->reorder_lock);
         pg_atomic_write_u32(&d->reorders, 0);
         d->reorder_from = UINT64_MAX;

@@ -41,6 +41,8 @@ struct DbState {
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
+    pg_atomic_uint64 expiry_due;       // written by the last worker to leave: when its next finished run passes its
+                                       // retention (TimestampTz), 0: none -- the launcher sends a worker then
     pg_atomic_uint32 reorders;         // transactions committing runs that may sit below the claim hint: between
                                        // their runs becoming visible and their hint reset, claims start lower
     slock_t reorder_lock;              // protects reorder_from, and reorders' changes

@@ -49,9 +49,34 @@ void discount_returned() {
 
 using pg::col;
 
+// x.keep: how long the runs of pipeline ids.id are kept ($1: pipeline_worker.retention as an interval, NULL when -1;
+// NULL: forever).
+#define PW_KEEP_OF_IDS                                                                                              \
+    " LATERAL (SELECT CASE WHEN o.r IS NULL THEN $1 WHEN o.r = '-1' THEN NULL ELSE o.r::interval END"                \
+    "     AS keep FROM (SELECT (SELECT p.options->>'retention' FROM pipeline_worker.pipelines p"                      \
+    "       WHERE p.id = ids.id) AS r) o OFFSET 0) x"
+
 namespace {
 
-SPIPlanPtr plan_any_retention, plan_expire, plan_purge;
+SPIPlanPtr plan_any_retention, plan_expire, plan_purge, plan_next_expiry;
+
+// Whether any retention is in force (a pipeline option, or the global setting); SPI connected.
+bool retention_in_force() {
+    SPIPlanPtr p = pg::prepare(&plan_any_retention,
+                               "SELECT EXISTS (SELECT 1 FROM pipeline_worker.pipelines WHERE options ? 'retention')",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
+    bool isnull;
+    return DatumGetBool(col(0, 1, &isnull)) || guc::retention_us > 0;
+}
+
+// pipeline_worker.retention as an interval (the $1 of PW_KEEP_OF_IDS), and its null flag.
+Datum global_keep(char *null) {
+    Interval *iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
+    iv->time = guc::retention_us;
+    *null = guc::retention_us > 0 ? ' ' : 'n';
+    return IntervalPGetDatum(iv);
+}
 
 // now - us as a parameter: "finished_at < $n" bounds the scan of runs_stats_finished_idx. (Written as
 // "finished_at < clock_timestamp() - ..." it was a filter -- clock_timestamp() is volatile -- and the scan read every
@@ -129,17 +154,11 @@ void forget_expire_cursors() {
 int64 delete_expired_runs(int max) {
     pg::spi_connect();
     // Nothing to do when no retention is in force (no pipeline option, the global one off).
-    SPIPlanPtr p = pg::prepare(&plan_any_retention,
-                               "SELECT EXISTS (SELECT 1 FROM pipeline_worker.pipelines WHERE options ? 'retention')",
-                               0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
-    bool isnull;
-    bool any_option = DatumGetBool(col(0, 1, &isnull));
-    int64 global = guc::retention_us;
-    if (!any_option && global <= 0) {
+    if (!retention_in_force()) {
         SPI_finish();
         return 0;  // nothing expires
     }
+    SPIPlanPtr p;
     // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -
     // retention" raised "timestamp out of range" for a retention reaching before 4713 BC ('10000 years', meant as
     // "keep"), every second; and the global one is passed as an interval built here, not as microseconds times
@@ -147,15 +166,13 @@ int64 delete_expired_runs(int max) {
     // pipeline's own bound (k.bound: an outer column, so an index condition): a pipeline keeping its runs for a week
     // is not read each second because another one keeps them for a minute. Past 6,000 years the bound is -infinity
     // (no run finished that long ago; clock_timestamp() - interval stays in range).
-    Interval *global_iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
-    global_iv->time = global;
+    char keep_null;
+    Datum keep = global_keep(&keep_null);
 #define PW_EXPIRE_K                                                                                                 \
     " k AS (SELECT ids.*, x.keep,"                                                                                  \
     "     CASE WHEN x.keep > interval '6000 years' THEN '-infinity'::timestamptz"                                     \
     "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"                                               \
-    "   FROM ids, LATERAL (SELECT CASE WHEN o.r IS NULL THEN $1 WHEN o.r = '-1' THEN NULL ELSE o.r::interval END"    \
-    "     AS keep FROM (SELECT (SELECT p.options->>'retention' FROM pipeline_worker.pipelines p"                      \
-    "       WHERE p.id = ids.id) AS r) o OFFSET 0) x"                                                                 \
+    "   FROM ids, " PW_KEEP_OF_IDS                                                                                    \
     "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"                                                           \
     " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"                                                            \
     " s AS (DELETE FROM pipeline_worker.run_steps rs USING d WHERE rs.run_id = ANY (ARRAY[d.id])),"                  \
@@ -170,8 +187,8 @@ int64 delete_expired_runs(int max) {
     if (last_full == 0 || now - last_full >= kFullEveryUs) {
         // Full round: every pipeline with finished runs (dropped ones too), each range from its start.
         Oid types[2] = {INTERVALOID, INT4OID};
-        Datum v[2] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
-        char nulls[2] = {global > 0 ? ' ' : 'n', ' '};
+        Datum v[2] = {keep, Int32GetDatum(max)};
+        char nulls[2] = {keep_null, ' '};
         p = pg::prepare(&plan_expire,
                         plan_expire != nullptr ? "" : psprintf(
                         "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx"
@@ -191,9 +208,9 @@ int64 delete_expired_runs(int max) {
         }
         Oid types[6] = {INTERVALOID, INT4OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
                         TIMESTAMPTZARRAYOID};
-        Datum v[6] = {IntervalPGetDatum(global_iv), Int32GetDatum(max)};
+        Datum v[6] = {keep, Int32GetDatum(max)};
         pg::column_arrays(a, v + 2);
-        char nulls[6] = {global > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
+        char nulls[6] = {keep_null, ' ', ' ', ' ', ' ', ' '};
         p = pg::prepare(&plan_expire_from,
                         plan_expire_from != nullptr ? "" : psprintf(
                         "/* pw_indexes: r.runs_stats_finished_idx pr.runs_pkey rd.runs_pkey run_steps_pkey"
@@ -215,6 +232,37 @@ int64 delete_expired_runs(int max) {
     discount_returned();
     SPI_finish();
     return n;
+}
+
+TimestampTz next_expiry() {
+    pg::spi_connect();
+    if (!retention_in_force()) {
+        SPI_finish();
+        return 0;
+    }
+    // For each pipeline with finished runs and a retention, the first run of each status still within it (an index
+    // range scan from the bound: the expired runs before it, and the dead entries of those deleted, are not read).
+    Oid types[1] = {INTERVALOID};
+    char nulls[1];
+    Datum v[1] = {global_keep(&nulls[0])};
+    SPIPlanPtr p = pg::prepare(
+        &plan_next_expiry,
+        plan_next_expiry != nullptr ? "" : psprintf(
+        "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx pipelines_id_key */"
+        PW_FINISHED_PIPELINES
+        " k AS (SELECT ids.id, x.keep, pg_catalog.clock_timestamp() - x.keep AS bound FROM ids, " PW_KEEP_OF_IDS
+        "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL AND x.keep <= interval '6000 years')"
+        " SELECT pg_catalog.min(e.finished_at + k.keep) FROM k, LATERAL (%s) e",
+        each_finished_status("SELECT r.finished_at FROM pipeline_worker.runs r"
+                             " WHERE r.pipeline_id = k.id AND r.status = '@status@' AND r.finished_at > k.bound"
+                             " ORDER BY r.finished_at LIMIT 1")),
+        1, types);
+    pg::exec_as_owner(p, v, nulls, true, 1);
+    bool isnull = true;
+    Datum at = SPI_processed == 1 ? col(0, 1, &isnull) : (Datum)0;
+    TimestampTz due = isnull ? 0 : DatumGetTimestampTz(at);
+    SPI_finish();
+    return due;
 }
 
 int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, int max) {

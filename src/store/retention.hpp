@@ -8,6 +8,10 @@ namespace pw::store {
 
 // Deletes up to max expired runs (oldest first) in the current transaction; returns how many. SPI not connected.
 int64 delete_expired_runs(int max);
+// When the next finished run passes its retention (a moment after now), 0 when none will (nothing finished, or kept
+// forever). In a transaction with a snapshot; SPI not connected. (Told to the launcher by the last worker leaving a
+// database: it sends a worker back then.)
+TimestampTz next_expiry();
 // After a round that failed: the next one starts every range from its beginning (see retention.cpp).
 void forget_expire_cursors();
 

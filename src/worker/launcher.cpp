@@ -258,13 +258,17 @@ class Launcher {
             }
             if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
             TimestampTz due = ts(&d->next_retry_due);
+            // When runs there pass their retention (noted by the last worker to leave): a worker goes then, and
+            // keeps the database active until its first round expired them (upkeep.cpp clears the note).
+            TimestampTz expiry = ts(&d->expiry_due);
             // (Busy: its workers claimed in the last kBusyMs or execute a run now; one without workers is busy when
             // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-03 a claim kept
             // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
             // took turns for 2 s.)
             bool active = ext == shared::kExtUnknown || n.busy_until > now ||
                           (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
-                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now);
+                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now) ||
+                          (expiry != 0 && expiry <= now);
             // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
             // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
             // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
@@ -279,13 +283,26 @@ class Launcher {
                 long ms = static_cast<long>((due - now) / 1000) + 1;
                 if (ms < timeout_) timeout_ = ms;
             }
+            if (current == 0 && expiry > now) {  // ... nor retention
+                long ms = static_cast<long>((expiry - now) / 1000) + 1;
+                if (ms < timeout_) timeout_ = ms;
+            }
             // Busy databases take turns (more of them than workers): one served longer than kTenureMs yields to one
-            // without a worker. Idle ones (dealt after every busy one has its worker) keep the workers they have,
-            // except that one due for a visit goes before one served longer than kTenureMs.
+            // without a worker, the one waiting longest first (until 2026-12-04 those waiting were equals, and the
+            // first in the list won: a busy database whose worker had just left for another took it back at once,
+            // and the other -- a third busy one, or one whose retention was due -- waited until the first drained).
+            // Idle ones (dealt after every busy one has its worker) keep the workers they have, except that one due
+            // for a visit goes before one served longer than kTenureMs.
             bool tenured = current > 0 && !after(now, n.served_since, kTenureMs);
             int rank = 0;
-            if (active) rank = current == 0 ? 1 : tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : 0;
-            else rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
+            if (active && current == 0) {
+                int64 waited_ds = (now - n.unserved_since) / (USECS_PER_SEC / 10);  // tenths of a second
+                rank = -static_cast<int>(std::min<int64>(waited_ds, 1000000));
+            } else if (active) {
+                rank = tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : -2000000;
+            } else {
+                rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
+            }
             index[ndb] = k;
             input[ndb++] = core::placement::Database{active, current, rank};
         }

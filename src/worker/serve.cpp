@@ -12,6 +12,7 @@
 #include "store/children.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
+#include "store/retention.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
@@ -45,9 +46,10 @@ bool extension_ready() {
     return ready;
 }
 
-bool runs_queued() {
+bool runs_queued(TimestampTz *expiry) {
     MemoryContext ctx = CurrentMemoryContext;
     volatile bool queued = false;
+    *expiry = 0;
     PG_TRY();
     {
         begin_work_txn();
@@ -55,6 +57,7 @@ bool runs_queued() {
             pg::spi_connect();
             queued = store::any_queued();
             SPI_finish();
+            if (store::schema_version() >= 2) *expiry = store::next_expiry();
         }
         PopActiveSnapshot();
         CommitTransactionCommand();

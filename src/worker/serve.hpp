@@ -16,8 +16,9 @@ extern bool claims_stopped;
 
 // Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
 bool extension_ready();
-// Whether runs are queued in this database now (a short transaction; false when that fails, reported).
-bool runs_queued();
+// Whether runs are queued in this database now, and (*expiry) when its next finished run passes its retention (0:
+// none) -- a short transaction; false and 0 when that fails, reported.
+bool runs_queued(TimestampTz *expiry);
 // A transaction of the worker's own (now() and pg_stat_activity: its start; an active snapshot), and its commit
 // (buffered writes flushed, requests parked in it sent, statistics reported).
 void begin_work_txn();

@@ -83,8 +83,16 @@ void expire_rounds() {
 }  // namespace
 
 void maybe_expire(TimestampTz *last, bool mine) {
-    if (!mine || !guc::enabled || !TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), 1000)) return;
+    if (!mine || (guc::enabled && !TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), 1000))) return;
     *last = GetCurrentTimestamp();
+    // A moment the last worker to leave this database noted (runs passing their retention then), if due: this round
+    // is the one the launcher sent a worker for, and keeps the database active until it is done. (Compare-and-swap:
+    // a moment still to come, noted by a worker leaving meanwhile, stays.)
+    if (shared::DbState *d = shared::db()) {
+        uint64 due = pg_atomic_read_u64(&d->expiry_due);
+        if (due != 0 && static_cast<TimestampTz>(due) <= *last) (void)pg_atomic_compare_exchange_u64(&d->expiry_due, &due, 0);
+    }
+    if (!guc::enabled) return;
     // A failure here (reported) must not keep this worker from claiming runs.
     MemoryContext ctx = CurrentMemoryContext;
     PG_TRY();

@@ -304,10 +304,15 @@ void worker_main(Datum arg) {
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).
+                // Also when its next finished run passes its retention: the launcher sends a worker back then
+                // (until 2026-12-04 an idle database waited for a visit -- 16 s when busy ones kept every worker).
                 shared::DbState *d = shared::db();
                 // (several leaving at once each look: workers_in would count the others, leaving too)
-                if (d != nullptr && shared::staying_workers_in(MyDatabaseId) == 0 && runs_queued())
-                    pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
+                if (d != nullptr && shared::staying_workers_in(MyDatabaseId) == 0) {
+                    TimestampTz expiry;
+                    if (runs_queued(&expiry)) pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
+                    pg_atomic_write_u64(&d->expiry_due, static_cast<uint64>(expiry));
+                }
                 proc_exit(0);
             }
         }
