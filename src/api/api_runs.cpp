@@ -138,12 +138,6 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     shared::request_cancel(run_id);
     shared::interrupt_executor(run_id);
     bool isnull = true;
-    // A child run's parent waits for it to end: lock the parent's row before the child's (a parent failing locks
-    // its children after its own row: the same order), and wake it below -- otherwise it would notice at its
-    // once-a-minute look. (A session's execute_run of that child, finishing meanwhile, takes them the other way
-    // round: one of the two transactions then gets a deadlock error. Workers never wait for a parent's row.)
-    int64 parent = store::lock_parent_of(run_id);
-
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
@@ -154,6 +148,11 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     if (SPI_processed == 1) {
         char *now_status = TextDatumGetCString(col(0, 1, &isnull));
         if (!finished(now_status)) {
+            // A child run's parent waits for it to end: woken below -- otherwise it would notice at its once-a-minute
+            // look. (Its row is not waited for while the child's is held: wake_parents leaves a held parent to the
+            // workers. Until 2026-12-04 cancel_run locked the parent first, and could deadlock with a session's
+            // execute_run of the child, which takes them the other way round.)
+            int64 parent = store::parent_of(run_id);
             pg::run_as_owner(&plan_cancel_running,
                              "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                              " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1"

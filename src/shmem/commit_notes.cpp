@@ -65,6 +65,19 @@ void runs_finished() { finished = true; }
 
 void pipelines_changed() { pipelines = true; }
 
+namespace {
+int64 parents[shared::kParentWakes];  // parents to hand to the workers at commit
+int nparents = 0;
+}  // namespace
+
+bool wake_parent_at_commit(int64 parent_id) {
+    for (int i = 0; i < nparents; i++)
+        if (parents[i] == parent_id) return true;
+    if (nparents == shared::kParentWakes) return false;
+    parents[nparents++] = parent_id;
+    return true;
+}
+
 void cancel_at_commit(int64 run_id, bool broadcast) {
     if (ncancels >= shared::kCancelRing) return;  // (more would only push each other out of the ring)
     if (ncancels == cancels_cap) {
@@ -113,6 +126,10 @@ void publish() {
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();
     if (extension) shared::note_extension_present();
+    // (an entry full of others' parents: this one waits for its own periodic look at its children, a minute at most)
+    bool offered = false;
+    for (int i = 0; i < nparents; i++) offered = shared::offer_parent_wake(parents[i]) || offered;
+    if (offered) shared::wake_workers(1);
     forget();
 }
 
@@ -126,6 +143,7 @@ void forget() {
     top_priority = INT_MIN;
     back_at = UINT64_MAX;
     ncancels = 0;
+    nparents = 0;
     if (reorder_begun) shared::end_reorder();
     reorder_begun = false;
 }

@@ -64,6 +64,8 @@ void startup_hook() {
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
             pg_atomic_init_u64(&d->expiry_due, 0);
+            pg_atomic_init_u32(&d->parent_wakes_offered, 0);
+            for (auto &w : d->parent_wakes) pg_atomic_init_u64(&w, 0);
             pg_atomic_init_u32(&d->reorders, 0);
             pg_atomic_init_u32(&d->fresh_lanes, 1);
             SpinLockInit(&d->reorder_lock);
@@ -138,6 +140,8 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
         pg_atomic_write_u64(&d->expiry_due, 0);
+        pg_atomic_write_u32(&d->parent_wakes_offered, 0);
+        for (auto &w : d->parent_wakes) pg_atomic_write_u64(&w, 0);
         SpinLockAcquire(&d->reorder_lock);
         pg_atomic_write_u32(&d->reorders, 0);
         d->reorder_from = UINT64_MAX;
@@ -165,6 +169,37 @@ int staying_workers_in(Oid dboid) {
     int n = 0;
     for (int i = 0; i < g_state->nslots; i++)
         n += pg_atomic_read_u32(&g_state->slots[i].dboid) == dboid && pg_atomic_read_u32(&g_state->slots[i].retire) == 0;
+    return n;
+}
+
+bool offer_parent_wake(int64 id) {
+    DbState *d = db();
+    if (d == nullptr || id <= 0) return false;
+    for (auto &w : d->parent_wakes) {
+        uint64 expected = 0;
+        if (pg_atomic_compare_exchange_u64(&w, &expected, static_cast<uint64>(id)) || expected == static_cast<uint64>(id)) {
+            pg_atomic_write_u32(&d->parent_wakes_offered, 1);  // (after the id: a taker that sees the flag sees the id)
+            return true;
+        }
+    }
+    return false;
+}
+
+int take_parent_wakes(int64 *ids, int max) {
+    DbState *d = db();
+    if (d == nullptr || pg_atomic_read_u32(&d->parent_wakes_offered) == 0) return 0;
+    // (cleared before the ids are read, with a barrier: an offer made meanwhile sets it again)
+    if (pg_atomic_exchange_u32(&d->parent_wakes_offered, 0) == 0) return 0;
+    int n = 0;
+    for (auto &w : d->parent_wakes) {
+        if (n == max) {
+            pg_atomic_write_u32(&d->parent_wakes_offered, 1);  // the rest next time
+            break;
+        }
+        if (pg_atomic_read_u64(&w) == 0) continue;
+        uint64 id = pg_atomic_exchange_u64(&w, 0);
+        if (id != 0) ids[n++] = static_cast<int64>(id);
+    }
     return n;
 }
 

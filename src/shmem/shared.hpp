@@ -14,6 +14,7 @@ namespace shared {
 constexpr int kCancelRing = 4096;
 constexpr int kCancelFilter = 65536;
 constexpr int kMaxDatabases = 64;  // databases served at once (pipeline_worker.databases)
+constexpr int kParentWakes = 32;   // parents a session left to the workers to wake, per database, at once
 
 struct Slot {
     pg_atomic_uint32 idle;     // 1 while waiting for work
@@ -49,6 +50,9 @@ struct DbState {
     uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
     pg_atomic_uint32 fresh_lanes;      // 1 from the entry's start until a worker put back the runs parked by a limit
                                        // in an earlier life of shared memory (lanes::take_fresh_start)
+    pg_atomic_uint32 parent_wakes_offered;            // 1 when parent_wakes may hold ids
+    pg_atomic_uint64 parent_wakes[kParentWakes];      // parents whose row a session's commit found held (0: free):
+                                                      // a worker of the database wakes them (offer/take_parent_wakes)
 };
 
 struct State {
@@ -83,6 +87,10 @@ void detach_db(DbState *d);
 int workers_in(Oid dboid);
 // Workers serving dboid that were not asked to leave.
 int staying_workers_in(Oid dboid);
+// A session's commit hands a parent run it could not wake (another transaction held its row) to the workers of this
+// database: false when the database's entry is full (or absent). The workers take them (up to max) into *ids.
+bool offer_parent_wake(int64 id);
+int take_parent_wakes(int64 *ids, int max);
 // Every worker of database dboid: asked to leave at its next batch boundary (retire), or terminated (SIGTERM).
 void signal_workers_in(Oid dboid, bool terminate);
 // The extension was created (or updated) in this database: serve it now (called at commit).

@@ -4,6 +4,7 @@
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/shared.hpp"
 #include "store/pipelines.hpp"
 #include "store/queue.hpp"
 
@@ -170,7 +171,9 @@ void wake_parents(const int64 *parent_ids, int n) {
     // (lock_parent, then a fresh snapshot) waits for this transaction, and sees the child finished. Without the lock,
     // a parent that was not waiting yet when the UPDATE ran, and read its children before this commit was visible,
     // went waiting and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll).
-    if (defer_parent == nullptr) {  // a session (execute_run): its own transaction waits for a parent held elsewhere
+    // A session (execute_run, cancel_run) where no worker serves the database: its own transaction waits for a
+    // parent held elsewhere.
+    if (defer_parent == nullptr && shared::staying_workers_in(MyDatabaseId) == 0) {
         lock_and_wake(pg::int8_array(parent_ids, n));
         return;
     }
@@ -179,15 +182,22 @@ void wake_parents(const int64 *parent_ids, int n) {
     // pipeline, 4 workers). Parents held elsewhere are woken after the commit, in a transaction of their own that
     // waits for nothing either (try_wake_held_parent; worker/parent_wakes.cpp tries again until the row is free).
     // (Should this transaction roll back, they are woken all the same: a parent that looks at a child still
-    // unfinished goes back to waiting.)
+    // unfinished goes back to waiting.) A session hands them to the workers at its commit (until 2026-12-04 it
+    // waited: cancel_run of a child, which locks the child, and a session's execute_run of it could deadlock).
     int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * n));
     int nlocked = lock_free_rows(parent_ids, n, locked);
+    int64 *wait_for = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int nwait = 0;
     for (int i = 0; i < n; i++) {
         bool got = false;
         for (int k = 0; k < nlocked && !got; k++) got = locked[k] == parent_ids[i];
-        if (!got) defer_parent(parent_ids[i]);  // (a parent deleted meanwhile too: its wake-up finds nothing)
+        if (got) continue;
+        // (a parent deleted meanwhile too: its wake-up finds nothing)
+        if (defer_parent != nullptr) defer_parent(parent_ids[i]);
+        else if (!notes::wake_parent_at_commit(parent_ids[i])) wait_for[nwait++] = parent_ids[i];
     }
     if (nlocked > 0) lock_and_wake(pg::int8_array(locked, nlocked), false);  // (locked just now)
+    if (nwait > 0) lock_and_wake(pg::int8_array(wait_for, nwait));
 }
 
 bool try_wake_held_parent(int64 id) {
@@ -205,14 +215,14 @@ bool try_wake_held_parent(int64 id) {
     return SPI_processed == 0;
 }
 
-int64 lock_parent_of(int64 child_id) {
+int64 parent_of(int64 child_id) {
     if (schema_version() < 2) return 0;
-    static SPIPlanPtr plan_lock_parent_of = nullptr;
+    static SPIPlanPtr plan_parent_of = nullptr;
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(child_id)};
-    pg::run_as_owner(&plan_lock_parent_of,
-                     "/* pw_indexes: runs_pkey */ SELECT p.id FROM pipeline_worker.runs c"
-                     " JOIN pipeline_worker.runs p ON p.id = c.parent_run_id WHERE c.id = $1 FOR NO KEY UPDATE OF p",
+    pg::run_as_owner(&plan_parent_of,
+                     "/* pw_indexes: runs_pkey */ SELECT parent_run_id FROM pipeline_worker.runs"
+                     " WHERE id = $1 AND parent_run_id IS NOT NULL",
                      1, types, v, nullptr, false);
     bool isnull;
     return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;

@@ -34,18 +34,18 @@ void lock_parent(int64 run_id);
 const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest);
 
 // These runs, parents of runs that just finished, become pending if they wait: they look at their child again. SPI
-// connected. In a worker (defer_held_parents), a parent another transaction holds is not waited for: it is handed
-// to `defer`, for try_wake_held_parent after the commit.
+// connected. A parent another transaction holds is not waited for: in a worker (defer_held_parents) it is handed to
+// `defer`, for try_wake_held_parent after the commit; in a session, to the database's workers at its commit
+// (notes::wake_parent_at_commit) -- waited for only when no worker serves the database, or too many were handed over.
 void wake_parents(const int64 *parent_ids, int n);
 void defer_held_parents(void (*defer)(int64 id));
 // Wakes the parent if it waits, once its row is free, without waiting for it: false when another transaction still
 // holds the row (try again later), true otherwise (woken, not waiting, or gone). SPI connected.
 bool try_wake_held_parent(int64 id);
 
-// The parent of child run_id (0: none, or the 0.1 schema), its row locked as a child's wake-up locks it. cancel_run
-// takes it before the child's row (the order a parent's own failure takes them in: it locks its children), and
-// wakes it once the child is cancelled. SPI connected.
-int64 lock_parent_of(int64 child_id);
+// The parent of child run_id (0: none, or the 0.1 schema): cancel_run wakes it once the child is cancelled. SPI
+// connected.
+int64 parent_of(int64 child_id);
 
 // Unfinished descendants of run_id (children, their children, ...), deepest last; *n set. SPI connected.
 int64 *unfinished_descendants(int64 run_id, int *n);

@@ -1,6 +1,7 @@
 #include "worker/parent_wakes.hpp"
 
 #include "pg/spi.hpp"
+#include "shmem/shared.hpp"
 #include "store/children.hpp"
 #include "worker/serve.hpp"
 
@@ -58,6 +59,10 @@ void defer_parent_wake(int64 id) {
 }
 
 void wake_held_parents() {
+    // Parents a session's commit could not wake (store::wake_parents), handed to this database's workers.
+    int64 offered[shared::kParentWakes];
+    int noffered = shared::take_parent_wakes(offered, shared::kParentWakes);
+    for (int i = 0; i < noffered; i++) defer_parent_wake(offered[i]);
     bool due = nretry > 0 && GetCurrentTimestamp() >= retry_at;
     if (nheld == nretry && !due) return;  // nothing deferred since, no retry due
     // The new ones, and the retries when due; those still held move to the front (try_wake defers nothing: no

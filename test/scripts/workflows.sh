@@ -181,6 +181,28 @@ pw_check "cancel_run of a child wakes its waiting parent: the attempt fails nami
     "$(q "SELECT (SELECT status || '|' || (error LIKE 'child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1) || '|' ||
               (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || '|' || (SELECT status FROM pipeline_worker.runs WHERE id = $r)")"
 q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
+# ... also while another transaction holds the parent's row: cancel_run does not wait for it (the workers wake the
+# parent once it is free). Until 2026-12-04 cancel_run locked the parent's row first, waiting for its holder -- and a
+# session's execute_run of the same child, taking the rows the other way round, could deadlock with it.
+q "SELECT pipeline_worker.create_pipeline('parent_of_waiter3', '[{\"name\": \"child\", \"pipeline\": \"kid_waits\"}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter3', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
+    | pw_psql >/dev/null &
+holder=$!
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+start=$(pw_now)
+out=$(q "SELECT pipeline_worker.cancel_run($c)" 2>&1)
+took=$(pw_elapsed "$start")
+pw_info "cancel_run of a child whose parent's row is held: returned after $took s"
+pw_lt "$took" 1.5 && [ "$out" = t ] && pw_ok "cancel_run of a child does not wait for its parent's row, held elsewhere" \
+    || pw_fail "cancel_run of a child whose parent's row is held: '$out' after $took s"
+wait "$holder"
+wait_done "$r" 5
+pw_check "... the workers wake the parent once the row is free: it fails naming the cancelled child" "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.runs WHERE id = $r")"
 
 # A child finishes while another transaction holds its waiting parent's row: the worker commits the child at once
 # and wakes the parent once that transaction ends, trying its row again without waiting on it (a batch waits for no
