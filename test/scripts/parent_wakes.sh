@@ -1,0 +1,90 @@
+#!/bin/bash
+# Child runs and their waiting parents (0.2): cancel_run of a parent cancels its waiting child; a child cancelled wakes
+# its parent at once, also while another transaction holds the parent's row (cancel_run does not wait for it: the
+# workers wake the parent once the row is free); a child finishing while its parent's row is held elsewhere is
+# committed at once and wakes the parent after, no worker waiting on the lock meanwhile. (Split from workflows.sh.)
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+pw_cluster_up parent_wakes 2 20 || exit 1
+source "$(dirname "$0")/../lib/workflows_setup.sh"  # the step functions and pipelines; q, wait_done, ...
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+pw_check "a parent waiting for its child is waiting; so is the child (waiting for an event)" "waiting waiting" \
+    "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
+pw_check "cancel_run of the parent cancels its unfinished child" "t|cancelled cancelled" \
+    "$(q "SELECT pipeline_worker.cancel_run($r)")|$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)")"
+# cancel_run of the child: its waiting parent looks at it at once (until 2026-12-03: at its once-a-minute look)
+q "SELECT pipeline_worker.create_pipeline('parent_of_waiter2', '[{\"name\": \"child\", \"pipeline\": \"kid_waits\",
+     \"max_attempts\": 2, \"retry_delay_ms\": 0}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter2', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+q "SELECT pipeline_worker.cancel_run($c)" >/dev/null
+pw_wait_sql 2 10 "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_check "cancel_run of a child wakes its waiting parent: the attempt fails naming the child, the retry starts another" \
+    "failed|true|2|waiting" \
+    "$(q "SELECT (SELECT status || '|' || (error LIKE 'child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.run_steps WHERE run_id = $r AND attempt = 1) || '|' ||
+              (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || '|' || (SELECT status FROM pipeline_worker.runs WHERE id = $r)")"
+q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
+# ... also while another transaction holds the parent's row: cancel_run does not wait for it (the workers wake the
+# parent once it is free). Until 2026-12-04 cancel_run locked the parent's row first, waiting for its holder -- and a
+# session's execute_run of the same child, taking the rows the other way round, could deadlock with it.
+q "SELECT pipeline_worker.create_pipeline('parent_of_waiter3', '[{\"name\": \"child\", \"pipeline\": \"kid_waits\"}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter3', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
+    | pw_psql >/dev/null &
+holder=$!
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+start=$(pw_now)
+out=$(q "SELECT pipeline_worker.cancel_run($c)" 2>&1)
+took=$(pw_elapsed "$start")
+pw_info "cancel_run of a child whose parent's row is held: returned after $took s"
+pw_lt "$took" 1.5 && [ "$out" = t ] && pw_ok "cancel_run of a child does not wait for its parent's row, held elsewhere" \
+    || pw_fail "cancel_run of a child whose parent's row is held: '$out' after $took s"
+wait "$holder"
+wait_done "$r" 5
+pw_check "... the workers wake the parent once the row is free: it fails naming the cancelled child" "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.runs WHERE id = $r")"
+
+# A child finishes while another transaction holds its waiting parent's row: the worker commits the child at once
+# and wakes the parent once that transaction ends, trying its row again without waiting on it (a batch waits for no
+# parent row: two workers each finishing a child of a parent the other held deadlocked --
+# test/scripts/workflow_faults.sh)
+pw_psql >/dev/null <<'SQL' || pw_fail "gated child fixtures"
+CREATE TABLE wf_gate (open boolean);
+INSERT INTO wf_gate VALUES (false);
+CREATE FUNCTION wf_gated(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NOT (SELECT open FROM wf_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
+    RETURN '"through"';
+END $$;
+SELECT pipeline_worker.create_pipeline('kid_gated', '[{"name": "g", "function": "wf_gated"}]');
+SELECT pipeline_worker.create_pipeline('parent_gated', '[{"name": "child", "pipeline": "kid_gated"}]');
+SQL
+r=$(q "SELECT pipeline_worker.create_run('parent_gated', '{}')")
+pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r)
+                             FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
+    | pw_psql >/dev/null &
+holder=$!
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+q "UPDATE wf_gate SET open = true" >/dev/null
+pw_wait_sql succeeded 2 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_check "a child finishing while its parent's row is held elsewhere is committed at once; the parent still waits" \
+    "succeeded waiting" "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' || status
+                                FROM pipeline_worker.runs WHERE id = $r")"
+sleep 0.3  # (the worker has tried the parent's row a few times: 10, 20, 40, ... ms apart)
+pw_check "... and no worker waits for that row (a worker waiting on the lock could serve nothing else meanwhile)" 0 \
+    "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'")"
+wait "$holder"
+wait_done "$r" 5
+pw_check "... the worker tries it again until the holder commits, and wakes it then (not at its once-a-minute look)" \
+    'succeeded|"through"' \
+    "$(q "SELECT status || '|' || result FROM pipeline_worker.runs WHERE id = $r")"
+
+pw_finish
