@@ -117,7 +117,7 @@ void maybe_expire(TimestampTz *last, bool mine) {
 // vacuum_interval_ms (0, the default, is off), each when it has enough dead rows -- a plain VACUUM (SKIP_LOCKED:
 // never waits for autovacuum or a user's VACUUM, which skip it in turn), with no transaction of ours open: VACUUM runs
 // its own. Off by default: over 10 minutes of sustained load its passes (one table at a time, in this one process)
-// fell behind autovacuum's and the tables grew (README, Keeping the tables small).
+// fell behind autovacuum's and the tables grew (docs/GUIDE.md, Keeping the tables small).
 namespace {
 
 constexpr int64 kVacuumMinDead = 10000;

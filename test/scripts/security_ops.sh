@@ -450,7 +450,7 @@ b_pids=$(pids_in ops_b) pg_pids=$(pids_in postgres) exec_pid=$(executor ops_b "$
 pw_check "workers().database matches pg_stat_activity.datname for every worker (both databases shown)" "0 2" \
     "$(pw_psql -c "SELECT count(*) FILTER (WHERE a.datname IS DISTINCT FROM w.database) || ' ' || count(DISTINCT w.database)
                    FROM pipeline_worker.workers() w LEFT JOIN pg_stat_activity a USING (pid) WHERE w.pid <> 0")"
-pw_check "workers() is executable by PUBLIC (README: no restriction; readable on standbys)" t \
+pw_check "workers() is executable by PUBLIC (docs/GUIDE.md: no restriction; readable on standbys)" t \
     "$(pw_psql -c "SELECT has_function_privilege('attacker', 'pipeline_worker.workers()', 'EXECUTE')")"
 pw_check "... so the attacker, from postgres, sees ops_b's worker and the id of the run it executes" "ops_b|$slow" \
     "$(q attacker "SELECT database, run_id FROM pipeline_worker.workers() WHERE run_id = $slow")"
@@ -495,7 +495,7 @@ for n in databases max_workers_per_database; do
     check_err "creator, owner of att_db: ALTER DATABASE att_db SET pipeline_worker.$n (reload-only)" creator \
         "55P02: parameter \"pipeline_worker.$n\" cannot be changed now" "ALTER DATABASE att_db SET pipeline_worker.$n = '2'"
 done
-# README: "Only a command that may succeed does this" -- the owner without CREATEDB may not rename att_db, without
+# docs/GUIDE.md: "Only a command that may succeed does this" -- the owner without CREATEDB may not rename att_db, without
 # CREATE on ops_ts may not move it: a run executing there must not be interrupted
 pw_psql -c "ALTER ROLE creator NOCREATEDB" -c "REVOKE CREATE ON TABLESPACE ops_ts FROM creator" >/dev/null
 for c in "permission denied to rename database|ALTER DATABASE att_db RENAME TO att_db2|without CREATEDB" \
@@ -507,7 +507,7 @@ for c in "permission denied to rename database|ALTER DATABASE att_db RENAME TO a
     got=$(e creator "$cmd")
     el=$(pw_elapsed "$t0")
     pw_check "owner $who: $cmd is refused" "42501: $msg" "$got"
-    pw_check "... and leaves att_db's workers alone (README: only a command that may succeed moves them; took $el s)" \
+    pw_check "... and leaves att_db's workers alone (docs/GUIDE.md: only a command that may succeed moves them; took $el s)" \
         "$att_pids" "$(pids_in att_db)"
     pw_check "... its executing run is not interrupted: finishes claimed once, by the same worker" "succeeded 1 true 1" \
         "$(run_ok att_db "$slow" "$exec_pid")"
