@@ -221,6 +221,284 @@ const char *outcome_text(Outcome o) {
     return "unknown";
 }
 
+namespace {
+
+// What one look at a step decided: go on with the walk's next step, stop the run here (with an outcome), or (for the
+// parts before the step runs) run it.
+enum class Flow { Next, Stop, Run };
+
+// One execution of a run: the steps walked in a topological order. One step at a time, except that in a worker the
+// HTTP requests of independent branches are out together: a step whose request is out, or that depends on one not
+// done, is passed over, and the run stays parked while any is out (its answers resume it). Sleeps, event waits and
+// child runs begin once none is. A graph's branches go on past a step that waits (sleep, event, child runs); the run
+// waits at the end of the walk, until the earliest of its steps' wake-ups or an event. SPI connected throughout
+// (between_steps and send_parked disconnect around themselves).
+class Walk {
+  public:
+    Walk(const store::ClaimedRun *claimed, RunState *r, HttpIO *io, BetweenSteps between_steps, void *arg,
+         MemoryContext run_ctx, ResourceOwner run_owner)
+        : claimed_(claimed), r_(r), p_(r->pipeline), io_(io), between_steps_(between_steps), arg_(arg),
+          run_ctx_(run_ctx), run_owner_(run_owner) {
+        int n = p_->nsteps;
+        together_ = io != nullptr && io->park_parent != nullptr && !p_->linear;
+        graph_ = !p_->linear;
+        waiting_now_ = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * n));
+        out_now_ = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * n));
+        deferred_ = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * n));
+        if (together_) (void)httpq::steps_in_flight(r->id, out_now_, n);
+        nanswers_ = answer_count(io);  // the answers this resume brought (several when requests answered together)
+    }
+
+    // The step at place k of the order: Next, or Stop with *o.
+    Flow step(int k, Outcome *o) {
+        int pos = p_->order[k];
+        if (r_->done[pos] || (graph_ && !ready(pos))) return Flow::Next;
+        const store::Step *step = &p_->steps[pos];
+        int attempt = r_->last_attempt[pos] + 1;
+        bool step_answered = has_answer_for(pos);
+        HttpCall *answered = step->map ? nullptr : answer_for(pos, attempt);
+        TimestampTz started = answered != nullptr ? answered->started
+                              : r_->waiting_since[pos] != 0 ? r_->waiting_since[pos]
+                                                            : GetCurrentTimestamp();
+        report_step(r_->id, pos, step);
+        if (shared::cancel_requested(r_->id)) {
+            *o = record_cancelled(claimed_, r_, pos, attempt, started, answered != nullptr || r_->interrupted[pos]);
+            close_answers("cancelled");
+            return Flow::Stop;
+        }
+        bool under_way = step_answered || r_->interrupted[pos] || r_->waiting_since[pos] != 0;
+        if (!under_way && !condition_met(r_, pos, attempt)) {
+            record_skipped(r_, pos, attempt, started);
+            return Flow::Next;
+        }
+        bool waits = step->kind == core::StepKind::Sleep || step->kind == core::StepKind::WaitFor ||
+                     step->kind == core::StepKind::Pipeline;
+        // a wait begins once nothing of the run is out (one under way is looked at: its wake-up must be noted)
+        if (together_ && work_out(r_, io_) > 0 && waits && r_->waiting_since[pos] == 0) return Flow::Next;
+        if (step->map) return map_step(pos, attempt, started, o);
+        Flow f = share_ready_functions(k, pos, attempt, o);
+        if (f != Flow::Run) return f;
+        send_parked_first(step);
+        StepResult res = run(step, pos, attempt, started, answered);
+        return settle(k, pos, attempt, started, res, o);
+    }
+
+    // After the walk: the run succeeded, or waits, is parked, or is retried.
+    Outcome end() {
+        int nsteps = p_->nsteps;
+        for (int i = 0; i < nsteps; i++) {
+            if (r_->done[i]) continue;
+            // steps wait (and nothing is out, and no step waits for its retry -- that one goes first): so does the run
+            if (work_out(r_, io_) == 0 && r_->waits && deferred_pos_ < 0) {
+                if (r_->committed_after_wait) {  // back to the queue at once: the next look waits, under the lock
+                    store::buffer_run(claimed_, RunStatus::Pending, nullptr, nullptr);
+                    return Outcome::RetryScheduled;
+                }
+                store::buffer_wait(claimed_, r_->wait_until, r_->wait_event);
+                return Outcome::Waiting;
+            }
+            // requests are out (their answers resume the run), or a step waits for its retry
+            if (work_out(r_, io_) > 0) return Outcome::Parked;
+            return schedule_retry(claimed_, &p_->steps[deferred_pos_ >= 0 ? deferred_pos_ : i], deferred_attempt_,
+                                  deferred_retry_after_);
+        }
+        store::buffer_run(claimed_, RunStatus::Succeeded, run_result(r_), nullptr);
+        return Outcome::Succeeded;
+    }
+
+  private:
+    const store::ClaimedRun *claimed_;
+    RunState *r_;
+    const store::Pipeline *p_;
+    HttpIO *io_;
+    BetweenSteps between_steps_;
+    void *arg_;
+    MemoryContext run_ctx_;
+    ResourceOwner run_owner_;
+    bool together_ = false, graph_ = false;
+    bool *waiting_now_ = nullptr, *out_now_ = nullptr, *deferred_ = nullptr;
+    int nanswers_ = 0;
+    int deferred_pos_ = -1, deferred_attempt_ = 0;  // the step whose retry the run's waits for (the longest back-off)
+    long deferred_retry_after_ = 0;
+
+    // A graph's step may go now: not out, not waiting for its retry, not waiting, and every dependency done.
+    bool ready(int pos) const {
+        if (out_now_[pos] || deferred_[pos] || waiting_now_[pos]) return false;
+        const store::Step *step = &p_->steps[pos];
+        for (int d = 0; d < step->ndeps; d++)
+            if (!r_->done[step->deps[d]]) return false;
+        return true;
+    }
+
+    HttpCall *answer_for(int pos, int attempt) {
+        for (int k = 0; k < nanswers_; k++) {
+            HttpCall *c = answer_at(io_, k);
+            if (!c->consumed && c->pos == pos && c->task < 0 && c->attempt == attempt) {
+                c->consumed = true;
+                return c;
+            }
+        }
+        return nullptr;
+    }
+
+    bool has_answer_for(int pos) const {
+        for (int k = 0; k < nanswers_; k++)
+            if (!answer_at(io_, k)->consumed && answer_at(io_, k)->pos == pos) return true;
+        return false;
+    }
+
+    // The run stops here: the answers it brought and did not record are recorded as such.
+    void close_answers(const char *why) {
+        for (int k = 0; k < nanswers_; k++) {
+            if (answer_at(io_, k)->consumed) continue;
+            if (strcmp(why, "cancelled") == 0) record_cancelled_call(answer_at(io_, k), why);
+            else record_late_answer(answer_at(io_, k));  // (the run failed: what was executing is recorded as it ended)
+        }
+    }
+
+    void stopped(Outcome o) { close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile"); }
+
+    Flow map_step(int pos, int attempt, TimestampTz started, Outcome *o) {
+        if (run_map_step(claimed_, r_, pos, attempt, started, nullptr, io_, run_ctx_, run_owner_, between_steps_, arg_,
+                         o))
+            return Flow::Next;
+        if (together_ && *o == Outcome::Parked) {  // its tasks' requests are out: other branches go on
+            out_now_[pos] = true;
+            return Flow::Next;
+        }
+        if (graph_ && *o == Outcome::Waiting) {  // its children run: other branches go on
+            waiting_now_[pos] = true;
+            return Flow::Next;
+        }
+        if (*o == Outcome::Waiting) store::buffer_wait(claimed_, r_->wait_until, r_->wait_event);
+        if (*o == Outcome::Failed || *o == Outcome::Cancelled) stopped(*o);
+        return Flow::Stop;
+    }
+
+    // Other function steps are ready too: with idle workers, they run at once on several (idle workers first: under
+    // full load nothing more is looked at). Run: step pos runs here (as it would have).
+    Flow share_ready_functions(int k, int pos, int attempt, Outcome *o) {
+        if (!graph_ || p_->steps[pos].kind != core::StepKind::Function || r_->waits || io_ == nullptr ||
+            io_->pause == nullptr || shared::idle_workers() == 0 || work_out(r_, io_) != 0)
+            return Flow::Run;
+        StepUnits su;
+        su.n = 0;
+        su.pos[su.n] = pos;
+        su.attempt[su.n++] = attempt;
+        for (int k2 = k + 1; k2 < p_->nsteps && su.n < board::kUnits; k2++) {
+            int q = p_->order[k2];
+            const store::Step *sq = &p_->steps[q];
+            if (r_->done[q] || sq->kind != core::StepKind::Function || sq->map || !ready(q) || has_answer_for(q) ||
+                !condition_met(r_, q, r_->last_attempt[q] + 1))
+                continue;
+            su.pos[su.n] = q;
+            su.attempt[su.n++] = r_->last_attempt[q] + 1;
+        }
+        if (su.n < 2 || !worth_sharing_steps(r_, su.pos, su.n, io_)) return Flow::Run;
+        su.claimed = claimed_;
+        su.r = r_;
+        su.run_ctx = run_ctx_;
+        su.run_owner = run_owner_;
+        su.deferred = deferred_;
+        su.deferred_pos = -1;
+        su.out = Outcome::Failed;
+        Shared sh = share_steps(r_, su.pos, su.attempt, su.n, claimed_->claims, io_, arg_,
+                                [](void *x, int u) { return static_cast<StepUnits *>(x)->run(u); }, &su);
+        if (!sh.shared) return Flow::Run;
+        if (!sh.stopped && shared::cancel_requested(r_->id)) {
+            su.out = record_cancelled(claimed_, r_, pos, attempt, GetCurrentTimestamp(), false);
+            sh.stopped = true;
+        }
+        if (sh.stopped || !su.read_back(sh.final_failure)) {
+            stopped(su.out);
+            *o = su.out;
+            return Flow::Stop;
+        }
+        if (su.deferred_pos >= 0 && (deferred_pos_ < 0 || su.deferred_retry_after > deferred_retry_after_)) {
+            deferred_pos_ = su.deferred_pos;
+            deferred_attempt_ = su.deferred_attempt;
+            deferred_retry_after_ = su.deferred_retry_after;
+        }
+        // (its helper died before committing it: it runs here)
+        return r_->done[pos] || deferred_[pos] ? Flow::Next : Flow::Run;
+    }
+
+    // Requests of other branches parked in this execution leave -- and child runs started in it become claimable --
+    // before a function step runs, not after it.
+    void send_parked_first(const store::Step *step) {
+        if (!together_ || step->kind != core::StepKind::Function || io_->send_parked == nullptr ||
+            (io_->parked == nullptr && !r_->started_children))
+            return;
+        if (r_->waits) r_->committed_after_wait = true;
+        r_->started_children = false;
+        SPI_finish();
+        io_->send_parked(arg_, io_);
+        pg::spi_connect();
+    }
+
+    StepResult run(const store::Step *step, int pos, int attempt, TimestampTz started, HttpCall *answered) {
+        StepResult res;
+        switch (step->kind) {
+            case core::StepKind::Http:
+                res = run_http_step(claimed_, r_, pos, attempt, started, answered, io_, run_ctx_);
+                break;
+            case core::StepKind::Sleep:
+            case core::StepKind::WaitFor:
+            case core::StepKind::Pipeline:
+                res = run_wait_step(claimed_, r_, pos, attempt, started, run_ctx_);
+                break;
+            case core::StepKind::Function: {
+                TimestampTz t0 = graph_ ? GetCurrentTimestamp() : 0;
+                res.output = run_function_step(r_, pos, attempt, run_ctx_, run_owner_, &res.edata);
+                if (graph_) note_step_time(p_->id, pos, GetCurrentTimestamp() - t0);
+                break;
+            }
+        }
+        return res;
+    }
+
+    // What the step came to: recorded, and whether the walk goes on.
+    Flow settle(int k, int pos, int attempt, TimestampTz started, StepResult &res, Outcome *o) {
+        if (res.parked && together_) {
+            out_now_[pos] = true;
+            return Flow::Next;
+        }
+        if (res.waiting && graph_) {
+            waiting_now_[pos] = true;
+            return Flow::Next;
+        }
+        if (res.waiting) store::buffer_wait(claimed_, r_->wait_until, r_->wait_event);
+        if (res.parked || res.waiting) {
+            *o = res.parked ? Outcome::Parked : Outcome::Waiting;
+            return Flow::Stop;
+        }
+        if (!res.succeeded()) {
+            bool others = work_out(r_, io_) > 0;
+            *o = record_failure(claimed_, r_, pos, attempt, started, res, together_ && others);
+            if (*o == Outcome::RetryScheduled && together_ && others) {  // tried again once an answer resumes the run
+                deferred_[pos] = true;
+                deferred_pos_ = pos;
+                deferred_attempt_ = attempt;
+                deferred_retry_after_ = res.retry_after_ms;
+                return Flow::Next;
+            }
+            stopped(*o);
+            return Flow::Stop;
+        }
+        record_success(r_, pos, attempt, started, res.output);
+        // (no commit once a step waits: its event is looked for under the run's row lock, held until the run is
+        // recorded waiting -- a send_event in between would find the run running and not wake it)
+        if (between_steps_ != nullptr && k + 1 < p_->nsteps && !r_->waits) {
+            SPI_finish();
+            between_steps_(arg_);
+            pg::spi_connect();
+        }
+        return Flow::Next;
+    }
+};
+
+}  // namespace
+
 Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps between_steps, void *arg, HttpIO *io) {
     MemoryContext run_ctx = CurrentMemoryContext;
     ResourceOwner run_owner = CurrentResourceOwner;
@@ -233,236 +511,13 @@ Outcome execute_claimed(const store::ClaimedRun *claimed_arg, BetweenSteps betwe
         return Outcome::Failed;
     }
     resume_run(r, claimed, answer, run_ctx);
-    const store::Pipeline *p = r->pipeline;
-    int nsteps = p->nsteps;
-    // In a topological order. One step at a time, except that in a worker the HTTP requests of independent branches
-    // are out together: a step whose request is out, or that depends on one not done, is passed over, and the run
-    // stays parked while any is out (its answers resume it). Sleeps, event waits and child runs begin once none is.
-    bool together = io != nullptr && io->park_parent != nullptr && !p->linear;
-    // A graph's branches go on past a step that waits (sleep, event, child runs); the run waits at the end of the
-    // walk, until the earliest of its steps' wake-ups or an event.
-    bool graph = !p->linear;
-    bool *waiting_now = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
-    bool *out_now = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
-    bool *deferred = static_cast<bool *>(MemoryContextAllocZero(run_ctx, sizeof(bool) * nsteps));
-    int nout = together ? httpq::steps_in_flight(r->id, out_now, nsteps) : 0;
-    int deferred_pos = -1, deferred_attempt = 0;
-    long deferred_retry_after = 0;
-    // the answers this resume brought (several when branches' or map tasks' requests answered together)
-    int nanswers = answer_count(io);
-    auto answer_for = [&](int pos, int attempt) -> HttpCall * {
-        for (int k = 0; k < nanswers; k++) {
-            HttpCall *c = answer_at(io, k);
-            if (!c->consumed && c->pos == pos && c->task < 0 && c->attempt == attempt) {
-                c->consumed = true;
-                return c;
-            }
-        }
-        return nullptr;
-    };
-    auto has_answer_for = [&](int pos) {
-        for (int k = 0; k < nanswers; k++)
-            if (!answer_at(io, k)->consumed && answer_at(io, k)->pos == pos) return true;
-        return false;
-    };
-    // The run stops here: the answers it brought and did not record are recorded as such.
-    auto close_answers = [&](const char *why) {
-        for (int k = 0; k < nanswers; k++) {
-            if (answer_at(io, k)->consumed) continue;
-            if (strcmp(why, "cancelled") == 0) record_cancelled_call(answer_at(io, k), why);
-            else record_late_answer(answer_at(io, k));  // (the run failed: what was executing is recorded as it ended)
-        }
-    };
-    for (int k = 0; k < nsteps; k++) {
-        int pos = p->order[k];
-        if (r->done[pos]) continue;
-        const store::Step *step = &p->steps[pos];
-        if (graph) {
-            if (out_now[pos] || deferred[pos] || waiting_now[pos]) continue;
-            bool ready = true;
-            for (int d = 0; d < step->ndeps && ready; d++) ready = r->done[step->deps[d]];
-            if (!ready) continue;
-        }
-        int attempt = r->last_attempt[pos] + 1;
-        bool step_answered = has_answer_for(pos);
-        HttpCall *answered = step->map ? nullptr : answer_for(pos, attempt);
-        TimestampTz started = answered != nullptr ? answered->started
-                              : r->waiting_since[pos] != 0 ? r->waiting_since[pos]
-                                                           : GetCurrentTimestamp();
-        report_step(r->id, pos, step);
-        if (shared::cancel_requested(r->id)) {
-            Outcome o = record_cancelled(claimed, r, pos, attempt, started, answered != nullptr || r->interrupted[pos]);
-            close_answers("cancelled");
-            SPI_finish();
-            return o;
-        }
-        bool under_way = step_answered || r->interrupted[pos] || r->waiting_since[pos] != 0;
-        if (!under_way && !condition_met(r, pos, attempt)) {
-            record_skipped(r, pos, attempt, started);
-            continue;
-        }
-        bool waits = step->kind == core::StepKind::Sleep || step->kind == core::StepKind::WaitFor ||
-                     step->kind == core::StepKind::Pipeline;
-        // a wait begins once nothing of the run is out (one under way is looked at: its wake-up must be noted)
-        if (together && work_out(r, io) > 0 && waits && r->waiting_since[pos] == 0) continue;
-        if (step->map) {
-            Outcome o;
-            if (!run_map_step(claimed, r, pos, attempt, started, nullptr, io, run_ctx, run_owner, between_steps, arg,
-                              &o)) {
-                if (together && o == Outcome::Parked) {  // its tasks' requests are out: other branches go on
-                    out_now[pos] = true;
-                    nout++;
-                    continue;
-                }
-                if (graph && o == Outcome::Waiting) {  // its children run: other branches go on
-                    waiting_now[pos] = true;
-                    continue;
-                }
-                if (o == Outcome::Waiting) store::buffer_wait(claimed, r->wait_until, r->wait_event);
-                if (o == Outcome::Failed || o == Outcome::Cancelled)
-                    close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
-                SPI_finish();
-                return o;
-            }
-            continue;
-        }
-        // Other function steps are ready too: with idle workers, they run at once on several
-        // (idle workers first: under full load nothing more is looked at)
-        if (graph && step->kind == core::StepKind::Function && !r->waits && io != nullptr && io->pause != nullptr &&
-            shared::idle_workers() > 0 && work_out(r, io) == 0) {
-            StepUnits su;
-            su.n = 0;
-            su.pos[su.n] = pos;
-            su.attempt[su.n++] = attempt;
-            for (int k2 = k + 1; k2 < nsteps && su.n < board::kUnits; k2++) {
-                int q = p->order[k2];
-                const store::Step *sq = &p->steps[q];
-                if (r->done[q] || out_now[q] || deferred[q] || waiting_now[q] || sq->kind != core::StepKind::Function ||
-                    sq->map)
-                    continue;
-                bool ready = true;
-                for (int d = 0; d < sq->ndeps && ready; d++) ready = r->done[sq->deps[d]];
-                if (!ready || has_answer_for(q) || !condition_met(r, q, r->last_attempt[q] + 1)) continue;
-                su.pos[su.n] = q;
-                su.attempt[su.n++] = r->last_attempt[q] + 1;
-            }
-            if (su.n >= 2 && worth_sharing_steps(r, su.pos, su.n, io)) {
-                su.claimed = claimed;
-                su.r = r;
-                su.run_ctx = run_ctx;
-                su.run_owner = run_owner;
-                su.deferred = deferred;
-                su.deferred_pos = -1;
-                su.out = Outcome::Failed;
-                Shared sh = share_steps(r, su.pos, su.attempt, su.n, claimed->claims, io, arg,
-                                        [](void *x, int u) { return static_cast<StepUnits *>(x)->run(u); }, &su);
-                if (sh.shared) {
-                    if (!sh.stopped && shared::cancel_requested(r->id)) {
-                        su.out = record_cancelled(claimed, r, pos, attempt, GetCurrentTimestamp(), false);
-                        sh.stopped = true;
-                    }
-                    if (sh.stopped || !su.read_back(sh.final_failure)) {
-                        close_answers(su.out == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
-                        SPI_finish();
-                        return su.out;
-                    }
-                    if (su.deferred_pos >= 0 && (deferred_pos < 0 || su.deferred_retry_after > deferred_retry_after)) {
-                        deferred_pos = su.deferred_pos;
-                        deferred_attempt = su.deferred_attempt;
-                        deferred_retry_after = su.deferred_retry_after;
-                    }
-                    if (r->done[pos] || deferred[pos]) continue;
-                    // (its helper died before committing it: it runs here)
-                }
-            }
-        }
-        // Requests of other branches parked in this execution leave -- and child runs started in it become claimable --
-        // before a function step runs, not after it.
-        if (together && step->kind == core::StepKind::Function && io->send_parked != nullptr &&
-            (io->parked != nullptr || r->started_children)) {
-            if (r->waits) r->committed_after_wait = true;
-            r->started_children = false;
-            SPI_finish();
-            io->send_parked(arg, io);
-            pg::spi_connect();
-        }
-        StepResult res;
-        switch (step->kind) {
-            case core::StepKind::Http:
-                res = run_http_step(claimed, r, pos, attempt, started, answered, io, run_ctx);
-                break;
-            case core::StepKind::Sleep:
-            case core::StepKind::WaitFor:
-            case core::StepKind::Pipeline:
-                res = run_wait_step(claimed, r, pos, attempt, started, run_ctx);
-                break;
-            case core::StepKind::Function: {
-                TimestampTz t0 = graph ? GetCurrentTimestamp() : 0;
-                res.output = run_function_step(r, pos, attempt, run_ctx, run_owner, &res.edata);
-                if (graph) note_step_time(p->id, pos, GetCurrentTimestamp() - t0);
-                break;
-            }
-        }
-        if (res.parked && together) {
-            out_now[pos] = true;
-            nout++;
-            continue;
-        }
-        if (res.waiting && graph) {
-            waiting_now[pos] = true;
-            continue;
-        }
-        if (res.waiting) store::buffer_wait(claimed, r->wait_until, r->wait_event);
-        if (res.parked || res.waiting) {
-            SPI_finish();
-            return res.parked ? Outcome::Parked : Outcome::Waiting;
-        }
-        if (!res.succeeded()) {
-            bool others = work_out(r, io) > 0;
-            Outcome o = record_failure(claimed, r, pos, attempt, started, res, together && others);
-            if (o == Outcome::RetryScheduled && together && others) {  // tried again once an answer resumes the run
-                deferred[pos] = true;
-                deferred_pos = pos;
-                deferred_attempt = attempt;
-                deferred_retry_after = res.retry_after_ms;
-                continue;
-            }
-            close_answers(o == Outcome::Cancelled ? "cancelled" : "its run failed meanwhile");
-            SPI_finish();
-            return o;
-        }
-        record_success(r, pos, attempt, started, res.output);
-        // (no commit once a step waits: its event is looked for under the run's row lock, held until the run is
-        // recorded waiting -- a send_event in between would find the run running and not wake it)
-        if (between_steps != nullptr && k + 1 < nsteps && !r->waits) {
-            SPI_finish();
-            between_steps(arg);
-            pg::spi_connect();
-        }
-    }
-    for (int i = 0; i < nsteps; i++)
-        if (!r->done[i]) {
-            // requests are out (their answers resume the run), or a step waits for its retry: the run does
-            // steps wait (and nothing is out, and no step waits for its retry -- that one goes first): so does the run
-            if (work_out(r, io) == 0 && r->waits && deferred_pos < 0) {
-                if (r->committed_after_wait) {  // back to the queue at once: the next look waits, under the lock
-                    store::buffer_run(claimed, RunStatus::Pending, nullptr, nullptr);
-                    SPI_finish();
-                    return Outcome::RetryScheduled;
-                }
-                store::buffer_wait(claimed, r->wait_until, r->wait_event);
-                SPI_finish();
-                return Outcome::Waiting;
-            }
-            Outcome o = work_out(r, io) > 0 ? Outcome::Parked
-                                 : schedule_retry(claimed, &p->steps[deferred_pos >= 0 ? deferred_pos : i],
-                                                  deferred_attempt, deferred_retry_after);
-            SPI_finish();
-            return o;
-        }
-    store::buffer_run(claimed, RunStatus::Succeeded, run_result(r), nullptr);
+    Walk walk(claimed, r, io, between_steps, arg, run_ctx, run_owner);
+    Outcome o = Outcome::Failed;
+    bool stopped = false;
+    for (int k = 0; k < r->pipeline->nsteps && !stopped; k++) stopped = walk.step(k, &o) == Flow::Stop;
+    if (!stopped) o = walk.end();
     SPI_finish();
-    return Outcome::Succeeded;
+    return o;
 }
 
 }  // namespace pw::exec
