@@ -214,6 +214,36 @@ Datum checked_keys(FunctionCallInfo fcinfo, int argno, int n, const char *what, 
 
 }  // namespace
 
+namespace {
+
+// create_runs: the elements (1-based ordinals `missing`) whose idempotency key an existing run holds get that run's
+// id in ids[] -- unless its input differs (23505, as create_run). SPI connected.
+void existing_runs(int64 *ids, const int64 *missing, int nmissing, Datum pipeline_id, Datum submitter, Datum inputs,
+                   Datum keys) {
+    Oid mt[5] = {INT8OID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
+    Datum mv[5] = {pipeline_id, submitter, inputs, keys, pg::int8_array(missing, nmissing)};
+    pg::run_as_owner(&plan_existing_runs,
+                     "SELECT e.ord, r.id, r.input = e.input, e.key FROM ROWS FROM (pg_catalog.jsonb_array_elements($3),"
+                     "   pg_catalog.unnest($4)) WITH ORDINALITY AS e(input, key, ord)"
+                     " JOIN pipeline_worker.runs r ON r.pipeline_id = $1 AND r.submitted_by = $2::regrole"
+                     "   AND r.idempotency_key = e.key"
+                     " WHERE e.ord = ANY ($5)",
+                     5, mt, mv, nullptr, false);
+    if (SPI_processed != static_cast<uint64>(nmissing))
+        ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                        errmsg("a run holding one of the idempotency keys was deleted meanwhile"),
+                        errhint("Call create_runs again.")));
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        int64 ord = DatumGetInt64(col(r, 1, &isnull));
+        int64 id = DatumGetInt64(col(r, 2, &isnull));
+        if (!DatumGetBool(col(r, 3, &isnull))) raise_key_conflict(TextDatumGetCString(col(r, 4, &isnull)), id);
+        ids[ord - 1] = id;
+    }
+}
+
+}  // namespace
+
 extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
     Submission s;
     s.pipeline = checked_name(fcinfo, 0, "pipeline name");
@@ -301,28 +331,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         if (!has_key) elog(ERROR, "pipeline_worker: create_runs lost track of element %d", i + 1);
         missing[nmissing++] = i + 1;  // 1-based ordinality
     }
-    if (nmissing > 0) {
-        Oid mt[5] = {INT8OID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
-        Datum mv[5] = {v[4], v[3], v[1], keys, pg::int8_array(missing, nmissing)};
-        pg::run_as_owner(&plan_existing_runs,
-                         "SELECT e.ord, r.id, r.input = e.input, e.key FROM ROWS FROM (pg_catalog.jsonb_array_elements($3),"
-                         "   pg_catalog.unnest($4)) WITH ORDINALITY AS e(input, key, ord)"
-                         " JOIN pipeline_worker.runs r ON r.pipeline_id = $1 AND r.submitted_by = $2::regrole"
-                         "   AND r.idempotency_key = e.key"
-                         " WHERE e.ord = ANY ($5)",
-                         5, mt, mv, nullptr, false);
-        if (SPI_processed != static_cast<uint64>(nmissing))
-            ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-                            errmsg("a run holding one of the idempotency keys was deleted meanwhile"),
-                            errhint("Call create_runs again.")));
-        for (uint64 r = 0; r < SPI_processed; r++) {
-            bool isnull;
-            int64 ord = DatumGetInt64(col(r, 1, &isnull));
-            int64 id = DatumGetInt64(col(r, 2, &isnull));
-            if (!DatumGetBool(col(r, 3, &isnull))) raise_key_conflict(TextDatumGetCString(col(r, 4, &isnull)), id);
-            ids[ord - 1] = id;
-        }
-    }
+    if (nmissing > 0) existing_runs(ids, missing, nmissing, v[4], v[3], JsonbPGetDatum(inputs), keys);
     SPI_finish();
     if (inserted > 0) {
         note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted));

@@ -195,6 +195,38 @@ bool same_headers(const std::vector<std::string> &a, const std::vector<std::stri
     return covered(a, b) && covered(b, a);
 }
 
+// What the keys of a step allow together (after parse_step read them one by one); step-level "secret_headers" merged.
+void check_step(StepSpec &s, const std::string &at, bool have_function, int kinds, const json::Value *step_secrets,
+                bool stored) {
+    if (have_function && s.is_http)
+        throw DefinitionError(at + " has both \"function\" and \"http\"", "A step is either a function step or an http step.");
+    if (kinds > 1)
+        throw DefinitionError(at + " has more than one of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
+                              kKindHint);
+    if (kinds == 0)
+        throw DefinitionError(at + " has none of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
+                              kKindHint);
+    // (new definitions only: one stored before this check still loads, its timeout ignored as it was)
+    if (!stored && s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
+        throw DefinitionError(at + ": \"timeout_ms\" applies to function, http and wait_for steps",
+                              "A sleep lasts its interval; a child pipeline's steps have timeouts of their own.");
+    if (step_secrets != nullptr) {
+        if (!s.is_http)
+            throw DefinitionError(at + ": \"secret_headers\" applies to http steps only",
+                                  "Secret headers hide values of the step's \"http\" \"headers\".");
+        std::vector<std::string> names = header_names(*step_secrets, at + ": \"secret_headers\"");
+        if (s.http.has_secret_list && !same_headers(names, s.http.secret_headers))
+            throw DefinitionError(at + ": \"secret_headers\" of the step and of its \"http\" disagree",
+                                  "Give the list once, at the step or inside \"http\".");
+        s.http.secret_headers = names;
+    }
+    if (s.is_http) check_secret_headers(s.http, at);
+    if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http && s.kind != StepKind::Pipeline)
+        throw DefinitionError(at + ": \"map\" applies to function, http and pipeline steps", kMapHint);
+    if (s.max_parallel != 0 && !s.map)
+        throw DefinitionError(at + ": \"max_parallel\" applies to map steps only", kMapHint);
+}
+
 StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     if (!v.is_object())
         throw DefinitionError(where(index, "") + " must be a JSON object, not " + v.type_name());
@@ -285,33 +317,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
                                   std::string("Allowed step keys: ") + kStepKeys + ".");
         }
     }
-    if (have_function && s.is_http)
-        throw DefinitionError(at + " has both \"function\" and \"http\"", "A step is either a function step or an http step.");
-    if (kinds > 1)
-        throw DefinitionError(at + " has more than one of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
-                              kKindHint);
-    if (kinds == 0)
-        throw DefinitionError(at + " has none of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
-                              kKindHint);
-    // (new definitions only: one stored before this check still loads, its timeout ignored as it was)
-    if (!stored && s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
-        throw DefinitionError(at + ": \"timeout_ms\" applies to function, http and wait_for steps",
-                              "A sleep lasts its interval; a child pipeline's steps have timeouts of their own.");
-    if (step_secrets != nullptr) {
-        if (!s.is_http)
-            throw DefinitionError(at + ": \"secret_headers\" applies to http steps only",
-                                  "Secret headers hide values of the step's \"http\" \"headers\".");
-        std::vector<std::string> names = header_names(*step_secrets, at + ": \"secret_headers\"");
-        if (s.http.has_secret_list && !same_headers(names, s.http.secret_headers))
-            throw DefinitionError(at + ": \"secret_headers\" of the step and of its \"http\" disagree",
-                                  "Give the list once, at the step or inside \"http\".");
-        s.http.secret_headers = names;
-    }
-    if (s.is_http) check_secret_headers(s.http, at);
-    if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http && s.kind != StepKind::Pipeline)
-        throw DefinitionError(at + ": \"map\" applies to function, http and pipeline steps", kMapHint);
-    if (s.max_parallel != 0 && !s.map)
-        throw DefinitionError(at + ": \"max_parallel\" applies to map steps only", kMapHint);
+    check_step(s, at, have_function, kinds, step_secrets, stored);
     return s;
 }
 

@@ -257,13 +257,15 @@ void flush_steps_kind(int kind) {
 
 // One write per run: its claim (if it was not recorded yet) and its outcome. Only a run that is still ours
 // changes: a concurrent cancel_run wins.
-void flush_runs() {
-    int n = list_length(pending_runs);
-    if (n == 0) return;
+namespace {
+
+// The buffered outcomes as the statement's ten array columns (id, status, result, error, at, wake, claims, claimed_at,
+// waiting_for, tid); *with_tid: how many carry the row version their claim locked.
+pg::ArrayColumns *outcome_columns(int n, int *with_tid) {
     static const Oid elem[10] = {INT8OID, TEXTOID,        JSONBOID,       TEXTOID, TIMESTAMPTZOID,
                                  TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TIDOID};
     pg::ArrayColumns *a = pg::array_columns(n, 10, elem);
-    int with_tid = 0;
+    *with_tid = 0;
     int i = 0;
     ListCell *lc;
     foreach (lc, pending_runs) {
@@ -283,12 +285,51 @@ void flush_runs() {
         else pg::set_null(a, i, 8);
         if (ItemPointerIsValid(&r->tid)) {
             pg::set_cell(a, i, 9, PointerGetDatum(&r->tid));
-            with_tid++;
+            (*with_tid)++;
         } else {
             pg::set_null(a, i, 9);
         }
         i++;
     }
+    return a;
+}
+
+// After the outcomes' UPDATE (updated rows: out_ids, with their parents): each run this flush finished is counted
+// (metrics) and notified -- not one a cancel_run finished first (it counted and notified) -- and the parents of
+// those started by a "pipeline" step look at them again.
+void after_outcomes(int n, const int64 *out_ids, const int64 *out_parents, const bool *out_pnull, uint64 updated) {
+    ListCell *lc;
+    foreach (lc, pending_runs) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        if (r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting) continue;
+        bool mine = updated == static_cast<uint64>(n);
+        for (uint64 k = 0; k < updated && !mine; k++) mine = out_ids[k] == r->id;
+        if (!mine) continue;
+        note_finished(r->pipeline != nullptr ? r->pipeline : "", r->id, r->status, r->at - r->claimed_at);
+    }
+    int64 *parents = nullptr;
+    int nparents = 0;
+    for (uint64 k = 0; k < updated; k++) {
+        if (out_pnull[k]) continue;
+        foreach (lc, pending_runs) {
+            RunRow *r = static_cast<RunRow *>(lfirst(lc));
+            if (r->id != out_ids[k] || r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting)
+                continue;
+            if (parents == nullptr) parents = static_cast<int64 *>(palloc(sizeof(int64) * updated));
+            parents[nparents++] = out_parents[k];
+            break;
+        }
+    }
+    if (nparents > 0) wake_parents(parents, nparents);
+}
+
+}  // namespace
+
+void flush_runs() {
+    int n = list_length(pending_runs);
+    if (n == 0) return;
+    int with_tid;
+    pg::ArrayColumns *a = outcome_columns(n, &with_tid);
     Oid types[12] = {INT8ARRAYOID, TEXTARRAYOID,        JSONBARRAYOID, TEXTARRAYOID,   TIMESTAMPTZARRAYOID,
                      TIMESTAMPTZARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID,
                      TIDARRAYOID};
@@ -355,31 +396,7 @@ void flush_runs() {
         collect();
     }
 #undef PW_RUN_OUTCOMES
-    // Counted (metrics) and "notify": once per run this flush finished -- not one a cancel_run finished first
-    // (it counted and notified)
-    foreach (lc, pending_runs) {
-        RunRow *r = static_cast<RunRow *>(lfirst(lc));
-        if (r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting) continue;
-        bool mine = updated == static_cast<uint64>(n);
-        for (uint64 k = 0; k < updated && !mine; k++) mine = out_ids[k] == r->id;
-        if (!mine) continue;
-        note_finished(r->pipeline != nullptr ? r->pipeline : "", r->id, r->status, r->at - r->claimed_at);
-    }
-    // Runs started by a "pipeline" step: their parents look at them again.
-    int64 *parents = nullptr;
-    int nparents = 0;
-    for (uint64 k = 0; k < updated; k++) {
-        if (out_pnull[k]) continue;
-        foreach (lc, pending_runs) {
-            RunRow *r = static_cast<RunRow *>(lfirst(lc));
-            if (r->id != out_ids[k] || r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting)
-                continue;
-            if (parents == nullptr) parents = static_cast<int64 *>(palloc(sizeof(int64) * updated));
-            parents[nparents++] = out_parents[k];
-            break;
-        }
-    }
-    if (nparents > 0) wake_parents(parents, nparents);
+    after_outcomes(n, out_ids, out_parents, out_pnull, updated);
     if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
 

@@ -227,85 +227,96 @@ class Launcher {
         int index[shared::kMaxDatabases];
         core::placement::Database input[shared::kMaxDatabases];
         for (int k = 0; k < shared::kMaxDatabases; k++) {
-            shared::DbState *d = &st_->dbs[k];
-            Oid dboid = pg_atomic_read_u32(&d->dboid);
-            if (dboid == 0) continue;
-            DbNotes &n = notes_[k];
-            int current = workers_here(dboid, false);
-            if (current == 0) {
-                if (n.served_since != 0 || n.unserved_since == 0) n.unserved_since = now;
-                n.served_since = 0;
-            } else {
-                if (n.served_since == 0) n.served_since = now;
-                n.unserved_since = 0;
-            }
-            bool evicting = ts(&d->evict_until) > now;
-            uint32 ext = pg_atomic_read_u32(&d->extension);
-            if (ext == shared::kExtAbsent && waits[k]) ext = shared::kExtUnknown;  // pipeline_worker.database: wait there
-            if (ext == shared::kExtAbsent && !after(now, ts(&d->probed_at), kReprobeMs)) {
-                pg_atomic_write_u32(&d->extension, shared::kExtUnknown);  // look again, now and then
-                ext = shared::kExtUnknown;
-            }
-            bool serve = wanted[k] && !evicting && ext != shared::kExtAbsent;
-            if (!serve) {
-                if (workers_here(dboid, true) == 0 && !wanted[k]) {
-                    shared::detach_db(d);
-                    n = DbNotes{};
-                    continue;
-                }
-                retire(dboid, current);  // everything there leaves
-                continue;
-            }
-            if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
-            TimestampTz due = ts(&d->next_retry_due);
-            // When runs there pass their retention (noted by the last worker to leave): a worker goes then, and
-            // keeps the database active until its first round expired them (upkeep.cpp clears the note).
-            TimestampTz expiry = ts(&d->expiry_due);
-            // (Busy: its workers claimed in the last kBusyMs or execute a run now; one without workers is busy when
-            // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-03 a claim kept
-            // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
-            // took turns for 2 s.)
-            bool active = ext == shared::kExtUnknown || n.busy_until > now ||
-                          (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
-                          pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now) ||
-                          (expiry != 0 && expiry <= now);
-            // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
-            // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
-            // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
-            // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
-            bool visit_due = current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
-            if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) active = true;
-            if (current == 0 && n.unserved_since != 0 && !visit_due) {
-                long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
-                if (ms < timeout_) timeout_ = ms;
-            }
-            if (current == 0 && due > now) {  // nobody there to keep the timer: the launcher does
-                long ms = static_cast<long>((due - now) / 1000) + 1;
-                if (ms < timeout_) timeout_ = ms;
-            }
-            if (current == 0 && expiry > now) {  // ... nor retention
-                long ms = static_cast<long>((expiry - now) / 1000) + 1;
-                if (ms < timeout_) timeout_ = ms;
-            }
-            // Busy databases take turns (more of them than workers): one served longer than kTenureMs yields to one
-            // without a worker, the one waiting longest first (until 2026-12-04 those waiting were equals, and the
-            // first in the list won: a busy database whose worker had just left for another took it back at once,
-            // and the other -- a third busy one, or one whose retention was due -- waited until the first drained).
-            // Idle ones (dealt after every busy one has its worker) keep the workers they have, except that one due
-            // for a visit goes before one served longer than kTenureMs.
-            bool tenured = current > 0 && !after(now, n.served_since, kTenureMs);
-            int rank = 0;
-            if (active && current == 0) {
-                int64 waited_ds = (now - n.unserved_since) / (USECS_PER_SEC / 10);  // tenths of a second
-                rank = -static_cast<int>(std::min<int64>(waited_ds, 1000000));
-            } else if (active) {
-                rank = tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : -2000000;
-            } else {
-                rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
-            }
-            index[ndb] = k;
-            input[ndb++] = core::placement::Database{active, current, rank};
+            if (pg_atomic_read_u32(&st_->dbs[k].dboid) == 0) continue;
+            if (describe(k, now, wanted[k], waits[k], &input[ndb])) index[ndb++] = k;
         }
+        apply(input, index, ndb, waits, now);
+    }
+
+    // Database entry k (in use): whether it is served, noting its workers' coming and going; if so (true), what it is
+    // doing for core::placement (*out). Entries no longer served are given back once empty, or emptied.
+    bool describe(int k, TimestampTz now, bool wanted_k, bool waits_k, core::placement::Database *out) {
+        shared::DbState *d = &st_->dbs[k];
+        Oid dboid = pg_atomic_read_u32(&d->dboid);
+        DbNotes &n = notes_[k];
+        int current = workers_here(dboid, false);
+        if (current == 0) {
+            if (n.served_since != 0 || n.unserved_since == 0) n.unserved_since = now;
+            n.served_since = 0;
+        } else {
+            if (n.served_since == 0) n.served_since = now;
+            n.unserved_since = 0;
+        }
+        bool evicting = ts(&d->evict_until) > now;
+        uint32 ext = pg_atomic_read_u32(&d->extension);
+        if (ext == shared::kExtAbsent && waits_k) ext = shared::kExtUnknown;  // pipeline_worker.database: wait there
+        if (ext == shared::kExtAbsent && !after(now, ts(&d->probed_at), kReprobeMs)) {
+            pg_atomic_write_u32(&d->extension, shared::kExtUnknown);  // look again, now and then
+            ext = shared::kExtUnknown;
+        }
+        bool serve = wanted_k && !evicting && ext != shared::kExtAbsent;
+        if (!serve) {
+            if (workers_here(dboid, true) == 0 && !wanted_k) {
+                shared::detach_db(d);
+                n = DbNotes{};
+                return false;
+            }
+            retire(dboid, current);  // everything there leaves
+            return false;
+        }
+        if (pg_atomic_read_u32(&d->wanted) != 0) n.busy_until = now + kBusyMs * 1000;  // until a worker claims there
+        TimestampTz due = ts(&d->next_retry_due);
+        // When runs there pass their retention (noted by the last worker to leave): a worker goes then, and
+        // keeps the database active until its first round expired them (upkeep.cpp clears the note).
+        TimestampTz expiry = ts(&d->expiry_due);
+        // (Busy: its workers claimed in the last kBusyMs or execute a run now; one without workers is busy when
+        // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-03 a claim kept
+        // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
+        // took turns for 2 s.)
+        bool active = ext == shared::kExtUnknown || n.busy_until > now ||
+                      (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
+                      pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now) ||
+                      (expiry != 0 && expiry <= now);
+        // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
+        // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
+        // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
+        // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
+        bool visit_due = current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
+        if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) active = true;
+        if (current == 0 && n.unserved_since != 0 && !visit_due) {
+            long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
+            if (ms < timeout_) timeout_ = ms;
+        }
+        if (current == 0 && due > now) {  // nobody there to keep the timer: the launcher does
+            long ms = static_cast<long>((due - now) / 1000) + 1;
+            if (ms < timeout_) timeout_ = ms;
+        }
+        if (current == 0 && expiry > now) {  // ... nor retention
+            long ms = static_cast<long>((expiry - now) / 1000) + 1;
+            if (ms < timeout_) timeout_ = ms;
+        }
+        // Busy databases take turns (more of them than workers): one served longer than kTenureMs yields to one
+        // without a worker, the one waiting longest first (until 2026-12-04 those waiting were equals, and the
+        // first in the list won: a busy database whose worker had just left for another took it back at once,
+        // and the other -- a third busy one, or one whose retention was due -- waited until the first drained).
+        // Idle ones (dealt after every busy one has its worker) keep the workers they have, except that one due
+        // for a visit goes before one served longer than kTenureMs.
+        bool tenured = current > 0 && !after(now, n.served_since, kTenureMs);
+        int rank = 0;
+        if (active && current == 0) {
+            int64 waited_ds = (now - n.unserved_since) / (USECS_PER_SEC / 10);  // tenths of a second
+            rank = -static_cast<int>(std::min<int64>(waited_ds, 1000000));
+        } else if (active) {
+            rank = tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : -2000000;
+        } else {
+            rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
+        }
+        *out = core::placement::Database{active, current, rank};
+        return true;
+    }
+
+    // Where the workers should be (core::placement), then make room (retire) and fill it (start).
+    void apply(const core::placement::Database *input, const int *index, int ndb, const bool *waits, TimestampTz now) {
         int total = guc::workers < 0 ? 0 : (guc::workers > nslots_ ? nslots_ : guc::workers);
         int target[shared::kMaxDatabases];
         pg::CppError err = pg::cpp_call([&] {
