@@ -174,6 +174,11 @@ SELECT pipeline_worker.pause_pipeline('fc');
 SELECT paused FROM pipeline_worker.pipelines WHERE name = 'fc';
 SELECT pipeline_worker.create_run('fc', '{"during": "pause"}') AS during_pause \gset
 SELECT pipeline_worker.claim_run() IS NULL AS nothing_claimed_while_paused;
+-- a paused run cancelled is no longer parked (parked describes pending runs only)
+SELECT pipeline_worker.create_run('fc', '{"cancelled": "while paused"}') AS cancelled_paused \gset
+SELECT parked FROM pipeline_worker.runs WHERE id = :cancelled_paused;
+SELECT pipeline_worker.cancel_run(:cancelled_paused);
+SELECT status, parked FROM pipeline_worker.runs WHERE id = :cancelled_paused;
 SELECT pipeline_worker.resume_pipeline('fc');
 SELECT pipeline_worker.claim_run() = :before_pause AS first_after_resume;
 SELECT pipeline_worker.claim_run() = :during_pause AS second_after_resume;

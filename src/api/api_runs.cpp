@@ -34,7 +34,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_retry, plan_retry_v2, plan_retry_check;
+SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_cancel_running_v2, plan_retry, plan_retry_v2, plan_retry_check;
 
 bool finished(const char *status) {
     core::RunStatus s;
@@ -153,11 +153,19 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             // workers. Until 2026-12-04 cancel_run locked the parent first, and could deadlock with a session's
             // execute_run of the child, which takes them the other way round.)
             int64 parent = store::parent_of(run_id);
-            pg::run_as_owner(&plan_cancel_running,
-                             "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
-                             " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1"
-                             " RETURNING pipeline",
-                             1, types, v, nullptr, false);
+            // (a run parked by a limit or a pause is no longer waiting for room: parked goes with it -- 0.2 schema)
+            if (store::schema_version() >= 2)
+                pg::run_as_owner(&plan_cancel_running_v2,
+                                 "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL,"
+                                 " parked = NULL WHERE id = $1 RETURNING pipeline",
+                                 1, types, v, nullptr, false);
+            else
+                pg::run_as_owner(&plan_cancel_running,
+                                 "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1"
+                                 " RETURNING pipeline",
+                                 1, types, v, nullptr, false);
             result = true;
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
             store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it

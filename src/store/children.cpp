@@ -327,7 +327,7 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     pg::run_as_owner(&plan_cancel_children,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                      " error = $2, finished_at = pg_catalog.clock_timestamp(),"
-                     " not_before = NULL WHERE id = ANY ($1)"
+                     " not_before = NULL, parked = NULL WHERE id = ANY ($1)"
                      " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
                      "   ELSE true END RETURNING id, pipeline",
                      2, types, v, nullptr, false);
