@@ -138,6 +138,13 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     shared::request_cancel(run_id);
     shared::interrupt_executor(run_id);
     bool isnull = true;
+    // A child run's parent waits for it to end: woken below -- otherwise it would notice at its once-a-minute look.
+    // While workers serve the database its row is not waited for (wake_parents hands a held parent to them), so the
+    // child's row is locked first, as execute_run locks it (until 2026-12-04 the parent's always came first, and a
+    // session's execute_run of the child could deadlock with it). Without workers the session waits for the parent's
+    // row: then it takes it first, the order in which a parent failing or cancelled takes them.
+    bool parent_first = !store::parents_go_to_workers();
+    int64 parent = parent_first ? store::lock_parent_of(run_id) : 0;
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
@@ -148,11 +155,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     if (SPI_processed == 1) {
         char *now_status = TextDatumGetCString(col(0, 1, &isnull));
         if (!finished(now_status)) {
-            // A child run's parent waits for it to end: woken below -- otherwise it would notice at its once-a-minute
-            // look. (Its row is not waited for while the child's is held: wake_parents leaves a held parent to the
-            // workers. Until 2026-12-04 cancel_run locked the parent first, and could deadlock with a session's
-            // execute_run of the child, which takes them the other way round.)
-            int64 parent = store::parent_of(run_id);
+            if (!parent_first) parent = store::parent_of(run_id);
             // (a run parked by a limit or a pause is no longer waiting for room: parked goes with it -- 0.2 schema)
             if (store::schema_version() >= 2)
                 pg::run_as_owner(&plan_cancel_running_v2,

@@ -66,17 +66,10 @@ void runs_finished() { finished = true; }
 void pipelines_changed() { pipelines = true; }
 
 namespace {
-int64 parents[shared::kParentWakes];  // parents to hand to the workers at commit
-int nparents = 0;
+bool parents = false;  // parents were handed to the workers (shared::offer_parent_wake)
 }  // namespace
 
-bool wake_parent_at_commit(int64 parent_id) {
-    for (int i = 0; i < nparents; i++)
-        if (parents[i] == parent_id) return true;
-    if (nparents == shared::kParentWakes) return false;
-    parents[nparents++] = parent_id;
-    return true;
-}
+void parents_handed_over() { parents = true; }
 
 void cancel_at_commit(int64 run_id, bool broadcast) {
     if (ncancels >= shared::kCancelRing) return;  // (more would only push each other out of the ring)
@@ -126,10 +119,7 @@ void publish() {
     if (finished) shared::broadcast_run_done();
     if (pipelines) shared::bump_pipelines_generation();
     if (extension) shared::note_extension_present();
-    // (an entry full of others' parents: this one waits for its own periodic look at its children, a minute at most)
-    bool offered = false;
-    for (int i = 0; i < nparents; i++) offered = shared::offer_parent_wake(parents[i]) || offered;
-    if (offered) shared::wake_workers(1);
+    if (parents) shared::wake_workers(1);  // (each is taken once this transaction has ended)
     forget();
 }
 
@@ -143,7 +133,7 @@ void forget() {
     top_priority = INT_MIN;
     back_at = UINT64_MAX;
     ncancels = 0;
-    nparents = 0;
+    parents = false;
     if (reorder_begun) shared::end_reorder();
     reorder_begun = false;
 }

@@ -30,10 +30,8 @@ void runs_finished();
 // shared::kCancelRing a transaction: the cancel ring holds no more).
 void cancel_at_commit(int64 run_id, bool broadcast = true);  // (broadcast: see shared::interrupt_executor)
 void pipelines_changed();
-// A session could not wake this parent run (another transaction holds its row): the database's workers wake it once
-// this transaction commits (shared::offer_parent_wake). False when this transaction has handed over as many as
-// that can hold (shared::kParentWakes): the caller wakes it itself.
-bool wake_parent_at_commit(int64 parent_id);
+// Parent runs were handed to the database's workers (shared::offer_parent_wake): one is woken at commit to take them.
+void parents_handed_over();
 
 void pre_commit();  // before the commit (its runs are not visible yet)
 void publish();     // at commit

@@ -64,8 +64,8 @@ void startup_hook() {
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
             pg_atomic_init_u64(&d->expiry_due, 0);
-            pg_atomic_init_u32(&d->parent_wakes_offered, 0);
-            for (auto &w : d->parent_wakes) pg_atomic_init_u64(&w, 0);
+            SpinLockInit(&d->parent_wakes_lock);
+            pg_atomic_init_u32(&d->nparent_wakes, 0);
             pg_atomic_init_u32(&d->reorders, 0);
             pg_atomic_init_u32(&d->fresh_lanes, 1);
             SpinLockInit(&d->reorder_lock);
@@ -140,8 +140,9 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
         pg_atomic_write_u64(&d->expiry_due, 0);
-        pg_atomic_write_u32(&d->parent_wakes_offered, 0);
-        for (auto &w : d->parent_wakes) pg_atomic_write_u64(&w, 0);
+        SpinLockAcquire(&d->parent_wakes_lock);
+        pg_atomic_write_u32(&d->nparent_wakes, 0);
+        SpinLockRelease(&d->parent_wakes_lock);
         SpinLockAcquire(&d->reorder_lock);
         pg_atomic_write_u32(&d->reorders, 0);
         d->reorder_from = UINT64_MAX;
@@ -172,35 +173,36 @@ int staying_workers_in(Oid dboid) {
     return n;
 }
 
-bool offer_parent_wake(int64 id) {
+bool offer_parent_wake(int64 id, TransactionId xid) {
     DbState *d = db();
     if (d == nullptr || id <= 0) return false;
-    for (auto &w : d->parent_wakes) {
-        uint64 expected = 0;
-        if (pg_atomic_compare_exchange_u64(&w, &expected, static_cast<uint64>(id)) || expected == static_cast<uint64>(id)) {
-            pg_atomic_write_u32(&d->parent_wakes_offered, 1);  // (after the id: a taker that sees the flag sees the id)
-            return true;
-        }
+    bool taken = false;
+    SpinLockAcquire(&d->parent_wakes_lock);
+    uint32 n = pg_atomic_read_u32(&d->nparent_wakes);
+    for (uint32 i = 0; i < n && !taken; i++)
+        if (d->parent_wakes[i].id == id && d->parent_wakes[i].xid == xid) taken = true;  // (already there)
+    if (!taken && n < static_cast<uint32>(kParentWakes)) {
+        d->parent_wakes[n] = ParentWake{id, xid};
+        pg_atomic_write_u32(&d->nparent_wakes, n + 1);
+        taken = true;
     }
-    return false;
+    SpinLockRelease(&d->parent_wakes_lock);
+    return taken;
 }
 
-int take_parent_wakes(int64 *ids, int max) {
+int take_parent_wakes(ParentWake *out) {
     DbState *d = db();
-    if (d == nullptr || pg_atomic_read_u32(&d->parent_wakes_offered) == 0) return 0;
-    // (cleared before the ids are read, with a barrier: an offer made meanwhile sets it again)
-    if (pg_atomic_exchange_u32(&d->parent_wakes_offered, 0) == 0) return 0;
-    int n = 0;
-    for (auto &w : d->parent_wakes) {
-        if (n == max) {
-            pg_atomic_write_u32(&d->parent_wakes_offered, 1);  // the rest next time
-            break;
-        }
-        if (pg_atomic_read_u64(&w) == 0) continue;
-        uint64 id = pg_atomic_exchange_u64(&w, 0);
-        if (id != 0) ids[n++] = static_cast<int64>(id);
-    }
+    if (d == nullptr || pg_atomic_read_u32(&d->nparent_wakes) == 0) return 0;
+    SpinLockAcquire(&d->parent_wakes_lock);
+    int n = static_cast<int>(pg_atomic_read_u32(&d->nparent_wakes));
+    for (int i = 0; i < n; i++) out[i] = d->parent_wakes[i];
+    pg_atomic_write_u32(&d->nparent_wakes, 0);
+    SpinLockRelease(&d->parent_wakes_lock);
     return n;
+}
+
+bool parent_wakes_waiting(const DbState *d) {
+    return pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&d->nparent_wakes)) != 0;
 }
 
 void signal_workers_in(Oid dboid, bool terminate) {

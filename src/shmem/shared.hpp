@@ -31,6 +31,13 @@ struct Slot {
 // What the extension knows of one served database. Entries are taken and given back by the launcher only;
 // everyone else finds theirs by database oid (nullptr: the database is not served).
 enum : uint32 { kExtUnknown = 0, kExtPresent = 1, kExtAbsent = 2 };
+// A parent run to wake once transaction xid (the session's that finished its child) has ended; InvalidTransactionId:
+// at once.
+struct ParentWake {
+    int64 id;
+    TransactionId xid;
+};
+
 struct DbState {
     pg_atomic_uint32 dboid;            // 0: a free entry
     pg_atomic_uint32 extension;        // kExt*: whether CREATE EXTENSION pipeline_worker was run there
@@ -50,9 +57,11 @@ struct DbState {
     uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
     pg_atomic_uint32 fresh_lanes;      // 1 from the entry's start until a worker put back the runs parked by a limit
                                        // in an earlier life of shared memory (lanes::take_fresh_start)
-    pg_atomic_uint32 parent_wakes_offered;            // 1 when parent_wakes may hold ids
-    pg_atomic_uint64 parent_wakes[kParentWakes];      // parents whose row a session's commit found held (0: free):
-                                                      // a worker of the database wakes them (offer/take_parent_wakes)
+    // Parents whose row a session found held when it finished (or cancelled) their child: a worker of the database
+    // wakes them once that session's transaction has ended (offer/take_parent_wakes). Under parent_wakes_lock.
+    slock_t parent_wakes_lock;
+    pg_atomic_uint32 nparent_wakes;  // (written under the lock; read without it for a quick look)
+    ParentWake parent_wakes[kParentWakes];
 };
 
 struct State {
@@ -87,10 +96,13 @@ void detach_db(DbState *d);
 int workers_in(Oid dboid);
 // Workers serving dboid that were not asked to leave.
 int staying_workers_in(Oid dboid);
-// A session's commit hands a parent run it could not wake (another transaction held its row) to the workers of this
-// database: false when the database's entry is full (or absent). The workers take them (up to max) into *ids.
-bool offer_parent_wake(int64 id);
-int take_parent_wakes(int64 *ids, int max);
+// A session hands a parent run it could not wake (another transaction held its row) to the workers of this
+// database, to be woken once transaction xid has ended: false when the database's list is full (or the database is
+// not served), and the session must wake it itself. The workers take them all (up to kParentWakes) into *out.
+bool offer_parent_wake(int64 id, TransactionId xid);
+int take_parent_wakes(ParentWake *out);
+// Whether parents handed over wait in the list (for the launcher: the database needs a worker).
+bool parent_wakes_waiting(const DbState *d);
 // Every worker of database dboid: asked to leave at its next batch boundary (retire), or terminated (SIGTERM).
 void signal_workers_in(Oid dboid, bool terminate);
 // The extension was created (or updated) in this database: serve it now (called at commit).

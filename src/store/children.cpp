@@ -173,7 +173,7 @@ void wake_parents(const int64 *parent_ids, int n) {
     // went waiting and missed the wake-up (a child map in workflows.sh, seen once: the parent slept until its poll).
     // A session (execute_run, cancel_run) where no worker serves the database: its own transaction waits for a
     // parent held elsewhere.
-    if (defer_parent == nullptr && shared::staying_workers_in(MyDatabaseId) == 0) {
+    if (!parents_go_to_workers()) {
         lock_and_wake(pg::int8_array(parent_ids, n));
         return;
     }
@@ -182,8 +182,9 @@ void wake_parents(const int64 *parent_ids, int n) {
     // pipeline, 4 workers). Parents held elsewhere are woken after the commit, in a transaction of their own that
     // waits for nothing either (try_wake_held_parent; worker/parent_wakes.cpp tries again until the row is free).
     // (Should this transaction roll back, they are woken all the same: a parent that looks at a child still
-    // unfinished goes back to waiting.) A session hands them to the workers at its commit (until 2026-12-04 it
-    // waited: cancel_run of a child, which locks the child, and a session's execute_run of it could deadlock).
+    // unfinished goes back to waiting.) A session hands them to the workers, who wake them once its transaction has
+    // ended (until 2026-12-04 it waited: cancel_run of a child, which locks the child, and a session's execute_run of
+    // it could deadlock); only when the database's list is full does it wait.
     int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * n));
     int nlocked = lock_free_rows(parent_ids, n, locked);
     int64 *wait_for = static_cast<int64 *>(palloc(sizeof(int64) * n));
@@ -194,7 +195,8 @@ void wake_parents(const int64 *parent_ids, int n) {
         if (got) continue;
         // (a parent deleted meanwhile too: its wake-up finds nothing)
         if (defer_parent != nullptr) defer_parent(parent_ids[i]);
-        else if (!notes::wake_parent_at_commit(parent_ids[i])) wait_for[nwait++] = parent_ids[i];
+        else if (shared::offer_parent_wake(parent_ids[i], GetTopTransactionId())) notes::parents_handed_over();
+        else wait_for[nwait++] = parent_ids[i];  // (the list is full)
     }
     if (nlocked > 0) lock_and_wake(pg::int8_array(locked, nlocked), false);  // (locked just now)
     if (nwait > 0) lock_and_wake(pg::int8_array(wait_for, nwait));
@@ -214,6 +216,21 @@ bool try_wake_held_parent(int64 id) {
                      types, v, nullptr, true);
     return SPI_processed == 0;
 }
+
+int64 lock_parent_of(int64 child_id) {
+    if (schema_version() < 2) return 0;
+    static SPIPlanPtr plan_lock_parent_of = nullptr;
+    Oid types[1] = {INT8OID};
+    Datum v[1] = {Int64GetDatum(child_id)};
+    pg::run_as_owner(&plan_lock_parent_of,
+                     "/* pw_indexes: runs_pkey */ SELECT p.id FROM pipeline_worker.runs c"
+                     " JOIN pipeline_worker.runs p ON p.id = c.parent_run_id WHERE c.id = $1 FOR NO KEY UPDATE OF p",
+                     1, types, v, nullptr, false);
+    bool isnull;
+    return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
+}
+
+bool parents_go_to_workers() { return defer_parent != nullptr || shared::staying_workers_in(MyDatabaseId) > 0; }
 
 int64 parent_of(int64 child_id) {
     if (schema_version() < 2) return 0;

@@ -276,13 +276,22 @@ class Launcher {
         bool active = ext == shared::kExtUnknown || n.busy_until > now ||
                       (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
                       pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now) ||
-                      (expiry != 0 && expiry <= now);
+                      (expiry != 0 && expiry <= now) || (current == 0 && shared::parent_wakes_waiting(d));
         // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
         // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
         // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
         // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
         bool visit_due = current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
-        if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) active = true;
+        if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) {
+            // Its turn is noted as a retention moment due now: the database stays active until its worker's first
+            // round clears it (upkeep.cpp). Until 2026-12-04 it went idle as soon as the worker started, and a busy
+            // database waiting for that worker had it retired before its first round: the visit did nothing.
+            active = true;
+            if (expiry == 0 || expiry > now) {
+                pg_atomic_write_u64(&d->expiry_due, static_cast<uint64>(now));
+                expiry = now;
+            }
+        }
         if (current == 0 && n.unserved_since != 0 && !visit_due) {
             long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
             if (ms < timeout_) timeout_ = ms;

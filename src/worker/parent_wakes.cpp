@@ -15,10 +15,22 @@ namespace {
 // wakes it.
 constexpr long kFirstBackoffMs = 10;
 constexpr long kMaxBackoffMs = 1000;
-int64 *held = nullptr;
+shared::ParentWake *held = nullptr;  // (xid: a session's transaction that must end first; invalid for this worker's)
 int nheld = 0, nretry = 0, held_cap = 0;
 long backoff_ms = kFirstBackoffMs;
 TimestampTz retry_at = 0;
+
+void add_held(int64 id, TransactionId xid) {
+    for (int i = 0; i < nheld; i++)
+        if (held[i].id == id && held[i].xid == xid) return;
+    if (nheld == held_cap) {
+        held_cap = held_cap > 0 ? held_cap * 2 : 16;
+        size_t size = sizeof(shared::ParentWake) * held_cap;
+        held = static_cast<shared::ParentWake *>(held == nullptr ? MemoryContextAlloc(TopMemoryContext, size)
+                                                                 : repalloc(held, size));
+    }
+    held[nheld++] = shared::ParentWake{id, xid};
+}
 
 // One parent, in a transaction of its own that waits for nothing: true when done with it (woken, not waiting, gone,
 // or an error, which is reported and left to the parent's periodic look), false when its row is still held.
@@ -47,29 +59,22 @@ bool try_wake(int64 id) {
 
 }  // namespace
 
-void defer_parent_wake(int64 id) {
-    for (int i = 0; i < nheld; i++)
-        if (held[i] == id) return;
-    if (nheld == held_cap) {
-        held_cap = held_cap > 0 ? held_cap * 2 : 16;
-        held = static_cast<int64 *>(held == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(int64) * held_cap)
-                                                    : repalloc(held, sizeof(int64) * held_cap));
-    }
-    held[nheld++] = id;
-}
+void defer_parent_wake(int64 id) { add_held(id, InvalidTransactionId); }
 
 void wake_held_parents() {
-    // Parents a session's commit could not wake (store::wake_parents), handed to this database's workers.
-    int64 offered[shared::kParentWakes];
-    int noffered = shared::take_parent_wakes(offered, shared::kParentWakes);
-    for (int i = 0; i < noffered; i++) defer_parent_wake(offered[i]);
+    // Parents a session could not wake (store::wake_parents), handed to this database's workers.
+    shared::ParentWake offered[shared::kParentWakes];
+    int noffered = shared::take_parent_wakes(offered);
+    for (int i = 0; i < noffered; i++) add_held(offered[i].id, offered[i].xid);
     bool due = nretry > 0 && GetCurrentTimestamp() >= retry_at;
     if (nheld == nretry && !due) return;  // nothing deferred since, no retry due
     // The new ones, and the retries when due; those still held move to the front (try_wake defers nothing: no
     // list change while this loops).
     int from = due ? 0 : nretry, kept = from;
+    // (a session's transaction still running: its child's end is not visible yet -- tried again later)
     for (int i = from; i < nheld; i++)
-        if (!try_wake(held[i])) held[kept++] = held[i];
+        if ((TransactionIdIsValid(held[i].xid) && TransactionIdIsInProgress(held[i].xid)) || !try_wake(held[i].id))
+            held[kept++] = held[i];
     bool had_retries = nretry > 0;
     nheld = nretry = kept;
     if (kept == 0) {
@@ -88,6 +93,11 @@ long held_parents_timeout_ms() {
     if (nretry == 0) return -1;
     long ms = static_cast<long>((retry_at - GetCurrentTimestamp() + 999) / 1000);
     return ms > 0 ? ms : 0;
+}
+
+void hand_back_held_parents() {
+    for (int i = 0; i < nheld; i++) (void)shared::offer_parent_wake(held[i].id, held[i].xid);
+    nheld = nretry = 0;
 }
 
 }  // namespace pw::worker

@@ -26,6 +26,7 @@ namespace {
 constexpr long kExtensionPollMs = 1000;      // while waiting for CREATE EXTENSION
 constexpr long kIdleTimeoutMs = 1000;        // the lead worker's idle safety net: periodic sweep
 constexpr long kIdleTimeoutOtherMs = 10000;  // other workers sleep until woken (work, a due retry, a dead worker)
+constexpr long kExpiryGapMs = 5000;          // a database without a worker is sent one for retention at most this often
 
 // Set by the SIGTERM handler when a step terminated its own backend; read by the executor through the hooks.
 volatile sig_atomic_t step_self_terminated = 0;
@@ -311,8 +312,12 @@ void worker_main(Datum arg) {
                 if (d != nullptr && shared::staying_workers_in(MyDatabaseId) == 0) {
                     TimestampTz expiry;
                     if (runs_queued(&expiry)) pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
+                    // (runs expiring one after the other are taken together: a visit every kExpiryGapMs at most)
+                    TimestampTz soonest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kExpiryGapMs);
+                    if (expiry != 0 && expiry < soonest) expiry = soonest;
                     pg_atomic_write_u64(&d->expiry_due, static_cast<uint64>(expiry));
                 }
+                hand_back_held_parents();  // (parents whose rows are still held: the next worker tries them)
                 proc_exit(0);
             }
         }

@@ -218,12 +218,13 @@ pw_lt "$worst" 4 && pw_ok "one worker, three busy databases: each has its turn w
 # within 10 s of that (the issue's bound) -- the last worker to leave db_x noted when, and the launcher sends one
 # back then. Until 2026-12-04 db_x waited for its turn among the busy databases: 16 s without a worker.
 dbq db_x "SELECT pipeline_worker.create_pipeline('brief', '[{\"name\": \"a\", \"function\": \"where_am_i\"}]', '{\"retention\": \"3 seconds\"}')" >/dev/null
-dbq db_x "SELECT pipeline_worker.create_run('brief', '{}')" >/dev/null
-PGDATABASE=db_x pw_wait_sql 1 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'brief' AND status = 'succeeded'" 0.2 >/dev/null \
+dbq db_x "SELECT pipeline_worker.create_pipeline('later', '[{\"name\": \"a\", \"function\": \"where_am_i\"}]', '{\"retention\": \"1 hour\"}')" >/dev/null
+dbq db_x "SELECT pipeline_worker.create_run('brief', '{}'), pipeline_worker.create_run('later', '{}')" >/dev/null
+PGDATABASE=db_x pw_wait_sql 2 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline IN ('brief', 'later') AND status = 'succeeded'" 0.2 >/dev/null \
     || pw_fail "one worker: db_x's run did not finish"
 eligible=$(dbq db_x "SELECT finished_at + interval '3 seconds' FROM pipeline_worker.runs WHERE pipeline = 'brief'")
 dbq db_a "SELECT count(*) FROM pipeline_worker.create_runs('p', (SELECT jsonb_agg(jsonb_build_object('sleep', 0.01, 'hog', 1))
-                                                           FROM generate_series(1, 2500)))" >/dev/null
+                                                           FROM generate_series(1, 4000)))" >/dev/null
 if PGDATABASE=db_x pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'brief'" 0.2 >/dev/null; then
     late=$(dbq db_x "SELECT round(extract(epoch FROM clock_timestamp() - '$eligible'::timestamptz), 1)")
     left=$(dbq db_a "SELECT count(*) FROM pipeline_worker.runs WHERE input ? 'hog' AND status = 'pending'")
@@ -233,6 +234,22 @@ if PGDATABASE=db_x pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs W
         || pw_fail "an idle database's run was deleted $late s after passing its retention ($left runs left in db_a)"
 else
     pw_fail "one worker busy elsewhere: db_x's run not deleted 25 s after it finished"
+fi
+# ... and one made older by hand once the last worker left (no moment noted for it, nothing woken): db_x's turn among
+# the busy databases (after 16 s without a worker) deletes it. Until 2026-12-04 that turn did nothing: the worker sent
+# there was asked to leave before its first round, db_x being idle and db_a waiting -- until db_a had drained.
+sleep 1
+dbq db_x "UPDATE pipeline_worker.runs SET finished_at = finished_at - interval '2 hours' WHERE pipeline = 'later'" >/dev/null
+start=$(pw_now)
+if PGDATABASE=db_x pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'later'" 0.2 >/dev/null; then
+    took=$(pw_elapsed "$start")
+    left=$(dbq db_a "SELECT count(*) FROM pipeline_worker.runs WHERE input ? 'hog' AND status = 'pending'")
+    pw_info "one worker busy in db_a ($left runs still queued there): a run past its retention by hand deleted in db_x after $took s"
+    pw_lt "$took" 20 && [ "$left" -gt 0 ] \
+        && pw_ok "an idle database without a worker gets its turn among the busy ones (16 s): its upkeep runs" \
+        || pw_fail "an idle database's turn came after $took s ($left runs left in db_a)"
+else
+    pw_fail "an idle database without a worker did not get its turn among the busy ones within 25 s"
 fi
 dbq db_a "SELECT count(pipeline_worker.cancel_run(id)) FROM pipeline_worker.runs WHERE input ? 'hog' AND status = 'pending'" >/dev/null
 PGDATABASE=db_a pw_wait_sql 0 20 "SELECT count(*) FROM pipeline_worker.runs WHERE input ? 'hog' AND status NOT IN ('succeeded', 'cancelled')" 0.5 >/dev/null \

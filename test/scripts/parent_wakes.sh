@@ -49,6 +49,22 @@ wait "$holder"
 wait_done "$r" 5
 pw_check "... the workers wake the parent once the row is free: it fails naming the cancelled child" "failed|true" \
     "$(q "SELECT status || '|' || (error LIKE '%child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.runs WHERE id = $r")"
+# ... and when the cancelling session's own transaction goes on after the holder let go: the workers wait for that
+# transaction to end before they wake the parent (woken earlier, it would see its child still waiting and sleep on)
+r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter3', '{}')")
+pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
+c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
+printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(1);" "COMMIT;" \
+    | pw_psql >/dev/null &
+holder=$!
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.query LIKE '%pg_sleep(1)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+printf '%s\n' "BEGIN;" "SELECT pipeline_worker.cancel_run($c);" "SELECT pg_sleep(2.5);" "COMMIT;" | pw_psql >/dev/null
+wait "$holder"
+wait_done "$r" 5
+pw_check "... also when the cancelling transaction commits after the holder's: the parent wakes after it (not at its minute)" \
+    "failed|true" \
+    "$(q "SELECT status || '|' || (error LIKE '%child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.runs WHERE id = $r")"
 
 # A child finishes while another transaction holds its waiting parent's row: the worker commits the child at once
 # and wakes the parent once that transaction ends, trying its row again without waiting on it (a batch waits for no
