@@ -144,7 +144,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     // session's execute_run of the child could deadlock with it). Without workers the session waits for the parent's
     // row: then it takes it first, the order in which a parent failing or cancelled takes them.
     bool parent_first = !store::parents_go_to_workers();
-    int64 parent = parent_first ? store::lock_parent_of(run_id) : 0;
+    int64 parent = parent_first ? store::parent_of(run_id, true) : 0;
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
@@ -155,7 +155,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     if (SPI_processed == 1) {
         char *now_status = TextDatumGetCString(col(0, 1, &isnull));
         if (!finished(now_status)) {
-            if (!parent_first) parent = store::parent_of(run_id);
+            if (!parent_first) parent = store::parent_of(run_id, false);
             // (a run parked by a limit or a pause is no longer waiting for room: parked goes with it -- 0.2 schema)
             if (store::schema_version() >= 2)
                 pg::run_as_owner(&plan_cancel_running_v2,

@@ -217,30 +217,23 @@ bool try_wake_held_parent(int64 id) {
     return SPI_processed == 0;
 }
 
-int64 lock_parent_of(int64 child_id) {
-    if (schema_version() < 2) return 0;
-    static SPIPlanPtr plan_lock_parent_of = nullptr;
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(child_id)};
-    pg::run_as_owner(&plan_lock_parent_of,
-                     "/* pw_indexes: runs_pkey */ SELECT p.id FROM pipeline_worker.runs c"
-                     " JOIN pipeline_worker.runs p ON p.id = c.parent_run_id WHERE c.id = $1 FOR NO KEY UPDATE OF p",
-                     1, types, v, nullptr, false);
-    bool isnull;
-    return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
-}
-
 bool parents_go_to_workers() { return defer_parent != nullptr || shared::staying_workers_in(MyDatabaseId) > 0; }
 
-int64 parent_of(int64 child_id) {
+int64 parent_of(int64 child_id, bool lock) {
     if (schema_version() < 2) return 0;
-    static SPIPlanPtr plan_parent_of = nullptr;
+    static SPIPlanPtr plan_parent_of = nullptr, plan_lock_parent_of = nullptr;
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(child_id)};
-    pg::run_as_owner(&plan_parent_of,
-                     "/* pw_indexes: runs_pkey */ SELECT parent_run_id FROM pipeline_worker.runs"
-                     " WHERE id = $1 AND parent_run_id IS NOT NULL",
-                     1, types, v, nullptr, false);
+    if (lock)
+        pg::run_as_owner(&plan_lock_parent_of,
+                         "/* pw_indexes: runs_pkey */ SELECT p.id FROM pipeline_worker.runs c"
+                         " JOIN pipeline_worker.runs p ON p.id = c.parent_run_id WHERE c.id = $1 FOR NO KEY UPDATE OF p",
+                         1, types, v, nullptr, false);
+    else
+        pg::run_as_owner(&plan_parent_of,
+                         "/* pw_indexes: runs_pkey */ SELECT parent_run_id FROM pipeline_worker.runs"
+                         " WHERE id = $1 AND parent_run_id IS NOT NULL",
+                         1, types, v, nullptr, false);
     bool isnull;
     return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
 }

@@ -46,13 +46,11 @@ bool try_wake_held_parent(int64 id);
 // Whether wake_parents hands a parent whose row is held elsewhere to the workers (in a worker, or in a session while
 // workers serve the database) rather than waiting for the row.
 bool parents_go_to_workers();
-// The parent of child run_id (0: none, or the 0.1 schema): cancel_run wakes it once the child is cancelled. SPI
-// connected.
-int64 parent_of(int64 child_id);
-// The same, its row locked as a child's wake-up locks it: cancel_run where no worker serves the database takes it
-// before the child's row (wake_parents would wait for it there, and a parent failing -- or cancelled -- in a session
-// locks its own row, then waits for a waiting child's: the same order).
-int64 lock_parent_of(int64 child_id);
+// The parent of child run_id (0: none, or the 0.1 schema): cancel_run wakes it once the child is cancelled. With
+// lock, its row locked as a child's wake-up locks it: cancel_run where no worker serves the database takes it before
+// the child's row (wake_parents would wait for it there, and a parent failing -- or cancelled -- in a session locks
+// its own row, then waits for a waiting child's: the same order). SPI connected.
+int64 parent_of(int64 child_id, bool lock);
 
 // Unfinished descendants of run_id (children, their children, ...), deepest last; *n set. SPI connected.
 int64 *unfinished_descendants(int64 run_id, int *n);
