@@ -319,7 +319,9 @@ void at_commit() {
         for (int i = 0; i < npark_notes; i++) {
             Lane *lane = enter(park_notes[i].tag);
             if (lane == nullptr) continue;
-            lane->parked_seq++;
+            // (from one counter, not per lane: a lane forgotten and entered again must not reuse a number that a
+            // stale unpark's clear, read before the forgetting, would match)
+            lane->parked_seq = ++g_header->park_seq;
             // (lowered only now, with the rows visible: an unpark that ran meanwhile and moved the start past them
             // either sees parked_seq changed at its commit and moves nothing, or committed before and is undone here)
             if (park_notes[i].from < lane->unpark_from) lane->unpark_from = park_notes[i].from;
