@@ -138,4 +138,28 @@ if pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 
 else
     pw_fail "the straggler of cursor_p is still there after 25 s"
 fi
+# A run's events go with it, whether retention or purge_runs deletes it; another run's stay. (Checked since 2026-12-04,
+# when the deletion became one index scan over the batch, skipped while the events table is empty.)
+pw_psql >/dev/null <<'SQL' || pw_fail "event fixtures"
+SELECT pipeline_worker.create_pipeline('ev_short', '[{"name": "w", "wait_for": "go"}, {"name": "a", "function": "rt_step"}]',
+                                       '{"retention": "1 second"}');
+SELECT pipeline_worker.create_pipeline('ev_kept', '[{"name": "w", "wait_for": "go"}, {"name": "a", "function": "rt_step"}]');
+SELECT pipeline_worker.create_run('ev_short', jsonb_build_object('n', g)) FROM generate_series(1, 3) g;
+SELECT pipeline_worker.create_run('ev_kept', jsonb_build_object('n', g)) FROM generate_series(1, 3) g;
+SQL
+pw_wait_sql 6 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline IN ('ev_short', 'ev_kept') AND status = 'waiting'" >/dev/null
+waiting=$(pw_psql -c "SELECT pipeline_worker.create_run('ev_kept', '{\"stays\": true}')")
+pw_psql >/dev/null <<SQL
+SELECT pipeline_worker.send_event(id, 'unused', '{}') FROM pipeline_worker.runs WHERE pipeline IN ('ev_short', 'ev_kept');
+SELECT pipeline_worker.send_event(id, 'go', '{}') FROM pipeline_worker.runs WHERE pipeline IN ('ev_short', 'ev_kept') AND id <> $waiting;
+SQL
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ev_short'" 0.2 >/dev/null \
+    || pw_fail "the runs of ev_short were not deleted"
+pw_check_sql "retention deletes a run's events with it" 0 \
+    "SELECT count(*) FROM pipeline_worker.events e WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = e.run_id)"
+pw_check_sql "... and keeps the events of the runs it keeps (finished or waiting)" 7 "SELECT count(*) FROM pipeline_worker.events"
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ev_kept' AND status = 'succeeded'" >/dev/null
+pw_check "purge_runs deletes the finished runs of ev_kept" 3 "$(q postgres "SELECT pipeline_worker.purge_runs('0', 'ev_kept')")"
+pw_check_sql "... with their events, the waiting run's left" "1|$waiting" \
+    "SELECT count(*) || '|' || min(run_id) FROM pipeline_worker.events"
 pw_finish
