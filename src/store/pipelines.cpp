@@ -73,6 +73,43 @@ int64 interval_usecs(const char *text, const char *what) {
     return sum;
 }
 
+namespace {
+
+// The HTTP parts of step s, copied into palloc memory (inside pg::cpp_call: no ereport here).
+void copy_http(Step *step, const core::StepSpec &s) {
+    size_t nh = s.http.headers.size();
+    step->url = pg::pstrdup_guarded(s.http.url);
+    step->method = pg::pstrdup_guarded(s.http.method);
+    step->follow_redirects = s.http.follow_redirects;
+    step->nheaders = static_cast<int>(nh);
+    step->header_names = static_cast<char **>(pg::palloc0_guarded(sizeof(char *) * nh));
+    step->header_values = static_cast<char **>(pg::palloc0_guarded(sizeof(char *) * nh));
+    step->header_secret = static_cast<bool *>(pg::palloc0_guarded(sizeof(bool) * nh));
+    for (size_t h = 0; h < nh; h++) {
+        const auto &kv = s.http.headers[h];
+        step->header_names[h] = pg::pstrdup_guarded(kv.first);
+        step->header_values[h] = pg::pstrdup_guarded(kv.second);
+        for (const auto &sec : s.http.secret_headers)
+            if (strcasecmp(sec.c_str(), kv.first.c_str()) == 0) step->header_secret[h] = true;
+    }
+}
+
+// The step's "if" as jsonb and its "sleep" as microseconds, checked (after pg::cpp_call: these may ereport).
+void set_condition_and_sleep(Step *step, const char *if_json, const char *sleep) {
+    if (if_json != nullptr) step->if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json)));
+    if (sleep == nullptr) return;
+    char *what = psprintf("step \"%s\": \"sleep\"", step->name);
+    step->sleep_us = interval_usecs(sleep, what);
+    // (an interval too long for microseconds wraps around: refused with the negative ones)
+    constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
+    if (step->sleep_us < 0 || step->sleep_us > kMaxSleepUs)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pipeline definition: %s must be an interval from 0 to 1000 years", what),
+                        errhint("Example: \"sleep\": \"5 minutes\".")));
+}
+
+}  // namespace
+
 Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *options_json) {
     Pipeline *p = static_cast<Pipeline *>(palloc0(sizeof(Pipeline)));
     p->name = pstrdup(name);
@@ -124,24 +161,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
             steps[i].max_attempts = def.max_attempts(i);
             steps[i].retry_delay_ms = def.retry_delay_ms(i);
             steps[i].timeout_ms = s.is_http ? def.http_timeout_ms(i) : def.timeout_ms(i);
-            if (s.is_http) {
-                size_t nh = s.http.headers.size();
-                steps[i].url = pg::pstrdup_guarded(s.http.url);
-                steps[i].method = pg::pstrdup_guarded(s.http.method);
-                steps[i].follow_redirects = s.http.follow_redirects;
-                steps[i].nheaders = static_cast<int>(nh);
-                auto alloc = [](size_t bytes) { return pg::palloc0_guarded(bytes); };
-                steps[i].header_names = static_cast<char **>(alloc(sizeof(char *) * nh));
-                steps[i].header_values = static_cast<char **>(alloc(sizeof(char *) * nh));
-                steps[i].header_secret = static_cast<bool *>(alloc(sizeof(bool) * nh));
-                for (size_t h = 0; h < nh; h++) {
-                    const auto &kv = s.http.headers[h];
-                    steps[i].header_names[h] = pg::pstrdup_guarded(kv.first);
-                    steps[i].header_values[h] = pg::pstrdup_guarded(kv.second);
-                    for (const auto &sec : s.http.secret_headers)
-                        if (strcasecmp(sec.c_str(), kv.first.c_str()) == 0) steps[i].header_secret[h] = true;
-                }
-            }
+            if (s.is_http) copy_http(&steps[i], s);
         }
         nsteps = static_cast<int>(def.steps.size());
         const core::Options &o = def.options;
@@ -161,19 +181,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     p->sinks = sinks;
     p->nsinks = nsinks;
     p->linear = linear;
-    for (int i = 0; i < nsteps; i++) {
-        if (if_json[i] != nullptr)
-            steps[i].if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json[i])));
-        if (sleep[i] == nullptr) continue;
-        char *what = psprintf("step \"%s\": \"sleep\"", steps[i].name);
-        steps[i].sleep_us = interval_usecs(sleep[i], what);
-        // (an interval too long for microseconds wraps around: refused with the negative ones)
-        constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
-        if (steps[i].sleep_us < 0 || steps[i].sleep_us > kMaxSleepUs)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("invalid pipeline definition: %s must be an interval from 0 to 1000 years", what),
-                            errhint("Example: \"sleep\": \"5 minutes\".")));
-    }
+    for (int i = 0; i < nsteps; i++) set_condition_and_sleep(&steps[i], if_json[i], sleep[i]);
     p->limits = limits;
     p->limits_per_key = per_key;
     p->notify = notify;

@@ -186,11 +186,8 @@ int64 create_slot_run(const DueSchedule &s, const SlotOptions &o, TimestampTz sl
     return SPI_processed == 1 ? DatumGetInt64(col(0, 1, &isnull)) : 0;
 }
 
-}  // namespace
-
-int64 fire_due_schedules() {
-    pg::spi_connect();
-    MemoryContext ctx = CurrentMemoryContext;  // SPI's procedure context: freed at SPI_finish
+// The active schedules due now (at most 100, locked; skipping those locked elsewhere), read into palloc memory.
+DueSchedule *lock_due(int *n) {
     // The time as a parameter (clock_timestamp() is volatile: a filter reading every schedule, not a bound)
     Oid now_type[1] = {TIMESTAMPTZOID};
     Datum due_by[1] = {TimestampTzGetDatum(GetCurrentTimestamp())};
@@ -203,9 +200,9 @@ int64 fire_due_schedules() {
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
                                1, now_type);
     pg::exec_as_owner(p, due_by, nullptr, false, 0);
-    int n = static_cast<int>(SPI_processed);
-    DueSchedule *due = static_cast<DueSchedule *>(palloc0(sizeof(DueSchedule) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++) {
+    *n = static_cast<int>(SPI_processed);
+    DueSchedule *due = static_cast<DueSchedule *>(palloc0(sizeof(DueSchedule) * (*n > 0 ? *n : 1)));
+    for (int i = 0; i < *n; i++) {
         bool isnull;
         DueSchedule &s = due[i];
         s.name = TextDatumGetCString(col(i, 1, &isnull));
@@ -221,74 +218,79 @@ int64 fire_due_schedules() {
         s.last_unfinished = DatumGetBool(col(i, 10, &isnull));
         s.pipeline_id = DatumGetInt64(col(i, 11, &isnull));
     }
-    (void)ctx;
-    int64 created = 0;
-    TimestampTz now = GetCurrentTimestamp();
-    int64 now_s = unix_seconds(now);
-    for (int i = 0; i < n; i++) {
-        DueSchedule &s = due[i];
-        pg::CppError err;
-        SlotOptions o = read_options(s.options, &err);
-        pg_tz *tz = err.failed ? nullptr : pg_tzset(o.timezone);
-        int64 *slots = static_cast<int64 *>(palloc(sizeof(int64) * kMaxSlotsPerPass));
-        int64 next = core::cron::kNoSlot;
-        int nslots = 0;
-        if (tz != nullptr)  // next_run_at is the first unhandled slot: start just before it
-            nslots = slots_between(s.cron, tz, unix_seconds(s.next_run_at) - 1, now_s, slots, kMaxSlotsPerPass, &next,
-                                   &err);
-        // Which slots get a run: those since the server started; of the ones missed while it was down, per "catch_up".
-        int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
-        int nfire = 0, nmissed = 0;
-        for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < PgStartTime;
-        int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
-        for (int k = 0; k < nslots; k++)
-            if (timestamp_of(slots[k]) >= PgStartTime || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
-        int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
-        if (err.failed || tz == nullptr) {
-            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
-                                 tz == nullptr && !err.failed ? "unknown time zone" : err.message)));
-            deactivate(s.name);
-            continue;
-        }
-        int64 pipeline_id = 0;
-        Oid pipeline_owner = InvalidOid;
-        bool paused = false;
-        int64 skipped = 0, last_run = s.last_run_id;
-        bool unfinished = s.last_unfinished, allowed = true;
-        for (int k = 0; k < nfire && allowed; k++) {
-            if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused)) {
-                allowed = false;
-                break;
-            }
-            if (o.overlap == core::Overlap::Skip && unfinished) {
-                skipped++;
-                continue;
-            }
-            int64 id = create_slot_run(s, o, timestamp_of(fire[k]), pipeline_id, pipeline_owner, paused);
-            if (id != 0) {
-                last_run = id;
-                unfinished = true;
-                created++;
-                metrics::runs_created(s.pipeline);
-            }
-        }
-        if (!allowed) {
+    return due;
+}
+
+// One due schedule: a run for each slot since it was last handled (of those missed while the server was down, per
+// "catch_up"; none while the last one is unfinished, per "overlap"), then its next slot noted. Deactivated, and
+// logged, when its options or time zone are invalid or its owner may no longer submit to the pipeline. Returns the
+// runs created.
+int64 fire_schedule(const DueSchedule &s, int64 now_s) {
+    pg::CppError err;
+    SlotOptions o = read_options(s.options, &err);
+    pg_tz *tz = err.failed ? nullptr : pg_tzset(o.timezone);
+    int64 *slots = static_cast<int64 *>(palloc(sizeof(int64) * kMaxSlotsPerPass));
+    int64 next = core::cron::kNoSlot;
+    int nslots = 0;
+    if (tz != nullptr)  // next_run_at is the first unhandled slot: start just before it
+        nslots = slots_between(s.cron, tz, unix_seconds(s.next_run_at) - 1, now_s, slots, kMaxSlotsPerPass, &next, &err);
+    if (err.failed || tz == nullptr) {
+        ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
+                             tz == nullptr && !err.failed ? "unknown time zone" : err.message)));
+        deactivate(s.name);
+        return 0;
+    }
+    // Which slots get a run: those since the server started; of the ones missed while it was down, per "catch_up".
+    int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
+    int nfire = 0, nmissed = 0;
+    for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < PgStartTime;
+    int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
+    for (int k = 0; k < nslots; k++)
+        if (timestamp_of(slots[k]) >= PgStartTime || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
+    int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
+    int64 pipeline_id = 0, skipped = 0, last_run = s.last_run_id, created = 0;
+    Oid pipeline_owner = InvalidOid;
+    bool paused = false, unfinished = s.last_unfinished;
+    for (int k = 0; k < nfire; k++) {
+        if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused)) {
             ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: pipeline \"%s\" was dropped, or its "
                                  "owner may no longer submit runs to it", s.name, s.pipeline),
                           errhint("Grant it again and call pipeline_worker.schedule() to reactivate it.")));
             deactivate(s.name);
+            return created;
+        }
+        if (o.overlap == core::Overlap::Skip && unfinished) {
+            skipped++;
             continue;
         }
-        Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
-        Datum v[5] = {CStringGetTextDatum(s.name), TimestampTzGetDatum(next == core::cron::kNoSlot ? 0 : timestamp_of(next)),
-                      TimestampTzGetDatum(last_slot ? timestamp_of(last_slot) : 0), Int64GetDatum(last_run),
-                      Int64GetDatum(skipped)};
-        char nulls[5] = {' ', next == core::cron::kNoSlot ? 'n' : ' ', last_slot ? ' ' : 'n', last_run ? ' ' : 'n', ' '};
-        pg::run_as_owner(&plan_update,
-                         "UPDATE pipeline_worker.schedules SET next_run_at = $2, last_slot = COALESCE($3, last_slot),"
-                         " last_run_id = $4, skipped = skipped + $5 WHERE name = $1",
-                         5, t, v, nulls, false);
+        int64 id = create_slot_run(s, o, timestamp_of(fire[k]), pipeline_id, pipeline_owner, paused);
+        if (id != 0) {
+            last_run = id;
+            unfinished = true;
+            created++;
+            metrics::runs_created(s.pipeline);
+        }
     }
+    Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+    Datum v[5] = {CStringGetTextDatum(s.name), TimestampTzGetDatum(next == core::cron::kNoSlot ? 0 : timestamp_of(next)),
+                  TimestampTzGetDatum(last_slot ? timestamp_of(last_slot) : 0), Int64GetDatum(last_run),
+                  Int64GetDatum(skipped)};
+    char nulls[5] = {' ', next == core::cron::kNoSlot ? 'n' : ' ', last_slot ? ' ' : 'n', last_run ? ' ' : 'n', ' '};
+    pg::run_as_owner(&plan_update,
+                     "UPDATE pipeline_worker.schedules SET next_run_at = $2, last_slot = COALESCE($3, last_slot),"
+                     " last_run_id = $4, skipped = skipped + $5 WHERE name = $1",
+                     5, t, v, nulls, false);
+    return created;
+}
+
+}  // namespace
+
+int64 fire_due_schedules() {
+    pg::spi_connect();
+    int n;
+    DueSchedule *due = lock_due(&n);
+    int64 created = 0, now_s = unix_seconds(GetCurrentTimestamp());
+    for (int i = 0; i < n; i++) created += fire_schedule(due[i], now_s);
     SPI_finish();
     if (created > 0) notes::runs_created(static_cast<int>(created > 1000 ? 1000 : created));
     return created;
