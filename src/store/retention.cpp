@@ -15,17 +15,18 @@
     "       AND CASE pr.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false" \
     "       ELSE true END)"
 
-// The deletion of the runs d (id, tid: locked just before, by the same statement) with their step rows and events.
-// The runs by ctid (a TID scan: no primary-key descent per run); the steps and events in one index scan each over
-// the batch's ids (one executor node, not a rescan per run); events not at all while the table is empty (most
-// deployments never send one). Until 2026-12-04 a nested loop per run for each of the three tables: retention took
-// 6.6 us of the workers' 38.8 per run in a steady load with retention, 5.6 of 35.7 since (bench --steady, perf).
+// The deletion of the runs d (locked just before, by the same statement) with their step rows and events: one index
+// scan of each table over the batch's ids (one executor node, not a rescan per run); events not at all while the
+// table is empty (most deployments never send one). Until 2026-12-04 a nested loop per run for each of the three
+// tables. (Not the runs by the ctid their lock returned, a TID scan: a run updated after this statement's snapshot
+// is locked in its new version, which that snapshot does not see -- the run would stay while its steps went. Found by
+// id, its delete follows the update chain to the version locked.)
 #define PW_DELETE_D                                                                                                \
     " a AS (SELECT pg_catalog.array_agg(d.id) AS ids FROM d),"                                                        \
     " s AS (DELETE FROM pipeline_worker.run_steps rs WHERE rs.run_id = ANY ((SELECT a.ids FROM a)::bigint[])),"       \
     " ev AS (DELETE FROM pipeline_worker.events v WHERE v.run_id = ANY ((SELECT a.ids FROM a)::bigint[])"             \
     "   AND EXISTS (SELECT 1 FROM pipeline_worker.events v1))"                                                        \
-    " DELETE FROM pipeline_worker.runs rd USING d WHERE rd.ctid = d.tid"
+    " DELETE FROM pipeline_worker.runs rd WHERE rd.id = ANY ((SELECT a.ids FROM a)::bigint[])"
 
 namespace pw::store {
 
@@ -186,11 +187,11 @@ int64 delete_expired_runs(int max) {
     "          ELSE pg_catalog.clock_timestamp() - x.keep END AS bound"                                               \
     "   FROM ids, " PW_KEEP_OF_IDS                                                                                    \
     "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL),"                                                           \
-    " d AS (SELECT e.id, e.tid FROM k, LATERAL (%s) e LIMIT $2),"                                                     \
+    " d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"                                                          \
     PW_DELETE_D                                                                                                    \
     " RETURNING rd.pipeline_id, rd.finished_at, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid"
 #define PW_EXPIRE_BRANCH(LOWER)                                                                                     \
-    "SELECT r.id, r.ctid AS tid FROM pipeline_worker.runs r"                                                        \
+    "SELECT r.id FROM pipeline_worker.runs r"                                                                       \
     " WHERE r.pipeline_id = k.id AND r.status = '@status@'" LOWER " AND r.finished_at < k.bound"                   \
     " AND pg_catalog.clock_timestamp() - r.finished_at > k.keep" PW_PARENT_FINISHED " LIMIT $2 FOR UPDATE OF r SKIP LOCKED"
     TimestampTz now = GetCurrentTimestamp();
@@ -202,7 +203,7 @@ int64 delete_expired_runs(int max) {
         p = pg::prepare(&plan_expire,
                         plan_expire != nullptr ? "" : psprintf(
                         "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx"
-                        " pr.runs_pkey rd.none run_steps_pkey pipelines_id_key events_run_idx */"
+                        " pr.runs_pkey rd.runs_pkey run_steps_pkey pipelines_id_key events_run_idx */"
                         PW_FINISHED_PIPELINES PW_EXPIRE_K,
                         each_finished_status(PW_EXPIRE_BRANCH(""))),
                         2, types);
@@ -223,7 +224,7 @@ int64 delete_expired_runs(int max) {
         char nulls[6] = {keep_null, ' ', ' ', ' ', ' ', ' '};
         p = pg::prepare(&plan_expire_from,
                         plan_expire_from != nullptr ? "" : psprintf(
-                        "/* pw_indexes: r.runs_stats_finished_idx pr.runs_pkey rd.none run_steps_pkey"
+                        "/* pw_indexes: r.runs_stats_finished_idx pr.runs_pkey rd.runs_pkey run_steps_pkey"
                         " pipelines_id_key events_run_idx */"
                         " WITH ids(id, lo_cancelled, lo_failed, lo_succeeded) AS ("
                         "   SELECT * FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
@@ -291,12 +292,12 @@ int64 purge_finished_runs(int64 older_than_us, const char *pipeline, bool all, i
         &plan_purge,
         plan_purge != nullptr ? "" : psprintf(
         "/* pw_indexes: f.runs_stats_finished_idx g.runs_stats_finished_idx r.runs_stats_finished_idx pr.runs_pkey"
-        " rd.none run_steps_pkey events_run_idx */"
+        " rd.runs_pkey run_steps_pkey events_run_idx */"
         PW_FINISHED_PIPELINES
-        " d AS (SELECT e.id, e.tid FROM ids, LATERAL (%s) e WHERE ids.id IS NOT NULL LIMIT $5),"
+        " d AS (SELECT e.id FROM ids, LATERAL (%s) e WHERE ids.id IS NOT NULL LIMIT $5),"
         PW_DELETE_D
         " RETURNING rd.pipeline_id, rd.finished_at, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid",
-        each_finished_status("SELECT r.id, r.ctid AS tid FROM pipeline_worker.runs r"
+        each_finished_status("SELECT r.id FROM pipeline_worker.runs r"
                              " WHERE r.pipeline_id = ids.id AND r.status = '@status@' AND r.finished_at < $1"
                              " AND ($2 IS NULL OR r.pipeline = $2)"
                              " AND ($3 OR CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles o"
