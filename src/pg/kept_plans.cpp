@@ -24,9 +24,11 @@ namespace {
 //   being ordered by id; "none" names no index (a TID scan);
 // - rows found by id never carry a status test the planner could match to a partial index: such tests are
 //   written as a CASE, and the ids of a batch are joined with `r.id = ANY (ARRAY[u.id])`, a clause that
-//   drives one index probe per id but, not being merge-joinable, never a full index scan in id order.
-//   Statistics saying "nothing pending" had made the run-outcome UPDATE scan the whole backlog through the
-//   partial indexes for every batch (150 ms per call).
+//   drives one index probe per id but, not being merge-joinable, never a full index scan in id order (or,
+//   where no per-row values go with them, matched against the whole batch as one array parameter,
+//   `r.id = ANY ((SELECT ...)::bigint[])`: one index scan over those ids -- retention's deletes). Statistics
+//   saying "nothing pending" had made the run-outcome UPDATE scan the whole backlog through the partial
+//   indexes for every batch (150 ms per call).
 // Also: statements are parsed and run with pg_catalog alone as search path, so that no operator or function of
 // the caller's schemas can be picked up by them (they run as the tables' owner). That path is pushed as an
 // override (namespace.c), not set through the search_path GUC: a GUC change per statement re-parses the

@@ -105,62 +105,87 @@ pw_check "... the worker tries it again until the holder commits, and wakes it t
 
 # ... and when the workers leave the database while that row is still held (here: pipeline_worker.workers = 0): the
 # parents they still had to wake are handed back to the database's shared list, and the next worker there wakes them
-# once the row is free (not the parent's once-a-minute look; untested until 2026-12-04)
+# once the row is free (not the parent's once-a-minute look; untested until 2026-12-04). The row is held until the
+# script opens hold_gate, not for a fixed time: a slow machine must not let it go before the workers have left.
+pw_psql >/dev/null <<'SQL' || pw_fail "hold gate fixtures"
+CREATE TABLE hold_gate (open boolean);
+INSERT INTO hold_gate VALUES (false);
+CREATE TABLE nap_gate (open boolean);
+INSERT INTO nap_gate VALUES (false);
+CREATE FUNCTION wf_napper(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NOT (SELECT open FROM nap_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
+    RETURN '"napped"';
+END $$;
+SELECT pipeline_worker.create_pipeline('napper', '[{"name": "nap_step", "function": "wf_napper"}]');
+SQL
+# hold IDS : in the background, a transaction locks runs IDS (comma-separated) until hold_gate opens (60 s at most);
+# returns once it holds them ($holder: its pid)
+hold() {
+    q "UPDATE hold_gate SET open = false" >/dev/null
+    printf '%s\n' "BEGIN;" "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id IN ($1) FOR UPDATE) l;" \
+        "DO \$\$ BEGIN WHILE NOT (SELECT open FROM hold_gate) AND clock_timestamp() < now() + interval '60 s'
+                      LOOP PERFORM pg_sleep(0.05); END LOOP; END \$\$;" "COMMIT;" | pw_psql >/dev/null &
+    holder=$!
+    pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active'
+                        AND query LIKE 'DO %hold_gate%'" >/dev/null || pw_fail "the holder did not take the rows"
+}
+release() { q "UPDATE hold_gate SET open = true" >/dev/null; wait "$holder"; }
 q "UPDATE wf_gate SET open = false" >/dev/null
 r=$(q "SELECT pipeline_worker.create_run('parent_gated', '{}')")
 pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r)
                              FROM pipeline_worker.runs WHERE id = $r" >/dev/null
-printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(6);" "COMMIT;" \
-    | pw_psql >/dev/null &
-holder=$!
-pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                  WHERE a.query LIKE '%pg_sleep(6)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+hold "$r"
 q "UPDATE wf_gate SET open = true" >/dev/null
-pw_wait_sql succeeded 3 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_wait_sql succeeded 10 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null \
+    || pw_fail "the gated child did not succeed"
 pw_set_conf pipeline_worker.workers 0 || pw_fail "pipeline_worker.workers = 0"
-pw_wait_workers 0 10 >/dev/null || pw_fail "the workers did not leave at pipeline_worker.workers = 0"
+pw_wait_workers 0 20 >/dev/null || pw_fail "the workers did not leave at pipeline_worker.workers = 0"
 pw_check "workers gone while the parent's row is still held: its child has succeeded, the parent still waits" \
     "succeeded waiting" "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' || status
                                 FROM pipeline_worker.runs WHERE id = $r")"
 pw_set_conf pipeline_worker.workers 2 || pw_fail "pipeline_worker.workers = 2"
-wait "$holder"
-wait_done "$r" 8
+pw_wait_workers 2 20 >/dev/null || pw_fail "the workers did not come back at pipeline_worker.workers = 2"
+release
+wait_done "$r" 10
 pw_check "... the next worker wakes it once the row is free (handed back by the workers that left)" \
     'succeeded|"through"' "$(q "SELECT status || '|' || result FROM pipeline_worker.runs WHERE id = $r")"
 
-# The shared list of parents handed to the workers is short (32). With it full -- both workers busy in long steps,
-# not taking it -- a session's cancel_run waits for the parent's row instead (as without workers): no parent is
-# dropped to wait for its once-a-minute look. (untested until 2026-12-04)
-pw_psql >/dev/null <<'SQL' || pw_fail "full-list fixtures"
-SELECT pipeline_worker.create_pipeline('long_nap', '[{"name": "n", "function": "wf_sleep"}]');
-SQL
-q "SELECT count(pipeline_worker.create_run('parent_of_waiter3', '{}')) FROM generate_series(1, 34)" >/dev/null
-pw_wait_sql 68 20 "SELECT count(*) FROM pipeline_worker.runs r WHERE status = 'waiting' AND (pipeline = 'kid_waits'
+# The shared list of parents handed to the workers is short (32). With it full -- both workers busy in steps that
+# wait for nap_gate, not taking it -- a session's cancel_run waits for the parent's row instead (as without workers):
+# no parent is dropped to wait for its once-a-minute look. (untested until 2026-12-04)
+q "SELECT count(pipeline_worker.create_run('parent_of_waiter3', '{}')) FROM generate_series(1, 33)" >/dev/null
+pw_wait_sql 66 20 "SELECT count(*) FROM pipeline_worker.runs r WHERE status = 'waiting' AND (pipeline = 'kid_waits'
                      AND parent_run_id IS NOT NULL OR pipeline = 'parent_of_waiter3')" >/dev/null
 parents=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM pipeline_worker.runs WHERE pipeline = 'parent_of_waiter3' AND status = 'waiting'")
-pw_check "34 parents waiting for their waiting children" 34 "$(awk -F, '{print NF}' <<<"$parents")"
-# (one at a time: a worker claims a batch, and would nap through both)
-q "SELECT pipeline_worker.create_run('long_nap', '{\"sleep\": 6}')" >/dev/null
-pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" >/dev/null
-q "SELECT pipeline_worker.create_run('long_nap', '{\"sleep\": 5}')" >/dev/null
-pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" \
-    >/dev/null || pw_fail "both workers did not start napping: $(q "SELECT string_agg(pid || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
-printf '%s\n' "BEGIN;" "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id IN ($parents) FOR UPDATE) l;" \
-    "SELECT pg_sleep(2);" "COMMIT;" | pw_psql >/dev/null &
-holder=$!
-pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                  WHERE a.query LIKE '%pg_sleep(2)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
-start=$(pw_now)
-out=$(for id in ${parents//,/ }; do q "SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE parent_run_id = $id"; done | sort | uniq -c | awk '{print $1 " " $2}')
-pw_info "34 children cancelled while their parents' rows were held and both workers napped: $(pw_elapsed "$start") s"
-pw_check "... every cancel_run returned true" "34 t" "$out"
-# (the list full, the last ones waited for the holder's commit: it has ended when they returned)
-kill -0 "$holder" 2>/dev/null && pw_fail "the cancel_runs beyond the full list did not wait for the parents' rows" \
-    || pw_ok "... those beyond the full list waited for their parents' rows (the holder had committed when they returned)"
-wait "$holder"
-pw_wait_sql 34 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($parents) AND status = 'failed'
+pw_check "33 parents waiting for their waiting children" 33 "$(awk -F, '{print NF}' <<<"$parents")"
+# (one at a time: a worker claims a batch, and would run both itself)
+q "SELECT pipeline_worker.create_run('napper', '{}')" >/dev/null
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (nap_step)'" >/dev/null
+q "SELECT pipeline_worker.create_run('napper', '{}')" >/dev/null
+pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (nap_step)'" \
+    >/dev/null || pw_fail "both workers are not busy in a napper step: $(q "SELECT string_agg(pid || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
+hold "$parents"
+last=${parents##*,}
+out=$(for id in ${parents//,/ }; do
+          [ "$id" = "$last" ] || q "SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE parent_run_id = $id"
+      done | sort | uniq -c | awk '{print $1 " " $2}')
+pw_check "32 children cancelled while their parents' rows are held and both workers are busy: each cancel_run returned true" \
+    "32 t" "$out"
+q "SELECT pipeline_worker.cancel_run(id) FROM pipeline_worker.runs WHERE parent_run_id = $last" >/tmp/pw_parent_wakes_33 2>&1 &
+canceller=$!
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+                    AND query LIKE '%cancel_run%'" >/dev/null \
+    && pw_ok "... the 33rd, past the full list, waits for its parent's row" \
+    || pw_fail "the 33rd cancel_run did not wait for its parent's row (list full)"
+release
+wait "$canceller"
+pw_check "... and returns true once the row is free" t "$(cat /tmp/pw_parent_wakes_33)"
+rm -f /tmp/pw_parent_wakes_33
+q "UPDATE nap_gate SET open = true" >/dev/null
+pw_wait_sql 33 15 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($parents) AND status = 'failed'
                      AND error LIKE '%child run % (pipeline \"kid_waits\") cancelled%'" >/dev/null
-pw_check "... and every parent woke, failing naming its child: none dropped when the list was full" 34 \
+pw_check "... and every parent woke, failing naming its child: none dropped when the list was full" 33 \
     "$(q "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($parents) AND status = 'failed'
             AND error LIKE '%child run % (pipeline \"kid_waits\") cancelled%'")"
 
