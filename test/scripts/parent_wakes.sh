@@ -107,18 +107,7 @@ pw_check "... the worker tries it again until the holder commits, and wakes it t
 # parents they still had to wake are handed back to the database's shared list, and the next worker there wakes them
 # once the row is free (not the parent's once-a-minute look; untested until 2026-12-04). The row is held until the
 # script opens hold_gate, not for a fixed time: a slow machine must not let it go before the workers have left.
-pw_psql >/dev/null <<'SQL' || pw_fail "hold gate fixtures"
-CREATE TABLE hold_gate (open boolean);
-INSERT INTO hold_gate VALUES (false);
-CREATE TABLE nap_gate (open boolean);
-INSERT INTO nap_gate VALUES (false);
-CREATE FUNCTION wf_napper(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-BEGIN
-    WHILE NOT (SELECT open FROM nap_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
-    RETURN '"napped"';
-END $$;
-SELECT pipeline_worker.create_pipeline('napper', '[{"name": "nap_step", "function": "wf_napper"}]');
-SQL
+q "CREATE TABLE hold_gate (open boolean); INSERT INTO hold_gate VALUES (false)" >/dev/null || pw_fail "hold gate fixture"
 # hold IDS : in the background, a transaction locks runs IDS (comma-separated) until hold_gate opens (60 s at most);
 # returns once it holds them ($holder: its pid)
 hold() {
@@ -152,7 +141,7 @@ pw_check "... the next worker wakes it once the row is free (handed back by the 
     'succeeded|"through"' "$(q "SELECT status || '|' || result FROM pipeline_worker.runs WHERE id = $r")"
 
 # The shared list of parents handed to the workers is short (32). With it full -- both workers busy in steps that
-# wait for nap_gate, not taking it -- a session's cancel_run waits for the parent's row instead (as without workers):
+# wait for wf_gate (runs of kid_gated), not taking it -- a session's cancel_run waits for the parent's row instead (as without workers):
 # no parent is dropped to wait for its once-a-minute look. (untested until 2026-12-04)
 q "SELECT count(pipeline_worker.create_run('parent_of_waiter3', '{}')) FROM generate_series(1, 33)" >/dev/null
 pw_wait_sql 66 20 "SELECT count(*) FROM pipeline_worker.runs r WHERE status = 'waiting' AND (pipeline = 'kid_waits'
@@ -160,11 +149,12 @@ pw_wait_sql 66 20 "SELECT count(*) FROM pipeline_worker.runs r WHERE status = 'w
 parents=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM pipeline_worker.runs WHERE pipeline = 'parent_of_waiter3' AND status = 'waiting'")
 pw_check "33 parents waiting for their waiting children" 33 "$(awk -F, '{print NF}' <<<"$parents")"
 # (one at a time: a worker claims a batch, and would run both itself)
-q "SELECT pipeline_worker.create_run('napper', '{}')" >/dev/null
-pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (nap_step)'" >/dev/null
-q "SELECT pipeline_worker.create_run('napper', '{}')" >/dev/null
-pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (nap_step)'" \
-    >/dev/null || pw_fail "both workers are not busy in a napper step: $(q "SELECT string_agg(pid || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
+q "UPDATE wf_gate SET open = false" >/dev/null
+q "SELECT pipeline_worker.create_run('kid_gated', '{}')" >/dev/null
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (g)'" >/dev/null
+q "SELECT pipeline_worker.create_run('kid_gated', '{}')" >/dev/null
+pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % step 1 (g)'" \
+    >/dev/null || pw_fail "both workers are not busy in a gated step: $(q "SELECT string_agg(pid || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
 hold "$parents"
 last=${parents##*,}
 out=$(for id in ${parents//,/ }; do
@@ -182,7 +172,7 @@ release
 wait "$canceller"
 pw_check "... and returns true once the row is free" t "$(cat /tmp/pw_parent_wakes_33)"
 rm -f /tmp/pw_parent_wakes_33
-q "UPDATE nap_gate SET open = true" >/dev/null
+q "UPDATE wf_gate SET open = true" >/dev/null
 pw_wait_sql 33 15 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($parents) AND status = 'failed'
                      AND error LIKE '%child run % (pipeline \"kid_waits\") cancelled%'" >/dev/null
 pw_check "... and every parent woke, failing naming its child: none dropped when the list was full" 33 \
