@@ -34,6 +34,7 @@ sample() {
 }
 
 if [ "$MODE" = w1 ]; then
+    trap pw_cleanup EXIT  # (the cluster is stopped and removed at the end; until 2026-12-04 it was left running)
     pw_cluster_up profile 10 20 "pipeline_worker.enabled = off" "$@" || exit 1
     pw_psql -c "CREATE EXTENSION pipeline_worker" >/dev/null
     pw_psql -f "$ROOT/bench/sql/pw.sql" >/dev/null 2>&1
