@@ -8,6 +8,21 @@ trap pw_cleanup EXIT
 
 pw_cluster_up parent_wakes 2 20 || exit 1
 source "$(dirname "$0")/../lib/workflows_setup.sh"  # the step functions and pipelines; q, wait_done, ...
+# Rows held by another transaction until the script opens hold_gate, not for a fixed time (a slow machine must not
+# let them go before the check that needs them held).
+q "CREATE TABLE hold_gate (open boolean); INSERT INTO hold_gate VALUES (false)" >/dev/null || pw_fail "hold gate fixture"
+# hold IDS : in the background, a transaction locks runs IDS (comma-separated) until hold_gate opens (60 s at most);
+# returns once it holds them ($holder: its pid)
+hold() {
+    q "UPDATE hold_gate SET open = false" >/dev/null
+    printf '%s\n' "BEGIN;" "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id IN ($1) FOR UPDATE) l;" \
+        "DO \$\$ BEGIN WHILE NOT (SELECT open FROM hold_gate) AND clock_timestamp() < now() + interval '60 s'
+                      LOOP PERFORM pg_sleep(0.05); END LOOP; END \$\$;" "COMMIT;" | pw_psql >/dev/null &
+    holder=$!
+    pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active'
+                        AND query LIKE 'DO %hold_gate%'" >/dev/null || pw_fail "the holder did not take the rows"
+}
+release() { q "UPDATE hold_gate SET open = true" >/dev/null; wait "$holder"; }
 r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter', '{}')")
 pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
 pw_check "a parent waiting for its child is waiting; so is the child (waiting for an event)" "waiting waiting" \
@@ -34,18 +49,14 @@ q "SELECT pipeline_worker.create_pipeline('parent_of_waiter3', '[{\"name\": \"ch
 r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter3', '{}')")
 pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
 c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
-printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
-    | pw_psql >/dev/null &
-holder=$!
-pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+hold "$r"
 start=$(pw_now)
 out=$(q "SELECT pipeline_worker.cancel_run($c)" 2>&1)
 took=$(pw_elapsed "$start")
 pw_info "cancel_run of a child whose parent's row is held: returned after $took s"
 pw_lt "$took" 1.5 && [ "$out" = t ] && pw_ok "cancel_run of a child does not wait for its parent's row, held elsewhere" \
     || pw_fail "cancel_run of a child whose parent's row is held: '$out' after $took s"
-wait "$holder"
+release
 wait_done "$r" 5
 pw_check "... the workers wake the parent once the row is free: it fails naming the cancelled child" "failed|true" \
     "$(q "SELECT status || '|' || (error LIKE '%child run $c (pipeline \"kid_waits\") cancelled%') FROM pipeline_worker.runs WHERE id = $r")"
@@ -54,13 +65,13 @@ pw_check "... the workers wake the parent once the row is free: it fails naming 
 r=$(q "SELECT pipeline_worker.create_run('parent_of_waiter3', '{}')")
 pw_wait_sql "waiting waiting" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' || (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r)" >/dev/null
 c=$(q "SELECT id FROM pipeline_worker.runs WHERE parent_run_id = $r")
-printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(1);" "COMMIT;" \
-    | pw_psql >/dev/null &
-holder=$!
-pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                  WHERE a.query LIKE '%pg_sleep(1)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
-printf '%s\n' "BEGIN;" "SELECT pipeline_worker.cancel_run($c);" "SELECT pg_sleep(2.5);" "COMMIT;" | pw_psql >/dev/null
-wait "$holder"
+hold "$r"
+printf '%s\n' "BEGIN;" "SELECT pipeline_worker.cancel_run($c);" "SELECT pg_sleep(2.5);" "COMMIT;" | pw_psql >/dev/null &
+canceller=$!
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE 'SELECT pg_sleep(2.5)%'" \
+    >/dev/null || pw_fail "the cancelling transaction did not get to its sleep"
+release  # (the holder commits first, while the cancelling transaction sleeps)
+wait "$canceller"
 wait_done "$r" 5
 pw_check "... also when the cancelling transaction commits after the holder's: the parent wakes after it (not at its minute)" \
     "failed|true" \
@@ -84,11 +95,7 @@ SQL
 r=$(q "SELECT pipeline_worker.create_run('parent_gated', '{}')")
 pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r)
                              FROM pipeline_worker.runs WHERE id = $r" >/dev/null
-printf '%s\n' "BEGIN;" "SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;" "SELECT pg_sleep(3);" "COMMIT;" \
-    | pw_psql >/dev/null &
-holder=$!
-pw_wait_sql 1 5 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                  WHERE a.query LIKE '%pg_sleep(3)%' AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'" >/dev/null
+hold "$r"
 q "UPDATE wf_gate SET open = true" >/dev/null
 pw_wait_sql succeeded 2 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
 pw_check "a child finishing while its parent's row is held elsewhere is committed at once; the parent still waits" \
@@ -97,7 +104,7 @@ pw_check "a child finishing while its parent's row is held elsewhere is committe
 sleep 0.3  # (the worker has tried the parent's row a few times: 10, 20, 40, ... ms apart)
 pw_check "... and no worker waits for that row (a worker waiting on the lock could serve nothing else meanwhile)" 0 \
     "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'")"
-wait "$holder"
+release
 wait_done "$r" 5
 pw_check "... the worker tries it again until the holder commits, and wakes it then (not at its once-a-minute look)" \
     'succeeded|"through"' \
@@ -107,19 +114,6 @@ pw_check "... the worker tries it again until the holder commits, and wakes it t
 # parents they still had to wake are handed back to the database's shared list, and the next worker there wakes them
 # once the row is free (not the parent's once-a-minute look; untested until 2026-12-04). The row is held until the
 # script opens hold_gate, not for a fixed time: a slow machine must not let it go before the workers have left.
-q "CREATE TABLE hold_gate (open boolean); INSERT INTO hold_gate VALUES (false)" >/dev/null || pw_fail "hold gate fixture"
-# hold IDS : in the background, a transaction locks runs IDS (comma-separated) until hold_gate opens (60 s at most);
-# returns once it holds them ($holder: its pid)
-hold() {
-    q "UPDATE hold_gate SET open = false" >/dev/null
-    printf '%s\n' "BEGIN;" "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id IN ($1) FOR UPDATE) l;" \
-        "DO \$\$ BEGIN WHILE NOT (SELECT open FROM hold_gate) AND clock_timestamp() < now() + interval '60 s'
-                      LOOP PERFORM pg_sleep(0.05); END LOOP; END \$\$;" "COMMIT;" | pw_psql >/dev/null &
-    holder=$!
-    pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active'
-                        AND query LIKE 'DO %hold_gate%'" >/dev/null || pw_fail "the holder did not take the rows"
-}
-release() { q "UPDATE hold_gate SET open = true" >/dev/null; wait "$holder"; }
 q "UPDATE wf_gate SET open = false" >/dev/null
 r=$(q "SELECT pipeline_worker.create_run('parent_gated', '{}')")
 pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r)
