@@ -127,7 +127,6 @@ void shmem_startup() {
     if (!found) {
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
         pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
-        pg_atomic_init_u64(&g_header->floor_releases, 0);
         g_header->park_seq = 0;
     }
     HASHCTL info;

@@ -48,7 +48,6 @@ struct Lane {
 struct Header {
     LWLock *lock;
     pg_atomic_uint32 unpark_wanted;
-    pg_atomic_uint64 floor_releases;  // releases that moved the claim hint back to a lane's skip floor
     uint64 park_seq;  // last Lane::parked_seq handed out (under lock): unique across forgotten and re-entered lanes
 };
 

@@ -99,12 +99,9 @@ void release_holding(Holding *h) {
     // the first of them. (Not at the head: with a snapshot held open, a walk from the head reads the index entry of
     // every run claimed since, and a limited pipeline releases a slot per run -- test/scripts/held_snapshot.sh.)
     // Parked runs come back through store::unpark_runs, which says where it puts them.
-    if (floor != UINT64_MAX) {
-        // (counted first: a claim that filtered the lane before this and moves the hint up after it sees the count
-        // change and moves the hint back to where it started -- serve.cpp claim_batch)
-        pg_atomic_fetch_add_u64(&g_header->floor_releases, 1);
-        shared::lower_claim_hint_to(floor);
-    }
+    // (A claim that filtered the lane before this and ends after it sees the move back counted, and leaves the hint:
+    // shared::raise_claim_hint.)
+    if (floor != UINT64_MAX) shared::lower_claim_hint_to(floor);
     shared::wake_workers(1);
 }
 
@@ -229,7 +226,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
         if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
         if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
-        lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see floor_releases)
+        lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see shared::raise_claim_hint)
         // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
         // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
         if (lane->limits.rate_runs > 0) {
@@ -279,7 +276,6 @@ void park_backlogs(const int64 *pipelines, int n) {
     LWLockRelease(g_header->lock);
 }
 
-uint64 floor_releases() { return g_header == nullptr ? 0 : pg_atomic_read_u64(&g_header->floor_releases); }
 
 void note_limits_changed(int64 pipeline_id) {
     if (nchanged < 16) changed_pipelines[nchanged] = pipeline_id;

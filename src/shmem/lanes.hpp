@@ -52,10 +52,6 @@ void park_backlogs(const int64 *pipelines, int n);
 // A claim starting at queue position from left runs of these lanes queued (one run per lane and claim), locked by
 // this transaction: once it ends, the lanes' next release moves the claim hint back to from, as for full_lanes.
 void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from);
-// How many releases so far moved the claim hint back to a lane's skip floor. A claim that read it before filtering
-// and finds it changed when it moves the hint up moves the hint back to where it started: the release may have taken
-// the floor that claim set, for runs the claim then passed.
-uint64 floor_releases();
 
 // The extension's instance in this database (pipeline_worker.runs' oid), set whenever the schema is looked up:
 // lanes of a dropped and re-created extension are distinct.

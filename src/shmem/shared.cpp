@@ -59,6 +59,8 @@ void startup_hook() {
             pg_atomic_init_u32(&d->wanted, 0);
             pg_atomic_init_u32(&d->recovery_needed, 0);
             pg_atomic_init_u64(&d->claim_hint, 0);
+            pg_atomic_init_u64(&d->hint_lowerings, 0);
+            SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
@@ -354,9 +356,26 @@ uint64 priority_start(int priority) {
 void lower_claim_hint_to(uint64 position) {
     DbState *d = db();
     if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
+    if (pg_atomic_read_u64(&d->claim_hint) > position) pg_atomic_write_u64(&d->claim_hint, position);
+    // (counted even when the hint is already lower: a claim in flight may be about to move it past `position`)
+    pg_atomic_write_u64(&d->hint_lowerings, pg_atomic_read_u64(&d->hint_lowerings) + 1);
+    SpinLockRelease(&d->hint_lock);
+}
+
+uint64 hint_lowerings() {
+    DbState *d = db();
+    return d == nullptr ? 0 : pg_atomic_read_u64(&d->hint_lowerings);
+}
+
+void raise_claim_hint(uint64 position, uint64 lowerings, uint64 from) {
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
     uint64 cur = pg_atomic_read_u64(&d->claim_hint);
-    while (cur > position && !pg_atomic_compare_exchange_u64(&d->claim_hint, &cur, position)) {
-    }
+    if (pg_atomic_read_u64(&d->hint_lowerings) == lowerings && (from == UINT64_MAX ? cur < position : cur == from))
+        pg_atomic_write_u64(&d->claim_hint, position);
+    SpinLockRelease(&d->hint_lock);
 }
 
 void begin_reorder(uint64 from) {
@@ -387,9 +406,7 @@ uint64 reorder_floor() {
     return from;
 }
 
-void reset_claim_hint() {
-    if (DbState *d = db()) pg_atomic_write_u64(&d->claim_hint, 0);
-}
+void reset_claim_hint() { lower_claim_hint_to(0); }
 
 long idle_timeout_ms(long max_ms) {
     DbState *d = db();

@@ -45,6 +45,8 @@ struct DbState {
                                        // database, or left by a worker that was moved): cleared by the next claim
     pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once
     pg_atomic_uint64 claim_hint;       // just past the highest queue key claimed: where hinted claims start
+    pg_atomic_uint64 hint_lowerings;   // times the hint was moved back (under hint_lock, with the move)
+    slock_t hint_lock;                 // a move back and a claim's move up are each one step (raise_claim_hint)
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
@@ -131,9 +133,16 @@ void note_retry_due(TimestampTz due);
 bool take_due();
 // The first queue key of priority level `priority` (keys as store::queue_key).
 uint64 priority_start(int priority);
-// Moves the claim hint back to this queue position (a key, or an id under the 0.1 schema) if it is past it.
+// Moves the claim hint back to this queue position (a key, or an id under the 0.1 schema) if it is past it, and
+// counts the move (hint_lowerings).
 void lower_claim_hint_to(uint64 position);
 void reset_claim_hint();  // the next claim starts at the head of the queue
+// Moves back so far: a claim reads it before the hint, and moves the hint after it only if no move back came in
+// between -- one that did may be for runs its snapshot did not see, which the move would leave behind the hint.
+uint64 hint_lowerings();
+// After a claim: moves the hint up to `position` if it is below it, or only if it is exactly `from` when `from` is not
+// UINT64_MAX -- and in both cases only if the hint was not moved back since `lowerings` was read.
+void raise_claim_hint(uint64 position, uint64 lowerings, uint64 from = UINT64_MAX);
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
 // position the transaction puts runs at (0: not known -- at the head).

@@ -41,6 +41,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     int version = store::schema_version();
     *version_out = version;
     shared::DbState *st = shared::db();  // a worker's database is always served
+    uint64 lowerings = shared::hint_lowerings();  // (before the hint: see raise_claim_hint)
     int64 shared_hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
     int64 hint = shared_hint;
     // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
@@ -48,7 +49,6 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     uint64 reorder_from = shared::reorder_floor();
     if (reorder_from < static_cast<uint64>(hint)) hint = static_cast<int64>(reorder_from);
     bool hinted = hint > 0 && !periodic_head_claim_due();
-    uint64 floor_releases = lanes::floor_releases();
     int n = 0;
     if (hinted) {
         n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
@@ -70,21 +70,18 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
     int64 top = 0;
     for (int i = 0; i < n; i++) top = queue_position(runs[i], version) > top ? queue_position(runs[i], version) : top;
-    uint64 cur = pg_atomic_read_u64(&st->claim_hint);
+    // Up past this batch -- unless the hint was moved back meanwhile: a run committed at a better position (a higher
+    // priority, a run put back) after this claim's snapshot, or a lane's runs this claim filtered out and whose slot
+    // was released meanwhile (the release took the skip floor the claim set), would stay behind the hint until the next
+    // claim from the head (up to kFullClaimEvery claims later) while the rest of the queue went first.
     if (hinted && from_hint == 0 && n > 0) {
         // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
         // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
-        // claim would pay a useless hinted query first.
-        uint64 seen = static_cast<uint64>(shared_hint);  // only if no other worker moved it meanwhile
-        (void)pg_atomic_compare_exchange_u64(&st->claim_hint, &seen, static_cast<uint64>(top + 1));
-    } else {
-        while (static_cast<int64>(cur) < top + 1 && !pg_atomic_compare_exchange_u64(&st->claim_hint, &cur, top + 1)) {
-        }
+        // claim would pay a useless hinted query first. Only if no other worker moved it meanwhile.
+        shared::raise_claim_hint(static_cast<uint64>(top + 1), lowerings, static_cast<uint64>(shared_hint));
+    } else if (static_cast<int64>(pg_atomic_read_u64(&st->claim_hint)) < top + 1) {
+        shared::raise_claim_hint(static_cast<uint64>(top + 1), lowerings);
     }
-    // A lane release during this claim may have taken the skip floor this claim set (lanes::full_lanes) and moved the
-    // hint back to it before the move up above: the runs this claim filtered out would be left behind the hint with
-    // no floor to bring it back. Claims start here again instead.
-    if (hinted && lanes::floor_releases() != floor_releases) shared::lower_claim_hint_to(static_cast<uint64>(hint));
     // keep the batch in queue order
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && queue_position(runs[j - 1], version) > queue_position(runs[j], version); j--)

@@ -253,5 +253,38 @@ pw_check_sql "a batch cut by a commit: its unstarted runs keep their turn (prior
       WHERE p_prio IS NOT NULL AND (priority > p_prio OR (priority = p_prio AND id < p_id))"
 pw_check_sql "... and the batch was really cut (the first transaction ran 48 runs)" 48 \
     "SELECT count(*) FROM steplog WHERE pipeline = 'prio2' AND x = (SELECT x FROM steplog WHERE pipeline = 'prio2' ORDER BY s LIMIT 1)"
+# ------------------------------------------------------------------ high priority while a backlog drains (2 workers)
+# A run committed at a better position lowers the shared claim hint to it (commit_notes::publish). A claim that began
+# before that commit and ended after it used to put the hint back past its own batch: the run then waited for a claim
+# from the head of the queue (every 16th claim, or when a hinted claim finds nothing) while the backlog went first.
+# Each high-priority run must start once the claims in flight at its commit are done: with 2 workers claiming 4 runs
+# at a time, a few batches, not the ~16 claims to the next head claim.
+pw_retry 20 pw_set_conf pipeline_worker.workers 2 >/dev/null
+pw_wait_workers 2 20 >/dev/null || pw_fail "workers did not go up to 2"
+pw_set_conf pipeline_worker.claim_batch 4 >/dev/null || pw_fail "claim_batch not set"
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('drain', '[{"name": "s", "function": "fl_step"}]');
+CREATE TABLE hi_commits (run_id bigint, committed timestamptz);
+SELECT count(*) FROM pipeline_worker.create_runs('drain', (SELECT jsonb_agg(jsonb_build_object('k', i)) FROM generate_series(1, 30000) i));
+SQL
+pw_wait_sql t 30 "SELECT count(*) >= 500 FROM steplog WHERE pipeline = 'drain'" >/dev/null || pw_fail "the drain did not start"
+for i in $(seq 1 60); do
+    # the run's commit, then the moment after it: backlog runs that start later had no head start
+    pw_psql >/dev/null <<SQL
+SELECT pipeline_worker.create_run('drain', '{"k": "high"}', priority => 5) AS hi \gset
+INSERT INTO hi_commits VALUES (:hi, clock_timestamp());
+SQL
+    sleep 0.05
+done
+pw_wait_sql 0 20 "SELECT count(*) FROM hi_commits h WHERE NOT EXISTS (SELECT FROM steplog l WHERE l.run_id = h.run_id)" >/dev/null ||
+    pw_fail "high-priority runs did not all start"
+lags=$(pw_psql -c "SELECT string_agg(n::text, ' ' ORDER BY n DESC) FROM (SELECT (SELECT count(*) FROM steplog l
+         WHERE l.pipeline = 'drain' AND l.k <> 'high' AND l.s > h.committed AND l.s < hs.s) n
+         FROM hi_commits h JOIN steplog hs ON hs.run_id = h.run_id) x")
+pw_info "backlog runs started after each high-priority run's commit, before it: $lags"
+pw_check "every high-priority run started within a few claims of its commit (< 24 backlog runs between)" t \
+    "$(pw_psql -c "SELECT max(n) < 24 FROM unnest('{${lags// /,}}'::int[]) n")"
+pw_psql -c "SELECT count(pipeline_worker.cancel_run(id)) FROM pipeline_worker.runs WHERE pipeline = 'drain' AND status = 'pending'" >/dev/null
+pw_wait_all_finished 30
 pw_check_sql "no effect repeated anywhere" 0 "SELECT count(*) FROM (SELECT run_id FROM steplog GROUP BY 1 HAVING count(*) > 1) d"
 pw_finish
