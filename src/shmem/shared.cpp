@@ -363,18 +363,31 @@ void lower_claim_hint_to(uint64 position) {
     SpinLockRelease(&d->hint_lock);
 }
 
-uint64 hint_lowerings() {
+uint64 read_claim_hint(uint64 *lowerings) {
+    // (under the lock: read without it, a weakly ordered CPU could show the new count with the old hint)
     DbState *d = db();
-    return d == nullptr ? 0 : pg_atomic_read_u64(&d->hint_lowerings);
+    if (d == nullptr) return *lowerings = 0;
+    SpinLockAcquire(&d->hint_lock);
+    uint64 hint = pg_atomic_read_u64(&d->claim_hint);
+    *lowerings = pg_atomic_read_u64(&d->hint_lowerings);
+    SpinLockRelease(&d->hint_lock);
+    return hint;
 }
 
-void raise_claim_hint(uint64 position, uint64 lowerings, uint64 from) {
+void raise_claim_hint(uint64 position, uint64 lowerings) {
     DbState *d = db();
     if (d == nullptr) return;
     SpinLockAcquire(&d->hint_lock);
-    uint64 cur = pg_atomic_read_u64(&d->claim_hint);
-    if (pg_atomic_read_u64(&d->hint_lowerings) == lowerings && (from == UINT64_MAX ? cur < position : cur == from))
+    if (pg_atomic_read_u64(&d->hint_lowerings) == lowerings && pg_atomic_read_u64(&d->claim_hint) < position)
         pg_atomic_write_u64(&d->claim_hint, position);
+    SpinLockRelease(&d->hint_lock);
+}
+
+void drop_claim_hint(uint64 from, uint64 position) {
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
+    if (pg_atomic_read_u64(&d->claim_hint) == from) pg_atomic_write_u64(&d->claim_hint, position);
     SpinLockRelease(&d->hint_lock);
 }
 

@@ -137,12 +137,16 @@ uint64 priority_start(int priority);
 // counts the move (hint_lowerings).
 void lower_claim_hint_to(uint64 position);
 void reset_claim_hint();  // the next claim starts at the head of the queue
-// Moves back so far: a claim reads it before the hint, and moves the hint after it only if no move back came in
-// between -- one that did may be for runs its snapshot did not see, which the move would leave behind the hint.
-uint64 hint_lowerings();
-// After a claim: moves the hint up to `position` if it is below it, or only if it is exactly `from` when `from` is not
-// UINT64_MAX -- and in both cases only if the hint was not moved back since `lowerings` was read.
-void raise_claim_hint(uint64 position, uint64 lowerings, uint64 from = UINT64_MAX);
+// Before a claim: the hint, and *lowerings the moves back so far (read together, under hint_lock). The claim moves the
+// hint after it only if no move back came in between: one that did may be for runs its snapshot did not see, which
+// the move would leave behind the hint.
+uint64 read_claim_hint(uint64 *lowerings);
+// After a claim: moves the hint up to `position` if it is below it -- only if the hint was not moved back since
+// read_claim_hint returned `lowerings`.
+void raise_claim_hint(uint64 position, uint64 lowerings);
+// After a claim that found runs only below the hint: moves it down from `from` to `position`, only if it is still
+// `from` (no other worker moved it meanwhile).
+void drop_claim_hint(uint64 from, uint64 position);
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
 // position the transaction puts runs at (0: not known -- at the head).

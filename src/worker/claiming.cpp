@@ -41,8 +41,8 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     int version = store::schema_version();
     *version_out = version;
     shared::DbState *st = shared::db();  // a worker's database is always served
-    uint64 lowerings = shared::hint_lowerings();  // (before the hint: see raise_claim_hint)
-    int64 shared_hint = static_cast<int64>(pg_atomic_read_u64(&st->claim_hint));
+    uint64 lowerings;  // (see raise_claim_hint)
+    int64 shared_hint = static_cast<int64>(shared::read_claim_hint(&lowerings));
     int64 hint = shared_hint;
     // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
     // no higher than where it puts them (at the head when that is not known).
@@ -77,8 +77,8 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     if (hinted && from_hint == 0 && n > 0) {
         // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
         // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
-        // claim would pay a useless hinted query first. Only if no other worker moved it meanwhile.
-        shared::raise_claim_hint(static_cast<uint64>(top + 1), lowerings, static_cast<uint64>(shared_hint));
+        // claim would pay a useless hinted query first.
+        shared::drop_claim_hint(static_cast<uint64>(shared_hint), static_cast<uint64>(top + 1));
     } else if (static_cast<int64>(pg_atomic_read_u64(&st->claim_hint)) < top + 1) {
         shared::raise_claim_hint(static_cast<uint64>(top + 1), lowerings);
     }
