@@ -112,9 +112,17 @@ pw_check "same workers after random cancels" "$pids" "$(pw_worker_pids)"
 
 # cancelling one run must not disturb another: A and B are submitted together, B is cancelled
 # while A's step is executing (if one worker claimed both, B waits behind A in that worker).
-# Fast runs first, so that workers that size their claim batches by recent run times batch now.
-pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i))) FROM generate_series(1, 100) i" >/dev/null
+# Fast runs first, so that workers that size their claim batches by recent run times batch now -- every worker:
+# one claimed at a time, so that each executes its share. (With batches, one worker could get a handful of the fast
+# runs and keep its average near the 150 ms runs above: a batch of exactly 2 takes A and B together and releases
+# nothing, being full -- once in CI, 2026-12-04.) A batch drained the queue with idle workers left: B goes to one.
+pw_set_conf pipeline_worker.claim_batch 1 >/dev/null || pw_fail "claim_batch not set"
+last=$(pw_psql -c "SELECT max(id) FROM pipeline_worker.runs")
+pw_psql -c "SELECT count(pipeline_worker.create_run('p1', jsonb_build_object('n', i))) FROM generate_series(1, 150) i" >/dev/null
 pw_wait_all_finished 20
+pw_check_sql "each worker executed some of the fast runs" 3 \
+    "SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id > $last"
+pw_reset_conf pipeline_worker.claim_batch
 start=$(pw_now)
 ids=$(pw_create_runs p1 '{"n": 1, "sleep": 2, "tag": "keep"}' '{"n": 2, "sleep": 2, "tag": "drop"}')
 a=$(echo "$ids" | sed -n 1p); b=$(echo "$ids" | sed -n 2p)
