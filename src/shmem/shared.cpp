@@ -59,7 +59,7 @@ void startup_hook() {
             pg_atomic_init_u32(&d->wanted, 0);
             pg_atomic_init_u32(&d->recovery_needed, 0);
             pg_atomic_init_u64(&d->claim_hint, 0);
-            pg_atomic_init_u64(&d->hint_lowerings, 0);
+            d->hint_lowerings = 0;
             SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
             pg_atomic_init_u64(&d->last_claim, 0);
@@ -359,7 +359,7 @@ void lower_claim_hint_to(uint64 position) {
     SpinLockAcquire(&d->hint_lock);
     if (pg_atomic_read_u64(&d->claim_hint) > position) pg_atomic_write_u64(&d->claim_hint, position);
     // (counted even when the hint is already lower: a claim in flight may be about to move it past `position`)
-    pg_atomic_write_u64(&d->hint_lowerings, pg_atomic_read_u64(&d->hint_lowerings) + 1);
+    d->hint_lowerings++;
     SpinLockRelease(&d->hint_lock);
 }
 
@@ -369,7 +369,7 @@ uint64 read_claim_hint(uint64 *lowerings) {
     if (d == nullptr) return *lowerings = 0;
     SpinLockAcquire(&d->hint_lock);
     uint64 hint = pg_atomic_read_u64(&d->claim_hint);
-    *lowerings = pg_atomic_read_u64(&d->hint_lowerings);
+    *lowerings = d->hint_lowerings;
     SpinLockRelease(&d->hint_lock);
     return hint;
 }
@@ -378,7 +378,7 @@ void raise_claim_hint(uint64 position, uint64 lowerings) {
     DbState *d = db();
     if (d == nullptr) return;
     SpinLockAcquire(&d->hint_lock);
-    if (pg_atomic_read_u64(&d->hint_lowerings) == lowerings && pg_atomic_read_u64(&d->claim_hint) < position)
+    if (d->hint_lowerings == lowerings && pg_atomic_read_u64(&d->claim_hint) < position)
         pg_atomic_write_u64(&d->claim_hint, position);
     SpinLockRelease(&d->hint_lock);
 }

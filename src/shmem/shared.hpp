@@ -45,8 +45,9 @@ struct DbState {
                                        // database, or left by a worker that was moved): cleared by the next claim
     pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once
     pg_atomic_uint64 claim_hint;       // just past the highest queue key claimed: where hinted claims start
-    pg_atomic_uint64 hint_lowerings;   // times the hint was moved back (under hint_lock, with the move)
-    slock_t hint_lock;                 // a move back and a claim's move up are each one step (raise_claim_hint)
+    slock_t hint_lock;                 // claim_hint's writes, and hint_lowerings: a move back and a claim's move up
+                                       // are each one step (raise_claim_hint)
+    uint64 hint_lowerings;             // times the hint was moved back (under hint_lock, with the move)
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then

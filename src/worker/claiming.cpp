@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/queue.hpp"
 
