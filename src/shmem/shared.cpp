@@ -59,6 +59,7 @@ void startup_hook() {
             pg_atomic_init_u32(&d->wanted, 0);
             pg_atomic_init_u32(&d->recovery_needed, 0);
             pg_atomic_init_u64(&d->claim_hint, 0);
+            pg_atomic_init_u64(&d->claim_top, 0);
             d->hint_lowerings = 0;
             SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
@@ -137,6 +138,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u32(&d->recovery_needed, 1);  // its first worker sweeps (runs of a previous life)
         pg_atomic_write_u32(&d->fresh_lanes, 1);      // ... and puts back the runs parked by limits before
         pg_atomic_write_u64(&d->claim_hint, 0);
+        pg_atomic_write_u64(&d->claim_top, 0);
         pg_atomic_write_u64(&d->next_retry_due, 1);  // ... and runs the timer (delayed runs, schedules)
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
@@ -380,15 +382,30 @@ void raise_claim_hint(uint64 position, uint64 lowerings) {
     SpinLockAcquire(&d->hint_lock);
     if (d->hint_lowerings == lowerings && pg_atomic_read_u64(&d->claim_hint) < position)
         pg_atomic_write_u64(&d->claim_hint, position);
+    if (pg_atomic_read_u64(&d->claim_top) < position) pg_atomic_write_u64(&d->claim_top, position);
     SpinLockRelease(&d->hint_lock);
 }
 
 void drop_claim_hint(uint64 from, uint64 position) {
     DbState *d = db();
-    if (d == nullptr) return;
+    if (d == nullptr || position >= from) return;
     SpinLockAcquire(&d->hint_lock);
     if (pg_atomic_read_u64(&d->claim_hint) == from) pg_atomic_write_u64(&d->claim_hint, position);
+    if (pg_atomic_read_u64(&d->claim_top) == from) pg_atomic_write_u64(&d->claim_top, position);
     SpinLockRelease(&d->hint_lock);
+}
+
+void raise_claim_top(uint64 position) {
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
+    if (pg_atomic_read_u64(&d->claim_top) < position) pg_atomic_write_u64(&d->claim_top, position);
+    SpinLockRelease(&d->hint_lock);
+}
+
+uint64 claim_top() {
+    DbState *d = db();
+    return d == nullptr ? 0 : pg_atomic_read_u64(&d->claim_top);
 }
 
 void begin_reorder(uint64 from) {

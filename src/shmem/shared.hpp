@@ -44,7 +44,9 @@ struct DbState {
     pg_atomic_uint32 wanted;           // work may wait with no worker to see it (committed while none served the
                                        // database, or left by a worker that was moved): cleared by the next claim
     pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once
-    pg_atomic_uint64 claim_hint;       // just past the highest queue key claimed: where hinted claims start
+    pg_atomic_uint64 claim_hint;       // where hinted claims start: just past the highest queue key claimed, or lower
+                                       // where runs were committed or put back behind it since (moved back)
+    pg_atomic_uint64 claim_top;        // just past the highest queue key claimed (claim_hint without the moves back)
     slock_t hint_lock;                 // claim_hint's writes, and hint_lowerings: a move back and a claim's move up
                                        // are each one step (raise_claim_hint)
     uint64 hint_lowerings;             // times the hint was moved back (under hint_lock, with the move)
@@ -142,12 +144,15 @@ void reset_claim_hint();  // the next claim starts at the head of the queue
 // hint after it only if no move back came in between: one that did may be for runs its snapshot did not see, which
 // the move would leave behind the hint.
 uint64 read_claim_hint(uint64 *lowerings);
-// After a claim: moves the hint up to `position` if it is below it -- only if the hint was not moved back since
-// read_claim_hint returned `lowerings`.
+// After a claim that scanned from the hint: moves the hint up to `position` if it is below it -- only if the hint was
+// not moved back since read_claim_hint returned `lowerings` -- and claim_top too (whatever the moves back).
 void raise_claim_hint(uint64 position, uint64 lowerings);
-// After a claim that found runs only below the hint: moves it down from `from` to `position`, only if it is still
-// `from` (no other worker moved it meanwhile).
+// After a claim that started at claim_top (it left the moved-back part for later): moves only claim_top up.
+void raise_claim_top(uint64 position);
+// After a claim that found runs only below the hint: moves it and claim_top down to `position` where they are still
+// `from` (no other worker moved them meanwhile) and above it.
 void drop_claim_hint(uint64 from, uint64 position);
+uint64 claim_top();
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
 // position the transaction puts runs at (0: not known -- at the head).

@@ -25,9 +25,13 @@ namespace {
 // at once, so no run waits for a walk when the workers run out of work.
 constexpr int kFullClaimEvery = 16;
 constexpr int kHeadClaimCostShare = 50;
+constexpr int kLowClaimCostShare = 10;
+constexpr int64 kLowClaimSlowUs = 5000;
 int claims_since_full = 0;
 int64 last_head_us = 0;          // how long this worker's last head claim took
 TimestampTz last_head_end = 0;   // and when it ended
+int64 last_low_us = 0;           // the same for its last claim from a hint moved back below claim_top
+TimestampTz last_low_end = 0;
 
 bool periodic_head_claim_due() {
     if (claims_since_full < kFullClaimEvery) return false;
@@ -46,12 +50,30 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
     // no higher than where it puts them (at the head when that is not known).
     uint64 reorder_from = shared::reorder_floor();
-    if (reorder_from < static_cast<uint64>(hint)) hint = static_cast<int64>(reorder_from);
+    bool reordering = reorder_from < static_cast<uint64>(hint);
+    if (reordering) hint = static_cast<int64>(reorder_from);
+    // The hint moved back below claim_top (runs committed or put back behind it): a claim from there walks the queue's
+    // entries between the two -- with a snapshot held open, those of every run claimed since it was taken. Once such a
+    // claim took kLowClaimSlowUs or more, they take at most 1/kLowClaimCostShare of a worker's time (the next waits
+    // 10 times as long as the last took); the claims between start at claim_top and leave the hint where it is.
+    // (Moves back coming faster than such a walk takes kept every claim walking: a priority run every 10 ms during a
+    // 200,000-run drain with a snapshot held took > 300 s instead of 7 -- the 2026-12-04 note on issue 12.) Cheaper
+    // walks (no snapshot held) are never put off: runs moved back keep their turn exactly.
+    int64 top_mark = static_cast<int64>(shared::claim_top());
+    bool behind = hint < top_mark && !reordering;
+    bool walked_lately = GetCurrentTimestamp() - last_low_end < kLowClaimCostShare * last_low_us;
+    if (behind && last_low_us >= kLowClaimSlowUs && walked_lately) hint = top_mark;
+    bool from_low = hint == shared_hint || reordering;  // this claim scans the part the hint was moved back over
     bool hinted = hint > 0 && !periodic_head_claim_due();
     int n = 0;
     if (hinted) {
+        TimestampTz low_start = GetCurrentTimestamp();
         n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
         claims_since_full++;
+        if (behind && from_low) {
+            last_low_end = GetCurrentTimestamp();
+            last_low_us = last_low_end - low_start;
+        }
     }
     int from_hint = n;
     // From the head only when the hinted claim found nothing, or every kFullClaimEvery claims: a claim that
@@ -64,6 +86,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         claims_since_full = 0;
         last_head_end = GetCurrentTimestamp();
         last_head_us = last_head_end - head_start;
+        from_low = true;  // (the head claim covered everything below where the hinted one started)
     }
     if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
     if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
@@ -77,9 +100,11 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         // Nothing at or past the hint, work below it: ids restarted (extension re-created, table truncated) or
         // only older runs are left. Move the hint down (a hint too low only costs a longer scan); otherwise every
         // claim would pay a useless hinted query first.
-        shared::drop_claim_hint(static_cast<uint64>(shared_hint), static_cast<uint64>(top + 1));
-    } else if (static_cast<int64>(pg_atomic_read_u64(&st->claim_hint)) < top + 1) {
+        shared::drop_claim_hint(static_cast<uint64>(hint), static_cast<uint64>(top + 1));
+    } else if (n > 0 && from_low) {
         shared::raise_claim_hint(static_cast<uint64>(top + 1), lowerings);
+    } else if (n > 0 && top_mark < top + 1) {
+        shared::raise_claim_top(static_cast<uint64>(top + 1));
     }
     // keep the batch in queue order
     for (int i = 1; i < n; i++)
