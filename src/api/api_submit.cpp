@@ -85,12 +85,13 @@ void prepare_submission(Submission *s) {
                                 pg::role_name(GetUserId()))));
 }
 
-// At commit: wake workers, set the timer for a future run_at, move the claim hint for a high priority.
-void note_submitted(const Submission &s, int n) {
+// At commit: wake workers, set the timer for a future run_at, move the claim hint for a high priority. The runs are
+// queued at keys up to that of max_id (the queue's known end moves up to there).
+void note_submitted(const Submission &s, int n, int64 max_id) {
     if (s.has_run_at && s.run_at > GetCurrentTimestamp()) {
         notes::due_at(s.run_at);
     } else {
-        notes::runs_created(n);
+        notes::runs_created_upto(n, static_cast<uint64>(store::queue_key(s.priority, max_id)) + 1);
         notes::run_queued_with_priority(s.priority);
     }
 }
@@ -162,7 +163,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
             bool isnull;
             if (SPI_processed == 1) {
                 id = DatumGetInt64(col(0, 1, &isnull));
-                note_submitted(s, 1);
+                note_submitted(s, 1, id);
                 metrics::runs_created(s.pipeline);
                 break;
             }
@@ -334,7 +335,9 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
     if (nmissing > 0) existing_runs(ids, missing, nmissing, v[4], v[3], JsonbPGetDatum(inputs), keys);
     SPI_finish();
     if (inserted > 0) {
-        note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted));
+        int64 max_id = 0;
+        for (int i = 0; i < n; i++) max_id = ids[i] > max_id ? ids[i] : max_id;
+        note_submitted(s, static_cast<int>(inserted > 1000 ? 1000 : inserted), max_id);
         metrics::runs_created(s.pipeline, static_cast<int>(inserted));
     }
     for (int i = 0; i < n; i++) {

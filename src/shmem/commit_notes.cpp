@@ -18,6 +18,10 @@ bool extension = false;
 TimestampTz due = 0;
 int top_priority = INT_MIN;
 uint64 back_at = UINT64_MAX;  // the lowest queue position of the runs this transaction's commit puts back unstarted
+// The runs this transaction's commit makes claimable: all below queue key `added_upto` (0: none), unless some are at
+// positions not said (added_anywhere). The queue's known end moves up for them (shared::queue_extended).
+uint64 added_upto = 0;
+bool added_anywhere = false;
 // runs whose executors are told at commit (grown as needed, in TopMemoryContext; kept for the next transaction)
 int64 *cancels = nullptr;
 bool *cancels_broadcast = nullptr;
@@ -26,11 +30,24 @@ bool reorder_begun = false;  // shared::begin_reorder() at pre-commit, ended onc
 
 }  // namespace
 
-void runs_created(int n) {
+void add_created(int n) {
     if (n > 0 && created < INT_MAX / 2) created += n;
 }
 
-void queue_reordered() { reordered = true; }
+void runs_created(int n) {
+    add_created(n);
+    added_anywhere = true;
+}
+
+void runs_created_upto(int n, uint64 upto) {
+    add_created(n);
+    if (n > 0 && upto > added_upto) added_upto = upto;
+}
+
+void queue_reordered() {
+    reordered = true;
+    added_anywhere = true;
+}
 
 void runs_queued(uint64 n) {
     if (n == 0) return;
@@ -38,10 +55,11 @@ void runs_queued(uint64 n) {
     reordered = true;
 }
 
-void runs_queued_at(uint64 n, uint64 from) {
+void runs_queued_at(uint64 n, uint64 from, uint64 upto) {
     if (n == 0) return;
-    runs_created(static_cast<int>(n > 1000 ? 1000 : n));
-    run_back_at(from);
+    add_created(static_cast<int>(n > 1000 ? 1000 : n));
+    if (from < back_at) back_at = from;
+    if (upto > added_upto) added_upto = upto;
 }
 
 void due_at(TimestampTz at) {
@@ -54,6 +72,7 @@ void run_queued_with_priority(int priority) {
 
 void run_back_at(uint64 position) {
     if (position < back_at) back_at = position;
+    added_anywhere = true;
 }
 
 void wake_all_workers() {
@@ -114,6 +133,7 @@ void publish() {
         shared::interrupt_executor(cancels[i], cancels_broadcast[i]);
     }
     if (due != 0) shared::note_retry_due(due);
+    if (added_anywhere || created > 0) shared::queue_extended(added_anywhere ? 0 : added_upto);
     if (moves_hint()) shared::lower_claim_hint_to(hint_target());
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
@@ -132,6 +152,8 @@ void forget() {
     due = 0;
     top_priority = INT_MIN;
     back_at = UINT64_MAX;
+    added_upto = 0;
+    added_anywhere = false;
     ncancels = 0;
     parents = false;
     if (reorder_begun) shared::end_reorder();

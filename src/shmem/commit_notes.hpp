@@ -8,15 +8,18 @@
 
 namespace pw::notes {
 
+// n runs were created (at commit: up to n idle workers woken), at queue positions not said.
 void runs_created(int n = 1);
+// ... at queue keys below `upto` (the queue's known end moves up to there: shared::queue_extended).
+void runs_created_upto(int n, uint64 upto);
 // A run (or schedule) becomes due at this moment: the workers' timer is set for it at commit.
 void due_at(TimestampTz at);
 // n runs entered the queue where the claim hint may have passed (promoted, put back, recovered): wakes up to 1,000
 // workers' worth and makes the next claims start at the head. n may be 0.
 void runs_queued(uint64 n);
-// n runs entered the queue as runs_queued says, from queue position `from` on (the lowest of them): the claim hint
-// moves back to there, not to the head.
-void runs_queued_at(uint64 n, uint64 from);
+// n runs entered the queue as runs_queued says, from queue position `from` on (the lowest of them) to below `upto`:
+// the claim hint moves back to there, not to the head, and the queue's known end up to `upto` (shared::queue_extended).
+void runs_queued_at(uint64 n, uint64 from, uint64 upto);
 // Runs entered the queue behind the workers' claim hint (promoted, put back): their next claim starts at the head.
 void queue_reordered();
 // A run of this priority was queued: a claim hint past its place in the queue moves back to it.

@@ -59,11 +59,15 @@ constexpr int kMaxPassedOver = 128;
 PassedOver passed[kMaxPassedOver];
 int npassed = 0;
 uint64 passed_overflow = UINT64_MAX;  // (more lanes than that: the lowest position of the rest, for the hint itself)
+uint64 passed_upto = 0;               // past the last run passed over (the queue's known end moves up to there)
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
 void apply_passed_over() {
-    if (npassed == 0) return;
+    if (npassed == 0) {
+        passed_upto = 0;
+        return;
+    }
     if (g_header != nullptr) {
         LWLockAcquire(g_header->lock, LW_SHARED);
         for (int i = 0; i < npassed; i++) {
@@ -72,9 +76,12 @@ void apply_passed_over() {
         }
         LWLockRelease(g_header->lock);
     }
+    // Unlocked now, claimable (when their lanes have room): past the queue's known end if a claim skipped them.
+    shared::queue_extended(passed_upto);
     // Lanes beyond the list have no floor: their runs, unlocked now, bring the claim hint back themselves.
     if (passed_overflow != UINT64_MAX) shared::lower_claim_hint_to(passed_overflow);
     passed_overflow = UINT64_MAX;
+    passed_upto = 0;
     npassed = 0;
 }
 
@@ -244,8 +251,9 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
     return *npipelines + *nkeys > 0;
 }
 
-void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from) {
+void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from, uint64 upto) {
     if (g_header == nullptr) return;
+    if (upto > passed_upto) passed_upto = upto;
     Tag tags[2];
     int n = 0;
     if (pipeline_lane) tags[n++] = make_tag(pipeline_id, false, 0);

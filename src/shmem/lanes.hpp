@@ -50,8 +50,10 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
 // per slot to put runs back, instead of a walk over the backlog per claim).
 void park_backlogs(const int64 *pipelines, int n);
 // A claim starting at queue position from left runs of these lanes queued (one run per lane and claim), locked by
-// this transaction: once it ends, the lanes' next release moves the claim hint back to from, as for full_lanes.
-void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from);
+// this transaction: once it ends, the lanes' next release moves the claim hint back to from, as for full_lanes --
+// and the queue's known end moves up to `upto` (past the claim's last run) at once: a claim that skipped them locked
+// may have put it below them (shared::queue_extended).
+void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from, uint64 upto);
 
 // The extension's instance in this database (pipeline_worker.runs' oid), set whenever the schema is looked up:
 // lanes of a dropped and re-created extension are distinct.

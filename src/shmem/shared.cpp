@@ -61,6 +61,10 @@ void startup_hook() {
             pg_atomic_init_u64(&d->claim_hint, 0);
             pg_atomic_init_u64(&d->claim_top, 0);
             d->hint_lowerings = 0;
+            d->queue_end = 0;
+            d->queue_end_until = 0;
+            d->queue_additions = 0;
+            d->queue_forgets = 0;
             SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
             pg_atomic_init_u64(&d->last_claim, 0);
@@ -139,6 +143,10 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u32(&d->fresh_lanes, 1);      // ... and puts back the runs parked by limits before
         pg_atomic_write_u64(&d->claim_hint, 0);
         pg_atomic_write_u64(&d->claim_top, 0);
+        SpinLockAcquire(&d->hint_lock);
+        d->queue_end = 0;  // (not known: the database's runs are new to this entry)
+        d->queue_forgets++;
+        SpinLockRelease(&d->hint_lock);
         pg_atomic_write_u64(&d->next_retry_due, 1);  // ... and runs the timer (delayed runs, schedules)
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
@@ -365,15 +373,53 @@ void lower_claim_hint_to(uint64 position) {
     SpinLockRelease(&d->hint_lock);
 }
 
-uint64 read_claim_hint(uint64 *lowerings) {
+uint64 read_claim_hint(uint64 *lowerings, TimestampTz now, QueueEnd *q) {
     // (under the lock: read without it, a weakly ordered CPU could show the new count with the old hint)
     DbState *d = db();
+    *q = QueueEnd{0, 0, 0};
     if (d == nullptr) return *lowerings = 0;
     SpinLockAcquire(&d->hint_lock);
     uint64 hint = pg_atomic_read_u64(&d->claim_hint);
     *lowerings = d->hint_lowerings;
+    q->additions = d->queue_additions;
+    q->forgets = d->queue_forgets;
+    if (d->queue_end_until > now) q->end = d->queue_end;
     SpinLockRelease(&d->hint_lock);
     return hint;
+}
+
+void note_queue_end(uint64 end, const QueueEnd &q, TimestampTz trusted_until) {
+    constexpr uint64 kRing = sizeof(DbState::added_upto) / sizeof(uint64);
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
+    if (d->queue_forgets == q.forgets && d->queue_additions - q.additions <= kRing) {
+        for (uint64 a = q.additions; a != d->queue_additions; a++)
+            if (d->added_upto[a % kRing] > end) end = d->added_upto[a % kRing];
+        if (trusted_until != 0) {
+            d->queue_end = end;
+            d->queue_end_until = trusted_until;
+        } else if (d->queue_end != 0 && end < d->queue_end) {
+            d->queue_end = end;  // (still trusted as long as the end it started from)
+        }
+    }
+    SpinLockRelease(&d->hint_lock);
+}
+
+void queue_extended(uint64 upto) {
+    constexpr uint64 kRing = sizeof(DbState::added_upto) / sizeof(uint64);
+    DbState *d = db();
+    if (d == nullptr) return;
+    SpinLockAcquire(&d->hint_lock);
+    if (upto == 0) {
+        d->queue_forgets++;
+        d->queue_end = 0;
+    } else {
+        d->added_upto[d->queue_additions % kRing] = upto;
+        if (d->queue_end != 0 && d->queue_end < upto) d->queue_end = upto;
+    }
+    d->queue_additions++;
+    SpinLockRelease(&d->hint_lock);
 }
 
 void raise_claim_hint(uint64 position, uint64 lowerings) {

@@ -50,6 +50,12 @@ struct DbState {
     slock_t hint_lock;                 // claim_hint's writes, and hint_lowerings: a move back and a claim's move up
                                        // are each one step (raise_claim_hint)
     uint64 hint_lowerings;             // times the hint was moved back (under hint_lock, with the move)
+    uint64 queue_end;                  // (under hint_lock) no run past this queue key can be claimed, as far as a
+                                       // claim that reached the end of the queue saw since: 0 not known
+    TimestampTz queue_end_until;       // (under hint_lock) queue_end is trusted until then
+    uint64 queue_additions;            // (under hint_lock) commits that made runs claimable (queue_extended) ...
+    uint64 queue_forgets;              // ... of them at positions not said (the end is not known after them)
+    uint64 added_upto[16];             // (under hint_lock) where the last 16 additions ended, by queue_additions % 16
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
@@ -143,7 +149,23 @@ void reset_claim_hint();  // the next claim starts at the head of the queue
 // Before a claim: the hint, and *lowerings the moves back so far (read together, under hint_lock). The claim moves the
 // hint after it only if no move back came in between: one that did may be for runs its snapshot did not see, which
 // the move would leave behind the hint.
-uint64 read_claim_hint(uint64 *lowerings);
+// With it, what is known of the queue's end (QueueEnd::end: the queue key from which no run can be claimed; 0: not
+// known, or no longer trusted at `now`), and the commits so far that made runs claimable (see note_queue_end).
+struct QueueEnd {
+    uint64 end;
+    uint64 additions;
+    uint64 forgets;
+};
+uint64 read_claim_hint(uint64 *lowerings, TimestampTz now, QueueEnd *q);
+// After a claim that scanned to the end of its range and found nothing claimable from `end` on: records it, moved up
+// past the runs of the commits that made runs claimable since read_claim_hint filled `q` (its snapshot may not have
+// seen them) -- not at all if one of them did not say where, or they were too many to remember. `trusted_until` set:
+// the scan went to the end of the queue, and the end is trusted until then; 0: the scan stopped at the known end,
+// which it can only move down.
+void note_queue_end(uint64 end, const QueueEnd &q, TimestampTz trusted_until);
+// A commit made runs claimable at queue keys below `upto` (0: anywhere): the known end moves up to there (is
+// forgotten). Before the claim hint is moved back for them.
+void queue_extended(uint64 upto);
 // After a claim that scanned from the hint: moves the hint up to `position` if it is below it -- only if the hint was
 // not moved back since read_claim_hint returned `lowerings` -- and claim_top too (whatever the moves back).
 void raise_claim_hint(uint64 position, uint64 lowerings);

@@ -82,21 +82,24 @@ int park_lane_behind(int64 pipeline_id, int64 after) {
 
 int last_parked = 0;
 int limited_claimed = 0;
+bool scan_exhausted = false;  // the last claim_queued's scan: see last_claim_exhausted
+int64 scan_last_key = 0;
 
 }  // namespace
 
 void note_requeued() {
     uint64 n = SPI_processed;
-    int64 from = PG_INT64_MAX;
+    int64 from = PG_INT64_MAX, upto = 0;
     for (uint64 i = 0; i < n; i++) {
         bool pnull, inull;
         int priority = DatumGetInt32(col(i, 1, &pnull));
         int64 id = DatumGetInt64(col(i, 2, &inull));
         int64 k = queue_key(pnull ? 0 : priority, id);
         if (!inull && k < from) from = k;
+        if (!inull && k + 1 > upto) upto = k + 1;
     }
     if (from == PG_INT64_MAX) notes::runs_queued(n);
-    else notes::runs_queued_at(n, static_cast<uint64>(from));
+    else notes::runs_queued_at(n, static_cast<uint64>(from), static_cast<uint64>(upto));
 }
 
 // After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
@@ -113,6 +116,11 @@ void unpark_all_limited() {
 }
 
 int limited_in_last_claim() { return limited_claimed; }
+
+bool last_claim_exhausted(int64 *last_key) {
+    *last_key = scan_last_key;
+    return scan_exhausted;
+}
 
 int take_parked_count() {
     int n = last_parked;
@@ -222,6 +230,11 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     int nseen = 0, admitted_limited = 0;
     bool pnull, inull;
     int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &pnull)), DatumGetInt64(col(0, 1, &inull))) : 0;
+    int64 last_key = n > 0 ? queue_key(DatumGetInt32(col(n - 1, 8, &pnull)), DatumGetInt64(col(n - 1, 1, &inull))) : 0;
+    // Fewer rows than asked for, and no lane filtered out: nothing else in the range could be claimed by this snapshot
+    // (but rows other transactions held: shared::note_queue_end).
+    scan_exhausted = n < max && nfp == 0 && nfk == 0;
+    scan_last_key = last_key;
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
         SPI_tuptable = rows;
@@ -254,7 +267,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             if (sp != nullptr || sk != nullptr) {
                 // Left queued, past this claim's first run (queue order): the lane's next release -- at the latest
                 // that of its run this claim admitted -- moves the claim hint back to there.
-                lanes::passed_over(pipeline_id, p->limits.any(), key_limited, key_hash, static_cast<uint64>(first_key));
+                lanes::passed_over(pipeline_id, p->limits.any(), key_limited, key_hash, static_cast<uint64>(first_key),
+                                   static_cast<uint64>(last_key) + 1);
                 continue;
             }
             lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,

@@ -33,6 +33,30 @@ TimestampTz last_head_end = 0;   // and when it ended
 int64 last_low_us = 0;           // the same for its last claim from a hint moved back below claim_top
 TimestampTz last_low_end = 0;
 
+// After a hinted claim from `hint`: what it learnt of the queue's end (shared::note_queue_end). A scan that reached
+// the end of its range saw nothing claimable past its last row; one that went to the end of the queue (none known)
+// makes the end trusted for kEndTrustShare times as long as it took (such walks take at most a fiftieth of the
+// workers' time), at most kEndTrustMaxUs -- the longest a run made claimable without a commit that says so (a row
+// another transaction held locked during the scan) may wait.
+constexpr int64 kEndTrustShare = 50;
+constexpr int64 kEndTrustMaxUs = USECS_PER_SEC;
+
+void note_end(int64 hint, const shared::QueueEnd &q, int version, TimestampTz start) {
+    uint64 known_end = q.end;
+    int64 last_key = 0;
+    if (version < 2) return;  // (0.1: no queue keys)
+    bool scanned = known_end == 0 || static_cast<uint64>(hint) < known_end;
+    if (scanned && !store::last_claim_exhausted(&last_key)) return;
+    uint64 end = last_key > 0 ? static_cast<uint64>(last_key) + 1 : static_cast<uint64>(hint);
+    if (known_end != 0) {
+        if (end < known_end) shared::note_queue_end(end, q, 0);
+        return;
+    }
+    TimestampTz now = GetCurrentTimestamp();
+    int64 trust = kEndTrustShare * (now - start);
+    shared::note_queue_end(end, q, now + (trust < kEndTrustMaxUs ? trust : kEndTrustMaxUs));
+}
+
 bool periodic_head_claim_due() {
     if (claims_since_full < kFullClaimEvery) return false;
     return GetCurrentTimestamp() - last_head_end >= kHeadClaimCostShare * last_head_us;
@@ -45,7 +69,9 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     *version_out = version;
     shared::DbState *st = shared::db();  // a worker's database is always served
     uint64 lowerings;  // (see raise_claim_hint)
-    int64 shared_hint = static_cast<int64>(shared::read_claim_hint(&lowerings));
+    shared::QueueEnd q;  // (see note_queue_end)
+    int64 shared_hint = static_cast<int64>(shared::read_claim_hint(&lowerings, GetCurrentTimestamp(), &q));
+    uint64 known_end = q.end;
     int64 hint = shared_hint;
     // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
     // no higher than where it puts them (at the head when that is not known).
@@ -68,7 +94,13 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     int n = 0;
     if (hinted) {
         TimestampTz low_start = GetCurrentTimestamp();
-        n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint);
+        // Not past the queue's known end (a claim found nothing there since, and no commit put runs there): its index
+        // entries are those of runs no longer queued -- with a snapshot held, entries that cannot be marked dead. A
+        // claim that did not fill its batch walked them all. At or past it: nothing to claim, no scan.
+        if (known_end == 0 || static_cast<uint64>(hint) < known_end)
+            n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint,
+                                  known_end != 0 ? static_cast<int64>(known_end) : PG_INT64_MAX);
+        note_end(hint, q, version, low_start);
         claims_since_full++;
         if (behind && from_low) {
             last_low_end = GetCurrentTimestamp();
