@@ -67,6 +67,7 @@ void startup_hook() {
             d->queue_forgets = 0;
             SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
+            pg_atomic_init_u64(&d->head_walks_after, 0);
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
@@ -148,6 +149,7 @@ DbState *attach_db(Oid dboid) {
         d->queue_forgets++;
         SpinLockRelease(&d->hint_lock);
         pg_atomic_write_u64(&d->next_retry_due, 1);  // ... and runs the timer (delayed runs, schedules)
+        pg_atomic_write_u64(&d->head_walks_after, 0);
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
@@ -452,6 +454,27 @@ void raise_claim_top(uint64 position) {
 uint64 claim_top() {
     DbState *d = db();
     return d == nullptr ? 0 : pg_atomic_read_u64(&d->claim_top);
+}
+
+bool begin_head_walk(TimestampTz now) {
+    DbState *d = db();
+    if (d == nullptr) return true;
+    uint64 after = pg_atomic_read_u64(&d->head_walks_after);
+    // (0: never put off -- such walks are cheap, several at once do no harm)
+    while (after != 0) {
+        if (static_cast<TimestampTz>(after) > now) {
+            note_retry_due(static_cast<TimestampTz>(after));  // a worker looks then
+            return false;
+        }
+        // One at a time: the one that starts puts the others off for a second, or until its end says otherwise.
+        if (pg_atomic_compare_exchange_u64(&d->head_walks_after, &after, static_cast<uint64>(now + USECS_PER_SEC)))
+            return true;
+    }
+    return true;
+}
+
+void end_head_walk(TimestampTz after) {
+    if (DbState *d = db()) pg_atomic_write_u64(&d->head_walks_after, static_cast<uint64>(after));
 }
 
 void begin_reorder(uint64 from) {

@@ -56,6 +56,7 @@ struct DbState {
     uint64 queue_additions;            // (under hint_lock) commits that made runs claimable (queue_extended) ...
     uint64 queue_forgets;              // ... of them at positions not said (the end is not known after them)
     uint64 added_upto[16];             // (under hint_lock) where the last 16 additions ended, by queue_additions % 16
+    pg_atomic_uint64 head_walks_after; // a look behind the hint (worker::claim_batch) waits until then (TimestampTz)
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
@@ -175,6 +176,11 @@ void raise_claim_top(uint64 position);
 // `from` (no other worker moved them meanwhile) and above it.
 void drop_claim_hint(uint64 from, uint64 position);
 uint64 claim_top();
+// Looks from the head of the queue after a hinted claim found nothing (worker::claim_batch): true if one may start now
+// -- and then the others wait until end_head_walk; false if they are put off, and a worker wakes when they may again.
+bool begin_head_walk(TimestampTz now);
+// After such a look: the next may start at `after` (0: at once).
+void end_head_walk(TimestampTz after);
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue
 // position the transaction puts runs at (0: not known -- at the head).

@@ -22,7 +22,8 @@ namespace {
 // before), and one session that keeps a snapshot -- a report, pg_dump, a client idle in a transaction, a
 // standby's feedback -- made each walk longer: a 300,000-run drain took 19 s instead of 5, reading 365 million
 // index entries (test/scripts/held_snapshot.sh). The claim that finds nothing past the hint still goes to the head
-// at once, so no run waits for a walk when the workers run out of work.
+// at once, so no run waits for a walk when the workers run out of work -- unless such a look was slow (see
+// look_behind below).
 constexpr int kFullClaimEvery = 16;
 constexpr int kHeadClaimCostShare = 50;
 constexpr int kLowClaimCostShare = 10;
@@ -111,7 +112,13 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     // From the head only when the hinted claim found nothing, or every kFullClaimEvery claims: a claim that
     // found work past the hint does not also pay a scan of the head (which steps over the index entries of
     // runs finished since the last vacuum -- the cost that dominated the wake-up at low rates).
-    if (n == 0 || !hinted) {
+    // The hinted claim found nothing: below the hint are only runs whose commit did not move it back (a create_run
+    // committed late, behind runs claimed meanwhile). Once such a look found nothing and took kLowClaimSlowUs or
+    // more -- with a snapshot held open it reads the entry of every run claimed since -- the next waits 10 times as
+    // long as it took, for every worker (one looks then: shared::begin_head_walk). Workers woken for a run another
+    // one took first each made that walk (a limited pipeline's drain).
+    bool look_behind = hinted && n == 0;
+    if ((n == 0 || !hinted) && (!look_behind || shared::begin_head_walk(GetCurrentTimestamp()))) {
         // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
         TimestampTz head_start = GetCurrentTimestamp();
         n += store::claim_runs(batch - n, InvalidOid, runs + n, ctx, false, 0, hinted ? hint : PG_INT64_MAX);
@@ -119,6 +126,9 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         last_head_end = GetCurrentTimestamp();
         last_head_us = last_head_end - head_start;
         from_low = true;  // (the head claim covered everything below where the hinted one started)
+        if (look_behind)
+            shared::end_head_walk(n == 0 && last_head_us >= kLowClaimSlowUs ? last_head_end + kLowClaimCostShare * last_head_us
+                                                                            : 0);
     }
     if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
     if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
