@@ -44,6 +44,10 @@ void runs_created_upto(int n, uint64 upto) {
     if (n > 0 && upto > added_upto) added_upto = upto;
 }
 
+void queued_runs_locked(uint64 upto) {
+    if (upto > added_upto) added_upto = upto;
+}
+
 void queue_reordered() {
     reordered = true;
     added_anywhere = true;
@@ -77,6 +81,7 @@ void run_back_at(uint64 position) {
 
 void wake_all_workers() {
     created = INT_MAX / 2;
+    added_anywhere = true;  // (runs made claimable elsewhere: the queue's known end is forgotten)
     extension = true;
 }
 
@@ -133,7 +138,7 @@ void publish() {
         shared::interrupt_executor(cancels[i], cancels_broadcast[i]);
     }
     if (due != 0) shared::note_retry_due(due);
-    if (added_anywhere || created > 0) shared::queue_extended(added_anywhere ? 0 : added_upto);
+    if (added_anywhere || created > 0 || added_upto > 0) shared::queue_extended(added_anywhere ? 0 : added_upto);
     if (moves_hint()) shared::lower_claim_hint_to(hint_target());
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();

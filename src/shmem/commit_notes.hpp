@@ -12,6 +12,9 @@ namespace pw::notes {
 void runs_created(int n = 1);
 // ... at queue keys below `upto` (the queue's known end moves up to there: shared::queue_extended).
 void runs_created_upto(int n, uint64 upto);
+// Queued runs at keys below `upto` were row-locked by this transaction and stay queued: a claim meanwhile skipped them
+// (SKIP LOCKED), and may have put the queue's known end before them. It moves up past them at commit.
+void queued_runs_locked(uint64 upto);
 // A run (or schedule) becomes due at this moment: the workers' timer is set for it at commit.
 void due_at(TimestampTz at);
 // n runs entered the queue where the claim hint may have passed (promoted, put back, recovered): wakes up to 1,000

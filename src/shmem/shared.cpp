@@ -385,7 +385,7 @@ uint64 read_claim_hint(uint64 *lowerings, TimestampTz now, QueueEnd *q) {
     *lowerings = d->hint_lowerings;
     q->additions = d->queue_additions;
     q->forgets = d->queue_forgets;
-    if (d->queue_end_until > now) q->end = d->queue_end;
+    if (d->queue_end_until > now && d->queue_end_until - now <= kQueueEndTrustMaxUs) q->end = d->queue_end;
     SpinLockRelease(&d->hint_lock);
     return hint;
 }
@@ -462,12 +462,13 @@ bool begin_head_walk(TimestampTz now) {
     uint64 after = pg_atomic_read_u64(&d->head_walks_after);
     // (0: never put off -- such walks are cheap, several at once do no harm)
     while (after != 0) {
-        if (static_cast<TimestampTz>(after) > now) {
+        TimestampTz at = static_cast<TimestampTz>(after);
+        if (at > now && at - now <= kHeadWalkWaitMaxUs) {
             note_retry_due(static_cast<TimestampTz>(after));  // a worker looks then
             return false;
         }
         // One at a time: the one that starts puts the others off for a second, or until its end says otherwise.
-        if (pg_atomic_compare_exchange_u64(&d->head_walks_after, &after, static_cast<uint64>(now + USECS_PER_SEC)))
+        if (pg_atomic_compare_exchange_u64(&d->head_walks_after, &after, static_cast<uint64>(now + kHeadWalkWaitMaxUs)))
             return true;
     }
     return true;

@@ -157,6 +157,10 @@ struct QueueEnd {
     uint64 additions;
     uint64 forgets;
 };
+// The longest the queue's end is trusted, and the longest a look behind the hint is put off (a moment further away
+// than that -- the clock was set back -- counts as passed).
+constexpr int64 kQueueEndTrustMaxUs = USECS_PER_SEC;
+constexpr int64 kHeadWalkWaitMaxUs = USECS_PER_SEC;
 uint64 read_claim_hint(uint64 *lowerings, TimestampTz now, QueueEnd *q);
 // After a claim that scanned to the end of its range and found nothing claimable from `end` on: records it, moved up
 // past the runs of the commits that made runs claimable since read_claim_hint filled `q` (its snapshot may not have
@@ -177,9 +181,10 @@ void raise_claim_top(uint64 position);
 void drop_claim_hint(uint64 from, uint64 position);
 uint64 claim_top();
 // Looks from the head of the queue after a hinted claim found nothing (worker::claim_batch): true if one may start now
-// -- and then the others wait until end_head_walk; false if they are put off, and a worker wakes when they may again.
+// -- false if they are put off (a worker wakes when they may again). Once a look was slow, the one that starts puts
+// the others off until its end_head_walk (or a second); while they are cheap, several may run at once.
 bool begin_head_walk(TimestampTz now);
-// After such a look: the next may start at `after` (0: at once).
+// After such a look: the next may start at `after` (0: at once; at most kHeadWalkWaitMaxUs from now).
 void end_head_walk(TimestampTz after);
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until
 // the hint is moved (the commit callback runs after they are), claims start no higher than `from`, the lowest queue

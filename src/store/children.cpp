@@ -97,8 +97,10 @@ void lock_parent(int64 run_id) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     pg::run_as_owner(&plan_lock_parent,
-                     "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE", 1,
-                     types, v, nullptr, false);
+                     "/* pw_indexes: runs_pkey */ SELECT priority, id, status = 'pending' FROM pipeline_worker.runs"
+                     " WHERE id = $1 FOR UPDATE",
+                     1, types, v, nullptr, false);
+    note_locked_queued();
 }
 
 const char *read_child(int64 child_id, Jsonb **result, char **error, MemoryContext dest) {
@@ -131,14 +133,15 @@ int lock_free_rows(const int64 *ids, int n, int64 *locked) {
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(ids, n)};
     pg::run_as_owner(&plan_lock_free,
-                     "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                     " FOR NO KEY UPDATE SKIP LOCKED",
+                     "/* pw_indexes: runs_pkey */ SELECT priority, id, status = 'pending' FROM pipeline_worker.runs"
+                     " WHERE id = ANY ($1) FOR NO KEY UPDATE SKIP LOCKED",
                      1, types, v, nullptr, false);
     int nlocked = static_cast<int>(SPI_processed);
     for (int k = 0; k < nlocked; k++) {
         bool isnull;
-        locked[k] = DatumGetInt64(col(k, 1, &isnull));
+        locked[k] = DatumGetInt64(col(k, 2, &isnull));
     }
+    note_locked_queued();
     return nlocked;
 }
 
@@ -147,11 +150,13 @@ int lock_free_rows(const int64 *ids, int n, int64 *locked) {
 void lock_and_wake(Datum ids, bool lock = true) {
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {ids};
-    if (lock)
+    if (lock) {
         pg::run_as_owner(&plan_wake_lock,
-                         "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                         " ORDER BY id FOR NO KEY UPDATE",
+                         "/* pw_indexes: runs_pkey */ SELECT priority, id, status = 'pending' FROM pipeline_worker.runs"
+                         " WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
                          1, types, v, nullptr, false);
+        note_locked_queued();
+    }
     pg::run_as_owner(&plan_wake,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
                      " not_before = NULL, waiting_for = NULL"

@@ -102,6 +102,19 @@ void note_requeued() {
     else notes::runs_queued_at(n, static_cast<uint64>(from), static_cast<uint64>(upto));
 }
 
+void note_locked_queued() {
+    int64 upto = 0;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool pnull, inull, qnull;
+        int priority = DatumGetInt32(col(i, 1, &pnull));
+        int64 id = DatumGetInt64(col(i, 2, &inull));
+        bool queued = DatumGetBool(col(i, 3, &qnull));
+        if (!inull && !qnull && queued && queue_key(pnull ? 0 : priority, id) + 1 > upto)
+            upto = queue_key(pnull ? 0 : priority, id) + 1;
+    }
+    if (upto > 0) notes::queued_runs_locked(static_cast<uint64>(upto));
+}
+
 // After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
 // parked again if its lane is still full.
 void unpark_all_limited() {

@@ -22,6 +22,9 @@ inline int key_priority(int64 key) { return 32767 - static_cast<int>(key >> kIdB
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
 // commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.
 void note_requeued();
+// The last SPI statement row-locked runs and returned, for each, its priority, id and whether it is queued (columns
+// 1-3): at commit the queue's known end moves past the queued ones (notes::queued_runs_locked).
+void note_locked_queued();
 
 // claim_runs for the 0.2 schema (same contract), in queue order. Runs whose pipeline or key is at a limit are
 // parked instead of claimed; a lane admits at most one run per claim (the others stay queued for other workers).
@@ -36,7 +39,8 @@ void release_stale_slots();
 // its runs' slots until it commits).
 int limited_in_last_claim();
 // Whether the last claim_queued's scan reached the end of its range: it found fewer rows than it asked for and
-// filtered no lane out (nothing else there could be claimed by its snapshot). *last_key: the highest queue key among
+// filtered no lane out (nothing else there could be claimed by its snapshot -- for a worker's claim, which filters no
+// submitter). *last_key: the highest queue key among
 // the rows it found, whatever became of them (0: none).
 bool last_claim_exhausted(int64 *last_key);
 

@@ -37,15 +37,16 @@ TimestampTz last_low_end = 0;
 // After a hinted claim from `hint`: what it learnt of the queue's end (shared::note_queue_end). A scan that reached
 // the end of its range saw nothing claimable past its last row; one that went to the end of the queue (none known)
 // makes the end trusted for kEndTrustShare times as long as it took (such walks take at most a fiftieth of the
-// workers' time), at most kEndTrustMaxUs -- the longest a run made claimable without a commit that says so (a row
-// another transaction held locked during the scan) may wait.
+// workers' time), at most shared::kQueueEndTrustMaxUs -- the longest a run made claimable without a commit that says
+// so (a row another transaction held locked during the scan, and released by an abort) may wait.
 constexpr int64 kEndTrustShare = 50;
-constexpr int64 kEndTrustMaxUs = USECS_PER_SEC;
 
 void note_end(int64 hint, const shared::QueueEnd &q, int version, TimestampTz start) {
     uint64 known_end = q.end;
     int64 last_key = 0;
-    if (version < 2) return;  // (0.1: no queue keys)
+    // (0.1: no queue keys. REPEATABLE READ or SERIALIZABLE by default: the claim saw the transaction's snapshot, taken
+    // before it read what commits had said -- one published between the two it would neither see nor count.)
+    if (version < 2 || IsolationUsesXactSnapshot()) return;
     bool scanned = known_end == 0 || static_cast<uint64>(hint) < known_end;
     if (scanned && !store::last_claim_exhausted(&last_key)) return;
     uint64 end = last_key > 0 ? static_cast<uint64>(last_key) + 1 : static_cast<uint64>(hint);
@@ -55,7 +56,7 @@ void note_end(int64 hint, const shared::QueueEnd &q, int version, TimestampTz st
     }
     TimestampTz now = GetCurrentTimestamp();
     int64 trust = kEndTrustShare * (now - start);
-    shared::note_queue_end(end, q, now + (trust < kEndTrustMaxUs ? trust : kEndTrustMaxUs));
+    shared::note_queue_end(end, q, now + (trust < shared::kQueueEndTrustMaxUs ? trust : shared::kQueueEndTrustMaxUs));
 }
 
 bool periodic_head_claim_due() {
@@ -72,7 +73,7 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     uint64 lowerings;  // (see raise_claim_hint)
     shared::QueueEnd q;  // (see note_queue_end)
     int64 shared_hint = static_cast<int64>(shared::read_claim_hint(&lowerings, GetCurrentTimestamp(), &q));
-    uint64 known_end = q.end;
+    uint64 known_end = IsolationUsesXactSnapshot() ? 0 : q.end;  // (see note_end)
     int64 hint = shared_hint;
     // While a transaction that puts runs below the hint commits, they may be visible before it moves the hint: start
     // no higher than where it puts them (at the head when that is not known).
@@ -98,12 +99,13 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         // Not past the queue's known end (a claim found nothing there since, and no commit put runs there): its index
         // entries are those of runs no longer queued -- with a snapshot held, entries that cannot be marked dead. A
         // claim that did not fill its batch walked them all. At or past it: nothing to claim, no scan.
-        if (known_end == 0 || static_cast<uint64>(hint) < known_end)
+        bool scan = known_end == 0 || static_cast<uint64>(hint) < known_end;
+        if (scan)
             n = store::claim_runs(batch, InvalidOid, runs, ctx, false, hint,
                                   known_end != 0 ? static_cast<int64>(known_end) : PG_INT64_MAX);
         note_end(hint, q, version, low_start);
         claims_since_full++;
-        if (behind && from_low) {
+        if (behind && from_low && scan) {
             last_low_end = GetCurrentTimestamp();
             last_low_us = last_low_end - low_start;
         }
@@ -115,8 +117,8 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     // The hinted claim found nothing: below the hint are only runs whose commit did not move it back (a create_run
     // committed late, behind runs claimed meanwhile). Once such a look found nothing and took kLowClaimSlowUs or
     // more -- with a snapshot held open it reads the entry of every run claimed since -- the next waits 10 times as
-    // long as it took, for every worker (one looks then: shared::begin_head_walk). Workers woken for a run another
-    // one took first each made that walk (a limited pipeline's drain).
+    // long as it took (at most a second), for every worker (one looks then: shared::begin_head_walk). Workers woken
+    // for a run another one took first each made that walk (a limited pipeline's drain).
     bool look_behind = hinted && n == 0;
     if ((n == 0 || !hinted) && (!look_behind || shared::begin_head_walk(GetCurrentTimestamp()))) {
         // From the head; below the hint if the hinted claim ran: this transaction already holds those rows.
@@ -126,9 +128,11 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         last_head_end = GetCurrentTimestamp();
         last_head_us = last_head_end - head_start;
         from_low = true;  // (the head claim covered everything below where the hinted one started)
-        if (look_behind)
-            shared::end_head_walk(n == 0 && last_head_us >= kLowClaimSlowUs ? last_head_end + kLowClaimCostShare * last_head_us
-                                                                            : 0);
+        if (look_behind) {
+            int64 wait = kLowClaimCostShare * last_head_us;
+            if (wait > shared::kHeadWalkWaitMaxUs) wait = shared::kHeadWalkWaitMaxUs;
+            shared::end_head_walk(n == 0 && last_head_us >= kLowClaimSlowUs ? last_head_end + wait : 0);
+        }
     }
     if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
     if (pg_atomic_read_u32(&st->wanted) != 0) pg_atomic_write_u32(&st->wanted, 0);  // a worker is looking here
