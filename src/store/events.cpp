@@ -46,17 +46,14 @@ SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sende
     if (SPI_processed == 0) return SendResult::NotVisible;
     // The row lock orders this with the run's executor taking events (take_event).
     pg::run_as_owner(&plan_lock,
-                     "/* pw_indexes: runs_pkey */ SELECT status, waiting_for, priority FROM pipeline_worker.runs"
-                     " WHERE id = $1 FOR UPDATE",
+                     "/* pw_indexes: runs_pkey */ SELECT priority, id, status = 'pending', status, waiting_for"
+                     " FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE",
                      1, t1, v1, nullptr, false);
     if (SPI_processed == 0) return SendResult::NotVisible;  // deleted meanwhile
-    bool isnull, wf_null, p_null;
-    char *status = TextDatumGetCString(col(0, 1, &isnull));
-    int priority = DatumGetInt32(col(0, 3, &p_null));
-    // a queued run locked: a claim meanwhile skipped it (see notes::queued_runs_locked)
-    if (strcmp(status, "pending") == 0)
-        notes::queued_runs_locked(static_cast<uint64>(queue_key(p_null ? 0 : priority, run_id)) + 1);
-    Datum wf = col(0, 2, &wf_null);
+    note_locked_queued();  // (a queued run locked: a claim meanwhile skipped it)
+    bool isnull, wf_null;
+    char *status = TextDatumGetCString(col(0, 4, &isnull));
+    Datum wf = col(0, 5, &wf_null);
     // ("*": several steps of the run wait for different events)
     const char *waiting_for = wf_null ? nullptr : TextDatumGetCString(wf);
     bool wakes = strcmp(status, "waiting") == 0 && waiting_for != nullptr &&

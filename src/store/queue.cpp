@@ -87,30 +87,38 @@ int64 scan_last_key = 0;
 
 }  // namespace
 
+namespace {
+
+// Row i of the last SPI statement's result, whose columns 1 and 2 are a run's priority and id: its queue key (false:
+// no id).
+bool row_key(uint64 i, int64 *key) {
+    bool pnull, inull;
+    int priority = DatumGetInt32(col(i, 1, &pnull));
+    int64 id = DatumGetInt64(col(i, 2, &inull));
+    *key = queue_key(pnull ? 0 : priority, id);
+    return !inull;
+}
+
+}  // namespace
+
 void note_requeued() {
     uint64 n = SPI_processed;
-    int64 from = PG_INT64_MAX, upto = 0;
+    int64 from = PG_INT64_MAX, upto = 0, k;
     for (uint64 i = 0; i < n; i++) {
-        bool pnull, inull;
-        int priority = DatumGetInt32(col(i, 1, &pnull));
-        int64 id = DatumGetInt64(col(i, 2, &inull));
-        int64 k = queue_key(pnull ? 0 : priority, id);
-        if (!inull && k < from) from = k;
-        if (!inull && k + 1 > upto) upto = k + 1;
+        if (!row_key(i, &k)) continue;
+        if (k < from) from = k;
+        if (k + 1 > upto) upto = k + 1;
     }
     if (from == PG_INT64_MAX) notes::runs_queued(n);
     else notes::runs_queued_at(n, static_cast<uint64>(from), static_cast<uint64>(upto));
 }
 
 void note_locked_queued() {
-    int64 upto = 0;
+    int64 upto = 0, k;
     for (uint64 i = 0; i < SPI_processed; i++) {
-        bool pnull, inull, qnull;
-        int priority = DatumGetInt32(col(i, 1, &pnull));
-        int64 id = DatumGetInt64(col(i, 2, &inull));
+        bool qnull;
         bool queued = DatumGetBool(col(i, 3, &qnull));
-        if (!inull && !qnull && queued && queue_key(pnull ? 0 : priority, id) + 1 > upto)
-            upto = queue_key(pnull ? 0 : priority, id) + 1;
+        if (!qnull && queued && row_key(i, &k) && k + 1 > upto) upto = k + 1;
     }
     if (upto > 0) notes::queued_runs_locked(static_cast<uint64>(upto));
 }

@@ -40,8 +40,7 @@ void release_stale_slots();
 int limited_in_last_claim();
 // Whether the last claim_queued's scan reached the end of its range: it found fewer rows than it asked for and
 // filtered no lane out (nothing else there could be claimed by its snapshot -- for a worker's claim, which filters no
-// submitter). *last_key: the highest queue key among
-// the rows it found, whatever became of them (0: none).
+// submitter). *last_key: the highest queue key among the rows it found, whatever became of them (0: none).
 bool last_claim_exhausted(int64 *last_key);
 
 // Whether a run is in the queue now (pending, not delayed, not parked): a worker leaving its database tells the
