@@ -126,7 +126,6 @@ void shmem_startup() {
     g_header = static_cast<Header *>(ShmemInitStruct("pipeline_worker lanes header", sizeof(Header), &found));
     if (!found) {
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
-        pg_atomic_init_u32(&g_header->unpark_wanted, 1);  // after a restart: look at parked runs once
         g_header->park_seq = 0;
     }
     HASHCTL info;

@@ -47,7 +47,6 @@ struct Lane {
 
 struct Header {
     LWLock *lock;
-    pg_atomic_uint32 unpark_wanted;
     uint64 park_seq;  // last Lane::parked_seq handed out (under lock): unique across forgotten and re-entered lanes
 };
 

@@ -63,6 +63,12 @@ uint64 passed_upto = 0;               // past the last run passed over (the queu
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
+// A lane of this database with parked runs has room: the next look puts them back (lanes_to_unpark). The wish is
+// the database's: a worker of another database, which puts back only its own runs, must not take it.
+void want_unpark() {
+    if (shared::DbState *d = g_header != nullptr ? shared::db() : nullptr) pg_atomic_write_u32(&d->unpark_wanted, 1);
+}
+
 void apply_passed_over() {
     if (npassed == 0) {
         passed_upto = 0;
@@ -101,7 +107,7 @@ void release_holding(Holding *h) {
         else maybe_forget(lane, now);
     }
     LWLockRelease(g_header->lock);
-    if (parked) pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+    if (parked) want_unpark();
     // Runs of this lane that claims passed over are still queued, behind the claim hint: claims start no higher than
     // the first of them. (Not at the head: with a snapshot held open, a walk from the head reads the index entry of
     // every run claimed since, and a limited pipeline releases a slot per run -- test/scripts/held_snapshot.sh.)
@@ -336,7 +342,7 @@ void at_commit() {
         }
         LWLockRelease(g_header->lock);
         if (wake) {
-            pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+            want_unpark();
             shared::wake_workers(1);
         }
     }
@@ -395,7 +401,7 @@ void at_abort() {
     npending_clears = 0;
     if (fresh_in_txn)
         if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->fresh_lanes, 1);
-    if (g_header != nullptr && (unparked_in_txn || fresh_in_txn)) pg_atomic_write_u32(&g_header->unpark_wanted, 1);
+    if (unparked_in_txn || fresh_in_txn) want_unpark();
     unparked_in_txn = fresh_in_txn = false;
 }
 
@@ -410,12 +416,16 @@ bool take_fresh_start() {
     return took;
 }
 
-bool unpark_wanted() { return g_header != nullptr && pg_atomic_read_u32(&g_header->unpark_wanted) != 0; }
+bool unpark_wanted() {
+    shared::DbState *d = g_header != nullptr ? shared::db() : nullptr;
+    return d != nullptr && pg_atomic_read_u32(&d->unpark_wanted) != 0;
+}
 
 int lanes_to_unpark(Unpark *out, int max) {
     if (g_header == nullptr) return 0;
     // (in a subtransaction, which may be rolled back alone, the wish stays for another look)
-    if (GetCurrentTransactionNestLevel() <= 1) pg_atomic_write_u32(&g_header->unpark_wanted, 0);
+    if (GetCurrentTransactionNestLevel() <= 1)
+        if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->unpark_wanted, 0);
     TimestampTz now = GetCurrentTimestamp();
     int n = 0;
     LWLockAcquire(g_header->lock, LW_SHARED);
@@ -427,7 +437,7 @@ int lanes_to_unpark(Unpark *out, int max) {
         int r = room(lane, now);
         if (r <= 0) continue;
         if (n == max) {
-            pg_atomic_write_u32(&g_header->unpark_wanted, 1);  // the rest next time
+            want_unpark();  // the rest next time
             hash_seq_term(&seq);
             break;
         }

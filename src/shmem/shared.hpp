@@ -69,6 +69,9 @@ struct DbState {
     uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
     pg_atomic_uint32 fresh_lanes;      // 1 from the entry's start until a worker put back the runs parked by a limit
                                        // in an earlier life of shared memory (lanes::take_fresh_start)
+    pg_atomic_uint32 unpark_wanted;    // 1: a slot freed (or runs were parked with room) in a lane that has parked
+                                       // runs -- the next look (lanes::lanes_to_unpark) puts them back. Per database:
+                                       // a worker puts back only its own database's runs
     // Parents whose row a session found held when it finished (or cancelled) their child: a worker of the database
     // wakes them once that session's transaction has ended (offer/take_parent_wakes). Under parent_wakes_lock.
     slock_t parent_wakes_lock;

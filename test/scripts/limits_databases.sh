@@ -1,0 +1,71 @@
+#!/bin/bash
+# Runs parked by a concurrency limit come back in their own database while another database keeps its workers
+# busy. A freed slot leaves a wish to put parked runs back, which the next worker to look at it acts on. Until
+# 2026-12-04 that wish was one flag for the whole server: a worker of db_b, looking first, cleared it and put back
+# only db_b's runs (none). db_a's parked runs then stayed parked until something freed another slot -- here, never.
+# The release below comes from a session (claim_run, execute_run) while db_a's only worker is busy for 3 s and
+# db_b's drains small runs: db_b's worker looks at the flag many times before db_a's can.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+PW_WORKERS=2 pw_cluster_start limdbs "pipeline_worker.databases = 'db_a, db_b'" \
+    "pipeline_worker.max_workers_per_database = 1"
+for db in db_a db_b; do
+    pw_psql -c "CREATE DATABASE $db" >/dev/null || pw_die "CREATE DATABASE $db"
+    pw_psql -d $db >/dev/null <<'SQL' || pw_die "fixtures in $db"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE effects (run_id bigint PRIMARY KEY);
+CREATE FUNCTION lim_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(COALESCE((ctx->'input'->>'sleep')::float8, 0));
+    INSERT INTO effects VALUES ((ctx->>'run_id')::bigint);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('lim', '[{"name": "s", "function": "lim_step"}]', '{"concurrency": 1}');
+SELECT pipeline_worker.create_pipeline('free', '[{"name": "s", "function": "lim_step"}]');
+SQL
+done
+pw_wait_workers 2 15 >/dev/null || pw_die "2 workers did not show up"
+
+# db_b: a backlog of 2 ms runs, drained by its one worker for ~15 s (a look at the wish before each batch)
+pw_psql -d db_b -c "SELECT count(*) FROM pipeline_worker.create_runs('free',
+                      (SELECT jsonb_agg('{\"sleep\": 0.002}'::jsonb) FROM generate_series(1, 7000)))" >/dev/null
+PGDATABASE=db_b pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_b' AND run_id IS NOT NULL" >/dev/null \
+    || pw_fail "db_b's worker did not start its backlog"
+
+# db_a, one session: 4 runs of the limited pipeline, the first claimed by the session (it holds the slot); the
+# worker parks the other three. Then a 3 s run keeps db_a's worker busy while the session executes the first run
+# and frees the slot. The session waits with \! (nothing open meanwhile).
+P="$PW_BINDIR/psql -X -Atq -d db_a"
+out=$(pw_psql -d db_a 2>&1 <<SQL
+BEGIN;
+SELECT count(*) FROM pipeline_worker.create_runs('lim', '[{}, {}, {}, {}]');
+SELECT pipeline_worker.claim_run() AS first \gset
+COMMIT;
+\! for i in \$(seq 100); do [ "\$($P -c "SELECT count(*) FROM pipeline_worker.runs WHERE parked IS NOT NULL")" = 3 ] && break; sleep 0.1; done
+SELECT count(*) AS parked FROM pipeline_worker.runs WHERE parked IS NOT NULL \gset
+SELECT pipeline_worker.create_run('free', '{"sleep": 3}') AS slow \gset
+\setenv SLOW :slow
+\! for i in \$(seq 100); do [ "\$($P -c "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_a' AND run_id = \$SLOW")" = 1 ] && break; sleep 0.05; done
+SELECT pipeline_worker.execute_run(:first);
+SELECT 'parked=' || :parked || ' slow=' || :slow;
+SQL
+)
+out=$(echo $out)
+pw_info "db_a's session: $out"
+case "$out" in *"succeeded parked=3 slow="*) pw_ok "the session executed its run while db_a's worker was busy and 3 runs were parked";;
+    *) pw_fail "db_a's session: $out";; esac
+slow=${out##*slow=}
+pw_check "db_a's busy run succeeds" succeeded "$(pw_psql -d db_a -c "SELECT pipeline_worker.wait_run($slow, '10 s')")"
+pending=$(pw_psql -d db_b -c "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending'")
+pw_lt 0 "$pending" && pw_ok "db_b's worker was still draining ($pending runs queued)" \
+    || pw_fail "db_b's backlog ran out: the test proves nothing"
+# The three parked runs: put back as soon as db_a's worker is free again (at most a few hundred ms here)
+if left=$(PGDATABASE=db_a pw_wait_sql 0 5 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lim' AND status <> 'succeeded'" 0.1); then
+    pw_ok "db_a's parked runs came back after the slot freed while db_b's worker looked first"
+else
+    pw_fail "db_a: $left limited runs still unfinished 5 s after its worker was free ($(pw_psql -d db_a -c "SELECT count(*) FROM pipeline_worker.runs WHERE parked IS NOT NULL") parked)"
+fi
+pw_check "each limited run's effect once" 4 "$(pw_psql -d db_a -c "SELECT count(*) FROM effects e JOIN pipeline_worker.runs r ON r.id = e.run_id WHERE r.pipeline = 'lim'")"
+pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
+pw_finish
