@@ -398,6 +398,8 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
 
 }  // namespace
 
+bool takes_due_moment() { return guc::enabled && !claims_stopped && timer_may_run(); }
+
 // Claims a batch and executes it, in as few transactions as the commit policy allows. The claim is part of
 // the first transaction: a crash before it commits leaves the runs pending, nothing to recover.
 // Returns the number of runs claimed.

@@ -14,6 +14,10 @@ extern shared::Slot *my_slot;
 // Set when the worker is leaving: serve_once claims nothing more (answers of HTTP calls in flight still land).
 extern bool claims_stopped;
 
+// Whether this worker would take the database's due moment now (serve_once): not when disabled, leaving, or put off
+// after a failed timer round. One that would not must not wake for it: it would wake again at once, and spin.
+bool takes_due_moment();
+
 // Whether CREATE EXTENSION pipeline_worker has been run in this database (a short transaction).
 bool extension_ready();
 // Whether runs are queued in this database now, and (*expiry) when its next finished run passes its retention (0:

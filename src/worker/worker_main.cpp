@@ -233,7 +233,10 @@ int work_once(LoopState *ls) {
 
 // Nothing to do: sleep until woken (work, a due retry, an HTTP socket or timer), with no transaction open.
 void sleep_idle(LoopState *ls, WaitEventSet *waits) {
-    long timeout = shared::idle_timeout_ms(shared::leads_database(ls->slot_no) ? kIdleTimeoutMs : kIdleTimeoutOtherMs);
+    long longest = shared::leads_database(ls->slot_no) ? kIdleTimeoutMs : kIdleTimeoutOtherMs;
+    // (a due moment this worker would not take -- disabled, leaving -- kept every worker awake: 100 % of both cores
+    // with pipeline_worker.enabled = off until 2026-12-04, test/scripts/workers.sh)
+    long timeout = takes_due_moment() ? shared::idle_timeout_ms(longest) : longest;
     int in_flight = httpq::pending();
     if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
     long http_timeout = httpq::timeout_ms();

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Background workers: they start before CREATE EXTENSION and wait quietly, serve runs once the
-# extension exists (no restart), survive failing steps, and exit promptly on SIGTERM.
+# extension exists (no restart), survive failing steps, sleep when idle or disabled (pipeline_worker.enabled = off),
+# and exit promptly on SIGTERM.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -67,6 +68,40 @@ pw_check "same worker pids after failing steps" "$pids_before" "$(pw_worker_pids
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 1}')")
 pw_check_sql "a run after the failures succeeds" succeeded "SELECT pipeline_worker.wait_run($id, '15 seconds')"
 pw_check "still the same worker pids" "$pids_before" "$(pw_worker_pids)"
+
+# ---------------------------------------------------------------- idle, and disabled: the workers sleep
+# cpu_ticks PIDS : user + system CPU time of these processes so far, in clock ticks (/proc/PID/stat fields 14, 15)
+cpu_ticks() {
+    local t=0 p f
+    for p in $1; do
+        read -ra f <"/proc/$p/stat" 2>/dev/null || continue
+        t=$((t + f[13] + f[14]))
+    done
+    echo $t
+}
+hz=$(getconf CLK_TCK)
+# idle_cpu_ms : the workers' CPU over the next 3 s, in ms (one worker awake and looping would take ~3,000)
+idle_cpu_ms() {
+    local pids a b
+    pids=$(pw_worker_pids)
+    a=$(cpu_ticks "$pids"); sleep 3; b=$(cpu_ticks "$pids")
+    echo $(((b - a) * 1000 / hz))
+}
+ms=$(idle_cpu_ms)
+pw_info "4 idle workers: $ms ms of CPU in 3 s"
+[ "$ms" -lt 500 ] && pw_ok "idle workers sleep ($ms ms of CPU in 3 s)" || pw_fail "idle workers took $ms ms of CPU in 3 s"
+# Disabled, with a run that falls due meanwhile: every worker saw the due moment and woke for it, but none takes it
+# while disabled -- until 2026-12-04 they looped, 100 % of both cores, for as long as the workers were off.
+pw_set_conf pipeline_worker.enabled off || pw_fail "setting enabled = off"
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 2}', run_at => clock_timestamp() + interval '1 second')")
+sleep 1.5
+ms=$(idle_cpu_ms)
+pw_info "4 workers, pipeline_worker.enabled = off, a run due: $ms ms of CPU in 3 s"
+[ "$ms" -lt 500 ] && pw_ok "disabled workers sleep though a run fell due ($ms ms of CPU in 3 s)" \
+    || pw_fail "disabled workers took $ms ms of CPU in 3 s (a loop)"
+pw_check_sql "... and it stays pending while disabled" pending "SELECT status FROM pipeline_worker.runs WHERE id = $id"
+pw_reset_conf pipeline_worker.enabled
+pw_check_sql "enabled again: the due run succeeds" succeeded "SELECT pipeline_worker.wait_run($id, '15 seconds')"
 
 # ---------------------------------------------------------------- SIGTERM
 # a) idle worker
