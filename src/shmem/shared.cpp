@@ -298,7 +298,10 @@ void wake_workers_in(Oid dboid, int n) {
     for (int i = 0; i < g_state->nslots && n > 0; i++) {
         Slot *s = &g_state->slots[i];
         if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
-        if (pg_atomic_read_u32(&s->retire) == 0) any = true;  // (a leaving worker claims nothing more)
+        // A leaving worker claims nothing more, nor takes a due moment: woken, it would do nothing, and the wake-up
+        // would be lost for the workers that stay (until 2026-12-04 it took one while HTTP requests kept it).
+        if (pg_atomic_read_u32(&s->retire) != 0) continue;
+        any = true;
         if (s->pid != 0 && s->latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
             // claim the wake-up so that concurrent committers wake different workers
             uint32 expected = 1;
@@ -328,16 +331,20 @@ int idle_workers() {
     int n = 0;
     for (int i = 0; i < g_state->nslots; i++)
         if (g_state->slots[i].pid != 0 && pg_atomic_read_u32(&g_state->slots[i].dboid) == MyDatabaseId &&
-            pg_atomic_read_u32(&g_state->slots[i].idle) == 1)
-            n++;
+            pg_atomic_read_u32(&g_state->slots[i].idle) == 1 && pg_atomic_read_u32(&g_state->slots[i].retire) == 0)
+            n++;  // (a leaving worker takes no work handed over)
     return n;
 }
 
 bool leads_database(int slot_no) {
     if (g_state == nullptr || slot_no < 0 || slot_no >= g_state->nslots) return false;
+    // (not a leaving worker: the one that stays leads, sweeps and keeps the short idle timeout)
+    if (pg_atomic_read_u32(&g_state->slots[slot_no].retire) != 0) return false;
     uint32 mine = pg_atomic_read_u32(&g_state->slots[slot_no].dboid);
     for (int i = 0; i < slot_no; i++)
-        if (pg_atomic_read_u32(&g_state->slots[i].dboid) == mine && g_state->slots[i].pid != 0) return false;
+        if (pg_atomic_read_u32(&g_state->slots[i].dboid) == mine && g_state->slots[i].pid != 0 &&
+            pg_atomic_read_u32(&g_state->slots[i].retire) == 0)
+            return false;
     return true;
 }
 
