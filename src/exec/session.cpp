@@ -54,6 +54,8 @@ shared::SessionExec *session_step_begin(int64 run_id) {
         before_shmem_exit(session_exit, 0);
         pqsignal(SIGINT, session_sigint);  // for the rest of this backend's life (see session_sigint)
     }
+    pg_atomic_write_u32(&e->dboid, MyDatabaseId);  // (before the run id: a reader matching the id sees the database)
+    pg_write_barrier();
     pg_atomic_write_u64(&e->run_id, static_cast<uint64>(run_id));
     return e;
 }

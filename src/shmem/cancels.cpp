@@ -6,8 +6,24 @@ namespace pw::shared {
 
 namespace {
 
-// Run ids are per database: the ring holds (database, run) folded into one word.
-uint64 cancel_key(int64 run_id) { return static_cast<uint64>(run_id) ^ (static_cast<uint64>(MyDatabaseId) << 40); }
+// A 64-bit finaliser (MurmurHash3's fmix64): a bijection that spreads every input bit over the word.
+uint64 mix64(uint64 x) {
+    x ^= x >> 33;
+    x *= UINT64CONST(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64CONST(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+// Run ids are per database: the ring holds (database, run) folded into one word, never 0 (an empty entry). Within a
+// database two runs never share a key (mix64 is a bijection); across databases a shared key is a 64-bit accident.
+// (Until 2026-12-04 run_id ^ (database << 40): databases whose oids agreed in their low 24 bits shared every key,
+// and a cancel in one stopped the run with the same id in the other.)
+uint64 cancel_key(int64 run_id) {
+    uint64 key = mix64(static_cast<uint64>(run_id)) ^ mix64(static_cast<uint64>(MyDatabaseId) | (UINT64CONST(1) << 63));
+    return key != 0 ? key : 1;
+}
 
 bool same_db(const Slot &s) { return pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&s.dboid)) == MyDatabaseId; }
 

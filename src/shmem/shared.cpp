@@ -94,6 +94,7 @@ void startup_hook() {
         for (int i = 0; i < MaxBackends; i++) {
             pg_atomic_init_u64(&g_sessions[i].run_id, 0);
             pg_atomic_init_u32(&g_sessions[i].signal_pending, 0);
+            pg_atomic_init_u32(&g_sessions[i].dboid, 0);
             g_sessions[i].pid = 0;
         }
     }
@@ -255,10 +256,14 @@ SessionExec *session_executing(int64 run_id) {
     if (g_sessions == nullptr) return nullptr;
     for (int i = 0; i < MaxBackends; i++) {
         SessionExec *e = &g_sessions[i];
-        if (pg_atomic_read_u64(&e->run_id) != static_cast<uint64>(run_id)) continue;
-        // only the live backend that owns this entry (never a recycled pid)
+        // (run ids are per database: until 2026-12-04 a session of another database executing a run with the same
+        // id was signalled instead, and the one cancelled ran its step to the end)
+        if (pg_atomic_read_u64(&e->run_id) != static_cast<uint64>(run_id) ||
+            pg_atomic_read_u32(&e->dboid) != MyDatabaseId)
+            continue;
+        // only the live backend that owns this entry (never a recycled pid); a stale entry: look on
         PGPROC *proc = e->pid != 0 ? BackendPidGetProc(e->pid) : nullptr;
-        return proc != nullptr && proc->pgprocno == i ? e : nullptr;
+        if (proc != nullptr && proc->pgprocno == i) return e;
     }
     return nullptr;
 }

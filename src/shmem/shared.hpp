@@ -98,6 +98,7 @@ struct State {
 struct SessionExec {
     pg_atomic_uint64 run_id;  // run whose step is executing now, 0 if none
     pg_atomic_uint32 signal_pending;
+    pg_atomic_uint32 dboid;   // the database of run_id (run ids are per database)
     int pid;
 };
 

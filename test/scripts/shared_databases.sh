@@ -1,14 +1,19 @@
 #!/bin/bash
-# Runs parked by a concurrency limit come back in their own database while another database keeps its workers
-# busy. A freed slot leaves a wish to put parked runs back, which the next worker to look at it acts on. Until
-# 2026-12-04 that wish was one flag for the whole server: a worker of db_b, looking first, cleared it and put back
-# only db_b's runs (none). db_a's parked runs then stayed parked until something freed another slot -- here, never.
-# The release below comes from a session (claim_run, execute_run) while db_a's only worker is busy for 3 s and
-# db_b's drains small runs: db_b's worker looks at the flag many times before db_a's can.
+# Two databases, one server: what one database asks of its workers or sessions through shared memory reaches that
+# database's, not the other's.
+# - Runs parked by a concurrency limit come back in their own database while another database keeps its workers
+#   busy. A freed slot leaves a wish to put parked runs back, which the next worker to look at it acts on. Until
+#   2026-12-04 that wish was one flag for the whole server: a worker of db_b, looking first, cleared it and put back
+#   only db_b's runs (none). db_a's parked runs then stayed parked until something freed another slot -- here, never.
+#   The release below comes from a session (claim_run, execute_run) while db_a's only worker is busy for 3 s and
+#   db_b's drains small runs: db_b's worker looks at the flag many times before db_a's can.
+# - cancel_run of a run that a session executes (execute_run) interrupts that session, not one of the other
+#   database executing a run with the same id (run ids are per database). Until 2026-12-04 the first session found
+#   with that id was signalled, which ignored it, and the cancelled one ran its step to the end.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
-PW_WORKERS=2 pw_cluster_start limdbs "pipeline_worker.databases = 'db_a, db_b'" \
+PW_WORKERS=2 pw_cluster_start shdbs "pipeline_worker.databases = 'db_a, db_b'" \
     "pipeline_worker.max_workers_per_database = 1"
 for db in db_a db_b; do
     pw_psql -c "CREATE DATABASE $db" >/dev/null || pw_die "CREATE DATABASE $db"
@@ -67,5 +72,52 @@ else
     pw_fail "db_a: $left limited runs still unfinished 5 s after its worker was free ($(pw_psql -d db_a -c "SELECT count(*) FROM pipeline_worker.runs WHERE parked IS NOT NULL") parked)"
 fi
 pw_check "each limited run's effect once" 4 "$(pw_psql -d db_a -c "SELECT count(*) FROM effects e JOIN pipeline_worker.runs r ON r.id = e.run_id WHERE r.pipeline = 'lim'")"
+# ---------------------------------------------------------------- cancel_run of a session's run, same id in both
+for db in db_a db_b; do
+    pw_psql -d $db >/dev/null <<'SQL' || pw_fail "$db: cancel fixtures"
+SELECT pipeline_worker.create_pipeline('slow', '[{"name": "s", "function": "lim_step"}]');
+ALTER TABLE pipeline_worker.runs ALTER COLUMN id RESTART WITH 1000000;
+SQL
+done
+OUT=$(mktemp -d /tmp/pw-shdbs.XXXXXX)
+# session DB N : in database DB, create run N (priority 100: before any backlog), claim it, then execute it (a 20 s
+# step), in the background; its output in $OUT/DB
+session() {
+    pw_psql -d "$1" >"$OUT/$1" 2>&1 <<SQL &
+BEGIN;
+SELECT pipeline_worker.create_run('slow', '{"sleep": 20}', priority => 100) = $2 AS right_id;
+SELECT pipeline_worker.claim_run();
+COMMIT;
+SELECT pipeline_worker.execute_run($2);
+SQL
+}
+in_step() {
+    pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE datname = '$1' AND wait_event = 'PgSleep'
+                       AND query LIKE '%execute_run($2)%'" 0.05 >/dev/null
+}
+# cancel_first DB OTHER N : both databases' sessions execute run N; cancel_run(N) in DB stops DB's, not OTHER's
+cancel_first() {
+    local db=$1 other=$2 n=$3 start t
+    session "$other" "$n"; local bg_other=$!
+    session "$db" "$n"; local bg=$!
+    in_step "$other" "$n" && in_step "$db" "$n" || pw_fail "run $n: the two sessions did not both reach their step"
+    start=$(pw_now)
+    got=$(pw_psql -d "$db" -c "SET statement_timeout = '10s'" -c "SELECT pipeline_worker.cancel_run($n)" 2>&1)
+    wait "$bg"
+    t=$(pw_elapsed "$start")
+    pw_check "cancel_run($n) in $db returns true" t "$got"
+    pw_lt "$t" 3 && pw_ok "$db's session stopped $t s after cancel_run (its step sleeps 20 s)" \
+        || pw_fail "$db's session stopped $t s after cancel_run ($(tail -1 "$OUT/$db"))"
+    pw_check "$db's execute_run returned 'cancelled'" cancelled "$(tail -1 "$OUT/$db")"
+    pw_check "$other's session still executes its run $n" "1 running" \
+        "$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$other' AND wait_event = 'PgSleep'
+                        AND query LIKE '%execute_run($n)%'") $(pw_psql -d "$other" -c "SELECT status FROM pipeline_worker.runs WHERE id = $n")"
+    pw_psql -d "$other" -c "SELECT pipeline_worker.cancel_run($n)" >/dev/null
+    wait "$bg_other"
+    pw_check "then cancelled in $other too" cancelled "$(tail -1 "$OUT/$other")"
+}
+cancel_first db_a db_b 1000000
+cancel_first db_b db_a 1000001
+rm -rf "$OUT"
 pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
 pw_finish
