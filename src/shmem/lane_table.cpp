@@ -71,9 +71,33 @@ void count_start(Lane *lane, TimestampTz now) {
 }
 
 // The lane, entered empty if new; nullptr when the table is full.
+// A full table (kMaxLanes): the lanes that remember nothing go. Lanes are forgotten when their last slot is given back
+// -- but not while their rate window counts starts, and nothing came back for them later: every key ever given a
+// rate_limit_per_key stayed. Until 2026-12-04 the table then grew into the server's spare shared memory and, that
+// gone, could not take another lane: every run of a limited pipeline was parked, and no lane remembered it
+// (test/scripts/lanes_full.sh: 13,000 keys). At most one sweep per kSweepGapUs: a table full of lanes in use is
+// not swept again at every admission.
+constexpr int64 kSweepGapUs = 100 * 1000;
+
+bool make_room() {
+    TimestampTz now = GetCurrentTimestamp();
+    if (g_header->last_sweep != 0 && now - g_header->last_sweep >= 0 && now - g_header->last_sweep < kSweepGapUs)
+        return false;
+    g_header->last_sweep = now;
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr)
+        maybe_forget(lane, now);  // (removing the element just returned is allowed during the scan)
+    return hash_get_num_entries(g_lanes) < kMaxLanes;
+}
+
 Lane *enter(const Tag &tag) {
     bool found;
-    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
+    Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_FIND, nullptr));
+    if (lane != nullptr) return lane;
+    if (hash_get_num_entries(g_lanes) >= kMaxLanes && !make_room()) return nullptr;
+    lane = static_cast<Lane *>(hash_search(g_lanes, &tag, HASH_ENTER_NULL, &found));
     if (lane != nullptr && !found) {
         memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
         pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
@@ -127,6 +151,7 @@ void shmem_startup() {
     if (!found) {
         g_header->lock = &(GetNamedLWLockTranche("pipeline_worker lanes"))->lock;
         g_header->park_seq = 0;
+        g_header->last_sweep = 0;
     }
     HASHCTL info;
     memset(&info, 0, sizeof(info));

@@ -48,6 +48,7 @@ struct Lane {
 struct Header {
     LWLock *lock;
     uint64 park_seq;  // last Lane::parked_seq handed out (under lock): unique across forgotten and re-entered lanes
+    TimestampTz last_sweep;  // (under lock) when a full table last looked for lanes to forget (table::enter)
 };
 
 // The shared table (set up by lanes::shmem_startup; nullptr without shared_preload_libraries) and the extension's

@@ -69,6 +69,30 @@ void want_unpark() {
     if (shared::DbState *d = g_header != nullptr ? shared::db() : nullptr) pg_atomic_write_u32(&d->unpark_wanted, 1);
 }
 
+// Runs parked by this transaction that no lane remembers (the table full of lanes in use, or more lanes parked in one
+// transaction than it notes): every run parked by a limit in the database goes back to the queue once, in a second
+// (the fresh start's put-back), and is parked again if its lane is still full -- once a second while the table stays
+// full, instead of parked for good.
+bool lost_park_notes = false;
+TimestampTz lost_logged = 0;
+
+void put_back_unremembered() {
+    lost_park_notes = false;
+    shared::DbState *d = g_header != nullptr ? shared::db() : nullptr;
+    if (d == nullptr) return;
+    pg_atomic_write_u32(&d->fresh_lanes, 1);
+    TimestampTz now = GetCurrentTimestamp();
+    shared::note_retry_due(now + USECS_PER_SEC);
+    if (lost_logged == 0 || now - lost_logged > 60 * USECS_PER_SEC) {
+        lost_logged = now;
+        ereport(LOG, (errmsg("pipeline_worker: runs were parked by a limit that the table of lanes could not note"),
+                      errdetail("The table holds %d lanes in use (pipelines and concurrency keys with running runs, "
+                                "parked runs or a rate window counting starts).",
+                                kMaxLanes),
+                      errhint("Such runs are put back once a second until lanes free up.")));
+    }
+}
+
 void apply_passed_over() {
     if (npassed == 0) {
         passed_upto = 0;
@@ -305,6 +329,7 @@ void note_parked(int64 pipeline_id, int kind, uint64 key_hash, uint64 position) 
         return;
     }
     if (npark_notes < kMaxParkNotes) park_notes[npark_notes++] = ParkNote{t, position};
+    else lost_park_notes = true;
 }
 
 void at_commit() {
@@ -328,7 +353,10 @@ void at_commit() {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         for (int i = 0; i < npark_notes; i++) {
             Lane *lane = enter(park_notes[i].tag);
-            if (lane == nullptr) continue;
+            if (lane == nullptr) {
+                lost_park_notes = true;
+                continue;
+            }
             // (from one counter, not per lane: a lane forgotten and entered again must not reuse a number that a
             // stale unpark's clear, read before the forgetting, would match)
             lane->parked_seq = ++g_header->park_seq;
@@ -347,6 +375,7 @@ void at_commit() {
         }
     }
     npark_notes = 0;
+    if (lost_park_notes) put_back_unremembered();
     if (npending_clears > 0 && g_header != nullptr) {
         TimestampTz now = GetCurrentTimestamp();
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
@@ -396,6 +425,7 @@ void at_abort() {
         }
     }
     npark_notes = 0;
+    lost_park_notes = false;
     nchanged = 0;
     // The rows this transaction put back are parked again: look at them again (all of them after a fresh start).
     npending_clears = 0;
