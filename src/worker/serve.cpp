@@ -513,6 +513,10 @@ int serve_answers(MemoryContext iter_ctx) {
                     for (int k = 0; k < same; k++) exec::record_cancelled_call(calls[i + k]);
                 else if (status[i] != nullptr && strcmp(status[i], "failed") == 0)
                     for (int k = 0; k < same; k++) exec::record_late_answer(calls[i + k]);
+                // The run is no longer this worker's to execute: its limits' slots go back with this commit, once none
+                // of its calls is out any more. (Until 2026-12-04 they stayed taken until the worker exited: a run
+                // cancelled while it waited for an answer blocked a pipeline at "concurrency": 1 -- http.sh.)
+                if (httpq::calls_of_run(calls[i]->run.id) == 0) lanes::release_at_commit(calls[i]->run.id);
                 continue;
             }
             pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));

@@ -539,6 +539,29 @@ pw_check "cancel: the interrupted attempt is recorded failed and finished" "1.1:
     "$(pw_psql -c "SELECT string_agg(position || '.' || attempt || ':' || status, ' ') FROM pipeline_worker.run_steps
                     WHERE run_id = $r AND finished_at IS NOT NULL")"
 
+# ---------------------------------------------------------------- cancel of a limited run waiting for its answer
+# The run holds its pipeline's slot while its request is out. Cancelled then, the slot must come back. One worker:
+# it is inside a 3 s function step (sleeper) when cancel_run comes, so the cancel commits before the worker looks
+# at the request again; it then finds the run cancelled and records the attempt. Until 2026-12-04 it kept the slot
+# until it exited: at "concurrency": 1 the pipeline's next run never started.
+set_guc pipeline_worker.workers 1
+pw_wait_workers 1 10 >/dev/null || pw_fail "limited cancel: the workers did not come down to 1"
+srv_reset
+pw_psql -c "SELECT pipeline_worker.create_pipeline('lim_wait', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=2000\"}}]', '{\"concurrency\": 1}')" >/dev/null
+r=$(pw_run lim_wait)
+pw_wait_until 5 0.05 in_flight_is 1 || pw_fail "limited cancel: the first request never showed as in flight"
+r2=$(pw_run sleeper)
+pw_wait_sql 1 5 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" 0.05 >/dev/null \
+    || pw_fail "limited cancel: the worker never started the 3 s step"
+pw_check "limited cancel: cancel_run of the run waiting for its answer" t "$(pw_psql -c "SELECT pipeline_worker.cancel_run($r)")"
+pw_check "limited cancel: the run is cancelled" cancelled "$(wait_status "$r" 5)"
+r3=$(pw_run lim_wait)
+pw_check "limited cancel: the pipeline's next run gets the slot and succeeds" succeeded "$(wait_status "$r3" 15)"
+pw_check "limited cancel: the 3 s step succeeded meanwhile" succeeded "$(wait_status "$r2" 5)"
+pw_check "limited cancel: the cancelled attempt is recorded" "1.1:failed" "$(attempts_of "$r")"
+set_guc pipeline_worker.workers 2
+pw_wait_workers 2 10 >/dev/null || pw_fail "limited cancel: the workers did not come back to 2"
+
 # ---------------------------------------------------------------- SIGTERM during requests
 srv_reset
 pw_psql -c "SELECT count(pipeline_worker.create_run('term')) FROM generate_series(1, 20)" >/dev/null
