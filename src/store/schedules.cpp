@@ -283,6 +283,50 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     return created;
 }
 
+// fire_schedule in a subtransaction. A schedule whose firing fails for good (a user's trigger on the run tables
+// refusing its runs, say) is deactivated and logged, as for invalid options. Until 2026-12-04 its error rolled back
+// the timer's whole round, once a second: no delayed run became due and no parked run came back in the database
+// (test/scripts/schedules.sh). Errors that may pass (cancel, shutdown, serialization, locks, resources) still end
+// the round, which is tried again in a second.
+int64 fire_guarded(const DueSchedule &s, int64 now_s) {
+    MemoryContext before = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    volatile int64 made = 0;
+    ErrorData *volatile failure = nullptr;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(before);
+    PG_TRY();
+    {
+        made = fire_schedule(s, now_s);
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(before);
+        ErrorData *ed = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();  // (also before a rethrow: the round's abort ends the top level only)
+        MemoryContextSwitchTo(before);
+        CurrentResourceOwner = owner;
+        int category = ERRCODE_TO_CATEGORY(ed->sqlerrcode);
+        if (category == ERRCODE_TRANSACTION_ROLLBACK || category == ERRCODE_OPERATOR_INTERVENTION ||
+            category == ERRCODE_INSUFFICIENT_RESOURCES || ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+            ReThrowError(ed);
+        failure = ed;
+        made = 0;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(before);
+    CurrentResourceOwner = owner;
+    if (failure != nullptr) {
+        ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name, failure->message),
+                      errhint("Fix the cause and call pipeline_worker.schedule() to reactivate it.")));
+        FreeErrorData(failure);
+        deactivate(s.name);
+    }
+    return made;
+}
+
 }  // namespace
 
 int64 fire_due_schedules() {
@@ -290,7 +334,7 @@ int64 fire_due_schedules() {
     int n;
     DueSchedule *due = lock_due(&n);
     int64 created = 0, now_s = unix_seconds(GetCurrentTimestamp());
-    for (int i = 0; i < n; i++) created += fire_schedule(due[i], now_s);
+    for (int i = 0; i < n; i++) created += fire_guarded(due[i], now_s);
     SPI_finish();
     if (created > 0) notes::runs_created(static_cast<int>(created > 1000 ? 1000 : created));
     return created;

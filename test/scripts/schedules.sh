@@ -1,8 +1,9 @@
 #!/bin/bash
 # Cron schedules through the workers' timer: one run per slot, on time; catch_up after the server was down
 # (none, latest, all); overlap skip; SIGKILLs while schedules fire (no slot twice, none missed); a schedule whose
-# owner lost the right to submit becomes inactive; a schedule that cannot fire fails timer rounds about once a second
-# per worker, not at every claim, and the claims go on.
+# owner lost the right to submit becomes inactive; a schedule whose runs a trigger refuses is deactivated while delayed
+# runs still come due; a schedule meeting an error that may pass fails timer rounds about once a second per worker, not
+# at every claim, and the claims go on.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -137,15 +138,40 @@ pw_check_sql "after the revoke the schedule is inactive" "false|" \
 grep -q 'schedule "tenant_every1" deactivated' "$PW_LOG" && pw_ok "the deactivation is logged with its reason" \
     || pw_fail "no log line for the deactivation"
 
+# ------------------------------------------------------------------ a schedule that cannot fire
+# A user's trigger refuses the schedule's runs: the schedule is deactivated and logged, and the rest of the timer's
+# round (delayed runs coming due, parked runs put back) goes on. Until 2026-12-04 the error rolled back the whole
+# round, once a second, for as long as the schedule stayed: no delayed run of the database ever started.
+pw_psql >/dev/null <<'SQL' || pw_fail "refused schedule fixture"
+SELECT pipeline_worker.unschedule(name) FROM pipeline_worker.schedules;
+CREATE FUNCTION sc_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.metadata->>'schedule' = 'refused' THEN RAISE EXCEPTION 'sc_refuse: no runs of this schedule'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sc_refuse BEFORE INSERT ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION sc_refuse();
+SELECT pipeline_worker.schedule('refused', 'sc', '1 seconds');
+SQL
+d=$(pw_psql -c "SELECT pipeline_worker.create_run('sc', '{}', '{\"delayed\": 1}', run_at => clock_timestamp() + interval '2 seconds')")
+pw_check "a delayed run comes due and runs while a schedule cannot fire" succeeded \
+    "$(pw_psql -c "SELECT pipeline_worker.wait_run($d, '10 s')")"
+pw_check_sql "the schedule that cannot fire is deactivated" f "SELECT active FROM pipeline_worker.schedules WHERE name = 'refused'"
+grep -q 'schedule "refused" deactivated: sc_refuse: no runs of this schedule' "$PW_LOG" \
+    && pw_ok "its deactivation is logged with the error" || pw_fail "no log line for the refused schedule"
+pw_psql -c "DROP TRIGGER sc_refuse ON pipeline_worker.runs" -c "SELECT pipeline_worker.unschedule('refused')" >/dev/null
+
 # ------------------------------------------------------------------ a timer round that keeps failing
-# A schedule whose runs cannot be inserted fails every timer round. After a restart the first round also puts every
-# parked run back, and a failed round asks for that again: still, the rounds are tried again about once a second
-# (per worker), not at every claim of a busy worker -- and the claims go on.
+# A schedule whose runs meet an error that may pass (here a lock not available, raised by a trigger) fails every timer
+# round. After a restart the first round also puts every parked run back, and a failed round asks for that again:
+# still, the rounds are tried again about once a second (per worker), not at every claim of a busy worker -- and the
+# claims go on.
 pw_psql >/dev/null <<'SQL' || pw_fail "failing schedule fixture"
 SELECT pipeline_worker.unschedule(name) FROM pipeline_worker.schedules;
 CREATE FUNCTION sc_boom() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.metadata->>'schedule' = 'boom' THEN RAISE EXCEPTION 'sc_boom: this schedule cannot fire'; END IF;
+    IF NEW.metadata->>'schedule' = 'boom' THEN
+        RAISE EXCEPTION 'sc_boom: this schedule cannot fire' USING ERRCODE = 'lock_not_available';
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER sc_boom BEFORE INSERT ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION sc_boom();
