@@ -60,6 +60,7 @@ PassedOver passed[kMaxPassedOver];
 int npassed = 0;
 uint64 passed_overflow = UINT64_MAX;  // (more lanes than that: the lowest position of the rest, for the hint itself)
 uint64 passed_upto = 0;               // past the last run passed over (the queue's known end moves up to there)
+bool look_again_at_commit = false;  // this transaction's put-back left room: its commit asks for another look
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
 
@@ -392,6 +393,11 @@ void at_commit() {
         LWLockRelease(g_header->lock);
     }
     npending_clears = 0;
+    if (look_again_at_commit) {
+        look_again_at_commit = false;
+        want_unpark();
+        shared::wake_workers(1);
+    }
     unparked_in_txn = fresh_in_txn = false;
     if (nchanged > 0 && g_header != nullptr) {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
@@ -406,6 +412,8 @@ void at_commit() {
         }
         LWLockRelease(g_header->lock);
         shared::reset_claim_hint();
+        // (runs parked under the old limits by a claim that committed meanwhile: the new ones may admit them)
+        want_unpark();
         shared::wake_workers(1);
     }
     nchanged = 0;
@@ -426,6 +434,7 @@ void at_abort() {
     }
     npark_notes = 0;
     lost_park_notes = false;
+    look_again_at_commit = false;  // (the abort asks for the put-back again anyway)
     nchanged = 0;
     // The rows this transaction put back are parked again: look at them again (all of them after a fresh start).
     npending_clears = 0;
@@ -449,6 +458,10 @@ bool take_fresh_start() {
 bool unpark_wanted() {
     shared::DbState *d = g_header != nullptr ? shared::db() : nullptr;
     return d != nullptr && pg_atomic_read_u32(&d->unpark_wanted) != 0;
+}
+
+void forget_unpark_wish() {
+    if (shared::DbState *d = g_header != nullptr ? shared::db() : nullptr) pg_atomic_write_u32(&d->unpark_wanted, 0);
 }
 
 int lanes_to_unpark(Unpark *out, int max) {
@@ -475,6 +488,7 @@ int lanes_to_unpark(Unpark *out, int max) {
         out[n].kind = lane->tag.per_key ? kParkedKey : kParkedPipeline;
         out[n].key_hash = lane->tag.key_hash;
         out[n].room = r > 1000 ? 1000 : r;
+        out[n].more = r > 1000;
         out[n].seq = lane->parked_seq;
         out[n].from = lane->unpark_from;
         n++;
@@ -485,6 +499,12 @@ int lanes_to_unpark(Unpark *out, int max) {
 }
 
 void unpark_done(const Unpark &u, int found, uint64 next_from) {
+    // Room left after a full put-back (more than a look takes at once: a limit removed, say): look again after the
+    // commit. (Until 2026-12-04 the rest waited for a release -- with the limit gone, none came.)
+    if (u.more && found >= u.room) look_again_at_commit = true;
+    // Under REPEATABLE READ or SERIALIZABLE the put-back read the transaction's snapshot, taken before it read the
+    // lane: runs parked in between were not seen, and a "none left" (or a start moved past them) would forget them.
+    if (IsolationUsesXactSnapshot()) return;
     if (g_header == nullptr || (found >= u.room && next_from <= u.from)) return;
     // In a subtransaction the put-back may still be rolled back alone: the lane goes on remembering (at worst a
     // later unpark finds nothing, or starts lower than it needs). Too many to remember: the same.

@@ -89,6 +89,7 @@ struct Unpark {
     int kind;
     uint64 key_hash;
     int room;
+    bool more;   // the lane had room for more than `room` (the cap per look): a full put-back asks for another look
     uint64 seq;  // parked generation seen; unpark_done clears only this one
     uint64 from; // no parked run of the lane lies below this queue position: the unpark starts here
 };
@@ -107,6 +108,8 @@ bool take_fresh_start();
 // Something of this database may be unparkable now (a slot freed, parked runs noted). Rate windows moving on are
 // the timer's.
 bool unpark_wanted();
+// A database whose extension is still at 0.1 parks nothing: its wish (set when its entry began) is dropped.
+void forget_unpark_wish();
 
 // Transaction end and backend exit (module.cpp, shared.cpp).
 void at_commit();

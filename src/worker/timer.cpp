@@ -33,6 +33,8 @@ void run_timer() {
         TimestampTz rate = lanes::next_rate_opening();
         if (rate != 0 && (next == 0 || rate < next)) next = rate;
         if (next != 0) shared::note_retry_due(next);
+    } else {
+        lanes::forget_unpark_wish();  // (kept, it ran this empty round before every claim of a 0.1 database)
     }
     commit_work_txn();
 }
