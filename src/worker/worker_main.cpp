@@ -213,6 +213,10 @@ int work_once(LoopState *ls) {
             maybe_expire(&ls->last_expire, lead);
             maybe_vacuum(&ls->last_vacuum, lead);
             maybe_count(&ls->last_count, lead);
+            // Idle only now, about to look for work (the latch was reset before the chores: a wake-up from here on is
+            // not lost). Idle during the chores, the lead -- the first slot a wake-up tries -- took the wake-ups of
+            // runs committed meanwhile while the others slept on, for as long as a retention round or a VACUUM took.
+            set_idle(httpq::pending() < httpq::capacity());
             wake_held_parents();  // parents a commit found held elsewhere, when their retry is due
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
@@ -298,10 +302,12 @@ void worker_main(Datum arg) {
     wait_for_extension();
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", ls.slot_no)));
     for (;;) {
-        absorb_interrupts(httpq::configure);
-        // Reset the latch and announce idleness before looking for work: a wake-up that arrives after the look
-        // finds the latch set, so none is lost. (A worker whose HTTP requests fill its room is not idle.)
+        // Reset the latch before reading the signals' flags and before announcing idleness (work_once, after the
+        // chores) and looking for work: a signal or wake-up that arrives after finds the latch set, so none is lost.
+        // (Reset after the flags were read, a SIGHUP or SIGTERM arriving in between waited for the next wake-up, up
+        // to 10 s.) A worker whose HTTP requests fill its room is not idle.
         ResetLatch(MyLatch);
+        absorb_interrupts(httpq::configure);
         if (retiring()) {
             claims_stopped = true;
             if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
@@ -324,7 +330,6 @@ void worker_main(Datum arg) {
                 proc_exit(0);
             }
         }
-        set_idle(httpq::pending() < httpq::capacity());
         int handled = work_once(&ls);
         if (handled == 0) sleep_idle(&ls, waits);
         set_idle(false);
