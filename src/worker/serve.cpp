@@ -238,26 +238,59 @@ constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this 
 // Bookkeeping failed (not a step: the engine records those) and everything since the last commit is rolled back.
 // Called in PG_CATCH. Puts the batch's runs back in the queue -- except those whose HTTP request is in flight again
 // -- and marks the culprit (0: none) failed, so that it cannot fail the same way forever.
-void put_back(const int64 *ids, int n, int64 culprit, const char *message) {
+// Runs still "running" under this live worker are taken back by nobody (recovery takes those of dead claimers): the
+// put-back is bookkeeping only, so it runs at READ COMMITTED whatever the database's default, and is tried again
+// after a serialization failure or a deadlock. (At a SERIALIZABLE default, one that failed left a run "running" for
+// good: test/scripts/isolation_levels.sh, 1 run in 3 tries.) If it still fails, the worker exits: recovery then
+// takes its runs back.
+// One try: 0 done, 1 failed in a way worth another try, 2 failed otherwise.
+int put_back_once(const int64 *ids, int n, int64 culprit, const char *message) {
+    MemoryContext ctx = CurrentMemoryContext;
+    volatile int result = 0;
     PG_TRY();
     {
         int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
         int m = 0;
         for (int j = 0; j < n; j++)
             if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
-        TxnClock clock;
-        begin_txn(&clock);
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        XactIsoLevel = XACT_READ_COMMITTED;  // (no snapshot taken yet: as SET TRANSACTION would)
+        PushActiveSnapshot(GetTransactionSnapshot());
+        exec::reset_subxacts();
         store::release_runs(back, m);
         if (culprit != 0) store::fail_run(culprit, psprintf("internal error: %s", message));
         commit_txn();
+        pfree(back);
     }
     PG_CATCH();
     {
+        MemoryContextSwitchTo(ctx);
+        ErrorData *ed = CopyErrorData();
+        result = ed->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE || ed->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED
+                     ? 1
+                     : 2;
+        FreeErrorData(ed);
         EmitErrorReport();
         FlushErrorState();
         AbortCurrentTransaction();
+        MemoryContextSwitchTo(ctx);
     }
     PG_END_TRY();
+    return result;
+}
+
+void put_back(const int64 *ids, int n, int64 culprit, const char *message) {
+    constexpr int kAttempts = 5;
+    for (int attempt = 1; attempt <= kAttempts; attempt++) {
+        int r = put_back_once(ids, n, culprit, message);
+        if (r == 0) return;
+        if (r == 2) break;
+        pg_usleep(10000L * attempt);
+    }
+    ereport(LOG, (errmsg("pipeline_worker: could not put back %d claimed run(s); the worker exits so that recovery "
+                         "takes them back", n)));
+    proc_exit(1);
 }
 
 void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 suspect) {

@@ -43,6 +43,7 @@ SQL
         || pw_die "create_run failed"
     left=$(pw_wait_sql 0 120 "SELECT count(*) FROM pipeline_worker.runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')" 0.3)
     pw_check "$level: all 2,350 runs finish" "0" "$left"
+    [ "$left" = 0 ] || pw_info "$level: unfinished: $(pw_psql -c "SELECT string_agg(pipeline || ' ' || status || ' parked=' || coalesce(parked::text, '-') || ' nb=' || coalesce(not_before::text, '-') || ' claims=' || claims, '; ') FROM pipeline_worker.runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')")"
     pw_check_sql "$level: every run succeeded" "2350" "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'"
     pw_check_sql "$level: every step's effect happened exactly once" "6650|6650" \
         "SELECT count(*) || '|' || count(DISTINCT (run_id, step)) FROM public.effects"
