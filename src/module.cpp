@@ -47,6 +47,10 @@ void xact_callback(XactEvent event, void *) {
     }
 }
 
+void subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId, void *) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) lanes::at_subabort(sub);
+}
+
 }  // namespace
 }  // namespace pw
 
@@ -55,6 +59,7 @@ void _PG_init(void) {
     // pg_upgrade starts the server to restore the schema: no workers, no hooks, nothing but the settings.
     if (IsBinaryUpgrade) return;
     RegisterXactCallback(pw::xact_callback, nullptr);
+    RegisterSubXactCallback(pw::subxact_callback, nullptr);
     pw::pg::install_plan_hooks();
     if (process_shared_preload_libraries_in_progress) {
         pw::shared::install_hooks();

@@ -19,6 +19,8 @@ struct Holding {
     bool durable_pending;  // persisted in the current transaction
     bool release_pending;  // the run stops executing here at commit
     bool rate_pending;     // a lane has a rate limit: begin() counts the start
+    SubTransactionId admit_subid;    // the subtransaction that took the slot (at_subabort)
+    SubTransactionId release_subid;  // the one that asked for release_pending
 };
 constexpr int kMaxHoldings = 1024;
 Holding holdings[kMaxHoldings];
@@ -199,6 +201,7 @@ int admit(const Request &req) {
     LWLockRelease(g_header->lock);
     if (blocked != 0) return blocked;
     h.durable_pending = req.persisted;
+    h.admit_subid = GetCurrentSubTransactionId();
     h.rate_pending = limits[0]->rate_runs > 0 || (h.nlanes > 1 && limits[1]->rate_runs > 0);
     holdings[nholdings++] = h;
     return 0;
@@ -235,7 +238,28 @@ void persisted(int64 run_id) {
 
 void release_at_commit(int64 run_id) {
     Holding *h = find_holding(run_id);
-    if (h != nullptr) h->release_pending = true;
+    if (h == nullptr) return;
+    SubTransactionId sub = GetCurrentSubTransactionId();
+    if (!h->release_pending || sub < h->release_subid) h->release_subid = sub;
+    h->release_pending = true;
+}
+
+void at_subabort(SubTransactionId sub) {
+    // Rolled back with the subtransaction (a savepoint, a PL/pgSQL exception block): the claims made in it -- the run
+    // is pending again, its slot goes back now -- and the releases asked in it (an execute_run whose work is undone:
+    // the run is still this session's, and keeps its slot). Until 2026-12-04 a claim_run() rolled back to a savepoint
+    // kept its slot until the session claimed again or ended (test/isolation/specs/claim-savepoint.spec).
+    // (Subtransactions begun since `sub` was, and not yet ended, are its own: their ids are higher.)
+    for (int i = 0; i < nholdings;) {
+        Holding *h = &holdings[i];
+        if (!h->durable && h->admit_subid >= sub) {
+            release_holding(h);
+            remove_holding(i);
+            continue;
+        }
+        if (h->release_pending && h->release_subid >= sub) h->release_pending = false;
+        i++;
+    }
 }
 
 int held_runs(int64 *out, int max) {
