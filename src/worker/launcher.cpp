@@ -273,16 +273,21 @@ class Launcher {
         // runs were committed there or its last worker left runs queued (wanted). Until 2026-12-03 a claim kept
         // a database busy for 2 s, workers or not: three databases each given one run at once on two workers
         // took turns for 2 s.)
-        bool active = ext == shared::kExtUnknown || n.busy_until > now ||
-                      (current > 0 && (after(now, ts(&d->last_claim), kBusyMs) || executing_in(dboid))) ||
-                      pg_atomic_read_u32(&d->recovery_needed) != 0 || (due != 0 && due <= now) ||
-                      (expiry != 0 && expiry <= now) || (current == 0 && shared::parent_wakes_waiting(d));
+        // (pipeline_worker.enabled = off: nothing is claimed, no timer fires, nothing expires -- queued runs, due
+        // moments and retention do not make a database active, nor an idle one due for a visit. Until 2026-12-04
+        // they did, for good (the workers, disabled, never take them): with more databases than workers, a worker
+        // was moved every second.)
+        bool on = guc::enabled;
+        bool active = ext == shared::kExtUnknown || (on && n.busy_until > now) ||
+                      (current > 0 && ((on && after(now, ts(&d->last_claim), kBusyMs)) || executing_in(dboid))) ||
+                      pg_atomic_read_u32(&d->recovery_needed) != 0 || (on && due != 0 && due <= now) ||
+                      (on && expiry != 0 && expiry <= now) || (on && current == 0 && shared::parent_wakes_waiting(d));
         // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
         // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until
         // 2026-12-03 idle databases took turns every second instead -- a worker restarted every second on an
         // idle server, and a run committed in a database without one waited up to 3 s for the slot's restart.
-        bool visit_due = current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
-        if (current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) {
+        bool visit_due = on && current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kVisitMs);
+        if (on && current == 0 && n.unserved_since != 0 && !after(now, n.unserved_since, kStarveMs)) {
             // Its turn is noted as a retention moment due now: the database stays active until its worker's first
             // round clears it (upkeep.cpp). Until 2026-12-04 it went idle as soon as the worker started, and a busy
             // database waiting for that worker had it retired before its first round: the visit did nothing.
@@ -292,7 +297,7 @@ class Launcher {
                 expiry = now;
             }
         }
-        if (current == 0 && n.unserved_since != 0 && !visit_due) {
+        if (on && current == 0 && n.unserved_since != 0 && !visit_due) {
             long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
             if (ms < timeout_) timeout_ = ms;
         }

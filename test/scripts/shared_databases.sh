@@ -10,6 +10,8 @@
 # - cancel_run of a run that a session executes (execute_run) interrupts that session, not one of the other
 #   database executing a run with the same id (run ids are per database). Until 2026-12-04 the first session found
 #   with that id was signalled, which ignored it, and the cancelled one ran its step to the end.
+# - With pipeline_worker.enabled = off, queued runs in either database do not make the launcher move its one worker
+#   between them.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -119,5 +121,27 @@ cancel_first() {
 cancel_first db_a db_b 1000000
 cancel_first db_b db_a 1000001
 rm -rf "$OUT"
+# ---------------------------------------------------------------- disabled, fewer workers than databases
+# pipeline_worker.enabled = off with runs queued in both databases and one worker: nothing is claimed, so neither
+# database is active and the worker stays where it is. Until 2026-12-04 queued runs and due moments kept both active
+# for good (the workers, disabled, never take them), and the launcher moved the worker every second.
+pw_set_conf pipeline_worker.enabled off || pw_fail "setting enabled = off"
+pw_set_conf pipeline_worker.workers 1 || pw_fail "setting workers = 1"
+pw_wait_workers 1 15 >/dev/null || pw_fail "workers = 1: not 1 worker"
+ids_a=$(pw_psql -d db_a -c "SELECT string_agg(pipeline_worker.create_run('free', '{}', run_at => clock_timestamp() + interval '1 second')::text, ',')
+                             || ',' || pipeline_worker.create_run('free', '{}') FROM generate_series(1, 2)")
+ids_b=$(pw_psql -d db_b -c "SELECT string_agg(pipeline_worker.create_run('free', '{}', run_at => clock_timestamp() + interval '1 second')::text, ',')
+                             || ',' || pipeline_worker.create_run('free', '{}') FROM generate_series(1, 2)")
+sleep 2
+before=$(pw_worker_pids)
+sleep 5
+pw_check "disabled, one worker, runs queued in both databases: the worker stays (same process for 5 s)" "$before" "$(pw_worker_pids)"
+pw_reset_conf pipeline_worker.enabled
+pw_check "enabled again: db_a's queued and delayed runs run" 0 \
+    "$(PGDATABASE=db_a pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids_a) AND status <> 'succeeded'" 0.2)"
+pw_check "... and db_b's" 0 \
+    "$(PGDATABASE=db_b pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids_b) AND status <> 'succeeded'" 0.2)"
+pw_reset_conf pipeline_worker.workers
+
 pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
 pw_finish
