@@ -545,11 +545,16 @@ TimestampTz next_rate_opening() {
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
     while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || !has_parked(lane) ||
-            lane->limits.rate_runs == 0)
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || lane->limits.rate_runs == 0)
             continue;
         if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
         TimestampTz at = rate_opening(lane, now);
+        // Runs left queued by claims that filtered the full window (its skip floor set) need the opening as much as
+        // parked ones: full_lanes set it as the due moment, but a round due earlier took that and set the next from
+        // here (until 2026-12-04 parked runs only: the queued ones then waited for the lead's 1 s look). Only while
+        // the window is full: with room, they are claimable now, and "due now" would bring the round back at once.
+        bool queued = pg_atomic_read_u64(&lane->skip_floor) != UINT64_MAX && at > now;
+        if (!has_parked(lane) && !queued) continue;
         if (best == 0 || at < best) best = at;
     }
     LWLockRelease(g_header->lock);
