@@ -81,9 +81,10 @@ struct TxnClock {
     TimestampTz started;
 };
 
-void begin_txn(TxnClock *clock) {
+void begin_txn(TxnClock *clock, bool read_committed = false) {
     SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
+    if (read_committed) XactIsoLevel = XACT_READ_COMMITTED;  // (no snapshot taken yet: as SET TRANSACTION would)
     PushActiveSnapshot(GetTransactionSnapshot());
     clock->started = GetCurrentTimestamp();
     exec::reset_subxacts();
@@ -244,24 +245,16 @@ constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this 
 // good: test/scripts/isolation_levels.sh, 1 run in 3 tries.) If it still fails, the worker exits: recovery then
 // takes its runs back.
 // One try: 0 done, 1 failed in a way worth another try, 2 failed otherwise.
-int put_back_once(const int64 *ids, int n, int64 culprit, const char *message) {
+int put_back_once(const int64 *back, int m, int64 culprit, const char *message) {
     MemoryContext ctx = CurrentMemoryContext;
     volatile int result = 0;
     PG_TRY();
     {
-        int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
-        int m = 0;
-        for (int j = 0; j < n; j++)
-            if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        XactIsoLevel = XACT_READ_COMMITTED;  // (no snapshot taken yet: as SET TRANSACTION would)
-        PushActiveSnapshot(GetTransactionSnapshot());
-        exec::reset_subxacts();
+        TxnClock clock;
+        begin_txn(&clock, true);
         store::release_runs(back, m);
         if (culprit != 0) store::fail_run(culprit, psprintf("internal error: %s", message));
         commit_txn();
-        pfree(back);
     }
     PG_CATCH();
     {
@@ -282,9 +275,17 @@ int put_back_once(const int64 *ids, int n, int64 culprit, const char *message) {
 
 void put_back(const int64 *ids, int n, int64 culprit, const char *message) {
     constexpr int kAttempts = 5;
+    // (the runs whose requests are in flight again stay this worker's)
+    int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+    int m = 0;
+    for (int j = 0; j < n; j++)
+        if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
     for (int attempt = 1; attempt <= kAttempts; attempt++) {
-        int r = put_back_once(ids, n, culprit, message);
-        if (r == 0) return;
+        int r = put_back_once(back, m, culprit, message);
+        if (r == 0) {
+            pfree(back);
+            return;
+        }
         if (r == 2) break;
         pg_usleep(10000L * attempt);
     }
