@@ -293,27 +293,5 @@ pw_check "high-priority runs started within a few claims of their commit (< 24 b
     "$(pw_psql -c "SELECT count(*) FILTER (WHERE n >= 24) <= 5 FROM unnest('{${lags// /,}}'::int[]) n")"
 pw_wait_all_finished 90
 
-# ------------------------------------------------------------------ a run parked for its key leaves the pipeline's slot free
-# "concurrency": 2 and "concurrency_per_key": 1; a1 (key a, 6 s) and c1 (key c, 1 s) hold both slots when a2, a3 and
-# b1 are committed. When c1 ends, b1 takes the free slot -- it does not wait behind a2 and a3, held back by their key,
-# for a1's end 5 s later. (A read-only review on 2026-12-04 suspected it would; this passed before and after.)
-pw_psql >/dev/null <<'SQL'
-SELECT pipeline_worker.create_pipeline('pk', '[{"name": "s", "function": "fl_step"}]', '{"concurrency": 2, "concurrency_per_key": 1}');
-SELECT pipeline_worker.create_run('pk', '{"sleep": 6, "k": "a1"}', concurrency_key => 'a');
-SELECT pipeline_worker.create_run('pk', '{"sleep": 1, "k": "c1"}', concurrency_key => 'c');
-SQL
-pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" 0.05 >/dev/null \
-    || pw_fail "a1 and c1 did not both start"
-pw_psql >/dev/null <<'SQL'
-SELECT pipeline_worker.create_run('pk', '{"k": "a2"}', concurrency_key => 'a');
-SELECT pipeline_worker.create_run('pk', '{"k": "a3"}', concurrency_key => 'a');
-SELECT pipeline_worker.create_run('pk', '{"k": "b1"}', concurrency_key => 'b');
-SQL
-pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'pk' AND status <> 'succeeded'" 0.2 >/dev/null \
-    || pw_fail "the pk runs did not all finish"
-pw_check_sql "b1 took the slot c1 freed, before a1 ended (its key's runs parked again meanwhile)" t \
-    "SELECT b.s < a.e - interval '2 seconds' FROM steplog a, steplog b WHERE a.pipeline = 'pk' AND a.k = 'a1' AND b.pipeline = 'pk' AND b.k = 'b1'"
-pw_check_sql "... and no key ever ran two at once, nor the pipeline three" "true true" \
-    "SELECT (overlap_max('pk', true) <= 1) || ' ' || (overlap_max('pk', false) <= 2)"
 pw_check_sql "no effect repeated anywhere" 0 "SELECT count(*) FROM (SELECT run_id FROM steplog GROUP BY 1 HAVING count(*) > 1) d"
 pw_finish
