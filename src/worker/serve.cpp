@@ -126,11 +126,15 @@ struct Batch {
 // queued after them first (one worker, priority order: a batch cut by the subtransaction limit ran its tail late).
 void note_unstarted(const Batch *b) {
     if (b->locks_released) return;  // (released by an earlier commit, noted then)
+    int first = -1, last = -1;  // (in queue order)
     for (int j = b->next; j < b->n; j++)
         if (!b->runs[j].persisted) {
-            notes::run_back_at(static_cast<uint64>(queue_position(b->runs[j], b->version)));
-            return;  // (the first in queue order)
+            if (first < 0) first = j;
+            last = j;
         }
+    if (first >= 0)
+        notes::run_back_at(static_cast<uint64>(queue_position(b->runs[first], b->version)),
+                           static_cast<uint64>(queue_position(b->runs[last], b->version)) + 1);
 }
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
@@ -341,7 +345,9 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
     if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
-        if (released > 0) notes::run_back_at(static_cast<uint64>(queue_position(runs[n], b->version)));
+        if (released > 0)  // (runs[] is in queue order)
+            notes::run_back_at(static_cast<uint64>(queue_position(runs[n], b->version)),
+                               static_cast<uint64>(queue_position(runs[n + released - 1], b->version)) + 1);
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();

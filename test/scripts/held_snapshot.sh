@@ -177,13 +177,14 @@ done | pw_psql >/dev/null || pw_die "create_run of the lone priority runs failed
 left=$(pw_wait_sql 0 60 "SELECT count(*) FROM pipeline_worker.runs WHERE status IN ('pending', 'running')" 0.3)
 pw_check "with a snapshot held, 200 priority runs committed one by one finish" "0" "$left"
 entries_per_run 200 "200 priority runs alone in the queue"
-# Without the known end: 169,000 entries per run (each claim walked to the end); with it: 6,000-10,400 (a walk to the
+# Without the known end: 169,000 entries per run (each claim walked to the end); with it: 4,500-10,500 (a walk to the
 # end once the known end is no longer trusted, at most a second after the walk that found it, and the entries of the
-# priority level itself between).
-if [ "$per_run" -lt 50000 ]; then
-    pw_ok "claims read $per_run queue index entries per lone run (under 50,000) with a snapshot held"
+# priority level itself between). While a worker's release of part of a small batch to the idle ones forgot the known
+# end (before 2026-12-04): 5,900-84,000, most often 35,000-70,000 -- each release made the next claims walk to the end.
+if [ "$per_run" -lt 25000 ]; then
+    pw_ok "claims read $per_run queue index entries per lone run (under 25,000) with a snapshot held"
 else
-    pw_fail "claims read $per_run queue index entries per lone run with a snapshot held (expected under 50,000)"
+    pw_fail "claims read $per_run queue index entries per lone run with a snapshot held (expected under 25,000)"
 fi
 
 rm -f "$holdfile.keep"
