@@ -466,10 +466,18 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     MemoryContextSwitchTo(old);
     lanes::release_at_commit(run->id);  // (pending again: a run waiting for its retry holds no slot)
     if (status == core::RunStatus::Pending) {
-        // Tell idle workers when the retry is due (they sleep until the earliest one).
-        if (delay_ms > 0) notes::due_at(row->at + int64(delay_ms) * 1000);  // set the timer at commit
-        notes::runs_created();
-        notes::queue_reordered();
+        // Tell idle workers when the retry is due (they sleep until the earliest one); the timer's commit that queues
+        // it then says where. Due now: at its place in the queue -- the claim hint moves back to there, not to the
+        // head (with a snapshot held open, a walk from the head reads the entry of every run claimed since).
+        if (delay_ms > 0) {
+            notes::due_at(row->at + int64(delay_ms) * 1000);  // set the timer at commit
+        } else if (schema_version() >= 2) {
+            uint64 key = static_cast<uint64>(queue_key(run->priority, run->id));
+            notes::runs_queued_at(1, key, key + 1);
+        } else {
+            notes::runs_created();
+            notes::queue_reordered();
+        }
     } else {
         notes::runs_finished();
     }
