@@ -470,7 +470,7 @@ uint64 claim_top() {
     return d == nullptr ? 0 : pg_atomic_read_u64(&d->claim_top);
 }
 
-bool begin_head_walk(TimestampTz now) {
+bool begin_head_walk(TimestampTz now, bool wake) {
     DbState *d = db();
     if (d == nullptr) return true;
     uint64 after = pg_atomic_read_u64(&d->head_walks_after);
@@ -478,7 +478,7 @@ bool begin_head_walk(TimestampTz now) {
     while (after != 0) {
         TimestampTz at = static_cast<TimestampTz>(after);
         if (at > now && at - now <= kHeadWalkWaitMaxUs) {
-            note_retry_due(static_cast<TimestampTz>(after));  // a worker looks then
+            if (wake) note_retry_due(static_cast<TimestampTz>(after));  // a worker looks then
             return false;
         }
         // One at a time: the one that starts puts the others off for a second, or until its end says otherwise.

@@ -184,10 +184,11 @@ void raise_claim_top(uint64 position);
 // `from` (no other worker moved them meanwhile) and above it.
 void drop_claim_hint(uint64 from, uint64 position);
 uint64 claim_top();
-// Looks from the head of the queue after a hinted claim found nothing (worker::claim_batch): true if one may start now
-// -- false if they are put off (a worker wakes when they may again). Once a look was slow, the one that starts puts
-// the others off until its end_head_walk (or a second); while they are cheap, several may run at once.
-bool begin_head_walk(TimestampTz now);
+// Looks from the head of the queue after a hinted claim found nothing, or a worker's periodic claim from there
+// (worker::claim_batch): true if one may start now -- false if they are put off (then, if `wake`, a worker wakes when
+// they may again). Once a look was slow, the one that starts puts the others off until its end_head_walk (or a
+// second); while they are cheap, several may run at once.
+bool begin_head_walk(TimestampTz now, bool wake = true);
 // After such a look: the next may start at `after` (0: at once; at most kHeadWalkWaitMaxUs from now).
 void end_head_walk(TimestampTz after);
 // Around the commit of a transaction that lowers or resets the claim hint: from before its runs become visible until

@@ -92,7 +92,11 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
     bool walked_lately = GetCurrentTimestamp() - last_low_end < kLowClaimCostShare * last_low_us;
     if (behind && last_low_us >= kLowClaimSlowUs && walked_lately) hint = top_mark;
     bool from_low = hint == shared_hint || reordering;  // this claim scans the part the hint was moved back over
-    bool hinted = hint > 0 && !periodic_head_claim_due();
+    // A periodic claim from the head is one of the database's walks from there (one at a time once they are slow, the
+    // next put off 50 times as long as the last took, at most a second): each worker's own share left 8 workers free to
+    // walk at once -- with a snapshot held open, each through the entries of every run claimed since (held_snapshot.sh).
+    bool periodic = hint > 0 && periodic_head_claim_due() && shared::begin_head_walk(GetCurrentTimestamp(), false);
+    bool hinted = hint > 0 && !periodic;
     int n = 0;
     if (hinted) {
         TimestampTz low_start = GetCurrentTimestamp();
@@ -128,10 +132,11 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         last_head_end = GetCurrentTimestamp();
         last_head_us = last_head_end - head_start;
         from_low = true;  // (the head claim covered everything below where the hinted one started)
-        if (look_behind) {
-            int64 wait = kLowClaimCostShare * last_head_us;
+        if (look_behind || periodic) {
+            int64 wait = (periodic ? kHeadClaimCostShare : kLowClaimCostShare) * last_head_us;
             if (wait > shared::kHeadWalkWaitMaxUs) wait = shared::kHeadWalkWaitMaxUs;
-            shared::end_head_walk(n == 0 && last_head_us >= kLowClaimSlowUs ? last_head_end + wait : 0);
+            bool put_off = last_head_us >= kLowClaimSlowUs && (periodic || n == 0);
+            shared::end_head_walk(put_off ? last_head_end + wait : 0);
         }
     }
     if (n > 0) pg_atomic_write_u64(&st->last_claim, static_cast<uint64>(GetCurrentTimestamp()));  // busy
