@@ -88,7 +88,8 @@ int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitt
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" was dropped meanwhile", pipeline)));
     bool isnull;
     int64 id = DatumGetInt64(col(0, 1, &isnull));
-    notes::runs_created();
+    // (priority 0, a new id: past the claim hint, at the end of the queue -- the queue's known end moves up past it)
+    notes::runs_created_upto(1, static_cast<uint64>(queue_key(0, id)) + 1);
     return id;
 }
 
