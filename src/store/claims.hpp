@@ -10,7 +10,7 @@ struct ClaimedRun {
     int64 id;
     char *pipeline;
     int64 pipeline_id;
-    int priority;
+    int priority = 0;  // (0.1 schema: always 0)
     Oid submitter;
     Jsonb *input;
     Jsonb *metadata;

@@ -15,18 +15,25 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_read_run, plan_read_steps, plan_lock, plan_fail, plan_fail_crashed, plan_unfinished;
+SPIPlanPtr plan_read_run, plan_read_run_v2, plan_read_steps, plan_lock, plan_fail, plan_fail_crashed, plan_unfinished;
 
 }  // namespace
 
 bool read_run(int64 run_id, RunRecord *out, MemoryContext dest) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
-    SPIPlanPtr plan = pg::prepare(&plan_read_run,
-                                  "/* pw_indexes: runs_pkey */ SELECT pipeline, submitted_by::oid, input, metadata,"
-                                  " status, worker_pid, worker_started_at, claims, pipeline_id"
-                                  " FROM pipeline_worker.runs WHERE id = $1",
-                                  1, types);
+    // (the priority: where a retry due at once goes back in the queue -- 0.2 schema only)
+    bool v2 = schema_version() >= 2;
+    SPIPlanPtr plan = v2 ? pg::prepare(&plan_read_run_v2,
+                                       "/* pw_indexes: runs_pkey */ SELECT pipeline, submitted_by::oid, input, metadata,"
+                                       " status, worker_pid, worker_started_at, claims, pipeline_id, priority"
+                                       " FROM pipeline_worker.runs WHERE id = $1",
+                                       1, types)
+                         : pg::prepare(&plan_read_run,
+                                       "/* pw_indexes: runs_pkey */ SELECT pipeline, submitted_by::oid, input, metadata,"
+                                       " status, worker_pid, worker_started_at, claims, pipeline_id"
+                                       " FROM pipeline_worker.runs WHERE id = $1",
+                                       1, types);
     pg::exec_as_owner(plan, v, nullptr, false, 1);
     if (SPI_processed == 0) return false;
     bool isnull;
@@ -44,6 +51,7 @@ bool read_run(int64 run_id, RunRecord *out, MemoryContext dest) {
     out->worker_started_at = isnull ? 0 : DatumGetTimestampTz(started);
     run.claims = DatumGetInt32(col(0, 8, &isnull));
     run.pipeline_id = DatumGetInt64(col(0, 9, &isnull));
+    run.priority = v2 ? DatumGetInt32(col(0, 10, &isnull)) : 0;
     run.claimed_at = GetCurrentTimestamp();
     run.persisted = true;
     MemoryContextSwitchTo(old);
