@@ -267,6 +267,26 @@ SELECT pipeline_worker.cancel_run(:flaky2_id) AS cancel_failed;
 SELECT status FROM pipeline_worker.runs WHERE id IN (:flow_id, :flaky2_id, :wait_id) ORDER BY id;
 SELECT pipeline_worker.cancel_run(-1) AS cancel_missing;
 
+-- ---------------------------------------------------------------- two-phase commit
+-- A transaction that submitted, changed or claimed runs cannot be prepared: the workers hear of it at this
+-- session's commit (wake-ups, the claim hint, cancels, slots), and a prepared transaction commits elsewhere.
+BEGIN;
+SELECT pipeline_worker.create_run('flow', '{"n": 1}') > 0 AS created_in_2pc;
+PREPARE TRANSACTION 'pw_created';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT count(*) AS runs_of_the_refused_prepare FROM pipeline_worker.runs WHERE input = '{"n": 1}';
+SELECT pipeline_worker.create_run('flow', '{"n": 2}') AS twopc_id \gset
+BEGIN;
+SELECT pipeline_worker.cancel_run(:twopc_id) AS cancel_in_2pc;
+PREPARE TRANSACTION 'pw_cancelled';
+SELECT status AS after_refused_2pc FROM pipeline_worker.runs WHERE id = :twopc_id;
+SELECT pipeline_worker.cancel_run(:twopc_id) AS cancel_after_refused_2pc;
+-- reading is fine (and so is a transaction whose calls changed nothing)
+BEGIN;
+SELECT count(*) >= 0 AS read_in_2pc FROM pipeline_worker.runs;
+PREPARE TRANSACTION 'pw_read';
+COMMIT PREPARED 'pw_read';
+
 -- nothing left unfinished for the next file
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
 SELECT pipeline_worker.recover_runs() AS recovered;

@@ -26,6 +26,20 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_PARALLEL_PRE_COMMIT:
             notes::pre_commit();
             break;
+        case XACT_EVENT_PRE_PREPARE:
+            // What the transaction noted is published by this session's commit (wake-ups, the claim hint, cancels,
+            // concurrency slots, parked runs to put back): a prepared transaction commits elsewhere, later, and it
+            // would be lost -- or published by this session's next transaction. Refused, as PostgreSQL refuses
+            // PREPARE after NOTIFY. (Before the point of no return: the error aborts the transaction.)
+            if (notes::any() || lanes::any_in_txn() || metrics::any_in_txn() || worker::holds_databases())
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("cannot PREPARE a transaction that has submitted, changed or claimed "
+                                       "pipeline_worker runs or pipelines"),
+                                errdetail("The workers hear of such changes when the transaction commits in the "
+                                          "session that made them; a prepared transaction commits elsewhere."),
+                                errhint("Call these functions outside the prepared transaction, or commit it "
+                                        "normally.")));
+            break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
             lanes::at_commit();

@@ -152,6 +152,11 @@ void publish() {
     forget();
 }
 
+bool any() {
+    return created > 0 || finished || pipelines || reordered || extension || due != 0 || top_priority != INT_MIN ||
+           back_at != UINT64_MAX || added_upto != 0 || added_anywhere || ncancels > 0 || parents || reorder_begun;
+}
+
 void forget() {
     created = 0;
     finished = false;

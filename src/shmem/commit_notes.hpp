@@ -44,5 +44,7 @@ void parents_handed_over();
 void pre_commit();  // before the commit (its runs are not visible yet)
 void publish();     // at commit
 void forget();   // at abort
+// Anything noted in this transaction (PREPARE TRANSACTION is refused then: module.cpp).
+bool any();
 
 }  // namespace pw::notes

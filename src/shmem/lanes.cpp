@@ -443,6 +443,13 @@ void at_commit() {
     nchanged = 0;
 }
 
+bool any_in_txn() {
+    for (int i = 0; i < nholdings; i++)
+        if (!holdings[i].durable || holdings[i].durable_pending || holdings[i].release_pending) return true;
+    return npark_notes > 0 || lost_park_notes || npending_clears > 0 || npassed > 0 || passed_overflow != UINT64_MAX ||
+           nchanged > 0 || look_again_at_commit || unparked_in_txn || fresh_in_txn;
+}
+
 void at_abort() {
     apply_passed_over();
     for (int i = 0; i < nholdings;) {

@@ -114,6 +114,8 @@ void forget_unpark_wish();
 // Transaction end and backend exit (module.cpp, shared.cpp).
 void at_commit();
 void at_abort();
+// This transaction took, gave back or noted something of the lanes (PREPARE TRANSACTION is refused then).
+bool any_in_txn();
 // A subtransaction rolled back (module.cpp): the slots taken in it go back, the releases asked in it are withdrawn.
 void at_subabort(SubTransactionId sub);
 void shmem_request();

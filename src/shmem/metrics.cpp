@@ -170,6 +170,8 @@ void at_commit() {
 
 void at_abort() { nlocal = 0; }
 
+bool any_in_txn() { return nlocal > 0; }
+
 void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us) {
     if (g_header == nullptr) return;
     for (int i = 0; i < n; i++) {  // entries first (each takes the lock itself)

@@ -157,6 +157,8 @@ void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, 
 
 }  // namespace
 
+bool holds_databases() { return held_count > 0; }
+
 void release_held_databases() {
     for (int i = 0; i < held_count; i++) release(held[i].d, held[i].dboid);
     held_count = 0;

@@ -6,6 +6,7 @@
 namespace pw::worker {
 
 void install_db_guard();  // a ProcessUtility hook (from _PG_init, with shared memory)
+bool holds_databases();  // this transaction keeps the workers out of a database (until it ends)
 void release_held_databases();  // at the end of the transaction (commit or abort): the workers may go back
 
 }  // namespace pw::worker
