@@ -36,6 +36,10 @@ struct Submission {
     int priority;
     bool has_run_at;
     TimestampTz run_at;
+    // Before the INSERT, which sets not_before for a run_at past its own clock_timestamp(): a run_at after this
+    // moment is told to the timer (note_submitted) -- taken after, a run_at in between got not_before with no timer
+    // set, and waited for an unrelated round.
+    TimestampTz checked_at;
     int schema;  // store::schema_version()
 };
 
@@ -88,7 +92,7 @@ void prepare_submission(Submission *s) {
 // At commit: wake workers, set the timer for a future run_at, move the claim hint for a high priority. The runs are
 // queued at keys up to that of max_id (the queue's known end moves up to there).
 void note_submitted(const Submission &s, int n, int64 max_id) {
-    if (s.has_run_at && s.run_at > GetCurrentTimestamp()) {
+    if (s.has_run_at && s.run_at > s.checked_at) {
         notes::due_at(s.run_at);
     } else {
         notes::runs_created_upto(n, static_cast<uint64>(store::queue_key(s.priority, max_id)) + 1);
@@ -126,6 +130,7 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
     s.priority = checked_priority(fcinfo, 3);
     s.has_run_at = PG_NARGS() > 4 && !PG_ARGISNULL(4);
     s.run_at = s.has_run_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
+    s.checked_at = GetCurrentTimestamp();
     if (s.has_run_at && TIMESTAMP_NOT_FINITE(s.run_at))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("run_at must be a finite time"),
                         errhint("Pass NULL to start the run as soon as possible.")));
@@ -260,6 +265,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
     s.priority = checked_priority(fcinfo, 3);
     s.has_run_at = !PG_ARGISNULL(4);
     s.run_at = s.has_run_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
+    s.checked_at = GetCurrentTimestamp();
     if (s.has_run_at && TIMESTAMP_NOT_FINITE(s.run_at))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("run_at must be a finite time"),
                         errhint("Pass NULL to start the runs as soon as possible.")));
