@@ -124,17 +124,20 @@ struct Batch {
 // Called before a commit that releases the batch's unstarted, lazily claimed runs: the claim moved the shared hint
 // past the whole batch, so it comes back to the first of them at commit -- else the next claims would take the runs
 // queued after them first (one worker, priority order: a batch cut by the subtransaction limit ran its tail late).
+// The commit wakes as many idle workers (this one goes on with its current run: a slow step left them waiting for the
+// idle workers' next look, up to 10 s).
 void note_unstarted(const Batch *b) {
     if (b->locks_released) return;  // (released by an earlier commit, noted then)
-    int first = -1, last = -1;  // (in queue order)
+    int first = -1, last = -1, count = 0;  // (in queue order)
     for (int j = b->next; j < b->n; j++)
         if (!b->runs[j].persisted) {
             if (first < 0) first = j;
             last = j;
+            count++;
         }
     if (first >= 0)
-        notes::run_back_at(static_cast<uint64>(queue_position(b->runs[first], b->version)),
-                           static_cast<uint64>(queue_position(b->runs[last], b->version)) + 1);
+        notes::runs_queued_at(static_cast<uint64>(count), static_cast<uint64>(queue_position(b->runs[first], b->version)),
+                              static_cast<uint64>(queue_position(b->runs[last], b->version)) + 1);
 }
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
