@@ -74,13 +74,9 @@ void run_queued_with_priority(int priority) {
     if (priority > top_priority) top_priority = priority;
 }
 
-void run_back_at(uint64 position, uint64 upto) {
+void run_back_at(uint64 position) {
     if (position < back_at) back_at = position;
-    // (Forgotten, the end made every claim until the next walk to the end of the queue take that walk: with a snapshot
-    // held open, through the entries of every run claimed since -- each worker that gave back part of a small batch
-    // made the next few claims do it, test/scripts/held_snapshot.sh.)
-    if (upto == 0) added_anywhere = true;
-    else if (upto > added_upto) added_upto = upto;
+    added_anywhere = true;
 }
 
 void wake_all_workers() {

@@ -348,14 +348,13 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
     if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
-        if (released > 0)  // (runs[] is in queue order)
-            notes::run_back_at(static_cast<uint64>(queue_position(runs[n], b->version)),
-                               static_cast<uint64>(queue_position(runs[n + released - 1], b->version)) + 1);
+        if (released > 0)  // (runs[] is in queue order; the commit wakes as many idle workers)
+            notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(queue_position(runs[n], b->version)),
+                                  static_cast<uint64>(queue_position(runs[n + released - 1], b->version)) + 1);
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();
         begin_txn(&b->clock);
-        if (released > 0) shared::wake_workers(released);
     }
 
     return n;
