@@ -65,24 +65,33 @@ entries_per_run() {
     per_run=$((cur / $1))
     pw_info "$2: $cur runs_ready_idx entries read for $1 runs ($per_run per run)"
 }
+# Zeroes the counters before the next part (the counters of the last part's last claims reach pg_stat a moment after
+# the first reset: once more a second later).
+reset_counts() {
+    pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+    sleep 1
+    pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+}
+# per_run_below BOUND WHAT: passes if per_run (set by entries_per_run) is under BOUND; WHAT names the check.
+per_run_below() {
+    if [ "$per_run" -lt "$1" ]; then
+        pw_ok "$2: $per_run queue index entries read (under $1)"
+    else
+        pw_fail "$2: $per_run queue index entries read (expected under $1)"
+    fi
+}
 entries_per_run "$N" "plain runs"
 # Without the bounds (before 2026-12-03): 551 entries per run here, growing with the runs claimed since the snapshot
 # (1,200 per run over 300,000 runs). With them: 25-55 (the claimed entry, the entries other workers hold, and the
 # periodic walks from the head, kept to a fiftieth of each worker's time, plus one per worker when the queue runs dry).
 # With the periodic walks one at a time for the database once slow (2026-12-04): 4-5.
-if [ "$per_run" -lt 150 ]; then
-    pw_ok "claims read $per_run queue index entries per run (under 150) with a snapshot held"
-else
-    pw_fail "claims read $per_run queue index entries per run with a snapshot held (expected under 150)"
-fi
+per_run_below 150 "claims per run with a snapshot held"
 
 # Idle workers woken for nothing they can claim (here by wake_workers(); in a limited pipeline's drain, for a run
 # another worker took first). A claim that finds nothing past the hint looks behind it, from the head of the queue, for
 # runs committed there without moving the hint -- with the snapshot held, a walk over the entries of every run claimed
 # since (200,000). Once such a look is slow, the next one, by any worker, waits ten times as long as it took.
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 for _ in $(seq 1 200); do echo "SELECT pipeline_worker.wake_workers(); SELECT pg_sleep(0.005);"; done | pw_psql >/dev/null \
     || pw_die "wake_workers failed"
 entries_per_run 200 "200 wake-ups of the idle workers"
@@ -90,11 +99,7 @@ entries_per_run 200 "200 wake-ups of the idle workers"
 # workers could make them); with it: 12,000-18,000, most of them each worker's periodic claim from the head (every
 # 16 claims, at most 2 % of its own time: 8 workers walked at once). Since those are the database's walks, one at a
 # time once slow (2026-12-04): 2,000-4,000.
-if [ "$per_run" -lt 10000 ]; then
-    pw_ok "idle workers woken for nothing read $per_run queue index entries per wake-up (under 10,000)"
-else
-    pw_fail "idle workers woken for nothing read $per_run queue index entries per wake-up (expected under 10,000)"
-fi
+per_run_below 10000 "idle workers woken for nothing per wake-up"
 
 # A limited pipeline under the same snapshot. Every run of a limited lane gives its slot back when it finishes, and
 # runs of full lanes are left queued behind the claim hint; each release used to send the hint to the head of the
@@ -106,9 +111,7 @@ pw_psql >/dev/null <<'SQL' || pw_die "setup of the keyed pipeline failed"
 SELECT pipeline_worker.create_pipeline('keyed', '[{"name": "a", "function": "quick"}, {"name": "b", "function": "quick"}]',
                                        '{"concurrency_per_key": 1}');
 SQL
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1  # (the counters of the first drain's last claims reach pg_stat first)
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('keyed',
               (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, $K) g),
               concurrency_keys => (SELECT array_agg('k' || (g % 100)) FROM generate_series(1, $K) g))" >/dev/null \
@@ -120,11 +123,7 @@ pw_check_sql "every keyed run succeeded" "$K" \
 entries_per_run "$K" "keyed runs"
 # The previous build read 129,654 per run here and had not finished the runs after 180 s; this one: 117-735 (each walk from
 # the head, periodic or when nothing past the hint can start, reads the 200,000 dead entries of the first drain).
-if [ "$per_run" -lt 2000 ]; then
-    pw_ok "claims of the keyed runs read $per_run queue index entries per run (under 2000) with a snapshot held"
-else
-    pw_fail "claims of the keyed runs read $per_run queue index entries per run with a snapshot held (expected under 2000)"
-fi
+per_run_below 2000 "claims of the keyed runs per run with a snapshot held"
 
 # Runs of a higher priority committed one by one during a drain, under the same snapshot. Each commit moves the claim
 # hint back to its priority level, and a claim from there walks the queue's entries of every run claimed since the
@@ -134,9 +133,7 @@ fi
 # moved-back hint is slow,
 # such walks are limited to a tenth of each worker's time (worker/claiming.cpp).
 P=50000
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 touch "$holdfile.prio"
 {
     while [ -e "$holdfile.prio" ]; do
@@ -159,11 +156,7 @@ pw_check_sql "... and so do the priority runs (some were committed)" "true|0" \
 entries_per_run "$P" "runs drained while priority runs were committed"
 # Without the limit: 52,759 per run, and 37,462 of the runs still queued after 120 s; with it: 2,300-3,200 (the dead
 # entries in front grow with everything drained before in this script).
-if [ "$per_run" -lt 10000 ]; then
-    pw_ok "claims read $per_run queue index entries per run (under 10,000) while priority runs were committed"
-else
-    pw_fail "claims read $per_run queue index entries per run while priority runs were committed (expected under 10,000)"
-fi
+per_run_below 10000 "claims per run while priority runs were committed"
 
 # Runs of a higher priority committed one by one while nothing else is queued. A claim that does not fill its batch
 # scanned on to the end of the queue index: past its run, through the entries of every run claimed since the snapshot
@@ -171,9 +164,7 @@ fi
 # 50,000-run backlog at "concurrency": 4 drain at ~470 runs/s instead of ~2,400 (bench/README.md). Claims stop at the
 # queue's known end: where an earlier claim found nothing more, moved up by each commit that queues runs past it
 # (worker/claiming.cpp, shared::note_queue_end).
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 for _ in $(seq 1 200); do
     echo "SELECT pipeline_worker.create_run('q3', '{\"alone\": 1}', priority => 5); SELECT pg_sleep(0.005);"
 done | pw_psql >/dev/null || pw_die "create_run of the lone priority runs failed"
@@ -184,11 +175,7 @@ entries_per_run 200 "200 priority runs alone in the queue"
 # end once the known end is no longer trusted, at most a second after the walk that found it, and the entries of the
 # priority level itself between). While a worker's release of part of a small batch to the idle ones forgot the known
 # end (before 2026-12-04): 5,900-84,000, most often 35,000-70,000 -- each release made the next claims walk to the end.
-if [ "$per_run" -lt 25000 ]; then
-    pw_ok "claims read $per_run queue index entries per lone run (under 25,000) with a snapshot held"
-else
-    pw_fail "claims read $per_run queue index entries per lone run with a snapshot held (expected under 25,000)"
-fi
+per_run_below 25000 "claims per lone run with a snapshot held"
 
 # Runs whose first attempt fails and is retried at once (retry_delay_ms 0): pending again at their place in the queue.
 # The commit of each failure moved the claim hint back to the head of the queue (before 2026-12-04), and the next
@@ -204,9 +191,7 @@ SELECT pipeline_worker.create_pipeline('flaky', '[{"name": "a", "function": "fla
                                        '{"max_attempts": 2, "retry_delay_ms": 0}');
 SQL
 F=3000
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('flaky',
               (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, $F) g))" >/dev/null \
     || pw_die "create_runs of the flaky runs failed"
@@ -215,11 +200,7 @@ pw_check "with a snapshot held, $F runs retried at once after a failed first att
 pw_check_sql "... and succeed at their second attempt" "$F" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'flaky' AND status = 'succeeded'"
 entries_per_run "$F" "runs retried at once"
-if [ "$per_run" -lt 5000 ]; then
-    pw_ok "claims read $per_run queue index entries per run retried at once (under 5,000) with a snapshot held"
-else
-    pw_fail "claims read $per_run queue index entries per run retried at once with a snapshot held (expected under 5,000)"
-fi
+per_run_below 5000 "claims per run retried at once with a snapshot held"
 
 # Runs that start a child run each: the commit that created a child forgot the queue's known end (before 2026-12-04),
 # and the next claims walked to the end of the queue index -- with the snapshot held, through every run claimed since.
@@ -228,9 +209,7 @@ SELECT pipeline_worker.create_pipeline('kid', '[{"name": "a", "function": "quick
 SELECT pipeline_worker.create_pipeline('parent', '[{"name": "c", "pipeline": "kid"}]');
 SQL
 C=1000
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
-sleep 1
-pw_psql -c "SELECT pg_stat_reset()" >/dev/null
+reset_counts
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('parent',
               (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, $C) g))" >/dev/null \
     || pw_die "create_runs of the parent runs failed"
@@ -239,11 +218,7 @@ pw_check "with a snapshot held, $C parent runs and their children finish" "0" "$
 pw_check_sql "... and succeed" "$((2 * C))" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline IN ('parent', 'kid') AND status = 'succeeded'"
 entries_per_run "$((2 * C))" "parent and child runs"
-if [ "$per_run" -lt 5000 ]; then
-    pw_ok "claims read $per_run queue index entries per parent or child run (under 5,000) with a snapshot held"
-else
-    pw_fail "claims read $per_run queue index entries per parent or child run with a snapshot held (expected under 5,000)"
-fi
+per_run_below 5000 "claims per parent or child run with a snapshot held"
 
 rm -f "$holdfile.keep"
 wait "$holder" 2>/dev/null
