@@ -266,6 +266,27 @@ SELECT pipeline_worker.cancel_run(:flow_id) AS cancel_succeeded;
 SELECT pipeline_worker.cancel_run(:flaky2_id) AS cancel_failed;
 SELECT status FROM pipeline_worker.runs WHERE id IN (:flow_id, :flaky2_id, :wait_id) ORDER BY id;
 SELECT pipeline_worker.cancel_run(-1) AS cancel_missing;
+-- A cancel_run rolled back -- the transaction, or to a savepoint -- leaves the run to run: its request to whoever
+-- executes the run goes with its write (until 2026-12-05 the request stayed, and the next execute_run cancelled it).
+SELECT pipeline_worker.create_run('flow', '{"x": 3}') AS undone_id \gset
+BEGIN;
+SELECT pipeline_worker.cancel_run(:undone_id) AS cancel_rolled_back;
+ROLLBACK;
+BEGIN;
+SAVEPOINT before_cancel;
+SELECT pipeline_worker.cancel_run(:undone_id) AS cancel_to_savepoint;
+ROLLBACK TO before_cancel;
+COMMIT;
+SELECT pipeline_worker.claim_run() = :undone_id AS claimed_after_undone_cancels;
+SELECT pipeline_worker.execute_run(:undone_id) AS after_undone_cancels;
+-- ... and one that commits still cancels
+SELECT pipeline_worker.create_run('flow', '{"x": 4}') AS kept_id \gset
+BEGIN;
+SAVEPOINT other;
+SELECT pipeline_worker.cancel_run(:kept_id) AS cancel_kept;
+RELEASE other;
+COMMIT;
+SELECT status FROM pipeline_worker.runs WHERE id = :kept_id;
 
 -- ---------------------------------------------------------------- two-phase commit
 -- A transaction that submitted, changed or claimed runs cannot be prepared: the workers hear of it at this

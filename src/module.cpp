@@ -1,6 +1,7 @@
 // Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
 #include "exec/http_queue.hpp"
 #include "pg/kept_plans.hpp"
+#include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/lanes.hpp"
@@ -43,6 +44,7 @@ void xact_callback(XactEvent event, void *) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
             lanes::at_commit();
+            shared::cancels_at_commit();
             notes::publish();
             metrics::at_commit();
             worker::release_held_databases();
@@ -52,6 +54,7 @@ void xact_callback(XactEvent event, void *) {
             store::reset_writes();
             httpq::discard_queued();  // parked in the aborted transaction: their start was never recorded
             notes::forget();
+            shared::cancels_at_abort();  // (a cancel_run's own write undone: its request goes too)
             lanes::at_abort();
             metrics::at_abort();
             worker::release_held_databases();
@@ -62,7 +65,10 @@ void xact_callback(XactEvent event, void *) {
 }
 
 void subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId, void *) {
-    if (event == SUBXACT_EVENT_ABORT_SUB) lanes::at_subabort(sub);
+    if (event == SUBXACT_EVENT_ABORT_SUB) {
+        lanes::at_subabort(sub);
+        shared::cancels_at_subabort(sub);
+    }
 }
 
 }  // namespace

@@ -170,6 +170,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                                  " RETURNING pipeline",
                                  1, types, v, nullptr, false);
             result = true;
+            shared::cancel_written(run_id);  // (rolled back: the request made above is withdrawn)
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
             store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
             if (parent != 0) store::wake_parents(&parent, 1);     // it looks at its child again: cancelled

@@ -119,4 +119,42 @@ void interrupt_executor(int64 run_id, bool broadcast) {
     }
 }
 
+namespace {
+
+struct Written {
+    int64 run_id;
+    SubTransactionId sub;
+};
+Written *written = nullptr;  // (TopMemoryContext: reused by every transaction)
+int nwritten = 0, written_cap = 0;
+
+}  // namespace
+
+void cancel_written(int64 run_id) {
+    if (nwritten == written_cap) {
+        int cap = written_cap == 0 ? 64 : written_cap * 2;
+        written = static_cast<Written *>(written == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(Written) * cap)
+                                                            : repalloc(written, sizeof(Written) * cap));
+        written_cap = cap;
+    }
+    written[nwritten++] = {run_id, GetCurrentSubTransactionId()};
+}
+
+void cancels_at_commit() { nwritten = 0; }
+
+void cancels_at_abort() {
+    for (int i = 0; i < nwritten; i++) clear_cancel(written[i].run_id);
+    nwritten = 0;
+}
+
+void cancels_at_subabort(SubTransactionId sub) {
+    // (Subtransactions begun since `sub` was, and not yet ended, are its own: their ids are higher.)
+    int kept = 0;
+    for (int i = 0; i < nwritten; i++) {
+        if (written[i].sub >= sub) clear_cancel(written[i].run_id);
+        else written[kept++] = written[i];
+    }
+    nwritten = kept;
+}
+
 }  // namespace pw::shared

@@ -17,4 +17,12 @@ void clear_cancel(int64 run_id);
 // whether it is executing the run); false: nothing is done then (the run has no executor to interrupt).
 void interrupt_executor(int64 run_id, bool broadcast = true);
 
+// A cancel_run that wrote 'cancelled' on the run's row itself: its request (made before, to stop an executor) is
+// withdrawn if that write is rolled back -- the transaction or the subtransaction it was made in -- so the run, pending
+// again, is not cancelled by the next one to execute it. Kept in this backend until the transaction ends.
+void cancel_written(int64 run_id);
+void cancels_at_commit();
+void cancels_at_abort();
+void cancels_at_subabort(SubTransactionId sub);
+
 }  // namespace pw::shared
