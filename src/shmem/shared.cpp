@@ -68,6 +68,7 @@ void startup_hook() {
             SpinLockInit(&d->hint_lock);
             pg_atomic_init_u64(&d->next_retry_due, 0);
             pg_atomic_init_u64(&d->head_walks_after, 0);
+            pg_atomic_init_u64(&d->timer_until, 0);
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
@@ -153,6 +154,7 @@ DbState *attach_db(Oid dboid) {
         SpinLockRelease(&d->hint_lock);
         pg_atomic_write_u64(&d->next_retry_due, 1);  // ... and runs the timer (delayed runs, schedules)
         pg_atomic_write_u64(&d->head_walks_after, 0);
+        pg_atomic_write_u64(&d->timer_until, 0);
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
@@ -372,6 +374,29 @@ bool take_due() {
     uint64 due = pg_atomic_read_u64(&d->next_retry_due);
     if (due == 0 || static_cast<TimestampTz>(due) > GetCurrentTimestamp()) return false;
     return pg_atomic_compare_exchange_u64(&d->next_retry_due, &due, 0);
+}
+
+bool is_due(TimestampTz now) {
+    DbState *d = db();
+    uint64 due = d == nullptr ? 0 : pg_atomic_read_u64(&d->next_retry_due);
+    return due != 0 && static_cast<TimestampTz>(due) <= now;
+}
+
+bool begin_timer(TimestampTz now) {
+    DbState *d = db();
+    if (d == nullptr) return true;
+    uint64 until = pg_atomic_read_u64(&d->timer_until);
+    if (until != 0 && static_cast<TimestampTz>(until) > now) return false;
+    return pg_atomic_compare_exchange_u64(&d->timer_until, &until, static_cast<uint64>(now + kTimerLeaseUs));
+}
+
+void end_timer() {
+    if (DbState *d = db()) pg_atomic_write_u64(&d->timer_until, 0);
+}
+
+bool timer_busy(TimestampTz now) {
+    DbState *d = db();
+    return d != nullptr && static_cast<TimestampTz>(pg_atomic_read_u64(&d->timer_until)) > now;
 }
 
 uint64 priority_start(int priority) {

@@ -58,6 +58,7 @@ struct DbState {
     uint64 added_upto[16];             // (under hint_lock) where the last 16 additions ended, by queue_additions % 16
     pg_atomic_uint64 head_walks_after; // a look behind the hint (worker::claim_batch) waits until then (TimestampTz)
     pg_atomic_uint64 next_retry_due;   // the timer: earliest due moment (TimestampTz), 0: none
+    pg_atomic_uint64 timer_until;      // a worker's timer round runs, at the latest until then (begin_timer)
     pg_atomic_uint64 last_claim;       // when a claim last found runs (TimestampTz): the database is busy
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
@@ -145,6 +146,16 @@ void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
 // The timer is due (a delayed run, a schedule, a rate window): true for the one caller that takes it.
 bool take_due();
+bool is_due(TimestampTz now);  // (without taking it)
+// Timer rounds one at a time per database: true if the caller may run one now (end_timer after it). Two at once each
+// locked the other's due runs: a run one promoted, the other's promote (FOR UPDATE SKIP LOCKED, its row re-checked
+// and no longer due) kept locked until its commit -- the claims skipped it, and it waited for the next timer round
+// that moved the claim hint, up to a second (test/scripts/timestamps.sh). A worker that died in a round holds it
+// for kTimerLeaseUs at most.
+constexpr int64 kTimerLeaseUs = USECS_PER_SEC;
+bool begin_timer(TimestampTz now);
+void end_timer();
+bool timer_busy(TimestampTz now);
 // The first queue key of priority level `priority` (keys as store::queue_key).
 uint64 priority_start(int priority);
 // Moves the claim hint back to this queue position (a key, or an id under the 0.1 schema) if it is past it, and

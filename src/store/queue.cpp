@@ -377,7 +377,9 @@ TimestampTz next_due_run() {
                                " WHERE status IN ('pending', 'waiting') AND not_before IS NOT NULL"
                                " ORDER BY not_before LIMIT 1",
                                0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, true, 1);
+    // Not read-only: the snapshot must see the runs this transaction just promoted (read-only, it did not, and the
+    // timer was set for one already in the queue: a second round at once, alongside the claims of the first's runs).
+    pg::exec_as_owner(p, nullptr, nullptr, false, 1);
     bool isnull = true;
     Datum d = SPI_processed > 0 ? col(0, 1, &isnull) : 0;
     return isnull ? 0 : DatumGetTimestampTz(d);

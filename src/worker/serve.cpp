@@ -456,7 +456,7 @@ int serve_once(MemoryContext iter_ctx) {
     int room = httpq::capacity() - httpq::pending();
     if (room <= 0) return 0;
     if (batch > room) batch = room;
-    if (timer_may_run() && (shared::take_due() | lanes::unpark_wanted())) run_timer_guarded();
+    run_timer_if_due();
     Batch b;
     b.current = nullptr;
     b.locks_released = false;

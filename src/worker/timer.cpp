@@ -65,4 +65,13 @@ void run_timer_guarded() {
     PG_END_TRY();
 }
 
+void run_timer_if_due() {
+    if (!timer_may_run()) return;
+    TimestampTz now = GetCurrentTimestamp();
+    if (!shared::is_due(now) && !lanes::unpark_wanted()) return;
+    if (!shared::begin_timer(now)) return;  // (its due moment stays: taken once that round is over)
+    if (shared::take_due() | lanes::unpark_wanted()) run_timer_guarded();
+    shared::end_timer();
+}
+
 }  // namespace pw::worker

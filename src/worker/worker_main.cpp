@@ -247,6 +247,8 @@ void sleep_idle(LoopState *ls, WaitEventSet *waits) {
     if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
     long parents_timeout = held_parents_timeout_ms();
     if (parents_timeout >= 0 && parents_timeout < timeout) timeout = parents_timeout;
+    // (due while another worker's timer round runs: that one's; look again in a moment rather than spin)
+    if (timeout == 0 && shared::timer_busy(GetCurrentTimestamp())) timeout = 1;
     if (timeout == 0 || httpq::has_answered()) return;  // a retry or an HTTP timer is due
     pgstat_report_stat(true);  // going idle: flush what is pending
     if (in_flight > 0) {

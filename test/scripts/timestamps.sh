@@ -70,4 +70,24 @@ else
     pw_fail "$left of 20,000 runs whose run_at passed during their create_runs still unfinished after 10 s ($(pw_psql -c \
         "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'soon' AND not_before IS NOT NULL") with not_before)"
 fi
+
+# Runs due one after another, 100 ms apart: each starts at its own run_at, not with the next one. Two timer rounds at
+# once (the first set the timer for a run it had just promoted itself, and woke a worker for it) each locked the
+# other's runs: the second's promote re-checked a row the first had promoted, no longer due, and kept it locked until
+# its commit. The claims skipped it; it started with the next run due -- the last one a second later, at an idle
+# worker's next look (flow_limits.sh, CI). Here up to 8 of 40 such runs started with the next one
+# in some rounds of 4 s, with the build before 2026-12-05 and 10 workers; none after. (With 2 workers, seldom.)
+pw_set_conf pipeline_worker.workers 10 || pw_fail "pipeline_worker.workers = 10"
+pw_wait_workers 10 20 >/dev/null || pw_fail "10 workers did not show up"
+pw_psql -c "SELECT pipeline_worker.create_pipeline('spaced', '[{\"name\": \"s\", \"function\": \"noop\"}]')" >/dev/null
+for round in 1 2 3; do
+    pw_psql -c "SELECT count(*) FROM (SELECT pipeline_worker.create_run('spaced', '{\"round\": $round}',
+                  run_at => clock_timestamp() + (300 + g * 100) * interval '1 ms') FROM generate_series(1, 40) g) c" >/dev/null
+    sleep 4.4
+    pw_wait_all_finished 10
+done
+pw_info "delayed runs 100 ms apart: $(pw_psql -c "SELECT 'latest start ' || round(1000 * extract(epoch FROM max(started_at - run_at)))
+           || ' ms after its run_at' FROM pipeline_worker.runs WHERE pipeline = 'spaced'")"
+pw_check_sql "3 x 40 delayed runs 100 ms apart: each started before the next one was due" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'spaced' AND started_at >= run_at + interval '100 ms'"
 pw_finish
