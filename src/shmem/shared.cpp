@@ -502,7 +502,11 @@ bool begin_head_walk(TimestampTz now, bool wake) {
     // (0: never put off -- such walks are cheap, several at once do no harm)
     while (after != 0) {
         TimestampTz at = static_cast<TimestampTz>(after);
-        if (at > now && at - now <= kHeadWalkWaitMaxUs) {
+        // (A mark set at most a second past the setter's clock -- which may have been read later than `now`: a walk
+        // just begun by a worker whose clock was read a moment after this one's. Until 2026-12-05 the bound was the
+        // second itself, and workers woken together each took that mark for a stale one: 7 slow walks at once.
+        // Twice that is still short of a clock stepped back, which must not close the gate for long.)
+        if (at > now && at - now <= 2 * kHeadWalkWaitMaxUs) {
             if (wake) note_retry_due(static_cast<TimestampTz>(after));  // a worker looks then
             return false;
         }
