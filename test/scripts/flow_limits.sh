@@ -171,11 +171,13 @@ pw_check_sql "run_at: every run started within 1 s of its run_at" 0 \
 # both cores busy); once a claim that filtered it was slow, claims park it instead: the runs they lock and the lane's
 # runs queued behind them, in one statement. While the first run holds the only slot, the 20,000 behind it must
 # leave the queue.
-pw_psql >/dev/null <<'SQL'
-SELECT pipeline_worker.create_pipeline('bulk', '[{"name": "s", "function": "fl_step"}]', '{"concurrency": 1}');
-SELECT pipeline_worker.create_run('bulk', '{"sleep": 4, "k": "holder"}');
-SQL
-pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'bulk' AND status <> 'pending'" >/dev/null
+# (The holder's step must be running: a worker's claim is not committed before its batch is -- the row reads
+# 'pending' until the step ends. Until 2026-12-05 the test waited for a status other than 'pending': the backlog came
+# after the holder had finished, and was parked while the lane drained it, one run at a time -- flaky in CI.)
+pw_psql -c "SELECT pipeline_worker.create_pipeline('bulk', '[{\"name\": \"s\", \"function\": \"fl_step\"}]', '{\"concurrency\": 1}')" >/dev/null
+holder=$(pw_psql -c "SELECT pipeline_worker.create_run('bulk', '{\"sleep\": 6, \"k\": \"holder\"}')")
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $holder step 1 %'" >/dev/null ||
+    pw_fail "the bulk holder did not start"
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('bulk',
               (SELECT jsonb_agg(jsonb_build_object('k', i)) FROM generate_series(1, 20000) i))" >/dev/null
 if pw_wait_sql t 3 "SELECT count(*) >= 19000 FROM pipeline_worker.runs WHERE pipeline = 'bulk' AND parked = 1" >/dev/null; then
