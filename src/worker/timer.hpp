@@ -5,8 +5,9 @@
 namespace pw::worker {
 
 // One round in a transaction of its own; a failure is reported and the round tried again in a second.
-void run_timer_guarded();
-// The timer's round if one is due (or parked runs are to be put back) and no other worker of the database runs one.
+void run_timer_guarded(bool due_round);
+// The timer's round if one is due and no other worker of the database runs one; or one that only puts parked runs
+// back, if a lane asks for that.
 void run_timer_if_due();
 // False for a second after a round failed (ask before shared::take_due(), which takes the due moment).
 bool timer_may_run();
