@@ -65,6 +65,7 @@ uint64 passed_upto = 0;               // past the last run passed over (the queu
 bool look_again_at_commit = false;  // this transaction's put-back left room: its commit asks for another look
 bool unparked_in_txn = false;  // this transaction puts parked runs back: an abort asks for that again
 bool fresh_in_txn = false;     // this transaction took the fresh start: an abort gives it back
+SubTransactionId fresh_subid = InvalidSubTransactionId;  // ... and the subtransaction that took it
 
 // A lane of this database with parked runs has room: the next look puts them back (lanes_to_unpark). The wish is
 // the database's: a worker of another database, which puts back only its own runs, must not take it.
@@ -259,6 +260,14 @@ void at_subabort(SubTransactionId sub) {
         }
         if (h->release_pending && h->release_subid >= sub) h->release_pending = false;
         i++;
+    }
+    // The fresh start taken in it: its put-back of every parked run is undone, the next look takes it again. (Until
+    // 2026-12-05 it stayed taken: a claim_run rolled back to a savepoint left the runs parked before a restart parked
+    // for good -- test/scripts/claim_race.sh.)
+    if (fresh_in_txn && fresh_subid >= sub) {
+        if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->fresh_lanes, 1);
+        fresh_in_txn = false;
+        want_unpark();
     }
 }
 
@@ -482,6 +491,7 @@ bool take_fresh_start() {
     shared::DbState *d = g_header != nullptr ? shared::db() : nullptr;
     if (d == nullptr || pg_atomic_read_u32(&d->fresh_lanes) == 0) return false;
     bool took = pg_atomic_exchange_u32(&d->fresh_lanes, 0) == 1;
+    if (took && !fresh_in_txn) fresh_subid = GetCurrentSubTransactionId();
     fresh_in_txn = fresh_in_txn || took;
     return took;
 }

@@ -82,4 +82,22 @@ PGUSER=regress_sub pw_psql -c "SELECT pipeline_worker.cancel_run($id)" >/dev/nul
 wait "$admin_job"
 pw_check "the claiming session's unrelated query is not cancelled by the submitter's cancel_run" \
     "claimed|t unrelated query finished" "$(grep -v '^$' "$out/admin.out" | tr '\n' ' ' | sed 's/ $//')"
+
+# Runs parked by a limit before a restart: after it the lanes know of none, and the first put-back in the database (the
+# fresh start) puts them all back -- without workers, a session's claim_run. One rolled back to a savepoint undid that
+# put-back, but the fresh start stayed taken: the runs stayed parked for good (until 2026-12-05). Runs parked in the
+# transaction that creates them stand for runs parked before the restart.
+pw_psql >/dev/null <<'SQL' || pw_fail "parked runs not set up"
+SELECT pipeline_worker.create_pipeline('fresh', '[{"name": "a", "function": "public.t_step"}]', '{"concurrency": 1}');
+BEGIN;
+SELECT count(*) FROM pipeline_worker.create_runs('fresh', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 3) i));
+UPDATE pipeline_worker.runs SET parked = 1 WHERE pipeline = 'fresh';
+COMMIT;
+SQL
+pw_cluster_restart || pw_fail "restart failed"
+pw_psql -c "BEGIN" -c "SAVEPOINT s" -c "SELECT pipeline_worker.claim_run()" -c "ROLLBACK TO s" -c "COMMIT" >/dev/null ||
+    pw_fail "claim_run rolled back to a savepoint"
+pw_psql -c "SELECT pipeline_worker.claim_run()" >/dev/null || pw_fail "claim_run after it"
+pw_check_sql "runs parked before a restart: put back by a claim_run after one rolled back to a savepoint" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'fresh' AND parked IS NOT NULL"
 pw_finish
