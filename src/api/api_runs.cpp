@@ -235,10 +235,16 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
 #undef PW_RETRY
     bool result = SPI_processed == 1;
     // Its place in the queue is behind the claim hint (its id is old): the commit moves the hint back to it, so that
-    // it keeps its turn at once rather than at a worker's next walk from the head of the queue.
-    if (result) {
+    // it keeps its turn at once rather than at a worker's next walk from the head of the queue -- and, its place known,
+    // keeps the queue's known end (forgotten, the next claims walked to the end of the queue index: with a snapshot
+    // held open, through the entry of every run claimed since -- test/scripts/held_snapshot.sh).
+    if (result && v2) {
         bool pnull;
-        notes::run_back_at(static_cast<uint64>(v2 ? store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id) : run_id));
+        uint64 key = static_cast<uint64>(store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id));
+        notes::runs_queued_at(1, key, key + 1);
+    } else if (result) {
+        notes::run_back_at(static_cast<uint64>(run_id));
+        notes::runs_created();
     }
     if (result && v2) {
         // reopened: pipeline_stats' roll-up of its minute counts it no more
@@ -247,10 +253,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - 62 * USECS_PER_MINUTE) store::unseal_from(was);
     }
     SPI_finish();
-    if (result) {
-        shared::clear_cancel(run_id);
-        notes::runs_created();
-    }
+    if (result) shared::clear_cancel(run_id);
     PG_RETURN_BOOL(result);
 }
 
