@@ -17,6 +17,7 @@ struct Claimer {
 };
 Claimer *g_claimers = nullptr;  // MaxBackends entries, by pgprocno
 bool registered = false;
+uint64 timer_lease = 0;  // the lease this backend took last (begin_timer)
 shmem_request_hook_type prev_request_hook = nullptr;
 shmem_startup_hook_type prev_startup_hook = nullptr;
 
@@ -387,11 +388,14 @@ bool begin_timer(TimestampTz now) {
     if (d == nullptr) return true;
     uint64 until = pg_atomic_read_u64(&d->timer_until);
     if (until != 0 && static_cast<TimestampTz>(until) > now) return false;
-    return pg_atomic_compare_exchange_u64(&d->timer_until, &until, static_cast<uint64>(now + kTimerLeaseUs));
+    timer_lease = static_cast<uint64>(now + kTimerLeaseUs);
+    return pg_atomic_compare_exchange_u64(&d->timer_until, &until, timer_lease);
 }
 
 void end_timer() {
-    if (DbState *d = db()) pg_atomic_write_u64(&d->timer_until, 0);
+    // (only the lease this worker took: a round longer than the lease, another worker's lease may have followed)
+    uint64 mine = timer_lease;
+    if (DbState *d = db()) (void)pg_atomic_compare_exchange_u64(&d->timer_until, &mine, 0);
 }
 
 bool timer_busy(TimestampTz now) {
