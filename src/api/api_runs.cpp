@@ -238,13 +238,11 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
     // it keeps its turn at once rather than at a worker's next walk from the head of the queue -- and, its place known,
     // keeps the queue's known end (forgotten, the next claims walked to the end of the queue index: with a snapshot
     // held open, through the entry of every run claimed since -- test/scripts/held_snapshot.sh).
-    if (result && v2) {
+    // (Its position: a key, or its id under the 0.1 schema, which keeps no queue end.)
+    if (result) {
         bool pnull;
-        uint64 key = static_cast<uint64>(store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id));
-        notes::runs_queued_at(1, key, key + 1);
-    } else if (result) {
-        notes::run_back_at(static_cast<uint64>(run_id));
-        notes::runs_created();
+        uint64 at = static_cast<uint64>(v2 ? store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id) : run_id);
+        notes::runs_queued_at(1, at, at + 1);
     }
     if (result && v2) {
         // reopened: pipeline_stats' roll-up of its minute counts it no more

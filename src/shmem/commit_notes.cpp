@@ -74,11 +74,6 @@ void run_queued_with_priority(int priority) {
     if (priority > top_priority) top_priority = priority;
 }
 
-void run_back_at(uint64 position) {
-    if (position < back_at) back_at = position;
-    added_anywhere = true;
-}
-
 void wake_all_workers() {
     created = INT_MAX / 2;
     added_anywhere = true;  // (runs made claimable elsewhere: the queue's known end is forgotten)

@@ -27,10 +27,6 @@ void runs_queued_at(uint64 n, uint64 from, uint64 upto);
 void queue_reordered();
 // A run of this priority was queued: a claim hint past its place in the queue moves back to it.
 void run_queued_with_priority(int priority);
-// A run claimed by this transaction (only row-locked) goes back to the queue at commit, unstarted: a claim hint past
-// its queue position (a key, or an id under the 0.1 schema) moves back to it, and the queue's known end is forgotten
-// (runs_queued_at keeps it, when the positions of all of them are known).
-void run_back_at(uint64 position);
 void wake_all_workers();  // e.g. runs made claimable outside the extension's functions
 void runs_finished();
 // The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most
