@@ -17,7 +17,8 @@ struct Claimer {
 };
 Claimer *g_claimers = nullptr;  // MaxBackends entries, by pgprocno
 bool registered = false;
-uint64 timer_lease = 0;  // the lease this backend took last (begin_timer)
+uint64 timer_lease = 0;  // the lease this backend holds (begin_timer), 0: none
+bool timer_exit_hook = false;
 shmem_request_hook_type prev_request_hook = nullptr;
 shmem_startup_hook_type prev_startup_hook = nullptr;
 
@@ -377,24 +378,39 @@ bool take_due() {
     return pg_atomic_compare_exchange_u64(&d->next_retry_due, &due, 0);
 }
 
-bool is_due(TimestampTz now) {
+bool is_due() {
     DbState *d = db();
     uint64 due = d == nullptr ? 0 : pg_atomic_read_u64(&d->next_retry_due);
-    return due != 0 && static_cast<TimestampTz>(due) <= now;
+    return due != 0 && static_cast<TimestampTz>(due) <= GetCurrentTimestamp();
 }
 
-bool begin_timer(TimestampTz now) {
+namespace {
+// Terminated in a round (pg_terminate_backend ends a worker with FATAL, past the round's PG_CATCH): the next round
+// need not wait for the lease to run out.
+void end_timer_at_exit(int, Datum) { end_timer(); }
+}  // namespace
+
+bool begin_timer() {
     DbState *d = db();
     if (d == nullptr) return true;
+    TimestampTz now = GetCurrentTimestamp();
     uint64 until = pg_atomic_read_u64(&d->timer_until);
     if (until != 0 && static_cast<TimestampTz>(until) > now) return false;
-    timer_lease = static_cast<uint64>(now + kTimerLeaseUs);
-    return pg_atomic_compare_exchange_u64(&d->timer_until, &until, timer_lease);
+    uint64 lease = static_cast<uint64>(now + kTimerLeaseUs);
+    if (!pg_atomic_compare_exchange_u64(&d->timer_until, &until, lease)) return false;
+    if (!timer_exit_hook) {
+        before_shmem_exit(end_timer_at_exit, 0);
+        timer_exit_hook = true;
+    }
+    timer_lease = lease;
+    return true;
 }
 
 void end_timer() {
-    // (only the lease this worker took: a round longer than the lease, another worker's lease may have followed)
+    // (only the lease this worker holds: after a round longer than the lease, another worker's may have followed)
     uint64 mine = timer_lease;
+    timer_lease = 0;
+    if (mine == 0) return;
     if (DbState *d = db()) (void)pg_atomic_compare_exchange_u64(&d->timer_until, &mine, 0);
 }
 

@@ -146,15 +146,16 @@ void bump_pipelines_generation();
 void note_retry_due(TimestampTz due);
 // The timer is due (a delayed run, a schedule, a rate window): true for the one caller that takes it.
 bool take_due();
-bool is_due(TimestampTz now);  // (without taking it)
+bool is_due();  // (without taking it)
 // Timer rounds that promote due runs, one at a time per database: true if the caller may run one now (end_timer
 // after it; rounds that only put parked runs back need no lease). Two at once locked each other's runs: a run one
 // promoted, the other's promote (FOR UPDATE SKIP LOCKED; the row re-checked, no longer due) kept locked until its
 // commit -- the claims skipped it, and it waited for the next round that moved the claim hint, up to a second
-// (test/scripts/timestamps.sh). A worker that died in a round holds the lease for kTimerLeaseUs at most.
+// (test/scripts/timestamps.sh). Given back at the backend's exit; a worker that crashed in a round (shared memory
+// is started again then) or whose round outlasts it holds it for kTimerLeaseUs at most.
 constexpr int64 kTimerLeaseUs = USECS_PER_SEC;
-bool begin_timer(TimestampTz now);
-void end_timer();
+bool begin_timer();
+void end_timer();  // (nothing if this backend holds no lease)
 bool timer_busy(TimestampTz now);
 // The first queue key of priority level `priority` (keys as store::queue_key).
 uint64 priority_start(int priority);

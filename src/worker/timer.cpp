@@ -48,15 +48,6 @@ void run_timer(bool due_round) {
 
 namespace {
 TimestampTz failed_until = 0;  // after a failed round: no other before this (see timer_may_run)
-bool lease_held = false;       // this worker runs the database's due round (shared::begin_timer)
-bool exit_hook_set = false;
-
-// Terminated in a round (pg_terminate_backend ends it with FATAL, past the round's PG_CATCH): the next one need not
-// wait for the lease to run out.
-void give_lease_back(int, Datum) {
-    if (lease_held) shared::end_timer();
-    lease_held = false;
-}
 }  // namespace
 
 bool timer_may_run() { return failed_until == 0 || GetCurrentTimestamp() >= failed_until; }
@@ -81,20 +72,12 @@ void run_timer_guarded(bool due_round) {
 
 void run_timer_if_due() {
     if (!timer_may_run()) return;
-    TimestampTz now = GetCurrentTimestamp();
     bool unpark = lanes::unpark_wanted();
-    if (!shared::is_due(now) && !unpark) return;
     // (a due moment while another worker's round runs stays: taken once that round is over)
-    bool lease = shared::is_due(now) && shared::begin_timer(now);
-    if (lease && !exit_hook_set) {
-        before_shmem_exit(give_lease_back, 0);
-        exit_hook_set = true;
-    }
-    lease_held = lease;
+    bool lease = shared::is_due() && shared::begin_timer();
     bool due_round = lease && shared::take_due();
     if (due_round || unpark) run_timer_guarded(due_round);
     if (lease) shared::end_timer();
-    lease_held = false;
 }
 
 }  // namespace pw::worker
