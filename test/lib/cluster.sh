@@ -295,6 +295,20 @@ pw_create_runs() {
         echo "COMMIT;"
     } | pw_psql
 }
+# pw_parked_runs PIPELINE FUNCTION N [psql args...] : a pipeline of one step FUNCTION with "concurrency" 1, and N runs
+# parked by its limit in the transaction that creates them: they stand for runs parked before a restart (the lanes
+# of the next life know nothing of them)
+pw_parked_runs() {
+    local pipeline=$1 function=$2 n=$3
+    shift 3
+    pw_psql "$@" >/dev/null <<SQL
+SELECT pipeline_worker.create_pipeline('$pipeline', '[{"name": "a", "function": "$function"}]', '{"concurrency": 1}');
+BEGIN;
+SELECT count(*) FROM pipeline_worker.create_runs('$pipeline', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, $n) i));
+UPDATE pipeline_worker.runs SET parked = 1 WHERE pipeline = '$pipeline';
+COMMIT;
+SQL
+}
 # pw_wait_run RUN [TIMEOUT_S] : wait_run (default 20 s); prints the status it returned
 pw_wait_run() { pw_psql -c "SELECT pipeline_worker.wait_run($1, '${2:-20} s')"; }
 

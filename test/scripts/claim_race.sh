@@ -87,13 +87,7 @@ pw_check "the claiming session's unrelated query is not cancelled by the submitt
 # fresh start) puts them all back -- without workers, a session's claim_run. One rolled back to a savepoint undid that
 # put-back, but the fresh start stayed taken: the runs stayed parked for good (until 2026-12-05). Runs parked in the
 # transaction that creates them stand for runs parked before the restart.
-pw_psql >/dev/null <<'SQL' || pw_fail "parked runs not set up"
-SELECT pipeline_worker.create_pipeline('fresh', '[{"name": "a", "function": "public.t_step"}]', '{"concurrency": 1}');
-BEGIN;
-SELECT count(*) FROM pipeline_worker.create_runs('fresh', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 3) i));
-UPDATE pipeline_worker.runs SET parked = 1 WHERE pipeline = 'fresh';
-COMMIT;
-SQL
+pw_parked_runs fresh public.t_step 3 || pw_fail "parked runs not set up"
 pw_cluster_restart || pw_fail "restart failed"
 pw_psql -c "BEGIN" -c "SAVEPOINT s" -c "SELECT pipeline_worker.claim_run()" -c "ROLLBACK TO s" -c "COMMIT" >/dev/null ||
     pw_fail "claim_run rolled back to a savepoint"

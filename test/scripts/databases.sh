@@ -283,13 +283,7 @@ pw_reset_conf pipeline_worker.workers
 # runs stayed parked for good (faults.sh, two databases, an immediate stop: seen once in CI). Runs parked in the
 # transaction that creates them stand for runs parked before a restart.
 for db in db_a db_x; do
-    pw_psql -d $db >/dev/null <<'SQL' || pw_fail "$db: parked runs not set up"
-SELECT pipeline_worker.create_pipeline('lim', '[{"name": "a", "function": "where_am_i"}]', '{"concurrency": 1}');
-BEGIN;
-SELECT count(*) FROM pipeline_worker.create_runs('lim', (SELECT jsonb_agg(jsonb_build_object('parked', i)) FROM generate_series(1, 5) i));
-UPDATE pipeline_worker.runs SET parked = 1 WHERE pipeline = 'lim';
-COMMIT;
-SQL
+    pw_parked_runs lim where_am_i 5 -d $db || pw_fail "$db: parked runs not set up"
 done
 pw_cluster_restart || pw_fail "restart failed"
 for db in db_a db_x; do
