@@ -47,10 +47,16 @@ void worker_sigterm(int signo, siginfo_t *info, void *) {
 }
 
 // SIGINT comes from cancel_run: honour it only while a step of a run that was asked to stop is executing,
-// so that a late or stray signal never cancels another run's step.
+// so that a late or stray signal never cancels another run's step. Or from this process's own lock_timeout or
+// statement_timeout (PostgreSQL's timeout handlers cancel the statement with a SIGINT to themselves, after setting
+// the timeout's indicator): honoured, as a backend's StatementCancelHandler would. (Until 2026-12-05 it was dropped,
+// and a worker waited for a row lock past any lock_timeout: test/scripts/put_back_locks.sh.)
 void worker_sigint(SIGNAL_ARGS) {
     int save_errno = errno;
-    if (exec::in_step() && my_slot != nullptr) {
+    if (get_timeout_indicator(LOCK_TIMEOUT, false) || get_timeout_indicator(STATEMENT_TIMEOUT, false)) {
+        QueryCancelPending = true;
+        InterruptPending = true;
+    } else if (exec::in_step() && my_slot != nullptr) {
         uint64 run = pg_atomic_read_u64(&my_slot->run_id);
         if (run != 0 && shared::cancel_requested(static_cast<int64>(run), true)) {
             QueryCancelPending = true;
