@@ -12,6 +12,7 @@
 #include "shmem/shared.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
+#include "store/put_back.hpp"
 #include "store/stats.hpp"
 #include "store/pipelines.hpp"
 

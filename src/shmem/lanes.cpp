@@ -484,6 +484,11 @@ void at_abort() {
     unparked_in_txn = fresh_in_txn = false;
 }
 
+bool fresh_start_pending() {
+    shared::DbState *d = g_header != nullptr ? shared::db() : nullptr;
+    return d != nullptr && pg_atomic_read_u32(&d->fresh_lanes) != 0;
+}
+
 bool take_fresh_start() {
     // Per database: the lanes know nothing of any database's parked runs after shared memory started again (one
     // flag for the server put back only the runs of the database whose worker came first: the others' runs parked

@@ -105,6 +105,8 @@ TimestampTz next_rate_opening();
 // True once per database after shared memory was (re)initialised, or the database's entry in it was (a worker
 // then puts back every run parked by a limit): runs parked before know no lane now.
 bool take_fresh_start();
+// Whether take_fresh_start would return true now (it may not, another worker taking it first).
+bool fresh_start_pending();
 // Something of this database may be unparkable now (a slot freed, parked runs noted). Rate windows moving on are
 // the timer's.
 bool unpark_wanted();

@@ -17,12 +17,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_claim, plan_mark, plan_park, plan_promote, plan_next_due, plan_unpark_pipeline, plan_unpark_key;
-
-void split_key(int64 key, Datum *neg_priority, Datum *id) {
-    *neg_priority = Int32GetDatum(-key_priority(key));
-    *id = Int64GetDatum(key & ((int64(1) << kIdBits) - 1));
-}
+SPIPlanPtr plan_claim, plan_mark, plan_park, plan_promote, plan_next_due;
 
 struct LaneSeen {
     int64 pipeline_id;
@@ -121,19 +116,6 @@ void note_locked_queued() {
         if (!qnull && queued && row_key(i, &k) && k + 1 > upto) upto = k + 1;
     }
     if (upto > 0) notes::queued_runs_locked(static_cast<uint64>(upto));
-}
-
-// After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
-// parked again if its lane is still full.
-void unpark_all_limited() {
-    static SPIPlanPtr plan_all = nullptr;
-    pg::spi_connect();
-    SPIPlanPtr p = pg::prepare(&plan_all,
-                               "UPDATE pipeline_worker.runs SET parked = NULL WHERE status = 'pending' AND parked IN (1, 2)",
-                               0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
-    notes::runs_queued(SPI_processed);
-    SPI_finish();
 }
 
 int limited_in_last_claim() { return limited_claimed; }
@@ -383,63 +365,6 @@ TimestampTz next_due_run() {
     bool isnull = true;
     Datum d = SPI_processed > 0 ? col(0, 1, &isnull) : 0;
     return isnull ? 0 : DatumGetTimestampTz(d);
-}
-
-// (No SKIP LOCKED when putting runs back: a row skipped because another worker is putting it back would make this
-// one conclude that the lane has nothing parked left, and forget the rest. It waits for that worker instead.)
-int64 unpark_runs() {
-    if (lanes::take_fresh_start()) unpark_all_limited();
-    lanes::Unpark lanes_out[32];
-    int n = lanes::lanes_to_unpark(lanes_out, 32);
-    if (n == 0) return 0;
-    int64 total = 0;
-    pg::spi_connect();
-    for (int i = 0; i < n; i++) {
-        const lanes::Unpark &u = lanes_out[i];
-        // From the lane's unpark start: the runs put back before leave dead entries at the front of the parked index.
-        Datum from_priority, from_id;
-        split_key(static_cast<int64>(u.from), &from_priority, &from_id);
-        if (u.kind == lanes::kParkedKey) {
-            Oid types[5] = {INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
-            Datum v[5] = {Int64GetDatum(u.pipeline_id), Int64GetDatum(static_cast<int64>(u.key_hash)),
-                          Int32GetDatum(u.room), from_priority, from_id};
-            SPIPlanPtr p = pg::prepare(
-                &plan_unpark_key,
-                "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
-                " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
-                "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
-                "   AND ROW(- priority, id) >= ROW($4, $5)"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
-                " RETURNING r.priority, r.id",
-                5, types);
-            pg::exec_as_owner(p, v, nullptr, false, 0);
-        } else {
-            Oid types[5] = {INT8OID, INT2OID, INT4OID, INT4OID, INT8OID};
-            Datum v[5] = {Int64GetDatum(u.pipeline_id), Int16GetDatum(static_cast<int16>(u.kind)), Int32GetDatum(u.room),
-                          from_priority, from_id};
-            SPIPlanPtr p = pg::prepare(
-                &plan_unpark_pipeline,
-                "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
-                " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
-                "   AND pipeline_id = $1 AND parked = $2 AND ROW(- priority, id) >= ROW($4, $5)"
-                "   ORDER BY - priority, id LIMIT $3 FOR UPDATE) k WHERE r.id = ANY (ARRAY[k.id])"
-                " RETURNING r.priority, r.id",
-                5, types);
-            pg::exec_as_owner(p, v, nullptr, false, 0);
-        }
-        int found = static_cast<int>(SPI_processed);
-        total += found;
-        uint64 next_from = u.from;
-        for (int k = 0; k < found; k++) {
-            bool pnull, inull;
-            int64 key = queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull)));
-            if (static_cast<uint64>(key) + 1 > next_from) next_from = static_cast<uint64>(key) + 1;
-        }
-        note_requeued();
-        lanes::unpark_done(u, found, next_from);
-    }
-    SPI_finish();
-    return total;
 }
 
 }  // namespace pw::store

@@ -18,6 +18,11 @@ inline int64 queue_key(int priority, int64 id) {
     return (static_cast<int64>(32767 - priority) << kIdBits) | (id & ((int64(1) << kIdBits) - 1));
 }
 inline int key_priority(int64 key) { return 32767 - static_cast<int>(key >> kIdBits); }
+// A queue key as the (- priority, id) pair the statements compare rows with.
+inline void split_key(int64 key, Datum *neg_priority, Datum *id) {
+    *neg_priority = Int32GetDatum(-key_priority(key));
+    *id = Int64GetDatum(key & ((int64(1) << kIdBits) - 1));
+}
 
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
 // commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.
@@ -54,7 +59,5 @@ int take_parked_count();
 int64 promote_due_runs();
 // The earliest not_before of a waiting run (0: none). SPI connected.
 TimestampTz next_due_run();
-// Puts parked runs back in the queue for lanes that have room again; returns how many. SPI not connected.
-int64 unpark_runs();
 
 }  // namespace pw::store

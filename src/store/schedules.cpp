@@ -5,6 +5,7 @@
 #include "pg/boundary.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
+#include "pg/subxact.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/metrics.hpp"
 
@@ -288,43 +289,32 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
 // the timer's whole round, once a second: no delayed run became due and no parked run came back in the database
 // (test/scripts/schedules.sh). Errors that may pass (cancel, shutdown, serialization, locks, resources) still end
 // the round, which is tried again in a second.
+struct Firing {
+    const DueSchedule *schedule;
+    int64 now_s;
+    int64 made;
+};
+
+void fire(void *arg) {
+    Firing *f = static_cast<Firing *>(arg);
+    f->made = fire_schedule(*f->schedule, f->now_s);
+}
+
 int64 fire_guarded(const DueSchedule &s, int64 now_s) {
-    MemoryContext before = CurrentMemoryContext;
-    ResourceOwner owner = CurrentResourceOwner;
-    volatile int64 made = 0;
-    ErrorData *volatile failure = nullptr;
-    BeginInternalSubTransaction(nullptr);
-    MemoryContextSwitchTo(before);
-    PG_TRY();
-    {
-        made = fire_schedule(s, now_s);
-        ReleaseCurrentSubTransaction();
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(before);
-        ErrorData *ed = CopyErrorData();
-        FlushErrorState();
-        RollbackAndReleaseCurrentSubTransaction();  // (also before a rethrow: the round's abort ends the top level only)
-        MemoryContextSwitchTo(before);
-        CurrentResourceOwner = owner;
-        int category = ERRCODE_TO_CATEGORY(ed->sqlerrcode);
-        if (category == ERRCODE_TRANSACTION_ROLLBACK || category == ERRCODE_OPERATOR_INTERVENTION ||
-            category == ERRCODE_INSUFFICIENT_RESOURCES || ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-            ReThrowError(ed);
-        failure = ed;
-        made = 0;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(before);
-    CurrentResourceOwner = owner;
+    Firing f{&s, now_s, 0};
+    ErrorData *failure = pg::try_subtransaction(fire, &f);
     if (failure != nullptr) {
+        // (rolled back also before a rethrow: the round's abort ends the top level only)
+        int category = ERRCODE_TO_CATEGORY(failure->sqlerrcode);
+        if (category == ERRCODE_TRANSACTION_ROLLBACK || category == ERRCODE_OPERATOR_INTERVENTION ||
+            category == ERRCODE_INSUFFICIENT_RESOURCES || failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+            ReThrowError(failure);
         ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name, failure->message),
                       errhint("Fix the cause and call pipeline_worker.schedule() to reactivate it.")));
         FreeErrorData(failure);
         deactivate(s.name);
     }
-    return made;
+    return f.made;
 }
 
 }  // namespace

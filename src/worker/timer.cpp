@@ -4,6 +4,7 @@
 #include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/queue.hpp"
+#include "store/put_back.hpp"
 #include "store/schedules.hpp"
 #include "worker/serve.hpp"
 

@@ -1,0 +1,159 @@
+#include "store/put_back.hpp"
+
+#include "pg/kept_plans.hpp"
+#include "pg/spi.hpp"
+#include "pg/subxact.hpp"
+#include "shmem/commit_notes.hpp"
+#include "shmem/lanes.hpp"
+#include "shmem/shared.hpp"
+#include "store/queue.hpp"
+
+namespace pw::store {
+
+using pg::col;
+
+namespace {
+
+// How long a put-back waits for a parked run's row lock. Another worker putting back the same lane holds it for
+// milliseconds; anything longer is a session's transaction (a cancel_run() or a SELECT ... FOR UPDATE left open).
+// Until 2026-12-05 the put-back waited for it: every worker that came to put runs back waited with it, the
+// database's claims with them, for as long as that transaction stayed open (test/scripts/put_back_locks.sh).
+constexpr int kLockWaitMs = 100;
+
+// (No SKIP LOCKED at first: a row skipped because another worker is putting it back would make this one conclude
+// that the lane has nothing parked left, and forget the rest; and workers putting back the same lane at once, each
+// skipping the other's rows, would put back several times what the lane has room for. Only once a lock outlasted
+// kLockWaitMs does the round skip locked rows, and then concludes nothing about the lane.)
+SPIPlanPtr plans[2][2];  // [per key][skip locked]
+
+SPIPlanPtr lane_plan(bool per_key, bool skip_locked) {
+    const char *lock = skip_locked ? "FOR UPDATE SKIP LOCKED" : "FOR UPDATE";
+    char sql[1024];
+    if (per_key) {
+        Oid types[5] = {INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
+        snprintf(sql, sizeof sql,
+                 "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
+                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
+                 "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
+                 "   AND ROW(- priority, id) >= ROW($4, $5)"
+                 "   ORDER BY - priority, id LIMIT $3 %s) k WHERE r.id = ANY (ARRAY[k.id])"
+                 " RETURNING r.priority, r.id",
+                 lock);
+        return pg::prepare(&plans[1][skip_locked], sql, 5, types);
+    }
+    Oid types[5] = {INT8OID, INT2OID, INT4OID, INT4OID, INT8OID};
+    snprintf(sql, sizeof sql,
+             "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
+             " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
+             "   AND pipeline_id = $1 AND parked = $2 AND ROW(- priority, id) >= ROW($4, $5)"
+             "   ORDER BY - priority, id LIMIT $3 %s) k WHERE r.id = ANY (ARRAY[k.id])"
+             " RETURNING r.priority, r.id",
+             lock);
+    return pg::prepare(&plans[0][skip_locked], sql, 5, types);
+}
+
+struct LanePutBack {
+    const lanes::Unpark *lane;
+    bool skip_locked;
+};
+
+// One lane's put-back, from the lane's unpark start: the runs put back before leave dead entries at the front of
+// the parked index. Its rows are SPI_tuptable's.
+void put_back_lane(void *arg) {
+    const LanePutBack *l = static_cast<const LanePutBack *>(arg);
+    const lanes::Unpark &u = *l->lane;
+    Datum from_priority, from_id;
+    split_key(static_cast<int64>(u.from), &from_priority, &from_id);
+    Datum v[5] = {Int64GetDatum(u.pipeline_id),
+                  u.kind == lanes::kParkedKey ? Int64GetDatum(static_cast<int64>(u.key_hash))
+                                              : Int16GetDatum(static_cast<int16>(u.kind)),
+                  Int32GetDatum(u.room), from_priority, from_id};
+    pg::exec_as_owner(lane_plan(u.kind == lanes::kParkedKey, l->skip_locked), v, nullptr, false, 0);
+}
+
+// After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
+// parked again if its lane is still full. skip_locked: the runs another transaction keeps locked stay parked.
+void put_back_all_limited(bool skip_locked) {
+    static SPIPlanPtr plan_all[2];
+    SPIPlanPtr p = pg::prepare(&plan_all[skip_locked],
+                               skip_locked ? "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r"
+                                             " SET parked = NULL FROM (SELECT id FROM pipeline_worker.runs"
+                                             "   WHERE status = 'pending' AND parked IS NOT NULL AND parked IN (1, 2)"
+                                             "   FOR UPDATE SKIP LOCKED) k WHERE r.id = ANY (ARRAY[k.id])"
+                                           : "UPDATE pipeline_worker.runs SET parked = NULL"
+                                             " WHERE status = 'pending' AND parked IN (1, 2)",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    notes::runs_queued(SPI_processed);
+}
+
+void fresh_start(void *) {
+    if (lanes::take_fresh_start()) put_back_all_limited(false);
+}
+
+// Until then this backend's put-backs skip locked rows without waiting (0: they wait kLockWaitMs).
+TimestampTz skip_locked_until = 0;
+
+// A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts this backend's
+// second of skipping (the next round due then looks again, whoever runs it); any other error is rethrown.
+void lock_waited(ErrorData *ed) {
+    if (ed->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE) ReThrowError(ed);
+    FreeErrorData(ed);
+    skip_locked_until = GetCurrentTimestamp() + USECS_PER_SEC;
+    shared::note_retry_due(skip_locked_until);
+}
+
+}  // namespace
+
+// Once a row lock made a put-back wait kLockWaitMs, this backend skips locked rows for a second: one open transaction
+// holding runs of many lanes costs a worker one wait a second, not one per lane and round (a busy limited lane asks
+// for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
+// start where it was); the round due after the second looks at every lane with room again.
+int64 unpark_runs() {
+    bool skipping = skip_locked_until != 0 && GetCurrentTimestamp() < skip_locked_until;
+    bool connected = false;
+    // The fresh start in a subtransaction, whose rollback gives it back (lanes.cpp): the runs locked now are put back
+    // by a later round's. (Left alone while skipping: once put back, the claims park the runs again.)
+    if (!skipping && lanes::fresh_start_pending()) {
+        pg::spi_connect();
+        connected = true;
+        if (ErrorData *ed = pg::try_subtransaction(fresh_start, nullptr, kLockWaitMs)) {
+            lock_waited(ed);
+            skipping = true;
+            put_back_all_limited(true);
+        }
+    }
+    lanes::Unpark lanes_out[32];
+    int n = lanes::lanes_to_unpark(lanes_out, 32);
+    if (n > 0 && !connected) {
+        pg::spi_connect();
+        connected = true;
+    }
+    int64 total = 0;
+    for (int i = 0; i < n; i++) {
+        const lanes::Unpark &u = lanes_out[i];
+        LanePutBack l{&u, skipping};
+        if (skipping) {
+            put_back_lane(&l);
+        } else if (ErrorData *ed = pg::try_subtransaction(put_back_lane, &l, kLockWaitMs)) {
+            lock_waited(ed);
+            skipping = l.skip_locked = true;
+            put_back_lane(&l);
+        }
+        int found = static_cast<int>(SPI_processed);
+        total += found;
+        note_requeued();
+        if (l.skip_locked) continue;
+        uint64 next_from = u.from;
+        for (int k = 0; k < found; k++) {
+            bool pnull, inull;
+            int64 key = queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull)));
+            if (static_cast<uint64>(key) + 1 > next_from) next_from = static_cast<uint64>(key) + 1;
+        }
+        lanes::unpark_done(u, found, next_from);
+    }
+    if (connected) SPI_finish();
+    return total;
+}
+
+}  // namespace pw::store

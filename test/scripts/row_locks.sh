@@ -1,0 +1,141 @@
+#!/bin/bash
+# Transactions of users that hold rows the workers need.
+# - A parked run that another transaction keeps locked (a cancel_run() not yet committed, a SELECT ... FOR UPDATE left
+#   open) holds back nothing but itself: its lane's other parked runs go back to the queue and run while the lock is
+#   held, no worker waits on the lock, and the locked run runs (or stays cancelled) once the transaction ends. The
+#   same for a session's claim_run() without workers putting back the runs parked before a restart. (Until 2026-12-05
+#   the put-back waited for the lock: the lane stayed parked and the worker stuck for as long as the transaction
+#   lasted.)
+# - A step's own lock_timeout ends its wait for a row another transaction holds. (Until 2026-12-05 the workers
+#   dropped the SIGINT that PostgreSQL's lock_timeout sends: the step waited for as long as the lock was held.)
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+pw_cluster_up rowlocks 2 30 "pipeline_worker.commit_interval_ms = 20" || exit 1
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+CREATE EXTENSION pipeline_worker;
+CREATE TABLE steplog (run_id bigint, at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION pb_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(COALESCE((ctx->'input'->>'sleep')::float8, 0));
+    INSERT INTO steplog (run_id) VALUES ((ctx->>'run_id')::bigint);
+    RETURN '{}';
+END $$;
+CREATE FUNCTION pb_noop(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('filler', '[{"name": "s", "function": "pb_noop"}]');
+SQL
+dir=/tmp/pw-rowlocks
+
+# lane_with_locked_run PIPELINE LOCKER_SQL FINAL_STATUS : a pipeline at "concurrency" 1, a holder run in its only
+# slot, five runs parked behind it; LOCKER_SQL (with :id the first parked run, in put-back order) runs in a
+# transaction held for 10 s, while the holder ends and frees the slot.
+lane_with_locked_run() {
+    local p=$1 locker=$2 final=$3 holder first job
+    pw_psql -c "SELECT pipeline_worker.create_pipeline('$p', '[{\"name\": \"s\", \"function\": \"pb_step\"}]',
+                                                       '{\"concurrency\": 1}')" >/dev/null
+    holder=$(pw_psql -c "SELECT pipeline_worker.create_run('$p', '{\"sleep\": 5}')")
+    pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $holder step 1 %'" \
+        >/dev/null || pw_fail "$p: the holder did not start"
+    pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('$p', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 5)))" >/dev/null
+    # (A claim from the head parks them, and tells their lane; the claims from the hint filter a full lane's runs and
+    # leave them queued. The workers claim from the head every 16 claims: other runs keep them claiming.)
+    local i
+    for i in 1 2 3; do
+        pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('filler', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 3000)))" >/dev/null
+        pw_wait_sql 5 2 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL" >/dev/null && break
+    done
+    pw_check_sql "$p: the five runs behind the holder were parked" 5 \
+        "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL"
+    first=$(pw_psql -c "SELECT id FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL ORDER BY id LIMIT 1")
+    pw_psql -v id="$first" >"$dir/$p.locker" 2>&1 <<SQL &
+BEGIN;
+$locker
+\echo locked
+SELECT pg_sleep(10);
+COMMIT;
+SQL
+    job=$!
+    pw_wait_until 5 0.05 grep -q '^locked' "$dir/$p.locker" || pw_fail "$p: the locker did not take the lock"
+    pw_wait_sql succeeded 10 "SELECT status FROM pipeline_worker.runs WHERE id = $holder" >/dev/null ||
+        pw_fail "$p: the holder did not finish"
+    if pw_wait_sql 4 5 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND status = 'succeeded' AND id NOT IN ($holder, $first)" >/dev/null &&
+        kill -0 "$job" 2>/dev/null; then
+        pw_ok "$p: the lane's four other parked runs ran while a transaction held the first one's row lock"
+    else
+        pw_fail "$p: the lane's other parked runs waited for the transaction holding the first one's row ($(pw_psql -c "SELECT string_agg(id || ' ' || status || ' ' || coalesce(parked::text, '-'), ', ' ORDER BY id) FROM pipeline_worker.runs WHERE pipeline = '$p'"))"
+    fi
+    local waiting
+    waiting=$(pw_psql -c "SELECT string_agg(pid || ': ' || query, '; ') FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'")
+    pw_check "$p: no worker waits on a lock meanwhile" "" "$waiting"
+    pw_check_sql "$p: the locked run is still parked meanwhile" "pending true" \
+        "SELECT status || ' ' || (parked IS NOT NULL) FROM pipeline_worker.runs WHERE id = $first"
+    pw_wait_exit "$job" 15 || pw_fail "$p: the locker did not end"
+    pw_check "$p: the locker had no error" "" "$(grep -i error "$dir/$p.locker")"
+    pw_check_sql "$p: once the transaction ended, the locked run is $final" "$final" \
+        "SELECT pipeline_worker.wait_run($first, '10 s')"
+    local runs_expected=6
+    [ "$final" = cancelled ] && runs_expected=5
+    pw_check_sql "$p: every run that ran, once" "$runs_expected $runs_expected" \
+        "SELECT count(*) || ' ' || count(DISTINCT l.run_id) FROM steplog l JOIN pipeline_worker.runs r ON r.id = l.run_id WHERE r.pipeline = '$p'"
+}
+
+lane_with_locked_run locked_row "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" succeeded
+lane_with_locked_run cancel_open "SELECT pipeline_worker.cancel_run(:id);" cancelled
+pw_check_sql "nothing left parked" 0 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
+
+# ------------------------------------------------------------------ a step's own lock_timeout
+pw_psql >/dev/null <<'SQL' || pw_fail "lock_timeout fixtures failed"
+CREATE TABLE guarded (id int PRIMARY KEY);
+INSERT INTO guarded VALUES (1);
+CREATE FUNCTION lt_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET lock_timeout = '200ms' AS $$
+BEGIN
+    PERFORM 1 FROM guarded WHERE id = 1 FOR UPDATE;
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('lt', '[{"name": "s", "function": "lt_step"}]');
+SQL
+pw_psql >"$dir/lt.locker" 2>&1 <<'SQL' &
+BEGIN;
+SELECT 1 FROM guarded WHERE id = 1 FOR UPDATE;
+\echo locked
+SELECT pg_sleep(8);
+COMMIT;
+SQL
+job=$!
+pw_wait_until 5 0.05 grep -q '^locked' "$dir/lt.locker" || pw_fail "lt: the locker did not take the lock"
+r=$(pw_psql -c "SELECT pipeline_worker.create_run('lt', '{}')")
+pw_check_sql "a step whose lock_timeout passed while another transaction held its row failed at once" "failed" \
+    "SELECT pipeline_worker.wait_run($r, '4 s')"
+pw_check_sql "... with lock_timeout's error" t \
+    "SELECT error LIKE '%canceling statement due to lock timeout%' FROM pipeline_worker.runs WHERE id = $r"
+pw_check "lt: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+pw_wait_exit "$job" 10 || pw_fail "lt: the locker did not end"
+
+# ------------------------------------------------------------------ claim_run() without workers, after a restart
+# The first put-back after a restart puts back every run a limit parked (the lanes know none): here a session's
+# claim_run(). One of the runs locked by another session: the claim goes on with the others, at once.
+pw_parked_runs fresh pb_step 3 || pw_fail "parked runs not set up"
+pw_cluster_restart "pipeline_worker.workers = 0" || pw_fail "restart failed"
+pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
+    pw_fail "workers still running with workers = 0"
+first=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'fresh'")
+pw_psql >"$dir/fresh.locker" 2>&1 <<SQL &
+BEGIN;
+SELECT 1 FROM pipeline_worker.runs WHERE id = $first FOR UPDATE;
+\echo locked
+SELECT pg_sleep(6);
+COMMIT;
+SQL
+job=$!
+pw_wait_until 5 0.05 grep -q '^locked' "$dir/fresh.locker" || pw_fail "fresh: the locker did not take the lock"
+start=$(pw_now)
+claimed=$(pw_psql -c "SELECT pipeline_worker.claim_run()")
+t=$(pw_elapsed "$start")
+if [ -n "$claimed" ] && [ "$claimed" != "$first" ] && pw_lt "$t" 2; then
+    pw_ok "claim_run put back the runs parked before the restart but one locked, and claimed one, in $t s"
+else
+    pw_fail "claim_run with a parked run locked by another session: run '$claimed' (locked: $first) after $t s"
+fi
+pw_check "fresh: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+pw_wait_exit "$job" 10 || pw_fail "fresh: the locker did not end"
+pw_finish
