@@ -14,16 +14,19 @@ using pg::col;
 
 namespace {
 
-// How long a put-back waits for a parked run's row lock. Another worker putting back the same lane holds it for
-// milliseconds; anything longer is a session's transaction (a cancel_run() or a SELECT ... FOR UPDATE left open).
-// Until 2026-12-05 the put-back waited for it: every worker that came to put runs back waited with it, the
-// database's claims with them, for as long as that transaction stayed open (test/scripts/put_back_locks.sh).
-constexpr int kLockWaitMs = 100;
+// How long a put-back waits for a parked run's row lock, and how long a backend then skips locked rows. The workers
+// hold such locks for a claim batch at most: under load, tens of milliseconds (at 100 ms, a drain of a pipeline at
+// "concurrency" 4 met 77 waits that long, and skipping made it a quarter slower); anything near a second is a
+// session's transaction (a cancel_run() or a SELECT ... FOR UPDATE not yet committed). Until 2026-12-05 the
+// put-back waited for it: every worker that came to put runs back waited with it, the database's claims with them,
+// for as long as that transaction stayed open (test/scripts/row_locks.sh).
+constexpr int kLockWaitMs = 1000;
+constexpr int64 kSkipLockedUs = 10 * USECS_PER_SEC;
 
 // (No SKIP LOCKED at first: a row skipped because another worker is putting it back would make this one conclude
 // that the lane has nothing parked left, and forget the rest; and workers putting back the same lane at once, each
 // skipping the other's rows, would put back several times what the lane has room for. Only once a lock outlasted
-// kLockWaitMs does the round skip locked rows, and then concludes nothing about the lane.)
+// kLockWaitMs does the backend skip locked rows, and then concludes nothing about the lanes.)
 SPIPlanPtr plans[2][2];  // [per key][skip locked]
 
 SPIPlanPtr lane_plan(bool per_key, bool skip_locked) {
@@ -95,25 +98,28 @@ void fresh_start(void *) {
 TimestampTz skip_locked_until = 0;
 
 // A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts this backend's
-// second of skipping (the next round due then looks again, whoever runs it); any other error is rethrown.
+// skipping (the round due at its end looks again, whoever runs it); any other error is rethrown.
 void lock_waited(ErrorData *ed) {
     if (ed->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE) ReThrowError(ed);
     FreeErrorData(ed);
-    skip_locked_until = GetCurrentTimestamp() + USECS_PER_SEC;
+    skip_locked_until = GetCurrentTimestamp() + kSkipLockedUs;
     shared::note_retry_due(skip_locked_until);
 }
 
 }  // namespace
 
-// Once a row lock made a put-back wait kLockWaitMs, this backend skips locked rows for a second: one open transaction
-// holding runs of many lanes costs a worker one wait a second, not one per lane and round (a busy limited lane asks
-// for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
-// start where it was); the round due after the second looks at every lane with room again.
+// Once a row lock made a put-back wait kLockWaitMs, this backend skips locked rows for kSkipLockedUs: one open
+// transaction holding runs of many lanes costs a worker one wait, not one per lane and round (a busy limited lane
+// asks for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
+// start where it was), and one that found less than it had room for is looked at again a second later: the run
+// skipped goes back at the first look after its lock is gone.
 int64 unpark_runs() {
-    bool skipping = skip_locked_until != 0 && GetCurrentTimestamp() < skip_locked_until;
+    TimestampTz now = GetCurrentTimestamp();
+    bool skipping = skip_locked_until != 0 && now < skip_locked_until;
     bool connected = false;
     // The fresh start in a subtransaction, whose rollback gives it back (lanes.cpp): the runs locked now are put back
-    // by a later round's. (Left alone while skipping: once put back, the claims park the runs again.)
+    // by the fresh start taken once the skipping ends. (Left alone meanwhile: put back at every round, the claims
+    // would park every run of a full lane again.)
     if (!skipping && lanes::fresh_start_pending()) {
         pg::spi_connect();
         connected = true;
@@ -130,6 +136,7 @@ int64 unpark_runs() {
         connected = true;
     }
     int64 total = 0;
+    bool look_again = false;
     for (int i = 0; i < n; i++) {
         const lanes::Unpark &u = lanes_out[i];
         LanePutBack l{&u, skipping};
@@ -143,7 +150,10 @@ int64 unpark_runs() {
         int found = static_cast<int>(SPI_processed);
         total += found;
         note_requeued();
-        if (l.skip_locked) continue;
+        if (l.skip_locked) {
+            look_again = look_again || found < u.room;
+            continue;
+        }
         uint64 next_from = u.from;
         for (int k = 0; k < found; k++) {
             bool pnull, inull;
@@ -153,6 +163,7 @@ int64 unpark_runs() {
         lanes::unpark_done(u, found, next_from);
     }
     if (connected) SPI_finish();
+    if (look_again) shared::note_retry_due(now + USECS_PER_SEC);
     return total;
 }
 
