@@ -10,6 +10,7 @@
 #include "shmem/cancels.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/shared.hpp"
+#include "store/run_rows.hpp"
 
 namespace pw::httpq {
 
@@ -21,12 +22,15 @@ http::Client *client = nullptr;
 CallMap *flying = nullptr;    // sent, waiting for the answer
 List *queued = NIL;           // parked in the current transaction: sent after its commit
 List *answered = NIL;         // answered, waiting to be recorded
+List *deferred = NIL;         // answered, their run held by another transaction: answered again at deferred_until
+TimestampTz deferred_until = 0;
 int fd_cap = -1;              // in-flight requests the open-file limit allows
 long fd_limit = 0;
 bool warned_fd = false;
 uint32 cancels_seen = 0;
 uint64 next_tag = 1;
 
+constexpr int64 kDeferUs = 50000;  // an answer whose run another transaction held: recorded this much later
 constexpr int kFdsPerRequest = 2;  // the connection, and a resolver socket pair while a name is resolved
 constexpr int kFdReserve = 64;     // the epoll set, log files, libraries, ...
 
@@ -100,7 +104,8 @@ int capacity() {
 }
 
 int pending() {
-    return list_length(queued) + list_length(answered) + (flying != nullptr ? static_cast<int>(flying->size()) : 0);
+    return list_length(queued) + list_length(answered) + list_length(deferred) +
+           (flying != nullptr ? static_cast<int>(flying->size()) : 0);
 }
 
 namespace {
@@ -117,6 +122,8 @@ void each_call_of(int64 run_id, bool with_answered, F f) {
         if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) f(static_cast<exec::HttpCall *>(lfirst(lc)));
     if (!with_answered) return;
     foreach (lc, answered)
+        if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) f(static_cast<exec::HttpCall *>(lfirst(lc)));
+    foreach (lc, deferred)
         if (static_cast<exec::HttpCall *>(lfirst(lc))->run.id == run_id) f(static_cast<exec::HttpCall *>(lfirst(lc)));
 }
 
@@ -221,7 +228,13 @@ int fd() {
     return client->fd();
 }
 
-long timeout_ms() { return client != nullptr ? client->timeout_ms() : -1; }
+long timeout_ms() {
+    long t = client != nullptr ? client->timeout_ms() : -1;
+    if (deferred == NIL) return t;
+    long d = static_cast<long>((deferred_until - GetCurrentTimestamp() + 999) / 1000);
+    if (d < 0) d = 0;
+    return t < 0 || d < t ? d : t;
+}
 
 void drive() {
     if (client == nullptr || flying->empty()) return;
@@ -301,7 +314,32 @@ void check_cancels() {
     pg::raise_if_failed(err, "HTTP client failed");
 }
 
-bool has_answered() { return answered != NIL; }
+bool has_answered() {
+    if (deferred != NIL && GetCurrentTimestamp() >= deferred_until) {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        answered = list_concat(answered, deferred);
+        MemoryContextSwitchTo(old);
+        list_free(deferred);
+        deferred = NIL;
+    }
+    return answered != NIL;
+}
+
+int defer_held(exec::HttpCall **calls, const char **status, int n) {
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (status[i] == store::kRunHeld) {
+            MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+            deferred = lappend(deferred, calls[i]);
+            MemoryContextSwitchTo(old);
+            deferred_until = GetCurrentTimestamp() + kDeferUs;
+            continue;
+        }
+        calls[kept] = calls[i];
+        status[kept++] = status[i];
+    }
+    return kept;
+}
 
 exec::HttpCall **take_answered(int *n, int max) {
     int total = list_length(answered);

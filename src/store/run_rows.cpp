@@ -15,7 +15,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_read_run, plan_read_run_v2, plan_read_steps, plan_lock, plan_fail, plan_fail_crashed, plan_unfinished;
+SPIPlanPtr plan_read_run, plan_read_run_v2, plan_read_steps, plan_lock, plan_lock_skip, plan_exist, plan_fail, plan_fail_crashed, plan_unfinished;
 
 }  // namespace
 
@@ -99,26 +99,42 @@ int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool s
     return n;
 }
 
-void lock_runs(const int64 *ids, int n, const char **status) {
+const char *const kRunHeld = "held";
+
+void lock_runs(const int64 *ids, int n, const char **status, bool skip_held) {
     for (int i = 0; i < n; i++) status[i] = nullptr;
     if (n == 0) return;
     MemoryContext caller = CurrentMemoryContext;
     pg::spi_connect();
     Oid types[3] = {INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
     Datum v[3] = {pg::int8_array(ids, n), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
-    SPIPlanPtr p = pg::prepare(&plan_lock,
-                               "/* pw_indexes: runs_pkey */ SELECT id, CASE WHEN status = 'running'"
-                               " AND (worker_pid <> $2 OR worker_started_at <> $3) THEN 'taken' ELSE status END"
-                               " FROM pipeline_worker.runs"
-                               " WHERE id = ANY ($1) FOR UPDATE",  // a primary-key scan: locks in id order
-                               3, types);
+#define PW_LOCK_RUNS(lock)                                                                                            \
+    "/* pw_indexes: runs_pkey */ SELECT id, CASE WHEN status = 'running'"                                             \
+    " AND (worker_pid <> $2 OR worker_started_at <> $3) THEN 'taken' ELSE status END"                                 \
+    " FROM pipeline_worker.runs WHERE id = ANY ($1) " lock  // a primary-key scan: locks in id order
+    SPIPlanPtr p = skip_held ? pg::prepare(&plan_lock_skip, PW_LOCK_RUNS("FOR UPDATE SKIP LOCKED"), 3, types)
+                             : pg::prepare(&plan_lock, PW_LOCK_RUNS("FOR UPDATE"), 3, types);
+#undef PW_LOCK_RUNS
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    int found = 0;
     for (uint64 row = 0; row < SPI_processed; row++) {
         bool isnull;
         int64 id = DatumGetInt64(col(row, 1, &isnull));
         char *st = MemoryContextStrdup(caller, TextDatumGetCString(col(row, 2, &isnull)));
         for (int i = 0; i < n; i++)
-            if (ids[i] == id) status[i] = st;
+            if (ids[i] == id) status[i] = st, found++;
+    }
+    if (skip_held && found < n) {
+        // Skipped, or gone: the runs that still exist are held by another transaction.
+        SPIPlanPtr e = pg::prepare(&plan_exist, "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs"
+                                                " WHERE id = ANY ($1)", 1, types);
+        pg::exec_as_owner(e, v, nullptr, true, 0);
+        for (uint64 row = 0; row < SPI_processed; row++) {
+            bool isnull;
+            int64 id = DatumGetInt64(col(row, 1, &isnull));
+            for (int i = 0; i < n; i++)
+                if (ids[i] == id && status[i] == nullptr) status[i] = kRunHeld;
+        }
     }
     SPI_finish();
 }

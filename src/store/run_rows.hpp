@@ -32,7 +32,9 @@ int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool s
 
 // Locks the runs (FOR UPDATE, in id order) and returns, per id, its status -- "taken" when another backend
 // claimed it since -- or NULL when it does not exist (strings in the caller's context). SPI not connected.
-void lock_runs(const int64 *ids, int n, const char **status);
+// skip_held: a run another transaction keeps locked is not waited for; its status is kRunHeld.
+void lock_runs(const int64 *ids, int n, const char **status, bool skip_held = false);
+extern const char *const kRunHeld;
 
 // Marks a claimed run failed with an internal error (the worker, when bookkeeping itself failed).
 void fail_run(int64 run_id, const char *message);

@@ -524,6 +524,7 @@ int serve_answers(MemoryContext iter_ctx) {
     b.current = nullptr;
     b.locks_released = false;
     volatile int current = -1;
+    volatile int nkept = n;  // (the calls deferred are no longer this batch's)
     PG_TRY();
     {
         begin_txn(&b.clock);
@@ -532,8 +533,11 @@ int serve_answers(MemoryContext iter_ctx) {
         const char **status = static_cast<const char **>(palloc(sizeof(char *) * n));
         int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
         for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
-        // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins.
-        store::lock_runs(ids, n, status);
+        // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins. A run
+        // another transaction holds is not waited for (row_locks.sh): its answers are recorded later.
+        store::lock_runs(ids, n, status, true);
+        nkept = n = httpq::defer_held(calls, status, n);
+        for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
         for (int i = 0; i < n; i++) {
             current = i;
             // answers of one run (map tasks) are handed over together: the first of them resumes the run
@@ -588,12 +592,14 @@ int serve_answers(MemoryContext iter_ctx) {
         // The answers of this batch are lost with the transaction: their runs go back to the queue (the
         // interrupted attempt is re-issued with the same idempotency key).
         pg_atomic_write_u64(&my_slot->run_id, 0);
+        n = nkept;
         int64 *ids = static_cast<int64 *>(MemoryContextAlloc(iter_ctx, sizeof(int64) * n));
         for (int j = 0; j < n; j++) ids[j] = calls[j]->run.id;
         recover_batch(iter_ctx, ids, n, current >= 0 ? calls[current]->run.id : 0);
         pg_usleep(10000L);
     }
     PG_END_TRY();
+    n = nkept;
     for (int i = 0; i < n; i++) exec::free_http_call(calls[i]);
     MemoryContextReset(iter_ctx);
     return n;

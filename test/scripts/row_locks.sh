@@ -8,10 +8,15 @@
 #   lasted.)
 # - A step's own lock_timeout ends its wait for a row another transaction holds. (Until 2026-12-05 the workers
 #   dropped the SIGINT that PostgreSQL's lock_timeout sends: the step waited for as long as the lock was held.)
+# - An HTTP step's answer whose run another transaction holds is recorded once the lock is gone, and the worker goes
+#   on meanwhile. (Until 2026-12-05 it waited for the lock, its other answers and claims with it.)
 source "$(dirname "$0")/../lib/cluster.sh"
-trap pw_cleanup EXIT
+source "$(dirname "$0")/../lib/http.sh"
+trap pw_http_cleanup EXIT
 
-pw_cluster_up rowlocks 2 30 "pipeline_worker.commit_interval_ms = 20" || exit 1
+pw_http_start
+pw_cluster_up rowlocks 2 30 "pipeline_worker.commit_interval_ms = 20" \
+    "pipeline_worker.http_allowed_hosts = '127.0.0.1'" || exit 1
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
 CREATE EXTENSION pipeline_worker;
 CREATE TABLE steplog (run_id bigint, at timestamptz DEFAULT clock_timestamp());
@@ -113,6 +118,43 @@ pw_check_sql "... with lock_timeout's error" t \
     "SELECT error LIKE '%canceling statement due to lock timeout%' FROM pipeline_worker.runs WHERE id = $r"
 pw_check "lt: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
 pw_wait_exit "$job" 10 || pw_fail "lt: the locker did not end"
+
+# ------------------------------------------------------------------ an HTTP answer whose run is held
+pw_psql -c "SELECT pipeline_worker.create_pipeline('hl', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=1500\"}}]')" \
+        -c "SELECT pipeline_worker.create_pipeline('hok', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/ok\"}}]')" >/dev/null ||
+    pw_fail "hl: pipelines not created"
+srv_reset
+r=$(pw_psql -c "SELECT pipeline_worker.create_run('hl', '{}')")
+pw_wait_sql 1 5 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'" >/dev/null ||
+    pw_fail "hl: the request did not leave"
+pw_psql >"$dir/hl.locker" 2>&1 <<SQL &
+BEGIN;
+SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;
+\echo locked
+SELECT pg_sleep(8);
+COMMIT;
+SQL
+job=$!
+pw_wait_until 5 0.05 grep -q '^locked' "$dir/hl.locker" || pw_fail "hl: the locker did not take the lock"
+sleep 1.5  # (the answer comes 1.5 s after the request left)
+pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('hok', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20)))" >/dev/null
+pw_check_sql "hl: 20 HTTP runs committed meanwhile succeeded while the answered run's row was held" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'hok' AND pipeline_worker.wait_run(id, '5 s') = 'succeeded'"
+sleep 3  # (here, 4.5 s or more into the hold: a worker that waited for the lock since the answer came, 3 s or more)
+waiting=$(pw_psql -c "SELECT string_agg(pid || ': ' || query || ' for ' || (clock_timestamp() - query_start), '; ')
+                        FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'
+                         AND clock_timestamp() - query_start > interval '2 s'")
+pw_check "hl: no worker has waited on a lock for more than 2 s meanwhile" "" "$waiting"
+pw_check_sql "hl: the answered run is still running while its row is held" running \
+    "SELECT status FROM pipeline_worker.runs WHERE id = $r"
+pw_check "hl: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+pw_wait_exit "$job" 10 || pw_fail "hl: the locker did not end"
+pw_check_sql "hl: once the lock was gone, the answer was recorded" succeeded "SELECT pipeline_worker.wait_run($r, '5 s')"
+pw_check_sql "hl: one step row, attempt 1" "1 1" \
+    "SELECT count(*) || ' ' || max(attempt) FROM pipeline_worker.run_steps WHERE run_id = $r"
+pw_check "hl: one request, with its Idempotency-Key" "$r:1:1=1" \
+    "$(pw_psql -c "SELECT coalesce(string_agg(key || '=' || value, ' ' ORDER BY key), '')
+                     FROM jsonb_each_text('$(srv /keys)'::jsonb) WHERE key LIKE '$r:%'")"
 
 # ------------------------------------------------------------------ claim_run() without workers, after a restart
 # The first put-back after a restart puts back every run a limit parked (the lanes know none): here a session's
