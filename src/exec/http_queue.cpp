@@ -325,7 +325,11 @@ bool has_answered() {
     return answered != NIL;
 }
 
-int defer_held(exec::HttpCall **calls, const char **status, int n) {
+int lock_answered(exec::HttpCall **calls, const char **status, int n) {
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
+    store::lock_runs(ids, n, status, true);
+    pfree(ids);
     int kept = 0;
     for (int i = 0; i < n; i++) {
         if (status[i] == store::kRunHeld) {

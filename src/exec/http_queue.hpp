@@ -36,10 +36,11 @@ extern volatile sig_atomic_t cancel_signalled;  // set by the worker's SIGINT ha
 bool has_answered();
 // Answered calls (palloc'd array in the current context); *n set to their number.
 exec::HttpCall **take_answered(int *n, int max);
-// The calls of take_answered whose run another transaction holds (status[i] is store::kRunHeld, from
-// store::lock_runs) go back, to be answered again 50 ms later (their runs still count as this process's); the others
-// are moved to the front of calls and status, in order. Returns how many are left there.
-int defer_held(exec::HttpCall **calls, const char **status, int n);
+// Locks the runs of answered calls (store::lock_runs, in the current transaction) and sets each call's status. The
+// calls whose run another transaction holds are not waited for: they go back, to be answered again 50 ms later
+// (their runs still count as this process's); the others move to the front of calls and status, in order. Returns
+// how many are left there.
+int lock_answered(exec::HttpCall **calls, const char **status, int n);
 
 // SQL path: performs the call now and waits for it (interruptible).
 void call_sync(exec::HttpCall *call);

@@ -531,27 +531,24 @@ int serve_answers(MemoryContext iter_ctx) {
         // iter_ctx, not the transaction's context: a commit between the steps of one run must not free this
         MemoryContextSwitchTo(iter_ctx);
         const char **status = static_cast<const char **>(palloc(sizeof(char *) * n));
-        int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
-        for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
         // Lock the runs: a concurrent cancel_run waits for this transaction, and one that came first wins. A run
         // another transaction holds is not waited for (row_locks.sh): its answers are recorded later.
-        store::lock_runs(ids, n, status, true);
-        nkept = n = httpq::defer_held(calls, status, n);
-        for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
+        nkept = n = httpq::lock_answered(calls, status, n);
         for (int i = 0; i < n; i++) {
             current = i;
             // answers of one run (map tasks) are handed over together: the first of them resumes the run
             if (i > 0 && calls[i]->run.id == calls[i - 1]->run.id) continue;
-            int same = 1;
-            while (i + same < n && calls[i + same]->run.id == calls[i]->run.id) same++;
             if (b.locks_released) {
                 // A commit between the steps of an earlier run released the row locks taken above: look again
                 // (and lock again), so that a cancel_run -- or a cancel_run + retry_run and a claim by another
                 // worker -- that came in meanwhile wins over continuing the run here.
                 MemoryContextSwitchTo(iter_ctx);
-                store::lock_runs(ids + i, n - i, status + i);
+                nkept = n = i + httpq::lock_answered(calls + i, status + i, n - i);
                 b.locks_released = false;
+                if (i == n) break;
             }
+            int same = 1;
+            while (i + same < n && calls[i + same]->run.id == calls[i]->run.id) same++;
             if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
                 // cancelled meanwhile (or no longer this worker's), or finished by another task of it that failed:
                 // record what happened to the attempts
