@@ -31,6 +31,30 @@ SELECT pipeline_worker.create_pipeline('filler', '[{"name": "s", "function": "pb
 SQL
 dir=/tmp/pw-rowlocks
 
+# hold NAME SECONDS SQL [ID] : SQL (which takes row locks; :id is ID) in a transaction kept open SECONDS s, in the
+# background (its pid in $job); returns once SQL has run
+hold() {
+    pw_psql -v id="${4:-0}" >"$dir/$1.locker" 2>&1 <<SQL &
+BEGIN;
+$3
+\echo locked
+SELECT pg_sleep($2);
+COMMIT;
+SQL
+    job=$!
+    pw_wait_until 5 0.05 grep -q '^locked' "$dir/$1.locker" || pw_fail "$1: the locker did not take the lock"
+}
+# check_no_long_lock_wait NAME : no worker has been waiting on a lock for more than 2 s (a put-back waits a second
+# before it skips the row, each worker once)
+check_no_long_lock_wait() {
+    pw_check "$1: no worker has waited on a lock for more than 2 s meanwhile" "" \
+        "$(pw_psql -c "SELECT string_agg(pid || ': ' || query || ' for ' || (clock_timestamp() - query_start), '; ')
+                         FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'
+                          AND clock_timestamp() - query_start > interval '2 s'")"
+}
+# check_still_held NAME : the locker started by hold still runs (what was checked happened while it held its locks)
+check_still_held() { pw_check "$1: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"; }
+
 # lane_with_locked_run PIPELINE LOCKER_SQL FINAL_STATUS : a pipeline at "concurrency" 1, a holder run in its only
 # slot, five runs parked behind it; LOCKER_SQL (with :id the first parked run, in put-back order) runs in a
 # transaction held for 10 s, while the holder ends and frees the slot.
@@ -52,15 +76,7 @@ lane_with_locked_run() {
     pw_check_sql "$p: the five runs behind the holder were parked" 5 \
         "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL"
     first=$(pw_psql -c "SELECT id FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL ORDER BY id LIMIT 1")
-    pw_psql -v id="$first" >"$dir/$p.locker" 2>&1 <<SQL &
-BEGIN;
-$locker
-\echo locked
-SELECT pg_sleep(10);
-COMMIT;
-SQL
-    job=$!
-    pw_wait_until 5 0.05 grep -q '^locked' "$dir/$p.locker" || pw_fail "$p: the locker did not take the lock"
+    hold "$p" 10 "$locker" "$first"
     pw_wait_sql succeeded 10 "SELECT status FROM pipeline_worker.runs WHERE id = $holder" >/dev/null ||
         pw_fail "$p: the holder did not finish"
     if pw_wait_sql 4 5 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND status = 'succeeded' AND id NOT IN ($holder, $first)" >/dev/null &&
@@ -69,14 +85,10 @@ SQL
     else
         pw_fail "$p: the lane's other parked runs waited for the transaction holding the first one's row ($(pw_psql -c "SELECT string_agg(id || ' ' || status || ' ' || coalesce(parked::text, '-'), ', ' ORDER BY id) FROM pipeline_worker.runs WHERE pipeline = '$p'"))"
     fi
-    # (A worker's put-back waits a second for the lock before it skips the row: each worker once.)
-    local waiting
-    waiting=$(pw_psql -c "SELECT string_agg(pid || ': ' || query || ' for ' || (clock_timestamp() - query_start), '; ')
-                            FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'
-                             AND clock_timestamp() - query_start > interval '2 s'")
-    pw_check "$p: no worker has waited on a lock for more than 2 s meanwhile" "" "$waiting"
+    check_no_long_lock_wait "$p"
     pw_check_sql "$p: the locked run is still parked meanwhile" "pending true" \
         "SELECT status || ' ' || (parked IS NOT NULL) FROM pipeline_worker.runs WHERE id = $first"
+    check_still_held "$p"
     pw_wait_exit "$job" 15 || pw_fail "$p: the locker did not end"
     pw_check "$p: the locker had no error" "" "$(grep -i error "$dir/$p.locker")"
     pw_check_sql "$p: once the transaction ended, the locked run is $final" "$final" \
@@ -102,21 +114,13 @@ BEGIN
 END $$;
 SELECT pipeline_worker.create_pipeline('lt', '[{"name": "s", "function": "lt_step"}]');
 SQL
-pw_psql >"$dir/lt.locker" 2>&1 <<'SQL' &
-BEGIN;
-SELECT 1 FROM guarded WHERE id = 1 FOR UPDATE;
-\echo locked
-SELECT pg_sleep(8);
-COMMIT;
-SQL
-job=$!
-pw_wait_until 5 0.05 grep -q '^locked' "$dir/lt.locker" || pw_fail "lt: the locker did not take the lock"
+hold lt 8 "SELECT 1 FROM guarded WHERE id = 1 FOR UPDATE;"
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('lt', '{}')")
 pw_check_sql "a step whose lock_timeout passed while another transaction held its row failed at once" "failed" \
     "SELECT pipeline_worker.wait_run($r, '4 s')"
 pw_check_sql "... with lock_timeout's error" t \
     "SELECT error LIKE '%canceling statement due to lock timeout%' FROM pipeline_worker.runs WHERE id = $r"
-pw_check "lt: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+check_still_held lt
 pw_wait_exit "$job" 10 || pw_fail "lt: the locker did not end"
 
 # ------------------------------------------------------------------ an HTTP answer whose run is held
@@ -127,27 +131,16 @@ srv_reset
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('hl', '{}')")
 pw_wait_sql 1 5 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'" >/dev/null ||
     pw_fail "hl: the request did not leave"
-pw_psql >"$dir/hl.locker" 2>&1 <<SQL &
-BEGIN;
-SELECT 1 FROM pipeline_worker.runs WHERE id = $r FOR UPDATE;
-\echo locked
-SELECT pg_sleep(8);
-COMMIT;
-SQL
-job=$!
-pw_wait_until 5 0.05 grep -q '^locked' "$dir/hl.locker" || pw_fail "hl: the locker did not take the lock"
+hold hl 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
 sleep 1.5  # (the answer comes 1.5 s after the request left)
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('hok', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20)))" >/dev/null
 pw_check_sql "hl: 20 HTTP runs committed meanwhile succeeded while the answered run's row was held" 20 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'hok' AND pipeline_worker.wait_run(id, '5 s') = 'succeeded'"
 sleep 3  # (here, 4.5 s or more into the hold: a worker that waited for the lock since the answer came, 3 s or more)
-waiting=$(pw_psql -c "SELECT string_agg(pid || ': ' || query || ' for ' || (clock_timestamp() - query_start), '; ')
-                        FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'
-                         AND clock_timestamp() - query_start > interval '2 s'")
-pw_check "hl: no worker has waited on a lock for more than 2 s meanwhile" "" "$waiting"
+check_no_long_lock_wait hl
 pw_check_sql "hl: the answered run is still running while its row is held" running \
     "SELECT status FROM pipeline_worker.runs WHERE id = $r"
-pw_check "hl: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+check_still_held hl
 pw_wait_exit "$job" 10 || pw_fail "hl: the locker did not end"
 pw_check_sql "hl: once the lock was gone, the answer was recorded" succeeded "SELECT pipeline_worker.wait_run($r, '5 s')"
 pw_check_sql "hl: one step row, attempt 1" "1 1" \
@@ -164,15 +157,7 @@ pw_cluster_restart "pipeline_worker.workers = 0" || pw_fail "restart failed"
 pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
     pw_fail "workers still running with workers = 0"
 first=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'fresh'")
-pw_psql >"$dir/fresh.locker" 2>&1 <<SQL &
-BEGIN;
-SELECT 1 FROM pipeline_worker.runs WHERE id = $first FOR UPDATE;
-\echo locked
-SELECT pg_sleep(6);
-COMMIT;
-SQL
-job=$!
-pw_wait_until 5 0.05 grep -q '^locked' "$dir/fresh.locker" || pw_fail "fresh: the locker did not take the lock"
+hold fresh 6 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$first"
 start=$(pw_now)
 claimed=$(pw_psql -c "SELECT pipeline_worker.claim_run()")
 t=$(pw_elapsed "$start")
@@ -181,6 +166,6 @@ if [ -n "$claimed" ] && [ "$claimed" != "$first" ] && pw_lt "$t" 3; then
 else
     pw_fail "claim_run with a parked run locked by another session: run '$claimed' (locked: $first) after $t s"
 fi
-pw_check "fresh: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"
+check_still_held fresh
 pw_wait_exit "$job" 10 || pw_fail "fresh: the locker did not end"
 pw_finish
