@@ -116,11 +116,17 @@ int64 recover_runs() {
     if (gone > 0) {
         Oid types[2] = {INT4ARRAYOID, TIMESTAMPTZARRAYOID};
         Datum v[2] = {pg::make_array(pids, nullptr, gone, INT4OID), pg::make_array(starts, nullptr, gone, TIMESTAMPTZOID)};
+        // SKIP LOCKED: a run another transaction holds (a cancel_run or SELECT ... FOR UPDATE left open) is left to
+        // a later sweep. Until 2026-12-05 the sweep waited for it, and the worker sweeping -- claims, HTTP answers,
+        // the lead's timer and upkeep -- with it (test/scripts/row_locks.sh).
         p = pg::prepare(&plan_recover,
-                        "/* pw_indexes: runs_running_idx */ UPDATE pipeline_worker.runs r SET status = 'pending',"
+                        "/* pw_indexes: o.runs_running_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending',"
                         " worker_pid = NULL, worker_started_at = NULL"
-                        " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(pid, started)"
-                        " WHERE r.status = 'running' AND r.worker_pid = d.pid AND r.worker_started_at = d.started",
+                        " FROM (SELECT o.id FROM pipeline_worker.runs o,"
+                        "   ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(pid, started)"
+                        "   WHERE o.status = 'running' AND o.worker_pid = d.pid AND o.worker_started_at = d.started"
+                        "   FOR UPDATE OF o SKIP LOCKED) k"
+                        " WHERE r.id = ANY (ARRAY[k.id])",
                         2, types);
         pg::exec_as_owner(p, v, nullptr, false, 0);
         recovered = static_cast<int64>(SPI_processed);

@@ -10,6 +10,8 @@
 #   dropped the SIGINT that PostgreSQL's lock_timeout sends: the step waited for as long as the lock was held.)
 # - An HTTP step's answer whose run another transaction holds is recorded once the lock is gone, and the worker goes
 #   on meanwhile. (Until 2026-12-05 it waited for the lock, its other answers and claims with it.)
+# - An orphaned run (its worker terminated) that another transaction holds is recovered once the lock is gone, and the
+#   workers sweeping go on meanwhile. (Until 2026-12-05 every worker that came to sweep waited for the lock.)
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/../lib/http.sh"
 trap pw_http_cleanup EXIT
@@ -27,6 +29,7 @@ BEGIN
     RETURN '{}';
 END $$;
 CREATE FUNCTION pb_noop(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('orphan', '[{"name": "s", "function": "pb_step"}]');
 SELECT pipeline_worker.create_pipeline('filler', '[{"name": "s", "function": "pb_noop"}]');
 SQL
 dir=/tmp/pw-rowlocks
@@ -122,6 +125,27 @@ pw_check_sql "... with lock_timeout's error" t \
     "SELECT error LIKE '%canceling statement due to lock timeout%' FROM pipeline_worker.runs WHERE id = $r"
 check_still_held lt
 pw_wait_exit "$job" 10 || pw_fail "lt: the locker did not end"
+
+# ------------------------------------------------------------------ an orphaned run that is held
+# A worker terminated during a long step leaves its run 'running' (its claim was committed before the step, whose
+# transaction does not lock the run's row); a session holds that row for 8 s. The sweep that recovers the run skips
+# it meanwhile (the worker sweeping does not wait), and recovers it afterwards.
+r=$(pw_psql -c "SELECT pipeline_worker.create_run('orphan', '{\"sleep\": 30}')")
+pid=$(pw_wait_row 10 "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $r AND status = 'running'")
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE pid = $pid AND query LIKE 'run $r step 1 %'" >/dev/null ||
+    pw_fail "orphan: the step did not start"
+hold orphan 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
+pw_psql -c "SELECT pg_terminate_backend($pid)" >/dev/null
+sleep 3.5  # (the sweep the worker's exit asks for, and three periodic ones)
+check_no_long_lock_wait orphan
+pw_check_sql "orphan: the run stays running (its claimer gone) while its row is held" running \
+    "SELECT status FROM pipeline_worker.runs WHERE id = $r"
+check_still_held orphan
+pw_wait_exit "$job" 10 || pw_fail "orphan: the locker did not end"
+pw_psql -c "UPDATE pipeline_worker.runs SET input = '{}' WHERE id = $r" >/dev/null  # (no 30 s sleep the second time)
+pw_check_sql "orphan: recovered once the lock was gone, and run again" succeeded "SELECT pipeline_worker.wait_run($r, '10 s')"
+pw_check_sql "orphan: its step's effect once (the terminated attempt was rolled back)" 1 \
+    "SELECT count(*) FROM steplog WHERE run_id = $r"
 
 # ------------------------------------------------------------------ an HTTP answer whose run is held
 pw_psql -c "SELECT pipeline_worker.create_pipeline('hl', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=1500\"}}]')" \
