@@ -55,23 +55,50 @@ SPIPlanPtr lane_plan(bool per_key, bool skip_locked) {
     return pg::prepare(&plans[0][skip_locked], sql, 5, types);
 }
 
-struct LanePutBack {
-    const lanes::Unpark *lane;
-    bool skip_locked;
-};
-
 // One lane's put-back, from the lane's unpark start: the runs put back before leave dead entries at the front of
 // the parked index. Its rows are SPI_tuptable's.
-void put_back_lane(void *arg) {
-    const LanePutBack *l = static_cast<const LanePutBack *>(arg);
-    const lanes::Unpark &u = *l->lane;
+void put_back_lane(const lanes::Unpark &u, bool skip_locked) {
     Datum from_priority, from_id;
     split_key(static_cast<int64>(u.from), &from_priority, &from_id);
     Datum v[5] = {Int64GetDatum(u.pipeline_id),
                   u.kind == lanes::kParkedKey ? Int64GetDatum(static_cast<int64>(u.key_hash))
                                               : Int16GetDatum(static_cast<int16>(u.kind)),
                   Int32GetDatum(u.room), from_priority, from_id};
-    pg::exec_as_owner(lane_plan(u.kind == lanes::kParkedKey, l->skip_locked), v, nullptr, false, 0);
+    pg::exec_as_owner(lane_plan(u.kind == lanes::kParkedKey, skip_locked), v, nullptr, false, 0);
+}
+
+// What a lane's put-back found: how many runs, the queue keys [first, upto) they span, the lane's next start.
+struct LaneResult {
+    int found;
+    uint64 first, upto, next_from;
+};
+
+struct Round {
+    const lanes::Unpark *lanes;
+    int n;
+    bool skip_locked;
+    LaneResult *out;
+};
+
+// The round's lanes, one after the other (in one subtransaction: one subtransaction id for the round, not one per
+// lane -- 64 fill the subtransaction cache, and every snapshot taken meanwhile would have to look them up).
+void put_back_lanes(void *arg) {
+    const Round *r = static_cast<const Round *>(arg);
+    for (int i = 0; i < r->n; i++) {
+        const lanes::Unpark &u = r->lanes[i];
+        put_back_lane(u, r->skip_locked);
+        LaneResult &res = r->out[i];
+        res.found = static_cast<int>(SPI_processed);
+        res.first = UINT64_MAX;
+        res.upto = 0;
+        for (int k = 0; k < res.found; k++) {
+            bool pnull, inull;
+            uint64 key = static_cast<uint64>(queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull))));
+            if (key < res.first) res.first = key;
+            if (key + 1 > res.upto) res.upto = key + 1;
+        }
+        res.next_from = res.upto > u.from ? res.upto : u.from;
+    }
 }
 
 // After a (re)start the lanes remember nothing: every run parked by a limit goes back to the queue once, and is
@@ -131,36 +158,32 @@ int64 unpark_runs() {
     }
     lanes::Unpark lanes_out[32];
     int n = lanes::lanes_to_unpark(lanes_out, 32);
-    if (n > 0 && !connected) {
-        pg::spi_connect();
-        connected = true;
+    if (n == 0) {
+        if (connected) SPI_finish();
+        return 0;
+    }
+    if (!connected) pg::spi_connect();
+    connected = true;
+    LaneResult results[32];
+    Round round{lanes_out, n, skipping, results};
+    if (skipping) {
+        put_back_lanes(&round);
+    } else if (ErrorData *ed = pg::try_subtransaction(put_back_lanes, &round, kLockWaitMs)) {
+        lock_waited(ed);  // (every lane again, skipping: the subtransaction's put-backs were rolled back)
+        round.skip_locked = true;
+        put_back_lanes(&round);
     }
     int64 total = 0;
     bool look_again = false;
     for (int i = 0; i < n; i++) {
         const lanes::Unpark &u = lanes_out[i];
-        LanePutBack l{&u, skipping};
-        if (skipping) {
-            put_back_lane(&l);
-        } else if (ErrorData *ed = pg::try_subtransaction(put_back_lane, &l, kLockWaitMs)) {
-            lock_waited(ed);
-            skipping = l.skip_locked = true;
-            put_back_lane(&l);
-        }
-        int found = static_cast<int>(SPI_processed);
-        total += found;
-        note_requeued();
-        if (l.skip_locked) {
-            look_again = look_again || found < u.room;
-            continue;
-        }
-        uint64 next_from = u.from;
-        for (int k = 0; k < found; k++) {
-            bool pnull, inull;
-            int64 key = queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull)));
-            if (static_cast<uint64>(key) + 1 > next_from) next_from = static_cast<uint64>(key) + 1;
-        }
-        lanes::unpark_done(u, found, next_from);
+        const LaneResult &res = results[i];
+        total += res.found;
+        if (res.found > 0) notes::runs_queued_at(static_cast<uint64>(res.found), res.first, res.upto);
+        if (round.skip_locked)
+            look_again = look_again || res.found < u.room;  // (rows skipped: nothing to conclude about the lane)
+        else
+            lanes::unpark_done(u, res.found, res.next_from);
     }
     if (connected) SPI_finish();
     if (look_again) shared::note_retry_due(now + USECS_PER_SEC);
