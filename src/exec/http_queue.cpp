@@ -231,8 +231,10 @@ int fd() {
 long timeout_ms() {
     long t = client != nullptr ? client->timeout_ms() : -1;
     if (deferred == NIL) return t;
+    // (Once due, the deferred calls are has_answered()'s to hand over: a 0 here made a pause's wait loop -- which does
+    // not look at answers -- spin until the pause ended.)
     long d = static_cast<long>((deferred_until - GetCurrentTimestamp() + 999) / 1000);
-    if (d < 0) d = 0;
+    if (d <= 0) return t;
     return t < 0 || d < t ? d : t;
 }
 
@@ -333,10 +335,11 @@ int lock_answered(exec::HttpCall **calls, const char **status, int n) {
     int kept = 0;
     for (int i = 0; i < n; i++) {
         if (status[i] == store::kRunHeld) {
+            // (due kDeferUs after the first of them: deferrals coming faster must not put the older ones off for good)
+            if (deferred == NIL) deferred_until = GetCurrentTimestamp() + kDeferUs;
             MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
             deferred = lappend(deferred, calls[i]);
             MemoryContextSwitchTo(old);
-            deferred_until = GetCurrentTimestamp() + kDeferUs;
             continue;
         }
         calls[kept] = calls[i];
