@@ -267,7 +267,8 @@ int put_back_once(const int64 *back, int m, int64 culprit, const char *message) 
     {
         MemoryContextSwitchTo(ctx);
         ErrorData *ed = CopyErrorData();
-        result = ed->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE || ed->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED
+        result = ed->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE || ed->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+                         ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE
                      ? 1
                      : 2;
         FreeErrorData(ed);
@@ -310,8 +311,9 @@ void recover_batch(MemoryContext iter_ctx, const int64 *ids, int n, int64 suspec
     // A run taken over by another worker (store/writes.cpp) is not the current run's fault: nothing is failed.
     // Nor is a deadlock (a finished child waking its parent while another worker holds that parent, and the
     // other way round): the runs go back and are executed again.
+    // Nor a lock_timeout the worker inherited (ALTER DATABASE ... SET): a step's own ends in the step.
     bool no_culprit = edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-                      edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+                      edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED || edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
     put_back(ids, n, no_culprit ? 0 : suspect, edata->message);
 }
 
