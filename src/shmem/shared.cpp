@@ -79,6 +79,7 @@ void startup_hook() {
             pg_atomic_init_u32(&d->nparent_wakes, 0);
             pg_atomic_init_u32(&d->reorders, 0);
             pg_atomic_init_u32(&d->fresh_lanes, 1);
+            pg_atomic_init_u64(&d->put_back_skip_until, 0);
             pg_atomic_init_u32(&d->unpark_wanted, 1);
             SpinLockInit(&d->reorder_lock);
             d->reorder_from = UINT64_MAX;
@@ -147,6 +148,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u32(&d->wanted, 0);
         pg_atomic_write_u32(&d->recovery_needed, 1);  // its first worker sweeps (runs of a previous life)
         pg_atomic_write_u32(&d->fresh_lanes, 1);      // ... and puts back the runs parked by limits before
+        pg_atomic_write_u64(&d->put_back_skip_until, 0);
         pg_atomic_write_u32(&d->unpark_wanted, 1);
         pg_atomic_write_u64(&d->claim_hint, 0);
         pg_atomic_write_u64(&d->claim_top, 0);

@@ -70,6 +70,8 @@ struct DbState {
     uint64 reorder_from;               // the lowest queue position those transactions put runs at (0: unknown)
     pg_atomic_uint32 fresh_lanes;      // 1 from the entry's start until a worker put back the runs parked by a limit
                                        // in an earlier life of shared memory (lanes::take_fresh_start)
+    pg_atomic_uint64 put_back_skip_until;  // until then put-backs skip locked rows without waiting (TimestampTz;
+                                           // store/put_back.cpp: a user's transaction held a parked run's row)
     pg_atomic_uint32 unpark_wanted;    // 1: a slot freed (or runs were parked with room) in a lane that has parked
                                        // runs -- the next look (lanes::lanes_to_unpark) puts them back. Per database:
                                        // a worker puts back only its own database's runs

@@ -14,7 +14,7 @@ using pg::col;
 
 namespace {
 
-// How long a put-back waits for a parked run's row lock, and how long a backend then skips locked rows. The workers
+// How long a put-back waits for a parked run's row lock, and how long the database's put-backs then skip locked rows. The workers
 // hold such locks for a claim batch at most: under load, tens of milliseconds (at 100 ms, a drain of a pipeline at
 // "concurrency" 4 met 77 waits that long, and skipping made it a quarter slower); anything near a second is a
 // session's transaction (a cancel_run() or a SELECT ... FOR UPDATE not yet committed). Until 2026-12-05 the
@@ -26,7 +26,7 @@ constexpr int64 kSkipLockedUs = 10 * USECS_PER_SEC;
 // (No SKIP LOCKED at first: a row skipped because another worker is putting it back would make this one conclude
 // that the lane has nothing parked left, and forget the rest; and workers putting back the same lane at once, each
 // skipping the other's rows, would put back several times what the lane has room for. Only once a lock outlasted
-// kLockWaitMs does the backend skip locked rows, and then concludes nothing about the lanes.)
+// kLockWaitMs do put-backs skip locked rows, and then conclude nothing about the lanes.)
 SPIPlanPtr plans[2][2];  // [per key][skip locked]
 
 SPIPlanPtr lane_plan(bool per_key, bool skip_locked) {
@@ -121,28 +121,36 @@ void fresh_start(void *) {
     if (lanes::take_fresh_start()) put_back_all_limited(false);
 }
 
-// Until then this backend's put-backs skip locked rows without waiting (0: they wait kLockWaitMs).
+// Until then put-backs skip locked rows without waiting: the database's (shared::DbState, for every worker and
+// session), or this backend's where the database has no entry (a session's claim_run() where no worker serves).
 TimestampTz skip_locked_until = 0;
 
-// A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts this backend's
+bool skipping_locks(TimestampTz now) {
+    shared::DbState *d = shared::db();
+    TimestampTz until = d != nullptr ? static_cast<TimestampTz>(pg_atomic_read_u64(&d->put_back_skip_until)) : 0;
+    return now < (until > skip_locked_until ? until : skip_locked_until);
+}
+
+// A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts the database's
 // skipping (the round due at its end looks again, whoever runs it); any other error is rethrown.
 void lock_waited(ErrorData *ed) {
     if (ed->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE) ReThrowError(ed);
     FreeErrorData(ed);
     skip_locked_until = GetCurrentTimestamp() + kSkipLockedUs;
+    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->put_back_skip_until, static_cast<uint64>(skip_locked_until));
     shared::note_retry_due(skip_locked_until);
 }
 
 }  // namespace
 
-// Once a row lock made a put-back wait kLockWaitMs, this backend skips locked rows for kSkipLockedUs: one open
-// transaction holding runs of many lanes costs a worker one wait, not one per lane and round (a busy limited lane
-// asks for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
+// Once a row lock made a put-back wait kLockWaitMs, the database's put-backs skip locked rows for kSkipLockedUs: one
+// open transaction holding parked runs costs the database one wait of a second every 10 s, not one per worker, lane
+// or round (a busy limited lane asks for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
 // start where it was), and one that found less than it had room for is looked at again a second later: the run
 // skipped goes back at the first look after its lock is gone.
 int64 unpark_runs() {
     TimestampTz now = GetCurrentTimestamp();
-    bool skipping = skip_locked_until != 0 && now < skip_locked_until;
+    bool skipping = skipping_locks(now);
     bool connected = false;
     // The fresh start in a subtransaction, whose rollback gives it back (lanes.cpp): the runs locked now are put back
     // by the fresh start taken once the skipping ends. (Left alone meanwhile: put back at every round, the claims
