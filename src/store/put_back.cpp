@@ -29,31 +29,27 @@ constexpr int64 kSkipLockedUs = 10 * USECS_PER_SEC;
 // kLockWaitMs do put-backs skip locked rows, and then conclude nothing about the lanes.)
 SPIPlanPtr plans[2][2];  // [per key][skip locked]
 
+#define PW_UNPARK_KEY(lock)                                                                                           \
+    "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"                \
+    " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"                               \
+    "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"                                \
+    "   AND ROW(- priority, id) >= ROW($4, $5)"                                                                       \
+    "   ORDER BY - priority, id LIMIT $3 " lock ") k WHERE r.id = ANY (ARRAY[k.id]) RETURNING r.priority, r.id"
+#define PW_UNPARK_PIPELINE(lock)                                                                                      \
+    "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"                    \
+    " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"                       \
+    "   AND pipeline_id = $1 AND parked = $2 AND ROW(- priority, id) >= ROW($4, $5)"                                  \
+    "   ORDER BY - priority, id LIMIT $3 " lock ") k WHERE r.id = ANY (ARRAY[k.id]) RETURNING r.priority, r.id"
+
 SPIPlanPtr lane_plan(bool per_key, bool skip_locked) {
-    const char *lock = skip_locked ? "FOR UPDATE SKIP LOCKED" : "FOR UPDATE";
-    char sql[1024];
-    if (per_key) {
-        Oid types[5] = {INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
-        snprintf(sql, sizeof sql,
-                 "/* pw_indexes: runs_parked_key_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
-                 " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked = 2"
-                 "   AND pipeline_id = $1 AND pg_catalog.hashtextextended(concurrency_key, 0) = $2"
-                 "   AND ROW(- priority, id) >= ROW($4, $5)"
-                 "   ORDER BY - priority, id LIMIT $3 %s) k WHERE r.id = ANY (ARRAY[k.id])"
-                 " RETURNING r.priority, r.id",
-                 lock);
-        return pg::prepare(&plans[1][skip_locked], sql, 5, types);
-    }
-    Oid types[5] = {INT8OID, INT2OID, INT4OID, INT4OID, INT8OID};
-    snprintf(sql, sizeof sql,
-             "/* pw_indexes: runs_parked_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET parked = NULL"
-             " FROM (SELECT id FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
-             "   AND pipeline_id = $1 AND parked = $2 AND ROW(- priority, id) >= ROW($4, $5)"
-             "   ORDER BY - priority, id LIMIT $3 %s) k WHERE r.id = ANY (ARRAY[k.id])"
-             " RETURNING r.priority, r.id",
-             lock);
-    return pg::prepare(&plans[0][skip_locked], sql, 5, types);
+    static const char *const sql[2][2] = {
+        {PW_UNPARK_PIPELINE("FOR UPDATE"), PW_UNPARK_PIPELINE("FOR UPDATE SKIP LOCKED")},
+        {PW_UNPARK_KEY("FOR UPDATE"), PW_UNPARK_KEY("FOR UPDATE SKIP LOCKED")}};
+    Oid types[5] = {INT8OID, static_cast<Oid>(per_key ? INT8OID : INT2OID), INT4OID, INT4OID, INT8OID};
+    return pg::prepare(&plans[per_key][skip_locked], sql[per_key][skip_locked], 5, types);
 }
+#undef PW_UNPARK_KEY
+#undef PW_UNPARK_PIPELINE
 
 // One lane's put-back, from the lane's unpark start: the runs put back before leave dead entries at the front of
 // the parked index. Its rows are SPI_tuptable's.
@@ -67,7 +63,8 @@ void put_back_lane(const lanes::Unpark &u, bool skip_locked) {
     pg::exec_as_owner(lane_plan(u.kind == lanes::kParkedKey, skip_locked), v, nullptr, false, 0);
 }
 
-// What a lane's put-back found: how many runs, the queue keys [first, upto) they span, the lane's next start.
+// What a lane's put-back found: how many runs, the queue keys [first, upto) they span, the lane's next start. (Read
+// in the subtransaction, noted after it: notes of a put-back rolled back would move the claim hint for nothing.)
 struct LaneResult {
     int found;
     uint64 first, upto, next_from;
@@ -89,14 +86,7 @@ void put_back_lanes(void *arg) {
         put_back_lane(u, r->skip_locked);
         LaneResult &res = r->out[i];
         res.found = static_cast<int>(SPI_processed);
-        res.first = UINT64_MAX;
-        res.upto = 0;
-        for (int k = 0; k < res.found; k++) {
-            bool pnull, inull;
-            uint64 key = static_cast<uint64>(queue_key(DatumGetInt32(col(k, 1, &pnull)), DatumGetInt64(col(k, 2, &inull))));
-            if (key < res.first) res.first = key;
-            if (key + 1 > res.upto) res.upto = key + 1;
-        }
+        (void)requeued_range(&res.first, &res.upto);  // (every row has an id)
         res.next_from = res.upto > u.from ? res.upto : u.from;
     }
 }
@@ -145,9 +135,9 @@ void lock_waited(ErrorData *ed) {
 
 // Once a row lock made a put-back wait kLockWaitMs, the database's put-backs skip locked rows for kSkipLockedUs: one
 // open transaction holding parked runs costs the database one wait of a second every 10 s, not one per worker, lane
-// or round (a busy limited lane asks for a round at each release). A lane put back skipping rows concludes nothing (its parked runs stay known, its
-// start where it was), and one that found less than it had room for is looked at again a second later: the run
-// skipped goes back at the first look after its lock is gone.
+// or round (a busy limited lane asks for a round at each release). A lane put back skipping rows concludes nothing
+// (its parked runs stay known, its start where it was), and one that found less than it had room for is looked at
+// again a second later: the run skipped goes back at the first look after its lock is gone.
 int64 unpark_runs() {
     TimestampTz now = GetCurrentTimestamp();
     bool skipping = skipping_locks(now);
@@ -171,7 +161,6 @@ int64 unpark_runs() {
         return 0;
     }
     if (!connected) pg::spi_connect();
-    connected = true;
     LaneResult results[32];
     Round round{lanes_out, n, skipping, results};
     if (skipping) {
@@ -193,7 +182,7 @@ int64 unpark_runs() {
         else
             lanes::unpark_done(u, res.found, res.next_from);
     }
-    if (connected) SPI_finish();
+    SPI_finish();
     if (look_again) shared::note_retry_due(now + USECS_PER_SEC);
     return total;
 }

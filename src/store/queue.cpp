@@ -96,16 +96,22 @@ bool row_key(uint64 i, int64 *key) {
 
 }  // namespace
 
-void note_requeued() {
-    uint64 n = SPI_processed;
-    int64 from = PG_INT64_MAX, upto = 0, k;
-    for (uint64 i = 0; i < n; i++) {
+bool requeued_range(uint64 *from, uint64 *upto) {
+    int64 lo = PG_INT64_MAX, hi = 0, k;
+    for (uint64 i = 0; i < SPI_processed; i++) {
         if (!row_key(i, &k)) continue;
-        if (k < from) from = k;
-        if (k + 1 > upto) upto = k + 1;
+        if (k < lo) lo = k;
+        if (k + 1 > hi) hi = k + 1;
     }
-    if (from == PG_INT64_MAX) notes::runs_queued(n);
-    else notes::runs_queued_at(n, static_cast<uint64>(from), static_cast<uint64>(upto));
+    *from = static_cast<uint64>(lo);
+    *upto = static_cast<uint64>(hi);
+    return lo != PG_INT64_MAX;
+}
+
+void note_requeued() {
+    uint64 from, upto;
+    if (requeued_range(&from, &upto)) notes::runs_queued_at(SPI_processed, from, upto);
+    else notes::runs_queued(SPI_processed);
 }
 
 void note_locked_queued() {

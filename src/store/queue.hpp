@@ -27,6 +27,8 @@ inline void split_key(int64 key, Datum *neg_priority, Datum *id) {
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
 // commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.
 void note_requeued();
+// The same rows' queue keys: [*from, *upto) spans them all (false: no row had an id).
+bool requeued_range(uint64 *from, uint64 *upto);
 // The last SPI statement row-locked runs and returned, for each, its priority, id and whether it is queued (columns
 // 1-3): at commit the queue's known end moves past the queued ones (notes::queued_runs_locked).
 void note_locked_queued();

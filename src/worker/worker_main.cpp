@@ -48,13 +48,13 @@ void worker_sigterm(int signo, siginfo_t *info, void *) {
 
 // SIGINT comes from cancel_run: honour it only while a step of a run that was asked to stop is executing,
 // so that a late or stray signal never cancels another run's step. Or from this process's own lock_timeout
-// (PostgreSQL's timeout handler cancels the statement with a SIGINT to itself, after setting the timeout's indicator;
-// statement_timeout's the same, should anything arm it in a worker -- nothing does): honoured, as a backend's
-// StatementCancelHandler would. (Until 2026-12-05 it was dropped, and a worker waited for a row lock past any
-// lock_timeout: test/scripts/row_locks.sh.)
+// (PostgreSQL's timeout handler cancels the statement with a SIGINT to itself, after setting the timeout's
+// indicator): honoured, as a backend's StatementCancelHandler would. (Until 2026-12-05 it was dropped, and a worker
+// waited for a row lock past any lock_timeout: test/scripts/row_locks.sh. Nothing arms statement_timeout in a
+// worker.)
 void worker_sigint(SIGNAL_ARGS) {
     int save_errno = errno;
-    if (get_timeout_indicator(LOCK_TIMEOUT, false) || get_timeout_indicator(STATEMENT_TIMEOUT, false)) {
+    if (get_timeout_indicator(LOCK_TIMEOUT, false)) {
         QueryCancelPending = true;
         InterruptPending = true;
     } else if (exec::in_step() && my_slot != nullptr) {
