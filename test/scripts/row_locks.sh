@@ -12,6 +12,8 @@
 #   on meanwhile. (Until 2026-12-05 it waited for the lock, its other answers and claims with it.)
 # - An orphaned run (its worker terminated) that another transaction holds is recovered once the lock is gone, and the
 #   workers sweeping go on meanwhile. (Until 2026-12-05 every worker that came to sweep waited for the lock.)
+# - A lock_timeout the workers inherit (ALTER DATABASE ... SET) that ends one of their own statements blames no run:
+#   the batch goes back and runs once the lock is gone. (Until bb6dc56 the run being executed was failed.)
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/../lib/http.sh"
 trap pw_http_cleanup EXIT
@@ -172,6 +174,30 @@ pw_check_sql "hl: one step row, attempt 1" "1 1" \
 pw_check "hl: one request, with its Idempotency-Key" "$r:1:1=1" \
     "$(pw_psql -c "SELECT coalesce(string_agg(key || '=' || value, ' ' ORDER BY key), '')
                      FROM jsonb_each_text('$(srv /keys)'::jsonb) WHERE key LIKE '$r:%'")"
+
+# ------------------------------------------------------------------ a lock_timeout the workers inherit
+# ALTER DATABASE ... SET lock_timeout applies to the workers' own statements too. A session holds run_steps in SHARE
+# mode for 3 s: the workers' writes of step rows time out, their batches are rolled back and put back with no run
+# blamed, and run again once the lock is gone. (Until bb6dc56 the timeout failed the run being executed: "internal
+# error: canceling statement due to lock timeout".)
+pw_psql -c "ALTER DATABASE postgres SET lock_timeout = '300ms'" >/dev/null
+old_pids=$(pw_worker_pids)
+pw_psql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null
+pw_wait_sql 2 15 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND pid <> ALL ('{${old_pids// /,}}'::int[])" \
+    >/dev/null || pw_fail "inherited: the workers did not come back"
+log_at=$(pw_log_size)
+hold inherited 3 "LOCK TABLE pipeline_worker.run_steps IN SHARE MODE;"
+ids=$(pw_psql -c "SELECT string_agg(id::text, ',') FROM pipeline_worker.create_runs('filler', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20))) id")
+sleep 1
+pw_check_sql "inherited: none of the 20 runs finished while their step rows could not be written" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status IN ('succeeded', 'failed', 'cancelled')"
+check_still_held inherited
+pw_wait_exit "$job" 10 || pw_fail "inherited: the locker did not end"
+pw_check "inherited: the workers' statements timed out meanwhile (server log)" yes \
+    "$(tail -c +$((log_at + 1)) "$PW_LOG" | grep -q 'canceling statement due to lock timeout' && echo yes || echo no)"
+pw_check_sql "inherited: once the lock was gone, all 20 runs succeeded, none blamed" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND pipeline_worker.wait_run(id, '10 s') = 'succeeded'"
+pw_psql -c "ALTER DATABASE postgres RESET lock_timeout" >/dev/null
 
 # ------------------------------------------------------------------ claim_run() without workers, after a restart
 # The first put-back after a restart puts back every run a limit parked (the lanes know none): here a session's
