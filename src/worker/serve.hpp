@@ -23,9 +23,10 @@ bool extension_ready();
 // Whether runs are queued in this database now, and (*expiry) when its next finished run passes its retention (0:
 // none) -- a short transaction; false and 0 when that fails, reported.
 bool runs_queued(TimestampTz *expiry);
-// A transaction of the worker's own (now() and pg_stat_activity: its start; an active snapshot), and its commit
-// (buffered writes flushed, requests parked in it sent, statistics reported).
-void begin_work_txn();
+// A transaction of the worker's own (now() and pg_stat_activity: its start; an active snapshot; READ COMMITTED
+// whatever the database's default when read_committed), and its commit (buffered writes flushed, requests parked in
+// it sent, statistics reported).
+void begin_work_txn(bool read_committed = false);
 void commit_work_txn();
 // In the PG_CATCH of a transaction of the worker's own (any of them): back to memory context ctx, the error
 // reported and cleared, the transaction rolled back. The worker goes on.
