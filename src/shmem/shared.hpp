@@ -154,8 +154,10 @@ bool is_due();  // (without taking it)
 // promoted, the other's promote (FOR UPDATE SKIP LOCKED; the row re-checked, no longer due) kept locked until its
 // commit -- the claims skipped it, and it waited for the next round that moved the claim hint, up to a second
 // (test/scripts/timestamps.sh). Given back at the backend's exit; a worker that crashed in a round (shared memory
-// is started again then) or whose round outlasts it holds it for kTimerLeaseUs at most.
-constexpr int64 kTimerLeaseUs = USECS_PER_SEC;
+// is started again then) or whose round outlasts it holds it for kTimerLeaseUs at most -- well past the longest wait a
+// round has by design, the put-back's second for a parked run another transaction holds (store/put_back.cpp). (At 1 s
+// until 2026-12-05: a round that waited that second could lose its lease, and a second due round start alongside.)
+constexpr int64 kTimerLeaseUs = 5 * USECS_PER_SEC;
 bool begin_timer();
 void end_timer();  // (nothing if this backend holds no lease)
 bool timer_busy(TimestampTz now);
