@@ -177,7 +177,7 @@ pw_check "hl: one request, with its Idempotency-Key" "$r:1:1=1" \
 
 # ------------------------------------------------------------------ a lock_timeout the workers inherit
 # ALTER DATABASE ... SET lock_timeout applies to the workers' own statements too. A session holds run_steps in SHARE
-# mode for 3 s: the workers' writes of step rows time out, their batches are rolled back and put back with no run
+# mode for 5 s: the workers' writes of step rows time out, their batches are rolled back and put back with no run
 # blamed, and run again once the lock is gone. (Until bb6dc56 the timeout failed the run being executed: "internal
 # error: canceling statement due to lock timeout".)
 pw_psql -c "ALTER DATABASE postgres SET lock_timeout = '300ms'" >/dev/null
@@ -186,7 +186,7 @@ pw_psql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE 
 pw_wait_sql 2 15 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND pid <> ALL ('{${old_pids// /,}}'::int[])" \
     >/dev/null || pw_fail "inherited: the workers did not come back"
 log_at=$(pw_log_size)
-hold inherited 3 "LOCK TABLE pipeline_worker.run_steps IN SHARE MODE;"
+hold inherited 5 "LOCK TABLE pipeline_worker.run_steps IN SHARE MODE;"
 ids=$(pw_psql -c "SELECT string_agg(id::text, ',') FROM pipeline_worker.create_runs('filler', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20))) id")
 sleep 1
 pw_check_sql "inherited: none of the 20 runs finished while their step rows could not be written" 0 \
