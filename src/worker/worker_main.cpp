@@ -225,6 +225,7 @@ int work_once(LoopState *ls) {
             // runs committed meanwhile while the others slept on, for as long as a retention round or a VACUUM took.
             set_idle(httpq::pending() < httpq::capacity());
             wake_held_parents();  // parents a commit found held elsewhere, when their retry is due
+            record_held_outcomes();  // outcomes of runs whose rows another transaction held, when due
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
             if (handled == 0) handled += help_with_tasks(ls->iter_ctx);  // another worker's map tasks
@@ -254,6 +255,8 @@ void sleep_idle(LoopState *ls, WaitEventSet *waits) {
     if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
     long parents_timeout = held_parents_timeout_ms();
     if (parents_timeout >= 0 && parents_timeout < timeout) timeout = parents_timeout;
+    long outcomes_timeout = held_outcomes_timeout_ms();
+    if (outcomes_timeout >= 0 && outcomes_timeout < timeout) timeout = outcomes_timeout;
     // (due while another worker's timer round runs: that one's; look again in a moment rather than spin)
     if (timeout == 0 && shared::timer_busy(GetCurrentTimestamp())) timeout = 1;
     if (timeout == 0 || httpq::has_answered()) return;  // a retry or an HTTP timer is due
