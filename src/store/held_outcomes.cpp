@@ -26,9 +26,11 @@ TimestampTz next_try = 0;
 bool touched = false;  // the current transaction set aside or took back some
 SPIPlanPtr plan_lock, plan_exists, plan_take;
 
+// The outcomes set aside: succeeded (its steps' rows, committed, say so to a recovery too) and cancelled. Not failed:
+// its failed attempt, committed without the run's outcome, would be tried again by a recovery (resumed after a
+// worker's exit) beyond the step's max_attempts. Nor a retry's back-off or a wait: those still wait for the row.
 bool ended(const RunRow *r) {
-    return r->status == core::RunStatus::Succeeded || r->status == core::RunStatus::Failed ||
-           r->status == core::RunStatus::Cancelled;
+    return r->status == core::RunStatus::Succeeded || r->status == core::RunStatus::Cancelled;
 }
 
 RunRow *copy_row(const RunRow *r, MemoryContext ctx) {
@@ -90,7 +92,7 @@ void set_aside_held_outcomes() {
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(ids, n)};
     SPIPlanPtr p = pg::prepare(&plan_lock, "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs"
-                                           " WHERE id = ANY ($1) FOR UPDATE SKIP LOCKED", 1, types);
+                                           " WHERE id = ANY ($1) FOR NO KEY UPDATE SKIP LOCKED", 1, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     int m = 0;
     for (int i = 0; i < n; i++)
@@ -121,6 +123,13 @@ void set_aside_held_outcomes() {
 
 TimestampTz held_outcomes_due() { return held == NIL ? 0 : next_try; }
 
+bool outcome_held(int64 run_id) {
+    ListCell *lc;
+    foreach (lc, held)
+        if (static_cast<Held *>(lfirst(lc))->row->id == run_id) return true;
+    return false;
+}
+
 int take_back_held_outcomes() {
     if (held == NIL) return 0;
     next_try = GetCurrentTimestamp() + kRetryUs;
@@ -133,8 +142,8 @@ int take_back_held_outcomes() {
     Datum v[3] = {pg::int8_array(ids, n), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
     SPIPlanPtr p = pg::prepare(&plan_take,
                                "/* pw_indexes: runs_pkey */ SELECT id, CASE status WHEN 'running' THEN worker_pid = $2"
-                               " AND worker_started_at = $3 ELSE false END FROM pipeline_worker.runs"
-                               " WHERE id = ANY ($1) FOR UPDATE SKIP LOCKED",
+                               " AND worker_started_at = $3 ELSE false END, claims FROM pipeline_worker.runs"
+                               " WHERE id = ANY ($1) FOR NO KEY UPDATE SKIP LOCKED",
                                3, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     int buffered = 0;
@@ -142,9 +151,12 @@ int take_back_held_outcomes() {
         bool isnull;
         int64 id = DatumGetInt64(pg::col(r, 1, &isnull));
         bool ours = DatumGetBool(pg::col(r, 2, &isnull)) && !isnull;
+        int claims = DatumGetInt32(pg::col(r, 3, &isnull));
         foreach (lc, held) {
             Held *h = static_cast<Held *>(lfirst(lc));
             if (h->row->id != id || h->settled) continue;
+            // (the same attempt: cancelled, retried and claimed again by this backend meanwhile, it is another one)
+            ours = ours && claims == h->row->claims;
             h->settled = true;  // recorded by this transaction -- or, no longer ours, not to be recorded by us
             touched = true;
             if (ours) {

@@ -5,8 +5,11 @@
 // aside: everything else of the worker's transaction commits (the steps' rows and effects: the run stays running,
 // its steps done, still this worker's), and a later transaction of the same worker records the outcome once the row
 // is free -- unless the run is no longer this worker's then (the holder's cancel_run committed: it wrote the run
-// cancelled itself). The run keeps its concurrency slots meanwhile. A worker that exits first leaves the run to
-// recovery, which resumes it from its step history: no step runs again.
+// cancelled itself). The run keeps its concurrency slots meanwhile; its HTTP answers still to come are recorded after
+// the outcome, its batch's put-back after an error leaves it alone, and a retiring worker stays until it is recorded.
+// Only succeeded and cancelled outcomes are set aside (see ended() in the .cpp). A worker that exits first (SIGTERM,
+// a crash) leaves the run to recovery, which resumes it from its step history: a succeeded run runs no step again; a
+// cancelled one whose cancel_run rolled back runs its interrupted step again.
 #pragma once
 
 #include "pg/pg.hpp"
@@ -18,6 +21,8 @@ namespace pw::store {
 void set_aside_held_outcomes();
 // When the set-aside outcomes are to be tried again (0: none waiting).
 TimestampTz held_outcomes_due();
+// Whether the run's outcome is set aside (committed, not recorded yet) in this backend.
+bool outcome_held(int64 run_id);
 // In a transaction of the worker's own (SPI not connected): the set-aside outcomes whose rows are free now are
 // buffered again -- written by that transaction's flush -- if their runs are still this backend's; dropped if not
 // (at its commit). The others wait for the next try. Returns how many were buffered again.

@@ -374,6 +374,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
 }  // namespace
 
 void record_held_outcomes() {
+    static int failures = 0;  // in a row: one that fails for good must not keep the runs (and their slots) forever
     TimestampTz due = store::held_outcomes_due();
     if (due == 0 || GetCurrentTimestamp() < due) return;
     MemoryContext ctx = CurrentMemoryContext;
@@ -383,10 +384,16 @@ void record_held_outcomes() {
         begin_work_txn();
         (void)store::take_back_held_outcomes();
         commit_work_txn();
+        failures = 0;
     }
     PG_CATCH();
     {
         abort_work_txn(ctx);  // (tried again later: store::held_outcomes_at_end)
+        if (++failures >= 20) {
+            ereport(LOG, (errmsg("pipeline_worker: could not record the outcomes of runs another transaction held; the "
+                                 "worker exits so that recovery takes them back")));
+            proc_exit(1);
+        }
     }
     PG_END_TRY();
 }

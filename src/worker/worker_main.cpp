@@ -11,6 +11,7 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/parent_wakes.hpp"
+#include "store/held_outcomes.hpp"
 #include "worker/serve.hpp"
 #include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
@@ -322,7 +323,8 @@ void worker_main(Datum arg) {
         absorb_interrupts(httpq::configure);
         if (retiring()) {
             claims_stopped = true;
-            if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
+            // nothing in flight, no outcome set aside: the slot is free for the launcher
+            if (httpq::pending() == 0 && store::held_outcomes_due() == 0) {
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).
