@@ -235,6 +235,25 @@ pw_check_sql "held_kill: recovered and recorded succeeded once the lock was gone
 pw_check_sql "held_kill: its step's effect once, two step rows (none run again)" "1 2" \
     "SELECT (SELECT count(*) FROM steplog WHERE run_id = $r) || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r)"
 
+# The same, its worker asked to leave (workers = 0) while the outcome waits: it stays until the outcome is recorded,
+# then leaves (nobody would recover the run with no worker left).
+start_running held_end 2
+pid=$(pw_psql -c "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $r")
+hold held_retire 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
+sleep 3  # (the step ended about 2 s into the hold)
+pw_set_conf pipeline_worker.workers 0 || pw_fail "held_retire: workers not set to 0"
+sleep 2
+pw_check_sql "held_retire: the run's worker stays while its outcome waits" 1 \
+    "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"
+check_still_held held_retire
+pw_wait_exit "$job" 10 || pw_fail "held_retire: the locker did not end"
+pw_check_sql "held_retire: recorded succeeded by that worker (claimed once) once the lock was gone" "succeeded 1" \
+    "SELECT pipeline_worker.wait_run($r, '5 s') || ' ' || claims FROM pipeline_worker.runs WHERE id = $r"
+pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
+    pw_fail "held_retire: the workers did not leave"
+pw_reset_conf pipeline_worker.workers
+pw_wait_workers 2 15 >/dev/null || pw_fail "held_retire: the workers did not come back"
+
 start_running held_cancel 30
 hold held_cancel 8 "SELECT pipeline_worker.cancel_run(:id);" "$r"
 sleep 4
