@@ -7,7 +7,6 @@
 #include "shmem/lanes.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
-#include "store/held_outcomes.hpp"
 #include "store/writes.hpp"
 #include "worker/db_guard.hpp"
 #include "worker/launcher.hpp"
@@ -48,7 +47,6 @@ void xact_callback(XactEvent event, void *) {
             shared::cancels_at_commit();
             notes::publish();
             metrics::at_commit();
-            store::held_outcomes_at_end(true);
             worker::release_held_databases();
             break;
         case XACT_EVENT_ABORT:
@@ -59,7 +57,6 @@ void xact_callback(XactEvent event, void *) {
             shared::cancels_at_abort();  // (a cancel_run's own write undone: its request goes too)
             lanes::at_abort();
             metrics::at_abort();
-            store::held_outcomes_at_end(false);
             worker::release_held_databases();
             break;
         default:

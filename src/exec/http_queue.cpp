@@ -10,7 +10,6 @@
 #include "shmem/cancels.hpp"
 #include "shmem/gucs.hpp"
 #include "shmem/shared.hpp"
-#include "store/held_outcomes.hpp"
 #include "store/run_rows.hpp"
 
 namespace pw::httpq {
@@ -335,9 +334,7 @@ int lock_answered(exec::HttpCall **calls, const char **status, int n) {
     pfree(ids);
     int kept = 0;
     for (int i = 0; i < n; i++) {
-        // (held by another transaction; or ended here with its outcome set aside, not recorded yet -- the answer is
-        // recorded after it, as a late one: store/held_outcomes.hpp)
-        if (status[i] == store::kRunHeld || store::outcome_held(calls[i]->run.id)) {
+        if (status[i] == store::kRunHeld) {
             // (due kDeferUs after the first of them: deferrals coming faster must not put the older ones off for good)
             if (deferred == NIL) deferred_until = GetCurrentTimestamp() + kDeferUs;
             MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);

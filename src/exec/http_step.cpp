@@ -25,7 +25,6 @@ HttpCall *make_http_call(const store::ClaimedRun *claimed, const RunState *r, in
     c->run.input = claimed->input ? DatumGetJsonbPCopy(JsonbPGetDatum(claimed->input)) : nullptr;
     c->run.metadata = claimed->metadata ? DatumGetJsonbPCopy(JsonbPGetDatum(claimed->metadata)) : nullptr;
     c->run.persisted = true;  // the worker records the claim before the request leaves
-    c->run.lock_released = false;  // (the answer's run is locked again before it is recorded: worker/serve.cpp)
     c->pos = pos;
     c->task = r->task;
     c->step_name = pstrdup(r->pipeline->steps[pos].name);

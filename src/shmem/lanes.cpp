@@ -245,11 +245,6 @@ void release_at_commit(int64 run_id) {
     h->release_pending = true;
 }
 
-void keep_at_commit(int64 run_id) {
-    Holding *h = find_holding(run_id);
-    if (h != nullptr) h->release_pending = false;
-}
-
 void at_subabort(SubTransactionId sub) {
     // Rolled back with the subtransaction (a savepoint, a PL/pgSQL exception block): the claims made in it -- the run
     // is pending again, its slot goes back now -- and the releases asked in it (an execute_run whose work is undone:

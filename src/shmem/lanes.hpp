@@ -69,8 +69,6 @@ bool begin(int64 run_id, int *wait_ms);
 void persisted(int64 run_id);
 // The run stops executing here when this transaction commits (finished, pending again).
 void release_at_commit(int64 run_id);
-// ... after all not (its outcome is recorded by a later transaction: store/held_outcomes.hpp): it keeps its slots.
-void keep_at_commit(int64 run_id);
 
 // The runs this backend holds slots for (up to max); returns how many.
 int held_runs(int64 *out, int max);

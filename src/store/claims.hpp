@@ -17,9 +17,6 @@ struct ClaimedRun {
     int claims;  // how often it was claimed, this claim included (> 1: it has history to resume from)
     TimestampTz claimed_at;
     bool persisted;  // the claim is recorded on the row (status running, worker_pid, ...)
-    // A worker's run whose row lock a commit since its claim released (worker/serve.cpp): its outcome is written
-    // only if no other transaction holds the row then, else later (store/held_outcomes.hpp).
-    bool lock_released = false;
     // The row version the claim locked (0.2 workers' claims; invalid otherwise): the outcome's UPDATE finds the row
     // by it, without a probe of runs_pkey -- checking the id, and by id after all if this transaction changed the row.
     ItemPointerData tid = {};

@@ -3,8 +3,6 @@
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
 #include "store/children.hpp"
-#include "store/held_outcomes.hpp"
-#include "store/outcome_rows.hpp"
 #include "store/queue.hpp"
 
 #include "pg/kept_plans.hpp"
@@ -18,20 +16,6 @@ extern "C" {
 #include "shmem/shared.hpp"
 
 namespace pw::store {
-
-namespace {
-MemoryContext write_ctx = nullptr;
-List *pending_runs = NIL;
-List *pending_closes = NIL;  // RunRow of runs that end failed or cancelled: their open step rows are closed
-}  // namespace
-
-MemoryContext writes_context() {
-    if (write_ctx == nullptr)
-        write_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker writes", ALLOCSET_DEFAULT_SIZES);
-    return write_ctx;
-}
-List **pending_run_rows() { return &pending_runs; }
-List **pending_close_rows() { return &pending_closes; }
 
 namespace {
 
@@ -51,15 +35,38 @@ struct StepRow {
 // over the row of the same issuance (buffer_late_step).
 constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
 
+struct RunRow {
+    int64 id;
+    char *pipeline;
+    int claims;
+    TimestampTz claimed_at;
+    core::RunStatus status;
+    Jsonb *result;
+    char *error;
+    TimestampTz at;
+    TimestampTz wake_at;  // not_before: a retry's back-off, a waiting run's wake-up (0: none)
+    char *waiting_for;
+    ItemPointerData tid;  // the row version its claim locked, if unchanged since (else invalid: found by id)
+};
+
 struct ClaimRow {
     int64 id;
     int claims;
     TimestampTz claimed_at;
 };
 
+MemoryContext write_ctx = nullptr;
 List *pending_claims = NIL;
 List *pending_steps = NIL;
+List *pending_runs = NIL;
+List *pending_closes = NIL;  // RunRow of runs that end failed or cancelled: their open step rows are closed
 SPIPlanPtr plan_flush_steps, plan_flush_steps_upsert, plan_flush_steps_late, plan_flush_runs, plan_persist_claim;
+
+MemoryContext writes_context() {
+    if (write_ctx == nullptr)
+        write_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker writes", ALLOCSET_DEFAULT_SIZES);
+    return write_ctx;
+}
 
 Jsonb *copy_jsonb(Jsonb *j) { return j ? DatumGetJsonbPCopy(JsonbPGetDatum(j)) : nullptr; }
 
@@ -454,7 +461,6 @@ void buffer_run(const ClaimedRun *run, core::RunStatus status, Jsonb *result, co
     row->at = GetCurrentTimestamp();
     row->wake_at = status == core::RunStatus::Pending && delay_ms > 0 ? row->at + int64(delay_ms) * 1000 : 0;
     row->waiting_for = nullptr;
-    row->lock_released = run->lock_released;
     pending_runs = lappend(pending_runs, row);
     if (status == core::RunStatus::Failed || status == core::RunStatus::Cancelled) pending_closes = lappend(pending_closes, row);
     MemoryContextSwitchTo(old);
@@ -555,7 +561,6 @@ void flush_writes() {
     flush_steps_kind(kInsert);
     flush_steps_kind(kUpsert);
     flush_steps_kind(kLate);
-    set_aside_held_outcomes();  // (ended runs whose row another transaction holds: recorded later, not waited for)
     flush_runs();
     flush_closes();
     SPI_finish();

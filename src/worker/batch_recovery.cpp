@@ -2,7 +2,6 @@
 
 #include "exec/http_queue.hpp"
 #include "store/claims.hpp"
-#include "store/held_outcomes.hpp"
 #include "store/run_rows.hpp"
 #include "worker/serve.hpp"
 
@@ -46,12 +45,11 @@ int put_back_once(const int64 *back, int m, int64 culprit, const char *message) 
 
 void put_back(const int64 *ids, int n, int64 culprit, const char *message) {
     constexpr int kAttempts = 5;
-    // (the runs whose requests are in flight again stay this worker's, and so do those that ended with their outcome
-    // set aside by an earlier commit: store/held_outcomes.hpp)
+    // (the runs whose requests are in flight again stay this worker's)
     int64 *back = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
     int m = 0;
     for (int j = 0; j < n; j++)
-        if (ids[j] != culprit && !httpq::in_flight(ids[j]) && !store::outcome_held(ids[j])) back[m++] = ids[j];
+        if (ids[j] != culprit && !httpq::in_flight(ids[j])) back[m++] = ids[j];
     for (int attempt = 1; attempt <= kAttempts; attempt++) {
         int r = put_back_once(back, m, culprit, message);
         if (r == 0) {

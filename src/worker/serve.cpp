@@ -11,7 +11,6 @@
 #include "shmem/gucs.hpp"
 #include "store/children.hpp"
 #include "store/claims.hpp"
-#include "store/held_outcomes.hpp"
 #include "store/queue.hpp"
 #include "store/retention.hpp"
 #include "shmem/metrics.hpp"
@@ -154,7 +153,6 @@ void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
     note_unstarted(b);
     commit_txn();
     b->locks_released = true;
-    if (b->current != nullptr) b->current->lock_released = true;
     TimestampTz start = GetCurrentTimestamp();
     for (;;) {
         ResetLatch(MyLatch);
@@ -183,7 +181,6 @@ void send_parked_now(void *arg, exec::HttpIO *io) {
     note_unstarted(b);
     commit_txn();  // (hands what is queued to the client)
     b->locks_released = true;
-    if (b->current != nullptr) b->current->lock_released = true;
     // The client connects and writes when driven: a few short rounds put the requests on the wire before the step
     // keeps this process busy (a local connect and write take well under a millisecond).
     for (int round = 0; round < 3; round++) {
@@ -204,7 +201,6 @@ void between_steps(void *arg) {
         commit_txn();
         begin_txn(&b->clock);
         b->locks_released = true;
-        b->current->lock_released = true;  // (its outcome: store/held_outcomes.hpp)
     }
 }
 
@@ -305,7 +301,6 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         TimestampTz run_start = GetCurrentTimestamp();
         int64 paused_before = paused_us;
         if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
-        runs[i].lock_released = runs[i].persisted;  // (recorded and committed before it started: shown running)
         b.current = &runs[i];
         int wait_ms;
         if (!lanes::begin(runs[i].id, &wait_ms)) {
@@ -372,38 +367,6 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
 }
 
 }  // namespace
-
-void record_held_outcomes() {
-    static int failures = 0;  // in a row: one that fails for good must not keep the runs (and their slots) forever
-    TimestampTz due = store::held_outcomes_due();
-    if (due == 0 || GetCurrentTimestamp() < due) return;
-    MemoryContext ctx = CurrentMemoryContext;
-    PG_TRY();
-    {
-        pgstat_report_activity(STATE_RUNNING, "recording runs whose rows another transaction held");
-        begin_work_txn();
-        (void)store::take_back_held_outcomes();
-        commit_work_txn();
-        failures = 0;
-    }
-    PG_CATCH();
-    {
-        abort_work_txn(ctx);  // (tried again later: store::held_outcomes_at_end)
-        if (++failures >= 20) {
-            ereport(LOG, (errmsg("pipeline_worker: could not record the outcomes of runs another transaction held; the "
-                                 "worker exits so that recovery takes them back")));
-            proc_exit(1);
-        }
-    }
-    PG_END_TRY();
-}
-
-long held_outcomes_timeout_ms() {
-    TimestampTz due = store::held_outcomes_due();
-    if (due == 0) return -1;
-    long ms = static_cast<long>((due - GetCurrentTimestamp() + 999) / 1000);
-    return ms > 0 ? ms : 0;
-}
 
 bool takes_due_moment() { return guc::enabled && !claims_stopped && timer_may_run(); }
 

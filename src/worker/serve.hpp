@@ -35,10 +35,5 @@ void abort_work_txn(MemoryContext ctx);
 int serve_once(MemoryContext iter_ctx);
 // Records answered HTTP calls and continues their runs. Returns the number of answers handled.
 int serve_answers(MemoryContext iter_ctx);
-// Between iterations: the outcomes set aside because another transaction held their runs' rows
-// (store/held_outcomes.hpp), when their try is due -- in a transaction of its own; leaves none open.
-void record_held_outcomes();
-// Milliseconds until that try is due (0: due now; -1: none waiting).
-long held_outcomes_timeout_ms();
 
 }  // namespace pw::worker

@@ -11,7 +11,6 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/parent_wakes.hpp"
-#include "store/held_outcomes.hpp"
 #include "worker/serve.hpp"
 #include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
@@ -226,7 +225,6 @@ int work_once(LoopState *ls) {
             // runs committed meanwhile while the others slept on, for as long as a retention round or a VACUUM took.
             set_idle(httpq::pending() < httpq::capacity());
             wake_held_parents();  // parents a commit found held elsewhere, when their retry is due
-            record_held_outcomes();  // outcomes of runs whose rows another transaction held, when due
             if (httpq::has_answered()) handled += serve_answers(ls->iter_ctx);
             handled += serve_once(ls->iter_ctx);
             if (handled == 0) handled += help_with_tasks(ls->iter_ctx);  // another worker's map tasks
@@ -256,8 +254,6 @@ void sleep_idle(LoopState *ls, WaitEventSet *waits) {
     if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
     long parents_timeout = held_parents_timeout_ms();
     if (parents_timeout >= 0 && parents_timeout < timeout) timeout = parents_timeout;
-    long outcomes_timeout = held_outcomes_timeout_ms();
-    if (outcomes_timeout >= 0 && outcomes_timeout < timeout) timeout = outcomes_timeout;
     // (due while another worker's timer round runs: that one's; look again in a moment rather than spin)
     if (timeout == 0 && shared::timer_busy(GetCurrentTimestamp())) timeout = 1;
     if (timeout == 0 || httpq::has_answered()) return;  // a retry or an HTTP timer is due
@@ -323,8 +319,7 @@ void worker_main(Datum arg) {
         absorb_interrupts(httpq::configure);
         if (retiring()) {
             claims_stopped = true;
-            // nothing in flight, no outcome set aside: the slot is free for the launcher
-            if (httpq::pending() == 0 && store::held_outcomes_due() == 0) {
+            if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).

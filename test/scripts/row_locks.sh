@@ -12,9 +12,6 @@
 #   on meanwhile. (Until 2026-12-05 it waited for the lock, its other answers and claims with it.)
 # - An orphaned run (its worker terminated) that another transaction holds is recovered once the lock is gone, and the
 #   workers sweeping go on meanwhile. (Until 2026-12-05 every worker that came to sweep waited for the lock.)
-# - A run that ends while a session holds its row (its worker holding none since a commit) is recorded once the lock is
-#   gone -- or left cancelled by the session's committed cancel_run -- and its worker goes on meanwhile, its slot given
-#   back in the end. (Until 2026-12-05 the worker waited on the session's transaction.)
 # - A lock_timeout the workers inherit (ALTER DATABASE ... SET) that ends one of their own statements blames no run:
 #   the batch goes back and runs once the lock is gone. (Until bb6dc56 the run being executed was failed.)
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -39,15 +36,15 @@ SELECT pipeline_worker.create_pipeline('filler', '[{"name": "s", "function": "pb
 SQL
 dir=/tmp/pw-rowlocks
 
-# hold NAME SECONDS SQL [ID] [END] : SQL (which takes row locks; :id is ID) in a transaction kept open SECONDS s, in
-# the background (its pid in $job), then ended by END (COMMIT); returns once SQL has run
+# hold NAME SECONDS SQL [ID] : SQL (which takes row locks; :id is ID) in a transaction kept open SECONDS s, in the
+# background (its pid in $job); returns once SQL has run
 hold() {
     pw_psql -v id="${4:-0}" >"$dir/$1.locker" 2>&1 <<SQL &
 BEGIN;
 $3
 \echo locked
 SELECT pg_sleep($2);
-${5:-COMMIT};
+COMMIT;
 SQL
     job=$!
     pw_wait_until 5 0.05 grep -q '^locked' "$dir/$1.locker" || pw_fail "$1: the locker did not take the lock"
@@ -177,106 +174,6 @@ pw_check_sql "hl: one step row, attempt 1" "1 1" \
 pw_check "hl: one request, with its Idempotency-Key" "$r:1:1=1" \
     "$(pw_psql -c "SELECT coalesce(string_agg(key || '=' || value, ' ' ORDER BY key), '')
                      FROM jsonb_each_text('$(srv /keys)'::jsonb) WHERE key LIKE '$r:%'")"
-
-# ------------------------------------------------------------------ a run that ends while its row is held
-# A run shown running before its step started (its claim committed: the worker holds no lock on its row) ends while
-# a session holds the row: a SELECT ... FOR UPDATE, an open cancel_run committed later, one rolled back. The worker
-# does not wait for the session: the run's outcome is recorded once the row is free (or not at all, when the
-# session's cancel_run committed it). (Until 2026-12-05 the worker waited on the session's transaction for as long
-# as it lasted.)
-# (Two steps: the first takes longer than commit_interval_ms, so the worker commits between them -- recording the
-# claim -- and runs the second without the run's row lock.)
-pw_psql >/dev/null <<'SQL' || pw_fail "held: fixtures failed"
-CREATE FUNCTION pb_quick(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_sleep(0.05);
-    RETURN '{}';
-END $$;
-SELECT pipeline_worker.create_pipeline('held_end',
-    '[{"name": "a", "function": "pb_quick"}, {"name": "s", "function": "pb_step"}]');
-SELECT pipeline_worker.create_pipeline('held_cancel',
-    '[{"name": "a", "function": "pb_quick"}, {"name": "s", "function": "pb_step"}]', '{"concurrency": 1}');
-SQL
-# start_running PIPELINE SLEEP : a run whose second step sleeps SLEEP s, once that step has begun (its id in $r)
-start_running() {
-    r=$(pw_psql -c "SELECT pipeline_worker.create_run('$1', '{\"sleep\": $2}')")
-    pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $r step 2 %'" \
-        >/dev/null || pw_fail "$1: the second step of run $r did not start"
-    pw_check_sql "$1: run $r shows running (its claim committed between its steps)" running \
-        "SELECT status FROM pipeline_worker.runs WHERE id = $r"
-}
-start_running held_end 2
-hold held_end 9 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
-sleep 5  # (the step ended about 2 s into the hold)
-check_no_long_lock_wait held_end
-pw_check_sql "held_end: the ended run still shows running while its row is held" running \
-    "SELECT status FROM pipeline_worker.runs WHERE id = $r"
-pw_check_sql "held_end: its steps' rows are written meanwhile" succeeded,succeeded \
-    "SELECT string_agg(status, ',' ORDER BY position) FROM pipeline_worker.run_steps WHERE run_id = $r"
-check_still_held held_end
-pw_wait_exit "$job" 10 || pw_fail "held_end: the locker did not end"
-pw_check_sql "held_end: once the lock was gone, the run was recorded succeeded" succeeded "SELECT pipeline_worker.wait_run($r, '5 s')"
-pw_check_sql "held_end: its step's effect once, two step rows" "1 2" \
-    "SELECT (SELECT count(*) FROM steplog WHERE run_id = $r) || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r)"
-
-# The same, its worker terminated while the outcome waits: recovery resumes the run once the row is free, from its
-# step history -- no step runs again.
-start_running held_end 2
-pid=$(pw_psql -c "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $r")
-hold held_kill 9 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
-sleep 3  # (the step ended about 2 s into the hold)
-pw_check_sql "held_kill: its steps' rows are written while its row is held" succeeded,succeeded \
-    "SELECT string_agg(status, ',' ORDER BY position) FROM pipeline_worker.run_steps WHERE run_id = $r"
-pw_psql -c "SELECT pg_terminate_backend($pid)" >/dev/null
-check_still_held held_kill
-pw_wait_exit "$job" 10 || pw_fail "held_kill: the locker did not end"
-pw_check_sql "held_kill: recovered and recorded succeeded once the lock was gone" succeeded \
-    "SELECT pipeline_worker.wait_run($r, '10 s')"
-pw_check_sql "held_kill: its step's effect once, two step rows (none run again)" "1 2" \
-    "SELECT (SELECT count(*) FROM steplog WHERE run_id = $r) || ' ' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r)"
-
-# The same, its worker asked to leave (workers = 0) while the outcome waits: it stays until the outcome is recorded,
-# then leaves (nobody would recover the run with no worker left).
-start_running held_end 2
-pid=$(pw_psql -c "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $r")
-hold held_retire 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
-sleep 3  # (the step ended about 2 s into the hold)
-pw_set_conf pipeline_worker.workers 0 || pw_fail "held_retire: workers not set to 0"
-sleep 2
-pw_check_sql "held_retire: the run's worker stays while its outcome waits" 1 \
-    "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"
-check_still_held held_retire
-pw_wait_exit "$job" 10 || pw_fail "held_retire: the locker did not end"
-pw_check_sql "held_retire: recorded succeeded by that worker (claimed once) once the lock was gone" "succeeded 1" \
-    "SELECT pipeline_worker.wait_run($r, '5 s') || ' ' || claims FROM pipeline_worker.runs WHERE id = $r"
-pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
-    pw_fail "held_retire: the workers did not leave"
-pw_reset_conf pipeline_worker.workers
-pw_wait_workers 2 15 >/dev/null || pw_fail "held_retire: the workers did not come back"
-
-start_running held_cancel 30
-hold held_cancel 8 "SELECT pipeline_worker.cancel_run(:id);" "$r"
-sleep 4
-check_no_long_lock_wait held_cancel
-check_still_held held_cancel
-pw_wait_exit "$job" 10 || pw_fail "held_cancel: the locker did not end"
-pw_check_sql "held_cancel: cancelled by the session's commit" cancelled "SELECT pipeline_worker.wait_run($r, '5 s')"
-pw_check_sql "held_cancel: its interrupted step left no effect" 0 "SELECT count(*) FROM steplog WHERE run_id = $r"
-r2=$(pw_psql -c "SELECT pipeline_worker.create_run('held_cancel', '{}')")
-pw_check_sql "held_cancel: the pipeline's one slot was given back (a new run ran)" succeeded \
-    "SELECT pipeline_worker.wait_run($r2, '10 s')"
-
-start_running held_cancel 30
-hold held_rollback 6 "SELECT pipeline_worker.cancel_run(:id);" "$r" ROLLBACK
-sleep 3
-check_no_long_lock_wait held_rollback
-pw_wait_exit "$job" 10 || pw_fail "held_rollback: the locker did not end"
-pw_check_sql "held_rollback: the cancel rolled back, the interrupted run was recorded cancelled by its worker" cancelled \
-    "SELECT pipeline_worker.wait_run($r, '5 s')"
-pw_check_sql "held_rollback: its interrupted step left no effect" 0 "SELECT count(*) FROM steplog WHERE run_id = $r"
-r2=$(pw_psql -c "SELECT pipeline_worker.create_run('held_cancel', '{}')")
-pw_check_sql "held_rollback: the pipeline's one slot was given back (a new run ran)" succeeded \
-    "SELECT pipeline_worker.wait_run($r2, '10 s')"
 
 # ------------------------------------------------------------------ a lock_timeout the workers inherit
 # ALTER DATABASE ... SET lock_timeout applies to the workers' own statements too. A session holds run_steps in SHARE
