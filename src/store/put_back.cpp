@@ -111,24 +111,26 @@ void fresh_start(void *) {
     if (lanes::take_fresh_start()) put_back_all_limited(false);
 }
 
-// Until then put-backs skip locked rows without waiting: the database's (shared::DbState, for every worker and
-// session), or this backend's where the database has no entry (a session's claim_run() where no worker serves).
-TimestampTz skip_locked_until = 0;
+// Until then put-backs skip locked rows without waiting: the database's (shared::DbState::put_back_skip_until, for
+// every worker and session), or -- where the database has no entry (a session's claim_run() where no worker serves)
+// -- this backend's.
+TimestampTz backend_skip_until = 0;
 
 bool skipping_locks(TimestampTz now) {
     shared::DbState *d = shared::db();
-    TimestampTz until = d != nullptr ? static_cast<TimestampTz>(pg_atomic_read_u64(&d->put_back_skip_until)) : 0;
-    return now < (until > skip_locked_until ? until : skip_locked_until);
+    return now < (d != nullptr ? static_cast<TimestampTz>(pg_atomic_read_u64(&d->put_back_skip_until))
+                               : backend_skip_until);
 }
 
-// A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts the database's
-// skipping (the round due at its end looks again, whoever runs it); any other error is rethrown.
+// A put-back that failed in its subtransaction: one that waited kLockWaitMs for a row lock starts the skipping (the
+// round due at its end looks again, whoever runs it); any other error is rethrown.
 void lock_waited(ErrorData *ed) {
     if (ed->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE) ReThrowError(ed);
     FreeErrorData(ed);
-    skip_locked_until = GetCurrentTimestamp() + kSkipLockedUs;
-    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->put_back_skip_until, static_cast<uint64>(skip_locked_until));
-    shared::note_retry_due(skip_locked_until);
+    TimestampTz until = GetCurrentTimestamp() + kSkipLockedUs;
+    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->put_back_skip_until, static_cast<uint64>(until));
+    else backend_skip_until = until;
+    shared::note_retry_due(until);
 }
 
 }  // namespace
