@@ -22,6 +22,7 @@ namespace {
 
 constexpr int64 kUnixEpochOffset = (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
 constexpr int kMaxSlotsPerPass = 1000;  // per schedule and timer pass; the rest in the next pass (due at once)
+constexpr int64 kMaxMissedPerPass = 200000;  // missed slots counted per schedule and timer pass (step_over_missed)
 
 SPIPlanPtr plan_due, plan_target, plan_grants, plan_insert, plan_existing, plan_update, plan_deactivate, plan_next;
 
@@ -64,6 +65,45 @@ int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *
     return n;
 }
 
+// Of the slots missed while the server was down (before PgStartTime, up to `until`), only the latest `keep` get a
+// run ("catch_up"), however many passes of kMaxSlotsPerPass they span: the ones before those are stepped over here
+// (until 2026-12-05 catch_up applied per pass: 2,500 missed slots and "latest" gave 3 runs). Counts at most
+// kMaxMissedPerPass slots; *resume (kNoSlot unless the count stopped there) is where the next pass goes on, and this
+// one fires nothing. Returns the slot to start after: `after` itself when at most `keep` slots were missed.
+int64 step_over_missed(const char *cron, pg_tz *tz, int64 after, int64 until, int keep, int64 *resume,
+                       pg::CppError *err) {
+    *resume = core::cron::kNoSlot;
+    int64 *ring = static_cast<int64 *>(palloc(sizeof(int64) * (keep + 1)));  // the latest keep + 1 missed
+    int64 count = 0, stop = core::cron::kNoSlot;
+    bool stopped = false;
+    *err = pg::cpp_call([&] {
+        core::cron::Spec spec = core::cron::parse(cron);
+        core::cron::OffsetFn offset = [tz](int64_t t) {
+            pg_time_t pt = static_cast<pg_time_t>(t);
+            struct pg_tm *tm = pg_localtime(&pt, tz);
+            return tm != nullptr ? static_cast<int>(tm->tm_gmtoff) : 0;
+        };
+        int64 s = core::cron::next_slot(spec, after, offset);
+        while (s != core::cron::kNoSlot && s <= until && timestamp_of(s) < PgStartTime) {
+            if (count == kMaxMissedPerPass) {
+                stopped = true;
+                break;
+            }
+            ring[count % (keep + 1)] = s;
+            count++;
+            s = core::cron::next_slot(spec, s, offset);
+        }
+        stop = s;
+    });
+    int64 start = after;
+    if (!err->failed && count > keep) {
+        start = ring[(count - keep - 1) % (keep + 1)];  // the last slot before the kept ones
+        if (stopped) *resume = keep > 0 ? ring[(count - keep) % (keep + 1)] : stop;
+    }
+    pfree(ring);
+    return start;
+}
+
 }  // namespace
 
 TimestampTz next_schedule_slot(const char *cron, const char *timezone, TimestampTz after) {
@@ -90,6 +130,19 @@ void deactivate(const char *name) {
     pg::run_as_owner(&plan_deactivate,
                      "UPDATE pipeline_worker.schedules SET active = false, next_run_at = NULL WHERE name = $1", 1, t,
                      v, nullptr, false);
+}
+
+// A schedule's slots handled up to `next` (kNoSlot: none left; slots as unix seconds, last_slot 0: none this pass).
+void note_handled(const char *name, int64 next, int64 last_slot, int64 last_run, int64 skipped) {
+    Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+    Datum v[5] = {CStringGetTextDatum(name), TimestampTzGetDatum(next == core::cron::kNoSlot ? 0 : timestamp_of(next)),
+                  TimestampTzGetDatum(last_slot ? timestamp_of(last_slot) : 0), Int64GetDatum(last_run),
+                  Int64GetDatum(skipped)};
+    char nulls[5] = {' ', next == core::cron::kNoSlot ? 'n' : ' ', last_slot ? ' ' : 'n', last_run ? ' ' : 'n', ' '};
+    pg::run_as_owner(&plan_update,
+                     "UPDATE pipeline_worker.schedules SET next_run_at = $2, last_slot = COALESCE($3, last_slot),"
+                     " last_run_id = $4, skipped = skipped + $5 WHERE name = $1",
+                     5, t, v, nulls, false);
 }
 
 // A schedule's options as plain palloc'd data (no C++ object may live across SPI calls).
@@ -195,7 +248,7 @@ DueSchedule *lock_due(int *n) {
     SPIPlanPtr p = pg::prepare(&plan_due,
                                "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
                                " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
-                               " COALESCE((SELECT r.status IN ('pending', 'running') FROM pipeline_worker.runs r"
+                               " COALESCE((SELECT r.status IN ('pending', 'running', 'waiting') FROM pipeline_worker.runs r"
                                "   WHERE r.id = s.last_run_id), false), s.pipeline_id"
                                " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= $1"
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
@@ -231,10 +284,18 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     SlotOptions o = read_options(s.options, &err);
     pg_tz *tz = err.failed ? nullptr : pg_tzset(o.timezone);
     int64 *slots = static_cast<int64 *>(palloc(sizeof(int64) * kMaxSlotsPerPass));
-    int64 next = core::cron::kNoSlot;
+    int64 next = core::cron::kNoSlot, resume = core::cron::kNoSlot;
     int nslots = 0;
-    if (tz != nullptr)  // next_run_at is the first unhandled slot: start just before it
-        nslots = slots_between(s.cron, tz, unix_seconds(s.next_run_at) - 1, now_s, slots, kMaxSlotsPerPass, &next, &err);
+    int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
+    int64 after = unix_seconds(s.next_run_at) - 1;  // next_run_at is the first unhandled slot: start just before it
+    if (tz != nullptr && s.next_run_at < PgStartTime)
+        after = step_over_missed(s.cron, tz, after, now_s, keep_missed, &resume, &err);
+    if (tz != nullptr && !err.failed && resume != core::cron::kNoSlot) {
+        note_handled(s.name, resume, 0, s.last_run_id, 0);  // more missed slots to count: go on in the next pass
+        return 0;
+    }
+    if (tz != nullptr && !err.failed)
+        nslots = slots_between(s.cron, tz, after, now_s, slots, kMaxSlotsPerPass, &next, &err);
     if (err.failed || tz == nullptr) {
         ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name,
                              tz == nullptr && !err.failed ? "unknown time zone" : err.message)));
@@ -245,7 +306,6 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
     int nfire = 0, nmissed = 0;
     for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < PgStartTime;
-    int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
     for (int k = 0; k < nslots; k++)
         if (timestamp_of(slots[k]) >= PgStartTime || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
     int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
@@ -272,15 +332,7 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
             metrics::runs_created(s.pipeline);
         }
     }
-    Oid t[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
-    Datum v[5] = {CStringGetTextDatum(s.name), TimestampTzGetDatum(next == core::cron::kNoSlot ? 0 : timestamp_of(next)),
-                  TimestampTzGetDatum(last_slot ? timestamp_of(last_slot) : 0), Int64GetDatum(last_run),
-                  Int64GetDatum(skipped)};
-    char nulls[5] = {' ', next == core::cron::kNoSlot ? 'n' : ' ', last_slot ? ' ' : 'n', last_run ? ' ' : 'n', ' '};
-    pg::run_as_owner(&plan_update,
-                     "UPDATE pipeline_worker.schedules SET next_run_at = $2, last_slot = COALESCE($3, last_slot),"
-                     " last_run_id = $4, skipped = skipped + $5 WHERE name = $1",
-                     5, t, v, nulls, false);
+    note_handled(s.name, next, last_slot, last_run, skipped);
     return created;
 }
 
