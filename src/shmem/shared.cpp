@@ -228,6 +228,12 @@ bool parent_wakes_waiting(const DbState *d) {
     return pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&d->nparent_wakes)) != 0;
 }
 
+namespace {
+// A slot's latch, read once: a worker leaving sets it to NULL at any moment (worker_main's slot_release), and a
+// second read between the test and SetLatch could see that.
+Latch *latch_of(Slot *s) { return *static_cast<Latch *volatile *>(&s->latch); }
+}  // namespace
+
 void signal_workers_in(Oid dboid, bool terminate) {
     if (g_state == nullptr) return;
     for (int i = 0; i < g_state->nslots; i++) {
@@ -237,7 +243,7 @@ void signal_workers_in(Oid dboid, bool terminate) {
             if (s->pid != 0) (void)kill(s->pid, SIGTERM);
         } else {
             pg_atomic_write_u32(&s->retire, 1);
-            if (s->latch != nullptr) SetLatch(s->latch);
+            if (Latch *latch = latch_of(s)) SetLatch(latch);
         }
     }
 }
@@ -313,11 +319,12 @@ void wake_workers_in(Oid dboid, int n) {
         // would be lost for the workers that stay (until 2026-12-04 it took one while HTTP requests kept it).
         if (pg_atomic_read_u32(&s->retire) != 0) continue;
         any = true;
-        if (s->pid != 0 && s->latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
+        Latch *latch = latch_of(s);
+        if (s->pid != 0 && latch != nullptr && pg_atomic_read_u32(&s->idle) == 1) {
             // claim the wake-up so that concurrent committers wake different workers
             uint32 expected = 1;
             if (pg_atomic_compare_exchange_u32(&s->idle, &expected, 0)) {
-                SetLatch(s->latch);
+                SetLatch(latch);
                 n--;
             }
         }
@@ -388,8 +395,14 @@ bool is_due() {
 
 namespace {
 // Terminated in a round (pg_terminate_backend ends a worker with FATAL, past the round's PG_CATCH): the next round
-// need not wait for the lease to run out.
-void end_timer_at_exit(int, Datum) { end_timer(); }
+// need not wait for the lease to run out. The round rolled back, and the due moment it took (take_due) is due again:
+// until 2026-12-05 nothing set it again, and delayed runs, back-offs, sleeps and schedules waited for some other
+// commit to note a due time (test/scripts/timestamps.sh).
+void end_timer_at_exit(int, Datum) {
+    bool in_round = timer_lease != 0;
+    end_timer();
+    if (in_round) note_retry_due(GetCurrentTimestamp());
+}
 }  // namespace
 
 bool begin_timer() {

@@ -160,6 +160,73 @@ grep -q 'schedule "refused" deactivated: sc_refuse: no runs of this schedule' "$
     && pw_ok "its deactivation is logged with the error" || pw_fail "no log line for the refused schedule"
 pw_psql -c "DROP TRIGGER sc_refuse ON pipeline_worker.runs" -c "SELECT pipeline_worker.unschedule('refused')" >/dev/null
 
+# ------------------------------------------------------------------ catch_up over more slots than one pass takes
+# 2,500 slots missed (next_run_at moved back 2,500 s, all before the server's start): the timer handles 1,000 slots a
+# pass, yet "latest" gives one run and "all" the latest catch_up_max. (Until 2026-12-05 catch_up applied per pass:
+# 3 runs and 300.)
+pw_psql >/dev/null <<'SQL' || pw_fail "long catch_up fixture"
+SELECT pipeline_worker.unschedule(name) FROM pipeline_worker.schedules;
+BEGIN;
+SELECT pipeline_worker.schedule('lc_latest', 'sc', '1 seconds', options => '{"catch_up": "latest"}'),
+       pipeline_worker.schedule('lc_all', 'sc', '1 seconds', options => '{"catch_up": "all", "catch_up_max": 100}'),
+       pipeline_worker.schedule('lc_none', 'sc', '1 seconds');
+UPDATE pipeline_worker.schedules SET next_run_at = date_trunc('second', now()) - interval '2500 s'
+ WHERE name LIKE 'lc\_%';
+COMMIT;
+SQL
+pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.schedules WHERE name LIKE 'lc\_%' AND next_run_at < now()" >/dev/null
+sleep 1
+missed_runs="FROM pipeline_worker.runs WHERE (metadata->>'scheduled_for')::timestamptz < pg_postmaster_start_time()
+               AND created_at > pg_postmaster_start_time() AND metadata->>'schedule' ="
+pw_check_sql "long catch_up latest: one run for the slots missed" "1|true" \
+    "SELECT count(*) || '|' || bool_and((metadata->>'scheduled_for')::timestamptz > pg_postmaster_start_time() - interval '1 s')
+       $missed_runs 'lc_latest'"
+pw_check_sql "long catch_up all: the latest catch_up_max (100), consecutive" "100|0|0" \
+    "SELECT (SELECT count(*) $missed_runs 'lc_all') || '|' || slot_gaps('lc_all') || '|' || slot_dups('lc_all')"
+pw_check_sql "long catch_up none: no run for a slot missed" 0 "SELECT count(*) $missed_runs 'lc_none'"
+pw_check_sql "... and all three fire again since the start" 3 \
+    "SELECT count(DISTINCT metadata->>'schedule') FROM pipeline_worker.runs WHERE metadata->>'schedule' LIKE 'lc\_%'
+        AND (metadata->>'scheduled_for')::timestamptz > pg_postmaster_start_time()"
+pw_psql -c "SELECT pipeline_worker.unschedule(name) FROM pipeline_worker.schedules" >/dev/null
+
+# ------------------------------------------------------------------ overlap skip while the last run waits
+# A run in a durable sleep is unfinished: "overlap": "skip" creates no run for the slots meanwhile. (Until 2026-12-05
+# only pending and running runs counted: a new run every second.)
+pw_psql >/dev/null <<'SQL' || pw_fail "overlap-waiting fixture"
+SELECT pipeline_worker.create_pipeline('sc_sleepy', '[{"name": "z", "sleep": "1 hour"}, {"name": "s", "function": "sc_step"}]');
+SELECT pipeline_worker.schedule('ov_wait', 'sc_sleepy', '1 seconds', options => '{"overlap": "skip"}');
+SQL
+sleep 4.5
+pw_check_sql "overlap skip: one run while it sleeps, the other slots skipped" "1|waiting|true" \
+    "SELECT count(*) || '|' || string_agg(DISTINCT status, ',') || '|'
+            || ((SELECT skipped FROM pipeline_worker.schedules WHERE name = 'ov_wait') >= 2)
+       FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'ov_wait'"
+pw_psql -c "SELECT pipeline_worker.unschedule('ov_wait')" >/dev/null
+
+# ------------------------------------------------------------------ a worker terminated inside a due round
+# The round takes the due moment, then waits (here for a session's lock on the schedules table) and its worker is
+# terminated: the round rolls back, and the moment is due again. (Until 2026-12-05 it was lost: a delayed run stayed
+# pending, and schedules stopped firing, until some other commit set the timer.)
+d=$(pw_psql -c "SELECT pipeline_worker.create_run('sc', '{}', run_at => clock_timestamp() + interval '1 second')")
+pw_psql >"$PW_DATA/../tlock.out" 2>&1 <<'SQL' &
+BEGIN;
+LOCK TABLE pipeline_worker.schedules IN ACCESS EXCLUSIVE MODE;
+SELECT pg_sleep(5);
+COMMIT;
+SQL
+locker=$!
+pid=$(pw_wait_row 8 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                      AND query = 'moving due runs into the queue' AND wait_event_type = 'Lock'")
+if [ -n "$pid" ]; then
+    pw_psql -c "SELECT pg_terminate_backend($pid)" >/dev/null
+    pw_ok "a due round waited for the lock, and its worker was terminated"
+else
+    pw_fail "no due round waited for the lock"
+fi
+wait "$locker"
+pw_check "after the lock, the delayed run of the terminated round ran" succeeded \
+    "$(pw_psql -c "SELECT pipeline_worker.wait_run($d, '10 s')")"
+
 # ------------------------------------------------------------------ a timer round that keeps failing
 # A schedule whose runs meet an error that may pass (here a lock not available, raised by a trigger) fails every timer
 # round. After a restart the first round also puts every parked run back, and a failed round asks for that again:
