@@ -73,33 +73,48 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     require_schema_02();
     int64 pipeline_id = require_submitter(pipeline);
-    // Replacing: only its owner (or an admin); it keeps its owner, and its history (last slot, last run, skipped).
+    // Replacing: only its owner (or an admin); it keeps its history (last slot, last run, skipped), and its owner
+    // when the caller has the owner's privileges. An admin without them becomes its owner: its runs are submitted as
+    // the role that chose their input and pipeline (until 2026-12-05 an admin could make runs of any input be
+    // submitted as another role).
     Oid types[1] = {TEXTOID};
     Datum nv[1] = {CStringGetTextDatum(name)};
     pg::run_as_owner(&plan_existing, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1,
                      types, nv, nullptr, false);
     bool isnull;
     Oid me = GetUserId();
+    Oid seen = me, owner_after = me;  // the owner the replaced row must still have; the owner it gets
     if (SPI_processed == 1) {
-        Oid owner = DatumGetObjectId(col(0, 1, &isnull));
-        if (!has_privs_of_role(me, owner) && !pg::is_admin(me))
+        seen = DatumGetObjectId(col(0, 1, &isnull));
+        if (has_privs_of_role(me, seen))
+            owner_after = seen;
+        else if (!pg::is_admin(me))
             ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                             errmsg("permission denied to replace schedule \"%s\"", name),
                             errdetail("Only its owner or members of pipeline_worker_admin may."),
                             errhint("Choose another schedule name.")));
     }
-    Oid ut[9] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, OIDOID, TIMESTAMPTZOID, INT8OID};
-    Datum uv[9] = {nv[0], CStringGetTextDatum(pipeline), CStringGetTextDatum(cron), input, metadata, options,
-                   ObjectIdGetDatum(me), TimestampTzGetDatum(next), Int64GetDatum(pipeline_id)};
-    char nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', next == 0 ? 'n' : ' ', ' '};
+    // A schedule of that name inserted by a transaction not committed when it was read above: the upsert waits for
+    // it, and replaces it only if it has the owner checked (the caller's own).
+    Oid ut[11] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, OIDOID, TIMESTAMPTZOID, INT8OID, OIDOID, OIDOID};
+    Datum uv[11] = {nv[0], CStringGetTextDatum(pipeline), CStringGetTextDatum(cron), input, metadata, options,
+                    ObjectIdGetDatum(me), TimestampTzGetDatum(next), Int64GetDatum(pipeline_id),
+                    ObjectIdGetDatum(seen), ObjectIdGetDatum(owner_after)};
+    char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', next == 0 ? 'n' : ' ', ' ', ' ', ' '};
     pg::run_as_owner(&plan_upsert,
                      "INSERT INTO pipeline_worker.schedules (name, pipeline, cron, input, metadata, options, owner,"
                      " next_run_at, pipeline_id) VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $9)"
                      " ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, cron = excluded.cron,"
                      "  pipeline_id = excluded.pipeline_id,"
                      "  input = excluded.input, metadata = excluded.metadata, options = excluded.options,"
-                     "  active = true, next_run_at = excluded.next_run_at",
-                     9, ut, uv, nulls, false);
+                     "  active = true, next_run_at = excluded.next_run_at, owner = $11::regrole"
+                     " WHERE schedules.owner::oid = $10",
+                     11, ut, uv, nulls, false);
+    if (SPI_processed != 1)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to replace schedule \"%s\"", name),
+                        errdetail("Another role created a schedule of that name meanwhile."),
+                        errhint("Choose another schedule name.")));
     SPI_finish();
     if (next != 0) notes::due_at(next);
     PG_RETURN_VOID();

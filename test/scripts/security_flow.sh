@@ -205,6 +205,16 @@ check_state "attacker cannot hijack it onto its own pipeline (42501)" attacker 4
     "SELECT pipeline_worker.schedule('tenant_a_sched', 'att_pipe', '1 seconds')"
 pw_check_sql "tenant_a's schedule is intact" "shared|@daily|tenant_a|t" \
     "SELECT concat_ws('|', pipeline, cron, owner, active) FROM pipeline_worker.schedules WHERE name = 'tenant_a_sched'"
+# An admin may replace another role's schedule, and it becomes the admin's: its runs are submitted as the role that
+# chose their pipeline and input. (Until 2026-12-05 it kept its owner: an admin could have runs of its choosing
+# submitted as any role that owns a schedule, a superuser's included.)
+q tenant_a "SELECT pipeline_worker.schedule('a_for_admin', 'shared', '@daily', '{\"s\": 1}')" >/dev/null
+check_state "pw_admin may replace tenant_a's schedule" pw_admin OK \
+    "SELECT pipeline_worker.schedule('a_for_admin', 'shared', '@hourly', '{\"s\": 2}')"
+pw_check_sql "... which then belongs to pw_admin (its runs are pw_admin's)" 'shared|@hourly|{"s": 2}|pw_admin' \
+    "SELECT concat_ws('|', pipeline, cron, input, owner) FROM pipeline_worker.schedules WHERE name = 'a_for_admin'"
+pw_check "... and tenant_a no longer sees it" 0 "$(q tenant_a "SELECT count(*) FROM pipeline_worker.schedules WHERE name = 'a_for_admin'")"
+q pw_admin "SELECT pipeline_worker.unschedule('a_for_admin')" >/dev/null
 q tenant_a "SELECT pipeline_worker.schedule('a_every1', 'shared', '1 seconds', '{\"from\": \"cron\"}')" >/dev/null
 fired="FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'a_every1'"
 pw_wait_sql t 10 "SELECT count(*) >= 2 $fired AND status = 'succeeded'" >/dev/null || pw_fail "a_every1 did not fire twice in 10 s"
