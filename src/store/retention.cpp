@@ -171,6 +171,12 @@ int64 delete_expired_runs(int max) {
         SPI_finish();
         return 0;  // nothing expires
     }
+    // The deleted runs are taken off the roll-ups under their lock: while a session's transaction holds it (a
+    // retry_run, a purge_runs), this round is skipped rather than waited for (tried again in a second).
+    if (!try_lock_sealed()) {
+        SPI_finish();
+        return 0;
+    }
     SPIPlanPtr p;
     // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -
     // retention" raised "timestamp out of range" for a retention reaching before 4713 BC ('10000 years', meant as

@@ -45,5 +45,8 @@ void unseal_from(Datum finished_at);
 // oid, pipeline_owner oid): the roll-ups of sealed minutes are decreased by them (a minute none of whose roll-ups
 // matches is counted again instead). SPI connected; the caller's transaction, after the DELETE.
 void discount_deleted(Datum *columns);
+// The roll-ups' lock (what unseal_from and discount_deleted take) if no other transaction holds it: false when one
+// does. For the workers, which skip a round rather than wait for a session's transaction. SPI connected.
+bool try_lock_sealed();
 
 }  // namespace pw::store

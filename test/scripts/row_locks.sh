@@ -199,6 +199,39 @@ pw_check_sql "inherited: once the lock was gone, all 20 runs succeeded, none bla
     "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND pipeline_worker.wait_run(id, '10 s') = 'succeeded'"
 pw_psql -c "ALTER DATABASE postgres RESET lock_timeout" >/dev/null
 
+# ------------------------------------------------------------------ the roll-ups' lock held by a session
+# retry_run() of a run failed within the hour takes the minute roll-ups' lock (finished_sealed) until its transaction
+# ends. The lead worker seals minutes each second and retention discounts the runs it deletes under the same lock:
+# they skip their round while a session holds it, instead of waiting. (Until 2026-12-05 the lead worker waited for as
+# long as the transaction lasted, its claims and recovery sweeps with it.)
+pw_psql >/dev/null <<'SQL' || pw_fail "sealed: fixtures failed"
+CREATE FUNCTION pb_fail(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
+SELECT pipeline_worker.create_pipeline('failing', '[{"name": "s", "function": "pb_fail", "max_attempts": 1}]');
+SQL
+f=$(pw_psql -c "SELECT pipeline_worker.create_run('failing')")
+pw_check_sql "sealed: a run failed" failed "SELECT pipeline_worker.wait_run($f, '10 s')"
+pw_set_conf pipeline_worker.retention '1 s' || pw_fail "sealed: retention not set"
+hold sealed 10 "SELECT pipeline_worker.retry_run($f);"
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('filler')::text, ',') FROM generate_series(1, 20)")
+pw_wait_sql 20 5 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
+sleep 2.5  # (past their retention: a retention round that deletes them would discount them under the lock)
+# (sampled: a worker's activity line, and so query_start, is not renewed by every statement it waits in)
+in_lock=0
+for i in $(seq 1 10); do
+    n=$(pw_psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'")
+    [ "$n" -gt 0 ] && in_lock=$((in_lock + 1))
+    sleep 0.3
+done
+pw_check "sealed: no worker waits for the session's lock (samples of 10 with a worker in a lock wait)" 0 "$in_lock"
+pw_check_sql "sealed: the 20 runs that finished meanwhile are kept while the lock is held" 20 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids)"
+check_still_held sealed
+pw_wait_exit "$job" 15 || pw_fail "sealed: the locker did not end"
+pw_check "sealed: the locker had no error" "" "$(grep -i error "$dir/sealed.locker")"
+pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids)" >/dev/null
+pw_check_sql "sealed: once the lock was gone, retention deleted them" 0 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids)"
+pw_reset_conf pipeline_worker.retention
+
 # ------------------------------------------------------------------ claim_run() without workers, after a restart
 # The first put-back after a restart puts back every run a limit parked (the lanes know none): here a session's
 # claim_run(). One of the runs locked by another session (for 6 s): the claim goes on with the others after a second.
