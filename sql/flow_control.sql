@@ -183,6 +183,20 @@ SELECT pipeline_worker.resume_pipeline('fc');
 SELECT pipeline_worker.claim_run() = :before_pause AS first_after_resume;
 SELECT pipeline_worker.claim_run() = :during_pause AS second_after_resume;
 SELECT pipeline_worker.execute_run(id) FROM pipeline_worker.runs WHERE id IN (:before_pause, :during_pause) ORDER BY id;
+-- a waiting run woken while its pipeline is paused (an event here; a sleep's end and children finishing alike) is
+-- parked: claimed only once the pipeline is resumed
+SELECT pipeline_worker.create_pipeline('fc_wait', '[{"name": "w", "wait_for": "go"}, {"name": "s", "function": "public.fc_step"}]');
+SELECT pipeline_worker.create_run('fc_wait', '{"woken": "while paused"}') AS waiter \gset
+SELECT pipeline_worker.claim_run() = :waiter AS waiter_claimed;
+SELECT pipeline_worker.execute_run(:waiter) AS waiting;
+SELECT pipeline_worker.pause_pipeline('fc_wait');
+SELECT pipeline_worker.send_event(:waiter, 'go') AS event_sent;
+SELECT status, parked FROM pipeline_worker.runs WHERE id = :waiter;
+SELECT pipeline_worker.claim_run() IS NULL AS woken_run_not_claimed_while_paused;
+SELECT pipeline_worker.resume_pipeline('fc_wait');
+SELECT pipeline_worker.claim_run() = :waiter AS woken_run_claimed_after_resume;
+SELECT pipeline_worker.execute_run(:waiter) AS resumed;
+SELECT pipeline_worker.drop_pipeline('fc_wait');
 -- only its owner (or an admin)
 SET ROLE regress_fc_tenant;
 SELECT fc_err($$SELECT pipeline_worker.pause_pipeline('fc')$$);

@@ -159,8 +159,8 @@ void lock_and_wake(Datum ids, bool lock = true) {
         note_locked_queued();
     }
     pg::run_as_owner(&plan_wake,
-                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
-                     " not_before = NULL, waiting_for = NULL"
+                     "/* pw_indexes: runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r SET status = 'pending',"
+                     " not_before = NULL, waiting_for = NULL," PW_PARKED_IF_PAUSED
                      " WHERE id = ANY ($1) AND CASE status WHEN 'waiting' THEN true ELSE false END"
                      " RETURNING priority, id",
                      1, types, v, nullptr, false);

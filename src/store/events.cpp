@@ -67,8 +67,9 @@ SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sende
                      4, t4, v4, nullptr, false);
     if (wakes) {
         pg::run_as_owner(&plan_wake,
-                         "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending',"
-                         " not_before = NULL, waiting_for = NULL WHERE id = $1 AND status = 'waiting'"
+                         "/* pw_indexes: runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
+                         " SET status = 'pending', not_before = NULL, waiting_for = NULL," PW_PARKED_IF_PAUSED
+                         " WHERE id = $1 AND status = 'waiting'"
                          " RETURNING priority, id",
                          1, t1, v1, nullptr, false);
         note_requeued();

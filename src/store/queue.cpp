@@ -345,8 +345,8 @@ int64 promote_due_runs() {
     Oid types[1] = {TIMESTAMPTZOID};
     Datum v[1] = {TimestampTzGetDatum(GetCurrentTimestamp())};
     SPIPlanPtr p = pg::prepare(&plan_promote,
-                               "/* pw_indexes: runs_due_idx r.runs_pkey */ UPDATE pipeline_worker.runs r"
-                               " SET status = 'pending', not_before = NULL, waiting_for = NULL"
+                               "/* pw_indexes: runs_due_idx r.runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
+                               " SET status = 'pending', not_before = NULL, waiting_for = NULL," PW_PARKED_IF_PAUSED
                                " FROM (SELECT id FROM pipeline_worker.runs"
                                "   WHERE status IN ('pending', 'waiting') AND not_before <= $1"
                                "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"

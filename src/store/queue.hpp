@@ -24,6 +24,14 @@ inline void split_key(int64 key, Datum *neg_priority, Datum *id) {
     *id = Int64GetDatum(key & ((int64(1) << kIdBits) - 1));
 }
 
+// SQL: what a run woken into the queue (UPDATE pipeline_worker.runs r SET status = 'pending', ...) gets as `parked`:
+// 3 if its pipeline is paused -- claimed only once resumed. (Until 2026-12-05 a run woken from a sleep, an event wait or
+// its children's wait was claimed while its pipeline was paused.) A pause that commits meanwhile waits for the woken
+// row and parks it, as any pending run.
+#define PW_PARKED_IF_PAUSED                                                                                         \
+    " parked = CASE WHEN EXISTS (SELECT 1 FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id"             \
+    " AND p.paused) THEN 3 ELSE r.parked END"
+
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
 // commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.
 void note_requeued();
