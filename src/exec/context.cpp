@@ -264,8 +264,10 @@ Jsonb *build_context(const RunState *r, int pos, int attempt) {
             ereport(WARNING, (errmsg("pipeline_worker: the step context writer disagrees with jsonb's; using "
                                      "jsonb's from now on in this process")));
             direct_ok = false;
+            pfree(fast);
             return generic;
         }
+        pfree(generic);
     }
     return fast;
 }

@@ -184,9 +184,14 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     PG_TRY();
     {
         Jsonb *out = call_function_step(step, r->submitter, context);
+        // A timeout, cancel or self-termination that came after the step's last interrupt check (in its RETURN
+        // expression, say) is the step's: taken here, inside its subtransaction. (Until 2026-12-05 it stayed pending
+        // past the step, and the batch's next statement failed the run with an "internal error".)
+        CHECK_FOR_INTERRUPTS();
         MemoryContext o2 = MemoryContextSwitchTo(run_ctx);
         output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
         MemoryContextSwitchTo(o2);
+        if (out != nullptr) pfree(out);
         if (shared::cancel_requested(r->id)) ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
         // only subtransactions with an XID occupy the subxid cache (64 per backend)
         if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) note_subxact();
@@ -207,6 +212,9 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(before);
         CurrentResourceOwner = owner_before;
+        // A cancel the step's own timeout or cancel_run asked for after the step raised its error: the step is over.
+        // (Not in a session's execute_run: there it may be the caller's own cancel or statement_timeout.)
+        if (in_worker()) QueryCancelPending = false;
         // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
         if (ProcDiePending) ReThrowError(edata);
     }
@@ -219,6 +227,9 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     if (in_worker()) LockReleaseSession(USER_LOCKMETHOD);
     if (g_hooks != nullptr) g_hooks->step_end();
     session_step_end(session);
+    // The context holds the previous steps' outputs (and the run's input): a map's tasks each built one, and kept
+    // until the batch ended, memory growing with the square of the map's size (until 2026-12-05).
+    pfree(context);
     *edata_out = edata;
     return edata == nullptr ? output : nullptr;
 }

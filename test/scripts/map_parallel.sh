@@ -268,6 +268,22 @@ pw_check "F5 immediate stop: the graph run succeeds" "succeeded 6" \
 pw_check_sql "F5: the graph run's steps each ran once" "6 0" \
     "SELECT count(*) || ' ' || (count(*) - count(DISTINCT idx)) FROM effects WHERE run_id = $fan"
 
+# ---------------------------------------------------------------- a large map in one worker: memory
+# Each task's context carries the map's input array (and the results that hold it): it is freed after the task.
+# (Until 2026-12-05 each was kept until the batch ended: ~3 GB in the worker for these 10,000 tasks.)
+pw_psql -c "SELECT pipeline_worker.create_pipeline('mp_solo', '[
+  {\"name\": \"split\", \"function\": \"mp_split\"},
+  {\"name\": \"square\", \"function\": \"mp_square\", \"map\": true, \"max_parallel\": 1},
+  {\"name\": \"sum\", \"function\": \"mp_sum\"}]')" >/dev/null
+r=$(pw_run mp_solo '{"n": 10000}')
+pw_check "a map of 10,000 tasks one at a time succeeds" succeeded "$(pw_psql -c "SELECT pipeline_worker.wait_run($r, '180 s')")"
+pw_check_sql "... with the sum of squares" "$(sq 10000)" "SELECT result FROM pipeline_worker.runs WHERE id = $r"
+pid=$(pw_psql -c "SELECT pid FROM effects WHERE run_id = $r GROUP BY pid ORDER BY count(*) DESC LIMIT 1")
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+pw_info "peak memory of the worker that executed its tasks: ${hwm:-?} kB"
+[ -n "$hwm" ] && [ "$hwm" -lt 716800 ] && pw_ok "... in a worker whose memory stayed under 700 MB" \
+    || pw_fail "the worker executing a map of 10,000 tasks peaked at ${hwm:-?} kB"
+
 # ---------------------------------------------------------------- many maps at once (W2's shape), each task once
 pw_wait_workers 4 30 >/dev/null; idle4
 inputs=(); for i in $(seq 1 20); do inputs+=('{"n": 50}'); done

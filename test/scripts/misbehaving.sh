@@ -169,5 +169,34 @@ pw_psql -c "DROP TRIGGER refuse_outcome ON pipeline_worker.runs" >/dev/null
 pw_check_sql "outcome refused at commit: no run left running" "0" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running'"
 
+# A step that terminates its own worker gets an error, the worker stays. Also when the signal is the step's last act
+# (its RETURN expression): the interrupt is taken before the step's subtransaction is released. (Until 2026-12-05
+# it stayed pending past the step: the next statement of the batch took it, and the run failed with "internal
+# error: canceling statement due to user request" after its step had succeeded.)
+pw_psql >/dev/null <<'SQL' || pw_fail "self-termination fixtures"
+CREATE FUNCTION self_term_mid(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_terminate_backend(pg_backend_pid());
+    INSERT INTO fx VALUES ((ctx->>'run_id')::bigint, 'mid');
+    RETURN '{}';
+END $$;
+CREATE FUNCTION self_term_last(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fx VALUES ((ctx->>'run_id')::bigint, 'last');
+    RETURN jsonb_build_object('t', pg_terminate_backend(pg_backend_pid()));
+END $$;
+SELECT pipeline_worker.create_pipeline('self_mid', '[{"name": "m", "function": "self_term_mid"}, {"name": "n", "function": "rec"}]');
+SELECT pipeline_worker.create_pipeline('self_last', '[{"name": "l", "function": "self_term_last"}, {"name": "n", "function": "rec"}]');
+SQL
+for p in self_mid self_last; do
+    r=$(pw_run $p)
+    pw_check "$p: a step terminating its own worker fails its run" failed "$(pw_wait_run "$r")"
+    pw_check_sql "$p: ... with the reason, at the step, its effects rolled back" "true|0" \
+        "SELECT (error LIKE '%the step tried to terminate its own worker%') || '|'
+                || (SELECT count(*) FROM fx WHERE run_id = $r) FROM pipeline_worker.runs WHERE id = $r"
+    r2=$(pw_run quick '{"refuse": "no"}')
+    pw_check "$p: the next run succeeds" succeeded "$(pw_wait_run "$r2")"
+done
+
 pw_check "workers survived everything (same pids)" "$pids_before" "$(pw_worker_pids)"
 pw_finish
