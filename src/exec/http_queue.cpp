@@ -329,9 +329,11 @@ bool has_answered() {
 
 int lock_answered(exec::HttpCall **calls, const char **status, int n) {
     int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id;
-    store::lock_runs(ids, n, status, true);
+    int *claims = static_cast<int *>(palloc(sizeof(int) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) ids[i] = calls[i]->run.id, claims[i] = calls[i]->run.claims;
+    store::lock_runs(ids, n, status, true, claims);
     pfree(ids);
+    pfree(claims);
     int kept = 0;
     for (int i = 0; i < n; i++) {
         if (status[i] == store::kRunHeld) {

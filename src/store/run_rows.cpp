@@ -101,7 +101,7 @@ int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool s
 
 const char *const kRunHeld = "held";
 
-void lock_runs(const int64 *ids, int n, const char **status, bool skip_held) {
+void lock_runs(const int64 *ids, int n, const char **status, bool skip_held, const int *claims) {
     for (int i = 0; i < n; i++) status[i] = nullptr;
     if (n == 0) return;
     MemoryContext caller = CurrentMemoryContext;
@@ -110,7 +110,7 @@ void lock_runs(const int64 *ids, int n, const char **status, bool skip_held) {
     Datum v[3] = {pg::int8_array(ids, n), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
 #define PW_LOCK_RUNS(lock)                                                                                            \
     "/* pw_indexes: runs_pkey */ SELECT id, CASE WHEN status = 'running'"                                             \
-    " AND (worker_pid <> $2 OR worker_started_at <> $3) THEN 'taken' ELSE status END"                                 \
+    " AND (worker_pid <> $2 OR worker_started_at <> $3) THEN 'taken' ELSE status END, claims"                         \
     " FROM pipeline_worker.runs WHERE id = ANY ($1) " lock  // a primary-key scan: locks in id order
     SPIPlanPtr p = skip_held ? pg::prepare(&plan_lock_skip, PW_LOCK_RUNS("FOR UPDATE SKIP LOCKED"), 3, types)
                              : pg::prepare(&plan_lock, PW_LOCK_RUNS("FOR UPDATE"), 3, types);
@@ -121,8 +121,14 @@ void lock_runs(const int64 *ids, int n, const char **status, bool skip_held) {
         bool isnull;
         int64 id = DatumGetInt64(col(row, 1, &isnull));
         char *st = MemoryContextStrdup(caller, TextDatumGetCString(col(row, 2, &isnull)));
-        for (int i = 0; i < n; i++)
-            if (ids[i] == id) status[i] = st, found++;
+        int row_claims = DatumGetInt32(col(row, 3, &isnull));
+        for (int i = 0; i < n; i++) {
+            if (ids[i] != id) continue;
+            // Running under this worker, but claimed again since (cancelled, retried, claimed by this same worker):
+            // another claim's run. (Until 2026-12-05 an HTTP answer of the old claim resumed the new one.)
+            status[i] = claims != nullptr && strcmp(st, "running") == 0 && row_claims != claims[i] ? "taken" : st;
+            found++;
+        }
     }
     if (skip_held && found < n) {
         // Skipped, or gone: the runs that still exist are held by another transaction.

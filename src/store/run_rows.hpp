@@ -32,8 +32,9 @@ int read_step_history(int64 run_id, StepRecord **out, MemoryContext dest, bool s
 
 // Locks the runs (FOR UPDATE, in id order) and returns, per id, its status -- "taken" when another backend
 // claimed it since -- or NULL when it does not exist (strings in the caller's context). SPI not connected.
-// skip_held: a run another transaction keeps locked is not waited for; its status is kRunHeld.
-void lock_runs(const int64 *ids, int n, const char **status, bool skip_held = false);
+// skip_held: a run another transaction keeps locked is not waited for; its status is kRunHeld. claims (optional,
+// per id): the claim the caller holds; a run claimed again since is "taken" too.
+void lock_runs(const int64 *ids, int n, const char **status, bool skip_held = false, const int *claims = nullptr);
 extern const char *const kRunHeld;
 
 // Marks a claimed run failed with an internal error (the worker, when bookkeeping itself failed).

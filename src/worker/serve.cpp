@@ -302,12 +302,28 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         int64 paused_before = paused_us;
         if (!runs[i].persisted) runs[i].claimed_at = run_start;  // started_at: when it really starts
         b.current = &runs[i];
-        int wait_ms;
-        if (!lanes::begin(runs[i].id, &wait_ms)) {
-            // its rate window filled up since the claim: back to the queue, due when the window has room
+        volatile bool deferred = false;
+        // Everything of an iteration that may raise an error is inside: an error outside went past the put-back,
+        // and left the batch's claimed runs 'running' under this live worker, which recovery never takes back.
+        PG_TRY();
+        {
             MemoryContextSwitchTo(iter_ctx);
-            store::buffer_run(&runs[i], core::RunStatus::Pending, nullptr, nullptr, wait_ms);
+            int wait_ms;
+            if (!lanes::begin(runs[i].id, &wait_ms)) {
+                // its rate window filled up since the claim: back to the queue, due when the window has room
+                store::buffer_run(&runs[i], core::RunStatus::Pending, nullptr, nullptr, wait_ms);
+                deferred = true;
+            }
+        }
+        PG_CATCH();
+        {
+            recover_claimed(runs, n, iter_ctx, 0);
+            failed = true;
+        }
+        PG_END_TRY();
+        if (deferred || failed) {
             pg_atomic_write_u64(&my_slot->run_id, 0);
+            if (failed) pg_usleep(10000L);  // (as below)
             continue;
         }
         PG_TRY();
@@ -344,7 +360,19 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         done++;
         pg_atomic_write_u64(&my_slot->run_id, 0);
         pg_atomic_fetch_add_u64(&my_slot->runs_done, 1);
-        if (!failed) httpq::drive();
+        if (!failed) {
+            PG_TRY();
+            {
+                httpq::drive();
+                CHECK_FOR_INTERRUPTS();
+            }
+            PG_CATCH();
+            {
+                recover_claimed(runs, n, iter_ctx, 0);
+                failed = true;
+            }
+            PG_END_TRY();
+        }
         if (failed) pg_usleep(10000L);  // a failing database must not become a hot loop
         CHECK_FOR_INTERRUPTS();
     }
