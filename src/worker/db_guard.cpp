@@ -137,9 +137,11 @@ void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, 
     Oid dboid = name != nullptr ? get_database_oid(name, true) : InvalidOid;
     shared::DbState *d = OidIsValid(dboid) ? shared::db(dboid) : nullptr;
     if (d != nullptr && !may(needs, dboid)) d = nullptr;
-    if (d != nullptr) evict(d, dboid, name);
+    // (the wait for the workers inside: a cancel or statement_timeout there must not leave the database marked as
+    // being left for kEvictHoldSecs -- until 2026-12-05 it did, and no worker served it meanwhile)
     PG_TRY();
     {
+        if (d != nullptr) evict(d, dboid, name);
         if (prev_hook != nullptr)
             prev_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
         else

@@ -6,6 +6,7 @@
 #include "exec/hooks.hpp"
 #include "exec/http_queue.hpp"
 #include "shmem/cancels.hpp"
+#include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/children.hpp"
 #include "worker/crashes.hpp"
@@ -329,7 +330,11 @@ void worker_main(Datum arg) {
                 // (several leaving at once each look: workers_in would count the others, leaving too)
                 if (d != nullptr && shared::staying_workers_in(MyDatabaseId) == 0) {
                     TimestampTz expiry;
-                    if (runs_queued(&expiry)) pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
+                    // (also parked runs a freed slot may let go: a wish noted while this worker was busy, with no
+                    // worker left to act on it, waited for the next visit until 2026-12-05)
+                    bool queued = runs_queued(&expiry);
+                    if (queued || lanes::unpark_wanted() || lanes::fresh_start_pending())
+                        pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
                     // (runs expiring one after the other are taken together: a visit every kExpiryGapMs at most)
                     TimestampTz soonest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kExpiryGapMs);
                     if (expiry != 0 && expiry < soonest) expiry = soonest;

@@ -141,6 +141,16 @@ pw_check "its step committed once (the interrupted attempt rolled back)" 1 \
     "$(dbq db_a "SELECT count(*) FROM effects WHERE run_id = $slow")"
 n=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
 pw_check "db_a is served again after the copy" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($n, '10 s')")"
+# A RENAME cancelled (statement_timeout) while it waits for the workers to leave: the database is served again at
+# once. (Until 2026-12-05 it stayed marked as being left for 10 minutes: no worker served it.)
+slow=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
+in_step db_a "$slow" || pw_fail "the slow run of db_a did not start"
+out=$(pw_psql -c "SET statement_timeout = '300ms'" -c "ALTER DATABASE db_a RENAME TO db_a_x" 2>&1)
+case "$out" in *"statement timeout"*) pw_ok "a RENAME of db_a cancelled while its workers leave";;
+    *) pw_fail "RENAME under statement_timeout: $out";; esac
+n=$(dbq db_a "SELECT pipeline_worker.create_run('p', '{}')")
+pw_check "... leaves db_a served: a new run succeeds" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($n, '10 s')")"
+pw_check "... and the slow one too" succeeded "$(dbq db_a "SELECT pipeline_worker.wait_run($slow, '20 s')")"
 
 slow=$(dbq db_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
 in_step db_b "$slow" || pw_fail "the slow run of db_b did not start"
