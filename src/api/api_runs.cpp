@@ -47,8 +47,11 @@ bool finished(const char *status) {
 extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
     int64 run_id = PG_GETARG_INT64(0);
     Interval *span = PG_GETARG_INTERVAL_P(1);
-    int64 usecs = span->time + span->day * USECS_PER_DAY + int64(span->month) * DAYS_PER_MONTH * USECS_PER_DAY;
-    if (usecs < 0) usecs = 0;
+    // (in 128 bits, capped at ~146,000 years: '290000 years' wrapped around to a deadline in the past until
+    // 2026-12-05, and wait_run returned at once)
+    __int128 span_us = static_cast<__int128>(span->time) + static_cast<__int128>(span->day) * USECS_PER_DAY +
+                       static_cast<__int128>(span->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    int64 usecs = span_us < 0 ? 0 : span_us > PG_INT64_MAX / 2 ? PG_INT64_MAX / 2 : static_cast<int64>(span_us);
     TimestampTz deadline = GetCurrentTimestamp() + usecs;
     shared::State *st = shared::state();
     MemoryContext caller_ctx = CurrentMemoryContext;
