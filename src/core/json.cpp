@@ -46,7 +46,7 @@ namespace {
 
 class Parser {
 public:
-    Parser(const std::string &s, int max_depth) : s_(s), max_depth_(max_depth) {}
+    Parser(const std::string &s, int max_depth, bool build = true) : s_(s), max_depth_(max_depth), build_(build) {}
 
     Value document() {
         ws();
@@ -60,6 +60,7 @@ private:
     const std::string &s_;
     size_t pos_ = 0;
     int max_depth_;
+    bool build_;  // false: only check the grammar (validate), building no values
 
     [[noreturn]] void fail(const std::string &msg, bool limits = false) {
         throw ParseError(msg + " at offset " + std::to_string(pos_), pos_, limits);
@@ -106,7 +107,8 @@ private:
             ws();
             if (!eat(':')) fail("expected ':'");
             ws();
-            members.emplace_back(std::move(key), value(depth + 1));
+            Value v = value(depth + 1);
+            if (build_) members.emplace_back(std::move(key), std::move(v));
             ws();
             if (eat(',')) continue;
             if (eat('}')) break;
@@ -122,7 +124,8 @@ private:
         if (eat(']')) return Value::array(std::move(items));
         for (;;) {
             ws();
-            items.push_back(value(depth + 1));
+            Value v = value(depth + 1);
+            if (build_) items.push_back(std::move(v));
             ws();
             if (eat(',')) continue;
             if (eat(']')) break;
@@ -154,7 +157,7 @@ private:
             if (pos_ >= s_.size() || !digit(s_[pos_])) fail("invalid number");
             while (pos_ < s_.size() && digit(s_[pos_])) ++pos_;
         }
-        return Value::number(s_.substr(start, pos_ - start));
+        return build_ ? Value::number(s_.substr(start, pos_ - start)) : Value();
     }
 
     unsigned hex4() {
@@ -197,7 +200,10 @@ private:
             char c = s_[pos_++];
             if (c == '"') break;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-            if (c != '\\') { out += c; continue; }
+            if (c != '\\') {
+                if (build_) out += c;
+                continue;
+            }
             if (pos_ >= s_.size()) fail("unterminated string");
             char e = s_[pos_++];
             switch (e) {
@@ -266,6 +272,8 @@ void write(std::string &out, const Value &v) {
 }  // namespace
 
 Value parse(const std::string &text, int max_depth) { return Parser(text, max_depth).document(); }
+
+void validate(const std::string &text, int max_depth) { (void)Parser(text, max_depth, false).document(); }
 
 std::string serialize(const Value &v) {
     std::string out;

@@ -71,6 +71,8 @@ private:
 
 // Parses exactly one JSON document (surrounding white space allowed). Throws ParseError.
 Value parse(const std::string &text, int max_depth = 256);
+// parse's checks (the same ParseError), building nothing: a large document costs no memory beyond its text.
+void validate(const std::string &text, int max_depth = 256);
 // Compact serialisation.
 std::string serialize(const Value &v);
 // JSON string literal for s (with quotes).

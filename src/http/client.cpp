@@ -380,12 +380,14 @@ void Client::follow(Transfer &t, long status, const char *loc) {
         return;
     }
     std::string next = loc;
-    std::string old_host = t.host;
     try {
+        // (credentials are for one origin: another scheme or port of the same host may be another service -- until
+        // 2026-12-05 only another host name dropped them)
+        bool same_origin = origin_of(next) == origin_of(t.req.url) && !origin_of(next).empty();
         t.hops++;
         t.req.url = next;
         if (status == 303 || ((status == 301 || status == 302) && t.method == "POST")) t.method = "GET";
-        if (host_of(next) != old_host) drop_credentials(t.req);
+        if (!same_origin) drop_credentials(t.req);
         curl_multi_remove_handle(M(multi_), t.easy);
         setup(t);
         if (curl_multi_add_handle(M(multi_), t.easy) != CURLM_OK) throw std::runtime_error("curl_multi_add_handle failed");

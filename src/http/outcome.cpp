@@ -31,6 +31,24 @@ std::string host_of(const std::string &url) {
     return host;
 }
 
+std::string origin_of(const std::string &url) {
+    std::string origin;
+    CURLU *u = curl_url();
+    if (u == nullptr) return origin;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+        char *scheme = nullptr, *host = nullptr, *port = nullptr;
+        if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK && scheme && host && port)
+            origin = std::string(scheme) + "://" + host + ":" + port;
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+    }
+    curl_url_cleanup(u);
+    return origin;
+}
+
 std::string timed_out(long ms) {
     return "request timed out after " + std::to_string(ms) + " ms (the step's timeout_ms)";
 }

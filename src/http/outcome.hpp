@@ -12,6 +12,8 @@
 namespace pw::http {
 
 std::string host_of(const std::string &url);
+// scheme://host:port (the scheme's default port when none is given); "" when the URL cannot be read.
+std::string origin_of(const std::string &url);
 std::string timed_out(long timeout_ms);
 std::string with_os_reason(CURL *easy, const std::string &detail);
 std::string error_prefix(const std::string &body);
@@ -21,7 +23,7 @@ void transport_error(CURL *easy, CURLcode code, const std::string &host, long ti
                      Result &r);
 // A non-2xx, non-redirect answer (with the endpoint's Retry-After for 429/503).
 void status_error(CURL *easy, long status, const std::string &body, Result &r);
-// The headers kept for a redirect to another host: no secret headers, Authorization, Cookie.
+// The headers kept for a redirect to another origin (scheme, host or port): no secret headers, Authorization, Cookie.
 void drop_credentials(Request &req);
 
 }  // namespace pw::http

@@ -27,6 +27,7 @@
 //   /badjson              200 application/json '{"unterminated": ' (not JSON)
 //   /deep?n=N             200 application/json: N nested arrays ([[...]])
 //   /nuljson              200 application/json {"a": "\u0000"} (JSON that jsonb cannot store)
+//   /badutf8json          200 application/json {"a": "<byte ff>"} (JSON by its grammar, not valid UTF-8)
 //   /utf8error            500 text/plain "a" + 300 x "é" (2 bytes each: a 200-byte cut splits a character)
 //   /redirect?to=URL[&code=C]  status C (default 302), Location: URL, empty body
 //   anything else         404 text/plain "not found"
@@ -309,6 +310,10 @@ function respondSimple(req, res, path, query) {
     case '/nuljson':
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end('{"a": "\\u0000"}');
+        return;
+    case '/badutf8json':
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(Buffer.concat([Buffer.from('{"a": "'), Buffer.from([0xff]), Buffer.from('"}')]));
         return;
     case '/utf8error':
         res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });

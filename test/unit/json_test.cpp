@@ -47,6 +47,23 @@ TEST(Json, RejectsMalformed) {
     }
 }
 
+TEST(Json, ValidateChecksWhatParseChecks) {
+    for (const char *bad : {"", "{", "[1,]", "{\"a\":}", "{'a':1}", "01", "1.", "-", "tru", "[1] x", "\"\x01\"",
+                            "{\"a\" 1}", "\"\\u0000\"", "nul"}) {
+        EXPECT_THROW(pw::json::validate(bad), ParseError) << bad;
+    }
+    for (const char *good : {"1", "[1, 2.5e3, \"x\\n\"]", "{\"a\": {\"b\": [true, false, null]}}", " \"\\ud83d\\ude00\" "})
+        EXPECT_NO_THROW(pw::json::validate(good)) << good;
+    std::string deep(300, '[');
+    deep += std::string(300, ']');
+    EXPECT_THROW(pw::json::validate(deep), ParseError);
+    try {
+        pw::json::validate(deep);
+    } catch (const ParseError &e) {
+        EXPECT_TRUE(e.beyond_limits);
+    }
+}
+
 TEST(Json, DepthLimit) {
     std::string deep(300, '[');
     deep += std::string(300, ']');
