@@ -225,6 +225,8 @@ SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '* * * * MON-FUNDAY
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '* * * *')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '60 seconds')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@sometimes')$$);
+SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '0 0 30 2 *')$$);
+SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '0 0 31 4,6,9,11 *')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"timezone": "Mars/Olympus"}')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"catch_up": "some"}')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"overlap": "queue"}')$$);

@@ -70,6 +70,11 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
                         errhint("Each run gets it with \"schedule\" and \"scheduled_for\" added.")));
     char *tz = checked_options(DatumGetJsonbP(options));
     TimestampTz next = store::next_schedule_slot(cron, tz, GetCurrentTimestamp());  // ERROR 22023 when invalid
+    // (until 2026-12-05 stored as an active schedule without a next slot: accepted, and never fired)
+    if (next == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("cron schedule \"%s\" never matches a date", cron),
+                        errhint("A day of the month that the month never has, such as '0 0 30 2 *'?")));
     pg::spi_connect();
     require_schema_02();
     int64 pipeline_id = require_submitter(pipeline);
