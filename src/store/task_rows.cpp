@@ -27,6 +27,21 @@ bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, boo
     return SPI_processed == 1;
 }
 
+bool claim_still_ours(int64 run_id, int claims) {
+    static SPIPlanPtr plan = nullptr;
+    Oid types[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, INT4OID};
+    Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
+                  Int32GetDatum(claims)};
+    SPIPlanPtr p = pg::prepare(&plan,
+                               "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
+                               " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
+                               "   AND claims = $4 WHEN 'pending' THEN worker_pid IS NULL AND claims = $4 - 1"
+                               "   ELSE false END FOR SHARE",
+                               4, types);
+    pg::exec_as_owner(p, v, nullptr, false, 0);
+    return SPI_processed == 1;
+}
+
 void require_claimed(int64 run_id, int claims) {
     if (lock_if_claimed(run_id, MyProcPid, MyStartTimestamp, claims, false)) return;
     ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

@@ -256,7 +256,9 @@ void flush_steps_kind(int kind) {
 }
 
 // One write per run: its claim (if it was not recorded yet) and its outcome. Only a run that is still ours
-// changes: a concurrent cancel_run wins.
+// changes: a concurrent cancel_run wins. A pending row is ours only as the claim this transaction holds and has
+// not recorded (its claim count one below ours): a run whose recorded claim was cancelled and then retried is
+// pending too, and is another claim's now (until 2026-12-05 its outcome overwrote the retry).
 namespace {
 
 // The buffered outcomes as the statement's ten array columns (id, status, result, error, at, wake, claims, claimed_at,
@@ -354,7 +356,7 @@ void flush_runs() {
     "   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"                                  \
     "   pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)" tid_col ")"                       \
     "   AS u(id, status, result, error, at, wake, claims, claimed_at, waiting_for" tid_name ")"                \
-    " WHERE " found " AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL"                              \
+    " WHERE " found " AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL AND r.claims = u.claims - 1"   \
     "   WHEN 'running' THEN r.worker_pid = $10 AND r.worker_started_at = $11 ELSE false END"                   \
     " RETURNING r.id, "
     static SPIPlanPtr plan_flush_runs_v1 = nullptr, plan_flush_runs_tid = nullptr;

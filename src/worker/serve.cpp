@@ -7,6 +7,7 @@
 #include "exec/http_step.hpp"
 #include "exec/http_queue.hpp"
 #include "pg/spi.hpp"
+#include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
 #include "store/children.hpp"
@@ -16,6 +17,7 @@
 #include "shmem/metrics.hpp"
 #include "shmem/lanes.hpp"
 #include "store/run_rows.hpp"
+#include "store/task_rows.hpp"
 #include "store/writes.hpp"
 #include "worker/batch_recovery.hpp"
 #include "worker/claiming.hpp"
@@ -196,6 +198,14 @@ void between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
     if (txn_is_due(&b->clock)) {
+        // A claim recorded by an earlier commit may have been cancelled and retried meanwhile (the retry withdraws
+        // the cancel request, so the executor may not have seen it) and claimed again: the steps done since must not
+        // commit beside the new claimer's (until 2026-12-05 they did -- effects twice, or a duplicate step row
+        // failing a run). Locked until this commit; no longer this worker's claim: 40001, the batch goes back.
+        pg::spi_connect();
+        if (!store::claim_still_ours(b->current->id, b->current->claims) && !shared::cancel_requested(b->current->id))
+            store::require_claimed(b->current->id, b->current->claims);
+        SPI_finish();
         store::persist_claim(b->current);
         note_unstarted(b);
         commit_txn();

@@ -228,4 +228,40 @@ pw_check_sql "runs whose step updated their own row finished (succeeded, with th
 sleep 1
 pw_check_sql "... each step once" "200|0" \
     "SELECT count(DISTINCT run_id) || '|' || (count(*) - count(DISTINCT run_id)) FROM public.touch_log"
+# ---------------------------------------------------------------- cancel_run + retry_run while the run executes
+# The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
+# the worker does not see the cancel and goes on, while the retried run is claimed again by another worker. The
+# first worker's next commit finds its claim over and rolls back; its outcome does not overwrite the retry. Every
+# step's effect once, the run succeeded. (Until 2026-12-05 both executed the steps: effects twice, or a run failed
+# with "internal error: duplicate key value".)
+pw_psql >/dev/null <<'SQL' || pw_fail "stubborn fixtures"
+CREATE FUNCTION public.stubborn(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_sleep((ctx->'input'->>'sleep')::float8);
+    EXCEPTION WHEN query_canceled THEN
+        PERFORM pg_sleep((ctx->'input'->>'sleep')::float8);
+    END;
+    INSERT INTO public.fx (run_id, step, ctx) VALUES ((ctx->>'run_id')::bigint, ctx->>'step', ctx);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('stubborn3', '[{"name": "s1", "function": "public.stubborn"},
+    {"name": "s2", "function": "public.stubborn"}, {"name": "s3", "function": "public.stubborn"}]');
+SQL
+ids=
+for i in 1 2 3; do
+    id=$(pw_psql -c "SELECT pipeline_worker.create_run('stubborn3', '{\"sleep\": 0.4}')")
+    pw_wait_row 10 "SELECT 1 FROM pipeline_worker.runs WHERE id = $id AND status = 'running'" >/dev/null
+    sleep 0.$((2 + RANDOM % 5))
+    pw_psql -c "SELECT pipeline_worker.cancel_run($id)" -c "SELECT pipeline_worker.retry_run($id)" >/dev/null
+    ids="$ids,$id"
+done
+ids=${ids#,}
+pw_check_sql "cancel + retry while executing: every run succeeded, none blamed" "3|0" \
+    "SELECT count(*) FILTER (WHERE pipeline_worker.wait_run(id, '30 s') = 'succeeded') || '|'
+            || count(*) FILTER (WHERE error IS NOT NULL) FROM pipeline_worker.runs WHERE id IN ($ids)"
+pw_check_sql "cancel + retry while executing: each step's effect once" "9|9" \
+    "SELECT count(*) || '|' || count(DISTINCT (run_id, step)) FROM public.fx WHERE run_id IN ($ids)"
+pw_check "no internal error in the server log" "" "$(grep -m1 'internal error' "$PW_LOG")"
+
 pw_finish
