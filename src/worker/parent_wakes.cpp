@@ -41,7 +41,9 @@ bool try_wake(int64 id) {
     PG_TRY();
     {
         pgstat_report_activity(STATE_RUNNING, "waking a parent run");
-        begin_work_txn();
+        // READ COMMITTED whatever the database's default: under REPEATABLE READ, a parent's row committed (as
+        // waiting) after the snapshot raised 40001 at the lock, and the wake waited for the parent's minute look
+        begin_work_txn(true);
         pg::spi_connect();
         done = store::try_wake_held_parent(id);
         SPI_finish();
