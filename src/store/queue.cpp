@@ -359,6 +359,22 @@ int64 promote_due_runs() {
     return n;
 }
 
+int64 unpark_resumed() {
+    static SPIPlanPtr plan_unpark_resumed = nullptr;
+    pg::spi_connect();
+    SPIPlanPtr p = pg::prepare(&plan_unpark_resumed,
+                               "/* pw_indexes: pipelines_id_key r.runs_parked_idx */ UPDATE pipeline_worker.runs r"
+                               " SET parked = NULL FROM (SELECT id FROM pipeline_worker.pipelines WHERE NOT paused) q"
+                               " WHERE r.pipeline_id = q.id AND r.status = 'pending' AND r.parked = 3"
+                               " RETURNING r.priority, r.id",
+                               0, nullptr);
+    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
+    int64 n = static_cast<int64>(SPI_processed);
+    if (n > 0) note_requeued();
+    SPI_finish();
+    return n;
+}
+
 TimestampTz next_due_run() {
     SPIPlanPtr p = pg::prepare(&plan_next_due,
                                "/* pw_indexes: runs_due_idx */ SELECT not_before FROM pipeline_worker.runs"

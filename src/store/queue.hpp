@@ -26,11 +26,18 @@ inline void split_key(int64 key, Datum *neg_priority, Datum *id) {
 
 // SQL: what a run woken into the queue (UPDATE pipeline_worker.runs r SET status = 'pending', ...) gets as `parked`:
 // 3 if its pipeline is paused -- claimed only once resumed. (Until 2026-12-05 a run woken from a sleep, an event wait or
-// its children's wait was claimed while its pipeline was paused.) A pause that commits meanwhile waits for the woken
-// row and parks it, as any pending run.
+// its children's wait was claimed while its pipeline was paused.) The pipeline's row is locked FOR SHARE, SKIP LOCKED:
+// a pause committing meanwhile waits for this transaction and then parks the woken run as any pending one; one that
+// holds the row (a pause or resume in flight, alter_pipeline) is not waited for: the run is parked, and if the
+// pipeline turns out not paused, the lead worker's next look puts it back (unpark_resumed).
 #define PW_PARKED_IF_PAUSED                                                                                         \
     " parked = CASE WHEN EXISTS (SELECT 1 FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id"             \
-    " AND p.paused) THEN 3 ELSE r.parked END"
+    " AND NOT p.paused FOR SHARE OF p SKIP LOCKED) THEN r.parked ELSE 3 END"
+
+// Runs parked as paused (parked = 3) whose pipeline is not paused: back in the queue. The lead worker, once a second:
+// a wake that met a pause or resume in flight parked its run (PW_PARKED_IF_PAUSED). SPI not connected; the caller's
+// transaction. Returns how many.
+int64 unpark_resumed();
 
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
 // commit, the claim hint moves back to the first of them (notes::runs_queued_at) rather than to the head.

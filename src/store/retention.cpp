@@ -175,7 +175,7 @@ int64 delete_expired_runs(int max) {
     // retry_run, a purge_runs), this round is skipped rather than waited for (tried again in a second).
     if (!try_lock_sealed()) {
         SPI_finish();
-        return 0;
+        return -1;
     }
     SPIPlanPtr p;
     // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -

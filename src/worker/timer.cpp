@@ -41,6 +41,9 @@ void run_timer(bool due_round) {
         if (next != 0) shared::note_retry_due(next);
     } else {
         lanes::forget_unpark_wish();  // (kept, it ran this empty round before every claim of a 0.1 database)
+        // (and the fresh start, which only a 0.2 round takes: kept, every last worker leaving the database asked the
+        // launcher back for it)
+        (void)lanes::take_fresh_start();
     }
     commit_work_txn();
 }

@@ -66,7 +66,10 @@ void maybe_count(TimestampTz *last, bool mine) {
 // transaction, until none is left.
 namespace {
 
+bool round_skipped = false;  // the last retention round met the roll-ups' lock held elsewhere
+
 void expire_rounds() {
+    round_skipped = false;
     for (int round = 0; round < 100; round++) {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
@@ -74,6 +77,7 @@ void expire_rounds() {
         int64 n = store::schema_version() >= 2 ? store::delete_expired_runs(10000) : 0;
         PopActiveSnapshot();
         CommitTransactionCommand();
+        round_skipped = n < 0;
         if (n < 10000) break;
         pgstat_report_activity(STATE_RUNNING, "deleting finished runs past their retention");
         CHECK_FOR_INTERRUPTS();
@@ -81,6 +85,8 @@ void expire_rounds() {
 }
 
 }  // namespace
+
+bool retention_skipped() { return round_skipped; }
 
 void maybe_expire(TimestampTz *last, bool mine) {
     if (!mine || (guc::enabled && !TimestampDifferenceExceeds(*last, GetCurrentTimestamp(), 1000))) return;
@@ -99,6 +105,10 @@ void maybe_expire(TimestampTz *last, bool mine) {
     {
         expire_rounds();
         (void)store::seal_finished_minutes();
+        // (with the same once-a-second look: runs a wake parked while a pause or resume was in flight)
+        begin_work_txn(true);
+        if (store::schema_version() >= 2) (void)store::unpark_resumed();
+        commit_work_txn();
     }
     PG_CATCH();
     {

@@ -13,6 +13,8 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic);
 void maybe_count(TimestampTz *last, bool mine);
 // Deletes finished runs past their retention (mine: this worker does it, the database's lead), at most once a second.
 void maybe_expire(TimestampTz *last, bool mine);
+// The last retention round was skipped (a session held the roll-ups' lock): expired runs may be left now.
+bool retention_skipped();
 // VACUUMs runs and run_steps when they hold enough dead rows (mine: the database's lead), at most once per
 // pipeline_worker.vacuum_interval_ms; autovacuum's passes come at most once per autovacuum_naptime.
 void maybe_vacuum(TimestampTz *last, bool mine);

@@ -335,8 +335,10 @@ void worker_main(Datum arg) {
                     bool queued = runs_queued(&expiry);
                     if (queued || lanes::unpark_wanted() || lanes::fresh_start_pending())
                         pg_atomic_write_u32(&d->wanted, 1);  // (the launcher looks when this worker has exited)
-                    // (runs expiring one after the other are taken together: a visit every kExpiryGapMs at most)
+                    // (runs expiring one after the other are taken together: a visit every kExpiryGapMs at most;
+                    // runs past their retention that a skipped round left: at once, as far as that goes)
                     TimestampTz soonest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kExpiryGapMs);
+                    if (retention_skipped()) expiry = soonest;
                     if (expiry != 0 && expiry < soonest) expiry = soonest;
                     pg_atomic_write_u64(&d->expiry_due, static_cast<uint64>(expiry));
                 }

@@ -419,6 +419,34 @@ pw_check "the event is marked consumed by that step; the other one is not" "othe
     "$(q "SELECT string_agg(event || '|' || coalesce(position::text, ''), '|' ORDER BY id) FROM pipeline_worker.events WHERE run_id = $r")"
 pw_check "send_event to a finished run returns false and stores nothing" "f|2" \
     "$(q "SELECT pipeline_worker.send_event($r, 'payment', '{}')")|$(q "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+# A run woken while its pipeline is paused waits for resume_pipeline; one woken while a resume is in flight is parked
+# by the wake (which does not wait for the resume) and put back by the lead worker's look within seconds.
+q "SELECT pipeline_worker.create_pipeline('pay_paused', '[{\"name\": \"w\", \"wait_for\": \"payment\"}, {\"name\": \"f\", \"function\": \"wf_num\"}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('pay_paused', '{\"n\": 1}')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+q "SELECT pipeline_worker.pause_pipeline('pay_paused')" >/dev/null
+q "SELECT pipeline_worker.send_event($r, 'payment', '{}')" >/dev/null
+sleep 1.5
+pw_check "woken while paused: pending and parked, not run" "pending|3" \
+    "$(q "SELECT status || '|' || parked FROM pipeline_worker.runs WHERE id = $r")"
+q "SELECT pipeline_worker.resume_pipeline('pay_paused')" >/dev/null
+pw_check "... runs once resumed" succeeded "$(q "SELECT pipeline_worker.wait_run($r, '10 s')")"
+r=$(q "SELECT pipeline_worker.create_run('pay_paused', '{\"n\": 2}')")
+pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+q "SELECT pipeline_worker.pause_pipeline('pay_paused')" >/dev/null
+pw_psql >/dev/null 2>&1 <<SQL &
+BEGIN;
+SELECT pipeline_worker.resume_pipeline('pay_paused');
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+resumer=$!
+sleep 0.5
+q "SELECT pipeline_worker.send_event($r, 'payment', '{}')" >/dev/null
+pw_check "woken while a resume is in flight: parked by the wake" "pending|3" \
+    "$(q "SELECT status || '|' || parked FROM pipeline_worker.runs WHERE id = $r")"
+wait "$resumer"
+pw_check "... and run once the resume committed (the lead worker's look)" succeeded "$(q "SELECT pipeline_worker.wait_run($r, '10 s')")"
 
 # events sent before the run reaches the step wait in the mailbox, consumed once each, oldest first
 r=$(pw_psql <<'SQL'
