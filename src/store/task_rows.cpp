@@ -27,19 +27,26 @@ bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, boo
     return SPI_processed == 1;
 }
 
-bool claim_still_ours(int64 run_id, int claims) {
+void require_claim_for_commit(int64 run_id, int claims) {
     static SPIPlanPtr plan = nullptr;
     Oid types[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, INT4OID};
     Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
                   Int32GetDatum(claims)};
+    // (a cancel is this claim's only if the row still has its claim count: a cancel_run of the run after a retry
+    // and another claim is not)
     SPIPlanPtr p = pg::prepare(&plan,
                                "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1"
                                " AND CASE status WHEN 'running' THEN worker_pid = $2 AND worker_started_at = $3"
                                "   AND claims = $4 WHEN 'pending' THEN worker_pid IS NULL AND claims = $4 - 1"
-                               "   ELSE false END FOR SHARE",
+                               "   WHEN 'cancelled' THEN claims = $4 ELSE false END FOR SHARE",
                                4, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
-    return SPI_processed == 1;
+    if (SPI_processed == 1) return;
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("run %lld is no longer this backend's: it was retried or recovered while this one executed "
+                           "it", (long long)run_id),
+                    errdetail("Its work here since the last commit is rolled back; whoever holds the run now goes on "
+                              "from its committed rows.")));
 }
 
 void require_claimed(int64 run_id, int claims) {

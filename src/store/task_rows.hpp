@@ -12,10 +12,11 @@ namespace pw::store {
 // SHARE if so, held until commit -- a recovery sweep, a release or an outcome of the run waits for this transaction,
 // so that whoever executes the run next sees the tasks it committed. false: the claim is over (roll back).
 bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, bool lock = true);
-// Whether the claim (of this backend, `claims` its count) still holds the run: recorded (running, this backend's),
-// or held by this transaction without being recorded yet (pending, its count one below); locks the row FOR SHARE
-// until the transaction ends. SPI connected.
-bool claim_still_ours(int64 run_id, int claims);
+// Before a commit in the middle of a run: ERROR 40001 unless the claim (of this backend, `claims` its count) still
+// holds the run -- recorded (running, this backend's), held by this transaction without being recorded yet (pending,
+// its count one below), or cancelled under it (the executor records the cancel). Locks the row FOR SHARE until the
+// commit. SPI connected.
+void require_claim_for_commit(int64 run_id, int claims);
 // The owner, back from waiting for its helpers: ERROR 40001 unless the run is still this backend's claim.
 void require_claimed(int64 run_id, int claims);
 

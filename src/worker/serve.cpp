@@ -7,7 +7,6 @@
 #include "exec/http_step.hpp"
 #include "exec/http_queue.hpp"
 #include "pg/spi.hpp"
-#include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/gucs.hpp"
 #include "store/children.hpp"
@@ -149,8 +148,21 @@ void note_unstarted(const Batch *b) {
 // are recorded after the batch).
 int64 paused_us = 0;  // time spent in pauses (not counted as the runs' execution time)
 
+// Before a commit in the middle of the current run (between its steps, before a pause, before sending its parked
+// requests): a claim recorded by an earlier commit may have been cancelled and retried meanwhile -- the retry
+// withdraws the cancel request, so the executor may not have seen it -- and claimed again. The steps done since must
+// not commit beside the new claimer's (until 2026-12-05 they did: effects twice, or a duplicate step row failing a
+// run). The row stays locked until the commit; no longer this worker's claim: 40001, the batch goes back.
+void require_claim(const Batch *b) {
+    if (b->current == nullptr) return;
+    pg::spi_connect();
+    store::require_claim_for_commit(b->current->id, b->current->claims);
+    SPI_finish();
+}
+
 void pause_txn(void *arg, bool (*ready)(void *), void *ready_arg) {
     Batch *b = static_cast<Batch *>(arg);
+    require_claim(b);
     if (b->current != nullptr) store::persist_claim(b->current);
     note_unstarted(b);
     commit_txn();
@@ -177,6 +189,7 @@ void queue_parked(exec::HttpIO *io);
 // claim committed first), in flight while the step runs.
 void send_parked_now(void *arg, exec::HttpIO *io) {
     Batch *b = static_cast<Batch *>(arg);
+    require_claim(b);
     if (b->current != nullptr) store::persist_claim(b->current);
     queue_parked(io);
     io->parked = nullptr;
@@ -198,14 +211,7 @@ void between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
     if (txn_is_due(&b->clock)) {
-        // A claim recorded by an earlier commit may have been cancelled and retried meanwhile (the retry withdraws
-        // the cancel request, so the executor may not have seen it) and claimed again: the steps done since must not
-        // commit beside the new claimer's (until 2026-12-05 they did -- effects twice, or a duplicate step row
-        // failing a run). Locked until this commit; no longer this worker's claim: 40001, the batch goes back.
-        pg::spi_connect();
-        if (!store::claim_still_ours(b->current->id, b->current->claims) && !shared::cancel_requested(b->current->id))
-            store::require_claimed(b->current->id, b->current->claims);
-        SPI_finish();
+        require_claim(b);
         store::persist_claim(b->current);
         note_unstarted(b);
         commit_txn();
@@ -481,9 +487,16 @@ int serve_answers(MemoryContext iter_ctx) {
     int n = 0;
     exec::HttpCall **calls = httpq::take_answered(&n, kMaxAnswers);
     if (n == 0) return 0;
-    // the answers of one run next to each other (several map tasks of a run may answer in one batch)
+    // the answers of one claim of a run next to each other (several map tasks of a run may answer in one batch; an
+    // answer of an older claim -- the run cancelled, retried and claimed again by this worker -- is another group)
+    auto before = [](const exec::HttpCall *a, const exec::HttpCall *b) {
+        return a->run.id < b->run.id || (a->run.id == b->run.id && a->run.claims < b->run.claims);
+    };
+    auto same_claim = [](const exec::HttpCall *a, const exec::HttpCall *b) {
+        return a->run.id == b->run.id && a->run.claims == b->run.claims;
+    };
     for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && calls[j - 1]->run.id > calls[j]->run.id; j--) std::swap(calls[j - 1], calls[j]);
+        for (int j = i; j > 0 && before(calls[j], calls[j - 1]); j--) std::swap(calls[j - 1], calls[j]);
     pg_atomic_write_u32(&my_slot->idle, 0);
     pgstat_report_activity(STATE_RUNNING, "recording HTTP answers");
     Batch b;
@@ -503,7 +516,7 @@ int serve_answers(MemoryContext iter_ctx) {
         for (int i = 0; i < n; i++) {
             current = i;
             // answers of one run (map tasks) are handed over together: the first of them resumes the run
-            if (i > 0 && calls[i]->run.id == calls[i - 1]->run.id) continue;
+            if (i > 0 && same_claim(calls[i], calls[i - 1])) continue;
             if (b.locks_released) {
                 // A commit between the steps of an earlier run released the row locks taken above: look again
                 // (and lock again), so that a cancel_run -- or a cancel_run + retry_run and a claim by another
@@ -514,7 +527,7 @@ int serve_answers(MemoryContext iter_ctx) {
                 if (i == n) break;
             }
             int same = 1;
-            while (i + same < n && calls[i + same]->run.id == calls[i]->run.id) same++;
+            while (i + same < n && same_claim(calls[i + same], calls[i])) same++;
             if (status[i] == nullptr || strcmp(status[i], "running") != 0) {
                 // cancelled meanwhile (or no longer this worker's), or finished by another task of it that failed:
                 // record what happened to the attempts
@@ -525,7 +538,9 @@ int serve_answers(MemoryContext iter_ctx) {
                 // The run is no longer this worker's to execute: its limits' slots go back with this commit, once none
                 // of its calls is out any more. (Until 2026-12-04 they stayed taken until the worker exited: a run
                 // cancelled while it waited for an answer blocked a pipeline at "concurrency": 1 -- http.sh.)
-                if (httpq::calls_of_run(calls[i]->run.id) == 0) lanes::release_at_commit(calls[i]->run.id);
+                // (not when a newer claim of the run answers in this batch too: the slot is that claim's now)
+                bool newer = i + same < n && calls[i + same]->run.id == calls[i]->run.id;
+                if (!newer && httpq::calls_of_run(calls[i]->run.id) == 0) lanes::release_at_commit(calls[i]->run.id);
                 continue;
             }
             pg_atomic_write_u64(&my_slot->run_id, static_cast<uint64>(calls[i]->run.id));
