@@ -1,6 +1,11 @@
 // SQL functions on runs: wait_run, claim_run, execute_run, cancel_run, retry_run, recover_runs,
 // workers(), and the helpers the row-level security policies call.
 #include "api/access.hpp"
+
+extern "C" {
+#include "commands/extension.h"
+}
+
 #include "core/status.hpp"
 #include "exec/session.hpp"
 #include "pg/kept_plans.hpp"
@@ -301,8 +306,13 @@ extern "C" Datum pw_is_admin(PG_FUNCTION_ARGS) {
     PG_RETURN_BOOL(pg::is_admin(GetUserId()));
 }
 
-// Wakes every idle worker when the calling transaction commits.
+// Wakes every idle worker when the calling transaction commits. Called last by the install and update scripts:
+// there it also forgets the server's cancel requests -- run ids start again at 1 in a re-created extension, and a
+// request left for an old run (cancel_run(5), DROP and CREATE EXTENSION) cancelled the new run 5 until 2026-12-05.
+// (Requests are keyed by database and run id only; a held run of another database that misses its request runs on,
+// as when the ring overflows.)
 extern "C" Datum pw_wake_workers(PG_FUNCTION_ARGS) {
+    if (creating_extension) shared::forget_all_cancels();
     notes::wake_all_workers();
     PG_RETURN_VOID();
 }

@@ -67,6 +67,13 @@ void clear_cancel(int64 run_id) {
     pg_atomic_fetch_add_u32(&s->cancel_epoch, 1);
 }
 
+void forget_all_cancels() {
+    State *s = state();
+    if (s == nullptr) return;
+    for (int i = 0; i < kCancelRing; i++) forget_key(s, pg_atomic_exchange_u64(&s->cancels[i], 0));
+    pg_atomic_fetch_add_u32(&s->cancel_epoch, 1);
+}
+
 bool cancel_requested(int64 run_id, bool from_handler) {
     State *s = state();
     if (s == nullptr) return false;

@@ -10,6 +10,8 @@ void request_cancel(int64 run_id);
 // from_handler: called in a signal handler (no use of this backend's last answer, which the handler could tear).
 bool cancel_requested(int64 run_id, bool from_handler = false);
 void clear_cancel(int64 run_id);
+// Every request of the server (the extension is created or updated in a database: its run ids start again).
+void forget_all_cancels();
 // Interrupts whoever executes run_id now: the worker running it (SIGINT), a session executing one of its steps
 // (a marked SIGINT), or -- the run may be waiting for an HTTP answer in a worker -- every worker, whose SIGINT
 // handlers interrupt only a step of a run with a cancel request and check their requests in flight.

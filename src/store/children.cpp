@@ -349,8 +349,11 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
                      2, types, v, nullptr, false);
     for (uint64 i = 0; i < SPI_processed; i++) {
         bool isnull;
-        note_finished(TextDatumGetCString(col(i, 2, &isnull)), DatumGetInt64(col(i, 1, &isnull)),
-                      core::RunStatus::Cancelled, -1);
+        int64 id = DatumGetInt64(col(i, 1, &isnull));
+        note_finished(TextDatumGetCString(col(i, 2, &isnull)), id, core::RunStatus::Cancelled, -1);
+        // (a request made at once above goes with this write: withdrawn if it is rolled back -- a cancel_run of the
+        // parent rolled back left its running children's requests, and they were cancelled, until 2026-12-05)
+        if (!signal_at_commit) shared::cancel_written(id);
     }
     if (SPI_processed > 0) notes::runs_finished();
     if (nclose == 0) return;

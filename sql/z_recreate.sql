@@ -1,0 +1,19 @@
+-- The extension dropped and created again (run last: it leaves a fresh installation). Run ids start again at 1:
+-- nothing of the old installation's runs may reach the new ones -- here a cancel request left for old run 1
+-- (until 2026-12-05 the new run 1 was cancelled by it).
+DROP EXTENSION pipeline_worker CASCADE;
+CREATE EXTENSION pipeline_worker;
+CREATE FUNCTION public.rc_step(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"ok": true}'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('rc', '[{"name": "s", "function": "public.rc_step"}]');
+SELECT pipeline_worker.create_run('rc') AS first_id;
+SELECT pipeline_worker.cancel_run(1) AS cancelled_old_run_1;
+DROP EXTENSION pipeline_worker;
+CREATE EXTENSION pipeline_worker;
+SELECT pipeline_worker.create_pipeline('rc', '[{"name": "s", "function": "public.rc_step"}]');
+SELECT pipeline_worker.create_run('rc') AS new_id;
+SELECT pipeline_worker.claim_run() AS claimed;
+SELECT pipeline_worker.execute_run(1) AS new_run_1;
+SELECT id, status, result FROM pipeline_worker.runs;
+DROP EXTENSION pipeline_worker;
+DROP FUNCTION public.rc_step(jsonb);
+CREATE EXTENSION pipeline_worker;
