@@ -239,8 +239,8 @@ SELECT pipeline_worker.create_run('flow', '{"x": 9}') AS wait_id \gset
 SELECT pipeline_worker.wait_run(:wait_id, '200 milliseconds') AS pending_run;
 -- a timeout too long for microseconds waits (here until the statement timeout), not a deadline wrapped into the past
 SET statement_timeout = '300ms';
-SELECT pipeline_worker.wait_run(:wait_id, '290000 years') AS huge_wait;
-SELECT pipeline_worker.wait_run(:wait_id, '100000000 days') AS huge_wait;
+SELECT pipeline_worker.wait_run(:wait_id, '1000000 years') AS huge_wait;
+SELECT pipeline_worker.wait_run(:wait_id, '200000000 days') AS huge_wait;
 RESET statement_timeout;
 SELECT pipeline_worker.wait_run(:flow_id, '1 second') AS succeeded_run;
 SELECT pipeline_worker.wait_run(:breaks_id, '1 second') AS retried_run;
