@@ -14,6 +14,18 @@ SELECT pipeline_worker.create_run('rc') AS new_id;
 SELECT pipeline_worker.claim_run() AS claimed;
 SELECT pipeline_worker.execute_run(1) AS new_run_1;
 SELECT id, status, result FROM pipeline_worker.runs;
+-- A run created in a subtransaction that rolls back is not counted as created (metrics(): "Runs created
+-- (committed)"; until 2026-12-05 it was).
+SELECT pipeline_worker.create_pipeline('rc_sp', '[{"name": "s", "function": "public.rc_step"}]');
+SELECT pipeline_worker.create_run('rc_sp') IS NOT NULL AS kept;
+BEGIN;
+SAVEPOINT a;
+SELECT pipeline_worker.create_run('rc_sp') IS NOT NULL AS rolled_back;
+ROLLBACK TO a;
+COMMIT;
+SELECT substring(pipeline_worker.metrics()
+                 from 'pipeline_worker_runs_created_total\{database="contrib_regression",pipeline="rc_sp"\} ([0-9]+)')
+       AS created_total;
 DROP EXTENSION pipeline_worker;
 DROP FUNCTION public.rc_step(jsonb);
 CREATE EXTENSION pipeline_worker;

@@ -68,6 +68,8 @@ void subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId
     if (event == SUBXACT_EVENT_ABORT_SUB) {
         lanes::at_subabort(sub);
         shared::cancels_at_subabort(sub);
+        notes::at_subabort(sub);
+        metrics::at_subabort(sub);
     }
 }
 

@@ -26,6 +26,7 @@ bool added_anywhere = false;
 int64 *cancels = nullptr;
 bool *cancels_broadcast = nullptr;
 int ncancels = 0, cancels_cap = 0;
+SubTransactionId *cancels_sub = nullptr;  // the subtransaction each was noted in (at_subabort)
 bool reorder_begun = false;  // shared::begin_reorder() at pre-commit, ended once the hint is moved
 
 }  // namespace
@@ -99,10 +100,27 @@ void cancel_at_commit(int64 run_id, bool broadcast) {
         cancels_broadcast = static_cast<bool *>(cancels_broadcast == nullptr
                                                      ? MemoryContextAlloc(TopMemoryContext, sizeof(bool) * cap)
                                                      : repalloc(cancels_broadcast, sizeof(bool) * cap));
+        cancels_sub = static_cast<SubTransactionId *>(
+            cancels_sub == nullptr ? MemoryContextAlloc(TopMemoryContext, sizeof(SubTransactionId) * cap)
+                                   : repalloc(cancels_sub, sizeof(SubTransactionId) * cap));
         cancels_cap = cap;
     }
     cancels_broadcast[ncancels] = broadcast;
+    cancels_sub[ncancels] = GetCurrentSubTransactionId();
     cancels[ncancels++] = run_id;
+}
+
+void at_subabort(SubTransactionId sub) {
+    // (cancels noted in the rolled-back subtransaction, or in one begun inside it, are not sent at commit: until
+    // 2026-12-05 a parent's failure undone by ROLLBACK TO SAVEPOINT still cancelled its running children)
+    int kept = 0;
+    for (int i = 0; i < ncancels; i++) {
+        if (cancels_sub[i] >= sub) continue;
+        cancels[kept] = cancels[i];
+        cancels_broadcast[kept] = cancels_broadcast[i];
+        cancels_sub[kept++] = cancels_sub[i];
+    }
+    ncancels = kept;
 }
 
 namespace {

@@ -32,6 +32,9 @@ void runs_finished();
 // The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most
 // shared::kCancelRing a transaction: the cancel ring holds no more).
 void cancel_at_commit(int64 run_id, bool broadcast = true);  // (broadcast: see shared::interrupt_executor)
+// A subtransaction rolled back: the cancels noted in it are not sent. (The other notes only cause a wake-up or a
+// look too many: kept.)
+void at_subabort(SubTransactionId sub);
 void pipelines_changed();
 // Parent runs were handed to the database's workers (shared::offer_parent_wake): one is woken at commit to take them.
 void parents_handed_over();

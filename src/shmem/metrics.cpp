@@ -135,8 +135,38 @@ int snapshot_order(const void *a, const void *b) {
 
 }  // namespace
 
+namespace {
+// Runs counted as created inside a subtransaction (a savepoint, a step's own): taken back if it is rolled back --
+// until 2026-12-05 a create_run rolled back to a savepoint, or by its step's failure, was counted as created.
+struct SubCreated {
+    SubTransactionId sub;
+    int local;
+    int n;
+};
+constexpr int kMaxSubCreated = 256;  // (more in one transaction: counted as before)
+SubCreated sub_created[kMaxSubCreated];
+int nsub_created = 0;
+}  // namespace
+
 void runs_created(const char *pipeline, int n) {
-    if (Local *l = local(pipeline)) l->c.created += static_cast<uint64>(n);
+    Local *l = local(pipeline);
+    if (l == nullptr) return;
+    l->c.created += static_cast<uint64>(n);
+    if (GetCurrentTransactionNestLevel() > 1 && nsub_created < kMaxSubCreated)
+        sub_created[nsub_created++] = SubCreated{GetCurrentSubTransactionId(), static_cast<int>(l - locals), n};
+}
+
+void at_subabort(SubTransactionId sub) {
+    int kept = 0;
+    for (int i = 0; i < nsub_created; i++) {
+        const SubCreated &c = sub_created[i];
+        if (c.sub >= sub) {  // (the aborted one and those begun inside it)
+            if (c.local < nlocal) locals[c.local].c.created -= static_cast<uint64>(c.n);
+        } else {
+            sub_created[kept++] = c;
+        }
+    }
+    nsub_created = kept;
 }
 
 void run_finished(const char *pipeline, Finish how, int64 duration_us) {
@@ -165,10 +195,14 @@ void http_done(const char *pipeline, HttpOutcome outcome) {
 void at_commit() {
     int n = nlocal;
     nlocal = 0;
+    nsub_created = 0;  // (also when published early, kMaxLocal pipelines in one transaction: counted as they are)
     for (int i = 0; i < n; i++) publish_one(locals[i]);
 }
 
-void at_abort() { nlocal = 0; }
+void at_abort() {
+    nlocal = 0;
+    nsub_created = 0;
+}
 
 bool any_in_txn() { return nlocal > 0; }
 
@@ -280,7 +314,10 @@ void shmem_startup() {
     memset(&info, 0, sizeof(info));
     info.keysize = sizeof(Key);
     info.entrysize = sizeof(Entry);
-    g_entries = ShmemInitHash("pipeline_worker metrics", kMaxEntries, kMaxEntries, &info, HASH_ELEM | HASH_BLOBS);
+    // (HASH_FIXED_SIZE: without it the table grew past kMaxEntries into the server's spare shared memory -- which the
+    // lock tables need -- and entries are never removed; until 2026-12-05)
+    g_entries = ShmemInitHash("pipeline_worker metrics", kMaxEntries, kMaxEntries, &info,
+                              HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 }
 
 }  // namespace pw::metrics

@@ -25,6 +25,8 @@ void step_done(const char *pipeline, StepKind kind, bool succeeded);
 void http_done(const char *pipeline, HttpOutcome outcome);
 void at_commit();
 void at_abort();
+// A subtransaction rolled back: the runs it counted as created are not.
+void at_subabort(SubTransactionId sub);
 bool any_in_txn();  // counts noted in this transaction, not yet published
 
 // Counts of unfinished runs of one pipeline at one moment.
