@@ -145,6 +145,9 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
     //    SIGINT interrupts the step running now (like pg_cancel_backend); its subtransaction rolls back.
     shared::request_cancel(run_id);
+    // (goes with this transaction: a cancel_run that fails -- its lock wait timed out or was cancelled -- leaves no
+    // request to cancel the run's next execution; until 2026-12-05 it did)
+    shared::cancel_written(run_id);
     shared::interrupt_executor(run_id);
     bool isnull = true;
     // A child run's parent waits for it to end: woken below -- otherwise it would notice at its once-a-minute look.

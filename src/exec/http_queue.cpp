@@ -378,10 +378,14 @@ void call_sync(exec::HttpCall *call) {
     {
         while (!call->answered) {
             drive();
+            // A cancel_run of the run: its request is given up and the step records the cancel. (Nothing signals a
+            // session waiting here: looked at every 100 ms. Until 2026-12-05 the call went on to its answer or
+            // timeout, and the cancel_run waited for it.)
+            check_cancels();
             if (call->answered) break;
             long t = timeout_ms();
             (void)WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-                                    client->fd(), t < 0 ? 1000 : t, PG_WAIT_EXTENSION);
+                                    client->fd(), t < 0 || t > 100 ? 100 : t, PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
             CHECK_FOR_INTERRUPTS();
         }

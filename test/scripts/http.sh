@@ -638,6 +638,26 @@ pw_check_sql "1,000 /ok runs: all succeeded with output {\"ok\": true}" 1000 \
 pw_check "1,000 /ok runs: the server counted exactly 1,000 requests, 1,000 keys, 0 duplicates, 0 without key" \
     "1000 1000 0 0" "$(srv_stat requests) $(srv_stat keys) $(srv_stat duplicates) $(srv_stat no_key)"
 
+# ---------------------------------------------------------------- cancel_run of a session's HTTP step
+# A session's execute_run waits for its request in the session: a cancel_run from elsewhere gives the request up
+# within a fraction of a second, and the run is recorded cancelled. (Until 2026-12-05 the request went on to its
+# answer, and the cancel_run waited for it.)
+set_guc pipeline_worker.workers 0
+pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null
+mkpipe slow5s '[{"name": "call", "http": {"url": "@B@/delay?ms=5000", "timeout_ms": 20000}}]'
+r=$(pw_run slow5s)
+start=$(pw_now)
+pw_psql -c "SELECT pipeline_worker.claim_run()" -c "SELECT pipeline_worker.execute_run($r)" >"$SRV_DIR/session.out" 2>&1 &
+session=$!
+pw_wait_sql running 5 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+sleep 0.5
+pw_check_sql "cancel_run of a run a session is executing (an HTTP step)" t "SELECT pipeline_worker.cancel_run($r)"
+wait "$session"
+t=$(pw_elapsed "$start")
+pw_check "... the session's execute_run ends cancelled" cancelled "$(tail -n 1 "$SRV_DIR/session.out")"
+pw_lt "$t" 3 && pw_ok "... in $t s, not at the answer (5 s)" || pw_fail "the session's HTTP step was cancelled only after $t s"
+set_guc pipeline_worker.workers 2
+
 # ---------------------------------------------------------------- the workers never crashed
 crashes=$(grep -c 'terminated by signal' "$PW_LOG")
 pw_check "no worker crashed (no 'terminated by signal' in the log)" 0 "$crashes"
