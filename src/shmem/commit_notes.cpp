@@ -12,6 +12,7 @@ namespace {
 
 int created = 0;
 bool finished = false;
+bool woken_parked = false;  // a wake parked runs as paused (store::note_woken): the lead worker looks after the commit
 bool pipelines = false;
 bool reordered = false;
 bool extension = false;
@@ -82,6 +83,8 @@ void wake_all_workers() {
 }
 
 void runs_finished() { finished = true; }
+
+void woken_runs_parked() { woken_parked = true; }
 
 void pipelines_changed() { pipelines = true; }
 
@@ -155,6 +158,8 @@ void publish() {
     if (moves_hint()) shared::lower_claim_hint_to(hint_target());
     if (created > 0) shared::wake_workers(created);
     if (finished) shared::broadcast_run_done();
+    if (woken_parked)
+        if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->wake_parked, 1);
     if (pipelines) shared::bump_pipelines_generation();
     if (extension) shared::note_extension_present();
     if (parents) shared::wake_workers(1);  // (each is taken once this transaction has ended)
@@ -162,13 +167,14 @@ void publish() {
 }
 
 bool any() {
-    return created > 0 || finished || pipelines || reordered || extension || due != 0 || top_priority != INT_MIN ||
+    return created > 0 || finished || woken_parked || pipelines || reordered || extension || due != 0 || top_priority != INT_MIN ||
            back_at != UINT64_MAX || added_upto != 0 || added_anywhere || ncancels > 0 || parents || reorder_begun;
 }
 
 void forget() {
     created = 0;
     finished = false;
+    woken_parked = false;
     pipelines = false;
     reordered = false;
     extension = false;

@@ -29,6 +29,8 @@ void queue_reordered();
 void run_queued_with_priority(int priority);
 void wake_all_workers();  // e.g. runs made claimable outside the extension's functions
 void runs_finished();
+// A wake parked runs as paused: once this transaction commits, the lead worker looks whether their pipeline is.
+void woken_runs_parked();
 // The executor of this run (running elsewhere) is asked to stop once this transaction commits (at most
 // shared::kCancelRing a transaction: the cancel ring holds no more).
 void cancel_at_commit(int64 run_id, bool broadcast = true);  // (broadcast: see shared::interrupt_executor)

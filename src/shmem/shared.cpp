@@ -24,6 +24,10 @@ shmem_startup_hook_type prev_startup_hook = nullptr;
 
 int slot_count() { return max_worker_processes > 0 ? max_worker_processes : 1; }
 
+// A slot's latch, read once: a worker leaving sets it to NULL at any moment (worker_main's slot_release), and a
+// second read between the test and SetLatch could see that.
+Latch *latch_of(Slot *s) { return *static_cast<Latch *volatile *>(&s->latch); }
+
 Size state_size() { return add_size(offsetof(State, slots), mul_size(sizeof(Slot), slot_count())); }
 
 Size sessions_size() { return mul_size(sizeof(SessionExec), MaxBackends); }
@@ -81,6 +85,7 @@ void startup_hook() {
             pg_atomic_init_u32(&d->fresh_lanes, 1);
             pg_atomic_init_u64(&d->put_back_skip_until, 0);
             pg_atomic_init_u32(&d->unpark_wanted, 1);
+            pg_atomic_init_u32(&d->wake_parked, 1);
             SpinLockInit(&d->reorder_lock);
             d->reorder_from = UINT64_MAX;
         }
@@ -150,6 +155,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u32(&d->fresh_lanes, 1);      // ... and puts back the runs parked by limits before
         pg_atomic_write_u64(&d->put_back_skip_until, 0);
         pg_atomic_write_u32(&d->unpark_wanted, 1);
+        pg_atomic_write_u32(&d->wake_parked, 1);
         pg_atomic_write_u64(&d->claim_hint, 0);
         pg_atomic_write_u64(&d->claim_top, 0);
         SpinLockAcquire(&d->hint_lock);
@@ -227,12 +233,6 @@ int take_parent_wakes(ParentWake *out) {
 bool parent_wakes_waiting(const DbState *d) {
     return pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&d->nparent_wakes)) != 0;
 }
-
-namespace {
-// A slot's latch, read once: a worker leaving sets it to NULL at any moment (worker_main's slot_release), and a
-// second read between the test and SetLatch could see that.
-Latch *latch_of(Slot *s) { return *static_cast<Latch *volatile *>(&s->latch); }
-}  // namespace
 
 void signal_workers_in(Oid dboid, bool terminate) {
     if (g_state == nullptr) return;

@@ -72,6 +72,8 @@ struct DbState {
                                        // in an earlier life of shared memory (lanes::take_fresh_start)
     pg_atomic_uint64 put_back_skip_until;  // until then put-backs skip locked rows without waiting (TimestampTz;
                                            // store/put_back.cpp: a user's transaction held a parked run's row)
+    pg_atomic_uint32 wake_parked;      // 1: a wake parked runs as paused -- the lead worker's next look puts back those
+                                       // of pipelines not paused (store::unpark_resumed)
     pg_atomic_uint32 unpark_wanted;    // 1: a slot freed (or runs were parked with room) in a lane that has parked
                                        // runs -- the next look (lanes::lanes_to_unpark) puts them back. Per database:
                                        // a worker puts back only its own database's runs

@@ -162,9 +162,9 @@ void lock_and_wake(Datum ids, bool lock = true) {
                      "/* pw_indexes: runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r SET status = 'pending',"
                      " not_before = NULL, waiting_for = NULL," PW_PARKED_IF_PAUSED
                      " WHERE id = ANY ($1) AND CASE status WHEN 'waiting' THEN true ELSE false END"
-                     " RETURNING priority, id",
+                     " RETURNING priority, id, parked",
                      1, types, v, nullptr, false);
-    note_requeued();
+    note_woken();
 }
 
 }  // namespace

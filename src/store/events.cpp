@@ -70,9 +70,9 @@ SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sende
                          "/* pw_indexes: runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
                          " SET status = 'pending', not_before = NULL, waiting_for = NULL," PW_PARKED_IF_PAUSED
                          " WHERE id = $1 AND status = 'waiting'"
-                         " RETURNING priority, id",
+                         " RETURNING priority, id, parked",
                          1, t1, v1, nullptr, false);
-        note_requeued();
+        note_woken();
     }
     return SendResult::Stored;
 }

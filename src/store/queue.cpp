@@ -350,27 +350,65 @@ int64 promote_due_runs() {
                                " FROM (SELECT id FROM pipeline_worker.runs"
                                "   WHERE status IN ('pending', 'waiting') AND not_before <= $1"
                                "   ORDER BY not_before LIMIT 10000 FOR UPDATE SKIP LOCKED) d"
-                               " WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.priority, r.id",
+                               " WHERE r.id = ANY (ARRAY[d.id]) RETURNING r.priority, r.id, r.parked",
                                1, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
     int64 n = static_cast<int64>(SPI_processed);
-    note_requeued();
+    note_woken();
     SPI_finish();
     return n;
 }
 
+void note_woken() {
+    note_requeued();
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        Datum parked = col(i, 3, &isnull);
+        if (!isnull && DatumGetInt16(parked) == 3) {
+            notes::woken_runs_parked();  // (at commit: a look before it would not see the runs parked)
+            return;
+        }
+    }
+}
+
 int64 unpark_resumed() {
-    static SPIPlanPtr plan_unpark_resumed = nullptr;
+    shared::DbState *d = shared::db();
+    if (d == nullptr || pg_atomic_exchange_u32(&d->wake_parked, 0) == 0) return 0;  // (no wake parked a run since)
+    static SPIPlanPtr plan_candidates = nullptr, plan_locked = nullptr, plan_unpark = nullptr;
     pg::spi_connect();
-    SPIPlanPtr p = pg::prepare(&plan_unpark_resumed,
-                               "/* pw_indexes: pipelines_id_key r.runs_parked_idx */ UPDATE pipeline_worker.runs r"
-                               " SET parked = NULL FROM (SELECT id FROM pipeline_worker.pipelines WHERE NOT paused) q"
-                               " WHERE r.pipeline_id = q.id AND r.status = 'pending' AND r.parked = 3"
-                               " RETURNING r.priority, r.id",
-                               0, nullptr);
-    pg::exec_as_owner(p, nullptr, nullptr, false, 0);
-    int64 n = static_cast<int64>(SPI_processed);
-    if (n > 0) note_requeued();
+    // The pipelines that have runs parked as paused (one probe of the parked index each: LATERAL ... LIMIT 1 keeps
+    // the pipelines outside), first as seen, then locked FOR SHARE SKIP LOCKED: a pause coming later waits for this
+    // transaction and parks what it puts back; a pause or resume in flight holds its row and is left for the next
+    // look (as seen, a resume in flight is still paused). Of those locked, the runs of the ones not paused go back.
+#define PW_PARKED_PIPELINES(lock)                                                                                   \
+    "/* pw_indexes: pipelines_id_key x.runs_parked_idx */ SELECT p.id, p.paused FROM pipeline_worker.pipelines p,"  \
+    " LATERAL (SELECT 1 FROM pipeline_worker.runs r WHERE r.pipeline_id = p.id AND r.status = 'pending'"           \
+    "   AND r.parked = 3 LIMIT 1) x" lock
+    pg::exec_as_owner(pg::prepare(&plan_candidates, PW_PARKED_PIPELINES(""), 0, nullptr), nullptr, nullptr, true, 0);
+    uint64 seen = SPI_processed;
+    pg::exec_as_owner(pg::prepare(&plan_locked, PW_PARKED_PIPELINES(" FOR SHARE OF p SKIP LOCKED"), 0, nullptr),
+                      nullptr, nullptr, false, 0);
+#undef PW_PARKED_PIPELINES
+    if (SPI_processed < seen) pg_atomic_write_u32(&d->wake_parked, 1);  // (those held: the next look)
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (SPI_processed + 1)));
+    int nids = 0;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        if (!DatumGetBool(col(i, 2, &isnull))) ids[nids++] = DatumGetInt64(col(i, 1, &isnull));
+    }
+    int64 n = 0;
+    if (nids > 0) {
+        Oid types[1] = {INT8ARRAYOID};
+        Datum v[1] = {pg::int8_array(ids, nids)};
+        pg::exec_as_owner(pg::prepare(&plan_unpark,
+                                      "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
+                                      " WHERE pipeline_id = ANY ($1) AND status = 'pending' AND parked = 3"
+                                      " RETURNING priority, id",
+                                      1, types),
+                          v, nullptr, false, 0);
+        n = static_cast<int64>(SPI_processed);
+        if (n > 0) note_requeued();
+    }
     SPI_finish();
     return n;
 }

@@ -34,9 +34,12 @@ inline void split_key(int64 key, Datum *neg_priority, Datum *id) {
     " parked = CASE WHEN EXISTS (SELECT 1 FROM pipeline_worker.pipelines p WHERE p.id = r.pipeline_id"             \
     " AND NOT p.paused FOR SHARE OF p SKIP LOCKED) THEN r.parked ELSE 3 END"
 
-// Runs parked as paused (parked = 3) whose pipeline is not paused: back in the queue. The lead worker, once a second:
-// a wake that met a pause or resume in flight parked its run (PW_PARKED_IF_PAUSED). SPI not connected; the caller's
-// transaction. Returns how many.
+// After a wake statement (RETURNING priority, id, parked): note_requeued, and the lead worker is told to look when it
+// parked runs as paused.
+void note_woken();
+// Runs parked as paused (parked = 3) whose pipeline is not paused: back in the queue. The lead worker, once a second,
+// when a wake parked runs since its last look (one that met a pause or resume in flight parked its run:
+// PW_PARKED_IF_PAUSED). SPI not connected; the caller's transaction. Returns how many.
 int64 unpark_resumed();
 
 // The last SPI statement put runs back in the queue and returned each one's priority and id (columns 1 and 2): at
