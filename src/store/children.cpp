@@ -274,6 +274,7 @@ void tell_executor(int64 id, bool at_commit, bool broadcast) {
         notes::cancel_at_commit(id, broadcast);
     } else {
         shared::request_cancel(id);
+        shared::cancel_written(id);  // (withdrawn if the cancel that made it rolls back)
         shared::interrupt_executor(id, broadcast);
     }
 }
