@@ -42,6 +42,15 @@ pg_tz *zone_or_error(const char *timezone) {
     return tz;
 }
 
+// The zone's UTC offset at a moment, as the cron code asks for it. (Inside cpp_call: an std::function.)
+core::cron::OffsetFn utc_offset(pg_tz *tz) {
+    return [tz](int64_t t) {
+        pg_time_t pt = static_cast<pg_time_t>(t);
+        struct pg_tm *tm = pg_localtime(&pt, tz);  // (pure computation: never ereports)
+        return tm != nullptr ? static_cast<int>(tm->tm_gmtoff) : 0;
+    };
+}
+
 // The slots after `after` up to and including `until`, at most max of them, into out[] (palloc'd by the caller:
 // no C++ object outlives the cpp_call); *next: the first slot after those (kNoSlot: none). Returns the count.
 int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *out, int max, int64 *next,
@@ -50,11 +59,7 @@ int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *
     *next = core::cron::kNoSlot;
     *err = pg::cpp_call([&] {
         core::cron::Spec spec = core::cron::parse(cron);
-        core::cron::OffsetFn offset = [tz](int64_t t) {
-            pg_time_t pt = static_cast<pg_time_t>(t);
-            struct pg_tm *tm = pg_localtime(&pt, tz);  // (pure computation: never ereports)
-            return tm != nullptr ? static_cast<int>(tm->tm_gmtoff) : 0;
-        };
+        core::cron::OffsetFn offset = utc_offset(tz);
         int64 s = core::cron::next_slot(spec, after, offset);
         while (s != core::cron::kNoSlot && s <= until && n < max) {
             out[n++] = s;
@@ -78,11 +83,7 @@ int64 step_over_missed(const char *cron, pg_tz *tz, int64 after, int64 until, in
     bool stopped = false;
     *err = pg::cpp_call([&] {
         core::cron::Spec spec = core::cron::parse(cron);
-        core::cron::OffsetFn offset = [tz](int64_t t) {
-            pg_time_t pt = static_cast<pg_time_t>(t);
-            struct pg_tm *tm = pg_localtime(&pt, tz);
-            return tm != nullptr ? static_cast<int>(tm->tm_gmtoff) : 0;
-        };
+        core::cron::OffsetFn offset = utc_offset(tz);
         int64 s = core::cron::next_slot(spec, after, offset);
         while (s != core::cron::kNoSlot && s <= until && timestamp_of(s) < PgStartTime) {
             if (count == kMaxMissedPerPass) {
