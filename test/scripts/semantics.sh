@@ -264,4 +264,18 @@ pw_check_sql "cancel + retry while executing: each step's effect once" "9|9" \
     "SELECT count(*) || '|' || count(DISTINCT (run_id, step)) FROM public.fx WHERE run_id IN ($ids)"
 pw_check "no internal error in the server log" "" "$(grep -m1 'internal error' "$PW_LOG")"
 
+# A run cancelled while its step swallows the cancel, and its request then forgotten (CREATE EXTENSION in another
+# database forgets the server's requests): the worker's next commit between steps finds the run cancelled under its
+# claim, makes the request again and stops -- the later steps never run. (Without it the worker went on with them.)
+pw_psql -c "CREATE DATABASE sem_other" >/dev/null
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('stubborn3', '{\"sleep\": 1.5}')")
+pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $id step 1 %'" \
+    >/dev/null || pw_fail "forgotten cancel: step 1 did not start"
+pw_check_sql "forgotten cancel: cancel_run while step 1 swallows it" t "SELECT pipeline_worker.cancel_run($id)"
+pw_psql -d sem_other -c "CREATE EXTENSION pipeline_worker" >/dev/null || pw_fail "CREATE EXTENSION in sem_other"
+sleep 4
+pw_check_sql "forgotten cancel: the run stays cancelled, only step 1's effect committed" "cancelled|1" \
+    "SELECT status || '|' || (SELECT count(*) FROM public.fx WHERE run_id = $id) FROM pipeline_worker.runs WHERE id = $id"
+pw_psql -c "DROP DATABASE sem_other" >/dev/null
+
 pw_finish
