@@ -4,6 +4,7 @@
 
 #include <climits>
 
+#include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
 
 namespace pw::notes {

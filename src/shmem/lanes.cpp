@@ -2,6 +2,7 @@
 
 #include "shmem/lane_table.hpp"
 
+#include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
 
 namespace pw::lanes {

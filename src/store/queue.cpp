@@ -4,6 +4,7 @@
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/lanes.hpp"
+#include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
 #include "store/pipelines.hpp"
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
 #include "store/queue.hpp"
 
