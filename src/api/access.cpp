@@ -79,6 +79,12 @@ int64 managed_pipeline(const char *name, const char *action) {
     return id;
 }
 
+int64 lock_managed_pipeline(const char *name, const char *action) {
+    (void)managed_pipeline(name, action);
+    lock_pipeline(name, ExclusiveLock);
+    return managed_pipeline(name, action);
+}
+
 // May this role (default: the current one) submit runs to this pipeline?
 bool may_submit(const char *pipeline, Oid owner, Oid me) {
     return store::may_submit(pipeline, owner, OidIsValid(me) ? me : GetUserId());

@@ -21,6 +21,10 @@ void require_schema_02();
 // for a pipeline that does not exist (admins: 42704), so that nobody learns another tenant's pipeline names.
 // `action` completes "permission denied to ... pipeline". SPI connected.
 int64 managed_pipeline(const char *name, const char *action);
+// managed_pipeline(), then the pipeline's lock in exclusive mode (waiting for transactions creating runs of it), then
+// managed_pipeline() again with a fresh snapshot (what the transactions waited for did): a role that may not manage the
+// pipeline is refused at once, never queued behind others' transactions first. SPI connected.
+int64 lock_managed_pipeline(const char *name, const char *action);
 // May this role (default: the current one) submit runs to this pipeline? SPI connected.
 bool may_submit(const char *pipeline, Oid owner, Oid me = InvalidOid);
 // Status of a run as the caller sees it (row-level security applies); ERROR if invisible or missing.

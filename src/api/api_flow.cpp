@@ -46,10 +46,9 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
     if (!JB_ROOT_IS_OBJECT(given))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("options must be a JSON object"),
                         errhint("Pass the options to change, e.g. '{\"concurrency\": 5}'; a null value removes one.")));
-    lock_pipeline(name, ExclusiveLock);
     pg::spi_connect();
     require_schema_02();
-    int64 id = managed_pipeline(name, "alter");
+    int64 id = lock_managed_pipeline(name, "alter");
     // merged: the stored options, then the given keys; a null value removes the key
     Oid types[2] = {TEXTOID, JSONBOID};
     Datum v[2] = {CStringGetTextDatum(name), JsonbPGetDatum(given)};
@@ -77,10 +76,9 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
 // ones; running runs finish. Resuming puts them back in the queue. The pipeline lock orders both with create_run.
 static void set_paused(FunctionCallInfo fcinfo, bool pause) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
-    lock_pipeline(name, ExclusiveLock);
     pg::spi_connect();
     require_schema_02();
-    int64 id = managed_pipeline(name, pause ? "pause" : "resume");
+    int64 id = lock_managed_pipeline(name, pause ? "pause" : "resume");
     Oid types[2] = {INT8OID, BOOLOID};
     Datum v[2] = {Int64GetDatum(id), BoolGetDatum(pause)};
     pg::run_as_owner(&plan_pause, "UPDATE pipeline_worker.pipelines SET paused = $2 WHERE id = $1", 2, types, v,

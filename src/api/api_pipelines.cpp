@@ -174,8 +174,11 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
 
 extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
-    lock_pipeline(name, ExclusiveLock);  // waits for transactions creating runs of it
     pg::spi_connect();
+    // Checked before the lock too: a role that may not drop it is refused at once, not after waiting for the
+    // transactions creating runs of it. Checked again after the wait (with a fresh snapshot).
+    require_manager(name, pipeline_owner(name), "drop");
+    lock_pipeline(name, ExclusiveLock);  // waits for transactions creating runs of it
     Oid owner = pipeline_owner(name);
     require_manager(name, owner, "drop");
     Oid types[1] = {TEXTOID};
