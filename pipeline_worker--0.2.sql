@@ -206,6 +206,7 @@ REVOKE ALL ON FUNCTION pipeline_worker.wake_workers() FROM PUBLIC;
 -- pipeline_worker 0.1 -> 0.2: flow control (priorities, delayed runs, idempotency and concurrency keys,
 -- concurrency and rate limits, pause, bulk submission, cron schedules).
 -- Every reference below is schema-qualified; nothing depends on the installer's search_path.
+-- The first statement alters the run table: the workers lock it first in every transaction (no deadlock with them).
 
 -- ---------------------------------------------------------------- runs
 

@@ -2,6 +2,10 @@
 
 #include "pg/kept_plans.hpp"
 
+extern "C" {
+#include "storage/lmgr.h"
+}
+
 namespace pw::pg {
 
 void spi_connect() {
@@ -17,22 +21,42 @@ Datum col(uint64 row, int colno, bool *isnull) {
 namespace {
 
 Oid cached_tables_owner = InvalidOid;
+Oid cached_run_table = InvalidOid;
 uint64 owner_invalidations = 0;
 
 void forget_tables_owner(Datum, int, uint32) {
     cached_tables_owner = InvalidOid;
+    cached_run_table = InvalidOid;
     owner_invalidations++;
 }
 
-}  // namespace
-
-Oid tables_owner() {
+void register_callbacks() {
     static bool callbacks = false;
     if (!callbacks) {
         CacheRegisterSyscacheCallback(RELOID, forget_tables_owner, 0);
         CacheRegisterSyscacheCallback(NAMESPACEOID, forget_tables_owner, 0);
         callbacks = true;
     }
+}
+
+}  // namespace
+
+void lock_run_table_first() {
+    register_callbacks();
+    Oid rel = cached_run_table;
+    if (!OidIsValid(rel)) {
+        uint64 seen = owner_invalidations;
+        Oid nsp = get_namespace_oid("pipeline_worker", true);
+        rel = OidIsValid(nsp) ? get_relname_relid("runs", nsp) : InvalidOid;
+        if (owner_invalidations == seen) cached_run_table = rel;
+    }
+    // (a stale OID -- the extension dropped since -- locks nothing that exists; the statements after it fail as they
+    // would have)
+    if (OidIsValid(rel)) LockRelationOid(rel, AccessShareLock);
+}
+
+Oid tables_owner() {
+    register_callbacks();
     if (OidIsValid(cached_tables_owner)) return cached_tables_owner;
     uint64 seen = owner_invalidations;  // an invalidation read during the lookups makes its result stale
     Oid nsp = get_namespace_oid("pipeline_worker", false);

@@ -15,6 +15,15 @@ Datum col(uint64 row, int colno, bool *isnull);
 // Owner of the extension's tables (cached until pg_class or pg_namespace changes): bookkeeping runs as it.
 Oid tables_owner();
 
+// The workers' lock order: every transaction of theirs locks pipeline_worker.runs (AccessShareLock, nothing if the
+// extension is not there) before any other table of the extension, right after it starts and before its snapshot.
+// DDL that begins with the run table (ALTER EXTENSION ... UPDATE's script) then either waits for a worker's
+// transaction holding nothing it needs next, or makes the worker wait holding nothing: never a deadlock. (Until
+// 2026-12-05 a worker's transaction in the middle of a run wrote step rows first, then the run: the update, holding
+// the runs, waited for the step rows -- deadlock detected, the update rolled back.) Later stronger locks on the table
+// go ahead of DDL waiting for it (the lock manager lets a holder through). In a transaction, not SPI connected.
+void lock_run_table_first();
+
 // Executes a kept plan (pg/kept_plans.hpp) as the tables' owner, whatever role the caller or step is; ERROR if
 // SPI fails. Returns the SPI result code.
 int exec_as_owner(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);

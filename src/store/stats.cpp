@@ -113,6 +113,7 @@ int seal_finished_minutes() {
     TimestampTz horizon = open_transactions_horizon();
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
+    pg::lock_run_table_first();
     PushActiveSnapshot(GetTransactionSnapshot());
     if (schema_version() < 2) {  // (0.1: no roll-ups)
         PopActiveSnapshot();

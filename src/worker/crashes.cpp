@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "pg/spi.hpp"
 #include "store/run_rows.hpp"
 
 namespace pw::worker::crashes {
@@ -146,6 +147,7 @@ void settle() {
     List *forget = NIL;
     SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
+    pg::lock_run_table_first();
     PushActiveSnapshot(GetTransactionSnapshot());
     DIR *dir = AllocateDir(kDir);  // freed by the abort if anything below fails
     if (dir != nullptr) {

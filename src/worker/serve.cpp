@@ -87,6 +87,7 @@ void begin_txn(TxnClock *clock, bool read_committed = false) {
     SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
     if (read_committed) XactIsoLevel = XACT_READ_COMMITTED;  // (no snapshot taken yet: as SET TRANSACTION would)
+    pg::lock_run_table_first();
     PushActiveSnapshot(GetTransactionSnapshot());
     clock->started = GetCurrentTimestamp();
     exec::reset_subxacts();

@@ -1,5 +1,6 @@
 #include "worker/upkeep.hpp"
 
+#include "pg/spi.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
 #include "store/retention.hpp"
@@ -33,6 +34,7 @@ void maybe_recover(TimestampTz *last_sweep, bool periodic) {
     pgstat_report_activity(STATE_RUNNING, "recovering orphaned runs");
     SetCurrentStatementStartTimestamp();  // now() and pg_stat_activity: this transaction's start
     StartTransactionCommand();
+    pg::lock_run_table_first();
     PushActiveSnapshot(GetTransactionSnapshot());
     int64 n = store::recover_runs();
     PopActiveSnapshot();
@@ -56,6 +58,7 @@ void maybe_count(TimestampTz *last, bool mine) {
     pgstat_report_activity(STATE_RUNNING, "counting unfinished runs (metrics)");
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
+    pg::lock_run_table_first();
     PushActiveSnapshot(GetTransactionSnapshot());
     store::refresh_gauges();
     PopActiveSnapshot();
@@ -73,6 +76,7 @@ void expire_rounds() {
     for (int round = 0; round < 100; round++) {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
+        pg::lock_run_table_first();
         PushActiveSnapshot(GetTransactionSnapshot());
         int64 n = store::schema_version() >= 2 ? store::delete_expired_runs(10000) : 0;
         PopActiveSnapshot();
