@@ -4,6 +4,7 @@
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
+#include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
 #include "store/pipelines.hpp"
 #include "store/queue.hpp"
@@ -90,6 +91,7 @@ int64 create_child_run(const char *pipeline, const ChildPipeline *p, Oid submitt
     int64 id = DatumGetInt64(col(0, 1, &isnull));
     // (priority 0, a new id: past the claim hint, at the end of the queue -- the queue's known end moves up past it)
     notes::runs_created_upto(1, static_cast<uint64>(queue_key(0, id)) + 1);
+    metrics::runs_created(pipeline);  // (at commit; taken back if the step's subtransaction rolls back)
     return id;
 }
 

@@ -113,8 +113,20 @@ pw_check "st_alice sees her pipeline only, with her run" "s_alice|1" \
     "$(pw_psql -U st_alice -c "SELECT pipeline, succeeded_1h FROM pipeline_worker.pipeline_stats")"
 pw_check "st_bob sees no pipeline" 0 "$(pw_psql -U st_bob -c "SELECT count(*) FROM pipeline_worker.pipeline_stats")"
 
+# child runs (a "pipeline" step's) are created runs too: counted in runs_created_total like the runs they finish as
+# (until 2026-12-05 they were not: a child pipeline finished more runs than it created)
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('s_child', '[{"name": "a", "function": "st_step"}]');
+SELECT pipeline_worker.create_pipeline('s_parent', '[{"name": "c", "pipeline": "s_child"}]');
+SELECT pipeline_worker.create_run('s_parent', '{}') FROM generate_series(1, 2);
+SQL
+pw_wait_sql 2 20 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 's_parent' AND status = 'succeeded'" >/dev/null \
+    || pw_fail "the parent runs did not finish"
+
 # ---------------------------------------------------------------- metrics()
 out=$(pw_psql -c "SELECT pipeline_worker.metrics()")
+pw_check "runs_created_total and runs_finished_total of a child pipeline: 2 and 2" "2 2" \
+    "$(metric pipeline_worker_runs_created_total 'pipeline="s_child"') $(metric pipeline_worker_runs_finished_total 'pipeline="s_child"' 'status="succeeded"')"
 for f in runs_created_total:counter runs_finished_total:counter steps_total:counter http_requests_total:counter \
          runs:gauge oldest_pending_seconds:gauge workers:gauge run_duration_seconds:histogram; do
     n=pipeline_worker_${f%%:*}
