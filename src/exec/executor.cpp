@@ -140,6 +140,7 @@ struct StepUnits {
     int deferred_pos, deferred_attempt;
     long deferred_retry_after;
     Outcome out;
+    int failed_here = -1;  // the unit that failed for good here (its row written, the run not failed yet)
 
     // Step p's attempt a is tried again after the back-off: the run's retry waits for the longest of those deferred.
     void defer(int p, int a, long retry_after) {
@@ -169,13 +170,18 @@ struct StepUnits {
             record_success(r, p, a, started, res.output);
             return TaskEnd::Done;
         }
-        Outcome o = record_failure(claimed, r, p, a, started, res, true);
+        Outcome o = record_failure(claimed, r, p, a, started, res, true, true);
         if (o == Outcome::RetryScheduled) {  // tried again after the back-off, once the walk is over
             defer(p, a, res.retry_after_ms);
             return TaskEnd::Deferred;
         }
         out = o;
-        return TaskEnd::Stop;
+        if (o != Outcome::Failed) return TaskEnd::Stop;  // (cancelled: recorded)
+        // Failed for good: only its row is written. The steps other workers execute now finish and are recorded
+        // (issue #14: "steps already executing finish and are recorded"); read_back then fails the run at this step.
+        // (Until 2026-12-05 the run failed at once, and a helper's step under way rolled back by its guard.)
+        if (failed_here < 0) failed_here = u;
+        return TaskEnd::Failed;
     }
 
     // What the helpers did: their rows read back. false: a step failed for good (the run fails, out says so).
@@ -193,7 +199,8 @@ struct StepUnits {
                     MemoryContextSwitchTo(old);
                     r->last_attempt[p] = attempt[u];
                     r->done[p] = true;
-                } else if (u == final_failure || attempt[u] >= r->pipeline->steps[p].max_attempts) {
+                } else if (u == final_failure || u == failed_here ||
+                           attempt[u] >= r->pipeline->steps[p].max_attempts) {
                     out = fail_at_step(claimed, r, p, attempt[u], rows[k].error);
                     return false;
                 } else {

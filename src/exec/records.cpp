@@ -61,7 +61,7 @@ Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step
 // defer_retry: a map task with others in flight -- a failure with attempts left is recorded and returns
 // RetryScheduled without touching the run (the task is issued again once an answer resumes the run).
 Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
-                       const StepResult &res, bool defer_retry) {
+                       const StepResult &res, bool defer_retry, bool defer_failure) {
     const store::Step *step = &r->pipeline->steps[pos];
     bool retryable = res.retryable;
     const char *msg = res.edata != nullptr ? function_step_error(step, res.edata, &retryable) : res.error;
@@ -80,6 +80,7 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
         return schedule_retry(claimed, step, attempt, res.retry_after_ms);
     }
     if (r->task >= 0) return fail_map_step(claimed, r, pos, r->task, msg, started);
+    if (defer_failure) return Outcome::Failed;
     store::buffer_run(claimed, RunStatus::Failed, nullptr, psprintf("step \"%s\" failed: %s", step->name, msg));
     return Outcome::Failed;
 }

@@ -20,9 +20,11 @@ void record_skipped(RunState *r, int pos, int attempt, TimestampTz started);
 Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step, int attempt, long retry_after_ms);
 // A failed attempt: its message, whether it is a cancellation, and what follows (retry, failure). defer_retry: a
 // failure with attempts left is recorded and returns RetryScheduled without touching the run (other work of the run
-// is out: the step is tried again once an answer resumes it).
+// is out: the step is tried again once an answer resumes it). defer_failure: a failure with no attempt left is
+// recorded as the step's row only and returns Failed without touching the run (the caller fails it later with
+// fail_at_step, once the steps other workers execute have finished).
 Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
-                       const StepResult &res, bool defer_retry = false);
+                       const StepResult &res, bool defer_retry = false, bool defer_failure = false);
 // A step's attempt failed with no attempts left and its row is written (another worker ran it): the run fails.
 Outcome fail_at_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, const char *msg);
 // A map task failed with no attempts left (its row is written): the step's own row and the run fail, naming it.

@@ -37,8 +37,9 @@ bool worth_sharing(const RunState *r, const store::Step *step, const HttpIO *io,
 
 namespace {
 
-// Runs chunks of the entry with run_task until none is left, then waits (no transaction open) for the helpers. An
-// error on the way retires the entry (its helpers' chunks roll back by their guard) and goes on up.
+// Runs chunks of the entry with run_task until none is left (or one of them failed for good: then none is handed out
+// any more), then waits (no transaction open) for the helpers. An error on the way retires the entry (its helpers'
+// chunks roll back by their guard) and goes on up.
 Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO *io, void *arg, RunTask run_task,
                   void *map) {
     Shared s;
@@ -48,8 +49,15 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
     PG_TRY();
     {
         int from, to;
-        while (!stopped && board::take(w.slot, w.generation, &from, &to)) {
-            for (int i = from; i < to && !stopped; i++) stopped = run_task(map, i) == TaskEnd::Stop;
+        bool failed = false;
+        while (!stopped && !failed && board::take(w.slot, w.generation, &from, &to)) {
+            for (int i = from; i < to && !stopped && !failed; i++) {
+                TaskEnd e = run_task(map, i);
+                stopped = e == TaskEnd::Stop;
+                failed = e == TaskEnd::Failed;
+                // (closes the entry: the helpers take nothing more; what they execute now finishes and commits)
+                if (failed) board::note_final_failure(w.slot, w.generation, i);
+            }
         }
         if (!stopped) {
             // Every task is taken: what the helpers took is done (committed) or rolled back once they have left.

@@ -20,6 +20,8 @@ enum class TaskEnd {
     Out,       // left for later: its request is out, or there is no room for one
     Deferred,  // failed with attempts left: tried again after the back-off
     Stop,      // the run stops here (the map step's outcome says how)
+    Failed,    // (shared steps) failed for good here, recorded as its row only: no more chunks are handed out, the
+               // steps other workers execute finish and are recorded, then the owner fails the run (read back)
 };
 typedef TaskEnd (*RunTask)(void *map, int task);
 
@@ -32,7 +34,8 @@ bool worth_sharing(const RunState *r, const store::Step *step, const HttpIO *io,
 struct Shared {
     bool shared = false;     // the tasks were put on the board (else nothing happened: run them alone)
     bool stopped = false;    // run_task said Stop (the helpers' chunks roll back by their guard)
-    int final_failure = -1;  // a helper's task failed with no attempts left (its row says why)
+    int final_failure = -1;  // a task failed with no attempts left (its row says why): a helper's, or the owner's
+                             // (run_task said Failed)
 };
 // Shares tasks [lo, hi) of step pos, running chunks of them with run_task(map, i) until none is left, then waits
 // for the helpers. claims: the owner's claim count (the helpers' guard). The transaction is committed and a new one

@@ -71,6 +71,29 @@ SELECT pipeline_worker.create_pipeline('retry_and_wait', '[
   {"name": "flaky", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 0},
   {"name": "other", "function": "mp_slow", "depends_on": []},
   {"name": "approval", "wait_for": "approved", "depends_on": []}]');
+-- independent steps that fail (after 0.1 s) on the worker that executed their root -- the run's own worker -- and
+-- take 1 s elsewhere
+CREATE FUNCTION mp_pid(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('pid', pg_backend_pid()) $$;
+CREATE FUNCTION mp_owner_fails(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects (run_id, idx, attempt, pid)
+    VALUES ((ctx->>'run_id')::bigint, (ctx->>'position')::int, (ctx->>'attempt')::int, pg_backend_pid());
+    IF pg_backend_pid() = (ctx->'prev'->>'pid')::int THEN
+        PERFORM pg_sleep(0.1);
+        RAISE EXCEPTION 'step % refuses on the run''s own worker', ctx->>'step';
+    END IF;
+    PERFORM pg_sleep(1);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('fan_owner', '[
+  {"name": "root", "function": "mp_pid", "depends_on": []},
+  {"name": "b", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "c", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "d", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "e", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "f", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "g", "function": "mp_owner_fails", "depends_on": ["root"]},
+  {"name": "join", "function": "mp_slow", "depends_on": ["b", "c", "d", "e", "f", "g"]}]');
 -- a root, four independent slow steps, a join
 SELECT pipeline_worker.create_pipeline('fan_steps', '[
   {"name": "root", "function": "mp_slow", "depends_on": []},
@@ -238,6 +261,21 @@ run=$(pw_run fan_steps '{"ms": 300, "fail_pos": 4}')
 pw_check "an independent step failing for good on another worker fails the run, naming it" "failed true 0" \
     "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT (error LIKE 'step \"d\" failed: %refuses%') || ' ' ||
         (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 6) FROM pipeline_worker.runs WHERE id = $run")"
+# a step the run's own worker executes fails for good while other workers execute theirs: those finish and are
+# recorded (committed with their effects), then the run fails naming it (until 2026-12-05 the run failed at once and
+# the other workers' steps under way rolled back)
+idle4
+run=$(pw_run fan_owner '{}')
+pw_check "the owner's step failing for good fails the run, naming it; join never starts" "failed true 0" \
+    "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT (error LIKE 'step \"_\" failed: %refuses on the run''s own worker%') || ' ' ||
+        (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND position = 8) FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "... other workers executed steps meanwhile: their effects, each with its succeeded row" "true 0" \
+    "SELECT (count(*) > 0) || ' ' || count(*) FILTER (WHERE NOT EXISTS (
+        SELECT 1 FROM pipeline_worker.run_steps s WHERE s.run_id = e.run_id AND s.position = e.idx
+          AND s.attempt = e.attempt AND s.status = 'succeeded'))
+     FROM effects e WHERE run_id = $run AND idx BETWEEN 2 AND 7"
+pw_check_sql "... and the failed step has its failed row" 1 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND status = 'failed'"
 idle4
 run=$(pw_run fan_steps '{"ms": 800}')
 helper=$(pw_wait_row 20 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step % helping' LIMIT 1")
