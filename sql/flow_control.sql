@@ -101,6 +101,8 @@ SELECT ids[1] = ids[3] AS repeated_key_same_id, ids[2] = (SELECT id FROM pipelin
             idempotency_keys => ARRAY['new', 'a', 'new']) AS id) x;
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{"k": 1}, {"k": 2}]', idempotency_keys => ARRAY['z', 'z'])$$);
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}, {}]', idempotency_keys => ARRAY['only-one'])$$);
+-- a two-dimensional key array: said so (it once read "has 2 element(s) but inputs has 2")
+SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}, {}]', idempotency_keys => ARRAY[['a'], ['b']])$$);
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}, {}]', concurrency_keys => ARRAY['a', 'b', 'c'])$$);
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '{"not": "an array"}')$$);
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}]', idempotency_keys => ARRAY[''])$$);

@@ -199,7 +199,11 @@ Datum checked_keys(FunctionCallInfo fcinfo, int argno, int n, const char *what, 
     if (PG_ARGISNULL(argno)) return (Datum)0;
     ArrayType *a = PG_GETARG_ARRAYTYPE_P(argno);
     int len = ARR_NDIM(a) == 0 ? 0 : ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
-    if (ARR_NDIM(a) > 1 || len != n)
+    if (ARR_NDIM(a) > 1)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s must be a one-dimensional array, not of %d dimensions", what, ARR_NDIM(a)),
+                        errhint("Give one key per input (NULL for none), in the same order, or NULL for no keys.")));
+    if (len != n)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("%s has %d element(s) but inputs has %d", what, len, n),
                         errhint("Give one key per input (NULL for none), in the same order, or NULL for no keys.")));

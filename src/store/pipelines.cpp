@@ -99,7 +99,7 @@ void set_condition_and_sleep(Step *step, const char *if_json, const char *sleep)
     if (if_json != nullptr) step->if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json)));
     if (sleep == nullptr) return;
     char *what = psprintf("step \"%s\": \"sleep\"", step->name);
-    step->sleep_us = interval_usecs(sleep, what);
+    step->sleep_us = interval_usecs(sleep, psprintf("invalid pipeline definition: %s", what));
     // (an interval too long for microseconds wraps around: refused with the negative ones)
     constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
     if (step->sleep_us < 0 || step->sleep_us > kMaxSleepUs)

@@ -26,7 +26,7 @@ definition_error "\"if\" not an object" '"if" must be a JSON object' \
     '[{"name": "a", "function": "wf_num", "if": true}]'
 definition_error "a step with two kinds" 'more than one of' \
     '[{"name": "a", "function": "wf_num", "sleep": "1 second"}]'
-definition_error "an invalid sleep" 'invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
+definition_error "an invalid sleep" 'invalid pipeline definition: step "a": "sleep": invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
 definition_error "a negative sleep" 'must be an interval from 0 to 1000 years' '[{"name": "a", "sleep": "-5 minutes"}]'
 definition_error "a sleep too long to represent" 'interval "400000 years" is too long' '[{"name": "a", "sleep": "400000 years"}]'
 definition_error "several unknown dependencies, all named" 'depends on unknown steps "nope", "zz"' \
