@@ -8,6 +8,6 @@ PW_PG_SOURCES = src/module.cpp \
                 src/store/pipelines.cpp src/store/claims.cpp src/store/writes.cpp src/store/run_rows.cpp src/store/queue.cpp src/store/put_back.cpp src/store/schedules.cpp src/store/retention.cpp src/store/stats.cpp src/store/events.cpp src/store/children.cpp src/store/task_rows.cpp \
                 src/exec/context.cpp src/exec/sql_steps.cpp src/exec/function_step.cpp src/exec/http_step.cpp src/exec/http_queue.cpp src/exec/wait_step.cpp \
                 src/exec/records.cpp src/exec/shared_tasks.cpp src/exec/map_step.cpp src/exec/executor.cpp src/exec/session.cpp \
-                src/worker/interrupts.cpp src/worker/crashes.cpp src/worker/claiming.cpp src/worker/serve.cpp src/worker/batch_recovery.cpp src/worker/parent_wakes.cpp src/worker/upkeep.cpp src/worker/timer.cpp src/worker/helping.cpp src/worker/worker_main.cpp \
+                src/worker/interrupts.cpp src/worker/crashes.cpp src/worker/claiming.cpp src/worker/serve.cpp src/worker/run_times.cpp src/worker/batch_recovery.cpp src/worker/parent_wakes.cpp src/worker/upkeep.cpp src/worker/timer.cpp src/worker/helping.cpp src/worker/worker_main.cpp \
                 src/worker/launcher.cpp src/worker/db_guard.cpp \
                 src/api/access.cpp src/api/api_pipelines.cpp src/api/api_runs.cpp src/api/api_submit.cpp src/api/api_flow.cpp src/api/api_schedules.cpp src/api/api_retention.cpp src/api/api_metrics.cpp src/api/api_events.cpp

@@ -22,6 +22,7 @@
 #include "worker/claiming.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/parent_wakes.hpp"
+#include "worker/run_times.hpp"
 #include "worker/timer.hpp"
 
 namespace pw::worker {
@@ -239,27 +240,7 @@ void abort_work_txn(MemoryContext ctx) {
 
 namespace {
 
-// Claimed runs wait for their worker, so batches only pay off for fast runs: the batch is sized so that it
-// takes about commit_interval_ms, from a moving average of this worker's run durations (slow runs: 1).
-double avg_run_ms = -1;  // unknown until the first run
-
-int batch_size() {
-    int max = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
-    if (avg_run_ms < 0) return 1;
-    double budget = guc::commit_interval_ms > 0 ? guc::commit_interval_ms : 1;
-    int n = avg_run_ms <= 0.001 ? max : static_cast<int>(budget / avg_run_ms);
-    return n < 1 ? 1 : (n > max ? max : n);
-}
-
-void note_run_time(TimestampTz start) {
-    double ms = static_cast<double>(GetCurrentTimestamp() - start) / 1000.0;
-    avg_run_ms = avg_run_ms < 0 ? ms : 0.8 * avg_run_ms + 0.2 * ms;
-}
-
 int safe_mode = 0;  // after an unexpected error: claim and commit one run at a time for a while
-
-constexpr int kEagerClaimMax = 4;
-constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 
 // recover_batch for a claimed batch; the worker then claims and commits one run at a time for a while.
 void recover_claimed(const store::ClaimedRun *runs, int n, MemoryContext iter_ctx, int64 suspect) {
@@ -286,12 +267,12 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
             n = share;
         }
     }
-    // A small batch means a short queue or slow runs: show the claims (status running) at once. The commit
-    // is asynchronous: a claim lost in a crash only means the run is pending again, and the next
-    // synchronous commit flushes it anyway. Not when this worker's runs are known to be fast: they finish
-    // before anyone could look, and the extra transaction would only add latency.
-    bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
-    if ((n <= kEagerClaimMax && !fast_runs) || released > 0) {
+    // A small batch means a short queue or slow runs, and a run of a pipeline not known to be fast may take long:
+    // show the claims (status running) at once (worker/run_times.hpp). The commit is asynchronous: a claim lost in a
+    // crash only means the run is pending again, and the next synchronous commit flushes it anyway.
+    int64 pipeline_ids[kMaxBatch];
+    for (int i = 0; i < n; i++) pipeline_ids[i] = runs[i].pipeline_id;
+    if (show_claims_first(pipeline_ids, n) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
         if (released > 0)  // (runs[] is in queue order; the commit wakes as many idle workers)
             notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(queue_position(runs[n], b->version)),
@@ -359,7 +340,7 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             } else {
                 drop_parked(&io);  // the run ended meanwhile: those requests do not leave (their rows are closed)
             }
-            note_run_time(run_start + (paused_us - paused_before));  // execution only: commit waits and pauses
+            note_run_time(runs[i].pipeline_id, run_start + (paused_us - paused_before));  // execution only: commit waits and pauses
                                                                       // must not shrink the batches
             if (safe_mode > 0 || txn_is_due(&b.clock)) {
                 note_unstarted(&b);

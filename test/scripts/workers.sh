@@ -69,6 +69,23 @@ id=$(pw_psql -c "SELECT pipeline_worker.create_run('p3', '{\"n\": 1}')")
 pw_check_sql "a run after the failures succeeds" succeeded "SELECT pipeline_worker.wait_run($id, '15 seconds')"
 pw_check "still the same worker pids" "$pids_before" "$(pw_worker_pids)"
 
+# ---------------------------------------------------------------- a slow run after fast ones shows as running
+# A claim is written (status running, started_at, worker_pid) before its run executes, unless the run's pipeline is
+# known to this worker to finish within ~2 ms. Until 2026-12-05 the worker's average alone decided: after fast runs, a
+# slow run of another pipeline stayed pending, with no started_at or worker_pid, for its whole first step -- a one-step
+# run never showed as running at all (found by a contract audit of #2).
+pw_psql -c "SELECT pipeline_worker.create_run('p3', jsonb_build_object('n', i)) FROM generate_series(1, 400) i" >/dev/null
+pw_wait_all_finished 30
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.t_lazy(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN '{}'; END $$;
+SELECT pipeline_worker.create_pipeline('lazy', '[{"name": "only", "function": "t_lazy"}]');
+SQL
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('lazy')")
+pid=$(pw_wait_row 10 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $id %'" 0.05)
+pw_check_sql "a slow run of a new pipeline after 400 fast runs shows, while it executes: running, started, its worker's pid" \
+    "running|t|t" "SELECT status, started_at IS NOT NULL, worker_pid = ${pid:-0} FROM pipeline_worker.runs WHERE id = $id"
+pw_check_sql "... and then succeeded" succeeded "SELECT pipeline_worker.wait_run($id, '15 seconds')"
+
 # ---------------------------------------------------------------- idle, and disabled: the workers sleep
 # cpu_ticks PIDS : user + system CPU time of these processes so far, in clock ticks (/proc/PID/stat fields 14, 15)
 cpu_ticks() {

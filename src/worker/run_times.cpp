@@ -1,0 +1,81 @@
+#include "worker/run_times.hpp"
+
+#include "shmem/gucs.hpp"
+
+namespace pw::worker {
+
+namespace {
+
+constexpr int kMaxBatch = 64;
+constexpr int kEagerClaimMax = 4;
+constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
+
+double avg_run_ms = -1;  // unknown until the first run
+
+// The longest run of each pipeline seen lately (decaying by a tenth a run): a pipeline is known fast once its runs
+// have finished within kFastBatchMs for a while. By the average of the worker's runs alone (until 2026-12-05), a
+// slow run of another pipeline after fast ones showed as pending -- no started_at, no worker_pid -- for its whole
+// first step, and a one-step run never showed as running at all.
+struct PipelineTime {
+    int64 pipeline_id;
+    double max_ms;  // < 0: a free place
+};
+constexpr int kPipelineTimes = 256;
+PipelineTime pipeline_times[kPipelineTimes];
+bool pipeline_times_ready = false;
+
+PipelineTime *pipeline_time(int64 pipeline_id, bool add) {
+    if (!pipeline_times_ready) {
+        for (PipelineTime &t : pipeline_times) t.max_ms = -1;
+        pipeline_times_ready = true;
+    }
+    uint64 k = static_cast<uint64>(pipeline_id) * UINT64CONST(0x9E3779B97F4A7C15);
+    uint32 h = static_cast<uint32>(k >> 40) % kPipelineTimes;
+    for (int probe = 0; probe < 8; probe++) {
+        PipelineTime &t = pipeline_times[(h + probe) % kPipelineTimes];
+        if (t.max_ms >= 0 && t.pipeline_id == pipeline_id) return &t;
+        if (t.max_ms < 0) {
+            if (!add) return nullptr;
+            t.pipeline_id = pipeline_id;
+            t.max_ms = 0;
+            return &t;
+        }
+    }
+    if (!add) return nullptr;
+    PipelineTime &t = pipeline_times[h];  // (full around here: the home place is taken over)
+    t.pipeline_id = pipeline_id;
+    t.max_ms = 0;
+    return &t;
+}
+
+bool known_fast(int64 pipeline_id) {
+    const PipelineTime *t = pipeline_time(pipeline_id, false);
+    return t != nullptr && t->max_ms < kFastBatchMs;
+}
+
+}  // namespace
+
+int batch_size() {
+    int max = guc::claim_batch < 1 ? 1 : (guc::claim_batch > kMaxBatch ? kMaxBatch : guc::claim_batch);
+    if (avg_run_ms < 0) return 1;
+    double budget = guc::commit_interval_ms > 0 ? guc::commit_interval_ms : 1;
+    int n = avg_run_ms <= 0.001 ? max : static_cast<int>(budget / avg_run_ms);
+    return n < 1 ? 1 : (n > max ? max : n);
+}
+
+void note_run_time(int64 pipeline_id, TimestampTz start) {
+    double ms = static_cast<double>(GetCurrentTimestamp() - start) / 1000.0;
+    avg_run_ms = avg_run_ms < 0 ? ms : 0.8 * avg_run_ms + 0.2 * ms;
+    PipelineTime *t = pipeline_time(pipeline_id, true);
+    double decayed = 0.9 * t->max_ms;
+    t->max_ms = ms > decayed ? ms : decayed;
+}
+
+bool show_claims_first(const int64 *pipeline_ids, int n) {
+    for (int i = 0; i < n; i++)
+        if (!known_fast(pipeline_ids[i])) return true;
+    bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
+    return n <= kEagerClaimMax && !fast_runs;
+}
+
+}  // namespace pw::worker
