@@ -130,14 +130,21 @@ extern "C" Datum pw_unschedule(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};
-    pg::run_as_owner(&plan_owner, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1,
-                     types, v, nullptr, false);
     bool isnull, removed = false;
     Oid me = GetUserId();
-    // one the caller may not see answers as a missing one: false
-    if (SPI_processed == 1) {
-        Oid owner = DatumGetObjectId(col(0, 1, &isnull));
-        if (has_privs_of_role(me, owner) || pg::is_admin(me)) {
+    bool admin = pg::is_admin(me);
+    // One the caller may not see answers as a missing one: false. Looked at without a lock first: locked before the
+    // owner was checked, another role's schedule stayed locked in the caller's open transaction (its runs not fired,
+    // its owner's unschedule waiting) -- until 2026-12-05.
+    pg::run_as_owner(&plan_owner, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1", 1, types, v,
+                     nullptr, false);
+    if (SPI_processed == 1 && (admin || has_privs_of_role(me, DatumGetObjectId(col(0, 1, &isnull))))) {
+        // the row the caller may remove, locked and looked at again (a concurrent replace may have changed it)
+        static SPIPlanPtr plan_lock_owner = nullptr;
+        pg::run_as_owner(&plan_lock_owner,
+                         "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1, types, v,
+                         nullptr, false);
+        if (SPI_processed == 1 && (admin || has_privs_of_role(me, DatumGetObjectId(col(0, 1, &isnull))))) {
             pg::run_as_owner(&plan_delete, "DELETE FROM pipeline_worker.schedules WHERE name = $1", 1, types, v,
                              nullptr, false);
             removed = SPI_processed == 1;
