@@ -335,6 +335,32 @@ own=$(pw_psql -c "SELECT max(id) FROM pipeline_worker.runs WHERE pipeline = 'att
 sum_sql="SELECT md5(coalesce((SELECT string_agg(x::text, '|' ORDER BY x.name) FROM pipeline_worker.schedules x), '')
                  || (SELECT string_agg(concat_ws(',', id, parked, priority, status), '|' ORDER BY id) FROM pipeline_worker.runs)
                  || (SELECT string_agg(concat_ws(',', name, paused, options), '|' ORDER BY name) FROM pipeline_worker.pipelines))"
+# a child step follows its pipeline, not any pipeline of that name: tenant_a's "a_parent" names "a_helper"; once
+# tenant_a drops a_helper, the attacker creates one of that name (its own steps) and grants it to tenant_a -- a run of
+# a_parent must not execute the attacker's steps as tenant_a (until 2026-12-05 it did, and the attacker read the
+# child's input and output). tenant_a creating a_helper again itself is followed.
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.child_effect(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN INSERT INTO public.canary VALUES (7); RETURN jsonb_build_object('user', current_user::text); END $$;
+GRANT INSERT ON public.canary TO PUBLIC;
+SQL
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_helper', '[{\"name\": \"h\", \"function\": \"public.fstep\"}]');
+            SELECT pipeline_worker.create_pipeline('a_parent', '[{\"name\": \"c\", \"pipeline\": \"a_helper\"}]');
+            SELECT pipeline_worker.drop_pipeline('a_helper')" >/dev/null
+q attacker "SELECT pipeline_worker.create_pipeline('a_helper', '[{\"name\": \"h\", \"function\": \"public.child_effect\"}]');
+            SELECT pipeline_worker.grant_pipeline('a_helper', 'tenant_a')" >/dev/null
+hj=$(q tenant_a "SELECT pipeline_worker.create_run('a_parent')")
+pw_check_sql "a child step does not follow its pipeline's name into another role's pipeline: the run fails, saying why" \
+    "failed|t|0" "SELECT pipeline_worker.wait_run($hj, '20 s'), (SELECT error LIKE '%\"a_helper\" was created again by role \"attacker\"%'
+                   FROM pipeline_worker.runs WHERE id = $hj), (SELECT count(*) FROM public.canary WHERE x = 7)"
+pw_check_sql "... and no child run of the attacker's pipeline exists" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $hj"
+q attacker "SELECT pipeline_worker.drop_pipeline('a_helper')" >/dev/null
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_helper', '[{\"name\": \"h\", \"function\": \"public.fstep\"}]')" >/dev/null
+ok_run=$(q tenant_a "SELECT pipeline_worker.create_run('a_parent')")
+pw_check_sql "tenant_a's own a_helper created again is followed" "succeeded|tenant_a" \
+    "SELECT pipeline_worker.wait_run($ok_run, '20 s'), (SELECT result->>'user' FROM pipeline_worker.runs WHERE id = $ok_run)"
+
 before=$(pw_psql -c "$sum_sql")
 FORBIDDEN=(
     "INSERT INTO pipeline_worker.schedules (name, pipeline, cron, owner) VALUES ('forged', 'shared', '1 seconds', 'tenant_a')"
