@@ -21,7 +21,7 @@ constexpr int64_t kMaxTimeoutMs = 2147483647;
 
 const char *const kStepKeys =
     "name, function, http, pipeline, sleep, wait_for, depends_on, if, map, max_parallel, max_attempts, retry_delay_ms, "
-    "timeout_ms, secret_headers, description";
+    "timeout_ms, secret_headers, follow_redirects, description";
 const char *const kMapHint =
     "\"map\": true runs the step once per element of its prev (a JSON array), with \"item\" and \"index\" in its "
     "context; \"max_parallel\" bounds how many of those tasks run at once.";
@@ -162,6 +162,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
         } else if (key == "follow_redirects") {
             if (!val.is_bool()) throw DefinitionError(at + ": http \"follow_redirects\" must be true or false");
             h.follow_redirects = val.as_bool();
+            h.has_follow_redirects = true;
         } else if (key == "secret_headers") {
             h.secret_headers = header_names(val, at + ": http \"secret_headers\"");
             h.has_secret_list = true;
@@ -195,9 +196,10 @@ bool same_headers(const std::vector<std::string> &a, const std::vector<std::stri
     return covered(a, b) && covered(b, a);
 }
 
-// What the keys of a step allow together (after parse_step read them one by one); step-level "secret_headers" merged.
+// What the keys of a step allow together (after parse_step read them one by one); step-level "secret_headers" and
+// "follow_redirects" merged.
 void check_step(StepSpec &s, const std::string &at, bool have_function, int kinds, const json::Value *step_secrets,
-                bool stored) {
+                const json::Value *step_follow, bool stored) {
     if (have_function && s.is_http)
         throw DefinitionError(at + " has both \"function\" and \"http\"", "A step is either a function step or an http step.");
     if (kinds > 1)
@@ -219,6 +221,16 @@ void check_step(StepSpec &s, const std::string &at, bool have_function, int kind
             throw DefinitionError(at + ": \"secret_headers\" of the step and of its \"http\" disagree",
                                   "Give the list once, at the step or inside \"http\".");
         s.http.secret_headers = names;
+    }
+    if (step_follow != nullptr) {
+        if (!step_follow->is_bool()) throw DefinitionError(at + ": \"follow_redirects\" must be true or false");
+        if (!s.is_http)
+            throw DefinitionError(at + ": \"follow_redirects\" applies to http steps only",
+                                  "Redirects are followed (or not) by http steps.");
+        if (s.http.has_follow_redirects && s.http.follow_redirects != step_follow->as_bool())
+            throw DefinitionError(at + ": \"follow_redirects\" of the step and of its \"http\" disagree",
+                                  "Give it once, at the step or inside \"http\".");
+        s.http.follow_redirects = step_follow->as_bool();
     }
     if (s.is_http) check_secret_headers(s.http, at);
     if (s.map && s.kind != StepKind::Function && s.kind != StepKind::Http && s.kind != StepKind::Pipeline)
@@ -245,6 +257,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     bool have_function = false;
     int kinds = 0;
     const json::Value *step_secrets = nullptr;  // "secret_headers" at the step level (same as inside "http")
+    const json::Value *step_follow = nullptr;   // "follow_redirects" at the step level (same as inside "http")
     for (const auto &[key, val] : v.as_object()) {
         if (!seen.insert(key).second) throw DefinitionError(at + ": key " + json::quote(key) + " appears twice");
         if (key == "name" || key == "description") {
@@ -312,12 +325,14 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
             s.timeout_ms = int_in_range(val, at + ": \"timeout_ms\"", 1, kMaxTimeoutMs);
         } else if (key == "secret_headers") {
             step_secrets = &val;
+        } else if (key == "follow_redirects") {
+            step_follow = &val;
         } else {
             throw DefinitionError(at + ": unknown key " + json::quote(key),
                                   std::string("Allowed step keys: ") + kStepKeys + ".");
         }
     }
-    check_step(s, at, have_function, kinds, step_secrets, stored);
+    check_step(s, at, have_function, kinds, step_secrets, step_follow, stored);
     return s;
 }
 

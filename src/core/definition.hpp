@@ -24,6 +24,7 @@ struct HttpSpec {
     std::vector<std::pair<std::string, std::string>> headers;
     int timeout_ms = 0;  // 0: not set (see Definition::http_timeout_ms)
     bool follow_redirects = false;
+    bool has_follow_redirects = false;  // "follow_redirects" given inside "http" (it may be given at the step too)
 };
 
 constexpr int kDefaultHttpTimeoutMs = 10000;
@@ -88,11 +89,13 @@ struct Definition {
         if (steps[i].kind == StepKind::WaitFor) return steps[i].timeout_ms;  // the event's timeout: the step's own only
         return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms;
     }
-    // An HTTP step's request timeout: the most specific one set -- "http": {"timeout_ms"}, the step's timeout_ms,
-    // the pipeline options' timeout_ms -- else 10,000 ms.
+    // An HTTP step's request timeout: both limits apply -- the request's ("http": {"timeout_ms"}, else 10,000 ms) and
+    // the attempt's (the step's timeout_ms, else the pipeline options'), whichever is shorter. (Until 2026-12-05 the
+    // most specific one alone: an "http" timeout_ms of 5,000 let a step's timeout_ms of 500 pass, and a pipeline's
+    // timeout_ms of 15,000 replaced the request's default of 10,000.)
     int http_timeout_ms(size_t i) const {
-        int own = steps[i].http.timeout_ms, step = timeout_ms(i);
-        return own > 0 ? own : step > 0 ? step : kDefaultHttpTimeoutMs;
+        int own = steps[i].http.timeout_ms > 0 ? steps[i].http.timeout_ms : kDefaultHttpTimeoutMs, step = timeout_ms(i);
+        return step > 0 && step < own ? step : own;
     }
 };
 

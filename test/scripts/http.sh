@@ -76,6 +76,8 @@ R2='"max_attempts": 2, "retry_delay_ms": 50'
 mkpipe echo_post  '[{"name": "call", "http": {"url": "@B@/echo?q=1", "headers": {"X-Test": "hello"}}}]'
 mkpipe echo_empty '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"X-Empty": ""}}}]'
 mkpipe tmo_step   '[{"name": "call", "http": {"url": "@B@/delay?ms=3000"}, "timeout_ms": 300}]'
+# both limits apply, the shorter wins: the request's 5,000 ms and the attempt's 300 ms
+mkpipe tmo_both   '[{"name": "call", "http": {"url": "@B@/delay?ms=3000", "timeout_ms": 5000}, "timeout_ms": 300}]'
 mkpipe echo_own   '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"Content-Type": "application/vnd.api+json", "Idempotency-Key": "mine", "pipeline-run-id": "0"}}}]'
 mkpipe methods    '[{"name": "get", "http": {"url": "@B@/echo", "method": "GET"}},
                     {"name": "delete", "http": {"url": "@B@/echo", "method": "DELETE"}},
@@ -105,6 +107,8 @@ mkpipe byname     '[{"name": "call", "http": {"url": "http://localhost:@P@/ok"}}
 mkpipe okp        '[{"name": "call", "http": {"url": "@B@/ok"}}]'
 mkpipe redir      '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@"}, '"$R3"'}]'
 mkpipe redir_follow '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_OK@", "follow_redirects": true}}]'
+# "follow_redirects" at the step level behaves as inside "http"
+mkpipe redir_follow_step '[{"name": "call", "follow_redirects": true, "http": {"url": "@B@/redirect?to=@TO_OK@"}}]'
 mkpipe redir_denied '[{"name": "call", "http": {"url": "@B@/redirect?to=@TO_DENIED@", "follow_redirects": true}}]'
 # the same host, and another host (localhost) that is allowed: credentials go to the first only
 # "secret_headers" at the step level (as the security issue specified it) behaves as inside "http"
@@ -316,6 +320,9 @@ pw_lt "$t" 2.5 && pw_ok "timeout: two attempts took ${t} s" || pw_fail "timeout:
 r=$(pw_run tmo_step)
 check_failed "step-level timeout_ms 300 bounds an HTTP step (no http timeout_ms)" "$r" "1.1:failed" \
     "timed out after 300 ms"
+r=$(pw_run tmo_both)
+check_failed "step-level timeout_ms 300 bounds an HTTP step whose http timeout_ms is 5000" "$r" "1.1:failed" \
+    "timed out after 300 ms"
 r=$(pw_run refused)
 check_failed "closed port (max_attempts 2: retried)" "$r" "1.1:failed 1.2:failed" "connection failed" \
     "(Connection refused)"
@@ -393,6 +400,8 @@ pw_check "302 without follow_redirects: the target was not requested" "1 0" \
 r=$(pw_run redir_follow)
 pw_check "302 with follow_redirects: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "302 with follow_redirects: /ok's output" "$r" '{"ok": true}'
+r=$(pw_run redir_follow_step)
+pw_check "302 with follow_redirects at the step level: succeeded" succeeded "$(wait_status "$r")"
 srv_reset
 r=$(pw_run redir_denied)
 check_failed "redirect to a denied host (127.0.0.3)" "$r" "1.1:failed" "is not allowed"

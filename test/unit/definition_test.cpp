@@ -159,11 +159,32 @@ TEST(Definition, HttpTimeoutCombinesWithStepAndPipelineTimeouts) {
     };
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", "{}"), 10000);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 500})", "{}"), 500);
-    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 60000})", "{}"), 60000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 60000})", "{}"), 10000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 60000}, "timeout_ms": 30000})", "{}"),
+              30000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", R"({"timeout_ms": 15000})"), 10000);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}})", R"({"timeout_ms": 700})"), 700);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 300}, "timeout_ms": 900})", "{}"), 300);
-    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 3000}, "timeout_ms": 900})", "{}"), 3000);
+    EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/", "timeout_ms": 3000}, "timeout_ms": 900})", "{}"), 900);
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 900})", R"({"timeout_ms": 700})"), 900);
+}
+
+TEST(Definition, FollowRedirectsInsideHttpOrAtTheStep) {
+    auto follows = [](const char *step) {
+        return parse_definition(std::string("[") + step + "]", "{}").steps[0].http.follow_redirects;
+    };
+    EXPECT_FALSE(follows(R"({"name": "a", "http": {"url": "http://h/"}})"));
+    EXPECT_TRUE(follows(R"({"name": "a", "http": {"url": "http://h/", "follow_redirects": true}})"));
+    EXPECT_TRUE(follows(R"({"name": "a", "follow_redirects": true, "http": {"url": "http://h/"}})"));
+    EXPECT_TRUE(follows(R"({"name": "a", "follow_redirects": true, "http": {"url": "http://h/", "follow_redirects": true}})"));
+    EXPECT_NE(error_of(R"([{"name": "a", "follow_redirects": true, "http": {"url": "http://h/", "follow_redirects": false}}])")
+                  .find("disagree"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "follow_redirects": "yes", "http": {"url": "http://h/"}}])")
+                  .find("must be true or false"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "follow_redirects": true, "function": "public.f"}])").find("http steps only"),
+              std::string::npos);
 }
 
 TEST(Definition, HttpUrlsAndHeadersTheClientWouldMisuse) {
