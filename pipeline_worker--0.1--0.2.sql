@@ -342,5 +342,11 @@ CREATE FUNCTION pipeline_worker.send_event(run_id bigint, event text, payload js
 CREATE FUNCTION pipeline_worker.send_event(pipeline text, idempotency_key text, event text, payload jsonb DEFAULT '{}')
     RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_send_event_by_key';
 
+-- The grants' row-level security helper: 0.1's SECURITY DEFINER SQL function told any role the owner of any pipeline
+-- by name. It answers now only for a pipeline the caller may see (its owner's privileges, an admin, a grantee), NULL
+-- otherwise -- what the policy needs, and nothing more.
+CREATE OR REPLACE FUNCTION pipeline_worker.pipeline_owner(pipeline text) RETURNS regrole
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'pw_pipeline_owner';
+
 -- Workers serving this database switch to the 0.2 statements when this update commits.
 SELECT pipeline_worker.wake_workers();

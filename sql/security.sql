@@ -61,6 +61,8 @@ SELECT name FROM pipeline_worker.pipelines ORDER BY name;
 SELECT pipeline_worker.create_run('alice_p', '{"n": 2}');
 SELECT pipeline_worker.drop_pipeline('alice_p');
 SELECT pipeline_worker.grant_pipeline('alice_p', 'regress_bob');
+-- the owner of a pipeline bob may not see is not told to him (0.1's pipeline_owner() told anyone)
+SELECT pipeline_worker.pipeline_owner('alice_p') AS owner_told_to_bob;
 RESET ROLE;
 SELECT name FROM pipeline_worker.pipelines WHERE name = 'alice_p';
 SELECT count(*) AS bob_runs FROM pipeline_worker.runs WHERE submitted_by = 'regress_bob'::regrole;
@@ -70,6 +72,8 @@ SELECT pipeline_worker.grant_pipeline('alice_p', 'regress_bob');
 SELECT pipeline_worker.grant_pipeline('alice_read', 'regress_bob');
 SET ROLE regress_bob;
 SELECT name FROM pipeline_worker.pipelines ORDER BY name;
+-- granted: he may see the pipeline, and its owner
+SELECT pipeline_worker.pipeline_owner('alice_p') AS owner_told_to_grantee;
 SELECT pipeline_worker.create_run('alice_p', '{"n": 3}') AS bob_run \gset
 SELECT pipeline_worker.create_run('alice_read') AS bob_read_run \gset
 RESET ROLE;

@@ -49,7 +49,7 @@ void require_manager(const char *pipeline, Oid owner, const char *action) {
     if (!has_privs_of_role(me, owner) && !pg::is_admin(me))
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to %s pipeline \"%s\"", action, pipeline),
-                        errdetail("Only its owner (\"%s\") or members of pipeline_worker_admin may.", pg::role_name(owner))));
+                        errdetail("Only its owner or members of pipeline_worker_admin may.")));
 }
 
 void require_schema_02() {
