@@ -22,10 +22,14 @@ SPIPlanPtr plan_pipeline_owner, plan_run_status, plan_managed;
 // create_run holds this lock in share mode and drop_pipeline in exclusive mode until their transactions end,
 // so a run is never created for a pipeline being dropped. A heavyweight lock on an advisory tag (no row lock:
 // concurrent create_runs would otherwise pile up MultiXacts on the pipeline's row).
+// The tag: the name's 64-bit hash (field 4 = 3: not a user's advisory lock, which has 1 or 2). Until 2026-12-05 a 32-bit
+// hash: a role could find a name of its own whose lock is another tenant's pipeline's (a few billion tries), and hold
+// up that pipeline's pause, alter and drop with an open create_run.
 void lock_pipeline(const char *name, LOCKMODE mode) {
     LOCKTAG tag;
-    uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(strlen(name)));
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x50574B52 /* "PWKR" */, h, 3);
+    uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(name), static_cast<int>(strlen(name)),
+                                   UINT64CONST(0x50574B52));
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(h >> 32), static_cast<uint32>(h), 3);
     (void)LockAcquire(&tag, mode, false, false);
 }
 
