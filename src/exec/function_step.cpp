@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "catalog/pg_language.h"
+#include "commands/sequence.h"
 #include "commands/proclang.h"
 }
 #include "pg/roles.hpp"
@@ -224,7 +225,12 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // Released after every step. (Other session state is refused inside the step's security-restricted
     // operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's execute_run keeps its locks (that
     // session is its caller's), and so does another extension's background worker calling execute_run.
-    if (in_worker()) LockReleaseSession(USER_LOCKMETHOD);
+    // So are the sequences the step used: lastval() in the next step here -- possibly another role's -- answered
+    // with this step's last value, or named its sequence in an error (until 2026-12-05; security audit).
+    if (in_worker()) {
+        LockReleaseSession(USER_LOCKMETHOD);
+        ResetSequenceCaches();
+    }
     if (g_hooks != nullptr) g_hooks->step_end();
     session_step_end(session);
     // The context holds the previous steps' outputs (and the run's input): a map's tasks each built one, and kept

@@ -304,6 +304,30 @@ if echo "$info" | grep -Eiq '^failed \| .*(may not execute|permission denied)'; 
 else pw_fail "EXECUTE revoked after submission: expected a permission error, got '$info'"; fi
 pw_check_sql "... and the step function never ran" 0 "SELECT count(*) FROM guard_log WHERE run_id = $rv"
 
+# ====================================================================== one worker: sequences a step used
+# lastval() in a later step of the same worker (another role's) knows nothing of them: not their value, not their name
+pw_psql >/dev/null <<'SQL'
+CREATE SEQUENCE public.a_secret_seq START 4242;
+GRANT USAGE ON SEQUENCE public.a_secret_seq TO tenant_a;
+CREATE FUNCTION public.seq_step(ctx jsonb) RETURNS jsonb LANGUAGE sql SET search_path = pg_catalog AS
+    $$ SELECT pg_catalog.jsonb_build_object('v', pg_catalog.nextval('public.a_secret_seq')) $$;
+CREATE FUNCTION public.lastval_probe(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN RETURN pg_catalog.jsonb_build_object('lastval', pg_catalog.lastval());
+EXCEPTION WHEN OTHERS THEN RETURN pg_catalog.jsonb_build_object('error', SQLERRM); END $$;
+SQL
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_seq', '[{\"name\": \"s\", \"function\": \"public.seq_step\"}]')" >/dev/null
+q attacker "SELECT pipeline_worker.create_pipeline('att_lastval', '[{\"name\": \"s\", \"function\": \"public.lastval_probe\"}]')" >/dev/null
+set_workers 0
+s1=$(submit tenant_a a_seq)
+s2=$(submit attacker att_lastval)
+set_workers 1
+for id in $s1 $s2; do pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 s')" >/dev/null; done
+pw_check_sql "tenant_a's step used its sequence, then the attacker's ran on the same worker" "4242|1" \
+    "SELECT (SELECT result->>'v' FROM pipeline_worker.runs WHERE id = $s1),
+            (SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($s1, $s2))"
+pw_check_sql "... whose lastval() knows nothing of it" "lastval is not yet defined in this session" \
+    "SELECT concat_ws('|', result->>'lastval', result->>'error') FROM pipeline_worker.runs WHERE id = $s2"
+
 # ====================================================================== 1,000 runs of one pipeline, alternating tenants
 set_workers 0
 set_workers 4
