@@ -1,6 +1,5 @@
 #include "exec/wait_step.hpp"
 
-#include "pg/roles.hpp"
 #include "shmem/gucs.hpp"
 #include "store/children.hpp"
 #include "store/events.hpp"
@@ -66,14 +65,16 @@ int64 start_child(RunState *r, int pos, Jsonb *input, const char **error, int de
     }
     const store::ChildPipeline *cp = store::child_pipeline(step->child, r->submitter, error);
     if (cp == nullptr) return 0;
-    // A child step names a pipeline. One created after this pipeline by a role whose privileges its owner does not
-    // have is not the one its owner chose: the name was dropped and taken by someone else since (until 2026-12-05 the
-    // child ran that role's steps as this run's submitter, its input and output theirs to read). The owner's own
-    // pipeline created again (drop + create: how steps change) is still followed.
-    if (cp->id > r->pipeline->id && !has_privs_of_role(r->pipeline->owner, cp->owner)) {
-        *error = psprintf("pipeline \"%s\" was created again by role \"%s\" after pipeline \"%s\" was defined; define "
-                          "\"%s\" again to run it",
-                          step->child, pg::role_name(cp->owner), r->pipeline->name, r->pipeline->name);
+    // A child step names a pipeline. One created after this pipeline by a role its owner is not (nor a member of)
+    // is not the one its owner chose: the name was dropped and taken by someone else since (until 2026-12-05 the child
+    // ran that role's steps as this run's submitter, its input and output theirs to read). The owner's own pipeline
+    // created again (drop + create: how steps change) is still followed. (Membership without the superuser bypass: a
+    // superuser's pipelines are protected too. The other role is not named: the submitter may not see its pipeline.)
+    if (cp->id > r->pipeline->id && cp->owner != r->pipeline->owner &&
+        !is_member_of_role_nosuper(r->pipeline->owner, cp->owner)) {
+        *error = psprintf("pipeline \"%s\" was created again by another role after pipeline \"%s\" was defined; "
+                          "define \"%s\" again to run it",
+                          step->child, r->pipeline->name, r->pipeline->name);
         return 0;
     }
     if (input == nullptr) input = json_null();

@@ -351,10 +351,24 @@ q attacker "SELECT pipeline_worker.create_pipeline('a_helper', '[{\"name\": \"h\
             SELECT pipeline_worker.grant_pipeline('a_helper', 'tenant_a')" >/dev/null
 hj=$(q tenant_a "SELECT pipeline_worker.create_run('a_parent')")
 pw_check_sql "a child step does not follow its pipeline's name into another role's pipeline: the run fails, saying why" \
-    "failed|t|0" "SELECT pipeline_worker.wait_run($hj, '20 s'), (SELECT error LIKE '%\"a_helper\" was created again by role \"attacker\"%'
+    "failed|t|0" "SELECT pipeline_worker.wait_run($hj, '20 s'), (SELECT error LIKE '%\"a_helper\" was created again by another role%'
                    FROM pipeline_worker.runs WHERE id = $hj), (SELECT count(*) FROM public.canary WHERE x = 7)"
 pw_check_sql "... and no child run of the attacker's pipeline exists" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $hj"
+# the same with a superuser's parent (has_privs_of_role would have let a superuser "have" the attacker's privileges)
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('su_helper', '[{"name": "h", "function": "public.fstep"}]');
+SELECT pipeline_worker.create_pipeline('su_parent', '[{"name": "c", "pipeline": "su_helper"}]');
+SELECT pipeline_worker.grant_pipeline('su_parent', 'tenant_a');
+SELECT pipeline_worker.grant_pipeline('su_helper', 'tenant_a');
+SELECT pipeline_worker.drop_pipeline('su_helper');
+SQL
+q attacker "SELECT pipeline_worker.create_pipeline('su_helper', '[{\"name\": \"h\", \"function\": \"public.child_effect\"}]');
+            SELECT pipeline_worker.grant_pipeline('su_helper', 'tenant_a')" >/dev/null
+hj=$(q tenant_a "SELECT pipeline_worker.create_run('su_parent')")
+pw_check_sql "... nor, from a superuser's pipeline, into another role's" "failed|t|0" \
+    "SELECT pipeline_worker.wait_run($hj, '20 s'), (SELECT error LIKE '%\"su_helper\" was created again by another role%'
+                   FROM pipeline_worker.runs WHERE id = $hj), (SELECT count(*) FROM public.canary WHERE x = 7)"
 q attacker "SELECT pipeline_worker.drop_pipeline('a_helper')" >/dev/null
 q tenant_a "SELECT pipeline_worker.create_pipeline('a_helper', '[{\"name\": \"h\", \"function\": \"public.fstep\"}]')" >/dev/null
 ok_run=$(q tenant_a "SELECT pipeline_worker.create_run('a_parent')")
