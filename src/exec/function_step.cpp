@@ -167,6 +167,15 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
                          ErrorData **edata_out) {
     if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
     step_timed_out = 0;
+    // The sequence state of the steps before (lastval(), currval(), cached values) is forgotten when a step of
+    // another role runs here: lastval() answered with another role's last value, or named its sequence in an error
+    // (until 2026-12-05; security audit). Only then: forgotten after every step, a sequence's CACHE would be thrown
+    // away by each one. (A session's execute_run keeps its own: that session is the caller's.)
+    static Oid sequences_of = InvalidOid;
+    if (in_worker() && r->submitter != sequences_of) {
+        ResetSequenceCaches();
+        sequences_of = r->submitter;
+    }
     store::Step *step = &r->pipeline->steps[pos];
     MemoryContext old = MemoryContextSwitchTo(run_ctx);
     Jsonb *context = build_context(r, pos, attempt);
@@ -225,12 +234,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // Released after every step. (Other session state is refused inside the step's security-restricted
     // operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's execute_run keeps its locks (that
     // session is its caller's), and so does another extension's background worker calling execute_run.
-    // So are the sequences the step used: lastval() in the next step here -- possibly another role's -- answered
-    // with this step's last value, or named its sequence in an error (until 2026-12-05; security audit).
-    if (in_worker()) {
-        LockReleaseSession(USER_LOCKMETHOD);
-        ResetSequenceCaches();
-    }
+    if (in_worker()) LockReleaseSession(USER_LOCKMETHOD);
     if (g_hooks != nullptr) g_hooks->step_end();
     session_step_end(session);
     // The context holds the previous steps' outputs (and the run's input): a map's tasks each built one, and kept
