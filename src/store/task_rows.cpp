@@ -35,9 +35,10 @@ bool lock_if_claimed(int64 run_id, int pid, TimestampTz started, int claims, boo
 }
 
 void require_claim_for_commit(int64 run_id, int claims) {
-    // Not while DDL holds the run table (ALTER EXTENSION ... UPDATE under load): this transaction may hold a lock that
-    // DDL waits for next (the pipelines, the step rows), and waiting here deadlocked it (upgrade.sh). The check is
-    // skipped for this commit then, as before 2026-12-05.
+    // Not while DDL waits for the run table (the worker's transactions hold it from their start: pg::
+    // lock_run_table_first, so DDL can only be queued here): a conditional request does not go ahead of queued DDL,
+    // and the check is skipped for this commit then, as before 2026-12-05. (Before the workers locked the run table
+    // first, waiting here deadlocked ALTER EXTENSION ... UPDATE: upgrade.sh.)
     Oid runs = get_relname_relid("runs", get_namespace_oid("pipeline_worker", false));
     if (!OidIsValid(runs) || !ConditionalLockRelationOid(runs, RowShareLock)) return;
     static SPIPlanPtr plan = nullptr;

@@ -20,7 +20,7 @@ struct PipelineTime {
     int64 pipeline_id;
     double max_ms;  // < 0: a free place
 };
-constexpr int kPipelineTimes = 256;
+constexpr int kPipelineTimes = 1024;  // (16 KiB)
 PipelineTime pipeline_times[kPipelineTimes];
 bool pipeline_times_ready = false;
 

@@ -71,18 +71,18 @@ SELECT pipeline_worker.create_pipeline('retry_and_wait', '[
   {"name": "flaky", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 0},
   {"name": "other", "function": "mp_slow", "depends_on": []},
   {"name": "approval", "wait_for": "approved", "depends_on": []}]');
--- independent steps that fail (after 0.1 s) on the worker that executed their root -- the run's own worker -- and
--- take 1 s elsewhere
+-- independent steps that fail (after 0.5 s: time for idle workers to join) on the worker that executed their root --
+-- the run's own worker -- and take 2 s elsewhere
 CREATE FUNCTION mp_pid(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('pid', pg_backend_pid()) $$;
 CREATE FUNCTION mp_owner_fails(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO effects (run_id, idx, attempt, pid)
     VALUES ((ctx->>'run_id')::bigint, (ctx->>'position')::int, (ctx->>'attempt')::int, pg_backend_pid());
     IF pg_backend_pid() = (ctx->'prev'->>'pid')::int THEN
-        PERFORM pg_sleep(0.1);
+        PERFORM pg_sleep(0.5);
         RAISE EXCEPTION 'step % refuses on the run''s own worker', ctx->>'step';
     END IF;
-    PERFORM pg_sleep(1);
+    PERFORM pg_sleep(2);
     RETURN '{}';
 END $$;
 SELECT pipeline_worker.create_pipeline('fan_owner', '[
