@@ -83,6 +83,13 @@ SELECT pipeline_worker.execute_run(:soon);
 SELECT pipeline_worker.create_run('fc', '{}', run_at => now() - interval '1 day') AS past \gset
 SELECT pipeline_worker.claim_run() = :past AS past_run_at_is_now;
 SELECT pipeline_worker.execute_run(:past);
+-- a run cancelled before its run_at and retried waits for its run_at again (until 2026-12-05 it ran at once); one
+-- whose run_at has passed is queued at once
+SELECT pipeline_worker.create_run('fc', '{"p": "retried early"}', run_at => clock_timestamp() + interval '1 hour') AS early \gset
+SELECT pipeline_worker.cancel_run(:early), pipeline_worker.retry_run(:early);
+SELECT status, not_before = run_at AS waits_for_run_at, pipeline_worker.claim_run() IS NULL AS not_claimed
+  FROM pipeline_worker.runs WHERE id = :early;
+SELECT pipeline_worker.cancel_run(:early);
 
 -- ---------------------------------------------------------------- create_runs
 SELECT array_agg(id) AS ids FROM pipeline_worker.create_runs('fc', '[{"i": 1}, {"i": 2}, {"i": 3}]') AS id \gset

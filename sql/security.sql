@@ -150,11 +150,22 @@ SELECT name, owner FROM pipeline_worker.pipelines ORDER BY name;
 SELECT pipeline, grantee FROM pipeline_worker.pipeline_grants ORDER BY 1, 2;
 SELECT status FROM pipeline_worker.runs WHERE id = :carol_run2;
 
--- a pipeline_worker_admin member may claim and execute; the step still runs as the submitter
+-- a pipeline_worker_admin member who is not a superuser claims only its own runs: another role's steps would run in
+-- the admin's session, whose temporary tables (and their triggers) and search_path it controls -- until 2026-12-05 an
+-- admin became superuser that way with a superuser's run. (It still sees and manages every run.)
 SET ROLE regress_pw_admin;
-SELECT public.sec_exec(:carol_run2);
+SELECT pipeline_worker.claim_run() IS NULL AS admin_claims_none_of_carols;
 RESET ROLE;
+-- a superuser may; the step still runs as the submitter
+SELECT public.sec_exec(:carol_run2);
 SELECT status, result FROM pipeline_worker.runs WHERE id = :carol_run2;
+-- nor may a role without the submitter's privileges execute a run claimed in its session (handed over by SET ROLE)
+SELECT pipeline_worker.create_run('carol_p', '{"n": 7}') AS carol_run3 \gset
+SELECT pipeline_worker.claim_run() = :carol_run3 AS superuser_claimed;
+SET ROLE regress_pw_admin;
+SELECT pipeline_worker.execute_run(:carol_run3);
+RESET ROLE;
+SELECT pipeline_worker.execute_run(:carol_run3);
 
 -- ---------------------------------------------------------------- a step cannot change its role
 CREATE FUNCTION public.sec_reset_role(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$

@@ -112,8 +112,11 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
         store::unpark_runs();
     }
     pg::spi_connect();
-    // Administrators (the only ones granted this function by default) claim any run; others only their own.
-    Oid only = pg::is_admin(GetUserId()) ? InvalidOid : GetUserId();
+    // Superusers claim any run; everyone else (pipeline_worker_admin's members, granted this function by default,
+    // included) only its own: executed in the claiming session, a run's steps meet that session's state -- its
+    // temporary tables and their triggers, its search_path -- and an admin could have another role's steps, a
+    // superuser's, run its code (until 2026-12-05; security audit). execute_run checks it too.
+    Oid only = superuser() ? InvalidOid : GetUserId();
     (void)store::take_parked_count();
     int n = store::claim_runs(1, only, &run, caller, true);
     // The candidate was parked (its pipeline or key is at a limit): the next one in the queue may start.
@@ -230,28 +233,40 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
     }
     // (0.2: a run cancelled while parked by a limit is queued again unparked -- left parked, no lane knows of it and
     // nothing would put it back; the claim parks it again if its lane is full. Paused pipeline: parked as create_run.)
-#define PW_RETRY(parked, returning)                                                                               \
+    // (0.2: a run whose run_at is still ahead -- cancelled before it came -- waits for it again, as when created;
+    // until 2026-12-05 it ran at once)
+#define PW_RETRY(not_before, parked, returning)                                                                   \
     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending', result = NULL,"             \
-    " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = NULL" parked     \
-    " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"                                         \
+    " error = NULL, finished_at = NULL, worker_pid = NULL, worker_started_at = NULL, not_before = " not_before      \
+    parked " FROM (SELECT finished_at FROM pipeline_worker.runs WHERE id = $1) o"                                  \
     " WHERE r.id = $1 AND r.status IN ('failed', 'cancelled') RETURNING o.finished_at" returning
     bool v2 = store::schema_version() >= 2;
     if (v2)
         pg::run_as_owner(&plan_retry_v2,
-                         PW_RETRY(", parked = (SELECT CASE WHEN p.paused THEN 3 END FROM pipeline_worker.pipelines p"
+                         PW_RETRY("CASE WHEN r.run_at > pg_catalog.clock_timestamp() THEN r.run_at END",
+                                  ", parked = (SELECT CASE WHEN p.paused THEN 3 END FROM pipeline_worker.pipelines p"
                                   "   WHERE p.id = r.pipeline_id)",
-                                  ", r.priority"),
+                                  ", r.priority, r.not_before"),
                          1, types, v, nullptr, false);
     else
-        pg::run_as_owner(&plan_retry, PW_RETRY("", ""), 1, types, v, nullptr, false);
+        pg::run_as_owner(&plan_retry, PW_RETRY("NULL", "", ""), 1, types, v, nullptr, false);
 #undef PW_RETRY
     bool result = SPI_processed == 1;
+    bool delayed = false;
+    if (result && v2) {
+        bool nnull;
+        Datum due = col(0, 3, &nnull);
+        if (!nnull) {
+            notes::due_at(DatumGetTimestampTz(due));  // the timer queues it then
+            delayed = true;
+        }
+    }
     // Its place in the queue is behind the claim hint (its id is old): the commit moves the hint back to it, so that
     // it keeps its turn at once rather than at a worker's next walk from the head of the queue -- and, its place known,
     // keeps the queue's known end (forgotten, the next claims walked to the end of the queue index: with a snapshot
     // held open, through the entry of every run claimed since -- test/scripts/held_snapshot.sh).
     // (Its position: a key, or its id under the 0.1 schema, which keeps no queue end.)
-    if (result) {
+    if (result && !delayed) {
         bool pnull;
         uint64 at = static_cast<uint64>(v2 ? store::queue_key(DatumGetInt32(col(0, 2, &pnull)), run_id) : run_id);
         notes::runs_queued_at(1, at, at + 1);

@@ -82,6 +82,13 @@ const char *execute_run(int64 run_id) {
                             ? errhint("Claim it first with pipeline_worker.claim_run().")
                             : errhint("It has finished; pipeline_worker.retry_run() puts a failed or cancelled run back "
                                       "in the queue.")));
+    // Only as a role with the submitter's privileges (or a superuser): the steps run as the submitter in this session,
+    // whose state (temporary objects, search_path) the caller controls.
+    if (!superuser() && !has_privs_of_role(GetUserId(), rec.run.submitter))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to execute run %lld in this session", (long long)run_id),
+                        errdetail("Its steps run as the role that submitted it, which the current role is not."),
+                        errhint("Leave it to the workers, or execute it as that role or a superuser.")));
     SPI_finish();
     int wait_ms;
     if (!lanes::begin(run_id, &wait_ms)) {

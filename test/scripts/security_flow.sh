@@ -355,6 +355,25 @@ pw_check_sql "a child step does not follow its pipeline's name into another role
                    FROM pipeline_worker.runs WHERE id = $hj), (SELECT count(*) FROM public.canary WHERE x = 7)"
 pw_check_sql "... and no child run of the attacker's pipeline exists" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $hj"
+# claim_run/execute_run in a session: a non-superuser admin cannot take a superuser's run into its own session (its
+# temporary tables and their triggers, its search_path would meet the superuser's steps: until 2026-12-05 an admin
+# became superuser that way); nor execute one a superuser claimed and handed over with SET ROLE
+set_workers 0
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('su_solo', '[{"name": "s", "function": "public.fstep"}]');
+SELECT pipeline_worker.create_run('su_solo', priority => 32767);  -- (claimed first)
+SQL
+pw_check "a non-superuser admin's claim_run() does not take a superuser's run" "" \
+    "$(q pw_admin "SELECT pipeline_worker.claim_run()")"
+out=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.claim_run() IS NOT NULL AS claimed" \
+        -c "SET ROLE pw_admin" -c "SELECT pipeline_worker.execute_run(
+              (SELECT id FROM pipeline_worker.runs WHERE pipeline = 'su_solo' AND status = 'running'))" 2>&1)
+[[ "$out" == *42501*"permission denied to execute run"* ]] \
+    && pw_ok "execute_run as a role without the submitter's privileges: 42501" || pw_fail "execute_run handed over: $out"
+set_workers 2
+pw_check_sql "the superuser's run, released with that session, is executed by the workers" succeeded \
+    "SELECT pipeline_worker.wait_run((SELECT id FROM pipeline_worker.runs WHERE pipeline = 'su_solo'), '20 s')"
+
 # the same with a superuser's parent (has_privs_of_role would have let a superuser "have" the attacker's privileges)
 pw_psql >/dev/null <<'SQL'
 SELECT pipeline_worker.create_pipeline('su_helper', '[{"name": "h", "function": "public.fstep"}]');
