@@ -190,7 +190,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(before);
     shared::SessionExec *volatile session = in_worker() ? nullptr : session_step_begin(r->id);
-    if (g_hooks != nullptr) g_hooks->step_begin(r->id, pos + 1, attempt);
+    if (g_hooks != nullptr) g_hooks->step_begin(r->id, pos + 1, attempt, r->task);
     PG_TRY();
     {
         Jsonb *out = call_function_step(step, r->submitter, context);

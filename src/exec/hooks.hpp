@@ -8,9 +8,9 @@
 namespace pw::exec {
 
 struct StepHooks {
-    // Around each call of a step function: before it (run, 1-based position, attempt), and after it -- also
-    // when it failed.
-    void (*step_begin)(int64 run_id, int position, int attempt);
+    // Around each call of a step function: before it (run, 1-based position, attempt, map task or -1), and after
+    // it -- also when it failed.
+    void (*step_begin)(int64 run_id, int position, int attempt, int task);
     void (*step_end)();
     // After a failed step: a message that replaces the step's error (e.g. the step tried to terminate its own
     // worker), consumed by the call; NULL if there is none.

@@ -26,7 +26,7 @@ struct CountRecord {
     int32 count;
     int32 position;
     int32 attempt;
-    int32 pad;
+    int32 task;  // as in CrashMarker
 };
 
 void ensure_dir() {
@@ -51,10 +51,13 @@ int bump(const CrashMarker &m) {
     }
     CountRecord rec{};
     if (pread(fd, &rec, sizeof(rec), 0) != static_cast<ssize_t>(sizeof(rec)) || rec.magic != kCountMagic) rec = CountRecord{};
+    // (another place than the last crash of the run: counted from 1 again)
+    if (rec.position != m.position || rec.attempt != m.attempt || rec.task != m.task) rec.count = 0;
     rec.magic = kCountMagic;
     rec.count++;
     rec.position = m.position;
     rec.attempt = m.attempt;
+    rec.task = m.task;
     if (pwrite(fd, &rec, sizeof(rec), 0) != static_cast<ssize_t>(sizeof(rec)))
         ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not write \"%s\": %m", path)));
     close(fd);
@@ -125,10 +128,11 @@ void attach(int slot_no) {
     pqsignal(SIGQUIT, quit_handler);
 }
 
-void mark(int64 run_id, int position, int attempt) {
+void mark(int64 run_id, int position, int attempt, int task) {
     if (mapped == nullptr) return;
     mapped->position = position;
     mapped->attempt = attempt;
+    mapped->task = task + 1;
     pg_compiler_barrier();
     mapped->run_id = run_id;  // last: a crash before this store names no run
 }

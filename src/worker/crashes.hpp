@@ -4,7 +4,10 @@
 // directory (pipeline_worker/slot_N), the run/step/attempt it is executing: stores to the mapping survive the
 // process. After a restart the launcher -- before it starts any worker -- counts the runs named there
 // (pipeline_worker/crashes_DB_RUN), and the workers, before their first claim, fail a run that ended its worker
-// abnormally kMaxCrashes times. A worker's own clean exit (SIGTERM, FATAL) clears its marker: only crashes count.
+// abnormally kMaxCrashes times in a row at the same place (step, attempt, map task): a crash somewhere else starts the
+// count again, so that kills of the workers sharing a map's tasks -- each in another task -- do not add up to a
+// crashing run (until 2026-12-05 any three did). A worker's own clean exit (SIGTERM, FATAL) clears its marker: only
+// crashes count.
 #pragma once
 
 #include "pg/pg.hpp"
@@ -21,7 +24,7 @@ struct CrashMarker {
     Oid database;
     int32 position;  // 1-based
     int32 attempt;
-    int32 pad;
+    int32 task;      // a map task's index + 1; 0: the step itself
     int64 run_id;    // 0: not inside a step
 };
 
@@ -36,7 +39,7 @@ void attach(int slot_no);
 // failure (call again later).
 void settle();
 // Worker, around each step function call (the executor's hooks): the step being executed / none.
-void mark(int64 run_id, int position, int attempt);
+void mark(int64 run_id, int position, int attempt, int task);
 void unmark();
 
 }  // namespace pw::worker::crashes
