@@ -374,7 +374,15 @@ void note_woken() {
 
 int64 unpark_resumed() {
     shared::DbState *d = shared::db();
-    if (d == nullptr || pg_atomic_exchange_u32(&d->wake_parked, 0) == 0) return 0;  // (no wake parked a run since)
+    if (d == nullptr) return 0;
+    // Also once a minute without a wake noted: the flag is taken before this transaction, and one that failed or
+    // whose worker was terminated lost it -- its runs stayed parked as paused on a pipeline not paused, for good
+    // (until 2026-12-05; a fault audit).
+    static TimestampTz last_look = 0;
+    TimestampTz now = GetCurrentTimestamp();
+    bool due = now - last_look >= 60 * USECS_PER_SEC;
+    if (pg_atomic_exchange_u32(&d->wake_parked, 0) == 0 && !due) return 0;  // (no wake parked a run since)
+    last_look = now;
     static SPIPlanPtr plan_candidates = nullptr, plan_locked = nullptr, plan_unpark = nullptr;
     pg::spi_connect();
     // The pipelines that have runs parked as paused (one probe of the parked index each: LATERAL ... LIMIT 1 keeps
@@ -401,14 +409,38 @@ int64 unpark_resumed() {
     if (nids > 0) {
         Oid types[1] = {INT8ARRAYOID};
         Datum v[1] = {pg::int8_array(ids, nids)};
-        pg::exec_as_owner(pg::prepare(&plan_unpark,
-                                      "/* pw_indexes: runs_parked_idx */ UPDATE pipeline_worker.runs SET parked = NULL"
+        // Locked first, SKIP LOCKED: a run a user's transaction holds is left for the next look, not waited for (the
+        // lead worker's other chores and its claims would wait with it); then those locked go back, by id.
+        static SPIPlanPtr plan_lock_parked = nullptr;
+        pg::exec_as_owner(pg::prepare(&plan_lock_parked,
+                                      "/* pw_indexes: runs_parked_idx */ SELECT id FROM pipeline_worker.runs"
                                       " WHERE pipeline_id = ANY ($1) AND status = 'pending' AND parked = 3"
-                                      " RETURNING priority, id",
+                                      " FOR UPDATE SKIP LOCKED",
                                       1, types),
                           v, nullptr, false, 0);
-        n = static_cast<int64>(SPI_processed);
-        if (n > 0) note_requeued();
+        int nlocked = static_cast<int>(SPI_processed);
+        if (nlocked > 0) {
+            int64 *locked = static_cast<int64 *>(palloc(sizeof(int64) * nlocked));
+            for (int i = 0; i < nlocked; i++) {
+                bool isnull;
+                locked[i] = DatumGetInt64(col(i, 1, &isnull));
+            }
+            Datum lv[1] = {pg::int8_array(locked, nlocked)};
+            pg::exec_as_owner(pg::prepare(&plan_unpark,
+                                          "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET parked = NULL"
+                                          " WHERE id = ANY ($1) RETURNING priority, id",
+                                          1, types),
+                              lv, nullptr, false, 0);
+            n = static_cast<int64>(SPI_processed);
+            if (n > 0) note_requeued();
+        }
+        static SPIPlanPtr plan_left = nullptr;
+        pg::exec_as_owner(pg::prepare(&plan_left,
+                                      "/* pw_indexes: runs_parked_idx */ SELECT 1 FROM pipeline_worker.runs"
+                                      " WHERE pipeline_id = ANY ($1) AND status = 'pending' AND parked = 3 LIMIT 1",
+                                      1, types),
+                          v, nullptr, false, 1);
+        if (SPI_processed > 0) pg_atomic_write_u32(&d->wake_parked, 1);  // (skipped: the next look)
     }
     SPI_finish();
     return n;
