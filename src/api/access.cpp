@@ -25,12 +25,12 @@ SPIPlanPtr plan_pipeline_owner, plan_run_status, plan_managed;
 // The tag: the name's 64-bit hash (field 4 = 3: not a user's advisory lock, which has 1 or 2). Until 2026-12-05 a 32-bit
 // hash: a role could find a name of its own whose lock is another tenant's pipeline's (a few billion tries), and hold
 // up that pipeline's pause, alter and drop with an open create_run.
-void lock_pipeline(const char *name, LOCKMODE mode) {
+bool lock_pipeline(const char *name, LOCKMODE mode, bool wait) {
     LOCKTAG tag;
     uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(name), static_cast<int>(strlen(name)),
                                    UINT64CONST(0x50574B52));
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(h >> 32), static_cast<uint32>(h), 3);
-    (void)LockAcquire(&tag, mode, false, false);
+    return LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 // Owner of pipeline `name`; ERROR if it does not exist. Reads with a fresh snapshot (not read-only): callers

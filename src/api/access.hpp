@@ -10,7 +10,8 @@ namespace pw::api {
 char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what);
 // create_run holds the pipeline's lock in share mode and drop_pipeline in exclusive mode until their transactions
 // end, so a run is never created for a pipeline being dropped.
-void lock_pipeline(const char *name, LOCKMODE mode);
+// wait = false: false (nothing taken) when another transaction holds a conflicting lock.
+bool lock_pipeline(const char *name, LOCKMODE mode, bool wait = true);
 // Owner (and id) of pipeline `name`; ERROR if it does not exist. SPI connected.
 Oid pipeline_owner(const char *name, int64 *id = nullptr);
 // ERROR unless the current role is the pipeline's owner (or a member) or an admin.

@@ -63,11 +63,29 @@ void check_key(const char *key, const char *what) {
                         errhint("Use a shorter key, for example a hash of the request.")));
 }
 
+// ERROR 42501 unless the caller may submit to the pipeline owned by `owner`.
+void require_submitter(const Submission *s, Oid owner) {
+    if (!may_submit(s->pipeline, owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to submit runs to pipeline \"%s\"", s->pipeline),
+                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", s->pipeline,
+                                pg::role_name(GetUserId()))));
+}
+
 // Locks the pipeline against a concurrent drop (and pause), checks the caller may submit to it.
 void prepare_submission(Submission *s) {
-    lock_pipeline(s->pipeline, ShareLock);
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(s->pipeline)};
+    if (!lock_pipeline(s->pipeline, ShareLock, false)) {
+        // A pause, alter or drop of the pipeline is in progress: a caller that may not submit to it is refused at
+        // once, not queued behind the owner's transaction first (until 2026-12-05). Checked again after the wait.
+        static SPIPlanPtr plan_owner_first = nullptr;
+        pg::run_as_owner(&plan_owner_first, "SELECT owner::oid FROM pipeline_worker.pipelines WHERE name = $1", 1,
+                         types, v, nullptr, false);
+        bool isnull;
+        if (SPI_processed == 1) require_submitter(s, DatumGetObjectId(col(0, 1, &isnull)));
+        lock_pipeline(s->pipeline, ShareLock);
+    }
     s->schema = store::schema_version();
     if (s->schema >= 2)
         pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1",
@@ -82,11 +100,7 @@ void prepare_submission(Submission *s) {
     s->owner = DatumGetObjectId(col(0, 1, &isnull));
     s->pipeline_id = DatumGetInt64(col(0, 2, &isnull));
     s->paused = DatumGetBool(col(0, 3, &isnull));
-    if (!may_submit(s->pipeline, s->owner))
-        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                        errmsg("permission denied to submit runs to pipeline \"%s\"", s->pipeline),
-                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", s->pipeline,
-                                pg::role_name(GetUserId()))));
+    require_submitter(s, s->owner);
 }
 
 // At commit: wake workers, set the timer for a future run_at, move the claim hint for a high priority. The runs are
