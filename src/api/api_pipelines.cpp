@@ -194,7 +194,8 @@ extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     int64 active = SPI_processed ? DatumGetInt64(col(0, 1, &isnull)) : 0;
     if (active > 0)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
-                        errmsg("pipeline \"%s\" has %lld pending or running run(s)", name, (long long)active),
+                        errmsg("pipeline \"%s\" has %lld unfinished run(s) (pending, running or waiting)", name,
+                               (long long)active),
                         errhint("Wait for them to finish, or cancel them with pipeline_worker.cancel_run().")));
     pg::run_as_owner(&plan_delete_pipeline, "DELETE FROM pipeline_worker.pipelines WHERE name = $1", 1, types, v,
                      nullptr, false);
