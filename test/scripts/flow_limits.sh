@@ -136,9 +136,9 @@ pw_psql -c "SELECT pipeline_worker.resume_pipeline('pz')" >/dev/null
 pw_wait_all_finished 20
 pw_check_sql "resumed: all 30 ran" 30 "SELECT count(*) FROM steplog WHERE pipeline = 'pz'"
 # A run cancelled while parked (here by the pause), retried after the resume: it runs (a retry queues it unparked --
-# it kept its park, and nothing would put it back). A run cancelled unparked (due in an hour), retried while the
-# pipeline is paused: it waits for the resume (a retry used to queue it at once).
-c2=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c2\"}', run_at => now() + interval '1 hour')")
+# it kept its park, and nothing would put it back). A run cancelled unparked (due in 3 s), retried while the
+# pipeline is paused: it waits for the resume (a retry used to queue it at once), and for its run_at if still ahead.
+c2=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c2\"}', run_at => now() + interval '3 seconds')")
 pw_psql -c "SELECT pipeline_worker.cancel_run($c2)" -c "SELECT pipeline_worker.pause_pipeline('pz')" >/dev/null
 c1=$(pw_psql -c "SELECT pipeline_worker.create_run('pz', '{\"k\": \"c1\"}')")
 pw_check_sql "paused: a run parked, cancelled (and one cancelled unparked before the pause)" "3 true|cancelled" \
