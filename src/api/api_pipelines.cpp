@@ -249,7 +249,7 @@ extern "C" Datum pw_pipeline_owner(PG_FUNCTION_ARGS) {
                      nullptr, true);
     bool isnull;
     Oid owner = SPI_processed == 1 ? DatumGetObjectId(col(0, 1, &isnull)) : InvalidOid;
-    bool visible = OidIsValid(owner) && (has_privs_of_role(me, owner) || pg::is_admin(me) || may_submit(name, owner, me));
+    bool visible = OidIsValid(owner) && may_submit(name, owner, me);  // (its owner's privileges, an admin, a grantee)
     SPI_finish();
     if (!visible) PG_RETURN_NULL();
     PG_RETURN_OID(owner);

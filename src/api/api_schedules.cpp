@@ -130,21 +130,25 @@ extern "C" Datum pw_unschedule(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};
-    bool isnull, removed = false;
+    bool removed = false;
     Oid me = GetUserId();
     bool admin = pg::is_admin(me);
+    auto may_remove = [&] {  // (the row just read: its owner)
+        bool isnull;
+        return SPI_processed == 1 && (admin || has_privs_of_role(me, DatumGetObjectId(col(0, 1, &isnull))));
+    };
     // One the caller may not see answers as a missing one: false. Looked at without a lock first: locked before the
     // owner was checked, another role's schedule stayed locked in the caller's open transaction (its runs not fired,
     // its owner's unschedule waiting) -- until 2026-12-05.
     pg::run_as_owner(&plan_owner, "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1", 1, types, v,
                      nullptr, false);
-    if (SPI_processed == 1 && (admin || has_privs_of_role(me, DatumGetObjectId(col(0, 1, &isnull))))) {
+    if (may_remove()) {
         // the row the caller may remove, locked and looked at again (a concurrent replace may have changed it)
         static SPIPlanPtr plan_lock_owner = nullptr;
         pg::run_as_owner(&plan_lock_owner,
                          "SELECT owner::oid FROM pipeline_worker.schedules WHERE name = $1 FOR UPDATE", 1, types, v,
                          nullptr, false);
-        if (SPI_processed == 1 && (admin || has_privs_of_role(me, DatumGetObjectId(col(0, 1, &isnull))))) {
+        if (may_remove()) {
             pg::run_as_owner(&plan_delete, "DELETE FROM pipeline_worker.schedules WHERE name = $1", 1, types, v,
                              nullptr, false);
             removed = SPI_processed == 1;

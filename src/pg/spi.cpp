@@ -41,17 +41,20 @@ void register_callbacks() {
 
 }  // namespace
 
-void lock_run_table_first() {
+Oid run_table() {
     register_callbacks();
-    Oid rel = cached_run_table;
-    if (!OidIsValid(rel)) {
-        uint64 seen = owner_invalidations;
-        Oid nsp = get_namespace_oid("pipeline_worker", true);
-        rel = OidIsValid(nsp) ? get_relname_relid("runs", nsp) : InvalidOid;
-        if (owner_invalidations == seen) cached_run_table = rel;
-    }
+    if (OidIsValid(cached_run_table)) return cached_run_table;
+    uint64 seen = owner_invalidations;  // an invalidation read during the lookups makes its result stale
+    Oid nsp = get_namespace_oid("pipeline_worker", true);
+    Oid rel = OidIsValid(nsp) ? get_relname_relid("runs", nsp) : InvalidOid;
+    if (owner_invalidations == seen) cached_run_table = rel;
+    return rel;
+}
+
+void lock_run_table_first() {
     // (a stale OID -- the extension dropped since -- locks nothing that exists; the statements after it fail as they
     // would have)
+    Oid rel = run_table();
     if (OidIsValid(rel)) LockRelationOid(rel, AccessShareLock);
 }
 

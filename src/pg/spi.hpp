@@ -23,6 +23,8 @@ Oid tables_owner();
 // the runs, waited for the step rows -- deadlock detected, the update rolled back.) Later stronger locks on the table
 // go ahead of DDL waiting for it (the lock manager lets a holder through). In a transaction, not SPI connected.
 void lock_run_table_first();
+// pipeline_worker.runs' OID (InvalidOid without the extension), cached like tables_owner(). In a transaction.
+Oid run_table();
 
 // Executes a kept plan (pg/kept_plans.hpp) as the tables' owner, whatever role the caller or step is; ERROR if
 // SPI fails. Returns the SPI result code.

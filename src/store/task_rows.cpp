@@ -1,9 +1,7 @@
 #include "store/task_rows.hpp"
 
 extern "C" {
-#include "catalog/namespace.h"
 #include "storage/lmgr.h"
-#include "utils/lsyscache.h"
 }
 
 #include "pg/kept_plans.hpp"
@@ -39,7 +37,7 @@ void require_claim_for_commit(int64 run_id, int claims) {
     // lock_run_table_first, so DDL can only be queued here): a conditional request does not go ahead of queued DDL,
     // and the check is skipped for this commit then, as before 2026-12-05. (Before the workers locked the run table
     // first, waiting here deadlocked ALTER EXTENSION ... UPDATE: upgrade.sh.)
-    Oid runs = get_relname_relid("runs", get_namespace_oid("pipeline_worker", false));
+    Oid runs = pg::run_table();
     if (!OidIsValid(runs) || !ConditionalLockRelationOid(runs, RowShareLock)) return;
     static SPIPlanPtr plan = nullptr;
     Oid types[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, INT4OID};

@@ -6,7 +6,6 @@ namespace pw::worker {
 
 namespace {
 
-constexpr int kMaxBatch = 64;
 constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
 
@@ -71,9 +70,9 @@ void note_run_time(int64 pipeline_id, TimestampTz start) {
     t->max_ms = ms > decayed ? ms : decayed;
 }
 
-bool show_claims_first(const int64 *pipeline_ids, int n) {
+bool show_claims_first(const store::ClaimedRun *runs, int n) {
     for (int i = 0; i < n; i++)
-        if (!known_fast(pipeline_ids[i])) return true;
+        if (!known_fast(runs[i].pipeline_id)) return true;
     bool fast_runs = avg_run_ms >= 0 && avg_run_ms * n < kFastBatchMs;
     return n <= kEagerClaimMax && !fast_runs;
 }

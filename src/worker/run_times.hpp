@@ -4,8 +4,11 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "store/claims.hpp"
 
 namespace pw::worker {
+
+constexpr int kMaxBatch = 64;  // runs claimed at once, at most
 
 // The size of the next batch: about commit_interval_ms of runs by the moving average of this worker's run durations,
 // at most claim_batch (and 64); 1 until a run was seen, and for slow runs.
@@ -17,6 +20,6 @@ void note_run_time(int64 pipeline_id, TimestampTz start);
 // finish within ~2 ms, and any batch with a run of a pipeline whose runs this worker has not seen finish within ~2 ms
 // lately. Otherwise the runs are only locked, and written once with their outcome -- they finish before anyone could
 // look, and the extra transaction would only add latency.
-bool show_claims_first(const int64 *pipeline_ids, int n);
+bool show_claims_first(const store::ClaimedRun *runs, int n);
 
 }  // namespace pw::worker

@@ -35,7 +35,6 @@ namespace {
 void queue_parked(exec::HttpIO *io);
 void drop_parked(exec::HttpIO *io);
 
-constexpr int kMaxBatch = 64;
 constexpr int kLimitedBatch = 16;
 
 }  // namespace
@@ -270,9 +269,7 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     // A small batch means a short queue or slow runs, and a run of a pipeline not known to be fast may take long:
     // show the claims (status running) at once (worker/run_times.hpp). The commit is asynchronous: a claim lost in a
     // crash only means the run is pending again, and the next synchronous commit flushes it anyway.
-    int64 pipeline_ids[kMaxBatch];
-    for (int i = 0; i < n; i++) pipeline_ids[i] = runs[i].pipeline_id;
-    if (show_claims_first(pipeline_ids, n) || released > 0) {
+    if (show_claims_first(runs, n) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
         if (released > 0)  // (runs[] is in queue order; the commit wakes as many idle workers)
             notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(queue_position(runs[n], b->version)),
