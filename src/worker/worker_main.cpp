@@ -310,7 +310,7 @@ void worker_main(Datum arg) {
     AddWaitEventToSet(waits, WL_SOCKET_READABLE, httpq::fd(), nullptr, nullptr);
 
     wait_for_extension();
-    ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving", ls.slot_no)));
+    ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving database %u", ls.slot_no, dboid)));
     for (;;) {
         // Reset the latch before reading the signals' flags and before announcing idleness (work_once, after the
         // chores) and looking for work: a signal or wake-up that arrives after finds the latch set, so none is lost.
