@@ -212,13 +212,32 @@ REVOKE ALL ON FUNCTION pipeline_worker.wake_workers() FROM PUBLIC;
 
 -- New columns have constant defaults or none: no table rewrite.
 ALTER TABLE pipeline_worker.runs
-    ADD COLUMN priority        int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -32768 AND 32767),
+    ADD COLUMN priority        int NOT NULL DEFAULT 0,  -- between -32768 and 32767
     ADD COLUMN run_at          timestamptz,   -- as submitted: not claimed before (not_before holds it while due)
-    ADD COLUMN idempotency_key text CHECK (idempotency_key <> '' AND octet_length(idempotency_key) <= 1000),
+    ADD COLUMN idempotency_key text,          -- not empty, at most 1000 bytes
     ADD COLUMN concurrency_key text,
     -- set while a pending run waits outside the queue: 1 its pipeline is at a limit, 2 its concurrency key
     -- is, 3 its pipeline is paused. The workers put it back (parked = NULL) when there is room again.
-    ADD COLUMN parked          smallint CHECK (parked BETWEEN 1 AND 3);
+    ADD COLUMN parked          smallint;
+
+-- The run tables' CHECK constraints call these (C, in row_checks.cpp) rather than spelling their rules out in SQL:
+-- PostgreSQL reads and plans a table's CHECK expressions again in every statement that writes to it, and the rules
+-- written out (`status IN (...)` above all) were a quarter of the cost of a create_run call. NULL passes, as in SQL.
+CREATE FUNCTION pipeline_worker.check_run_status(status text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_run_status_ok';
+CREATE FUNCTION pipeline_worker.check_step_status(status text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_step_status_ok';
+CREATE FUNCTION pipeline_worker.check_priority(priority int) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_priority_ok';
+CREATE FUNCTION pipeline_worker.check_idempotency_key(key text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_key_ok';
+CREATE FUNCTION pipeline_worker.check_parked(parked smallint) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pw_parked_ok';
+ALTER TABLE pipeline_worker.runs
+    ADD CONSTRAINT runs_priority_check CHECK (pipeline_worker.check_priority(priority)),  -- BETWEEN -32768 AND 32767
+    -- <> '' AND octet_length(idempotency_key) <= 1000
+    ADD CONSTRAINT runs_idempotency_key_check CHECK (pipeline_worker.check_idempotency_key(idempotency_key)),
+    ADD CONSTRAINT runs_parked_check CHECK (pipeline_worker.check_parked(parked));  -- BETWEEN 1 AND 3
 
 -- The queue: pending runs that may start now, highest priority first, then FIFO. Runs that must wait (run_at
 -- or a retry back-off in not_before; a limit or a pause in parked) are outside it, so a backlog of them costs
@@ -321,12 +340,15 @@ CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state tex
 -- ---------------------------------------------------------------- statistics and metrics
 
 -- What pipeline_stats and metrics() count, per pipeline, by index-only range scans (their cost follows the runs
--- counted, not the table): unfinished runs (no unique column: btree deduplication keeps it small), the oldest pending
--- ones, and finished ones by status and time. submitted_by and pipeline_owner are there for row-level security.
-CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, run_at, submitted_by, pipeline_owner)
-    WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
-CREATE INDEX runs_stats_oldest_idx ON pipeline_worker.runs (pipeline_id, created_at)
+-- counted, not the table): pending runs (counted, scheduled or not, and the oldest found, in one scan), running and
+-- waiting ones (no unique column: btree deduplication keeps it small), and finished ones by status and time.
+-- submitted_by and pipeline_owner are there for row-level security. A submitted run enters one of them: until
+-- 2026-12-05 the index of running and waiting runs took pending ones too, a second entry per submitted run that cost
+-- a quarter of a create_runs row (every key of a pipeline's pending runs alike: five columns compared per step).
+CREATE INDEX runs_stats_pending_idx ON pipeline_worker.runs (pipeline_id, created_at)
     INCLUDE (run_at, submitted_by, pipeline_owner) WHERE status = 'pending';
+CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, submitted_by, pipeline_owner)
+    WHERE status IN ('running', 'waiting');
 CREATE INDEX runs_stats_finished_idx ON pipeline_worker.runs (pipeline_id, status, finished_at)
     INCLUDE (started_at, submitted_by, pipeline_owner) WHERE status IN ('succeeded', 'failed', 'cancelled');
 -- Index-only scans need the visibility map: vacuum after bulk submissions too. And with retention, every run is
@@ -382,10 +404,14 @@ CREATE TRIGGER runs_truncated AFTER TRUNCATE ON pipeline_worker.runs
     FOR EACH STATEMENT EXECUTE FUNCTION pipeline_worker.runs_truncated();
 -- A run inserted already finished (a restore, a hand-made history) may belong to a minute sealed before: that
 -- minute is counted again. (Runs finished by the extension are updated, not inserted: the WHEN clause keeps the
--- submissions' cost at one comparison per row.)
+-- submissions' cost at one test per row. It is a test for NULL: PostgreSQL reads and plans a trigger's WHEN clause
+-- again in every statement, and the status and time tests, there until 2026-12-05, were a tenth of a create_run.)
 CREATE FUNCTION pipeline_worker.run_inserted_finished() RETURNS trigger LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF NEW.status NOT IN ('succeeded', 'failed', 'cancelled') OR NEW.finished_at <= now() - interval '62 minutes' THEN
+        RETURN NULL;
+    END IF;
     -- the sealer's lock first: the statements after it see what a sealer holding it committed
     PERFORM 1 FROM pipeline_worker.finished_sealed FOR UPDATE;
     UPDATE pipeline_worker.finished_sealed SET upto = LEAST(upto, date_trunc('minute', NEW.finished_at))
@@ -394,7 +420,7 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER run_inserted_finished AFTER INSERT ON pipeline_worker.runs FOR EACH ROW
-    WHEN (NEW.status IN ('succeeded', 'failed', 'cancelled') AND NEW.finished_at > pg_catalog.now() - interval '62 minutes')
+    WHEN (NEW.finished_at IS NOT NULL)
     EXECUTE FUNCTION pipeline_worker.run_inserted_finished();
 
 -- One row per pipeline the caller may see, counting the runs the caller may see (security invoker: row-level
@@ -411,12 +437,8 @@ CREATE FUNCTION pipeline_worker.pipeline_stats_rows(
     SET jit = off
     AS $$
 SELECT p.name AS pipeline,
-       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)
-     + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) AS pending,
-       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
+       q.pending,
+       q.scheduled,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
          WHERE r.pipeline_id = p.id AND r.status = 'running') AS running,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
@@ -445,10 +467,7 @@ SELECT p.name AS pipeline,
      + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
          WHERE r.pipeline_id = p.id AND r.status = 'cancelled'
            AND r.finished_at >= GREATEST(w.up, w.b)) AS cancelled_1h,
-       pg_catalog.now() - (SELECT r.created_at FROM pipeline_worker.runs r
-                            WHERE r.pipeline_id = p.id AND r.status = 'pending'
-                              AND NOT COALESCE(r.run_at > pg_catalog.now(), false)
-                            ORDER BY r.created_at LIMIT 1) AS oldest_pending_age,
+       pg_catalog.now() - q.oldest AS oldest_pending_age,
        d.pct[1] AS p50_duration_1h,
        d.pct[2] AS p95_duration_1h,
        p.paused
@@ -458,6 +477,13 @@ SELECT p.name AS pipeline,
                     pg_catalog.date_trunc('minute', pg_catalog.now() - interval '1 hour') + interval '1 minute' AS b,
                     LEAST(COALESCE((SELECT f.upto FROM pipeline_worker.finished_sealed f LIMIT 1), '-infinity'),
                           pg_catalog.now()) AS up) w
+ -- the pending runs, in one scan of runs_stats_pending_idx: due (no run_at, or past it), scheduled, the oldest due
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS pending,
+              pg_catalog.count(*) FILTER (WHERE r.run_at > pg_catalog.now()) AS scheduled,
+              pg_catalog.min(r.created_at) FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS oldest
+         FROM pipeline_worker.runs r
+        WHERE r.pipeline_id = p.id AND r.status = 'pending') q
  CROSS JOIN LATERAL (
        SELECT pg_catalog.percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY s.duration) AS pct
          FROM ((SELECT r.finished_at, r.finished_at - r.started_at AS duration FROM pipeline_worker.runs r
@@ -498,7 +524,7 @@ GRANT EXECUTE ON FUNCTION pipeline_worker.metric_samples(), pipeline_worker.metr
 -- wakes it); waiting_for the event its waiting step expects.
 ALTER TABLE pipeline_worker.runs DROP CONSTRAINT runs_status_check;
 ALTER TABLE pipeline_worker.runs ADD CONSTRAINT runs_status_check
-    CHECK (status IN ('pending', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'));
+    CHECK (pipeline_worker.check_run_status(status));  -- pending, running, waiting, succeeded, failed, cancelled
 ALTER TABLE pipeline_worker.runs
     ADD COLUMN parent_run_id bigint,   -- the run whose "pipeline" step started this one
     ADD COLUMN waiting_for   text;
@@ -508,7 +534,7 @@ CREATE INDEX runs_parent_idx ON pipeline_worker.runs (parent_run_id) WHERE paren
 -- element index in task (NULL for ordinary steps).
 ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT run_steps_status_check;
 ALTER TABLE pipeline_worker.run_steps ADD CONSTRAINT run_steps_status_check
-    CHECK (status IN ('running', 'waiting', 'succeeded', 'failed', 'skipped'));
+    CHECK (pipeline_worker.check_step_status(status));  -- running, waiting, succeeded, failed, skipped
 ALTER TABLE pipeline_worker.run_steps ADD COLUMN task int CHECK (task >= 0);
 -- One row per attempt of a step or of a map task: the key gains task (NULL, one value, for ordinary steps). It keeps
 -- its name, which the workers' statements use.
