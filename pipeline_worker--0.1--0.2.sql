@@ -136,15 +136,12 @@ CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state tex
 -- ---------------------------------------------------------------- statistics and metrics
 
 -- What pipeline_stats and metrics() count, per pipeline, by index-only range scans (their cost follows the runs
--- counted, not the table): pending runs (counted, scheduled or not, and the oldest found, in one scan), running and
--- waiting ones (no unique column: btree deduplication keeps it small), and finished ones by status and time.
--- submitted_by and pipeline_owner are there for row-level security. A submitted run enters one of them: until
--- 2026-12-05 the index of running and waiting runs took pending ones too, a second entry per submitted run that cost
--- a quarter of a create_runs row (every key of a pipeline's pending runs alike: five columns compared per step).
-CREATE INDEX runs_stats_pending_idx ON pipeline_worker.runs (pipeline_id, created_at)
+-- counted, not the table): unfinished runs (no unique column: btree deduplication keeps it small), the oldest pending
+-- ones, and finished ones by status and time. submitted_by and pipeline_owner are there for row-level security.
+CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, run_at, submitted_by, pipeline_owner)
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
+CREATE INDEX runs_stats_oldest_idx ON pipeline_worker.runs (pipeline_id, created_at)
     INCLUDE (run_at, submitted_by, pipeline_owner) WHERE status = 'pending';
-CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, submitted_by, pipeline_owner)
-    WHERE status IN ('running', 'waiting');
 CREATE INDEX runs_stats_finished_idx ON pipeline_worker.runs (pipeline_id, status, finished_at)
     INCLUDE (started_at, submitted_by, pipeline_owner) WHERE status IN ('succeeded', 'failed', 'cancelled');
 -- Index-only scans need the visibility map: vacuum after bulk submissions too. And with retention, every run is
@@ -233,8 +230,12 @@ CREATE FUNCTION pipeline_worker.pipeline_stats_rows(
     SET jit = off
     AS $$
 SELECT p.name AS pipeline,
-       q.pending,
-       q.scheduled,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)
+     + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) AS pending,
+       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
          WHERE r.pipeline_id = p.id AND r.status = 'running') AS running,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
@@ -263,7 +264,10 @@ SELECT p.name AS pipeline,
      + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
          WHERE r.pipeline_id = p.id AND r.status = 'cancelled'
            AND r.finished_at >= GREATEST(w.up, w.b)) AS cancelled_1h,
-       pg_catalog.now() - q.oldest AS oldest_pending_age,
+       pg_catalog.now() - (SELECT r.created_at FROM pipeline_worker.runs r
+                            WHERE r.pipeline_id = p.id AND r.status = 'pending'
+                              AND NOT COALESCE(r.run_at > pg_catalog.now(), false)
+                            ORDER BY r.created_at LIMIT 1) AS oldest_pending_age,
        d.pct[1] AS p50_duration_1h,
        d.pct[2] AS p95_duration_1h,
        p.paused
@@ -273,13 +277,6 @@ SELECT p.name AS pipeline,
                     pg_catalog.date_trunc('minute', pg_catalog.now() - interval '1 hour') + interval '1 minute' AS b,
                     LEAST(COALESCE((SELECT f.upto FROM pipeline_worker.finished_sealed f LIMIT 1), '-infinity'),
                           pg_catalog.now()) AS up) w
- -- the pending runs, in one scan of runs_stats_pending_idx: due (no run_at, or past it), scheduled, the oldest due
- CROSS JOIN LATERAL (
-       SELECT pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS pending,
-              pg_catalog.count(*) FILTER (WHERE r.run_at > pg_catalog.now()) AS scheduled,
-              pg_catalog.min(r.created_at) FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS oldest
-         FROM pipeline_worker.runs r
-        WHERE r.pipeline_id = p.id AND r.status = 'pending') q
  CROSS JOIN LATERAL (
        SELECT pg_catalog.percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY s.duration) AS pct
          FROM ((SELECT r.finished_at, r.finished_at - r.started_at AS duration FROM pipeline_worker.runs r

@@ -41,23 +41,23 @@ void refresh_gauges() {
     TimestampTz started = GetCurrentTimestamp();
     pg::spi_connect();
     // One row per pipeline (none of its runs unfinished: zeros). Each count is an index-only range scan of the
-    // partial indexes of pending runs (counted, scheduled or not, and the oldest due found in one scan) and of
-    // running and waiting ones: what finished costs nothing.
+    // partial indexes of unfinished and pending runs: what finished costs nothing.
     pg::run_as_owner(&plan_gauges,
-                     "/* pw_indexes: runs_stats_pending_idx runs_stats_open_idx */ SELECT p.name, q.pending,"
-                     " q.scheduled,"
+                     "/* pw_indexes: runs_stats_open_idx runs_stats_oldest_idx */ SELECT p.name,"
+                     " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)"
+                     " + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()),"
+                     " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()),"
                      " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
                      "   WHERE r.pipeline_id = p.id AND r.status = 'running'),"
                      " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
                      "   WHERE r.pipeline_id = p.id AND r.status = 'waiting'),"
-                     " q.oldest"
-                     " FROM pipeline_worker.pipelines p CROSS JOIN LATERAL ("
-                     "   SELECT pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false))"
-                     "            AS pending,"
-                     "          pg_catalog.count(*) FILTER (WHERE r.run_at > pg_catalog.now()) AS scheduled,"
-                     "          pg_catalog.min(r.created_at)"
-                     "            FILTER (WHERE NOT COALESCE(r.run_at > pg_catalog.now(), false)) AS oldest"
-                     "     FROM pipeline_worker.runs r WHERE r.pipeline_id = p.id AND r.status = 'pending') q",
+                     " (SELECT r.created_at FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending'"
+                     "     AND NOT COALESCE(r.run_at > pg_catalog.now(), false) ORDER BY r.created_at LIMIT 1)"
+                     " FROM pipeline_worker.pipelines p",
                      0, nullptr, nullptr, nullptr, true);
     int n = static_cast<int>(SPI_processed);
     const char **names = static_cast<const char **>(palloc(sizeof(char *) * (n > 0 ? n : 1)));
