@@ -207,6 +207,9 @@ SELECT pipeline_worker.check_priority(p) AS priority_ok, p FROM unnest(ARRAY[-32
 SELECT pipeline_worker.check_idempotency_key(k) AS key_ok, length(k)
   FROM unnest(ARRAY['', 'k', repeat('k', 1000), repeat('k', 1001), repeat('é', 500), repeat('é', 501), NULL]) k;
 SELECT pipeline_worker.check_parked(p) AS parked_ok, p FROM unnest(ARRAY[0, 1, 2, 3, 4, NULL]::smallint[]) p;
+-- the insert trigger's WHEN: finished within the 62 minutes pipeline_stats' roll-ups keep
+SELECT pipeline_worker.finished_within_rollups(now() - i) AS within, i
+  FROM unnest(ARRAY[interval '0', '61 minutes', '62 minutes', '1 day', NULL]) i;
 
 -- leave only what the other files expect: no pipelines, no unfinished runs
 SELECT count(pipeline_worker.drop_pipeline(name)) AS dropped FROM pipeline_worker.pipelines;

@@ -209,7 +209,7 @@ SELECT pipeline_worker.create_pipeline('carol_http', '[{"name": "hook", "http": 
 RESET ROLE;
 REVOKE pipeline_worker_http FROM regress_carol;
 
--- ---------------------------------------------------------------- the CHECK constraints' functions (0.2)
+-- ---------------------------------------------------------------- the CHECK constraints' and trigger's functions (0.2)
 -- Pure: any role may call them, they read no table and write nothing; an input of any size is answered (false).
 -- They do not open the tables to a role: writing a run by hand is still refused (no INSERT privilege).
 SET ROLE regress_carol;
@@ -218,7 +218,9 @@ SELECT pipeline_worker.check_run_status('pending') AS status_ok,
        pipeline_worker.check_step_status(E'running\\0') AS step_ok,
        pipeline_worker.check_idempotency_key(repeat('k', 10000000)) AS huge_key_ok,
        pipeline_worker.check_priority(-2147483648) AS min_int_ok,
-       pipeline_worker.check_parked((-32768)::smallint) AS min_smallint_ok;
+       pipeline_worker.check_parked((-32768)::smallint) AS min_smallint_ok,
+       pipeline_worker.finished_within_rollups('infinity') AS infinity_within,
+       pipeline_worker.finished_within_rollups('-infinity') AS minus_infinity_within;
 INSERT INTO pipeline_worker.runs (pipeline, pipeline_id, pipeline_owner, submitted_by)
 VALUES ('carol_p', 1, 'regress_carol', 'regress_carol');
 RESET ROLE;

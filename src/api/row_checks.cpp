@@ -1,7 +1,8 @@
-// The run tables' CHECK constraints, as C functions. PostgreSQL reads a table's CHECK expressions from their stored
-// node text and plans them again in every statement that writes a row: with the expressions written out in SQL
-// (`status IN (...)`, whose text array is stored byte by byte) that was a quarter of a create_run call. A call of one
-// of these with the column is a short text to read; the rule it checks is the same (NULL passes, as in SQL).
+// The run tables' CHECK constraints and the WHEN clause of their insert trigger, as C functions. PostgreSQL reads a
+// table's CHECK expressions and a trigger's WHEN clause from their stored node text and plans them again in every
+// statement that writes a row: with the expressions written out in SQL (`status IN (...)`, whose text array is
+// stored byte by byte) that was a third of a create_run call. A call of one of these with the column is a short text
+// to read; the rule it checks is the same (NULL passes a CHECK, as in SQL).
 #include "core/status.hpp"
 #include "pg/pg.hpp"
 
@@ -11,11 +12,13 @@ PG_FUNCTION_INFO_V1(pw_step_status_ok);
 PG_FUNCTION_INFO_V1(pw_priority_ok);
 PG_FUNCTION_INFO_V1(pw_key_ok);
 PG_FUNCTION_INFO_V1(pw_parked_ok);
+PG_FUNCTION_INFO_V1(pw_finished_within_rollups);
 }
 
 namespace {
 
-constexpr int kMaxKeyBytes = 1000;  // an idempotency key (api_submit.cpp checks the same bound with a hint)
+constexpr int kMaxKeyBytes = 1000;
+constexpr int64 kRollupWindowUs = 62 * 60 * USECS_PER_SEC;  // the minutes pipeline_stats' roll-ups keep (stats.cpp)  // an idempotency key (api_submit.cpp checks the same bound with a hint)
 
 // true when the text (not NUL-terminated) equals one of the words
 bool one_of(const text *t, std::initializer_list<const char *> words) {
@@ -62,4 +65,12 @@ extern "C" Datum pw_key_ok(PG_FUNCTION_ARGS) {
 extern "C" Datum pw_parked_ok(PG_FUNCTION_ARGS) {
     int16 p = PG_GETARG_INT16(0);
     PG_RETURN_BOOL(p >= 1 && p <= 3);
+}
+
+// The trigger run_inserted_finished's WHEN clause: a run inserted already finished within the minutes the roll-ups
+// keep (a restore, a hand-made history) must have its minute counted again; older ones (most of a restore) are not
+// queued as trigger events at all. As `finished_at > now() - interval '62 minutes'`.
+extern "C" Datum pw_finished_within_rollups(PG_FUNCTION_ARGS) {
+    TimestampTz finished = PG_GETARG_TIMESTAMPTZ(0);
+    PG_RETURN_BOOL(finished > GetCurrentTransactionStartTimestamp() - kRollupWindowUs);
 }

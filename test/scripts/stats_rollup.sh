@@ -66,6 +66,39 @@ pw_check_sql "... the roll-ups of the minutes retention emptied are kept at 0, n
       WHERE minute < now() - interval '7 minutes' AND minute > now() - interval '55 minutes'"
 pw_reset_conf pipeline_worker.retention
 
+# Runs inserted already finished (a restore, a hand-made history) into minutes sealed before: the insert trigger
+# (WHEN finished_within_rollups(finished_at), a C function since 2026-12-05) has those minutes counted again; one
+# finished two hours ago, outside the roll-ups, leaves the seal where it was.
+sealed
+# (each in one transaction: the trigger's change is seen there, and no sealing by the lead worker comes in between)
+got=$(pw_psql <<'SQL'
+BEGIN;
+CREATE TEMP TABLE before_insert AS SELECT upto FROM pipeline_worker.finished_sealed;
+INSERT INTO pipeline_worker.runs (pipeline, pipeline_id, pipeline_owner, submitted_by, status, input, created_at,
+                                  started_at, finished_at, claims)
+SELECT name, id, owner, owner, 'succeeded', '{}', now() - interval '3 hours', now() - interval '3 hours',
+       now() - interval '2 hours', 1 FROM pipeline_worker.pipelines WHERE name = 'sr';
+SELECT (SELECT upto FROM pipeline_worker.finished_sealed) = (SELECT upto FROM before_insert);
+COMMIT;
+SQL
+)
+pw_check "a run inserted finished 2 hours ago leaves the sealed minutes alone" t "$got"
+got=$(pw_psql <<'SQL'
+BEGIN;
+INSERT INTO pipeline_worker.runs (pipeline, pipeline_id, pipeline_owner, submitted_by, status, input, created_at,
+                                  started_at, finished_at, claims)
+SELECT name, id, owner, owner, s, '{}', now() - interval '1 hour', now() - interval '1 hour',
+       now() - interval '20 minutes', 1
+  FROM pipeline_worker.pipelines, unnest(ARRAY['succeeded', 'succeeded', 'failed', 'cancelled']) s WHERE name = 'sr';
+SELECT upto <= date_trunc('minute', now() - interval '20 minutes') FROM pipeline_worker.finished_sealed;
+COMMIT;
+SQL
+)
+pw_check "runs inserted finished 20 minutes ago move the seal back before their minute" t "$got"
+pw_check "... and pipeline_stats counts them: still equal" "true" "$(exact | cut -d' ' -f1)"
+sealed
+pw_check "... and after sealing again" "true" "$(exact | cut -d' ' -f1)"
+
 pw_psql -c "TRUNCATE pipeline_worker.run_steps, pipeline_worker.runs" >/dev/null
 pw_check_sql "TRUNCATE of the runs empties the roll-ups" "0 0" \
     "SELECT (SELECT count(*) FROM pipeline_worker.finished_minutes) || ' ' || (SELECT succeeded_1h FROM pipeline_worker.pipeline_stats WHERE pipeline = 'sr')"
