@@ -354,7 +354,7 @@ pw_log_problems() {
 # pw_log_problems_beyond_kills [FROM_BYTE] : pw_log_problems without what a test's own SIGKILLs and
 # pg_terminate_backend calls leave (terminations, the crash restart)
 pw_log_problems_beyond_kills() {
-    pw_log_problems "${1:-0}" | grep -vE "terminat|signal 9|exited with exit code 1|crash of another|database system is (starting up|shutting down|in recovery mode)|immediate shutdown" || true
+    pw_log_problems "${1:-0}" | grep -vE "terminat|signal 9|exited with exit code 1|crash of another|database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|Consistent recovery state has not been yet reached|immediate shutdown" || true
 }
 
 pw_log_size() { stat -c %s "$PW_LOG" 2>/dev/null || echo 0; }
