@@ -26,8 +26,17 @@ submit() {  # N FIRST: N runs of fx with inputs FIRST..FIRST+N-1, one create_run
     pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('fx', (SELECT jsonb_agg(jsonb_build_object('n', g))
                   FROM generate_series($2, $2 + $1 - 1) g))" >/dev/null || pw_fail "create_runs failed"
 }
-settled() {  # every run finished, and retention has deleted them
-    pw_wait_sql 0 90 "SELECT count(*) FROM pipeline_worker.runs" 0.3 >/dev/null
+settled() {  # every run finished, and retention has deleted them (else: what is left, and what the workers do)
+    pw_wait_sql 0 90 "SELECT count(*) FROM pipeline_worker.runs" 0.3 >/dev/null && return 0
+    pw_info "left: $(pw_psql -c "SELECT string_agg(status || ' ' || n || ' (finished ' || coalesce(f, '-') || ')', ', ')
+                                  FROM (SELECT status, count(*) n, min(finished_at)::time || '..' || max(finished_at)::time f
+                                          FROM pipeline_worker.runs GROUP BY 1) x")"
+    pw_info "workers: $(pw_psql -c "SELECT string_agg(pid || ' ' || state || ' ' || coalesce(wait_event_type || ':' || wait_event, '-')
+                                       || ' ' || left(query, 60) || ' (' || (now() - query_start)::text || ')', ' | ')
+                                     FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
+    pw_info "dead rows: $(pw_psql -c "SELECT string_agg(relname || ' ' || n_dead_tup, ', ') FROM pg_stat_user_tables
+                                       WHERE schemaname = 'pipeline_worker' AND relname IN ('runs', 'run_steps')")"
+    return 1
 }
 log0=$(pw_log_size)
 
