@@ -4,7 +4,6 @@
 
 #include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
-#include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
@@ -16,45 +15,13 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_claimers, plan_orphans;
-
-// Claimed child runs whose parent has failed or been cancelled get a cancel request, which their executor honours
-// before their first step, as if the parent's cascade had reached them. The cascade cancels the children whose rows
-// it can lock and tells the executors of those held elsewhere -- word kept in shared memory, which a crash or an
-// immediate stop forgets: until 2026-12-05 such a child, recovered or never started, ran after the restart. One
-// probe of runs_pkey per child claimed; nothing for runs without a parent.
-void cancel_orphans(const ClaimedRun *runs, int n) {
-    int k = 0;
-    for (int i = 0; i < n; i++) k += runs[i].parent != 0 ? 1 : 0;
-    if (k == 0) return;
-    int64 *children = static_cast<int64 *>(palloc(sizeof(int64) * k));
-    int64 *parents = static_cast<int64 *>(palloc(sizeof(int64) * k));
-    k = 0;
-    for (int i = 0; i < n; i++)
-        if (runs[i].parent != 0) children[k] = runs[i].id, parents[k++] = runs[i].parent;
-    Oid types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-    Datum v[2] = {pg::int8_array(children, k), pg::int8_array(parents, k)};
-    pg::run_as_owner(&plan_orphans,
-                     "/* pw_indexes: p.runs_pkey */ SELECT c.child FROM ROWS FROM (pg_catalog.unnest($1),"
-                     "   pg_catalog.unnest($2)) AS c(child, parent)"
-                     " JOIN pipeline_worker.runs p ON p.id = ANY (ARRAY[c.parent])"
-                     " WHERE CASE p.status WHEN 'cancelled' THEN true WHEN 'failed' THEN true ELSE false END",
-                     2, types, v, nullptr, false);
-    for (uint64 j = 0; j < SPI_processed; j++) {
-        bool isnull;
-        shared::request_cancel(DatumGetInt64(col(j, 1, &isnull)));
-    }
-}
+SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_claimers;
 
 }  // namespace
 
 int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
                int64 below_id) {
-    if (schema_version() >= 2) {
-        int n = claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
-        cancel_orphans(out, n);
-        return n;
-    }
+    if (schema_version() >= 2) return claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
     // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
     // (SKIP LOCKED does not skip rows this transaction locked itself: callers claiming twice in one
     // transaction must use disjoint ranges.)

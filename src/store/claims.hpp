@@ -20,7 +20,6 @@ struct ClaimedRun {
     // The row version the claim locked (0.2 workers' claims; invalid otherwise): the outcome's UPDATE finds the row
     // by it, without a probe of runs_pkey -- checking the id, and by id after all if this transaction changed the row.
     ItemPointerData tid = {};
-    int64 parent = 0;  // the run whose "pipeline" step started it (0: none; 0.2 claims)
 };
 
 // Claims up to max pending runs (0.2: by priority, then FIFO; 0.1: FIFO; SKIP LOCKED) for this backend; submitter == InvalidOid claims any.

@@ -217,8 +217,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         &plan_claim,
         "/* pw_indexes: runs_ready_idx */ SELECT id, pipeline, submitted_by::oid, input, metadata, claims + 1,"
         " pipeline_id, priority, concurrency_key IS NOT NULL,"
-        " pg_catalog.hashtextextended(concurrency_key, 0), pg_catalog.hashtextextended(concurrency_key, pipeline_id), ctid,"
-        " parent_run_id"
+        " pg_catalog.hashtextextended(concurrency_key, 0), pg_catalog.hashtextextended(concurrency_key, pipeline_id), ctid"
         " FROM pipeline_worker.runs"
         " WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL"
         "   AND ($2 = 0::oid OR submitted_by = $2::regrole)"
@@ -311,8 +310,6 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         r.claimed_at = now;
         r.persisted = mark_running;
         r.tid = mark_running ? ItemPointerData{} : *reinterpret_cast<ItemPointer>(DatumGetPointer(col(i, 12, &isnull)));
-        Datum parent = col(i, 13, &isnull);
-        r.parent = isnull ? 0 : DatumGetInt64(parent);
         MemoryContextSwitchTo(old);
     }
     if (nparked > 0) park(parked_ids, parked_kinds, nparked);
