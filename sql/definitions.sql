@@ -204,8 +204,8 @@ SELECT pipeline_worker.check_run_status(s) AS run_status_ok, s
 SELECT pipeline_worker.check_step_status(s) AS step_status_ok, s
   FROM unnest(ARRAY['running', 'waiting', 'succeeded', 'failed', 'skipped', 'pending', 'cancelled', NULL]) s;
 SELECT pipeline_worker.check_priority(p) AS priority_ok, p FROM unnest(ARRAY[-32769, -32768, 0, 32767, 32768, NULL]) p;
-SELECT pipeline_worker.check_idempotency_key(k) AS key_ok, length(k)
-  FROM unnest(ARRAY['', 'k', repeat('k', 1000), repeat('k', 1001), repeat('é', 500), repeat('é', 501), NULL]) k;
+SELECT pipeline_worker.check_idempotency_key(k) AS key_ok, octet_length(k)
+  FROM unnest(ARRAY['', 'k', repeat('k', 1000), repeat('k', 1001), NULL]) k;
 SELECT pipeline_worker.check_parked(p) AS parked_ok, p FROM unnest(ARRAY[0, 1, 2, 3, 4, NULL]::smallint[]) p;
 -- the insert trigger's WHEN: finished within the 62 minutes pipeline_stats' roll-ups keep
 SELECT pipeline_worker.finished_within_rollups(now() - i) AS within, i

@@ -3,6 +3,9 @@
 // statement that writes a row: with the expressions written out in SQL (`status IN (...)`, whose text array is
 // stored byte by byte) that was a third of a create_run call. A call of one of these with the column is a short text
 // to read; the rule it checks is the same (NULL passes a CHECK, as in SQL).
+// These rules are frozen with the schema that uses them: one library serves every database's installed version, and
+// PostgreSQL never re-checks stored rows when a function changes. A new rule is a new C symbol and SQL function, put in
+// place by an update script's ALTER TABLE ... ADD CONSTRAINT (which checks the rows), never an edit of these.
 #include "core/status.hpp"
 #include "pg/pg.hpp"
 
@@ -17,8 +20,10 @@ PG_FUNCTION_INFO_V1(pw_finished_within_rollups);
 
 namespace {
 
+// an idempotency key's bound in bytes (api_submit.cpp checks the same bound, with a hint)
 constexpr int kMaxKeyBytes = 1000;
-constexpr int64 kRollupWindowUs = 62 * 60 * USECS_PER_SEC;  // the minutes pipeline_stats' roll-ups keep (stats.cpp)  // an idempotency key (api_submit.cpp checks the same bound with a hint)
+// the minutes pipeline_stats' roll-ups keep (stats.cpp trims finished_minutes at the same age)
+constexpr int64 kRollupWindowUs = 62 * 60 * USECS_PER_SEC;
 
 // true when the text (not NUL-terminated) equals one of the words
 bool one_of(const text *t, std::initializer_list<const char *> words) {
