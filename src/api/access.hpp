@@ -6,6 +6,9 @@
 
 namespace pw::api {
 
+// An idempotency key's bound in bytes: create_run(s) refuses a longer one, runs_idempotency_key_check too.
+constexpr int kMaxKeyBytes = 1000;
+
 // Argument argno as a pipeline name: not null, not empty, at most 200 bytes. ERROR otherwise.
 char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what);
 // create_run holds the pipeline's lock in share mode and drop_pipeline in exclusive mode until their transactions

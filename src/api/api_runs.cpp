@@ -275,7 +275,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         // reopened: pipeline_stats' roll-up of its minute counts it no more
         bool isnull;
         Datum was = col(0, 1, &isnull);
-        if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - 62 * USECS_PER_MINUTE) store::unseal_from(was);
+        if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - store::kRollupWindowUs) store::unseal_from(was);
     }
     SPI_finish();
     if (result) shared::clear_cancel(run_id);

@@ -20,8 +20,6 @@ using pg::col;
 
 namespace {
 
-constexpr int kMaxKeyBytes = 1000;
-
 SPIPlanPtr plan_insert_run_v1, plan_target, plan_target_v1, plan_insert_run, plan_existing_run, plan_insert_runs, plan_insert_runs_nokey, plan_existing_runs;
 
 Datum empty_object() { return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")); }

@@ -3,11 +3,14 @@
 // statement that writes a row: with the expressions written out in SQL (`status IN (...)`, whose text array is
 // stored byte by byte) that was a third of a create_run call. A call of one of these with the column is a short text
 // to read; the rule it checks is the same (NULL passes a CHECK, as in SQL).
-// These rules are frozen with the schema that uses them: one library serves every database's installed version, and
-// PostgreSQL never re-checks stored rows when a function changes. A new rule is a new C symbol and SQL function, put in
-// place by an update script's ALTER TABLE ... ADD CONSTRAINT (which checks the rows), never an edit of these.
+// The status words are core/status.hpp's (one list). One library serves every database's installed version, and
+// PostgreSQL never re-checks stored rows when a function changes: a status added there, or any other rule changed
+// here, comes with an update script that moves the schema with it (a new symbol and SQL function where a database at
+// the older version must keep the old rule, and ALTER TABLE ... ADD CONSTRAINT, which checks the rows).
+#include "api/access.hpp"
 #include "core/status.hpp"
 #include "pg/pg.hpp"
+#include "store/stats.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pw_run_status_ok);
@@ -18,40 +21,16 @@ PG_FUNCTION_INFO_V1(pw_parked_ok);
 PG_FUNCTION_INFO_V1(pw_finished_within_rollups);
 }
 
-namespace {
-
-// an idempotency key's bound in bytes (api_submit.cpp checks the same bound, with a hint)
-constexpr int kMaxKeyBytes = 1000;
-// the minutes pipeline_stats' roll-ups keep (stats.cpp trims finished_minutes at the same age)
-constexpr int64 kRollupWindowUs = 62 * 60 * USECS_PER_SEC;
-
-// true when the text (not NUL-terminated) equals one of the words
-bool one_of(const text *t, std::initializer_list<const char *> words) {
-    const char *s = VARDATA_ANY(t);
-    size_t n = VARSIZE_ANY_EXHDR(t);
-    for (const char *w : words)
-        if (strlen(w) == n && memcmp(s, w, n) == 0) return true;
-    return false;
-}
-
-}  // namespace
-
 // runs.status: pending, running, waiting, succeeded, failed, cancelled
 extern "C" Datum pw_run_status_ok(PG_FUNCTION_ARGS) {
-    using pw::core::RunStatus;
-    using pw::core::to_text;
-    PG_RETURN_BOOL(one_of(PG_GETARG_TEXT_PP(0),
-                          {to_text(RunStatus::Pending), to_text(RunStatus::Running), to_text(RunStatus::Waiting),
-                           to_text(RunStatus::Succeeded), to_text(RunStatus::Failed), to_text(RunStatus::Cancelled)}));
+    text *t = PG_GETARG_TEXT_PP(0);
+    PG_RETURN_BOOL(pw::core::is_run_status(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
 }
 
 // run_steps.status: running, waiting, succeeded, failed, skipped
 extern "C" Datum pw_step_status_ok(PG_FUNCTION_ARGS) {
-    using pw::core::StepStatus;
-    using pw::core::to_text;
-    PG_RETURN_BOOL(one_of(PG_GETARG_TEXT_PP(0),
-                          {to_text(StepStatus::Running), to_text(StepStatus::Waiting), to_text(StepStatus::Succeeded),
-                           to_text(StepStatus::Failed), to_text(StepStatus::Skipped)}));
+    text *t = PG_GETARG_TEXT_PP(0);
+    PG_RETURN_BOOL(pw::core::is_step_status(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
 }
 
 // runs.priority: a smallint's range
@@ -63,7 +42,7 @@ extern "C" Datum pw_priority_ok(PG_FUNCTION_ARGS) {
 // runs.idempotency_key: not empty, at most 1000 bytes
 extern "C" Datum pw_key_ok(PG_FUNCTION_ARGS) {
     size_t n = VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0));
-    PG_RETURN_BOOL(n > 0 && n <= static_cast<size_t>(kMaxKeyBytes));
+    PG_RETURN_BOOL(n > 0 && n <= static_cast<size_t>(pw::api::kMaxKeyBytes));
 }
 
 // runs.parked: 1 (a pipeline-wide limit), 2 (a per-key limit), 3 (a pause)
@@ -77,5 +56,5 @@ extern "C" Datum pw_parked_ok(PG_FUNCTION_ARGS) {
 // queued as trigger events at all. As `finished_at > now() - interval '62 minutes'`.
 extern "C" Datum pw_finished_within_rollups(PG_FUNCTION_ARGS) {
     TimestampTz finished = PG_GETARG_TIMESTAMPTZ(0);
-    PG_RETURN_BOOL(finished > GetCurrentTransactionStartTimestamp() - kRollupWindowUs);
+    PG_RETURN_BOOL(finished > GetCurrentTransactionStartTimestamp() - pw::store::kRollupWindowUs);
 }

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <cstring>
-#include <initializer_list>
+#include <cstddef>
 
 namespace pw::core {
 
@@ -34,10 +34,24 @@ constexpr const char *to_text(StepStatus s) noexcept {
     return "unknown";
 }
 
+constexpr RunStatus kRunStatuses[] = {RunStatus::Pending,   RunStatus::Running,   RunStatus::Succeeded,
+                                      RunStatus::Failed,    RunStatus::Cancelled, RunStatus::Waiting};
+constexpr StepStatus kStepStatuses[] = {StepStatus::Running, StepStatus::Succeeded, StepStatus::Failed,
+                                        StepStatus::Waiting, StepStatus::Skipped};
+
+// Whether the n bytes at text (not NUL-terminated) are one of the statuses' words.
+template <typename Status, size_t N>
+inline bool is_status_text(const Status (&all)[N], const char *text, size_t n) noexcept {
+    for (Status s : all)
+        if (std::strlen(to_text(s)) == n && std::memcmp(text, to_text(s), n) == 0) return true;
+    return false;
+}
+inline bool is_run_status(const char *text, size_t n) noexcept { return is_status_text(kRunStatuses, text, n); }
+inline bool is_step_status(const char *text, size_t n) noexcept { return is_status_text(kStepStatuses, text, n); }
+
 // false for a text that is no run status
 inline bool run_status_from_text(const char *text, RunStatus *out) noexcept {
-    for (RunStatus s : {RunStatus::Pending, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed,
-                        RunStatus::Cancelled, RunStatus::Waiting})
+    for (RunStatus s : kRunStatuses)
         if (std::strcmp(text, to_text(s)) == 0) {
             *out = s;
             return true;

@@ -36,7 +36,7 @@ namespace {
 // finished_at, status, submitted_by, pipeline_owner: discount_deleted()'s arrays, in its order) are taken off
 // pipeline_stats' roll-ups.
 void discount_returned() {
-    TimestampTz window = GetCurrentTimestamp() - 62 * USECS_PER_MINUTE;
+    TimestampTz window = GetCurrentTimestamp() - kRollupWindowUs;
     static const Oid elem[5] = {INT8OID, TIMESTAMPTZOID, TEXTOID, OIDOID, OIDOID};
     pg::ArrayColumns *a = pg::array_columns(static_cast<int>(SPI_processed), 5, elem);
     int n = 0;

@@ -23,6 +23,11 @@
 
 namespace pw::store {
 
+// How far back pipeline_stats' minute roll-ups reach (the hour, and the minute at each end): finished_minutes is
+// trimmed at this age (stats.cpp, as SQL), deletions and retries within it are taken off the roll-ups, and a run
+// inserted already finished within it has its minute counted again (row_checks.cpp).
+constexpr int64 kRollupWindowUs = 62 * USECS_PER_MINUTE;
+
 // "SELECT * FROM (branch) f0 UNION ALL ..." with the branch once for each finished status, written where it says
 // @status@ (palloc'd). A constant status per branch both proves runs_stats_finished_idx's predicate and bounds the
 // scan, in one plan shape whatever the statistics (a join with the three statuses was planned two ways).
