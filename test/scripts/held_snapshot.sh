@@ -180,7 +180,9 @@ per_run_below 25000 "claims per lone run with a snapshot held"
 # Runs whose first attempt fails and is retried at once (retry_delay_ms 0): pending again at their place in the queue.
 # The commit of each failure moved the claim hint back to the head of the queue (before 2026-12-04), and the next
 # claims walked from there -- through the entries of every run claimed since the snapshot: 479,000 entries per run
-# here. Now to the run's place: 1,550-1,660.
+# here. Now to the run's place: 1,550-1,660, locally 1,073-1,682, once 5,076 in CI (2026-12-05; the periodic claims
+# from the head walk the same entries, and how often they come follows the machine): the bound is well above that and
+# far below the regression.
 pw_psql >/dev/null <<'SQL' || pw_die "setup of the flaky pipeline failed"
 CREATE FUNCTION flaky(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
@@ -200,7 +202,7 @@ pw_check "with a snapshot held, $F runs retried at once after a failed first att
 pw_check_sql "... and succeed at their second attempt" "$F" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'flaky' AND status = 'succeeded'"
 entries_per_run "$F" "runs retried at once"
-per_run_below 5000 "claims per run retried at once with a snapshot held"
+per_run_below 20000 "claims per run retried at once with a snapshot held"
 
 # Runs that start a child run each: the commit that created a child forgot the queue's known end (before 2026-12-04),
 # and the next claims walked to the end of the queue index -- with the snapshot held, through every run claimed since.
