@@ -9,6 +9,7 @@
 #include "store/pipelines.hpp"
 
 extern "C" {
+#include "pgstat.h"
 #include "utils/lsyscache.h"
 }
 
@@ -51,8 +52,20 @@ void park(const int64 *ids, const int16 *kinds, int n) {
 // How far past a claim park_lane_behind looks (queue positions of the same priority): a bounded walk, so that a
 // lane with few runs left in a long queue of other work costs a claim little.
 constexpr int64 kParkBehindSpan = 20000;
-// A claim that filtered full pipeline lanes and took longer than this (µs) has them parked from then on.
+// A claim that filtered full pipeline lanes and took longer than this (µs), or read more than kParkBacklogEntries
+// entries of runs_ready_idx, has them parked from then on. (The time alone was the rule until 2026-12-06: a 20,000-run
+// backlog took 4.5 ms to filter here and could take under 2 ms on a faster machine, where it then stayed queued --
+// flow_limits.sh failed so in CI. The entries read say the same on every machine; the time still catches a walk made
+// slow otherwise, and covers track_counts = off, which leaves the entries uncounted.)
 constexpr int64 kParkBacklogUs = 2000;
+constexpr int64 kParkBacklogEntries = 5000;
+
+// Entries of runs_ready_idx this backend read in this transaction (as pg_stat_get_xact_tuples_returned): 0 when
+// statistics are not counted.
+int64 ready_entries_read(Oid index) {
+    PgStat_TableStatus *s = OidIsValid(index) ? find_tabstat_entry(index) : nullptr;
+    return s != nullptr ? s->t_counts.t_tuples_returned : 0;
+}
 SPIPlanPtr plan_park_behind;
 
 // Parks the queued runs of a full pipeline lane that follow queue position `after`, up to kParkBehindSpan positions
@@ -201,7 +214,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // A full pipeline lane with a long backlog is not filtered but locked and parked (below): filtered, its backlog
     // was walked by every claim (50,000 runs at "concurrency" 4 took 58-76 s, both cores busy). A short one is cheaper
     // to filter: parked, every run would wait for a commit that puts it back. A filtering claim that took longer
-    // than kParkBacklogUs tells the two apart (lanes::park_backlogs).
+    // than kParkBacklogUs or read more than kParkBacklogEntries index entries tells the two apart
+    // (lanes::park_backlogs).
     if (min_key > 0 || mark_running)
         (void)lanes::full_lanes(mark_running ? UINT64_MAX : static_cast<uint64>(min_key), full_pipelines, &nfp,
                                 full_keys, &nfk, kMaxFiltered, mark_running);  // (claim_run moves no hint: no floor)
@@ -227,11 +241,20 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         " ORDER BY - priority, id LIMIT $1 FOR UPDATE SKIP LOCKED",
         8, types);
     TimestampTz started = nfp > 0 && !mark_running ? GetCurrentTimestamp() : 0;
+    Oid ready_idx = InvalidOid;
+    int64 entries_before = 0;
+    if (started != 0) {
+        Oid ns = get_namespace_oid("pipeline_worker", true);
+        ready_idx = OidIsValid(ns) ? get_relname_relid("runs_ready_idx", ns) : InvalidOid;
+        entries_before = ready_entries_read(ready_idx);
+    }
     pg::exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
     SPITupleTable *rows = SPI_tuptable;
     TimestampTz now = GetCurrentTimestamp();
-    if (started != 0 && now - started > kParkBacklogUs) lanes::park_backlogs(full_pipelines, nfp);
+    if (started != 0 &&
+        (now - started > kParkBacklogUs || ready_entries_read(ready_idx) - entries_before > kParkBacklogEntries))
+        lanes::park_backlogs(full_pipelines, nfp);
     int kept = 0, nparked = 0;
     int64 parked_ids[64];
     int16 parked_kinds[64];

@@ -184,6 +184,8 @@ if pw_wait_sql t 3 "SELECT count(*) >= 19000 FROM pipeline_worker.runs WHERE pip
     pw_ok "a full lane's long backlog left the queue while its slot was held (>= 19,000 of 20,000 parked)"
 else
     pw_fail "a full lane's long backlog stayed queued ($(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'bulk' AND parked = 1") of 20,000 parked)"
+    pw_info "workers: $(pw_psql -c "SELECT string_agg(pid || ' ' || state || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ')
+                                     FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
 fi
 # Unparks start where the last one stopped (the runs put back leave dead index entries in front); a run parked later
 # at a better position -- a higher priority -- lowers that start again, or it would stay parked for good.
