@@ -191,6 +191,7 @@ CREATE FUNCTION pipeline_worker.runs_truncated() RETURNS trigger LANGUAGE plpgsq
 BEGIN
     TRUNCATE pipeline_worker.finished_minutes;
     UPDATE pipeline_worker.finished_sealed SET upto = '-infinity';
+    TRUNCATE pipeline_worker.cancel_requests;  -- (run ids may start again: RESTART IDENTITY)
     RETURN NULL;
 END $$;
 CREATE TRIGGER runs_truncated AFTER TRUNCATE ON pipeline_worker.runs
@@ -367,6 +368,17 @@ CREATE FUNCTION pipeline_worker.send_event(run_id bigint, event text, payload js
 -- The caller's own run of that pipeline, by its idempotency key.
 CREATE FUNCTION pipeline_worker.send_event(pipeline text, idempotency_key text, event text, payload jsonb DEFAULT '{}')
     RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pw_send_event_by_key';
+
+-- Cancels that cascaded from a parent (cancel_run, or the parent failing) to a descendant another transaction held
+-- at that moment: that run's executor is told through shared memory, which a crash or an immediate stop forgets. The
+-- cancelling transaction records the run here as well, and a claim of a recorded run cancels it before its first
+-- step. The lead worker deletes the records of finished or deleted runs; retry_run deletes the run's record.
+-- Internal: no privileges for anyone but the owner.
+CREATE TABLE pipeline_worker.cancel_requests (
+    run_id       bigint      PRIMARY KEY,
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.cancel_requests', '');
 
 -- The grants' row-level security helper: 0.1's SECURITY DEFINER SQL function told any role the owner of any pipeline
 -- by name. It answers now only for a pipeline the caller may see (its owner's privileges, an admin, a grantee), NULL

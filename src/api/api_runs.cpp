@@ -12,6 +12,7 @@ extern "C" {
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
+#include "store/cancel_requests.hpp"
 #include "store/children.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/shared.hpp"
@@ -276,6 +277,8 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         bool isnull;
         Datum was = col(0, 1, &isnull);
         if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - store::kRollupWindowUs) store::unseal_from(was);
+        // a cancel recorded for it earlier (met, or outrun by its end) must not stop it at its next claim
+        store::forget_cancel_request(run_id);
     }
     SPI_finish();
     if (result) shared::clear_cancel(run_id);

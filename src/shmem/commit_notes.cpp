@@ -95,6 +95,12 @@ bool parents = false;  // parents were handed to the workers (shared::offer_pare
 
 void parents_handed_over() { parents = true; }
 
+namespace {
+bool cancel_records = false;
+}  // namespace
+
+void cancel_requests_recorded() { cancel_records = true; }
+
 void cancel_at_commit(int64 run_id, bool broadcast) {
     if (ncancels >= shared::kCancelRing) return;  // (more would only push each other out of the ring)
     if (ncancels == cancels_cap) {
@@ -164,12 +170,15 @@ void publish() {
     if (pipelines) shared::bump_pipelines_generation();
     if (extension) shared::note_extension_present();
     if (parents) shared::wake_workers(1);  // (each is taken once this transaction has ended)
+    if (cancel_records)  // (after the commit is visible: a sweep that reads the new sequence sees the records)
+        if (shared::DbState *d = shared::db()) pg_atomic_fetch_add_u64(&d->cancel_records_seq, 1);
     forget();
 }
 
 bool any() {
     return created > 0 || finished || woken_parked || pipelines || reordered || extension || due != 0 || top_priority != INT_MIN ||
-           back_at != UINT64_MAX || added_upto != 0 || added_anywhere || ncancels > 0 || parents || reorder_begun;
+           back_at != UINT64_MAX || added_upto != 0 || added_anywhere || ncancels > 0 || parents || reorder_begun ||
+           cancel_records;
 }
 
 void forget() {
@@ -186,6 +195,7 @@ void forget() {
     added_anywhere = false;
     ncancels = 0;
     parents = false;
+    cancel_records = false;
     if (reorder_begun) shared::end_reorder();
     reorder_begun = false;
 }

@@ -40,6 +40,8 @@ void at_subabort(SubTransactionId sub);
 void pipelines_changed();
 // Parent runs were handed to the database's workers (shared::offer_parent_wake): one is woken at commit to take them.
 void parents_handed_over();
+// Cancels of runs held elsewhere were recorded (store/cancel_requests): at commit the database's claims look for them.
+void cancel_requests_recorded();
 
 void pre_commit();  // before the commit (its runs are not visible yet)
 void publish();     // at commit

@@ -86,6 +86,8 @@ void startup_hook() {
             pg_atomic_init_u64(&d->put_back_skip_until, 0);
             pg_atomic_init_u32(&d->unpark_wanted, 1);
             pg_atomic_init_u32(&d->wake_parked, 1);
+            pg_atomic_init_u64(&d->cancel_records_seq, 1);
+            pg_atomic_init_u64(&d->cancel_records_swept, 0);
             SpinLockInit(&d->reorder_lock);
             d->reorder_from = UINT64_MAX;
         }
@@ -156,6 +158,8 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->put_back_skip_until, 0);
         pg_atomic_write_u32(&d->unpark_wanted, 1);
         pg_atomic_write_u32(&d->wake_parked, 1);
+        pg_atomic_write_u64(&d->cancel_records_seq, 1);  // ... and claims look for recorded cancels until a sweep
+        pg_atomic_write_u64(&d->cancel_records_swept, 0);  // finds none (the requests in shared memory are gone)
         pg_atomic_write_u64(&d->claim_hint, 0);
         pg_atomic_write_u64(&d->claim_top, 0);
         SpinLockAcquire(&d->hint_lock);

@@ -74,6 +74,9 @@ struct DbState {
                                            // store/put_back.cpp: a user's transaction held a parked run's row)
     pg_atomic_uint32 wake_parked;      // 1: a wake parked runs as paused -- the lead worker's next look puts back those
                                        // of pipelines not paused (store::unpark_resumed)
+    pg_atomic_uint64 cancel_records_seq;    // bumped when a transaction that recorded cancels of held runs commits
+    pg_atomic_uint64 cancel_records_swept;  // cancel_records_seq when a sweep found no record left: claims look for
+                                            // records (store/cancel_requests) while the two differ
     pg_atomic_uint32 unpark_wanted;    // 1: a slot freed (or runs were parked with room) in a lane that has parked
                                        // runs -- the next look (lanes::lanes_to_unpark) puts them back. Per database:
                                        // a worker puts back only its own database's runs

@@ -3,6 +3,7 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/cancels.hpp"
+#include "store/cancel_requests.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/metrics.hpp"
 #include "shmem/shared.hpp"
@@ -325,6 +326,8 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
                          " AND CASE status WHEN 'waiting' THEN true ELSE false END",
                          1, ltypes, hv, nullptr, false);
         uint64 nwaiting = SPI_processed;
+        int64 *told = static_cast<int64 *>(palloc(sizeof(int64) * nheld));
+        int ntold = 0;
         for (int i = 0; i < nheld; i++) {
             bool waiting = false;
             for (uint64 k = 0; k < nwaiting && !waiting; k++) {
@@ -336,8 +339,12 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
                 close[nclose++] = ids[i];
             } else {
                 tell_executor(ids[i], signal_at_commit, false);
+                told[ntold++] = ids[i];
             }
         }
+        // What shared memory is told, a crash forgets: recorded with this transaction too, the word reaches the
+        // run's next claim (store/cancel_requests). Until 2026-12-06 such a child ran after a restart.
+        record_cancel_requests(told, ntold);
     }
     if (ncancel == 0) return;
     static SPIPlanPtr plan_cancel_children = nullptr;

@@ -7,6 +7,7 @@
 #include "shmem/commit_notes.hpp"
 #include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
+#include "store/cancel_requests.hpp"
 #include "store/queue.hpp"
 
 namespace pw::store {
@@ -21,7 +22,17 @@ SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_claimer
 
 int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
                int64 below_id) {
-    if (schema_version() >= 2) return claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
+    if (schema_version() >= 2) {
+        int n = claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
+        if (n > 0) {
+            // (a cancel that cascaded to one of them while another transaction held it, told only through shared
+            // memory, which a crash since forgot: its record asks again -- store/cancel_requests)
+            int64 ids[64];
+            for (int i = 0; i < n && i < 64; i++) ids[i] = out[i].id;
+            apply_cancel_requests(ids, n < 64 ? n : 64);
+        }
+        return n;
+    }
     // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
     // (SKIP LOCKED does not skip rows this transaction locked itself: callers claiming twice in one
     // transaction must use disjoint ranges.)

@@ -1,6 +1,7 @@
 #include "worker/upkeep.hpp"
 
 #include "pg/spi.hpp"
+#include "store/cancel_requests.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
 #include "store/retention.hpp"
@@ -111,7 +112,10 @@ void maybe_expire(TimestampTz *last, bool mine) {
         (void)store::seal_finished_minutes();
         // (with the same once-a-second look: runs a wake parked while a pause or resume was in flight)
         begin_work_txn(true);
-        if (store::schema_version() >= 2) (void)store::unpark_resumed();
+        if (store::schema_version() >= 2) {
+            (void)store::unpark_resumed();
+            store::sweep_cancel_requests();  // (only while records may exist)
+        }
         commit_work_txn();
     }
     PG_CATCH();

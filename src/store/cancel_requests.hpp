@@ -1,0 +1,27 @@
+// The durable word of a cancel that cascaded to a run another transaction held (pipeline_worker.cancel_requests).
+// cancel_run of a parent -- or a parent failing -- cancels the unfinished descendants whose rows it can lock; a
+// descendant held elsewhere (a worker executing it under its lazy claim, a session's lock) is told through shared
+// memory (shmem/cancels), which a crash or an immediate stop forgets. The cancel's transaction also records the run
+// here: a claim of a recorded run asks for its cancel again, so after a restart it is cancelled before its first step
+// instead of executed. Claims look only while the database may have records (shared::DbState::cancel_records_*), so a
+// server that never cascaded to a held run pays nothing.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::store {
+
+// These runs are to be cancelled (held by another transaction when a cancel cascaded to them): recorded with this
+// transaction -- rolled back, the record goes too. 0.2 schema, SPI connected.
+void record_cancel_requests(const int64 *run_ids, int n);
+// Of these runs just claimed, those with a record get a cancel request: their executor cancels them before their
+// first step. Only while the database may have records. 0.2 schema, SPI connected.
+void apply_cancel_requests(const int64 *run_ids, int n);
+// retry_run: the run's record (a request met or outrun before) goes, or the retried run would be cancelled at its
+// claim. 0.2 schema, SPI connected.
+void forget_cancel_request(int64 run_id);
+// The lead worker, about once a second while records may exist: records of finished or deleted runs go; with none
+// left, claims stop looking until the next record. Opens and commits its own transaction.
+void sweep_cancel_requests();
+
+}  // namespace pw::store
