@@ -577,11 +577,15 @@ CREATE FUNCTION pipeline_worker.send_event(pipeline text, idempotency_key text, 
 -- at that moment: that run's executor is told through shared memory, which a crash or an immediate stop forgets. The
 -- cancelling transaction records the run here as well, and a claim of a recorded run cancels it before its first
 -- step. The lead worker deletes the records of finished or deleted runs; retry_run deletes the run's record.
--- Internal: no privileges for anyone but the owner.
+-- Internal: no privileges for anyone but the owner. (Not unique: a worker recording a run must not wait for a user's
+-- open transaction that recorded it too; every record of a run goes at once.)
 CREATE TABLE pipeline_worker.cancel_requests (
-    run_id       bigint      PRIMARY KEY,
+    run_id       bigint      NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+CREATE INDEX cancel_requests_run_idx ON pipeline_worker.cancel_requests (run_id);
+REVOKE ALL ON pipeline_worker.cancel_requests FROM PUBLIC;
+ALTER TABLE pipeline_worker.cancel_requests ENABLE ROW LEVEL SECURITY;
 SELECT pg_catalog.pg_extension_config_dump('pipeline_worker.cancel_requests', '');
 
 -- The grants' row-level security helper: 0.1's SECURITY DEFINER SQL function told any role the owner of any pipeline

@@ -9,18 +9,27 @@ namespace pw::store {
 
 using pg::col;
 
-namespace {
-
 // Whether claims in this database must look: a record committed since the last sweep that found none left (or since
 // the entry's start -- shared memory new after a crash, when the records are all that is left of the requests).
 // Without shared memory (the library not preloaded: no workers, a session's claim_run) always.
-bool records_possible() {
+bool cancel_records_possible() {
     shared::DbState *d = shared::db();
     return d == nullptr ||
            pg_atomic_read_u64(&d->cancel_records_seq) != pg_atomic_read_u64(&d->cancel_records_swept);
 }
 
+namespace {
+
+// A sweep also once a minute with no record noted: records written otherwise (a restore of the table while workers
+// run, a hand-made row) make the claims look from then on.
+constexpr int64 kSweepAnywayUs = 60 * USECS_PER_SEC;
+TimestampTz last_sweep = 0;
+
 }  // namespace
+
+bool cancel_sweep_due() {
+    return cancel_records_possible() || GetCurrentTimestamp() - last_sweep >= kSweepAnywayUs;
+}
 
 void record_cancel_requests(const int64 *run_ids, int n) {
     if (n == 0) return;
@@ -28,24 +37,24 @@ void record_cancel_requests(const int64 *run_ids, int n) {
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(run_ids, n)};
     pg::run_as_owner(&plan_record,
-                     "INSERT INTO pipeline_worker.cancel_requests (run_id) SELECT pg_catalog.unnest($1)"
-                     " ON CONFLICT (run_id) DO NOTHING",
+                     "INSERT INTO pipeline_worker.cancel_requests (run_id) SELECT pg_catalog.unnest($1)",
                      1, types, v, nullptr, false);
     notes::cancel_requests_recorded();  // (at commit: claims look from then on)
 }
 
 void apply_cancel_requests(const int64 *run_ids, int n) {
-    if (n == 0 || !records_possible()) return;
+    if (n == 0 || !cancel_records_possible()) return;
     static SPIPlanPtr plan_recorded = nullptr;
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {pg::int8_array(run_ids, n)};
     pg::run_as_owner(&plan_recorded,
-                     "/* pw_indexes: cancel_requests_pkey */ SELECT run_id FROM pipeline_worker.cancel_requests"
+                     "/* pw_indexes: cancel_requests_run_idx */ SELECT DISTINCT run_id FROM pipeline_worker.cancel_requests"
                      " WHERE run_id = ANY ($1)",
-                     1, types, v, nullptr, true);
+                     1, types, v, nullptr, false);  // (a snapshot as fresh as the claim's)
     for (uint64 i = 0; i < SPI_processed; i++) {
         bool isnull;
-        shared::request_cancel(DatumGetInt64(col(i, 1, &isnull)));
+        int64 id = DatumGetInt64(col(i, 1, &isnull));
+        if (!shared::cancel_requested(id)) shared::request_cancel(id);  // (not one ring entry per claim of it)
     }
 }
 
@@ -54,7 +63,7 @@ void forget_cancel_request(int64 run_id) {
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     pg::run_as_owner(&plan_forget,
-                     "/* pw_indexes: cancel_requests_pkey */ DELETE FROM pipeline_worker.cancel_requests"
+                     "/* pw_indexes: cancel_requests_run_idx */ DELETE FROM pipeline_worker.cancel_requests"
                      " WHERE run_id = $1",
                      1, types, v, nullptr, false);
 }
@@ -65,20 +74,26 @@ void sweep_cancel_requests() {
     // Read before the statements' snapshots: a record committed after this read bumps the sequence past it, and the
     // claims keep looking; one committed before is seen below.
     uint64 seq = pg_atomic_read_u64(&d->cancel_records_seq);
-    if (seq == pg_atomic_read_u64(&d->cancel_records_swept)) return;
+    bool noted = seq != pg_atomic_read_u64(&d->cancel_records_swept);
+    last_sweep = GetCurrentTimestamp();
     static SPIPlanPtr plan_sweep = nullptr, plan_left = nullptr;
     pg::spi_connect();
+    // SKIP LOCKED: a record a user's open retry_run deletes (or a cancel inserts) is not waited for -- the lead
+    // worker's upkeep would wait with it; the look below still sees it, and the claims keep looking.
     pg::run_as_owner(&plan_sweep,
-                     "/* pw_indexes: r.runs_pkey */ DELETE FROM pipeline_worker.cancel_requests c WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r"
-                     " WHERE r.id = c.run_id"
-                     "   AND CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
-                     "   ELSE true END)",
+                     "/* pw_indexes: r.runs_pkey */ DELETE FROM pipeline_worker.cancel_requests c WHERE c.ctid = ANY (ARRAY("
+                     " SELECT s.ctid FROM pipeline_worker.cancel_requests s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r"
+                     "   WHERE r.id = s.run_id"
+                     "     AND CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
+                     "     ELSE true END)"
+                     " FOR UPDATE OF s SKIP LOCKED))",
                      0, nullptr, nullptr, nullptr, false);
     pg::run_as_owner(&plan_left, "SELECT 1 FROM pipeline_worker.cancel_requests LIMIT 1", 0, nullptr, nullptr, nullptr,
                      false);
     bool none_left = SPI_processed == 0;
     SPI_finish();
     if (none_left) pg_atomic_write_u64(&d->cancel_records_swept, seq);
+    else if (!noted) pg_atomic_fetch_add_u64(&d->cancel_records_seq, 1);  // (found by the once-a-minute look)
 }
 
 }  // namespace pw::store

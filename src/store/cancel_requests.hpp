@@ -11,6 +11,8 @@
 
 namespace pw::store {
 
+// Whether claims in this database must look for records (cheap: two reads of shared memory).
+bool cancel_records_possible();
 // These runs are to be cancelled (held by another transaction when a cancel cascaded to them): recorded with this
 // transaction -- rolled back, the record goes too. 0.2 schema, SPI connected.
 void record_cancel_requests(const int64 *run_ids, int n);
@@ -20,8 +22,11 @@ void apply_cancel_requests(const int64 *run_ids, int n);
 // retry_run: the run's record (a request met or outrun before) goes, or the retried run would be cancelled at its
 // claim. 0.2 schema, SPI connected.
 void forget_cancel_request(int64 run_id);
-// The lead worker, about once a second while records may exist: records of finished or deleted runs go; with none
-// left, claims stop looking until the next record. Opens and commits its own transaction.
+// Whether the lead worker's sweep is due: records may exist, or the last sweep was a minute ago.
+bool cancel_sweep_due();
+// The lead worker: records of finished or deleted runs go; with none left, claims stop looking until the next
+// record. 0.2 schema, in a READ COMMITTED transaction (each statement's snapshot taken after the look at the
+// sequence), not SPI connected.
 void sweep_cancel_requests();
 
 }  // namespace pw::store

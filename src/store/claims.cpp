@@ -24,12 +24,13 @@ int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool
                int64 below_id) {
     if (schema_version() >= 2) {
         int n = claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
-        if (n > 0) {
+        if (n > 0 && cancel_records_possible()) {
             // (a cancel that cascaded to one of them while another transaction held it, told only through shared
             // memory, which a crash since forgot: its record asks again -- store/cancel_requests)
-            int64 ids[64];
-            for (int i = 0; i < n && i < 64; i++) ids[i] = out[i].id;
-            apply_cancel_requests(ids, n < 64 ? n : 64);
+            int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+            for (int i = 0; i < n; i++) ids[i] = out[i].id;
+            apply_cancel_requests(ids, n);
+            pfree(ids);
         }
         return n;
     }

@@ -112,11 +112,13 @@ void maybe_expire(TimestampTz *last, bool mine) {
         (void)store::seal_finished_minutes();
         // (with the same once-a-second look: runs a wake parked while a pause or resume was in flight)
         begin_work_txn(true);
-        if (store::schema_version() >= 2) {
-            (void)store::unpark_resumed();
-            store::sweep_cancel_requests();  // (only while records may exist)
-        }
+        if (store::schema_version() >= 2) (void)store::unpark_resumed();
         commit_work_txn();
+        if (store::cancel_sweep_due()) {  // (its own transaction: a failure leaves the unparks done)
+            begin_work_txn(true);
+            if (store::schema_version() >= 2) store::sweep_cancel_requests();
+            commit_work_txn();
+        }
     }
     PG_CATCH();
     {
