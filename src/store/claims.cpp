@@ -16,7 +16,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_claimers;
+SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_recover_v2, plan_claimers;
 
 }  // namespace
 
@@ -131,17 +131,37 @@ int64 recover_runs() {
         // SKIP LOCKED: a run another transaction holds (a cancel_run or SELECT ... FOR UPDATE left open) is left to
         // a later sweep. Until 2026-12-05 the sweep waited for it, and the worker sweeping -- claims, HTTP answers,
         // the lead's timer and upkeep -- with it (test/scripts/row_locks.sh).
-        p = pg::prepare(&plan_recover,
-                        "/* pw_indexes: o.runs_running_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending',"
-                        " worker_pid = NULL, worker_started_at = NULL"
-                        " FROM (SELECT o.id FROM pipeline_worker.runs o,"
-                        "   ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(pid, started)"
-                        "   WHERE o.status = 'running' AND o.worker_pid = d.pid AND o.worker_started_at = d.started"
-                        "   FOR UPDATE OF o SKIP LOCKED) k"
-                        " WHERE r.id = ANY (ARRAY[k.id])",
-                        2, types);
+#define PW_RECOVERED                                                                                      \
+    " FROM (SELECT o.id FROM pipeline_worker.runs o,"                                                          \
+    "   ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(pid, started)"                           \
+    "   WHERE o.status = 'running' AND o.worker_pid = d.pid AND o.worker_started_at = d.started"                \
+    "   FOR UPDATE OF o SKIP LOCKED) k"                                                                          \
+    " WHERE r.id = ANY (ARRAY[k.id])"
+        // 0.2: a run of a paused pipeline goes back parked as paused (3), as create_run and retry_run queue one: a
+        // run executing when the pause came finishes, but one its worker's exit stopped waits for resume_pipeline.
+        // (Until 2026-12-06 it was executed at once.) A resume committing meanwhile: the lead worker looks again.
+        bool v2 = schema_version() >= 2;
+        if (v2)
+            p = pg::prepare(&plan_recover_v2,
+                            "/* pw_indexes: o.runs_running_idx r.runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
+                            " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL,"
+                            " parked = (SELECT CASE WHEN pp.paused THEN 3::smallint END FROM pipeline_worker.pipelines pp"
+                            "   WHERE pp.id = r.pipeline_id)" PW_RECOVERED " RETURNING r.parked IS NOT NULL",
+                            2, types);
+        else
+            p = pg::prepare(&plan_recover,
+                            "/* pw_indexes: o.runs_running_idx r.runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'pending',"
+                            " worker_pid = NULL, worker_started_at = NULL" PW_RECOVERED,
+                            2, types);
+#undef PW_RECOVERED
         pg::exec_as_owner(p, v, nullptr, false, 0);
         recovered = static_cast<int64>(SPI_processed);
+        bool parked = false;
+        for (uint64 i = 0; v2 && i < SPI_processed && !parked; i++) {
+            bool isnull;
+            parked = DatumGetBool(col(i, 1, &isnull));
+        }
+        if (parked) notes::woken_runs_parked();
     }
     SPI_finish();
     notes::runs_queued(static_cast<uint64>(recovered));  // wake workers for them at commit

@@ -5,6 +5,8 @@
 # requests newer cancels push old ones out of. Since 2026-12-06 the cancelling transaction also records the run in
 # pipeline_worker.cancel_requests, and a claim of a recorded run cancels it before its first step (until then such a
 # run was executed after a restart: docs/GUIDE.md, "Limits and known limitations").
+# Also what the same crash must not undo: a run executing when its pipeline was paused, stopped by the crash, is
+# recovered parked as paused and waits for resume_pipeline (until 2026-12-06 it was executed at once).
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -21,6 +23,13 @@ SELECT pipeline_worker.create_pipeline('cc_kid', '[{"name": "k", "function": "cc
 SELECT pipeline_worker.create_pipeline('cc_parent', '[{"name": "kid", "pipeline": "cc_kid"}]');
 SELECT pipeline_worker.create_pipeline('cc_top', '[{"name": "mid", "pipeline": "cc_parent"}]');
 SELECT pipeline_worker.create_pipeline('cc_fill', '[{"name": "f", "function": "cc_step"}]');
+CREATE FUNCTION cc_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects VALUES ((ctx->>'run_id')::bigint);
+    PERFORM pg_sleep(30);
+    RETURN '{}';
+END $$;
+SELECT pipeline_worker.create_pipeline('cc_slow', '[{"name": "s", "function": "cc_slow"}]');
 -- the children wait (parked by the pause) until the pipeline is resumed: nothing executes them before that
 SELECT pipeline_worker.pause_pipeline('cc_kid');
 SELECT pipeline_worker.pause_pipeline('cc_fill');
@@ -52,6 +61,10 @@ k1=$(child "$p1"); k2=$(child "$p2"); k3=$(child "$p3"); m1=$(child "$t1"); g1=$
 hold "$k1" || pw_die "could not hold $k1"
 hold "$g1" || pw_die "could not hold $g1"
 hold "$k3" || pw_die "could not hold $k3"
+# s1 executes its (30 s) step when its pipeline is paused
+s1=$(pw_run cc_slow)
+pw_wait_sql running 10 "SELECT status FROM pipeline_worker.runs WHERE id = $s1" >/dev/null || pw_die "$s1 did not start"
+pw_psql -c "SELECT pipeline_worker.pause_pipeline('cc_slow')" >/dev/null
 pw_check "cancel_run of a parent whose child is held elsewhere" t "$(pw_psql -c "SELECT pipeline_worker.cancel_run($p1)")"
 pw_check "cancel_run of a top run whose grandchild is held elsewhere" t "$(pw_psql -c "SELECT pipeline_worker.cancel_run($t1)")"
 pw_psql -c "BEGIN" -c "SELECT pipeline_worker.cancel_run($p3)" -c "ROLLBACK" >/dev/null
@@ -68,13 +81,32 @@ pw_ok "stopped -m immediate and started again"
 wait 2>/dev/null
 
 # ------------------------------------------------------------------ after the restart
+if pw_wait_sql "pending 3" 15 "SELECT status || ' ' || coalesce(parked::text, '-') FROM pipeline_worker.runs WHERE id = $s1" >/dev/null; then
+    pw_ok "the run stopped by the crash while its pipeline was paused is recovered parked as paused"
+else
+    pw_fail "run $s1 after the restart: $(pw_psql -c "SELECT status || ' ' || coalesce(parked::text, '-') FROM pipeline_worker.runs WHERE id = $s1")"
+fi
 pw_retry 20 pw_psql -c "SELECT pipeline_worker.resume_pipeline('cc_kid')" >/dev/null || pw_fail "resume_pipeline"
 pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($k1, $g1, $k2, $p2, $k3, $p3)
-                  AND status NOT IN ('succeeded', 'failed', 'cancelled')" >/dev/null
+                  AND status NOT IN ('succeeded', 'failed', 'cancelled')" >/dev/null ||
+    pw_fail "runs still unfinished 30 s after the resume"
 pw_check "after the restart the held child of the cancelled parent is cancelled, not executed" "cancelled 0" \
     "$(pw_psql -c "SELECT status || ' ' || (SELECT count(*) FROM effects WHERE run_id = $k1) FROM pipeline_worker.runs WHERE id = $k1")"
 pw_check "... and so is the held grandchild of the cancelled top run" "cancelled 0" \
     "$(pw_psql -c "SELECT status || ' ' || (SELECT count(*) FROM effects WHERE run_id = $g1) FROM pipeline_worker.runs WHERE id = $g1")"
+in_step_sql="SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $s1 step 1 %'"
+in_step() { pw_psql -c "$in_step_sql"; }
+sleep 1
+pw_check "... and waits: a second later it is still parked, its step not started" "pending 3 0" \
+    "$(pw_psql -c "SELECT status || ' ' || coalesce(parked::text, '-') FROM pipeline_worker.runs WHERE id = $s1") $(in_step)"
+pw_psql -c "SELECT pipeline_worker.resume_pipeline('cc_slow')" >/dev/null
+if pw_wait_sql 1 15 "$in_step_sql" >/dev/null; then
+    pw_ok "resume_pipeline: its step starts again"
+else
+    pw_fail "run $s1 after resume_pipeline: $(pw_psql -c "SELECT status FROM pipeline_worker.runs WHERE id = $s1")"
+fi
+pw_check "cancel_run: the run is cancelled; neither interrupted attempt left an effect" "cancelled 0" \
+    "$(pw_psql -c "SELECT pipeline_worker.cancel_run($s1)" >/dev/null; pw_wait_run "$s1" 10) $(pw_psql -c "SELECT count(*) FROM effects WHERE run_id = $s1")"
 pw_check "the untouched parent's child ran once, and that parent succeeded" "succeeded 1 succeeded" \
     "$(pw_psql -c "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $k2) || ' ' ||
                           (SELECT count(*) FROM effects WHERE run_id = $k2) || ' ' ||
