@@ -16,7 +16,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_recover, plan_recover_v2, plan_claimers;
+SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_release_v2, plan_recover, plan_recover_v2, plan_claimers;
 
 }  // namespace
 
@@ -90,12 +90,29 @@ void release_runs(const int64 *ids, int n) {
     pg::spi_connect();
     Datum v[2] = {pg::int8_array(ids, n), TimestampTzGetDatum(MyStartTimestamp)};
     Oid types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-    SPIPlanPtr p = pg::prepare(&plan_release,
-                           "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
-                           " WHERE id = ANY ($1) AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
-                           "   AND worker_started_at = $2 ELSE false END",
-                           2, types);
+    // (0.2: as recover_runs, a run of a paused pipeline goes back parked as paused)
+    bool v2 = schema_version() >= 2;
+    SPIPlanPtr p = v2 ? pg::prepare(&plan_release_v2,
+                                    "/* pw_indexes: r.runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
+                                    " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL,"
+                                    " parked = (SELECT CASE WHEN pp.paused THEN 3::smallint END"
+                                    "   FROM pipeline_worker.pipelines pp WHERE pp.id = r.pipeline_id)"
+                                    " WHERE r.id = ANY ($1) AND CASE r.status WHEN 'running' THEN"
+                                    "   r.worker_pid = pg_catalog.pg_backend_pid() AND r.worker_started_at = $2 ELSE false END"
+                                    " RETURNING r.parked IS NOT NULL",
+                                    2, types)
+                      : pg::prepare(&plan_release,
+                                    "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
+                                    " WHERE id = ANY ($1) AND CASE status WHEN 'running' THEN worker_pid = pg_catalog.pg_backend_pid()"
+                                    "   AND worker_started_at = $2 ELSE false END",
+                                    2, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
+    bool parked = false;
+    for (uint64 i = 0; v2 && i < SPI_processed && !parked; i++) {
+        bool isnull;
+        parked = DatumGetBool(col(i, 1, &isnull));
+    }
+    if (parked) notes::woken_runs_parked();
     SPI_finish();
     for (int i = 0; i < n; i++) lanes::release_at_commit(ids[i]);
     notes::runs_created(n);
