@@ -575,12 +575,15 @@ CREATE FUNCTION pipeline_worker.send_event(pipeline text, idempotency_key text, 
 
 -- Cancels that cascaded from a parent (cancel_run, or the parent failing) to a descendant another transaction held
 -- at that moment: that run's executor is told through shared memory, which a crash or an immediate stop forgets. The
--- cancelling transaction records the run here as well, and a claim of a recorded run cancels it before its first
--- step. The lead worker deletes the records of finished or deleted runs; retry_run deletes the run's record.
+-- cancelling transaction records the run here as well (error: what the cancel writes on it). About once a second the
+-- lead worker cancels the recorded runs no transaction holds any more, gives those still held their request back if
+-- shared memory lost it, and deletes the records of finished or deleted runs; a claim of a recorded run (after a
+-- crash, before that look) cancels it before its first step; retry_run deletes the run's record.
 -- Internal: no privileges for anyone but the owner. (Not unique: a worker recording a run must not wait for a user's
 -- open transaction that recorded it too; every record of a run goes at once.)
 CREATE TABLE pipeline_worker.cancel_requests (
     run_id       bigint      NOT NULL,
+    error        text        NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX cancel_requests_run_idx ON pipeline_worker.cancel_requests (run_id);

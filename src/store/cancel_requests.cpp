@@ -31,14 +31,14 @@ bool cancel_sweep_due() {
     return cancel_records_possible() || GetCurrentTimestamp() - last_sweep >= kSweepAnywayUs;
 }
 
-void record_cancel_requests(const int64 *run_ids, int n) {
+void record_cancel_requests(const int64 *run_ids, int n, const char *error) {
     if (n == 0) return;
     static SPIPlanPtr plan_record = nullptr;
-    Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {pg::int8_array(run_ids, n)};
+    Oid types[2] = {INT8ARRAYOID, TEXTOID};
+    Datum v[2] = {pg::int8_array(run_ids, n), CStringGetTextDatum(error)};
     pg::run_as_owner(&plan_record,
-                     "INSERT INTO pipeline_worker.cancel_requests (run_id) SELECT pg_catalog.unnest($1)",
-                     1, types, v, nullptr, false);
+                     "INSERT INTO pipeline_worker.cancel_requests (run_id, error) SELECT pg_catalog.unnest($1), $2",
+                     2, types, v, nullptr, false);
     notes::cancel_requests_recorded();  // (at commit: claims look from then on)
 }
 
@@ -56,6 +56,57 @@ void apply_cancel_requests(const int64 *run_ids, int n) {
         int64 id = DatumGetInt64(col(i, 1, &isnull));
         if (!shared::cancel_requested(id)) shared::request_cancel(id);  // (not one ring entry per claim of it)
     }
+}
+
+#define PW_RECORDED_UNFINISHED                                                                                    \
+    " FROM pipeline_worker.runs r WHERE r.id = ANY (ARRAY(SELECT DISTINCT c.run_id FROM pipeline_worker.cancel_requests c))" \
+    "   AND CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false ELSE true END"
+
+int lock_recorded_runs(RecordedRun **locked, int64 **held, int *nheld) {
+    static SPIPlanPtr plan_lock = nullptr, plan_held = nullptr;
+    pg::run_as_owner(&plan_lock,
+                     "/* pw_indexes: r.runs_pkey c.cancel_requests_run_idx */ SELECT r.id, r.status = 'running',"
+                     " (SELECT min(e.error) FROM pipeline_worker.cancel_requests e WHERE e.run_id = r.id)"
+                     PW_RECORDED_UNFINISHED " FOR UPDATE OF r SKIP LOCKED",
+                     0, nullptr, nullptr, nullptr, false);
+    int n = static_cast<int>(SPI_processed);
+    *locked = static_cast<RecordedRun *>(palloc(sizeof(RecordedRun) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        (*locked)[i].id = DatumGetInt64(col(i, 1, &isnull));
+        (*locked)[i].running = DatumGetBool(col(i, 2, &isnull));
+        Datum e = col(i, 3, &isnull);
+        (*locked)[i].error = isnull ? "cancelled" : TextDatumGetCString(e);
+    }
+    // (this transaction's own locks are not skipped: the rows locked above come back too, and are left out here)
+    Oid types[1] = {INT8ARRAYOID};
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) ids[i] = (*locked)[i].id;
+    Datum v[1] = {pg::int8_array(ids, n)};
+    pg::run_as_owner(&plan_held,
+                     "/* pw_indexes: r.runs_pkey c.cancel_requests_run_idx */ SELECT r.id" PW_RECORDED_UNFINISHED
+                     " AND NOT r.id = ANY ($1)",
+                     1, types, v, nullptr, false);
+    *nheld = static_cast<int>(SPI_processed);
+    *held = static_cast<int64 *>(palloc(sizeof(int64) * (*nheld > 0 ? *nheld : 1)));
+    for (int i = 0; i < *nheld; i++) {
+        bool isnull;
+        (*held)[i] = DatumGetInt64(col(i, 1, &isnull));
+    }
+    return n;
+}
+
+#undef PW_RECORDED_UNFINISHED
+
+void drop_cancel_requests(const int64 *run_ids, int n) {
+    if (n == 0) return;
+    static SPIPlanPtr plan_drop = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {pg::int8_array(run_ids, n)};
+    pg::run_as_owner(&plan_drop,
+                     "/* pw_indexes: cancel_requests_run_idx */ DELETE FROM pipeline_worker.cancel_requests"
+                     " WHERE run_id = ANY ($1)",
+                     1, types, v, nullptr, false);
 }
 
 void forget_cancel_request(int64 run_id) {
@@ -77,7 +128,6 @@ void sweep_cancel_requests() {
     bool noted = seq != pg_atomic_read_u64(&d->cancel_records_swept);
     last_sweep = GetCurrentTimestamp();
     static SPIPlanPtr plan_sweep = nullptr, plan_left = nullptr;
-    pg::spi_connect();
     // SKIP LOCKED: a record a user's open retry_run deletes (or a cancel inserts) is not waited for -- the lead
     // worker's upkeep would wait with it; the look below still sees it, and the claims keep looking.
     pg::run_as_owner(&plan_sweep,
@@ -91,7 +141,6 @@ void sweep_cancel_requests() {
     pg::run_as_owner(&plan_left, "SELECT 1 FROM pipeline_worker.cancel_requests LIMIT 1", 0, nullptr, nullptr, nullptr,
                      false);
     bool none_left = SPI_processed == 0;
-    SPI_finish();
     if (none_left) pg_atomic_write_u64(&d->cancel_records_swept, seq);
     else if (!noted) pg_atomic_fetch_add_u64(&d->cancel_records_seq, 1);  // (found by the once-a-minute look)
 }

@@ -344,7 +344,7 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
         }
         // What shared memory is told, a crash forgets: recorded with this transaction too, the word reaches the
         // run's next claim (store/cancel_requests). Until 2026-12-06 such a child ran after a restart.
-        record_cancel_requests(told, ntold);
+        record_cancel_requests(told, ntold, why);
     }
     if (ncancel == 0) return;
     static SPIPlanPtr plan_cancel_children = nullptr;
@@ -368,6 +368,52 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
     if (SPI_processed > 0) notes::runs_finished();
     if (nclose == 0) return;
     close_waits(pg::int8_array(close, nclose));  // a sleep or event wait they were in ends with them
+}
+
+void cancel_recorded_runs() {
+    RecordedRun *locked;
+    int64 *held;
+    int nheld;
+    int n = lock_recorded_runs(&locked, &held, &nheld);
+    // Still held: the request goes back into shared memory if it left it (a crash, 4,096 newer cancels) -- the
+    // executor, if any, stops at its next look; the claim of a run held by a session's lock cancels it then.
+    for (int i = 0; i < nheld; i++)
+        if (!shared::cancel_requested(held[i])) {
+            shared::request_cancel(held[i]);
+            shared::interrupt_executor(held[i], true);
+        }
+    if (n == 0) return;
+    // Free now: cancelled here as the cascade would have (a running one's executor -- a worker between its commits --
+    // told at commit), with what the runs they started since, and the parents waiting for them (a parent retried
+    // meanwhile) woken.
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int64 *close = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int64 *parents = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int nclose = 0, nparents = 0;
+    static SPIPlanPtr plan_cancel_recorded = nullptr;
+    Oid types[2] = {INT8OID, TEXTOID};
+    for (int i = 0; i < n; i++) {
+        ids[i] = locked[i].id;
+        Datum v[2] = {Int64GetDatum(locked[i].id), CStringGetTextDatum(locked[i].error)};
+        pg::run_as_owner(&plan_cancel_recorded,
+                         "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
+                         " error = $2, finished_at = pg_catalog.clock_timestamp(), not_before = NULL, parked = NULL"
+                         " WHERE id = $1 RETURNING pipeline, parent_run_id",
+                         2, types, v, nullptr, false);
+        if (SPI_processed != 1) continue;
+        bool isnull, pnull;
+        char *pipeline = TextDatumGetCString(col(0, 1, &isnull));
+        Datum parent = col(0, 2, &pnull);
+        if (!pnull) parents[nparents++] = DatumGetInt64(parent);
+        note_finished(pipeline, locked[i].id, core::RunStatus::Cancelled, -1);  // (may run statements of its own)
+        if (locked[i].running) notes::cancel_at_commit(locked[i].id, true);
+        else close[nclose++] = locked[i].id;
+    }
+    notes::runs_finished();
+    if (nclose > 0) close_waits(pg::int8_array(close, nclose));
+    for (int i = 0; i < n; i++) cancel_descendants(ids[i], locked[i].error, true);
+    drop_cancel_requests(ids, n);
+    if (nparents > 0) wake_parents(parents, nparents);
 }
 
 void close_waits(Datum run_ids) {

@@ -60,6 +60,10 @@ int64 *unfinished_descendants(int64 run_id, int *n);
 // nobody would take its result). signal_at_commit: their executors are told when this transaction commits (a worker's
 // flush, whose transaction may still roll back), else at once (cancel_run). SPI connected.
 void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false);
+// The lead worker, about once a second while records may exist (store/cancel_requests): the recorded runs no other
+// transaction holds now are cancelled (with the runs they started since), those still held get their cancel request
+// back in shared memory if it left it. 0.2 schema, SPI connected.
+void cancel_recorded_runs();
 // The waiting step rows (sleeps, event waits, children) of these cancelled runs (int8[]) end with them. SPI connected.
 void close_waits(Datum run_ids);
 

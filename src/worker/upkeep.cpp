@@ -2,6 +2,7 @@
 
 #include "pg/spi.hpp"
 #include "store/cancel_requests.hpp"
+#include "store/children.hpp"
 #include "store/claims.hpp"
 #include "store/queue.hpp"
 #include "store/retention.hpp"
@@ -116,7 +117,12 @@ void maybe_expire(TimestampTz *last, bool mine) {
         commit_work_txn();
         if (store::cancel_sweep_due()) {  // (its own transaction: a failure leaves the unparks done)
             begin_work_txn(true);
-            if (store::schema_version() >= 2) store::sweep_cancel_requests();
+            if (store::schema_version() >= 2) {
+                pg::spi_connect();
+                store::cancel_recorded_runs();
+                store::sweep_cancel_requests();
+                SPI_finish();
+            }
             commit_work_txn();
         }
     }

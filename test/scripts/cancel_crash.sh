@@ -125,7 +125,9 @@ fi
 
 # ------------------------------------------------------------------ no crash: the ring forgot
 # Shared memory keeps the last 4,096 cancel requests: 4,200 cancels after it push out the request for a held child.
-# Its record (committed after the sweep above found none left) still reaches its claim.
+# Its record (committed after the sweep above found none left) stays; once the holder lets go, the lead worker's
+# look (about once a second) cancels the run in the table -- parked as paused, it would not be claimed before the
+# resume.
 pw_psql -c "SELECT pipeline_worker.pause_pipeline('cc_kid')" >/dev/null
 p5=$(pw_run cc_parent); k5=$(child "$p5")
 hold "$k5" || pw_die "could not hold $k5"
@@ -133,20 +135,29 @@ pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('cc_fill', (SELECT 
 pw_check "cancel_run of a parent whose child is held, then 4,200 other cancels" "t 4200 1" \
     "$(pw_psql -c "SELECT pipeline_worker.cancel_run($p5)") $(pw_psql -c "SELECT count(*) FILTER (WHERE pipeline_worker.cancel_run(id))
                                                                           FROM pipeline_worker.runs WHERE pipeline = 'cc_fill'") $(recorded "$k5")"
+sleep 1.5
+pw_check_sql "while it is held, the child stays pending (parked), its record kept" "pending 1" \
+    "SELECT status || ' ' || (SELECT count(*) FROM pipeline_worker.cancel_requests WHERE run_id = $k5) FROM pipeline_worker.runs WHERE id = $k5"
 unhold "$k5"
-pw_psql -c "SELECT pipeline_worker.resume_pipeline('cc_kid')" >/dev/null
-pw_check "the held child whose request left the ring is cancelled at its claim, not executed" "cancelled 0" \
+pw_check "once let go, the held child whose request left the ring is cancelled, its pipeline still paused" "cancelled 0" \
     "$(pw_wait_run "$k5" 20) $(pw_psql -c "SELECT count(*) FROM effects WHERE run_id = $k5")"
+pw_check_sql "... with the cascade's error" "cancelled: its parent run was cancelled" "SELECT error FROM pipeline_worker.runs WHERE id = $k5"
+pw_psql -c "SELECT pipeline_worker.resume_pipeline('cc_kid')" >/dev/null
 if pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.cancel_requests" >/dev/null; then
     pw_ok "... and its record is swept"
 else
     pw_fail "its record was not swept"
 fi
-# retry_run forgets the run's record. With the workers off, and no sweep since the restart, a session's claim_run looks
-# at every record: one left for the cancelled k5 (as a record outrun by its run's end could be) must not cancel it
-# once it is retried.
+# The claim's look, and retry_run forgetting the run's record. With the workers off (no sweep) a session's claim_run
+# looks at the records after a restart: a pending run with a record is cancelled by its executor before its first
+# step; a record left for the cancelled k5 (as a record outrun by its run's end could be) must not cancel it once it is
+# retried.
 pw_cluster_restart "pipeline_worker.enabled = off" || pw_die "restart with the workers off failed"
-pw_psql -c "INSERT INTO pipeline_worker.cancel_requests (run_id) VALUES ($k5)" >/dev/null
+x=$(pw_run cc_kid)
+pw_psql -c "INSERT INTO pipeline_worker.cancel_requests (run_id, error) VALUES ($x, 'test'), ($k5, 'test')" >/dev/null
+pw_check "a recorded pending run: claim_run + execute_run in a session cancel it before its step" "$x cancelled 0" \
+    "$(pw_psql -c "SELECT pipeline_worker.claim_run()" -c "SELECT pipeline_worker.execute_run($x)" | tr '\n' ' ')$(pw_psql -c "SELECT count(*) FROM effects WHERE run_id = $x")"
+pw_psql -c "DELETE FROM pipeline_worker.cancel_requests WHERE run_id = $x" >/dev/null
 pw_check "a retried run with a record left: claim_run + execute_run in a session run it" "t $k5 succeeded 1" \
     "$(pw_psql -c "SELECT pipeline_worker.retry_run($k5)") $(pw_psql -c "SELECT pipeline_worker.claim_run()" \
         -c "SELECT pipeline_worker.execute_run($k5)" | tr '\n' ' ')$(pw_psql -c "SELECT count(*) FROM effects WHERE run_id = $k5")"

@@ -200,7 +200,7 @@ FORBIDDEN=(
     "UPDATE pipeline_worker.pipeline_grants SET grantee = 'attacker'"
     "DELETE FROM pipeline_worker.pipeline_grants"
     "SELECT * FROM pipeline_worker.cancel_requests"
-    "INSERT INTO pipeline_worker.cancel_requests (run_id) VALUES ($ra)"
+    "INSERT INTO pipeline_worker.cancel_requests (run_id, error) VALUES ($ra, 'x')"
     "DELETE FROM pipeline_worker.cancel_requests"
     "CREATE TRIGGER t BEFORE INSERT OR UPDATE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION attacker.trg()"
     "CREATE TRIGGER t AFTER INSERT ON pipeline_worker.run_steps FOR EACH ROW EXECUTE FUNCTION attacker.trg()"
