@@ -338,15 +338,17 @@ void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 ke
     }
 }
 
-void park_backlogs(const int64 *pipelines, int n) {
-    if (g_header == nullptr || n == 0) return;
+bool park_backlogs(const int64 *pipelines, int n) {
+    if (g_header == nullptr || n == 0) return false;
+    bool marked = false;
     LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
     for (int i = 0; i < n; i++) {
         Tag t = make_tag(pipelines[i], false, 0);
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &t, HASH_FIND, nullptr));
-        if (lane != nullptr) lane->park_backlog = true;
+        if (lane != nullptr && !lane->park_backlog) lane->park_backlog = marked = true;
     }
     LWLockRelease(g_header->lock);
+    return marked;
 }
 
 

@@ -47,8 +47,8 @@ struct Request {
 bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines);
 // These full pipeline lanes made a claim that filtered them slow: their queued runs are too many to step over at
 // every claim. Until their parked runs are all back, claims do not filter them but lock and park them (a commit
-// per slot to put runs back, instead of a walk over the backlog per claim).
-void park_backlogs(const int64 *pipelines, int n);
+// per slot to put runs back, instead of a walk over the backlog per claim). True if one was not marked yet.
+bool park_backlogs(const int64 *pipelines, int n);
 // A claim starting at queue position from left runs of these lanes queued (one run per lane and claim), locked by
 // this transaction: once it ends, the lanes' next release moves the claim hint back to from, as for full_lanes --
 // and the queue's known end moves up to `upto` (past the claim's last run) at once: a claim that skipped them locked
