@@ -67,7 +67,7 @@ int lock_recorded_runs(RecordedRun **locked, int64 **held, int *nheld) {
     pg::run_as_owner(&plan_lock,
                      "/* pw_indexes: r.runs_pkey c.cancel_requests_run_idx */ SELECT r.id, r.status = 'running',"
                      " (SELECT min(e.error) FROM pipeline_worker.cancel_requests e WHERE e.run_id = r.id)"
-                     PW_RECORDED_UNFINISHED " FOR UPDATE OF r SKIP LOCKED",
+                     PW_RECORDED_UNFINISHED " LIMIT 1000 FOR UPDATE OF r SKIP LOCKED",
                      0, nullptr, nullptr, nullptr, false);
     int n = static_cast<int>(SPI_processed);
     *locked = static_cast<RecordedRun *>(palloc(sizeof(RecordedRun) * (n > 0 ? n : 1)));

@@ -284,7 +284,7 @@ void tell_executor(int64 id, bool at_commit, bool broadcast) {
 
 }  // namespace
 
-void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
+void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit, bool wait_for_waiting) {
     int n;
     int64 *ids = unfinished_descendants(run_id, &n);
     if (n == 0) return;
@@ -321,11 +321,15 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
         if (held[i]) ids[nheld++] = ids[i];
     if (nheld > 0) {
         Datum hv[1] = {pg::int8_array(ids, nheld)};
-        pg::run_as_owner(&plan_waiting_children,
-                         "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
-                         " AND CASE status WHEN 'waiting' THEN true ELSE false END",
-                         1, ltypes, hv, nullptr, false);
-        uint64 nwaiting = SPI_processed;
+        // (not waited for -- the lead worker's look: recorded like the others, and cancelled by a later look once free)
+        uint64 nwaiting = 0;
+        if (wait_for_waiting) {
+            pg::run_as_owner(&plan_waiting_children,
+                             "/* pw_indexes: runs_pkey */ SELECT id FROM pipeline_worker.runs WHERE id = ANY ($1)"
+                             " AND CASE status WHEN 'waiting' THEN true ELSE false END",
+                             1, ltypes, hv, nullptr, false);
+            nwaiting = SPI_processed;
+        }
         int64 *told = static_cast<int64 *>(palloc(sizeof(int64) * nheld));
         int ntold = 0;
         for (int i = 0; i < nheld; i++) {
@@ -357,15 +361,23 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit) {
                      " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
                      "   ELSE true END RETURNING id, pipeline",
                      2, types, v, nullptr, false);
-    for (uint64 i = 0; i < SPI_processed; i++) {
+    // (copied first: note_finished may run statements of its own -- a pipeline's definition not cached yet -- and
+    // until 2026-12-06 the loop read the rows of those, stopping after the first cancelled child)
+    int ndone = static_cast<int>(SPI_processed);
+    int64 *done = static_cast<int64 *>(palloc(sizeof(int64) * (ndone > 0 ? ndone : 1)));
+    char **pipelines = static_cast<char **>(palloc(sizeof(char *) * (ndone > 0 ? ndone : 1)));
+    for (int i = 0; i < ndone; i++) {
         bool isnull;
-        int64 id = DatumGetInt64(col(i, 1, &isnull));
-        note_finished(TextDatumGetCString(col(i, 2, &isnull)), id, core::RunStatus::Cancelled, -1);
+        done[i] = DatumGetInt64(col(i, 1, &isnull));
+        pipelines[i] = TextDatumGetCString(col(i, 2, &isnull));
+    }
+    for (int i = 0; i < ndone; i++) {
+        note_finished(pipelines[i], done[i], core::RunStatus::Cancelled, -1);
         // (a request made at once above goes with this write: withdrawn if it is rolled back -- a cancel_run of the
         // parent rolled back left its running children's requests, and they were cancelled, until 2026-12-05)
-        if (!signal_at_commit) shared::cancel_written(id);
+        if (!signal_at_commit) shared::cancel_written(done[i]);
     }
-    if (SPI_processed > 0) notes::runs_finished();
+    if (ndone > 0) notes::runs_finished();
     if (nclose == 0) return;
     close_waits(pg::int8_array(close, nclose));  // a sleep or event wait they were in ends with them
 }
@@ -377,10 +389,13 @@ void cancel_recorded_runs() {
     int n = lock_recorded_runs(&locked, &held, &nheld);
     // Still held: the request goes back into shared memory if it left it (a crash, 4,096 newer cancels) -- the
     // executor, if any, stops at its next look; the claim of a run held by a session's lock cancels it then.
-    for (int i = 0; i < nheld; i++)
+    // (at most kRearmPerLook a look: thousands of held records would churn the ring, and signal every worker for each)
+    constexpr int kRearmPerLook = 64;
+    for (int i = 0, rearmed = 0; i < nheld && rearmed < kRearmPerLook; i++)
         if (!shared::cancel_requested(held[i])) {
             shared::request_cancel(held[i]);
             shared::interrupt_executor(held[i], true);
+            rearmed++;
         }
     if (n == 0) return;
     // Free now: cancelled here as the cascade would have (a running one's executor -- a worker between its commits --
@@ -411,7 +426,8 @@ void cancel_recorded_runs() {
     }
     notes::runs_finished();
     if (nclose > 0) close_waits(pg::int8_array(close, nclose));
-    for (int i = 0; i < n; i++) cancel_descendants(ids[i], locked[i].error, true);
+    // (their descendants held elsewhere are recorded, not waited for: this look waits for no row)
+    for (int i = 0; i < n; i++) cancel_descendants(ids[i], "cancelled: its parent run was cancelled", true, false);
     drop_cancel_requests(ids, n);
     if (nparents > 0) wake_parents(parents, nparents);
 }

@@ -58,8 +58,9 @@ int64 *unfinished_descendants(int64 run_id, int *n);
 // Cancels the unfinished descendants of run_id (each asked to stop, as cancel_run does; error = why), closing the
 // waits they were in. cancel_run of a run, and a run that failed (a graph's other branch may have a child under way:
 // nobody would take its result). signal_at_commit: their executors are told when this transaction commits (a worker's
-// flush, whose transaction may still roll back), else at once (cancel_run). SPI connected.
-void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false);
+// flush, whose transaction may still roll back), else at once (cancel_run). wait_for_waiting false: a waiting child
+// held elsewhere is recorded (store/cancel_requests) rather than waited for. SPI connected.
+void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false, bool wait_for_waiting = true);
 // The lead worker, about once a second while records may exist (store/cancel_requests): the recorded runs no other
 // transaction holds now are cancelled (with the runs they started since), those still held get their cancel request
 // back in shared memory if it left it. 0.2 schema, SPI connected.

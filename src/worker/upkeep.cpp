@@ -116,14 +116,16 @@ void maybe_expire(TimestampTz *last, bool mine) {
         if (store::schema_version() >= 2) (void)store::unpark_resumed();
         commit_work_txn();
         if (store::cancel_sweep_due()) {  // (its own transaction: a failure leaves the unparks done)
-            begin_work_txn(true);
-            if (store::schema_version() >= 2) {
-                pg::spi_connect();
-                store::cancel_recorded_runs();
-                store::sweep_cancel_requests();
-                SPI_finish();
+            for (int step = 0; step < 2; step++) {  // (the look, then the sweep: each in a transaction of its own)
+                begin_work_txn(true);
+                if (store::schema_version() >= 2) {
+                    pg::spi_connect();
+                    if (step == 0) store::cancel_recorded_runs();
+                    else store::sweep_cancel_requests();
+                    SPI_finish();
+                }
+                commit_work_txn();
             }
-            commit_work_txn();
         }
     }
     PG_CATCH();

@@ -3,8 +3,9 @@
 # the descendants whose rows it can lock; one held elsewhere (here: a session's SELECT ... FOR UPDATE, as a worker's
 # open batch would) is told through shared memory -- which an immediate stop forgets, and whose ring of 4,096
 # requests newer cancels push old ones out of. Since 2026-12-06 the cancelling transaction also records the run in
-# pipeline_worker.cancel_requests, and a claim of a recorded run cancels it before its first step (until then such a
-# run was executed after a restart: docs/GUIDE.md, "Limits and known limitations").
+# pipeline_worker.cancel_requests: the lead worker's look (about once a second) cancels a recorded run once nothing
+# holds it, and a claim of a recorded run cancels it before its first step (until then such a run was executed after
+# a restart: docs/GUIDE.md, "Limits and known limitations").
 # Also what the same crash must not undo: a run executing when its pipeline was paused, stopped by the crash, is
 # recovered parked as paused and waits for resume_pipeline (until 2026-12-06 it was executed at once).
 source "$(dirname "$0")/../lib/cluster.sh"
