@@ -56,9 +56,9 @@ void park(const int64 *ids, const int16 *kinds, int n) {
 constexpr int64 kParkBehindSpan = 20000;
 // A claim that filtered full pipeline lanes and took longer than this (µs), or read more than kParkBacklogEntries
 // entries of runs_ready_idx, has them parked from then on. (The time alone was the rule until 2026-12-06: a 20,000-run
-// backlog took 4.5 ms to filter here and could take under 2 ms on a faster machine, where it then stayed queued --
-// flow_limits.sh failed so in CI. The entries read say the same on every machine; the time still catches a walk made
-// slow otherwise, and covers track_counts = off, which leaves the entries uncounted.)
+// backlog took 4.5 ms to filter here, and a machine 2-3 times faster would take under 2 ms and leave it queued. The
+// entries read say the same on every machine; the time still catches a walk made slow otherwise, and covers
+// track_counts = off, which leaves the entries uncounted.)
 constexpr int64 kParkBacklogUs = 2000;
 constexpr int64 kParkBacklogEntries = 5000;
 
