@@ -399,8 +399,7 @@ void cancel_recorded_runs() {
         }
     if (n == 0) return;
     // Free now: cancelled here as the cascade would have (a running one's executor -- a worker between its commits --
-    // told at commit), with what the runs they started since, and the parents waiting for them (a parent retried
-    // meanwhile) woken.
+    // told at commit), with the runs they started since; a parent waiting for one (retried meanwhile) is woken.
     int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
     int64 *close = static_cast<int64 *>(palloc(sizeof(int64) * n));
     int64 *parents = static_cast<int64 *>(palloc(sizeof(int64) * n));
