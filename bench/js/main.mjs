@@ -12,6 +12,8 @@
 //   w1.mjs        pipeline_worker's W1 drain and latency runs; --mode drain, latency, sweep
 //   peers.mjs     the peers' W1 drain and latency runs
 //   soak.mjs, scale.mjs, http.mjs, steady.mjs, flow.mjs, ops.mjs, workflows.mjs: the other modes
+import path from 'node:path';
+
 import { children } from './children.mjs';
 import { failText, openCluster, PW_LEFT } from './cluster.mjs';
 import { flowMode } from './flow.mjs';
@@ -90,7 +92,11 @@ try {
   await q('DROP SCHEMA IF EXISTS graphile_worker CASCADE').catch(() => {});
   await ctl.end().catch(() => {});
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  if (outLines.length) log(`result lines also in ${writeOut(`results-${o.mode}-${stamp}.txt`, `${outLines.join('\n')}\n`)}`);
+  // (named relative to the working directory: a copy of this output in bench/results names no path of the machine)
+  if (outLines.length) {
+    const file = writeOut(`results-${o.mode}-${stamp}.txt`, `${outLines.join('\n')}\n`);
+    log(`result lines also in ${path.relative(process.cwd(), file) || file}`);
+  }
 }
 
 const failed = results.filter((r) => r.verified !== 'ok');
