@@ -278,7 +278,7 @@ extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
         Datum was = col(0, 1, &isnull);
         if (!isnull && DatumGetTimestampTz(was) >= GetCurrentTimestamp() - store::kRollupWindowUs) store::unseal_from(was);
         // a cancel recorded for it earlier (met, or outrun by its end) must not stop it at its next claim
-        store::forget_cancel_request(run_id);
+        store::drop_cancel_requests(&run_id, 1);
     }
     SPI_finish();
     if (result) shared::clear_cancel(run_id);

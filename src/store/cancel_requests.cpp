@@ -42,11 +42,13 @@ void record_cancel_requests(const int64 *run_ids, int n, const char *error) {
     notes::cancel_requests_recorded();  // (at commit: claims look from then on)
 }
 
-void apply_cancel_requests(const int64 *run_ids, int n) {
+void apply_cancel_requests(const ClaimedRun *runs, int n) {
     if (n == 0 || !cancel_records_possible()) return;
     static SPIPlanPtr plan_recorded = nullptr;
     Oid types[1] = {INT8ARRAYOID};
-    Datum v[1] = {pg::int8_array(run_ids, n)};
+    int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    for (int i = 0; i < n; i++) ids[i] = runs[i].id;
+    Datum v[1] = {pg::int8_array(ids, n)};
     pg::run_as_owner(&plan_recorded,
                      "/* pw_indexes: cancel_requests_run_idx */ SELECT DISTINCT run_id FROM pipeline_worker.cancel_requests"
                      " WHERE run_id = ANY ($1)",
@@ -58,9 +60,11 @@ void apply_cancel_requests(const int64 *run_ids, int n) {
     }
 }
 
+// The run r is not finished (a CASE: see pg/kept_plans.cpp).
+#define PW_UNFINISHED " CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false ELSE true END"
 #define PW_RECORDED_UNFINISHED                                                                                    \
     " FROM pipeline_worker.runs r WHERE r.id = ANY (ARRAY(SELECT DISTINCT c.run_id FROM pipeline_worker.cancel_requests c))" \
-    "   AND CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false ELSE true END"
+    "   AND" PW_UNFINISHED
 
 int lock_recorded_runs(RecordedRun **locked, int64 **held, int *nheld) {
     static SPIPlanPtr plan_lock = nullptr, plan_held = nullptr;
@@ -96,7 +100,6 @@ int lock_recorded_runs(RecordedRun **locked, int64 **held, int *nheld) {
     return n;
 }
 
-#undef PW_RECORDED_UNFINISHED
 
 void drop_cancel_requests(const int64 *run_ids, int n) {
     if (n == 0) return;
@@ -109,16 +112,6 @@ void drop_cancel_requests(const int64 *run_ids, int n) {
                      1, types, v, nullptr, false);
 }
 
-void forget_cancel_request(int64 run_id) {
-    static SPIPlanPtr plan_forget = nullptr;
-    Oid types[1] = {INT8OID};
-    Datum v[1] = {Int64GetDatum(run_id)};
-    pg::run_as_owner(&plan_forget,
-                     "/* pw_indexes: cancel_requests_run_idx */ DELETE FROM pipeline_worker.cancel_requests"
-                     " WHERE run_id = $1",
-                     1, types, v, nullptr, false);
-}
-
 void sweep_cancel_requests() {
     shared::DbState *d = shared::db();
     if (d == nullptr) return;
@@ -128,19 +121,19 @@ void sweep_cancel_requests() {
     bool noted = seq != pg_atomic_read_u64(&d->cancel_records_swept);
     last_sweep = GetCurrentTimestamp();
     static SPIPlanPtr plan_sweep = nullptr, plan_left = nullptr;
+    pg::spi_connect();
     // SKIP LOCKED: a record a user's open retry_run deletes (or a cancel inserts) is not waited for -- the lead
     // worker's upkeep would wait with it; the look below still sees it, and the claims keep looking.
     pg::run_as_owner(&plan_sweep,
                      "/* pw_indexes: r.runs_pkey */ DELETE FROM pipeline_worker.cancel_requests c WHERE c.ctid = ANY (ARRAY("
                      " SELECT s.ctid FROM pipeline_worker.cancel_requests s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r"
-                     "   WHERE r.id = s.run_id"
-                     "     AND CASE r.status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
-                     "     ELSE true END)"
+                     "   WHERE r.id = s.run_id AND" PW_UNFINISHED ")"
                      " FOR UPDATE OF s SKIP LOCKED))",
                      0, nullptr, nullptr, nullptr, false);
     pg::run_as_owner(&plan_left, "SELECT 1 FROM pipeline_worker.cancel_requests LIMIT 1", 0, nullptr, nullptr, nullptr,
                      false);
     bool none_left = SPI_processed == 0;
+    SPI_finish();
     if (none_left) pg_atomic_write_u64(&d->cancel_records_swept, seq);
     else if (!noted) pg_atomic_fetch_add_u64(&d->cancel_records_seq, 1);  // (found by the once-a-minute look)
 }

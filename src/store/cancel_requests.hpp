@@ -10,6 +10,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "store/claims.hpp"
 
 namespace pw::store {
 
@@ -27,19 +28,17 @@ struct RecordedRun {
     const char *error;
 };
 int lock_recorded_runs(RecordedRun **locked, int64 **held, int *nheld);
-// The records of these runs go (cancelled now). SPI connected.
+// The records of these runs go: cancelled now -- or retried (retry_run: a record met or outrun before must not cancel
+// the retried run at its claim). 0.2 schema, SPI connected.
 void drop_cancel_requests(const int64 *run_ids, int n);
 // Of these runs just claimed, those with a record get a cancel request: their executor cancels them before their
 // first step. Only while the database may have records. 0.2 schema, SPI connected.
-void apply_cancel_requests(const int64 *run_ids, int n);
-// retry_run: the run's record (a request met or outrun before) goes, or the retried run would be cancelled at its
-// claim. 0.2 schema, SPI connected.
-void forget_cancel_request(int64 run_id);
+void apply_cancel_requests(const ClaimedRun *runs, int n);
 // Whether the lead worker's sweep is due: records may exist, or the last sweep was a minute ago.
 bool cancel_sweep_due();
 // The lead worker, after store::cancel_recorded_runs: records of finished or deleted runs go; with none left, claims
 // stop looking until the next record. 0.2 schema, in a READ COMMITTED transaction (each statement's snapshot taken
-// after the look at the sequence), SPI connected.
+// after the look at the sequence); connects SPI itself.
 void sweep_cancel_requests();
 
 }  // namespace pw::store

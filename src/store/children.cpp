@@ -383,6 +383,7 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit, bo
 }
 
 void cancel_recorded_runs() {
+    pg::spi_connect();
     RecordedRun *locked;
     int64 *held;
     int nheld;
@@ -397,38 +398,53 @@ void cancel_recorded_runs() {
             shared::interrupt_executor(held[i], true);
             rearmed++;
         }
-    if (n == 0) return;
+    if (n == 0) {
+        SPI_finish();
+        return;
+    }
     // Free now: cancelled here as the cascade would have (a running one's executor -- a worker between its commits --
     // told at commit), with the runs they started since; a parent waiting for one (retried meanwhile) is woken.
+    // (all of them are changed below: this transaction holds their rows, and they were unfinished)
     int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    Datum *errors = static_cast<Datum *>(palloc(sizeof(Datum) * n));
     int64 *close = static_cast<int64 *>(palloc(sizeof(int64) * n));
-    int64 *parents = static_cast<int64 *>(palloc(sizeof(int64) * n));
-    int nclose = 0, nparents = 0;
-    static SPIPlanPtr plan_cancel_recorded = nullptr;
-    Oid types[2] = {INT8OID, TEXTOID};
+    int nclose = 0;
     for (int i = 0; i < n; i++) {
         ids[i] = locked[i].id;
-        Datum v[2] = {Int64GetDatum(locked[i].id), CStringGetTextDatum(locked[i].error)};
-        pg::run_as_owner(&plan_cancel_recorded,
-                         "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
-                         " error = $2, finished_at = pg_catalog.clock_timestamp(), not_before = NULL, parked = NULL"
-                         " WHERE id = $1 RETURNING pipeline, parent_run_id",
-                         2, types, v, nullptr, false);
-        if (SPI_processed != 1) continue;
-        bool isnull, pnull;
-        char *pipeline = TextDatumGetCString(col(0, 1, &isnull));
-        Datum parent = col(0, 2, &pnull);
-        if (!pnull) parents[nparents++] = DatumGetInt64(parent);
-        note_finished(pipeline, locked[i].id, core::RunStatus::Cancelled, -1);  // (may run statements of its own)
-        if (locked[i].running) notes::cancel_at_commit(locked[i].id, true);
-        else close[nclose++] = locked[i].id;
+        errors[i] = CStringGetTextDatum(locked[i].error);
+        // (a running one's worker closes its own waits when it records the cancel)
+        if (locked[i].running) notes::cancel_at_commit(ids[i], true);
+        else close[nclose++] = ids[i];
     }
-    notes::runs_finished();
+    static SPIPlanPtr plan_cancel_recorded = nullptr;
+    Oid types[2] = {INT8ARRAYOID, TEXTARRAYOID};
+    Datum v[2] = {pg::int8_array(ids, n), pg::make_array(errors, nullptr, n, TEXTOID)};
+    pg::run_as_owner(&plan_cancel_recorded,
+                     "/* pw_indexes: r.runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'cancelled', error = u.error,"
+                     " finished_at = pg_catalog.clock_timestamp(), not_before = NULL, parked = NULL"
+                     " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(id, error)"
+                     " WHERE r.id = ANY (ARRAY[u.id]) RETURNING r.id, r.pipeline, r.parent_run_id",
+                     2, types, v, nullptr, false);
+    // (copied first: note_finished may run statements of its own)
+    int ndone = static_cast<int>(SPI_processed), nparents = 0;
+    char **pipelines = static_cast<char **>(palloc(sizeof(char *) * (ndone > 0 ? ndone : 1)));
+    int64 *done = static_cast<int64 *>(palloc(sizeof(int64) * (ndone > 0 ? ndone : 1)));
+    int64 *parents = static_cast<int64 *>(palloc(sizeof(int64) * (ndone > 0 ? ndone : 1)));
+    for (int i = 0; i < ndone; i++) {
+        bool isnull, pnull;
+        done[i] = DatumGetInt64(col(i, 1, &isnull));
+        pipelines[i] = TextDatumGetCString(col(i, 2, &isnull));
+        Datum parent = col(i, 3, &pnull);
+        if (!pnull) parents[nparents++] = DatumGetInt64(parent);
+    }
+    for (int i = 0; i < ndone; i++) note_finished(pipelines[i], done[i], core::RunStatus::Cancelled, -1);
+    if (ndone > 0) notes::runs_finished();
     if (nclose > 0) close_waits(pg::int8_array(close, nclose));
     // (their descendants held elsewhere are recorded, not waited for: this look waits for no row)
-    for (int i = 0; i < n; i++) cancel_descendants(ids[i], "cancelled: its parent run was cancelled", true, false);
+    for (int i = 0; i < ndone; i++) cancel_descendants(done[i], "cancelled: its parent run was cancelled", true, false);
     drop_cancel_requests(ids, n);
     if (nparents > 0) wake_parents(parents, nparents);
+    SPI_finish();
 }
 
 void close_waits(Datum run_ids) {

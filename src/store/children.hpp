@@ -63,7 +63,7 @@ int64 *unfinished_descendants(int64 run_id, int *n);
 void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = false, bool wait_for_waiting = true);
 // The lead worker, about once a second while records may exist (store/cancel_requests): the recorded runs no other
 // transaction holds now are cancelled (with the runs they started since), those still held get their cancel request
-// back in shared memory if it left it. 0.2 schema, SPI connected.
+// back in shared memory if it left it. 0.2 schema, in a READ COMMITTED transaction; connects SPI itself.
 void cancel_recorded_runs();
 // The waiting step rows (sleeps, event waits, children) of these cancelled runs (int8[]) end with them. SPI connected.
 void close_waits(Datum run_ids);

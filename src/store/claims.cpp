@@ -18,20 +18,19 @@ namespace {
 
 SPIPlanPtr plan_claim, plan_claim_mine, plan_release, plan_release_v2, plan_recover, plan_recover_v2, plan_claimers;
 
+// A run back in the queue (0.2: recovered, put back) goes as a woken one does: parked as paused if its pipeline is
+// (PW_PARKED_IF_PAUSED), its position noted, the lead worker told to look if it parked one (note_woken).
+#define PW_RETURNING_WOKEN " RETURNING r.priority, r.id, r.parked"
+
 }  // namespace
 
 int claim_runs(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_id,
                int64 below_id) {
     if (schema_version() >= 2) {
         int n = claim_queued(max, submitter, out, dest, mark_running, min_id, below_id);
-        if (n > 0 && cancel_records_possible()) {
-            // (a cancel that cascaded to one of them while another transaction held it, told only through shared
-            // memory, which a crash since forgot: its record asks again -- store/cancel_requests)
-            int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
-            for (int i = 0; i < n; i++) ids[i] = out[i].id;
-            apply_cancel_requests(ids, n);
-            pfree(ids);
-        }
+        // (a cancel that cascaded to one of them while another transaction held it, told only through shared memory,
+        // which a crash since forgot: its record asks again -- store/cancel_requests)
+        apply_cancel_requests(out, n);
         return n;
     }
     // The oldest claimable rows in [min_id, below_id), skipping rows another session is claiming right now.
@@ -90,16 +89,13 @@ void release_runs(const int64 *ids, int n) {
     pg::spi_connect();
     Datum v[2] = {pg::int8_array(ids, n), TimestampTzGetDatum(MyStartTimestamp)};
     Oid types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-    // (0.2: as recover_runs, a run of a paused pipeline goes back parked as paused)
     bool v2 = schema_version() >= 2;
     SPIPlanPtr p = v2 ? pg::prepare(&plan_release_v2,
                                     "/* pw_indexes: r.runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
-                                    " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL,"
-                                    " parked = (SELECT CASE WHEN pp.paused THEN 3::smallint END"
-                                    "   FROM pipeline_worker.pipelines pp WHERE pp.id = r.pipeline_id)"
+                                    " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL," PW_PARKED_IF_PAUSED
                                     " WHERE r.id = ANY ($1) AND CASE r.status WHEN 'running' THEN"
                                     "   r.worker_pid = pg_catalog.pg_backend_pid() AND r.worker_started_at = $2 ELSE false END"
-                                    " RETURNING r.parked IS NOT NULL",
+                                    PW_RETURNING_WOKEN,
                                     2, types)
                       : pg::prepare(&plan_release,
                                     "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'pending', worker_pid = NULL, worker_started_at = NULL"
@@ -107,12 +103,7 @@ void release_runs(const int64 *ids, int n) {
                                     "   AND worker_started_at = $2 ELSE false END",
                                     2, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
-    bool parked = false;
-    for (uint64 i = 0; v2 && i < SPI_processed && !parked; i++) {
-        bool isnull;
-        parked = DatumGetBool(col(i, 1, &isnull));
-    }
-    if (parked) notes::woken_runs_parked();
+    if (v2) note_woken();
     SPI_finish();
     for (int i = 0; i < n; i++) lanes::release_at_commit(ids[i]);
     notes::runs_created(n);
@@ -154,16 +145,14 @@ int64 recover_runs() {
     "   WHERE o.status = 'running' AND o.worker_pid = d.pid AND o.worker_started_at = d.started"                \
     "   FOR UPDATE OF o SKIP LOCKED) k"                                                                          \
     " WHERE r.id = ANY (ARRAY[k.id])"
-        // 0.2: a run of a paused pipeline goes back parked as paused (3), as create_run and retry_run queue one: a
-        // run executing when the pause came finishes, but one its worker's exit stopped waits for resume_pipeline.
-        // (Until 2026-12-06 it was executed at once.) A resume committing meanwhile: the lead worker looks again.
+        // 0.2: a run executing when its pipeline was paused finishes, but one its worker's exit stopped waits for
+        // resume_pipeline (until 2026-12-06 it was executed at once).
         bool v2 = schema_version() >= 2;
         if (v2)
             p = pg::prepare(&plan_recover_v2,
                             "/* pw_indexes: o.runs_running_idx r.runs_pkey pipelines_id_key */ UPDATE pipeline_worker.runs r"
-                            " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL,"
-                            " parked = (SELECT CASE WHEN pp.paused THEN 3::smallint END FROM pipeline_worker.pipelines pp"
-                            "   WHERE pp.id = r.pipeline_id)" PW_RECOVERED " RETURNING r.parked IS NOT NULL",
+                            " SET status = 'pending', worker_pid = NULL, worker_started_at = NULL," PW_PARKED_IF_PAUSED
+                            PW_RECOVERED PW_RETURNING_WOKEN,
                             2, types);
         else
             p = pg::prepare(&plan_recover,
@@ -173,12 +162,7 @@ int64 recover_runs() {
 #undef PW_RECOVERED
         pg::exec_as_owner(p, v, nullptr, false, 0);
         recovered = static_cast<int64>(SPI_processed);
-        bool parked = false;
-        for (uint64 i = 0; v2 && i < SPI_processed && !parked; i++) {
-            bool isnull;
-            parked = DatumGetBool(col(i, 1, &isnull));
-        }
-        if (parked) notes::woken_runs_parked();
+        if (v2) note_woken();
     }
     SPI_finish();
     notes::runs_queued(static_cast<uint64>(recovered));  // wake workers for them at commit

@@ -115,15 +115,16 @@ void maybe_expire(TimestampTz *last, bool mine) {
         begin_work_txn(true);
         if (store::schema_version() >= 2) (void)store::unpark_resumed();
         commit_work_txn();
-        if (store::cancel_sweep_due()) {  // (its own transaction: a failure leaves the unparks done)
-            for (int step = 0; step < 2; step++) {  // (the look, then the sweep: each in a transaction of its own)
+        // The look at recorded cascading cancels, then the sweep of their records: each in a transaction of its own (a
+        // failure leaves what came before done).
+        if (store::cancel_sweep_due()) {
+            begin_work_txn(true);
+            bool v2 = store::schema_version() >= 2;
+            if (v2) store::cancel_recorded_runs();
+            commit_work_txn();
+            if (v2) {
                 begin_work_txn(true);
-                if (store::schema_version() >= 2) {
-                    pg::spi_connect();
-                    if (step == 0) store::cancel_recorded_runs();
-                    else store::sweep_cancel_requests();
-                    SPI_finish();
-                }
+                store::sweep_cancel_requests();
                 commit_work_txn();
             }
         }

@@ -130,6 +130,17 @@ fi
 # look (about once a second) cancels the run in the table -- parked as paused, it would not be claimed before the
 # resume.
 pw_psql -c "SELECT pipeline_worker.pause_pipeline('cc_kid')" >/dev/null
+# (first: a cancel_run cascading to two free descendants in a new session, where their pipelines' definitions are not
+# cached -- loading one ran a statement in the middle of the cascade's loop, which then read its rows instead and
+# counted only the first descendant, until 2026-12-06)
+cancelled_count() { pw_psql -c "SELECT coalesce(sum(value), 0)::bigint FROM pipeline_worker.metric_samples()
+                                 WHERE metric = 'pipeline_worker_runs_finished_total' AND status = 'cancelled'
+                                   AND pipeline IN ('cc_parent', 'cc_kid')"; }
+t2=$(pw_run cc_top); m2=$(child "$t2"); g2=$(child "$m2")
+before=$(cancelled_count)
+pw_psql -c "SELECT pipeline_worker.cancel_run($t2)" >/dev/null
+pw_check "cancel_run cascading to two descendants in a new session counts both as cancelled (metrics)" 2 \
+    "$(( $(cancelled_count) - before ))"
 p5=$(pw_run cc_parent); k5=$(child "$p5")
 hold "$k5" || pw_die "could not hold $k5"
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('cc_fill', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 4200)))" >/dev/null
