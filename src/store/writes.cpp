@@ -1,5 +1,7 @@
 #include "store/writes.hpp"
 
+#include "store/direct_writes.hpp"
+
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
 #include "store/children.hpp"
@@ -18,36 +20,6 @@ extern "C" {
 namespace pw::store {
 
 namespace {
-
-struct StepRow {
-    int64 run_id;
-    int pos, attempt;
-    char *name;
-    core::StepStatus status;
-    Jsonb *output;
-    char *error;
-    TimestampTz started, finished;
-    int kind;  // kInsert, kUpsert, kLate
-    int task;  // a map task's index, -1 for a step
-};
-
-// How a buffered step row is written: inserted; upserted over the attempt's row (HTTP steps, waits); upserted only
-// over the row of the same issuance (buffer_late_step).
-constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
-
-struct RunRow {
-    int64 id;
-    char *pipeline;
-    int claims;
-    TimestampTz claimed_at;
-    core::RunStatus status;
-    Jsonb *result;
-    char *error;
-    TimestampTz at;
-    TimestampTz wake_at;  // not_before: a retry's back-off, a waiting run's wake-up (0: none)
-    char *waiting_for;
-    ItemPointerData tid;  // the row version its claim locked, if unchanged since (else invalid: found by id)
-};
 
 struct ClaimRow {
     int64 id;
@@ -193,6 +165,7 @@ void flush_steps_kind(int kind) {
     ListCell *lc;
     foreach (lc, pending_steps) n += static_cast<StepRow *>(lfirst(lc))->kind == kind;
     if (n == 0) return;
+    if (kind == kInsert && insert_step_rows(pending_steps)) return;  // (without a statement: direct_writes.cpp)
     Oid rowtype = step_rowtype();
     Datum v[1] = {step_rows_array(rowtype, kind, n)};
     Oid types[1] = {get_array_type(rowtype)};
@@ -330,20 +303,35 @@ void after_outcomes(int n, const int64 *out_ids, const int64 *out_parents, const
 void flush_runs() {
     int n = list_length(pending_runs);
     if (n == 0) return;
-    int with_tid;
-    pg::ArrayColumns *a = outcome_columns(n, &with_tid);
-    Oid types[12] = {INT8ARRAYOID, TEXTARRAYOID,        JSONBARRAYOID, TEXTARRAYOID,   TIMESTAMPTZARRAYOID,
-                     TIMESTAMPTZARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID,
-                     TIDARRAYOID};
-    Datum cols[10], v[12];
-    pg::column_arrays(a, cols);
-    for (int c = 0; c < 9; c++) v[c] = cols[c];
-    v[9] = Int32GetDatum(MyProcPid);
-    v[10] = TimestampTzGetDatum(MyStartTimestamp);
-    // Rows found first by the row version their claim locked (a TID scan -- no index named: no probe of runs_pkey,
-    // ~3 % of a W1 drain), the id checked; the others -- claims recorded since, runs resumed after an HTTP answer, a row this
-    // transaction changed since (its version is no longer visible) -- by id, in a second statement.
-    // (0.1's schema, before ALTER EXTENSION UPDATE: no waiting_for; no run waits there; by id only)
+    int64 *out_ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int64 *out_parents = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    bool *out_pnull = static_cast<bool *>(palloc(sizeof(bool) * n));
+    uint64 updated = 0;
+    bool v2 = schema_version() >= 2;
+    // Rows found first by the row version their claim locked, the id checked: written there without a statement
+    // (direct_writes.cpp), or else by a TID scan (no index named: no probe of runs_pkey, ~3 % of a W1 drain). The
+    // others -- claims recorded since, runs resumed after an HTTP answer, a row this transaction changed since (its
+    // version is no longer visible) -- by id, in a second statement.
+    bool tids_done = false;
+    if (v2) {
+        int k = update_outcomes_at_claims(pending_runs, out_ids, out_parents, out_pnull);
+        if (k >= 0) {
+            updated = static_cast<uint64>(k);
+            tids_done = true;
+        }
+    }
+    if (updated < static_cast<uint64>(n)) {
+        int with_tid;
+        pg::ArrayColumns *a = outcome_columns(n, &with_tid);
+        Oid types[12] = {INT8ARRAYOID, TEXTARRAYOID,        JSONBARRAYOID, TEXTARRAYOID,   TIMESTAMPTZARRAYOID,
+                         TIMESTAMPTZARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID,
+                         TIDARRAYOID};
+        Datum cols[10], v[12];
+        pg::column_arrays(a, cols);
+        for (int c = 0; c < 9; c++) v[c] = cols[c];
+        v[9] = Int32GetDatum(MyProcPid);
+        v[10] = TimestampTzGetDatum(MyStartTimestamp);
+        // (0.1's schema, before ALTER EXTENSION UPDATE: no waiting_for; no run waits there; by id only)
 #define PW_RUN_OUTCOMES(indexes, waiting_for, tid_col, tid_name, found)                                       \
     "/* pw_indexes: " indexes " */ UPDATE pipeline_worker.runs r SET status = u.status,"                       \
     " result = u.result, error = u.error,"                                                                     \
@@ -359,47 +347,46 @@ void flush_runs() {
     " WHERE " found " AND CASE r.status WHEN 'pending' THEN r.worker_pid IS NULL AND r.claims = u.claims - 1"   \
     "   WHEN 'running' THEN r.worker_pid = $10 AND r.worker_started_at = $11 ELSE false END"                   \
     " RETURNING r.id, "
-    static SPIPlanPtr plan_flush_runs_v1 = nullptr, plan_flush_runs_tid = nullptr;
-    int64 *out_ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
-    int64 *out_parents = static_cast<int64 *>(palloc(sizeof(int64) * n));
-    bool *out_pnull = static_cast<bool *>(palloc(sizeof(bool) * n));
-    uint64 updated = 0;
-    auto collect = [&]() {
-        for (uint64 k = 0; k < SPI_processed && updated < static_cast<uint64>(n); k++, updated++) {
-            bool isnull;
-            out_ids[updated] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1, &isnull));
-            Datum parent = SPI_getbinval(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 2, &out_pnull[updated]);
-            out_parents[updated] = out_pnull[updated] ? 0 : DatumGetInt64(parent);
+        static SPIPlanPtr plan_flush_runs_v1 = nullptr, plan_flush_runs_tid = nullptr;
+        auto collect = [&]() {
+            for (uint64 k = 0; k < SPI_processed && updated < static_cast<uint64>(n); k++, updated++) {
+                bool isnull;
+                out_ids[updated] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1, &isnull));
+                Datum parent = SPI_getbinval(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 2, &out_pnull[updated]);
+                out_parents[updated] = out_pnull[updated] ? 0 : DatumGetInt64(parent);
+            }
+        };
+        if (v2 && with_tid > 0 && !tids_done) {
+            v[11] = cols[9];
+            SPIPlanPtr p = pg::prepare(&plan_flush_runs_tid,
+                                       PW_RUN_OUTCOMES("none", " waiting_for = u.waiting_for,", ", pg_catalog.unnest($12)",
+                                                       ", tid", "r.ctid = u.tid AND r.id = u.id") "r.parent_run_id",
+                                       12, types);
+            pg::exec_as_owner(p, v, nullptr, false, 0);
+            collect();
         }
-    };
-    bool v2 = schema_version() >= 2;
-    if (v2 && with_tid > 0) {
-        v[11] = cols[9];
-        SPIPlanPtr p = pg::prepare(&plan_flush_runs_tid,
-                                   PW_RUN_OUTCOMES("none", " waiting_for = u.waiting_for,", ", pg_catalog.unnest($12)", ", tid",
-                                                   "r.ctid = u.tid AND r.id = u.id") "r.parent_run_id",
-                                   12, types);
-        pg::exec_as_owner(p, v, nullptr, false, 0);
-        collect();
-    }
-    if (updated < static_cast<uint64>(n)) {
-        types[11] = INT8ARRAYOID;
-        v[11] = pg::int8_array(out_ids, static_cast<int>(updated));  // (those are done)
-        SPIPlanPtr p = v2 ? pg::prepare(&plan_flush_runs,
-                                        PW_RUN_OUTCOMES("runs_pkey", " waiting_for = u.waiting_for,", "", "",
-                                                        "r.id = ANY (ARRAY[u.id]) AND NOT u.id = ANY ($12)")
-                                            "r.parent_run_id",
-                                        12, types)
-                          : pg::prepare(&plan_flush_runs_v1,
-                                        PW_RUN_OUTCOMES("runs_pkey", "", "", "", "r.id = ANY (ARRAY[u.id]) AND NOT u.id = ANY ($12)")
-                                            "NULL::bigint",
-                                        12, types);
-        pg::exec_as_owner(p, v, nullptr, false, 0);
-        collect();
-    }
+        if (updated < static_cast<uint64>(n)) {
+            types[11] = INT8ARRAYOID;
+            v[11] = pg::int8_array(out_ids, static_cast<int>(updated));  // (those are done)
+            SPIPlanPtr p = v2 ? pg::prepare(&plan_flush_runs,
+                                            PW_RUN_OUTCOMES("runs_pkey", " waiting_for = u.waiting_for,", "", "",
+                                                            "r.id = ANY (ARRAY[u.id]) AND NOT u.id = ANY ($12)")
+                                                "r.parent_run_id",
+                                            12, types)
+                              : pg::prepare(&plan_flush_runs_v1,
+                                            PW_RUN_OUTCOMES("runs_pkey", "", "", "",
+                                                            "r.id = ANY (ARRAY[u.id]) AND NOT u.id = ANY ($12)")
+                                                "NULL::bigint",
+                                            12, types);
+            pg::exec_as_owner(p, v, nullptr, false, 0);
+            collect();
+        }
 #undef PW_RUN_OUTCOMES
+        after_outcomes(n, out_ids, out_parents, out_pnull, updated);
+        if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);
+        return;
+    }
     after_outcomes(n, out_ids, out_parents, out_pnull, updated);
-    if (updated < static_cast<uint64>(n)) require_still_ours(v[0]);
 }
 
 }  // namespace

@@ -228,6 +228,33 @@ pw_check_sql "runs whose step updated their own row finished (succeeded, with th
 sleep 1
 pw_check_sql "... each step once" "200|0" \
     "SELECT count(DISTINCT run_id) || '|' || (count(*) - count(DISTINCT run_id)) FROM public.touch_log"
+# ---------------------------------------------------------------- writes without a statement yield to triggers
+# The workers write step rows and outcomes without a statement (store/direct_writes.cpp) only where a statement would
+# do nothing more. Row triggers the owner puts on run_steps (INSERT) and runs (UPDATE) make the statements write, and
+# see every row: two step rows and the outcome of each of 50 two-step runs.
+pw_psql >/dev/null <<'SQL' || pw_fail "trigger fixtures"
+CREATE TABLE public.trig_log (tbl text, run_id bigint, status text);
+CREATE FUNCTION public.log_step_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.trig_log VALUES ('run_steps', NEW.run_id, NEW.status); RETURN NEW; END $$;
+CREATE FUNCTION public.log_run_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.trig_log VALUES ('runs', NEW.id, NEW.status); RETURN NEW; END $$;
+CREATE FUNCTION public.trig_step(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"ok": 1}'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('trig2', '[{"name": "a", "function": "public.trig_step"},
+                                                  {"name": "b", "function": "public.trig_step"}]');
+CREATE TRIGGER log_step_rows AFTER INSERT ON pipeline_worker.run_steps FOR EACH ROW EXECUTE FUNCTION public.log_step_row();
+CREATE TRIGGER log_run_rows BEFORE UPDATE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION public.log_run_row();
+SELECT count(*) FROM pipeline_worker.create_runs('trig2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 50)));
+SQL
+pw_wait_sql 50 20 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'trig2' AND status = 'succeeded'" 0.2 >/dev/null
+pw_check_sql "with triggers on the run tables: every step row and every outcome went through them" "100|50" \
+    "SELECT count(*) FILTER (WHERE tbl = 'run_steps' AND status = 'succeeded') || '|'
+            || count(DISTINCT run_id) FILTER (WHERE tbl = 'runs' AND status = 'succeeded')
+       FROM public.trig_log WHERE run_id IN (SELECT id FROM pipeline_worker.runs WHERE pipeline = 'trig2')"
+pw_psql -c "DROP TRIGGER log_step_rows ON pipeline_worker.run_steps" -c "DROP TRIGGER log_run_rows ON pipeline_worker.runs" \
+    >/dev/null
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('trig2', '{}')")
+pw_check_sql "... and without them, runs go on as before" succeeded "SELECT pipeline_worker.wait_run($id, '20 s')"
+
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
 # the worker does not see the cancel and goes on, while the retried run is claimed again by another worker. The

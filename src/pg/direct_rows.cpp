@@ -1,0 +1,205 @@
+#include "pg/direct_rows.hpp"
+
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "storage/bufmgr.h"
+#include "utils/rel.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+}
+
+namespace pw::pg {
+
+struct DirectRows {
+    Relation rel;
+    EState *estate;
+    ResultRelInfo *rri;
+    TupleTableSlot *fetched;  // the version fetch() found
+    TupleTableSlot *row;      // the values written
+    EPQState epq;             // (passed on, used only by row triggers, which such a table has not)
+    BlockNumber nblocks;      // the table's length at begin(): a row version to update lies below it
+    TupleTableSlot **pending; // inserted rows not written yet (written together: one WAL record per page)
+    int npending, nslots;
+    size_t pending_bytes;
+    MemoryContext caller_cxt;
+    Oid saved_user;
+    int saved_sec;
+};
+
+namespace {
+
+// Anything a statement would fire for the command: a table with such triggers (foreign keys' included) is written by
+// the statement.
+bool fires_triggers(Relation rel, CmdType cmd) {
+    const TriggerDesc *t = rel->trigdesc;
+    if (t == nullptr) return false;
+    if (cmd == CMD_INSERT)
+        return t->trig_insert_before_row || t->trig_insert_after_row || t->trig_insert_instead_row ||
+               t->trig_insert_before_statement || t->trig_insert_after_statement || t->trig_insert_new_table;
+    return t->trig_update_before_row || t->trig_update_after_row || t->trig_update_instead_row ||
+           t->trig_update_before_statement || t->trig_update_after_statement || t->trig_update_old_table ||
+           t->trig_update_new_table;
+}
+
+int column_of(TupleDesc desc, const char *name) {
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute a = TupleDescAttr(desc, i);
+        if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0) return i;
+    }
+    return -1;
+}
+
+}  // namespace
+
+DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
+    Assert(cmd == CMD_INSERT || cmd == CMD_UPDATE);
+    Relation rel = table_open(relid, RowExclusiveLock);  // (the lock a statement takes; kept to the end)
+    if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rules != nullptr ||
+        fires_triggers(rel, cmd) || (rel->rd_rel->relrowsecurity && rel->rd_rel->relforcerowsecurity) ||
+        (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored)) {
+        table_close(rel, NoLock);
+        return nullptr;
+    }
+    CommandCounterIncrement();  // the caller's statements before are seen
+    DirectRows *d = static_cast<DirectRows *>(palloc0(sizeof(DirectRows)));
+    d->rel = rel;
+    d->caller_cxt = CurrentMemoryContext;
+    // As the statements: as the tables' owner (the constraints' functions run as it). An error restores the user at
+    // (sub)transaction abort.
+    GetUserIdAndSecContext(&d->saved_user, &d->saved_sec);
+    SetUserIdAndSecContext(tables_owner(), d->saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+    EState *estate = CreateExecutorState();
+    MemoryContextSwitchTo(estate->es_query_cxt);
+    RangeTblEntry *rte = makeNode(RangeTblEntry);
+    rte->rtekind = RTE_RELATION;
+    rte->relid = relid;
+    rte->relkind = rel->rd_rel->relkind;
+    rte->rellockmode = RowExclusiveLock;
+    // The columns an update changes: an index on none of them is told its key is unchanged (bottom-up deletion of
+    // the versions an update leaves, as for an UPDATE statement).
+    Bitmapset *cols = nullptr;
+    for (int i = 0; updated != nullptr && updated[i] != nullptr; i++) {
+        int att = column_of(RelationGetDescr(rel), updated[i]);
+        if (att >= 0) cols = bms_add_member(cols, att + 1 - FirstLowInvalidHeapAttributeNumber);
+    }
+#if PG_VERSION_NUM >= 160000
+    List *perminfos = NIL;
+    RTEPermissionInfo *perm = addRTEPermissionInfo(&perminfos, rte);
+    perm->updatedCols = cols;
+    ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#else
+    rte->updatedCols = cols;
+    ExecInitRangeTable(estate, list_make1(rte));
+#endif
+    d->rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(d->rri, rel, 1, nullptr, 0);
+    ExecOpenIndices(d->rri, false);
+    estate->es_output_cid = GetCurrentCommandId(true);
+    PushActiveSnapshot(GetTransactionSnapshot());
+    estate->es_snapshot = GetActiveSnapshot();
+    d->estate = estate;
+    d->fetched = table_slot_create(rel, &estate->es_tupleTable);
+    d->row = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+    d->nblocks = cmd == CMD_UPDATE ? RelationGetNumberOfBlocks(rel) : 0;
+    MemoryContextSwitchTo(d->caller_cxt);
+    return d;
+}
+
+TupleDesc direct_desc(const DirectRows *d) { return RelationGetDescr(d->rel); }
+
+int direct_column(const DirectRows *d, const char *name) { return column_of(RelationGetDescr(d->rel), name); }
+
+TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid) {
+    if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= d->nblocks) return nullptr;
+    MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
+    bool seen = table_tuple_fetch_row_version(d->rel, tid, d->estate->es_snapshot, d->fetched);
+    if (seen) slot_getallattrs(d->fetched);
+    MemoryContextSwitchTo(old);
+    return seen ? d->fetched : nullptr;
+}
+
+namespace {
+
+TupleTableSlot *fill(DirectRows *d, Datum *values, bool *nulls) {
+    TupleTableSlot *s = d->row;
+    ExecClearTuple(s);
+    int natts = s->tts_tupleDescriptor->natts;
+    memcpy(s->tts_values, values, sizeof(Datum) * natts);
+    memcpy(s->tts_isnull, nulls, sizeof(bool) * natts);
+    return ExecStoreVirtualTuple(s);
+}
+
+}  // namespace
+
+void direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls) {
+    MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
+    ExecSimpleRelationUpdate(d->rri, d->estate, &d->epq, fetched, fill(d, values, nulls));
+    ResetPerTupleExprContext(d->estate);
+    MemoryContextSwitchTo(old);
+}
+
+namespace {
+
+// Rows inserted are written together, as COPY writes them: the heap first (table_multi_insert: one WAL record and one
+// buffer lock per page instead of per row), then each row's index entries.
+constexpr int kMaxPending = 1000;
+constexpr size_t kMaxPendingBytes = 64 * 1024;
+
+void write_pending(DirectRows *d) {
+    if (d->npending == 0) return;
+    table_multi_insert(d->rel, d->pending, d->npending, d->estate->es_output_cid, 0, nullptr);
+    for (int i = 0; i < d->npending; i++) {
+        if (d->rri->ri_NumIndices > 0)
+            list_free(ExecInsertIndexTuples(d->rri, d->pending[i], d->estate, false, false, nullptr, NIL));
+        ExecClearTuple(d->pending[i]);
+        ResetPerTupleExprContext(d->estate);
+    }
+    d->npending = 0;
+    d->pending_bytes = 0;
+}
+
+}  // namespace
+
+void direct_insert(DirectRows *d, Datum *values, bool *nulls) {
+    MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
+    if (d->npending == kMaxPending || d->pending_bytes >= kMaxPendingBytes) write_pending(d);
+    if (d->pending == nullptr) d->pending = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxPending));
+    if (d->npending == d->nslots) d->pending[d->nslots++] = table_slot_create(d->rel, &d->estate->es_tupleTable);
+    TupleTableSlot *s = d->pending[d->npending];
+    ExecClearTuple(s);
+    int natts = s->tts_tupleDescriptor->natts;
+    memcpy(s->tts_values, values, sizeof(Datum) * natts);
+    memcpy(s->tts_isnull, nulls, sizeof(bool) * natts);
+    ExecStoreVirtualTuple(s);
+    // (what ExecSimpleRelationInsert does before the heap, for a table without triggers, generated columns or
+    // partitions: its constraints; values the caller passes stay valid until direct_end)
+    if (d->rel->rd_att->constr != nullptr) ExecConstraints(d->rri, s, d->estate);
+    for (int i = 0; i < natts; i++) {
+        Form_pg_attribute a = TupleDescAttr(s->tts_tupleDescriptor, i);
+        if (!nulls[i] && a->attlen == -1) d->pending_bytes += VARSIZE_ANY(DatumGetPointer(values[i]));
+    }
+    d->npending++;
+    ResetPerTupleExprContext(d->estate);
+    MemoryContextSwitchTo(old);
+}
+
+void direct_end(DirectRows *d) {
+    MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
+    write_pending(d);
+    MemoryContextSwitchTo(old);
+    PopActiveSnapshot();
+    ExecCloseIndices(d->rri);
+    ExecResetTupleTable(d->estate->es_tupleTable, false);  // (the fetched version's buffer pin)
+    FreeExecutorState(d->estate);
+    table_close(d->rel, NoLock);
+    SetUserIdAndSecContext(d->saved_user, d->saved_sec);
+    CommandCounterIncrement();  // the rows written are seen by the statements after
+    pfree(d);
+}
+
+}  // namespace pw::pg

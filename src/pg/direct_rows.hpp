@@ -1,0 +1,38 @@
+// Rows written without a statement: inserted, or updated at a known row version, through the executor's own routines
+// for one row (execReplication.c: constraints, the heap, the index entries), as logical replication's apply worker
+// writes them. For the two writes every run makes many times (step rows, the run's outcome), the parse-free part of a
+// statement -- plan start-up, a function scan per column, the join, the projection, whole-row values for the
+// re-check -- cost more than the row itself.
+//
+// Only where a statement would do nothing more: a plain table without triggers for the command and without forced
+// row-level security (the statements run as the table's owner, whom row-level security does not restrict unless
+// forced). Otherwise begin() returns nullptr and the caller writes with its statement. Constraints are checked and
+// every index gets its entries as an INSERT or UPDATE would; rows are written as the current user of the caller (the
+// CHECK expressions are evaluated as it). In a transaction; the caller's earlier writes are visible to fetch().
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::pg {
+
+struct DirectRows;
+
+// Opens relid for CMD_INSERT or CMD_UPDATE; for an update, `updated` names the columns the caller changes (NULL-
+// terminated: which indexes are told the row's key is unchanged). nullptr: not a table this may write (see above).
+DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated);
+// The table's row descriptor; the attribute number (0-based) of column `name`, -1 if absent.
+TupleDesc direct_desc(const DirectRows *d);
+int direct_column(const DirectRows *d, const char *name);
+// The row version at *tid if this command's snapshot sees it (all columns deformed in the slot), else nullptr. Valid
+// until the next fetch.
+TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid);
+// Replaces the version just fetched by one with these values (natts of them); the fetched version must be one this
+// transaction holds a row lock on or wrote (ERROR if another transaction changed it: it cannot have).
+void direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls);
+// Inserts a row (its constraints checked now). Rows are written together, heap first, then their index entries
+// (as COPY does), at direct_end or once many are pending: the values must stay valid until then.
+void direct_insert(DirectRows *d, Datum *values, bool *nulls);
+// Writes the rows pending and closes the table; the rows written are visible to the statements after it.
+void direct_end(DirectRows *d);
+
+}  // namespace pw::pg

@@ -1,0 +1,161 @@
+#include "store/direct_writes.hpp"
+
+#include "pg/direct_rows.hpp"
+#include "pg/spi.hpp"
+
+namespace pw::store {
+
+namespace {
+
+// Whether the text datum d is s.
+bool text_is(Datum d, const char *s) {
+    text *t = DatumGetTextPP(d);
+    size_t n = VARSIZE_ANY_EXHDR(t);
+    return n == strlen(s) && memcmp(VARDATA_ANY(t), s, n) == 0;
+}
+
+// The attribute numbers (0-based) of `names` in the open table, false if one is missing.
+template <int N>
+bool columns(const pg::DirectRows *d, const char *const (&names)[N], int (&att)[N]) {
+    for (int c = 0; c < N; c++) {
+        att[c] = pg::direct_column(d, names[c]);
+        if (att[c] < 0) return false;
+    }
+    return true;
+}
+
+int live_columns(TupleDesc desc) {
+    int n = 0;
+    for (int i = 0; i < desc->natts; i++) n += !TupleDescAttr(desc, i)->attisdropped;
+    return n;
+}
+
+}  // namespace
+
+bool insert_step_rows(List *steps) {
+    Oid nsp = get_namespace_oid("pipeline_worker", false);
+    Oid relid = get_relname_relid("run_steps", nsp);
+    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.run_steps does not exist");
+    // (the 0.2 table: task is there; under 0.1 the statement writes)
+    static const char *const kNames[10] = {"run_id", "position", "attempt",     "name", "status",
+                                           "output", "error",    "started_at", "finished_at", "task"};
+    pg::DirectRows *d = pg::direct_begin(relid, CMD_INSERT, nullptr);
+    if (d == nullptr) return false;
+    int att[10];
+    TupleDesc desc = pg::direct_desc(d);
+    // Every column filled here: a column this code does not know would need its default, which the statement gives.
+    if (!columns(d, kNames, att) || live_columns(desc) != 10) {
+        pg::direct_end(d);
+        return false;
+    }
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * desc->natts));
+    ListCell *lc;
+    foreach (lc, steps) {
+        const StepRow *r = static_cast<const StepRow *>(lfirst(lc));
+        if (r->kind != kInsert) continue;
+        for (int i = 0; i < desc->natts; i++) nulls[i] = true;
+        auto set = [&](int c, Datum v) {
+            values[att[c]] = v;
+            nulls[att[c]] = false;
+        };
+        set(0, Int64GetDatum(r->run_id));
+        set(1, Int32GetDatum(r->pos));
+        set(2, Int32GetDatum(r->attempt));
+        set(3, CStringGetTextDatum(r->name));
+        set(4, CStringGetTextDatum(core::to_text(r->status)));
+        if (r->output) set(5, JsonbPGetDatum(r->output));
+        if (r->error) set(6, CStringGetTextDatum(r->error));
+        set(7, TimestampTzGetDatum(r->started));
+        if (r->status != core::StepStatus::Running && r->status != core::StepStatus::Waiting)
+            set(8, TimestampTzGetDatum(r->finished));
+        if (r->task >= 0) set(9, Int32GetDatum(r->task));
+        pg::direct_insert(d, values, nulls);
+    }
+    pg::direct_end(d);
+    return true;
+}
+
+int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bool *out_pnull) {
+    static const char *const kNames[12] = {"id",          "status",     "result",    "error",
+                                           "claims",      "started_at", "finished_at", "not_before",
+                                           "waiting_for", "worker_pid", "worker_started_at", "parent_run_id"};
+    enum { kId, kStatus, kResult, kError, kClaims, kStarted, kFinished, kNotBefore, kWaitingFor, kPid, kPidStart, kParent };
+    // (the columns the outcome changes: indexes on none of them keep their key; kId and kParent are only read)
+    static const char *const kUpdated[] = {"status",     "result",      "error",      "claims",
+                                           "started_at", "finished_at", "not_before", "waiting_for",
+                                           "worker_pid", "worker_started_at", nullptr};
+    Oid relid = pg::run_table();
+    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.runs does not exist");
+    pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, kUpdated);
+    if (d == nullptr) return -1;
+    int att[12];
+    if (!columns(d, kNames, att)) {
+        pg::direct_end(d);
+        return -1;
+    }
+    int natts = pg::direct_desc(d)->natts;
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
+    int updated = 0;
+    ListCell *lc;
+    foreach (lc, runs) {
+        RunRow *r = static_cast<RunRow *>(lfirst(lc));
+        TupleTableSlot *old = ItemPointerIsValid(&r->tid) ? pg::direct_fetch(d, &r->tid) : nullptr;
+        if (old == nullptr) continue;  // changed since the claim (by this transaction): by id, in the statement
+        bool again = false;  // (a run twice in the batch: written once, as the statement would)
+        for (int k = 0; k < updated && !again; k++) again = out_ids[k] == r->id;
+        if (again) continue;
+        const Datum *ov = old->tts_values;
+        const bool *on = old->tts_isnull;
+        if (on[att[kId]] || DatumGetInt64(ov[att[kId]]) != r->id || on[att[kStatus]]) continue;
+        // Still this claim's: pending under the claim this transaction holds (not recorded: no worker, one claim
+        // less), or running under this backend's recorded claim.
+        bool ours;
+        if (text_is(ov[att[kStatus]], "pending"))
+            ours = on[att[kPid]] && !on[att[kClaims]] && DatumGetInt32(ov[att[kClaims]]) == r->claims - 1;
+        else if (text_is(ov[att[kStatus]], "running"))
+            ours = !on[att[kPid]] && DatumGetInt32(ov[att[kPid]]) == MyProcPid && !on[att[kPidStart]] &&
+                   DatumGetTimestampTz(ov[att[kPidStart]]) == MyStartTimestamp;
+        else
+            ours = false;
+        if (!ours) continue;
+        memcpy(values, ov, sizeof(Datum) * natts);
+        memcpy(nulls, on, sizeof(bool) * natts);
+        auto set = [&](int c, Datum v) {
+            values[att[c]] = v;
+            nulls[att[c]] = false;
+        };
+        auto clear = [&](int c) { nulls[att[c]] = true; };
+        bool settled = r->status == core::RunStatus::Pending || r->status == core::RunStatus::Waiting;
+        set(kStatus, CStringGetTextDatum(core::to_text(r->status)));
+        if (r->result) set(kResult, JsonbPGetDatum(r->result));
+        else clear(kResult);
+        if (r->error) set(kError, CStringGetTextDatum(r->error));
+        else clear(kError);
+        set(kClaims, Int32GetDatum(r->claims));
+        if (on[att[kStarted]]) set(kStarted, TimestampTzGetDatum(r->claimed_at));
+        if (settled) clear(kFinished);
+        else set(kFinished, TimestampTzGetDatum(r->at));
+        if (r->wake_at != 0) set(kNotBefore, TimestampTzGetDatum(r->wake_at));
+        else clear(kNotBefore);
+        if (r->waiting_for) set(kWaitingFor, CStringGetTextDatum(r->waiting_for));
+        else clear(kWaitingFor);
+        if (settled) {
+            clear(kPid);
+            clear(kPidStart);
+        } else {
+            set(kPid, Int32GetDatum(MyProcPid));
+            set(kPidStart, TimestampTzGetDatum(MyStartTimestamp));
+        }
+        out_ids[updated] = r->id;
+        out_pnull[updated] = on[att[kParent]];
+        out_parents[updated] = on[att[kParent]] ? 0 : DatumGetInt64(ov[att[kParent]]);
+        pg::direct_update(d, old, values, nulls);
+        updated++;
+    }
+    pg::direct_end(d);
+    return updated;
+}
+
+}  // namespace pw::store

@@ -1,0 +1,53 @@
+// The two writes every run makes, without a statement where the table allows it (pg/direct_rows.hpp): its step rows
+// (inserted) and its outcome (updated at the row version its claim locked). writes.cpp buffers the rows and falls back
+// to its statements for whatever these leave.
+#pragma once
+
+#include "core/status.hpp"
+#include "pg/pg.hpp"
+
+namespace pw::store {
+
+// A step row writes.cpp buffered.
+struct StepRow {
+    int64 run_id;
+    int pos, attempt;
+    char *name;
+    core::StepStatus status;
+    Jsonb *output;
+    char *error;
+    TimestampTz started, finished;
+    int kind;  // kInsert, kUpsert, kLate
+    int task;  // a map task's index, -1 for a step
+};
+
+// How a buffered step row is written: inserted; upserted over the attempt's row (HTTP steps, waits); upserted only
+// over the row of the same issuance (buffer_late_step).
+constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
+
+// A run's outcome writes.cpp buffered.
+struct RunRow {
+    int64 id;
+    char *pipeline;
+    int claims;
+    TimestampTz claimed_at;
+    core::RunStatus status;
+    Jsonb *result;
+    char *error;
+    TimestampTz at;
+    TimestampTz wake_at;  // not_before: a retry's back-off, a waiting run's wake-up (0: none)
+    char *waiting_for;
+    ItemPointerData tid;  // the row version its claim locked, if unchanged since (else invalid: found by id)
+};
+
+// Inserts the step rows of kind kInsert in `steps` (a List of StepRow) into run_steps. false: nothing written, the
+// statement must (run_steps has triggers, forced row-level security, or a column this code does not fill).
+bool insert_step_rows(List *steps);
+
+// Writes the outcome of each run in `runs` (a List of RunRow) that carries the row version its claim locked, at that
+// version, if this transaction still sees it and the run is still this claim's (the condition of the statement in
+// writes.cpp). Each run written is appended to out_ids / out_parents / out_pnull (parent_run_id); returns how many,
+// or -1 if the statement must write them all (nothing written). The 0.2 schema only.
+int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bool *out_pnull);
+
+}  // namespace pw::store
