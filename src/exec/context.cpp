@@ -141,6 +141,18 @@ JEntry put_jsonb(StringInfo b, Jsonb *j) {
     return JENTRY_ISCONTAINER | static_cast<JEntry>(b->len - base);
 }
 
+// A number as jsonb stores it; the small ones (attempts, positions, map indexes) converted once per process.
+Numeric small_or_new_numeric(int64 v) {
+    static Numeric small[64];
+    if (v < 0 || v >= 64) return int64_to_numeric(v);
+    if (small[v] == nullptr) {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        small[v] = int64_to_numeric(v);
+        MemoryContextSwitchTo(old);
+    }
+    return small[v];
+}
+
 // One member of an object being written: its key, and how to write its value.
 struct Member {
     const char *key;
@@ -176,7 +188,7 @@ JEntry put_object(StringInfo b, const RunState *r, int pos, const Member *m, int
         } else if (mm.kind == Member::String) {
             meta = put_string(b, mm.str, static_cast<int>(strlen(mm.str)));
         } else if (mm.kind == Member::Number) {
-            meta = put_numeric(b, int64_to_numeric(mm.num));
+            meta = put_numeric(b, small_or_new_numeric(mm.num));
         } else if (mm.kind == Member::Stored) {
             meta = put_jsonb(b, mm.stored);
         } else {
