@@ -58,21 +58,29 @@ int column_of(TupleDesc desc, const char *name) {
 
 DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     Assert(cmd == CMD_INSERT || cmd == CMD_UPDATE);
+    CommandCounterIncrement();  // the caller's statements before are seen (catalog changes included)
+    // As the statements: as the tables' owner (its privileges, its row-level security, the constraints' functions
+    // run as it). An error restores the user at (sub)transaction abort.
+    Oid saved_user;
+    int saved_sec;
+    GetUserIdAndSecContext(&saved_user, &saved_sec);
+    SetUserIdAndSecContext(tables_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
     Relation rel = table_open(relid, RowExclusiveLock);  // (the lock a statement takes; kept to the end)
+    AclMode needed = cmd == CMD_INSERT ? ACL_INSERT : (ACL_UPDATE | ACL_SELECT);
     if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rules != nullptr ||
-        fires_triggers(rel, cmd) || (rel->rd_rel->relrowsecurity && rel->rd_rel->relforcerowsecurity) ||
-        (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored)) {
+        fires_triggers(rel, cmd) || (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored) ||
+        check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||
+        pg_class_aclmask(relid, GetUserId(), needed, ACLMASK_ALL) != needed) {
         table_close(rel, NoLock);
+        SetUserIdAndSecContext(saved_user, saved_sec);
         return nullptr;
     }
-    CommandCounterIncrement();  // the caller's statements before are seen
+    if (cmd == CMD_UPDATE) CheckCmdReplicaIdentity(rel, CMD_UPDATE);  // (as the statement: published without one)
     DirectRows *d = static_cast<DirectRows *>(palloc0(sizeof(DirectRows)));
     d->rel = rel;
     d->caller_cxt = CurrentMemoryContext;
-    // As the statements: as the tables' owner (the constraints' functions run as it). An error restores the user at
-    // (sub)transaction abort.
-    GetUserIdAndSecContext(&d->saved_user, &d->saved_sec);
-    SetUserIdAndSecContext(tables_owner(), d->saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+    d->saved_user = saved_user;
+    d->saved_sec = saved_sec;
     EState *estate = CreateExecutorState();
     MemoryContextSwitchTo(estate->es_query_cxt);
     RangeTblEntry *rte = makeNode(RangeTblEntry);
@@ -131,16 +139,41 @@ TupleTableSlot *fill(DirectRows *d, Datum *values, bool *nulls) {
     int natts = s->tts_tupleDescriptor->natts;
     memcpy(s->tts_values, values, sizeof(Datum) * natts);
     memcpy(s->tts_isnull, nulls, sizeof(bool) * natts);
-    return ExecStoreVirtualTuple(s);
+    ExecStoreVirtualTuple(s);
+    s->tts_tableOid = RelationGetRelid(d->rel);
+    return s;
 }
 
 }  // namespace
 
-void direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls) {
+bool direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls) {
     MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
-    ExecSimpleRelationUpdate(d->rri, d->estate, &d->epq, fetched, fill(d, values, nulls));
+    // What ExecSimpleRelationUpdate does for a table without triggers, generated columns or partitions -- except
+    // that a version changed since the fetch is reported, not an error: the caller then finds the row by id.
+    TupleTableSlot *row = fill(d, values, nulls);
+    if (d->rel->rd_att->constr != nullptr) ExecConstraints(d->rri, row, d->estate);
+    TM_FailureData tmfd;
+    LockTupleMode lockmode;
+#if PG_VERSION_NUM >= 160000
+    TU_UpdateIndexes update_indexes;
+#else
+    bool update_indexes;
+#endif
+    TM_Result res = table_tuple_update(d->rel, &fetched->tts_tid, row, d->estate->es_output_cid, d->estate->es_snapshot,
+                                       InvalidSnapshot, true, &tmfd, &lockmode, &update_indexes);
+    bool written = res == TM_Ok;
+    if (written && d->rri->ri_NumIndices > 0) {
+#if PG_VERSION_NUM >= 160000
+        if (update_indexes != TU_None)
+            list_free(ExecInsertIndexTuples(d->rri, row, d->estate, true, false, nullptr, NIL,
+                                            update_indexes == TU_Summarizing));
+#else
+        if (update_indexes) list_free(ExecInsertIndexTuples(d->rri, row, d->estate, true, false, nullptr, NIL));
+#endif
+    }
     ResetPerTupleExprContext(d->estate);
     MemoryContextSwitchTo(old);
+    return written;
 }
 
 namespace {
@@ -152,7 +185,9 @@ constexpr size_t kMaxPendingBytes = 64 * 1024;
 
 void write_pending(DirectRows *d) {
     if (d->npending == 0) return;
+    MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(d->estate));  // (its array of tuples)
     table_multi_insert(d->rel, d->pending, d->npending, d->estate->es_output_cid, 0, nullptr);
+    MemoryContextSwitchTo(old);
     for (int i = 0; i < d->npending; i++) {
         if (d->rri->ri_NumIndices > 0)
             list_free(ExecInsertIndexTuples(d->rri, d->pending[i], d->estate, false, false, nullptr, NIL));
@@ -176,6 +211,7 @@ void direct_insert(DirectRows *d, Datum *values, bool *nulls) {
     memcpy(s->tts_values, values, sizeof(Datum) * natts);
     memcpy(s->tts_isnull, nulls, sizeof(bool) * natts);
     ExecStoreVirtualTuple(s);
+    s->tts_tableOid = RelationGetRelid(d->rel);
     // (what ExecSimpleRelationInsert does before the heap, for a table without triggers, generated columns or
     // partitions: its constraints; values the caller passes stay valid until direct_end)
     if (d->rel->rd_att->constr != nullptr) ExecConstraints(d->rri, s, d->estate);

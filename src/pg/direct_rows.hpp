@@ -4,11 +4,11 @@
 // statement -- plan start-up, a function scan per column, the join, the projection, whole-row values for the
 // re-check -- cost more than the row itself.
 //
-// Only where a statement would do nothing more: a plain table without triggers for the command and without forced
-// row-level security (the statements run as the table's owner, whom row-level security does not restrict unless
-// forced). Otherwise begin() returns nullptr and the caller writes with its statement. Constraints are checked and
-// every index gets its entries as an INSERT or UPDATE would; rows are written as the current user of the caller (the
-// CHECK expressions are evaluated as it). In a transaction; the caller's earlier writes are visible to fetch().
+// Only where a statement would do nothing more: a plain table without triggers or rules for the command, generated
+// columns or partitions, on which the tables' owner (the statements' user) has the privileges and no row-level
+// security applies to it. Otherwise begin() returns nullptr and the caller writes with its statement. Constraints
+// are checked and every index gets its entries as an INSERT or UPDATE would; everything runs as the tables' owner.
+// In a transaction; the caller's earlier writes are visible to fetch().
 #pragma once
 
 #include "pg/pg.hpp"
@@ -26,9 +26,10 @@ int direct_column(const DirectRows *d, const char *name);
 // The row version at *tid if this command's snapshot sees it (all columns deformed in the slot), else nullptr. Valid
 // until the next fetch.
 TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid);
-// Replaces the version just fetched by one with these values (natts of them); the fetched version must be one this
-// transaction holds a row lock on or wrote (ERROR if another transaction changed it: it cannot have).
-void direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls);
+// Replaces the version just fetched by one with these values (natts of them). false: not written, the version
+// changed since the fetch (not by this command) -- which cannot happen to a version this transaction holds a row
+// lock on; the caller then finds the row another way.
+bool direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls);
 // Inserts a row (its constraints checked now). Rows are written together, heap first, then their index entries
 // (as COPY does), at direct_end or once many are pending: the values must stay valid until then.
 void direct_insert(DirectRows *d, Datum *values, bool *nulls);

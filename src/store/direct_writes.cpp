@@ -14,12 +14,13 @@ bool text_is(Datum d, const char *s) {
     return n == strlen(s) && memcmp(VARDATA_ANY(t), s, n) == 0;
 }
 
-// The attribute numbers (0-based) of `names` in the open table, false if one is missing.
+// The attribute numbers (0-based) of `names` in the open table, false if one is missing or not of the type this code
+// writes (the statements would convert a value, or check a domain).
 template <int N>
-bool columns(const pg::DirectRows *d, const char *const (&names)[N], int (&att)[N]) {
+bool columns(const pg::DirectRows *d, const char *const (&names)[N], const Oid (&types)[N], int (&att)[N]) {
     for (int c = 0; c < N; c++) {
         att[c] = pg::direct_column(d, names[c]);
-        if (att[c] < 0) return false;
+        if (att[c] < 0 || TupleDescAttr(pg::direct_desc(d), att[c])->atttypid != types[c]) return false;
     }
     return true;
 }
@@ -39,12 +40,14 @@ bool insert_step_rows(List *steps) {
     // (the 0.2 table: task is there; under 0.1 the statement writes)
     static const char *const kNames[10] = {"run_id", "position", "attempt",     "name", "status",
                                            "output", "error",    "started_at", "finished_at", "task"};
+    static const Oid kTypes[10] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID,
+                                   JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
     pg::DirectRows *d = pg::direct_begin(relid, CMD_INSERT, nullptr);
     if (d == nullptr) return false;
     int att[10];
     TupleDesc desc = pg::direct_desc(d);
     // Every column filled here: a column this code does not know would need its default, which the statement gives.
-    if (!columns(d, kNames, att) || live_columns(desc) != 10) {
+    if (!columns(d, kNames, kTypes, att) || live_columns(desc) != 10) {
         pg::direct_end(d);
         return false;
     }
@@ -80,6 +83,9 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
     static const char *const kNames[12] = {"id",          "status",     "result",    "error",
                                            "claims",      "started_at", "finished_at", "not_before",
                                            "waiting_for", "worker_pid", "worker_started_at", "parent_run_id"};
+    static const Oid kTypes[12] = {INT8OID,        TEXTOID,        JSONBOID,       TEXTOID,
+                                   INT4OID,        TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+                                   TEXTOID,        INT4OID,        TIMESTAMPTZOID, INT8OID};
     enum { kId, kStatus, kResult, kError, kClaims, kStarted, kFinished, kNotBefore, kWaitingFor, kPid, kPidStart, kParent };
     // (the columns the outcome changes: indexes on none of them keep their key; kId and kParent are only read)
     static const char *const kUpdated[] = {"status",     "result",      "error",      "claims",
@@ -90,7 +96,7 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
     pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, kUpdated);
     if (d == nullptr) return -1;
     int att[12];
-    if (!columns(d, kNames, att)) {
+    if (!columns(d, kNames, kTypes, att)) {
         pg::direct_end(d);
         return -1;
     }
@@ -148,10 +154,12 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
             set(kPid, Int32GetDatum(MyProcPid));
             set(kPidStart, TimestampTzGetDatum(MyStartTimestamp));
         }
+        bool parent_null = on[att[kParent]];
+        int64 parent = parent_null ? 0 : DatumGetInt64(ov[att[kParent]]);
+        if (!pg::direct_update(d, old, values, nulls)) continue;  // (by id, in the statement)
         out_ids[updated] = r->id;
-        out_pnull[updated] = on[att[kParent]];
-        out_parents[updated] = on[att[kParent]] ? 0 : DatumGetInt64(ov[att[kParent]]);
-        pg::direct_update(d, old, values, nulls);
+        out_pnull[updated] = parent_null;
+        out_parents[updated] = parent;
         updated++;
     }
     pg::direct_end(d);

@@ -254,6 +254,13 @@ pw_psql -c "DROP TRIGGER log_step_rows ON pipeline_worker.run_steps" -c "DROP TR
     >/dev/null
 id=$(pw_psql -c "SELECT pipeline_worker.create_run('trig2', '{}')")
 pw_check_sql "... and without them, runs go on as before" succeeded "SELECT pipeline_worker.wait_run($id, '20 s')"
+# A column the workers do not fill gets its default (the statement writes when the table has one).
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps ADD COLUMN note text DEFAULT 'by default'" >/dev/null
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('trig2', '{}')")
+pw_check_sql "a column added to run_steps gets its default in the workers' step rows" "succeeded|2" \
+    "SELECT pipeline_worker.wait_run($id, '20 s') || '|'
+            || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $id AND note = 'by default')"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps DROP COLUMN note" >/dev/null
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
