@@ -166,4 +166,69 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
     return updated;
 }
 
+int record_claims_at_claims(List *claims) {
+    static const char *const kNames[7] = {"id",     "status",     "worker_pid", "worker_started_at",
+                                          "claims", "started_at", "not_before"};
+    static const Oid kTypes[7] = {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+    enum { kId, kStatus, kPid, kPidStart, kClaims, kStarted, kNotBefore };
+    static const char *const kUpdated[] = {"status", "worker_pid", "worker_started_at", "claims", "started_at",
+                                           "not_before", nullptr};
+    Oid relid = pg::run_table();
+    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.runs does not exist");
+    pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, kUpdated);
+    if (d == nullptr) return -1;
+    int att[7];
+    if (!columns(d, kNames, kTypes, att)) {
+        pg::direct_end(d);
+        return -1;
+    }
+    int natts = pg::direct_desc(d)->natts;
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
+    int recorded = 0;
+    ListCell *lc;
+    foreach (lc, claims) {
+        ClaimRow *r = static_cast<ClaimRow *>(lfirst(lc));
+        TupleTableSlot *old = ItemPointerIsValid(&r->tid) ? pg::direct_fetch(d, &r->tid) : nullptr;
+        if (old == nullptr) continue;  // changed since the claim (by this transaction): by id, in the statement
+        bool again = false;  // (a claim twice in the list: written once, as the statement would)
+        ListCell *lc2;
+        foreach (lc2, claims) {
+            const ClaimRow *o = static_cast<const ClaimRow *>(lfirst(lc2));
+            if (o == r) break;
+            again = again || (o->recorded && o->id == r->id);
+        }
+        const Datum *ov = old->tts_values;
+        const bool *on = old->tts_isnull;
+        if (again || on[att[kId]] || DatumGetInt64(ov[att[kId]]) != r->id || on[att[kStatus]]) continue;
+        // Pending and nobody's claim (this transaction's lock), or already this backend's.
+        bool ours;
+        if (text_is(ov[att[kStatus]], "pending"))
+            ours = on[att[kPid]];
+        else if (text_is(ov[att[kStatus]], "running"))
+            ours = !on[att[kPid]] && DatumGetInt32(ov[att[kPid]]) == MyProcPid && !on[att[kPidStart]] &&
+                   DatumGetTimestampTz(ov[att[kPidStart]]) == MyStartTimestamp;
+        else
+            ours = false;
+        if (!ours) continue;
+        memcpy(values, ov, sizeof(Datum) * natts);
+        memcpy(nulls, on, sizeof(bool) * natts);
+        auto set = [&](int c, Datum v) {
+            values[att[c]] = v;
+            nulls[att[c]] = false;
+        };
+        set(kStatus, CStringGetTextDatum("running"));
+        set(kPid, Int32GetDatum(MyProcPid));
+        set(kPidStart, TimestampTzGetDatum(MyStartTimestamp));
+        set(kStarted, TimestampTzGetDatum(r->claimed_at));
+        set(kClaims, Int32GetDatum(r->claims));
+        nulls[att[kNotBefore]] = true;
+        if (!pg::direct_update(d, old, values, nulls)) continue;  // (by id, in the statement)
+        r->recorded = true;
+        recorded++;
+    }
+    pg::direct_end(d);
+    return recorded;
+}
+
 }  // namespace pw::store

@@ -40,6 +40,15 @@ struct RunRow {
     ItemPointerData tid;  // the row version its claim locked, if unchanged since (else invalid: found by id)
 };
 
+// A claim writes.cpp buffered, to record on the run's row (status running, this backend) before the commit.
+struct ClaimRow {
+    int64 id;
+    int claims;
+    TimestampTz claimed_at;
+    ItemPointerData tid;  // the row version the claim locked (invalid: found by id)
+    bool recorded;        // written by record_claims_at_claims
+};
+
 // Inserts the step rows of kind kInsert in `steps` (a List of StepRow) into run_steps. false: nothing written, the
 // statement must (run_steps has triggers, forced row-level security, or a column this code does not fill).
 bool insert_step_rows(List *steps);
@@ -49,5 +58,10 @@ bool insert_step_rows(List *steps);
 // writes.cpp). Each run written is appended to out_ids / out_parents / out_pnull (parent_run_id); returns how many,
 // or -1 if the statement must write them all (nothing written). The 0.2 schema only.
 int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bool *out_pnull);
+
+// Records each claim in `claims` (a List of ClaimRow) that carries its row version, at that version, if this
+// transaction still sees it and the run is still pending unclaimed or this backend's (the statement's condition);
+// marks them recorded. Returns how many, or -1 if the statement must record them all (nothing written). 0.2 only.
+int record_claims_at_claims(List *claims);
 
 }  // namespace pw::store

@@ -21,12 +21,6 @@ namespace pw::store {
 
 namespace {
 
-struct ClaimRow {
-    int64 id;
-    int claims;
-    TimestampTz claimed_at;
-};
-
 MemoryContext write_ctx = nullptr;
 List *pending_claims = NIL;
 List *pending_steps = NIL;
@@ -70,12 +64,18 @@ void require_still_ours(Datum ids) {
 void flush_claims() {
     int n = list_length(pending_claims);
     if (n == 0) return;
+    // At the row version the claim locked, without a statement (direct_writes.cpp); the rest by id.
+    int direct = schema_version() >= 2 ? record_claims_at_claims(pending_claims) : -1;
+    if (direct == n) return;
     static const Oid elem[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
-    pg::ArrayColumns *a = pg::array_columns(n, 3, elem);
-    int i = 0;
+    pg::ArrayColumns *a = pg::array_columns(n - (direct > 0 ? direct : 0), 3, elem);
+    int64 *all_ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+    int i = 0, k = 0;
     ListCell *lc;
     foreach (lc, pending_claims) {
         ClaimRow *r = static_cast<ClaimRow *>(lfirst(lc));
+        all_ids[k++] = r->id;
+        if (r->recorded) continue;
         pg::set_cell(a, i, 0, Int64GetDatum(r->id));
         pg::set_cell(a, i, 1, Int32GetDatum(r->claims));
         pg::set_cell(a, i, 2, TimestampTzGetDatum(r->claimed_at));
@@ -97,7 +97,7 @@ void flush_claims() {
                                "     WHEN 'running' THEN r.worker_pid = $4 AND r.worker_started_at = $5 ELSE false END",
                                5, types);
     pg::exec_as_owner(p, v, nullptr, false, 0);
-    if (SPI_processed < static_cast<uint64>(n)) require_still_ours(v[0]);
+    if (SPI_processed + (direct > 0 ? direct : 0) < static_cast<uint64>(n)) require_still_ours(pg::int8_array(all_ids, n));
 }
 
 // The buffered step rows of one kind as one array of run_steps' own row type, read back with unnest(): one
@@ -500,6 +500,8 @@ void persist_claim(ClaimedRun *run) {
     row->id = run->id;
     row->claims = run->claims;
     row->claimed_at = run->claimed_at;
+    row->tid = run->tid;
+    row->recorded = false;
     pending_claims = lappend(pending_claims, row);
     MemoryContextSwitchTo(old);
 }
