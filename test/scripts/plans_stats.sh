@@ -40,6 +40,14 @@ SELECT pipeline_worker.create_pipeline('ps_wf', '[{"name": "l", "function": "ps_
     {"name": "z", "sleep": "10 milliseconds"}, {"name": "w", "wait_for": "go", "timeout_ms": 30}]');
 -- a pipeline-wide limit: its runs are parked and put back (the statements of each)
 SELECT pipeline_worker.create_pipeline('ps_lim', '[{"name": "a", "function": "ps_step"}]', '{"concurrency": 1}');
+-- The workers write step rows, outcomes and claims without a statement where the table allows it
+-- (store/direct_writes.cpp: no plan to go wrong); the statements they keep for tables with triggers are the ones
+-- checked here. A no-op statement trigger on each run table makes the workers use them.
+CREATE FUNCTION ps_noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER ps_statements AFTER UPDATE ON pipeline_worker.runs
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_noop_trigger();
+CREATE TRIGGER ps_statements AFTER INSERT ON pipeline_worker.run_steps
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_noop_trigger();
 SELECT pipeline_worker.create_pipeline('ps_mixed', '[{"name": "a", "function": "ps_step"},
     {"name": "slow", "function": "ps_slow"}, {"name": "flaky", "function": "ps_flaky", "max_attempts": 2, "retry_delay_ms": 10}]');
 SQL
@@ -195,7 +203,8 @@ pw_info "$statements bookkeeping statements captured"
 [ "$statements" -ge 4 ] && pw_ok "the workers' bookkeeping statements were captured ($statements)" \
     || pw_fail "only $statements bookkeeping statements captured"
 for want in "SELECT id, pipeline, submitted_by" "INSERT INTO pipeline_worker.run_steps" \
-            "UPDATE pipeline_worker.runs r SET status = u.status" "UPDATE pipeline_worker.runs r SET status = 'running'"; do
+            "UPDATE pipeline_worker.runs r SET status = u.status" "UPDATE pipeline_worker.runs r SET status = 'running'" \
+            "/* pw_indexes: none */ UPDATE pipeline_worker.runs r SET status = u.status"; do
     grep -qF "$want" "$SHAPES" && pw_ok "captured: $want" || pw_fail "not captured: $want"
 done
 while IFS=$'\t' read -r stmt len; do
