@@ -46,6 +46,10 @@ bool fires_triggers(Relation rel, CmdType cmd) {
            t->trig_update_new_table;
 }
 
+// What the statements run under (pg/kept_plans.cpp): only pg_catalog, so that a constraint's or an index's function
+// resolves names as in the statement path, whatever the worker's search_path.
+OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
+
 int column_of(TupleDesc desc, const char *name) {
     for (int i = 0; i < desc->natts; i++) {
         Form_pg_attribute a = TupleDescAttr(desc, i);
@@ -76,6 +80,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
         return nullptr;
     }
     if (cmd == CMD_UPDATE) CheckCmdReplicaIdentity(rel, CMD_UPDATE);  // (as the statement: published without one)
+    PushOverrideSearchPath(&catalog_only_path);  // (popped by direct_end, or by the abort of an error)
     DirectRows *d = static_cast<DirectRows *>(palloc0(sizeof(DirectRows)));
     d->rel = rel;
     d->caller_cxt = CurrentMemoryContext;
@@ -229,6 +234,7 @@ void direct_end(DirectRows *d) {
     write_pending(d);
     MemoryContextSwitchTo(old);
     PopActiveSnapshot();
+    PopOverrideSearchPath();
     ExecCloseIndices(d->rri);
     ExecResetTupleTable(d->estate->es_tupleTable, false);  // (the fetched version's buffer pin)
     FreeExecutorState(d->estate);

@@ -198,9 +198,14 @@ int record_claims_at_claims(List *claims) {
             if (o == r) break;
             again = again || (o->recorded && o->id == r->id);
         }
+        if (again) {  // (the statement would leave it to the first: recorded by that)
+            r->recorded = true;
+            recorded++;
+            continue;
+        }
         const Datum *ov = old->tts_values;
         const bool *on = old->tts_isnull;
-        if (again || on[att[kId]] || DatumGetInt64(ov[att[kId]]) != r->id || on[att[kStatus]]) continue;
+        if (on[att[kId]] || DatumGetInt64(ov[att[kId]]) != r->id || on[att[kStatus]]) continue;
         // Pending and nobody's claim (this transaction's lock), or already this backend's.
         bool ours;
         if (text_is(ov[att[kStatus]], "pending"))
