@@ -21,7 +21,6 @@ struct DirectRows {
     ResultRelInfo *rri;
     TupleTableSlot *fetched;  // the version fetch() found
     TupleTableSlot *row;      // the values written
-    EPQState epq;             // (passed on, used only by row triggers, which such a table has not)
     BlockNumber nblocks;      // the table's length at begin(): a row version to update lies below it
     TupleTableSlot **pending; // inserted rows not written yet (written together: one WAL record per page)
     int npending, nslots;
@@ -50,13 +49,6 @@ bool fires_triggers(Relation rel, CmdType cmd) {
 // resolves names as in the statement path, whatever the worker's search_path.
 OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
 
-int column_of(TupleDesc desc, const char *name) {
-    for (int i = 0; i < desc->natts; i++) {
-        Form_pg_attribute a = TupleDescAttr(desc, i);
-        if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0) return i;
-    }
-    return -1;
-}
 
 }  // namespace
 
@@ -97,7 +89,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     // the versions an update leaves, as for an UPDATE statement).
     Bitmapset *cols = nullptr;
     for (int i = 0; updated != nullptr && updated[i] != nullptr; i++) {
-        int att = column_of(RelationGetDescr(rel), updated[i]);
+        int att = attribute_of(RelationGetDescr(rel), updated[i]);
         if (att >= 0) cols = bms_add_member(cols, att + 1 - FirstLowInvalidHeapAttributeNumber);
     }
 #if PG_VERSION_NUM >= 160000
@@ -123,9 +115,17 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     return d;
 }
 
+int attribute_of(TupleDesc desc, const char *name) {
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute a = TupleDescAttr(desc, i);
+        if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0) return i;
+    }
+    return -1;
+}
+
 TupleDesc direct_desc(const DirectRows *d) { return RelationGetDescr(d->rel); }
 
-int direct_column(const DirectRows *d, const char *name) { return column_of(RelationGetDescr(d->rel), name); }
+int direct_column(const DirectRows *d, const char *name) { return attribute_of(RelationGetDescr(d->rel), name); }
 
 TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid) {
     if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= d->nblocks) return nullptr;
@@ -138,8 +138,8 @@ TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid) {
 
 namespace {
 
-TupleTableSlot *fill(DirectRows *d, Datum *values, bool *nulls) {
-    TupleTableSlot *s = d->row;
+// The values (as many as the table has columns) as slot s's row of the table.
+TupleTableSlot *fill(DirectRows *d, TupleTableSlot *s, Datum *values, bool *nulls) {
     ExecClearTuple(s);
     int natts = s->tts_tupleDescriptor->natts;
     memcpy(s->tts_values, values, sizeof(Datum) * natts);
@@ -155,7 +155,7 @@ bool direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *
     MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
     // What ExecSimpleRelationUpdate does for a table without triggers, generated columns or partitions -- except
     // that a version changed since the fetch is reported, not an error: the caller then finds the row by id.
-    TupleTableSlot *row = fill(d, values, nulls);
+    TupleTableSlot *row = fill(d, d->row, values, nulls);
     if (d->rel->rd_att->constr != nullptr) ExecConstraints(d->rri, row, d->estate);
     TM_FailureData tmfd;
     LockTupleMode lockmode;
@@ -210,13 +210,8 @@ void direct_insert(DirectRows *d, Datum *values, bool *nulls) {
     if (d->npending == kMaxPending || d->pending_bytes >= kMaxPendingBytes) write_pending(d);
     if (d->pending == nullptr) d->pending = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxPending));
     if (d->npending == d->nslots) d->pending[d->nslots++] = table_slot_create(d->rel, &d->estate->es_tupleTable);
-    TupleTableSlot *s = d->pending[d->npending];
-    ExecClearTuple(s);
+    TupleTableSlot *s = fill(d, d->pending[d->npending], values, nulls);
     int natts = s->tts_tupleDescriptor->natts;
-    memcpy(s->tts_values, values, sizeof(Datum) * natts);
-    memcpy(s->tts_isnull, nulls, sizeof(bool) * natts);
-    ExecStoreVirtualTuple(s);
-    s->tts_tableOid = RelationGetRelid(d->rel);
     // (what ExecSimpleRelationInsert does before the heap, for a table without triggers, generated columns or
     // partitions: its constraints; values the caller passes stay valid until direct_end)
     if (d->rel->rd_att->constr != nullptr) ExecConstraints(d->rri, s, d->estate);

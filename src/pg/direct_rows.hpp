@@ -23,6 +23,8 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated);
 // The table's row descriptor; the attribute number (0-based) of column `name`, -1 if absent.
 TupleDesc direct_desc(const DirectRows *d);
 int direct_column(const DirectRows *d, const char *name);
+// The attribute number (0-based) of the live column `name` of desc, -1 if absent.
+int attribute_of(TupleDesc desc, const char *name);
 // The row version at *tid if this command's snapshot sees it (all columns deformed in the slot), else nullptr. Valid
 // until the next fetch.
 TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid);

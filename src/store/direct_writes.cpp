@@ -25,6 +25,21 @@ bool columns(const pg::DirectRows *d, const char *const (&names)[N], const Oid (
     return true;
 }
 
+// pipeline_worker.runs opened for an update of the `updated` columns, with the attribute numbers of `names`
+// (nullptr: the statement must write; see columns()).
+template <int N>
+pg::DirectRows *begin_run_update(const char *const *updated, const char *const (&names)[N], const Oid (&types)[N],
+                                 int (&att)[N]) {
+    Oid relid = pg::run_table();
+    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.runs does not exist");
+    pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, updated);
+    if (d != nullptr && !columns(d, names, types, att)) {
+        pg::direct_end(d);
+        d = nullptr;
+    }
+    return d;
+}
+
 int live_columns(TupleDesc desc) {
     int n = 0;
     for (int i = 0; i < desc->natts; i++) n += !TupleDescAttr(desc, i)->attisdropped;
@@ -33,13 +48,33 @@ int live_columns(TupleDesc desc) {
 
 }  // namespace
 
+void step_row_values(const StepRow *r, const int *att, int natts, Datum *values, bool *nulls) {
+    for (int i = 0; i < natts; i++) nulls[i] = true;
+    auto set = [&](int c, Datum v) {
+        values[att[c]] = v;
+        nulls[att[c]] = false;
+    };
+    set(0, Int64GetDatum(r->run_id));
+    set(1, Int32GetDatum(r->pos));
+    set(2, Int32GetDatum(r->attempt));
+    set(3, CStringGetTextDatum(r->name));
+    set(4, CStringGetTextDatum(core::to_text(r->status)));
+    if (r->output) set(5, JsonbPGetDatum(r->output));
+    if (r->error) set(6, CStringGetTextDatum(r->error));
+    set(7, TimestampTzGetDatum(r->started));
+    if (r->status != core::StepStatus::Running && r->status != core::StepStatus::Waiting)
+        set(8, TimestampTzGetDatum(r->finished));
+    if (r->task >= 0) {
+        if (att[kTaskColumn] < 0) elog(ERROR, "pipeline_worker.run_steps has no column task");
+        set(kTaskColumn, Int32GetDatum(r->task));
+    }
+}
+
 bool insert_step_rows(List *steps) {
     Oid nsp = get_namespace_oid("pipeline_worker", false);
     Oid relid = get_relname_relid("run_steps", nsp);
     if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.run_steps does not exist");
     // (the 0.2 table: task is there; under 0.1 the statement writes)
-    static const char *const kNames[10] = {"run_id", "position", "attempt",     "name", "status",
-                                           "output", "error",    "started_at", "finished_at", "task"};
     static const Oid kTypes[10] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID,
                                    JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
     pg::DirectRows *d = pg::direct_begin(relid, CMD_INSERT, nullptr);
@@ -47,7 +82,7 @@ bool insert_step_rows(List *steps) {
     int att[10];
     TupleDesc desc = pg::direct_desc(d);
     // Every column filled here: a column this code does not know would need its default, which the statement gives.
-    if (!columns(d, kNames, kTypes, att) || live_columns(desc) != 10) {
+    if (!columns(d, kStepColumns, kTypes, att) || live_columns(desc) != 10) {
         pg::direct_end(d);
         return false;
     }
@@ -57,22 +92,7 @@ bool insert_step_rows(List *steps) {
     foreach (lc, steps) {
         const StepRow *r = static_cast<const StepRow *>(lfirst(lc));
         if (r->kind != kInsert) continue;
-        for (int i = 0; i < desc->natts; i++) nulls[i] = true;
-        auto set = [&](int c, Datum v) {
-            values[att[c]] = v;
-            nulls[att[c]] = false;
-        };
-        set(0, Int64GetDatum(r->run_id));
-        set(1, Int32GetDatum(r->pos));
-        set(2, Int32GetDatum(r->attempt));
-        set(3, CStringGetTextDatum(r->name));
-        set(4, CStringGetTextDatum(core::to_text(r->status)));
-        if (r->output) set(5, JsonbPGetDatum(r->output));
-        if (r->error) set(6, CStringGetTextDatum(r->error));
-        set(7, TimestampTzGetDatum(r->started));
-        if (r->status != core::StepStatus::Running && r->status != core::StepStatus::Waiting)
-            set(8, TimestampTzGetDatum(r->finished));
-        if (r->task >= 0) set(9, Int32GetDatum(r->task));
+        step_row_values(r, att, desc->natts, values, nulls);
         pg::direct_insert(d, values, nulls);
     }
     pg::direct_end(d);
@@ -91,15 +111,9 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
     static const char *const kUpdated[] = {"status",     "result",      "error",      "claims",
                                            "started_at", "finished_at", "not_before", "waiting_for",
                                            "worker_pid", "worker_started_at", nullptr};
-    Oid relid = pg::run_table();
-    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.runs does not exist");
-    pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, kUpdated);
-    if (d == nullptr) return -1;
     int att[12];
-    if (!columns(d, kNames, kTypes, att)) {
-        pg::direct_end(d);
-        return -1;
-    }
+    pg::DirectRows *d = begin_run_update(kUpdated, kNames, kTypes, att);
+    if (d == nullptr) return -1;
     int natts = pg::direct_desc(d)->natts;
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
@@ -173,15 +187,9 @@ int record_claims_at_claims(List *claims) {
     enum { kId, kStatus, kPid, kPidStart, kClaims, kStarted, kNotBefore };
     static const char *const kUpdated[] = {"status", "worker_pid", "worker_started_at", "claims", "started_at",
                                            "not_before", nullptr};
-    Oid relid = pg::run_table();
-    if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.runs does not exist");
-    pg::DirectRows *d = pg::direct_begin(relid, CMD_UPDATE, kUpdated);
-    if (d == nullptr) return -1;
     int att[7];
-    if (!columns(d, kNames, kTypes, att)) {
-        pg::direct_end(d);
-        return -1;
-    }
+    pg::DirectRows *d = begin_run_update(kUpdated, kNames, kTypes, att);
+    if (d == nullptr) return -1;
     int natts = pg::direct_desc(d)->natts;
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));

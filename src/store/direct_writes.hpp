@@ -25,6 +25,15 @@ struct StepRow {
 // over the row of the same issuance (buffer_late_step).
 constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
 
+// run_steps' columns a StepRow fills, in this order (task: 0.2's; absent under 0.1, where no step has tasks).
+constexpr const char *kStepColumns[10] = {"run_id", "position", "attempt", "name", "status",
+                                          "output", "error", "started_at", "finished_at", "task"};
+constexpr int kTaskColumn = 9;
+
+// r's values in a row of natts columns (the others NULL), att[c] being the attribute number (0-based) of
+// kStepColumns[c] -- task's may be -1: ERROR if r is a map task's.
+void step_row_values(const StepRow *r, const int *att, int natts, Datum *values, bool *nulls);
+
 // A run's outcome writes.cpp buffered.
 struct RunRow {
     int64 id;

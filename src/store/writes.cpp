@@ -2,6 +2,8 @@
 
 #include "store/direct_writes.hpp"
 
+#include "pg/direct_rows.hpp"
+
 #include "shmem/lanes.hpp"
 #include "store/pipelines.hpp"
 #include "store/children.hpp"
@@ -104,10 +106,6 @@ void flush_claims() {
 // function scan instead of nine (ROWS FROM (unnest($1), ..., unnest($9)) kept a tuplestore per column; this form
 // inserts a 150-row batch in two thirds of the time). Columns are filled by name; a column this code does not know
 // (a later schema) is left out of the INSERT, so it gets its default.
-constexpr const char *kStepColumns[10] = {"run_id", "position", "attempt", "name", "status",
-                                          "output", "error", "started_at", "finished_at", "task"};
-constexpr int kTaskColumn = 9;  // (0.2; absent under 0.1, where no step has tasks)
-
 // run_steps' row type (looked up at every flush: the extension may have been dropped and created again since).
 Oid step_rowtype() {
     Oid rowtype = get_rel_type_id(get_relname_relid("run_steps", get_namespace_oid("pipeline_worker", false)));
@@ -120,11 +118,7 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
     int natts = desc->natts;
     int att[10];
     for (int c = 0; c < 10; c++) {
-        att[c] = -1;
-        for (int i = 0; i < natts; i++) {
-            Form_pg_attribute fa = TupleDescAttr(desc, i);
-            if (!fa->attisdropped && strcmp(NameStr(fa->attname), kStepColumns[c]) == 0) att[c] = i;
-        }
+        att[c] = pg::attribute_of(desc, kStepColumns[c]);
         if (att[c] < 0 && c != kTaskColumn) elog(ERROR, "pipeline_worker.run_steps has no column %s", kStepColumns[c]);
     }
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
@@ -135,25 +129,7 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
     foreach (lc, pending_steps) {
         StepRow *r = static_cast<StepRow *>(lfirst(lc));
         if (r->kind != kind) continue;
-        for (int i = 0; i < natts; i++) nulls[i] = true;
-        auto set = [&](int c, Datum d) {
-            values[att[c]] = d;
-            nulls[att[c]] = false;
-        };
-        set(0, Int64GetDatum(r->run_id));
-        set(1, Int32GetDatum(r->pos));
-        set(2, Int32GetDatum(r->attempt));
-        set(3, CStringGetTextDatum(r->name));
-        set(4, CStringGetTextDatum(core::to_text(r->status)));
-        if (r->output) set(5, JsonbPGetDatum(r->output));
-        if (r->error) set(6, CStringGetTextDatum(r->error));
-        set(7, TimestampTzGetDatum(r->started));
-        if (r->status != core::StepStatus::Running && r->status != core::StepStatus::Waiting)
-            set(8, TimestampTzGetDatum(r->finished));
-        if (r->task >= 0) {
-            if (att[kTaskColumn] < 0) elog(ERROR, "pipeline_worker.run_steps has no column task");
-            set(kTaskColumn, Int32GetDatum(r->task));
-        }
+        step_row_values(r, att, natts, values, nulls);
         rows[k++] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     }
     ReleaseTupleDesc(desc);
