@@ -131,4 +131,19 @@ Datum int8_array(const int64 *values, int n) {
     return make_array(d, nullptr, n, INT8OID);
 }
 
+void io_cast_init(IoCast *c, Oid from, Oid to, int32 typmod) {
+    Oid out;
+    bool varlena;
+    getTypeOutputInfo(from, &out, &varlena);
+    fmgr_info(out, &c->out);
+    Oid in;
+    getTypeInputInfo(to, &in, &c->ioparam);
+    fmgr_info(in, &c->in);
+    c->typmod = typmod;
+}
+
+Datum io_cast(IoCast *c, Datum v) {
+    return InputFunctionCall(&c->in, OutputFunctionCall(&c->out, v), c->ioparam, c->typmod);
+}
+
 }  // namespace pw::pg

@@ -53,4 +53,14 @@ void column_arrays(const ArrayColumns *a, Datum *out);
 Datum make_array(Datum *values, bool *nulls, int n, Oid elem_type);
 Datum int8_array(const int64 *values, int n);
 
+// A value of type `from` as a value of type `to` (with typmod), through their text forms: what a cast by I/O does.
+// For a column whose type the tables' owner changed, written without the assignment a statement would make.
+struct IoCast {
+    FmgrInfo out, in;
+    Oid ioparam;
+    int32 typmod;
+};
+void io_cast_init(IoCast *c, Oid from, Oid to, int32 typmod);
+Datum io_cast(IoCast *c, Datum v);
+
 }  // namespace pw::pg

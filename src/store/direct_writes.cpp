@@ -48,6 +48,9 @@ int live_columns(TupleDesc desc) {
 
 }  // namespace
 
+const Oid kStepTypes[10] = {INT8OID,  INT4OID, INT4OID,        TEXTOID,        TEXTOID,
+                            JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+
 void step_row_values(const StepRow *r, const int *att, int natts, Datum *values, bool *nulls) {
     for (int i = 0; i < natts; i++) nulls[i] = true;
     auto set = [&](int c, Datum v) {
@@ -75,14 +78,12 @@ bool insert_step_rows(List *steps) {
     Oid relid = get_relname_relid("run_steps", nsp);
     if (!OidIsValid(relid)) elog(ERROR, "pipeline_worker.run_steps does not exist");
     // (the 0.2 table: task is there; under 0.1 the statement writes)
-    static const Oid kTypes[10] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID,
-                                   JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
     pg::DirectRows *d = pg::direct_begin(relid, CMD_INSERT, nullptr);
     if (d == nullptr) return false;
     int att[10];
     TupleDesc desc = pg::direct_desc(d);
     // Every column filled here: a column this code does not know would need its default, which the statement gives.
-    if (!columns(d, kStepColumns, kTypes, att) || live_columns(desc) != 10) {
+    if (!columns(d, kStepColumns, kStepTypes, att) || live_columns(desc) != 10) {
         pg::direct_end(d);
         return false;
     }

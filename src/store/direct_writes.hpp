@@ -29,6 +29,8 @@ constexpr int kInsert = 0, kUpsert = 1, kLate = 2;
 constexpr const char *kStepColumns[10] = {"run_id", "position", "attempt", "name", "status",
                                           "output", "error", "started_at", "finished_at", "task"};
 constexpr int kTaskColumn = 9;
+// ... and the types of the values it fills them with.
+extern const Oid kStepTypes[10];
 
 // r's values in a row of natts columns (the others NULL), att[c] being the attribute number (0-based) of
 // kStepColumns[c] -- task's may be -1: ERROR if r is a map task's.

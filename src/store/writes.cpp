@@ -121,6 +121,15 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
         att[c] = pg::attribute_of(desc, kStepColumns[c]);
         if (att[c] < 0 && c != kTaskColumn) elog(ERROR, "pipeline_worker.run_steps has no column %s", kStepColumns[c]);
     }
+    // A column the owner changed to another type gets each value converted through its text form: this array is of
+    // the table's own row type, so no assignment converts it (the direct insert refuses such a table).
+    pg::IoCast *casts[10] = {};
+    for (int c = 0; c < 10; c++) {
+        Form_pg_attribute a = att[c] >= 0 ? TupleDescAttr(desc, att[c]) : nullptr;
+        if (a == nullptr || a->atttypid == kStepTypes[c]) continue;
+        casts[c] = static_cast<pg::IoCast *>(palloc(sizeof(pg::IoCast)));
+        pg::io_cast_init(casts[c], kStepTypes[c], a->atttypid, a->atttypmod);
+    }
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
     Datum *rows = static_cast<Datum *>(palloc(sizeof(Datum) * n));
@@ -130,6 +139,8 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
         StepRow *r = static_cast<StepRow *>(lfirst(lc));
         if (r->kind != kind) continue;
         step_row_values(r, att, natts, values, nulls);
+        for (int c = 0; c < 10; c++)
+            if (casts[c] != nullptr && !nulls[att[c]]) values[att[c]] = pg::io_cast(casts[c], values[att[c]]);
         rows[k++] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     }
     ReleaseTupleDesc(desc);

@@ -261,6 +261,18 @@ pw_check_sql "a column added to run_steps gets its default in the workers' step 
     "SELECT pipeline_worker.wait_run($id, '20 s') || '|'
             || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $id AND note = 'by default')"
 pw_psql -c "ALTER TABLE pipeline_worker.run_steps DROP COLUMN note" >/dev/null
+# A column of another type than the workers write gets a converted value (the statement converts; a value written
+# as is would be read as the other type). run_steps.finished_at as timestamp without time zone, the server's time
+# zone 5 h 30 min from UTC: a timestamptz stored as is reads as UTC wall-clock time, 5 h 30 min off.
+pw_set_conf TimeZone Asia/Kolkata || pw_fail "set timezone"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamp" >/dev/null
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('trig2', '{}')")
+pw_check_sql "a run_steps column changed to another type gets the converted value in the workers' step rows" "succeeded|2" \
+    "SELECT pipeline_worker.wait_run($id, '20 s') || '|'
+            || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $id
+                   AND abs(extract(epoch FROM finished_at - localtimestamp)) < 600)"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamptz" >/dev/null
+pw_reset_conf TimeZone
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
