@@ -34,7 +34,8 @@ namespace {
 //   table of any size for one row: a join's probe by index and a full scan of the same index under a join filter
 //   cost the same, and which one a plan got was a tie-break. Found in CI: retention's parent check, planned in
 //   that state, read the whole primary key of runs for every expired run (88 s for 10,000 runs). At this size a
-//   full scan is never the cheaper of the two.
+//   scan without a condition yields the table's rows to the join, a million per outer row, and is never the cheaper
+//   side (also through a partial index that the statistics say selects nothing).
 // Also: statements are parsed and run with pg_catalog alone as search path, so that no operator or function of
 // the caller's schemas can be picked up by them (they run as the tables' owner). That path is pushed as an
 // override (namespace.c), not set through the search_path GUC: a GUC change per statement re-parses the
@@ -100,8 +101,9 @@ constexpr double kRowsPerPage = 50;
 constexpr double kEntriesPerIndexPage = 200;
 
 void plan_for_size(RelOptInfo *rel) {
-    if (rel->tuples < kPlannedRows) rel->tuples = kPlannedRows;
-    rel->pages = Max(rel->pages, static_cast<BlockNumber>(rel->tuples / kRowsPerPage));
+    if (rel->tuples >= kPlannedRows) return;  // (its own estimates, indexes included)
+    rel->tuples = kPlannedRows;
+    rel->pages = Max(rel->pages, static_cast<BlockNumber>(kPlannedRows / kRowsPerPage));
     ListCell *lc;
     foreach (lc, rel->indexlist) {
         IndexOptInfo *index = static_cast<IndexOptInfo *>(lfirst(lc));
