@@ -15,12 +15,13 @@ bool text_is(Datum d, const char *s) {
 }
 
 // The attribute numbers (0-based) of `names` in the open table, false if one is missing or not of the type this code
-// writes (the statements would convert a value, or check a domain).
+// writes, or of that type with a modifier (the statements would convert a value, round it, or check a domain).
 template <int N>
 bool columns(const pg::DirectRows *d, const char *const (&names)[N], const Oid (&types)[N], int (&att)[N]) {
     for (int c = 0; c < N; c++) {
         att[c] = pg::direct_column(d, names[c]);
-        if (att[c] < 0 || TupleDescAttr(pg::direct_desc(d), att[c])->atttypid != types[c]) return false;
+        Form_pg_attribute a = att[c] >= 0 ? TupleDescAttr(pg::direct_desc(d), att[c]) : nullptr;
+        if (a == nullptr || a->atttypid != types[c] || a->atttypmod >= 0) return false;
     }
     return true;
 }

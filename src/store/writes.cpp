@@ -121,12 +121,13 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
         att[c] = pg::attribute_of(desc, kStepColumns[c]);
         if (att[c] < 0 && c != kTaskColumn) elog(ERROR, "pipeline_worker.run_steps has no column %s", kStepColumns[c]);
     }
-    // A column the owner changed to another type gets each value converted through its text form: this array is of
-    // the table's own row type, so no assignment converts it (the direct insert refuses such a table).
+    // A column the owner changed to another type (or gave a modifier: timestamptz(0)) gets each value converted through
+    // its text form: this array is of the table's own row type, so no assignment converts it (the direct insert
+    // refuses such a table).
     pg::IoCast *casts[10] = {};
     for (int c = 0; c < 10; c++) {
         Form_pg_attribute a = att[c] >= 0 ? TupleDescAttr(desc, att[c]) : nullptr;
-        if (a == nullptr || a->atttypid == kStepTypes[c]) continue;
+        if (a == nullptr || (a->atttypid == kStepTypes[c] && a->atttypmod < 0)) continue;
         casts[c] = static_cast<pg::IoCast *>(palloc(sizeof(pg::IoCast)));
         pg::io_cast_init(casts[c], kStepTypes[c], a->atttypid, a->atttypmod);
     }

@@ -273,6 +273,14 @@ pw_check_sql "a run_steps column changed to another type gets the converted valu
                    AND abs(extract(epoch FROM finished_at - localtimestamp)) < 600)"
 pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamptz" >/dev/null
 pw_reset_conf TimeZone
+# ... and so does a column of the same type with a modifier: timestamptz(0) holds whole seconds.
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamptz(0)" >/dev/null
+id=$(pw_psql -c "SELECT pipeline_worker.create_run('trig2', '{}')")
+pw_check_sql "a run_steps column given a type modifier (timestamptz(0)) gets whole seconds in the workers' step rows" \
+    "succeeded|2" "SELECT pipeline_worker.wait_run($id, '20 s') || '|'
+                          || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $id
+                                 AND finished_at = date_trunc('second', finished_at))"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamptz" >/dev/null
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
