@@ -1,5 +1,6 @@
 #include "pg/direct_rows.hpp"
 
+#include "pg/kept_plans.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -45,11 +46,6 @@ bool fires_triggers(Relation rel, CmdType cmd) {
            t->trig_update_new_table;
 }
 
-// What the statements run under (pg/kept_plans.cpp): only pg_catalog, so that a constraint's or an index's function
-// resolves names as in the statement path, whatever the worker's search_path.
-OverrideSearchPath catalog_only_path = {NIL, true, false, 0};
-
-
 }  // namespace
 
 DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
@@ -72,7 +68,9 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
         return nullptr;
     }
     if (cmd == CMD_UPDATE) CheckCmdReplicaIdentity(rel, CMD_UPDATE);  // (as the statement: published without one)
-    PushOverrideSearchPath(&catalog_only_path);  // (popped by direct_end, or by the abort of an error)
+    // The statements' search path, pg_catalog alone: a constraint's or an index's function resolves names as it does
+    // for them, whatever the worker's search_path (popped by direct_end, or by the abort of an error).
+    push_catalog_only_path();
     DirectRows *d = static_cast<DirectRows *>(palloc0(sizeof(DirectRows)));
     d->rel = rel;
     d->caller_cxt = CurrentMemoryContext;

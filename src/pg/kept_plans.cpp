@@ -196,6 +196,8 @@ void drop_unshaped_plan(SPIPlanPtr plan, int generation_before) {
 
 }  // namespace
 
+void push_catalog_only_path() { PushOverrideSearchPath(&catalog_only_path); }
+
 void install_plan_hooks() {
     static bool installed = false;
     if (installed) return;

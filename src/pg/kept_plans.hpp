@@ -17,6 +17,10 @@ SPIPlanPtr prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types);
 // planner settings and index restrictions that leave one shape (see kept_plans.cpp). Returns the SPI code.
 int exec_shaped(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
 
+// Pushes pg_catalog alone as the search path, the one the statements are parsed and run under (PopOverrideSearchPath
+// ends it; an abort does too): for work done without a statement that must resolve names as they do.
+void push_catalog_only_path();
+
 // Installs the planner hook that applies the index restrictions (from _PG_init, once per backend).
 void install_plan_hooks();
 

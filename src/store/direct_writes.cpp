@@ -14,14 +14,14 @@ bool text_is(Datum d, const char *s) {
     return n == strlen(s) && memcmp(VARDATA_ANY(t), s, n) == 0;
 }
 
-// The attribute numbers (0-based) of `names` in the open table, false if one is missing or not of the type this code
-// writes, or of that type with a modifier (the statements would convert a value, round it, or check a domain).
+// The attribute numbers (0-based) of `names` in the open table, false if one is missing or does not take the value
+// this code writes as it is (takes_as_is).
 template <int N>
 bool columns(const pg::DirectRows *d, const char *const (&names)[N], const Oid (&types)[N], int (&att)[N]) {
     for (int c = 0; c < N; c++) {
         att[c] = pg::direct_column(d, names[c]);
         Form_pg_attribute a = att[c] >= 0 ? TupleDescAttr(pg::direct_desc(d), att[c]) : nullptr;
-        if (a == nullptr || a->atttypid != types[c] || a->atttypmod >= 0) return false;
+        if (a == nullptr || !takes_as_is(a, types[c])) return false;
     }
     return true;
 }

@@ -32,6 +32,10 @@ constexpr int kTaskColumn = 9;
 // ... and the types of the values it fills them with.
 extern const Oid kStepTypes[10];
 
+// Whether column a takes a value of `type` as it is: of that type, without a modifier (else a statement would
+// convert it, round it, or check a domain).
+inline bool takes_as_is(Form_pg_attribute a, Oid type) { return a->atttypid == type && a->atttypmod < 0; }
+
 // r's values in a row of natts columns (the others NULL), att[c] being the attribute number (0-based) of
 // kStepColumns[c] -- task's may be -1: ERROR if r is a map task's.
 void step_row_values(const StepRow *r, const int *att, int natts, Datum *values, bool *nulls);

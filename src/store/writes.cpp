@@ -127,7 +127,7 @@ Datum step_rows_array(Oid rowtype, int kind, int n) {
     pg::IoCast *casts[10] = {};
     for (int c = 0; c < 10; c++) {
         Form_pg_attribute a = att[c] >= 0 ? TupleDescAttr(desc, att[c]) : nullptr;
-        if (a == nullptr || (a->atttypid == kStepTypes[c] && a->atttypmod < 0)) continue;
+        if (a == nullptr || takes_as_is(a, kStepTypes[c])) continue;
         casts[c] = static_cast<pg::IoCast *>(palloc(sizeof(pg::IoCast)));
         pg::io_cast_init(casts[c], kStepTypes[c], a->atttypid, a->atttypmod);
     }
