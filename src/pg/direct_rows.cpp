@@ -24,6 +24,7 @@ struct DirectRows {
     TupleTableSlot *row;      // the values written
     BlockNumber nblocks;      // the table's length at begin(): a row version to update lies below it
     TupleTableSlot **pending; // inserted rows not written yet (written together: one WAL record per page)
+    TupleDesc pending_desc;   // their descriptor: a copy, not reference-counted (see direct_insert)
     int npending, nslots;
     size_t pending_bytes;
     MemoryContext caller_cxt;
@@ -207,7 +208,14 @@ void direct_insert(DirectRows *d, Datum *values, bool *nulls) {
     MemoryContext old = MemoryContextSwitchTo(d->estate->es_query_cxt);
     if (d->npending == kMaxPending || d->pending_bytes >= kMaxPendingBytes) write_pending(d);
     if (d->pending == nullptr) d->pending = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxPending));
-    if (d->npending == d->nslots) d->pending[d->nslots++] = table_slot_create(d->rel, &d->estate->es_tupleTable);
+    // The slots describe their rows by a copy of the table's descriptor that is not reference-counted: a slot made
+    // on the table's own one pins it in the resource owner, and a batch's hundreds of step rows made that (with its
+    // release at direct_end) ~2.7 % of a W1 run's CPU. (The NOT NULL and CHECK constraints are read from the table's
+    // descriptor, not the slot's.)
+    if (d->pending_desc == nullptr) d->pending_desc = CreateTupleDescCopy(RelationGetDescr(d->rel));
+    if (d->npending == d->nslots)
+        d->pending[d->nslots++] =
+            ExecAllocTableSlot(&d->estate->es_tupleTable, d->pending_desc, table_slot_callbacks(d->rel));
     TupleTableSlot *s = fill(d, d->pending[d->npending], values, nulls);
     int natts = s->tts_tupleDescriptor->natts;
     // (what ExecSimpleRelationInsert does before the heap, for a table without triggers, generated columns or

@@ -274,16 +274,26 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // (but rows other transactions held: shared::note_queue_end).
     scan_exhausted = n < max && nfp == 0 && nfk == 0;
     scan_last_key = last_key;
+    // Each row deformed once: its columns past the first text one have no cached offset, and reading them one by one
+    // (SPI_getbinval) walked the row again for each.
+    Datum cells[12];
+    bool cell_nulls[12];
+    auto cell = [&](int colno, bool *isnull) {
+        *isnull = cell_nulls[colno - 1];
+        return cells[colno - 1];
+    };
+    if (n > 0 && rows->tupdesc->natts != 12) elog(ERROR, "pipeline_worker: the claim returned %d columns", rows->tupdesc->natts);
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
         SPI_tuptable = rows;
-        int64 id = DatumGetInt64(col(i, 1, &isnull));
-        char *pipeline = TextDatumGetCString(col(i, 2, &isnull));
-        int64 pipeline_id = DatumGetInt64(col(i, 7, &isnull));
-        bool has_key = DatumGetBool(col(i, 9, &isnull));
-        Datum hash = col(i, 10, &key_null);
+        heap_deform_tuple(rows->vals[i], rows->tupdesc, cells, cell_nulls);
+        int64 id = DatumGetInt64(cell(1, &isnull));
+        char *pipeline = TextDatumGetCString(cell(2, &isnull));
+        int64 pipeline_id = DatumGetInt64(cell(7, &isnull));
+        bool has_key = DatumGetBool(cell(9, &isnull));
+        Datum hash = cell(10, &key_null);
         uint64 key_hash = key_null ? 0 : static_cast<uint64>(DatumGetInt64(hash));
-        Datum fhash = col(i, 11, &key_null);
+        Datum fhash = cell(11, &key_null);
         int64 filter_hash = key_null ? 0 : DatumGetInt64(fhash);
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
         SPI_tuptable = rows;
@@ -322,7 +332,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
                 parked_ids[nparked] = id;
                 parked_kinds[nparked++] = static_cast<int16>(blocked);
                 lanes::note_parked(pipeline_id, blocked, key_hash,
-                                   static_cast<uint64>(queue_key(DatumGetInt32(col(i, 8, &isnull)), id)));
+                                   static_cast<uint64>(queue_key(DatumGetInt32(cell(8, &isnull)), id)));
                 continue;
             }
         }
@@ -330,15 +340,15 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         ClaimedRun &r = out[kept++];
         r.id = id;
         r.pipeline = pstrdup(pipeline);
-        r.submitter = DatumGetObjectId(col(i, 3, &isnull));
-        r.input = DatumGetJsonbPCopy(col(i, 4, &isnull));
-        r.metadata = DatumGetJsonbPCopy(col(i, 5, &isnull));
-        r.claims = DatumGetInt32(col(i, 6, &isnull));
+        r.submitter = DatumGetObjectId(cell(3, &isnull));
+        r.input = DatumGetJsonbPCopy(cell(4, &isnull));
+        r.metadata = DatumGetJsonbPCopy(cell(5, &isnull));
+        r.claims = DatumGetInt32(cell(6, &isnull));
         r.pipeline_id = pipeline_id;
-        r.priority = DatumGetInt32(col(i, 8, &isnull));
+        r.priority = DatumGetInt32(cell(8, &isnull));
         r.claimed_at = now;
         r.persisted = mark_running;
-        r.tid = mark_running ? ItemPointerData{} : *reinterpret_cast<ItemPointer>(DatumGetPointer(col(i, 12, &isnull)));
+        r.tid = mark_running ? ItemPointerData{} : *reinterpret_cast<ItemPointer>(DatumGetPointer(cell(12, &isnull)));
         MemoryContextSwitchTo(old);
     }
     if (nparked > 0) park(parked_ids, parked_kinds, nparked);
