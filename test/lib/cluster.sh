@@ -63,8 +63,42 @@ pw_die() {
     exit 1
 }
 
+# pw_check_indexes : amcheck's bt_index_check with heapallindexed on every btree index of the extension's tables
+# in every database of the cluster that has the extension: each index holds every row version it should, and its
+# structure is sound. Run by pw_finish, so every scenario (crashes, limits, retention, direct writes without a
+# statement) ends with it. Skipped, with a line saying so, when the server is not up or amcheck cannot be created
+# there (a standby).
+pw_check_indexes() {
+    [ -n "$PW_DATA" ] && [ -f "$PW_DATA/postmaster.pid" ] || return 0
+    local dbs db out n
+    dbs=$(pw_psql -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1" 2>/dev/null) || {
+        pw_info "indexes not checked: the server does not answer"
+        return 0
+    }
+    for db in $dbs; do
+        pw_psql -d "$db" -c "SELECT 1 FROM pg_extension WHERE extname = 'pipeline_worker'" 2>/dev/null | grep -q 1 || continue
+        if ! pw_psql -d "$db" -c "CREATE EXTENSION IF NOT EXISTS amcheck" >/dev/null 2>&1; then
+            pw_info "indexes not checked in $db: amcheck cannot be created there"
+            continue
+        fi
+        if out=$(pw_psql -d "$db" -c "SELECT count(public.bt_index_check(i.indexrelid, true))
+                                         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                                         JOIN pg_am a ON a.oid = c.relam
+                                        WHERE i.indrelid IN (SELECT objid FROM pg_depend WHERE refobjid =
+                                                  (SELECT oid FROM pg_extension WHERE extname = 'pipeline_worker')
+                                                  AND classid = 'pg_class'::regclass)
+                                          AND a.amname = 'btree' AND i.indisvalid AND i.indisready" 2>&1); then
+            n=$out
+            pw_ok "database $db: $n btree indexes of the extension's tables hold every row (amcheck, heapallindexed)"
+        else
+            pw_fail "database $db: amcheck found an index of the extension's tables damaged: $(echo "$out" | head -3 | paste -sd' ')"
+        fi
+    done
+}
+
 # pw_finish : print the summary line and exit with the right status.
 pw_finish() {
+    pw_check_indexes
     PW_FINISHED=1
     echo "$PW_PASSED passed, $PW_FAILED failed"
     if [ "$PW_FAILED" -gt 0 ]; then exit 1; fi
