@@ -1,6 +1,7 @@
 #include "pg/direct_rows.hpp"
 
 #include "pg/kept_plans.hpp"
+#include "pg/kept_writes.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -102,7 +103,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
 #endif
     d->rri = makeNode(ResultRelInfo);
     InitResultRelInfo(d->rri, rel, 1, nullptr, 0);
-    ExecOpenIndices(d->rri, false);
+    open_for_writes(d->rri, estate);  // (ExecOpenIndices, with what it builds kept across batches)
     estate->es_output_cid = GetCurrentCommandId(true);
     PushActiveSnapshot(GetTransactionSnapshot());
     estate->es_snapshot = GetActiveSnapshot();
@@ -236,7 +237,7 @@ void direct_end(DirectRows *d) {
     MemoryContextSwitchTo(old);
     PopActiveSnapshot();
     PopOverrideSearchPath();
-    ExecCloseIndices(d->rri);
+    close_for_writes(d->rri);
     ExecResetTupleTable(d->estate->es_tupleTable, false);  // (the fetched version's buffer pin)
     FreeExecutorState(d->estate);
     table_close(d->rel, NoLock);

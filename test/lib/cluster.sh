@@ -70,26 +70,29 @@ pw_die() {
 # there (a standby).
 pw_check_indexes() {
     [ -n "$PW_DATA" ] && [ -f "$PW_DATA/postmaster.pid" ] || return 0
-    local dbs db out n
-    dbs=$(pw_psql -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1" 2>/dev/null) || {
+    local dbs db out schema
+    dbs=$(pw_psql -d postgres -c "SET search_path = pg_catalog" -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1" 2>/dev/null) || {
         pw_info "indexes not checked: the server does not answer"
         return 0
     }
     for db in $dbs; do
-        pw_psql -d "$db" -c "SELECT 1 FROM pg_extension WHERE extname = 'pipeline_worker'" 2>/dev/null | grep -q 1 || continue
-        if ! pw_psql -d "$db" -c "CREATE EXTENSION IF NOT EXISTS amcheck" >/dev/null 2>&1; then
+        pw_psql -d "$db" -c "SET search_path = pg_catalog" -c "SELECT 1 FROM pg_extension WHERE extname = 'pipeline_worker'" 2>/dev/null | grep -q 1 || continue
+        # (in a schema of its own: a test may have given the role a hostile search_path)
+        if ! schema=$(pw_psql -d "$db" -c "SET search_path = pg_catalog" -c "CREATE SCHEMA IF NOT EXISTS pw_amcheck" \
+                        -c "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA pw_amcheck" \
+                        -c "SELECT quote_ident(extnamespace::regnamespace::text) FROM pg_extension WHERE extname = 'amcheck'" 2>/dev/null); then
             pw_info "indexes not checked in $db: amcheck cannot be created there"
             continue
         fi
-        if out=$(pw_psql -d "$db" -c "SELECT count(public.bt_index_check(i.indexrelid, true))
-                                         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                                         JOIN pg_am a ON a.oid = c.relam
-                                        WHERE i.indrelid IN (SELECT objid FROM pg_depend WHERE refobjid =
-                                                  (SELECT oid FROM pg_extension WHERE extname = 'pipeline_worker')
-                                                  AND classid = 'pg_class'::regclass)
-                                          AND a.amname = 'btree' AND i.indisvalid AND i.indisready" 2>&1); then
-            n=$out
-            pw_ok "database $db: $n btree indexes of the extension's tables hold every row (amcheck, heapallindexed)"
+        if out=$(pw_psql -d "$db" -c "SET search_path = pg_catalog" \
+                         -c "SELECT count($schema.bt_index_check(i.indexrelid, true))
+                               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                               JOIN pg_am a ON a.oid = c.relam
+                              WHERE i.indrelid IN (SELECT objid FROM pg_depend WHERE refobjid =
+                                        (SELECT oid FROM pg_extension WHERE extname = 'pipeline_worker')
+                                        AND classid = 'pg_class'::regclass)
+                                AND a.amname = 'btree' AND i.indisvalid AND i.indisready" 2>&1); then
+            pw_ok "database $db: $out btree indexes of the extension's tables hold every row (amcheck, heapallindexed)"
         else
             pw_fail "database $db: amcheck found an index of the extension's tables damaged: $(echo "$out" | head -3 | paste -sd' ')"
         fi

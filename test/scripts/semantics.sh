@@ -281,6 +281,52 @@ pw_check_sql "a run_steps column given a type modifier (timestamptz(0)) gets who
                           || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $id
                                  AND finished_at = date_trunc('second', finished_at))"
 pw_psql -c "ALTER TABLE pipeline_worker.run_steps ALTER COLUMN finished_at TYPE timestamptz" >/dev/null
+# ---------------------------------------------------------------- what the writes keep follows the tables
+# The writes without a statement keep each table's index descriptions and CHECK constraints' expressions from batch
+# to batch (pg/kept_writes.cpp). A CHECK constraint's function replaced (an inlined SQL function: the kept
+# expression holds its body) is called as it is now; indexes created, dropped and created again with another
+# predicate, and one created concurrently under load, get every entry (amcheck, heapallindexed).
+pw_psql >/dev/null <<'SQL' || pw_fail "kept writes fixtures"
+CREATE SEQUENCE public.kw_calls;
+CREATE FUNCTION public.kw_ok(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+ALTER TABLE pipeline_worker.run_steps ADD CONSTRAINT kw_check CHECK (public.kw_ok(attempt));
+SELECT count(*) FROM pipeline_worker.create_runs('trig2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 30)));
+SQL
+pw_wait_all_finished 20
+pw_psql >/dev/null <<'SQL' || pw_fail "kw_ok replaced"
+CREATE OR REPLACE FUNCTION public.kw_ok(int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM nextval('public.kw_calls'); RETURN true; END $$;
+SELECT count(*) FROM pipeline_worker.create_runs('trig2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20)));
+SQL
+pw_wait_all_finished 20
+pw_check_sql "a CHECK constraint's function replaced between batches: the new one checks each of 40 step rows" t \
+    "SELECT last_value >= 40 FROM public.kw_calls"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT kw_check" >/dev/null
+submit20="SELECT count(*) FROM pipeline_worker.create_runs('trig2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20)))"
+pw_psql -c "CREATE INDEX kw_gone ON pipeline_worker.run_steps (run_id) WHERE status = 'succeeded'" \
+        -c "CREATE INDEX kw_idx ON pipeline_worker.run_steps (position, run_id) WHERE attempt = 1" -c "$submit20" >/dev/null
+pw_wait_all_finished 20
+# (the index before kw_idx in the table's index list dropped: kw_idx takes its place)
+pw_psql -c "DROP INDEX pipeline_worker.kw_gone" -c "$submit20" >/dev/null
+pw_wait_all_finished 20
+pw_psql -c "DROP INDEX pipeline_worker.kw_idx" \
+        -c "CREATE INDEX kw_idx ON pipeline_worker.run_steps (run_id, position) WHERE status = 'succeeded'" -c "$submit20" >/dev/null
+pw_wait_all_finished 20
+( for i in $(seq 1 20); do
+    pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('trig2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 50)))" >/dev/null
+    sleep 0.05
+  done ) &
+loader=$!
+sleep 0.2
+pw_psql -c "CREATE INDEX CONCURRENTLY kw_runs_idx ON pipeline_worker.runs (pipeline_id, id) WHERE status = 'succeeded'" \
+    >/dev/null || pw_fail "CREATE INDEX CONCURRENTLY under load"
+wait $loader
+pw_wait_all_finished 30
+pw_check_sql "indexes created, re-created and created concurrently under load: all valid" "2" \
+    "SELECT count(*) FROM pg_index WHERE indexrelid IN ('pipeline_worker.kw_idx'::regclass, 'pipeline_worker.kw_runs_idx'::regclass)
+        AND indisvalid AND indisready"
+pw_check_indexes
+pw_psql -c "DROP INDEX pipeline_worker.kw_idx" -c "DROP INDEX pipeline_worker.kw_runs_idx" >/dev/null
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
