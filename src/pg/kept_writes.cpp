@@ -5,6 +5,7 @@ extern "C" {
 #include "catalog/index.h"
 #include "catalog/pg_am_d.h"
 #include "executor/executor.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/readfuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/rel.h"
@@ -18,13 +19,15 @@ namespace {
 // One table's kept parts, all in cxt.
 struct KeptTable {
     Oid relid;
+    Oid user;  // who built it (ExecInitFunc checked EXECUTE on every function for this user)
+    bool uses_types;  // an expression coerces to a domain (its constraints compiled in) or subscripts a type
     MemoryContext cxt;
     int nindexes;
     Oid *index_oids;    // the table's index list when built (RelationGetIndexList's order)
     IndexInfo **infos;  // per index: kept (btree), or nullptr (built at each open)
     int nchecks;
     char **ccbins;      // each CHECK constraint's expression text when built
-    ExprState **checks;
+    ExprState **checks; // per constraint: kept, or nullptr (prepared at each open: see keeps_per_query_state)
 };
 
 constexpr int kTables = 4;  // the workers write two tables (runs, run_steps); a re-created one takes a new place
@@ -34,6 +37,9 @@ bool callbacks_set = false;
 // Tables opened and not closed yet: their kept parts are in use and are not rebuilt meanwhile. Reset at the end of
 // every transaction (an error between open and close leaves it raised until then).
 int open_count = 0;
+// Invalidations that may change what is kept (PROCOID, TYPEOID), counted: one read while building makes what was
+// built stale.
+uint64 invalidations = 0;
 
 void drop(KeptTable *t) {
     if (t->cxt != nullptr) MemoryContextDelete(t->cxt);
@@ -43,8 +49,17 @@ void drop(KeptTable *t) {
 // A function changed: a predicate's or a constraint's expression may call it (a replaced C function's address, an
 // inlined SQL function's body). Everything is built again at the next open.
 void proc_changed(Datum, int, uint32) {
+    invalidations++;
     for (KeptTable &t : tables)
         if (t.relid != InvalidOid) t.relid = InvalidOid;  // (freed at the next build: it may be in use now)
+}
+
+// A type changed: a domain's constraints are compiled into the expressions that coerce to it
+// (ExecInitCoerceToDomain); ALTER DOMAIN ... CONSTRAINT sends an invalidation of the domain's pg_type row.
+void type_changed(Datum, int, uint32) {
+    invalidations++;  // (what is being built now may use the type)
+    for (KeptTable &t : tables)
+        if (t.uses_types) t.relid = InvalidOid;
 }
 
 void xact_ended(XactEvent event, void *) {
@@ -62,7 +77,8 @@ bool index_still_valid(const IndexInfo *kept, Relation index) {
 
 // Whether t still describes rel (opened with its indexes) as the relation cache does now.
 bool still_valid(const KeptTable &t, Relation rel, List *index_oids, Relation *indexes) {
-    if (t.relid != RelationGetRelid(rel) || t.nindexes != list_length(index_oids)) return false;
+    if (t.relid != RelationGetRelid(rel) || t.user != GetUserId() || t.nindexes != list_length(index_oids))
+        return false;
     for (int i = 0; i < t.nindexes; i++)
         if (t.index_oids[i] != list_nth_oid(index_oids, i) ||
             (t.infos[i] != nullptr && !index_still_valid(t.infos[i], indexes[i])))
@@ -75,19 +91,48 @@ bool still_valid(const KeptTable &t, Relation rel, List *index_oids, Relation *i
     return true;
 }
 
+// Whether an expression coerces to a domain or subscripts a container type (both looked up at ExecInitExpr).
+bool uses_types_walker(Node *node, void *) {
+    if (node == nullptr) return false;
+    if (IsA(node, CoerceToDomain) || IsA(node, SubscriptingRef)) return true;
+    return expression_tree_walker(node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(uses_types_walker)),
+                                  nullptr);
+}
+
+// Whether an expression's ExprState would keep, from its first evaluation on, something allocated in the
+// executor's per-query memory (econtext->ecxt_per_query_memory): a whole-row Var's descriptor
+// (ExecEvalWholeRowVar), a row conversion's map (ExecEvalConvertRowtype), a hashed IN list's table. Such an
+// ExprState must not outlive its EState: it is prepared at every open instead.
+bool keeps_per_query_state(Node *node, void *) {
+    if (node == nullptr) return false;
+    if (IsA(node, Var) && reinterpret_cast<Var *>(node)->varattno == InvalidAttrNumber) return true;
+    if (IsA(node, ConvertRowtypeExpr)) return true;
+    if (IsA(node, ScalarArrayOpExpr) && OidIsValid(reinterpret_cast<ScalarArrayOpExpr *>(node)->hashfuncid))
+        return true;
+    return expression_tree_walker(node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(keeps_per_query_state)),
+                                  nullptr);
+}
+
 // An IndexInfo as ExecOpenIndices builds it, with what ExecInsertIndexTuples and FormIndexDatum would prepare in
 // the executor's memory (ExecPrepareQual, ExecPrepareExprList) prepared here, in the current (kept) context.
-IndexInfo *kept_index_info(Relation index) {
+// nullptr: not to be kept (keeps_per_query_state).
+IndexInfo *kept_index_info(Relation index, bool *uses_types) {
     IndexInfo *ii = BuildIndexInfo(index);
-    if (ii->ii_Predicate != NIL)
-        ii->ii_PredicateState = ExecInitQual(reinterpret_cast<List *>(expression_planner(
-                                                 reinterpret_cast<Expr *>(ii->ii_Predicate))),
-                                             nullptr);
-    if (ii->ii_Expressions != NIL) {
+    List *pred = reinterpret_cast<List *>(expression_planner(reinterpret_cast<Expr *>(ii->ii_Predicate)));
+    List *exprs = NIL;
+    ListCell *lc;
+    foreach (lc, ii->ii_Expressions)
+        exprs = lappend(exprs, expression_planner(static_cast<Expr *>(lfirst(lc))));
+    if (keeps_per_query_state(reinterpret_cast<Node *>(pred), nullptr) ||
+        keeps_per_query_state(reinterpret_cast<Node *>(exprs), nullptr))
+        return nullptr;
+    *uses_types = *uses_types || uses_types_walker(reinterpret_cast<Node *>(pred), nullptr) ||
+                  uses_types_walker(reinterpret_cast<Node *>(exprs), nullptr);
+    if (pred != NIL) ii->ii_PredicateState = ExecInitQual(pred, nullptr);
+    if (exprs != NIL) {
         List *states = NIL;
-        ListCell *lc;
-        foreach (lc, ii->ii_Expressions)
-            states = lappend(states, ExecInitExpr(expression_planner(static_cast<Expr *>(lfirst(lc))), nullptr));
+        foreach (lc, exprs)
+            states = lappend(states, ExecInitExpr(static_cast<Expr *>(lfirst(lc)), nullptr));
         ii->ii_ExpressionsState = states;
     }
     return ii;
@@ -105,7 +150,7 @@ void build_parts(KeptTable *nt, MemoryContext cxt, Relation rel, List *index_oid
         nt->infos = static_cast<IndexInfo **>(palloc0(sizeof(IndexInfo *) * (nt->nindexes + 1)));
         for (int i = 0; i < nt->nindexes; i++) {
             nt->index_oids[i] = list_nth_oid(index_oids, i);
-            if (indexes[i]->rd_rel->relam == BTREE_AM_OID) nt->infos[i] = kept_index_info(indexes[i]);
+            if (indexes[i]->rd_rel->relam == BTREE_AM_OID) nt->infos[i] = kept_index_info(indexes[i], &nt->uses_types);
         }
         TupleConstr *constr = rel->rd_att->constr;
         nt->nchecks = constr != nullptr ? constr->num_check : 0;
@@ -114,7 +159,10 @@ void build_parts(KeptTable *nt, MemoryContext cxt, Relation rel, List *index_oid
         for (int k = 0; k < nt->nchecks; k++) {
             nt->ccbins[k] = pstrdup(constr->check[k].ccbin);
             // (as ExecRelCheck: ExecPrepareExpr of the stored expression)
-            nt->checks[k] = ExecInitExpr(expression_planner(static_cast<Expr *>(stringToNode(nt->ccbins[k]))), nullptr);
+            Expr *planned = expression_planner(static_cast<Expr *>(stringToNode(nt->ccbins[k])));
+            if (keeps_per_query_state(reinterpret_cast<Node *>(planned), nullptr)) continue;
+            nt->uses_types = nt->uses_types || uses_types_walker(reinterpret_cast<Node *>(planned), nullptr);
+            nt->checks[k] = ExecInitExpr(planned, nullptr);
         }
         MemoryContextSwitchTo(caller);
     }
@@ -129,10 +177,12 @@ void build_parts(KeptTable *nt, MemoryContext cxt, Relation rel, List *index_oid
 
 // Builds rel's kept parts in a place of their own (rel's old one, a free one, or the next in turn).
 KeptTable *build(Relation rel, List *index_oids, Relation *indexes) {
+    uint64 seen = invalidations;  // (a syscache miss while building may read an invalidation: see the end)
     KeptTable nt = {};
     build_parts(&nt, AllocSetContextCreate(CacheMemoryContext, "pipeline_worker kept writes", ALLOCSET_SMALL_SIZES),
                 rel, index_oids, indexes);
     nt.relid = RelationGetRelid(rel);
+    nt.user = GetUserId();
     KeptTable *t = nullptr;
     for (KeptTable &c : tables)
         if (c.relid == nt.relid) t = &c;
@@ -144,6 +194,9 @@ KeptTable *build(Relation rel, List *index_oids, Relation *indexes) {
     }
     drop(t);
     *t = nt;
+    // A function or type changed while this was built: used for this open (as a statement would use what it
+    // built), built again at the next.
+    if (invalidations != seen) t->relid = InvalidOid;
     return t;
 }
 
@@ -152,6 +205,7 @@ KeptTable *build(Relation rel, List *index_oids, Relation *indexes) {
 void open_for_writes(ResultRelInfo *rri, EState *estate) {
     if (!callbacks_set) {
         CacheRegisterSyscacheCallback(PROCOID, proc_changed, 0);
+        CacheRegisterSyscacheCallback(TYPEOID, type_changed, 0);
         RegisterXactCallback(xact_ended, nullptr);
         callbacks_set = true;
     }
@@ -164,11 +218,14 @@ void open_for_writes(ResultRelInfo *rri, EState *estate) {
     IndexInfo **infos = static_cast<IndexInfo **>(palloc0(sizeof(IndexInfo *) * (n + 1)));
     for (int i = 0; i < n; i++) indexes[i] = index_open(list_nth_oid(index_oids, i), RowExclusiveLock);
     MemoryContextSwitchTo(old);
+    // (Not while kept parts are in use: a table opened again before the first is closed is written without them --
+    // an IndexInfo and an ExprState are used by one executor at a time.)
     KeptTable *t = nullptr;
-    for (KeptTable &c : tables)
-        if (c.relid == RelationGetRelid(rel) && still_valid(c, rel, index_oids, indexes)) t = &c;
-    // (Not while kept parts are in use: a table opened again before the first is closed is written without them.)
-    if (t == nullptr && open_count == 0) t = build(rel, index_oids, indexes);
+    if (open_count == 0) {
+        for (KeptTable &c : tables)
+            if (c.relid == RelationGetRelid(rel) && still_valid(c, rel, index_oids, indexes)) t = &c;
+        if (t == nullptr) t = build(rel, index_oids, indexes);
+    }
     old = MemoryContextSwitchTo(estate->es_query_cxt);
     for (int i = 0; i < n; i++) {
         IndexInfo *kept = t != nullptr ? t->infos[i] : nullptr;
@@ -185,7 +242,10 @@ void open_for_writes(ResultRelInfo *rri, EState *estate) {
     // (ExecRelCheck builds these when they are not set; its order is the relation's, as ours)
     if (t != nullptr && t->nchecks > 0) {
         ExprState **checks = static_cast<ExprState **>(palloc(sizeof(ExprState *) * t->nchecks));
-        memcpy(checks, t->checks, sizeof(ExprState *) * t->nchecks);
+        for (int k = 0; k < t->nchecks; k++)
+            checks[k] = t->checks[k] != nullptr
+                            ? t->checks[k]
+                            : ExecPrepareExpr(static_cast<Expr *>(stringToNode(t->ccbins[k])), estate);
         rri->ri_ConstraintExprs = checks;
     }
     MemoryContextSwitchTo(old);

@@ -327,6 +327,23 @@ pw_check_sql "indexes created, re-created and created concurrently under load: a
         AND indisvalid AND indisready"
 pw_check_indexes
 pw_psql -c "DROP INDEX pipeline_worker.kw_idx" -c "DROP INDEX pipeline_worker.kw_runs_idx" >/dev/null
+# A whole-row reference in a CHECK constraint and in a partial index's predicate: its evaluation keeps a row
+# descriptor in the executor's memory of the batch, so such an expression is prepared for each batch, not kept
+# (kept, the next batch read the freed descriptor).
+pw_psql >/dev/null <<'SQL' || pw_fail "whole-row fixtures"
+CREATE FUNCTION public.kw_row(r pipeline_worker.run_steps) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
+$$ BEGIN RETURN r.attempt >= 1 AND r.run_id IS NOT NULL; END $$;
+ALTER TABLE pipeline_worker.run_steps ADD CONSTRAINT kw_row_check CHECK (public.kw_row(run_steps));
+CREATE INDEX kw_row_idx ON pipeline_worker.run_steps (run_id) WHERE public.kw_row(run_steps);
+SQL
+kw_before=$(pw_psql -c "SELECT coalesce(max(id), 0) FROM pipeline_worker.runs")
+for i in 1 2 3; do pw_psql -c "$submit20" >/dev/null; pw_wait_all_finished 20; done
+pw_check_sql "a whole-row CHECK and partial index on run_steps: 60 runs over 3 batches succeeded" 60 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id > $kw_before AND status = 'succeeded'"
+pw_check_sql "... and the index holds each of their step rows" 120 \
+    "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id > $kw_before AND public.kw_row(run_steps)"
+pw_check_indexes
+pw_psql -c "DROP INDEX pipeline_worker.kw_row_idx" -c "ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT kw_row_check" >/dev/null
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
