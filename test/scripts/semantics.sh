@@ -344,6 +344,22 @@ pw_check_sql "... and the index holds each of their step rows" 120 \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id > $kw_before AND public.kw_row(run_steps)"
 pw_check_indexes
 pw_psql -c "DROP INDEX pipeline_worker.kw_row_idx" -c "ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT kw_row_check" >/dev/null
+# A CHECK constraint that casts to a domain: the domain's constraints are compiled into the kept expression, and a
+# constraint added to the domain between batches is checked from the next one on.
+pw_psql >/dev/null <<'SQL' || pw_fail "domain fixtures"
+CREATE SEQUENCE public.kw_dom_calls;
+CREATE FUNCTION public.kw_dom_seen(int) RETURNS boolean LANGUAGE plpgsql AS
+$$ BEGIN PERFORM nextval('public.kw_dom_calls'); RETURN true; END $$;
+CREATE DOMAIN public.kw_dom AS int CHECK (VALUE >= 1);
+ALTER TABLE pipeline_worker.run_steps ADD CONSTRAINT kw_dom_check CHECK ((attempt::public.kw_dom) IS NOT NULL);
+SQL
+pw_psql -c "$submit20" >/dev/null
+pw_wait_all_finished 20
+pw_psql -c "ALTER DOMAIN public.kw_dom ADD CONSTRAINT kw_dom_seen CHECK (public.kw_dom_seen(VALUE))" -c "$submit20" >/dev/null
+pw_wait_all_finished 20
+pw_check_sql "a constraint added to a domain a CHECK casts to, between batches: checked on each of 40 step rows" t \
+    "SELECT is_called AND last_value >= 40 FROM public.kw_dom_calls"
+pw_psql -c "ALTER TABLE pipeline_worker.run_steps DROP CONSTRAINT kw_dom_check" >/dev/null
 
 # ---------------------------------------------------------------- cancel_run + retry_run while the run executes
 # The step swallows the cancel (EXCEPTION WHEN query_canceled), and retry_run withdraws the cancel request at once:
