@@ -50,8 +50,7 @@ void drop(KeptTable *t) {
 // inlined SQL function's body). Everything is built again at the next open.
 void proc_changed(Datum, int, uint32) {
     invalidations++;
-    for (KeptTable &t : tables)
-        if (t.relid != InvalidOid) t.relid = InvalidOid;  // (freed at the next build: it may be in use now)
+    for (KeptTable &t : tables) t.relid = InvalidOid;  // (freed at the next build: it may be in use now)
 }
 
 // A type changed: a domain's constraints are compiled into the expressions that coerce to it
