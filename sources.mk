@@ -9,5 +9,5 @@ PW_PG_SOURCES = src/module.cpp \
                 src/exec/context.cpp src/exec/sql_steps.cpp src/exec/function_step.cpp src/exec/http_step.cpp src/exec/http_queue.cpp src/exec/wait_step.cpp \
                 src/exec/records.cpp src/exec/shared_tasks.cpp src/exec/map_step.cpp src/exec/executor.cpp src/exec/session.cpp \
                 src/worker/interrupts.cpp src/worker/crashes.cpp src/worker/claiming.cpp src/worker/serve.cpp src/worker/run_times.cpp src/worker/batch_recovery.cpp src/worker/parent_wakes.cpp src/worker/upkeep.cpp src/worker/timer.cpp src/worker/helping.cpp src/worker/worker_main.cpp \
-                src/worker/launcher.cpp src/worker/db_guard.cpp \
+                src/worker/launcher.cpp src/worker/db_guard.cpp src/worker/ddl_locks.cpp \
                 src/api/access.cpp src/api/api_pipelines.cpp src/api/api_runs.cpp src/api/api_submit.cpp src/api/api_flow.cpp src/api/api_schedules.cpp src/api/api_retention.cpp src/api/api_metrics.cpp src/api/api_events.cpp src/api/row_checks.cpp

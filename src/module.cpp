@@ -9,6 +9,7 @@
 #include "shmem/shared.hpp"
 #include "store/writes.hpp"
 #include "worker/db_guard.hpp"
+#include "worker/ddl_locks.hpp"
 #include "worker/launcher.hpp"
 
 extern "C" {
@@ -86,6 +87,7 @@ void _PG_init(void) {
     if (process_shared_preload_libraries_in_progress) {
         pw::shared::install_hooks();
         pw::worker::install_db_guard();
+        pw::worker::install_ddl_locks();
         pw::worker::register_launcher();
     }
 }
