@@ -1,6 +1,6 @@
-// DROP EXTENSION pipeline_worker, DROP SCHEMA pipeline_worker and TRUNCATE of the extension's tables take the run
-// table's lock before any other lock of theirs: the lock order of every worker transaction (pg::lock_run_table_first),
-// so that such a command under load waits for the workers' transactions instead of deadlocking with one.
+// TRUNCATE of the extension's tables takes the run table's lock before any other lock of its own: the lock order of
+// every worker transaction (pg::lock_run_table_first), so that a TRUNCATE under load waits for the workers'
+// transactions instead of deadlocking with one.
 #pragma once
 
 namespace pw::worker {
