@@ -26,8 +26,7 @@ namespace {
 //   written as a CASE, and the ids of a batch are joined with `r.id = ANY (ARRAY[u.id])`, a clause that
 //   drives one index probe per id but, not being merge-joinable, never a full index scan in id order (or,
 //   where no per-row values go with them, matched against the whole batch as one array parameter,
-//   `r.id = ANY ((SELECT ...)::bigint[])`: one index scan over those ids; retention's deletes take ranges of
-//   consecutive ids, `r.id >= g.lo AND r.id <= g.hi`, one index range scan per range). Statistics
+//   `r.id = ANY ((SELECT ...)::bigint[])`: one index scan over those ids -- retention's deletes). Statistics
 //   saying "nothing pending" had made the run-outcome UPDATE scan the whole backlog through the partial
 //   indexes for every batch (150 ms per call);
 // - every table of ours is planned as holding at least kPlannedRows rows, whatever its statistics say. A VACUUM
