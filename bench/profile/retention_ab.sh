@@ -29,12 +29,10 @@ pw_psql -c "SELECT pipeline_worker.create_pipeline('w1_kept', (SELECT steps FROM
 if [ "$SHAPE" = interleaved ]; then
     SUBMIT="SELECT count(pipeline_worker.create_run(CASE WHEN g % 2 = 0 THEN 'w1' ELSE 'w1_kept' END,
                                                      jsonb_build_object('value', g))) FROM generate_series(1, $N) g"
-    EXPIRE="SELECT pipeline_worker.alter_pipeline('w1', '{\"retention\": \"1 second\"}')"
     LEFT="SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'w1'"
     DELETED=$((N / 2))
 else
     SUBMIT="SELECT count(pipeline_worker.create_run('w1', jsonb_build_object('value', g))) FROM generate_series(1, $N) g"
-    EXPIRE="SELECT pipeline_worker.alter_pipeline('w1', '{\"retention\": \"1 second\"}')"
     LEFT="SELECT count(*) FROM pipeline_worker.runs"
     DELETED=$N
 fi
@@ -53,7 +51,7 @@ for rep in $(seq 1 "$REPS"); do
         pw_psql -c "VACUUM ANALYZE pipeline_worker.runs" -c "VACUUM ANALYZE pipeline_worker.run_steps" -c CHECKPOINT >/dev/null
         sleep 2
         c0=$(cpu); t0=$(date +%s.%N)
-        pw_psql -c "$EXPIRE" -c "SELECT pg_reload_conf()" >/dev/null
+        pw_psql -c "SELECT pipeline_worker.alter_pipeline('w1', '{\"retention\": \"1 second\"}')" >/dev/null
         pw_wait_sql 0 600 "$LEFT" 0.1 >/dev/null \
             || pw_die "$v rep $rep: retention did not delete every run within 600 s"
         t1=$(date +%s.%N); c1=$(cpu)

@@ -11,6 +11,14 @@ using namespace table;
 
 namespace {
 
+// The lanes' lock, and the time that goes with it, read under it. Read before, a start another backend counted while
+// this one waited for the lock could fall in a later bucket than this "now", outside the window counted: ten workers
+// beginning a new pipeline's first runs at once let an 11th of 10 per 500 ms begin (flow_limits.sh in CI, 2026-12-06).
+TimestampTz lock_lanes(LWLockMode mode) {
+    LWLockAcquire(g_header->lock, mode);
+    return GetCurrentTimestamp();
+}
+
 // This backend's slots, by run.
 struct Holding {
     int64 run_id;
@@ -124,8 +132,7 @@ void release_holding(Holding *h) {
     if (g_header == nullptr) return;
     bool parked = false;
     uint64 floor = UINT64_MAX;
-    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+    TimestampTz now = lock_lanes(LW_EXCLUSIVE);
     for (int i = 0; i < h->nlanes; i++) {
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
         if (lane == nullptr) continue;
@@ -185,8 +192,7 @@ int admit(const Request &req) {
     if (key_limited) h.lanes[h.nlanes++] = make_tag(req.pipeline_id, true, req.key_hash);
     const Limits *limits[2] = {req.pipeline.any() ? &req.pipeline : &req.per_key, &req.per_key};
     int blocked = 0;
-    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+    TimestampTz now = lock_lanes(LW_EXCLUSIVE);
     Lane *lanes[2] = {nullptr, nullptr};
     for (int i = 0; i < h.nlanes && blocked == 0; i++) {
         lanes[i] = find_or_enter(h.lanes[i], *limits[i]);
@@ -213,11 +219,7 @@ bool begin(int64 run_id, int *wait_ms) {
     Holding *h = find_holding(run_id);
     *wait_ms = 0;
     if (h == nullptr || !h->rate_pending || g_header == nullptr) return true;
-    // The time is read under the lock. Read before it, a start another backend counted while this one waited for
-    // the lock could fall in a later bucket than this "now", outside the window counted here: ten workers beginning
-    // a new pipeline's first runs at once let an 11th of 10 per 500 ms begin (flow_limits.sh in CI, 2026-12-06).
-    LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-    TimestampTz now = GetCurrentTimestamp(), open = now;
+    TimestampTz now = lock_lanes(LW_EXCLUSIVE), open = now;
     Lane *lanes[2] = {nullptr, nullptr};
     for (int i = 0; i < h->nlanes; i++) {
         lanes[i] = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
@@ -294,8 +296,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
     *npipelines = *nkeys = 0;
     if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
     TimestampTz opening = 0;
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+    TimestampTz now = lock_lanes(LW_SHARED);
     HASH_SEQ_STATUS seq;
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
@@ -390,8 +391,7 @@ void at_commit() {
     if (npark_notes > 0 && g_header != nullptr) {
         // After the parked rows are committed: an unpark that starts from here on finds them.
         bool wake = false;
-        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-        TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+        TimestampTz now = lock_lanes(LW_EXCLUSIVE);
         for (int i = 0; i < npark_notes; i++) {
             Lane *lane = enter(park_notes[i].tag);
             if (lane == nullptr) {
@@ -418,8 +418,7 @@ void at_commit() {
     npark_notes = 0;
     if (lost_park_notes) put_back_unremembered();
     if (npending_clears > 0 && g_header != nullptr) {
-        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
-        TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+        TimestampTz now = lock_lanes(LW_EXCLUSIVE);
         for (int i = 0; i < npending_clears; i++) {
             Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &pending_clears[i].tag, HASH_FIND, nullptr));
             if (lane == nullptr || lane->parked_seq != pending_clears[i].seq) continue;  // (parked again since)
@@ -523,8 +522,7 @@ int lanes_to_unpark(Unpark *out, int max) {
     if (GetCurrentTransactionNestLevel() <= 1)
         if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->unpark_wanted, 0);
     int n = 0;
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+    TimestampTz now = lock_lanes(LW_SHARED);
     HASH_SEQ_STATUS seq;
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
@@ -569,8 +567,7 @@ void unpark_done(const Unpark &u, int found, uint64 next_from) {
 TimestampTz next_rate_opening() {
     if (g_header == nullptr) return 0;
     TimestampTz best = 0;
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see begin)
+    TimestampTz now = lock_lanes(LW_SHARED);
     HASH_SEQ_STATUS seq;
     hash_seq_init(&seq, g_lanes);
     Lane *lane;
