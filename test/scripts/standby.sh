@@ -161,6 +161,11 @@ for call in "create_run('sb', '{\"i\": 1}')" "create_runs('sb', '[{\"i\": 1}]')"
             "cancel_run($pending_one)" "claim_run()" "purge_runs('0 s')"; do
     pw_check "standby: $call fails read-only (SQLSTATE 25006)" 25006 "$(sqlstate_on "$SB_PORT" "SELECT pipeline_worker.$call")"
 done
+# TRUNCATE of the extension's tables: src/worker/ddl_locks.cpp takes the run table first only where the command can
+# succeed. On a standby that lock would itself fail (55000, "cannot acquire lock mode AccessExclusiveLock ... while
+# recovery is in progress"), before PostgreSQL's own read-only error.
+pw_check "standby: TRUNCATE run_steps, runs fails read-only (SQLSTATE 25006)" 25006 \
+    "$(sqlstate_on "$SB_PORT" "TRUNCATE pipeline_worker.run_steps, pipeline_worker.runs")"
 sb_check_sql "standby: recover_runs() with no running run is a read-only no-op" 0 "SELECT pipeline_worker.recover_runs()"
 sb_check_sql "standby: the pending run is still pending after those calls" pending \
     "SELECT status FROM pipeline_worker.runs WHERE id = $pending_one"
