@@ -6,6 +6,7 @@
 #include "shmem/lanes.hpp"
 #include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
+#include "store/direct_claim.hpp"
 #include "store/pipelines.hpp"
 
 extern "C" {
@@ -201,26 +202,13 @@ int schema_version() {
     return OidIsValid(runs) && get_attnum(runs, "parked") != InvalidAttrNumber ? 2 : 1;
 }
 
-int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
-                 int64 below_key) {
-    if (max > 64) max = 64;
-    // Lanes full right now are filtered out (their runs stay queued, unlocked, for when they have room): a claim
-    // past the head does not lock and park runs it cannot start. Races with other claimers still park a few.
-    constexpr int kMaxFiltered = 256;
-    int64 full_pipelines[kMaxFiltered], full_keys[kMaxFiltered];
-    int nfp = 0, nfk = 0;
-    // (Not in a worker's claim from the head: the lanes' next release would move the claim hint back to min_key, the
-    // head, and the next claims would walk from there and filter again -- with a snapshot held open, each such walk
-    // reads the index entry of every run claimed since. That claim parks the runs of full lanes instead, and
-    // store::unpark_runs says where it puts them back. A session's claim_run filters: it is one run, seldom.)
-    // A full pipeline lane with a long backlog is not filtered but locked and parked (below): filtered, its backlog
-    // was walked by every claim (50,000 runs at "concurrency" 4 took 58-76 s, both cores busy). A short one is cheaper
-    // to filter: parked, every run would wait for a commit that puts it back. A filtering claim that took longer
-    // than kParkBacklogUs or read more than kParkBacklogEntries index entries tells the two apart
-    // (lanes::park_backlogs).
-    if (min_key > 0 || mark_running)
-        (void)lanes::full_lanes(mark_running ? UINT64_MAX : static_cast<uint64>(min_key), full_pipelines, &nfp,
-                                full_keys, &nfk, kMaxFiltered, mark_running);  // (claim_run moves no hint: no floor)
+namespace {
+
+// The claim by its statement (the lanes' filters, a session's claim_run, or where direct_claim declines), its rows
+// into crow. Each row deformed once: its columns past the first text one have no cached offset, and reading them one
+// by one (SPI_getbinval) walked the row again for each.
+int claim_statement(int max, Oid submitter, int64 min_key, int64 below_key, int64 *full_pipelines, int nfp,
+                    const int64 *full_keys, int nfk, bool mark_running, ClaimRow *crow) {
     Oid types[8] = {INT4OID, OIDOID, INT4OID, INT8OID, INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
     Datum v[8];
     v[0] = Int32GetDatum(max);
@@ -253,6 +241,8 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     pg::exec_as_owner(plan, v, nullptr, false, 0);
     int n = static_cast<int>(SPI_processed);
     SPITupleTable *rows = SPI_tuptable;
+    if (n > 0 && rows->tupdesc->natts != 12) elog(ERROR, "pipeline_worker: the claim returned %d columns", rows->tupdesc->natts);
+    for (int i = 0; i < n; i++) heap_deform_tuple(rows->vals[i], rows->tupdesc, crow[i].v, crow[i].isnull);
     TimestampTz now = GetCurrentTimestamp();
     // Newly marked: this backend claims again at once (its latch set), and that claim parks them -- nothing else may
     // come for a while: the workers that filtered them go idle, and the lead worker's 1 s look may be the one
@@ -261,32 +251,60 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         (now - started > kParkBacklogUs || ready_entries_read(ready_idx) - entries_before > kParkBacklogEntries) &&
         lanes::park_backlogs(full_pipelines, nfp))
         SetLatch(MyLatch);
+    return n;
+}
+
+}  // namespace
+
+int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bool mark_running, int64 min_key,
+                 int64 below_key) {
+    if (max > 64) max = 64;
+    // Lanes full right now are filtered out (their runs stay queued, unlocked, for when they have room): a claim
+    // past the head does not lock and park runs it cannot start. Races with other claimers still park a few.
+    constexpr int kMaxFiltered = 256;
+    int64 full_pipelines[kMaxFiltered], full_keys[kMaxFiltered];
+    int nfp = 0, nfk = 0;
+    // (Not in a worker's claim from the head: the lanes' next release would move the claim hint back to min_key, the
+    // head, and the next claims would walk from there and filter again -- with a snapshot held open, each such walk
+    // reads the index entry of every run claimed since. That claim parks the runs of full lanes instead, and
+    // store::unpark_runs says where it puts them back. A session's claim_run filters: it is one run, seldom.)
+    // A full pipeline lane with a long backlog is not filtered but locked and parked (below): filtered, its backlog
+    // was walked by every claim (50,000 runs at "concurrency" 4 took 58-76 s, both cores busy). A short one is cheaper
+    // to filter: parked, every run would wait for a commit that puts it back. A filtering claim that took longer
+    // than kParkBacklogUs or read more than kParkBacklogEntries index entries tells the two apart
+    // (lanes::park_backlogs).
+    if (min_key > 0 || mark_running)
+        (void)lanes::full_lanes(mark_running ? UINT64_MAX : static_cast<uint64>(min_key), full_pipelines, &nfp,
+                                full_keys, &nfk, kMaxFiltered, mark_running);  // (claim_run moves no hint: no floor)
+    // The plain case without a statement (store/direct_claim); the statement otherwise, and where that declines.
+    ClaimRow crow[64];
+    int n = nfp == 0 && nfk == 0 && !mark_running ? direct_claim(max, submitter, min_key, below_key, crow) : -1;
+    if (n < 0) n = claim_statement(max, submitter, min_key, below_key, full_pipelines, nfp, full_keys, nfk,
+                                   mark_running, crow);
+    TimestampTz now = GetCurrentTimestamp();
     int kept = 0, nparked = 0;
     int64 parked_ids[64];
     int16 parked_kinds[64];
     LaneSeen seen[128];
     LaneSeen *tail = nullptr;  // the lane the claim's last run was parked for
     int nseen = 0, admitted_limited = 0;
-    bool pnull, inull;
-    int64 first_key = n > 0 ? queue_key(DatumGetInt32(col(0, 8, &pnull)), DatumGetInt64(col(0, 1, &inull))) : 0;
-    int64 last_key = n > 0 ? queue_key(DatumGetInt32(col(n - 1, 8, &pnull)), DatumGetInt64(col(n - 1, 1, &inull))) : 0;
+    auto row_key = [&](int i) { return queue_key(DatumGetInt32(crow[i].v[7]), DatumGetInt64(crow[i].v[0])); };
+    int64 first_key = n > 0 ? row_key(0) : 0;
+    int64 last_key = n > 0 ? row_key(n - 1) : 0;
     // Fewer rows than asked for, and no lane filtered out: nothing else in the range could be claimed by this snapshot
     // (but rows other transactions held: shared::note_queue_end).
     scan_exhausted = n < max && nfp == 0 && nfk == 0;
     scan_last_key = last_key;
-    // Each row deformed once: its columns past the first text one have no cached offset, and reading them one by one
-    // (SPI_getbinval) walked the row again for each.
-    Datum cells[12];
-    bool cell_nulls[12];
+    const Datum *cells;
+    const bool *cell_nulls;
     auto cell = [&](int colno, bool *isnull) {
         *isnull = cell_nulls[colno - 1];
         return cells[colno - 1];
     };
-    if (n > 0 && rows->tupdesc->natts != 12) elog(ERROR, "pipeline_worker: the claim returned %d columns", rows->tupdesc->natts);
     for (int i = 0; i < n; i++) {
         bool isnull, key_null;
-        SPI_tuptable = rows;
-        heap_deform_tuple(rows->vals[i], rows->tupdesc, cells, cell_nulls);
+        cells = crow[i].v;
+        cell_nulls = crow[i].isnull;
         int64 id = DatumGetInt64(cell(1, &isnull));
         char *pipeline = TextDatumGetCString(cell(2, &isnull));
         int64 pipeline_id = DatumGetInt64(cell(7, &isnull));
@@ -296,7 +314,6 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         Datum fhash = cell(11, &key_null);
         int64 filter_hash = key_null ? 0 : DatumGetInt64(fhash);
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
-        SPI_tuptable = rows;
         if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
             LaneSeen lp = {pipeline_id, false, 0, false, 0}, lk = {pipeline_id, true, key_hash, false, 0};
             bool key_limited = has_key && p->limits_per_key.any();
@@ -356,10 +373,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
     // that lane queued right behind it are parked now too, in one statement, not a batch per claim. (Not for lanes
     // that are a few runs among many others, such as one key of hundreds: that walk would find few runs to park.)
     if (n == max && tail != nullptr && 2 * tail->parked >= n) {
-        bool lnull, tnull;
-        SPI_tuptable = rows;
-        int64 last = queue_key(DatumGetInt32(col(n - 1, 8, &lnull)), DatumGetInt64(col(n - 1, 1, &tnull)));
-        last_parked += park_lane_behind(tail->pipeline_id, last);
+        last_parked += park_lane_behind(tail->pipeline_id, last_key);
     }
     limited_claimed = admitted_limited;
     last_parked += nparked;

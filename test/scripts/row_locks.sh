@@ -12,6 +12,8 @@
 #   on meanwhile. (Until 2026-12-05 it waited for the lock, its other answers and claims with it.)
 # - An orphaned run (its worker terminated) that another transaction holds is recovered once the lock is gone, and the
 #   workers sweeping go on meanwhile. (Until 2026-12-05 every worker that came to sweep waited for the lock.)
+# - A queued run another transaction holds is skipped by the workers' claims and runs once the lock is gone; the runs
+#   queued with it run meanwhile.
 # - A lock_timeout the workers inherit (ALTER DATABASE ... SET) that ends one of their own statements blames no run:
 #   the batch goes back and runs once the lock is gone. (Until bb6dc56 the run being executed was failed.)
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -107,6 +109,37 @@ lane_with_locked_run() {
 lane_with_locked_run locked_row "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" succeeded
 lane_with_locked_run cancel_open "SELECT pipeline_worker.cancel_run(:id);" cancelled
 pw_check_sql "nothing left parked" 0 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'pending' AND parked IS NOT NULL"
+
+# ------------------------------------------------------------------ a queued run that a transaction holds
+# The workers' claim skips a queued run whose row another transaction keeps locked (FOR UPDATE SKIP LOCKED, which
+# store/direct_claim does without a statement): the runs queued with it run meanwhile, no worker waits for the lock,
+# and the held run runs once, after the transaction ends.
+pw_set_conf pipeline_worker.workers 0 >/dev/null || pw_fail "workers not set to 0"
+pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
+    pw_fail "workers still running with workers = 0"
+held=$(pw_psql -c "SELECT pipeline_worker.create_run('orphan', '{\"queued\": 1}')")
+pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('orphan', (SELECT jsonb_agg('{\"queued\": 1}'::jsonb) FROM generate_series(1, 30)))" >/dev/null
+hold queued 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$held"
+# (back to the cluster's 2 workers; a value left in postgresql.auto.conf would outlive the restart below)
+pw_psql -c "ALTER SYSTEM RESET pipeline_worker.workers" -c "SELECT pg_reload_conf()" >/dev/null ||
+    pw_fail "workers not reset"
+pw_wait_sql 30 6 "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'queued' = '1' AND status = 'succeeded'" >/dev/null
+pw_check_sql "queued: the 30 runs queued with a held one ran while a transaction held its row" 30 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE input->>'queued' = '1' AND status = 'succeeded'"
+sleep 2  # (a worker that took the held run anyway would be waiting for its lock by now)
+pw_check_sql "queued: no worker waits for a lock" 0 \
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+      WHERE NOT l.granted AND a.backend_type = 'pipeline_worker'"
+check_no_long_lock_wait queued
+pw_check_sql "queued: the held run is still queued meanwhile, its step not run" "pending 0" \
+    "SELECT status || ' ' || (SELECT count(*) FROM steplog WHERE run_id = $held) FROM pipeline_worker.runs WHERE id = $held"
+check_still_held queued
+pw_wait_exit "$job" 15 || pw_fail "queued: the locker did not end"
+pw_check_sql "queued: once the transaction ended, the held run succeeded" succeeded \
+    "SELECT pipeline_worker.wait_run($held, '10 s')"
+pw_check_sql "queued: each of the 31 runs' step ran once" "31 31" \
+    "SELECT count(*) || ' ' || count(DISTINCT l.run_id) FROM steplog l JOIN pipeline_worker.runs r ON r.id = l.run_id
+      WHERE r.input->>'queued' = '1'"
 
 # ------------------------------------------------------------------ a step's own lock_timeout
 pw_psql >/dev/null <<'SQL' || pw_fail "lock_timeout fixtures failed"
