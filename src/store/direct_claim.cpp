@@ -11,6 +11,9 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "commands/defrem.h"
+#include "common/int.h"
+#include "utils/syscache.h"
 #include "executor/tuptable.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -32,14 +35,37 @@ const char *const kNames[kNCols] = {"id",       "pipeline",    "submitted_by", "
                                     "metadata", "claims",      "pipeline_id",  "priority",
                                     "concurrency_key", "status", "not_before", "parked"};
 
-// runs_ready_idx as the schema defines it: a valid btree on ((- priority), id) of the run table, partial. (A user's
-// index of that name and another shape is not read this way.)
-bool is_ready_index(Relation idx, Oid run_table, AttrNumber id_att) {
+// runs_ready_idx as the schema defines it: a valid btree of the run table on ((- priority), id), both ascending with
+// their default operator classes, WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL. Anything else of
+// that name is not read this way (an owner's index of another shape would give other rows or another order). An
+// index's definition never changes under its OID: checked once per OID.
+bool is_ready_index(Relation idx, Oid run_table, const AttrNumber *att) {
+    static Oid checked = InvalidOid;
+    static bool checked_ok = false;
     Form_pg_index ix = idx->rd_index;
-    return ix->indrelid == run_table && ix->indisvalid && ix->indisready && idx->rd_rel->relam == BTREE_AM_OID &&
-           ix->indnkeyatts == 2 && ix->indnatts == 2 && ix->indkey.values[0] == 0 && ix->indkey.values[1] == id_att &&
-           !heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, nullptr) &&
-           TupleDescAttr(RelationGetDescr(idx), 0)->atttypid == INT4OID;
+    if (ix->indrelid != run_table || !ix->indisvalid || !ix->indisready) return false;
+    if (RelationGetRelid(idx) == checked) return checked_ok;
+    checked = RelationGetRelid(idx);
+    checked_ok = false;
+    if (idx->rd_rel->relam != BTREE_AM_OID || ix->indnkeyatts != 2 || ix->indnatts != 2 || ix->indkey.values[0] != 0 ||
+        ix->indkey.values[1] != att[kId] || idx->rd_indoption[0] != 0 || idx->rd_indoption[1] != 0 ||
+        idx->rd_opcintype[0] != INT4OID || idx->rd_opcintype[1] != INT8OID ||
+        idx->rd_opfamily[0] != get_opclass_family(GetDefaultOpClass(INT4OID, BTREE_AM_OID)) ||
+        idx->rd_opfamily[1] != get_opclass_family(GetDefaultOpClass(INT8OID, BTREE_AM_OID)))
+        return false;
+    List *exprs = RelationGetIndexExpressions(idx);
+    if (list_length(exprs) != 1 || !IsA(linitial(exprs), OpExpr)) return false;
+    OpExpr *neg = linitial_node(OpExpr, exprs);
+    if (neg->opfuncid != F_INT4UM || list_length(neg->args) != 1 || !IsA(linitial(neg->args), Var) ||
+        linitial_node(Var, neg->args)->varattno != att[kPriority])
+        return false;
+    // (the predicate as pg_get_expr prints it: no names to qualify in it)
+    bool isnull;
+    Datum pred = SysCacheGetAttr(INDEXRELID, idx->rd_indextuple, Anum_pg_index_indpred, &isnull);
+    if (isnull) return false;
+    char *shown = TextDatumGetCString(DirectFunctionCall2(pg_get_expr, pred, ObjectIdGetDatum(run_table)));
+    checked_ok = strcmp(shown, "((status = 'pending'::text) AND (not_before IS NULL) AND (parked IS NULL))") == 0;
+    return checked_ok;
 }
 
 bool is_pending(TupleTableSlot *s, const AttrNumber *att) {
@@ -84,7 +110,12 @@ void take_row(TupleTableSlot *s, const AttrNumber *att, ClaimRow *r) {
     at(kInput, 3);
     at(kMetadata, 4);
     at(kClaims, 5);
-    if (!r->isnull[5]) r->v[5] = Int32GetDatum(DatumGetInt32(r->v[5]) + 1);
+    int32 claims;
+    if (!r->isnull[5]) {
+        if (pg_add_s32_overflow(DatumGetInt32(r->v[5]), 1, &claims))  // (claims + 1, as the statement computes it)
+            ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("integer out of range")));
+        r->v[5] = Int32GetDatum(claims);
+    }
     at(kPipelineId, 6);
     at(kPriority, 7);
     bool key_null = n[att[kKey] - 1];
@@ -127,7 +158,8 @@ int direct_claim(int max, Oid submitter, int64 min_key, int64 below_key, ClaimRo
     SetUserIdAndSecContext(pg::tables_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
     Relation rel = table_open(run_table, RowShareLock);  // (FOR UPDATE's lock; kept to the end, as a statement's)
     AttrNumber att[kNCols];
-    bool ok = rel->rd_rel->relkind == RELKIND_RELATION && rel->rd_rules == nullptr &&
+    // (not a parent of inheritance children: the statement, without ONLY, would read them too)
+    bool ok = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass && rel->rd_rules == nullptr &&
               check_enable_rls(run_table, InvalidOid, true) != RLS_ENABLED &&
               pg_class_aclmask(run_table, GetUserId(), ACL_SELECT | ACL_UPDATE, ACLMASK_ALL) ==
                   (ACL_SELECT | ACL_UPDATE);
@@ -136,8 +168,8 @@ int direct_claim(int max, Oid submitter, int64 min_key, int64 below_key, ClaimRo
         ok = a >= 0;
         att[c] = static_cast<AttrNumber>(a + 1);
     }
-    Relation idx = ok ? index_open(ready_oid, AccessShareLock) : nullptr;
-    if (idx != nullptr && !is_ready_index(idx, run_table, att[kId])) {
+    Relation idx = ok && get_rel_relkind(ready_oid) == RELKIND_INDEX ? index_open(ready_oid, AccessShareLock) : nullptr;
+    if (idx != nullptr && !is_ready_index(idx, run_table, att)) {
         index_close(idx, AccessShareLock);
         idx = nullptr;
     }
@@ -173,9 +205,11 @@ int direct_claim(int max, Oid submitter, int64 min_key, int64 below_key, ClaimRo
         nparts++;
     }
     if (!empty && hi_p > lo_p) {
-        key(nparts, 1, BTGreaterStrategyNumber, F_INT4GT, lo_neg);
-        key(nparts, 1, BTLessStrategyNumber, F_INT4LT, hi_neg);
-        nparts++;
+        if (hi_p > lo_p + 1) {
+            key(nparts, 1, BTGreaterStrategyNumber, F_INT4GT, lo_neg);
+            key(nparts, 1, BTLessStrategyNumber, F_INT4LT, hi_neg);
+            nparts++;
+        }
         key(nparts, 1, BTEqualStrategyNumber, F_INT4EQ, hi_neg);
         key(nparts, 2, BTLessStrategyNumber, F_INT8LT, hi_id);
         nparts++;
@@ -202,9 +236,12 @@ int direct_claim(int max, Oid submitter, int64 min_key, int64 below_key, ClaimRo
         // FOR UPDATE's lock in READ COMMITTED: a row changed since the snapshot is locked in its newest version, which
         // must still be a pending run of the range to be claimed (the statement's re-check). Otherwise it stays locked
         // unclaimed, as the statement leaves it.
+        // (ExecLockRows' flags; the TID a copy: the lock may move it to the newest version)
         TM_FailureData tmfd;
-        TM_Result r = table_tuple_lock(rel, &seen->tts_tid, snap, locked, cid, LockTupleExclusive, LockWaitSkip,
-                                       TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+        ItemPointerData tid = seen->tts_tid;
+        TM_Result r = table_tuple_lock(rel, &tid, snap, locked, cid, LockTupleExclusive, LockWaitSkip,
+                                       TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS | TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+                                       &tmfd);
         if (r == TM_Ok && tmfd.traversed && !still_claimable(locked, att, submitter, lo_neg, lo_id, hi_p, hi_i))
             continue;
         switch (r) {

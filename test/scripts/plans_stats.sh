@@ -312,4 +312,9 @@ if printf '%s\n' "$plan" | grep -q 'Output: jsonb_build_object' && ! printf '%s\
 else
     pw_fail "SQL-language steps: no inlined kept plan in the log: $(printf '%s' "$plan" | tr '\n\t' '  ' | cut -c1-300)"
 fi
+# The same window (runs of a pipeline without limits): the workers claimed them without the claim statement
+# (store/direct_claim), while auto_explain logged their other statements (the kept plans above).
+claims=$(tail -c +"$((from + 1))" "$PW_LOG" | grep -A1 ' pipeline_worker LOG:  duration: .* plan:' |
+    grep -c 'Query Text: /\* pw_indexes: runs_ready_idx \*/ SELECT id, pipeline')
+pw_check "plain runs: the workers' claims ran no claim statement (store/direct_claim)" 0 "$claims"
 pw_finish
