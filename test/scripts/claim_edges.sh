@@ -1,0 +1,113 @@
+#!/bin/bash
+# The workers' claim without a statement (store/direct_claim) in the cases it must get right besides the plain one
+# (plans_stats.sh and row_locks.sh have that):
+# - cancels racing the claim: a pending run cancelled after a worker's snapshot but before its lock is found in its
+#   newest version and not claimed (FOR UPDATE's re-check in READ COMMITTED). Every run whose cancel_run said true
+#   ends cancelled, no step of it run after the cancel; every other run succeeds with its step's effect once.
+# - an index named runs_ready_idx of another definition: the workers claim through the statement, which never
+#   misses a run the index leaves out.
+source "$(dirname "$0")/../lib/cluster.sh"
+trap pw_cleanup EXIT
+
+ROUNDS=${PW_RECHECK_ROUNDS:-8}   # rounds of the race
+RUNS=${PW_RECHECK_RUNS:-4000}    # runs per round
+CANCELLERS=4                     # sessions cancelling, each its share of the round's runs
+
+pw_cluster_up claim_edges 4 20 "shared_preload_libraries = 'pipeline_worker,auto_explain'" \
+    "auto_explain.log_min_duration = -1" "auto_explain.log_nested_statements = on" || exit 1
+pw_load_fixtures
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
+SELECT pipeline_worker.create_pipeline('rc', '[{"name": "s1", "function": "public.t_step"}]');
+-- what each cancel_run said, committed with it
+CREATE TABLE public.said (run_id bigint PRIMARY KEY, cancelled boolean NOT NULL);
+-- cancels the runs of [lo, hi] whose id is k modulo m, newest first (the workers take the oldest first: the two
+-- meet in the middle of the backlog), each in a transaction of its own
+CREATE PROCEDURE public.cancel_share(lo bigint, hi bigint, k int, m int) LANGUAGE plpgsql AS $$
+DECLARE i bigint;
+BEGIN
+    FOR i IN SELECT g FROM generate_series(hi, lo, -1) g WHERE g % m = k LOOP
+        INSERT INTO public.said VALUES (i, pipeline_worker.cancel_run(i));
+        COMMIT;
+    END LOOP;
+END $$;
+SQL
+
+# auto_explain logs the workers' statements (nested ones too) while on: the claim statement shows when it runs
+explain_on() { pw_set_conf auto_explain.log_min_duration 0; sleep 0.5; }
+explain_off() { pw_reset_conf auto_explain.log_min_duration; sleep 0.5; }
+
+# ------------------------------------------------------------------ cancels racing the claim
+dir=$PW_CLUSTER_DIR/race
+mkdir -p "$dir"
+for r in $(seq 1 "$ROUNDS"); do
+    range=$(pw_psql -c "SELECT min(i) || ' ' || max(i) FROM (SELECT pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'race', 1)) i
+                                                          FROM generate_series(1, $RUNS) g) s")
+    read -r lo hi <<<"$range"
+    jobs_=()
+    for k in $(seq 0 $((CANCELLERS - 1))); do
+        pw_psql -c "CALL public.cancel_share($lo, $hi, $k, $CANCELLERS)" >"$dir/$r.$k" 2>&1 &
+        jobs_+=($!)
+    done
+    for j in "${jobs_[@]}"; do wait "$j" || pw_fail "round $r: a canceller failed: $(cat "$dir"/$r.* | head -3)"; done
+done
+pw_wait_all_finished 60
+pw_check_sql "race: every run's cancel_run was recorded" "$((ROUNDS * RUNS))" "SELECT count(*) FROM public.said"
+split=$(pw_psql -c "SELECT count(*) FILTER (WHERE cancelled) || ' cancelled, ' || count(*) FILTER (WHERE NOT cancelled) || ' ran'
+                      FROM public.said")
+pw_info "race: $split"
+pw_check_sql "race: both outcomes happened in every round (the cancels met the claims)" "$ROUNDS" \
+    "SELECT count(*) FROM (SELECT r.id / $RUNS FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
+                            GROUP BY 1 HAVING bool_or(s.cancelled) AND NOT bool_and(s.cancelled)) x"
+pw_check_sql "race: every run cancel_run said true for ended cancelled" 0 \
+    "SELECT count(*) FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
+      WHERE s.cancelled AND r.status <> 'cancelled'"
+# (A run cancelled while a worker executed it keeps the effects of the steps it recorded as succeeded -- GUIDE,
+# cancel_run: here its only step, done before the cancel but not yet its run's outcome. A worker that claimed a run
+# already cancelled would execute its step after the cancel.)
+pw_check_sql "race: no step of a cancelled run ran after the cancel" 0 \
+    "SELECT count(*) FROM public.said s JOIN public.fx f ON f.run_id = s.run_id JOIN pipeline_worker.runs r ON r.id = s.run_id
+      WHERE s.cancelled AND f.at >= r.finished_at"
+pw_check_sql "race: a cancelled run's effect is of a step recorded as succeeded" 0 \
+    "SELECT count(*) FROM public.said s JOIN public.fx f ON f.run_id = s.run_id
+      WHERE s.cancelled AND NOT EXISTS (SELECT 1 FROM pipeline_worker.run_steps rs WHERE rs.run_id = s.run_id
+                                           AND rs.status = 'succeeded')"
+pw_info "race: $(pw_psql -c "SELECT count(*) FROM public.said s JOIN public.fx f ON f.run_id = s.run_id WHERE s.cancelled") cancelled runs had done their step before the cancel"
+pw_check_sql "race: every other run succeeded, its step's effect there once" 0 \
+    "SELECT count(*) FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
+      WHERE NOT s.cancelled AND (r.status <> 'succeeded' OR (SELECT count(*) FROM public.fx f WHERE f.run_id = s.run_id) <> 1)"
+pw_check "race: no errors in the log" "" "$(pw_log_problems)"
+
+# ------------------------------------------------------------------ an index of another definition
+# runs_ready_idx replaced by one that leaves out runs of negative priority. The workers' claim must not read it as
+# the queue: it declines, and the claim statement (which cannot use the index for its condition) takes every run.
+pw_psql >/dev/null <<'SQL' || pw_fail "index swap failed"
+ALTER INDEX pipeline_worker.runs_ready_idx RENAME TO runs_ready_idx_shipped;
+CREATE INDEX runs_ready_idx ON pipeline_worker.runs ((- priority), id)
+    WHERE status = 'pending' AND not_before IS NULL AND parked IS NULL AND priority >= 0;
+SQL
+explain_on
+from=$(pw_log_size)
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'swap', 1), priority => -1 - g % 3)::text, ',')
+                   FROM generate_series(1, 200) g")
+pw_wait_sql 200 20 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
+pw_check_sql "another index: the 200 runs it leaves out were claimed and succeeded" 200 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'"
+claims=$(tail -c +"$((from + 1))" "$PW_LOG" | grep -c 'Query Text: /\* pw_indexes: runs_ready_idx \*/ SELECT id, pipeline')
+if [ "$claims" -gt 0 ]; then pw_ok "another index: the workers claimed through the statement ($claims claims)"
+else pw_fail "another index: no claim statement in the log"; fi
+pw_psql >/dev/null <<'SQL' || pw_fail "index swap back failed"
+DROP INDEX pipeline_worker.runs_ready_idx;
+ALTER INDEX pipeline_worker.runs_ready_idx_shipped RENAME TO runs_ready_idx;
+SQL
+from=$(pw_log_size)
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'back', 1), priority => -1)::text, ',')
+                   FROM generate_series(1, 100) g")
+pw_wait_sql 100 20 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
+pw_check_sql "the shipped index back: 100 runs succeeded" 100 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'"
+pw_check "the shipped index back: no claim statement again" 0 \
+    "$(tail -c +"$((from + 1))" "$PW_LOG" | grep -c 'Query Text: /\* pw_indexes: runs_ready_idx \*/ SELECT id, pipeline')"
+explain_off
+
+pw_check_sql "every run's step ran once" 0 "SELECT count(*) FROM (SELECT run_id FROM public.fx GROUP BY 1 HAVING count(*) > 1) x"
+pw_finish
