@@ -12,6 +12,7 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/parent_wakes.hpp"
+#include "worker/read_only.hpp"
 #include "worker/serve.hpp"
 #include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
@@ -28,6 +29,8 @@ constexpr long kExtensionPollMs = 1000;      // while waiting for CREATE EXTENSI
 constexpr long kIdleTimeoutMs = 1000;        // the lead worker's idle safety net: periodic sweep
 constexpr long kIdleTimeoutOtherMs = 10000;  // other workers sleep until woken (work, a due retry, a dead worker)
 constexpr long kExpiryGapMs = 5000;          // a database without a worker is sent one for retention at most this often
+constexpr long kReadOnlyPollMs = 1000;       // while the database's transactions are read-only by default
+constexpr long kReadOnlyRecheckMs = 5000;    // ... and whether that came from a setting since removed
 
 // Set by the SIGTERM handler when a step terminated its own backend; read by the executor through the hooks.
 volatile sig_atomic_t step_self_terminated = 0;
@@ -164,7 +167,27 @@ struct LoopState {
     TimestampTz last_count = 0;
     bool recheck_extension = false;
     bool settled = false;  // runs that crashed their workers are dealt with before the first claim
+    TimestampTz read_only_checked = 0;
 };
+
+// While the database's transactions are read-only by default (worker/read_only.hpp): nothing written -- no settling,
+// no chores, no claims; HTTP requests in flight keep their answers for later. A worker whose read-only default came
+// from an ALTER DATABASE / ALTER ROLE setting that is gone leaves, for a new session with the settings of now.
+void wait_read_only(LoopState *ls) {
+    pgstat_report_activity(STATE_IDLE, "paused: default_transaction_read_only is on");
+    set_idle(true);  // (as good as idle: the launcher may send it to a database with work)
+    TimestampTz now = GetCurrentTimestamp();
+    if (httpq::pending() == 0 && TimestampDifferenceExceeds(ls->read_only_checked, now, kReadOnlyRecheckMs)) {
+        ls->read_only_checked = now;
+        if (read_only_setting_gone()) {
+            ereport(LOG, (errmsg("pipeline_worker: worker %d leaves for a new session: the setting that made its "
+                                 "transactions read-only is gone", ls->slot_no)));
+            hand_back_held_parents();
+            proc_exit(0);
+        }
+    }
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kReadOnlyPollMs, PG_WAIT_EXTENSION);
+}
 
 // An error outside a run, in PG_CATCH: reported -- unless DROP EXTENSION committed under the worker (its tables
 // or functions vanished mid-claim), which is no error: the worker just goes back to waiting.
@@ -208,6 +231,9 @@ int work_once(LoopState *ls) {
             ls->settled = false;
             pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
             (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kExtensionPollMs, PG_WAIT_EXTENSION);
+            handled = -1;
+        } else if (read_only_now(ls->slot_no)) {
+            wait_read_only(ls);
             handled = -1;
         } else {
             ls->recheck_extension = false;

@@ -6,6 +6,9 @@
 #   ends cancelled, no step of it run after the cancel; every other run succeeds with its step's effect once.
 # - an index named runs_ready_idx of another definition: the workers claim through the statement, which never
 #   misses a run the index leaves out.
+# - a database whose transactions are read-only by default (default_transaction_read_only, in the configuration
+#   files or by ALTER DATABASE): the workers say once that they pause, claim nothing and log no error; nothing is
+#   lost, and the runs run once the setting is gone (worker/read_only.cpp).
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -108,6 +111,51 @@ pw_check_sql "the shipped index back: 100 runs succeeded" 100 \
 pw_check "the shipped index back: no claim statement again" 0 \
     "$(tail -c +"$((from + 1))" "$PW_LOG" | grep -c 'Query Text: /\* pw_indexes: runs_ready_idx \*/ SELECT id, pipeline')"
 explain_off
+
+# ------------------------------------------------------------------ a database read-only by default
+# (What a managed service does to a nearly full disk: default_transaction_read_only on, in the configuration files.)
+# A session may still write, by turning it off for itself: its runs wait.
+rw() { pw_psql -c "SET default_transaction_read_only = off" "$@"; }
+log_count() { tail -c +"$((from + 1))" "$PW_LOG" | grep -c "$1"; }
+paused_all() { [ "$(log_count 'pauses in database')" -ge 4 ]; }
+read_only_case() {  # NAME : the setting is on (the workers told); 20 runs submitted wait, no error logged
+    pw_wait_until 10 0.2 paused_all || pw_fail "$1: the workers did not say they pause ($(log_count 'pauses in database') of 4)"
+    ids=$(rw -c "SELECT string_agg(pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'ro', '$1'))::text, ',')
+                  FROM generate_series(1, 20) g")
+    sleep 3
+    pw_check_sql "$1: the 20 runs submitted meanwhile wait, not claimed" "20 0" \
+        "SELECT count(*) FILTER (WHERE status = 'pending' AND claims = 0) || ' ' || (SELECT count(*) FROM public.fx WHERE run_id IN ($ids))
+           FROM pipeline_worker.runs WHERE id IN ($ids)"
+    pw_check "$1: no error logged while read-only" "" "$(pw_log_problems "$from")"
+    pw_check_sql "$1: the workers show that they pause" 4 \
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query = 'paused: default_transaction_read_only is on'"
+}
+runs_succeeded() {  # NAME
+    pw_wait_sql 20 20 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
+    pw_check_sql "$1: once it is off, the 20 runs ran, each step once" "20 20" \
+        "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || (SELECT count(*) FROM public.fx WHERE run_id IN ($ids))
+           FROM pipeline_worker.runs WHERE id IN ($ids)"
+}
+from=$(pw_log_size)
+pw_set_conf default_transaction_read_only on || pw_fail "default_transaction_read_only not set"
+read_only_case config_file
+pw_reset_conf default_transaction_read_only
+runs_succeeded config_file
+pw_check "config_file: the workers said they resume" 4 "$(log_count 'resumes in database')"
+# ALTER DATABASE ... SET applies when a session starts: workers started under it pause, and leave for new sessions
+# once it is reset.
+from=$(pw_log_size)
+rw -c "ALTER DATABASE $PGDATABASE SET default_transaction_read_only = on" >/dev/null || pw_fail "ALTER DATABASE failed"
+pw_set_conf pipeline_worker.workers 0 || pw_fail "workers not set to 0"
+pw_wait_workers 0 10 >/dev/null || pw_fail "workers still running with workers = 0"
+pw_reset_conf pipeline_worker.workers
+pw_wait_workers 4 20 >/dev/null || pw_fail "the 4 workers did not come back"
+read_only_case alter_database
+rw -c "ALTER DATABASE $PGDATABASE RESET default_transaction_read_only" >/dev/null || pw_fail "ALTER DATABASE RESET failed"
+runs_succeeded alter_database
+if [ "$(log_count 'leaves for a new session')" -ge 1 ]; then pw_ok "alter_database: the workers left for new sessions"
+else pw_fail "alter_database: no worker left for a new session"; fi
+pw_check "alter_database: no error logged" "" "$(pw_log_problems "$from")"
 
 pw_check_sql "every run's step ran once" 0 "SELECT count(*) FROM (SELECT run_id FROM public.fx GROUP BY 1 HAVING count(*) > 1) x"
 pw_finish

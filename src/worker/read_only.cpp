@@ -1,0 +1,90 @@
+#include "worker/read_only.hpp"
+
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "commands/dbcommands.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+}
+
+namespace pw::worker {
+
+namespace {
+
+bool paused = false;  // (this process: whether it said it pauses)
+
+// The database's name, for the log (its own short transaction: none is open here).
+void database_name(char *out) {
+    StartTransactionCommand();
+    const char *name = get_database_name(MyDatabaseId);
+    strlcpy(out, name != nullptr ? name : "?", NAMEDATALEN);
+    CommitTransactionCommand();
+}
+
+}  // namespace
+
+bool read_only_now(int slot_no) {
+    if (DefaultXactReadOnly == paused) return paused;
+    paused = DefaultXactReadOnly;
+    char db[NAMEDATALEN];
+    database_name(db);
+    if (paused)
+        ereport(LOG, (errmsg("pipeline_worker: worker %d pauses in database \"%s\": its transactions are read-only",
+                             slot_no, db),
+                      errdetail("default_transaction_read_only is on. No run is claimed or changed while it is; "
+                                "none is lost."),
+                      errhint("Runs go on once it is off again: in the configuration files (and a reload), or with "
+                              "ALTER DATABASE ... RESET default_transaction_read_only.")));
+    else
+        ereport(LOG, (errmsg("pipeline_worker: worker %d resumes in database \"%s\": default_transaction_read_only "
+                             "is off",
+                             slot_no, db)));
+    return paused;
+}
+
+bool read_only_setting_gone() {
+    MemoryContext ctx = CurrentMemoryContext;
+    volatile bool gone = false;
+    PG_TRY();
+    {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        pg::spi_connect();
+        Oid types[2] = {OIDOID, OIDOID};
+        Datum v[2] = {ObjectIdGetDatum(MyDatabaseId), ObjectIdGetDatum(GetSessionUserId())};
+        // (the sources a session takes at its start from pg_db_role_setting; a value there that is not true -- or
+        // none at all -- leaves a new session with the configuration files' value)
+        int rc = SPI_execute_with_args(
+            "SELECT s.source IN ('global', 'database', 'user', 'database user')"
+            "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) c"
+            "                    WHERE d.setdatabase IN (0, $1) AND d.setrole IN (0, $2)"
+            "                      AND pg_catalog.split_part(c, '=', 1) = 'default_transaction_read_only'"
+            "                      AND pg_catalog.split_part(c, '=', 2)::pg_catalog.bool)"
+            "  FROM pg_catalog.pg_settings s WHERE s.name = 'default_transaction_read_only'",
+            2, types, v, nullptr, true, 1);
+        bool isnull = true;
+        if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            gone = !isnull && DatumGetBool(d);
+        }
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        EmitErrorReport();
+        FlushErrorState();
+        AbortCurrentTransaction();
+        gone = false;
+    }
+    PG_END_TRY();
+    return gone;
+}
+
+}  // namespace pw::worker

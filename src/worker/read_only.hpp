@@ -1,0 +1,20 @@
+// A database whose transactions are read-only by default (default_transaction_read_only: a managed service's answer
+// to a nearly full disk, an administrator's maintenance window). A worker writes nothing there: it claims nothing,
+// runs no upkeep, and says so once, rather than failing every round with "cannot execute ... in a read-only
+// transaction".
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::worker {
+
+// Whether this worker's transactions are read-only by default now (no transaction open). Logs once when that starts
+// and once when it ends. A change in postgresql.conf reaches the worker with the reload (SIGHUP).
+bool read_only_now(int slot_no);
+
+// While read-only: whether the setting came from ALTER DATABASE / ALTER ROLE ... SET and is no longer there. Those
+// apply when a session starts: the worker must leave for a new one to see the change (the launcher starts it).
+// Opens and commits a transaction of its own; false after an error (reported).
+bool read_only_setting_gone();
+
+}  // namespace pw::worker
