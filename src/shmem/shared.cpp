@@ -78,6 +78,7 @@ void startup_hook() {
             pg_atomic_init_u64(&d->last_claim, 0);
             pg_atomic_init_u64(&d->evict_until, 0);
             pg_atomic_init_u64(&d->probed_at, 0);
+            pg_atomic_init_u64(&d->read_only_until, 0);
             pg_atomic_init_u64(&d->expiry_due, 0);
             SpinLockInit(&d->parent_wakes_lock);
             pg_atomic_init_u32(&d->nparent_wakes, 0);
@@ -172,6 +173,7 @@ DbState *attach_db(Oid dboid) {
         pg_atomic_write_u64(&d->last_claim, 0);
         pg_atomic_write_u64(&d->evict_until, 0);
         pg_atomic_write_u64(&d->probed_at, 0);
+        pg_atomic_write_u64(&d->read_only_until, 0);
         pg_atomic_write_u64(&d->expiry_due, 0);
         SpinLockAcquire(&d->parent_wakes_lock);
         pg_atomic_write_u32(&d->nparent_wakes, 0);

@@ -277,10 +277,13 @@ class Launcher {
         // moments and retention do not make a database active, nor an idle one due for a visit. Until 2026-12-04
         // they did, for good (the workers, disabled, never take them): with more databases than workers, a worker
         // was moved every second.)
-        bool on = guc::enabled;
+        // (Its transactions read-only by default: its workers write nothing -- no claim, sweep, timer or retention --
+        // so none of that makes it active either, until 30 s after their last look (worker/read_only.cpp).)
+        bool read_only = ts(&d->read_only_until) > now;
+        bool on = guc::enabled && !read_only;
         bool active = ext == shared::kExtUnknown || (on && n.busy_until > now) ||
                       (current > 0 && ((on && after(now, ts(&d->last_claim), kBusyMs)) || executing_in(dboid))) ||
-                      pg_atomic_read_u32(&d->recovery_needed) != 0 || (on && due != 0 && due <= now) ||
+                      (!read_only && pg_atomic_read_u32(&d->recovery_needed) != 0) || (on && due != 0 && due <= now) ||
                       (on && expiry != 0 && expiry <= now) || (on && current == 0 && shared::parent_wakes_waiting(d));
         // Idle without a worker for kVisitMs: due for a visit (its first worker sweeps and expires at once), from
         // a worker no busy database needs; for kStarveMs: it takes its turn among the busy ones too. Until

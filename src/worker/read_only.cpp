@@ -1,6 +1,7 @@
 #include "worker/read_only.hpp"
 
 #include "pg/spi.hpp"
+#include "shmem/shared.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -15,6 +16,9 @@ namespace pw::worker {
 namespace {
 
 bool paused = false;  // (this process: whether it said it pauses)
+// How long the database's entry says "read-only" after a paused worker's last look: its workers look every second;
+// without one left there the launcher sends one again after this.
+constexpr long kNoteMs = 30000;
 
 // The database's name, for the log (its own short transaction: none is open here).
 void database_name(char *out) {
@@ -26,9 +30,18 @@ void database_name(char *out) {
 
 }  // namespace
 
+bool read_only_paused() { return paused; }
+
 bool read_only_now(int slot_no) {
+    shared::DbState *d = shared::db();
+    if (paused && DefaultXactReadOnly && d != nullptr)
+        pg_atomic_write_u64(&d->read_only_until,
+                            static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
     if (DefaultXactReadOnly == paused) return paused;
     paused = DefaultXactReadOnly;
+    if (d != nullptr)
+        pg_atomic_write_u64(&d->read_only_until,
+                            paused ? static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)) : 0);
     char db[NAMEDATALEN];
     database_name(db);
     if (paused)
@@ -62,8 +75,8 @@ bool read_only_setting_gone() {
             "SELECT s.source IN ('global', 'database', 'user', 'database user')"
             "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) c"
             "                    WHERE d.setdatabase IN (0, $1) AND d.setrole IN (0, $2)"
-            "                      AND pg_catalog.split_part(c, '=', 1) = 'default_transaction_read_only'"
-            "                      AND pg_catalog.split_part(c, '=', 2)::pg_catalog.bool)"
+            "                      AND CASE WHEN pg_catalog.split_part(c, '=', 1) = 'default_transaction_read_only'"
+            "                          THEN pg_catalog.split_part(c, '=', 2)::pg_catalog.bool ELSE false END)"
             "  FROM pg_catalog.pg_settings s WHERE s.name = 'default_transaction_read_only'",
             2, types, v, nullptr, true, 1);
         bool isnull = true;

@@ -10,7 +10,11 @@ namespace pw::worker {
 
 // Whether this worker's transactions are read-only by default now (no transaction open). Logs once when that starts
 // and once when it ends. A change in postgresql.conf reaches the worker with the reload (SIGHUP).
+// While it is, the database's shared-memory entry says so (the launcher does not count its queued runs, due
+// moments or sweeps as work: its workers would not do it), renewed on each call, for 30 s.
 bool read_only_now(int slot_no);
+// Whether this worker paused (read_only_now said true last).
+bool read_only_paused();
 
 // While read-only: whether the setting came from ALTER DATABASE / ALTER ROLE ... SET and is no longer there. Those
 // apply when a session starts: the worker must leave for a new one to see the change (the launcher starts it).

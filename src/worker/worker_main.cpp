@@ -171,13 +171,15 @@ struct LoopState {
 };
 
 // While the database's transactions are read-only by default (worker/read_only.hpp): nothing written -- no settling,
-// no chores, no claims; HTTP requests in flight keep their answers for later. A worker whose read-only default came
-// from an ALTER DATABASE / ALTER ROLE setting that is gone leaves, for a new session with the settings of now.
+// no chores, no claims; HTTP requests in flight keep their answers for when it resumes. A worker whose read-only
+// default came from an ALTER DATABASE / ALTER ROLE setting that is gone leaves, for a new session with the settings of
+// now -- HTTP answers it could not record go with it: their runs are recovered, as after a crash.
 void wait_read_only(LoopState *ls) {
     pgstat_report_activity(STATE_IDLE, "paused: default_transaction_read_only is on");
-    set_idle(true);  // (as good as idle: the launcher may send it to a database with work)
+    // (as good as idle: the launcher may send it to a database with work -- unless HTTP answers wait for it to resume)
+    set_idle(httpq::pending() == 0);
     TimestampTz now = GetCurrentTimestamp();
-    if (httpq::pending() == 0 && TimestampDifferenceExceeds(ls->read_only_checked, now, kReadOnlyRecheckMs)) {
+    if (TimestampDifferenceExceeds(ls->read_only_checked, now, kReadOnlyRecheckMs)) {
         ls->read_only_checked = now;
         if (read_only_setting_gone()) {
             ereport(LOG, (errmsg("pipeline_worker: worker %d leaves for a new session: the setting that made its "
@@ -346,7 +348,9 @@ void worker_main(Datum arg) {
         absorb_interrupts(httpq::configure);
         if (retiring()) {
             claims_stopped = true;
-            if (httpq::pending() == 0) {  // nothing in flight: the slot is free for the launcher
+            // Nothing in flight: the slot is free for the launcher. (Paused read-only, answers could not be recorded:
+            // they go, and their runs are recovered, as after a crash.)
+            if (httpq::pending() == 0 || read_only_paused()) {
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).

@@ -10,15 +10,18 @@
 #   files or by ALTER DATABASE): the workers say once that they pause, claim nothing and log no error; nothing is
 #   lost, and the runs run once the setting is gone (worker/read_only.cpp).
 source "$(dirname "$0")/../lib/cluster.sh"
-trap pw_cleanup EXIT
+source "$(dirname "$0")/../lib/http.sh"
+trap pw_http_cleanup EXIT
 
 ROUNDS=${PW_RECHECK_ROUNDS:-8}   # rounds of the race
 RUNS=${PW_RECHECK_RUNS:-4000}    # runs per round
 CANCELLERS=4                     # sessions cancelling, each its share of the round's runs
 
 pw_cluster_up claim_edges 4 20 "shared_preload_libraries = 'pipeline_worker,auto_explain'" \
-    "auto_explain.log_min_duration = -1" "auto_explain.log_nested_statements = on" || exit 1
+    "auto_explain.log_min_duration = -1" "auto_explain.log_nested_statements = on" \
+    "pipeline_worker.http_allowed_hosts = '127.0.0.1'" || exit 1
 pw_load_fixtures
+pw_http_start
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures failed"
 SELECT pipeline_worker.create_pipeline('rc', '[{"name": "s1", "function": "public.t_step"}]');
 -- what each cancel_run said, committed with it
@@ -43,7 +46,7 @@ explain_off() { pw_reset_conf auto_explain.log_min_duration; sleep 0.5; }
 dir=$PW_CLUSTER_DIR/race
 mkdir -p "$dir"
 for r in $(seq 1 "$ROUNDS"); do
-    range=$(pw_psql -c "SELECT min(i) || ' ' || max(i) FROM (SELECT pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'race', 1)) i
+    range=$(pw_psql -c "SELECT min(i) || ' ' || max(i) FROM (SELECT pipeline_worker.create_run('rc', jsonb_build_object('n', g, 'race', $r)) i
                                                           FROM generate_series(1, $RUNS) g) s")
     read -r lo hi <<<"$range"
     jobs_=()
@@ -59,7 +62,7 @@ split=$(pw_psql -c "SELECT count(*) FILTER (WHERE cancelled) || ' cancelled, ' |
                       FROM public.said")
 pw_info "race: $split"
 pw_check_sql "race: both outcomes happened in every round (the cancels met the claims)" "$ROUNDS" \
-    "SELECT count(*) FROM (SELECT r.id / $RUNS FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
+    "SELECT count(*) FROM (SELECT r.input->>'race' FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
                             GROUP BY 1 HAVING bool_or(s.cancelled) AND NOT bool_and(s.cancelled)) x"
 pw_check_sql "race: every run cancel_run said true for ended cancelled" 0 \
     "SELECT count(*) FROM public.said s JOIN pipeline_worker.runs r ON r.id = s.run_id
@@ -136,11 +139,25 @@ runs_succeeded() {  # NAME
         "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || (SELECT count(*) FROM public.fx WHERE run_id IN ($ids))
            FROM pipeline_worker.runs WHERE id IN ($ids)"
 }
+# Three HTTP runs in flight when it starts: answered meanwhile, recorded once it is off, each request sent once.
+pw_psql -c "SELECT pipeline_worker.create_pipeline('rc_http', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=2500\"}}]')" \
+    >/dev/null || pw_fail "HTTP pipeline not created"
+srv_reset
+http_ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('rc_http')::text, ',') FROM generate_series(1, 3)")
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'running'" >/dev/null ||
+    pw_fail "the HTTP runs did not start"
 from=$(pw_log_size)
 pw_set_conf default_transaction_read_only on || pw_fail "default_transaction_read_only not set"
 read_only_case config_file
+pw_check_sql "config_file: the HTTP runs in flight, answered meanwhile, still wait to be recorded" 3 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'running'"
+pw_check "config_file: the endpoint answered the 3 requests" 3 "$(srv_stat requests)"
 pw_reset_conf default_transaction_read_only
 runs_succeeded config_file
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'succeeded'" >/dev/null
+pw_check_sql "config_file: the HTTP runs' answers were recorded once it was off" 3 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'succeeded'"
+pw_check "config_file: each HTTP request was sent once" 3 "$(srv_stat requests)"
 pw_check "config_file: the workers said they resume" 4 "$(log_count 'resumes in database')"
 # ALTER DATABASE ... SET applies when a session starts: workers started under it pause, and leave for new sessions
 # once it is reset.
@@ -153,8 +170,13 @@ pw_wait_workers 4 20 >/dev/null || pw_fail "the 4 workers did not come back"
 read_only_case alter_database
 rw -c "ALTER DATABASE $PGDATABASE RESET default_transaction_read_only" >/dev/null || pw_fail "ALTER DATABASE RESET failed"
 runs_succeeded alter_database
-if [ "$(log_count 'leaves for a new session')" -ge 1 ]; then pw_ok "alter_database: the workers left for new sessions"
-else pw_fail "alter_database: no worker left for a new session"; fi
+if pw_wait_until 10 0.2 eval '[ "$(log_count "leaves for a new session")" -ge 4 ]'; then
+    pw_ok "alter_database: the 4 paused workers left for new sessions"
+else
+    pw_fail "alter_database: $(log_count 'leaves for a new session') of the 4 paused workers left for new sessions"
+fi
+pw_check_sql "alter_database: no worker paused any more" 0 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'paused:%'"
 pw_check "alter_database: no error logged" "" "$(pw_log_problems "$from")"
 
 pw_check_sql "every run's step ran once" 0 "SELECT count(*) FROM (SELECT run_id FROM public.fx GROUP BY 1 HAVING count(*) > 1) x"
