@@ -49,6 +49,7 @@ void xact_callback(XactEvent event, void *) {
             notes::publish();
             metrics::at_commit();
             worker::release_held_databases();
+            worker::settings_at_end(true);
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
@@ -59,6 +60,7 @@ void xact_callback(XactEvent event, void *) {
             lanes::at_abort();
             metrics::at_abort();
             worker::release_held_databases();
+            worker::settings_at_end(false);
             break;
         default:
             break;

@@ -1,8 +1,10 @@
 #include "worker/db_guard.hpp"
 
 #include "shmem/shared.hpp"
+#include "worker/read_only.hpp"
 
 extern "C" {
+#include "catalog/pg_authid.h"
 #include "commands/defrem.h"
 #include "commands/tablespace.h"
 #include "nodes/parsenodes.h"
@@ -26,6 +28,32 @@ struct Held {
 constexpr int kMaxHeld = 8;
 Held held[kMaxHeld];
 int held_count = 0;
+
+// ALTER DATABASE / ALTER ROLE ... SET or RESET of default_transaction_read_only (or RESET ALL) in this transaction:
+// at its commit the databases' read-only notes are forgotten (worker/read_only.hpp), for the database named or
+// (InvalidOid) every one.
+bool settings_changed = false;
+Oid settings_db = InvalidOid;
+
+void note_settings_change(Node *stmt) {
+    VariableSetStmt *set = nullptr;
+    const char *dbname = nullptr;
+    if (IsA(stmt, AlterDatabaseSetStmt)) {
+        set = castNode(AlterDatabaseSetStmt, stmt)->setstmt;
+        dbname = castNode(AlterDatabaseSetStmt, stmt)->dbname;
+    } else if (IsA(stmt, AlterRoleSetStmt)) {
+        // (the workers' role: the bootstrap superuser, or ALL -- a role's own settings, which any role may change,
+        // do not reach the workers)
+        RoleSpec *role = castNode(AlterRoleSetStmt, stmt)->role;
+        if (role != nullptr && get_rolespec_oid(role, true) != BOOTSTRAP_SUPERUSERID) return;
+        set = castNode(AlterRoleSetStmt, stmt)->setstmt;
+        dbname = castNode(AlterRoleSetStmt, stmt)->database;
+    }
+    if (set == nullptr || (set->name != nullptr && strcmp(set->name, "default_transaction_read_only") != 0)) return;
+    Oid dboid = dbname != nullptr ? get_database_oid(dbname, true) : InvalidOid;
+    settings_db = settings_changed && settings_db != dboid ? InvalidOid : dboid;
+    settings_changed = true;
+}
 
 // A command that needs a database alone, as far as deciding whether it may succeed goes.
 struct Needs {
@@ -155,6 +183,7 @@ void guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, 
     PG_END_TRY();
     // The workers stay out until the transaction ends: a rename is seen by the launcher only once it commits.
     if (d != nullptr && held_count < kMaxHeld) held[held_count++] = Held{d, dboid};
+    note_settings_change(pstmt->utilityStmt);
 }
 
 }  // namespace
@@ -164,6 +193,16 @@ bool holds_databases() { return held_count > 0; }
 void release_held_databases() {
     for (int i = 0; i < held_count; i++) release(held[i].d, held[i].dboid);
     held_count = 0;
+}
+
+void settings_at_end(bool committed) {
+    if (!settings_changed) return;
+    if (committed) {
+        forget_read_only_notes(settings_db);
+        shared::wake_launcher();
+    }
+    settings_changed = false;
+    settings_db = InvalidOid;
 }
 
 void install_db_guard() {

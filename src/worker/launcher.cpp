@@ -13,6 +13,7 @@
 #include "worker/crashes.hpp"
 #include "worker/interrupts.hpp"
 #include "worker/launcher.hpp"
+#include "worker/read_only.hpp"
 
 extern "C" {
 PGDLLEXPORT void pw_launcher_main(Datum arg);
@@ -131,6 +132,10 @@ TimestampTz ts(const pg_atomic_uint64 *v) { return static_cast<TimestampTz>(pg_a
 
 bool after(TimestampTz now, TimestampTz t, long ms) { return t != 0 && !TimestampDifferenceExceeds(t, now, ms); }
 
+// A reload: default_transaction_read_only may have changed in the configuration files -- the databases' read-only
+// notes are forgotten, and a worker sent to one finds out again (worker/read_only.hpp).
+void forget_notes() { forget_read_only_notes(InvalidOid); }
+
 class Launcher {
   public:
     explicit Launcher(shared::State *st) : st_(st), nslots_(st->nslots) {
@@ -140,7 +145,7 @@ class Launcher {
 
     void run() {
         for (;;) {
-            absorb_interrupts(nullptr);
+            absorb_interrupts(forget_notes);
             if (strcmp(list_seen_, guc::databases) != 0 || strcmp(db_seen_, guc::database) != 0) {
                 strlcpy(list_seen_, guc::databases, sizeof(list_seen_));
                 strlcpy(db_seen_, guc::database, sizeof(db_seen_));
@@ -152,7 +157,7 @@ class Launcher {
             place();
             MemoryContextSwitchTo(old);
             MemoryContextReset(iter_);
-            wait_latch(timeout_, nullptr);
+            wait_latch(timeout_, forget_notes);
         }
     }
 

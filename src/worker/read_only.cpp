@@ -16,9 +16,9 @@ namespace pw::worker {
 namespace {
 
 bool paused = false;  // (this process: whether it said it pauses)
-// How long the database's entry says "read-only" after a paused worker's last look: its workers look every second;
-// without one left there the launcher sends one again after this.
-constexpr long kNoteMs = 30000;
+// How long the database's entry says "read-only" after a paused worker's last look (they look every second): with no
+// worker left there, the launcher sends one to look again after this -- or at once when the settings change.
+constexpr long kNoteMs = 300000;
 
 // The database's name, for the log (its own short transaction: none is open here).
 void database_name(char *out) {
@@ -34,6 +34,9 @@ bool read_only_paused() { return paused; }
 
 bool read_only_now(int slot_no) {
     shared::DbState *d = shared::db();
+    static bool first = true;
+    if (first && !DefaultXactReadOnly && d != nullptr) pg_atomic_write_u64(&d->read_only_until, 0);  // (a new session)
+    first = false;
     if (paused && DefaultXactReadOnly && d != nullptr)
         pg_atomic_write_u64(&d->read_only_until,
                             static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
@@ -98,6 +101,20 @@ bool read_only_setting_gone() {
     }
     PG_END_TRY();
     return gone;
+}
+
+void read_only_leaving() {
+    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->read_only_until, 0);
+}
+
+void forget_read_only_notes(Oid dboid) {
+    shared::State *st = shared::state();
+    if (st == nullptr) return;
+    for (int i = 0; i < shared::kMaxDatabases; i++) {
+        shared::DbState *d = &st->dbs[i];
+        Oid oid = pg_atomic_read_u32(&d->dboid);
+        if (oid != 0 && (!OidIsValid(dboid) || oid == dboid)) pg_atomic_write_u64(&d->read_only_until, 0);
+    }
 }
 
 }  // namespace pw::worker

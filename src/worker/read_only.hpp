@@ -11,7 +11,8 @@ namespace pw::worker {
 // Whether this worker's transactions are read-only by default now (no transaction open). Logs once when that starts
 // and once when it ends. A change in postgresql.conf reaches the worker with the reload (SIGHUP).
 // While it is, the database's shared-memory entry says so (the launcher does not count its queued runs, due
-// moments or sweeps as work: its workers would not do it), renewed on each call, for 30 s.
+// moments or sweeps as work: its workers would not do it), renewed on each call, for 5 minutes: until a change of
+// the settings (forget_read_only_notes) or a resume or leave ends it sooner.
 bool read_only_now(int slot_no);
 // Whether this worker paused (read_only_now said true last).
 bool read_only_paused();
@@ -20,5 +21,12 @@ bool read_only_paused();
 // apply when a session starts: the worker must leave for a new one to see the change (the launcher starts it).
 // Opens and commits a transaction of its own; false after an error (reported).
 bool read_only_setting_gone();
+
+// This worker leaves its database for a new session: the entry no longer says read-only (the new session finds out).
+void read_only_leaving();
+
+// Forgets what the entry of database dboid (InvalidOid: every database) says: a setting the workers' sessions take
+// may have changed (a reload; ALTER DATABASE / ALTER ROLE ... SET or RESET committed). A worker sent there finds out.
+void forget_read_only_notes(Oid dboid);
 
 }  // namespace pw::worker

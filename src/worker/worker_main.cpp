@@ -170,6 +170,16 @@ struct LoopState {
     TimestampTz read_only_checked = 0;
 };
 
+// A paused worker leaves (for a new session, or retired): the entry no longer says read-only -- the next session finds
+// out -- and runs it claimed (HTTP answers it could not record) are swept once the database is writable.
+void leave_read_only() {
+    read_only_leaving();
+    if (httpq::pending() > 0)
+        if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->recovery_needed, 1);
+    hand_back_held_parents();
+    proc_exit(0);
+}
+
 // While the database's transactions are read-only by default (worker/read_only.hpp): nothing written -- no settling,
 // no chores, no claims; HTTP requests in flight keep their answers for when it resumes. A worker whose read-only
 // default came from an ALTER DATABASE / ALTER ROLE setting that is gone leaves, for a new session with the settings of
@@ -184,7 +194,7 @@ void wait_read_only(LoopState *ls) {
         if (read_only_setting_gone()) {
             ereport(LOG, (errmsg("pipeline_worker: worker %d leaves for a new session: the setting that made its "
                                  "transactions read-only is gone", ls->slot_no)));
-            hand_back_held_parents();
+            leave_read_only();
             proc_exit(0);
         }
     }
@@ -350,7 +360,13 @@ void worker_main(Datum arg) {
             claims_stopped = true;
             // Nothing in flight: the slot is free for the launcher. (Paused read-only, answers could not be recorded:
             // they go, and their runs are recovered, as after a crash.)
-            if (httpq::pending() == 0 || read_only_paused()) {
+            if (httpq::pending() > 0 && read_only_paused() && DefaultXactReadOnly) {
+                ereport(LOG, (errmsg("pipeline_worker: worker %d leaves its database while paused, with %d HTTP "
+                                     "request(s) not recorded: their runs are recovered once it is writable",
+                                     ls.slot_no, httpq::pending())));
+                leave_read_only();
+            }
+            if (httpq::pending() == 0) {
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
                 // wake-up may have come to this worker just before it was asked to leave (until 2026-12-03 it told
                 // the launcher only if its last round had handled work, and such a run waited for the next visit).

@@ -140,7 +140,7 @@ runs_succeeded() {  # NAME
            FROM pipeline_worker.runs WHERE id IN ($ids)"
 }
 # Three HTTP runs in flight when it starts: answered meanwhile, recorded once it is off, each request sent once.
-pw_psql -c "SELECT pipeline_worker.create_pipeline('rc_http', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=2500\"}}]')" \
+pw_psql -c "SELECT pipeline_worker.create_pipeline('rc_http', '[{\"name\": \"call\", \"http\": {\"url\": \"$B/delay?ms=4000\"}}]')" \
     >/dev/null || pw_fail "HTTP pipeline not created"
 srv_reset
 http_ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('rc_http')::text, ',') FROM generate_series(1, 3)")
@@ -151,7 +151,11 @@ pw_set_conf default_transaction_read_only on || pw_fail "default_transaction_rea
 read_only_case config_file
 pw_check_sql "config_file: the HTTP runs in flight, answered meanwhile, still wait to be recorded" 3 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'running'"
-pw_check "config_file: the endpoint answered the 3 requests" 3 "$(srv_stat requests)"
+pw_wait_until 10 0.2 eval '[ "$(srv_stat in_flight)" = 0 ]'
+stats=$(srv /stats)
+pw_check "config_file: the endpoint answered the 3 requests" "3 0" "$(srv_stat requests "$stats") $(srv_stat in_flight "$stats")"
+pw_check_sql "config_file: ... and the workers, paused, did not record the answers" 3 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'running'"
 pw_reset_conf default_transaction_read_only
 runs_succeeded config_file
 pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($http_ids) AND status = 'succeeded'" >/dev/null
