@@ -51,6 +51,11 @@ void xact_callback(XactEvent event, void *) {
             worker::release_held_databases();
             worker::settings_at_end(true);
             break;
+        case XACT_EVENT_PREPARE:
+            // (an ALTER DATABASE / ROLE ... SET in it: its COMMIT PREPARED, elsewhere, ends no read-only note -- they
+            // end by themselves, 5 minutes after the paused workers' last look)
+            worker::settings_at_end(false);
+            break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
             store::reset_writes();

@@ -49,7 +49,7 @@ void note_settings_change(Node *stmt) {
         set = castNode(AlterRoleSetStmt, stmt)->setstmt;
         dbname = castNode(AlterRoleSetStmt, stmt)->database;
     }
-    if (set == nullptr || (set->name != nullptr && strcmp(set->name, "default_transaction_read_only") != 0)) return;
+    if (set == nullptr || (set->name != nullptr && pg_strcasecmp(set->name, "default_transaction_read_only") != 0)) return;
     Oid dboid = dbname != nullptr ? get_database_oid(dbname, true) : InvalidOid;
     settings_db = settings_changed && settings_db != dboid ? InvalidOid : dboid;
     settings_changed = true;

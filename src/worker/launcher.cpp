@@ -283,7 +283,7 @@ class Launcher {
         // they did, for good (the workers, disabled, never take them): with more databases than workers, a worker
         // was moved every second.)
         // (Its transactions read-only by default: its workers write nothing -- no claim, sweep, timer or retention --
-        // so none of that makes it active either, until 30 s after their last look (worker/read_only.cpp).)
+        // so none of that makes it active either, while their note lasts (worker/read_only.hpp).)
         bool read_only = ts(&d->read_only_until) > now;
         bool on = guc::enabled && !read_only;
         bool active = ext == shared::kExtUnknown || (on && n.busy_until > now) ||

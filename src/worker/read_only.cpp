@@ -37,9 +37,6 @@ bool read_only_now(int slot_no) {
     static bool first = true;
     if (first && !DefaultXactReadOnly && d != nullptr) pg_atomic_write_u64(&d->read_only_until, 0);  // (a new session)
     first = false;
-    if (paused && DefaultXactReadOnly && d != nullptr)
-        pg_atomic_write_u64(&d->read_only_until,
-                            static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
     if (DefaultXactReadOnly == paused) return paused;
     paused = DefaultXactReadOnly;
     if (d != nullptr)
@@ -105,6 +102,21 @@ bool read_only_setting_gone() {
 
 void read_only_leaving() {
     if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->read_only_until, 0);
+}
+
+bool renew_read_only_note() {
+    shared::DbState *d = shared::db();
+    if (d == nullptr) return true;
+    uint64 seen = pg_atomic_read_u64(&d->read_only_until);
+    if (seen == 0) return false;  // (forgotten: not brought back before a look at the settings)
+    uint64 until = static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs));
+    return pg_atomic_compare_exchange_u64(&d->read_only_until, &seen, until) || pg_atomic_read_u64(&d->read_only_until) != 0;
+}
+
+void note_read_only() {
+    if (shared::DbState *d = shared::db())
+        pg_atomic_write_u64(&d->read_only_until,
+                            static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
 }
 
 void forget_read_only_notes(Oid dboid) {

@@ -170,12 +170,17 @@ struct LoopState {
     TimestampTz read_only_checked = 0;
 };
 
-// A paused worker leaves (for a new session, or retired): the entry no longer says read-only -- the next session finds
-// out -- and runs it claimed (HTTP answers it could not record) are swept once the database is writable.
-void leave_read_only() {
-    read_only_leaving();
-    if (httpq::pending() > 0)
-        if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->recovery_needed, 1);
+// A paused worker leaves -- for a new session (setting_gone: the entry no longer says read-only, and the launcher
+// starts the next session at once), or retired while the database stays read-only. Runs it claimed (HTTP answers it
+// could not record) are swept once the database is writable.
+[[noreturn]] void leave_read_only(bool setting_gone) {
+    if (shared::DbState *d = shared::db()) {
+        if (setting_gone) {
+            read_only_leaving();
+            pg_atomic_write_u32(&d->wanted, 1);
+        }
+        if (httpq::pending() > 0) pg_atomic_write_u32(&d->recovery_needed, 1);
+    }
     hand_back_held_parents();
     proc_exit(0);
 }
@@ -189,14 +194,15 @@ void wait_read_only(LoopState *ls) {
     // (as good as idle: the launcher may send it to a database with work -- unless HTTP answers wait for it to resume)
     set_idle(httpq::pending() == 0);
     TimestampTz now = GetCurrentTimestamp();
+    if (!renew_read_only_note()) ls->read_only_checked = 0;  // (forgotten: look at the settings now)
     if (TimestampDifferenceExceeds(ls->read_only_checked, now, kReadOnlyRecheckMs)) {
         ls->read_only_checked = now;
         if (read_only_setting_gone()) {
             ereport(LOG, (errmsg("pipeline_worker: worker %d leaves for a new session: the setting that made its "
                                  "transactions read-only is gone", ls->slot_no)));
-            leave_read_only();
-            proc_exit(0);
+            leave_read_only(true);
         }
+        note_read_only();
     }
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kReadOnlyPollMs, PG_WAIT_EXTENSION);
 }
@@ -364,7 +370,7 @@ void worker_main(Datum arg) {
                 ereport(LOG, (errmsg("pipeline_worker: worker %d leaves its database while paused, with %d HTTP "
                                      "request(s) not recorded: their runs are recovered once it is writable",
                                      ls.slot_no, httpq::pending())));
-                leave_read_only();
+                leave_read_only(false);
             }
             if (httpq::pending() == 0) {
                 // Runs left queued that no other worker of this database sees -- also runs committed meanwhile, whose
