@@ -63,8 +63,8 @@ struct DbState {
     pg_atomic_uint64 evict_until;      // DROP / RENAME / TEMPLATE in progress: no worker enters before then
     pg_atomic_uint64 probed_at;        // when the extension was last found absent
     pg_atomic_uint64 read_only_until;  // its workers found its transactions read-only by default (worker/read_only):
-                                       // nothing makes it active until then (TimestampTz; 30 s ahead, renewed while
-                                       // they pause)
+                                       // nothing makes it active until then (TimestampTz; 5 min ahead, renewed while
+                                       // they pause; 0 once a setting may have changed)
     pg_atomic_uint64 expiry_due;       // written by the last worker to leave: when its next finished run passes its
                                        // retention (TimestampTz), 0: none -- the launcher sends a worker then
     pg_atomic_uint32 reorders;         // transactions committing runs that may sit below the claim hint: between

@@ -2,6 +2,7 @@
 
 #include "pg/spi.hpp"
 #include "shmem/shared.hpp"
+#include "worker/serve.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -30,18 +31,26 @@ void database_name(char *out) {
 
 }  // namespace
 
+void read_only_leaving() {
+    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->read_only_until, 0);
+}
+
+void note_read_only() {
+    if (shared::DbState *d = shared::db())
+        pg_atomic_write_u64(&d->read_only_until,
+                            static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
+}
+
 bool read_only_paused() { return paused; }
 
 bool read_only_now(int slot_no) {
-    shared::DbState *d = shared::db();
     static bool first = true;
-    if (first && !DefaultXactReadOnly && d != nullptr) pg_atomic_write_u64(&d->read_only_until, 0);  // (a new session)
+    if (first && !DefaultXactReadOnly) read_only_leaving();  // (a new session that is not: the note was old)
     first = false;
     if (DefaultXactReadOnly == paused) return paused;
     paused = DefaultXactReadOnly;
-    if (d != nullptr)
-        pg_atomic_write_u64(&d->read_only_until,
-                            paused ? static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)) : 0);
+    if (paused) note_read_only();
+    else read_only_leaving();
     char db[NAMEDATALEN];
     database_name(db);
     if (paused)
@@ -63,9 +72,7 @@ bool read_only_setting_gone() {
     volatile bool gone = false;
     PG_TRY();
     {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
+        begin_work_txn();
         pg::spi_connect();
         Oid types[2] = {OIDOID, OIDOID};
         Datum v[2] = {ObjectIdGetDatum(MyDatabaseId), ObjectIdGetDatum(GetSessionUserId())};
@@ -81,8 +88,8 @@ bool read_only_setting_gone() {
             2, types, v, nullptr, true, 1);
         bool isnull = true;
         if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-            gone = !isnull && DatumGetBool(d);
+            Datum v = pg::col(0, 1, &isnull);
+            gone = !isnull && DatumGetBool(v);
         }
         SPI_finish();
         PopActiveSnapshot();
@@ -90,18 +97,11 @@ bool read_only_setting_gone() {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
+        abort_work_txn(ctx);
         gone = false;
     }
     PG_END_TRY();
     return gone;
-}
-
-void read_only_leaving() {
-    if (shared::DbState *d = shared::db()) pg_atomic_write_u64(&d->read_only_until, 0);
 }
 
 bool renew_read_only_note() {
@@ -111,12 +111,6 @@ bool renew_read_only_note() {
     if (seen == 0) return false;  // (forgotten: not brought back before a look at the settings)
     uint64 until = static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs));
     return pg_atomic_compare_exchange_u64(&d->read_only_until, &seen, until) || pg_atomic_read_u64(&d->read_only_until) != 0;
-}
-
-void note_read_only() {
-    if (shared::DbState *d = shared::db())
-        pg_atomic_write_u64(&d->read_only_until,
-                            static_cast<uint64>(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoteMs)));
 }
 
 void forget_read_only_notes(Oid dboid) {

@@ -62,7 +62,8 @@ sleep 4
 pw_check "a role's ALTER ROLE ... SET of its own: the worker was not sent to db_a" 0 "$(paused_in_a)"
 
 # Reset: its commit ends the note, and the launcher sends the worker (the note alone would last 5 minutes).
-pw_psql -d db_a -c "SET default_transaction_read_only = off" -c "ALTER DATABASE db_a RESET default_transaction_read_only" \
+# (spelt as PostgreSQL also accepts it: a setting's name in any case)
+pw_psql -d db_a -c "SET default_transaction_read_only = off" -c 'ALTER DATABASE db_a RESET "Default_Transaction_Read_Only"' \
     >/dev/null || pw_fail "ALTER DATABASE RESET failed"
 PGDATABASE=db_a pw_wait_sql 50 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status = 'succeeded'" 0.5 >/dev/null
 pw_check "db_a: once reset, its 50 runs ran, each once" "50 50" \
