@@ -18,7 +18,7 @@ source "$ROOT/test/lib/cluster.sh"
 LIB=$("$PW_BINDIR/pg_config" --pkglibdir 2>/dev/null || pg_config --pkglibdir)/pipeline_worker.so
 SAVED=$(mktemp /tmp/pw-retention-ab.XXXXXX.so)
 cp "$LIB" "$SAVED" || { rm -f "$SAVED"; echo "$0: cannot copy $LIB" >&2; exit 2; }
-install_lib() { cp "$1" "$LIB.tmp" && mv "$LIB.tmp" "$LIB"; }
+install_lib() { cp "$1" "$LIB.tmp" && chmod 755 "$LIB.tmp" && mv "$LIB.tmp" "$LIB"; }  # (readable by postgres: the saved copy is a mktemp file, 0600)
 trap 'ab_rc=$?; install_lib "$SAVED"; rm -f "$SAVED"; (exit $ab_rc); pw_cleanup' EXIT
 install_lib "$OLD"
 pw_cluster_up retention_ab 10 20 "pipeline_worker.enabled = off" || exit 1

@@ -31,6 +31,7 @@ struct DirectRows {
     MemoryContext caller_cxt;
     Oid saved_user;
     int saved_sec;
+    bool deletes;  // opened for CMD_DELETE: no index opened
 };
 
 namespace {
@@ -43,6 +44,9 @@ bool fires_triggers(Relation rel, CmdType cmd) {
     if (cmd == CMD_INSERT)
         return t->trig_insert_before_row || t->trig_insert_after_row || t->trig_insert_instead_row ||
                t->trig_insert_before_statement || t->trig_insert_after_statement || t->trig_insert_new_table;
+    if (cmd == CMD_DELETE)
+        return t->trig_delete_before_row || t->trig_delete_after_row || t->trig_delete_instead_row ||
+               t->trig_delete_before_statement || t->trig_delete_after_statement || t->trig_delete_old_table;
     return t->trig_update_before_row || t->trig_update_after_row || t->trig_update_instead_row ||
            t->trig_update_before_statement || t->trig_update_after_statement || t->trig_update_old_table ||
            t->trig_update_new_table;
@@ -51,7 +55,7 @@ bool fires_triggers(Relation rel, CmdType cmd) {
 }  // namespace
 
 DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
-    Assert(cmd == CMD_INSERT || cmd == CMD_UPDATE);
+    Assert(cmd == CMD_INSERT || cmd == CMD_UPDATE || cmd == CMD_DELETE);
     CommandCounterIncrement();  // the caller's statements before are seen (catalog changes included)
     // As the statements: as the tables' owner (its privileges, its row-level security, the constraints' functions
     // run as it). An error restores the user at (sub)transaction abort.
@@ -60,7 +64,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     GetUserIdAndSecContext(&saved_user, &saved_sec);
     SetUserIdAndSecContext(tables_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
     Relation rel = table_open(relid, RowExclusiveLock);  // (the lock a statement takes; kept to the end)
-    AclMode needed = cmd == CMD_INSERT ? ACL_INSERT : (ACL_UPDATE | ACL_SELECT);
+    AclMode needed = cmd == CMD_INSERT ? ACL_INSERT : ((cmd == CMD_UPDATE ? ACL_UPDATE : ACL_DELETE) | ACL_SELECT);
     if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rules != nullptr ||
         fires_triggers(rel, cmd) || (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored) ||
         check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||
@@ -69,7 +73,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
         SetUserIdAndSecContext(saved_user, saved_sec);
         return nullptr;
     }
-    if (cmd == CMD_UPDATE) CheckCmdReplicaIdentity(rel, CMD_UPDATE);  // (as the statement: published without one)
+    if (cmd != CMD_INSERT) CheckCmdReplicaIdentity(rel, cmd);  // (as the statement: published without one)
     // The statements' search path, pg_catalog alone: a constraint's or an index's function resolves names as it does
     // for them, whatever the worker's search_path (popped by direct_end, or by the abort of an error).
     push_catalog_only_path();
@@ -103,7 +107,10 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
 #endif
     d->rri = makeNode(ResultRelInfo);
     InitResultRelInfo(d->rri, rel, 1, nullptr, 0);
-    open_for_writes(d->rri, estate);  // (ExecOpenIndices, with what it builds kept across batches)
+    // (ExecOpenIndices, with what it builds kept across batches; a delete leaves index entries to VACUUM, as the
+    // executor's does)
+    d->deletes = cmd == CMD_DELETE;
+    if (!d->deletes) open_for_writes(d->rri, estate);
     estate->es_output_cid = GetCurrentCommandId(true);
     PushActiveSnapshot(GetTransactionSnapshot());
     estate->es_snapshot = GetActiveSnapshot();
@@ -181,6 +188,15 @@ bool direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *
     return written;
 }
 
+bool direct_delete(DirectRows *d, ItemPointer tid) {
+    Assert(d->deletes);
+    // What ExecDelete does for a table without triggers, except that a version changed or locked since the caller's
+    // snapshot saw it is left alone, as SKIP LOCKED leaves a row (no wait, no re-check of a newer version).
+    TM_FailureData tmfd;
+    return table_tuple_delete(d->rel, tid, d->estate->es_output_cid, d->estate->es_snapshot, InvalidSnapshot, false,
+                              &tmfd, false) == TM_Ok;
+}
+
 namespace {
 
 // Rows inserted are written together, as COPY writes them: the heap first (table_multi_insert: one WAL record and one
@@ -237,7 +253,7 @@ void direct_end(DirectRows *d) {
     MemoryContextSwitchTo(old);
     PopActiveSnapshot();
     PopOverrideSearchPath();
-    close_for_writes(d->rri);
+    if (!d->deletes) close_for_writes(d->rri);
     ExecResetTupleTable(d->estate->es_tupleTable, false);  // (the fetched version's buffer pin)
     FreeExecutorState(d->estate);
     table_close(d->rel, NoLock);

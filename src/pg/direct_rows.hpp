@@ -1,6 +1,6 @@
-// Rows written without a statement: inserted, or updated at a known row version, through the executor's own routines
-// for one row (execReplication.c: constraints, the heap, the index entries), as logical replication's apply worker
-// writes them. For the two writes every run makes many times (step rows, the run's outcome), the parse-free part of a
+// Rows written without a statement: inserted, or updated or deleted at a known row version, through the executor's
+// own routines for one row (execReplication.c: constraints, the heap, the index entries), as logical replication's
+// apply worker writes them. For the two writes every run makes many times (step rows, the run's outcome), the parse-free part of a
 // statement -- plan start-up, a function scan per column, the join, the projection, whole-row values for the
 // re-check -- cost more than the row itself.
 //
@@ -17,7 +17,7 @@ namespace pw::pg {
 
 struct DirectRows;
 
-// Opens relid for CMD_INSERT or CMD_UPDATE; for an update, `updated` names the columns the caller changes (NULL-
+// Opens relid for CMD_INSERT, CMD_UPDATE or CMD_DELETE; for an update, `updated` names the columns the caller changes (NULL-
 // terminated: which indexes are told the row's key is unchanged). nullptr: not a table this may write (see above).
 DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated);
 // The table's row descriptor; the attribute number (0-based) of column `name`, -1 if absent.
@@ -32,6 +32,10 @@ TupleTableSlot *direct_fetch(DirectRows *d, ItemPointer tid);
 // changed since the fetch (not by this command) -- which cannot happen to a version this transaction holds a row
 // lock on; the caller then finds the row another way.
 bool direct_update(DirectRows *d, TupleTableSlot *fetched, Datum *values, bool *nulls);
+// Deletes the row version at *tid (opened for CMD_DELETE), as a DELETE statement would with SKIP LOCKED if there
+// were such a thing: false, nothing deleted, if that version was changed or deleted since, or is locked now, by
+// another transaction (no wait, no newer version followed). Its index entries stay for VACUUM, as a statement's.
+bool direct_delete(DirectRows *d, ItemPointer tid);
 // Inserts a row (its constraints checked now). Rows are written together, heap first, then their index entries
 // (as COPY does), at direct_end or once many are pending: the values must stay valid until then.
 void direct_insert(DirectRows *d, Datum *values, bool *nulls);

@@ -162,4 +162,76 @@ pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'ev
 pw_check "purge_runs deletes the finished runs of ev_kept" 3 "$(q postgres "SELECT pipeline_worker.purge_runs('0', 'ev_kept')")"
 pw_check_sql "... with their events, the waiting run's left" "1|$waiting" \
     "SELECT count(*) || '|' || min(run_id) FROM pipeline_worker.events"
+# The lead worker deletes expired runs by the row version its statement found, without a statement (pg/direct_rows):
+# a run another transaction holds (here FOR UPDATE; a retry_run, a purge_runs) is left, with its step rows, and is
+# deleted by a later round once free -- never waited for, never half deleted.
+pw_psql >/dev/null <<'SQL' || pw_fail "lock fixtures"
+SELECT pipeline_worker.create_pipeline('lk', '[{"name": "a", "function": "rt_step"}]');
+SELECT pipeline_worker.create_run('lk', jsonb_build_object('n', g)) FROM generate_series(1, 5) g;
+SQL
+pw_wait_sql 5 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk' AND status = 'succeeded'" >/dev/null \
+    || pw_fail "the runs of lk did not finish"
+held=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'lk'")
+pw_psql -c "BEGIN" -c "SELECT id FROM pipeline_worker.runs WHERE id = $held FOR UPDATE" -c "SELECT pg_sleep(6) /* rt_holder */" \
+    -c "COMMIT" >/dev/null 2>&1 &
+holder=$!
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rt_holder%' AND state = 'active' AND pid <> pg_backend_pid()" \
+    >/dev/null || pw_fail "the holding session did not start"
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('lk', '{\"retention\": \"1 second\"}')" >/dev/null
+pw_wait_sql 1 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk'" 0.2 >/dev/null \
+    || pw_fail "the free runs of lk were not deleted while one was held"
+pw_check_sql "a run held by another transaction is left while the others expire, with its step row" "1|1" \
+    "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE id = $held) || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $held)"
+wait "$holder"
+pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk'" 0.2 >/dev/null \
+    && pw_ok "... and is deleted once free" || pw_fail "the held run of lk is still there 25 s after its lock went"
+pw_check_sql "... with its step row" 0 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $held"
+# A table with a trigger for DELETE (a user's audit, a foreign key to runs) is deleted from by the statement, which
+# fires it.
+pw_psql >/dev/null <<'SQL' || pw_fail "trigger fixtures"
+CREATE TABLE rt_audit (run_id bigint);
+CREATE FUNCTION rt_audit_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.rt_audit VALUES (OLD.id); RETURN OLD; END $$;
+CREATE TRIGGER rt_audit AFTER DELETE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION rt_audit_fn();
+SELECT pipeline_worker.create_pipeline('tg', '[{"name": "a", "function": "rt_step"}]', '{"retention": "1 second"}');
+SELECT pipeline_worker.create_run('tg', jsonb_build_object('n', g)) FROM generate_series(1, 7) g;
+SQL
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg'" 0.2 >/dev/null \
+    || pw_fail "the runs of tg were not deleted (a DELETE trigger on runs)"
+pw_check_sql "with a DELETE trigger on runs, retention deletes through the statement: the trigger saw each run" 7 \
+    "SELECT count(*) FROM rt_audit"
+pw_check_sql "... and their step rows went with them" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
+pw_psql -c "DROP TRIGGER rt_audit ON pipeline_worker.runs" >/dev/null
+# The same for run_steps (its rows then go by the statement, the runs without one), and a step row held by another
+# transaction: the run goes, its step row is deleted by the statement, which waits for that transaction.
+pw_psql >/dev/null <<'SQL' || pw_fail "step trigger fixtures"
+CREATE TABLE rt_audit_steps (run_id bigint);
+CREATE FUNCTION rt_audit_steps_fn() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN INSERT INTO public.rt_audit_steps VALUES (OLD.run_id); RETURN OLD; END $$;
+CREATE TRIGGER rt_audit_steps AFTER DELETE ON pipeline_worker.run_steps FOR EACH ROW EXECUTE FUNCTION rt_audit_steps_fn();
+SELECT pipeline_worker.create_run('tg', jsonb_build_object('n', g)) FROM generate_series(1, 6) g;
+SQL
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg'" 0.2 >/dev/null \
+    || pw_fail "the runs of tg were not deleted (a DELETE trigger on run_steps)"
+pw_check_sql "with a DELETE trigger on run_steps, their step rows go by the statement: the trigger saw each" 6 \
+    "SELECT count(*) FROM rt_audit_steps"
+pw_check_sql "... none left behind" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
+pw_psql -c "DROP TRIGGER rt_audit_steps ON pipeline_worker.run_steps" >/dev/null
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('lk', '{\"retention\": null}')" \
+        -c "SELECT pipeline_worker.create_run('lk', jsonb_build_object('n', g)) FROM generate_series(1, 3) g" >/dev/null
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk' AND status = 'succeeded'" >/dev/null \
+    || pw_fail "the new runs of lk did not finish"
+held=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'lk'")
+pw_psql -c "BEGIN" -c "SELECT run_id FROM pipeline_worker.run_steps WHERE run_id = $held FOR UPDATE" \
+    -c "SELECT pg_sleep(4) /* rt_step_holder */" -c "COMMIT" >/dev/null 2>&1 &
+holder=$!
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rt_step_holder%' AND state = 'active' AND pid <> pg_backend_pid()" \
+    >/dev/null || pw_fail "the step row's holding session did not start"
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('lk', '{\"retention\": \"1 second\"}')" >/dev/null
+wait "$holder"
+pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk'" 0.2 >/dev/null \
+    || pw_fail "the runs of lk were not deleted after the step row's lock went"
+pw_check_sql "a run whose step row another transaction held is deleted with it once the lock goes (no step row left)" 0 \
+    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
 pw_finish
