@@ -65,7 +65,11 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     SetUserIdAndSecContext(tables_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
     Relation rel = table_open(relid, RowExclusiveLock);  // (the lock a statement takes; kept to the end)
     AclMode needed = cmd == CMD_INSERT ? ACL_INSERT : ((cmd == CMD_UPDATE ? ACL_UPDATE : ACL_DELETE) | ACL_SELECT);
-    if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rules != nullptr ||
+    // (a delete also not from a parent of inheritance children: its caller's row versions, found by a statement
+    // without ONLY, may be a child's, whose TIDs mean nothing in this table)
+    // (nor in a read-only transaction: the statement says so, where the heap routines would write)
+    if (XactReadOnly || rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+        rel->rd_rules != nullptr || (cmd == CMD_DELETE && rel->rd_rel->relhassubclass) ||
         fires_triggers(rel, cmd) || (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored) ||
         check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||
         pg_class_aclmask(relid, GetUserId(), needed, ACLMASK_ALL) != needed) {

@@ -149,12 +149,11 @@ ExpireCursor *cursor_of(int64 pipeline) {
     return c;
 }
 
-// After a delete (RETURNING pipeline_id, finished_at, status, ...; deleted: which rows were, nullptr: all): each
-// range's cursor moves to the newest run deleted from it. (Ranges with nothing deleted keep theirs: only ranges that
-// retention deletes from grow dead prefixes.)
-void advance_cursors(const bool *deleted) {
+// After a round (its rows: pipeline_id, finished_at, status, ... of the runs deleted or found): each range's cursor
+// moves to the newest run of it in the round. (Ranges with nothing found keep theirs: only ranges that retention
+// deletes from grow dead prefixes.)
+void advance_cursors() {
     for (uint64 i = 0; i < SPI_processed; i++) {
-        if (deleted != nullptr && !deleted[i]) continue;
         bool n1, n2, n3;
         Datum pipeline = pg::col(i, 1, &n1), at = pg::col(i, 2, &n2), status = pg::col(i, 3, &n3);
         if (n1 || n2 || n3) continue;
@@ -176,8 +175,9 @@ SPIPlanPtr plan_expire[2], plan_expire_from[2], plan_delete_rest;
 
 // The statement of a round (full: every pipeline with finished runs, each range from its start; else the pipelines
 // with cursors and those of the pipelines table, each range from its cursor). find: it returns the expired runs
-// (pipeline_id, finished_at, status, submitted_by, pipeline_owner as a delete's RETURNING, then ctid and id) without
-// locking them; else it locks and deletes them with their step rows and events, RETURNING those five values.
+// (pipeline_id, finished_at, status, submitted_by, pipeline_owner as a delete's RETURNING, then ctid, id and
+// tableoid) without locking them; else it locks and deletes them with their step rows and events, RETURNING those
+// five values.
 //
 // Each run is held to its own retention by its age, an interval comparison: "finished_at < clock_timestamp() -
 // retention" raised "timestamp out of range" for a retention reaching before 4713 BC ('10000 years', meant as
@@ -196,14 +196,15 @@ void run_expire_statement(bool full, bool find, int max) {
     "   FROM ids, " PW_KEEP_OF_IDS                                                                                    \
     "   WHERE ids.id IS NOT NULL AND x.keep IS NOT NULL)"
 #define PW_EXPIRE_FIND                                                                                              \
-    " SELECT e.pipeline_id, e.finished_at, e.status, e.submitted_by::oid, e.pipeline_owner::oid, e.ctid, e.id"      \
+    " SELECT e.pipeline_id, e.finished_at, e.status, e.submitted_by::oid, e.pipeline_owner::oid, e.ctid, e.id,"     \
+    "   e.tableoid"                                                                                                   \
     " FROM k, LATERAL (%s) e LIMIT $2"
 #define PW_EXPIRE_DELETE                                                                                            \
     ", d AS (SELECT e.id FROM k, LATERAL (%s) e LIMIT $2),"                                                         \
     PW_DELETE_D                                                                                                    \
     " RETURNING rd.pipeline_id, rd.finished_at, rd.status, rd.submitted_by::oid, rd.pipeline_owner::oid"
 #define PW_EXPIRE_BRANCH(LOWER, TAIL)                                                                               \
-    "SELECT r.id, r.ctid, r.pipeline_id, r.finished_at, r.status, r.submitted_by, r.pipeline_owner"                 \
+    "SELECT r.id, r.ctid, r.tableoid, r.pipeline_id, r.finished_at, r.status, r.submitted_by, r.pipeline_owner"     \
     " FROM pipeline_worker.runs r"                                                                                  \
     " WHERE r.pipeline_id = k.id AND r.status = '@status@'" LOWER " AND r.finished_at < k.bound"                   \
     " AND pg_catalog.clock_timestamp() - r.finished_at > k.keep" PW_PARENT_FINISHED " LIMIT $2" TAIL
@@ -281,10 +282,15 @@ bool *delete_found(Datum *ids, int64 *n_deleted) {
     pg::ArrayColumns *a = pg::array_columns(static_cast<int>(rows), 1, elem);
     int n = 0;
     for (uint64 i = 0; i < rows; i++) {
-        bool null_tid, null_id;
+        bool null_tid, null_id, null_table;
         Datum tid = pg::col(i, 6, &null_tid);
         Datum id = pg::col(i, 7, &null_id);
-        if (null_tid || null_id || !pg::direct_delete(d, reinterpret_cast<ItemPointer>(DatumGetPointer(tid)))) continue;
+        Datum table = pg::col(i, 8, &null_table);
+        // (a row version of the run table itself: direct_begin refuses a parent of inheritance children, whose rows
+        // the statement would also return)
+        if (null_tid || null_id || null_table || DatumGetObjectId(table) != pg::run_table() ||
+            !pg::direct_delete(d, reinterpret_cast<ItemPointer>(DatumGetPointer(tid))))
+            continue;
         deleted[i] = true;
         pg::set_cell(a, n++, 0, id);
     }
@@ -337,11 +343,15 @@ int64 delete_expired_runs(int max) {
         n = static_cast<int64>(SPI_processed);
     }
     if (full) last_full = now;
-    advance_cursors(deleted);
+    // The cursors move past the runs found and left too (held by another transaction: the next full round takes
+    // them), else rows held at a range's start would be found again by every round, filling its LIMIT, and retention
+    // would stop there. For the same reason the rounds go on while a round finds max runs, deleted or not.
+    advance_cursors();
+    int64 found = deleted != nullptr ? static_cast<int64>(SPI_processed) : n;
     discount_returned(deleted);
     if (deleted != nullptr && n > 0) delete_rest(ids);
     SPI_finish();
-    return n;
+    return found;
 }
 
 TimestampTz next_expiry() {

@@ -6,8 +6,9 @@
 
 namespace pw::store {
 
-// Deletes up to max expired runs (oldest first) in the current transaction; returns how many, or -1 when another
-// transaction holds the roll-ups' lock (the round is skipped, not waited for). SPI not connected.
+// Deletes up to max expired runs (oldest first) in the current transaction; returns how many it found (deleted, or
+// left because another transaction held them: max means "look again now"), or -1 when another transaction holds
+// the roll-ups' lock (the round is skipped, not waited for). SPI not connected.
 int64 delete_expired_runs(int max);
 // When the next finished run passes its retention (a moment after now), 0 when none will (nothing finished, or kept
 // forever). In a transaction with a snapshot; SPI not connected. (Told to the launcher by the last worker leaving a

@@ -172,7 +172,8 @@ SQL
 pw_wait_sql 5 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk' AND status = 'succeeded'" >/dev/null \
     || pw_fail "the runs of lk did not finish"
 held=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'lk'")
-pw_psql -c "BEGIN" -c "SELECT id FROM pipeline_worker.runs WHERE id = $held FOR UPDATE" -c "SELECT pg_sleep(6) /* rt_holder */" \
+# (held until cancelled below, not for a fixed time: a late round must not find it free already)
+pw_psql -c "BEGIN" -c "SELECT id FROM pipeline_worker.runs WHERE id = $held FOR UPDATE" -c "SELECT pg_sleep(120) /* rt_holder */" \
     -c "COMMIT" >/dev/null 2>&1 &
 holder=$!
 pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rt_holder%' AND state = 'active' AND pid <> pg_backend_pid()" \
@@ -182,6 +183,9 @@ pw_wait_sql 1 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk
     || pw_fail "the free runs of lk were not deleted while one was held"
 pw_check_sql "a run held by another transaction is left while the others expire, with its step row" "1|1" \
     "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE id = $held) || '|' || (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $held)"
+sleep 2  # (two more rounds while it is held)
+pw_check_sql "... still there two rounds later" 1 "SELECT count(*) FROM pipeline_worker.runs WHERE id = $held"
+pw_psql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%rt_holder%' AND pid <> pg_backend_pid()" >/dev/null
 wait "$holder"
 pw_wait_sql 0 25 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk'" 0.2 >/dev/null \
     && pw_ok "... and is deleted once free" || pw_fail "the held run of lk is still there 25 s after its lock went"
@@ -224,14 +228,42 @@ pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk
     || pw_fail "the new runs of lk did not finish"
 held=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'lk'")
 pw_psql -c "BEGIN" -c "SELECT run_id FROM pipeline_worker.run_steps WHERE run_id = $held FOR UPDATE" \
-    -c "SELECT pg_sleep(4) /* rt_step_holder */" -c "COMMIT" >/dev/null 2>&1 &
+    -c "SELECT pg_sleep(120) /* rt_step_holder */" -c "COMMIT" >/dev/null 2>&1 &
 holder=$!
 pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rt_step_holder%' AND state = 'active' AND pid <> pg_backend_pid()" \
     >/dev/null || pw_fail "the step row's holding session did not start"
 pw_psql -c "SELECT pipeline_worker.alter_pipeline('lk', '{\"retention\": \"1 second\"}')" >/dev/null
+pw_wait_sql 1 15 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'" 0.2 \
+    >/dev/null && pw_ok "the lead worker waits for the held step row (its run deleted in the same transaction)" \
+    || pw_fail "no worker waited for the held step row"
+pw_psql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%rt_step_holder%' AND pid <> pg_backend_pid()" >/dev/null
 wait "$holder"
 pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk'" 0.2 >/dev/null \
     || pw_fail "the runs of lk were not deleted after the step row's lock went"
 pw_check_sql "a run whose step row another transaction held is deleted with it once the lock goes (no step row left)" 0 \
     "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
+# A user's table inheriting from runs: the statement reads its rows too (no ONLY), by TIDs of that table, which mean
+# nothing in runs itself -- the runs are deleted by the statement then, the child's expired rows with them.
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('tg', '{\"retention\": null}')" \
+        -c "SELECT pipeline_worker.create_run('tg', '{\"model\": true}')" >/dev/null  # (kept until checked below)
+pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg' AND status = 'succeeded'" >/dev/null \
+    || pw_fail "the model run of tg did not finish"
+kept=$(pw_psql -c "SELECT count(*) FROM ONLY pipeline_worker.runs")
+pw_psql >/dev/null <<'SQL' || pw_fail "inheritance fixtures"
+CREATE TABLE public.rt_child () INHERITS (pipeline_worker.runs);
+-- 30 copies of a run that stays, made runs of 'tg' (retention 1 second) that finished two hours ago
+INSERT INTO public.rt_child
+SELECT (jsonb_populate_record(NULL::pipeline_worker.runs, to_jsonb(r) || jsonb_build_object('id', 1000000000 + g,
+        'pipeline', 'tg', 'pipeline_id', p.id, 'idempotency_key', NULL, 'finished_at', now() - interval '2 hours'))).*
+  FROM (SELECT * FROM ONLY pipeline_worker.runs WHERE pipeline = 'tg') r,
+       pipeline_worker.pipelines p, generate_series(1, 30) g
+ WHERE p.name = 'tg';
+SQL
+pw_check_sql "a child table of runs holds 30 finished rows" 30 "SELECT count(*) FROM public.rt_child"
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('tg', '{\"retention\": \"1 second\"}')" >/dev/null
+pw_wait_sql 0 15 "SELECT count(*) FROM public.rt_child" 0.2 >/dev/null \
+    && pw_ok "with a table inheriting from runs, retention deletes its expired rows (by the statement)" \
+    || pw_fail "the child table's expired rows are still there after 15 s"
+pw_check_sql "... and not one row of runs itself but the expired model run" "$((kept - 1))" "SELECT count(*) FROM ONLY pipeline_worker.runs"
+pw_psql -c "DROP TABLE public.rt_child" >/dev/null
 pw_finish
