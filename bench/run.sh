@@ -45,6 +45,8 @@
 #                          transaction does), so no dead row or index entry of the drain can be cleaned up
 #   --steady-retention I   with --steady: pipeline_worker.retention during the load (e.g. '1 minute'): sizes flat
 #   --steady-submit M      with --steady: create_runs (default: one bulk call per batch) or create_run (one call a run)
+#   --steady-submitters S  with --steady: S sessions submit (default 1), each its share of a top-up; with one, the
+#                          queue can run empty at 40,000+ runs/s (see workers_idle_pct)
 #   --ops                  the 0.2 operations figures in one run (bench/js/ops.mjs): three databases with equal
 #                          backlogs of --ops-db-runs (20000) and 6 workers; W1 drain (max(--runs, 200000)) with
 #                          retention '1 second' deleting runs as they expire (plus --ops-retention-history (0)
@@ -117,7 +119,7 @@ while [ $# -gt 0 ]; do
       shift ;;
     --runs|--workers|--reps|--rate|--duration|--poll-ms|--peers|--pw-configs|--step-lang|--quiet-wait|\
     --quiet-pct|--timeout|--stall-timeout|--sweep-workers|--soak-batch|--out|--http-runs|--http-figures|--http-endpoint|\
-    --scale-backlogs|--steady-backlog|--flow-future|--flow-limited|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
+    --scale-backlogs|--steady-backlog|--steady-submitters|--flow-future|--flow-limited|--flow-figures|--ops-figures|--ops-history|--ops-db-runs|\
     --ops-retention-history|--steady-retention|--steady-submit|--w2-runs|--w2-n|--sleep-runs|--event-samples|--workflow-figures|\
     --w2-peers|--w2-peer-runs|--dbos-poll-ms|--pgflow-workers|--hold-snapshot)
       [ $# -gt 1 ] || die "missing value for $1"

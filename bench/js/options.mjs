@@ -42,7 +42,7 @@ export function parseOptions(argv) {
     'quiet-wait': '60', 'quiet-pct': '15', timeout: '900', 'soak-runs': '200000', 'soak-batch': '10000',
     'sweep-workers': '1,2,4,10', out: path.join(BENCH, 'out'), pgdata: '', pglog: '', pgbin: '/usr/lib/postgresql/15/bin',
     'as-pg': '0', 'stall-timeout': '120', 'http-runs': '20000', 'http-figures': 'endpoint,live,drain,delay,inflight,latency',
-    'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000',
+    'http-endpoint': 'cpp', 'scale-backlogs': '10000,100000,1000000', 'steady-seconds': '1200', 'steady-backlog': '5000', 'steady-submitters': '1',
     'flow-future': '1000000', 'flow-limited': '50000', 'flow-figures': 'all', 'ops-figures': 'all', 'ops-history': '1000000',
     'ops-db-runs': '20000', 'ops-retention-history': '0', 'steady-retention': '', 'steady-submit': 'create_runs',
     'pg-setting': '',   // (run.sh --pg-setting: already in postgresql.conf; here for the results header only)

@@ -103,7 +103,7 @@ export async function steadyMode(h) {
   // 2026-12-03 the submitter counted the pending and running runs through the partial indexes every 20 ms: under a
   // steady load those hold the entries of the millions of runs finished since the last VACUUM, and the counts took
   // 8-13 % of the machine's CPU in profiled windows -- from the workers measured.
-  const counters = async () => Number((await sub.query(`SELECT COALESCE(sum(value) FILTER (WHERE metric = 'pipeline_worker_runs_created_total'), 0)
+  const counters = async (c = sub) => Number((await c.query(`SELECT COALESCE(sum(value) FILTER (WHERE metric = 'pipeline_worker_runs_created_total'), 0)
         - COALESCE(sum(value) FILTER (WHERE metric = 'pipeline_worker_runs_finished_total'), 0) AS n
       FROM pipeline_worker.metric_samples() WHERE pipeline = $1 AND database = current_database()`, [PIPELINE])).rows[0].n);
   const base = (await counters()) - Number((await sub.query(`SET enable_seqscan = off;
@@ -111,7 +111,7 @@ export async function steadyMode(h) {
              + (SELECT count(*) FROM pipeline_worker.runs WHERE status = 'running') AS n`))[1].rows[0].n);
   // How often the workers found no run to claim: every 250 ms, the share of them waiting on their latch for runs
   // (pg_stat_activity: wait event Extension, query "waiting for runs"). (2026-12-06 night: 3-32 % of looks with the
-  // backlog at 5,000-10,000, the same with it created 1,000 runs per transaction: not explained yet.)
+  // backlog at 5,000-10,000 and one submitter, each time with no run pending: the queue had run empty.)
   const idleConn = await connect('pwbench-steady-idle');
   let idle = { looks: 0, idle: 0 };
   const idleTicker = setInterval(() => {
@@ -120,24 +120,32 @@ export async function steadyMode(h) {
       .then((r) => { idle.looks += Number(r.rows[0].n); idle.idle += Number(r.rows[0].i); })
       .catch(() => {});
   }, 250);
-  const submitter = (async () => {
+  // --steady-submitters S (default 1) sessions submit, each topping up its share of the backlog. One session's
+  // create_runs gets one process's share of the 2 cores among the 10 workers: at 45,000 runs/s the queue ran empty
+  // (0 runs pending with every worker waiting for runs, at about a fifth of the looks; 2026-12-06 night).
+  const nSub = Number(o['steady-submitters']);
+  if (!Number.isInteger(nSub) || nSub < 1) throw new Error('--steady-submitters must be >= 1');
+  const subs = [sub];
+  for (let i = 1; i < nSub; i++) subs.push(await connect(`pwbench-steady-submit-${i + 1}`));
+  const submitter = Promise.all(subs.map((c) => (async () => {
     while (!stop) {
-      const left = (await counters()) - base;
+      const left = (await counters(c)) - base;
       if (left < backlog) {
-        const n = 2 * backlog - left;
+        const n = Math.ceil((2 * backlog - left) / nSub);
+        const from = submitted + 1;
+        submitted += n;  // (reserved before the call: the sessions' values never overlap)
         if (batchSubmit) {
-          await sub.query(`SELECT count(*) FROM pipeline_worker.create_runs($1, (SELECT jsonb_agg(jsonb_build_object('value', g))
-                             FROM generate_series($2::int, $3::int) AS g))`, [PIPELINE, submitted + 1, submitted + n]);
+          await c.query(`SELECT count(*) FROM pipeline_worker.create_runs($1, (SELECT jsonb_agg(jsonb_build_object('value', g))
+                             FROM generate_series($2::int, $3::int) AS g))`, [PIPELINE, from, from + n - 1]);
         } else {
-          await sub.query(`SELECT count(pipeline_worker.create_run($1, jsonb_build_object('value', g)))
-                             FROM generate_series($2::int, $3::int) AS g`, [PIPELINE, submitted + 1, submitted + n]);
+          await c.query(`SELECT count(pipeline_worker.create_run($1, jsonb_build_object('value', g)))
+                             FROM generate_series($2::int, $3::int) AS g`, [PIPELINE, from, from + n - 1]);
         }
-        submitted += n;
       } else {
         await sleep(20);
       }
     }
-  })();
+  })()));
 
   // A window's runs are those whose finished_at falls in it, counted through runs_stats_finished_idx (an index
   // range of the window's own runs per pipeline and status) three seconds after the window ended (a batch commits its finished_at
@@ -220,7 +228,7 @@ export async function steadyMode(h) {
   clearInterval(idleTicker);
   stop = true;
   await submitter;
-  await sub.end();
+  for (const c of subs) await c.end();
   let verified = 'ok';
   try {
     await h.waitZero(h.PW_LEFT, Number(o.timeout), 50, h.pwDiagnose);
