@@ -56,6 +56,8 @@ bool fires_triggers(Relation rel, CmdType cmd) {
 
 DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     Assert(cmd == CMD_INSERT || cmd == CMD_UPDATE || cmd == CMD_DELETE);
+    // (not in a read-only transaction: the statement says so, where the heap routines would write)
+    if (XactReadOnly) return nullptr;
     CommandCounterIncrement();  // the caller's statements before are seen (catalog changes included)
     // As the statements: as the tables' owner (its privileges, its row-level security, the constraints' functions
     // run as it). An error restores the user at (sub)transaction abort.
@@ -67,8 +69,7 @@ DirectRows *direct_begin(Oid relid, CmdType cmd, const char *const *updated) {
     AclMode needed = cmd == CMD_INSERT ? ACL_INSERT : ((cmd == CMD_UPDATE ? ACL_UPDATE : ACL_DELETE) | ACL_SELECT);
     // (a delete also not from a parent of inheritance children: its caller's row versions, found by a statement
     // without ONLY, may be a child's, whose TIDs mean nothing in this table)
-    // (nor in a read-only transaction: the statement says so, where the heap routines would write)
-    if (XactReadOnly || rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+    if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
         rel->rd_rules != nullptr || (cmd == CMD_DELETE && rel->rd_rel->relhassubclass) ||
         fires_triggers(rel, cmd) || (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored) ||
         check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||

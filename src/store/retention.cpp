@@ -151,15 +151,20 @@ ExpireCursor *cursor_of(int64 pipeline) {
 
 // After a round (its rows: pipeline_id, finished_at, status, ... of the runs deleted or found): each range's cursor
 // moves to the newest run of it in the round. (Ranges with nothing found keep theirs: only ranges that retention
-// deletes from grow dead prefixes.)
-void advance_cursors() {
+// deletes from grow dead prefixes.) Returns whether a cursor moved.
+bool advance_cursors() {
+    bool moved = false;
     for (uint64 i = 0; i < SPI_processed; i++) {
         bool n1, n2, n3;
         Datum pipeline = pg::col(i, 1, &n1), at = pg::col(i, 2, &n2), status = pg::col(i, 3, &n3);
         if (n1 || n2 || n3) continue;
         TimestampTz &lo = cursor_of(DatumGetInt64(pipeline))->lo[status_slot(TextDatumGetCString(status))];
-        lo = std::max(lo, DatumGetTimestampTz(at));
+        if (DatumGetTimestampTz(at) > lo) {
+            lo = DatumGetTimestampTz(at);
+            moved = true;
+        }
     }
+    return moved;
 }
 
 }  // namespace
@@ -345,9 +350,10 @@ int64 delete_expired_runs(int max) {
     if (full) last_full = now;
     // The cursors move past the runs found and left too (held by another transaction: the next full round takes
     // them), else rows held at a range's start would be found again by every round, filling its LIMIT, and retention
-    // would stop there. For the same reason the rounds go on while a round finds max runs, deleted or not.
-    advance_cursors();
-    int64 found = deleted != nullptr ? static_cast<int64>(SPI_processed) : n;
+    // would stop there. For the same reason the rounds go on while a round finds max runs, deleted or not -- unless
+    // it deleted none and moved no cursor (max held runs finished at the same moment: the same rows again).
+    bool moved = advance_cursors();
+    int64 found = deleted != nullptr && (n > 0 || moved) ? static_cast<int64>(SPI_processed) : n;
     discount_returned(deleted);
     if (deleted != nullptr && n > 0) delete_rest(ids);
     SPI_finish();
