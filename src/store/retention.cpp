@@ -269,7 +269,7 @@ void run_expire_statement(bool full, bool find, int max) {
 
 // The expired runs just found (SPI_tuptable: run_expire_statement's find form) deleted one by one by the row version
 // found, without a statement (pg/direct_rows.hpp). nullptr: the run table is not one to delete from that way (a
-// trigger, a rule, row-level security: the caller deletes with the statement). Else, per row found, whether it was
+// trigger, a rule, row-level security, inheritance children: the caller deletes with the statement). Else, per row found, whether it was
 // deleted: not if it changed or was locked since the statement's snapshot (a retry_run, a purge_runs, a user's
 // transaction), as SKIP LOCKED leaves a row -- the next round finds it again if it is still expired. The ids of the
 // runs deleted go to *ids, for delete_rest(). What this spares, per run: the row lock and its WAL record, the
@@ -281,7 +281,8 @@ bool *delete_found(Datum *ids, int64 *n_deleted) {
     bool *deleted = static_cast<bool *>(palloc0(sizeof(bool) * (rows + 1)));
     *n_deleted = 0;
     if (rows == 0) return deleted;  // (nothing found: the table is not opened)
-    pg::DirectRows *d = pg::direct_begin(pg::run_table(), CMD_DELETE, nullptr);
+    Oid runs = pg::run_table();
+    pg::DirectRows *d = pg::direct_begin(runs, CMD_DELETE, nullptr);
     if (d == nullptr) return nullptr;
     static const Oid elem[1] = {INT8OID};
     pg::ArrayColumns *a = pg::array_columns(static_cast<int>(rows), 1, elem);
@@ -293,7 +294,7 @@ bool *delete_found(Datum *ids, int64 *n_deleted) {
         Datum table = pg::col(i, 8, &null_table);
         // (a row version of the run table itself: direct_begin refuses a parent of inheritance children, whose rows
         // the statement would also return)
-        if (null_tid || null_id || null_table || DatumGetObjectId(table) != pg::run_table() ||
+        if (null_tid || null_id || null_table || DatumGetObjectId(table) != runs ||
             !pg::direct_delete(d, reinterpret_cast<ItemPointer>(DatumGetPointer(tid))))
             continue;
         deleted[i] = true;

@@ -193,35 +193,31 @@ pw_check_sql "... with its step row" 0 "SELECT count(*) FROM pipeline_worker.run
 # A table with a trigger for DELETE (a user's audit, a foreign key to runs) is deleted from by the statement, which
 # fires it.
 pw_psql >/dev/null <<'SQL' || pw_fail "trigger fixtures"
-CREATE TABLE rt_audit (run_id bigint);
-CREATE FUNCTION rt_audit_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.rt_audit VALUES (OLD.id); RETURN OLD; END $$;
-CREATE TRIGGER rt_audit AFTER DELETE ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION rt_audit_fn();
+-- one audit of deleted rows for both run tables: the table's name and the row's run id (its column: the argument)
+CREATE TABLE rt_audit (tbl text, run_id bigint);
+CREATE FUNCTION rt_audit_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.rt_audit VALUES (TG_TABLE_NAME, (to_jsonb(OLD) ->> TG_ARGV[0])::bigint); RETURN OLD; END $$;
 SELECT pipeline_worker.create_pipeline('tg', '[{"name": "a", "function": "rt_step"}]', '{"retention": "1 second"}');
-SELECT pipeline_worker.create_run('tg', jsonb_build_object('n', g)) FROM generate_series(1, 7) g;
 SQL
-pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg'" 0.2 >/dev/null \
-    || pw_fail "the runs of tg were not deleted (a DELETE trigger on runs)"
-pw_check_sql "with a DELETE trigger on runs, retention deletes through the statement: the trigger saw each run" 7 \
-    "SELECT count(*) FROM rt_audit"
-pw_check_sql "... and their step rows went with them" 0 \
-    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
-pw_psql -c "DROP TRIGGER rt_audit ON pipeline_worker.runs" >/dev/null
-# The same for run_steps (its rows then go by the statement, the runs without one), and a step row held by another
-# transaction: the run goes, its step row is deleted by the statement, which waits for that transaction.
-pw_psql >/dev/null <<'SQL' || pw_fail "step trigger fixtures"
-CREATE TABLE rt_audit_steps (run_id bigint);
-CREATE FUNCTION rt_audit_steps_fn() RETURNS trigger LANGUAGE plpgsql
-    AS $$ BEGIN INSERT INTO public.rt_audit_steps VALUES (OLD.run_id); RETURN OLD; END $$;
-CREATE TRIGGER rt_audit_steps AFTER DELETE ON pipeline_worker.run_steps FOR EACH ROW EXECUTE FUNCTION rt_audit_steps_fn();
-SELECT pipeline_worker.create_run('tg', jsonb_build_object('n', g)) FROM generate_series(1, 6) g;
-SQL
-pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg'" 0.2 >/dev/null \
-    || pw_fail "the runs of tg were not deleted (a DELETE trigger on run_steps)"
-pw_check_sql "with a DELETE trigger on run_steps, their step rows go by the statement: the trigger saw each" 6 \
-    "SELECT count(*) FROM rt_audit_steps"
-pw_check_sql "... none left behind" 0 \
-    "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
-pw_psql -c "DROP TRIGGER rt_audit_steps ON pipeline_worker.run_steps" >/dev/null
+# audited_expiry TABLE RUN_ID_COLUMN N: with a DELETE trigger on TABLE, N runs of tg expire; the trigger saw each
+# row of TABLE go (one step row a run), and no step row is left behind
+audited_expiry() {
+    pw_psql -c "CREATE TRIGGER rt_audit AFTER DELETE ON pipeline_worker.$1 FOR EACH ROW EXECUTE FUNCTION rt_audit_fn('$2')" \
+            -c "SELECT pipeline_worker.create_run('tg', jsonb_build_object('n', g)) FROM generate_series(1, $3) g" >/dev/null \
+        || pw_fail "trigger on $1: fixtures"
+    pw_wait_sql 0 15 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'tg'" 0.2 >/dev/null \
+        || pw_fail "the runs of tg were not deleted (a DELETE trigger on $1)"
+    pw_check_sql "with a DELETE trigger on $1, retention deletes its rows through the statement: the trigger saw each" "$3" \
+        "SELECT count(*) FROM rt_audit WHERE tbl = '$1'"
+    pw_check_sql "... and no step row is left behind" 0 \
+        "SELECT count(*) FROM pipeline_worker.run_steps s WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.runs r WHERE r.id = s.run_id)"
+    pw_psql -c "DROP TRIGGER rt_audit ON pipeline_worker.$1" >/dev/null
+}
+audited_expiry runs id 7
+# The same for run_steps: its rows then go by the statement, the runs without one.
+audited_expiry run_steps run_id 6
+# A step row held by another transaction: the run goes, its step row is deleted by the statement, which waits for
+# that transaction.
 pw_psql -c "SELECT pipeline_worker.alter_pipeline('lk', '{\"retention\": null}')" \
         -c "SELECT pipeline_worker.create_run('lk', jsonb_build_object('n', g)) FROM generate_series(1, 3) g" >/dev/null
 pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'lk' AND status = 'succeeded'" >/dev/null \
