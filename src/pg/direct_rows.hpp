@@ -6,8 +6,10 @@
 //
 // Only where a statement would do nothing more: a plain table without triggers or rules for the command, generated
 // columns or partitions, on which the tables' owner (the statements' user) has the privileges and no row-level
-// security applies to it. Otherwise begin() returns nullptr and the caller writes with its statement. Constraints
-// are checked and every index gets its entries as an INSERT or UPDATE would; everything runs as the tables' owner.
+// security applies to it, in a transaction that is not read-only (for a delete also: no inheritance children).
+// Otherwise begin() returns nullptr and the caller writes with its statement. Constraints are checked and every index
+// gets its entries as an INSERT or UPDATE would (a delete leaves them to VACUUM); everything runs as the tables'
+// owner.
 // In a transaction; the caller's earlier writes are visible to fetch().
 #pragma once
 
