@@ -74,10 +74,12 @@ kill "$live_job" 2>/dev/null; wait "$live_job" 2>/dev/null
 pw_psql -c "CREATE ROLE regress_sub LOGIN; SELECT pipeline_worker.grant_pipeline('p1', 'regress_sub')" >/dev/null
 pw_psql -c "UPDATE pipeline_worker.runs SET status = 'cancelled' WHERE status = 'pending'" >/dev/null
 id=$(PGUSER=regress_sub pw_psql -c "SELECT pipeline_worker.create_run('p1', '{\"n\": 1}')")
-pw_psql -c "SELECT 'claimed', pipeline_worker.claim_run() = $id" -c "SELECT pg_sleep(2)" \
+pw_psql -c "SELECT 'claimed', pipeline_worker.claim_run() = $id" -c "SELECT pg_sleep(3) /* cr_admin */" \
         -c "SELECT 'unrelated query finished'" >"$out/admin.out" 2>&1 &
 admin_job=$!
-sleep 0.7
+# (the claim is done once the admin session's sleep is seen running)
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%cr_admin */' AND state = 'active'
+                    AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the admin session did not claim"
 PGUSER=regress_sub pw_psql -c "SELECT pipeline_worker.cancel_run($id)" >/dev/null 2>&1
 wait "$admin_job"
 pw_check "the claiming session's unrelated query is not cancelled by the submitter's cancel_run" \

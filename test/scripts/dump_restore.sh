@@ -91,7 +91,10 @@ pw_psql -c "SELECT pipeline_worker.resume_pipeline('dr')" >/dev/null
 pw_wait_all_finished 30
 pw_check_sql "enabled again: the restored pending runs and the new one succeeded" "0" \
     "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'"
-X \
-    "SELECT count(*) FROM effects"
+pw_check_sql "each step's effect once: the source's runs and the restored ones, none repeated" t \
+    "SELECT count(*) = count(DISTINCT (run_id, step))
+            AND count(*) = (SELECT 2 * count(*) FILTER (WHERE pipeline = 'dr') + count(*) FILTER (WHERE pipeline = 'dr_new')
+                              FROM pipeline_worker.runs)
+       FROM effects"
 export PGHOST=$SRC_HOST PGPORT=$SRC_PORT
 pw_finish

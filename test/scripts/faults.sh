@@ -100,7 +100,9 @@ in_progress() {  # how many of this phase's runs are done (both databases)
 # ---------------------------------------------------------------- A: SIGKILL
 submit 1
 kills=0
-for i in $(seq 1 6); do
+# (up to 15 tries for 4 kills: after a kill the first try often finds the workers not back yet from crash recovery)
+for i in $(seq 1 15); do
+    [ "$kills" -ge 4 ] && break
     sleep 0.4
     pid=$(psql_retry -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'active' ORDER BY random() LIMIT 1")
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
@@ -114,7 +116,8 @@ pw_check "A: crash recovery happened" "yes" "$(grep -q 'terminated by signal 9' 
 # ---------------------------------------------------------------- B: pg_terminate_backend
 submit 2
 terms=0
-for i in $(seq 1 10); do
+for i in $(seq 1 20); do
+    [ "$terms" -ge 6 ] && break
     sleep 0.25
     t=$(psql_retry -c "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity
                          WHERE backend_type = 'pipeline_worker' AND state = 'active' ORDER BY random() LIMIT 1) s")
@@ -123,7 +126,7 @@ done
 pw_info "B: $terms workers terminated; $(in_progress 2)/$((2 * RUNS)) runs done at the last one"
 [ "$terms" -ge 5 ] && pw_ok "B: terminated workers $terms times mid-load" || pw_fail "B: could not terminate workers ($terms)"
 verify 2 "B (pg_terminate_backend)"
-pw_check_sql "B: workers are back" "6" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
+pw_check "B: workers are back" "6" "$(pw_wait_sql 6 15 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
 
 # ---------------------------------------------------------------- C: immediate stop + start
 submit 3

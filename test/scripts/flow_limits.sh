@@ -180,7 +180,9 @@ pw_check_sql "run_at: every run started within 1 s of its run_at" 0 \
 # 'pending' until the step ends. Until 2026-12-05 the test waited for a status other than 'pending': the backlog came
 # after the holder had finished, and was parked while the lane drained it, one run at a time -- flaky in CI.)
 pw_psql -c "SELECT pipeline_worker.create_pipeline('bulk', '[{\"name\": \"s\", \"function\": \"fl_step\"}]', '{\"concurrency\": 1}')" >/dev/null
-holder=$(pw_psql -c "SELECT pipeline_worker.create_run('bulk', '{\"sleep\": 6, \"k\": \"holder\"}')")
+# (The holder sleeps 60 s and is cancelled once the backlog is seen parked: a holder that ended by itself while a slow
+# machine was still creating the backlog would let the lane drain it instead.)
+holder=$(pw_psql -c "SELECT pipeline_worker.create_run('bulk', '{\"sleep\": 60, \"k\": \"holder\"}')")
 pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $holder step 1 %'" >/dev/null ||
     pw_fail "the bulk holder did not start"
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('bulk',
@@ -192,6 +194,7 @@ else
     pw_info "workers: $(pw_psql -c "SELECT string_agg(pid || ' ' || state || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 40), '; ')
                                      FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
 fi
+pw_check_sql "the bulk holder is cancelled (its slot freed)" t "SELECT pipeline_worker.cancel_run($holder)"
 # Unparks start where the last one stopped (the runs put back leave dead index entries in front); a run parked later
 # at a better position -- a higher priority -- lowers that start again, or it would stay parked for good.
 pw_wait_sql t 30 "SELECT count(*) >= 200 FROM steplog WHERE pipeline = 'bulk' AND k <> 'holder'" >/dev/null ||

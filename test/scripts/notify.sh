@@ -22,9 +22,11 @@ out=$(pw_psql -c "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a
 case "$out" in *"must be true or false"*) pw_ok "notify must be a boolean";; *) pw_fail "notify option: $out";; esac
 
 LISTEN_OUT=$PW_CLUSTER_DIR/listen.out
-"$PW_BINDIR/psql" -X -c "LISTEN pipeline_worker" -c "SELECT pg_sleep(6)" > "$LISTEN_OUT" 2>&1 &
+"$PW_BINDIR/psql" -X -c "LISTEN pipeline_worker" -c "SELECT pg_sleep(8) /* nt_listener */" > "$LISTEN_OUT" 2>&1 &
 listener=$!
-sleep 0.5
+# (listening once its sleep is seen running: the LISTEN before it has committed)
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%nt_listener */' AND state = 'active'
+                    AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the listener did not start"
 held=$(pw_psql -c "SELECT pipeline_worker.create_run('np_held', '{}')")
 pw_psql >/dev/null <<SQL
 SELECT pipeline_worker.create_run('np', jsonb_build_object('n', g)) FROM generate_series(1, 20) g;

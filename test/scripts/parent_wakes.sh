@@ -97,7 +97,7 @@ pw_wait_sql "waiting 1" 10 "SELECT status || ' ' || (SELECT count(*) FROM pipeli
                              FROM pipeline_worker.runs WHERE id = $r" >/dev/null
 hold "$r"
 q "UPDATE wf_gate SET open = true" >/dev/null
-pw_wait_sql succeeded 2 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_wait_sql succeeded 10 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
 pw_check "a child finishing while its parent's row is held elsewhere is committed at once; the parent still waits" \
     "succeeded waiting" "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' || status
                                 FROM pipeline_worker.runs WHERE id = $r")"

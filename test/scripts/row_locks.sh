@@ -33,19 +33,29 @@ BEGIN
     RETURN '{}';
 END $$;
 CREATE FUNCTION pb_noop(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+-- hold()'s gate: a locker keeps its transaction open until release() opens its gate (or max_s pass)
+CREATE TABLE rl_gate (name text PRIMARY KEY);
+CREATE FUNCTION rl_wait_gate(gate text, max_s float8) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+    WHILE NOT EXISTS (SELECT 1 FROM rl_gate g WHERE g.name = gate) AND clock_timestamp() < t0 + max_s * interval '1 s' LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
 SELECT pipeline_worker.create_pipeline('orphan', '[{"name": "s", "function": "pb_step"}]');
 SELECT pipeline_worker.create_pipeline('filler', '[{"name": "s", "function": "pb_noop"}]');
 SQL
 dir=/tmp/pw-rowlocks
 
-# hold NAME SECONDS SQL [ID] : SQL (which takes row locks; :id is ID) in a transaction kept open SECONDS s, in the
-# background (its pid in $job); returns once SQL has run
+# hold NAME SECONDS SQL [ID] : SQL (which takes row locks; :id is ID) in a transaction kept open until release NAME
+# (at most SECONDS s), in the background (its pid in $job); returns once SQL has run. (Until 2026-12-07 each was held
+# for a fixed 5-10 s, which a slow machine could spend on the checks before the last of them ran.)
 hold() {
     pw_psql -v id="${4:-0}" >"$dir/$1.locker" 2>&1 <<SQL &
 BEGIN;
 $3
 \echo locked
-SELECT pg_sleep($2);
+SELECT rl_wait_gate('$1', $2);
 COMMIT;
 SQL
     job=$!
@@ -60,11 +70,13 @@ check_no_long_lock_wait() {
                           AND clock_timestamp() - query_start > interval '2 s'")"
 }
 # check_still_held NAME : the locker started by hold still runs (what was checked happened while it held its locks)
+# release NAME : opens the gate of the locker started by hold NAME: its transaction commits
+release() { pw_psql -c "INSERT INTO rl_gate VALUES ('$1') ON CONFLICT DO NOTHING" >/dev/null; }
 check_still_held() { pw_check "$1: the locker was still holding its lock" 0 "$(kill -0 "$job" 2>/dev/null; echo $?)"; }
 
 # lane_with_locked_run PIPELINE LOCKER_SQL FINAL_STATUS : a pipeline at "concurrency" 1, a holder run in its only
 # slot, five runs parked behind it; LOCKER_SQL (with :id the first parked run, in put-back order) runs in a
-# transaction held for 10 s; then the holder is cancelled, which frees the slot. (The holder sleeps 2 minutes: a
+# transaction held until released; then the holder is cancelled, which frees the slot. (The holder sleeps 2 minutes: a
 # holder that ended by itself could free the slot before the setup was done on a slow machine.)
 lane_with_locked_run() {
     local p=$1 locker=$2 final=$3 holder first job
@@ -84,7 +96,7 @@ lane_with_locked_run() {
     pw_check_sql "$p: the five runs behind the holder were parked" 5 \
         "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL"
     first=$(pw_psql -c "SELECT id FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL ORDER BY id LIMIT 1")
-    hold "$p" 10 "$locker" "$first"
+    hold "$p" 60 "$locker" "$first"
     pw_check_sql "$p: the holder cancelled (its slot freed)" t "SELECT pipeline_worker.cancel_run($holder)"
     if pw_wait_sql 4 5 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND status = 'succeeded' AND id NOT IN ($holder, $first)" >/dev/null &&
         kill -0 "$job" 2>/dev/null; then
@@ -96,6 +108,7 @@ lane_with_locked_run() {
     pw_check_sql "$p: the locked run is still parked meanwhile" "pending true" \
         "SELECT status || ' ' || (parked IS NOT NULL) FROM pipeline_worker.runs WHERE id = $first"
     check_still_held "$p"
+    release "$p"
     pw_wait_exit "$job" 15 || pw_fail "$p: the locker did not end"
     pw_check "$p: the locker had no error" "" "$(grep -i error "$dir/$p.locker")"
     pw_check_sql "$p: once the transaction ended, the locked run is $final" "$final" \
@@ -119,7 +132,7 @@ pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pi
     pw_fail "workers still running with workers = 0"
 held=$(pw_psql -c "SELECT pipeline_worker.create_run('orphan', '{\"queued\": 1}')")
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('orphan', (SELECT jsonb_agg('{\"queued\": 1}'::jsonb) FROM generate_series(1, 30)))" >/dev/null
-hold queued 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$held"
+hold queued 60 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$held"
 # (back to the cluster's 2 workers; a value left in postgresql.auto.conf would outlive the restart below)
 pw_psql -c "ALTER SYSTEM RESET pipeline_worker.workers" -c "SELECT pg_reload_conf()" >/dev/null ||
     pw_fail "workers not reset"
@@ -134,6 +147,7 @@ check_no_long_lock_wait queued
 pw_check_sql "queued: the held run is still queued meanwhile, its step not run" "pending 0" \
     "SELECT status || ' ' || (SELECT count(*) FROM steplog WHERE run_id = $held) FROM pipeline_worker.runs WHERE id = $held"
 check_still_held queued
+release queued
 pw_wait_exit "$job" 15 || pw_fail "queued: the locker did not end"
 pw_check_sql "queued: once the transaction ended, the held run succeeded" succeeded \
     "SELECT pipeline_worker.wait_run($held, '10 s')"
@@ -152,31 +166,33 @@ BEGIN
 END $$;
 SELECT pipeline_worker.create_pipeline('lt', '[{"name": "s", "function": "lt_step"}]');
 SQL
-hold lt 8 "SELECT 1 FROM guarded WHERE id = 1 FOR UPDATE;"
+hold lt 60 "SELECT 1 FROM guarded WHERE id = 1 FOR UPDATE;"
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('lt', '{}')")
 pw_check_sql "a step whose lock_timeout passed while another transaction held its row failed at once" "failed" \
     "SELECT pipeline_worker.wait_run($r, '4 s')"
 pw_check_sql "... with lock_timeout's error" t \
     "SELECT error LIKE '%canceling statement due to lock timeout%' FROM pipeline_worker.runs WHERE id = $r"
 check_still_held lt
+release lt
 pw_wait_exit "$job" 10 || pw_fail "lt: the locker did not end"
 
 # ------------------------------------------------------------------ an orphaned run that is held
 # A worker terminated during a long step leaves its run 'running' (its claim was committed before the step, whose
-# transaction does not lock the run's row); a session holds that row for 8 s. The sweep that recovers the run skips
+# transaction does not lock the run's row); a session holds that row. The sweep that recovers the run skips
 # it meanwhile (the worker sweeping does not wait), and recovers it afterwards.
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('orphan', '{\"sleep\": 30}')")
 pid=$(pw_wait_row 10 "SELECT worker_pid FROM pipeline_worker.runs WHERE id = $r AND status = 'running'")
 pw_wait_row 10 "SELECT 1 FROM pg_stat_activity WHERE pid = $pid AND query LIKE 'run $r step 1 %'" >/dev/null ||
     pw_fail "orphan: the step did not start"
 # (The locker's UPDATE takes the lock and drops the 30 s sleep for the run's next execution.)
-hold orphan 8 "UPDATE pipeline_worker.runs SET input = '{}' WHERE id = :id;" "$r"
+hold orphan 60 "UPDATE pipeline_worker.runs SET input = '{}' WHERE id = :id;" "$r"
 pw_psql -c "SELECT pg_terminate_backend($pid)" >/dev/null
 sleep 3.5  # (the sweep the worker's exit asks for, and three periodic ones)
 check_no_long_lock_wait orphan
 pw_check_sql "orphan: the run stays running (its claimer gone) while its row is held" running \
     "SELECT status FROM pipeline_worker.runs WHERE id = $r"
 check_still_held orphan
+release orphan
 pw_wait_exit "$job" 10 || pw_fail "orphan: the locker did not end"
 pw_check_sql "orphan: recovered once the lock was gone, and run again" succeeded "SELECT pipeline_worker.wait_run($r, '10 s')"
 pw_check_sql "orphan: its step's effect once (the terminated attempt was rolled back)" 1 \
@@ -190,7 +206,7 @@ srv_reset
 r=$(pw_psql -c "SELECT pipeline_worker.create_run('hl', '{}')")
 pw_wait_sql 1 5 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND status = 'running'" >/dev/null ||
     pw_fail "hl: the request did not leave"
-hold hl 8 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
+hold hl 60 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$r"
 sleep 1.5  # (the answer comes 1.5 s after the request left)
 pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('hok', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20)))" >/dev/null
 pw_check_sql "hl: 20 HTTP runs committed meanwhile succeeded while the answered run's row was held" 20 \
@@ -200,6 +216,7 @@ check_no_long_lock_wait hl
 pw_check_sql "hl: the answered run is still running while its row is held" running \
     "SELECT status FROM pipeline_worker.runs WHERE id = $r"
 check_still_held hl
+release hl
 pw_wait_exit "$job" 10 || pw_fail "hl: the locker did not end"
 pw_check_sql "hl: once the lock was gone, the answer was recorded" succeeded "SELECT pipeline_worker.wait_run($r, '5 s')"
 pw_check_sql "hl: one step row, attempt 1" "1 1" \
@@ -210,7 +227,7 @@ pw_check "hl: one request, with its Idempotency-Key" "$r:1:1=1" \
 
 # ------------------------------------------------------------------ a lock_timeout the workers inherit
 # ALTER DATABASE ... SET lock_timeout applies to the workers' own statements too. A session holds run_steps in SHARE
-# mode for 5 s: the workers' writes of step rows time out, their batches are rolled back and put back with no run
+# mode: the workers' writes of step rows time out, their batches are rolled back and put back with no run
 # blamed, and run again once the lock is gone. (Until bb6dc56 the timeout failed the run being executed: "internal
 # error: canceling statement due to lock timeout".)
 pw_psql -c "ALTER DATABASE postgres SET lock_timeout = '300ms'" >/dev/null
@@ -219,12 +236,13 @@ pw_psql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE 
 pw_wait_sql 2 15 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND pid <> ALL ('{${old_pids// /,}}'::int[])" \
     >/dev/null || pw_fail "inherited: the workers did not come back"
 log_at=$(pw_log_size)
-hold inherited 5 "LOCK TABLE pipeline_worker.run_steps IN SHARE MODE;"
+hold inherited 60 "LOCK TABLE pipeline_worker.run_steps IN SHARE MODE;"
 ids=$(pw_psql -c "SELECT string_agg(id::text, ',') FROM pipeline_worker.create_runs('filler', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 20))) id")
 sleep 1
 pw_check_sql "inherited: none of the 20 runs finished while their step rows could not be written" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status IN ('succeeded', 'failed', 'cancelled')"
 check_still_held inherited
+release inherited
 pw_wait_exit "$job" 10 || pw_fail "inherited: the locker did not end"
 pw_check "inherited: the workers' statements timed out meanwhile (server log)" yes \
     "$(tail -c +$((log_at + 1)) "$PW_LOG" | grep -q 'canceling statement due to lock timeout' && echo yes || echo no)"
@@ -244,7 +262,7 @@ SQL
 f=$(pw_psql -c "SELECT pipeline_worker.create_run('failing')")
 pw_check_sql "sealed: a run failed" failed "SELECT pipeline_worker.wait_run($f, '10 s')"
 pw_set_conf pipeline_worker.retention '1 s' || pw_fail "sealed: retention not set"
-hold sealed 10 "SELECT pipeline_worker.retry_run($f);"
+hold sealed 60 "SELECT pipeline_worker.retry_run($f);"
 ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('filler')::text, ',') FROM generate_series(1, 20)")
 pw_wait_sql 20 5 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids) AND status = 'succeeded'" >/dev/null
 sleep 2.5  # (past their retention: a retention round that deletes them would discount them under the lock)
@@ -261,6 +279,7 @@ done
 pw_check_sql "sealed: the 20 runs that finished meanwhile are kept while the lock is held" 20 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids)"
 check_still_held sealed
+release sealed
 pw_wait_exit "$job" 15 || pw_fail "sealed: the locker did not end"
 pw_check "sealed: the locker had no error" "" "$(grep -i error "$dir/sealed.locker")"
 pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ids)" >/dev/null
@@ -269,13 +288,13 @@ pw_reset_conf pipeline_worker.retention
 
 # ------------------------------------------------------------------ claim_run() without workers, after a restart
 # The first put-back after a restart puts back every run a limit parked (the lanes know none): here a session's
-# claim_run(). One of the runs locked by another session (for 6 s): the claim goes on with the others after a second.
+# claim_run(). One of the runs locked by another session: the claim goes on with the others after a second.
 pw_parked_runs fresh pb_step 3 || pw_fail "parked runs not set up"
 pw_cluster_restart "pipeline_worker.workers = 0" || pw_fail "restart failed"
 pw_wait_sql 0 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ||
     pw_fail "workers still running with workers = 0"
 first=$(pw_psql -c "SELECT min(id) FROM pipeline_worker.runs WHERE pipeline = 'fresh'")
-hold fresh 6 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$first"
+hold fresh 60 "SELECT 1 FROM pipeline_worker.runs WHERE id = :id FOR UPDATE;" "$first"
 start=$(pw_now)
 claimed=$(pw_psql -c "SELECT pipeline_worker.claim_run()")
 t=$(pw_elapsed "$start")
@@ -285,5 +304,6 @@ else
     pw_fail "claim_run with a parked run locked by another session: run '$claimed' (locked: $first) after $t s"
 fi
 check_still_held fresh
+release fresh
 pw_wait_exit "$job" 10 || pw_fail "fresh: the locker did not end"
 pw_finish

@@ -28,10 +28,17 @@ SQL
 
 # ------------------------------------------------------------------ one run per slot, on time
 pw_psql -c "SELECT pipeline_worker.schedule('every1', 'sc', '1 seconds', '{\"x\": 1}', '{\"team\": \"a\"}')" >/dev/null
-sleep 5.5
-n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'every1'")
-pw_info "'1 seconds' for 5.5 s: $n runs"
-{ [ "$n" -ge 5 ] && [ "$n" -le 6 ]; } && pw_ok "'1 seconds' fired once a second" || pw_fail "'1 seconds' fired $n times in 5.5 s"
+# (counted against the server's clock: the whole seconds since the schedule was created, less the one being fired --
+# not against a sleep of the script, which psql start-ups on a slow machine stretch)
+pw_wait_sql t 15 "SELECT count(*) >= 5 FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'every1'" 0.2 >/dev/null
+got=$(pw_psql -c "SELECT count(*) || ' runs in ' || s.seconds || ' whole seconds|'
+                         || (count(*) BETWEEN s.seconds - 1 AND s.seconds)
+                    FROM pipeline_worker.runs r,
+                         (SELECT (floor(extract(epoch FROM now())) - floor(extract(epoch FROM created_at)))::int AS seconds
+                            FROM pipeline_worker.schedules WHERE name = 'every1') s
+                   WHERE r.metadata->>'schedule' = 'every1' GROUP BY s.seconds")
+pw_info "'1 seconds': ${got%|*}"
+[ "${got##*|}" = true ] && pw_ok "'1 seconds' fired once a second" || pw_fail "'1 seconds' fired ${got%|*}"
 pw_check_sql "no slot twice, none skipped" "0|0" "SELECT slot_dups('every1') || '|' || slot_gaps('every1')"
 pw_check_sql "slots are whole seconds, created within 1 s of their slot" 0 \
     "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'every1'
@@ -138,14 +145,15 @@ SET ROLE sc_tenant;
 SELECT pipeline_worker.schedule('tenant_every1', 'sc', '1 seconds');
 RESET ROLE;
 SQL
-sleep 1.5
+pw_wait_sql t 10 "SELECT count(*) > 0 FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'tenant_every1'" >/dev/null
 pw_check_sql "the tenant's schedule fires as the tenant" t \
     "SELECT count(*) > 0 AND bool_and(submitted_by = 'sc_tenant'::regrole) FROM pipeline_worker.runs
       WHERE metadata->>'schedule' = 'tenant_every1'"
 pw_psql -c "SELECT pipeline_worker.revoke_pipeline('sc', 'sc_tenant')" >/dev/null
-sleep 1.5
-pw_check_sql "after the revoke the schedule is inactive" "false|" \
-    "SELECT active || '|' || COALESCE(next_run_at::text, '') FROM pipeline_worker.schedules WHERE name = 'tenant_every1'"
+# (at its next slot: waited for, up to 10 s)
+got=$(pw_wait_sql "false|" 10 \
+    "SELECT active || '|' || COALESCE(next_run_at::text, '') FROM pipeline_worker.schedules WHERE name = 'tenant_every1'")
+pw_check "after the revoke the schedule is inactive" "false|" "$got"
 grep -q 'schedule "tenant_every1" deactivated' "$PW_LOG" && pw_ok "the deactivation is logged with its reason" \
     || pw_fail "no log line for the deactivation"
 
@@ -207,25 +215,31 @@ pw_psql >/dev/null <<'SQL' || pw_fail "overlap-waiting fixture"
 SELECT pipeline_worker.create_pipeline('sc_sleepy', '[{"name": "z", "sleep": "1 hour"}, {"name": "s", "function": "sc_step"}]');
 SELECT pipeline_worker.schedule('ov_wait', 'sc_sleepy', '1 seconds', options => '{"overlap": "skip"}');
 SQL
-sleep 4.5
-pw_check_sql "overlap skip: one run while it sleeps, the other slots skipped" "1|waiting|true" \
-    "SELECT count(*) || '|' || string_agg(DISTINCT status, ',') || '|'
+# (waited for: its first run must be claimed and asleep, and two slots skipped since -- up to 15 s on a slow machine)
+ovq="SELECT count(*) || '|' || string_agg(DISTINCT status, ',') || '|'
             || ((SELECT skipped FROM pipeline_worker.schedules WHERE name = 'ov_wait') >= 2)
        FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'ov_wait'"
+pw_wait_sql "1|waiting|true" 15 "$ovq" 0.3 >/dev/null
+sleep 1   # (one more slot: still skipped)
+pw_check_sql "overlap skip: one run while it sleeps, the other slots skipped" "1|waiting|true" "$ovq"
 pw_psql -c "SELECT pipeline_worker.unschedule('ov_wait')" >/dev/null
 
 # ------------------------------------------------------------------ a worker terminated inside a due round
 # The round takes the due moment, then waits (here for a session's lock on the schedules table) and its worker is
 # terminated: the round rolls back, and the moment is due again. (Until 2026-12-05 it was lost: a delayed run stayed
 # pending, and schedules stopped firing, until some other commit set the timer.)
-d=$(pw_psql -c "SELECT pipeline_worker.create_run('sc', '{}', run_at => clock_timestamp() + interval '1 second')")
+# (the lock is taken first, and seen granted, before the run is created: a locker slower than the run's second
+# would let the round pass without waiting, and no later round would come to wait)
 pw_psql >"$PW_DATA/../tlock.out" 2>&1 <<'SQL' &
 BEGIN;
 LOCK TABLE pipeline_worker.schedules IN ACCESS EXCLUSIVE MODE;
-SELECT pg_sleep(5);
+SELECT pg_sleep(8);
 COMMIT;
 SQL
 locker=$!
+pw_wait_sql t 10 "SELECT count(*) > 0 FROM pg_locks WHERE relation = 'pipeline_worker.schedules'::regclass
+                    AND mode = 'AccessExclusiveLock' AND granted" >/dev/null || pw_fail "the locker did not take the lock"
+d=$(pw_psql -c "SELECT pipeline_worker.create_run('sc', '{}', run_at => clock_timestamp() + interval '1 second')")
 pid=$(pw_wait_row 8 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
                       AND query = 'moving due runs into the queue' AND wait_event_type = 'Lock'")
 if [ -n "$pid" ]; then

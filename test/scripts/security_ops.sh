@@ -442,7 +442,7 @@ pw_set_conf pipeline_worker.databases 'postgres, ops_b' || pw_fail "databases = 
 pw_wait_sql t 10 "SELECT count(*) FILTER (WHERE database = 'ops_b') > 0 AND count(*) FILTER (WHERE database = 'postgres') > 0
                   FROM pipeline_worker.workers()" >/dev/null || pw_fail "ops_b and postgres are not both served"
 
-slow=$(dbq ops_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
+slow=$(dbq ops_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 10}')")
 in_step ops_b "$slow" || pw_fail "the slow run of ops_b did not start"
 sleep 0.3
 log_from=$(pw_log_size)
@@ -516,7 +516,7 @@ done
 pw_psql -c "ALTER ROLE creator CREATEDB" >/dev/null
 pw_wait_sql t 10 "SELECT count(*) > 0 FROM pipeline_worker.workers() WHERE database = 'att_db'" >/dev/null
 
-slow=$(dbq ops_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 3}')")
+slow=$(dbq ops_b "SELECT pipeline_worker.create_run('p', '{\"sleep\": 10}')")
 in_step ops_b "$slow" || pw_fail "the second slow run of ops_b did not start"
 sleep 0.3
 b_pids=$(pids_in ops_b) pg_pids=$(pids_in postgres) exec_pid=$(executor ops_b "$slow")

@@ -44,7 +44,7 @@ pw_check_sql "steps executed once each, in the worker named by worker_pid" "3" \
     "SELECT count(*) FROM fx JOIN pipeline_worker.runs r ON r.id = fx.run_id WHERE fx.run_id = $id AND fx.pid = r.worker_pid"
 pw_check "worker pids unchanged after CREATE EXTENSION" "$pids_before" "$(pw_worker_pids)"
 pw_check "idle workers show 'waiting for runs' in pg_stat_activity" 4 \
-    "$(pw_wait_sql 4 3 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+    "$(pw_wait_sql 4 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
                           AND state = 'idle' AND query = 'waiting for runs'")"
 problems=$(pw_log_problems)
 if [ -z "$problems" ]; then pw_ok "no ERROR/FATAL/worker exit in the log after CREATE EXTENSION and a run"
