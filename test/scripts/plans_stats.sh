@@ -186,21 +186,36 @@ set_workers 4
 execute_in vacuumed
 
 # ------------------------------------------------------------------ all pending
+# pending_backlog : the workers stopped, the tables emptied, DRAIN runs submitted and analyzed (all pending)
+pending_backlog() {
+    set_workers 0
+    pw_psql -c "DELETE FROM pipeline_worker.runs" -c "DELETE FROM pipeline_worker.run_steps" >/dev/null
+    pw_psql -c "VACUUM pipeline_worker.runs, pipeline_worker.run_steps" >/dev/null
+    submit ps "$DRAIN"
+    analyze
+}
+# pending_drain : the backlog's drain by 4 workers started for it, in runs/s
+pending_drain() {
+    local start
+    set_workers 4
+    start=$(pw_now)
+    wait_done 300
+    awk -v n="$DRAIN" -v t="$(pw_elapsed "$start")" 'BEGIN { printf "%.0f", n / t }'
+}
 before=$(drain "$DRAIN")
-set_workers 0
-pw_psql -c "DELETE FROM pipeline_worker.runs" -c "DELETE FROM pipeline_worker.run_steps" >/dev/null
-pw_psql -c "VACUUM pipeline_worker.runs, pipeline_worker.run_steps" >/dev/null
-submit ps "$DRAIN"
-analyze
+pending_backlog
 explain_on
 from=$(pw_log_size)
-set_workers 4
-start=$(pw_now)
-wait_done 300
-after=$(awk -v n="$DRAIN" -v t="$(pw_elapsed "$start")" 'BEGIN { printf "%.0f", n / t }')
+after=$(pending_drain)
 explain_off
 capture pending "$from"
 execute_in pending
+# (once more, as drain_after does, when a checkpoint or the machine halved that half-second drain; a collapse fails both)
+if [ "$after" -lt "$((before / 2))" ]; then
+    pw_info "all pending: a drain at $after runs/s, under half of $before: once more"
+    pending_backlog
+    after=$(pending_drain)
+fi
 pw_info "all pending: drain before ANALYZE $before runs/s, of the analyzed backlog $after runs/s"
 pw_lt "$((before / 2))" "$after" && pw_ok "all pending: drain after ANALYZE >= half the drain before" \
     || pw_fail "all pending: drain after ANALYZE $after runs/s < half of $before runs/s"
