@@ -215,7 +215,7 @@ int admit(const Request &req) {
     return 0;
 }
 
-bool begin(int64 run_id, int *wait_ms, TimestampTz *counted_at) {
+bool begin(int64 run_id, int *wait_ms) {
     Holding *h = find_holding(run_id);
     *wait_ms = 0;
     if (h == nullptr || !h->rate_pending || g_header == nullptr) return true;
@@ -232,7 +232,6 @@ bool begin(int64 run_id, int *wait_ms, TimestampTz *counted_at) {
         for (int i = 0; i < h->nlanes; i++)
             if (lanes[i] != nullptr) count_start(lanes[i], now);
         h->rate_pending = false;
-        if (counted_at != nullptr) *counted_at = now;
     }
     LWLockRelease(g_header->lock);
     if (!ok) *wait_ms = static_cast<int>((open - now + 999) / 1000);

@@ -62,10 +62,9 @@ void set_instance(Oid runs_table);
 // Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
 // no room (0: admitted). No limit: admitted without touching shared memory.
 int admit(const Request &req);
-// The run begins executing now: its rate windows count it (at *counted_at, when given and a window counted it: the
-// instant the limit is kept by, which the run's started_at then records). False (and *wait_ms until a window has
-// room) when a window filled up since the claim: the caller puts the run back, due then.
-bool begin(int64 run_id, int *wait_ms, TimestampTz *counted_at = nullptr);
+// The run begins executing now: its rate windows count it. False (and *wait_ms until a window has room) when a
+// window filled up since the claim: the caller puts the run back, due then.
+bool begin(int64 run_id, int *wait_ms);
 // The claim is written on the row in this transaction (it survives the commit as status running).
 void persisted(int64 run_id);
 // The run stops executing here when this transaction commits (finished, pending again).

@@ -304,13 +304,10 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
         {
             MemoryContextSwitchTo(iter_ctx);
             int wait_ms;
-            TimestampTz counted = 0;
-            if (!lanes::begin(runs[i].id, &wait_ms, &counted)) {
+            if (!lanes::begin(runs[i].id, &wait_ms)) {
                 // its rate window filled up since the claim: back to the queue, due when the window has room
                 store::buffer_run(&runs[i], core::RunStatus::Pending, nullptr, nullptr, wait_ms);
                 deferred = true;
-            } else if (counted != 0 && !runs[i].persisted) {
-                runs[i].claimed_at = counted;  // (started_at: the instant its rate windows counted, their clock)
             }
         }
         PG_CATCH();

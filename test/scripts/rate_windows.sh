@@ -27,9 +27,9 @@ for p in rate_short rate_key; do
                                                                  concurrency_keys => $keys)" >/dev/null
     pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" >/dev/null ||
         pw_fail "$p: runs left unfinished after 30 s"
-    # (Windows measured on runs.started_at -- since 2026-12-07 the very instant the rate window counted the start --
-    # not on the steps' own clock: a step may begin a moment after on a busy machine, and two steps 150 ms apart by
-    # their claims were seen closer than that by their steps once in CI, 2026-12-05.)
+    # (Windows measured on the claims -- runs.started_at, taken as the claim admits the run -- not on the steps' own
+    # clock: a step may begin a moment after its claim on a busy machine, and two steps 150 ms apart by their claims
+    # were seen closer than that by their steps once in CI, 2026-12-05.)
     pw_check_sql "$p: every run began once, one per 150 ms window" "8|8|0" \
         "SELECT count(*) || '|' || count(DISTINCT run_id) || '|' ||
                 (SELECT count(*) FROM pipeline_worker.runs a WHERE a.pipeline = '$p' AND (SELECT count(*)
