@@ -81,6 +81,8 @@ admin_job=$!
 pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%cr_admin */' AND state = 'active'
                     AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the admin session did not claim"
 PGUSER=regress_sub pw_psql -c "SELECT pipeline_worker.cancel_run($id)" >/dev/null 2>&1
+kill -0 "$admin_job" 2>/dev/null && pw_ok "the cancel_run came while the admin session's query ran" \
+    || pw_fail "the cancel_run came after the admin session's query (the check below would prove nothing)"
 wait "$admin_job"
 pw_check "the claiming session's unrelated query is not cancelled by the submitter's cancel_run" \
     "claimed|t unrelated query finished" "$(grep -v '^$' "$out/admin.out" | tr '\n' ' ' | sed 's/ $//')"

@@ -22,10 +22,13 @@ out=$(pw_psql -c "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a
 case "$out" in *"must be true or false"*) pw_ok "notify must be a boolean";; *) pw_fail "notify option: $out";; esac
 
 LISTEN_OUT=$PW_CLUSTER_DIR/listen.out
-"$PW_BINDIR/psql" -X -c "LISTEN pipeline_worker" -c "SELECT pg_sleep(8) /* nt_listener */" > "$LISTEN_OUT" 2>&1 &
+# (a listener seen listening before anything is submitted, listening until every run is finished -- not for a fixed
+# time; psql prints what it received when its next command runs)
+listen_keep=$(mktemp)
+{ echo "LISTEN pipeline_worker;"; while [ -e "$listen_keep" ]; do sleep 0.1; done; echo "SELECT 1;"; } \
+    | "$PW_BINDIR/psql" -X > "$LISTEN_OUT" 2>&1 &
 listener=$!
-# (listening once its sleep is seen running: the LISTEN before it has committed)
-pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%nt_listener */' AND state = 'active'
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pipeline_worker;' AND state = 'idle'
                     AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the listener did not start"
 held=$(pw_psql -c "SELECT pipeline_worker.create_run('np_held', '{}')")
 pw_psql >/dev/null <<SQL
@@ -38,6 +41,9 @@ SELECT pipeline_worker.cancel_run($held);
 ROLLBACK;
 SELECT pipeline_worker.cancel_run($held);
 SQL
+pw_wait_all_finished 30 || pw_fail "runs left unfinished"
+sleep 0.3   # (the last finishes' notifications reach the listener)
+rm -f "$listen_keep"
 wait "$listener"
 got=$(grep -c 'Asynchronous notification "pipeline_worker"' "$LISTEN_OUT")
 pw_check "one notification per finished run of the notify pipelines (20 succeeded, 2 failed, 1 cancelled)" 23 "$got"
