@@ -50,7 +50,7 @@ metric() {
 # ---------------------------------------------------------------- a known workload
 pw_psql >/dev/null <<'SQL'
 SELECT pipeline_worker.create_run('s_ok', '{"sleep": 0.1}') FROM generate_series(1, 3);
-SELECT pipeline_worker.create_run('s_ok', '{"sleep": 0.4}');
+SELECT pipeline_worker.create_run('s_ok', '{"sleep": 0.3}');  -- (<= 0.5 s with 200 ms to spare on a slow machine)
 SELECT pipeline_worker.create_run('s_fail', '{"fail": true}') FROM generate_series(1, 2);
 SELECT pipeline_worker.create_run('s_held', '{}') FROM generate_series(1, 4);
 SELECT pipeline_worker.create_run('s_held', '{}', run_at => now() + interval '1 hour') FROM generate_series(1, 3);
@@ -87,8 +87,8 @@ pw_check "s_ok: p50 and p95 (interpolated) equal those of the runs' finished_at 
                                   percentile_cont(0.95) WITHIN GROUP (ORDER BY finished_at - started_at) p95
                              FROM pipeline_worker.runs WHERE pipeline = 's_ok' AND status = 'succeeded') x
                     WHERE s.pipeline = 's_ok'")"
-pw_check "s_ok: p50 is a 0.1 s run, p95 near the 0.4 s one" "t|t" \
-    "$(pw_psql -c "SELECT p50_duration_1h BETWEEN '0.1 s' AND '0.3 s', p95_duration_1h BETWEEN '0.3 s' AND '1 s'
+pw_check "s_ok: p50 is a 0.1 s run, p95 near the 0.3 s one (0.27 s interpolated)" "t|t" \
+    "$(pw_psql -c "SELECT p50_duration_1h BETWEEN '0.1 s' AND '0.3 s', p95_duration_1h BETWEEN '0.25 s' AND '1 s'
                    FROM pipeline_worker.pipeline_stats WHERE pipeline = 's_ok'")"
 pw_check "oldest_pending_age: the oldest pending s_held run's age (scheduled ones not counted)" t \
     "$(pw_psql -c "SELECT abs(extract(epoch FROM s.oldest_pending_age - (now() - (SELECT min(created_at)
