@@ -89,10 +89,13 @@ lane_with_locked_run() {
     # (A claim from the head parks them, and tells their lane; the claims from the hint filter a full lane's runs and
     # leave them queued. The workers claim from the head every 16 claims: other runs keep them claiming.)
     local i
-    for i in 1 2 3; do
+    # (up to 10 rounds of filler: which claim comes from the head depends on the claims' count so far -- CI once saw
+    # none park them in 3 rounds, 2026-12-07)
+    for i in 1 2 3 4 5 6 7 8 9 10; do
         pw_psql -c "SELECT count(*) FROM pipeline_worker.create_runs('filler', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 3000)))" >/dev/null
         pw_wait_sql 5 2 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL" >/dev/null && break
     done
+    pw_info "$p: $i round(s) of 3,000 filler runs"
     pw_check_sql "$p: the five runs behind the holder were parked" 5 \
         "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL"
     first=$(pw_psql -c "SELECT id FROM pipeline_worker.runs WHERE pipeline = '$p' AND parked IS NOT NULL ORDER BY id LIMIT 1")
