@@ -1,7 +1,5 @@
 #include "store/retention.hpp"
 
-#include <algorithm>
-
 #include "store/stats.hpp"
 
 #include "pg/direct_rows.hpp"
@@ -269,13 +267,13 @@ void run_expire_statement(bool full, bool find, int max) {
 
 // The expired runs just found (SPI_tuptable: run_expire_statement's find form) deleted one by one by the row version
 // found, without a statement (pg/direct_rows.hpp). nullptr: the run table is not one to delete from that way (a
-// trigger, a rule, row-level security, inheritance children: the caller deletes with the statement). Else, per row found, whether it was
-// deleted: not if it changed or was locked since the statement's snapshot (a retry_run, a purge_runs, a user's
-// transaction), as SKIP LOCKED leaves a row -- the next round finds it again if it is still expired. The ids of the
-// runs deleted go to *ids, for delete_rest(). What this spares, per run: the row lock and its WAL record, the
-// runs_pkey descent by id and the DELETE's executor (bench/README, 2026-12-06 night: 7.5 -> 4.9 us of the workers'
-// CPU per run deleted). The step rows are left to a statement: deleted one run at a time through run_steps_pkey
-// without one, they cost more than the statement's one index scan over the batch (4.1 -> 4.7 us).
+// trigger, a rule, row-level security, inheritance children: the caller deletes with the statement). Else, per row
+// found, whether it was deleted: not if it changed or was locked since the statement's snapshot (a retry_run, a
+// purge_runs, a user's transaction), as SKIP LOCKED leaves a row -- the next round finds it again if it is still
+// expired. The ids of the runs deleted go to *ids, for delete_rest(). What this spares, per run: the row lock and its
+// WAL record, the runs_pkey descent by id and the DELETE's executor (bench/README, 2026-12-06 night: 7.5 -> 4.9 us of
+// the workers' CPU per run deleted). The step rows are left to a statement: deleted one run at a time through
+// run_steps_pkey without one, they cost more than the statement's one index scan over the batch (4.1 -> 4.7 us).
 bool *delete_found(Datum *ids, int64 *n_deleted) {
     uint64 rows = SPI_processed;
     bool *deleted = static_cast<bool *>(palloc0(sizeof(bool) * (rows + 1)));

@@ -114,6 +114,18 @@ pw_as_pg() { (cd /tmp && runuser -u "$PW_OS_USER" -- "$@"); }
 
 pw_psql() { "$PW_BINDIR/psql" -X -v ON_ERROR_STOP=1 -Atq "$@"; }
 
+# pw_session_open OUT BEFORE_SQL [AFTER_SQL] : a psql session in the background (its pid in PW_SESSION_PID) that runs
+# BEFORE_SQL, then stays open -- its transaction, locks, LISTEN -- until pw_session_close, which has it run AFTER_SQL
+# and waits for it to end. Its output (notifications included) goes to OUT. One such session at a time. (For what must
+# last until the checks are done: a fixed pg_sleep may run out first on a slow machine.)
+pw_session_open() {
+    PW_SESSION_KEEP=$(mktemp)
+    { printf '%s\n' "$2"; while [ -e "$PW_SESSION_KEEP" ]; do sleep 0.1; done; printf '%s\n' "${3:-}"; } \
+        | pw_psql >"$1" 2>&1 &
+    PW_SESSION_PID=$!
+}
+pw_session_close() { rm -f "$PW_SESSION_KEEP"; wait "$PW_SESSION_PID"; }
+
 # a port nobody listens on (the socket lives in our own directory, so this is mostly hygiene)
 pw_free_port() {
     local port tries=0

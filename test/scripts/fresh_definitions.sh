@@ -43,11 +43,9 @@ pw_check_sql "the batch took both runs (the second is the worker's: no other cla
     "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id = $q1 AND status = 'pending' FOR UPDATE SKIP LOCKED) x"
 
 # While that transaction is open: 'quick' now notifies; then the held run goes on, and 'quick' runs after it.
-listen_out=$(mktemp) listen_keep=$(mktemp)
+listen_out=$(mktemp)
 # (listening until the runs are done -- not a fixed 4 s -- and seen listening before the change)
-{ echo "LISTEN pipeline_worker;"; while [ -e "$listen_keep" ]; do sleep 0.1; done; echo "SELECT 'done';"; } \
-    | pw_psql >"$listen_out" 2>&1 &
-listener=$!
+pw_session_open "$listen_out" "LISTEN pipeline_worker;" "SELECT 'done';"
 pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pipeline_worker;' AND state = 'idle'
                     AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the listener did not start"
 pw_psql -c "SELECT pipeline_worker.alter_pipeline('quick', '{\"notify\": true}')" >/dev/null || pw_die "alter failed"
@@ -55,8 +53,7 @@ pw_psql -c "UPDATE ctl SET go = true" >/dev/null
 pw_check_sql "the run claimed before the change finished" "succeeded" "SELECT pipeline_worker.wait_run($q1, '10 s')"
 q2=$(pw_psql -c "SELECT pipeline_worker.create_run('quick', '{\"n\": 2}')")
 pw_check_sql "a run submitted after the change finished" "succeeded" "SELECT pipeline_worker.wait_run($q2, '10 s')"
-rm -f "$listen_keep"
-wait $listener
+pw_session_close
 pw_check "the run executed after the change (same transaction) notified" "1" \
     "$(grep -c "\"run_id\": $q1," "$listen_out")"
 pw_check "the next run of the pipeline on that worker notified too" "1" "$(grep -c "\"run_id\": $q2," "$listen_out")"

@@ -24,10 +24,7 @@ case "$out" in *"must be true or false"*) pw_ok "notify must be a boolean";; *) 
 LISTEN_OUT=$PW_CLUSTER_DIR/listen.out
 # (a listener seen listening before anything is submitted, listening until every run is finished -- not for a fixed
 # time; psql prints what it received when its next command runs)
-listen_keep=$(mktemp)
-{ echo "LISTEN pipeline_worker;"; while [ -e "$listen_keep" ]; do sleep 0.1; done; echo "SELECT 1;"; } \
-    | "$PW_BINDIR/psql" -X > "$LISTEN_OUT" 2>&1 &
-listener=$!
+pw_session_open "$LISTEN_OUT" "LISTEN pipeline_worker;" "SELECT 1;"
 pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pipeline_worker;' AND state = 'idle'
                     AND pid <> pg_backend_pid()" >/dev/null || pw_fail "the listener did not start"
 held=$(pw_psql -c "SELECT pipeline_worker.create_run('np_held', '{}')")
@@ -43,8 +40,7 @@ SELECT pipeline_worker.cancel_run($held);
 SQL
 pw_wait_all_finished 30 || pw_fail "runs left unfinished"
 sleep 0.3   # (the last finishes' notifications reach the listener)
-rm -f "$listen_keep"
-wait "$listener"
+pw_session_close
 got=$(grep -c 'Asynchronous notification "pipeline_worker"' "$LISTEN_OUT")
 pw_check "one notification per finished run of the notify pipelines (20 succeeded, 2 failed, 1 cancelled)" 23 "$got"
 pw_check "never twice for a run" 23 "$(grep -o '"run_id": [0-9]*' "$LISTEN_OUT" | sort -u | wc -l)"

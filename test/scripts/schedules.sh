@@ -234,10 +234,7 @@ pw_psql -c "SELECT pipeline_worker.unschedule('ov_wait')" >/dev/null
 # pending, and schedules stopped firing, until some other commit set the timer.)
 # (the lock is taken first, and seen granted, before the run is created: a locker slower than the run's second
 # would let the round pass without waiting, and no later round would come to wait)
-tlock_keep=$(mktemp)
-{ echo "BEGIN;"; echo "LOCK TABLE pipeline_worker.schedules IN ACCESS EXCLUSIVE MODE;"
-  while [ -e "$tlock_keep" ]; do sleep 0.1; done; echo "COMMIT;"; } | pw_psql >"$PW_DATA/../tlock.out" 2>&1 &
-locker=$!
+pw_session_open "$PW_DATA/../tlock.out" "BEGIN; LOCK TABLE pipeline_worker.schedules IN ACCESS EXCLUSIVE MODE;" "COMMIT;"
 pw_wait_sql t 10 "SELECT count(*) > 0 FROM pg_locks WHERE relation = 'pipeline_worker.schedules'::regclass
                     AND mode = 'AccessExclusiveLock' AND granted" >/dev/null || pw_fail "the locker did not take the lock"
 d=$(pw_psql -c "SELECT pipeline_worker.create_run('sc', '{}', run_at => clock_timestamp() + interval '1 second')")
@@ -249,8 +246,7 @@ if [ -n "$pid" ]; then
 else
     pw_fail "no due round waited for the lock"
 fi
-rm -f "$tlock_keep"
-wait "$locker"
+pw_session_close
 pw_check "after the lock, the delayed run of the terminated round ran" succeeded \
     "$(pw_psql -c "SELECT pipeline_worker.wait_run($d, '10 s')")"
 

@@ -52,12 +52,10 @@ pw_check_sql "every step's effect once" "30000|30000" "SELECT count(*), count(DI
 
 # 2. A table someone else holds (another VACUUM, an ANALYZE: the same lock) is skipped, not waited for.
 pw_psql -c "TRUNCATE effects" >/dev/null
-lockfile=$(mktemp) lockkeep=$(mktemp)
+lockfile=$(mktemp)
 # (held until the checks below are done -- not a fixed 8 s, which a slow machine could spend submitting)
-{ echo "BEGIN; LOCK TABLE pipeline_worker.runs IN SHARE UPDATE EXCLUSIVE MODE; SELECT 'locked';"
-  while [ -e "$lockkeep" ]; do sleep 0.1; done; echo "COMMIT;"; } \
-    | pw_psql >"$lockfile" 2>&1 &
-holder=$!
+pw_session_open "$lockfile" "BEGIN; LOCK TABLE pipeline_worker.runs IN SHARE UPDATE EXCLUSIVE MODE; SELECT 'locked';" \
+    "COMMIT;"
 pw_wait_until 10 0.1 grep -q locked "$lockfile" || pw_fail "the lock was not taken"
 t0=$(pw_now)
 submit 20000 100001
@@ -66,9 +64,8 @@ pw_check "while another session holds runs' vacuum lock, 20,000 runs finish (the
     "0" "$left"
 pw_check_sql "... and no worker waited for a lock" "0" \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event_type = 'Lock'"
-pw_check "... while the lock was still held" "locked" "$(kill -0 "$holder" 2>/dev/null && echo locked)"
-rm -f "$lockkeep"
-wait "$holder"
+pw_check "... while the lock was still held" "locked" "$(kill -0 "$PW_SESSION_PID" 2>/dev/null && echo locked)"
+pw_session_close
 rm -f "$lockfile"
 pw_info "20,000 runs under the held lock: $(pw_elapsed "$t0") s"
 settled || pw_fail "runs not deleted after the lock was released"
