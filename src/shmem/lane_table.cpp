@@ -35,17 +35,19 @@ int rate_count(const Lane *lane, TimestampTz now) {
     return n;
 }
 
-// When the window will have room for one more start (now if it has).
-TimestampTz rate_opening(const Lane *lane, TimestampTz now) {
-    int n = rate_count(lane, now);
+// When the window will have room for one more start (now if it has) besides `reserved` runs admitted and not begun;
+// 0 when starts leaving the window are not enough.
+TimestampTz rate_opening(const Lane *lane, TimestampTz now, int reserved) {
+    int n = rate_count(lane, now) + reserved;
     if (lane->width_us == 0 || n < lane->limits.rate_runs) return now;
+    if (reserved >= lane->limits.rate_runs) return 0;
     int64 lo = (now - int64(lane->limits.rate_ms) * 1000) / lane->width_us;
     // oldest buckets leave the window first
     for (int64 b = lo;; b++) {
         for (int i = 0; i < kBuckets; i++)
             if (lane->bucket[i] == b) n -= lane->count[i];
         if (n < lane->limits.rate_runs) return (b + 1) * lane->width_us + int64(lane->limits.rate_ms) * 1000;
-        if (b > now / lane->width_us) return now;  // (cannot happen: every counted bucket has passed)
+        if (b > now / lane->width_us) return reserved > 0 ? 0 : now;  // (cannot happen: every bucket has passed)
     }
 }
 
@@ -53,7 +55,7 @@ int room(const Lane *lane, TimestampTz now) {
     int r = INT_MAX;
     if (lane->limits.concurrency > 0) r = lane->limits.concurrency - lane->running;
     if (lane->limits.rate_runs > 0) {
-        int rr = lane->limits.rate_runs - rate_count(lane, now);
+        int rr = lane->limits.rate_runs - rate_count(lane, now) - lane->reserved;
         r = rr < r ? rr : r;
     }
     return r < 0 ? 0 : r;
@@ -158,6 +160,33 @@ void shmem_startup() {
     info.keysize = sizeof(Tag);
     info.entrysize = sizeof(Lane);
     g_lanes = ShmemInitHash("pipeline_worker lanes", kMaxLanes, kMaxLanes, &info, HASH_ELEM | HASH_BLOBS);
+}
+
+// (A read of the table alone: here rather than in lanes.cpp.)
+TimestampTz next_rate_opening() {
+    if (g_header == nullptr) return 0;
+    TimestampTz best = 0;
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see lanes.cpp's lock_lanes)
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || lane->limits.rate_runs == 0)
+            continue;
+        if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
+        TimestampTz at = rate_opening(lane, now, lane->reserved);
+        if (at == 0) continue;  // full of places held for runs not begun: their begin() or release sets the time
+        // Runs left queued by claims that filtered the full window (its skip floor set) need the opening as much as
+        // parked ones: full_lanes set it as the due moment, but a round due earlier took that and set the next from
+        // here (until 2026-12-04 parked runs only: the queued ones then waited for the lead's 1 s look). Only while
+        // the window is full: with room, they are claimable now, and "due now" would bring the round back at once.
+        bool queued = pg_atomic_read_u64(&lane->skip_floor) != UINT64_MAX && at > now;
+        if (!has_parked(lane) && !queued) continue;
+        if (best == 0 || at < best) best = at;
+    }
+    LWLockRelease(g_header->lock);
+    return best;
 }
 
 }  // namespace pw::lanes

@@ -30,6 +30,7 @@ struct Tag {
 struct Lane {
     Tag tag;  // hash key: first
     int running;
+    int reserved;       // admitted runs of a rate-limited lane not begun yet: they have their place in the window
     Limits limits;      // as of the last admission
     int64 width_us;     // rate bucket width (0: no rate limit seen)
     uint64 parked_seq;  // bumped when runs were parked here (after their commit)
@@ -65,8 +66,9 @@ int64 bucket_width(const Limits &l);
 // Starts counted in the window ending now.
 int rate_count(const Lane *lane, TimestampTz now);
 
-// When the window will have room for one more start (now if it has).
-TimestampTz rate_opening(const Lane *lane, TimestampTz now);
+// When the window will have room for one more start (now if it has) besides `reserved` runs admitted and not begun;
+// 0 when starts leaving the window are not enough (a reservation must end first: its release wakes the workers).
+TimestampTz rate_opening(const Lane *lane, TimestampTz now, int reserved = 0);
 // How many more runs the lane admits now (concurrency and rate window).
 int room(const Lane *lane, TimestampTz now);
 // A run begins now: its rate window counts it.

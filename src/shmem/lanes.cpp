@@ -28,6 +28,7 @@ struct Holding {
     bool durable_pending;  // persisted in the current transaction
     bool release_pending;  // the run stops executing here at commit
     bool rate_pending;     // a lane has a rate limit: begin() counts the start
+    bool reserved[2];      // lanes[i]'s window holds a place for it until it begins (Lane::reserved)
     SubTransactionId admit_subid;    // the subtransaction that took the slot (at_subabort)
     SubTransactionId release_subid;  // the one that asked for release_pending
 };
@@ -137,6 +138,7 @@ void release_holding(Holding *h) {
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
         if (lane == nullptr) continue;
         if (lane->running > 0) lane->running--;
+        if (h->reserved[i] && lane->reserved > 0) lane->reserved--;  // released before it began: the place is free
         uint64 f = pg_atomic_exchange_u64(&lane->skip_floor, UINT64_MAX);
         if (f < floor) floor = f;
         if (has_parked(lane)) parked = true;
@@ -203,14 +205,21 @@ int admit(const Request &req) {
         if (lanes[i] != nullptr && h.lanes[i].per_key) lanes[i]->filter_hash = req.filter_hash;
     if (blocked == 0) {
         for (int i = 0; i < h.nlanes; i++) {
-            lanes[i]->running++;  // (a rate window counts the run when it really begins: begin())
+            lanes[i]->running++;
+            // A rate window counts the run when it really begins (begin()); until then it holds a place in it, so
+            // that no other claim takes that place meanwhile. (Until 2026-12-07 it did not: with 10 workers and a
+            // window of one run, nine claims a window were put back at begin(), each counted in runs.claims.)
+            if (lanes[i]->limits.rate_runs > 0) {
+                lanes[i]->reserved++;
+                h.reserved[i] = true;
+            }
         }
     }
     LWLockRelease(g_header->lock);
     if (blocked != 0) return blocked;
     h.durable_pending = req.persisted;
     h.admit_subid = GetCurrentSubTransactionId();
-    h.rate_pending = limits[0]->rate_runs > 0 || (h.nlanes > 1 && limits[1]->rate_runs > 0);
+    h.rate_pending = h.reserved[0] || h.reserved[1];
     holdings[nholdings++] = h;
     return 0;
 }
@@ -228,12 +237,23 @@ bool begin(int64 run_id, int *wait_ms) {
         if (at > open) open = at;
     }
     bool ok = open <= now;
+    TimestampTz due = 0;
     if (ok) {
-        for (int i = 0; i < h->nlanes; i++)
-            if (lanes[i] != nullptr) count_start(lanes[i], now);
+        for (int i = 0; i < h->nlanes; i++) {
+            if (lanes[i] == nullptr) continue;
+            count_start(lanes[i], now);
+            if (h->reserved[i] && lanes[i]->reserved > 0) lanes[i]->reserved--;  // its place is a start now
+            h->reserved[i] = false;
+            // Runs that claims left behind while the place was held wait for the window to move on: no claim set
+            // a timer for that (it depended on this start), and the release may be far off (a slow run).
+            if (pg_atomic_read_u64(&lanes[i]->skip_floor) == UINT64_MAX && !has_parked(lanes[i])) continue;
+            TimestampTz at = lanes[i]->limits.rate_runs > 0 ? rate_opening(lanes[i], now, lanes[i]->reserved) : 0;
+            if (at > now && (due == 0 || at < due)) due = at;
+        }
         h->rate_pending = false;
     }
     LWLockRelease(g_header->lock);
+    if (due != 0) shared::note_retry_due(due);
     if (!ok) *wait_ms = static_cast<int>((open - now + 999) / 1000);
     return ok;
 }
@@ -306,8 +326,8 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
         lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see shared::raise_claim_hint)
         // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
         // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
-        if (lane->limits.rate_runs > 0) {
-            TimestampTz at = rate_opening(lane, now);
+        if (lane->limits.rate_runs > 0) {  // (0: full of places held for runs not begun; their release wakes)
+            TimestampTz at = rate_opening(lane, now, lane->reserved);
             if (at > now && (opening == 0 || at < opening)) opening = at;
         }
         if (lane->tag.per_key) {
@@ -407,7 +427,10 @@ void at_commit() {
             // room already (a slot freed before this commit): nobody else will notice
             if (room(lane, now) > 0) wake = true;
             // a full rate window: the timer puts them back when it moves on
-            else if (lane->limits.rate_runs > 0) shared::note_retry_due(rate_opening(lane, now));
+            else if (lane->limits.rate_runs > 0) {
+                TimestampTz at = rate_opening(lane, now, lane->reserved);
+                if (at != 0) shared::note_retry_due(at);  // (0: a place held for a run not begun; its release wakes)
+            }
         }
         LWLockRelease(g_header->lock);
         if (wake) {
@@ -562,30 +585,6 @@ void unpark_done(const Unpark &u, int found, uint64 next_from) {
     if (GetCurrentTransactionNestLevel() > 1 || npending_clears == kMaxPendingClears) return;
     pending_clears[npending_clears++] =
         PendingClear{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq, found < u.room, next_from};
-}
-
-TimestampTz next_rate_opening() {
-    if (g_header == nullptr) return 0;
-    TimestampTz best = 0;
-    TimestampTz now = lock_lanes(LW_SHARED);
-    HASH_SEQ_STATUS seq;
-    hash_seq_init(&seq, g_lanes);
-    Lane *lane;
-    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || lane->limits.rate_runs == 0)
-            continue;
-        if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
-        TimestampTz at = rate_opening(lane, now);
-        // Runs left queued by claims that filtered the full window (its skip floor set) need the opening as much as
-        // parked ones: full_lanes set it as the due moment, but a round due earlier took that and set the next from
-        // here (until 2026-12-04 parked runs only: the queued ones then waited for the lead's 1 s look). Only while
-        // the window is full: with room, they are claimable now, and "due now" would bring the round back at once.
-        bool queued = pg_atomic_read_u64(&lane->skip_floor) != UINT64_MAX && at > now;
-        if (!has_parked(lane) && !queued) continue;
-        if (best == 0 || at < best) best = at;
-    }
-    LWLockRelease(g_header->lock);
-    return best;
 }
 
 }  // namespace pw::lanes

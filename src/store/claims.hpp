@@ -15,7 +15,7 @@ struct ClaimedRun {
     Jsonb *input;
     Jsonb *metadata;
     int claims;  // how often it was claimed, this claim included (> 1: it has history to resume from)
-    TimestampTz claimed_at;
+    TimestampTz claimed_at;  // its started_at; 0: put back before it began (the row's started_at stays)
     bool persisted;  // the claim is recorded on the row (status running, worker_pid, ...)
     // The row version the claim locked (0.2 workers' claims; invalid otherwise): the outcome's UPDATE finds the row
     // by it, without a probe of runs_pkey -- checking the id, and by id after all if this transaction changed the row.

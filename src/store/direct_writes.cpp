@@ -156,7 +156,7 @@ int update_outcomes_at_claims(List *runs, int64 *out_ids, int64 *out_parents, bo
         if (r->error) set(kError, CStringGetTextDatum(r->error));
         else clear(kError);
         set(kClaims, Int32GetDatum(r->claims));
-        if (on[att[kStarted]]) set(kStarted, TimestampTzGetDatum(r->claimed_at));
+        if (on[att[kStarted]] && r->claimed_at != 0) set(kStarted, TimestampTzGetDatum(r->claimed_at));
         if (settled) clear(kFinished);
         else set(kFinished, TimestampTzGetDatum(r->at));
         if (r->wake_at != 0) set(kNotBefore, TimestampTzGetDatum(r->wake_at));

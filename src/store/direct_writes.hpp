@@ -45,7 +45,7 @@ struct RunRow {
     int64 id;
     char *pipeline;
     int claims;
-    TimestampTz claimed_at;
+    TimestampTz claimed_at;  // started_at if the row has none (0: the run did not begin)
     core::RunStatus status;
     Jsonb *result;
     char *error;

@@ -243,7 +243,8 @@ pg::ArrayColumns *outcome_columns(int n, int *with_tid) {
         if (r->wake_at != 0) pg::set_cell(a, i, 5, TimestampTzGetDatum(r->wake_at));
         else pg::set_null(a, i, 5);
         pg::set_cell(a, i, 6, Int32GetDatum(r->claims));
-        pg::set_cell(a, i, 7, TimestampTzGetDatum(r->claimed_at));
+        if (r->claimed_at != 0) pg::set_cell(a, i, 7, TimestampTzGetDatum(r->claimed_at));
+        else pg::set_null(a, i, 7);  // (put back before it started: started_at stays as it is)
         if (r->waiting_for) pg::set_cell(a, i, 8, CStringGetTextDatum(r->waiting_for));
         else pg::set_null(a, i, 8);
         if (ItemPointerIsValid(&r->tid)) {

@@ -305,7 +305,10 @@ int execute_batch(store::ClaimedRun *runs, int n, MemoryContext iter_ctx, Batch 
             MemoryContextSwitchTo(iter_ctx);
             int wait_ms;
             if (!lanes::begin(runs[i].id, &wait_ms)) {
-                // its rate window filled up since the claim: back to the queue, due when the window has room
+                // its rate window filled up since the claim: back to the queue, due when the window has room. It
+                // did not start: its row keeps the started_at it had (claimed_at 0: none to record). A claim shown
+                // before execution (persisted) recorded its time already, as any claim_run() does.
+                if (!runs[i].persisted) runs[i].claimed_at = 0;
                 store::buffer_run(&runs[i], core::RunStatus::Pending, nullptr, nullptr, wait_ms);
                 deferred = true;
             }

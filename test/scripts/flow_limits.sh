@@ -127,6 +127,31 @@ pw_check_sql "rate: at most 10 runs began in any 450 ms window (500 ms, less the
        WHERE b.pipeline = 'rate' AND b.s >= a.s AND b.s < a.s + interval '450 ms') > 10"
 pw_check_sql "rate: 40 runs took at least 1.5 s (3 full windows)" t \
     "SELECT max(s) - min(s) >= interval '1.5 s' FROM steplog WHERE pipeline = 'rate'"
+# A claim holds its run's place in the window until the run begins: no other worker's claim takes it meanwhile, to
+# find the window full when its run begins and put it back (counted as a claim). Until 2026-12-07 a window of one run
+# and 10 workers put back up to nine claims a window, and such a run showed a started_at while pending.
+pw_check_sql "rate: every run was claimed once (none put back as it began)" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'rate' AND claims <> 1"
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.create_pipeline('rate1', '[{"name": "s", "function": "fl_step"}]',
+                                       '{"rate_limit": {"runs": 1, "per_ms": 400}}');
+SELECT count(*) FROM pipeline_worker.create_runs('rate1', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 8)));
+SQL
+seen=0
+for _ in $(seq 1 30); do  # (about 3 s: the 8 runs take 2.8 s)
+    n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'rate1' AND status = 'pending'
+                      AND started_at IS NOT NULL")
+    [ "$n" != 0 ] && seen=$((seen + 1))
+    sleep 0.1
+done
+pw_check "rate1 (1 run per 400 ms, 10 workers): no pending run showed a started_at" 0 "$seen"
+pw_wait_all_finished 30
+pw_check_sql "rate1: 8 runs, each claimed once, one per 400 ms window" "8|0|0" \
+    "SELECT count(*) || '|' || count(*) FILTER (WHERE claims <> 1) || '|' ||
+            (SELECT count(*) FROM pipeline_worker.runs a WHERE a.pipeline = 'rate1' AND (SELECT count(*)
+               FROM pipeline_worker.runs b WHERE b.pipeline = 'rate1' AND b.started_at >= a.started_at
+                AND b.started_at < a.started_at + interval '400 ms') > 1)
+       FROM pipeline_worker.runs WHERE pipeline = 'rate1'"
 
 # ------------------------------------------------------------------ pause and resume
 pw_psql >/dev/null <<'SQL'
