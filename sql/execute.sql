@@ -293,6 +293,25 @@ RELEASE other;
 COMMIT;
 SELECT status FROM pipeline_worker.runs WHERE id = :kept_id;
 
+-- ---------------------------------------------------------------- a transaction made read-only
+-- Set read-only after its claim, a transaction cannot record the run's steps: execute_run fails as a statement
+-- writing there would (the bookkeeping's writes without a statement, store/direct_writes, are not done past the
+-- setting either), and the rollback leaves the run pending, executed normally at the next claim.
+CREATE FUNCTION public.ex_pure(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('pure', 1) $$;
+SELECT pipeline_worker.create_pipeline('pure', '[{"name": "p1", "function": "ex_pure"}, {"name": "p2", "function": "ex_pure"}]');
+SELECT pipeline_worker.create_run('pure', '{}') AS ro_id \gset
+BEGIN;
+SELECT pipeline_worker.claim_run() = :ro_id AS claimed_before_read_only;
+SET LOCAL transaction_read_only = on;
+SELECT public.try_exec(:ro_id) AS executed_read_only;
+ROLLBACK;
+SELECT status, claims, started_at IS NULL AS not_started FROM pipeline_worker.runs WHERE id = :ro_id;
+SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :ro_id;
+SELECT pipeline_worker.claim_run() = :ro_id AS claimed_again;
+SELECT pipeline_worker.execute_run(:ro_id) AS executed;
+SELECT status, claims, result FROM pipeline_worker.runs WHERE id = :ro_id;
+SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :ro_id;
+
 -- ---------------------------------------------------------------- two-phase commit
 -- A transaction that submitted, changed or claimed runs cannot be prepared: the workers hear of it at this
 -- session's commit (wake-ups, the claim hint, cancels, slots), and a prepared transaction commits elsewhere.
