@@ -1,5 +1,7 @@
 #include "shmem/lane_table.hpp"
 
+#include "shmem/shared.hpp"
+
 extern "C" {
 #include "storage/shmem.h"
 }
@@ -61,8 +63,8 @@ int room(const Lane *lane, TimestampTz now) {
     return r < 0 ? 0 : r;
 }
 
-void count_start(Lane *lane, TimestampTz now) {
-    if (lane->width_us == 0) return;
+int64 count_start(Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return 0;
     int64 b = now / lane->width_us;
     int i = static_cast<int>(b % kBuckets);
     if (lane->bucket[i] != b) {
@@ -70,6 +72,12 @@ void count_start(Lane *lane, TimestampTz now) {
         lane->count[i] = 0;
     }
     lane->count[i]++;
+    return b;
+}
+
+void uncount_start(Lane *lane, int64 b) {
+    int i = static_cast<int>(b % kBuckets);
+    if (lane->width_us != 0 && lane->bucket[i] == b && lane->count[i] > 0) lane->count[i]--;
 }
 
 // The lane, entered empty if new; nullptr when the table is full.
@@ -162,7 +170,38 @@ void shmem_startup() {
     g_lanes = ShmemInitHash("pipeline_worker lanes", kMaxLanes, kMaxLanes, &info, HASH_ELEM | HASH_BLOBS);
 }
 
-// (A read of the table alone: here rather than in lanes.cpp.)
+// Reads of the whole table, for the claims' filters and the timer (no state of this backend's).
+
+bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines) {
+    *npipelines = *nkeys = 0;
+    if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
+    TimestampTz opening = 0;
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see lanes.cpp's lock_lanes)
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
+        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
+        if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
+        lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see shared::raise_claim_hint)
+        // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
+        // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
+        if (lane->limits.rate_runs > 0) {  // (0: full of places held for runs not begun: see next_rate_opening)
+            TimestampTz at = rate_opening(lane, now, lane->reserved);
+            if (at > now && (opening == 0 || at < opening)) opening = at;
+        }
+        if (lane->tag.per_key) {
+            if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
+        } else if (*npipelines < max) {
+            pipelines[(*npipelines)++] = lane->tag.pipeline_id;
+        }
+    }
+    LWLockRelease(g_header->lock);
+    if (opening != 0) shared::note_retry_due(opening);  // a worker wakes then, and claims them
+    return *npipelines + *nkeys > 0;
+}
+
 TimestampTz next_rate_opening() {
     if (g_header == nullptr) return 0;
     TimestampTz best = 0;

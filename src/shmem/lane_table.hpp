@@ -71,8 +71,10 @@ int rate_count(const Lane *lane, TimestampTz now);
 TimestampTz rate_opening(const Lane *lane, TimestampTz now, int reserved = 0);
 // How many more runs the lane admits now (concurrency and rate window).
 int room(const Lane *lane, TimestampTz now);
-// A run begins now: its rate window counts it.
-void count_start(Lane *lane, TimestampTz now);
+// A run begins now: its rate window counts it. Returns the bucket it is counted in (for uncount_start).
+int64 count_start(Lane *lane, TimestampTz now);
+// A start counted in bucket b did not happen (its claim rolled back): taken back while the window still counts it.
+void uncount_start(Lane *lane, int64 b);
 
 // The lane, entered empty if new; nullptr when the table is full.
 Lane *enter(const Tag &tag);

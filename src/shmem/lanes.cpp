@@ -29,6 +29,8 @@ struct Holding {
     bool release_pending;  // the run stops executing here at commit
     bool rate_pending;     // a lane has a rate limit: begin() counts the start
     bool reserved[2];      // lanes[i]'s window holds a place for it until it begins (Lane::reserved)
+    int64 counted[2];      // a claim_run()'s start, counted at its claim: lanes[i]'s bucket (0: none) ...
+    int64 counted_width[2];  // ... of this width (a rollback of the claim takes it back)
     SubTransactionId admit_subid;    // the subtransaction that took the slot (at_subabort)
     SubTransactionId release_subid;  // the one that asked for release_pending
 };
@@ -129,7 +131,8 @@ void apply_passed_over() {
     npassed = 0;
 }
 
-void release_holding(Holding *h) {
+// undo_starts: the claim is rolled back, the starts counted at it did not happen.
+void release_holding(Holding *h, bool undo_starts = false) {
     if (g_header == nullptr) return;
     bool parked = false;
     uint64 floor = UINT64_MAX;
@@ -139,6 +142,8 @@ void release_holding(Holding *h) {
         if (lane == nullptr) continue;
         if (lane->running > 0) lane->running--;
         if (h->reserved[i] && lane->reserved > 0) lane->reserved--;  // released before it began: the place is free
+        if (undo_starts && h->counted[i] != 0 && lane->width_us == h->counted_width[i])
+            uncount_start(lane, h->counted[i]);
         uint64 f = pg_atomic_exchange_u64(&lane->skip_floor, UINT64_MAX);
         if (f < floor) floor = f;
         if (has_parked(lane)) parked = true;
@@ -167,7 +172,8 @@ Holding *find_holding(int64 run_id) {
 }
 
 void release_all(int, Datum) {
-    for (int i = 0; i < nholdings; i++) release_holding(&holdings[i]);
+    // (before the transaction's abort: the claims not committed are rolled back)
+    for (int i = 0; i < nholdings; i++) release_holding(&holdings[i], !holdings[i].durable);
     nholdings = 0;
 }
 
@@ -201,15 +207,26 @@ int admit(const Request &req) {
         int kind = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
         if (lanes[i] == nullptr || room(lanes[i], now) <= 0) blocked = kind;
     }
+    // Entering the key lane in a full table may have swept the pipeline lane away (idle), and given its entry to the
+    // key lane: both would be counted in one entry, and only one given back. Full, then.
+    if (blocked == 0 && h.nlanes == 2 && hash_search(g_lanes, &h.lanes[0], HASH_FIND, nullptr) != lanes[0])
+        blocked = kParkedPipeline;
     for (int i = 0; i < h.nlanes; i++)
         if (lanes[i] != nullptr && h.lanes[i].per_key) lanes[i]->filter_hash = req.filter_hash;
     if (blocked == 0) {
         for (int i = 0; i < h.nlanes; i++) {
             lanes[i]->running++;
-            // A rate window counts the run when it really begins (begin()); until then it holds a place in it, so
-            // that no other claim takes that place meanwhile. (Until 2026-12-07 it did not: with 10 workers and a
-            // window of one run, nine claims a window were put back at begin(), each counted in runs.claims.)
-            if (lanes[i]->limits.rate_runs > 0) {
+            if (lanes[i]->limits.rate_runs == 0) continue;
+            if (req.persisted) {
+                // claim_run(): the run shows as running, started, from its claim, and a session may hold it unexecuted
+                // for as long as it likes: its start is counted now (taken back if the claim is rolled back).
+                h.counted[i] = count_start(lanes[i], now);
+                h.counted_width[i] = lanes[i]->width_us;
+            } else {
+                // A worker's: the window counts the run when it really begins (begin()); until then it holds a place
+                // in it, so that no other claim takes that place meanwhile. (Until 2026-12-07 it did not: with 10
+                // workers and a window of one run, nine claims a window were put back at begin(), each counted in
+                // runs.claims.)
                 lanes[i]->reserved++;
                 h.reserved[i] = true;
             }
@@ -251,6 +268,11 @@ bool begin(int64 run_id, int *wait_ms) {
             if (at > now && (due == 0 || at < due)) due = at;
         }
         h->rate_pending = false;
+    } else {  // (a limit lowered since the admission) put back: its place goes now, not at the commit
+        for (int i = 0; i < h->nlanes; i++) {
+            if (lanes[i] != nullptr && h->reserved[i] && lanes[i]->reserved > 0) lanes[i]->reserved--;
+            h->reserved[i] = false;
+        }
     }
     LWLockRelease(g_header->lock);
     if (due != 0) shared::note_retry_due(due);
@@ -280,7 +302,7 @@ void at_subabort(SubTransactionId sub) {
     for (int i = 0; i < nholdings;) {
         Holding *h = &holdings[i];
         if (!h->durable && h->admit_subid >= sub) {
-            release_holding(h);
+            release_holding(h, true);
             remove_holding(i);
             continue;
         }
@@ -310,35 +332,6 @@ void release_now(int64 run_id) {
             remove_holding(i);
             return;
         }
-}
-
-bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines) {
-    *npipelines = *nkeys = 0;
-    if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
-    TimestampTz opening = 0;
-    TimestampTz now = lock_lanes(LW_SHARED);
-    HASH_SEQ_STATUS seq;
-    hash_seq_init(&seq, g_lanes);
-    Lane *lane;
-    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
-        if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
-        lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see shared::raise_claim_hint)
-        // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
-        // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
-        if (lane->limits.rate_runs > 0) {  // (0: full of places held for runs not begun; their release wakes)
-            TimestampTz at = rate_opening(lane, now, lane->reserved);
-            if (at > now && (opening == 0 || at < opening)) opening = at;
-        }
-        if (lane->tag.per_key) {
-            if (*nkeys < max) keys[(*nkeys)++] = lane->filter_hash;
-        } else if (*npipelines < max) {
-            pipelines[(*npipelines)++] = lane->tag.pipeline_id;
-        }
-    }
-    LWLockRelease(g_header->lock);
-    if (opening != 0) shared::note_retry_due(opening);  // a worker wakes then, and claims them
-    return *npipelines + *nkeys > 0;
 }
 
 void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 key_hash, uint64 from, uint64 upto) {
@@ -495,7 +488,7 @@ void at_abort() {
         h->durable_pending = false;
         h->release_pending = false;
         if (!h->durable) {
-            release_holding(h);
+            release_holding(h, true);
             remove_holding(i);
         } else {
             i++;
