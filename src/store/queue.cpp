@@ -314,6 +314,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         Datum fhash = cell(11, &key_null);
         int64 filter_hash = key_null ? 0 : DatumGetInt64(fhash);
         Pipeline *p = load_pipeline(pipeline);  // (a dropped pipeline: the executor fails the run)
+        TimestampTz claimed_at = now;
         if (p != nullptr && (p->limits.any() || (has_key && p->limits_per_key.any()))) {
             LaneSeen lp = {pipeline_id, false, 0, false, 0}, lk = {pipeline_id, true, key_hash, false, 0};
             bool key_limited = has_key && p->limits_per_key.any();
@@ -344,7 +345,10 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
             if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
             if (key_limited && nseen < 128) seen[nseen++] = lk;
             if (blocked == lanes::kParkedPipeline && i == n - 1) tail = seen_lane(seen, nseen, lp);
-            if (blocked == 0) admitted_limited++;
+            if (blocked == 0) {
+                admitted_limited++;
+                claimed_at = GetCurrentTimestamp();  // (its started_at if shown first: not before its window took it)
+            }
             if (blocked != 0) {
                 parked_ids[nparked] = id;
                 parked_kinds[nparked++] = static_cast<int16>(blocked);
@@ -363,7 +367,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
         r.claims = DatumGetInt32(cell(6, &isnull));
         r.pipeline_id = pipeline_id;
         r.priority = DatumGetInt32(cell(8, &isnull));
-        r.claimed_at = now;
+        r.claimed_at = claimed_at;
         r.persisted = mark_running;
         r.tid = mark_running ? ItemPointerData{} : *reinterpret_cast<ItemPointer>(DatumGetPointer(cell(12, &isnull)));
         MemoryContextSwitchTo(old);
