@@ -209,8 +209,11 @@ int admit(const Request &req) {
     }
     // Entering the key lane in a full table may have swept the pipeline lane away (idle), and given its entry to the
     // key lane: both would be counted in one entry, and only one given back. Full, then.
-    if (blocked == 0 && h.nlanes == 2 && hash_search(g_lanes, &h.lanes[0], HASH_FIND, nullptr) != lanes[0])
+    if (blocked == 0 && h.nlanes == 2 && hash_search(g_lanes, &h.lanes[0], HASH_FIND, nullptr) != lanes[0]) {
         blocked = kParkedPipeline;
+        maybe_forget(lanes[1], now);  // (entered for nothing: the entry goes to the pipeline lane's park note)
+        lanes[1] = nullptr;
+    }
     for (int i = 0; i < h.nlanes; i++)
         if (lanes[i] != nullptr && h.lanes[i].per_key) lanes[i]->filter_hash = req.filter_hash;
     if (blocked == 0) {
@@ -244,6 +247,9 @@ int admit(const Request &req) {
 bool begin(int64 run_id, int *wait_ms) {
     Holding *h = find_holding(run_id);
     *wait_ms = 0;
+    // A claim_run()'s start, counted at its claim, happened now: a rollback no longer takes it back (its HTTP requests
+    // went out; a retry would run past the limit).
+    if (h != nullptr) h->counted[0] = h->counted[1] = 0;
     if (h == nullptr || !h->rate_pending || g_header == nullptr) return true;
     TimestampTz now = lock_lanes(LW_EXCLUSIVE), open = now;
     Lane *lanes[2] = {nullptr, nullptr};
