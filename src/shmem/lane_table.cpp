@@ -172,18 +172,31 @@ void shmem_startup() {
 
 // Reads of the whole table, for the claims' filters and the timer (no state of this backend's).
 
+namespace {
+
+// f(lane, now) for each lane of this backend's database and extension instance, under the shared lock (`now` read
+// under it, as lanes.cpp's lock_lanes does). f neither raises an error nor takes another lock.
+template <typename F>
+void each_lane_here(F f) {
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    TimestampTz now = GetCurrentTimestamp();
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_lanes);
+    Lane *lane;
+    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr)
+        if (lane->tag.db == MyDatabaseId && lane->tag.instance == current_instance) f(lane, now);
+    LWLockRelease(g_header->lock);
+}
+
+}  // namespace
+
 bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int *nkeys, int max, bool all_pipelines) {
     *npipelines = *nkeys = 0;
     if (g_header == nullptr || hash_get_num_entries(g_lanes) == 0) return false;
     TimestampTz opening = 0;
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see lanes.cpp's lock_lanes)
-    HASH_SEQ_STATUS seq;
-    hash_seq_init(&seq, g_lanes);
-    Lane *lane;
-    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || room(lane, now) > 0) continue;
-        if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) continue;
+    each_lane_here([&](Lane *lane, TimestampTz now) {
+        if (room(lane, now) > 0) return;
+        if (!lane->tag.per_key && lane->park_backlog && !all_pipelines) return;
         lower_skip_floor(lane, from);  // (before the claim runs; a release meanwhile: see shared::raise_claim_hint)
         // Its runs stay queued, and nothing else would tell when a full rate window moves on (a release wakes the
         // workers for a full concurrency limit): until 2026-12-03 such runs waited for an idle worker's 1 s look.
@@ -196,8 +209,7 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
         } else if (*npipelines < max) {
             pipelines[(*npipelines)++] = lane->tag.pipeline_id;
         }
-    }
-    LWLockRelease(g_header->lock);
+    });
     if (opening != 0) shared::note_retry_due(opening);  // a worker wakes then, and claims them
     return *npipelines + *nkeys > 0;
 }
@@ -205,26 +217,19 @@ bool full_lanes(uint64 from, int64 *pipelines, int *npipelines, int64 *keys, int
 TimestampTz next_rate_opening() {
     if (g_header == nullptr) return 0;
     TimestampTz best = 0;
-    LWLockAcquire(g_header->lock, LW_SHARED);
-    TimestampTz now = GetCurrentTimestamp();  // (read under the lock: see lanes.cpp's lock_lanes)
-    HASH_SEQ_STATUS seq;
-    hash_seq_init(&seq, g_lanes);
-    Lane *lane;
-    while ((lane = static_cast<Lane *>(hash_seq_search(&seq))) != nullptr) {
-        if (lane->tag.db != MyDatabaseId || lane->tag.instance != current_instance || lane->limits.rate_runs == 0)
-            continue;
-        if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) continue;  // a release wakes it
+    each_lane_here([&](Lane *lane, TimestampTz now) {
+        if (lane->limits.rate_runs == 0) return;
+        if (lane->limits.concurrency > 0 && lane->running >= lane->limits.concurrency) return;  // a release wakes it
         TimestampTz at = rate_opening(lane, now, lane->reserved);
-        if (at == 0) continue;  // full of places held for runs not begun: their begin() or release sets the time
+        if (at == 0) return;  // full of places held for runs not begun: their begin() or release sets the time
         // Runs left queued by claims that filtered the full window (its skip floor set) need the opening as much as
         // parked ones: full_lanes set it as the due moment, but a round due earlier took that and set the next from
         // here (until 2026-12-04 parked runs only: the queued ones then waited for the lead's 1 s look). Only while
         // the window is full: with room, they are claimable now, and "due now" would bring the round back at once.
         bool queued = pg_atomic_read_u64(&lane->skip_floor) != UINT64_MAX && at > now;
-        if (!has_parked(lane) && !queued) continue;
+        if (!has_parked(lane) && !queued) return;
         if (best == 0 || at < best) best = at;
-    }
-    LWLockRelease(g_header->lock);
+    });
     return best;
 }
 
