@@ -286,6 +286,11 @@ bool begin(int64 run_id, int *wait_ms) {
     return ok;
 }
 
+bool holds_rate_place(int64 run_id) {
+    const Holding *h = nholdings > 0 ? find_holding(run_id) : nullptr;
+    return h != nullptr && (h->reserved[0] || h->reserved[1]);
+}
+
 void persisted(int64 run_id) {
     Holding *h = find_holding(run_id);
     if (h != nullptr) h->durable_pending = true;

@@ -67,6 +67,8 @@ int admit(const Request &req);
 bool begin(int64 run_id, int *wait_ms);
 // The claim is written on the row in this transaction (it survives the commit as status running).
 void persisted(int64 run_id);
+// The run's claim (a worker's) holds a place in a rate window until the run begins.
+bool holds_rate_place(int64 run_id);
 // The run stops executing here when this transaction commits (finished, pending again).
 void release_at_commit(int64 run_id);
 

@@ -1,8 +1,10 @@
 #include "worker/claiming.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "shmem/claim_hint.hpp"
+#include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/queue.hpp"
 
@@ -163,6 +165,15 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
         for (int j = i; j > 0 && queue_position(runs[j - 1], version) > queue_position(runs[j], version); j--)
             std::swap(runs[j - 1], runs[j]);
     return n;
+}
+
+void rate_places_first(store::ClaimedRun *runs, int n) {
+    for (int i = 1; i < n; i++) {
+        if (!lanes::holds_rate_place(runs[i].id)) continue;
+        int j = i;
+        while (j > 0 && runs[j - 1].priority == runs[i].priority && !lanes::holds_rate_place(runs[j - 1].id)) j--;
+        std::rotate(runs + j, runs + i, runs + i + 1);
+    }
 }
 
 }  // namespace pw::worker

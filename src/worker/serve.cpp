@@ -131,16 +131,16 @@ struct Batch {
 // idle workers' next look, up to 10 s).
 void note_unstarted(const Batch *b) {
     if (b->locks_released) return;  // (released by an earlier commit, noted then)
-    int first = -1, last = -1, count = 0;  // (in queue order)
+    int64 lo = 0, hi = 0;  // (the batch is not in queue order: claiming.hpp's rate_places_first)
+    int count = 0;
     for (int j = b->next; j < b->n; j++)
         if (!b->runs[j].persisted) {
-            if (first < 0) first = j;
-            last = j;
+            int64 at = queue_position(b->runs[j], b->version);
+            if (count == 0 || at < lo) lo = at;
+            if (count == 0 || at > hi) hi = at;
             count++;
         }
-    if (first >= 0)
-        notes::runs_queued_at(static_cast<uint64>(count), static_cast<uint64>(queue_position(b->runs[first], b->version)),
-                              static_cast<uint64>(queue_position(b->runs[last], b->version)) + 1);
+    if (count > 0) notes::runs_queued_at(static_cast<uint64>(count), static_cast<uint64>(lo), static_cast<uint64>(hi) + 1);
 }
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
@@ -429,6 +429,7 @@ int serve_once(MemoryContext iter_ctx) {
     pg_atomic_fetch_add_u64(&my_slot->batches, 1);
     if (safe_mode > 0) safe_mode--;
     n = share_batch(runs, n, batch, &b);
+    rate_places_first(runs, n);
     b.runs = runs;
     b.n = n;
     int done = execute_batch(runs, n, iter_ctx, &b);

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Rate limits with short windows, on a fresh cluster with one worker: the runs a full window holds back stay queued
 # (the claims filter their lane out), and the worker wakes when the window moves on -- not at its once-a-second look.
-# Until 2026-12-03, 8 runs at 1 per 150 ms took 7 s (pipeline-wide and per key alike). (Long windows, limits with 10
-# workers: flow_limits.sh.)
+# Until 2026-12-03, 8 runs at 1 per 150 ms took 7 s (pipeline-wide and per key alike). A rate-limited run claimed in
+# one batch behind a slow run begins first (its claim holds the window's place until it begins). (Long windows, limits
+# with 10 workers: flow_limits.sh.)
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 pw_cluster_up rate_windows 1 20 || exit 1
@@ -39,4 +40,28 @@ for p in rate_short rate_key; do
     pw_check_sql "$p: each next run began as the window moved on (8 runs in under 3 s, not one a second)" t \
         "SELECT max(s) - min(s) < interval '3 s' FROM startlog WHERE pipeline = '$p'"
 done
+
+# A batch's run whose claim holds a place in a rate window begins first among the batch's runs of its priority: behind
+# a slow run claimed with it, the place would stay held and the window idle that long. (Until 2026-12-07 a 1 s run
+# claimed first delayed it by 1 s.) One worker, warmed by the runs above: its claim takes both runs at once.
+pw_psql >/dev/null <<'SQL' || pw_die "fixtures (batch order)"
+CREATE FUNCTION rw_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO startlog VALUES (ctx->>'pipeline', (ctx->>'run_id')::bigint, clock_timestamp());
+    PERFORM pg_sleep(1);
+    RETURN '1';
+END $$;
+SELECT pipeline_worker.create_pipeline('slow_first', '[{"name": "s", "function": "rw_slow"}]');
+BEGIN;
+SELECT pipeline_worker.create_run('slow_first', '{}');
+SELECT pipeline_worker.create_run('rate_short', '{"after": "slow"}');
+COMMIT;
+SQL
+pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" >/dev/null ||
+    pw_fail "batch order: runs left unfinished after 10 s"
+pw_check_sql "the rate-limited run claimed behind a 1 s run began first, not 1 s later" t \
+    "SELECT (SELECT s FROM startlog l JOIN pipeline_worker.runs r ON r.id = l.run_id WHERE r.input ? 'after')
+          < (SELECT s FROM startlog WHERE pipeline = 'slow_first')"
+pw_check_sql "... each claimed once" "2|2" \
+    "SELECT count(*) || '|' || sum(claims) FROM pipeline_worker.runs WHERE pipeline = 'slow_first' OR input ? 'after'"
 pw_finish
