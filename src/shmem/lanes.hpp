@@ -104,6 +104,10 @@ int lanes_to_unpark(Unpark *out, int max);
 void unpark_done(const Unpark &u, int found, uint64 next_from);
 // The earliest moment a rate-limited lane with parked runs gets room (0: none).
 TimestampTz next_rate_opening();
+// At a due moment (the timer's): the rate windows that have room again bring the claim hint back to the runs claims
+// left queued behind them, as a release does -- a claim from the hint would not see them, and one from the head may
+// be put off (worker/claiming.cpp).
+void reopen_windows();
 // True once per database after shared memory was (re)initialised, or the database's entry in it was (a worker
 // then puts back every run parked by a limit): runs parked before know no lane now.
 bool take_fresh_start();

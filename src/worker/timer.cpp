@@ -80,6 +80,7 @@ void run_timer_if_due() {
     // (a due moment while another worker's round runs stays: taken once that round is over)
     bool lease = shared::is_due() && shared::begin_timer();
     bool due_round = lease && shared::take_due();
+    if (due_round) lanes::reopen_windows();
     if (due_round || unpark) run_timer_guarded(due_round);
     if (lease) shared::end_timer();
 }
