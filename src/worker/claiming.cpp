@@ -7,6 +7,7 @@
 #include "shmem/lanes.hpp"
 #include "shmem/shared.hpp"
 #include "store/queue.hpp"
+#include "worker/run_times.hpp"
 
 namespace pw::worker {
 
@@ -168,11 +169,16 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
 }
 
 void rate_places_first(store::ClaimedRun *runs, int n) {
+    bool held[kMaxBatch];  // (each run looked up once: lanes' holdings are a list)
+    bool any = false;
+    for (int i = 0; i < n && i < kMaxBatch; i++) any |= held[i] = lanes::holds_rate_place(runs[i].id);
+    if (!any || n > kMaxBatch) return;
     for (int i = 1; i < n; i++) {
-        if (!lanes::holds_rate_place(runs[i].id)) continue;
+        if (!held[i]) continue;
         int j = i;
-        while (j > 0 && runs[j - 1].priority == runs[i].priority && !lanes::holds_rate_place(runs[j - 1].id)) j--;
+        while (j > 0 && runs[j - 1].priority == runs[i].priority && !held[j - 1]) j--;
         std::rotate(runs + j, runs + i, runs + i + 1);
+        std::rotate(held + j, held + i, held + i + 1);
     }
 }
 

@@ -118,7 +118,8 @@ struct Batch {
     TxnClock clock;
     store::ClaimedRun *current;
     bool locks_released;
-    store::ClaimedRun *runs = nullptr;  // the claimed batch, in queue order (none when recording HTTP answers)
+    store::ClaimedRun *runs = nullptr;  // the claimed batch, in queue order but rate places first (none when recording
+                                        // HTTP answers; claiming.hpp's rate_places_first)
     int n = 0;
     int next = 0;                       // the first run not started yet
     int version = 2;                    // store::schema_version() at the claim

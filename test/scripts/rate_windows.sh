@@ -43,7 +43,10 @@ done
 
 # A batch's run whose claim holds a place in a rate window begins first among the batch's runs of its priority: behind
 # a slow run claimed with it, the place would stay held and the window idle that long. (Until 2026-12-07 a 1 s run
-# claimed first delayed it by 1 s.) One worker, warmed by the runs above: its claim takes both runs at once.
+# claimed first delayed it by 1 s.) One worker, warmed by the runs above: its claim takes both runs at once -- a
+# batch is sized as commit_interval_ms over the recent run time, 1 s over a few ms here (at 20 ms, one slow moment of
+# the machine among the last runs could make it a batch of one).
+pw_set_conf pipeline_worker.commit_interval_ms 1000 || pw_die "commit_interval_ms"
 pw_psql >/dev/null <<'SQL' || pw_die "fixtures (batch order)"
 CREATE FUNCTION rw_slow(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
@@ -64,4 +67,5 @@ pw_check_sql "the rate-limited run claimed behind a 1 s run began first, not 1 s
           < (SELECT s FROM startlog WHERE pipeline = 'slow_first')"
 pw_check_sql "... each claimed once" "2|2" \
     "SELECT count(*) || '|' || sum(claims) FROM pipeline_worker.runs WHERE pipeline = 'slow_first' OR input ? 'after'"
+pw_reset_conf pipeline_worker.commit_interval_ms
 pw_finish
