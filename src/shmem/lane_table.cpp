@@ -50,7 +50,7 @@ TimestampTz rate_opening(const Lane *lane, TimestampTz now, int reserved) {
         for (int i = 0; i < kBuckets; i++)
             if (lane->bucket[i] == b) n -= lane->count[i];
         if (n < lane->limits.rate_runs) return (b + 1) * lane->width_us + int64(lane->limits.rate_ms) * 1000;
-        if (b > now / lane->width_us) return reserved > 0 ? 0 : now;  // (cannot happen: every bucket has passed)
+        if (b > now / lane->width_us) return now;  // (cannot happen: with every bucket gone, n = reserved < rate_runs)
     }
 }
 

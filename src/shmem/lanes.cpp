@@ -27,8 +27,7 @@ struct Holding {
     bool durable;          // the claim is committed: the slot survives commits
     bool durable_pending;  // persisted in the current transaction
     bool release_pending;  // the run stops executing here at commit
-    bool rate_pending;     // a lane has a rate limit: begin() counts the start
-    bool reserved[2];      // lanes[i]'s window holds a place for it until it begins (Lane::reserved)
+    bool reserved[2];      // lanes[i]'s window holds a place for it until it begins (Lane::reserved): begin() counts it
     int64 counted[2];      // a claim_run()'s start, counted at its claim: lanes[i]'s bucket (0: none) ...
     int64 counted_width[2];  // ... of this width (a rollback of the claim takes it back)
     SubTransactionId admit_subid;    // the subtransaction that took the slot (at_subabort)
@@ -131,6 +130,12 @@ void apply_passed_over() {
     npassed = 0;
 }
 
+// The place h holds in lane's rate window (its i-th) is given up: the run began, or will not.
+void give_up_place(Holding *h, int i, Lane *lane) {
+    if (h->reserved[i] && lane != nullptr && lane->reserved > 0) lane->reserved--;
+    h->reserved[i] = false;
+}
+
 // undo_starts: the claim is rolled back, the starts counted at it did not happen.
 void release_holding(Holding *h, bool undo_starts = false) {
     if (g_header == nullptr) return;
@@ -141,7 +146,7 @@ void release_holding(Holding *h, bool undo_starts = false) {
         Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &h->lanes[i], HASH_FIND, nullptr));
         if (lane == nullptr) continue;
         if (lane->running > 0) lane->running--;
-        if (h->reserved[i] && lane->reserved > 0) lane->reserved--;  // released before it began: the place is free
+        give_up_place(h, i, lane);  // (released before it began: the place is free)
         if (undo_starts && h->counted[i] != 0 && lane->width_us == h->counted_width[i])
             uncount_start(lane, h->counted[i]);
         uint64 f = pg_atomic_exchange_u64(&lane->skip_floor, UINT64_MAX);
@@ -239,7 +244,6 @@ int admit(const Request &req) {
     if (blocked != 0) return blocked;
     h.durable_pending = req.persisted;
     h.admit_subid = GetCurrentSubTransactionId();
-    h.rate_pending = h.reserved[0] || h.reserved[1];
     holdings[nholdings++] = h;
     return 0;
 }
@@ -250,7 +254,7 @@ bool begin(int64 run_id, int *wait_ms) {
     // A claim_run()'s start, counted at its claim, happened now: a rollback no longer takes it back (its HTTP requests
     // went out; a retry would run past the limit).
     if (h != nullptr) h->counted[0] = h->counted[1] = 0;
-    if (h == nullptr || !h->rate_pending || g_header == nullptr) return true;
+    if (h == nullptr || !(h->reserved[0] || h->reserved[1]) || g_header == nullptr) return true;
     TimestampTz now = lock_lanes(LW_EXCLUSIVE), open = now;
     Lane *lanes[2] = {nullptr, nullptr};
     for (int i = 0; i < h->nlanes; i++) {
@@ -265,20 +269,15 @@ bool begin(int64 run_id, int *wait_ms) {
         for (int i = 0; i < h->nlanes; i++) {
             if (lanes[i] == nullptr) continue;
             count_start(lanes[i], now);
-            if (h->reserved[i] && lanes[i]->reserved > 0) lanes[i]->reserved--;  // its place is a start now
-            h->reserved[i] = false;
+            give_up_place(h, i, lanes[i]);  // (its place is a start now)
             // Runs that claims left behind while the place was held wait for the window to move on: no claim set
             // a timer for that (it depended on this start), and the release may be far off (a slow run).
             if (pg_atomic_read_u64(&lanes[i]->skip_floor) == UINT64_MAX && !has_parked(lanes[i])) continue;
             TimestampTz at = lanes[i]->limits.rate_runs > 0 ? rate_opening(lanes[i], now, lanes[i]->reserved) : 0;
             if (at > now && (due == 0 || at < due)) due = at;
         }
-        h->rate_pending = false;
     } else {  // (a limit lowered since the admission) put back: its place goes now, not at the commit
-        for (int i = 0; i < h->nlanes; i++) {
-            if (lanes[i] != nullptr && h->reserved[i] && lanes[i]->reserved > 0) lanes[i]->reserved--;
-            h->reserved[i] = false;
-        }
+        for (int i = 0; i < h->nlanes; i++) give_up_place(h, i, lanes[i]);
     }
     LWLockRelease(g_header->lock);
     if (due != 0) shared::note_retry_due(due);

@@ -169,10 +169,11 @@ pg_noinline int claim_batch(int batch, store::ClaimedRun *runs, MemoryContext ct
 }
 
 void rate_places_first(store::ClaimedRun *runs, int n) {
+    Assert(n <= kMaxBatch);
     bool held[kMaxBatch];  // (each run looked up once: lanes' holdings are a list)
     bool any = false;
-    for (int i = 0; i < n && i < kMaxBatch; i++) any |= held[i] = lanes::holds_rate_place(runs[i].id);
-    if (!any || n > kMaxBatch) return;
+    for (int i = 0; i < n; i++) any |= held[i] = lanes::holds_rate_place(runs[i].id);
+    if (!any) return;
     for (int i = 1; i < n; i++) {
         if (!held[i]) continue;
         int j = i;
