@@ -33,13 +33,14 @@ bool lock_pipeline(const char *name, LOCKMODE mode, bool wait) {
     return LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-// Owner of pipeline `name`; ERROR if it does not exist. Reads with a fresh snapshot (not read-only): callers
+// Owner of pipeline `name`; ERROR if it does not exist (InvalidOid with missing_ok). Reads with a fresh snapshot (not read-only): callers
 // may have just waited for the pipeline lock, and must see what the transaction they waited for did.
-Oid pipeline_owner(const char *name, int64 *id) {
+Oid pipeline_owner(const char *name, int64 *id, bool missing_ok) {
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};
     pg::run_as_owner(&plan_pipeline_owner, "SELECT owner::oid, id FROM pipeline_worker.pipelines WHERE name = $1",
                      1, types, v, nullptr, false);
+    if (SPI_processed == 0 && missing_ok) return InvalidOid;
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", name),
                         errhint("Create it with pipeline_worker.create_pipeline().")));

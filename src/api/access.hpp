@@ -16,7 +16,7 @@ char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what);
 // wait = false: false (nothing taken) when another transaction holds a conflicting lock.
 bool lock_pipeline(const char *name, LOCKMODE mode, bool wait = true);
 // Owner (and id) of pipeline `name`; ERROR if it does not exist. SPI connected.
-Oid pipeline_owner(const char *name, int64 *id = nullptr);
+Oid pipeline_owner(const char *name, int64 *id = nullptr, bool missing_ok = false);
 // ERROR unless the current role is the pipeline's owner (or a member) or an admin.
 void require_manager(const char *pipeline, Oid owner, const char *action);
 // ERROR 0A000 (with the hint to update) while the database is still at 0.1. SPI connected or not.

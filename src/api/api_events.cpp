@@ -37,6 +37,10 @@ Jsonb *checked_payload(FunctionCallInfo fcinfo, int argno) {
 
 bool send(int64 run_id, const char *event, Jsonb *payload) {
     store::SendResult r = store::send_event(run_id, event, payload, GetUserId());
+    // (an admin sees every run: for one, "not visible" means "does not exist", which it may be told)
+    if (r == store::SendResult::NotVisible && pg::is_admin(GetUserId()))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("run %lld does not exist", (long long)run_id),
+                        errhint("Runs deleted by retention or purge_runs() are gone with their mailboxes.")));
     if (r == store::SendResult::NotVisible)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to send events to run %lld", (long long)run_id),

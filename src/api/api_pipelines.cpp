@@ -90,9 +90,14 @@ void refuse_workflows_before_02(const store::Pipeline *p) {
 void check_child(const char *defining, const char *step, const char *child) {
     if (strcmp(child, defining) == 0) return;
     pg::spi_connect();
-    Oid owner = pipeline_owner(child);  // ERROR 42704 if it does not exist
-    bool allowed = may_submit(child, owner);
+    Oid owner = pipeline_owner(child, nullptr, true);
+    bool allowed = OidIsValid(owner) && may_submit(child, owner);
     SPI_finish();
+    // (an invalid definition like any other, as the workflows issue asks: 22023, not create_run's 42704)
+    if (!OidIsValid(owner))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pipeline definition: step \"%s\": pipeline \"%s\" does not exist", step, child),
+                        errhint("Create that pipeline first; a step may name the pipeline being defined (recursion).")));
     if (!allowed)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("invalid pipeline definition: step \"%s\": permission denied to submit runs to pipeline \"%s\"",

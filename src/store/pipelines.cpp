@@ -104,7 +104,7 @@ void set_condition_and_sleep(Step *step, const char *if_json, const char *sleep)
     constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
     if (step->sleep_us < 0 || step->sleep_us > kMaxSleepUs)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid pipeline definition: %s must be an interval from 0 to 1000 years", what),
+                        errmsg("invalid pipeline definition: %s must be an interval from 0 to 365000 days", what),
                         errhint("Example: \"sleep\": \"5 minutes\".")));
 }
 
@@ -185,7 +185,8 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
     p->limits = limits;
     p->limits_per_key = per_key;
     p->notify = notify;
-    if (retention != nullptr && strcmp(retention, "-1") != 0 && interval_usecs(retention, "option \"retention\"") <= 0)
+    if (retention != nullptr && strcmp(retention, "-1") != 0 &&
+        interval_usecs(retention, "invalid pipeline definition: option \"retention\"") <= 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pipeline definition: option \"retention\" must be a positive interval, or -1"),
                         errhint("Example: \"retention\": \"30 days\" (finished runs older than that are deleted); "

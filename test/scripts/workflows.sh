@@ -27,7 +27,7 @@ definition_error "\"if\" not an object" '"if" must be a JSON object' \
 definition_error "a step with two kinds" 'more than one of' \
     '[{"name": "a", "function": "wf_num", "sleep": "1 second"}]'
 definition_error "an invalid sleep" 'invalid pipeline definition: step "a": "sleep": invalid interval "soon"' '[{"name": "a", "sleep": "soon"}]'
-definition_error "a negative sleep" 'must be an interval from 0 to 1000 years' '[{"name": "a", "sleep": "-5 minutes"}]'
+definition_error "a negative sleep" 'must be an interval from 0 to 365000 days' '[{"name": "a", "sleep": "-5 minutes"}]'
 definition_error "a sleep too long to represent" 'interval "400000 years" is too long' '[{"name": "a", "sleep": "400000 years"}]'
 definition_error "several unknown dependencies, all named" 'depends on unknown steps "nope", "zz"' \
     '[{"name": "a", "function": "wf_num", "depends_on": ["nope", "zz"]}]'
@@ -176,7 +176,8 @@ pw_check "nesting deeper than pipeline_worker.max_child_depth fails the step (an
 pw_reset_conf pipeline_worker.max_child_depth
 
 out=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"c\", \"pipeline\": \"no_such\"}]')" 2>&1)
-[[ "$out" == *42704* && "$out" == *no_such* ]] && pw_ok "a child step naming an unknown pipeline is refused (42704)" \
+[[ "$out" == *22023*'step "c": pipeline "no_such" does not exist'*HINT* ]] \
+    && pw_ok "a child step naming an unknown pipeline is an invalid definition (22023, the step named, a hint)" \
     || pw_fail "unknown child pipeline: $out"
 out=$(pw_psql -U wf_user -v VERBOSITY=verbose -c "SELECT pipeline_worker.create_pipeline('bad_u', '[{\"name\": \"c\", \"pipeline\": \"kid\"}]')" 2>&1)
 [[ "$out" == *42501* ]] && pw_ok "defining a child step without the right to submit to that pipeline is 42501" \
@@ -487,6 +488,9 @@ if [[ "$e1" == *42501* && "$e2" == *42501* && "${e1//$r/N}" == "${e2//987654321/
     pw_ok "another role: 42501 for an existing and a missing run alike"
 else pw_fail "another role: '$e1' vs '$e2'"; fi
 pw_check "... and nothing was stored" 0 "$(q "SELECT count(*) FROM pipeline_worker.events WHERE run_id = $r")"
+e4=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event(987654321, 'go')" 2>&1)
+[[ "$e4" == *42704*'run 987654321 does not exist'* ]] && pw_ok "an admin, who sees every run, is told a missing one does not exist (42704)" \
+    || pw_fail "admin, missing run: $e4"
 e3=$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event('tenant', 'order-7', 'go')" 2>&1)
 [[ "$e3" == *42704* ]] && pw_ok "by idempotency key, another role does not reach wf_user's run (42704: none of its own)" \
     || pw_fail "by key as another role: $e3"
