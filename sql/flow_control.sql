@@ -107,6 +107,8 @@ SELECT ids[1] = ids[3] AS repeated_key_same_id, ids[2] = (SELECT id FROM pipelin
   FROM (SELECT array_agg(id) AS ids FROM pipeline_worker.create_runs('fc', '[{"k": 1}, {"j": 1}, {"k": 1}]',
             idempotency_keys => ARRAY['new', 'a', 'new']) AS id) x;
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{"k": 1}, {"k": 2}]', idempotency_keys => ARRAY['z', 'z'])$$);
+-- an existing run's key given twice, once with its input, once with another: that run is named, not the elements
+SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{"j": 1}, {"j": 2}]', idempotency_keys => ARRAY['a', 'a'])$$);
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}, {}]', idempotency_keys => ARRAY['only-one'])$$);
 -- a two-dimensional key array: said so (it once read "has 2 element(s) but inputs has 2")
 SELECT fc_err($$SELECT pipeline_worker.create_runs('fc', '[{}, {}]', idempotency_keys => ARRAY[['a'], ['b']])$$);
@@ -173,6 +175,8 @@ SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"rate_limit": 
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"rate_limit": {"runs": 5, "per_ms": 10, "x": 1}}')$$);
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"rate_limit_per_key": 3}')$$);
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"concurency": 2}')$$);
+-- a misspelt removal is refused too (the null value would otherwise be dropped unread, the limit left in place)
+SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '{"concurency": null}')$$);
 SELECT fc_err($$SELECT pipeline_worker.alter_pipeline('fc_lim', '[1]')$$);
 SELECT fc_err($$SELECT pipeline_worker.create_pipeline('fc_bad', '[{"name": "s", "function": "public.fc_step"}]', '{"concurrency": "5"}')$$);
 SELECT options FROM pipeline_worker.pipelines WHERE name = 'fc_lim';
@@ -237,6 +241,14 @@ SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@sometimes')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '0 0 30 2 *')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '0 0 31 4,6,9,11 *')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"timezone": "Mars/Olympus"}')$$);
+-- POSIX zone specs, which PostgreSQL also reads (with their offsets west of Greenwich), are not IANA names
+SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"timezone": "+03:00"}')$$);
+SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"timezone": "UTC+3"}')$$);
+-- names of the tz database with digits in them are
+SELECT pipeline_worker.schedule('fc_gmt', 'fc', '0 12 * * *', options => '{"timezone": "etc/gmt-3"}') IS NOT NULL AS ok;
+SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI') AS noon_at_gmt_minus_3_in_utc
+  FROM pipeline_worker.schedules WHERE name = 'fc_gmt';
+SELECT pipeline_worker.unschedule('fc_gmt');
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"catch_up": "some"}')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"overlap": "queue"}')$$);
 SELECT fc_err($$SELECT pipeline_worker.schedule('bad', 'fc', '@daily', options => '{"catch_up_max": 0}')$$);

@@ -1,6 +1,8 @@
 // SQL functions that steer a pipeline's flow: alter_pipeline (options such as limits), pause_pipeline,
 // resume_pipeline.
 #include "api/access.hpp"
+#include "core/definition.hpp"
+#include "pg/boundary.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
@@ -49,6 +51,9 @@ extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     require_schema_02();
     int64 id = lock_managed_pipeline(name, "alter");
+    char *change = JsonbToCString(nullptr, &given->root, VARSIZE(given));
+    pg::CppError err = pg::cpp_call([&] { core::check_option_keys(change); });
+    pg::raise_if_failed(err, "invalid pipeline definition");  // (the merge below drops null values unread)
     // merged: the stored options, then the given keys; a null value removes the key
     Oid types[2] = {TEXTOID, JSONBOID};
     Datum v[2] = {CStringGetTextDatum(name), JsonbPGetDatum(given)};

@@ -239,9 +239,10 @@ Datum checked_keys(FunctionCallInfo fcinfo, int argno, int n, const char *what, 
 namespace {
 
 // create_runs: the elements (1-based ordinals `missing`) whose idempotency key an existing run holds get that run's
-// id in ids[] -- unless its input differs (23505, as create_run). SPI connected.
-void existing_runs(int64 *ids, const int64 *missing, int nmissing, Datum pipeline_id, Datum submitter, Datum inputs,
-                   Datum keys) {
+// id in ids[] (n elements, those of the runs inserted set) -- unless its input differs (23505, as create_run). SPI
+// connected.
+void existing_runs(int64 *ids, int n, const int64 *missing, int nmissing, Datum pipeline_id, Datum submitter,
+                   Datum inputs, Datum keys) {
     Oid mt[5] = {INT8OID, OIDOID, JSONBOID, TEXTARRAYOID, INT8ARRAYOID};
     Datum mv[5] = {pipeline_id, submitter, inputs, keys, pg::int8_array(missing, nmissing)};
     pg::run_as_owner(&plan_existing_runs,
@@ -255,13 +256,23 @@ void existing_runs(int64 *ids, const int64 *missing, int nmissing, Datum pipelin
         ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
                         errmsg("a run holding one of the idempotency keys was deleted meanwhile"),
                         errhint("Call create_runs again.")));
-    for (uint64 r = 0; r < SPI_processed; r++) {
-        bool isnull;
+    bool isnull;
+    for (uint64 r = 0; r < SPI_processed; r++) {  // (before ids[] gets any existing run's id)
+        if (DatumGetBool(col(r, 3, &isnull))) continue;
         int64 ord = DatumGetInt64(col(r, 1, &isnull));
         int64 id = DatumGetInt64(col(r, 2, &isnull));
-        if (!DatumGetBool(col(r, 3, &isnull))) raise_key_conflict(TextDatumGetCString(col(r, 4, &isnull)), id);
-        ids[ord - 1] = id;
+        const char *key = TextDatumGetCString(col(r, 4, &isnull));
+        // the run was inserted for an earlier element: its id goes with this call's rollback, so name the elements
+        for (int i = 0; i < n; i++)
+            if (ids[i] == id)
+                ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
+                                errmsg("idempotency key \"%s\" is given twice in this call with different inputs", key),
+                                errdetail("Elements %d and %lld of inputs have this key.", i + 1, (long long)ord),
+                                errhint("Reuse a key only to submit the same request again; use a new key for a new "
+                                        "request.")));
+        raise_key_conflict(key, id);
     }
+    for (uint64 r = 0; r < SPI_processed; r++) ids[DatumGetInt64(col(r, 1, &isnull)) - 1] = DatumGetInt64(col(r, 2, &isnull));
 }
 
 }  // namespace
@@ -354,7 +365,7 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         if (!has_key) elog(ERROR, "pipeline_worker: create_runs lost track of element %d", i + 1);
         missing[nmissing++] = i + 1;  // 1-based ordinality
     }
-    if (nmissing > 0) existing_runs(ids, missing, nmissing, v[4], v[3], JsonbPGetDatum(inputs), keys);
+    if (nmissing > 0) existing_runs(ids, n, missing, nmissing, v[4], v[3], JsonbPGetDatum(inputs), keys);
     SPI_finish();
     if (inserted > 0) {
         int64 max_id = 0;

@@ -403,6 +403,16 @@ Options parse_options(const json::Value &v) {
 
 }  // namespace
 
+void check_option_keys(const std::string &change_json) {
+    json::Value v = json::parse(change_json);
+    if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
+    const std::string known = std::string(", ") + kOptionKeys + ",";
+    for (const auto &entry : v.as_object())
+        if (known.find(", " + entry.first + ",") == std::string::npos)
+            throw DefinitionError("unknown option " + json::quote(entry.first),
+                                  std::string("Allowed options: ") + kOptionKeys + ".");
+}
+
 Definition parse_definition(const std::string &steps_text, const std::string &options_text, bool stored) {
     Definition def;
     def.steps_json = json::parse(steps_text);

@@ -104,6 +104,11 @@ struct Definition {
 // the client manages) are not applied, so that its runs keep working (the client drops such headers anyway).
 Definition parse_definition(const std::string &steps_json, const std::string &options_json, bool stored = false);
 
+// alter_pipeline's change (a JSON object): every key must be an option, whatever its value -- a null one removes the
+// option, and is refused like any other for a key that is none (a misspelt removal must not succeed doing nothing).
+// Throws DefinitionError.
+void check_option_keys(const std::string &change_json);
+
 // A secret header value, moved out of the visible definition.
 struct Secret {
     std::string step;

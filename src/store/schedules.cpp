@@ -34,9 +34,24 @@ int64 unix_seconds(TimestampTz t) {
 
 TimestampTz timestamp_of(int64 secs) { return (secs - kUnixEpochOffset) * USECS_PER_SEC; }
 
+// pg_tzset also takes POSIX zone specs ("UTC+3", "+03:00"), whose offsets count hours west of Greenwich: "+03:00"
+// would fire six hours away from what its writer meant. A schedule takes the tz database's names only (those of
+// pg_timezone_names). A spec always has a digit (its offset): a name without one needs no look, and one with a digit
+// (Etc/GMT+3, EST5EDT) is looked for among the database's names.
+bool in_tz_database(pg_tz *tz) {
+    const char *name = pg_get_timezone_name(tz);
+    if (strpbrk(name, "0123456789") == nullptr) return true;
+    bool found = false;
+    pg_tzenum *names = pg_tzenumerate_start();
+    for (pg_tz *z; !found && (z = pg_tzenumerate_next(names)) != nullptr;)
+        found = pg_strcasecmp(pg_get_timezone_name(z), name) == 0;
+    pg_tzenumerate_end(names);
+    return found;
+}
+
 pg_tz *zone_or_error(const char *timezone) {
     pg_tz *tz = pg_tzset(timezone);
-    if (tz == nullptr)
+    if (tz == nullptr || !in_tz_database(tz))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("unknown time zone \"%s\"", timezone),
                         errhint("Use an IANA time zone name such as \"Europe/Paris\" (see pg_timezone_names).")));
     return tz;
