@@ -39,8 +39,10 @@ const Family kFamilies[] = {
     {"pipeline_worker_runs_finished_total", "counter", "Runs that finished, by final status, since the server started."},
     {"pipeline_worker_steps_total", "counter", "Step attempts that ended, by step kind and status, since the server started."},
     {"pipeline_worker_http_requests_total", "counter", "HTTP step requests by outcome, since the server started."},
-    {"pipeline_worker_runs", "gauge", "Unfinished runs by status (pending: claimable now; scheduled: run_at in the future)."},
-    {"pipeline_worker_oldest_pending_seconds", "gauge", "Age of the oldest pending (claimable) run; 0 when none."},
+    {"pipeline_worker_runs", "gauge",
+     "Unfinished runs by status (pending: claimable now or once a pause or limit lets it; scheduled: run_at in the "
+     "future)."},
+    {"pipeline_worker_oldest_pending_seconds", "gauge", "Age of the oldest pending run (scheduled ones not counted); 0 when none."},
     {"pipeline_worker_workers", "gauge", "Background workers by state."},
     {"pipeline_worker_run_duration_seconds", "histogram", "Duration of finished runs (their last claim to finish)."},
 };

@@ -41,10 +41,20 @@ std::vector<int> targets(const std::vector<Database> &dbs, int total, int cap) {
         return dbs[a].current > dbs[b].current;
     });
 
-    deal(order, t, left, [&](int i) { return dbs[i].active && below_cap(i); }, true);
-    deal(order, t, left, [&](int i) { return !dbs[i].active && below_cap(i); }, true);
-    deal(order, t, left, [&](int i) { return dbs[i].active && below_cap(i); }, false);
-    deal(order, t, left, [&](int i) { return !dbs[i].active && below_cap(i); }, false);
+    auto busy = [&](int i) { return dbs[i].active && below_cap(i); };
+    auto idle = [&](int i) { return !dbs[i].active && below_cap(i); };
+    deal(order, t, left, busy, true);
+    // Idle ones keep one, so that new work there starts at once -- from at most half of what the busy ones leave:
+    // until 2026-12-07 all came first, and with 4 workers and 7 databases a backlog had one worker while three waited
+    // idle (work in a database without a worker gets one within a second anyway).
+    bool any_busy = std::any_of(order.begin(), order.end(), [&](int i) { return dbs[i].active; });
+    int spare = any_busy ? left / 2 : left, spare_before = spare;
+    deal(order, t, spare, idle, true);
+    left -= spare_before - spare;
+    deal(order, t, left, busy, false);
+    // (the busy ones at the cap: idle ones without a worker first)
+    deal(order, t, left, [&](int i) { return t[i] == 0 && idle(i); }, true);
+    deal(order, t, left, idle, false);
     return t;
 }
 

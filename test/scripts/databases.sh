@@ -2,12 +2,12 @@
 # One installation serving several databases (pipeline_worker.databases): each listed database with the extension
 # is served, a run never executes in another database, CREATE EXTENSION in a listed database is served within
 # 1 s and DROP EXTENSION releases its workers (metrics() keeps its counters, not its gauges), a backlog in one
-# database does not starve another, max_workers_per_database caps one, '*' serves every database with the
-# extension, fewer workers than databases take turns (and a run committed in each still starts within 1 s; an idle
-# database's finished runs are deleted within 10 s of passing their retention while busy ones keep every worker), and
-# DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of a served database succeed without
-# FORCE while a run executes there (the run is recovered and finishes later, its effect once); after a restart, the
-# runs parked by a limit are put back in every database.
+# database does not starve another (nor do idle ones hold the workers it could use), max_workers_per_database caps
+# one, '*' serves every database with the extension, fewer workers than databases take turns (and a run committed in
+# each still starts within 1 s; an idle database's finished runs are deleted within 10 s of passing their retention
+# while busy ones keep every worker), and DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE
+# of a served database succeed without FORCE while a run executes there (the run is recovered and finishes later, its
+# effect once); after a restart, the runs parked by a limit are put back in every database.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -279,6 +279,16 @@ PGDATABASE=db_a pw_wait_sql 0 20 "SELECT count(*) FROM pipeline_worker.runs WHER
 # leave waited for the database's next turn, and a database that had just claimed stayed busy for 2 s.
 pw_set_conf pipeline_worker.workers 2 || pw_fail "setting workers = 2"
 pw_wait_workers 2 10 >/dev/null || pw_fail "workers = 2: not 2 workers"
+# A backlog in db_a, the other databases idle: db_a gets both workers -- idle ones take at most half of what the busy
+# ones leave (until 2026-12-07 every idle one came before a busy one's second: an idle database held the other here).
+dbq db_a "SELECT count(*) FROM pipeline_worker.create_runs('p', (SELECT jsonb_agg(jsonb_build_object('sleep', 0.05, 'both', 1))
+                                                           FROM generate_series(1, 600)))" >/dev/null
+if got=$(pw_wait_sql 2 10 "SELECT count(*) FROM pipeline_worker.workers() WHERE database = 'db_a'" 0.2); then
+    pw_ok "two workers, a backlog in db_a and idle databases: db_a gets both"
+else pw_fail "two workers, a backlog in db_a and idle databases: db_a has $got"; fi
+dbq db_a "SELECT count(pipeline_worker.cancel_run(id)) FROM pipeline_worker.runs WHERE input ? 'both' AND status = 'pending'" >/dev/null
+PGDATABASE=db_a pw_wait_sql 0 20 "SELECT count(*) FROM pipeline_worker.runs WHERE input ? 'both' AND status NOT IN ('succeeded', 'cancelled')" 0.5 >/dev/null \
+    || pw_fail "db_a's backlog of 600 not cancelled"
 worst=0
 for trial in 1 2 3; do
     sleep 2
