@@ -406,9 +406,15 @@ Options parse_options(const json::Value &v) {
 void check_option_keys(const std::string &change_json) {
     json::Value v = json::parse(change_json);
     if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
-    const std::string known = std::string(", ") + kOptionKeys + ",";
+    std::set<std::string> known;
+    std::string keys = kOptionKeys;
+    for (size_t at = 0, comma; at < keys.size(); at = comma + 2) {  // ("a, b, c")
+        comma = keys.find(", ", at);
+        if (comma == std::string::npos) comma = keys.size();
+        known.insert(keys.substr(at, comma - at));
+    }
     for (const auto &entry : v.as_object())
-        if (known.find(", " + entry.first + ",") == std::string::npos)
+        if (known.count(entry.first) == 0)
             throw DefinitionError("unknown option " + json::quote(entry.first),
                                   std::string("Allowed options: ") + kOptionKeys + ".");
 }

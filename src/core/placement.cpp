@@ -44,11 +44,16 @@ std::vector<int> targets(const std::vector<Database> &dbs, int total, int cap) {
     auto busy = [&](int i) { return dbs[i].active && below_cap(i); };
     auto idle = [&](int i) { return !dbs[i].active && below_cap(i); };
     deal(order, t, left, busy, true);
-    // Idle ones keep one, so that new work there starts at once -- from at most half of what the busy ones leave:
-    // until 2026-12-07 all came first, and with 4 workers and 7 databases a backlog had one worker while three waited
-    // idle (work in a database without a worker gets one within a second anyway).
+    // Idle ones keep one, so that new work there starts at once (a worker moved from a busy database leaves only
+    // after its batch: with long steps, seconds). When the workers left cannot give every idle one its own, new work
+    // there waits for a move anyway: then idle ones keep at most half of them (at least one, a worker free to move at
+    // once). Until 2026-12-07 idle ones came first in every case: with 4 workers and 7 databases, a backlog had one
+    // worker while three waited idle.
     bool any_busy = std::any_of(order.begin(), order.end(), [&](int i) { return dbs[i].active; });
-    int spare = any_busy ? left / 2 : left, spare_before = spare;
+    int idle_ones = static_cast<int>(std::count_if(order.begin(), order.end(), [&](int i) { return idle(i); }));
+    int spare = !any_busy || left >= idle_ones ? left : std::max(1, left / 2);
+    spare = std::min(spare, left);
+    int spare_before = spare;
     deal(order, t, spare, idle, true);
     left -= spare_before - spare;
     deal(order, t, left, busy, false);

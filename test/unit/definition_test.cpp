@@ -235,3 +235,18 @@ TEST(Definition, LimitOptions) {
               std::string::npos);
     EXPECT_NE(err(R"({"concurency": 3})").find("Allowed options"), std::string::npos);
 }
+
+// alter_pipeline's change: every key an option by its exact name, whatever its value (null removes one).
+TEST(Definition, OptionKeysOfAChange) {
+    using pw::core::check_option_keys;
+    EXPECT_NO_THROW(check_option_keys(R"({"max_attempts": null, "description": null, "concurrency": 3})"));
+    EXPECT_NO_THROW(check_option_keys("{}"));
+    EXPECT_THROW(check_option_keys(R"({"concurency": null})"), DefinitionError);
+    // names made of several options, or part of one, are none
+    EXPECT_THROW(check_option_keys(R"({"timeout_ms, concurrency": null})"), DefinitionError);
+    EXPECT_THROW(check_option_keys(R"({"rate_limit, rate_limit_per_key": null})"), DefinitionError);
+    EXPECT_THROW(check_option_keys(R"({"max_attempts,": null})"), DefinitionError);
+    EXPECT_THROW(check_option_keys(R"({"": null})"), DefinitionError);
+    EXPECT_THROW(check_option_keys(R"({"limit": null})"), DefinitionError);
+    EXPECT_THROW(check_option_keys("[1]"), DefinitionError);
+}

@@ -33,23 +33,28 @@ TEST(Placement, IdleDatabasesKeepOneSoThatNewWorkStartsAtOnce) {
     EXPECT_EQ(targets({active(), idle(), idle()}, 7, 2), std::vector<int>({2, 2, 2}));
 }
 
-TEST(Placement, IdleDatabasesTakeAtMostHalfOfWhatTheBusyOnesLeave) {
+TEST(Placement, IdleDatabasesKeepAtMostHalfWhenTheyCannotAllHaveOne) {
     // 4 workers, 7 databases, a backlog in one: it gets 3 (until 2026-12-07: 1, three idle ones holding the others)
     EXPECT_EQ(targets({idle(1), idle(1), idle(1), active(1), idle(), idle(), idle()}, 4, 0),
               std::vector<int>({1, 0, 0, 3, 0, 0, 0}));
+    EXPECT_EQ(targets({active(), active(), idle(), idle(), idle(), idle(), idle(), idle(), idle(), idle()}, 8, 0),
+              std::vector<int>({3, 2, 1, 1, 1, 0, 0, 0, 0, 0}));
+    // at least one stays free to move at once
+    EXPECT_EQ(targets({idle(1), idle(1), active()}, 2, 0), std::vector<int>({1, 0, 1}));
+    // enough for every idle one: each keeps its own, the busy ones get the rest
     EXPECT_EQ(targets({active(), idle(), idle(), idle(), idle()}, 10, 0), std::vector<int>({6, 1, 1, 1, 1}));
     EXPECT_EQ(targets({active(), active(), idle(), idle(), idle(), idle(), idle(), idle(), idle(), idle()}, 10, 0),
-              std::vector<int>({3, 3, 1, 1, 1, 1, 0, 0, 0, 0}));
+              std::vector<int>({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
     // with nothing busy, every database gets one before any gets two
     EXPECT_EQ(targets({idle(2), idle(2), idle(), idle()}, 4, 0), std::vector<int>({1, 1, 1, 1}));
     // the busy one at its cap: idle ones without a worker get one before any gets two
     EXPECT_EQ(targets({active(), idle(), idle(), idle(), idle()}, 6, 2), std::vector<int>({2, 1, 1, 1, 1}));
+    EXPECT_EQ(targets({active(), idle(), idle(), idle(), idle(), idle()}, 7, 2), std::vector<int>({2, 1, 1, 1, 1, 1}));
 }
 
 TEST(Placement, AnActiveDatabaseGetsAWorkerBeforeAnIdleOne) {
-    EXPECT_EQ(targets({idle(1), idle(1), active()}, 2, 0), std::vector<int>({0, 0, 2}));
-    EXPECT_EQ(targets({idle(1), idle(1), active()}, 3, 0), std::vector<int>({1, 0, 2}));
-    EXPECT_EQ(targets({idle(2), active()}, 2, 0), std::vector<int>({0, 2}));
+    EXPECT_EQ(targets({idle(1), idle(1), active()}, 3, 0), std::vector<int>({1, 1, 1}));
+    EXPECT_EQ(targets({idle(2), active()}, 2, 0), std::vector<int>({1, 1}));
     EXPECT_EQ(targets({idle(2), active()}, 3, 0), std::vector<int>({1, 2}));
     EXPECT_EQ(targets({idle(2), idle(), active()}, 1, 0), std::vector<int>({0, 0, 1}));
 }
