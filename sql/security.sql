@@ -70,6 +70,9 @@ SELECT count(*) AS bob_runs FROM pipeline_worker.runs WHERE submitted_by = 'regr
 SET ROLE regress_alice;
 SELECT pipeline_worker.grant_pipeline('alice_p', 'regress_bob');
 SELECT pipeline_worker.grant_pipeline('alice_read', 'regress_bob');
+-- no grant to a role that does not exist ('-' is OID 0; a number casts to regrole unchecked)
+SELECT pipeline_worker.grant_pipeline('alice_p', '-');
+SELECT pipeline_worker.grant_pipeline('alice_p', 4294967295::oid::regrole);
 SET ROLE regress_bob;
 SELECT name FROM pipeline_worker.pipelines ORDER BY name;
 -- granted: he may see the pipeline, and its owner

@@ -215,6 +215,11 @@ void change_grant(FunctionCallInfo fcinfo, bool grant) {
     pg::spi_connect();
     Oid owner = pipeline_owner(name);
     require_manager(name, owner, grant ? "grant" : "revoke");
+    // ('-'::regrole is 0, and a number casts to regrole unchecked. A revoke stays free: it removes a dropped role's
+    // row by its number.)
+    if (grant && !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role with OID %u does not exist", role),
+                        errhint("Name an existing role, e.g. grant_pipeline('p', 'alice').")));
     Oid types[2] = {TEXTOID, OIDOID};
     Datum v[2] = {CStringGetTextDatum(name), ObjectIdGetDatum(role)};
     if (grant)

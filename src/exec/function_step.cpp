@@ -5,9 +5,12 @@
 #include "exec/sql_steps.hpp"
 
 extern "C" {
+#include "catalog/namespace.h"
 #include "catalog/pg_language.h"
 #include "commands/sequence.h"
 #include "commands/proclang.h"
+#include "common/pg_prng.h"
+#include "utils/fmgrprotos.h"
 }
 #include "pg/roles.hpp"
 #include "shmem/cancels.hpp"
@@ -150,6 +153,19 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
     return DatumGetJsonbPCopy(result);
 }
 
+// A temporary object a step creates would outlive the run in this worker, where whoever runs next -- possibly another
+// role -- would find it. Temporary tables are refused in the step's security-restricted operation, but a function
+// in pg_temp was not (until 2026-12-07; acceptance walk-through). A worker has no temporary schema of its own, so one
+// now was made by the step: the step fails, and its subtransaction's rollback takes the schema back with the object.
+void refuse_temporary_objects() {
+    Oid temp_ns, temp_toast_ns;
+    GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+    if (OidIsValid(temp_ns))
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("a step executed by a background worker cannot create temporary objects"),
+                        errhint("Create them in a schema of your own, or use a session's execute_run().")));
+}
+
 const char *format_error(ErrorData *e) {
     if (e->detail != nullptr) return psprintf("%s (%s)", e->message, e->detail);
     return e->message ? e->message : "unknown error";
@@ -171,9 +187,12 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // another role runs here: lastval() answered with another role's last value, or named its sequence in an error
     // (until 2026-12-05; security audit). Only then: forgotten after every step, a sequence's CACHE would be thrown
     // away by each one. (A session's execute_run keeps its own: that session is the caller's.)
+    // So is random()'s seed: a setseed() of another role's step made this role's random() predictable to it (until
+    // 2026-12-07; acceptance walk-through). Seeded afresh from the backend's own generator, which steps cannot set.
     static Oid sequences_of = InvalidOid;
     if (in_worker() && r->submitter != sequences_of) {
         ResetSequenceCaches();
+        (void)DirectFunctionCall1(setseed, Float8GetDatum(pg_prng_double(&pg_global_prng_state) * 2.0 - 1.0));
         sequences_of = r->submitter;
     }
     store::Step *step = &r->pipeline->steps[pos];
@@ -194,6 +213,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     PG_TRY();
     {
         Jsonb *out = call_function_step(step, r->submitter, context);
+        if (in_worker()) refuse_temporary_objects();
         // A timeout, cancel or self-termination that came after the step's last interrupt check (in its RETURN
         // expression, say) is the step's: taken here, inside its subtransaction. (Until 2026-12-05 it stayed pending
         // past the step, and the batch's next statement failed the run with an "internal error".)

@@ -331,6 +331,46 @@ pw_check_sql "tenant_a's step used its sequence, then the attacker's ran on the 
 pw_check_sql "... whose lastval() knows nothing of it" "lastval is not yet defined in this session" \
     "SELECT concat_ws('|', result->>'lastval', result->>'error') FROM pipeline_worker.runs WHERE id = $s2"
 
+# ====================================================================== one worker: random()'s seed, temporary objects
+# A step's setseed() does not make the next role's random() predictable, and a temporary object (a function in
+# pg_temp: temporary tables were refused already) cannot be planted for the next role: that step fails.
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.seed_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF ctx->'input' ? 'temp' THEN
+        EXECUTE 'CREATE FUNCTION pg_temp.planted() RETURNS text LANGUAGE sql AS $b$ SELECT current_user::text $b$';
+    END IF;
+    PERFORM pg_catalog.setseed(0.42);
+    RETURN '{}';
+END $$;
+CREATE FUNCTION public.seed_probe(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN RETURN pg_catalog.jsonb_build_object('r', pg_catalog.random(),
+    'planted', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc WHERE proname = 'planted'),
+    'temp_schema', pg_catalog.pg_my_temp_schema()::pg_catalog.regnamespace::text); END $$;
+SQL
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_seed', '[{\"name\": \"s\", \"function\": \"public.seed_step\"}]')" >/dev/null
+q attacker "SELECT pipeline_worker.create_pipeline('att_seed', '[{\"name\": \"s\", \"function\": \"public.seed_probe\"}]')" >/dev/null
+seeded=$(pw_psql -c "SELECT setseed(0.42)" -c "SELECT random()" | tail -1)
+set_workers 0
+r1=$(submit tenant_a a_seed)
+r2=$(submit attacker att_seed)
+r3=$(submit tenant_a a_seed '{"temp": true}')
+r4=$(submit attacker att_seed)
+set_workers 1
+for id in $r1 $r2 $r3 $r4; do pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 s')" >/dev/null; done
+pw_check_sql "tenant_a's setseed() step, then the attacker's, on one worker" "succeeded|1" \
+    "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r1),
+            (SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($r1, $r2, $r3, $r4))"
+got=$(pw_psql -c "SELECT result->>'r' FROM pipeline_worker.runs WHERE id = $r2")
+[ -n "$got" ] && [ "$got" != "$seeded" ] && pw_ok "... whose random() is not the one tenant_a's seed gives ($seeded)" \
+    || pw_fail "the attacker's random() after tenant_a's setseed(0.42): '$got' (that seed gives $seeded)"
+case "$(run_info "$r3")" in
+    "failed | "*"cannot create temporary objects"*) pw_ok "a step creating a function in pg_temp fails (not left for the next role)";;
+    *) pw_fail "a step creating a function in pg_temp: $(run_info "$r3")";;
+esac
+pw_check_sql "... and the attacker's next step finds no such function, nor a temporary schema" "0|-" \
+    "SELECT concat_ws('|', result->>'planted', result->>'temp_schema') FROM pipeline_worker.runs WHERE id = $r4"
+
 # ====================================================================== 1,000 runs of one pipeline, alternating tenants
 set_workers 0
 set_workers 4
