@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <set>
 
 #include "graph.hpp"
@@ -70,11 +71,15 @@ void check_url_with_curl(const std::string &u, const std::string &at) {
     if (h == nullptr) throw std::bad_alloc();
     CURLUcode rc = curl_url_set(h, CURLUPART_URL, u.c_str(), 0);
     std::string bad = rc == CURLUE_OK ? std::string() : curl_url_strerror(rc);
-    char *user = nullptr;
+    char *user = nullptr, *port = nullptr;
     bool has_user = rc == CURLUE_OK && curl_url_get(h, CURLUPART_USER, &user, 0) == CURLUE_OK && user != nullptr;
+    bool port_zero = rc == CURLUE_OK && curl_url_get(h, CURLUPART_PORT, &port, 0) == CURLUE_OK && port != nullptr &&
+                     std::strtol(port, nullptr, 10) == 0;
     if (user != nullptr) curl_free(user);
+    if (port != nullptr) curl_free(port);
     curl_url_cleanup(h);
     if (!bad.empty()) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": " + bad);
+    if (port_zero) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": port 0");
     if (has_user)
         throw DefinitionError(at + ": http \"url\" must not contain credentials (user:password@)",
                               "Send them in a header listed in \"secret_headers\", e.g. \"Authorization\": \"Basic ...\".");
@@ -155,6 +160,16 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
                     if (c == '\r' || c == '\n' || c == '\0')
                         throw DefinitionError(at + ": http header " + json::quote(hname) +
                                               " contains a line break");
+                if (!stored) {  // (RFC 9110: no control character but a tab in a field value; one name once)
+                    for (char c : hval.as_string())
+                        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f)
+                            throw DefinitionError(at + ": http header " + json::quote(hname) +
+                                                  " contains a control character");
+                    for (const auto &earlier : h.headers)
+                        if (strcasecmp(earlier.first.c_str(), hname.c_str()) == 0)
+                            throw DefinitionError(at + ": http header " + json::quote(hname) + " is given twice",
+                                                  "Header names are case-insensitive: give each once.");
+                }
                 h.headers.emplace_back(hname, hval.as_string());
             }
         } else if (key == "timeout_ms") {

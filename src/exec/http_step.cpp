@@ -72,13 +72,21 @@ HttpCall *make_http_call(const store::ClaimedRun *claimed, const RunState *r, in
 // set when jsonb_in failed for another reason than the data (out of memory, ...).
 Jsonb *body_to_jsonb(const char *body, size_t len, const char **error, bool *retryable) {
     if (len == 0) return json_null();
+    // JSON after a UTF-8 byte order mark is JSON (RFC 8259 lets a parser ignore it; until 2026-12-07 such a body was
+    // stored as a string). The mark is left out of the JSON only: a body that is text keeps it.
+    const char *json_body = body;
+    size_t json_len = len;
+    if (len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0) {
+        json_body += 3;
+        json_len -= 3;
+    }
     // The C++ parser tells JSON from text without a subtransaction; what it refuses only for its limits (depth
     // 256, \u0000, surrogates) goes to jsonb_in too.
     bool is_json = false;
     pg::CppError perr = pg::cpp_call([&] {
         try {
             // (the grammar only: a tree of the body took ~90 times its size, until 2026-12-05)
-            json::validate(std::string(body, len));
+            json::validate(std::string(json_body, json_len));
             is_json = true;
         } catch (const json::ParseError &e) {
             is_json = e.beyond_limits;  // JSON by its grammar: jsonb_in decides (and says why it refuses)
@@ -102,7 +110,7 @@ Jsonb *body_to_jsonb(const char *body, size_t len, const char **error, bool *ret
         MemoryContextSwitchTo(before);
         PG_TRY();
         {
-            out = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(body, len))));
+            out = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(json_body, json_len))));
             ReleaseCurrentSubTransaction();
         }
         PG_CATCH();

@@ -50,7 +50,8 @@ std::string origin_of(const std::string &url) {
 }
 
 std::string timed_out(long ms) {
-    return "request timed out after " + std::to_string(ms) + " ms (the step's timeout_ms)";
+    // (the shorter of the request's and the attempt's limits: not always the step's own timeout_ms)
+    return "request timed out after " + std::to_string(ms) + " ms";
 }
 
 // libcurl's message for a failed connect says "Couldn't connect to server"; the system's reason says why.
@@ -89,10 +90,13 @@ void transport_error(CURL *easy, CURLcode code, const std::string &host, long ti
             r.error = "connection failed: " + with_os_reason(easy, detail);
             r.retryable = true;
             break;
-        case CURLE_GOT_NOTHING:
+        case CURLE_GOT_NOTHING:  // (closed without an error of the system's: its last errno is an older one's)
+        case CURLE_PARTIAL_FILE:
+            r.error = "connection error: " + detail;
+            r.retryable = true;
+            break;
         case CURLE_RECV_ERROR:
         case CURLE_SEND_ERROR:
-        case CURLE_PARTIAL_FILE:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
         case CURLE_WEIRD_SERVER_REPLY:

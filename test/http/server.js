@@ -20,12 +20,14 @@
 //   /flaky?fail=N[&status=S]  the first N requests with the same Pipeline-Run-Id (counted per run id + path)
 //                         answer S (default 500) text/plain "flaky failure k of N"; later ones answer like /echo
 //   /close                destroys the socket without any response
-//   /huge?bytes=N         200 text/plain, N bytes of 'x', streamed
+//   /huge?bytes=N[&status=S]  status S (default 200) text/plain, N bytes of 'x', streamed (with Content-Length;
+//                         &chunked=1: without)
 //   /text                 200 text/plain "hello, world"
 //   /empty                200, empty body (Content-Length: 0)
 //   /binary               200 application/octet-stream ff fe 00 01 (not UTF-8)
 //   /badjson              200 application/json '{"unterminated": ' (not JSON)
 //   /deep?n=N             200 application/json: N nested arrays ([[...]])
+//   /bomjson              200 application/json {"a": 1} after a UTF-8 byte order mark
 //   /nuljson              200 application/json {"a": "\u0000"} (JSON that jsonb cannot store)
 //   /badutf8json          200 application/json {"a": "<byte ff>"} (JSON by its grammar, not valid UTF-8)
 //   /utf8error            500 text/plain "a" + 300 x "é" (2 bytes each: a 200-byte cut splits a character)
@@ -307,6 +309,10 @@ function respondSimple(req, res, path, query) {
         res.end('['.repeat(n) + ']'.repeat(n));
         return;
     }
+    case '/bomjson':
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('\ufeff{"a": 1}');
+        return;
     case '/nuljson':
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end('{"a": "\\u0000"}');
@@ -339,7 +345,8 @@ function respondSimple(req, res, path, query) {
         req.socket.destroy();
         return;
     case '/huge':
-        return huge(res, intParam(query, 'bytes', 0));
+        return huge(res, intParam(query, 'bytes', 0), intParam(query, 'status', 200),
+                    queryValue(query, 'chunked') === '1');
     case '/redirect': {
         const to = queryValue(query, 'to');
         if (!to) return send(res, 400, TEXT_TYPE, 'redirect needs ?to=URL');
@@ -374,9 +381,12 @@ function respondSimple(req, res, path, query) {
     res.end(NOTFOUND_BODY);
 }
 
-function huge(res, bytes) {
+function huge(res, bytes, status, chunked) {
     if (!(bytes > 0)) bytes = 0;
-    res.writeHead(200, { 'Content-Type': TEXT_TYPE, 'Content-Length': String(bytes) });
+    if (!validStatus(status) || noBodyStatus(status)) status = 200;
+    const headers = { 'Content-Type': TEXT_TYPE };
+    if (!chunked) headers['Content-Length'] = String(bytes);
+    res.writeHead(status, headers);
     let left = bytes;
     const pump = () => {
         while (left > 0) {

@@ -83,6 +83,19 @@ TEST(Definition, RejectsInvalidHttp) {
     EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "x": 1}}])").find("unknown http key"),
               std::string::npos);
     EXPECT_NE(error_of(R"([{"name": "a", "http": "http://x"}])").find("must be an object"), std::string::npos);
+    // (2026-12-07, acceptance walk-through: these were accepted, then failed or were sent as they were)
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://127.0.0.1:0/"}}])").find("port 0"), std::string::npos);
+    EXPECT_EQ(error_of(R"([{"name": "a", "http": {"url": "http://127.0.0.1:8080/"}}])"), "no error");
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": "1\u0001"}}}])")
+                  .find("control character"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": "1\u007f"}}}])")
+                  .find("control character"),
+              std::string::npos);
+    EXPECT_EQ(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": "a\tb"}}}])"), "no error");
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"Y": "1", "y": "2"}}}])")
+                  .find("given twice"),
+              std::string::npos);
 }
 
 TEST(Definition, MalformedJsonIsAParseError) {
