@@ -151,4 +151,20 @@ pw_check_sql "session claim: recovered and completed by a worker" "succeeded" "S
 pw_check_sql "session claim: result exact" "13" "SELECT result->>'value' FROM pipeline_worker.runs WHERE id = $orphan"
 grep -q "recovered .* run(s) whose worker had exited" "$PW_LOG" && pw_ok "log: 'recovered N run(s)' lines present" \
     || pw_fail "log: no recovery line"
+# ... with the workers running and recovery_interval_ms below a second: the lead's sweep comes that often (until
+# 2026-12-07 its 1 s sleep held it at a second: ~1.0 s here, where 100 ms gives ~0.1-0.2 s)
+pw_set_conf pipeline_worker.recovery_interval_ms 100 >/dev/null || pw_fail "recovery_interval_ms = 100"
+sleep 1.2  # (the lead's sleep begun before the reload ends)
+out=$(printf '%s\n' "BEGIN;" "SELECT pipeline_worker.create_run('faulty', '{\"value\": 7}') \\gset" \
+                     "SELECT pipeline_worker.claim_run() = :create_run;" "COMMIT;" "SELECT :create_run;" | pw_psql)
+start=$(pw_now)
+orphan=$(tail -1 <<<"$out")
+pw_check "session claim with workers running: the session claimed the run it created" t "$(head -1 <<<"$out")"
+pw_check_sql "session claim with workers running: recovered and completed" "succeeded" \
+    "SELECT pipeline_worker.wait_run($orphan, '15 s')"
+took=$(pw_elapsed "$start")
+pw_info "recovery_interval_ms = 100: the orphan finished $took s after its session ended"
+pw_lt "$took" 0.7 && pw_ok "recovery_interval_ms below a second is honoured (orphan done in under 0.7 s)" \
+    || pw_fail "recovery_interval_ms = 100: the orphan was done after $took s"
+pw_reset_conf pipeline_worker.recovery_interval_ms
 pw_finish
