@@ -153,14 +153,28 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
     return DatumGetJsonbPCopy(result);
 }
 
+// random()'s seed, from the system's strong source (the backend's own generator also draws the retry jitter roles
+// see): only when the role changes, so its cost is no step's.
+void reseed_random() {
+    uint64 bits;
+    if (!pg_strong_random(&bits, sizeof(bits))) bits = pg_prng_uint64(&pg_global_prng_state);
+    double seed = static_cast<double>(bits >> 11) / static_cast<double>(UINT64CONST(1) << 53);  // [0, 1)
+    (void)DirectFunctionCall1(setseed, Float8GetDatum(seed * 2.0 - 1.0));
+}
+
+bool has_temp_namespace() {
+    Oid temp_ns, temp_toast_ns;
+    GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+    return OidIsValid(temp_ns);
+}
+
 // A temporary object a step creates would outlive the run in this worker, where whoever runs next -- possibly another
 // role -- would find it. Temporary tables are refused in the step's security-restricted operation, but a function
 // in pg_temp was not (until 2026-12-07; acceptance walk-through). A worker has no temporary schema of its own, so one
-// now was made by the step: the step fails, and its subtransaction's rollback takes the schema back with the object.
-void refuse_temporary_objects() {
-    Oid temp_ns, temp_toast_ns;
-    GetTempNamespaceState(&temp_ns, &temp_toast_ns);
-    if (OidIsValid(temp_ns))
+// that appeared during the step was made by it: the step fails, and its subtransaction's rollback takes the schema
+// back with the object. (Only one that appeared: one from elsewhere -- another library -- fails no step.)
+void refuse_temporary_objects(bool had_temp_namespace) {
+    if (!had_temp_namespace && has_temp_namespace())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("a step executed by a background worker cannot create temporary objects"),
                         errhint("Create them in a schema of your own, or use a session's execute_run().")));
@@ -188,11 +202,11 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // (until 2026-12-05; security audit). Only then: forgotten after every step, a sequence's CACHE would be thrown
     // away by each one. (A session's execute_run keeps its own: that session is the caller's.)
     // So is random()'s seed: a setseed() of another role's step made this role's random() predictable to it (until
-    // 2026-12-07; acceptance walk-through). Seeded afresh from the backend's own generator, which steps cannot set.
+    // 2026-12-07; acceptance walk-through).
     static Oid sequences_of = InvalidOid;
     if (in_worker() && r->submitter != sequences_of) {
         ResetSequenceCaches();
-        (void)DirectFunctionCall1(setseed, Float8GetDatum(pg_prng_double(&pg_global_prng_state) * 2.0 - 1.0));
+        reseed_random();
         sequences_of = r->submitter;
     }
     store::Step *step = &r->pipeline->steps[pos];
@@ -206,6 +220,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // (the owner to return to is the current one: a commit between steps replaced the one the run started under)
     ResourceOwner owner_before = CurrentResourceOwner;
     (void)run_owner;
+    const bool had_temp_namespace = in_worker() && has_temp_namespace();
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(before);
     shared::SessionExec *volatile session = in_worker() ? nullptr : session_step_begin(r->id);
@@ -213,7 +228,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     PG_TRY();
     {
         Jsonb *out = call_function_step(step, r->submitter, context);
-        if (in_worker()) refuse_temporary_objects();
+        if (in_worker()) refuse_temporary_objects(had_temp_namespace);
         // A timeout, cancel or self-termination that came after the step's last interrupt check (in its RETURN
         // expression, say) is the step's: taken here, inside its subtransaction. (Until 2026-12-05 it stayed pending
         // past the step, and the batch's next statement failed the run with an "internal error".)

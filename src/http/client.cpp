@@ -64,6 +64,10 @@ size_t write_cb(char *data, size_t size, size_t n, void *userp) {
     size_t len = size * n;
     if (t->body.size() + len > t->max_bytes) {
         t->too_large = true;
+        try {  // (what fits: an error answer's first part is shown)
+            t->body.append(data, t->max_bytes - t->body.size());
+        } catch (...) {
+        }
         return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
     }
     try {

@@ -1,6 +1,5 @@
 #include "store/events.hpp"
 
-#include "pg/roles.hpp"
 #include "pg/spi.hpp"
 #include "shmem/commit_notes.hpp"
 #include "store/queue.hpp"
@@ -41,14 +40,12 @@ Jsonb *take_event(int64 run_id, const char *event, int pos, MemoryContext dest) 
 SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sender) {
     Oid t1[1] = {INT8OID};
     Datum v1[1] = {Int64GetDatum(run_id)};
-    // Visible to the caller (its submitter, its pipeline's owner, admins): row-level security decides. (An admin sees
-    // every run: the lock below, with a fresh snapshot, settles it -- the statement's snapshot would hide a run
-    // created earlier in the same statement, and the caller would be told it does not exist.)
-    if (!pg::is_admin(sender)) {
-        pg::run_as_caller(&plan_visible, "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1",
-                          1, t1, v1, nullptr, true);
-        if (SPI_processed == 0) return SendResult::NotVisible;
-    }
+    // Visible to the caller (its submitter, its pipeline's owner, admins): row-level security decides -- with a fresh
+    // snapshot (not read-only): the statement's would hide a run created earlier in the same statement, as in
+    // SELECT send_event(id, ...) FROM create_runs(...), and its submitter would be refused (until 2026-12-07).
+    pg::run_as_caller(&plan_visible, "/* pw_indexes: runs_pkey */ SELECT 1 FROM pipeline_worker.runs WHERE id = $1", 1,
+                      t1, v1, nullptr, false);
+    if (SPI_processed == 0) return SendResult::NotVisible;
     // The row lock orders this with the run's executor taking events (take_event).
     pg::run_as_owner(&plan_lock,
                      "/* pw_indexes: runs_pkey */ SELECT priority, id, status = 'pending', status, waiting_for"
@@ -89,7 +86,7 @@ int64 run_by_key(const char *pipeline, const char *key, Oid submitter) {
                      "/* pw_indexes: r.runs_idempotency_idx */ SELECT r.id FROM pipeline_worker.pipelines p"
                      " JOIN pipeline_worker.runs r ON r.pipeline_id = p.id"
                      " WHERE p.name = $1 AND r.submitted_by = $3::regrole AND r.idempotency_key = $2",
-                     3, types, v, nullptr, true);
+                     3, types, v, nullptr, false);  // (a fresh snapshot: see send_event)
     if (SPI_processed == 0) return 0;
     bool isnull;
     return DatumGetInt64(col(0, 1, &isnull));

@@ -13,8 +13,8 @@ Jsonb *take_event(int64 run_id, const char *event, int pos, MemoryContext dest);
 
 enum class SendResult { Stored, Finished, NotVisible };
 // Stores an event for run_id, sent by role sender, unless the run is finished; wakes the run if it waits for that
-// event. The run is looked up as the caller (row-level security: NotVisible whether or not it exists); for an admin,
-// who sees every run, NotVisible means that it does not exist (looked up with a fresh snapshot). SPI connected.
+// event. The run is looked up as the caller, with a fresh snapshot (row-level security: NotVisible whether or not it
+// exists; for an admin, who sees every run, NotVisible means that it does not exist). SPI connected.
 SendResult send_event(int64 run_id, const char *event, Jsonb *payload, Oid sender);
 
 // The id of the run of `pipeline` the caller submitted with this idempotency key; 0 if none. SPI connected.

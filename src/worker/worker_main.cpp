@@ -300,7 +300,7 @@ void sleep_idle(LoopState *ls, WaitEventSet *waits) {
     // with pipeline_worker.enabled = off until 2026-12-04, test/scripts/workers.sh)
     long timeout = takes_due_moment() ? shared::idle_timeout_ms(longest) : longest;
     int in_flight = httpq::pending();
-    if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = kIdleTimeoutMs;  // no room to claim
+    if (in_flight > 0 && in_flight >= httpq::capacity()) timeout = std::min(kIdleTimeoutMs, longest);  // no room
     long http_timeout = httpq::timeout_ms();
     if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
     long parents_timeout = held_parents_timeout_ms();

@@ -162,9 +162,12 @@ orphan=$(tail -1 <<<"$out")
 pw_check "session claim with workers running: the session claimed the run it created" t "$(head -1 <<<"$out")"
 pw_check_sql "session claim with workers running: recovered and completed" "succeeded" \
     "SELECT pipeline_worker.wait_run($orphan, '15 s')"
-took=$(pw_elapsed "$start")
-pw_info "recovery_interval_ms = 100: the orphan finished $took s after its session ended"
-pw_lt "$took" 0.7 && pw_ok "recovery_interval_ms below a second is honoured (orphan done in under 0.7 s)" \
-    || pw_fail "recovery_interval_ms = 100: the orphan was done after $took s"
+# (timed by the server: from the run's creation in the session's short transaction to its finish)
+took=$(pw_psql -c "SELECT round(extract(epoch FROM finished_at - created_at)::numeric, 3)
+                    FROM pipeline_worker.runs WHERE id = $orphan")
+pw_info "recovery_interval_ms = 100: the orphan finished $took s after its creation" \
+    "(wall clock: $(pw_elapsed "$start") s after its session ended)"
+pw_lt "$took" 0.8 && pw_ok "recovery_interval_ms below a second is honoured (orphan done in under 0.8 s)" \
+    || pw_fail "recovery_interval_ms = 100: the orphan was done $took s after its creation"
 pw_reset_conf pipeline_worker.recovery_interval_ms
 pw_finish

@@ -358,9 +358,11 @@ r3=$(submit tenant_a a_seed '{"temp": true}')
 r4=$(submit attacker att_seed)
 set_workers 1
 for id in $r1 $r2 $r3 $r4; do pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 s')" >/dev/null; done
-pw_check_sql "tenant_a's setseed() step, then the attacker's, on one worker" "succeeded|1" \
+pw_check_sql "tenant_a's setseed() step, then the attacker's, on one worker" "succeeded|1|t" \
     "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r1),
-            (SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($r1, $r2, $r3, $r4))"
+            (SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($r1, $r2, $r3, $r4)),
+            (SELECT finished_at FROM pipeline_worker.runs WHERE id = $r1)
+              <= (SELECT finished_at FROM pipeline_worker.runs WHERE id = $r2)"
 got=$(pw_psql -c "SELECT result->>'r' FROM pipeline_worker.runs WHERE id = $r2")
 [ -n "$got" ] && [ "$got" != "$seeded" ] && pw_ok "... whose random() is not the one tenant_a's seed gives ($seeded)" \
     || pw_fail "the attacker's random() after tenant_a's setseed(0.42): '$got' (that seed gives $seeded)"

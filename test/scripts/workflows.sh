@@ -491,10 +491,17 @@ pw_check "... and nothing was stored" 0 "$(q "SELECT count(*) FROM pipeline_work
 e4=$(pw_psql -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event(987654321, 'go')" 2>&1)
 [[ "$e4" == *42704*'run 987654321 does not exist'* ]] && pw_ok "an admin, who sees every run, is told a missing one does not exist (42704)" \
     || pw_fail "admin, missing run: $e4"
-# ... and one created earlier in the same statement exists for it (not hidden by the statement's snapshot)
+# ... and a run created earlier in the same statement is there for its sender (not hidden by the statement's
+# snapshot): for an admin, for its submitter, and by idempotency key (until 2026-12-07: 42501 / "no run")
 pw_check "an admin's send_event to a run created in the same statement is stored; the run consumes it" "t|succeeded" \
     "$(q "SELECT pipeline_worker.send_event(id, 'go') FROM pipeline_worker.create_runs('tenant', '[{\"same\": 1}]') id")|$(
        q "SELECT pipeline_worker.wait_run(max(id), '10 s') FROM pipeline_worker.runs WHERE pipeline = 'tenant' AND input ? 'same'")"
+pw_check "the submitter's send_event to its run created in the same statement is stored" "t|succeeded" \
+    "$(pw_psql -U wf_user -c "SELECT pipeline_worker.send_event(id, 'go') FROM pipeline_worker.create_runs('tenant', '[{\"same\": 2}]') id")|$(
+       q "SELECT pipeline_worker.wait_run(max(id), '10 s') FROM pipeline_worker.runs WHERE pipeline = 'tenant' AND input->>'same' = '2'")"
+pw_check "... and by idempotency key in the same statement" "t|succeeded" \
+    "$(pw_psql -U wf_user -c "SELECT pipeline_worker.send_event('tenant', 'same-3', 'go') FROM pipeline_worker.create_runs('tenant', '[{\"same\": 3}]', idempotency_keys => ARRAY['same-3'])")|$(
+       q "SELECT pipeline_worker.wait_run(max(id), '10 s') FROM pipeline_worker.runs WHERE pipeline = 'tenant' AND input->>'same' = '3'")"
 e3=$(pw_psql -U wf_other -v VERBOSITY=verbose -c "SELECT pipeline_worker.send_event('tenant', 'order-7', 'go')" 2>&1)
 [[ "$e3" == *42704* ]] && pw_ok "by idempotency key, another role does not reach wf_user's run (42704: none of its own)" \
     || pw_fail "by key as another role: $e3"
