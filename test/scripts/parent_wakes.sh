@@ -173,4 +173,53 @@ pw_check "... and every parent woke, failing naming its child: none dropped when
     "$(q "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($parents) AND status = 'failed'
             AND error LIKE '%child run % (pipeline \"kid_waits\") cancelled%'")"
 
+# ---------------------------------------------------------------- a sibling's child succeeded before the run failed
+# Two branches start a child each; both children end while the parent's row is held, one failed, one succeeded. The
+# parent, woken once the row is free, fails (that child's step has no attempts left) and records the other step as
+# the success it was: until 2026-12-07 its row was closed as failed ("its run failed meanwhile"), and retry_run then
+# started a second child for it. Children that wait for an event, so that both end inside the hold.
+q "SELECT pipeline_worker.create_pipeline('kid_then_fails', '[{\"name\": \"w\", \"wait_for\": \"go\"}, {\"name\": \"f\", \"function\": \"wf_fail\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('kid_then_ok', '[{\"name\": \"w\", \"wait_for\": \"go\"}, {\"name\": \"e\", \"function\": \"wf_echo\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('two_kids', '[{\"name\": \"x\", \"pipeline\": \"kid_then_fails\", \"depends_on\": []},
+     {\"name\": \"y\", \"pipeline\": \"kid_then_ok\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('two_kids', '{}')")
+pw_wait_sql "waiting 2" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' ||
+                              (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND status = 'waiting')" >/dev/null \
+    || pw_fail "two_kids: the parent and its two children are not waiting"
+hold "$r"
+q "SELECT count(pipeline_worker.send_event(id, 'go')) FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_wait_sql "failed succeeded" 10 "SELECT string_agg(status, ' ' ORDER BY pipeline) FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null \
+    || pw_fail "two_kids: the children did not end while the parent's row was held"
+release
+wait_done "$r"
+pw_check "a child failed and its sibling's child succeeded while the parent's row was held: the run fails, the sibling's step is recorded succeeded with the child's result" \
+    'failed|x:failed|y:succeeded:"e"' \
+    "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || '|' ||
+              (SELECT string_agg(name || ':' || status || CASE WHEN status = 'succeeded' THEN ':' || (output->'step')::text
+                                                                ELSE '' END, '|' ORDER BY name)
+                 FROM pipeline_worker.run_steps WHERE run_id = $r)")"
+q "SELECT pipeline_worker.retry_run($r)" >/dev/null
+pw_wait_sql 3 10 "SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+pw_check "... and retry_run starts a child for the failed step only" "2 1" \
+    "$(q "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_fails') || ' ' ||
+              (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_ok')")"
+q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
+
+# ---------------------------------------------------------------- branches that start something go first
+# A function step written first does not hold back the other branches' sleep and child run: they begin before it
+# runs (until 2026-12-07 they began only once it ended).
+q "SELECT pipeline_worker.create_pipeline('starters', '[{\"name\": \"slow\", \"function\": \"wf_sleep\", \"depends_on\": []},
+     {\"name\": \"nap\", \"sleep\": \"100 milliseconds\", \"depends_on\": []},
+     {\"name\": \"kid\", \"pipeline\": \"kid_waits\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('starters', '{\"sleep\": 1.5}')")
+pw_wait_sql "1 1" 10 "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' ||
+                       (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow')" >/dev/null \
+    || pw_fail "starters: no child run, or the function step did not end"
+pw_check "a child run and a sleep written after a function step began before it ended" "true|true" \
+    "$(q "SELECT ((SELECT min(created_at) FROM pipeline_worker.runs WHERE parent_run_id = $r)
+                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')
+              || '|' || ((SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'nap')
+                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')")"
+q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
+
 pw_finish
