@@ -139,8 +139,22 @@ void lower_skip_floor(Lane *lane, uint64 from) {
 }
 
 // Removes a lane that remembers nothing (no slot taken, no parked runs, an empty rate window).
+// No start left in the span its buckets were made for (kBuckets - 1 widths: at least the rate window). Not
+// rate_count(): an alter_pipeline resets the lane's limits until the next admission (rate_ms 0: only the current
+// bucket counted), and a lane forgotten then lost its window's starts -- a limit raised from 1 to 2 let 3 starts
+// into one window (until 2026-12-07; acceptance walk-through).
+namespace {
+bool window_empty(const Lane *lane, TimestampTz now) {
+    if (lane->width_us == 0) return true;
+    int64 lo = now / lane->width_us - (kBuckets - 1);
+    for (int i = 0; i < kBuckets; i++)
+        if (lane->bucket[i] >= lo && lane->count[i] > 0) return false;
+    return true;
+}
+}  // namespace
+
 void maybe_forget(Lane *lane, TimestampTz now) {
-    if (lane->running == 0 && !has_parked(lane) && rate_count(lane, now) == 0)
+    if (lane->running == 0 && !has_parked(lane) && window_empty(lane, now))
         hash_search(g_lanes, &lane->tag, HASH_REMOVE, nullptr);
 }
 

@@ -68,4 +68,26 @@ pw_check_sql "the rate-limited run claimed behind a 1 s run began first, not 1 s
 pw_check_sql "... each claimed once" "2|2" \
     "SELECT count(*) || '|' || sum(claims) FROM pipeline_worker.runs WHERE pipeline = 'slow_first' OR input ? 'after'"
 pw_reset_conf pipeline_worker.commit_interval_ms
+
+# A rate limit raised while runs wait for the window: the starts already made in it still count. Until 2026-12-07 the
+# lane could be forgotten between the alter's commit and the next admission (its limits reset, its window counted as
+# empty), and 1 -> 2 runs per 20 s let 3 start (in about half of the tries): four pipelines at once, 4 workers.
+pw_set_conf pipeline_worker.workers 4 >/dev/null || pw_fail "workers = 4"
+pw_wait_workers 4 20 >/dev/null || pw_fail "raised limit: not 4 workers"
+for t in 1 2 3 4; do
+    pw_psql -c "SELECT pipeline_worker.create_pipeline('raised$t', '[{\"name\": \"s\", \"function\": \"rw_step\"}]',
+                  '{\"rate_limit\": {\"runs\": 1, \"per_ms\": 20000}}')" \
+            -c "SELECT count(*) FROM pipeline_worker.create_runs('raised$t', (SELECT jsonb_agg(jsonb_build_object('i', g))
+                                                                         FROM generate_series(1, 8) g))" >/dev/null
+done
+pw_wait_sql 4 10 "SELECT count(*) FROM startlog WHERE pipeline LIKE 'raised%'" >/dev/null || pw_fail "raised limit: no first starts"
+sleep 0.5
+for t in 1 2 3 4; do
+    pw_psql -c "SELECT pipeline_worker.alter_pipeline('raised$t', '{\"rate_limit\": {\"runs\": 2, \"per_ms\": 20000}}')" >/dev/null
+done
+pw_wait_sql t 10 "SELECT count(*) >= 8 FROM startlog WHERE pipeline LIKE 'raised%'" >/dev/null || pw_fail "raised limit: no second starts"
+sleep 2  # (a third start, if any, comes at once: the window would be taken for empty)
+pw_check_sql "a rate limit raised from 1 to 2 per 20 s: 2 starts in the window, in each of four pipelines" "2 2 2 2" \
+    "SELECT string_agg(n::text, ' ' ORDER BY p) FROM (SELECT pipeline AS p, count(*) AS n FROM startlog
+                                                     WHERE pipeline LIKE 'raised%' GROUP BY pipeline) c"
 pw_finish
