@@ -447,7 +447,26 @@ void cancel_recorded_runs() {
     SPI_finish();
 }
 
+// A child run that succeeded before its parent ended (failed by another branch, or cancelled before it woke) is
+// recorded as the success it was: its row still said waiting, was closed as failed, and retry_run started a second
+// child for it (until 2026-12-07; acceptance walk-through and its review).
+void keep_succeeded_children(Datum run_ids) {
+    static SPIPlanPtr plan_children_done = nullptr;
+    Oid types[1] = {INT8ARRAYOID};
+    Datum v[1] = {run_ids};
+    pg::run_as_owner(&plan_children_done,
+                     "/* pw_indexes: run_steps_pkey runs_pkey */ UPDATE pipeline_worker.run_steps s"
+                     " SET status = 'succeeded', output = COALESCE(ch.result, 'null'::jsonb), error = NULL,"
+                     "  finished_at = ch.finished_at"
+                     " FROM pipeline_worker.runs ch"
+                     " WHERE s.run_id = ANY ($1) AND s.status = 'waiting' AND s.output ? 'child_run_id'"
+                     "  AND ch.id = (s.output->>'child_run_id')::bigint"
+                     "  AND CASE WHEN ch.status = 'succeeded' THEN true ELSE false END",
+                     1, types, v, nullptr, false);
+}
+
 void close_waits(Datum run_ids) {
+    keep_succeeded_children(run_ids);
     static SPIPlanPtr plan_close_waits = nullptr;
     Oid types[1] = {INT8ARRAYOID};
     Datum v[1] = {run_ids};

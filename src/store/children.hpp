@@ -67,5 +67,8 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit = f
 void cancel_recorded_runs();
 // The waiting step rows (sleeps, event waits, children) of these cancelled runs (int8[]) end with them. SPI connected.
 void close_waits(Datum run_ids);
+// Waiting child steps of these runs whose child run succeeded: recorded succeeded, with the child's result (before a
+// run that ends failed or cancelled closes its other rows). SPI connected.
+void keep_succeeded_children(Datum run_ids);
 
 }  // namespace pw::store

@@ -514,21 +514,7 @@ static void flush_closes() {
     Oid types[2] = {INT8ARRAYOID, TEXTARRAYOID};
     Datum v[2];
     pg::column_arrays(a, v);
-    // A child run that succeeded before its parent ended (another branch's failure was seen first) is recorded as the
-    // success it was: its row still said waiting, was closed as failed, and retry_run started a second child for it
-    // (until 2026-12-07; acceptance walk-through).
-    if (schema_version() >= 2) {
-        static SPIPlanPtr plan_children_done = nullptr;
-        SPIPlanPtr pd = pg::prepare(&plan_children_done,
-                                    "/* pw_indexes: run_steps_pkey runs_pkey */ UPDATE pipeline_worker.run_steps s"
-                                    " SET status = 'succeeded', output = COALESCE(ch.result, 'null'::jsonb),"
-                                    "  error = NULL, finished_at = ch.finished_at"
-                                    " FROM pipeline_worker.runs ch"
-                                    " WHERE s.run_id = ANY ($1) AND s.status = 'waiting' AND s.output ? 'child_run_id'"
-                                    "  AND ch.id = (s.output->>'child_run_id')::bigint AND ch.status = 'succeeded'",
-                                    1, types);
-        pg::exec_as_owner(pd, v, nullptr, false, 0);
-    }
+    if (schema_version() >= 2) keep_succeeded_children(v[0]);  // (another branch's failure seen first)
     static SPIPlanPtr plan_close = nullptr;
     SPIPlanPtr p = pg::prepare(&plan_close,
                                "/* pw_indexes: run_steps_pkey */ UPDATE pipeline_worker.run_steps s SET status = 'failed',"

@@ -204,22 +204,27 @@ pw_check "... and retry_run starts a child for the failed step only" "2 1" \
     "$(q "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_fails') || ' ' ||
               (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_ok')")"
 q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
-
-# ---------------------------------------------------------------- branches that start something go first
-# A function step written first does not hold back the other branches' sleep and child run: they begin before it
-# runs (until 2026-12-07 they began only once it ended).
-q "SELECT pipeline_worker.create_pipeline('starters', '[{\"name\": \"slow\", \"function\": \"wf_sleep\", \"depends_on\": []},
-     {\"name\": \"nap\", \"sleep\": \"100 milliseconds\", \"depends_on\": []},
-     {\"name\": \"kid\", \"pipeline\": \"kid_waits\", \"depends_on\": []}]')" >/dev/null
-r=$(q "SELECT pipeline_worker.create_run('starters', '{\"sleep\": 1.5}')")
-pw_wait_sql "1 1" 10 "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' ||
-                       (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow')" >/dev/null \
-    || pw_fail "starters: no child run, or the function step did not end"
-pw_check "a child run and a sleep written after a function step began before it ended" "true|true" \
-    "$(q "SELECT ((SELECT min(created_at) FROM pipeline_worker.runs WHERE parent_run_id = $r)
-                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')
-              || '|' || ((SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'nap')
-                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')")"
-q "SELECT pipeline_worker.cancel_run($r)" >/dev/null
+# ... and a parent cancelled before it woke to its child's success: cancel_run's close keeps that step too
+q "SELECT pipeline_worker.create_pipeline('kid_pair', '[{\"name\": \"y\", \"pipeline\": \"kid_then_ok\", \"depends_on\": []},
+     {\"name\": \"z\", \"pipeline\": \"kid_waits\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('kid_pair', '{}')")
+pw_wait_sql "waiting 2" 10 "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || ' ' ||
+                              (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r AND status = 'waiting')" >/dev/null \
+    || pw_fail "kid_pair: the parent and its two children are not waiting"
+hold "$r"
+q "SELECT pipeline_worker.send_event(id, 'go') FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_ok'" >/dev/null
+pw_wait_sql succeeded 10 "SELECT status FROM pipeline_worker.runs WHERE parent_run_id = $r AND pipeline = 'kid_then_ok'" >/dev/null \
+    || pw_fail "kid_pair: the child did not succeed while the parent's row was held"
+q "SELECT pipeline_worker.cancel_run($r)" >/dev/null 2>&1 &
+canceller=$!
+pw_wait_sql 1 10 "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+                    AND query LIKE '%cancel_run($r)%'" >/dev/null || pw_info "kid_pair: cancel_run did not wait for the row"
+release
+wait "$canceller"
+pw_wait_sql cancelled 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
+pw_check "a parent cancelled before it woke to its child's success: that step is recorded succeeded" \
+    'cancelled|y:succeeded|z:failed' \
+    "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || '|' ||
+              (SELECT string_agg(name || ':' || status, '|' ORDER BY name) FROM pipeline_worker.run_steps WHERE run_id = $r)")"
 
 pw_finish
