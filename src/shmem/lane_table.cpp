@@ -121,9 +121,27 @@ Lane *find_or_enter(const Tag &tag, const Limits &limits) {
     Lane *lane = enter(tag);
     if (lane == nullptr) return nullptr;
     int64 width = bucket_width(limits);
-    if (width != lane->width_us) {  // rate limit set or changed: start a new window
+    if (width != lane->width_us) {  // rate limit set or its period changed: the starts move to buckets of the new width
+        int64 old_width = lane->width_us, old_bucket[kBuckets];
+        int32 old_count[kBuckets];
+        memcpy(old_bucket, lane->bucket, sizeof(old_bucket));
+        memcpy(old_count, lane->count, sizeof(old_count));
         lane->width_us = width;
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
+        // Each into the new bucket holding its old bucket's end: never earlier than it was counted, so a window of the
+        // new period still sees it. (Until 2026-12-07 the window started empty: 1 run per 20 s lengthened to 1 per
+        // 30 s let one start at once; review of the raised-limit fix.)
+        for (int i = 0; old_width != 0 && width != 0 && i < kBuckets; i++) {
+            if (old_bucket[i] < 0 || old_count[i] == 0) continue;
+            int64 b = ((old_bucket[i] + 1) * old_width - 1) / width;
+            int j = static_cast<int>(b % kBuckets);
+            if (lane->bucket[j] > b) continue;  // (a newer bucket there: this start is out of any window of it)
+            if (lane->bucket[j] < b) {
+                lane->bucket[j] = b;
+                lane->count[j] = 0;
+            }
+            lane->count[j] += old_count[i];
+        }
     }
     lane->limits = limits;
     return lane;
