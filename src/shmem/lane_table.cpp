@@ -1,5 +1,7 @@
 #include "shmem/lane_table.hpp"
 
+#include <algorithm>
+
 #include "shmem/claim_hint.hpp"
 #include "shmem/shared.hpp"
 
@@ -128,12 +130,13 @@ Lane *find_or_enter(const Tag &tag, const Limits &limits) {
         memcpy(old_count, lane->count, sizeof(old_count));
         lane->width_us = width;
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
-        // Each into the new bucket holding its old bucket's end: never earlier than it was counted, so a window of the
-        // new period still sees it. (Until 2026-12-07 the window started empty: 1 run per 20 s lengthened to 1 per
-        // 30 s let one start at once; review of the raised-limit fix.)
+        // Each into the new bucket holding its old bucket's end, or now's if that end is still to come: never earlier
+        // than it was counted, never in a bucket the window does not reach yet. (Until 2026-12-07 the window started
+        // empty: 1 run per 20 s lengthened to 1 per 30 s let one start at once; review of the raised-limit fix.)
+        int64 now_bucket = width != 0 ? GetCurrentTimestamp() / width : 0;
         for (int i = 0; old_width != 0 && width != 0 && i < kBuckets; i++) {
             if (old_bucket[i] < 0 || old_count[i] == 0) continue;
-            int64 b = ((old_bucket[i] + 1) * old_width - 1) / width;
+            int64 b = std::min(((old_bucket[i] + 1) * old_width - 1) / width, now_bucket);
             int j = static_cast<int>(b % kBuckets);
             if (lane->bucket[j] > b) continue;  // (a newer bucket there: this start is out of any window of it)
             if (lane->bucket[j] < b) {
