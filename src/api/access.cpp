@@ -33,8 +33,8 @@ bool lock_pipeline(const char *name, LOCKMODE mode, bool wait) {
     return LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-// Owner of pipeline `name`; ERROR if it does not exist (InvalidOid with missing_ok). Reads with a fresh snapshot (not read-only): callers
-// may have just waited for the pipeline lock, and must see what the transaction they waited for did.
+// Owner of pipeline `name`; ERROR if it does not exist (InvalidOid with missing_ok). Reads with a fresh snapshot (not
+// read-only): callers may have just waited for the pipeline lock, and must see what the transaction they waited for did.
 Oid pipeline_owner(const char *name, int64 *id, bool missing_ok) {
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(name)};

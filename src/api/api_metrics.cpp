@@ -42,7 +42,8 @@ const Family kFamilies[] = {
     {"pipeline_worker_runs", "gauge",
      "Unfinished runs by status (pending: claimable now or once a pause or limit lets it; scheduled: run_at in the "
      "future)."},
-    {"pipeline_worker_oldest_pending_seconds", "gauge", "Age of the oldest pending run (scheduled ones not counted); 0 when none."},
+    {"pipeline_worker_oldest_pending_seconds", "gauge",
+     "Age of the oldest pending run (scheduled ones not counted); 0 when none."},
     {"pipeline_worker_workers", "gauge", "Background workers by state."},
     {"pipeline_worker_run_duration_seconds", "histogram", "Duration of finished runs (their last claim to finish)."},
 };

@@ -97,7 +97,8 @@ void check_child(const char *defining, const char *step, const char *child) {
     if (!OidIsValid(owner))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pipeline definition: step \"%s\": pipeline \"%s\" does not exist", step, child),
-                        errhint("Create that pipeline first; a step may name the pipeline being defined (recursion).")));
+                        errhint("Create that pipeline first; a step may name the pipeline being defined "
+                                "(recursion).")));
     if (!allowed)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("invalid pipeline definition: step \"%s\": permission denied to submit runs to pipeline \"%s\"",

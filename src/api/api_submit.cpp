@@ -272,7 +272,8 @@ void existing_runs(int64 *ids, int n, const int64 *missing, int nmissing, Datum 
                                         "request.")));
         raise_key_conflict(key, id);
     }
-    for (uint64 r = 0; r < SPI_processed; r++) ids[DatumGetInt64(col(r, 1, &isnull)) - 1] = DatumGetInt64(col(r, 2, &isnull));
+    for (uint64 r = 0; r < SPI_processed; r++)
+        ids[DatumGetInt64(col(r, 1, &isnull)) - 1] = DatumGetInt64(col(r, 2, &isnull));
 }
 
 }  // namespace

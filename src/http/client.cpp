@@ -423,9 +423,8 @@ void Client::finish(Transfer &t, int code_) {
     } else if ((t.too_large || code == CURLE_FILESIZE_EXCEEDED) && status >= 400) {
         // An error answer is one whatever its size: its status decides (a 503 is retried), the body's first part is
         // shown. (Until 2026-12-07 a large one failed the attempt for its size, not retried; acceptance walk-through.)
-        status_error(t.easy, status,
-                     t.body.empty() ? "(its body, longer than pipeline_worker.http_max_response_bytes, not read)" : t.body,
-                     r);
+        static const std::string kUnread = "(its body, longer than pipeline_worker.http_max_response_bytes, not read)";
+        status_error(t.easy, status, t.body.empty() ? kUnread : t.body, r);
     } else if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response body exceeds pipeline_worker.http_max_response_bytes (" + std::to_string(t.max_bytes) +
                   " bytes)";
