@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "definition.hpp"
 
@@ -79,14 +80,19 @@ StepGraph resolve_graph(const std::vector<StepSpec> &steps) {
             g.deps[i].push_back(it->second);
         }
     }
-    // Kahn's algorithm, the lowest ready index first: a linear pipeline keeps its array order.
+    // Kahn's algorithm, the lowest ready index first: a linear pipeline keeps its array order. Among ready steps, those
+    // that only start something -- an HTTP request, a sleep, an event wait, a child run -- go before function steps,
+    // which hold the worker until they end: written after a function step, they began only once it ended (until
+    // 2026-12-07; acceptance walk-through).
+    auto key = [&steps](int i) { return std::make_pair(steps[i].kind == StepKind::Function ? 1 : 0, i); };
+    auto first = [&key](int a, int b) { return key(a) < key(b); };
     std::vector<int> missing(n);
     std::vector<std::vector<int>> dependents(n);
     for (size_t i = 0; i < n; i++) {
         missing[i] = static_cast<int>(g.deps[i].size());
         for (int d : g.deps[i]) dependents[d].push_back(static_cast<int>(i));
     }
-    std::set<int> ready;
+    std::set<int, decltype(first)> ready(first);
     for (size_t i = 0; i < n; i++)
         if (missing[i] == 0) ready.insert(static_cast<int>(i));
     std::vector<bool> ordered(n, false);

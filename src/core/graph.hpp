@@ -11,7 +11,8 @@ struct StepSpec;
 
 struct StepGraph {
     std::vector<std::vector<int>> deps;  // per step, the indexes it depends on (in the order written)
-    std::vector<int> order;              // each step after its dependencies; among ready steps, array order
+    std::vector<int> order;              // each step after its dependencies; among ready steps, those that only
+                                         // start something (HTTP, sleep, wait_for, child run) first, then array order
 };
 
 // Throws DefinitionError (SQLSTATE 22023 with a hint) naming the unknown step, the self-dependency or the cycle.

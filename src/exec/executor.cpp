@@ -383,10 +383,11 @@ class Walk {
     }
 
     // Other function steps are ready too: with idle workers, they run at once on several (idle workers first: under
-    // full load nothing more is looked at). Run: step pos runs here (as it would have).
+    // full load nothing more is looked at). Run: step pos runs here (as it would have). Also while other branches
+    // have requests out or wait: the commit before sharing sends what they started (exec/shared_tasks.cpp).
     Flow share_ready_functions(int k, int pos, int attempt, Outcome *o) {
-        if (!graph_ || p_->steps[pos].kind != core::StepKind::Function || r_->waits || io_ == nullptr ||
-            io_->pause == nullptr || shared::idle_workers() == 0 || work_out(r_, io_) != 0)
+        if (!graph_ || p_->steps[pos].kind != core::StepKind::Function || io_ == nullptr || io_->pause == nullptr ||
+            shared::idle_workers() == 0)
             return Flow::Run;
         StepUnits su;
         su.n = 0;
@@ -493,11 +494,12 @@ class Walk {
             return Flow::Stop;
         }
         record_success(r_, pos, attempt, started, res.output);
-        // (no commit once a step waits: its event is looked for under the run's row lock, held until the run is
-        // recorded waiting -- a send_event in between would find the run running and not wake it)
-        if (between_steps_ != nullptr && k + 1 < p_->nsteps && !r_->waits) {
+        // (once a step waits, its event is looked for under the run's row lock, held until the run is recorded
+        // waiting: after a commit in between, a send_event may have found the run running and not woken it -- the
+        // run then goes back to the queue at the end of the walk, and its next look waits under the lock)
+        if (between_steps_ != nullptr && k + 1 < p_->nsteps) {
             SPI_finish();
-            between_steps_(arg_);
+            if (between_steps_(arg_) && r_->waits) r_->committed_after_wait = true;
             pg::spi_connect();
         }
         return Flow::Next;

@@ -20,8 +20,8 @@ enum class Outcome {
 const char *outcome_text(Outcome o);
 
 // Called after each successful step but the last, with SPI disconnected; may flush, commit and start a new
-// transaction (the worker's commit policy).
-typedef void (*BetweenSteps)(void *arg);
+// transaction (the worker's commit policy): true when it committed.
+typedef bool (*BetweenSteps)(void *arg);
 
 // Executes a run this backend claimed. Step rows and the run's outcome are buffered (store/writes.hpp):
 // flush_writes() must run before the transaction commits. The caller holds a transaction with an active

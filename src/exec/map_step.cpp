@@ -214,9 +214,9 @@ TaskEnd TaskMap::run(int i) {
     r->task = -1;
     outs[i] = res.output;
     done[i] = true;
-    if (between_steps != nullptr && !together && !r->waits) {
+    if (between_steps != nullptr && !together) {
         SPI_finish();
-        between_steps(arg);
+        if (between_steps(arg) && r->waits) r->committed_after_wait = true;  // (as between steps: executor.cpp)
         pg::spi_connect();
     }
     return TaskEnd::Done;
@@ -332,7 +332,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
     for (int i = 0; i < n; i++) {
         if (may_share && i > tried && ran_here > 0 &&
             (GetCurrentTimestamp() - loop_start) / ran_here * (n - i) >= kShareAfterUs &&
-            worth_sharing(r, step, io, i, n)) {
+            worth_sharing(step, io, i, n)) {
             may_share = false;  // (once: what is left after it runs here)
             m.sharing = true;   // (a failure with attempts left while others may be out: retried after them)
             Shared sh = share_tasks(r, pos, i, n, claimed->claims, io, arg,

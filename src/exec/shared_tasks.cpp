@@ -28,11 +28,9 @@ bool at_once(void *) { return true; }
 
 }  // namespace
 
-bool worth_sharing(const RunState *r, const store::Step *step, const HttpIO *io, int lo, int hi) {
-    // (never once a step waits: its event or child is looked for under the run's row lock, held until the run is
-    // recorded waiting -- the commit before sharing would let a send_event in between go unheard)
-    return step->kind == core::StepKind::Function && step->map && step->max_parallel != 1 && !r->waits &&
-           io != nullptr && io->pause != nullptr && hi - lo >= 2 && shared::idle_workers() > 0;
+bool worth_sharing(const store::Step *step, const HttpIO *io, int lo, int hi) {
+    return step->kind == core::StepKind::Function && step->map && step->max_parallel != 1 && io != nullptr &&
+           io->pause != nullptr && hi - lo >= 2 && shared::idle_workers() > 0;
 }
 
 namespace {
@@ -91,10 +89,20 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
     return s;
 }
 
-// Helpers read the run as committed: its claim, and the outputs the shared steps' context is built from.
-void commit_first(HttpIO *io, void *arg) {
+// Helpers read the run as committed: its claim, and the outputs the shared steps' context is built from. What other
+// branches of this execution started leaves with it: requests parked go on the wire, child runs become claimable.
+// Once a step waits (noted in this execution), a wake-up may come while the run is still running and be dropped (its
+// event or child is looked for under the run's row lock, which this commit releases): the run then goes back to the
+// queue at the end of the walk instead of waiting, and its next look waits under the lock (committed_after_wait).
+void commit_first(RunState *r, HttpIO *io, void *arg) {
+    if (r->waits) r->committed_after_wait = true;
     SPI_finish();
-    io->pause(arg, at_once, nullptr);
+    if (io->send_parked != nullptr && (io->parked != nullptr || r->started_children)) {
+        r->started_children = false;
+        io->send_parked(arg, io);
+    } else {
+        io->pause(arg, at_once, nullptr);
+    }
     pg::spi_connect();
 }
 
@@ -144,7 +152,7 @@ Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io,
     if (step->max_parallel > 0 && helpers > step->max_parallel - 1) helpers = step->max_parallel - 1;
     if (helpers > hi - lo - 1) helpers = hi - lo - 1;
     if (helpers < 1) return Shared();
-    commit_first(io, arg);
+    commit_first(r, io, arg);
     Waiting w;
     w.slot = board::publish(r->id, pos, lo, hi, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();  // the board is full: this map runs alone
@@ -174,7 +182,7 @@ Shared share_steps(RunState *r, const int *positions, const int *attempts, int k
     int helpers = shared::idle_workers();
     if (helpers > k - 1) helpers = k - 1;
     if (helpers < 1) return Shared();
-    commit_first(io, arg);
+    commit_first(r, io, arg);
     Waiting w;
     w.slot = board::publish_steps(r->id, positions, attempts, k, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();

@@ -29,7 +29,7 @@ typedef TaskEnd (*RunTask)(void *map, int task);
 
 // Whether tasks [lo, hi) of step `step` are worth sharing now: a function map step, executed by a worker that can
 // pause, at least two tasks, and an idle worker in the database.
-bool worth_sharing(const RunState *r, const store::Step *step, const HttpIO *io, int lo, int hi);
+bool worth_sharing(const store::Step *step, const HttpIO *io, int lo, int hi);
 
 struct Shared {
     bool shared = false;     // the tasks were put on the board (else nothing happened: run them alone)

@@ -209,17 +209,17 @@ void send_parked_now(void *arg, exec::HttpIO *io) {
     begin_txn(&b->clock);
 }
 
-void between_steps(void *arg) {
+bool between_steps(void *arg) {
     Batch *b = static_cast<Batch *>(arg);
     httpq::drive();  // answers that arrive while a batch runs are read in time (their timeouts are running)
-    if (txn_is_due(&b->clock)) {
-        require_claim(b);
-        store::persist_claim(b->current);
-        note_unstarted(b);
-        commit_txn();
-        begin_txn(&b->clock);
-        b->locks_released = true;
-    }
+    if (!txn_is_due(&b->clock)) return false;
+    require_claim(b);
+    store::persist_claim(b->current);
+    note_unstarted(b);
+    commit_txn();
+    begin_txn(&b->clock);
+    b->locks_released = true;
+    return true;
 }
 
 }  // namespace

@@ -224,6 +224,27 @@ pw_check "... the session's execute_run ends cancelled" cancelled "$(tail -n 1 "
 pw_lt "$t" 3 && pw_ok "... in $t s, not at the answer (5 s)" || pw_fail "the session's HTTP step was cancelled only after $t s"
 set_guc pipeline_worker.workers 2
 
+# ---------------------------------------------------------------- function steps shared while a request is out
+# An HTTP step written after two independent function steps is requested first (steps that only start something go
+# before function steps), and the function steps are still shared with the idle worker while the request is out
+# (until 2026-12-07: the request left only before the first function step ran, and nothing was shared while it was
+# out, so both ran one after the other on the run's worker).
+pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+pw_psql -c "CREATE FUNCTION f_pid_nap(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+            BEGIN PERFORM pg_sleep(0.6); RETURN to_jsonb(pg_backend_pid()); END \$\$" >/dev/null
+mkpipe fns_and_call '[{"name": "b", "function": "f_pid_nap", "depends_on": []},
+                      {"name": "c", "function": "f_pid_nap", "depends_on": []},
+                      {"name": "h", "http": {"url": "@B@/delay?ms=1000"}, "depends_on": []}]'
+srv_reset
+r=$(pw_run fns_and_call)
+pw_check "function steps next to a request: the run succeeds" succeeded "$(wait_status "$r")"
+pw_check_sql "... the two function steps ran on two workers, while the request was out" "true|true|1" \
+    "SELECT (result->'b' <> result->'c') || '|' ||
+            ((SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'h')
+               < (SELECT min(finished_at) FROM pipeline_worker.run_steps WHERE run_id = $r AND name IN ('b', 'c')))
+            || '|' || $(srv_stat requests)
+       FROM pipeline_worker.runs WHERE id = $r"
+
 # ---------------------------------------------------------------- the workers never crashed
 crashes=$(grep -c 'terminated by signal' "$PW_LOG")
 pw_check "no worker crashed (no 'terminated by signal' in the log)" 0 "$crashes"

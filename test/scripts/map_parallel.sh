@@ -66,6 +66,13 @@ SELECT pipeline_worker.create_pipeline('ev_map', '[
   {"name": "approve", "wait_for": "go", "depends_on": ["split"]},
   {"name": "square", "function": "mp_square", "map": true, "depends_on": ["split"]},
   {"name": "sum", "function": "mp_sum_of", "depends_on": ["square", "approve"]}]');
+-- independent function steps written before an event wait
+SELECT pipeline_worker.create_pipeline('fan_and_wait', '[
+  {"name": "b", "function": "mp_slow", "depends_on": []},
+  {"name": "c", "function": "mp_slow", "depends_on": []},
+  {"name": "d", "function": "mp_slow", "depends_on": []},
+  {"name": "e", "function": "mp_slow", "depends_on": []},
+  {"name": "approve", "wait_for": "go", "depends_on": []}]');
 -- a retried branch next to one that waits for an event
 SELECT pipeline_worker.create_pipeline('retry_and_wait', '[
   {"name": "flaky", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 0},
@@ -178,13 +185,36 @@ pw_check_sql "cancel_run: no task left running, every effect has its row, fewer 
             ((SELECT count(*) FROM effects WHERE run_id = $run) < 12)"
 
 # ---------------------------------------------------------------- a map next to a branch waiting for an event
-# (no commit -- so no sharing -- once a branch waits: an event sent meanwhile must wake the run)
+# The map is shared although a branch waits (until 2026-12-07 nothing was shared once a step waited): the commit
+# before sharing releases the run's row, so an event sent meanwhile finds the run running and wakes nothing -- the run
+# goes back to the queue at the end of the walk instead of waiting, and its next look takes the event.
 idle4
 run=$(pw_run ev_map '{"n": 6, "ms": 300}')
 pw_wait_row 20 "SELECT 1 FROM effects WHERE run_id = $run" >/dev/null
 pw_psql -c "SELECT pipeline_worker.send_event($run, 'go', '{}')" >/dev/null
 pw_check "an event sent while the map runs next to its wait wakes the run" "succeeded $(sq 6) 6" \
     "$(pw_wait_run "$run" 30) $(pw_psql -c "SELECT result::text || ' ' || (SELECT count(*) FROM effects WHERE run_id = $run) FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "... its tasks ran on more than one worker, each once with its row" "true 6 0 0" \
+    "SELECT (count(DISTINCT pid) > 1) || ' ' || count(*) || ' ' || (count(*) - count(DISTINCT idx)) || ' ' ||
+            count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pipeline_worker.run_steps s WHERE s.run_id = e.run_id
+                                                 AND s.position = 3 AND s.task = e.idx AND s.status = 'succeeded'))
+     FROM effects e WHERE run_id = $run"
+
+# Independent function steps next to an event wait written after them: the wait begins first (steps that only start
+# something go before function steps), and the function steps are still shared; the event arrives while they run.
+idle4
+run=$(pw_run fan_and_wait '{"ms": 500}')
+pw_wait_row 20 "SELECT 1 FROM effects WHERE run_id = $run" >/dev/null
+pw_check_sql "the event wait written last began before the function steps ended" "waiting" \
+    "SELECT status FROM pipeline_worker.run_steps WHERE run_id = $run AND name = 'approve'"
+pw_psql -c "SELECT pipeline_worker.send_event($run, 'go', '{\"ok\": 1}')" >/dev/null
+pw_check "... the event sent while the steps run ends the run" "succeeded {\"ok\": 1}" \
+    "$(pw_wait_run "$run" 30) $(pw_psql -c "SELECT result->'approve' FROM pipeline_worker.runs WHERE id = $run")"
+pw_check_sql "... the four steps ran on more than one worker, each once with its row" "true 4 0 4" \
+    "SELECT (SELECT count(DISTINCT pid) > 1 FROM effects WHERE run_id = $run) || ' ' || count(*) || ' ' ||
+            (count(*) - count(DISTINCT idx)) || ' ' ||
+            (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $run AND status = 'succeeded' AND name <> 'approve')
+     FROM effects WHERE run_id = $run"
 
 # ---------------------------------------------------------------- cancel_run + retry_run while tasks are shared
 idle4
@@ -293,6 +323,7 @@ pw_wait_workers 4 30 >/dev/null
 pw_wait_workers 4 30 >/dev/null; idle4
 runs=$(pw_create_runs mp '{"n": 40, "ms": 40}' '{"n": 40, "ms": 40}')
 fan=$(pw_run fan_steps '{"ms": 700}')
+fw=$(pw_run fan_and_wait '{"ms": 700}')  # steps shared while its event wait is noted
 pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run % task %'" >/dev/null
 pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" stop -m immediate -w >/dev/null 2>&1
 pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "restart failed"
@@ -305,6 +336,13 @@ pw_check "F5 immediate stop: the graph run succeeds" "succeeded 6" \
     "$(pw_wait_run "$fan" 90) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $fan")"
 pw_check_sql "F5: the graph run's steps each ran once" "6 0" \
     "SELECT count(*) || ' ' || (count(*) - count(DISTINCT idx)) FROM effects WHERE run_id = $fan"
+pw_psql -c "SELECT pipeline_worker.send_event($fw, 'go')" >/dev/null
+pw_check "F5 immediate stop: the run sharing steps next to its event wait succeeds once the event comes" succeeded \
+    "$(pw_wait_run "$fw" 90)"
+pw_check_sql "F5: its steps' effects each committed once, with their rows" "0 0" \
+    "SELECT (count(*) - count(DISTINCT idx)) || ' ' || count(*) FILTER (WHERE NOT EXISTS (
+        SELECT 1 FROM pipeline_worker.run_steps s WHERE s.run_id = e.run_id AND s.position = e.idx AND s.attempt = e.attempt
+          AND s.status = 'succeeded')) FROM effects e WHERE run_id = $fw"
 
 # ---------------------------------------------------------------- a large map in one worker: memory
 # Each task's context carries the map's input array (and the results that hold it): it is freed after the task.

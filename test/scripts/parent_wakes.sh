@@ -227,4 +227,42 @@ pw_check "a parent cancelled before it woke to its child's success: that step is
     "$(q "SELECT (SELECT status FROM pipeline_worker.runs WHERE id = $r) || '|' ||
               (SELECT string_agg(name || ':' || status, '|' ORDER BY name) FROM pipeline_worker.run_steps WHERE run_id = $r)")"
 
+
+# ---------------------------------------------------------------- branches that start something go first
+# A function step written first does not hold back the other branches' sleep and child run: they begin before it
+# runs (until 2026-12-07 they began only once it ended).
+q "SELECT pipeline_worker.create_pipeline('starters', '[{\"name\": \"slow\", \"function\": \"wf_sleep\", \"depends_on\": []},
+     {\"name\": \"nap\", \"sleep\": \"100 milliseconds\", \"depends_on\": []},
+     {\"name\": \"kid\", \"pipeline\": \"kid_waits\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('starters', '{\"sleep\": 1.5}')")
+pw_wait_sql "1 1" 10 "SELECT (SELECT count(*) FROM pipeline_worker.runs WHERE parent_run_id = $r) || ' ' ||
+                       (SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow')" >/dev/null \
+    || pw_fail "starters: no child run, or the function step did not end"
+pw_check "a child run and a sleep written after a function step began before it ended" "true|true" \
+    "$(q "SELECT ((SELECT min(created_at) FROM pipeline_worker.runs WHERE parent_run_id = $r)
+                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')
+              || '|' || ((SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'nap')
+                    < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'slow') + interval '1 second')")"
+q "SELECT pipeline_worker.send_event(id, 'never') FROM pipeline_worker.runs WHERE parent_run_id = $r" >/dev/null
+wait_done "$r"
+pw_check "... and the run then succeeds: the sleep over, the child's result taken" "succeeded" \
+    "$(q "SELECT status FROM pipeline_worker.runs WHERE id = $r")"
+# ---------------------------------------------------------------- commits between steps while a wait is noted
+# A commit after each step (commit_interval_ms = 0) once an event wait is noted: the event sent while the function
+# steps run finds the run running (its row no longer locked) and wakes nothing -- the run goes back to the queue at
+# the end of the walk instead of waiting, and its next look takes the event (until 2026-12-07 there was no commit
+# between steps once a step waited).
+pw_set_conf pipeline_worker.commit_interval_ms 0 || pw_fail "set commit_interval_ms"
+q "SELECT pipeline_worker.create_pipeline('wait_then_chain', '[{\"name\": \"a\", \"function\": \"wf_sleep\", \"depends_on\": []},
+     {\"name\": \"b\", \"function\": \"wf_sleep\", \"depends_on\": [\"a\"]},
+     {\"name\": \"approve\", \"wait_for\": \"go\", \"depends_on\": []}]')" >/dev/null
+r=$(q "SELECT pipeline_worker.create_run('wait_then_chain', '{\"sleep\": 0.6}')")
+pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'a'" >/dev/null \
+    || pw_fail "wait_then_chain: step a did not end"
+pw_check "... the event sent between the steps' commits is delivered" t \
+    "$(q "SELECT pipeline_worker.send_event($r, 'go', '{\"n\": 7}')")"
+wait_done "$r" 10
+pw_check "... the run takes it: succeeded, the wait's output the payload" 'succeeded|{"n": 7}' \
+    "$(q "SELECT status || '|' || (result->'approve')::text FROM pipeline_worker.runs WHERE id = $r")"
+pw_set_conf pipeline_worker.commit_interval_ms 20 || pw_fail "reset commit_interval_ms"
 pw_finish

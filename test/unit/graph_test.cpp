@@ -38,6 +38,17 @@ TEST(Graph, DiamondAndOrder) {
     EXPECT_EQ(pw::core::sink_steps({d.deps, d.order}), std::vector<int>({0}));
 }
 
+// Among ready steps, those that only start something (a sleep, a child run, an HTTP request) go before function
+// steps, whatever the array order: the function step holds its worker until it ends.
+TEST(Graph, StartersBeforeFunctions) {
+    Definition d = parse_definition(R"([{"name": "a", "function": "f", "depends_on": []},
+                                        {"name": "c", "sleep": "1 second", "depends_on": []},
+                                        {"name": "d", "function": "f", "depends_on": ["c"]},
+                                        {"name": "k", "pipeline": "other", "depends_on": []},
+                                        {"name": "h", "http": {"url": "http://x"}, "depends_on": ["a"]}])", "{}");
+    EXPECT_EQ(d.order, std::vector<int>({1, 3, 0, 4, 2}));  // c, k, then a; h (after a) before d
+}
+
 TEST(Graph, SeveralRootsAndSinks) {
     Definition d = parse_definition(R"([{"name": "x", "function": "f", "depends_on": []},
                                         {"name": "y", "function": "f", "depends_on": []}])", "{}");
