@@ -1,5 +1,6 @@
 // Module entry: GUCs, shared memory hooks, the launcher, and the commit callback that wakes workers.
 #include "exec/http_queue.hpp"
+#include "exec/step_hygiene.hpp"
 #include "pg/kept_plans.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/commit_notes.hpp"
@@ -95,6 +96,7 @@ void _PG_init(void) {
         pw::shared::install_hooks();
         pw::worker::install_db_guard();
         pw::worker::install_ddl_locks();
+        pw::exec::install_step_guard();
         pw::worker::register_launcher();
     }
 }

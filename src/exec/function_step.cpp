@@ -3,6 +3,7 @@
 #include "exec/hooks.hpp"
 #include "exec/session.hpp"
 #include "exec/sql_steps.hpp"
+#include "exec/step_hygiene.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -264,12 +265,10 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         if (ProcDiePending) ReThrowError(edata);
     }
     PG_END_TRY();
-    // A session-level advisory lock (pg_advisory_lock) a step leaves behind in a worker would outlive the run:
-    // it would block other sessions, and whoever runs next here -- possibly another role -- would re-enter it.
-    // Released after every step. (Other session state is refused inside the step's security-restricted
-    // operation: PREPARE, LISTEN, temporary tables, SET ROLE.) A session's execute_run keeps its locks (that
-    // session is its caller's), and so does another extension's background worker calling execute_run.
-    if (in_worker()) LockReleaseSession(USER_LOCKMETHOD);
+    // What the step left in this process for whoever runs next here (exec/step_hygiene.hpp). A session's
+    // execute_run keeps it (that session is its caller's), and so does another extension's background worker
+    // calling execute_run.
+    if (in_worker()) leave_step_clean();
     if (g_hooks != nullptr) g_hooks->step_end();
     session_step_end(session);
     // The context holds the previous steps' outputs (and the run's input): a map's tasks each built one, and kept

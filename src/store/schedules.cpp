@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "pgtime.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 }
 
@@ -199,8 +200,16 @@ struct DueSchedule {
     bool last_unfinished;
 };
 
-// May the schedule's owner still submit to its pipeline? Fills the pipeline's id, owner and pause state.
-bool owner_may_submit(const DueSchedule &s, int64 *pipeline_id, Oid *pipeline_owner, bool *paused) {
+// May the schedule's owner still submit to its pipeline? Fills the pipeline's id, owner and pause state; when not,
+// *why says why.
+bool owner_may_submit(const DueSchedule &s, int64 *pipeline_id, Oid *pipeline_owner, bool *paused, const char **why) {
+    // A dropped owner's grant rows stay (a revoke by number removes them), and has_privs_of_role of an OID with
+    // itself is true: its schedule kept firing runs that failed at once (until 2026-12-07; acceptance walk-through).
+    if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(s.owner))) {
+        *why = psprintf("its owner (role OID %u) no longer exists", s.owner);
+        return false;
+    }
+    *why = psprintf("pipeline \"%s\" was dropped", s.pipeline);
     Oid types[1] = {TEXTOID};
     Datum v[1] = {CStringGetTextDatum(s.pipeline)};
     pg::run_as_owner(&plan_target, "SELECT owner::oid, id, paused FROM pipeline_worker.pipelines WHERE name = $1", 1,
@@ -211,6 +220,7 @@ bool owner_may_submit(const DueSchedule &s, int64 *pipeline_id, Oid *pipeline_ow
     *pipeline_id = DatumGetInt64(col(0, 2, &isnull));
     if (*pipeline_id != s.pipeline_id) return false;  // dropped; the name now belongs to another pipeline
     *paused = DatumGetBool(col(0, 3, &isnull));
+    *why = psprintf("its owner may no longer submit runs to pipeline \"%s\"", s.pipeline);
     if (has_privs_of_role(s.owner, *pipeline_owner)) return true;
     // an admin, or a grantee
     Oid admin = get_role_oid("pipeline_worker_admin", true);
@@ -329,9 +339,9 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     Oid pipeline_owner = InvalidOid;
     bool paused = false, unfinished = s.last_unfinished;
     for (int k = 0; k < nfire; k++) {
-        if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused)) {
-            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: pipeline \"%s\" was dropped, or its "
-                                 "owner may no longer submit runs to it", s.name, s.pipeline),
+        const char *why;
+        if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused, &why)) {
+            ereport(LOG, (errmsg("pipeline_worker: schedule \"%s\" deactivated: %s", s.name, why),
                           errhint("Grant it again and call pipeline_worker.schedule() to reactivate it.")));
             deactivate(s.name);
             return created;

@@ -154,8 +154,24 @@ pw_psql -c "SELECT pipeline_worker.revoke_pipeline('sc', 'sc_tenant')" >/dev/nul
 got=$(pw_wait_sql "false|" 10 \
     "SELECT active || '|' || COALESCE(next_run_at::text, '') FROM pipeline_worker.schedules WHERE name = 'tenant_every1'")
 pw_check "after the revoke the schedule is inactive" "false|" "$got"
-grep -q 'schedule "tenant_every1" deactivated' "$PW_LOG" && pw_ok "the deactivation is logged with its reason" \
-    || pw_fail "no log line for the deactivation"
+grep -q 'schedule "tenant_every1" deactivated: its owner may no longer submit runs to pipeline "sc"' "$PW_LOG" \
+    && pw_ok "the deactivation is logged with its reason" || pw_fail "no log line for the deactivation"
+# Its owner dropped: the grant row stays (by the role's number), and until 2026-12-07 the schedule kept firing runs
+# that failed at once ("the role that submitted this run ... no longer exists").
+pw_psql >/dev/null <<'SQL'
+CREATE ROLE sc_gone;
+SELECT pipeline_worker.grant_pipeline('sc', 'sc_gone');
+SET ROLE sc_gone;
+SELECT pipeline_worker.schedule('gone_every1', 'sc', '1 seconds');
+RESET ROLE;
+SQL
+pw_wait_sql t 10 "SELECT count(*) > 0 FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'gone_every1'" >/dev/null
+pw_psql -c "DROP ROLE sc_gone" >/dev/null
+got=$(pw_wait_sql "false|" 10 \
+    "SELECT active || '|' || COALESCE(next_run_at::text, '') FROM pipeline_worker.schedules WHERE name = 'gone_every1'")
+pw_check "a schedule whose owner was dropped is deactivated at its next slot" "false|" "$got"
+grep -q 'schedule "gone_every1" deactivated: its owner (role OID [0-9]*) no longer exists' "$PW_LOG" \
+    && pw_ok "... logged with that reason" || pw_fail "no log line for the dropped owner's schedule"
 
 # ------------------------------------------------------------------ a schedule that cannot fire
 # A user's trigger refuses the schedule's runs: the schedule is deactivated and logged, and the rest of the timer's

@@ -373,6 +373,54 @@ esac
 pw_check_sql "... and the attacker's next step finds no such function, nor a temporary schema" "0|-" \
     "SELECT concat_ws('|', result->>'planted', result->>'temp_schema') FROM pipeline_worker.runs WHERE id = $r4"
 
+# ====================================================================== one worker's transaction: cursors, large objects
+# Runs of a batch share the worker's transaction: a cursor or a large-object descriptor a step left open was there for
+# the next run -- another role's -- to read (until 2026-12-07; acceptance walk-through), and SET CONSTRAINTS lasted
+# over the later runs. Each step's are closed when it ends; SET CONSTRAINTS fails the step.
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.leave_open(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE c refcursor := 'left_open';
+BEGIN
+    IF ctx->'input' ? 'constraints' THEN SET CONSTRAINTS ALL DEFERRED; END IF;
+    OPEN c FOR SELECT 'a-secret';
+    RETURN pg_catalog.jsonb_build_object('fd', pg_catalog.lo_open((ctx->'input'->>'lo')::oid, 262144));
+END $$;
+CREATE FUNCTION public.read_left(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE c refcursor := 'left_open'; v text; l text;
+BEGIN
+    BEGIN FETCH c INTO v; EXCEPTION WHEN OTHERS THEN v := 'none'; END;
+    BEGIN l := pg_catalog.convert_from(pg_catalog.loread(0, 100), 'UTF8'); EXCEPTION WHEN OTHERS THEN l := 'none'; END;
+    RETURN pg_catalog.jsonb_build_object('fetched', v, 'lo', l);
+END $$;
+SQL
+lo=$(q tenant_a "SELECT lo_from_bytea(0, 'a-lo-secret')")
+q tenant_a "SELECT pipeline_worker.create_pipeline('a_open', '[{\"name\": \"s\", \"function\": \"public.leave_open\"}]')" >/dev/null
+q attacker "SELECT pipeline_worker.create_pipeline('att_read', '[{\"name\": \"s\", \"function\": \"public.read_left\"}]')" >/dev/null
+pw_set_conf pipeline_worker.commit_interval_ms 5000 || pw_fail "set commit_interval_ms"
+set_workers 0
+owners=(); readers=()
+for i in 1 2 3 4 5; do
+    owners+=("$(submit tenant_a a_open "{\"lo\": $lo}")"); readers+=("$(submit attacker att_read)")
+done
+r4=$(submit tenant_a a_open "{\"lo\": $lo, \"constraints\": true}")
+set_workers 1
+for id in "${owners[@]}" "${readers[@]}" $r4; do pw_psql -c "SELECT pipeline_worker.wait_run($id, '30 s')" >/dev/null; done
+pw_set_conf pipeline_worker.commit_interval_ms 20 || pw_fail "reset commit_interval_ms"
+own=$(IFS=,; echo "${owners[*]}"); read=$(IFS=,; echo "${readers[*]}")
+pw_check_sql "tenant_a's steps leaving a cursor and a large object open, and the attacker's, in shared transactions" t \
+    "SELECT EXISTS (SELECT 1 FROM pipeline_worker.runs a JOIN pipeline_worker.runs b ON a.xmin::text = b.xmin::text
+                     WHERE a.id IN ($own) AND b.id IN ($read) AND a.finished_at <= b.finished_at)"
+pw_check_sql "... the attacker's steps find neither" "5|0" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || '|' ||
+            count(*) FILTER (WHERE result->>'fetched' <> 'none' OR result->>'lo' <> 'none')
+       FROM pipeline_worker.runs WHERE id IN ($read)"
+pw_check_sql "... and tenant_a's same step again in a transaction succeeds (its cursor's name is free)" 5 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($own) AND status = 'succeeded'"
+case "$(run_info "$r4")" in
+    "failed | "*"cannot use SET CONSTRAINTS"*) pw_ok "a step using SET CONSTRAINTS fails (it would last over the batch)";;
+    *) pw_fail "a step using SET CONSTRAINTS: $(run_info "$r4")";;
+esac
+
 # ====================================================================== 1,000 runs of one pipeline, alternating tenants
 set_workers 0
 set_workers 4

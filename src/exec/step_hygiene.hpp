@@ -1,0 +1,22 @@
+// What a step executed by a background worker must not leave in the worker process, where whoever runs next --
+// another run, possibly another role's, often in the same transaction -- would find it. Some of it PostgreSQL
+// refuses inside the step's security-restricted operation (PREPARE, LISTEN, temporary tables, SET ROLE); some the
+// executor cleans after each step (function_step.cpp: sequence state, random()'s seed, temporary schemas); the rest
+// is here. A session's execute_run keeps all of it: that session is its caller's.
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace pw::exec {
+
+// After every step in a worker, whether it succeeded or not: session advisory locks released, cursors and
+// large-object descriptors the step left open (passed up to the worker's transaction when its subtransaction
+// committed) closed.
+void leave_step_clean();
+
+// A ProcessUtility hook (installed once, at preload): inside a step in a worker, SET CONSTRAINTS fails (0A000). Its
+// setting lasts until the transaction ends -- over the later steps and runs of the worker's batch -- and a deferred
+// constraint can never fire inside a step's security-restricted operation anyway.
+void install_step_guard();
+
+}  // namespace pw::exec
