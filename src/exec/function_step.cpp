@@ -8,9 +8,7 @@
 extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_language.h"
-#include "commands/sequence.h"
 #include "commands/proclang.h"
-#include "common/pg_prng.h"
 #include "utils/fmgrprotos.h"
 }
 #include "pg/roles.hpp"
@@ -154,15 +152,6 @@ Jsonb *call_function_step(store::Step *step, Oid submitter, Jsonb *context) {
     return DatumGetJsonbPCopy(result);
 }
 
-// random()'s seed, from the system's strong source (the backend's own generator also draws the retry jitter roles
-// see): only when the role changes, so its cost is no step's.
-void reseed_random() {
-    uint64 bits;
-    if (!pg_strong_random(&bits, sizeof(bits))) bits = pg_prng_uint64(&pg_global_prng_state);
-    double seed = static_cast<double>(bits >> 11) / static_cast<double>(UINT64CONST(1) << 53);  // [0, 1)
-    (void)DirectFunctionCall1(setseed, Float8GetDatum(seed * 2.0 - 1.0));
-}
-
 bool has_temp_namespace() {
     Oid temp_ns, temp_toast_ns;
     GetTempNamespaceState(&temp_ns, &temp_toast_ns);
@@ -204,10 +193,10 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     // away by each one. (A session's execute_run keeps its own: that session is the caller's.)
     // So is random()'s seed: a setseed() of another role's step made this role's random() predictable to it (until
     // 2026-12-07; acceptance walk-through).
+    // (Also dblink's connections: exec/step_hygiene.hpp.)
     static Oid sequences_of = InvalidOid;
     if (in_worker() && r->submitter != sequences_of) {
-        ResetSequenceCaches();
-        reseed_random();
+        before_another_role();
         sequences_of = r->submitter;
     }
     store::Step *step = &r->pipeline->steps[pos];

@@ -2,12 +2,21 @@
 
 #include "exec/hooks.hpp"
 
+#include <dlfcn.h>
+
 extern "C" {
+#include "commands/sequence.h"
+#include "common/pg_prng.h"
 #include "libpq/be-fsstubs.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/portal.h"
+#include "utils/resowner.h"
 }
 
 namespace pw::exec {
@@ -30,7 +39,67 @@ void step_guard_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
         standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
+// random()'s seed, from the system's strong source (the backend's own generator also draws the retry jitter roles
+// see).
+void reseed_random() {
+    uint64 bits;
+    if (!pg_strong_random(&bits, sizeof(bits))) bits = pg_prng_uint64(&pg_global_prng_state);
+    double seed = static_cast<double>(bits >> 11) / static_cast<double>(UINT64CONST(1) << 53);  // [0, 1)
+    (void)DirectFunctionCall1(setseed, Float8GetDatum(seed * 2.0 - 1.0));
+}
+
+// dblink keeps its connections in the process, by name and one unnamed, for whoever calls it next: a connection one
+// role's step opened -- with its credentials, or as another user -- served the next role's dblink() calls (until
+// 2026-12-07; acceptance walk-through: a tenant read a table only a third role may read). Closed when the role
+// changes, only if this process loaded dblink (asked of the dynamic loader, without loading it).
+void close_dblink_connections() {
+    char path[MAXPGPATH];
+    snprintf(path, sizeof(path), "%s/dblink%s", pkglib_path, DLSUFFIX);
+    void *loaded = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (loaded == nullptr) return;
+    dlclose(loaded);  // (still loaded: PostgreSQL holds its own handle)
+    auto get = reinterpret_cast<PGFunction>(load_external_function(path, "dblink_get_connections", false, nullptr));
+    auto disconnect = reinterpret_cast<PGFunction>(load_external_function(path, "dblink_disconnect", false, nullptr));
+    if (get == nullptr || disconnect == nullptr) return;
+    LOCAL_FCINFO(none, 0);
+    InitFunctionCallInfoData(*none, nullptr, 0, InvalidOid, nullptr, nullptr);
+    Datum names = get(none);
+    if (!none->isnull) {
+        Datum *elems;
+        bool *nulls;
+        int n;
+        deconstruct_array(DatumGetArrayTypeP(names), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+        for (int i = 0; i < n; i++)
+            if (!nulls[i]) (void)DirectFunctionCall1(disconnect, elems[i]);
+    }
+    // The unnamed one: dblink_disconnect() raises an error when there is none, so it is tried in a subtransaction.
+    MemoryContext ctx = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    BeginInternalSubTransaction(nullptr);
+    PG_TRY();
+    {
+        InitFunctionCallInfoData(*none, nullptr, 0, InvalidOid, nullptr, nullptr);
+        (void)disconnect(none);
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(ctx);
+    CurrentResourceOwner = owner;
+}
+
 }  // namespace
+
+void before_another_role() {
+    ResetSequenceCaches();
+    reseed_random();
+    close_dblink_connections();
+}
 
 void leave_step_clean() {
     // A session-level advisory lock (pg_advisory_lock) would outlive the run: it would block other sessions, and

@@ -14,6 +14,11 @@ namespace pw::exec {
 // committed) closed.
 void leave_step_clean();
 
+// Before a step of another role than the last one's runs in this worker: the sequence state of the steps before
+// (lastval(), currval(), cached values) forgotten, random() reseeded, dblink's connections closed. Only then: the
+// same role keeps its sequences' caches and its connections.
+void before_another_role();
+
 // A ProcessUtility hook (installed once, at preload): inside a step in a worker, SET CONSTRAINTS fails (0A000). Its
 // setting lasts until the transaction ends -- over the later steps and runs of the worker's batch -- and a deferred
 // constraint can never fire inside a step's security-restricted operation anyway.
