@@ -71,7 +71,13 @@ void check_url_with_curl(const std::string &u, const std::string &at) {
     if (h == nullptr) throw std::bad_alloc();
     CURLUcode rc = curl_url_set(h, CURLUPART_URL, u.c_str(), 0);
     std::string bad = rc == CURLUE_OK ? std::string() : curl_url_strerror(rc);
-    char *user = nullptr, *port = nullptr;
+    char *user = nullptr, *port = nullptr, *host = nullptr;
+    // A host name that is not ASCII (an internationalized name written as such): this libcurl has no IDN support, so
+    // every request would fail with "URL using bad/illegal format" (until 2026-12-07 the definition was accepted).
+    bool idn = false;
+    if (rc == CURLUE_OK && curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr)
+        for (const char *c = host; *c != '\0'; c++) idn = idn || static_cast<unsigned char>(*c) >= 0x80;
+    if (host != nullptr) curl_free(host);
     bool has_user = rc == CURLUE_OK && curl_url_get(h, CURLUPART_USER, &user, 0) == CURLUE_OK && user != nullptr;
     bool port_zero = rc == CURLUE_OK && curl_url_get(h, CURLUPART_PORT, &port, 0) == CURLUE_OK && port != nullptr &&
                      std::strtol(port, nullptr, 10) == 0;
@@ -80,6 +86,9 @@ void check_url_with_curl(const std::string &u, const std::string &at) {
     curl_url_cleanup(h);
     if (!bad.empty()) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": " + bad);
     if (port_zero) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": port 0");
+    if (idn)
+        throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": the host name is not ASCII",
+                              "Write an internationalized host name in its ASCII (IDNA, \"xn--\") form.");
     if (has_user)
         throw DefinitionError(at + ": http \"url\" must not contain credentials (user:password@)",
                               "Send them in a header listed in \"secret_headers\", e.g. \"Authorization\": \"Basic ...\".");

@@ -86,6 +86,9 @@ TEST(Definition, RejectsInvalidHttp) {
     // (2026-12-07, acceptance walk-through: these were accepted, then failed or were sent as they were)
     EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://127.0.0.1:0/"}}])").find("port 0"), std::string::npos);
     EXPECT_EQ(error_of(R"([{"name": "a", "http": {"url": "http://127.0.0.1:8080/"}}])"), "no error");
+    EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://b\u00fccher.example/x"}}])").find("not ASCII"),
+              std::string::npos);
+    EXPECT_EQ(error_of(R"([{"name": "a", "http": {"url": "http://xn--bcher-kva.example/x"}}])"), "no error");
     EXPECT_NE(error_of(R"([{"name": "a", "http": {"url": "http://x", "headers": {"A": "1\u0001"}}}])")
                   .find("control character"),
               std::string::npos);
