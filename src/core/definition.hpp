@@ -77,7 +77,8 @@ struct Definition {
     std::vector<StepSpec> steps;
     Options options;
     std::vector<std::vector<int>> deps;  // per step: indexes of the steps it depends on (core/graph.hpp)
-    std::vector<int> order;              // a topological order: each step after its dependencies, array order first
+    std::vector<int> order;              // a topological order: each step after its dependencies, starters first,
+                                         // then array order (core/graph.hpp)
     json::Value steps_json;  // the parsed steps array (for normalisation)
 
     // Effective per-step settings: the step's own, else the pipeline options'.

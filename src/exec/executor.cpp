@@ -285,7 +285,7 @@ class Walk {
         if (step->map) return map_step(pos, attempt, started, o);
         Flow f = share_ready_functions(k, pos, attempt, o);
         if (f != Flow::Run) return f;
-        send_parked_first(step);
+        send_parked_first(pos, step);
         StepResult res = run(step, pos, attempt, started, answered);
         return settle(k, pos, attempt, started, res, o);
     }
@@ -432,10 +432,11 @@ class Walk {
     }
 
     // Requests of other branches parked in this execution leave -- and child runs started in it become claimable --
-    // before a function step runs, not after it.
-    void send_parked_first(const store::Step *step) {
+    // before a function step runs, not after it. Not before a step known to be fast: the commit (and, once a step
+    // waits, the run's extra trip through the queue) would cost more than the step delays them.
+    void send_parked_first(int pos, const store::Step *step) {
         if (!together_ || step->kind != core::StepKind::Function || io_->send_parked == nullptr ||
-            (io_->parked == nullptr && !r_->started_children))
+            (io_->parked == nullptr && !r_->started_children) || known_fast_step(r_, pos))
             return;
         if (r_->waits) r_->committed_after_wait = true;
         r_->started_children = false;

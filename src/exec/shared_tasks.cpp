@@ -177,6 +177,11 @@ bool worth_sharing_steps(const RunState *r, const int *positions, int k, const H
     return total - longest >= kShareStepsUs;
 }
 
+bool known_fast_step(const RunState *r, int pos) {
+    StepTime *t = step_time(r->pipeline->id, pos, false);
+    return t != nullptr && t->us >= 0 && t->us < kShareStepsUs;
+}
+
 Shared share_steps(RunState *r, const int *positions, const int *attempts, int k, int claims, HttpIO *io, void *arg,
                    RunTask run_unit, void *units) {
     int helpers = shared::idle_workers();

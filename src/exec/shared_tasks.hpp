@@ -48,6 +48,9 @@ Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io,
 // to be fast (all but the longest would take this worker over kShareStepsUs, by the durations this process saw).
 constexpr int64 kShareStepsUs = 5000;
 bool worth_sharing_steps(const RunState *r, const int *positions, int k, const HttpIO *io);
+// Whether function step pos is known here to take under kShareStepsUs (then what other branches started is not worth
+// a commit before it: it goes out after the step, at the end of the walk).
+bool known_fast_step(const RunState *r, int pos);
 // Shares k steps (run_unit(units, u) runs unit u here); as share_tasks.
 Shared share_steps(RunState *r, const int *positions, const int *attempts, int k, int claims, HttpIO *io, void *arg,
                    RunTask run_unit, void *units);

@@ -228,8 +228,10 @@ set_guc pipeline_worker.workers 2
 # An HTTP step written after two independent function steps is requested first (steps that only start something go
 # before function steps), and the function steps are still shared with the idle worker while the request is out
 # (until 2026-12-07: the request left only before the first function step ran, and nothing was shared while it was
-# out, so both ran one after the other on the run's worker).
-pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
+# out, so both ran one after the other on the run's worker). Three workers: the run's creation wakes one, which is
+# not counted idle until it has looked for work -- with two, the other one was often that one, and nothing was shared.
+set_guc pipeline_worker.workers 3
+pw_wait_sql 3 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'idle'" >/dev/null
 pw_psql -c "CREATE FUNCTION f_pid_nap(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
             BEGIN PERFORM pg_sleep(0.6); RETURN to_jsonb(pg_backend_pid()); END \$\$" >/dev/null
 mkpipe fns_and_call '[{"name": "b", "function": "f_pid_nap", "depends_on": []},
@@ -244,6 +246,7 @@ pw_check_sql "... the two function steps ran on two workers, while the request w
                < (SELECT min(finished_at) FROM pipeline_worker.run_steps WHERE run_id = $r AND name IN ('b', 'c')))
             || '|' || $(srv_stat requests)
        FROM pipeline_worker.runs WHERE id = $r"
+set_guc pipeline_worker.workers 2
 
 # ---------------------------------------------------------------- the workers never crashed
 crashes=$(grep -c 'terminated by signal' "$PW_LOG")
