@@ -7,6 +7,7 @@
 #include "exec/http_step.hpp"
 #include "exec/map_step.hpp"
 #include "exec/records.hpp"
+#include "exec/retry_holds.hpp"
 #include "exec/shared_tasks.hpp"
 #include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
@@ -145,9 +146,8 @@ struct StepUnits {
     // Step p's attempt a is tried again after the back-off: the run's retry waits for the longest of those deferred.
     void defer(int p, int a, long retry_after) {
         deferred[p] = true;
-        long delay = core::retry_delay_ms(r->pipeline->steps[p].retry_delay_ms, a,
-                                          static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state)));
-        if (retry_after > delay) delay = retry_after;
+        long delay = retry_delay(&r->pipeline->steps[p], a, retry_after);
+        hold_retry(r->id, p, -1, a, delay);  // (should an answer of another branch resume the run first)
         if (deferred_pos >= 0 && delay <= deferred_retry_after) return;
         deferred_pos = p;
         deferred_attempt = a;
@@ -274,6 +274,13 @@ class Walk {
             return Flow::Stop;
         }
         bool under_way = step_answered || r_->interrupted[pos] || r_->waiting_since[pos] != 0;
+        if (graph_ && !under_way && r_->last_attempt[pos] > 0) {  // a retry whose back-off is not over (an answer
+            long left = held_retry_ms(r_->id, pos, -1, r_->last_attempt[pos]);  // of another branch resumed the run)
+            if (left > 0) {
+                defer(pos, r_->last_attempt[pos], left);
+                return Flow::Next;
+            }
+        }
         if (!under_way && !condition_met(r_, pos, attempt)) {
             record_skipped(r_, pos, attempt, started);
             return Flow::Next;
@@ -306,8 +313,8 @@ class Walk {
             }
             // requests are out (their answers resume the run), or a step waits for its retry
             if (work_out(r_, io_) > 0) return Outcome::Parked;
-            return schedule_retry(claimed_, &p_->steps[deferred_pos_ >= 0 ? deferred_pos_ : i], deferred_attempt_,
-                                  deferred_retry_after_);
+            if (deferred_pos_ >= 0) return retry_in(claimed_, deferred_retry_after_);  // (the longest back-off)
+            return schedule_retry(claimed_, &p_->steps[i], deferred_attempt_, deferred_retry_after_);
         }
         store::buffer_run(claimed_, RunStatus::Succeeded, run_result(r_), nullptr);
         return Outcome::Succeeded;
@@ -327,6 +334,15 @@ class Walk {
     int nanswers_ = 0;
     int deferred_pos_ = -1, deferred_attempt_ = 0;  // the step whose retry the run's waits for (the longest back-off)
     long deferred_retry_after_ = 0;
+
+    // Step pos's attempt after `failed` waits delay_ms: the run's retry waits for the longest of those.
+    void defer(int pos, int failed, long delay_ms) {
+        deferred_[pos] = true;
+        if (deferred_pos_ >= 0 && delay_ms <= deferred_retry_after_) return;
+        deferred_pos_ = pos;
+        deferred_attempt_ = failed;
+        deferred_retry_after_ = delay_ms;
+    }
 
     // A graph's step may go now: not out, not waiting for its retry, not waiting, and every dependency done.
     bool ready(int pos) const {
@@ -397,6 +413,7 @@ class Walk {
             int q = p_->order[k2];
             const store::Step *sq = &p_->steps[q];
             if (r_->done[q] || sq->kind != core::StepKind::Function || sq->map || !ready(q) || has_answer_for(q) ||
+                (r_->last_attempt[q] > 0 && held_retry_ms(r_->id, q, -1, r_->last_attempt[q]) > 0) ||
                 !condition_met(r_, q, r_->last_attempt[q] + 1))
                 continue;
             su.pos[su.n] = q;
@@ -484,11 +501,10 @@ class Walk {
         if (!res.succeeded()) {
             bool others = work_out(r_, io_) > 0;
             *o = record_failure(claimed_, r_, pos, attempt, started, res, together_ && others);
-            if (*o == Outcome::RetryScheduled && together_ && others) {  // tried again once an answer resumes the run
-                deferred_[pos] = true;
-                deferred_pos_ = pos;
-                deferred_attempt_ = attempt;
-                deferred_retry_after_ = res.retry_after_ms;
+            if (*o == Outcome::RetryScheduled && together_ && others) {  // tried again after its back-off: once an
+                long delay = retry_delay(&p_->steps[pos], attempt, res.retry_after_ms);  // answer resumes the run
+                hold_retry(r_->id, pos, -1, attempt, delay);                             // then, or from the queue
+                defer(pos, attempt, delay);
                 return Flow::Next;
             }
             stopped(*o);

@@ -4,6 +4,7 @@
 #include "exec/http_queue.hpp"
 #include "exec/http_step.hpp"
 #include "exec/records.hpp"
+#include "exec/retry_holds.hpp"
 #include "exec/shared_tasks.hpp"
 #include "exec/wait_step.hpp"
 #include "pg/spi.hpp"
@@ -157,6 +158,14 @@ struct TaskMap {
         return nullptr;
     }
 
+    // Task i's attempt after `failed` waits delay_ms, also should an answer resume the run first
+    // (exec/retry_holds.hpp): the run's retry waits for the longest.
+    void defer_task(int i, int failed, long delay_ms) {
+        hold_retry(r->id, pos, i, failed, delay_ms);
+        deferred_attempt = failed;
+        if (delay_ms > deferred_retry_after) deferred_retry_after = delay_ms;
+    }
+
     TaskEnd run(int i);
 };
 
@@ -169,6 +178,14 @@ TaskEnd TaskMap::run(int i) {
         // room for one more request (one at least, so that the run always has an answer to come)
         if (nflying > 0 && (nflying >= limit || httpq::capacity() - httpq::pending() - parked_now <= 0))
             return TaskEnd::Out;
+    }
+    if (answered == nullptr && !interrupted[i] && last[i] > 0) {  // failed before this resume: its back-off over?
+        long left = held_retry_ms(r->id, pos, i, last[i]);
+        if (left > 0) {
+            deferred_attempt = last[i];
+            if (left > deferred_retry_after) deferred_retry_after = left;
+            return TaskEnd::Deferred;
+        }
     }
     TimestampTz t_started = answered != nullptr ? answered->started : GetCurrentTimestamp();
     r->task = i;
@@ -200,9 +217,8 @@ TaskEnd TaskMap::run(int i) {
         bool others = sharing || nflying > 0 || work_out(r, io) > 0;
         Outcome o = record_failure(claimed, r, pos, a, t_started, res, others);
         r->task = -1;
-        if (o == Outcome::RetryScheduled && others) {  // issued again later
-            deferred_attempt = a;
-            deferred_retry_after = res.retry_after_ms;
+        if (o == Outcome::RetryScheduled && others) {  // issued again later, after its back-off
+            defer_task(i, a, retry_delay(step, a, res.retry_after_ms));
             last[i] = a;
             failed[i] = later[i] = true;
             return TaskEnd::Deferred;
@@ -247,8 +263,7 @@ bool read_back(TaskMap *m, int lo, int final_failure) {
         }
         if (m->failed[i]) {  // (every row here is of this execution: the tasks were never tried before it)
             m->later[i] = true;
-            m->deferred_attempt = row.attempt;
-            m->deferred_retry_after = 0;
+            m->defer_task(i, row.attempt, retry_delay(m->step, row.attempt, 0));
         }
     }
     return true;
@@ -367,7 +382,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
             // waits for its retry: the run does, after the back-off
             *out = m.nflying > 0 || work_out(r, io) > 0
                        ? Outcome::Parked
-                       : schedule_retry(claimed, step, m.deferred_attempt, m.deferred_retry_after);
+                       : retry_in(claimed, m.deferred_retry_after);  // (the longest back-off of those deferred)
             return false;
         }
     return finish_map(r, pos, attempt, started, m.outs, n, run_ctx);

@@ -49,11 +49,20 @@ void record_skipped(RunState *r, int pos, int attempt, TimestampTz started) {
 }
 
 // A failed attempt is retried after a back-off (at least the endpoint's Retry-After).
+long retry_delay(const store::Step *step, int attempt, long retry_after_ms) {
+    long delay = core::retry_delay_ms(step->retry_delay_ms, attempt,
+                                      static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state)));
+    return retry_after_ms > delay ? retry_after_ms : delay;
+}
+
 Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step, int attempt, long retry_after_ms) {
-    int delay = core::retry_delay_ms(step->retry_delay_ms, attempt,
-                                     static_cast<uint64>(pg_prng_uint64(&pg_global_prng_state)));
-    if (retry_after_ms > delay) delay = static_cast<int>(retry_after_ms);
-    store::buffer_run(claimed, RunStatus::Pending, nullptr, nullptr, delay);
+    store::buffer_run(claimed, RunStatus::Pending, nullptr, nullptr,
+                      static_cast<int>(retry_delay(step, attempt, retry_after_ms)));
+    return Outcome::RetryScheduled;
+}
+
+Outcome retry_in(const store::ClaimedRun *claimed, long delay_ms) {
+    store::buffer_run(claimed, RunStatus::Pending, nullptr, nullptr, static_cast<int>(delay_ms));
     return Outcome::RetryScheduled;
 }
 

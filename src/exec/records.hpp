@@ -16,8 +16,12 @@ void count_step(const RunState *r, const store::Step *step, bool ok);
 void record_success(RunState *r, int pos, int attempt, TimestampTz started, Jsonb *output);
 // The step's "if" was not met.
 void record_skipped(RunState *r, int pos, int attempt, TimestampTz started);
+// The back-off before the attempt after `attempt` (with its jitter; at least Retry-After).
+long retry_delay(const store::Step *step, int attempt, long retry_after_ms);
 // The run goes back to the queue for the step's next attempt, after its back-off (at least Retry-After).
 Outcome schedule_retry(const store::ClaimedRun *claimed, const store::Step *step, int attempt, long retry_after_ms);
+// The run goes back to the queue, due in delay_ms (a back-off computed before: exec/retry_holds.hpp).
+Outcome retry_in(const store::ClaimedRun *claimed, long delay_ms);
 // A failed attempt: its message, whether it is a cancellation, and what follows (retry, failure). defer_retry: a
 // failure with attempts left is recorded and returns RetryScheduled without touching the run (other work of the run
 // is out: the step is tried again once an answer resumes it). defer_failure: a failure with no attempt left is

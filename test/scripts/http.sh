@@ -167,6 +167,29 @@ pw_check_sql "429 with Retry-After: 1: the second attempt waited about a second"
     "SELECT s2.started_at - s1.finished_at >= interval '900 milliseconds'
        FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2 ON s2.run_id = s1.run_id
       WHERE s1.run_id = $r AND s1.attempt = 1 AND s2.attempt = 2"
+# ... also while another branch's request is out: its answer resumes the run before the back-off is over, and the
+# retry still waits (until 2026-12-07 it went then: after 0.7 s here). The step's own back-off the same way.
+mkpipe branch_after '[{"name": "a", "http": {"url": "@B@/status/429?retry_after=2"}, "max_attempts": 2, "retry_delay_ms": 10, "depends_on": []},
+                      {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
+mkpipe map_backoff '[{"name": "m", "map": true, "http": {"url": "@B@/flaky?fail=1&status=503"}, "max_attempts": 2, "retry_delay_ms": 2400, "depends_on": []},
+                     {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
+mkpipe branch_backoff '[{"name": "a", "http": {"url": "@B@/flaky?fail=1&status=503"}, "max_attempts": 2, "retry_delay_ms": 2400, "depends_on": []},
+                        {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
+ra=$(pw_run branch_after)
+rb=$(pw_run branch_backoff)
+rm=$(pw_run map_backoff '[1]')
+wait_status "$ra" >/dev/null; wait_status "$rb" >/dev/null; wait_status "$rm" >/dev/null
+gap_sql() {
+    echo "SELECT extract(epoch FROM s2.started_at - s1.finished_at)::numeric(6,1) >= $2
+            FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2 ON s2.run_id = s1.run_id AND s2.position = s1.position
+                 AND s2.task IS NOT DISTINCT FROM s1.task
+           WHERE s1.run_id = $1 AND s1.position = 1 AND s1.attempt = 1 AND s2.attempt = 2 AND s1.task IS NOT DISTINCT FROM $3"
+}
+pw_check_sql "a branch's Retry-After (2 s) holds while another branch's answer resumes the run" t "$(gap_sql "$ra" 1.9 NULL)"
+pw_check_sql "a branch's back-off (2.4 s, at least 1.8 s with its jitter) the same" t "$(gap_sql "$rb" 1.7 NULL)"
+pw_check_sql "... and a map task's" t "$(gap_sql "$rm" 1.7 0)"
+pw_check "... and those runs then succeed" "succeeded succeeded" \
+    "$(pw_psql -c "SELECT string_agg(status, ' ') FROM pipeline_worker.runs WHERE id IN ($rb, $rm)")"
 
 # ---------------------------------------------------------------- timeouts, connection failures
 start=$(pw_now)
