@@ -7,6 +7,7 @@ extern "C" {
 }
 
 #include "core/status.hpp"
+#include "exec/hooks.hpp"
 #include "exec/session.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/roles.hpp"
@@ -102,7 +103,21 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
+namespace {
+
+// A step a worker executes runs inside the worker's batch: claiming or executing another run there would mix that
+// run's writes into the batch's (until 2026-12-07 execute_run's reset them).
+void refuse_in_worker_step(const char *fn) {
+    if (exec::in_step() && exec::in_worker())
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("%s cannot be called from a step executed by a background worker", fn),
+                        errhint("Submit the work as a run of its own (create_run), or as a child pipeline step.")));
+}
+
+}  // namespace
+
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
+    refuse_in_worker_step("claim_run()");
     store::ClaimedRun run;
     MemoryContext caller = CurrentMemoryContext;
     shared::register_claimer();  // (recovery tells this session alive by it)
@@ -129,6 +144,7 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
+    refuse_in_worker_step("execute_run()");
     int64 run_id = PG_GETARG_INT64(0);
     store::release_stale_slots();
     const char *status = exec::execute_run(run_id);

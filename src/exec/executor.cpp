@@ -387,6 +387,8 @@ class Walk {
             return Flow::Next;
         if (together_ && *o == Outcome::Parked) {  // its tasks' requests are out: other branches go on
             out_now_[pos] = true;
+            // (or only other branches' are: tasks left for their back-off then wait for it, not for a new draw)
+            if (r_->map_retry_ms >= 0) defer(pos, r_->map_retry_attempt, r_->map_retry_ms);
             return Flow::Next;
         }
         if (graph_ && *o == Outcome::Waiting) {  // its children run: other branches go on

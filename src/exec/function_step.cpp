@@ -218,7 +218,10 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     PG_TRY();
     {
         Jsonb *out = call_function_step(step, r->submitter, context);
-        if (in_worker()) refuse_temporary_objects(had_temp_namespace);
+        if (in_worker()) {
+            refuse_temporary_objects(had_temp_namespace);
+            close_step_leftovers();
+        }
         // A timeout, cancel or self-termination that came after the step's last interrupt check (in its RETURN
         // expression, say) is the step's: taken here, inside its subtransaction. (Until 2026-12-05 it stayed pending
         // past the step, and the batch's next statement failed the run with an "internal error".)

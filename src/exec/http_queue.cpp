@@ -64,10 +64,19 @@ void compute_fd_cap() {
     // fd.c lets external files (reserved ones included) reach a third of its share (AcquireExternalFD), and
     // PostgreSQL's own wait sets and other libraries' connections acquire theirs under that bound: a quarter leaves
     // them a twelfth. (All of the third, and WaitLatchOrSocket failed "epoll_create1 failed: Too many open files".)
+    // Only in a worker: a session's execute_run has one request at a time, and its file budget stays whole.
+    // libcurl's cache of idle connections (one socket each) stays within the reservation too.
+    if (!IsBackgroundWorker) {
+        fd_cap = 8;
+        return;
+    }
     int share = max_safe_fds / 4;
     fd_cap = (share - kFdExtra) / kFdsPerRequest;
     if (fd_cap < 1) fd_cap = 1;
     for (int i = 0; i < fd_cap * kFdsPerRequest + kFdExtra; i++) ReserveExternalFD();
+    long cache = fd_cap;
+    pg::CppError err = pg::cpp_call([&] { client->limit_connection_cache(cache); });
+    pg::raise_if_failed(err, "could not set up the HTTP client");
 }
 
 void ensure_client() {

@@ -162,8 +162,15 @@ struct TaskMap {
     // (exec/retry_holds.hpp): the run's retry waits for the longest.
     void defer_task(int i, int failed, long delay_ms) {
         hold_retry(r->id, pos, i, failed, delay_ms);
+        note_deferred(failed, delay_ms);
+    }
+    void note_deferred(int failed, long delay_ms) {
         deferred_attempt = failed;
         if (delay_ms > deferred_retry_after) deferred_retry_after = delay_ms;
+        if (delay_ms > r->map_retry_ms) {
+            r->map_retry_ms = delay_ms;
+            r->map_retry_attempt = failed;
+        }
     }
 
     TaskEnd run(int i);
@@ -182,8 +189,7 @@ TaskEnd TaskMap::run(int i) {
     if (answered == nullptr && !interrupted[i] && last[i] > 0) {  // failed before this resume: its back-off over?
         long left = held_retry_ms(r->id, pos, i, last[i]);
         if (left > 0) {
-            deferred_attempt = last[i];
-            if (left > deferred_retry_after) deferred_retry_after = left;
+            note_deferred(last[i], left);
             return TaskEnd::Deferred;
         }
     }
@@ -277,6 +283,7 @@ bool read_back(TaskMap *m, int lo, int final_failure) {
 bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int attempt, TimestampTz started,
                   HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
                   BetweenSteps between_steps, void *arg, Outcome *out) {
+    r->map_retry_ms = -1;
     const store::Step *step = &r->pipeline->steps[pos];
     Jsonb *prev = step_prev(r, pos);
     const char *got = not_an_array(prev);

@@ -51,15 +51,11 @@ void reseed_random() {
 // dblink keeps its connections in the process, by name and one unnamed, for whoever calls it next: a connection one
 // role's step opened -- with its credentials, or as another user -- served the next role's dblink() calls (until
 // 2026-12-07; acceptance walk-through: a tenant read a table only a third role may read). Closed when the role
-// changes, only if this process loaded dblink (asked of the dynamic loader, without loading it).
+// changes, only if this process loaded dblink: PostgreSQL loads libraries RTLD_GLOBAL, so its functions are then
+// found among the process's symbols (a lookup, no file opened), wherever it was loaded from.
 void close_dblink_connections() {
-    char path[MAXPGPATH];
-    snprintf(path, sizeof(path), "%s/dblink%s", pkglib_path, DLSUFFIX);
-    void *loaded = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (loaded == nullptr) return;
-    dlclose(loaded);  // (still loaded: PostgreSQL holds its own handle)
-    auto get = reinterpret_cast<PGFunction>(load_external_function(path, "dblink_get_connections", false, nullptr));
-    auto disconnect = reinterpret_cast<PGFunction>(load_external_function(path, "dblink_disconnect", false, nullptr));
+    auto get = reinterpret_cast<PGFunction>(dlsym(RTLD_DEFAULT, "dblink_get_connections"));
+    auto disconnect = reinterpret_cast<PGFunction>(dlsym(RTLD_DEFAULT, "dblink_disconnect"));
     if (get == nullptr || disconnect == nullptr) return;
     LOCAL_FCINFO(none, 0);
     InitFunctionCallInfoData(*none, nullptr, 0, InvalidOid, nullptr, nullptr);
@@ -105,6 +101,9 @@ void leave_step_clean() {
     // A session-level advisory lock (pg_advisory_lock) would outlive the run: it would block other sessions, and
     // whoever runs next here would re-enter it.
     LockReleaseSession(USER_LOCKMETHOD);
+}
+
+void close_step_leftovers() {
     // A cursor the step opened and left open (OPEN in PL/pgSQL, a refcursor) stays open until the transaction ends:
     // the next run of the batch -- another role's -- could FETCH from it by name, and the same step in the next run
     // found its name "already in use" (until 2026-12-07; acceptance walk-through). No cursor of the worker's own is

@@ -9,9 +9,11 @@
 
 namespace pw::exec {
 
-// After every step in a worker, whether it succeeded or not: session advisory locks released, cursors and
-// large-object descriptors the step left open (passed up to the worker's transaction when its subtransaction
-// committed) closed.
+// At the end of a step in a worker that succeeded, inside its subtransaction (an error here is the step's): the
+// cursors and large-object descriptors it left open closed -- they would pass to the worker's transaction, shared
+// with the next runs. (A failed step's are closed by its subtransaction's rollback.)
+void close_step_leftovers();
+// After every step in a worker, whether it succeeded or not: session advisory locks released.
 void leave_step_clean();
 
 // Before a step of another role than the last one's runs in this worker: the sequence state of the steps before

@@ -176,9 +176,14 @@ void Client::reset_multi() {
     curl_multi_setopt(M(multi_), CURLMOPT_TIMERDATA, this);
     // Keep idle connections for reuse (libcurl's default cache follows the number of transfers in progress,
     // so a pause between bursts would close them all and every burst would connect again).
-    curl_multi_setopt(M(multi_), CURLMOPT_MAXCONNECTS, kConnectionCache);
+    curl_multi_setopt(M(multi_), CURLMOPT_MAXCONNECTS, connection_cache_);
     timer_armed_ = false;
     fresh_connections_ = false;
+}
+
+void Client::limit_connection_cache(long n) {
+    connection_cache_ = n < kConnectionCache ? n : kConnectionCache;
+    curl_multi_setopt(M(multi_), CURLMOPT_MAXCONNECTS, connection_cache_);
 }
 
 void Client::configure(const std::string &allowlist_text, size_t max_response_bytes) {

@@ -52,6 +52,8 @@ public:
     // Egress list and response size limit for requests started from now on. A changed list also stops the
     // reuse of connections opened under the old one.
     void configure(const std::string &allowlist_text, size_t max_response_bytes);
+    // At most `n` idle connections kept for reuse (default 2,048): their sockets count against the open-file budget.
+    void limit_connection_cache(long n);
 
     void start(Request req);
     bool cancel(uint64_t tag);  // aborts the request; it produces no result
@@ -83,7 +85,8 @@ private:
     core::Allowlist allowlist_;
     std::string allowlist_text_;
     size_t max_bytes_ = 1 << 20;
-    bool fresh_connections_ = false;  // the allowlist changed while connections were cached
+    bool fresh_connections_ = false;
+    long connection_cache_ = 2048;  // the allowlist changed while connections were cached
     std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
     std::vector<void *> idle_handles_;
     std::vector<Result> results_;

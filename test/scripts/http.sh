@@ -173,12 +173,15 @@ mkpipe branch_after '[{"name": "a", "http": {"url": "@B@/status/429?retry_after=
                       {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
 mkpipe map_backoff '[{"name": "m", "map": true, "http": {"url": "@B@/flaky?fail=1&status=503"}, "max_attempts": 2, "retry_delay_ms": 2400, "depends_on": []},
                      {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
+mkpipe map_after '[{"name": "m", "map": true, "http": {"url": "@B@/status/429?retry_after=2"}, "max_attempts": 2, "retry_delay_ms": 10, "depends_on": []},
+                   {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
 mkpipe branch_backoff '[{"name": "a", "http": {"url": "@B@/flaky?fail=1&status=503"}, "max_attempts": 2, "retry_delay_ms": 2400, "depends_on": []},
                         {"name": "b", "http": {"url": "@B@/delay?ms=700"}, "depends_on": []}]'
 ra=$(pw_run branch_after)
 rb=$(pw_run branch_backoff)
 rm=$(pw_run map_backoff '[1]')
-wait_status "$ra" >/dev/null; wait_status "$rb" >/dev/null; wait_status "$rm" >/dev/null
+rn=$(pw_run map_after '[1]')
+for r in $ra $rb $rm $rn; do wait_status "$r" >/dev/null; done
 gap_sql() {
     echo "SELECT extract(epoch FROM s2.started_at - s1.finished_at)::numeric(6,1) >= $2
             FROM pipeline_worker.run_steps s1 JOIN pipeline_worker.run_steps s2 ON s2.run_id = s1.run_id AND s2.position = s1.position
@@ -188,6 +191,8 @@ gap_sql() {
 pw_check_sql "a branch's Retry-After (2 s) holds while another branch's answer resumes the run" t "$(gap_sql "$ra" 1.9 NULL)"
 pw_check_sql "a branch's back-off (2.4 s, at least 1.8 s with its jitter) the same" t "$(gap_sql "$rb" 1.7 NULL)"
 pw_check_sql "... and a map task's" t "$(gap_sql "$rm" 1.7 0)"
+pw_check_sql "... and a map task's Retry-After (2 s), the map looked at before the branch whose answer resumed the run" t \
+    "$(gap_sql "$rn" 1.9 0)"
 pw_check "... and those runs then succeed" "succeeded succeeded" \
     "$(pw_psql -c "SELECT string_agg(status, ' ') FROM pipeline_worker.runs WHERE id IN ($rb, $rm)")"
 

@@ -20,7 +20,7 @@ CREATE TABLE only_postgres (secret text);
 INSERT INTO only_postgres VALUES ('postgres-only');
 -- the tenant's step opens a named and the unnamed connection, reads through them, and leaves them open
 CREATE FUNCTION public.open_links(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE named text; unnamed text;
+DECLARE named text; unnamed text; named_pid int; unnamed_pid int;
 BEGIN
     IF NOT coalesce('link' = ANY (dblink_get_connections()), false) THEN
         PERFORM dblink_connect_u('link', ctx->'input'->>'conn');
@@ -28,8 +28,13 @@ BEGIN
     BEGIN PERFORM dblink_connect_u(ctx->'input'->>'conn'); EXCEPTION WHEN OTHERS THEN NULL; END;
     SELECT x INTO named FROM dblink('link', 'SELECT current_user::text') AS t(x text);
     SELECT x INTO unnamed FROM dblink('SELECT current_user::text') AS t(x text);
-    RETURN jsonb_build_object('named', named, 'unnamed', unnamed);
+    SELECT x INTO named_pid FROM dblink('link', 'SELECT pg_backend_pid()') AS t(x int);
+    SELECT x INTO unnamed_pid FROM dblink('SELECT pg_backend_pid()') AS t(x int);
+    RETURN jsonb_build_object('named', named, 'unnamed', unnamed, 'named_pid', named_pid, 'unnamed_pid', unnamed_pid);
 END $$;
+-- a step that executes another run inside the worker's batch
+CREATE FUNCTION public.nested(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN to_jsonb(pipeline_worker.execute_run(0)); END $$;
 -- the intruder's step tries to use them
 CREATE FUNCTION public.use_links(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE named text; unnamed text;
@@ -50,10 +55,12 @@ pw_check_sql "the intruder may not read the table itself" "permission denied" \
 conn="dbname=postgres host=$PGHOST port=$PGPORT user=postgres"
 runas() { pw_psql -U "$1" -c "SELECT pipeline_worker.create_run('$2', '$3')"; }
 t1=$(runas tenant links "{\"conn\": \"$conn\"}")
-pw_check "the tenant's step opened two connections" 'succeeded|{"named": "postgres", "unnamed": "postgres"}' \
-    "$(pw_wait_run "$t1")|$(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $t1")"
+pw_check "the tenant's step opened two connections" 'succeeded|postgres|postgres' \
+    "$(pw_wait_run "$t1")|$(pw_psql -c "SELECT concat_ws('|', result->>'named', result->>'unnamed') FROM pipeline_worker.runs WHERE id = $t1")"
 t2=$(runas tenant links "{\"conn\": \"$conn\"}")
-pw_check "... its next run on the same worker finds its named connection still open" succeeded "$(pw_wait_run "$t2")"
+pw_check "... its next run on the same worker" succeeded "$(pw_wait_run "$t2")"
+pw_check_sql "... found its named connection still open (the same remote backend)" t \
+    "SELECT (SELECT result->'named_pid' FROM pipeline_worker.runs WHERE id = $t1) = (SELECT result->'named_pid' FROM pipeline_worker.runs WHERE id = $t2)"
 i1=$(runas intruder use '{}')
 pw_check "the intruder's step on the same worker then" succeeded "$(pw_wait_run "$i1")"
 pw_check_sql "... ran on that worker" 1 "SELECT count(DISTINCT worker_pid) FROM pipeline_worker.runs WHERE id IN ($t1, $t2, $i1)"
@@ -61,7 +68,17 @@ pw_check_sql "... and found neither connection" '{"named": "none", "unnamed": "n
     "SELECT result FROM pipeline_worker.runs WHERE id = $i1"
 t3=$(runas tenant links "{\"conn\": \"$conn\"}")
 pw_check "the tenant's next run opens its connections again" succeeded "$(pw_wait_run "$t3")"
-pw_check_sql "the closed connections are gone from the server: only the last run's two are there" 2 \
-    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'postgres' AND backend_type = 'client backend'
-       AND pid <> pg_backend_pid()"
+# (a closed connection's backend exits on its own time: waited for)
+pw_check "... the connections closed before the intruder's step are gone from the server" 0 "$(pw_wait_sql 0 10 \
+    "SELECT count(*) FROM pg_stat_activity WHERE pid IN (SELECT (result->>'named_pid')::int FROM pipeline_worker.runs WHERE id = $t2
+                                                       UNION SELECT (result->>'unnamed_pid')::int FROM pipeline_worker.runs WHERE id = $t2)")"
+
+# A step cannot claim or execute another run inside the worker's batch (it would mix that run's writes into the
+# batch's): refused, even for a superuser's run.
+pw_psql -c "SELECT pipeline_worker.create_pipeline('nest', '[{\"name\": \"s\", \"function\": \"public.nested\"}]')" >/dev/null
+n1=$(pw_run nest)
+pw_wait_run "$n1" >/dev/null
+pw_check_sql "a step calling execute_run() fails, saying why" "failed|true" \
+    "SELECT status || '|' || (error LIKE '%execute_run() cannot be called from a step executed by a background worker%')
+       FROM pipeline_worker.runs WHERE id = $n1"
 pw_finish
