@@ -501,9 +501,12 @@ class Walk {
             return Flow::Stop;
         }
         if (!res.succeeded()) {
-            bool others = work_out(r_, io_) > 0;
-            *o = record_failure(claimed_, r_, pos, attempt, started, res, together_ && others);
-            if (*o == Outcome::RetryScheduled && together_ && others) {  // tried again after its back-off: once an
+            // In a graph the other branches go on: the run's retry waits until the walk is over (until 2026-12-07 a
+            // failure with attempts left stopped the walk, and a ready sibling waited for the back-off; acceptance
+            // walk-through). While requests are out, the run stays parked and an answer may resume it first.
+            bool defer_retry = graph_;
+            *o = record_failure(claimed_, r_, pos, attempt, started, res, defer_retry);
+            if (*o == Outcome::RetryScheduled && defer_retry) {  // tried again after its back-off: once an
                 long delay = retry_delay(&p_->steps[pos], attempt, res.retry_after_ms);  // answer resumes the run
                 hold_retry(r_->id, pos, -1, attempt, delay);                             // then, or from the queue
                 defer(pos, attempt, delay);

@@ -66,6 +66,10 @@ SELECT pipeline_worker.create_pipeline('ev_map', '[
   {"name": "approve", "wait_for": "go", "depends_on": ["split"]},
   {"name": "square", "function": "mp_square", "map": true, "depends_on": ["split"]},
   {"name": "sum", "function": "mp_sum_of", "depends_on": ["square", "approve"]}]');
+-- a step retried after a 3 s back-off beside a fast independent one
+SELECT pipeline_worker.create_pipeline('retry_beside', '[
+  {"name": "b", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 3000},
+  {"name": "c", "function": "mp_slow", "depends_on": []}]');
 -- independent function steps written before an event wait
 SELECT pipeline_worker.create_pipeline('fan_and_wait', '[
   {"name": "b", "function": "mp_slow", "depends_on": []},
@@ -232,6 +236,21 @@ pw_check "a shared step failing with attempts left is retried before the run wai
         JOIN pipeline_worker.runs r ON r.id = s.run_id WHERE s.run_id = $run AND s.name = 'flaky' ORDER BY s.attempt DESC LIMIT 1")"
 pw_psql -c "SELECT pipeline_worker.send_event($run, 'approved', '{}')" >/dev/null
 pw_check "... and the event then ends it" succeeded "$(pw_wait_run "$run" 20)"
+
+# A step failing with attempts left does not hold back a ready sibling until its back-off is over (until 2026-12-07 it
+# did whenever the two were not shared: here one worker, so that nothing is).
+pw_set_conf pipeline_worker.workers 1 || pw_fail "set workers"
+pw_wait_sql 1 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null
+for i in 1 2; do
+    run=$(pw_run retry_beside '{"ms": 0}')
+    pw_check "retry_beside $i: the run succeeds" succeeded "$(pw_wait_run "$run" 30)"
+    pw_check_sql "retry_beside $i: the sibling ran before the retry's back-off was over" t \
+        "SELECT (SELECT at FROM effects WHERE run_id = $run AND idx = 2)
+                  < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $run AND name = 'b' AND attempt = 2)
+                    - interval '1 second'"
+done
+pw_set_conf pipeline_worker.workers 4 || pw_fail "set workers"
+pw_wait_workers 4 30 >/dev/null
 
 # ---------------------------------------------------------------- faults
 # F1: a helper terminated in the middle of its chunk: its chunk rolls back, the owner executes those tasks
