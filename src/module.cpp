@@ -45,6 +45,9 @@ void xact_callback(XactEvent event, void *) {
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
+            // (until 2026-12-07 the lanes woke a worker for the runs a raised limit admits before the generation was
+            // bumped: it claimed them with the old definition cached, under the old limit, and parked them again)
+            notes::publish_pipelines();
             lanes::at_commit();
             shared::cancels_at_commit();
             notes::publish();

@@ -155,6 +155,11 @@ void pre_commit() {
     }
 }
 
+void publish_pipelines() {
+    if (pipelines) shared::bump_pipelines_generation();
+    pipelines = false;
+}
+
 void publish() {
     for (int i = 0; i < ncancels; i++) {
         shared::request_cancel(cancels[i]);

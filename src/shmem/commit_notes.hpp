@@ -45,6 +45,9 @@ void cancel_requests_recorded();
 
 void pre_commit();  // before the commit (its runs are not visible yet)
 void publish();     // at commit
+// At commit, first of all: changed pipelines are told (the shared generation bumped) before anything the commit
+// wakes -- a worker woken by the lanes for runs a raised limit admits must read the new definition.
+void publish_pipelines();
 void forget();   // at abort
 // Anything noted in this transaction (PREPARE TRANSACTION is refused then: module.cpp).
 bool any();
