@@ -391,6 +391,10 @@ class Walk {
             if (r_->map_retry_ms >= 0) defer(pos, r_->map_retry_attempt, r_->map_retry_ms);
             return Flow::Next;
         }
+        if (graph_ && *o == Outcome::RetryScheduled) {  // tasks wait for their back-off: other branches go on
+            defer(pos, r_->map_retry_attempt, r_->map_retry_ms > 0 ? r_->map_retry_ms : 0);
+            return Flow::Next;
+        }
         if (graph_ && *o == Outcome::Waiting) {  // its children run: other branches go on
             waiting_now_[pos] = true;
             return Flow::Next;

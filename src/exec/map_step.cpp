@@ -220,7 +220,8 @@ TaskEnd TaskMap::run(int i) {
         // (answers in hand for later tasks count as requests out: they are recorded below)
         // (with anything of the run out -- its tasks' requests, another branch's request sent early, tasks shared --
         // the run cannot go back to the queue now: the task is tried again once the rest is in)
-        bool others = sharing || nflying > 0 || work_out(r, io) > 0;
+        // (in a graph, as for its steps: the other tasks and branches go on, the retry waits at the end of the walk)
+        bool others = sharing || nflying > 0 || work_out(r, io) > 0 || !r->pipeline->linear;
         Outcome o = record_failure(claimed, r, pos, a, t_started, res, others);
         r->task = -1;
         if (o == Outcome::RetryScheduled && others) {  // issued again later, after its back-off
@@ -284,6 +285,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
                   HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
                   BetweenSteps between_steps, void *arg, Outcome *out) {
     r->map_retry_ms = -1;
+    r->map_retry_attempt = 0;
     const store::Step *step = &r->pipeline->steps[pos];
     Jsonb *prev = step_prev(r, pos);
     const char *got = not_an_array(prev);
@@ -387,9 +389,10 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
         if (!m.done[i]) {
             // together: requests are out, their answers resume the run; or nothing is out any more but a task
             // waits for its retry: the run does, after the back-off
-            *out = m.nflying > 0 || work_out(r, io) > 0
-                       ? Outcome::Parked
-                       : retry_in(claimed, m.deferred_retry_after);  // (the longest back-off of those deferred)
+            // (in a graph the walk defers the step -- exec/executor.cpp -- and goes on with the other branches)
+            if (m.nflying > 0 || work_out(r, io) > 0) *out = Outcome::Parked;
+            else if (!r->pipeline->linear) *out = Outcome::RetryScheduled;
+            else *out = retry_in(claimed, m.deferred_retry_after);  // (the longest back-off of those deferred)
             return false;
         }
     return finish_map(r, pos, attempt, started, m.outs, n, run_ctx);

@@ -70,6 +70,12 @@ SELECT pipeline_worker.create_pipeline('ev_map', '[
 SELECT pipeline_worker.create_pipeline('retry_beside', '[
   {"name": "b", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 3000},
   {"name": "c", "function": "mp_slow", "depends_on": []}]');
+-- a step retried after a 3 s back-off beside a map whose task is retried after 3 s, and a fast step after both
+SELECT pipeline_worker.create_pipeline('retry_map_beside', '[
+  {"name": "b", "function": "mp_fail_once", "depends_on": [], "max_attempts": 2, "retry_delay_ms": 3000},
+  {"name": "l", "function": "mp_split", "depends_on": []},
+  {"name": "m", "function": "mp_square", "map": true, "depends_on": ["l"], "max_attempts": 2, "retry_delay_ms": 3000},
+  {"name": "c", "function": "mp_slow", "depends_on": []}]');
 -- independent function steps written before an event wait
 SELECT pipeline_worker.create_pipeline('fan_and_wait', '[
   {"name": "b", "function": "mp_slow", "depends_on": []},
@@ -249,6 +255,13 @@ for i in 1 2; do
                   < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $run AND name = 'b' AND attempt = 2)
                     - interval '1 second'"
 done
+# ... nor does a map whose task fails with attempts left (until 2026-12-07 the map stopped the walk)
+run=$(pw_run retry_map_beside '{"n": 2, "fail_index": 0, "fail_attempts": 1, "ms": 0}')
+pw_check "retry_map_beside: the run succeeds" succeeded "$(pw_wait_run "$run" 30)"
+pw_check_sql "retry_map_beside: the step after the map ran before the task's retry" t \
+    "SELECT (SELECT at FROM effects WHERE run_id = $run AND idx = 4)
+              < (SELECT started_at FROM pipeline_worker.run_steps WHERE run_id = $run AND name = 'm' AND task = 0
+                   AND attempt = 2) - interval '1 second'"
 pw_set_conf pipeline_worker.workers 4 || pw_fail "set workers"
 pw_wait_workers 4 30 >/dev/null
 
