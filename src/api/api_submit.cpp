@@ -1,4 +1,6 @@
 // Submitting runs: create_run (0.1's three arguments, 0.2's priority, run_at and keys) and create_runs.
+#include <algorithm>
+
 #include "api/access.hpp"
 #include "pg/kept_plans.hpp"
 #include "pg/roles.hpp"
@@ -207,21 +209,6 @@ extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
 namespace {
 
 // A key array argument: NULL, or as many elements as inputs (NULL elements allowed), each a valid key.
-// The class of create_runs' turn-taking lock (pg_advisory_xact_lock(int4, int4)); the second number is of the
-// pipeline and role. ('p' 'w' 'c' 'r')
-constexpr int32 kCreateRunsLockClass = 0x70776372;
-
-bool several_keys(Datum keys) {
-    ArrayType *a = DatumGetArrayTypeP(keys);
-    int n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
-    if (n < 2) return false;
-    if (!ARR_HASNULL(a)) return true;
-    bits8 *bitmap = ARR_NULLBITMAP(a);
-    int present = 0;
-    for (int i = 0; i < n && present < 2; i++) present += (bitmap[i / 8] & (1 << (i % 8))) != 0;
-    return present >= 2;
-}
-
 Datum checked_keys(FunctionCallInfo fcinfo, int argno, int n, const char *what, bool idempotency) {
     if (PG_ARGISNULL(argno)) return (Datum)0;
     ArrayType *a = PG_GETARG_ARRAYTYPE_P(argno);
@@ -331,24 +318,23 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
                    TimestampTzGetDatum(s.run_at), keys, ckeys, BoolGetDatum(s.paused)};
     char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', s.has_run_at ? ' ' : 'n', keys ? ' ' : 'n',
                       ckeys ? ' ' : 'n', ' '};
-    // Two calls inserting some of the same keys in different orders waited for each other's keys: "deadlock detected"
-    // for one of them (until 2026-12-07; acceptance walk-through). Calls with several keys for one pipeline and role
-    // take turns instead, until their transactions end (a lock of the two-number kind, apart from a user's one-number
-    // advisory locks; a call with one key cannot close such a cycle).
-    if (keys && several_keys(keys))
-        (void)DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(kCreateRunsLockClass),
-                                  Int32GetDatum(static_cast<int32>(hash_combine(
-                                      static_cast<uint32>(s.pipeline_id), static_cast<uint32>(GetUserId())))));
+    // With keys: the rows go in in the keys' order, with ids drawn before in element order. Two calls inserting some
+    // of the same keys in different orders waited for each other's keys: "deadlock detected" for one of them (until
+    // 2026-12-07; acceptance walk-through). In one order, the second waits for the first and then finds its runs.
     // Without keys, a plain INSERT: ON CONFLICT's speculative insertion costs a third of the time per row.
     if (keys)
         pg::run_as_owner(&plan_insert_runs,
-                         "INSERT INTO pipeline_worker.runs (pipeline, input, metadata, submitted_by, pipeline_id,"
+                         "INSERT INTO pipeline_worker.runs (id, pipeline, input, metadata, submitted_by, pipeline_id,"
                          " pipeline_owner, priority, run_at, not_before, idempotency_key, concurrency_key, parked)"
-                         " SELECT $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
+                         " OVERRIDING SYSTEM VALUE"
+                         " SELECT e.id, $1, e.input, $3, $4::regrole, $5, $6::regrole, $7, $8,"
                          "  CASE WHEN $8 > pg_catalog.clock_timestamp() THEN $8 END, e.key, e.ckey,"
                          "  CASE WHEN $11 THEN 3 END"
-                         " FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
-                         "   pg_catalog.unnest($10)) AS e(input, key, ckey)"
+                         " FROM (SELECT pg_catalog.nextval('pipeline_worker.runs_id_seq') AS id, x.input, x.key, x.ckey"
+                         "   FROM ROWS FROM (pg_catalog.jsonb_array_elements($2), pg_catalog.unnest($9),"
+                         "     pg_catalog.unnest($10)) WITH ORDINALITY AS x(input, key, ckey, ord)"
+                         "   ORDER BY x.ord OFFSET 0) e"
+                         " ORDER BY e.key COLLATE \"C\", e.id"
                          " ON CONFLICT (pipeline_id, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL"
                          " DO NOTHING RETURNING id, idempotency_key",
                          11, types, v, nulls, false);
@@ -364,6 +350,15 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
                          11, types, v, nulls, false);
     uint64 inserted = SPI_processed;
     SPITupleTable *rows = SPI_tuptable;
+    // (the inserted rows in element order: by id, drawn in that order)
+    uint64 *order = static_cast<uint64 *>(palloc(sizeof(uint64) * (inserted > 0 ? inserted : 1)));
+    int64 *row_id = static_cast<int64 *>(palloc(sizeof(int64) * (inserted > 0 ? inserted : 1)));
+    for (uint64 k = 0; k < inserted; k++) {
+        bool isnull;
+        order[k] = k;
+        row_id[k] = DatumGetInt64(col(k, 1, &isnull));
+    }
+    std::sort(order, order + inserted, [row_id](uint64 a, uint64 b) { return row_id[a] < row_id[b]; });
     // Walk the elements in order beside the inserted rows: an element with no key, or whose key is the next
     // inserted one (first use), got that row; the others name an existing run, looked up below.
     Datum *kelems = nullptr;
@@ -378,10 +373,10 @@ extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
         bool isnull;
         SPI_tuptable = rows;
         if (j < inserted) {
-            Datum rk = col(j, 2, &isnull);
+            Datum rk = col(order[j], 2, &isnull);
             bool match = has_key ? !isnull && DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, rk, kelems[i])) : isnull;
             if (match) {
-                ids[i] = DatumGetInt64(col(j, 1, &isnull));
+                ids[i] = row_id[order[j]];
                 j++;
                 continue;
             }
