@@ -27,6 +27,15 @@ struct CacheEntry {
     char key[256];
     uint64 generation;  // shared pipelines generation when loaded
     Pipeline *pipeline;
+    // Loaded with a transaction snapshot (REPEATABLE READ, SERIALIZABLE): only for that transaction. Its snapshot
+    // may predate the change that bumped the generation read: cached under that generation, the old definition
+    // served every later transaction until the next change (until 2026-12-07; review).
+    bool xact_snapshot;
+    LocalTransactionId lxid;
+    // What it was parsed from: a reload that reads the same (as under those levels, every transaction) keeps it.
+    int64 id;
+    Oid owner;
+    char *steps, *options;
 };
 
 HTAB *pipeline_cache = nullptr;
@@ -236,7 +245,8 @@ Pipeline *load_pipeline(const char *name) {
     // table so that a change committed meanwhile makes the next lookup reload.
     shared::State *st = shared::state();
     uint64 generation = st != nullptr ? pg_atomic_read_u64(&st->pipelines_generation) : 0;
-    if (found && st != nullptr && e->generation == generation && strcmp(e->pipeline->name, name) == 0)
+    if (found && st != nullptr && e->generation == generation && strcmp(e->pipeline->name, name) == 0 &&
+        (!e->xact_snapshot || e->lxid == MyProc->lxid))
         return e->pipeline;
 
     Oid types[1] = {TEXTOID};
@@ -257,15 +267,29 @@ Pipeline *load_pipeline(const char *name) {
     Oid owner = DatumGetObjectId(col(0, 3, &isnull));
     char *steps = TextDatumGetCString(col(0, 1, &isnull));
     char *options = TextDatumGetCString(col(0, 2, &isnull));
+    int64 id = DatumGetInt64(col(0, 4, &isnull));
+    if (found && e->id == id && e->owner == owner && strcmp(e->steps, steps) == 0 && strcmp(e->options, options) == 0) {
+        e->generation = generation;  // (unchanged: the parsed one stays, nothing more kept in cache_ctx)
+        e->xact_snapshot = IsolationUsesXactSnapshot();
+        e->lxid = MyProc->lxid;
+        return e->pipeline;
+    }
     MemoryContext old = MemoryContextSwitchTo(cache_ctx);
     Pipeline *p = parse_pipeline(name, steps, options);  // replaced versions stay in cache_ctx (rare)
     p->owner = owner;
-    p->id = DatumGetInt64(col(0, 4, &isnull));
+    p->id = id;
+    char *kept_steps = pstrdup(steps), *kept_options = pstrdup(options);
     MemoryContextSwitchTo(old);
     load_secrets(p);
     e = static_cast<CacheEntry *>(hash_search(pipeline_cache, key, HASH_ENTER, &found));
     e->generation = generation;
     e->pipeline = p;
+    e->xact_snapshot = IsolationUsesXactSnapshot();
+    e->lxid = MyProc->lxid;
+    e->id = id;
+    e->owner = owner;
+    e->steps = kept_steps;
+    e->options = kept_options;
     return p;
 }
 

@@ -50,5 +50,24 @@ SQL
     pw_check_sql "$level: the steps ran at the database's default level" "$level" \
         "SELECT string_agg(DISTINCT iso, ',') FROM public.effects"
 done
+
+# A pipeline changed while a worker's transaction (its snapshot taken before the change) executes one of its runs:
+# a lookup of the pipeline in that transaction after the change (the run's outcome asks whether it notifies) read the
+# old definition, and until 2026-12-07 cached it under the new generation -- every later run of the pipeline kept
+# the old definition until the next change.
+pw_set_conf pipeline_worker.workers 1
+pw_wait_workers 1 30 >/dev/null || pw_die "the workers did not come down to 1"
+pw_psql >/dev/null <<'SQL' || pw_die "setup of the changed pipeline failed"
+CREATE FUNCTION public.napper(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep((ctx->'input'->>'s')::float8); RETURN '{}'; END $$;
+SELECT pipeline_worker.create_pipeline('iso_changed', '[{"name": "a", "function": "public.napper"}]');
+SQL
+first=$(pw_psql -c "SELECT pipeline_worker.create_run('iso_changed', '{\"s\": 1.5}')")
+pw_wait_sql running 20 "SELECT status FROM pipeline_worker.runs WHERE id = $first" >/dev/null || pw_fail "the first run did not start"
+pw_psql -c "SELECT pipeline_worker.alter_pipeline('iso_changed', '{\"timeout_ms\": 100}')" >/dev/null
+pw_check "serializable: the run under way when its pipeline changed ends as it began" succeeded "$(pw_wait_run "$first" 20)"
+later=$(pw_psql -c "SELECT pipeline_worker.create_run('iso_changed', '{\"s\": 0.3}')")
+pw_check "serializable: a run submitted after the change gets the new definition (its step times out)" "failed|t" \
+    "$(pw_wait_run "$later" 20)|$(pw_psql -c "SELECT error LIKE '%timed out%' FROM pipeline_worker.runs WHERE id = $later")"
 pw_psql -c "ALTER DATABASE postgres RESET default_transaction_isolation" >/dev/null
 pw_finish
