@@ -31,10 +31,9 @@ struct RunState {
     // child's finish -- may have come while it was still running, and would be lost), and looks again.
     bool started_children;
     bool committed_after_wait;
-    // The longest back-off of the map tasks the last map step looked at left for later (-1: none), and the attempt
-    // it follows: a map that returns parked with no request of its own out hands it to the walk (exec/retry_holds.hpp).
+    // The longest back-off of the map tasks the last map step looked at left for later (-1: none): the run's retry,
+    // or in a graph the walk's, waits for it (exec/retry_holds.hpp).
     long map_retry_ms;
-    int map_retry_attempt;
     TimestampTz wait_until;  // earliest wake-up (0: none, only an event)
     const char *wait_event;  // the event waited for; "*" when several steps wait for different ones
     // The run's step history when it was read (runs claimed before): a map step finds its tasks' rows here.

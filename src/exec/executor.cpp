@@ -138,7 +138,7 @@ struct StepUnits {
     MemoryContext run_ctx;
     ResourceOwner run_owner;
     bool *deferred;
-    int deferred_pos, deferred_attempt;
+    int deferred_pos;
     long deferred_retry_after;
     Outcome out;
     int failed_here = -1;  // the unit that failed for good here (its row written, the run not failed yet)
@@ -150,7 +150,6 @@ struct StepUnits {
         hold_retry(r->id, p, -1, a, delay);  // (should an answer of another branch resume the run first)
         if (deferred_pos >= 0 && delay <= deferred_retry_after) return;
         deferred_pos = p;
-        deferred_attempt = a;
         deferred_retry_after = delay;
     }
 
@@ -277,7 +276,7 @@ class Walk {
         if (graph_ && !under_way && r_->last_attempt[pos] > 0) {  // a retry whose back-off is not over (an answer
             long left = held_retry_ms(r_->id, pos, -1, r_->last_attempt[pos]);  // of another branch resumed the run)
             if (left > 0) {
-                defer(pos, r_->last_attempt[pos], left);
+                defer(pos, left);
                 return Flow::Next;
             }
         }
@@ -314,7 +313,7 @@ class Walk {
             // requests are out (their answers resume the run), or a step waits for its retry
             if (work_out(r_, io_) > 0) return Outcome::Parked;
             if (deferred_pos_ >= 0) return retry_in(claimed_, deferred_retry_after_);  // (the longest back-off)
-            return schedule_retry(claimed_, &p_->steps[i], deferred_attempt_, deferred_retry_after_);
+            return schedule_retry(claimed_, &p_->steps[i], 0, 0);
         }
         store::buffer_run(claimed_, RunStatus::Succeeded, run_result(r_), nullptr);
         return Outcome::Succeeded;
@@ -332,15 +331,14 @@ class Walk {
     bool together_ = false, graph_ = false;
     bool *waiting_now_ = nullptr, *out_now_ = nullptr, *deferred_ = nullptr;
     int nanswers_ = 0;
-    int deferred_pos_ = -1, deferred_attempt_ = 0;  // the step whose retry the run's waits for (the longest back-off)
+    int deferred_pos_ = -1;  // the step whose retry the run's waits for (the longest back-off)
     long deferred_retry_after_ = 0;
 
-    // Step pos's attempt after `failed` waits delay_ms: the run's retry waits for the longest of those.
-    void defer(int pos, int failed, long delay_ms) {
+    // Step pos's next attempt waits delay_ms: the run's retry waits for the longest of those.
+    void defer(int pos, long delay_ms) {
         deferred_[pos] = true;
         if (deferred_pos_ >= 0 && delay_ms <= deferred_retry_after_) return;
         deferred_pos_ = pos;
-        deferred_attempt_ = failed;
         deferred_retry_after_ = delay_ms;
     }
 
@@ -388,11 +386,11 @@ class Walk {
         if (together_ && *o == Outcome::Parked) {  // its tasks' requests are out: other branches go on
             out_now_[pos] = true;
             // (or only other branches' are: tasks left for their back-off then wait for it, not for a new draw)
-            if (r_->map_retry_ms >= 0) defer(pos, r_->map_retry_attempt, r_->map_retry_ms);
+            if (r_->map_retry_ms >= 0) defer(pos, r_->map_retry_ms);
             return Flow::Next;
         }
         if (graph_ && *o == Outcome::RetryScheduled) {  // tasks wait for their back-off: other branches go on
-            defer(pos, r_->map_retry_attempt, r_->map_retry_ms > 0 ? r_->map_retry_ms : 0);
+            defer(pos, r_->map_retry_ms);  // (set: a task was left for later)
             return Flow::Next;
         }
         if (graph_ && *o == Outcome::Waiting) {  // its children run: other branches go on
@@ -445,11 +443,7 @@ class Walk {
             *o = su.out;
             return Flow::Stop;
         }
-        if (su.deferred_pos >= 0 && (deferred_pos_ < 0 || su.deferred_retry_after > deferred_retry_after_)) {
-            deferred_pos_ = su.deferred_pos;
-            deferred_attempt_ = su.deferred_attempt;
-            deferred_retry_after_ = su.deferred_retry_after;
-        }
+        if (su.deferred_pos >= 0) defer(su.deferred_pos, su.deferred_retry_after);
         // (its helper died before committing it: it runs here)
         return r_->done[pos] || deferred_[pos] ? Flow::Next : Flow::Run;
     }
@@ -513,7 +507,7 @@ class Walk {
             if (*o == Outcome::RetryScheduled && defer_retry) {  // tried again after its back-off: once an
                 long delay = retry_delay(&p_->steps[pos], attempt, res.retry_after_ms);  // answer resumes the run
                 hold_retry(r_->id, pos, -1, attempt, delay);                             // then, or from the queue
-                defer(pos, attempt, delay);
+                defer(pos, delay);
                 return Flow::Next;
             }
             stopped(*o);

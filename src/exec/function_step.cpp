@@ -187,17 +187,12 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
                          ErrorData **edata_out) {
     if (timeout_id < 0) timeout_id = RegisterTimeout(USER_TIMEOUT, step_timeout_handler);
     step_timed_out = 0;
-    // The sequence state of the steps before (lastval(), currval(), cached values) is forgotten when a step of
-    // another role runs here: lastval() answered with another role's last value, or named its sequence in an error
-    // (until 2026-12-05; security audit). Only then: forgotten after every step, a sequence's CACHE would be thrown
-    // away by each one. (A session's execute_run keeps its own: that session is the caller's.)
-    // So is random()'s seed: a setseed() of another role's step made this role's random() predictable to it (until
-    // 2026-12-07; acceptance walk-through).
-    // (Also dblink's connections: exec/step_hygiene.hpp.)
-    static Oid sequences_of = InvalidOid;
-    if (in_worker() && r->submitter != sequences_of) {
+    // What the last role's steps left in this worker that the same role may keep (exec/step_hygiene.hpp). (A
+    // session's execute_run keeps it: that session is the caller's.)
+    static Oid last_submitter = InvalidOid;
+    if (in_worker() && r->submitter != last_submitter) {
         before_another_role();
-        sequences_of = r->submitter;
+        last_submitter = r->submitter;
     }
     store::Step *step = &r->pipeline->steps[pos];
     MemoryContext old = MemoryContextSwitchTo(run_ctx);

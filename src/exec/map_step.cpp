@@ -138,8 +138,6 @@ struct TaskMap {
     bool together;  // HTTP tasks in a worker: requests in flight together
     bool sharing;   // tasks shared with other workers: a failure with attempts left is retried after the rest
     int nflying, limit, parked_now;
-    int deferred_attempt;  // a task failed with attempts left while others were out: its attempt
-    long deferred_retry_after;
     HttpIO *io;
     MemoryContext run_ctx;
     ResourceOwner run_owner;
@@ -162,15 +160,10 @@ struct TaskMap {
     // (exec/retry_holds.hpp): the run's retry waits for the longest.
     void defer_task(int i, int failed, long delay_ms) {
         hold_retry(r->id, pos, i, failed, delay_ms);
-        note_deferred(failed, delay_ms);
+        note_deferred(delay_ms);
     }
-    void note_deferred(int failed, long delay_ms) {
-        deferred_attempt = failed;
-        if (delay_ms > deferred_retry_after) deferred_retry_after = delay_ms;
-        if (delay_ms > r->map_retry_ms) {
-            r->map_retry_ms = delay_ms;
-            r->map_retry_attempt = failed;
-        }
+    void note_deferred(long delay_ms) {
+        if (delay_ms > r->map_retry_ms) r->map_retry_ms = delay_ms;
     }
 
     TaskEnd run(int i);
@@ -189,7 +182,7 @@ TaskEnd TaskMap::run(int i) {
     if (answered == nullptr && !interrupted[i] && last[i] > 0) {  // failed before this resume: its back-off over?
         long left = held_retry_ms(r->id, pos, i, last[i]);
         if (left > 0) {
-            note_deferred(last[i], left);
+            note_deferred(left);
             return TaskEnd::Deferred;
         }
     }
@@ -285,7 +278,6 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
                   HttpCall *answer, HttpIO *io, MemoryContext run_ctx, ResourceOwner run_owner,
                   BetweenSteps between_steps, void *arg, Outcome *out) {
     r->map_retry_ms = -1;
-    r->map_retry_attempt = 0;
     const store::Step *step = &r->pipeline->steps[pos];
     Jsonb *prev = step_prev(r, pos);
     const char *got = not_an_array(prev);
@@ -323,8 +315,6 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
     m.between_steps = between_steps;
     m.arg = arg;
     m.sharing = false;
-    m.deferred_attempt = 0;
-    m.deferred_retry_after = 0;
     m.parked_now = 0;  // (not queued yet: httpq::pending() does not count them)
     m.out = Outcome::Failed;
     int tried = -1;  // the highest task with a row: the tasks after it were never tried (they may be shared)
@@ -392,7 +382,7 @@ bool run_map_step(const store::ClaimedRun *claimed, RunState *r, int pos, int at
             // (in a graph the walk defers the step -- exec/executor.cpp -- and goes on with the other branches)
             if (m.nflying > 0 || work_out(r, io) > 0) *out = Outcome::Parked;
             else if (!r->pipeline->linear) *out = Outcome::RetryScheduled;
-            else *out = retry_in(claimed, m.deferred_retry_after);  // (the longest back-off of those deferred)
+            else *out = retry_in(claimed, r->map_retry_ms > 0 ? r->map_retry_ms : 0);  // (the longest back-off)
             return false;
         }
     return finish_map(r, pos, attempt, started, m.outs, n, run_ctx);

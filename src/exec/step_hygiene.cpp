@@ -92,6 +92,10 @@ void close_dblink_connections() {
 }  // namespace
 
 void before_another_role() {
+    // The sequence state of the steps before (lastval(), currval(), cached values): lastval() answered with another
+    // role's last value, or named its sequence in an error (until 2026-12-05; security audit). Only at a role change:
+    // forgotten after every step, a sequence's CACHE would be thrown away by each one. random()'s seed: a setseed()
+    // of another role's step made this role's random() predictable to it (until 2026-12-07; acceptance walk-through).
     ResetSequenceCaches();
     reseed_random();
     close_dblink_connections();

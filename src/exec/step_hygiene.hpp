@@ -1,8 +1,8 @@
 // What a step executed by a background worker must not leave in the worker process, where whoever runs next --
 // another run, possibly another role's, often in the same transaction -- would find it. Some of it PostgreSQL
-// refuses inside the step's security-restricted operation (PREPARE, LISTEN, temporary tables, SET ROLE); some the
-// executor cleans after each step (function_step.cpp: sequence state, random()'s seed, temporary schemas); the rest
-// is here. A session's execute_run keeps all of it: that session is its caller's.
+// refuses inside the step's security-restricted operation (PREPARE, LISTEN, temporary tables, SET ROLE);
+// function_step.cpp fails a step that creates other temporary objects; the rest is cleaned here. A session's
+// execute_run keeps all of it: that session is its caller's.
 #pragma once
 
 #include "pg/pg.hpp"
