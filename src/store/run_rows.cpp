@@ -166,11 +166,15 @@ void fail_run(int64 run_id, const char *message) {
     SPI_finish();
 }
 
-bool fail_crashed_run(int64 run_id, int position, int attempt, int crashes) {
+bool fail_crashed_run(int64 run_id, int position, int attempt, int ends, bool faults) {
     pg::spi_connect();
-    char *step_error = psprintf("the worker process executing this step ended abnormally %d times (a crash, or a "
-                                "kill such as the out-of-memory killer's); not retried",
-                                crashes);
+    char *step_error =
+        faults ? psprintf("the worker process executing this step ended abnormally %d times (a crash: a fault such as a "
+                          "segmentation fault); not retried",
+                          ends)
+               : psprintf("the worker process executing this step ended abnormally %d times (killed, as by the "
+                          "out-of-memory killer or SIGKILL); not retried",
+                          ends);
     Oid types[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
     Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(position), Int32GetDatum(attempt),
                   CStringGetTextDatum(step_error)};

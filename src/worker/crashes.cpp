@@ -1,6 +1,7 @@
 #include "worker/crashes.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,10 +24,12 @@ constexpr uint64 kCountMagic = UINT64CONST(0x5057435241534831);   // "PWCRASH1"
 
 struct CountRecord {
     uint64 magic;
-    int32 count;
+    int32 count;  // abnormal ends in a row at this place, of any kind
     int32 position;
     int32 attempt;
-    int32 task;  // as in CrashMarker
+    int32 task;    // as in CrashMarker
+    int32 faults;  // of them, faults the worker caught (the rest: kills)
+    int32 unused;
 };
 
 void ensure_dir() {
@@ -40,29 +43,32 @@ void count_path(char *buf, size_t len, Oid db, int64 run) {
     snprintf(buf, len, "%s/crashes_%u_%" PRId64, kDir, db, static_cast<int64_t>(run));
 }
 
-// One more abnormal end of run m.run_id; returns the count.
-int bump(const CrashMarker &m) {
+// One more abnormal end of run m.run_id; returns the record.
+CountRecord bump(const CrashMarker &m) {
     char path[MAXPGPATH];
     count_path(path, sizeof(path), m.database, m.run_id);
     int fd = open(path, O_RDWR | O_CREAT | PG_BINARY, pg_file_create_mode);
     if (fd < 0) {
         ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not open \"%s\": %m", path)));
-        return 0;
+        return CountRecord{};
     }
     CountRecord rec{};
     if (pread(fd, &rec, sizeof(rec), 0) != static_cast<ssize_t>(sizeof(rec)) || rec.magic != kCountMagic) rec = CountRecord{};
     // (another place than the last crash of the run: counted from 1 again)
-    if (rec.position != m.position || rec.attempt != m.attempt || rec.task != m.task) rec.count = 0;
+    if (rec.position != m.position || rec.attempt != m.attempt || rec.task != m.task) rec.count = rec.faults = 0;
     rec.magic = kCountMagic;
     rec.count++;
+    if (m.fault != 0) rec.faults++;
     rec.position = m.position;
     rec.attempt = m.attempt;
     rec.task = m.task;
     if (pwrite(fd, &rec, sizeof(rec), 0) != static_cast<ssize_t>(sizeof(rec)))
         ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not write \"%s\": %m", path)));
     close(fd);
-    return rec.count;
+    return rec;
 }
+
+bool reached(const CountRecord &rec) { return rec.faults >= kMaxCrashes || rec.count >= kMaxKills; }
 
 volatile CrashMarker *mapped = nullptr;  // NULL: no marker (set-up failed, or not a worker)
 
@@ -74,6 +80,31 @@ void clear_at_exit(int, Datum) {
 void quit_handler(SIGNAL_ARGS) {
     if (mapped != nullptr) mapped->run_id = 0;
     _exit(2);
+}
+
+// A fault of the process's own (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT): noted in the marker, then the signal's
+// default action -- the handler was reset on entry (SA_RESETHAND), and the signal raised again is delivered at once
+// or when the handler returns (a fault of an instruction happens again there). The process dies of it as it would
+// have without the handler, and the postmaster restarts the server. Plain stores and raise(): async-signal-safe.
+void fault_handler(int sig) {
+    if (mapped != nullptr && mapped->run_id != 0) mapped->fault = sig;
+    raise(sig);
+}
+
+// (On a stack of its own: a fault from a stack overflow leaves no room on the process's stack.)
+alignas(16) char fault_stack[64 * 1024];
+
+void catch_faults() {
+    stack_t ss{};
+    ss.ss_sp = fault_stack;
+    ss.ss_size = sizeof(fault_stack);
+    bool alt = sigaltstack(&ss, nullptr) == 0;
+    struct sigaction sa {};
+    sa.sa_handler = fault_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | (alt ? SA_ONSTACK : 0);
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    for (int sig : faults) (void)sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace
@@ -88,12 +119,23 @@ void collect(shared::State *st) {
         if (fd < 0) continue;
         CrashMarker m{};
         if (pread(fd, &m, sizeof(m), 0) == static_cast<ssize_t>(sizeof(m)) && m.magic == kMarkerMagic && m.run_id != 0) {
-            int n = bump(m);
-            ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally in step %d (attempt %d) of run %lld; "
-                                 "abnormal end %d of %d for this run",
-                                 i, m.position, m.attempt, static_cast<long long>(m.run_id), n, kMaxCrashes),
-                          n >= kMaxCrashes ? errhint("The run will be failed instead of being executed again.") : 0));
+            CountRecord rec = bump(m);
+            // (kills: SIGKILL, an operator's or the out-of-memory killer's, or any signal the worker did not catch)
+            if (m.fault != 0)
+                ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally (signal %d) in step %d (attempt %d) of "
+                                     "run %lld; fault %d of %d for this run",
+                                     i, m.fault, m.position, m.attempt, static_cast<long long>(m.run_id), rec.faults,
+                                     kMaxCrashes),
+                              reached(rec) ? errhint("The run will be failed instead of being executed again.") : 0));
+            else
+                ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally (killed) in step %d (attempt %d) of "
+                                     "run %lld; kill %d of %d for this run",
+                                     i, m.position, m.attempt, static_cast<long long>(m.run_id), rec.count - rec.faults,
+                                     kMaxKills - rec.faults),
+                              reached(rec) ? errhint("The run will be failed instead of being executed again.")
+                                           : errhint("Its step is executed again after the restart.")));
             m.run_id = 0;
+            m.fault = 0;
             if (pwrite(fd, &m, sizeof(m), 0) != static_cast<ssize_t>(sizeof(m)))
                 ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not write \"%s\": %m", path)));
         }
@@ -122,10 +164,12 @@ void attach(int slot_no) {
     }
     mapped = static_cast<volatile CrashMarker *>(p);
     mapped->run_id = 0;
+    mapped->fault = 0;
     mapped->magic = kMarkerMagic;
     mapped->database = MyDatabaseId;
     before_shmem_exit(clear_at_exit, 0);
     pqsignal(SIGQUIT, quit_handler);
+    catch_faults();
 }
 
 void mark(int64 run_id, int position, int attempt, int task) {
@@ -133,6 +177,7 @@ void mark(int64 run_id, int position, int attempt, int task) {
     mapped->position = position;
     mapped->attempt = attempt;
     mapped->task = task + 1;
+    mapped->fault = 0;
     pg_compiler_barrier();
     mapped->run_id = run_id;  // last: a crash before this store names no run
 }
@@ -169,9 +214,11 @@ void settle() {
             bool ok = pread(fd, &rec, sizeof(rec), 0) == static_cast<ssize_t>(sizeof(rec)) && rec.magic == kCountMagic;
             close(fd);
             bool done;
-            if (ok && rec.count >= kMaxCrashes && store::fail_crashed_run(run, rec.position, rec.attempt, rec.count)) {
+            bool by_faults = rec.faults >= kMaxCrashes;
+            int ends = by_faults ? rec.faults : rec.count;
+            if (ok && reached(rec) && store::fail_crashed_run(run, rec.position, rec.attempt, ends, by_faults)) {
                 ereport(WARNING, (errmsg("pipeline_worker: run %lld failed: its worker ended abnormally %d times in step %d",
-                                         run, rec.count, rec.position)));
+                                         run, ends, rec.position)));
                 done = true;
             } else {
                 // kept while the run may still run: a run locked or executed elsewhere right now is failed later

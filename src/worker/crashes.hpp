@@ -4,10 +4,13 @@
 // directory (pipeline_worker/slot_N), the run/step/attempt it is executing: stores to the mapping survive the
 // process. After a restart the launcher -- before it starts any worker -- counts the runs named there
 // (pipeline_worker/crashes_DB_RUN), and the workers, before their first claim, fail a run that ended its worker
-// abnormally kMaxCrashes times in a row at the same place (step, attempt, map task): a crash somewhere else starts the
-// count again, so that kills of the workers sharing a map's tasks -- each in another task -- do not add up to a
-// crashing run (until 2026-12-05 any three did). A worker's own clean exit (SIGTERM, FATAL) clears its marker: only
-// crashes count.
+// abnormally in a row at the same place (step, attempt, map task): kMaxCrashes times by a fault of its own (a
+// signal such as SIGSEGV, SIGBUS or SIGABRT, which the worker's handler notes in the marker before it dies), or
+// kMaxKills times in all (SIGKILL cannot be caught: an operator's kill or the out-of-memory killer's). Until
+// 2026-12-07 three SIGKILLs of the worker executing a run failed it, although the durable-execution contract says a
+// run whose worker is killed is completed (acceptance walk-through). A crash somewhere else starts the count again,
+// so that kills of the workers sharing a map's tasks -- each in another task -- do not add up to a crashing run
+// (until 2026-12-05 any three did). A worker's own clean exit (SIGTERM, FATAL) clears its marker: only crashes count.
 #pragma once
 
 #include "pg/pg.hpp"
@@ -15,7 +18,8 @@
 
 namespace pw::worker::crashes {
 
-constexpr int kMaxCrashes = 3;
+constexpr int kMaxCrashes = 3;  // faults of the worker's own (a signal it caught)
+constexpr int kMaxKills = 10;   // abnormal ends of any kind, SIGKILL included
 
 // What a worker is executing, in a file mapping that outlives the process: run_id is written last when set and
 // cleared first.
@@ -26,6 +30,8 @@ struct CrashMarker {
     int32 attempt;
     int32 task;      // a map task's index + 1; 0: the step itself
     int64 run_id;    // 0: not inside a step
+    int32 fault;     // the signal of a fault the worker caught while inside the step (SIGSEGV, ...); 0: none
+    int32 unused;
 };
 
 // Launcher, at its start: count the markers of slots with no live worker, and clear them.

@@ -40,7 +40,7 @@ for i in 1 2 3; do
 done
 st=$(pw_wait_sql succeeded 60 "SELECT status FROM pipeline_worker.runs WHERE id = $R" 0.5)
 pw_info "run $R: $st; error: $(pw_psql -c "SELECT error FROM pipeline_worker.runs WHERE id = $R")"
-grep -o 'abnormal end [0-9] of 3 for this run' "$PW_LOG" | sed 's/^/info   log: /'
+grep -oE '(fault|kill) [0-9]+ of [0-9]+ for this run' "$PW_LOG" | sed 's/^/info   log: /'
 pw_check "three workers helping with the run's tasks were killed" 3 "$kills"
 pw_check "the run whose helpers were killed from outside succeeds" succeeded "$st"
 pw_check_sql "each task's effect once" "300 0" "SELECT count(*) || ' ' || (SELECT count(*) FROM (SELECT task FROM fx GROUP BY task HAVING count(*) > 1) x) FROM fx"
