@@ -181,7 +181,8 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
     pg::run_as_owner(&plan_cancel_lock,
-                     "/* pw_indexes: runs_pkey */ SELECT status FROM pipeline_worker.runs WHERE id = $1 FOR UPDATE",
+                     "/* pw_indexes: runs_pkey */ SELECT status, worker_pid IS NOT NULL FROM pipeline_worker.runs"
+                     " WHERE id = $1 FOR UPDATE",
                      1, types, v, nullptr, false);
     bool result = false;
     if (SPI_processed == 1) {
@@ -193,13 +194,14 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
                 pg::run_as_owner(&plan_cancel_running_v2,
                                  "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                                  " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL,"
-                                 " parked = NULL WHERE id = $1 RETURNING pipeline",
+                                 " parked = NULL, worker_pid = NULL, worker_started_at = NULL WHERE id = $1"
+                                 " RETURNING pipeline",
                                  1, types, v, nullptr, false);
             else
                 pg::run_as_owner(&plan_cancel_running,
                                  "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
-                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL WHERE id = $1"
-                                 " RETURNING pipeline",
+                                 " error = 'cancelled', finished_at = pg_catalog.clock_timestamp(), not_before = NULL,"
+                                 " worker_pid = NULL, worker_started_at = NULL WHERE id = $1 RETURNING pipeline",
                                  1, types, v, nullptr, false);
             result = true;
             shared::cancel_written(run_id);  // (rolled back: the request made above is withdrawn)
@@ -207,7 +209,12 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
             if (parent != 0) store::wake_parents(&parent, 1);     // it looks at its child again: cancelled
         } else {
-            result = strcmp(now_status, "cancelled") == 0;
+            // Finished while this call waited for the row. Cancelled by whoever executed it (a worker, or a session's
+            // execute_run), which writes its own pid: on this call's request (or on another's made at the same
+            // time) -- true. Cancelled by another cancel_run, which leaves no pid (above), or by a cascade from a
+            // parent: not by this call -- false, as if it had come after. (Until 2026-12-07 two cancel_run calls
+            // racing for a run both returned true; acceptance walk-through.)
+            result = strcmp(now_status, "cancelled") == 0 && DatumGetBool(col(0, 2, &isnull)) && !isnull;
         }
     }
     // its unfinished child runs (and theirs) are cancelled with it
