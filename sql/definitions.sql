@@ -28,6 +28,11 @@ SELECT pipeline_worker.create_pipeline('bad_element_number', '[1]');
 SELECT pipeline_worker.create_pipeline('bad_element_string', '["public.def_ok"]');
 SELECT pipeline_worker.create_pipeline('bad_element_null', '[null]');
 SELECT pipeline_worker.create_pipeline('bad_one_good_one_not', '[{"name": "a", "function": "public.def_ok"}, 2]');
+-- malformed JSON text: refused by PostgreSQL's cast to jsonb (22P02) before the extension sees it
+\set VERBOSITY sqlstate
+SELECT pipeline_worker.create_pipeline('bad_malformed', '[{"name": "a", "function": ');
+SELECT pipeline_worker.create_pipeline('bad_malformed_options', '[{"name": "a", "function": "public.def_ok"}]', '{x}');
+\set VERBOSITY default
 
 -- ---------------------------------------------------------------- invalid: step names
 SELECT pipeline_worker.create_pipeline('bad_missing_name', '[{"function": "public.def_ok"}]');
