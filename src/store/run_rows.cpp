@@ -166,15 +166,18 @@ void fail_run(int64 run_id, const char *message) {
     SPI_finish();
 }
 
-bool fail_crashed_run(int64 run_id, int position, int attempt, int ends, bool faults) {
+bool fail_crashed_run(int64 run_id, int position, int attempt, int ends, int faults) {
     pg::spi_connect();
     char *step_error =
-        faults ? psprintf("the worker process executing this step ended abnormally %d times (a crash: a fault such as a "
-                          "segmentation fault); not retried",
-                          ends)
-               : psprintf("the worker process executing this step ended abnormally %d times (killed, as by the "
-                          "out-of-memory killer or SIGKILL); not retried",
-                          ends);
+        faults == ends ? psprintf("the worker process executing this step ended abnormally %d times (a crash: a fault "
+                                  "such as a segmentation fault); not retried",
+                                  ends)
+        : faults == 0  ? psprintf("the worker process executing this step ended abnormally %d times (killed, as by the "
+                                  "out-of-memory killer or SIGKILL); not retried",
+                                  ends)
+                       : psprintf("the worker process executing this step ended abnormally %d times (%d crashes, %d "
+                                  "kills); not retried",
+                                  ends, faults, ends - faults);
     Oid types[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
     Datum v[4] = {Int64GetDatum(run_id), Int32GetDatum(position), Int32GetDatum(attempt),
                   CStringGetTextDatum(step_error)};

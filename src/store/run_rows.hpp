@@ -41,9 +41,9 @@ extern const char *const kRunHeld;
 void fail_run(int64 run_id, const char *message);
 
 // A run whose step made its worker end abnormally `ends` times fails (step row and run), unless somebody executes it
-// right now; `faults`: by faults of its own (else by kills). Returns true if it was failed. SPI not connected; a
-// transaction is open.
-bool fail_crashed_run(int64 run_id, int position, int attempt, int ends, bool faults);
+// right now; `faults` of them were faults of its own (the rest kills). Returns true if it was failed. SPI not
+// connected; a transaction is open.
+bool fail_crashed_run(int64 run_id, int position, int attempt, int ends, int faults);
 // True if the run exists and is pending or running.
 bool run_unfinished(int64 run_id);
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 
 #include "pg/spi.hpp"
@@ -31,6 +32,20 @@ struct CountRecord {
     int32 faults;  // of them, faults the worker caught (the rest: kills)
     int32 unused;
 };
+// The builds before 2026-12-07 wrote records without `faults` (24 bytes), counting every abnormal end as a crash:
+// read so, their decisions stand.
+constexpr ssize_t kOldCountSize = 24;
+static_assert(sizeof(CountRecord) == 32, "crash count file layout");
+static_assert(offsetof(CountRecord, faults) == kOldCountSize, "crash count file layout");
+static_assert(sizeof(CrashMarker) == 40 && offsetof(CrashMarker, fault) == 32, "crash marker file layout");
+
+bool read_count(int fd, CountRecord *rec) {
+    *rec = CountRecord{};
+    ssize_t n = pread(fd, rec, sizeof(*rec), 0);
+    if (n == kOldCountSize && rec->magic == kCountMagic) rec->faults = rec->count;
+    else if (n != static_cast<ssize_t>(sizeof(*rec)) || rec->magic != kCountMagic) return false;
+    return true;
+}
 
 void ensure_dir() {
     if (mkdir(kDir, pg_dir_create_mode) != 0 && errno != EEXIST)
@@ -52,8 +67,8 @@ CountRecord bump(const CrashMarker &m) {
         ereport(WARNING, (errcode_for_file_access(), errmsg("pipeline_worker: could not open \"%s\": %m", path)));
         return CountRecord{};
     }
-    CountRecord rec{};
-    if (pread(fd, &rec, sizeof(rec), 0) != static_cast<ssize_t>(sizeof(rec)) || rec.magic != kCountMagic) rec = CountRecord{};
+    CountRecord rec;
+    if (!read_count(fd, &rec)) rec = CountRecord{};
     // (another place than the last crash of the run: counted from 1 again)
     if (rec.position != m.position || rec.attempt != m.attempt || rec.task != m.task) rec.count = rec.faults = 0;
     rec.magic = kCountMagic;
@@ -71,6 +86,7 @@ CountRecord bump(const CrashMarker &m) {
 bool reached(const CountRecord &rec) { return rec.faults >= kMaxCrashes || rec.count >= kMaxKills; }
 
 volatile CrashMarker *mapped = nullptr;  // NULL: no marker (set-up failed, or not a worker)
+pid_t marker_owner = 0;                  // the worker that mapped it (a child forked by a step inherits the mapping)
 
 void clear_at_exit(int, Datum) {
     if (mapped != nullptr) mapped->run_id = 0;  // a clean exit (SIGTERM, FATAL): not a crash
@@ -82,12 +98,15 @@ void quit_handler(SIGNAL_ARGS) {
     _exit(2);
 }
 
-// A fault of the process's own (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT): noted in the marker, then the signal's
-// default action -- the handler was reset on entry (SA_RESETHAND), and the signal raised again is delivered at once
-// or when the handler returns (a fault of an instruction happens again there). The process dies of it as it would
-// have without the handler, and the postmaster restarts the server. Plain stores and raise(): async-signal-safe.
-void fault_handler(int sig) {
-    if (mapped != nullptr && mapped->run_id != 0) mapped->fault = sig;
+// A fault of the process's own (SIGSEGV, SIGBUS, SIGILL, SIGABRT): noted in the marker, then the signal's default
+// action -- the handler was reset on entry (SA_RESETHAND), and the signal raised again is delivered at once or when
+// the handler returns (a fault of an instruction happens again there). The process dies of it as it would have
+// without the handler, and the postmaster restarts the server. Only the kernel's signals (si_code > 0: a real fault)
+// and the process's own (abort(), raise()) are faults: one sent by another process (an operator's kill -SEGV for a
+// core dump) counts as a kill. Plain stores, getpid() and raise(): async-signal-safe.
+void fault_handler(int sig, siginfo_t *info, void *) {
+    bool own = info != nullptr && (info->si_code > 0 || info->si_pid == getpid());
+    if (own && mapped != nullptr && getpid() == marker_owner && mapped->run_id != 0) mapped->fault = sig;
     raise(sig);
 }
 
@@ -100,11 +119,17 @@ void catch_faults() {
     ss.ss_size = sizeof(fault_stack);
     bool alt = sigaltstack(&ss, nullptr) == 0;
     struct sigaction sa {};
-    sa.sa_handler = fault_handler;
+    sa.sa_sigaction = fault_handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | (alt ? SA_ONSTACK : 0);
-    static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
-    for (int sig : faults) (void)sigaction(sig, &sa, nullptr);
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND | (alt ? SA_ONSTACK : 0);
+    // Only where nothing else handles the signal: PostgreSQL's own handler of SIGFPE (an ERROR, not a crash) and any
+    // a preloaded library installed stay as they are.
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGABRT};
+    for (int sig : faults) {
+        struct sigaction old {};
+        if (sigaction(sig, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL)
+            (void)sigaction(sig, &sa, nullptr);
+    }
 }
 
 }  // namespace
@@ -118,22 +143,21 @@ void collect(shared::State *st) {
         int fd = open(path, O_RDWR | PG_BINARY, 0);
         if (fd < 0) continue;
         CrashMarker m{};
-        if (pread(fd, &m, sizeof(m), 0) == static_cast<ssize_t>(sizeof(m)) && m.magic == kMarkerMagic && m.run_id != 0) {
+        // (a marker of a build before 2026-12-07 ends before `fault`: a kill)
+        ssize_t got = pread(fd, &m, sizeof(m), 0);
+        if (got >= static_cast<ssize_t>(offsetof(CrashMarker, fault)) && m.magic == kMarkerMagic && m.run_id != 0) {
+            if (got < static_cast<ssize_t>(sizeof(m))) m.fault = 0;
             CountRecord rec = bump(m);
             // (kills: SIGKILL, an operator's or the out-of-memory killer's, or any signal the worker did not catch)
-            if (m.fault != 0)
-                ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally (signal %d) in step %d (attempt %d) of "
-                                     "run %lld; fault %d of %d for this run",
-                                     i, m.fault, m.position, m.attempt, static_cast<long long>(m.run_id), rec.faults,
-                                     kMaxCrashes),
-                              reached(rec) ? errhint("The run will be failed instead of being executed again.") : 0));
-            else
-                ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally (killed) in step %d (attempt %d) of "
-                                     "run %lld; kill %d of %d for this run",
-                                     i, m.position, m.attempt, static_cast<long long>(m.run_id), rec.count - rec.faults,
-                                     kMaxKills - rec.faults),
-                              reached(rec) ? errhint("The run will be failed instead of being executed again.")
-                                           : errhint("Its step is executed again after the restart.")));
+            char how[32];
+            if (m.fault != 0) snprintf(how, sizeof(how), "signal %d", m.fault);
+            else snprintf(how, sizeof(how), "killed");
+            ereport(LOG, (errmsg("pipeline_worker: worker %d ended abnormally (%s) in step %d (attempt %d) of run %lld; "
+                                 "abnormal end %d of %d, fault %d of %d for this run",
+                                 i, how, m.position, m.attempt, static_cast<long long>(m.run_id), rec.count, kMaxKills,
+                                 rec.faults, kMaxCrashes),
+                          reached(rec) ? errhint("The run will be failed instead of being executed again.")
+                                       : errhint("Its step is executed again after the restart.")));
             m.run_id = 0;
             m.fault = 0;
             if (pwrite(fd, &m, sizeof(m), 0) != static_cast<ssize_t>(sizeof(m)))
@@ -163,6 +187,7 @@ void attach(int slot_no) {
         return;
     }
     mapped = static_cast<volatile CrashMarker *>(p);
+    marker_owner = getpid();
     mapped->run_id = 0;
     mapped->fault = 0;
     mapped->magic = kMarkerMagic;
@@ -210,15 +235,13 @@ void settle() {
             snprintf(path, sizeof(path), "%s/%s", kDir, de->d_name);
             int fd = open(path, O_RDONLY | PG_BINARY, 0);
             if (fd < 0) continue;  // another worker settled it
-            CountRecord rec{};
-            bool ok = pread(fd, &rec, sizeof(rec), 0) == static_cast<ssize_t>(sizeof(rec)) && rec.magic == kCountMagic;
+            CountRecord rec;
+            bool ok = read_count(fd, &rec);
             close(fd);
             bool done;
-            bool by_faults = rec.faults >= kMaxCrashes;
-            int ends = by_faults ? rec.faults : rec.count;
-            if (ok && reached(rec) && store::fail_crashed_run(run, rec.position, rec.attempt, ends, by_faults)) {
+            if (ok && reached(rec) && store::fail_crashed_run(run, rec.position, rec.attempt, rec.count, rec.faults)) {
                 ereport(WARNING, (errmsg("pipeline_worker: run %lld failed: its worker ended abnormally %d times in step %d",
-                                         run, ends, rec.position)));
+                                         run, rec.count, rec.position)));
                 done = true;
             } else {
                 // kept while the run may still run: a run locked or executed elsewhere right now is failed later

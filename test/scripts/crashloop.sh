@@ -1,5 +1,5 @@
 #!/bin/bash
-# A run whose step crashes its own server process (a segfault, here a SIGSEGV the step sends itself) makes
+# A run whose step crashes its own server process (a segfault: a C function that writes through a null pointer) makes
 # PostgreSQL restart every process. Without a guard the run is claimed again after each restart and the server
 # never stays up. With it: the run fails after its worker crashed 3 times (its step row says why), the server then
 # stays up, the other runs submitted with it all succeed, and a worker killed from outside with SIGKILL 4 times does
@@ -8,15 +8,41 @@
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 PW_WORKERS=2 pw_cluster_start crashloop "restart_after_crash = on"
+# a real fault (a SIGSEGV sent by another process counts as a kill): a C function that writes to address 0
+mkdir -p "$PW_CLUSTER_DIR/lib" && cat > "$PW_CLUSTER_DIR/lib/segv.c" <<'C'
+#include "postgres.h"
+#include "fmgr.h"
+PG_MODULE_MAGIC;
+PG_FUNCTION_INFO_V1(pw_test_segv);
+Datum pw_test_segv(PG_FUNCTION_ARGS) {
+    *(volatile int *) (uintptr_t) PG_GETARG_INT32(0) = 1;  /* 0: a segmentation fault */
+    PG_RETURN_VOID();
+}
+C
+PG_CONFIG=$PW_BINDIR/pg_config; [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
+cc -shared -fPIC -O0 -I"$($PG_CONFIG --includedir-server)" -o "$PW_CLUSTER_DIR/lib/segv.so" "$PW_CLUSTER_DIR/lib/segv.c" ||
+    pw_die "could not build the segfaulting test function"
+chmod -R a+rX "$PW_CLUSTER_DIR/lib"
+pw_psql <<SQL >/dev/null || pw_die "setup failed"
+CREATE FUNCTION segv(int) RETURNS void LANGUAGE c AS '$PW_CLUSTER_DIR/lib/segv.so', 'pw_test_segv';
+SQL
 pw_psql <<'SQL' >/dev/null || pw_die "setup failed"
 CREATE EXTENSION pipeline_worker;
 CREATE TABLE done (run_id bigint);
 CREATE FUNCTION crashme(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    -- the shell started by COPY ... TO PROGRAM is a child of this backend: $PPID is the worker
-    COPY (SELECT 1) TO PROGRAM 'kill -SEGV $PPID';
-    PERFORM pg_sleep(5);  -- not reached
-    RETURN '{}';
+    PERFORM segv(0);
+    RETURN '{}';  -- not reached
+END $$;
+-- an operator's kill -SEGV (for a core dump) comes from another process: a kill, not a fault of the step. Sent by
+-- the shell started by COPY ... TO PROGRAM, a child of this backend ($PPID is the worker), the first 3 times (a
+-- counter in a file: the database's writes are lost with each crash)
+CREATE FUNCTION sent_segv(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', 'f=' || (ctx->'input'->>'file') ||
+        '; n=$(cat $f 2>/dev/null || echo 0); if [ $n -lt 3 ]; then echo $((n + 1)) > $f; kill -SEGV $PPID; fi');
+    PERFORM pg_sleep(1);  -- (the signal lands here)
+    RETURN '{"survived": true}';
 END $$;
 -- what the out-of-memory killer does to a step that takes all the memory: SIGKILL, which no process can catch
 CREATE FUNCTION oomed(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -50,6 +76,7 @@ SELECT pipeline_worker.create_pipeline('fine', '[{"name": "f", "function": "fine
 SELECT pipeline_worker.create_pipeline('once', '[{"name": "w", "function": "killed_once"}]');
 SELECT pipeline_worker.create_pipeline('nap', '[{"name": "n", "function": "nap"}]');
 SELECT pipeline_worker.create_pipeline('oom', '[{"name": "o", "function": "oomed"}]');
+SELECT pipeline_worker.create_pipeline('sent', '[{"name": "s", "function": "sent_segv"}]');
 SQL
 
 # q SQL : psql that tolerates the restarts (retries for up to 60 s while the server is in recovery)
@@ -69,8 +96,8 @@ t=$(pw_elapsed "$start")
 [ -n "$settled" ] && pw_ok "the crashing run failed after $t s" || pw_fail "the crashing run is '$st' after $t s"
 restarts=$(grep -c 'terminated by signal 11' "$PW_LOG")
 pw_check "exactly 3 crash restarts (the run's worker crashed 3 times)" 3 "$restarts"
-pw_check "the launcher counted them as faults" 3 \
-    "$(grep -c "ended abnormally (signal 11) in step 2 (attempt 1) of run $crash_run; fault" "$PW_LOG")"
+pw_check "the launcher counted them as faults" "1 2 3" \
+    "$(grep -o "ended abnormally (signal 11) in step 2 (attempt 1) of run $crash_run; abnormal end [0-9]* of 10, fault [0-9]* of 3" "$PW_LOG" | awk '{print $(NF-2)}' | xargs)"
 pw_check_sql "run error names the step and the cause" t \
     "SELECT error LIKE 'step \"boom\" failed: the worker process executing this step ended abnormally 3 times (a crash%'
        FROM pipeline_worker.runs WHERE id = $crash_run"
@@ -108,10 +135,20 @@ for k in 1 2 3 4; do
 done
 pw_check "killed 4 times from outside: the run succeeded after the restarts" succeeded \
     "$(q "SELECT pipeline_worker.wait_run($r, '60 s')")"
-pw_check "the kills were counted as kills 1 to 4 of 10" "1 2 3 4" \
-    "$(grep -o "ended abnormally (killed) in step 1 (attempt 1) of run $r; kill [0-9]* of 10" "$PW_LOG" | awk '{print $(NF-2)}' | xargs)"
+pw_check "the kills were counted as abnormal ends 1 to 4 of 10, no fault" "1 2 3 4" \
+    "$(grep -o "ended abnormally (killed) in step 1 (attempt 1) of run $r; abnormal end [0-9]* of 10, fault 0 of 3" "$PW_LOG" | awk '{print $14}' | xargs)"
 pw_check_sql "its step has one succeeded row and no failed one" "1:succeeded" \
     "SELECT string_agg(attempt || ':' || status, ' ') FROM pipeline_worker.run_steps WHERE run_id = $r"
+
+# a SIGSEGV sent to the worker by another process (an operator's, for a core dump) 3 times: kills, not faults of the
+# step -- the run then succeeds (counted as faults, the third would have failed it)
+r=$(q "SELECT pipeline_worker.create_run('sent', jsonb_build_object('file', '$PW_CLUSTER_DIR/sent_count'))")
+ends() { grep -c "ended abnormally ([a-z0-9 ]*) in step 1 (attempt 1) of run $r;" "$PW_LOG"; }
+pw_check "SIGSEGV sent from outside 3 times: the run succeeded" succeeded \
+    "$(q "SELECT pipeline_worker.wait_run($r, '60 s')")"
+pw_check "... each counted as a kill, not a fault" "0" \
+    "$(grep "of run $r;" "$PW_LOG" | grep -vc "ended abnormally (killed) .* fault 0 of 3")"
+pw_check "... all 3 of them" 3 "$(ends)"
 
 # a step whose worker is killed every time (SIGKILL, as by the out-of-memory killer): failed at the 10th kill, and the
 # server then stays up
