@@ -4,6 +4,7 @@
 
 extern "C" {
 #include "commands/extension.h"
+#include "storage/lock.h"
 }
 
 #include "core/status.hpp"
@@ -160,6 +161,19 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         SPI_finish();
         PG_RETURN_BOOL(false);
     }
+    // One cancel_run of a run at a time, until its transaction ends: a later one then reads the run finished and
+    // returns false. (Two calls waiting for the row of a run an executor holds both saw it recorded cancelled on
+    // their requests, and both returned true; review, 2026-12-07.) A heavyweight lock on an advisory tag of our own
+    // (field 4 = 4: not a user's advisory lock, 1 or 2, nor a pipeline's, 3): an ordinary lock wait.
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(run_id) >> 32),
+                         static_cast<uint32>(run_id), 4);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+    status = run_status(run_id);  // (a statement's own snapshot: it sees what the transaction waited for did)
+    if (finished(status)) {
+        SPI_finish();
+        PG_RETURN_BOOL(false);
+    }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
@@ -210,10 +224,10 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             if (parent != 0) store::wake_parents(&parent, 1);     // it looks at its child again: cancelled
         } else {
             // Finished while this call waited for the row. Cancelled by whoever executed it (a worker, or a session's
-            // execute_run), which writes its own pid: on this call's request (or on another's made at the same
-            // time) -- true. Cancelled by another cancel_run, which leaves no pid (above), or by a cascade from a
-            // parent: not by this call -- false, as if it had come after. (Until 2026-12-07 two cancel_run calls
-            // racing for a run both returned true; acceptance walk-through.)
+            // execute_run), which writes its own pid: on this call's request -- true. Cancelled by a cancel_run of
+            // another session's that left no lock behind (say, in the session that executed the run), or by a
+            // cascade from a parent, which leave no pid: not by this call -- false, as if it had come after. (Until
+            // 2026-12-07 two cancel_run calls racing for a run both returned true; acceptance walk-through.)
             result = strcmp(now_status, "cancelled") == 0 && DatumGetBool(col(0, 2, &isnull)) && !isnull;
         }
     }

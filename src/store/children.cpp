@@ -357,7 +357,7 @@ void cancel_descendants(int64 run_id, const char *why, bool signal_at_commit, bo
     pg::run_as_owner(&plan_cancel_children,
                      "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET status = 'cancelled',"
                      " error = $2, finished_at = pg_catalog.clock_timestamp(),"
-                     " not_before = NULL, parked = NULL WHERE id = ANY ($1)"
+                     " not_before = NULL, parked = NULL, worker_pid = NULL, worker_started_at = NULL WHERE id = ANY ($1)"
                      " AND CASE status WHEN 'succeeded' THEN false WHEN 'failed' THEN false WHEN 'cancelled' THEN false"
                      "   ELSE true END RETURNING id, pipeline",
                      2, types, v, nullptr, false);
@@ -421,7 +421,8 @@ void cancel_recorded_runs() {
     Datum v[2] = {pg::int8_array(ids, n), pg::make_array(errors, nullptr, n, TEXTOID)};
     pg::run_as_owner(&plan_cancel_recorded,
                      "/* pw_indexes: r.runs_pkey */ UPDATE pipeline_worker.runs r SET status = 'cancelled', error = u.error,"
-                     " finished_at = pg_catalog.clock_timestamp(), not_before = NULL, parked = NULL"
+                     " finished_at = pg_catalog.clock_timestamp(), not_before = NULL, parked = NULL,"
+                     " worker_pid = NULL, worker_started_at = NULL"
                      " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(id, error)"
                      " WHERE r.id = ANY (ARRAY[u.id]) RETURNING r.id, r.pipeline, r.parent_run_id",
                      2, types, v, nullptr, false);
