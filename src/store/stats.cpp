@@ -38,6 +38,10 @@ constexpr int64 kCheapCountUs = 5000;  // ... when their indexes are not full of
 }  // namespace
 
 void refresh_gauges() {
+    // A database still at 0.1 has no gauges to count (no run_at, no waiting runs): its lead worker counted with the
+    // 0.2 statement after every scrape anywhere, and logged its ERROR every few seconds (acceptance walk-through,
+    // 2026-12-07).
+    if (schema_version() < 2) return;
     TimestampTz started = GetCurrentTimestamp();
     pg::spi_connect();
     // One row per pipeline (none of its runs unfinished: zeros). Each count is an index-only range scan of the

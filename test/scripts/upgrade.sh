@@ -50,6 +50,16 @@ case "$out" in *"does not exist"*) pw_ok "0.1 database: create_run has 0.1's sig
 id=$(pw_run fast '{"session": true}')
 pw_check_sql "0.1 database: wait_run" succeeded "SELECT pipeline_worker.wait_run($id, '20 s')"
 
+# a scrape of metrics() in another database (at 0.2) has the lead workers count their gauges: not the one of a
+# database still at 0.1, whose tables have no such columns (until 2026-12-07 it logged an ERROR every few seconds;
+# acceptance walk-through)
+pw_psql -c "CREATE DATABASE other" >/dev/null
+pw_psql -d other -c "CREATE EXTENSION pipeline_worker" >/dev/null
+pw_psql -d other -c "SELECT length(pipeline_worker.metrics()) > 0" >/dev/null
+sleep 7
+pw_check "0.1 database after a scrape elsewhere: no error logged" "" \
+    "$(grep -E 'ERROR: .*(run_at|does not exist)' "$PW_LOG" | grep -v 'create_run\|0A000\|wf01' | head -2)"
+
 # runs in every state at the moment of the update: running (slow steps), pending (more than the workers take),
 # finished
 pw_psql -c "SELECT pipeline_worker.create_run('slow', jsonb_build_object('i', i)) FROM generate_series(1, 6) i" >/dev/null
