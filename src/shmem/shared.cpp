@@ -62,6 +62,7 @@ void startup_hook() {
             DbState *d = &g_state->dbs[i];
             pg_atomic_init_u32(&d->dboid, 0);
             pg_atomic_init_u32(&d->extension, kExtUnknown);
+            pg_atomic_init_u32(&d->extension_seq, 0);
             pg_atomic_init_u32(&d->wanted, 0);
             pg_atomic_init_u32(&d->recovery_needed, 0);
             pg_atomic_init_u64(&d->claim_hint, 0);
@@ -259,9 +260,12 @@ void wake_launcher() {
 }
 
 void note_extension_present() {
-    DbState *d = db();
-    if (d == nullptr) return;
-    pg_atomic_write_u32(&d->extension, kExtPresent);
+    // (No entry yet: a database the launcher has not seen -- created a moment ago, under '*'. Its next pass reads
+    // pg_database and finds it; woken now, that pass is now, not up to a second later. CREATE EXTENSION is rare.)
+    if (DbState *d = db()) {
+        pg_atomic_fetch_add_u32(&d->extension_seq, 1);
+        pg_atomic_write_u32(&d->extension, kExtPresent);
+    }
     wake_launcher();
 }
 

@@ -41,6 +41,8 @@ struct ParentWake {
 struct DbState {
     pg_atomic_uint32 dboid;            // 0: a free entry
     pg_atomic_uint32 extension;        // kExt*: whether CREATE EXTENSION pipeline_worker was run there
+    pg_atomic_uint32 extension_seq;    // bumped by each CREATE EXTENSION's commit there (see worker_main's
+                                       // leave_database: a worker that looked just before must not mark it absent)
     pg_atomic_uint32 wanted;           // work may wait with no worker to see it (committed while none served the
                                        // database, or left by a worker that was moved): cleared by the next claim
     pg_atomic_uint32 recovery_needed;  // a worker of this database died: the next idle one sweeps at once

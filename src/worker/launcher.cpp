@@ -186,6 +186,14 @@ class Launcher {
             if (pg_atomic_read_u32(&d->extension) != shared::kExtAbsent) {
                 pg_atomic_write_u32(&d->recovery_needed, 1);
                 shared::wake_workers_in(dboid, 1);
+            } else {
+                // Left because the extension is not there (a worker sent to look at a new database): a clean exit,
+                // and the database is not served again before the extension is created -- whose commit must find
+                // it served at once. Until 2026-12-07 this counted as an exit right after the start: CREATE
+                // EXTENSION in a database created a moment before waited up to 1 s more (2 s in all; acceptance
+                // walk-through).
+                slots_[i].asked_out = true;
+                continue;
             }
             // an exit right after the start (a crash loop, a database that refuses connections): not at once again
             if (after(now, slots_[i].last_start, kRestartBackoffMs)) notes_[d - st_->dbs].hold_until = now + kRestartBackoffMs * 1000;
@@ -326,8 +334,12 @@ class Launcher {
         bool tenured = current > 0 && !after(now, n.served_since, kTenureMs);
         int rank = 0;
         if (active && current == 0) {
-            int64 waited_ds = (now - n.unserved_since) / (USECS_PER_SEC / 10);  // tenths of a second
-            rank = -static_cast<int>(std::min<int64>(waited_ds, 1000000));
+            // (in milliseconds: in tenths of a second, a busy database whose worker had just been moved to one
+            // waiting for less than a tenth tied with it, and took its worker back by its place in the list; each
+            // database served longer than kTenureMs in turn gave a worker up and took it back, and a database
+            // created with the extension a moment before waited 1-2 s; acceptance walk-through, 2026-12-07)
+            int64 waited_ms = (now - n.unserved_since) / 1000;
+            rank = -static_cast<int>(std::min<int64>(waited_ms, 1000000));
         } else if (active) {
             rank = tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : -2000000;
         } else {

@@ -131,10 +131,19 @@ void set_idle(bool idle) {
 // the workers wait in the database, as they always did.)
 bool leave_without_extension = false;
 
+uint32 extension_seq_seen = 0;  // the database's extension_seq before the last look at the catalog
+
 void leave_database(const char *why) {
     if (shared::DbState *d = shared::db()) {
         pg_atomic_write_u64(&d->probed_at, static_cast<uint64>(GetCurrentTimestamp()));
         pg_atomic_write_u32(&d->extension, shared::kExtAbsent);
+        pg_memory_barrier();
+        // A CREATE EXTENSION that committed after the look wrote "present" before this wrote "absent": the launcher
+        // would not send a worker for 30 s (kReprobeMs). Its count moved: "present" again. (Under '*' a database
+        // created a moment before CREATE EXTENSION gets such a look: a run there waited ~1 s, once in six in
+        // databases.sh, 2026-12-07.)
+        if (pg_atomic_read_u32(&d->extension_seq) != extension_seq_seen)
+            pg_atomic_write_u32(&d->extension, shared::kExtPresent);
         shared::wake_launcher();
     }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker leaves database %u: %s", MyDatabaseId, why)));
@@ -151,6 +160,8 @@ void wait_for_extension() {
         ResetLatch(MyLatch);
         set_idle(true);
         if (retiring()) proc_exit(0);
+        if (shared::DbState *d = shared::db()) extension_seq_seen = pg_atomic_read_u32(&d->extension_seq);
+        pg_memory_barrier();
         if (extension_ready()) {
             if (shared::DbState *d = shared::db()) pg_atomic_write_u32(&d->extension, shared::kExtPresent);
             return;
@@ -245,6 +256,10 @@ int work_once(LoopState *ls) {
         httpq::drive();
         httpq::check_cancels();
         // Only after sleeping or an error: a busy worker does not pay a transaction per batch for this.
+        if (ls->recheck_extension) {
+            if (shared::DbState *d = shared::db()) extension_seq_seen = pg_atomic_read_u32(&d->extension_seq);
+            pg_memory_barrier();
+        }
         if (ls->recheck_extension && !extension_ready()) {
             // dropped while we served: go back to waiting (and settle crash counts again once it is back: run ids
             // start over)
