@@ -1,5 +1,7 @@
 #include "shmem/metrics.hpp"
 
+#include <cstddef>
+
 #include "shmem/shared.hpp"
 
 namespace pw::metrics {
@@ -46,6 +48,7 @@ struct GaugeDb {
     TimestampTz at;
     int64 cost_us;
     int64 unfinished;
+    uint64 created;  // runs created in the database by then, by the counters
 };
 
 struct Header {
@@ -206,6 +209,21 @@ void at_abort() {
 
 bool any_in_txn() { return nlocal > 0; }
 
+namespace {
+
+// Runs created in the database so far, by the counters (under the header lock).
+uint64 created_in(Oid dboid) {
+    uint64 sum = 0;
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, g_entries);
+    Entry *e;
+    while ((e = static_cast<Entry *>(hash_seq_search(&seq))) != nullptr)
+        if (e->key.dboid == dboid) sum += pg_atomic_read_u64(&e->counts[offsetof(Counts, created) / sizeof(uint64)]);
+    return sum;
+}
+
+}  // namespace
+
 void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us) {
     if (g_header == nullptr) return;
     for (int i = 0; i < n; i++) {  // entries first (each takes the lock itself)
@@ -230,6 +248,7 @@ void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, in
         d->cost_us = cost_us;
         d->unfinished = 0;
         for (int i = 0; i < n; i++) d->unfinished += g[i].pending + g[i].scheduled + g[i].running + g[i].waiting;
+        d->created = created_in(dboid);
     }
     LWLockRelease(g_header->lock);
 }
@@ -244,16 +263,18 @@ bool scraped_within(long ms) {
     return at != 0 && !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), ms);
 }
 
-void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished) {
+void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished, int64 *created_since) {
     *at = 0;
     *cost_us = 0;
     if (unfinished != nullptr) *unfinished = 0;
+    if (created_since != nullptr) *created_since = 0;
     if (g_header == nullptr) return;
     LWLockAcquire(g_header->lock, LW_SHARED);
     if (GaugeDb *d = gauge_db(dboid, false)) {
         *at = d->at;
         *cost_us = d->cost_us;
         if (unfinished != nullptr) *unfinished = d->unfinished;
+        if (created_since != nullptr) *created_since = static_cast<int64>(created_in(dboid) - d->created);
     }
     LWLockRelease(g_header->lock);
 }

@@ -40,7 +40,8 @@ struct Gauges {
 void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us);
 // When they were last published for dboid and what counting cost (0, 0: never).
 // unfinished: how many runs that count found (pending, scheduled, running, waiting).
-void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished = nullptr);
+// created_since: runs created in the database since that count, by the counters.
+void gauges_age(Oid dboid, TimestampTz *at, int64 *cost_us, int64 *unfinished = nullptr, int64 *created_since = nullptr);
 
 // metrics() / metric_samples() were called (by any database); whether that happened within the last ms
 // milliseconds. The lead workers count the gauges only while someone reads them.
