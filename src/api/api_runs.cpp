@@ -43,7 +43,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_cancel_lock, plan_cancel_running, plan_cancel_running_v2, plan_retry, plan_retry_v2, plan_retry_check;
+SPIPlanPtr plan_cancel_try, plan_cancel_lock, plan_cancel_running, plan_cancel_running_v2, plan_retry, plan_retry_v2, plan_retry_check;
 
 bool finished(const char *status) {
     core::RunStatus s;
@@ -161,19 +161,6 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         SPI_finish();
         PG_RETURN_BOOL(false);
     }
-    // One cancel_run of a run at a time, until its transaction ends: a later one then reads the run finished and
-    // returns false. (Two calls waiting for the row of a run an executor holds both saw it recorded cancelled on
-    // their requests, and both returned true; review, 2026-12-07.) A heavyweight lock on an advisory tag of our own
-    // (field 4 = 4: not a user's advisory lock, 1 or 2, nor a pipeline's, 3): an ordinary lock wait.
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(run_id) >> 32),
-                         static_cast<uint32>(run_id), 4);
-    (void)LockAcquire(&tag, ExclusiveLock, false, false);
-    status = run_status(run_id);  // (a statement's own snapshot: it sees what the transaction waited for did)
-    if (finished(status)) {
-        SPI_finish();
-        PG_RETURN_BOOL(false);
-    }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and
@@ -194,10 +181,34 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     // 2. Take the run's row lock -- an ordinary lock wait (pg_locks, lock_timeout) while a transaction holds
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
-    pg::run_as_owner(&plan_cancel_lock,
+    //    The row free (or this transaction's own): taken at once. Held by another transaction: calls for one run take
+    //    turns first, until each one's transaction ends -- a later one then reads the run finished and returns false.
+    //    (Two calls waiting for the row of a run an executor held both saw it recorded cancelled on their requests,
+    //    and both returned true; review, 2026-12-07.) The turn is a heavyweight lock on an advisory tag of our own
+    //    (field 4 = 4: not a user's advisory lock, 1 or 2, nor a pipeline's, 3), taken only to wait: a bulk cancel
+    //    of free rows takes none (the lock table would fill), and a session that holds the row it cancels does not
+    //    wait behind another call that waits for that row. Under REPEATABLE READ or SERIALIZABLE the status read
+    //    after the turn is the transaction snapshot's: a run finished meanwhile fails the row lock below with 40001,
+    //    as any such update does.
+    pg::run_as_owner(&plan_cancel_try,
                      "/* pw_indexes: runs_pkey */ SELECT status, worker_pid IS NOT NULL FROM pipeline_worker.runs"
-                     " WHERE id = $1 FOR UPDATE",
+                     " WHERE id = $1 FOR UPDATE SKIP LOCKED",
                      1, types, v, nullptr, false);
+    if (SPI_processed == 0) {
+        LOCKTAG tag;
+        SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(run_id) >> 32),
+                             static_cast<uint32>(run_id), 4);
+        (void)LockAcquire(&tag, ExclusiveLock, false, false);
+        status = run_status(run_id);  // (a statement's snapshot: it sees what the transaction waited for did)
+        if (finished(status)) {
+            SPI_finish();
+            PG_RETURN_BOOL(false);
+        }
+        pg::run_as_owner(&plan_cancel_lock,
+                         "/* pw_indexes: runs_pkey */ SELECT status, worker_pid IS NOT NULL FROM pipeline_worker.runs"
+                         " WHERE id = $1 FOR UPDATE",
+                         1, types, v, nullptr, false);
+    }
     bool result = false;
     if (SPI_processed == 1) {
         char *now_status = TextDatumGetCString(col(0, 1, &isnull));
