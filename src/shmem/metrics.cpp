@@ -211,7 +211,7 @@ bool any_in_txn() { return nlocal > 0; }
 
 namespace {
 
-// Runs created in the database so far, by the counters (under the header lock).
+// Runs created in the database so far, by the counters (under the header lock, shared is enough).
 uint64 created_in(Oid dboid) {
     uint64 sum = 0;
     HASH_SEQ_STATUS seq;
@@ -224,7 +224,16 @@ uint64 created_in(Oid dboid) {
 
 }  // namespace
 
-void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us) {
+uint64 runs_created_in(Oid dboid) {
+    if (g_header == nullptr) return 0;
+    LWLockAcquire(g_header->lock, LW_SHARED);
+    uint64 n = created_in(dboid);
+    LWLockRelease(g_header->lock);
+    return n;
+}
+
+void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us,
+                    uint64 created_before) {
     if (g_header == nullptr) return;
     for (int i = 0; i < n; i++) {  // entries first (each takes the lock itself)
         Key k;
@@ -248,7 +257,7 @@ void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, in
         d->cost_us = cost_us;
         d->unfinished = 0;
         for (int i = 0; i < n; i++) d->unfinished += g[i].pending + g[i].scheduled + g[i].running + g[i].waiting;
-        d->created = created_in(dboid);
+        d->created = created_before;
     }
     LWLockRelease(g_header->lock);
 }

@@ -37,7 +37,11 @@ struct Gauges {
 
 // Publishes one database's gauges as counted at `at` (pipelines not listed count as zero), unless a later count
 // was published meanwhile. cost_us: what counting took (the lead worker counts less often when it is expensive).
-void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us);
+// created_before: runs_created_in() read before the count (runs created since are not in it).
+void gauges_publish(Oid dboid, const char *const *pipelines, const Gauges *g, int n, TimestampTz at, int64 cost_us,
+                    uint64 created_before);
+// Runs created in the database so far, by the counters.
+uint64 runs_created_in(Oid dboid);
 // When they were last published for dboid and what counting cost (0, 0: never).
 // unfinished: how many runs that count found (pending, scheduled, running, waiting).
 // created_since: runs created in the database since that count, by the counters.

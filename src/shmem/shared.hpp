@@ -24,6 +24,7 @@ struct Slot {
     pg_atomic_uint32 dboid;    // database of the worker started on this slot (set by the launcher before it
                                // starts, cleared once it has exited): 0 when no worker is there or coming
     pg_atomic_uint32 retire;   // the launcher wants the slot elsewhere: finish the batch, then exit
+    pg_atomic_uint32 left_clean;  // the worker left because the database has no extension (cleared at each start)
     int pid;                   // 0 when the slot is free
     Latch *latch;
 };

@@ -42,6 +42,7 @@ void refresh_gauges() {
     // 0.2 statement after every scrape anywhere, and logged its ERROR every few seconds (acceptance walk-through,
     // 2026-12-07).
     if (schema_version() < 2) return;
+    uint64 created_before = metrics::runs_created_in(MyDatabaseId);
     TimestampTz started = GetCurrentTimestamp();
     pg::spi_connect();
     // One row per pipeline (none of its runs unfinished: zeros). Each count is an index-only range scan of the
@@ -77,7 +78,7 @@ void refresh_gauges() {
         g[i].oldest_pending = isnull ? 0 : DatumGetTimestampTz(oldest);
     }
     TimestampTz at = GetCurrentTimestamp();
-    metrics::gauges_publish(MyDatabaseId, names, g, n, started, at - started);
+    metrics::gauges_publish(MyDatabaseId, names, g, n, started, at - started, created_before);
     SPI_finish();
 }
 

@@ -3,6 +3,7 @@
 // asking extra ones to leave, moving them when the settings or the work change. Where they should be is decided
 // by core/placement.cpp; this file finds the databases, tells what each is doing, and starts and retires workers.
 #include <algorithm>
+#include <climits>
 #include <new>
 #include <vector>
 
@@ -26,6 +27,7 @@ namespace {
 constexpr long kRestartBackoffMs = 1000;  // minimum time between two starts of one slot
 constexpr long kBusyMs = 150;             // a database that claimed runs this recently is busy (or executes one now)
 constexpr long kTenureMs = 1000;          // with more busy databases than workers: how long one keeps its worker
+constexpr int64 kMaxWaitRank = 1000000000;  // ranks of waits (ms, about 11 days) and tenures (s) stop growing there
 constexpr long kVisitMs = 4000;           // with fewer workers than databases: an idle one without a worker gets one
                                           // after this, for its upkeep (recovery sweep, retention) -- then keeps it
                                           // until another needs it -- if a worker is free of busy databases
@@ -177,23 +179,20 @@ class Launcher {
             pfree(slots_[i].handle);
             slots_[i].handle = nullptr;
             Oid dboid = pg_atomic_read_u32(&s->dboid);
-            bool asked = pg_atomic_read_u32(&s->retire) != 0;
+            // (Left because the extension is not there -- a worker sent to look at a new database --, as the worker
+            // noted in its slot: a clean exit, and the database is not served again before the extension is
+            // created, whose commit must find it served at once. Until 2026-12-07 this counted as an exit right
+            // after the start: CREATE EXTENSION in a database created a moment before waited up to 1 s more.)
+            bool asked = pg_atomic_read_u32(&s->retire) != 0 || pg_atomic_read_u32(&s->left_clean) != 0;
             slots_[i].asked_out = asked;
             pg_atomic_write_u32(&s->retire, 0);
+            pg_atomic_write_u32(&s->left_clean, 0);
             pg_atomic_write_u32(&s->dboid, 0);
             shared::DbState *d = shared::db(dboid);
             if (d == nullptr || asked) continue;
             if (pg_atomic_read_u32(&d->extension) != shared::kExtAbsent) {
                 pg_atomic_write_u32(&d->recovery_needed, 1);
                 shared::wake_workers_in(dboid, 1);
-            } else {
-                // Left because the extension is not there (a worker sent to look at a new database): a clean exit,
-                // and the database is not served again before the extension is created -- whose commit must find
-                // it served at once. Until 2026-12-07 this counted as an exit right after the start: CREATE
-                // EXTENSION in a database created a moment before waited up to 1 s more (2 s in all; acceptance
-                // walk-through).
-                slots_[i].asked_out = true;
-                continue;
             }
             // an exit right after the start (a crash loop, a database that refuses connections): not at once again
             if (after(now, slots_[i].last_start, kRestartBackoffMs)) notes_[d - st_->dbs].hold_until = now + kRestartBackoffMs * 1000;
@@ -338,10 +337,11 @@ class Launcher {
             // waiting for less than a tenth tied with it, and took its worker back by its place in the list; each
             // database served longer than kTenureMs in turn gave a worker up and took it back, and a database
             // created with the extension a moment before waited 1-2 s; acceptance walk-through, 2026-12-07)
-            int64 waited_ms = (now - n.unserved_since) / 1000;
-            rank = -static_cast<int>(std::min<int64>(waited_ms, 1000000));
+            int64 waited_ms = std::max<int64>((now - n.unserved_since) / 1000, 0);  // (a clock set back: 0)
+            rank = -static_cast<int>(std::min<int64>(waited_ms, kMaxWaitRank));
         } else if (active) {
-            rank = tenured ? 2 + static_cast<int>((now - n.served_since) / USECS_PER_SEC) : -2000000;
+            rank = tenured ? 2 + static_cast<int>(std::min<int64>((now - n.served_since) / USECS_PER_SEC, kMaxWaitRank))
+                           : INT_MIN;
         } else {
             rank = current == 0 ? (visit_due ? 1 : 3) : tenured ? 2 : 0;
         }
@@ -414,6 +414,7 @@ class Launcher {
             }
             slots_[i].last_start = now;
             pg_atomic_write_u32(&st_->slots[i].retire, 0);
+            pg_atomic_write_u32(&st_->slots[i].left_clean, 0);
             pg_atomic_write_u32(&st_->slots[i].dboid, db.oid);
             if (start_worker(i, db, &slots_[i].handle)) {
                 warned_no_slot_ = false;

@@ -144,6 +144,7 @@ void leave_database(const char *why) {
         // databases.sh, 2026-12-07.)
         if (pg_atomic_read_u32(&d->extension_seq) != extension_seq_seen)
             pg_atomic_write_u32(&d->extension, shared::kExtPresent);
+        if (my_slot != nullptr) pg_atomic_write_u32(&my_slot->left_clean, 1);  // (for the launcher: not a crash loop)
         shared::wake_launcher();
     }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker leaves database %u: %s", MyDatabaseId, why)));
