@@ -85,8 +85,8 @@ private:
     core::Allowlist allowlist_;
     std::string allowlist_text_;
     size_t max_bytes_ = 1 << 20;
-    bool fresh_connections_ = false;
-    long connection_cache_ = 2048;  // the allowlist changed while connections were cached
+    bool fresh_connections_ = false;  // the allowlist changed while connections were cached
+    long connection_cache_ = 2048;  // idle connections kept (client.cpp kConnectionCache; limit_connection_cache)
     std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
     std::vector<void *> idle_handles_;
     std::vector<Result> results_;

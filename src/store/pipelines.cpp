@@ -268,6 +268,7 @@ Pipeline *load_pipeline(const char *name) {
     char *steps = TextDatumGetCString(col(0, 1, &isnull));
     char *options = TextDatumGetCString(col(0, 2, &isnull));
     int64 id = DatumGetInt64(col(0, 4, &isnull));
+    // (Its secret header values are kept too: they are written only by create_pipeline, under a new id.)
     if (found && e->id == id && e->owner == owner && strcmp(e->steps, steps) == 0 && strcmp(e->options, options) == 0) {
         e->generation = generation;  // (unchanged: the parsed one stays, nothing more kept in cache_ctx)
         e->xact_snapshot = IsolationUsesXactSnapshot();

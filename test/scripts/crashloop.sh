@@ -20,7 +20,8 @@ Datum pw_test_segv(PG_FUNCTION_ARGS) {
 }
 C
 PG_CONFIG=$PW_BINDIR/pg_config; [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
-cc -shared -fPIC -O0 -I"$($PG_CONFIG --includedir-server)" -o "$PW_CLUSTER_DIR/lib/segv.so" "$PW_CLUSTER_DIR/lib/segv.c" ||
+CC=$(command -v cc || command -v gcc) || pw_die "no C compiler (scripts/setup.sh installs g++, which brings gcc)"
+"$CC" -shared -fPIC -O0 -I"$($PG_CONFIG --includedir-server)" -o "$PW_CLUSTER_DIR/lib/segv.so" "$PW_CLUSTER_DIR/lib/segv.c" ||
     pw_die "could not build the segfaulting test function"
 chmod -R a+rX "$PW_CLUSTER_DIR/lib"
 pw_psql <<SQL >/dev/null || pw_die "setup failed"
