@@ -43,7 +43,7 @@ using pg::col;
 
 namespace {
 
-SPIPlanPtr plan_cancel_try, plan_cancel_lock, plan_cancel_running, plan_cancel_running_v2, plan_retry, plan_retry_v2, plan_retry_check;
+SPIPlanPtr plan_cancel_try, plan_cancel_lock, plan_cancel_claim, plan_cancel_running, plan_cancel_running_v2, plan_retry, plan_retry_v2, plan_retry_check;
 
 bool finished(const char *status) {
     core::RunStatus s;
@@ -182,14 +182,13 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
     //    it: a worker's ends at once (it was signalled, or sees the request before its next step), a session's
     //    when it commits or rolls back. Then cancel the run unless it finished meanwhile.
     //    The row free (or this transaction's own): taken at once. Held by another transaction: calls for one run take
-    //    turns first, until each one's transaction ends -- a later one then reads the run finished and returns false.
-    //    (Two calls waiting for the row of a run an executor held both saw it recorded cancelled on their requests,
-    //    and both returned true; review, 2026-12-07.) The turn is a heavyweight lock on an advisory tag of our own
-    //    (field 4 = 4: not a user's advisory lock, 1 or 2, nor a pipeline's, 3), taken only to wait: a bulk cancel
-    //    of free rows takes none (the lock table would fill), and a session that holds the row it cancels does not
-    //    wait behind another call that waits for that row. Under REPEATABLE READ or SERIALIZABLE the status read
-    //    after the turn is the transaction snapshot's: a run finished meanwhile fails the row lock below with 40001,
-    //    as any such update does.
+    //    turns first, until each one's transaction ends. (Two calls waiting for the row of a run an executor held both
+    //    saw it recorded cancelled on their requests, and both returned true; review, 2026-12-07.) The turn is a
+    //    heavyweight lock on an advisory tag of our own (field 4 = 4: not a user's advisory lock, 1 or 2, nor a
+    //    pipeline's, 3), taken only to wait: a bulk cancel of free rows takes none (the lock table would fill), and a
+    //    session that holds the row it cancels does not wait behind another call that waits for that row. Under
+    //    REPEATABLE READ or SERIALIZABLE a run finished since the snapshot fails the row lock with 40001, as any such
+    //    update does.
     pg::run_as_owner(&plan_cancel_try,
                      "/* pw_indexes: runs_pkey */ SELECT status, worker_pid IS NOT NULL FROM pipeline_worker.runs"
                      " WHERE id = $1 FOR UPDATE SKIP LOCKED",
@@ -199,11 +198,9 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(run_id) >> 32),
                              static_cast<uint32>(run_id), 4);
         (void)LockAcquire(&tag, ExclusiveLock, false, false);
-        status = run_status(run_id);  // (a statement's snapshot: it sees what the transaction waited for did)
-        if (finished(status)) {
-            SPI_finish();
-            PG_RETURN_BOOL(false);
-        }
+        // (the row is locked even if the run finished meanwhile: whether its cancel is this call's is decided with
+        // the row held -- below. Until 2026-12-07 a run that its executor cancelled between this call's two looks
+        // was read finished here, and the call that had asked returned false: CI, semantics.sh.)
         pg::run_as_owner(&plan_cancel_lock,
                          "/* pw_indexes: runs_pkey */ SELECT status, worker_pid IS NOT NULL FROM pipeline_worker.runs"
                          " WHERE id = $1 FOR UPDATE",
@@ -233,13 +230,18 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
             if (SPI_processed == 1) store::note_finished(TextDatumGetCString(col(0, 1, &isnull)), run_id, core::RunStatus::Cancelled, -1);
             store::close_waits(pg::int8_array(&run_id, 1));  // a sleep or event wait it was in ends with it
             if (parent != 0) store::wake_parents(&parent, 1);     // it looks at its child again: cancelled
-        } else {
-            // Finished while this call waited for the row. Cancelled by whoever executed it (a worker, or a session's
-            // execute_run), which writes its own pid: on this call's request -- true. Cancelled by a cancel_run of
-            // another session's that left no lock behind (say, in the session that executed the run), or by a
-            // cascade from a parent, which leave no pid: not by this call -- false, as if it had come after. (Until
+        } else if (strcmp(now_status, "cancelled") == 0 && DatumGetBool(col(0, 2, &isnull)) && !isnull) {
+            // Finished since this call first looked: cancelled by whoever executed it (a worker, or a session's
+            // execute_run), which writes its own pid -- on a request, this call's or another's still waiting. The
+            // first call to hold the row takes the cancel as its own: it clears the pid, as its own write would, and
+            // returns true; the others, and later calls, find no pid -- false, as if they had come after. Cancelled by
+            // another cancel_run's own write, or by a cascade from a parent, which leave no pid: false. (Until
             // 2026-12-07 two cancel_run calls racing for a run both returned true; acceptance walk-through.)
-            result = strcmp(now_status, "cancelled") == 0 && DatumGetBool(col(0, 2, &isnull)) && !isnull;
+            pg::run_as_owner(&plan_cancel_claim,
+                             "/* pw_indexes: runs_pkey */ UPDATE pipeline_worker.runs SET worker_pid = NULL,"
+                             " worker_started_at = NULL WHERE id = $1",
+                             1, types, v, nullptr, false);
+            result = true;
         }
     }
     // its unfinished child runs (and theirs) are cancelled with it
