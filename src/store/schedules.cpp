@@ -197,7 +197,7 @@ struct DueSchedule {
     int64 pipeline_id;  // the pipeline it was scheduled on (a re-created pipeline of the same name is another one)
     TimestampTz next_run_at;
     int64 last_run_id;  // 0: none
-    bool last_unfinished;
+    TimestampTz last_busy_until;  // when the last run finished (DT_NOEND: it has not; DT_NOBEGIN: no run)
 };
 
 // May the schedule's owner still submit to its pipeline? Fills the pipeline's id, owner and pause state; when not,
@@ -274,8 +274,9 @@ DueSchedule *lock_due(int *n) {
     SPIPlanPtr p = pg::prepare(&plan_due,
                                "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
                                " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
-                               " COALESCE((SELECT r.status IN ('pending', 'running', 'waiting') FROM pipeline_worker.runs r"
-                               "   WHERE r.id = s.last_run_id), false), s.pipeline_id"
+                               " COALESCE((SELECT CASE WHEN r.status IN ('pending', 'running', 'waiting')"
+                               "   OR r.finished_at IS NULL THEN 'infinity'::timestamptz ELSE r.finished_at END"
+                               "   FROM pipeline_worker.runs r WHERE r.id = s.last_run_id), '-infinity'), s.pipeline_id"
                                " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= $1"
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
                                1, now_type);
@@ -295,7 +296,7 @@ DueSchedule *lock_due(int *n) {
         s.next_run_at = DatumGetTimestampTz(col(i, 8, &isnull));
         Datum last = col(i, 9, &isnull);
         s.last_run_id = isnull ? 0 : DatumGetInt64(last);
-        s.last_unfinished = DatumGetBool(col(i, 10, &isnull));
+        s.last_busy_until = DatumGetTimestampTz(col(i, 10, &isnull));
         s.pipeline_id = DatumGetInt64(col(i, 11, &isnull));
     }
     return due;
@@ -337,7 +338,11 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
     int64 pipeline_id = 0, skipped = 0, last_run = s.last_run_id, created = 0;
     Oid pipeline_owner = InvalidOid;
-    bool paused = false, unfinished = s.last_unfinished;
+    bool paused = false;
+    // "overlap": "skip" asks whether the last run was unfinished at the slot, not when the timer looks: a round late
+    // (every worker inside a step) found the run just finished, and fired the slots it had been busy over (until
+    // 2026-12-07, with one worker and a 3 s step: a run for the slot after each run's start).
+    TimestampTz busy_until = s.last_busy_until;
     for (int k = 0; k < nfire; k++) {
         const char *why;
         if (!owner_may_submit(s, &pipeline_id, &pipeline_owner, &paused, &why)) {
@@ -346,14 +351,14 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
             deactivate(s.name);
             return created;
         }
-        if (o.overlap == core::Overlap::Skip && unfinished) {
+        if (o.overlap == core::Overlap::Skip && busy_until > timestamp_of(fire[k])) {
             skipped++;
             continue;
         }
         int64 id = create_slot_run(s, o, timestamp_of(fire[k]), pipeline_id, pipeline_owner, paused);
         if (id != 0) {
             last_run = id;
-            unfinished = true;
+            busy_until = DT_NOEND;
             created++;
             metrics::runs_created(s.pipeline);
         }

@@ -118,6 +118,28 @@ n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'sche
 pw_info "overlap skip: $n runs in 7 s of a 2.5 s step"
 { [ "$n" -ge 2 ] && [ "$n" -le 3 ]; } && pw_ok "overlap skip: 2-3 runs in 7 s" || pw_fail "overlap skip: $n runs"
 
+# ------------------------------------------------------------------ overlap skip with every worker inside a step
+# Two workers are kept busy by long runs, the third executes the schedule's 2.5 s runs: the timer's rounds then come
+# only between runs, late. A slot the last run was busy over is still skipped -- judged at the slot, not when the
+# round looks (until 2026-12-07 a late round found the run just finished and fired the slot after its start).
+pw_set_conf pipeline_worker.claim_batch 1 >/dev/null || pw_fail "claim_batch not set"
+for i in 1 2; do pw_psql -c "SELECT pipeline_worker.create_run('sc', '{\"sleep\": 8}', '{\"tag\": \"busy\"}')" >/dev/null; done
+# (inside their steps: a run whose claim is not committed yet reads pending)
+pw_wait_sql 2 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" >/dev/null \
+    || pw_fail "the two long runs did not start"
+pw_psql -c "SELECT pipeline_worker.schedule('ov_busy', 'sc', '1 seconds', '{\"sleep\": 2.5}', options => '{\"overlap\": \"skip\"}')" >/dev/null
+sleep 6
+pw_psql -c "SELECT pipeline_worker.unschedule('ov_busy')" >/dev/null
+pw_reset_conf pipeline_worker.claim_batch
+pw_wait_all_finished 15
+pw_check_sql "overlap skip, every worker busy: no run for a slot its schedule's last run was unfinished at" 0 \
+    "SELECT count(*) FROM (SELECT (metadata->>'scheduled_for')::timestamptz AS slot,
+                                  lag(finished_at) OVER (ORDER BY id) AS prev_finished
+                             FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'ov_busy') x
+      WHERE prev_finished > slot"
+n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'ov_busy'")
+[ "$n" -ge 1 ] && pw_ok "overlap skip, every worker busy: $n run(s) in 6 s of a 2.5 s step" || pw_fail "overlap skip, every worker busy: no run"
+
 # ------------------------------------------------------------------ SIGKILL while schedules fire
 pw_psql -c "SELECT pipeline_worker.schedule('k' || i, 'sc', '1 seconds', options => '{\"catch_up\": \"all\"}')
               FROM generate_series(1, 10) i" >/dev/null
