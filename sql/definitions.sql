@@ -63,6 +63,12 @@ SELECT pipeline_worker.create_pipeline('bad_http_userinfo', '[{"name": "a", "htt
 SELECT pipeline_worker.create_pipeline('bad_http_framing', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": {"Content-Length": "5"}}}]');
 SELECT pipeline_worker.create_pipeline('bad_http_method', '[{"name": "a", "http": {"url": "http://localhost/x", "method": "HEAD"}}]');
 SELECT pipeline_worker.create_pipeline('bad_http_headers', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": ["X: 1"]}}]');
+-- wrong JSON types: each with a hint saying what is allowed
+SELECT pipeline_worker.create_pipeline('bad_http_method_type', '[{"name": "a", "http": {"url": "http://localhost/x", "method": 1}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_follow_type', '[{"name": "a", "http": {"url": "http://localhost/x", "follow_redirects": "yes"}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_secret_type', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": {"X-A": "1"}, "secret_headers": "X-A"}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_header_value', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": {"X-A": 1}}}]');
+SELECT pipeline_worker.create_pipeline('bad_http_header_name', '[{"name": "a", "http": {"url": "http://localhost/x", "headers": {"X A": "1"}}}]');
 
 -- ---------------------------------------------------------------- invalid: step options and pipeline options
 SELECT pipeline_worker.create_pipeline('bad_attempts_zero', '[{"name": "a", "function": "public.def_ok", "max_attempts": 0}]');

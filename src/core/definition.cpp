@@ -30,6 +30,11 @@ const char *const kKindHint =
     "A step has exactly one of \"function\": \"schema.fn\", \"http\": {\"url\": ...}, \"pipeline\": \"name\", "
     "\"sleep\": \"5 minutes\" or \"wait_for\": \"event\".";
 const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirects, secret_headers";
+const char *const kUrlHint = "Give \"url\" as a JSON string \"http://host[:port]/path\" or \"https://...\" (port 1-65535).";
+const char *const kHeadersHint = "Write \"headers\": {\"Name\": \"value\", ...} with string values.";
+const char *const kSecretHint = "Write [\"Name\", ...]: names of headers in \"headers\" whose values stay hidden.";
+const char *const kNameHint = "Every step needs a \"name\": a non-empty JSON string of at most 200 characters, unique in the pipeline.";
+const char *const kBoolHint = "Use the JSON booleans true or false (not strings).";
 const char *const kOptionKeys =
     "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
     "retention, notify, description";
@@ -84,8 +89,8 @@ void check_url_with_curl(const std::string &u, const std::string &at) {
     if (user != nullptr) curl_free(user);
     if (port != nullptr) curl_free(port);
     curl_url_cleanup(h);
-    if (!bad.empty()) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": " + bad);
-    if (port_zero) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": port 0");
+    if (!bad.empty()) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": " + bad, kUrlHint);
+    if (port_zero) throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": port 0", kUrlHint);
     if (idn)
         throw DefinitionError(at + ": invalid http \"url\" " + json::quote(u) + ": the host name is not ASCII",
                               "Write an internationalized host name in its ASCII (IDNA, \"xn--\") form.");
@@ -113,41 +118,46 @@ bool is_client_managed_header(const char *name) noexcept {
 namespace {
 
 std::vector<std::string> header_names(const json::Value &val, const std::string &what) {
-    if (!val.is_array()) throw DefinitionError(what + " must be an array of header names");
+    if (!val.is_array()) throw DefinitionError(what + " must be an array of header names", kSecretHint);
     std::vector<std::string> names;
     for (const auto &n : val.as_array()) {
-        if (!n.is_string()) throw DefinitionError(what + " must be an array of header names");
+        if (!n.is_string()) throw DefinitionError(what + " must be an array of header names", kSecretHint);
         names.push_back(n.as_string());
     }
     return names;
 }
 
 HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
-    if (!v.is_object()) throw DefinitionError(at + ": \"http\" must be an object");
+    if (!v.is_object())
+        throw DefinitionError(at + ": \"http\" must be an object",
+                              std::string("Write \"http\": {\"url\": \"https://...\", \"method\": \"POST\"}; allowed http keys: ") +
+                                  kHttpKeys + ".");
     HttpSpec h;
     bool have_url = false;
     for (const auto &[key, val] : v.as_object()) {
         if (key == "url") {
-            if (!val.is_string()) throw DefinitionError(at + ": http \"url\" must be a string");
+            if (!val.is_string()) throw DefinitionError(at + ": http \"url\" must be a string", kUrlHint);
             const std::string &u = val.as_string();
             std::string lower = u;
             std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
             size_t skip = 0;
             if (lower.rfind("http://", 0) == 0) skip = 7;
             else if (lower.rfind("https://", 0) == 0) skip = 8;
-            else throw DefinitionError(at + ": http \"url\" must start with http:// or https://, got " + json::quote(u));
+            else throw DefinitionError(at + ": http \"url\" must start with http:// or https://, got " + json::quote(u), kUrlHint);
             size_t host_end = u.find_first_of("/?#", skip);
             std::string authority = u.substr(skip, host_end == std::string::npos ? std::string::npos : host_end - skip);
             if (authority.empty() || authority[0] == ':' || authority[0] == '@')
-                throw DefinitionError(at + ": http \"url\" has no host: " + json::quote(u));
+                throw DefinitionError(at + ": http \"url\" has no host: " + json::quote(u), kUrlHint);
             for (char c : u)
                 if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
-                    throw DefinitionError(at + ": http \"url\" contains white space or control characters");
+                    throw DefinitionError(at + ": http \"url\" contains white space or control characters",
+                                          "Percent-encode them (a space is %20).");
             if (!stored) check_url_with_curl(u, at);
             h.url = u;
             have_url = true;
         } else if (key == "method") {
-            if (!val.is_string()) throw DefinitionError(at + ": http \"method\" must be a string");
+            if (!val.is_string())
+                throw DefinitionError(at + ": http \"method\" must be a string", "Use one of GET, POST, PUT, PATCH, DELETE.");
             std::string m = val.as_string();
             std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::toupper(c); });
             if (m != "GET" && m != "POST" && m != "PUT" && m != "PATCH" && m != "DELETE")
@@ -155,25 +165,27 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
                                       "Use one of GET, POST, PUT, PATCH, DELETE.");
             h.method = m;
         } else if (key == "headers") {
-            if (!val.is_object()) throw DefinitionError(at + ": http \"headers\" must be an object of strings");
+            if (!val.is_object()) throw DefinitionError(at + ": http \"headers\" must be an object of strings", kHeadersHint);
             for (const auto &[hname, hval] : val.as_object()) {
                 if (hname.empty() || !std::all_of(hname.begin(), hname.end(), is_token_char))
-                    throw DefinitionError(at + ": invalid http header name " + json::quote(hname));
+                    throw DefinitionError(at + ": invalid http header name " + json::quote(hname),
+                                          "A header name is letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons).");
                 if (!stored && is_client_managed_header(hname.c_str()))
                     throw DefinitionError(at + ": http header " + json::quote(hname) + " cannot be set by a step",
                                           "Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, "
                                           "Trailer, Expect and Proxy-Connection are set by the HTTP client.");
                 if (!hval.is_string())
-                    throw DefinitionError(at + ": http header " + json::quote(hname) + " must have a string value");
+                    throw DefinitionError(at + ": http header " + json::quote(hname) + " must have a string value", kHeadersHint);
                 for (char c : hval.as_string())
                     if (c == '\r' || c == '\n' || c == '\0')
                         throw DefinitionError(at + ": http header " + json::quote(hname) +
-                                              " contains a line break");
+                                              " contains a line break", "A header value is one line: no CR, LF or NUL.");
                 if (!stored) {  // (RFC 9110: no control character but a tab in a field value; one name once)
                     for (char c : hval.as_string())
                         if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f)
                             throw DefinitionError(at + ": http header " + json::quote(hname) +
-                                                  " contains a control character");
+                                                  " contains a control character",
+                                                  "A header value may contain tabs, but no other control character.");
                     for (const auto &earlier : h.headers)
                         if (strcasecmp(earlier.first.c_str(), hname.c_str()) == 0)
                             throw DefinitionError(at + ": http header " + json::quote(hname) + " is given twice",
@@ -184,7 +196,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
         } else if (key == "timeout_ms") {
             h.timeout_ms = int_in_range(val, at + ": http \"timeout_ms\"", 1, kMaxTimeoutMs);
         } else if (key == "follow_redirects") {
-            if (!val.is_bool()) throw DefinitionError(at + ": http \"follow_redirects\" must be true or false");
+            if (!val.is_bool()) throw DefinitionError(at + ": http \"follow_redirects\" must be true or false", kBoolHint);
             h.follow_redirects = val.as_bool();
             h.has_follow_redirects = true;
         } else if (key == "secret_headers") {
@@ -195,7 +207,7 @@ HttpSpec parse_http(const json::Value &v, const std::string &at, bool stored) {
                                   std::string("Allowed http keys: ") + kHttpKeys + ".");
         }
     }
-    if (!have_url) throw DefinitionError(at + ": http step needs a \"url\"");
+    if (!have_url) throw DefinitionError(at + ": http step needs a \"url\"", kUrlHint);
     return h;
 }
 
@@ -247,7 +259,7 @@ void check_step(StepSpec &s, const std::string &at, bool have_function, int kind
         s.http.secret_headers = names;
     }
     if (step_follow != nullptr) {
-        if (!step_follow->is_bool()) throw DefinitionError(at + ": \"follow_redirects\" must be true or false");
+        if (!step_follow->is_bool()) throw DefinitionError(at + ": \"follow_redirects\" must be true or false", kBoolHint);
         if (!s.is_http)
             throw DefinitionError(at + ": \"follow_redirects\" applies to http steps only",
                                   "Redirects are followed (or not) by http steps.");
@@ -265,15 +277,17 @@ void check_step(StepSpec &s, const std::string &at, bool have_function, int kind
 
 StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     if (!v.is_object())
-        throw DefinitionError(where(index, "") + " must be a JSON object, not " + v.type_name());
+        throw DefinitionError(where(index, "") + " must be a JSON object, not " + v.type_name(),
+                              "Example: {\"name\": \"fetch\", \"function\": \"public.fetch\"}");
     StepSpec s;
     const json::Value *name = v.find("name");
-    if (name == nullptr) throw DefinitionError(where(index, "") + " has no \"name\"");
+    if (name == nullptr) throw DefinitionError(where(index, "") + " has no \"name\"", kNameHint);
     if (!name->is_string() || name->as_string().empty())
-        throw DefinitionError(where(index, "") + ": \"name\" must be a non-empty string");
+        throw DefinitionError(where(index, "") + ": \"name\" must be a non-empty string", kNameHint);
     if (name->as_string().size() > kMaxNameLength)
         throw DefinitionError(where(index, "") + ": \"name\" is longer than " + std::to_string(kMaxNameLength) +
-                              " characters");
+                              " characters",
+                              kNameHint);
     s.name = name->as_string();
     const std::string at = where(index, s.name);
 
@@ -283,12 +297,14 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
     const json::Value *step_secrets = nullptr;  // "secret_headers" at the step level (same as inside "http")
     const json::Value *step_follow = nullptr;   // "follow_redirects" at the step level (same as inside "http")
     for (const auto &[key, val] : v.as_object()) {
-        if (!seen.insert(key).second) throw DefinitionError(at + ": key " + json::quote(key) + " appears twice");
+        if (!seen.insert(key).second)
+            throw DefinitionError(at + ": key " + json::quote(key) + " appears twice", "Give each key of a step once.");
         if (key == "name" || key == "description") {
             continue;
         } else if (key == "function") {
             if (!val.is_string() || val.as_string().empty())
-                throw DefinitionError(at + ": \"function\" must be a non-empty string naming a function");
+                throw DefinitionError(at + ": \"function\" must be a non-empty string naming a function",
+                                      "Name a function (jsonb) RETURNS jsonb, e.g. \"public.charge\".");
             s.function = val.as_string();
             have_function = true;
             kinds++;
@@ -389,7 +405,9 @@ RateLimit parse_rate_limit(const json::Value &v, const std::string &what) {
 
 Options parse_options(const json::Value &v) {
     Options o;
-    if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
+    if (!v.is_object())
+        throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name(),
+                              std::string("Allowed options: ") + kOptionKeys + ".");
     for (const auto &[key, val] : v.as_object()) {
         if (key == "description") continue;
         if (key == "notify") {
@@ -429,7 +447,9 @@ Options parse_options(const json::Value &v) {
 
 void check_option_keys(const std::string &change_json) {
     json::Value v = json::parse(change_json);
-    if (!v.is_object()) throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name());
+    if (!v.is_object())
+        throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name(),
+                              std::string("Allowed options: ") + kOptionKeys + ".");
     std::set<std::string> known;
     std::string keys = kOptionKeys;
     for (size_t at = 0, comma; at < keys.size(); at = comma + 2) {  // ("a, b, c")
@@ -453,7 +473,8 @@ Definition parse_definition(const std::string &steps_text, const std::string &op
                               "Example: [{\"name\": \"fetch\", \"function\": \"public.fetch\"}]");
     if (steps.as_array().empty()) throw DefinitionError("steps must not be empty", "A pipeline needs at least one step.");
     if (steps.as_array().size() > kMaxSteps)
-        throw DefinitionError("a pipeline has at most " + std::to_string(kMaxSteps) + " steps");
+        throw DefinitionError("a pipeline has at most " + std::to_string(kMaxSteps) + " steps",
+                              "Move part of the work into child pipelines (\"pipeline\" steps) or map steps.");
     std::set<std::string> names;
     for (size_t i = 0; i < steps.as_array().size(); ++i) {
         StepSpec s = parse_step(steps.as_array()[i], i, stored);

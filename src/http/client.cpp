@@ -255,7 +255,7 @@ void Client::setup(Transfer &t) {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, &t);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "pipeline_worker/0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "pipeline_worker/0.2");  // (the library's version: pipeline_worker.control's default_version)
     if (t.fresh) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 
     if (t.headers != nullptr) curl_slist_free_all(t.headers);

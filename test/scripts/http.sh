@@ -59,6 +59,10 @@ pw_check_sql "POST /echo: Pipeline-Run-Id, Idempotency-Key, user header, Content
     "SELECT concat_ws('|', h->>'pipeline-run-id', h->>'idempotency-key', h->>'x-test', h->>'content-type')
        FROM (SELECT result->'headers' h FROM pipeline_worker.runs WHERE id = $r) s"
 pw_check "POST /echo: the server got exactly one request, with the key" "$r:1:1=1" "$(srv_keys_of "$r")"
+pw_check_sql "POST /echo: User-Agent names the library's version" t \
+    "SELECT result->'headers'->>'user-agent' = 'pipeline_worker/' || (SELECT default_version FROM pg_available_extensions
+                                                                       WHERE name = 'pipeline_worker')
+       FROM pipeline_worker.runs WHERE id = $r"
 # a definition stored before create_pipeline refused client-managed headers: they are not sent (a Content-Length
 # of 5 would cut the body and corrupt the kept-alive connection), the other headers are
 mkpipe echo_legacy '[{"name": "call", "http": {"url": "@B@/echo", "headers": {"X-Kept": "k"}}}]'
