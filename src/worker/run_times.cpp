@@ -8,6 +8,10 @@ namespace {
 
 constexpr int kEagerClaimMax = 4;
 constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this is not shown as running first
+// A run of a pipeline not seen lately, or seen to take this long, may keep the runs claimed after it waiting: the
+// batch ends with it. (Not 2 ms, as for showing claims: with more workers than cores a fast run preempted midway
+// takes milliseconds now and then, and the batches of a fast pipeline would be cut at every such run.)
+constexpr double kLongRunMs = 50.0;
 
 double avg_run_ms = -1;  // unknown until the first run
 
@@ -68,6 +72,14 @@ void note_run_time(int64 pipeline_id, TimestampTz start) {
     PipelineTime *t = pipeline_time(pipeline_id, true);
     double decayed = 0.9 * t->max_ms;
     t->max_ms = ms > decayed ? ms : decayed;
+}
+
+int keep_until_slow(const store::ClaimedRun *runs, int n) {
+    for (int i = 0; i < n; i++) {
+        const PipelineTime *t = pipeline_time(runs[i].pipeline_id, false);
+        if (t == nullptr || t->max_ms >= kLongRunMs) return i + 1;
+    }
+    return n;
 }
 
 bool show_claims_first(const store::ClaimedRun *runs, int n) {

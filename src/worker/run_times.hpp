@@ -21,5 +21,11 @@ void note_run_time(int64 pipeline_id, TimestampTz start);
 // lately. Otherwise the runs are only locked, and written once with their outcome -- they finish before anyone could
 // look, and the extra transaction would only add latency.
 bool show_claims_first(const store::ClaimedRun *runs, int n);
+// How many of a claimed batch's n runs (in the order they will be executed) one worker should keep: up to and
+// including the first run of a pipeline this worker has not seen lately, or has seen take 50 ms or more (decaying by
+// a tenth a run) -- the runs after it would wait for
+// it, while other workers may be idle (until 2026-12-07 a batch sized by earlier fast runs took 2 one-second runs of
+// a new pipeline and executed them one after the other, with idle workers; acceptance walk-through).
+int keep_until_slow(const store::ClaimedRun *runs, int n);
 
 }  // namespace pw::worker

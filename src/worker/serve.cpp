@@ -267,6 +267,13 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
             n = share;
         }
     }
+    // A run of a pipeline not seen lately, or seen to take long, may take long again: the runs claimed after it go
+    // back to the pool, for the idle workers (worker/run_times.hpp), and this worker keeps the ones before it.
+    int keep = keep_until_slow(runs, n);
+    if (keep < n) {
+        released += n - keep;
+        n = keep;
+    }
     // A small batch means a short queue or slow runs, and a run of a pipeline not known to be fast may take long:
     // show the claims (status running) at once (worker/run_times.hpp). The commit is asynchronous: a claim lost in a
     // crash only means the run is pending again, and the next synchronous commit flushes it anyway.

@@ -274,15 +274,16 @@ pw_check_sql "all 5 priority levels ran" 5 "SELECT count(DISTINCT priority) FROM
 # A batch cut short by a commit (here: 48 subtransactions that wrote) releases the runs it claimed but did not
 # start. The claim had moved the shared claim hint past the whole batch: unless it comes back to the first released
 # run, the next claim takes the rest of the level before them (once in CI: 2411, 2416, 2421, then 2366 ... 2406).
-# 50 of 60 claimed at once (claim_batch; fast runs before, so that the batch is not sized down), 48 run, 2 released.
+# 50 of 60 claimed at once (claim_batch; fast runs of the pipeline before, so that the batch is neither sized down
+# nor ended at a run of a pipeline the worker has not seen), 48 run, 2 released.
 pw_set_conf pipeline_worker.claim_batch 50 >/dev/null || pw_fail "claim_batch not set"
 pw_psql >/dev/null <<'SQL'
-SELECT pipeline_worker.create_pipeline('warm', '[{"name": "s", "function": "fl_step"}]');
-SELECT count(*) FROM pipeline_worker.create_runs('warm', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 200)));
+SELECT pipeline_worker.create_pipeline('prio2', '[{"name": "s", "function": "fl_step"}]');
+SELECT count(*) FROM pipeline_worker.create_runs('prio2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 200)));
 SQL
 pw_wait_all_finished 20
 pw_psql >/dev/null <<'SQL'
-SELECT pipeline_worker.create_pipeline('prio2', '[{"name": "s", "function": "fl_step"}]');
+DELETE FROM steplog WHERE pipeline = 'prio2';
 SELECT pipeline_worker.pause_pipeline('prio2');
 SELECT pipeline_worker.create_run('prio2', jsonb_build_object('k', g::text), priority => (g * 7) % 5 - 2)
   FROM generate_series(1, 60) g;
