@@ -267,8 +267,10 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
             n = share;
         }
     }
-    // A run of a pipeline not seen lately, or seen to take long, may take long again: the runs claimed after it go
-    // back to the pool, for the idle workers (worker/run_times.hpp), and this worker keeps the ones before it.
+    // In the order the runs will begin (rate places first: claiming.hpp), a run of a pipeline not seen lately, or
+    // seen to take long, may take long again: the runs after it go back to the pool, for the idle workers
+    // (worker/run_times.hpp), and this worker keeps the ones before it.
+    rate_places_first(runs, n);
     int keep = keep_until_slow(runs, n);
     if (keep < n) {
         released += n - keep;
@@ -279,9 +281,15 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     // crash only means the run is pending again, and the next synchronous commit flushes it anyway.
     if (show_claims_first(runs, n) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
-        if (released > 0)  // (runs[] is in queue order; the commit wakes as many idle workers)
-            notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(queue_position(runs[n], b->version)),
-                                  static_cast<uint64>(queue_position(runs[n + released - 1], b->version)) + 1);
+        if (released > 0) {  // (the commit wakes as many idle workers; runs[] is no longer in queue order)
+            int64 lo = queue_position(runs[n], b->version), hi = lo;
+            for (int j = n + 1; j < n + released; j++) {
+                int64 at = queue_position(runs[j], b->version);
+                lo = at < lo ? at : lo;
+                hi = at > hi ? at : hi;
+            }
+            notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(lo), static_cast<uint64>(hi) + 1);
+        }
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();
@@ -436,8 +444,7 @@ int serve_once(MemoryContext iter_ctx) {
     pg_atomic_write_u32(&my_slot->idle, 0);  // busy: wake-ups must go to workers that are really idle
     pg_atomic_fetch_add_u64(&my_slot->batches, 1);
     if (safe_mode > 0) safe_mode--;
-    n = share_batch(runs, n, batch, &b);
-    rate_places_first(runs, n);
+    n = share_batch(runs, n, batch, &b);  // (rate places first: the order they begin in)
     b.runs = runs;
     b.n = n;
     int done = execute_batch(runs, n, iter_ctx, &b);

@@ -11,7 +11,7 @@ PW_WORKERS=1 pw_cluster_start freshdefs "pipeline_worker.commit_interval_ms = 60
 pw_psql >/dev/null <<'SQL' || pw_die "setup failed"
 CREATE EXTENSION pipeline_worker;
 CREATE TABLE ctl (go boolean NOT NULL);
-INSERT INTO ctl VALUES (false);
+INSERT INTO ctl VALUES (true);
 -- holds its run (and the worker's transaction) until the test says go
 CREATE FUNCTION hold(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
@@ -27,10 +27,13 @@ SELECT pipeline_worker.create_pipeline('quick', '[{"name": "q", "function": "qui
 SQL
 pw_wait_workers 1 20 >/dev/null || pw_die "no worker"
 
-# warm-up: the worker learns that runs are fast (batches of one until it knows)
-pw_psql -c "SELECT count(pipeline_worker.create_run('quick', '{}')) FROM generate_series(1, 20)" >/dev/null
+# warm-up: the worker learns that runs of both pipelines are fast (batches of one until it knows; and a batch ends
+# with a run of a pipeline the worker has not seen)
+pw_psql -c "SELECT count(pipeline_worker.create_run('quick', '{}')) FROM generate_series(1, 20)" \
+        -c "SELECT count(pipeline_worker.create_run('holder', '{}')) FROM generate_series(1, 3)" >/dev/null
 pw_wait_sql 0 30 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" >/dev/null \
     || pw_die "warm-up runs did not finish"
+pw_psql -c "UPDATE ctl SET go = false" >/dev/null
 
 # Both runs in one transaction: the worker claims them in one batch (loading 'quick' as it is now: no notify).
 ids=$(pw_psql -c "BEGIN" -c "SELECT pipeline_worker.create_run('holder', '{}')" \
@@ -38,7 +41,7 @@ ids=$(pw_psql -c "BEGIN" -c "SELECT pipeline_worker.create_run('holder', '{}')" 
 holder=$(echo "$ids" | sed -n 1p); q1=$(echo "$ids" | sed -n 2p)
 pw_wait_sql 1 20 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" \
     >/dev/null || pw_die "the holding run did not start"
-# (held by the worker's open transaction, or -- its claims written first: 'holder' is new to the worker -- running)
+# (held by the worker's open transaction, or -- its claims written first -- running)
 pw_check_sql "the batch took both runs (the second is the worker's: no other claim can take it)" "0" \
     "SELECT count(*) FROM (SELECT 1 FROM pipeline_worker.runs WHERE id = $q1 AND status = 'pending' FOR UPDATE SKIP LOCKED) x"
 
