@@ -332,6 +332,38 @@ SELECT count(*) >= 0 AS read_in_2pc FROM pipeline_worker.runs;
 PREPARE TRANSACTION 'pw_read';
 COMMIT PREPARED 'pw_read';
 
+-- ---------------------------------------------------------------- the caller's own cancel; execute_run in a step
+-- The caller's statement_timeout ends execute_run's statement, as any statement's: the step is not failed, no step
+-- row is written, and the run stays this session's claim, executed to its end by the next call.
+CREATE FUNCTION public.exec_sleepy(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep((ctx->'input'->>'s')::float8); RETURN '"slept"'; END $$;
+SELECT pipeline_worker.create_pipeline('sleepy', '[{"name": "z", "function": "public.exec_sleepy"}]', '{"max_attempts": 1}');
+SELECT pipeline_worker.create_run('sleepy', '{"s": 0.5}') AS st_id \gset
+SELECT pipeline_worker.claim_run() = :st_id AS claimed;
+SET statement_timeout = '100ms';
+SELECT pipeline_worker.execute_run(:st_id);
+RESET statement_timeout;
+SELECT status, worker_pid = pg_backend_pid() AS still_mine FROM pipeline_worker.runs WHERE id = :st_id;
+SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :st_id;
+SELECT pipeline_worker.execute_run(:st_id) AS executed_after_the_timeout;
+SELECT status, result FROM pipeline_worker.runs WHERE id = :st_id;
+-- a step's own timeout_ms is the step's: it fails the step
+SELECT pipeline_worker.create_pipeline('sleepy_to', '[{"name": "z", "function": "public.exec_sleepy", "timeout_ms": 100}]', '{"max_attempts": 1}');
+SELECT pipeline_worker.create_run('sleepy_to', '{"s": 0.5}') AS st2_id \gset
+SELECT pipeline_worker.claim_run() = :st2_id AS claimed;
+SELECT pipeline_worker.execute_run(:st2_id) AS timed_out_step;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :st2_id;
+-- execute_run (or claim_run) inside a step that a session's execute_run executes: refused, and the run fails
+-- cleanly (until 2026-12-07: a raw duplicate-key error, and the run left running)
+CREATE FUNCTION public.exec_nested(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN to_jsonb(pipeline_worker.execute_run((ctx->>'run_id')::bigint)); END $$;
+SELECT pipeline_worker.create_pipeline('nested', '[{"name": "n", "function": "public.exec_nested"}]', '{"max_attempts": 1}');
+SELECT pipeline_worker.create_run('nested') AS nest_id \gset
+SELECT pipeline_worker.claim_run() = :nest_id AS claimed;
+SELECT pipeline_worker.execute_run(:nest_id) AS nested_status;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :nest_id;
+SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested']) p;
+
 -- nothing left unfinished for the next file
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
 SELECT pipeline_worker.recover_runs() AS recovered;

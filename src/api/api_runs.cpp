@@ -107,18 +107,24 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
 namespace {
 
 // A step a worker executes runs inside the worker's batch: claiming or executing another run there would mix that
-// run's writes into the batch's (until 2026-12-07 execute_run's reset them).
-void refuse_in_worker_step(const char *fn) {
-    if (exec::in_step() && exec::in_worker())
+// run's writes into the batch's (until 2026-12-07 execute_run's reset them). A step of a session's execute_run is
+// inside that run's execution: a nested execute_run took over the session's executing state, and of the same run
+// wrote its step row twice -- a raw 23505, and the run left running (until 2026-12-07; acceptance walk-through).
+void refuse_in_step(const char *fn) {
+    if (!exec::in_step()) return;
+    if (exec::in_worker())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("%s cannot be called from a step executed by a background worker", fn),
                         errhint("Submit the work as a run of its own (create_run), or as a child pipeline step.")));
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("%s cannot be called from a step of a run that execute_run() is executing", fn),
+                    errhint("Submit the work as a run of its own (create_run), or as a child pipeline step.")));
 }
 
 }  // namespace
 
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
-    refuse_in_worker_step("claim_run()");
+    refuse_in_step("claim_run()");
     store::ClaimedRun run;
     MemoryContext caller = CurrentMemoryContext;
     shared::register_claimer();  // (recovery tells this session alive by it)
@@ -145,7 +151,7 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
-    refuse_in_worker_step("execute_run()");
+    refuse_in_step("execute_run()");
     int64 run_id = PG_GETARG_INT64(0);
     store::release_stale_slots();
     const char *status = exec::execute_run(run_id);

@@ -250,6 +250,13 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         if (in_worker()) QueryCancelPending = false;
         // A server shutdown is not an error of the step: re-raise it so that the run is recovered.
         if (ProcDiePending) ReThrowError(edata);
+        // Nor, in a session's execute_run, is the caller's own cancel (pg_cancel_backend, statement_timeout): the
+        // statement ends with it, as any statement's would, and the run stays this session's claim (until 2026-12-07
+        // it failed the step: a run failed for good by the caller's statement_timeout; acceptance walk-through).
+        // A cancel the step's timeout_ms or cancel_run asked for is the step's.
+        if (!in_worker() && edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !step_timed_out &&
+            !shared::cancel_requested(r->id))
+            ReThrowError(edata);
     }
     PG_END_TRY();
     // What the step left in this process for whoever runs next here (exec/step_hygiene.hpp). A session's
