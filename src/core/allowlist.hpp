@@ -27,6 +27,8 @@ public:
     static Allowlist parse(const std::string &text);
 
     bool empty() const { return !any_ && names_.empty() && suffixes_.empty() && nets_.empty(); }
+    // Whether some address may be allowed (an IP, a CIDR or "*"): without one, a name is allowed by its name or never.
+    bool has_addresses() const { return any_ || !nets_.empty(); }
     // host: the URL's host as written (IPv6 literals with or without brackets).
     bool allows_name(const std::string &host) const;
     // addr: 4 (IPv4) or 16 (IPv6) bytes in network order.

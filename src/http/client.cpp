@@ -308,11 +308,15 @@ void Client::start(Request req) {
     uint64_t tag = t->req.tag;
     if (transfers_.count(tag) != 0) throw std::logic_error("a request with this tag is already in flight");
 
-    // Denied before any connection when the host is an address (or nothing is allowed at all).
+    // Denied before any connection when the host is an address (or nothing is allowed at all) -- and before its name is
+    // even looked up when the list has no address that it could resolve to: a name not listed cannot be allowed then,
+    // and the DNS query alone would carry the name out (until 2026-12-07 it was made, and the failed lookup retried;
+    // acceptance walk-through).
     std::string host = host_of(t->req.url);
     uint8_t addr[16];
     bool literal = core::Allowlist::parse_ip(host, addr) != 0;
-    if (allowlist_.empty() || (literal && !allowlist_.allows_literal(host))) {
+    if (allowlist_.empty() || (literal && !allowlist_.allows_literal(host)) ||
+        (!literal && !allowlist_.has_addresses() && !allowlist_.allows_name(host))) {
         Result r;
         r.tag = tag;
         r.error = denial(host, "", allowlist_.empty());

@@ -282,6 +282,16 @@ r=$(pw_run ip2)
 pw_check "CIDR 127.0.0.0/8 allows 127.0.0.2: succeeded" succeeded "$(wait_status "$r")"
 jsonb_is "CIDR: output" "$r" '{"ok": true}'
 
+# A list of names only: a name not on it is refused before it is looked up (the lookup alone would carry the name
+# out), once -- not a DNS failure, retried
+set_guc pipeline_worker.http_allowed_hosts 'localhost'
+pw_psql -c "SELECT pipeline_worker.create_pipeline('dns_unlisted', '[{\"name\": \"c\", \"max_attempts\": 3, \"retry_delay_ms\": 10, \"http\": {\"url\": \"http://not-listed-name.invalid/x\", \"method\": \"GET\"}}]')" >/dev/null
+r=$(pw_run dns_unlisted)
+check_failed "names-only allow-list: an unlisted name refused before any lookup (max_attempts 3)" "$r" "1.1:failed" \
+    "host \"not-listed-name.invalid\" is not allowed"
+r=$(pw_run byname)
+pw_check "names-only allow-list: a listed name still resolves and succeeds" succeeded "$(wait_status "$r")"
+
 # ---------------------------------------------------------------- redirects
 set_guc pipeline_worker.http_allowed_hosts '127.0.0.1'
 srv_reset

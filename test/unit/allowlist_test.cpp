@@ -102,3 +102,11 @@ TEST(Allowlist, RefusesUrlsAndBadAddresses) {
     EXPECT_NE(hint_of("10.0.0.0/33").find("at most 32"), std::string::npos);
     EXPECT_EQ(hint_of("example.com, 10.0.0.0/8, *.x.org, 127.0.0.1"), "accepted");
 }
+
+TEST(Allowlist, HasAddresses) {
+    EXPECT_FALSE(Allowlist::parse("").has_addresses());
+    EXPECT_FALSE(Allowlist::parse("localhost, *.example.com").has_addresses());
+    EXPECT_TRUE(Allowlist::parse("localhost, 127.0.0.1").has_addresses());
+    EXPECT_TRUE(Allowlist::parse("10.0.0.0/8").has_addresses());
+    EXPECT_TRUE(Allowlist::parse("*").has_addresses());
+}
