@@ -275,7 +275,7 @@ DueSchedule *lock_due(int *n) {
                                "/* pw_indexes: schedules_due_idx runs_pkey */ SELECT s.name, s.pipeline, s.cron,"
                                " s.input, s.metadata, s.options::text, s.owner::oid, s.next_run_at, s.last_run_id,"
                                " COALESCE((SELECT CASE WHEN r.status IN ('pending', 'running', 'waiting')"
-                               "   OR r.finished_at IS NULL THEN 'infinity'::timestamptz ELSE r.finished_at END"
+                               "   THEN 'infinity'::timestamptz ELSE COALESCE(r.finished_at, '-infinity') END"
                                "   FROM pipeline_worker.runs r WHERE r.id = s.last_run_id), '-infinity'), s.pipeline_id"
                                " FROM pipeline_worker.schedules s WHERE s.active AND s.next_run_at <= $1"
                                " ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",

@@ -14,6 +14,10 @@ constexpr double kFastBatchMs = 2.0;  // a batch expected to finish within this 
 constexpr double kLongRunMs = 50.0;
 
 double avg_run_ms = -1;  // unknown until the first run
+// At most this many runs in the next claim: a batch cut by keep_until_slow locked rows it gave back, so the claims after
+// it are sized from what was kept, doubling again with every batch kept whole (many pipelines new to a worker -- more
+// than its table keeps, or a worker just started -- would otherwise lock 64 runs to keep one, again and again).
+int kept_cap = kMaxBatch;
 
 // The longest run of each pipeline seen lately (decaying by a tenth a run): a pipeline is known fast once its runs
 // have finished within kFastBatchMs for a while. By the average of the worker's runs alone (until 2026-12-05), a
@@ -63,6 +67,7 @@ int batch_size() {
     if (avg_run_ms < 0) return 1;
     double budget = guc::commit_interval_ms > 0 ? guc::commit_interval_ms : 1;
     int n = avg_run_ms <= 0.001 ? max : static_cast<int>(budget / avg_run_ms);
+    if (n > kept_cap) n = kept_cap;
     return n < 1 ? 1 : (n > max ? max : n);
 }
 
@@ -72,6 +77,11 @@ void note_run_time(int64 pipeline_id, TimestampTz start) {
     PipelineTime *t = pipeline_time(pipeline_id, true);
     double decayed = 0.9 * t->max_ms;
     t->max_ms = ms > decayed ? ms : decayed;
+}
+
+void note_batch_kept(int kept, int claimed) {
+    if (kept < claimed) kept_cap = 2 * kept;
+    else if (kept_cap < kMaxBatch) kept_cap = 2 * kept_cap < kMaxBatch ? 2 * kept_cap : kMaxBatch;
 }
 
 int keep_until_slow(const store::ClaimedRun *runs, int n) {

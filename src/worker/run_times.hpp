@@ -27,5 +27,8 @@ bool show_claims_first(const store::ClaimedRun *runs, int n);
 // it, while other workers may be idle (until 2026-12-07 a batch sized by earlier fast runs took 2 one-second runs of
 // a new pipeline and executed them one after the other, with idle workers; acceptance walk-through).
 int keep_until_slow(const store::ClaimedRun *runs, int n);
+// A claimed batch of `claimed` runs of which this worker kept `kept`: a cut one caps the next claims at twice what was
+// kept, the cap doubling back (up to 64) with every batch kept whole.
+void note_batch_kept(int kept, int claimed);
 
 }  // namespace pw::worker

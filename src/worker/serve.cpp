@@ -269,9 +269,11 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     }
     // In the order the runs will begin (rate places first: claiming.hpp), a run of a pipeline not seen lately, or
     // seen to take long, may take long again: the runs after it go back to the pool, for the idle workers
-    // (worker/run_times.hpp), and this worker keeps the ones before it.
+    // (worker/run_times.hpp), and this worker keeps the ones before it. (The next batches are claimed smaller
+    // meanwhile: note_batch_kept.)
     rate_places_first(runs, n);
     int keep = keep_until_slow(runs, n);
+    note_batch_kept(keep, n);
     if (keep < n) {
         released += n - keep;
         n = keep;
