@@ -130,18 +130,24 @@ struct Batch {
 // queued after them first (one worker, priority order: a batch cut by the subtransaction limit ran its tail late).
 // The commit wakes as many idle workers (this one goes on with its current run: a slow step left them waiting for the
 // idle workers' next look, up to 10 s).
-void note_unstarted(const Batch *b) {
-    if (b->locks_released) return;  // (released by an earlier commit, noted then)
-    int64 lo = 0, hi = 0;  // (the batch is not in queue order: claiming.hpp's rate_places_first)
+// runs[from, to) whose claims are not recorded go back to the queue at the next commit: the hint comes back to the
+// first of them, and as many idle workers are woken. (Not in queue order: claiming.hpp's rate_places_first.)
+void note_released(const store::ClaimedRun *runs, int from, int to, int version) {
+    int64 lo = 0, hi = 0;
     int count = 0;
-    for (int j = b->next; j < b->n; j++)
-        if (!b->runs[j].persisted) {
-            int64 at = queue_position(b->runs[j], b->version);
+    for (int j = from; j < to; j++)
+        if (!runs[j].persisted) {
+            int64 at = queue_position(runs[j], version);
             if (count == 0 || at < lo) lo = at;
             if (count == 0 || at > hi) hi = at;
             count++;
         }
     if (count > 0) notes::runs_queued_at(static_cast<uint64>(count), static_cast<uint64>(lo), static_cast<uint64>(hi) + 1);
+}
+
+void note_unstarted(const Batch *b) {
+    if (b->locks_released) return;  // (released by an earlier commit, noted then)
+    note_released(b->runs, b->next, b->n, b->version);
 }
 
 // A pause in the middle of a run (exec/shared_tasks.cpp: the run's map tasks are with other workers): what the run
@@ -283,15 +289,7 @@ int share_batch(store::ClaimedRun *runs, int n, int batch, Batch *b) {
     // crash only means the run is pending again, and the next synchronous commit flushes it anyway.
     if (show_claims_first(runs, n) || released > 0) {
         for (int i = 0; i < n; i++) store::persist_claim(&runs[i]);
-        if (released > 0) {  // (the commit wakes as many idle workers; runs[] is no longer in queue order)
-            int64 lo = queue_position(runs[n], b->version), hi = lo;
-            for (int j = n + 1; j < n + released; j++) {
-                int64 at = queue_position(runs[j], b->version);
-                lo = at < lo ? at : lo;
-                hi = at > hi ? at : hi;
-            }
-            notes::runs_queued_at(static_cast<uint64>(released), static_cast<uint64>(lo), static_cast<uint64>(hi) + 1);
-        }
+        note_released(runs, n, n + released, b->version);  // (the ones given back: none persisted)
         (void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
         commit_txn();
