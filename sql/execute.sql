@@ -362,7 +362,14 @@ SELECT pipeline_worker.create_run('nested') AS nest_id \gset
 SELECT pipeline_worker.claim_run() = :nest_id AS claimed;
 SELECT pipeline_worker.execute_run(:nest_id) AS nested_status;
 SELECT status, error FROM pipeline_worker.runs WHERE id = :nest_id;
-SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested']) p;
+CREATE FUNCTION public.exec_nested_claim(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN to_jsonb(pipeline_worker.claim_run()); END $$;
+SELECT pipeline_worker.create_pipeline('nested_claim', '[{"name": "c", "function": "public.exec_nested_claim"}]', '{"max_attempts": 1}');
+SELECT pipeline_worker.create_run('nested_claim') AS nestc_id \gset
+SELECT pipeline_worker.claim_run() = :nestc_id AS claimed;
+SELECT pipeline_worker.execute_run(:nestc_id) AS nested_claim_status;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :nestc_id;
+SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested', 'nested_claim']) p;
 
 -- nothing left unfinished for the next file
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
