@@ -45,6 +45,7 @@ struct DbNotes {
     TimestampTz busy_until;    // work was committed there, or a claim found runs
     TimestampTz served_since;  // when it got its first worker (0: it has none)
     TimestampTz unserved_since;  // when it lost its last worker (0: it has one, or never had one yet)
+    TimestampTz lost_served_since;  // ... and since when it had been served then (0: none)
     TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
     bool warned_missing;
 };
@@ -183,7 +184,9 @@ class Launcher {
             // noted in its slot: a clean exit, and the database is not served again before the extension is
             // created, whose commit must find it served at once. Until 2026-12-07 this counted as an exit right
             // after the start: CREATE EXTENSION in a database created a moment before waited up to 1 s more.)
-            bool asked = pg_atomic_read_u32(&s->retire) != 0 || pg_atomic_read_u32(&s->left_clean) != 0;
+            bool left_clean = pg_atomic_read_u32(&s->left_clean) != 0;
+            bool asked = pg_atomic_read_u32(&s->retire) != 0 || left_clean;
+            if (left_clean) probe_back_at_ = now;
             slots_[i].asked_out = asked;
             pg_atomic_write_u32(&s->retire, 0);
             pg_atomic_write_u32(&s->left_clean, 0);
@@ -253,11 +256,24 @@ class Launcher {
         DbNotes &n = notes_[k];
         int current = workers_here(dboid, false);
         if (current == 0) {
-            if (n.served_since != 0 || n.unserved_since == 0) n.unserved_since = now;
+            if (n.served_since != 0 || n.unserved_since == 0) {
+                n.lost_served_since = n.served_since;
+                n.unserved_since = now;
+            }
             n.served_since = 0;
         } else {
-            if (n.served_since == 0) n.served_since = now;
+            // (Back within kTenureMs after a worker sent to look at a database left it for want of the extension --
+            // the worker it lost went there, most likely: it keeps its tenure. Until 2026-12-07 its tenure began
+            // again, and so did that of the busy database that had taken the other worker meanwhile; CREATE
+            // EXTENSION in the new database a moment later found neither willing to yield for a second, and its
+            // first run waited ~1 s, in CI's databases.sh.)
+            if (n.served_since == 0)
+                n.served_since = n.lost_served_since != 0 && probe_back_at_ >= n.unserved_since &&
+                                         after(now, n.unserved_since, kTenureMs)
+                                     ? n.lost_served_since
+                                     : now;
             n.unserved_since = 0;
+            n.lost_served_since = 0;
         }
         bool evicting = ts(&d->evict_until) > now;
         uint32 ext = pg_atomic_read_u32(&d->extension);
@@ -438,6 +454,7 @@ class Launcher {
     MemoryContext iter_;
     DbNotes notes_[shared::kMaxDatabases] = {};
     long timeout_ = 1000;
+    TimestampTz probe_back_at_ = 0;  // when a worker last left a database for want of the extension
     bool warned_missing_ = false, warned_no_slot_ = false, warned_full_ = false;
     char list_seen_[1024] = "";
     char db_seen_[NAMEDATALEN] = "";

@@ -317,33 +317,45 @@ pw_info "two workers, three databases given a run each at once (3 times): the sl
 # launcher only for a database it had seen (the new one waited for its next pass), and the busy database that had just
 # given its worker up ranked with the new one (waits compared in tenths of a second) and took it back by its place in
 # the list, and so did the other.
+# Trials 4 and 5: the launcher looks at the new database before its CREATE EXTENSION (woken by wake_workers() in
+# db_a; in trials 1-3 its one-second pass may too, as in CI). The worker it sends there leaves for want of the
+# extension, and the busy databases get their workers back -- until 2026-12-07 with their tenure begun again: for a
+# second neither yielded, and the run waited 0.97-1.05 s in CI (0.85-0.86 s here, where the look is forced 0.15 s
+# before CREATE EXTENSION). Now the one given back the worker the look took keeps its tenure, and yields at once.
 worst=0
 all=
-for trial in 1 2 3; do
+looked=
+for trial in 1 2 3 4 5; do
     for db in db_a db_x; do
         dbq $db "SELECT count(*) FROM pipeline_worker.create_runs('p', (SELECT jsonb_agg(jsonb_build_object('sleep', 0.005, 'hog2', 1))
                                                                  FROM generate_series(1, 600)))" >/dev/null
     done
     sleep 1.5
-    pw_psql -c "CREATE DATABASE db_new$trial" >/dev/null && fixtures db_new$trial || pw_fail "fixtures db_new$trial"
+    pw_psql -c "CREATE DATABASE db_new$trial" >/dev/null || pw_fail "CREATE DATABASE db_new$trial"
+    if [ $trial -ge 4 ]; then
+        dbq db_a "SELECT pipeline_worker.wake_workers()" >/dev/null
+        sleep 0.15
+    fi
+    fixtures db_new$trial || pw_fail "fixtures db_new$trial"
     dbq db_new$trial "SELECT pipeline_worker.create_run('p', '{}')" >/dev/null
     PGDATABASE=db_new$trial pw_wait_sql 0 10 "SELECT count(*) FROM pipeline_worker.runs WHERE status <> 'succeeded'" 0.1 >/dev/null
     ms=$(dbq db_new$trial "SELECT coalesce(max(round(extract(epoch FROM r.started_at - e.at) * 1000)), 99999)::int
                            FROM pipeline_worker.runs r, ext_created e")
     [ "$ms" -gt "$worst" ] && worst=$ms
     all="$all $ms"
+    [ $trial -ge 4 ] && looked="$looked $ms"
     for db in db_a db_x; do
         dbq $db "SELECT count(pipeline_worker.cancel_run(id)) FROM pipeline_worker.runs WHERE input ? 'hog2' AND status = 'pending'" >/dev/null
     done
     pw_psql -c "DROP DATABASE db_new$trial" >/dev/null || pw_fail "DROP DATABASE db_new$trial"
 done
-pw_info "two workers busy in two databases, CREATE EXTENSION and a run in a new one (3 times): started after$all ms"
-# (Judged by the median of the three: the build before took 1,086-1,519 ms in every trial. One trial in CI emulation,
-# 2026-12-07, took 1,036 ms against 32-70 ms for the others, with another test suite running beside it: a rarer path
-# of about a second remains, unexplained -- in the closing note.)
-median=$(echo $all | tr ' ' '\n' | sort -n | sed -n 2p)
-[ "${median:-99999}" -lt 1000 ] && pw_ok "a new database's run starts within 1 s of CREATE EXTENSION while every worker is busy elsewhere (median $median ms)" \
-    || pw_fail "a new database's run started $median ms (median of 3) after CREATE EXTENSION (every worker busy elsewhere)"
+pw_info "two workers busy in two databases, CREATE EXTENSION and a run in a new one (5 times; 4 and 5 looked at first): started after$all ms"
+[ "$worst" -lt 1000 ] && pw_ok "a new database's run starts within 1 s of CREATE EXTENSION while every worker is busy elsewhere" \
+    || pw_fail "a new database's run started $worst ms after CREATE EXTENSION (every worker busy elsewhere)"
+# (A bound of 0.5 s for the two looked at first: the build before took 0.85-0.86 s there, this one 38-43 ms.)
+slow=$(echo $looked | tr ' ' '\n' | sort -n | tail -1)
+[ "${slow:-99999}" -lt 500 ] && pw_ok "... also when the launcher looked there before CREATE EXTENSION: the busy databases keep their turns (within 0.5 s)" \
+    || pw_fail "a new database looked at before CREATE EXTENSION: its run started $slow ms after it (the busy databases' turns began again)"
 pw_reset_conf pipeline_worker.workers
 
 # ---------------------------------------------------------------- runs parked by a limit before a restart, every database
