@@ -303,14 +303,16 @@ pw_check_sql "... and the batch was really cut (the first transaction ran 48 run
 # from the head of the queue (every 16th claim, or when a hinted claim finds nothing) while the backlog went first.
 # Each high-priority run must start once the claims in flight at its commit are done: with 2 workers claiming 4 runs
 # at a time, a few batches, not the ~16 claims to the next head claim. (Fast runs: the race needs claims to be a good
-# part of a worker's time. The backlog lasts ~15 s here; with runs of ~1 ms the broken build passed too.)
+# part of a worker's time; with runs of ~1 ms the broken build passed too. The backlog of 250,000 lasts ~10 s at
+# 24,000 runs/s. Until 2026-12-07 it had 100,000: a CI emulation drained them in 4.6 s, before the last of the 100
+# commits, made over 4.4 s.)
 pw_retry 20 pw_set_conf pipeline_worker.workers 2 >/dev/null
 pw_wait_workers 2 20 >/dev/null || pw_fail "workers did not go up to 2"
 pw_set_conf pipeline_worker.claim_batch 4 >/dev/null || pw_fail "claim_batch not set"
 pw_psql >/dev/null <<'SQL'
 SELECT pipeline_worker.create_pipeline('drain', '[{"name": "s", "function": "fl_step"}]');
 CREATE TABLE hi_commits (run_id bigint, committed timestamptz);
-SELECT count(*) FROM pipeline_worker.create_runs('drain', (SELECT jsonb_agg(jsonb_build_object('k', i)) FROM generate_series(1, 100000) i));
+SELECT count(*) FROM pipeline_worker.create_runs('drain', (SELECT jsonb_agg(jsonb_build_object('k', i)) FROM generate_series(1, 250000) i));
 SQL
 pw_wait_sql t 30 "SELECT count(*) >= 500 FROM steplog WHERE pipeline = 'drain'" >/dev/null || pw_fail "the drain did not start"
 for i in $(seq 1 100); do
