@@ -369,7 +369,23 @@ SELECT pipeline_worker.create_run('nested_claim') AS nestc_id \gset
 SELECT pipeline_worker.claim_run() = :nestc_id AS claimed;
 SELECT pipeline_worker.execute_run(:nestc_id) AS nested_claim_status;
 SELECT status, error FROM pipeline_worker.runs WHERE id = :nestc_id;
-SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested', 'nested_claim']) p;
+-- wait_run of its own run inside a step: refused at once, not retried (until 2026-12-07 it slept until its timeout,
+-- holding its worker); waiting for another run from a step still works
+CREATE FUNCTION public.exec_wait(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RETURN to_jsonb(pipeline_worker.wait_run(coalesce((ctx->'input'->>'other')::bigint, (ctx->>'run_id')::bigint), '1 minute')); END $$;
+SELECT pipeline_worker.create_pipeline('wait_self', '[{"name": "w", "function": "public.exec_wait"}]', '{"max_attempts": 3}');
+SELECT pipeline_worker.create_run('wait_self') AS ws_id \gset
+SELECT pipeline_worker.claim_run() = :ws_id AS claimed;
+SELECT clock_timestamp() AS ws_start \gset
+SELECT pipeline_worker.execute_run(:ws_id) AS wait_self_status;
+SELECT clock_timestamp() - :'ws_start'::timestamptz < '30 seconds' AS refused_before_the_timeout;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :ws_id;
+SELECT count(*) AS attempts FROM pipeline_worker.run_steps WHERE run_id = :ws_id;
+SELECT pipeline_worker.create_run('wait_self', jsonb_build_object('other', :flow_id)) AS wo_id \gset
+SELECT pipeline_worker.claim_run() = :wo_id AS claimed;
+SELECT pipeline_worker.execute_run(:wo_id) AS wait_other_status;
+SELECT result FROM pipeline_worker.runs WHERE id = :wo_id;
+SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested', 'nested_claim', 'wait_self']) p;
 
 -- nothing left unfinished for the next file
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');

@@ -61,6 +61,13 @@ extern "C" Datum pw_wait_run(PG_FUNCTION_ARGS) {
                        static_cast<__int128>(span->month) * DAYS_PER_MONTH * USECS_PER_DAY;
     int64 usecs = span_us < 0 ? 0 : span_us > PG_INT64_MAX / 2 ? PG_INT64_MAX / 2 : static_cast<int64>(span_us);
     TimestampTz deadline = GetCurrentTimestamp() + usecs;
+    // (Until 2026-12-07 a step waiting for its own run slept until the timeout, holding its worker; acceptance
+    // walk-through.)
+    if (exec::step_run() == run_id)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("a step of run %lld cannot wait for that run", (long long)run_id),
+                        errdetail("The run finishes only after its steps have returned."),
+                        errhint("Wait for it from outside the run, e.g. in the session that submitted it.")));
     shared::State *st = shared::state();
     MemoryContext caller_ctx = CurrentMemoryContext;
 

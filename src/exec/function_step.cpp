@@ -20,6 +20,7 @@ namespace {
 
 const StepHooks *g_hooks = nullptr;
 volatile sig_atomic_t in_step_call = 0;
+int64 step_run_id = 0;  // the run whose step is being called (0: none)
 int subxacts = 0;  // subtransactions started in the current transaction
 
 void note_subxact() { subxacts++; }
@@ -180,6 +181,7 @@ const char *format_error(ErrorData *e) {
 void set_hooks(const StepHooks *hooks) { g_hooks = hooks; }
 const StepHooks *hooks() { return g_hooks; }
 bool in_step() { return in_step_call != 0; }
+int64 step_run() { return in_step_call != 0 ? step_run_id : 0; }
 int subxacts_in_xact() { return subxacts; }
 void reset_subxacts() { subxacts = 0; }
 
@@ -212,7 +214,9 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     if (g_hooks != nullptr) g_hooks->step_begin(r->id, pos + 1, attempt, r->task);
     PG_TRY();
     {
+        step_run_id = r->id;
         Jsonb *out = call_function_step(step, r->submitter, context);
+        step_run_id = 0;
         if (in_worker()) {
             refuse_temporary_objects(had_temp_namespace);
             close_step_leftovers();
@@ -237,6 +241,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         if (g_hooks != nullptr) g_hooks->step_end();  // whatever happens next is not the step's
         session_step_end(session);
         in_step_call = 0;
+        step_run_id = 0;
         if (step->timeout_ms > 0 && timeout_id >= 0) disable_timeout(static_cast<TimeoutId>(timeout_id), false);
         MemoryContextSwitchTo(run_ctx);
         edata = CopyErrorData();

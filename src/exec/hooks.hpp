@@ -24,5 +24,7 @@ inline bool in_worker() { return hooks() != nullptr; }
 
 // True while a step function is being called in this process (read by signal handlers).
 bool in_step();
+// The run whose step function is being called in this process (0: none).
+int64 step_run();
 
 }  // namespace pw::exec
