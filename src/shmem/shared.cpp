@@ -318,11 +318,12 @@ void install_hooks() {
     shmem_startup_hook = startup_hook;
 }
 
-void wake_workers(int n) { wake_workers_in(MyDatabaseId, n); }
+int wake_workers(int n) { return wake_workers_in(MyDatabaseId, n); }
 
-void wake_workers_in(Oid dboid, int n) {
-    if (g_state == nullptr || n <= 0) return;
+int wake_workers_in(Oid dboid, int n) {
+    if (g_state == nullptr || n <= 0) return 0;
     bool any = false;
+    int woken = 0;
     for (int i = 0; i < g_state->nslots && n > 0; i++) {
         Slot *s = &g_state->slots[i];
         if (pg_atomic_read_u32(&s->dboid) != dboid) continue;
@@ -337,6 +338,7 @@ void wake_workers_in(Oid dboid, int n) {
             if (pg_atomic_compare_exchange_u32(&s->idle, &expected, 0)) {
                 SetLatch(latch);
                 n--;
+                woken++;
             }
         }
     }
@@ -345,6 +347,7 @@ void wake_workers_in(Oid dboid, int n) {
         DbState *d = db(dboid);
         if (d != nullptr && pg_atomic_exchange_u32(&d->wanted, 1) == 0) wake_launcher();
     }
+    return woken;
 }
 
 void bump_pipelines_generation() {
@@ -383,8 +386,9 @@ void note_retry_due(TimestampTz due) {
     uint64 cur = pg_atomic_read_u64(&d->next_retry_due);
     while (cur == 0 || static_cast<TimestampTz>(cur) > due) {
         if (pg_atomic_compare_exchange_u64(&d->next_retry_due, &cur, static_cast<uint64>(due))) {
-            // earlier than what the idle workers sleep for: one of them wakes and sleeps until this one
-            wake_workers(1);
+            // earlier than what the idle workers sleep for: one of them wakes and sleeps until this one -- or, none
+            // idle, the launcher looks, which starts a timer worker if every worker is still inside a step then
+            if (wake_workers(1) == 0) wake_launcher();
             break;
         }
     }

@@ -151,8 +151,8 @@ void install_hooks();
 
 // Set the latches of up to n idle workers of this database (n <= 0: none); with no worker there, tell the
 // launcher that the database wants one. Safe without shared memory.
-void wake_workers(int n);
-void wake_workers_in(Oid dboid, int n);
+int wake_workers(int n);
+int wake_workers_in(Oid dboid, int n);  // (how many it woke)
 void wake_launcher();
 void broadcast_run_done();
 void bump_pipelines_generation();

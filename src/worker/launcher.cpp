@@ -33,11 +33,15 @@ constexpr long kVisitMs = 4000;           // with fewer workers than databases: 
                                           // until another needs it -- if a worker is free of busy databases
 constexpr long kStarveMs = 16000;         // ... and after this, also from a busy one (its turn, as a busy database)
 constexpr long kReprobeMs = 30000;        // a listed database without the extension is looked at again after this
+constexpr long kTimerLateMs = 300;        // a due moment no worker took this long (each inside a step): a timer
+                                          // worker takes it (see describe)
+constexpr long kTimerEveryMs = 1000;      // ... at most one per database this often
 
 struct LauncherSlot {
     BackgroundWorkerHandle *handle;
     TimestampTz last_start;
     bool asked_out;  // its last worker left because the launcher asked it to (moved): it may start again at once
+    bool timer;      // a timer worker (start_timer): not one of pipeline_worker.workers
 };
 
 // The launcher's own notes on a database entry (same index as State::dbs).
@@ -47,6 +51,7 @@ struct DbNotes {
     TimestampTz unserved_since;  // when it lost its last worker (0: it has one, or never had one yet)
     TimestampTz lost_served_since;  // ... and since when it had been served then (0: none)
     TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
+    TimestampTz timer_started;  // when its last timer worker was started
     bool warned_missing;
 };
 
@@ -114,7 +119,7 @@ int find_databases(Database *out, int max, bool *warned_missing) {
     return n;
 }
 
-bool start_worker(int slot, const Database &db, BackgroundWorkerHandle **handle) {
+bool start_worker(int slot, const Database &db, bool timer, BackgroundWorkerHandle **handle) {
     BackgroundWorker w;
     memset(&w, 0, sizeof(w));
     w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -128,6 +133,7 @@ bool start_worker(int slot, const Database &db, BackgroundWorkerHandle **handle)
     w.bgw_notify_pid = MyProcPid;
     memcpy(w.bgw_extra, &db.oid, sizeof(db.oid));
     w.bgw_extra[sizeof(db.oid)] = db.waits ? 0 : 1;  // 1: leave when the extension is not there
+    w.bgw_extra[sizeof(db.oid) + 1] = timer ? 1 : 0;  // 1: a timer worker (worker_main)
     return RegisterDynamicBackgroundWorker(&w, handle);
 }
 
@@ -179,6 +185,14 @@ class Launcher {
             if (GetBackgroundWorkerPid(slots_[i].handle, &pid) != BGWH_STOPPED) continue;
             pfree(slots_[i].handle);
             slots_[i].handle = nullptr;
+            if (slots_[i].timer) {  // (it holds no run, and exits after its round whatever happens)
+                slots_[i].timer = false;
+                slots_[i].asked_out = true;
+                pg_atomic_write_u32(&s->retire, 0);
+                pg_atomic_write_u32(&s->left_clean, 0);
+                pg_atomic_write_u32(&s->dboid, 0);
+                continue;
+            }
             Oid dboid = pg_atomic_read_u32(&s->dboid);
             // (Left because the extension is not there -- a worker sent to look at a new database --, as the worker
             // noted in its slot: a clean exit, and the database is not served again before the extension is
@@ -205,8 +219,28 @@ class Launcher {
     // Whether a worker of the database is executing a run right now.
     bool executing_in(Oid dboid) const {
         for (int i = 0; i < nslots_; i++)
-            if (slots_[i].handle != nullptr && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
+            if (slots_[i].handle != nullptr && !slots_[i].timer && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
                 pg_atomic_read_u64(&st_->slots[i].run_id) != 0)
+                return true;
+        return false;
+    }
+
+    // Whether every worker of the database (one at least) is executing a run: none can take a due moment soon.
+    bool all_executing(Oid dboid) const {
+        int n = 0;
+        for (int i = 0; i < nslots_; i++) {
+            if (slots_[i].handle == nullptr || slots_[i].timer || pg_atomic_read_u32(&st_->slots[i].dboid) != dboid ||
+                pg_atomic_read_u32(&st_->slots[i].retire) != 0)
+                continue;
+            if (pg_atomic_read_u64(&st_->slots[i].run_id) == 0) return false;
+            n++;
+        }
+        return n > 0;
+    }
+
+    bool timer_in(Oid dboid) const {
+        for (int i = 0; i < nslots_; i++)
+            if (slots_[i].handle != nullptr && slots_[i].timer && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid)
                 return true;
         return false;
     }
@@ -214,7 +248,8 @@ class Launcher {
     int workers_here(Oid dboid, bool count_leaving) const {
         int n = 0;
         for (int i = 0; i < nslots_; i++)
-            if (slots_[i].handle != nullptr && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
+            if (slots_[i].handle != nullptr && (count_leaving || !slots_[i].timer) &&
+                pg_atomic_read_u32(&st_->slots[i].dboid) == dboid &&
                 (count_leaving || pg_atomic_read_u32(&st_->slots[i].retire) == 0))
                 n++;
         return n;
@@ -246,6 +281,8 @@ class Launcher {
             if (describe(k, now, wanted[k], waits[k], &input[ndb])) index[ndb++] = k;
         }
         apply(input, index, ndb, waits, now);
+        for (int j = 0; j < ndb; j++)
+            if (timer_due_[index[j]]) start_timer(index[j], waits[index[j]], now);
     }
 
     // Database entry k (in use): whether it is served, noting its workers' coming and going; if so (true), what it is
@@ -332,6 +369,23 @@ class Launcher {
             long ms = static_cast<long>((n.unserved_since - now) / 1000) + kVisitMs + 1;
             if (ms < timeout_) timeout_ = ms;
         }
+        timer_due_[k] = false;
+        if (on && current > 0 && due != 0 && all_executing(dboid)) {
+            // Every worker there is inside a step: the timer's round (due runs, schedules) waits for one of them to
+            // finish it. A due moment none took within kTimerLateMs is taken by a timer worker, started for that
+            // round alone, beside pipeline_worker.workers. (Until 2026-12-07 a schedule fired late by up to the
+            // length of the steps: 7 s with one worker and 8 s steps.)
+            TimestampTz late = due + kTimerLateMs * 1000;
+            if (late <= now && after(now, n.timer_started, kTimerEveryMs)) {
+                long ms = static_cast<long>((n.timer_started - now) / 1000) + kTimerEveryMs + 1;
+                if (ms < timeout_) timeout_ = ms;
+            } else if (late <= now) {
+                timer_due_[k] = !timer_in(dboid);  // (one in flight: its exit wakes the launcher)
+            } else {
+                long ms = static_cast<long>((late - now) / 1000) + 1;
+                if (ms < timeout_) timeout_ = ms;
+            }
+        }
         if (current == 0 && due > now) {  // nobody there to keep the timer: the launcher does
             long ms = static_cast<long>((due - now) / 1000) + 1;
             if (ms < timeout_) timeout_ = ms;
@@ -385,7 +439,7 @@ class Launcher {
             if (input[j].current > target[j]) retire(dboid, input[j].current - target[j]);
         }
         int occupied = 0;
-        for (int i = 0; i < nslots_; i++) occupied += slots_[i].handle != nullptr;
+        for (int i = 0; i < nslots_; i++) occupied += slots_[i].handle != nullptr && !slots_[i].timer;
         for (int j = 0; j < ndb && occupied < total; j++) {
             int k = index[j];
             if (notes_[k].hold_until > now) {
@@ -416,7 +470,7 @@ class Launcher {
     }
 
     // Starts a worker for db in the lowest free slot that may start now. False when none may.
-    bool start_one(const Database &db, TimestampTz now) {
+    bool start_one(const Database &db, TimestampTz now, bool timer = false) {
         for (int i = 0; i < nslots_; i++) {
             if (slots_[i].handle != nullptr) continue;
             int old_pid = st_->slots[i].pid;  // a previous launcher's worker, stopping (see launcher_main)
@@ -429,15 +483,20 @@ class Launcher {
                 continue;
             }
             slots_[i].last_start = now;
-            pg_atomic_write_u32(&st_->slots[i].retire, 0);
+            // (a timer worker's slot reads as leaving: no wake-up nor run goes to it, and workers that leave do not
+            // count it as staying)
+            pg_atomic_write_u32(&st_->slots[i].retire, timer ? 1 : 0);
             pg_atomic_write_u32(&st_->slots[i].left_clean, 0);
             pg_atomic_write_u32(&st_->slots[i].dboid, db.oid);
-            if (start_worker(i, db, &slots_[i].handle)) {
-                warned_no_slot_ = false;
+            if (start_worker(i, db, timer, &slots_[i].handle)) {
+                slots_[i].timer = timer;
+                if (!timer) warned_no_slot_ = false;
                 return true;
             }
             slots_[i].handle = nullptr;
             pg_atomic_write_u32(&st_->slots[i].dboid, 0);
+            pg_atomic_write_u32(&st_->slots[i].retire, 0);
+            if (timer) return false;  // (no background worker slot to spare: the round waits for a worker, as before)
             if (!warned_no_slot_)
                 ereport(WARNING, (errmsg("pipeline_worker: could not start worker %d: no free background worker slot", i),
                                   errhint("Raise max_worker_processes (it must exceed pipeline_worker.workers plus other workers).")));
@@ -448,11 +507,19 @@ class Launcher {
         return false;
     }
 
+    // A timer worker for database entry k (see describe): one round of the timer, then it exits.
+    void start_timer(int k, bool waits, TimestampTz now) {
+        notes_[k].timer_started = now;
+        Database db{static_cast<Oid>(pg_atomic_read_u32(&st_->dbs[k].dboid)), waits};
+        (void)start_one(db, now, true);
+    }
+
     shared::State *st_;
     int nslots_;
     LauncherSlot *slots_;
     MemoryContext iter_;
     DbNotes notes_[shared::kMaxDatabases] = {};
+    bool timer_due_[shared::kMaxDatabases] = {};
     long timeout_ = 1000;
     TimestampTz probe_back_at_ = 0;  // when a worker last left a database for want of the extension
     bool warned_missing_ = false, warned_no_slot_ = false, warned_full_ = false;

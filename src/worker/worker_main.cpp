@@ -17,6 +17,7 @@
 #include "worker/parent_wakes.hpp"
 #include "worker/read_only.hpp"
 #include "worker/serve.hpp"
+#include "worker/timer.hpp"
 #include "worker/upkeep.hpp"
 #include "worker/helping.hpp"
 
@@ -131,6 +132,10 @@ void set_idle(bool idle) {
 // the workers wait in the database, as they always did.)
 bool leave_without_extension = false;
 
+// A timer worker (started by the launcher while every worker of the database is inside a step): one round of the
+// timer, then it exits. Its slot reads as leaving (retire) from the start.
+bool timer_only = false;
+
 uint32 extension_seq_seen = 0;  // the database's extension_seq before the last look at the catalog
 
 void leave_database(const char *why) {
@@ -160,7 +165,7 @@ void wait_for_extension() {
     for (;;) {
         ResetLatch(MyLatch);
         set_idle(true);
-        if (retiring()) proc_exit(0);
+        if (retiring() && !timer_only) proc_exit(0);
         if (shared::DbState *d = shared::db()) extension_seq_seen = pg_atomic_read_u32(&d->extension_seq);
         pg_memory_barrier();
         if (extension_ready()) {
@@ -168,6 +173,7 @@ void wait_for_extension() {
             return;
         }
         if (leave_without_extension) leave_database("no CREATE EXTENSION pipeline_worker there");
+        if (timer_only) proc_exit(0);
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pipeline_worker");
         wait_latch(kExtensionPollMs, httpq::configure);
     }
@@ -356,6 +362,7 @@ void worker_main(Datum arg) {
     Oid dboid;
     memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
     leave_without_extension = MyBgworkerEntry->bgw_extra[sizeof(dboid)] != 0;
+    timer_only = MyBgworkerEntry->bgw_extra[sizeof(dboid) + 1] != 0;
     take_slot(ls.slot_no, dboid);
     // DROP / RENAME / TEMPLATE of this database started after the launcher sent us: do not get in its way
     if (shared::DbState *d = shared::db(dboid);
@@ -376,6 +383,12 @@ void worker_main(Datum arg) {
     AddWaitEventToSet(waits, WL_SOCKET_READABLE, httpq::fd(), nullptr, nullptr);
 
     wait_for_extension();
+    if (timer_only) {
+        pgstat_report_activity(STATE_RUNNING, "timer round (every worker is inside a step)");
+        run_timer_if_due();
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        proc_exit(0);
+    }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving database %u", ls.slot_no, dboid)));
     for (;;) {
         // Reset the latch before reading the signals' flags and before announcing idleness (work_once, after the

@@ -3,7 +3,7 @@
 # (none, latest, all); overlap skip; SIGKILLs while schedules fire (no slot twice, none missed); a schedule whose
 # owner lost the right to submit becomes inactive; a schedule whose runs a trigger refuses is deactivated while delayed
 # runs still come due; a schedule meeting an error that may pass fails timer rounds about once a second per worker, not
-# at every claim, and the claims go on.
+# at every claim, and the claims go on; while every worker is inside a step, a timer worker fires the slots on time.
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -139,6 +139,30 @@ pw_check_sql "overlap skip, every worker busy: no run for a slot its schedule's 
       WHERE prev_finished > slot"
 n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'ov_busy'")
 [ "$n" -ge 1 ] && pw_ok "overlap skip, every worker busy: $n run(s) in 6 s of a 2.5 s step" || pw_fail "overlap skip, every worker busy: no run"
+
+# ------------------------------------------------------------------ on time with every worker inside a step
+# All three workers inside 6 s steps: the due moments none of them can take go to a timer worker the launcher starts
+# for the round. (Until 2026-12-07 the timer ran only in the workers, between steps: the slots' runs were created when
+# the first step ended, up to ~5 s late here.)
+pw_set_conf pipeline_worker.claim_batch 1 >/dev/null || pw_fail "claim_batch not set"
+for i in 1 2 3; do pw_psql -c "SELECT pipeline_worker.create_run('sc', '{\"sleep\": 6}', '{\"tag\": \"busy3\"}')" >/dev/null; done
+pw_wait_sql 3 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" >/dev/null \
+    || pw_fail "the three long runs did not start"
+pw_psql -c "SELECT pipeline_worker.schedule('on_time', 'sc', '1 seconds')" >/dev/null
+sleep 3.5
+pw_psql -c "SELECT pipeline_worker.unschedule('on_time')" >/dev/null
+pw_check_sql "every worker inside a step: the three long steps were still under way when the schedule was dropped" 3 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'"
+late=$(pw_psql -c "SELECT count(*) || ' runs, created up to ' || coalesce(round(extract(epoch FROM max(created_at - (metadata->>'scheduled_for')::timestamptz)) * 1000), -1) || ' ms after their slot'
+                     FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'on_time'")
+pw_info "every worker inside a step, a schedule of '1 seconds' for 3.5 s: $late"
+pw_check_sql "every worker inside a step: a schedule's runs are still created within 1 s of their slots" t \
+    "SELECT count(*) >= 2 AND max(created_at - (metadata->>'scheduled_for')::timestamptz) < '1 second'
+       FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'on_time'"
+pw_check_sql "... by a timer worker, beside the three (none left)" 3 \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
+pw_reset_conf pipeline_worker.claim_batch
+pw_wait_all_finished 15
 
 # ------------------------------------------------------------------ SIGKILL while schedules fire
 pw_psql -c "SELECT pipeline_worker.schedule('k' || i, 'sc', '1 seconds', options => '{\"catch_up\": \"all\"}')
