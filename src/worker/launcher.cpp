@@ -188,9 +188,12 @@ class Launcher {
             if (slots_[i].timer) {  // (it holds no run, and exits after its round whatever happens)
                 slots_[i].timer = false;
                 slots_[i].asked_out = true;
+                // (dboid first: never a moment with the database's oid and no retire mark -- a worker leaving then
+                // would count the slot as staying)
+                pg_atomic_write_u32(&s->dboid, 0);
+                pg_memory_barrier();
                 pg_atomic_write_u32(&s->retire, 0);
                 pg_atomic_write_u32(&s->left_clean, 0);
-                pg_atomic_write_u32(&s->dboid, 0);
                 continue;
             }
             Oid dboid = pg_atomic_read_u32(&s->dboid);
@@ -482,6 +485,7 @@ class Launcher {
                 timeout_ = 100;
                 continue;
             }
+            TimestampTz last_start = slots_[i].last_start;
             slots_[i].last_start = now;
             // (a timer worker's slot reads as leaving: no wake-up nor run goes to it, and workers that leave do not
             // count it as staying)
@@ -496,7 +500,10 @@ class Launcher {
             slots_[i].handle = nullptr;
             pg_atomic_write_u32(&st_->slots[i].dboid, 0);
             pg_atomic_write_u32(&st_->slots[i].retire, 0);
-            if (timer) return false;  // (no background worker slot to spare: the round waits for a worker, as before)
+            if (timer) {  // (no background worker slot to spare: the round waits for a worker, as before)
+                slots_[i].last_start = last_start;
+                return false;
+            }
             if (!warned_no_slot_)
                 ereport(WARNING, (errmsg("pipeline_worker: could not start worker %d: no free background worker slot", i),
                                   errhint("Raise max_worker_processes (it must exceed pipeline_worker.workers plus other workers).")));
