@@ -387,10 +387,7 @@ void worker_main(Datum arg) {
         set_idle(false);
         // (as a worker's round: not while disabled, nor in a database read-only by default -- noted there, so that
         // the launcher sends no more until the note ends; review, 2026-12-07)
-        if (guc::enabled && !read_only_now(ls.slot_no)) {
-            pgstat_report_activity(STATE_RUNNING, "timer round (every worker is inside a step)");
-            run_timer_if_due();
-        }
+        if (guc::enabled && !read_only_now(ls.slot_no)) run_timer_if_due();
         pgstat_report_activity(STATE_IDLE, nullptr);
         proc_exit(0);
     }

@@ -3,7 +3,8 @@
 # (none, latest, all); overlap skip; SIGKILLs while schedules fire (no slot twice, none missed); a schedule whose
 # owner lost the right to submit becomes inactive; a schedule whose runs a trigger refuses is deactivated while delayed
 # runs still come due; a schedule meeting an error that may pass fails timer rounds about once a second per worker, not
-# at every claim, and the claims go on; while every worker is inside a step, a timer worker fires the slots on time.
+# at every claim, and the claims go on; while every worker is inside a step, a timer worker fires the slots on time
+# (and timer workers terminated or killed mid-round fire no slot twice and miss none).
 source "$(dirname "$0")/../lib/cluster.sh"
 trap pw_cleanup EXIT
 
@@ -163,6 +164,52 @@ pw_check_sql "... by a timer worker, beside the three (none left)" 3 \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
 pw_reset_conf pipeline_worker.claim_batch
 pw_wait_all_finished 15
+
+# ------------------------------------------------------------------ timer workers terminated and killed mid-round
+# The same, with each round made slow (a trigger sleeping 0.4 s on the schedule's inserts): timer workers are caught
+# in their round and ended -- twice by pg_terminate_backend, once by SIGKILL (a crash restart). No slot twice, none
+# missed.
+pw_set_conf pipeline_worker.claim_batch 1 >/dev/null || pw_fail "claim_batch not set"
+pw_psql >/dev/null <<'SQL' || pw_fail "slow-round fixture"
+CREATE FUNCTION sc_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.metadata->>'schedule' = 'tk' THEN PERFORM pg_sleep(0.4); END IF; RETURN NEW; END $$;
+CREATE TRIGGER sc_slow BEFORE INSERT ON pipeline_worker.runs FOR EACH ROW EXECUTE FUNCTION sc_slow();
+SQL
+for i in 1 2 3; do pw_psql -c "SELECT pipeline_worker.create_run('sc', '{\"sleep\": 8}', '{\"tag\": \"busy4\"}')" >/dev/null; done
+pw_wait_sql 3 10 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND wait_event = 'PgSleep'" >/dev/null \
+    || pw_fail "the three long runs did not start"
+pw_psql -c "SELECT pipeline_worker.schedule('tk', 'sc', '1 seconds', options => '{\"catch_up\": \"all\"}')" >/dev/null
+# timer_pid : the pid of a timer worker in its round, inside the trigger (waited for up to 5 s), or nothing
+timer_pid() {
+    pw_wait_sql t 5 "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                       AND query = 'moving due runs into the queue' AND wait_event = 'PgSleep'" 0.05 >/dev/null &&
+        pw_psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'
+                      AND query = 'moving due runs into the queue' AND wait_event = 'PgSleep' LIMIT 1"
+}
+ended=0
+for how in terminate terminate kill; do
+    pid=$(timer_pid)
+    if [ -z "$pid" ]; then pw_fail "no timer worker in its round to $how"; continue; fi
+    if [ $how = terminate ]; then
+        [ "$(pw_psql -c "SELECT pg_terminate_backend($pid)")" = t ] && ended=$((ended + 1))
+    else
+        { pw_as_pg kill -9 "$pid" 2>/dev/null || kill -9 "$pid"; } && ended=$((ended + 1))
+        sleep 0.3
+        pw_wait_workers 3 30 >/dev/null || pw_fail "workers did not come back after the SIGKILL"
+    fi
+done
+sleep 2
+pw_psql -c "SELECT pipeline_worker.unschedule('tk')" -c "DROP TRIGGER sc_slow ON pipeline_worker.runs" >/dev/null
+pw_check "three timer workers ended in their round (2 terminated, 1 killed)" 3 "$ended"
+pw_reset_conf pipeline_worker.claim_batch
+pw_wait_all_finished 30
+n=$(pw_psql -c "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'tk'")
+pw_info "timer workers ended mid-round: $n runs of the schedule"
+pw_check_sql "timer workers ended mid-round: no slot twice" 0 "SELECT slot_dups('tk')"
+pw_check_sql "timer workers ended mid-round: no slot missed" 0 "SELECT slot_gaps('tk')"
+[ "$n" -ge 3 ] && pw_ok "timer workers ended mid-round: the schedule kept firing ($n runs)" || pw_fail "timer workers ended mid-round: $n runs"
+pw_check_sql "... and every run of it succeeded" 0 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'tk' AND status <> 'succeeded'"
 
 # ------------------------------------------------------------------ SIGKILL while schedules fire
 pw_psql -c "SELECT pipeline_worker.schedule('k' || i, 'sc', '1 seconds', options => '{\"catch_up\": \"all\"}')
