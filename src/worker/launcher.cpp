@@ -241,6 +241,12 @@ class Launcher {
         return n > 0;
     }
 
+    bool timers_running() const {
+        for (int i = 0; i < nslots_; i++)
+            if (slots_[i].handle != nullptr && slots_[i].timer) return true;
+        return false;
+    }
+
     bool timer_in(Oid dboid) const {
         for (int i = 0; i < nslots_; i++)
             if (slots_[i].handle != nullptr && slots_[i].timer && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid)
@@ -502,6 +508,11 @@ class Launcher {
             pg_atomic_write_u32(&st_->slots[i].retire, 0);
             if (timer) {  // (no background worker slot to spare: the round waits for a worker, as before)
                 slots_[i].last_start = last_start;
+                return false;
+            }
+            if (timers_running()) {  // (a timer worker holds the last one for a few milliseconds: its exit wakes us)
+                slots_[i].last_start = last_start;
+                timeout_ = 100;
                 return false;
             }
             if (!warned_no_slot_)
