@@ -241,15 +241,11 @@ class Launcher {
         return n > 0;
     }
 
-    bool timers_running() const {
-        for (int i = 0; i < nslots_; i++)
-            if (slots_[i].handle != nullptr && slots_[i].timer) return true;
-        return false;
-    }
-
+    // Whether a timer worker of the database (InvalidOid: of any) is under way.
     bool timer_in(Oid dboid) const {
         for (int i = 0; i < nslots_; i++)
-            if (slots_[i].handle != nullptr && slots_[i].timer && pg_atomic_read_u32(&st_->slots[i].dboid) == dboid)
+            if (slots_[i].handle != nullptr && slots_[i].timer &&
+                (dboid == InvalidOid || pg_atomic_read_u32(&st_->slots[i].dboid) == dboid))
                 return true;
         return false;
     }
@@ -384,14 +380,12 @@ class Launcher {
             // finish it. A due moment none took within kTimerLateMs is taken by a timer worker, started for that
             // round alone, beside pipeline_worker.workers. (Until 2026-12-07 a schedule fired late by up to the
             // length of the steps: 7 s with one worker and 8 s steps.)
-            TimestampTz late = due + kTimerLateMs * 1000;
-            if (late <= now && after(now, n.timer_started, kTimerEveryMs)) {
-                long ms = static_cast<long>((n.timer_started - now) / 1000) + kTimerEveryMs + 1;
-                if (ms < timeout_) timeout_ = ms;
-            } else if (late <= now) {
-                timer_due_[k] = !timer_in(dboid);  // (one in flight: its exit wakes the launcher)
+            TimestampTz at = std::max<TimestampTz>(due + kTimerLateMs * 1000,
+                                      n.timer_started == 0 ? 0 : n.timer_started + kTimerEveryMs * 1000);
+            if (at <= now) {
+                timer_due_[k] = !timer_in(dboid);  // (one under way: its exit wakes the launcher)
             } else {
-                long ms = static_cast<long>((late - now) / 1000) + 1;
+                long ms = static_cast<long>((at - now) / 1000) + 1;
                 if (ms < timeout_) timeout_ = ms;
             }
         }
@@ -506,13 +500,12 @@ class Launcher {
             slots_[i].handle = nullptr;
             pg_atomic_write_u32(&st_->slots[i].dboid, 0);
             pg_atomic_write_u32(&st_->slots[i].retire, 0);
-            if (timer) {  // (no background worker slot to spare: the round waits for a worker, as before)
+            // (No background worker slot: for a timer worker, the round waits for a worker, as before; for a worker,
+            // while a timer worker holds the last one for a few milliseconds, its exit wakes the launcher. Neither
+            // is a crash loop, nor worth a warning.)
+            if (timer || timer_in(InvalidOid)) {
                 slots_[i].last_start = last_start;
-                return false;
-            }
-            if (timers_running()) {  // (a timer worker holds the last one for a few milliseconds: its exit wakes us)
-                slots_[i].last_start = last_start;
-                timeout_ = 100;
+                if (!timer) timeout_ = 100;
                 return false;
             }
             if (!warned_no_slot_)

@@ -375,6 +375,15 @@ void worker_main(Datum arg) {
     crashes::attach(ls.slot_no);
     ls.iter_ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker iteration", ALLOCSET_DEFAULT_SIZES);
 
+    if (timer_only) {  // (before the HTTP client and the wait set: it needs neither)
+        wait_for_extension();
+        set_idle(false);
+        // (as a worker's round: not while disabled, nor in a database read-only by default -- noted there, so that
+        // the launcher sends no more until the note ends; review, 2026-12-07)
+        if (guc::enabled && !read_only_now(ls.slot_no)) run_timer_if_due();
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        proc_exit(0);
+    }
     // One wait set for the worker's whole life: its latch, postmaster death, and the HTTP client's epoll set.
     httpq::configure();
     WaitEventSet *waits = CreateWaitEventSet(TopMemoryContext, 3);
@@ -383,14 +392,6 @@ void worker_main(Datum arg) {
     AddWaitEventToSet(waits, WL_SOCKET_READABLE, httpq::fd(), nullptr, nullptr);
 
     wait_for_extension();
-    if (timer_only) {
-        set_idle(false);
-        // (as a worker's round: not while disabled, nor in a database read-only by default -- noted there, so that
-        // the launcher sends no more until the note ends; review, 2026-12-07)
-        if (guc::enabled && !read_only_now(ls.slot_no)) run_timer_if_due();
-        pgstat_report_activity(STATE_IDLE, nullptr);
-        proc_exit(0);
-    }
     ereport(DEBUG1, (errmsg("pipeline_worker: worker %d serving database %u", ls.slot_no, dboid)));
     for (;;) {
         // Reset the latch before reading the signals' flags and before announcing idleness (work_once, after the
