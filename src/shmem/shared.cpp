@@ -101,6 +101,7 @@ void startup_hook() {
             pg_atomic_init_u32(&g_state->slots[i].dboid, 0);
             pg_atomic_init_u32(&g_state->slots[i].retire, 0);
             pg_atomic_init_u32(&g_state->slots[i].left_clean, 0);
+            pg_atomic_init_u32(&g_state->slots[i].timer_failed, 0);
         }
     }
     g_sessions = static_cast<SessionExec *>(ShmemInitStruct("pipeline_worker sessions", sessions_size(), &found));

@@ -25,6 +25,7 @@ struct Slot {
                                // starts, cleared once it has exited): 0 when no worker is there or coming
     pg_atomic_uint32 retire;   // the launcher wants the slot elsewhere: finish the batch, then exit
     pg_atomic_uint32 left_clean;  // the worker left because the database has no extension (cleared at each start)
+    pg_atomic_uint32 timer_failed;  // a timer worker's round failed (cleared at each start; the launcher backs off)
     int pid;                   // 0 when the slot is free
     Latch *latch;
 };

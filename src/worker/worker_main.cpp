@@ -381,6 +381,9 @@ void worker_main(Datum arg) {
         // (as a worker's round: not while disabled, nor in a database read-only by default -- noted there, so that
         // the launcher sends no more until the note ends; review, 2026-12-07)
         if (guc::enabled && !read_only_now(ls.slot_no)) run_timer_if_due();
+        // (a round that failed -- logged -- is tried again by the workers between their steps, and by the launcher's
+        // next timer worker only after a back-off: not a process a second while it keeps failing)
+        if (!timer_may_run() && my_slot != nullptr) pg_atomic_write_u32(&my_slot->timer_failed, 1);
         pgstat_report_activity(STATE_IDLE, nullptr);
         proc_exit(0);
     }
