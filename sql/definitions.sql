@@ -42,6 +42,8 @@ SELECT pipeline_worker.create_pipeline('bad_number_name', '[{"name": 5, "functio
 SELECT pipeline_worker.create_pipeline('bad_dup_names',
     '[{"name": "a", "function": "public.def_ok"}, {"name": "b", "function": "public.def_ok"},
       {"name": "a", "function": "public.def_ok"}]');
+-- at most 200 bytes: 101 two-byte characters are too many
+SELECT pipeline_worker.create_pipeline('bad_long_name', jsonb_build_array(jsonb_build_object('name', repeat('é', 101), 'function', 'public.def_ok')));
 
 -- ---------------------------------------------------------------- invalid: keys, function/http
 SELECT pipeline_worker.create_pipeline('bad_unknown_key', '[{"name": "a", "function": "public.def_ok", "bogus": 1}]');

@@ -209,6 +209,8 @@ SELECT pipeline_worker.claim_run() IS NULL AS woken_run_not_claimed_while_paused
 SELECT pipeline_worker.resume_pipeline('fc_wait');
 SELECT pipeline_worker.claim_run() = :waiter AS woken_run_claimed_after_resume;
 SELECT pipeline_worker.execute_run(:waiter) AS resumed;
+-- an event name has at most 200 bytes: 101 two-byte characters are too many
+SELECT pipeline_worker.send_event(:waiter, repeat('é', 101));
 SELECT pipeline_worker.drop_pipeline('fc_wait');
 -- only its owner (or an admin)
 SET ROLE regress_fc_tenant;

@@ -23,8 +23,8 @@ char *checked_event(FunctionCallInfo fcinfo, int argno) {
     char *e = text_to_cstring(PG_GETARG_TEXT_PP(argno));
     if (e[0] == '\0' || strlen(e) > kMaxEventName)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("an event name must have 1 to %d characters", kMaxEventName),
-                        errhint("Use the name a \"wait_for\" step of the run waits for.")));
+                        errmsg("an event name must have 1 to %d bytes", kMaxEventName),
+                        errhint("Use the name a \"wait_for\" step of the run waits for (at most %d bytes in UTF-8).", kMaxEventName)));
     return e;
 }
 

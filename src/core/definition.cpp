@@ -33,7 +33,7 @@ const char *const kHttpKeys = "url, method, headers, timeout_ms, follow_redirect
 const char *const kUrlHint = "Give \"url\" as a JSON string \"http://host[:port]/path\" or \"https://...\" (port 1-65535).";
 const char *const kHeadersHint = "Write \"headers\": {\"Name\": \"value\", ...} with string values.";
 const char *const kSecretHint = "Write [\"Name\", ...]: names of headers in \"headers\" whose values stay hidden.";
-const char *const kNameHint = "Every step needs a \"name\": a non-empty JSON string of at most 200 characters, unique in the pipeline.";
+const char *const kNameHint = "Every step needs a \"name\": a non-empty JSON string of at most 200 bytes (UTF-8), unique in the pipeline.";
 const char *const kBoolHint = "Use the JSON booleans true or false (not strings).";
 const char *const kOptionKeys =
     "max_attempts, retry_delay_ms, timeout_ms, concurrency, concurrency_per_key, rate_limit, rate_limit_per_key, "
@@ -286,7 +286,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         throw DefinitionError(where(index, "") + ": \"name\" must be a non-empty string", kNameHint);
     if (name->as_string().size() > kMaxNameLength)
         throw DefinitionError(where(index, "") + ": \"name\" is longer than " + std::to_string(kMaxNameLength) +
-                              " characters",
+                              " bytes",
                               kNameHint);
     s.name = name->as_string();
     const std::string at = where(index, s.name);
@@ -323,7 +323,7 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         } else if (key == "wait_for") {
             if (!val.is_string() || val.as_string().empty() || val.as_string().size() > kMaxNameLength)
                 throw DefinitionError(at + ": \"wait_for\" must be an event name (a non-empty string of at most " +
-                                          std::to_string(kMaxNameLength) + " characters)",
+                                          std::to_string(kMaxNameLength) + " bytes in UTF-8)",
                                       "Example: \"wait_for\": \"payment_received\", \"timeout_ms\": 86400000.");
             s.wait_for = val.as_string();
             s.kind = StepKind::WaitFor;

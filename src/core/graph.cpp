@@ -41,6 +41,12 @@ std::string describe_cycle(const std::vector<StepSpec> &steps, const std::vector
     std::reverse(cyc.begin(), cyc.end());
     for (int i : cyc) s += json::quote(steps[i].name) + " -> ";
     s += json::quote(steps[cyc.front()].name);
+    // (a step on it without "depends_on" depends on the step before it: said, or the cycle cannot be read off the
+    // definition; acceptance walk-through, 2026-12-07)
+    for (int i : cyc)
+        if (!steps[i].has_depends_on)
+            s += "; " + json::quote(steps[i].name) + " has no \"depends_on\" and so depends on the step before it, " +
+                 json::quote(steps[i - 1].name);
     return s;
 }
 

@@ -68,6 +68,13 @@ TEST(Graph, Refusals) {
     EXPECT_NE(cyc.find("cycle"), std::string::npos) << cyc;
     for (const char *n : {"\"a\"", "\"b\"", "\"c\""}) EXPECT_NE(cyc.find(n), std::string::npos) << cyc;
     EXPECT_EQ(cyc.find("\"d\""), std::string::npos) << cyc;  // d depends on the cycle, is not on it
+    EXPECT_EQ(cyc.find("has no \"depends_on\""), std::string::npos) << cyc;  // every dependency on it is written
+    // a dependency by default (no "depends_on": the step before) is said where it closes the cycle
+    std::string implicit = error_of(R"([{"name": "a", "function": "f", "depends_on": ["b"]},
+                                        {"name": "b", "function": "f"}])");
+    EXPECT_NE(implicit.find("\"b\" has no \"depends_on\" and so depends on the step before it, \"a\""),
+              std::string::npos)
+        << implicit;
 }
 
 TEST(Graph, WaitingKinds) {
