@@ -1,5 +1,7 @@
 #include "shmem/shared.hpp"
 
+#include <algorithm>
+
 #include "shmem/lanes.hpp"
 #include "shmem/task_board.hpp"
 #include "shmem/metrics.hpp"
@@ -54,6 +56,7 @@ void startup_hook() {
         g_state->nslots = slot_count();
         pg_atomic_init_u32(&g_state->cancel_next, 0);
         pg_atomic_init_u64(&g_state->pipelines_generation, 1);
+        pg_atomic_init_u64(&g_state->enabled_since, 0);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         for (int i = 0; i < kCancelFilter; i++) pg_atomic_init_u32(&g_state->cancel_counts[i], 0);
         pg_atomic_init_u32(&g_state->cancel_epoch, 0);
@@ -420,6 +423,19 @@ void end_timer_at_exit(int, Datum) {
     if (in_round) note_retry_due(GetCurrentTimestamp());
 }
 }  // namespace
+
+void note_enabled() {
+    if (g_state == nullptr) return;
+    uint64 now = static_cast<uint64>(GetCurrentTimestamp());
+    uint64 seen = pg_atomic_read_u64(&g_state->enabled_since);
+    while (seen < now && !pg_atomic_compare_exchange_u64(&g_state->enabled_since, &seen, now)) {
+    }
+}
+
+TimestampTz timer_running_since() {
+    TimestampTz on = g_state == nullptr ? 0 : static_cast<TimestampTz>(pg_atomic_read_u64(&g_state->enabled_since));
+    return std::max(PgStartTime, on);
+}
 
 bool begin_timer() {
     DbState *d = db();

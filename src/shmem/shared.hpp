@@ -98,6 +98,7 @@ struct State {
     int nslots;
     Latch *launcher_latch;
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
+    pg_atomic_uint64 enabled_since;  // when a process last saw pipeline_worker.enabled turn on (0: not since start)
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled runs (cancel_key: database and run id)
     pg_atomic_uint32 cancel_epoch;  // bumped after every change of the ring (a backend's last answer is valid until then)
@@ -172,6 +173,11 @@ bool is_due();  // (without taking it)
 constexpr int64 kTimerLeaseUs = 5 * USECS_PER_SEC;
 bool begin_timer();
 void end_timer();  // (nothing if this backend holds no lease)
+// pipeline_worker.enabled turned on in this process's reload (worker/interrupts): the timer was off until now.
+void note_enabled();
+// Since when the timer has been running: the server's start, or the later moment pipeline_worker.enabled last
+// turned on. Schedule slots before it were missed "while down" ("catch_up").
+TimestampTz timer_running_since();
 bool timer_busy(TimestampTz now);
 int idle_workers();  // of this database
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).

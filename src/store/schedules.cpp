@@ -8,6 +8,7 @@
 #include "pg/subxact.hpp"
 #include "shmem/commit_notes.hpp"
 #include "shmem/metrics.hpp"
+#include "shmem/shared.hpp"
 
 extern "C" {
 #include "pgtime.h"
@@ -86,13 +87,14 @@ int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *
     return n;
 }
 
-// Of the slots missed while the server was down (before PgStartTime, up to `until`), only the latest `keep` get a
+// Of the slots missed while the server was down (before `since`, shared::timer_running_since(): the server's start,
+// or pipeline_worker.enabled turned on again; up to `until`), only the latest `keep` get a
 // run ("catch_up"), however many passes of kMaxSlotsPerPass they span: the ones before those are stepped over here
 // (until 2026-12-05 catch_up applied per pass: 2,500 missed slots and "latest" gave 3 runs). Counts at most
 // kMaxMissedPerPass slots; *resume (kNoSlot unless the count stopped there) is where the next pass goes on, and this
 // one fires nothing. Returns the slot to start after: `after` itself when at most `keep` slots were missed.
-int64 step_over_missed(const char *cron, pg_tz *tz, int64 after, int64 until, int keep, int64 *resume,
-                       pg::CppError *err) {
+int64 step_over_missed(const char *cron, pg_tz *tz, int64 after, int64 until, TimestampTz since, int keep,
+                       int64 *resume, pg::CppError *err) {
     *resume = core::cron::kNoSlot;
     int64 *ring = static_cast<int64 *>(palloc(sizeof(int64) * (keep + 1)));  // the latest keep + 1 missed
     int64 count = 0, stop = core::cron::kNoSlot;
@@ -101,7 +103,7 @@ int64 step_over_missed(const char *cron, pg_tz *tz, int64 after, int64 until, in
         core::cron::Spec spec = core::cron::parse(cron);
         core::cron::OffsetFn offset = utc_offset(tz);
         int64 s = core::cron::next_slot(spec, after, offset);
-        while (s != core::cron::kNoSlot && s <= until && timestamp_of(s) < PgStartTime) {
+        while (s != core::cron::kNoSlot && s <= until && timestamp_of(s) < since) {
             if (count == kMaxMissedPerPass) {
                 stopped = true;
                 break;
@@ -315,8 +317,11 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     int nslots = 0;
     int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
     int64 after = unix_seconds(s.next_run_at) - 1;  // next_run_at is the first unhandled slot: start just before it
-    if (tz != nullptr && s.next_run_at < PgStartTime)
-        after = step_over_missed(s.cron, tz, after, now_s, keep_missed, &resume, &err);
+    // (down: before the server's start, or while pipeline_worker.enabled was off -- until 2026-12-07 those slots
+    // all fired when it was turned on again, "catch_up": "none" or not; acceptance walk-through)
+    TimestampTz since = shared::timer_running_since();
+    if (tz != nullptr && s.next_run_at < since)
+        after = step_over_missed(s.cron, tz, after, now_s, since, keep_missed, &resume, &err);
     if (tz != nullptr && !err.failed && resume != core::cron::kNoSlot) {
         note_handled(s.name, resume, 0, s.last_run_id, 0);  // more missed slots to count: go on in the next pass
         return 0;
@@ -329,12 +334,12 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
         deactivate(s.name);
         return 0;
     }
-    // Which slots get a run: those since the server started; of the ones missed while it was down, per "catch_up".
+    // Which slots get a run: those since the timer runs; of the ones missed while it was down, per "catch_up".
     int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
     int nfire = 0, nmissed = 0;
-    for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < PgStartTime;
+    for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < since;
     for (int k = 0; k < nslots; k++)
-        if (timestamp_of(slots[k]) >= PgStartTime || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
+        if (timestamp_of(slots[k]) >= since || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
     int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
     int64 pipeline_id = 0, skipped = 0, last_run = s.last_run_id, created = 0;
     Oid pipeline_owner = InvalidOid;

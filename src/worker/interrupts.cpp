@@ -1,12 +1,19 @@
 #include "worker/interrupts.hpp"
 
+#include "shmem/gucs.hpp"
+#include "shmem/shared.hpp"
+
 namespace pw::worker {
 
 void absorb_interrupts(void (*on_reload)()) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
+        bool was_enabled = guc::enabled;
         ProcessConfigFile(PGC_SIGHUP);
+        // (the first process to see it, launcher or worker, notes the moment before any timer round of its own: slots
+        // of a schedule due while it was off count as missed while down -- not fired all at once now)
+        if (!was_enabled && guc::enabled) shared::note_enabled();
         if (on_reload != nullptr) on_reload();
     }
 }
