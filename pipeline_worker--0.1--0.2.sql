@@ -137,11 +137,14 @@ CREATE FUNCTION pipeline_worker.workers(OUT slot int, OUT pid int, OUT state tex
 
 -- What pipeline_stats and metrics() count, per pipeline, by index-only range scans (their cost follows the runs
 -- counted, not the table): unfinished runs (no unique column: btree deduplication keeps it small), the oldest pending
--- ones, and finished ones by status and time. submitted_by and pipeline_owner are there for row-level security.
-CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs (pipeline_id, status, run_at, submitted_by, pipeline_owner)
+-- ones, and finished ones by status and time. submitted_by and pipeline_owner are there for row-level security;
+-- not_before tells a run waiting for a retry's back-off (not claimable now: counted as scheduled) -- a key column,
+-- not an INCLUDE one, which would end the deduplication.
+CREATE INDEX runs_stats_open_idx ON pipeline_worker.runs
+    (pipeline_id, status, run_at, submitted_by, pipeline_owner, not_before)
     WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
 CREATE INDEX runs_stats_oldest_idx ON pipeline_worker.runs (pipeline_id, created_at)
-    INCLUDE (run_at, submitted_by, pipeline_owner) WHERE status = 'pending';
+    INCLUDE (run_at, submitted_by, pipeline_owner, not_before) WHERE status = 'pending';
 CREATE INDEX runs_stats_finished_idx ON pipeline_worker.runs (pipeline_id, status, finished_at)
     INCLUDE (started_at, submitted_by, pipeline_owner) WHERE status IN ('succeeded', 'failed', 'cancelled');
 -- Index-only scans need the visibility map: vacuum after bulk submissions too. And with retention, every run is
@@ -234,12 +237,10 @@ CREATE FUNCTION pipeline_worker.pipeline_stats_rows(
     SET jit = off
     AS $$
 SELECT p.name AS pipeline,
+       nw.ready + due.ready AS pending,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)
-     + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) AS pending,
-       (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
-         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()) AS scheduled,
+         WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now())
+     + nw.backoff + due.backoff AS scheduled,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
          WHERE r.pipeline_id = p.id AND r.status = 'running') AS running,
        (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r
@@ -271,11 +272,24 @@ SELECT p.name AS pipeline,
        pg_catalog.now() - (SELECT r.created_at FROM pipeline_worker.runs r
                             WHERE r.pipeline_id = p.id AND r.status = 'pending'
                               AND NOT COALESCE(r.run_at > pg_catalog.now(), false)
+                              AND NOT COALESCE(r.not_before > pg_catalog.now(), false)
                             ORDER BY r.created_at LIMIT 1) AS oldest_pending_age,
        d.pct[1] AS p50_duration_1h,
        d.pct[2] AS p95_duration_1h,
        p.paused
   FROM pipeline_worker.pipelines p
+ -- pending runs without run_at (nw) and with run_at come (due), each counted in one range scan: claimable now
+ -- (ready), or waiting for a retry's back-off (counted as scheduled, with future run_at; until 2026-12-07 as pending)
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.not_before > pg_catalog.now(), false)) AS ready,
+              pg_catalog.count(*) FILTER (WHERE r.not_before > pg_catalog.now()) AS backoff
+         FROM pipeline_worker.runs r
+        WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL) nw
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.not_before > pg_catalog.now(), false)) AS ready,
+              pg_catalog.count(*) FILTER (WHERE r.not_before > pg_catalog.now()) AS backoff
+         FROM pipeline_worker.runs r
+        WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) due
  -- the hour: since; its first whole minute b; the sealed minutes end at up
  CROSS JOIN (SELECT pg_catalog.now() - interval '1 hour' AS since,
                     pg_catalog.date_trunc('minute', pg_catalog.now() - interval '1 hour') + interval '1 minute' AS b,

@@ -40,8 +40,8 @@ const Family kFamilies[] = {
     {"pipeline_worker_steps_total", "counter", "Step attempts that ended, by step kind and status, since the server started."},
     {"pipeline_worker_http_requests_total", "counter", "HTTP step requests by outcome, since the server started."},
     {"pipeline_worker_runs", "gauge",
-     "Unfinished runs by status (pending: claimable now or once a pause or limit lets it; scheduled: run_at in the "
-     "future)."},
+     "Unfinished runs by status (pending: claimable now or once a pause or limit lets it; scheduled: run_at or a "
+     "retry's back-off in the future)."},
     {"pipeline_worker_oldest_pending_seconds", "gauge",
      "Age of the oldest pending run (scheduled ones not counted); 0 when none."},
     {"pipeline_worker_workers", "gauge", "Background workers by state."},

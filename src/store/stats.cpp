@@ -49,20 +49,32 @@ void refresh_gauges() {
     // partial indexes of unfinished and pending runs: what finished costs nothing.
     pg::run_as_owner(&plan_gauges,
                      "/* pw_indexes: runs_stats_open_idx runs_stats_oldest_idx */ SELECT p.name,"
+                     " nw.ready + due.ready,"
                      " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
-                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL)"
-                     " + (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
-                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()),"
-                     " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
-                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now()),"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at > pg_catalog.now())"
+                     " + nw.backoff + due.backoff,"
                      " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
                      "   WHERE r.pipeline_id = p.id AND r.status = 'running'),"
                      " (SELECT pg_catalog.count(*) FROM pipeline_worker.runs r"
                      "   WHERE r.pipeline_id = p.id AND r.status = 'waiting'),"
                      " (SELECT r.created_at FROM pipeline_worker.runs r"
                      "   WHERE r.pipeline_id = p.id AND r.status = 'pending'"
-                     "     AND NOT COALESCE(r.run_at > pg_catalog.now(), false) ORDER BY r.created_at LIMIT 1)"
-                     " FROM pipeline_worker.pipelines p",
+                     "     AND NOT COALESCE(r.run_at > pg_catalog.now(), false)"
+                     "     AND NOT COALESCE(r.not_before > pg_catalog.now(), false) ORDER BY r.created_at LIMIT 1)"
+                     " FROM pipeline_worker.pipelines p"
+                     // (as pipeline_stats: a run waiting for a retry's back-off is not claimable now -- scheduled)
+                     " CROSS JOIN LATERAL (SELECT"
+                     "   pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.not_before > pg_catalog.now(), false))"
+                     "     AS ready,"
+                     "   pg_catalog.count(*) FILTER (WHERE r.not_before > pg_catalog.now()) AS backoff"
+                     "   FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at IS NULL) nw"
+                     " CROSS JOIN LATERAL (SELECT"
+                     "   pg_catalog.count(*) FILTER (WHERE NOT COALESCE(r.not_before > pg_catalog.now(), false))"
+                     "     AS ready,"
+                     "   pg_catalog.count(*) FILTER (WHERE r.not_before > pg_catalog.now()) AS backoff"
+                     "   FROM pipeline_worker.runs r"
+                     "   WHERE r.pipeline_id = p.id AND r.status = 'pending' AND r.run_at <= pg_catalog.now()) due",
                      0, nullptr, nullptr, nullptr, true);
     int n = static_cast<int>(SPI_processed);
     const char **names = static_cast<const char **>(palloc(sizeof(char *) * (n > 0 ? n : 1)));

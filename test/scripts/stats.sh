@@ -183,4 +183,23 @@ until [ "$(metric pipeline_worker_runs 'pipeline="s_held"' 'status="pending"')" 
 done
 pw_check "... the lead worker's count has them within 10 s" "$((before + 20000))" \
     "$(metric pipeline_worker_runs 'pipeline="s_held"' 'status="pending"')"
+
+# A run waiting for a retry's back-off is not claimable now: scheduled, not pending, and not the oldest pending run.
+# (Until 2026-12-07 it counted as pending, and its age from its creation; acceptance walk-through.)
+pw_psql >/dev/null <<'SQL' || pw_fail "back-off fixture"
+SELECT pipeline_worker.create_pipeline('s_retry', '[{"name": "a", "function": "st_step", "max_attempts": 2,
+    "retry_delay_ms": 600000}]');
+SELECT pipeline_worker.create_run('s_retry', '{"fail": true}');
+SQL
+pw_wait_sql t 10 "SELECT status = 'pending' AND not_before > now() FROM pipeline_worker.runs WHERE pipeline = 's_retry'" \
+    >/dev/null || pw_fail "the s_retry run did not fail its first attempt"
+pw_check "a run in its retry back-off: pipeline_stats pending 0, scheduled 1, no oldest pending age" "0|1|t" \
+    "$(pw_psql -c "SELECT pending, scheduled, oldest_pending_age IS NULL FROM pipeline_worker.pipeline_stats
+                   WHERE pipeline = 's_retry'")"
+n=0
+until [ "$(metric pipeline_worker_runs 'pipeline="s_retry"' 'status="scheduled"')" = 1 ] || [ $n -ge 40 ]; do
+    sleep 0.25; n=$((n + 1))
+done
+pw_check "... and the runs gauge: pending 0, scheduled 1" "0 1" \
+    "$(metric pipeline_worker_runs 'pipeline="s_retry"' 'status="pending"') $(metric pipeline_worker_runs 'pipeline="s_retry"' 'status="scheduled"')"
 pw_finish
