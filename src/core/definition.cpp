@@ -403,7 +403,7 @@ RateLimit parse_rate_limit(const json::Value &v, const std::string &what) {
     return r;
 }
 
-Options parse_options(const json::Value &v) {
+Options parse_options(const json::Value &v, bool stored) {
     Options o;
     if (!v.is_object())
         throw DefinitionError(std::string("options must be a JSON object, not ") + v.type_name(),
@@ -423,10 +423,12 @@ Options parse_options(const json::Value &v) {
                 o.retention = "-1";
                 continue;
             }
-            if (!val.is_string() || val.as_string().empty())
-                throw DefinitionError("option \"retention\" must be an interval as a JSON string, or -1",
+            if (!val.is_string() || val.as_string().empty() ||
+                // (new definitions only: one stored before 2026-12-07 with a bare number still loads, in seconds)
+                (!stored && bare_number(val.as_string().c_str()) && val.as_string() != "-1"))
+                throw DefinitionError("option \"retention\" must be an interval with its unit as a JSON string, or -1",
                                       "Example: \"retention\": \"30 days\" (finished runs older than that are deleted); "
-                                      "-1 keeps them forever.");
+                                      "-1 keeps them forever. A bare number would be read as seconds.");
             o.retention = val.as_string();
             continue;
         }
@@ -466,7 +468,7 @@ void check_option_keys(const std::string &change_json) {
 Definition parse_definition(const std::string &steps_text, const std::string &options_text, bool stored) {
     Definition def;
     def.steps_json = json::parse(steps_text);
-    def.options = parse_options(json::parse(options_text));
+    def.options = parse_options(json::parse(options_text), stored);
     const json::Value &steps = def.steps_json;
     if (!steps.is_array())
         throw DefinitionError(std::string("steps must be a JSON array of step objects, not ") + steps.type_name(),
@@ -514,6 +516,17 @@ std::string normalized_steps(const Definition &def, const std::vector<std::strin
         items[i].set("http", http);
     }
     return json::serialize(steps);
+}
+
+bool bare_number(const char *text) noexcept {
+    if (text == nullptr) return false;
+    const char *p = text;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '+' || *p == '-') p++;
+    bool digits = false;
+    while ((*p >= '0' && *p <= '9') || *p == '.') digits |= *p++ != '.';
+    while (*p == ' ' || *p == '\t') p++;
+    return digits && *p == '\0';
 }
 
 }  // namespace pw::core

@@ -110,6 +110,10 @@ Definition parse_definition(const std::string &steps_json, const std::string &op
 // Throws DefinitionError.
 void check_option_keys(const std::string &change_json);
 
+// A retention given as a bare number ("30", " -2.5 "): PostgreSQL's interval input reads it as seconds, which a user
+// meaning days would learn by losing the runs -- refused, with a hint to name the unit ("-1", keep forever, aside).
+bool bare_number(const char *text) noexcept;
+
 // A secret header value, moved out of the visible definition.
 struct Secret {
     std::string step;

@@ -2,6 +2,7 @@
 #include "shmem/gucs.hpp"
 
 #include "core/allowlist.hpp"
+#include "core/definition.hpp"
 #include "pg/boundary.hpp"
 
 namespace pw::guc {
@@ -72,6 +73,7 @@ bool parse_retention(const char *text, long long *usecs) {
         *usecs = -1;
         return true;
     }
+    if (core::bare_number(text)) return false;  // ('30' is 30 seconds to interval_in: the unit must be said)
     MemoryContext ctx = CurrentMemoryContext;
     bool ok = true;
     PG_TRY();
@@ -96,8 +98,8 @@ bool parse_retention(const char *text, long long *usecs) {
 bool check_retention(char **newval, void **extra, GucSource) {
     long long us;
     if (!parse_retention(*newval, &us)) {
-        GUC_check_errdetail("pipeline_worker.retention must be a positive interval such as '7 days', or -1 (keep "
-                            "finished runs forever).");
+        GUC_check_errdetail("pipeline_worker.retention must be a positive interval with its unit, such as '7 days', "
+                            "or -1 (keep finished runs forever); a bare number would be read as seconds.");
         return false;
     }
     return true;

@@ -38,6 +38,10 @@ pw_check_sql "a deleted run's idempotency key is free again" t \
 out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.retention = 'nonsense'" 2>&1)
 case "$out" in *"positive interval"*) pw_ok "pipeline_worker.retention refuses an invalid value";;
                *) pw_fail "invalid retention: $out";; esac
+# (a bare number is seconds to PostgreSQL's interval input: refused, so that '30' meant as days deletes nothing)
+out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.retention = '30'" 2>&1)
+case "$out" in *"with its unit"*) pw_ok "pipeline_worker.retention refuses a bare number ('30')";;
+               *) pw_fail "bare number retention: $out";; esac
 pw_set_conf pipeline_worker.retention -1 >/dev/null || pw_fail "could not set retention -1"
 pw_psql -c "SELECT pipeline_worker.alter_pipeline('short', '{\"retention\": null}')" >/dev/null
 pw_psql -c "SELECT pipeline_worker.create_run('short', jsonb_build_object('k', g)) FROM generate_series(1, 5) g" >/dev/null
@@ -116,7 +120,9 @@ case "$out" in *"must not be negative"*) pw_ok "purge_runs refuses a negative in
 out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"soon\"}')")
 case "$out" in *"22023"*|*"invalid interval"*) pw_ok "an invalid retention option is refused";; *) pw_fail "retention option: $out";; esac
 out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad2', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": -2}')")
-case "$out" in *"22023"*|*"must be an interval as a JSON string, or -1"*) pw_ok "a retention option of -2 is refused (-1 alone keeps forever)";; *) pw_fail "retention option -2: $out";; esac
+case "$out" in *"22023"*|*"must be an interval with its unit as a JSON string, or -1"*) pw_ok "a retention option of -2 is refused (-1 alone keeps forever)";; *) pw_fail "retention option -2: $out";; esac
+out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad3', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"30\"}')")
+case "$out" in *"with its unit"*) pw_ok "a retention option of \"30\" (a bare number) is refused";; *) pw_fail "retention option \"30\": $out";; esac
 
 # Each second retention starts each (pipeline, status) range at the newest run it deleted from it (the entries before
 # are dead); a full round from the start every 10 s finds a run that appeared below that point later (a transaction

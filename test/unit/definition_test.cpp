@@ -266,3 +266,21 @@ TEST(Definition, OptionKeysOfAChange) {
     EXPECT_THROW(check_option_keys(R"({"limit": null})"), DefinitionError);
     EXPECT_THROW(check_option_keys("[1]"), DefinitionError);
 }
+
+// A retention without its unit would be read as seconds: refused for new definitions, kept for stored ones.
+TEST(Definition, RetentionNeedsItsUnit) {
+    const char *steps = R"([{"name": "a", "function": "f"}])";
+    for (const char *bare : {R"({"retention": "30"})", R"({"retention": " 2.5 "})", R"({"retention": "+7"})"})
+        EXPECT_NE(error_of(steps, bare).find("with its unit"), std::string::npos) << bare;
+    EXPECT_EQ(error_of(steps, R"({"retention": "30 days"})"), "no error");
+    EXPECT_EQ(error_of(steps, R"({"retention": "-1"})"), "no error");
+    EXPECT_EQ(error_of(steps, R"({"retention": -1})"), "no error");
+    EXPECT_EQ(error_of(steps, R"({"retention": "P30D"})"), "no error");
+    EXPECT_EQ(parse_definition(steps, R"({"retention": "30"})", true).options.retention, "30");  // stored before
+    EXPECT_TRUE(pw::core::bare_number("30"));
+    EXPECT_TRUE(pw::core::bare_number(" -2.5\t"));
+    EXPECT_FALSE(pw::core::bare_number("30 days"));
+    EXPECT_FALSE(pw::core::bare_number("1:00:00"));
+    EXPECT_FALSE(pw::core::bare_number("."));
+    EXPECT_FALSE(pw::core::bare_number(""));
+}
