@@ -57,6 +57,7 @@ void startup_hook() {
         pg_atomic_init_u32(&g_state->cancel_next, 0);
         pg_atomic_init_u64(&g_state->pipelines_generation, 1);
         pg_atomic_init_u64(&g_state->enabled_since, 0);
+        pg_atomic_init_u64(&g_state->disabled_since, 0);
         for (int i = 0; i < kCancelRing; i++) pg_atomic_init_u64(&g_state->cancels[i], 0);
         for (int i = 0; i < kCancelFilter; i++) pg_atomic_init_u32(&g_state->cancel_counts[i], 0);
         pg_atomic_init_u32(&g_state->cancel_epoch, 0);
@@ -424,11 +425,22 @@ void end_timer_at_exit(int, Datum) {
 }
 }  // namespace
 
+void note_disabled() {
+    if (g_state == nullptr) return;
+    uint64 now = static_cast<uint64>(GetCurrentTimestamp());
+    uint64 seen = pg_atomic_read_u64(&g_state->disabled_since);
+    while (seen < now && !pg_atomic_compare_exchange_u64(&g_state->disabled_since, &seen, now)) {
+    }
+}
+
 void note_enabled() {
     if (g_state == nullptr) return;
     uint64 now = static_cast<uint64>(GetCurrentTimestamp());
     uint64 seen = pg_atomic_read_u64(&g_state->enabled_since);
-    while (seen < now && !pg_atomic_compare_exchange_u64(&g_state->enabled_since, &seen, now)) {
+    // (only the first to see it since it was last seen off: enabled_since not after disabled_since -- both 0 for a
+    // server started with it off)
+    while (seen <= pg_atomic_read_u64(&g_state->disabled_since) && seen < now &&
+           !pg_atomic_compare_exchange_u64(&g_state->enabled_since, &seen, now)) {
     }
 }
 

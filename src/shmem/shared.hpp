@@ -98,7 +98,8 @@ struct State {
     int nslots;
     Latch *launcher_latch;
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
-    pg_atomic_uint64 enabled_since;  // when a process last saw pipeline_worker.enabled turn on (0: not since start)
+    pg_atomic_uint64 enabled_since;   // when a process first saw pipeline_worker.enabled turn on after disabled_since
+    pg_atomic_uint64 disabled_since;  // when a process last saw it turn off (both 0: neither since the start)
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled runs (cancel_key: database and run id)
     pg_atomic_uint32 cancel_epoch;  // bumped after every change of the ring (a backend's last answer is valid until then)
@@ -173,7 +174,10 @@ bool is_due();  // (without taking it)
 constexpr int64 kTimerLeaseUs = 5 * USECS_PER_SEC;
 bool begin_timer();
 void end_timer();  // (nothing if this backend holds no lease)
-// pipeline_worker.enabled turned on in this process's reload (worker/interrupts): the timer was off until now.
+// pipeline_worker.enabled turned off / on in this process's reload (worker/interrupts). The first process to see
+// it turn on after it was last seen off notes the moment: the timer was off until then (one that takes its reload
+// later does not move it on).
+void note_disabled();
 void note_enabled();
 // Since when the timer has been running: the server's start, or the later moment pipeline_worker.enabled last
 // turned on. Schedule slots before it were missed "while down" ("catch_up").

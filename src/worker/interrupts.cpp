@@ -14,6 +14,7 @@ void absorb_interrupts(void (*on_reload)()) {
         // (the first process to see it, launcher or worker, notes the moment before any timer round of its own: slots
         // of a schedule due while it was off count as missed while down -- not fired all at once now)
         if (!was_enabled && guc::enabled) shared::note_enabled();
+        if (was_enabled && !guc::enabled) shared::note_disabled();
         if (on_reload != nullptr) on_reload();
     }
 }
