@@ -131,6 +131,9 @@ Collector collect() {
                 else if (pg_atomic_read_u32(&s->idle)) idle++;
                 else busy++;
             }
+            // (a database found without the extension -- listed or under '*', or after DROP EXTENSION -- and no
+            // worker there: no series of zeros; acceptance walk-through, 2026-12-07)
+            if (idle + busy + running == 0 && pg_atomic_read_u32(&st->dbs[d].extension) == shared::kExtAbsent) continue;
             const char *name = db_name(dboid);
             c.add(kFamilies[6].name, name, nullptr, idle)->status = "idle";
             c.add(kFamilies[6].name, name, nullptr, busy)->status = "busy";

@@ -122,6 +122,8 @@ if got=$(pw_wait_sql 0 2 "SELECT count(*) FROM pipeline_worker.workers() WHERE d
     pw_ok "DROP EXTENSION in db_c: its workers leave (within 2 s)"
 else pw_fail "DROP EXTENSION in db_c: $got of its $before workers still there after 2 s"; fi
 pw_info "DROP EXTENSION in db_c: its $before worker(s) gone $(pw_elapsed $t0) s after the commit"
+pw_check "... and metrics() shows no workers gauge for db_c any more (no series of zeros)" 0 \
+    "$(dbq db_a "SELECT pipeline_worker.metrics()" | grep -c '^pipeline_worker_workers{database="db_c"')"
 
 # ---------------------------------------------------------------- DROP / RENAME / TEMPLATE while a run executes
 # in_step DB ID : wait until run ID of DB is executing its (sleeping) step
