@@ -202,6 +202,13 @@ SELECT public.sec_exec(:esc1) AS reset_role, public.sec_exec(:esc2) AS set_role,
 SELECT pipeline, status, result, error FROM pipeline_worker.runs WHERE id IN (:esc1, :esc2, :esc3) ORDER BY id;
 SELECT current_user, session_user;
 
+-- ---------------------------------------------------------------- no temporary step functions
+-- pg_temp_N belongs to another session once this one ends: a function of the same name defined there ran as the
+-- submitter (acceptance walk-through, 2026-12-07)
+CREATE FUNCTION pg_temp.sec_temp_step(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+SELECT pipeline_worker.create_pipeline('temp_step', '[{"name": "a", "function": "pg_temp.sec_temp_step"}]');
+SELECT count(*) AS temp_step_pipelines FROM pipeline_worker.pipelines WHERE name = 'temp_step';
+
 -- ---------------------------------------------------------------- http steps need pipeline_worker_http
 SET ROLE regress_carol;
 SELECT pipeline_worker.create_pipeline('carol_http', '[{"name": "hook", "http": {"url": "http://localhost:1/hook"}}]');

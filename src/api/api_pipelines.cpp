@@ -54,6 +54,14 @@ char *resolve_function(const char *step, const char *fn) {
                                          : 0,
                         errhint("A function step needs a function with the signature (jsonb) RETURNS jsonb.")));
     }
+    // A function in a temporary schema (pg_temp.f) is gone when its session ends, and the same schema name is then
+    // another session's: one that defined its own function of that name had it run as the submitter (acceptance
+    // walk-through, 2026-12-07).
+    if (isAnyTempNamespace(get_func_namespace(oid)))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pipeline definition: step \"%s\": function %s is temporary", step, fn),
+                        errhint("Define step functions in a permanent schema: a temporary one is gone when its session "
+                                "ends, and its schema name then belongs to another session.")));
     pg::StepSignature sig = pg::step_signature(oid);
     if (sig == pg::StepSignature::NotAFunction)
         ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -102,6 +102,15 @@ Oid resolve_step_function(store::Step *step, bool *sql, bool *plpgsql) {
         if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", step->fn_oid);
     }
     Form_pg_proc proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup));
+    // (a definition stored before create_pipeline refused temporary functions: its pg_temp_N may be another
+    // session's now, whose function of that name is not the one defined)
+    if (isAnyTempNamespace(proc->pronamespace)) {
+        ReleaseSysCache(tup);
+        step->fn_oid = InvalidOid;
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("step function %s is temporary", step->function),
+                        errhint("Define the pipeline again with a function in a permanent schema.")));
+    }
     bool ok = pg::step_signature(proc) == pg::StepSignature::Ok;
     *sql = proc->prolang == SQLlanguageId;
     *plpgsql = !*sql && is_plpgsql(proc->prolang);
