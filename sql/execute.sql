@@ -385,7 +385,23 @@ SELECT pipeline_worker.create_run('wait_self', jsonb_build_object('other', :flow
 SELECT pipeline_worker.claim_run() = :wo_id AS claimed;
 SELECT pipeline_worker.execute_run(:wo_id) AS wait_other_status;
 SELECT result FROM pipeline_worker.runs WHERE id = :wo_id;
-SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested', 'nested_claim', 'wait_self']) p;
+-- cancel_run of its own run inside a step: the step's effects are rolled back and the run ends cancelled, no retry and
+-- no later step (until 2026-12-07 the attempt failed with "run cancelled", was retried, and the run could succeed)
+CREATE TABLE public.exec_effects (run_id bigint, attempt int);
+CREATE FUNCTION public.exec_cancel_self(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.exec_effects VALUES ((ctx->>'run_id')::bigint, (ctx->>'attempt')::int);
+    RETURN to_jsonb(pipeline_worker.cancel_run((ctx->>'run_id')::bigint));
+END $$;
+SELECT pipeline_worker.create_pipeline('cancel_self', '[{"name": "c", "function": "public.exec_cancel_self"},
+    {"name": "after", "function": "public.exec_wait"}]', '{"max_attempts": 3, "retry_delay_ms": 0}');
+SELECT pipeline_worker.create_run('cancel_self') AS cs_id \gset
+SELECT pipeline_worker.claim_run() = :cs_id AS claimed;
+SELECT pipeline_worker.execute_run(:cs_id) AS cancel_self_status;
+SELECT status, error FROM pipeline_worker.runs WHERE id = :cs_id;
+SELECT position, attempt, status, error FROM pipeline_worker.run_steps WHERE run_id = :cs_id ORDER BY position, attempt;
+SELECT count(*) AS effects_kept FROM public.exec_effects;
+SELECT count(pipeline_worker.drop_pipeline(p)) AS dropped FROM unnest(ARRAY['sleepy', 'sleepy_to', 'nested', 'nested_claim', 'wait_self', 'cancel_self']) p;
 
 -- nothing left unfinished for the next file
 SELECT count(*) AS unfinished_runs FROM pipeline_worker.runs WHERE status IN ('pending', 'running');

@@ -174,6 +174,14 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
         SPI_finish();
         PG_RETURN_BOOL(false);
     }
+    // From a step of that run (visible to its submitter: checked above): the step's end takes it -- its
+    // subtransaction is rolled back and the run recorded cancelled. (Until 2026-12-07 the request went with the
+    // step's rollback, the attempt counted as failed, and a retry could make the run succeed; acceptance walk-through.)
+    if (exec::step_run() == run_id) {
+        exec::cancel_own_run();
+        SPI_finish();
+        PG_RETURN_BOOL(true);
+    }
     Oid types[1] = {INT8OID};
     Datum v[1] = {Int64GetDatum(run_id)};
     // 1. Ask whoever executes it to stop: the engine checks the request before and after every step, and

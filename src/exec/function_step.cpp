@@ -21,6 +21,7 @@ namespace {
 const StepHooks *g_hooks = nullptr;
 volatile sig_atomic_t in_step_call = 0;
 int64 step_run_id = 0;  // the run whose step is being called (0: none)
+int64 own_cancel_id = 0;  // that run, cancelled by its own step (cancel_own_run)
 int subxacts = 0;  // subtransactions started in the current transaction
 
 void note_subxact() { subxacts++; }
@@ -191,6 +192,12 @@ void set_hooks(const StepHooks *hooks) { g_hooks = hooks; }
 const StepHooks *hooks() { return g_hooks; }
 bool in_step() { return in_step_call != 0; }
 int64 step_run() { return in_step_call != 0 ? step_run_id : 0; }
+void cancel_own_run() { own_cancel_id = step_run(); }
+bool own_cancel(int64 run_id) {
+    bool mine = run_id != 0 && own_cancel_id == run_id;
+    if (mine) own_cancel_id = 0;
+    return mine;
+}
 int subxacts_in_xact() { return subxacts; }
 void reset_subxacts() { subxacts = 0; }
 
@@ -221,6 +228,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
     MemoryContextSwitchTo(before);
     shared::SessionExec *volatile session = in_worker() ? nullptr : session_step_begin(r->id);
     if (g_hooks != nullptr) g_hooks->step_begin(r->id, pos + 1, attempt, r->task);
+    own_cancel_id = 0;  // (one left by a step whose failure was not recorded: not this one's)
     PG_TRY();
     {
         step_run_id = r->id;
@@ -238,7 +246,8 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         output = out ? DatumGetJsonbPCopy(JsonbPGetDatum(out)) : json_null();
         MemoryContextSwitchTo(o2);
         if (out != nullptr) pfree(out);
-        if (shared::cancel_requested(r->id)) ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
+        if (shared::cancel_requested(r->id) || own_cancel_id == r->id)
+            ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
         // only subtransactions with an XID occupy the subxid cache (64 per backend)
         if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) note_subxact();
         ReleaseCurrentSubTransaction();
@@ -269,7 +278,7 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         // it failed the step: a run failed for good by the caller's statement_timeout; acceptance walk-through).
         // A cancel the step's timeout_ms or cancel_run asked for is the step's.
         if (!in_worker() && edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !step_timed_out &&
-            !shared::cancel_requested(r->id))
+            !shared::cancel_requested(r->id) && own_cancel_id != r->id)
             ReThrowError(edata);
     }
     PG_END_TRY();

@@ -26,5 +26,9 @@ inline bool in_worker() { return hooks() != nullptr; }
 bool in_step();
 // The run whose step function is being called in this process (0: none).
 int64 step_run();
+// cancel_run of that run, from its own step: the step's end rolls it back and the run is recorded cancelled, as for a
+// cancel from outside (its request would go with the step's subtransaction). own_cancel(run) answers, and forgets it.
+void cancel_own_run();
+bool own_cancel(int64 run_id);
 
 }  // namespace pw::exec

@@ -2,6 +2,7 @@
 
 #include "core/backoff.hpp"
 #include "exec/function_step.hpp"
+#include "exec/hooks.hpp"
 #include "exec/http_queue.hpp"
 #include "shmem/cancels.hpp"
 #include "shmem/metrics.hpp"
@@ -74,7 +75,8 @@ Outcome record_failure(const store::ClaimedRun *claimed, RunState *r, int pos, i
     const store::Step *step = &r->pipeline->steps[pos];
     bool retryable = res.retryable;
     const char *msg = res.edata != nullptr ? function_step_error(step, res.edata, &retryable) : res.error;
-    bool cancelled = shared::cancel_requested(r->id) || (res.error != nullptr && strcmp(res.error, "cancelled") == 0);
+    bool cancelled = shared::cancel_requested(r->id) || own_cancel(r->id) ||
+                     (res.error != nullptr && strcmp(res.error, "cancelled") == 0);
     if (cancelled) msg = "cancelled";
     store::buffer_step(r->id, pos, attempt, step->name, StepStatus::Failed, nullptr, msg, started,
                        may_have_row(step), r->task);
