@@ -459,10 +459,16 @@ void check_option_keys(const std::string &change_json) {
         if (comma == std::string::npos) comma = keys.size();
         known.insert(keys.substr(at, comma - at));
     }
-    for (const auto &entry : v.as_object())
+    json::Value checked = json::Value::object();  // the given values as a new definition's (nulls: removals)
+    for (const auto &entry : v.as_object()) {
         if (known.count(entry.first) == 0)
             throw DefinitionError("unknown option " + json::quote(entry.first),
                                   std::string("Allowed options: ") + kOptionKeys + ".");
+        if (!entry.second.is_null()) checked.set(entry.first, entry.second);
+    }
+    // (the merged options are checked as stored ones, which tolerate what an older release stored: a new value
+    // must pass as in create_pipeline -- a bare-number retention was accepted here; review, 2026-12-07)
+    (void)parse_options(checked, false);
 }
 
 Definition parse_definition(const std::string &steps_text, const std::string &options_text, bool stored) {
@@ -521,11 +527,12 @@ std::string normalized_steps(const Definition &def, const std::vector<std::strin
 bool bare_number(const char *text) noexcept {
     if (text == nullptr) return false;
     const char *p = text;
-    while (*p == ' ' || *p == '\t') p++;
+    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+    while (blank(*p)) p++;
     if (*p == '+' || *p == '-') p++;
     bool digits = false;
     while ((*p >= '0' && *p <= '9') || *p == '.') digits |= *p++ != '.';
-    while (*p == ' ' || *p == '\t') p++;
+    while (blank(*p)) p++;
     return digits && *p == '\0';
 }
 

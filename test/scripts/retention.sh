@@ -123,6 +123,8 @@ out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad2', '[{\"name\": \"
 case "$out" in *"22023"*|*"must be an interval with its unit as a JSON string, or -1"*) pw_ok "a retention option of -2 is refused (-1 alone keeps forever)";; *) pw_fail "retention option -2: $out";; esac
 out=$(q postgres "SELECT pipeline_worker.create_pipeline('bad3', '[{\"name\": \"a\", \"function\": \"rt_step\"}]', '{\"retention\": \"30\"}')")
 case "$out" in *"with its unit"*) pw_ok "a retention option of \"30\" (a bare number) is refused";; *) pw_fail "retention option \"30\": $out";; esac
+out=$(q postgres "SELECT pipeline_worker.alter_pipeline('long', '{\"retention\": \"30\"}')")
+case "$out" in *"with its unit"*) pw_ok "... and by alter_pipeline";; *) pw_fail "alter_pipeline retention \"30\": $out";; esac
 
 # Each second retention starts each (pipeline, status) range at the newest run it deleted from it (the entries before
 # are dead); a full round from the start every 10 s finds a run that appeared below that point later (a transaction

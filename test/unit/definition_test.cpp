@@ -281,6 +281,11 @@ TEST(Definition, RetentionNeedsItsUnit) {
     EXPECT_TRUE(pw::core::bare_number(" -2.5\t"));
     EXPECT_FALSE(pw::core::bare_number("30 days"));
     EXPECT_FALSE(pw::core::bare_number("1:00:00"));
+    EXPECT_TRUE(pw::core::bare_number("30\n"));
     EXPECT_FALSE(pw::core::bare_number("."));
+    // alter_pipeline's change: a new value is checked as in create_pipeline; null removes the option
+    EXPECT_THROW(pw::core::check_option_keys(R"({"retention": "30"})"), DefinitionError);
+    EXPECT_NO_THROW(pw::core::check_option_keys(R"({"retention": null})"));
+    EXPECT_NO_THROW(pw::core::check_option_keys(R"({"retention": "30 days", "concurrency": null})"));
     EXPECT_FALSE(pw::core::bare_number(""));
 }
