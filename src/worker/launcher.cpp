@@ -36,7 +36,7 @@ constexpr long kReprobeMs = 30000;        // a listed database without the exten
 constexpr long kTimerLateMs = 300;        // a due moment no worker took this long (each inside a step): a timer
                                           // worker takes it (see describe)
 constexpr long kTimerEveryMs = 1000;      // ... at most one per database this often
-constexpr long kTimerFailedMs = 30000;    // ... and after one whose round failed, not before this
+constexpr long kTimerFailedMs = 30000;    // ... and after rounds that failed in a row: 1 s, 2 s, 4 s ... up to this
 
 struct LauncherSlot {
     BackgroundWorkerHandle *handle;
@@ -54,6 +54,7 @@ struct DbNotes {
     TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
     TimestampTz timer_started;  // when its last timer worker was started
     TimestampTz timer_failed_at;  // when its last timer worker's round was found failed (0: it did not fail)
+    int timer_failures;           // ... and how many in a row failed
     bool warned_missing;
 };
 
@@ -190,9 +191,14 @@ class Launcher {
             if (slots_[i].timer) {  // (it holds no run, and exits after its round whatever happens)
                 slots_[i].timer = false;
                 slots_[i].asked_out = true;
-                // Its round failed (and was logged): the next timer worker there waits kTimerFailedMs.
-                if (shared::DbState *d = shared::db(pg_atomic_read_u32(&s->dboid)))
-                    notes_[d - st_->dbs].timer_failed_at = pg_atomic_read_u32(&s->timer_failed) != 0 ? now : 0;
+                // Its round failed (and was logged): the next timer worker there waits, longer after each failure in
+                // a row (describe).
+                if (shared::DbState *d = shared::db(pg_atomic_read_u32(&s->dboid))) {
+                    DbNotes &n = notes_[d - st_->dbs];
+                    bool failed = pg_atomic_read_u32(&s->timer_failed) != 0;
+                    n.timer_failed_at = failed ? now : 0;
+                    n.timer_failures = failed ? n.timer_failures + 1 : 0;
+                }
                 pg_atomic_write_u32(&s->timer_failed, 0);
                 // (dboid first: never a moment with the database's oid and no retire mark -- a worker leaving then
                 // would count the slot as staying)
@@ -389,8 +395,10 @@ class Launcher {
             TimestampTz at = std::max<TimestampTz>(due + kTimerLateMs * 1000,
                                       n.timer_started == 0 ? 0 : n.timer_started + kTimerEveryMs * 1000);
             // (a round that keeps failing -- a schedule a trigger refuses, say -- is the workers' to retry between
-            // their steps, once a second each; a timer worker tries it again only after kTimerFailedMs)
-            if (n.timer_failed_at != 0) at = std::max<TimestampTz>(at, n.timer_failed_at + kTimerFailedMs * 1000);
+            // their steps, once a second each; timer workers try it again after 1 s, 2 s, 4 s ... kTimerFailedMs)
+            if (n.timer_failed_at != 0)
+                at = std::max<TimestampTz>(
+                    at, n.timer_failed_at + std::min(kTimerFailedMs, 1000L << std::min(n.timer_failures - 1, 5)) * 1000);
             if (at <= now) {
                 timer_due_[k] = !timer_in(dboid);  // (one under way: its exit wakes the launcher)
             } else {
