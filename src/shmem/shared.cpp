@@ -1,7 +1,5 @@
 #include "shmem/shared.hpp"
 
-#include <algorithm>
-
 #include "shmem/lanes.hpp"
 #include "shmem/task_board.hpp"
 #include "shmem/metrics.hpp"
@@ -429,7 +427,9 @@ void note_disabled() {
     if (g_state == nullptr) return;
     uint64 now = static_cast<uint64>(GetCurrentTimestamp());
     uint64 seen = pg_atomic_read_u64(&g_state->disabled_since);
-    while (seen < now && !pg_atomic_compare_exchange_u64(&g_state->disabled_since, &seen, now)) {
+    // (only the first to see it since it was last seen on: disabled_since not after enabled_since)
+    while (seen <= pg_atomic_read_u64(&g_state->enabled_since) && seen < now &&
+           !pg_atomic_compare_exchange_u64(&g_state->disabled_since, &seen, now)) {
     }
 }
 
@@ -437,16 +437,21 @@ void note_enabled() {
     if (g_state == nullptr) return;
     uint64 now = static_cast<uint64>(GetCurrentTimestamp());
     uint64 seen = pg_atomic_read_u64(&g_state->enabled_since);
-    // (only the first to see it since it was last seen off: enabled_since not after disabled_since -- both 0 for a
-    // server started with it off)
-    while (seen <= pg_atomic_read_u64(&g_state->disabled_since) && seen < now &&
+    // (only the first to see it since it was last seen off: enabled_since before disabled_since -- a server started
+    // with it off has the launcher's start noted as off; never off since the start, both 0: nothing to note)
+    while (seen < pg_atomic_read_u64(&g_state->disabled_since) && seen < now &&
            !pg_atomic_compare_exchange_u64(&g_state->enabled_since, &seen, now)) {
     }
 }
 
-TimestampTz timer_running_since() {
-    TimestampTz on = g_state == nullptr ? 0 : static_cast<TimestampTz>(pg_atomic_read_u64(&g_state->enabled_since));
-    return std::max(PgStartTime, on);
+bool timer_off_period(TimestampTz *from, TimestampTz *until) {
+    if (g_state == nullptr) return false;
+    TimestampTz on = static_cast<TimestampTz>(pg_atomic_read_u64(&g_state->enabled_since));
+    TimestampTz off = static_cast<TimestampTz>(pg_atomic_read_u64(&g_state->disabled_since));
+    if (on <= off) return false;  // (never off since the start -- both 0 --, or off now)
+    *from = off;
+    *until = on;
+    return true;
 }
 
 bool begin_timer() {

@@ -174,14 +174,15 @@ bool is_due();  // (without taking it)
 constexpr int64 kTimerLeaseUs = 5 * USECS_PER_SEC;
 bool begin_timer();
 void end_timer();  // (nothing if this backend holds no lease)
-// pipeline_worker.enabled turned off / on in this process's reload (worker/interrupts). The first process to see
-// it turn on after it was last seen off notes the moment: the timer was off until then (one that takes its reload
-// later does not move it on).
+// pipeline_worker.enabled turned off / on in this process's reload (worker/interrupts), or found on by a due timer
+// round (worker/timer: a process that never saw it off). The first process to see each change notes its moment (one
+// that takes its reload later does not move it on).
 void note_disabled();
 void note_enabled();
-// Since when the timer has been running: the server's start, or the later moment pipeline_worker.enabled last
-// turned on. Schedule slots before it were missed "while down" ("catch_up").
-TimestampTz timer_running_since();
+// The last time pipeline_worker.enabled was off, [*from, *until) (from 0: since the server's start, which it began
+// with off); false if it has not been off since the start, or is off now. Schedule slots due then, as those before
+// the server's start, were missed "while down" ("catch_up").
+bool timer_off_period(TimestampTz *from, TimestampTz *until);
 bool timer_busy(TimestampTz now);
 int idle_workers();  // of this database
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).

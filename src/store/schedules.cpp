@@ -87,8 +87,8 @@ int slots_between(const char *cron, pg_tz *tz, int64 after, int64 until, int64 *
     return n;
 }
 
-// Of the slots missed while the server was down (before `since`, shared::timer_running_since(): the server's start,
-// or pipeline_worker.enabled turned on again; up to `until`), only the latest `keep` get a
+// Of the slots missed while the server was down (from `after` to `since`: the server's start, or the end of a time
+// pipeline_worker.enabled was off that began before them; up to `until`), only the latest `keep` get a
 // run ("catch_up"), however many passes of kMaxSlotsPerPass they span: the ones before those are stepped over here
 // (until 2026-12-05 catch_up applied per pass: 2,500 missed slots and "latest" gave 3 runs). Counts at most
 // kMaxMissedPerPass slots; *resume (kNoSlot unless the count stopped there) is where the next pass goes on, and this
@@ -317,9 +317,15 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     int nslots = 0;
     int keep_missed = o.catch_up == core::CatchUp::None ? 0 : o.catch_up == core::CatchUp::Latest ? 1 : o.catch_up_max;
     int64 after = unix_seconds(s.next_run_at) - 1;  // next_run_at is the first unhandled slot: start just before it
-    // (down: before the server's start, or while pipeline_worker.enabled was off -- until 2026-12-07 those slots
-    // all fired when it was turned on again, "catch_up": "none" or not; acceptance walk-through)
-    TimestampTz since = shared::timer_running_since();
+    // Down: before the server's start, or during the last time pipeline_worker.enabled was off (until 2026-12-07
+    // those slots all fired when it was turned on again, "catch_up": "none" or not; acceptance walk-through). A slot
+    // due while it was on and not handled yet (every worker inside a step, say) is late, not missed.
+    TimestampTz off_from = 0, off_until = 0;
+    bool off = shared::timer_off_period(&off_from, &off_until);
+    auto missed = [&](TimestampTz t) { return t < PgStartTime || (off && t >= off_from && t < off_until); };
+    // the missed slots from next_run_at on, up to since (none: since = 0)
+    TimestampTz since = s.next_run_at < PgStartTime ? PgStartTime : 0;
+    if (off && off_from <= std::max(s.next_run_at, since) && s.next_run_at < off_until) since = off_until;
     if (tz != nullptr && s.next_run_at < since)
         after = step_over_missed(s.cron, tz, after, now_s, since, keep_missed, &resume, &err);
     if (tz != nullptr && !err.failed && resume != core::cron::kNoSlot) {
@@ -337,9 +343,9 @@ int64 fire_schedule(const DueSchedule &s, int64 now_s) {
     // Which slots get a run: those since the timer runs; of the ones missed while it was down, per "catch_up".
     int64 *fire = static_cast<int64 *>(palloc(sizeof(int64) * (nslots > 0 ? nslots : 1)));
     int nfire = 0, nmissed = 0;
-    for (int k = 0; k < nslots; k++) nmissed += timestamp_of(slots[k]) < since;
-    for (int k = 0; k < nslots; k++)
-        if (timestamp_of(slots[k]) >= since || k >= nmissed - keep_missed) fire[nfire++] = slots[k];
+    for (int k = 0; k < nslots; k++) nmissed += missed(timestamp_of(slots[k]));
+    for (int k = 0, m = 0; k < nslots; k++)
+        if (!missed(timestamp_of(slots[k])) || m++ >= nmissed - keep_missed) fire[nfire++] = slots[k];
     int64 last_slot = nslots > 0 ? slots[nslots - 1] : 0;
     int64 pipeline_id = 0, skipped = 0, last_run = s.last_run_id, created = 0;
     Oid pipeline_owner = InvalidOid;

@@ -568,6 +568,7 @@ void launcher_main(Datum) {
     shared::State *st = shared::state();
     if (st == nullptr) elog(FATAL, "pipeline_worker: shared memory not initialised");
     st->launcher_latch = MyLatch;
+    if (!guc::enabled) shared::note_disabled();  // (started off: a time off, which its first 'on' ends)
     crashes::collect(st);  // before any worker starts (see crashes.hpp)
     // Workers of a previous launcher (it exited alone): this launcher has no handles for them. They are asked to
     // stop, and their slots are started again once they are gone -- never two workers on one slot.

@@ -80,6 +80,9 @@ void run_timer_if_due() {
     // (a due moment while another worker's round runs stays: taken once that round is over)
     bool lease = shared::is_due() && shared::begin_timer();
     bool due_round = lease && shared::take_due();
+    // (enabled is on here: a worker that was inside one batch while it was off never saw it off, and may take this
+    // round before any process that did has noted the 'on' -- which would leave the time off without an end)
+    if (due_round) shared::note_enabled();
     if (due_round) lanes::reopen_windows();
     if (due_round || unpark) run_timer_guarded(due_round);
     if (lease) shared::end_timer();
