@@ -42,6 +42,9 @@ SELECT pipeline_worker.create_pipeline('bad_number_name', '[{"name": 5, "functio
 SELECT pipeline_worker.create_pipeline('bad_dup_names',
     '[{"name": "a", "function": "public.def_ok"}, {"name": "b", "function": "public.def_ok"},
       {"name": "a", "function": "public.def_ok"}]');
+-- a function name PostgreSQL cannot parse, or one in another database: its error says which step
+SELECT pipeline_worker.create_pipeline('bad_function_syntax', '[{"name": "a", "function": "public."}]');
+SELECT pipeline_worker.create_pipeline('bad_function_db', '[{"name": "a", "function": "otherdb.public.def_ok"}]');
 -- at most 200 bytes: 101 two-byte characters are too many
 SELECT pipeline_worker.create_pipeline('bad_long_name', jsonb_build_array(jsonb_build_object('name', repeat('é', 101), 'function', 'public.def_ok')));
 

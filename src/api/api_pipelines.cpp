@@ -31,6 +31,17 @@ SPIPlanPtr plan_insert_secret, plan_insert_pipeline, plan_active_runs, plan_dele
 
 char *jsonb_text(Jsonb *j) { return JsonbToCString(nullptr, &j->root, VARSIZE(j)); }
 
+// Which step's function PostgreSQL's own errors of the name's parsing and lookup are about ("public.", a name in
+// another database): said as their context (acceptance walk-through, 2026-12-07).
+struct FunctionOfStep {
+    const char *step;
+    const char *fn;
+};
+void function_of_step_context(void *arg) {
+    const FunctionOfStep *f = static_cast<const FunctionOfStep *>(arg);
+    errcontext("invalid pipeline definition: step \"%s\", \"function\": \"%s\"", f->step, f->fn);
+}
+
 // Resolves a function step's name with the caller's search_path; returns the schema-qualified name.
 char *resolve_function(const char *step, const char *fn) {
     Oid argtypes[1] = {JSONBOID};
@@ -40,8 +51,12 @@ char *resolve_function(const char *step, const char *fn) {
                                step, fn),
                         errhint("Write the name without its argument list, e.g. \"public.my_step\": a step function "
                                 "always takes (jsonb).")));
+    FunctionOfStep about{step, fn};
+    ErrorContextCallback context{error_context_stack, function_of_step_context, &about};
+    error_context_stack = &context;
     List *names = stringToQualifiedNameList(fn);
     Oid oid = LookupFuncName(names, 1, argtypes, true);
+    error_context_stack = context.previous;
     if (!OidIsValid(oid)) {
         // the same name with other arguments (or a procedure): say what exists
         FuncCandidateList other = FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
