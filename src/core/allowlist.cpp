@@ -111,7 +111,7 @@ Allowlist Allowlist::parse(const std::string &text) {
             if (prefix >= 0 || dotted || !valid_name(e))
                 throw AllowlistError("invalid entry \"" + e + "\" in pipeline_worker.http_allowed_hosts",
                                      "Entries are host names, *.domain wildcards, *, IP addresses or CIDR ranges, "
-                                     "separated by commas.");
+                                     "separated by commas, without ports: an allowed host is allowed on every port.");
             list.names_.push_back(e);
             continue;
         }
