@@ -527,7 +527,7 @@ std::string normalized_steps(const Definition &def, const std::vector<std::strin
 bool bare_number(const char *text) noexcept {
     if (text == nullptr) return false;
     const char *p = text;
-    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+    auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
     while (blank(*p)) p++;
     if (*p == '+' || *p == '-') p++;
     bool digits = false;

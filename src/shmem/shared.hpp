@@ -99,7 +99,7 @@ struct State {
     Latch *launcher_latch;
     pg_atomic_uint64 pipelines_generation;  // bumped when a transaction that changed pipelines commits
     pg_atomic_uint64 enabled_since;   // when a process first saw pipeline_worker.enabled turn on after disabled_since
-    pg_atomic_uint64 disabled_since;  // when a process last saw it turn off (both 0: neither since the start)
+    pg_atomic_uint64 disabled_since;  // ... and turn off after enabled_since (both 0: never off since the start)
     pg_atomic_uint32 cancel_next;
     pg_atomic_uint64 cancels[kCancelRing];  // recently cancelled runs (cancel_key: database and run id)
     pg_atomic_uint32 cancel_epoch;  // bumped after every change of the ring (a backend's last answer is valid until then)
@@ -179,8 +179,8 @@ void end_timer();  // (nothing if this backend holds no lease)
 // that takes its reload later does not move it on).
 void note_disabled();
 void note_enabled();
-// The last time pipeline_worker.enabled was off, [*from, *until) (from 0: since the server's start, which it began
-// with off); false if it has not been off since the start, or is off now. Schedule slots due then, as those before
+// The last time pipeline_worker.enabled was off, [*from, *until) (a server started with it off: from the launcher's
+// start); false if it has not been off since the start, or is off now. Schedule slots due then, as those before
 // the server's start, were missed "while down" ("catch_up").
 bool timer_off_period(TimestampTz *from, TimestampTz *until);
 bool timer_busy(TimestampTz now);

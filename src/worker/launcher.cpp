@@ -53,8 +53,7 @@ struct DbNotes {
     TimestampTz lost_served_since;  // ... and since when it had been served then (0: none)
     TimestampTz hold_until;    // a worker there exited right after starting: wait before the next
     TimestampTz timer_started;  // when its last timer worker was started
-    TimestampTz timer_failed_at;  // when its last timer worker's round was found failed (0: it did not fail)
-    int timer_failures;           // ... and how many in a row failed
+    int timer_failures;         // how many of its last timer workers' rounds failed, in a row
     bool warned_missing;
 };
 
@@ -195,9 +194,7 @@ class Launcher {
                 // a row (describe).
                 if (shared::DbState *d = shared::db(pg_atomic_read_u32(&s->dboid))) {
                     DbNotes &n = notes_[d - st_->dbs];
-                    bool failed = pg_atomic_read_u32(&s->timer_failed) != 0;
-                    n.timer_failed_at = failed ? now : 0;
-                    n.timer_failures = failed ? n.timer_failures + 1 : 0;
+                    n.timer_failures = pg_atomic_read_u32(&s->timer_failed) != 0 ? n.timer_failures + 1 : 0;
                 }
                 pg_atomic_write_u32(&s->timer_failed, 0);
                 // (dboid first: never a moment with the database's oid and no retire mark -- a worker leaving then
@@ -392,13 +389,11 @@ class Launcher {
             // finish it. A due moment none took within kTimerLateMs is taken by a timer worker, started for that
             // round alone, beside pipeline_worker.workers. (Until 2026-12-07 a schedule fired late by up to the
             // length of the steps: 7 s with one worker and 8 s steps.)
-            TimestampTz at = std::max<TimestampTz>(due + kTimerLateMs * 1000,
-                                      n.timer_started == 0 ? 0 : n.timer_started + kTimerEveryMs * 1000);
             // (a round that keeps failing -- a schedule a trigger refuses, say -- is the workers' to retry between
-            // their steps, once a second each; timer workers try it again after 1 s, 2 s, 4 s ... kTimerFailedMs)
-            if (n.timer_failed_at != 0)
-                at = std::max<TimestampTz>(
-                    at, n.timer_failed_at + std::min(kTimerFailedMs, 1000L << std::min(n.timer_failures - 1, 5)) * 1000);
+            // their steps, once a second each; timer workers try it again 1 s, 2 s, 4 s ... kTimerFailedMs apart)
+            long every = std::min(kTimerFailedMs, kTimerEveryMs << std::min(std::max(n.timer_failures - 1, 0), 5));
+            TimestampTz at = std::max<TimestampTz>(due + kTimerLateMs * 1000,
+                                                   n.timer_started == 0 ? 0 : n.timer_started + every * 1000);
             if (at <= now) {
                 timer_due_[k] = !timer_in(dboid);  // (one under way: its exit wakes the launcher)
             } else {
