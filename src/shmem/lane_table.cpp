@@ -114,6 +114,7 @@ Lane *enter(const Tag &tag) {
     if (lane != nullptr && !found) {
         memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
         pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
+        lane->unpark_from = UINT64_MAX;  // (nothing parked: lowered by the first park noted, with parked_seq)
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
     }
     return lane;
@@ -175,7 +176,7 @@ bool window_empty(const Lane *lane, TimestampTz now) {
 }  // namespace
 
 void maybe_forget(Lane *lane, TimestampTz now) {
-    if (lane->running == 0 && !has_parked(lane) && window_empty(lane, now))
+    if (lane->running == 0 && lane->parkers == 0 && !has_parked(lane) && window_empty(lane, now))
         hash_search(g_lanes, &lane->tag, HASH_REMOVE, nullptr);
 }
 

@@ -42,6 +42,11 @@ struct Lane {
     // run per lane and claim: the others left queued) since the lane last gave a slot back. Those runs are behind
     // the claim hint; the next release moves the hint back to here (UINT64_MAX: none passed over).
     pg_atomic_uint64 skip_floor;
+    // Claims under way that found the lane full and are parking its runs (not committed yet: unpark_from does not
+    // show them), and the lowest queue position they park, heeded until parking_until (shmem/lane_parking.cpp).
+    int parkers;
+    uint64 parking_from;
+    TimestampTz parking_until;
     int64 bucket[kBuckets];
     int32 count[kBuckets];
 };

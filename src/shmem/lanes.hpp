@@ -26,6 +26,8 @@ struct Limits {
 constexpr int kParkedPipeline = 1;
 constexpr int kParkedKey = 2;
 constexpr int kParkedPaused = 3;
+// Not a parked kind: admit's answer for a run whose lane has room but parked runs before it (it stays queued).
+constexpr int kBehindParked = -1;
 
 struct Request {
     int64 run_id;
@@ -36,6 +38,7 @@ struct Request {
     Limits per_key;
     bool persisted;  // the claim is written on the row already (claim_run)
     int64 filter_hash;  // hashtextextended(concurrency_key, pipeline_id): how the claim's filter names the key lane
+    uint64 position;    // the run's queue position (store::queue_key): parked runs of its lanes before it go first
 };
 
 // The lanes that are full now, as the claim's filter takes them: pipelines (pipeline-wide limits) and key lanes
@@ -60,7 +63,8 @@ void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 ke
 void set_instance(Oid runs_table);
 
 // Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
-// no room (0: admitted). No limit: admitted without touching shared memory.
+// no room, or kBehindParked when a lane has room but parked runs before req.position: they go first (0: admitted).
+// No limit: admitted without touching shared memory.
 int admit(const Request &req);
 // The run begins executing now: its rate windows count it. False (and *wait_ms until a window has room) when a
 // window filled up since the claim: the caller puts the run back, due then.

@@ -338,9 +338,19 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
                                    static_cast<uint64>(last_key) + 1);
                 continue;
             }
-            lanes::Request req = {id,           pipeline_id,      p->limits,   has_key,
-                                  key_hash,     p->limits_per_key, mark_running, filter_hash};
+            lanes::Request req = {id,           pipeline_id,       p->limits,   has_key,
+                                  key_hash,     p->limits_per_key, mark_running, filter_hash,
+                                  static_cast<uint64>(row_key(i))};
             int blocked = lanes::admit(req);
+            if (blocked == lanes::kBehindParked) {
+                // Runs of its lane parked before it go first (their put-back is asked for): left queued, as passed
+                // over -- and so are the lane's later runs in this claim.
+                if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
+                if (key_limited && nseen < 128) seen[nseen++] = lk;
+                lanes::passed_over(pipeline_id, p->limits.any(), key_limited, key_hash, static_cast<uint64>(first_key),
+                                   static_cast<uint64>(last_key) + 1);
+                continue;
+            }
             if (blocked == lanes::kParkedPipeline) lp.full = true, lp.parked = 1;
             if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
             if (key_limited && nseen < 128) seen[nseen++] = lk;
