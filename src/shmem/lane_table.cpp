@@ -114,7 +114,7 @@ Lane *enter(const Tag &tag) {
     if (lane != nullptr && !found) {
         memset(reinterpret_cast<char *>(lane) + sizeof(Tag), 0, sizeof(Lane) - sizeof(Tag));
         pg_atomic_init_u64(&lane->skip_floor, UINT64_MAX);
-        lane->unpark_from = UINT64_MAX;  // (nothing parked: lowered by the first park noted, with parked_seq)
+        lane->order_from = UINT64_MAX;
         for (int i = 0; i < kBuckets; i++) lane->bucket[i] = -1;
     }
     return lane;

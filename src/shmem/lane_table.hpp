@@ -42,8 +42,10 @@ struct Lane {
     // run per lane and claim: the others left queued) since the lane last gave a slot back. Those runs are behind
     // the claim hint; the next release moves the hint back to here (UINT64_MAX: none passed over).
     pg_atomic_uint64 skip_floor;
-    // Claims under way that found the lane full and are parking its runs (not committed yet: unpark_from does not
-    // show them), and the lowest queue position they park, heeded until parking_until (shmem/lane_parking.cpp).
+    // The order of the lane's runs (shmem/lane_order.cpp): queued runs past order_from wait for the parked ones
+    // before them (UINT64_MAX: none); claims under way that found the lane full and are parking its runs, and the
+    // lowest position they park, heeded until parking_until.
+    uint64 order_from;
     int parkers;
     uint64 parking_from;
     TimestampTz parking_until;

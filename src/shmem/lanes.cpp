@@ -1,9 +1,8 @@
 #include "shmem/lanes.hpp"
 
-#include "shmem/lane_parking.hpp"
-#include "shmem/lane_table.hpp"
-
 #include "shmem/claim_hint.hpp"
+#include "shmem/lane_order.hpp"
+#include "shmem/lane_table.hpp"
 #include "shmem/shared.hpp"
 
 namespace pw::lanes {
@@ -206,6 +205,7 @@ int admit(const Request &req) {
     if (key_limited) h.lanes[h.nlanes++] = make_tag(req.pipeline_id, true, req.key_hash);
     const Limits *limits[2] = {req.pipeline.any() ? &req.pipeline : &req.per_key, &req.per_key};
     int blocked = 0;
+    bool ask_put_back = false;
     TimestampTz now = lock_lanes(LW_EXCLUSIVE);
     Lane *lanes[2] = {nullptr, nullptr};
     for (int i = 0; i < h.nlanes && blocked == 0; i++) {
@@ -213,10 +213,8 @@ int admit(const Request &req) {
         bool full = lanes[i] == nullptr || room(lanes[i], now) <= 0;
         if (full && lanes[i] != nullptr) note_parking(lanes[i], req.position, now);  // (the caller parks the run)
         if (full) blocked = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
-        // Room, but runs of the lane parked (or being parked) before this one in queue order: they go first; this one
-        // stays queued. (Until 2026-12-08 it began ahead of them: with "concurrency" 1, 4 workers, a pause and a
-        // resume, 19 drains in 60 out of order, 10 of them with a run 8 to 15 places early -- flow_limits.sh.)
-        else if (parked_before(lanes[i], req.position, now)) blocked = kBehindParked;
+        // Room, but runs of the lane parked (or being parked) before this one: they go first (shmem/lane_order.hpp).
+        else if (parked_before(lanes[i], req.position, now, &ask_put_back)) blocked = kBehindParked;
     }
     // Entering the key lane in a full table may have swept the pipeline lane away (idle), and given its entry to the
     // key lane: both would be counted in one entry, and only one given back. Full, then.
@@ -247,6 +245,7 @@ int admit(const Request &req) {
         }
     }
     LWLockRelease(g_header->lock);
+    if (ask_put_back) want_unpark(), shared::wake_workers(1);
     if (blocked != 0) return blocked;
     h.durable_pending = req.persisted;
     h.admit_subid = GetCurrentSubTransactionId();
@@ -433,6 +432,7 @@ void at_commit() {
             // (lowered only now, with the rows visible: an unpark that ran meanwhile and moved the start past them
             // either sees parked_seq changed at its commit and moves nothing, or committed before and is undone here)
             if (park_notes[i].from < lane->unpark_from) lane->unpark_from = park_notes[i].from;
+            if (park_notes[i].from < lane->order_from) lane->order_from = park_notes[i].from;
             // room already (a slot freed before this commit): nobody else will notice
             if (room(lane, now) > 0) wake = true;
             // a full rate window: the timer puts them back when it moves on
@@ -442,13 +442,10 @@ void at_commit() {
             }
         }
         LWLockRelease(g_header->lock);
-        if (wake) {
-            want_unpark();
-            shared::wake_workers(1);
-        }
+        if (wake) want_unpark(), shared::wake_workers(1);
     }
     npark_notes = 0;
-    end_parking();  // (after the notes: the runs it parked are known as such first)
+    end_order_txn(true);  // (after the notes: the runs it parked are known as such first)
     if (lost_park_notes) put_back_unremembered();
     if (npending_clears > 0 && g_header != nullptr) {
         TimestampTz now = lock_lanes(LW_EXCLUSIVE);
@@ -512,7 +509,7 @@ void at_abort() {
         }
     }
     npark_notes = 0;
-    end_parking();
+    end_order_txn(false);
     lost_park_notes = false;
     look_again_at_commit = false;  // (the abort asks for the put-back again anyway)
     nchanged = 0;

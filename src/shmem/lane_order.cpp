@@ -1,4 +1,4 @@
-#include "shmem/lane_parking.hpp"
+#include "shmem/lane_order.hpp"
 
 #include <cstring>
 
@@ -15,10 +15,22 @@ constexpr int kMaxParking = 16;
 Tag parking[kMaxParking];
 int nparking = 0;
 
+// What this transaction's put-backs concluded for order_from, applied at its commit. (More lanes than that: their
+// bound stays, and is dropped at a later look.)
+struct OrderNote {
+    Tag tag;
+    uint64 seq;   // Lane::parked_seq the put-back saw: runs parked since keep their bound
+    uint64 next;  // past the runs it brought back; UINT64_MAX: none left, or cannot tell
+};
+constexpr int kMaxOrderNotes = 64;
+OrderNote order_notes[kMaxOrderNotes];
+int norder = 0;
+
 }  // namespace
 
-bool parked_before(const Lane *lane, uint64 position, TimestampTz now) {
-    if (has_parked(lane) && lane->unpark_from < position) return true;
+bool parked_before(const Lane *lane, uint64 position, TimestampTz now, bool *ask) {
+    *ask = lane->order_from < position;
+    if (*ask) return true;
     return lane->parkers > 0 && now < lane->parking_until && lane->parking_from < position;
 }
 
@@ -42,16 +54,34 @@ void note_parking(Lane *lane, uint64 position, TimestampTz now) {
     }
 }
 
-void end_parking() {
-    if (nparking > 0 && g_header != nullptr) {
+void end_order_txn(bool commit) {
+    if ((nparking > 0 || (commit && norder > 0)) && g_header != nullptr) {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         for (int i = 0; i < nparking; i++) {
             Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &parking[i], HASH_FIND, nullptr));
             if (lane != nullptr && lane->parkers > 0) lane->parkers--;  // (a lane forgotten and entered again: 0)
         }
+        for (int i = 0; commit && i < norder; i++) {
+            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &order_notes[i].tag, HASH_FIND, nullptr));
+            if (lane == nullptr) continue;
+            // (parked again since the look: the bound stands, and a later look moves it)
+            if (lane->parked_seq == order_notes[i].seq) lane->order_from = order_notes[i].next;
+        }
         LWLockRelease(g_header->lock);
     }
     nparking = 0;
+    norder = 0;
 }
 
 }  // namespace pw::lanes::table
+
+namespace pw::lanes {
+
+void put_back_done(const Unpark &u, int found, uint64 next_from) {
+    using namespace table;
+    if (norder == kMaxOrderNotes) return;
+    order_notes[norder++] = OrderNote{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq,
+                                      found >= u.room ? next_from : UINT64_MAX};
+}
+
+}  // namespace pw::lanes
