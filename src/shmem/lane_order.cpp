@@ -16,7 +16,7 @@ Tag parking[kMaxParking];
 int nparking = 0;
 
 // What this transaction's put-backs concluded for order_from, applied at its commit. (More lanes than that: their
-// bound stays, and is dropped at a later look.)
+// bound stays until a later look moves it -- or the lane has no parked runs left, and the bound is not heeded.)
 struct OrderNote {
     Tag tag;
     uint64 seq;   // Lane::parked_seq the put-back saw: runs parked since keep their bound
@@ -29,7 +29,12 @@ int norder = 0;
 }  // namespace
 
 bool parked_before(const Lane *lane, uint64 position, TimestampTz now, bool *ask) {
-    *ask = lane->order_from < position;
+    uint64 from = lane->order_from;
+    for (int i = 0; i < norder && from < position; i++)  // (its own put-backs: their runs are queued for it)
+        if (order_notes[i].seq == lane->parked_seq && memcmp(&order_notes[i].tag, &lane->tag, sizeof(Tag)) == 0 &&
+            order_notes[i].next > from)
+            from = order_notes[i].next;
+    *ask = has_parked(lane) && from < position;
     if (*ask) return true;
     return lane->parkers > 0 && now < lane->parking_until && lane->parking_from < position;
 }
@@ -54,23 +59,31 @@ void note_parking(Lane *lane, uint64 position, TimestampTz now) {
     }
 }
 
-void end_order_txn(bool commit) {
-    if ((nparking > 0 || (commit && norder > 0)) && g_header != nullptr) {
+void apply_order_notes() {
+    if (norder > 0 && g_header != nullptr) {
+        LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
+        for (int i = 0; i < norder; i++) {
+            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &order_notes[i].tag, HASH_FIND, nullptr));
+            // (parked again since the look: the bound stands, and a later look moves it)
+            if (lane != nullptr && lane->parked_seq == order_notes[i].seq && order_notes[i].next > lane->order_from)
+                lane->order_from = order_notes[i].next;
+        }
+        LWLockRelease(g_header->lock);
+    }
+    norder = 0;
+}
+
+void end_parking() {
+    if (nparking > 0 && g_header != nullptr) {
         LWLockAcquire(g_header->lock, LW_EXCLUSIVE);
         for (int i = 0; i < nparking; i++) {
             Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &parking[i], HASH_FIND, nullptr));
             if (lane != nullptr && lane->parkers > 0) lane->parkers--;  // (a lane forgotten and entered again: 0)
         }
-        for (int i = 0; commit && i < norder; i++) {
-            Lane *lane = static_cast<Lane *>(hash_search(g_lanes, &order_notes[i].tag, HASH_FIND, nullptr));
-            if (lane == nullptr) continue;
-            // (parked again since the look: the bound stands, and a later look moves it)
-            if (lane->parked_seq == order_notes[i].seq) lane->order_from = order_notes[i].next;
-        }
         LWLockRelease(g_header->lock);
     }
     nparking = 0;
-    norder = 0;
+    norder = 0;  // (at abort: the put-backs were rolled back)
 }
 
 }  // namespace pw::lanes::table

@@ -4,8 +4,9 @@
 // comes first, both under Header::lock (exclusive to change):
 // - Lane::order_from: the lowest position parked, lowered when a claim's parked runs are committed, raised past the
 //   runs each put-back brought back once it commits, and "none" when a put-back found fewer than it had room for (or
-//   could not tell: rows skipped, another isolation level). A claim that meets a run past it asks for a put-back,
-//   so a bound gone stale (the parked runs cancelled meanwhile, say) is dropped at the next look.
+//   could not tell: rows skipped, another isolation level). Heeded only while the lane has parked runs (has_parked),
+//   whose put-backs a claim that meets a run past the bound asks for: a bound gone stale (the parked runs cancelled
+//   meanwhile, say) is dropped at that look.
 // - The parking marks: a claim that finds the lane full marks the lowest position it parks at once -- its parked runs
 //   are known only at its commit, and another claim, which skipped those locked rows, would start a run from behind
 //   them meanwhile. Heeded until its transaction ends, kParkingMarkUs at most (a slow step in its batch must not
@@ -16,13 +17,14 @@
 
 namespace pw::lanes::table {
 
-// Runs of the lane parked, or being parked by a claim under way, before position: they go first. *ask: a put-back
-// should look at the lane (the bound may be stale).
+// Runs of the lane parked, or being parked by a claim under way, before position: they go first (this transaction's
+// own put-backs count as done). *ask: a put-back should look at the lane (the bound may be stale).
 bool parked_before(const Lane *lane, uint64 position, TimestampTz now, bool *ask);
 // This transaction parks the lane's runs from position on.
 void note_parking(Lane *lane, uint64 position, TimestampTz now);
-// The transaction's end: its marks go, and (commit) its put-backs' conclusions apply -- after its parked runs are
-// noted (Lane::order_from lowered with unpark_from). Takes the lock itself.
-void end_order_txn(bool commit);
+// At commit, before the transaction's parked runs are noted (they lower order_from again): its put-backs'
+// conclusions. Then, at commit or abort, after those notes: its marks go. Each takes the lock itself.
+void apply_order_notes();
+void end_parking();
 
 }  // namespace pw::lanes::table

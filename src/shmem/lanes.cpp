@@ -214,7 +214,8 @@ int admit(const Request &req) {
         if (full && lanes[i] != nullptr) note_parking(lanes[i], req.position, now);  // (the caller parks the run)
         if (full) blocked = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
         // Room, but runs of the lane parked (or being parked) before this one: they go first (shmem/lane_order.hpp).
-        else if (parked_before(lanes[i], req.position, now, &ask_put_back)) blocked = kBehindParked;
+        else if (parked_before(lanes[i], req.position, now, &ask_put_back))
+            blocked = h.lanes[i].per_key ? kBehindParkedKey : kBehindParked;
     }
     // Entering the key lane in a full table may have swept the pipeline lane away (idle), and given its entry to the
     // key lane: both would be counted in one entry, and only one given back. Full, then.
@@ -416,6 +417,7 @@ void at_commit() {
             i++;
         }
     }
+    apply_order_notes();  // (before the parked runs' notes: they lower the bound again)
     if (npark_notes > 0 && g_header != nullptr) {
         // After the parked rows are committed: an unpark that starts from here on finds them.
         bool wake = false;
@@ -445,7 +447,7 @@ void at_commit() {
         if (wake) want_unpark(), shared::wake_workers(1);
     }
     npark_notes = 0;
-    end_order_txn(true);  // (after the notes: the runs it parked are known as such first)
+    end_parking();  // (after the notes: the runs it parked are known as such first)
     if (lost_park_notes) put_back_unremembered();
     if (npending_clears > 0 && g_header != nullptr) {
         TimestampTz now = lock_lanes(LW_EXCLUSIVE);
@@ -509,7 +511,7 @@ void at_abort() {
         }
     }
     npark_notes = 0;
-    end_order_txn(false);
+    end_parking();
     lost_park_notes = false;
     look_again_at_commit = false;  // (the abort asks for the put-back again anyway)
     nchanged = 0;
