@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+extern "C" {
+#include "access/xact.h"
+}
+
 namespace pw::lanes::table {
 
 namespace {
@@ -21,6 +25,7 @@ struct OrderNote {
     Tag tag;
     uint64 seq;   // Lane::parked_seq the put-back saw: runs parked since keep their bound
     uint64 next;  // past the runs it brought back; UINT64_MAX: none left, or cannot tell
+    SubTransactionId subid;  // (dropped if that subtransaction is rolled back)
 };
 constexpr int kMaxOrderNotes = 64;
 OrderNote order_notes[kMaxOrderNotes];
@@ -29,7 +34,9 @@ int norder = 0;
 }  // namespace
 
 bool parked_before(const Lane *lane, uint64 position, TimestampTz now, bool *ask) {
-    uint64 from = lane->order_from;
+    // (Not under REPEATABLE READ or SERIALIZABLE, the workers' too when it is the database's default: no put-back
+    // concludes anything about a lane then, and a lane past the first ones a look takes might never be looked at.)
+    uint64 from = IsolationUsesXactSnapshot() ? UINT64_MAX : lane->order_from;
     for (int i = 0; i < norder && from < position; i++)  // (its own put-backs: their runs are queued for it)
         if (order_notes[i].seq == lane->parked_seq && memcmp(&order_notes[i].tag, &lane->tag, sizeof(Tag)) == 0 &&
             order_notes[i].next > from)
@@ -90,11 +97,20 @@ void end_parking() {
 
 namespace pw::lanes {
 
-void put_back_done(const Unpark &u, int found, uint64 next_from) {
+void put_back_done(const Unpark &u, int found, uint64 next_from, bool skipped_rows) {
     using namespace table;
     if (norder == kMaxOrderNotes) return;
+    // (Rows skipped, or a snapshot older than the look: parked runs it did not see may lie before next_from.)
+    bool sure = found >= u.room && !skipped_rows && !IsolationUsesXactSnapshot();
     order_notes[norder++] = OrderNote{make_tag(u.pipeline_id, u.kind == kParkedKey, u.key_hash), u.seq,
-                                      found >= u.room ? next_from : UINT64_MAX};
+                                      sure ? next_from : UINT64_MAX, GetCurrentSubTransactionId()};
+}
+
+void order_subabort(SubTransactionId sub) {
+    int kept = 0;
+    for (int i = 0; i < table::norder; i++)
+        if (table::order_notes[i].subid < sub) table::order_notes[kept++] = table::order_notes[i];
+    table::norder = kept;
 }
 
 }  // namespace pw::lanes

@@ -2,11 +2,11 @@
 // through store/put_back.cpp, first ones first, when it has room. A run of the lane still queued behind them -- passed
 // over by another claim, or filtered while the lane was full -- must not take that room first. Two bounds say what
 // comes first, both under Header::lock (exclusive to change):
-// - Lane::order_from: the lowest position parked, lowered when a claim's parked runs are committed, raised past the
-//   runs each put-back brought back once it commits, and "none" when a put-back found fewer than it had room for (or
-//   could not tell: rows skipped, another isolation level). Heeded only while the lane has parked runs (has_parked),
-//   whose put-backs a claim that meets a run past the bound asks for: a bound gone stale (the parked runs cancelled
-//   meanwhile, say) is dropped at that look.
+// - Lane::order_from: a bound on the positions parked, lowered when a claim's parked runs are committed, raised past
+//   the runs each put-back brought back once it commits (or rolled back with its subtransaction), and "none" when a
+//   put-back found fewer than it had room for or could not tell (rows skipped, a transaction snapshot). Heeded only
+//   while the lane has parked runs (has_parked), and not under REPEATABLE READ or SERIALIZABLE; a claim that meets a
+//   run past it asks for a put-back: a bound gone stale (the parked runs cancelled meanwhile, say) goes at that look.
 // - The parking marks: a claim that finds the lane full marks the lowest position it parks at once -- its parked runs
 //   are known only at its commit, and another claim, which skipped those locked rows, would start a run from behind
 //   them meanwhile. Heeded until its transaction ends, kParkingMarkUs at most (a slow step in its batch must not

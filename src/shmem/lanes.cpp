@@ -310,10 +310,9 @@ void release_at_commit(int64 run_id) {
 }
 
 void at_subabort(SubTransactionId sub) {
-    // Rolled back with the subtransaction (a savepoint, a PL/pgSQL exception block): the claims made in it -- the run
-    // is pending again, its slot goes back now -- and the releases asked in it (an execute_run whose work is undone:
-    // the run is still this session's, and keeps its slot). Until 2026-12-04 a claim_run() rolled back to a savepoint
-    // kept its slot until the session claimed again or ended (test/isolation/specs/claim-savepoint.spec).
+    // Rolled back with the subtransaction (a savepoint, a PL/pgSQL exception block): the claims made in it (the run is
+    // pending again, its slot goes back now; until 2026-12-04 it was kept: claim-savepoint.spec) and the releases asked
+    // in it (an execute_run whose work is undone: the run is still this session's, and keeps its slot).
     // (Subtransactions begun since `sub` was, and not yet ended, are its own: their ids are higher.)
     for (int i = 0; i < nholdings;) {
         Holding *h = &holdings[i];
@@ -325,6 +324,7 @@ void at_subabort(SubTransactionId sub) {
         if (h->release_pending && h->release_subid >= sub) h->release_pending = false;
         i++;
     }
+    order_subabort(sub);  // (its put-backs' order notes)
     // The fresh start taken in it: its put-back of every parked run is undone, the next look takes it again. (Until
     // 2026-12-05 it stayed taken: a claim_run rolled back to a savepoint left the runs parked before a restart parked
     // for good -- test/scripts/claim_race.sh.)

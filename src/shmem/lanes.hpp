@@ -110,8 +110,10 @@ int lanes_to_unpark(Unpark *out, int max);
 void unpark_done(const Unpark &u, int found, uint64 next_from);
 // Any put-back of the lane (skipping rows or not, whatever the isolation level), for the order of its runs
 // (shmem/lane_order.cpp): once this transaction commits, the lane's queued runs past next_from wait for its parked
-// ones -- or none do, when it found fewer than room.
-void put_back_done(const Unpark &u, int found, uint64 next_from);
+// ones -- or none do, when it found fewer than room or could not tell (rows skipped, a transaction snapshot).
+void put_back_done(const Unpark &u, int found, uint64 next_from, bool skipped_rows);
+// A subtransaction rolled back: the put-backs made in it are undone (lanes::at_subabort).
+void order_subabort(SubTransactionId sub);
 // The earliest moment a rate-limited lane with parked runs gets room (0: none).
 TimestampTz next_rate_opening();
 // At a due moment (the timer's): the rate windows that have room again bring the claim hint back to the runs claims

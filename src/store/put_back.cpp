@@ -178,7 +178,7 @@ int64 unpark_runs() {
         const lanes::Unpark &u = lanes_out[i];
         const LaneResult &res = results[i];
         total += res.found;
-        lanes::put_back_done(u, res.found, res.next_from);
+        lanes::put_back_done(u, res.found, res.next_from, round.skip_locked);
         if (res.found > 0) notes::runs_queued_at(static_cast<uint64>(res.found), res.first, res.upto);
         if (round.skip_locked)
             look_again = look_again || res.found < u.room;  // (rows skipped: nothing to conclude about the lane)
