@@ -189,8 +189,10 @@ pw_info "every worker inside a step, a schedule of '1 seconds' for 3.5 s: $late"
 pw_check_sql "every worker inside a step: a schedule's runs are still created within 1 s of their slots" t \
     "SELECT count(*) >= 2 AND max(created_at - (metadata->>'scheduled_for')::timestamptz) < '1 second'
        FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'on_time'"
-pw_check_sql "... by a timer worker, beside the three (none left)" 3 \
-    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'"
+# (A timer worker started for a slot just before the unschedule may still be in its round: it leaves within a second
+# or two -- seen once in CI, 4 at the first look.)
+pw_check "... by a timer worker, beside the three (none left)" 3 \
+    "$(pw_wait_sql 3 3 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'")"
 pw_reset_conf pipeline_worker.claim_batch
 pw_wait_all_finished 15
 
