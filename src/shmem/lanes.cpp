@@ -213,9 +213,9 @@ int admit(const Request &req) {
         bool full = lanes[i] == nullptr || room(lanes[i], now) <= 0;
         if (full && lanes[i] != nullptr) note_parking(lanes[i], req.position, now);  // (the caller parks the run)
         if (full) blocked = h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
-        // Room, but runs of the lane parked (or being parked) before this one: they go first (shmem/lane_order.hpp).
+        // Room, but the lane's runs parked or being parked before it go first (lane_order.hpp; claim_run: parked)
         else if (parked_before(lanes[i], req.position, now, &ask_put_back))
-            blocked = h.lanes[i].per_key ? kBehindParkedKey : kBehindParked;
+            blocked = !req.persisted ? kBehindParked : h.lanes[i].per_key ? kParkedKey : kParkedPipeline;
     }
     // Entering the key lane in a full table may have swept the pipeline lane away (idle), and given its entry to the
     // key lane: both would be counted in one entry, and only one given back. Full, then.

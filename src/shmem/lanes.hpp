@@ -26,9 +26,8 @@ struct Limits {
 constexpr int kParkedPipeline = 1;
 constexpr int kParkedKey = 2;
 constexpr int kParkedPaused = 3;
-// Not parked kinds: admit's answer for a run whose pipeline (key) lane has room but parked runs before it.
+// Not a parked kind: admit's answer for a worker's run whose lane has room but parked runs before it.
 constexpr int kBehindParked = -1;
-constexpr int kBehindParkedKey = -2;
 
 struct Request {
     int64 run_id;
@@ -64,9 +63,8 @@ void passed_over(int64 pipeline_id, bool pipeline_lane, bool key_lane, uint64 ke
 void set_instance(Oid runs_table);
 
 // Takes a slot in the run's lanes, or returns the parked kind (kParkedPipeline/kParkedKey) of the lane that has
-// no room, or kBehindParked(Key) when a lane has room but parked runs before req.position: they go first (0:
-// admitted).
-// No limit: admitted without touching shared memory.
+// no room, or whose parked runs before req.position go first -- kBehindParked for those unless req.persisted: the
+// run stays queued (0: admitted). No limit: admitted without touching shared memory.
 int admit(const Request &req);
 // The run begins executing now: its rate windows count it. False (and *wait_ms until a window has room) when a
 // window filled up since the claim: the caller puts the run back, due then.

@@ -342,11 +342,7 @@ int claim_queued(int max, Oid submitter, ClaimedRun *out, MemoryContext dest, bo
                                   key_hash,     p->limits_per_key, mark_running, filter_hash,
                                   static_cast<uint64>(row_key(i))};
             int blocked = lanes::admit(req);
-            // (a session's claim_run() parks it: passed over, it would stay locked by this transaction, and the
-            // claim stop at it with nothing parked to tell it to try the next run)
-            if (blocked < 0 && mark_running)
-                blocked = blocked == lanes::kBehindParked ? lanes::kParkedPipeline : lanes::kParkedKey;
-            if (blocked < 0) {
+            if (blocked == lanes::kBehindParked) {
                 // Runs of its lane parked before it go first (their put-back is asked for): left queued, as passed
                 // over -- and so are the lane's later runs in this claim.
                 if (p->limits.any() && nseen < 128) seen[nseen++] = lp;
