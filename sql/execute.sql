@@ -294,9 +294,9 @@ COMMIT;
 SELECT status FROM pipeline_worker.runs WHERE id = :kept_id;
 
 -- ---------------------------------------------------------------- a transaction made read-only
--- Set read-only after its claim, a transaction cannot record the run's steps: execute_run fails as a statement
--- writing there would (the bookkeeping's writes without a statement, store/direct_writes, are not done past the
--- setting either), and the rollback leaves the run pending, executed normally at the next claim.
+-- Set read-only after its claim, a transaction cannot record the run's steps: execute_run refuses at once (as a
+-- statement writing there would; the bookkeeping's writes without a statement, store/direct_writes, are not done
+-- past the setting either), and the rollback leaves the run pending, executed normally at the next claim.
 CREATE FUNCTION public.ex_pure(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('pure', 1) $$;
 SELECT pipeline_worker.create_pipeline('pure', '[{"name": "p1", "function": "ex_pure"}, {"name": "p2", "function": "ex_pure"}]');
 SELECT pipeline_worker.create_run('pure', '{}') AS ro_id \gset
@@ -311,6 +311,32 @@ SELECT pipeline_worker.claim_run() = :ro_id AS claimed_again;
 SELECT pipeline_worker.execute_run(:ro_id) AS executed;
 SELECT status, claims, result FROM pipeline_worker.runs WHERE id = :ro_id;
 SELECT count(*) AS step_rows FROM pipeline_worker.run_steps WHERE run_id = :ro_id;
+
+-- Every function that writes refuses a read-only transaction (a standby's too) at once, naming itself -- not with
+-- the internal statement that would have written first; the ones that only read still answer.
+BEGIN READ ONLY;
+DO $$
+DECLARE c text;
+BEGIN
+    FOREACH c IN ARRAY ARRAY[
+        $c$create_run('pure', '{}')$c$, $c$create_runs('pure', '[{}]')$c$,
+        $c$create_pipeline('ro', '[{"name": "a", "function": "ex_pure"}]')$c$, $c$drop_pipeline('pure')$c$,
+        $c$alter_pipeline('pure', '{}')$c$, $c$pause_pipeline('pure')$c$, $c$resume_pipeline('pure')$c$,
+        $c$grant_pipeline('pure', 'pg_monitor')$c$, $c$revoke_pipeline('pure', 'pg_monitor')$c$,
+        $c$cancel_run(1)$c$, $c$retry_run(1)$c$, $c$send_event(1, 'e')$c$, $c$send_event('pure', 'k', 'e')$c$,
+        $c$purge_runs('1 day')$c$, $c$claim_run()$c$, $c$execute_run(1)$c$,
+        $c$schedule('ro', 'pure', '* * * * *')$c$, $c$unschedule('ro')$c$,
+        $c$recover_runs()$c$, $c$wait_run(1, '0 s')$c$, $c$pipeline_owner('pure')$c$]
+    LOOP
+        BEGIN
+            EXECUTE 'SELECT pipeline_worker.' || c;
+            RAISE NOTICE '%: answered', split_part(c, '(', 1);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE '%: % %', split_part(c, '(', 1), SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+ROLLBACK;
 
 -- ---------------------------------------------------------------- two-phase commit
 -- A transaction that submitted, changed or claimed runs cannot be prepared: the workers hear of it at this

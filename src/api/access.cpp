@@ -7,6 +7,11 @@
 #include "pg/spi.hpp"
 #include "store/queue.hpp"
 
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+}
+
 namespace pw::api {
 
 using pg::col;
@@ -55,6 +60,14 @@ void require_manager(const char *pipeline, Oid owner, const char *action) {
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("permission denied to %s pipeline \"%s\"", action, pipeline),
                         errdetail("Only its owner or members of pipeline_worker_admin may.")));
+}
+
+void require_writable(const char *function) {
+    if (!XactReadOnly) return;
+    // (PostgreSQL's own error came from the first statement that wrote, with that statement as its context.)
+    ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+                    errmsg("cannot execute pipeline_worker.%s() in a read-only transaction", function),
+                    RecoveryInProgress() ? errhint("This server is a standby. Call it on the primary.") : 0));
 }
 
 void require_schema_02() {

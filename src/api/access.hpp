@@ -19,6 +19,9 @@ bool lock_pipeline(const char *name, LOCKMODE mode, bool wait = true);
 Oid pipeline_owner(const char *name, int64 *id = nullptr, bool missing_ok = false);
 // ERROR unless the current role is the pipeline's owner (or a member) or an admin.
 void require_manager(const char *pipeline, Oid owner, const char *action);
+// ERROR 25006 in a read-only transaction (a standby's too), before the function reads or writes anything: the
+// functions that write call it first.
+void require_writable(const char *function);
 // ERROR 0A000 (with the hint to update) while the database is still at 0.1. SPI connected or not.
 void require_schema_02();
 // The id of pipeline `name`, which the caller must own (or be an admin): ERROR 42501 otherwise, and the same answer

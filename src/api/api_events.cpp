@@ -51,6 +51,7 @@ bool send(int64 run_id, const char *event, Jsonb *payload) {
 }  // namespace
 
 extern "C" Datum pw_send_event(PG_FUNCTION_ARGS) {
+    require_writable("send_event");
     if (PG_ARGISNULL(0))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("run_id must not be null"),
                         errhint("Pass the id create_run() returned.")));
@@ -65,6 +66,7 @@ extern "C" Datum pw_send_event(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_send_event_by_key(PG_FUNCTION_ARGS) {
+    require_writable("send_event");
     char *pipeline = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("idempotency_key must not be null"),

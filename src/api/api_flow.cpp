@@ -40,6 +40,7 @@ void unpark_limited(int64 pipeline_id) {
 }  // namespace
 
 extern "C" Datum pw_alter_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("alter_pipeline");
     char *name = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("options must not be null"),
@@ -104,11 +105,13 @@ static void set_paused(FunctionCallInfo fcinfo, bool pause) {
 }
 
 extern "C" Datum pw_pause_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("pause_pipeline");
     set_paused(fcinfo, true);
     PG_RETURN_VOID();
 }
 
 extern "C" Datum pw_resume_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("resume_pipeline");
     set_paused(fcinfo, false);
     PG_RETURN_VOID();
 }

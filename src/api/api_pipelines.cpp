@@ -132,6 +132,7 @@ void check_child(const char *defining, const char *step, const char *child) {
 }  // namespace
 
 extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("create_pipeline");
     char *name = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("steps must not be null"),
@@ -203,6 +204,7 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("drop_pipeline");
     char *name = checked_name(fcinfo, 0, "pipeline name");
     pg::spi_connect();
     // Checked before the lock too: a role that may not drop it is refused at once, not after waiting for the
@@ -259,11 +261,13 @@ void change_grant(FunctionCallInfo fcinfo, bool grant) {
 }
 
 extern "C" Datum pw_grant_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("grant_pipeline");
     change_grant(fcinfo, true);
     PG_RETURN_VOID();
 }
 
 extern "C" Datum pw_revoke_pipeline(PG_FUNCTION_ARGS) {
+    require_writable("revoke_pipeline");
     change_grant(fcinfo, false);
     PG_RETURN_VOID();
 }

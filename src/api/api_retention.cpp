@@ -20,6 +20,7 @@ constexpr int kPurgeBatch = 10000;
 }  // namespace
 
 extern "C" Datum pw_purge_runs(PG_FUNCTION_ARGS) {
+    require_writable("purge_runs");
     if (PG_ARGISNULL(0))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("older_than must not be null"),
                         errhint("Pass an interval: finished runs older than that are deleted, e.g. '30 days'.")));

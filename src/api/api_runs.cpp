@@ -131,6 +131,7 @@ void refuse_in_step(const char *fn) {
 }  // namespace
 
 extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
+    require_writable("claim_run");
     refuse_in_step("claim_run()");
     store::ClaimedRun run;
     MemoryContext caller = CurrentMemoryContext;
@@ -158,6 +159,7 @@ extern "C" Datum pw_claim_run(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
+    require_writable("execute_run");
     refuse_in_step("execute_run()");
     int64 run_id = PG_GETARG_INT64(0);
     store::release_stale_slots();
@@ -167,6 +169,7 @@ extern "C" Datum pw_execute_run(PG_FUNCTION_ARGS) {
 
 
 extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
+    require_writable("cancel_run");
     int64 run_id = PG_GETARG_INT64(0);
     pg::spi_connect();
     char *status = run_status(run_id);  // visibility = permission: submitter, pipeline owner, admin
@@ -273,6 +276,7 @@ extern "C" Datum pw_cancel_run(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_retry_run(PG_FUNCTION_ARGS) {
+    require_writable("retry_run");
     int64 run_id = PG_GETARG_INT64(0);
     pg::spi_connect();
     (void)run_status(run_id);

@@ -58,6 +58,7 @@ int64 require_submitter(const char *pipeline) {
 }  // namespace
 
 extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
+    require_writable("schedule");
     char *name = checked_name(fcinfo, 0, "schedule name");
     char *pipeline = checked_name(fcinfo, 1, "pipeline name");
     if (PG_ARGISNULL(2))
@@ -126,6 +127,7 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
 }
 
 extern "C" Datum pw_unschedule(PG_FUNCTION_ARGS) {
+    require_writable("unschedule");
     char *name = checked_name(fcinfo, 0, "schedule name");
     pg::spi_connect();
     Oid types[1] = {TEXTOID};

@@ -137,6 +137,7 @@ int64 create_run_v1(const Submission &s, Datum input) {
 }  // namespace
 
 extern "C" Datum pw_create_run(PG_FUNCTION_ARGS) {
+    require_writable("create_run");
     Submission s;
     s.pipeline = checked_name(fcinfo, 0, "pipeline name");
     Datum input = PG_ARGISNULL(1) ? empty_object() : PG_GETARG_DATUM(1);
@@ -281,6 +282,7 @@ void existing_runs(int64 *ids, int n, const int64 *missing, int nmissing, Datum 
 }  // namespace
 
 extern "C" Datum pw_create_runs(PG_FUNCTION_ARGS) {
+    require_writable("create_runs");
     Submission s;
     s.pipeline = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))

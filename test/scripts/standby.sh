@@ -161,6 +161,10 @@ for call in "create_run('sb', '{\"i\": 1}')" "create_runs('sb', '[{\"i\": 1}]')"
             "cancel_run($pending_one)" "claim_run()" "purge_runs('0 s')"; do
     pw_check "standby: $call fails read-only (SQLSTATE 25006)" 25006 "$(sqlstate_on "$SB_PORT" "SELECT pipeline_worker.$call")"
 done
+# ... naming the function, with the hint to call it on the primary (not the internal statement that wrote first)
+out=$(PGPORT=$SB_PORT pw_psql -c "SELECT pipeline_worker.create_run('sb', '{}')" 2>&1)
+pw_check "standby: create_run's error names it, hints at the primary, and carries no internal statement" "1|1|0" \
+    "$(grep -c 'cannot execute pipeline_worker.create_run() in a read-only transaction' <<<"$out")|$(grep -c 'HINT:  This server is a standby. Call it on the primary.' <<<"$out")|$(grep -c 'CONTEXT' <<<"$out")"
 # TRUNCATE of the extension's tables: src/worker/ddl_locks.cpp takes the run table first only where the command can
 # succeed. On a standby that lock would itself fail (55000, "cannot acquire lock mode AccessExclusiveLock ... while
 # recovery is in progress"), before PostgreSQL's own read-only error.
