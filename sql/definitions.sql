@@ -80,6 +80,9 @@ SELECT pipeline_worker.create_pipeline('bad_attempts_zero', '[{"name": "a", "fun
 SELECT pipeline_worker.create_pipeline('bad_attempts_string', '[{"name": "a", "function": "public.def_ok", "max_attempts": "3"}]');
 SELECT pipeline_worker.create_pipeline('bad_attempts_fraction', '[{"name": "a", "function": "public.def_ok", "max_attempts": 1.5}]');
 SELECT pipeline_worker.create_pipeline('bad_delay_negative', '[{"name": "a", "function": "public.def_ok", "retry_delay_ms": -5}]');
+-- 0 means none on a function, http or wait_for step (no pipeline default); a sleep or a child pipeline has no
+-- timeout_ms at all
+SELECT pipeline_worker.create_pipeline('bad_timeout_on_sleep', '[{"name": "a", "sleep": "1 s", "timeout_ms": 0}]');
 SELECT pipeline_worker.create_pipeline('bad_timeout_negative', '[{"name": "a", "function": "public.def_ok", "timeout_ms": -1}]');
 SELECT pipeline_worker.create_pipeline('bad_options_array', '[{"name": "a", "function": "public.def_ok"}]', '[]');
 SELECT pipeline_worker.create_pipeline('bad_options_key', '[{"name": "a", "function": "public.def_ok"}]', '{"bogus": 1}');

@@ -215,6 +215,23 @@ SELECT status, error, finished_at - started_at < interval '1.5 seconds' AS stopp
 SELECT position, status, error FROM pipeline_worker.run_steps WHERE run_id = :slow_id;
 -- the session is usable afterwards (no statement timeout left behind)
 SELECT pg_sleep(0.3) IS NOT NULL AS still_usable;
+-- "timeout_ms": 0 on a step: no limit for it, whatever the pipeline's options say (as statement_timeout = 0); the
+-- step beside it still has the pipeline's
+CREATE FUNCTION public.ex_nap(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('napped', pg_sleep(0.3) IS NOT NULL)
+$$;
+SELECT pipeline_worker.create_pipeline('unlimited', '[{"name": "long", "function": "public.ex_nap", "timeout_ms": 0},
+  {"name": "capped", "function": "public.ex_nap"}]', '{"timeout_ms": 100}');
+SELECT pipeline_worker.create_run('unlimited') AS unl_id \gset
+SELECT pipeline_worker.claim_run() = :unl_id AS claimed;
+SELECT pipeline_worker.execute_run(:unl_id);
+SELECT position, status, output, error FROM pipeline_worker.run_steps WHERE run_id = :unl_id ORDER BY position;
+-- ... and "timeout_ms": 0 in the options is no limit too (as not given)
+SELECT pipeline_worker.alter_pipeline('unlimited', '{"timeout_ms": 0}');
+SELECT pipeline_worker.create_run('unlimited') AS unl2_id \gset
+SELECT pipeline_worker.claim_run() = :unl2_id AS claimed;
+SELECT pipeline_worker.execute_run(:unl2_id);
+SELECT position, status, error FROM pipeline_worker.run_steps WHERE run_id = :unl2_id ORDER BY position;
 
 -- ---------------------------------------------------------------- execution is part of the caller's transaction
 SELECT pipeline_worker.create_run('flow', '{"x": 3}') AS xact_id \gset

@@ -245,7 +245,7 @@ void check_step(StepSpec &s, const std::string &at, bool have_function, int kind
         throw DefinitionError(at + " has none of \"function\", \"http\", \"pipeline\", \"sleep\", \"wait_for\"",
                               kKindHint);
     // (new definitions only: one stored before this check still loads, its timeout ignored as it was)
-    if (!stored && s.timeout_ms > 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
+    if (!stored && s.timeout_ms != 0 && (s.kind == StepKind::Sleep || s.kind == StepKind::Pipeline))
         throw DefinitionError(at + ": \"timeout_ms\" applies to function, http and wait_for steps",
                               "A sleep lasts its interval; a child pipeline's steps have timeouts of their own.");
     if (step_secrets != nullptr) {
@@ -362,7 +362,8 @@ StepSpec parse_step(const json::Value &v, size_t index, bool stored) {
         } else if (key == "retry_delay_ms") {
             s.retry_delay_ms = int_in_range(val, at + ": \"retry_delay_ms\"", 0, kMaxDelayMs);
         } else if (key == "timeout_ms") {
-            s.timeout_ms = int_in_range(val, at + ": \"timeout_ms\"", 1, kMaxTimeoutMs);
+            s.timeout_ms = int_in_range(val, at + ": \"timeout_ms\"", 0, kMaxTimeoutMs);
+            if (s.timeout_ms == 0) s.timeout_ms = kNoTimeout;
         } else if (key == "secret_headers") {
             step_secrets = &val;
         } else if (key == "follow_redirects") {
@@ -434,7 +435,7 @@ Options parse_options(const json::Value &v, bool stored) {
         }
         if (key == "max_attempts") o.max_attempts = int_in_range(val, "option \"max_attempts\"", 1, kMaxAttempts);
         else if (key == "retry_delay_ms") o.retry_delay_ms = int_in_range(val, "option \"retry_delay_ms\"", 0, kMaxDelayMs);
-        else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 1, kMaxTimeoutMs);
+        else if (key == "timeout_ms") o.timeout_ms = int_in_range(val, "option \"timeout_ms\"", 0, kMaxTimeoutMs);
         else if (key == "concurrency") o.concurrency = limit_option(val, "option \"concurrency\"");
         else if (key == "concurrency_per_key") o.concurrency_per_key = limit_option(val, "option \"concurrency_per_key\"");
         else if (key == "rate_limit") o.rate_limit = parse_rate_limit(val, "option \"rate_limit\"");

@@ -28,6 +28,8 @@ struct HttpSpec {
 };
 
 constexpr int kDefaultHttpTimeoutMs = 10000;
+// A step's "timeout_ms": 0 -- no limit for this step, whatever the pipeline's options say (as statement_timeout = 0).
+constexpr int kNoTimeout = -1;
 
 // Headers that frame the message or manage the connection: the HTTP client sets them, a step may not.
 bool is_client_managed_header(const char *name) noexcept;
@@ -52,7 +54,7 @@ struct StepSpec {
     HttpSpec http;
     int max_attempts = 0;    // 0: not set on the step
     int retry_delay_ms = -1; // -1: not set on the step
-    int timeout_ms = 0;      // 0: not set on the step
+    int timeout_ms = 0;      // 0: not set on the step; kNoTimeout: "timeout_ms": 0, none (not the pipeline's)
 };
 
 // "rate_limit": {"runs": N, "per_ms": P}: at most N runs begin executing in any window of P ms.
@@ -86,7 +88,9 @@ struct Definition {
     int retry_delay_ms(size_t i) const {
         return steps[i].retry_delay_ms >= 0 ? steps[i].retry_delay_ms : options.retry_delay_ms;
     }
+    // A step's time limit in ms; 0: none.
     int timeout_ms(size_t i) const {
+        if (steps[i].timeout_ms == kNoTimeout) return 0;
         if (steps[i].kind == StepKind::WaitFor) return steps[i].timeout_ms;  // the event's timeout: the step's own only
         return steps[i].timeout_ms ? steps[i].timeout_ms : options.timeout_ms;
     }

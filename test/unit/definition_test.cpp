@@ -185,6 +185,21 @@ TEST(Definition, HttpTimeoutCombinesWithStepAndPipelineTimeouts) {
     EXPECT_EQ(one(R"({"name": "a", "http": {"url": "http://h/"}, "timeout_ms": 900})", R"({"timeout_ms": 700})"), 900);
 }
 
+TEST(Definition, StepTimeoutZeroMeansNoneWhateverThePipelineSays) {
+    Definition d = parse_definition(R"([{"name": "a", "function": "f", "timeout_ms": 0},
+                                        {"name": "b", "function": "f"},
+                                        {"name": "c", "http": {"url": "http://h/"}, "timeout_ms": 0},
+                                        {"name": "w", "wait_for": "e", "timeout_ms": 0}])",
+                                    R"({"timeout_ms": 700})");
+    EXPECT_EQ(d.timeout_ms(0), 0);
+    EXPECT_EQ(d.timeout_ms(1), 700);
+    EXPECT_EQ(d.http_timeout_ms(2), pw::core::kDefaultHttpTimeoutMs);  // the request's own bound only
+    EXPECT_EQ(d.timeout_ms(3), 0);
+    EXPECT_EQ(parse_definition(R"([{"name": "a", "function": "f"}])", R"({"timeout_ms": 0})").timeout_ms(0), 0);
+    EXPECT_THROW(parse_definition(R"([{"name": "a", "sleep": "1 s", "timeout_ms": 0}])", "{}"), DefinitionError);
+    EXPECT_THROW(parse_definition(R"([{"name": "a", "function": "f", "timeout_ms": -1}])", "{}"), DefinitionError);
+}
+
 TEST(Definition, FollowRedirectsInsideHttpOrAtTheStep) {
     auto follows = [](const char *step) {
         return parse_definition(std::string("[") + step + "]", "{}").steps[0].http.follow_redirects;
