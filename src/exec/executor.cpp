@@ -434,6 +434,12 @@ class Walk {
         Shared sh = share_steps(r_, su.pos, su.attempt, su.n, claimed_->claims, io_, arg_,
                                 [](void *x, int u) { return static_cast<StepUnits *>(x)->run(u); }, &su);
         if (!sh.shared) return Flow::Run;
+        // (steps that became ready meanwhile, which helpers put up and executed: read back with the others)
+        for (int u = su.n; u < sh.units && u < board::kUnits; u++) {
+            su.pos[u] = sh.unit_pos[u];
+            su.attempt[u] = sh.unit_attempt[u];
+            su.n = u + 1;
+        }
         if (!sh.stopped && shared::cancel_requested(r_->id)) {
             su.out = record_cancelled(claimed_, r_, pos, attempt, GetCurrentTimestamp(), false);
             sh.stopped = true;

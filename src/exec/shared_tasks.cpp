@@ -17,6 +17,7 @@ namespace {
 struct Waiting {
     int slot;
     uint64 generation;
+    bool steps;  // independent steps, not a map's tasks
 };
 
 bool helpers_gone(void *arg) {
@@ -69,8 +70,18 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
             SPI_finish();
             pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
                                                            static_cast<long long>(r->id)));
+            // Steps: while helpers still execute theirs, a step that what this worker ran made ready goes to an idle
+            // worker now, rather than once the longest of them has ended (with what ran here committed first: the
+            // joining worker reads the run as committed). Helpers do the same for the steps theirs made ready.
+            if (w.steps && shared::idle_workers() > 0) {
+                io->pause(arg, at_once, nullptr);
+                if (board::open_for_extension(w.slot, w.generation)) shared::wake_workers(1);
+            }
             Waiting copy = w;
-            io->pause(arg, helpers_gone, &copy);
+            do {
+                io->pause(arg, helpers_gone, &copy);
+                s.units = board::seal(w.slot, w.generation, s.unit_pos, s.unit_attempt);
+            } while (s.units < 0);
             pg::spi_connect();
             s.final_failure = board::final_failure(w.slot, w.generation);
         }
@@ -154,6 +165,7 @@ Shared share_tasks(RunState *r, int pos, int lo, int hi, int claims, HttpIO *io,
     if (helpers < 1) return Shared();
     commit_first(r, io, arg);
     Waiting w;
+    w.steps = false;
     w.slot = board::publish(r->id, pos, lo, hi, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();  // the board is full: this map runs alone
     return run_shared(r, w, helpers, claims, io, arg, run_task, map);
@@ -189,6 +201,7 @@ Shared share_steps(RunState *r, const int *positions, const int *attempts, int k
     if (helpers < 1) return Shared();
     commit_first(r, io, arg);
     Waiting w;
+    w.steps = true;
     w.slot = board::publish_steps(r->id, positions, attempts, k, claims, helpers, &w.generation);
     if (w.slot < 0) return Shared();
     return run_shared(r, w, helpers, claims, io, arg, run_unit, units);
@@ -199,6 +212,31 @@ struct Helping {
     Jsonb *prev;
     int n;
 };
+
+namespace {
+
+// The run's steps as committed: those succeeded or skipped are done, with their outputs (in ctx). tried (optional,
+// one per step): whether the step has any row.
+void read_history(RunState *r, bool *tried, MemoryContext ctx) {
+    const store::Pipeline *p = r->pipeline;
+    store::StepRecord *rows;
+    int nrows = store::read_step_history(r->id, &rows, ctx, true);
+    // (in ctx, explicitly: after an SPI statement the current context is SPI's, freed at SPI_finish)
+    MemoryContext old = MemoryContextSwitchTo(ctx);
+    for (int i = 0; i < nrows; i++) {
+        int pos = rows[i].pos;
+        if (pos < 0 || pos >= p->nsteps) continue;
+        if (tried != nullptr) tried[pos] = true;
+        bool skipped = strcmp(rows[i].status, "skipped") == 0;
+        if (skipped || strcmp(rows[i].status, "succeeded") == 0) {
+            r->done[pos] = true;
+            r->outputs[pos] = rows[i].output != nullptr ? rows[i].output : skipped ? nullptr : json_null();
+        }
+    }
+    MemoryContextSwitchTo(old);
+}
+
+}  // namespace
 
 Helping *start_helping(const board::Ticket &t, MemoryContext ctx) {
     store::RunRecord rec;
@@ -218,19 +256,8 @@ Helping *start_helping(const board::Ticket &t, MemoryContext ctx) {
             return nullptr;
     }
     RunState *r = new_run_state(&rec.run, p, ctx);
-    store::StepRecord *rows;
-    int nrows = store::read_step_history(t.run_id, &rows, ctx, true);
-    // (in ctx, explicitly: after an SPI statement the current context is SPI's, freed at SPI_finish)
+    read_history(r, nullptr, ctx);
     MemoryContext old = MemoryContextSwitchTo(ctx);
-    for (int i = 0; i < nrows; i++) {
-        int pos = rows[i].pos;
-        if (pos < 0 || pos >= p->nsteps) continue;
-        bool skipped = strcmp(rows[i].status, "skipped") == 0;
-        if (skipped || strcmp(rows[i].status, "succeeded") == 0) {
-            r->done[pos] = true;
-            r->outputs[pos] = rows[i].output != nullptr ? rows[i].output : skipped ? nullptr : json_null();
-        }
-    }
     Helping *h = static_cast<Helping *>(palloc0(sizeof(Helping)));
     h->r = r;
     h->prev = t.pos >= 0 ? step_prev(r, t.pos) : nullptr;
@@ -289,6 +316,38 @@ int help_with_steps(Helping *h, const board::Ticket &t, int from, int to, Memory
 }
 
 }  // namespace
+
+int extend_help(Helping *h, board::Ticket *t, MemoryContext ctx) {
+    if (t->pos >= 0 || shared::cancel_requested(t->run_id)) return -1;
+    RunState *r = h->r;
+    const store::Pipeline *p = r->pipeline;
+    bool *tried = static_cast<bool *>(MemoryContextAllocZero(ctx, sizeof(bool) * p->nsteps));
+    read_history(r, tried, ctx);
+    int mine = -1;
+    for (int k = 0; k < p->nsteps; k++) {
+        int q = p->order[k];
+        const store::Step *step = &p->steps[q];
+        // (a condition, a retry's back-off, a map, any other kind: the owner's walk, once the helpers have left)
+        if (tried[q] || r->done[q] || step->kind != core::StepKind::Function || step->map || step->if_cond != nullptr)
+            continue;
+        bool ready = true;
+        for (int d = 0; d < step->ndeps && ready; d++) ready = r->done[step->deps[d]];
+        if (!ready) continue;
+        if (mine >= 0) {
+            // another one is ready too: an idle worker may join for it
+            if (shared::idle_workers() > 0 && board::open_for_extension(t->slot, t->generation))
+                shared::wake_workers(1);
+            break;
+        }
+        int u = board::add_unit(*t, q, 1);
+        if (u < 0) continue;  // (a unit already: under way elsewhere)
+        t->unit_pos[u] = q;
+        t->unit_attempt[u] = 1;
+        if (t->units <= u) t->units = u + 1;
+        mine = u;
+    }
+    return mine;
+}
 
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
     if (t.pos < 0) return help_with_steps(h, t, from, to, ctx);

@@ -36,6 +36,8 @@ struct Shared {
     bool stopped = false;    // run_task said Stop (the helpers' chunks roll back by their guard)
     int final_failure = -1;  // a task failed with no attempts left (its row says why): a helper's, or the owner's
                              // (run_task said Failed)
+    int units = 0;           // (shared steps) every unit once the helpers left: those shared, then those they added
+    int unit_pos[board::kUnits] = {}, unit_attempt[board::kUnits] = {};
 };
 // Shares tasks [lo, hi) of step pos, running chunks of them with run_task(map, i) until none is left, then waits
 // for the helpers. claims: the owner's claim count (the helpers' guard). The transaction is committed and a new one
@@ -63,6 +65,11 @@ struct Helping;  // what a helper knows of the run it helps: its state, the map'
 // The run the ticket names, read as far as its tasks need (SPI connected, transaction open). nullptr: it cannot be
 // helped (gone, claimed by someone else since, its pipeline changed).
 Helping *start_helping(const board::Ticket &t, MemoryContext ctx);
+// Shared steps, once the units handed out are all taken: a function step of the run that became ready meanwhile
+// (every dependency succeeded or skipped, as committed now; never tried; no "if"), put up on the entry for this
+// helper (board::add_unit) -- so that it starts now, not when the owner's own step has ended. Its unit's index (the
+// ticket knows it now), -1: none. Transaction open, SPI connected; what it reads back lives in ctx.
+int extend_help(Helping *h, board::Ticket *t, MemoryContext ctx);
 // Executes tasks [from, to) (attempt 1 each) -- or, for shared steps, units [from, to) --, their rows buffered; stops early at a cancel or at a task failing for
 // good (noted on the board). Returns how many ran; -1: the claim that shared them is over -- roll back.
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx);

@@ -26,6 +26,7 @@ struct Entry {
     int units;
     int16 unit_pos[kUnits], unit_attempt[kUnits];
     bool open;
+    bool extendable;  // (steps) the owner is done taking and waits: a worker may join to take up steps ready now
     int owner_pid;
     TimestampTz owner_started;
     Latch *owner_latch;
@@ -141,6 +142,7 @@ int publish_steps_or_tasks(int64 run_id, int pos, int lo, int hi, const int *pos
             e.unit_attempt[u] = static_cast<int16>(attempts[u]);
         }
         e.open = true;
+        e.extendable = false;
         e.owner_pid = MyProcPid;
         e.owner_started = MyStartTimestamp;
         e.owner_latch = MyLatch;
@@ -171,6 +173,59 @@ bool take(int slot, uint64 generation, int *from, int *to) {
     }
     SpinLockRelease(&g_board->mutex);
     return got;
+}
+
+int add_unit(const Ticket &t, int pos, int attempt) {
+    if (g_board == nullptr || t.slot < 0 || t.pos >= 0) return -1;
+    int u = -1;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[t.slot];
+    bool fits = in_use(e, t.generation) && e.pos < 0 && e.final_failure < 0 && e.units < kUnits &&
+                e.helpers[t.helper].pid == MyProcPid;
+    for (int k = 0; fits && k < e.units; k++) fits = e.unit_pos[k] != pos;
+    if (fits) {
+        u = e.units++;
+        e.unit_pos[u] = static_cast<int16>(pos);
+        e.unit_attempt[u] = static_cast<int16>(attempt);
+    }
+    SpinLockRelease(&g_board->mutex);
+    return u;
+}
+
+bool open_for_extension(int slot, uint64 generation) {
+    bool opened = false;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation) && e.pos < 0 && e.final_failure < 0 && helpers_of(e) > 0) {
+        e.extendable = opened = true;
+        if (!e.open) {
+            e.open = true;
+            pg_atomic_fetch_add_u32(&g_board->open, 1);
+        }
+    }
+    SpinLockRelease(&g_board->mutex);
+    return opened;
+}
+
+int seal(int slot, uint64 generation, int *positions, int *attempts) {
+    int n = 0;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation)) {
+        if (helpers_of(e) > 0) {
+            n = -1;  // (one joined since the caller saw none)
+        } else {
+            close_locked(e);
+            e.extendable = false;
+            n = e.units;
+            for (int u = 0; u < n; u++) {
+                positions[u] = e.unit_pos[u];
+                attempts[u] = e.unit_attempt[u];
+            }
+        }
+    }
+    SpinLockRelease(&g_board->mutex);
+    return n;
 }
 
 void close(int slot, uint64 generation) {
@@ -238,8 +293,8 @@ bool join(Ticket *t) {
     SpinLockAcquire(&g_board->mutex);
     for (int i = 0; i < kEntries && !joined; i++) {
         Entry &e = g_board->e[i];
-        if ((e.generation & 1) == 0 || !e.open || e.dboid != MyDatabaseId || e.next >= e.hi ||
-            e.owner_pid == MyProcPid || helpers_of(e) >= e.max_helpers)
+        if ((e.generation & 1) == 0 || !e.open || e.dboid != MyDatabaseId || (e.next >= e.hi && !e.extendable) ||
+            e.owner_pid == MyProcPid || helpers_of(e) >= (e.extendable ? kHelpers : e.max_helpers))
             continue;
         for (int k = 0; k < kHelpers && !joined; k++) {
             if (e.helpers[k].pid != 0) continue;

@@ -40,6 +40,19 @@ int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, 
 // 0..k-1 in take()) for at most max_helpers helpers. -1: no room.
 int publish_steps(int64 run_id, const int *positions, const int *attempts, int k, int claims, int max_helpers,
                   uint64 *generation);
+// Helper of a steps entry: puts function step pos (its attempt) up as one more unit of the entry, taken by this
+// helper at once -- a step that became ready while the entry's units ran. The unit's index; -1 when the entry is no
+// longer in use or full, one of its units failed for good, it holds that step already, or this process is not its
+// helper. (The owner takes only the units it published: an added unit is always its helper's.)
+int add_unit(const Ticket &t, int pos, int attempt);
+// Owner of a steps entry, done taking units and with its work committed, while helpers still execute theirs: the
+// entry opens again for other workers to join and take up steps ready now (add_unit), beyond max_helpers. false:
+// not worth it (no helper left, a unit failed for good) -- nothing changed.
+bool open_for_extension(int slot, uint64 generation);
+// Owner, once helpers_done(): closes the entry for good -- nobody joins any more -- and returns every unit, those
+// helpers added included (positions and attempts, at most kUnits), in their indexes' order (0 for a map's entry).
+// -1: a worker joined meanwhile; wait for the helpers again.
+int seal(int slot, uint64 generation, int *positions, int *attempts);
 // Owner or helper: the next chunk of untaken tasks [*from, *to); false when none is left (or the entry is closed).
 bool take(int slot, uint64 generation, int *from, int *to);
 // No more chunks are handed out (a task failed for good, the run is cancelled, or the owner is done taking).

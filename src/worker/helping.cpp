@@ -32,13 +32,25 @@ int help_with_tasks(MemoryContext iter_ctx) {
     {
         exec::Helping *h = nullptr;
         int from, to;
-        while (pg_atomic_read_u32(&my_slot->retire) == 0 && !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kHelpAtMostMs) &&
-               board::take(t.slot, t.generation, &from, &to)) {
+        while (pg_atomic_read_u32(&my_slot->retire) == 0 && !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kHelpAtMostMs)) {
+            // Nothing left to take: of shared steps, one that became ready meanwhile is taken up here (its owner
+            // may be busy with a long step of its own until then).
+            bool added = !board::take(t.slot, t.generation, &from, &to);
+            if (added && t.pos >= 0) break;
             begin_work_txn();
             pg::spi_connect();
             MemoryContextSwitchTo(iter_ctx);
             if (h == nullptr) h = exec::start_helping(t, iter_ctx);  // (what it read lives as long as the helping)
             MemoryContextReset(chunk_ctx);
+            if (added) {
+                from = h != nullptr ? exec::extend_help(h, &t, iter_ctx) : -1;
+                if (from < 0) {
+                    SPI_finish();
+                    commit_work_txn();  // (it read only)
+                    break;
+                }
+                to = from + 1;
+            }
             int k = h != nullptr ? exec::help_with(h, t, from, to, chunk_ctx) : -1;
             SPI_finish();
             if (k < 0) {

@@ -96,4 +96,51 @@ pw_check_sql "runs overlapped in time (interleaved)" t \
     "SELECT bool_or(a.started_at < b.finished_at AND b.started_at < a.finished_at) FROM tr a JOIN tr b ON b.id > a.id"
 n=$(pw_psql -c "SELECT count(DISTINCT worker_pid) FROM tr")
 if [ "$n" -ge 2 ]; then pw_ok "interleaved runs spread over $n workers"; else pw_fail "interleaved runs used $n worker(s)"; fi
+
+# ---------------------------------------------------------------- a step made ready while another branch runs
+# Ready steps of one run execute concurrently (issue #14): a step whose dependency a helper finished starts at once
+# on an idle worker, not once the longest step of the wave ends -- whichever worker took the long step (written
+# first or second). r0 -> {long (2 s), b (0.1 s)}; b -> {c, d} (0.3 s each, at once); {c, d} -> e; {long, e} -> f.
+# Until 2026-12-08 c and d waited for long (the acceptance walk-through's "wave" case).
+pw_psql <<'SQL' >/dev/null
+CREATE TABLE wave_fx (run_id bigint, step text, started timestamptz, ended timestamptz);
+CREATE FUNCTION wave_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pg_sleep(coalesce((ctx->'input'->>(ctx->>'step'))::float8, 0));
+    INSERT INTO wave_fx VALUES ((ctx->>'run_id')::bigint, ctx->>'step', t0, clock_timestamp());
+    RETURN jsonb_build_object('step', ctx->>'step', 'prev', ctx->'prev');
+END $$;
+SELECT pipeline_worker.create_pipeline('wave_long_first', '[
+  {"name": "r0", "function": "wave_step"},
+  {"name": "long", "function": "wave_step", "depends_on": ["r0"]},
+  {"name": "b", "function": "wave_step", "depends_on": ["r0"]},
+  {"name": "c", "function": "wave_step", "depends_on": ["b"]},
+  {"name": "d", "function": "wave_step", "depends_on": ["b"]},
+  {"name": "e", "function": "wave_step", "depends_on": ["c", "d"]},
+  {"name": "f", "function": "wave_step", "depends_on": ["long", "e"]}]');
+SELECT pipeline_worker.create_pipeline('wave_long_second', '[
+  {"name": "r0", "function": "wave_step"},
+  {"name": "b", "function": "wave_step", "depends_on": ["r0"]},
+  {"name": "long", "function": "wave_step", "depends_on": ["r0"]},
+  {"name": "c", "function": "wave_step", "depends_on": ["b"]},
+  {"name": "d", "function": "wave_step", "depends_on": ["b"]},
+  {"name": "e", "function": "wave_step", "depends_on": ["c", "d"]},
+  {"name": "f", "function": "wave_step", "depends_on": ["long", "e"]}]');
+SQL
+for pl in wave_long_first wave_long_second wave_long_first wave_long_second; do
+    r=$(pw_psql -c "SELECT pipeline_worker.create_run('$pl', '{\"long\": 2, \"b\": 0.1, \"c\": 0.3, \"d\": 0.3, \"e\": 0.1}')")
+    pw_check "$pl: succeeded" succeeded "$(pw_wait_run "$r" 30)"
+    pw_check_sql "$pl: each step's effect once, f last with both branches' outputs" "7|f|true" \
+        "SELECT (SELECT count(*) FROM wave_fx WHERE run_id = $r) || '|' || (result->>'step') || '|' ||
+                (result->'prev' ? 'long' AND result->'prev'->'e'->'prev' ? 'c' AND result->'prev'->'e'->'prev' ? 'd')
+           FROM pipeline_worker.runs WHERE id = $r"
+    pw_check_sql "$pl: c, d and e started before long ended; c and d overlapped" "true|true|true|true" \
+        "SELECT bool_and(x.started < l.ended) FILTER (WHERE x.step = 'c') || '|' ||
+                bool_and(x.started < l.ended) FILTER (WHERE x.step = 'd') || '|' ||
+                bool_and(x.started < l.ended) FILTER (WHERE x.step = 'e') || '|' ||
+                (SELECT c.started < d.ended AND d.started < c.ended FROM wave_fx c, wave_fx d
+                  WHERE c.run_id = $r AND d.run_id = $r AND c.step = 'c' AND d.step = 'd')
+           FROM wave_fx x, wave_fx l WHERE x.run_id = $r AND l.run_id = $r AND l.step = 'long'"
+done
 pw_finish

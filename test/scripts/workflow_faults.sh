@@ -125,4 +125,57 @@ pw_check_sql "every sleep lasted at least its second, and succeeded once" "$RUNS
      FROM pipeline_worker.run_steps WHERE name = 'nap'"
 pw_check_sql "no step row left waiting or running" 0 \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE status IN ('waiting', 'running')"
+
+# ---------------------------------------------------------------- steps taken up by helpers, under faults
+# A step made ready while another branch of the wave runs is taken up by a helper (exec/shared_tasks.cpp,
+# extend_help): workers killed while helpers execute such steps, while owners wait for them, and an immediate stop
+# lose nothing and repeat no effect. r0 -> {long, b}; b -> {c, d}; {c, d} -> e; {long, e} -> f.
+WAVES=6
+pw_psql >/dev/null <<'SQL' || pw_die "wave fixture failed"
+CREATE FUNCTION wff_nap(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO effects VALUES ((ctx->>'run_id')::bigint, 'wave-' || (ctx->>'step'));
+    PERFORM pg_sleep(coalesce((ctx->'input'->>(ctx->>'step'))::float8, 0));
+    RETURN jsonb_build_object('step', ctx->'step', 'prev', ctx->'prev');
+END $$;
+SELECT pipeline_worker.create_pipeline('wff_wave', '[
+  {"name": "r0", "function": "wff_nap"},
+  {"name": "long", "function": "wff_nap", "depends_on": ["r0"]},
+  {"name": "b", "function": "wff_nap", "depends_on": ["r0"]},
+  {"name": "c", "function": "wff_nap", "depends_on": ["b"]},
+  {"name": "d", "function": "wff_nap", "depends_on": ["b"]},
+  {"name": "e", "function": "wff_nap", "depends_on": ["c", "d"]},
+  {"name": "f", "function": "wff_nap", "depends_on": ["long", "e"]}]');
+SQL
+wave_kills=0
+for round in $(seq 1 $WAVES); do
+    # (one run at a time: the other workers are idle, and help)
+    psql_retry -c "SELECT pipeline_worker.create_run('wff_wave', '{\"long\": 0.6, \"b\": 0.05, \"c\": 0.15, \"d\": 0.15, \"e\": 0.05}')" >/dev/null
+    sleep 0.15  # (b done, c and d under way on helpers, long on its owner)
+    case $round in
+        1 | 2 | 3)  # a helper executing a step it took up (else any worker executing a step)
+            pid=$(psql_retry -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND state = 'active'
+                                  ORDER BY query LIKE '%helping%' DESC LIMIT 1")
+            [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && wave_kills=$((wave_kills + 1)) ;;
+        4) psql_retry -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'pipeline_worker'" >/dev/null ;;
+        5) pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" stop -m immediate -w >/dev/null 2>&1
+           pw_as_pg "$PW_BINDIR/pg_ctl" -D "$PW_DATA" -l "$PW_LOG" -w -t 60 start >/dev/null 2>&1 || pw_die "restart failed" ;;
+    esac
+    pw_wait_sql "$round" 60 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'wff_wave' AND status = 'succeeded'" 0.2 >/dev/null
+done
+[ "$wave_kills" -ge 1 ] && pw_ok "waves: $wave_kills SIGKILLs, a pg_terminate_backend of every worker, an immediate stop" \
+    || pw_fail "waves: could not kill workers"
+pw_wait_sql "$WAVES" 120 "SELECT count(*) FROM pipeline_worker.runs WHERE pipeline = 'wff_wave' AND status = 'succeeded'" 0.5 >/dev/null
+pw_check_sql "waves: every run succeeded, f with both branches' outputs" "$WAVES $WAVES" \
+    "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' ||
+            count(*) FILTER (WHERE result->>'step' = 'f' AND result->'prev' ? 'long' AND result->'prev' ? 'e')
+       FROM pipeline_worker.runs WHERE pipeline = 'wff_wave'"
+pw_info "waves: runs whose c started before their long step ended (taken up by a helper): $(pw_psql -c "
+    SELECT count(*) FROM pipeline_worker.run_steps c JOIN pipeline_worker.run_steps l ON l.run_id = c.run_id
+     WHERE c.name = 'c' AND l.name = 'long' AND c.status = 'succeeded' AND l.status = 'succeeded'
+       AND c.started_at < l.finished_at")"
+pw_check_sql "waves: every step's effect exactly once (7 per run)" "$((WAVES * 7)) 0" \
+    "SELECT count(*) || ' ' || (SELECT count(*) FROM (SELECT run_id, step FROM effects WHERE step LIKE 'wave-%'
+                                  GROUP BY 1, 2 HAVING count(*) > 1) x)
+       FROM effects WHERE step LIKE 'wave-%'"
 pw_finish
