@@ -113,7 +113,12 @@ extern "C" Datum pw_schedule(PG_FUNCTION_ARGS) {
                      " ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, cron = excluded.cron,"
                      "  pipeline_id = excluded.pipeline_id,"
                      "  input = excluded.input, metadata = excluded.metadata, options = excluded.options,"
-                     "  active = true, next_run_at = excluded.next_run_at, owner = $11::regrole"
+                     "  active = true, owner = $11::regrole,"
+                     // The same cron in the same time zone, re-issued (a deploy script's idempotent schedule() call):
+                     // a slot due but not fired yet stays due -- recomputed from now it was skipped, never fired.
+                     "  next_run_at = CASE WHEN schedules.active AND schedules.cron = excluded.cron"
+                     "   AND schedules.options->>'timezone' IS NOT DISTINCT FROM excluded.options->>'timezone'"
+                     "   THEN LEAST(schedules.next_run_at, excluded.next_run_at) ELSE excluded.next_run_at END"
                      " WHERE schedules.owner::oid = $10",
                      11, ut, uv, nulls, false);
     if (SPI_processed != 1)

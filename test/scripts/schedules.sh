@@ -135,6 +135,33 @@ pw_check_sql "catch_up none: the schedule fires again once it is on" t \
         AND (metadata->>'scheduled_for')::timestamptz > '$on_at'::timestamptz"
 pw_psql -c "SELECT pipeline_worker.unschedule(n) FROM unnest(ARRAY['en_none', 'en_all']) n" >/dev/null
 
+# ------------------------------------------------------------------ schedule() re-issued unchanged before a slot fires
+# A deploy script re-issuing the same schedule() call keeps a slot that is due but not fired yet (recomputed from now,
+# it was skipped for good: an acceptance walk-through lost one slot in three re-issuing every 0.1 s, 2026-12-08). A
+# changed cron starts from now. (The workers are off: the slot stays due until they are on again.)
+pw_set_conf pipeline_worker.enabled off >/dev/null || pw_fail "enabled not turned off"
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.schedule('reissue', 'sc', '1 seconds', options => '{"catch_up": "all"}');
+SELECT pipeline_worker.schedule('recron', 'sc', '1 seconds', options => '{"catch_up": "all"}');
+SQL
+due=$(pw_psql -c "SELECT next_run_at FROM pipeline_worker.schedules WHERE name = 'reissue'")
+sleep 1.5
+pw_psql >/dev/null <<'SQL'
+SELECT pipeline_worker.schedule('reissue', 'sc', '1 seconds', options => '{"catch_up": "all"}');
+SELECT pipeline_worker.schedule('recron', 'sc', '2 seconds', options => '{"catch_up": "all"}');
+SQL
+pw_check_sql "schedule() re-issued unchanged: the slot due and not fired stays its next slot" t \
+    "SELECT next_run_at = '$due'::timestamptz AND next_run_at < clock_timestamp() FROM pipeline_worker.schedules WHERE name = 'reissue'"
+pw_check_sql "schedule() with another cron: the next slot is computed from now" t \
+    "SELECT next_run_at > clock_timestamp() FROM pipeline_worker.schedules WHERE name = 'recron'"
+pw_set_conf pipeline_worker.enabled on >/dev/null || pw_fail "enabled not turned on"
+pw_wait_sql 1 10 "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'reissue'
+                    AND (metadata->>'scheduled_for')::timestamptz = '$due'::timestamptz" 0.2 >/dev/null
+pw_check_sql "... and its run is created once the workers are on again, once" 1 \
+    "SELECT count(*) FROM pipeline_worker.runs WHERE metadata->>'schedule' = 'reissue'
+        AND (metadata->>'scheduled_for')::timestamptz = '$due'::timestamptz"
+pw_psql -c "SELECT pipeline_worker.unschedule(n) FROM unnest(ARRAY['reissue', 'recron']) n" >/dev/null
+
 # ------------------------------------------------------------------ overlap skip
 pw_psql -c "SELECT pipeline_worker.schedule('ov', 'sc', '1 seconds', '{\"sleep\": 2.5}', options => '{\"overlap\": \"skip\"}')" >/dev/null
 sleep 7
