@@ -63,6 +63,17 @@ SELECT pipeline_worker.drop_pipeline('alice_p');
 SELECT pipeline_worker.grant_pipeline('alice_p', 'regress_bob');
 -- the owner of a pipeline bob may not see is not told to him (0.1's pipeline_owner() told anyone)
 SELECT pipeline_worker.pipeline_owner('alice_p') AS owner_told_to_bob;
+-- nor whether it exists: a name nobody uses gets the same answers (until 2026-12-08 create_run, create_runs,
+-- drop_pipeline, grant_pipeline and revoke_pipeline said 42704 "does not exist" there; acceptance walk-through)
+SELECT pipeline_worker.create_run('no_such_p', '{"n": 2}');
+SELECT pipeline_worker.create_runs('alice_p', '[{"n": 2}]');
+SELECT pipeline_worker.create_runs('no_such_p', '[{"n": 2}]');
+SELECT pipeline_worker.create_run('alice_p', '{"n": 2}', idempotency_key => 'k1');
+SELECT pipeline_worker.create_run('no_such_p', '{"n": 2}', idempotency_key => 'k1');
+SELECT pipeline_worker.drop_pipeline('no_such_p');
+SELECT pipeline_worker.grant_pipeline('no_such_p', 'regress_bob');
+SELECT pipeline_worker.revoke_pipeline('alice_p', 'regress_bob');
+SELECT pipeline_worker.revoke_pipeline('no_such_p', 'regress_bob');
 RESET ROLE;
 SELECT name FROM pipeline_worker.pipelines WHERE name = 'alice_p';
 SELECT count(*) AS bob_runs FROM pipeline_worker.runs WHERE submitted_by = 'regress_bob'::regrole;

@@ -209,7 +209,8 @@ extern "C" Datum pw_drop_pipeline(PG_FUNCTION_ARGS) {
     pg::spi_connect();
     // Checked before the lock too: a role that may not drop it is refused at once, not after waiting for the
     // transactions creating runs of it. Checked again after the wait (with a fresh snapshot).
-    require_manager(name, pipeline_owner(name), "drop");
+    // (a role that may not manage it gets the same answer whether it exists or not: managed_pipeline)
+    (void)managed_pipeline(name, "drop");
     lock_pipeline(name, ExclusiveLock);  // waits for transactions creating runs of it
     Oid owner = pipeline_owner(name);
     require_manager(name, owner, "drop");
@@ -239,8 +240,8 @@ void change_grant(FunctionCallInfo fcinfo, bool grant) {
     char *name = checked_name(fcinfo, 0, "pipeline name");
     Oid role = PG_GETARG_OID(1);
     pg::spi_connect();
-    Oid owner = pipeline_owner(name);
-    require_manager(name, owner, grant ? "grant" : "revoke");
+    // (a role that may not manage it gets the same answer whether it exists or not)
+    (void)managed_pipeline(name, grant ? "grant" : "revoke");
     // ('-'::regrole is 0, and a number casts to regrole unchecked. A revoke stays free: it removes a dropped role's
     // row by its number.)
     if (grant && !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))

@@ -63,13 +63,20 @@ void check_key(const char *key, const char *what) {
                         errhint("Use a shorter key, for example a hash of the request.")));
 }
 
+// ERROR 42501: the caller may not submit to the pipeline -- or, for a role that is not an admin, it does not exist:
+// the same answer, so that nobody learns another tenant's pipeline names (admins get 42704 for a missing one).
+void refuse_submitter(const Submission *s) {
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("permission denied to submit runs to pipeline \"%s\"", s->pipeline),
+                    errdetail("Only its owner, the roles it was granted to and members of pipeline_worker_admin may, "
+                              "if it exists."),
+                    errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", s->pipeline,
+                            pg::role_name(GetUserId()))));
+}
+
 // ERROR 42501 unless the caller may submit to the pipeline owned by `owner`.
 void require_submitter(const Submission *s, Oid owner) {
-    if (!may_submit(s->pipeline, owner))
-        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                        errmsg("permission denied to submit runs to pipeline \"%s\"", s->pipeline),
-                        errhint("Its owner can allow it with pipeline_worker.grant_pipeline('%s', '%s').", s->pipeline,
-                                pg::role_name(GetUserId()))));
+    if (!may_submit(s->pipeline, owner)) refuse_submitter(s);
 }
 
 // Locks the pipeline against a concurrent drop (and pause), checks the caller may submit to it.
@@ -93,6 +100,7 @@ void prepare_submission(Submission *s) {
     else  // 0.1: no pause
         pg::run_as_owner(&plan_target_v1, "SELECT owner::oid, id, false FROM pipeline_worker.pipelines WHERE name = $1",
                          1, types, v, nullptr, false);
+    if (SPI_processed == 0 && !pg::is_admin(GetUserId())) refuse_submitter(s);
     if (SPI_processed == 0)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("pipeline \"%s\" does not exist", s->pipeline),
                         errhint("Create it with pipeline_worker.create_pipeline().")));
