@@ -274,5 +274,26 @@ RESET ROLE;
 SELECT pipeline_worker.unschedule('fc_every_minute'), pipeline_worker.unschedule('fc_every_minute');
 SELECT pipeline_worker.unschedule('tenant_daily'), pipeline_worker.unschedule('fc_tz');
 SELECT count(*) AS unfinished FROM pipeline_worker.runs WHERE status IN ('pending', 'running');
+-- NULL where a value is needed is an invalid argument like any other: 22023 with a hint (until 2026-12-08 some
+-- said 22004, others 22023)
+DO $$
+DECLARE c text; st text; h text;
+BEGIN
+    FOREACH c IN ARRAY ARRAY[
+        'create_run(NULL)', 'create_runs(NULL, ''[{}]'')', 'create_runs(''fc'', NULL)',
+        'pause_pipeline(NULL)', 'resume_pipeline(NULL)', 'alter_pipeline(NULL, ''{}'')',
+        'schedule(NULL, ''fc'', ''* * * * *'')', 'schedule(''x'', NULL, ''* * * * *'')', 'schedule(''x'', ''fc'', NULL)',
+        'unschedule(NULL)', 'create_pipeline(NULL, ''[]'')', 'create_pipeline(''x'', NULL)',
+        'send_event(NULL::bigint, ''e'')', 'send_event(1, NULL)', 'send_event(''fc'', NULL, ''e'')']
+    LOOP
+        BEGIN
+            EXECUTE 'SELECT pipeline_worker.' || c;
+            RAISE NOTICE '%: no error', c;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, h = PG_EXCEPTION_HINT;
+            RAISE NOTICE '%: % (hint: %)', c, st, h <> '';
+        END;
+    END LOOP;
+END $$;
 -- leave no pipeline behind for the files that follow
 SELECT pipeline_worker.drop_pipeline('fc'), pipeline_worker.drop_pipeline('fc_lim'), pipeline_worker.drop_pipeline('fc_rb');

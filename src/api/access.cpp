@@ -110,7 +110,7 @@ bool may_submit(const char *pipeline, Oid owner, Oid me) {
 
 char *checked_name(FunctionCallInfo fcinfo, int argno, const char *what) {
     if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be null", what),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be null", what),
                         errhint("Give a non-empty name of at most %d bytes.", kMaxPipelineName)));
     char *name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
     if (name[0] == '\0')

@@ -18,7 +18,7 @@ constexpr int kMaxEventName = 200;
 
 char *checked_event(FunctionCallInfo fcinfo, int argno) {
     if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("event must not be null"),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("event must not be null"),
                         errhint("Name the event a \"wait_for\" step waits for.")));
     char *e = text_to_cstring(PG_GETARG_TEXT_PP(argno));
     if (e[0] == '\0' || strlen(e) > kMaxEventName)
@@ -30,7 +30,7 @@ char *checked_event(FunctionCallInfo fcinfo, int argno) {
 
 Jsonb *checked_payload(FunctionCallInfo fcinfo, int argno) {
     if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("payload must not be null"),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("payload must not be null"),
                         errhint("Send '{}' for an event without a payload.")));
     return PG_GETARG_JSONB_P(argno);
 }
@@ -53,7 +53,7 @@ bool send(int64 run_id, const char *event, Jsonb *payload) {
 extern "C" Datum pw_send_event(PG_FUNCTION_ARGS) {
     require_writable("send_event");
     if (PG_ARGISNULL(0))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("run_id must not be null"),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("run_id must not be null"),
                         errhint("Pass the id create_run() returned.")));
     int64 run_id = PG_GETARG_INT64(0);
     char *event = checked_event(fcinfo, 1);
@@ -69,7 +69,7 @@ extern "C" Datum pw_send_event_by_key(PG_FUNCTION_ARGS) {
     require_writable("send_event");
     char *pipeline = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("idempotency_key must not be null"),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("idempotency_key must not be null"),
                         errhint("Pass the idempotency key the run was created with.")));
     char *key = text_to_cstring(PG_GETARG_TEXT_PP(1));
     char *event = checked_event(fcinfo, 2);

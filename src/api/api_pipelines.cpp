@@ -135,7 +135,7 @@ extern "C" Datum pw_create_pipeline(PG_FUNCTION_ARGS) {
     require_writable("create_pipeline");
     char *name = checked_name(fcinfo, 0, "pipeline name");
     if (PG_ARGISNULL(1))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("steps must not be null"),
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("steps must not be null"),
                         errhint("Give the steps as a JSON array, e.g. '[{\"name\": \"a\", \"function\": \"my_step\"}]'.")));
     char *steps = jsonb_text(PG_GETARG_JSONB_P(1));
     char *options = PG_ARGISNULL(2) ? pstrdup("{}") : jsonb_text(PG_GETARG_JSONB_P(2));
