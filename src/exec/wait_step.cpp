@@ -110,7 +110,10 @@ StepResult run_wait_step(const store::ClaimedRun *claimed, RunState *r, int pos,
     TimestampTz now = GetCurrentTimestamp();
     StepResult res;
     if (step->kind == core::StepKind::Sleep) {
-        TimestampTz due = started + step->sleep_us;
+        // (by the calendar, as timestamptz + interval: '1 year' is a year, '1 month' a month; until 2026-12-08 a
+        // month was 30 days and a year 360)
+        TimestampTz due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(started),
+                                                                  IntervalPGetDatum(&step->sleep_iv)));
         if (now >= due) {
             Jsonb *prev = step_prev(r, pos);
             MemoryContext old = MemoryContextSwitchTo(run_ctx);

@@ -54,7 +54,7 @@ void pipeline_cache_init() {
 
 }  // namespace
 
-int64 interval_usecs(const char *text, const char *what) {
+int64 interval_usecs(const char *text, const char *what, Interval *parsed) {
     MemoryContext ctx = CurrentMemoryContext;
     Interval *iv = nullptr;
     PG_TRY();
@@ -72,6 +72,7 @@ int64 interval_usecs(const char *text, const char *what) {
     if (iv == nullptr)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: invalid interval \"%s\"", what, text),
                         errhint("Write an interval such as '7 days' or '12 hours'.")));
+    if (parsed != nullptr) *parsed = *iv;
     // (overflow-checked: an interval too long for microseconds is refused, never wrapped round into a short one)
     int64 days_us, months_us, sum;
     if (pg_mul_s64_overflow(int64(iv->day), USECS_PER_DAY, &days_us) ||
@@ -108,7 +109,7 @@ void set_condition_and_sleep(Step *step, const char *if_json, const char *sleep)
     if (if_json != nullptr) step->if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json)));
     if (sleep == nullptr) return;
     char *what = psprintf("step \"%s\": \"sleep\"", step->name);
-    step->sleep_us = interval_usecs(sleep, psprintf("invalid pipeline definition: %s", what));
+    step->sleep_us = interval_usecs(sleep, psprintf("invalid pipeline definition: %s", what), &step->sleep_iv);
     // (an interval too long for microseconds wraps around: refused with the negative ones)
     constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
     if (step->sleep_us < 0 || step->sleep_us > kMaxSleepUs)

@@ -18,7 +18,8 @@ struct Step {
     int ndeps;
     int *deps;       // positions (0-based) of the steps it depends on
     Jsonb *if_cond;  // "if" (NULL: none)
-    int64 sleep_us;  // "sleep"
+    int64 sleep_us;      // "sleep", months as 30 days (its bounds are checked on it)
+    Interval sleep_iv;   // ... as written: its end is the start plus this interval, by the calendar (timestamptz + interval)
     char *event;     // "wait_for" (its timeout: timeout_ms, 0 for none)
     char *child;     // "pipeline": the pipeline of its child runs
     bool map;        // "map": a task per element of prev
@@ -60,7 +61,8 @@ void note_finished(const char *pipeline, int64 run_id, core::RunStatus status, i
 bool notifies(const char *pipeline);
 
 // An interval's length in microseconds (months as 30 days); ERROR 22023 naming `what` when text is no interval.
-int64 interval_usecs(const char *text, const char *what);
+// parsed (optional): the interval itself.
+int64 interval_usecs(const char *text, const char *what, Interval *parsed = nullptr);
 
 // Parses and validates a definition; ERROR on invalid input. Function names are left as written. Allocated in
 // CurrentMemoryContext.

@@ -405,6 +405,20 @@ pw_check "sleep: output = prev; step row succeeded; each function step once" "su
 pw_check "sleep: the step took its time (finished_at - started_at >= 2 s)" t \
     "$(q "SELECT finished_at - started_at >= interval '2 seconds' FROM pipeline_worker.run_steps WHERE run_id = $r AND name = 'zz'")"
 
+# a sleep ends by the calendar, as timestamptz + interval: a year is a year, a month a month (until 2026-12-08 a month
+# counted as 30 days and a year as 360; acceptance walk-through)
+q "SELECT pipeline_worker.create_pipeline('year_nap', '[{\"name\": \"y\", \"sleep\": \"1 year\"}]')" >/dev/null
+q "SELECT pipeline_worker.create_pipeline('month_nap', '[{\"name\": \"m\", \"sleep\": \"1 month 2 days 3 hours\"}]')" >/dev/null
+ry=$(q "SELECT pipeline_worker.create_run('year_nap', '{}')")
+rm=$(q "SELECT pipeline_worker.create_run('month_nap', '{}')")
+pw_wait_sql 2 10 "SELECT count(*) FROM pipeline_worker.runs WHERE id IN ($ry, $rm) AND status = 'waiting'" >/dev/null
+pw_check "sleep: '1 year' and '1 month 2 days 3 hours' end where timestamptz + interval says, from the step's start" "true|true" \
+    "$(q "SELECT (SELECT r.not_before = s.started_at + interval '1 year' FROM pipeline_worker.runs r
+                    JOIN pipeline_worker.run_steps s ON s.run_id = r.id WHERE r.id = $ry) || '|' ||
+                 (SELECT r.not_before = s.started_at + interval '1 month 2 days 3 hours' FROM pipeline_worker.runs r
+                    JOIN pipeline_worker.run_steps s ON s.run_id = r.id WHERE r.id = $rm)")"
+q "SELECT pipeline_worker.cancel_run($ry), pipeline_worker.cancel_run($rm)" >/dev/null
+
 # ---------------------------------------------------------------- wait_for + send_event
 r=$(q "SELECT pipeline_worker.create_run('pay', '{}')")
 pw_wait_sql waiting 10 "SELECT status FROM pipeline_worker.runs WHERE id = $r" >/dev/null
