@@ -18,11 +18,18 @@ struct Waiting {
     int slot;
     uint64 generation;
     bool steps;  // independent steps, not a map's tasks
+    // (set by helpers_gone once every helper has left: the entry's units, those helpers added included)
+    int units;
+    int *unit_pos, *unit_attempt;
 };
 
+// Every helper has left, and the entry is sealed: nobody joins any more. (Sealed here, before the pause begins the
+// owner's next transaction: under REPEATABLE READ its snapshot must see the rows of every unit the seal returns.)
 bool helpers_gone(void *arg) {
     Waiting *w = static_cast<Waiting *>(arg);
-    return board::helpers_done(w->slot, w->generation);
+    if (!board::helpers_done(w->slot, w->generation)) return false;
+    w->units = board::seal(w->slot, w->generation, w->unit_pos, w->unit_attempt);
+    return w->units >= 0;  // (-1: a worker joined meanwhile)
 }
 
 bool at_once(void *) { return true; }
@@ -73,15 +80,15 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
             // Steps: while helpers still execute theirs, a step that what this worker ran made ready goes to an idle
             // worker now, rather than once the longest of them has ended (with what ran here committed first: the
             // joining worker reads the run as committed). Helpers do the same for the steps theirs made ready.
-            if (w.steps && shared::idle_workers() > 0) {
+            if (w.steps && shared::idle_workers() > 0 && !shared::cancel_requested(r->id)) {
                 io->pause(arg, at_once, nullptr);
                 if (board::open_for_extension(w.slot, w.generation)) shared::wake_workers(1);
             }
             Waiting copy = w;
-            do {
-                io->pause(arg, helpers_gone, &copy);
-                s.units = board::seal(w.slot, w.generation, s.unit_pos, s.unit_attempt);
-            } while (s.units < 0);
+            copy.unit_pos = s.unit_pos;
+            copy.unit_attempt = s.unit_attempt;
+            io->pause(arg, helpers_gone, &copy);
+            s.units = copy.units;
             pg::spi_connect();
             s.final_failure = board::final_failure(w.slot, w.generation);
         }
@@ -334,7 +341,8 @@ int extend_help(Helping *h, board::Ticket *t, MemoryContext ctx) {
         for (int d = 0; d < step->ndeps && ready; d++) ready = r->done[step->deps[d]];
         if (!ready) continue;
         if (mine >= 0) {
-            // another one is ready too: an idle worker may join for it
+            // another one is ready too (not a unit under way elsewhere): an idle worker may join for it
+            if (board::has_unit(t->slot, t->generation, q)) continue;
             if (shared::idle_workers() > 0 && board::open_for_extension(t->slot, t->generation))
                 shared::wake_workers(1);
             break;

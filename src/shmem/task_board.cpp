@@ -196,7 +196,8 @@ bool open_for_extension(int slot, uint64 generation) {
     bool opened = false;
     SpinLockAcquire(&g_board->mutex);
     Entry &e = g_board->e[slot];
-    if (in_use(e, generation) && e.pos < 0 && e.final_failure < 0 && helpers_of(e) > 0) {
+    // (units left untaken: the entry was closed early -- a cancel --, and stays closed)
+    if (in_use(e, generation) && e.pos < 0 && e.final_failure < 0 && e.next >= e.hi && helpers_of(e) > 0) {
         e.extendable = opened = true;
         if (!e.open) {
             e.open = true;
@@ -205,6 +206,15 @@ bool open_for_extension(int slot, uint64 generation) {
     }
     SpinLockRelease(&g_board->mutex);
     return opened;
+}
+
+bool has_unit(int slot, uint64 generation, int pos) {
+    bool has = false;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    for (int u = 0; in_use(e, generation) && u < e.units && !has; u++) has = e.unit_pos[u] == pos;
+    SpinLockRelease(&g_board->mutex);
+    return has;
 }
 
 int seal(int slot, uint64 generation, int *positions, int *attempts) {
@@ -314,6 +324,13 @@ bool join(Ticket *t) {
                 t->unit_attempt[u] = e.unit_attempt[u];
             }
             joined = true;
+            // Joined to take up a ready step (nothing left to take): one worker per opening -- it opens the entry
+            // again if it finds more than it takes. (Left open, idle workers joined again and again to find nothing,
+            // and the owner's seal, refused while one is there, could wait on them for as long.)
+            if (e.extendable && e.next >= e.hi) {
+                e.extendable = false;
+                close_locked(e);
+            }
         }
     }
     SpinLockRelease(&g_board->mutex);

@@ -45,10 +45,13 @@ int publish_steps(int64 run_id, const int *positions, const int *attempts, int k
 // longer in use or full, one of its units failed for good, it holds that step already, or this process is not its
 // helper. (The owner takes only the units it published: an added unit is always its helper's.)
 int add_unit(const Ticket &t, int pos, int attempt);
-// Owner of a steps entry, done taking units and with its work committed, while helpers still execute theirs: the
-// entry opens again for other workers to join and take up steps ready now (add_unit), beyond max_helpers. false:
-// not worth it (no helper left, a unit failed for good) -- nothing changed.
+// Owner of a steps entry, done taking units and with its work committed, while helpers still execute theirs (or a
+// helper that found more steps ready than it takes): the entry opens again for one more worker to join -- beyond
+// max_helpers -- and take up a step ready now (add_unit); that join closes it again. false: not worth it (no helper
+// left, a unit failed for good, units left untaken because a cancel closed it) -- nothing changed.
 bool open_for_extension(int slot, uint64 generation);
+// Whether step pos is a unit of the steps entry already (published or added).
+bool has_unit(int slot, uint64 generation, int pos);
 // Owner, once helpers_done(): closes the entry for good -- nobody joins any more -- and returns every unit, those
 // helpers added included (positions and attempts, at most kUnits), in their indexes' order (0 for a map's entry).
 // -1: a worker joined meanwhile; wait for the helpers again.
