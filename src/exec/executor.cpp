@@ -407,7 +407,7 @@ class Walk {
     // have requests out or wait: the commit before sharing sends what they started (exec/shared_tasks.cpp).
     Flow share_ready_functions(int k, int pos, int attempt, Outcome *o) {
         if (!graph_ || p_->steps[pos].kind != core::StepKind::Function || io_ == nullptr || io_->pause == nullptr ||
-            shared::idle_workers() == 0)
+            shared::free_workers() == 0)
             return Flow::Run;
         StepUnits su;
         su.n = 0;

@@ -43,6 +43,8 @@ bool worth_sharing(const store::Step *step, const HttpIO *io, int lo, int hi) {
 
 namespace {
 
+void extend_as_owner(const Waiting &w, HttpIO *io, void *arg);
+
 // Runs chunks of the entry with run_task until none is left (or one of them failed for good: then none is handed out
 // any more), then waits (no transaction open) for the helpers. An error on the way retires the entry (its helpers'
 // chunks roll back by their guard) and goes on up.
@@ -77,12 +79,12 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
             SPI_finish();
             pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
                                                            static_cast<long long>(r->id)));
-            // Steps: while helpers still execute theirs, a step that what this worker ran made ready goes to an idle
-            // worker now, rather than once the longest of them has ended (with what ran here committed first: the
-            // joining worker reads the run as committed). Helpers do the same for the steps theirs made ready.
-            if (w.steps && shared::idle_workers() > 0 && !shared::cancel_requested(r->id)) {
+            // Steps: while helpers still execute theirs, a step that what this worker ran made ready starts now --
+            // here, rather than once the longest of them has ended (with what ran here committed first: helpers and
+            // a joining worker read the run as committed). Helpers do the same for the steps theirs made ready.
+            if (w.steps && !shared::cancel_requested(r->id) && !board::helpers_done(w.slot, w.generation)) {
                 io->pause(arg, at_once, nullptr);
-                if (board::open_for_extension(w.slot, w.generation)) shared::wake_workers(1);
+                extend_as_owner(w, io, arg);
             }
             Waiting copy = w;
             copy.unit_pos = s.unit_pos;
@@ -184,7 +186,9 @@ void note_step_time(int64 pipeline_id, int pos, int64 us) {
 }
 
 bool worth_sharing_steps(const RunState *r, const int *positions, int k, const HttpIO *io) {
-    if (k < 2 || io == nullptr || io->pause == nullptr || shared::idle_workers() == 0) return false;
+    // (free, not only idle: workers a commit has just woken are not idle yet -- two runs submitted together on four
+    // workers often found none idle, and ran their branches one after the other)
+    if (k < 2 || io == nullptr || io->pause == nullptr || shared::free_workers() == 0) return false;
     // worth it unless they are known to be fast: all but the longest would take this worker over kShareStepsUs
     int64 total = 0, longest = 0;
     for (int u = 0; u < k; u++) {
@@ -203,7 +207,7 @@ bool known_fast_step(const RunState *r, int pos) {
 
 Shared share_steps(RunState *r, const int *positions, const int *attempts, int k, int claims, HttpIO *io, void *arg,
                    RunTask run_unit, void *units) {
-    int helpers = shared::idle_workers();
+    int helpers = shared::free_workers();
     if (helpers > k - 1) helpers = k - 1;
     if (helpers < 1) return Shared();
     commit_first(r, io, arg);
@@ -356,6 +360,41 @@ int extend_help(Helping *h, board::Ticket *t, MemoryContext ctx) {
     }
     return mine;
 }
+
+namespace {
+
+// The owner, done with its own units (committed) while helpers still run theirs: it takes up the steps those units
+// made ready, as a helper would (extend_help, help_with), one at a time, each committed by a pause -- until none is
+// ready, or the helpers are all gone (its walk goes on from there). Transaction open (the pause's), SPI not connected.
+void extend_as_owner(const Waiting &w, HttpIO *io, void *arg) {
+    board::Ticket t;
+    if (!board::owner_ticket(w.slot, w.generation, &t)) return;
+    // (under TopMemoryContext: each pause commits, and a context of the transaction would go with it)
+    MemoryContext ctx = AllocSetContextCreate(TopMemoryContext, "pipeline_worker taking up steps",
+                                              ALLOCSET_DEFAULT_SIZES);
+    PG_TRY();
+    {
+        MemoryContext chunk = AllocSetContextCreate(ctx, "pipeline_worker step taken up", ALLOCSET_DEFAULT_SIZES);
+        Helping *h = nullptr;
+        for (int round = 0; round < board::kUnits && !board::helpers_done(w.slot, w.generation); round++) {
+            pg::spi_connect();
+            if (h == nullptr) h = start_helping(t, ctx);
+            int u = h != nullptr ? extend_help(h, &t, ctx) : -1;
+            MemoryContextReset(chunk);
+            int k = u >= 0 ? help_with(h, t, u, u + 1, chunk) : -1;
+            SPI_finish();
+            if (k < 0) break;  // (none ready; or the claim is over: the pause's claim check says so)
+            io->pause(arg, at_once, nullptr);  // (its row commits; the claim is checked first)
+        }
+    }
+    PG_FINALLY();
+    {
+        MemoryContextDelete(ctx);
+    }
+    PG_END_TRY();
+}
+
+}  // namespace
 
 int help_with(Helping *h, const board::Ticket &t, int from, int to, MemoryContext ctx) {
     if (t.pos < 0) return help_with_steps(h, t, from, to, ctx);

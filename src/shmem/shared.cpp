@@ -371,6 +371,17 @@ int idle_workers() {
     return n;
 }
 
+int free_workers() {
+    if (g_state == nullptr) return 0;
+    int n = 0;
+    for (int i = 0; i < g_state->nslots; i++)
+        if (g_state->slots[i].pid != 0 && pg_atomic_read_u32(&g_state->slots[i].dboid) == MyDatabaseId &&
+            pg_atomic_read_u32(&g_state->slots[i].retire) == 0 &&
+            (pg_atomic_read_u32(&g_state->slots[i].idle) == 1 || pg_atomic_read_u64(&g_state->slots[i].run_id) == 0))
+            n++;
+    return n;
+}
+
 bool leads_database(int slot_no) {
     if (g_state == nullptr || slot_no < 0 || slot_no >= g_state->nslots) return false;
     // (not a leaving worker: the one that stays leads, sweeps and keeps the short idle timeout)

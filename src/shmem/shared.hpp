@@ -185,6 +185,9 @@ void note_enabled();
 bool timer_off_period(TimestampTz *from, TimestampTz *until);
 bool timer_busy(TimestampTz now);
 int idle_workers();  // of this database
+// Workers of this database that could help with another run's steps soon: idle ones, and those executing no run
+// (just woken, between their chores and their look for work: they look at the task board when they find none).
+int free_workers();
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).
 bool leads_database(int slot_no);
 // Milliseconds an idle worker may sleep, at most max_ms, so that it wakes when a retry becomes due.

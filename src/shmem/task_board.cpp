@@ -180,8 +180,8 @@ int add_unit(const Ticket &t, int pos, int attempt) {
     int u = -1;
     SpinLockAcquire(&g_board->mutex);
     Entry &e = g_board->e[t.slot];
-    bool fits = in_use(e, t.generation) && e.pos < 0 && e.final_failure < 0 && e.units < kUnits &&
-                e.helpers[t.helper].pid == MyProcPid;
+    bool mine = t.helper >= 0 ? e.helpers[t.helper].pid == MyProcPid : e.owner_pid == MyProcPid;
+    bool fits = in_use(e, t.generation) && e.pos < 0 && e.final_failure < 0 && e.units < kUnits && mine;
     for (int k = 0; fits && k < e.units; k++) fits = e.unit_pos[k] != pos;
     if (fits) {
         u = e.units++;
@@ -206,6 +206,30 @@ bool open_for_extension(int slot, uint64 generation) {
     }
     SpinLockRelease(&g_board->mutex);
     return opened;
+}
+
+bool owner_ticket(int slot, uint64 generation, Ticket *t) {
+    bool ok = false;
+    SpinLockAcquire(&g_board->mutex);
+    Entry &e = g_board->e[slot];
+    if (in_use(e, generation) && e.owner_pid == MyProcPid) {
+        t->slot = slot;
+        t->generation = generation;
+        t->helper = -1;
+        t->run_id = e.run_id;
+        t->pos = e.pos;
+        t->owner_pid = e.owner_pid;
+        t->owner_started = e.owner_started;
+        t->claims = e.claims;
+        t->units = e.units;
+        for (int u = 0; u < e.units; u++) {
+            t->unit_pos[u] = e.unit_pos[u];
+            t->unit_attempt[u] = e.unit_attempt[u];
+        }
+        ok = true;
+    }
+    SpinLockRelease(&g_board->mutex);
+    return ok;
 }
 
 bool has_unit(int slot, uint64 generation, int pos) {

@@ -40,8 +40,8 @@ int publish(int64 run_id, int pos, int lo, int hi, int claims, int max_helpers, 
 // 0..k-1 in take()) for at most max_helpers helpers. -1: no room.
 int publish_steps(int64 run_id, const int *positions, const int *attempts, int k, int claims, int max_helpers,
                   uint64 *generation);
-// Helper of a steps entry: puts function step pos (its attempt) up as one more unit of the entry, taken by this
-// helper at once -- a step that became ready while the entry's units ran. The unit's index; -1 when the entry is no
+// Helper (or owner) of a steps entry: puts function step pos (its attempt) up as one more unit of the entry, taken
+// by the caller at once -- a step that became ready while the entry's units ran. The unit's index; -1 when the entry is no
 // longer in use or full, one of its units failed for good, it holds that step already, or this process is not its
 // helper. (The owner takes only the units it published: an added unit is always its helper's.)
 int add_unit(const Ticket &t, int pos, int attempt);
@@ -50,6 +50,9 @@ int add_unit(const Ticket &t, int pos, int attempt);
 // max_helpers -- and take up a step ready now (add_unit); that join closes it again. false: not worth it (no helper
 // left, a unit failed for good, units left untaken because a cancel closed it) -- nothing changed.
 bool open_for_extension(int slot, uint64 generation);
+// Owner: a ticket for its own entry (helper -1), to take up steps made ready during the wave as a helper does
+// (add_unit accepts the owner). false: the entry is not its own any more.
+bool owner_ticket(int slot, uint64 generation, Ticket *t);
 // Whether step pos is a unit of the steps entry already (published or added).
 bool has_unit(int slot, uint64 generation, int pos);
 // Owner, once helpers_done(): closes the entry for good -- nobody joins any more -- and returns every unit, those

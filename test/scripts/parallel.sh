@@ -102,6 +102,7 @@ if [ "$n" -ge 2 ]; then pw_ok "interleaved runs spread over $n workers"; else pw
 # on an idle worker, not once the longest step of the wave ends -- whichever worker took the long step (written
 # first or second). r0 -> {long (2 s), b (0.1 s)}; b -> {c, d} (0.3 s each, at once); {c, d} -> e; {long, e} -> f.
 # Until 2026-12-08 c and d waited for long (the acceptance walk-through's "wave" case).
+wave_log=$(pw_log_size)
 pw_psql <<'SQL' >/dev/null
 CREATE TABLE wave_fx (run_id bigint, step text, started timestamptz, ended timestamptz);
 CREATE FUNCTION wave_step(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -143,4 +144,19 @@ for pl in wave_long_first wave_long_second wave_long_first wave_long_second; do
                   WHERE c.run_id = $r AND d.run_id = $r AND c.step = 'c' AND d.step = 'd')
            FROM wave_fx x, wave_fx l WHERE x.run_id = $r AND l.run_id = $r AND l.step = 'long'"
 done
+# two runs at once on the four workers: each gets one helper (the workers a commit has just woken count as free, not
+# only idle ones), and each owner takes up the steps its own unit made ready (here b's: c, d, e) while its helper runs
+# the long step
+rs=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run(p, '{\"long\": 2, \"b\": 0.1, \"c\": 0.3, \"d\": 0.3, \"e\": 0.1}')::text, ' ')
+                   FROM unnest(ARRAY['wave_long_second', 'wave_long_first']) p")
+for r in $rs; do
+    pw_check "two at once, run $r: succeeded" succeeded "$(pw_wait_run "$r" 30)"
+    pw_check_sql "two at once, run $r: each step's effect once; c, d and e started before long ended" "7|true|true|true" \
+        "SELECT (SELECT count(*) FROM wave_fx WHERE run_id = $r) || '|' ||
+                bool_and(x.started < l.ended) FILTER (WHERE x.step = 'c') || '|' ||
+                bool_and(x.started < l.ended) FILTER (WHERE x.step = 'd') || '|' ||
+                bool_and(x.started < l.ended) FILTER (WHERE x.step = 'e')
+           FROM wave_fx x, wave_fx l WHERE x.run_id = $r AND l.run_id = $r AND l.step = 'long'"
+done
+pw_check "waves: no error, crash or exit in the server log" "" "$(pw_log_problems "$wave_log")"
 pw_finish
