@@ -85,6 +85,8 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
             if (w.steps && !shared::cancel_requested(r->id) && !board::helpers_done(w.slot, w.generation)) {
                 io->pause(arg, at_once, nullptr);
                 extend_as_owner(w, io, arg);
+                pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
+                                                               static_cast<long long>(r->id)));
             }
             Waiting copy = w;
             copy.unit_pos = s.unit_pos;
@@ -382,8 +384,12 @@ void extend_as_owner(const Waiting &w, HttpIO *io, void *arg) {
             int u = h != nullptr ? extend_help(h, &t, ctx) : -1;
             MemoryContextReset(chunk);
             int k = u >= 0 ? help_with(h, t, u, u + 1, chunk) : -1;
+            // The claim is over after the step ran (a cancel_run + retry_run, say): its effects and row must not
+            // commit -- not left to the pause's claim check, which a queued DDL on the run table skips. (A cancel
+            // alone lets them commit: steps executing finish and are recorded.)
+            if (u >= 0 && k < 0 && !shared::cancel_requested(t.run_id)) store::require_claimed(t.run_id, t.claims);
             SPI_finish();
-            if (k < 0) break;  // (none ready; or the claim is over: the pause's claim check says so)
+            if (k < 0) break;  // (none ready)
             io->pause(arg, at_once, nullptr);  // (its row commits; the claim is checked first)
         }
     }

@@ -19,6 +19,7 @@ constexpr int kParentWakes = 32;   // parents a session left to the workers to w
 struct Slot {
     pg_atomic_uint32 idle;     // 1 while waiting for work
     pg_atomic_uint64 run_id;   // run being executed, 0 if none
+    pg_atomic_uint64 woken_at;  // when a wake-up last took it from idle (wake_workers_in): free_workers() counts it briefly
     pg_atomic_uint64 runs_done;
     pg_atomic_uint64 batches;  // claims that returned runs
     pg_atomic_uint32 dboid;    // database of the worker started on this slot (set by the launcher before it
@@ -185,8 +186,9 @@ void note_enabled();
 bool timer_off_period(TimestampTz *from, TimestampTz *until);
 bool timer_busy(TimestampTz now);
 int idle_workers();  // of this database
-// Workers of this database that could help with another run's steps soon: idle ones, and those executing no run
-// (just woken, between their chores and their look for work: they look at the task board when they find none).
+// Workers of this database that could help with another run's steps soon: idle ones, and those a wake-up took from
+// idle within the last kWokenFreeUs and executing no run yet (a commit's wake-up makes idle workers busy for a moment
+// before they find nothing to claim and look at the task board).
 int free_workers();
 // Whether slot slot_no is the lowest-numbered worker of its database (it does the periodic chores).
 bool leads_database(int slot_no);

@@ -43,7 +43,7 @@ int publish_steps(int64 run_id, const int *positions, const int *attempts, int k
 // Helper (or owner) of a steps entry: puts function step pos (its attempt) up as one more unit of the entry, taken
 // by the caller at once -- a step that became ready while the entry's units ran. The unit's index; -1 when the entry is no
 // longer in use or full, one of its units failed for good, it holds that step already, or this process is not its
-// helper. (The owner takes only the units it published: an added unit is always its helper's.)
+// helper. (board::take hands out only the units published: an added unit is always its adder's.)
 int add_unit(const Ticket &t, int pos, int attempt);
 // Owner of a steps entry, done taking units and with its work committed, while helpers still execute theirs (or a
 // helper that found more steps ready than it takes): the entry opens again for one more worker to join -- beyond
