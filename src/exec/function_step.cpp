@@ -57,7 +57,22 @@ MemoryContext kept_fns_cxt = nullptr;
 bool kept_fns_stale = false;
 Oid plpgsql_oid = InvalidOid;
 
-void proc_changed(Datum, int, uint32) { kept_fns_stale = true; }
+// Bumped at every change to pg_proc: a step's resolved function is looked up by name again after one (a function
+// renamed keeps its OID -- kept by OID, the old body ran under a name that now meant another function, or none;
+// acceptance walk-through, 2026-12-08).
+uint64 proc_generation = 1;
+bool watching_procs = false;
+
+void proc_changed(Datum, int, uint32) {
+    kept_fns_stale = true;
+    proc_generation++;
+}
+
+void watch_procs() {
+    if (watching_procs) return;
+    CacheRegisterSyscacheCallback(PROCOID, proc_changed, 0);
+    watching_procs = true;
+}
 
 bool is_plpgsql(Oid language) {
     if (!OidIsValid(plpgsql_oid)) plpgsql_oid = get_language_oid("plpgsql", true);
@@ -69,7 +84,7 @@ FmgrInfo *kept_flinfo(Oid fn) {
     if (in_step_call) return nullptr;
     if (kept_fns_cxt == nullptr) {
         kept_fns_cxt = AllocSetContextCreate(TopMemoryContext, "pipeline_worker step functions", ALLOCSET_SMALL_SIZES);
-        CacheRegisterSyscacheCallback(PROCOID, proc_changed, 0);
+        watch_procs();
     }
     if (kept_fns_stale || nkept_fns == kKeptFns) {
         MemoryContextReset(kept_fns_cxt);
@@ -90,10 +105,13 @@ FmgrInfo *kept_flinfo(Oid fn) {
 // Resolves (or re-resolves) the step's function and checks its signature, with one catalog lookup in the common
 // case; *sql: it is written in SQL (see sql_steps.hpp). ERROR with a clear message if it is gone or changed.
 Oid resolve_step_function(store::Step *step, bool *sql, bool *plpgsql) {
+    watch_procs();
+    if (step->fn_generation != proc_generation) step->fn_oid = InvalidOid;  // (pg_proc changed: by name again)
     HeapTuple tup = OidIsValid(step->fn_oid) ? SearchSysCache1(PROCOID, ObjectIdGetDatum(step->fn_oid)) : nullptr;
     if (!HeapTupleIsValid(tup)) {
         Oid argtypes[1] = {JSONBOID};
         List *names = stringToQualifiedNameList(step->function);
+        step->fn_generation = proc_generation;
         step->fn_oid = LookupFuncName(names, 1, argtypes, true);
         if (!OidIsValid(step->fn_oid))
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),

@@ -168,6 +168,7 @@ Pipeline *parse_pipeline(const char *name, const char *steps_json, const char *o
             if (s.kind == core::StepKind::Pipeline) steps[i].child = pg::pstrdup_guarded(s.child);
             steps[i].max_parallel = s.max_parallel;
             steps[i].fn_oid = InvalidOid;
+            steps[i].fn_generation = 0;
             steps[i].max_attempts = def.max_attempts(i);
             steps[i].retry_delay_ms = def.retry_delay_ms(i);
             steps[i].timeout_ms = s.is_http ? def.http_timeout_ms(i) : def.timeout_ms(i);

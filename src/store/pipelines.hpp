@@ -12,7 +12,8 @@ namespace pw::store {
 struct Step {
     char *name;
     char *function;  // schema-qualified name, NULL for other steps than function steps
-    Oid fn_oid;      // resolved lazily, re-resolved when the function was dropped and re-created
+    Oid fn_oid;      // resolved lazily, re-resolved by name after any change to pg_proc (exec/function_step.cpp)
+    uint64 fn_generation;  // ... the change it was resolved after
     bool is_http;
     core::StepKind kind;
     int ndeps;

@@ -75,6 +75,38 @@ pw_check "re-created with another signature: run failed" "failed" "$(pw_wait_run
 pw_check_sql "re-created with another signature: clear error" "t" \
     "SELECT error LIKE '%no longer has the signature (jsonb) RETURNS jsonb%' FROM pipeline_worker.runs WHERE id = $r"
 
+# A function renamed after the pipeline was defined is looked up by name again in every worker: the name's new
+# function runs, and none once the name is gone -- not the renamed one's body, kept by its OID (until 2026-12-08 a
+# worker that had run it went on running it under the old name; acceptance walk-through)
+pw_psql >/dev/null <<'SQL'
+CREATE FUNCTION public.renamed(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN RETURN '{"ver": 1}'; END $$;
+SELECT pipeline_worker.create_pipeline('renamed', '[{"name": "r", "function": "renamed"}]');
+SQL
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('renamed')::text, ' ') FROM generate_series(1, 8)")
+for r in $ids; do pw_wait_run "$r" >/dev/null; done
+pw_check_sql "renamed function: first its own body (every worker has run it)" '8|{"ver": 1}' \
+    "SELECT count(*) || '|' || min(result::text) FROM pipeline_worker.runs WHERE pipeline = 'renamed'"
+pw_psql >/dev/null <<'SQL'
+CREATE SCHEMA moved;
+ALTER FUNCTION public.renamed(jsonb) RENAME TO renamed_old;
+CREATE FUNCTION public.renamed(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN RETURN '{"ver": 2}'; END $$;
+SQL
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('renamed')::text, ' ') FROM generate_series(1, 8)")
+for r in $ids; do pw_wait_run "$r" >/dev/null; done
+pw_check_sql "renamed function, another one created under the name: every run gets the new one" '8|{"ver": 2}|{"ver": 2}' \
+    "SELECT count(*) || '|' || min(result::text) || '|' || max(result::text) FROM pipeline_worker.runs
+      WHERE pipeline = 'renamed' AND id >= ${ids%% *}"
+pw_psql >/dev/null <<'SQL'
+ALTER FUNCTION public.renamed_old(jsonb) SET SCHEMA moved;
+DROP FUNCTION public.renamed(jsonb);
+SQL
+ids=$(pw_psql -c "SELECT string_agg(pipeline_worker.create_run('renamed')::text, ' ') FROM generate_series(1, 8)")
+for r in $ids; do pw_wait_run "$r" >/dev/null; done
+pw_check_sql "the name gone (the old function moved away): every run fails saying so" "8|0" \
+    "SELECT count(*) FILTER (WHERE status = 'failed' AND error = 'step \"r\" failed: function public.renamed(jsonb) does not exist')
+            || '|' || count(*) FILTER (WHERE status <> 'failed')
+       FROM pipeline_worker.runs WHERE pipeline = 'renamed' AND id >= ${ids%% *}"
+
 r1=$(pw_run locks '{"first": 1, "second": 2}')
 r2=$(pw_run locks '{"first": 2, "second": 1}')
 pw_check "deadlock: both runs succeed (the victim's attempt is retried)" "succeeded succeeded" "$(pw_wait_run "$r1") $(pw_wait_run "$r2")"
