@@ -215,6 +215,24 @@ SELECT status, error, finished_at - started_at < interval '1.5 seconds' AS stopp
 SELECT position, status, error FROM pipeline_worker.run_steps WHERE run_id = :slow_id;
 -- the session is usable afterwards (no statement timeout left behind)
 SELECT pg_sleep(0.3) IS NOT NULL AS still_usable;
+-- a step that catches the cancel its timeout sends and returns still ran too long: the attempt fails as timed out, its
+-- effects rolled back (until 2026-12-08 it succeeded)
+CREATE TABLE public.ex_caught_fx (run_id bigint);
+CREATE FUNCTION public.ex_catches(ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.ex_caught_fx VALUES ((ctx->>'run_id')::bigint);
+    PERFORM pg_sleep(2);
+    RETURN '{"finished": true}';
+EXCEPTION WHEN query_canceled THEN
+    RETURN '{"caught": true}';
+END $$;
+SELECT pipeline_worker.create_pipeline('catcher', '[{"name": "c", "function": "public.ex_catches", "timeout_ms": 200}]');
+SELECT pipeline_worker.create_run('catcher') AS catch_id \gset
+SELECT pipeline_worker.claim_run() = :catch_id AS claimed;
+SELECT pipeline_worker.execute_run(:catch_id);
+SELECT status, error FROM pipeline_worker.runs WHERE id = :catch_id;
+SELECT count(*) AS effects_kept FROM public.ex_caught_fx;
+SELECT pipeline_worker.drop_pipeline('catcher');
 -- "timeout_ms": 0 on a step: no limit for it, whatever the pipeline's options say (as statement_timeout = 0); the
 -- step beside it still has the pipeline's
 CREATE FUNCTION public.ex_nap(ctx jsonb) RETURNS jsonb LANGUAGE sql AS $$

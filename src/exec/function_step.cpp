@@ -266,6 +266,11 @@ Jsonb *run_function_step(const RunState *r, int pos, int attempt, MemoryContext 
         if (out != nullptr) pfree(out);
         if (shared::cancel_requested(r->id) || own_cancel_id == r->id)
             ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("run cancelled")));
+        // Its timeout_ms fired and the step caught the cancel itself (EXCEPTION WHEN query_canceled) and returned:
+        // the attempt still ran too long, and fails as timed out, its effects rolled back (until 2026-12-08 it
+        // succeeded; acceptance walk-through).
+        if (step_timed_out)
+            ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to step timeout")));
         // only subtransactions with an XID occupy the subxid cache (64 per backend)
         if (TransactionIdIsValid(GetCurrentTransactionIdIfAny())) note_subxact();
         ReleaseCurrentSubTransaction();
