@@ -49,8 +49,16 @@ bool check_databases(char **newval, void **, GucSource) {
             if (name[0] == '\0' || strcmp(name, "*") == 0 || strlen(name) >= NAMEDATALEN) ok = false;
         }
     }
+    // (blanks only: a list of no database, which served none -- not even pipeline_worker.database, as '' does;
+    // acceptance walk-through, 2026-12-08)
+    bool blank = ok && names == NIL;
     list_free(names);
     pfree(copy);
+    if (blank) {
+        GUC_check_errdetail("pipeline_worker.databases names no database.");
+        GUC_check_errhint("Set it to '' (the default) to serve pipeline_worker.database, to * or to a list of names.");
+        return false;
+    }
     if (!ok) {
         GUC_check_errdetail("pipeline_worker.databases must be *, or a comma-separated list of database names.");
         return false;

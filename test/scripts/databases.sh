@@ -389,5 +389,9 @@ done
 
 out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.databases = 'a,,b'" 2>&1)
 case "$out" in *"invalid value"*) pw_ok "an empty name in the list is refused";; *) pw_fail "databases = 'a,,b': $out";; esac
+# (blanks only named no database, and served none; '' stays the default: pipeline_worker.database)
+out=$(pw_psql -c "ALTER SYSTEM SET pipeline_worker.databases = ' '" 2>&1)
+case "$out" in *"invalid value"*"names no database"*) pw_ok "a value of blanks only is refused, saying why";;
+    *) pw_fail "databases = ' ': $out";; esac
 pw_check "no worker ended abnormally" "" "$(grep -E 'PANIC|terminated by signal|exited with exit code [^01]' "$PW_LOG" | head -3)"
 pw_finish
