@@ -231,6 +231,7 @@ idle4
 run=$(pw_run mp '{"n": 10, "ms": 500}')
 pw_wait_row 20 "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pipeline_worker' AND query LIKE 'run $run step 2 (square) task %'" >/dev/null
 pw_psql -c "SELECT pipeline_worker.cancel_run($run)" -c "SELECT pipeline_worker.retry_run($run)" >/dev/null
+cr_run=$run  # (its old owner may roll back with a 40001 -- by design, see the log check at the end)
 pw_check "cancelled and retried while shared: the run succeeds" "succeeded $(sq 10)" \
     "$(pw_wait_run "$run" 60) $(pw_psql -c "SELECT result FROM pipeline_worker.runs WHERE id = $run")"
 pw_check_sql "... every task's effect exactly once, each with its row" "10 0 0" "$(once_sql "$run")"
@@ -403,7 +404,11 @@ pw_check_sql "20 maps of 50 tasks: 1,000 effects, none twice" "1000 0" \
     "SELECT count(*) || ' ' || (count(*) - count(DISTINCT (run_id, idx))) FROM effects WHERE run_id IN ($(echo $runs | tr ' ' ','))"
 pw_check_sql "no step row left running or waiting anywhere" 0 \
     "SELECT count(*) FROM pipeline_worker.run_steps WHERE status IN ('running', 'waiting')"
-problems=$(pw_log_problems_beyond_kills | head -5)
+# (The run cancelled and retried while shared: its old owner, still executing it when the retry let another worker
+# claim it, rolls its work back with a 40001 -- at its claim check after the helpers, or at its commit when the
+# takeover came first; either is the designed outcome, nothing runs twice. Seen once in CI, 2026-12-08.)
+problems=$(pw_log_problems_beyond_kills | grep -vE "run $cr_run (was taken over by another backend|is no longer this backend's)" \
+    | grep -vE "^\s*(DETAIL|CONTEXT|STATEMENT):" | head -5)
 pw_check "no unexpected error in the server log" "" "$problems"
 
 pw_finish
