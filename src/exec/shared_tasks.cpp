@@ -77,17 +77,15 @@ Shared run_shared(RunState *r, const Waiting &w, int helpers, int claims, HttpIO
                 !shared::cancel_requested(r->id))
                 store::require_claimed(r->id, claims);
             SPI_finish();
-            pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
-                                                           static_cast<long long>(r->id)));
             // Steps: while helpers still execute theirs, a step that what this worker ran made ready starts now --
             // here, rather than once the longest of them has ended (with what ran here committed first: helpers and
             // a joining worker read the run as committed). Helpers do the same for the steps theirs made ready.
             if (w.steps && !shared::cancel_requested(r->id) && !board::helpers_done(w.slot, w.generation)) {
                 io->pause(arg, at_once, nullptr);
                 extend_as_owner(w, io, arg);
-                pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
-                                                               static_cast<long long>(r->id)));
             }
+            pgstat_report_activity(STATE_RUNNING, psprintf("run %lld: waiting for the workers executing its steps",
+                                                           static_cast<long long>(r->id)));
             Waiting copy = w;
             copy.unit_pos = s.unit_pos;
             copy.unit_attempt = s.unit_attempt;

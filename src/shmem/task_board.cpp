@@ -53,6 +53,23 @@ int helpers_of(const Entry &e) {
     return n;
 }
 
+// What a ticket copies of entry e (slot `slot`) for helper place `helper` (-1: the owner). Under the mutex.
+void fill_ticket(const Entry &e, int slot, int helper, Ticket *t) {
+    t->slot = slot;
+    t->generation = e.generation;
+    t->helper = helper;
+    t->run_id = e.run_id;
+    t->pos = e.pos;
+    t->owner_pid = e.owner_pid;
+    t->owner_started = e.owner_started;
+    t->claims = e.claims;
+    t->units = e.units;
+    for (int u = 0; u < e.units; u++) {
+        t->unit_pos[u] = e.unit_pos[u];
+        t->unit_attempt[u] = e.unit_attempt[u];
+    }
+}
+
 void close_locked(Entry &e) {
     if (!e.open) return;
     e.open = false;
@@ -209,25 +226,9 @@ bool open_for_extension(int slot, uint64 generation) {
 }
 
 bool owner_ticket(int slot, uint64 generation, Ticket *t) {
-    bool ok = false;
     SpinLockAcquire(&g_board->mutex);
-    Entry &e = g_board->e[slot];
-    if (in_use(e, generation) && e.owner_pid == MyProcPid) {
-        t->slot = slot;
-        t->generation = generation;
-        t->helper = -1;
-        t->run_id = e.run_id;
-        t->pos = e.pos;
-        t->owner_pid = e.owner_pid;
-        t->owner_started = e.owner_started;
-        t->claims = e.claims;
-        t->units = e.units;
-        for (int u = 0; u < e.units; u++) {
-            t->unit_pos[u] = e.unit_pos[u];
-            t->unit_attempt[u] = e.unit_attempt[u];
-        }
-        ok = true;
-    }
+    bool ok = in_use(g_board->e[slot], generation) && g_board->e[slot].owner_pid == MyProcPid;
+    if (ok) fill_ticket(g_board->e[slot], slot, -1, t);
     SpinLockRelease(&g_board->mutex);
     return ok;
 }
@@ -334,19 +335,7 @@ bool join(Ticket *t) {
             if (e.helpers[k].pid != 0) continue;
             e.helpers[k].pid = MyProcPid;
             e.helpers[k].started = MyStartTimestamp;
-            t->slot = i;
-            t->generation = e.generation;
-            t->helper = k;
-            t->run_id = e.run_id;
-            t->pos = e.pos;
-            t->owner_pid = e.owner_pid;
-            t->owner_started = e.owner_started;
-            t->claims = e.claims;
-            t->units = e.units;
-            for (int u = 0; u < e.units; u++) {
-                t->unit_pos[u] = e.unit_pos[u];
-                t->unit_attempt[u] = e.unit_attempt[u];
-            }
+            fill_ticket(e, i, k, t);
             joined = true;
             // Joined to take up a ready step (nothing left to take): one worker per opening -- it opens the entry
             // again if it finds more than it takes. (Left open, idle workers joined again and again to find nothing,

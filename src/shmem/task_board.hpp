@@ -45,9 +45,9 @@ int publish_steps(int64 run_id, const int *positions, const int *attempts, int k
 // longer in use or full, one of its units failed for good, it holds that step already, or this process is not its
 // helper. (board::take hands out only the units published: an added unit is always its adder's.)
 int add_unit(const Ticket &t, int pos, int attempt);
-// Owner of a steps entry, done taking units and with its work committed, while helpers still execute theirs (or a
-// helper that found more steps ready than it takes): the entry opens again for one more worker to join -- beyond
-// max_helpers -- and take up a step ready now (add_unit); that join closes it again. false: not worth it (no helper
+// Helper or owner of a steps entry that found more steps ready than it takes (exec::extend_help): the entry opens
+// again for one more worker to join -- beyond max_helpers -- and take up a step ready now (add_unit); that join
+// closes it again. false: not worth it (no helper
 // left, a unit failed for good, units left untaken because a cancel closed it) -- nothing changed.
 bool open_for_extension(int slot, uint64 generation);
 // Owner: a ticket for its own entry (helper -1), to take up steps made ready during the wave as a helper does

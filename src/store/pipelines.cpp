@@ -109,10 +109,10 @@ void set_condition_and_sleep(Step *step, const char *if_json, const char *sleep)
     if (if_json != nullptr) step->if_cond = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(if_json)));
     if (sleep == nullptr) return;
     char *what = psprintf("step \"%s\": \"sleep\"", step->name);
-    step->sleep_us = interval_usecs(sleep, psprintf("invalid pipeline definition: %s", what), &step->sleep_iv);
-    // (an interval too long for microseconds wraps around: refused with the negative ones)
+    // (its bound with months as 30 days; an interval too long for microseconds is refused with the negative ones)
+    int64 us = interval_usecs(sleep, psprintf("invalid pipeline definition: %s", what), &step->sleep_iv);
     constexpr int64 kMaxSleepUs = INT64CONST(1000) * 365 * USECS_PER_DAY;
-    if (step->sleep_us < 0 || step->sleep_us > kMaxSleepUs)
+    if (us < 0 || us > kMaxSleepUs)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pipeline definition: %s must be an interval from 0 to 365000 days", what),
                         errhint("Example: \"sleep\": \"5 minutes\".")));

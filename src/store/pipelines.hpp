@@ -19,8 +19,7 @@ struct Step {
     int ndeps;
     int *deps;       // positions (0-based) of the steps it depends on
     Jsonb *if_cond;  // "if" (NULL: none)
-    int64 sleep_us;      // "sleep", months as 30 days (its bounds are checked on it)
-    Interval sleep_iv;   // ... as written: its end is the start plus this interval, by the calendar (timestamptz + interval)
+    Interval sleep_iv;   // "sleep": its end is the start plus this interval, by the calendar (timestamptz + interval)
     char *event;     // "wait_for" (its timeout: timeout_ms, 0 for none)
     char *child;     // "pipeline": the pipeline of its child runs
     bool map;        // "map": a task per element of prev
